@@ -1,0 +1,244 @@
+#include "core/layout.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/cu_seqlens.h"
+
+namespace ringattn {
+namespace {
+
+// The slices of ring rank `r` of a layout over [begin, begin + length) of
+// the sequence, appended at local row `row`; `length` divides as needed.
+void AppendSlices(LayoutKind kind, int ring_size, int64_t stripe_width,
+                  int r, int64_t begin, int64_t length, int64_t row,
+                  std::vector<RankSlice>* out) {
+  switch (kind) {
+    case LayoutKind::kRing:
+    case LayoutKind::kLlama3: {
+      const int64_t piece = length / ring_size;
+      out->push_back({row, PositionRun::Contiguous(begin + r * piece, piece)});
+      return;
+    }
+    case LayoutKind::kZigzag: {
+      const int64_t chunk = length / (2 * ring_size);
+      out->push_back({row, PositionRun::Contiguous(begin + r * chunk, chunk)});
+      out->push_back(
+          {row + chunk,
+           PositionRun::Contiguous(begin + (2 * ring_size - 1 - r) * chunk,
+                                   chunk)});
+      return;
+    }
+    case LayoutKind::kStripe:
+      out->push_back({row, PositionRun::Grouped(begin + r * stripe_width,
+                                                length / ring_size,
+                                                stripe_width,
+                                                ring_size * stripe_width)});
+      return;
+  }
+}
+
+// What each piece of the sequence must divide by, and why.
+int64_t Divisor(const LayoutSpec& spec, int ring_size) {
+  switch (spec.kind) {
+    case LayoutKind::kZigzag:
+      return 2 * ring_size;
+    case LayoutKind::kStripe:
+      return ring_size * spec.stripe_width;
+    default:
+      return ring_size;
+  }
+}
+
+std::string DivisorName(LayoutKind kind) {
+  switch (kind) {
+    case LayoutKind::kZigzag:
+      return "2*ring_size";
+    case LayoutKind::kStripe:
+      return "ring_size*stripe_width";
+    default:
+      return "ring_size";
+  }
+}
+
+}  // namespace
+
+absl::string_view LayoutKindName(LayoutKind kind) {
+  switch (kind) {
+    case LayoutKind::kRing:
+      return "ring";
+    case LayoutKind::kZigzag:
+      return "zigzag";
+    case LayoutKind::kStripe:
+      return "stripe";
+    case LayoutKind::kLlama3:
+      return "llama3";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<LayoutKind> ParseLayoutKind(absl::string_view name) {
+  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag,
+                          LayoutKind::kStripe, LayoutKind::kLlama3}) {
+    if (name == LayoutKindName(kind)) return kind;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown layout '", name, "'; expected ring, zigzag, stripe or llama3"));
+}
+
+absl::StatusOr<Layout> Layout::Create(const LayoutSpec& spec, int64_t batch,
+                                      int64_t seqlen,
+                                      absl::Span<const int64_t> cu_seqlens) {
+  if (spec.world < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("world is ", spec.world, "; expected at least 1"));
+  }
+  const int ring_size = spec.ring_size == 0 ? spec.world : spec.ring_size;
+  if (ring_size < 1 || spec.world % ring_size != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ring_size ", spec.ring_size, " does not divide world ",
+                     spec.world, "; expected a divisor (or 0 for one ring)"));
+  }
+  const int num_rings = spec.world / ring_size;
+  if (batch < 1 || batch % num_rings != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch ", batch, " is not divisible by the number of "
+                     "rings world/ring_size = ", num_rings));
+  }
+  if (seqlen < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("seqlen is ", seqlen, "; expected a positive length"));
+  }
+  if (spec.stripe_width < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stripe_width is ", spec.stripe_width, "; expected at least 1"));
+  }
+  if (spec.kv_heads_per_group < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv_heads_per_group is ", spec.kv_heads_per_group,
+                     "; expected >= 0 (0: all heads at once)"));
+  }
+  const absl::string_view name = LayoutKindName(spec.kind);
+  const int64_t divisor = Divisor(spec, ring_size);
+  Layout layout;
+  layout.spec_ = spec;
+  layout.ring_size_ = ring_size;
+  layout.batch_ = batch;
+  layout.seqlen_ = seqlen;
+  layout.slices_.resize(ring_size);
+
+  // Varlen ring and zigzag split every document; all else splits the whole
+  // (packed) sequence.
+  const bool per_document =
+      !cu_seqlens.empty() && spec.kind != LayoutKind::kLlama3;
+  if (!cu_seqlens.empty()) {
+    if (spec.kind == LayoutKind::kStripe) {
+      return absl::InvalidArgumentError(
+          "varlen (cu_seqlens) is supported by the ring, zigzag and llama3 "
+          "layouts; got stripe");
+    }
+    if (batch != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "varlen (cu_seqlens) packs documents into batch 1; got batch ",
+          batch));
+    }
+    if (absl::Status s = ValidateCuSeqlens(cu_seqlens, seqlen); !s.ok()) {
+      return s;
+    }
+    layout.cu_seqlens_.assign(cu_seqlens.begin(), cu_seqlens.end());
+  }
+  if (per_document) {
+    for (size_t d = 0; d + 1 < cu_seqlens.size(); ++d) {
+      const int64_t length = cu_seqlens[d + 1] - cu_seqlens[d];
+      if (length % divisor != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "document ", d, " has length ", length, ", not divisible by ",
+            DivisorName(spec.kind), " = ", divisor, " (varlen ", name, ")"));
+      }
+      if (length == 0) continue;
+      for (int r = 0; r < ring_size; ++r) {
+        AppendSlices(spec.kind, ring_size, spec.stripe_width, r,
+                     cu_seqlens[d], length, cu_seqlens[d] / ring_size,
+                     &layout.slices_[r]);
+      }
+    }
+  } else {
+    if (seqlen % divisor != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("seqlen ", seqlen, " is not divisible by ",
+                       DivisorName(spec.kind), " = ", divisor, " (", name, ")"));
+    }
+    for (int r = 0; r < ring_size; ++r) {
+      AppendSlices(spec.kind, ring_size, spec.stripe_width, r, 0, seqlen, 0,
+                   &layout.slices_[r]);
+    }
+  }
+  return layout;
+}
+
+std::pair<int64_t, int64_t> Layout::BatchRange(int rank) const {
+  const int64_t begin = RingOf(rank) * local_batch();
+  return {begin, begin + local_batch()};
+}
+
+absl::Status Layout::CheckRank(int rank) const {
+  if (rank < 0 || rank >= world()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank ", rank, " is outside [0, world = ", world(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<RankSlice>> Layout::Slices(int rank) const {
+  if (absl::Status s = CheckRank(rank); !s.ok()) return s;
+  return slices_[RingRank(rank)];
+}
+
+absl::StatusOr<std::vector<int64_t>> Layout::PositionIds(int rank) const {
+  if (absl::Status s = CheckRank(rank); !s.ok()) return s;
+  std::vector<int64_t> ids(local_seqlen());
+  for (const RankSlice& slice : slices_[RingRank(rank)]) {
+    for (int64_t i = 0; i < slice.positions.length; ++i) {
+      ids[slice.row_begin + i] = slice.positions.At(i);
+    }
+  }
+  return ids;
+}
+
+absl::StatusOr<Layout::Location> Layout::Locate(int64_t position) const {
+  if (position < 0 || position >= seqlen_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "position ", position, " is outside [0, seqlen = ", seqlen_, ")"));
+  }
+  for (int r = 0; r < ring_size_; ++r) {
+    for (const RankSlice& slice : slices_[r]) {
+      if (slice.positions.CountIn(position, position) == 1) {
+        return Location{r, slice.row_begin +
+                               slice.positions.CountAtMost(position) - 1};
+      }
+    }
+  }
+  return absl::InternalError(
+      absl::StrCat("position ", position, " is held by no rank"));
+}
+
+absl::Status Layout::CheckShardSize(const char* what, size_t size,
+                                    int64_t batch, int64_t seqlen,
+                                    int64_t token_elements) const {
+  const int64_t expected = batch * seqlen * token_elements;
+  if (token_elements < 1 || static_cast<int64_t>(size) != expected) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " has ", size, " elements; expected batch ", batch, " x seqlen ",
+        seqlen, " x ", token_elements, " per token = ", expected));
+  }
+  return absl::OkStatus();
+}
+
+std::string Layout::DebugString() const {
+  return absl::StrCat(LayoutKindName(kind()), ", world ", world(), " (",
+                      num_rings(), num_rings() == 1 ? " ring" : " rings",
+                      " of ", ring_size_, "), seqlen ", seqlen_,
+                      varlen() ? absl::StrCat(", ", cu_seqlens_.size() - 1,
+                                              " documents")
+                               : "");
+}
+
+}  // namespace ringattn

@@ -1,0 +1,216 @@
+#include "core/schedule.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace ringattn {
+
+std::string BlockTask::DebugString() const {
+  return absl::StrCat("q rows [", q_row, ", ", q_end(), ") at ",
+                      q.DebugString(), " x k rows [", k_row, ", ", k_end(),
+                      ") at ", k.DebugString(), ", kv heads [", kv_head_begin,
+                      ", ", kv_head_end, ")");
+}
+
+absl::StatusOr<Schedule> Schedule::Create(const Layout& layout,
+                                          const Mask& mask,
+                                          int64_t num_kv_heads) {
+  if (mask.batch() != layout.batch() || mask.seqlen_q() != layout.seqlen() ||
+      mask.seqlen_k() != layout.seqlen()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the mask is for batch ", mask.batch(), ", seqlen_q ", mask.seqlen_q(),
+        ", seqlen_k ", mask.seqlen_k(), "; the layout shards batch ",
+        layout.batch(), " x seqlen ", layout.seqlen(),
+        " (ring schedules shard one sequence for q and k)"));
+  }
+  if (!std::equal(mask.cu_seqlens().begin(), mask.cu_seqlens().end(),
+                  layout.cu_seqlens().begin(), layout.cu_seqlens().end())) {
+    return absl::InvalidArgumentError(
+        "the mask and the layout were given different cu_seqlens");
+  }
+  if (num_kv_heads < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "num_kv_heads is ", num_kv_heads, "; expected a positive count"));
+  }
+  Schedule schedule(layout, mask);
+  schedule.num_kv_heads_ = num_kv_heads;
+  schedule.kv_heads_per_step_ = num_kv_heads;
+  if (layout.kind() == LayoutKind::kLlama3) {
+    schedule.pattern_ = CommPattern::kAllGather;
+    const int64_t per_group = layout.spec().kv_heads_per_group == 0
+                                  ? num_kv_heads
+                                  : layout.spec().kv_heads_per_group;
+    if (num_kv_heads % per_group != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kv_heads_per_group ", per_group, " does not divide num_kv_heads ",
+          num_kv_heads, " (llama3)"));
+    }
+    schedule.kv_heads_per_step_ = per_group;
+    schedule.num_steps_ = static_cast<int>(num_kv_heads / per_group);
+  } else {
+    schedule.pattern_ = CommPattern::kRingPass;
+    schedule.num_steps_ = layout.ring_size();
+  }
+  return schedule;
+}
+
+int Schedule::KvSource(int rank, int step) const {
+  if (pattern_ == CommPattern::kAllGather) return rank;
+  const int r = layout_.ring_size();
+  return layout_.RankOf(layout_.RingOf(rank),
+                        ((layout_.RingRank(rank) - step) % r + r) % r);
+}
+
+int Schedule::NextRank(int rank) const {
+  const int r = layout_.ring_size();
+  return layout_.RankOf(layout_.RingOf(rank), (layout_.RingRank(rank) + 1) % r);
+}
+
+int Schedule::PrevRank(int rank) const {
+  const int r = layout_.ring_size();
+  return layout_.RankOf(layout_.RingOf(rank),
+                        (layout_.RingRank(rank) + r - 1) % r);
+}
+
+absl::StatusOr<std::vector<BlockTask>> Schedule::Tasks(int rank,
+                                                       int step) const {
+  if (absl::Status s = layout_.CheckRank(rank); !s.ok()) return s;
+  if (step < 0 || step >= num_steps_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "step ", step, " is outside [0, num_steps = ", num_steps_, ")"));
+  }
+  const auto [batch_begin, batch_end] = layout_.BatchRange(rank);
+  const int64_t key_limit = mask_.MaxKeyLimit(batch_begin, batch_end);
+  const std::vector<RankSlice>& q_slices =
+      layout_.RingRankSlices(layout_.RingRank(rank));
+
+  std::vector<RankSlice> k_slices;
+  int64_t head_begin = 0;
+  int64_t head_end = num_kv_heads_;
+  if (pattern_ == CommPattern::kRingPass) {
+    k_slices = layout_.RingRankSlices(layout_.RingRank(KvSource(rank, step)));
+  } else {
+    head_begin = step * kv_heads_per_step_;
+    head_end = head_begin + kv_heads_per_step_;
+    // The gathered buffer: ring ranks' slices in ring-rank order, adjacent
+    // contiguous pieces fused so that trimming sees one long run.
+    for (int r = 0; r < layout_.ring_size(); ++r) {
+      for (RankSlice slice : layout_.RingRankSlices(r)) {
+        slice.row_begin += r * layout_.local_seqlen();
+        if (!k_slices.empty()) {
+          RankSlice& prev = k_slices.back();
+          if (prev.positions.contiguous() && slice.positions.contiguous() &&
+              prev.row_begin + prev.positions.length == slice.row_begin &&
+              prev.positions.last() + 1 == slice.positions.first()) {
+            prev.positions = PositionRun::Contiguous(
+                prev.positions.first(),
+                prev.positions.length + slice.positions.length);
+            continue;
+          }
+        }
+        k_slices.push_back(slice);
+      }
+    }
+  }
+  std::vector<BlockTask> tasks;
+  for (const RankSlice& q : q_slices) {
+    for (const RankSlice& k : k_slices) {
+      AppendTasks(q, k, key_limit, head_begin, head_end, &tasks);
+    }
+  }
+  return tasks;
+}
+
+void Schedule::AppendTasks(const RankSlice& q, const RankSlice& k,
+                           int64_t key_limit, int64_t kv_head_begin,
+                           int64_t kv_head_end,
+                           std::vector<BlockTask>* out) const {
+  // Varlen layouts hold contiguous runs (stripe has no varlen form), so a
+  // split at document boundaries keeps every piece contiguous.
+  if (!mask_.has_documents() || !q.positions.contiguous() ||
+      !k.positions.contiguous()) {
+    AppendTask(q.row_begin, q.positions, k.row_begin, k.positions, key_limit,
+               kv_head_begin, kv_head_end, out);
+    return;
+  }
+  int64_t pos = q.positions.first();
+  const int64_t q_stop = q.positions.last() + 1;
+  while (pos < q_stop) {
+    const auto [doc_begin, doc_end] = mask_.DocumentBounds(pos);
+    const int64_t q_piece_end = std::min(q_stop, doc_end);
+    const int64_t k_first = std::max(k.positions.first(), doc_begin);
+    const int64_t k_last = std::min(k.positions.last(), doc_end - 1);
+    if (k_first <= k_last) {
+      AppendTask(q.row_begin + (pos - q.positions.first()),
+                 PositionRun::Contiguous(pos, q_piece_end - pos),
+                 k.row_begin + (k_first - k.positions.first()),
+                 PositionRun::Contiguous(k_first, k_last - k_first + 1),
+                 key_limit, kv_head_begin, kv_head_end, out);
+    }
+    pos = q_piece_end;
+  }
+}
+
+void Schedule::AppendTask(int64_t q_row, const PositionRun& q, int64_t k_row,
+                          const PositionRun& k, int64_t key_limit,
+                          int64_t kv_head_begin, int64_t kv_head_end,
+                          std::vector<BlockTask>* out) const {
+  if (q.empty() || k.empty()) return;
+  const int64_t lo = mask_.min_delta();
+  const int64_t hi = mask_.max_delta();
+  const int64_t k_max = key_limit - 1;
+  if (q.contiguous() && k.contiguous()) {
+    // Trim both ranges to rows that have an allowed partner; exact for
+    // contiguous runs (a second k trim cannot move: lo <= hi).
+    const int64_t k0 = std::max(k.first(), q.first() + lo);
+    const int64_t k1 = std::min({k.last(), q.last() + hi, k_max});
+    if (k0 > k1) return;
+    const int64_t q0 = std::max(q.first(), k0 - hi);
+    const int64_t q1 = std::min(q.last(), k1 - lo);
+    if (q0 > q1) return;
+    out->push_back(BlockTask{q_row + (q0 - q.first()),
+                             PositionRun::Contiguous(q0, q1 - q0 + 1),
+                             k_row + (k0 - k.first()),
+                             PositionRun::Contiguous(k0, k1 - k0 + 1),
+                             kv_head_begin, kv_head_end});
+    return;
+  }
+  bool any = false;
+  if (q.contiguous() || lo == -Mask::kUnbounded || hi == Mask::kUnbounded) {
+    // The union of the query rows' key intervals is one interval here.
+    any = k.CountIn(q.first() + lo, std::min(q.last() + hi, k_max)) > 0;
+  } else {
+    for (int64_t i = 0; i < q.length && !any; ++i) {
+      const int64_t pos = q.At(i);
+      any = k.CountIn(pos + lo, std::min(pos + hi, k_max)) > 0;
+    }
+  }
+  if (any) {
+    out->push_back(BlockTask{q_row, q, k_row, k, kv_head_begin, kv_head_end});
+  }
+}
+
+int64_t CountAllowedPairs(const BlockTask& task, const Mask& mask,
+                          int64_t batch_row) {
+  const int64_t k_max = mask.KeyLimit(batch_row) - 1;
+  int64_t pairs = 0;
+  for (int64_t i = 0; i < task.q.length; ++i) {
+    const int64_t pos = task.q.At(i);
+    const auto [doc_begin, doc_end] = mask.DocumentBounds(pos);
+    const int64_t lo = std::max(pos + mask.min_delta(), doc_begin);
+    const int64_t hi = std::min({pos + mask.max_delta(), k_max, doc_end - 1});
+    pairs += task.k.CountIn(lo, hi);
+  }
+  return pairs;
+}
+
+double ForwardFlops(const BlockTask& task, const Mask& mask, int64_t batch_row,
+                    int64_t num_heads_per_kv_head, int64_t head_dim) {
+  return 4.0 * static_cast<double>(CountAllowedPairs(task, mask, batch_row)) *
+         static_cast<double>(num_heads_per_kv_head *
+                             (task.kv_head_end - task.kv_head_begin) *
+                             head_dim);
+}
+
+}  // namespace ringattn

@@ -1,0 +1,105 @@
+// Ring schedules: for every (rank, step), the block tasks that rank computes.
+//
+// Ring layouts (ring, zigzag, stripe) pass K/V around each ring: at step t,
+// ring rank r holds the K/V of ring rank (r - t) mod R, received from its
+// previous neighbour, and sends what it held to the next. llama3 all-gathers
+// K/V within the ring instead, one group of kv heads per step; the gathered
+// buffer is the ring ranks' local K/V concatenated in ring-rank order, which
+// for its contiguous layout is global order.
+//
+// A block task pairs local Q rows with rows of the visiting K/V buffer. It
+// never spans two documents, and pairs that the mask forbids entirely are
+// not emitted; for contiguous runs the rows are also trimmed to those that
+// have an allowed partner. Pairs inside a task are masked by the Mask.
+#ifndef RINGATTN_CORE_SCHEDULE_H_
+#define RINGATTN_CORE_SCHEDULE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/layout.h"
+#include "core/mask.h"
+#include "core/position_run.h"
+
+namespace ringattn {
+
+struct BlockTask {
+  int64_t q_row = 0;        // first local Q row
+  PositionRun q;            // positions of rows [q_row, q_row + q.length)
+  int64_t k_row = 0;        // first row of the visiting K/V buffer
+  PositionRun k;            // positions of rows [k_row, k_row + k.length)
+  int64_t kv_head_begin = 0;  // kv heads [begin, end); query heads follow
+  int64_t kv_head_end = 0;    // by the GQA group
+
+  int64_t q_end() const { return q_row + q.length; }
+  int64_t k_end() const { return k_row + k.length; }
+  std::string DebugString() const;
+};
+
+enum class CommPattern {
+  kRingPass,   // K/V (and dK/dV in backward) travel to the next rank
+  kAllGather,  // K/V all-gathered per head group; dK/dV reduce-scattered
+};
+
+class Schedule {
+ public:
+  // Errors: InvalidArgument if the mask's shape does not match the layout
+  // (batch, seqlen_q == seqlen_k == layout seqlen, the same cu_seqlens), or
+  // kv_heads_per_group does not divide num_kv_heads.
+  static absl::StatusOr<Schedule> Create(const Layout& layout, const Mask& mask,
+                                         int64_t num_kv_heads);
+
+  const Layout& layout() const { return layout_; }
+  const Mask& mask() const { return mask_; }
+  CommPattern pattern() const { return pattern_; }
+  // Ring passes: ring_size steps; all-gather: one step per kv head group.
+  int num_steps() const { return num_steps_; }
+  int64_t num_kv_heads() const { return num_kv_heads_; }
+
+  // The rank whose K/V `rank` computes on at `step` (ring passes), or its
+  // own rank (all-gather). Precondition: valid rank and step.
+  int KvSource(int rank, int step) const;
+  // Ring neighbours of `rank` within its ring.
+  int NextRank(int rank) const;
+  int PrevRank(int rank) const;
+
+  // Returns the block tasks of `rank` at `step`.
+  // Errors: InvalidArgument if rank or step is out of range.
+  absl::StatusOr<std::vector<BlockTask>> Tasks(int rank, int step) const;
+
+ private:
+  Schedule(Layout layout, Mask mask) : layout_(std::move(layout)), mask_(std::move(mask)) {}
+
+  // Emits the tasks pairing q slice `q` with k slice `k` (split at document
+  // boundaries, trimmed, fully masked pairs dropped).
+  void AppendTasks(const RankSlice& q, const RankSlice& k, int64_t key_limit,
+                   int64_t kv_head_begin, int64_t kv_head_end,
+                   std::vector<BlockTask>* out) const;
+  void AppendTask(int64_t q_row, const PositionRun& q, int64_t k_row,
+                  const PositionRun& k, int64_t key_limit,
+                  int64_t kv_head_begin, int64_t kv_head_end,
+                  std::vector<BlockTask>* out) const;
+
+  Layout layout_;
+  Mask mask_;
+  CommPattern pattern_ = CommPattern::kRingPass;
+  int num_steps_ = 1;
+  int64_t num_kv_heads_ = 1;
+  int64_t kv_heads_per_step_ = 1;
+};
+
+// The number of (query row, key row) pairs of `task` that `mask` allows in
+// batch row `batch_row` (global). O(task rows).
+int64_t CountAllowedPairs(const BlockTask& task, const Mask& mask,
+                          int64_t batch_row);
+
+// Forward FLOPs of `task` for one batch row: 4 * allowed pairs * query heads
+// * head_dim (two matmuls of 2 FLOPs per multiply-add).
+double ForwardFlops(const BlockTask& task, const Mask& mask, int64_t batch_row,
+                    int64_t num_heads_per_kv_head, int64_t head_dim);
+
+}  // namespace ringattn
+
+#endif  // RINGATTN_CORE_SCHEDULE_H_

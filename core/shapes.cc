@@ -1,0 +1,109 @@
+#include "core/shapes.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace ringattn {
+
+std::string AttentionShape::DebugString() const {
+  return absl::StrCat("batch=", batch, " seqlen_q=", seqlen_q,
+                      " seqlen_k=", seqlen_k, " num_heads=", num_heads,
+                      " num_kv_heads=", num_kv_heads, " head_dim=", head_dim);
+}
+
+absl::Status ValidateShape(const AttentionShape& shape) {
+  const std::pair<const char*, int64_t> sizes[] = {
+      {"batch", shape.batch},         {"seqlen_q", shape.seqlen_q},
+      {"seqlen_k", shape.seqlen_k},   {"num_heads", shape.num_heads},
+      {"num_kv_heads", shape.num_kv_heads}, {"head_dim", shape.head_dim}};
+  for (const auto& [name, value] : sizes) {
+    if (value <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, " is ", value, "; expected a positive size"));
+    }
+  }
+  if (shape.num_heads % shape.num_kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "num_heads ", shape.num_heads, " is not a multiple of num_kv_heads ",
+        shape.num_kv_heads, " (GQA/MQA need whole groups)"));
+  }
+  if (shape.head_dim > kMaxHeadDim) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("head_dim ", shape.head_dim,
+                     " is not supported; expected at most ", kMaxHeadDim));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateHeadDim(int64_t head_dim,
+                             std::initializer_list<int64_t> supported) {
+  for (int64_t d : supported) {
+    if (d == head_dim) return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("head_dim ", head_dim, " is not supported; expected one of {",
+                   absl::StrJoin(supported, ", "), "}"));
+}
+
+absl::Status CheckTensorFits(const char* what, int64_t size,
+                             const TensorStrides& strides, int64_t batch,
+                             int64_t seqlen, int64_t heads, int64_t head_dim) {
+  if (batch == 0 || seqlen == 0 || heads == 0) return absl::OkStatus();
+  const int64_t needed =
+      strides.Index(batch - 1, seqlen - 1, heads - 1) + head_dim;
+  if (strides.offset < 0 || needed > size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " needs ", needed, " elements for (batch ", batch, ", seqlen ",
+        seqlen, ", heads ", heads, ", head_dim ", head_dim, "); got ", size));
+  }
+  return absl::OkStatus();
+}
+
+TensorStrides DenseStrides(int64_t seqlen, int64_t heads, int64_t head_dim) {
+  return TensorStrides{/*offset=*/0, /*batch=*/seqlen * heads * head_dim,
+                       /*token=*/heads * head_dim, /*head=*/head_dim};
+}
+
+absl::StatusOr<QkvStrides> PackedStrides(const AttentionShape& shape,
+                                         QkvPacking packing) {
+  if (absl::Status s = ValidateShape(shape); !s.ok()) return s;
+  const int64_t d = shape.head_dim;
+  QkvStrides out;
+  switch (packing) {
+    case QkvPacking::kSeparate:
+      out.q = DenseStrides(shape.seqlen_q, shape.num_heads, d);
+      out.k = DenseStrides(shape.seqlen_k, shape.num_kv_heads, d);
+      out.v = out.k;
+      return out;
+    case QkvPacking::kKvPacked: {
+      out.q = DenseStrides(shape.seqlen_q, shape.num_heads, d);
+      const int64_t token = 2 * shape.num_kv_heads * d;
+      out.k = {0, shape.seqlen_k * token, token, d};
+      out.v = {shape.num_kv_heads * d, shape.seqlen_k * token, token, d};
+      return out;
+    }
+    case QkvPacking::kQkvPacked: {
+      if (shape.seqlen_q != shape.seqlen_k) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "qkv-packed needs seqlen_q == seqlen_k; got seqlen_q ",
+            shape.seqlen_q, " and seqlen_k ", shape.seqlen_k));
+      }
+      if (shape.num_heads != shape.num_kv_heads) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "qkv-packed needs num_heads == num_kv_heads; got num_heads ",
+            shape.num_heads, " and num_kv_heads ", shape.num_kv_heads,
+            " (use kv-packed for GQA/MQA)"));
+      }
+      const int64_t head_block = shape.num_heads * d;
+      const int64_t token = 3 * head_block;
+      const int64_t batch = shape.seqlen_q * token;
+      out.q = {0, batch, token, d};
+      out.k = {head_block, batch, token, d};
+      out.v = {2 * head_block, batch, token, d};
+      return out;
+    }
+  }
+  return absl::InvalidArgumentError("unknown QkvPacking value");
+}
+
+}  // namespace ringattn

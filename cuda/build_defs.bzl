@@ -1,0 +1,57 @@
+"""cuda_library: compiles .cu files with nvcc from /usr/local/cuda.
+
+Each .cu becomes one object file (one genrule running nvcc), compiled for
+sm_80 (mma.sync/cp.async: A100, H800, H100, H200) and sm_90a (wgmma/TMA:
+H100, H200, H800); the objects are wrapped in a cc_library that links cudart
+statically. One .cu per instantiation family keeps these actions parallel.
+"""
+
+NVCC = "/usr/local/cuda/bin/nvcc"
+
+NVCC_FLAGS = [
+    "-std=c++17",
+    "-O3",
+    "-lineinfo",
+    "--expt-relaxed-constexpr",
+    "-Xcompiler=-fPIC",
+    "-Xcompiler=-Wall",
+    "-gencode=arch=compute_80,code=sm_80",
+    "-gencode=arch=compute_90a,code=sm_90a",
+    "-I.",
+]
+
+def cuda_library(name, srcs, hdrs = [], cu_hdrs = [], deps = [], nvcc_flags = [], **kwargs):
+    """A cc_library whose .cu sources are compiled by nvcc.
+
+    Args:
+      name: the cc_library's name.
+      srcs: .cu files (and optional host .cc files, compiled by the C++ rule).
+      hdrs: public headers of the library, visible to nvcc too.
+      cu_hdrs: other header files the .cu files include (e.g. from core/).
+      deps: cc_library dependencies of the host code.
+      nvcc_flags: extra nvcc flags.
+      **kwargs: passed to the cc_library.
+    """
+    objects = []
+    host_srcs = []
+    for src in srcs:
+        if not src.endswith(".cu"):
+            host_srcs.append(src)
+            continue
+        obj = "_nvcc_%s/%s.o" % (name, src[:-len(".cu")])
+        native.genrule(
+            name = "_nvcc_%s_%s" % (name, src[:-len(".cu")].replace("/", "_")),
+            srcs = [src] + hdrs + cu_hdrs,
+            outs = [obj],
+            cmd = " ".join([NVCC] + NVCC_FLAGS + nvcc_flags +
+                           ["-c", "$(location %s)" % src, "-o", "$@"]),
+            message = "nvcc %s" % src,
+        )
+        objects.append(obj)
+    native.cc_library(
+        name = name,
+        srcs = objects + host_srcs,
+        hdrs = hdrs,
+        deps = deps + ["@cuda//:cudart"],
+        **kwargs
+    )
