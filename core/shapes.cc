@@ -1,5 +1,7 @@
 #include "core/shapes.h"
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -31,6 +33,19 @@ absl::Status ValidateShape(const AttentionShape& shape) {
     return absl::InvalidArgumentError(
         absl::StrCat("head_dim ", shape.head_dim,
                      " is not supported; expected at most ", kMaxHeadDim));
+  }
+  return absl::OkStatus();
+}
+
+double DefaultSoftmaxScale(int64_t head_dim) {
+  return 1.0 / std::sqrt(static_cast<double>(head_dim));
+}
+
+absl::Status ValidateSoftmaxScale(double softmax_scale) {
+  if (!std::isfinite(softmax_scale) || softmax_scale <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "softmax_scale is ", softmax_scale,
+        "; expected a finite positive value (default 1/sqrt(head_dim))"));
   }
   return absl::OkStatus();
 }

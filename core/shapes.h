@@ -47,6 +47,13 @@ struct AttentionShape {
 // Errors: InvalidArgument naming the value seen and the value expected.
 absl::Status ValidateShape(const AttentionShape& shape);
 
+// 1 / sqrt(head_dim), the scale FlashAttention uses by default.
+double DefaultSoftmaxScale(int64_t head_dim);
+
+// Checks that a softmax scale is finite and positive.
+// Errors: InvalidArgument naming the value.
+absl::Status ValidateSoftmaxScale(double softmax_scale);
+
 // Checks that head_dim is one of `supported` (e.g. a kernel's instantiations).
 // Errors: InvalidArgument listing the supported values.
 absl::Status ValidateHeadDim(int64_t head_dim,
