@@ -1,0 +1,70 @@
+#include "cli/plan_command.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "core/plan.h"
+#include "core/schedule.h"
+
+namespace ringattn::cli {
+
+absl::StatusOr<std::vector<int64_t>> ParseIntList(const std::string& flag,
+                                                  const std::string& text) {
+  std::vector<int64_t> values;
+  if (text.empty()) return values;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    int64_t value;
+    if (!absl::SimpleAtoi(part, &value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, ": '", part,
+                       "' is not an integer; expected a comma-separated list "
+                       "such as 0,512,1024"));
+    }
+    values.push_back(value);
+  }
+  return values;
+}
+
+absl::StatusOr<std::vector<LayoutKind>> ParseLayouts(const std::string& text,
+                                                     bool varlen) {
+  if (text == "all") {
+    if (varlen) return std::vector<LayoutKind>{LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kLlama3};
+    return std::vector<LayoutKind>{LayoutKind::kRing, LayoutKind::kZigzag,
+                                   LayoutKind::kStripe, LayoutKind::kLlama3};
+  }
+  absl::StatusOr<LayoutKind> kind = ParseLayoutKind(text);
+  if (!kind.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--layout: ", kind.status().message(), ", or all"));
+  }
+  return std::vector<LayoutKind>{*kind};
+}
+
+absl::StatusOr<std::string> RunPlan(const PlanOptions& options) {
+  const AttentionShape& shape = options.shape;
+  if (absl::Status s = ValidateShape(shape); !s.ok()) return s;
+  absl::StatusOr<Mask> mask =
+      Mask::Create(options.mask, shape.batch, shape.seqlen_q, shape.seqlen_k);
+  if (!mask.ok()) return mask.status();
+  std::string out;
+  for (LayoutKind kind : options.layouts) {
+    LayoutSpec spec = options.layout;
+    spec.kind = kind;
+    absl::StatusOr<Layout> layout = Layout::Create(
+        spec, shape.batch, shape.seqlen_q, options.mask.cu_seqlens);
+    if (!layout.ok()) return layout.status();
+    absl::StatusOr<Schedule> schedule =
+        Schedule::Create(*layout, *mask, shape.num_kv_heads);
+    if (!schedule.ok()) return schedule.status();
+    absl::StatusOr<PlanReport> report = BuildPlan(*schedule, shape);
+    if (!report.ok()) return report.status();
+    if (options.layouts.size() == 1) {
+      absl::StrAppend(&out, FormatPlan(*schedule, shape, *report));
+    } else {
+      absl::StrAppend(&out, FormatPlanSummary(*schedule, *report), "\n");
+    }
+  }
+  return out;
+}
+
+}  // namespace ringattn::cli

@@ -1,0 +1,25 @@
+#include "cuda/device.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace ringattn::cuda {
+
+absl::StatusOr<int> DeviceCount() {
+  int count = 0;
+  const cudaError_t error = cudaGetDeviceCount(&count);
+  if (error != cudaSuccess) {
+    return absl::UnavailableError(absl::StrCat(
+        "no usable CUDA device: ", cudaGetErrorString(error)));
+  }
+  if (count == 0) return absl::UnavailableError("no CUDA device is visible");
+  return count;
+}
+
+absl::Status CudaStatus(cudaError_t error, const char* what) {
+  if (error == cudaSuccess) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(what, " failed: ",
+                                          cudaGetErrorName(error), " (",
+                                          cudaGetErrorString(error), ")"));
+}
+
+}  // namespace ringattn::cuda
