@@ -79,10 +79,35 @@ absl::Status CheckSize(const char* what, size_t size, int64_t expected) {
   return absl::OkStatus();
 }
 
-// Scaled scores of a (tq, tk) tile with masked pairs at -inf.
+enum class TileMask { kNone, kPartial, kAll };
+
+// How the mask covers the tile of rows [qt, qt + tq) x [kt, kt + tk) of
+// `task` in local batch row `b`, from the tile's corner positions (runs
+// increase, so the band test on the corners is exact for "all" and "none").
+TileMask ClassifyTile(const BlockTask& task, const BlockProblem& p, int64_t b,
+                      int64_t qt, int64_t tq, int64_t kt, int64_t tk) {
+  const Mask& mask = *p.mask;
+  const int64_t q_min = task.q.At(qt), q_max = task.q.At(qt + tq - 1);
+  const int64_t k_min = task.k.At(kt), k_max = task.k.At(kt + tk - 1);
+  const int64_t key_limit = mask.KeyLimit(p.batch_offset + b);
+  if (k_min > q_max + mask.max_delta() || k_max < q_min + mask.min_delta() ||
+      k_min >= key_limit) {
+    return TileMask::kAll;
+  }
+  const auto [doc_begin, doc_end] = mask.DocumentBounds(q_min);
+  const bool one_document = q_max < doc_end && k_min >= doc_begin &&
+                            k_max < doc_end;
+  if (one_document && k_max <= q_min + mask.max_delta() &&
+      k_min >= q_max + mask.min_delta() && k_max < key_limit) {
+    return TileMask::kNone;
+  }
+  return TileMask::kPartial;
+}
+
+// Sets the masked pairs of a (tq, tk) score tile to -inf.
 template <typename T>
-void MaskedTile(const BlockTask& task, const BlockProblem& p, int64_t b,
-                int64_t qt, int64_t kt, RowMatrix<T>* s) {
+void MaskTile(const BlockTask& task, const BlockProblem& p, int64_t b,
+              int64_t qt, int64_t kt, RowMatrix<T>* s) {
   const int64_t global_b = p.batch_offset + b;
   for (int64_t i = 0; i < s->rows(); ++i) {
     const int64_t q_pos = task.q.At(qt + i);
@@ -127,10 +152,12 @@ absl::Status BlockForward(const BlockTask& task, const BlockProblem& p,
         auto q_tile = HeadRows(q, b, task.q_row + qt, tq, h, d);
         for (int64_t kt = 0; kt < task.k.length; kt += kTileK) {
           const int64_t tk = std::min(kTileK, task.k.length - kt);
+          const TileMask coverage = ClassifyTile(task, p, b, qt, tq, kt, tk);
+          if (coverage == TileMask::kAll) continue;
           s.noalias() =
               scale * (q_tile * HeadRows(k, b, task.k_row + kt, tk, kv_head, d)
                                     .transpose());
-          MaskedTile(task, p, b, qt, kt, &s);
+          if (coverage == TileMask::kPartial) MaskTile(task, p, b, qt, kt, &s);
           // Rows with no allowed key keep max 0, so exp(-inf - 0) = 0.
           Eigen::Matrix<T, Eigen::Dynamic, 1> row_max =
               s.rowwise().maxCoeff();
@@ -221,10 +248,12 @@ absl::Status BlockBackward(const BlockTask& task, const BlockProblem& p,
         const int64_t stat0 = (b * p.num_heads + h) * p.q_rows + row0;
         for (int64_t kt = 0; kt < task.k.length; kt += kTileK) {
           const int64_t tk = std::min(kTileK, task.k.length - kt);
+          const TileMask coverage = ClassifyTile(task, p, b, qt, tq, kt, tk);
+          if (coverage == TileMask::kAll) continue;
           auto k_tile = HeadRows(k, b, task.k_row + kt, tk, kv_head, d);
           auto v_tile = HeadRows(v, b, task.k_row + kt, tk, kv_head, d);
           s.noalias() = scale * (q_tile * k_tile.transpose());
-          MaskedTile(task, p, b, qt, kt, &s);
+          if (coverage == TileMask::kPartial) MaskTile(task, p, b, qt, kt, &s);
           for (int64_t i = 0; i < tq; ++i) {
             const T row_lse = lse[stat0 + i];
             if (row_lse == kNegInf<T>) {

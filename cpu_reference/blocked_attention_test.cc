@@ -70,6 +70,31 @@ TEST(BlockedAttentionTest, TasksMergeToTheNaiveResult) {
   }
 }
 
+// One task spanning several documents: tiles crossing a document boundary
+// are masked element-wise, tiles inside one are not.
+TEST(BlockedAttentionTest, TaskAcrossDocumentsMatchesTheNaiveResult) {
+  const AttentionShape shape{1, 300, 300, 2, 1, 8};
+  const TensorStrides qs = DenseStrides(300, 2, 8);
+  const TensorStrides ks = DenseStrides(300, 1, 8);
+  const std::vector<double> q = RandomNormal<double>(shape.q_elements(), 7);
+  const std::vector<double> k = RandomNormal<double>(shape.kv_elements(), 8);
+  const std::vector<double> v = RandomNormal<double>(shape.kv_elements(), 9);
+  const Mask mask =
+      *Mask::Create({.causal = true, .cu_seqlens = {0, 100, 130, 300}}, 1, 300, 300);
+  const AttentionOutput<double> naive =
+      *NaiveForward<double>(shape, {q, qs}, {k, ks}, {v, ks}, mask, 0.3);
+  const BlockProblem problem{.batch = 1, .q_rows = 300, .k_rows = 300,
+                             .num_heads = 2, .num_kv_heads = 1, .head_dim = 8,
+                             .softmax_scale = 0.3, .mask = &mask};
+  AttentionOutput<double> state = EmptyOutput<double>(1, 300, 2, 8);
+  ASSERT_TRUE(BlockForward<double>({0, PositionRun::Contiguous(0, 300), 0,
+                                    PositionRun::Contiguous(0, 300), 0, 1},
+                                   problem, {q, qs}, {k, ks}, {v, ks}, &state)
+                  .ok());
+  EXPECT_LE(MaxRelError(state.out, naive.out), 1e-12);
+  EXPECT_LE(MaxRelError(state.lse, naive.lse), 1e-12);
+}
+
 TEST(BlockedAttentionTest, Errors) {
   const Mask mask = *Mask::Create({}, 1, 8, 8);
   const std::vector<float> x(8 * 2 * 4);
