@@ -1,0 +1,82 @@
+// The ring driver's view of communication. core/ holds only this interface;
+// implementations (threads, MPI, NCCL, simulated links) live in comm/.
+//
+// Point-to-point messages between two ranks with the same tag arrive in the
+// order they were sent. Collectives are built on Send/Recv here, so every
+// implementation gets them; every member of `group` must call a collective
+// with the same group and sizes.
+#ifndef RINGATTN_CORE_COMMUNICATOR_H_
+#define RINGATTN_CORE_COMMUNICATOR_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+
+namespace ringattn {
+
+// Tags the ring driver uses; collectives use their own.
+enum MessageTag : int {
+  kTagKv = 1,
+  kTagDkv = 2,
+  kTagAllGather = 3,
+  kTagReduceScatter = 4,
+  kTagBarrier = 5,
+};
+
+class Communicator {
+ public:
+  // A pending send or receive.
+  class Request {
+   public:
+    virtual ~Request() = default;
+    // Blocks until the transfer is complete (the buffer may be reused).
+    // Errors: DeadlineExceeded when the peer did not answer within the
+    // communicator's timeout, Aborted when some rank aborted.
+    virtual absl::Status Wait() = 0;
+  };
+
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int world() const = 0;
+
+  // Starts sending `data` to `peer`; `data` must stay valid until Wait.
+  virtual std::unique_ptr<Request> Send(int peer, int tag,
+                                        absl::Span<const uint8_t> data) = 0;
+  // Starts receiving exactly data.size() bytes from `peer` into `data`.
+  virtual std::unique_ptr<Request> Recv(int peer, int tag,
+                                        absl::Span<uint8_t> data) = 0;
+  // Tells every rank to stop: their pending and later operations fail with
+  // Aborted naming this rank and `reason`. Never blocks.
+  virtual void Abort(const absl::Status& reason) = 0;
+
+  // Starts gathering every member's `send` into `recv` (member i's bytes at
+  // i * send.size()). Wait on the returned request before using `recv`.
+  // Errors: InvalidArgument if this rank is not in `group` or `recv` is not
+  // group.size() * send.size() bytes (as a failed request).
+  std::unique_ptr<Request> StartAllGather(absl::Span<const int> group,
+                                          absl::Span<const uint8_t> send,
+                                          absl::Span<uint8_t> recv);
+  absl::Status AllGather(absl::Span<const int> group,
+                         absl::Span<const uint8_t> send,
+                         absl::Span<uint8_t> recv);
+  // recv = sum over members of their send[i * n, (i + 1) * n) for this
+  // member i, n = recv.size(). Summation order is the group order, so all
+  // ranks get deterministic results.
+  absl::Status ReduceScatterSum(absl::Span<const int> group,
+                                absl::Span<const float> send,
+                                absl::Span<float> recv);
+  absl::Status Barrier(absl::Span<const int> group);
+};
+
+// Waits for every request; returns the first error.
+absl::Status WaitAll(std::vector<std::unique_ptr<Communicator::Request>>& requests);
+
+// A request that is already complete with `status`.
+std::unique_ptr<Communicator::Request> DoneRequest(absl::Status status);
+
+}  // namespace ringattn
+
+#endif  // RINGATTN_CORE_COMMUNICATOR_H_
