@@ -87,19 +87,32 @@ absl::Status Communicator::AllGather(absl::Span<const int> group,
 absl::Status Communicator::ReduceScatterSum(absl::Span<const int> group,
                                             absl::Span<const float> send,
                                             absl::Span<float> recv) {
+  return ReduceScatter(group, send, recv);
+}
+
+absl::Status Communicator::ReduceScatterSum(absl::Span<const int> group,
+                                            absl::Span<const double> send,
+                                            absl::Span<double> recv) {
+  return ReduceScatter(group, send, recv);
+}
+
+template <typename T>
+absl::Status Communicator::ReduceScatter(absl::Span<const int> group,
+                                         absl::Span<const T> send,
+                                         absl::Span<T> recv) {
   const int me = MemberIndex(group, rank());
   if (me < 0) return NotAMember(group, rank());
   const size_t n = recv.size();
   if (send.size() != n * group.size()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "reduce-scatter send buffer has ", send.size(), " floats; expected ",
+        "reduce-scatter send buffer has ", send.size(), " elements; expected ",
         group.size(), " x ", n));
   }
-  std::vector<float> parts(n * group.size());
+  std::vector<T> parts(n * group.size());
   std::vector<std::unique_ptr<Request>> requests;
-  const auto as_bytes = [](absl::Span<const float> x) {
+  const auto as_bytes = [](absl::Span<const T> x) {
     return absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(x.data()),
-                                     x.size() * sizeof(float));
+                                     x.size() * sizeof(T));
   };
   for (size_t i = 0; i < group.size(); ++i) {
     if (static_cast<int>(i) == me) continue;
@@ -108,13 +121,13 @@ absl::Status Communicator::ReduceScatterSum(absl::Span<const int> group,
     requests.push_back(Recv(
         group[i], kTagReduceScatter,
         absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(parts.data() + i * n),
-                            n * sizeof(float))));
+                            n * sizeof(T))));
   }
   std::copy(send.begin() + me * n, send.begin() + (me + 1) * n,
             parts.begin() + me * n);
   if (absl::Status s = WaitAll(requests); !s.ok()) return s;
   for (size_t j = 0; j < n; ++j) {
-    float sum = 0;
+    T sum = 0;
     for (size_t i = 0; i < group.size(); ++i) sum += parts[i * n + j];
     recv[j] = sum;
   }

@@ -68,7 +68,15 @@ class Communicator {
   absl::Status ReduceScatterSum(absl::Span<const int> group,
                                 absl::Span<const float> send,
                                 absl::Span<float> recv);
+  absl::Status ReduceScatterSum(absl::Span<const int> group,
+                                absl::Span<const double> send,
+                                absl::Span<double> recv);
   absl::Status Barrier(absl::Span<const int> group);
+
+ private:
+  template <typename T>
+  absl::Status ReduceScatter(absl::Span<const int> group,
+                             absl::Span<const T> send, absl::Span<T> recv);
 };
 
 // Waits for every request; returns the first error.

@@ -1,0 +1,286 @@
+#include "core/ring_driver.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace ringattn {
+namespace {
+
+// Backend buffer slots used by the driver.
+enum Slot : int {
+  kKvA = 0,
+  kKvB,
+  kDkvA,
+  kDkvB,
+  kGatheredA,
+  kGatheredB,
+  kLocalKv,
+  kGatheredDkv,
+  kOwnDkv,
+};
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+// Runs `body`; on error aborts the communicator so peers fail fast.
+template <typename Fn>
+absl::StatusOr<RingRunStats> Guarded(Communicator& comm, Fn&& body) {
+  const Clock::time_point start = Clock::now();
+  RingRunStats stats;
+  absl::Status status = body(stats);
+  if (!status.ok()) {
+    comm.Abort(status);
+    return status;
+  }
+  stats.total_seconds = Seconds(start);
+  return stats;
+}
+
+absl::Status CheckWorld(const Schedule& schedule, const Communicator& comm) {
+  if (comm.world() != schedule.layout().world()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the communicator has ", comm.world(), " ranks; the layout needs ",
+        schedule.layout().world()));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<int> RingGroup(const Schedule& schedule, int rank) {
+  const Layout& layout = schedule.layout();
+  std::vector<int> group;
+  for (int r = 0; r < layout.ring_size(); ++r) {
+    group.push_back(layout.RankOf(layout.RingOf(rank), r));
+  }
+  return group;
+}
+
+struct Heads {
+  int64_t begin;
+  int64_t end;
+};
+
+Heads StepHeads(const Schedule& schedule, int step) {
+  if (schedule.pattern() == CommPattern::kRingPass) {
+    return {0, schedule.num_kv_heads()};
+  }
+  const int64_t per_step = schedule.num_kv_heads() / schedule.num_steps();
+  return {step * per_step, (step + 1) * per_step};
+}
+
+// Starts gathering the K/V of `heads` from the ring into `gathered`.
+absl::StatusOr<std::unique_ptr<Communicator::Request>> StartGather(
+    const std::vector<int>& group, Communicator& comm, RingBackend& backend,
+    Heads heads, absl::Span<uint8_t> gathered) {
+  const int64_t bytes = backend.KvBytes(heads.begin, heads.end);
+  absl::StatusOr<absl::Span<uint8_t>> local = backend.Buffer(kLocalKv, bytes);
+  if (!local.ok()) return local.status();
+  if (absl::Status s = backend.PackKv(heads.begin, heads.end, *local); !s.ok()) {
+    return s;
+  }
+  return comm.StartAllGather(group, *local, gathered);
+}
+
+}  // namespace
+
+absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
+                                            Communicator& comm,
+                                            RingBackend& backend) {
+  if (absl::Status s = CheckWorld(schedule, comm); !s.ok()) return s;
+  return Guarded(comm, [&](RingRunStats& stats) -> absl::Status {
+    const int rank = comm.rank();
+    const int steps = schedule.num_steps();
+    const int ring_size = schedule.layout().ring_size();
+    if (schedule.pattern() == CommPattern::kRingPass) {
+      const int64_t bytes = backend.KvBytes(0, schedule.num_kv_heads());
+      absl::StatusOr<absl::Span<uint8_t>> a = backend.Buffer(kKvA, bytes);
+      if (!a.ok()) return a.status();
+      absl::StatusOr<absl::Span<uint8_t>> b = backend.Buffer(kKvB, bytes);
+      if (!b.ok()) return b.status();
+      absl::Span<uint8_t> cur = *a, next = *b;
+      if (absl::Status s = backend.PackKv(0, schedule.num_kv_heads(), cur);
+          !s.ok()) {
+        return s;
+      }
+      for (int step = 0; step < steps; ++step) {
+        const Clock::time_point start = Clock::now();
+        std::vector<std::unique_ptr<Communicator::Request>> transfers;
+        if (step + 1 < ring_size) {
+          transfers.push_back(comm.Send(schedule.NextRank(rank), kTagKv, cur));
+          transfers.push_back(comm.Recv(schedule.PrevRank(rank), kTagKv, next));
+        }
+        absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
+        if (!tasks.ok()) return tasks.status();
+        if (absl::Status s = backend.ForwardStep(
+                *tasks, {cur, 1, 0, schedule.num_kv_heads()});
+            !s.ok()) {
+          return s;
+        }
+        stats.compute_seconds.push_back(Seconds(start));
+        if (absl::Status s = WaitAll(transfers); !s.ok()) return s;
+        std::swap(cur, next);
+        stats.step_seconds.push_back(Seconds(start));
+      }
+    } else {
+      const std::vector<int> group = RingGroup(schedule, rank);
+      const int64_t gathered_bytes =
+          ring_size * backend.KvBytes(StepHeads(schedule, 0).begin,
+                                      StepHeads(schedule, 0).end);
+      absl::StatusOr<absl::Span<uint8_t>> a =
+          backend.Buffer(kGatheredA, gathered_bytes);
+      if (!a.ok()) return a.status();
+      absl::StatusOr<absl::Span<uint8_t>> b =
+          backend.Buffer(kGatheredB, gathered_bytes);
+      if (!b.ok()) return b.status();
+      absl::Span<uint8_t> cur = *a, next = *b;
+      absl::StatusOr<std::unique_ptr<Communicator::Request>> gather =
+          StartGather(group, comm, backend, StepHeads(schedule, 0), cur);
+      if (!gather.ok()) return gather.status();
+      for (int step = 0; step < steps; ++step) {
+        const Clock::time_point start = Clock::now();
+        if (absl::Status s = (*gather)->Wait(); !s.ok()) return s;
+        const Heads heads = StepHeads(schedule, step);
+        std::unique_ptr<Communicator::Request> prefetch;
+        if (step + 1 < steps) {
+          absl::StatusOr<std::unique_ptr<Communicator::Request>> started =
+              StartGather(group, comm, backend, StepHeads(schedule, step + 1),
+                          next);
+          if (!started.ok()) return started.status();
+          prefetch = std::move(*started);
+        }
+        const Clock::time_point compute = Clock::now();
+        absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
+        if (!tasks.ok()) return tasks.status();
+        if (absl::Status s = backend.ForwardStep(
+                *tasks, {cur, ring_size, heads.begin, heads.end});
+            !s.ok()) {
+          return s;
+        }
+        stats.compute_seconds.push_back(Seconds(compute));
+        if (prefetch != nullptr) *gather = std::move(prefetch);
+        std::swap(cur, next);
+        stats.step_seconds.push_back(Seconds(start));
+      }
+    }
+    return backend.FinishForward();
+  });
+}
+
+absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
+                                             Communicator& comm,
+                                             RingBackend& backend) {
+  if (absl::Status s = CheckWorld(schedule, comm); !s.ok()) return s;
+  return Guarded(comm, [&](RingRunStats& stats) -> absl::Status {
+    if (absl::Status s = backend.StartBackward(); !s.ok()) return s;
+    const int rank = comm.rank();
+    const int steps = schedule.num_steps();
+    const int ring_size = schedule.layout().ring_size();
+    if (schedule.pattern() == CommPattern::kRingPass) {
+      const int64_t heads = schedule.num_kv_heads();
+      const int64_t kv_bytes = backend.KvBytes(0, heads);
+      absl::StatusOr<absl::Span<uint8_t>> kv_a = backend.Buffer(kKvA, kv_bytes);
+      if (!kv_a.ok()) return kv_a.status();
+      absl::StatusOr<absl::Span<uint8_t>> kv_b = backend.Buffer(kKvB, kv_bytes);
+      if (!kv_b.ok()) return kv_b.status();
+      const int64_t dkv_bytes = backend.GradBytes(0, heads);
+      absl::StatusOr<absl::Span<uint8_t>> dkv_a = backend.Buffer(kDkvA, dkv_bytes);
+      if (!dkv_a.ok()) return dkv_a.status();
+      absl::StatusOr<absl::Span<uint8_t>> dkv_b = backend.Buffer(kDkvB, dkv_bytes);
+      if (!dkv_b.ok()) return dkv_b.status();
+      absl::Span<uint8_t> kv = *kv_a, kv_next = *kv_b;
+      absl::Span<uint8_t> dkv = *dkv_a, dkv_next = *dkv_b;
+      if (absl::Status s = backend.PackKv(0, heads, kv); !s.ok()) return s;
+      std::memset(dkv.data(), 0, dkv.size());
+      for (int step = 0; step < steps; ++step) {
+        const Clock::time_point start = Clock::now();
+        std::vector<std::unique_ptr<Communicator::Request>> transfers;
+        if (step + 1 < ring_size) {
+          transfers.push_back(comm.Send(schedule.NextRank(rank), kTagKv, kv));
+          transfers.push_back(
+              comm.Recv(schedule.PrevRank(rank), kTagKv, kv_next));
+        }
+        absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
+        if (!tasks.ok()) return tasks.status();
+        if (absl::Status s = backend.BackwardStep(*tasks, {kv, 1, 0, heads}, dkv);
+            !s.ok()) {
+          return s;
+        }
+        stats.compute_seconds.push_back(Seconds(start));
+        // The accumulator moves on with its K/V; after the last step it
+        // makes one more hop, home.
+        if (ring_size > 1) {
+          transfers.push_back(comm.Send(schedule.NextRank(rank), kTagDkv, dkv));
+          transfers.push_back(
+              comm.Recv(schedule.PrevRank(rank), kTagDkv, dkv_next));
+        }
+        if (absl::Status s = WaitAll(transfers); !s.ok()) return s;
+        std::swap(kv, kv_next);
+        if (ring_size > 1) std::swap(dkv, dkv_next);
+        stats.step_seconds.push_back(Seconds(start));
+      }
+      return backend.AddOwnDkv(0, heads, dkv);
+    }
+    const std::vector<int> group = RingGroup(schedule, rank);
+    for (int step = 0; step < steps; ++step) {
+      const Clock::time_point start = Clock::now();
+      const Heads heads = StepHeads(schedule, step);
+      const int64_t shard_bytes = backend.KvBytes(heads.begin, heads.end);
+      absl::StatusOr<absl::Span<uint8_t>> gathered =
+          backend.Buffer(kGatheredA, ring_size * shard_bytes);
+      if (!gathered.ok()) return gathered.status();
+      absl::StatusOr<std::unique_ptr<Communicator::Request>> gather =
+          StartGather(group, comm, backend, heads, *gathered);
+      if (!gather.ok()) return gather.status();
+      if (absl::Status s = (*gather)->Wait(); !s.ok()) return s;
+      const int64_t shard_grad_bytes = backend.GradBytes(heads.begin, heads.end);
+      absl::StatusOr<absl::Span<uint8_t>> dkv =
+          backend.Buffer(kGatheredDkv, ring_size * shard_grad_bytes);
+      if (!dkv.ok()) return dkv.status();
+      std::memset(dkv->data(), 0, dkv->size());
+      const Clock::time_point compute = Clock::now();
+      absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
+      if (!tasks.ok()) return tasks.status();
+      if (absl::Status s = backend.BackwardStep(
+              *tasks, {*gathered, ring_size, heads.begin, heads.end}, *dkv);
+          !s.ok()) {
+        return s;
+      }
+      stats.compute_seconds.push_back(Seconds(compute));
+      absl::StatusOr<absl::Span<uint8_t>> own =
+          backend.Buffer(kOwnDkv, shard_grad_bytes);
+      if (!own.ok()) return own.status();
+      absl::Status reduced;
+      if (backend.grad_dtype() == DType::kFloat64) {
+        reduced = comm.ReduceScatterSum(
+            group,
+            absl::Span<const double>(reinterpret_cast<const double*>(dkv->data()),
+                                     dkv->size() / 8),
+            absl::Span<double>(reinterpret_cast<double*>(own->data()),
+                               own->size() / 8));
+      } else {
+        reduced = comm.ReduceScatterSum(
+            group,
+            absl::Span<const float>(reinterpret_cast<const float*>(dkv->data()),
+                                    dkv->size() / 4),
+            absl::Span<float>(reinterpret_cast<float*>(own->data()),
+                              own->size() / 4));
+      }
+      if (!reduced.ok()) return reduced;
+      if (absl::Status s = backend.AddOwnDkv(heads.begin, heads.end, *own);
+          !s.ok()) {
+        return s;
+      }
+      stats.step_seconds.push_back(Seconds(start));
+    }
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace ringattn

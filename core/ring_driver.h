@@ -1,0 +1,103 @@
+// The ring loop, generic over a compute backend and a communicator: every
+// rank calls RunRingForward (then RunRingBackward) with the same schedule.
+//
+// Ring passes: the K/V in hand is sent to the next rank while this rank
+// computes on it, and the next one is received into the other buffer
+// (double buffering). In backward, dK/dV accumulators travel with their
+// K/V and arrive home one hop after the last step; dQ stays home.
+// All-gather (llama3): K/V of the next kv-head group is gathered while the
+// current group computes; dK/dV are reduce-scattered per group.
+#ifndef RINGATTN_CORE_RING_DRIVER_H_
+#define RINGATTN_CORE_RING_DRIVER_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "core/communicator.h"
+#include "core/dtype.h"
+#include "core/schedule.h"
+
+namespace ringattn {
+
+// A visiting K/V buffer: `ranks` packed shards back to back (1 for a ring
+// pass; the ring size for all-gather, in ring-rank order), each holding
+// K then V of kv heads [head_begin, head_end), (local_batch, local_seqlen,
+// heads, head_dim) in the input dtype.
+struct KvBlock {
+  absl::Span<const uint8_t> data;
+  int ranks = 1;
+  int64_t head_begin = 0;
+  int64_t head_end = 0;
+};
+
+// What the ring needs of a compute backend holding one rank's shard.
+class RingBackend {
+ public:
+  virtual ~RingBackend() = default;
+
+  // Elements of this rank's packed K/V of kv heads [head_begin, head_end).
+  virtual int64_t KvElements(int64_t head_begin, int64_t head_end) const = 0;
+  // Element type of the packed K/V (the input dtype).
+  virtual DType kv_dtype() const = 0;
+  // Element type of dK/dV accumulators (float32, or float64 for an fp64
+  // backend); they are laid out like the packed K/V.
+  virtual DType grad_dtype() const = 0;
+
+  int64_t KvBytes(int64_t head_begin, int64_t head_end) const {
+    return KvElements(head_begin, head_end) * DTypeBytes(kv_dtype());
+  }
+  int64_t GradBytes(int64_t head_begin, int64_t head_end) const {
+    return KvElements(head_begin, head_end) * DTypeBytes(grad_dtype());
+  }
+  // A buffer of `bytes` owned by the backend, kept between calls per slot
+  // (host memory for CPU backends, device memory for GPU ones).
+  virtual absl::StatusOr<absl::Span<uint8_t>> Buffer(int slot,
+                                                     int64_t bytes) = 0;
+  // Writes this rank's K/V of kv heads [head_begin, head_end) into `out`.
+  virtual absl::Status PackKv(int64_t head_begin, int64_t head_end,
+                              absl::Span<uint8_t> out) = 0;
+
+  // Computes `tasks` against `kv` into the rank's fp32 (fp64) state.
+  virtual absl::Status ForwardStep(absl::Span<const BlockTask> tasks,
+                                   const KvBlock& kv) = 0;
+  // Writes the final output and LSE from the state.
+  virtual absl::Status FinishForward() = 0;
+
+  // Prepares the backward pass (D = rowsum(dO * O)).
+  virtual absl::Status StartBackward() = 0;
+  // Accumulates dQ of `tasks` at home and their dK/dV into `dkv` (laid out
+  // like `kv`, elements of grad_dtype()).
+  virtual absl::Status BackwardStep(absl::Span<const BlockTask> tasks,
+                                    const KvBlock& kv,
+                                    absl::Span<uint8_t> dkv) = 0;
+  // Adds the completed dK/dV of this rank's kv heads [head_begin, head_end)
+  // (one packed shard of grad_dtype()) to its gradients.
+  virtual absl::Status AddOwnDkv(int64_t head_begin, int64_t head_end,
+                                 absl::Span<const uint8_t> dkv) = 0;
+};
+
+struct RingRunStats {
+  std::vector<double> step_seconds;     // wall time of each step
+  std::vector<double> compute_seconds;  // of which computing
+  double total_seconds = 0;
+};
+
+// Runs this rank's forward pass. Errors: InvalidArgument if the
+// communicator's world differs from the layout's; any backend or
+// communication error (the communicator is then aborted, so other ranks
+// fail fast).
+absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
+                                            Communicator& comm,
+                                            RingBackend& backend);
+
+// Runs this rank's backward pass (after the forward, or with the backend
+// given out and LSE). Errors: as RunRingForward.
+absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
+                                             Communicator& comm,
+                                             RingBackend& backend);
+
+}  // namespace ringattn
+
+#endif  // RINGATTN_CORE_RING_DRIVER_H_
