@@ -1,5 +1,8 @@
 // ringattn: exact ring attention. Subcommands:
 //   ringattn plan [flags]   which tokens each rank holds, work per rank/step
+//   ringattn run  [flags]   ring attention on CPU ranks, .npy in and out
+// Built twice: //cli:ringattn (ranks as threads) and //cli:ringattn_mpi
+// (also --comm=mpi: one process per rank under mpirun).
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -8,64 +11,207 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include <cstring>
+#include "cli/npy.h"
 #include "cli/plan_command.h"
+#include "cli/run_command.h"
+#ifdef RINGATTN_WITH_MPI
+#include "comm/mpi_communicator.h"
+#endif
 
+// Problem and layout (plan and run).
 ABSL_FLAG(std::string, layout, "zigzag",
-          "ring | zigzag | stripe | llama3 | all (a comparison)");
-ABSL_FLAG(int, world, 8, "number of ranks W");
+          "ring | zigzag | stripe | llama3 (plan also: all, a comparison)");
+ABSL_FLAG(int, world, 0, "number of ranks W (default: 8 for plan, 4 for run)");
 ABSL_FLAG(int, ring_size, 0,
           "ranks per ring R (W/R independent rings over batch slices); "
           "0: one ring of W");
 ABSL_FLAG(int64_t, stripe_width, 1, "tokens per stripe (stripe layout)");
 ABSL_FLAG(int64_t, kv_heads_per_group, 0,
           "kv heads all-gathered per step (llama3); 0: all");
-ABSL_FLAG(int64_t, batch, 1, "batch size");
-ABSL_FLAG(int64_t, seqlen, 8 * 8192,
-          "tokens per sequence (the packed total for varlen)");
-ABSL_FLAG(int64_t, num_heads, 32, "query heads");
+ABSL_FLAG(int64_t, batch, 1, "batch size (plan, run --random)");
+ABSL_FLAG(int64_t, seqlen, 0,
+          "tokens per sequence, the packed total for varlen (default: 65536 "
+          "for plan, 1024 for run --random)");
+ABSL_FLAG(int64_t, num_heads, 0, "query heads (default: 32 plan, 8 run)");
 ABSL_FLAG(int64_t, num_kv_heads, 0, "key/value heads; 0: num_heads");
-ABSL_FLAG(int64_t, head_dim, 128, "head dimension");
+ABSL_FLAG(int64_t, head_dim, 0, "head dimension (default: 128 plan, 64 run)");
 ABSL_FLAG(bool, causal, true, "causal mask (bottom-right aligned)");
 ABSL_FLAG(int64_t, window_left, -1, "sliding window to the left; -1: none");
 ABSL_FLAG(int64_t, window_right, -1, "sliding window to the right; -1: none");
 ABSL_FLAG(std::string, cu_seqlens, "",
-          "varlen document boundaries, e.g. 0,1000,4096 (batch must be 1)");
+          "varlen documents: a comma list (0,1000,4096) or an int32/int64 "
+          ".npy file; batch must be 1");
 ABSL_FLAG(std::string, key_lengths, "",
           "valid key length per batch row, e.g. 8000,6000");
+// run only.
+ABSL_FLAG(std::string, q, "", "run: q .npy (batch, seqlen, heads, head_dim)");
+ABSL_FLAG(std::string, k, "", "run: k .npy (batch, seqlen, kv_heads, head_dim)");
+ABSL_FLAG(std::string, v, "", "run: v .npy, like k");
+ABSL_FLAG(std::string, do, "", "run: upstream gradient dO .npy, like q");
+ABSL_FLAG(bool, random, false, "run: random N(0,1) inputs of the shape flags");
+ABSL_FLAG(int, seed, 0, "run: seed of --random");
+ABSL_FLAG(std::string, dtype, "float32",
+          "run --random: float32 | float64 | float16 | bfloat16");
+ABSL_FLAG(bool, backward, true, "run --random: also run the backward pass");
+ABSL_FLAG(double, softmax_scale, 0, "softmax scale; 0: 1/sqrt(head_dim)");
+ABSL_FLAG(std::string, comm, "threads", "run: threads | mpi (ringattn_mpi)");
+ABSL_FLAG(double, timeout_s, 120, "run: seconds a rank waits for a peer");
+ABSL_FLAG(std::string, out, "", "run: write O here (.npy)");
+ABSL_FLAG(std::string, lse, "", "run: write LSE (batch, heads, seqlen) fp32");
+ABSL_FLAG(std::string, dq, "", "run: write dQ here");
+ABSL_FLAG(std::string, dk, "", "run: write dK here");
+ABSL_FLAG(std::string, dv, "", "run: write dV here");
+ABSL_FLAG(int, inject_fault_rank, -1,
+          "run, for fault tests: this rank fails (or goes silent)");
+ABSL_FLAG(std::string, inject_fault, "fail", "run: fail | silent");
+ABSL_FLAG(bool, check, false,
+          "run: compare with the fp64 oracle (and one call over the whole "
+          "sequence) and print the errors");
 
 namespace ringattn::cli {
 namespace {
 
-absl::StatusOr<std::string> Plan() {
-  PlanOptions options;
-  absl::StatusOr<std::vector<int64_t>> cu =
-      ParseIntList("cu_seqlens", absl::GetFlag(FLAGS_cu_seqlens));
+int64_t Or(int64_t value, int64_t fallback) { return value != 0 ? value : fallback; }
+
+absl::StatusOr<std::vector<int64_t>> CuSeqlens() {
+  const std::string flag = absl::GetFlag(FLAGS_cu_seqlens);
+  if (!absl::EndsWith(flag, ".npy")) return ParseIntList("cu_seqlens", flag);
+  absl::StatusOr<NpyArray> a = ReadNpy(flag);
+  if (!a.ok()) return a.status();
+  if (a->shape.size() != 1 ||
+      (a->type != NpyType::kInt32 && a->type != NpyType::kInt64)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, ": expected a 1-D int32 or int64 array of document boundaries"));
+  }
+  std::vector<int64_t> cu(a->shape[0]);
+  for (size_t i = 0; i < cu.size(); ++i) {
+    if (a->type == NpyType::kInt32) {
+      int32_t x;
+      std::memcpy(&x, a->data.data() + 4 * i, 4);
+      cu[i] = x;
+    } else {
+      std::memcpy(&cu[i], a->data.data() + 8 * i, 8);
+    }
+  }
+  return cu;
+}
+
+// Mask, layout (kind aside) and shape flags; `plan` picks the defaults.
+absl::Status CommonFlags(bool plan, MaskSpec* mask, LayoutSpec* layout,
+                         AttentionShape* shape) {
+  absl::StatusOr<std::vector<int64_t>> cu = CuSeqlens();
   if (!cu.ok()) return cu.status();
   absl::StatusOr<std::vector<int64_t>> key_lengths =
       ParseIntList("key_lengths", absl::GetFlag(FLAGS_key_lengths));
   if (!key_lengths.ok()) return key_lengths.status();
+  mask->causal = absl::GetFlag(FLAGS_causal);
+  mask->window_left = absl::GetFlag(FLAGS_window_left);
+  mask->window_right = absl::GetFlag(FLAGS_window_right);
+  mask->cu_seqlens = *cu;
+  mask->key_lengths = *key_lengths;
+  layout->world = static_cast<int>(Or(absl::GetFlag(FLAGS_world), plan ? 8 : 4));
+  layout->ring_size = absl::GetFlag(FLAGS_ring_size);
+  layout->stripe_width = absl::GetFlag(FLAGS_stripe_width);
+  layout->kv_heads_per_group = absl::GetFlag(FLAGS_kv_heads_per_group);
+  shape->batch = absl::GetFlag(FLAGS_batch);
+  shape->seqlen_q = shape->seqlen_k =
+      Or(absl::GetFlag(FLAGS_seqlen), plan ? 8 * 8192 : 1024);
+  shape->num_heads = Or(absl::GetFlag(FLAGS_num_heads), plan ? 32 : 8);
+  shape->num_kv_heads = Or(absl::GetFlag(FLAGS_num_kv_heads), shape->num_heads);
+  shape->head_dim = Or(absl::GetFlag(FLAGS_head_dim), plan ? 128 : 64);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Plan() {
+  PlanOptions options;
+  if (absl::Status s = CommonFlags(true, &options.mask, &options.layout,
+                                   &options.shape);
+      !s.ok()) {
+    return s;
+  }
   absl::StatusOr<std::vector<LayoutKind>> layouts =
-      ParseLayouts(absl::GetFlag(FLAGS_layout), !cu->empty());
+      ParseLayouts(absl::GetFlag(FLAGS_layout), !options.mask.cu_seqlens.empty());
   if (!layouts.ok()) return layouts.status();
   options.layouts = *layouts;
-  options.layout.world = absl::GetFlag(FLAGS_world);
-  options.layout.ring_size = absl::GetFlag(FLAGS_ring_size);
-  options.layout.stripe_width = absl::GetFlag(FLAGS_stripe_width);
-  options.layout.kv_heads_per_group = absl::GetFlag(FLAGS_kv_heads_per_group);
-  AttentionShape& shape = options.shape;
-  shape.batch = absl::GetFlag(FLAGS_batch);
-  shape.seqlen_q = shape.seqlen_k = absl::GetFlag(FLAGS_seqlen);
-  shape.num_heads = absl::GetFlag(FLAGS_num_heads);
-  shape.num_kv_heads = absl::GetFlag(FLAGS_num_kv_heads) == 0
-                           ? shape.num_heads
-                           : absl::GetFlag(FLAGS_num_kv_heads);
-  shape.head_dim = absl::GetFlag(FLAGS_head_dim);
-  options.mask.causal = absl::GetFlag(FLAGS_causal);
-  options.mask.window_left = absl::GetFlag(FLAGS_window_left);
-  options.mask.window_right = absl::GetFlag(FLAGS_window_right);
-  options.mask.cu_seqlens = *cu;
-  options.mask.key_lengths = *key_lengths;
   return RunPlan(options);
+}
+
+absl::StatusOr<RunOptions> RunFlags() {
+  RunOptions o;
+  if (absl::Status s = CommonFlags(false, &o.config.mask, &o.config.layout,
+                                   &o.random_shape);
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<LayoutKind> kind = ParseLayoutKind(absl::GetFlag(FLAGS_layout));
+  if (!kind.ok()) return kind.status();
+  o.config.layout.kind = *kind;
+  o.config.softmax_scale = absl::GetFlag(FLAGS_softmax_scale);
+  absl::StatusOr<DType> dtype = ParseDType(absl::GetFlag(FLAGS_dtype));
+  if (!dtype.ok()) return dtype.status();
+  o.random_dtype = *dtype;
+  o.random = absl::GetFlag(FLAGS_random);
+  o.seed = static_cast<uint32_t>(absl::GetFlag(FLAGS_seed));
+  o.q = absl::GetFlag(FLAGS_q);
+  o.k = absl::GetFlag(FLAGS_k);
+  o.v = absl::GetFlag(FLAGS_v);
+  o.dout = absl::GetFlag(FLAGS_do);
+  o.backward = o.random ? absl::GetFlag(FLAGS_backward) : !o.dout.empty();
+  o.out = absl::GetFlag(FLAGS_out);
+  o.lse = absl::GetFlag(FLAGS_lse);
+  o.dq = absl::GetFlag(FLAGS_dq);
+  o.dk = absl::GetFlag(FLAGS_dk);
+  o.dv = absl::GetFlag(FLAGS_dv);
+  o.check = absl::GetFlag(FLAGS_check);
+  o.fault_rank = absl::GetFlag(FLAGS_inject_fault_rank);
+  o.fault = absl::GetFlag(FLAGS_inject_fault);
+  if (o.fault != "fail" && o.fault != "silent") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--inject_fault is '", o.fault, "'; expected fail or silent"));
+  }
+  return o;
+}
+
+absl::StatusOr<std::string> Run(int* argc, char*** argv) {
+  absl::StatusOr<RunOptions> options = RunFlags();
+  if (!options.ok()) return options.status();
+  const absl::Duration timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_s));
+  const std::string comm = absl::GetFlag(FLAGS_comm);
+  if (comm == "threads") return RunThreads(*options, timeout);
+  if (comm != "mpi") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--comm is '", comm, "'; expected threads or mpi"));
+  }
+#ifdef RINGATTN_WITH_MPI
+  absl::StatusOr<std::unique_ptr<comm::MpiCommunicator>> mpi =
+      comm::MpiCommunicator::Create(argc, argv, timeout);
+  if (!mpi.ok()) return mpi.status();
+  if ((*mpi)->world() != options->config.layout.world) {
+    // Every rank sees the same mismatch; no one waits for anyone.
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--world ", options->config.layout.world, " differs from mpirun's ",
+        (*mpi)->world(), " processes"));
+  }
+  absl::StatusOr<RunInputs> inputs = LoadRunInputs(*options);
+  if (!inputs.ok()) {
+    (*mpi)->Abort(inputs.status());
+    return inputs.status();
+  }
+  absl::StatusOr<std::string> report = RunRank(**mpi, *options, *inputs);
+  if (absl::IsCancelled(report.status())) return std::string();  // silent rank
+  if (!report.ok()) {
+    return absl::Status(report.status().code(),
+                        absl::StrCat("rank ", (*mpi)->rank(), ": ",
+                                     report.status().message()));
+  }
+  return report;
+#else
+  return absl::InvalidArgumentError(
+      "this binary was built without MPI; run //cli:ringattn_mpi under mpirun "
+      "for --comm=mpi");
+#endif
 }
 
 }  // namespace
@@ -73,22 +219,26 @@ absl::StatusOr<std::string> Plan() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "exact ring attention.\n\nUsage: ringattn plan [flags]\n"
+      "exact ring attention.\n\nUsage: ringattn plan|run [flags]\n"
       "  plan   which tokens each rank holds and the FLOPs of every rank at "
-      "every ring step, with the load imbalance\n\nTry --helpfull for flags.");
+      "every ring step, with the load imbalance\n"
+      "  run    ring attention over .npy inputs (or --random) on CPU ranks; "
+      "--check compares with the fp64 oracle\n\nTry --helpfull for flags.");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() != 2 || std::string(args[1]) != "plan") {
-    std::fprintf(stderr, "%s\n",
-                 absl::StrCat("ringattn: expected one subcommand, plan; got ",
+  const std::string command = args.size() == 2 ? args[1] : "";
+  if (command != "plan" && command != "run") {
+    std::fprintf(stderr, "%s\n%s\n",
+                 absl::StrCat("ringattn: expected one subcommand, plan or run; got ",
                               args.size() < 2 ? "none" : args[1],
                               args.size() > 2 ? " and more" : "")
-                     .c_str());
-    std::fprintf(stderr, "%s\n", absl::ProgramUsageMessage().data());
+                     .c_str(),
+                 std::string(absl::ProgramUsageMessage()).c_str());
     return 2;
   }
-  absl::StatusOr<std::string> report = ringattn::cli::Plan();
+  absl::StatusOr<std::string> report =
+      command == "plan" ? ringattn::cli::Plan() : ringattn::cli::Run(&argc, &argv);
   if (!report.ok()) {
-    std::fprintf(stderr, "ringattn plan: %s\n",
+    std::fprintf(stderr, "ringattn %s: %s\n", command.c_str(),
                  std::string(report.status().message()).c_str());
     return 1;
   }
