@@ -1,27 +1,75 @@
 #!/usr/bin/env bash
-# The ringattn binary: the README's plan command works, bad input is a clear
-# error with a non-zero exit, never a crash.
+# The ringattn binary: the README's commands work, outputs round-trip
+# through .npy, and bad input is a clear error with a non-zero exit, never a
+# crash or a hang.
 set -u
 bin="cli/ringattn"
+tmp="${TEST_TMPDIR:-$(mktemp -d)}"
 fail=0
 expect() {  # expect <description> <want exit code> <want substring> -- args
   local what="$1" code="$2" want="$3"; shift 4
   local out rc
-  out=$("$bin" "$@" 2>&1); rc=$?
+  out=$(timeout 120 "$bin" "$@" 2>&1); rc=$?
   if [[ $rc -ne $code || "$out" != *"$want"* ]]; then
-    echo "FAIL: $what: exit $rc (want $code), output:"; echo "$out" | head -20
+    echo "FAIL: $what: exit $rc (want $code, text '$want'), output:"; echo "$out" | head -30
     fail=1
   else
     echo "ok: $what"
   fi
+  last="$out"
 }
+# Every max-rel error that --check printed is at most $1.
+errors_below() {
+  echo "$last" | awk -v bound="$1" '
+    /^  (out|lse|dq|dk|dv) / { n++; if ($3 + 0 > bound + 0) { bad = 1; print "error " $0 } }
+    END { exit (n == 5 && !bad) ? 0 : 1 }' || { echo "FAIL: errors above $1"; fail=1; }
+}
+
 expect "default plan" 0 "lockstep efficiency" -- plan --seqlen=4096
-expect "comparison" 0 "stripe  world 8" -- plan --layout=all --seqlen=4096
-expect "varlen" 0 "documents" -- plan --layout=zigzag --world=2 --seqlen=64 --cu_seqlens=0,16,64
-expect "indivisible seqlen" 1 "seqlen 1000 is not divisible by 2*ring_size = 16 (zigzag)" -- plan --seqlen=1000
-expect "bad cu_seqlens" 1 "cu_seqlens ends at 60; expected the total token count 64" -- plan --world=2 --seqlen=64 --cu_seqlens=0,16,60
-expect "bad heads" 1 "num_heads 32 is not a multiple of num_kv_heads 5" -- plan --num_kv_heads=5
-expect "negative window" 1 "window_left is -4" -- plan --window_left=-4
+expect "plan comparison" 0 "stripe  world 8" -- plan --layout=all --seqlen=4096
+expect "plan varlen" 0 "documents" -- plan --layout=zigzag --world=2 --seqlen=64 --cu_seqlens=0,16,64
+expect "plan indivisible seqlen" 1 "seqlen 1000 is not divisible by 2*ring_size = 16 (zigzag)" -- plan --seqlen=1000
+expect "plan bad cu_seqlens" 1 "cu_seqlens ends at 60; expected the total token count 64" -- plan --world=2 --seqlen=64 --cu_seqlens=0,16,60
+expect "plan bad heads" 1 "num_heads 32 is not a multiple of num_kv_heads 5" -- plan --num_kv_heads=5
+expect "plan negative window" 1 "window_left is -4" -- plan --window_left=-4
 expect "no subcommand" 2 "expected one subcommand" --
 expect "unknown subcommand" 2 "got fly" -- fly
+
+# run: the README's default, then every layout with GQA and a window.
+expect "default run" 0 "check against the fp64 oracle" -- run --random --check --seqlen=256
+errors_below 1e-5
+for layout in ring zigzag stripe llama3; do
+  expect "run $layout GQA window" 0 "backward" -- run --random --check --layout=$layout \
+    --world=4 --seqlen=128 --num_heads=4 --num_kv_heads=2 --head_dim=16 --window_left=20
+  errors_below 1e-5
+done
+expect "run varlen zigzag" 0 "3 documents" -- run --random --check --layout=zigzag --world=2 \
+  --seqlen=96 --cu_seqlens=0,32,40,96 --num_heads=2 --head_dim=16
+errors_below 1e-5
+
+# .npy round trip: write O, use it as q, k, v and dO of a second run.
+expect "run writes npy" 0 "forward" -- run --random --seqlen=64 --num_heads=2 --head_dim=16 \
+  --world=2 --out="$tmp/x.npy" --lse="$tmp/lse.npy" --dq="$tmp/dq.npy"
+for f in x lse dq; do [[ -s "$tmp/$f.npy" ]] || { echo "FAIL: $f.npy missing"; fail=1; }; done
+expect "run reads npy" 0 "check against" -- run --q="$tmp/x.npy" --k="$tmp/x.npy" --v="$tmp/x.npy" \
+  --do="$tmp/x.npy" --world=2 --check --out="$tmp/o2.npy" --dk="$tmp/dk2.npy"
+errors_below 1e-5
+head -c 300 "$tmp/x.npy" > "$tmp/short.npy"
+expect "truncated npy" 1 "short.npy: data has" -- run --q="$tmp/short.npy" --k="$tmp/x.npy" --v="$tmp/x.npy" --world=2
+expect "mismatched k" 1 "lse.npy: shape" -- run --q="$tmp/x.npy" --k="$tmp/lse.npy" --v="$tmp/lse.npy" --world=2
+expect "missing file" 1 "nope.npy: cannot open" -- run --q="$tmp/nope.npy" --k="$tmp/x.npy" --v="$tmp/x.npy"
+expect "no inputs" 1 "run needs --q, --k and --v" -- run
+rm -f "$tmp/never.npy"
+expect "gradient without backward" 1 "no backward pass" -- run --q="$tmp/x.npy" --k="$tmp/x.npy" \
+  --v="$tmp/x.npy" --world=2 --out="$tmp/never.npy" --dq="$tmp/never_dq.npy"
+[[ -e "$tmp/never.npy" ]] && { echo "FAIL: an output was written although the run failed"; fail=1; }
+expect "bf16 run" 0 "bfloat16 inputs" -- run --random --dtype=bfloat16 --check --seqlen=128 --world=4
+expect "mpi without MPI" 1 "built without MPI" -- run --random --comm=mpi
+expect "world mismatch of layout" 1 "not divisible" -- run --random --seqlen=100 --world=8
+
+# Faults: a failing rank ends every rank at once; a silent one times out.
+expect "injected failure" 1 "injected failure on rank 2" -- run --random --seqlen=256 --world=4 \
+  --inject_fault_rank=2 --timeout_s=60
+expect "silent rank" 1 "which did not answer" -- run --random --seqlen=256 --world=4 \
+  --layout=ring --inject_fault_rank=0 --inject_fault=silent --timeout_s=1
 exit $fail

@@ -93,15 +93,15 @@ absl::Status ThreadWorld::Take(int from, int to, int tag,
       [&] { return !box.empty() || !aborted_.ok(); });
   if (!aborted_.ok()) return aborted_;
   if (!arrived) {
+    // Every other rank fails with the same reason from now on.
     aborted_ = absl::DeadlineExceededError(absl::StrCat(
         "rank ", to, " waited ", absl::FormatDuration(timeout_),
         " for a message (tag ", tag, ") from rank ", from,
         ", which did not answer"));
+    const absl::Status timed_out = aborted_;
     lock.unlock();
     cv_.notify_all();
-    return absl::DeadlineExceededError(absl::StrCat(
-        "rank ", to, " waited ", absl::FormatDuration(timeout_),
-        " for a message (tag ", tag, ") from rank ", from));
+    return timed_out;
   }
   std::vector<uint8_t> message = std::move(box.front());
   box.pop_front();
