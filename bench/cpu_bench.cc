@@ -6,6 +6,7 @@
 #include "benchmark/benchmark.h"
 #include "core/layout.h"
 #include "core/mask.h"
+#include "core/online_softmax.h"
 #include "core/schedule.h"
 #include "cpu_reference/blocked_attention.h"
 #include "tests/test_util.h"
@@ -48,6 +49,29 @@ BENCHMARK(BM_BlockForward<double>)
     ->ArgNames({"seqlen", "head_dim", "causal"})
     ->Args({1024, 64, 1})
     ->Unit(benchmark::kMillisecond);
+
+// The fp32 ring-state merge (core/lse_math.h) over rows of head_dim.
+void BM_MergeState(benchmark::State& state) {
+  const int64_t rows = 1 << 14, head_dim = state.range(0);
+  SoftmaxState<float> running(rows, head_dim), block(rows, head_dim);
+  const std::vector<float> o = testing::RandomNormal<float>(rows * head_dim, 1);
+  const std::vector<float> lse = testing::RandomNormal<float>(rows, 2, 3.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy(o.begin() + r * head_dim, o.begin() + (r + 1) * head_dim, block.o(r));
+    block.lse(r) = lse[r];
+    running.lse(r) = -lse[r];
+  }
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(running.Merge(block));
+    benchmark::ClobberMemory();
+  }
+  // Reads O, O_b and writes O: 12 bytes per element.
+  state.counters["GB/s"] = benchmark::Counter(
+      12.0 * rows * head_dim * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["rows/s"] = benchmark::Counter(
+      static_cast<double>(rows), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_MergeState)->ArgName("head_dim")->Arg(64)->Arg(128);
 
 void BM_ScheduleTasks(benchmark::State& state) {
   const int world = static_cast<int>(state.range(0));
