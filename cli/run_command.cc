@@ -64,23 +64,9 @@ std::vector<uint8_t> RandomTensor(DType dtype, int64_t n, uint32_t seed) {
 }
 
 std::vector<double> Decode(DType dtype, absl::Span<const uint8_t> x) {
-  std::vector<double> out(x.size() / DTypeBytes(dtype));
-  for (size_t i = 0; i < out.size(); ++i) {
-    out[i] = cpu::internal::LoadElement<double>(dtype, x.data(), i);
-  }
-  return out;
+  return cpu::internal::DecodeAll<double>(dtype, x);
 }
 
-// (batch, a, b) -> (batch, b, a)
-template <typename T>
-std::vector<T> Transpose(absl::Span<const T> x, int64_t batch, int64_t a,
-                         int64_t b) {
-  std::vector<T> y(x.size());
-  for (int64_t n = 0; n < batch; ++n)
-    for (int64_t i = 0; i < a; ++i)
-      for (int64_t j = 0; j < b; ++j) y[(n * b + j) * a + i] = x[(n * a + i) * b + j];
-  return y;
-}
 
 template <typename T>
 absl::Span<const uint8_t> AsBytes(const std::vector<T>& x) {
@@ -139,7 +125,7 @@ absl::StatusOr<RankResult> ComputeRank(Communicator& comm,
   if (!fwd.ok()) return fwd.status();
   RankResult result;
   result.out = fwd->out;
-  result.lse = Transpose<float>(fwd->lse, layout.local_batch(), s.num_heads, rows);
+  result.lse = SwapMiddleAxes<float>(fwd->lse, layout.local_batch(), s.num_heads, rows);
   result.seconds = fwd->stats.step_seconds;
   result.seconds.push_back(fwd->stats.total_seconds);
   if (!in.dout.empty()) {
@@ -214,7 +200,7 @@ absl::StatusOr<GlobalResult> Gather(Communicator& comm, const RunInputs& in,
     global.seconds.push_back(std::move(r.seconds));
   }
   const std::vector<float> lse_tokens = *layout.Unshard(lse_shards, s.num_heads);
-  global.lse = Transpose<float>(lse_tokens, s.batch, s.seqlen_q, s.num_heads);
+  global.lse = SwapMiddleAxes<float>(lse_tokens, s.batch, s.seqlen_q, s.num_heads);
   return global;
 }
 

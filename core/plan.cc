@@ -52,15 +52,8 @@ double PlanReport::LockstepEfficiency() const {
 
 absl::StatusOr<PlanReport> BuildPlan(const Schedule& schedule,
                                      const AttentionShape& shape) {
-  if (absl::Status s = ValidateShape(shape); !s.ok()) return s;
+  if (absl::Status s = schedule.CheckShape(shape); !s.ok()) return s;
   const Layout& layout = schedule.layout();
-  if (shape.batch != layout.batch() || shape.seqlen_q != layout.seqlen() ||
-      shape.seqlen_k != layout.seqlen() ||
-      shape.num_kv_heads != schedule.num_kv_heads()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "plan shape ", shape.DebugString(), " does not match the schedule (",
-        layout.DebugString(), ", num_kv_heads ", schedule.num_kv_heads(), ")"));
-  }
   PlanReport report;
   report.world = layout.world();
   report.num_steps = schedule.num_steps();

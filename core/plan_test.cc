@@ -57,7 +57,7 @@ TEST(PlanTest, FormatsATable) {
   AttentionShape wrong = shape;
   wrong.seqlen_q = 32;
   EXPECT_THAT(BuildPlan(schedule, wrong).status().message(),
-              ::testing::HasSubstr("does not match the schedule"));
+              ::testing::HasSubstr("the schedule is for batch 1, seqlen 64"));
 }
 
 }  // namespace

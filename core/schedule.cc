@@ -55,6 +55,18 @@ absl::StatusOr<Schedule> Schedule::Create(const Layout& layout,
   return schedule;
 }
 
+absl::Status Schedule::CheckShape(const AttentionShape& shape) const {
+  if (absl::Status s = ValidateShape(shape); !s.ok()) return s;
+  if (shape.batch != layout_.batch() || shape.seqlen_q != layout_.seqlen() ||
+      shape.seqlen_k != layout_.seqlen() || shape.num_kv_heads != num_kv_heads_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "inputs have ", shape.DebugString(), "; the schedule is for batch ",
+        layout_.batch(), ", seqlen ", layout_.seqlen(), ", num_kv_heads ",
+        num_kv_heads_));
+  }
+  return absl::OkStatus();
+}
+
 int Schedule::KvSource(int rank, int step) const {
   if (pattern_ == CommPattern::kAllGather) return rank;
   const int r = layout_.ring_size();

@@ -22,6 +22,7 @@
 #include "core/layout.h"
 #include "core/mask.h"
 #include "core/position_run.h"
+#include "core/shapes.h"
 
 namespace ringattn {
 
@@ -68,6 +69,12 @@ class Schedule {
   // Returns the block tasks of `rank` at `step`.
   // Errors: InvalidArgument if rank or step is out of range.
   absl::StatusOr<std::vector<BlockTask>> Tasks(int rank, int step) const;
+
+  // Checks that a global problem of `shape` is what this schedule shards:
+  // a valid shape with the layout's batch, seqlen_q == seqlen_k == its
+  // seqlen, and the schedule's num_kv_heads.
+  // Errors: InvalidArgument naming both.
+  absl::Status CheckShape(const AttentionShape& shape) const;
 
  private:
   Schedule(Layout layout, Mask mask) : layout_(std::move(layout)), mask_(std::move(mask)) {}

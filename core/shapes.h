@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -93,6 +94,20 @@ struct TensorRef {
 absl::Status CheckTensorFits(const char* what, int64_t size,
                              const TensorStrides& strides, int64_t batch,
                              int64_t seqlen, int64_t heads, int64_t head_dim);
+
+// (batch, a, b) -> (batch, b, a): LSE is (batch, heads, seqlen), shards
+// and layouts are token-major (batch, seqlen, heads).
+template <typename T>
+std::vector<T> SwapMiddleAxes(absl::Span<const T> x, int64_t batch, int64_t a,
+                              int64_t b) {
+  std::vector<T> y(x.size());
+  for (int64_t n = 0; n < batch; ++n) {
+    for (int64_t i = 0; i < a; ++i) {
+      for (int64_t j = 0; j < b; ++j) y[(n * b + j) * a + i] = x[(n * a + i) * b + j];
+    }
+  }
+  return y;
+}
 
 enum class QkvPacking {
   kSeparate,   // q, k, v: three buffers

@@ -28,20 +28,12 @@ absl::Status CheckBytes(const char* what, size_t bytes, int64_t elements,
 
 template <typename C>
 std::vector<C> Upcast(DType dtype, absl::Span<const uint8_t> bytes) {
-  std::vector<C> out(bytes.size() / DTypeBytes(dtype));
-  for (size_t i = 0; i < out.size(); ++i) {
-    out[i] = LoadElement<C>(dtype, bytes.data(), i);
-  }
-  return out;
+  return internal::DecodeAll<C>(dtype, bytes);
 }
 
 template <typename C>
 std::vector<uint8_t> Downcast(DType dtype, const std::vector<C>& values) {
-  std::vector<uint8_t> out(values.size() * DTypeBytes(dtype));
-  for (size_t i = 0; i < values.size(); ++i) {
-    StoreElement<C>(dtype, values[i], out.data(), i);
-  }
-  return out;
+  return internal::EncodeAll<C>(dtype, values);
 }
 
 // C: the compute type (float or double).
@@ -327,16 +319,8 @@ absl::StatusOr<std::unique_ptr<CpuRingBackend>> CpuRingBackend::Create(
     double softmax_scale, const RankInputs& inputs) {
   const Layout& layout = schedule.layout();
   if (absl::Status s = layout.CheckRank(rank); !s.ok()) return s;
-  if (absl::Status s = ValidateShape(shape); !s.ok()) return s;
+  if (absl::Status s = schedule.CheckShape(shape); !s.ok()) return s;
   if (absl::Status s = ValidateSoftmaxScale(softmax_scale); !s.ok()) return s;
-  if (shape.batch != layout.batch() || shape.seqlen_q != layout.seqlen() ||
-      shape.seqlen_k != layout.seqlen() ||
-      shape.num_kv_heads != schedule.num_kv_heads()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "inputs have ", shape.DebugString(), "; the schedule is for batch ",
-        layout.batch(), ", seqlen ", layout.seqlen(), ", num_kv_heads ",
-        schedule.num_kv_heads()));
-  }
   const int64_t local = layout.local_batch() * layout.local_seqlen() * shape.head_dim;
   if (absl::Status s = CheckBytes("q", inputs.q.size(), local * shape.num_heads,
                                   inputs.dtype);

@@ -11,42 +11,12 @@ namespace {
 template <typename T>
 using Shards = std::vector<std::vector<T>>;
 
-absl::Status CheckShape(const Schedule& schedule, const AttentionShape& shape) {
-  if (absl::Status s = ValidateShape(shape); !s.ok()) return s;
-  const Layout& layout = schedule.layout();
-  if (shape.batch != layout.batch() || shape.seqlen_q != layout.seqlen() ||
-      shape.seqlen_k != layout.seqlen() ||
-      shape.num_kv_heads != schedule.num_kv_heads()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "inputs have ", shape.DebugString(), "; the schedule is for batch ",
-        layout.batch(), ", seqlen ", layout.seqlen(), ", num_kv_heads ",
-        schedule.num_kv_heads()));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status CheckSize(const char* what, size_t size, int64_t expected) {
   if (static_cast<int64_t>(size) != expected) {
     return absl::InvalidArgumentError(absl::StrCat(
         what, " has ", size, " elements; expected ", expected));
   }
   return absl::OkStatus();
-}
-
-// (batch, heads, rows) <-> (batch, rows, heads): LSE is head-major, shards
-// are token-major.
-template <typename T>
-std::vector<T> SwapRowsHeads(absl::Span<const T> x, int64_t batch, int64_t a,
-                             int64_t b) {
-  std::vector<T> y(x.size());
-  for (int64_t n = 0; n < batch; ++n) {
-    for (int64_t i = 0; i < a; ++i) {
-      for (int64_t j = 0; j < b; ++j) {
-        y[(n * b + j) * a + i] = x[(n * a + i) * b + j];
-      }
-    }
-  }
-  return y;
 }
 
 // The K/V buffer `rank` computes on at `step`: the source's shard, or for
@@ -120,7 +90,7 @@ absl::StatusOr<AttentionOutput<T>> SerialRingForward(
     const Schedule& schedule, const AttentionShape& shape,
     absl::Span<const T> q, absl::Span<const T> k, absl::Span<const T> v,
     double softmax_scale) {
-  if (absl::Status s = CheckShape(schedule, shape); !s.ok()) return s;
+  if (absl::Status s = schedule.CheckShape(shape); !s.ok()) return s;
   const Layout& layout = schedule.layout();
   const int64_t d = shape.head_dim;
   const int64_t q_token = shape.num_heads * d;
@@ -159,7 +129,7 @@ absl::StatusOr<AttentionOutput<T>> SerialRingForward(
       }
     }
     out_shards[rank] = std::move(state.out);
-    lse_shards[rank] = SwapRowsHeads<T>(state.lse, p.batch, shape.num_heads,
+    lse_shards[rank] = SwapMiddleAxes<T>(state.lse, p.batch, shape.num_heads,
                                         p.q_rows);
   }
   AttentionOutput<T> result;
@@ -169,7 +139,7 @@ absl::StatusOr<AttentionOutput<T>> SerialRingForward(
       layout.Unshard(lse_shards, shape.num_heads);
   if (!lse.ok()) return lse.status();
   result.out = std::move(*out);
-  result.lse = SwapRowsHeads<T>(*lse, shape.batch, shape.seqlen_q,
+  result.lse = SwapMiddleAxes<T>(*lse, shape.batch, shape.seqlen_q,
                                 shape.num_heads);
   return result;
 }
@@ -180,7 +150,7 @@ absl::StatusOr<AttentionGrads<T>> SerialRingBackward(
     absl::Span<const T> q, absl::Span<const T> k, absl::Span<const T> v,
     absl::Span<const T> out, absl::Span<const T> lse, absl::Span<const T> dout,
     double softmax_scale) {
-  if (absl::Status s = CheckShape(schedule, shape); !s.ok()) return s;
+  if (absl::Status s = schedule.CheckShape(shape); !s.ok()) return s;
   if (absl::Status s = CheckSize("lse", lse.size(), shape.lse_elements());
       !s.ok()) {
     return s;
@@ -197,7 +167,7 @@ absl::StatusOr<AttentionGrads<T>> SerialRingBackward(
     if (!sharded.back().ok()) return sharded.back().status();
   }
   const std::vector<T> lse_tokens =
-      SwapRowsHeads<T>(lse, shape.batch, shape.num_heads, shape.seqlen_q);
+      SwapMiddleAxes<T>(lse, shape.batch, shape.num_heads, shape.seqlen_q);
   absl::StatusOr<Shards<T>> lse_shards =
       layout.Shard(absl::Span<const T>(lse_tokens), shape.num_heads);
   if (!lse_shards.ok()) return lse_shards.status();
@@ -215,7 +185,7 @@ absl::StatusOr<AttentionGrads<T>> SerialRingBackward(
     const TensorStrides q_strides = DenseStrides(p.q_rows, shape.num_heads, d);
     const TensorStrides kv_strides =
         DenseStrides(p.k_rows, shape.num_kv_heads, d);
-    const std::vector<T> rank_lse = SwapRowsHeads<T>(
+    const std::vector<T> rank_lse = SwapMiddleAxes<T>(
         (*lse_shards)[rank], p.batch, p.q_rows, shape.num_heads);
     const std::vector<T> delta = BackwardDelta<T>(
         out_shards[rank], dout_shards[rank], p.batch, p.q_rows,

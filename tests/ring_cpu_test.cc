@@ -34,30 +34,11 @@ struct Case {
 };
 
 std::vector<uint8_t> Encode(DType dtype, const std::vector<double>& x) {
-  std::vector<uint8_t> out(x.size() * DTypeBytes(dtype));
-  for (size_t i = 0; i < x.size(); ++i) {
-    cpu::internal::StoreElement<double>(dtype, x[i], out.data(), i);
-  }
-  return out;
+  return cpu::internal::EncodeAll<double>(dtype, x);
 }
 
 std::vector<double> Decode(DType dtype, const std::vector<uint8_t>& x) {
-  std::vector<double> out(x.size() / DTypeBytes(dtype));
-  for (size_t i = 0; i < out.size(); ++i) {
-    out[i] = cpu::internal::LoadElement<double>(dtype, x.data(), i);
-  }
-  return out;
-}
-
-// (batch, a, b) -> (batch, b, a)
-template <typename T>
-std::vector<T> Transpose(const std::vector<T>& x, int64_t batch, int64_t a,
-                         int64_t b) {
-  std::vector<T> y(x.size());
-  for (int64_t n = 0; n < batch; ++n)
-    for (int64_t i = 0; i < a; ++i)
-      for (int64_t j = 0; j < b; ++j) y[(n * b + j) * a + i] = x[(n * a + i) * b + j];
-  return y;
+  return cpu::internal::DecodeAll<double>(dtype, x);
 }
 
 struct Result {
@@ -104,7 +85,7 @@ Result RunRing(const Case& c, DType dtype, const std::vector<double>& q,
             DenseRankTensor(dtype, dos[r], rows, s.num_heads, s.head_dim));
         if (!grads.ok()) return grads.status();
         out[r] = fwd->out;
-        lse[r] = Transpose(fwd->lse, layout.local_batch(), s.num_heads, rows);
+        lse[r] = SwapMiddleAxes<float>(fwd->lse, layout.local_batch(), s.num_heads, rows);
         dq[r] = grads->dq;
         dk[r] = grads->dk;
         dv[r] = grads->dv;
@@ -118,7 +99,7 @@ Result RunRing(const Case& c, DType dtype, const std::vector<double>& q,
   result.dv = Decode(dtype, *layout.Unshard(dv, kv_token));
   const std::vector<float> lse_tokens = *layout.Unshard(lse, s.num_heads);
   const std::vector<float> lse_global =
-      Transpose(lse_tokens, s.batch, s.seqlen_q, s.num_heads);
+      SwapMiddleAxes<float>(lse_tokens, s.batch, s.seqlen_q, s.num_heads);
   result.lse.assign(lse_global.begin(), lse_global.end());
   return result;
 }

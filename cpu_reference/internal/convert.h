@@ -5,6 +5,9 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
+
+#include "absl/types/span.h"
 
 #include "Eigen/Core"
 #include "core/dtype.h"
@@ -62,6 +65,26 @@ void StoreElement(DType dtype, C value, uint8_t* dst, int64_t i) {
       return;
     }
   }
+}
+
+// Every element of `bytes` (of `dtype`) as C.
+template <typename C>
+std::vector<C> DecodeAll(DType dtype, absl::Span<const uint8_t> bytes) {
+  std::vector<C> out(bytes.size() / DTypeBytes(dtype));
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = LoadElement<C>(dtype, bytes.data(), i);
+  }
+  return out;
+}
+
+// `values` stored as `dtype`.
+template <typename C>
+std::vector<uint8_t> EncodeAll(DType dtype, absl::Span<const C> values) {
+  std::vector<uint8_t> out(values.size() * DTypeBytes(dtype));
+  for (size_t i = 0; i < values.size(); ++i) {
+    StoreElement<C>(dtype, values[i], out.data(), i);
+  }
+  return out;
 }
 
 }  // namespace ringattn::cpu::internal
