@@ -56,7 +56,9 @@ class Communicator {
   // i * send.size()). Wait on the returned request before using `recv`.
   // Errors: InvalidArgument if this rank is not in `group` or `recv` is not
   // group.size() * send.size() bytes (as a failed request).
-  std::unique_ptr<Request> StartAllGather(absl::Span<const int> group,
+  // The collectives below are built on Send/Recv with host memory; an
+  // implementation may override them (device memory, simulated links).
+  virtual std::unique_ptr<Request> StartAllGather(absl::Span<const int> group,
                                           absl::Span<const uint8_t> send,
                                           absl::Span<uint8_t> recv);
   absl::Status AllGather(absl::Span<const int> group,
@@ -65,12 +67,12 @@ class Communicator {
   // recv = sum over members of their send[i * n, (i + 1) * n) for this
   // member i, n = recv.size(). Summation order is the group order, so all
   // ranks get deterministic results.
-  absl::Status ReduceScatterSum(absl::Span<const int> group,
-                                absl::Span<const float> send,
-                                absl::Span<float> recv);
-  absl::Status ReduceScatterSum(absl::Span<const int> group,
-                                absl::Span<const double> send,
-                                absl::Span<double> recv);
+  virtual absl::Status ReduceScatterSum(absl::Span<const int> group,
+                                        absl::Span<const float> send,
+                                        absl::Span<float> recv);
+  virtual absl::Status ReduceScatterSum(absl::Span<const int> group,
+                                        absl::Span<const double> send,
+                                        absl::Span<double> recv);
   absl::Status Barrier(absl::Span<const int> group);
 
  private:

@@ -197,7 +197,7 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
       absl::Span<uint8_t> kv = *kv_a, kv_next = *kv_b;
       absl::Span<uint8_t> dkv = *dkv_a, dkv_next = *dkv_b;
       if (absl::Status s = backend.PackKv(0, heads, kv); !s.ok()) return s;
-      std::memset(dkv.data(), 0, dkv.size());
+      if (absl::Status s = backend.Zero(dkv); !s.ok()) return s;
       for (int step = 0; step < steps; ++step) {
         const Clock::time_point start = Clock::now();
         std::vector<std::unique_ptr<Communicator::Request>> transfers;
@@ -243,7 +243,7 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
       absl::StatusOr<absl::Span<uint8_t>> dkv =
           backend.Buffer(kGatheredDkv, ring_size * shard_grad_bytes);
       if (!dkv.ok()) return dkv.status();
-      std::memset(dkv->data(), 0, dkv->size());
+      if (absl::Status s = backend.Zero(*dkv); !s.ok()) return s;
       const Clock::time_point compute = Clock::now();
       absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
       if (!tasks.ok()) return tasks.status();

@@ -55,6 +55,9 @@ class RingBackend {
   // (host memory for CPU backends, device memory for GPU ones).
   virtual absl::StatusOr<absl::Span<uint8_t>> Buffer(int slot,
                                                      int64_t bytes) = 0;
+  // Sets a buffer from Buffer() to zeros (host memset, device memset, or
+  // nothing for a simulated backend).
+  virtual absl::Status Zero(absl::Span<uint8_t> buffer) = 0;
   // Writes this rank's K/V of kv heads [head_begin, head_end) into `out`.
   virtual absl::Status PackKv(int64_t head_begin, int64_t head_end,
                               absl::Span<uint8_t> out) = 0;

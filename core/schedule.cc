@@ -203,9 +203,63 @@ void Schedule::AppendTask(int64_t q_row, const PositionRun& q, int64_t k_row,
   }
 }
 
+namespace {
+
+// Sum over integer q in [a, b] of max(0, c + slope * q), slope in {-1, 0, 1}.
+int64_t SumPositiveLinear(int64_t a, int64_t b, int64_t c, int slope) {
+  if (a > b) return 0;
+  if (slope == 0) return c > 0 ? (b - a + 1) * c : 0;
+  if (slope > 0) {
+    const int64_t first = std::max(a, 1 - c);  // first q with c + q > 0
+    if (first > b) return 0;
+    const int64_t n = b - first + 1;
+    return n * c + (first + b) * n / 2;
+  }
+  const int64_t last = std::min(b, c - 1);  // last q with c - q > 0
+  if (last < a) return 0;
+  const int64_t n = last - a + 1;
+  return n * c - (a + last) * n / 2;
+}
+
+// Pairs of contiguous q positions [q0, q1] and k positions [k0, k1] with
+// q + lo <= k <= q + hi, in O(1): the count per query is piecewise linear
+// with breaks where the band's edges cross k0 and k1.
+int64_t CountContiguousPairs(int64_t q0, int64_t q1, int64_t k0, int64_t k1,
+                             int64_t lo, int64_t hi) {
+  if (q0 > q1 || k0 > k1) return 0;
+  // upper(q) = q + hi while q <= k1 - hi, else k1;
+  // lower(q) = k0 while q <= k0 - lo, else q + lo.
+  int64_t cuts[] = {q0 - 1, std::clamp(k1 - hi, q0 - 1, q1),
+                    std::clamp(k0 - lo, q0 - 1, q1), q1};
+  std::sort(cuts + 1, cuts + 3);
+  int64_t total = 0;
+  for (int i = 0; i < 3; ++i) {
+    const int64_t a = cuts[i] + 1, b = cuts[i + 1];
+    if (a > b) continue;
+    const bool upper_moves = a <= k1 - hi;  // the whole segment is one side
+    const bool lower_moves = a > k0 - lo;
+    const int64_t c = (upper_moves ? hi : k1) - (lower_moves ? lo : k0) + 1;
+    const int slope = (upper_moves ? 1 : 0) - (lower_moves ? 1 : 0);
+    total += SumPositiveLinear(a, b, c, slope);
+  }
+  return total;
+}
+
+}  // namespace
+
 int64_t CountAllowedPairs(const BlockTask& task, const Mask& mask,
                           int64_t batch_row) {
   const int64_t k_max = mask.KeyLimit(batch_row) - 1;
+  if (task.q.length > 0 && task.k.length > 0 && task.q.contiguous() &&
+      task.k.contiguous()) {
+    const auto [doc_begin, doc_end] = mask.DocumentBounds(task.q.first());
+    if (task.q.last() < doc_end) {  // all queries in one document
+      return CountContiguousPairs(
+          task.q.first(), task.q.last(), std::max(task.k.first(), doc_begin),
+          std::min({task.k.last(), k_max, doc_end - 1}), mask.min_delta(),
+          mask.max_delta());
+    }
+  }
   int64_t pairs = 0;
   for (int64_t i = 0; i < task.q.length; ++i) {
     const int64_t pos = task.q.At(i);

@@ -74,6 +74,11 @@ class Backend final : public CpuRingBackend {
     return absl::MakeSpan(buffer);
   }
 
+  absl::Status Zero(absl::Span<uint8_t> buffer) override {
+    std::memset(buffer.data(), 0, buffer.size());
+    return absl::OkStatus();
+  }
+
   absl::Status PackKv(int64_t head_begin, int64_t head_end,
                       absl::Span<uint8_t> out) override {
     if (static_cast<int64_t>(out.size()) != KvBytes(head_begin, head_end)) {

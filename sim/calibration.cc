@@ -1,0 +1,194 @@
+#include "sim/calibration.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace ringattn::sim {
+namespace {
+
+// Relative rate vs block side, the shape of FlashAttention-2's published
+// forward curve (A100, d128: 512 -> 16k tokens), scaled so that the GPU's
+// measured anchor (below) sits at its block side.
+constexpr std::pair<double, double> kCurve[] = {
+    {256, 0.40}, {512, 0.60}, {1024, 0.78}, {2048, 0.90},
+    {4096, 0.97}, {8192, 1.0}, {16384, 1.01}};
+
+struct Anchor {
+  const char* gpu;
+  // Causal forward / backward TFLOP/s of one block of 8192 tokens, d128.
+  double fwd_causal, bwd_causal;
+  double launch_us, hbm_gbps, link_gbps, link_latency_us, internode_gbps,
+      internode_latency_us;
+};
+
+// H100/H200: PyTorch SDPA flash backend on H200 (docs: DESIGN.md anchors,
+// 314 fwd / 268 bwd at s8192 h32 d128 causal), until our kernel benchmark
+// measures our own. H800 and A100: ring-flash-attention's single-GPU rows
+// (flash_attn, b1 s8192 h32 d128 causal: 591.5 / 154.7 iter/s fwd / fwd+bwd
+// on H800; 373.4 / 94.7 on A100) turned into TFLOP/s. Links: NVLink per
+// direction (H100/H200 450 GB/s peak, measured 280-305 GB/s in NCCL rings;
+// H800 NVLink 200 GB/s; A100 300 GB/s), 400 Gb/s IB per GPU across nodes.
+constexpr Anchor kAnchors[] = {
+    {"h100", 314, 268, 5, 3350, 290, 10, 45, 20},
+    {"h200", 314, 268, 5, 4800, 290, 10, 45, 20},
+    {"h800", 325.2, 288.0, 5, 3350, 170, 10, 45, 20},
+    {"a100", 205.3, 174.4, 5, 2039, 240, 10, 22, 20},
+};
+
+absl::Status LineError(int line, absl::string_view text, absl::string_view why) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("calibration line ", line, " '", text, "': ", why));
+}
+
+}  // namespace
+
+absl::StatusOr<Calibration> Calibration::Builtin(absl::string_view gpu) {
+  for (const Anchor& a : kAnchors) {
+    if (gpu != a.gpu) continue;
+    Calibration c;
+    c.gpu = a.gpu;
+    c.launch_us = a.launch_us;
+    c.hbm_gbps = a.hbm_gbps;
+    c.link_gbps = a.link_gbps;
+    c.link_latency_us = a.link_latency_us;
+    c.internode_gbps = a.internode_gbps;
+    c.internode_latency_us = a.internode_latency_us;
+    // The anchors are causal (partial) blocks: full blocks run faster by
+    // 1 / partial_block_factor.
+    for (int pass = 0; pass < 2; ++pass) {
+      const double full = (pass == 0 ? a.fwd_causal : a.bwd_causal) /
+                          c.partial_block_factor;
+      for (int64_t d : {64, 128, 256}) {
+        // Smaller heads do less work per byte: FA2 runs d64 at ~0.85x d128.
+        const double head = d == 64 ? 0.85 : 1.0;
+        for (const auto& [side, rel] : kCurve) {
+          c.rates[pass][d].push_back({side, full * head * rel});
+        }
+      }
+    }
+    return c;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown gpu '", gpu, "'; expected h100, h200, h800 or a100"));
+}
+
+absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
+  Calibration c;
+  int line_number = 0;
+  for (absl::string_view raw : absl::StrSplit(text, '\n')) {
+    ++line_number;
+    absl::string_view line = raw.substr(0, raw.find('#'));
+    std::vector<absl::string_view> f =
+        absl::StrSplit(absl::StripAsciiWhitespace(line), ' ', absl::SkipEmpty());
+    if (f.empty()) continue;
+    if (f[0] == "gpu" && f.size() == 2) {
+      c.gpu = std::string(f[1]);
+      continue;
+    }
+    if (f[0] == "rate") {
+      double head_dim, side, tflops;
+      if (f.size() != 5 || (f[1] != "fwd" && f[1] != "bwd") ||
+          !absl::SimpleAtod(f[2], &head_dim) || !absl::SimpleAtod(f[3], &side) ||
+          !absl::SimpleAtod(f[4], &tflops) || side <= 0 || tflops <= 0) {
+        return LineError(line_number, raw,
+                         "expected 'rate fwd|bwd HEAD_DIM TOKENS TFLOPS' with "
+                         "positive numbers");
+      }
+      c.rates[f[1] == "bwd"][static_cast<int64_t>(head_dim)].push_back({side, tflops});
+      continue;
+    }
+    double value;
+    if (f.size() != 2 || !absl::SimpleAtod(f[1], &value) || value < 0) {
+      return LineError(line_number, raw, "expected 'KEY NUMBER'");
+    }
+    if (f[0] == "launch_us") c.launch_us = value;
+    else if (f[0] == "hbm_GBps") c.hbm_gbps = value;
+    else if (f[0] == "link_GBps") c.link_gbps = value;
+    else if (f[0] == "link_latency_us") c.link_latency_us = value;
+    else if (f[0] == "internode_GBps") c.internode_gbps = value;
+    else if (f[0] == "internode_latency_us") c.internode_latency_us = value;
+    else if (f[0] == "partial_block_factor") c.partial_block_factor = value;
+    else return LineError(line_number, raw, "unknown key");
+  }
+  for (int pass = 0; pass < 2; ++pass) {
+    if (c.rates[pass].empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "calibration has no '", pass ? "bwd" : "fwd", "' rates"));
+    }
+    for (auto& [d, curve] : c.rates[pass]) std::sort(curve.begin(), curve.end());
+  }
+  if (c.link_gbps <= 0 || c.internode_gbps <= 0 || c.hbm_gbps <= 0) {
+    return absl::InvalidArgumentError("calibration bandwidths must be positive");
+  }
+  return c;
+}
+
+absl::StatusOr<Calibration> Calibration::Load(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  absl::StatusOr<Calibration> c = Parse(buffer.str());
+  if (!c.ok()) {
+    return absl::Status(c.status().code(),
+                        absl::StrCat(path, ": ", c.status().message()));
+  }
+  return c;
+}
+
+std::string Calibration::Serialize() const {
+  std::string out = absl::StrCat(
+      "# ringattn simulator calibration\ngpu ", gpu, "\nlaunch_us ", launch_us,
+      "\nhbm_GBps ", hbm_gbps, "\nlink_GBps ", link_gbps, "\nlink_latency_us ",
+      link_latency_us, "\ninternode_GBps ", internode_gbps,
+      "\ninternode_latency_us ", internode_latency_us,
+      "\npartial_block_factor ", partial_block_factor,
+      "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const auto& [d, curve] : rates[pass]) {
+      for (const auto& [side, tflops] : curve) {
+        absl::StrAppendFormat(&out, "rate %s %d %.9g %.9g\n",
+                              pass ? "bwd" : "fwd", d, side, tflops);
+      }
+    }
+  }
+  return out;
+}
+
+double Calibration::Tflops(bool backward, int64_t head_dim, int64_t rows_q,
+                           int64_t rows_k, bool partial) const {
+  const auto& table = rates[backward ? 1 : 0];
+  auto it = table.lower_bound(head_dim);
+  if (it == table.end()) {
+    it = std::prev(table.end());
+  } else if (it->first != head_dim && it != table.begin()) {
+    auto below = std::prev(it);
+    if (head_dim - below->first < it->first - head_dim) it = below;
+  }
+  const auto& curve = it->second;
+  const double side = std::sqrt(static_cast<double>(rows_q) * rows_k);
+  double rate = curve.back().second;
+  if (side <= curve.front().first) {
+    rate = curve.front().second * side / curve.front().first;  // tiny blocks
+  } else {
+    for (size_t i = 1; i < curve.size(); ++i) {
+      if (side <= curve[i].first) {
+        const double t = std::log(side / curve[i - 1].first) /
+                         std::log(curve[i].first / curve[i - 1].first);
+        rate = curve[i - 1].second + t * (curve[i].second - curve[i - 1].second);
+        break;
+      }
+    }
+  }
+  return partial ? rate * partial_block_factor : rate;
+}
+
+}  // namespace ringattn::sim

@@ -1,0 +1,60 @@
+// Calibrated costs for the simulator: attention kernel rates (TFLOP/s as a
+// function of block size and head_dim, forward and backward), launch
+// overhead, HBM bandwidth and link bandwidths/latencies.
+//
+// Text format (one setting per line, '#' comments):
+//   gpu h800
+//   launch_us 6
+//   hbm_GBps 3350
+//   link_GBps 200            # NVLink, per direction, per GPU
+//   link_latency_us 12
+//   internode_GBps 25        # per GPU across nodes
+//   internode_latency_us 25
+//   partial_block_factor 0.9 # rate of blocks the mask cuts, vs full ones
+//   rate fwd 128 8192 361    # pass, head_dim, block side (tokens), TFLOP/s
+// Rates are for full (unmasked) square blocks; between block sides the
+// rate is interpolated linearly in log(side), beyond them held; a block of
+// rows_q x rows_k uses side sqrt(rows_q * rows_k); head dims without a row
+// use the nearest head_dim's curve.
+#ifndef RINGATTN_SIM_CALIBRATION_H_
+#define RINGATTN_SIM_CALIBRATION_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace ringattn::sim {
+
+class Calibration {
+ public:
+  // The tables shipped for "h100", "h200", "h800", "a100".
+  // Errors: InvalidArgument listing the known GPUs.
+  static absl::StatusOr<Calibration> Builtin(absl::string_view gpu);
+  // Parses the text format. Errors: InvalidArgument naming the line.
+  static absl::StatusOr<Calibration> Parse(absl::string_view text);
+  static absl::StatusOr<Calibration> Load(const std::string& path);
+  std::string Serialize() const;
+
+  // TFLOP/s of a block of rows_q x rows_k for `head_dim`; `partial` when the
+  // mask cuts the block (a diagonal or window block).
+  double Tflops(bool backward, int64_t head_dim, int64_t rows_q,
+                int64_t rows_k, bool partial) const;
+
+  std::string gpu = "custom";
+  double launch_us = 5;
+  double hbm_gbps = 3350;
+  double link_gbps = 200;
+  double link_latency_us = 10;
+  double internode_gbps = 25;
+  double internode_latency_us = 25;
+  double partial_block_factor = 0.9;
+  // rates[pass][head_dim] = sorted (block side, TFLOP/s); pass 0 fwd, 1 bwd.
+  std::map<int64_t, std::vector<std::pair<double, double>>> rates[2];
+};
+
+}  // namespace ringattn::sim
+
+#endif  // RINGATTN_SIM_CALIBRATION_H_

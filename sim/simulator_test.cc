@@ -1,0 +1,120 @@
+#include "sim/simulator.h"
+
+#include "core/plan.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace ringattn::sim {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A flat rate, free launches and (unless asked) free links: pure FLOPs.
+Calibration Flat(double link_gbps = 1e12, double latency_us = 0) {
+  absl::StatusOr<Calibration> c = Calibration::Parse(absl::StrCat(
+      "gpu flat\nlaunch_us 0\npartial_block_factor 1\nlink_GBps ", link_gbps,
+      "\nlink_latency_us ", latency_us,
+      "\ninternode_GBps 1\nrate fwd 128 1 100\nrate bwd 128 1 100\n"));
+  EXPECT_TRUE(c.ok()) << c.status();
+  return *c;
+}
+
+SimOptions Options(LayoutKind kind, int world, int64_t seqlen) {
+  SimOptions o;
+  o.layout = {.kind = kind, .world = world};
+  o.mask = {.causal = true};
+  o.shape = {1, seqlen, seqlen, 8, 8, 128};
+  o.backward = false;
+  o.calibration = Flat();
+  return o;
+}
+
+// The ranks' FLOPs in the same schedule: mean / max is the efficiency of a
+// compute-only ring with nothing to wait for.
+double FlopBalance(const SimOptions& o) {
+  const Layout layout = *Layout::Create(o.layout, 1, o.shape.seqlen_q);
+  const Schedule schedule = *Schedule::Create(
+      layout, *Mask::Create(o.mask, 1, o.shape.seqlen_q, o.shape.seqlen_q),
+      o.shape.num_kv_heads);
+  const PlanReport plan = *BuildPlan(schedule, o.shape);
+  double max = 0;
+  for (int r = 0; r < plan.world; ++r) max = std::max(max, plan.RankFlops(r));
+  return plan.TotalFlops() / plan.world / max;
+}
+
+TEST(SimulatorTest, ComputeOnlyCausalRingIsAsImbalancedAsItsFlops) {
+  for (int world : {2, 4, 8}) {
+    const SimOptions o = Options(LayoutKind::kRing, world, 8192);
+    const SimResult r = *Simulate(o);
+    // Rank r does r full blocks and a diagonal: W / (2W - 1) for large blocks
+    // (the diagonal costs half a block; (W+1)/(2W) if it cost a full one).
+    EXPECT_NEAR(r.efficiency, FlopBalance(o), 0.01 * FlopBalance(o));
+    EXPECT_NEAR(r.efficiency, world / (2.0 * world - 1), 0.01);
+  }
+}
+
+TEST(SimulatorTest, ZigzagAndStripeAreBalanced) {
+  for (LayoutKind kind : {LayoutKind::kZigzag, LayoutKind::kStripe}) {
+    SimOptions o = Options(kind, 8, 8192);
+    o.backward = true;
+    EXPECT_GT(Simulate(o)->efficiency, 0.99) << LayoutKindName(kind);
+  }
+}
+
+TEST(SimulatorTest, CommBoundRingTakesBytesOverBandwidthPerStep) {
+  SimOptions o = Options(LayoutKind::kRing, 4, 4096);
+  o.calibration = Flat(/*link_gbps=*/10, /*latency_us=*/50);
+  o.calibration.rates[0][128] = {{1, 1e9}};  // compute is free
+  const SimResult r = *Simulate(o);
+  // K and V of 1024 tokens x 8 heads x 128 x bf16, three hops.
+  const double bytes = 2.0 * 1024 * 8 * 128 * 2;
+  const double step = bytes / 10e9 + 50e-6;
+  EXPECT_NEAR(r.forward_s, 3 * step, 0.01 * 3 * step);
+  for (const RankSummary& s : r.ranks) EXPECT_GT(s.exposed_comm_s, 2.9 * step);
+}
+
+TEST(SimulatorTest, DeterministicTraces) {
+  SimOptions o = Options(LayoutKind::kZigzag, 8, 4096);
+  o.backward = true;
+  o.trace = true;
+  o.calibration = *Calibration::Builtin("h800");
+  const SimResult a = *Simulate(o);
+  const SimResult b = *Simulate(o);
+  EXPECT_EQ(a.trace_json, b.trace_json);
+  EXPECT_EQ(a.iteration_s, b.iteration_s);
+  EXPECT_THAT(a.trace_json, HasSubstr("\"name\": \"fwd block\""));
+  EXPECT_THAT(a.trace_json, HasSubstr("\"name\": \"dK/dV to 1\""));
+  EXPECT_GT(a.ranks[0].peak_bytes, 0);
+}
+
+TEST(SimulatorTest, Llama3AndMultiNode) {
+  SimOptions o = Options(LayoutKind::kLlama3, 8, 8192);
+  o.layout.kv_heads_per_group = 2;
+  o.backward = true;
+  o.calibration = *Calibration::Builtin("h100");
+  o.gpus_per_node = 4;
+  const SimResult r = *Simulate(o);
+  EXPECT_GT(r.iteration_s, 0);
+  o.gpus_per_node = 3;
+  EXPECT_THAT(Simulate(o).status().message(),
+              HasSubstr("gpus_per_node 3 does not divide world 8"));
+}
+
+TEST(CalibrationTest, RoundTripsAndRejectsBadLines) {
+  const Calibration h200 = *Calibration::Builtin("h200");
+  const Calibration back = *Calibration::Parse(h200.Serialize());
+  EXPECT_NEAR(back.Tflops(false, 128, 8192, 8192, true),
+              h200.Tflops(false, 128, 8192, 8192, true), 1e-6);
+  EXPECT_NEAR(h200.Tflops(false, 128, 8192, 8192, true), 314, 0.5);
+  EXPECT_LT(h200.Tflops(false, 128, 1024, 1024, false),
+            h200.Tflops(false, 128, 4096, 4096, false));
+  EXPECT_THAT(Calibration::Parse("rate fwd 128 x 3").status().message(),
+              HasSubstr("calibration line 1 'rate fwd 128 x 3'"));
+  EXPECT_THAT(Calibration::Parse("speed 3").status().message(),
+              HasSubstr("unknown key"));
+  EXPECT_THAT(Calibration::Builtin("v100").status().message(),
+              HasSubstr("unknown gpu 'v100'"));
+}
+
+}  // namespace
+}  // namespace ringattn::sim
