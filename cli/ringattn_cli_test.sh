@@ -67,6 +67,19 @@ expect "bf16 run" 0 "bfloat16 inputs" -- run --random --dtype=bfloat16 --check -
 expect "mpi without MPI" 1 "built without MPI" -- run --random --comm=mpi
 expect "world mismatch of layout" 1 "not divisible" -- run --random --seqlen=100 --world=8
 
+# sim: summary, trace, seed table, a sweep with CSV and plot.
+expect "sim summary" 0 "efficiency" -- sim --layout=zigzag --world=8 --seqlen=65536 \
+  --trace="$tmp/trace.json"
+grep -q '"traceEvents"' "$tmp/trace.json" || { echo "FAIL: no trace"; fail=1; }
+expect "sim two nodes" 0 "iteration" -- sim --layout=ring --world=8 --nodes=2 --seqlen=65536
+expect "sim seed table" 0 "zigzag_ring          fwd+bwd    90.2%" -- sim --seed_table --gpu=h800
+expect "sim sweep" 0 "runs written" -- sim --sweep_csv="$tmp/sweep.csv" --sweep_worlds=2,4,8 \
+  --sweep_layouts=ring,zigzag --seqlen=8192 --plot="$tmp/sweep.png"
+[[ $(wc -l < "$tmp/sweep.csv") -eq 7 && -s "$tmp/sweep.png" ]] || { echo "FAIL: sweep outputs"; fail=1; }
+expect "sim unknown gpu" 1 "unknown gpu 'v100'" -- sim --gpu=v100
+expect "sim bad calibration" 1 "cannot open" -- sim --calibration="$tmp/none.txt"
+expect "sim bad nodes" 1 "--nodes 3 does not divide world 8" -- sim --nodes=3
+
 # Faults: a failing rank ends every rank at once; a silent one times out.
 expect "injected failure" 1 "injected failure on rank 2" -- run --random --seqlen=256 --world=4 \
   --inject_fault_rank=2 --timeout_s=60

@@ -12,10 +12,13 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include <cstring>
 #include "cli/npy.h"
 #include "cli/plan_command.h"
 #include "cli/run_command.h"
+#include "cli/sim_command.h"
 #ifdef RINGATTN_WITH_MPI
 #include "comm/mpi_communicator.h"
 #endif
@@ -52,8 +55,9 @@ ABSL_FLAG(std::string, v, "", "run: v .npy, like k");
 ABSL_FLAG(std::string, do, "", "run: upstream gradient dO .npy, like q");
 ABSL_FLAG(bool, random, false, "run: random N(0,1) inputs of the shape flags");
 ABSL_FLAG(int, seed, 0, "run: seed of --random");
-ABSL_FLAG(std::string, dtype, "float32",
-          "run --random: float32 | float64 | float16 | bfloat16");
+ABSL_FLAG(std::string, dtype, "",
+          "float32 | float64 | float16 | bfloat16 (run --random: default "
+          "float32; sim: default bfloat16)");
 ABSL_FLAG(bool, backward, true, "run --random: also run the backward pass");
 ABSL_FLAG(double, softmax_scale, 0, "softmax scale; 0: 1/sqrt(head_dim)");
 ABSL_FLAG(std::string, comm, "threads", "run: threads | mpi (ringattn_mpi)");
@@ -69,6 +73,27 @@ ABSL_FLAG(std::string, inject_fault, "fail", "run: fail | silent");
 ABSL_FLAG(bool, check, false,
           "run: compare with the fp64 oracle (and one call over the whole "
           "sequence) and print the errors");
+
+// sim only.
+ABSL_FLAG(std::string, gpu, "h200", "sim: h100 | h200 | h800 | a100 calibration");
+ABSL_FLAG(std::string, calibration, "", "sim: a calibration file (overrides --gpu)");
+ABSL_FLAG(int, nodes, 1, "sim: nodes the world spreads over");
+ABSL_FLAG(int, gpus_per_node, 0, "sim: GPUs per node; 0: world / nodes");
+ABSL_FLAG(double, link_GBps, 0, "sim: override the NVLink GB/s per direction");
+ABSL_FLAG(double, link_latency_us, -1, "sim: override the link latency");
+ABSL_FLAG(double, internode_GBps, 0, "sim: override the inter-node GB/s per GPU");
+ABSL_FLAG(bool, separate_merge, false,
+          "sim: model ring-flash-attention's merge pass after every block");
+ABSL_FLAG(std::string, trace, "", "sim: write a Chrome trace JSON here");
+ABSL_FLAG(bool, seed_table, false,
+          "sim: compare with ring-flash-attention's 8xH800 table");
+ABSL_FLAG(std::string, sweep_csv, "", "sim: sweep, one CSV row per run");
+ABSL_FLAG(std::string, sweep_layouts, "ring,zigzag,stripe,llama3", "sim sweep");
+ABSL_FLAG(std::string, sweep_worlds, "2,4,8,16,32", "sim sweep");
+ABSL_FLAG(std::string, sweep_tokens_per_rank, "8192", "sim sweep");
+ABSL_FLAG(std::string, sweep_link_GBps, "", "sim sweep; empty: the calibration's");
+ABSL_FLAG(std::string, sweep_ring_sizes, "0", "sim sweep; 0: one ring");
+ABSL_FLAG(std::string, plot, "", "sim sweep: efficiency vs W per layout, PNG");
 
 namespace ringattn::cli {
 namespace {
@@ -149,7 +174,9 @@ absl::StatusOr<RunOptions> RunFlags() {
   if (!kind.ok()) return kind.status();
   o.config.layout.kind = *kind;
   o.config.softmax_scale = absl::GetFlag(FLAGS_softmax_scale);
-  absl::StatusOr<DType> dtype = ParseDType(absl::GetFlag(FLAGS_dtype));
+  const std::string dtype_flag = absl::GetFlag(FLAGS_dtype);
+  absl::StatusOr<DType> dtype =
+      ParseDType(dtype_flag.empty() ? "float32" : dtype_flag);
   if (!dtype.ok()) return dtype.status();
   o.random_dtype = *dtype;
   o.random = absl::GetFlag(FLAGS_random);
@@ -214,6 +241,88 @@ absl::StatusOr<std::string> Run(int* argc, char*** argv) {
 #endif
 }
 
+absl::StatusOr<std::string> Sim() {
+  sim::SimOptions o;
+  if (absl::Status s = CommonFlags(true, &o.mask, &o.layout, &o.shape); !s.ok()) {
+    return s;
+  }
+  const std::string calibration = absl::GetFlag(FLAGS_calibration);
+  absl::StatusOr<sim::Calibration> c =
+      calibration.empty() ? sim::Calibration::Builtin(absl::GetFlag(FLAGS_gpu))
+                          : sim::Calibration::Load(calibration);
+  if (!c.ok()) return c.status();
+  if (absl::GetFlag(FLAGS_link_GBps) > 0) c->link_gbps = absl::GetFlag(FLAGS_link_GBps);
+  if (absl::GetFlag(FLAGS_link_latency_us) >= 0) {
+    c->link_latency_us = absl::GetFlag(FLAGS_link_latency_us);
+  }
+  if (absl::GetFlag(FLAGS_internode_GBps) > 0) {
+    c->internode_gbps = absl::GetFlag(FLAGS_internode_GBps);
+  }
+  o.calibration = *c;
+  if (absl::GetFlag(FLAGS_seed_table)) return SeedTable(o.calibration);
+  const std::string dtype_flag = absl::GetFlag(FLAGS_dtype);
+  absl::StatusOr<DType> dtype =
+      ParseDType(dtype_flag.empty() ? "bfloat16" : dtype_flag);
+  if (!dtype.ok()) return dtype.status();
+  o.dtype = *dtype;
+  o.backward = absl::GetFlag(FLAGS_backward);
+  o.separate_merge = absl::GetFlag(FLAGS_separate_merge);
+  const int nodes = absl::GetFlag(FLAGS_nodes);
+  o.gpus_per_node = absl::GetFlag(FLAGS_gpus_per_node);
+  if (o.gpus_per_node == 0 && nodes > 1) {
+    if (o.layout.world % nodes != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--nodes ", nodes, " does not divide world ", o.layout.world));
+    }
+    o.gpus_per_node = o.layout.world / nodes;
+  }
+  const std::string csv = absl::GetFlag(FLAGS_sweep_csv);
+  if (csv.empty()) {
+    absl::StatusOr<LayoutKind> kind = ParseLayoutKind(absl::GetFlag(FLAGS_layout));
+    if (!kind.ok()) return kind.status();
+    o.layout.kind = *kind;
+    return RunSim(o, absl::GetFlag(FLAGS_trace));
+  }
+  SweepSpec spec;
+  spec.csv_path = csv;
+  spec.plot_path = absl::GetFlag(FLAGS_plot);
+  for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_sweep_layouts), ',')) {
+    absl::StatusOr<LayoutKind> kind = ParseLayoutKind(name);
+    if (!kind.ok()) return kind.status();
+    spec.layouts.push_back(*kind);
+  }
+  for (const auto& [flag, text, out] :
+       {std::tuple{"sweep_worlds", absl::GetFlag(FLAGS_sweep_worlds), 0},
+        std::tuple{"sweep_tokens_per_rank", absl::GetFlag(FLAGS_sweep_tokens_per_rank), 1},
+        std::tuple{"sweep_ring_sizes", absl::GetFlag(FLAGS_sweep_ring_sizes), 2}}) {
+    absl::StatusOr<std::vector<int64_t>> values = ParseIntList(flag, text);
+    if (!values.ok()) return values.status();
+    for (int64_t v : *values) {
+      if (out == 0) spec.worlds.push_back(static_cast<int>(v));
+      if (out == 1) spec.tokens_per_rank.push_back(v);
+      if (out == 2) spec.ring_sizes.push_back(static_cast<int>(v));
+    }
+  }
+  const std::string links = absl::GetFlag(FLAGS_sweep_link_GBps);
+  if (links.empty()) {
+    spec.link_gbps = {o.calibration.link_gbps};
+  } else {
+    for (absl::string_view part : absl::StrSplit(links, ',')) {
+      double v;
+      if (!absl::SimpleAtod(part, &v) || v <= 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--sweep_link_GBps: '", part, "' is not a positive number"));
+      }
+      spec.link_gbps.push_back(v);
+    }
+  }
+  if (spec.worlds.empty() || spec.tokens_per_rank.empty() || spec.ring_sizes.empty()) {
+    return absl::InvalidArgumentError("a sweep needs at least one world, "
+                                      "tokens-per-rank and ring size");
+  }
+  return Sweep(o, spec);
+}
+
 }  // namespace
 }  // namespace ringattn::cli
 
@@ -223,12 +332,14 @@ int main(int argc, char** argv) {
       "  plan   which tokens each rank holds and the FLOPs of every rank at "
       "every ring step, with the load imbalance\n"
       "  run    ring attention over .npy inputs (or --random) on CPU ranks; "
-      "--check compares with the fp64 oracle\n\nTry --helpfull for flags.");
+      "--check compares with the fp64 oracle\n"
+      "  sim    simulated runs on calibrated GPUs and links: summary, Chrome "
+      "trace, --seed_table, sweeps (--sweep_csv, --plot)\n\nTry --helpfull for flags.");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   const std::string command = args.size() == 2 ? args[1] : "";
-  if (command != "plan" && command != "run") {
+  if (command != "plan" && command != "run" && command != "sim") {
     std::fprintf(stderr, "%s\n%s\n",
-                 absl::StrCat("ringattn: expected one subcommand, plan or run; got ",
+                 absl::StrCat("ringattn: expected one subcommand, plan, run or sim; got ",
                               args.size() < 2 ? "none" : args[1],
                               args.size() > 2 ? " and more" : "")
                      .c_str(),
@@ -236,7 +347,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   absl::StatusOr<std::string> report =
-      command == "plan" ? ringattn::cli::Plan() : ringattn::cli::Run(&argc, &argv);
+      command == "plan"  ? ringattn::cli::Plan()
+      : command == "sim" ? ringattn::cli::Sim()
+                         : ringattn::cli::Run(&argc, &argv);
   if (!report.ok()) {
     std::fprintf(stderr, "ringattn %s: %s\n", command.c_str(),
                  std::string(report.status().message()).c_str());

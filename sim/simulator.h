@@ -73,11 +73,10 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& options);
 // communication, per-rank idle and imbalance, peak memory per rank.
 std::string FormatSummary(const SimOptions& options, const SimResult& result);
 
-// Time of one kernel call on a single GPU over `rows` x `rows` tokens of the
-// same shape and mask kind (for "theoretic" baselines): forward, or
-// forward + backward.
-double SingleCallSeconds(const SimOptions& options, int64_t rows,
-                         bool with_backward);
+// Kernel time of the whole problem on one GPU, without the ring: the
+// single-GPU baseline (forward, plus backward if options.backward).
+// Errors: InvalidArgument for an invalid shape or mask.
+absl::StatusOr<double> KernelSeconds(const SimOptions& options);
 
 }  // namespace ringattn::sim
 
