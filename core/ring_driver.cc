@@ -22,6 +22,7 @@ enum Slot : int {
   kLocalKv,
   kGatheredDkv,
   kOwnDkv,
+  kDkvIncoming,
 };
 
 using Clock = std::chrono::steady_clock;
@@ -185,19 +186,20 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
     if (schedule.pattern() == CommPattern::kRingPass) {
       const int64_t heads = schedule.num_kv_heads();
       const int64_t kv_bytes = backend.KvBytes(0, heads);
-      absl::StatusOr<absl::Span<uint8_t>> kv_a = backend.Buffer(kKvA, kv_bytes);
-      if (!kv_a.ok()) return kv_a.status();
-      absl::StatusOr<absl::Span<uint8_t>> kv_b = backend.Buffer(kKvB, kv_bytes);
-      if (!kv_b.ok()) return kv_b.status();
-      const int64_t dkv_bytes = backend.GradBytes(0, heads);
-      absl::StatusOr<absl::Span<uint8_t>> dkv_a = backend.Buffer(kDkvA, dkv_bytes);
-      if (!dkv_a.ok()) return dkv_a.status();
-      absl::StatusOr<absl::Span<uint8_t>> dkv_b = backend.Buffer(kDkvB, dkv_bytes);
-      if (!dkv_b.ok()) return dkv_b.status();
-      absl::Span<uint8_t> kv = *kv_a, kv_next = *kv_b;
-      absl::Span<uint8_t> dkv = *dkv_a, dkv_next = *dkv_b;
+      const int64_t grad_bytes = backend.GradBytes(0, heads);
+      absl::Span<uint8_t> kv, kv_next, local[2], incoming;
+      for (auto [slot, bytes, span] :
+           {std::tuple{kKvA, kv_bytes, &kv}, std::tuple{kKvB, kv_bytes, &kv_next},
+            std::tuple{kDkvA, grad_bytes, &local[0]},
+            std::tuple{kDkvB, grad_bytes, &local[1]},
+            std::tuple{kDkvIncoming, grad_bytes, &incoming}}) {
+        absl::StatusOr<absl::Span<uint8_t>> buffer = backend.Buffer(slot, bytes);
+        if (!buffer.ok()) return buffer.status();
+        *span = *buffer;
+      }
       if (absl::Status s = backend.PackKv(0, heads, kv); !s.ok()) return s;
-      if (absl::Status s = backend.Zero(dkv); !s.ok()) return s;
+      // The partial sum sent at the previous step, still in flight.
+      std::unique_ptr<Communicator::Request> sending;
       for (int step = 0; step < steps; ++step) {
         const Clock::time_point start = Clock::now();
         std::vector<std::unique_ptr<Communicator::Request>> transfers;
@@ -206,26 +208,42 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
           transfers.push_back(
               comm.Recv(schedule.PrevRank(rank), kTagKv, kv_next));
         }
+        // The previous rank's partial sum for this step's source.
+        std::unique_ptr<Communicator::Request> partial;
+        if (step > 0) {
+          partial = comm.Recv(schedule.PrevRank(rank), kTagDkv, incoming);
+        }
+        absl::Span<uint8_t> mine = local[step % 2];
         absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
         if (!tasks.ok()) return tasks.status();
-        if (absl::Status s = backend.BackwardStep(*tasks, {kv, 1, 0, heads}, dkv);
+        if (absl::Status s = backend.Zero(mine); !s.ok()) return s;
+        if (absl::Status s = backend.BackwardStep(*tasks, {kv, 1, 0, heads}, mine);
             !s.ok()) {
           return s;
         }
+        if (partial != nullptr) {
+          if (absl::Status s = partial->Wait(); !s.ok()) return s;
+          if (absl::Status s = backend.Accumulate(mine, incoming); !s.ok()) {
+            return s;
+          }
+        }
         stats.compute_seconds.push_back(Seconds(start));
-        // The accumulator moves on with its K/V; after the last step it
-        // makes one more hop, home.
+        // `mine` was last sent two steps ago; that send is complete.
+        if (sending != nullptr) transfers.push_back(std::move(sending));
         if (ring_size > 1) {
-          transfers.push_back(comm.Send(schedule.NextRank(rank), kTagDkv, dkv));
-          transfers.push_back(
-              comm.Recv(schedule.PrevRank(rank), kTagDkv, dkv_next));
+          sending = comm.Send(schedule.NextRank(rank), kTagDkv, mine);
         }
         if (absl::Status s = WaitAll(transfers); !s.ok()) return s;
         std::swap(kv, kv_next);
-        if (ring_size > 1) std::swap(dkv, dkv_next);
         stats.step_seconds.push_back(Seconds(start));
       }
-      return backend.AddOwnDkv(0, heads, dkv);
+      if (ring_size == 1) return backend.AddOwnDkv(0, heads, local[0]);
+      // The completed sum of this rank's own K/V comes home.
+      std::vector<std::unique_ptr<Communicator::Request>> last;
+      last.push_back(std::move(sending));
+      last.push_back(comm.Recv(schedule.PrevRank(rank), kTagDkv, incoming));
+      if (absl::Status s = WaitAll(last); !s.ok()) return s;
+      return backend.AddOwnDkv(0, heads, incoming);
     }
     const std::vector<int> group = RingGroup(schedule, rank);
     for (int step = 0; step < steps; ++step) {

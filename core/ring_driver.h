@@ -3,8 +3,12 @@
 //
 // Ring passes: the K/V in hand is sent to the next rank while this rank
 // computes on it, and the next one is received into the other buffer
-// (double buffering). In backward, dK/dV accumulators travel with their
-// K/V and arrive home one hop after the last step; dQ stays home.
+// (double buffering). In backward, the dK/dV partial sums of each source
+// travel with its K/V and arrive home one hop after the last step; dQ stays
+// home. A rank computes its contribution into a fresh buffer while the
+// partial sum from the previous rank is still arriving, adds it, and sends
+// the sum on without waiting, so every hop hides behind the next step's
+// compute (one element-wise add per step instead of an exposed transfer).
 // All-gather (llama3): K/V of the next kv-head group is gathered while the
 // current group computes; dK/dV are reduce-scattered per group.
 #ifndef RINGATTN_CORE_RING_DRIVER_H_
@@ -55,6 +59,9 @@ class RingBackend {
   // (host memory for CPU backends, device memory for GPU ones).
   virtual absl::StatusOr<absl::Span<uint8_t>> Buffer(int slot,
                                                      int64_t bytes) = 0;
+  // dst += src, element-wise in grad_dtype() (dK/dV partial sums).
+  virtual absl::Status Accumulate(absl::Span<uint8_t> dst,
+                                  absl::Span<const uint8_t> src) = 0;
   // Sets a buffer from Buffer() to zeros (host memset, device memset, or
   // nothing for a simulated backend).
   virtual absl::Status Zero(absl::Span<uint8_t> buffer) = 0;

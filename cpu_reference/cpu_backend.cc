@@ -74,6 +74,18 @@ class Backend final : public CpuRingBackend {
     return absl::MakeSpan(buffer);
   }
 
+  absl::Status Accumulate(absl::Span<uint8_t> dst,
+                          absl::Span<const uint8_t> src) override {
+    if (dst.size() != src.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "accumulate ", src.size(), " bytes into ", dst.size()));
+    }
+    C* d = reinterpret_cast<C*>(dst.data());
+    const C* s = reinterpret_cast<const C*>(src.data());
+    for (size_t i = 0; i < dst.size() / sizeof(C); ++i) d[i] += s[i];
+    return absl::OkStatus();
+  }
+
   absl::Status Zero(absl::Span<uint8_t> buffer) override {
     std::memset(buffer.data(), 0, buffer.size());
     return absl::OkStatus();

@@ -275,7 +275,15 @@ class SimBackend : public RingBackend {
     static uint8_t placeholder;  // never read or written
     return absl::Span<uint8_t>(&placeholder, bytes);
   }
-  absl::Status Zero(absl::Span<uint8_t>) override { return absl::OkStatus(); }
+  absl::Status Accumulate(absl::Span<uint8_t> dst,
+                          absl::Span<const uint8_t>) override {
+    Memory("add partial dK/dV", static_cast<int64_t>(dst.size()) * 3);
+    return absl::OkStatus();
+  }
+  absl::Status Zero(absl::Span<uint8_t> buffer) override {
+    Memory("zero dK/dV", static_cast<int64_t>(buffer.size()));
+    return absl::OkStatus();
+  }
   absl::Status PackKv(int64_t, int64_t, absl::Span<uint8_t>) override {
     return absl::OkStatus();
   }
