@@ -245,18 +245,31 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
       if (absl::Status s = WaitAll(last); !s.ok()) return s;
       return backend.AddOwnDkv(0, heads, incoming);
     }
+    // All-gather: the next head group's K/V is gathered while this one
+    // computes, as in the forward.
     const std::vector<int> group = RingGroup(schedule, rank);
+    const Heads first = StepHeads(schedule, 0);
+    const int64_t gathered_bytes =
+        ring_size * backend.KvBytes(first.begin, first.end);
+    absl::StatusOr<absl::Span<uint8_t>> a = backend.Buffer(kGatheredA, gathered_bytes);
+    if (!a.ok()) return a.status();
+    absl::StatusOr<absl::Span<uint8_t>> b = backend.Buffer(kGatheredB, gathered_bytes);
+    if (!b.ok()) return b.status();
+    absl::Span<uint8_t> cur = *a, next = *b;
+    absl::StatusOr<std::unique_ptr<Communicator::Request>> gather =
+        StartGather(group, comm, backend, first, cur);
+    if (!gather.ok()) return gather.status();
     for (int step = 0; step < steps; ++step) {
       const Clock::time_point start = Clock::now();
       const Heads heads = StepHeads(schedule, step);
-      const int64_t shard_bytes = backend.KvBytes(heads.begin, heads.end);
-      absl::StatusOr<absl::Span<uint8_t>> gathered =
-          backend.Buffer(kGatheredA, ring_size * shard_bytes);
-      if (!gathered.ok()) return gathered.status();
-      absl::StatusOr<std::unique_ptr<Communicator::Request>> gather =
-          StartGather(group, comm, backend, heads, *gathered);
-      if (!gather.ok()) return gather.status();
       if (absl::Status s = (*gather)->Wait(); !s.ok()) return s;
+      std::unique_ptr<Communicator::Request> prefetch;
+      if (step + 1 < steps) {
+        absl::StatusOr<std::unique_ptr<Communicator::Request>> started =
+            StartGather(group, comm, backend, StepHeads(schedule, step + 1), next);
+        if (!started.ok()) return started.status();
+        prefetch = std::move(*started);
+      }
       const int64_t shard_grad_bytes = backend.GradBytes(heads.begin, heads.end);
       absl::StatusOr<absl::Span<uint8_t>> dkv =
           backend.Buffer(kGatheredDkv, ring_size * shard_grad_bytes);
@@ -266,7 +279,7 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
       absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
       if (!tasks.ok()) return tasks.status();
       if (absl::Status s = backend.BackwardStep(
-              *tasks, {*gathered, ring_size, heads.begin, heads.end}, *dkv);
+              *tasks, {cur, ring_size, heads.begin, heads.end}, *dkv);
           !s.ok()) {
         return s;
       }
@@ -295,6 +308,8 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
           !s.ok()) {
         return s;
       }
+      if (prefetch != nullptr) *gather = std::move(prefetch);
+      std::swap(cur, next);
       stats.step_seconds.push_back(Seconds(start));
     }
     return absl::OkStatus();
