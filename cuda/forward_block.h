@@ -1,0 +1,59 @@
+// Forward attention of one block task on the GPU, merged into the rank's
+// fp32 ring state (O, LSE) in the same kernel: no block output is ever
+// rounded to the input dtype. Masks come from the task's position runs.
+//
+// This is the correctness-first kernel (one thread per query row, K/V tiles
+// staged in shared memory, fp32 math for every input dtype): the oracle
+// the tensor-core kernels of issue #5 are tested against on the GPU.
+#ifndef RINGATTN_CUDA_FORWARD_BLOCK_H_
+#define RINGATTN_CUDA_FORWARD_BLOCK_H_
+
+#include <cstdint>
+
+#include <cuda_runtime_api.h>
+
+namespace ringattn::cuda {
+
+enum class ElementType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
+
+// pos(i) = base + (i / group) * group_stride + (i % group) * stride
+struct DeviceRun {
+  int64_t base = 0;
+  int64_t length = 0;
+  int64_t stride = 1;
+  int64_t group = 1;
+  int64_t group_stride = 1;
+};
+
+struct ForwardBlockArgs {
+  ElementType dtype = ElementType::kFloat32;
+  const void* q = nullptr;  // (batch, q_rows, num_heads, head_dim)
+  const void* k = nullptr;  // (batch, k_rows, num_kv_heads, head_dim)
+  const void* v = nullptr;
+  float* state_o = nullptr;    // (batch, q_rows, num_heads, head_dim) fp32
+  float* state_lse = nullptr;  // (batch, num_heads, q_rows) fp32
+  int64_t batch = 0, q_rows = 0, k_rows = 0;
+  int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0;
+  // The task.
+  int64_t q_row = 0, k_row = 0;
+  DeviceRun q_pos, k_pos;
+  int64_t kv_head_begin = 0, kv_head_end = 0;
+  // The mask: min_delta <= k - q <= max_delta, k < key_limit[b] (nullptr:
+  // no padding), and k in [doc_begin, doc_end) (the task's document).
+  int64_t min_delta = 0, max_delta = 0;
+  const int64_t* key_limit = nullptr;  // device, per local batch row
+  int64_t doc_begin = 0, doc_end = 0;
+  float softmax_scale = 1;
+};
+
+// Largest head_dim the kernel takes.
+inline constexpr int64_t kForwardBlockMaxHeadDim = 256;
+
+// Enqueues the task on `stream`. Returns cudaErrorInvalidValue for a
+// head_dim above kForwardBlockMaxHeadDim or an empty head range.
+cudaError_t LaunchForwardBlock(const ForwardBlockArgs& args,
+                               cudaStream_t stream);
+
+}  // namespace ringattn::cuda
+
+#endif  // RINGATTN_CUDA_FORWARD_BLOCK_H_
