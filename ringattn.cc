@@ -77,14 +77,8 @@ absl::StatusOr<std::unique_ptr<RingAttention>> RingAttention::Create(
         "ring attention shards one sequence: seqlen_q ", shape.seqlen_q,
         " != seqlen_k ", shape.seqlen_k));
   }
-  absl::StatusOr<Layout> layout = Layout::Create(
-      config.layout, shape.batch, shape.seqlen_q, config.mask.cu_seqlens);
-  if (!layout.ok()) return layout.status();
-  absl::StatusOr<Mask> mask =
-      Mask::Create(config.mask, shape.batch, shape.seqlen_q, shape.seqlen_k);
-  if (!mask.ok()) return mask.status();
   absl::StatusOr<Schedule> schedule =
-      Schedule::Create(*layout, *mask, shape.num_kv_heads);
+      Schedule::Build(config.layout, config.mask, shape);
   if (!schedule.ok()) return schedule.status();
   return std::unique_ptr<RingAttention>(new RingAttention(
       comm, shape, scale, std::make_unique<Schedule>(*std::move(schedule))));

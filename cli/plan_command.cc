@@ -42,19 +42,11 @@ absl::StatusOr<std::vector<LayoutKind>> ParseLayouts(const std::string& text,
 
 absl::StatusOr<std::string> RunPlan(const PlanOptions& options) {
   const AttentionShape& shape = options.shape;
-  if (absl::Status s = ValidateShape(shape); !s.ok()) return s;
-  absl::StatusOr<Mask> mask =
-      Mask::Create(options.mask, shape.batch, shape.seqlen_q, shape.seqlen_k);
-  if (!mask.ok()) return mask.status();
   std::string out;
   for (LayoutKind kind : options.layouts) {
     LayoutSpec spec = options.layout;
     spec.kind = kind;
-    absl::StatusOr<Layout> layout = Layout::Create(
-        spec, shape.batch, shape.seqlen_q, options.mask.cu_seqlens);
-    if (!layout.ok()) return layout.status();
-    absl::StatusOr<Schedule> schedule =
-        Schedule::Create(*layout, *mask, shape.num_kv_heads);
+    absl::StatusOr<Schedule> schedule = Schedule::Build(spec, options.mask, shape);
     if (!schedule.ok()) return schedule.status();
     absl::StatusOr<PlanReport> report = BuildPlan(*schedule, shape);
     if (!report.ok()) return report.status();

@@ -420,27 +420,22 @@ absl::StatusOr<RunInputs> LoadRunInputs(const RunOptions& o) {
 
 absl::StatusOr<std::string> RunRank(Communicator& comm, const RunOptions& options,
                                     const RunInputs& in) {
-  absl::StatusOr<Layout> layout =
-      Layout::Create(options.config.layout, in.shape.batch, in.shape.seqlen_q,
-                     options.config.mask.cu_seqlens);
-  if (!layout.ok()) {
-    comm.Abort(layout.status());
-    return layout.status();
+  absl::StatusOr<Schedule> schedule =
+      Schedule::Build(options.config.layout, options.config.mask, in.shape);
+  if (!schedule.ok()) {
+    comm.Abort(schedule.status());
+    return schedule.status();
   }
+  const Layout* layout = &schedule->layout();
   absl::StatusOr<RankResult> mine = ComputeRank(comm, options, in, *layout);
   if (!mine.ok()) return mine.status();
   absl::StatusOr<GlobalResult> global = Gather(comm, in, *layout, *std::move(mine));
   if (!global.ok()) return global.status();
   if (comm.rank() != 0) return std::string();
 
-  absl::StatusOr<Mask> mask = Mask::Create(options.config.mask, in.shape.batch,
-                                           in.shape.seqlen_q, in.shape.seqlen_k);
-  if (!mask.ok()) return mask.status();
-  absl::StatusOr<Schedule> schedule =
-      Schedule::Create(*layout, *mask, in.shape.num_kv_heads);
-  if (!schedule.ok()) return schedule.status();
   std::string report = absl::StrCat(
-      "ringattn run: ", layout->DebugString(), ", ", mask->DebugString(), ", ",
+      "ringattn run: ", layout->DebugString(), ", ",
+      schedule->mask().DebugString(), ", ",
       in.shape.DebugString(), ", ", DTypeName(in.dtype), "\n",
       Timings(*global, schedule->num_steps(), !in.dout.empty()));
   if (absl::Status st = WriteOutputs(options, in, *global); !st.ok()) return st;

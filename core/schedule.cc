@@ -67,6 +67,19 @@ absl::Status Schedule::CheckShape(const AttentionShape& shape) const {
   return absl::OkStatus();
 }
 
+absl::StatusOr<Schedule> Schedule::Build(const LayoutSpec& layout_spec,
+                                         const MaskSpec& mask_spec,
+                                         const AttentionShape& shape) {
+  if (absl::Status s = ValidateShape(shape); !s.ok()) return s;
+  absl::StatusOr<Layout> layout = Layout::Create(
+      layout_spec, shape.batch, shape.seqlen_q, mask_spec.cu_seqlens);
+  if (!layout.ok()) return layout.status();
+  absl::StatusOr<Mask> mask =
+      Mask::Create(mask_spec, shape.batch, shape.seqlen_q, shape.seqlen_k);
+  if (!mask.ok()) return mask.status();
+  return Create(*layout, *mask, shape.num_kv_heads);
+}
+
 int Schedule::KvSource(int rank, int step) const {
   if (pattern_ == CommPattern::kAllGather) return rank;
   const int r = layout_.ring_size();

@@ -52,6 +52,14 @@ class Schedule {
   static absl::StatusOr<Schedule> Create(const Layout& layout, const Mask& mask,
                                          int64_t num_kv_heads);
 
+  // Builds the layout (over the mask's cu_seqlens), the mask and the
+  // schedule for a global problem of `shape` (seqlen_q == seqlen_k).
+  // Errors: whatever ValidateShape, Layout::Create, Mask::Create and
+  // Create reject.
+  static absl::StatusOr<Schedule> Build(const LayoutSpec& layout,
+                                        const MaskSpec& mask,
+                                        const AttentionShape& shape);
+
   const Layout& layout() const { return layout_; }
   const Mask& mask() const { return mask_; }
   CommPattern pattern() const { return pattern_; }

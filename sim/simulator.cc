@@ -399,18 +399,9 @@ std::string TraceJson(SimNetwork& net, int world) {
 }  // namespace
 
 absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
-  if (absl::Status s = ValidateShape(o.shape); !s.ok()) return s;
-  absl::StatusOr<Layout> layout =
-      Layout::Create(o.layout, o.shape.batch, o.shape.seqlen_q, o.mask.cu_seqlens);
-  if (!layout.ok()) return layout.status();
-  absl::StatusOr<Mask> mask =
-      Mask::Create(o.mask, o.shape.batch, o.shape.seqlen_q, o.shape.seqlen_k);
-  if (!mask.ok()) return mask.status();
-  absl::StatusOr<Schedule> schedule =
-      Schedule::Create(*layout, *mask, o.shape.num_kv_heads);
+  absl::StatusOr<Schedule> schedule = Schedule::Build(o.layout, o.mask, o.shape);
   if (!schedule.ok()) return schedule.status();
-  if (absl::Status s = schedule->CheckShape(o.shape); !s.ok()) return s;
-  const int world = layout->world();
+  const int world = schedule->layout().world();
   const int per_node = o.gpus_per_node == 0 ? world : o.gpus_per_node;
   if (per_node < 1 || world % per_node != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -469,14 +460,7 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
 }
 
 absl::StatusOr<double> KernelSeconds(const SimOptions& o) {
-  absl::StatusOr<Layout> layout = Layout::Create(
-      {}, o.shape.batch, o.shape.seqlen_q, o.mask.cu_seqlens);
-  if (!layout.ok()) return layout.status();
-  absl::StatusOr<Mask> mask =
-      Mask::Create(o.mask, o.shape.batch, o.shape.seqlen_q, o.shape.seqlen_k);
-  if (!mask.ok()) return mask.status();
-  absl::StatusOr<Schedule> schedule =
-      Schedule::Create(*layout, *mask, o.shape.num_kv_heads);
+  absl::StatusOr<Schedule> schedule = Schedule::Build({}, o.mask, o.shape);
   if (!schedule.ok()) return schedule.status();
   absl::StatusOr<std::vector<BlockTask>> tasks = schedule->Tasks(0, 0);
   if (!tasks.ok()) return tasks.status();
