@@ -80,6 +80,12 @@ expect "sim unknown gpu" 1 "unknown gpu 'v100'" -- sim --gpu=v100
 expect "sim bad calibration" 1 "cannot open" -- sim --calibration="$tmp/none.txt"
 expect "sim bad nodes" 1 "--nodes 3 does not divide world 8" -- sim --nodes=3
 
+expect "check too large" 1 "--check builds the full 65536 x 65536" -- run --random --check \
+  --seqlen=65536 --num_heads=1 --head_dim=8
+expect "tensor too large" 1 "the CPU run takes at most" -- run --random --seqlen=1048576 \
+  --num_heads=64 --head_dim=256
+expect "sim world too large" 1 "expected at most 8192" -- sim --layout=ring --world=16384 --seqlen=16384
+
 # Faults: a failing rank ends every rank at once; a silent one times out.
 expect "injected failure" 1 "injected failure on rank 2" -- run --random --seqlen=256 --world=4 \
   --inject_fault_rank=2 --timeout_s=60

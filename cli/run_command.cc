@@ -361,12 +361,33 @@ absl::StatusOr<GlobalResult> SingleCall(const RunOptions& options,
 
 }  // namespace
 
+// What this CPU command will allocate at most, per tensor and for --check.
+constexpr int64_t kMaxTensorBytes = int64_t{8} << 30;
+constexpr int64_t kMaxCheckScores = int64_t{1} << 27;  // seqlen_q x seqlen_k
+
+absl::Status CheckSizes(const AttentionShape& s, DType dtype, bool check) {
+  const int64_t bytes = std::max(s.q_elements(), s.kv_elements()) * DTypeBytes(dtype);
+  if (bytes > kMaxTensorBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a tensor of ", s.DebugString(), " needs ", bytes,
+        " bytes; the CPU run takes at most ", kMaxTensorBytes, " per tensor"));
+  }
+  if (check && s.seqlen_q * s.seqlen_k > kMaxCheckScores) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--check builds the full ", s.seqlen_q, " x ", s.seqlen_k,
+        " score matrix of the fp64 oracle; expected seqlen_q * seqlen_k <= ",
+        kMaxCheckScores, " (drop --check or shorten the sequence)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<RunInputs> LoadRunInputs(const RunOptions& o) {
   RunInputs in;
   if (o.random) {
     in.dtype = o.random_dtype;
     in.shape = o.random_shape;
     if (absl::Status st = ValidateShape(in.shape); !st.ok()) return st;
+    if (absl::Status st = CheckSizes(in.shape, in.dtype, o.check); !st.ok()) return st;
     in.q = RandomTensor(in.dtype, in.shape.q_elements(), o.seed);
     in.k = RandomTensor(in.dtype, in.shape.kv_elements(), o.seed + 1);
     in.v = RandomTensor(in.dtype, in.shape.kv_elements(), o.seed + 2);
@@ -415,6 +436,7 @@ absl::StatusOr<RunInputs> LoadRunInputs(const RunOptions& o) {
   }
   in.shape = {qs[0], qs[1], ks[1], qs[2], ks[2], qs[3]};
   if (absl::Status st = ValidateShape(in.shape); !st.ok()) return st;
+  if (absl::Status st = CheckSizes(in.shape, in.dtype, o.check); !st.ok()) return st;
   return in;
 }
 
