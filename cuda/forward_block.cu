@@ -106,14 +106,136 @@ cudaError_t Launch(const ForwardBlockArgs& a, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
+// grid: (ceil(k.length / kRowsPerBlock), query heads of the task, batch)
+template <int kHeadDim>
+__global__ void BackwardBlockKernel(BackwardBlockArgs args) {
+  const ForwardBlockArgs& a = args.task;
+  __shared__ float q_tile[kTileKeys][kHeadDim];
+  __shared__ float do_tile[kTileKeys][kHeadDim];
+  __shared__ float lse_tile[kTileKeys];
+  __shared__ float delta_tile[kTileKeys];
+  __shared__ int64_t q_positions[kTileKeys];
+  const int64_t group = a.num_heads / a.num_kv_heads;
+  const int64_t h = a.kv_head_begin * group + blockIdx.y;
+  const int64_t kv_head = h / group;
+  const int64_t b = blockIdx.z;
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x;
+  const bool active = j < a.k_pos.length;
+  const int64_t k_row = a.k_row + j;
+  const int64_t k_pos = active ? At(a.k_pos, j) : 0;
+  const int64_t key_limit = a.key_limit != nullptr ? a.key_limit[b] : INT64_MAX;
+  const bool key_valid = active && k_pos < key_limit && k_pos >= a.doc_begin &&
+                         k_pos < a.doc_end;
+  const int d = static_cast<int>(a.head_dim);
+  const int64_t kv_offset = ((b * a.k_rows + k_row) * a.num_kv_heads + kv_head) * a.head_dim;
+  float k[kHeadDim], v[kHeadDim], dk[kHeadDim], dv[kHeadDim];
+  for (int c = 0; c < d; ++c) {
+    k[c] = active ? Load(a.dtype, a.k, kv_offset + c) : 0.f;
+    v[c] = active ? Load(a.dtype, a.v, kv_offset + c) : 0.f;
+    dk[c] = dv[c] = 0.f;
+  }
+  for (int64_t q0 = 0; q0 < a.q_pos.length; q0 += kTileKeys) {
+    const int64_t left = a.q_pos.length - q0;
+    const int rows = static_cast<int>(left < kTileKeys ? left : kTileKeys);
+    __syncthreads();
+    for (int e = threadIdx.x; e < rows * d; e += blockDim.x) {
+      const int i = e / d, c = e % d;
+      const int64_t src = ((b * a.q_rows + a.q_row + q0 + i) * a.num_heads + h) * a.head_dim + c;
+      q_tile[i][c] = Load(a.dtype, a.q, src);
+      do_tile[i][c] = Load(a.dtype, args.dout, src);
+    }
+    if (threadIdx.x < rows) {
+      const int64_t stat = (b * a.num_heads + h) * a.q_rows + a.q_row + q0 + threadIdx.x;
+      lse_tile[threadIdx.x] = args.lse[stat];
+      delta_tile[threadIdx.x] = args.delta[stat];
+      q_positions[threadIdx.x] = At(a.q_pos, q0 + threadIdx.x);
+    }
+    __syncthreads();
+    if (!key_valid) continue;
+    for (int i = 0; i < rows; ++i) {
+      const int64_t delta_pos = k_pos - q_positions[i];
+      if (delta_pos < a.min_delta || delta_pos > a.max_delta ||
+          lse_tile[i] == -INFINITY) {
+        continue;
+      }
+      float s = 0.f, dp = 0.f;
+      for (int c = 0; c < d; ++c) {
+        s += q_tile[i][c] * k[c];
+        dp += do_tile[i][c] * v[c];
+      }
+      const float p = __expf(s * a.softmax_scale - lse_tile[i]);
+      const float ds = p * (dp - delta_tile[i]) * a.softmax_scale;
+      float* dq = args.dq + ((b * a.q_rows + a.q_row + q0 + i) * a.num_heads + h) * a.head_dim;
+      for (int c = 0; c < d; ++c) {
+        dv[c] += p * do_tile[i][c];
+        dk[c] += ds * q_tile[i][c];
+        atomicAdd(dq + c, ds * k[c]);
+      }
+    }
+  }
+  if (!key_valid) return;
+  for (int c = 0; c < d; ++c) {
+    atomicAdd(args.dk + kv_offset + c, dk[c]);  // GQA: several heads add
+    atomicAdd(args.dv + kv_offset + c, dv[c]);
+  }
+}
+
+__global__ void DeltaKernel(ElementType dtype, const void* dout, const float* o,
+                            float* delta, int64_t batch, int64_t rows,
+                            int64_t heads, int64_t head_dim) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (row >= batch * rows * heads) return;
+  const int64_t h = row % heads, t = (row / heads) % rows, b = row / (heads * rows);
+  float sum = 0.f;
+  for (int64_t c = 0; c < head_dim; ++c) {
+    sum += Load(dtype, dout, row * head_dim + c) * o[row * head_dim + c];
+  }
+  delta[(b * heads + h) * rows + t] = sum;
+}
+
+template <int kHeadDim>
+cudaError_t LaunchBackward(const BackwardBlockArgs& args, cudaStream_t stream) {
+  const ForwardBlockArgs& a = args.task;
+  const int64_t group = a.num_heads / a.num_kv_heads;
+  const dim3 grid(
+      static_cast<unsigned>((a.k_pos.length + kRowsPerBlock - 1) / kRowsPerBlock),
+      static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
+      static_cast<unsigned>(a.batch));
+  BackwardBlockKernel<kHeadDim><<<grid, kRowsPerBlock, 0, stream>>>(args);
+  return cudaGetLastError();
+}
+
+bool ValidTask(const ForwardBlockArgs& a) {
+  return a.head_dim >= 1 && a.head_dim <= kForwardBlockMaxHeadDim &&
+         a.kv_head_begin < a.kv_head_end && a.num_kv_heads >= 1 &&
+         a.num_heads % a.num_kv_heads == 0;
+}
+
 }  // namespace
 
+cudaError_t LaunchBackwardBlock(const BackwardBlockArgs& args,
+                                cudaStream_t stream) {
+  const ForwardBlockArgs& a = args.task;
+  if (!ValidTask(a)) return cudaErrorInvalidValue;
+  if (a.q_pos.length == 0 || a.k_pos.length == 0 || a.batch == 0) return cudaSuccess;
+  if (a.head_dim <= 64) return LaunchBackward<64>(args, stream);
+  if (a.head_dim <= 128) return LaunchBackward<128>(args, stream);
+  return LaunchBackward<256>(args, stream);
+}
+
+cudaError_t LaunchBackwardDelta(ElementType dtype, const void* dout,
+                                const float* o, float* delta, int64_t batch,
+                                int64_t rows, int64_t heads, int64_t head_dim,
+                                cudaStream_t stream) {
+  const int64_t n = batch * rows * heads;
+  if (n == 0) return cudaSuccess;
+  DeltaKernel<<<static_cast<unsigned>((n + 127) / 128), 128, 0, stream>>>(
+      dtype, dout, o, delta, batch, rows, heads, head_dim);
+  return cudaGetLastError();
+}
+
 cudaError_t LaunchForwardBlock(const ForwardBlockArgs& a, cudaStream_t stream) {
-  if (a.head_dim < 1 || a.head_dim > kForwardBlockMaxHeadDim ||
-      a.kv_head_begin >= a.kv_head_end || a.num_kv_heads < 1 ||
-      a.num_heads % a.num_kv_heads != 0) {
-    return cudaErrorInvalidValue;
-  }
+  if (!ValidTask(a)) return cudaErrorInvalidValue;
   if (a.q_pos.length == 0 || a.k_pos.length == 0 || a.batch == 0) return cudaSuccess;
   // Register arrays sized by the head_dim bucket.
   if (a.head_dim <= 64) return Launch<64>(a, stream);

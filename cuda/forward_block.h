@@ -2,9 +2,9 @@
 // fp32 ring state (O, LSE) in the same kernel: no block output is ever
 // rounded to the input dtype. Masks come from the task's position runs.
 //
-// This is the correctness-first kernel (one thread per query row, K/V tiles
-// staged in shared memory, fp32 math for every input dtype): the oracle
-// the tensor-core kernels of issue #5 are tested against on the GPU.
+// These are the correctness-first kernels (one thread per row, tiles staged
+// in shared memory, fp32 math for every input dtype): the oracle the
+// tensor-core kernels of issue #5 are tested against on the GPU.
 #ifndef RINGATTN_CUDA_FORWARD_BLOCK_H_
 #define RINGATTN_CUDA_FORWARD_BLOCK_H_
 
@@ -45,6 +45,31 @@ struct ForwardBlockArgs {
   int64_t doc_begin = 0, doc_end = 0;
   float softmax_scale = 1;
 };
+
+// The backward of one block task: accumulates dQ (fp32, like q) and the
+// task's dK, dV into fp32 accumulators laid out like k, v (the buffers that
+// travel the ring), from dO (input dtype), the final LSE and
+// D = rowsum(dO * O) (fp32, (batch, num_heads, q_rows)). Same position and
+// mask fields as the forward. Correctness-first: one thread per key row,
+// atomics into dQ and (across GQA heads) dK/dV.
+struct BackwardBlockArgs {
+  ForwardBlockArgs task;      // q, k, v, shapes, positions, mask, scale
+  const void* dout = nullptr;  // like q, input dtype
+  const float* lse = nullptr;
+  const float* delta = nullptr;
+  float* dq = nullptr;  // (batch, q_rows, num_heads, head_dim)
+  float* dk = nullptr;  // (batch, k_rows, num_kv_heads, head_dim)
+  float* dv = nullptr;
+};
+
+cudaError_t LaunchBackwardBlock(const BackwardBlockArgs& args,
+                                cudaStream_t stream);
+
+// delta[b, h, t] = sum_c dout[b, t, h, c] * o[b, t, h, c], o the fp32 state.
+cudaError_t LaunchBackwardDelta(ElementType dtype, const void* dout,
+                                const float* o, float* delta, int64_t batch,
+                                int64_t rows, int64_t heads, int64_t head_dim,
+                                cudaStream_t stream);
 
 // Largest head_dim the kernel takes.
 inline constexpr int64_t kForwardBlockMaxHeadDim = 256;

@@ -1,6 +1,7 @@
-// GPU test (skips without a device): every block task of a rank, run by the
-// forward kernel into the fp32 state on the GPU, equals the CPU blocked
-// kernel in double on the same (dtype-rounded) inputs, within 1e-5.
+// GPU test (the GPU part skips without a device): every block task of a
+// rank, run by the forward kernel into the fp32 state on the GPU and then by
+// the backward kernel into fp32 dQ and per-step dK/dV, equals the CPU
+// blocked kernel in double on the same (dtype-rounded) inputs, within 1e-5.
 #include "cuda/forward_block.h"
 
 #include <cuda_runtime.h>
@@ -66,6 +67,40 @@ void Check(const Case& c) {
   };
   const double scale = DefaultSoftmaxScale(s.head_dim);
   const int64_t rows = layout.local_seqlen();
+  const std::vector<double> dout = round(RandomNormal<double>(s.q_elements(), 4));
+  const auto dout_shards =
+      *layout.Shard(absl::MakeConstSpan(dout), s.num_heads * s.head_dim);
+  // The kernel arguments of `task` over device tensors of one rank.
+  const auto TaskArgs = [&](const BlockTask& task, const void* d_q,
+                            const void* d_k, const void* d_v, float* d_o,
+                            float* d_lse, const int64_t* d_limits) {
+    ForwardBlockArgs a;
+    a.dtype = type;
+    a.q = d_q;
+    a.k = d_k;
+    a.v = d_v;
+    a.state_o = d_o;
+    a.state_lse = d_lse;
+    a.batch = layout.local_batch();
+    a.q_rows = a.k_rows = rows;
+    a.num_heads = s.num_heads;
+    a.num_kv_heads = s.num_kv_heads;
+    a.head_dim = s.head_dim;
+    a.q_row = task.q_row;
+    a.k_row = task.k_row;
+    a.q_pos = Run(task.q);
+    a.k_pos = Run(task.k);
+    a.kv_head_begin = task.kv_head_begin;
+    a.kv_head_end = task.kv_head_end;
+    a.min_delta = mask.min_delta();
+    a.max_delta = mask.max_delta();
+    a.key_limit = d_limits;
+    const auto [doc_begin, doc_end] = mask.DocumentBounds(task.q.first());
+    a.doc_begin = doc_begin;
+    a.doc_end = doc_end;
+    a.softmax_scale = static_cast<float>(scale);
+    return a;
+  };
   const TensorStrides qs = DenseStrides(rows, s.num_heads, s.head_dim);
   const TensorStrides ks = DenseStrides(rows, s.num_kv_heads, s.head_dim);
   for (int rank = 0; rank < layout.world(); ++rank) {
@@ -86,6 +121,27 @@ void Check(const Case& c) {
         ASSERT_TRUE(cpu.ok()) << cpu;
       }
     }
+    // Backward on the CPU: dQ at home; dK/dV per step (the visiting shard).
+    const std::vector<double> dout_shard = dout_shards[rank];
+    const std::vector<double> delta = cpu::BackwardDelta<double>(
+        want.out, dout_shard, layout.local_batch(), rows, s.num_heads, s.head_dim);
+    std::vector<double> want_dq(q_shards[rank].size(), 0.0);
+    std::vector<std::vector<double>> want_dk(schedule.num_steps()),
+        want_dv(schedule.num_steps());
+    for (int step = 0; step < schedule.num_steps(); ++step) {
+      const int source = schedule.KvSource(rank, step);
+      want_dk[step].assign(k_shards[source].size(), 0.0);
+      want_dv[step].assign(k_shards[source].size(), 0.0);
+      const std::vector<BlockTask> tasks = *schedule.Tasks(rank, step);
+      for (const BlockTask& task : tasks) {
+        const absl::Status cpu = cpu::BlockBackward<double>(
+            task, problem, {q_shards[rank], qs}, {k_shards[source], ks},
+            {v_shards[source], ks}, {dout_shard, qs}, want.lse, delta,
+            {absl::MakeSpan(want_dq), qs}, {absl::MakeSpan(want_dk[step]), ks},
+            {absl::MakeSpan(want_dv[step]), ks});
+        ASSERT_TRUE(cpu.ok()) << cpu;
+      }
+    }
     if (!DeviceCount().ok()) continue;
     std::vector<float> o(want.out.size(), 0.f), lse(want.lse.size(), -INFINITY);
     float* d_o = ToDevice(o);
@@ -102,31 +158,7 @@ void Check(const Case& c) {
       uint8_t* d_v = device_input(v_shards[source]);
       const std::vector<BlockTask> tasks = *schedule.Tasks(rank, step);
       for (const BlockTask& task : tasks) {
-        ForwardBlockArgs a;
-        a.dtype = type;
-        a.q = d_q;
-        a.k = d_k;
-        a.v = d_v;
-        a.state_o = d_o;
-        a.state_lse = d_lse;
-        a.batch = layout.local_batch();
-        a.q_rows = a.k_rows = rows;
-        a.num_heads = s.num_heads;
-        a.num_kv_heads = s.num_kv_heads;
-        a.head_dim = s.head_dim;
-        a.q_row = task.q_row;
-        a.k_row = task.k_row;
-        a.q_pos = Run(task.q);
-        a.k_pos = Run(task.k);
-        a.kv_head_begin = task.kv_head_begin;
-        a.kv_head_end = task.kv_head_end;
-        a.min_delta = mask.min_delta();
-        a.max_delta = mask.max_delta();
-        a.key_limit = d_limits;
-        const auto [doc_begin, doc_end] = mask.DocumentBounds(task.q.first());
-        a.doc_begin = doc_begin;
-        a.doc_end = doc_end;
-        a.softmax_scale = static_cast<float>(scale);
+        const ForwardBlockArgs a = TaskArgs(task, d_q, d_k, d_v, d_o, d_lse, d_limits);
         ASSERT_EQ(LaunchForwardBlock(a, nullptr), cudaSuccess);
       }
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -135,16 +167,58 @@ void Check(const Case& c) {
     }
     cudaMemcpy(o.data(), d_o, o.size() * 4, cudaMemcpyDeviceToHost);
     cudaMemcpy(lse.data(), d_lse, lse.size() * 4, cudaMemcpyDeviceToHost);
-    for (void* p : {static_cast<void*>(d_o), static_cast<void*>(d_lse),
-                    static_cast<void*>(d_q), static_cast<void*>(d_limits)}) {
-      cudaFree(p);
-    }
     EXPECT_LE(MaxRelError(o, want.out), 1e-5) << "rank " << rank;
     EXPECT_LE(MaxRelError(lse, want.lse), 1e-5) << "rank " << rank;
+
+    // Backward on the GPU from its own fp32 state.
+    uint8_t* d_dout = device_input(dout_shard);
+    float* d_delta = ToDevice(std::vector<float>(lse.size()));
+    float* d_dq = ToDevice(std::vector<float>(q_shards[rank].size()));
+    ASSERT_EQ(LaunchBackwardDelta(type, d_dout, d_o, d_delta, layout.local_batch(),
+                                  rows, s.num_heads, s.head_dim, nullptr),
+              cudaSuccess);
+    for (int step = 0; step < schedule.num_steps(); ++step) {
+      const int source = schedule.KvSource(rank, step);
+      uint8_t* d_k = device_input(k_shards[source]);
+      uint8_t* d_v = device_input(v_shards[source]);
+      float* d_dk = ToDevice(std::vector<float>(k_shards[source].size()));
+      float* d_dv = ToDevice(std::vector<float>(k_shards[source].size()));
+      const std::vector<BlockTask> tasks = *schedule.Tasks(rank, step);
+      for (const BlockTask& task : tasks) {
+        BackwardBlockArgs a;
+        a.task = TaskArgs(task, d_q, d_k, d_v, d_o, d_lse, d_limits);
+        a.dout = d_dout;
+        a.lse = d_lse;
+        a.delta = d_delta;
+        a.dq = d_dq;
+        a.dk = d_dk;
+        a.dv = d_dv;
+        ASSERT_EQ(LaunchBackwardBlock(a, nullptr), cudaSuccess);
+      }
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      std::vector<float> dk(k_shards[source].size()), dv(dk.size());
+      cudaMemcpy(dk.data(), d_dk, dk.size() * 4, cudaMemcpyDeviceToHost);
+      cudaMemcpy(dv.data(), d_dv, dv.size() * 4, cudaMemcpyDeviceToHost);
+      EXPECT_LE(MaxRelError(dk, want_dk[step]), 1e-5) << "rank " << rank << " step " << step;
+      EXPECT_LE(MaxRelError(dv, want_dv[step]), 1e-5) << "rank " << rank << " step " << step;
+      for (void* p : {static_cast<void*>(d_k), static_cast<void*>(d_v),
+                      static_cast<void*>(d_dk), static_cast<void*>(d_dv)}) {
+        cudaFree(p);
+      }
+    }
+    std::vector<float> dq(q_shards[rank].size());
+    cudaMemcpy(dq.data(), d_dq, dq.size() * 4, cudaMemcpyDeviceToHost);
+    EXPECT_LE(MaxRelError(dq, want_dq), 1e-5) << "rank " << rank;
+    for (void* p : {static_cast<void*>(d_o), static_cast<void*>(d_lse),
+                    static_cast<void*>(d_q), static_cast<void*>(d_limits),
+                    static_cast<void*>(d_dout), static_cast<void*>(d_delta),
+                    static_cast<void*>(d_dq)}) {
+      cudaFree(p);
+    }
   }
 }
 
-TEST(ForwardBlockTest, MatchesTheCpuBlockedKernel) {
+TEST(ForwardBlockTest, ForwardAndBackwardMatchTheCpuBlockedKernel) {
   // The CPU reference runs everywhere; the GPU part skips without a device.
   for (int64_t d : {64, 128, 256}) {
     Check({{.kind = LayoutKind::kZigzag, .world = 4}, {.causal = true}, d,
