@@ -1,16 +1,26 @@
-// Kernel benchmark, our side: forward TFLOP/s of cuda:forward_block on the
-// rows of issue #5, one task over the whole sequence, timed with CUDA
-// events. Prints CSV (row, pass, ms, TFLOP/s). bench/kernel_bench.sh runs it
+// Kernel benchmark, our side: forward TFLOP/s on the rows of issue #5, one
+// task over the whole sequence on random inputs, timed with CUDA events.
+// Impls: "ringattn" (LaunchForward writing O in the input dtype, the work
+// SDPA does), "ringattn_fused_state" (merging into the fp32 ring state, what
+// a ring step does) and "ringattn_reference" (the correctness-first kernel,
+// fp32 rows only). Prints CSV (row, impl, pass, ms, TFLOP/s). bench/kernel_bench.sh runs it
 // beside PyTorch SDPA (bench/torch_sdpa_bench.py) on the same GPU.
 // FLOPs: 4 * b * s * s * h * d, halved for causal.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_format.h"
 #include "cuda/device.h"
+#include "cuda/flash/forward.h"
 #include "cuda/forward_block.h"
 
 namespace ringattn::cuda {
@@ -34,26 +44,83 @@ constexpr Row kRows[] = {
     {"fp32_b4_s4096_h12_d64_causal", ElementType::kFloat32, 4, 4096, 12, 64, true},
 };
 
+// Fills `n` elements of `dtype` at device `p` with N(0, 1) values (a pool
+// of random values, tiled with a shift per copy).
+void FillRandom(void* p, ElementType dtype, int64_t n, uint32_t seed) {
+  constexpr int64_t kPool = int64_t{1} << 22;
+  static std::vector<float> pool = [] {
+    std::vector<float> x(kPool + 4096);
+    std::mt19937 rng(7);
+    std::normal_distribution<float> normal;
+    for (float& f : x) f = normal(rng);
+    return x;
+  }();
+  const int64_t bytes = dtype == ElementType::kFloat32 ? 4 : 2;
+  std::vector<unsigned char> host(kPool * bytes);
+  for (int64_t done = 0, copy = 0; done < n; done += kPool, ++copy) {
+    const int64_t count = std::min(kPool, n - done);
+    const float* src = pool.data() + (seed * 131 + copy * 17) % 4096;
+    for (int64_t i = 0; i < count; ++i) {
+      if (dtype == ElementType::kFloat32) {
+        std::memcpy(&host[i * 4], &src[i], 4);
+      } else if (dtype == ElementType::kBFloat16) {
+        const __nv_bfloat16 h = __float2bfloat16(src[i]);
+        std::memcpy(&host[i * 2], &h, 2);
+      } else {
+        const __half h = __float2half(src[i]);
+        std::memcpy(&host[i * 2], &h, 2);
+      }
+    }
+    cudaMemcpy(static_cast<unsigned char*>(p) + done * bytes, host.data(),
+               count * bytes, cudaMemcpyHostToDevice);
+  }
+}
+
+// Median of `iterations` timed launches, in ms.
+template <typename F>
+float TimeMs(F&& launch, int iterations) {
+  launch();  // warm-up
+  std::vector<float> times;
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  for (int i = 0; i < iterations; ++i) {
+    cudaEventRecord(start);
+    launch();
+    cudaEventRecord(stop);
+    cudaEventSynchronize(stop);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    times.push_back(ms);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
 int Main(int argc, char** argv) {
   if (absl::StatusOr<int> n = DeviceCount(); !n.ok()) {
     std::fprintf(stderr, "kernel_bench: %s\n", std::string(n.status().message()).c_str());
     return 1;
   }
-  const int iterations = argc > 1 ? std::atoi(argv[1]) : 3;
+  const int iterations = argc > 1 ? std::atoi(argv[1]) : 10;
   std::printf("row,impl,pass,ms,tflops\n");
   for (const Row& r : kRows) {
     const int64_t elem = r.dtype == ElementType::kFloat32 ? 4 : 2;
     const int64_t n = r.batch * r.seqlen * r.heads * r.head_dim;
-    void *q, *k, *v;
+    void *q, *k, *v, *out;
     float *o, *lse;
     cudaMalloc(&q, n * elem);
     cudaMalloc(&k, n * elem);
     cudaMalloc(&v, n * elem);
+    cudaMalloc(&out, n * elem);
     cudaMalloc(&o, n * 4);
     cudaMalloc(&lse, r.batch * r.heads * r.seqlen * 4);
-    cudaMemset(q, 0x3c, n * elem);  // small positive values in any dtype
-    cudaMemset(k, 0x3c, n * elem);
-    cudaMemset(v, 0x3c, n * elem);
+    FillRandom(q, r.dtype, n, 1);
+    FillRandom(k, r.dtype, n, 2);
+    FillRandom(v, r.dtype, n, 3);
+    cudaMemset(o, 0, n * 4);
     ForwardBlockArgs a;
     a.dtype = r.dtype;
     a.q = q;
@@ -70,29 +137,29 @@ int Main(int argc, char** argv) {
     a.min_delta = -(int64_t{1} << 60);
     a.max_delta = r.causal ? 0 : (int64_t{1} << 60);
     a.doc_end = r.seqlen;
-    a.softmax_scale = 0.088f;
-    cudaEvent_t start, stop;
-    cudaEventCreate(&start);
-    cudaEventCreate(&stop);
-    LaunchForwardBlock(a, nullptr);  // warm-up
-    cudaEventRecord(start);
-    for (int i = 0; i < iterations; ++i) LaunchForwardBlock(a, nullptr);
-    cudaEventRecord(stop);
-    const cudaError_t error = cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    ms /= iterations;
+    a.softmax_scale = 1.f / std::sqrt(static_cast<float>(r.head_dim));
     const double flops = 4.0 * r.batch * r.seqlen * r.seqlen * r.heads *
                          r.head_dim / (r.causal ? 2 : 1);
-    if (error != cudaSuccess) {
+    const auto report = [&](const char* impl, float ms) {
+      std::printf("%s\n", absl::StrFormat("%s,%s,fwd,%.3f,%.2f", r.name, impl, ms,
+                                          flops / (ms * 1e-3) / 1e12)
+                              .c_str());
+      std::fflush(stdout);
+    };
+    ForwardBlockArgs direct = a;
+    direct.out = out;
+    report("ringattn", TimeMs([&] { LaunchForward(direct, nullptr); }, iterations));
+    report("ringattn_fused_state", TimeMs([&] { LaunchForward(a, nullptr); }, iterations));
+    if (r.dtype != ElementType::kFloat32 && r.seqlen * r.batch <= 16384) {
+      report("ringattn_reference", TimeMs([&] { LaunchForwardBlock(a, nullptr); }, 1));
+    }
+    if (const cudaError_t error = cudaDeviceSynchronize(); error != cudaSuccess) {
       std::fprintf(stderr, "%s: %s\n", r.name, cudaGetErrorString(error));
       return 1;
     }
-    std::printf("%s\n", absl::StrFormat("%s,ringattn_forward_block,fwd,%.3f,%.2f",
-                                         r.name, ms, flops / (ms * 1e-3) / 1e12)
-                            .c_str());
-    std::fflush(stdout);
-    for (void* p : {q, k, v, static_cast<void*>(o), static_cast<void*>(lse)}) cudaFree(p);
+    for (void* p : {q, k, v, out, static_cast<void*>(o), static_cast<void*>(lse)}) {
+      cudaFree(p);
+    }
   }
   return 0;
 }

@@ -7,20 +7,22 @@ bin="${1:?usage: kernel_bench.sh BIN_DIR [OUT_DIR]}"
 out="${2:-.}"
 here="$(cd "$(dirname "$0")" && pwd)"
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-"$bin/kernel_bench" 3 > "$out/ours.csv"
+"$bin/kernel_bench" 10 > "$out/ours.csv"
 python3 "$here/torch_sdpa_bench.py" 10 > "$out/torch.csv"
 echo "# $(date -u +%F), $gpu; TFLOP/s (fwd: 4*b*s^2*h*d, /2 causal)"
 awk -F, '
   FNR == 1 { next }
-  FILENAME ~ /ours/ { ours[$1] = $5; order[++n] = $1; next }
+  FILENAME ~ /ours/ && $2 == "ringattn" { ours[$1] = $5; order[++n] = $1; next }
+  FILENAME ~ /ours/ && $2 == "ringattn_fused_state" { fused[$1] = $5; next }
+  FILENAME ~ /ours/ { next }
   $3 == "fwd" { t[$1, $2] = $5 }
   END {
-    printf "%-32s %9s %9s %9s %9s %12s %12s\n", "row", "ours", "flash", "cudnn",
-           "efficient", "ours/flash", "ours/cudnn"
+    printf "%-32s %9s %9s %9s %9s %9s %12s %12s\n", "row", "ours", "fused",
+           "flash", "cudnn", "efficient", "ours/flash", "ours/cudnn"
     for (i = 1; i <= n; i++) {
       r = order[i]
       f = t[r, "torch_flash"]; c = t[r, "torch_cudnn"]; e = t[r, "torch_efficient"]
-      printf "%-32s %9.2f %9s %9s %9s %12s %12s\n", r, ours[r], f ? f : "-",
+      printf "%-32s %9.2f %9.2f %9s %9s %9s %12s %12s\n", r, ours[r], fused[r], f ? f : "-",
              c ? c : "-", e ? e : "-", f ? sprintf("%.3f", ours[r] / f) : "-",
              c ? sprintf("%.3f", ours[r] / c) : "-"
     }

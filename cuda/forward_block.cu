@@ -22,6 +22,19 @@ __device__ __forceinline__ float Load(ElementType t, const void* p, int64_t i) {
   }
 }
 
+__device__ __forceinline__ void Store(ElementType t, void* p, int64_t i, float x) {
+  switch (t) {
+    case ElementType::kFloat16:
+      static_cast<__half*>(p)[i] = __float2half_rn(x);
+      break;
+    case ElementType::kBFloat16:
+      static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(x);
+      break;
+    default:
+      static_cast<float*>(p)[i] = x;
+  }
+}
+
 __device__ __forceinline__ int64_t At(const DeviceRun& r, int64_t i) {
   return r.base + (i / r.group) * r.group_stride + (i % r.group) * r.stride;
 }
@@ -87,9 +100,17 @@ __global__ void ForwardBlockKernel(ForwardBlockArgs a) {
       for (int c = 0; c < d; ++c) acc[c] += p * v_tile[j][c];
     }
   }
-  if (!active || row_sum == 0.f) return;  // no allowed key: state unchanged
-  const float inv = 1.f / row_sum;
+  if (!active) return;
+  const float inv = row_sum > 0.f ? 1.f / row_sum : 0.f;
   for (int c = 0; c < d; ++c) acc[c] *= inv;
+  if (a.out != nullptr) {  // one-call attention: O in the input dtype, LSE
+    const int64_t offset = ((b * a.q_rows + row) * a.num_heads + h) * a.head_dim;
+    for (int c = 0; c < d; ++c) Store(a.dtype, a.out, offset + c, acc[c]);
+    a.state_lse[(b * a.num_heads + h) * a.q_rows + row] =
+        row_sum > 0.f ? row_max + logf(row_sum) : -INFINITY;
+    return;
+  }
+  if (row_sum == 0.f) return;  // no allowed key: state unchanged
   MergeRow(a.state_o + ((b * a.q_rows + row) * a.num_heads + h) * a.head_dim,
            a.state_lse + (b * a.num_heads + h) * a.q_rows + row, acc,
            row_max + logf(row_sum), d);

@@ -44,6 +44,10 @@ struct ForwardBlockArgs {
   const int64_t* key_limit = nullptr;  // device, per local batch row
   int64_t doc_begin = 0, doc_end = 0;
   float softmax_scale = 1;
+  // Optional: when set, the kernel writes the block's normalized O in the
+  // input dtype here (laid out like q) and its LSE to state_lse, instead of
+  // merging into the state: one-call attention, no ring.
+  void* out = nullptr;
 };
 
 // The backward of one block task: accumulates dQ (fp32, like q) and the

@@ -1,0 +1,101 @@
+// Positions and masks of a block task on the device, shared by the
+// tensor-core kernels: the global position of a local row (PositionRun's
+// formula), whether a (query, key) pair is allowed, and the contiguous range
+// of tiles that are not fully masked (positions increase with the row, so
+// every bound of the mask cuts the tiles in one place).
+#ifndef RINGATTN_CUDA_FLASH_BLOCK_MASK_CUH_
+#define RINGATTN_CUDA_FLASH_BLOCK_MASK_CUH_
+
+#include <cstdint>
+
+#include "cuda/forward_block.h"
+
+namespace ringattn::cuda::flash {
+
+__device__ __forceinline__ int64_t min64(int64_t x, int64_t y) {
+  return x < y ? x : y;
+}
+
+__device__ __forceinline__ int64_t PositionAt(const DeviceRun& r, int64_t i) {
+  if (r.group >= r.length) return r.base + i * r.stride;  // affine: no division
+  return r.base + (i / r.group) * r.group_stride + (i % r.group) * r.stride;
+}
+
+// The mask of one task for one batch row.
+struct TaskMask {
+  int64_t min_delta, max_delta, key_limit, doc_begin, doc_end;
+
+  static __device__ __forceinline__ TaskMask Of(const ForwardBlockArgs& a,
+                                                int64_t b) {
+    return {a.min_delta, a.max_delta,
+            a.key_limit != nullptr ? a.key_limit[b] : INT64_MAX, a.doc_begin,
+            a.doc_end};
+  }
+  __device__ __forceinline__ bool Allowed(int64_t q, int64_t k) const {
+    const int64_t d = k - q;
+    return d >= min_delta && d <= max_delta && k < key_limit && k >= doc_begin &&
+           k < doc_end;
+  }
+  // Every pair of queries in [q_lo, q_hi] and keys in [k_lo, k_hi] allowed.
+  __device__ __forceinline__ bool AllAllowed(int64_t q_lo, int64_t q_hi,
+                                             int64_t k_lo, int64_t k_hi) const {
+    return k_lo - q_hi >= min_delta && k_hi - q_lo <= max_delta &&
+           k_hi < key_limit && k_lo >= doc_begin && k_hi < doc_end;
+  }
+  // Keys a query in [q_lo, q_hi] may see lie in [KeyLow(q_lo), KeyHigh(q_hi)].
+  __device__ __forceinline__ int64_t KeyLow(int64_t q_lo) const {
+    return max(q_lo + min_delta, doc_begin);
+  }
+  __device__ __forceinline__ int64_t KeyHigh(int64_t q_hi) const {
+    return min(min(q_hi + max_delta, key_limit - 1), doc_end - 1);
+  }
+  // Queries a key in [k_lo, k_hi] may be seen by: [QueryLow, QueryHigh]
+  // (empty when the keys are all outside the document or the padding).
+  __device__ __forceinline__ int64_t QueryLow(int64_t k_lo) const {
+    return k_lo - max_delta;
+  }
+  __device__ __forceinline__ int64_t QueryHigh(int64_t k_lo, int64_t k_hi) const {
+    if (k_lo >= key_limit || k_lo >= doc_end || k_hi < doc_begin) {
+      return INT64_MIN;
+    }
+    return k_hi - min_delta;
+  }
+};
+
+// Tiles of `tile` rows over a run: [first position, last position] of tile t.
+struct RunTiles {
+  DeviceRun run;
+  int tile;
+  __device__ __forceinline__ int Count() const {
+    return static_cast<int>((run.length + tile - 1) / tile);
+  }
+  __device__ __forceinline__ int64_t First(int t) const {
+    return PositionAt(run, static_cast<int64_t>(t) * tile);
+  }
+  __device__ __forceinline__ int64_t Last(int t) const {
+    return PositionAt(run, min(run.length, static_cast<int64_t>(t + 1) * tile) - 1);
+  }
+  __device__ __forceinline__ bool Full(int t) const {
+    return static_cast<int64_t>(t + 1) * tile <= run.length;
+  }
+  // The tiles [begin, end) that hold a position in [lo, hi].
+  __device__ __forceinline__ void Range(int64_t lo, int64_t hi, int* begin,
+                                        int* end) const {
+    int a = 0, b = Count();  // first tile whose last position >= lo
+    while (a < b) {
+      const int m = (a + b) / 2;
+      if (Last(m) >= lo) b = m; else a = m + 1;
+    }
+    *begin = a;
+    b = Count();  // first tile whose first position > hi
+    while (a < b) {
+      const int m = (a + b) / 2;
+      if (First(m) > hi) b = m; else a = m + 1;
+    }
+    *end = a;
+  }
+};
+
+}  // namespace ringattn::cuda::flash
+
+#endif  // RINGATTN_CUDA_FLASH_BLOCK_MASK_CUH_

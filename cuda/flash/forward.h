@@ -1,0 +1,35 @@
+// The tensor-core forward kernel (mma.sync, sm_80 and later): the fast path
+// of a block task for fp16/bf16 inputs with head_dim 64, 128 or 256. Same
+// arguments and semantics as LaunchForwardBlock (cuda/forward_block.h).
+#ifndef RINGATTN_CUDA_FLASH_FORWARD_H_
+#define RINGATTN_CUDA_FLASH_FORWARD_H_
+
+#include <cuda_runtime_api.h>
+
+#include "cuda/forward_block.h"
+
+namespace ringattn::cuda::flash {
+
+// Whether LaunchFlashForward takes `a`: fp16 or bf16, head_dim 64, 128 or
+// 256, 16-byte aligned q/k/v (and out), a valid head range.
+bool FlashForwardSupports(const ForwardBlockArgs& a);
+
+// Enqueues the task; cudaErrorNotSupported when !FlashForwardSupports(a).
+cudaError_t LaunchFlashForward(const ForwardBlockArgs& a, cudaStream_t stream);
+
+// One instantiation per (dtype, head dim), compiled in forward_d<D>.cu.
+template <ElementType E, int kHeadDim>
+cudaError_t LaunchFlashForwardKernel(const ForwardBlockArgs& a, cudaStream_t stream);
+
+}  // namespace ringattn::cuda::flash
+
+namespace ringattn::cuda {
+
+// The fastest forward kernel that takes `a`: the tensor-core kernel where
+// FlashForwardSupports(a), else the correctness-first kernel (fp32 inputs,
+// other head dims).
+cudaError_t LaunchForward(const ForwardBlockArgs& a, cudaStream_t stream);
+
+}  // namespace ringattn::cuda
+
+#endif  // RINGATTN_CUDA_FLASH_FORWARD_H_

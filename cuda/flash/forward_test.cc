@@ -1,0 +1,406 @@
+// GPU test of the tensor-core forward (skips without a device): random block
+// tasks (odd lengths, seqlen_q != seqlen_k, strided and grouped positions,
+// every mask, GQA, head dims 64/128/256, fp16 and bf16) against a CPU fp64
+// oracle on the same rounded inputs. The error bound is FlashAttention's
+// rule: at most 2x the error of a flash-style computation that rounds P and
+// O to the input dtype (what PyTorch's SDPA does), here emulated on the CPU
+// so the test runs without PyTorch.
+#include "cuda/flash/forward.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/dtype.h"
+#include "core/lse_math.h"
+#include "cpu_reference/internal/convert.h"
+#include "cuda/device.h"
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+
+namespace ringattn::cuda {
+namespace {
+
+using ::ringattn::testing::RandomNormal;
+
+constexpr int64_t kFar = int64_t{1} << 60;
+
+template <typename T>
+T* ToDevice(const std::vector<T>& x) {
+  T* d = nullptr;
+  EXPECT_EQ(cudaMalloc(&d, std::max<size_t>(x.size(), 1) * sizeof(T)), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(d, x.data(), x.size() * sizeof(T), cudaMemcpyHostToDevice),
+            cudaSuccess);
+  return d;
+}
+template <typename T>
+std::vector<T> ToHost(const T* d, size_t n) {
+  std::vector<T> x(n);
+  EXPECT_EQ(cudaMemcpy(x.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
+  return x;
+}
+
+int64_t At(const DeviceRun& r, int64_t i) {
+  return r.base + (i / r.group) * r.group_stride + (i % r.group) * r.stride;
+}
+
+struct Case {
+  DType dtype;
+  int64_t head_dim, batch, q_rows, k_rows, heads, kv_heads;
+  int64_t q_row, k_row;
+  DeviceRun q_pos, k_pos;
+  int64_t min_delta, max_delta, doc_begin, doc_end;
+  std::vector<int64_t> key_limit;  // empty: none
+  int64_t kv_head_begin, kv_head_end;
+};
+
+double RoundTo(DType dtype, double x) {
+  const std::vector<uint8_t> b = cpu::internal::EncodeAll<double>(dtype, {&x, 1});
+  return cpu::internal::DecodeAll<double>(dtype, b)[0];
+}
+
+// Exact block output (fp64) and the flash-style emulation's error, per row.
+struct Reference {
+  std::vector<double> out, lse;  // like q; (batch, heads, q_rows)
+  double emulated_error = 0;     // max |O_emulated - O| over the task's rows
+};
+
+Reference Oracle(const Case& c, const std::vector<double>& q,
+                 const std::vector<double>& k, const std::vector<double>& v,
+                 double scale) {
+  const int64_t d = c.head_dim, group = c.heads / c.kv_heads;
+  Reference r;
+  r.out.assign(c.batch * c.q_rows * c.heads * d, 0.0);
+  r.lse.assign(c.batch * c.heads * c.q_rows, -INFINITY);
+  std::vector<double> s(c.k_pos.length), p(c.k_pos.length);
+  for (int64_t b = 0; b < c.batch; ++b) {
+    const int64_t limit = c.key_limit.empty() ? kFar : c.key_limit[b];
+    for (int64_t h = c.kv_head_begin * group; h < c.kv_head_end * group; ++h) {
+      for (int64_t i = 0; i < c.q_pos.length; ++i) {
+        const int64_t qp = At(c.q_pos, i), t = c.q_row + i;
+        const double* qv = &q[((b * c.q_rows + t) * c.heads + h) * d];
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < c.k_pos.length; ++j) {
+          const int64_t kp = At(c.k_pos, j), delta = kp - qp;
+          s[j] = -INFINITY;
+          if (delta < c.min_delta || delta > c.max_delta || kp >= limit ||
+              kp < c.doc_begin || kp >= c.doc_end) {
+            continue;
+          }
+          const double* kv = &k[((b * c.k_rows + c.k_row + j) * c.kv_heads + h / group) * d];
+          double dot = 0;
+          for (int64_t e = 0; e < d; ++e) dot += qv[e] * kv[e];
+          s[j] = dot * scale;
+          mx = std::max(mx, s[j]);
+        }
+        if (mx == -INFINITY) continue;
+        double sum = 0;
+        for (int64_t j = 0; j < c.k_pos.length; ++j) sum += p[j] = std::exp(s[j] - mx);
+        r.lse[(b * c.heads + h) * c.q_rows + t] = mx + std::log(sum);
+        for (int64_t e = 0; e < d; ++e) {
+          double exact = 0, emulated = 0;
+          for (int64_t j = 0; j < c.k_pos.length; ++j) {
+            if (p[j] == 0) continue;
+            const double vv =
+                v[((b * c.k_rows + c.k_row + j) * c.kv_heads + h / group) * d + e];
+            exact += p[j] * vv;
+            emulated += RoundTo(c.dtype, p[j]) * vv;
+          }
+          exact /= sum;
+          emulated = RoundTo(c.dtype, emulated / sum);
+          r.out[((b * c.q_rows + t) * c.heads + h) * d + e] = exact;
+          r.emulated_error = std::max(r.emulated_error, std::abs(emulated - exact));
+        }
+      }
+    }
+  }
+  return r;
+}
+
+// Runs `c` twice on the GPU, one-call (args.out) and merged into a random
+// prior fp32 state, and checks both against the oracle.
+void Check(const Case& c, uint32_t seed) {
+  SCOPED_TRACE(absl::StrCat(DTypeName(c.dtype), " d", c.head_dim, " q ", c.q_pos.length,
+                            " k ", c.k_pos.length, " seed ", seed));
+  const int64_t d = c.head_dim;
+  const auto rounded = [&](int64_t n, uint32_t s) {
+    std::vector<double> x = RandomNormal<double>(n, s);
+    return cpu::internal::DecodeAll<double>(
+        c.dtype, cpu::internal::EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
+  };
+  const std::vector<double> q = rounded(c.batch * c.q_rows * c.heads * d, seed);
+  const std::vector<double> k = rounded(c.batch * c.k_rows * c.kv_heads * d, seed + 1);
+  const std::vector<double> v = rounded(c.batch * c.k_rows * c.kv_heads * d, seed + 2);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  const Reference want = Oracle(c, q, k, v, scale);
+
+  const auto encode = [&](const std::vector<double>& x) {
+    return ToDevice(cpu::internal::EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
+  };
+  uint8_t* d_q = encode(q);
+  uint8_t* d_k = encode(k);
+  uint8_t* d_v = encode(v);
+  int64_t* d_limit = c.key_limit.empty() ? nullptr : ToDevice(c.key_limit);
+  const std::vector<float> prior_o = RandomNormal<float>(q.size(), seed + 3);
+  std::vector<float> prior_lse = RandomNormal<float>(want.lse.size(), seed + 4);
+  prior_lse[0] = -INFINITY;  // a row that has seen no key yet
+  float* d_o = ToDevice(prior_o);
+  float* d_lse = ToDevice(prior_lse);
+  uint8_t* d_out = encode(std::vector<double>(q.size(), 7.0));  // poison
+
+  ForwardBlockArgs a;
+  a.dtype = c.dtype == DType::kBFloat16 ? ElementType::kBFloat16 : ElementType::kFloat16;
+  a.q = d_q;
+  a.k = d_k;
+  a.v = d_v;
+  a.state_o = d_o;
+  a.state_lse = d_lse;
+  a.batch = c.batch;
+  a.q_rows = c.q_rows;
+  a.k_rows = c.k_rows;
+  a.num_heads = c.heads;
+  a.num_kv_heads = c.kv_heads;
+  a.head_dim = d;
+  a.q_row = c.q_row;
+  a.k_row = c.k_row;
+  a.q_pos = c.q_pos;
+  a.k_pos = c.k_pos;
+  a.kv_head_begin = c.kv_head_begin;
+  a.kv_head_end = c.kv_head_end;
+  a.min_delta = c.min_delta;
+  a.max_delta = c.max_delta;
+  a.key_limit = d_limit;
+  a.doc_begin = c.doc_begin;
+  a.doc_end = c.doc_end;
+  a.softmax_scale = static_cast<float>(scale);
+  ASSERT_TRUE(flash::FlashForwardSupports(a));
+  ASSERT_EQ(flash::LaunchFlashForward(a, nullptr), cudaSuccess);  // merged
+  a.out = d_out;
+  float* d_direct_lse = ToDevice(std::vector<float>(want.lse.size(), 7.f));
+  a.state_lse = d_direct_lse;
+  ASSERT_EQ(flash::LaunchFlashForward(a, nullptr), cudaSuccess);  // one call
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const std::vector<float> o = ToHost(d_o, q.size());
+  const std::vector<float> lse = ToHost(d_lse, want.lse.size());
+  const std::vector<float> direct_lse = ToHost(d_direct_lse, want.lse.size());
+  const std::vector<double> out = cpu::internal::DecodeAll<double>(
+      c.dtype, ToHost(d_out, q.size() * DTypeBytes(c.dtype)));
+
+  const double bound = 2 * want.emulated_error + 1e-6;
+  double merged_error = 0, direct_error = 0, lse_error = 0;
+  const int64_t group = c.heads / c.kv_heads;
+  for (int64_t b = 0; b < c.batch; ++b) {
+    for (int64_t h = 0; h < c.heads; ++h) {
+      const bool in_task = h >= c.kv_head_begin * group && h < c.kv_head_end * group;
+      for (int64_t t = 0; t < c.q_rows; ++t) {
+        const bool row = in_task && t >= c.q_row && t < c.q_row + c.q_pos.length;
+        const int64_t s = (b * c.heads + h) * c.q_rows + t;
+        const int64_t o0 = ((b * c.q_rows + t) * c.heads + h) * d;
+        // Merged state: what MergeRow of the exact block gives, in double.
+        std::vector<double> merged(prior_o.begin() + o0, prior_o.begin() + o0 + d);
+        double merged_lse = prior_lse[s];
+        if (row) {
+          MergeRow<double>(merged.data(), &merged_lse, &want.out[o0], want.lse[s],
+                           static_cast<int>(d));
+        }
+        if (std::isinf(merged_lse)) {
+          EXPECT_EQ(lse[s], merged_lse);
+        } else {
+          lse_error = std::max(lse_error, std::abs(lse[s] - merged_lse));
+        }
+        if (row) {
+          if (std::isinf(want.lse[s])) {
+            ASSERT_EQ(direct_lse[s], -INFINITY);
+          } else {
+            lse_error = std::max(lse_error, std::abs(direct_lse[s] - want.lse[s]));
+          }
+        } else {
+          ASSERT_EQ(direct_lse[s], 7.f) << "wrote outside the task";
+        }
+        for (int64_t e = 0; e < d; ++e) {
+          merged_error = std::max(merged_error, std::abs(o[o0 + e] - merged[e]));
+          if (row) {
+            direct_error = std::max(direct_error, std::abs(out[o0 + e] - want.out[o0 + e]));
+          } else {
+            ASSERT_EQ(out[o0 + e], 7.0) << "wrote outside the task";
+          }
+        }
+      }
+    }
+  }
+  EXPECT_LE(merged_error, bound) << "emulated flash error " << want.emulated_error;
+  EXPECT_LE(direct_error, bound) << "emulated flash error " << want.emulated_error;
+  EXPECT_LE(lse_error, 1e-4);
+  for (void* p : {static_cast<void*>(d_q), static_cast<void*>(d_k),
+                  static_cast<void*>(d_v), static_cast<void*>(d_limit),
+                  static_cast<void*>(d_o), static_cast<void*>(d_lse),
+                  static_cast<void*>(d_out), static_cast<void*>(d_direct_lse)}) {
+    cudaFree(p);
+  }
+}
+
+// A random task: positions contiguous, strided or grouped; a random mask.
+Case RandomCase(std::mt19937& rng, DType dtype, int64_t head_dim) {
+  const auto uniform = [&](int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+  };
+  Case c;
+  c.dtype = dtype;
+  c.head_dim = head_dim;
+  c.batch = uniform(1, 2);
+  c.kv_heads = uniform(1, 2);
+  c.heads = c.kv_heads * uniform(1, 3);
+  const int64_t q_len = uniform(1, 300), k_len = uniform(1, 300);
+  c.q_row = uniform(0, 5);
+  c.k_row = uniform(0, 5);
+  c.q_rows = c.q_row + q_len + uniform(0, 3);
+  c.k_rows = c.k_row + k_len + uniform(0, 3);
+  const auto run = [&](int64_t length) {
+    switch (uniform(0, 2)) {
+      case 0: return DeviceRun{uniform(0, 200), length, 1, length, length};
+      case 1: {
+        const int64_t stride = uniform(2, 4);
+        return DeviceRun{uniform(0, 3), length, stride, length, stride * length};
+      }
+      default: {
+        const int64_t g = uniform(2, 16), w = uniform(2, 4);
+        return DeviceRun{uniform(0, 2 * g), length, 1, g, g * w};
+      }
+    }
+  };
+  c.q_pos = run(q_len);
+  c.k_pos = run(k_len);
+  c.min_delta = -kFar;
+  c.max_delta = kFar;
+  c.doc_begin = 0;
+  c.doc_end = kFar;
+  const int64_t span = std::max(At(c.q_pos, q_len - 1), At(c.k_pos, k_len - 1)) + 1;
+  switch (uniform(0, 4)) {
+    case 0: break;                              // none
+    case 1: c.max_delta = uniform(-5, 5); break;  // causal (shifted)
+    case 2:                                     // sliding window
+      c.max_delta = uniform(0, 40);
+      c.min_delta = c.max_delta - uniform(0, 150);
+      break;
+    case 3:  // a document
+      c.doc_begin = uniform(0, span / 2);
+      c.doc_end = c.doc_begin + uniform(1, span);
+      c.max_delta = 0;
+      break;
+    default:  // key padding
+      for (int64_t b = 0; b < c.batch; ++b) c.key_limit.push_back(uniform(0, span));
+  }
+  c.kv_head_begin = uniform(0, c.kv_heads - 1);
+  c.kv_head_end = uniform(c.kv_head_begin + 1, c.kv_heads);
+  return c;
+}
+
+bool HaveGpu() {
+  absl::StatusOr<int> n = DeviceCount();
+  return n.ok();
+}
+
+TEST(FlashForwardTest, RandomTasksMatchTheFp64Oracle) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
+  std::mt19937 rng(2026);
+  uint32_t seed = 1;
+  for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
+    for (int64_t d : {64, 128, 256}) {
+      for (int i = 0; i < 5; ++i) Check(RandomCase(rng, dtype, d), seed += 10);
+    }
+  }
+}
+
+TEST(FlashForwardTest, FusedStateOverBlocksEqualsOneCall) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
+  // Causal attention over 4 key blocks of 160 rows merged into one fp32
+  // state, against the one-call oracle: the fused merge adds no error
+  // beyond the kernel's own (bf16 P), i.e. no partial output is rounded.
+  constexpr int64_t kRows = 640, kWorld = 4, kDim = 128;
+  Case c{DType::kBFloat16, kDim, 1, kRows, kRows, 2, 1, 0, 0,
+         {0, kRows, 1, kRows, kRows}, {0, kRows, 1, kRows, kRows},
+         -kFar, 0, 0, kFar, {}, 0, 1};
+  const auto rounded = [&](int64_t n, uint32_t s) {
+    std::vector<double> x = RandomNormal<double>(n, s);
+    return cpu::internal::DecodeAll<double>(
+        c.dtype, cpu::internal::EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
+  };
+  const std::vector<double> q = rounded(kRows * 2 * kDim, 11);
+  const std::vector<double> k = rounded(kRows * kDim, 12);
+  const std::vector<double> v = rounded(kRows * kDim, 13);
+  const double scale = 1.0 / std::sqrt(double{kDim});
+  const Reference want = Oracle(c, q, k, v, scale);
+  const auto encode = [&](const std::vector<double>& x) {
+    return ToDevice(cpu::internal::EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
+  };
+  uint8_t* d_q = encode(q);
+  uint8_t* d_k = encode(k);
+  uint8_t* d_v = encode(v);
+  float* d_o = ToDevice(std::vector<float>(q.size(), 0.f));
+  float* d_lse = ToDevice(std::vector<float>(want.lse.size(), -INFINITY));
+  const int64_t block = kRows / kWorld;
+  for (int64_t w = kWorld - 1; w >= 0; --w) {  // any order
+    ForwardBlockArgs a;
+    a.dtype = ElementType::kBFloat16;
+    a.q = d_q;
+    a.k = d_k;
+    a.v = d_v;
+    a.state_o = d_o;
+    a.state_lse = d_lse;
+    a.batch = 1;
+    a.q_rows = a.k_rows = kRows;
+    a.num_heads = 2;
+    a.num_kv_heads = 1;
+    a.head_dim = kDim;
+    a.k_row = w * block;
+    a.q_pos = {0, kRows, 1, kRows, kRows};
+    a.k_pos = {w * block, block, 1, block, block};
+    a.kv_head_end = 1;
+    a.min_delta = -kFar;
+    a.max_delta = 0;
+    a.doc_end = kFar;
+    a.softmax_scale = static_cast<float>(scale);
+    ASSERT_EQ(flash::LaunchFlashForward(a, nullptr), cudaSuccess);
+  }
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const std::vector<float> o = ToHost(d_o, q.size());
+  const std::vector<float> lse = ToHost(d_lse, want.lse.size());
+  double error = 0, lse_error = 0;
+  for (size_t i = 0; i < o.size(); ++i) error = std::max(error, std::abs(o[i] - want.out[i]));
+  for (size_t i = 0; i < lse.size(); ++i) {
+    lse_error = std::max(lse_error, std::abs(lse[i] - want.lse[i]));
+  }
+  // P is rounded to bf16 once per block either way; the output is not.
+  EXPECT_LE(error, 2 * want.emulated_error);
+  EXPECT_LE(lse_error, 1e-5 * 8);
+  for (void* p : {static_cast<void*>(d_q), static_cast<void*>(d_k),
+                  static_cast<void*>(d_v), static_cast<void*>(d_o),
+                  static_cast<void*>(d_lse)}) {
+    cudaFree(p);
+  }
+}
+
+TEST(FlashForwardTest, OtherInputsAreNotTaken) {
+  ForwardBlockArgs a;
+  a.dtype = ElementType::kFloat32;
+  a.head_dim = 128;
+  a.num_heads = a.num_kv_heads = 1;
+  a.kv_head_end = 1;
+  EXPECT_FALSE(flash::FlashForwardSupports(a));
+  EXPECT_EQ(flash::LaunchFlashForward(a, nullptr), cudaErrorNotSupported);
+  a.dtype = ElementType::kBFloat16;
+  a.head_dim = 96;
+  EXPECT_FALSE(flash::FlashForwardSupports(a));
+  a.head_dim = 128;
+  EXPECT_TRUE(flash::FlashForwardSupports(a));
+  alignas(16) static char buffer[32];
+  a.q = buffer + 2;  // not 16-byte aligned
+  EXPECT_FALSE(flash::FlashForwardSupports(a));
+}
+
+}  // namespace
+}  // namespace ringattn::cuda
