@@ -96,6 +96,33 @@ struct RunTiles {
   }
 };
 
+// The tiles [begin, end) of `tiles` whose every key is allowed for every
+// query in [q_lo, q_hi] (a contiguous range: each condition of AllAllowed
+// holds from some tile on, or up to some tile).
+__device__ __forceinline__ void FullTileRange(const TaskMask& mask, const RunTiles& tiles,
+                                              int64_t q_lo, int64_t q_hi, int* begin,
+                                              int* end) {
+  const int count = tiles.Count();
+  // First tile with First >= max(q_hi + min_delta, doc_begin).
+  const int64_t lo = max(q_hi + mask.min_delta, mask.doc_begin);
+  int a = 0, b = count;
+  while (a < b) {
+    const int m = (a + b) / 2;
+    if (tiles.First(m) >= lo) b = m; else a = m + 1;
+  }
+  *begin = a;
+  // First tile with Last > min(q_lo + max_delta, key_limit - 1, doc_end - 1).
+  const int64_t hi = min(min(q_lo + mask.max_delta, mask.key_limit - 1), mask.doc_end - 1);
+  b = count;
+  while (a < b) {
+    const int m = (a + b) / 2;
+    if (tiles.Last(m) > hi) b = m; else a = m + 1;
+  }
+  *end = a;
+  if (*end == count && count > 0 && !tiles.Full(count - 1)) *end = count - 1;
+  if (*end < *begin) *end = *begin;
+}
+
 }  // namespace ringattn::cuda::flash
 
 #endif  // RINGATTN_CUDA_FLASH_BLOCK_MASK_CUH_

@@ -49,13 +49,13 @@ template <ElementType E>
 __device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4],
                                     uint32_t b0, uint32_t b1) {
   if constexpr (E == ElementType::kBFloat16) {
-    asm volatile(
+    asm(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   } else {
-    asm volatile(
+    asm(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -67,17 +67,18 @@ __device__ __forceinline__ uint32_t SharedAddress(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-__device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], const void* p) {
+// ldmatrix from a 32-bit shared-memory address.
+__device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], uint32_t address) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(SharedAddress(p)));
+               : "r"(address));
 }
 
-__device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const void* p) {
+__device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], uint32_t address) {
   asm volatile(
       "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
       : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-      : "r"(SharedAddress(p)));
+      : "r"(address));
 }
 
 // 16 bytes global -> shared, asynchronously; zero-filled when !valid.
@@ -111,6 +112,32 @@ __device__ __forceinline__ float FastExp2(float x) {
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
 }
+
+// ldmatrix addresses into a swizzled tile without per-access arithmetic.
+// The 8 rows one ldmatrix reads start at a multiple of 8, so their swizzle
+// key row % 8 is lane % 8, and column chunk 2 * kk + c (c the lane's half,
+// 0 or 1) lands at ((kk / 4) * 8 + ((2 * (kk % 4) + c) ^ (lane % 8))) * 8:
+// four per-thread bases (kk % 4) plus compile-time offsets.
+template <int kHeadDim>
+struct SwizzledFragments {
+  uint32_t base[4];  // byte addresses, for kk % 4 = 0..3
+
+  // `row` is the lane's row in the tile at offset 0, `half` its chunk.
+  __device__ __forceinline__ SwizzledFragments(const void* tile, int row, int half) {
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      base[q] = SharedAddress(tile) +
+                2 * (row * kHeadDim + (((2 * q + half) ^ (lane % 8)) << 3));
+    }
+  }
+  // The address for rows + row_offset (a multiple of 8) and k16 step
+  // `step`; both are compile-time constants once the caller's loops unroll.
+  __device__ __forceinline__ uint32_t At(int row_offset, int step,
+                                         uint32_t extra = 0) const {
+    return base[step % 4] + extra + 2 * (row_offset * kHeadDim + (step / 4) * 64);
+  }
+};
 
 __device__ __forceinline__ float WarpQuadMax(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));

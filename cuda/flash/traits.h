@@ -4,20 +4,24 @@
 
 namespace ringattn::cuda::flash {
 
-// Forward: a CTA of kWarps warps owns kBlockM = 16 * kWarps query rows (16
-// per warp, one m16 row of mma tiles); key/value tiles of kBlockN rows are
-// double-buffered in shared memory by cp.async.
+// Forward: a CTA of kWarps warps owns kBlockM = 16 * kMTiles * kWarps query
+// rows; each warp owns kMTiles m16 row tiles, so every K/V fragment read
+// from shared memory feeds kMTiles mma (shared-memory traffic per FLOP is
+// what bounds mma.sync kernels). Key/value tiles of kBlockN rows are
+// double-buffered in shared memory by cp.async. Q's fragments are re-read
+// from shared memory each key tile (registers go to the accumulators).
 template <int kHeadDim_>
 struct ForwardTraits {
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kWarps = 8;
+  // d256: two row tiles of O accumulators would not fit in 255 registers.
+  static constexpr int kMTiles = kHeadDim <= 128 ? 2 : 1;
+  static constexpr int kWarps = kHeadDim <= 128 ? 4 : 8;
   static constexpr int kThreads = 32 * kWarps;
-  static constexpr int kBlockM = 16 * kWarps;
-  static constexpr int kBlockN = kHeadDim <= 128 ? 64 : 32;
-  // Q's A-fragments stay in registers for the whole key loop up to d128;
-  // at d256 they would crowd out the accumulators, so they are re-read.
-  static constexpr bool kQInRegisters = kHeadDim <= 128;
-  static constexpr int kMinBlocksPerSm = 1;
+  static constexpr int kBlockM = 16 * kMTiles * kWarps;
+  static constexpr int kBlockN = 64;
+  // Keys per S sub-tile: 64 at d64, 32 above (O's accumulators need the room).
+  static constexpr int kSubN = kHeadDim <= 64 ? 64 : 32;
+  static constexpr int kMinBlocksPerSm = kHeadDim <= 128 ? 2 : 1;
   static constexpr int kElementBytes = 2;
   static constexpr int kQElements = kBlockM * kHeadDim;
   static constexpr int kKvElements = kBlockN * kHeadDim;  // one K or V tile
@@ -26,7 +30,8 @@ struct ForwardTraits {
 
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256,
                 "head dims 64, 128, 256");
-  static_assert(kBlockN % 16 == 0, "keys in k16 steps of the P*V product");
+  static_assert(kSubN % 16 == 0, "keys in k16 steps of the P*V product");
+  static_assert(kBlockN % kSubN == 0, "whole sub-tiles per tile");
   static_assert(kHeadDim / 8 >= 8, "the swizzle permutes 8 chunks of a row");
   static_assert((kBlockM * kHeadDim / 8) % kThreads == 0, "Q chunks per thread");
   static_assert((kBlockN * kHeadDim / 8) % kThreads == 0, "K/V chunks per thread");
