@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_format.h"
 #include "cuda/device.h"
+#include "cuda/flash/backward.h"
 #include "cuda/flash/forward.h"
 #include "cuda/forward_block.h"
 
@@ -140,9 +141,10 @@ int Main(int argc, char** argv) {
     a.softmax_scale = 1.f / std::sqrt(static_cast<float>(r.head_dim));
     const double flops = 4.0 * r.batch * r.seqlen * r.seqlen * r.heads *
                          r.head_dim / (r.causal ? 2 : 1);
-    const auto report = [&](const char* impl, float ms) {
-      std::printf("%s\n", absl::StrFormat("%s,%s,fwd,%.3f,%.2f", r.name, impl, ms,
-                                          flops / (ms * 1e-3) / 1e12)
+    const auto report = [&](const char* impl, float ms, const char* pass = "fwd",
+                            double factor = 1.0) {
+      std::printf("%s\n", absl::StrFormat("%s,%s,%s,%.3f,%.2f", r.name, impl, pass, ms,
+                                          factor * flops / (ms * 1e-3) / 1e12)
                               .c_str());
       std::fflush(stdout);
     };
@@ -152,6 +154,46 @@ int Main(int argc, char** argv) {
     report("ringattn_fused_state", TimeMs([&] { LaunchForward(a, nullptr); }, iterations));
     if (r.dtype != ElementType::kFloat32 && r.seqlen * r.batch <= 16384) {
       report("ringattn_reference", TimeMs([&] { LaunchForwardBlock(a, nullptr); }, 1));
+    }
+    // Backward (D = rowsum(dO * O), then dQ, dK, dV in fp32), where the
+    // tensor-core backward takes the row; 2.5x the forward's FLOPs.
+    BackwardBlockArgs back;
+    back.task = a;
+    float *dq = nullptr, *dk = nullptr, *dv = nullptr, *delta = nullptr;
+    void* dout = nullptr;
+    cudaMalloc(&dout, n * elem);
+    cudaMalloc(&dq, n * 4);
+    cudaMalloc(&dk, n * 4);
+    cudaMalloc(&dv, n * 4);
+    cudaMalloc(&delta, r.batch * r.heads * r.seqlen * 4);
+    FillRandom(dout, r.dtype, n, 4);
+    back.dout = dout;
+    back.lse = lse;
+    back.delta = delta;
+    back.dq = dq;
+    back.dk = dk;
+    back.dv = dv;
+    if (flash::FlashBackwardSupports(back)) {
+      cudaMemset(o, 0, n * 4);
+      cudaMemset(dq, 0, n * 4);
+      cudaMemset(dk, 0, n * 4);
+      cudaMemset(dv, 0, n * 4);
+      LaunchForward(a, nullptr);  // the state the backward reads
+      const auto backward = [&] {
+        LaunchBackwardDelta(r.dtype, dout, o, delta, r.batch, r.seqlen, r.heads,
+                            r.head_dim, nullptr);
+        LaunchBackward(back, nullptr);
+      };
+      report("ringattn", TimeMs(backward, iterations), "bwd", 2.5);
+      report("ringattn", TimeMs([&] {
+               LaunchForward(direct, nullptr);
+               backward();
+             }, iterations),
+             "fwd+bwd", 3.5);
+    }
+    for (void* p : {dout, static_cast<void*>(dq), static_cast<void*>(dk),
+                    static_cast<void*>(dv), static_cast<void*>(delta)}) {
+      cudaFree(p);
     }
     if (const cudaError_t error = cudaDeviceSynchronize(); error != cudaSuccess) {
       std::fprintf(stderr, "%s: %s\n", r.name, cudaGetErrorString(error));

@@ -12,10 +12,12 @@ python3 "$here/torch_sdpa_bench.py" 10 > "$out/torch.csv"
 echo "# $(date -u +%F), $gpu; TFLOP/s (fwd: 4*b*s^2*h*d, /2 causal)"
 awk -F, '
   FNR == 1 { next }
-  FILENAME ~ /ours/ && $2 == "ringattn" { ours[$1] = $5; order[++n] = $1; next }
+  FILENAME ~ /ours/ && $2 == "ringattn" && $3 == "fwd" { ours[$1] = $5; order[++n] = $1; next }
+  FILENAME ~ /ours/ && $2 == "ringattn" && $3 == "fwd+bwd" { ours_both[$1] = $5; next }
   FILENAME ~ /ours/ && $2 == "ringattn_fused_state" { fused[$1] = $5; next }
   FILENAME ~ /ours/ { next }
   $3 == "fwd" { t[$1, $2] = $5 }
+  $3 == "fwd+bwd" { both[$1, $2] = $5 }
   END {
     printf "%-32s %9s %9s %9s %9s %9s %12s %12s\n", "row", "ours", "fused",
            "flash", "cudnn", "efficient", "ours/flash", "ours/cudnn"
@@ -25,5 +27,16 @@ awk -F, '
       printf "%-32s %9.2f %9.2f %9s %9s %9s %12s %12s\n", r, ours[r], fused[r], f ? f : "-",
              c ? c : "-", e ? e : "-", f ? sprintf("%.3f", ours[r] / f) : "-",
              c ? sprintf("%.3f", ours[r] / c) : "-"
+    }
+    printf "\nforward+backward TFLOP/s (3.5x the forward FLOPs)\n"
+    printf "%-32s %9s %9s %9s %12s %12s\n", "row", "ours", "flash", "cudnn",
+           "ours/flash", "ours/cudnn"
+    for (i = 1; i <= n; i++) {
+      r = order[i]
+      if (!(r in ours_both)) continue
+      f = both[r, "torch_flash"]; c = both[r, "torch_cudnn"]
+      printf "%-32s %9.2f %9s %9s %12s %12s\n", r, ours_both[r], f ? f : "-",
+             c ? c : "-", f ? sprintf("%.3f", ours_both[r] / f) : "-",
+             c ? sprintf("%.3f", ours_both[r] / c) : "-"
     }
   }' "$out/ours.csv" "$out/torch.csv"

@@ -123,6 +123,34 @@ __device__ __forceinline__ void FullTileRange(const TaskMask& mask, const RunTil
   if (*end < *begin) *end = *begin;
 }
 
+// The query tiles [begin, end) of `tiles` all of whose queries may see every
+// key in [k_lo, k_hi] (the backward's transposed FullTileRange).
+__device__ __forceinline__ void FullQueryTileRange(const TaskMask& mask,
+                                                   const RunTiles& tiles, int64_t k_lo,
+                                                   int64_t k_hi, int* begin, int* end) {
+  const int count = tiles.Count();
+  *begin = *end = 0;
+  if (!(k_hi < mask.key_limit && k_lo >= mask.doc_begin && k_hi < mask.doc_end)) return;
+  // First tile with First >= k_hi - max_delta.
+  const int64_t lo = k_hi - mask.max_delta;
+  int a = 0, b = count;
+  while (a < b) {
+    const int m = (a + b) / 2;
+    if (tiles.First(m) >= lo) b = m; else a = m + 1;
+  }
+  *begin = a;
+  // First tile with Last > k_lo - min_delta.
+  const int64_t hi = k_lo - mask.min_delta;
+  b = count;
+  while (a < b) {
+    const int m = (a + b) / 2;
+    if (tiles.Last(m) > hi) b = m; else a = m + 1;
+  }
+  *end = a;
+  if (*end == count && count > 0 && !tiles.Full(count - 1)) *end = count - 1;
+  if (*end < *begin) *end = *begin;
+}
+
 }  // namespace ringattn::cuda::flash
 
 #endif  // RINGATTN_CUDA_FLASH_BLOCK_MASK_CUH_

@@ -38,6 +38,30 @@ struct ForwardTraits {
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
+// Backward: a CTA owns kBlockN = 16 * kWarps keys (16 per warp: the warp's
+// dK and dV accumulators stay in registers) and walks the query tiles of
+// kBlockM rows (Q, dO double-buffered by cp.async). Per tile each warp
+// computes S^T, P^T, dV += P^T dO, dP^T, dS^T, dK += dS^T Q; dS goes through
+// shared memory for dQ = dS K, added to the fp32 dQ with atomics.
+template <int kHeadDim_>
+struct BackwardTraits {
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kWarps = 8;
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kBlockN = 16 * kWarps;
+  static constexpr int kBlockM = kHeadDim <= 64 ? 64 : 32;
+  static constexpr int kKvElements = kBlockN * kHeadDim;  // K or V
+  static constexpr int kQElements = kBlockM * kHeadDim;   // one Q or dO tile
+  static constexpr int kDsElements = kBlockN * (kBlockM + 8);  // dS^T, padded rows
+  static constexpr int kSharedBytes =
+      2 * (2 * kKvElements + 4 * kQElements + kDsElements) +
+      4 * 2 * 2 * kBlockM;  // LSE and D, double-buffered
+
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "backward head dims 64, 128");
+  static_assert(kBlockM % 16 == 0 && kBlockM / 8 >= 4, "query tile");
+  static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
+};
+
 }  // namespace ringattn::cuda::flash
 
 #endif  // RINGATTN_CUDA_FLASH_TRAITS_H_

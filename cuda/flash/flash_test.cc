@@ -1,10 +1,13 @@
-// GPU test of the tensor-core forward (skips without a device): random block
+// GPU test of the tensor-core kernels (skips without a device): random block
 // tasks (odd lengths, seqlen_q != seqlen_k, strided and grouped positions,
 // every mask, GQA, head dims 64/128/256, fp16 and bf16) against a CPU fp64
 // oracle on the same rounded inputs. The error bound is FlashAttention's
 // rule: at most 2x the error of a flash-style computation that rounds P and
 // O to the input dtype (what PyTorch's SDPA does), here emulated on the CPU
-// so the test runs without PyTorch.
+// so the test runs without PyTorch. The backward is checked against the
+// correctness-first kernel (fp32 math, itself checked against the CPU fp64
+// kernel in cuda:forward_block_test) by norm-relative error.
+#include "cuda/flash/backward.h"
 #include "cuda/flash/forward.h"
 
 #include <cuda_runtime.h>
@@ -381,6 +384,116 @@ TEST(FlashForwardTest, FusedStateOverBlocksEqualsOneCall) {
                   static_cast<void*>(d_v), static_cast<void*>(d_o),
                   static_cast<void*>(d_lse)}) {
     cudaFree(p);
+  }
+}
+
+double NormRelError(const std::vector<float>& x, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    num += (double{x[i]} - ref[i]) * (double{x[i]} - ref[i]);
+    den += double{ref[i]} * ref[i];
+  }
+  return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
+}
+
+// The backward of `c` by the tensor-core kernel and by the fp32 reference
+// kernel, from the same forward state.
+void CheckBackward(const Case& c, uint32_t seed) {
+  SCOPED_TRACE(absl::StrCat("backward ", DTypeName(c.dtype), " d", c.head_dim, " q ",
+                            c.q_pos.length, " k ", c.k_pos.length, " seed ", seed));
+  const int64_t d = c.head_dim;
+  const int64_t q_elements = c.batch * c.q_rows * c.heads * d;
+  const int64_t kv_elements = c.batch * c.k_rows * c.kv_heads * d;
+  const int64_t stats = c.batch * c.heads * c.q_rows;
+  const auto encode = [&](int64_t n, uint32_t s) {
+    std::vector<double> x = RandomNormal<double>(n, s);
+    return ToDevice(cpu::internal::EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
+  };
+  uint8_t* d_q = encode(q_elements, seed);
+  uint8_t* d_k = encode(kv_elements, seed + 1);
+  uint8_t* d_v = encode(kv_elements, seed + 2);
+  uint8_t* d_dout = encode(q_elements, seed + 3);
+  int64_t* d_limit = c.key_limit.empty() ? nullptr : ToDevice(c.key_limit);
+  float* d_o = ToDevice(std::vector<float>(q_elements, 0.f));
+  float* d_lse = ToDevice(std::vector<float>(stats, -INFINITY));
+  float* d_delta = ToDevice(std::vector<float>(stats, 0.f));
+  ForwardBlockArgs a;
+  a.dtype = c.dtype == DType::kBFloat16 ? ElementType::kBFloat16 : ElementType::kFloat16;
+  a.q = d_q;
+  a.k = d_k;
+  a.v = d_v;
+  a.state_o = d_o;
+  a.state_lse = d_lse;
+  a.batch = c.batch;
+  a.q_rows = c.q_rows;
+  a.k_rows = c.k_rows;
+  a.num_heads = c.heads;
+  a.num_kv_heads = c.kv_heads;
+  a.head_dim = d;
+  a.q_row = c.q_row;
+  a.k_row = c.k_row;
+  a.q_pos = c.q_pos;
+  a.k_pos = c.k_pos;
+  a.kv_head_begin = c.kv_head_begin;
+  a.kv_head_end = c.kv_head_end;
+  a.min_delta = c.min_delta;
+  a.max_delta = c.max_delta;
+  a.key_limit = d_limit;
+  a.doc_begin = c.doc_begin;
+  a.doc_end = c.doc_end;
+  a.softmax_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  ASSERT_EQ(LaunchForwardBlock(a, nullptr), cudaSuccess);
+  ASSERT_EQ(LaunchBackwardDelta(a.dtype, d_dout, d_o, d_delta, c.batch, c.q_rows,
+                                c.heads, d, nullptr),
+            cudaSuccess);
+  std::vector<float> grads[2][3];  // [kernel][dq, dk, dv]
+  for (int kernel = 0; kernel < 2; ++kernel) {
+    float* d_dq = ToDevice(std::vector<float>(q_elements, 0.f));
+    float* d_dk = ToDevice(std::vector<float>(kv_elements, 0.f));
+    float* d_dv = ToDevice(std::vector<float>(kv_elements, 0.f));
+    BackwardBlockArgs args;
+    args.task = a;
+    args.dout = d_dout;
+    args.lse = d_lse;
+    args.delta = d_delta;
+    args.dq = d_dq;
+    args.dk = d_dk;
+    args.dv = d_dv;
+    if (kernel == 0) {
+      ASSERT_TRUE(flash::FlashBackwardSupports(args));
+      ASSERT_EQ(flash::LaunchFlashBackward(args, nullptr), cudaSuccess);
+    } else {
+      ASSERT_EQ(LaunchBackwardBlock(args, nullptr), cudaSuccess);
+    }
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    grads[kernel][0] = ToHost(d_dq, q_elements);
+    grads[kernel][1] = ToHost(d_dk, kv_elements);
+    grads[kernel][2] = ToHost(d_dv, kv_elements);
+    for (float* p : {d_dq, d_dk, d_dv}) cudaFree(p);
+  }
+  // bf16 operands of the five products: ~1e-2 norm-relative (METHOD.md's
+  // band for bf16 operands); fp16 has 3 more mantissa bits.
+  const double bound = c.dtype == DType::kBFloat16 ? 1e-2 : 2e-3;
+  const char* names[] = {"dq", "dk", "dv"};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_LE(NormRelError(grads[0][i], grads[1][i]), bound) << names[i];
+  }
+  for (void* p : {static_cast<void*>(d_q), static_cast<void*>(d_k),
+                  static_cast<void*>(d_v), static_cast<void*>(d_dout),
+                  static_cast<void*>(d_limit), static_cast<void*>(d_o),
+                  static_cast<void*>(d_lse), static_cast<void*>(d_delta)}) {
+    cudaFree(p);
+  }
+}
+
+TEST(FlashBackwardTest, RandomTasksMatchTheFp32Kernel) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
+  std::mt19937 rng(7);
+  uint32_t seed = 500;
+  for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
+    for (int64_t d : {64, 128}) {
+      for (int i = 0; i < 6; ++i) CheckBackward(RandomCase(rng, dtype, d), seed += 10);
+    }
   }
 }
 

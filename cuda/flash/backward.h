@@ -1,0 +1,34 @@
+// The tensor-core backward kernel (mma.sync, sm_80 and later): the fast path
+// of a block task's backward for fp16/bf16 inputs with head_dim 64 or 128.
+// Same arguments and semantics as LaunchBackwardBlock (cuda/forward_block.h).
+#ifndef RINGATTN_CUDA_FLASH_BACKWARD_H_
+#define RINGATTN_CUDA_FLASH_BACKWARD_H_
+
+#include <cuda_runtime_api.h>
+
+#include "cuda/forward_block.h"
+
+namespace ringattn::cuda::flash {
+
+// Whether LaunchFlashBackward takes `args`: fp16 or bf16, head_dim 64 or
+// 128, 16-byte aligned q/k/v/dout and 8-byte aligned dk/dv.
+bool FlashBackwardSupports(const BackwardBlockArgs& args);
+
+// Enqueues the task; cudaErrorNotSupported when !FlashBackwardSupports.
+cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stream);
+
+// One instantiation per (dtype, head dim), compiled in backward_d<D>.cu.
+template <ElementType E, int kHeadDim>
+cudaError_t LaunchFlashBackwardKernel(const BackwardBlockArgs& args, cudaStream_t stream);
+
+}  // namespace ringattn::cuda::flash
+
+namespace ringattn::cuda {
+
+// The fastest backward kernel that takes `args` (tensor cores where
+// FlashBackwardSupports, else the correctness-first kernel).
+cudaError_t LaunchBackward(const BackwardBlockArgs& args, cudaStream_t stream);
+
+}  // namespace ringattn::cuda
+
+#endif  // RINGATTN_CUDA_FLASH_BACKWARD_H_

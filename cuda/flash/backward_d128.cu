@@ -1,0 +1,11 @@
+// Instantiations of the tensor-core backward for head_dim 128.
+#include "cuda/flash/backward_kernel.cuh"
+
+namespace ringattn::cuda::flash {
+
+template cudaError_t LaunchFlashBackwardKernel<ElementType::kFloat16, 128>(
+    const BackwardBlockArgs&, cudaStream_t);
+template cudaError_t LaunchFlashBackwardKernel<ElementType::kBFloat16, 128>(
+    const BackwardBlockArgs&, cudaStream_t);
+
+}  // namespace ringattn::cuda::flash

@@ -1,0 +1,317 @@
+// The tensor-core backward kernel (FlashAttention-2 scheme on mma.sync):
+// one CTA per (key tile, query head, batch row). See BackwardTraits for the
+// split. dK and dV of the CTA's keys are added to the fp32 buffers that
+// travel the ring (atomically where GQA heads share them), dQ to the fp32 dQ
+// with atomics. Included by one .cu per head dim (backward_d64.cu, ...).
+#ifndef RINGATTN_CUDA_FLASH_BACKWARD_KERNEL_CUH_
+#define RINGATTN_CUDA_FLASH_BACKWARD_KERNEL_CUH_
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "cuda/flash/block_mask.cuh"
+#include "cuda/flash/forward_kernel.cuh"
+#include "cuda/flash/mma_primitives.cuh"
+#include "cuda/flash/traits.h"
+#include "cuda/forward_block.h"
+
+namespace ringattn::cuda::flash {
+
+template <ElementType E, int kHeadDim>
+__global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
+    FlashBackwardKernel(const BackwardBlockArgs args) {
+  using Tr = BackwardTraits<kHeadDim>;
+  using T = typename Element<E>::T;
+  const ForwardBlockArgs& a = args.task;
+  constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
+  constexpr int kQBlocks = kBlockM / 8;   // n8 tiles of S^T (queries)
+  constexpr int kDBlocks = kHeadDim / 8;  // n8 tiles of dK, dV
+  constexpr int kDSteps = kHeadDim / 16;  // k16 steps over the head dim
+  constexpr int kDsStride = kBlockM + 8;  // dS^T rows, padded: no bank conflicts
+  extern __shared__ __align__(128) unsigned char shared_raw[];
+  T* s_k = reinterpret_cast<T*>(shared_raw);
+  T* s_v = s_k + Tr::kKvElements;
+  T* s_q = s_v + Tr::kKvElements;       // [2][kBlockM][kHeadDim]
+  T* s_do = s_q + 2 * Tr::kQElements;   // [2][kBlockM][kHeadDim]
+  T* s_ds = s_do + 2 * Tr::kQElements;  // [kBlockN][kDsStride]
+  float* s_lse = reinterpret_cast<float*>(s_ds + kBlockN * kDsStride);  // [2][kBlockM]
+  float* s_delta = s_lse + 2 * kBlockM;
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t q_len = a.q_pos.length, k_len = a.k_pos.length;
+  const int n_tile = blockIdx.x;
+  const int64_t k0 = static_cast<int64_t>(n_tile) * kBlockN;
+  const int k_valid = static_cast<int>(min64(kBlockN, k_len - k0));
+  const int64_t group = a.num_heads / a.num_kv_heads;
+  const int64_t h = a.kv_head_begin * group + blockIdx.y;
+  const int64_t kv_head = h / group;
+  const int64_t b = blockIdx.z;
+  const int64_t q_stride = a.num_heads * kHeadDim;
+  const int64_t kv_stride = a.num_kv_heads * kHeadDim;
+  const int64_t kv_offset0 = ((b * a.k_rows + a.k_row + k0) * a.num_kv_heads + kv_head) * kHeadDim;
+  const int64_t q_offset0 = ((b * a.q_rows + a.q_row) * a.num_heads + h) * kHeadDim;
+  const T* g_q = static_cast<const T*>(a.q) + q_offset0;
+  const T* g_do = static_cast<const T*>(args.dout) + q_offset0;
+  const int64_t stat0 = (b * a.num_heads + h) * a.q_rows + a.q_row;
+
+  // Query tiles [m_begin, m_end) hold an allowed pair; [full_begin, full_end)
+  // only allowed pairs (and the key tile is whole).
+  int m_begin, m_end, full_begin, full_end;
+  {
+    const TaskMask mask = TaskMask::Of(a, b);
+    const RunTiles q_tiles{a.q_pos, kBlockM};
+    const RunTiles k_tiles{a.k_pos, kBlockN};
+    const int64_t k_lo = k_tiles.First(n_tile), k_hi = k_tiles.Last(n_tile);
+    q_tiles.Range(mask.QueryLow(k_lo), mask.QueryHigh(k_lo, k_hi), &m_begin, &m_end);
+    FullQueryTileRange(mask, q_tiles, k_lo, k_hi, &full_begin, &full_end);
+    if (!k_tiles.Full(n_tile)) full_begin = full_end = 0;
+  }
+  if (m_begin >= m_end) return;  // no allowed pair: nothing to add
+
+  const auto load_q_tile = [&](int m, int buffer) {
+    const int64_t row = static_cast<int64_t>(m) * kBlockM;
+    const int valid = static_cast<int>(min64(kBlockM, q_len - row));
+    LoadTile<kHeadDim, kBlockM, Tr::kThreads>(s_q + buffer * Tr::kQElements,
+                                              g_q + row * q_stride, q_stride, valid);
+    LoadTile<kHeadDim, kBlockM, Tr::kThreads>(s_do + buffer * Tr::kQElements,
+                                              g_do + row * q_stride, q_stride, valid);
+  };
+  LoadTile<kHeadDim, kBlockN, Tr::kThreads>(
+      s_k, static_cast<const T*>(a.k) + kv_offset0, kv_stride, k_valid);
+  LoadTile<kHeadDim, kBlockN, Tr::kThreads>(
+      s_v, static_cast<const T*>(a.v) + kv_offset0, kv_stride, k_valid);
+  load_q_tile(m_begin, 0);
+  CpAsyncCommit();
+
+  const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
+  constexpr float kLog2e = 1.4426950408889634f;
+  float dk[kDBlocks][4], dv[kDBlocks][4];
+#pragma unroll
+  for (int i = 0; i < kDBlocks; ++i) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dk[i][e] = dv[i][e] = 0.f;
+  }
+
+  const int lane_row = (lane % 8) + ((lane / 8) % 2) * 8;  // A / trans-B pattern
+  const int key_row = (lane % 8) + (lane / 16) * 8;        // non-trans-B pattern
+  const SwizzledFragments<kHeadDim> k_a(s_k, warp * 16 + lane_row, lane / 16);
+  const SwizzledFragments<kHeadDim> v_a(s_v, warp * 16 + lane_row, lane / 16);
+  const SwizzledFragments<kHeadDim> q_b(s_q, key_row, (lane / 8) % 2);
+  const SwizzledFragments<kHeadDim> do_b(s_do, key_row, (lane / 8) % 2);
+  const SwizzledFragments<kHeadDim> q_bt(s_q, lane_row, lane / 16);
+  const SwizzledFragments<kHeadDim> do_bt(s_do, lane_row, lane / 16);
+  const SwizzledFragments<kHeadDim> k_bt(s_k, lane_row, lane / 16);
+
+  for (int m = m_begin; m < m_end; ++m) {
+    const int buffer = (m - m_begin) & 1;
+    if (m + 1 < m_end) load_q_tile(m + 1, buffer ^ 1);
+    CpAsyncCommit();
+    const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
+    for (int r = threadIdx.x; r < kBlockM; r += Tr::kThreads) {
+      // Rows past the end get LSE +inf: P = 0 there.
+      const bool ok = q_first + r < q_len;
+      const float lse = ok ? args.lse[stat0 + q_first + r] : INFINITY;
+      s_lse[buffer * kBlockM + r] = lse == -INFINITY ? INFINITY : lse * kLog2e;
+      s_delta[buffer * kBlockM + r] = ok ? args.delta[stat0 + q_first + r] : 0.f;
+    }
+    CpAsyncWait<1>();
+    __syncthreads();
+    const uint32_t q_offset = buffer * Tr::kQElements * 2;  // bytes
+
+    // S^T = K Q^T: the warp's 16 keys x kBlockM queries.
+    float p[kQBlocks][4];
+#pragma unroll
+    for (int j = 0; j < kQBlocks; ++j) p[j][0] = p[j][1] = p[j][2] = p[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < kDSteps; ++kk) {
+      uint32_t ka[4];
+      LdMatrixX4(ka, k_a.At(0, kk));
+#pragma unroll
+      for (int j = 0; j < kQBlocks; j += 2) {
+        uint32_t qb[4];
+        LdMatrixX4(qb, q_b.At(j * 8, kk, q_offset));
+        Mma<E>(p[j], ka, qb[0], qb[1]);
+        Mma<E>(p[j + 1], ka, qb[2], qb[3]);
+      }
+    }
+    // P^T = exp(S^T * scale - LSE), masked pairs 0.
+    const bool full = m >= full_begin && m < full_end;
+    const TaskMask mask = TaskMask::Of(a, b);
+#pragma unroll
+    for (int j = 0; j < kQBlocks; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int col = j * 8 + (lane % 4) * 2 + e;
+        const float lse = s_lse[buffer * kBlockM + col];
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          float x = FastExp2(fmaf(p[j][2 * half + e], scale_log2, -lse));
+          if (!full) {
+            const int key = warp * 16 + lane / 4 + 8 * half;
+            const bool ok = key < k_valid && q_first + col < q_len &&
+                            mask.Allowed(PositionAt(a.q_pos, q_first + col),
+                                         PositionAt(a.k_pos, k0 + key));
+            if (!ok) x = 0.f;
+          }
+          p[j][2 * half + e] = x;
+        }
+      }
+    }
+    // dV += P^T dO.
+#pragma unroll
+    for (int kk = 0; kk < kBlockM / 16; ++kk) {
+      const uint32_t pa[4] = {Element<E>::Pack(p[2 * kk][0], p[2 * kk][1]),
+                              Element<E>::Pack(p[2 * kk][2], p[2 * kk][3]),
+                              Element<E>::Pack(p[2 * kk + 1][0], p[2 * kk + 1][1]),
+                              Element<E>::Pack(p[2 * kk + 1][2], p[2 * kk + 1][3])};
+#pragma unroll
+      for (int i = 0; i < kDBlocks; i += 2) {
+        uint32_t ob[4];
+        LdMatrixX4Trans(ob, do_bt.At(kk * 16, i / 2, q_offset));
+        Mma<E>(dv[i], pa, ob[0], ob[1]);
+        Mma<E>(dv[i + 1], pa, ob[2], ob[3]);
+      }
+    }
+    // dP^T = V dO^T, then dS^T = P^T (dP^T - D).
+    float ds[kQBlocks][4];
+#pragma unroll
+    for (int j = 0; j < kQBlocks; ++j) ds[j][0] = ds[j][1] = ds[j][2] = ds[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < kDSteps; ++kk) {
+      uint32_t va[4];
+      LdMatrixX4(va, v_a.At(0, kk));
+#pragma unroll
+      for (int j = 0; j < kQBlocks; j += 2) {
+        uint32_t ob[4];
+        LdMatrixX4(ob, do_b.At(j * 8, kk, q_offset));
+        Mma<E>(ds[j], va, ob[0], ob[1]);
+        Mma<E>(ds[j + 1], va, ob[2], ob[3]);
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kQBlocks; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float delta = s_delta[buffer * kBlockM + j * 8 + (lane % 4) * 2 + e];
+        ds[j][e] = p[j][e] * (ds[j][e] - delta);
+        ds[j][2 + e] = p[j][2 + e] * (ds[j][2 + e] - delta);
+      }
+    }
+    // dK += dS^T Q (scaled at the end); dS^T to shared memory for dQ.
+#pragma unroll
+    for (int kk = 0; kk < kBlockM / 16; ++kk) {
+      const uint32_t da[4] = {Element<E>::Pack(ds[2 * kk][0], ds[2 * kk][1]),
+                              Element<E>::Pack(ds[2 * kk][2], ds[2 * kk][3]),
+                              Element<E>::Pack(ds[2 * kk + 1][0], ds[2 * kk + 1][1]),
+                              Element<E>::Pack(ds[2 * kk + 1][2], ds[2 * kk + 1][3])};
+      const int key = warp * 16 + lane / 4, col = kk * 16 + (lane % 4) * 2;
+      uint32_t* row0 = reinterpret_cast<uint32_t*>(s_ds + key * kDsStride + col);
+      uint32_t* row8 = reinterpret_cast<uint32_t*>(s_ds + (key + 8) * kDsStride + col);
+      row0[0] = da[0];
+      row8[0] = da[1];
+      row0[4] = da[2];  // + 8 columns
+      row8[4] = da[3];
+#pragma unroll
+      for (int i = 0; i < kDBlocks; i += 2) {
+        uint32_t qb[4];
+        LdMatrixX4Trans(qb, q_bt.At(kk * 16, i / 2, q_offset));
+        Mma<E>(dk[i], da, qb[0], qb[1]);
+        Mma<E>(dk[i + 1], da, qb[2], qb[3]);
+      }
+    }
+    __syncthreads();  // dS^T complete
+
+    // dQ (kBlockM x kHeadDim) += dS K * scale: warp w takes 16 rows and
+    // kHeadDim / kColGroups columns.
+    {
+      constexpr int kRowGroups = kBlockM / 16;
+      constexpr int kColGroups = Tr::kWarps / kRowGroups;
+      constexpr int kCols = kHeadDim / kColGroups;
+      static_assert(kCols % 16 == 0, "dQ columns per warp");
+      const int row_base = (warp % kRowGroups) * 16;
+      const int col_base = (warp / kRowGroups) * kCols;
+      float dq[kCols / 8][4];
+#pragma unroll
+      for (int i = 0; i < kCols / 8; ++i) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk) {
+        uint32_t da[4];
+        // dS[q][key] from dS^T[key][q]: transposed loads of 8x8 blocks.
+        const int key = kk * 16 + key_row;
+        const int col = row_base + ((lane / 8) % 2) * 8;
+        LdMatrixX4Trans(da, SharedAddress(s_ds + key * kDsStride + col));
+#pragma unroll
+        for (int i = 0; i < kCols / 8; i += 2) {
+          uint32_t kb[4];
+          LdMatrixX4Trans(kb, k_bt.At(kk * 16, (col_base + i * 8) / 16));
+          Mma<E>(dq[i], da, kb[0], kb[1]);
+          Mma<E>(dq[i + 1], da, kb[2], kb[3]);
+        }
+      }
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int64_t row = q_first + row_base + lane / 4 + 8 * half;
+        if (row >= q_len) continue;
+        float* out = args.dq + q_offset0 + row * q_stride + col_base + (lane % 4) * 2;
+#pragma unroll
+        for (int i = 0; i < kCols / 8; ++i) {
+          atomicAdd(out + i * 8, dq[i][2 * half] * a.softmax_scale);
+          atomicAdd(out + i * 8 + 1, dq[i][2 * half + 1] * a.softmax_scale);
+        }
+      }
+    }
+    __syncthreads();  // s_ds and this buffer are free for the next tile
+  }
+
+  // dK (scaled) and dV of the warp's keys into the travelling fp32 buffers.
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int key = warp * 16 + lane / 4 + 8 * half;
+    if (key >= k_valid) continue;
+    const int64_t offset = kv_offset0 + key * kv_stride + (lane % 4) * 2;
+    float* out_k = args.dk + offset;
+    float* out_v = args.dv + offset;
+#pragma unroll
+    for (int i = 0; i < kDBlocks; ++i) {
+      const float k_x = dk[i][2 * half] * a.softmax_scale;
+      const float k_y = dk[i][2 * half + 1] * a.softmax_scale;
+      if (group == 1) {  // this CTA alone adds to these rows in this launch
+        float2* pk = reinterpret_cast<float2*>(out_k + i * 8);
+        float2* pv = reinterpret_cast<float2*>(out_v + i * 8);
+        const float2 ok = *pk, ov = *pv;
+        *pk = make_float2(ok.x + k_x, ok.y + k_y);
+        *pv = make_float2(ov.x + dv[i][2 * half], ov.y + dv[i][2 * half + 1]);
+      } else {
+        atomicAdd(out_k + i * 8, k_x);
+        atomicAdd(out_k + i * 8 + 1, k_y);
+        atomicAdd(out_v + i * 8, dv[i][2 * half]);
+        atomicAdd(out_v + i * 8 + 1, dv[i][2 * half + 1]);
+      }
+    }
+  }
+}
+
+template <ElementType E, int kHeadDim>
+cudaError_t LaunchFlashBackwardKernel(const BackwardBlockArgs& args, cudaStream_t stream) {
+  using Tr = BackwardTraits<kHeadDim>;
+  const ForwardBlockArgs& a = args.task;
+  const auto kernel = FlashBackwardKernel<E, kHeadDim>;
+  if (const cudaError_t e = cudaFuncSetAttribute(
+          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSharedBytes);
+      e != cudaSuccess) {
+    return e;
+  }
+  const int64_t group = a.num_heads / a.num_kv_heads;
+  const dim3 grid(
+      static_cast<unsigned>((a.k_pos.length + Tr::kBlockN - 1) / Tr::kBlockN),
+      static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
+      static_cast<unsigned>(a.batch));
+  kernel<<<grid, Tr::kThreads, Tr::kSharedBytes, stream>>>(args);
+  return cudaGetLastError();
+}
+
+}  // namespace ringattn::cuda::flash
+
+#endif  // RINGATTN_CUDA_FLASH_BACKWARD_KERNEL_CUH_
