@@ -10,6 +10,7 @@ bool FlashBackwardSupports(const BackwardBlockArgs& args) {
   ForwardBlockArgs plain = a;
   plain.out = nullptr;
   return FlashForwardSupports(plain) && a.head_dim <= 128 && Aligned16(args.dout) &&
+         reinterpret_cast<uintptr_t>(args.dq) % 8 == 0 &&
          reinterpret_cast<uintptr_t>(args.dk) % 8 == 0 &&
          reinterpret_cast<uintptr_t>(args.dv) % 8 == 0;
 }

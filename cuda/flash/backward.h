@@ -11,7 +11,7 @@
 namespace ringattn::cuda::flash {
 
 // Whether LaunchFlashBackward takes `args`: fp16 or bf16, head_dim 64 or
-// 128, 16-byte aligned q/k/v/dout and 8-byte aligned dk/dv.
+// 128, 16-byte aligned q/k/v/dout and 8-byte aligned dq/dk/dv.
 bool FlashBackwardSupports(const BackwardBlockArgs& args);
 
 // Enqueues the task; cudaErrorNotSupported when !FlashBackwardSupports.

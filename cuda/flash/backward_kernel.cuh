@@ -257,8 +257,8 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
         float* out = args.dq + q_offset0 + row * q_stride + col_base + (lane % 4) * 2;
 #pragma unroll
         for (int i = 0; i < kCols / 8; ++i) {
-          atomicAdd(out + i * 8, dq[i][2 * half] * a.softmax_scale);
-          atomicAdd(out + i * 8 + 1, dq[i][2 * half + 1] * a.softmax_scale);
+          AtomicAdd2(out + i * 8, dq[i][2 * half] * a.softmax_scale,
+                     dq[i][2 * half + 1] * a.softmax_scale);
         }
       }
     }
@@ -284,10 +284,8 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
         *pk = make_float2(ok.x + k_x, ok.y + k_y);
         *pv = make_float2(ov.x + dv[i][2 * half], ov.y + dv[i][2 * half + 1]);
       } else {
-        atomicAdd(out_k + i * 8, k_x);
-        atomicAdd(out_k + i * 8 + 1, k_y);
-        atomicAdd(out_v + i * 8, dv[i][2 * half]);
-        atomicAdd(out_v + i * 8 + 1, dv[i][2 * half + 1]);
+        AtomicAdd2(out_k + i * 8, k_x, k_y);
+        AtomicAdd2(out_v + i * 8, dv[i][2 * half], dv[i][2 * half + 1]);
       }
     }
   }

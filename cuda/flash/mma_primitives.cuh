@@ -139,6 +139,16 @@ struct SwizzledFragments {
   }
 };
 
+// *p += (x, y) atomically: one vector atomic on sm_90, two scalar ones before.
+__device__ __forceinline__ void AtomicAdd2(float* p, float x, float y) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  atomicAdd(reinterpret_cast<float2*>(p), make_float2(x, y));
+#else
+  atomicAdd(p, x);
+  atomicAdd(p + 1, y);
+#endif
+}
+
 __device__ __forceinline__ float WarpQuadMax(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
   return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
