@@ -201,17 +201,23 @@ __global__ void BackwardBlockKernel(BackwardBlockArgs args) {
   }
 }
 
+// One warp per row: lanes read consecutive elements (coalesced), then a
+// shuffle reduction.
 __global__ void DeltaKernel(ElementType dtype, const void* dout, const float* o,
                             float* delta, int64_t batch, int64_t rows,
                             int64_t heads, int64_t head_dim) {
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (row >= batch * rows * heads) return;
+  const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= batch * rows * heads) return;  // whole warps leave together
   const int64_t h = row % heads, t = (row / heads) % rows, b = row / (heads * rows);
   float sum = 0.f;
-  for (int64_t c = 0; c < head_dim; ++c) {
+  for (int64_t c = lane; c < head_dim; c += 32) {
     sum += Load(dtype, dout, row * head_dim + c) * o[row * head_dim + c];
   }
-  delta[(b * heads + h) * rows + t] = sum;
+  for (int offset = 16; offset > 0; offset /= 2) {
+    sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+  }
+  if (lane == 0) delta[(b * heads + h) * rows + t] = sum;
 }
 
 template <int kHeadDim>
@@ -250,7 +256,9 @@ cudaError_t LaunchBackwardDelta(ElementType dtype, const void* dout,
                                 cudaStream_t stream) {
   const int64_t n = batch * rows * heads;
   if (n == 0) return cudaSuccess;
-  DeltaKernel<<<static_cast<unsigned>((n + 127) / 128), 128, 0, stream>>>(
+  constexpr int64_t kRowsPerBlock = 8;  // warps of 256 threads
+  DeltaKernel<<<static_cast<unsigned>((n + kRowsPerBlock - 1) / kRowsPerBlock),
+                32 * kRowsPerBlock, 0, stream>>>(
       dtype, dout, o, delta, batch, rows, heads, head_dim);
   return cudaGetLastError();
 }
