@@ -2,8 +2,9 @@
 // task over the whole sequence on random inputs, timed with CUDA events.
 // Impls: "ringattn" (LaunchForward writing O in the input dtype, the work
 // SDPA does), "ringattn_fused_state" (merging into the fp32 ring state, what
-// a ring step does) and "ringattn_reference" (the correctness-first kernel,
-// fp32 rows only). Prints CSV (row, impl, pass, ms, TFLOP/s). bench/kernel_bench.sh runs it
+// a ring step does), "ringattn_mma_sync" (the mma.sync kernel where the
+// wgmma one is the default, on Hopper) and "ringattn_reference" (the
+// correctness-first kernel). Prints CSV (row, impl, pass, ms, TFLOP/s). bench/kernel_bench.sh runs it
 // beside PyTorch SDPA (bench/torch_sdpa_bench.py) on the same GPU.
 // FLOPs: 4 * b * s * s * h * d, halved for causal.
 #include <cuda_bf16.h>
@@ -152,6 +153,11 @@ int Main(int argc, char** argv) {
     direct.out = out;
     report("ringattn", TimeMs([&] { LaunchForward(direct, nullptr); }, iterations));
     report("ringattn_fused_state", TimeMs([&] { LaunchForward(a, nullptr); }, iterations));
+    if (flash::FlashForwardSupports(direct) && flash::HopperDevice()) {
+      report("ringattn_mma_sync", TimeMs([&] {
+               flash::LaunchFlashForward(direct, nullptr, flash::ForwardKernel::kMmaSync);
+             }, iterations));
+    }
     if (r.dtype != ElementType::kFloat32 && r.seqlen * r.batch <= 16384) {
       report("ringattn_reference", TimeMs([&] { LaunchForwardBlock(a, nullptr); }, 1));
     }

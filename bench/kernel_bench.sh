@@ -15,16 +15,18 @@ awk -F, '
   FILENAME ~ /ours/ && $2 == "ringattn" && $3 == "fwd" { ours[$1] = $5; order[++n] = $1; next }
   FILENAME ~ /ours/ && $2 == "ringattn" && $3 == "fwd+bwd" { ours_both[$1] = $5; next }
   FILENAME ~ /ours/ && $2 == "ringattn_fused_state" { fused[$1] = $5; next }
+  FILENAME ~ /ours/ && $2 == "ringattn_mma_sync" { mma[$1] = $5; next }
   FILENAME ~ /ours/ { next }
   $3 == "fwd" { t[$1, $2] = $5 }
   $3 == "fwd+bwd" { both[$1, $2] = $5 }
   END {
-    printf "%-32s %9s %9s %9s %9s %9s %12s %12s\n", "row", "ours", "fused",
+    printf "%-32s %9s %9s %9s %9s %9s %9s %12s %12s\n", "row", "ours", "fused", "mma.sync",
            "flash", "cudnn", "efficient", "ours/flash", "ours/cudnn"
     for (i = 1; i <= n; i++) {
       r = order[i]
       f = t[r, "torch_flash"]; c = t[r, "torch_cudnn"]; e = t[r, "torch_efficient"]
-      printf "%-32s %9.2f %9.2f %9s %9s %9s %12s %12s\n", r, ours[r], fused[r], f ? f : "-",
+      printf "%-32s %9.2f %9.2f %9s %9s %9s %9s %12s %12s\n", r, ours[r], fused[r],
+             (r in mma) ? mma[r] : "-", f ? f : "-",
              c ? c : "-", e ? e : "-", f ? sprintf("%.3f", ours[r] / f) : "-",
              c ? sprintf("%.3f", ours[r] / c) : "-"
     }

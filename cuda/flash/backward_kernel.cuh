@@ -26,7 +26,8 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
   using T = typename Element<E>::T;
   const ForwardBlockArgs& a = args.task;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
-  constexpr int kQBlocks = kBlockM / 8;   // n8 tiles of S^T (queries)
+  constexpr int kSubM = Tr::kSubM;
+  constexpr int kSubBlocks = kSubM / 8;  // n8 tiles of S^T (queries)
   constexpr int kDBlocks = kHeadDim / 8;  // n8 tiles of dK, dV
   constexpr int kDSteps = kHeadDim / 16;  // k16 steps over the head dim
   constexpr int kDsStride = kBlockM + 8;  // dS^T rows, padded: no bank conflicts
@@ -120,105 +121,109 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
     __syncthreads();
     const uint32_t q_offset = buffer * Tr::kQElements * 2;  // bytes
 
-    // S^T = K Q^T: the warp's 16 keys x kBlockM queries.
-    float p[kQBlocks][4];
-#pragma unroll
-    for (int j = 0; j < kQBlocks; ++j) p[j][0] = p[j][1] = p[j][2] = p[j][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < kDSteps; ++kk) {
-      uint32_t ka[4];
-      LdMatrixX4(ka, k_a.At(0, kk));
-#pragma unroll
-      for (int j = 0; j < kQBlocks; j += 2) {
-        uint32_t qb[4];
-        LdMatrixX4(qb, q_b.At(j * 8, kk, q_offset));
-        Mma<E>(p[j], ka, qb[0], qb[1]);
-        Mma<E>(p[j + 1], ka, qb[2], qb[3]);
-      }
-    }
-    // P^T = exp(S^T * scale - LSE), masked pairs 0.
-    const bool full = m >= full_begin && m < full_end;
-    const TaskMask mask = TaskMask::Of(a, b);
-#pragma unroll
-    for (int j = 0; j < kQBlocks; ++j) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int col = j * 8 + (lane % 4) * 2 + e;
-        const float lse = s_lse[buffer * kBlockM + col];
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          float x = FastExp2(fmaf(p[j][2 * half + e], scale_log2, -lse));
-          if (!full) {
-            const int key = warp * 16 + lane / 4 + 8 * half;
-            const bool ok = key < k_valid && q_first + col < q_len &&
-                            mask.Allowed(PositionAt(a.q_pos, q_first + col),
-                                         PositionAt(a.k_pos, k0 + key));
-            if (!ok) x = 0.f;
-          }
-          p[j][2 * half + e] = x;
+    // Sub-tiles of kSubM queries (a runtime loop: one copy of the code).
+#pragma unroll 1
+    for (int qs = 0; qs < kBlockM; qs += kSubM) {
+      // S^T = K Q^T: the warp's 16 keys x kSubM queries.
+      float p[kSubBlocks][4];
+  #pragma unroll
+      for (int j = 0; j < kSubBlocks; ++j) p[j][0] = p[j][1] = p[j][2] = p[j][3] = 0.f;
+  #pragma unroll
+      for (int kk = 0; kk < kDSteps; ++kk) {
+        uint32_t ka[4];
+        LdMatrixX4(ka, k_a.At(0, kk));
+  #pragma unroll
+        for (int j = 0; j < kSubBlocks; j += 2) {
+          uint32_t qb[4];
+          LdMatrixX4(qb, q_b.At(qs + j * 8, kk, q_offset));
+          Mma<E>(p[j], ka, qb[0], qb[1]);
+          Mma<E>(p[j + 1], ka, qb[2], qb[3]);
         }
       }
-    }
-    // dV += P^T dO.
-#pragma unroll
-    for (int kk = 0; kk < kBlockM / 16; ++kk) {
-      const uint32_t pa[4] = {Element<E>::Pack(p[2 * kk][0], p[2 * kk][1]),
-                              Element<E>::Pack(p[2 * kk][2], p[2 * kk][3]),
-                              Element<E>::Pack(p[2 * kk + 1][0], p[2 * kk + 1][1]),
-                              Element<E>::Pack(p[2 * kk + 1][2], p[2 * kk + 1][3])};
-#pragma unroll
-      for (int i = 0; i < kDBlocks; i += 2) {
-        uint32_t ob[4];
-        LdMatrixX4Trans(ob, do_bt.At(kk * 16, i / 2, q_offset));
-        Mma<E>(dv[i], pa, ob[0], ob[1]);
-        Mma<E>(dv[i + 1], pa, ob[2], ob[3]);
+      // P^T = exp(S^T * scale - LSE), masked pairs 0.
+      const bool full = m >= full_begin && m < full_end;
+      const TaskMask mask = TaskMask::Of(a, b);
+  #pragma unroll
+      for (int j = 0; j < kSubBlocks; ++j) {
+  #pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int col = qs + j * 8 + (lane % 4) * 2 + e;
+          const float lse = s_lse[buffer * kBlockM + col];
+  #pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            float x = FastExp2(fmaf(p[j][2 * half + e], scale_log2, -lse));
+            if (!full) {
+              const int key = warp * 16 + lane / 4 + 8 * half;
+              const bool ok = key < k_valid && q_first + col < q_len &&
+                              mask.Allowed(PositionAt(a.q_pos, q_first + col),
+                                           PositionAt(a.k_pos, k0 + key));
+              if (!ok) x = 0.f;
+            }
+            p[j][2 * half + e] = x;
+          }
+        }
       }
-    }
-    // dP^T = V dO^T, then dS^T = P^T (dP^T - D).
-    float ds[kQBlocks][4];
-#pragma unroll
-    for (int j = 0; j < kQBlocks; ++j) ds[j][0] = ds[j][1] = ds[j][2] = ds[j][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < kDSteps; ++kk) {
-      uint32_t va[4];
-      LdMatrixX4(va, v_a.At(0, kk));
-#pragma unroll
-      for (int j = 0; j < kQBlocks; j += 2) {
-        uint32_t ob[4];
-        LdMatrixX4(ob, do_b.At(j * 8, kk, q_offset));
-        Mma<E>(ds[j], va, ob[0], ob[1]);
-        Mma<E>(ds[j + 1], va, ob[2], ob[3]);
+      // dV += P^T dO.
+  #pragma unroll
+      for (int kk = 0; kk < kSubM / 16; ++kk) {
+        const uint32_t pa[4] = {Element<E>::Pack(p[2 * kk][0], p[2 * kk][1]),
+                                Element<E>::Pack(p[2 * kk][2], p[2 * kk][3]),
+                                Element<E>::Pack(p[2 * kk + 1][0], p[2 * kk + 1][1]),
+                                Element<E>::Pack(p[2 * kk + 1][2], p[2 * kk + 1][3])};
+  #pragma unroll
+        for (int i = 0; i < kDBlocks; i += 2) {
+          uint32_t ob[4];
+          LdMatrixX4Trans(ob, do_bt.At(qs + kk * 16, i / 2, q_offset));
+          Mma<E>(dv[i], pa, ob[0], ob[1]);
+          Mma<E>(dv[i + 1], pa, ob[2], ob[3]);
+        }
       }
-    }
-#pragma unroll
-    for (int j = 0; j < kQBlocks; ++j) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const float delta = s_delta[buffer * kBlockM + j * 8 + (lane % 4) * 2 + e];
-        ds[j][e] = p[j][e] * (ds[j][e] - delta);
-        ds[j][2 + e] = p[j][2 + e] * (ds[j][2 + e] - delta);
+      // dP^T = V dO^T, then dS^T = P^T (dP^T - D).
+      float ds[kSubBlocks][4];
+  #pragma unroll
+      for (int j = 0; j < kSubBlocks; ++j) ds[j][0] = ds[j][1] = ds[j][2] = ds[j][3] = 0.f;
+  #pragma unroll
+      for (int kk = 0; kk < kDSteps; ++kk) {
+        uint32_t va[4];
+        LdMatrixX4(va, v_a.At(0, kk));
+  #pragma unroll
+        for (int j = 0; j < kSubBlocks; j += 2) {
+          uint32_t ob[4];
+          LdMatrixX4(ob, do_b.At(qs + j * 8, kk, q_offset));
+          Mma<E>(ds[j], va, ob[0], ob[1]);
+          Mma<E>(ds[j + 1], va, ob[2], ob[3]);
+        }
       }
-    }
-    // dK += dS^T Q (scaled at the end); dS^T to shared memory for dQ.
-#pragma unroll
-    for (int kk = 0; kk < kBlockM / 16; ++kk) {
-      const uint32_t da[4] = {Element<E>::Pack(ds[2 * kk][0], ds[2 * kk][1]),
-                              Element<E>::Pack(ds[2 * kk][2], ds[2 * kk][3]),
-                              Element<E>::Pack(ds[2 * kk + 1][0], ds[2 * kk + 1][1]),
-                              Element<E>::Pack(ds[2 * kk + 1][2], ds[2 * kk + 1][3])};
-      const int key = warp * 16 + lane / 4, col = kk * 16 + (lane % 4) * 2;
-      uint32_t* row0 = reinterpret_cast<uint32_t*>(s_ds + key * kDsStride + col);
-      uint32_t* row8 = reinterpret_cast<uint32_t*>(s_ds + (key + 8) * kDsStride + col);
-      row0[0] = da[0];
-      row8[0] = da[1];
-      row0[4] = da[2];  // + 8 columns
-      row8[4] = da[3];
-#pragma unroll
-      for (int i = 0; i < kDBlocks; i += 2) {
-        uint32_t qb[4];
-        LdMatrixX4Trans(qb, q_bt.At(kk * 16, i / 2, q_offset));
-        Mma<E>(dk[i], da, qb[0], qb[1]);
-        Mma<E>(dk[i + 1], da, qb[2], qb[3]);
+  #pragma unroll
+      for (int j = 0; j < kSubBlocks; ++j) {
+  #pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float delta = s_delta[buffer * kBlockM + qs + j * 8 + (lane % 4) * 2 + e];
+          ds[j][e] = p[j][e] * (ds[j][e] - delta);
+          ds[j][2 + e] = p[j][2 + e] * (ds[j][2 + e] - delta);
+        }
+      }
+      // dK += dS^T Q (scaled at the end); dS^T to shared memory for dQ.
+  #pragma unroll
+      for (int kk = 0; kk < kSubM / 16; ++kk) {
+        const uint32_t da[4] = {Element<E>::Pack(ds[2 * kk][0], ds[2 * kk][1]),
+                                Element<E>::Pack(ds[2 * kk][2], ds[2 * kk][3]),
+                                Element<E>::Pack(ds[2 * kk + 1][0], ds[2 * kk + 1][1]),
+                                Element<E>::Pack(ds[2 * kk + 1][2], ds[2 * kk + 1][3])};
+        const int key = warp * 16 + lane / 4, col = qs + kk * 16 + (lane % 4) * 2;
+        uint32_t* row0 = reinterpret_cast<uint32_t*>(s_ds + key * kDsStride + col);
+        uint32_t* row8 = reinterpret_cast<uint32_t*>(s_ds + (key + 8) * kDsStride + col);
+        row0[0] = da[0];
+        row8[0] = da[1];
+        row0[4] = da[2];  // + 8 columns
+        row8[4] = da[3];
+  #pragma unroll
+        for (int i = 0; i < kDBlocks; i += 2) {
+          uint32_t qb[4];
+          LdMatrixX4Trans(qb, q_bt.At(qs + kk * 16, i / 2, q_offset));
+          Mma<E>(dk[i], da, qb[0], qb[1]);
+          Mma<E>(dk[i + 1], da, qb[2], qb[3]);
+        }
       }
     }
     __syncthreads();  // dS^T complete

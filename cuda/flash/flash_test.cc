@@ -126,7 +126,7 @@ Reference Oracle(const Case& c, const std::vector<double>& q,
 
 // Runs `c` twice on the GPU, one-call (args.out) and merged into a random
 // prior fp32 state, and checks both against the oracle.
-void Check(const Case& c, uint32_t seed) {
+void Check(const Case& c, uint32_t seed, flash::ForwardKernel kernel) {
   SCOPED_TRACE(absl::StrCat(DTypeName(c.dtype), " d", c.head_dim, " q ", c.q_pos.length,
                             " k ", c.k_pos.length, " seed ", seed));
   const int64_t d = c.head_dim;
@@ -181,11 +181,11 @@ void Check(const Case& c, uint32_t seed) {
   a.doc_end = c.doc_end;
   a.softmax_scale = static_cast<float>(scale);
   ASSERT_TRUE(flash::FlashForwardSupports(a));
-  ASSERT_EQ(flash::LaunchFlashForward(a, nullptr), cudaSuccess);  // merged
+  ASSERT_EQ(flash::LaunchFlashForward(a, nullptr, kernel), cudaSuccess);  // merged
   a.out = d_out;
   float* d_direct_lse = ToDevice(std::vector<float>(want.lse.size(), 7.f));
   a.state_lse = d_direct_lse;
-  ASSERT_EQ(flash::LaunchFlashForward(a, nullptr), cudaSuccess);  // one call
+  ASSERT_EQ(flash::LaunchFlashForward(a, nullptr, kernel), cudaSuccess);  // one call
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   const std::vector<float> o = ToHost(d_o, q.size());
   const std::vector<float> lse = ToHost(d_lse, want.lse.size());
@@ -307,13 +307,26 @@ bool HaveGpu() {
   return n.ok();
 }
 
+// The forward kernels this device runs: mma.sync, and wgmma on Hopper.
+std::vector<flash::ForwardKernel> TensorCoreKernels() {
+  if (flash::HopperDevice()) return {flash::ForwardKernel::kMmaSync, flash::ForwardKernel::kHopper};
+  std::printf("not a Hopper device: the wgmma kernel is not tested\n");
+  return {flash::ForwardKernel::kMmaSync};
+}
+const char* KernelName(flash::ForwardKernel kernel) {
+  return kernel == flash::ForwardKernel::kHopper ? "wgmma kernel" : "mma.sync kernel";
+}
+
 TEST(FlashForwardTest, RandomTasksMatchTheFp64Oracle) {
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
-  std::mt19937 rng(2026);
-  uint32_t seed = 1;
-  for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
-    for (int64_t d : {64, 128, 256}) {
-      for (int i = 0; i < 5; ++i) Check(RandomCase(rng, dtype, d), seed += 10);
+  for (flash::ForwardKernel kernel : TensorCoreKernels()) {
+    SCOPED_TRACE(KernelName(kernel));
+    std::mt19937 rng(2026);
+    uint32_t seed = 1;
+    for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
+      for (int64_t d : {64, 128, 256}) {
+        for (int i = 0; i < 5; ++i) Check(RandomCase(rng, dtype, d), seed += 10, kernel);
+      }
     }
   }
 }
@@ -343,6 +356,8 @@ TEST(FlashForwardTest, FusedStateOverBlocksEqualsOneCall) {
   uint8_t* d_q = encode(q);
   uint8_t* d_k = encode(k);
   uint8_t* d_v = encode(v);
+  for (flash::ForwardKernel kernel : TensorCoreKernels()) {
+  SCOPED_TRACE(KernelName(kernel));
   float* d_o = ToDevice(std::vector<float>(q.size(), 0.f));
   float* d_lse = ToDevice(std::vector<float>(want.lse.size(), -INFINITY));
   const int64_t block = kRows / kWorld;
@@ -367,7 +382,7 @@ TEST(FlashForwardTest, FusedStateOverBlocksEqualsOneCall) {
     a.max_delta = 0;
     a.doc_end = kFar;
     a.softmax_scale = static_cast<float>(scale);
-    ASSERT_EQ(flash::LaunchFlashForward(a, nullptr), cudaSuccess);
+    ASSERT_EQ(flash::LaunchFlashForward(a, nullptr, kernel), cudaSuccess);
   }
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   const std::vector<float> o = ToHost(d_o, q.size());
@@ -380,9 +395,10 @@ TEST(FlashForwardTest, FusedStateOverBlocksEqualsOneCall) {
   // P is rounded to bf16 once per block either way; the output is not.
   EXPECT_LE(error, 2 * want.emulated_error);
   EXPECT_LE(lse_error, 1e-5 * 8);
-  for (void* p : {static_cast<void*>(d_q), static_cast<void*>(d_k),
-                  static_cast<void*>(d_v), static_cast<void*>(d_o),
-                  static_cast<void*>(d_lse)}) {
+  cudaFree(d_o);
+  cudaFree(d_lse);
+  }
+  for (void* p : {static_cast<void*>(d_q), static_cast<void*>(d_k), static_cast<void*>(d_v)}) {
     cudaFree(p);
   }
 }

@@ -13,12 +13,29 @@ bool FlashForwardSupports(const ForwardBlockArgs& a) {
          Aligned16(a.v) && Aligned16(a.out) && Aligned16(a.state_o);
 }
 
-cudaError_t LaunchFlashForward(const ForwardBlockArgs& a, cudaStream_t stream) {
+bool HopperDevice() {
+  int device = 0, major = 0, minor = 0;
+  return cudaGetDevice(&device) == cudaSuccess &&
+         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) ==
+             cudaSuccess &&
+         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) ==
+             cudaSuccess &&
+         major == 9 && minor == 0;
+}
+
+cudaError_t LaunchFlashForward(const ForwardBlockArgs& a, cudaStream_t stream,
+                               ForwardKernel kernel) {
   if (!FlashForwardSupports(a)) return cudaErrorNotSupported;
+  const bool hopper = HopperDevice();
+  if (kernel == ForwardKernel::kHopper && !hopper) return cudaErrorNotSupported;
   if (a.q_pos.length == 0 || a.k_pos.length == 0 || a.batch == 0) return cudaSuccess;
+  const bool use_hopper =
+      kernel == ForwardKernel::kHopper || (kernel == ForwardKernel::kAuto && hopper);
   return DispatchDtypeHeadDim(a.dtype, a.head_dim, [&](auto dtype, auto head_dim) {
-    return LaunchFlashForwardKernel<decltype(dtype)::value, decltype(head_dim)::value>(
-        a, stream);
+    constexpr ElementType E = decltype(dtype)::value;
+    constexpr int D = decltype(head_dim)::value;
+    return use_hopper ? LaunchFlashForwardHopperKernel<E, D>(a, stream)
+                      : LaunchFlashForwardKernel<E, D>(a, stream);
   });
 }
 

@@ -10,16 +10,29 @@
 
 namespace ringattn::cuda::flash {
 
+// Which tensor-core kernel runs a task: the mma.sync kernel (sm_80 and
+// later), the wgmma kernel (sm_90a: H100, H200, H800), or the fastest one
+// the current device has (kAuto: wgmma on compute capability 9.0).
+enum class ForwardKernel { kAuto, kMmaSync, kHopper };
+
+// Whether the current device runs the wgmma kernel (compute capability 9.0).
+bool HopperDevice();
+
 // Whether LaunchFlashForward takes `a`: fp16 or bf16, head_dim 64, 128 or
 // 256, 16-byte aligned q/k/v (and out), a valid head range.
 bool FlashForwardSupports(const ForwardBlockArgs& a);
 
-// Enqueues the task; cudaErrorNotSupported when !FlashForwardSupports(a).
-cudaError_t LaunchFlashForward(const ForwardBlockArgs& a, cudaStream_t stream);
+// Enqueues the task; cudaErrorNotSupported when !FlashForwardSupports(a),
+// or for kHopper when !HopperDevice().
+cudaError_t LaunchFlashForward(const ForwardBlockArgs& a, cudaStream_t stream,
+                               ForwardKernel kernel = ForwardKernel::kAuto);
 
 // One instantiation per (dtype, head dim), compiled in forward_d<D>.cu.
 template <ElementType E, int kHeadDim>
 cudaError_t LaunchFlashForwardKernel(const ForwardBlockArgs& a, cudaStream_t stream);
+// The wgmma kernel, compiled in forward_hopper_d<D>.cu.
+template <ElementType E, int kHeadDim>
+cudaError_t LaunchFlashForwardHopperKernel(const ForwardBlockArgs& a, cudaStream_t stream);
 
 }  // namespace ringattn::cuda::flash
 

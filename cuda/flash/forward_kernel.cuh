@@ -13,8 +13,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "core/lse_math.h"
-#include "cuda/flash/block_mask.cuh"
+#include "cuda/flash/forward_common.cuh"
 #include "cuda/flash/mma_primitives.cuh"
 #include "cuda/flash/traits.h"
 #include "cuda/forward_block.h"
@@ -78,17 +77,8 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
   const T* g_v = static_cast<const T*>(a.v) +
                  ((b * a.k_rows + a.k_row) * a.num_kv_heads + kv_head) * kHeadDim;
 
-  // Key tiles [n_begin, n_end) hold an allowed pair; those in
-  // [full_begin, full_end) hold only allowed pairs and skip the element mask.
-  int n_begin, n_end, full_begin, full_end;
-  {
-    const TaskMask mask = TaskMask::Of(a, b);
-    const RunTiles q_tiles{a.q_pos, kBlockM};
-    const RunTiles k_tiles{a.k_pos, kBlockN};
-    const int64_t q_lo = q_tiles.First(m_tile), q_hi = q_tiles.Last(m_tile);
-    k_tiles.Range(mask.KeyLow(q_lo), mask.KeyHigh(q_hi), &n_begin, &n_end);
-    FullTileRange(mask, k_tiles, q_lo, q_hi, &full_begin, &full_end);
-  }
+  const KeyTileRange tiles(a, b, m_tile, kBlockM, kBlockN);
+  const int n_begin = tiles.n_begin, n_end = tiles.n_end;
 
   // This thread's rows: g and g + 8 of each of the warp's kMTiles m16 tiles.
   constexpr int kMT = Tr::kMTiles;
@@ -170,75 +160,20 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
       }
 
       // Element-wise mask where the tile is not entirely allowed.
-      if (n < full_begin || n >= full_end) {
-        const TaskMask mask = TaskMask::Of(a, b);
-        const int64_t k_first = static_cast<int64_t>(n) * kBlockN + sub * kSubN;
-  #pragma unroll
-        for (int j = 0; j < kNBlocks; ++j) {
-  #pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int64_t key = k_first + j * 8 + (lane % 4) * 2 + e;
-            const bool valid = key < k_len;
-            const int64_t kp = PositionAt(a.k_pos, key);
-  #pragma unroll
-            for (int m = 0; m < kMT; ++m) {
-  #pragma unroll
-              for (int half = 0; half < 2; ++half) {
-                // Recomputed here rather than held in registers all loop long.
-                const int64_t qp = PositionAt(a.q_pos, q0 + row0 + 16 * m + 8 * half);
-                if (!valid || !mask.Allowed(qp, kp)) s[m][j][2 * half + e] = -INFINITY;
-              }
-            }
-          }
-        }
+      if (tiles.NeedsMask(n)) {
+        MaskScores(s, a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN + sub * kSubN);
       }
 
-      // Online softmax (FlashAttention-2: row sums stay per thread until the end).
-  #pragma unroll
-      for (int m = 0; m < kMT; ++m) {
-  #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          float tile_max = -INFINITY;
-  #pragma unroll
-          for (int j = 0; j < kNBlocks; ++j) {
-            tile_max = fmaxf(tile_max, fmaxf(s[m][j][2 * half], s[m][j][2 * half + 1]));
-          }
-          const float new_max = fmaxf(row_max[m][half], WarpQuadMax(tile_max) * scale_log2);
-          // A row with no allowed key yet keeps max -inf: subtract 0 instead.
-          const float ref = new_max == -INFINITY ? 0.f : new_max;
-          const float rescale = FastExp2(row_max[m][half] - ref);
-          row_max[m][half] = new_max;
-          float sum = row_sum[m][half] * rescale;
-          // Once the running max settles, most tiles leave it alone: skip the
-          // O rescale when no row of the warp moved (a warp-uniform branch).
-          if (__any_sync(0xffffffffu, rescale != 1.f)) {
-  #pragma unroll
-            for (int i = 0; i < kDBlocks; ++i) {
-              acc[m][i][2 * half] *= rescale;
-              acc[m][i][2 * half + 1] *= rescale;
-            }
-          }
-  #pragma unroll
-          for (int j = 0; j < kNBlocks; ++j) {
-            s[m][j][2 * half] = FastExp2(fmaf(s[m][j][2 * half], scale_log2, -ref));
-            s[m][j][2 * half + 1] = FastExp2(fmaf(s[m][j][2 * half + 1], scale_log2, -ref));
-            sum += s[m][j][2 * half] + s[m][j][2 * half + 1];
-          }
-          row_sum[m][half] = sum;
-        }
-      }
+      float rescale[kMT][2];
+      SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
+      RescaleRows(acc, rescale);
 
       // O += P V: P's accumulators are already in A-fragment order.
   #pragma unroll
       for (int kk = 0; kk < kSubN / 16; ++kk) {
         uint32_t pa[kMT][4];
   #pragma unroll
-        for (int m = 0; m < kMT; ++m) {
-          pa[m][0] = Element<E>::Pack(s[m][2 * kk][0], s[m][2 * kk][1]);
-          pa[m][1] = Element<E>::Pack(s[m][2 * kk][2], s[m][2 * kk][3]);
-          pa[m][2] = Element<E>::Pack(s[m][2 * kk + 1][0], s[m][2 * kk + 1][1]);
-          pa[m][3] = Element<E>::Pack(s[m][2 * kk + 1][2], s[m][2 * kk + 1][3]);
-        }
+        for (int m = 0; m < kMT; ++m) PackP<E>(s, m, kk, pa[m]);
   #pragma unroll
         for (int i = 0; i < kDBlocks; i += 2) {
           uint32_t vb[4];
@@ -254,60 +189,7 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
     __syncthreads();  // every warp is done with `buffer` before it refills
   }
 
-  // Epilogue: the block's rows as (O_b, LSE_b), written or merged.
-  constexpr float kLn2 = 0.6931471805599453f;
-  // Every lane reads the state's LSE of its rows before any lane writes it.
-  float old_lse[kMT][2];
-#pragma unroll
-  for (int m = 0; m < kMT; ++m) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int row = row0 + 16 * m + 8 * half;
-      const int64_t t = a.q_row + q0 + row;
-      old_lse[m][half] = a.out == nullptr && row < q_valid
-                             ? a.state_lse[(b * a.num_heads + h) * a.q_rows + t]
-                             : -INFINITY;
-      row_sum[m][half] = WarpQuadSum(row_sum[m][half]);
-    }
-  }
-  __syncwarp();
-#pragma unroll
-  for (int m = 0; m < kMT; ++m) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int row = row0 + 16 * m + 8 * half;
-      if (row >= q_valid) continue;
-      const float sum = row_sum[m][half];
-      const float lse_b = sum > 0.f ? (row_max[m][half] + log2f(sum)) * kLn2 : -INFINITY;
-      const float inv = sum > 0.f ? 1.f / sum : 0.f;
-      const int64_t t = a.q_row + q0 + row;
-      float* lse = a.state_lse + (b * a.num_heads + h) * a.q_rows + t;
-      const int64_t o_offset = ((b * a.q_rows + t) * a.num_heads + h) * kHeadDim;
-      const int col = (lane % 4) * 2;
-      if (a.out != nullptr) {
-        T* out = static_cast<T*>(a.out) + o_offset;
-#pragma unroll
-        for (int i = 0; i < kDBlocks; ++i) {
-          *reinterpret_cast<uint32_t*>(out + i * 8 + col) = Element<E>::Pack(
-              acc[m][i][2 * half] * inv, acc[m][i][2 * half + 1] * inv);
-        }
-        if (lane % 4 == 0) *lse = lse_b;
-        continue;
-      }
-      if (sum == 0.f) continue;  // no allowed key: the state is unchanged
-      const LseMerge<float> merge = MergeLse(old_lse[m][half], lse_b);
-      float* o = a.state_o + o_offset;
-      const float new_scale = merge.new_scale * inv;
-#pragma unroll
-      for (int i = 0; i < kDBlocks; ++i) {
-        float2* p = reinterpret_cast<float2*>(o + i * 8 + col);
-        const float2 old = merge.old_scale == 0.f ? make_float2(0.f, 0.f) : *p;
-        *p = make_float2(old.x * merge.old_scale + acc[m][i][2 * half] * new_scale,
-                         old.y * merge.old_scale + acc[m][i][2 * half + 1] * new_scale);
-      }
-      if (lane % 4 == 0) *lse = merge.lse;
-    }
-  }
+  StoreBlockResult<E, kHeadDim>(acc, row_max, row_sum, a, b, h, q0, q_valid, row0);
 }
 
 template <ElementType E, int kHeadDim>

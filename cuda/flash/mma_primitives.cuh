@@ -88,6 +88,11 @@ __device__ __forceinline__ void CpAsync16(void* shared, const void* global,
                    SharedAddress(shared)),
                "l"(global), "r"(valid ? 16 : 0));
 }
+__device__ __forceinline__ void CpAsync16(uint32_t shared_address, const void* global,
+                                          bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address),
+               "l"(global), "r"(valid ? 16 : 0));
+}
 __device__ __forceinline__ void CpAsyncCommit() {
   asm volatile("cp.async.commit_group;\n" ::);
 }

@@ -38,6 +38,28 @@ struct ForwardTraits {
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
+// Hopper forward (wgmma): two warpgroups of 64 query rows each; key tiles
+// of kBlockN rows (S of a tile is kBlockN / 2 registers per thread beside
+// O's kHeadDim / 2), two stages of K and V. Tiles are
+// 1024-byte aligned for the 128-byte swizzle (the extra 1 KB).
+template <int kHeadDim_>
+struct HopperForwardTraits {
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kThreads = 256;
+  static constexpr int kBlockM = 128;
+  static constexpr int kBlockN = kHeadDim == 128 ? 128 : 64;
+  // d64: S, P and O fit in 128 registers, so two CTAs share an SM.
+  static constexpr int kMinBlocksPerSm = kHeadDim == 64 ? 2 : 1;
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2;
+  static constexpr int kKvBytes = kBlockN * kHeadDim * 2;  // one K or V tile
+  static constexpr int kSharedBytes = kQBytes + 4 * kKvBytes + 1024;
+
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256,
+                "head dims 64, 128, 256");
+  static_assert(kHeadDim / 2 + kBlockN / 2 <= 160, "accumulators within registers");
+  static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
+};
+
 // Backward: a CTA owns kBlockN = 16 * kWarps keys (16 per warp: the warp's
 // dK and dV accumulators stay in registers) and walks the query tiles of
 // kBlockM rows (Q, dO double-buffered by cp.async). Per tile each warp
@@ -49,7 +71,11 @@ struct BackwardTraits {
   static constexpr int kWarps = 8;
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kBlockN = 16 * kWarps;
-  static constexpr int kBlockM = kHeadDim <= 64 ? 64 : 32;
+  // Query tiles of kBlockM rows are loaded (and dQ is computed) per
+  // barrier; S^T, dP^T and dS^T run in sub-tiles of kSubM queries so that
+  // their accumulators fit beside dK and dV.
+  static constexpr int kBlockM = kHeadDim <= 64 ? 128 : 64;
+  static constexpr int kSubM = kBlockM / 2;
   static constexpr int kKvElements = kBlockN * kHeadDim;  // K or V
   static constexpr int kQElements = kBlockM * kHeadDim;   // one Q or dO tile
   static constexpr int kDsElements = kBlockN * (kBlockM + 8);  // dS^T, padded rows
@@ -58,7 +84,8 @@ struct BackwardTraits {
       4 * 2 * 2 * kBlockM;  // LSE and D, double-buffered
 
   static_assert(kHeadDim == 64 || kHeadDim == 128, "backward head dims 64, 128");
-  static_assert(kBlockM % 16 == 0 && kBlockM / 8 >= 4, "query tile");
+  static_assert(kSubM % 16 == 0 && kBlockM % kSubM == 0, "query sub-tiles");
+  static_assert(kBlockM % 16 == 0 && kWarps % (kBlockM / 16) == 0, "dQ rows per warp");
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 

@@ -1,0 +1,204 @@
+// Per-thread pieces shared by the forward kernels (mma.sync and wgmma):
+// both hold S and O in the m16n8 accumulator layout (a warp owns 16 rows of
+// each of its kMT row tiles; lane holds rows lane / 4 and lane / 4 + 8,
+// columns 8 j + 2 (lane % 4) + {0, 1} of each n8 block j), so the element
+// mask, the online-softmax step and the epilogue are written once.
+#ifndef RINGATTN_CUDA_FLASH_FORWARD_COMMON_CUH_
+#define RINGATTN_CUDA_FLASH_FORWARD_COMMON_CUH_
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "core/lse_math.h"
+#include "cuda/flash/block_mask.cuh"
+#include "cuda/flash/mma_primitives.cuh"
+#include "cuda/forward_block.h"
+
+namespace ringattn::cuda::flash {
+
+// The rows and keys of a thread's scores: task query index of its first
+// row (q_first; rows q_first + 16 m + 8 half) and task key index of its
+// first n8 block (k_first; keys k_first + 8 j + 2 (lane % 4) + e).
+// Disallowed pairs and keys past the task become -inf.
+template <int kMT, int kNB>
+__device__ __forceinline__ void MaskScores(float (&s)[kMT][kNB][4], const ForwardBlockArgs& a,
+                                           int64_t b, int64_t q_first, int64_t k_first) {
+  const TaskMask mask = TaskMask::Of(a, b);
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int j = 0; j < kNB; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int64_t key = k_first + j * 8 + (lane % 4) * 2 + e;
+      const bool valid = key < a.k_pos.length;
+      const int64_t kp = PositionAt(a.k_pos, key);
+#pragma unroll
+      for (int m = 0; m < kMT; ++m) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          // Recomputed here rather than held in registers all loop long.
+          const int64_t qp = PositionAt(a.q_pos, q_first + 16 * m + 8 * half);
+          if (!valid || !mask.Allowed(qp, kp)) s[m][j][2 * half + e] = -INFINITY;
+        }
+      }
+    }
+  }
+}
+
+// One online-softmax step (FlashAttention-2: row sums stay per thread until
+// the epilogue): updates the running max (scaled log2 units) and sums,
+// turns the scores into P = 2^(S * scale_log2 - max) in place, and returns
+// the factors by which O's rows must be rescaled.
+template <int kMT, int kNB>
+__device__ __forceinline__ void SoftmaxStep(float (&s)[kMT][kNB][4], float (&row_max)[kMT][2],
+                                            float (&row_sum)[kMT][2], float scale_log2,
+                                            float (&rescale)[kMT][2]) {
+#pragma unroll
+  for (int m = 0; m < kMT; ++m) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      float tile_max = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < kNB; ++j) {
+        tile_max = fmaxf(tile_max, fmaxf(s[m][j][2 * half], s[m][j][2 * half + 1]));
+      }
+      const float new_max = fmaxf(row_max[m][half], WarpQuadMax(tile_max) * scale_log2);
+      // A row with no allowed key yet keeps max -inf: subtract 0 instead.
+      const float ref = new_max == -INFINITY ? 0.f : new_max;
+      rescale[m][half] = FastExp2(row_max[m][half] - ref);
+      row_max[m][half] = new_max;
+      float sum = row_sum[m][half] * rescale[m][half];
+#pragma unroll
+      for (int j = 0; j < kNB; ++j) {
+        s[m][j][2 * half] = FastExp2(fmaf(s[m][j][2 * half], scale_log2, -ref));
+        s[m][j][2 * half + 1] = FastExp2(fmaf(s[m][j][2 * half + 1], scale_log2, -ref));
+        sum += s[m][j][2 * half] + s[m][j][2 * half + 1];
+      }
+      row_sum[m][half] = sum;
+    }
+  }
+}
+
+// O's rows *= rescale. Once the running max settles most tiles leave it
+// alone: skipped when no row of the warp moved (a warp-uniform branch).
+template <int kMT, int kDB>
+__device__ __forceinline__ void RescaleRows(float (&acc)[kMT][kDB][4],
+                                            const float (&rescale)[kMT][2]) {
+#pragma unroll
+  for (int m = 0; m < kMT; ++m) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      if (__any_sync(0xffffffffu, rescale[m][half] != 1.f)) {
+#pragma unroll
+        for (int i = 0; i < kDB; ++i) {
+          acc[m][i][2 * half] *= rescale[m][half];
+          acc[m][i][2 * half + 1] *= rescale[m][half];
+        }
+      }
+    }
+  }
+}
+
+// P's k16 step kk of row tile m as an A fragment (the accumulator layout of
+// two n8 blocks is the A-fragment layout of one k16 step).
+template <ElementType E, int kMT, int kNB>
+__device__ __forceinline__ void PackP(const float (&s)[kMT][kNB][4], int m, int kk,
+                                      uint32_t (&pa)[4]) {
+  pa[0] = Element<E>::Pack(s[m][2 * kk][0], s[m][2 * kk][1]);
+  pa[1] = Element<E>::Pack(s[m][2 * kk][2], s[m][2 * kk][3]);
+  pa[2] = Element<E>::Pack(s[m][2 * kk + 1][0], s[m][2 * kk + 1][1]);
+  pa[3] = Element<E>::Pack(s[m][2 * kk + 1][2], s[m][2 * kk + 1][3]);
+}
+
+// Epilogue: the block's rows as (O_b, LSE_b), written (args.out: O in the
+// input dtype and LSE) or merged into the fp32 ring state. `row0` is the
+// thread's first row within the CTA's query tile starting at task row q0.
+template <ElementType E, int kHeadDim, int kMT>
+__device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDim / 8][4],
+                                                 const float (&row_max)[kMT][2],
+                                                 float (&row_sum)[kMT][2],
+                                                 const ForwardBlockArgs& a, int64_t b,
+                                                 int64_t h, int64_t q0, int q_valid,
+                                                 int row0) {
+  using T = typename Element<E>::T;
+  constexpr int kDB = kHeadDim / 8;
+  constexpr float kLn2 = 0.6931471805599453f;
+  const int lane = threadIdx.x % 32;
+  // Every lane reads the state's LSE of its rows before any lane writes it.
+  float old_lse[kMT][2];
+#pragma unroll
+  for (int m = 0; m < kMT; ++m) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int row = row0 + 16 * m + 8 * half;
+      const int64_t t = a.q_row + q0 + row;
+      old_lse[m][half] = a.out == nullptr && row < q_valid
+                             ? a.state_lse[(b * a.num_heads + h) * a.q_rows + t]
+                             : -INFINITY;
+      row_sum[m][half] = WarpQuadSum(row_sum[m][half]);
+    }
+  }
+  __syncwarp();
+#pragma unroll
+  for (int m = 0; m < kMT; ++m) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int row = row0 + 16 * m + 8 * half;
+      if (row >= q_valid) continue;
+      const float sum = row_sum[m][half];
+      const float lse_b = sum > 0.f ? (row_max[m][half] + log2f(sum)) * kLn2 : -INFINITY;
+      const float inv = sum > 0.f ? 1.f / sum : 0.f;
+      const int64_t t = a.q_row + q0 + row;
+      float* lse = a.state_lse + (b * a.num_heads + h) * a.q_rows + t;
+      const int64_t o_offset = ((b * a.q_rows + t) * a.num_heads + h) * kHeadDim;
+      const int col = (lane % 4) * 2;
+      if (a.out != nullptr) {
+        T* out = static_cast<T*>(a.out) + o_offset;
+#pragma unroll
+        for (int i = 0; i < kDB; ++i) {
+          *reinterpret_cast<uint32_t*>(out + i * 8 + col) = Element<E>::Pack(
+              acc[m][i][2 * half] * inv, acc[m][i][2 * half + 1] * inv);
+        }
+        if (lane % 4 == 0) *lse = lse_b;
+        continue;
+      }
+      if (sum == 0.f) continue;  // no allowed key: the state is unchanged
+      const LseMerge<float> merge = MergeLse(old_lse[m][half], lse_b);
+      float* o = a.state_o + o_offset;
+      const float new_scale = merge.new_scale * inv;
+#pragma unroll
+      for (int i = 0; i < kDB; ++i) {
+        float2* p = reinterpret_cast<float2*>(o + i * 8 + col);
+        const float2 old = merge.old_scale == 0.f ? make_float2(0.f, 0.f) : *p;
+        *p = make_float2(old.x * merge.old_scale + acc[m][i][2 * half] * new_scale,
+                         old.y * merge.old_scale + acc[m][i][2 * half + 1] * new_scale);
+      }
+      if (lane % 4 == 0) *lse = merge.lse;
+    }
+  }
+}
+
+// The key tiles of a CTA's query tile m_tile: [n_begin, n_end) hold an
+// allowed pair; [full_begin, full_end) hold only allowed pairs and skip the
+// element mask.
+struct KeyTileRange {
+  int n_begin, n_end, full_begin, full_end;
+  __device__ __forceinline__ KeyTileRange(const ForwardBlockArgs& a, int64_t b, int m_tile,
+                                          int block_m, int block_n) {
+    const TaskMask mask = TaskMask::Of(a, b);
+    const RunTiles q_tiles{a.q_pos, block_m};
+    const RunTiles k_tiles{a.k_pos, block_n};
+    const int64_t q_lo = q_tiles.First(m_tile), q_hi = q_tiles.Last(m_tile);
+    k_tiles.Range(mask.KeyLow(q_lo), mask.KeyHigh(q_hi), &n_begin, &n_end);
+    FullTileRange(mask, k_tiles, q_lo, q_hi, &full_begin, &full_end);
+  }
+  __device__ __forceinline__ bool NeedsMask(int n) const {
+    return n < full_begin || n >= full_end;
+  }
+};
+
+}  // namespace ringattn::cuda::flash
+
+#endif  // RINGATTN_CUDA_FLASH_FORWARD_COMMON_CUH_

@@ -1,0 +1,258 @@
+// The Hopper forward kernel (sm_90a): wgmma from shared memory, the
+// FlashAttention-3 scheme without a producer warp. A CTA of two warpgroups
+// owns 128 query rows (64 per warpgroup) and walks the key tiles of the task
+// that are not fully masked. K/V tiles are double-buffered by cp.async in
+// the layout wgmma reads (128-byte swizzle); inside a warpgroup, S of the
+// next tile (Q K^T) is issued before O += P V of the current one, so the
+// softmax of tile n+1 runs while the tensor cores multiply tile n.
+// The mask, softmax step and epilogue are those of the mma.sync kernel
+// (forward_common.cuh): the wgmma accumulators have the same per-warp
+// layout. Included by forward_hopper_d<D>.cu; compiled to an empty kernel
+// outside the sm_90a pass.
+#ifndef RINGATTN_CUDA_FLASH_FORWARD_HOPPER_KERNEL_CUH_
+#define RINGATTN_CUDA_FLASH_FORWARD_HOPPER_KERNEL_CUH_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda/flash/forward_common.cuh"
+#include "cuda/flash/mma_primitives.cuh"
+#include "cuda/flash/traits.h"
+#include "cuda/flash/wgmma_ops.cuh"
+#include "cuda/forward_block.h"
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define RINGATTN_WGMMA 1
+#endif
+
+namespace ringattn::cuda::flash {
+
+// Shared-memory matrix descriptor of a tile in the 128-byte-swizzle layout
+// (rows of 64 elements = 128 bytes, 8-row atoms of 1024 bytes, 1024-byte
+// aligned; wider rows are split into column blocks of 64 elements).
+// K-major operands step 1024 bytes between 8-row groups (SBO); N-major ones
+// also step `lbo` bytes between 64-column blocks.
+__device__ __forceinline__ uint64_t SwizzledDescriptor(uint32_t address, uint32_t lbo) {
+  return static_cast<uint64_t>((address & 0x3FFFF) >> 4) |
+         static_cast<uint64_t>(lbo >> 4) << 16 | static_cast<uint64_t>(1024 >> 4) << 32 |
+         1ull << 62;
+}
+
+// Byte offset of 16-byte chunk `c` of row `row` in a kRows-row tile of that
+// layout.
+template <int kRows>
+__device__ __forceinline__ uint32_t SwizzledChunk(int row, int c) {
+  return (c / 8) * kRows * 128 + row * 128 + (((c % 8) ^ (row % 8)) << 4);
+}
+
+// Copies kRows rows (those >= valid zero-filled) of kHeadDim elements,
+// `stride` elements apart in global memory, into a tile of that layout.
+// A thread copies one chunk column every kRowStep rows (a multiple of 8:
+// the same swizzle, compile-time offsets).
+template <int kHeadDim, int kRows, int kThreads, typename T>
+__device__ __forceinline__ void LoadSwizzledTile(uint32_t tile, const T* global,
+                                                 int64_t stride, int valid) {
+  constexpr int kChunks = kHeadDim / 8;
+  constexpr int kRowStep = kThreads / kChunks;
+  static_assert(kRowStep % 8 == 0 && kRows % kRowStep == 0, "chunk rows");
+  const int row = threadIdx.x / kChunks, c = threadIdx.x % kChunks;
+  const uint32_t dst = tile + SwizzledChunk<kRows>(row, c);
+  const T* src = global + row * stride + c * 8;
+  const int64_t step = kRowStep * stride;
+#pragma unroll
+  for (int i = 0; i < kRows / kRowStep; ++i) {
+    const bool ok = row + i * kRowStep < valid;
+    CpAsync16(dst + i * kRowStep * 128, ok ? src : global, ok);
+    src += step;
+  }
+}
+
+__device__ __forceinline__ void WgmmaFence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void WgmmaCommit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int kPending>
+__device__ __forceinline__ void WgmmaWait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+}
+// Keeps the compiler from moving accesses of wgmma accumulators across the
+// fences and waits above.
+template <int kN>
+__device__ __forceinline__ void FenceRegisters(float (&r)[kN]) {
+#pragma unroll
+  for (int i = 0; i < kN; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+// Orders this thread's generic-proxy (cp.async) shared-memory writes before
+// later wgmma reads of them (with a barrier after it).
+__device__ __forceinline__ void FenceProxyAsync() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+template <ElementType E, int kHeadDim>
+__global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
+                                  HopperForwardTraits<kHeadDim>::kMinBlocksPerSm)
+    FlashForwardHopperKernel(const ForwardBlockArgs a) {
+#ifdef RINGATTN_WGMMA
+  using Tr = HopperForwardTraits<kHeadDim>;
+  using T = typename Element<E>::T;
+  using Mma = Wgmma<E>;
+  constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
+  constexpr int kNB = kBlockN / 8, kDB = kHeadDim / 8;
+  extern __shared__ __align__(1024) unsigned char shared_raw[];
+  const uint32_t s_q = (SharedAddress(shared_raw) + 1023) & ~1023u;
+  const uint32_t s_kv = s_q + Tr::kQBytes;  // [2 stages][K, V]
+  const auto k_tile = [&](int stage) { return s_kv + stage * 2 * Tr::kKvBytes; };
+  const auto v_tile = [&](int stage) { return k_tile(stage) + Tr::kKvBytes; };
+
+  const int warpgroup = threadIdx.x / 128;
+  const int64_t q_len = a.q_pos.length, k_len = a.k_pos.length;
+  const int m_tile = gridDim.x - 1 - blockIdx.x;  // heavy causal tiles first
+  const int64_t q0 = static_cast<int64_t>(m_tile) * kBlockM;
+  const int q_valid = static_cast<int>(min64(kBlockM, q_len - q0));
+  const int64_t group = a.num_heads / a.num_kv_heads;
+  const int64_t h = a.kv_head_begin * group + blockIdx.y;
+  const int64_t kv_head = h / group;
+  const int64_t b = blockIdx.z;
+  const int64_t q_stride = a.num_heads * kHeadDim;
+  const int64_t kv_stride = a.num_kv_heads * kHeadDim;
+  const T* g_q = static_cast<const T*>(a.q) +
+                 ((b * a.q_rows + a.q_row + q0) * a.num_heads + h) * kHeadDim;
+  const T* g_k = static_cast<const T*>(a.k) +
+                 ((b * a.k_rows + a.k_row) * a.num_kv_heads + kv_head) * kHeadDim;
+  const T* g_v = static_cast<const T*>(a.v) +
+                 ((b * a.k_rows + a.k_row) * a.num_kv_heads + kv_head) * kHeadDim;
+  const KeyTileRange tiles(a, b, m_tile, kBlockM, kBlockN);
+  const int n_begin = tiles.n_begin, n_end = tiles.n_end;
+
+  // Rows row0 and row0 + 8 of the tile: warp w of a warpgroup owns 16.
+  const int row0 = warpgroup * 64 + (threadIdx.x / 32 % 4) * 16 + threadIdx.x % 32 / 4;
+  const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
+
+  // Accumulators, flat as wgmma names them and viewed as [1][blocks][4].
+  float o_flat[kHeadDim / 2], s_flat[kBlockN / 2];
+  auto& o = *reinterpret_cast<float(*)[1][kDB][4]>(o_flat);
+  auto& s = *reinterpret_cast<float(*)[1][kNB][4]>(s_flat);
+  uint32_t p[kBlockN / 16][4];
+  float row_max[1][2] = {{-INFINITY, -INFINITY}}, row_sum[1][2] = {{0.f, 0.f}};
+#pragma unroll
+  for (int i = 0; i < kHeadDim / 2; ++i) o_flat[i] = 0.f;
+
+  const auto load_stage = [&](int n, int stage) {
+    const int64_t k1 = static_cast<int64_t>(n) * kBlockN;
+    const int valid = static_cast<int>(min64(kBlockN, k_len - k1));
+    LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(k_tile(stage), g_k + k1 * kv_stride,
+                                                      kv_stride, valid);
+    LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(v_tile(stage), g_v + k1 * kv_stride,
+                                                      kv_stride, valid);
+    CpAsyncCommit();
+  };
+  // S = Q K^T for the warpgroup's 64 rows and the stage's kBlockN keys.
+  const auto issue_s = [&](int stage) {
+    const uint32_t q_rows = s_q + warpgroup * 64 * 128;
+    WgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < kHeadDim / 16; ++kk) {
+      Mma::template SS<kBlockN>(
+          s_flat,
+          SwizzledDescriptor(q_rows + (kk / 4) * kBlockM * 128 + (kk % 4) * 32, 16),
+          SwizzledDescriptor(k_tile(stage) + (kk / 4) * kBlockN * 128 + (kk % 4) * 32, 16),
+          kk > 0);
+    }
+    WgmmaCommit();
+  };
+  // O += P V for the stage's keys (V N-major: 64-column blocks kBlockN rows apart).
+  const auto issue_pv = [&](int stage) {
+    WgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      Mma::template RS<kHeadDim>(o_flat, p[kk],
+                                 SwizzledDescriptor(v_tile(stage) + kk * 16 * 128,
+                                                    kBlockN * 128),
+                                 1);
+    }
+    WgmmaCommit();
+  };
+  // Masks S of key tile n where needed and runs the softmax step on it.
+  const auto softmax = [&](int n, float (&rescale)[1][2]) {
+    FenceRegisters(s_flat);
+    if (tiles.NeedsMask(n)) MaskScores(s, a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN);
+    SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
+  };
+  const auto pack_p = [&]() {
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) PackP<E>(s, 0, kk, p[kk]);
+  };
+
+  if (n_begin < n_end) {
+    LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(s_q, g_q, q_stride, q_valid);
+    load_stage(n_begin, 0);
+    if (n_begin + 1 < n_end) {
+      load_stage(n_begin + 1, 1);
+      CpAsyncWait<1>();
+    } else {
+      CpAsyncWait<0>();
+    }
+    FenceProxyAsync();
+    __syncthreads();
+    issue_s(0);
+    WgmmaWait<0>();
+    float rescale[1][2];
+    softmax(n_begin, rescale);
+    pack_p();
+  }
+
+  // The last tile is peeled off so that every iteration issues the same
+  // wgmma groups (ptxas serializes them when it cannot tell which ones a
+  // wait covers).
+  int n = n_begin;
+  for (; n + 1 < n_end; ++n) {
+    const int stage = (n - n_begin) & 1;
+    CpAsyncWait<0>();  // stage ^ 1 (tile n + 1) has landed
+    FenceProxyAsync();
+    __syncthreads();
+    issue_s(stage ^ 1);
+    issue_pv(stage);
+    float rescale[1][2];
+    WgmmaWait<1>();  // S of tile n + 1, while P V of tile n runs
+    softmax(n + 1, rescale);
+    WgmmaWait<0>();
+    FenceRegisters(o_flat);
+    __syncthreads();  // both warpgroups are done with `stage`
+    if (n + 2 < n_end) load_stage(n + 2, stage);
+    RescaleRows(o, rescale);
+    pack_p();
+  }
+  if (n < n_end) {
+    issue_pv((n - n_begin) & 1);
+    WgmmaWait<0>();
+    FenceRegisters(o_flat);
+  }
+
+  StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0);
+#endif  // RINGATTN_WGMMA
+}
+
+template <ElementType E, int kHeadDim>
+cudaError_t LaunchFlashForwardHopperKernel(const ForwardBlockArgs& a, cudaStream_t stream) {
+  using Tr = HopperForwardTraits<kHeadDim>;
+  const auto kernel = FlashForwardHopperKernel<E, kHeadDim>;
+  if (const cudaError_t e = cudaFuncSetAttribute(
+          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSharedBytes);
+      e != cudaSuccess) {
+    return e;
+  }
+  const int64_t group = a.num_heads / a.num_kv_heads;
+  const dim3 grid(
+      static_cast<unsigned>((a.q_pos.length + Tr::kBlockM - 1) / Tr::kBlockM),
+      static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
+      static_cast<unsigned>(a.batch));
+  kernel<<<grid, Tr::kThreads, Tr::kSharedBytes, stream>>>(a);
+  return cudaGetLastError();
+}
+
+}  // namespace ringattn::cuda::flash
+
+#endif  // RINGATTN_CUDA_FLASH_FORWARD_HOPPER_KERNEL_CUH_
