@@ -2,8 +2,9 @@
 // task over the whole sequence on random inputs, timed with CUDA events.
 // Impls: "ringattn" (LaunchForward writing O in the input dtype, the work
 // SDPA does), "ringattn_fused_state" (merging into the fp32 ring state, what
-// a ring step does), "ringattn_mma_sync" (the mma.sync kernel where the
-// wgmma one is the default, on Hopper) and "ringattn_reference" (the
+// a ring step does), "ringattn_mma_sync" (the mma.sync forward where the
+// wgmma one is the default, on Hopper), "ringattn_wgmma" (the wgmma
+// backward, opt-in until verified) and "ringattn_reference" (the
 // correctness-first kernel). Prints CSV (row, impl, pass, ms, TFLOP/s). bench/kernel_bench.sh runs it
 // beside PyTorch SDPA (bench/torch_sdpa_bench.py) on the same GPU.
 // FLOPs: 4 * b * s * s * h * d, halved for causal.
@@ -155,7 +156,7 @@ int Main(int argc, char** argv) {
     report("ringattn_fused_state", TimeMs([&] { LaunchForward(a, nullptr); }, iterations));
     if (flash::FlashForwardSupports(direct) && flash::HopperDevice()) {
       report("ringattn_mma_sync", TimeMs([&] {
-               flash::LaunchFlashForward(direct, nullptr, flash::ForwardKernel::kMmaSync);
+               flash::LaunchFlashForward(direct, nullptr, flash::TensorCoreKernel::kMmaSync);
              }, iterations));
     }
     if (r.dtype != ElementType::kFloat32 && r.seqlen * r.batch <= 16384) {
@@ -191,6 +192,14 @@ int Main(int argc, char** argv) {
         LaunchBackward(back, nullptr);
       };
       report("ringattn", TimeMs(backward, iterations), "bwd", 2.5);
+      if (flash::HopperDevice()) {
+        report("ringattn_wgmma", TimeMs([&] {
+                 LaunchBackwardDelta(r.dtype, dout, o, delta, r.batch, r.seqlen, r.heads,
+                                     r.head_dim, nullptr);
+                 flash::LaunchFlashBackward(back, nullptr, flash::TensorCoreKernel::kHopper);
+               }, iterations),
+               "bwd", 2.5);
+      }
       report("ringattn", TimeMs([&] {
                LaunchForward(direct, nullptr);
                backward();

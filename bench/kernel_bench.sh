@@ -7,18 +7,22 @@ bin="${1:?usage: kernel_bench.sh BIN_DIR [OUT_DIR]}"
 out="${2:-.}"
 here="$(cd "$(dirname "$0")" && pwd)"
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+nvidia-smi --query-gpu=clocks.sm,clocks.max.sm,temperature.gpu,power.draw,clocks_throttle_reasons.active --format=csv > "$out/clocks_before.csv" || true
 "$bin/kernel_bench" 10 > "$out/ours.csv"
 python3 "$here/torch_sdpa_bench.py" 10 > "$out/torch.csv"
+nvidia-smi --query-gpu=clocks.sm,clocks.max.sm,temperature.gpu,power.draw,clocks_throttle_reasons.active --format=csv > "$out/clocks_after.csv" || true
 echo "# $(date -u +%F), $gpu; TFLOP/s (fwd: 4*b*s^2*h*d, /2 causal)"
 awk -F, '
   FNR == 1 { next }
   FILENAME ~ /ours/ && $2 == "ringattn" && $3 == "fwd" { ours[$1] = $5; order[++n] = $1; next }
   FILENAME ~ /ours/ && $2 == "ringattn" && $3 == "fwd+bwd" { ours_both[$1] = $5; next }
   FILENAME ~ /ours/ && $2 == "ringattn_fused_state" { fused[$1] = $5; next }
-  FILENAME ~ /ours/ && $2 == "ringattn_mma_sync" { mma[$1] = $5; next }
+  FILENAME ~ /ours/ && $2 == "ringattn_mma_sync" && $3 == "fwd" { mma[$1] = $5; next }
+  FILENAME ~ /ours/ && $2 == "ringattn_wgmma" && $3 == "bwd" { wgmma_bwd[$1] = $5; next }
+  FILENAME ~ /ours/ && $2 == "ringattn" && $3 == "bwd" { ours_bwd[$1] = $5; next }
   FILENAME ~ /ours/ { next }
-  $3 == "fwd" { t[$1, $2] = $5 }
-  $3 == "fwd+bwd" { both[$1, $2] = $5 }
+  $3 == "fwd" { t[$1, $2] = $5; ms[$1, $2] = $4 }
+  $3 == "fwd+bwd" { both[$1, $2] = $5; both_ms[$1, $2] = $4 }
   END {
     printf "%-32s %9s %9s %9s %9s %9s %9s %12s %12s\n", "row", "ours", "fused", "mma.sync",
            "flash", "cudnn", "efficient", "ours/flash", "ours/cudnn"
@@ -29,6 +33,22 @@ awk -F, '
              (r in mma) ? mma[r] : "-", f ? f : "-",
              c ? c : "-", e ? e : "-", f ? sprintf("%.3f", ours[r] / f) : "-",
              c ? sprintf("%.3f", ours[r] / c) : "-"
+    }
+    printf "\nbackward TFLOP/s (2.5x the forward FLOPs; torch: fwd+bwd time - fwd time)\n"
+    printf "%-32s %9s %9s %9s %9s %12s %12s\n", "row", "ours", "wgmma", "flash", "cudnn",
+           "ours/flash", "ours/cudnn"
+    for (i = 1; i <= n; i++) {
+      r = order[i]
+      if (!(r in ours_bwd)) continue
+      f = ""; c = ""
+      if (both_ms[r, "torch_flash"] > ms[r, "torch_flash"])
+        f = 2.5 * t[r, "torch_flash"] * ms[r, "torch_flash"] / (both_ms[r, "torch_flash"] - ms[r, "torch_flash"])
+      if (both_ms[r, "torch_cudnn"] > ms[r, "torch_cudnn"])
+        c = 2.5 * t[r, "torch_cudnn"] * ms[r, "torch_cudnn"] / (both_ms[r, "torch_cudnn"] - ms[r, "torch_cudnn"])
+      printf "%-32s %9.2f %9s %9s %9s %12s %12s\n", r, ours_bwd[r],
+             (r in wgmma_bwd) ? wgmma_bwd[r] : "-", f ? sprintf("%.2f", f) : "-",
+             c ? sprintf("%.2f", c) : "-", f ? sprintf("%.3f", ours_bwd[r] / f) : "-",
+             c ? sprintf("%.3f", ours_bwd[r] / c) : "-"
     }
     printf "\nforward+backward TFLOP/s (3.5x the forward FLOPs)\n"
     printf "%-32s %9s %9s %9s %12s %12s\n", "row", "ours", "flash", "cudnn",

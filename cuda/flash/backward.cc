@@ -15,16 +15,24 @@ bool FlashBackwardSupports(const BackwardBlockArgs& args) {
          reinterpret_cast<uintptr_t>(args.dv) % 8 == 0;
 }
 
-cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stream) {
+cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stream,
+                                TensorCoreKernel kernel) {
   if (!FlashBackwardSupports(args)) return cudaErrorNotSupported;
+  const bool hopper = HopperDevice();
+  if (kernel == TensorCoreKernel::kHopper && !hopper) return cudaErrorNotSupported;
   const ForwardBlockArgs& a = args.task;
   if (a.q_pos.length == 0 || a.k_pos.length == 0 || a.batch == 0) return cudaSuccess;
+  // kAuto stays on mma.sync until the wgmma backward has passed
+  // flash_test on a Hopper GPU (it is built and selectable, not yet run).
+  const bool use_hopper = kernel == TensorCoreKernel::kHopper;
   return DispatchDtypeHeadDim(a.dtype, a.head_dim, [&](auto dtype, auto head_dim) {
-    if constexpr (decltype(head_dim)::value > 128) {
+    constexpr ElementType E = decltype(dtype)::value;
+    constexpr int D = decltype(head_dim)::value;
+    if constexpr (D > 128) {
       return cudaErrorNotSupported;
     } else {
-      return LaunchFlashBackwardKernel<decltype(dtype)::value, decltype(head_dim)::value>(
-          args, stream);
+      return use_hopper ? LaunchFlashBackwardHopperKernel<E, D>(args, stream)
+                        : LaunchFlashBackwardKernel<E, D>(args, stream);
     }
   });
 }

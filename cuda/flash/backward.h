@@ -1,4 +1,5 @@
-// The tensor-core backward kernel (mma.sync, sm_80 and later): the fast path
+// The tensor-core backward kernels (mma.sync, sm_80 and later; wgmma,
+// sm_90a): the fast path
 // of a block task's backward for fp16/bf16 inputs with head_dim 64 or 128.
 // Same arguments and semantics as LaunchBackwardBlock (cuda/forward_block.h).
 #ifndef RINGATTN_CUDA_FLASH_BACKWARD_H_
@@ -6,6 +7,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "cuda/flash/forward.h"
 #include "cuda/forward_block.h"
 
 namespace ringattn::cuda::flash {
@@ -14,12 +16,19 @@ namespace ringattn::cuda::flash {
 // 128, 16-byte aligned q/k/v/dout and 8-byte aligned dq/dk/dv.
 bool FlashBackwardSupports(const BackwardBlockArgs& args);
 
-// Enqueues the task; cudaErrorNotSupported when !FlashBackwardSupports.
-cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stream);
+// Enqueues the task; cudaErrorNotSupported when !FlashBackwardSupports, or
+// for kHopper when !HopperDevice(). kAuto runs the mma.sync kernel for now:
+// the wgmma backward (kHopper) has not yet run on a GPU.
+cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stream,
+                                TensorCoreKernel kernel = TensorCoreKernel::kAuto);
 
 // One instantiation per (dtype, head dim), compiled in backward_d<D>.cu.
 template <ElementType E, int kHeadDim>
 cudaError_t LaunchFlashBackwardKernel(const BackwardBlockArgs& args, cudaStream_t stream);
+// The wgmma kernel, compiled in backward_hopper_d<D>.cu.
+template <ElementType E, int kHeadDim>
+cudaError_t LaunchFlashBackwardHopperKernel(const BackwardBlockArgs& args,
+                                            cudaStream_t stream);
 
 }  // namespace ringattn::cuda::flash
 

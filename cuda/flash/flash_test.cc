@@ -126,7 +126,7 @@ Reference Oracle(const Case& c, const std::vector<double>& q,
 
 // Runs `c` twice on the GPU, one-call (args.out) and merged into a random
 // prior fp32 state, and checks both against the oracle.
-void Check(const Case& c, uint32_t seed, flash::ForwardKernel kernel) {
+void Check(const Case& c, uint32_t seed, flash::TensorCoreKernel kernel) {
   SCOPED_TRACE(absl::StrCat(DTypeName(c.dtype), " d", c.head_dim, " q ", c.q_pos.length,
                             " k ", c.k_pos.length, " seed ", seed));
   const int64_t d = c.head_dim;
@@ -308,18 +308,18 @@ bool HaveGpu() {
 }
 
 // The forward kernels this device runs: mma.sync, and wgmma on Hopper.
-std::vector<flash::ForwardKernel> TensorCoreKernels() {
-  if (flash::HopperDevice()) return {flash::ForwardKernel::kMmaSync, flash::ForwardKernel::kHopper};
+std::vector<flash::TensorCoreKernel> TensorCoreKernels() {
+  if (flash::HopperDevice()) return {flash::TensorCoreKernel::kMmaSync, flash::TensorCoreKernel::kHopper};
   std::printf("not a Hopper device: the wgmma kernel is not tested\n");
-  return {flash::ForwardKernel::kMmaSync};
+  return {flash::TensorCoreKernel::kMmaSync};
 }
-const char* KernelName(flash::ForwardKernel kernel) {
-  return kernel == flash::ForwardKernel::kHopper ? "wgmma kernel" : "mma.sync kernel";
+const char* KernelName(flash::TensorCoreKernel kernel) {
+  return kernel == flash::TensorCoreKernel::kHopper ? "wgmma kernel" : "mma.sync kernel";
 }
 
 TEST(FlashForwardTest, RandomTasksMatchTheFp64Oracle) {
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
-  for (flash::ForwardKernel kernel : TensorCoreKernels()) {
+  for (flash::TensorCoreKernel kernel : TensorCoreKernels()) {
     SCOPED_TRACE(KernelName(kernel));
     std::mt19937 rng(2026);
     uint32_t seed = 1;
@@ -356,7 +356,7 @@ TEST(FlashForwardTest, FusedStateOverBlocksEqualsOneCall) {
   uint8_t* d_q = encode(q);
   uint8_t* d_k = encode(k);
   uint8_t* d_v = encode(v);
-  for (flash::ForwardKernel kernel : TensorCoreKernels()) {
+  for (flash::TensorCoreKernel kernel : TensorCoreKernels()) {
   SCOPED_TRACE(KernelName(kernel));
   float* d_o = ToDevice(std::vector<float>(q.size(), 0.f));
   float* d_lse = ToDevice(std::vector<float>(want.lse.size(), -INFINITY));
@@ -462,8 +462,10 @@ void CheckBackward(const Case& c, uint32_t seed) {
   ASSERT_EQ(LaunchBackwardDelta(a.dtype, d_dout, d_o, d_delta, c.batch, c.q_rows,
                                 c.heads, d, nullptr),
             cudaSuccess);
-  std::vector<float> grads[2][3];  // [kernel][dq, dk, dv]
-  for (int kernel = 0; kernel < 2; ++kernel) {
+  const std::vector<flash::TensorCoreKernel> kernels = TensorCoreKernels();
+  const int n = static_cast<int>(kernels.size());
+  std::vector<std::vector<float>> grads[3];  // [kernel: fp32, tensor cores...][dq, dk, dv]
+  for (int kernel = 0; kernel <= n; ++kernel) {
     float* d_dq = ToDevice(std::vector<float>(q_elements, 0.f));
     float* d_dk = ToDevice(std::vector<float>(kv_elements, 0.f));
     float* d_dv = ToDevice(std::vector<float>(kv_elements, 0.f));
@@ -475,24 +477,27 @@ void CheckBackward(const Case& c, uint32_t seed) {
     args.dq = d_dq;
     args.dk = d_dk;
     args.dv = d_dv;
-    if (kernel == 0) {
+    if (kernel > 0) {
       ASSERT_TRUE(flash::FlashBackwardSupports(args));
-      ASSERT_EQ(flash::LaunchFlashBackward(args, nullptr), cudaSuccess);
+      ASSERT_EQ(flash::LaunchFlashBackward(args, nullptr, kernels[kernel - 1]), cudaSuccess);
     } else {
       ASSERT_EQ(LaunchBackwardBlock(args, nullptr), cudaSuccess);
     }
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    grads[kernel][0] = ToHost(d_dq, q_elements);
-    grads[kernel][1] = ToHost(d_dk, kv_elements);
-    grads[kernel][2] = ToHost(d_dv, kv_elements);
+    grads[0].push_back(ToHost(d_dq, q_elements));
+    grads[1].push_back(ToHost(d_dk, kv_elements));
+    grads[2].push_back(ToHost(d_dv, kv_elements));
     for (float* p : {d_dq, d_dk, d_dv}) cudaFree(p);
   }
   // bf16 operands of the five products: ~1e-2 norm-relative (METHOD.md's
   // band for bf16 operands); fp16 has 3 more mantissa bits.
   const double bound = c.dtype == DType::kBFloat16 ? 1e-2 : 2e-3;
   const char* names[] = {"dq", "dk", "dv"};
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_LE(NormRelError(grads[0][i], grads[1][i]), bound) << names[i];
+  for (int kernel = 1; kernel <= n; ++kernel) {
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_LE(NormRelError(grads[i][kernel], grads[i][0]), bound)
+          << names[i] << " " << KernelName(kernels[kernel - 1]);
+    }
   }
   for (void* p : {static_cast<void*>(d_q), static_cast<void*>(d_k),
                   static_cast<void*>(d_v), static_cast<void*>(d_dout),

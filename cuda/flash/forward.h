@@ -10,10 +10,11 @@
 
 namespace ringattn::cuda::flash {
 
-// Which tensor-core kernel runs a task: the mma.sync kernel (sm_80 and
-// later), the wgmma kernel (sm_90a: H100, H200, H800), or the fastest one
-// the current device has (kAuto: wgmma on compute capability 9.0).
-enum class ForwardKernel { kAuto, kMmaSync, kHopper };
+// Which tensor-core kernel runs a task (forward or backward): the mma.sync
+// kernel (sm_80 and later), the wgmma kernel (sm_90a: H100, H200, H800), or
+// the fastest one the current device has (kAuto: wgmma on compute
+// capability 9.0).
+enum class TensorCoreKernel { kAuto, kMmaSync, kHopper };
 
 // Whether the current device runs the wgmma kernel (compute capability 9.0).
 bool HopperDevice();
@@ -25,7 +26,7 @@ bool FlashForwardSupports(const ForwardBlockArgs& a);
 // Enqueues the task; cudaErrorNotSupported when !FlashForwardSupports(a),
 // or for kHopper when !HopperDevice().
 cudaError_t LaunchFlashForward(const ForwardBlockArgs& a, cudaStream_t stream,
-                               ForwardKernel kernel = ForwardKernel::kAuto);
+                               TensorCoreKernel kernel = TensorCoreKernel::kAuto);
 
 // One instantiation per (dtype, head dim), compiled in forward_d<D>.cu.
 template <ElementType E, int kHeadDim>

@@ -101,17 +101,6 @@ __device__ __forceinline__ void RescaleRows(float (&acc)[kMT][kDB][4],
   }
 }
 
-// P's k16 step kk of row tile m as an A fragment (the accumulator layout of
-// two n8 blocks is the A-fragment layout of one k16 step).
-template <ElementType E, int kMT, int kNB>
-__device__ __forceinline__ void PackP(const float (&s)[kMT][kNB][4], int m, int kk,
-                                      uint32_t (&pa)[4]) {
-  pa[0] = Element<E>::Pack(s[m][2 * kk][0], s[m][2 * kk][1]);
-  pa[1] = Element<E>::Pack(s[m][2 * kk][2], s[m][2 * kk][3]);
-  pa[2] = Element<E>::Pack(s[m][2 * kk + 1][0], s[m][2 * kk + 1][1]);
-  pa[3] = Element<E>::Pack(s[m][2 * kk + 1][2], s[m][2 * kk + 1][3]);
-}
-
 // Epilogue: the block's rows as (O_b, LSE_b), written (args.out: O in the
 // input dtype and LSE) or merged into the fp32 ring state. `row0` is the
 // thread's first row within the CTA's query tile starting at task row q0.

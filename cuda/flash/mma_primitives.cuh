@@ -63,6 +63,18 @@ __device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4],
   }
 }
 
+// k16 step kk of row tile m of accumulators s (n8 blocks j in the C layout)
+// as an A fragment: two n8 blocks of C are one k16 step of A (how P = exp(S)
+// feeds the next product without leaving registers).
+template <ElementType E, int kMT, int kNB>
+__device__ __forceinline__ void PackP(const float (&s)[kMT][kNB][4], int m, int kk,
+                                      uint32_t (&pa)[4]) {
+  pa[0] = Element<E>::Pack(s[m][2 * kk][0], s[m][2 * kk][1]);
+  pa[1] = Element<E>::Pack(s[m][2 * kk][2], s[m][2 * kk][3]);
+  pa[2] = Element<E>::Pack(s[m][2 * kk + 1][0], s[m][2 * kk + 1][1]);
+  pa[3] = Element<E>::Pack(s[m][2 * kk + 1][2], s[m][2 * kk + 1][3]);
+}
+
 __device__ __forceinline__ uint32_t SharedAddress(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }

@@ -60,6 +60,27 @@ struct HopperForwardTraits {
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
+// Hopper backward (wgmma): two warpgroups of 64 keys each (dK and dV in
+// registers, kHeadDim / 2 each per thread), query tiles of 64 rows (S^T and
+// dP^T 32 registers each), K and V single, Q and dO double-buffered, dS^T
+// staged in shared memory for dQ; 1 KB for the 1024-byte alignment.
+template <int kHeadDim_>
+struct HopperBackwardTraits {
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kThreads = 256;
+  static constexpr int kBlockN = 128;
+  static constexpr int kBlockM = 64;
+  static constexpr int kKvBytes = kBlockN * kHeadDim * 2;
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2;
+  static constexpr int kDsBytes = kBlockN * kBlockM * 2;
+  static constexpr int kSharedBytes =
+      2 * kKvBytes + 4 * kQBytes + kDsBytes + 4 * 2 * 2 * kBlockM + 1024;
+
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "backward head dims 64, 128");
+  static_assert(kBlockM == 64, "dS^T rows are one 128-byte swizzle row");
+  static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
+};
+
 // Backward: a CTA owns kBlockN = 16 * kWarps keys (16 per warp: the warp's
 // dK and dV accumulators stay in registers) and walks the query tiles of
 // kBlockM rows (Q, dO double-buffered by cp.async). Per tile each warp

@@ -17,14 +17,15 @@ def accumulators(n):
     return regs, names, outs
 
 
-def ss(n, ptx_type):
+def ss(n, ptx_type, trans=0):
     regs, names, outs = accumulators(n)
-    return f'''  static __device__ __forceinline__ void SS{n}(float (&d)[{regs}], uint64_t a, uint64_t b,
+    name = "SS%d%s" % (n, "T" if trans else "")
+    return f'''  static __device__ __forceinline__ void {name}(float (&d)[{regs}], uint64_t a, uint64_t b,
                                              int scale_d) {{
     asm volatile(
         "{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{regs + 2}, 0;\\n"
         "wgmma.mma_async.sync.aligned.m64n{n}k16.f32.{ptx_type}.{ptx_type} "
-        "{{{names}}}, %{regs}, %{regs + 1}, p, 1, 1, 0, 0;\\n}}\\n"
+        "{{{names}}}, %{regs}, %{regs + 1}, p, 1, 1, {trans}, {trans};\\n}}\\n"
         : {outs}
         : "l"(a), "l"(b), "r"(scale_d));
   }}
@@ -69,6 +70,8 @@ def main():
 // Warpgroup matrix multiply-accumulate (sm_90a), fp32 accumulators:
 //   Wgmma<E>::SS<N>(d, a_desc, b_desc, scale_d): D(64xN) = A B^T (+ D when
 //     scale_d), A (64x16) and B (Nx16) K-major in shared memory;
+//   Wgmma<E>::SS64T(d, a_desc, b_desc, scale_d): D(64x64) = A B (+ D), A
+//     (64x16) M-major and B (16x64) N-major in shared memory;
 //   Wgmma<E>::RS<N>(d, a_frag, b_desc, scale_d): D = A B (+ D when scale_d), A (64x16) from registers
 //     (mma.m16n8k16 A-fragment order per warp), B (16xN) N-major
 //     ("transposed") in shared memory.
@@ -90,6 +93,7 @@ struct Wgmma;
         for n in SHAPES:
             print(ss(n, ptx_type))
             print(rs(n, ptx_type))
+        print(ss(64, ptx_type, trans=1))
         print(GENERIC)
         print("};\n")
     print("""}  // namespace ringattn::cuda::flash

@@ -1,0 +1,84 @@
+// Building blocks of the Hopper (sm_90a) kernels: tiles in the layout
+// wgmma reads from shared memory (128-byte swizzle), their descriptors, and
+// the fences and waits of asynchronous warpgroup MMAs.
+#ifndef RINGATTN_CUDA_FLASH_HOPPER_PRIMITIVES_CUH_
+#define RINGATTN_CUDA_FLASH_HOPPER_PRIMITIVES_CUH_
+
+#include <cstdint>
+
+#include "cuda/flash/mma_primitives.cuh"
+
+// Defined in the sm_90a pass only: kernel bodies with wgmma are compiled
+// there and empty elsewhere (the launchers check the device first).
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define RINGATTN_WGMMA 1
+#endif
+
+namespace ringattn::cuda::flash {
+
+// Shared-memory matrix descriptor of a tile in the 128-byte-swizzle layout
+// (rows of 64 elements = 128 bytes, 8-row atoms of 1024 bytes, 1024-byte
+// aligned; wider rows are split into column blocks of 64 elements).
+// K-major operands step 1024 bytes between 8-row groups (SBO); N-major ones
+// also step `lbo` bytes between 64-column blocks.
+__device__ __forceinline__ uint64_t SwizzledDescriptor(uint32_t address, uint32_t lbo) {
+  return static_cast<uint64_t>((address & 0x3FFFF) >> 4) |
+         static_cast<uint64_t>(lbo >> 4) << 16 | static_cast<uint64_t>(1024 >> 4) << 32 |
+         1ull << 62;
+}
+
+// Byte offset of 16-byte chunk `c` of row `row` in a kRows-row tile of that
+// layout.
+template <int kRows>
+__device__ __forceinline__ uint32_t SwizzledChunk(int row, int c) {
+  return (c / 8) * kRows * 128 + row * 128 + (((c % 8) ^ (row % 8)) << 4);
+}
+
+// Copies kRows rows (those >= valid zero-filled) of kHeadDim elements,
+// `stride` elements apart in global memory, into a tile of that layout.
+// A thread copies one chunk column every kRowStep rows (a multiple of 8:
+// the same swizzle, compile-time offsets).
+template <int kHeadDim, int kRows, int kThreads, typename T>
+__device__ __forceinline__ void LoadSwizzledTile(uint32_t tile, const T* global,
+                                                 int64_t stride, int valid) {
+  constexpr int kChunks = kHeadDim / 8;
+  constexpr int kRowStep = kThreads / kChunks;
+  static_assert(kRowStep % 8 == 0 && kRows % kRowStep == 0, "chunk rows");
+  const int row = threadIdx.x / kChunks, c = threadIdx.x % kChunks;
+  const uint32_t dst = tile + SwizzledChunk<kRows>(row, c);
+  const T* src = global + row * stride + c * 8;
+  const int64_t step = kRowStep * stride;
+#pragma unroll
+  for (int i = 0; i < kRows / kRowStep; ++i) {
+    const bool ok = row + i * kRowStep < valid;
+    CpAsync16(dst + i * kRowStep * 128, ok ? src : global, ok);
+    src += step;
+  }
+}
+
+__device__ __forceinline__ void WgmmaFence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void WgmmaCommit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int kPending>
+__device__ __forceinline__ void WgmmaWait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+}
+// Keeps the compiler from moving accesses of wgmma accumulators across the
+// fences and waits above.
+template <int kN>
+__device__ __forceinline__ void FenceRegisters(float (&r)[kN]) {
+#pragma unroll
+  for (int i = 0; i < kN; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+// Orders this thread's generic-proxy (cp.async) shared-memory writes before
+// later wgmma reads of them (with a barrier after it).
+__device__ __forceinline__ void FenceProxyAsync() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+}  // namespace ringattn::cuda::flash
+
+#endif  // RINGATTN_CUDA_FLASH_HOPPER_PRIMITIVES_CUH_
