@@ -1,0 +1,482 @@
+#include "cuda/ring_backend.h"
+
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <limits>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "core/layout.h"
+#include "core/mask.h"
+#include "cuda/device.h"
+#include "cuda/flash/backward.h"
+#include "cuda/flash/forward.h"
+#include "cuda/forward_block.h"
+#include "cuda/ring_kernels.h"
+
+namespace ringattn::cuda {
+namespace {
+
+// Device (or managed) memory, freed with the object.
+class DeviceMemory {
+ public:
+  DeviceMemory() = default;
+  DeviceMemory(const DeviceMemory&) = delete;
+  DeviceMemory& operator=(const DeviceMemory&) = delete;
+  ~DeviceMemory() { Free(); }
+
+  absl::Status Allocate(int64_t bytes, bool managed = false) {
+    Free();
+    void* p = nullptr;
+    const cudaError_t e = managed ? cudaMallocManaged(&p, std::max<int64_t>(bytes, 1))
+                                  : cudaMalloc(&p, std::max<int64_t>(bytes, 1));
+    if (e != cudaSuccess) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "allocating ", bytes, " bytes of ", managed ? "managed" : "device",
+          " memory: ", cudaGetErrorString(e)));
+    }
+    data_ = p;
+    bytes_ = bytes;
+    return absl::OkStatus();
+  }
+  void Free() {
+    if (data_ != nullptr) cudaFree(data_);
+    data_ = nullptr;
+    bytes_ = 0;
+  }
+  template <typename T = void>
+  T* get() const {
+    return static_cast<T*>(data_);
+  }
+  int64_t bytes() const { return bytes_; }
+
+ private:
+  void* data_ = nullptr;
+  int64_t bytes_ = 0;
+};
+
+absl::StatusOr<ElementType> ElementTypeOf(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32: return ElementType::kFloat32;
+    case DType::kFloat16: return ElementType::kFloat16;
+    case DType::kBFloat16: return ElementType::kBFloat16;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the CUDA backend takes float32, float16 or bfloat16 inputs, not ",
+          DTypeName(dtype), " (float64 runs on the CPU backend)"));
+  }
+}
+
+absl::Status Check(cudaError_t e, const char* what) {
+  return e == cudaSuccess ? absl::OkStatus() : CudaStatus(e, what);
+}
+
+DeviceRun RunOf(const PositionRun& r) {
+  return {r.base, r.length, r.stride, r.group, r.group_stride};
+}
+
+class Backend final : public CudaRingBackend {
+ public:
+  Backend(const Schedule& schedule, int rank, const AttentionShape& shape,
+          double softmax_scale, DType dtype, ElementType type,
+          RingBufferMemory memory, int device)
+      : mask_(schedule.mask()),
+        dtype_(dtype),
+        type_(type),
+        managed_(memory == RingBufferMemory::kManaged),
+        device_(device),
+        shape_(shape),
+        scale_(softmax_scale) {
+    const Layout& layout = schedule.layout();
+    batch_ = layout.local_batch();
+    batch_offset_ = layout.BatchRange(rank).first;
+    rows_ = layout.local_seqlen();
+  }
+  ~Backend() override {
+    if (stream_ != nullptr) {
+      cudaSetDevice(device_);
+      cudaStreamDestroy(stream_);
+    }
+  }
+
+  absl::Status Init(const HostRankInputs& in) {
+    if (absl::Status s = Check(cudaSetDevice(device_), "selecting the device"); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = Check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
+                               "creating a stream");
+        !s.ok()) {
+      return s;
+    }
+    const int64_t elem = DTypeBytes(dtype_);
+    for (auto [memory, bytes, host] :
+         {std::tuple{&q_, QElements() * elem, in.q.data()},
+          std::tuple{&k_, KvFullElements(1) * elem, in.k.data()},
+          std::tuple{&v_, KvFullElements(1) * elem, in.v.data()}}) {
+      if (absl::Status s = memory->Allocate(bytes); !s.ok()) return s;
+      if (absl::Status s = Check(cudaMemcpy(memory->get(), host, bytes, cudaMemcpyHostToDevice),
+                                 "copying an input to the device");
+          !s.ok()) {
+        return s;
+      }
+    }
+    if (absl::Status s = state_o_.Allocate(QElements() * 4); !s.ok()) return s;
+    if (absl::Status s = state_lse_.Allocate(StatElements() * 4); !s.ok()) return s;
+    std::vector<int64_t> limits(batch_);
+    for (int64_t b = 0; b < batch_; ++b) limits[b] = mask_.KeyLimit(batch_offset_ + b);
+    if (absl::Status s = key_limit_.Allocate(batch_ * 8); !s.ok()) return s;
+    if (absl::Status s = Check(cudaMemcpy(key_limit_.get(), limits.data(), batch_ * 8,
+                                          cudaMemcpyHostToDevice),
+                               "copying key limits");
+        !s.ok()) {
+      return s;
+    }
+    return ResetState();
+  }
+
+  int64_t KvElements(int64_t head_begin, int64_t head_end) const override {
+    return 2 * batch_ * rows_ * (head_end - head_begin) * shape_.head_dim;
+  }
+  DType kv_dtype() const override { return dtype_; }
+  DType grad_dtype() const override { return DType::kFloat32; }
+
+  absl::StatusOr<absl::Span<uint8_t>> Buffer(int slot, int64_t bytes) override {
+    DeviceMemory& m = buffers_[slot];
+    if (m.bytes() < bytes || m.get() == nullptr) {
+      if (absl::Status s = Device(); !s.ok()) return s;
+      if (absl::Status s = m.Allocate(bytes, managed_); !s.ok()) return s;
+    }
+    return absl::MakeSpan(m.get<uint8_t>(), bytes);
+  }
+
+  absl::Status Accumulate(absl::Span<uint8_t> dst, absl::Span<const uint8_t> src) override {
+    if (dst.size() != src.size() || dst.size() % 4 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "accumulate ", src.size(), " bytes into ", dst.size(),
+          "; expected equal sizes of float32 elements"));
+    }
+    if (absl::Status s = Device(); !s.ok()) return s;
+    return Finish(LaunchAddF32(reinterpret_cast<float*>(dst.data()),
+                               reinterpret_cast<const float*>(src.data()),
+                               static_cast<int64_t>(dst.size() / 4), stream_),
+                  "accumulating dK/dV");
+  }
+
+  absl::Status Zero(absl::Span<uint8_t> buffer) override {
+    if (absl::Status s = Device(); !s.ok()) return s;
+    return Finish(cudaMemsetAsync(buffer.data(), 0, buffer.size(), stream_), "zeroing a buffer");
+  }
+
+  absl::Status PackKv(int64_t head_begin, int64_t head_end, absl::Span<uint8_t> out) override {
+    if (head_begin < 0 || head_end > shape_.num_kv_heads || head_begin >= head_end ||
+        static_cast<int64_t>(out.size()) != KvBytes(head_begin, head_end)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "K/V pack of kv heads [", head_begin, ", ", head_end, ") into ", out.size(),
+          " bytes; expected ", KvBytes(head_begin, head_end)));
+    }
+    if (absl::Status s = Device(); !s.ok()) return s;
+    // Rows of (batch * rows) tokens: heads [begin, end) of each, K then V.
+    const int64_t elem = DTypeBytes(dtype_), d = shape_.head_dim;
+    const size_t width = (head_end - head_begin) * d * elem;
+    const size_t src_pitch = shape_.num_kv_heads * d * elem;
+    const int64_t half = out.size() / 2;
+    for (int i = 0; i < 2; ++i) {
+      const uint8_t* src = (i == 0 ? k_ : v_).get<uint8_t>() + head_begin * d * elem;
+      if (absl::Status s = Check(cudaMemcpy2DAsync(out.data() + i * half, width, src, src_pitch,
+                                                   width, batch_ * rows_,
+                                                   cudaMemcpyDeviceToDevice, stream_),
+                                 "packing K/V");
+          !s.ok()) {
+        return s;
+      }
+    }
+    return Finish(cudaSuccess, "packing K/V");
+  }
+
+  absl::Status ForwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv) override {
+    if (absl::Status s = Unpack(kv); !s.ok()) return s;
+    for (const BlockTask& task : tasks) {
+      const ForwardBlockArgs a = Args(task, kv.ranks);
+      if (absl::Status s = Check(LaunchForward(a, stream_), "the forward kernel"); !s.ok()) {
+        return s;
+      }
+    }
+    return Finish(cudaSuccess, "a forward step");
+  }
+
+  absl::Status FinishForward() override {
+    forward_done_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status SetDout(absl::Span<const uint8_t> dout) override {
+    const int64_t bytes = QElements() * DTypeBytes(dtype_);
+    if (static_cast<int64_t>(dout.size()) != bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("dout has ", dout.size(),
+                                                     " bytes; expected ", bytes, " (like q)"));
+    }
+    if (absl::Status s = Device(); !s.ok()) return s;
+    if (absl::Status s = dout_.Allocate(bytes); !s.ok()) return s;
+    return Check(cudaMemcpy(dout_.get(), dout.data(), bytes, cudaMemcpyHostToDevice),
+                 "copying dout to the device");
+  }
+
+  absl::Status StartBackward() override {
+    if (!forward_done_) {
+      return absl::FailedPreconditionError("backward needs the forward's output: run the forward");
+    }
+    if (dout_.get() == nullptr) {
+      return absl::FailedPreconditionError("backward needs dout: call SetDout");
+    }
+    if (absl::Status s = Device(); !s.ok()) return s;
+    for (auto [memory, elements] : {std::pair{&delta_, StatElements()},
+                                    std::pair{&dq_, QElements()},
+                                    std::pair{&dk_, KvFullElements(1)},
+                                    std::pair{&dv_, KvFullElements(1)}}) {
+      if (absl::Status s = memory->Allocate(elements * 4); !s.ok()) return s;
+      if (absl::Status s = Check(cudaMemsetAsync(memory->get(), 0, elements * 4, stream_),
+                                 "zeroing gradients");
+          !s.ok()) {
+        return s;
+      }
+    }
+    backward_done_ = true;
+    return Finish(LaunchBackwardDelta(type_, dout_.get(), state_o_.get<float>(),
+                                      delta_.get<float>(), batch_, rows_, shape_.num_heads,
+                                      shape_.head_dim, stream_),
+                  "D = rowsum(dO * O)");
+  }
+
+  absl::Status BackwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv,
+                            absl::Span<uint8_t> dkv) override {
+    if (static_cast<int64_t>(dkv.size()) != kv.ranks * GradBytes(kv.head_begin, kv.head_end)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "dK/dV buffer has ", dkv.size(), " bytes; expected ",
+          kv.ranks * GradBytes(kv.head_begin, kv.head_end)));
+    }
+    if (absl::Status s = Unpack(kv); !s.ok()) return s;
+    const int64_t grad_bytes = KvFullElements(kv.ranks) * 4;
+    for (DeviceMemory* m : {&visit_dk_, &visit_dv_}) {
+      if (m->bytes() < grad_bytes) {
+        if (absl::Status s = m->Allocate(grad_bytes); !s.ok()) return s;
+      }
+      if (absl::Status s = Check(cudaMemsetAsync(m->get(), 0, grad_bytes, stream_),
+                                 "zeroing step gradients");
+          !s.ok()) {
+        return s;
+      }
+    }
+    for (const BlockTask& task : tasks) {
+      BackwardBlockArgs args;
+      args.task = Args(task, kv.ranks);
+      args.dout = dout_.get();
+      args.lse = state_lse_.get<float>();
+      args.delta = delta_.get<float>();
+      args.dq = dq_.get<float>();
+      args.dk = visit_dk_.get<float>();
+      args.dv = visit_dv_.get<float>();
+      if (absl::Status s = Check(LaunchBackward(args, stream_), "the backward kernel"); !s.ok()) {
+        return s;
+      }
+    }
+    return Finish(LaunchPackedAddF32(PackedShape(kv.ranks, kv.head_begin, kv.head_end), true,
+                                     reinterpret_cast<float*>(dkv.data()),
+                                     visit_dk_.get<float>(), visit_dv_.get<float>(), stream_),
+                  "adding a step's dK/dV");
+  }
+
+  absl::Status AddOwnDkv(int64_t head_begin, int64_t head_end,
+                         absl::Span<const uint8_t> dkv) override {
+    if (static_cast<int64_t>(dkv.size()) != GradBytes(head_begin, head_end)) {
+      return absl::InvalidArgumentError(absl::StrCat("own dK/dV has ", dkv.size(),
+                                                     " bytes; expected ",
+                                                     GradBytes(head_begin, head_end)));
+    }
+    if (absl::Status s = Device(); !s.ok()) return s;
+    return Finish(LaunchPackedAddF32(PackedShape(1, head_begin, head_end), false,
+                                     const_cast<float*>(reinterpret_cast<const float*>(dkv.data())),
+                                     dk_.get<float>(), dv_.get<float>(), stream_),
+                  "adding the own dK/dV");
+  }
+
+  absl::StatusOr<std::vector<uint8_t>> Out() override {
+    if (!forward_done_) return absl::FailedPreconditionError("no forward pass has run");
+    return Converted(state_o_, QElements());
+  }
+  absl::StatusOr<std::vector<float>> Lse() override {
+    if (!forward_done_) return absl::FailedPreconditionError("no forward pass has run");
+    if (absl::Status s = Device(); !s.ok()) return s;
+    std::vector<float> lse(StatElements());
+    if (absl::Status s = Check(cudaMemcpy(lse.data(), state_lse_.get(), lse.size() * 4,
+                                          cudaMemcpyDeviceToHost),
+                               "copying LSE to the host");
+        !s.ok()) {
+      return s;
+    }
+    return lse;
+  }
+  absl::StatusOr<std::vector<uint8_t>> Dq() override { return Grad(dq_, QElements()); }
+  absl::StatusOr<std::vector<uint8_t>> Dk() override { return Grad(dk_, KvFullElements(1)); }
+  absl::StatusOr<std::vector<uint8_t>> Dv() override { return Grad(dv_, KvFullElements(1)); }
+
+ private:
+  int64_t QElements() const { return batch_ * rows_ * shape_.num_heads * shape_.head_dim; }
+  int64_t StatElements() const { return batch_ * shape_.num_heads * rows_; }
+  // K or V of all kv heads over `ranks` shards: (batch, ranks * rows, heads, d).
+  int64_t KvFullElements(int ranks) const {
+    return batch_ * ranks * rows_ * shape_.num_kv_heads * shape_.head_dim;
+  }
+  PackedKvShape PackedShape(int ranks, int64_t head_begin, int64_t head_end) const {
+    return {batch_, rows_, ranks, shape_.num_kv_heads, head_begin, head_end, shape_.head_dim};
+  }
+
+  absl::Status Device() { return Check(cudaSetDevice(device_), "selecting the device"); }
+
+  // Checks `e`, then waits for the stream: the work of a call is finished
+  // when it returns (see the header).
+  absl::Status Finish(cudaError_t e, const char* what) {
+    if (e != cudaSuccess) return CudaStatus(e, what);
+    return Check(cudaStreamSynchronize(stream_), what);
+  }
+
+  absl::Status ResetState() {
+    std::vector<float> lse(StatElements(), -std::numeric_limits<float>::infinity());
+    if (absl::Status s = Check(cudaMemcpy(state_lse_.get(), lse.data(), lse.size() * 4,
+                                          cudaMemcpyHostToDevice),
+                               "initializing LSE");
+        !s.ok()) {
+      return s;
+    }
+    return Check(cudaMemset(state_o_.get(), 0, QElements() * 4), "initializing O");
+  }
+
+  // The visiting K/V in the full layout the kernels read.
+  absl::Status Unpack(const KvBlock& kv) {
+    if (kv.head_begin < 0 || kv.head_end > shape_.num_kv_heads ||
+        kv.head_begin >= kv.head_end || kv.ranks < 1 ||
+        static_cast<int64_t>(kv.data.size()) != kv.ranks * KvBytes(kv.head_begin, kv.head_end)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "visiting K/V of ", kv.data.size(), " bytes does not hold ", kv.ranks,
+          " shards of kv heads [", kv.head_begin, ", ", kv.head_end, ")"));
+    }
+    if (absl::Status s = Device(); !s.ok()) return s;
+    const int64_t bytes = KvFullElements(kv.ranks) * DTypeBytes(dtype_);
+    for (DeviceMemory* m : {&visit_k_, &visit_v_}) {
+      if (m->bytes() < bytes) {
+        if (absl::Status s = m->Allocate(bytes); !s.ok()) return s;
+      }
+    }
+    return Check(LaunchUnpackKv(PackedShape(kv.ranks, kv.head_begin, kv.head_end),
+                                static_cast<int>(DTypeBytes(dtype_)), kv.data.data(),
+                                visit_k_.get(), visit_v_.get(), stream_),
+                 "unpacking the visiting K/V");
+  }
+
+  ForwardBlockArgs Args(const BlockTask& task, int ranks) const {
+    ForwardBlockArgs a;
+    a.dtype = type_;
+    a.q = q_.get();
+    a.k = visit_k_.get();
+    a.v = visit_v_.get();
+    a.state_o = state_o_.get<float>();
+    a.state_lse = state_lse_.get<float>();
+    a.batch = batch_;
+    a.q_rows = rows_;
+    a.k_rows = ranks * rows_;
+    a.num_heads = shape_.num_heads;
+    a.num_kv_heads = shape_.num_kv_heads;
+    a.head_dim = shape_.head_dim;
+    a.q_row = task.q_row;
+    a.k_row = task.k_row;
+    a.q_pos = RunOf(task.q);
+    a.k_pos = RunOf(task.k);
+    a.kv_head_begin = task.kv_head_begin;
+    a.kv_head_end = task.kv_head_end;
+    a.min_delta = mask_.min_delta();
+    a.max_delta = mask_.max_delta();
+    a.key_limit = key_limit_.get<int64_t>();
+    const auto [doc_begin, doc_end] = mask_.DocumentBounds(task.q.first());
+    a.doc_begin = doc_begin;
+    a.doc_end = doc_end;
+    a.softmax_scale = static_cast<float>(scale_);
+    return a;
+  }
+
+  absl::StatusOr<std::vector<uint8_t>> Converted(const DeviceMemory& f32, int64_t elements) {
+    if (absl::Status s = Device(); !s.ok()) return s;
+    DeviceMemory out;
+    const int64_t bytes = elements * DTypeBytes(dtype_);
+    if (absl::Status s = out.Allocate(bytes); !s.ok()) return s;
+    if (absl::Status s = Finish(LaunchConvertF32(type_, f32.get<float>(), out.get(), elements,
+                                                 stream_),
+                                "converting a result to the input dtype");
+        !s.ok()) {
+      return s;
+    }
+    std::vector<uint8_t> host(bytes);
+    if (absl::Status s = Check(cudaMemcpy(host.data(), out.get(), bytes, cudaMemcpyDeviceToHost),
+                               "copying a result to the host");
+        !s.ok()) {
+      return s;
+    }
+    return host;
+  }
+  absl::StatusOr<std::vector<uint8_t>> Grad(const DeviceMemory& g, int64_t elements) {
+    if (!backward_done_) return absl::FailedPreconditionError("no backward pass has run");
+    return Converted(g, elements);
+  }
+
+  const Mask& mask_;
+  const DType dtype_;
+  const ElementType type_;
+  const bool managed_;
+  const int device_;
+  const AttentionShape shape_;
+  const double scale_;
+  int64_t batch_ = 0, batch_offset_ = 0, rows_ = 0;
+  cudaStream_t stream_ = nullptr;
+  DeviceMemory q_, k_, v_, state_o_, state_lse_, key_limit_, dout_;
+  DeviceMemory delta_, dq_, dk_, dv_;
+  DeviceMemory visit_k_, visit_v_, visit_dk_, visit_dv_;
+  std::map<int, DeviceMemory> buffers_;
+  bool forward_done_ = false;
+  bool backward_done_ = false;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CudaRingBackend>> CudaRingBackend::Create(
+    const Schedule& schedule, int rank, const AttentionShape& shape, double softmax_scale,
+    const HostRankInputs& inputs, RingBufferMemory memory, int device) {
+  const Layout& layout = schedule.layout();
+  if (absl::Status s = layout.CheckRank(rank); !s.ok()) return s;
+  if (absl::Status s = schedule.CheckShape(shape); !s.ok()) return s;
+  if (absl::Status s = ValidateSoftmaxScale(softmax_scale); !s.ok()) return s;
+  absl::StatusOr<ElementType> type = ElementTypeOf(inputs.dtype);
+  if (!type.ok()) return type.status();
+  const int64_t local = layout.local_batch() * layout.local_seqlen() * shape.head_dim;
+  const int64_t elem = DTypeBytes(inputs.dtype);
+  for (const auto& [name, bytes, heads] :
+       {std::tuple{"q", inputs.q.size(), shape.num_heads},
+        std::tuple{"k", inputs.k.size(), shape.num_kv_heads},
+        std::tuple{"v", inputs.v.size(), shape.num_kv_heads}}) {
+    if (static_cast<int64_t>(bytes) != local * heads * elem) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, " has ", bytes, " bytes; expected ", local * heads, " ",
+          DTypeName(inputs.dtype), " elements (local_batch x local_seqlen x heads x head_dim)"));
+    }
+  }
+  absl::StatusOr<int> devices = DeviceCount();
+  if (!devices.ok()) return devices.status();
+  if (device < 0 || device >= *devices) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("device ", device, " does not exist; expected 0..", *devices - 1));
+  }
+  auto backend = std::make_unique<Backend>(schedule, rank, shape, softmax_scale, inputs.dtype,
+                                           *type, memory, device);
+  if (absl::Status s = backend->Init(inputs); !s.ok()) return s;
+  return std::unique_ptr<CudaRingBackend>(std::move(backend));
+}
+
+}  // namespace ringattn::cuda

@@ -1,0 +1,50 @@
+// Element-wise kernels of the CUDA ring backend: fp32 accumulation of the
+// travelling dK/dV, fp32 -> input dtype conversion of results, and the
+// (un)packing of a rank's K/V heads between the packed shard layout the ring
+// sends and the full (batch, rows, num_kv_heads, head_dim) layout the
+// attention kernels read.
+#ifndef RINGATTN_CUDA_RING_KERNELS_H_
+#define RINGATTN_CUDA_RING_KERNELS_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "cuda/forward_block.h"
+
+namespace ringattn::cuda {
+
+// dst[i] += src[i], i < n.
+cudaError_t LaunchAddF32(float* dst, const float* src, int64_t n, cudaStream_t stream);
+
+// dst[i] = src[i] rounded to `dtype` (float32: a copy), i < n.
+cudaError_t LaunchConvertF32(ElementType dtype, const float* src, void* dst, int64_t n,
+                             cudaStream_t stream);
+
+// The packed layout: `ranks` shards back to back, each K then V of kv heads
+// [head_begin, head_end) as (batch, rows, heads, head_dim). The full layout:
+// K and V as (batch, ranks * rows, num_kv_heads, head_dim), the shards in
+// order along the sequence.
+struct PackedKvShape {
+  int64_t batch = 0, rows = 0, ranks = 1;
+  int64_t num_kv_heads = 0, head_begin = 0, head_end = 0, head_dim = 0;
+  int64_t PackedElements() const {
+    return 2 * ranks * batch * rows * (head_end - head_begin) * head_dim;
+  }
+};
+
+// Packed -> full, in the input dtype (element_bytes 2 or 4): the visiting
+// K/V for the kernels. Heads outside the range are left as they are.
+cudaError_t LaunchUnpackKv(const PackedKvShape& shape, int element_bytes,
+                           const void* packed, void* full_k, void* full_v,
+                           cudaStream_t stream);
+
+// fp32 adds between the layouts: to_packed, packed += full (a step's dK/dV
+// into the travelling sums); else full += packed (the completed sums of
+// this rank's own heads into its gradients).
+cudaError_t LaunchPackedAddF32(const PackedKvShape& shape, bool to_packed, float* packed,
+                               float* full_k, float* full_v, cudaStream_t stream);
+
+}  // namespace ringattn::cuda
+
+#endif  // RINGATTN_CUDA_RING_KERNELS_H_
