@@ -2,9 +2,8 @@
 // task over the whole sequence on random inputs, timed with CUDA events.
 // Impls: "ringattn" (LaunchForward writing O in the input dtype, the work
 // SDPA does), "ringattn_fused_state" (merging into the fp32 ring state, what
-// a ring step does), "ringattn_mma_sync" (the mma.sync forward where the
-// wgmma one is the default, on Hopper), "ringattn_wgmma" (the wgmma
-// backward, opt-in until verified) and "ringattn_reference" (the
+// a ring step does), "ringattn_mma_sync" (the mma.sync forward and backward,
+// on Hopper where wgmma is the default) and "ringattn_reference" (the
 // correctness-first kernel). Prints CSV (row, impl, pass, ms, TFLOP/s). bench/kernel_bench.sh runs it
 // beside PyTorch SDPA (bench/torch_sdpa_bench.py) on the same GPU.
 // FLOPs: 4 * b * s * s * h * d, halved for causal.
@@ -193,10 +192,10 @@ int Main(int argc, char** argv) {
       };
       report("ringattn", TimeMs(backward, iterations), "bwd", 2.5);
       if (flash::HopperDevice()) {
-        report("ringattn_wgmma", TimeMs([&] {
+        report("ringattn_mma_sync", TimeMs([&] {
                  LaunchBackwardDelta(r.dtype, dout, o, delta, r.batch, r.seqlen, r.heads,
                                      r.head_dim, nullptr);
-                 flash::LaunchFlashBackward(back, nullptr, flash::TensorCoreKernel::kHopper);
+                 flash::LaunchFlashBackward(back, nullptr, flash::TensorCoreKernel::kMmaSync);
                }, iterations),
                "bwd", 2.5);
       }

@@ -22,7 +22,8 @@ awk -F, '
   FILENAME ~ /ours/ && $2 == "ringattn" && $3 == "bwd" { ours_bwd[$1] = $5; next }
   FILENAME ~ /ours/ { next }
   $3 == "fwd" { t[$1, $2] = $5; ms[$1, $2] = $4 }
-  $3 == "fwd+bwd" { both[$1, $2] = $5; both_ms[$1, $2] = $4 }
+  $3 == "bwd" { bwd[$1, $2] = $5 }
+  $3 == "fwd+bwd" { both[$1, $2] = $5 }
   END {
     printf "%-32s %9s %9s %9s %9s %9s %9s %12s %12s\n", "row", "ours", "fused", "mma.sync",
            "flash", "cudnn", "efficient", "ours/flash", "ours/cudnn"
@@ -34,20 +35,16 @@ awk -F, '
              c ? c : "-", e ? e : "-", f ? sprintf("%.3f", ours[r] / f) : "-",
              c ? sprintf("%.3f", ours[r] / c) : "-"
     }
-    printf "\nbackward TFLOP/s (2.5x the forward FLOPs; torch: fwd+bwd time - fwd time)\n"
-    printf "%-32s %9s %9s %9s %9s %12s %12s\n", "row", "ours", "wgmma", "flash", "cudnn",
+    printf "\nbackward TFLOP/s (2.5x the forward FLOPs; torch: autograd.grad of a kept graph)\n"
+    printf "%-32s %9s %9s %9s %9s %12s %12s\n", "row", "ours", "mma.sync", "flash", "cudnn",
            "ours/flash", "ours/cudnn"
     for (i = 1; i <= n; i++) {
       r = order[i]
       if (!(r in ours_bwd)) continue
-      f = ""; c = ""
-      if (both_ms[r, "torch_flash"] > ms[r, "torch_flash"])
-        f = 2.5 * t[r, "torch_flash"] * ms[r, "torch_flash"] / (both_ms[r, "torch_flash"] - ms[r, "torch_flash"])
-      if (both_ms[r, "torch_cudnn"] > ms[r, "torch_cudnn"])
-        c = 2.5 * t[r, "torch_cudnn"] * ms[r, "torch_cudnn"] / (both_ms[r, "torch_cudnn"] - ms[r, "torch_cudnn"])
+      f = bwd[r, "torch_flash"]; c = bwd[r, "torch_cudnn"]
       printf "%-32s %9.2f %9s %9s %9s %12s %12s\n", r, ours_bwd[r],
-             (r in wgmma_bwd) ? wgmma_bwd[r] : "-", f ? sprintf("%.2f", f) : "-",
-             c ? sprintf("%.2f", c) : "-", f ? sprintf("%.3f", ours_bwd[r] / f) : "-",
+             (r in mma_bwd) ? mma_bwd[r] : "-", f ? f : "-", c ? c : "-",
+             f ? sprintf("%.3f", ours_bwd[r] / f) : "-",
              c ? sprintf("%.3f", ours_bwd[r] / c) : "-"
     }
     printf "\nforward+backward TFLOP/s (3.5x the forward FLOPs)\n"

@@ -2,8 +2,8 @@
 kernels are measured against, in the same run on the same GPU.
 
 Prints CSV (row, impl, pass, ms, tflops) for SDPA's flash, cuDNN and
-efficient backends (those that accept the row), forward and forward +
-backward. FLOPs: 4*b*s*s*h*d, halved for causal; backward counts 2.5x.
+efficient backends (those that accept the row): forward, backward alone
+(autograd.grad of a kept forward graph) and forward + backward. FLOPs: 4*b*s*s*h*d, halved for causal; backward counts 2.5x.
 """
 import sys
 
@@ -54,6 +54,9 @@ def main():
                     out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
                     grad = torch.randn_like(out)
 
+                    bwd = time_ms(lambda: torch.autograd.grad(
+                        out, (q, k, v), grad, retain_graph=True), iterations)
+
                     def fwd_bwd():
                         o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
                         o.backward(grad)
@@ -62,6 +65,7 @@ def main():
                 print(f"# {name} {impl}: {str(error).splitlines()[0]}", file=sys.stderr)
                 continue
             print(f"{name},{impl},fwd,{fwd:.3f},{flops / fwd / 1e9:.2f}")
+            print(f"{name},{impl},bwd,{bwd:.3f},{2.5 * flops / bwd / 1e9:.2f}")
             print(f"{name},{impl},fwd+bwd,{both:.3f},{3.5 * flops / both / 1e9:.2f}")
             sys.stdout.flush()
 

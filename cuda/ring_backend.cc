@@ -115,8 +115,7 @@ class Backend final : public CudaRingBackend {
           std::tuple{&k_, KvFullElements(1) * elem, in.k.data()},
           std::tuple{&v_, KvFullElements(1) * elem, in.v.data()}}) {
       if (absl::Status s = memory->Allocate(bytes); !s.ok()) return s;
-      if (absl::Status s = Check(cudaMemcpy(memory->get(), host, bytes, cudaMemcpyHostToDevice),
-                                 "copying an input to the device");
+      if (absl::Status s = Copy(memory->get(), host, bytes, "copying an input to the device");
           !s.ok()) {
         return s;
       }
@@ -126,9 +125,7 @@ class Backend final : public CudaRingBackend {
     std::vector<int64_t> limits(batch_);
     for (int64_t b = 0; b < batch_; ++b) limits[b] = mask_.KeyLimit(batch_offset_ + b);
     if (absl::Status s = key_limit_.Allocate(batch_ * 8); !s.ok()) return s;
-    if (absl::Status s = Check(cudaMemcpy(key_limit_.get(), limits.data(), batch_ * 8,
-                                          cudaMemcpyHostToDevice),
-                               "copying key limits");
+    if (absl::Status s = Copy(key_limit_.get(), limits.data(), batch_ * 8, "copying key limits");
         !s.ok()) {
       return s;
     }
@@ -218,8 +215,7 @@ class Backend final : public CudaRingBackend {
     }
     if (absl::Status s = Device(); !s.ok()) return s;
     if (absl::Status s = dout_.Allocate(bytes); !s.ok()) return s;
-    return Check(cudaMemcpy(dout_.get(), dout.data(), bytes, cudaMemcpyHostToDevice),
-                 "copying dout to the device");
+    return Copy(dout_.get(), dout.data(), bytes, "copying dout to the device");
   }
 
   absl::Status StartBackward() override {
@@ -308,9 +304,8 @@ class Backend final : public CudaRingBackend {
     if (!forward_done_) return absl::FailedPreconditionError("no forward pass has run");
     if (absl::Status s = Device(); !s.ok()) return s;
     std::vector<float> lse(StatElements());
-    if (absl::Status s = Check(cudaMemcpy(lse.data(), state_lse_.get(), lse.size() * 4,
-                                          cudaMemcpyDeviceToHost),
-                               "copying LSE to the host");
+    if (absl::Status s = Copy(lse.data(), state_lse_.get(), lse.size() * 4,
+                              "copying LSE to the host");
         !s.ok()) {
       return s;
     }
@@ -340,15 +335,20 @@ class Backend final : public CudaRingBackend {
     return Check(cudaStreamSynchronize(stream_), what);
   }
 
+  // Copies on the backend's stream and waits. A plain cudaMemcpy from
+  // pageable memory may return before its DMA lands, and the legacy stream
+  // it runs on does not order our non-blocking stream_.
+  absl::Status Copy(void* dst, const void* src, size_t bytes, const char* what) {
+    return Finish(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_), what);
+  }
+
   absl::Status ResetState() {
     std::vector<float> lse(StatElements(), -std::numeric_limits<float>::infinity());
-    if (absl::Status s = Check(cudaMemcpy(state_lse_.get(), lse.data(), lse.size() * 4,
-                                          cudaMemcpyHostToDevice),
-                               "initializing LSE");
+    if (absl::Status s = Copy(state_lse_.get(), lse.data(), lse.size() * 4, "initializing LSE");
         !s.ok()) {
       return s;
     }
-    return Check(cudaMemset(state_o_.get(), 0, QElements() * 4), "initializing O");
+    return Finish(cudaMemsetAsync(state_o_.get(), 0, QElements() * 4, stream_), "initializing O");
   }
 
   // The visiting K/V in the full layout the kernels read.
@@ -415,8 +415,7 @@ class Backend final : public CudaRingBackend {
       return s;
     }
     std::vector<uint8_t> host(bytes);
-    if (absl::Status s = Check(cudaMemcpy(host.data(), out.get(), bytes, cudaMemcpyDeviceToHost),
-                               "copying a result to the host");
+    if (absl::Status s = Copy(host.data(), out.get(), bytes, "copying a result to the host");
         !s.ok()) {
       return s;
     }

@@ -22,12 +22,14 @@ cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stre
   if (kernel == TensorCoreKernel::kHopper && !hopper) return cudaErrorNotSupported;
   const ForwardBlockArgs& a = args.task;
   if (a.q_pos.length == 0 || a.k_pos.length == 0 || a.batch == 0) return cudaSuccess;
-  // kAuto stays on mma.sync until the wgmma backward has passed
-  // flash_test on a Hopper GPU (it is built and selectable, not yet run).
-  const bool use_hopper = kernel == TensorCoreKernel::kHopper;
   return DispatchDtypeHeadDim(a.dtype, a.head_dim, [&](auto dtype, auto head_dim) {
     constexpr ElementType E = decltype(dtype)::value;
     constexpr int D = decltype(head_dim)::value;
+    // kAuto: wgmma at d128 on Hopper (H100: 226 vs 181 TFLOP/s at s8192
+    // causal, ahead on every kernel_bench row); at d64 mma.sync is as fast
+    // (144 vs 137), see docs/KERNEL_BENCH.md.
+    const bool use_hopper = kernel == TensorCoreKernel::kHopper ||
+                            (kernel == TensorCoreKernel::kAuto && hopper && D == 128);
     if constexpr (D > 128) {
       return cudaErrorNotSupported;
     } else {
