@@ -9,7 +9,8 @@ bool FlashBackwardSupports(const BackwardBlockArgs& args) {
   const ForwardBlockArgs& a = args.task;
   ForwardBlockArgs plain = a;
   plain.out = nullptr;
-  return FlashForwardSupports(plain) && a.head_dim <= 128 && Aligned16(args.dout) &&
+  return a.dtype != ElementType::kFloat32 && FlashForwardSupports(plain) &&
+         a.head_dim <= 128 && Aligned16(args.dout) &&
          reinterpret_cast<uintptr_t>(args.dq) % 8 == 0 &&
          reinterpret_cast<uintptr_t>(args.dk) % 8 == 0 &&
          reinterpret_cast<uintptr_t>(args.dv) % 8 == 0;

@@ -61,6 +61,14 @@ struct Case {
   int64_t kv_head_begin, kv_head_end;
 };
 
+ElementType ElementTypeOf(DType dtype) {
+  switch (dtype) {
+    case DType::kBFloat16: return ElementType::kBFloat16;
+    case DType::kFloat16: return ElementType::kFloat16;
+    default: return ElementType::kFloat32;
+  }
+}
+
 double RoundTo(DType dtype, double x) {
   const std::vector<uint8_t> b = cpu::internal::EncodeAll<double>(dtype, {&x, 1});
   return cpu::internal::DecodeAll<double>(dtype, b)[0];
@@ -156,7 +164,7 @@ void Check(const Case& c, uint32_t seed, flash::TensorCoreKernel kernel) {
   uint8_t* d_out = encode(std::vector<double>(q.size(), 7.0));  // poison
 
   ForwardBlockArgs a;
-  a.dtype = c.dtype == DType::kBFloat16 ? ElementType::kBFloat16 : ElementType::kFloat16;
+  a.dtype = ElementTypeOf(c.dtype);
   a.q = d_q;
   a.k = d_k;
   a.v = d_v;
@@ -193,7 +201,12 @@ void Check(const Case& c, uint32_t seed, flash::TensorCoreKernel kernel) {
   const std::vector<double> out = cpu::internal::DecodeAll<double>(
       c.dtype, ToHost(d_out, q.size() * DTypeBytes(c.dtype)));
 
-  const double bound = 2 * want.emulated_error + 1e-6;
+  // fp32 (3xTF32): 1e-5 relative to the largest output; fp16/bf16: 2x the
+  // flash-style emulation.
+  double max_out = 1;
+  for (double x : want.out) max_out = std::max(max_out, std::abs(x));
+  const double bound =
+      c.dtype == DType::kFloat32 ? 1e-5 * max_out : 2 * want.emulated_error + 1e-6;
   double merged_error = 0, direct_error = 0, lse_error = 0;
   const int64_t group = c.heads / c.kv_heads;
   for (int64_t b = 0; b < c.batch; ++b) {
@@ -331,6 +344,17 @@ TEST(FlashForwardTest, RandomTasksMatchTheFp64Oracle) {
   }
 }
 
+TEST(FlashForwardTest, Fp32TasksMatchTheFp64OracleTo1e5) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
+  std::mt19937 rng(32);
+  uint32_t seed = 3001;
+  for (int64_t d : {64, 128}) {
+    for (int i = 0; i < 8; ++i) {
+      Check(RandomCase(rng, DType::kFloat32, d), seed += 10, flash::TensorCoreKernel::kAuto);
+    }
+  }
+}
+
 TEST(FlashForwardTest, FusedStateOverBlocksEqualsOneCall) {
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
   // Causal attention over 4 key blocks of 160 rows merged into one fp32
@@ -434,7 +458,7 @@ void CheckBackward(const Case& c, uint32_t seed) {
   float* d_lse = ToDevice(std::vector<float>(stats, -INFINITY));
   float* d_delta = ToDevice(std::vector<float>(stats, 0.f));
   ForwardBlockArgs a;
-  a.dtype = c.dtype == DType::kBFloat16 ? ElementType::kBFloat16 : ElementType::kFloat16;
+  a.dtype = ElementTypeOf(c.dtype);
   a.q = d_q;
   a.k = d_k;
   a.v = d_v;
@@ -521,11 +545,16 @@ TEST(FlashBackwardTest, RandomTasksMatchTheFp32Kernel) {
 TEST(FlashForwardTest, OtherInputsAreNotTaken) {
   ForwardBlockArgs a;
   a.dtype = ElementType::kFloat32;
-  a.head_dim = 128;
+  a.head_dim = 256;  // fp32 takes 64 and 128
   a.num_heads = a.num_kv_heads = 1;
   a.kv_head_end = 1;
   EXPECT_FALSE(flash::FlashForwardSupports(a));
   EXPECT_EQ(flash::LaunchFlashForward(a, nullptr), cudaErrorNotSupported);
+  a.head_dim = 128;
+  EXPECT_TRUE(flash::FlashForwardSupports(a));
+  BackwardBlockArgs back;
+  back.task = a;
+  EXPECT_FALSE(flash::FlashBackwardSupports(back)) << "no fp32 tensor-core backward";
   a.dtype = ElementType::kBFloat16;
   a.head_dim = 96;
   EXPECT_FALSE(flash::FlashForwardSupports(a));

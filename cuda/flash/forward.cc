@@ -5,8 +5,9 @@
 namespace ringattn::cuda::flash {
 
 bool FlashForwardSupports(const ForwardBlockArgs& a) {
-  return (a.dtype == ElementType::kFloat16 || a.dtype == ElementType::kBFloat16) &&
-         (a.head_dim == 64 || a.head_dim == 128 || a.head_dim == 256) &&
+  const bool half = a.dtype == ElementType::kFloat16 || a.dtype == ElementType::kBFloat16;
+  return (half ? a.head_dim == 64 || a.head_dim == 128 || a.head_dim == 256
+               : a.dtype == ElementType::kFloat32 && (a.head_dim == 64 || a.head_dim == 128)) &&
          a.num_kv_heads >= 1 && a.num_heads % a.num_kv_heads == 0 &&
          a.kv_head_begin >= 0 && a.kv_head_begin < a.kv_head_end &&
          a.kv_head_end <= a.num_kv_heads && Aligned16(a.q) && Aligned16(a.k) &&
@@ -29,6 +30,11 @@ cudaError_t LaunchFlashForward(const ForwardBlockArgs& a, cudaStream_t stream,
   const bool hopper = HopperDevice();
   if (kernel == TensorCoreKernel::kHopper && !hopper) return cudaErrorNotSupported;
   if (a.q_pos.length == 0 || a.k_pos.length == 0 || a.batch == 0) return cudaSuccess;
+  if (a.dtype == ElementType::kFloat32) {
+    if (kernel == TensorCoreKernel::kHopper) return cudaErrorNotSupported;
+    return a.head_dim == 64 ? LaunchFlashForwardF32Kernel<64>(a, stream)
+                            : LaunchFlashForwardF32Kernel<128>(a, stream);
+  }
   // kAuto: wgmma, except for short key ranges, where the mma.sync kernel's
   // two CTAs per SM hide the prologue better (H100, b16 s1024 d128 causal:
   // 172.8 vs 127.6 TFLOP/s; s8192: 283.7 vs 330.2). The crossover between

@@ -1,5 +1,6 @@
-// The tensor-core forward kernel (mma.sync, sm_80 and later): the fast path
-// of a block task for fp16/bf16 inputs with head_dim 64, 128 or 256. Same
+// The tensor-core forward kernels (mma.sync, sm_80 and later; wgmma on
+// sm_90a): the fast path of a block task for fp16/bf16 inputs with head_dim
+// 64, 128 or 256 and fp32 inputs with head_dim 64 or 128. Same
 // arguments and semantics as LaunchForwardBlock (cuda/forward_block.h).
 #ifndef RINGATTN_CUDA_FLASH_FORWARD_H_
 #define RINGATTN_CUDA_FLASH_FORWARD_H_
@@ -19,18 +20,24 @@ enum class TensorCoreKernel { kAuto, kMmaSync, kHopper };
 // Whether the current device runs the wgmma kernel (compute capability 9.0).
 bool HopperDevice();
 
-// Whether LaunchFlashForward takes `a`: fp16 or bf16, head_dim 64, 128 or
-// 256, 16-byte aligned q/k/v (and out), a valid head range.
+// Whether LaunchFlashForward takes `a`: fp16 or bf16 with head_dim 64, 128
+// or 256, or fp32 with head_dim 64 or 128; 16-byte aligned q/k/v (and out),
+// a valid head range.
 bool FlashForwardSupports(const ForwardBlockArgs& a);
 
 // Enqueues the task; cudaErrorNotSupported when !FlashForwardSupports(a),
-// or for kHopper when !HopperDevice().
+// or for kHopper when !HopperDevice(). fp32 has one kernel (3xTF32 on
+// mma.sync, accurate to fp32): kAuto and kMmaSync run it, kHopper is
+// cudaErrorNotSupported.
 cudaError_t LaunchFlashForward(const ForwardBlockArgs& a, cudaStream_t stream,
                                TensorCoreKernel kernel = TensorCoreKernel::kAuto);
 
 // One instantiation per (dtype, head dim), compiled in forward_d<D>.cu.
 template <ElementType E, int kHeadDim>
 cudaError_t LaunchFlashForwardKernel(const ForwardBlockArgs& a, cudaStream_t stream);
+// The fp32 kernel (3xTF32), compiled in forward_f32.cu.
+template <int kHeadDim>
+cudaError_t LaunchFlashForwardF32Kernel(const ForwardBlockArgs& a, cudaStream_t stream);
 // The wgmma kernel, compiled in forward_hopper_d<D>.cu.
 template <ElementType E, int kHeadDim>
 cudaError_t LaunchFlashForwardHopperKernel(const ForwardBlockArgs& a, cudaStream_t stream);
@@ -40,8 +47,8 @@ cudaError_t LaunchFlashForwardHopperKernel(const ForwardBlockArgs& a, cudaStream
 namespace ringattn::cuda {
 
 // The fastest forward kernel that takes `a`: the tensor-core kernel where
-// FlashForwardSupports(a), else the correctness-first kernel (fp32 inputs,
-// other head dims).
+// FlashForwardSupports(a), else the correctness-first kernel (other head
+// dims, fp32 at d256, unaligned pointers).
 cudaError_t LaunchForward(const ForwardBlockArgs& a, cudaStream_t stream);
 
 }  // namespace ringattn::cuda

@@ -147,8 +147,13 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
         T* out = static_cast<T*>(a.out) + o_offset;
 #pragma unroll
         for (int i = 0; i < kDB; ++i) {
-          *reinterpret_cast<uint32_t*>(out + i * 8 + col) = Element<E>::Pack(
-              acc[m][i][2 * half] * inv, acc[m][i][2 * half + 1] * inv);
+          if constexpr (E == ElementType::kFloat32) {
+            *reinterpret_cast<float2*>(out + i * 8 + col) =
+                make_float2(acc[m][i][2 * half] * inv, acc[m][i][2 * half + 1] * inv);
+          } else {
+            *reinterpret_cast<uint32_t*>(out + i * 8 + col) = Element<E>::Pack(
+                acc[m][i][2 * half] * inv, acc[m][i][2 * half + 1] * inv);
+          }
         }
         if (lane % 4 == 0) *lse = lse_b;
         continue;

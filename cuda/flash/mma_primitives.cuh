@@ -44,6 +44,12 @@ struct Element<ElementType::kBFloat16> {
   }
 };
 
+// fp32 inputs (the 3xTF32 kernel): only the output type is used.
+template <>
+struct Element<ElementType::kFloat32> {
+  using T = float;
+};
+
 // c += a * b, fp32 accumulators.
 template <ElementType E>
 __device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4],

@@ -38,6 +38,29 @@ struct ForwardTraits {
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
+// fp32 forward (3xTF32 on mma.sync m16n8k8): four warps of 16 query rows;
+// K/V tiles of kBlockN keys double-buffered. Rows of kHeadDim + 4 floats in
+// shared memory make the scalar fragment loads conflict-free. Two CTAs per
+// SM at either head dim (87 KB at d64, 101 KB at d128).
+template <int kHeadDim_>
+struct F32ForwardTraits {
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kWarps = 4;
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kBlockM = 16 * kWarps;
+  static constexpr int kBlockN = kHeadDim <= 64 ? 64 : 32;
+  static constexpr int kMinBlocksPerSm = 2;
+  static constexpr int kStride = kHeadDim + 4;  // floats per shared row
+  static constexpr int kQFloats = kBlockM * kStride;
+  static constexpr int kKvFloats = kBlockN * kStride;  // one K or V tile
+  static constexpr int kSharedBytes = (kQFloats + 4 * kKvFloats) * 4;
+
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "fp32 head dims 64, 128");
+  static_assert(kStride % 32 == 4, "fragment loads over 32 distinct banks");
+  static_assert(kBlockN % 8 == 0, "n8 blocks of S");
+  static_assert(2 * kSharedBytes <= 227 * 1024, "two CTAs per SM");
+};
+
 // Hopper forward (wgmma): two warpgroups of 64 query rows each; key tiles
 // of kBlockN rows (S of a tile is kBlockN / 2 registers per thread beside
 // O's kHeadDim / 2), two stages of K and V. Tiles are

@@ -1,0 +1,214 @@
+// The fp32 forward on tensor cores, accurate to fp32 (3xTF32): every fp32
+// operand x is split into x_hi = tf32(x) and x_lo = tf32(x - x_hi), and a
+// product is a_lo b_hi + a_hi b_lo + a_hi b_hi on mma.sync m16n8k8 tf32
+// with fp32 accumulation; the dropped a_lo b_lo is ~2^-22 of the product,
+// so results match fp32 FMA math (the test holds it to 1e-5 of the fp64
+// oracle), not TF32's 2^-11. Same scheme as the fp16/bf16 kernel
+// (forward_kernel.cuh): a warp owns 16 query rows, K/V tiles are
+// double-buffered by cp.async, masks/softmax/epilogue are forward_common's.
+//
+// Fragments of m16n8k8 tf32 (g = lane / 4, t = lane % 4): A a0 (row g,
+// col t), a1 (row g+8, col t), a2 (row g, col t+4), a3 (row g+8, col t+4);
+// B b0 (k t, col g), b1 (k t+4, col g); C as m16n8k16's. Tiles sit in
+// shared memory with rows of kHeadDim + 4 floats, so the 32 lanes' scalar
+// fragment loads (rows g or 2t, columns t or g) hit 32 distinct banks.
+// P feeds O += P V from its C layout directly: lane t holds keys 2t and
+// 2t+1 of each n8 block, which become A's columns t and t+4 when V's rows
+// are read in the same order (rows 2t and 2t+1 for b0 and b1).
+// Included by forward_f32.cu.
+#ifndef RINGATTN_CUDA_FLASH_FORWARD_F32_KERNEL_CUH_
+#define RINGATTN_CUDA_FLASH_FORWARD_F32_KERNEL_CUH_
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "cuda/flash/forward_common.cuh"
+#include "cuda/flash/mma_primitives.cuh"
+#include "cuda/flash/traits.h"
+#include "cuda/forward_block.h"
+
+namespace ringattn::cuda::flash {
+
+// x = hi + lo with both in tf32 (lo carries the 13 bits tf32 drops).
+__device__ __forceinline__ void SplitTf32(float x, uint32_t& hi, uint32_t& lo) {
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(hi) : "f"(x));
+  const float rest = x - __uint_as_float(hi);
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(lo) : "f"(rest));
+}
+
+__device__ __forceinline__ void MmaTf32(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                        uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// c += a * b to fp32 accuracy; the small terms first.
+__device__ __forceinline__ void Mma3xTf32(float (&c)[4], const uint32_t (&a_hi)[4],
+                                          const uint32_t (&a_lo)[4], float b0, float b1) {
+  uint32_t b0_hi, b0_lo, b1_hi, b1_lo;
+  SplitTf32(b0, b0_hi, b0_lo);
+  SplitTf32(b1, b1_hi, b1_lo);
+  MmaTf32(c, a_lo, b0_hi, b1_hi);
+  MmaTf32(c, a_hi, b0_lo, b1_lo);
+  MmaTf32(c, a_hi, b0_hi, b1_hi);
+}
+
+__device__ __forceinline__ void SplitFragment(const float (&x)[4], uint32_t (&hi)[4],
+                                              uint32_t (&lo)[4]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) SplitTf32(x[i], hi[i], lo[i]);
+}
+
+// kRows rows (those >= valid zero-filled) of kHeadDim floats, `stride`
+// floats apart in global memory, into a tile with rows of Tr::kStride.
+template <typename Tr, int kRows>
+__device__ __forceinline__ void LoadF32Tile(float* tile, const float* global, int64_t stride,
+                                            int valid) {
+  constexpr int kChunks = Tr::kHeadDim / 4;  // 16-byte chunks per row
+  constexpr int kRowStep = Tr::kThreads / kChunks;
+  static_assert(kRows % kRowStep == 0, "whole chunk rows per thread");
+  const int row = threadIdx.x / kChunks, col = (threadIdx.x % kChunks) * 4;
+#pragma unroll
+  for (int i = 0; i < kRows / kRowStep; ++i) {
+    const int r = row + i * kRowStep;
+    const bool ok = r < valid;
+    CpAsync16(tile + r * Tr::kStride + col, ok ? global + r * stride + col : global, ok);
+  }
+}
+
+template <int kHeadDim>
+__global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
+                                  F32ForwardTraits<kHeadDim>::kMinBlocksPerSm)
+    FlashForwardF32Kernel(const ForwardBlockArgs a) {
+  using Tr = F32ForwardTraits<kHeadDim>;
+  constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kStride = Tr::kStride;
+  constexpr int kNBlocks = kBlockN / 8;   // n8 tiles of S per warp
+  constexpr int kDBlocks = kHeadDim / 8;  // n8 tiles of O per warp
+  extern __shared__ __align__(128) unsigned char shared_raw[];
+  float* s_q = reinterpret_cast<float*>(shared_raw);
+  float* s_k = s_q + Tr::kQFloats;  // [2][kBlockN][kStride]
+  float* s_v = s_k + 2 * Tr::kKvFloats;
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int64_t q_len = a.q_pos.length, k_len = a.k_pos.length;
+  const int m_tile = gridDim.x - 1 - blockIdx.x;  // heavy causal tiles first
+  const int64_t q0 = static_cast<int64_t>(m_tile) * kBlockM;
+  const int q_valid = static_cast<int>(min64(kBlockM, q_len - q0));
+  const int64_t group = a.num_heads / a.num_kv_heads;
+  const int64_t h = a.kv_head_begin * group + blockIdx.y;
+  const int64_t kv_head = h / group;
+  const int64_t b = blockIdx.z;
+  const int64_t q_stride = a.num_heads * kHeadDim;
+  const int64_t kv_stride = a.num_kv_heads * kHeadDim;
+  const float* g_q = static_cast<const float*>(a.q) +
+                     ((b * a.q_rows + a.q_row + q0) * a.num_heads + h) * kHeadDim;
+  const float* g_k = static_cast<const float*>(a.k) +
+                     ((b * a.k_rows + a.k_row) * a.num_kv_heads + kv_head) * kHeadDim;
+  const float* g_v = static_cast<const float*>(a.v) +
+                     ((b * a.k_rows + a.k_row) * a.num_kv_heads + kv_head) * kHeadDim;
+
+  const KeyTileRange tiles(a, b, m_tile, kBlockM, kBlockN);
+  const int n_begin = tiles.n_begin, n_end = tiles.n_end;
+  const int row0 = warp * 16 + g;  // the thread's rows: row0 and row0 + 8
+  const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
+
+  float acc[1][kDBlocks][4];
+  float row_max[1][2] = {{-INFINITY, -INFINITY}}, row_sum[1][2] = {{0.f, 0.f}};
+#pragma unroll
+  for (int i = 0; i < kDBlocks; ++i) acc[0][i][0] = acc[0][i][1] = acc[0][i][2] = acc[0][i][3] = 0.f;
+
+  if (n_begin < n_end) {
+    LoadF32Tile<Tr, kBlockM>(s_q, g_q, q_stride, q_valid);
+    const int64_t k_first = static_cast<int64_t>(n_begin) * kBlockN;
+    const int valid = static_cast<int>(min64(kBlockN, k_len - k_first));
+    LoadF32Tile<Tr, kBlockN>(s_k, g_k + k_first * kv_stride, kv_stride, valid);
+    LoadF32Tile<Tr, kBlockN>(s_v, g_v + k_first * kv_stride, kv_stride, valid);
+    CpAsyncCommit();
+  }
+  const float* q_frag = s_q + row0 * kStride + t;
+
+  for (int n = n_begin; n < n_end; ++n) {
+    const int buffer = (n - n_begin) & 1;
+    if (n + 1 < n_end) {
+      const int64_t k1 = static_cast<int64_t>(n + 1) * kBlockN;
+      const int valid = static_cast<int>(min64(kBlockN, k_len - k1));
+      LoadF32Tile<Tr, kBlockN>(s_k + (buffer ^ 1) * Tr::kKvFloats, g_k + k1 * kv_stride,
+                               kv_stride, valid);
+      LoadF32Tile<Tr, kBlockN>(s_v + (buffer ^ 1) * Tr::kKvFloats, g_v + k1 * kv_stride,
+                               kv_stride, valid);
+    }
+    CpAsyncCommit();
+    CpAsyncWait<1>();
+    __syncthreads();
+
+    // S = Q K^T.
+    float s[1][kNBlocks][4];
+#pragma unroll
+    for (int j = 0; j < kNBlocks; ++j) s[0][j][0] = s[0][j][1] = s[0][j][2] = s[0][j][3] = 0.f;
+    const float* k_frag = s_k + buffer * Tr::kKvFloats + g * kStride + t;
+#pragma unroll
+    for (int kk = 0; kk < kHeadDim / 8; ++kk) {
+      const float qa[4] = {q_frag[8 * kk], q_frag[8 * kStride + 8 * kk],
+                           q_frag[8 * kk + 4], q_frag[8 * kStride + 8 * kk + 4]};
+      uint32_t a_hi[4], a_lo[4];
+      SplitFragment(qa, a_hi, a_lo);
+#pragma unroll
+      for (int j = 0; j < kNBlocks; ++j) {
+        const float* k_row = k_frag + j * 8 * kStride + 8 * kk;
+        Mma3xTf32(s[0][j], a_hi, a_lo, k_row[0], k_row[4]);
+      }
+    }
+
+    if (tiles.NeedsMask(n)) {
+      MaskScores(s, a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN);
+    }
+    float rescale[1][2];
+    SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
+    RescaleRows(acc, rescale);
+
+    // O += P V, key block j as one k8 step (keys 2t, 2t+1 as columns t, t+4).
+    const float* v_frag = s_v + buffer * Tr::kKvFloats + 2 * t * kStride + g;
+#pragma unroll
+    for (int j = 0; j < kNBlocks; ++j) {
+      const float pa[4] = {s[0][j][0], s[0][j][2], s[0][j][1], s[0][j][3]};
+      uint32_t a_hi[4], a_lo[4];
+      SplitFragment(pa, a_hi, a_lo);
+#pragma unroll
+      for (int i = 0; i < kDBlocks; ++i) {
+        const float* v = v_frag + 8 * j * kStride + 8 * i;
+        Mma3xTf32(acc[0][i], a_hi, a_lo, v[0], v[kStride]);
+      }
+    }
+    __syncthreads();  // every warp is done with `buffer` before it refills
+  }
+
+  StoreBlockResult<ElementType::kFloat32, kHeadDim>(acc, row_max, row_sum, a, b, h, q0,
+                                                    q_valid, row0);
+}
+
+template <int kHeadDim>
+cudaError_t LaunchFlashForwardF32Kernel(const ForwardBlockArgs& a, cudaStream_t stream) {
+  using Tr = F32ForwardTraits<kHeadDim>;
+  const auto kernel = FlashForwardF32Kernel<kHeadDim>;
+  if (const cudaError_t e = cudaFuncSetAttribute(
+          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSharedBytes);
+      e != cudaSuccess) {
+    return e;
+  }
+  const int64_t group = a.num_heads / a.num_kv_heads;
+  const dim3 grid(
+      static_cast<unsigned>((a.q_pos.length + Tr::kBlockM - 1) / Tr::kBlockM),
+      static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
+      static_cast<unsigned>(a.batch));
+  kernel<<<grid, Tr::kThreads, Tr::kSharedBytes, stream>>>(a);
+  return cudaGetLastError();
+}
+
+}  // namespace ringattn::cuda::flash
+
+#endif  // RINGATTN_CUDA_FLASH_FORWARD_F32_KERNEL_CUH_
