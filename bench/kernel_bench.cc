@@ -107,8 +107,10 @@ int Main(int argc, char** argv) {
     return 1;
   }
   const int iterations = argc > 1 ? std::atoi(argv[1]) : 10;
+  const std::string only = argc > 2 ? argv[2] : "";  // one row, for profiling
   std::printf("row,impl,pass,ms,tflops\n");
   for (const Row& r : kRows) {
+    if (!only.empty() && only != r.name) continue;
     const int64_t elem = r.dtype == ElementType::kFloat32 ? 4 : 2;
     const int64_t n = r.batch * r.seqlen * r.heads * r.head_dim;
     void *q, *k, *v, *out;

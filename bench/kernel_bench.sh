@@ -18,7 +18,7 @@ awk -F, '
   FILENAME ~ /ours/ && $2 == "ringattn" && $3 == "fwd+bwd" { ours_both[$1] = $5; next }
   FILENAME ~ /ours/ && $2 == "ringattn_fused_state" { fused[$1] = $5; next }
   FILENAME ~ /ours/ && $2 == "ringattn_mma_sync" && $3 == "fwd" { mma[$1] = $5; next }
-  FILENAME ~ /ours/ && $2 == "ringattn_wgmma" && $3 == "bwd" { wgmma_bwd[$1] = $5; next }
+  FILENAME ~ /ours/ && $2 == "ringattn_mma_sync" && $3 == "bwd" { mma_bwd[$1] = $5; next }
   FILENAME ~ /ours/ && $2 == "ringattn" && $3 == "bwd" { ours_bwd[$1] = $5; next }
   FILENAME ~ /ours/ { next }
   $3 == "fwd" { t[$1, $2] = $5; ms[$1, $2] = $4 }

@@ -103,18 +103,40 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
   const int key_base = warpgroup * 64;
   const int key0 = key_base + (threadIdx.x / 32 % 4) * 16 + lane / 4;
 
+  // LSE (log2 units) and D of query tile m's rows: thread r < kBlockM loads
+  // row r; rows past the end get LSE +inf, so P = 0 there. Tile m + 1's are
+  // loaded at the top of iteration m and stored at its end, so the global
+  // latency hides behind the tile's work.
+  static_assert(kBlockM <= Tr::kThreads, "a thread per query row");
+  float next_lse = INFINITY, next_delta = 0.f;
+  const auto load_stats = [&](int m) {
+    const int64_t row = static_cast<int64_t>(m) * kBlockM + threadIdx.x;
+    if (threadIdx.x < kBlockM && row < q_len) {
+      next_lse = args.lse[stat0 + row];
+      next_delta = args.delta[stat0 + row];
+    } else {
+      next_lse = INFINITY;
+      next_delta = 0.f;
+    }
+  };
+  const auto store_stats = [&](int buffer) {
+    if (threadIdx.x < kBlockM) {
+      s_lse[buffer * kBlockM + threadIdx.x] =
+          next_lse == -INFINITY ? INFINITY : next_lse * kLog2e;
+      s_delta[buffer * kBlockM + threadIdx.x] = next_delta;
+    }
+  };
+  load_stats(m_begin);
+  store_stats(0);
+
   for (int m = m_begin; m < m_end; ++m) {
     const int buffer = (m - m_begin) & 1;
-    if (m + 1 < m_end) load_q_tile(m + 1, buffer ^ 1);
+    if (m + 1 < m_end) {
+      load_q_tile(m + 1, buffer ^ 1);
+      load_stats(m + 1);
+    }
     CpAsyncCommit();
     const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
-    for (int r = threadIdx.x; r < kBlockM; r += Tr::kThreads) {
-      // Rows past the end get LSE +inf: P = 0 there.
-      const bool ok = q_first + r < q_len;
-      const float lse = ok ? args.lse[stat0 + q_first + r] : INFINITY;
-      s_lse[buffer * kBlockM + r] = lse == -INFINITY ? INFINITY : lse * kLog2e;
-      s_delta[buffer * kBlockM + r] = ok ? args.delta[stat0 + q_first + r] : 0.f;
-    }
     CpAsyncWait<1>();
     FenceProxyAsync();
     __syncthreads();
@@ -144,10 +166,25 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
     WgmmaWait<1>();
     FenceRegisters(s);
 
-    // P^T = exp(S^T * scale - LSE), masked pairs 0.
+    // P^T = exp(S^T * scale - LSE), masked pairs 0. The mask of a partial
+    // tile is computed in a rolled loop as one bit per element (bit 4 j +
+    // 2 half + e): unrolled position math overflowed the instruction cache.
+    static_assert(kMB * 4 <= 32, "one bit per element of S^T");
+    uint32_t allowed = ~0u;
+    if (m < full_begin || m >= full_end) {
+      const TaskMask mask = TaskMask::Of(a, b);
+      allowed = 0;
+#pragma unroll 1
+      for (int bit = 0; bit < kMB * 4; ++bit) {
+        const int col = (bit / 4) * 8 + (lane % 4) * 2 + bit % 2;
+        const int key = key0 + 8 * ((bit / 2) % 2);
+        const bool ok = key < k_valid && q_first + col < q_len &&
+                        mask.Allowed(PositionAt(a.q_pos, q_first + col),
+                                     PositionAt(a.k_pos, k0 + key));
+        allowed |= static_cast<uint32_t>(ok) << bit;
+      }
+    }
     auto& p3 = *reinterpret_cast<float(*)[1][kMB][4]>(s);
-    const bool full = m >= full_begin && m < full_end;
-    const TaskMask mask = TaskMask::Of(a, b);
 #pragma unroll
     for (int j = 0; j < kMB; ++j) {
 #pragma unroll
@@ -156,15 +193,8 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
         const float lse = s_lse[buffer * kBlockM + col];
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
-          float x = FastExp2(fmaf(p3[0][j][2 * half + e], scale_log2, -lse));
-          if (!full) {
-            const int key = key0 + 8 * half;
-            const bool ok = key < k_valid && q_first + col < q_len &&
-                            mask.Allowed(PositionAt(a.q_pos, q_first + col),
-                                         PositionAt(a.k_pos, k0 + key));
-            if (!ok) x = 0.f;
-          }
-          p3[0][j][2 * half + e] = x;
+          const float x = FastExp2(fmaf(p3[0][j][2 * half + e], scale_log2, -lse));
+          p3[0][j][2 * half + e] = (allowed >> (4 * j + 2 * half + e)) & 1u ? x : 0.f;
         }
       }
     }
@@ -254,6 +284,7 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
         }
       }
     }
+    store_stats(buffer ^ 1);  // tile m + 1's, loaded at the top
     __syncthreads();  // s_ds and this buffer are free for the next tile
   }
 

@@ -46,15 +46,34 @@ __device__ __forceinline__ void MmaTf32(float (&c)[4], const uint32_t (&a)[4], u
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// c += a * b to fp32 accuracy; the small terms first.
+// c += a * b to fp32 accuracy from split operands; the small terms first.
 __device__ __forceinline__ void Mma3xTf32(float (&c)[4], const uint32_t (&a_hi)[4],
-                                          const uint32_t (&a_lo)[4], float b0, float b1) {
-  uint32_t b0_hi, b0_lo, b1_hi, b1_lo;
-  SplitTf32(b0, b0_hi, b0_lo);
-  SplitTf32(b1, b1_hi, b1_lo);
+                                          const uint32_t (&a_lo)[4], uint32_t b0_hi,
+                                          uint32_t b1_hi, uint32_t b0_lo, uint32_t b1_lo) {
   MmaTf32(c, a_lo, b0_hi, b1_hi);
   MmaTf32(c, a_hi, b0_lo, b1_lo);
   MmaTf32(c, a_hi, b0_hi, b1_hi);
+}
+
+// Splits a tile of kRows rows in shared memory once, for all warps: x's
+// slot gets hi (tf32 bits), the same slot of `lo` gets lo. Four warps read
+// each K/V element; splitting it once instead of per fragment load saves
+// three quarters of the conversion work (the ALU pipe is the next limit
+// after the tensor pipe).
+template <typename Tr, int kRows>
+__device__ __forceinline__ void SplitTile(float* tile, float* lo) {
+  constexpr int kChunks = Tr::kHeadDim / 4;
+  for (int i = threadIdx.x; i < kRows * kChunks; i += Tr::kThreads) {
+    const int offset = (i / kChunks) * Tr::kStride + (i % kChunks) * 4;
+    float4 x = *reinterpret_cast<const float4*>(tile + offset);
+    uint32_t h[4], l[4];
+    SplitTf32(x.x, h[0], l[0]);
+    SplitTf32(x.y, h[1], l[1]);
+    SplitTf32(x.z, h[2], l[2]);
+    SplitTf32(x.w, h[3], l[3]);
+    *reinterpret_cast<uint4*>(tile + offset) = make_uint4(h[0], h[1], h[2], h[3]);
+    *reinterpret_cast<uint4*>(lo + offset) = make_uint4(l[0], l[1], l[2], l[3]);
+  }
 }
 
 __device__ __forceinline__ void SplitFragment(const float (&x)[4], uint32_t (&hi)[4],
@@ -89,9 +108,12 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
   constexpr int kNBlocks = kBlockN / 8;   // n8 tiles of S per warp
   constexpr int kDBlocks = kHeadDim / 8;  // n8 tiles of O per warp
   extern __shared__ __align__(128) unsigned char shared_raw[];
-  float* s_q = reinterpret_cast<float*>(shared_raw);
-  float* s_k = s_q + Tr::kQFloats;  // [2][kBlockN][kStride]
+  float* s_q = reinterpret_cast<float*>(shared_raw);  // hi after the split
+  float* s_q_lo = s_q + Tr::kQFloats;
+  float* s_k = s_q_lo + Tr::kQFloats;  // [2][kBlockN][kStride], hi after the split
   float* s_v = s_k + 2 * Tr::kKvFloats;
+  float* s_k_lo = s_v + 2 * Tr::kKvFloats;  // the current tile's lo parts
+  float* s_v_lo = s_k_lo + Tr::kKvFloats;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
@@ -130,7 +152,7 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
     LoadF32Tile<Tr, kBlockN>(s_v, g_v + k_first * kv_stride, kv_stride, valid);
     CpAsyncCommit();
   }
-  const float* q_frag = s_q + row0 * kStride + t;
+  const int q_frag = row0 * kStride + t;
 
   for (int n = n_begin; n < n_end; ++n) {
     const int buffer = (n - n_begin) & 1;
@@ -145,22 +167,34 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
     CpAsyncCommit();
     CpAsyncWait<1>();
     __syncthreads();
+    float* k_tile = s_k + buffer * Tr::kKvFloats;
+    float* v_tile = s_v + buffer * Tr::kKvFloats;
+    if (n == n_begin) SplitTile<Tr, kBlockM>(s_q, s_q_lo);
+    SplitTile<Tr, kBlockN>(k_tile, s_k_lo);
+    SplitTile<Tr, kBlockN>(v_tile, s_v_lo);
+    __syncthreads();
 
-    // S = Q K^T.
+    // S = Q K^T. The k8 loop stays rolled: unrolled, the kernel overflows
+    // the instruction cache (ncu: "no instruction" was the top stall).
     float s[1][kNBlocks][4];
 #pragma unroll
     for (int j = 0; j < kNBlocks; ++j) s[0][j][0] = s[0][j][1] = s[0][j][2] = s[0][j][3] = 0.f;
-    const float* k_frag = s_k + buffer * Tr::kKvFloats + g * kStride + t;
-#pragma unroll
+    const uint32_t* q_hi = reinterpret_cast<const uint32_t*>(s_q) + q_frag;
+    const uint32_t* q_lo = reinterpret_cast<const uint32_t*>(s_q_lo) + q_frag;
+    const int k_frag = g * kStride + t;
+    const uint32_t* k_hi = reinterpret_cast<const uint32_t*>(k_tile) + k_frag;
+    const uint32_t* k_lo = reinterpret_cast<const uint32_t*>(s_k_lo) + k_frag;
+#pragma unroll 1
     for (int kk = 0; kk < kHeadDim / 8; ++kk) {
-      const float qa[4] = {q_frag[8 * kk], q_frag[8 * kStride + 8 * kk],
-                           q_frag[8 * kk + 4], q_frag[8 * kStride + 8 * kk + 4]};
-      uint32_t a_hi[4], a_lo[4];
-      SplitFragment(qa, a_hi, a_lo);
+      const int c = 8 * kk;
+      const uint32_t a_hi[4] = {q_hi[c], q_hi[8 * kStride + c], q_hi[c + 4],
+                                q_hi[8 * kStride + c + 4]};
+      const uint32_t a_lo[4] = {q_lo[c], q_lo[8 * kStride + c], q_lo[c + 4],
+                                q_lo[8 * kStride + c + 4]};
 #pragma unroll
       for (int j = 0; j < kNBlocks; ++j) {
-        const float* k_row = k_frag + j * 8 * kStride + 8 * kk;
-        Mma3xTf32(s[0][j], a_hi, a_lo, k_row[0], k_row[4]);
+        const int o = j * 8 * kStride + c;
+        Mma3xTf32(s[0][j], a_hi, a_lo, k_hi[o], k_hi[o + 4], k_lo[o], k_lo[o + 4]);
       }
     }
 
@@ -172,7 +206,9 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
     RescaleRows(acc, rescale);
 
     // O += P V, key block j as one k8 step (keys 2t, 2t+1 as columns t, t+4).
-    const float* v_frag = s_v + buffer * Tr::kKvFloats + 2 * t * kStride + g;
+    const int v_frag = 2 * t * kStride + g;
+    const uint32_t* v_hi = reinterpret_cast<const uint32_t*>(v_tile) + v_frag;
+    const uint32_t* v_lo = reinterpret_cast<const uint32_t*>(s_v_lo) + v_frag;
 #pragma unroll
     for (int j = 0; j < kNBlocks; ++j) {
       const float pa[4] = {s[0][j][0], s[0][j][2], s[0][j][1], s[0][j][3]};
@@ -180,11 +216,12 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
       SplitFragment(pa, a_hi, a_lo);
 #pragma unroll
       for (int i = 0; i < kDBlocks; ++i) {
-        const float* v = v_frag + 8 * j * kStride + 8 * i;
-        Mma3xTf32(acc[0][i], a_hi, a_lo, v[0], v[kStride]);
+        const int o = 8 * j * kStride + 8 * i;
+        Mma3xTf32(acc[0][i], a_hi, a_lo, v_hi[o], v_hi[o + kStride], v_lo[o],
+                  v_lo[o + kStride]);
       }
     }
-    __syncthreads();  // every warp is done with `buffer` before it refills
+    __syncthreads();  // every warp is done with `buffer` and the lo tiles
   }
 
   StoreBlockResult<ElementType::kFloat32, kHeadDim>(acc, row_max, row_sum, a, b, h, q0,

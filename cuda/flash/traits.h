@@ -39,26 +39,29 @@ struct ForwardTraits {
 };
 
 // fp32 forward (3xTF32 on mma.sync m16n8k8): four warps of 16 query rows;
-// K/V tiles of kBlockN keys double-buffered. Rows of kHeadDim + 4 floats in
-// shared memory make the scalar fragment loads conflict-free. Two CTAs per
-// SM at either head dim (87 KB at d64, 101 KB at d128).
+// K/V tiles of kBlockN keys double-buffered, split once into tf32 hi (in
+// place) and lo parts (Q's lo for the kernel, K's and V's for the current
+// tile). Rows of kHeadDim + 4 floats in shared memory make the scalar
+// fragment loads conflict-free. 87 KB at d64 (two CTAs per SM), 169 KB at
+// d128 (one).
 template <int kHeadDim_>
 struct F32ForwardTraits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kWarps = 4;
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kBlockM = 16 * kWarps;
-  static constexpr int kBlockN = kHeadDim <= 64 ? 64 : 32;
-  static constexpr int kMinBlocksPerSm = 2;
+  static constexpr int kBlockN = 32;
+  static constexpr int kMinBlocksPerSm = kHeadDim <= 64 ? 2 : 1;
   static constexpr int kStride = kHeadDim + 4;  // floats per shared row
   static constexpr int kQFloats = kBlockM * kStride;
   static constexpr int kKvFloats = kBlockN * kStride;  // one K or V tile
-  static constexpr int kSharedBytes = (kQFloats + 4 * kKvFloats) * 4;
+  // Q hi + lo, 2 x (K, V), K lo, V lo.
+  static constexpr int kSharedBytes = (2 * kQFloats + 6 * kKvFloats) * 4;
 
   static_assert(kHeadDim == 64 || kHeadDim == 128, "fp32 head dims 64, 128");
   static_assert(kStride % 32 == 4, "fragment loads over 32 distinct banks");
   static_assert(kBlockN % 8 == 0, "n8 blocks of S");
-  static_assert(2 * kSharedBytes <= 227 * 1024, "two CTAs per SM");
+  static_assert(kMinBlocksPerSm * kSharedBytes <= 227 * 1024, "CTAs per SM");
 };
 
 // Hopper forward (wgmma): two warpgroups of 64 query rows each; key tiles
