@@ -2,8 +2,8 @@
 // task over the whole sequence on random inputs, timed with CUDA events.
 // Impls: "ringattn" (LaunchForward writing O in the input dtype, the work
 // SDPA does), "ringattn_fused_state" (merging into the fp32 ring state, what
-// a ring step does), "ringattn_mma_sync" (the mma.sync forward and backward,
-// on Hopper where wgmma is the default) and "ringattn_reference" (the
+// a ring step does), "ringattn_mma_sync" and "ringattn_wgmma" (each
+// tensor-core kernel by name, on Hopper) and "ringattn_reference" (the
 // correctness-first kernel). Prints CSV (row, impl, pass, ms, TFLOP/s). bench/kernel_bench.sh runs it
 // beside PyTorch SDPA (bench/torch_sdpa_bench.py) on the same GPU.
 // FLOPs: 4 * b * s * s * h * d, halved for causal.
@@ -194,12 +194,15 @@ int Main(int argc, char** argv) {
       };
       report("ringattn", TimeMs(backward, iterations), "bwd", 2.5);
       if (flash::HopperDevice()) {
-        report("ringattn_mma_sync", TimeMs([&] {
-                 LaunchBackwardDelta(r.dtype, dout, o, delta, r.batch, r.seqlen, r.heads,
-                                     r.head_dim, nullptr);
-                 flash::LaunchFlashBackward(back, nullptr, flash::TensorCoreKernel::kMmaSync);
-               }, iterations),
-               "bwd", 2.5);
+        for (auto [impl, kernel] : {std::pair{"ringattn_mma_sync", flash::TensorCoreKernel::kMmaSync},
+                                    std::pair{"ringattn_wgmma", flash::TensorCoreKernel::kHopper}}) {
+          report(impl, TimeMs([&, kernel = kernel] {
+                   LaunchBackwardDelta(r.dtype, dout, o, delta, r.batch, r.seqlen, r.heads,
+                                       r.head_dim, nullptr);
+                   flash::LaunchFlashBackward(back, nullptr, kernel);
+                 }, iterations),
+                 "bwd", 2.5);
+        }
       }
       report("ringattn", TimeMs([&] {
                LaunchForward(direct, nullptr);

@@ -26,11 +26,10 @@ cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stre
   return DispatchDtypeHeadDim(a.dtype, a.head_dim, [&](auto dtype, auto head_dim) {
     constexpr ElementType E = decltype(dtype)::value;
     constexpr int D = decltype(head_dim)::value;
-    // kAuto: wgmma at d128 on Hopper (H100: 226 vs 181 TFLOP/s at s8192
-    // causal, ahead on every kernel_bench row); at d64 mma.sync is as fast
-    // (144 vs 137), see docs/KERNEL_BENCH.md.
+    // kAuto: wgmma on Hopper (H100, s8192 d128 causal: 339 vs 182 TFLOP/s;
+    // s16384 d64: 243 vs 148), see docs/KERNEL_BENCH.md.
     const bool use_hopper = kernel == TensorCoreKernel::kHopper ||
-                            (kernel == TensorCoreKernel::kAuto && hopper && D == 128);
+                            (kernel == TensorCoreKernel::kAuto && hopper);
     if constexpr (D > 128) {
       return cudaErrorNotSupported;
     } else {

@@ -17,8 +17,8 @@ namespace ringattn::cuda::flash {
 bool FlashBackwardSupports(const BackwardBlockArgs& args);
 
 // Enqueues the task; cudaErrorNotSupported when !FlashBackwardSupports, or
-// for kHopper when !HopperDevice(). kAuto runs the wgmma kernel at head_dim
-// 128 on Hopper, the mma.sync kernel otherwise.
+// for kHopper when !HopperDevice(). kAuto runs the wgmma kernel on Hopper,
+// the mma.sync kernel elsewhere.
 cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stream,
                                 TensorCoreKernel kernel = TensorCoreKernel::kAuto);
 

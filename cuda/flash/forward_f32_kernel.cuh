@@ -46,13 +46,20 @@ __device__ __forceinline__ void MmaTf32(float (&c)[4], const uint32_t (&a)[4], u
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// c += a * b to fp32 accuracy from split operands; the small terms first.
-__device__ __forceinline__ void Mma3xTf32(float (&c)[4], const uint32_t (&a_hi)[4],
-                                          const uint32_t (&a_lo)[4], uint32_t b0_hi,
-                                          uint32_t b1_hi, uint32_t b0_lo, uint32_t b1_lo) {
-  MmaTf32(c, a_lo, b0_hi, b1_hi);
-  MmaTf32(c, a_hi, b0_lo, b1_lo);
-  MmaTf32(c, a_hi, b0_hi, b1_hi);
+// c[j] += a * b[j] to fp32 accuracy for kN n8 blocks, from split operands
+// (b[j] = {b0_hi, b1_hi, b0_lo, b1_lo}); the small terms first. Term-major
+// order keeps kN independent mma between two that share an accumulator
+// (ncu: dependent mma chains were the top stall).
+template <int kN>
+__device__ __forceinline__ void Mma3xTf32(float (&c)[kN][4], const uint32_t (&a_hi)[4],
+                                          const uint32_t (&a_lo)[4],
+                                          const uint32_t (&b)[kN][4]) {
+#pragma unroll
+  for (int j = 0; j < kN; ++j) MmaTf32(c[j], a_lo, b[j][0], b[j][1]);
+#pragma unroll
+  for (int j = 0; j < kN; ++j) MmaTf32(c[j], a_hi, b[j][2], b[j][3]);
+#pragma unroll
+  for (int j = 0; j < kN; ++j) MmaTf32(c[j], a_hi, b[j][0], b[j][1]);
 }
 
 // Splits a tile of kRows rows in shared memory once, for all warps: x's
@@ -108,9 +115,8 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
   constexpr int kNBlocks = kBlockN / 8;   // n8 tiles of S per warp
   constexpr int kDBlocks = kHeadDim / 8;  // n8 tiles of O per warp
   extern __shared__ __align__(128) unsigned char shared_raw[];
-  float* s_q = reinterpret_cast<float*>(shared_raw);  // hi after the split
-  float* s_q_lo = s_q + Tr::kQFloats;
-  float* s_k = s_q_lo + Tr::kQFloats;  // [2][kBlockN][kStride], hi after the split
+  float* s_q = reinterpret_cast<float*>(shared_raw);
+  float* s_k = s_q + Tr::kQFloats;  // [2][kBlockN][kStride], hi after the split
   float* s_v = s_k + 2 * Tr::kKvFloats;
   float* s_k_lo = s_v + 2 * Tr::kKvFloats;  // the current tile's lo parts
   float* s_v_lo = s_k_lo + Tr::kKvFloats;
@@ -169,7 +175,6 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
     __syncthreads();
     float* k_tile = s_k + buffer * Tr::kKvFloats;
     float* v_tile = s_v + buffer * Tr::kKvFloats;
-    if (n == n_begin) SplitTile<Tr, kBlockM>(s_q, s_q_lo);
     SplitTile<Tr, kBlockN>(k_tile, s_k_lo);
     SplitTile<Tr, kBlockN>(v_tile, s_v_lo);
     __syncthreads();
@@ -179,23 +184,28 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
     float s[1][kNBlocks][4];
 #pragma unroll
     for (int j = 0; j < kNBlocks; ++j) s[0][j][0] = s[0][j][1] = s[0][j][2] = s[0][j][3] = 0.f;
-    const uint32_t* q_hi = reinterpret_cast<const uint32_t*>(s_q) + q_frag;
-    const uint32_t* q_lo = reinterpret_cast<const uint32_t*>(s_q_lo) + q_frag;
+    const float* q = s_q + q_frag;
     const int k_frag = g * kStride + t;
     const uint32_t* k_hi = reinterpret_cast<const uint32_t*>(k_tile) + k_frag;
     const uint32_t* k_lo = reinterpret_cast<const uint32_t*>(s_k_lo) + k_frag;
 #pragma unroll 1
     for (int kk = 0; kk < kHeadDim / 8; ++kk) {
       const int c = 8 * kk;
-      const uint32_t a_hi[4] = {q_hi[c], q_hi[8 * kStride + c], q_hi[c + 4],
-                                q_hi[8 * kStride + c + 4]};
-      const uint32_t a_lo[4] = {q_lo[c], q_lo[8 * kStride + c], q_lo[c + 4],
-                                q_lo[8 * kStride + c + 4]};
+      // Q is split per use: a lo copy in shared memory would cost the
+      // third CTA per SM that hides the mma latency.
+      const float qa[4] = {q[c], q[8 * kStride + c], q[c + 4], q[8 * kStride + c + 4]};
+      uint32_t a_hi[4], a_lo[4];
+      SplitFragment(qa, a_hi, a_lo);
+      uint32_t kb[kNBlocks][4];
 #pragma unroll
       for (int j = 0; j < kNBlocks; ++j) {
         const int o = j * 8 * kStride + c;
-        Mma3xTf32(s[0][j], a_hi, a_lo, k_hi[o], k_hi[o + 4], k_lo[o], k_lo[o + 4]);
+        kb[j][0] = k_hi[o];
+        kb[j][1] = k_hi[o + 4];
+        kb[j][2] = k_lo[o];
+        kb[j][3] = k_lo[o + 4];
       }
+      Mma3xTf32(s[0], a_hi, a_lo, kb);
     }
 
     if (tiles.NeedsMask(n)) {
@@ -214,12 +224,16 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
       const float pa[4] = {s[0][j][0], s[0][j][2], s[0][j][1], s[0][j][3]};
       uint32_t a_hi[4], a_lo[4];
       SplitFragment(pa, a_hi, a_lo);
+      uint32_t vb[kDBlocks][4];
 #pragma unroll
       for (int i = 0; i < kDBlocks; ++i) {
         const int o = 8 * j * kStride + 8 * i;
-        Mma3xTf32(acc[0][i], a_hi, a_lo, v_hi[o], v_hi[o + kStride], v_lo[o],
-                  v_lo[o + kStride]);
+        vb[i][0] = v_hi[o];
+        vb[i][1] = v_hi[o + kStride];
+        vb[i][2] = v_lo[o];
+        vb[i][3] = v_lo[o + kStride];
       }
+      Mma3xTf32(acc[0], a_hi, a_lo, vb);
     }
     __syncthreads();  // every warp is done with `buffer` and the lo tiles
   }

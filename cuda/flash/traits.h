@@ -40,10 +40,10 @@ struct ForwardTraits {
 
 // fp32 forward (3xTF32 on mma.sync m16n8k8): four warps of 16 query rows;
 // K/V tiles of kBlockN keys double-buffered, split once into tf32 hi (in
-// place) and lo parts (Q's lo for the kernel, K's and V's for the current
-// tile). Rows of kHeadDim + 4 floats in shared memory make the scalar
-// fragment loads conflict-free. 87 KB at d64 (two CTAs per SM), 169 KB at
-// d128 (one).
+// place) and lo parts (for the current tile); Q is split per use. Rows of
+// kHeadDim + 4 floats in shared memory make the scalar fragment loads
+// conflict-free. 70 KB at d64 (three CTAs per SM: mma.sync tf32 needs the
+// warps to hide its latency), 135 KB at d128 (one).
 template <int kHeadDim_>
 struct F32ForwardTraits {
   static constexpr int kHeadDim = kHeadDim_;
@@ -51,12 +51,12 @@ struct F32ForwardTraits {
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kBlockM = 16 * kWarps;
   static constexpr int kBlockN = 32;
-  static constexpr int kMinBlocksPerSm = kHeadDim <= 64 ? 2 : 1;
+  static constexpr int kMinBlocksPerSm = kHeadDim <= 64 ? 3 : 1;
   static constexpr int kStride = kHeadDim + 4;  // floats per shared row
   static constexpr int kQFloats = kBlockM * kStride;
   static constexpr int kKvFloats = kBlockN * kStride;  // one K or V tile
-  // Q hi + lo, 2 x (K, V), K lo, V lo.
-  static constexpr int kSharedBytes = (2 * kQFloats + 6 * kKvFloats) * 4;
+  // Q, 2 x (K, V), K lo, V lo.
+  static constexpr int kSharedBytes = (kQFloats + 6 * kKvFloats) * 4;
 
   static_assert(kHeadDim == 64 || kHeadDim == 128, "fp32 head dims 64, 128");
   static_assert(kStride % 32 == 4, "fragment loads over 32 distinct banks");
