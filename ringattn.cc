@@ -50,12 +50,24 @@ RankTensor DenseRankTensor(DType dtype, absl::Span<const uint8_t> data,
   return {dtype, data, DenseStrides(local_seqlen, heads, head_dim)};
 }
 
+RankBackendFactory CpuBackendFactory() {
+  return [](const Schedule& schedule, int rank, const AttentionShape& shape, double scale,
+            const RankInputs& inputs) -> absl::StatusOr<std::unique_ptr<RankBackend>> {
+    absl::StatusOr<std::unique_ptr<cpu::CpuRingBackend>> backend =
+        cpu::CpuRingBackend::Create(schedule, rank, shape, scale, inputs);
+    if (!backend.ok()) return backend.status();
+    return std::unique_ptr<RankBackend>(*std::move(backend));
+  };
+}
+
 RingAttention::RingAttention(Communicator& comm, AttentionShape shape,
-                             double scale, std::unique_ptr<Schedule> schedule)
+                             double scale, std::unique_ptr<Schedule> schedule,
+                             RankBackendFactory factory)
     : comm_(comm),
       shape_(shape),
       softmax_scale_(scale),
-      schedule_(std::move(schedule)) {}
+      schedule_(std::move(schedule)),
+      factory_(factory ? std::move(factory) : CpuBackendFactory()) {}
 
 RingAttention::~RingAttention() = default;
 
@@ -81,7 +93,8 @@ absl::StatusOr<std::unique_ptr<RingAttention>> RingAttention::Create(
       Schedule::Build(config.layout, config.mask, shape);
   if (!schedule.ok()) return schedule.status();
   return std::unique_ptr<RingAttention>(new RingAttention(
-      comm, shape, scale, std::make_unique<Schedule>(*std::move(schedule))));
+      comm, shape, scale, std::make_unique<Schedule>(*std::move(schedule)),
+      config.backend));
 }
 
 std::vector<int64_t> RingAttention::PositionIds() const {
@@ -101,9 +114,8 @@ absl::Status RingAttention::Load(const RankTensor& q, const RankTensor& k,
   absl::StatusOr<std::vector<uint8_t>> dv =
       Densify("v", v, q.dtype, b, s, shape_.num_kv_heads, shape_.head_dim);
   if (!dv.ok()) return dv.status();
-  absl::StatusOr<std::unique_ptr<cpu::CpuRingBackend>> backend =
-      cpu::CpuRingBackend::Create(*schedule_, comm_.rank(), shape_,
-                                  softmax_scale_, {q.dtype, *dq, *dk, *dv});
+  absl::StatusOr<std::unique_ptr<RankBackend>> backend =
+      factory_(*schedule_, comm_.rank(), shape_, softmax_scale_, {q.dtype, *dq, *dk, *dv});
   if (!backend.ok()) return backend.status();
   backend_ = *std::move(backend);
   return absl::OkStatus();
@@ -118,7 +130,11 @@ absl::StatusOr<RankForward> RingAttention::Forward(const RankTensor& q,
   }
   absl::StatusOr<RingRunStats> stats = RunRingForward(*schedule_, comm_, *backend_);
   if (!stats.ok()) return stats.status();
-  return RankForward{backend_->out(), backend_->lse(), *stats};
+  absl::StatusOr<std::vector<uint8_t>> out = backend_->Out();
+  if (!out.ok()) return out.status();
+  absl::StatusOr<std::vector<float>> lse = backend_->Lse();
+  if (!lse.ok()) return lse.status();
+  return RankForward{*std::move(out), *std::move(lse), *stats};
 }
 
 absl::StatusOr<RankGrads> RingAttention::Backward(const RankTensor& dout) {
@@ -139,9 +155,9 @@ absl::StatusOr<RankGrads> RingAttention::Backward(const RankTensor& dout) {
       RunRingBackward(*schedule_, comm_, *backend_);
   if (!stats.ok()) return stats.status();
   RankGrads grads;
-  for (auto [dest, grad] : {std::pair{&grads.dq, backend_->dq()},
-                            std::pair{&grads.dk, backend_->dk()},
-                            std::pair{&grads.dv, backend_->dv()}}) {
+  for (auto [dest, grad] : {std::pair{&grads.dq, backend_->Dq()},
+                            std::pair{&grads.dk, backend_->Dk()},
+                            std::pair{&grads.dv, backend_->Dv()}}) {
     if (!grad.ok()) return grad.status();
     *dest = *std::move(grad);
   }

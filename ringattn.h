@@ -33,14 +33,14 @@
 
 namespace ringattn {
 
-namespace cpu {
-class CpuRingBackend;
-}
+// The CPU backend (cpu::CpuRingBackend): the default.
+RankBackendFactory CpuBackendFactory();
 
 struct RingAttentionConfig {
   LayoutSpec layout;          // world must equal the communicator's
   MaskSpec mask;              // cu_seqlens: varlen
   double softmax_scale = 0;   // 0: 1 / sqrt(head_dim)
+  RankBackendFactory backend;  // empty: CpuBackendFactory()
 };
 
 // One rank's local tensor: (local_batch, local_seqlen, heads, head_dim)
@@ -89,7 +89,7 @@ class RingAttention {
 
  private:
   RingAttention(Communicator& comm, AttentionShape shape, double scale,
-                std::unique_ptr<Schedule> schedule);
+                std::unique_ptr<Schedule> schedule, RankBackendFactory factory);
   absl::Status Load(const RankTensor& q, const RankTensor& k,
                     const RankTensor& v);
 
@@ -97,7 +97,8 @@ class RingAttention {
   AttentionShape shape_;
   double softmax_scale_;
   std::unique_ptr<Schedule> schedule_;
-  std::unique_ptr<cpu::CpuRingBackend> backend_;
+  RankBackendFactory factory_;
+  std::unique_ptr<RankBackend> backend_;
 };
 
 // Dense local strides for a (local_batch, local_seqlen, heads, head_dim)

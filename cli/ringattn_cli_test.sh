@@ -47,6 +47,20 @@ expect "run varlen zigzag" 0 "3 documents" -- run --random --check --layout=zigz
   --seqlen=96 --cu_seqlens=0,32,40,96 --num_heads=2 --head_dim=16
 errors_below 1e-5
 
+# --backend=cuda: every layout on virtual ranks where a GPU is, a clear
+# error where none is.
+expect "run bad backend" 1 "--backend is 'tpu'; expected cpu or cuda" -- run --random --backend=tpu
+expect "run negative gpus" 1 "--gpus is -1" -- run --random --backend=cuda --gpus=-1
+if nvidia-smi -L > /dev/null 2>&1; then
+  for layout in ring zigzag stripe llama3; do
+    expect "run cuda $layout" 0 "backward" -- run --random --check --backend=cuda \
+      --layout=$layout --world=4 --seqlen=512 --num_heads=4 --num_kv_heads=2 --head_dim=64
+    errors_below 1e-5
+  done
+else
+  expect "run cuda without a GPU" 1 "no usable CUDA device" -- run --random --backend=cuda
+fi
+
 # .npy round trip: write O, use it as q, k, v and dO of a second run.
 expect "run writes npy" 0 "forward" -- run --random --seqlen=64 --num_heads=2 --head_dim=16 \
   --world=2 --out="$tmp/x.npy" --lse="$tmp/lse.npy" --dq="$tmp/dq.npy"

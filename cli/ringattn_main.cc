@@ -19,6 +19,7 @@
 #include "cli/plan_command.h"
 #include "cli/run_command.h"
 #include "cli/sim_command.h"
+#include "cuda/ring_backend.h"
 #ifdef RINGATTN_WITH_MPI
 #include "comm/mpi_communicator.h"
 #endif
@@ -61,6 +62,10 @@ ABSL_FLAG(std::string, dtype, "",
 ABSL_FLAG(bool, backward, true, "run --random: also run the backward pass");
 ABSL_FLAG(double, softmax_scale, 0, "softmax scale; 0: 1/sqrt(head_dim)");
 ABSL_FLAG(std::string, comm, "threads", "run: threads | mpi (ringattn_mpi)");
+ABSL_FLAG(std::string, backend, "cpu",
+          "run: cpu | cuda (rank r on GPU r % --gpus; more ranks than GPUs are "
+          "virtual ranks sharing one)");
+ABSL_FLAG(int, gpus, 0, "run --backend=cuda: GPUs to use; 0: every visible one");
 ABSL_FLAG(double, timeout_s, 120, "run: seconds a rank waits for a peer");
 ABSL_FLAG(std::string, out, "", "run: write O here (.npy)");
 ABSL_FLAG(std::string, lse, "", "run: write LSE (batch, heads, seqlen) fp32");
@@ -174,6 +179,18 @@ absl::StatusOr<RunOptions> RunFlags() {
   if (!kind.ok()) return kind.status();
   o.config.layout.kind = *kind;
   o.config.softmax_scale = absl::GetFlag(FLAGS_softmax_scale);
+  const std::string backend = absl::GetFlag(FLAGS_backend);
+  const int gpus = absl::GetFlag(FLAGS_gpus);
+  if (gpus < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--gpus is ", gpus, "; expected 0 (every visible GPU) or more"));
+  }
+  if (backend == "cuda") {
+    o.config.backend = cuda::CudaBackendFactory(gpus);
+  } else if (backend != "cpu") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--backend is '", backend, "'; expected cpu or cuda"));
+  }
   const std::string dtype_flag = absl::GetFlag(FLAGS_dtype);
   absl::StatusOr<DType> dtype =
       ParseDType(dtype_flag.empty() ? "float32" : dtype_flag);
@@ -331,8 +348,8 @@ int main(int argc, char** argv) {
       "exact ring attention.\n\nUsage: ringattn plan|run [flags]\n"
       "  plan   which tokens each rank holds and the FLOPs of every rank at "
       "every ring step, with the load imbalance\n"
-      "  run    ring attention over .npy inputs (or --random) on CPU ranks; "
-      "--check compares with the fp64 oracle\n"
+      "  run    ring attention over .npy inputs (or --random) on CPU ranks or "
+      "GPUs (--backend=cuda); --check compares with the fp64 oracle\n"
       "  sim    simulated runs on calibrated GPUs and links: summary, Chrome "
       "trace, --seed_table, sweeps (--sweep_csv, --plot)\n\nTry --helpfull for flags.");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);

@@ -15,6 +15,8 @@
 #define RINGATTN_CORE_RING_DRIVER_H_
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -22,6 +24,7 @@
 #include "core/communicator.h"
 #include "core/dtype.h"
 #include "core/schedule.h"
+#include "core/shapes.h"
 
 namespace ringattn {
 
@@ -87,6 +90,41 @@ class RingBackend {
   virtual absl::Status AddOwnDkv(int64_t head_begin, int64_t head_end,
                                  absl::Span<const uint8_t> dkv) = 0;
 };
+
+// One rank's dense local tensors in host memory, (local_batch,
+// local_seqlen, heads, head_dim) in `dtype`: what Layout::Shard gives.
+struct RankInputs {
+  DType dtype = DType::kFloat32;
+  absl::Span<const uint8_t> q;
+  absl::Span<const uint8_t> k;
+  absl::Span<const uint8_t> v;
+};
+
+// A RingBackend that holds one rank's inputs and hands back its results in
+// host memory: what RingAttention drives, on the CPU (cpu::CpuRingBackend)
+// or a GPU (cuda::CudaRingBackend).
+class RankBackend : public RingBackend {
+ public:
+  // dO (like q, in the input dtype), required before the backward pass.
+  virtual absl::Status SetDout(absl::Span<const uint8_t> dout) = 0;
+  // For a backward pass without a forward on this backend: the forward's
+  // output (like q) and LSE (local_batch, num_heads, local_seqlen).
+  virtual absl::Status SetForwardResult(absl::Span<const uint8_t> out,
+                                        absl::Span<const float> lse) = 0;
+  // After the forward: O in the input dtype and LSE in fp32.
+  virtual absl::StatusOr<std::vector<uint8_t>> Out() = 0;
+  virtual absl::StatusOr<std::vector<float>> Lse() = 0;
+  // After the backward: dQ, dK, dV in the input dtype (like q, k, v).
+  virtual absl::StatusOr<std::vector<uint8_t>> Dq() = 0;
+  virtual absl::StatusOr<std::vector<uint8_t>> Dk() = 0;
+  virtual absl::StatusOr<std::vector<uint8_t>> Dv() = 0;
+};
+
+// Makes one rank's RankBackend from its schedule, rank, global shape,
+// softmax scale and dense local inputs (RingAttentionConfig::backend).
+using RankBackendFactory = std::function<absl::StatusOr<std::unique_ptr<RankBackend>>(
+    const Schedule& schedule, int rank, const AttentionShape& shape, double softmax_scale,
+    const RankInputs& inputs)>;
 
 struct RingRunStats {
   std::vector<double> step_seconds;     // wall time of each step

@@ -159,8 +159,7 @@ class Backend final : public CpuRingBackend {
     }
     state_.out = Upcast<C>(dtype_, out);
     state_.lse.assign(lse.begin(), lse.end());
-    FinishForward();
-    return absl::OkStatus();
+    return FinishForward();
   }
 
   const std::vector<uint8_t>& out() const override { return out_; }

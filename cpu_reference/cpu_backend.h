@@ -19,16 +19,9 @@
 
 namespace ringattn::cpu {
 
-// One rank's dense local tensors, (local_batch, local_seqlen, heads,
-// head_dim) in `dtype`: what Layout::Shard gives each rank.
-struct RankInputs {
-  DType dtype = DType::kFloat32;
-  absl::Span<const uint8_t> q;
-  absl::Span<const uint8_t> k;
-  absl::Span<const uint8_t> v;
-};
+using RankInputs = ::ringattn::RankInputs;
 
-class CpuRingBackend : public RingBackend {
+class CpuRingBackend : public RankBackend {
  public:
   // Errors: InvalidArgument if rank is out of range, `shape` (global) does
   // not match the schedule, the scale is invalid, or a tensor has the wrong
@@ -37,14 +30,6 @@ class CpuRingBackend : public RingBackend {
       const Schedule& schedule, int rank, const AttentionShape& shape,
       double softmax_scale, const RankInputs& inputs);
 
-  // The upstream gradient dO (like q, in the input dtype), required before
-  // the backward pass.
-  virtual absl::Status SetDout(absl::Span<const uint8_t> dout) = 0;
-  // For a backward pass without a forward on this backend: the forward's
-  // output (like q) and LSE (local_batch, num_heads, local_seqlen).
-  virtual absl::Status SetForwardResult(absl::Span<const uint8_t> out,
-                                        absl::Span<const float> lse) = 0;
-
   // After the forward: O in the input dtype and LSE in fp32.
   virtual const std::vector<uint8_t>& out() const = 0;
   virtual const std::vector<float>& lse() const = 0;
@@ -52,6 +37,13 @@ class CpuRingBackend : public RingBackend {
   virtual absl::StatusOr<std::vector<uint8_t>> dq() const = 0;
   virtual absl::StatusOr<std::vector<uint8_t>> dk() const = 0;
   virtual absl::StatusOr<std::vector<uint8_t>> dv() const = 0;
+
+  // RankBackend: copies of the above.
+  absl::StatusOr<std::vector<uint8_t>> Out() final { return out(); }
+  absl::StatusOr<std::vector<float>> Lse() final { return lse(); }
+  absl::StatusOr<std::vector<uint8_t>> Dq() final { return dq(); }
+  absl::StatusOr<std::vector<uint8_t>> Dk() final { return dk(); }
+  absl::StatusOr<std::vector<uint8_t>> Dv() final { return dv(); }
 };
 
 }  // namespace ringattn::cpu

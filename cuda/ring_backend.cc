@@ -218,6 +218,12 @@ class Backend final : public CudaRingBackend {
     return Copy(dout_.get(), dout.data(), bytes, "copying dout to the device");
   }
 
+  absl::Status SetForwardResult(absl::Span<const uint8_t>, absl::Span<const float>) override {
+    return absl::UnimplementedError(
+        "the CUDA backend runs the backward after its own forward; a backward from a given "
+        "out and lse is CPU-only (--backend=cpu)");
+  }
+
   absl::Status StartBackward() override {
     if (!forward_done_) {
       return absl::FailedPreconditionError("backward needs the forward's output: run the forward");
@@ -476,6 +482,24 @@ absl::StatusOr<std::unique_ptr<CudaRingBackend>> CudaRingBackend::Create(
                                            *type, memory, device);
   if (absl::Status s = backend->Init(inputs); !s.ok()) return s;
   return std::unique_ptr<CudaRingBackend>(std::move(backend));
+}
+
+RankBackendFactory CudaBackendFactory(int devices) {
+  return [devices](const Schedule& schedule, int rank, const AttentionShape& shape,
+                   double scale,
+                   const RankInputs& inputs) -> absl::StatusOr<std::unique_ptr<RankBackend>> {
+    absl::StatusOr<int> visible = DeviceCount();
+    if (!visible.ok()) return visible.status();
+    if (devices > *visible) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          devices, " GPUs asked for; this machine has ", *visible));
+    }
+    const int n = devices > 0 ? devices : *visible;
+    absl::StatusOr<std::unique_ptr<CudaRingBackend>> backend = CudaRingBackend::Create(
+        schedule, rank, shape, scale, inputs, RingBufferMemory::kManaged, rank % n);
+    if (!backend.ok()) return backend.status();
+    return std::unique_ptr<RankBackend>(*std::move(backend));
+  };
 }
 
 }  // namespace ringattn::cuda

@@ -26,18 +26,11 @@
 
 namespace ringattn::cuda {
 
-// One rank's dense local tensors in host memory, (local_batch,
-// local_seqlen, heads, head_dim) in `dtype`: what Layout::Shard gives.
-struct HostRankInputs {
-  DType dtype = DType::kFloat32;
-  absl::Span<const uint8_t> q;
-  absl::Span<const uint8_t> k;
-  absl::Span<const uint8_t> v;
-};
+using HostRankInputs = ::ringattn::RankInputs;
 
 enum class RingBufferMemory { kDevice, kManaged };
 
-class CudaRingBackend : public RingBackend {
+class CudaRingBackend : public RankBackend {
  public:
   // Copies the inputs to `device`. Errors: InvalidArgument for a bad rank,
   // shape, scale, byte size or dtype (float64 is CPU-only), Unavailable
@@ -47,18 +40,15 @@ class CudaRingBackend : public RingBackend {
       double softmax_scale, const HostRankInputs& inputs,
       RingBufferMemory memory = RingBufferMemory::kDevice, int device = 0);
 
-  // dO (like q, input dtype), required before the backward pass.
-  virtual absl::Status SetDout(absl::Span<const uint8_t> dout) = 0;
-
-  // After the forward: O in the input dtype and LSE (local_batch,
-  // num_heads, local_seqlen), copied to the host.
-  virtual absl::StatusOr<std::vector<uint8_t>> Out() = 0;
-  virtual absl::StatusOr<std::vector<float>> Lse() = 0;
-  // After the backward: dQ, dK, dV in the input dtype.
-  virtual absl::StatusOr<std::vector<uint8_t>> Dq() = 0;
-  virtual absl::StatusOr<std::vector<uint8_t>> Dk() = 0;
-  virtual absl::StatusOr<std::vector<uint8_t>> Dv() = 0;
+  // RankBackend. SetForwardResult is Unimplemented: the CUDA backend runs
+  // the backward after its own forward (its fp32 O and LSE stay on the GPU).
 };
+
+// RingAttention's factory for this backend: rank r on device r % devices
+// (devices <= 0: every visible GPU), ring buffers in managed memory so that
+// the thread communicator (one host thread per rank) moves them. More ranks
+// than GPUs are virtual ranks sharing a GPU.
+RankBackendFactory CudaBackendFactory(int devices = 0);
 
 }  // namespace ringattn::cuda
 
