@@ -29,16 +29,18 @@ struct Anchor {
       internode_latency_us;
 };
 
-// H100: PyTorch SDPA flash backend measured by bench/kernel_bench.sh on an
-// H100 (docs/KERNEL_BENCH.md: 316.8 fwd, 197.4 bwd at s8192 h32 d128
-// causal). H200: the same backend on H200 (DESIGN.md anchors, 314 fwd / 268
-// bwd). Both until our own kernels are measured. H800 and A100: ring-flash-attention's single-GPU rows
+// H100: our kernels as a ring step runs them, measured by
+// bench/kernel_bench.sh on an H100 (docs/KERNEL_BENCH.md, 2026-11-23 third
+// session: wgmma forward merging into the fp32 state 325.3, wgmma backward
+// 336.8 TFLOP/s at s8192 h32 d128 causal). H200: PyTorch SDPA's flash
+// backend on H200 (DESIGN.md anchors, 314 fwd / 268 bwd) until our kernels
+// are measured there. H800 and A100: ring-flash-attention's single-GPU rows
 // (flash_attn, b1 s8192 h32 d128 causal: 591.5 / 154.7 iter/s fwd / fwd+bwd
 // on H800; 373.4 / 94.7 on A100) turned into TFLOP/s. Links: NVLink per
 // direction (H100/H200 450 GB/s peak, measured 280-305 GB/s in NCCL rings;
 // H800 NVLink 200 GB/s; A100 300 GB/s), 400 Gb/s IB per GPU across nodes.
 constexpr Anchor kAnchors[] = {
-    {"h100", 316.8, 197.4, 5, 3350, 290, 10, 45, 20},
+    {"h100", 325.3, 336.8, 5, 3350, 290, 10, 45, 20},
     {"h200", 314, 268, 5, 4800, 290, 10, 45, 20},
     {"h800", 325.2, 288.0, 5, 3350, 170, 10, 45, 20},
     {"a100", 205.3, 174.4, 5, 2039, 240, 10, 22, 20},
