@@ -87,8 +87,9 @@ ABSL_FLAG(int, gpus_per_node, 0, "sim: GPUs per node; 0: world / nodes");
 ABSL_FLAG(double, link_GBps, 0, "sim: override the NVLink GB/s per direction");
 ABSL_FLAG(double, link_latency_us, -1, "sim: override the link latency");
 ABSL_FLAG(double, internode_GBps, 0, "sim: override the inter-node GB/s per GPU");
-ABSL_FLAG(bool, separate_merge, false,
-          "sim: model ring-flash-attention's merge pass after every block");
+ABSL_FLAG(bool, seed_implementation, false,
+          "sim: model ring-flash-attention's implementation (separate merge "
+          "passes, slice and index copies, host syncs) instead of ours");
 ABSL_FLAG(std::string, trace, "", "sim: write a Chrome trace JSON here");
 ABSL_FLAG(bool, seed_table, false,
           "sim: compare with ring-flash-attention's 8xH800 table");
@@ -283,7 +284,7 @@ absl::StatusOr<std::string> Sim() {
   if (!dtype.ok()) return dtype.status();
   o.dtype = *dtype;
   o.backward = absl::GetFlag(FLAGS_backward);
-  o.separate_merge = absl::GetFlag(FLAGS_separate_merge);
+  o.seed_implementation = absl::GetFlag(FLAGS_seed_implementation);
   const int nodes = absl::GetFlag(FLAGS_nodes);
   o.gpus_per_node = absl::GetFlag(FLAGS_gpus_per_node);
   if (o.gpus_per_node == 0 && nodes > 1) {

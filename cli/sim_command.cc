@@ -39,7 +39,7 @@ constexpr int kSeedWorld = 8;
 constexpr int64_t kSeedTokens = 8192;
 
 sim::SimOptions SeedOptions(const sim::Calibration& c, LayoutKind kind,
-                            bool backward, bool separate_merge) {
+                            bool backward, bool seed_implementation) {
   sim::SimOptions o;
   o.layout = {.kind = kind, .world = kSeedWorld};
   if (kind == LayoutKind::kLlama3) o.layout.kv_heads_per_group = 4;
@@ -48,7 +48,7 @@ sim::SimOptions SeedOptions(const sim::Calibration& c, LayoutKind kind,
   o.dtype = DType::kBFloat16;
   o.backward = backward;
   o.calibration = c;
-  o.separate_merge = separate_merge;
+  o.seed_implementation = seed_implementation;
   return o;
 }
 

@@ -119,6 +119,7 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
     else if (f[0] == "internode_GBps") c.internode_gbps = value;
     else if (f[0] == "internode_latency_us") c.internode_latency_us = value;
     else if (f[0] == "partial_block_factor") c.partial_block_factor = value;
+    else if (f[0] == "host_sync_us") c.host_sync_us = value;
     else return LineError(line_number, raw, "unknown key");
   }
   for (int pass = 0; pass < 2; ++pass) {
@@ -154,6 +155,7 @@ std::string Calibration::Serialize() const {
       link_latency_us, "\ninternode_GBps ", internode_gbps,
       "\ninternode_latency_us ", internode_latency_us,
       "\npartial_block_factor ", partial_block_factor,
+      "\nhost_sync_us ", host_sync_us,
       "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& [d, curve] : rates[pass]) {
@@ -167,7 +169,7 @@ std::string Calibration::Serialize() const {
 }
 
 double Calibration::Tflops(bool backward, int64_t head_dim, int64_t rows_q,
-                           int64_t rows_k, bool partial) const {
+                           int64_t rows_k, double density) const {
   const auto& table = rates[backward ? 1 : 0];
   auto it = table.lower_bound(head_dim);
   if (it == table.end()) {
@@ -191,7 +193,9 @@ double Calibration::Tflops(bool backward, int64_t head_dim, int64_t rows_q,
       }
     }
   }
-  return partial ? rate * partial_block_factor : rate;
+  if (density >= 1) return rate;
+  const double t = std::max(0.0, (density - 0.5) / 0.5);
+  return rate * (partial_block_factor + t * (1 - partial_block_factor));
 }
 
 }  // namespace ringattn::sim

@@ -10,7 +10,8 @@
 //   link_latency_us 12
 //   internode_GBps 25        # per GPU across nodes
 //   internode_latency_us 25
-//   partial_block_factor 0.9 # rate of blocks the mask cuts, vs full ones
+//   host_sync_us 20          # GPU idle after a host synchronization
+//   partial_block_factor 0.9 # rate of a causal (half-density) block vs a full one
 //   rate fwd 128 8192 361    # pass, head_dim, block side (tokens), TFLOP/s
 // Rates are for full (unmasked) square blocks; between block sides the
 // rate is interpolated linearly in log(side), beyond them held; a block of
@@ -38,10 +39,14 @@ class Calibration {
   static absl::StatusOr<Calibration> Load(const std::string& path);
   std::string Serialize() const;
 
-  // TFLOP/s of a block of rows_q x rows_k for `head_dim`; `partial` when the
-  // mask cuts the block (a diagonal or window block).
+  // TFLOP/s of a block of rows_q x rows_k for `head_dim` whose mask allows
+  // the fraction `density` of its pairs. A cut block runs slower per FLOP
+  // (diagonal tiles do masked work, rows have unequal work): a causal block
+  // (density <= 1/2) at partial_block_factor x the full rate, between 1/2
+  // and 1 linearly towards the full rate (a block mostly full, as the last
+  // rank's in llama3, runs nearly like a full one).
   double Tflops(bool backward, int64_t head_dim, int64_t rows_q,
-                int64_t rows_k, bool partial) const;
+                int64_t rows_k, double density) const;
 
   std::string gpu = "custom";
   double launch_us = 5;
@@ -51,6 +56,10 @@ class Calibration {
   double internode_gbps = 25;
   double internode_latency_us = 25;
   double partial_block_factor = 0.9;
+  // The GPU's idle time after the host waits for it (PyTorch eager: the
+  // wait's round trip plus dispatching the next op; used for the seed's
+  // implementation, whose boolean-mask indexing synchronizes).
+  double host_sync_us = 20;
   // rates[pass][head_dim] = sorted (block side, TFLOP/s); pass 0 fwd, 1 bwd.
   std::map<int64_t, std::vector<std::pair<double, double>>> rates[2];
 };

@@ -242,10 +242,11 @@ TaskCost CostOf(const BlockTask& task, const Schedule& schedule, int rank,
   const double heads =
       static_cast<double>(s.group_size() * (task.kv_head_end - task.kv_head_begin));
   const double flops = 4.0 * pairs * heads * s.head_dim * (backward ? 2.5 : 1.0);
-  const bool partial = pairs < (b1 - b0) * task.q.length * task.k.length;
+  const double density =
+      static_cast<double>(pairs) / ((b1 - b0) * task.q.length * task.k.length);
   const double rate = 1e12 * o.calibration.Tflops(
                                  backward, s.head_dim, task.q.length,
-                                 task.k.length, partial);
+                                 task.k.length, density);
   return {flops, flops / rate + 1e-6 * o.calibration.launch_us};
 }
 
@@ -289,13 +290,10 @@ class SimBackend : public RingBackend {
   }
 
   absl::Status ForwardStep(absl::Span<const BlockTask> tasks,
-                           const KvBlock&) override {
+                           const KvBlock& kv) override {
     Run(tasks, false);
-    // ring-flash-attention's _update_out_and_lse, per element of O: the
-    // bf16 block output cast to fp32 (read 2, write 4), out - block_out
-    // (read 8, write 4), sigmoid(...) * that (read 4, write 4), out - that
-    // (read 8, write 4): 38 bytes through HBM.
-    if (o_.separate_merge) Memory("merge O", q_elements_ * 38);
+    if (o_.seed_implementation) SeedPasses(tasks, kv, false, forward_step_);
+    ++forward_step_;
     return absl::OkStatus();
   }
   absl::Status FinishForward() override {
@@ -311,13 +309,8 @@ class SimBackend : public RingBackend {
   absl::Status BackwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv,
                             absl::Span<uint8_t>) override {
     Run(tasks, true);
-    if (o_.separate_merge) {
-      // The block's bf16 dQ, dK, dV cast and added into fp32 accumulators
-      // (read 2, write 4; read 8, write 4): 18 bytes per element.
-      Memory("merge dQ dK dV",
-             (q_elements_ + KvElements(kv.head_begin, kv.head_end) * kv.ranks) *
-                 18);
-    }
+    if (o_.seed_implementation) SeedPasses(tasks, kv, true, backward_step_);
+    ++backward_step_;
     return absl::OkStatus();
   }
   absl::Status AddOwnDkv(int64_t head_begin, int64_t head_end,
@@ -346,6 +339,78 @@ class SimBackend : public RingBackend {
       ++clock_->tasks;
     }
   }
+  // ring-flash-attention's work around the kernel call of one step, counted
+  // from its code (ring_flash_attn/{ring,zigzag_ring,stripe}_flash_attn.py,
+  // zigzag_ring_flash_attn_varlen.py, llama3_flash_attn_varlen.py, utils.py)
+  // in bytes through HBM, with Q and KV the elements of q and of k + v:
+  //   merge O (update_out_and_lse): the bf16 block output cast to fp32
+  //     (r2 w4), out - block_out (r8 w4), sigmoid(...) * that (r4 w4),
+  //     out - that (r8 w4): 38 B per element merged; the first step only
+  //     casts (6 B)
+  //   zigzag, step > rank: only the second half of q computes, and its O
+  //     and LSE are a slice: merged (38 B) and written back (out[slice] =,
+  //     8 B) per element of the half; varlen gathers them by a boolean index
+  //     instead (out[half_index1]: 8 B more) and scatters them back
+  //   zigzag varlen, 0 < step <= rank: k[half_index0], v[half_index0]
+  //     gather the first halves (r2 w2 per element of the half)
+  //   stripe, step > rank: q[:, 1:] against k[:, :-1]; O written back (8 B)
+  //   backward: dq += block_dq (fp32 += bf16: r4 r2 w4, 10 B), dk, dv alike,
+  //     the first step casts (6 B); zigzag adds half of dK/dV (step <= rank)
+  //     or of dQ (step > rank); varlen zigzag through boolean indices
+  //   llama3: no merge (one call per head group over all gathered keys);
+  //     backward copies each group's K/V into a contiguous buffer and its
+  //     dK/dV out of one (r2 w2 each, 8 B per element)
+  // Boolean-mask indexing with the seed's host-side masks copies the index
+  // to the GPU with a blocking copy, so the host waits for the GPU, and the
+  // GPU idles while the host dispatches the next ops: host_sync_us each.
+  // Steps without tasks (the contiguous ring, causal, past the diagonal)
+  // do nothing in the seed.
+  void SeedPasses(absl::Span<const BlockTask> tasks, const KvBlock& kv,
+                  bool backward, int step) {
+    if (tasks.empty()) return;
+    const Layout& layout = schedule_.layout();
+    const int r = layout.RingRank(rank_);
+    const bool varlen = layout.varlen();
+    const int64_t q = q_elements_;
+    const int64_t all_kv = KvElements(0, o_.shape.num_kv_heads);
+    int64_t bytes = 0;
+    int syncs = 0;
+    switch (layout.kind()) {
+      case LayoutKind::kLlama3:
+        if (backward) bytes = 8 * KvElements(kv.head_begin, kv.head_end);
+        break;
+      case LayoutKind::kRing:
+        bytes = step == 0 ? 6 * (q + (backward ? all_kv : 0))
+                          : backward ? 10 * (q + all_kv) : 38 * q;
+        break;
+      case LayoutKind::kStripe:
+        bytes = step == 0 ? 6 * (q + (backward ? all_kv : 0))
+                : backward ? 10 * (q + all_kv)
+                           : 38 * q + (step > r ? 8 * q : 0);
+        break;
+      case LayoutKind::kZigzag:
+        if (step == 0) {
+          bytes = 6 * (q + (backward ? all_kv : 0));
+        } else if (step <= r) {
+          bytes = backward ? 10 * q + 10 * all_kv / 2 : 38 * q;
+          if (varlen) {
+            bytes += 2 * all_kv;  // k[half_index0], v[half_index0]
+            syncs += 2;
+            if (backward) syncs += 2;  // dk[half_index0] +=, dv alike
+          }
+        } else {
+          bytes = backward ? 10 * q / 2 + 10 * all_kv
+                           : (38 + (varlen ? 16 : 8)) * q / 2;
+          if (varlen) syncs += backward ? 1 : 4;  // out, lse: gather, scatter
+        }
+        break;
+    }
+    if (bytes > 0) Memory(backward ? "seed: merge dQ dK dV" : "seed: merge O", bytes);
+    if (syncs > 0) {
+      Busy(syncs * 1e-6 * o_.calibration.host_sync_us, "seed: host syncs",
+           [&] { return absl::StrCat("\"syncs\": ", syncs); });
+    }
+  }
   void Memory(const char* what, int64_t bytes) {
     Busy(bytes / (1e9 * o_.calibration.hbm_gbps) + 1e-6 * o_.calibration.launch_us,
          what, [&] { return absl::StrCat("\"bytes\": ", bytes); });
@@ -365,6 +430,7 @@ class SimBackend : public RingBackend {
   RankClock* clock_;
   int64_t rows_ = 0, batch_ = 0, q_elements_ = 0;
   int64_t base_bytes_ = 0, backward_bytes_ = 0;
+  int forward_step_ = 0, backward_step_ = 0;
   std::map<int, int64_t> slots_;
 };
 

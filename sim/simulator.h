@@ -40,9 +40,12 @@ struct SimOptions {
   bool backward = true;
   Calibration calibration;
   int gpus_per_node = 0;  // 0: all ranks on one node
-  // Model ring-flash-attention's implementation: each block's output comes
-  // back from the kernel and is merged in a separate pass through HBM.
-  bool separate_merge = false;
+  // Model ring-flash-attention's implementation instead of ours: every
+  // block's output comes back from the kernel and is merged in separate
+  // passes through HBM, its slices and index gathers copy, boolean-mask
+  // indexing synchronizes the host (the GPU idles host_sync_us), and
+  // llama3 all-gathers without overlap (see SeedStepCost in simulator.cc).
+  bool seed_implementation = false;
   bool trace = false;
 };
 

@@ -8,6 +8,7 @@ namespace ringattn::sim {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // A flat rate, free launches and (unless asked) free links: pure FLOPs.
 Calibration Flat(double link_gbps = 1e12, double latency_us = 0) {
@@ -100,14 +101,49 @@ TEST(SimulatorTest, Llama3AndMultiNode) {
               HasSubstr("gpus_per_node 3 does not divide world 8"));
 }
 
+TEST(SimulatorTest, SeedImplementationAddsItsPassesAndHostSyncs) {
+  SimOptions o = Options(LayoutKind::kZigzag, 4, 8192);
+  o.mask.cu_seqlens = {0, 4096, 8192};
+  o.backward = true;
+  o.trace = true;
+  o.calibration.hbm_gbps = 1000;
+  o.calibration.host_sync_us = 100;
+  const SimResult ours = *Simulate(o);
+  o.seed_implementation = true;
+  const SimResult seed = *Simulate(o);
+  EXPECT_THAT(seed.trace_json, HasSubstr("\"name\": \"seed: merge O\""));
+  EXPECT_THAT(seed.trace_json, HasSubstr("\"name\": \"seed: host syncs\""));
+  EXPECT_THAT(ours.trace_json, Not(HasSubstr("seed:")));
+  // At steps 1..3, ring rank r gathers K/V halves when step <= r (2 syncs
+  // forward, 4 backward) and the second half of O otherwise (4 forward,
+  // 1 backward): ranks 0..3 sync 15, 16, 17 and 18 times.
+  int syncs = 0;
+  for (size_t at = 0; (at = seed.trace_json.find("\"syncs\": ", at)) !=
+                      std::string::npos;) {
+    at += 9;
+    syncs += std::stoi(seed.trace_json.substr(at));
+  }
+  EXPECT_EQ(syncs, 15 + 16 + 17 + 18);
+  EXPECT_GT(seed.iteration_s, ours.iteration_s + 15 * 100e-6);
+}
+
+TEST(CalibrationTest, CutBlocksSlowDownWithTheirMaskedShare) {
+  Calibration c = Flat();
+  c.partial_block_factor = 0.8;
+  EXPECT_NEAR(c.Tflops(false, 128, 64, 64, 1.0), 100, 1e-9);
+  EXPECT_NEAR(c.Tflops(false, 128, 64, 64, 0.5), 80, 1e-9);
+  EXPECT_NEAR(c.Tflops(false, 128, 64, 64, 0.25), 80, 1e-9);
+  EXPECT_NEAR(c.Tflops(false, 128, 64, 64, 0.75), 90, 1e-9);
+}
+
 TEST(CalibrationTest, RoundTripsAndRejectsBadLines) {
   const Calibration h200 = *Calibration::Builtin("h200");
   const Calibration back = *Calibration::Parse(h200.Serialize());
-  EXPECT_NEAR(back.Tflops(false, 128, 8192, 8192, true),
-              h200.Tflops(false, 128, 8192, 8192, true), 1e-6);
-  EXPECT_NEAR(h200.Tflops(false, 128, 8192, 8192, true), 314, 0.5);
-  EXPECT_LT(h200.Tflops(false, 128, 1024, 1024, false),
-            h200.Tflops(false, 128, 4096, 4096, false));
+  EXPECT_NEAR(back.Tflops(false, 128, 8192, 8192, 0.5),
+              h200.Tflops(false, 128, 8192, 8192, 0.5), 1e-6);
+  EXPECT_NEAR(h200.Tflops(false, 128, 8192, 8192, 0.5), 314, 0.5);
+  EXPECT_LT(h200.Tflops(false, 128, 1024, 1024, 1.0),
+            h200.Tflops(false, 128, 4096, 4096, 1.0));
   EXPECT_THAT(Calibration::Parse("rate fwd 128 x 3").status().message(),
               HasSubstr("calibration line 1 'rate fwd 128 x 3'"));
   EXPECT_THAT(Calibration::Parse("speed 3").status().message(),
