@@ -2,7 +2,16 @@
 // implementations (threads, MPI, NCCL, simulated links) live in comm/.
 //
 // Point-to-point messages between two ranks with the same tag arrive in the
-// order they were sent. Collectives are built on Send/Recv here, so every
+// order they were sent. Device communicators (NCCL) match messages between
+// two ranks in issue order whatever their tags, so every pair of ranks must
+// issue its sends and receives in the same order, and sends and receives
+// that must progress together go in one batch (StartBatch/EndBatch).
+//
+// Buffers may be host memory, or device memory for a device communicator
+// bound to the rank's compute stream: there an operation starts after the
+// work enqueued on that stream before it, and Wait orders the stream's
+// later work after the transfer without blocking the host (the host runs
+// ahead; Synchronize bounds it). Collectives are built on Send/Recv here, so every
 // implementation gets them; every member of `group` must call a collective
 // with the same group and sizes.
 #ifndef RINGATTN_CORE_COMMUNICATOR_H_
@@ -51,6 +60,18 @@ class Communicator {
   // Tells every rank to stop: their pending and later operations fail with
   // Aborted naming this rank and `reason`. Never blocks.
   virtual void Abort(const absl::Status& reason) = 0;
+
+  // Sends and receives between StartBatch and EndBatch are issued together
+  // (an NCCL group), so a ring's send to the next rank and receive from the
+  // previous one cannot wait on each other. Requests of a batch are waited
+  // after EndBatch. Host communicators issue at once and ignore batches.
+  virtual void StartBatch() {}
+  virtual void EndBatch() {}
+  // Waits until everything this rank issued (transfers and, for a device
+  // communicator, the compute stream's work) has completed, at most the
+  // communicator's timeout. Errors: DeadlineExceeded (the communicator is
+  // then aborted), Aborted, Internal for a transport error.
+  virtual absl::Status Synchronize() { return absl::OkStatus(); }
 
   // Starts gathering every member's `send` into `recv` (member i's bytes at
   // i * send.size()). Wait on the returned request before using `recv`.

@@ -114,8 +114,10 @@ absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
         const Clock::time_point start = Clock::now();
         std::vector<std::unique_ptr<Communicator::Request>> transfers;
         if (step + 1 < ring_size) {
+          comm.StartBatch();
           transfers.push_back(comm.Send(schedule.NextRank(rank), kTagKv, cur));
           transfers.push_back(comm.Recv(schedule.PrevRank(rank), kTagKv, next));
+          comm.EndBatch();
         }
         absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
         if (!tasks.ok()) return tasks.status();
@@ -170,7 +172,8 @@ absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
         stats.step_seconds.push_back(Seconds(start));
       }
     }
-    return backend.FinishForward();
+    if (absl::Status s = backend.FinishForward(); !s.ok()) return s;
+    return comm.Synchronize();
   });
 }
 
@@ -198,21 +201,28 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
         *span = *buffer;
       }
       if (absl::Status s = backend.PackKv(0, heads, kv); !s.ok()) return s;
-      // The partial sum sent at the previous step, still in flight.
-      std::unique_ptr<Communicator::Request> sending;
+      // Each step's transfers go in one batch, in the same order on every
+      // rank: the previous rank's partial sum for this step's source comes
+      // in while this rank's finished sum from the previous step goes out
+      // (a send issued alone after the compute would wait, on a device
+      // communicator's stream, for a receive queued behind it), then the
+      // K/V pass.
       for (int step = 0; step < steps; ++step) {
         const Clock::time_point start = Clock::now();
         std::vector<std::unique_ptr<Communicator::Request>> transfers;
+        std::unique_ptr<Communicator::Request> partial;
+        comm.StartBatch();
+        if (step > 0) {
+          partial = comm.Recv(schedule.PrevRank(rank), kTagDkv, incoming);
+          transfers.push_back(
+              comm.Send(schedule.NextRank(rank), kTagDkv, local[(step - 1) % 2]));
+        }
         if (step + 1 < ring_size) {
           transfers.push_back(comm.Send(schedule.NextRank(rank), kTagKv, kv));
           transfers.push_back(
               comm.Recv(schedule.PrevRank(rank), kTagKv, kv_next));
         }
-        // The previous rank's partial sum for this step's source.
-        std::unique_ptr<Communicator::Request> partial;
-        if (step > 0) {
-          partial = comm.Recv(schedule.PrevRank(rank), kTagDkv, incoming);
-        }
+        comm.EndBatch();
         absl::Span<uint8_t> mine = local[step % 2];
         absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
         if (!tasks.ok()) return tasks.status();
@@ -228,22 +238,24 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
           }
         }
         stats.compute_seconds.push_back(Seconds(start));
-        // `mine` was last sent two steps ago; that send is complete.
-        if (sending != nullptr) transfers.push_back(std::move(sending));
-        if (ring_size > 1) {
-          sending = comm.Send(schedule.NextRank(rank), kTagDkv, mine);
-        }
         if (absl::Status s = WaitAll(transfers); !s.ok()) return s;
         std::swap(kv, kv_next);
         stats.step_seconds.push_back(Seconds(start));
       }
-      if (ring_size == 1) return backend.AddOwnDkv(0, heads, local[0]);
+      if (ring_size == 1) {
+        if (absl::Status s = backend.AddOwnDkv(0, heads, local[0]); !s.ok()) return s;
+        return comm.Synchronize();
+      }
       // The completed sum of this rank's own K/V comes home.
       std::vector<std::unique_ptr<Communicator::Request>> last;
-      last.push_back(std::move(sending));
+      comm.StartBatch();
       last.push_back(comm.Recv(schedule.PrevRank(rank), kTagDkv, incoming));
+      last.push_back(
+          comm.Send(schedule.NextRank(rank), kTagDkv, local[(steps - 1) % 2]));
+      comm.EndBatch();
       if (absl::Status s = WaitAll(last); !s.ok()) return s;
-      return backend.AddOwnDkv(0, heads, incoming);
+      if (absl::Status s = backend.AddOwnDkv(0, heads, incoming); !s.ok()) return s;
+      return comm.Synchronize();
     }
     // All-gather: the next head group's K/V is gathered while this one
     // computes, as in the forward.
@@ -312,7 +324,7 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
       std::swap(cur, next);
       stats.step_seconds.push_back(Seconds(start));
     }
-    return absl::OkStatus();
+    return comm.Synchronize();
   });
 }
 
