@@ -19,6 +19,8 @@
 #include "cli/plan_command.h"
 #include "cli/run_command.h"
 #include "cli/sim_command.h"
+#include "cli/cuda_run.h"
+#include "cuda/device.h"
 #include "cuda/ring_backend.h"
 #ifdef RINGATTN_WITH_MPI
 #include "comm/mpi_communicator.h"
@@ -61,7 +63,17 @@ ABSL_FLAG(std::string, dtype, "",
           "float32; sim: default bfloat16)");
 ABSL_FLAG(bool, backward, true, "run --random: also run the backward pass");
 ABSL_FLAG(double, softmax_scale, 0, "softmax scale; 0: 1/sqrt(head_dim)");
-ABSL_FLAG(std::string, comm, "threads", "run: threads | mpi (ringattn_mpi)");
+ABSL_FLAG(std::string, comm, "auto",
+          "run: auto | threads | device | nccl | nccl_env | mpi. threads: host "
+          "mailboxes (CPU backend; CUDA with managed memory); device: CUDA ranks as "
+          "threads, any number per GPU, cudaMemcpyAsync between them; nccl: one "
+          "thread per GPU; nccl_env: this process is one rank of a torchrun/Slurm "
+          "launch (with --nccl_id_file); mpi: ringattn_mpi under mpirun. auto: "
+          "threads for cpu; for cuda nccl when every rank has its own GPU (2+), "
+          "else device");
+ABSL_FLAG(std::string, nccl_id_file, "",
+          "run --comm=nccl_env: a fresh path every process sees; rank 0 writes the "
+          "NCCL id there");
 ABSL_FLAG(std::string, backend, "cpu",
           "run: cpu | cuda (rank r on GPU r % --gpus; more ranks than GPUs are "
           "virtual ranks sharing one)");
@@ -223,11 +235,32 @@ absl::StatusOr<std::string> Run(int* argc, char*** argv) {
   absl::StatusOr<RunOptions> options = RunFlags();
   if (!options.ok()) return options.status();
   const absl::Duration timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_s));
-  const std::string comm = absl::GetFlag(FLAGS_comm);
+  std::string comm = absl::GetFlag(FLAGS_comm);
+  const bool on_gpu = absl::GetFlag(FLAGS_backend) == "cuda";
+  if (comm == "auto") {
+    comm = "threads";
+    if (on_gpu) {
+      absl::StatusOr<int> visible = cuda::DeviceCount();
+      if (!visible.ok()) return visible.status();
+      const int gpus = absl::GetFlag(FLAGS_gpus) > 0 ? absl::GetFlag(FLAGS_gpus) : *visible;
+      comm = gpus >= 2 && options->config.layout.world <= gpus ? "nccl" : "device";
+    }
+  }
   if (comm == "threads") return RunThreads(*options, timeout);
+  if (comm == "device" || comm == "nccl" || comm == "nccl_env") {
+    if (!on_gpu) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--comm=", comm, " moves device buffers; expected --backend=cuda"));
+    }
+    if (comm == "nccl_env") {
+      return RunCudaProcess(*options, absl::GetFlag(FLAGS_nccl_id_file), timeout);
+    }
+    return RunCudaThreads(*options, comm == "nccl" ? CudaComm::kNccl : CudaComm::kDeviceCopy,
+                          absl::GetFlag(FLAGS_gpus), timeout);
+  }
   if (comm != "mpi") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--comm is '", comm, "'; expected threads or mpi"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--comm is '", comm, "'; expected auto, threads, device, nccl, nccl_env or mpi"));
   }
 #ifdef RINGATTN_WITH_MPI
   absl::StatusOr<std::unique_ptr<comm::MpiCommunicator>> mpi =

@@ -18,10 +18,17 @@
 namespace ringattn::cuda {
 namespace {
 
-// Device (or managed) memory, freed with the object.
+// Bytes allocated now and at most.
+struct MemoryMeter {
+  int64_t current = 0;
+  int64_t peak = 0;
+};
+
+// Device (or managed) memory, freed with the object, counted by a meter.
 class DeviceMemory {
  public:
   DeviceMemory() = default;
+  explicit DeviceMemory(MemoryMeter* meter) : meter_(meter) {}
   DeviceMemory(const DeviceMemory&) = delete;
   DeviceMemory& operator=(const DeviceMemory&) = delete;
   ~DeviceMemory() { Free(); }
@@ -38,13 +45,21 @@ class DeviceMemory {
     }
     data_ = p;
     bytes_ = bytes;
+    if (meter_ != nullptr) {
+      meter_->current += bytes;
+      meter_->peak = std::max(meter_->peak, meter_->current);
+    }
     return absl::OkStatus();
   }
   void Free() {
-    if (data_ != nullptr) cudaFree(data_);
+    if (data_ != nullptr) {
+      cudaFree(data_);
+      if (meter_ != nullptr) meter_->current -= bytes_;
+    }
     data_ = nullptr;
     bytes_ = 0;
   }
+  void set_meter(MemoryMeter* meter) { meter_ = meter; }
   template <typename T = void>
   T* get() const {
     return static_cast<T*>(data_);
@@ -54,6 +69,7 @@ class DeviceMemory {
  private:
   void* data_ = nullptr;
   int64_t bytes_ = 0;
+  MemoryMeter* meter_ = nullptr;
 };
 
 absl::StatusOr<ElementType> ElementTypeOf(DType dtype) {
@@ -80,21 +96,36 @@ class Backend final : public CudaRingBackend {
  public:
   Backend(const Schedule& schedule, int rank, const AttentionShape& shape,
           double softmax_scale, DType dtype, ElementType type,
-          RingBufferMemory memory, int device)
+          const CudaBackendOptions& options)
       : mask_(schedule.mask()),
         dtype_(dtype),
         type_(type),
-        managed_(memory == RingBufferMemory::kManaged),
-        device_(device),
+        managed_(options.memory == RingBufferMemory::kManaged),
+        device_(options.device),
+        synchronous_(options.synchronous),
+        all_gather_(schedule.pattern() != CommPattern::kRingPass),
+        ring_size_(schedule.layout().ring_size()),
+        kv_heads_per_step_(schedule.pattern() == CommPattern::kRingPass
+                               ? shape.num_kv_heads
+                               : shape.num_kv_heads / schedule.num_steps()),
         shape_(shape),
-        scale_(softmax_scale) {
+        scale_(softmax_scale),
+        stream_(options.stream),
+        owns_stream_(options.stream == nullptr),
+        final_memory_(options.final_memory) {
     const Layout& layout = schedule.layout();
     batch_ = layout.local_batch();
     batch_offset_ = layout.BatchRange(rank).first;
     rows_ = layout.local_seqlen();
+    for (DeviceMemory* m : {&q_, &k_, &v_, &state_o_, &state_lse_, &key_limit_, &dout_,
+                            &delta_, &dq_, &dk_, &dv_, &visit_k_, &visit_v_, &visit_dk_,
+                            &visit_dv_}) {
+      m->set_meter(&meter_);
+    }
   }
   ~Backend() override {
-    if (stream_ != nullptr) {
+    if (final_memory_ != nullptr) *final_memory_ = memory();
+    if (stream_ != nullptr && owns_stream_) {
       cudaSetDevice(device_);
       cudaStreamDestroy(stream_);
     }
@@ -104,10 +135,12 @@ class Backend final : public CudaRingBackend {
     if (absl::Status s = Check(cudaSetDevice(device_), "selecting the device"); !s.ok()) {
       return s;
     }
-    if (absl::Status s = Check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
-                               "creating a stream");
-        !s.ok()) {
-      return s;
+    if (owns_stream_) {
+      if (absl::Status s = Check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
+                                 "creating a stream");
+          !s.ok()) {
+        return s;
+      }
     }
     const int64_t elem = DTypeBytes(dtype_);
     for (auto [memory, bytes, host] :
@@ -138,8 +171,26 @@ class Backend final : public CudaRingBackend {
   DType kv_dtype() const override { return dtype_; }
   DType grad_dtype() const override { return DType::kFloat32; }
 
+  int device() const override { return device_; }
+  cudaStream_t stream() const override { return stream_; }
+  MemoryReport memory() const override {
+    const int64_t elem = DTypeBytes(dtype_);
+    const int64_t q = QElements(), kv = KvFullElements(1), stats = StatElements();
+    // A visiting buffer: K and V of the heads one step carries, from
+    // ring_size ranks for all-gather.
+    const int64_t visiting = 2 * (all_gather_ ? ring_size_ : 1) * batch_ * rows_ *
+                             kv_heads_per_step_ * shape_.head_dim;
+    int64_t theory = (2 * q + 2 * kv) * elem + 4 * (q + stats) + 2 * visiting * elem;
+    if (backward_done_) {
+      theory += q * elem + 4 * stats + 4 * (q + 2 * kv) +
+                4 * (all_gather_ ? visiting + visiting / ring_size_ : 3 * visiting);
+    }
+    return {meter_.peak, theory};
+  }
+
   absl::StatusOr<absl::Span<uint8_t>> Buffer(int slot, int64_t bytes) override {
     DeviceMemory& m = buffers_[slot];
+    m.set_meter(&meter_);
     if (m.bytes() < bytes || m.get() == nullptr) {
       if (absl::Status s = Device(); !s.ok()) return s;
       if (absl::Status s = m.Allocate(bytes, managed_); !s.ok()) return s;
@@ -258,16 +309,26 @@ class Backend final : public CudaRingBackend {
           kv.ranks * GradBytes(kv.head_begin, kv.head_end)));
     }
     if (absl::Status s = Unpack(kv); !s.ok()) return s;
+    // A ring pass of all heads accumulates straight into the travelling
+    // buffer (the driver zeroed it; it has the K/V layout); all-gather
+    // steps go through per-step buffers, added packed.
+    const bool direct = Direct(kv);
+    float* step_dk = reinterpret_cast<float*>(dkv.data());
+    float* step_dv = step_dk + KvFullElements(1);
     const int64_t grad_bytes = KvFullElements(kv.ranks) * 4;
-    for (DeviceMemory* m : {&visit_dk_, &visit_dv_}) {
-      if (m->bytes() < grad_bytes) {
-        if (absl::Status s = m->Allocate(grad_bytes); !s.ok()) return s;
+    if (!direct) {
+      for (DeviceMemory* m : {&visit_dk_, &visit_dv_}) {
+        if (m->bytes() < grad_bytes) {
+          if (absl::Status s = m->Allocate(grad_bytes); !s.ok()) return s;
+        }
+        if (absl::Status s = Check(cudaMemsetAsync(m->get(), 0, grad_bytes, stream_),
+                                   "zeroing step gradients");
+            !s.ok()) {
+          return s;
+        }
       }
-      if (absl::Status s = Check(cudaMemsetAsync(m->get(), 0, grad_bytes, stream_),
-                                 "zeroing step gradients");
-          !s.ok()) {
-        return s;
-      }
+      step_dk = visit_dk_.get<float>();
+      step_dv = visit_dv_.get<float>();
     }
     for (const BlockTask& task : tasks) {
       BackwardBlockArgs args;
@@ -276,12 +337,13 @@ class Backend final : public CudaRingBackend {
       args.lse = state_lse_.get<float>();
       args.delta = delta_.get<float>();
       args.dq = dq_.get<float>();
-      args.dk = visit_dk_.get<float>();
-      args.dv = visit_dv_.get<float>();
+      args.dk = step_dk;
+      args.dv = step_dv;
       if (absl::Status s = Check(LaunchBackward(args, stream_), "the backward kernel"); !s.ok()) {
         return s;
       }
     }
+    if (direct) return Finish(cudaSuccess, "a backward step");
     return Finish(LaunchPackedAddF32(PackedShape(kv.ranks, kv.head_begin, kv.head_end), true,
                                      reinterpret_cast<float*>(dkv.data()),
                                      visit_dk_.get<float>(), visit_dv_.get<float>(), stream_),
@@ -338,6 +400,11 @@ class Backend final : public CudaRingBackend {
   // when it returns (see the header).
   absl::Status Finish(cudaError_t e, const char* what) {
     if (e != cudaSuccess) return CudaStatus(e, what);
+    if (!synchronous_) return Check(cudaGetLastError(), what);
+    return Check(cudaStreamSynchronize(stream_), what);
+  }
+  // Waits for the stream whatever the mode (before the host reads).
+  absl::Status Sync(const char* what) {
     return Check(cudaStreamSynchronize(stream_), what);
   }
 
@@ -345,7 +412,12 @@ class Backend final : public CudaRingBackend {
   // pageable memory may return before its DMA lands, and the legacy stream
   // it runs on does not order our non-blocking stream_.
   absl::Status Copy(void* dst, const void* src, size_t bytes, const char* what) {
-    return Finish(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_), what);
+    if (absl::Status s = Check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_),
+                               what);
+        !s.ok()) {
+      return s;
+    }
+    return Sync(what);
   }
 
   absl::Status ResetState() {
@@ -355,6 +427,10 @@ class Backend final : public CudaRingBackend {
       return s;
     }
     return Finish(cudaMemsetAsync(state_o_.get(), 0, QElements() * 4, stream_), "initializing O");
+  }
+
+  bool Direct(const KvBlock& kv) const {
+    return kv.ranks == 1 && kv.head_begin == 0 && kv.head_end == shape_.num_kv_heads;
   }
 
   // The visiting K/V in the full layout the kernels read.
@@ -367,12 +443,20 @@ class Backend final : public CudaRingBackend {
           " shards of kv heads [", kv.head_begin, ", ", kv.head_end, ")"));
     }
     if (absl::Status s = Device(); !s.ok()) return s;
+    if (Direct(kv)) {
+      // A shard of all heads is (batch, rows, heads, d) K then V already.
+      step_k_ = kv.data.data();
+      step_v_ = kv.data.data() + kv.data.size() / 2;
+      return absl::OkStatus();
+    }
     const int64_t bytes = KvFullElements(kv.ranks) * DTypeBytes(dtype_);
     for (DeviceMemory* m : {&visit_k_, &visit_v_}) {
       if (m->bytes() < bytes) {
         if (absl::Status s = m->Allocate(bytes); !s.ok()) return s;
       }
     }
+    step_k_ = visit_k_.get();
+    step_v_ = visit_v_.get();
     return Check(LaunchUnpackKv(PackedShape(kv.ranks, kv.head_begin, kv.head_end),
                                 static_cast<int>(DTypeBytes(dtype_)), kv.data.data(),
                                 visit_k_.get(), visit_v_.get(), stream_),
@@ -383,8 +467,8 @@ class Backend final : public CudaRingBackend {
     ForwardBlockArgs a;
     a.dtype = type_;
     a.q = q_.get();
-    a.k = visit_k_.get();
-    a.v = visit_v_.get();
+    a.k = step_k_;
+    a.v = step_v_;
     a.state_o = state_o_.get<float>();
     a.state_lse = state_lse_.get<float>();
     a.batch = batch_;
@@ -411,7 +495,7 @@ class Backend final : public CudaRingBackend {
 
   absl::StatusOr<std::vector<uint8_t>> Converted(const DeviceMemory& f32, int64_t elements) {
     if (absl::Status s = Device(); !s.ok()) return s;
-    DeviceMemory out;
+    DeviceMemory out(&meter_);  // O (or a gradient) in the input dtype
     const int64_t bytes = elements * DTypeBytes(dtype_);
     if (absl::Status s = out.Allocate(bytes); !s.ok()) return s;
     if (absl::Status s = Finish(LaunchConvertF32(type_, f32.get<float>(), out.get(), elements,
@@ -437,10 +521,21 @@ class Backend final : public CudaRingBackend {
   const ElementType type_;
   const bool managed_;
   const int device_;
+  const bool synchronous_;
+  const bool all_gather_;
+  const int ring_size_;
+  const int64_t kv_heads_per_step_;
   const AttentionShape shape_;
   const double scale_;
   int64_t batch_ = 0, batch_offset_ = 0, rows_ = 0;
   cudaStream_t stream_ = nullptr;
+  const bool owns_stream_;
+  MemoryReport* const final_memory_;
+  MemoryMeter meter_;
+  // What the kernels read as K and V: the visiting buffer itself when it
+  // already has their layout (a ring pass of all heads), else visit_k_/v_.
+  const void* step_k_ = nullptr;
+  const void* step_v_ = nullptr;
   DeviceMemory q_, k_, v_, state_o_, state_lse_, key_limit_, dout_;
   DeviceMemory delta_, dq_, dk_, dv_;
   DeviceMemory visit_k_, visit_v_, visit_dk_, visit_dv_;
@@ -453,7 +548,8 @@ class Backend final : public CudaRingBackend {
 
 absl::StatusOr<std::unique_ptr<CudaRingBackend>> CudaRingBackend::Create(
     const Schedule& schedule, int rank, const AttentionShape& shape, double softmax_scale,
-    const HostRankInputs& inputs, RingBufferMemory memory, int device) {
+    const HostRankInputs& inputs, const CudaBackendOptions& options) {
+  const int device = options.device;
   const Layout& layout = schedule.layout();
   if (absl::Status s = layout.CheckRank(rank); !s.ok()) return s;
   if (absl::Status s = schedule.CheckShape(shape); !s.ok()) return s;
@@ -479,9 +575,20 @@ absl::StatusOr<std::unique_ptr<CudaRingBackend>> CudaRingBackend::Create(
         absl::StrCat("device ", device, " does not exist; expected 0..", *devices - 1));
   }
   auto backend = std::make_unique<Backend>(schedule, rank, shape, softmax_scale, inputs.dtype,
-                                           *type, memory, device);
+                                           *type, options);
   if (absl::Status s = backend->Init(inputs); !s.ok()) return s;
   return std::unique_ptr<CudaRingBackend>(std::move(backend));
+}
+
+RankBackendFactory CudaBackendFactory(PlacementFn placement) {
+  return [placement](const Schedule& schedule, int rank, const AttentionShape& shape,
+                     double scale,
+                     const RankInputs& inputs) -> absl::StatusOr<std::unique_ptr<RankBackend>> {
+    absl::StatusOr<std::unique_ptr<CudaRingBackend>> backend =
+        CudaRingBackend::Create(schedule, rank, shape, scale, inputs, placement(rank));
+    if (!backend.ok()) return backend.status();
+    return std::unique_ptr<RankBackend>(*std::move(backend));
+  };
 }
 
 RankBackendFactory CudaBackendFactory(int devices) {
@@ -495,10 +602,11 @@ RankBackendFactory CudaBackendFactory(int devices) {
           devices, " GPUs asked for; this machine has ", *visible));
     }
     const int n = devices > 0 ? devices : *visible;
-    absl::StatusOr<std::unique_ptr<CudaRingBackend>> backend = CudaRingBackend::Create(
-        schedule, rank, shape, scale, inputs, RingBufferMemory::kManaged, rank % n);
-    if (!backend.ok()) return backend.status();
-    return std::unique_ptr<RankBackend>(*std::move(backend));
+    CudaBackendOptions options;
+    options.device = rank % n;
+    options.memory = RingBufferMemory::kManaged;
+    return CudaBackendFactory([options](int) { return options; })(schedule, rank, shape, scale,
+                                                                  inputs);
   };
 }
 

@@ -4,16 +4,22 @@
 // merges into the rank's fp32 (O, LSE) state in-kernel, the backward adds
 // into fp32 dQ and the travelling fp32 dK/dV.
 //
-// Ring buffers (Buffer()) are device memory, or managed memory so that a
-// host-side communicator (comm::ThreadWorld) can move them: that is how W
-// virtual ranks run on one GPU, one host thread each. Every call returns
-// with its work finished (the stream synchronized), so a communicator may
-// read or write the buffers right after it; overlapping compute with NCCL
-// transfers through events is the NCCL communicator's job (issue #7).
+// Ring buffers (Buffer()) are device memory for the device communicators
+// (comm/cuda_communicator.h: peer copies, NCCL), which order their transfers
+// with the backend's stream by events: calls then only enqueue
+// (synchronous = false), and compute overlaps the transfers. With a host
+// communicator (comm::ThreadWorld) the buffers are managed memory and every
+// call returns with its work finished (synchronous = true).
+//
+// Memory: every allocation is counted; memory() gives the peak next to the
+// theoretical need of an exact ring (see MemoryReport).
 #ifndef RINGATTN_CUDA_RING_BACKEND_H_
 #define RINGATTN_CUDA_RING_BACKEND_H_
 
+#include <cuda_runtime_api.h>
+
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -30,6 +36,30 @@ using HostRankInputs = ::ringattn::RankInputs;
 
 enum class RingBufferMemory { kDevice, kManaged };
 
+struct CudaBackendOptions {
+  int device = 0;
+  RingBufferMemory memory = RingBufferMemory::kDevice;
+  // The compute stream (not owned; a device communicator is bound to it);
+  // null: a stream of the backend's own.
+  cudaStream_t stream = nullptr;
+  // Wait for the stream at the end of every call (host communicators).
+  bool synchronous = true;
+  // Filled with memory() when the backend is destroyed (not owned).
+  struct MemoryReport* final_memory = nullptr;
+};
+
+// Bytes of device memory one rank holds.
+struct MemoryReport {
+  int64_t peak = 0;  // the most this backend had allocated at once
+  // An exact ring's need, from the shapes: local Q, K, V, O (input dtype),
+  // the fp32 state (O, LSE), two visiting K/V buffers (the one in hand, the
+  // one arriving; all-gather: two gathered head groups). Backward adds dO,
+  // D, fp32 dQ/dK/dV and three fp32 dK/dV travel buffers (the partial sum
+  // being computed, the one leaving, the one arriving; all-gather: the
+  // gathered group's dK/dV and its reduced share).
+  int64_t theoretical = 0;
+};
+
 class CudaRingBackend : public RankBackend {
  public:
   // Copies the inputs to `device`. Errors: InvalidArgument for a bad rank,
@@ -38,17 +68,28 @@ class CudaRingBackend : public RankBackend {
   static absl::StatusOr<std::unique_ptr<CudaRingBackend>> Create(
       const Schedule& schedule, int rank, const AttentionShape& shape,
       double softmax_scale, const HostRankInputs& inputs,
-      RingBufferMemory memory = RingBufferMemory::kDevice, int device = 0);
+      const CudaBackendOptions& options = {});
+
+  virtual int device() const = 0;
+  virtual cudaStream_t stream() const = 0;
+  // Peak and theoretical bytes so far (theoretical: of the passes run).
+  virtual MemoryReport memory() const = 0;
 
   // RankBackend. SetForwardResult is Unimplemented: the CUDA backend runs
   // the backward after its own forward (its fp32 O and LSE stay on the GPU).
 };
+
+// The placement of every rank: rank r on device r % devices.
+using PlacementFn = std::function<CudaBackendOptions(int rank)>;
 
 // RingAttention's factory for this backend: rank r on device r % devices
 // (devices <= 0: every visible GPU), ring buffers in managed memory so that
 // the thread communicator (one host thread per rank) moves them. More ranks
 // than GPUs are virtual ranks sharing a GPU.
 RankBackendFactory CudaBackendFactory(int devices = 0);
+// A factory with each rank's options given (device communicators: the
+// rank's device and the stream its communicator is bound to).
+RankBackendFactory CudaBackendFactory(PlacementFn placement);
 
 }  // namespace ringattn::cuda
 

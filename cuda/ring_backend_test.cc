@@ -12,7 +12,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include <thread>
+
+#include "comm/cuda_communicator.h"
 #include "comm/thread_communicator.h"
+#include "ringattn.h"
 #include "core/layout.h"
 #include "core/ring_driver.h"
 #include "core/schedule.h"
@@ -33,56 +37,107 @@ struct RankResult {
   std::vector<float> lse;
 };
 
-// Runs forward and backward of every rank; `gpu` picks the backend.
+// How the ranks run: the CPU backend, or CUDA backends moved by the host
+// thread communicator (managed memory, synchronous), by device copies
+// (asynchronous: compute and copies overlap) or by NCCL (one GPU each).
+enum class Mode { kCpu, kManagedThreads, kDeviceCopy, kNccl };
+
+// Forward, backward and the results of one rank.
+absl::Status RankBody(const Schedule& schedule, Communicator& comm, RankBackend& backend,
+                      const std::vector<uint8_t>& dout, RankResult& res) {
+  if (auto st = RunRingForward(schedule, comm, backend); !st.ok()) return st.status();
+  if (absl::Status st = backend.SetDout(dout); !st.ok()) return st;
+  if (auto st = RunRingBackward(schedule, comm, backend); !st.ok()) return st.status();
+  for (auto [dst, get] : {std::pair{&res.out, &RankBackend::Out}, std::pair{&res.dq, &RankBackend::Dq},
+                          std::pair{&res.dk, &RankBackend::Dk}, std::pair{&res.dv, &RankBackend::Dv}}) {
+    absl::StatusOr<std::vector<uint8_t>> x = (backend.*get)();
+    if (!x.ok()) return x.status();
+    *dst = *std::move(x);
+  }
+  absl::StatusOr<std::vector<float>> lse = backend.Lse();
+  if (!lse.ok()) return lse.status();
+  res.lse = *std::move(lse);
+  return absl::OkStatus();
+}
+
 std::vector<RankResult> RunRing(const Schedule& schedule, const AttentionShape& s, DType dtype,
                                 const std::vector<std::vector<uint8_t>>& q,
                                 const std::vector<std::vector<uint8_t>>& k,
                                 const std::vector<std::vector<uint8_t>>& v,
-                                const std::vector<std::vector<uint8_t>>& dout, bool gpu) {
+                                const std::vector<std::vector<uint8_t>>& dout, Mode mode) {
   const int world = schedule.layout().world();
   std::vector<RankResult> results(world);
   const double scale = DefaultSoftmaxScale(s.head_dim);
-  const auto statuses = comm::ThreadWorld::Run(
-      world, absl::Seconds(120), [&](Communicator& comm) -> absl::Status {
-        const int r = comm.rank();
-        RankResult& res = results[r];
-        if (gpu) {
-          absl::StatusOr<std::unique_ptr<CudaRingBackend>> backend = CudaRingBackend::Create(
-              schedule, r, s, scale, {dtype, q[r], k[r], v[r]}, RingBufferMemory::kManaged);
+  const auto inputs = [&](int r) { return RankInputs{dtype, q[r], k[r], v[r]}; };
+  if (mode == Mode::kCpu || mode == Mode::kManagedThreads) {
+    const auto statuses = comm::ThreadWorld::Run(
+        world, absl::Seconds(120), [&](Communicator& comm) -> absl::Status {
+          const int r = comm.rank();
+          absl::StatusOr<std::unique_ptr<RankBackend>> backend =
+              mode == Mode::kCpu
+                  ? CpuBackendFactory()(schedule, r, s, scale, inputs(r))
+                  : CudaBackendFactory([](int) {
+                      return CudaBackendOptions{.memory = RingBufferMemory::kManaged};
+                    })(schedule, r, s, scale, inputs(r));
           if (!backend.ok()) return backend.status();
-          if (auto st = RunRingForward(schedule, comm, **backend); !st.ok()) return st.status();
-          if (absl::Status st = (*backend)->SetDout(dout[r]); !st.ok()) return st;
-          if (auto st = RunRingBackward(schedule, comm, **backend); !st.ok()) return st.status();
-          for (auto [dst, get] :
-               {std::pair{&res.out, &CudaRingBackend::Out}, std::pair{&res.dq, &CudaRingBackend::Dq},
-                std::pair{&res.dk, &CudaRingBackend::Dk}, std::pair{&res.dv, &CudaRingBackend::Dv}}) {
-            absl::StatusOr<std::vector<uint8_t>> x = ((**backend).*get)();
-            if (!x.ok()) return x.status();
-            *dst = *std::move(x);
-          }
-          absl::StatusOr<std::vector<float>> lse = (*backend)->Lse();
-          if (!lse.ok()) return lse.status();
-          res.lse = *std::move(lse);
-          return absl::OkStatus();
-        }
-        absl::StatusOr<std::unique_ptr<cpu::CpuRingBackend>> backend =
-            cpu::CpuRingBackend::Create(schedule, r, s, scale, {dtype, q[r], k[r], v[r]});
-        if (!backend.ok()) return backend.status();
-        if (auto st = RunRingForward(schedule, comm, **backend); !st.ok()) return st.status();
-        if (absl::Status st = (*backend)->SetDout(dout[r]); !st.ok()) return st;
-        if (auto st = RunRingBackward(schedule, comm, **backend); !st.ok()) return st.status();
-        res.out = (*backend)->out();
-        res.lse = (*backend)->lse();
-        for (auto [dst, get] : {std::pair{&res.dq, &cpu::CpuRingBackend::dq},
-                                std::pair{&res.dk, &cpu::CpuRingBackend::dk},
-                                std::pair{&res.dv, &cpu::CpuRingBackend::dv}}) {
-          absl::StatusOr<std::vector<uint8_t>> x = ((**backend).*get)();
-          if (!x.ok()) return x.status();
-          *dst = *std::move(x);
-        }
-        return absl::OkStatus();
-      });
-  for (int r = 0; r < world; ++r) EXPECT_TRUE(statuses[r].ok()) << "rank " << r << ": " << statuses[r];
+          return RankBody(schedule, comm, **backend, dout[r], results[r]);
+        });
+    for (int r = 0; r < world; ++r) {
+      EXPECT_TRUE(statuses[r].ok()) << "rank " << r << ": " << statuses[r];
+    }
+    return results;
+  }
+  const int gpus = *DeviceCount();
+  std::vector<comm::CudaPlacement> placements;
+  for (int r = 0; r < world; ++r) {
+    const int device = mode == Mode::kNccl ? r % gpus : 0;
+    cudaStream_t stream = nullptr;
+    cudaSetDevice(device);
+    EXPECT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+    placements.push_back({device, stream});
+  }
+  std::unique_ptr<comm::DeviceCopyWorld> copies;
+  std::unique_ptr<comm::NcclWorld> nccl;
+  std::vector<Communicator*> comms;
+  if (mode == Mode::kNccl) {
+    absl::StatusOr<std::unique_ptr<comm::NcclWorld>> w =
+        comm::NcclWorld::Create(placements, absl::Seconds(120));
+    EXPECT_TRUE(w.ok()) << w.status();
+    if (!w.ok()) return results;
+    nccl = *std::move(w);
+    for (int r = 0; r < world; ++r) comms.push_back(&nccl->rank(r));
+  } else {
+    absl::StatusOr<std::unique_ptr<comm::DeviceCopyWorld>> w =
+        comm::DeviceCopyWorld::Create(placements, absl::Seconds(120));
+    EXPECT_TRUE(w.ok()) << w.status();
+    if (!w.ok()) return results;
+    copies = *std::move(w);
+    for (int r = 0; r < world; ++r) comms.push_back(&copies->rank(r));
+  }
+  std::vector<absl::Status> statuses(world);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; ++r) {
+    threads.emplace_back([&, r] {
+      cudaSetDevice(placements[r].device);
+      CudaBackendOptions o{.device = placements[r].device, .stream = placements[r].stream,
+                           .synchronous = false};
+      absl::StatusOr<std::unique_ptr<CudaRingBackend>> backend =
+          CudaRingBackend::Create(schedule, r, s, scale, inputs(r), o);
+      statuses[r] = backend.ok() ? RankBody(schedule, *comms[r], **backend, dout[r], results[r])
+                                 : backend.status();
+      if (!statuses[r].ok()) comms[r]->Abort(statuses[r]);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int r = 0; r < world; ++r) {
+    EXPECT_TRUE(statuses[r].ok()) << "rank " << r << ": " << statuses[r];
+  }
+  copies.reset();
+  nccl.reset();
+  for (const comm::CudaPlacement& p : placements) {
+    cudaSetDevice(p.device);
+    cudaStreamDestroy(p.stream);
+  }
   return results;
 }
 
@@ -95,7 +150,8 @@ double NormRel(const std::vector<double>& x, const std::vector<double>& ref) {
   return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
 }
 
-void Check(const LayoutSpec& spec, const MaskSpec& mask, const AttentionShape& s, DType dtype) {
+void Check(const LayoutSpec& spec, const MaskSpec& mask, const AttentionShape& s, DType dtype,
+           Mode mode = Mode::kManagedThreads, Mode reference = Mode::kCpu) {
   SCOPED_TRACE(absl::StrCat(LayoutKindName(spec.kind), " W=", spec.world, " ", DTypeName(dtype),
                             " d", s.head_dim, " causal=", mask.causal));
   absl::StatusOr<Schedule> built = Schedule::Build(spec, mask, s);
@@ -111,8 +167,8 @@ void Check(const LayoutSpec& spec, const MaskSpec& mask, const AttentionShape& s
   const auto k = shard(s.kv_elements(), 2, s.num_kv_heads * s.head_dim);
   const auto v = shard(s.kv_elements(), 3, s.num_kv_heads * s.head_dim);
   const auto dout = shard(s.q_elements(), 4, s.num_heads * s.head_dim);
-  const std::vector<RankResult> gpu = RunRing(schedule, s, dtype, q, k, v, dout, true);
-  const std::vector<RankResult> cpu = RunRing(schedule, s, dtype, q, k, v, dout, false);
+  const std::vector<RankResult> gpu = RunRing(schedule, s, dtype, q, k, v, dout, mode);
+  const std::vector<RankResult> cpu = RunRing(schedule, s, dtype, q, k, v, dout, reference);
   const auto decode = [&](const std::vector<uint8_t>& x) {
     return cpu::internal::DecodeAll<double>(dtype, x);
   };
@@ -206,6 +262,36 @@ TEST(CudaRingBackendTest, BadInputsAreErrors) {
   // A rank outside the world.
   b = CudaRingBackend::Create(schedule, 5, s, 0.125, {DType::kFloat32, q, kv, kv});
   EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace ringattn::cuda
+
+namespace ringattn::cuda {
+namespace {
+
+// The same cases with device communicators: asynchronous backends whose
+// compute overlaps the copies (events order them), W virtual ranks on GPU 0.
+TEST(CudaRingBackendTest, DeviceCopyRanksMatchTheCpuRing) {
+  if (absl::StatusOr<int> n = DeviceCount(); !n.ok()) {
+    GTEST_SKIP() << "no CUDA device: " << n.status().message();
+  }
+  for (const Case& c : Cases()) Check(c.layout, c.mask, c.shape, c.dtype, Mode::kDeviceCopy);
+}
+
+// NCCL on two GPUs (one thread each) equals the virtual-rank run on one GPU.
+TEST(CudaRingBackendTest, NcclOnTwoGpusMatchesVirtualRanks) {
+  absl::StatusOr<int> n = DeviceCount();
+  if (!n.ok() || *n < 2) GTEST_SKIP() << "needs two CUDA devices";
+  const AttentionShape s{1, 512, 512, 4, 2, 128};
+  for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
+    for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe,
+                            LayoutKind::kLlama3}) {
+      LayoutSpec spec{.kind = kind, .world = 2};
+      if (kind == LayoutKind::kLlama3) spec.kv_heads_per_group = 1;
+      Check(spec, {.causal = true}, s, dtype, Mode::kNccl, Mode::kDeviceCopy);
+    }
+  }
 }
 
 }  // namespace

@@ -1,0 +1,194 @@
+// Communicators for ranks whose buffers live on CUDA devices.
+//
+// Each rank computes on one device and one compute stream (CudaPlacement):
+// the stream its ring backend enqueues kernels on. Transfers run on a
+// communication stream of the rank's own; an operation starts after the
+// compute stream's work enqueued before it (an event), and Wait on a device
+// buffer makes the compute stream's later work wait for the transfer (an
+// event again) without blocking the host, so compute and transfers overlap
+// and the host runs ahead. Wait on a host buffer blocks until the bytes are
+// there (the caller reads them). Every host-side wait polls with the
+// communicator's timeout: a silent peer gives DeadlineExceeded, never a
+// hang; an Abort on any rank of the world fails the others' waits.
+//
+//   DeviceCopyWorld  W ranks as threads of one process, any number per
+//                    device (virtual ranks on one GPU): cudaMemcpyAsync
+//                    between the ranks' buffers (peer copies across GPUs).
+//   NcclWorld        W ranks as threads of one process, one device each:
+//                    NCCL send/recv in groups, non-blocking communicators,
+//                    async-error polling and ncclCommAbort.
+//   NcclCommunicator one process per GPU (torchrun / Slurm environment):
+//                    the NCCL unique id travels through a file on a shared
+//                    filesystem.
+// Collectives on device buffers are send/recv batches plus, for the
+// reduce-scatter, a sum kernel in group order (deterministic).
+#ifndef RINGATTN_COMM_CUDA_COMMUNICATOR_H_
+#define RINGATTN_COMM_CUDA_COMMUNICATOR_H_
+
+#include <cuda_runtime_api.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/communicator.h"
+
+namespace ringattn::comm {
+
+class Transfer;  // comm/cuda_transfer.h
+
+// Where a rank computes.
+struct CudaPlacement {
+  int device = 0;
+  cudaStream_t stream = nullptr;  // the rank's compute stream (not owned)
+};
+
+// What the ranks of one world share: the first abort and its reason.
+class AbortFlag {
+ public:
+  void Set(const absl::Status& reason);
+  bool set() const { return set_.load(std::memory_order_acquire); }
+  absl::Status reason() const;
+
+ private:
+  std::atomic<bool> set_{false};
+  mutable std::atomic<int> lock_{0};
+  absl::Status reason_;
+};
+
+// The machinery both device communicators share: streams, events, polling,
+// collectives on device memory. Subclasses issue the transfers.
+class CudaCommunicator : public Communicator {
+ public:
+  ~CudaCommunicator() override;
+  int rank() const override { return rank_; }
+  int world() const override { return world_; }
+  const CudaPlacement& placement() const { return placement_; }
+
+  void Abort(const absl::Status& reason) override;
+  absl::Status Synchronize() override;
+
+  std::unique_ptr<Request> StartAllGather(absl::Span<const int> group,
+                                          absl::Span<const uint8_t> send,
+                                          absl::Span<uint8_t> recv) override;
+  absl::Status ReduceScatterSum(absl::Span<const int> group,
+                                absl::Span<const float> send,
+                                absl::Span<float> recv) override;
+  absl::Status ReduceScatterSum(absl::Span<const int> group,
+                                absl::Span<const double> send,
+                                absl::Span<double> recv) override;
+
+  // A request for `transfer`: Wait blocks until it is issued (at most the
+  // timeout), then polls its end (host buffer) or orders the compute
+  // stream after it (device buffer).
+  std::unique_ptr<Request> TransferRequest(std::shared_ptr<Transfer> transfer,
+                                           bool host_buffer);
+
+  // What a TransferRequest's Wait does.
+  absl::Status WaitTransferForRequest(Transfer& transfer, bool host_buffer);
+
+  // True if `p` is ordinary host memory (pageable or pinned), which the
+  // host reads after Wait; device and managed memory are device buffers.
+  static bool IsHostMemory(const void* p);
+
+ protected:
+  CudaCommunicator(int rank, int world, CudaPlacement placement,
+                   absl::Duration timeout, std::shared_ptr<AbortFlag> abort);
+  // Creates the communication stream. Errors: the CUDA runtime's.
+  absl::Status InitStreams();
+
+  // Makes the communication stream wait for the compute stream's work so far.
+  absl::Status OrderAfterCompute();
+  // An event recorded now on `stream` (null on failure, with `status` set).
+  cudaEvent_t Record(cudaStream_t stream, absl::Status* status);
+  // Polls `event` until it completes, the timeout passes (the communicator
+  // is then aborted: DeadlineExceeded), the world aborts (Aborted) or the
+  // transport reports an error (TransportError). `what` names the wait.
+  absl::Status PollEvent(cudaEvent_t event, const char* what);
+  // Makes the compute stream wait for `event`.
+  absl::Status ComputeWaits(cudaEvent_t event);
+  // A transport's asynchronous error (NCCL), checked while polling.
+  virtual absl::Status TransportError() { return absl::OkStatus(); }
+  // Stops the transport (ncclCommAbort). Called once, from this rank's thread.
+  virtual void AbortTransport() {}
+  absl::Status AbortedStatus() const;
+
+  cudaStream_t comm_stream() const { return comm_stream_; }
+  absl::Duration timeout() const { return timeout_; }
+
+ private:
+  template <typename T>
+  absl::Status ReduceScatterDevice(absl::Span<const int> group,
+                                   absl::Span<const T> send, absl::Span<T> recv);
+
+  const int rank_;
+  const int world_;
+  const CudaPlacement placement_;
+  const absl::Duration timeout_;
+  std::shared_ptr<AbortFlag> abort_;
+  cudaStream_t comm_stream_ = nullptr;
+  bool transport_aborted_ = false;
+};
+
+class DeviceCopyWorld {
+ public:
+  // One rank per placement. Errors: InvalidArgument for an empty world or a
+  // missing stream, the CUDA runtime's (Unavailable without a GPU).
+  static absl::StatusOr<std::unique_ptr<DeviceCopyWorld>> Create(
+      const std::vector<CudaPlacement>& ranks, absl::Duration timeout);
+  ~DeviceCopyWorld();
+  int world() const;
+  Communicator& rank(int r);
+
+ private:
+  class Rank;
+  struct Shared;
+  DeviceCopyWorld() = default;
+  std::shared_ptr<Shared> shared_;
+  std::vector<std::unique_ptr<Rank>> ranks_;
+};
+
+class NcclWorld {
+ public:
+  // One rank per placement, each on its own device (NCCL takes one rank
+  // per GPU). Errors: InvalidArgument for a repeated device or a missing
+  // stream, Unavailable when libnccl.so.2 cannot be loaded, Internal for
+  // an NCCL error (with NCCL's message).
+  static absl::StatusOr<std::unique_ptr<NcclWorld>> Create(
+      const std::vector<CudaPlacement>& ranks, absl::Duration timeout);
+  ~NcclWorld();
+  int world() const;
+  Communicator& rank(int r);
+
+ private:
+  NcclWorld() = default;
+  std::vector<std::unique_ptr<CudaCommunicator>> ranks_;
+};
+
+// One process per GPU. Rank 0 creates the NCCL unique id and writes it to
+// `id_file` (atomically, through a rename); the others wait for the file,
+// at most `timeout`. The file must be fresh for each run (rank 0 refuses an
+// existing one). Errors: InvalidArgument for a bad rank or world,
+// DeadlineExceeded when the id does not appear, AlreadyExists, Unavailable
+// without libnccl.so.2, Internal for NCCL errors.
+absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(
+    int rank, int world, CudaPlacement placement, const std::string& id_file,
+    absl::Duration timeout);
+
+// The process's rank, world size and local rank from the environment that
+// torchrun (RANK, WORLD_SIZE, LOCAL_RANK) or Slurm (SLURM_PROCID,
+// SLURM_NTASKS, SLURM_LOCALID) sets. Errors: NotFound when neither is set,
+// InvalidArgument for values that are not integers or out of range.
+struct LaunchEnvironment {
+  int rank = 0;
+  int world = 1;
+  int local_rank = 0;
+};
+absl::StatusOr<LaunchEnvironment> LaunchEnvironmentFromEnv();
+
+}  // namespace ringattn::comm
+
+#endif  // RINGATTN_COMM_CUDA_COMMUNICATOR_H_

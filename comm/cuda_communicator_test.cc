@@ -1,0 +1,251 @@
+// Device communicators (GPU tests; they skip with a message elsewhere) and
+// the launcher environment (runs everywhere).
+#include "comm/cuda_communicator.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace ringattn::comm {
+namespace {
+
+using ::testing::HasSubstr;
+
+int Devices() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+// Streams for `world` ranks, rank r on device r % devices.
+struct Ranks {
+  Ranks(int world, int devices) {
+    for (int r = 0; r < world; ++r) {
+      cudaStream_t s = nullptr;
+      cudaSetDevice(r % devices);
+      cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+      placements.push_back({r % devices, s});
+    }
+  }
+  ~Ranks() {
+    for (const CudaPlacement& p : placements) {
+      cudaSetDevice(p.device);
+      cudaStreamDestroy(p.stream);
+    }
+  }
+  std::vector<CudaPlacement> placements;
+};
+
+using MakeWorld = std::function<std::vector<Communicator*>(const std::vector<CudaPlacement>&,
+                                                           absl::Duration)>;
+
+// Runs fn(rank, comm) on a thread per rank; returns the statuses.
+std::vector<absl::Status> OnThreads(
+    const std::vector<Communicator*>& comms, const std::vector<CudaPlacement>& placements,
+    const std::function<absl::Status(int, Communicator&, cudaStream_t)>& fn) {
+  std::vector<absl::Status> statuses(comms.size());
+  std::vector<std::thread> threads;
+  for (size_t r = 0; r < comms.size(); ++r) {
+    threads.emplace_back([&, r] {
+      cudaSetDevice(placements[r].device);
+      statuses[r] = fn(static_cast<int>(r), *comms[r], placements[r].stream);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  return statuses;
+}
+
+// A ring pass of device buffers (batched send/recv), an all-gather, a
+// reduce-scatter and a host-memory exchange, all checked on the host.
+void ExerciseWorld(const std::vector<Communicator*>& comms,
+                   const std::vector<CudaPlacement>& placements) {
+  const int world = static_cast<int>(comms.size());
+  constexpr int kN = 1 << 16;
+  const auto statuses = OnThreads(comms, placements, [&](int r, Communicator& c,
+                                                         cudaStream_t stream) -> absl::Status {
+    std::vector<float> mine(kN), host(kN * world);
+    for (int i = 0; i < kN; ++i) mine[i] = r * 1000.0f + i % 97;
+    float *send = nullptr, *recv = nullptr, *gathered = nullptr, *reduced = nullptr;
+    cudaMalloc(&send, kN * 4);
+    cudaMalloc(&recv, kN * 4);
+    cudaMalloc(&gathered, kN * 4 * world);
+    cudaMalloc(&reduced, kN * 4 / world);
+    cudaMemcpyAsync(send, mine.data(), kN * 4, cudaMemcpyHostToDevice, stream);
+    const auto bytes = [](float* p, size_t n) {
+      return absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(p), n * 4);
+    };
+    std::vector<std::unique_ptr<Communicator::Request>> requests;
+    c.StartBatch();
+    requests.push_back(c.Send((r + 1) % world, kTagKv, bytes(send, kN)));
+    requests.push_back(c.Recv((r + world - 1) % world, kTagKv, bytes(recv, kN)));
+    c.EndBatch();
+    if (absl::Status s = WaitAll(requests); !s.ok()) return s;
+    std::vector<int> group(world);
+    for (int i = 0; i < world; ++i) group[i] = i;
+    if (absl::Status s = c.StartAllGather(group, bytes(send, kN), bytes(gathered, kN * world))
+                             ->Wait();
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = c.ReduceScatterSum(
+            group, absl::Span<const float>(send, kN), absl::Span<float>(reduced, kN / world));
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = c.Synchronize(); !s.ok()) return s;
+    std::vector<float> got(kN), all(kN * world), sum(kN / world);
+    cudaMemcpy(got.data(), recv, kN * 4, cudaMemcpyDeviceToHost);
+    cudaMemcpy(all.data(), gathered, kN * 4 * world, cudaMemcpyDeviceToHost);
+    cudaMemcpy(sum.data(), reduced, kN * 4 / world, cudaMemcpyDeviceToHost);
+    cudaFree(send);
+    cudaFree(recv);
+    cudaFree(gathered);
+    cudaFree(reduced);
+    const int prev = (r + world - 1) % world;
+    for (int i = 0; i < kN; ++i) {
+      if (got[i] != prev * 1000.0f + i % 97) {
+        return absl::InternalError(absl::StrCat("ring value ", i, ": ", got[i]));
+      }
+    }
+    for (int j = 0; j < world; ++j) {
+      for (int i = 0; i < kN; ++i) {
+        if (all[j * kN + i] != j * 1000.0f + i % 97) {
+          return absl::InternalError(absl::StrCat("gathered ", j, "/", i, ": ", all[j * kN + i]));
+        }
+      }
+    }
+    for (int i = 0; i < kN / world; ++i) {
+      float expect = 0;
+      for (int j = 0; j < world; ++j) expect += j * 1000.0f + (r * (kN / world) + i) % 97;
+      if (sum[i] != expect) {
+        return absl::InternalError(absl::StrCat("reduced ", i, ": ", sum[i], " vs ", expect));
+      }
+    }
+    // Host memory: the host reads the bytes right after Wait.
+    std::vector<int> token(1, r), tokens(world, -1);
+    if (absl::Status s = c.AllGather(group,
+                                     absl::Span<const uint8_t>(
+                                         reinterpret_cast<const uint8_t*>(token.data()), 4),
+                                     absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(tokens.data()),
+                                                         4 * world));
+        !s.ok()) {
+      return s;
+    }
+    for (int j = 0; j < world; ++j) {
+      if (tokens[j] != j) return absl::InternalError(absl::StrCat("host token ", j));
+    }
+    return absl::OkStatus();
+  });
+  for (int r = 0; r < world; ++r) EXPECT_TRUE(statuses[r].ok()) << "rank " << r << ": " << statuses[r];
+}
+
+// Rank 1 leaves without a word; rank 0's exchange fails within the timeout.
+void SilentPeerFails(const std::vector<Communicator*>& comms,
+                     const std::vector<CudaPlacement>& placements) {
+  const absl::Time start = absl::Now();
+  const auto statuses = OnThreads(comms, placements, [&](int r, Communicator& c,
+                                                         cudaStream_t) -> absl::Status {
+    if (r == 1) return absl::OkStatus();
+    float* buffer = nullptr;
+    cudaMalloc(&buffer, 4096);
+    std::vector<std::unique_ptr<Communicator::Request>> requests;
+    const absl::Span<uint8_t> bytes(reinterpret_cast<uint8_t*>(buffer), 4096);
+    c.StartBatch();
+    requests.push_back(c.Send(1, kTagKv, bytes));
+    requests.push_back(c.Recv(1, kTagKv, bytes));
+    c.EndBatch();
+    absl::Status s = WaitAll(requests);
+    if (s.ok()) s = c.Synchronize();
+    cudaFree(buffer);
+    return s;
+  });
+  EXPECT_TRUE(statuses[1].ok());
+  EXPECT_FALSE(statuses[0].ok());
+  EXPECT_TRUE(absl::IsDeadlineExceeded(statuses[0]) || absl::IsAborted(statuses[0]))
+      << statuses[0];
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+}
+
+TEST(DeviceCopyWorldTest, VirtualRanksOnOneGpuExchange) {
+  if (Devices() == 0) GTEST_SKIP() << "no CUDA device";
+  for (int world : {2, 4}) {
+    Ranks ranks(world, 1);
+    auto w = DeviceCopyWorld::Create(ranks.placements, absl::Seconds(60));
+    ASSERT_TRUE(w.ok()) << w.status();
+    std::vector<Communicator*> comms;
+    for (int r = 0; r < world; ++r) comms.push_back(&(*w)->rank(r));
+    ExerciseWorld(comms, ranks.placements);
+  }
+}
+
+TEST(DeviceCopyWorldTest, SilentPeerGivesDeadlineExceeded) {
+  if (Devices() == 0) GTEST_SKIP() << "no CUDA device";
+  Ranks ranks(2, 1);
+  auto w = DeviceCopyWorld::Create(ranks.placements, absl::Seconds(2));
+  ASSERT_TRUE(w.ok()) << w.status();
+  SilentPeerFails({&(*w)->rank(0), &(*w)->rank(1)}, ranks.placements);
+}
+
+TEST(NcclWorldTest, TwoGpusExchange) {
+  if (Devices() < 2) GTEST_SKIP() << "needs two CUDA devices";
+  Ranks ranks(2, 2);
+  auto w = NcclWorld::Create(ranks.placements, absl::Seconds(60));
+  ASSERT_TRUE(w.ok()) << w.status();
+  ExerciseWorld({&(*w)->rank(0), &(*w)->rank(1)}, ranks.placements);
+}
+
+TEST(NcclWorldTest, SilentPeerGivesAnErrorNotAHang) {
+  if (Devices() < 2) GTEST_SKIP() << "needs two CUDA devices";
+  Ranks ranks(2, 2);
+  auto w = NcclWorld::Create(ranks.placements, absl::Seconds(3));
+  ASSERT_TRUE(w.ok()) << w.status();
+  SilentPeerFails({&(*w)->rank(0), &(*w)->rank(1)}, ranks.placements);
+}
+
+TEST(NcclWorldTest, RejectsTwoRanksOnOneGpu) {
+  Ranks ranks(0, 1);
+  cudaStream_t fake = reinterpret_cast<cudaStream_t>(1);
+  auto w = NcclWorld::Create({{0, fake}, {0, fake}}, absl::Seconds(1));
+  EXPECT_THAT(w.status().message(), HasSubstr("two ranks on device 0"));
+}
+
+TEST(LaunchEnvironmentTest, ReadsTorchrunThenSlurm) {
+  for (const char* v : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS",
+                        "SLURM_LOCALID"}) {
+    unsetenv(v);
+  }
+  EXPECT_TRUE(absl::IsNotFound(LaunchEnvironmentFromEnv().status()));
+  setenv("SLURM_PROCID", "3", 1);
+  setenv("SLURM_NTASKS", "8", 1);
+  setenv("SLURM_LOCALID", "1", 1);
+  absl::StatusOr<LaunchEnvironment> env = LaunchEnvironmentFromEnv();
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(env->rank, 3);
+  EXPECT_EQ(env->world, 8);
+  EXPECT_EQ(env->local_rank, 1);
+  setenv("RANK", "1", 1);
+  setenv("WORLD_SIZE", "2", 1);
+  env = LaunchEnvironmentFromEnv();  // torchrun's wins
+  ASSERT_TRUE(env.ok());
+  EXPECT_EQ(env->rank, 1);
+  EXPECT_EQ(env->world, 2);
+  EXPECT_EQ(env->local_rank, 1);  // no LOCAL_RANK: the rank
+  setenv("RANK", "2", 1);
+  EXPECT_THAT(LaunchEnvironmentFromEnv().status().message(), HasSubstr("expected 0 <= rank"));
+  setenv("RANK", "x", 1);
+  EXPECT_THAT(LaunchEnvironmentFromEnv().status().message(), HasSubstr("not an integer"));
+}
+
+}  // namespace
+}  // namespace ringattn::comm

@@ -1,0 +1,366 @@
+// NCCL behind CudaCommunicator. libnccl.so.2 is loaded at run time, so the
+// binaries start (and GPU tests skip) where NCCL is missing.
+#include <dlfcn.h>
+#include <nccl.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "comm/cuda_communicator.h"
+#include "comm/cuda_transfer.h"
+
+namespace ringattn::comm {
+namespace {
+
+// The NCCL functions we call, resolved from libnccl.so.2.
+struct Nccl {
+  decltype(&ncclGetUniqueId) GetUniqueId;
+  decltype(&ncclCommInitRankConfig) CommInitRankConfig;
+  decltype(&ncclCommGetAsyncError) CommGetAsyncError;
+  decltype(&ncclCommAbort) CommAbort;
+  decltype(&ncclCommFinalize) CommFinalize;
+  decltype(&ncclCommDestroy) CommDestroy;
+  decltype(&ncclGroupStart) GroupStart;
+  decltype(&ncclGroupEnd) GroupEnd;
+  decltype(&ncclSend) Send;
+  decltype(&ncclRecv) Recv;
+  decltype(&ncclGetErrorString) GetErrorString;
+  decltype(&ncclGetLastError) GetLastError;
+};
+
+absl::StatusOr<const Nccl*> LoadNccl() {
+  static const absl::StatusOr<const Nccl*> loaded = []() -> absl::StatusOr<const Nccl*> {
+    void* lib = nullptr;
+    for (const char* name : {"libnccl.so.2", "libnccl.so",
+                             "/usr/local/cuda/lib64/libnccl.so.2"}) {
+      lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+      if (lib != nullptr) break;
+    }
+    if (lib == nullptr) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot load NCCL (libnccl.so.2): ", dlerror(),
+          "; install NCCL or put it on LD_LIBRARY_PATH"));
+    }
+    auto* n = new Nccl;
+    bool ok = true;
+    const auto get = [&](auto& fn, const char* symbol) {
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, symbol));
+      ok = ok && fn != nullptr;
+    };
+    get(n->GetUniqueId, "ncclGetUniqueId");
+    get(n->CommInitRankConfig, "ncclCommInitRankConfig");
+    get(n->CommGetAsyncError, "ncclCommGetAsyncError");
+    get(n->CommAbort, "ncclCommAbort");
+    get(n->CommFinalize, "ncclCommFinalize");
+    get(n->CommDestroy, "ncclCommDestroy");
+    get(n->GroupStart, "ncclGroupStart");
+    get(n->GroupEnd, "ncclGroupEnd");
+    get(n->Send, "ncclSend");
+    get(n->Recv, "ncclRecv");
+    get(n->GetErrorString, "ncclGetErrorString");
+    get(n->GetLastError, "ncclGetLastError");
+    if (!ok) {
+      return absl::UnavailableError(
+          "libnccl.so.2 lacks a function ringattn needs; expected NCCL >= 2.18");
+    }
+    return n;
+  }();
+  return loaded;
+}
+
+absl::Status NcclStatus(const Nccl& nccl, ncclResult_t r, ncclComm_t comm, const char* what) {
+  if (r == ncclSuccess || r == ncclInProgress) return absl::OkStatus();
+  const char* last = comm != nullptr ? nccl.GetLastError(comm) : nullptr;
+  return absl::InternalError(absl::StrCat(what, ": NCCL error ", static_cast<int>(r), " (",
+                                          nccl.GetErrorString(r), ")",
+                                          last != nullptr && *last ? absl::StrCat(": ", last)
+                                                                   : ""));
+}
+
+// Polls a non-blocking communicator until its pending call finished.
+absl::Status WaitReady(const Nccl& nccl, ncclComm_t comm, absl::Duration timeout,
+                       const char* what) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    ncclResult_t state = ncclSuccess;
+    const ncclResult_t r = nccl.CommGetAsyncError(comm, &state);
+    if (r != ncclSuccess) return NcclStatus(nccl, r, comm, what);
+    if (state == ncclSuccess) return absl::OkStatus();
+    if (state != ncclInProgress) return NcclStatus(nccl, state, comm, what);
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          what, " did not finish within ", absl::FormatDuration(timeout),
+          " (a peer did not join?)"));
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+}
+
+ncclConfig_t NonBlockingConfig() {
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  return config;
+}
+
+class NcclRank final : public CudaCommunicator {
+ public:
+  NcclRank(int rank, int world, CudaPlacement placement, absl::Duration timeout,
+           std::shared_ptr<AbortFlag> abort, const Nccl* nccl)
+      : CudaCommunicator(rank, world, placement, timeout, std::move(abort)), nccl_(nccl) {}
+  ~NcclRank() override {
+    if (comm_ == nullptr) return;
+    cudaSetDevice(placement().device);
+    if (!aborted_) {
+      // Flush and free; a peer gone silent cannot hold us past the timeout.
+      if (nccl_->CommFinalize(comm_) == ncclSuccess &&
+          WaitReady(*nccl_, comm_, timeout(), "finalizing NCCL").ok()) {
+        nccl_->CommDestroy(comm_);
+        return;
+      }
+    }
+    if (!aborted_) nccl_->CommAbort(comm_);
+  }
+
+  using CudaCommunicator::InitStreams;
+  ncclComm_t* comm_slot() { return &comm_; }
+  absl::Status WaitInit() { return WaitReady(*nccl_, comm_, timeout(), "NCCL initialization"); }
+
+  void StartBatch() override {
+    if (batch_depth_++ > 0) return;
+    batch_status_ = OrderAfterCompute();
+    if (batch_status_.ok()) {
+      batch_status_ = NcclStatus(*nccl_, nccl_->GroupStart(), comm_, "ncclGroupStart");
+    }
+  }
+
+  void EndBatch() override {
+    if (--batch_depth_ > 0) return;
+    absl::Status s = batch_status_;
+    if (s.ok()) s = NcclStatus(*nccl_, nccl_->GroupEnd(), comm_, "ncclGroupEnd");
+    // A non-blocking communicator may still be enqueueing the group.
+    if (s.ok()) s = WaitReady(*nccl_, comm_, timeout(), "enqueueing NCCL transfers");
+    for (const auto& after : after_group_) {
+      if (s.ok()) s = after();
+    }
+    after_group_.clear();
+    std::shared_ptr<SharedEvent> done;
+    if (s.ok()) done = std::make_shared<SharedEvent>(Record(comm_stream(), &s));
+    for (const auto& t : batch_) {
+      if (s.ok()) {
+        t->Issue(done);
+      } else {
+        t->Fail(s);
+      }
+    }
+    batch_.clear();
+    if (!s.ok()) Abort(s);
+  }
+
+  std::unique_ptr<Request> Send(int peer, int tag, absl::Span<const uint8_t> data) override {
+    return Post(peer, const_cast<uint8_t*>(data.data()), data.size(), true);
+  }
+  std::unique_ptr<Request> Recv(int peer, int tag, absl::Span<uint8_t> data) override {
+    return Post(peer, data.data(), data.size(), false);
+  }
+
+ protected:
+  absl::Status TransportError() override {
+    ncclResult_t state = ncclSuccess;
+    const ncclResult_t r = nccl_->CommGetAsyncError(comm_, &state);
+    if (r != ncclSuccess) return NcclStatus(*nccl_, r, comm_, "polling NCCL");
+    if (state != ncclSuccess && state != ncclInProgress) {
+      return NcclStatus(*nccl_, state, comm_, "NCCL transfer");
+    }
+    return absl::OkStatus();
+  }
+  void AbortTransport() override {
+    if (comm_ != nullptr && !aborted_) {
+      aborted_ = true;
+      cudaSetDevice(placement().device);
+      nccl_->CommAbort(comm_);
+    }
+  }
+
+ private:
+  std::unique_ptr<Request> Post(int peer, uint8_t* data, size_t bytes, bool sending) {
+    if (peer < 0 || peer >= world() || peer == rank()) {
+      return DoneRequest(absl::InvalidArgumentError(absl::StrCat(
+          "rank ", rank(), ": peer ", peer, " is outside [0, ", world(), ") or itself")));
+    }
+    if (aborted_) return DoneRequest(AbortedStatus());
+    const bool host = IsHostMemory(data);
+    StartBatch();
+    auto transfer = std::make_shared<Transfer>();
+    batch_.push_back(transfer);
+    absl::Status s = batch_status_;
+    uint8_t* wire = data;
+    if (s.ok() && host) {
+      // NCCL moves device memory: stage host bytes through the stream-ordered pool.
+      void* staging = nullptr;
+      s = Cuda(cudaMallocAsync(&staging, std::max<size_t>(bytes, 1), comm_stream()),
+               "allocating a staging buffer");
+      wire = static_cast<uint8_t*>(staging);
+      if (s.ok() && sending) {
+        s = Cuda(cudaMemcpyAsync(wire, data, bytes, cudaMemcpyHostToDevice, comm_stream()),
+                 "staging a host send");
+      }
+      if (s.ok()) {
+        after_group_.push_back([this, wire, data, bytes, sending]() -> absl::Status {
+          absl::Status st;
+          if (!sending) {
+            st = Cuda(cudaMemcpyAsync(data, wire, bytes, cudaMemcpyDeviceToHost, comm_stream()),
+                      "unstaging a host receive");
+          }
+          const absl::Status freed = Cuda(cudaFreeAsync(wire, comm_stream()), "freeing staging");
+          return st.ok() ? freed : st;
+        });
+      }
+    }
+    if (s.ok()) {
+      const ncclResult_t r = sending
+                                 ? nccl_->Send(wire, bytes, ncclUint8, peer, comm_, comm_stream())
+                                 : nccl_->Recv(wire, bytes, ncclUint8, peer, comm_, comm_stream());
+      s = NcclStatus(*nccl_, r, comm_, sending ? "ncclSend" : "ncclRecv");
+    }
+    if (!s.ok()) batch_status_ = s;
+    EndBatch();
+    return TransferRequest(transfer, host);
+  }
+
+  static absl::Status Cuda(cudaError_t e, const char* what) {
+    if (e == cudaSuccess) return absl::OkStatus();
+    return absl::InternalError(absl::StrCat(what, ": ", cudaGetErrorString(e)));
+  }
+
+  const Nccl* nccl_;
+  ncclComm_t comm_ = nullptr;
+  bool aborted_ = false;
+  int batch_depth_ = 0;
+  absl::Status batch_status_;
+  std::vector<std::shared_ptr<Transfer>> batch_;
+  std::vector<std::function<absl::Status()>> after_group_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<NcclWorld>> NcclWorld::Create(
+    const std::vector<CudaPlacement>& ranks, absl::Duration timeout) {
+  if (ranks.empty()) return absl::InvalidArgumentError("an NCCL world needs at least one rank");
+  std::set<int> devices;
+  for (const CudaPlacement& p : ranks) {
+    if (!devices.insert(p.device).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "two ranks on device ", p.device, "; NCCL takes one rank per GPU (virtual ranks "
+          "on one GPU use the device-copy communicator: --comm=device)"));
+    }
+  }
+  absl::StatusOr<const Nccl*> nccl = LoadNccl();
+  if (!nccl.ok()) return nccl.status();
+  const Nccl& n = **nccl;
+  ncclUniqueId id;
+  if (absl::Status s = NcclStatus(n, n.GetUniqueId(&id), nullptr, "ncclGetUniqueId"); !s.ok()) {
+    return s;
+  }
+  std::unique_ptr<NcclWorld> world(new NcclWorld);
+  auto abort = std::make_shared<AbortFlag>();
+  const int size = static_cast<int>(ranks.size());
+  std::vector<NcclRank*> raw;
+  for (int r = 0; r < size; ++r) {
+    auto rank = std::make_unique<NcclRank>(r, size, ranks[r], timeout, abort, &n);
+    if (absl::Status s = rank->InitStreams(); !s.ok()) return s;
+    raw.push_back(rank.get());
+    world->ranks_.push_back(std::move(rank));
+  }
+  // One thread initializes every rank inside a group (NCCL's single-process
+  // pattern); the communicators are non-blocking, so poll them ready.
+  ncclConfig_t config = NonBlockingConfig();
+  absl::Status s = NcclStatus(n, n.GroupStart(), nullptr, "ncclGroupStart");
+  for (int r = 0; s.ok() && r < size; ++r) {
+    cudaSetDevice(ranks[r].device);
+    s = NcclStatus(n, n.CommInitRankConfig(raw[r]->comm_slot(), size, id, r, &config), nullptr,
+                   "ncclCommInitRankConfig");
+  }
+  const absl::Status end = NcclStatus(n, n.GroupEnd(), nullptr, "ncclGroupEnd");
+  if (s.ok()) s = end;
+  for (int r = 0; s.ok() && r < size; ++r) s = raw[r]->WaitInit();
+  if (!s.ok()) return s;
+  return world;
+}
+
+NcclWorld::~NcclWorld() = default;
+int NcclWorld::world() const { return static_cast<int>(ranks_.size()); }
+Communicator& NcclWorld::rank(int r) { return *ranks_.at(r); }
+
+absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(
+    int rank, int world, CudaPlacement placement, const std::string& id_file,
+    absl::Duration timeout) {
+  if (world < 1 || rank < 0 || rank >= world) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank ", rank, " of world ", world, "; expected 0 <= rank < world"));
+  }
+  if (id_file.empty()) {
+    return absl::InvalidArgumentError(
+        "one process per GPU needs --nccl_id_file: a fresh path on a filesystem every "
+        "process sees");
+  }
+  absl::StatusOr<const Nccl*> nccl = LoadNccl();
+  if (!nccl.ok()) return nccl.status();
+  const Nccl& n = **nccl;
+  ncclUniqueId id;
+  namespace fs = std::filesystem;
+  if (rank == 0) {
+    if (fs::exists(id_file)) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          id_file, " exists (from an earlier run?); expected a fresh path for the NCCL id"));
+    }
+    if (absl::Status s = NcclStatus(n, n.GetUniqueId(&id), nullptr, "ncclGetUniqueId");
+        !s.ok()) {
+      return s;
+    }
+    const std::string tmp = absl::StrCat(id_file, ".tmp");
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      out.write(reinterpret_cast<const char*>(&id), sizeof(id));
+      if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
+    }
+    std::error_code ec;
+    fs::rename(tmp, id_file, ec);
+    if (ec) {
+      return absl::InternalError(absl::StrCat("renaming ", tmp, " to ", id_file, ": ",
+                                              ec.message()));
+    }
+  } else {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (true) {
+      std::ifstream in(id_file, std::ios::binary);
+      if (in && in.read(reinterpret_cast<char*>(&id), sizeof(id))) break;
+      if (absl::Now() > deadline) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "rank ", rank, ": no NCCL id in ", id_file, " after ",
+            absl::FormatDuration(timeout), "; is rank 0 running with the same path?"));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  auto comm = std::make_unique<NcclRank>(rank, world, placement, timeout,
+                                         std::make_shared<AbortFlag>(), &n);
+  if (absl::Status s = comm->InitStreams(); !s.ok()) return s;
+  ncclConfig_t config = NonBlockingConfig();
+  cudaSetDevice(placement.device);
+  if (absl::Status s = NcclStatus(n, n.CommInitRankConfig(comm->comm_slot(), world, id, rank,
+                                                          &config),
+                                  nullptr, "ncclCommInitRankConfig");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = comm->WaitInit(); !s.ok()) return s;
+  return std::unique_ptr<Communicator>(std::move(comm));
+}
+
+}  // namespace ringattn::comm
