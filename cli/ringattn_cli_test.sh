@@ -51,11 +51,18 @@ errors_below 1e-5
 # error where none is.
 expect "run bad backend" 1 "--backend is 'tpu'; expected cpu or cuda" -- run --random --backend=tpu
 expect "run negative gpus" 1 "--gpus is -1" -- run --random --backend=cuda --gpus=-1
+expect "run bad comm" 1 "--comm is 'ib'; expected auto, threads" -- run --random --comm=ib
+expect "run device comm on cpu" 1 "--comm=device moves device buffers; expected --backend=cuda" \
+  -- run --random --comm=device
+expect "run nccl_env without a launcher" 1 "no launcher environment" -- run --random --backend=cuda --comm=nccl_env
 if nvidia-smi -L > /dev/null 2>&1; then
   for layout in ring zigzag stripe llama3; do
-    expect "run cuda $layout" 0 "backward" -- run --random --check --backend=cuda \
-      --layout=$layout --world=4 --seqlen=512 --num_heads=4 --num_kv_heads=2 --head_dim=64
-    errors_below 1e-5
+    for comm in threads device; do
+      expect "run cuda $layout $comm" 0 "backward" -- run --random --check --backend=cuda \
+        --comm=$comm --layout=$layout --world=4 --seqlen=512 --num_heads=4 --num_kv_heads=2 \
+        --head_dim=64
+      errors_below 1e-5
+    done
   done
 else
   expect "run cuda without a GPU" 1 "no usable CUDA device" -- run --random --backend=cuda
