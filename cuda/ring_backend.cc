@@ -171,6 +171,12 @@ class Backend final : public CudaRingBackend {
   DType kv_dtype() const override { return dtype_; }
   DType grad_dtype() const override { return DType::kFloat32; }
 
+  absl::Status Restart() override {
+    if (absl::Status s = Device(); !s.ok()) return s;
+    forward_done_ = false;
+    backward_done_ = false;
+    return ResetState();
+  }
   int device() const override { return device_; }
   cudaStream_t stream() const override { return stream_; }
   MemoryReport memory() const override {
@@ -287,7 +293,9 @@ class Backend final : public CudaRingBackend {
                                     std::pair{&dq_, QElements()},
                                     std::pair{&dk_, KvFullElements(1)},
                                     std::pair{&dv_, KvFullElements(1)}}) {
-      if (absl::Status s = memory->Allocate(elements * 4); !s.ok()) return s;
+      if (memory->bytes() != elements * 4) {
+        if (absl::Status s = memory->Allocate(elements * 4); !s.ok()) return s;
+      }
       if (absl::Status s = Check(cudaMemsetAsync(memory->get(), 0, elements * 4, stream_),
                                  "zeroing gradients");
           !s.ok()) {

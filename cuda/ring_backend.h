@@ -70,6 +70,9 @@ class CudaRingBackend : public RankBackend {
       double softmax_scale, const HostRankInputs& inputs,
       const CudaBackendOptions& options = {});
 
+  // Starts over for another forward (and backward) on the same inputs,
+  // keeping every buffer (benchmarks repeat passes without allocating).
+  virtual absl::Status Restart() = 0;
   virtual int device() const = 0;
   virtual cudaStream_t stream() const = 0;
   // Peak and theoretical bytes so far (theoretical: of the passes run).

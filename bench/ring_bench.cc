@@ -1,0 +1,404 @@
+// ring_bench: the shape of ring-flash-attention's benchmark table on this
+// machine's GPUs. For every row (ring, zigzag, stripe, llama3, and the
+// varlen ring / zigzag / llama3 over the seed's document sets) it times the
+// forward and forward+backward of the CUDA ring (device communicators,
+// compute overlapping transfers) and prints iter/s, "theoretic" (our
+// single-GPU kernel on one rank's tokens / W, measured in the same run),
+// efficiency as the seed defines it, TFLOP/s per GPU, peak memory per rank
+// beside the theoretical need, and the simulator's prediction of the same
+// run from a calibration measured here (written with --calibration_out).
+// bench/ring_bench.sh runs it beside PyTorch's context parallel.
+//
+//   ring_bench [--world=W] [--comm=auto|device|nccl] [--tokens=8192]
+//              [--heads=32] [--kv_heads=32] [--head_dim=128] [--iters=10]
+//              [--rows=zigzag,varlen_zigzag] [--gpu=h100] [--calibration_out=F]
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstring>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "comm/cuda_communicator.h"
+#include "core/plan.h"
+#include "core/schedule.h"
+#include "cuda/device.h"
+#include "cuda/ring_backend.h"
+#include "sim/simulator.h"
+
+ABSL_FLAG(int, world, 0, "ranks; 0: one per visible GPU");
+ABSL_FLAG(std::string, comm, "auto", "auto | device | nccl");
+ABSL_FLAG(int64_t, tokens, 8192, "tokens per rank");
+ABSL_FLAG(int64_t, heads, 32, "query heads");
+ABSL_FLAG(int64_t, kv_heads, 32, "key/value heads");
+ABSL_FLAG(int64_t, head_dim, 128, "head dim");
+ABSL_FLAG(int, iters, 10, "timed iterations per row (after 3 warm-up ones)");
+ABSL_FLAG(std::string, rows, "", "comma-separated row names; empty: all");
+ABSL_FLAG(std::string, gpu, "h100", "simulator calibration to start from");
+ABSL_FLAG(std::string, calibration_out, "", "write the measured calibration here");
+
+namespace ringattn {
+namespace {
+
+struct Row {
+  const char* name;
+  LayoutKind kind;
+  bool varlen;
+};
+constexpr Row kRows[] = {
+    {"ring", LayoutKind::kRing, false},
+    {"zigzag", LayoutKind::kZigzag, false},
+    {"stripe", LayoutKind::kStripe, false},
+    {"llama3", LayoutKind::kLlama3, false},
+    {"varlen_ring", LayoutKind::kRing, true},
+    {"varlen_zigzag", LayoutKind::kZigzag, true},
+    {"varlen_llama3", LayoutKind::kLlama3, true},
+};
+
+// The seed's varlen benchmark cycles these per-rank document sets (8192
+// tokens); boundaries scale with the tokens per rank and the world.
+const std::vector<std::vector<int64_t>> kDocuments = {
+    {0, 8192}, {0, 256, 7648, 8192}, {0, 4096, 8192}, {0, 3104, 6304, 7904, 8064, 8192}};
+
+struct Timing {
+  double seconds = 0;  // median iteration, slowest rank
+  cuda::MemoryReport memory;  // the rank with the largest peak
+};
+
+std::vector<uint16_t> RandomBf16(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  std::vector<uint16_t> out(n);
+  for (auto& x : out) {
+    const float f = normal(rng);
+    uint32_t bits;
+    std::memcpy(&bits, &f, 4);
+    x = static_cast<uint16_t>((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
+  }
+  return out;
+}
+
+absl::Span<const uint8_t> Bytes(const std::vector<uint16_t>& v) {
+  return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * 2};
+}
+
+class Bench {
+ public:
+  Bench(std::vector<comm::CudaPlacement> placements, std::vector<Communicator*> comms)
+      : placements_(std::move(placements)), comms_(std::move(comms)) {}
+
+  // Times `iters` passes of the schedule on the first `world` ranks.
+  absl::StatusOr<Timing> Run(const Schedule& schedule, const AttentionShape& shape,
+                             bool backward, int iters) {
+    const int world = schedule.layout().world();
+    const int64_t local = schedule.layout().local_batch() * schedule.layout().local_seqlen();
+    std::vector<std::vector<double>> seconds(world);
+    std::vector<absl::Status> statuses(world);
+    std::vector<cuda::MemoryReport> memory(world);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < world; ++r) {
+      threads.emplace_back([&, r] {
+        cudaSetDevice(placements_[r].device);
+        const auto q = RandomBf16(local * shape.num_heads * shape.head_dim, 4 * r + 1);
+        const auto k = RandomBf16(local * shape.num_kv_heads * shape.head_dim, 4 * r + 2);
+        const auto v = RandomBf16(local * shape.num_kv_heads * shape.head_dim, 4 * r + 3);
+        const auto dout = RandomBf16(q.size(), 4 * r + 4);
+        cuda::CudaBackendOptions o;
+        o.device = placements_[r].device;
+        o.stream = placements_[r].stream;
+        o.synchronous = false;
+        absl::StatusOr<std::unique_ptr<cuda::CudaRingBackend>> backend =
+            cuda::CudaRingBackend::Create(schedule, r, shape, DefaultSoftmaxScale(shape.head_dim),
+                                          {DType::kBFloat16, Bytes(q), Bytes(k), Bytes(v)}, o);
+        absl::Status& s = statuses[r];
+        if (!backend.ok()) s = backend.status();
+        if (s.ok()) s = (*backend)->SetDout(Bytes(dout));
+        Communicator& comm = *comms_[r];
+        std::vector<int> group(world);
+        for (int i = 0; i < world; ++i) group[i] = i;
+        for (int it = 0; s.ok() && it < iters + 3; ++it) {
+          s = (*backend)->Restart();
+          if (s.ok()) s = comm.Barrier(group);
+          const absl::Time start = absl::Now();
+          if (s.ok()) s = RunRingForward(schedule, comm, **backend).status();
+          if (s.ok() && backward) s = RunRingBackward(schedule, comm, **backend).status();
+          if (it >= 3) seconds[r].push_back(absl::ToDoubleSeconds(absl::Now() - start));
+        }
+        if (s.ok()) memory[r] = (*backend)->memory();
+        if (!s.ok()) comm.Abort(s);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    for (const absl::Status& s : statuses) {
+      if (!s.ok()) return s;
+    }
+    Timing timing;
+    std::vector<double> per_iteration(iters);
+    for (int it = 0; it < iters; ++it) {
+      for (int r = 0; r < world; ++r) {
+        per_iteration[it] = std::max(per_iteration[it], seconds[r][it]);
+      }
+    }
+    std::sort(per_iteration.begin(), per_iteration.end());
+    timing.seconds = per_iteration[iters / 2];
+    for (const cuda::MemoryReport& m : memory) {
+      if (m.peak > timing.memory.peak) timing.memory = m;
+    }
+    return timing;
+  }
+
+  // GB/s of one ring hop of `bytes` per rank, all ranks sending at once.
+  absl::StatusOr<double> LinkGBps(int world, int64_t bytes) {
+    std::vector<absl::Status> statuses(world);
+    std::vector<double> seconds(world);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < world; ++r) {
+      threads.emplace_back([&, r] {
+        cudaSetDevice(placements_[r].device);
+        void *a = nullptr, *b = nullptr;
+        cudaMalloc(&a, bytes);
+        cudaMalloc(&b, bytes);
+        Communicator& comm = *comms_[r];
+        std::vector<int> group(world);
+        for (int i = 0; i < world; ++i) group[i] = i;
+        absl::Status& s = statuses[r];
+        constexpr int kHops = 20;
+        absl::Time start;
+        for (int it = 0; s.ok() && it < kHops + 2; ++it) {
+          if (it == 2) {
+            s = comm.Synchronize();
+            if (s.ok()) s = comm.Barrier(group);
+            start = absl::Now();
+          }
+          std::vector<std::unique_ptr<Communicator::Request>> requests;
+          comm.StartBatch();
+          requests.push_back(comm.Send((r + 1) % world, kTagKv,
+                                       {static_cast<const uint8_t*>(a), size_t(bytes)}));
+          requests.push_back(comm.Recv((r + world - 1) % world, kTagKv,
+                                       {static_cast<uint8_t*>(b), size_t(bytes)}));
+          comm.EndBatch();
+          if (s.ok()) s = WaitAll(requests);
+        }
+        if (s.ok()) s = comm.Synchronize();
+        seconds[r] = absl::ToDoubleSeconds(absl::Now() - start) / kHops;
+        cudaFree(a);
+        cudaFree(b);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    for (const absl::Status& s : statuses) {
+      if (!s.ok()) return s;
+    }
+    return bytes / *std::max_element(seconds.begin(), seconds.end()) / 1e9;
+  }
+
+ private:
+  std::vector<comm::CudaPlacement> placements_;
+  std::vector<Communicator*> comms_;
+};
+
+struct Config {
+  LayoutSpec layout;
+  MaskSpec mask;
+  AttentionShape shape;
+};
+
+Config MakeConfig(const Row& row, int world, int64_t tokens, const std::vector<int64_t>& docs) {
+  Config c;
+  c.layout.kind = row.kind;
+  c.layout.world = world;
+  if (row.kind == LayoutKind::kLlama3) {
+    c.layout.kv_heads_per_group = std::max<int64_t>(1, absl::GetFlag(FLAGS_kv_heads) / 2);
+  }
+  c.mask.causal = true;
+  if (row.varlen) {
+    for (int64_t x : docs) c.mask.cu_seqlens.push_back(x * tokens / 8192 * world);
+  }
+  c.shape = {1, world * tokens, world * tokens, absl::GetFlag(FLAGS_heads),
+             absl::GetFlag(FLAGS_kv_heads), absl::GetFlag(FLAGS_head_dim)};
+  return c;
+}
+
+absl::Status Main() {
+  absl::StatusOr<int> visible = cuda::DeviceCount();
+  if (!visible.ok()) return visible.status();
+  int world = absl::GetFlag(FLAGS_world) > 0 ? absl::GetFlag(FLAGS_world) : *visible;
+  std::string comm_kind = absl::GetFlag(FLAGS_comm);
+  if (comm_kind == "auto") comm_kind = world <= *visible && world >= 2 ? "nccl" : "device";
+  if (comm_kind != "device" && comm_kind != "nccl") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--comm is '", comm_kind, "'; expected auto, device or nccl"));
+  }
+  const int64_t tokens = absl::GetFlag(FLAGS_tokens);
+  const int iters = std::max(1, absl::GetFlag(FLAGS_iters));
+  std::vector<comm::CudaPlacement> placements;
+  for (int r = 0; r < world; ++r) {
+    const int device = r % *visible;
+    cudaStream_t s = nullptr;
+    cudaSetDevice(device);
+    if (cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess) {
+      return absl::InternalError("cannot create a stream");
+    }
+    placements.push_back({device, s});
+  }
+  std::unique_ptr<comm::NcclWorld> nccl;
+  std::unique_ptr<comm::DeviceCopyWorld> copies, single;
+  std::vector<Communicator*> comms;
+  if (comm_kind == "nccl") {
+    absl::StatusOr<std::unique_ptr<comm::NcclWorld>> w =
+        comm::NcclWorld::Create(placements, absl::Seconds(120));
+    if (!w.ok()) return w.status();
+    nccl = *std::move(w);
+    for (int r = 0; r < world; ++r) comms.push_back(&nccl->rank(r));
+  } else {
+    absl::StatusOr<std::unique_ptr<comm::DeviceCopyWorld>> w =
+        comm::DeviceCopyWorld::Create(placements, absl::Seconds(120));
+    if (!w.ok()) return w.status();
+    copies = *std::move(w);
+    for (int r = 0; r < world; ++r) comms.push_back(&copies->rank(r));
+  }
+  absl::StatusOr<std::unique_ptr<comm::DeviceCopyWorld>> one =
+      comm::DeviceCopyWorld::Create({placements[0]}, absl::Seconds(120));
+  if (!one.ok()) return one.status();
+  single = *std::move(one);
+  Bench ring(placements, comms);
+  Bench alone({placements[0]}, {&single->rank(0)});
+
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  const AttentionShape probe = MakeConfig(kRows[0], world, tokens, {}).shape;
+  const int64_t kv_bytes = 2 * tokens * probe.num_kv_heads * probe.head_dim * 2;
+  double link = 0;
+  if (world > 1) {
+    absl::StatusOr<double> gbps = ring.LinkGBps(world, kv_bytes);
+    if (!gbps.ok()) return gbps.status();
+    link = *gbps;
+  }
+  std::printf("ring_bench: %d x %s, %s, bf16 b1 %lld tokens/rank h%lld/%lld d%lld causal, "
+              "median of %d iterations; ring hop of %lld B: %.1f GB/s\n",
+              world, prop.name, comm_kind == "nccl" ? "NCCL" : "device copies",
+              static_cast<long long>(tokens), static_cast<long long>(probe.num_heads),
+              static_cast<long long>(probe.num_kv_heads), static_cast<long long>(probe.head_dim),
+              iters, static_cast<long long>(kv_bytes), link);
+
+  // The simulator's calibration from this machine: our kernels' forward and
+  // backward rates on one rank's causal tokens, and the ring hop's bandwidth.
+  absl::StatusOr<sim::Calibration> cal = sim::Calibration::Builtin(absl::GetFlag(FLAGS_gpu));
+  if (!cal.ok()) return cal.status();
+  {
+    const Config b = MakeConfig(kRows[0], 1, tokens, {});
+    absl::StatusOr<Schedule> base = Schedule::Build(b.layout, b.mask, b.shape);
+    if (!base.ok()) return base.status();
+    absl::StatusOr<Timing> f = alone.Run(*base, b.shape, false, iters);
+    if (!f.ok()) return f.status();
+    absl::StatusOr<Timing> fb = alone.Run(*base, b.shape, true, iters);
+    if (!fb.ok()) return fb.status();
+    absl::StatusOr<PlanReport> p = BuildPlan(*base, b.shape);
+    if (!p.ok()) return p.status();
+    const double fwd_tflops = p->TotalFlops() / f->seconds / 1e12;
+    const double bwd_tflops = 2.5 * p->TotalFlops() / (fb->seconds - f->seconds) / 1e12;
+    for (int pass = 0; pass < 2; ++pass) {
+      const double model = cal->Tflops(pass == 1, b.shape.head_dim, tokens, tokens, 0.5);
+      const double scale = (pass == 0 ? fwd_tflops : bwd_tflops) / model;
+      for (auto& [dim, curve] : cal->rates[pass]) {
+        for (auto& point : curve) point.second *= scale;
+      }
+    }
+    if (link > 0) cal->link_gbps = link;
+    cal->gpu = absl::StrCat("measured-by-ring_bench");
+    if (const std::string path = absl::GetFlag(FLAGS_calibration_out); !path.empty()) {
+      FILE* out = std::fopen(path.c_str(), "w");
+      if (out == nullptr) return absl::InternalError(absl::StrCat("cannot write ", path));
+      std::fputs(cal->Serialize().c_str(), out);
+      std::fclose(out);
+    }
+    std::printf("calibration: our kernels on %lld causal tokens: fwd %.1f, bwd %.1f TFLOP/s%s\n",
+                static_cast<long long>(tokens), fwd_tflops, bwd_tflops,
+                absl::GetFlag(FLAGS_calibration_out).empty() ? "" : " (written)");
+  }
+  std::printf("\n%-14s %-8s %10s %10s %7s %11s %22s %9s %9s %7s\n", "row", "pass", "iter/s",
+              "theoretic", "eff", "TFLOP/s/GPU", "peak / theory MiB", "meas ms", "sim ms",
+              "err");
+  const std::string only = absl::GetFlag(FLAGS_rows);
+  const std::vector<std::string> wanted = absl::StrSplit(only, ',', absl::SkipEmpty());
+  for (const Row& row : kRows) {
+    if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), row.name) == wanted.end()) {
+      continue;
+    }
+    for (bool backward : {false, true}) {
+      double ring_s = 0, single_s = 0, sim_s = 0, flops = 0;
+      cuda::MemoryReport memory;
+      const std::vector<std::vector<int64_t>> sets =
+          row.varlen ? kDocuments : std::vector<std::vector<int64_t>>{{}};
+      for (const std::vector<int64_t>& docs : sets) {
+        const Config c = MakeConfig(row, world, tokens, docs);
+        absl::StatusOr<Schedule> schedule = Schedule::Build(c.layout, c.mask, c.shape);
+        if (!schedule.ok()) return schedule.status();
+        // The single-GPU baseline: one rank's tokens (and documents).
+        Config b = MakeConfig({row.name, LayoutKind::kRing, row.varlen}, 1, tokens, docs);
+        absl::StatusOr<Schedule> base = Schedule::Build(b.layout, b.mask, b.shape);
+        if (!base.ok()) return base.status();
+        absl::StatusOr<Timing> t = ring.Run(*schedule, c.shape, backward, iters);
+        if (!t.ok()) return t.status();
+        absl::StatusOr<Timing> s = alone.Run(*base, b.shape, backward, iters);
+        if (!s.ok()) return s.status();
+        ring_s += t->seconds / sets.size();
+        single_s += s->seconds / sets.size();
+        if (t->memory.peak > memory.peak) memory = t->memory;
+        absl::StatusOr<PlanReport> plan = BuildPlan(*schedule, c.shape);
+        if (!plan.ok()) return plan.status();
+        flops += plan->TotalFlops() * (backward ? 3.5 : 1.0) / sets.size();
+        {
+          sim::SimOptions o;
+          o.layout = c.layout;
+          o.mask = c.mask;
+          o.shape = c.shape;
+          o.dtype = DType::kBFloat16;
+          o.backward = backward;
+          o.calibration = *cal;
+          absl::StatusOr<sim::SimResult> r = sim::Simulate(o);
+          if (!r.ok()) return r.status();
+          sim_s += r->iteration_s / sets.size();
+        }
+      }
+      const double theoretic = 1.0 / single_s / world;
+      std::printf("%-14s %-8s %10.2f %10.2f %6.1f%% %11.1f %10.1f / %-10.1f %9.3f %9s %7s\n",
+                  row.name, backward ? "fwd+bwd" : "fwd", 1.0 / ring_s, theoretic,
+                  100.0 * (1.0 / ring_s) / theoretic, flops / world / ring_s / 1e12,
+                  memory.peak / 1048576.0, memory.theoretical / 1048576.0, 1e3 * ring_s,
+                  absl::StrFormat("%.3f", 1e3 * sim_s).c_str(),
+                  absl::StrFormat("%+.1f%%", 100 * (sim_s - ring_s) / ring_s).c_str());
+      std::fflush(stdout);
+    }
+  }
+  copies.reset();
+  nccl.reset();
+  single.reset();
+  for (const comm::CudaPlacement& p : placements) {
+    cudaSetDevice(p.device);
+    cudaStreamDestroy(p.stream);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace ringattn
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  const absl::Status s = ringattn::Main();
+  if (!s.ok()) {
+    std::fprintf(stderr, "ring_bench: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
