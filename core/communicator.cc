@@ -70,11 +70,13 @@ std::unique_ptr<Communicator::Request> Communicator::StartAllGather(
   }
   std::memcpy(recv.data() + me * n, send.data(), n);
   std::vector<std::unique_ptr<Request>> parts;
+  StartBatch();  // every pair sends both ways at once
   for (size_t i = 0; i < group.size(); ++i) {
     if (static_cast<int>(i) == me) continue;
     parts.push_back(Send(group[i], kTagAllGather, send));
     parts.push_back(Recv(group[i], kTagAllGather, recv.subspan(i * n, n)));
   }
+  EndBatch();
   return std::make_unique<GroupRequest>(std::move(parts));
 }
 
@@ -110,6 +112,7 @@ absl::Status Communicator::ReduceScatter(absl::Span<const int> group,
   }
   std::vector<T> parts(n * group.size());
   std::vector<std::unique_ptr<Request>> requests;
+  StartBatch();
   const auto as_bytes = [](absl::Span<const T> x) {
     return absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(x.data()),
                                      x.size() * sizeof(T));
@@ -123,6 +126,7 @@ absl::Status Communicator::ReduceScatter(absl::Span<const int> group,
         absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(parts.data() + i * n),
                             n * sizeof(T))));
   }
+  EndBatch();
   std::copy(send.begin() + me * n, send.begin() + (me + 1) * n,
             parts.begin() + me * n);
   if (absl::Status s = WaitAll(requests); !s.ok()) return s;
