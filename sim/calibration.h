@@ -12,6 +12,7 @@
 //   internode_latency_us 25
 //   host_sync_us 20          # GPU idle after a host synchronization
 //   partial_block_factor 0.9 # rate of a causal (half-density) block vs a full one
+//   partial_block_factor_bwd 0.96  # the same for the backward (default: as fwd)
 //   rate fwd 128 8192 361    # pass, head_dim, block side (tokens), TFLOP/s
 // Rates are for full (unmasked) square blocks; between block sides the
 // rate is interpolated linearly in log(side), beyond them held; a block of
@@ -47,6 +48,10 @@ class Calibration {
   // rank's in llama3, runs nearly like a full one).
   double Tflops(bool backward, int64_t head_dim, int64_t rows_q,
                 int64_t rows_k, double density) const;
+  double PartialFactor(bool backward) const {
+    return backward && partial_block_factor_bwd > 0 ? partial_block_factor_bwd
+                                                    : partial_block_factor;
+  }
 
   std::string gpu = "custom";
   double launch_us = 5;
@@ -56,6 +61,7 @@ class Calibration {
   double internode_gbps = 25;
   double internode_latency_us = 25;
   double partial_block_factor = 0.9;
+  double partial_block_factor_bwd = 0;  // 0: partial_block_factor
   // The GPU's idle time after the host waits for it (PyTorch eager: the
   // wait's round trip plus dispatching the next op; used for the seed's
   // implementation, whose boolean-mask indexing synchronizes).

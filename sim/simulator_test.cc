@@ -134,6 +134,12 @@ TEST(CalibrationTest, CutBlocksSlowDownWithTheirMaskedShare) {
   EXPECT_NEAR(c.Tflops(false, 128, 64, 64, 0.5), 80, 1e-9);
   EXPECT_NEAR(c.Tflops(false, 128, 64, 64, 0.25), 80, 1e-9);
   EXPECT_NEAR(c.Tflops(false, 128, 64, 64, 0.75), 90, 1e-9);
+  EXPECT_NEAR(c.Tflops(true, 128, 64, 64, 0.5), 80, 1e-9);  // backward: as forward
+  c.partial_block_factor_bwd = 0.95;
+  EXPECT_NEAR(c.Tflops(true, 128, 64, 64, 0.5), 95, 1e-9);
+  EXPECT_NEAR(c.Tflops(false, 128, 64, 64, 0.5), 80, 1e-9);
+  const Calibration back = *Calibration::Parse(c.Serialize());
+  EXPECT_NEAR(back.Tflops(true, 128, 64, 64, 0.5), 95, 1e-9);
 }
 
 TEST(CalibrationTest, RoundTripsAndRejectsBadLines) {
