@@ -34,9 +34,8 @@ struct Anchor {
 // H100: our kernels as a ring step runs them, measured by
 // bench/kernel_bench.sh on an H100 (docs/KERNEL_BENCH.md, 2026-11-23 third
 // session: wgmma forward merging into the fp32 state 325.3, wgmma backward
-// 336.8 TFLOP/s at s8192 h32 d128 causal). H200: PyTorch SDPA's flash
-// backend on H200 (DESIGN.md anchors, 314 fwd / 268 bwd) until our kernels
-// are measured there. H800 and A100: ring-flash-attention's single-GPU rows
+// 336.8 TFLOP/s at s8192 h32 d128 causal). H200: the same kernels measured
+// on an H200 the same way (fourth session: 323.7 / 336.2). H800 and A100: ring-flash-attention's single-GPU rows
 // (flash_attn, b1 s8192 h32 d128 causal: 591.5 / 154.7 iter/s fwd / fwd+bwd
 // on H800; 373.4 / 94.7 on A100) turned into TFLOP/s. Links: NVLink per
 // direction (H100/H200 450 GB/s peak, measured 280-305 GB/s in NCCL rings;
@@ -49,7 +48,7 @@ struct Anchor {
 // (h100) and the h200 table keep 0.9 until measured.
 constexpr Anchor kAnchors[] = {
     {"h100", 325.3, 336.8, 0.9, 0.9, 5, 3350, 290, 10, 45, 20},
-    {"h200", 314, 268, 0.9, 0.9, 5, 4800, 290, 10, 45, 20},
+    {"h200", 323.7, 336.2, 0.9, 0.9, 5, 4800, 290, 10, 45, 20},
     {"h800", 325.2, 288.0, 0.9, 0.96, 5, 3350, 170, 10, 45, 20},
     {"a100", 205.3, 174.4, 0.9, 0.96, 5, 2039, 240, 10, 22, 20},
 };
