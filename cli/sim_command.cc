@@ -1,5 +1,6 @@
 #include "cli/sim_command.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -12,21 +13,22 @@
 namespace ringattn::cli {
 namespace {
 
-// ring-flash-attention README, 8xH800 rows (efficiency %, as it defines it:
-// ring iter/s over single-GPU iter/s on one rank's 8192 tokens / 8).
+// ring-flash-attention README rows, 8xH800 and 8xA100 (efficiency %, as it
+// defines it: ring iter/s over single-GPU iter/s on one rank's 8192 tokens
+// / 8): fwd, fwd+bwd on each.
 struct SeedRow {
   const char* api;
   LayoutKind kind;
   bool varlen;
-  double fwd, fwd_bwd;
+  double h800[2], a100[2];
 };
 constexpr SeedRow kSeedRows[] = {
-    {"ring_attn", LayoutKind::kRing, false, 52.1, 53.9},
-    {"zigzag_ring", LayoutKind::kZigzag, false, 85.2, 90.2},
-    {"stripe_attn", LayoutKind::kStripe, false, 74.4, 82.9},
-    {"varlen ring_attn", LayoutKind::kRing, true, 49.1, 51.1},
-    {"varlen zigzag_ring", LayoutKind::kZigzag, true, 70.2, 75.9},
-    {"varlen llama3_attn", LayoutKind::kLlama3, true, 57.0, 58.1},
+    {"ring_attn", LayoutKind::kRing, false, {52.1, 53.9}, {51.4, 52.5}},
+    {"zigzag_ring", LayoutKind::kZigzag, false, {85.2, 90.2}, {81.7, 89.8}},
+    {"stripe_attn", LayoutKind::kStripe, false, {74.4, 82.9}, {69.6, 82.6}},
+    {"varlen ring_attn", LayoutKind::kRing, true, {49.1, 51.1}, {49.8, 52.1}},
+    {"varlen zigzag_ring", LayoutKind::kZigzag, true, {70.2, 75.9}, {72.0, 80.2}},
+    {"varlen llama3_attn", LayoutKind::kLlama3, true, {57.0, 58.1}, {51.6, 58.0}},
 };
 
 // The seed's varlen benchmark cycles these per-rank document sets; globally
@@ -95,28 +97,47 @@ absl::StatusOr<std::string> RunSim(sim::SimOptions options,
   return out;
 }
 
-absl::StatusOr<std::string> SeedTable(const sim::Calibration& c) {
-  std::string out = absl::StrFormat(
-      "ring-flash-attention README, 8x%s, efficiency %% as the seed defines "
-      "it\n(ring iter/s over single-GPU iter/s on 8192 tokens / 8); simulated "
-      "from single-GPU rates and link bandwidths only\n\n"
-      "  %-20s %-8s %7s %12s %7s %14s\n",
-      c.gpu, "api", "pass", "seed", "sim (seed impl)", "diff", "sim (ringattn)");
+absl::StatusOr<std::vector<SeedComparison>> CompareWithSeed(const sim::Calibration& c) {
+  std::vector<SeedComparison> rows;
   for (const SeedRow& row : kSeedRows) {
+    const double* measured =
+        c.gpu == "h800" ? row.h800 : c.gpu == "a100" ? row.a100 : nullptr;
     for (bool backward : {false, true}) {
-      const double seed = backward ? row.fwd_bwd : row.fwd;
-      double eff[2];
-      for (bool separate : {true, false}) {
-        const sim::SimOptions o = SeedOptions(c, row.kind, backward, separate);
+      SeedComparison out{row.api, backward,
+                         measured == nullptr ? std::nan("") : measured[backward ? 1 : 0]};
+      for (bool seed_implementation : {true, false}) {
+        const sim::SimOptions o = SeedOptions(c, row.kind, backward, seed_implementation);
         absl::StatusOr<double> ring = SeedSeconds(o, row.varlen, kSeedWorld);
         if (!ring.ok()) return ring.status();
         absl::StatusOr<double> single = SeedSeconds(o, row.varlen, 1);
         if (!single.ok()) return single.status();
-        eff[separate ? 0 : 1] = 100.0 * kSeedWorld * *single / *ring;
+        (seed_implementation ? out.sim_seed_implementation : out.sim_ringattn) =
+            100.0 * kSeedWorld * *single / *ring;
       }
-      absl::StrAppendFormat(&out, "  %-20s %-8s %6.1f%% %14.1f%% %+6.1f %13.1f%%\n",
-                            row.api, backward ? "fwd+bwd" : "fwd", seed, eff[0],
-                            eff[0] - seed, eff[1]);
+      rows.push_back(out);
+    }
+  }
+  return rows;
+}
+
+absl::StatusOr<std::string> SeedTable(const sim::Calibration& c) {
+  absl::StatusOr<std::vector<SeedComparison>> rows = CompareWithSeed(c);
+  if (!rows.ok()) return rows.status();
+  std::string out = absl::StrFormat(
+      "ring-flash-attention README, 8x%s (the seed measured h800 and a100), efficiency %% as "
+      "the seed defines it\n(ring iter/s over single-GPU iter/s on 8192 tokens / 8); "
+      "simulated from single-GPU rates and link bandwidths only\n\n"
+      "  %-20s %-8s %7s %12s %7s %14s\n",
+      c.gpu, "api", "pass", "seed", "sim (seed impl)", "diff", "sim (ringattn)");
+  for (const SeedComparison& r : *rows) {
+    const char* pass = r.backward ? "fwd+bwd" : "fwd";
+    if (std::isnan(r.seed)) {
+      absl::StrAppendFormat(&out, "  %-20s %-8s %7s %14.1f%% %6s %13.1f%%\n", r.api, pass, "-",
+                            r.sim_seed_implementation, "-", r.sim_ringattn);
+    } else {
+      absl::StrAppendFormat(&out, "  %-20s %-8s %6.1f%% %14.1f%% %+6.1f %13.1f%%\n", r.api,
+                            pass, r.seed, r.sim_seed_implementation,
+                            r.sim_seed_implementation - r.seed, r.sim_ringattn);
     }
   }
   return out;

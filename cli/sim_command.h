@@ -15,13 +15,24 @@ namespace ringattn::cli {
 absl::StatusOr<std::string> RunSim(sim::SimOptions options,
                                    const std::string& trace_path);
 
-// ring-flash-attention's 8xH800 table next to our simulation of it, using
+// ring-flash-attention's 8xH800 (or 8xA100) table next to our simulation of it, using
 // only single-GPU rates and link bandwidths of `calibration`: the seed's
 // benchmark shapes (bf16, 8192 tokens per rank, 32 query / 8 kv heads,
 // head_dim 128, causal; its four varlen document sets), both as the seed
 // implements them (block outputs merged in a separate pass) and as ringattn
 // does (fused fp32 state).
 absl::StatusOr<std::string> SeedTable(const sim::Calibration& calibration);
+
+// The rows of SeedTable: efficiency % as the seed measured it on the
+// calibration's GPU (h800, a100; NaN for others), simulated as the seed
+// implements it, and simulated as ringattn runs.
+struct SeedComparison {
+  std::string api;
+  bool backward = false;
+  double seed = 0, sim_seed_implementation = 0, sim_ringattn = 0;
+};
+absl::StatusOr<std::vector<SeedComparison>> CompareWithSeed(
+    const sim::Calibration& calibration);
 
 struct SweepSpec {
   std::vector<LayoutKind> layouts;

@@ -100,7 +100,16 @@ absl::Status CudaCommunicator::InitStreams() {
       !s.ok()) {
     return s;
   }
-  return Cuda(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking),
+  // The highest priority: a transfer's kernels (NCCL's, the reduce-scatter
+  // sum) get SMs as soon as they may run, not after the attention kernel
+  // launched beside them has had them all (bench/stream_starvation.py).
+  int least = 0, greatest = 0;
+  if (absl::Status s = Cuda(cudaDeviceGetStreamPriorityRange(&least, &greatest),
+                            "reading the stream priorities");
+      !s.ok()) {
+    return s;
+  }
+  return Cuda(cudaStreamCreateWithPriority(&comm_stream_, cudaStreamNonBlocking, greatest),
               "creating the communication stream");
 }
 
@@ -254,11 +263,13 @@ std::unique_ptr<Communicator::Request> CudaCommunicator::StartAllGather(
       !s.ok()) {
     return DoneRequest(s);
   }
-  if (absl::Status s = Cuda(cudaMemcpyAsync(recv.data() + me * n, send.data(), n,
-                                            cudaMemcpyDeviceToDevice, placement_.stream),
-                            "copying the own all-gather part");
-      !s.ok()) {
-    return DoneRequest(s);
+  if (send.data() != recv.data() + me * n) {  // not in place
+    if (absl::Status s = Cuda(cudaMemcpyAsync(recv.data() + me * n, send.data(), n,
+                                              cudaMemcpyDeviceToDevice, placement_.stream),
+                              "copying the own all-gather part");
+        !s.ok()) {
+      return DoneRequest(s);
+    }
   }
   std::vector<std::unique_ptr<Request>> parts;
   StartBatch();

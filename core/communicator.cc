@@ -68,7 +68,7 @@ std::unique_ptr<Communicator::Request> Communicator::StartAllGather(
         "all-gather receive buffer has ", recv.size(), " bytes; expected ",
         group.size(), " x ", n)));
   }
-  std::memcpy(recv.data() + me * n, send.data(), n);
+  if (send.data() != recv.data() + me * n) std::memcpy(recv.data() + me * n, send.data(), n);
   std::vector<std::unique_ptr<Request>> parts;
   StartBatch();  // every pair sends both ways at once
   for (size_t i = 0; i < group.size(); ++i) {

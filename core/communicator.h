@@ -74,7 +74,8 @@ class Communicator {
   virtual absl::Status Synchronize() { return absl::OkStatus(); }
 
   // Starts gathering every member's `send` into `recv` (member i's bytes at
-  // i * send.size()). Wait on the returned request before using `recv`.
+  // i * send.size()); `send` may be this member's own part of `recv` (in
+  // place). Wait on the returned request before using `recv`.
   // Errors: InvalidArgument if this rank is not in `group` or `recv` is not
   // group.size() * send.size() bytes (as a failed request).
   // The collectives below are built on Send/Recv with host memory; an

@@ -19,7 +19,6 @@ enum Slot : int {
   kDkvB,
   kGatheredA,
   kGatheredB,
-  kLocalKv,
   kGatheredDkv,
   kOwnDkv,
   kDkvIncoming,
@@ -80,13 +79,19 @@ Heads StepHeads(const Schedule& schedule, int step) {
 absl::StatusOr<std::unique_ptr<Communicator::Request>> StartGather(
     const std::vector<int>& group, Communicator& comm, RingBackend& backend,
     Heads heads, absl::Span<uint8_t> gathered) {
+  // In place: this rank's shard is packed straight into its part of the
+  // gathered buffer (no separate send buffer).
   const int64_t bytes = backend.KvBytes(heads.begin, heads.end);
-  absl::StatusOr<absl::Span<uint8_t>> local = backend.Buffer(kLocalKv, bytes);
-  if (!local.ok()) return local.status();
-  if (absl::Status s = backend.PackKv(heads.begin, heads.end, *local); !s.ok()) {
-    return s;
+  const auto me = std::find(group.begin(), group.end(), comm.rank()) - group.begin();
+  if (me == static_cast<int64_t>(group.size()) ||
+      static_cast<int64_t>(gathered.size()) != bytes * static_cast<int64_t>(group.size())) {
+    return absl::InternalError(absl::StrCat("rank ", comm.rank(), ": all-gather buffer of ",
+                                            gathered.size(), " bytes for ", group.size(),
+                                            " shards of ", bytes));
   }
-  return comm.StartAllGather(group, *local, gathered);
+  const absl::Span<uint8_t> own = gathered.subspan(me * bytes, bytes);
+  if (absl::Status s = backend.PackKv(heads.begin, heads.end, own); !s.ok()) return s;
+  return comm.StartAllGather(group, own, gathered);
 }
 
 }  // namespace

@@ -73,7 +73,7 @@ __global__ void ForwardBlockKernel(ForwardBlockArgs a) {
     for (int e = threadIdx.x; e < keys * d; e += blockDim.x) {
       const int j = e / d, c = e % d;
       const int64_t src =
-          ((b * a.k_rows + a.k_row + k0 + j) * a.num_kv_heads + kv_head) * a.head_dim + c;
+          KvOffset(a, b, a.k_row + k0 + j, kv_head) + c;
       k_tile[j][c] = Load(a.dtype, a.k, src);
       v_tile[j][c] = Load(a.dtype, a.v, src);
     }
@@ -148,7 +148,7 @@ __global__ void BackwardBlockKernel(BackwardBlockArgs args) {
   const bool key_valid = active && k_pos < key_limit && k_pos >= a.doc_begin &&
                          k_pos < a.doc_end;
   const int d = static_cast<int>(a.head_dim);
-  const int64_t kv_offset = ((b * a.k_rows + k_row) * a.num_kv_heads + kv_head) * a.head_dim;
+  const int64_t kv_offset = KvOffset(a, b, k_row, kv_head);
   float k[kHeadDim], v[kHeadDim], dk[kHeadDim], dv[kHeadDim];
   for (int c = 0; c < d; ++c) {
     k[c] = active ? Load(a.dtype, a.k, kv_offset + c) : 0.f;
@@ -235,7 +235,8 @@ cudaError_t LaunchBackward(const BackwardBlockArgs& args, cudaStream_t stream) {
 bool ValidTask(const ForwardBlockArgs& a) {
   return a.head_dim >= 1 && a.head_dim <= kForwardBlockMaxHeadDim &&
          a.kv_head_begin < a.kv_head_end && a.num_kv_heads >= 1 &&
-         a.num_heads % a.num_kv_heads == 0;
+         a.num_heads % a.num_kv_heads == 0 && a.kv_head_begin >= a.kv_head_offset &&
+         a.kv_head_end <= a.kv_head_offset + KvBufferHeads(a);
 }
 
 }  // namespace

@@ -28,7 +28,10 @@ struct DeviceRun {
 struct ForwardBlockArgs {
   ElementType dtype = ElementType::kFloat32;
   const void* q = nullptr;  // (batch, q_rows, num_heads, head_dim)
-  const void* k = nullptr;  // (batch, k_rows, num_kv_heads, head_dim)
+  // (batch, k_rows, KvBufferHeads(), head_dim): kv heads [kv_head_offset,
+  // kv_head_offset + KvBufferHeads()) of every key row (all kv heads by
+  // default; one head group of an all-gather step otherwise).
+  const void* k = nullptr;
   const void* v = nullptr;
   float* state_o = nullptr;    // (batch, q_rows, num_heads, head_dim) fp32
   float* state_lse = nullptr;  // (batch, num_heads, q_rows) fp32
@@ -38,6 +41,8 @@ struct ForwardBlockArgs {
   int64_t q_row = 0, k_row = 0;
   DeviceRun q_pos, k_pos;
   int64_t kv_head_begin = 0, kv_head_end = 0;
+  // The kv heads the k/v (and backward dk/dv) buffers hold; 0: num_kv_heads.
+  int64_t kv_buffer_heads = 0, kv_head_offset = 0;
   // The mask: min_delta <= k - q <= max_delta, k < key_limit[b] (nullptr:
   // no padding), and k in [doc_begin, doc_end) (the task's document).
   int64_t min_delta = 0, max_delta = 0;
@@ -49,6 +54,16 @@ struct ForwardBlockArgs {
   // merging into the state: one-call attention, no ring.
   void* out = nullptr;
 };
+
+__host__ __device__ inline int64_t KvBufferHeads(const ForwardBlockArgs& a) {
+  return a.kv_buffer_heads > 0 ? a.kv_buffer_heads : a.num_kv_heads;
+}
+
+// Element offset of (batch b, key row, kv head, 0) in the k/v buffers.
+__host__ __device__ inline int64_t KvOffset(const ForwardBlockArgs& a, int64_t b, int64_t row,
+                                            int64_t kv_head) {
+  return ((b * a.k_rows + row) * KvBufferHeads(a) + kv_head - a.kv_head_offset) * a.head_dim;
+}
 
 // The backward of one block task: accumulates dQ (fp32, like q) and the
 // task's dK, dV into fp32 accumulators laid out like k, v (the buffers that
@@ -62,7 +77,7 @@ struct BackwardBlockArgs {
   const float* lse = nullptr;
   const float* delta = nullptr;
   float* dq = nullptr;  // (batch, q_rows, num_heads, head_dim)
-  float* dk = nullptr;  // (batch, k_rows, num_kv_heads, head_dim)
+  float* dk = nullptr;  // laid out like task.k (KvOffset)
   float* dv = nullptr;
 };
 

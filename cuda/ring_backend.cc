@@ -2,6 +2,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -118,8 +119,7 @@ class Backend final : public CudaRingBackend {
     batch_offset_ = layout.BatchRange(rank).first;
     rows_ = layout.local_seqlen();
     for (DeviceMemory* m : {&q_, &k_, &v_, &state_o_, &state_lse_, &key_limit_, &dout_,
-                            &delta_, &dq_, &dk_, &dv_, &visit_k_, &visit_v_, &visit_dk_,
-                            &visit_dv_}) {
+                            &delta_, &dq_, &dk_, &dv_}) {
       m->set_meter(&meter_);
     }
   }
@@ -249,10 +249,12 @@ class Backend final : public CudaRingBackend {
   }
 
   absl::Status ForwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv) override {
-    if (absl::Status s = Unpack(kv); !s.ok()) return s;
+    if (absl::Status s = CheckVisiting(kv); !s.ok()) return s;
     for (const BlockTask& task : tasks) {
-      const ForwardBlockArgs a = Args(task, kv.ranks);
-      if (absl::Status s = Check(LaunchForward(a, stream_), "the forward kernel"); !s.ok()) {
+      if (absl::Status s = ForEachShard(task, kv, [&](const ForwardBlockArgs& a, int64_t) {
+            return Check(LaunchForward(a, stream_), "the forward kernel");
+          });
+          !s.ok()) {
         return s;
       }
     }
@@ -316,46 +318,29 @@ class Backend final : public CudaRingBackend {
           "dK/dV buffer has ", dkv.size(), " bytes; expected ",
           kv.ranks * GradBytes(kv.head_begin, kv.head_end)));
     }
-    if (absl::Status s = Unpack(kv); !s.ok()) return s;
-    // A ring pass of all heads accumulates straight into the travelling
-    // buffer (the driver zeroed it; it has the K/V layout); all-gather
-    // steps go through per-step buffers, added packed.
-    const bool direct = Direct(kv);
-    float* step_dk = reinterpret_cast<float*>(dkv.data());
-    float* step_dv = step_dk + KvFullElements(1);
-    const int64_t grad_bytes = KvFullElements(kv.ranks) * 4;
-    if (!direct) {
-      for (DeviceMemory* m : {&visit_dk_, &visit_dv_}) {
-        if (m->bytes() < grad_bytes) {
-          if (absl::Status s = m->Allocate(grad_bytes); !s.ok()) return s;
-        }
-        if (absl::Status s = Check(cudaMemsetAsync(m->get(), 0, grad_bytes, stream_),
-                                   "zeroing step gradients");
-            !s.ok()) {
-          return s;
-        }
-      }
-      step_dk = visit_dk_.get<float>();
-      step_dv = visit_dv_.get<float>();
-    }
+    if (absl::Status s = CheckVisiting(kv); !s.ok()) return s;
+    // The kernels accumulate straight into the buffer the driver zeroed:
+    // it has the visiting K/V's packed layout (shards of K then V), in fp32.
+    float* dkv_f32 = reinterpret_cast<float*>(dkv.data());
     for (const BlockTask& task : tasks) {
-      BackwardBlockArgs args;
-      args.task = Args(task, kv.ranks);
-      args.dout = dout_.get();
-      args.lse = state_lse_.get<float>();
-      args.delta = delta_.get<float>();
-      args.dq = dq_.get<float>();
-      args.dk = step_dk;
-      args.dv = step_dv;
-      if (absl::Status s = Check(LaunchBackward(args, stream_), "the backward kernel"); !s.ok()) {
+      if (absl::Status s = ForEachShard(
+              task, kv,
+              [&](const ForwardBlockArgs& a, int64_t shard_offset) {
+                BackwardBlockArgs args;
+                args.task = a;
+                args.dout = dout_.get();
+                args.lse = state_lse_.get<float>();
+                args.delta = delta_.get<float>();
+                args.dq = dq_.get<float>();
+                args.dk = dkv_f32 + shard_offset;
+                args.dv = args.dk + ShardElements(kv) / 2;
+                return Check(LaunchBackward(args, stream_), "the backward kernel");
+              });
+          !s.ok()) {
         return s;
       }
     }
-    if (direct) return Finish(cudaSuccess, "a backward step");
-    return Finish(LaunchPackedAddF32(PackedShape(kv.ranks, kv.head_begin, kv.head_end), true,
-                                     reinterpret_cast<float*>(dkv.data()),
-                                     visit_dk_.get<float>(), visit_dv_.get<float>(), stream_),
-                  "adding a step's dK/dV");
+    return Finish(cudaSuccess, "a backward step");
   }
 
   absl::Status AddOwnDkv(int64_t head_begin, int64_t head_end,
@@ -437,12 +422,12 @@ class Backend final : public CudaRingBackend {
     return Finish(cudaMemsetAsync(state_o_.get(), 0, QElements() * 4, stream_), "initializing O");
   }
 
-  bool Direct(const KvBlock& kv) const {
-    return kv.ranks == 1 && kv.head_begin == 0 && kv.head_end == shape_.num_kv_heads;
+  // Elements of one shard of the visiting block: K then V of its heads.
+  int64_t ShardElements(const KvBlock& kv) const {
+    return 2 * batch_ * rows_ * (kv.head_end - kv.head_begin) * shape_.head_dim;
   }
 
-  // The visiting K/V in the full layout the kernels read.
-  absl::Status Unpack(const KvBlock& kv) {
+  absl::Status CheckVisiting(const KvBlock& kv) {
     if (kv.head_begin < 0 || kv.head_end > shape_.num_kv_heads ||
         kv.head_begin >= kv.head_end || kv.ranks < 1 ||
         static_cast<int64_t>(kv.data.size()) != kv.ranks * KvBytes(kv.head_begin, kv.head_end)) {
@@ -450,38 +435,42 @@ class Backend final : public CudaRingBackend {
           "visiting K/V of ", kv.data.size(), " bytes does not hold ", kv.ranks,
           " shards of kv heads [", kv.head_begin, ", ", kv.head_end, ")"));
     }
-    if (absl::Status s = Device(); !s.ok()) return s;
-    if (Direct(kv)) {
-      // A shard of all heads is (batch, rows, heads, d) K then V already.
-      step_k_ = kv.data.data();
-      step_v_ = kv.data.data() + kv.data.size() / 2;
-      return absl::OkStatus();
-    }
-    const int64_t bytes = KvFullElements(kv.ranks) * DTypeBytes(dtype_);
-    for (DeviceMemory* m : {&visit_k_, &visit_v_}) {
-      if (m->bytes() < bytes) {
-        if (absl::Status s = m->Allocate(bytes); !s.ok()) return s;
-      }
-    }
-    step_k_ = visit_k_.get();
-    step_v_ = visit_v_.get();
-    return Check(LaunchUnpackKv(PackedShape(kv.ranks, kv.head_begin, kv.head_end),
-                                static_cast<int>(DTypeBytes(dtype_)), kv.data.data(),
-                                visit_k_.get(), visit_v_.get(), stream_),
-                 "unpacking the visiting K/V");
+    return Device();
   }
 
-  ForwardBlockArgs Args(const BlockTask& task, int ranks) const {
+  // Calls fn(args, element offset of the shard) for the part of `task` in
+  // each shard of the visiting block: the kernels read K/V (and write
+  // dK/dV) in place, in the packed layout the ring sends, one shard of
+  // (batch, rows, heads of the block, head_dim) at a time. No unpacking.
+  template <typename Fn>
+  absl::Status ForEachShard(const BlockTask& task, const KvBlock& kv, Fn fn) const {
+    const int64_t elem = DTypeBytes(dtype_);
+    const int64_t shard_elements = ShardElements(kv);
+    for (int64_t shard = task.k_row / rows_; shard < kv.ranks; ++shard) {
+      const int64_t lo = std::max(task.k_row, shard * rows_);
+      const int64_t hi = std::min(task.k_end(), (shard + 1) * rows_);
+      if (lo >= hi) break;
+      BlockTask part = task;
+      part.k_row = lo - shard * rows_;
+      part.k = task.k.Sub(lo - task.k_row, hi - task.k_row);
+      ForwardBlockArgs a = Args(part, kv);
+      const int64_t offset = shard * shard_elements;
+      a.k = kv.data.data() + offset * elem;
+      a.v = kv.data.data() + (offset + shard_elements / 2) * elem;
+      if (absl::Status s = fn(a, offset); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+
+  ForwardBlockArgs Args(const BlockTask& task, const KvBlock& kv) const {
     ForwardBlockArgs a;
     a.dtype = type_;
     a.q = q_.get();
-    a.k = step_k_;
-    a.v = step_v_;
     a.state_o = state_o_.get<float>();
     a.state_lse = state_lse_.get<float>();
     a.batch = batch_;
     a.q_rows = rows_;
-    a.k_rows = ranks * rows_;
+    a.k_rows = rows_;
     a.num_heads = shape_.num_heads;
     a.num_kv_heads = shape_.num_kv_heads;
     a.head_dim = shape_.head_dim;
@@ -491,6 +480,8 @@ class Backend final : public CudaRingBackend {
     a.k_pos = RunOf(task.k);
     a.kv_head_begin = task.kv_head_begin;
     a.kv_head_end = task.kv_head_end;
+    a.kv_head_offset = kv.head_begin;
+    a.kv_buffer_heads = kv.head_end - kv.head_begin;
     a.min_delta = mask_.min_delta();
     a.max_delta = mask_.max_delta();
     a.key_limit = key_limit_.get<int64_t>();
@@ -540,13 +531,8 @@ class Backend final : public CudaRingBackend {
   const bool owns_stream_;
   MemoryReport* const final_memory_;
   MemoryMeter meter_;
-  // What the kernels read as K and V: the visiting buffer itself when it
-  // already has their layout (a ring pass of all heads), else visit_k_/v_.
-  const void* step_k_ = nullptr;
-  const void* step_v_ = nullptr;
   DeviceMemory q_, k_, v_, state_o_, state_lse_, key_limit_, dout_;
   DeviceMemory delta_, dq_, dk_, dv_;
-  DeviceMemory visit_k_, visit_v_, visit_dk_, visit_dv_;
   std::map<int, DeviceMemory> buffers_;
   bool forward_done_ = false;
   bool backward_done_ = false;

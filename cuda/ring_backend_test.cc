@@ -7,6 +7,7 @@
 // bf16 as FlashAttention does): within 2e-2 norm-relative.
 #include "cuda/ring_backend.h"
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 
@@ -20,6 +21,8 @@
 #include "core/layout.h"
 #include "core/ring_driver.h"
 #include "core/schedule.h"
+#include "core/mask.h"
+#include "cpu_reference/attention.h"
 #include "cpu_reference/cpu_backend.h"
 #include "cpu_reference/internal/convert.h"
 #include "cuda/device.h"
@@ -277,6 +280,134 @@ TEST(CudaRingBackendTest, DeviceCopyRanksMatchTheCpuRing) {
     GTEST_SKIP() << "no CUDA device: " << n.status().message();
   }
   for (const Case& c : Cases()) Check(c.layout, c.mask, c.shape, c.dtype, Mode::kDeviceCopy);
+}
+
+// Global tensors of one problem (input dtype) and, decoded, the fp64 oracle's
+// outputs on the full sequence.
+struct Problem {
+  AttentionShape shape;
+  MaskSpec mask;
+  DType dtype;
+  std::vector<uint8_t> q, k, v, dout;
+  std::vector<double> out, dq, dk, dv;
+};
+
+Problem MakeProblem(const AttentionShape& s, const MaskSpec& mask_spec, DType dtype) {
+  Problem p{s, mask_spec, dtype};
+  const auto random = [&](int64_t n, uint32_t seed) {
+    return cpu::internal::EncodeAll<double>(dtype, RandomNormal<double>(n, seed));
+  };
+  p.q = random(s.q_elements(), 11);
+  p.k = random(s.kv_elements(), 12);
+  p.v = random(s.kv_elements(), 13);
+  p.dout = random(s.q_elements(), 14);
+  const auto decode = [&](const std::vector<uint8_t>& x) {
+    return cpu::internal::DecodeAll<double>(dtype, x);
+  };
+  const std::vector<double> q = decode(p.q), k = decode(p.k), v = decode(p.v),
+                            dout = decode(p.dout);
+  const Mask mask = *Mask::Create(mask_spec, s.batch, s.seqlen_q, s.seqlen_k);
+  const double scale = DefaultSoftmaxScale(s.head_dim);
+  const TensorStrides qs = DenseStrides(s.seqlen_q, s.num_heads, s.head_dim);
+  const TensorStrides ks = DenseStrides(s.seqlen_k, s.num_kv_heads, s.head_dim);
+  cpu::AttentionOutput<double> fwd =
+      *cpu::NaiveForward<double>(s, {q, qs}, {k, ks}, {v, ks}, mask, scale);
+  cpu::AttentionGrads<double> grads = *cpu::NaiveBackward<double>(
+      s, {q, qs}, {k, ks}, {v, ks}, {fwd.out, qs}, fwd.lse, {dout, qs}, mask, scale);
+  p.out = std::move(fwd.out);
+  p.dq = std::move(grads.dq);
+  p.dk = std::move(grads.dk);
+  p.dv = std::move(grads.dv);
+  return p;
+}
+
+// Norm-relative errors of out, dq, dk, dv of `spec` (device-copy virtual
+// ranks on GPU 0, gathered back to the full sequence) against the oracle.
+std::array<double, 4> RingErrors(const LayoutSpec& spec, const Problem& p) {
+  const AttentionShape& s = p.shape;
+  absl::StatusOr<Schedule> schedule = Schedule::Build(spec, p.mask, s);
+  EXPECT_TRUE(schedule.ok()) << schedule.status();
+  if (!schedule.ok()) return {};
+  const Layout& layout = schedule->layout();
+  const int64_t elem = DTypeBytes(p.dtype);
+  const int64_t q_token = s.num_heads * s.head_dim * elem;
+  const int64_t kv_token = s.num_kv_heads * s.head_dim * elem;
+  const auto shard = [&](const std::vector<uint8_t>& x, int64_t token) {
+    return *layout.Shard(absl::Span<const uint8_t>(x), token);
+  };
+  const std::vector<RankResult> ranks =
+      RunRing(*schedule, s, p.dtype, shard(p.q, q_token), shard(p.k, kv_token),
+              shard(p.v, kv_token), shard(p.dout, q_token), Mode::kDeviceCopy);
+  std::array<double, 4> errors{};
+  const std::vector<uint8_t> RankResult::*fields[] = {&RankResult::out, &RankResult::dq,
+                                                      &RankResult::dk, &RankResult::dv};
+  const std::vector<double>* want[] = {&p.out, &p.dq, &p.dk, &p.dv};
+  for (int i = 0; i < 4; ++i) {
+    std::vector<std::vector<uint8_t>> shards;
+    for (const RankResult& r : ranks) shards.push_back(r.*fields[i]);
+    absl::StatusOr<std::vector<uint8_t>> global =
+        layout.Unshard(shards, i < 2 ? q_token : kv_token);
+    EXPECT_TRUE(global.ok()) << global.status();
+    if (!global.ok()) return {};
+    errors[i] = NormRel(cpu::internal::DecodeAll<double>(p.dtype, *global), *want[i]);
+  }
+  return errors;
+}
+
+// bf16 and fp16: every layout's ring error against the fp64 oracle on the
+// full sequence is at most 1.05x the error of one kernel call on the same
+// sequence (a ring of one rank), forward and backward, W = 2, 4, 8 virtual
+// ranks, a ring size below W, and documents (varlen).
+TEST(CudaRingBackendTest, LowPrecisionRingErrorIsTheOneKernelError) {
+  if (absl::StatusOr<int> n = DeviceCount(); !n.ok()) {
+    GTEST_SKIP() << "no CUDA device: " << n.status().message();
+  }
+  struct Study {
+    AttentionShape shape;
+    MaskSpec mask;
+    std::vector<LayoutSpec> layouts;
+  };
+  const std::vector<Study> studies = {
+      {{2, 1024, 1024, 4, 2, 128},
+       {.causal = true},
+       {{.kind = LayoutKind::kRing, .world = 2},
+        {.kind = LayoutKind::kRing, .world = 8},
+        {.kind = LayoutKind::kZigzag, .world = 2},
+        {.kind = LayoutKind::kZigzag, .world = 4},
+        {.kind = LayoutKind::kZigzag, .world = 8},
+        {.kind = LayoutKind::kZigzag, .world = 8, .ring_size = 4},
+        {.kind = LayoutKind::kStripe, .world = 4, .stripe_width = 16},
+        {.kind = LayoutKind::kStripe, .world = 8, .stripe_width = 1},
+        {.kind = LayoutKind::kLlama3, .world = 4, .kv_heads_per_group = 1},
+        {.kind = LayoutKind::kLlama3, .world = 8}}},
+      {{1, 1024, 1024, 4, 2, 128},
+       {.causal = true, .cu_seqlens = {0, 128, 512, 1024}},
+       {{.kind = LayoutKind::kRing, .world = 4},
+        {.kind = LayoutKind::kZigzag, .world = 4},
+        {.kind = LayoutKind::kLlama3, .world = 8, .kv_heads_per_group = 1}}},
+  };
+  const char* names[] = {"out", "dq", "dk", "dv"};
+  for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
+    for (const Study& study : studies) {
+      const Problem p = MakeProblem(study.shape, study.mask, dtype);
+      const std::array<double, 4> one = RingErrors({.kind = LayoutKind::kRing, .world = 1}, p);
+      for (const LayoutSpec& spec : study.layouts) {
+        SCOPED_TRACE(absl::StrCat(DTypeName(dtype), " ", LayoutKindName(spec.kind), " W=",
+                                  spec.world, " R=", spec.ring_size,
+                                  p.mask.cu_seqlens.empty() ? "" : " varlen"));
+        const std::array<double, 4> ring = RingErrors(spec, p);
+        for (int i = 0; i < 4; ++i) {
+          EXPECT_GT(one[i], 0) << names[i];
+          EXPECT_LE(ring[i], 1.05 * one[i]) << names[i] << ": one call " << one[i];
+          std::printf("%s %s W=%d R=%d%s %s: ring %.4e one call %.4e (%.3fx)\n",
+                      std::string(DTypeName(dtype)).c_str(),
+                      std::string(LayoutKindName(spec.kind)).c_str(), spec.world,
+                      spec.ring_size, p.mask.cu_seqlens.empty() ? "" : " varlen", names[i],
+                      ring[i], one[i], ring[i] / one[i]);
+        }
+      }
+    }
+  }
 }
 
 // NCCL on two GPUs (one thread each) equals the virtual-rank run on one GPU.

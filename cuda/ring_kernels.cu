@@ -54,17 +54,6 @@ __device__ __forceinline__ int64_t FullOffset(const PackedKvShape& s, int64_t i,
   return (row * s.num_kv_heads + s.head_begin + h) * s.head_dim + c;
 }
 
-template <typename T>
-__global__ void UnpackKvKernel(PackedKvShape s, int64_t n, const T* packed, T* full_k,
-                               T* full_v) {
-  for (int64_t i = blockIdx.x * int64_t{kThreads} + threadIdx.x; i < n;
-       i += int64_t{gridDim.x} * kThreads) {
-    bool is_v;
-    const int64_t o = FullOffset(s, i, &is_v);
-    (is_v ? full_v : full_k)[o] = packed[i];
-  }
-}
-
 __global__ void PackedAddKernel(PackedKvShape s, int64_t n, bool to_packed, float* packed,
                                 float* full_k, float* full_v) {
   for (int64_t i = blockIdx.x * int64_t{kThreads} + threadIdx.x; i < n;
@@ -92,24 +81,6 @@ cudaError_t LaunchConvertF32(ElementType dtype, const float* src, void* dst, int
                              cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   ConvertF32Kernel<<<Blocks(n), kThreads, 0, stream>>>(dtype, src, dst, n);
-  return cudaGetLastError();
-}
-
-cudaError_t LaunchUnpackKv(const PackedKvShape& shape, int element_bytes, const void* packed,
-                           void* full_k, void* full_v, cudaStream_t stream) {
-  const int64_t n = shape.PackedElements();
-  if (n <= 0) return cudaSuccess;
-  if (element_bytes == 2) {
-    UnpackKvKernel<uint16_t><<<Blocks(n), kThreads, 0, stream>>>(
-        shape, n, static_cast<const uint16_t*>(packed), static_cast<uint16_t*>(full_k),
-        static_cast<uint16_t*>(full_v));
-  } else if (element_bytes == 4) {
-    UnpackKvKernel<uint32_t><<<Blocks(n), kThreads, 0, stream>>>(
-        shape, n, static_cast<const uint32_t*>(packed), static_cast<uint32_t*>(full_k),
-        static_cast<uint32_t*>(full_v));
-  } else {
-    return cudaErrorInvalidValue;
-  }
   return cudaGetLastError();
 }
 

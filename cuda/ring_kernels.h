@@ -1,8 +1,7 @@
 // Element-wise kernels of the CUDA ring backend: fp32 accumulation of the
-// travelling dK/dV, fp32 -> input dtype conversion of results, and the
-// (un)packing of a rank's K/V heads between the packed shard layout the ring
-// sends and the full (batch, rows, num_kv_heads, head_dim) layout the
-// attention kernels read.
+// travelling dK/dV, fp32 -> input dtype conversion of results, and fp32
+// adds between a rank's packed dK/dV heads (the layout the ring sends) and
+// its full (batch, rows, num_kv_heads, head_dim) gradients.
 #ifndef RINGATTN_CUDA_RING_KERNELS_H_
 #define RINGATTN_CUDA_RING_KERNELS_H_
 
@@ -32,12 +31,6 @@ struct PackedKvShape {
     return 2 * ranks * batch * rows * (head_end - head_begin) * head_dim;
   }
 };
-
-// Packed -> full, in the input dtype (element_bytes 2 or 4): the visiting
-// K/V for the kernels. Heads outside the range are left as they are.
-cudaError_t LaunchUnpackKv(const PackedKvShape& shape, int element_bytes,
-                           const void* packed, void* full_k, void* full_v,
-                           cudaStream_t stream);
 
 // fp32 adds between the layouts: to_packed, packed += full (a step's dK/dV
 // into the travelling sums); else full += packed (the completed sums of

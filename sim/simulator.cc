@@ -5,7 +5,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <tuple>
@@ -35,6 +37,16 @@ struct RankClock {
   int64_t tasks = 0;
   bool trace = false;
   std::vector<Event> events;
+  // Sends that start only when the rank's running attention kernels end
+  // (SimOptions::seed_implementation), in issue order.
+  bool defer_sends = false;
+  std::vector<std::function<void()>> pending_sends;
+
+  void StartPendingSends() {
+    std::vector<std::function<void()>> sends;
+    sends.swap(pending_sends);
+    for (const auto& send : sends) send();
+  }
 
   void Advance(double until) {
     if (until > now) {
@@ -102,16 +114,18 @@ class SimNetwork {
 
 class ClockRequest : public Communicator::Request {
  public:
-  // A send completes when its bytes left the link.
-  ClockRequest(RankClock* clock, double done_s) : clock_(clock), done_s_(done_s) {}
+  // A send completes when its bytes left the link (known once it started).
+  ClockRequest(RankClock* clock, std::shared_ptr<const double> done_s)
+      : clock_(clock), done_s_(std::move(done_s)) {}
   absl::Status Wait() override {
-    clock_->Advance(done_s_);
+    clock_->StartPendingSends();
+    clock_->Advance(*done_s_);
     return absl::OkStatus();
   }
 
  private:
   RankClock* clock_;
-  double done_s_;
+  std::shared_ptr<const double> done_s_;
 };
 
 class RecvRequest : public Communicator::Request {
@@ -119,6 +133,7 @@ class RecvRequest : public Communicator::Request {
   RecvRequest(SimNetwork* net, int from, int to, int tag, int64_t bytes)
       : net_(net), from_(from), to_(to), tag_(tag), bytes_(bytes) {}
   absl::Status Wait() override {
+    net_->clock(to_).StartPendingSends();  // before blocking on a peer
     absl::StatusOr<Message> m = net_->Take(from_, to_, tag_);
     if (!m.ok()) return m.status();
     if (m->bytes != bytes_) {
@@ -158,25 +173,33 @@ class SimCommunicator : public Communicator {
   std::unique_ptr<Request> Send(int peer, int tag,
                                 absl::Span<const uint8_t> data) override {
     RankClock& clock = net_->clock(rank_);
-    const bool across = rank_ / gpus_per_node_ != peer / gpus_per_node_;
-    const double bandwidth = 1e9 * (across ? cal_.internode_gbps : cal_.link_gbps);
-    const double latency =
-        1e-6 * (across ? cal_.internode_latency_us : cal_.link_latency_us);
-    double& free = clock.egress_free[across ? 1 : 0];
-    const double start = std::max(clock.now, free);
-    const double done = start + data.size() / bandwidth;
-    free = done;
-    const Message m{done + latency, static_cast<int64_t>(data.size())};
-    if (clock.trace) {
-      clock.events.push_back(
-          {start, m.arrival_s, 1,
-           absl::StrCat(tag == kTagDkv ? "dK/dV" : tag == kTagKv ? "K/V" : "collective",
-                        " to ", peer),
-           absl::StrCat("\"bytes\": ", data.size(), ", \"link\": \"",
-                        across ? "inter-node" : "intra-node", "\"")});
+    auto done = std::make_shared<double>(0);
+    auto start_send = [this, &clock, peer, tag, bytes = data.size(), done] {
+      const bool across = rank_ / gpus_per_node_ != peer / gpus_per_node_;
+      const double bandwidth = 1e9 * (across ? cal_.internode_gbps : cal_.link_gbps);
+      const double latency =
+          1e-6 * (across ? cal_.internode_latency_us : cal_.link_latency_us);
+      double& free = clock.egress_free[across ? 1 : 0];
+      const double start = std::max(clock.now, free);
+      *done = start + bytes / bandwidth;
+      free = *done;
+      const Message m{*done + latency, static_cast<int64_t>(bytes)};
+      if (clock.trace) {
+        clock.events.push_back(
+            {start, m.arrival_s, 1,
+             absl::StrCat(tag == kTagDkv ? "dK/dV" : tag == kTagKv ? "K/V" : "collective",
+                          " to ", peer),
+             absl::StrCat("\"bytes\": ", bytes, ", \"link\": \"",
+                          across ? "inter-node" : "intra-node", "\"")});
+      }
+      net_->Post(rank_, peer, tag, m);
+    };
+    if (clock.defer_sends) {
+      clock.pending_sends.push_back(std::move(start_send));
+    } else {
+      start_send();
     }
-    net_->Post(rank_, peer, tag, m);
-    return std::make_unique<ClockRequest>(&clock, done);
+    return std::make_unique<ClockRequest>(&clock, std::move(done));
   }
   std::unique_ptr<Request> Recv(int peer, int tag,
                                 absl::Span<uint8_t> data) override {
@@ -339,24 +362,21 @@ class SimBackend : public RingBackend {
       ++clock_->tasks;
     }
   }
-  // ring-flash-attention's work around the kernel call of one step, counted
-  // from its code (ring_flash_attn/{ring,zigzag_ring,stripe}_flash_attn.py,
-  // zigzag_ring_flash_attn_varlen.py, llama3_flash_attn_varlen.py, utils.py)
-  // in bytes through HBM, with Q and KV the elements of q and of k + v:
-  //   merge O (update_out_and_lse): the bf16 block output cast to fp32
-  //     (r2 w4), out - block_out (r8 w4), sigmoid(...) * that (r4 w4),
-  //     out - that (r8 w4): 38 B per element merged; the first step only
-  //     casts (6 B)
-  //   zigzag, step > rank: only the second half of q computes, and its O
-  //     and LSE are a slice: merged (38 B) and written back (out[slice] =,
-  //     8 B) per element of the half; varlen gathers them by a boolean index
-  //     instead (out[half_index1]: 8 B more) and scatters them back
+  // ring-flash-attention's work around the kernel call of one step, as its
+  // code does it (ring_flash_attn/{ring,zigzag_ring,stripe}_flash_attn.py,
+  // zigzag_ring_flash_attn_varlen.py, llama3_flash_attn_varlen.py, utils.py),
+  // in bytes through HBM per element of q (Q) or of k + v (KV), each kind of
+  // op timed alone on one GPU (below):
+  //   merge O (update_out_and_lse) of every step after the first, which
+  //     casts; zigzag, step > rank: only the second half of q computes and
+  //     its O, LSE are a slice, merged and written back; varlen gathers the
+  //     half by a boolean index (out[half_index1]) and scatters it back;
+  //     stripe, step > rank: q[:, 1:] against k[:, :-1], a shifted slice
   //   zigzag varlen, 0 < step <= rank: k[half_index0], v[half_index0]
   //     gather the first halves (r2 w2 per element of the half)
-  //   stripe, step > rank: q[:, 1:] against k[:, :-1]; O written back (8 B)
-  //   backward: dq += block_dq (fp32 += bf16: r4 r2 w4, 10 B), dk, dv alike,
-  //     the first step casts (6 B); zigzag adds half of dK/dV (step <= rank)
-  //     or of dQ (step > rank); varlen zigzag through boolean indices
+  //   backward: dq += block_dq (fp32 += bf16), dk = block_dk + dk; zigzag
+  //     adds half of dK/dV (step <= rank) or of dQ (step > rank); varlen
+  //     zigzag through boolean indices
   //   llama3: no merge (one call per head group over all gathered keys);
   //     backward copies each group's K/V into a contiguous buffer and its
   //     dK/dV out of one (r2 w2 each, 8 B per element)
@@ -373,39 +393,56 @@ class SimBackend : public RingBackend {
     const bool varlen = layout.varlen();
     const int64_t q = q_elements_;
     const int64_t all_kv = KvElements(0, o_.shape.num_kv_heads);
-    int64_t bytes = 0;
+    // HBM bytes per element (at hbm_GBps) of the seed's eager ops, measured
+    // one at a time by bench/seed_step_replay.py on an H100 (torch 2.11,
+    // whose TorchScript fuser fuses the merge: 15 B, not the 38 B of its
+    // ops unfused), bf16 8192 x 32 x 128:
+    constexpr double kMerge = 15.1;        // O, LSE of all rows
+    constexpr double kMergeHalf = 32.6;    // a half of the rows + write-back, per element of it
+    constexpr double kMergeShifted = 30.8; // rows 1: + write-back (stripe)
+    constexpr double kAddQ = 13.9;         // dq += bf16 block (slice or not)
+    constexpr double kAddKv = 16.0;        // dk = bf16 block + dk
+    constexpr double kAddKvSlice = 15.2;   // dk[:, :-1] += (stripe), dk[:, :half] += (zigzag)
+    constexpr double kCast = 6;            // the first step's fp32 casts
+    double bytes = 0;
     int syncs = 0;
     switch (layout.kind()) {
       case LayoutKind::kLlama3:
-        if (backward) bytes = 8 * KvElements(kv.head_begin, kv.head_end);
+        if (backward) bytes = 8.0 * KvElements(kv.head_begin, kv.head_end);
         break;
       case LayoutKind::kRing:
-        bytes = step == 0 ? 6 * (q + (backward ? all_kv : 0))
-                          : backward ? 10 * (q + all_kv) : 38 * q;
+        bytes = step == 0 ? kCast * (q + (backward ? all_kv : 0))
+                : backward ? kAddQ * q + kAddKv * all_kv
+                           : kMerge * q;
         break;
       case LayoutKind::kStripe:
-        bytes = step == 0 ? 6 * (q + (backward ? all_kv : 0))
-                : backward ? 10 * (q + all_kv)
-                           : 38 * q + (step > r ? 8 * q : 0);
+        bytes = step == 0 ? kCast * (q + (backward ? all_kv : 0))
+                : backward ? kAddQ * q + (step > r ? kAddKvSlice : kAddKv) * all_kv
+                           : (step > r ? kMergeShifted : kMerge) * q;
         break;
       case LayoutKind::kZigzag:
         if (step == 0) {
-          bytes = 6 * (q + (backward ? all_kv : 0));
+          bytes = kCast * (q + (backward ? all_kv : 0));
         } else if (step <= r) {
-          bytes = backward ? 10 * q + 10 * all_kv / 2 : 38 * q;
+          bytes = backward ? kAddQ * q + kAddKvSlice * all_kv / 2 : kMerge * q;
           if (varlen) {
-            bytes += 2 * all_kv;  // k[half_index0], v[half_index0]
+            bytes += 2.0 * all_kv;  // k[half_index0], v[half_index0]
             syncs += 2;
             if (backward) syncs += 2;  // dk[half_index0] +=, dv alike
           }
         } else {
-          bytes = backward ? 10 * q / 2 + 10 * all_kv
-                           : (38 + (varlen ? 16 : 8)) * q / 2;
+          // varlen gathers the half by a boolean index (out[half_index1]:
+          // 8 B more per element; not measured)
+          bytes = backward ? kAddQ * q / 2 + kAddKv * all_kv
+                           : (kMergeHalf + (varlen ? 8 : 0)) * q / 2;
           if (varlen) syncs += backward ? 1 : 4;  // out, lse: gather, scatter
         }
         break;
     }
-    if (bytes > 0) Memory(backward ? "seed: merge dQ dK dV" : "seed: merge O", bytes);
+    if (bytes > 0) {
+      Memory(backward ? "seed: merge dQ dK dV" : "seed: merge O",
+             static_cast<int64_t>(bytes));
+    }
     if (syncs > 0) {
       Busy(syncs * 1e-6 * o_.calibration.host_sync_us, "seed: host syncs",
            [&] { return absl::StrCat("\"syncs\": ", syncs); });
@@ -489,6 +526,7 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
     threads.emplace_back([&, r] {
       RankClock& clock = net.clock(r);
       clock.trace = o.trace;
+      clock.defer_sends = o.seed_implementation;
       SimCommunicator comm(&net, r, world, o.calibration, per_node);
       SimBackend backend(*schedule, r, o, &clock);
       absl::StatusOr<RingRunStats> fwd = RunRingForward(*schedule, comm, backend);

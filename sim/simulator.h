@@ -43,8 +43,13 @@ struct SimOptions {
   // Model ring-flash-attention's implementation instead of ours: every
   // block's output comes back from the kernel and is merged in separate
   // passes through HBM, its slices and index gathers copy, boolean-mask
-  // indexing synchronizes the host (the GPU idles host_sync_us), and
-  // llama3 all-gathers without overlap (see SeedStepCost in simulator.cc).
+  // indexing synchronizes the host (the GPU idles host_sync_us) (see
+  // SeedPasses in simulator.cc), and its transfers start only when the
+  // attention kernels running beside them end: NCCL's kernels, on a
+  // normal-priority stream and gated by an event on the compute stream,
+  // get SMs only after the next attention kernel, launched at the same
+  // moment, has had all of them (bench/stream_starvation.py measures this
+  // on one GPU).
   bool seed_implementation = false;
   bool trace = false;
 };

@@ -127,6 +127,22 @@ TEST(SimulatorTest, SeedImplementationAddsItsPassesAndHostSyncs) {
   EXPECT_GT(seed.iteration_s, ours.iteration_s + 15 * 100e-6);
 }
 
+// ring-flash-attention's transfers start only when the step's kernels have
+// drained (NCCL on a normal-priority stream; bench/stream_starvation.py):
+// each K/V hop of the forward is exposed whole, where ours hides it.
+TEST(SimulatorTest, SeedTransfersWaitForTheStepsKernels) {
+  SimOptions o = Options(LayoutKind::kZigzag, 4, 8192);
+  o.calibration = Flat(/*link_gbps=*/200, /*latency_us=*/5);
+  o.calibration.hbm_gbps = 1e9;  // the seed's merges cost nothing here
+  const SimResult ours = *Simulate(o);
+  o.seed_implementation = true;
+  const SimResult seed = *Simulate(o);
+  // K and V of 2048 tokens, 8 heads, d128, bf16.
+  const double hop_s = 2.0 * 2048 * 8 * 128 * 2 / 200e9 + 5e-6;
+  EXPECT_LT(ours.ranks[0].exposed_comm_s, 0.05 * hop_s);
+  EXPECT_NEAR(seed.iteration_s - ours.iteration_s, 3 * hop_s, 0.02 * 3 * hop_s);
+}
+
 TEST(CalibrationTest, CutBlocksSlowDownWithTheirMaskedShare) {
   Calibration c = Flat();
   c.partial_block_factor = 0.8;

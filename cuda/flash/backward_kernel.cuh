@@ -50,8 +50,8 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
   const int64_t kv_head = h / group;
   const int64_t b = blockIdx.z;
   const int64_t q_stride = a.num_heads * kHeadDim;
-  const int64_t kv_stride = a.num_kv_heads * kHeadDim;
-  const int64_t kv_offset0 = ((b * a.k_rows + a.k_row + k0) * a.num_kv_heads + kv_head) * kHeadDim;
+  const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
+  const int64_t kv_offset0 = KvOffset(a, b, a.k_row + k0, kv_head);
   const int64_t q_offset0 = ((b * a.q_rows + a.q_row) * a.num_heads + h) * kHeadDim;
   const T* g_q = static_cast<const T*>(a.q) + q_offset0;
   const T* g_do = static_cast<const T*>(args.dout) + q_offset0;

@@ -51,13 +51,13 @@ __global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
   const int64_t kv_head = h / group;
   const int64_t b = blockIdx.z;
   const int64_t q_stride = a.num_heads * kHeadDim;
-  const int64_t kv_stride = a.num_kv_heads * kHeadDim;
+  const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
   const T* g_q = static_cast<const T*>(a.q) +
                  ((b * a.q_rows + a.q_row + q0) * a.num_heads + h) * kHeadDim;
   const T* g_k = static_cast<const T*>(a.k) +
-                 ((b * a.k_rows + a.k_row) * a.num_kv_heads + kv_head) * kHeadDim;
+                 KvOffset(a, b, a.k_row, kv_head);
   const T* g_v = static_cast<const T*>(a.v) +
-                 ((b * a.k_rows + a.k_row) * a.num_kv_heads + kv_head) * kHeadDim;
+                 KvOffset(a, b, a.k_row, kv_head);
   const KeyTileRange tiles(a, b, m_tile, kBlockM, kBlockN);
   const int n_begin = tiles.n_begin, n_end = tiles.n_end;
 
