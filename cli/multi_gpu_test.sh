@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Two GPUs: `ringattn run --backend=cuda` over NCCL, one thread per GPU
+# (--comm=nccl) and one process per GPU launched the way torchrun does
+# (RANK/WORLD_SIZE/LOCAL_RANK, --comm=nccl_env), gives the results of the
+# same ring as two virtual ranks on one GPU (--comm=device --gpus=1), every
+# layout, forward and backward; and a rank that fails or goes silent makes
+# the other exit with an error within the timeout, never hang.
+# Skips (passes with a message) without two GPUs.
+set -u
+bin="cli/ringattn"
+tmp="${TEST_TMPDIR:-$(mktemp -d)}"
+export NCCL_NVLS_ENABLE=0
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+if [[ "$gpus" -lt 2 ]]; then
+  echo "SKIPPED: needs two GPUs (nvidia-smi lists ${gpus:-0})"
+  exit 0
+fi
+fail=0
+shape=(--random --seed=5 --dtype=float32 --seqlen=1024 --num_heads=4 --num_kv_heads=2
+       --head_dim=64 --world=2 --backend=cuda --timeout_s=60)
+outputs() { echo "--out=$1_out.npy --lse=$1_lse.npy --dq=$1_dq.npy --dk=$1_dk.npy --dv=$1_dv.npy"; }
+# Forward results must match bit for bit (the same tasks, kernels and step
+# order); gradients within 1e-6 (the fp32 kernels add across GQA heads with
+# atomics, in any order).
+same() {  # same <what> <prefix a> <prefix b>
+  local what="$1" a="$2" b="$3" name
+  for name in out lse; do
+    cmp -s "${a}_$name.npy" "${b}_$name.npy" || { echo "FAIL: $what: $name differs"; fail=1; }
+  done
+  python3 - "$a" "$b" <<'EOF' || { echo "FAIL: $what: gradients differ"; fail=1; }
+import sys
+import numpy as np
+bad = False
+for name in ("dq", "dk", "dv"):
+    x = np.load(f"{sys.argv[1]}_{name}.npy").astype(np.float64)
+    y = np.load(f"{sys.argv[2]}_{name}.npy").astype(np.float64)
+    err = np.abs(x - y).max() / max(np.abs(y).max(), 1e-30)
+    print(f"  {name}: max rel {err:.2e}")
+    bad = bad or err > 1e-6
+sys.exit(1 if bad else 0)
+EOF
+}
+# Both ranks of a torchrun-style launch, in the background; waits for both.
+two_processes() {  # two_processes <id file> <log prefix> args...
+  local id="$1" log="$2"; shift 2
+  rm -f "$id"
+  for r in 0 1; do
+    RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r timeout 120 "$bin" run --comm=nccl_env \
+      --nccl_id_file="$id" "$@" >"$log.$r" 2>&1 &
+    pids[$r]=$!
+  done
+  rc0=0; rc1=0
+  wait "${pids[0]}" || rc0=$?
+  wait "${pids[1]}" || rc1=$?
+}
+
+for layout in ring zigzag stripe llama3; do
+  extra=()
+  [[ $layout == llama3 ]] && extra=(--kv_heads_per_group=1)
+  ref="$tmp/ref_$layout" thr="$tmp/nccl_$layout" env="$tmp/env_$layout"
+  timeout 120 "$bin" run "${shape[@]}" "${extra[@]}" --layout=$layout --comm=device --gpus=1 \
+    $(outputs "$ref") >"$ref.log" 2>&1 || { echo "FAIL: $layout virtual ranks"; cat "$ref.log"; fail=1; continue; }
+  if timeout 120 "$bin" run "${shape[@]}" "${extra[@]}" --layout=$layout --comm=nccl --gpus=2 \
+      $(outputs "$thr") >"$thr.log" 2>&1; then
+    same "$layout NCCL one thread per GPU" "$thr" "$ref"
+  else
+    echo "FAIL: $layout NCCL one thread per GPU"; cat "$thr.log"; fail=1
+  fi
+  two_processes "$tmp/id_$layout" "$env.log" "${shape[@]}" "${extra[@]}" --layout=$layout \
+    $(outputs "$env")
+  if [[ $rc0 -eq 0 && $rc1 -eq 0 ]]; then
+    same "$layout NCCL one process per GPU" "$env" "$ref"
+  else
+    echo "FAIL: $layout NCCL one process per GPU: exit $rc0 / $rc1"; cat "$env.log".*; fail=1
+  fi
+  echo "ok: $layout"
+done
+
+# Faults, one process per GPU: rank 1 fails (aborts its communicator) or
+# goes silent (returns without a word); rank 0 reports an error in time.
+for fault in fail silent; do
+  start=$(date +%s)
+  two_processes "$tmp/id_fault_$fault" "$tmp/fault_$fault.log" "${shape[@]}" --layout=zigzag \
+    --timeout_s=15 --inject_fault_rank=1 --inject_fault=$fault
+  took=$(( $(date +%s) - start ))
+  if [[ $rc0 -eq 0 || $rc0 -eq 124 || $took -gt 60 ]]; then
+    echo "FAIL: $fault: rank 0 exit $rc0 after ${took}s (want an error within the timeout)"
+    cat "$tmp/fault_$fault.log".*; fail=1
+  else
+    echo "ok: rank 1 $fault -> rank 0 exit $rc0 after ${took}s: $(tail -1 "$tmp/fault_$fault.log.0")"
+  fi
+done
+exit $fail
