@@ -2,8 +2,9 @@
 // machine's GPUs. For every row (ring, zigzag, stripe, llama3, and the
 // varlen ring / zigzag / llama3 over the seed's document sets) it times the
 // forward and forward+backward of the CUDA ring (device communicators,
-// compute overlapping transfers) and prints iter/s, "theoretic" (our
-// single-GPU kernel on one rank's tokens / W, measured in the same run),
+// compute overlapping transfers) and prints iter/s, "theoretic" (the best
+// single-GPU kernel on one rank's tokens / W, measured in the same run: ours,
+// or PyTorch's flash / cuDNN given by --torch_single_ms),
 // efficiency as the seed defines it, TFLOP/s per GPU, peak memory per rank
 // beside the theoretical need, and the simulator's prediction of the same
 // run from a calibration measured here (written with --calibration_out).
@@ -12,6 +13,7 @@
 //   ring_bench [--world=W] [--comm=auto|device|nccl] [--tokens=8192]
 //              [--heads=32] [--kv_heads=32] [--head_dim=128] [--iters=10]
 //              [--rows=zigzag,varlen_zigzag] [--gpu=h100] [--calibration_out=F]
+//              [--torch_single_ms=F,FB,VF,VFB --torch_single_names=DENSE,VARLEN]
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -25,6 +27,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "comm/cuda_communicator.h"
@@ -44,6 +47,12 @@ ABSL_FLAG(int, iters, 10, "timed iterations per row (after 3 warm-up ones)");
 ABSL_FLAG(std::string, rows, "", "comma-separated row names; empty: all");
 ABSL_FLAG(std::string, gpu, "h100", "simulator calibration to start from");
 ABSL_FLAG(std::string, calibration_out, "", "write the measured calibration here");
+ABSL_FLAG(std::string, torch_single_ms, "",
+          "F,FB,VF,VFB: PyTorch's best single-GPU forward and forward+backward ms on one "
+          "rank's tokens, dense and varlen (bench/torch_single_gpu.py); theoretic takes "
+          "the faster of it and ours");
+ABSL_FLAG(std::string, torch_single_names, "torch,torch_varlen",
+          "the kernels behind --torch_single_ms, dense and varlen");
 
 namespace ringattn {
 namespace {
@@ -232,6 +241,25 @@ Config MakeConfig(const Row& row, int world, int64_t tokens, const std::vector<i
 }
 
 absl::Status Main() {
+  std::vector<double> torch_ms;
+  for (absl::string_view x : absl::StrSplit(absl::GetFlag(FLAGS_torch_single_ms), ',',
+                                            absl::SkipEmpty())) {
+    double ms = 0;
+    if (!absl::SimpleAtod(x, &ms) || ms < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--torch_single_ms has '", x, "'; expected four non-negative milliseconds F,FB,VF,VFB"));
+    }
+    torch_ms.push_back(ms);
+  }
+  if (!torch_ms.empty() && torch_ms.size() != 4) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--torch_single_ms has ", torch_ms.size(), " values; expected F,FB,VF,VFB"));
+  }
+  const std::vector<std::string> torch_names =
+      absl::StrSplit(absl::GetFlag(FLAGS_torch_single_names), ',');
+  if (torch_names.size() != 2) {
+    return absl::InvalidArgumentError("--torch_single_names: expected DENSE,VARLEN");
+  }
   absl::StatusOr<int> visible = cuda::DeviceCount();
   if (!visible.ok()) return visible.status();
   int world = absl::GetFlag(FLAGS_world) > 0 ? absl::GetFlag(FLAGS_world) : *visible;
@@ -332,9 +360,9 @@ absl::Status Main() {
                 static_cast<long long>(tokens), fwd_tflops, bwd_tflops,
                 absl::GetFlag(FLAGS_calibration_out).empty() ? "" : " (written)");
   }
-  std::printf("\n%-14s %-8s %10s %10s %7s %11s %22s %9s %9s %7s\n", "row", "pass", "iter/s",
-              "theoretic", "eff", "TFLOP/s/GPU", "peak / theory MiB", "meas ms", "sim ms",
-              "err");
+  std::printf("\n%-14s %-8s %10s %10s %-18s %7s %11s %22s %9s %9s %7s\n", "row", "pass",
+              "iter/s", "theoretic", "best 1-GPU kernel", "eff", "TFLOP/s/GPU",
+              "peak / theory MiB", "meas ms", "sim ms", "err");
   const std::string only = absl::GetFlag(FLAGS_rows);
   const std::vector<std::string> wanted = absl::StrSplit(only, ',', absl::SkipEmpty());
   for (const Row& row : kRows) {
@@ -377,9 +405,18 @@ absl::Status Main() {
           sim_s += r->iteration_s / sets.size();
         }
       }
+      // The best single-GPU kernel: ours, or PyTorch's (0: did not run).
+      std::string best = "ringattn";
+      if (!torch_ms.empty()) {
+        const double t = 1e-3 * torch_ms[(row.varlen ? 2 : 0) + (backward ? 1 : 0)];
+        if (t > 0 && t < single_s) {
+          single_s = t;
+          best = torch_names[row.varlen ? 1 : 0];
+        }
+      }
       const double theoretic = 1.0 / single_s / world;
-      std::printf("%-14s %-8s %10.2f %10.2f %6.1f%% %11.1f %10.1f / %-10.1f %9.3f %9s %7s\n",
-                  row.name, backward ? "fwd+bwd" : "fwd", 1.0 / ring_s, theoretic,
+      std::printf("%-14s %-8s %10.2f %10.2f %-18s %6.1f%% %11.1f %10.1f / %-10.1f %9.3f %9s %7s\n",
+                  row.name, backward ? "fwd+bwd" : "fwd", 1.0 / ring_s, theoretic, best.c_str(),
                   100.0 * (1.0 / ring_s) / theoretic, flops / world / ring_s / 1e12,
                   memory.peak / 1048576.0, memory.theoretical / 1048576.0, 1e3 * ring_s,
                   sim_s > 0 ? absl::StrFormat("%.3f", 1e3 * sim_s).c_str() : "-",
