@@ -103,6 +103,7 @@ std::vector<int64_t> RingAttention::PositionIds() const {
 
 absl::Status RingAttention::Load(const RankTensor& q, const RankTensor& k,
                                  const RankTensor& v) {
+  forward_kv_slot_ = -1;  // a new backend holds no forward buffers
   const Layout& layout = schedule_->layout();
   const int64_t b = layout.local_batch(), s = layout.local_seqlen();
   absl::StatusOr<std::vector<uint8_t>> dq =
@@ -130,6 +131,7 @@ absl::StatusOr<RankForward> RingAttention::Forward(const RankTensor& q,
   }
   absl::StatusOr<RingRunStats> stats = RunRingForward(*schedule_, comm_, *backend_);
   if (!stats.ok()) return stats.status();
+  forward_kv_slot_ = stats->last_kv_slot;
   absl::StatusOr<std::vector<uint8_t>> out = backend_->Out();
   if (!out.ok()) return out.status();
   absl::StatusOr<std::vector<float>> lse = backend_->Lse();
@@ -151,8 +153,11 @@ absl::StatusOr<RankGrads> RingAttention::Backward(const RankTensor& dout) {
     comm_.Abort(status);
     return status;
   }
+  BackwardOptions options;
+  options.forward_kv_slot = forward_kv_slot_;
+  forward_kv_slot_ = -1;  // the backward reuses those buffers
   absl::StatusOr<RingRunStats> stats =
-      RunRingBackward(*schedule_, comm_, *backend_);
+      RunRingBackward(*schedule_, comm_, *backend_, options);
   if (!stats.ok()) return stats.status();
   RankGrads grads;
   for (auto [dest, grad] : {std::pair{&grads.dq, backend_->Dq()},

@@ -99,6 +99,8 @@ class RingAttention {
   std::unique_ptr<Schedule> schedule_;
   RankBackendFactory factory_;
   std::unique_ptr<RankBackend> backend_;
+  // The buffer slot holding the forward's last visiting K/V (-1: none).
+  int forward_kv_slot_ = -1;
 };
 
 // Dense local strides for a (local_batch, local_seqlen, heads, head_dim)

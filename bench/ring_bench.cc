@@ -141,8 +141,13 @@ class Bench {
           s = (*backend)->Restart();
           if (s.ok()) s = comm.Barrier(group);
           const absl::Time start = absl::Now();
-          if (s.ok()) s = RunRingForward(schedule, comm, **backend).status();
-          if (s.ok() && backward) s = RunRingBackward(schedule, comm, **backend).status();
+          absl::StatusOr<RingRunStats> fwd = RunRingForward(schedule, comm, **backend);
+          if (!fwd.ok()) s = fwd.status();
+          if (s.ok() && backward) {
+            s = RunRingBackward(schedule, comm, **backend,
+                                {.forward_kv_slot = fwd->last_kv_slot})
+                    .status();
+          }
           if (it >= 3) seconds[r].push_back(absl::ToDoubleSeconds(absl::Now() - start));
         }
         if (s.ok()) memory[r] = (*backend)->memory();

@@ -136,6 +136,8 @@ absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
         std::swap(cur, next);
         stats.step_seconds.push_back(Seconds(start));
       }
+      // The last step computed on what is now `next`.
+      stats.last_kv_slot = steps % 2 == 1 ? kKvA : kKvB;
     } else {
       const std::vector<int> group = RingGroup(schedule, rank);
       const int64_t gathered_bytes =
@@ -182,15 +184,104 @@ absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
   });
 }
 
+namespace {
+
+// The ring-pass backward that ends on the rank's own block: at step t rank
+// r works on the block of ring rank r+1+t (the forward's step R-1-t, the
+// forward's last block first), K/V and the partial dK/dV sums move to the
+// previous rank, and the sum of block j is finished by rank j itself.
+absl::Status OwnBlockLastBackward(const Schedule& schedule, Communicator& comm,
+                                  RingBackend& backend, const BackwardOptions& options,
+                                  RingRunStats& stats) {
+  const int rank = comm.rank();
+  const int steps = schedule.num_steps();
+  const int64_t heads = schedule.num_kv_heads();
+  const int64_t kv_bytes = backend.KvBytes(0, heads);
+  const int64_t grad_bytes = backend.GradBytes(0, heads);
+  absl::Span<uint8_t> kv, kv_next, local[2], incoming;
+  const bool held = steps > 1 && (options.forward_kv_slot == kKvA ||
+                                  options.forward_kv_slot == kKvB);
+  const int first = held ? options.forward_kv_slot : int{kKvA};
+  const int second = first == kKvA ? int{kKvB} : int{kKvA};
+  for (auto [slot, bytes, span] :
+       {std::tuple{first, kv_bytes, &kv}, std::tuple{second, kv_bytes, &kv_next},
+        std::tuple{int{kDkvA}, grad_bytes, &local[0]}, std::tuple{int{kDkvB}, grad_bytes, &local[1]},
+        std::tuple{int{kDkvIncoming}, grad_bytes, &incoming}}) {
+    absl::StatusOr<absl::Span<uint8_t>> buffer = backend.Buffer(slot, bytes);
+    if (!buffer.ok()) return buffer.status();
+    *span = *buffer;
+  }
+  const int prev = schedule.PrevRank(rank), next = schedule.NextRank(rank);
+  if (steps == 1) {
+    if (absl::Status s = backend.PackKv(0, heads, kv); !s.ok()) return s;
+  } else if (!held) {  // fetch the next rank's block (one exposed hop)
+    if (absl::Status s = backend.PackKv(0, heads, kv_next); !s.ok()) return s;
+    std::vector<std::unique_ptr<Communicator::Request>> fetch;
+    comm.StartBatch();
+    fetch.push_back(comm.Send(prev, kTagKv, kv_next));
+    fetch.push_back(comm.Recv(next, kTagKv, kv));
+    comm.EndBatch();
+    if (absl::Status s = WaitAll(fetch); !s.ok()) return s;
+  }
+  for (int t = 0; t < steps; ++t) {
+    const Clock::time_point start = Clock::now();
+    std::vector<std::unique_ptr<Communicator::Request>> transfers;
+    std::unique_ptr<Communicator::Request> partial;
+    // One batch, the same order on every rank: the partial sum of this
+    // step's block comes in while the previous step's goes out, then K/V
+    // (not for the last step: its block is this rank's own).
+    comm.StartBatch();
+    if (t > 0) {
+      partial = comm.Recv(next, kTagDkv, incoming);
+      transfers.push_back(comm.Send(prev, kTagDkv, local[(t - 1) % 2]));
+    }
+    if (t + 2 < steps) {
+      transfers.push_back(comm.Send(prev, kTagKv, kv));
+      transfers.push_back(comm.Recv(next, kTagKv, kv_next));
+    }
+    comm.EndBatch();
+    absl::Span<uint8_t> mine = local[t % 2];
+    absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, steps - 1 - t);
+    if (!tasks.ok()) return tasks.status();
+    if (absl::Status s = backend.Zero(mine); !s.ok()) return s;
+    if (absl::Status s = backend.BackwardStep(*tasks, {kv, 1, 0, heads}, mine); !s.ok()) {
+      return s;
+    }
+    if (partial != nullptr) {
+      if (absl::Status s = partial->Wait(); !s.ok()) return s;
+      if (absl::Status s = backend.Accumulate(mine, incoming); !s.ok()) return s;
+    }
+    stats.compute_seconds.push_back(Seconds(start));
+    if (absl::Status s = WaitAll(transfers); !s.ok()) return s;
+    if (t + 2 == steps) {
+      // The last block is this rank's own: packed, not received.
+      if (absl::Status s = backend.PackKv(0, heads, kv_next); !s.ok()) return s;
+    }
+    std::swap(kv, kv_next);
+    stats.step_seconds.push_back(Seconds(start));
+  }
+  // Block `rank`'s sum finished here, at home.
+  if (absl::Status s = backend.AddOwnDkv(0, heads, local[(steps - 1) % 2]); !s.ok()) {
+    return s;
+  }
+  return comm.Synchronize();
+}
+
+}  // namespace
+
 absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
                                              Communicator& comm,
-                                             RingBackend& backend) {
+                                             RingBackend& backend,
+                                             const BackwardOptions& options) {
   if (absl::Status s = CheckWorld(schedule, comm); !s.ok()) return s;
   return Guarded(comm, [&](RingRunStats& stats) -> absl::Status {
     if (absl::Status s = backend.StartBackward(); !s.ok()) return s;
     const int rank = comm.rank();
     const int steps = schedule.num_steps();
     const int ring_size = schedule.layout().ring_size();
+    if (schedule.pattern() == CommPattern::kRingPass && !options.own_block_first) {
+      return OwnBlockLastBackward(schedule, comm, backend, options, stats);
+    }
     if (schedule.pattern() == CommPattern::kRingPass) {
       const int64_t heads = schedule.num_kv_heads();
       const int64_t kv_bytes = backend.KvBytes(0, heads);

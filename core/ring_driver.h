@@ -130,6 +130,22 @@ struct RingRunStats {
   std::vector<double> step_seconds;     // wall time of each step
   std::vector<double> compute_seconds;  // of which computing
   double total_seconds = 0;
+  // A ring-pass forward: the backend buffer slot that holds the last
+  // visiting K/V (the next rank's shard) when it returns; -1 otherwise.
+  int last_kv_slot = -1;
+};
+
+struct BackwardOptions {
+  // The forward's RingRunStats::last_kv_slot, when that forward ran on this
+  // backend and its buffers are untouched: the backward starts on that
+  // block without a transfer. -1: it is fetched first (one exposed hop).
+  int forward_kv_slot = -1;
+  // The classic order (ring-flash-attention's; the simulator's seed model):
+  // each rank starts on its own K/V and the finished dK/dV sums take one
+  // more hop home after the last step. By default a ring pass visits the
+  // blocks the other way round and ends on its own, so every dK/dV sum
+  // completes at home and no transfer is left after the last compute.
+  bool own_block_first = false;
 };
 
 // Runs this rank's forward pass. Errors: InvalidArgument if the
@@ -144,7 +160,8 @@ absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
 // given out and LSE). Errors: as RunRingForward.
 absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
                                              Communicator& comm,
-                                             RingBackend& backend);
+                                             RingBackend& backend,
+                                             const BackwardOptions& options = {});
 
 }  // namespace ringattn
 

@@ -48,9 +48,13 @@ enum class Mode { kCpu, kManagedThreads, kDeviceCopy, kNccl };
 // Forward, backward and the results of one rank.
 absl::Status RankBody(const Schedule& schedule, Communicator& comm, RankBackend& backend,
                       const std::vector<uint8_t>& dout, RankResult& res) {
-  if (auto st = RunRingForward(schedule, comm, backend); !st.ok()) return st.status();
+  absl::StatusOr<RingRunStats> fwd = RunRingForward(schedule, comm, backend);
+  if (!fwd.ok()) return fwd.status();
   if (absl::Status st = backend.SetDout(dout); !st.ok()) return st;
-  if (auto st = RunRingBackward(schedule, comm, backend); !st.ok()) return st.status();
+  if (auto st = RunRingBackward(schedule, comm, backend, {.forward_kv_slot = fwd->last_kv_slot});
+      !st.ok()) {
+    return st.status();
+  }
   for (auto [dst, get] : {std::pair{&res.out, &RankBackend::Out}, std::pair{&res.dq, &RankBackend::Dq},
                           std::pair{&res.dk, &RankBackend::Dk}, std::pair{&res.dv, &RankBackend::Dv}}) {
     absl::StatusOr<std::vector<uint8_t>> x = (backend.*get)();

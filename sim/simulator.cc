@@ -536,7 +536,11 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
       }
       ranks[r].forward_end_s = clock.now;
       if (o.backward) {
-        absl::StatusOr<RingRunStats> bwd = RunRingBackward(*schedule, comm, backend);
+        BackwardOptions options;
+        options.forward_kv_slot = fwd->last_kv_slot;
+        options.own_block_first = o.seed_implementation;  // as ring-flash-attention
+        absl::StatusOr<RingRunStats> bwd =
+            RunRingBackward(*schedule, comm, backend, options);
         if (!bwd.ok()) {
           statuses[r] = bwd.status();
           return;

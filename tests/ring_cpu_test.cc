@@ -275,3 +275,75 @@ TEST(RingCpuTest, PackedInputsAndBadInput) {
 
 }  // namespace
 }  // namespace ringattn
+
+namespace ringattn {
+namespace {
+
+// The three ring-pass backward orders give the same gradients (fp64, up to
+// summation order): ending on the rank's own block with the forward's last
+// K/V still in the backend (the default through RingAttention), ending on
+// it after fetching that block, and the classic order that starts on the
+// own block and sends every finished sum home after the last step.
+TEST(RingCpuTest, BackwardOrdersAgree) {
+  struct Variant {
+    bool use_forward_kv, own_block_first;
+  };
+  const Variant variants[] = {{true, false}, {false, false}, {true, true}};
+  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe}) {
+    for (int world : {1, 2, 3, 4}) {
+      const AttentionShape s{2, 48, 48, 4, 2, 16};
+      const LayoutSpec spec{.kind = kind, .world = world};
+      SCOPED_TRACE(absl::StrCat(LayoutKindName(kind), " W=", world));
+      absl::StatusOr<Schedule> schedule = Schedule::Build(spec, {.causal = true}, s);
+      ASSERT_TRUE(schedule.ok()) << schedule.status();
+      const Layout& layout = schedule->layout();
+      const auto shard = [&](int64_t n, uint32_t seed, int64_t token) {
+        const std::vector<uint8_t> bytes = Encode(DType::kFloat64, RandomNormal<double>(n, seed));
+        return *layout.Shard(absl::Span<const uint8_t>(bytes), token * 8);
+      };
+      const auto q = shard(s.q_elements(), 1, s.num_heads * s.head_dim);
+      const auto k = shard(s.kv_elements(), 2, s.num_kv_heads * s.head_dim);
+      const auto v = shard(s.kv_elements(), 3, s.num_kv_heads * s.head_dim);
+      const auto dout = shard(s.q_elements(), 4, s.num_heads * s.head_dim);
+      std::vector<std::vector<std::vector<double>>> grads;  // variant, rank, dq dk dv
+      for (const Variant& variant : variants) {
+        std::vector<std::vector<double>> ranks(world);
+        const auto statuses = comm::ThreadWorld::Run(
+            world, absl::Seconds(60), [&](Communicator& comm) -> absl::Status {
+              const int r = comm.rank();
+              absl::StatusOr<std::unique_ptr<RankBackend>> backend = CpuBackendFactory()(
+                  *schedule, r, s, DefaultSoftmaxScale(s.head_dim),
+                  {DType::kFloat64, q[r], k[r], v[r]});
+              if (!backend.ok()) return backend.status();
+              absl::StatusOr<RingRunStats> fwd = RunRingForward(*schedule, comm, **backend);
+              if (!fwd.ok()) return fwd.status();
+              if (absl::Status st = (*backend)->SetDout(dout[r]); !st.ok()) return st;
+              BackwardOptions options;
+              options.forward_kv_slot = variant.use_forward_kv ? fwd->last_kv_slot : -1;
+              options.own_block_first = variant.own_block_first;
+              absl::StatusOr<RingRunStats> bwd =
+                  RunRingBackward(*schedule, comm, **backend, options);
+              if (!bwd.ok()) return bwd.status();
+              for (auto get : {&RankBackend::Dq, &RankBackend::Dk, &RankBackend::Dv}) {
+                absl::StatusOr<std::vector<uint8_t>> g = ((**backend).*get)();
+                if (!g.ok()) return g.status();
+                const std::vector<double> d = Decode(DType::kFloat64, *g);
+                ranks[r].insert(ranks[r].end(), d.begin(), d.end());
+              }
+              return absl::OkStatus();
+            });
+        for (const absl::Status& st : statuses) ASSERT_TRUE(st.ok()) << st;
+        grads.push_back(std::move(ranks));
+      }
+      for (size_t i = 1; i < grads.size(); ++i) {
+        for (int r = 0; r < world; ++r) {
+          EXPECT_LE(MaxRelError(grads[i][r], grads[0][r]), 1e-12)
+              << "variant " << i << " rank " << r;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ringattn
