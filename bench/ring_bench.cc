@@ -8,9 +8,11 @@
 // efficiency as the seed defines it, TFLOP/s per GPU, peak memory per rank
 // beside the theoretical need, and the simulator's prediction of the same
 // run from a calibration measured here (written with --calibration_out).
-// bench/ring_bench.sh runs it beside PyTorch's context parallel.
+// bench/ring_bench.sh runs it beside PyTorch's context parallel. One process
+// drives every GPU (a thread per rank), or, with --comm=nccl_env under
+// torchrun / Slurm, each process is one rank and rank 0 prints.
 //
-//   ring_bench [--world=W] [--comm=auto|device|nccl] [--tokens=8192]
+//   ring_bench [--world=W] [--comm=auto|device|nccl|nccl_env] [--tokens=8192]
 //              [--heads=32] [--kv_heads=32] [--head_dim=128] [--iters=10]
 //              [--rows=zigzag,varlen_zigzag] [--gpu=h100] [--calibration_out=F]
 //              [--torch_single_ms=F,FB,VF,VFB --torch_single_names=DENSE,VARLEN]
@@ -20,6 +22,7 @@
 #include <cstring>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -38,7 +41,11 @@
 #include "sim/simulator.h"
 
 ABSL_FLAG(int, world, 0, "ranks; 0: one per visible GPU");
-ABSL_FLAG(std::string, comm, "auto", "auto | device | nccl");
+ABSL_FLAG(std::string, comm, "auto",
+          "auto | device | nccl | nccl_env (this process is one rank of a torchrun/Slurm "
+          "launch, one GPU each; with --nccl_id_file)");
+ABSL_FLAG(std::string, nccl_id_file, "",
+          "--comm=nccl_env: a fresh path every process sees; rank 0 writes the NCCL id there");
 ABSL_FLAG(int64_t, tokens, 8192, "tokens per rank");
 ABSL_FLAG(int64_t, heads, 32, "query heads");
 ABSL_FLAG(int64_t, kv_heads, 32, "key/value heads");
@@ -56,6 +63,16 @@ ABSL_FLAG(std::string, torch_single_names, "torch,torch_varlen",
 
 namespace ringattn {
 namespace {
+
+// Only rank 0 prints when every process is one rank.
+bool g_print = true;
+
+template <typename... Args>
+void Print(const char* format, Args... args) {
+  if (!g_print) return;
+  std::printf(format, args...);
+  std::fflush(stdout);
+}
 
 struct Row {
   const char* name;
@@ -105,36 +122,46 @@ absl::Span<const uint8_t> Bytes(const std::vector<uint16_t>& v) {
 
 class Bench {
  public:
-  Bench(std::vector<comm::CudaPlacement> placements, std::vector<Communicator*> comms)
-      : placements_(std::move(placements)), comms_(std::move(comms)) {}
+  // Entry i runs global rank ranks[i] (default: i) on placements[i] with
+  // comms[i]. When the entries are not the whole world (one rank per
+  // process), the timings and memory of all ranks are gathered over them.
+  Bench(std::vector<comm::CudaPlacement> placements, std::vector<Communicator*> comms,
+        std::vector<int> ranks = {})
+      : placements_(std::move(placements)), comms_(std::move(comms)), ranks_(std::move(ranks)) {
+    if (ranks_.empty()) {
+      for (size_t i = 0; i < comms_.size(); ++i) ranks_.push_back(static_cast<int>(i));
+    }
+  }
 
   // Times `iters` passes of the schedule on the first `world` ranks.
   absl::StatusOr<Timing> Run(const Schedule& schedule, const AttentionShape& shape,
                              bool backward, int iters) {
     const int world = schedule.layout().world();
     const int64_t local = schedule.layout().local_batch() * schedule.layout().local_seqlen();
+    const int entries = Entries(world);
     std::vector<std::vector<double>> seconds(world);
-    std::vector<absl::Status> statuses(world);
+    std::vector<absl::Status> statuses(entries);
     std::vector<cuda::MemoryReport> memory(world);
     std::vector<std::thread> threads;
-    for (int r = 0; r < world; ++r) {
-      threads.emplace_back([&, r] {
-        cudaSetDevice(placements_[r].device);
+    for (int i = 0; i < entries; ++i) {
+      threads.emplace_back([&, i] {
+        const int r = ranks_[i];
+        cudaSetDevice(placements_[i].device);
         const auto q = RandomBf16(local * shape.num_heads * shape.head_dim, 4 * r + 1);
         const auto k = RandomBf16(local * shape.num_kv_heads * shape.head_dim, 4 * r + 2);
         const auto v = RandomBf16(local * shape.num_kv_heads * shape.head_dim, 4 * r + 3);
         const auto dout = RandomBf16(q.size(), 4 * r + 4);
         cuda::CudaBackendOptions o;
-        o.device = placements_[r].device;
-        o.stream = placements_[r].stream;
+        o.device = placements_[i].device;
+        o.stream = placements_[i].stream;
         o.synchronous = false;
         absl::StatusOr<std::unique_ptr<cuda::CudaRingBackend>> backend =
             cuda::CudaRingBackend::Create(schedule, r, shape, DefaultSoftmaxScale(shape.head_dim),
                                           {DType::kBFloat16, Bytes(q), Bytes(k), Bytes(v)}, o);
-        absl::Status& s = statuses[r];
+        absl::Status& s = statuses[i];
         if (!backend.ok()) s = backend.status();
         if (s.ok()) s = (*backend)->SetDout(Bytes(dout));
-        Communicator& comm = *comms_[r];
+        Communicator& comm = *comms_[i];
         std::vector<int> group(world);
         for (int i = 0; i < world; ++i) group[i] = i;
         for (int it = 0; s.ok() && it < iters + 3; ++it) {
@@ -158,6 +185,19 @@ class Bench {
     for (const absl::Status& s : statuses) {
       if (!s.ok()) return s;
     }
+    if (entries < world) {  // one rank per process: every rank's numbers
+      std::vector<double> mine = seconds[ranks_[0]];
+      mine.resize(iters);
+      mine.push_back(memory[ranks_[0]].peak);
+      mine.push_back(memory[ranks_[0]].theoretical);
+      absl::StatusOr<std::vector<double>> all = GatherAll(world, mine);
+      if (!all.ok()) return all.status();
+      for (int r = 0; r < world; ++r) {
+        const double* x = all->data() + r * mine.size();
+        seconds[r].assign(x, x + iters);
+        memory[r] = {static_cast<int64_t>(x[iters]), static_cast<int64_t>(x[iters + 1])};
+      }
+    }
     Timing timing;
     std::vector<double> per_iteration(iters);
     for (int it = 0; it < iters; ++it) {
@@ -175,19 +215,21 @@ class Bench {
 
   // GB/s of one ring hop of `bytes` per rank, all ranks sending at once.
   absl::StatusOr<double> LinkGBps(int world, int64_t bytes) {
-    std::vector<absl::Status> statuses(world);
-    std::vector<double> seconds(world);
+    const int entries = Entries(world);
+    std::vector<absl::Status> statuses(entries);
+    std::vector<double> seconds(entries);
     std::vector<std::thread> threads;
-    for (int r = 0; r < world; ++r) {
-      threads.emplace_back([&, r] {
-        cudaSetDevice(placements_[r].device);
+    for (int i = 0; i < entries; ++i) {
+      threads.emplace_back([&, i] {
+        const int r = ranks_[i];
+        cudaSetDevice(placements_[i].device);
         void *a = nullptr, *b = nullptr;
         cudaMalloc(&a, bytes);
         cudaMalloc(&b, bytes);
-        Communicator& comm = *comms_[r];
+        Communicator& comm = *comms_[i];
         std::vector<int> group(world);
         for (int i = 0; i < world; ++i) group[i] = i;
-        absl::Status& s = statuses[r];
+        absl::Status& s = statuses[i];
         constexpr int kHops = 20;
         absl::Time start;
         for (int it = 0; s.ok() && it < kHops + 2; ++it) {
@@ -206,7 +248,7 @@ class Bench {
           if (s.ok()) s = WaitAll(requests);
         }
         if (s.ok()) s = comm.Synchronize();
-        seconds[r] = absl::ToDoubleSeconds(absl::Now() - start) / kHops;
+        seconds[i] = absl::ToDoubleSeconds(absl::Now() - start) / kHops;
         cudaFree(a);
         cudaFree(b);
       });
@@ -215,12 +257,37 @@ class Bench {
     for (const absl::Status& s : statuses) {
       if (!s.ok()) return s;
     }
+    if (entries < world) {
+      absl::StatusOr<std::vector<double>> all = GatherAll(world, seconds);
+      if (!all.ok()) return all.status();
+      seconds = *std::move(all);
+    }
     return bytes / *std::max_element(seconds.begin(), seconds.end()) / 1e9;
   }
 
  private:
+  // The entries that run ranks of a `world`-rank schedule: all of them, or
+  // the first alone for a one-rank baseline.
+  int Entries(int world) const {
+    return std::min<int>(world, static_cast<int>(comms_.size()));
+  }
+
+  // Every rank's `mine` (the same size on each), in rank order, through
+  // the one-rank-per-process communicator.
+  absl::StatusOr<std::vector<double>> GatherAll(int world, const std::vector<double>& mine) {
+    std::vector<int> group(world);
+    for (int i = 0; i < world; ++i) group[i] = i;
+    std::vector<double> all(mine.size() * world);
+    const absl::Status s = comms_[0]->AllGather(
+        group, {reinterpret_cast<const uint8_t*>(mine.data()), mine.size() * sizeof(double)},
+        {reinterpret_cast<uint8_t*>(all.data()), all.size() * sizeof(double)});
+    if (!s.ok()) return s;
+    return all;
+  }
+
   std::vector<comm::CudaPlacement> placements_;
   std::vector<Communicator*> comms_;
+  std::vector<int> ranks_;
 };
 
 struct Config {
@@ -270,15 +337,33 @@ absl::Status Main() {
   int world = absl::GetFlag(FLAGS_world) > 0 ? absl::GetFlag(FLAGS_world) : *visible;
   std::string comm_kind = absl::GetFlag(FLAGS_comm);
   if (comm_kind == "auto") comm_kind = world <= *visible && world >= 2 ? "nccl" : "device";
-  if (comm_kind != "device" && comm_kind != "nccl") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--comm is '", comm_kind, "'; expected auto, device or nccl"));
+  if (comm_kind != "device" && comm_kind != "nccl" && comm_kind != "nccl_env") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--comm is '", comm_kind, "'; expected auto, device, nccl or nccl_env"));
+  }
+  // One rank per process: this process's rank, its GPU, its communicator.
+  std::optional<comm::LaunchEnvironment> env;
+  if (comm_kind == "nccl_env") {
+    absl::StatusOr<comm::LaunchEnvironment> e = comm::LaunchEnvironmentFromEnv();
+    if (!e.ok()) return e.status();
+    if (absl::GetFlag(FLAGS_world) > 0 && absl::GetFlag(FLAGS_world) != e->world) {
+      return absl::InvalidArgumentError(absl::StrCat("--world ", absl::GetFlag(FLAGS_world),
+                                                     " differs from the launcher's ", e->world,
+                                                     " processes"));
+    }
+    if (absl::GetFlag(FLAGS_nccl_id_file).empty()) {
+      return absl::InvalidArgumentError(
+          "--comm=nccl_env needs --nccl_id_file: a fresh path every process sees");
+    }
+    env = *e;
+    world = e->world;
+    g_print = e->rank == 0;
   }
   const int64_t tokens = absl::GetFlag(FLAGS_tokens);
   const int iters = std::max(1, absl::GetFlag(FLAGS_iters));
   std::vector<comm::CudaPlacement> placements;
-  for (int r = 0; r < world; ++r) {
-    const int device = r % *visible;
+  for (int r = 0; r < (env ? 1 : world); ++r) {
+    const int device = env ? env->local_rank % *visible : r % *visible;
     cudaStream_t s = nullptr;
     cudaSetDevice(device);
     if (cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess) {
@@ -288,8 +373,18 @@ absl::Status Main() {
   }
   std::unique_ptr<comm::NcclWorld> nccl;
   std::unique_ptr<comm::DeviceCopyWorld> copies, single;
+  std::unique_ptr<Communicator> process_comm;
   std::vector<Communicator*> comms;
-  if (comm_kind == "nccl") {
+  std::vector<int> ranks;
+  if (env) {
+    absl::StatusOr<std::unique_ptr<Communicator>> c = comm::CreateNcclCommunicator(
+        env->rank, env->world, placements[0], absl::GetFlag(FLAGS_nccl_id_file),
+        absl::Seconds(120));
+    if (!c.ok()) return c.status();
+    process_comm = *std::move(c);
+    comms.push_back(process_comm.get());
+    ranks.push_back(env->rank);
+  } else if (comm_kind == "nccl") {
     absl::StatusOr<std::unique_ptr<comm::NcclWorld>> w =
         comm::NcclWorld::Create(placements, absl::Seconds(120));
     if (!w.ok()) return w.status();
@@ -306,7 +401,9 @@ absl::Status Main() {
       comm::DeviceCopyWorld::Create({placements[0]}, absl::Seconds(120));
   if (!one.ok()) return one.status();
   single = *std::move(one);
-  Bench ring(placements, comms);
+  Bench ring(placements, comms, ranks);
+  // Each process has its own GPU in nccl_env mode.
+  const bool gpu_per_rank = env.has_value() || world <= *visible;
   Bench alone({placements[0]}, {&single->rank(0)});
 
   cudaDeviceProp prop{};
@@ -319,13 +416,14 @@ absl::Status Main() {
     if (!gbps.ok()) return gbps.status();
     link = *gbps;
   }
-  if (world > *visible) {
-    std::printf("(%d ranks share %d GPU(s): virtual ranks; efficiency and the simulator's "
+  if (!gpu_per_rank) {
+    Print("(%d ranks share %d GPU(s): virtual ranks; efficiency and the simulator's "
                 "one-GPU-per-rank prediction do not apply)\n", world, *visible);
   }
-  std::printf("ring_bench: %d x %s, %s, bf16 b1 %lld tokens/rank h%lld/%lld d%lld causal, "
+  Print("ring_bench: %d x %s, %s, bf16 b1 %lld tokens/rank h%lld/%lld d%lld causal, "
               "median of %d iterations; ring hop of %lld B: %.1f GB/s\n",
-              world, prop.name, comm_kind == "nccl" ? "NCCL" : "device copies",
+              world, prop.name,
+              env ? "NCCL, one process per GPU" : comm_kind == "nccl" ? "NCCL" : "device copies",
               static_cast<long long>(tokens), static_cast<long long>(probe.num_heads),
               static_cast<long long>(probe.num_kv_heads), static_cast<long long>(probe.head_dim),
               iters, static_cast<long long>(kv_bytes), link);
@@ -361,11 +459,11 @@ absl::Status Main() {
       std::fputs(cal->Serialize().c_str(), out);
       std::fclose(out);
     }
-    std::printf("calibration: our kernels on %lld causal tokens: fwd %.1f, bwd %.1f TFLOP/s%s\n",
+    Print("calibration: our kernels on %lld causal tokens: fwd %.1f, bwd %.1f TFLOP/s%s\n",
                 static_cast<long long>(tokens), fwd_tflops, bwd_tflops,
                 absl::GetFlag(FLAGS_calibration_out).empty() ? "" : " (written)");
   }
-  std::printf("\n%-14s %-8s %10s %10s %-18s %7s %11s %22s %9s %9s %7s\n", "row", "pass",
+  Print("\n%-14s %-8s %10s %10s %-18s %7s %11s %22s %9s %9s %7s\n", "row", "pass",
               "iter/s", "theoretic", "best 1-GPU kernel", "eff", "TFLOP/s/GPU",
               "peak / theory MiB", "meas ms", "sim ms", "err");
   const std::string only = absl::GetFlag(FLAGS_rows);
@@ -397,7 +495,7 @@ absl::Status Main() {
         absl::StatusOr<PlanReport> plan = BuildPlan(*schedule, c.shape);
         if (!plan.ok()) return plan.status();
         flops += plan->TotalFlops() * (backward ? 3.5 : 1.0) / sets.size();
-        if (world <= *visible) {  // the simulator gives every rank a GPU
+        if (gpu_per_rank) {  // the simulator gives every rank a GPU
           sim::SimOptions o;
           o.layout = c.layout;
           o.mask = c.mask;
@@ -420,18 +518,18 @@ absl::Status Main() {
         }
       }
       const double theoretic = 1.0 / single_s / world;
-      std::printf("%-14s %-8s %10.2f %10.2f %-18s %6.1f%% %11.1f %10.1f / %-10.1f %9.3f %9s %7s\n",
-                  row.name, backward ? "fwd+bwd" : "fwd", 1.0 / ring_s, theoretic, best.c_str(),
-                  100.0 * (1.0 / ring_s) / theoretic, flops / world / ring_s / 1e12,
-                  memory.peak / 1048576.0, memory.theoretical / 1048576.0, 1e3 * ring_s,
-                  sim_s > 0 ? absl::StrFormat("%.3f", 1e3 * sim_s).c_str() : "-",
-                  sim_s > 0 ? absl::StrFormat("%+.1f%%", 100 * (sim_s - ring_s) / ring_s).c_str()
-                            : "-");
-      std::fflush(stdout);
+      Print("%-14s %-8s %10.2f %10.2f %-18s %6.1f%% %11.1f %10.1f / %-10.1f %9.3f %9s %7s\n",
+            row.name, backward ? "fwd+bwd" : "fwd", 1.0 / ring_s, theoretic, best.c_str(),
+            100.0 * (1.0 / ring_s) / theoretic, flops / world / ring_s / 1e12,
+            memory.peak / 1048576.0, memory.theoretical / 1048576.0, 1e3 * ring_s,
+            sim_s > 0 ? absl::StrFormat("%.3f", 1e3 * sim_s).c_str() : "-",
+            sim_s > 0 ? absl::StrFormat("%+.1f%%", 100 * (sim_s - ring_s) / ring_s).c_str()
+                      : "-");
     }
   }
   copies.reset();
   nccl.reset();
+  process_comm.reset();
   single.reset();
   for (const comm::CudaPlacement& p : placements) {
     cudaSetDevice(p.device);

@@ -1,6 +1,6 @@
 #!/bin/bash
 # ring_bench beside PyTorch context parallel, on this machine's GPUs.
-#   bench/ring_bench.sh DIR OUT [ring_bench flags]
+#   [RING_BENCH_LAUNCH=processes] bench/ring_bench.sh DIR OUT [ring_bench flags]
 # DIR holds ring_bench, torch_single_gpu.py and torch_cp_bench.py (e.g.
 # .dev/ on the device); OUT receives torch_single.txt, ring_bench.txt,
 # torch_cp.txt and calibration.txt. "theoretic" is the best single-GPU
@@ -20,8 +20,17 @@ read -r torch_ms torch_dense torch_varlen < <(tail -1 "$out/torch_single.txt")
 torch_flags=()
 [[ "$torch_ms" == *,*,*,* ]] && torch_flags=(--torch_single_ms="$torch_ms"
                                              --torch_single_names="$torch_dense,$torch_varlen")
-"$dir/ring_bench" --calibration_out="$out/calibration.txt" "${torch_flags[@]}" "$@" \
-  | tee "$out/ring_bench.txt"
+# RING_BENCH_LAUNCH=processes: one ring_bench process per GPU under
+# torchrun (--comm=nccl_env); otherwise one process drives every GPU.
+if [[ "${RING_BENCH_LAUNCH:-}" == processes ]]; then
+  rm -f "$out/nccl.id"
+  torchrun --nproc_per_node="$(nvidia-smi -L | wc -l)" --no-python "$dir/ring_bench" \
+    --comm=nccl_env --nccl_id_file="$out/nccl.id" --calibration_out="$out/calibration.txt" \
+    "${torch_flags[@]}" "$@" 2>&1 | grep -v "^W[0-9]" | tee "$out/ring_bench.txt"
+else
+  "$dir/ring_bench" --calibration_out="$out/calibration.txt" "${torch_flags[@]}" "$@" \
+    | tee "$out/ring_bench.txt"
+fi
 world=$(nvidia-smi -L | wc -l)
 # ringattn's zigzag forward and forward+backward ms, for the ratio: only
 # when ring_bench ran one rank per GPU, as torchrun does here.
