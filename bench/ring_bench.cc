@@ -160,7 +160,7 @@ class Bench {
                                           {DType::kBFloat16, Bytes(q), Bytes(k), Bytes(v)}, o);
         absl::Status& s = statuses[i];
         if (!backend.ok()) s = backend.status();
-        if (s.ok()) s = (*backend)->SetDout(Bytes(dout));
+        if (s.ok() && backward) s = (*backend)->SetDout(Bytes(dout));
         Communicator& comm = *comms_[i];
         std::vector<int> group(world);
         for (int i = 0; i < world; ++i) group[i] = i;
@@ -429,28 +429,85 @@ absl::Status Main() {
               iters, static_cast<long long>(kv_bytes), link);
 
   // The simulator's calibration from this machine: our kernels' forward and
-  // backward rates on one rank's causal tokens, and the ring hop's bandwidth.
+  // backward rates on full (unmasked) blocks of tokens / 2 and tokens (the
+  // curve through them), on one rank's causal tokens (the causal / full
+  // factor), and the ring hop's bandwidth.
   absl::StatusOr<sim::Calibration> cal = sim::Calibration::Builtin(absl::GetFlag(FLAGS_gpu));
   if (!cal.ok()) return cal.status();
   {
-    const Config b = MakeConfig(kRows[0], 1, tokens, {});
-    absl::StatusOr<Schedule> base = Schedule::Build(b.layout, b.mask, b.shape);
-    if (!base.ok()) return base.status();
-    absl::StatusOr<Timing> f = alone.Run(*base, b.shape, false, iters);
-    if (!f.ok()) return f.status();
-    absl::StatusOr<Timing> fb = alone.Run(*base, b.shape, true, iters);
-    if (!fb.ok()) return fb.status();
-    absl::StatusOr<PlanReport> p = BuildPlan(*base, b.shape);
-    if (!p.ok()) return p.status();
-    const double fwd_tflops = p->TotalFlops() / f->seconds / 1e12;
-    const double bwd_tflops = 2.5 * p->TotalFlops() / (fb->seconds - f->seconds) / 1e12;
-    for (int pass = 0; pass < 2; ++pass) {
-      const double model = cal->Tflops(pass == 1, b.shape.head_dim, tokens, tokens, 0.5);
-      const double scale = (pass == 0 ? fwd_tflops : bwd_tflops) / model;
-      for (auto& [dim, curve] : cal->rates[pass]) {
-        for (auto& point : curve) point.second *= scale;
+    // {fwd, bwd} TFLOP/s of one n-token block on one GPU.
+    const auto rates = [&](int64_t n, bool causal) -> absl::StatusOr<std::pair<double, double>> {
+      Config b = MakeConfig(kRows[0], 1, n, {});
+      b.mask.causal = causal;
+      absl::StatusOr<Schedule> base = Schedule::Build(b.layout, b.mask, b.shape);
+      if (!base.ok()) return base.status();
+      absl::StatusOr<Timing> f = alone.Run(*base, b.shape, false, iters);
+      if (!f.ok()) return f.status();
+      absl::StatusOr<Timing> fb = alone.Run(*base, b.shape, true, iters);
+      if (!fb.ok()) return fb.status();
+      absl::StatusOr<PlanReport> p = BuildPlan(*base, b.shape);
+      if (!p.ok()) return p.status();
+      // The kernels' share of the measured time: minus what the simulator
+      // adds around them (memory passes: O, D, dK/dV adds; launches), which
+      // does not depend on the rates, so the rates are not counted twice.
+      sim::SimOptions o;
+      o.layout = b.layout;
+      o.mask = b.mask;
+      o.shape = b.shape;
+      o.dtype = DType::kBFloat16;
+      o.calibration = *cal;
+      double around[2];  // fwd, fwd+bwd
+      for (bool backward : {false, true}) {
+        o.backward = backward;
+        absl::StatusOr<sim::SimResult> total = sim::Simulate(o);
+        if (!total.ok()) return total.status();
+        absl::StatusOr<double> kernels = sim::KernelSeconds(o);
+        if (!kernels.ok()) return kernels.status();
+        around[backward ? 1 : 0] = total->iteration_s - *kernels;
       }
+      const double launch = 1e-6 * cal->launch_us;
+      const double fwd_s = f->seconds - around[0] - launch;
+      const double bwd_s = (fb->seconds - f->seconds) - (around[1] - around[0]) - launch;
+      if (fwd_s <= 0 || bwd_s <= 0) {
+        return absl::InternalError(absl::StrCat("calibration: ", n, " tokens measured ",
+                                                f->seconds, " / ", fb->seconds,
+                                                " s, less than the modelled memory passes"));
+      }
+      return std::pair{p->TotalFlops() / fwd_s / 1e12, 2.5 * p->TotalFlops() / bwd_s / 1e12};
+    };
+    // Once untimed: the GPU's clocks ramp up before the first measurement.
+    if (absl::StatusOr<std::pair<double, double>> warm = rates(tokens, true); !warm.ok()) {
+      return warm.status();
     }
+    const absl::StatusOr<std::pair<double, double>> causal = rates(tokens, true);
+    if (!causal.ok()) return causal.status();
+    // Full blocks of tokens / 8 .. tokens: the small blocks of short documents too.
+    std::vector<std::pair<int64_t, std::pair<double, double>>> full;
+    for (int64_t n = std::max<int64_t>(tokens / 8, 128); n <= tokens; n *= 2) {
+      absl::StatusOr<std::pair<double, double>> r = rates(n, false);
+      if (!r.ok()) return r.status();
+      full.push_back({n, *r});
+    }
+    const int64_t d = probe.head_dim;
+    std::string report;
+    for (bool backward : {false, true}) {
+      const auto pick = [&](const std::pair<double, double>& r) {
+        return backward ? r.second : r.first;
+      };
+      std::vector<std::pair<double, double>> points;
+      for (const auto& [n, r] : full) {
+        points.push_back({static_cast<double>(n), pick(r)});
+        absl::StrAppendFormat(&report, " %lld:%.1f", static_cast<long long>(n), pick(r));
+      }
+      if (absl::Status st = cal->FitCurve(backward, d, points); !st.ok()) return st;
+      (backward ? cal->partial_block_factor_bwd : cal->partial_block_factor) =
+          pick(*causal) / pick(full.back().second);
+      if (!backward) absl::StrAppend(&report, "; bwd");
+    }
+    Print("calibration: our kernels, TFLOP/s: causal %lld tokens fwd %.1f, bwd %.1f; full "
+          "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd\n",
+          static_cast<long long>(tokens), causal->first, causal->second, report.c_str(),
+          cal->partial_block_factor, cal->partial_block_factor_bwd);
     if (link > 0) cal->link_gbps = link;
     cal->gpu = absl::StrCat("measured-by-ring_bench");
     if (const std::string path = absl::GetFlag(FLAGS_calibration_out); !path.empty()) {
@@ -459,9 +516,9 @@ absl::Status Main() {
       std::fputs(cal->Serialize().c_str(), out);
       std::fclose(out);
     }
-    Print("calibration: our kernels on %lld causal tokens: fwd %.1f, bwd %.1f TFLOP/s%s\n",
-                static_cast<long long>(tokens), fwd_tflops, bwd_tflops,
-                absl::GetFlag(FLAGS_calibration_out).empty() ? "" : " (written)");
+    if (const std::string path = absl::GetFlag(FLAGS_calibration_out); !path.empty()) {
+      Print("calibration written to %s\n", path.c_str());
+    }
   }
   Print("\n%-14s %-8s %10s %10s %-18s %7s %11s %22s %9s %9s %7s\n", "row", "pass",
               "iter/s", "theoretic", "best 1-GPU kernel", "eff", "TFLOP/s/GPU",

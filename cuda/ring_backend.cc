@@ -118,8 +118,8 @@ class Backend final : public CudaRingBackend {
     batch_ = layout.local_batch();
     batch_offset_ = layout.BatchRange(rank).first;
     rows_ = layout.local_seqlen();
-    for (DeviceMemory* m : {&q_, &k_, &v_, &state_o_, &state_lse_, &key_limit_, &dout_,
-                            &delta_, &dq_, &dk_, &dv_}) {
+    for (DeviceMemory* m : {&q_, &k_, &v_, &state_o_, &out_, &state_lse_, &key_limit_,
+                            &dout_, &delta_, &dq_, &dk_, &dv_}) {
       m->set_meter(&meter_);
     }
   }
@@ -262,8 +262,17 @@ class Backend final : public CudaRingBackend {
   }
 
   absl::Status FinishForward() override {
+    if (absl::Status s = Device(); !s.ok()) return s;
+    const int64_t bytes = QElements() * DTypeBytes(dtype_);
+    if (out_.bytes() != bytes) {
+      if (absl::Status s = out_.Allocate(bytes); !s.ok()) return s;
+    }
     forward_done_ = true;
-    return absl::OkStatus();
+    // O in the input dtype on the device, as a forward's caller takes it
+    // (the fp32 state stays for the backward's D = rowsum(dO * O)).
+    return Finish(LaunchConvertF32(type_, state_o_.get<float>(), out_.get(), QElements(),
+                                   stream_),
+                  "converting O to the input dtype");
   }
 
   absl::Status SetDout(absl::Span<const uint8_t> dout) override {
@@ -359,7 +368,13 @@ class Backend final : public CudaRingBackend {
 
   absl::StatusOr<std::vector<uint8_t>> Out() override {
     if (!forward_done_) return absl::FailedPreconditionError("no forward pass has run");
-    return Converted(state_o_, QElements());
+    if (absl::Status s = Device(); !s.ok()) return s;
+    std::vector<uint8_t> host(out_.bytes());
+    if (absl::Status s = Copy(host.data(), out_.get(), host.size(), "copying O to the host");
+        !s.ok()) {
+      return s;
+    }
+    return host;
   }
   absl::StatusOr<std::vector<float>> Lse() override {
     if (!forward_done_) return absl::FailedPreconditionError("no forward pass has run");
@@ -531,7 +546,7 @@ class Backend final : public CudaRingBackend {
   const bool owns_stream_;
   MemoryReport* const final_memory_;
   MemoryMeter meter_;
-  DeviceMemory q_, k_, v_, state_o_, state_lse_, key_limit_, dout_;
+  DeviceMemory q_, k_, v_, state_o_, out_, state_lse_, key_limit_, dout_;
   DeviceMemory delta_, dq_, dk_, dv_;
   std::map<int, DeviceMemory> buffers_;
   bool forward_done_ = false;

@@ -179,6 +179,55 @@ std::string Calibration::Serialize() const {
   return out;
 }
 
+absl::Status Calibration::FitCurve(bool backward, int64_t head_dim,
+                                   std::vector<std::pair<double, double>> measured) {
+  if (measured.empty()) return absl::InvalidArgumentError("FitCurve: no measured points");
+  for (const auto& [side, tflops] : measured) {
+    if (!(side > 0) || !(tflops > 0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "FitCurve: measured point (", side, ", ", tflops, "); expected side and rate > 0"));
+    }
+  }
+  std::sort(measured.begin(), measured.end());
+  auto& table = rates[backward ? 1 : 0];
+  if (table.empty()) return absl::FailedPreconditionError("FitCurve: no curve to start from");
+  // The modelled full rate at each measured side, before any change.
+  std::vector<double> ratio;
+  for (const auto& [side, tflops] : measured) {
+    const int64_t n = static_cast<int64_t>(side);
+    ratio.push_back(tflops / Tflops(backward, head_dim, n, n, 1.0));
+  }
+  const auto ratio_at = [&](double side) {
+    if (side <= measured.front().first) return ratio.front();
+    for (size_t i = 1; i < measured.size(); ++i) {
+      if (side <= measured[i].first) {
+        const double t = std::log(side / measured[i - 1].first) /
+                         std::log(measured[i].first / measured[i - 1].first);
+        return ratio[i - 1] + t * (ratio[i] - ratio[i - 1]);
+      }
+    }
+    return ratio.back();
+  };
+  // The curve Tflops would use for this head_dim, copied.
+  auto nearest = table.lower_bound(head_dim);
+  if (nearest == table.end()) {
+    nearest = std::prev(table.end());
+  } else if (nearest->first != head_dim && nearest != table.begin()) {
+    auto below = std::prev(nearest);
+    if (head_dim - below->first < nearest->first - head_dim) nearest = below;
+  }
+  std::vector<std::pair<double, double>> curve;
+  for (const auto& [side, tflops] : nearest->second) {
+    const bool replaced = std::any_of(measured.begin(), measured.end(),
+                                      [&](const auto& m) { return m.first == side; });
+    if (!replaced) curve.push_back({side, tflops * ratio_at(side)});
+  }
+  curve.insert(curve.end(), measured.begin(), measured.end());
+  std::sort(curve.begin(), curve.end());
+  table[head_dim] = std::move(curve);
+  return absl::OkStatus();
+}
+
 double Calibration::Tflops(bool backward, int64_t head_dim, int64_t rows_q,
                            int64_t rows_k, double density) const {
   const auto& table = rates[backward ? 1 : 0];

@@ -48,6 +48,14 @@ class Calibration {
   // rank's in llama3, runs nearly like a full one).
   double Tflops(bool backward, int64_t head_dim, int64_t rows_q,
                 int64_t rows_k, double density) const;
+  // Makes the full-block curve of (pass, head_dim) pass through `measured`
+  // (block side, TFLOP/s of a full block) and keep its shape elsewhere:
+  // every point is scaled by the measured / modelled ratio, interpolated in
+  // log(side) between measured sides and held beyond them. Starts from the
+  // nearest head_dim's curve when this one has none. Errors:
+  // InvalidArgument for an empty list or a side or rate <= 0.
+  absl::Status FitCurve(bool backward, int64_t head_dim,
+                        std::vector<std::pair<double, double>> measured);
   double PartialFactor(bool backward) const {
     return backward && partial_block_factor_bwd > 0 ? partial_block_factor_bwd
                                                     : partial_block_factor;

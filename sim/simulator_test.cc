@@ -158,6 +158,30 @@ TEST(CalibrationTest, CutBlocksSlowDownWithTheirMaskedShare) {
   EXPECT_NEAR(back.Tflops(true, 128, 64, 64, 0.5), 95, 1e-9);
 }
 
+TEST(CalibrationTest, FitCurvePassesThroughMeasuredPointsAndKeepsTheShape) {
+  Calibration c = *Calibration::Builtin("h100");
+  const double before_2k = c.Tflops(false, 128, 2048, 2048, 1.0);
+  const double before_4k = c.Tflops(false, 128, 4096, 4096, 1.0);
+  const double before_8k = c.Tflops(false, 128, 8192, 8192, 1.0);
+  const double before_16k = c.Tflops(false, 128, 16384, 16384, 1.0);
+  ASSERT_TRUE(c.FitCurve(false, 128, {{8192, 400}, {4096, 300}}).ok());
+  EXPECT_NEAR(c.Tflops(false, 128, 4096, 4096, 1.0), 300, 1e-9);
+  EXPECT_NEAR(c.Tflops(false, 128, 8192, 8192, 1.0), 400, 1e-9);
+  EXPECT_GT(c.Tflops(false, 128, 4096, 8192, 1.0), 300);  // between them
+  EXPECT_LT(c.Tflops(false, 128, 4096, 8192, 1.0), 400);
+  // Beyond the measured sides the shape is kept: scaled by the end ratios.
+  EXPECT_NEAR(c.Tflops(false, 128, 2048, 2048, 1.0), before_2k * 300 / before_4k, 1e-6);
+  EXPECT_NEAR(c.Tflops(false, 128, 16384, 16384, 1.0), before_16k * 400 / before_8k, 1e-6);
+  // The backward curve is untouched; bad points are errors.
+  EXPECT_NEAR(c.Tflops(true, 128, 8192, 8192, 1.0),
+              Calibration::Builtin("h100")->Tflops(true, 128, 8192, 8192, 1.0), 1e-9);
+  EXPECT_THAT(c.FitCurve(false, 128, {}).message(), HasSubstr("no measured points"));
+  EXPECT_THAT(c.FitCurve(false, 128, {{0, 3}}).message(), HasSubstr("expected side and rate > 0"));
+  // A head_dim without a curve starts from the nearest one.
+  ASSERT_TRUE(c.FitCurve(true, 96, {{8192, 250}}).ok());
+  EXPECT_NEAR(c.Tflops(true, 96, 8192, 8192, 1.0), 250, 1e-9);
+}
+
 TEST(CalibrationTest, RoundTripsAndRejectsBadLines) {
   const Calibration h200 = *Calibration::Builtin("h200");
   const Calibration back = *Calibration::Parse(h200.Serialize());
