@@ -278,7 +278,12 @@ absl::StatusOr<std::string> Run(int* argc, char*** argv) {
     return inputs.status();
   }
   absl::StatusOr<std::string> report = RunRank(**mpi, *options, *inputs);
-  if (absl::IsCancelled(report.status())) return std::string();  // silent rank
+  if (absl::IsCancelled(report.status())) {  // a silent rank (fault injection)
+    // Its peers time out and abort; it waits for that (bounded), never
+    // entering MPI_Finalize, which they will not join.
+    (*mpi)->LeaveSilently(2 * timeout + absl::Seconds(10));
+    return std::string();
+  }
   if (!report.ok()) {
     return absl::Status(report.status().code(),
                         absl::StrCat("rank ", (*mpi)->rank(), ": ",

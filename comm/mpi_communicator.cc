@@ -73,7 +73,15 @@ absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(
 }
 
 MpiCommunicator::~MpiCommunicator() {
-  if (aborted_.ok()) MPI_Finalize();
+  if (aborted_.ok() && !left_) MPI_Finalize();
+}
+
+void MpiCommunicator::LeaveSilently(absl::Duration limit) {
+  left_ = true;
+  const absl::Time deadline = absl::Now() + limit;
+  while (PollAbort().ok() && absl::Now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
 }
 
 std::unique_ptr<Communicator::Request> MpiCommunicator::Send(

@@ -35,6 +35,14 @@ class MpiCommunicator : public Communicator {
   // The error of the first abort seen (this rank's or a peer's).
   absl::Status aborted() const { return aborted_; }
 
+  // A rank that goes silent (fault injection) calls this instead of
+  // finishing: it waits, outside MPI calls, until a peer's abort arrives
+  // (at most `limit`), and the destructor then skips MPI_Finalize. Finalizing
+  // would wait in a collective the other ranks never join, and mpirun tearing
+  // down a rank inside MPI_Finalize crashes or hangs OpenMPI 4's mpirun
+  // (PMIx_server_finalize).
+  void LeaveSilently(absl::Duration limit);
+
  private:
   class MpiRequest;
   MpiCommunicator(int rank, int world, absl::Duration timeout)
@@ -46,6 +54,7 @@ class MpiCommunicator : public Communicator {
   int world_;
   absl::Duration timeout_;
   absl::Status aborted_;
+  bool left_ = false;  // LeaveSilently was called
   std::vector<std::vector<char>> abort_messages_;  // kept alive while sent
 };
 

@@ -13,7 +13,7 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 cd "${TEST_TMPDIR:-/tmp}"
 fail=0
 for layout in ring zigzag stripe llama3; do
-  out=$(timeout 300 mpirun -np 4 "$bin" run --comm=mpi --world=4 --layout=$layout \
+  out=$(timeout -k 10 120 mpirun -np 4 "$bin" run --comm=mpi --world=4 --layout=$layout \
         --random --check --seqlen=256 --num_heads=4 --num_kv_heads=2 --head_dim=16 2>&1)
   if [[ $? -ne 0 ]] || ! echo "$out" | awk '
       /^  (out|lse|dq|dk|dv) / { n++; if ($3 + 0 > 1e-5) bad = 1 }
@@ -24,7 +24,7 @@ for layout in ring zigzag stripe llama3; do
   fi
 done
 start=$(date +%s)
-out=$(timeout 120 mpirun -np 3 "$bin" run --comm=mpi --world=3 --layout=ring --random \
+out=$(timeout -k 10 60 mpirun -np 3 "$bin" run --comm=mpi --world=3 --layout=ring --random \
       --seqlen=96 --inject_fault_rank=1 --timeout_s=60 2>&1)
 rc=$?
 if [[ $rc -eq 0 || $rc -eq 124 || "$out" != *"injected failure on rank 1"* ]] ||
@@ -33,7 +33,7 @@ if [[ $rc -eq 0 || $rc -eq 124 || "$out" != *"injected failure on rank 1"* ]] ||
 else
   echo "ok: mpi injected failure"
 fi
-out=$(timeout 120 mpirun -np 3 "$bin" run --comm=mpi --world=3 --layout=ring --random \
+out=$(timeout -k 10 60 mpirun -np 3 "$bin" run --comm=mpi --world=3 --layout=ring --random \
       --seqlen=96 --inject_fault_rank=0 --inject_fault=silent --timeout_s=2 2>&1)
 rc=$?
 if [[ $rc -eq 0 || $rc -eq 124 || "$out" != *"did not answer"* ]]; then
