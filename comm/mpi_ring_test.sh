@@ -10,7 +10,12 @@ export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl=self,vader
 # plugins) are reported as leaks at exit; our code's leaks are checked by the
 # thread-based suites, so leak detection is off for the MPI processes only.
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
-cd "${TEST_TMPDIR:-/tmp}"
+# OpenMPI names its session directory and shared-memory segments after
+# mpirun's pid, which repeats across Bazel's PID-namespace sandboxes: keep
+# them in this test's own temporary folder so parallel runs never collide.
+tmp="$(mktemp -d "${TEST_TMPDIR:-/tmp}/mpi.XXXXXX")"
+export TMPDIR="$tmp" OMPI_MCA_orte_tmpdir_base="$tmp" OMPI_MCA_btl_vader_backing_directory="$tmp"
+cd "$tmp"
 fail=0
 for layout in ring zigzag stripe llama3; do
   out=$(timeout -k 10 120 mpirun -np 4 "$bin" run --comm=mpi --world=4 --layout=$layout \
