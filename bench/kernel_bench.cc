@@ -159,6 +159,15 @@ int Main(int argc, char** argv) {
       report("ringattn_mma_sync", TimeMs([&] {
                flash::LaunchFlashForward(direct, nullptr, flash::TensorCoreKernel::kMmaSync);
              }, iterations));
+      if (r.dtype != ElementType::kFloat32) {
+        report("ringattn_wgmma_cp_async", TimeMs([&] {
+                 flash::LaunchFlashForward(direct, nullptr, flash::TensorCoreKernel::kHopper);
+               }, iterations));
+        report("ringattn_warp_specialized", TimeMs([&] {
+                 flash::LaunchFlashForward(direct, nullptr,
+                                           flash::TensorCoreKernel::kWarpSpecialized);
+               }, iterations));
+      }
     }
     if (r.dtype != ElementType::kFloat32 && r.seqlen * r.batch <= 16384) {
       report("ringattn_reference", TimeMs([&] { LaunchForwardBlock(a, nullptr); }, 1));

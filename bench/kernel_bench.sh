@@ -18,6 +18,8 @@ awk -F, '
   FILENAME ~ /ours/ && $2 == "ringattn" && $3 == "fwd+bwd" { ours_both[$1] = $5; next }
   FILENAME ~ /ours/ && $2 == "ringattn_fused_state" { fused[$1] = $5; next }
   FILENAME ~ /ours/ && $2 == "ringattn_mma_sync" && $3 == "fwd" { mma[$1] = $5; next }
+  FILENAME ~ /ours/ && $2 == "ringattn_wgmma_cp_async" && $3 == "fwd" { cpa[$1] = $5; next }
+  FILENAME ~ /ours/ && $2 == "ringattn_warp_specialized" && $3 == "fwd" { ws[$1] = $5; next }
   FILENAME ~ /ours/ && $2 == "ringattn_mma_sync" && $3 == "bwd" { mma_bwd[$1] = $5; next }
   FILENAME ~ /ours/ && $2 == "ringattn_wgmma" && $3 == "bwd" { wgmma_bwd[$1] = $5; next }
   FILENAME ~ /ours/ && $2 == "ringattn" && $3 == "bwd" { ours_bwd[$1] = $5; next }
@@ -26,13 +28,14 @@ awk -F, '
   $3 == "bwd" { bwd[$1, $2] = $5 }
   $3 == "fwd+bwd" { both[$1, $2] = $5 }
   END {
-    printf "%-32s %9s %9s %9s %9s %9s %9s %12s %12s\n", "row", "ours", "fused", "mma.sync",
-           "flash", "cudnn", "efficient", "ours/flash", "ours/cudnn"
+    printf "%-32s %9s %9s %9s %9s %9s %9s %9s %9s %12s %12s\n", "row", "ours", "fused", "mma.sync",
+           "cp.async", "warp-spec", "flash", "cudnn", "efficient", "ours/flash", "ours/cudnn"
     for (i = 1; i <= n; i++) {
       r = order[i]
       f = t[r, "torch_flash"]; c = t[r, "torch_cudnn"]; e = t[r, "torch_efficient"]
-      printf "%-32s %9.2f %9.2f %9s %9s %9s %9s %12s %12s\n", r, ours[r], fused[r],
-             (r in mma) ? mma[r] : "-", f ? f : "-",
+      printf "%-32s %9.2f %9.2f %9s %9s %9s %9s %9s %9s %12s %12s\n", r, ours[r], fused[r],
+             (r in mma) ? mma[r] : "-", (r in cpa) ? cpa[r] : "-", (r in ws) ? ws[r] : "-",
+             f ? f : "-",
              c ? c : "-", e ? e : "-", f ? sprintf("%.3f", ours[r] / f) : "-",
              c ? sprintf("%.3f", ours[r] / c) : "-"
     }

@@ -21,6 +21,7 @@ cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stre
   if (!FlashBackwardSupports(args)) return cudaErrorNotSupported;
   const bool hopper = HopperDevice();
   if (kernel == TensorCoreKernel::kHopper && !hopper) return cudaErrorNotSupported;
+  if (kernel == TensorCoreKernel::kWarpSpecialized) return cudaErrorNotSupported;
   const ForwardBlockArgs& a = args.task;
   if (a.q_pos.length == 0 || a.k_pos.length == 0 || a.batch == 0) return cudaSuccess;
   return DispatchDtypeHeadDim(a.dtype, a.head_dim, [&](auto dtype, auto head_dim) {

@@ -1,5 +1,8 @@
 #include "cuda/flash/forward.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "cuda/flash/dispatch.h"
 
 namespace ringattn::cuda::flash {
@@ -13,6 +16,25 @@ bool FlashForwardSupports(const ForwardBlockArgs& a) {
          a.kv_head_end <= a.num_kv_heads && Aligned16(a.q) && Aligned16(a.k) &&
          Aligned16(a.v) && Aligned16(a.out) && Aligned16(a.state_o);
 }
+
+namespace {
+
+// RINGATTN_FORWARD_KERNEL=mma_sync|cp_async|warp_specialized replaces kAuto's
+// choice for fp16/bf16 (for benchmarks and bisecting); unset or another
+// value: kAuto chooses.
+TensorCoreKernel AutoOverride() {
+  static const TensorCoreKernel kernel = [] {
+    const char* name = std::getenv("RINGATTN_FORWARD_KERNEL");
+    if (name == nullptr) return TensorCoreKernel::kAuto;
+    if (std::strcmp(name, "mma_sync") == 0) return TensorCoreKernel::kMmaSync;
+    if (std::strcmp(name, "cp_async") == 0) return TensorCoreKernel::kHopper;
+    if (std::strcmp(name, "warp_specialized") == 0) return TensorCoreKernel::kWarpSpecialized;
+    return TensorCoreKernel::kAuto;
+  }();
+  return kernel;
+}
+
+}  // namespace
 
 bool HopperDevice() {
   int device = 0, major = 0, minor = 0;
@@ -28,26 +50,36 @@ cudaError_t LaunchFlashForward(const ForwardBlockArgs& a, cudaStream_t stream,
                                TensorCoreKernel kernel) {
   if (!FlashForwardSupports(a)) return cudaErrorNotSupported;
   const bool hopper = HopperDevice();
-  if (kernel == TensorCoreKernel::kHopper && !hopper) return cudaErrorNotSupported;
+  const bool sm90_kernel =
+      kernel == TensorCoreKernel::kHopper || kernel == TensorCoreKernel::kWarpSpecialized;
+  if (sm90_kernel && !hopper) return cudaErrorNotSupported;
   if (a.q_pos.length == 0 || a.k_pos.length == 0 || a.batch == 0) return cudaSuccess;
   if (a.dtype == ElementType::kFloat32) {
-    if (kernel == TensorCoreKernel::kHopper) return cudaErrorNotSupported;
+    if (sm90_kernel) return cudaErrorNotSupported;
     return a.head_dim == 64 ? LaunchFlashForwardF32Kernel<64>(a, stream)
                             : LaunchFlashForwardF32Kernel<128>(a, stream);
   }
-  // kAuto: wgmma, except for short key ranges, where the mma.sync kernel's
-  // two CTAs per SM hide the prologue better (H100, b16 s1024 d128 causal:
-  // 172.8 vs 127.6 TFLOP/s; s8192: 283.7 vs 330.2). The crossover between
-  // 1024 and 8192 keys is not measured yet; 2048 is a guess.
-  constexpr int64_t kShortKeys = 2048;
-  const bool use_hopper =
-      kernel == TensorCoreKernel::kHopper ||
-      (kernel == TensorCoreKernel::kAuto && hopper && a.k_pos.length >= kShortKeys);
+  // kAuto on Hopper: the warp-specialized kernel (persistent, so short
+  // sequences with many heads or batch rows fill the GPU too).
+  TensorCoreKernel chosen = kernel;
+  if (chosen == TensorCoreKernel::kAuto) {
+    chosen = AutoOverride();
+    if (chosen != TensorCoreKernel::kMmaSync && !hopper) chosen = TensorCoreKernel::kAuto;
+  }
+  if (chosen == TensorCoreKernel::kAuto) {
+    chosen = hopper ? TensorCoreKernel::kWarpSpecialized : TensorCoreKernel::kMmaSync;
+  }
   return DispatchDtypeHeadDim(a.dtype, a.head_dim, [&](auto dtype, auto head_dim) {
     constexpr ElementType E = decltype(dtype)::value;
     constexpr int D = decltype(head_dim)::value;
-    return use_hopper ? LaunchFlashForwardHopperKernel<E, D>(a, stream)
-                      : LaunchFlashForwardKernel<E, D>(a, stream);
+    switch (chosen) {
+      case TensorCoreKernel::kWarpSpecialized:
+        return LaunchFlashForwardWarpSpecializedKernel<E, D>(a, stream);
+      case TensorCoreKernel::kHopper:
+        return LaunchFlashForwardHopperKernel<E, D>(a, stream);
+      default:
+        return LaunchFlashForwardKernel<E, D>(a, stream);
+    }
   });
 }
 

@@ -12,10 +12,10 @@
 namespace ringattn::cuda::flash {
 
 // Which tensor-core kernel runs a task (forward or backward): the mma.sync
-// kernel (sm_80 and later), the wgmma kernel (sm_90a: H100, H200, H800), or
-// the fastest one the current device has (kAuto: wgmma on compute
-// capability 9.0).
-enum class TensorCoreKernel { kAuto, kMmaSync, kHopper };
+// kernel (sm_80 and later), the wgmma kernel with cp.async loads (sm_90a:
+// H100, H200, H800), the warp-specialized wgmma kernel with TMA loads
+// (sm_90a; forward only), or the fastest one the current device has (kAuto).
+enum class TensorCoreKernel { kAuto, kMmaSync, kHopper, kWarpSpecialized };
 
 // Whether the current device runs the wgmma kernel (compute capability 9.0).
 bool HopperDevice();
@@ -26,9 +26,9 @@ bool HopperDevice();
 bool FlashForwardSupports(const ForwardBlockArgs& a);
 
 // Enqueues the task; cudaErrorNotSupported when !FlashForwardSupports(a),
-// or for kHopper when !HopperDevice(). fp32 has one kernel (3xTF32 on
-// mma.sync, accurate to fp32): kAuto and kMmaSync run it, kHopper is
-// cudaErrorNotSupported.
+// or for kHopper / kWarpSpecialized when !HopperDevice(). fp32 has one kernel
+// (3xTF32 on mma.sync, accurate to fp32): kAuto and kMmaSync run it, the
+// sm_90a kernels are cudaErrorNotSupported.
 cudaError_t LaunchFlashForward(const ForwardBlockArgs& a, cudaStream_t stream,
                                TensorCoreKernel kernel = TensorCoreKernel::kAuto);
 
@@ -41,6 +41,11 @@ cudaError_t LaunchFlashForwardF32Kernel(const ForwardBlockArgs& a, cudaStream_t 
 // The wgmma kernel, compiled in forward_hopper_d<D>.cu.
 template <ElementType E, int kHeadDim>
 cudaError_t LaunchFlashForwardHopperKernel(const ForwardBlockArgs& a, cudaStream_t stream);
+// The warp-specialized wgmma kernel (TMA producer, ping-pong consumers,
+// persistent), compiled in forward_warp_specialized_d<D>.cu.
+template <ElementType E, int kHeadDim>
+cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
+                                                    cudaStream_t stream);
 
 }  // namespace ringattn::cuda::flash
 

@@ -18,6 +18,34 @@
 
 namespace ringattn::cuda::flash {
 
+// The keys of a kCols-key tile (task key indices k_first + [0, kCols)) that
+// a query at position `qp` may see: positions grow with the index, so they
+// are one range [*begin, *end) of tile columns (empty: begin == end). Two
+// rolled binary searches: a few dozen instructions, where testing every
+// element's positions would unroll 64-bit arithmetic over the whole tile
+// (instruction-cache misses, in profiles the masked tiles' main cost).
+template <int kCols>
+__device__ __forceinline__ void AllowedKeyColumns(const TaskMask& mask, const DeviceRun& k_pos,
+                                                  int64_t k_first, int64_t qp, int* begin,
+                                                  int* end) {
+  const int64_t lo_pos = mask.KeyLow(qp), hi_pos = mask.KeyHigh(qp);
+  const int valid = static_cast<int>(min64(kCols, k_pos.length - k_first));
+  int lo = 0, hi = valid;  // first column whose position >= lo_pos
+#pragma unroll 1
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (PositionAt(k_pos, k_first + mid) >= lo_pos) hi = mid; else lo = mid + 1;
+  }
+  *begin = lo;
+  hi = valid;  // first column at or after it whose position > hi_pos
+#pragma unroll 1
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (PositionAt(k_pos, k_first + mid) > hi_pos) hi = mid; else lo = mid + 1;
+  }
+  *end = lo;
+}
+
 // The rows and keys of a thread's scores: task query index of its first
 // row (q_first; rows q_first + 16 m + 8 half) and task key index of its
 // first n8 block (k_first; keys k_first + 8 j + 2 (lane % 4) + e).
@@ -27,20 +55,31 @@ __device__ __forceinline__ void MaskScores(float (&s)[kMT][kNB][4], const Forwar
                                            int64_t b, int64_t q_first, int64_t k_first) {
   const TaskMask mask = TaskMask::Of(a, b);
   const int lane = threadIdx.x % 32;
+  int begin[kMT][2], end[kMT][2];
+#pragma unroll
+  for (int m = 0; m < kMT; ++m) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int64_t qp = PositionAt(a.q_pos, q_first + 16 * m + 8 * half);
+      AllowedKeyColumns<kNB * 8>(mask, a.k_pos, k_first, qp, &begin[m][half], &end[m][half]);
+      // Relative to the lane's first column, so the tests below compare
+      // with compile-time offsets.
+      begin[m][half] -= (lane % 4) * 2;
+      end[m][half] -= (lane % 4) * 2;
+    }
+  }
 #pragma unroll
   for (int j = 0; j < kNB; ++j) {
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
-      const int64_t key = k_first + j * 8 + (lane % 4) * 2 + e;
-      const bool valid = key < a.k_pos.length;
-      const int64_t kp = PositionAt(a.k_pos, key);
 #pragma unroll
       for (int m = 0; m < kMT; ++m) {
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
-          // Recomputed here rather than held in registers all loop long.
-          const int64_t qp = PositionAt(a.q_pos, q_first + 16 * m + 8 * half);
-          if (!valid || !mask.Allowed(qp, kp)) s[m][j][2 * half + e] = -INFINITY;
+          const int column = j * 8 + e;
+          if (column < begin[m][half] || column >= end[m][half]) {
+            s[m][j][2 * half + e] = -INFINITY;
+          }
         }
       }
     }

@@ -86,6 +86,46 @@ struct HopperForwardTraits {
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
+// Hopper warp-specialized forward (wgmma + TMA): one producer warpgroup
+// (one thread issues the tensor copies) and kConsumers consumer
+// warpgroups of 64 query rows each (most of the registers), so a CTA owns
+// kBlockM = 64 * kConsumers rows. K and V tiles of kBlockN keys go through
+// kStages-deep pipelines of their own; Q is single-buffered per tile. One
+// CTA per SM (persistent). Tiles are 1024-byte aligned (the extra 1 KB);
+// the mbarriers follow them.
+template <int kHeadDim_>
+struct WarpSpecializedForwardTraits {
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kConsumers = 2;
+  static constexpr int kThreads = 128 * (kConsumers + 1);
+  static constexpr int kBlockM = 64 * kConsumers;
+  static constexpr int kBlockN = kHeadDim == 256 ? 64 : 128;
+  static constexpr int kStages = kHeadDim == 64 ? 4 : 2;
+  // setmaxnreg.inc takes registers only from those the CTA's producer gave
+  // back (it waits for them otherwise: a deadlock), so the two counts
+  // must balance at the entry cap (65536 / kThreads, here 168). The
+  // producer's 64-bit tile-range arithmetic spills below 56 registers;
+  // d256's O (128 registers) needs 240 in the consumers (a producer of 24
+  // spills, off the critical path).
+  static constexpr int kEntryRegisters = 65536 / kThreads / 8 * 8;
+  static constexpr int kProducerRegisters = kHeadDim == 256 ? 24 : 56;
+  static constexpr int kConsumerRegisters =
+      kEntryRegisters + (kEntryRegisters - kProducerRegisters) / kConsumers / 8 * 8;
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2;
+  static constexpr int kKvBytes = kBlockN * kHeadDim * 2;  // one K or V tile
+  static constexpr int kBarrierBytes = 8 * (2 + 4 * kStages);
+  static constexpr int kSharedBytes = 1024 + kQBytes + 2 * kStages * kKvBytes + kBarrierBytes;
+
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256,
+                "head dims 64, 128, 256");
+  static_assert(kHeadDim / 2 + kBlockN / 2 <= 192, "accumulators within registers");
+  static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumers <=
+                    kEntryRegisters * kThreads,
+                "consumers take no more registers than the producer gives back");
+  static_assert(kConsumerRegisters <= 256, "setmaxnreg range");
+  static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
+};
+
 // Hopper backward (wgmma): two warpgroups of 64 keys each (dK and dV in
 // registers, kHeadDim / 2 each per thread), query tiles of 64 rows (S^T and
 // dP^T 32 registers each), K and V single, Q and dO double-buffered, dS^T

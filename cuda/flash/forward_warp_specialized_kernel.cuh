@@ -1,0 +1,347 @@
+// The warp-specialized Hopper forward kernel (sm_90a), the FlashAttention-3
+// scheme: a producer warpgroup whose one thread only issues TMA copies of
+// Q, K and V into mbarrier pipelines, and two consumer warpgroups (64 query
+// rows each) that get the registers (setmaxnreg) and only multiply:
+//  - inside a warpgroup, S(n+1) = Q K(n+1)^T is issued together with
+//    O += P(n) V(n), and the softmax of tile n+1 runs while P V runs;
+//  - between the warpgroups, named barriers hand the tensor cores over in
+//    turns (ping-pong): one warpgroup issues its GEMMs while the other runs
+//    its softmax;
+//  - the kernel is persistent: one CTA per SM walks the (query tile, head,
+//    batch) tiles heaviest first (tile_scheduler.cuh); the producer loads
+//    the next tile's Q and K while the consumers finish the last one.
+// Masks, the softmax step and the epilogue (written O and LSE, or the fused
+// fp32 ring state) are the other kernels' (forward_common.cuh). Included by
+// forward_warp_specialized_d<D>.cu; an empty kernel outside sm_90a.
+#ifndef RINGATTN_CUDA_FLASH_FORWARD_WARP_SPECIALIZED_KERNEL_CUH_
+#define RINGATTN_CUDA_FLASH_FORWARD_WARP_SPECIALIZED_KERNEL_CUH_
+
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "cuda/flash/forward_common.cuh"
+#include "cuda/flash/hopper_pipeline.cuh"
+#include "cuda/flash/hopper_primitives.cuh"
+#include "cuda/flash/mma_primitives.cuh"
+#include "cuda/flash/tensor_map.h"
+#include "cuda/flash/tile_scheduler.cuh"
+#include "cuda/flash/traits.h"
+#include "cuda/flash/wgmma_ops.cuh"
+#include "cuda/forward_block.h"
+
+namespace ringattn::cuda::flash {
+
+// Shared memory of the kernel: tiles (1024-byte aligned), then mbarriers.
+template <int kHeadDim>
+struct WarpSpecializedForwardShared {
+  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
+  uint32_t q, kv, barriers;
+  __device__ __forceinline__ explicit WarpSpecializedForwardShared(uint32_t raw)
+      : q((raw + 1023) & ~1023u),
+        kv(q + Tr::kQBytes),
+        barriers(kv + 2 * Tr::kStages * Tr::kKvBytes) {}
+  __device__ __forceinline__ uint32_t K(uint32_t stage) const {
+    return kv + stage * 2 * Tr::kKvBytes;
+  }
+  __device__ __forceinline__ uint32_t V(uint32_t stage) const {
+    return K(stage) + Tr::kKvBytes;
+  }
+  __device__ __forceinline__ uint32_t QFull() const { return barriers; }
+  __device__ __forceinline__ uint32_t QEmpty() const { return barriers + 8; }
+  __device__ __forceinline__ uint32_t KFull(uint32_t s) const { return barriers + 16 + 8 * s; }
+  __device__ __forceinline__ uint32_t KEmpty(uint32_t s) const {
+    return KFull(s) + 8 * Tr::kStages;
+  }
+  __device__ __forceinline__ uint32_t VFull(uint32_t s) const {
+    return KEmpty(s) + 8 * Tr::kStages;
+  }
+  __device__ __forceinline__ uint32_t VEmpty(uint32_t s) const {
+    return VFull(s) + 8 * Tr::kStages;
+  }
+};
+
+// Named barriers 1 and 2: consumer warpgroup w waits on 1 + w for its turn
+// at the tensor cores and hands it over by arriving on the other's.
+constexpr int kTurnBarrier = 1;
+
+// The producer thread: every copy, in the order the consumers use them (Q,
+// K0, then K(n+1) before V(n)), each into the next free pipeline slot.
+template <int kHeadDim>
+__device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
+                                             const WarpSpecializedForwardShared<kHeadDim>& sm,
+                                             const HeavyFirstTileScheduler& scheduler,
+                                             const CUtensorMap* q_map, const CUtensorMap* k_map,
+                                             const CUtensorMap* v_map) {
+  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
+  using Slot = PipelineSlot<Tr::kStages>;
+  constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kColumnBlocks = kHeadDim / 64;
+  PrefetchTensorMap(q_map);
+  PrefetchTensorMap(k_map);
+  PrefetchTensorMap(v_map);
+  const int64_t group = a.num_heads / a.num_kv_heads;
+  uint32_t kv_count = 0, q_count = 0;
+  for (int64_t t = blockIdx.x; t < scheduler.Count(); t += gridDim.x) {
+    const QueryTile tile = scheduler.At(t);
+    const KeyTileRange tiles(a, tile.batch, tile.m, kBlockM, kBlockN);
+    if (tiles.n_begin >= tiles.n_end) continue;
+    const int64_t h = a.kv_head_begin * group + tile.head;
+    const int head = static_cast<int>(h), batch = static_cast<int>(tile.batch);
+    const int kv_head = static_cast<int>(h / group - a.kv_head_offset);
+    const auto load_kv = [&](bool is_k, int n, uint32_t i) {
+      const Slot slot(i);
+      const uint32_t full = is_k ? sm.KFull(slot.stage) : sm.VFull(slot.stage);
+      const uint32_t dst = is_k ? sm.K(slot.stage) : sm.V(slot.stage);
+      MbarrierWait(is_k ? sm.KEmpty(slot.stage) : sm.VEmpty(slot.stage), slot.parity ^ 1);
+      MbarrierArriveExpectTx(full, Tr::kKvBytes);
+#pragma unroll
+      for (int c = 0; c < kColumnBlocks; ++c) {
+        TmaLoad4d(dst + c * kBlockN * 128, is_k ? k_map : v_map, full, c * 64, n * kBlockN,
+                  kv_head, batch);
+      }
+    };
+    MbarrierWait(sm.QEmpty(), (q_count & 1) ^ 1);
+    MbarrierArriveExpectTx(sm.QFull(), Tr::kQBytes);
+#pragma unroll
+    for (int c = 0; c < kColumnBlocks; ++c) {
+      TmaLoad4d(sm.q + c * kBlockM * 128, q_map, sm.QFull(), c * 64, tile.m * kBlockM, head,
+                batch);
+    }
+    ++q_count;
+    load_kv(true, tiles.n_begin, kv_count);
+    for (int n = tiles.n_begin; n < tiles.n_end; ++n, ++kv_count) {
+      if (n + 1 < tiles.n_end) load_kv(true, n + 1, kv_count + 1);
+      load_kv(false, n, kv_count);
+    }
+  }
+}
+
+// A consumer warpgroup: for each tile, the mainloop over its key tiles
+// (intra-warpgroup overlap, turns at the tensor cores), then the epilogue.
+template <ElementType E, int kHeadDim>
+__device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
+                                             const WarpSpecializedForwardShared<kHeadDim>& sm,
+                                             const HeavyFirstTileScheduler& scheduler) {
+  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
+  using Mma = Wgmma<E>;
+  using Slot = PipelineSlot<Tr::kStages>;
+  constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
+  constexpr int kNB = kBlockN / 8, kDB = kHeadDim / 8;
+  const int warpgroup = threadIdx.x / 128 - 1;
+  const bool signals = threadIdx.x % 128 == 0;  // releases slots for the warpgroup
+  const int row0 = warpgroup * 64 + (threadIdx.x / 32 % 4) * 16 + threadIdx.x % 32 / 4;
+  const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
+  const int64_t group = a.num_heads / a.num_kv_heads;
+  const int my_turn = kTurnBarrier + warpgroup;
+  const int other_turn = kTurnBarrier + (warpgroup ^ 1);
+  if (warpgroup == 1) NamedBarrierArrive(other_turn, 256);  // warpgroup 0 goes first
+
+  float o_flat[kHeadDim / 2], s_flat[kBlockN / 2];
+  auto& o = *reinterpret_cast<float(*)[1][kDB][4]>(o_flat);
+  auto& s = *reinterpret_cast<float(*)[1][kNB][4]>(s_flat);
+  uint32_t p[kBlockN / 16][4];
+  const uint32_t q_rows = sm.q + warpgroup * 64 * 128;
+
+  uint32_t kv_count = 0, q_count = 0;
+  for (int64_t t = blockIdx.x; t < scheduler.Count(); t += gridDim.x) {
+    const QueryTile tile = scheduler.At(t);
+    const int64_t b = tile.batch;
+    const int64_t h = a.kv_head_begin * group + tile.head;
+    const int64_t q0 = static_cast<int64_t>(tile.m) * kBlockM;
+    const int q_valid = static_cast<int>(min64(kBlockM, a.q_pos.length - q0));
+    const KeyTileRange tiles(a, b, tile.m, kBlockM, kBlockN);
+    float row_max[1][2] = {{-INFINITY, -INFINITY}}, row_sum[1][2] = {{0.f, 0.f}};
+#pragma unroll
+    for (int i = 0; i < kHeadDim / 2; ++i) o_flat[i] = 0.f;
+
+    if (tiles.n_begin < tiles.n_end) {
+      // S = Q K^T for the warpgroup's 64 rows and the stage's kBlockN keys.
+      const auto issue_s = [&](uint32_t stage) {
+        WgmmaFence();
+#pragma unroll
+        for (int kk = 0; kk < kHeadDim / 16; ++kk) {
+          Mma::template SS<kBlockN>(
+              s_flat, SwizzledDescriptor(q_rows + (kk / 4) * kBlockM * 128 + (kk % 4) * 32, 16),
+              SwizzledDescriptor(sm.K(stage) + (kk / 4) * kBlockN * 128 + (kk % 4) * 32, 16),
+              kk > 0);
+        }
+        WgmmaCommit();
+      };
+      // O += P V (V N-major: 64-column blocks kBlockN rows apart).
+      const auto issue_pv = [&](uint32_t stage) {
+        WgmmaFence();
+#pragma unroll
+        for (int kk = 0; kk < kBlockN / 16; ++kk) {
+          Mma::template RS<kHeadDim>(
+              o_flat, p[kk], SwizzledDescriptor(sm.V(stage) + kk * 16 * 128, kBlockN * 128), 1);
+        }
+        WgmmaCommit();
+      };
+      const auto softmax = [&](int n, float (&rescale)[1][2]) {
+        FenceRegisters(s_flat);
+        if (tiles.NeedsMask(n)) {
+          MaskScores(s, a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN);
+        }
+        SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
+#pragma unroll
+        for (int kk = 0; kk < kBlockN / 16; ++kk) PackP<E>(s, 0, kk, p[kk]);
+      };
+      const auto release = [&](uint32_t bar) {
+        if (signals) MbarrierArrive(bar);
+      };
+
+      MbarrierWait(sm.QFull(), q_count & 1);
+      ++q_count;
+      {
+        const Slot first(kv_count);
+        NamedBarrierSync(my_turn, 256);
+        MbarrierWait(sm.KFull(first.stage), first.parity);
+        issue_s(first.stage);
+        NamedBarrierArrive(other_turn, 256);
+        WgmmaWait<0>();
+        release(sm.KEmpty(first.stage));
+        if (tiles.n_begin + 1 == tiles.n_end) release(sm.QEmpty());
+        float rescale[1][2];
+        softmax(tiles.n_begin, rescale);
+      }
+      // The last tile's P V is peeled off so that every iteration issues the
+      // same wgmma groups.
+      for (int n = tiles.n_begin; n + 1 < tiles.n_end; ++n, ++kv_count) {
+        const Slot now(kv_count), next(kv_count + 1);
+        NamedBarrierSync(my_turn, 256);
+        MbarrierWait(sm.KFull(next.stage), next.parity);
+        issue_s(next.stage);
+        MbarrierWait(sm.VFull(now.stage), now.parity);
+        issue_pv(now.stage);
+        NamedBarrierArrive(other_turn, 256);
+        float rescale[1][2];
+        WgmmaWait<1>();  // S of tile n + 1, while P V of tile n runs
+        release(sm.KEmpty(next.stage));
+        if (n + 2 == tiles.n_end) release(sm.QEmpty());
+        // P of tile n is still being read by the P V product: the softmax
+        // writes S in place and packs P only after the wait below.
+        FenceRegisters(s_flat);
+        if (tiles.NeedsMask(n + 1)) {
+          MaskScores(s, a, b, q0 + row0, static_cast<int64_t>(n + 1) * kBlockN);
+        }
+        SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
+        WgmmaWait<0>();
+        FenceRegisters(o_flat);
+        release(sm.VEmpty(now.stage));
+        RescaleRows(o, rescale);
+#pragma unroll
+        for (int kk = 0; kk < kBlockN / 16; ++kk) PackP<E>(s, 0, kk, p[kk]);
+      }
+      const Slot last(kv_count);
+      NamedBarrierSync(my_turn, 256);
+      MbarrierWait(sm.VFull(last.stage), last.parity);
+      issue_pv(last.stage);
+      NamedBarrierArrive(other_turn, 256);
+      WgmmaWait<0>();
+      FenceRegisters(o_flat);
+      release(sm.VEmpty(last.stage));
+      ++kv_count;
+    }
+    StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0);
+  }
+  if (warpgroup == 0) NamedBarrierSync(my_turn, 256);  // warpgroup 1's last hand-over
+}
+
+template <ElementType E, int kHeadDim>
+__global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThreads, 1)
+    FlashForwardWarpSpecializedKernel(const ForwardBlockArgs a,
+                                      const __grid_constant__ CUtensorMap q_map,
+                                      const __grid_constant__ CUtensorMap k_map,
+                                      const __grid_constant__ CUtensorMap v_map) {
+#ifdef RINGATTN_WGMMA
+  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
+  extern __shared__ __align__(1024) unsigned char shared_raw[];
+  const WarpSpecializedForwardShared<kHeadDim> sm(SharedAddress(shared_raw));
+  if (threadIdx.x == 0) {
+    MbarrierInit(sm.QFull(), 1);
+    MbarrierInit(sm.QEmpty(), Tr::kConsumers);
+    for (int s = 0; s < Tr::kStages; ++s) {
+      MbarrierInit(sm.KFull(s), 1);
+      MbarrierInit(sm.KEmpty(s), Tr::kConsumers);
+      MbarrierInit(sm.VFull(s), 1);
+      MbarrierInit(sm.VEmpty(s), Tr::kConsumers);
+    }
+    FenceBarrierInit();
+  }
+  __syncthreads();
+  const int64_t group = a.num_heads / a.num_kv_heads;
+  const HeavyFirstTileScheduler scheduler{
+      static_cast<int>((a.q_pos.length + Tr::kBlockM - 1) / Tr::kBlockM),
+      (a.kv_head_end - a.kv_head_begin) * group, a.batch};
+  if (threadIdx.x < 128) {
+    SetMaxRegistersDecrease<Tr::kProducerRegisters>();
+    if (threadIdx.x == 0) ProduceTiles<kHeadDim>(a, sm, scheduler, &q_map, &k_map, &v_map);
+  } else {
+    SetMaxRegistersIncrease<Tr::kConsumerRegisters>();
+    ConsumeTiles<E, kHeadDim>(a, sm, scheduler);
+  }
+#endif  // RINGATTN_WGMMA
+}
+
+template <ElementType E, int kHeadDim>
+cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
+                                                    cudaStream_t stream) {
+  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
+  const int64_t q_len = a.q_pos.length, k_len = a.k_pos.length;
+  const int64_t kv_heads = KvBufferHeads(a);
+  // Views of the task's rows: row 0 is the task's first row, so rows past
+  // its length read as zeros.
+  TileView q_view{static_cast<const char*>(a.q) + a.q_row * a.num_heads * kHeadDim * 2,
+                  E,
+                  kHeadDim,
+                  q_len,
+                  a.num_heads,
+                  a.batch,
+                  a.num_heads * kHeadDim,
+                  kHeadDim,
+                  a.q_rows * a.num_heads * kHeadDim,
+                  Tr::kBlockM};
+  TileView k_view{static_cast<const char*>(a.k) + a.k_row * kv_heads * kHeadDim * 2,
+                  E,
+                  kHeadDim,
+                  k_len,
+                  kv_heads,
+                  a.batch,
+                  kv_heads * kHeadDim,
+                  kHeadDim,
+                  a.k_rows * kv_heads * kHeadDim,
+                  Tr::kBlockN};
+  TileView v_view = k_view;
+  v_view.base = static_cast<const char*>(a.v) + a.k_row * kv_heads * kHeadDim * 2;
+  CUtensorMap q_map, k_map, v_map;
+  for (auto [view, map] : {std::pair{&q_view, &q_map}, std::pair{&k_view, &k_map},
+                           std::pair{&v_view, &v_map}}) {
+    if (const cudaError_t e = EncodeTileMap(*view, map); e != cudaSuccess) return e;
+  }
+  const auto kernel = FlashForwardWarpSpecializedKernel<E, kHeadDim>;
+  if (const cudaError_t e = cudaFuncSetAttribute(
+          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSharedBytes);
+      e != cudaSuccess) {
+    return e;
+  }
+  int device = 0, sms = 0;
+  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
+  if (const cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+      e != cudaSuccess) {
+    return e;
+  }
+  const int64_t group = a.num_heads / a.num_kv_heads;
+  const HeavyFirstTileScheduler scheduler{
+      static_cast<int>((q_len + Tr::kBlockM - 1) / Tr::kBlockM),
+      (a.kv_head_end - a.kv_head_begin) * group, a.batch};
+  const int64_t grid = std::min<int64_t>(scheduler.Count(), sms);
+  kernel<<<static_cast<unsigned>(grid), Tr::kThreads, Tr::kSharedBytes, stream>>>(
+      a, q_map, k_map, v_map);
+  return cudaGetLastError();
+}
+
+}  // namespace ringattn::cuda::flash
+
+#endif  // RINGATTN_CUDA_FLASH_FORWARD_WARP_SPECIALIZED_KERNEL_CUH_

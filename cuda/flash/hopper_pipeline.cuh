@@ -1,0 +1,116 @@
+// The warp-specialized pipeline of the Hopper (sm_90a) kernels: mbarriers
+// (a producer's arrive with expected bytes, the tensor copy engine's
+// completion, consumers' releases, phase-parity waits), TMA tile loads
+// (cp.async.bulk.tensor from a tensor map passed as a __grid_constant__
+// kernel parameter), named barriers between warpgroups, and setmaxnreg.
+//
+// A pipeline of kStages slots is walked by a running count i: slot
+// i % kStages, phase (i / kStages) & 1. Consumers wait on the slot's `full`
+// barrier with the phase's parity; the producer waits on its `empty`
+// barrier with the opposite parity, so a fresh (never-completed) barrier
+// lets the first kStages loads through.
+#ifndef RINGATTN_CUDA_FLASH_HOPPER_PIPELINE_CUH_
+#define RINGATTN_CUDA_FLASH_HOPPER_PIPELINE_CUH_
+
+#include <cuda.h>
+
+#include <cstdint>
+
+namespace ringattn::cuda::flash {
+
+__device__ __forceinline__ void MbarrierInit(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+// Makes barrier initialization visible to the copy engine (before a
+// __syncthreads()).
+__device__ __forceinline__ void FenceBarrierInit() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+// The producer's arrival: the phase completes once `bytes` more bytes have
+// landed (complete_tx by the copies that name this barrier).
+__device__ __forceinline__ void MbarrierArriveExpectTx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void MbarrierArrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+// Waits until the phase of parity `parity` has completed. A wait that
+// outlasts any legitimate one (10 s by the global timer, read only after
+// 2^16 unsuccessful polls) traps, so a broken pipeline fails the launch
+// instead of hanging the GPU. The loop is PTX so that its counters live
+// only while the thread waits.
+__device__ __forceinline__ void MbarrierWait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      ".reg .u32 polls;\n"
+      ".reg .u64 start, now;\n"
+      "mov.u32 polls, 0;\n"
+      "FAST:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      "@p bra DONE;\n"
+      "add.u32 polls, polls, 1;\n"
+      "setp.lt.u32 p, polls, 65536;\n"
+      "@p bra FAST;\n"
+      "mov.u64 start, %%globaltimer;\n"
+      "SLOW:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      "@p bra DONE;\n"
+      "mov.u64 now, %%globaltimer;\n"
+      "sub.u64 now, now, start;\n"
+      "setp.lt.u64 p, now, 10000000000;\n"
+      "@p bra SLOW;\n"
+      "trap;\n"
+      "DONE:\n"
+      "}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+
+// A 4-d box of `map` at element coordinates (c0, c1, c2, c3) into shared
+// memory at `dst`, completing on `bar`.
+__device__ __forceinline__ void TmaLoad4d(uint32_t dst, const CUtensorMap* map, uint32_t bar,
+                                          int c0, int c1, int c2, int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes "
+      "[%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
+      : "memory");
+}
+__device__ __forceinline__ void PrefetchTensorMap(const CUtensorMap* map) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
+}
+
+// Named barrier `id` (1..15; 0 is __syncthreads) over `threads` threads:
+// Sync waits for all of them, Arrive counts without waiting.
+__device__ __forceinline__ void NamedBarrierSync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void NamedBarrierArrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+// Moves registers between warpgroups (every warp of the warpgroup executes
+// it; the kernel needs a register cap at entry: __launch_bounds__(n, 1)).
+template <int kRegs>
+__device__ __forceinline__ void SetMaxRegistersIncrease() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
+template <int kRegs>
+__device__ __forceinline__ void SetMaxRegistersDecrease() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
+
+// Slot and phase parity of pipeline position i.
+template <int kStages>
+struct PipelineSlot {
+  uint32_t stage, parity;
+  __device__ __forceinline__ explicit PipelineSlot(uint32_t i)
+      : stage(i % kStages), parity((i / kStages) & 1) {}
+};
+
+}  // namespace ringattn::cuda::flash
+
+#endif  // RINGATTN_CUDA_FLASH_HOPPER_PIPELINE_CUH_

@@ -1,0 +1,38 @@
+// Tensor maps (TMA descriptors) of the Hopper kernels' operands, encoded on
+// the host by the driver's cuTensorMapEncodeTiled (reached through
+// cudaGetDriverEntryPointByVersion: no link against libcuda) and cached.
+#ifndef RINGATTN_CUDA_FLASH_TENSOR_MAP_H_
+#define RINGATTN_CUDA_FLASH_TENSOR_MAP_H_
+
+#include <cuda.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "cuda/forward_block.h"
+
+namespace ringattn::cuda::flash {
+
+// A 4-d view (columns, rows, heads, batch) of a 2-byte (fp16/bf16) tensor:
+// `base` points at (row 0, head 0, column 0) of batch row 0; `row_stride`,
+// `head_stride` and `batch_stride` are in elements (column stride 1).
+struct TileView {
+  const void* base = nullptr;
+  ElementType dtype = ElementType::kBFloat16;
+  int64_t columns = 0, rows = 0, heads = 0, batch = 0;
+  int64_t row_stride = 0, head_stride = 0, batch_stride = 0;
+  // The box one copy moves: 64 columns (128 bytes: one row of the 128-byte
+  // swizzle) by box_rows rows.
+  int box_rows = 0;
+};
+
+// Encodes the view with the 128-byte swizzle (the layout wgmma reads) and
+// zero fill outside it (rows past `rows` read as 0). Identical views share
+// one encoding (a small per-thread cache). cudaErrorNotSupported when the
+// driver lacks the entry point or rejects the view (unaligned base or
+// strides, dims out of range).
+cudaError_t EncodeTileMap(const TileView& view, CUtensorMap* map);
+
+}  // namespace ringattn::cuda::flash
+
+#endif  // RINGATTN_CUDA_FLASH_TENSOR_MAP_H_
