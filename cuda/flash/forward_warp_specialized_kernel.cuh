@@ -85,8 +85,13 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
   uint32_t kv_count = 0, q_count = 0;
   for (int64_t t = blockIdx.x; t < scheduler.Count(); t += gridDim.x) {
     const QueryTile tile = scheduler.At(t);
-    const KeyTileRange tiles(a, tile.batch, tile.m, kBlockM, kBlockN);
-    if (tiles.n_begin >= tiles.n_end) continue;
+    // The consumers' KeyTileRange without the fully-allowed range.
+    const TaskMask mask = TaskMask::Of(a, tile.batch);
+    const RunTiles q_tiles{a.q_pos, kBlockM};
+    int n_begin, n_end;
+    RunTiles{a.k_pos, kBlockN}.Range(mask.KeyLow(q_tiles.First(tile.m)),
+                                     mask.KeyHigh(q_tiles.Last(tile.m)), &n_begin, &n_end);
+    if (n_begin >= n_end) continue;
     const int64_t h = a.kv_head_begin * group + tile.head;
     const int head = static_cast<int>(h), batch = static_cast<int>(tile.batch);
     const int kv_head = static_cast<int>(h / group - a.kv_head_offset);
@@ -110,9 +115,9 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
                 batch);
     }
     ++q_count;
-    load_kv(true, tiles.n_begin, kv_count);
-    for (int n = tiles.n_begin; n < tiles.n_end; ++n, ++kv_count) {
-      if (n + 1 < tiles.n_end) load_kv(true, n + 1, kv_count + 1);
+    load_kv(true, n_begin, kv_count);
+    for (int n = n_begin; n < n_end; ++n, ++kv_count) {
+      if (n + 1 < n_end) load_kv(true, n + 1, kv_count + 1);
       load_kv(false, n, kv_count);
     }
   }
