@@ -459,7 +459,7 @@ absl::Status Main() {
       o.shape = b.shape;
       o.dtype = DType::kBFloat16;
       o.calibration = *cal;
-      double around[2];  // fwd, fwd+bwd
+      double around[2] = {0, 0};  // fwd, fwd+bwd
       for (bool backward : {false, true}) {
         o.backward = backward;
         absl::StatusOr<sim::SimResult> total = sim::Simulate(o);

@@ -11,9 +11,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-absl::Span<const uint8_t> Bytes(const std::vector<float>& x) {
-  return {reinterpret_cast<const uint8_t*>(x.data()), x.size() * 4};
-}
 absl::Span<uint8_t> Bytes(std::vector<float>& x) {
   return {reinterpret_cast<uint8_t*>(x.data()), x.size() * 4};
 }
