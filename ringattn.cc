@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cpu_reference/cpu_backend.h"
+#include "core/status_macros.h"
 
 namespace ringattn {
 namespace {
@@ -24,11 +25,8 @@ absl::StatusOr<std::vector<uint8_t>> Densify(const char* what,
         what, " has ", t.data.size(), " bytes, not a whole number of ",
         DTypeName(dtype), " elements"));
   }
-  if (absl::Status s = CheckTensorFits(what, t.data.size() / elem, t.strides,
-                                       batch, seqlen, heads, head_dim);
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(CheckTensorFits(what, t.data.size() / elem, t.strides,
+                                       batch, seqlen, heads, head_dim));
   std::vector<uint8_t> dense(batch * seqlen * heads * head_dim * elem);
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t s = 0; s < seqlen; ++s) {
@@ -74,11 +72,11 @@ RingAttention::~RingAttention() = default;
 absl::StatusOr<std::unique_ptr<RingAttention>> RingAttention::Create(
     Communicator& comm, const RingAttentionConfig& config,
     const AttentionShape& shape) {
-  if (absl::Status s = ValidateShape(shape); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateShape(shape));
   const double scale = config.softmax_scale == 0
                            ? DefaultSoftmaxScale(shape.head_dim)
                            : config.softmax_scale;
-  if (absl::Status s = ValidateSoftmaxScale(scale); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateSoftmaxScale(scale));
   if (config.layout.world != comm.world()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "layout world ", config.layout.world, " differs from the "

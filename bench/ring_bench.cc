@@ -39,6 +39,7 @@
 #include "cuda/device.h"
 #include "cuda/ring_backend.h"
 #include "sim/simulator.h"
+#include "core/status_macros.h"
 
 ABSL_FLAG(int, world, 0, "ranks; 0: one per visible GPU");
 ABSL_FLAG(std::string, comm, "auto",
@@ -502,7 +503,7 @@ absl::Status Main() {
         points.push_back({static_cast<double>(n), pick(r)});
         absl::StrAppendFormat(&report, " %lld:%.1f", static_cast<long long>(n), pick(r));
       }
-      if (absl::Status st = cal->FitCurve(backward, d, points); !st.ok()) return st;
+      RETURN_IF_ERROR(cal->FitCurve(backward, d, points));
       (backward ? cal->partial_block_factor_bwd : cal->partial_block_factor) =
           pick(*causal) / pick(full.back().second);
       if (!backward) absl::StrAppend(&report, "; bwd");

@@ -24,6 +24,7 @@
 #include "cuda/ring_backend.h"
 #ifdef RINGATTN_WITH_MPI
 #include "comm/mpi_communicator.h"
+#include "core/status_macros.h"
 #endif
 
 // Problem and layout (plan and run).
@@ -169,11 +170,7 @@ absl::Status CommonFlags(bool plan, MaskSpec* mask, LayoutSpec* layout,
 
 absl::StatusOr<std::string> Plan() {
   PlanOptions options;
-  if (absl::Status s = CommonFlags(true, &options.mask, &options.layout,
-                                   &options.shape);
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(CommonFlags(true, &options.mask, &options.layout, &options.shape));
   absl::StatusOr<std::vector<LayoutKind>> layouts =
       ParseLayouts(absl::GetFlag(FLAGS_layout), !options.mask.cu_seqlens.empty());
   if (!layouts.ok()) return layouts.status();
@@ -183,11 +180,7 @@ absl::StatusOr<std::string> Plan() {
 
 absl::StatusOr<RunOptions> RunFlags() {
   RunOptions o;
-  if (absl::Status s = CommonFlags(false, &o.config.mask, &o.config.layout,
-                                   &o.random_shape);
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(CommonFlags(false, &o.config.mask, &o.config.layout, &o.random_shape));
   absl::StatusOr<LayoutKind> kind = ParseLayoutKind(absl::GetFlag(FLAGS_layout));
   if (!kind.ok()) return kind.status();
   o.config.layout.kind = *kind;
@@ -299,9 +292,7 @@ absl::StatusOr<std::string> Run(int* argc, char*** argv) {
 
 absl::StatusOr<std::string> Sim() {
   sim::SimOptions o;
-  if (absl::Status s = CommonFlags(true, &o.mask, &o.layout, &o.shape); !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(CommonFlags(true, &o.mask, &o.layout, &o.shape));
   const std::string calibration = absl::GetFlag(FLAGS_calibration);
   absl::StatusOr<sim::Calibration> c =
       calibration.empty() ? sim::Calibration::Builtin(absl::GetFlag(FLAGS_gpu))

@@ -13,6 +13,7 @@
 #include "core/mask.h"
 #include "cpu_reference/attention.h"
 #include "cpu_reference/internal/convert.h"
+#include "core/status_macros.h"
 #include <random>
 
 namespace ringattn::cli {
@@ -161,7 +162,7 @@ absl::StatusOr<GlobalResult> Gather(Communicator& comm, const RunInputs& in,
     for (absl::Span<uint8_t> part : parts(mine)) {
       sends.push_back(comm.Send(0, kTagResult, part));
     }
-    if (absl::Status st = WaitAll(sends); !st.ok()) return st;
+    RETURN_IF_ERROR(WaitAll(sends));
     return GlobalResult{};
   }
   std::vector<RankResult> all(world);
@@ -178,7 +179,7 @@ absl::StatusOr<GlobalResult> Gather(Communicator& comm, const RunInputs& in,
     for (absl::Span<uint8_t> part : parts(res)) {
       recvs.push_back(comm.Recv(r, kTagResult, part));
     }
-    if (absl::Status st = WaitAll(recvs); !st.ok()) return st;
+    RETURN_IF_ERROR(WaitAll(recvs));
   }
   GlobalResult global;
   const int64_t q_token = s.num_heads * s.head_dim * elem;
@@ -386,8 +387,8 @@ absl::StatusOr<RunInputs> LoadRunInputs(const RunOptions& o) {
   if (o.random) {
     in.dtype = o.random_dtype;
     in.shape = o.random_shape;
-    if (absl::Status st = ValidateShape(in.shape); !st.ok()) return st;
-    if (absl::Status st = CheckSizes(in.shape, in.dtype, o.check); !st.ok()) return st;
+    RETURN_IF_ERROR(ValidateShape(in.shape));
+    RETURN_IF_ERROR(CheckSizes(in.shape, in.dtype, o.check));
     in.q = RandomTensor(in.dtype, in.shape.q_elements(), o.seed);
     in.k = RandomTensor(in.dtype, in.shape.kv_elements(), o.seed + 1);
     in.v = RandomTensor(in.dtype, in.shape.kv_elements(), o.seed + 2);
@@ -435,8 +436,8 @@ absl::StatusOr<RunInputs> LoadRunInputs(const RunOptions& o) {
         o.dout, ": shape ", ShapeText(shapes[3]), " differs from q's ", ShapeText(qs)));
   }
   in.shape = {qs[0], qs[1], ks[1], qs[2], ks[2], qs[3]};
-  if (absl::Status st = ValidateShape(in.shape); !st.ok()) return st;
-  if (absl::Status st = CheckSizes(in.shape, in.dtype, o.check); !st.ok()) return st;
+  RETURN_IF_ERROR(ValidateShape(in.shape));
+  RETURN_IF_ERROR(CheckSizes(in.shape, in.dtype, o.check));
   return in;
 }
 
@@ -460,7 +461,7 @@ absl::StatusOr<std::string> RunRank(Communicator& comm, const RunOptions& option
       schedule->mask().DebugString(), ", ",
       in.shape.DebugString(), ", ", DTypeName(in.dtype), "\n",
       Timings(*global, schedule->num_steps(), !in.dout.empty()));
-  if (absl::Status st = WriteOutputs(options, in, *global); !st.ok()) return st;
+  RETURN_IF_ERROR(WriteOutputs(options, in, *global));
   if (options.check) {
     absl::StatusOr<GlobalResult> single = SingleCall(options, in);
     if (!single.ok()) return single.status();

@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "cli/npy.h"
+#include "core/status_macros.h"
 
 namespace ringattn::cli {
 namespace {
@@ -87,10 +88,7 @@ absl::StatusOr<std::string> RunSim(sim::SimOptions options,
   if (!result.ok()) return result.status();
   std::string out = sim::FormatSummary(options, *result);
   if (options.trace) {
-    if (absl::Status s = WriteFilesAtomically({{trace_path, result->trace_json}});
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(WriteFilesAtomically({{trace_path, result->trace_json}}));
     absl::StrAppend(&out, "  trace: ", trace_path,
                     " (open in https://ui.perfetto.dev or chrome://tracing)\n");
   }
@@ -190,9 +188,7 @@ absl::StatusOr<std::string> Sweep(const sim::SimOptions& base,
                                   peak / 1048576.0, r->tasks);
           }
   std::fprintf(stderr, "\n");
-  if (absl::Status s = WriteFilesAtomically({{spec.csv_path, csv}}); !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(WriteFilesAtomically({{spec.csv_path, csv}}));
   std::string out = absl::StrCat("sweep: ", total, " runs written to ",
                                  spec.csv_path, "\n");
   if (!spec.plot_path.empty()) {
@@ -214,9 +210,7 @@ absl::StatusOr<std::string> Sweep(const sim::SimOptions& base,
     }
     absl::StrAppend(&script, absl::StrJoin(plots, ", \\\n  "), "\n");
     const std::string script_path = spec.plot_path + ".gp";
-    if (absl::Status s = WriteFilesAtomically({{script_path, script}}); !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(WriteFilesAtomically({{script_path, script}}));
     const std::string command = absl::StrCat("gnuplot '", script_path, "'");
     if (std::system(command.c_str()) != 0) {
       return absl::UnavailableError(absl::StrCat(

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "comm/cuda_transfer.h"
 #include "comm/device_sum.h"
+#include "core/status_macros.h"
 
 namespace ringattn::comm {
 namespace {
@@ -96,19 +97,13 @@ absl::Status CudaCommunicator::InitStreams() {
     return absl::InvalidArgumentError(absl::StrCat(
         "rank ", rank_, " has no compute stream; expected the stream its backend runs on"));
   }
-  if (absl::Status s = Cuda(cudaSetDevice(placement_.device), "selecting the device");
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(Cuda(cudaSetDevice(placement_.device), "selecting the device"));
   // The highest priority: a transfer's kernels (NCCL's, the reduce-scatter
   // sum) get SMs as soon as they may run, not after the attention kernel
   // launched beside them has had them all (bench/stream_starvation.py).
   int least = 0, greatest = 0;
-  if (absl::Status s = Cuda(cudaDeviceGetStreamPriorityRange(&least, &greatest),
-                            "reading the stream priorities");
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(Cuda(cudaDeviceGetStreamPriorityRange(&least, &greatest),
+                            "reading the stream priorities"));
   return Cuda(cudaStreamCreateWithPriority(&comm_stream_, cudaStreamNonBlocking, greatest),
               "creating the communication stream");
 }
@@ -135,10 +130,7 @@ cudaEvent_t CudaCommunicator::Record(cudaStream_t stream, absl::Status* status) 
 }
 
 absl::Status CudaCommunicator::OrderAfterCompute() {
-  if (absl::Status s = Cuda(cudaSetDevice(placement_.device), "selecting the device");
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(Cuda(cudaSetDevice(placement_.device), "selecting the device"));
   absl::Status s;
   cudaEvent_t e = Record(placement_.stream, &s);
   if (!s.ok()) return s;
@@ -197,10 +189,7 @@ void CudaCommunicator::Abort(const absl::Status& reason) {
 }
 
 absl::Status CudaCommunicator::Synchronize() {
-  if (absl::Status s = Cuda(cudaSetDevice(placement_.device), "selecting the device");
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(Cuda(cudaSetDevice(placement_.device), "selecting the device"));
   for (cudaStream_t stream : {placement_.stream, comm_stream_}) {
     absl::Status s;
     cudaEvent_t e = Record(stream, &s);
@@ -236,12 +225,9 @@ absl::Status CudaCommunicator::WaitTransferForRequest(Transfer& transfer, bool h
       return s;
     }
   }
-  if (absl::Status s = transfer.error(); !s.ok()) return s;
+  RETURN_IF_ERROR(transfer.error());
   std::shared_ptr<SharedEvent> done = transfer.done();
-  if (absl::Status s = Cuda(cudaSetDevice(placement_.device), "selecting the device");
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(Cuda(cudaSetDevice(placement_.device), "selecting the device"));
   return host ? PollEvent(done->get(), "a transfer") : ComputeWaits(done->get());
 }
 
@@ -293,17 +279,11 @@ absl::Status CudaCommunicator::ReduceScatterDevice(absl::Span<const int> group,
         "reduce-scatter of ", send.size(), " elements into ", recv.size(), " over ",
         group.size(), " ranks; expected group size x receive elements, this rank a member"));
   }
-  if (absl::Status s = Cuda(cudaSetDevice(placement_.device), "selecting the device");
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(Cuda(cudaSetDevice(placement_.device), "selecting the device"));
   void* raw = nullptr;
   const size_t bytes = send.size() * sizeof(T);
-  if (absl::Status s = Cuda(cudaMallocAsync(&raw, std::max<size_t>(bytes, 1), placement_.stream),
-                            "allocating the reduce-scatter parts");
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(Cuda(cudaMallocAsync(&raw, std::max<size_t>(bytes, 1), placement_.stream),
+                            "allocating the reduce-scatter parts"));
   T* parts = static_cast<T*>(raw);
   absl::Status status = Cuda(cudaMemcpyAsync(parts + me * n, send.data() + me * n,
                                              n * sizeof(T), cudaMemcpyDeviceToDevice,
@@ -475,7 +455,7 @@ absl::StatusOr<std::unique_ptr<DeviceCopyWorld>> DeviceCopyWorld::Create(
   for (size_t r = 0; r < ranks.size(); ++r) {
     auto rank = std::make_unique<Rank>(static_cast<int>(r), static_cast<int>(ranks.size()),
                                        ranks[r], timeout, world->shared_);
-    if (absl::Status s = rank->InitStreams(); !s.ok()) return s;
+    RETURN_IF_ERROR(rank->InitStreams());
     world->ranks_.push_back(std::move(rank));
   }
   return world;
@@ -507,11 +487,11 @@ absl::StatusOr<LaunchEnvironment> LaunchEnvironmentFromEnv() {
       }
       return absl::OkStatus();
     };
-    if (absl::Status s = parse(n.rank, rank, &env.rank); !s.ok()) return s;
-    if (absl::Status s = parse(n.world, world, &env.world); !s.ok()) return s;
+    RETURN_IF_ERROR(parse(n.rank, rank, &env.rank));
+    RETURN_IF_ERROR(parse(n.world, world, &env.world));
     env.local_rank = env.rank;
     if (local != nullptr) {
-      if (absl::Status s = parse(n.local, local, &env.local_rank); !s.ok()) return s;
+      RETURN_IF_ERROR(parse(n.local, local, &env.local_rank));
     }
     if (env.world < 1 || env.rank < 0 || env.rank >= env.world || env.local_rank < 0) {
       return absl::InvalidArgumentError(absl::StrCat(

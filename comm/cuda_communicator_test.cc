@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "core/status_macros.h"
 
 namespace ringattn::comm {
 namespace {
@@ -90,20 +91,13 @@ void ExerciseWorld(const std::vector<Communicator*>& comms,
     requests.push_back(c.Send((r + 1) % world, kTagKv, bytes(send, kN)));
     requests.push_back(c.Recv((r + world - 1) % world, kTagKv, bytes(recv, kN)));
     c.EndBatch();
-    if (absl::Status s = WaitAll(requests); !s.ok()) return s;
+    RETURN_IF_ERROR(WaitAll(requests));
     std::vector<int> group(world);
     for (int i = 0; i < world; ++i) group[i] = i;
-    if (absl::Status s = c.StartAllGather(group, bytes(send, kN), bytes(gathered, kN * world))
-                             ->Wait();
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = c.ReduceScatterSum(
-            group, absl::Span<const float>(send, kN), absl::Span<float>(reduced, kN / world));
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = c.Synchronize(); !s.ok()) return s;
+    RETURN_IF_ERROR(c.StartAllGather(group, bytes(send, kN), bytes(gathered, kN * world)) ->Wait());
+    RETURN_IF_ERROR(c.ReduceScatterSum(
+            group, absl::Span<const float>(send, kN), absl::Span<float>(reduced, kN / world)));
+    RETURN_IF_ERROR(c.Synchronize());
     std::vector<float> got(kN), all(kN * world), sum(kN / world);
     cudaMemcpy(got.data(), recv, kN * 4, cudaMemcpyDeviceToHost);
     cudaMemcpy(all.data(), gathered, kN * 4 * world, cudaMemcpyDeviceToHost);
@@ -134,14 +128,11 @@ void ExerciseWorld(const std::vector<Communicator*>& comms,
     }
     // Host memory: the host reads the bytes right after Wait.
     std::vector<int> token(1, r), tokens(world, -1);
-    if (absl::Status s = c.AllGather(group,
+    RETURN_IF_ERROR(c.AllGather(group,
                                      absl::Span<const uint8_t>(
                                          reinterpret_cast<const uint8_t*>(token.data()), 4),
                                      absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(tokens.data()),
-                                                         4 * world));
-        !s.ok()) {
-      return s;
-    }
+                                                         4 * world)));
     for (int j = 0; j < world; ++j) {
       if (tokens[j] != j) return absl::InternalError(absl::StrCat("host token ", j));
     }

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "core/status_macros.h"
 
 namespace ringattn::comm {
 namespace {
@@ -38,7 +39,7 @@ class MpiCommunicator::MpiRequest : public Communicator::Request {
         return absl::InternalError(absl::StrCat("MPI_Test failed (peer ", peer_, ")"));
       }
       if (done) break;
-      if (absl::Status s = comm_->PollAbort(); !s.ok()) return s;
+      RETURN_IF_ERROR(comm_->PollAbort());
       if (absl::Now() > deadline) {
         const absl::Status error = absl::DeadlineExceededError(absl::StrCat(
             "rank ", comm_->rank_, " waited ", absl::FormatDuration(comm_->timeout_),

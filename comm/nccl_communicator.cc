@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "comm/cuda_communicator.h"
 #include "comm/cuda_transfer.h"
+#include "core/status_macros.h"
 
 namespace ringattn::comm {
 namespace {
@@ -264,16 +265,14 @@ absl::StatusOr<std::unique_ptr<NcclWorld>> NcclWorld::Create(
   if (!nccl.ok()) return nccl.status();
   const Nccl& n = **nccl;
   ncclUniqueId id;
-  if (absl::Status s = NcclStatus(n, n.GetUniqueId(&id), nullptr, "ncclGetUniqueId"); !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(NcclStatus(n, n.GetUniqueId(&id), nullptr, "ncclGetUniqueId"));
   std::unique_ptr<NcclWorld> world(new NcclWorld);
   auto abort = std::make_shared<AbortFlag>();
   const int size = static_cast<int>(ranks.size());
   std::vector<NcclRank*> raw;
   for (int r = 0; r < size; ++r) {
     auto rank = std::make_unique<NcclRank>(r, size, ranks[r], timeout, abort, &n);
-    if (absl::Status s = rank->InitStreams(); !s.ok()) return s;
+    RETURN_IF_ERROR(rank->InitStreams());
     raw.push_back(rank.get());
     world->ranks_.push_back(std::move(rank));
   }
@@ -319,10 +318,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(
       return absl::AlreadyExistsError(absl::StrCat(
           id_file, " exists (from an earlier run?); expected a fresh path for the NCCL id"));
     }
-    if (absl::Status s = NcclStatus(n, n.GetUniqueId(&id), nullptr, "ncclGetUniqueId");
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(NcclStatus(n, n.GetUniqueId(&id), nullptr, "ncclGetUniqueId"));
     const std::string tmp = absl::StrCat(id_file, ".tmp");
     {
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
@@ -350,16 +346,13 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(
   }
   auto comm = std::make_unique<NcclRank>(rank, world, placement, timeout,
                                          std::make_shared<AbortFlag>(), &n);
-  if (absl::Status s = comm->InitStreams(); !s.ok()) return s;
+  RETURN_IF_ERROR(comm->InitStreams());
   ncclConfig_t config = NonBlockingConfig();
   cudaSetDevice(placement.device);
-  if (absl::Status s = NcclStatus(n, n.CommInitRankConfig(comm->comm_slot(), world, id, rank,
+  RETURN_IF_ERROR(NcclStatus(n, n.CommInitRankConfig(comm->comm_slot(), world, id, rank,
                                                           &config),
-                                  nullptr, "ncclCommInitRankConfig");
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = comm->WaitInit(); !s.ok()) return s;
+                                  nullptr, "ncclCommInitRankConfig"));
+  RETURN_IF_ERROR(comm->WaitInit());
   return std::unique_ptr<Communicator>(std::move(comm));
 }
 

@@ -5,6 +5,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "core/status_macros.h"
 
 namespace ringattn::comm {
 namespace {
@@ -25,8 +26,8 @@ TEST(ThreadCommunicatorTest, RingPassAndCollectives) {
       std::vector<float> got(5);
       auto send = c.Send(next, kTagKv, Bytes(mine));
       auto recv = c.Recv(prev, kTagKv, Bytes(got));
-      if (absl::Status s = recv->Wait(); !s.ok()) return s;
-      if (absl::Status s = send->Wait(); !s.ok()) return s;
+      RETURN_IF_ERROR(recv->Wait());
+      RETURN_IF_ERROR(send->Wait());
       const float want = static_cast<float>((c.rank() - step - 1 + 3 * world) % world);
       if (got[4] != want) return absl::InternalError(absl::StrCat("got ", got[4], " want ", want));
       mine = got;
@@ -35,14 +36,14 @@ TEST(ThreadCommunicatorTest, RingPassAndCollectives) {
     std::iota(group.begin(), group.end(), 0);
     std::vector<float> one = {static_cast<float>(c.rank()) * 10};
     std::vector<float> all(world);
-    if (absl::Status s = c.AllGather(group, Bytes(one), Bytes(all)); !s.ok()) return s;
+    RETURN_IF_ERROR(c.AllGather(group, Bytes(one), Bytes(all)));
     for (int i = 0; i < world; ++i) {
       if (all[i] != 10.0f * i) return absl::InternalError("all-gather");
     }
     std::vector<float> contrib(world * 2);
     for (int i = 0; i < world * 2; ++i) contrib[i] = static_cast<float>(c.rank() + i);
     std::vector<float> sum(2);
-    if (absl::Status s = c.ReduceScatterSum(group, contrib, absl::MakeSpan(sum)); !s.ok()) return s;
+    RETURN_IF_ERROR(c.ReduceScatterSum(group, contrib, absl::MakeSpan(sum)));
     // sum over ranks r of (r + 2*me + j) = 6 + 4*(2*me + j)
     for (int j = 0; j < 2; ++j) {
       if (sum[j] != 6.0f + 4.0f * (2 * c.rank() + j)) return absl::InternalError("reduce-scatter");

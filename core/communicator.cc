@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
 
 namespace ringattn {
 namespace {
@@ -129,7 +130,7 @@ absl::Status Communicator::ReduceScatter(absl::Span<const int> group,
   EndBatch();
   std::copy(send.begin() + me * n, send.begin() + (me + 1) * n,
             parts.begin() + me * n);
-  if (absl::Status s = WaitAll(requests); !s.ok()) return s;
+  RETURN_IF_ERROR(WaitAll(requests));
   for (size_t j = 0; j < n; ++j) {
     T sum = 0;
     for (size_t i = 0; i < group.size(); ++i) sum += parts[i * n + j];

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/cu_seqlens.h"
+#include "core/status_macros.h"
 
 namespace ringattn {
 namespace {
@@ -140,9 +141,7 @@ absl::StatusOr<Layout> Layout::Create(const LayoutSpec& spec, int64_t batch,
           "varlen (cu_seqlens) packs documents into batch 1; got batch ",
           batch));
     }
-    if (absl::Status s = ValidateCuSeqlens(cu_seqlens, seqlen); !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(ValidateCuSeqlens(cu_seqlens, seqlen));
     layout.cu_seqlens_.assign(cu_seqlens.begin(), cu_seqlens.end());
   }
   if (per_document) {
@@ -188,12 +187,12 @@ absl::Status Layout::CheckRank(int rank) const {
 }
 
 absl::StatusOr<std::vector<RankSlice>> Layout::Slices(int rank) const {
-  if (absl::Status s = CheckRank(rank); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckRank(rank));
   return slices_[RingRank(rank)];
 }
 
 absl::StatusOr<std::vector<int64_t>> Layout::PositionIds(int rank) const {
-  if (absl::Status s = CheckRank(rank); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckRank(rank));
   std::vector<int64_t> ids(local_seqlen());
   for (const RankSlice& slice : slices_[RingRank(rank)]) {
     for (int64_t i = 0; i < slice.positions.length; ++i) {

@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "core/position_run.h"
+#include "core/status_macros.h"
 
 namespace ringattn {
 
@@ -165,11 +166,7 @@ void Layout::ForEachToken(int rank, Fn&& copy) const {
 template <typename T>
 absl::StatusOr<std::vector<std::vector<T>>> Layout::Shard(
     absl::Span<const T> global, int64_t token_elements) const {
-  if (absl::Status s = CheckShardSize("global tensor", global.size(), batch_,
-                                      seqlen_, token_elements);
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(CheckShardSize("global tensor", global.size(), batch_, seqlen_, token_elements));
   std::vector<std::vector<T>> shards(world());
   for (int rank = 0; rank < world(); ++rank) {
     shards[rank].resize(local_batch() * local_seqlen() * token_elements);
@@ -190,11 +187,8 @@ absl::StatusOr<std::vector<T>> Layout::Unshard(
         "got ", shards.size(), " shards; expected one per rank (", world(), ")"));
   }
   for (const auto& shard : shards) {
-    if (absl::Status s = CheckShardSize("shard", shard.size(), local_batch(),
-                                        local_seqlen(), token_elements);
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(CheckShardSize("shard", shard.size(), local_batch(),
+                                        local_seqlen(), token_elements));
   }
   std::vector<T> global(batch_ * seqlen_ * token_elements);
   for (int rank = 0; rank < world(); ++rank) {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/cu_seqlens.h"
+#include "core/status_macros.h"
 
 namespace ringattn {
 
@@ -38,10 +39,7 @@ absl::StatusOr<Mask> Mask::Create(const MaskSpec& spec, int64_t batch,
           "varlen (cu_seqlens) needs seqlen_q == seqlen_k; got ", seqlen_q,
           " and ", seqlen_k));
     }
-    if (absl::Status s = ValidateCuSeqlens(spec.cu_seqlens, seqlen_q);
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(ValidateCuSeqlens(spec.cu_seqlens, seqlen_q));
     mask.cu_seqlens_ = spec.cu_seqlens;
     mask.document_ids_ = DocumentIds(spec.cu_seqlens);
   }

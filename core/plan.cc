@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "core/status_macros.h"
 
 namespace ringattn {
 
@@ -52,7 +53,7 @@ double PlanReport::LockstepEfficiency() const {
 
 absl::StatusOr<PlanReport> BuildPlan(const Schedule& schedule,
                                      const AttentionShape& shape) {
-  if (absl::Status s = schedule.CheckShape(shape); !s.ok()) return s;
+  RETURN_IF_ERROR(schedule.CheckShape(shape));
   const Layout& layout = schedule.layout();
   PlanReport report;
   report.world = layout.world();

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
 
 namespace ringattn {
 namespace {
@@ -90,7 +91,7 @@ absl::StatusOr<std::unique_ptr<Communicator::Request>> StartGather(
                                             " shards of ", bytes));
   }
   const absl::Span<uint8_t> own = gathered.subspan(me * bytes, bytes);
-  if (absl::Status s = backend.PackKv(heads.begin, heads.end, own); !s.ok()) return s;
+  RETURN_IF_ERROR(backend.PackKv(heads.begin, heads.end, own));
   return comm.StartAllGather(group, own, gathered);
 }
 
@@ -99,7 +100,7 @@ absl::StatusOr<std::unique_ptr<Communicator::Request>> StartGather(
 absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
                                             Communicator& comm,
                                             RingBackend& backend) {
-  if (absl::Status s = CheckWorld(schedule, comm); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckWorld(schedule, comm));
   return Guarded(comm, [&](RingRunStats& stats) -> absl::Status {
     const int rank = comm.rank();
     const int steps = schedule.num_steps();
@@ -111,10 +112,7 @@ absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
       absl::StatusOr<absl::Span<uint8_t>> b = backend.Buffer(kKvB, bytes);
       if (!b.ok()) return b.status();
       absl::Span<uint8_t> cur = *a, next = *b;
-      if (absl::Status s = backend.PackKv(0, schedule.num_kv_heads(), cur);
-          !s.ok()) {
-        return s;
-      }
+      RETURN_IF_ERROR(backend.PackKv(0, schedule.num_kv_heads(), cur));
       for (int step = 0; step < steps; ++step) {
         const Clock::time_point start = Clock::now();
         std::vector<std::unique_ptr<Communicator::Request>> transfers;
@@ -126,13 +124,9 @@ absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
         }
         absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
         if (!tasks.ok()) return tasks.status();
-        if (absl::Status s = backend.ForwardStep(
-                *tasks, {cur, 1, 0, schedule.num_kv_heads()});
-            !s.ok()) {
-          return s;
-        }
+        RETURN_IF_ERROR(backend.ForwardStep(*tasks, {cur, 1, 0, schedule.num_kv_heads()}));
         stats.compute_seconds.push_back(Seconds(start));
-        if (absl::Status s = WaitAll(transfers); !s.ok()) return s;
+        RETURN_IF_ERROR(WaitAll(transfers));
         std::swap(cur, next);
         stats.step_seconds.push_back(Seconds(start));
       }
@@ -155,7 +149,7 @@ absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
       if (!gather.ok()) return gather.status();
       for (int step = 0; step < steps; ++step) {
         const Clock::time_point start = Clock::now();
-        if (absl::Status s = (*gather)->Wait(); !s.ok()) return s;
+        RETURN_IF_ERROR((*gather)->Wait());
         const Heads heads = StepHeads(schedule, step);
         std::unique_ptr<Communicator::Request> prefetch;
         if (step + 1 < steps) {
@@ -168,18 +162,14 @@ absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
         const Clock::time_point compute = Clock::now();
         absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
         if (!tasks.ok()) return tasks.status();
-        if (absl::Status s = backend.ForwardStep(
-                *tasks, {cur, ring_size, heads.begin, heads.end});
-            !s.ok()) {
-          return s;
-        }
+        RETURN_IF_ERROR(backend.ForwardStep(*tasks, {cur, ring_size, heads.begin, heads.end}));
         stats.compute_seconds.push_back(Seconds(compute));
         if (prefetch != nullptr) *gather = std::move(prefetch);
         std::swap(cur, next);
         stats.step_seconds.push_back(Seconds(start));
       }
     }
-    if (absl::Status s = backend.FinishForward(); !s.ok()) return s;
+    RETURN_IF_ERROR(backend.FinishForward());
     return comm.Synchronize();
   });
 }
@@ -213,15 +203,15 @@ absl::Status OwnBlockLastBackward(const Schedule& schedule, Communicator& comm,
   }
   const int prev = schedule.PrevRank(rank), next = schedule.NextRank(rank);
   if (steps == 1) {
-    if (absl::Status s = backend.PackKv(0, heads, kv); !s.ok()) return s;
+    RETURN_IF_ERROR(backend.PackKv(0, heads, kv));
   } else if (!held) {  // fetch the next rank's block (one exposed hop)
-    if (absl::Status s = backend.PackKv(0, heads, kv_next); !s.ok()) return s;
+    RETURN_IF_ERROR(backend.PackKv(0, heads, kv_next));
     std::vector<std::unique_ptr<Communicator::Request>> fetch;
     comm.StartBatch();
     fetch.push_back(comm.Send(prev, kTagKv, kv_next));
     fetch.push_back(comm.Recv(next, kTagKv, kv));
     comm.EndBatch();
-    if (absl::Status s = WaitAll(fetch); !s.ok()) return s;
+    RETURN_IF_ERROR(WaitAll(fetch));
   }
   for (int t = 0; t < steps; ++t) {
     const Clock::time_point start = Clock::now();
@@ -243,27 +233,23 @@ absl::Status OwnBlockLastBackward(const Schedule& schedule, Communicator& comm,
     absl::Span<uint8_t> mine = local[t % 2];
     absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, steps - 1 - t);
     if (!tasks.ok()) return tasks.status();
-    if (absl::Status s = backend.Zero(mine); !s.ok()) return s;
-    if (absl::Status s = backend.BackwardStep(*tasks, {kv, 1, 0, heads}, mine); !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(backend.Zero(mine));
+    RETURN_IF_ERROR(backend.BackwardStep(*tasks, {kv, 1, 0, heads}, mine));
     if (partial != nullptr) {
-      if (absl::Status s = partial->Wait(); !s.ok()) return s;
-      if (absl::Status s = backend.Accumulate(mine, incoming); !s.ok()) return s;
+      RETURN_IF_ERROR(partial->Wait());
+      RETURN_IF_ERROR(backend.Accumulate(mine, incoming));
     }
     stats.compute_seconds.push_back(Seconds(start));
-    if (absl::Status s = WaitAll(transfers); !s.ok()) return s;
+    RETURN_IF_ERROR(WaitAll(transfers));
     if (t + 2 == steps) {
       // The last block is this rank's own: packed, not received.
-      if (absl::Status s = backend.PackKv(0, heads, kv_next); !s.ok()) return s;
+      RETURN_IF_ERROR(backend.PackKv(0, heads, kv_next));
     }
     std::swap(kv, kv_next);
     stats.step_seconds.push_back(Seconds(start));
   }
   // Block `rank`'s sum finished here, at home.
-  if (absl::Status s = backend.AddOwnDkv(0, heads, local[(steps - 1) % 2]); !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(backend.AddOwnDkv(0, heads, local[(steps - 1) % 2]));
   return comm.Synchronize();
 }
 
@@ -273,9 +259,9 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
                                              Communicator& comm,
                                              RingBackend& backend,
                                              const BackwardOptions& options) {
-  if (absl::Status s = CheckWorld(schedule, comm); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckWorld(schedule, comm));
   return Guarded(comm, [&](RingRunStats& stats) -> absl::Status {
-    if (absl::Status s = backend.StartBackward(); !s.ok()) return s;
+    RETURN_IF_ERROR(backend.StartBackward());
     const int rank = comm.rank();
     const int steps = schedule.num_steps();
     const int ring_size = schedule.layout().ring_size();
@@ -296,7 +282,7 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
         if (!buffer.ok()) return buffer.status();
         *span = *buffer;
       }
-      if (absl::Status s = backend.PackKv(0, heads, kv); !s.ok()) return s;
+      RETURN_IF_ERROR(backend.PackKv(0, heads, kv));
       // Each step's transfers go in one batch, in the same order on every
       // rank: the previous rank's partial sum for this step's source comes
       // in while this rank's finished sum from the previous step goes out
@@ -322,24 +308,19 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
         absl::Span<uint8_t> mine = local[step % 2];
         absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
         if (!tasks.ok()) return tasks.status();
-        if (absl::Status s = backend.Zero(mine); !s.ok()) return s;
-        if (absl::Status s = backend.BackwardStep(*tasks, {kv, 1, 0, heads}, mine);
-            !s.ok()) {
-          return s;
-        }
+        RETURN_IF_ERROR(backend.Zero(mine));
+        RETURN_IF_ERROR(backend.BackwardStep(*tasks, {kv, 1, 0, heads}, mine));
         if (partial != nullptr) {
-          if (absl::Status s = partial->Wait(); !s.ok()) return s;
-          if (absl::Status s = backend.Accumulate(mine, incoming); !s.ok()) {
-            return s;
-          }
+          RETURN_IF_ERROR(partial->Wait());
+          RETURN_IF_ERROR(backend.Accumulate(mine, incoming));
         }
         stats.compute_seconds.push_back(Seconds(start));
-        if (absl::Status s = WaitAll(transfers); !s.ok()) return s;
+        RETURN_IF_ERROR(WaitAll(transfers));
         std::swap(kv, kv_next);
         stats.step_seconds.push_back(Seconds(start));
       }
       if (ring_size == 1) {
-        if (absl::Status s = backend.AddOwnDkv(0, heads, local[0]); !s.ok()) return s;
+        RETURN_IF_ERROR(backend.AddOwnDkv(0, heads, local[0]));
         return comm.Synchronize();
       }
       // The completed sum of this rank's own K/V comes home.
@@ -349,8 +330,8 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
       last.push_back(
           comm.Send(schedule.NextRank(rank), kTagDkv, local[(steps - 1) % 2]));
       comm.EndBatch();
-      if (absl::Status s = WaitAll(last); !s.ok()) return s;
-      if (absl::Status s = backend.AddOwnDkv(0, heads, incoming); !s.ok()) return s;
+      RETURN_IF_ERROR(WaitAll(last));
+      RETURN_IF_ERROR(backend.AddOwnDkv(0, heads, incoming));
       return comm.Synchronize();
     }
     // All-gather: the next head group's K/V is gathered while this one
@@ -370,7 +351,7 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
     for (int step = 0; step < steps; ++step) {
       const Clock::time_point start = Clock::now();
       const Heads heads = StepHeads(schedule, step);
-      if (absl::Status s = (*gather)->Wait(); !s.ok()) return s;
+      RETURN_IF_ERROR((*gather)->Wait());
       std::unique_ptr<Communicator::Request> prefetch;
       if (step + 1 < steps) {
         absl::StatusOr<std::unique_ptr<Communicator::Request>> started =
@@ -382,15 +363,11 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
       absl::StatusOr<absl::Span<uint8_t>> dkv =
           backend.Buffer(kGatheredDkv, ring_size * shard_grad_bytes);
       if (!dkv.ok()) return dkv.status();
-      if (absl::Status s = backend.Zero(*dkv); !s.ok()) return s;
+      RETURN_IF_ERROR(backend.Zero(*dkv));
       const Clock::time_point compute = Clock::now();
       absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
       if (!tasks.ok()) return tasks.status();
-      if (absl::Status s = backend.BackwardStep(
-              *tasks, {cur, ring_size, heads.begin, heads.end}, *dkv);
-          !s.ok()) {
-        return s;
-      }
+      RETURN_IF_ERROR(backend.BackwardStep(*tasks, {cur, ring_size, heads.begin, heads.end}, *dkv));
       stats.compute_seconds.push_back(Seconds(compute));
       absl::StatusOr<absl::Span<uint8_t>> own =
           backend.Buffer(kOwnDkv, shard_grad_bytes);
@@ -412,10 +389,7 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
                               own->size() / 4));
       }
       if (!reduced.ok()) return reduced;
-      if (absl::Status s = backend.AddOwnDkv(heads.begin, heads.end, *own);
-          !s.ok()) {
-        return s;
-      }
+      RETURN_IF_ERROR(backend.AddOwnDkv(heads.begin, heads.end, *own));
       if (prefetch != nullptr) *gather = std::move(prefetch);
       std::swap(cur, next);
       stats.step_seconds.push_back(Seconds(start));

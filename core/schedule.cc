@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
 
 namespace ringattn {
 
@@ -56,7 +57,7 @@ absl::StatusOr<Schedule> Schedule::Create(const Layout& layout,
 }
 
 absl::Status Schedule::CheckShape(const AttentionShape& shape) const {
-  if (absl::Status s = ValidateShape(shape); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateShape(shape));
   if (shape.batch != layout_.batch() || shape.seqlen_q != layout_.seqlen() ||
       shape.seqlen_k != layout_.seqlen() || shape.num_kv_heads != num_kv_heads_) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -70,7 +71,7 @@ absl::Status Schedule::CheckShape(const AttentionShape& shape) const {
 absl::StatusOr<Schedule> Schedule::Build(const LayoutSpec& layout_spec,
                                          const MaskSpec& mask_spec,
                                          const AttentionShape& shape) {
-  if (absl::Status s = ValidateShape(shape); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateShape(shape));
   absl::StatusOr<Layout> layout = Layout::Create(
       layout_spec, shape.batch, shape.seqlen_q, mask_spec.cu_seqlens);
   if (!layout.ok()) return layout.status();
@@ -100,7 +101,7 @@ int Schedule::PrevRank(int rank) const {
 
 absl::StatusOr<std::vector<BlockTask>> Schedule::Tasks(int rank,
                                                        int step) const {
-  if (absl::Status s = layout_.CheckRank(rank); !s.ok()) return s;
+  RETURN_IF_ERROR(layout_.CheckRank(rank));
   if (step < 0 || step >= num_steps_) {
     return absl::InvalidArgumentError(absl::StrCat(
         "step ", step, " is outside [0, num_steps = ", num_steps_, ")"));

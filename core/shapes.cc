@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/status_macros.h"
 
 namespace ringattn {
 
@@ -81,7 +82,7 @@ TensorStrides DenseStrides(int64_t seqlen, int64_t heads, int64_t head_dim) {
 
 absl::StatusOr<QkvStrides> PackedStrides(const AttentionShape& shape,
                                          QkvPacking packing) {
-  if (absl::Status s = ValidateShape(shape); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateShape(shape));
   const int64_t d = shape.head_dim;
   QkvStrides out;
   switch (packing) {

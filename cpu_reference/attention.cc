@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cpu_reference/internal/eigen_views.h"
+#include "core/status_macros.h"
 
 namespace ringattn::cpu {
 namespace {
@@ -49,8 +50,8 @@ absl::Status CheckForwardArgs(const AttentionShape& shape,
                               const TensorRef<const T>& k,
                               const TensorRef<const T>& v, const Mask& mask,
                               double softmax_scale) {
-  if (absl::Status s = ValidateShape(shape); !s.ok()) return s;
-  if (absl::Status s = ValidateSoftmaxScale(softmax_scale); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateShape(shape));
+  RETURN_IF_ERROR(ValidateSoftmaxScale(softmax_scale));
   if (mask.batch() != shape.batch || mask.seqlen_q() != shape.seqlen_q ||
       mask.seqlen_k() != shape.seqlen_k) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -59,18 +60,12 @@ absl::Status CheckForwardArgs(const AttentionShape& shape,
         shape.DebugString()));
   }
   const int64_t d = shape.head_dim;
-  if (absl::Status s = CheckTensorFits("q", q.data.size(), q.strides,
+  RETURN_IF_ERROR(CheckTensorFits("q", q.data.size(), q.strides,
                                        shape.batch, shape.seqlen_q,
-                                       shape.num_heads, d);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckTensorFits("k", k.data.size(), k.strides,
+                                       shape.num_heads, d));
+  RETURN_IF_ERROR(CheckTensorFits("k", k.data.size(), k.strides,
                                        shape.batch, shape.seqlen_k,
-                                       shape.num_kv_heads, d);
-      !s.ok()) {
-    return s;
-  }
+                                       shape.num_kv_heads, d));
   return CheckTensorFits("v", v.data.size(), v.strides, shape.batch,
                          shape.seqlen_k, shape.num_kv_heads, d);
 }
@@ -82,10 +77,7 @@ absl::StatusOr<AttentionOutput<T>> NaiveForward(const AttentionShape& shape,
                                                 TensorRef<const T> v,
                                                 const Mask& mask,
                                                 double softmax_scale) {
-  if (absl::Status s = CheckForwardArgs(shape, q, k, v, mask, softmax_scale);
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(CheckForwardArgs(shape, q, k, v, mask, softmax_scale));
   const int64_t d = shape.head_dim;
   AttentionOutput<T> result =
       EmptyOutput<T>(shape.batch, shape.seqlen_q, shape.num_heads, d);
@@ -121,18 +113,12 @@ absl::StatusOr<AttentionGrads<T>> NaiveBackward(
     const AttentionShape& shape, TensorRef<const T> q, TensorRef<const T> k,
     TensorRef<const T> v, TensorRef<const T> out, absl::Span<const T> lse,
     TensorRef<const T> dout, const Mask& mask, double softmax_scale) {
-  if (absl::Status s = CheckForwardArgs(shape, q, k, v, mask, softmax_scale);
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(CheckForwardArgs(shape, q, k, v, mask, softmax_scale));
   const int64_t d = shape.head_dim;
   for (const auto& [name, t] : {std::pair{"out", &out}, {"dout", &dout}}) {
-    if (absl::Status s = CheckTensorFits(name, t->data.size(), t->strides,
+    RETURN_IF_ERROR(CheckTensorFits(name, t->data.size(), t->strides,
                                          shape.batch, shape.seqlen_q,
-                                         shape.num_heads, d);
-        !s.ok()) {
-      return s;
-    }
+                                         shape.num_heads, d));
   }
   if (static_cast<int64_t>(lse.size()) != shape.lse_elements()) {
     return absl::InvalidArgumentError(

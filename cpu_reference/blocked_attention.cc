@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/lse_math.h"
 #include "cpu_reference/internal/eigen_views.h"
+#include "core/status_macros.h"
 
 namespace ringattn::cpu {
 namespace {
@@ -27,8 +28,8 @@ absl::Status CheckTask(const BlockTask& task, const BlockProblem& p) {
   }
   AttentionShape shape{p.batch, p.q_rows, p.k_rows, p.num_heads,
                        p.num_kv_heads, p.head_dim};
-  if (absl::Status s = ValidateShape(shape); !s.ok()) return s;
-  if (absl::Status s = ValidateSoftmaxScale(p.softmax_scale); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateShape(shape));
+  RETURN_IF_ERROR(ValidateSoftmaxScale(p.softmax_scale));
   if (p.batch_offset < 0 || p.batch_offset + p.batch > p.mask->batch()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "local batch rows [", p.batch_offset, ", ", p.batch_offset + p.batch,
@@ -62,11 +63,8 @@ absl::Status CheckTensors(const BlockProblem& p, const TensorRef<const T>& q,
        {std::tuple{"q", &q, p.q_rows, p.num_heads},
         std::tuple{"k", &k, p.k_rows, p.num_kv_heads},
         std::tuple{"v", &v, p.k_rows, p.num_kv_heads}}) {
-    if (absl::Status s = CheckTensorFits(name, t->data.size(), t->strides,
-                                         p.batch, rows, heads, p.head_dim);
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(CheckTensorFits(name, t->data.size(), t->strides,
+                                         p.batch, rows, heads, p.head_dim));
   }
   return absl::OkStatus();
 }
@@ -125,19 +123,11 @@ template <typename T>
 absl::Status BlockForward(const BlockTask& task, const BlockProblem& p,
                           TensorRef<const T> q, TensorRef<const T> k,
                           TensorRef<const T> v, AttentionOutput<T>* state) {
-  if (absl::Status s = CheckTask(task, p); !s.ok()) return s;
-  if (absl::Status s = CheckTensors(p, q, k, v); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckTask(task, p));
+  RETURN_IF_ERROR(CheckTensors(p, q, k, v));
   const int64_t d = p.head_dim;
-  if (absl::Status s = CheckSize("state out", state->out.size(),
-                                 p.batch * p.q_rows * p.num_heads * d);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckSize("state lse", state->lse.size(),
-                                 p.batch * p.num_heads * p.q_rows);
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(CheckSize("state out", state->out.size(), p.batch * p.q_rows * p.num_heads * d));
+  RETURN_IF_ERROR(CheckSize("state lse", state->lse.size(), p.batch * p.num_heads * p.q_rows));
   const T scale = static_cast<T>(p.softmax_scale);
   const int64_t group = p.num_heads / p.num_kv_heads;
   const TensorStrides out_strides = DenseStrides(p.q_rows, p.num_heads, d);
@@ -208,8 +198,8 @@ absl::Status BlockBackward(const BlockTask& task, const BlockProblem& p,
                            TensorRef<const T> v, TensorRef<const T> dout,
                            absl::Span<const T> lse, absl::Span<const T> delta,
                            TensorRef<T> dq, TensorRef<T> dk, TensorRef<T> dv) {
-  if (absl::Status s = CheckTask(task, p); !s.ok()) return s;
-  if (absl::Status s = CheckTensors(p, q, k, v); !s.ok()) return s;
+  RETURN_IF_ERROR(CheckTask(task, p));
+  RETURN_IF_ERROR(CheckTensors(p, q, k, v));
   const int64_t d = p.head_dim;
   for (const auto& [name, size, strides, rows, heads] :
        {std::tuple{"dout", dout.data.size(), &dout.strides, p.q_rows,
@@ -226,12 +216,8 @@ absl::Status BlockBackward(const BlockTask& task, const BlockProblem& p,
     }
   }
   const int64_t stat_size = p.batch * p.num_heads * p.q_rows;
-  if (absl::Status s = CheckSize("lse", lse.size(), stat_size); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckSize("delta", delta.size(), stat_size); !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(CheckSize("lse", lse.size(), stat_size));
+  RETURN_IF_ERROR(CheckSize("delta", delta.size(), stat_size));
   const T scale = static_cast<T>(p.softmax_scale);
   const int64_t group = p.num_heads / p.num_kv_heads;
   RowMatrix<T> s;

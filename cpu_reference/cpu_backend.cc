@@ -8,6 +8,7 @@
 #include "cpu_reference/attention.h"
 #include "cpu_reference/blocked_attention.h"
 #include "cpu_reference/internal/convert.h"
+#include "core/status_macros.h"
 
 namespace ringattn::cpu {
 namespace {
@@ -116,15 +117,12 @@ class Backend final : public CpuRingBackend {
 
   absl::Status ForwardStep(absl::Span<const BlockTask> tasks,
                            const KvBlock& kv) override {
-    if (absl::Status s = UnpackVisiting(kv); !s.ok()) return s;
+    RETURN_IF_ERROR(UnpackVisiting(kv));
     const TensorRef<const C> q{q_, QStrides()};
     for (const BlockTask& task : tasks) {
-      if (absl::Status s = BlockForward<C>(task, problem_, q,
+      RETURN_IF_ERROR(BlockForward<C>(task, problem_, q,
                                            {visit_k_, VisitStrides()},
-                                           {visit_v_, VisitStrides()}, &state_);
-          !s.ok()) {
-        return s;
-      }
+                                           {visit_v_, VisitStrides()}, &state_));
     }
     forward_done_ = false;
     return absl::OkStatus();
@@ -138,20 +136,14 @@ class Backend final : public CpuRingBackend {
   }
 
   absl::Status SetDout(absl::Span<const uint8_t> dout) override {
-    if (absl::Status s = CheckBytes("dout", dout.size(), q_.size(), dtype_);
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(CheckBytes("dout", dout.size(), q_.size(), dtype_));
     dout_ = Upcast<C>(dtype_, dout);
     return absl::OkStatus();
   }
 
   absl::Status SetForwardResult(absl::Span<const uint8_t> out,
                                 absl::Span<const float> lse) override {
-    if (absl::Status s = CheckBytes("out", out.size(), q_.size(), dtype_);
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(CheckBytes("out", out.size(), q_.size(), dtype_));
     if (lse.size() != state_.lse.size()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "lse has ", lse.size(), " elements; expected local_batch x "
@@ -187,19 +179,16 @@ class Backend final : public CpuRingBackend {
   absl::Status BackwardStep(absl::Span<const BlockTask> tasks,
                             const KvBlock& kv,
                             absl::Span<uint8_t> dkv) override {
-    if (absl::Status s = UnpackVisiting(kv); !s.ok()) return s;
+    RETURN_IF_ERROR(UnpackVisiting(kv));
     const int64_t visit_elements = static_cast<int64_t>(visit_k_.size());
     visit_dk_.assign(visit_elements, C(0));
     visit_dv_.assign(visit_elements, C(0));
     const TensorStrides qs = QStrides(), vs = VisitStrides();
     for (const BlockTask& task : tasks) {
-      if (absl::Status s = BlockBackward<C>(
+      RETURN_IF_ERROR(BlockBackward<C>(
               task, problem_, {q_, qs}, {visit_k_, vs}, {visit_v_, vs},
               {dout_, qs}, state_.lse, delta_, {absl::MakeSpan(dq_), qs},
-              {absl::MakeSpan(visit_dk_), vs}, {absl::MakeSpan(visit_dv_), vs});
-          !s.ok()) {
-        return s;
-      }
+              {absl::MakeSpan(visit_dk_), vs}, {absl::MakeSpan(visit_dv_), vs}));
     }
     // Add into the travelling accumulator, laid out like the packed K/V.
     if (static_cast<int64_t>(dkv.size()) !=
@@ -334,22 +323,14 @@ absl::StatusOr<std::unique_ptr<CpuRingBackend>> CpuRingBackend::Create(
     const Schedule& schedule, int rank, const AttentionShape& shape,
     double softmax_scale, const RankInputs& inputs) {
   const Layout& layout = schedule.layout();
-  if (absl::Status s = layout.CheckRank(rank); !s.ok()) return s;
-  if (absl::Status s = schedule.CheckShape(shape); !s.ok()) return s;
-  if (absl::Status s = ValidateSoftmaxScale(softmax_scale); !s.ok()) return s;
+  RETURN_IF_ERROR(layout.CheckRank(rank));
+  RETURN_IF_ERROR(schedule.CheckShape(shape));
+  RETURN_IF_ERROR(ValidateSoftmaxScale(softmax_scale));
   const int64_t local = layout.local_batch() * layout.local_seqlen() * shape.head_dim;
-  if (absl::Status s = CheckBytes("q", inputs.q.size(), local * shape.num_heads,
-                                  inputs.dtype);
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(CheckBytes("q", inputs.q.size(), local * shape.num_heads, inputs.dtype));
   for (const auto& [name, bytes] : {std::pair{"k", inputs.k.size()},
                                     std::pair{"v", inputs.v.size()}}) {
-    if (absl::Status s = CheckBytes(name, bytes, local * shape.num_kv_heads,
-                                    inputs.dtype);
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(CheckBytes(name, bytes, local * shape.num_kv_heads, inputs.dtype));
   }
   if (inputs.dtype == DType::kFloat64) {
     return std::unique_ptr<CpuRingBackend>(

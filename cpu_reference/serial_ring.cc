@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cpu_reference/blocked_attention.h"
+#include "core/status_macros.h"
 
 namespace ringattn::cpu {
 namespace {
@@ -90,7 +91,7 @@ absl::StatusOr<AttentionOutput<T>> SerialRingForward(
     const Schedule& schedule, const AttentionShape& shape,
     absl::Span<const T> q, absl::Span<const T> k, absl::Span<const T> v,
     double softmax_scale) {
-  if (absl::Status s = schedule.CheckShape(shape); !s.ok()) return s;
+  RETURN_IF_ERROR(schedule.CheckShape(shape));
   const Layout& layout = schedule.layout();
   const int64_t d = shape.head_dim;
   const int64_t q_token = shape.num_heads * d;
@@ -120,12 +121,9 @@ absl::StatusOr<AttentionOutput<T>> SerialRingForward(
       absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
       if (!tasks.ok()) return tasks.status();
       for (const BlockTask& task : *tasks) {
-        if (absl::Status s = BlockForward<T>(
+        RETURN_IF_ERROR(BlockForward<T>(
                 task, p, q_ref, {k_visit, kv_strides}, {v_visit, kv_strides},
-                &state);
-            !s.ok()) {
-          return s;
-        }
+                &state));
       }
     }
     out_shards[rank] = std::move(state.out);
@@ -150,11 +148,8 @@ absl::StatusOr<AttentionGrads<T>> SerialRingBackward(
     absl::Span<const T> q, absl::Span<const T> k, absl::Span<const T> v,
     absl::Span<const T> out, absl::Span<const T> lse, absl::Span<const T> dout,
     double softmax_scale) {
-  if (absl::Status s = schedule.CheckShape(shape); !s.ok()) return s;
-  if (absl::Status s = CheckSize("lse", lse.size(), shape.lse_elements());
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(schedule.CheckShape(shape));
+  RETURN_IF_ERROR(CheckSize("lse", lse.size(), shape.lse_elements()));
   const Layout& layout = schedule.layout();
   const int64_t d = shape.head_dim;
   const int64_t q_token = shape.num_heads * d;
@@ -201,15 +196,12 @@ absl::StatusOr<AttentionGrads<T>> SerialRingBackward(
       absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
       if (!tasks.ok()) return tasks.status();
       for (const BlockTask& task : *tasks) {
-        if (absl::Status s = BlockBackward<T>(
+        RETURN_IF_ERROR(BlockBackward<T>(
                 task, p, {q_shards[rank], q_strides}, {k_visit, kv_strides},
                 {v_visit, kv_strides}, {dout_shards[rank], q_strides},
                 rank_lse, delta, {absl::MakeSpan(dq_shards[rank]), q_strides},
                 {absl::MakeSpan(dk_visit), kv_strides},
-                {absl::MakeSpan(dv_visit), kv_strides});
-            !s.ok()) {
-          return s;
-        }
+                {absl::MakeSpan(dv_visit), kv_strides}));
       }
       ReturnGradients(schedule, dk_visit, rank, step, kv_token, &dk_shards);
       ReturnGradients(schedule, dv_visit, rank, step, kv_token, &dv_shards);

@@ -15,6 +15,7 @@
 #include "cuda/flash/forward.h"
 #include "cuda/forward_block.h"
 #include "cuda/ring_kernels.h"
+#include "core/status_macros.h"
 
 namespace ringattn::cuda {
 namespace {
@@ -132,36 +133,25 @@ class Backend final : public CudaRingBackend {
   }
 
   absl::Status Init(const HostRankInputs& in) {
-    if (absl::Status s = Check(cudaSetDevice(device_), "selecting the device"); !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(Check(cudaSetDevice(device_), "selecting the device"));
     if (owns_stream_) {
-      if (absl::Status s = Check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
-                                 "creating a stream");
-          !s.ok()) {
-        return s;
-      }
+      RETURN_IF_ERROR(Check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
+                                 "creating a stream"));
     }
     const int64_t elem = DTypeBytes(dtype_);
     for (auto [memory, bytes, host] :
          {std::tuple{&q_, QElements() * elem, in.q.data()},
           std::tuple{&k_, KvFullElements(1) * elem, in.k.data()},
           std::tuple{&v_, KvFullElements(1) * elem, in.v.data()}}) {
-      if (absl::Status s = memory->Allocate(bytes); !s.ok()) return s;
-      if (absl::Status s = Copy(memory->get(), host, bytes, "copying an input to the device");
-          !s.ok()) {
-        return s;
-      }
+      RETURN_IF_ERROR(memory->Allocate(bytes));
+      RETURN_IF_ERROR(Copy(memory->get(), host, bytes, "copying an input to the device"));
     }
-    if (absl::Status s = state_o_.Allocate(QElements() * 4); !s.ok()) return s;
-    if (absl::Status s = state_lse_.Allocate(StatElements() * 4); !s.ok()) return s;
+    RETURN_IF_ERROR(state_o_.Allocate(QElements() * 4));
+    RETURN_IF_ERROR(state_lse_.Allocate(StatElements() * 4));
     std::vector<int64_t> limits(batch_);
     for (int64_t b = 0; b < batch_; ++b) limits[b] = mask_.KeyLimit(batch_offset_ + b);
-    if (absl::Status s = key_limit_.Allocate(batch_ * 8); !s.ok()) return s;
-    if (absl::Status s = Copy(key_limit_.get(), limits.data(), batch_ * 8, "copying key limits");
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(key_limit_.Allocate(batch_ * 8));
+    RETURN_IF_ERROR(Copy(key_limit_.get(), limits.data(), batch_ * 8, "copying key limits"));
     return ResetState();
   }
 
@@ -172,7 +162,7 @@ class Backend final : public CudaRingBackend {
   DType grad_dtype() const override { return DType::kFloat32; }
 
   absl::Status Restart() override {
-    if (absl::Status s = Device(); !s.ok()) return s;
+    RETURN_IF_ERROR(Device());
     forward_done_ = false;
     backward_done_ = false;
     return ResetState();
@@ -198,8 +188,8 @@ class Backend final : public CudaRingBackend {
     DeviceMemory& m = buffers_[slot];
     m.set_meter(&meter_);
     if (m.bytes() < bytes || m.get() == nullptr) {
-      if (absl::Status s = Device(); !s.ok()) return s;
-      if (absl::Status s = m.Allocate(bytes, managed_); !s.ok()) return s;
+      RETURN_IF_ERROR(Device());
+      RETURN_IF_ERROR(m.Allocate(bytes, managed_));
     }
     return absl::MakeSpan(m.get<uint8_t>(), bytes);
   }
@@ -210,7 +200,7 @@ class Backend final : public CudaRingBackend {
           "accumulate ", src.size(), " bytes into ", dst.size(),
           "; expected equal sizes of float32 elements"));
     }
-    if (absl::Status s = Device(); !s.ok()) return s;
+    RETURN_IF_ERROR(Device());
     return Finish(LaunchAddF32(reinterpret_cast<float*>(dst.data()),
                                reinterpret_cast<const float*>(src.data()),
                                static_cast<int64_t>(dst.size() / 4), stream_),
@@ -218,7 +208,7 @@ class Backend final : public CudaRingBackend {
   }
 
   absl::Status Zero(absl::Span<uint8_t> buffer) override {
-    if (absl::Status s = Device(); !s.ok()) return s;
+    RETURN_IF_ERROR(Device());
     return Finish(cudaMemsetAsync(buffer.data(), 0, buffer.size(), stream_), "zeroing a buffer");
   }
 
@@ -229,7 +219,7 @@ class Backend final : public CudaRingBackend {
           "K/V pack of kv heads [", head_begin, ", ", head_end, ") into ", out.size(),
           " bytes; expected ", KvBytes(head_begin, head_end)));
     }
-    if (absl::Status s = Device(); !s.ok()) return s;
+    RETURN_IF_ERROR(Device());
     // Rows of (batch * rows) tokens: heads [begin, end) of each, K then V.
     const int64_t elem = DTypeBytes(dtype_), d = shape_.head_dim;
     const size_t width = (head_end - head_begin) * d * elem;
@@ -237,35 +227,29 @@ class Backend final : public CudaRingBackend {
     const int64_t half = out.size() / 2;
     for (int i = 0; i < 2; ++i) {
       const uint8_t* src = (i == 0 ? k_ : v_).get<uint8_t>() + head_begin * d * elem;
-      if (absl::Status s = Check(cudaMemcpy2DAsync(out.data() + i * half, width, src, src_pitch,
+      RETURN_IF_ERROR(Check(cudaMemcpy2DAsync(out.data() + i * half, width, src, src_pitch,
                                                    width, batch_ * rows_,
                                                    cudaMemcpyDeviceToDevice, stream_),
-                                 "packing K/V");
-          !s.ok()) {
-        return s;
-      }
+                                 "packing K/V"));
     }
     return Finish(cudaSuccess, "packing K/V");
   }
 
   absl::Status ForwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv) override {
-    if (absl::Status s = CheckVisiting(kv); !s.ok()) return s;
+    RETURN_IF_ERROR(CheckVisiting(kv));
     for (const BlockTask& task : tasks) {
-      if (absl::Status s = ForEachShard(task, kv, [&](const ForwardBlockArgs& a, int64_t) {
+      RETURN_IF_ERROR(ForEachShard(task, kv, [&](const ForwardBlockArgs& a, int64_t) {
             return Check(LaunchForward(a, stream_), "the forward kernel");
-          });
-          !s.ok()) {
-        return s;
-      }
+          }));
     }
     return Finish(cudaSuccess, "a forward step");
   }
 
   absl::Status FinishForward() override {
-    if (absl::Status s = Device(); !s.ok()) return s;
+    RETURN_IF_ERROR(Device());
     const int64_t bytes = QElements() * DTypeBytes(dtype_);
     if (out_.bytes() != bytes) {
-      if (absl::Status s = out_.Allocate(bytes); !s.ok()) return s;
+      RETURN_IF_ERROR(out_.Allocate(bytes));
     }
     forward_done_ = true;
     // O in the input dtype on the device, as a forward's caller takes it
@@ -281,8 +265,8 @@ class Backend final : public CudaRingBackend {
       return absl::InvalidArgumentError(absl::StrCat("dout has ", dout.size(),
                                                      " bytes; expected ", bytes, " (like q)"));
     }
-    if (absl::Status s = Device(); !s.ok()) return s;
-    if (absl::Status s = dout_.Allocate(bytes); !s.ok()) return s;
+    RETURN_IF_ERROR(Device());
+    RETURN_IF_ERROR(dout_.Allocate(bytes));
     return Copy(dout_.get(), dout.data(), bytes, "copying dout to the device");
   }
 
@@ -299,19 +283,16 @@ class Backend final : public CudaRingBackend {
     if (dout_.get() == nullptr) {
       return absl::FailedPreconditionError("backward needs dout: call SetDout");
     }
-    if (absl::Status s = Device(); !s.ok()) return s;
+    RETURN_IF_ERROR(Device());
     for (auto [memory, elements] : {std::pair{&delta_, StatElements()},
                                     std::pair{&dq_, QElements()},
                                     std::pair{&dk_, KvFullElements(1)},
                                     std::pair{&dv_, KvFullElements(1)}}) {
       if (memory->bytes() != elements * 4) {
-        if (absl::Status s = memory->Allocate(elements * 4); !s.ok()) return s;
+        RETURN_IF_ERROR(memory->Allocate(elements * 4));
       }
-      if (absl::Status s = Check(cudaMemsetAsync(memory->get(), 0, elements * 4, stream_),
-                                 "zeroing gradients");
-          !s.ok()) {
-        return s;
-      }
+      RETURN_IF_ERROR(Check(cudaMemsetAsync(memory->get(), 0, elements * 4, stream_),
+                                 "zeroing gradients"));
     }
     backward_done_ = true;
     return Finish(LaunchBackwardDelta(type_, dout_.get(), state_o_.get<float>(),
@@ -327,12 +308,12 @@ class Backend final : public CudaRingBackend {
           "dK/dV buffer has ", dkv.size(), " bytes; expected ",
           kv.ranks * GradBytes(kv.head_begin, kv.head_end)));
     }
-    if (absl::Status s = CheckVisiting(kv); !s.ok()) return s;
+    RETURN_IF_ERROR(CheckVisiting(kv));
     // The kernels accumulate straight into the buffer the driver zeroed:
     // it has the visiting K/V's packed layout (shards of K then V), in fp32.
     float* dkv_f32 = reinterpret_cast<float*>(dkv.data());
     for (const BlockTask& task : tasks) {
-      if (absl::Status s = ForEachShard(
+      RETURN_IF_ERROR(ForEachShard(
               task, kv,
               [&](const ForwardBlockArgs& a, int64_t shard_offset) {
                 BackwardBlockArgs args;
@@ -344,10 +325,7 @@ class Backend final : public CudaRingBackend {
                 args.dk = dkv_f32 + shard_offset;
                 args.dv = args.dk + ShardElements(kv) / 2;
                 return Check(LaunchBackward(args, stream_), "the backward kernel");
-              });
-          !s.ok()) {
-        return s;
-      }
+              }));
     }
     return Finish(cudaSuccess, "a backward step");
   }
@@ -359,7 +337,7 @@ class Backend final : public CudaRingBackend {
                                                      " bytes; expected ",
                                                      GradBytes(head_begin, head_end)));
     }
-    if (absl::Status s = Device(); !s.ok()) return s;
+    RETURN_IF_ERROR(Device());
     return Finish(LaunchPackedAddF32(PackedShape(1, head_begin, head_end), false,
                                      const_cast<float*>(reinterpret_cast<const float*>(dkv.data())),
                                      dk_.get<float>(), dv_.get<float>(), stream_),
@@ -368,23 +346,16 @@ class Backend final : public CudaRingBackend {
 
   absl::StatusOr<std::vector<uint8_t>> Out() override {
     if (!forward_done_) return absl::FailedPreconditionError("no forward pass has run");
-    if (absl::Status s = Device(); !s.ok()) return s;
+    RETURN_IF_ERROR(Device());
     std::vector<uint8_t> host(out_.bytes());
-    if (absl::Status s = Copy(host.data(), out_.get(), host.size(), "copying O to the host");
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(Copy(host.data(), out_.get(), host.size(), "copying O to the host"));
     return host;
   }
   absl::StatusOr<std::vector<float>> Lse() override {
     if (!forward_done_) return absl::FailedPreconditionError("no forward pass has run");
-    if (absl::Status s = Device(); !s.ok()) return s;
+    RETURN_IF_ERROR(Device());
     std::vector<float> lse(StatElements());
-    if (absl::Status s = Copy(lse.data(), state_lse_.get(), lse.size() * 4,
-                              "copying LSE to the host");
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(Copy(lse.data(), state_lse_.get(), lse.size() * 4, "copying LSE to the host"));
     return lse;
   }
   absl::StatusOr<std::vector<uint8_t>> Dq() override { return Grad(dq_, QElements()); }
@@ -420,20 +391,13 @@ class Backend final : public CudaRingBackend {
   // pageable memory may return before its DMA lands, and the legacy stream
   // it runs on does not order our non-blocking stream_.
   absl::Status Copy(void* dst, const void* src, size_t bytes, const char* what) {
-    if (absl::Status s = Check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_),
-                               what);
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(Check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_), what));
     return Sync(what);
   }
 
   absl::Status ResetState() {
     std::vector<float> lse(StatElements(), -std::numeric_limits<float>::infinity());
-    if (absl::Status s = Copy(state_lse_.get(), lse.data(), lse.size() * 4, "initializing LSE");
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(Copy(state_lse_.get(), lse.data(), lse.size() * 4, "initializing LSE"));
     return Finish(cudaMemsetAsync(state_o_.get(), 0, QElements() * 4, stream_), "initializing O");
   }
 
@@ -472,7 +436,7 @@ class Backend final : public CudaRingBackend {
       const int64_t offset = shard * shard_elements;
       a.k = kv.data.data() + offset * elem;
       a.v = kv.data.data() + (offset + shard_elements / 2) * elem;
-      if (absl::Status s = fn(a, offset); !s.ok()) return s;
+      RETURN_IF_ERROR(fn(a, offset));
     }
     return absl::OkStatus();
   }
@@ -508,21 +472,15 @@ class Backend final : public CudaRingBackend {
   }
 
   absl::StatusOr<std::vector<uint8_t>> Converted(const DeviceMemory& f32, int64_t elements) {
-    if (absl::Status s = Device(); !s.ok()) return s;
+    RETURN_IF_ERROR(Device());
     DeviceMemory out(&meter_);  // O (or a gradient) in the input dtype
     const int64_t bytes = elements * DTypeBytes(dtype_);
-    if (absl::Status s = out.Allocate(bytes); !s.ok()) return s;
-    if (absl::Status s = Finish(LaunchConvertF32(type_, f32.get<float>(), out.get(), elements,
+    RETURN_IF_ERROR(out.Allocate(bytes));
+    RETURN_IF_ERROR(Finish(LaunchConvertF32(type_, f32.get<float>(), out.get(), elements,
                                                  stream_),
-                                "converting a result to the input dtype");
-        !s.ok()) {
-      return s;
-    }
+                                "converting a result to the input dtype"));
     std::vector<uint8_t> host(bytes);
-    if (absl::Status s = Copy(host.data(), out.get(), bytes, "copying a result to the host");
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(Copy(host.data(), out.get(), bytes, "copying a result to the host"));
     return host;
   }
   absl::StatusOr<std::vector<uint8_t>> Grad(const DeviceMemory& g, int64_t elements) {
@@ -560,9 +518,9 @@ absl::StatusOr<std::unique_ptr<CudaRingBackend>> CudaRingBackend::Create(
     const HostRankInputs& inputs, const CudaBackendOptions& options) {
   const int device = options.device;
   const Layout& layout = schedule.layout();
-  if (absl::Status s = layout.CheckRank(rank); !s.ok()) return s;
-  if (absl::Status s = schedule.CheckShape(shape); !s.ok()) return s;
-  if (absl::Status s = ValidateSoftmaxScale(softmax_scale); !s.ok()) return s;
+  RETURN_IF_ERROR(layout.CheckRank(rank));
+  RETURN_IF_ERROR(schedule.CheckShape(shape));
+  RETURN_IF_ERROR(ValidateSoftmaxScale(softmax_scale));
   absl::StatusOr<ElementType> type = ElementTypeOf(inputs.dtype);
   if (!type.ok()) return type.status();
   const int64_t local = layout.local_batch() * layout.local_seqlen() * shape.head_dim;
@@ -585,7 +543,7 @@ absl::StatusOr<std::unique_ptr<CudaRingBackend>> CudaRingBackend::Create(
   }
   auto backend = std::make_unique<Backend>(schedule, rank, shape, softmax_scale, inputs.dtype,
                                            *type, options);
-  if (absl::Status s = backend->Init(inputs); !s.ok()) return s;
+  RETURN_IF_ERROR(backend->Init(inputs));
   return std::unique_ptr<CudaRingBackend>(std::move(backend));
 }
 

@@ -28,6 +28,7 @@
 #include "cuda/device.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
+#include "core/status_macros.h"
 
 namespace ringattn::cuda {
 namespace {
@@ -50,7 +51,7 @@ absl::Status RankBody(const Schedule& schedule, Communicator& comm, RankBackend&
                       const std::vector<uint8_t>& dout, RankResult& res) {
   absl::StatusOr<RingRunStats> fwd = RunRingForward(schedule, comm, backend);
   if (!fwd.ok()) return fwd.status();
-  if (absl::Status st = backend.SetDout(dout); !st.ok()) return st;
+  RETURN_IF_ERROR(backend.SetDout(dout));
   if (auto st = RunRingBackward(schedule, comm, backend, {.forward_kv_slot = fwd->last_kv_slot});
       !st.ok()) {
     return st.status();

@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "ringattn.h"
 #include "tests/test_util.h"
+#include "core/status_macros.h"
 
 namespace ringattn {
 namespace {
@@ -317,7 +318,7 @@ TEST(RingCpuTest, BackwardOrdersAgree) {
               if (!backend.ok()) return backend.status();
               absl::StatusOr<RingRunStats> fwd = RunRingForward(*schedule, comm, **backend);
               if (!fwd.ok()) return fwd.status();
-              if (absl::Status st = (*backend)->SetDout(dout[r]); !st.ok()) return st;
+              RETURN_IF_ERROR((*backend)->SetDout(dout[r]));
               BackwardOptions options;
               options.forward_kv_slot = variant.use_forward_kv ? fwd->last_kv_slot : -1;
               options.own_block_first = variant.own_block_first;
