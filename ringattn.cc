@@ -51,10 +51,9 @@ RankTensor DenseRankTensor(DType dtype, absl::Span<const uint8_t> data,
 RankBackendFactory CpuBackendFactory() {
   return [](const Schedule& schedule, int rank, const AttentionShape& shape, double scale,
             const RankInputs& inputs) -> absl::StatusOr<std::unique_ptr<RankBackend>> {
-    absl::StatusOr<std::unique_ptr<cpu::CpuRingBackend>> backend =
-        cpu::CpuRingBackend::Create(schedule, rank, shape, scale, inputs);
-    if (!backend.ok()) return backend.status();
-    return std::unique_ptr<RankBackend>(*std::move(backend));
+    ASSIGN_OR_RETURN(std::unique_ptr<cpu::CpuRingBackend> backend,
+                     cpu::CpuRingBackend::Create(schedule, rank, shape, scale, inputs));
+    return std::unique_ptr<RankBackend>(std::move(backend));
   };
 }
 
@@ -87,11 +86,9 @@ absl::StatusOr<std::unique_ptr<RingAttention>> RingAttention::Create(
         "ring attention shards one sequence: seqlen_q ", shape.seqlen_q,
         " != seqlen_k ", shape.seqlen_k));
   }
-  absl::StatusOr<Schedule> schedule =
-      Schedule::Build(config.layout, config.mask, shape);
-  if (!schedule.ok()) return schedule.status();
+  ASSIGN_OR_RETURN(Schedule schedule, Schedule::Build(config.layout, config.mask, shape));
   return std::unique_ptr<RingAttention>(new RingAttention(
-      comm, shape, scale, std::make_unique<Schedule>(*std::move(schedule)),
+      comm, shape, scale, std::make_unique<Schedule>(std::move(schedule)),
       config.backend));
 }
 
@@ -104,19 +101,15 @@ absl::Status RingAttention::Load(const RankTensor& q, const RankTensor& k,
   forward_kv_slot_ = -1;  // a new backend holds no forward buffers
   const Layout& layout = schedule_->layout();
   const int64_t b = layout.local_batch(), s = layout.local_seqlen();
-  absl::StatusOr<std::vector<uint8_t>> dq =
-      Densify("q", q, q.dtype, b, s, shape_.num_heads, shape_.head_dim);
-  if (!dq.ok()) return dq.status();
-  absl::StatusOr<std::vector<uint8_t>> dk =
-      Densify("k", k, q.dtype, b, s, shape_.num_kv_heads, shape_.head_dim);
-  if (!dk.ok()) return dk.status();
-  absl::StatusOr<std::vector<uint8_t>> dv =
-      Densify("v", v, q.dtype, b, s, shape_.num_kv_heads, shape_.head_dim);
-  if (!dv.ok()) return dv.status();
-  absl::StatusOr<std::unique_ptr<RankBackend>> backend =
-      factory_(*schedule_, comm_.rank(), shape_, softmax_scale_, {q.dtype, *dq, *dk, *dv});
-  if (!backend.ok()) return backend.status();
-  backend_ = *std::move(backend);
+  ASSIGN_OR_RETURN(std::vector<uint8_t> dq,
+                   Densify("q", q, q.dtype, b, s, shape_.num_heads, shape_.head_dim));
+  ASSIGN_OR_RETURN(std::vector<uint8_t> dk,
+                   Densify("k", k, q.dtype, b, s, shape_.num_kv_heads, shape_.head_dim));
+  ASSIGN_OR_RETURN(std::vector<uint8_t> dv,
+                   Densify("v", v, q.dtype, b, s, shape_.num_kv_heads, shape_.head_dim));
+  ASSIGN_OR_RETURN(std::unique_ptr<RankBackend> backend,
+                   factory_(*schedule_, comm_.rank(), shape_, softmax_scale_, {q.dtype, dq, dk, dv}));
+  backend_ = std::move(backend);
   return absl::OkStatus();
 }
 
@@ -127,14 +120,11 @@ absl::StatusOr<RankForward> RingAttention::Forward(const RankTensor& q,
     comm_.Abort(s);
     return s;
   }
-  absl::StatusOr<RingRunStats> stats = RunRingForward(*schedule_, comm_, *backend_);
-  if (!stats.ok()) return stats.status();
-  forward_kv_slot_ = stats->last_kv_slot;
-  absl::StatusOr<std::vector<uint8_t>> out = backend_->Out();
-  if (!out.ok()) return out.status();
-  absl::StatusOr<std::vector<float>> lse = backend_->Lse();
-  if (!lse.ok()) return lse.status();
-  return RankForward{*std::move(out), *std::move(lse), *stats};
+  ASSIGN_OR_RETURN(RingRunStats stats, RunRingForward(*schedule_, comm_, *backend_));
+  forward_kv_slot_ = stats.last_kv_slot;
+  ASSIGN_OR_RETURN(std::vector<uint8_t> out, backend_->Out());
+  ASSIGN_OR_RETURN(std::vector<float> lse, backend_->Lse());
+  return RankForward{std::move(out), std::move(lse), stats};
 }
 
 absl::StatusOr<RankGrads> RingAttention::Backward(const RankTensor& dout) {
@@ -154,9 +144,7 @@ absl::StatusOr<RankGrads> RingAttention::Backward(const RankTensor& dout) {
   BackwardOptions options;
   options.forward_kv_slot = forward_kv_slot_;
   forward_kv_slot_ = -1;  // the backward reuses those buffers
-  absl::StatusOr<RingRunStats> stats =
-      RunRingBackward(*schedule_, comm_, *backend_, options);
-  if (!stats.ok()) return stats.status();
+  ASSIGN_OR_RETURN(RingRunStats stats, RunRingBackward(*schedule_, comm_, *backend_, options));
   RankGrads grads;
   for (auto [dest, grad] : {std::pair{&grads.dq, backend_->Dq()},
                             std::pair{&grads.dk, backend_->Dk()},
@@ -164,7 +152,7 @@ absl::StatusOr<RankGrads> RingAttention::Backward(const RankTensor& dout) {
     if (!grad.ok()) return grad.status();
     *dest = *std::move(grad);
   }
-  grads.stats = *stats;
+  grads.stats = stats;
   return grads;
 }
 

@@ -191,10 +191,9 @@ class Bench {
       mine.resize(iters);
       mine.push_back(memory[ranks_[0]].peak);
       mine.push_back(memory[ranks_[0]].theoretical);
-      absl::StatusOr<std::vector<double>> all = GatherAll(world, mine);
-      if (!all.ok()) return all.status();
+      ASSIGN_OR_RETURN(std::vector<double> all, GatherAll(world, mine));
       for (int r = 0; r < world; ++r) {
-        const double* x = all->data() + r * mine.size();
+        const double* x = all.data() + r * mine.size();
         seconds[r].assign(x, x + iters);
         memory[r] = {static_cast<int64_t>(x[iters]), static_cast<int64_t>(x[iters + 1])};
       }
@@ -259,9 +258,8 @@ class Bench {
       if (!s.ok()) return s;
     }
     if (entries < world) {
-      absl::StatusOr<std::vector<double>> all = GatherAll(world, seconds);
-      if (!all.ok()) return all.status();
-      seconds = *std::move(all);
+      ASSIGN_OR_RETURN(std::vector<double> all, GatherAll(world, seconds));
+      seconds = std::move(all);
     }
     return bytes / *std::max_element(seconds.begin(), seconds.end()) / 1e9;
   }
@@ -333,11 +331,10 @@ absl::Status Main() {
   if (torch_names.size() != 2) {
     return absl::InvalidArgumentError("--torch_single_names: expected DENSE,VARLEN");
   }
-  absl::StatusOr<int> visible = cuda::DeviceCount();
-  if (!visible.ok()) return visible.status();
-  int world = absl::GetFlag(FLAGS_world) > 0 ? absl::GetFlag(FLAGS_world) : *visible;
+  ASSIGN_OR_RETURN(int visible, cuda::DeviceCount());
+  int world = absl::GetFlag(FLAGS_world) > 0 ? absl::GetFlag(FLAGS_world) : visible;
   std::string comm_kind = absl::GetFlag(FLAGS_comm);
-  if (comm_kind == "auto") comm_kind = world <= *visible && world >= 2 ? "nccl" : "device";
+  if (comm_kind == "auto") comm_kind = world <= visible && world >= 2 ? "nccl" : "device";
   if (comm_kind != "device" && comm_kind != "nccl" && comm_kind != "nccl_env") {
     return absl::InvalidArgumentError(absl::StrCat(
         "--comm is '", comm_kind, "'; expected auto, device, nccl or nccl_env"));
@@ -345,26 +342,25 @@ absl::Status Main() {
   // One rank per process: this process's rank, its GPU, its communicator.
   std::optional<comm::LaunchEnvironment> env;
   if (comm_kind == "nccl_env") {
-    absl::StatusOr<comm::LaunchEnvironment> e = comm::LaunchEnvironmentFromEnv();
-    if (!e.ok()) return e.status();
-    if (absl::GetFlag(FLAGS_world) > 0 && absl::GetFlag(FLAGS_world) != e->world) {
+    ASSIGN_OR_RETURN(comm::LaunchEnvironment e, comm::LaunchEnvironmentFromEnv());
+    if (absl::GetFlag(FLAGS_world) > 0 && absl::GetFlag(FLAGS_world) != e.world) {
       return absl::InvalidArgumentError(absl::StrCat("--world ", absl::GetFlag(FLAGS_world),
-                                                     " differs from the launcher's ", e->world,
+                                                     " differs from the launcher's ", e.world,
                                                      " processes"));
     }
     if (absl::GetFlag(FLAGS_nccl_id_file).empty()) {
       return absl::InvalidArgumentError(
           "--comm=nccl_env needs --nccl_id_file: a fresh path every process sees");
     }
-    env = *e;
-    world = e->world;
-    g_print = e->rank == 0;
+    env = e;
+    world = e.world;
+    g_print = e.rank == 0;
   }
   const int64_t tokens = absl::GetFlag(FLAGS_tokens);
   const int iters = std::max(1, absl::GetFlag(FLAGS_iters));
   std::vector<comm::CudaPlacement> placements;
   for (int r = 0; r < (env ? 1 : world); ++r) {
-    const int device = env ? env->local_rank % *visible : r % *visible;
+    const int device = env ? env->local_rank % visible : r % visible;
     cudaStream_t s = nullptr;
     cudaSetDevice(device);
     if (cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess) {
@@ -378,33 +374,28 @@ absl::Status Main() {
   std::vector<Communicator*> comms;
   std::vector<int> ranks;
   if (env) {
-    absl::StatusOr<std::unique_ptr<Communicator>> c = comm::CreateNcclCommunicator(
-        env->rank, env->world, placements[0], absl::GetFlag(FLAGS_nccl_id_file),
-        absl::Seconds(120));
-    if (!c.ok()) return c.status();
-    process_comm = *std::move(c);
+    ASSIGN_OR_RETURN(std::unique_ptr<Communicator> c,
+                     comm::CreateNcclCommunicator( env->rank, env->world, placements[0], absl::GetFlag(FLAGS_nccl_id_file), absl::Seconds(120)));
+    process_comm = std::move(c);
     comms.push_back(process_comm.get());
     ranks.push_back(env->rank);
   } else if (comm_kind == "nccl") {
-    absl::StatusOr<std::unique_ptr<comm::NcclWorld>> w =
-        comm::NcclWorld::Create(placements, absl::Seconds(120));
-    if (!w.ok()) return w.status();
-    nccl = *std::move(w);
+    ASSIGN_OR_RETURN(std::unique_ptr<comm::NcclWorld> w,
+                     comm::NcclWorld::Create(placements, absl::Seconds(120)));
+    nccl = std::move(w);
     for (int r = 0; r < world; ++r) comms.push_back(&nccl->rank(r));
   } else {
-    absl::StatusOr<std::unique_ptr<comm::DeviceCopyWorld>> w =
-        comm::DeviceCopyWorld::Create(placements, absl::Seconds(120));
-    if (!w.ok()) return w.status();
-    copies = *std::move(w);
+    ASSIGN_OR_RETURN(std::unique_ptr<comm::DeviceCopyWorld> w,
+                     comm::DeviceCopyWorld::Create(placements, absl::Seconds(120)));
+    copies = std::move(w);
     for (int r = 0; r < world; ++r) comms.push_back(&copies->rank(r));
   }
-  absl::StatusOr<std::unique_ptr<comm::DeviceCopyWorld>> one =
-      comm::DeviceCopyWorld::Create({placements[0]}, absl::Seconds(120));
-  if (!one.ok()) return one.status();
-  single = *std::move(one);
+  ASSIGN_OR_RETURN(std::unique_ptr<comm::DeviceCopyWorld> one,
+                   comm::DeviceCopyWorld::Create({placements[0]}, absl::Seconds(120)));
+  single = std::move(one);
   Bench ring(placements, comms, ranks);
   // Each process has its own GPU in nccl_env mode.
-  const bool gpu_per_rank = env.has_value() || world <= *visible;
+  const bool gpu_per_rank = env.has_value() || world <= visible;
   Bench alone({placements[0]}, {&single->rank(0)});
 
   cudaDeviceProp prop{};
@@ -413,13 +404,12 @@ absl::Status Main() {
   const int64_t kv_bytes = 2 * tokens * probe.num_kv_heads * probe.head_dim * 2;
   double link = 0;
   if (world > 1) {
-    absl::StatusOr<double> gbps = ring.LinkGBps(world, kv_bytes);
-    if (!gbps.ok()) return gbps.status();
-    link = *gbps;
+    ASSIGN_OR_RETURN(double gbps, ring.LinkGBps(world, kv_bytes));
+    link = gbps;
   }
   if (!gpu_per_rank) {
     Print("(%d ranks share %d GPU(s): virtual ranks; efficiency and the simulator's "
-                "one-GPU-per-rank prediction do not apply)\n", world, *visible);
+                "one-GPU-per-rank prediction do not apply)\n", world, visible);
   }
   Print("ring_bench: %d x %s, %s, bf16 b1 %lld tokens/rank h%lld/%lld d%lld causal, "
               "median of %d iterations; ring hop of %lld B: %.1f GB/s\n",
@@ -433,24 +423,19 @@ absl::Status Main() {
   // backward rates on full (unmasked) blocks of tokens / 2 and tokens (the
   // curve through them), on one rank's causal tokens (the causal / full
   // factor), and the ring hop's bandwidth.
-  absl::StatusOr<sim::Calibration> cal = sim::Calibration::Builtin(absl::GetFlag(FLAGS_gpu));
-  if (!cal.ok()) return cal.status();
+  ASSIGN_OR_RETURN(sim::Calibration cal, sim::Calibration::Builtin(absl::GetFlag(FLAGS_gpu)));
   {
     // {fwd, bwd} TFLOP/s of one n-token block on one GPU.
     const auto rates = [&](int64_t n, bool causal) -> absl::StatusOr<std::pair<double, double>> {
       Config b = MakeConfig(kRows[0], 1, n, {});
       b.mask.causal = causal;
-      absl::StatusOr<Schedule> base = Schedule::Build(b.layout, b.mask, b.shape);
-      if (!base.ok()) return base.status();
+      ASSIGN_OR_RETURN(Schedule base, Schedule::Build(b.layout, b.mask, b.shape));
       // Small blocks take a fraction of a millisecond: more iterations, so
       // the median is not the host's jitter.
       const int runs = std::max(iters, static_cast<int>(20 * tokens / n));
-      absl::StatusOr<Timing> f = alone.Run(*base, b.shape, false, runs);
-      if (!f.ok()) return f.status();
-      absl::StatusOr<Timing> fb = alone.Run(*base, b.shape, true, runs);
-      if (!fb.ok()) return fb.status();
-      absl::StatusOr<PlanReport> p = BuildPlan(*base, b.shape);
-      if (!p.ok()) return p.status();
+      ASSIGN_OR_RETURN(Timing f, alone.Run(base, b.shape, false, runs));
+      ASSIGN_OR_RETURN(Timing fb, alone.Run(base, b.shape, true, runs));
+      ASSIGN_OR_RETURN(PlanReport p, BuildPlan(base, b.shape));
       // The kernels' share of the measured time: minus what the simulator
       // adds around them (memory passes: O, D, dK/dV adds; launches), which
       // does not depend on the rates, so the rates are not counted twice.
@@ -459,25 +444,23 @@ absl::Status Main() {
       o.mask = b.mask;
       o.shape = b.shape;
       o.dtype = DType::kBFloat16;
-      o.calibration = *cal;
+      o.calibration = cal;
       double around[2] = {0, 0};  // fwd, fwd+bwd
       for (bool backward : {false, true}) {
         o.backward = backward;
-        absl::StatusOr<sim::SimResult> total = sim::Simulate(o);
-        if (!total.ok()) return total.status();
-        absl::StatusOr<double> kernels = sim::KernelSeconds(o);
-        if (!kernels.ok()) return kernels.status();
-        around[backward ? 1 : 0] = total->iteration_s - *kernels;
+        ASSIGN_OR_RETURN(sim::SimResult total, sim::Simulate(o));
+        ASSIGN_OR_RETURN(double kernels, sim::KernelSeconds(o));
+        around[backward ? 1 : 0] = total.iteration_s - kernels;
       }
-      const double launch = 1e-6 * cal->launch_us;
-      const double fwd_s = f->seconds - around[0] - launch;
-      const double bwd_s = (fb->seconds - f->seconds) - (around[1] - around[0]) - launch;
+      const double launch = 1e-6 * cal.launch_us;
+      const double fwd_s = f.seconds - around[0] - launch;
+      const double bwd_s = (fb.seconds - f.seconds) - (around[1] - around[0]) - launch;
       if (fwd_s <= 0 || bwd_s <= 0) {
         return absl::InternalError(absl::StrCat("calibration: ", n, " tokens measured ",
-                                                f->seconds, " / ", fb->seconds,
+                                                f.seconds, " / ", fb.seconds,
                                                 " s, less than the modelled memory passes"));
       }
-      return std::pair{p->TotalFlops() / fwd_s / 1e12, 2.5 * p->TotalFlops() / bwd_s / 1e12};
+      return std::pair{p.TotalFlops() / fwd_s / 1e12, 2.5 * p.TotalFlops() / bwd_s / 1e12};
     };
     // Once untimed: the GPU's clocks ramp up before the first measurement.
     if (absl::StatusOr<std::pair<double, double>> warm = rates(tokens, true); !warm.ok()) {
@@ -503,21 +486,21 @@ absl::Status Main() {
         points.push_back({static_cast<double>(n), pick(r)});
         absl::StrAppendFormat(&report, " %lld:%.1f", static_cast<long long>(n), pick(r));
       }
-      RETURN_IF_ERROR(cal->FitCurve(backward, d, points));
-      (backward ? cal->partial_block_factor_bwd : cal->partial_block_factor) =
+      RETURN_IF_ERROR(cal.FitCurve(backward, d, points));
+      (backward ? cal.partial_block_factor_bwd : cal.partial_block_factor) =
           pick(*causal) / pick(full.back().second);
       if (!backward) absl::StrAppend(&report, "; bwd");
     }
     Print("calibration: our kernels, TFLOP/s: causal %lld tokens fwd %.1f, bwd %.1f; full "
           "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd\n",
           static_cast<long long>(tokens), causal->first, causal->second, report.c_str(),
-          cal->partial_block_factor, cal->partial_block_factor_bwd);
-    if (link > 0) cal->link_gbps = link;
-    cal->gpu = absl::StrCat("measured-by-ring_bench");
+          cal.partial_block_factor, cal.partial_block_factor_bwd);
+    if (link > 0) cal.link_gbps = link;
+    cal.gpu = absl::StrCat("measured-by-ring_bench");
     if (const std::string path = absl::GetFlag(FLAGS_calibration_out); !path.empty()) {
       FILE* out = std::fopen(path.c_str(), "w");
       if (out == nullptr) return absl::InternalError(absl::StrCat("cannot write ", path));
-      std::fputs(cal->Serialize().c_str(), out);
+      std::fputs(cal.Serialize().c_str(), out);
       std::fclose(out);
     }
     if (const std::string path = absl::GetFlag(FLAGS_calibration_out); !path.empty()) {
@@ -540,22 +523,17 @@ absl::Status Main() {
           row.varlen ? kDocuments : std::vector<std::vector<int64_t>>{{}};
       for (const std::vector<int64_t>& docs : sets) {
         const Config c = MakeConfig(row, world, tokens, docs);
-        absl::StatusOr<Schedule> schedule = Schedule::Build(c.layout, c.mask, c.shape);
-        if (!schedule.ok()) return schedule.status();
+        ASSIGN_OR_RETURN(Schedule schedule, Schedule::Build(c.layout, c.mask, c.shape));
         // The single-GPU baseline: one rank's tokens (and documents).
         Config b = MakeConfig({row.name, LayoutKind::kRing, row.varlen}, 1, tokens, docs);
-        absl::StatusOr<Schedule> base = Schedule::Build(b.layout, b.mask, b.shape);
-        if (!base.ok()) return base.status();
-        absl::StatusOr<Timing> t = ring.Run(*schedule, c.shape, backward, iters);
-        if (!t.ok()) return t.status();
-        absl::StatusOr<Timing> s = alone.Run(*base, b.shape, backward, iters);
-        if (!s.ok()) return s.status();
-        ring_s += t->seconds / sets.size();
-        single_s += s->seconds / sets.size();
-        if (t->memory.peak > memory.peak) memory = t->memory;
-        absl::StatusOr<PlanReport> plan = BuildPlan(*schedule, c.shape);
-        if (!plan.ok()) return plan.status();
-        flops += plan->TotalFlops() * (backward ? 3.5 : 1.0) / sets.size();
+        ASSIGN_OR_RETURN(Schedule base, Schedule::Build(b.layout, b.mask, b.shape));
+        ASSIGN_OR_RETURN(Timing t, ring.Run(schedule, c.shape, backward, iters));
+        ASSIGN_OR_RETURN(Timing s, alone.Run(base, b.shape, backward, iters));
+        ring_s += t.seconds / sets.size();
+        single_s += s.seconds / sets.size();
+        if (t.memory.peak > memory.peak) memory = t.memory;
+        ASSIGN_OR_RETURN(PlanReport plan, BuildPlan(schedule, c.shape));
+        flops += plan.TotalFlops() * (backward ? 3.5 : 1.0) / sets.size();
         if (gpu_per_rank) {  // the simulator gives every rank a GPU
           sim::SimOptions o;
           o.layout = c.layout;
@@ -563,10 +541,9 @@ absl::Status Main() {
           o.shape = c.shape;
           o.dtype = DType::kBFloat16;
           o.backward = backward;
-          o.calibration = *cal;
-          absl::StatusOr<sim::SimResult> r = sim::Simulate(o);
-          if (!r.ok()) return r.status();
-          sim_s += r->iteration_s / sets.size();
+          o.calibration = cal;
+          ASSIGN_OR_RETURN(sim::SimResult r, sim::Simulate(o));
+          sim_s += r.iteration_s / sets.size();
         }
       }
       // The best single-GPU kernel: ours, or PyTorch's (0: did not run).

@@ -11,6 +11,7 @@
 #include "comm/cuda_communicator.h"
 #include "cuda/device.h"
 #include "cuda/ring_backend.h"
+#include "core/status_macros.h"
 
 namespace ringattn::cli {
 namespace {
@@ -55,13 +56,12 @@ std::string MemoryLines(const std::vector<cuda::MemoryReport>& reports) {
 
 absl::StatusOr<std::string> RunCudaThreads(RunOptions options, CudaComm comm, int gpus,
                                            absl::Duration timeout) {
-  absl::StatusOr<int> visible = cuda::DeviceCount();
-  if (!visible.ok()) return visible.status();
-  if (gpus > *visible) {
+  ASSIGN_OR_RETURN(int visible, cuda::DeviceCount());
+  if (gpus > visible) {
     return absl::InvalidArgumentError(
-        absl::StrCat(gpus, " GPUs asked for; this machine has ", *visible));
+        absl::StrCat(gpus, " GPUs asked for; this machine has ", visible));
   }
-  const int n = gpus > 0 ? gpus : *visible;
+  const int n = gpus > 0 ? gpus : visible;
   const int world = options.config.layout.world;
   if (world < 1) {
     return absl::InvalidArgumentError(absl::StrCat("world is ", world, "; expected >= 1"));
@@ -71,28 +71,25 @@ absl::StatusOr<std::string> RunCudaThreads(RunOptions options, CudaComm comm, in
         "NCCL takes one rank per GPU: world ", world, " on ", n,
         " GPUs; use --comm=device for virtual ranks"));
   }
-  absl::StatusOr<RunInputs> inputs = LoadRunInputs(options);
-  if (!inputs.ok()) return inputs.status();
+  ASSIGN_OR_RETURN(RunInputs inputs, LoadRunInputs(options));
   Streams streams;
   std::vector<comm::CudaPlacement> placements;
   for (int r = 0; r < world; ++r) {
-    absl::StatusOr<cudaStream_t> s = streams.Add(r % n);
-    if (!s.ok()) return s.status();
-    placements.push_back({r % n, *s});
+    ASSIGN_OR_RETURN(cudaStream_t s, streams.Add(r % n));
+    placements.push_back({r % n, s});
   }
   std::vector<Communicator*> ranks;
   std::unique_ptr<comm::DeviceCopyWorld> copies;
   std::unique_ptr<comm::NcclWorld> nccl;
   if (comm == CudaComm::kNccl) {
-    absl::StatusOr<std::unique_ptr<comm::NcclWorld>> w = comm::NcclWorld::Create(placements, timeout);
-    if (!w.ok()) return w.status();
-    nccl = *std::move(w);
+    ASSIGN_OR_RETURN(std::unique_ptr<comm::NcclWorld> w,
+                     comm::NcclWorld::Create(placements, timeout));
+    nccl = std::move(w);
     for (int r = 0; r < world; ++r) ranks.push_back(&nccl->rank(r));
   } else {
-    absl::StatusOr<std::unique_ptr<comm::DeviceCopyWorld>> w =
-        comm::DeviceCopyWorld::Create(placements, timeout);
-    if (!w.ok()) return w.status();
-    copies = *std::move(w);
+    ASSIGN_OR_RETURN(std::unique_ptr<comm::DeviceCopyWorld> w,
+                     comm::DeviceCopyWorld::Create(placements, timeout));
+    copies = std::move(w);
     for (int r = 0; r < world; ++r) ranks.push_back(&copies->rank(r));
   }
   std::vector<cuda::MemoryReport> memory(world);
@@ -110,7 +107,7 @@ absl::StatusOr<std::string> RunCudaThreads(RunOptions options, CudaComm comm, in
   for (int r = 0; r < world; ++r) {
     threads.emplace_back([&, r] {
       cudaSetDevice(placements[r].device);
-      absl::StatusOr<std::string> out = RunRank(*ranks[r], options, *inputs);
+      absl::StatusOr<std::string> out = RunRank(*ranks[r], options, inputs);
       if (absl::IsCancelled(out.status())) return;  // a silent rank (fault injection)
       if (!out.ok()) {
         ranks[r]->Abort(out.status());
@@ -136,44 +133,40 @@ absl::StatusOr<std::string> RunCudaThreads(RunOptions options, CudaComm comm, in
 
 absl::StatusOr<std::string> RunCudaProcess(RunOptions options, const std::string& id_file,
                                            absl::Duration timeout) {
-  absl::StatusOr<comm::LaunchEnvironment> env = comm::LaunchEnvironmentFromEnv();
-  if (!env.ok()) return env.status();
-  if (env->world != options.config.layout.world) {
+  ASSIGN_OR_RETURN(comm::LaunchEnvironment env, comm::LaunchEnvironmentFromEnv());
+  if (env.world != options.config.layout.world) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--world ", options.config.layout.world, " differs from the launcher's ",
-        env->world, " processes"));
+        env.world, " processes"));
   }
-  absl::StatusOr<int> visible = cuda::DeviceCount();
-  if (!visible.ok()) return visible.status();
-  const int device = env->local_rank % *visible;
+  ASSIGN_OR_RETURN(int visible, cuda::DeviceCount());
+  const int device = env.local_rank % visible;
   Streams streams;
-  absl::StatusOr<cudaStream_t> stream = streams.Add(device);
-  if (!stream.ok()) return stream.status();
-  absl::StatusOr<std::unique_ptr<Communicator>> comm = comm::CreateNcclCommunicator(
-      env->rank, env->world, {device, *stream}, id_file, timeout);
-  if (!comm.ok()) return comm.status();
+  ASSIGN_OR_RETURN(cudaStream_t stream, streams.Add(device));
+  ASSIGN_OR_RETURN(std::unique_ptr<Communicator> comm,
+                   comm::CreateNcclCommunicator( env.rank, env.world, {device, stream}, id_file, timeout));
   absl::StatusOr<RunInputs> inputs = LoadRunInputs(options);
   if (!inputs.ok()) {
-    (*comm)->Abort(inputs.status());
+    (comm)->Abort(inputs.status());
     return inputs.status();
   }
   cuda::MemoryReport memory;
   options.config.backend = cuda::CudaBackendFactory([&](int) {
     cuda::CudaBackendOptions o;
     o.device = device;
-    o.stream = *stream;
+    o.stream = stream;
     o.synchronous = false;
     o.final_memory = &memory;
     return o;
   });
-  absl::StatusOr<std::string> report = RunRank(**comm, options, *inputs);
+  absl::StatusOr<std::string> report = RunRank(*comm, options, *inputs);
   if (absl::IsCancelled(report.status())) return std::string();
   if (!report.ok()) {
     return absl::Status(report.status().code(),
-                        absl::StrCat("rank ", env->rank, ": ", report.status().message()));
+                        absl::StrCat("rank ", env.rank, ": ", report.status().message()));
   }
-  if (env->rank != 0) return std::string();
-  return absl::StrCat(*report, "  communicator: NCCL, one process per GPU (", env->world,
+  if (env.rank != 0) return std::string();
+  return absl::StrCat(*report, "  communicator: NCCL, one process per GPU (", env.world,
                       " processes)\n", MemoryLines({memory}));
 }
 

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "core/status_macros.h"
 
 namespace ringattn::cli {
 namespace {
@@ -121,45 +122,41 @@ absl::StatusOr<NpyArray> ParseNpy(absl::string_view contents,
   }
   const absl::string_view header = contents.substr(header_start, header_len);
 
-  absl::StatusOr<absl::string_view> descr = DictValue(header, "descr", name);
-  if (!descr.ok()) return descr.status();
+  ASSIGN_OR_RETURN(absl::string_view descr, DictValue(header, "descr", name));
   NpyArray array;
   bool known = false;
   for (NpyType type : {NpyType::kFloat32, NpyType::kFloat64, NpyType::kFloat16,
                        NpyType::kInt32, NpyType::kInt64}) {
-    if (*descr == absl::StrCat("'", NpyDescr(type), "'")) {
+    if (descr == absl::StrCat("'", NpyDescr(type), "'")) {
       array.type = type;
       known = true;
     }
   }
   if (!known) {
-    return Bad(name, absl::StrCat("dtype ", *descr,
+    return Bad(name, absl::StrCat("dtype ", descr,
                                   " is not supported; expected '<f4', '<f8', "
                                   "'<f2', '<i4' or '<i8'"));
   }
-  absl::StatusOr<absl::string_view> fortran =
-      DictValue(header, "fortran_order", name);
-  if (!fortran.ok()) return fortran.status();
-  if (*fortran != "False") {
-    return Bad(name, absl::StrCat("fortran_order is ", *fortran,
+  ASSIGN_OR_RETURN(absl::string_view fortran, DictValue(header, "fortran_order", name));
+  if (fortran != "False") {
+    return Bad(name, absl::StrCat("fortran_order is ", fortran,
                                   "; expected False (C order)"));
   }
-  absl::StatusOr<absl::string_view> shape = DictValue(header, "shape", name);
-  if (!shape.ok()) return shape.status();
-  if (!absl::StartsWith(*shape, "(")) {
-    return Bad(name, absl::StrCat("shape ", *shape, " is not a tuple"));
+  ASSIGN_OR_RETURN(absl::string_view shape, DictValue(header, "shape", name));
+  if (!absl::StartsWith(shape, "(")) {
+    return Bad(name, absl::StrCat("shape ", shape, " is not a tuple"));
   }
-  absl::string_view dims = shape->substr(1, shape->size() - 2);
+  absl::string_view dims = shape.substr(1, shape.size() - 2);
   int64_t elements = 1;
   for (absl::string_view part : absl::StrSplit(dims, ',', absl::SkipWhitespace())) {
     int64_t d;
     if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(part), &d) || d < 0) {
-      return Bad(name, absl::StrCat("shape ", *shape,
+      return Bad(name, absl::StrCat("shape ", shape,
                                     " has a dimension that is not a "
                                     "non-negative integer"));
     }
     if (d > 0 && elements > std::numeric_limits<int64_t>::max() / 16 / d) {
-      return Bad(name, absl::StrCat("shape ", *shape, " is too large"));
+      return Bad(name, absl::StrCat("shape ", shape, " is too large"));
     }
     elements *= d;
     array.shape.push_back(d);
@@ -168,7 +165,7 @@ absl::StatusOr<NpyArray> ParseNpy(absl::string_view contents,
   const int64_t expected = elements * NpyTypeBytes(array.type);
   if (static_cast<int64_t>(data.size()) != expected) {
     return Bad(name, absl::StrCat(
-                         "data has ", data.size(), " bytes; shape ", *shape,
+                         "data has ", data.size(), " bytes; shape ", shape,
                          " of ", NpyDescr(array.type), " needs ", expected,
                          data.size() < static_cast<size_t>(expected)
                              ? " (truncated)"

@@ -5,6 +5,7 @@
 #include "absl/strings/str_split.h"
 #include "core/plan.h"
 #include "core/schedule.h"
+#include "core/status_macros.h"
 
 namespace ringattn::cli {
 
@@ -46,14 +47,12 @@ absl::StatusOr<std::string> RunPlan(const PlanOptions& options) {
   for (LayoutKind kind : options.layouts) {
     LayoutSpec spec = options.layout;
     spec.kind = kind;
-    absl::StatusOr<Schedule> schedule = Schedule::Build(spec, options.mask, shape);
-    if (!schedule.ok()) return schedule.status();
-    absl::StatusOr<PlanReport> report = BuildPlan(*schedule, shape);
-    if (!report.ok()) return report.status();
+    ASSIGN_OR_RETURN(Schedule schedule, Schedule::Build(spec, options.mask, shape));
+    ASSIGN_OR_RETURN(PlanReport report, BuildPlan(schedule, shape));
     if (options.layouts.size() == 1) {
-      absl::StrAppend(&out, FormatPlan(*schedule, shape, *report));
+      absl::StrAppend(&out, FormatPlan(schedule, shape, report));
     } else {
-      absl::StrAppend(&out, FormatPlanSummary(*schedule, *report), "\n");
+      absl::StrAppend(&out, FormatPlanSummary(schedule, report), "\n");
     }
   }
   return out;

@@ -122,21 +122,20 @@ int64_t Or(int64_t value, int64_t fallback) { return value != 0 ? value : fallba
 absl::StatusOr<std::vector<int64_t>> CuSeqlens() {
   const std::string flag = absl::GetFlag(FLAGS_cu_seqlens);
   if (!absl::EndsWith(flag, ".npy")) return ParseIntList("cu_seqlens", flag);
-  absl::StatusOr<NpyArray> a = ReadNpy(flag);
-  if (!a.ok()) return a.status();
-  if (a->shape.size() != 1 ||
-      (a->type != NpyType::kInt32 && a->type != NpyType::kInt64)) {
+  ASSIGN_OR_RETURN(NpyArray a, ReadNpy(flag));
+  if (a.shape.size() != 1 ||
+      (a.type != NpyType::kInt32 && a.type != NpyType::kInt64)) {
     return absl::InvalidArgumentError(absl::StrCat(
         flag, ": expected a 1-D int32 or int64 array of document boundaries"));
   }
-  std::vector<int64_t> cu(a->shape[0]);
+  std::vector<int64_t> cu(a.shape[0]);
   for (size_t i = 0; i < cu.size(); ++i) {
-    if (a->type == NpyType::kInt32) {
+    if (a.type == NpyType::kInt32) {
       int32_t x;
-      std::memcpy(&x, a->data.data() + 4 * i, 4);
+      std::memcpy(&x, a.data.data() + 4 * i, 4);
       cu[i] = x;
     } else {
-      std::memcpy(&cu[i], a->data.data() + 8 * i, 8);
+      std::memcpy(&cu[i], a.data.data() + 8 * i, 8);
     }
   }
   return cu;
@@ -145,16 +144,14 @@ absl::StatusOr<std::vector<int64_t>> CuSeqlens() {
 // Mask, layout (kind aside) and shape flags; `plan` picks the defaults.
 absl::Status CommonFlags(bool plan, MaskSpec* mask, LayoutSpec* layout,
                          AttentionShape* shape) {
-  absl::StatusOr<std::vector<int64_t>> cu = CuSeqlens();
-  if (!cu.ok()) return cu.status();
-  absl::StatusOr<std::vector<int64_t>> key_lengths =
-      ParseIntList("key_lengths", absl::GetFlag(FLAGS_key_lengths));
-  if (!key_lengths.ok()) return key_lengths.status();
+  ASSIGN_OR_RETURN(std::vector<int64_t> cu, CuSeqlens());
+  ASSIGN_OR_RETURN(std::vector<int64_t> key_lengths,
+                   ParseIntList("key_lengths", absl::GetFlag(FLAGS_key_lengths)));
   mask->causal = absl::GetFlag(FLAGS_causal);
   mask->window_left = absl::GetFlag(FLAGS_window_left);
   mask->window_right = absl::GetFlag(FLAGS_window_right);
-  mask->cu_seqlens = *cu;
-  mask->key_lengths = *key_lengths;
+  mask->cu_seqlens = cu;
+  mask->key_lengths = key_lengths;
   layout->world = static_cast<int>(Or(absl::GetFlag(FLAGS_world), plan ? 8 : 4));
   layout->ring_size = absl::GetFlag(FLAGS_ring_size);
   layout->stripe_width = absl::GetFlag(FLAGS_stripe_width);
@@ -171,19 +168,17 @@ absl::Status CommonFlags(bool plan, MaskSpec* mask, LayoutSpec* layout,
 absl::StatusOr<std::string> Plan() {
   PlanOptions options;
   RETURN_IF_ERROR(CommonFlags(true, &options.mask, &options.layout, &options.shape));
-  absl::StatusOr<std::vector<LayoutKind>> layouts =
-      ParseLayouts(absl::GetFlag(FLAGS_layout), !options.mask.cu_seqlens.empty());
-  if (!layouts.ok()) return layouts.status();
-  options.layouts = *layouts;
+  ASSIGN_OR_RETURN(std::vector<LayoutKind> layouts,
+                   ParseLayouts(absl::GetFlag(FLAGS_layout), !options.mask.cu_seqlens.empty()));
+  options.layouts = layouts;
   return RunPlan(options);
 }
 
 absl::StatusOr<RunOptions> RunFlags() {
   RunOptions o;
   RETURN_IF_ERROR(CommonFlags(false, &o.config.mask, &o.config.layout, &o.random_shape));
-  absl::StatusOr<LayoutKind> kind = ParseLayoutKind(absl::GetFlag(FLAGS_layout));
-  if (!kind.ok()) return kind.status();
-  o.config.layout.kind = *kind;
+  ASSIGN_OR_RETURN(LayoutKind kind, ParseLayoutKind(absl::GetFlag(FLAGS_layout)));
+  o.config.layout.kind = kind;
   o.config.softmax_scale = absl::GetFlag(FLAGS_softmax_scale);
   const std::string backend = absl::GetFlag(FLAGS_backend);
   const int gpus = absl::GetFlag(FLAGS_gpus);
@@ -198,10 +193,8 @@ absl::StatusOr<RunOptions> RunFlags() {
         absl::StrCat("--backend is '", backend, "'; expected cpu or cuda"));
   }
   const std::string dtype_flag = absl::GetFlag(FLAGS_dtype);
-  absl::StatusOr<DType> dtype =
-      ParseDType(dtype_flag.empty() ? "float32" : dtype_flag);
-  if (!dtype.ok()) return dtype.status();
-  o.random_dtype = *dtype;
+  ASSIGN_OR_RETURN(DType dtype, ParseDType(dtype_flag.empty() ? "float32" : dtype_flag));
+  o.random_dtype = dtype;
   o.random = absl::GetFlag(FLAGS_random);
   o.seed = static_cast<uint32_t>(absl::GetFlag(FLAGS_seed));
   o.q = absl::GetFlag(FLAGS_q);
@@ -225,30 +218,28 @@ absl::StatusOr<RunOptions> RunFlags() {
 }
 
 absl::StatusOr<std::string> Run(int* argc, char*** argv) {
-  absl::StatusOr<RunOptions> options = RunFlags();
-  if (!options.ok()) return options.status();
+  ASSIGN_OR_RETURN(RunOptions options, RunFlags());
   const absl::Duration timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_s));
   std::string comm = absl::GetFlag(FLAGS_comm);
   const bool on_gpu = absl::GetFlag(FLAGS_backend) == "cuda";
   if (comm == "auto") {
     comm = "threads";
     if (on_gpu) {
-      absl::StatusOr<int> visible = cuda::DeviceCount();
-      if (!visible.ok()) return visible.status();
-      const int gpus = absl::GetFlag(FLAGS_gpus) > 0 ? absl::GetFlag(FLAGS_gpus) : *visible;
-      comm = gpus >= 2 && options->config.layout.world <= gpus ? "nccl" : "device";
+      ASSIGN_OR_RETURN(int visible, cuda::DeviceCount());
+      const int gpus = absl::GetFlag(FLAGS_gpus) > 0 ? absl::GetFlag(FLAGS_gpus) : visible;
+      comm = gpus >= 2 && options.config.layout.world <= gpus ? "nccl" : "device";
     }
   }
-  if (comm == "threads") return RunThreads(*options, timeout);
+  if (comm == "threads") return RunThreads(options, timeout);
   if (comm == "device" || comm == "nccl" || comm == "nccl_env") {
     if (!on_gpu) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--comm=", comm, " moves device buffers; expected --backend=cuda"));
     }
     if (comm == "nccl_env") {
-      return RunCudaProcess(*options, absl::GetFlag(FLAGS_nccl_id_file), timeout);
+      return RunCudaProcess(options, absl::GetFlag(FLAGS_nccl_id_file), timeout);
     }
-    return RunCudaThreads(*options, comm == "nccl" ? CudaComm::kNccl : CudaComm::kDeviceCopy,
+    return RunCudaThreads(options, comm == "nccl" ? CudaComm::kNccl : CudaComm::kDeviceCopy,
                           absl::GetFlag(FLAGS_gpus), timeout);
   }
   if (comm != "mpi") {
@@ -256,30 +247,29 @@ absl::StatusOr<std::string> Run(int* argc, char*** argv) {
         "--comm is '", comm, "'; expected auto, threads, device, nccl, nccl_env or mpi"));
   }
 #ifdef RINGATTN_WITH_MPI
-  absl::StatusOr<std::unique_ptr<comm::MpiCommunicator>> mpi =
-      comm::MpiCommunicator::Create(argc, argv, timeout);
-  if (!mpi.ok()) return mpi.status();
-  if ((*mpi)->world() != options->config.layout.world) {
+  ASSIGN_OR_RETURN(std::unique_ptr<comm::MpiCommunicator> mpi,
+                   comm::MpiCommunicator::Create(argc, argv, timeout));
+  if ((mpi)->world() != options.config.layout.world) {
     // Every rank sees the same mismatch; no one waits for anyone.
     return absl::InvalidArgumentError(absl::StrCat(
-        "--world ", options->config.layout.world, " differs from mpirun's ",
-        (*mpi)->world(), " processes"));
+        "--world ", options.config.layout.world, " differs from mpirun's ",
+        (mpi)->world(), " processes"));
   }
-  absl::StatusOr<RunInputs> inputs = LoadRunInputs(*options);
+  absl::StatusOr<RunInputs> inputs = LoadRunInputs(options);
   if (!inputs.ok()) {
-    (*mpi)->Abort(inputs.status());
+    (mpi)->Abort(inputs.status());
     return inputs.status();
   }
-  absl::StatusOr<std::string> report = RunRank(**mpi, *options, *inputs);
+  absl::StatusOr<std::string> report = RunRank(*mpi, options, *inputs);
   if (absl::IsCancelled(report.status())) {  // a silent rank (fault injection)
     // Its peers time out and abort; it waits for that (bounded), never
     // entering MPI_Finalize, which they will not join.
-    (*mpi)->LeaveSilently(2 * timeout + absl::Seconds(10));
+    (mpi)->LeaveSilently(2 * timeout + absl::Seconds(10));
     return std::string();
   }
   if (!report.ok()) {
     return absl::Status(report.status().code(),
-                        absl::StrCat("rank ", (*mpi)->rank(), ": ",
+                        absl::StrCat("rank ", (mpi)->rank(), ": ",
                                      report.status().message()));
   }
   return report;
@@ -294,24 +284,20 @@ absl::StatusOr<std::string> Sim() {
   sim::SimOptions o;
   RETURN_IF_ERROR(CommonFlags(true, &o.mask, &o.layout, &o.shape));
   const std::string calibration = absl::GetFlag(FLAGS_calibration);
-  absl::StatusOr<sim::Calibration> c =
-      calibration.empty() ? sim::Calibration::Builtin(absl::GetFlag(FLAGS_gpu))
-                          : sim::Calibration::Load(calibration);
-  if (!c.ok()) return c.status();
-  if (absl::GetFlag(FLAGS_link_GBps) > 0) c->link_gbps = absl::GetFlag(FLAGS_link_GBps);
+  ASSIGN_OR_RETURN(sim::Calibration c,
+                   calibration.empty() ? sim::Calibration::Builtin(absl::GetFlag(FLAGS_gpu)) : sim::Calibration::Load(calibration));
+  if (absl::GetFlag(FLAGS_link_GBps) > 0) c.link_gbps = absl::GetFlag(FLAGS_link_GBps);
   if (absl::GetFlag(FLAGS_link_latency_us) >= 0) {
-    c->link_latency_us = absl::GetFlag(FLAGS_link_latency_us);
+    c.link_latency_us = absl::GetFlag(FLAGS_link_latency_us);
   }
   if (absl::GetFlag(FLAGS_internode_GBps) > 0) {
-    c->internode_gbps = absl::GetFlag(FLAGS_internode_GBps);
+    c.internode_gbps = absl::GetFlag(FLAGS_internode_GBps);
   }
-  o.calibration = *c;
+  o.calibration = c;
   if (absl::GetFlag(FLAGS_seed_table)) return SeedTable(o.calibration);
   const std::string dtype_flag = absl::GetFlag(FLAGS_dtype);
-  absl::StatusOr<DType> dtype =
-      ParseDType(dtype_flag.empty() ? "bfloat16" : dtype_flag);
-  if (!dtype.ok()) return dtype.status();
-  o.dtype = *dtype;
+  ASSIGN_OR_RETURN(DType dtype, ParseDType(dtype_flag.empty() ? "bfloat16" : dtype_flag));
+  o.dtype = dtype;
   o.backward = absl::GetFlag(FLAGS_backward);
   o.seed_implementation = absl::GetFlag(FLAGS_seed_implementation);
   const int nodes = absl::GetFlag(FLAGS_nodes);
@@ -325,26 +311,23 @@ absl::StatusOr<std::string> Sim() {
   }
   const std::string csv = absl::GetFlag(FLAGS_sweep_csv);
   if (csv.empty()) {
-    absl::StatusOr<LayoutKind> kind = ParseLayoutKind(absl::GetFlag(FLAGS_layout));
-    if (!kind.ok()) return kind.status();
-    o.layout.kind = *kind;
+    ASSIGN_OR_RETURN(LayoutKind kind, ParseLayoutKind(absl::GetFlag(FLAGS_layout)));
+    o.layout.kind = kind;
     return RunSim(o, absl::GetFlag(FLAGS_trace));
   }
   SweepSpec spec;
   spec.csv_path = csv;
   spec.plot_path = absl::GetFlag(FLAGS_plot);
   for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_sweep_layouts), ',')) {
-    absl::StatusOr<LayoutKind> kind = ParseLayoutKind(name);
-    if (!kind.ok()) return kind.status();
-    spec.layouts.push_back(*kind);
+    ASSIGN_OR_RETURN(LayoutKind kind, ParseLayoutKind(name));
+    spec.layouts.push_back(kind);
   }
   for (const auto& [flag, text, out] :
        {std::tuple{"sweep_worlds", absl::GetFlag(FLAGS_sweep_worlds), 0},
         std::tuple{"sweep_tokens_per_rank", absl::GetFlag(FLAGS_sweep_tokens_per_rank), 1},
         std::tuple{"sweep_ring_sizes", absl::GetFlag(FLAGS_sweep_ring_sizes), 2}}) {
-    absl::StatusOr<std::vector<int64_t>> values = ParseIntList(flag, text);
-    if (!values.ok()) return values.status();
-    for (int64_t v : *values) {
+    ASSIGN_OR_RETURN(std::vector<int64_t> values, ParseIntList(flag, text));
+    for (int64_t v : values) {
       if (out == 0) spec.worlds.push_back(static_cast<int>(v));
       if (out == 1) spec.tokens_per_rank.push_back(v);
       if (out == 2) spec.ring_sizes.push_back(static_cast<int>(v));

@@ -119,27 +119,23 @@ absl::StatusOr<RankResult> ComputeRank(Communicator& comm,
     return attention.status();
   }
   const int64_t rows = layout.local_seqlen();
-  absl::StatusOr<RankForward> fwd = (*attention)->Forward(
-      DenseRankTensor(in.dtype, q, rows, s.num_heads, s.head_dim),
-      DenseRankTensor(in.dtype, k, rows, s.num_kv_heads, s.head_dim),
-      DenseRankTensor(in.dtype, v, rows, s.num_kv_heads, s.head_dim));
-  if (!fwd.ok()) return fwd.status();
+  ASSIGN_OR_RETURN(RankForward fwd,
+                   (*attention)->Forward( DenseRankTensor(in.dtype, q, rows, s.num_heads, s.head_dim), DenseRankTensor(in.dtype, k, rows, s.num_kv_heads, s.head_dim), DenseRankTensor(in.dtype, v, rows, s.num_kv_heads, s.head_dim)));
   RankResult result;
-  result.out = fwd->out;
-  result.lse = SwapMiddleAxes<float>(fwd->lse, layout.local_batch(), s.num_heads, rows);
-  result.seconds = fwd->stats.step_seconds;
-  result.seconds.push_back(fwd->stats.total_seconds);
+  result.out = fwd.out;
+  result.lse = SwapMiddleAxes<float>(fwd.lse, layout.local_batch(), s.num_heads, rows);
+  result.seconds = fwd.stats.step_seconds;
+  result.seconds.push_back(fwd.stats.total_seconds);
   if (!in.dout.empty()) {
     const std::vector<uint8_t> dout = shard(in.dout, q_token);
-    absl::StatusOr<RankGrads> grads = (*attention)->Backward(
-        DenseRankTensor(in.dtype, dout, rows, s.num_heads, s.head_dim));
-    if (!grads.ok()) return grads.status();
-    result.dq = grads->dq;
-    result.dk = grads->dk;
-    result.dv = grads->dv;
-    result.seconds.insert(result.seconds.end(), grads->stats.step_seconds.begin(),
-                          grads->stats.step_seconds.end());
-    result.seconds.push_back(grads->stats.total_seconds);
+    ASSIGN_OR_RETURN(RankGrads grads,
+                     (*attention)->Backward( DenseRankTensor(in.dtype, dout, rows, s.num_heads, s.head_dim)));
+    result.dq = grads.dq;
+    result.dk = grads.dk;
+    result.dv = grads.dv;
+    result.seconds.insert(result.seconds.end(), grads.stats.step_seconds.begin(),
+                          grads.stats.step_seconds.end());
+    result.seconds.push_back(grads.stats.total_seconds);
   }
   return result;
 }
@@ -283,9 +279,7 @@ absl::StatusOr<std::string> Check(const RunOptions& options, const RunInputs& in
                                   const GlobalResult& ring,
                                   const GlobalResult& single) {
   const AttentionShape& s = in.shape;
-  absl::StatusOr<Mask> mask =
-      Mask::Create(options.config.mask, s.batch, s.seqlen_q, s.seqlen_k);
-  if (!mask.ok()) return mask.status();
+  ASSIGN_OR_RETURN(Mask mask, Mask::Create(options.config.mask, s.batch, s.seqlen_q, s.seqlen_k));
   const double scale = options.config.softmax_scale == 0
                            ? DefaultSoftmaxScale(s.head_dim)
                            : options.config.softmax_scale;
@@ -293,9 +287,8 @@ absl::StatusOr<std::string> Check(const RunOptions& options, const RunInputs& in
                             v = Decode(in.dtype, in.v);
   const TensorStrides qs = DenseStrides(s.seqlen_q, s.num_heads, s.head_dim);
   const TensorStrides ks = DenseStrides(s.seqlen_k, s.num_kv_heads, s.head_dim);
-  absl::StatusOr<cpu::AttentionOutput<double>> fwd =
-      cpu::NaiveForward<double>(s, {q, qs}, {k, ks}, {v, ks}, *mask, scale);
-  if (!fwd.ok()) return fwd.status();
+  ASSIGN_OR_RETURN(cpu::AttentionOutput<double> fwd,
+                   cpu::NaiveForward<double>(s, {q, qs}, {k, ks}, {v, ks}, mask, scale));
   std::string report = absl::StrFormat(
       "\ncheck against the fp64 oracle (%s inputs):\n  %-6s %12s %12s   %12s\n",
       DTypeName(in.dtype), "output", "max abs", "max rel", "one call rel");
@@ -306,18 +299,16 @@ absl::StatusOr<std::string> Check(const RunOptions& options, const RunInputs& in
     absl::StrAppendFormat(&report, "  %-6s %12.3e %12.3e   %12.3e\n", name,
                           e.max_abs, e.max_rel, o.max_rel);
   };
-  line("out", Decode(in.dtype, ring.out), Decode(in.dtype, single.out), fwd->out);
+  line("out", Decode(in.dtype, ring.out), Decode(in.dtype, single.out), fwd.out);
   line("lse", std::vector<double>(ring.lse.begin(), ring.lse.end()),
-       std::vector<double>(single.lse.begin(), single.lse.end()), fwd->lse);
+       std::vector<double>(single.lse.begin(), single.lse.end()), fwd.lse);
   if (!in.dout.empty()) {
     const std::vector<double> dout = Decode(in.dtype, in.dout);
-    absl::StatusOr<cpu::AttentionGrads<double>> grads = cpu::NaiveBackward<double>(
-        s, {q, qs}, {k, ks}, {v, ks}, {fwd->out, qs}, fwd->lse, {dout, qs},
-        *mask, scale);
-    if (!grads.ok()) return grads.status();
-    line("dq", Decode(in.dtype, ring.dq), Decode(in.dtype, single.dq), grads->dq);
-    line("dk", Decode(in.dtype, ring.dk), Decode(in.dtype, single.dk), grads->dk);
-    line("dv", Decode(in.dtype, ring.dv), Decode(in.dtype, single.dv), grads->dv);
+    ASSIGN_OR_RETURN(cpu::AttentionGrads<double> grads,
+                     cpu::NaiveBackward<double>( s, {q, qs}, {k, ks}, {v, ks}, {fwd.out, qs}, fwd.lse, {dout, qs}, mask, scale));
+    line("dq", Decode(in.dtype, ring.dq), Decode(in.dtype, single.dq), grads.dq);
+    line("dk", Decode(in.dtype, ring.dk), Decode(in.dtype, single.dk), grads.dk);
+    line("dv", Decode(in.dtype, ring.dv), Decode(in.dtype, single.dv), grads.dv);
   }
   return report;
 }
@@ -350,14 +341,11 @@ absl::StatusOr<GlobalResult> SingleCall(const RunOptions& options,
                                         const RunInputs& in) {
   RunOptions one = options;
   one.config.layout = LayoutSpec{};
-  absl::StatusOr<Layout> layout =
-      Layout::Create(one.config.layout, in.shape.batch, in.shape.seqlen_q,
-                     one.config.mask.cu_seqlens);
-  if (!layout.ok()) return layout.status();
+  ASSIGN_OR_RETURN(Layout layout,
+                   Layout::Create(one.config.layout, in.shape.batch, in.shape.seqlen_q, one.config.mask.cu_seqlens));
   comm::ThreadWorld world(1, absl::Minutes(10));
-  absl::StatusOr<RankResult> result = ComputeRank(world.rank(0), one, in, *layout);
-  if (!result.ok()) return result.status();
-  return Gather(world.rank(0), in, *layout, *std::move(result));
+  ASSIGN_OR_RETURN(RankResult result, ComputeRank(world.rank(0), one, in, layout));
+  return Gather(world.rank(0), in, layout, std::move(result));
 }
 
 }  // namespace
@@ -404,21 +392,18 @@ absl::StatusOr<RunInputs> LoadRunInputs(const RunOptions& o) {
   const std::string* paths[4] = {&o.q, &o.k, &o.v, &o.dout};
   for (int i = 0; i < 4; ++i) {
     if (paths[i]->empty()) continue;
-    absl::StatusOr<NpyArray> a = ReadNpy(*paths[i]);
-    if (!a.ok()) return a.status();
-    absl::StatusOr<DType> dtype = TensorDType(*a, *paths[i]);
-    if (!dtype.ok()) return dtype.status();
+    ASSIGN_OR_RETURN(NpyArray a, ReadNpy(*paths[i]));
+    ASSIGN_OR_RETURN(DType dtype, TensorDType(a, *paths[i]));
     if (i == 0) {
-      in.dtype = *dtype;
-    } else if (*dtype != in.dtype) {
+      in.dtype = dtype;
+    } else if (dtype != in.dtype) {
       return absl::InvalidArgumentError(absl::StrCat(
-          *paths[i], ": dtype ", DTypeName(*dtype), " differs from q's ",
+          *paths[i], ": dtype ", DTypeName(dtype), " differs from q's ",
           DTypeName(in.dtype)));
     }
-    absl::StatusOr<std::vector<int64_t>> shape = Shape4(*a, *paths[i]);
-    if (!shape.ok()) return shape.status();
-    shapes[i] = *shape;
-    *targets[i] = std::move(a->data);
+    ASSIGN_OR_RETURN(std::vector<int64_t> shape, Shape4(a, *paths[i]));
+    shapes[i] = shape;
+    *targets[i] = std::move(a.data);
   }
   const std::vector<int64_t>& qs = shapes[0];
   const std::vector<int64_t>& ks = shapes[1];
@@ -450,32 +435,27 @@ absl::StatusOr<std::string> RunRank(Communicator& comm, const RunOptions& option
     return schedule.status();
   }
   const Layout* layout = &schedule->layout();
-  absl::StatusOr<RankResult> mine = ComputeRank(comm, options, in, *layout);
-  if (!mine.ok()) return mine.status();
-  absl::StatusOr<GlobalResult> global = Gather(comm, in, *layout, *std::move(mine));
-  if (!global.ok()) return global.status();
+  ASSIGN_OR_RETURN(RankResult mine, ComputeRank(comm, options, in, *layout));
+  ASSIGN_OR_RETURN(GlobalResult global, Gather(comm, in, *layout, std::move(mine)));
   if (comm.rank() != 0) return std::string();
 
   std::string report = absl::StrCat(
       "ringattn run: ", layout->DebugString(), ", ",
       schedule->mask().DebugString(), ", ",
       in.shape.DebugString(), ", ", DTypeName(in.dtype), "\n",
-      Timings(*global, schedule->num_steps(), !in.dout.empty()));
-  RETURN_IF_ERROR(WriteOutputs(options, in, *global));
+      Timings(global, schedule->num_steps(), !in.dout.empty()));
+  RETURN_IF_ERROR(WriteOutputs(options, in, global));
   if (options.check) {
-    absl::StatusOr<GlobalResult> single = SingleCall(options, in);
-    if (!single.ok()) return single.status();
-    absl::StatusOr<std::string> check = Check(options, in, *global, *single);
-    if (!check.ok()) return check.status();
-    absl::StrAppend(&report, *check);
+    ASSIGN_OR_RETURN(GlobalResult single, SingleCall(options, in));
+    ASSIGN_OR_RETURN(std::string check, Check(options, in, global, single));
+    absl::StrAppend(&report, check);
   }
   return report;
 }
 
 absl::StatusOr<std::string> RunThreads(const RunOptions& options,
                                        absl::Duration timeout) {
-  absl::StatusOr<RunInputs> inputs = LoadRunInputs(options);
-  if (!inputs.ok()) return inputs.status();
+  ASSIGN_OR_RETURN(RunInputs inputs, LoadRunInputs(options));
   const int world = options.config.layout.world;
   if (world < 1) {
     return absl::InvalidArgumentError(
@@ -484,7 +464,7 @@ absl::StatusOr<std::string> RunThreads(const RunOptions& options,
   std::string report;
   const std::vector<absl::Status> statuses = comm::ThreadWorld::Run(
       world, timeout, [&](Communicator& comm) -> absl::Status {
-        absl::StatusOr<std::string> r = RunRank(comm, options, *inputs);
+        absl::StatusOr<std::string> r = RunRank(comm, options, inputs);
         // A silent rank (fault injection) leaves without aborting anyone.
         if (absl::IsCancelled(r.status())) return absl::OkStatus();
         if (!r.ok()) return r.status();

@@ -63,18 +63,16 @@ absl::StatusOr<double> SeedSeconds(sim::SimOptions o, bool varlen, int world) {
   // World 1: one flash_attn call on one rank's tokens, the kernel alone.
   const auto seconds = [&]() -> absl::StatusOr<double> {
     if (world == 1) return sim::KernelSeconds(o);
-    absl::StatusOr<sim::SimResult> r = sim::Simulate(o);
-    if (!r.ok()) return r.status();
-    return r->iteration_s;
+    ASSIGN_OR_RETURN(sim::SimResult r, sim::Simulate(o));
+    return r.iteration_s;
   };
   if (!varlen) return seconds();
   double total = 0;
   for (const std::vector<int64_t>& local : kSeedDocuments) {
     o.mask.cu_seqlens.clear();
     for (int64_t x : local) o.mask.cu_seqlens.push_back(x * world);
-    absl::StatusOr<double> s = seconds();
-    if (!s.ok()) return s.status();
-    total += *s;
+    ASSIGN_OR_RETURN(double s, seconds());
+    total += s;
   }
   return total / kSeedDocuments.size();
 }
@@ -84,11 +82,10 @@ absl::StatusOr<double> SeedSeconds(sim::SimOptions o, bool varlen, int world) {
 absl::StatusOr<std::string> RunSim(sim::SimOptions options,
                                    const std::string& trace_path) {
   options.trace = !trace_path.empty();
-  absl::StatusOr<sim::SimResult> result = sim::Simulate(options);
-  if (!result.ok()) return result.status();
-  std::string out = sim::FormatSummary(options, *result);
+  ASSIGN_OR_RETURN(sim::SimResult result, sim::Simulate(options));
+  std::string out = sim::FormatSummary(options, result);
   if (options.trace) {
-    RETURN_IF_ERROR(WriteFilesAtomically({{trace_path, result->trace_json}}));
+    RETURN_IF_ERROR(WriteFilesAtomically({{trace_path, result.trace_json}}));
     absl::StrAppend(&out, "  trace: ", trace_path,
                     " (open in https://ui.perfetto.dev or chrome://tracing)\n");
   }
@@ -105,12 +102,10 @@ absl::StatusOr<std::vector<SeedComparison>> CompareWithSeed(const sim::Calibrati
                          measured == nullptr ? std::nan("") : measured[backward ? 1 : 0]};
       for (bool seed_implementation : {true, false}) {
         const sim::SimOptions o = SeedOptions(c, row.kind, backward, seed_implementation);
-        absl::StatusOr<double> ring = SeedSeconds(o, row.varlen, kSeedWorld);
-        if (!ring.ok()) return ring.status();
-        absl::StatusOr<double> single = SeedSeconds(o, row.varlen, 1);
-        if (!single.ok()) return single.status();
+        ASSIGN_OR_RETURN(double ring, SeedSeconds(o, row.varlen, kSeedWorld));
+        ASSIGN_OR_RETURN(double single, SeedSeconds(o, row.varlen, 1));
         (seed_implementation ? out.sim_seed_implementation : out.sim_ringattn) =
-            100.0 * kSeedWorld * *single / *ring;
+            100.0 * kSeedWorld * single / ring;
       }
       rows.push_back(out);
     }
@@ -119,15 +114,14 @@ absl::StatusOr<std::vector<SeedComparison>> CompareWithSeed(const sim::Calibrati
 }
 
 absl::StatusOr<std::string> SeedTable(const sim::Calibration& c) {
-  absl::StatusOr<std::vector<SeedComparison>> rows = CompareWithSeed(c);
-  if (!rows.ok()) return rows.status();
+  ASSIGN_OR_RETURN(std::vector<SeedComparison> rows, CompareWithSeed(c));
   std::string out = absl::StrFormat(
       "ring-flash-attention README, 8x%s (the seed measured h800 and a100), efficiency %% as "
       "the seed defines it\n(ring iter/s over single-GPU iter/s on 8192 tokens / 8); "
       "simulated from single-GPU rates and link bandwidths only\n\n"
       "  %-20s %-8s %7s %12s %7s %14s\n",
       c.gpu, "api", "pass", "seed", "sim (seed impl)", "diff", "sim (ringattn)");
-  for (const SeedComparison& r : *rows) {
+  for (const SeedComparison& r : rows) {
     const char* pass = r.backward ? "fwd+bwd" : "fwd";
     if (std::isnan(r.seed)) {
       absl::StrAppendFormat(&out, "  %-20s %-8s %7s %14.1f%% %6s %13.1f%%\n", r.api, pass, "-",

@@ -261,9 +261,8 @@ absl::StatusOr<std::unique_ptr<NcclWorld>> NcclWorld::Create(
           "on one GPU use the device-copy communicator: --comm=device)"));
     }
   }
-  absl::StatusOr<const Nccl*> nccl = LoadNccl();
-  if (!nccl.ok()) return nccl.status();
-  const Nccl& n = **nccl;
+  ASSIGN_OR_RETURN(const Nccl* nccl, LoadNccl());
+  const Nccl& n = *nccl;
   ncclUniqueId id;
   RETURN_IF_ERROR(NcclStatus(n, n.GetUniqueId(&id), nullptr, "ncclGetUniqueId"));
   std::unique_ptr<NcclWorld> world(new NcclWorld);
@@ -308,9 +307,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(
         "one process per GPU needs --nccl_id_file: a fresh path on a filesystem every "
         "process sees");
   }
-  absl::StatusOr<const Nccl*> nccl = LoadNccl();
-  if (!nccl.ok()) return nccl.status();
-  const Nccl& n = **nccl;
+  ASSIGN_OR_RETURN(const Nccl* nccl, LoadNccl());
+  const Nccl& n = *nccl;
   ncclUniqueId id;
   namespace fs = std::filesystem;
   if (rank == 0) {

@@ -62,10 +62,9 @@ absl::StatusOr<PlanReport> BuildPlan(const Schedule& schedule,
   for (int rank = 0; rank < report.world; ++rank) {
     const auto [batch_begin, batch_end] = layout.BatchRange(rank);
     for (int step = 0; step < report.num_steps; ++step) {
-      absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
-      if (!tasks.ok()) return tasks.status();
-      report.tasks += static_cast<int64_t>(tasks->size());
-      for (const BlockTask& task : *tasks) {
+      ASSIGN_OR_RETURN(std::vector<BlockTask> tasks, schedule.Tasks(rank, step));
+      report.tasks += static_cast<int64_t>(tasks.size());
+      for (const BlockTask& task : tasks) {
         for (int64_t b = batch_begin; b < batch_end; ++b) {
           report.flops[rank][step] += ForwardFlops(
               task, schedule.mask(), b, shape.group_size(), shape.head_dim);

@@ -107,11 +107,9 @@ absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
     const int ring_size = schedule.layout().ring_size();
     if (schedule.pattern() == CommPattern::kRingPass) {
       const int64_t bytes = backend.KvBytes(0, schedule.num_kv_heads());
-      absl::StatusOr<absl::Span<uint8_t>> a = backend.Buffer(kKvA, bytes);
-      if (!a.ok()) return a.status();
-      absl::StatusOr<absl::Span<uint8_t>> b = backend.Buffer(kKvB, bytes);
-      if (!b.ok()) return b.status();
-      absl::Span<uint8_t> cur = *a, next = *b;
+      ASSIGN_OR_RETURN(absl::Span<uint8_t> a, backend.Buffer(kKvA, bytes));
+      ASSIGN_OR_RETURN(absl::Span<uint8_t> b, backend.Buffer(kKvB, bytes));
+      absl::Span<uint8_t> cur = a, next = b;
       RETURN_IF_ERROR(backend.PackKv(0, schedule.num_kv_heads(), cur));
       for (int step = 0; step < steps; ++step) {
         const Clock::time_point start = Clock::now();
@@ -122,9 +120,8 @@ absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
           transfers.push_back(comm.Recv(schedule.PrevRank(rank), kTagKv, next));
           comm.EndBatch();
         }
-        absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
-        if (!tasks.ok()) return tasks.status();
-        RETURN_IF_ERROR(backend.ForwardStep(*tasks, {cur, 1, 0, schedule.num_kv_heads()}));
+        ASSIGN_OR_RETURN(std::vector<BlockTask> tasks, schedule.Tasks(rank, step));
+        RETURN_IF_ERROR(backend.ForwardStep(tasks, {cur, 1, 0, schedule.num_kv_heads()}));
         stats.compute_seconds.push_back(Seconds(start));
         RETURN_IF_ERROR(WaitAll(transfers));
         std::swap(cur, next);
@@ -137,13 +134,9 @@ absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
       const int64_t gathered_bytes =
           ring_size * backend.KvBytes(StepHeads(schedule, 0).begin,
                                       StepHeads(schedule, 0).end);
-      absl::StatusOr<absl::Span<uint8_t>> a =
-          backend.Buffer(kGatheredA, gathered_bytes);
-      if (!a.ok()) return a.status();
-      absl::StatusOr<absl::Span<uint8_t>> b =
-          backend.Buffer(kGatheredB, gathered_bytes);
-      if (!b.ok()) return b.status();
-      absl::Span<uint8_t> cur = *a, next = *b;
+      ASSIGN_OR_RETURN(absl::Span<uint8_t> a, backend.Buffer(kGatheredA, gathered_bytes));
+      ASSIGN_OR_RETURN(absl::Span<uint8_t> b, backend.Buffer(kGatheredB, gathered_bytes));
+      absl::Span<uint8_t> cur = a, next = b;
       absl::StatusOr<std::unique_ptr<Communicator::Request>> gather =
           StartGather(group, comm, backend, StepHeads(schedule, 0), cur);
       if (!gather.ok()) return gather.status();
@@ -153,16 +146,13 @@ absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
         const Heads heads = StepHeads(schedule, step);
         std::unique_ptr<Communicator::Request> prefetch;
         if (step + 1 < steps) {
-          absl::StatusOr<std::unique_ptr<Communicator::Request>> started =
-              StartGather(group, comm, backend, StepHeads(schedule, step + 1),
-                          next);
-          if (!started.ok()) return started.status();
-          prefetch = std::move(*started);
+          ASSIGN_OR_RETURN(std::unique_ptr<Communicator::Request> started,
+                           StartGather(group, comm, backend, StepHeads(schedule, step + 1), next));
+          prefetch = std::move(started);
         }
         const Clock::time_point compute = Clock::now();
-        absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
-        if (!tasks.ok()) return tasks.status();
-        RETURN_IF_ERROR(backend.ForwardStep(*tasks, {cur, ring_size, heads.begin, heads.end}));
+        ASSIGN_OR_RETURN(std::vector<BlockTask> tasks, schedule.Tasks(rank, step));
+        RETURN_IF_ERROR(backend.ForwardStep(tasks, {cur, ring_size, heads.begin, heads.end}));
         stats.compute_seconds.push_back(Seconds(compute));
         if (prefetch != nullptr) *gather = std::move(prefetch);
         std::swap(cur, next);
@@ -197,9 +187,8 @@ absl::Status OwnBlockLastBackward(const Schedule& schedule, Communicator& comm,
        {std::tuple{first, kv_bytes, &kv}, std::tuple{second, kv_bytes, &kv_next},
         std::tuple{int{kDkvA}, grad_bytes, &local[0]}, std::tuple{int{kDkvB}, grad_bytes, &local[1]},
         std::tuple{int{kDkvIncoming}, grad_bytes, &incoming}}) {
-    absl::StatusOr<absl::Span<uint8_t>> buffer = backend.Buffer(slot, bytes);
-    if (!buffer.ok()) return buffer.status();
-    *span = *buffer;
+    ASSIGN_OR_RETURN(absl::Span<uint8_t> buffer, backend.Buffer(slot, bytes));
+    *span = buffer;
   }
   const int prev = schedule.PrevRank(rank), next = schedule.NextRank(rank);
   if (steps == 1) {
@@ -231,10 +220,9 @@ absl::Status OwnBlockLastBackward(const Schedule& schedule, Communicator& comm,
     }
     comm.EndBatch();
     absl::Span<uint8_t> mine = local[t % 2];
-    absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, steps - 1 - t);
-    if (!tasks.ok()) return tasks.status();
+    ASSIGN_OR_RETURN(std::vector<BlockTask> tasks, schedule.Tasks(rank, steps - 1 - t));
     RETURN_IF_ERROR(backend.Zero(mine));
-    RETURN_IF_ERROR(backend.BackwardStep(*tasks, {kv, 1, 0, heads}, mine));
+    RETURN_IF_ERROR(backend.BackwardStep(tasks, {kv, 1, 0, heads}, mine));
     if (partial != nullptr) {
       RETURN_IF_ERROR(partial->Wait());
       RETURN_IF_ERROR(backend.Accumulate(mine, incoming));
@@ -278,9 +266,8 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
             std::tuple{kDkvA, grad_bytes, &local[0]},
             std::tuple{kDkvB, grad_bytes, &local[1]},
             std::tuple{kDkvIncoming, grad_bytes, &incoming}}) {
-        absl::StatusOr<absl::Span<uint8_t>> buffer = backend.Buffer(slot, bytes);
-        if (!buffer.ok()) return buffer.status();
-        *span = *buffer;
+        ASSIGN_OR_RETURN(absl::Span<uint8_t> buffer, backend.Buffer(slot, bytes));
+        *span = buffer;
       }
       RETURN_IF_ERROR(backend.PackKv(0, heads, kv));
       // Each step's transfers go in one batch, in the same order on every
@@ -306,10 +293,9 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
         }
         comm.EndBatch();
         absl::Span<uint8_t> mine = local[step % 2];
-        absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
-        if (!tasks.ok()) return tasks.status();
+        ASSIGN_OR_RETURN(std::vector<BlockTask> tasks, schedule.Tasks(rank, step));
         RETURN_IF_ERROR(backend.Zero(mine));
-        RETURN_IF_ERROR(backend.BackwardStep(*tasks, {kv, 1, 0, heads}, mine));
+        RETURN_IF_ERROR(backend.BackwardStep(tasks, {kv, 1, 0, heads}, mine));
         if (partial != nullptr) {
           RETURN_IF_ERROR(partial->Wait());
           RETURN_IF_ERROR(backend.Accumulate(mine, incoming));
@@ -340,11 +326,9 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
     const Heads first = StepHeads(schedule, 0);
     const int64_t gathered_bytes =
         ring_size * backend.KvBytes(first.begin, first.end);
-    absl::StatusOr<absl::Span<uint8_t>> a = backend.Buffer(kGatheredA, gathered_bytes);
-    if (!a.ok()) return a.status();
-    absl::StatusOr<absl::Span<uint8_t>> b = backend.Buffer(kGatheredB, gathered_bytes);
-    if (!b.ok()) return b.status();
-    absl::Span<uint8_t> cur = *a, next = *b;
+    ASSIGN_OR_RETURN(absl::Span<uint8_t> a, backend.Buffer(kGatheredA, gathered_bytes));
+    ASSIGN_OR_RETURN(absl::Span<uint8_t> b, backend.Buffer(kGatheredB, gathered_bytes));
+    absl::Span<uint8_t> cur = a, next = b;
     absl::StatusOr<std::unique_ptr<Communicator::Request>> gather =
         StartGather(group, comm, backend, first, cur);
     if (!gather.ok()) return gather.status();
@@ -354,42 +338,37 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
       RETURN_IF_ERROR((*gather)->Wait());
       std::unique_ptr<Communicator::Request> prefetch;
       if (step + 1 < steps) {
-        absl::StatusOr<std::unique_ptr<Communicator::Request>> started =
-            StartGather(group, comm, backend, StepHeads(schedule, step + 1), next);
-        if (!started.ok()) return started.status();
-        prefetch = std::move(*started);
+        ASSIGN_OR_RETURN(std::unique_ptr<Communicator::Request> started,
+                         StartGather(group, comm, backend, StepHeads(schedule, step + 1), next));
+        prefetch = std::move(started);
       }
       const int64_t shard_grad_bytes = backend.GradBytes(heads.begin, heads.end);
-      absl::StatusOr<absl::Span<uint8_t>> dkv =
-          backend.Buffer(kGatheredDkv, ring_size * shard_grad_bytes);
-      if (!dkv.ok()) return dkv.status();
-      RETURN_IF_ERROR(backend.Zero(*dkv));
+      ASSIGN_OR_RETURN(absl::Span<uint8_t> dkv,
+                       backend.Buffer(kGatheredDkv, ring_size * shard_grad_bytes));
+      RETURN_IF_ERROR(backend.Zero(dkv));
       const Clock::time_point compute = Clock::now();
-      absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
-      if (!tasks.ok()) return tasks.status();
-      RETURN_IF_ERROR(backend.BackwardStep(*tasks, {cur, ring_size, heads.begin, heads.end}, *dkv));
+      ASSIGN_OR_RETURN(std::vector<BlockTask> tasks, schedule.Tasks(rank, step));
+      RETURN_IF_ERROR(backend.BackwardStep(tasks, {cur, ring_size, heads.begin, heads.end}, dkv));
       stats.compute_seconds.push_back(Seconds(compute));
-      absl::StatusOr<absl::Span<uint8_t>> own =
-          backend.Buffer(kOwnDkv, shard_grad_bytes);
-      if (!own.ok()) return own.status();
+      ASSIGN_OR_RETURN(absl::Span<uint8_t> own, backend.Buffer(kOwnDkv, shard_grad_bytes));
       absl::Status reduced;
       if (backend.grad_dtype() == DType::kFloat64) {
         reduced = comm.ReduceScatterSum(
             group,
-            absl::Span<const double>(reinterpret_cast<const double*>(dkv->data()),
-                                     dkv->size() / 8),
-            absl::Span<double>(reinterpret_cast<double*>(own->data()),
-                               own->size() / 8));
+            absl::Span<const double>(reinterpret_cast<const double*>(dkv.data()),
+                                     dkv.size() / 8),
+            absl::Span<double>(reinterpret_cast<double*>(own.data()),
+                               own.size() / 8));
       } else {
         reduced = comm.ReduceScatterSum(
             group,
-            absl::Span<const float>(reinterpret_cast<const float*>(dkv->data()),
-                                    dkv->size() / 4),
-            absl::Span<float>(reinterpret_cast<float*>(own->data()),
-                              own->size() / 4));
+            absl::Span<const float>(reinterpret_cast<const float*>(dkv.data()),
+                                    dkv.size() / 4),
+            absl::Span<float>(reinterpret_cast<float*>(own.data()),
+                              own.size() / 4));
       }
       if (!reduced.ok()) return reduced;
-      RETURN_IF_ERROR(backend.AddOwnDkv(heads.begin, heads.end, *own));
+      RETURN_IF_ERROR(backend.AddOwnDkv(heads.begin, heads.end, own));
       if (prefetch != nullptr) *gather = std::move(prefetch);
       std::swap(cur, next);
       stats.step_seconds.push_back(Seconds(start));

@@ -72,13 +72,10 @@ absl::StatusOr<Schedule> Schedule::Build(const LayoutSpec& layout_spec,
                                          const MaskSpec& mask_spec,
                                          const AttentionShape& shape) {
   RETURN_IF_ERROR(ValidateShape(shape));
-  absl::StatusOr<Layout> layout = Layout::Create(
-      layout_spec, shape.batch, shape.seqlen_q, mask_spec.cu_seqlens);
-  if (!layout.ok()) return layout.status();
-  absl::StatusOr<Mask> mask =
-      Mask::Create(mask_spec, shape.batch, shape.seqlen_q, shape.seqlen_k);
-  if (!mask.ok()) return mask.status();
-  return Create(*layout, *mask, shape.num_kv_heads);
+  ASSIGN_OR_RETURN(Layout layout,
+                   Layout::Create( layout_spec, shape.batch, shape.seqlen_q, mask_spec.cu_seqlens));
+  ASSIGN_OR_RETURN(Mask mask, Mask::Create(mask_spec, shape.batch, shape.seqlen_q, shape.seqlen_k));
+  return Create(layout, mask, shape.num_kv_heads);
 }
 
 int Schedule::KvSource(int rank, int step) const {

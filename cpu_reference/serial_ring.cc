@@ -96,12 +96,9 @@ absl::StatusOr<AttentionOutput<T>> SerialRingForward(
   const int64_t d = shape.head_dim;
   const int64_t q_token = shape.num_heads * d;
   const int64_t kv_token = shape.num_kv_heads * d;
-  absl::StatusOr<Shards<T>> q_shards = layout.Shard(q, q_token);
-  if (!q_shards.ok()) return q_shards.status();
-  absl::StatusOr<Shards<T>> k_shards = layout.Shard(k, kv_token);
-  if (!k_shards.ok()) return k_shards.status();
-  absl::StatusOr<Shards<T>> v_shards = layout.Shard(v, kv_token);
-  if (!v_shards.ok()) return v_shards.status();
+  ASSIGN_OR_RETURN(Shards<T> q_shards, layout.Shard(q, q_token));
+  ASSIGN_OR_RETURN(Shards<T> k_shards, layout.Shard(k, kv_token));
+  ASSIGN_OR_RETURN(Shards<T> v_shards, layout.Shard(v, kv_token));
 
   Shards<T> out_shards(layout.world());
   Shards<T> lse_shards(layout.world());
@@ -109,18 +106,17 @@ absl::StatusOr<AttentionOutput<T>> SerialRingForward(
     const BlockProblem p = RankProblem(schedule, shape, rank, softmax_scale);
     AttentionOutput<T> state =
         EmptyOutput<T>(p.batch, p.q_rows, shape.num_heads, d);
-    const TensorRef<const T> q_ref{(*q_shards)[rank],
+    const TensorRef<const T> q_ref{(q_shards)[rank],
                                    DenseStrides(p.q_rows, shape.num_heads, d)};
     const TensorStrides kv_strides =
         DenseStrides(p.k_rows, shape.num_kv_heads, d);
     for (int step = 0; step < schedule.num_steps(); ++step) {
       const std::vector<T> k_visit =
-          VisitingBuffer(schedule, *k_shards, rank, step, kv_token);
+          VisitingBuffer(schedule, k_shards, rank, step, kv_token);
       const std::vector<T> v_visit =
-          VisitingBuffer(schedule, *v_shards, rank, step, kv_token);
-      absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
-      if (!tasks.ok()) return tasks.status();
-      for (const BlockTask& task : *tasks) {
+          VisitingBuffer(schedule, v_shards, rank, step, kv_token);
+      ASSIGN_OR_RETURN(std::vector<BlockTask> tasks, schedule.Tasks(rank, step));
+      for (const BlockTask& task : tasks) {
         RETURN_IF_ERROR(BlockForward<T>(
                 task, p, q_ref, {k_visit, kv_strides}, {v_visit, kv_strides},
                 &state));
@@ -131,13 +127,10 @@ absl::StatusOr<AttentionOutput<T>> SerialRingForward(
                                         p.q_rows);
   }
   AttentionOutput<T> result;
-  absl::StatusOr<std::vector<T>> out = layout.Unshard(out_shards, q_token);
-  if (!out.ok()) return out.status();
-  absl::StatusOr<std::vector<T>> lse =
-      layout.Unshard(lse_shards, shape.num_heads);
-  if (!lse.ok()) return lse.status();
-  result.out = std::move(*out);
-  result.lse = SwapMiddleAxes<T>(*lse, shape.batch, shape.seqlen_q,
+  ASSIGN_OR_RETURN(std::vector<T> out, layout.Unshard(out_shards, q_token));
+  ASSIGN_OR_RETURN(std::vector<T> lse, layout.Unshard(lse_shards, shape.num_heads));
+  result.out = std::move(out);
+  result.lse = SwapMiddleAxes<T>(lse, shape.batch, shape.seqlen_q,
                                 shape.num_heads);
   return result;
 }
@@ -163,9 +156,8 @@ absl::StatusOr<AttentionGrads<T>> SerialRingBackward(
   }
   const std::vector<T> lse_tokens =
       SwapMiddleAxes<T>(lse, shape.batch, shape.num_heads, shape.seqlen_q);
-  absl::StatusOr<Shards<T>> lse_shards =
-      layout.Shard(absl::Span<const T>(lse_tokens), shape.num_heads);
-  if (!lse_shards.ok()) return lse_shards.status();
+  ASSIGN_OR_RETURN(Shards<T> lse_shards,
+                   layout.Shard(absl::Span<const T>(lse_tokens), shape.num_heads));
   const Shards<T>& q_shards = *sharded[0];
   const Shards<T>& k_shards = *sharded[1];
   const Shards<T>& v_shards = *sharded[2];
@@ -181,7 +173,7 @@ absl::StatusOr<AttentionGrads<T>> SerialRingBackward(
     const TensorStrides kv_strides =
         DenseStrides(p.k_rows, shape.num_kv_heads, d);
     const std::vector<T> rank_lse = SwapMiddleAxes<T>(
-        (*lse_shards)[rank], p.batch, p.q_rows, shape.num_heads);
+        (lse_shards)[rank], p.batch, p.q_rows, shape.num_heads);
     const std::vector<T> delta = BackwardDelta<T>(
         out_shards[rank], dout_shards[rank], p.batch, p.q_rows,
         shape.num_heads, d);
@@ -193,9 +185,8 @@ absl::StatusOr<AttentionGrads<T>> SerialRingBackward(
           VisitingBuffer(schedule, v_shards, rank, step, kv_token);
       std::vector<T> dk_visit(k_visit.size(), T(0));
       std::vector<T> dv_visit(k_visit.size(), T(0));
-      absl::StatusOr<std::vector<BlockTask>> tasks = schedule.Tasks(rank, step);
-      if (!tasks.ok()) return tasks.status();
-      for (const BlockTask& task : *tasks) {
+      ASSIGN_OR_RETURN(std::vector<BlockTask> tasks, schedule.Tasks(rank, step));
+      for (const BlockTask& task : tasks) {
         RETURN_IF_ERROR(BlockBackward<T>(
                 task, p, {q_shards[rank], q_strides}, {k_visit, kv_strides},
                 {v_visit, kv_strides}, {dout_shards[rank], q_strides},
@@ -212,9 +203,8 @@ absl::StatusOr<AttentionGrads<T>> SerialRingBackward(
        {std::tuple{&dq_shards, q_token, &grads.dq},
         std::tuple{&dk_shards, kv_token, &grads.dk},
         std::tuple{&dv_shards, kv_token, &grads.dv}}) {
-    absl::StatusOr<std::vector<T>> global = layout.Unshard(*shards, token);
-    if (!global.ok()) return global.status();
-    *dest = std::move(*global);
+    ASSIGN_OR_RETURN(std::vector<T> global, layout.Unshard(*shards, token));
+    *dest = std::move(global);
   }
   return grads;
 }

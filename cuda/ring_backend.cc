@@ -521,8 +521,7 @@ absl::StatusOr<std::unique_ptr<CudaRingBackend>> CudaRingBackend::Create(
   RETURN_IF_ERROR(layout.CheckRank(rank));
   RETURN_IF_ERROR(schedule.CheckShape(shape));
   RETURN_IF_ERROR(ValidateSoftmaxScale(softmax_scale));
-  absl::StatusOr<ElementType> type = ElementTypeOf(inputs.dtype);
-  if (!type.ok()) return type.status();
+  ASSIGN_OR_RETURN(ElementType type, ElementTypeOf(inputs.dtype));
   const int64_t local = layout.local_batch() * layout.local_seqlen() * shape.head_dim;
   const int64_t elem = DTypeBytes(inputs.dtype);
   for (const auto& [name, bytes, heads] :
@@ -535,14 +534,13 @@ absl::StatusOr<std::unique_ptr<CudaRingBackend>> CudaRingBackend::Create(
           DTypeName(inputs.dtype), " elements (local_batch x local_seqlen x heads x head_dim)"));
     }
   }
-  absl::StatusOr<int> devices = DeviceCount();
-  if (!devices.ok()) return devices.status();
-  if (device < 0 || device >= *devices) {
+  ASSIGN_OR_RETURN(int devices, DeviceCount());
+  if (device < 0 || device >= devices) {
     return absl::InvalidArgumentError(
-        absl::StrCat("device ", device, " does not exist; expected 0..", *devices - 1));
+        absl::StrCat("device ", device, " does not exist; expected 0..", devices - 1));
   }
   auto backend = std::make_unique<Backend>(schedule, rank, shape, softmax_scale, inputs.dtype,
-                                           *type, options);
+                                           type, options);
   RETURN_IF_ERROR(backend->Init(inputs));
   return std::unique_ptr<CudaRingBackend>(std::move(backend));
 }
@@ -551,10 +549,9 @@ RankBackendFactory CudaBackendFactory(PlacementFn placement) {
   return [placement](const Schedule& schedule, int rank, const AttentionShape& shape,
                      double scale,
                      const RankInputs& inputs) -> absl::StatusOr<std::unique_ptr<RankBackend>> {
-    absl::StatusOr<std::unique_ptr<CudaRingBackend>> backend =
-        CudaRingBackend::Create(schedule, rank, shape, scale, inputs, placement(rank));
-    if (!backend.ok()) return backend.status();
-    return std::unique_ptr<RankBackend>(*std::move(backend));
+    ASSIGN_OR_RETURN(std::unique_ptr<CudaRingBackend> backend,
+                     CudaRingBackend::Create(schedule, rank, shape, scale, inputs, placement(rank)));
+    return std::unique_ptr<RankBackend>(std::move(backend));
   };
 }
 
@@ -562,13 +559,12 @@ RankBackendFactory CudaBackendFactory(int devices) {
   return [devices](const Schedule& schedule, int rank, const AttentionShape& shape,
                    double scale,
                    const RankInputs& inputs) -> absl::StatusOr<std::unique_ptr<RankBackend>> {
-    absl::StatusOr<int> visible = DeviceCount();
-    if (!visible.ok()) return visible.status();
-    if (devices > *visible) {
+    ASSIGN_OR_RETURN(int visible, DeviceCount());
+    if (devices > visible) {
       return absl::InvalidArgumentError(absl::StrCat(
-          devices, " GPUs asked for; this machine has ", *visible));
+          devices, " GPUs asked for; this machine has ", visible));
     }
-    const int n = devices > 0 ? devices : *visible;
+    const int n = devices > 0 ? devices : visible;
     CudaBackendOptions options;
     options.device = rank % n;
     options.memory = RingBufferMemory::kManaged;

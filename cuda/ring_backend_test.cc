@@ -49,22 +49,19 @@ enum class Mode { kCpu, kManagedThreads, kDeviceCopy, kNccl };
 // Forward, backward and the results of one rank.
 absl::Status RankBody(const Schedule& schedule, Communicator& comm, RankBackend& backend,
                       const std::vector<uint8_t>& dout, RankResult& res) {
-  absl::StatusOr<RingRunStats> fwd = RunRingForward(schedule, comm, backend);
-  if (!fwd.ok()) return fwd.status();
+  ASSIGN_OR_RETURN(RingRunStats fwd, RunRingForward(schedule, comm, backend));
   RETURN_IF_ERROR(backend.SetDout(dout));
-  if (auto st = RunRingBackward(schedule, comm, backend, {.forward_kv_slot = fwd->last_kv_slot});
+  if (auto st = RunRingBackward(schedule, comm, backend, {.forward_kv_slot = fwd.last_kv_slot});
       !st.ok()) {
     return st.status();
   }
   for (auto [dst, get] : {std::pair{&res.out, &RankBackend::Out}, std::pair{&res.dq, &RankBackend::Dq},
                           std::pair{&res.dk, &RankBackend::Dk}, std::pair{&res.dv, &RankBackend::Dv}}) {
-    absl::StatusOr<std::vector<uint8_t>> x = (backend.*get)();
-    if (!x.ok()) return x.status();
-    *dst = *std::move(x);
+    ASSIGN_OR_RETURN(std::vector<uint8_t> x, (backend.*get)());
+    *dst = std::move(x);
   }
-  absl::StatusOr<std::vector<float>> lse = backend.Lse();
-  if (!lse.ok()) return lse.status();
-  res.lse = *std::move(lse);
+  ASSIGN_OR_RETURN(std::vector<float> lse, backend.Lse());
+  res.lse = std::move(lse);
   return absl::OkStatus();
 }
 

@@ -17,6 +17,7 @@
 #include "core/communicator.h"
 #include "core/ring_driver.h"
 #include "core/schedule.h"
+#include "core/status_macros.h"
 
 namespace ringattn::sim {
 namespace {
@@ -134,14 +135,13 @@ class RecvRequest : public Communicator::Request {
       : net_(net), from_(from), to_(to), tag_(tag), bytes_(bytes) {}
   absl::Status Wait() override {
     net_->clock(to_).StartPendingSends();  // before blocking on a peer
-    absl::StatusOr<Message> m = net_->Take(from_, to_, tag_);
-    if (!m.ok()) return m.status();
-    if (m->bytes != bytes_) {
+    ASSIGN_OR_RETURN(Message m, net_->Take(from_, to_, tag_));
+    if (m.bytes != bytes_) {
       return absl::InternalError(absl::StrCat("rank ", to_, " expected ", bytes_,
                                               " bytes from ", from_, "; got ",
-                                              m->bytes));
+                                              m.bytes));
     }
-    net_->clock(to_).Advance(m->arrival_s);
+    net_->clock(to_).Advance(m.arrival_s);
     return absl::OkStatus();
   }
 
@@ -502,9 +502,8 @@ std::string TraceJson(SimNetwork& net, int world) {
 }  // namespace
 
 absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
-  absl::StatusOr<Schedule> schedule = Schedule::Build(o.layout, o.mask, o.shape);
-  if (!schedule.ok()) return schedule.status();
-  const int world = schedule->layout().world();
+  ASSIGN_OR_RETURN(Schedule schedule, Schedule::Build(o.layout, o.mask, o.shape));
+  const int world = schedule.layout().world();
   // One thread per simulated rank.
   constexpr int kMaxWorld = 8192;
   if (world > kMaxWorld) {
@@ -528,8 +527,8 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
       clock.trace = o.trace;
       clock.defer_sends = o.seed_implementation;
       SimCommunicator comm(&net, r, world, o.calibration, per_node);
-      SimBackend backend(*schedule, r, o, &clock);
-      absl::StatusOr<RingRunStats> fwd = RunRingForward(*schedule, comm, backend);
+      SimBackend backend(schedule, r, o, &clock);
+      absl::StatusOr<RingRunStats> fwd = RunRingForward(schedule, comm, backend);
       if (!fwd.ok()) {
         statuses[r] = fwd.status();
         return;
@@ -540,7 +539,7 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
         options.forward_kv_slot = fwd->last_kv_slot;
         options.own_block_first = o.seed_implementation;  // as ring-flash-attention
         absl::StatusOr<RingRunStats> bwd =
-            RunRingBackward(*schedule, comm, backend, options);
+            RunRingBackward(schedule, comm, backend, options);
         if (!bwd.ok()) {
           statuses[r] = bwd.status();
           return;
@@ -575,14 +574,12 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
 }
 
 absl::StatusOr<double> KernelSeconds(const SimOptions& o) {
-  absl::StatusOr<Schedule> schedule = Schedule::Build({}, o.mask, o.shape);
-  if (!schedule.ok()) return schedule.status();
-  absl::StatusOr<std::vector<BlockTask>> tasks = schedule->Tasks(0, 0);
-  if (!tasks.ok()) return tasks.status();
+  ASSIGN_OR_RETURN(Schedule schedule, Schedule::Build({}, o.mask, o.shape));
+  ASSIGN_OR_RETURN(std::vector<BlockTask> tasks, schedule.Tasks(0, 0));
   double seconds = 0;
-  for (const BlockTask& task : *tasks) {
-    seconds += CostOf(task, *schedule, 0, o, false).seconds;
-    if (o.backward) seconds += CostOf(task, *schedule, 0, o, true).seconds;
+  for (const BlockTask& task : tasks) {
+    seconds += CostOf(task, schedule, 0, o, false).seconds;
+    if (o.backward) seconds += CostOf(task, schedule, 0, o, true).seconds;
   }
   return seconds;
 }

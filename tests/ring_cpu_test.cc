@@ -71,25 +71,20 @@ Result RunRing(const Case& c, DType dtype, const std::vector<double>& q,
       world, absl::Seconds(60), [&](Communicator& comm) -> absl::Status {
         const int r = comm.rank();
         RingAttentionConfig config{c.layout, c.mask, 0};
-        absl::StatusOr<std::unique_ptr<RingAttention>> attention =
-            RingAttention::Create(comm, config, s);
-        if (!attention.ok()) return attention.status();
-        if ((*attention)->PositionIds() != *layout.PositionIds(r)) {
+        ASSIGN_OR_RETURN(std::unique_ptr<RingAttention> attention,
+                         RingAttention::Create(comm, config, s));
+        if ((attention)->PositionIds() != *layout.PositionIds(r)) {
           return absl::InternalError("position ids differ from the layout's");
         }
-        absl::StatusOr<RankForward> fwd = (*attention)->Forward(
-            DenseRankTensor(dtype, qs[r], rows, s.num_heads, s.head_dim),
-            DenseRankTensor(dtype, ks[r], rows, s.num_kv_heads, s.head_dim),
-            DenseRankTensor(dtype, vs[r], rows, s.num_kv_heads, s.head_dim));
-        if (!fwd.ok()) return fwd.status();
-        absl::StatusOr<RankGrads> grads = (*attention)->Backward(
-            DenseRankTensor(dtype, dos[r], rows, s.num_heads, s.head_dim));
-        if (!grads.ok()) return grads.status();
-        out[r] = fwd->out;
-        lse[r] = SwapMiddleAxes<float>(fwd->lse, layout.local_batch(), s.num_heads, rows);
-        dq[r] = grads->dq;
-        dk[r] = grads->dk;
-        dv[r] = grads->dv;
+        ASSIGN_OR_RETURN(RankForward fwd,
+                         (attention)->Forward( DenseRankTensor(dtype, qs[r], rows, s.num_heads, s.head_dim), DenseRankTensor(dtype, ks[r], rows, s.num_kv_heads, s.head_dim), DenseRankTensor(dtype, vs[r], rows, s.num_kv_heads, s.head_dim)));
+        ASSIGN_OR_RETURN(RankGrads grads,
+                         (attention)->Backward( DenseRankTensor(dtype, dos[r], rows, s.num_heads, s.head_dim)));
+        out[r] = fwd.out;
+        lse[r] = SwapMiddleAxes<float>(fwd.lse, layout.local_batch(), s.num_heads, rows);
+        dq[r] = grads.dq;
+        dk[r] = grads.dk;
+        dv[r] = grads.dv;
         return absl::OkStatus();
       });
   for (const absl::Status& st : statuses) EXPECT_TRUE(st.ok()) << st;
@@ -243,13 +238,9 @@ TEST(RingCpuTest, PackedInputsAndBadInput) {
   std::vector<std::vector<uint8_t>> out(2);
   auto statuses = comm::ThreadWorld::Run(2, absl::Seconds(30), [&](Communicator& comm) -> absl::Status {
     const int r = comm.rank();
-    absl::StatusOr<RankForward> fwd = RingFlashAttnFunc(
-        comm, LayoutKind::kZigzag, s,
-        DenseRankTensor(DType::kFloat32, q_shards[r], 16, 4, 8),
-        {DType::kFloat32, kv_shards[r], packed.k},
-        {DType::kFloat32, kv_shards[r], packed.v}, {.causal = true});
-    if (!fwd.ok()) return fwd.status();
-    out[r] = fwd->out;
+    ASSIGN_OR_RETURN(RankForward fwd,
+                     RingFlashAttnFunc( comm, LayoutKind::kZigzag, s, DenseRankTensor(DType::kFloat32, q_shards[r], 16, 4, 8), {DType::kFloat32, kv_shards[r], packed.k}, {DType::kFloat32, kv_shards[r], packed.v}, {.causal = true}));
+    out[r] = fwd.out;
     return absl::OkStatus();
   });
   for (const absl::Status& st : statuses) ASSERT_TRUE(st.ok()) << st;
@@ -312,23 +303,18 @@ TEST(RingCpuTest, BackwardOrdersAgree) {
         const auto statuses = comm::ThreadWorld::Run(
             world, absl::Seconds(60), [&](Communicator& comm) -> absl::Status {
               const int r = comm.rank();
-              absl::StatusOr<std::unique_ptr<RankBackend>> backend = CpuBackendFactory()(
-                  *schedule, r, s, DefaultSoftmaxScale(s.head_dim),
-                  {DType::kFloat64, q[r], k[r], v[r]});
-              if (!backend.ok()) return backend.status();
-              absl::StatusOr<RingRunStats> fwd = RunRingForward(*schedule, comm, **backend);
-              if (!fwd.ok()) return fwd.status();
-              RETURN_IF_ERROR((*backend)->SetDout(dout[r]));
+              ASSIGN_OR_RETURN(std::unique_ptr<RankBackend> backend,
+                               CpuBackendFactory()( *schedule, r, s, DefaultSoftmaxScale(s.head_dim), {DType::kFloat64, q[r], k[r], v[r]}));
+              ASSIGN_OR_RETURN(RingRunStats fwd, RunRingForward(*schedule, comm, *backend));
+              RETURN_IF_ERROR((backend)->SetDout(dout[r]));
               BackwardOptions options;
-              options.forward_kv_slot = variant.use_forward_kv ? fwd->last_kv_slot : -1;
+              options.forward_kv_slot = variant.use_forward_kv ? fwd.last_kv_slot : -1;
               options.own_block_first = variant.own_block_first;
-              absl::StatusOr<RingRunStats> bwd =
-                  RunRingBackward(*schedule, comm, **backend, options);
-              if (!bwd.ok()) return bwd.status();
+              ASSIGN_OR_RETURN(RingRunStats bwd,
+                               RunRingBackward(*schedule, comm, *backend, options));
               for (auto get : {&RankBackend::Dq, &RankBackend::Dk, &RankBackend::Dv}) {
-                absl::StatusOr<std::vector<uint8_t>> g = ((**backend).*get)();
-                if (!g.ok()) return g.status();
-                const std::vector<double> d = Decode(DType::kFloat64, *g);
+                ASSIGN_OR_RETURN(std::vector<uint8_t> g, ((*backend).*get)());
+                const std::vector<double> d = Decode(DType::kFloat64, g);
                 ranks[r].insert(ranks[r].end(), d.begin(), d.end());
               }
               return absl::OkStatus();
