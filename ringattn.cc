@@ -98,7 +98,7 @@ std::vector<int64_t> RingAttention::PositionIds() const {
 
 absl::Status RingAttention::Load(const RankTensor& q, const RankTensor& k,
                                  const RankTensor& v) {
-  forward_kv_slot_ = -1;  // a new backend holds no forward buffers
+  forward_kv_.reset();  // a new backend holds no forward buffers
   const Layout& layout = schedule_->layout();
   const int64_t b = layout.local_batch(), s = layout.local_seqlen();
   ASSIGN_OR_RETURN(std::vector<uint8_t> dq,
@@ -121,7 +121,7 @@ absl::StatusOr<RankForward> RingAttention::Forward(const RankTensor& q,
     return s;
   }
   ASSIGN_OR_RETURN(RingRunStats stats, RunRingForward(*schedule_, comm_, *backend_));
-  forward_kv_slot_ = stats.last_kv_slot;
+  forward_kv_ = stats.last_kv;
   ASSIGN_OR_RETURN(std::vector<uint8_t> out, backend_->Out());
   ASSIGN_OR_RETURN(std::vector<float> lse, backend_->Lse());
   return RankForward{std::move(out), std::move(lse), stats};
@@ -142,8 +142,8 @@ absl::StatusOr<RankGrads> RingAttention::Backward(const RankTensor& dout) {
     return status;
   }
   BackwardOptions options;
-  options.forward_kv_slot = forward_kv_slot_;
-  forward_kv_slot_ = -1;  // the backward reuses those buffers
+  options.forward_kv = forward_kv_;
+  forward_kv_.reset();  // the backward reuses those buffers
   ASSIGN_OR_RETURN(RingRunStats stats, RunRingBackward(*schedule_, comm_, *backend_, options));
   RankGrads grads;
   for (auto [dest, grad] : {std::pair{&grads.dq, backend_->Dq()},

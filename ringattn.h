@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -100,7 +101,7 @@ class RingAttention {
   RankBackendFactory factory_;
   std::unique_ptr<RankBackend> backend_;
   // The buffer slot holding the forward's last visiting K/V (-1: none).
-  int forward_kv_slot_ = -1;
+  std::optional<KvBuffer> forward_kv_;
 };
 
 // Dense local strides for a (local_batch, local_seqlen, heads, head_dim)

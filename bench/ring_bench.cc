@@ -173,7 +173,7 @@ class Bench {
           if (!fwd.ok()) s = fwd.status();
           if (s.ok() && backward) {
             s = RunRingBackward(schedule, comm, **backend,
-                                {.forward_kv_slot = fwd->last_kv_slot})
+                                {.forward_kv = fwd->last_kv})
                     .status();
           }
           if (it >= 3) seconds[r].push_back(absl::ToDoubleSeconds(absl::Now() - start));

@@ -128,7 +128,7 @@ absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
         stats.step_seconds.push_back(Seconds(start));
       }
       // The last step computed on what is now `next`.
-      stats.last_kv_slot = steps % 2 == 1 ? kKvA : kKvB;
+      stats.last_kv = steps % 2 == 1 ? KvBuffer::kA : KvBuffer::kB;
     } else {
       const std::vector<int> group = RingGroup(schedule, rank);
       const int64_t gathered_bytes =
@@ -179,9 +179,8 @@ absl::Status OwnBlockLastBackward(const Schedule& schedule, Communicator& comm,
   const int64_t kv_bytes = backend.KvBytes(0, heads);
   const int64_t grad_bytes = backend.GradBytes(0, heads);
   absl::Span<uint8_t> kv, kv_next, local[2], incoming;
-  const bool held = steps > 1 && (options.forward_kv_slot == kKvA ||
-                                  options.forward_kv_slot == kKvB);
-  const int first = held ? options.forward_kv_slot : int{kKvA};
+  const bool held = steps > 1 && options.forward_kv.has_value();
+  const int first = held && *options.forward_kv == KvBuffer::kB ? int{kKvB} : int{kKvA};
   const int second = first == kKvA ? int{kKvB} : int{kKvA};
   for (auto [slot, bytes, span] :
        {std::tuple{first, kv_bytes, &kv}, std::tuple{second, kv_bytes, &kv_next},

@@ -51,7 +51,7 @@ absl::Status RankBody(const Schedule& schedule, Communicator& comm, RankBackend&
                       const std::vector<uint8_t>& dout, RankResult& res) {
   ASSIGN_OR_RETURN(RingRunStats fwd, RunRingForward(schedule, comm, backend));
   RETURN_IF_ERROR(backend.SetDout(dout));
-  if (auto st = RunRingBackward(schedule, comm, backend, {.forward_kv_slot = fwd.last_kv_slot});
+  if (auto st = RunRingBackward(schedule, comm, backend, {.forward_kv = fwd.last_kv});
       !st.ok()) {
     return st.status();
   }

@@ -536,7 +536,7 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
       ranks[r].forward_end_s = clock.now;
       if (o.backward) {
         BackwardOptions options;
-        options.forward_kv_slot = fwd->last_kv_slot;
+        options.forward_kv = fwd->last_kv;
         options.own_block_first = o.seed_implementation;  // as ring-flash-attention
         absl::StatusOr<RingRunStats> bwd =
             RunRingBackward(schedule, comm, backend, options);

@@ -308,7 +308,7 @@ TEST(RingCpuTest, BackwardOrdersAgree) {
               ASSIGN_OR_RETURN(RingRunStats fwd, RunRingForward(*schedule, comm, *backend));
               RETURN_IF_ERROR((backend)->SetDout(dout[r]));
               BackwardOptions options;
-              options.forward_kv_slot = variant.use_forward_kv ? fwd.last_kv_slot : -1;
+              options.forward_kv = variant.use_forward_kv ? fwd.last_kv : std::nullopt;
               options.own_block_first = variant.own_block_first;
               ASSIGN_OR_RETURN(RingRunStats bwd,
                                RunRingBackward(*schedule, comm, *backend, options));

@@ -1,0 +1,121 @@
+// What the ring driver (core/ring_driver.h) needs of a compute backend, and
+// the rank-level backend RingAttention drives (CPU: cpu::CpuRingBackend,
+// GPU: cuda::CudaRingBackend, simulated: sim/).
+#ifndef RINGATTN_CORE_RING_BACKEND_H_
+#define RINGATTN_CORE_RING_BACKEND_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "core/dtype.h"
+#include "core/schedule.h"
+#include "core/shapes.h"
+
+namespace ringattn {
+
+// A visiting K/V buffer: `ranks` packed shards back to back (1 for a ring
+// pass; the ring size for all-gather, in ring-rank order), each holding
+// K then V of kv heads [head_begin, head_end), (local_batch, local_seqlen,
+// heads, head_dim) in the input dtype.
+struct KvBlock {
+  absl::Span<const uint8_t> data;
+  int ranks = 1;
+  int64_t head_begin = 0;
+  int64_t head_end = 0;
+};
+
+// What the ring needs of a compute backend holding one rank's shard.
+class RingBackend {
+ public:
+  virtual ~RingBackend() = default;
+
+  // Elements of this rank's packed K/V of kv heads [head_begin, head_end).
+  virtual int64_t KvElements(int64_t head_begin, int64_t head_end) const = 0;
+  // Element type of the packed K/V (the input dtype).
+  virtual DType kv_dtype() const = 0;
+  // Element type of dK/dV accumulators (float32, or float64 for an fp64
+  // backend); they are laid out like the packed K/V.
+  virtual DType grad_dtype() const = 0;
+
+  int64_t KvBytes(int64_t head_begin, int64_t head_end) const {
+    return KvElements(head_begin, head_end) * DTypeBytes(kv_dtype());
+  }
+  int64_t GradBytes(int64_t head_begin, int64_t head_end) const {
+    return KvElements(head_begin, head_end) * DTypeBytes(grad_dtype());
+  }
+  // A buffer of `bytes` owned by the backend, kept between calls per slot
+  // (host memory for CPU backends, device memory for GPU ones).
+  virtual absl::StatusOr<absl::Span<uint8_t>> Buffer(int slot,
+                                                     int64_t bytes) = 0;
+  // dst += src, element-wise in grad_dtype() (dK/dV partial sums).
+  virtual absl::Status Accumulate(absl::Span<uint8_t> dst,
+                                  absl::Span<const uint8_t> src) = 0;
+  // Sets a buffer from Buffer() to zeros (host memset, device memset, or
+  // nothing for a simulated backend).
+  virtual absl::Status Zero(absl::Span<uint8_t> buffer) = 0;
+  // Writes this rank's K/V of kv heads [head_begin, head_end) into `out`.
+  virtual absl::Status PackKv(int64_t head_begin, int64_t head_end,
+                              absl::Span<uint8_t> out) = 0;
+
+  // Computes `tasks` against `kv` into the rank's fp32 (fp64) state.
+  virtual absl::Status ForwardStep(absl::Span<const BlockTask> tasks,
+                                   const KvBlock& kv) = 0;
+  // Writes the final output and LSE from the state.
+  virtual absl::Status FinishForward() = 0;
+
+  // Prepares the backward pass (D = rowsum(dO * O)).
+  virtual absl::Status StartBackward() = 0;
+  // Accumulates dQ of `tasks` at home and their dK/dV into `dkv` (laid out
+  // like `kv`, elements of grad_dtype()).
+  virtual absl::Status BackwardStep(absl::Span<const BlockTask> tasks,
+                                    const KvBlock& kv,
+                                    absl::Span<uint8_t> dkv) = 0;
+  // Adds the completed dK/dV of this rank's kv heads [head_begin, head_end)
+  // (one packed shard of grad_dtype()) to its gradients.
+  virtual absl::Status AddOwnDkv(int64_t head_begin, int64_t head_end,
+                                 absl::Span<const uint8_t> dkv) = 0;
+};
+
+// One rank's dense local tensors in host memory, (local_batch,
+// local_seqlen, heads, head_dim) in `dtype`: what Layout::Shard gives.
+struct RankInputs {
+  DType dtype = DType::kFloat32;
+  absl::Span<const uint8_t> q;
+  absl::Span<const uint8_t> k;
+  absl::Span<const uint8_t> v;
+};
+
+// A RingBackend that holds one rank's inputs and hands back its results in
+// host memory: what RingAttention drives, on the CPU (cpu::CpuRingBackend)
+// or a GPU (cuda::CudaRingBackend).
+class RankBackend : public RingBackend {
+ public:
+  // dO (like q, in the input dtype), required before the backward pass.
+  virtual absl::Status SetDout(absl::Span<const uint8_t> dout) = 0;
+  // For a backward pass without a forward on this backend: the forward's
+  // output (like q) and LSE (local_batch, num_heads, local_seqlen).
+  virtual absl::Status SetForwardResult(absl::Span<const uint8_t> out,
+                                        absl::Span<const float> lse) = 0;
+  // After the forward: O in the input dtype and LSE in fp32.
+  virtual absl::StatusOr<std::vector<uint8_t>> Out() = 0;
+  virtual absl::StatusOr<std::vector<float>> Lse() = 0;
+  // After the backward: dQ, dK, dV in the input dtype (like q, k, v).
+  virtual absl::StatusOr<std::vector<uint8_t>> Dq() = 0;
+  virtual absl::StatusOr<std::vector<uint8_t>> Dk() = 0;
+  virtual absl::StatusOr<std::vector<uint8_t>> Dv() = 0;
+};
+
+// Makes one rank's RankBackend from its schedule, rank, global shape,
+// softmax scale and dense local inputs (RingAttentionConfig::backend).
+using RankBackendFactory = std::function<absl::StatusOr<std::unique_ptr<RankBackend>>(
+    const Schedule& schedule, int rank, const AttentionShape& shape, double softmax_scale,
+    const RankInputs& inputs)>;
+
+}  // namespace ringattn
+
+#endif  // RINGATTN_CORE_RING_BACKEND_H_

@@ -1,0 +1,308 @@
+// The ring driver alone, with a backend that computes nothing: its K/V is
+// one float per kv head holding the owner's rank, its dK/dV count the
+// contributions, and every backend call and every transfer goes into one
+// log per rank. The tests check which block each step computes on, that
+// every dK/dV sum gets one contribution per ring member, and the order of
+// sends, receives and computes (what device communicators depend on).
+#include "core/ring_driver.h"
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "comm/thread_communicator.h"
+#include "core/schedule.h"
+#include "core/status_macros.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace ringattn {
+namespace {
+
+using Log = std::vector<std::string>;
+
+std::string TagName(int tag) {
+  switch (tag) {
+    case kTagKv: return "kv";
+    case kTagDkv: return "dkv";
+    default: return absl::StrCat("tag", tag);
+  }
+}
+
+// Forwards to a communicator and logs point-to-point traffic and batches.
+class LoggingCommunicator : public Communicator {
+ public:
+  LoggingCommunicator(Communicator& inner, Log& log) : inner_(inner), log_(log) {}
+  int rank() const override { return inner_.rank(); }
+  int world() const override { return inner_.world(); }
+  std::unique_ptr<Request> Send(int peer, int tag, absl::Span<const uint8_t> data) override {
+    log_.push_back(absl::StrCat("send ", TagName(tag), " to ", peer));
+    return inner_.Send(peer, tag, data);
+  }
+  std::unique_ptr<Request> Recv(int peer, int tag, absl::Span<uint8_t> data) override {
+    log_.push_back(absl::StrCat("recv ", TagName(tag), " from ", peer));
+    return inner_.Recv(peer, tag, data);
+  }
+  void Abort(const absl::Status& reason) override { inner_.Abort(reason); }
+  void StartBatch() override { log_.push_back("batch"); }
+  void EndBatch() override { log_.push_back("end batch"); }
+  absl::Status Synchronize() override { return inner_.Synchronize(); }
+  std::unique_ptr<Request> StartAllGather(absl::Span<const int> group,
+                                          absl::Span<const uint8_t> send,
+                                          absl::Span<uint8_t> recv) override {
+    log_.push_back("all-gather");
+    return inner_.StartAllGather(group, send, recv);
+  }
+  absl::Status ReduceScatterSum(absl::Span<const int> group, absl::Span<const float> send,
+                                absl::Span<float> recv) override {
+    log_.push_back("reduce-scatter");
+    return inner_.ReduceScatterSum(group, send, recv);
+  }
+
+ private:
+  Communicator& inner_;
+  Log& log_;
+};
+
+// One float per kv head, K and V alike: the owner's rank (K/V) or the
+// number of contributions (dK/dV).
+class FakeBackend : public RingBackend {
+ public:
+  FakeBackend(int rank, Log& log) : rank_(rank), log_(log) {}
+
+  int64_t KvElements(int64_t head_begin, int64_t head_end) const override {
+    return head_end - head_begin;
+  }
+  DType kv_dtype() const override { return DType::kFloat32; }
+  DType grad_dtype() const override { return DType::kFloat32; }
+  absl::StatusOr<absl::Span<uint8_t>> Buffer(int slot, int64_t bytes) override {
+    std::vector<uint8_t>& b = buffers_[slot];
+    if (static_cast<int64_t>(b.size()) < bytes) b.resize(bytes);
+    return absl::MakeSpan(b).subspan(0, bytes);
+  }
+  absl::Status Accumulate(absl::Span<uint8_t> dst, absl::Span<const uint8_t> src) override {
+    log_.push_back("accumulate");
+    for (size_t i = 0; i < dst.size() / 4; ++i) Floats(dst)[i] += Floats(src)[i];
+    return absl::OkStatus();
+  }
+  absl::Status Zero(absl::Span<uint8_t> buffer) override {
+    std::memset(buffer.data(), 0, buffer.size());
+    return absl::OkStatus();
+  }
+  absl::Status PackKv(int64_t head_begin, int64_t head_end, absl::Span<uint8_t> out) override {
+    for (int64_t h = 0; h < head_end - head_begin; ++h) Floats(out)[h] = rank_;
+    return absl::OkStatus();
+  }
+  absl::Status ForwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv) override {
+    log_.push_back(absl::StrCat("forward on ", Owners(kv)));
+    return absl::OkStatus();
+  }
+  absl::Status FinishForward() override {
+    log_.push_back("finish forward");
+    return absl::OkStatus();
+  }
+  absl::Status StartBackward() override { return absl::OkStatus(); }
+  absl::Status BackwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv,
+                            absl::Span<uint8_t> dkv) override {
+    log_.push_back(absl::StrCat("backward on ", Owners(kv)));
+    for (size_t i = 0; i < dkv.size() / 4; ++i) Floats(dkv)[i] += 1;
+    return absl::OkStatus();
+  }
+  absl::Status AddOwnDkv(int64_t head_begin, int64_t head_end,
+                         absl::Span<const uint8_t> dkv) override {
+    std::vector<std::string> counts;
+    for (int64_t h = 0; h < head_end - head_begin; ++h) {
+      counts.push_back(absl::StrCat(Floats(dkv)[h]));
+    }
+    log_.push_back(absl::StrCat("own dkv of heads ", head_begin, "-", head_end, " = ",
+                                absl::StrJoin(counts, ",")));
+    return absl::OkStatus();
+  }
+
+ private:
+  static float* Floats(absl::Span<uint8_t> b) { return reinterpret_cast<float*>(b.data()); }
+  static const float* Floats(absl::Span<const uint8_t> b) {
+    return reinterpret_cast<const float*>(b.data());
+  }
+  // The owner of each shard of a visiting block.
+  std::string Owners(const KvBlock& kv) const {
+    const int64_t per_shard = kv.head_end - kv.head_begin;
+    std::vector<int> owners;
+    for (int r = 0; r < kv.ranks; ++r) {
+      owners.push_back(static_cast<int>(Floats(kv.data)[r * per_shard]));
+    }
+    return absl::StrJoin(owners, ",");
+  }
+
+  int rank_;
+  Log& log_;
+  std::map<int, std::vector<uint8_t>> buffers_;
+};
+
+struct RingLogs {
+  std::vector<Log> logs;
+  std::vector<absl::Status> status;
+};
+
+// Forward, then backward, on every rank (threads).
+RingLogs RunRing(const Schedule& schedule, const BackwardOptions& options, bool reuse_forward_kv) {
+  const int world = schedule.layout().world();
+  RingLogs run;
+  run.logs.resize(world);
+  run.status = comm::ThreadWorld::Run(world, absl::Seconds(20), [&](Communicator& c) {
+    Log& log = run.logs[c.rank()];
+    LoggingCommunicator comm(c, log);
+    FakeBackend backend(c.rank(), log);
+    ASSIGN_OR_RETURN(RingRunStats forward, RunRingForward(schedule, comm, backend));
+    log.push_back("--");
+    BackwardOptions o = options;
+    if (reuse_forward_kv) o.forward_kv = forward.last_kv;
+    return RunRingBackward(schedule, comm, backend, o).status();
+  });
+  return run;
+}
+
+Schedule MakeSchedule(LayoutSpec spec, int64_t kv_heads = 2) {
+  absl::StatusOr<Schedule> s =
+      Schedule::Build(spec, {.causal = true}, {1, 96, 96, 4, kv_heads, 8});
+  EXPECT_TRUE(s.ok()) << s.status();
+  return *std::move(s);
+}
+
+// The entries of `log` between `from` (inclusive) and the next "--" or end.
+Log Part(const Log& log, bool backward) {
+  Log out;
+  bool in = !backward;
+  for (const std::string& e : log) {
+    if (e == "--") {
+      if (in) break;
+      in = true;
+      continue;
+    }
+    if (in) out.push_back(e);
+  }
+  return out;
+}
+
+TEST(RingDriverTest, RingPassForwardSendsOnWhileComputing) {
+  const Schedule schedule = MakeSchedule({.kind = LayoutKind::kZigzag, .world = 3});
+  const RingLogs run = RunRing(schedule, {}, true);
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_TRUE(run.status[r].ok()) << run.status[r];
+    const int next = (r + 1) % 3, prev = (r + 2) % 3;
+    EXPECT_THAT(Part(run.logs[r], false),
+                ::testing::ElementsAre(
+                    "batch", absl::StrCat("send kv to ", next),
+                    absl::StrCat("recv kv from ", prev), "end batch",
+                    absl::StrCat("forward on ", r), "batch", absl::StrCat("send kv to ", next),
+                    absl::StrCat("recv kv from ", prev), "end batch",
+                    absl::StrCat("forward on ", prev), absl::StrCat("forward on ", next),
+                    "finish forward"))
+        << "rank " << r;
+  }
+}
+
+TEST(RingDriverTest, OwnBlockLastBackwardEndsAtHomeWithNoTransferAfterTheLastCompute) {
+  const Schedule schedule = MakeSchedule({.kind = LayoutKind::kZigzag, .world = 3});
+  const RingLogs run = RunRing(schedule, {}, true);
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_TRUE(run.status[r].ok()) << run.status[r];
+    const int next = (r + 1) % 3, prev = (r + 2) % 3;
+    // Starts on the forward's last block (held: no fetch), K/V and partial
+    // sums move to the previous rank, the own block comes last.
+    EXPECT_THAT(Part(run.logs[r], true),
+                ::testing::ElementsAre(
+                    "batch", absl::StrCat("send kv to ", prev),
+                    absl::StrCat("recv kv from ", next), "end batch",
+                    absl::StrCat("backward on ", next), "batch",
+                    absl::StrCat("recv dkv from ", next), absl::StrCat("send dkv to ", prev),
+                    "end batch", absl::StrCat("backward on ", prev), "accumulate", "batch",
+                    absl::StrCat("recv dkv from ", next), absl::StrCat("send dkv to ", prev),
+                    "end batch", absl::StrCat("backward on ", r), "accumulate",
+                    "own dkv of heads 0-2 = 3,3"))
+        << "rank " << r;
+  }
+}
+
+TEST(RingDriverTest, OwnBlockLastBackwardFetchesTheFirstBlockWithoutTheForwardsBuffers) {
+  const Schedule schedule = MakeSchedule({.kind = LayoutKind::kRing, .world = 2});
+  const RingLogs run = RunRing(schedule, {}, false);
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_TRUE(run.status[r].ok()) << run.status[r];
+    const int other = 1 - r;
+    EXPECT_THAT(Part(run.logs[r], true),
+                ::testing::ElementsAre(
+                    "batch", absl::StrCat("send kv to ", other),
+                    absl::StrCat("recv kv from ", other), "end batch", "batch", "end batch",
+                    absl::StrCat("backward on ", other), "batch",
+                    absl::StrCat("recv dkv from ", other), absl::StrCat("send dkv to ", other),
+                    "end batch", absl::StrCat("backward on ", r), "accumulate",
+                    "own dkv of heads 0-2 = 2,2"))
+        << "rank " << r;
+  }
+}
+
+TEST(RingDriverTest, ClassicBackwardStartsAtHomeAndSendsTheSumsHomeLast) {
+  const Schedule schedule = MakeSchedule({.kind = LayoutKind::kRing, .world = 3});
+  const RingLogs run = RunRing(schedule, {.own_block_first = true}, true);
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_TRUE(run.status[r].ok()) << run.status[r];
+    const int next = (r + 1) % 3, prev = (r + 2) % 3;
+    EXPECT_THAT(Part(run.logs[r], true),
+                ::testing::ElementsAre(
+                    "batch", absl::StrCat("send kv to ", next),
+                    absl::StrCat("recv kv from ", prev), "end batch",
+                    absl::StrCat("backward on ", r), "batch",
+                    absl::StrCat("recv dkv from ", prev), absl::StrCat("send dkv to ", next),
+                    absl::StrCat("send kv to ", next), absl::StrCat("recv kv from ", prev),
+                    "end batch", absl::StrCat("backward on ", prev), "accumulate", "batch",
+                    absl::StrCat("recv dkv from ", prev), absl::StrCat("send dkv to ", next),
+                    "end batch", absl::StrCat("backward on ", next), "accumulate", "batch",
+                    absl::StrCat("recv dkv from ", prev), absl::StrCat("send dkv to ", next),
+                    "end batch", "own dkv of heads 0-2 = 3,3"))
+        << "rank " << r;
+  }
+}
+
+TEST(RingDriverTest, AllGatherPrefetchesTheNextHeadGroupAndReducesEachGroup) {
+  // llama3, one kv head per group: two steps of all-gathered K/V.
+  const Schedule schedule =
+      MakeSchedule({.kind = LayoutKind::kLlama3, .world = 2, .kv_heads_per_group = 1});
+  const RingLogs run = RunRing(schedule, {}, true);
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_TRUE(run.status[r].ok()) << run.status[r];
+    EXPECT_THAT(Part(run.logs[r], false),
+                ::testing::ElementsAre("all-gather", "all-gather", "forward on 0,1",
+                                       "forward on 0,1", "finish forward"))
+        << "rank " << r;
+    EXPECT_THAT(Part(run.logs[r], true),
+                ::testing::ElementsAre("all-gather", "all-gather", "backward on 0,1",
+                                       "reduce-scatter", "own dkv of heads 0-1 = 2",
+                                       "backward on 0,1", "reduce-scatter",
+                                       "own dkv of heads 1-2 = 2"))
+        << "rank " << r;
+  }
+}
+
+TEST(RingDriverTest, AWorldMismatchIsAnError) {
+  const Schedule schedule = MakeSchedule({.kind = LayoutKind::kRing, .world = 2});
+  const std::vector<absl::Status> status =
+      comm::ThreadWorld::Run(3, absl::Seconds(5), [&](Communicator& c) {
+        Log log;
+        FakeBackend backend(c.rank(), log);
+        return RunRingForward(schedule, c, backend).status();
+      });
+  for (const absl::Status& s : status) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(s.message(), ::testing::HasSubstr("the layout needs 2"));
+  }
+}
+
+}  // namespace
+}  // namespace ringattn
