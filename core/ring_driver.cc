@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <memory>
 #include <utility>
 
@@ -25,18 +24,323 @@ enum Slot : int {
   kDkvIncoming,
 };
 
+int SlotOf(KvBuffer b) { return b == KvBuffer::kA ? kKvA : kKvB; }
+KvBuffer Other(KvBuffer b) { return b == KvBuffer::kA ? KvBuffer::kB : KvBuffer::kA; }
+
 using Clock = std::chrono::steady_clock;
+using Requests = std::vector<std::unique_ptr<Communicator::Request>>;
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
 }
 
+// How one pass moves K/V (and, backward, dK/dV) around its steps. The step
+// engine (RunSteps) calls, for each step t:
+//   BeforeCompute(t)  issue the step's transfers (or wait for the gathered
+//                     block and start the next gather);
+//   the compute on Block(t), with the tasks of schedule step ScheduleStep(t)
+//                     and, backward, into the buffer of Grads(t);
+//   AfterCompute(t)   add the partial dK/dV sum that arrived meanwhile
+//                     (counted as compute);
+//   Finish(t)         wait for the step's transfers, move on;
+// with Begin() before the first step and End() after the last.
+class StepTransport {
+ public:
+  virtual ~StepTransport() = default;
+  virtual absl::Status Begin() = 0;
+  virtual absl::Status BeforeCompute(int t) = 0;
+  virtual int ScheduleStep(int t) const = 0;
+  virtual KvBlock Block(int t) const = 0;
+  virtual absl::StatusOr<absl::Span<uint8_t>> Grads(int t) = 0;
+  virtual absl::Status AfterCompute(int t) = 0;
+  virtual absl::Status Finish(int t) = 0;
+  virtual absl::Status End() = 0;
+};
+
+// The step engine shared by forward and backward: `compute(tasks, block,
+// t)` is the pass's backend call.
+template <typename Compute>
+absl::Status RunSteps(const Schedule& schedule, int rank, StepTransport& transport,
+                      const Compute& compute, RingRunStats& stats) {
+  RETURN_IF_ERROR(transport.Begin());
+  for (int t = 0; t < schedule.num_steps(); ++t) {
+    const Clock::time_point start = Clock::now();
+    RETURN_IF_ERROR(transport.BeforeCompute(t));
+    const Clock::time_point compute_start = Clock::now();
+    ASSIGN_OR_RETURN(std::vector<BlockTask> tasks,
+                     schedule.Tasks(rank, transport.ScheduleStep(t)));
+    RETURN_IF_ERROR(compute(tasks, transport.Block(t), t));
+    RETURN_IF_ERROR(transport.AfterCompute(t));
+    stats.compute_seconds.push_back(Seconds(compute_start));
+    RETURN_IF_ERROR(transport.Finish(t));
+    stats.step_seconds.push_back(Seconds(start));
+  }
+  return transport.End();
+}
+
+// The order in which a ring pass visits the blocks of its ring.
+enum class BlockOrder {
+  // Step t computes on the block of ring rank r - t, which travels to the
+  // next rank: the forward, and the classic backward (ring-flash-
+  // attention's), whose finished dK/dV sums take one more hop home.
+  kOwnFirst,
+  // The backward's default: step t computes on the block of ring rank
+  // r + 1 + t (the forward's last block first), K/V and the partial dK/dV
+  // sums travel to the previous rank, and each sum is finished at home.
+  kOwnLast,
+};
+
+// A ring pass: the whole K/V of the ring's ranks, one block per step,
+// double-buffered; with `grads`, the partial dK/dV sums of each block
+// travel with it (a rank computes its contribution into a fresh buffer
+// while the previous rank's partial sum arrives, adds it, and sends the
+// sum on without waiting).
+class RingPassTransport : public StepTransport {
+ public:
+  RingPassTransport(const Schedule& schedule, Communicator& comm, RingBackend& backend,
+                    BlockOrder order, bool grads, std::optional<KvBuffer> held)
+      : schedule_(schedule),
+        comm_(comm),
+        backend_(backend),
+        order_(order),
+        grads_(grads),
+        held_(schedule.num_steps() > 1 ? held : std::nullopt),
+        heads_(schedule.num_kv_heads()),
+        steps_(schedule.num_steps()),
+        down_(order == BlockOrder::kOwnFirst ? schedule.NextRank(comm.rank())
+                                             : schedule.PrevRank(comm.rank())),
+        up_(order == BlockOrder::kOwnFirst ? schedule.PrevRank(comm.rank())
+                                           : schedule.NextRank(comm.rank())) {}
+
+  // The buffer the last step computed on (valid after End).
+  KvBuffer LastKv() const { return Other(cur_); }
+
+  absl::Status Begin() override {
+    cur_ = held_.value_or(KvBuffer::kA);
+    const int64_t kv_bytes = backend_.KvBytes(0, heads_);
+    ASSIGN_OR_RETURN(kv_[0], backend_.Buffer(SlotOf(cur_), kv_bytes));
+    ASSIGN_OR_RETURN(kv_[1], backend_.Buffer(SlotOf(Other(cur_)), kv_bytes));
+    if (grads_) {
+      const int64_t grad_bytes = backend_.GradBytes(0, heads_);
+      ASSIGN_OR_RETURN(local_[0], backend_.Buffer(kDkvA, grad_bytes));
+      ASSIGN_OR_RETURN(local_[1], backend_.Buffer(kDkvB, grad_bytes));
+      ASSIGN_OR_RETURN(incoming_, backend_.Buffer(kDkvIncoming, grad_bytes));
+    }
+    if (order_ == BlockOrder::kOwnFirst || steps_ == 1) return backend_.PackKv(0, heads_, kv_[0]);
+    if (held_.has_value()) return absl::OkStatus();  // the forward's last block
+    // Fetch the next rank's block first (one exposed hop).
+    RETURN_IF_ERROR(backend_.PackKv(0, heads_, kv_[1]));
+    Requests fetch;
+    comm_.StartBatch();
+    fetch.push_back(comm_.Send(down_, kTagKv, kv_[1]));
+    fetch.push_back(comm_.Recv(up_, kTagKv, kv_[0]));
+    comm_.EndBatch();
+    return WaitAll(fetch);
+  }
+
+  // One batch, the same order on every rank: the partial sum of this
+  // step's block comes in while the previous step's goes out (a send
+  // issued alone after the compute would wait, on a device communicator's
+  // stream, for a receive queued behind it), then the K/V pass.
+  absl::Status BeforeCompute(int t) override {
+    if (!grads_ && !PassesKv(t)) return absl::OkStatus();  // the forward's last step
+    comm_.StartBatch();
+    if (grads_ && t > 0) {
+      partial_ = comm_.Recv(up_, kTagDkv, incoming_);
+      transfers_.push_back(comm_.Send(down_, kTagDkv, local_[(t - 1) % 2]));
+    }
+    if (PassesKv(t)) {
+      transfers_.push_back(comm_.Send(down_, kTagKv, kv_[0]));
+      transfers_.push_back(comm_.Recv(up_, kTagKv, kv_[1]));
+    }
+    comm_.EndBatch();
+    return absl::OkStatus();
+  }
+  int ScheduleStep(int t) const override {
+    return order_ == BlockOrder::kOwnFirst ? t : steps_ - 1 - t;
+  }
+  KvBlock Block(int) const override { return {kv_[0], 1, 0, heads_}; }
+  absl::StatusOr<absl::Span<uint8_t>> Grads(int t) override { return local_[t % 2]; }
+  absl::Status AfterCompute(int t) override {
+    if (partial_ == nullptr) return absl::OkStatus();
+    const std::unique_ptr<Communicator::Request> partial = std::move(partial_);
+    RETURN_IF_ERROR(partial->Wait());
+    return backend_.Accumulate(local_[t % 2], incoming_);
+  }
+  absl::Status Finish(int t) override {
+    RETURN_IF_ERROR(WaitAll(transfers_));
+    transfers_.clear();
+    if (order_ == BlockOrder::kOwnLast && t + 2 == steps_) {
+      // The last block is this rank's own: packed, not received.
+      RETURN_IF_ERROR(backend_.PackKv(0, heads_, kv_[1]));
+    }
+    std::swap(kv_[0], kv_[1]);
+    cur_ = Other(cur_);
+    return absl::OkStatus();
+  }
+  absl::Status End() override {
+    if (!grads_) return absl::OkStatus();
+    const absl::Span<uint8_t> last = local_[(steps_ - 1) % 2];
+    if (order_ == BlockOrder::kOwnLast || schedule_.layout().ring_size() == 1) {
+      return backend_.AddOwnDkv(0, heads_, last);  // finished here, at home
+    }
+    // The completed sum of this rank's own K/V comes home.
+    Requests home;
+    comm_.StartBatch();
+    home.push_back(comm_.Recv(up_, kTagDkv, incoming_));
+    home.push_back(comm_.Send(down_, kTagDkv, last));
+    comm_.EndBatch();
+    RETURN_IF_ERROR(WaitAll(home));
+    return backend_.AddOwnDkv(0, heads_, incoming_);
+  }
+
+ private:
+  // Whether step t sends its block on and receives the next one.
+  bool PassesKv(int t) const {
+    return order_ == BlockOrder::kOwnFirst ? t + 1 < schedule_.layout().ring_size()
+                                           : t + 2 < steps_;
+  }
+
+  const Schedule& schedule_;
+  Communicator& comm_;
+  RingBackend& backend_;
+  const BlockOrder order_;
+  const bool grads_;
+  const std::optional<KvBuffer> held_;
+  const int64_t heads_;
+  const int steps_;
+  const int down_, up_;  // where blocks go, where they come from
+  absl::Span<uint8_t> kv_[2];  // [0]: this step's block, [1]: the next one
+  KvBuffer cur_ = KvBuffer::kA;  // which buffer kv_[0] is, once stepping
+  absl::Span<uint8_t> local_[2], incoming_;
+  Requests transfers_;
+  std::unique_ptr<Communicator::Request> partial_;
+};
+
+// All-gather (llama3): K/V of the next kv-head group is gathered while the
+// current group computes; backward, each group's dK/dV are reduce-scattered
+// after its compute.
+class AllGatherTransport : public StepTransport {
+ public:
+  AllGatherTransport(const Schedule& schedule, Communicator& comm, RingBackend& backend,
+                     bool grads)
+      : schedule_(schedule),
+        comm_(comm),
+        backend_(backend),
+        grads_(grads),
+        ring_size_(schedule.layout().ring_size()),
+        group_(RingGroup(schedule, comm.rank())) {}
+
+  absl::Status Begin() override {
+    const Heads first = StepHeads(0);
+    const int64_t bytes = ring_size_ * backend_.KvBytes(first.begin, first.end);
+    ASSIGN_OR_RETURN(cur_, backend_.Buffer(kGatheredA, bytes));
+    ASSIGN_OR_RETURN(next_, backend_.Buffer(kGatheredB, bytes));
+    ASSIGN_OR_RETURN(gather_, StartGather(first, cur_));
+    return absl::OkStatus();
+  }
+  absl::Status BeforeCompute(int t) override {
+    RETURN_IF_ERROR(gather_->Wait());
+    if (t + 1 < schedule_.num_steps()) {
+      ASSIGN_OR_RETURN(prefetch_, StartGather(StepHeads(t + 1), next_));
+    }
+    return absl::OkStatus();
+  }
+  int ScheduleStep(int t) const override { return t; }
+  KvBlock Block(int t) const override {
+    const Heads heads = StepHeads(t);
+    return {cur_, ring_size_, heads.begin, heads.end};
+  }
+  absl::StatusOr<absl::Span<uint8_t>> Grads(int t) override {
+    const Heads heads = StepHeads(t);
+    return backend_.Buffer(kGatheredDkv,
+                           ring_size_ * backend_.GradBytes(heads.begin, heads.end));
+  }
+  absl::Status AfterCompute(int) override { return absl::OkStatus(); }
+  absl::Status Finish(int t) override {
+    if (grads_) RETURN_IF_ERROR(ReduceOwnGrads(t));
+    if (prefetch_ != nullptr) gather_ = std::move(prefetch_);
+    std::swap(cur_, next_);
+    return absl::OkStatus();
+  }
+  absl::Status End() override { return absl::OkStatus(); }
+
+ private:
+  struct Heads {
+    int64_t begin, end;
+  };
+  Heads StepHeads(int step) const {
+    const int64_t per_step = schedule_.num_kv_heads() / schedule_.num_steps();
+    return {step * per_step, (step + 1) * per_step};
+  }
+  static std::vector<int> RingGroup(const Schedule& schedule, int rank) {
+    const Layout& layout = schedule.layout();
+    std::vector<int> group;
+    for (int r = 0; r < layout.ring_size(); ++r) {
+      group.push_back(layout.RankOf(layout.RingOf(rank), r));
+    }
+    return group;
+  }
+  // Starts gathering the K/V of `heads` from the ring into `gathered`. In
+  // place: this rank's shard is packed straight into its part of the
+  // gathered buffer (no separate send buffer).
+  absl::StatusOr<std::unique_ptr<Communicator::Request>> StartGather(
+      Heads heads, absl::Span<uint8_t> gathered) {
+    const int64_t bytes = backend_.KvBytes(heads.begin, heads.end);
+    const auto me = std::find(group_.begin(), group_.end(), comm_.rank()) - group_.begin();
+    if (me == static_cast<int64_t>(group_.size()) ||
+        static_cast<int64_t>(gathered.size()) != bytes * static_cast<int64_t>(group_.size())) {
+      return absl::InternalError(absl::StrCat("rank ", comm_.rank(), ": all-gather buffer of ",
+                                              gathered.size(), " bytes for ", group_.size(),
+                                              " shards of ", bytes));
+    }
+    const absl::Span<uint8_t> own = gathered.subspan(me * bytes, bytes);
+    RETURN_IF_ERROR(backend_.PackKv(heads.begin, heads.end, own));
+    return comm_.StartAllGather(group_, own, gathered);
+  }
+  // Sums step t's dK/dV over the ring into this rank's own shard.
+  absl::Status ReduceOwnGrads(int t) {
+    const Heads heads = StepHeads(t);
+    ASSIGN_OR_RETURN(absl::Span<uint8_t> all, Grads(t));
+    ASSIGN_OR_RETURN(absl::Span<uint8_t> own,
+                     backend_.Buffer(kOwnDkv, backend_.GradBytes(heads.begin, heads.end)));
+    if (backend_.grad_dtype() == DType::kFloat64) {
+      RETURN_IF_ERROR(comm_.ReduceScatterSum(
+          group_, absl::Span<const double>(reinterpret_cast<const double*>(all.data()),
+                                           all.size() / 8),
+          absl::Span<double>(reinterpret_cast<double*>(own.data()), own.size() / 8)));
+    } else {
+      RETURN_IF_ERROR(comm_.ReduceScatterSum(
+          group_, absl::Span<const float>(reinterpret_cast<const float*>(all.data()),
+                                          all.size() / 4),
+          absl::Span<float>(reinterpret_cast<float*>(own.data()), own.size() / 4)));
+    }
+    return backend_.AddOwnDkv(heads.begin, heads.end, own);
+  }
+
+  const Schedule& schedule_;
+  Communicator& comm_;
+  RingBackend& backend_;
+  const bool grads_;
+  const int ring_size_;
+  const std::vector<int> group_;
+  absl::Span<uint8_t> cur_, next_;
+  std::unique_ptr<Communicator::Request> gather_, prefetch_;
+};
+
 // Runs `body`; on error aborts the communicator so peers fail fast.
 template <typename Fn>
-absl::StatusOr<RingRunStats> Guarded(Communicator& comm, Fn&& body) {
+absl::StatusOr<RingRunStats> Guarded(const Schedule& schedule, Communicator& comm,
+                                     Fn&& body) {
+  if (comm.world() != schedule.layout().world()) {
+    return absl::InvalidArgumentError(absl::StrCat("the communicator has ", comm.world(),
+                                                   " ranks; the layout needs ",
+                                                   schedule.layout().world()));
+  }
   const Clock::time_point start = Clock::now();
   RingRunStats stats;
   absl::Status status = body(stats);
+  if (status.ok()) status = comm.Synchronize();
   if (!status.ok()) {
     comm.Abort(status);
     return status;
@@ -45,334 +349,47 @@ absl::StatusOr<RingRunStats> Guarded(Communicator& comm, Fn&& body) {
   return stats;
 }
 
-absl::Status CheckWorld(const Schedule& schedule, const Communicator& comm) {
-  if (comm.world() != schedule.layout().world()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the communicator has ", comm.world(), " ranks; the layout needs ",
-        schedule.layout().world()));
-  }
-  return absl::OkStatus();
-}
-
-std::vector<int> RingGroup(const Schedule& schedule, int rank) {
-  const Layout& layout = schedule.layout();
-  std::vector<int> group;
-  for (int r = 0; r < layout.ring_size(); ++r) {
-    group.push_back(layout.RankOf(layout.RingOf(rank), r));
-  }
-  return group;
-}
-
-struct Heads {
-  int64_t begin;
-  int64_t end;
-};
-
-Heads StepHeads(const Schedule& schedule, int step) {
-  if (schedule.pattern() == CommPattern::kRingPass) {
-    return {0, schedule.num_kv_heads()};
-  }
-  const int64_t per_step = schedule.num_kv_heads() / schedule.num_steps();
-  return {step * per_step, (step + 1) * per_step};
-}
-
-// Starts gathering the K/V of `heads` from the ring into `gathered`.
-absl::StatusOr<std::unique_ptr<Communicator::Request>> StartGather(
-    const std::vector<int>& group, Communicator& comm, RingBackend& backend,
-    Heads heads, absl::Span<uint8_t> gathered) {
-  // In place: this rank's shard is packed straight into its part of the
-  // gathered buffer (no separate send buffer).
-  const int64_t bytes = backend.KvBytes(heads.begin, heads.end);
-  const auto me = std::find(group.begin(), group.end(), comm.rank()) - group.begin();
-  if (me == static_cast<int64_t>(group.size()) ||
-      static_cast<int64_t>(gathered.size()) != bytes * static_cast<int64_t>(group.size())) {
-    return absl::InternalError(absl::StrCat("rank ", comm.rank(), ": all-gather buffer of ",
-                                            gathered.size(), " bytes for ", group.size(),
-                                            " shards of ", bytes));
-  }
-  const absl::Span<uint8_t> own = gathered.subspan(me * bytes, bytes);
-  RETURN_IF_ERROR(backend.PackKv(heads.begin, heads.end, own));
-  return comm.StartAllGather(group, own, gathered);
-}
-
 }  // namespace
 
-absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
-                                            Communicator& comm,
+absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule, Communicator& comm,
                                             RingBackend& backend) {
-  RETURN_IF_ERROR(CheckWorld(schedule, comm));
-  return Guarded(comm, [&](RingRunStats& stats) -> absl::Status {
-    const int rank = comm.rank();
-    const int steps = schedule.num_steps();
-    const int ring_size = schedule.layout().ring_size();
+  return Guarded(schedule, comm, [&](RingRunStats& stats) -> absl::Status {
+    const auto compute = [&](absl::Span<const BlockTask> tasks, const KvBlock& kv, int) {
+      return backend.ForwardStep(tasks, kv);
+    };
     if (schedule.pattern() == CommPattern::kRingPass) {
-      const int64_t bytes = backend.KvBytes(0, schedule.num_kv_heads());
-      ASSIGN_OR_RETURN(absl::Span<uint8_t> a, backend.Buffer(kKvA, bytes));
-      ASSIGN_OR_RETURN(absl::Span<uint8_t> b, backend.Buffer(kKvB, bytes));
-      absl::Span<uint8_t> cur = a, next = b;
-      RETURN_IF_ERROR(backend.PackKv(0, schedule.num_kv_heads(), cur));
-      for (int step = 0; step < steps; ++step) {
-        const Clock::time_point start = Clock::now();
-        std::vector<std::unique_ptr<Communicator::Request>> transfers;
-        if (step + 1 < ring_size) {
-          comm.StartBatch();
-          transfers.push_back(comm.Send(schedule.NextRank(rank), kTagKv, cur));
-          transfers.push_back(comm.Recv(schedule.PrevRank(rank), kTagKv, next));
-          comm.EndBatch();
-        }
-        ASSIGN_OR_RETURN(std::vector<BlockTask> tasks, schedule.Tasks(rank, step));
-        RETURN_IF_ERROR(backend.ForwardStep(tasks, {cur, 1, 0, schedule.num_kv_heads()}));
-        stats.compute_seconds.push_back(Seconds(start));
-        RETURN_IF_ERROR(WaitAll(transfers));
-        std::swap(cur, next);
-        stats.step_seconds.push_back(Seconds(start));
-      }
-      // The last step computed on what is now `next`.
-      stats.last_kv = steps % 2 == 1 ? KvBuffer::kA : KvBuffer::kB;
+      RingPassTransport ring(schedule, comm, backend, BlockOrder::kOwnFirst, false,
+                             std::nullopt);
+      RETURN_IF_ERROR(RunSteps(schedule, comm.rank(), ring, compute, stats));
+      stats.last_kv = ring.LastKv();
     } else {
-      const std::vector<int> group = RingGroup(schedule, rank);
-      const int64_t gathered_bytes =
-          ring_size * backend.KvBytes(StepHeads(schedule, 0).begin,
-                                      StepHeads(schedule, 0).end);
-      ASSIGN_OR_RETURN(absl::Span<uint8_t> a, backend.Buffer(kGatheredA, gathered_bytes));
-      ASSIGN_OR_RETURN(absl::Span<uint8_t> b, backend.Buffer(kGatheredB, gathered_bytes));
-      absl::Span<uint8_t> cur = a, next = b;
-      absl::StatusOr<std::unique_ptr<Communicator::Request>> gather =
-          StartGather(group, comm, backend, StepHeads(schedule, 0), cur);
-      if (!gather.ok()) return gather.status();
-      for (int step = 0; step < steps; ++step) {
-        const Clock::time_point start = Clock::now();
-        RETURN_IF_ERROR((*gather)->Wait());
-        const Heads heads = StepHeads(schedule, step);
-        std::unique_ptr<Communicator::Request> prefetch;
-        if (step + 1 < steps) {
-          ASSIGN_OR_RETURN(std::unique_ptr<Communicator::Request> started,
-                           StartGather(group, comm, backend, StepHeads(schedule, step + 1), next));
-          prefetch = std::move(started);
-        }
-        const Clock::time_point compute = Clock::now();
-        ASSIGN_OR_RETURN(std::vector<BlockTask> tasks, schedule.Tasks(rank, step));
-        RETURN_IF_ERROR(backend.ForwardStep(tasks, {cur, ring_size, heads.begin, heads.end}));
-        stats.compute_seconds.push_back(Seconds(compute));
-        if (prefetch != nullptr) *gather = std::move(prefetch);
-        std::swap(cur, next);
-        stats.step_seconds.push_back(Seconds(start));
-      }
+      AllGatherTransport gather(schedule, comm, backend, false);
+      RETURN_IF_ERROR(RunSteps(schedule, comm.rank(), gather, compute, stats));
     }
-    RETURN_IF_ERROR(backend.FinishForward());
-    return comm.Synchronize();
+    return backend.FinishForward();
   });
 }
 
-namespace {
-
-// The ring-pass backward that ends on the rank's own block: at step t rank
-// r works on the block of ring rank r+1+t (the forward's step R-1-t, the
-// forward's last block first), K/V and the partial dK/dV sums move to the
-// previous rank, and the sum of block j is finished by rank j itself.
-absl::Status OwnBlockLastBackward(const Schedule& schedule, Communicator& comm,
-                                  RingBackend& backend, const BackwardOptions& options,
-                                  RingRunStats& stats) {
-  const int rank = comm.rank();
-  const int steps = schedule.num_steps();
-  const int64_t heads = schedule.num_kv_heads();
-  const int64_t kv_bytes = backend.KvBytes(0, heads);
-  const int64_t grad_bytes = backend.GradBytes(0, heads);
-  absl::Span<uint8_t> kv, kv_next, local[2], incoming;
-  const bool held = steps > 1 && options.forward_kv.has_value();
-  const int first = held && *options.forward_kv == KvBuffer::kB ? int{kKvB} : int{kKvA};
-  const int second = first == kKvA ? int{kKvB} : int{kKvA};
-  for (auto [slot, bytes, span] :
-       {std::tuple{first, kv_bytes, &kv}, std::tuple{second, kv_bytes, &kv_next},
-        std::tuple{int{kDkvA}, grad_bytes, &local[0]}, std::tuple{int{kDkvB}, grad_bytes, &local[1]},
-        std::tuple{int{kDkvIncoming}, grad_bytes, &incoming}}) {
-    ASSIGN_OR_RETURN(absl::Span<uint8_t> buffer, backend.Buffer(slot, bytes));
-    *span = buffer;
-  }
-  const int prev = schedule.PrevRank(rank), next = schedule.NextRank(rank);
-  if (steps == 1) {
-    RETURN_IF_ERROR(backend.PackKv(0, heads, kv));
-  } else if (!held) {  // fetch the next rank's block (one exposed hop)
-    RETURN_IF_ERROR(backend.PackKv(0, heads, kv_next));
-    std::vector<std::unique_ptr<Communicator::Request>> fetch;
-    comm.StartBatch();
-    fetch.push_back(comm.Send(prev, kTagKv, kv_next));
-    fetch.push_back(comm.Recv(next, kTagKv, kv));
-    comm.EndBatch();
-    RETURN_IF_ERROR(WaitAll(fetch));
-  }
-  for (int t = 0; t < steps; ++t) {
-    const Clock::time_point start = Clock::now();
-    std::vector<std::unique_ptr<Communicator::Request>> transfers;
-    std::unique_ptr<Communicator::Request> partial;
-    // One batch, the same order on every rank: the partial sum of this
-    // step's block comes in while the previous step's goes out, then K/V
-    // (not for the last step: its block is this rank's own).
-    comm.StartBatch();
-    if (t > 0) {
-      partial = comm.Recv(next, kTagDkv, incoming);
-      transfers.push_back(comm.Send(prev, kTagDkv, local[(t - 1) % 2]));
-    }
-    if (t + 2 < steps) {
-      transfers.push_back(comm.Send(prev, kTagKv, kv));
-      transfers.push_back(comm.Recv(next, kTagKv, kv_next));
-    }
-    comm.EndBatch();
-    absl::Span<uint8_t> mine = local[t % 2];
-    ASSIGN_OR_RETURN(std::vector<BlockTask> tasks, schedule.Tasks(rank, steps - 1 - t));
-    RETURN_IF_ERROR(backend.Zero(mine));
-    RETURN_IF_ERROR(backend.BackwardStep(tasks, {kv, 1, 0, heads}, mine));
-    if (partial != nullptr) {
-      RETURN_IF_ERROR(partial->Wait());
-      RETURN_IF_ERROR(backend.Accumulate(mine, incoming));
-    }
-    stats.compute_seconds.push_back(Seconds(start));
-    RETURN_IF_ERROR(WaitAll(transfers));
-    if (t + 2 == steps) {
-      // The last block is this rank's own: packed, not received.
-      RETURN_IF_ERROR(backend.PackKv(0, heads, kv_next));
-    }
-    std::swap(kv, kv_next);
-    stats.step_seconds.push_back(Seconds(start));
-  }
-  // Block `rank`'s sum finished here, at home.
-  RETURN_IF_ERROR(backend.AddOwnDkv(0, heads, local[(steps - 1) % 2]));
-  return comm.Synchronize();
-}
-
-}  // namespace
-
-absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
-                                             Communicator& comm,
+absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule, Communicator& comm,
                                              RingBackend& backend,
                                              const BackwardOptions& options) {
-  RETURN_IF_ERROR(CheckWorld(schedule, comm));
-  return Guarded(comm, [&](RingRunStats& stats) -> absl::Status {
+  return Guarded(schedule, comm, [&](RingRunStats& stats) -> absl::Status {
     RETURN_IF_ERROR(backend.StartBackward());
-    const int rank = comm.rank();
-    const int steps = schedule.num_steps();
-    const int ring_size = schedule.layout().ring_size();
-    if (schedule.pattern() == CommPattern::kRingPass && !options.own_block_first) {
-      return OwnBlockLastBackward(schedule, comm, backend, options, stats);
-    }
+    std::unique_ptr<StepTransport> transport;
     if (schedule.pattern() == CommPattern::kRingPass) {
-      const int64_t heads = schedule.num_kv_heads();
-      const int64_t kv_bytes = backend.KvBytes(0, heads);
-      const int64_t grad_bytes = backend.GradBytes(0, heads);
-      absl::Span<uint8_t> kv, kv_next, local[2], incoming;
-      for (auto [slot, bytes, span] :
-           {std::tuple{kKvA, kv_bytes, &kv}, std::tuple{kKvB, kv_bytes, &kv_next},
-            std::tuple{kDkvA, grad_bytes, &local[0]},
-            std::tuple{kDkvB, grad_bytes, &local[1]},
-            std::tuple{kDkvIncoming, grad_bytes, &incoming}}) {
-        ASSIGN_OR_RETURN(absl::Span<uint8_t> buffer, backend.Buffer(slot, bytes));
-        *span = buffer;
-      }
-      RETURN_IF_ERROR(backend.PackKv(0, heads, kv));
-      // Each step's transfers go in one batch, in the same order on every
-      // rank: the previous rank's partial sum for this step's source comes
-      // in while this rank's finished sum from the previous step goes out
-      // (a send issued alone after the compute would wait, on a device
-      // communicator's stream, for a receive queued behind it), then the
-      // K/V pass.
-      for (int step = 0; step < steps; ++step) {
-        const Clock::time_point start = Clock::now();
-        std::vector<std::unique_ptr<Communicator::Request>> transfers;
-        std::unique_ptr<Communicator::Request> partial;
-        comm.StartBatch();
-        if (step > 0) {
-          partial = comm.Recv(schedule.PrevRank(rank), kTagDkv, incoming);
-          transfers.push_back(
-              comm.Send(schedule.NextRank(rank), kTagDkv, local[(step - 1) % 2]));
-        }
-        if (step + 1 < ring_size) {
-          transfers.push_back(comm.Send(schedule.NextRank(rank), kTagKv, kv));
-          transfers.push_back(
-              comm.Recv(schedule.PrevRank(rank), kTagKv, kv_next));
-        }
-        comm.EndBatch();
-        absl::Span<uint8_t> mine = local[step % 2];
-        ASSIGN_OR_RETURN(std::vector<BlockTask> tasks, schedule.Tasks(rank, step));
-        RETURN_IF_ERROR(backend.Zero(mine));
-        RETURN_IF_ERROR(backend.BackwardStep(tasks, {kv, 1, 0, heads}, mine));
-        if (partial != nullptr) {
-          RETURN_IF_ERROR(partial->Wait());
-          RETURN_IF_ERROR(backend.Accumulate(mine, incoming));
-        }
-        stats.compute_seconds.push_back(Seconds(start));
-        RETURN_IF_ERROR(WaitAll(transfers));
-        std::swap(kv, kv_next);
-        stats.step_seconds.push_back(Seconds(start));
-      }
-      if (ring_size == 1) {
-        RETURN_IF_ERROR(backend.AddOwnDkv(0, heads, local[0]));
-        return comm.Synchronize();
-      }
-      // The completed sum of this rank's own K/V comes home.
-      std::vector<std::unique_ptr<Communicator::Request>> last;
-      comm.StartBatch();
-      last.push_back(comm.Recv(schedule.PrevRank(rank), kTagDkv, incoming));
-      last.push_back(
-          comm.Send(schedule.NextRank(rank), kTagDkv, local[(steps - 1) % 2]));
-      comm.EndBatch();
-      RETURN_IF_ERROR(WaitAll(last));
-      RETURN_IF_ERROR(backend.AddOwnDkv(0, heads, incoming));
-      return comm.Synchronize();
+      transport = std::make_unique<RingPassTransport>(
+          schedule, comm, backend,
+          options.own_block_first ? BlockOrder::kOwnFirst : BlockOrder::kOwnLast, true,
+          options.own_block_first ? std::nullopt : options.forward_kv);
+    } else {
+      transport = std::make_unique<AllGatherTransport>(schedule, comm, backend, true);
     }
-    // All-gather: the next head group's K/V is gathered while this one
-    // computes, as in the forward.
-    const std::vector<int> group = RingGroup(schedule, rank);
-    const Heads first = StepHeads(schedule, 0);
-    const int64_t gathered_bytes =
-        ring_size * backend.KvBytes(first.begin, first.end);
-    ASSIGN_OR_RETURN(absl::Span<uint8_t> a, backend.Buffer(kGatheredA, gathered_bytes));
-    ASSIGN_OR_RETURN(absl::Span<uint8_t> b, backend.Buffer(kGatheredB, gathered_bytes));
-    absl::Span<uint8_t> cur = a, next = b;
-    absl::StatusOr<std::unique_ptr<Communicator::Request>> gather =
-        StartGather(group, comm, backend, first, cur);
-    if (!gather.ok()) return gather.status();
-    for (int step = 0; step < steps; ++step) {
-      const Clock::time_point start = Clock::now();
-      const Heads heads = StepHeads(schedule, step);
-      RETURN_IF_ERROR((*gather)->Wait());
-      std::unique_ptr<Communicator::Request> prefetch;
-      if (step + 1 < steps) {
-        ASSIGN_OR_RETURN(std::unique_ptr<Communicator::Request> started,
-                         StartGather(group, comm, backend, StepHeads(schedule, step + 1), next));
-        prefetch = std::move(started);
-      }
-      const int64_t shard_grad_bytes = backend.GradBytes(heads.begin, heads.end);
-      ASSIGN_OR_RETURN(absl::Span<uint8_t> dkv,
-                       backend.Buffer(kGatheredDkv, ring_size * shard_grad_bytes));
-      RETURN_IF_ERROR(backend.Zero(dkv));
-      const Clock::time_point compute = Clock::now();
-      ASSIGN_OR_RETURN(std::vector<BlockTask> tasks, schedule.Tasks(rank, step));
-      RETURN_IF_ERROR(backend.BackwardStep(tasks, {cur, ring_size, heads.begin, heads.end}, dkv));
-      stats.compute_seconds.push_back(Seconds(compute));
-      ASSIGN_OR_RETURN(absl::Span<uint8_t> own, backend.Buffer(kOwnDkv, shard_grad_bytes));
-      absl::Status reduced;
-      if (backend.grad_dtype() == DType::kFloat64) {
-        reduced = comm.ReduceScatterSum(
-            group,
-            absl::Span<const double>(reinterpret_cast<const double*>(dkv.data()),
-                                     dkv.size() / 8),
-            absl::Span<double>(reinterpret_cast<double*>(own.data()),
-                               own.size() / 8));
-      } else {
-        reduced = comm.ReduceScatterSum(
-            group,
-            absl::Span<const float>(reinterpret_cast<const float*>(dkv.data()),
-                                    dkv.size() / 4),
-            absl::Span<float>(reinterpret_cast<float*>(own.data()),
-                              own.size() / 4));
-      }
-      if (!reduced.ok()) return reduced;
-      RETURN_IF_ERROR(backend.AddOwnDkv(heads.begin, heads.end, own));
-      if (prefetch != nullptr) *gather = std::move(prefetch);
-      std::swap(cur, next);
-      stats.step_seconds.push_back(Seconds(start));
-    }
-    return comm.Synchronize();
+    const auto compute = [&](absl::Span<const BlockTask> tasks, const KvBlock& kv, int t) {
+      ASSIGN_OR_RETURN(absl::Span<uint8_t> grads, transport->Grads(t));
+      RETURN_IF_ERROR(backend.Zero(grads));
+      return backend.BackwardStep(tasks, kv, grads);
+    };
+    return RunSteps(schedule, comm.rank(), *transport, compute, stats);
   });
 }
 
