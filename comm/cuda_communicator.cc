@@ -47,16 +47,6 @@ class TransferWait : public Communicator::Request {
   bool host_;
 };
 
-class Parts : public Communicator::Request {
- public:
-  explicit Parts(std::vector<std::unique_ptr<Communicator::Request>> parts)
-      : parts_(std::move(parts)) {}
-  absl::Status Wait() override { return WaitAll(parts_); }
-
- private:
-  std::vector<std::unique_ptr<Communicator::Request>> parts_;
-};
-
 constexpr absl::Duration kPollSlice = absl::Milliseconds(1);
 
 }  // namespace
@@ -265,7 +255,7 @@ std::unique_ptr<Communicator::Request> CudaCommunicator::StartAllGather(
     parts.push_back(Recv(group[i], kTagAllGather, recv.subspan(i * n, n)));
   }
   EndBatch();
-  return std::make_unique<Parts>(std::move(parts));
+  return AllOf(std::move(parts));
 }
 
 template <typename T>

@@ -18,9 +18,9 @@ class StatusRequest : public Communicator::Request {
   absl::Status status_;
 };
 
-class GroupRequest : public Communicator::Request {
+class AllOfRequest : public Communicator::Request {
  public:
-  explicit GroupRequest(std::vector<std::unique_ptr<Communicator::Request>> parts)
+  explicit AllOfRequest(std::vector<std::unique_ptr<Communicator::Request>> parts)
       : parts_(std::move(parts)) {}
   absl::Status Wait() override { return WaitAll(parts_); }
 
@@ -44,6 +44,11 @@ absl::Status NotAMember(absl::Span<const int> group, int rank) {
 
 std::unique_ptr<Communicator::Request> DoneRequest(absl::Status status) {
   return std::make_unique<StatusRequest>(std::move(status));
+}
+
+std::unique_ptr<Communicator::Request> AllOf(
+    std::vector<std::unique_ptr<Communicator::Request>> parts) {
+  return std::make_unique<AllOfRequest>(std::move(parts));
 }
 
 absl::Status WaitAll(
@@ -78,7 +83,7 @@ std::unique_ptr<Communicator::Request> Communicator::StartAllGather(
     parts.push_back(Recv(group[i], kTagAllGather, recv.subspan(i * n, n)));
   }
   EndBatch();
-  return std::make_unique<GroupRequest>(std::move(parts));
+  return AllOf(std::move(parts));
 }
 
 absl::Status Communicator::AllGather(absl::Span<const int> group,

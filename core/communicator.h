@@ -109,6 +109,10 @@ absl::Status WaitAll(std::vector<std::unique_ptr<Communicator::Request>>& reques
 // A request that is already complete with `status`.
 std::unique_ptr<Communicator::Request> DoneRequest(absl::Status status);
 
+// One request for several: Wait waits for every part (WaitAll).
+std::unique_ptr<Communicator::Request> AllOf(
+    std::vector<std::unique_ptr<Communicator::Request>> parts);
+
 }  // namespace ringattn
 
 #endif  // RINGATTN_CORE_COMMUNICATOR_H_

@@ -151,16 +151,6 @@ class RecvRequest : public Communicator::Request {
   int64_t bytes_;
 };
 
-class Requests : public Communicator::Request {
- public:
-  explicit Requests(std::vector<std::unique_ptr<Communicator::Request>> parts)
-      : parts_(std::move(parts)) {}
-  absl::Status Wait() override { return WaitAll(parts_); }
-
- private:
-  std::vector<std::unique_ptr<Communicator::Request>> parts_;
-};
-
 class SimCommunicator : public Communicator {
  public:
   SimCommunicator(SimNetwork* net, int rank, int world,
@@ -235,7 +225,7 @@ class SimCommunicator : public Communicator {
       parts.push_back(Send(member, tag, sized));
       parts.push_back(Recv(member, tag, sized));
     }
-    return std::make_unique<Requests>(std::move(parts));
+    return AllOf(std::move(parts));
   }
   static uint8_t* Placeholder() {
     static uint8_t byte;
