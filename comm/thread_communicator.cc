@@ -47,7 +47,8 @@ class ThreadWorld::RankCommunicator : public Communicator {
     return std::make_unique<RecvRequest>(world_, peer, rank_, tag, data);
   }
   void Abort(const absl::Status& reason) override {
-    world_->Abort(rank_, reason);
+    world_->Abort(
+        absl::AbortedError(absl::StrCat("rank ", rank_, " aborted: ", reason.message())));
   }
 
  private:
@@ -66,6 +67,7 @@ class ThreadWorld::RankCommunicator : public Communicator {
 ThreadWorld::ThreadWorld(int world, absl::Duration timeout)
     : world_(world), timeout_(timeout) {
   for (int r = 0; r < world; ++r) {
+    inboxes_.push_back(std::make_unique<Inbox>());
     ranks_.push_back(std::make_unique<RankCommunicator>(this, r));
   }
 }
@@ -74,55 +76,64 @@ ThreadWorld::~ThreadWorld() = default;
 
 Communicator& ThreadWorld::rank(int rank) { return *ranks_.at(rank); }
 
-void ThreadWorld::Post(int from, int to, int tag,
-                       absl::Span<const uint8_t> data) {
+void ThreadWorld::Post(int from, int to, int tag, absl::Span<const uint8_t> data) {
   std::vector<uint8_t> message(data.begin(), data.end());
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    mailboxes_[Key{from, to, tag}].push_back(std::move(message));
-  }
-  cv_.notify_all();
+  Inbox& inbox = *inboxes_[to];
+  absl::MutexLock lock(&inbox.mu);  // unlocking wakes the receiver's waits
+  inbox.messages[{from, tag}].push_back(std::move(message));
 }
 
-absl::Status ThreadWorld::Take(int from, int to, int tag,
-                               absl::Span<uint8_t> data) {
-  std::unique_lock<std::mutex> lock(mu_);
-  auto& box = mailboxes_[Key{from, to, tag}];
-  const bool arrived = cv_.wait_for(
-      lock, absl::ToChronoNanoseconds(timeout_),
-      [&] { return !box.empty() || !aborted_.ok(); });
-  if (!aborted_.ok()) return aborted_;
+absl::Status ThreadWorld::Take(int from, int to, int tag, absl::Span<uint8_t> data) {
+  Inbox& inbox = *inboxes_[to];
+  std::vector<uint8_t> message;
+  bool arrived = false;
+  {
+    absl::MutexLock lock(&inbox.mu);
+    struct Ready {
+      const std::deque<std::vector<uint8_t>>* box;
+      const std::atomic<bool>* aborted;
+      static bool Check(Ready* r) {
+        return !r->box->empty() || r->aborted->load(std::memory_order_acquire);
+      }
+    } ready{&inbox.messages[{from, tag}], &aborted_};
+    arrived = inbox.mu.AwaitWithTimeout(absl::Condition(&Ready::Check, &ready), timeout_);
+    if (aborted_.load(std::memory_order_acquire)) return AbortStatus();
+    if (arrived) {
+      std::deque<std::vector<uint8_t>>& box = inbox.messages[{from, tag}];
+      message = std::move(box.front());
+      box.pop_front();
+    }
+  }
   if (!arrived) {
     // Every other rank fails with the same reason from now on.
-    aborted_ = absl::DeadlineExceededError(absl::StrCat(
-        "rank ", to, " waited ", absl::FormatDuration(timeout_),
-        " for a message (tag ", tag, ") from rank ", from,
-        ", which did not answer"));
-    const absl::Status timed_out = aborted_;
-    lock.unlock();
-    cv_.notify_all();
-    return timed_out;
+    Abort(absl::DeadlineExceededError(absl::StrCat(
+        "rank ", to, " waited ", absl::FormatDuration(timeout_), " for a message (tag ", tag,
+        ") from rank ", from, ", which did not answer")));
+    return AbortStatus();
   }
-  std::vector<uint8_t> message = std::move(box.front());
-  box.pop_front();
   if (message.size() != data.size()) {
-    return absl::InternalError(absl::StrCat(
-        "rank ", to, " expected ", data.size(), " bytes from rank ", from,
-        " (tag ", tag, "); got ", message.size()));
+    return absl::InternalError(absl::StrCat("rank ", to, " expected ", data.size(),
+                                            " bytes from rank ", from, " (tag ", tag,
+                                            "); got ", message.size()));
   }
   if (!message.empty()) std::memcpy(data.data(), message.data(), message.size());
   return absl::OkStatus();
 }
 
-void ThreadWorld::Abort(int rank, const absl::Status& reason) {
+void ThreadWorld::Abort(const absl::Status& status) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (aborted_.ok()) {
-      aborted_ = absl::AbortedError(
-          absl::StrCat("rank ", rank, " aborted: ", reason.message()));
-    }
+    absl::MutexLock lock(&abort_mu_);
+    if (aborted_.load(std::memory_order_relaxed)) return;
+    abort_status_ = status;
+    aborted_.store(true, std::memory_order_release);
   }
-  cv_.notify_all();
+  // Waits re-check their condition when an inbox's lock is released.
+  for (const std::unique_ptr<Inbox>& inbox : inboxes_) absl::MutexLock lock(&inbox->mu);
+}
+
+absl::Status ThreadWorld::AbortStatus() const {
+  absl::MutexLock lock(&abort_mu_);
+  return abort_status_;
 }
 
 std::vector<absl::Status> ThreadWorld::Run(
