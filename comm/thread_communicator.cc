@@ -79,8 +79,11 @@ Communicator& ThreadWorld::rank(int rank) { return *ranks_.at(rank); }
 void ThreadWorld::Post(int from, int to, int tag, absl::Span<const uint8_t> data) {
   std::vector<uint8_t> message(data.begin(), data.end());
   Inbox& inbox = *inboxes_[to];
-  absl::MutexLock lock(&inbox.mu);  // unlocking wakes the receiver's waits
-  inbox.messages[{from, tag}].push_back(std::move(message));
+  {
+    MutexLock lock(&inbox.mu);
+    inbox.messages[{from, tag}].push_back(std::move(message));
+  }
+  inbox.arrived.NotifyAll();  // only the receiver's thread waits here
 }
 
 absl::Status ThreadWorld::Take(int from, int to, int tag, absl::Span<uint8_t> data) {
@@ -88,15 +91,11 @@ absl::Status ThreadWorld::Take(int from, int to, int tag, absl::Span<uint8_t> da
   std::vector<uint8_t> message;
   bool arrived = false;
   {
-    absl::MutexLock lock(&inbox.mu);
-    struct Ready {
-      const std::deque<std::vector<uint8_t>>* box;
-      const std::atomic<bool>* aborted;
-      static bool Check(Ready* r) {
-        return !r->box->empty() || r->aborted->load(std::memory_order_acquire);
-      }
-    } ready{&inbox.messages[{from, tag}], &aborted_};
-    arrived = inbox.mu.AwaitWithTimeout(absl::Condition(&Ready::Check, &ready), timeout_);
+    MutexLock lock(&inbox.mu);
+    const std::deque<std::vector<uint8_t>>& box = inbox.messages[{from, tag}];
+    arrived = inbox.arrived.WaitWithTimeout(&inbox.mu, timeout_, [&] {
+      return !box.empty() || aborted_.load(std::memory_order_acquire);
+    });
     if (aborted_.load(std::memory_order_acquire)) return AbortStatus();
     if (arrived) {
       std::deque<std::vector<uint8_t>>& box = inbox.messages[{from, tag}];
@@ -122,17 +121,19 @@ absl::Status ThreadWorld::Take(int from, int to, int tag, absl::Span<uint8_t> da
 
 void ThreadWorld::Abort(const absl::Status& status) {
   {
-    absl::MutexLock lock(&abort_mu_);
+    MutexLock lock(&abort_mu_);
     if (aborted_.load(std::memory_order_relaxed)) return;
     abort_status_ = status;
     aborted_.store(true, std::memory_order_release);
   }
-  // Waits re-check their condition when an inbox's lock is released.
-  for (const std::unique_ptr<Inbox>& inbox : inboxes_) absl::MutexLock lock(&inbox->mu);
+  for (const std::unique_ptr<Inbox>& inbox : inboxes_) {
+    { MutexLock lock(&inbox->mu); }  // a waiter is either waiting or sees the flag
+    inbox->arrived.NotifyAll();
+  }
 }
 
 absl::Status ThreadWorld::AbortStatus() const {
-  absl::MutexLock lock(&abort_mu_);
+  MutexLock lock(&abort_mu_);
   return abort_status_;
 }
 

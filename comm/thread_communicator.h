@@ -17,9 +17,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/communicator.h"
+#include "core/mutex.h"
 
 namespace ringattn::comm {
 
@@ -47,7 +47,8 @@ class ThreadWorld {
   class RecvRequest;
   // The messages waiting for one rank, by (sender, tag), in send order.
   struct Inbox {
-    absl::Mutex mu;
+    Mutex mu;
+    CondVar arrived;  // a message came, or the world aborted
     std::map<std::pair<int, int>, std::deque<std::vector<uint8_t>>> messages
         ABSL_GUARDED_BY(mu);
   };
@@ -62,7 +63,7 @@ class ThreadWorld {
   const absl::Duration timeout_;
   std::vector<std::unique_ptr<Inbox>> inboxes_;  // one per rank
   std::atomic<bool> aborted_{false};            // set once, after abort_status_
-  mutable absl::Mutex abort_mu_;
+  mutable Mutex abort_mu_;
   absl::Status abort_status_ ABSL_GUARDED_BY(abort_mu_);
   std::vector<std::unique_ptr<RankCommunicator>> ranks_;
 };
