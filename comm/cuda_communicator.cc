@@ -52,21 +52,16 @@ constexpr absl::Duration kPollSlice = absl::Milliseconds(1);
 }  // namespace
 
 void AbortFlag::Set(const absl::Status& reason) {
-  int expected = 0;
-  while (!lock_.compare_exchange_weak(expected, 1)) expected = 0;
+  MutexLock lock(&mu_);
   if (!set_.load()) {
     reason_ = reason;
     set_.store(true, std::memory_order_release);
   }
-  lock_.store(0);
 }
 
 absl::Status AbortFlag::reason() const {
-  int expected = 0;
-  while (!lock_.compare_exchange_weak(expected, 1)) expected = 0;
-  absl::Status r = reason_;
-  lock_.store(0);
-  return r;
+  MutexLock lock(&mu_);
+  return reason_;
 }
 
 CudaCommunicator::CudaCommunicator(int rank, int world, CudaPlacement placement,
@@ -333,8 +328,8 @@ struct DeviceCopyWorld::Shared {
     std::shared_ptr<Transfer> transfer;
   };
   using Key = std::tuple<int, int, int>;  // (from, to, tag)
-  std::mutex mu;
-  std::map<Key, std::deque<Side>> sends, recvs;
+  Mutex mu;
+  std::map<Key, std::deque<Side>> sends ABSL_GUARDED_BY(mu), recvs ABSL_GUARDED_BY(mu);
   std::shared_ptr<AbortFlag> abort = std::make_shared<AbortFlag>();
 };
 
@@ -374,7 +369,7 @@ class DeviceCopyWorld::Rank final : public CudaCommunicator {
     Shared::Side mine{data, bytes, ready, transfer};
     std::optional<Shared::Side> other;
     {
-      std::lock_guard<std::mutex> lock(shared_->mu);
+      MutexLock lock(&shared_->mu);
       const Shared::Key key{from, to, tag};
       auto& theirs = sending ? shared_->recvs[key] : shared_->sends[key];
       if (theirs.empty()) {

@@ -35,6 +35,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "core/communicator.h"
+#include "core/mutex.h"
 
 namespace ringattn::comm {
 
@@ -55,8 +56,8 @@ class AbortFlag {
 
  private:
   std::atomic<bool> set_{false};
-  mutable std::atomic<int> lock_{0};
-  absl::Status reason_;
+  mutable Mutex mu_;
+  absl::Status reason_ ABSL_GUARDED_BY(mu_);
 };
 
 // The machinery both device communicators share: streams, events, polling,

@@ -6,9 +6,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 
 #include "absl/status/status.h"
 #include "comm/cuda_communicator.h"
@@ -37,40 +35,42 @@ class Transfer {
  public:
   void Issue(std::shared_ptr<SharedEvent> done) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       done_ = std::move(done);
       issued_ = true;
     }
-    cv_.notify_all();
+    cv_.NotifyAll();
   }
   void Fail(absl::Status error) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       error_ = std::move(error);
       issued_ = true;
     }
-    cv_.notify_all();
+    cv_.NotifyAll();
   }
   // Waits (host) until issued or `slice` passed; true when issued.
   bool WaitIssued(absl::Duration slice) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, absl::ToChronoNanoseconds(slice), [&] { return issued_; });
+    MutexLock lock(&mu_);
+    return cv_.WaitWithTimeout(&mu_, slice, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return issued_;  // called with mu_ held
+    });
   }
   absl::Status error() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return error_;
   }
   std::shared_ptr<SharedEvent> done() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return done_;
   }
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool issued_ = false;
-  std::shared_ptr<SharedEvent> done_;
-  absl::Status error_;
+  Mutex mu_;
+  CondVar cv_;
+  bool issued_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<SharedEvent> done_ ABSL_GUARDED_BY(mu_);
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ringattn::comm

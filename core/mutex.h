@@ -48,6 +48,7 @@ class CondVar {
     lock.release();  // still held: the caller's lock owns it
     return result;
   }
+  void NotifyOne() { cv_.notify_one(); }
   void NotifyAll() { cv_.notify_all(); }
 
  private:

@@ -217,7 +217,8 @@ absl::Status Calibration::FitCurve(bool backward, int64_t head_dim,
     if (head_dim - below->first < nearest->first - head_dim) nearest = below;
   }
   std::vector<std::pair<double, double>> curve;
-  for (const auto& [side, tflops] : nearest->second) {
+  for (const auto& [side_, tflops] : nearest->second) {
+    const double side = side_;  // a lambda may not capture a structured binding (C++17)
     const bool replaced = std::any_of(measured.begin(), measured.end(),
                                       [&](const auto& m) { return m.first == side; });
     if (!replaced) curve.push_back({side, tflops * ratio_at(side)});

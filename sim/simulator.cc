@@ -3,18 +3,17 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/communicator.h"
+#include "core/mutex.h"
 #include "core/ring_driver.h"
 #include "core/schedule.h"
 #include "core/status_macros.h"
@@ -73,17 +72,17 @@ class SimNetwork {
   void Post(int from, int to, int tag, Message m) {
     Inbox& inbox = inboxes_[to];
     {
-      std::lock_guard<std::mutex> lock(inbox.mu);
+      MutexLock lock(&inbox.mu);
       inbox.boxes[{from, tag}].push_back(m);
     }
-    inbox.cv.notify_one();
+    inbox.cv.NotifyOne();
   }
   absl::StatusOr<Message> Take(int from, int to, int tag) {
     Inbox& inbox = inboxes_[to];
-    std::unique_lock<std::mutex> lock(inbox.mu);
+    MutexLock lock(&inbox.mu);
     auto& box = inbox.boxes[{from, tag}];
     // Real time: only a bug (a message never sent) waits this long.
-    if (!inbox.cv.wait_for(lock, std::chrono::seconds(120), [&] {
+    if (!inbox.cv.WaitWithTimeout(&inbox.mu, absl::Seconds(120), [&] {
           return !box.empty() || aborted_.load();
         })) {
       return absl::DeadlineExceededError(absl::StrCat(
@@ -97,16 +96,16 @@ class SimNetwork {
   void Abort() {
     aborted_.store(true);
     for (Inbox& inbox : inboxes_) {
-      std::lock_guard<std::mutex> lock(inbox.mu);
-      inbox.cv.notify_all();
+      { MutexLock lock(&inbox.mu); }  // a waiter is either waiting or sees the flag
+      inbox.cv.NotifyAll();
     }
   }
 
  private:
   struct Inbox {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::map<std::pair<int, int>, std::deque<Message>> boxes;  // (from, tag)
+    Mutex mu;
+    CondVar cv;
+    std::map<std::pair<int, int>, std::deque<Message>> boxes ABSL_GUARDED_BY(mu);  // (from, tag)
   };
   std::vector<RankClock> clocks_;
   std::vector<Inbox> inboxes_;
