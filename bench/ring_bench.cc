@@ -34,6 +34,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "comm/cuda_communicator.h"
+#include "comm/launch_env.h"
+#include "comm/nccl_communicator.h"
 #include "core/plan.h"
 #include "core/schedule.h"
 #include "cuda/device.h"

@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "comm/cuda_communicator.h"
+#include "comm/launch_env.h"
+#include "comm/nccl_communicator.h"
 #include "cuda/device.h"
 #include "cuda/ring_backend.h"
 #include "core/status_macros.h"

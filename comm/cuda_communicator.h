@@ -14,12 +14,11 @@
 //   DeviceCopyWorld  W ranks as threads of one process, any number per
 //                    device (virtual ranks on one GPU): cudaMemcpyAsync
 //                    between the ranks' buffers (peer copies across GPUs).
-//   NcclWorld        W ranks as threads of one process, one device each:
-//                    NCCL send/recv in groups, non-blocking communicators,
-//                    async-error polling and ncclCommAbort.
-//   NcclCommunicator one process per GPU (torchrun / Slurm environment):
-//                    the NCCL unique id travels through a file on a shared
-//                    filesystem.
+//   NcclWorld,       (comm/nccl_communicator.h) NCCL send/recv in groups,
+//   NcclCommunicator non-blocking communicators, async-error polling and
+//                    ncclCommAbort; ranks as threads of one process, one
+//                    device each, or one process per GPU (the NCCL unique id
+//                    through a file on a shared filesystem).
 // Collectives on device buffers are send/recv batches plus, for the
 // reduce-scatter, a sum kernel in group order (deterministic).
 #ifndef RINGATTN_COMM_CUDA_COMMUNICATOR_H_
@@ -151,44 +150,6 @@ class DeviceCopyWorld {
   std::shared_ptr<Shared> shared_;
   std::vector<std::unique_ptr<Rank>> ranks_;
 };
-
-class NcclWorld {
- public:
-  // One rank per placement, each on its own device (NCCL takes one rank
-  // per GPU). Errors: InvalidArgument for a repeated device or a missing
-  // stream, Unavailable when libnccl.so.2 cannot be loaded, Internal for
-  // an NCCL error (with NCCL's message).
-  static absl::StatusOr<std::unique_ptr<NcclWorld>> Create(
-      const std::vector<CudaPlacement>& ranks, absl::Duration timeout);
-  ~NcclWorld();
-  int world() const;
-  Communicator& rank(int r);
-
- private:
-  NcclWorld() = default;
-  std::vector<std::unique_ptr<CudaCommunicator>> ranks_;
-};
-
-// One process per GPU. Rank 0 creates the NCCL unique id and writes it to
-// `id_file` (atomically, through a rename); the others wait for the file,
-// at most `timeout`. The file must be fresh for each run (rank 0 refuses an
-// existing one). Errors: InvalidArgument for a bad rank or world,
-// DeadlineExceeded when the id does not appear, AlreadyExists, Unavailable
-// without libnccl.so.2, Internal for NCCL errors.
-absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(
-    int rank, int world, CudaPlacement placement, const std::string& id_file,
-    absl::Duration timeout);
-
-// The process's rank, world size and local rank from the environment that
-// torchrun (RANK, WORLD_SIZE, LOCAL_RANK) or Slurm (SLURM_PROCID,
-// SLURM_NTASKS, SLURM_LOCALID) sets. Errors: NotFound when neither is set,
-// InvalidArgument for values that are not integers or out of range.
-struct LaunchEnvironment {
-  int rank = 0;
-  int world = 1;
-  int local_rank = 0;
-};
-absl::StatusOr<LaunchEnvironment> LaunchEnvironmentFromEnv();
 
 }  // namespace ringattn::comm
 

@@ -1,6 +1,8 @@
 // Device communicators (GPU tests; they skip with a message elsewhere) and
 // the launcher environment (runs everywhere).
 #include "comm/cuda_communicator.h"
+#include "comm/launch_env.h"
+#include "comm/nccl_communicator.h"
 
 #include <cuda_runtime.h>
 

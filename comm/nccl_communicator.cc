@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "comm/cuda_communicator.h"
+#include "comm/nccl_communicator.h"
 #include "comm/cuda_transfer.h"
 #include "core/status_macros.h"
 

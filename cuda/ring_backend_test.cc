@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "comm/cuda_communicator.h"
+#include "comm/nccl_communicator.h"
 #include "comm/thread_communicator.h"
 #include "ringattn.h"
 #include "core/layout.h"

@@ -1,0 +1,48 @@
+// NCCL communicators (see comm/cuda_communicator.h for what every device
+// communicator does): NcclWorld, ranks as threads of one process with one
+// device each; CreateNcclCommunicator, one process per GPU. libnccl.so.2 is
+// loaded at run time (dlopen), so binaries start where it is missing.
+#ifndef RINGATTN_COMM_NCCL_COMMUNICATOR_H_
+#define RINGATTN_COMM_NCCL_COMMUNICATOR_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "comm/cuda_communicator.h"
+#include "core/communicator.h"
+
+namespace ringattn::comm {
+
+class NcclWorld {
+ public:
+  // One rank per placement, each on its own device (NCCL takes one rank
+  // per GPU). Errors: InvalidArgument for a repeated device or a missing
+  // stream, Unavailable when libnccl.so.2 cannot be loaded, Internal for
+  // an NCCL error (with NCCL's message).
+  static absl::StatusOr<std::unique_ptr<NcclWorld>> Create(
+      const std::vector<CudaPlacement>& ranks, absl::Duration timeout);
+  ~NcclWorld();
+  int world() const;
+  Communicator& rank(int r);
+
+ private:
+  NcclWorld() = default;
+  std::vector<std::unique_ptr<CudaCommunicator>> ranks_;
+};
+
+// One process per GPU. Rank 0 creates the NCCL unique id and writes it to
+// `id_file` (atomically, through a rename); the others wait for the file,
+// at most `timeout`. The file must be fresh for each run (rank 0 refuses an
+// existing one). Errors: InvalidArgument for a bad rank or world,
+// DeadlineExceeded when the id does not appear, AlreadyExists, Unavailable
+// without libnccl.so.2, Internal for NCCL errors.
+absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(
+    int rank, int world, CudaPlacement placement, const std::string& id_file,
+    absl::Duration timeout);
+
+}  // namespace ringattn::comm
+
+#endif  // RINGATTN_COMM_NCCL_COMMUNICATOR_H_
