@@ -12,7 +12,7 @@
 #include "core/layout.h"
 #include "core/mask.h"
 #include "cpu_reference/attention.h"
-#include "cpu_reference/internal/convert.h"
+#include "core/dtype_convert.h"
 #include "core/status_macros.h"
 #include <random>
 
@@ -59,13 +59,13 @@ std::vector<uint8_t> RandomTensor(DType dtype, int64_t n, uint32_t seed) {
   std::normal_distribution<double> normal(0.0, 1.0);
   std::vector<uint8_t> out(n * DTypeBytes(dtype));
   for (int64_t i = 0; i < n; ++i) {
-    cpu::internal::StoreElement<double>(dtype, normal(rng), out.data(), i);
+    StoreElement<double>(dtype, normal(rng), out.data(), i);
   }
   return out;
 }
 
 std::vector<double> Decode(DType dtype, absl::Span<const uint8_t> x) {
-  return cpu::internal::DecodeAll<double>(dtype, x);
+  return DecodeAll<double>(dtype, x);
 }
 
 

@@ -7,14 +7,12 @@
 #include "absl/strings/str_cat.h"
 #include "cpu_reference/attention.h"
 #include "cpu_reference/blocked_attention.h"
-#include "cpu_reference/internal/convert.h"
+#include "core/dtype_convert.h"
 #include "core/status_macros.h"
 
 namespace ringattn::cpu {
 namespace {
 
-using internal::LoadElement;
-using internal::StoreElement;
 
 absl::Status CheckBytes(const char* what, size_t bytes, int64_t elements,
                         DType dtype) {
@@ -29,12 +27,12 @@ absl::Status CheckBytes(const char* what, size_t bytes, int64_t elements,
 
 template <typename C>
 std::vector<C> Upcast(DType dtype, absl::Span<const uint8_t> bytes) {
-  return internal::DecodeAll<C>(dtype, bytes);
+  return DecodeAll<C>(dtype, bytes);
 }
 
 template <typename C>
 std::vector<uint8_t> Downcast(DType dtype, const std::vector<C>& values) {
-  return internal::EncodeAll<C>(dtype, values);
+  return EncodeAll<C>(dtype, values);
 }
 
 // C: the compute type (float or double).

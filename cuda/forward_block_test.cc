@@ -12,7 +12,7 @@
 #include "core/mask.h"
 #include "core/schedule.h"
 #include "cpu_reference/blocked_attention.h"
-#include "cpu_reference/internal/convert.h"
+#include "core/dtype_convert.h"
 #include "cuda/device.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
@@ -50,8 +50,8 @@ void Check(const Case& c) {
   const Mask mask = *Mask::Create(c.mask, s.batch, s.seqlen_q, s.seqlen_k);
   const Schedule schedule = *Schedule::Create(layout, mask, s.num_kv_heads);
   const auto round = [&](std::vector<double> x) {
-    return cpu::internal::DecodeAll<double>(
-        c.dtype, cpu::internal::EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
+    return DecodeAll<double>(
+        c.dtype, EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
   };
   const std::vector<double> q = round(RandomNormal<double>(s.q_elements(), 1));
   const std::vector<double> k = round(RandomNormal<double>(s.kv_elements(), 2));
@@ -63,7 +63,7 @@ void Check(const Case& c) {
                            : c.dtype == DType::kFloat16 ? ElementType::kFloat16
                                                         : ElementType::kFloat32;
   const auto device_input = [&](const std::vector<double>& x) {
-    return ToDevice(cpu::internal::EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
+    return ToDevice(EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
   };
   const double scale = DefaultSoftmaxScale(s.head_dim);
   const int64_t rows = layout.local_seqlen();

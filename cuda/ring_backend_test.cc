@@ -25,7 +25,7 @@
 #include "core/mask.h"
 #include "cpu_reference/attention.h"
 #include "cpu_reference/cpu_backend.h"
-#include "cpu_reference/internal/convert.h"
+#include "core/dtype_convert.h"
 #include "cuda/device.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
@@ -166,7 +166,7 @@ void Check(const LayoutSpec& spec, const MaskSpec& mask, const AttentionShape& s
   const Layout& layout = schedule.layout();
   const auto shard = [&](int64_t n, uint32_t seed, int64_t token) {
     const std::vector<uint8_t> bytes =
-        cpu::internal::EncodeAll<double>(dtype, RandomNormal<double>(n, seed));
+        EncodeAll<double>(dtype, RandomNormal<double>(n, seed));
     return *layout.Shard(absl::Span<const uint8_t>(bytes), token * DTypeBytes(dtype));
   };
   const auto q = shard(s.q_elements(), 1, s.num_heads * s.head_dim);
@@ -176,7 +176,7 @@ void Check(const LayoutSpec& spec, const MaskSpec& mask, const AttentionShape& s
   const std::vector<RankResult> gpu = RunRing(schedule, s, dtype, q, k, v, dout, mode);
   const std::vector<RankResult> cpu = RunRing(schedule, s, dtype, q, k, v, dout, reference);
   const auto decode = [&](const std::vector<uint8_t>& x) {
-    return cpu::internal::DecodeAll<double>(dtype, x);
+    return DecodeAll<double>(dtype, x);
   };
   for (int r = 0; r < layout.world(); ++r) {
     SCOPED_TRACE(absl::StrCat("rank ", r));
@@ -298,14 +298,14 @@ struct Problem {
 Problem MakeProblem(const AttentionShape& s, const MaskSpec& mask_spec, DType dtype) {
   Problem p{s, mask_spec, dtype};
   const auto random = [&](int64_t n, uint32_t seed) {
-    return cpu::internal::EncodeAll<double>(dtype, RandomNormal<double>(n, seed));
+    return EncodeAll<double>(dtype, RandomNormal<double>(n, seed));
   };
   p.q = random(s.q_elements(), 11);
   p.k = random(s.kv_elements(), 12);
   p.v = random(s.kv_elements(), 13);
   p.dout = random(s.q_elements(), 14);
   const auto decode = [&](const std::vector<uint8_t>& x) {
-    return cpu::internal::DecodeAll<double>(dtype, x);
+    return DecodeAll<double>(dtype, x);
   };
   const std::vector<double> q = decode(p.q), k = decode(p.k), v = decode(p.v),
                             dout = decode(p.dout);
@@ -352,7 +352,7 @@ std::array<double, 4> RingErrors(const LayoutSpec& spec, const Problem& p) {
         layout.Unshard(shards, i < 2 ? q_token : kv_token);
     EXPECT_TRUE(global.ok()) << global.status();
     if (!global.ok()) return {};
-    errors[i] = NormRel(cpu::internal::DecodeAll<double>(p.dtype, *global), *want[i]);
+    errors[i] = NormRel(DecodeAll<double>(p.dtype, *global), *want[i]);
   }
   return errors;
 }

@@ -9,7 +9,7 @@
 #include "comm/thread_communicator.h"
 #include "core/layout.h"
 #include "cpu_reference/attention.h"
-#include "cpu_reference/internal/convert.h"
+#include "core/dtype_convert.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ringattn.h"
@@ -35,11 +35,11 @@ struct Case {
 };
 
 std::vector<uint8_t> Encode(DType dtype, const std::vector<double>& x) {
-  return cpu::internal::EncodeAll<double>(dtype, x);
+  return EncodeAll<double>(dtype, x);
 }
 
 std::vector<double> Decode(DType dtype, const std::vector<uint8_t>& x) {
-  return cpu::internal::DecodeAll<double>(dtype, x);
+  return DecodeAll<double>(dtype, x);
 }
 
 struct Result {

@@ -20,7 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/dtype.h"
 #include "core/lse_math.h"
-#include "cpu_reference/internal/convert.h"
+#include "core/dtype_convert.h"
 #include "cuda/device.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
@@ -70,8 +70,8 @@ ElementType ElementTypeOf(DType dtype) {
 }
 
 double RoundTo(DType dtype, double x) {
-  const std::vector<uint8_t> b = cpu::internal::EncodeAll<double>(dtype, {&x, 1});
-  return cpu::internal::DecodeAll<double>(dtype, b)[0];
+  const std::vector<uint8_t> b = EncodeAll<double>(dtype, {&x, 1});
+  return DecodeAll<double>(dtype, b)[0];
 }
 
 // Exact block output (fp64) and the flash-style emulation's error, per row.
@@ -140,8 +140,8 @@ void Check(const Case& c, uint32_t seed, flash::TensorCoreKernel kernel) {
   const int64_t d = c.head_dim;
   const auto rounded = [&](int64_t n, uint32_t s) {
     std::vector<double> x = RandomNormal<double>(n, s);
-    return cpu::internal::DecodeAll<double>(
-        c.dtype, cpu::internal::EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
+    return DecodeAll<double>(
+        c.dtype, EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
   };
   const std::vector<double> q = rounded(c.batch * c.q_rows * c.heads * d, seed);
   const std::vector<double> k = rounded(c.batch * c.k_rows * c.kv_heads * d, seed + 1);
@@ -150,7 +150,7 @@ void Check(const Case& c, uint32_t seed, flash::TensorCoreKernel kernel) {
   const Reference want = Oracle(c, q, k, v, scale);
 
   const auto encode = [&](const std::vector<double>& x) {
-    return ToDevice(cpu::internal::EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
+    return ToDevice(EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
   };
   uint8_t* d_q = encode(q);
   uint8_t* d_k = encode(k);
@@ -198,7 +198,7 @@ void Check(const Case& c, uint32_t seed, flash::TensorCoreKernel kernel) {
   const std::vector<float> o = ToHost(d_o, q.size());
   const std::vector<float> lse = ToHost(d_lse, want.lse.size());
   const std::vector<float> direct_lse = ToHost(d_direct_lse, want.lse.size());
-  const std::vector<double> out = cpu::internal::DecodeAll<double>(
+  const std::vector<double> out = DecodeAll<double>(
       c.dtype, ToHost(d_out, q.size() * DTypeBytes(c.dtype)));
 
   // fp32 (3xTF32): 1e-5 relative to the largest output; fp16/bf16: 2x the
@@ -374,8 +374,8 @@ TEST(FlashForwardTest, FusedStateOverBlocksEqualsOneCall) {
          -kFar, 0, 0, kFar, {}, 0, 1};
   const auto rounded = [&](int64_t n, uint32_t s) {
     std::vector<double> x = RandomNormal<double>(n, s);
-    return cpu::internal::DecodeAll<double>(
-        c.dtype, cpu::internal::EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
+    return DecodeAll<double>(
+        c.dtype, EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
   };
   const std::vector<double> q = rounded(kRows * 2 * kDim, 11);
   const std::vector<double> k = rounded(kRows * kDim, 12);
@@ -383,7 +383,7 @@ TEST(FlashForwardTest, FusedStateOverBlocksEqualsOneCall) {
   const double scale = 1.0 / std::sqrt(double{kDim});
   const Reference want = Oracle(c, q, k, v, scale);
   const auto encode = [&](const std::vector<double>& x) {
-    return ToDevice(cpu::internal::EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
+    return ToDevice(EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
   };
   uint8_t* d_q = encode(q);
   uint8_t* d_k = encode(k);
@@ -455,7 +455,7 @@ void CheckBackward(const Case& c, uint32_t seed) {
   const int64_t stats = c.batch * c.heads * c.q_rows;
   const auto encode = [&](int64_t n, uint32_t s) {
     std::vector<double> x = RandomNormal<double>(n, s);
-    return ToDevice(cpu::internal::EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
+    return ToDevice(EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
   };
   uint8_t* d_q = encode(q_elements, seed);
   uint8_t* d_k = encode(kv_elements, seed + 1);
