@@ -38,9 +38,9 @@ namespace ringattn {
 RankBackendFactory CpuBackendFactory();
 
 struct RingAttentionConfig {
-  LayoutSpec layout;          // world must equal the communicator's
-  MaskSpec mask;              // cu_seqlens: varlen
-  double softmax_scale = 0;   // 0: 1 / sqrt(head_dim)
+  LayoutSpec layout;           // world must equal the communicator's
+  MaskSpec mask;               // cu_seqlens: varlen
+  double softmax_scale = 0;    // 0: 1 / sqrt(head_dim)
   RankBackendFactory backend;  // empty: CpuBackendFactory()
 };
 
@@ -67,9 +67,9 @@ class RingAttention {
  public:
   // Errors: InvalidArgument for an invalid shape, config (layout, mask,
   // scale) or a world that differs from the communicator's.
-  static absl::StatusOr<std::unique_ptr<RingAttention>> Create(
-      Communicator& comm, const RingAttentionConfig& config,
-      const AttentionShape& shape);
+  static absl::StatusOr<std::unique_ptr<RingAttention>> Create(Communicator& comm,
+                                                               const RingAttentionConfig& config,
+                                                               const AttentionShape& shape);
   ~RingAttention();
 
   const Schedule& schedule() const { return *schedule_; }
@@ -83,16 +83,14 @@ class RingAttention {
   // After Forward on this object: gradients for upstream `dout`.
   absl::StatusOr<RankGrads> Backward(const RankTensor& dout);
   // Without a Forward here: from the forward's out and lse.
-  absl::StatusOr<RankGrads> Backward(const RankTensor& q, const RankTensor& k,
-                                     const RankTensor& v, const RankTensor& out,
-                                     absl::Span<const float> lse,
+  absl::StatusOr<RankGrads> Backward(const RankTensor& q, const RankTensor& k, const RankTensor& v,
+                                     const RankTensor& out, absl::Span<const float> lse,
                                      const RankTensor& dout);
 
  private:
   RingAttention(Communicator& comm, AttentionShape shape, double scale,
                 std::unique_ptr<Schedule> schedule, RankBackendFactory factory);
-  absl::Status Load(const RankTensor& q, const RankTensor& k,
-                    const RankTensor& v);
+  absl::Status Load(const RankTensor& q, const RankTensor& k, const RankTensor& v);
 
   Communicator& comm_;
   AttentionShape shape_;
@@ -106,15 +104,14 @@ class RingAttention {
 
 // Dense local strides for a (local_batch, local_seqlen, heads, head_dim)
 // tensor of `dtype`.
-RankTensor DenseRankTensor(DType dtype, absl::Span<const uint8_t> data,
-                           int64_t local_seqlen, int64_t heads,
-                           int64_t head_dim);
+RankTensor DenseRankTensor(DType dtype, absl::Span<const uint8_t> data, int64_t local_seqlen,
+                           int64_t heads, int64_t head_dim);
 
 // ring_flash_attn_func and its family: one call per rank, forward only.
-absl::StatusOr<RankForward> RingFlashAttnFunc(
-    Communicator& comm, LayoutKind layout, const AttentionShape& shape,
-    const RankTensor& q, const RankTensor& k, const RankTensor& v,
-    const MaskSpec& mask = {}, double softmax_scale = 0);
+absl::StatusOr<RankForward> RingFlashAttnFunc(Communicator& comm, LayoutKind layout,
+                                              const AttentionShape& shape, const RankTensor& q,
+                                              const RankTensor& k, const RankTensor& v,
+                                              const MaskSpec& mask = {}, double softmax_scale = 0);
 
 }  // namespace ringattn
 

@@ -23,21 +23,23 @@ void BM_BlockForward(benchmark::State& state) {
   const std::vector<T> k = testing::RandomNormal<T>(seqlen * heads * head_dim, 2);
   const std::vector<T> v = testing::RandomNormal<T>(seqlen * heads * head_dim, 3);
   const TensorStrides st = DenseStrides(seqlen, heads, head_dim);
-  const cpu::BlockProblem problem{.batch = 1, .q_rows = seqlen, .k_rows = seqlen,
-                                  .num_heads = heads, .num_kv_heads = heads,
+  const cpu::BlockProblem problem{.batch = 1,
+                                  .q_rows = seqlen,
+                                  .k_rows = seqlen,
+                                  .num_heads = heads,
+                                  .num_kv_heads = heads,
                                   .head_dim = head_dim,
                                   .softmax_scale = DefaultSoftmaxScale(head_dim),
                                   .mask = &mask};
-  const BlockTask task{0, PositionRun::Contiguous(0, seqlen), 0,
-                       PositionRun::Contiguous(0, seqlen), 0, heads};
+  const BlockTask task{
+      0, PositionRun::Contiguous(0, seqlen), 0, PositionRun::Contiguous(0, seqlen), 0, heads};
   for (auto _ : state) {
     cpu::AttentionOutput<T> out = cpu::EmptyOutput<T>(1, seqlen, heads, head_dim);
-    benchmark::DoNotOptimize(
-        cpu::BlockForward<T>(task, problem, {q, st}, {k, st}, {v, st}, &out));
+    benchmark::DoNotOptimize(cpu::BlockForward<T>(task, problem, {q, st}, {k, st}, {v, st}, &out));
   }
   const double flops = ForwardFlops(task, mask, 0, 1, head_dim);
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_BlockForward<float>)
     ->ArgNames({"seqlen", "head_dim", "causal"})
@@ -66,18 +68,18 @@ void BM_MergeState(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   // Reads O, O_b and writes O: 12 bytes per element.
-  state.counters["GB/s"] = benchmark::Counter(
-      12.0 * rows * head_dim * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["rows/s"] = benchmark::Counter(
-      static_cast<double>(rows), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] = benchmark::Counter(12.0 * rows * head_dim * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["rows/s"] =
+      benchmark::Counter(static_cast<double>(rows), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_MergeState)->ArgName("head_dim")->Arg(64)->Arg(128);
 
 void BM_ScheduleTasks(benchmark::State& state) {
   const int world = static_cast<int>(state.range(0));
   const int64_t seqlen = state.range(1);
-  const Layout layout = *Layout::Create(
-      {.kind = static_cast<LayoutKind>(state.range(2)), .world = world}, 1, seqlen);
+  const Layout layout =
+      *Layout::Create({.kind = static_cast<LayoutKind>(state.range(2)), .world = world}, 1, seqlen);
   const Mask mask = *Mask::Create({.causal = true}, 1, seqlen, seqlen);
   const Schedule schedule = *Schedule::Create(layout, mask, 8);
   int64_t tasks = 0;

@@ -4,9 +4,9 @@
 // SDPA does), "ringattn_fused_state" (merging into the fp32 ring state, what
 // a ring step does), "ringattn_mma_sync" and "ringattn_wgmma" (each
 // tensor-core kernel by name, on Hopper) and "ringattn_reference" (the
-// correctness-first kernel). Prints CSV (row, impl, pass, ms, TFLOP/s). bench/kernel_bench.sh runs it
-// beside PyTorch SDPA (bench/torch_sdpa_bench.py) on the same GPU.
-// FLOPs: 4 * b * s * s * h * d, halved for causal.
+// correctness-first kernel). Prints CSV (row, impl, pass, ms, TFLOP/s). bench/kernel_bench.sh runs
+// it beside PyTorch SDPA (bench/torch_sdpa_bench.py) on the same GPU. FLOPs: 4 * b * s * s * h * d,
+// halved for causal.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -73,8 +73,8 @@ void FillRandom(void* p, ElementType dtype, int64_t n, uint32_t seed) {
         std::memcpy(&host[i * 2], &h, 2);
       }
     }
-    cudaMemcpy(static_cast<unsigned char*>(p) + done * bytes, host.data(),
-               count * bytes, cudaMemcpyHostToDevice);
+    cudaMemcpy(static_cast<unsigned char*>(p) + done * bytes, host.data(), count * bytes,
+               cudaMemcpyHostToDevice);
   }
 }
 
@@ -142,8 +142,8 @@ int Main(int argc, char** argv) {
     a.max_delta = r.causal ? 0 : (int64_t{1} << 60);
     a.doc_end = r.seqlen;
     a.softmax_scale = 1.f / std::sqrt(static_cast<float>(r.head_dim));
-    const double flops = 4.0 * r.batch * r.seqlen * r.seqlen * r.heads *
-                         r.head_dim / (r.causal ? 2 : 1);
+    const double flops =
+        4.0 * r.batch * r.seqlen * r.seqlen * r.heads * r.head_dim / (r.causal ? 2 : 1);
     const auto report = [&](const char* impl, float ms, const char* pass = "fwd",
                             double factor = 1.0) {
       std::printf("%s\n", absl::StrFormat("%s,%s,%s,%.3f,%.2f", r.name, impl, pass, ms,
@@ -156,17 +156,26 @@ int Main(int argc, char** argv) {
     report("ringattn", TimeMs([&] { LaunchForward(direct, nullptr); }, iterations));
     report("ringattn_fused_state", TimeMs([&] { LaunchForward(a, nullptr); }, iterations));
     if (flash::FlashForwardSupports(direct) && flash::HopperDevice()) {
-      report("ringattn_mma_sync", TimeMs([&] {
-               flash::LaunchFlashForward(direct, nullptr, flash::TensorCoreKernel::kMmaSync);
-             }, iterations));
+      report("ringattn_mma_sync", TimeMs(
+                                      [&] {
+                                        flash::LaunchFlashForward(
+                                            direct, nullptr, flash::TensorCoreKernel::kMmaSync);
+                                      },
+                                      iterations));
       if (r.dtype != ElementType::kFloat32) {
-        report("ringattn_wgmma_cp_async", TimeMs([&] {
-                 flash::LaunchFlashForward(direct, nullptr, flash::TensorCoreKernel::kHopper);
-               }, iterations));
-        report("ringattn_warp_specialized", TimeMs([&] {
-                 flash::LaunchFlashForward(direct, nullptr,
-                                           flash::TensorCoreKernel::kWarpSpecialized);
-               }, iterations));
+        report("ringattn_wgmma_cp_async",
+               TimeMs(
+                   [&] {
+                     flash::LaunchFlashForward(direct, nullptr, flash::TensorCoreKernel::kHopper);
+                   },
+                   iterations));
+        report("ringattn_warp_specialized", TimeMs(
+                                                [&] {
+                                                  flash::LaunchFlashForward(
+                                                      direct, nullptr,
+                                                      flash::TensorCoreKernel::kWarpSpecialized);
+                                                },
+                                                iterations));
       }
     }
     if (r.dtype != ElementType::kFloat32 && r.seqlen * r.batch <= 16384) {
@@ -197,30 +206,37 @@ int Main(int argc, char** argv) {
       cudaMemset(dv, 0, n * 4);
       LaunchForward(a, nullptr);  // the state the backward reads
       const auto backward = [&] {
-        LaunchBackwardDelta(r.dtype, dout, o, delta, r.batch, r.seqlen, r.heads,
-                            r.head_dim, nullptr);
+        LaunchBackwardDelta(r.dtype, dout, o, delta, r.batch, r.seqlen, r.heads, r.head_dim,
+                            nullptr);
         LaunchBackward(back, nullptr);
       };
       report("ringattn", TimeMs(backward, iterations), "bwd", 2.5);
       if (flash::HopperDevice()) {
-        for (auto [impl, kernel] : {std::pair{"ringattn_mma_sync", flash::TensorCoreKernel::kMmaSync},
-                                    std::pair{"ringattn_wgmma", flash::TensorCoreKernel::kHopper}}) {
-          report(impl, TimeMs([&, kernel = kernel] {
-                   LaunchBackwardDelta(r.dtype, dout, o, delta, r.batch, r.seqlen, r.heads,
-                                       r.head_dim, nullptr);
-                   flash::LaunchFlashBackward(back, nullptr, kernel);
-                 }, iterations),
+        for (auto [impl, kernel] :
+             {std::pair{"ringattn_mma_sync", flash::TensorCoreKernel::kMmaSync},
+              std::pair{"ringattn_wgmma", flash::TensorCoreKernel::kHopper}}) {
+          report(impl,
+                 TimeMs(
+                     [&, kernel = kernel] {
+                       LaunchBackwardDelta(r.dtype, dout, o, delta, r.batch, r.seqlen, r.heads,
+                                           r.head_dim, nullptr);
+                       flash::LaunchFlashBackward(back, nullptr, kernel);
+                     },
+                     iterations),
                  "bwd", 2.5);
         }
       }
-      report("ringattn", TimeMs([&] {
-               LaunchForward(direct, nullptr);
-               backward();
-             }, iterations),
+      report("ringattn",
+             TimeMs(
+                 [&] {
+                   LaunchForward(direct, nullptr);
+                   backward();
+                 },
+                 iterations),
              "fwd+bwd", 3.5);
     }
-    for (void* p : {dout, static_cast<void*>(dq), static_cast<void*>(dk),
-                    static_cast<void*>(dv), static_cast<void*>(delta)}) {
+    for (void* p : {dout, static_cast<void*>(dq), static_cast<void*>(dk), static_cast<void*>(dv),
+                    static_cast<void*>(delta)}) {
       cudaFree(p);
     }
     if (const cudaError_t error = cudaDeviceSynchronize(); error != cudaSuccess) {

@@ -19,8 +19,8 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -28,9 +28,9 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "comm/cuda_communicator.h"
@@ -38,10 +38,10 @@
 #include "comm/nccl_communicator.h"
 #include "core/plan.h"
 #include "core/schedule.h"
+#include "core/status_macros.h"
 #include "cuda/device.h"
 #include "cuda/ring_backend.h"
 #include "sim/simulator.h"
-#include "core/status_macros.h"
 
 ABSL_FLAG(int, world, 0, "ranks; 0: one per visible GPU");
 ABSL_FLAG(std::string, comm, "auto",
@@ -83,12 +83,9 @@ struct Row {
   bool varlen;
 };
 constexpr Row kRows[] = {
-    {"ring", LayoutKind::kRing, false},
-    {"zigzag", LayoutKind::kZigzag, false},
-    {"stripe", LayoutKind::kStripe, false},
-    {"llama3", LayoutKind::kLlama3, false},
-    {"varlen_ring", LayoutKind::kRing, true},
-    {"varlen_zigzag", LayoutKind::kZigzag, true},
+    {"ring", LayoutKind::kRing, false},           {"zigzag", LayoutKind::kZigzag, false},
+    {"stripe", LayoutKind::kStripe, false},       {"llama3", LayoutKind::kLlama3, false},
+    {"varlen_ring", LayoutKind::kRing, true},     {"varlen_zigzag", LayoutKind::kZigzag, true},
     {"varlen_llama3", LayoutKind::kLlama3, true},
 };
 
@@ -98,7 +95,7 @@ const std::vector<std::vector<int64_t>> kDocuments = {
     {0, 8192}, {0, 256, 7648, 8192}, {0, 4096, 8192}, {0, 3104, 6304, 7904, 8064, 8192}};
 
 struct Timing {
-  double seconds = 0;  // median iteration, slowest rank
+  double seconds = 0;         // median iteration, slowest rank
   cuda::MemoryReport memory;  // the rank with the largest peak
 };
 
@@ -137,8 +134,8 @@ class Bench {
   }
 
   // Times `iters` passes of the schedule on the first `world` ranks.
-  absl::StatusOr<Timing> Run(const Schedule& schedule, const AttentionShape& shape,
-                             bool backward, int iters) {
+  absl::StatusOr<Timing> Run(const Schedule& schedule, const AttentionShape& shape, bool backward,
+                             int iters) {
     const int world = schedule.layout().world();
     const int64_t local = schedule.layout().local_batch() * schedule.layout().local_seqlen();
     const int entries = Entries(world);
@@ -174,9 +171,7 @@ class Bench {
           absl::StatusOr<RingRunStats> fwd = RunRingForward(schedule, comm, **backend);
           if (!fwd.ok()) s = fwd.status();
           if (s.ok() && backward) {
-            s = RunRingBackward(schedule, comm, **backend,
-                                {.forward_kv = fwd->last_kv})
-                    .status();
+            s = RunRingBackward(schedule, comm, **backend, {.forward_kv = fwd->last_kv}).status();
           }
           if (it >= 3) seconds[r].push_back(absl::ToDoubleSeconds(absl::Now() - start));
         }
@@ -242,8 +237,8 @@ class Bench {
           }
           std::vector<std::unique_ptr<Communicator::Request>> requests;
           comm.StartBatch();
-          requests.push_back(comm.Send((r + 1) % world, kTagKv,
-                                       {static_cast<const uint8_t*>(a), size_t(bytes)}));
+          requests.push_back(
+              comm.Send((r + 1) % world, kTagKv, {static_cast<const uint8_t*>(a), size_t(bytes)}));
           requests.push_back(comm.Recv((r + world - 1) % world, kTagKv,
                                        {static_cast<uint8_t*>(b), size_t(bytes)}));
           comm.EndBatch();
@@ -269,9 +264,7 @@ class Bench {
  private:
   // The entries that run ranks of a `world`-rank schedule: all of them, or
   // the first alone for a one-rank baseline.
-  int Entries(int world) const {
-    return std::min<int>(world, static_cast<int>(comms_.size()));
-  }
+  int Entries(int world) const { return std::min<int>(world, static_cast<int>(comms_.size())); }
 
   // Every rank's `mine` (the same size on each), in rank order, through
   // the one-rank-per-process communicator.
@@ -308,15 +301,19 @@ Config MakeConfig(const Row& row, int world, int64_t tokens, const std::vector<i
   if (row.varlen) {
     for (int64_t x : docs) c.mask.cu_seqlens.push_back(x * tokens / 8192 * world);
   }
-  c.shape = {1, world * tokens, world * tokens, absl::GetFlag(FLAGS_heads),
-             absl::GetFlag(FLAGS_kv_heads), absl::GetFlag(FLAGS_head_dim)};
+  c.shape = {1,
+             world * tokens,
+             world * tokens,
+             absl::GetFlag(FLAGS_heads),
+             absl::GetFlag(FLAGS_kv_heads),
+             absl::GetFlag(FLAGS_head_dim)};
   return c;
 }
 
 absl::Status Main() {
   std::vector<double> torch_ms;
-  for (absl::string_view x : absl::StrSplit(absl::GetFlag(FLAGS_torch_single_ms), ',',
-                                            absl::SkipEmpty())) {
+  for (absl::string_view x :
+       absl::StrSplit(absl::GetFlag(FLAGS_torch_single_ms), ',', absl::SkipEmpty())) {
     double ms = 0;
     if (!absl::SimpleAtod(x, &ms) || ms < 0) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -325,8 +322,8 @@ absl::Status Main() {
     torch_ms.push_back(ms);
   }
   if (!torch_ms.empty() && torch_ms.size() != 4) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--torch_single_ms has ", torch_ms.size(), " values; expected F,FB,VF,VFB"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--torch_single_ms has ", torch_ms.size(), " values; expected F,FB,VF,VFB"));
   }
   const std::vector<std::string> torch_names =
       absl::StrSplit(absl::GetFlag(FLAGS_torch_single_names), ',');
@@ -338,8 +335,8 @@ absl::Status Main() {
   std::string comm_kind = absl::GetFlag(FLAGS_comm);
   if (comm_kind == "auto") comm_kind = world <= visible && world >= 2 ? "nccl" : "device";
   if (comm_kind != "device" && comm_kind != "nccl" && comm_kind != "nccl_env") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--comm is '", comm_kind, "'; expected auto, device, nccl or nccl_env"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--comm is '", comm_kind, "'; expected auto, device, nccl or nccl_env"));
   }
   // One rank per process: this process's rank, its GPU, its communicator.
   std::optional<comm::LaunchEnvironment> env;
@@ -376,8 +373,10 @@ absl::Status Main() {
   std::vector<Communicator*> comms;
   std::vector<int> ranks;
   if (env) {
-    ASSIGN_OR_RETURN(std::unique_ptr<Communicator> c,
-                     comm::CreateNcclCommunicator( env->rank, env->world, placements[0], absl::GetFlag(FLAGS_nccl_id_file), absl::Seconds(120)));
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<Communicator> c,
+        comm::CreateNcclCommunicator(env->rank, env->world, placements[0],
+                                     absl::GetFlag(FLAGS_nccl_id_file), absl::Seconds(120)));
     process_comm = std::move(c);
     comms.push_back(process_comm.get());
     ranks.push_back(env->rank);
@@ -410,16 +409,21 @@ absl::Status Main() {
     link = gbps;
   }
   if (!gpu_per_rank) {
-    Print("(%d ranks share %d GPU(s): virtual ranks; efficiency and the simulator's "
-                "one-GPU-per-rank prediction do not apply)\n", world, visible);
+    Print(
+        "(%d ranks share %d GPU(s): virtual ranks; efficiency and the simulator's "
+        "one-GPU-per-rank prediction do not apply)\n",
+        world, visible);
   }
-  Print("ring_bench: %d x %s, %s, bf16 b1 %lld tokens/rank h%lld/%lld d%lld causal, "
-              "median of %d iterations; ring hop of %lld B: %.1f GB/s\n",
-              world, prop.name,
-              env ? "NCCL, one process per GPU" : comm_kind == "nccl" ? "NCCL" : "device copies",
-              static_cast<long long>(tokens), static_cast<long long>(probe.num_heads),
-              static_cast<long long>(probe.num_kv_heads), static_cast<long long>(probe.head_dim),
-              iters, static_cast<long long>(kv_bytes), link);
+  Print(
+      "ring_bench: %d x %s, %s, bf16 b1 %lld tokens/rank h%lld/%lld d%lld causal, "
+      "median of %d iterations; ring hop of %lld B: %.1f GB/s\n",
+      world, prop.name,
+      env                   ? "NCCL, one process per GPU"
+      : comm_kind == "nccl" ? "NCCL"
+                            : "device copies",
+      static_cast<long long>(tokens), static_cast<long long>(probe.num_heads),
+      static_cast<long long>(probe.num_kv_heads), static_cast<long long>(probe.head_dim), iters,
+      static_cast<long long>(kv_bytes), link);
 
   // The simulator's calibration from this machine: our kernels' forward and
   // backward rates on full (unmasked) blocks of tokens / 2 and tokens (the
@@ -458,8 +462,8 @@ absl::Status Main() {
       const double fwd_s = f.seconds - around[0] - launch;
       const double bwd_s = (fb.seconds - f.seconds) - (around[1] - around[0]) - launch;
       if (fwd_s <= 0 || bwd_s <= 0) {
-        return absl::InternalError(absl::StrCat("calibration: ", n, " tokens measured ",
-                                                f.seconds, " / ", fb.seconds,
+        return absl::InternalError(absl::StrCat("calibration: ", n, " tokens measured ", f.seconds,
+                                                " / ", fb.seconds,
                                                 " s, less than the modelled memory passes"));
       }
       return std::pair{p.TotalFlops() / fwd_s / 1e12, 2.5 * p.TotalFlops() / bwd_s / 1e12};
@@ -493,10 +497,11 @@ absl::Status Main() {
           pick(*causal) / pick(full.back().second);
       if (!backward) absl::StrAppend(&report, "; bwd");
     }
-    Print("calibration: our kernels, TFLOP/s: causal %lld tokens fwd %.1f, bwd %.1f; full "
-          "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd\n",
-          static_cast<long long>(tokens), causal->first, causal->second, report.c_str(),
-          cal.partial_block_factor, cal.partial_block_factor_bwd);
+    Print(
+        "calibration: our kernels, TFLOP/s: causal %lld tokens fwd %.1f, bwd %.1f; full "
+        "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd\n",
+        static_cast<long long>(tokens), causal->first, causal->second, report.c_str(),
+        cal.partial_block_factor, cal.partial_block_factor_bwd);
     if (link > 0) cal.link_gbps = link;
     cal.gpu = absl::StrCat("measured-by-ring_bench");
     if (const std::string path = absl::GetFlag(FLAGS_calibration_out); !path.empty()) {
@@ -509,9 +514,9 @@ absl::Status Main() {
       Print("calibration written to %s\n", path.c_str());
     }
   }
-  Print("\n%-14s %-8s %10s %10s %-18s %7s %11s %22s %9s %9s %7s\n", "row", "pass",
-              "iter/s", "theoretic", "best 1-GPU kernel", "eff", "TFLOP/s/GPU",
-              "peak / theory MiB", "meas ms", "sim ms", "err");
+  Print("\n%-14s %-8s %10s %10s %-18s %7s %11s %22s %9s %9s %7s\n", "row", "pass", "iter/s",
+        "theoretic", "best 1-GPU kernel", "eff", "TFLOP/s/GPU", "peak / theory MiB", "meas ms",
+        "sim ms", "err");
   const std::string only = absl::GetFlag(FLAGS_rows);
   const std::vector<std::string> wanted = absl::StrSplit(only, ',', absl::SkipEmpty());
   for (const Row& row : kRows) {
@@ -563,8 +568,7 @@ absl::Status Main() {
             100.0 * (1.0 / ring_s) / theoretic, flops / world / ring_s / 1e12,
             memory.peak / 1048576.0, memory.theoretical / 1048576.0, 1e3 * ring_s,
             sim_s > 0 ? absl::StrFormat("%.3f", 1e3 * sim_s).c_str() : "-",
-            sim_s > 0 ? absl::StrFormat("%+.1f%%", 100 * (sim_s - ring_s) / ring_s).c_str()
-                      : "-");
+            sim_s > 0 ? absl::StrFormat("%+.1f%%", 100 * (sim_s - ring_s) / ring_s).c_str() : "-");
     }
   }
   copies.reset();

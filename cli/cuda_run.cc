@@ -11,9 +11,9 @@
 #include "comm/cuda_communicator.h"
 #include "comm/launch_env.h"
 #include "comm/nccl_communicator.h"
+#include "core/status_macros.h"
 #include "cuda/device.h"
 #include "cuda/ring_backend.h"
-#include "core/status_macros.h"
 
 namespace ringattn::cli {
 namespace {
@@ -46,10 +46,9 @@ std::string MemoryLines(const std::vector<cuda::MemoryReport>& reports) {
   std::string out = "  device memory per rank (MiB): peak / theoretical\n   ";
   for (size_t r = 0; r < reports.size(); ++r) {
     const cuda::MemoryReport& m = reports[r];
-    absl::StrAppendFormat(&out, " r%d %.1f/%.1f (%+.1f%%)", r, m.peak / 1048576.0,
-                          m.theoretical / 1048576.0,
-                          m.theoretical > 0 ? 100.0 * (m.peak - m.theoretical) / m.theoretical
-                                            : 0.0);
+    absl::StrAppendFormat(
+        &out, " r%d %.1f/%.1f (%+.1f%%)", r, m.peak / 1048576.0, m.theoretical / 1048576.0,
+        m.theoretical > 0 ? 100.0 * (m.peak - m.theoretical) / m.theoretical : 0.0);
   }
   return out + "\n";
 }
@@ -69,9 +68,9 @@ absl::StatusOr<std::string> RunCudaThreads(RunOptions options, CudaComm comm, in
     return absl::InvalidArgumentError(absl::StrCat("world is ", world, "; expected >= 1"));
   }
   if (comm == CudaComm::kNccl && world > n) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "NCCL takes one rank per GPU: world ", world, " on ", n,
-        " GPUs; use --comm=device for virtual ranks"));
+    return absl::InvalidArgumentError(absl::StrCat("NCCL takes one rank per GPU: world ", world,
+                                                   " on ", n,
+                                                   " GPUs; use --comm=device for virtual ranks"));
   }
   ASSIGN_OR_RETURN(RunInputs inputs, LoadRunInputs(options));
   Streams streams;
@@ -127,26 +126,27 @@ absl::StatusOr<std::string> RunCudaThreads(RunOptions options, CudaComm comm, in
   for (const absl::Status& s : statuses) {
     if (!s.ok()) return s;
   }
-  return absl::StrCat(report, "  communicator: ",
-                      comm == CudaComm::kNccl ? "NCCL, one thread per GPU"
-                                              : "device copies (cudaMemcpyAsync)",
-                      ", ", n, " GPU(s)\n", MemoryLines(memory));
+  return absl::StrCat(
+      report, "  communicator: ",
+      comm == CudaComm::kNccl ? "NCCL, one thread per GPU" : "device copies (cudaMemcpyAsync)",
+      ", ", n, " GPU(s)\n", MemoryLines(memory));
 }
 
 absl::StatusOr<std::string> RunCudaProcess(RunOptions options, const std::string& id_file,
                                            absl::Duration timeout) {
   ASSIGN_OR_RETURN(comm::LaunchEnvironment env, comm::LaunchEnvironmentFromEnv());
   if (env.world != options.config.layout.world) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--world ", options.config.layout.world, " differs from the launcher's ",
-        env.world, " processes"));
+    return absl::InvalidArgumentError(absl::StrCat("--world ", options.config.layout.world,
+                                                   " differs from the launcher's ", env.world,
+                                                   " processes"));
   }
   ASSIGN_OR_RETURN(int visible, cuda::DeviceCount());
   const int device = env.local_rank % visible;
   Streams streams;
   ASSIGN_OR_RETURN(cudaStream_t stream, streams.Add(device));
-  ASSIGN_OR_RETURN(std::unique_ptr<Communicator> comm,
-                   comm::CreateNcclCommunicator( env.rank, env.world, {device, stream}, id_file, timeout));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<Communicator> comm,
+      comm::CreateNcclCommunicator(env.rank, env.world, {device, stream}, id_file, timeout));
   absl::StatusOr<RunInputs> inputs = LoadRunInputs(options);
   if (!inputs.ok()) {
     (comm)->Abort(inputs.status());

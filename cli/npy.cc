@@ -26,8 +26,7 @@ absl::Status Bad(absl::string_view name, absl::string_view what) {
 
 // The value text of 'key' in a header dict such as
 // {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }.
-absl::StatusOr<absl::string_view> DictValue(absl::string_view header,
-                                            absl::string_view key,
+absl::StatusOr<absl::string_view> DictValue(absl::string_view header, absl::string_view key,
                                             absl::string_view name) {
   const std::string quoted = absl::StrCat("'", key, "'");
   const size_t at = header.find(quoted);
@@ -92,8 +91,7 @@ int64_t NpyArray::elements() const {
   return n;
 }
 
-absl::StatusOr<NpyArray> ParseNpy(absl::string_view contents,
-                                  absl::string_view name) {
+absl::StatusOr<NpyArray> ParseNpy(absl::string_view contents, absl::string_view name) {
   if (!absl::StartsWith(contents, kMagic)) {
     return Bad(name, "not a .npy file (no \\x93NUMPY magic)");
   }
@@ -107,26 +105,24 @@ absl::StatusOr<NpyArray> ParseNpy(absl::string_view contents,
   } else if (major == 2 || major == 3) {
     if (contents.size() < 12) return Bad(name, "truncated header");
     for (int i = 0; i < 4; ++i) {
-      header_len |= static_cast<size_t>(static_cast<uint8_t>(contents[8 + i]))
-                    << (8 * i);
+      header_len |= static_cast<size_t>(static_cast<uint8_t>(contents[8 + i])) << (8 * i);
     }
     header_start = 12;
   } else {
-    return Bad(name, absl::StrCat("unsupported .npy version ", major,
-                                  "; expected 1, 2 or 3"));
+    return Bad(name, absl::StrCat("unsupported .npy version ", major, "; expected 1, 2 or 3"));
   }
   if (header_len > contents.size() - header_start) {
-    return Bad(name, absl::StrCat("header of ", header_len,
-                                  " bytes runs past the end of the file (",
-                                  contents.size(), " bytes)"));
+    return Bad(name,
+               absl::StrCat("header of ", header_len, " bytes runs past the end of the file (",
+                            contents.size(), " bytes)"));
   }
   const absl::string_view header = contents.substr(header_start, header_len);
 
   ASSIGN_OR_RETURN(absl::string_view descr, DictValue(header, "descr", name));
   NpyArray array;
   bool known = false;
-  for (NpyType type : {NpyType::kFloat32, NpyType::kFloat64, NpyType::kFloat16,
-                       NpyType::kInt32, NpyType::kInt64}) {
+  for (NpyType type : {NpyType::kFloat32, NpyType::kFloat64, NpyType::kFloat16, NpyType::kInt32,
+                       NpyType::kInt64}) {
     if (descr == absl::StrCat("'", NpyDescr(type), "'")) {
       array.type = type;
       known = true;
@@ -139,8 +135,7 @@ absl::StatusOr<NpyArray> ParseNpy(absl::string_view contents,
   }
   ASSIGN_OR_RETURN(absl::string_view fortran, DictValue(header, "fortran_order", name));
   if (fortran != "False") {
-    return Bad(name, absl::StrCat("fortran_order is ", fortran,
-                                  "; expected False (C order)"));
+    return Bad(name, absl::StrCat("fortran_order is ", fortran, "; expected False (C order)"));
   }
   ASSIGN_OR_RETURN(absl::string_view shape, DictValue(header, "shape", name));
   if (!absl::StartsWith(shape, "(")) {
@@ -164,12 +159,11 @@ absl::StatusOr<NpyArray> ParseNpy(absl::string_view contents,
   const absl::string_view data = contents.substr(header_start + header_len);
   const int64_t expected = elements * NpyTypeBytes(array.type);
   if (static_cast<int64_t>(data.size()) != expected) {
-    return Bad(name, absl::StrCat(
-                         "data has ", data.size(), " bytes; shape ", shape,
-                         " of ", NpyDescr(array.type), " needs ", expected,
-                         data.size() < static_cast<size_t>(expected)
-                             ? " (truncated)"
-                             : " (trailing bytes)"));
+    return Bad(name,
+               absl::StrCat("data has ", data.size(), " bytes; shape ", shape, " of ",
+                            NpyDescr(array.type), " needs ", expected,
+                            data.size() < static_cast<size_t>(expected) ? " (truncated)"
+                                                                        : " (trailing bytes)"));
   }
   array.data.assign(data.begin(), data.end());
   return array;
@@ -178,8 +172,7 @@ absl::StatusOr<NpyArray> ParseNpy(absl::string_view contents,
 absl::StatusOr<NpyArray> ReadNpy(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
   }
   std::ostringstream buffer;
   buffer << in.rdbuf();
@@ -192,8 +185,7 @@ std::string SerializeNpy(const NpyArray& array) {
   std::string shape = absl::StrJoin(dims, ", ");
   if (array.shape.size() == 1) shape += ",";
   std::string header = absl::StrCat("{'descr': '", NpyDescr(array.type),
-                                    "', 'fortran_order': False, 'shape': (",
-                                    shape, "), }");
+                                    "', 'fortran_order': False, 'shape': (", shape, "), }");
   // Pad with spaces so that magic + length + header + '\n' is a multiple
   // of 64, as NumPy writes it.
   const size_t total = kMagic.size() + 4 + header.size() + 1;
@@ -209,8 +201,7 @@ std::string SerializeNpy(const NpyArray& array) {
   return out;
 }
 
-absl::Status WriteFilesAtomically(
-    absl::Span<const std::pair<std::string, std::string>> files) {
+absl::Status WriteFilesAtomically(absl::Span<const std::pair<std::string, std::string>> files) {
   std::vector<std::string> temps;
   const auto cleanup = [&] {
     for (const std::string& t : temps) std::remove(t.c_str());
@@ -224,8 +215,7 @@ absl::Status WriteFilesAtomically(
       return absl::InternalError(absl::StrCat(path, ": cannot write: ", why));
     }
     temps.push_back(temp);
-    const bool written =
-        std::fwrite(contents.data(), 1, contents.size(), f) == contents.size();
+    const bool written = std::fwrite(contents.data(), 1, contents.size(), f) == contents.size();
     const bool closed = std::fclose(f) == 0;
     if (!written || !closed) {
       const std::string why = std::strerror(errno);
@@ -237,8 +227,7 @@ absl::Status WriteFilesAtomically(
     if (std::rename(temps[i].c_str(), files[i].first.c_str()) != 0) {
       const std::string why = std::strerror(errno);
       cleanup();
-      return absl::InternalError(
-          absl::StrCat(files[i].first, ": rename failed: ", why));
+      return absl::InternalError(absl::StrCat(files[i].first, ": rename failed: ", why));
     }
   }
   return absl::OkStatus();

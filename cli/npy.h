@@ -31,8 +31,7 @@ struct NpyArray {
 // Errors: InvalidArgument for a bad magic, version, header, a dtype other
 // than <f4 <f8 <f2 <i4 <i8, Fortran order, or data that is truncated or
 // longer than the shape says.
-absl::StatusOr<NpyArray> ParseNpy(absl::string_view contents,
-                                  absl::string_view name);
+absl::StatusOr<NpyArray> ParseNpy(absl::string_view contents, absl::string_view name);
 
 // Reads and parses `path`. Errors: NotFound / InvalidArgument naming it.
 absl::StatusOr<NpyArray> ReadNpy(const std::string& path);
@@ -43,8 +42,7 @@ std::string SerializeNpy(const NpyArray& array);
 // Writes every (path, contents) to a temporary file beside it, then renames
 // them all into place: no file is written half, and none is renamed if any
 // write failed. Errors: Internal naming the path and errno text.
-absl::Status WriteFilesAtomically(
-    absl::Span<const std::pair<std::string, std::string>> files);
+absl::Status WriteFilesAtomically(absl::Span<const std::pair<std::string, std::string>> files);
 
 }  // namespace ringattn::cli
 

@@ -8,13 +8,11 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view contents(reinterpret_cast<const char*>(data), size);
-  absl::StatusOr<ringattn::cli::NpyArray> array =
-      ringattn::cli::ParseNpy(contents, "fuzz.npy");
+  absl::StatusOr<ringattn::cli::NpyArray> array = ringattn::cli::ParseNpy(contents, "fuzz.npy");
   if (array.ok()) {
     // A parsed array round-trips.
     const std::string again = ringattn::cli::SerializeNpy(*array);
-    absl::StatusOr<ringattn::cli::NpyArray> back =
-        ringattn::cli::ParseNpy(again, "again.npy");
+    absl::StatusOr<ringattn::cli::NpyArray> back = ringattn::cli::ParseNpy(again, "again.npy");
     if (!back.ok() || back->data != array->data || back->shape != array->shape) {
       __builtin_trap();
     }

@@ -37,8 +37,7 @@ TEST(NpyTest, RoundTrip) {
 
 // A header exactly as NumPy 1.x writes one.
 TEST(NpyTest, ReadsNumpyHeaders) {
-  std::string header =
-      "{'descr': '<f2', 'fortran_order': False, 'shape': (4,), }";
+  std::string header = "{'descr': '<f2', 'fortran_order': False, 'shape': (4,), }";
   header.append(128 - 10 - header.size() - 1, ' ');
   header += '\n';
   std::string file = std::string("\x93NUMPY\x01\x00", 8);
@@ -52,25 +51,21 @@ TEST(NpyTest, ReadsNumpyHeaders) {
 
 TEST(NpyTest, CorruptFilesAreClearErrors) {
   const std::string good = SerializeNpy(Sample());
-  EXPECT_THAT(ParseNpy("hello", "a.npy").status().message(),
-              HasSubstr("a.npy: not a .npy file"));
+  EXPECT_THAT(ParseNpy("hello", "a.npy").status().message(), HasSubstr("a.npy: not a .npy file"));
   EXPECT_THAT(ParseNpy(good.substr(0, good.size() - 1), "t.npy").status().message(),
               HasSubstr("t.npy: data has 23 bytes; shape (2, 3) of <f4 needs 24 (truncated)"));
-  EXPECT_THAT(ParseNpy(good + "x", "t.npy").status().message(),
-              HasSubstr("(trailing bytes)"));
+  EXPECT_THAT(ParseNpy(good + "x", "t.npy").status().message(), HasSubstr("(trailing bytes)"));
   std::string bad_type = good;
   bad_type.replace(bad_type.find("<f4"), 3, "<u1");
   EXPECT_THAT(ParseNpy(bad_type, "u.npy").status().message(),
               HasSubstr("u.npy: dtype '<u1' is not supported"));
   std::string fortran = good;
   fortran.replace(fortran.find("False"), 5, "True ");
-  EXPECT_THAT(ParseNpy(fortran, "f.npy").status().message(),
-              HasSubstr("fortran_order is True"));
+  EXPECT_THAT(ParseNpy(fortran, "f.npy").status().message(), HasSubstr("fortran_order is True"));
   std::string long_header = good;
   long_header[8] = '\xff';
   long_header[9] = '\x7f';
-  EXPECT_THAT(ParseNpy(long_header, "l.npy").status().message(),
-              HasSubstr("runs past the end"));
+  EXPECT_THAT(ParseNpy(long_header, "l.npy").status().message(), HasSubstr("runs past the end"));
   std::string negative = good;
   negative.replace(negative.find("(2, 3)"), 6, "(2,-3)");
   EXPECT_THAT(ParseNpy(negative, "n.npy").status().message(),
@@ -83,8 +78,7 @@ TEST(NpyTest, WritesAllOrNothing) {
   const std::string dir = ::testing::TempDir();
   const std::string a = dir + "/a.npy";
   ASSERT_TRUE(WriteFilesAtomically({{a, "one"}}).ok());
-  EXPECT_THAT(WriteFilesAtomically({{a, "two"}, {"/nonexistent/b.npy", "x"}})
-                  .message(),
+  EXPECT_THAT(WriteFilesAtomically({{a, "two"}, {"/nonexistent/b.npy", "x"}}).message(),
               HasSubstr("/nonexistent/b.npy: cannot write"));
   std::ifstream in(a);
   std::string contents;

@@ -26,12 +26,12 @@ absl::StatusOr<std::vector<int64_t>> ParseIntList(const std::string& flag,
   return values;
 }
 
-absl::StatusOr<std::vector<LayoutKind>> ParseLayouts(const std::string& text,
-                                                     bool varlen) {
+absl::StatusOr<std::vector<LayoutKind>> ParseLayouts(const std::string& text, bool varlen) {
   if (text == "all") {
-    if (varlen) return std::vector<LayoutKind>{LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kLlama3};
-    return std::vector<LayoutKind>{LayoutKind::kRing, LayoutKind::kZigzag,
-                                   LayoutKind::kStripe, LayoutKind::kLlama3};
+    if (varlen)
+      return std::vector<LayoutKind>{LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kLlama3};
+    return std::vector<LayoutKind>{LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe,
+                                   LayoutKind::kLlama3};
   }
   absl::StatusOr<LayoutKind> kind = ParseLayoutKind(text);
   if (!kind.ok()) {

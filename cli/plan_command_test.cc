@@ -15,8 +15,7 @@ TEST(PlanCommandTest, ParsesLists) {
   EXPECT_THAT(ParseIntList("cu_seqlens", "0,x").status().message(),
               HasSubstr("--cu_seqlens: 'x' is not an integer"));
   EXPECT_EQ(ParseLayouts("all", true)->size(), 3u);
-  EXPECT_THAT(ParseLayouts("zigzg", false).status().message(),
-              HasSubstr("unknown layout 'zigzg'"));
+  EXPECT_THAT(ParseLayouts("zigzg", false).status().message(), HasSubstr("unknown layout 'zigzg'"));
 }
 
 TEST(PlanCommandTest, ComparesLayouts) {
@@ -30,8 +29,7 @@ TEST(PlanCommandTest, ComparesLayouts) {
   EXPECT_THAT(text, HasSubstr("zigzag  world 4"));
   EXPECT_THAT(text, HasSubstr("llama3  world 4"));
   options.shape.seqlen_q = options.shape.seqlen_k = 100;
-  EXPECT_THAT(RunPlan(options).status().message(),
-              HasSubstr("seqlen 100 is not divisible by"));
+  EXPECT_THAT(RunPlan(options).status().message(), HasSubstr("seqlen 100 is not divisible by"));
 }
 
 }  // namespace

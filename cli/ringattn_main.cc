@@ -4,22 +4,22 @@
 // Built twice: //cli:ringattn (ranks as threads) and //cli:ringattn_mpi
 // (also --comm=mpi: one process per rank under mpirun).
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include <cstring>
+#include "cli/cuda_run.h"
 #include "cli/npy.h"
 #include "cli/plan_command.h"
 #include "cli/run_command.h"
 #include "cli/sim_command.h"
-#include "cli/cuda_run.h"
 #include "cuda/device.h"
 #include "cuda/ring_backend.h"
 #ifdef RINGATTN_WITH_MPI
@@ -35,8 +35,7 @@ ABSL_FLAG(int, ring_size, 0,
           "ranks per ring R (W/R independent rings over batch slices); "
           "0: one ring of W");
 ABSL_FLAG(int64_t, stripe_width, 1, "tokens per stripe (stripe layout)");
-ABSL_FLAG(int64_t, kv_heads_per_group, 0,
-          "kv heads all-gathered per step (llama3); 0: all");
+ABSL_FLAG(int64_t, kv_heads_per_group, 0, "kv heads all-gathered per step (llama3); 0: all");
 ABSL_FLAG(int64_t, batch, 1, "batch size (plan, run --random)");
 ABSL_FLAG(int64_t, seqlen, 0,
           "tokens per sequence, the packed total for varlen (default: 65536 "
@@ -50,8 +49,7 @@ ABSL_FLAG(int64_t, window_right, -1, "sliding window to the right; -1: none");
 ABSL_FLAG(std::string, cu_seqlens, "",
           "varlen documents: a comma list (0,1000,4096) or an int32/int64 "
           ".npy file; batch must be 1");
-ABSL_FLAG(std::string, key_lengths, "",
-          "valid key length per batch row, e.g. 8000,6000");
+ABSL_FLAG(std::string, key_lengths, "", "valid key length per batch row, e.g. 8000,6000");
 // run only.
 ABSL_FLAG(std::string, q, "", "run: q .npy (batch, seqlen, heads, head_dim)");
 ABSL_FLAG(std::string, k, "", "run: k .npy (batch, seqlen, kv_heads, head_dim)");
@@ -85,8 +83,7 @@ ABSL_FLAG(std::string, lse, "", "run: write LSE (batch, heads, seqlen) fp32");
 ABSL_FLAG(std::string, dq, "", "run: write dQ here");
 ABSL_FLAG(std::string, dk, "", "run: write dK here");
 ABSL_FLAG(std::string, dv, "", "run: write dV here");
-ABSL_FLAG(int, inject_fault_rank, -1,
-          "run, for fault tests: this rank fails (or goes silent)");
+ABSL_FLAG(int, inject_fault_rank, -1, "run, for fault tests: this rank fails (or goes silent)");
 ABSL_FLAG(std::string, inject_fault, "fail", "run: fail | silent");
 ABSL_FLAG(bool, check, false,
           "run: compare with the fp64 oracle (and one call over the whole "
@@ -104,8 +101,7 @@ ABSL_FLAG(bool, seed_implementation, false,
           "sim: model ring-flash-attention's implementation (separate merge "
           "passes, slice and index copies, host syncs) instead of ours");
 ABSL_FLAG(std::string, trace, "", "sim: write a Chrome trace JSON here");
-ABSL_FLAG(bool, seed_table, false,
-          "sim: compare with ring-flash-attention's 8xH800 table");
+ABSL_FLAG(bool, seed_table, false, "sim: compare with ring-flash-attention's 8xH800 table");
 ABSL_FLAG(std::string, sweep_csv, "", "sim: sweep, one CSV row per run");
 ABSL_FLAG(std::string, sweep_layouts, "ring,zigzag,stripe,llama3", "sim sweep");
 ABSL_FLAG(std::string, sweep_worlds, "2,4,8,16,32", "sim sweep");
@@ -123,10 +119,9 @@ absl::StatusOr<std::vector<int64_t>> CuSeqlens() {
   const std::string flag = absl::GetFlag(FLAGS_cu_seqlens);
   if (!absl::EndsWith(flag, ".npy")) return ParseIntList("cu_seqlens", flag);
   ASSIGN_OR_RETURN(NpyArray a, ReadNpy(flag));
-  if (a.shape.size() != 1 ||
-      (a.type != NpyType::kInt32 && a.type != NpyType::kInt64)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        flag, ": expected a 1-D int32 or int64 array of document boundaries"));
+  if (a.shape.size() != 1 || (a.type != NpyType::kInt32 && a.type != NpyType::kInt64)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": expected a 1-D int32 or int64 array of document boundaries"));
   }
   std::vector<int64_t> cu(a.shape[0]);
   for (size_t i = 0; i < cu.size(); ++i) {
@@ -142,8 +137,7 @@ absl::StatusOr<std::vector<int64_t>> CuSeqlens() {
 }
 
 // Mask, layout (kind aside) and shape flags; `plan` picks the defaults.
-absl::Status CommonFlags(bool plan, MaskSpec* mask, LayoutSpec* layout,
-                         AttentionShape* shape) {
+absl::Status CommonFlags(bool plan, MaskSpec* mask, LayoutSpec* layout, AttentionShape* shape) {
   ASSIGN_OR_RETURN(std::vector<int64_t> cu, CuSeqlens());
   ASSIGN_OR_RETURN(std::vector<int64_t> key_lengths,
                    ParseIntList("key_lengths", absl::GetFlag(FLAGS_key_lengths)));
@@ -157,8 +151,7 @@ absl::Status CommonFlags(bool plan, MaskSpec* mask, LayoutSpec* layout,
   layout->stripe_width = absl::GetFlag(FLAGS_stripe_width);
   layout->kv_heads_per_group = absl::GetFlag(FLAGS_kv_heads_per_group);
   shape->batch = absl::GetFlag(FLAGS_batch);
-  shape->seqlen_q = shape->seqlen_k =
-      Or(absl::GetFlag(FLAGS_seqlen), plan ? 8 * 8192 : 1024);
+  shape->seqlen_q = shape->seqlen_k = Or(absl::GetFlag(FLAGS_seqlen), plan ? 8 * 8192 : 1024);
   shape->num_heads = Or(absl::GetFlag(FLAGS_num_heads), plan ? 32 : 8);
   shape->num_kv_heads = Or(absl::GetFlag(FLAGS_num_kv_heads), shape->num_heads);
   shape->head_dim = Or(absl::GetFlag(FLAGS_head_dim), plan ? 128 : 64);
@@ -211,8 +204,8 @@ absl::StatusOr<RunOptions> RunFlags() {
   o.fault_rank = absl::GetFlag(FLAGS_inject_fault_rank);
   o.fault = absl::GetFlag(FLAGS_inject_fault);
   if (o.fault != "fail" && o.fault != "silent") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--inject_fault is '", o.fault, "'; expected fail or silent"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--inject_fault is '", o.fault, "'; expected fail or silent"));
   }
   return o;
 }
@@ -233,8 +226,8 @@ absl::StatusOr<std::string> Run(int* argc, char*** argv) {
   if (comm == "threads") return RunThreads(options, timeout);
   if (comm == "device" || comm == "nccl" || comm == "nccl_env") {
     if (!on_gpu) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--comm=", comm, " moves device buffers; expected --backend=cuda"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--comm=", comm, " moves device buffers; expected --backend=cuda"));
     }
     if (comm == "nccl_env") {
       return RunCudaProcess(options, absl::GetFlag(FLAGS_nccl_id_file), timeout);
@@ -251,9 +244,9 @@ absl::StatusOr<std::string> Run(int* argc, char*** argv) {
                    comm::MpiCommunicator::Create(argc, argv, timeout));
   if ((mpi)->world() != options.config.layout.world) {
     // Every rank sees the same mismatch; no one waits for anyone.
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--world ", options.config.layout.world, " differs from mpirun's ",
-        (mpi)->world(), " processes"));
+    return absl::InvalidArgumentError(absl::StrCat("--world ", options.config.layout.world,
+                                                   " differs from mpirun's ", (mpi)->world(),
+                                                   " processes"));
   }
   absl::StatusOr<RunInputs> inputs = LoadRunInputs(options);
   if (!inputs.ok()) {
@@ -269,8 +262,7 @@ absl::StatusOr<std::string> Run(int* argc, char*** argv) {
   }
   if (!report.ok()) {
     return absl::Status(report.status().code(),
-                        absl::StrCat("rank ", (mpi)->rank(), ": ",
-                                     report.status().message()));
+                        absl::StrCat("rank ", (mpi)->rank(), ": ", report.status().message()));
   }
   return report;
 #else
@@ -284,8 +276,9 @@ absl::StatusOr<std::string> Sim() {
   sim::SimOptions o;
   RETURN_IF_ERROR(CommonFlags(true, &o.mask, &o.layout, &o.shape));
   const std::string calibration = absl::GetFlag(FLAGS_calibration);
-  ASSIGN_OR_RETURN(sim::Calibration c,
-                   calibration.empty() ? sim::Calibration::Builtin(absl::GetFlag(FLAGS_gpu)) : sim::Calibration::Load(calibration));
+  ASSIGN_OR_RETURN(sim::Calibration c, calibration.empty()
+                                           ? sim::Calibration::Builtin(absl::GetFlag(FLAGS_gpu))
+                                           : sim::Calibration::Load(calibration));
   if (absl::GetFlag(FLAGS_link_GBps) > 0) c.link_gbps = absl::GetFlag(FLAGS_link_GBps);
   if (absl::GetFlag(FLAGS_link_latency_us) >= 0) {
     c.link_latency_us = absl::GetFlag(FLAGS_link_latency_us);
@@ -304,8 +297,8 @@ absl::StatusOr<std::string> Sim() {
   o.gpus_per_node = absl::GetFlag(FLAGS_gpus_per_node);
   if (o.gpus_per_node == 0 && nodes > 1) {
     if (o.layout.world % nodes != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--nodes ", nodes, " does not divide world ", o.layout.world));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--nodes ", nodes, " does not divide world ", o.layout.world));
     }
     o.gpus_per_node = o.layout.world / nodes;
   }
@@ -340,15 +333,16 @@ absl::StatusOr<std::string> Sim() {
     for (absl::string_view part : absl::StrSplit(links, ',')) {
       double v;
       if (!absl::SimpleAtod(part, &v) || v <= 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--sweep_link_GBps: '", part, "' is not a positive number"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--sweep_link_GBps: '", part, "' is not a positive number"));
       }
       spec.link_gbps.push_back(v);
     }
   }
   if (spec.worlds.empty() || spec.tokens_per_rank.empty() || spec.ring_sizes.empty()) {
-    return absl::InvalidArgumentError("a sweep needs at least one world, "
-                                      "tokens-per-rank and ring size");
+    return absl::InvalidArgumentError(
+        "a sweep needs at least one world, "
+        "tokens-per-rank and ring size");
   }
   return Sweep(o, spec);
 }
@@ -368,18 +362,17 @@ int main(int argc, char** argv) {
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   const std::string command = args.size() == 2 ? args[1] : "";
   if (command != "plan" && command != "run" && command != "sim") {
-    std::fprintf(stderr, "%s\n%s\n",
-                 absl::StrCat("ringattn: expected one subcommand, plan, run or sim; got ",
-                              args.size() < 2 ? "none" : args[1],
-                              args.size() > 2 ? " and more" : "")
-                     .c_str(),
-                 std::string(absl::ProgramUsageMessage()).c_str());
+    std::fprintf(
+        stderr, "%s\n%s\n",
+        absl::StrCat("ringattn: expected one subcommand, plan, run or sim; got ",
+                     args.size() < 2 ? "none" : args[1], args.size() > 2 ? " and more" : "")
+            .c_str(),
+        std::string(absl::ProgramUsageMessage()).c_str());
     return 2;
   }
-  absl::StatusOr<std::string> report =
-      command == "plan"  ? ringattn::cli::Plan()
-      : command == "sim" ? ringattn::cli::Sim()
-                         : ringattn::cli::Run(&argc, &argv);
+  absl::StatusOr<std::string> report = command == "plan"  ? ringattn::cli::Plan()
+                                       : command == "sim" ? ringattn::cli::Sim()
+                                                          : ringattn::cli::Run(&argc, &argv);
   if (!report.ok()) {
     std::fprintf(stderr, "ringattn %s: %s\n", command.c_str(),
                  std::string(report.status().message()).c_str());

@@ -3,18 +3,18 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "cli/npy.h"
 #include "comm/thread_communicator.h"
+#include "core/dtype_convert.h"
 #include "core/layout.h"
 #include "core/mask.h"
-#include "cpu_reference/attention.h"
-#include "core/dtype_convert.h"
 #include "core/status_macros.h"
-#include <random>
+#include "cpu_reference/attention.h"
 
 namespace ringattn::cli {
 namespace {
@@ -30,23 +30,22 @@ absl::StatusOr<DType> TensorDType(const NpyArray& a, const std::string& path) {
     case NpyType::kFloat16:
       return DType::kFloat16;
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": dtype ", NpyDescr(a.type),
-          " is not a tensor dtype; expected float32, float64 or float16"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": dtype ", NpyDescr(a.type),
+                       " is not a tensor dtype; expected float32, float64 or float16"));
   }
 }
 
 // (batch, seqlen, heads, head_dim), or (total, heads, head_dim) as batch 1.
-absl::StatusOr<std::vector<int64_t>> Shape4(const NpyArray& a,
-                                            const std::string& path) {
+absl::StatusOr<std::vector<int64_t>> Shape4(const NpyArray& a, const std::string& path) {
   if (a.shape.size() == 4) return a.shape;
   if (a.shape.size() == 3) {
     return std::vector<int64_t>{1, a.shape[0], a.shape[1], a.shape[2]};
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      path, ": shape has ", a.shape.size(),
-      " dimensions; expected (batch, seqlen, heads, head_dim) or (total, "
-      "heads, head_dim)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(path, ": shape has ", a.shape.size(),
+                   " dimensions; expected (batch, seqlen, heads, head_dim) or (total, "
+                   "heads, head_dim)"));
 }
 
 std::string ShapeText(const std::vector<int64_t>& s) {
@@ -68,7 +67,6 @@ std::vector<double> Decode(DType dtype, absl::Span<const uint8_t> x) {
   return DecodeAll<double>(dtype, x);
 }
 
-
 template <typename T>
 absl::Span<const uint8_t> AsBytes(const std::vector<T>& x) {
   return {reinterpret_cast<const uint8_t*>(x.data()), x.size() * sizeof(T)};
@@ -84,14 +82,12 @@ struct RankResult {
 // Global results on rank 0.
 struct GlobalResult {
   std::vector<uint8_t> out, dq, dk, dv;
-  std::vector<float> lse;  // (batch, heads, seqlen)
+  std::vector<float> lse;                    // (batch, heads, seqlen)
   std::vector<std::vector<double>> seconds;  // per rank
 };
 
-absl::StatusOr<RankResult> ComputeRank(Communicator& comm,
-                                       const RunOptions& options,
-                                       const RunInputs& in,
-                                       const Layout& layout) {
+absl::StatusOr<RankResult> ComputeRank(Communicator& comm, const RunOptions& options,
+                                       const RunInputs& in, const Layout& layout) {
   const AttentionShape& s = in.shape;
   const int64_t elem = DTypeBytes(in.dtype);
   const int64_t q_token = s.num_heads * s.head_dim * elem;
@@ -99,11 +95,9 @@ absl::StatusOr<RankResult> ComputeRank(Communicator& comm,
   const int r = comm.rank();
   if (r == options.fault_rank) {
     if (options.fault == "silent") {
-      return absl::CancelledError(
-          absl::StrCat("rank ", r, " left without a word (injected)"));
+      return absl::CancelledError(absl::StrCat("rank ", r, " left without a word (injected)"));
     }
-    const absl::Status failure = absl::InternalError(
-        absl::StrCat("injected failure on rank ", r));
+    const absl::Status failure = absl::InternalError(absl::StrCat("injected failure on rank ", r));
     comm.Abort(failure);
     return failure;
   }
@@ -120,7 +114,10 @@ absl::StatusOr<RankResult> ComputeRank(Communicator& comm,
   }
   const int64_t rows = layout.local_seqlen();
   ASSIGN_OR_RETURN(RankForward fwd,
-                   (*attention)->Forward( DenseRankTensor(in.dtype, q, rows, s.num_heads, s.head_dim), DenseRankTensor(in.dtype, k, rows, s.num_kv_heads, s.head_dim), DenseRankTensor(in.dtype, v, rows, s.num_kv_heads, s.head_dim)));
+                   (*attention)
+                       ->Forward(DenseRankTensor(in.dtype, q, rows, s.num_heads, s.head_dim),
+                                 DenseRankTensor(in.dtype, k, rows, s.num_kv_heads, s.head_dim),
+                                 DenseRankTensor(in.dtype, v, rows, s.num_kv_heads, s.head_dim)));
   RankResult result;
   result.out = fwd.out;
   result.lse = SwapMiddleAxes<float>(fwd.lse, layout.local_batch(), s.num_heads, rows);
@@ -128,8 +125,9 @@ absl::StatusOr<RankResult> ComputeRank(Communicator& comm,
   result.seconds.push_back(fwd.stats.total_seconds);
   if (!in.dout.empty()) {
     const std::vector<uint8_t> dout = shard(in.dout, q_token);
-    ASSIGN_OR_RETURN(RankGrads grads,
-                     (*attention)->Backward( DenseRankTensor(in.dtype, dout, rows, s.num_heads, s.head_dim)));
+    ASSIGN_OR_RETURN(
+        RankGrads grads,
+        (*attention)->Backward(DenseRankTensor(in.dtype, dout, rows, s.num_heads, s.head_dim)));
     result.dq = grads.dq;
     result.dk = grads.dk;
     result.dv = grads.dv;
@@ -141,14 +139,16 @@ absl::StatusOr<RankResult> ComputeRank(Communicator& comm,
 }
 
 // Sends every rank's result to rank 0; rank 0 returns the global result.
-absl::StatusOr<GlobalResult> Gather(Communicator& comm, const RunInputs& in,
-                                    const Layout& layout, RankResult mine) {
+absl::StatusOr<GlobalResult> Gather(Communicator& comm, const RunInputs& in, const Layout& layout,
+                                    RankResult mine) {
   const AttentionShape& s = in.shape;
   const int64_t elem = DTypeBytes(in.dtype);
   const int world = comm.world();
   const auto parts = [&](RankResult& r) {
     return std::vector<absl::Span<uint8_t>>{
-        absl::MakeSpan(r.out), absl::MakeSpan(r.dq), absl::MakeSpan(r.dk),
+        absl::MakeSpan(r.out),
+        absl::MakeSpan(r.dq),
+        absl::MakeSpan(r.dk),
         absl::MakeSpan(r.dv),
         {reinterpret_cast<uint8_t*>(r.lse.data()), r.lse.size() * 4},
         {reinterpret_cast<uint8_t*>(r.seconds.data()), r.seconds.size() * 8}};
@@ -213,8 +213,7 @@ NpyType OutputType(DType dtype) {
   }
 }
 
-NpyArray ToNpy(DType dtype, absl::Span<const uint8_t> data,
-               std::vector<int64_t> shape) {
+NpyArray ToNpy(DType dtype, absl::Span<const uint8_t> data, std::vector<int64_t> shape) {
   NpyArray a;
   a.type = OutputType(dtype);
   a.shape = std::move(shape);
@@ -229,8 +228,7 @@ NpyArray ToNpy(DType dtype, absl::Span<const uint8_t> data,
   return a;
 }
 
-absl::Status WriteOutputs(const RunOptions& o, const RunInputs& in,
-                          const GlobalResult& g) {
+absl::Status WriteOutputs(const RunOptions& o, const RunInputs& in, const GlobalResult& g) {
   const AttentionShape& s = in.shape;
   std::vector<std::pair<std::string, std::string>> files;
   const std::vector<int64_t> q_shape = {s.batch, s.seqlen_q, s.num_heads, s.head_dim};
@@ -248,9 +246,10 @@ absl::Status WriteOutputs(const RunOptions& o, const RunInputs& in,
         std::tuple{&o.dv, &g.dv, k_shape}}) {
     if (path->empty()) continue;
     if (data->empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--", *path, " asks for a gradient, but there is no backward pass "
-          "(give --do, or --random with --backward)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", *path,
+                       " asks for a gradient, but there is no backward pass "
+                       "(give --do, or --random with --backward)"));
     }
     files.push_back({*path, SerializeNpy(ToNpy(in.dtype, *data, shape))});
   }
@@ -276,28 +275,25 @@ Errors Compare(const std::vector<double>& got, const std::vector<double>& want) 
 // Errors of `g` against the fp64 oracle, one line per output; with the
 // error of one blocked call over the whole sequence beside it.
 absl::StatusOr<std::string> Check(const RunOptions& options, const RunInputs& in,
-                                  const GlobalResult& ring,
-                                  const GlobalResult& single) {
+                                  const GlobalResult& ring, const GlobalResult& single) {
   const AttentionShape& s = in.shape;
   ASSIGN_OR_RETURN(Mask mask, Mask::Create(options.config.mask, s.batch, s.seqlen_q, s.seqlen_k));
-  const double scale = options.config.softmax_scale == 0
-                           ? DefaultSoftmaxScale(s.head_dim)
-                           : options.config.softmax_scale;
+  const double scale = options.config.softmax_scale == 0 ? DefaultSoftmaxScale(s.head_dim)
+                                                         : options.config.softmax_scale;
   const std::vector<double> q = Decode(in.dtype, in.q), k = Decode(in.dtype, in.k),
                             v = Decode(in.dtype, in.v);
   const TensorStrides qs = DenseStrides(s.seqlen_q, s.num_heads, s.head_dim);
   const TensorStrides ks = DenseStrides(s.seqlen_k, s.num_kv_heads, s.head_dim);
   ASSIGN_OR_RETURN(cpu::AttentionOutput<double> fwd,
                    cpu::NaiveForward<double>(s, {q, qs}, {k, ks}, {v, ks}, mask, scale));
-  std::string report = absl::StrFormat(
-      "\ncheck against the fp64 oracle (%s inputs):\n  %-6s %12s %12s   %12s\n",
-      DTypeName(in.dtype), "output", "max abs", "max rel", "one call rel");
+  std::string report =
+      absl::StrFormat("\ncheck against the fp64 oracle (%s inputs):\n  %-6s %12s %12s   %12s\n",
+                      DTypeName(in.dtype), "output", "max abs", "max rel", "one call rel");
   const auto line = [&](const char* name, const std::vector<double>& got,
-                        const std::vector<double>& one,
-                        const std::vector<double>& want) {
+                        const std::vector<double>& one, const std::vector<double>& want) {
     const Errors e = Compare(got, want), o = Compare(one, want);
-    absl::StrAppendFormat(&report, "  %-6s %12.3e %12.3e   %12.3e\n", name,
-                          e.max_abs, e.max_rel, o.max_rel);
+    absl::StrAppendFormat(&report, "  %-6s %12.3e %12.3e   %12.3e\n", name, e.max_abs, e.max_rel,
+                          o.max_rel);
   };
   line("out", Decode(in.dtype, ring.out), Decode(in.dtype, single.out), fwd.out);
   line("lse", std::vector<double>(ring.lse.begin(), ring.lse.end()),
@@ -305,7 +301,8 @@ absl::StatusOr<std::string> Check(const RunOptions& options, const RunInputs& in
   if (!in.dout.empty()) {
     const std::vector<double> dout = Decode(in.dtype, in.dout);
     ASSIGN_OR_RETURN(cpu::AttentionGrads<double> grads,
-                     cpu::NaiveBackward<double>( s, {q, qs}, {k, ks}, {v, ks}, {fwd.out, qs}, fwd.lse, {dout, qs}, mask, scale));
+                     cpu::NaiveBackward<double>(s, {q, qs}, {k, ks}, {v, ks}, {fwd.out, qs},
+                                                fwd.lse, {dout, qs}, mask, scale));
     line("dq", Decode(in.dtype, ring.dq), Decode(in.dtype, single.dq), grads.dq);
     line("dk", Decode(in.dtype, ring.dk), Decode(in.dtype, single.dk), grads.dk);
     line("dv", Decode(in.dtype, ring.dv), Decode(in.dtype, single.dv), grads.dv);
@@ -337,12 +334,11 @@ std::string Timings(const GlobalResult& g, int forward_steps, bool backward) {
 }
 
 // One blocked call over the whole sequence (a ring of one), in-process.
-absl::StatusOr<GlobalResult> SingleCall(const RunOptions& options,
-                                        const RunInputs& in) {
+absl::StatusOr<GlobalResult> SingleCall(const RunOptions& options, const RunInputs& in) {
   RunOptions one = options;
   one.config.layout = LayoutSpec{};
-  ASSIGN_OR_RETURN(Layout layout,
-                   Layout::Create(one.config.layout, in.shape.batch, in.shape.seqlen_q, one.config.mask.cu_seqlens));
+  ASSIGN_OR_RETURN(Layout layout, Layout::Create(one.config.layout, in.shape.batch,
+                                                 in.shape.seqlen_q, one.config.mask.cu_seqlens));
   comm::ThreadWorld world(1, absl::Minutes(10));
   ASSIGN_OR_RETURN(RankResult result, ComputeRank(world.rank(0), one, in, layout));
   return Gather(world.rank(0), in, layout, std::move(result));
@@ -357,15 +353,15 @@ constexpr int64_t kMaxCheckScores = int64_t{1} << 27;  // seqlen_q x seqlen_k
 absl::Status CheckSizes(const AttentionShape& s, DType dtype, bool check) {
   const int64_t bytes = std::max(s.q_elements(), s.kv_elements()) * DTypeBytes(dtype);
   if (bytes > kMaxTensorBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "a tensor of ", s.DebugString(), " needs ", bytes,
-        " bytes; the CPU run takes at most ", kMaxTensorBytes, " per tensor"));
+    return absl::InvalidArgumentError(absl::StrCat("a tensor of ", s.DebugString(), " needs ",
+                                                   bytes, " bytes; the CPU run takes at most ",
+                                                   kMaxTensorBytes, " per tensor"));
   }
   if (check && s.seqlen_q * s.seqlen_k > kMaxCheckScores) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--check builds the full ", s.seqlen_q, " x ", s.seqlen_k,
-        " score matrix of the fp64 oracle; expected seqlen_q * seqlen_k <= ",
-        kMaxCheckScores, " (drop --check or shorten the sequence)"));
+        " score matrix of the fp64 oracle; expected seqlen_q * seqlen_k <= ", kMaxCheckScores,
+        " (drop --check or shorten the sequence)"));
   }
   return absl::OkStatus();
 }
@@ -384,8 +380,7 @@ absl::StatusOr<RunInputs> LoadRunInputs(const RunOptions& o) {
     return in;
   }
   if (o.q.empty() || o.k.empty() || o.v.empty()) {
-    return absl::InvalidArgumentError(
-        "run needs --q, --k and --v (.npy files), or --random");
+    return absl::InvalidArgumentError("run needs --q, --k and --v (.npy files), or --random");
   }
   std::vector<int64_t> shapes[4];
   std::vector<uint8_t>* targets[4] = {&in.q, &in.k, &in.v, &in.dout};
@@ -397,9 +392,8 @@ absl::StatusOr<RunInputs> LoadRunInputs(const RunOptions& o) {
     if (i == 0) {
       in.dtype = dtype;
     } else if (dtype != in.dtype) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          *paths[i], ": dtype ", DTypeName(dtype), " differs from q's ",
-          DTypeName(in.dtype)));
+      return absl::InvalidArgumentError(absl::StrCat(*paths[i], ": dtype ", DTypeName(dtype),
+                                                     " differs from q's ", DTypeName(in.dtype)));
     }
     ASSIGN_OR_RETURN(std::vector<int64_t> shape, Shape4(a, *paths[i]));
     shapes[i] = shape;
@@ -408,17 +402,17 @@ absl::StatusOr<RunInputs> LoadRunInputs(const RunOptions& o) {
   const std::vector<int64_t>& qs = shapes[0];
   const std::vector<int64_t>& ks = shapes[1];
   if (shapes[2] != ks) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        o.v, ": shape ", ShapeText(shapes[2]), " differs from k's ", ShapeText(ks)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(o.v, ": shape ", ShapeText(shapes[2]), " differs from k's ", ShapeText(ks)));
   }
   if (ks[0] != qs[0] || ks[1] != qs[1] || ks[3] != qs[3]) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        o.k, ": shape ", ShapeText(ks), " does not match q's ", ShapeText(qs),
-        "; expected the same batch, seqlen and head_dim"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(o.k, ": shape ", ShapeText(ks), " does not match q's ", ShapeText(qs),
+                     "; expected the same batch, seqlen and head_dim"));
   }
   if (!o.dout.empty() && shapes[3] != qs) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        o.dout, ": shape ", ShapeText(shapes[3]), " differs from q's ", ShapeText(qs)));
+    return absl::InvalidArgumentError(absl::StrCat(o.dout, ": shape ", ShapeText(shapes[3]),
+                                                   " differs from q's ", ShapeText(qs)));
   }
   in.shape = {qs[0], qs[1], ks[1], qs[2], ks[2], qs[3]};
   RETURN_IF_ERROR(ValidateShape(in.shape));
@@ -439,11 +433,10 @@ absl::StatusOr<std::string> RunRank(Communicator& comm, const RunOptions& option
   ASSIGN_OR_RETURN(GlobalResult global, Gather(comm, in, *layout, std::move(mine)));
   if (comm.rank() != 0) return std::string();
 
-  std::string report = absl::StrCat(
-      "ringattn run: ", layout->DebugString(), ", ",
-      schedule->mask().DebugString(), ", ",
-      in.shape.DebugString(), ", ", DTypeName(in.dtype), "\n",
-      Timings(global, schedule->num_steps(), !in.dout.empty()));
+  std::string report =
+      absl::StrCat("ringattn run: ", layout->DebugString(), ", ", schedule->mask().DebugString(),
+                   ", ", in.shape.DebugString(), ", ", DTypeName(in.dtype), "\n",
+                   Timings(global, schedule->num_steps(), !in.dout.empty()));
   RETURN_IF_ERROR(WriteOutputs(options, in, global));
   if (options.check) {
     ASSIGN_OR_RETURN(GlobalResult single, SingleCall(options, in));
@@ -453,17 +446,15 @@ absl::StatusOr<std::string> RunRank(Communicator& comm, const RunOptions& option
   return report;
 }
 
-absl::StatusOr<std::string> RunThreads(const RunOptions& options,
-                                       absl::Duration timeout) {
+absl::StatusOr<std::string> RunThreads(const RunOptions& options, absl::Duration timeout) {
   ASSIGN_OR_RETURN(RunInputs inputs, LoadRunInputs(options));
   const int world = options.config.layout.world;
   if (world < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("world is ", world, "; expected at least 1"));
+    return absl::InvalidArgumentError(absl::StrCat("world is ", world, "; expected at least 1"));
   }
   std::string report;
-  const std::vector<absl::Status> statuses = comm::ThreadWorld::Run(
-      world, timeout, [&](Communicator& comm) -> absl::Status {
+  const std::vector<absl::Status> statuses =
+      comm::ThreadWorld::Run(world, timeout, [&](Communicator& comm) -> absl::Status {
         absl::StatusOr<std::string> r = RunRank(comm, options, inputs);
         // A silent rank (fault injection) leaves without aborting anyone.
         if (absl::IsCancelled(r.status())) return absl::OkStatus();

@@ -49,13 +49,11 @@ absl::StatusOr<RunInputs> LoadRunInputs(const RunOptions& options);
 // Runs this rank's part; rank 0 gathers the results, writes the outputs and
 // returns the report (time per step, errors with --check); other ranks
 // return an empty string.
-absl::StatusOr<std::string> RunRank(Communicator& comm,
-                                    const RunOptions& options,
+absl::StatusOr<std::string> RunRank(Communicator& comm, const RunOptions& options,
                                     const RunInputs& inputs);
 
 // Runs every rank as a thread of this process.
-absl::StatusOr<std::string> RunThreads(const RunOptions& options,
-                                       absl::Duration timeout);
+absl::StatusOr<std::string> RunThreads(const RunOptions& options, absl::Duration timeout);
 
 }  // namespace ringattn::cli
 

@@ -35,14 +35,13 @@ constexpr SeedRow kSeedRows[] = {
 // The seed's varlen benchmark cycles these per-rank document sets; globally
 // every boundary scales by the world size.
 const std::vector<std::vector<int64_t>> kSeedDocuments = {
-    {0, 8192}, {0, 256, 7648, 8192}, {0, 4096, 8192},
-    {0, 3104, 6304, 7904, 8064, 8192}};
+    {0, 8192}, {0, 256, 7648, 8192}, {0, 4096, 8192}, {0, 3104, 6304, 7904, 8064, 8192}};
 
 constexpr int kSeedWorld = 8;
 constexpr int64_t kSeedTokens = 8192;
 
-sim::SimOptions SeedOptions(const sim::Calibration& c, LayoutKind kind,
-                            bool backward, bool seed_implementation) {
+sim::SimOptions SeedOptions(const sim::Calibration& c, LayoutKind kind, bool backward,
+                            bool seed_implementation) {
   sim::SimOptions o;
   o.layout = {.kind = kind, .world = kSeedWorld};
   if (kind == LayoutKind::kLlama3) o.layout.kv_heads_per_group = 4;
@@ -79,8 +78,7 @@ absl::StatusOr<double> SeedSeconds(sim::SimOptions o, bool varlen, int world) {
 
 }  // namespace
 
-absl::StatusOr<std::string> RunSim(sim::SimOptions options,
-                                   const std::string& trace_path) {
+absl::StatusOr<std::string> RunSim(sim::SimOptions options, const std::string& trace_path) {
   options.trace = !trace_path.empty();
   ASSIGN_OR_RETURN(sim::SimResult result, sim::Simulate(options));
   std::string out = sim::FormatSummary(options, result);
@@ -95,8 +93,7 @@ absl::StatusOr<std::string> RunSim(sim::SimOptions options,
 absl::StatusOr<std::vector<SeedComparison>> CompareWithSeed(const sim::Calibration& c) {
   std::vector<SeedComparison> rows;
   for (const SeedRow& row : kSeedRows) {
-    const double* measured =
-        c.gpu == "h800" ? row.h800 : c.gpu == "a100" ? row.a100 : nullptr;
+    const double* measured = c.gpu == "h800" ? row.h800 : c.gpu == "a100" ? row.a100 : nullptr;
     for (bool backward : {false, true}) {
       SeedComparison out{row.api, backward,
                          measured == nullptr ? std::nan("") : measured[backward ? 1 : 0]};
@@ -127,19 +124,17 @@ absl::StatusOr<std::string> SeedTable(const sim::Calibration& c) {
       absl::StrAppendFormat(&out, "  %-20s %-8s %7s %14.1f%% %6s %13.1f%%\n", r.api, pass, "-",
                             r.sim_seed_implementation, "-", r.sim_ringattn);
     } else {
-      absl::StrAppendFormat(&out, "  %-20s %-8s %6.1f%% %14.1f%% %+6.1f %13.1f%%\n", r.api,
-                            pass, r.seed, r.sim_seed_implementation,
-                            r.sim_seed_implementation - r.seed, r.sim_ringattn);
+      absl::StrAppendFormat(&out, "  %-20s %-8s %6.1f%% %14.1f%% %+6.1f %13.1f%%\n", r.api, pass,
+                            r.seed, r.sim_seed_implementation, r.sim_seed_implementation - r.seed,
+                            r.sim_ringattn);
     }
   }
   return out;
 }
 
-absl::StatusOr<std::string> Sweep(const sim::SimOptions& base,
-                                  const SweepSpec& spec) {
-  const size_t total = spec.layouts.size() * spec.worlds.size() *
-                       spec.tokens_per_rank.size() * spec.link_gbps.size() *
-                       spec.ring_sizes.size();
+absl::StatusOr<std::string> Sweep(const sim::SimOptions& base, const SweepSpec& spec) {
+  const size_t total = spec.layouts.size() * spec.worlds.size() * spec.tokens_per_rank.size() *
+                       spec.link_gbps.size() * spec.ring_sizes.size();
   std::string csv =
       "layout,world,ring_size,tokens_per_rank,link_GBps,iteration_ms,"
       "forward_ms,ideal_ms,efficiency,max_exposed_comm_ms,peak_MiB,tasks\n";
@@ -155,8 +150,7 @@ absl::StatusOr<std::string> Sweep(const sim::SimOptions& base,
             o.layout.ring_size = ring_size;
             const int rings = ring_size == 0 ? 1 : world / std::max(ring_size, 1);
             o.shape.batch = base.shape.batch * rings;
-            o.shape.seqlen_q = o.shape.seqlen_k =
-                tokens * (ring_size == 0 ? world : ring_size);
+            o.shape.seqlen_q = o.shape.seqlen_k = tokens * (ring_size == 0 ? world : ring_size);
             o.calibration.link_gbps = gbps;
             o.trace = false;
             absl::StatusOr<sim::SimResult> r = sim::Simulate(o);
@@ -165,9 +159,9 @@ absl::StatusOr<std::string> Sweep(const sim::SimOptions& base,
                          std::string(40 * done / total, '#').c_str(), done, total);
             if (!r.ok()) {
               std::fprintf(stderr, "\n");
-              return absl::Status(r.status().code(),
-                                  absl::StrCat(LayoutKindName(kind), " world ",
-                                               world, ": ", r.status().message()));
+              return absl::Status(
+                  r.status().code(),
+                  absl::StrCat(LayoutKindName(kind), " world ", world, ": ", r.status().message()));
             }
             double exposed = 0;
             int64_t peak = 0;
@@ -176,40 +170,41 @@ absl::StatusOr<std::string> Sweep(const sim::SimOptions& base,
               peak = std::max(peak, s.peak_bytes);
             }
             absl::StrAppendFormat(&csv, "%s,%d,%d,%d,%g,%.4f,%.4f,%.4f,%.4f,%.4f,%.1f,%d\n",
-                                  LayoutKindName(kind), world, ring_size, tokens,
-                                  gbps, 1e3 * r->iteration_s, 1e3 * r->forward_s,
-                                  1e3 * r->ideal_s, r->efficiency, 1e3 * exposed,
-                                  peak / 1048576.0, r->tasks);
+                                  LayoutKindName(kind), world, ring_size, tokens, gbps,
+                                  1e3 * r->iteration_s, 1e3 * r->forward_s, 1e3 * r->ideal_s,
+                                  r->efficiency, 1e3 * exposed, peak / 1048576.0, r->tasks);
           }
   std::fprintf(stderr, "\n");
   RETURN_IF_ERROR(WriteFilesAtomically({{spec.csv_path, csv}}));
-  std::string out = absl::StrCat("sweep: ", total, " runs written to ",
-                                 spec.csv_path, "\n");
+  std::string out = absl::StrCat("sweep: ", total, " runs written to ", spec.csv_path, "\n");
   if (!spec.plot_path.empty()) {
     // Efficiency vs W per layout (first token count, bandwidth, ring size).
     std::string script = absl::StrCat(
         "set datafile separator ','\nset terminal pngcairo size 900,560\n"
-        "set output '", spec.plot_path, "'\nset key bottom left\n"
+        "set output '",
+        spec.plot_path,
+        "'\nset key bottom left\n"
         "set xlabel 'world W'\nset ylabel 'efficiency (ideal / simulated)'\n"
         "set yrange [0:1.05]\nset logscale x 2\nset grid\n"
-        "set title 'simulated ", base.calibration.gpu, ", ", spec.tokens_per_rank[0],
-        " tokens per rank'\nplot ");
+        "set title 'simulated ",
+        base.calibration.gpu, ", ", spec.tokens_per_rank[0], " tokens per rank'\nplot ");
     std::vector<std::string> plots;
     for (LayoutKind kind : spec.layouts) {
-      plots.push_back(absl::StrFormat(
-          "'%s' using (stringcolumn(1) eq '%s' && $4 == %d && $5 == %g && "
-          "$3 == %d ? $2 : 1/0):9 with linespoints lw 2 title '%s'",
-          spec.csv_path, LayoutKindName(kind), spec.tokens_per_rank[0],
-          spec.link_gbps[0], spec.ring_sizes[0], LayoutKindName(kind)));
+      plots.push_back(
+          absl::StrFormat("'%s' using (stringcolumn(1) eq '%s' && $4 == %d && $5 == %g && "
+                          "$3 == %d ? $2 : 1/0):9 with linespoints lw 2 title '%s'",
+                          spec.csv_path, LayoutKindName(kind), spec.tokens_per_rank[0],
+                          spec.link_gbps[0], spec.ring_sizes[0], LayoutKindName(kind)));
     }
     absl::StrAppend(&script, absl::StrJoin(plots, ", \\\n  "), "\n");
     const std::string script_path = spec.plot_path + ".gp";
     RETURN_IF_ERROR(WriteFilesAtomically({{script_path, script}}));
     const std::string command = absl::StrCat("gnuplot '", script_path, "'");
     if (std::system(command.c_str()) != 0) {
-      return absl::UnavailableError(absl::StrCat(
-          "gnuplot failed (is it installed? apt-get install gnuplot-nox); the "
-          "script is ", script_path));
+      return absl::UnavailableError(
+          absl::StrCat("gnuplot failed (is it installed? apt-get install gnuplot-nox); the "
+                       "script is ",
+                       script_path));
     }
     absl::StrAppend(&out, "plot: ", spec.plot_path, "\n");
   }

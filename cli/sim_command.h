@@ -12,8 +12,7 @@
 namespace ringattn::cli {
 
 // One simulation; writes the Chrome trace to `trace_path` when given.
-absl::StatusOr<std::string> RunSim(sim::SimOptions options,
-                                   const std::string& trace_path);
+absl::StatusOr<std::string> RunSim(sim::SimOptions options, const std::string& trace_path);
 
 // ring-flash-attention's 8xH800 (or 8xA100) table next to our simulation of it, using
 // only single-GPU rates and link bandwidths of `calibration`: the seed's
@@ -31,8 +30,7 @@ struct SeedComparison {
   bool backward = false;
   double seed = 0, sim_seed_implementation = 0, sim_ringattn = 0;
 };
-absl::StatusOr<std::vector<SeedComparison>> CompareWithSeed(
-    const sim::Calibration& calibration);
+absl::StatusOr<std::vector<SeedComparison>> CompareWithSeed(const sim::Calibration& calibration);
 
 struct SweepSpec {
   std::vector<LayoutKind> layouts;
@@ -46,8 +44,7 @@ struct SweepSpec {
 
 // Simulates every combination of `spec` on top of `base`, printing a
 // progress bar to stderr; writes one CSV row per run. Returns a summary.
-absl::StatusOr<std::string> Sweep(const sim::SimOptions& base,
-                                  const SweepSpec& spec);
+absl::StatusOr<std::string> Sweep(const sim::SimOptions& base, const SweepSpec& spec);
 
 }  // namespace ringattn::cli
 

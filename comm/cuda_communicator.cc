@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <deque>
-#include <optional>
 #include <cstdlib>
+#include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <tuple>
 
@@ -65,9 +65,11 @@ absl::Status AbortFlag::reason() const {
 }
 
 CudaCommunicator::CudaCommunicator(int rank, int world, CudaPlacement placement,
-                                   absl::Duration timeout,
-                                   std::shared_ptr<AbortFlag> abort)
-    : rank_(rank), world_(world), placement_(placement), timeout_(timeout),
+                                   absl::Duration timeout, std::shared_ptr<AbortFlag> abort)
+    : rank_(rank),
+      world_(world),
+      placement_(placement),
+      timeout_(timeout),
       abort_(std::move(abort)) {}
 
 CudaCommunicator::~CudaCommunicator() {
@@ -87,8 +89,8 @@ absl::Status CudaCommunicator::InitStreams() {
   // sum) get SMs as soon as they may run, not after the attention kernel
   // launched beside them has had them all (bench/stream_starvation.py).
   int least = 0, greatest = 0;
-  RETURN_IF_ERROR(Cuda(cudaDeviceGetStreamPriorityRange(&least, &greatest),
-                            "reading the stream priorities"));
+  RETURN_IF_ERROR(
+      Cuda(cudaDeviceGetStreamPriorityRange(&least, &greatest), "reading the stream priorities"));
   return Cuda(cudaStreamCreateWithPriority(&comm_stream_, cudaStreamNonBlocking, greatest),
               "creating the communication stream");
 }
@@ -131,8 +133,8 @@ absl::Status CudaCommunicator::ComputeWaits(cudaEvent_t event) {
 
 absl::Status CudaCommunicator::AbortedStatus() const {
   const absl::Status reason = abort_->reason();
-  return absl::AbortedError(absl::StrCat("rank ", rank_, ": the ring was aborted: ",
-                                         reason.message()));
+  return absl::AbortedError(
+      absl::StrCat("rank ", rank_, ": the ring was aborted: ", reason.message()));
 }
 
 absl::Status CudaCommunicator::PollEvent(cudaEvent_t event, const char* what) {
@@ -150,9 +152,9 @@ absl::Status CudaCommunicator::PollEvent(cudaEvent_t event, const char* what) {
       return s;
     }
     if (absl::Now() > deadline) {
-      const absl::Status s = absl::DeadlineExceededError(absl::StrCat(
-          "rank ", rank_, ": ", what, " did not complete within ",
-          absl::FormatDuration(timeout_), " (a peer stopped or is stuck)"));
+      const absl::Status s = absl::DeadlineExceededError(
+          absl::StrCat("rank ", rank_, ": ", what, " did not complete within ",
+                       absl::FormatDuration(timeout_), " (a peer stopped or is stuck)"));
       Abort(s);
       return s;
     }
@@ -165,8 +167,8 @@ absl::Status CudaCommunicator::PollEvent(cudaEvent_t event, const char* what) {
 }
 
 void CudaCommunicator::Abort(const absl::Status& reason) {
-  abort_->Set(absl::Status(reason.code(),
-                           absl::StrCat("rank ", rank_, " aborted: ", reason.message())));
+  abort_->Set(
+      absl::Status(reason.code(), absl::StrCat("rank ", rank_, " aborted: ", reason.message())));
   if (!transport_aborted_) {
     transport_aborted_ = true;
     AbortTransport();
@@ -191,9 +193,7 @@ std::unique_ptr<Communicator::Request> CudaCommunicator::TransferRequest(
   return std::make_unique<TransferWait>(this, std::move(transfer), host_buffer);
 }
 
-absl::Status TransferWait::Wait() {
-  return owner_->WaitTransferForRequest(*transfer_, host_);
-}
+absl::Status TransferWait::Wait() { return owner_->WaitTransferForRequest(*transfer_, host_); }
 
 absl::Status CudaCommunicator::WaitTransferForRequest(Transfer& transfer, bool host) {
   const absl::Time deadline = absl::Now() + timeout_;
@@ -203,9 +203,9 @@ absl::Status CudaCommunicator::WaitTransferForRequest(Transfer& transfer, bool h
       return AbortedStatus();
     }
     if (absl::Now() > deadline) {
-      const absl::Status s = absl::DeadlineExceededError(absl::StrCat(
-          "rank ", rank_, ": a peer did not post its side of a transfer within ",
-          absl::FormatDuration(timeout_)));
+      const absl::Status s = absl::DeadlineExceededError(
+          absl::StrCat("rank ", rank_, ": a peer did not post its side of a transfer within ",
+                       absl::FormatDuration(timeout_)));
       Abort(s);
       return s;
     }
@@ -217,21 +217,19 @@ absl::Status CudaCommunicator::WaitTransferForRequest(Transfer& transfer, bool h
 }
 
 std::unique_ptr<Communicator::Request> CudaCommunicator::StartAllGather(
-    absl::Span<const int> group, absl::Span<const uint8_t> send,
-    absl::Span<uint8_t> recv) {
+    absl::Span<const int> group, absl::Span<const uint8_t> send, absl::Span<uint8_t> recv) {
   if (IsHostMemory(send.data()) || IsHostMemory(recv.data())) {
     return Communicator::StartAllGather(group, send, recv);
   }
   const int me = MemberIndex(group, rank_);
   const size_t n = send.size();
   if (me < 0 || recv.size() != n * group.size()) {
-    return DoneRequest(absl::InvalidArgumentError(absl::StrCat(
-        "all-gather of ", n, " bytes into ", recv.size(), " over ", group.size(),
-        " ranks", me < 0 ? absl::StrCat(" that do not include rank ", rank_) : "",
-        "; expected group size x send bytes, this rank a member")));
+    return DoneRequest(absl::InvalidArgumentError(
+        absl::StrCat("all-gather of ", n, " bytes into ", recv.size(), " over ", group.size(),
+                     " ranks", me < 0 ? absl::StrCat(" that do not include rank ", rank_) : "",
+                     "; expected group size x send bytes, this rank a member")));
   }
-  if (absl::Status s = Cuda(cudaSetDevice(placement_.device), "selecting the device");
-      !s.ok()) {
+  if (absl::Status s = Cuda(cudaSetDevice(placement_.device), "selecting the device"); !s.ok()) {
     return DoneRequest(s);
   }
   if (send.data() != recv.data() + me * n) {  // not in place
@@ -255,37 +253,35 @@ std::unique_ptr<Communicator::Request> CudaCommunicator::StartAllGather(
 
 template <typename T>
 absl::Status CudaCommunicator::ReduceScatterDevice(absl::Span<const int> group,
-                                                   absl::Span<const T> send,
-                                                   absl::Span<T> recv) {
+                                                   absl::Span<const T> send, absl::Span<T> recv) {
   const int me = MemberIndex(group, rank_);
   const size_t n = recv.size();
   if (me < 0 || send.size() != n * group.size()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "reduce-scatter of ", send.size(), " elements into ", recv.size(), " over ",
-        group.size(), " ranks; expected group size x receive elements, this rank a member"));
+        "reduce-scatter of ", send.size(), " elements into ", recv.size(), " over ", group.size(),
+        " ranks; expected group size x receive elements, this rank a member"));
   }
   RETURN_IF_ERROR(Cuda(cudaSetDevice(placement_.device), "selecting the device"));
   void* raw = nullptr;
   const size_t bytes = send.size() * sizeof(T);
   RETURN_IF_ERROR(Cuda(cudaMallocAsync(&raw, std::max<size_t>(bytes, 1), placement_.stream),
-                            "allocating the reduce-scatter parts"));
+                       "allocating the reduce-scatter parts"));
   T* parts = static_cast<T*>(raw);
-  absl::Status status = Cuda(cudaMemcpyAsync(parts + me * n, send.data() + me * n,
-                                             n * sizeof(T), cudaMemcpyDeviceToDevice,
-                                             placement_.stream),
+  absl::Status status = Cuda(cudaMemcpyAsync(parts + me * n, send.data() + me * n, n * sizeof(T),
+                                             cudaMemcpyDeviceToDevice, placement_.stream),
                              "copying the own reduce-scatter part");
   if (status.ok()) {
     std::vector<std::unique_ptr<Request>> requests;
     StartBatch();
     for (size_t i = 0; i < group.size(); ++i) {
       if (static_cast<int>(i) == me) continue;
-      requests.push_back(Send(group[i], kTagReduceScatter,
-                              absl::Span<const uint8_t>(
-                                  reinterpret_cast<const uint8_t*>(send.data() + i * n),
-                                  n * sizeof(T))));
-      requests.push_back(Recv(group[i], kTagReduceScatter,
-                              absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(parts + i * n),
-                                                  n * sizeof(T))));
+      requests.push_back(
+          Send(group[i], kTagReduceScatter,
+               absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(send.data() + i * n),
+                                         n * sizeof(T))));
+      requests.push_back(
+          Recv(group[i], kTagReduceScatter,
+               absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(parts + i * n), n * sizeof(T))));
     }
     EndBatch();
     status = WaitAll(requests);
@@ -341,8 +337,7 @@ class DeviceCopyWorld::Rank final : public CudaCommunicator {
         shared_(std::move(shared)) {}
   using CudaCommunicator::InitStreams;
 
-  std::unique_ptr<Request> Send(int peer, int tag,
-                                absl::Span<const uint8_t> data) override {
+  std::unique_ptr<Request> Send(int peer, int tag, absl::Span<const uint8_t> data) override {
     return Post(rank(), peer, tag, const_cast<uint8_t*>(data.data()), data.size(), true);
   }
   std::unique_ptr<Request> Recv(int peer, int tag, absl::Span<uint8_t> data) override {
@@ -359,8 +354,7 @@ class DeviceCopyWorld::Rank final : public CudaCommunicator {
     }
     const bool host = IsHostMemory(data);
     auto transfer = std::make_shared<Transfer>();
-    if (absl::Status s = Cuda(cudaSetDevice(placement().device), "selecting the device");
-        !s.ok()) {
+    if (absl::Status s = Cuda(cudaSetDevice(placement().device), "selecting the device"); !s.ok()) {
       return DoneRequest(s);
     }
     absl::Status s;
@@ -391,11 +385,13 @@ class DeviceCopyWorld::Rank final : public CudaCommunicator {
   void Copy(const Shared::Side& src, const Shared::Side& dst, int from, int to) {
     absl::Status s;
     if (src.bytes != dst.bytes) {
-      s = absl::InvalidArgumentError(absl::StrCat(
-          "rank ", from, " sends ", src.bytes, " bytes; rank ", to, " expects ", dst.bytes));
+      s = absl::InvalidArgumentError(absl::StrCat("rank ", from, " sends ", src.bytes,
+                                                  " bytes; rank ", to, " expects ", dst.bytes));
     }
-    if (s.ok()) s = Cuda(cudaStreamWaitEvent(comm_stream(), src.ready->get(), 0), "ordering a copy");
-    if (s.ok()) s = Cuda(cudaStreamWaitEvent(comm_stream(), dst.ready->get(), 0), "ordering a copy");
+    if (s.ok())
+      s = Cuda(cudaStreamWaitEvent(comm_stream(), src.ready->get(), 0), "ordering a copy");
+    if (s.ok())
+      s = Cuda(cudaStreamWaitEvent(comm_stream(), dst.ready->get(), 0), "ordering a copy");
     if (s.ok()) {
       s = Cuda(cudaMemcpyAsync(dst.data, src.data, src.bytes, cudaMemcpyDefault, comm_stream()),
                "copying between ranks");

@@ -74,18 +74,15 @@ class CudaCommunicator : public Communicator {
   std::unique_ptr<Request> StartAllGather(absl::Span<const int> group,
                                           absl::Span<const uint8_t> send,
                                           absl::Span<uint8_t> recv) override;
-  absl::Status ReduceScatterSum(absl::Span<const int> group,
-                                absl::Span<const float> send,
+  absl::Status ReduceScatterSum(absl::Span<const int> group, absl::Span<const float> send,
                                 absl::Span<float> recv) override;
-  absl::Status ReduceScatterSum(absl::Span<const int> group,
-                                absl::Span<const double> send,
+  absl::Status ReduceScatterSum(absl::Span<const int> group, absl::Span<const double> send,
                                 absl::Span<double> recv) override;
 
   // A request for `transfer`: Wait blocks until it is issued (at most the
   // timeout), then polls its end (host buffer) or orders the compute
   // stream after it (device buffer).
-  std::unique_ptr<Request> TransferRequest(std::shared_ptr<Transfer> transfer,
-                                           bool host_buffer);
+  std::unique_ptr<Request> TransferRequest(std::shared_ptr<Transfer> transfer, bool host_buffer);
 
   // What a TransferRequest's Wait does.
   absl::Status WaitTransferForRequest(Transfer& transfer, bool host_buffer);
@@ -95,8 +92,8 @@ class CudaCommunicator : public Communicator {
   static bool IsHostMemory(const void* p);
 
  protected:
-  CudaCommunicator(int rank, int world, CudaPlacement placement,
-                   absl::Duration timeout, std::shared_ptr<AbortFlag> abort);
+  CudaCommunicator(int rank, int world, CudaPlacement placement, absl::Duration timeout,
+                   std::shared_ptr<AbortFlag> abort);
   // Creates the communication stream. Errors: the CUDA runtime's.
   absl::Status InitStreams();
 
@@ -121,8 +118,8 @@ class CudaCommunicator : public Communicator {
 
  private:
   template <typename T>
-  absl::Status ReduceScatterDevice(absl::Span<const int> group,
-                                   absl::Span<const T> send, absl::Span<T> recv);
+  absl::Status ReduceScatterDevice(absl::Span<const int> group, absl::Span<const T> send,
+                                   absl::Span<T> recv);
 
   const int rank_;
   const int world_;

@@ -1,8 +1,6 @@
 // Device communicators (GPU tests; they skip with a message elsewhere) and
 // the launcher environment (runs everywhere).
 #include "comm/cuda_communicator.h"
-#include "comm/launch_env.h"
-#include "comm/nccl_communicator.h"
 
 #include <cuda_runtime.h>
 
@@ -13,9 +11,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "comm/launch_env.h"
+#include "comm/nccl_communicator.h"
+#include "core/status_macros.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "core/status_macros.h"
 
 namespace ringattn::comm {
 namespace {
@@ -50,8 +50,8 @@ struct Ranks {
   std::vector<CudaPlacement> placements;
 };
 
-using MakeWorld = std::function<std::vector<Communicator*>(const std::vector<CudaPlacement>&,
-                                                           absl::Duration)>;
+using MakeWorld =
+    std::function<std::vector<Communicator*>(const std::vector<CudaPlacement>&, absl::Duration)>;
 
 // Runs fn(rank, comm) on a thread per rank; returns the statuses.
 std::vector<absl::Status> OnThreads(
@@ -75,98 +75,98 @@ void ExerciseWorld(const std::vector<Communicator*>& comms,
                    const std::vector<CudaPlacement>& placements) {
   const int world = static_cast<int>(comms.size());
   constexpr int kN = 1 << 16;
-  const auto statuses = OnThreads(comms, placements, [&](int r, Communicator& c,
-                                                         cudaStream_t stream) -> absl::Status {
-    std::vector<float> mine(kN), host(kN * world);
-    for (int i = 0; i < kN; ++i) mine[i] = r * 1000.0f + i % 97;
-    float *send = nullptr, *recv = nullptr, *gathered = nullptr, *reduced = nullptr;
-    cudaMalloc(&send, kN * 4);
-    cudaMalloc(&recv, kN * 4);
-    cudaMalloc(&gathered, kN * 4 * world);
-    cudaMalloc(&reduced, kN * 4 / world);
-    cudaMemcpyAsync(send, mine.data(), kN * 4, cudaMemcpyHostToDevice, stream);
-    const auto bytes = [](float* p, size_t n) {
-      return absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(p), n * 4);
-    };
-    std::vector<std::unique_ptr<Communicator::Request>> requests;
-    c.StartBatch();
-    requests.push_back(c.Send((r + 1) % world, kTagKv, bytes(send, kN)));
-    requests.push_back(c.Recv((r + world - 1) % world, kTagKv, bytes(recv, kN)));
-    c.EndBatch();
-    RETURN_IF_ERROR(WaitAll(requests));
-    std::vector<int> group(world);
-    for (int i = 0; i < world; ++i) group[i] = i;
-    RETURN_IF_ERROR(c.StartAllGather(group, bytes(send, kN), bytes(gathered, kN * world)) ->Wait());
-    RETURN_IF_ERROR(c.ReduceScatterSum(
-            group, absl::Span<const float>(send, kN), absl::Span<float>(reduced, kN / world)));
-    RETURN_IF_ERROR(c.Synchronize());
-    std::vector<float> got(kN), all(kN * world), sum(kN / world);
-    cudaMemcpy(got.data(), recv, kN * 4, cudaMemcpyDeviceToHost);
-    cudaMemcpy(all.data(), gathered, kN * 4 * world, cudaMemcpyDeviceToHost);
-    cudaMemcpy(sum.data(), reduced, kN * 4 / world, cudaMemcpyDeviceToHost);
-    cudaFree(send);
-    cudaFree(recv);
-    cudaFree(gathered);
-    cudaFree(reduced);
-    const int prev = (r + world - 1) % world;
-    for (int i = 0; i < kN; ++i) {
-      if (got[i] != prev * 1000.0f + i % 97) {
-        return absl::InternalError(absl::StrCat("ring value ", i, ": ", got[i]));
-      }
-    }
-    for (int j = 0; j < world; ++j) {
-      for (int i = 0; i < kN; ++i) {
-        if (all[j * kN + i] != j * 1000.0f + i % 97) {
-          return absl::InternalError(absl::StrCat("gathered ", j, "/", i, ": ", all[j * kN + i]));
+  const auto statuses = OnThreads(
+      comms, placements, [&](int r, Communicator& c, cudaStream_t stream) -> absl::Status {
+        std::vector<float> mine(kN), host(kN * world);
+        for (int i = 0; i < kN; ++i) mine[i] = r * 1000.0f + i % 97;
+        float *send = nullptr, *recv = nullptr, *gathered = nullptr, *reduced = nullptr;
+        cudaMalloc(&send, kN * 4);
+        cudaMalloc(&recv, kN * 4);
+        cudaMalloc(&gathered, kN * 4 * world);
+        cudaMalloc(&reduced, kN * 4 / world);
+        cudaMemcpyAsync(send, mine.data(), kN * 4, cudaMemcpyHostToDevice, stream);
+        const auto bytes = [](float* p, size_t n) {
+          return absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(p), n * 4);
+        };
+        std::vector<std::unique_ptr<Communicator::Request>> requests;
+        c.StartBatch();
+        requests.push_back(c.Send((r + 1) % world, kTagKv, bytes(send, kN)));
+        requests.push_back(c.Recv((r + world - 1) % world, kTagKv, bytes(recv, kN)));
+        c.EndBatch();
+        RETURN_IF_ERROR(WaitAll(requests));
+        std::vector<int> group(world);
+        for (int i = 0; i < world; ++i) group[i] = i;
+        RETURN_IF_ERROR(
+            c.StartAllGather(group, bytes(send, kN), bytes(gathered, kN * world))->Wait());
+        RETURN_IF_ERROR(c.ReduceScatterSum(group, absl::Span<const float>(send, kN),
+                                           absl::Span<float>(reduced, kN / world)));
+        RETURN_IF_ERROR(c.Synchronize());
+        std::vector<float> got(kN), all(kN * world), sum(kN / world);
+        cudaMemcpy(got.data(), recv, kN * 4, cudaMemcpyDeviceToHost);
+        cudaMemcpy(all.data(), gathered, kN * 4 * world, cudaMemcpyDeviceToHost);
+        cudaMemcpy(sum.data(), reduced, kN * 4 / world, cudaMemcpyDeviceToHost);
+        cudaFree(send);
+        cudaFree(recv);
+        cudaFree(gathered);
+        cudaFree(reduced);
+        const int prev = (r + world - 1) % world;
+        for (int i = 0; i < kN; ++i) {
+          if (got[i] != prev * 1000.0f + i % 97) {
+            return absl::InternalError(absl::StrCat("ring value ", i, ": ", got[i]));
+          }
         }
-      }
-    }
-    for (int i = 0; i < kN / world; ++i) {
-      float expect = 0;
-      for (int j = 0; j < world; ++j) expect += j * 1000.0f + (r * (kN / world) + i) % 97;
-      if (sum[i] != expect) {
-        return absl::InternalError(absl::StrCat("reduced ", i, ": ", sum[i], " vs ", expect));
-      }
-    }
-    // Host memory: the host reads the bytes right after Wait.
-    std::vector<int> token(1, r), tokens(world, -1);
-    RETURN_IF_ERROR(c.AllGather(group,
-                                     absl::Span<const uint8_t>(
-                                         reinterpret_cast<const uint8_t*>(token.data()), 4),
-                                     absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(tokens.data()),
-                                                         4 * world)));
-    for (int j = 0; j < world; ++j) {
-      if (tokens[j] != j) return absl::InternalError(absl::StrCat("host token ", j));
-    }
-    return absl::OkStatus();
-  });
-  for (int r = 0; r < world; ++r) EXPECT_TRUE(statuses[r].ok()) << "rank " << r << ": " << statuses[r];
+        for (int j = 0; j < world; ++j) {
+          for (int i = 0; i < kN; ++i) {
+            if (all[j * kN + i] != j * 1000.0f + i % 97) {
+              return absl::InternalError(
+                  absl::StrCat("gathered ", j, "/", i, ": ", all[j * kN + i]));
+            }
+          }
+        }
+        for (int i = 0; i < kN / world; ++i) {
+          float expect = 0;
+          for (int j = 0; j < world; ++j) expect += j * 1000.0f + (r * (kN / world) + i) % 97;
+          if (sum[i] != expect) {
+            return absl::InternalError(absl::StrCat("reduced ", i, ": ", sum[i], " vs ", expect));
+          }
+        }
+        // Host memory: the host reads the bytes right after Wait.
+        std::vector<int> token(1, r), tokens(world, -1);
+        RETURN_IF_ERROR(c.AllGather(
+            group, absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(token.data()), 4),
+            absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(tokens.data()), 4 * world)));
+        for (int j = 0; j < world; ++j) {
+          if (tokens[j] != j) return absl::InternalError(absl::StrCat("host token ", j));
+        }
+        return absl::OkStatus();
+      });
+  for (int r = 0; r < world; ++r)
+    EXPECT_TRUE(statuses[r].ok()) << "rank " << r << ": " << statuses[r];
 }
 
 // Rank 1 leaves without a word; rank 0's exchange fails within the timeout.
 void SilentPeerFails(const std::vector<Communicator*>& comms,
                      const std::vector<CudaPlacement>& placements) {
   const absl::Time start = absl::Now();
-  const auto statuses = OnThreads(comms, placements, [&](int r, Communicator& c,
-                                                         cudaStream_t) -> absl::Status {
-    if (r == 1) return absl::OkStatus();
-    float* buffer = nullptr;
-    cudaMalloc(&buffer, 4096);
-    std::vector<std::unique_ptr<Communicator::Request>> requests;
-    const absl::Span<uint8_t> bytes(reinterpret_cast<uint8_t*>(buffer), 4096);
-    c.StartBatch();
-    requests.push_back(c.Send(1, kTagKv, bytes));
-    requests.push_back(c.Recv(1, kTagKv, bytes));
-    c.EndBatch();
-    absl::Status s = WaitAll(requests);
-    if (s.ok()) s = c.Synchronize();
-    cudaFree(buffer);
-    return s;
-  });
+  const auto statuses =
+      OnThreads(comms, placements, [&](int r, Communicator& c, cudaStream_t) -> absl::Status {
+        if (r == 1) return absl::OkStatus();
+        float* buffer = nullptr;
+        cudaMalloc(&buffer, 4096);
+        std::vector<std::unique_ptr<Communicator::Request>> requests;
+        const absl::Span<uint8_t> bytes(reinterpret_cast<uint8_t*>(buffer), 4096);
+        c.StartBatch();
+        requests.push_back(c.Send(1, kTagKv, bytes));
+        requests.push_back(c.Recv(1, kTagKv, bytes));
+        c.EndBatch();
+        absl::Status s = WaitAll(requests);
+        if (s.ok()) s = c.Synchronize();
+        cudaFree(buffer);
+        return s;
+      });
   EXPECT_TRUE(statuses[1].ok());
   EXPECT_FALSE(statuses[0].ok());
-  EXPECT_TRUE(absl::IsDeadlineExceeded(statuses[0]) || absl::IsAborted(statuses[0]))
-      << statuses[0];
+  EXPECT_TRUE(absl::IsDeadlineExceeded(statuses[0]) || absl::IsAborted(statuses[0])) << statuses[0];
   EXPECT_LT(absl::Now() - start, absl::Seconds(30));
 }
 
@@ -214,8 +214,8 @@ TEST(NcclWorldTest, RejectsTwoRanksOnOneGpu) {
 }
 
 TEST(LaunchEnvironmentTest, ReadsTorchrunThenSlurm) {
-  for (const char* v : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS",
-                        "SLURM_LOCALID"}) {
+  for (const char* v :
+       {"RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"}) {
     unsetenv(v);
   }
   EXPECT_TRUE(absl::IsNotFound(LaunchEnvironmentFromEnv().status()));

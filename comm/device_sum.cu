@@ -4,8 +4,7 @@ namespace ringattn::comm {
 namespace {
 
 template <typename T>
-__global__ void SumParts(T* __restrict__ dst, const T* __restrict__ src, int parts,
-                         int64_t n) {
+__global__ void SumParts(T* __restrict__ dst, const T* __restrict__ src, int parts, int64_t n) {
   for (int64_t j = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; j < n;
        j += int64_t{gridDim.x} * blockDim.x) {
     T sum = 0;
@@ -18,8 +17,8 @@ template <typename T>
 cudaError_t Launch(T* dst, const T* src, int parts, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   const int64_t blocks = (n + 255) / 256;
-  SumParts<T><<<static_cast<unsigned>(blocks < 4096 ? blocks : 4096), 256, 0, stream>>>(
-      dst, src, parts, n);
+  SumParts<T><<<static_cast<unsigned>(blocks < 4096 ? blocks : 4096), 256, 0, stream>>>(dst, src,
+                                                                                        parts, n);
   return cudaGetLastError();
 }
 

@@ -9,8 +9,7 @@
 
 namespace ringattn::comm {
 
-cudaError_t LaunchSumParts(float* dst, const float* src, int parts, int64_t n,
-                           cudaStream_t stream);
+cudaError_t LaunchSumParts(float* dst, const float* src, int parts, int64_t n, cudaStream_t stream);
 cudaError_t LaunchSumParts(double* dst, const double* src, int parts, int64_t n,
                            cudaStream_t stream);
 

@@ -23,8 +23,7 @@ absl::StatusOr<LaunchEnvironment> LaunchEnvironmentFromEnv() {
     LaunchEnvironment env;
     const auto parse = [](const char* name, const char* text, int* out) -> absl::Status {
       if (!absl::SimpleAtoi(text, out)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(name, "='", text, "' is not an integer"));
+        return absl::InvalidArgumentError(absl::StrCat(name, "='", text, "' is not an integer"));
       }
       return absl::OkStatus();
     };
@@ -35,9 +34,9 @@ absl::StatusOr<LaunchEnvironment> LaunchEnvironmentFromEnv() {
       RETURN_IF_ERROR(parse(n.local, local, &env.local_rank));
     }
     if (env.world < 1 || env.rank < 0 || env.rank >= env.world || env.local_rank < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          n.rank, "=", env.rank, ", ", n.world, "=", env.world, ", local rank ",
-          env.local_rank, "; expected 0 <= rank < world and local rank >= 0"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(n.rank, "=", env.rank, ", ", n.world, "=", env.world, ", local rank ",
+                       env.local_rank, "; expected 0 <= rank < world and local rank >= 0"));
     }
     return env;
   }

@@ -20,10 +20,8 @@ constexpr int kTagAbort = 999;
 
 class MpiCommunicator::MpiRequest : public Communicator::Request {
  public:
-  MpiRequest(MpiCommunicator* comm, MPI_Request request, int peer, int tag,
-             bool is_send)
-      : comm_(comm), request_(request), peer_(peer), tag_(tag),
-        is_send_(is_send) {}
+  MpiRequest(MpiCommunicator* comm, MPI_Request request, int peer, int tag, bool is_send)
+      : comm_(comm), request_(request), peer_(peer), tag_(tag), is_send_(is_send) {}
   ~MpiRequest() override {
     if (request_ != MPI_REQUEST_NULL) {
       MPI_Cancel(&request_);
@@ -41,10 +39,10 @@ class MpiCommunicator::MpiRequest : public Communicator::Request {
       if (done) break;
       RETURN_IF_ERROR(comm_->PollAbort());
       if (absl::Now() > deadline) {
-        const absl::Status error = absl::DeadlineExceededError(absl::StrCat(
-            "rank ", comm_->rank_, " waited ", absl::FormatDuration(comm_->timeout_),
-            " to ", is_send_ ? "send to" : "receive from", " rank ", peer_,
-            " (tag ", tag_, "), which did not answer"));
+        const absl::Status error = absl::DeadlineExceededError(
+            absl::StrCat("rank ", comm_->rank_, " waited ", absl::FormatDuration(comm_->timeout_),
+                         " to ", is_send_ ? "send to" : "receive from", " rank ", peer_, " (tag ",
+                         tag_, "), which did not answer"));
         comm_->Abort(error);
         return error;
       }
@@ -60,8 +58,8 @@ class MpiCommunicator::MpiRequest : public Communicator::Request {
   bool is_send_;
 };
 
-absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(
-    int* argc, char*** argv, absl::Duration timeout) {
+absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(int* argc, char*** argv,
+                                                                         absl::Duration timeout) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized && MPI_Init(argc, argv) != MPI_SUCCESS) {
@@ -85,33 +83,33 @@ void MpiCommunicator::LeaveSilently(absl::Duration limit) {
   }
 }
 
-std::unique_ptr<Communicator::Request> MpiCommunicator::Send(
-    int peer, int tag, absl::Span<const uint8_t> data) {
+std::unique_ptr<Communicator::Request> MpiCommunicator::Send(int peer, int tag,
+                                                             absl::Span<const uint8_t> data) {
   if (!aborted_.ok()) return DoneRequest(aborted_);
   if (peer < 0 || peer >= world_ || data.size() > INT_MAX) {
-    return DoneRequest(absl::InvalidArgumentError(absl::StrCat(
-        "MPI send of ", data.size(), " bytes to peer ", peer,
-        ": expected a peer in [0, ", world_, ") and at most 2^31-1 bytes")));
+    return DoneRequest(absl::InvalidArgumentError(
+        absl::StrCat("MPI send of ", data.size(), " bytes to peer ", peer,
+                     ": expected a peer in [0, ", world_, ") and at most 2^31-1 bytes")));
   }
   MPI_Request request;
-  if (MPI_Isend(data.data(), static_cast<int>(data.size()), MPI_BYTE, peer, tag,
-                MPI_COMM_WORLD, &request) != MPI_SUCCESS) {
+  if (MPI_Isend(data.data(), static_cast<int>(data.size()), MPI_BYTE, peer, tag, MPI_COMM_WORLD,
+                &request) != MPI_SUCCESS) {
     return DoneRequest(absl::InternalError("MPI_Isend failed"));
   }
   return std::make_unique<MpiRequest>(this, request, peer, tag, true);
 }
 
-std::unique_ptr<Communicator::Request> MpiCommunicator::Recv(
-    int peer, int tag, absl::Span<uint8_t> data) {
+std::unique_ptr<Communicator::Request> MpiCommunicator::Recv(int peer, int tag,
+                                                             absl::Span<uint8_t> data) {
   if (!aborted_.ok()) return DoneRequest(aborted_);
   if (peer < 0 || peer >= world_ || data.size() > INT_MAX) {
-    return DoneRequest(absl::InvalidArgumentError(absl::StrCat(
-        "MPI receive of ", data.size(), " bytes from peer ", peer,
-        ": expected a peer in [0, ", world_, ") and at most 2^31-1 bytes")));
+    return DoneRequest(absl::InvalidArgumentError(
+        absl::StrCat("MPI receive of ", data.size(), " bytes from peer ", peer,
+                     ": expected a peer in [0, ", world_, ") and at most 2^31-1 bytes")));
   }
   MPI_Request request;
-  if (MPI_Irecv(data.data(), static_cast<int>(data.size()), MPI_BYTE, peer, tag,
-                MPI_COMM_WORLD, &request) != MPI_SUCCESS) {
+  if (MPI_Irecv(data.data(), static_cast<int>(data.size()), MPI_BYTE, peer, tag, MPI_COMM_WORLD,
+                &request) != MPI_SUCCESS) {
     return DoneRequest(absl::InternalError("MPI_Irecv failed"));
   }
   return std::make_unique<MpiRequest>(this, request, peer, tag, false);
@@ -119,16 +117,14 @@ std::unique_ptr<Communicator::Request> MpiCommunicator::Recv(
 
 void MpiCommunicator::Abort(const absl::Status& reason) {
   if (!aborted_.ok()) return;
-  aborted_ = absl::AbortedError(
-      absl::StrCat("rank ", rank_, " aborted: ", reason.message()));
+  aborted_ = absl::AbortedError(absl::StrCat("rank ", rank_, " aborted: ", reason.message()));
   const std::string text(aborted_.message());
   for (int peer = 0; peer < world_; ++peer) {
     if (peer == rank_) continue;
     abort_messages_.emplace_back(text.begin(), text.end());
     MPI_Request request;
-    MPI_Isend(abort_messages_.back().data(),
-              static_cast<int>(abort_messages_.back().size()), MPI_CHAR, peer,
-              kTagAbort, MPI_COMM_WORLD, &request);
+    MPI_Isend(abort_messages_.back().data(), static_cast<int>(abort_messages_.back().size()),
+              MPI_CHAR, peer, kTagAbort, MPI_COMM_WORLD, &request);
     MPI_Request_free(&request);
   }
 }
@@ -142,8 +138,8 @@ absl::Status MpiCommunicator::PollAbort() {
   int count = 0;
   MPI_Get_count(&status, MPI_CHAR, &count);
   std::string text(count, '\0');
-  MPI_Recv(text.data(), count, MPI_CHAR, status.MPI_SOURCE, kTagAbort,
-           MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+  MPI_Recv(text.data(), count, MPI_CHAR, status.MPI_SOURCE, kTagAbort, MPI_COMM_WORLD,
+           MPI_STATUS_IGNORE);
   aborted_ = absl::AbortedError(text);
   return aborted_;
 }

@@ -18,18 +18,16 @@ class MpiCommunicator : public Communicator {
  public:
   // Initializes MPI (once per process) and returns this process's rank.
   // Errors: Internal if MPI cannot start.
-  static absl::StatusOr<std::unique_ptr<MpiCommunicator>> Create(
-      int* argc, char*** argv, absl::Duration timeout);
+  static absl::StatusOr<std::unique_ptr<MpiCommunicator>> Create(int* argc, char*** argv,
+                                                                 absl::Duration timeout);
   // Finalizes MPI unless some rank aborted (then pending messages could
   // block finalization; the process just exits).
   ~MpiCommunicator() override;
 
   int rank() const override { return rank_; }
   int world() const override { return world_; }
-  std::unique_ptr<Request> Send(int peer, int tag,
-                                absl::Span<const uint8_t> data) override;
-  std::unique_ptr<Request> Recv(int peer, int tag,
-                                absl::Span<uint8_t> data) override;
+  std::unique_ptr<Request> Send(int peer, int tag, absl::Span<const uint8_t> data) override;
+  std::unique_ptr<Request> Recv(int peer, int tag, absl::Span<uint8_t> data) override;
   void Abort(const absl::Status& reason) override;
 
   // The error of the first abort seen (this rank's or a peer's).
@@ -54,7 +52,7 @@ class MpiCommunicator : public Communicator {
   int world_;
   absl::Duration timeout_;
   absl::Status aborted_;
-  bool left_ = false;  // LeaveSilently was called
+  bool left_ = false;                              // LeaveSilently was called
   std::vector<std::vector<char>> abort_messages_;  // kept alive while sent
 };
 

@@ -1,5 +1,7 @@
 // NCCL behind CudaCommunicator. libnccl.so.2 is loaded at run time, so the
 // binaries start (and GPU tests skip) where NCCL is missing.
+#include "comm/nccl_communicator.h"
+
 #include <dlfcn.h>
 #include <nccl.h>
 
@@ -13,7 +15,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "comm/cuda_communicator.h"
-#include "comm/nccl_communicator.h"
 #include "comm/cuda_transfer.h"
 #include "core/status_macros.h"
 
@@ -39,15 +40,13 @@ struct Nccl {
 absl::StatusOr<const Nccl*> LoadNccl() {
   static const absl::StatusOr<const Nccl*> loaded = []() -> absl::StatusOr<const Nccl*> {
     void* lib = nullptr;
-    for (const char* name : {"libnccl.so.2", "libnccl.so",
-                             "/usr/local/cuda/lib64/libnccl.so.2"}) {
+    for (const char* name : {"libnccl.so.2", "libnccl.so", "/usr/local/cuda/lib64/libnccl.so.2"}) {
       lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
       if (lib != nullptr) break;
     }
     if (lib == nullptr) {
-      return absl::UnavailableError(absl::StrCat(
-          "cannot load NCCL (libnccl.so.2): ", dlerror(),
-          "; install NCCL or put it on LD_LIBRARY_PATH"));
+      return absl::UnavailableError(absl::StrCat("cannot load NCCL (libnccl.so.2): ", dlerror(),
+                                                 "; install NCCL or put it on LD_LIBRARY_PATH"));
     }
     auto* n = new Nccl;
     bool ok = true;
@@ -79,10 +78,9 @@ absl::StatusOr<const Nccl*> LoadNccl() {
 absl::Status NcclStatus(const Nccl& nccl, ncclResult_t r, ncclComm_t comm, const char* what) {
   if (r == ncclSuccess || r == ncclInProgress) return absl::OkStatus();
   const char* last = comm != nullptr ? nccl.GetLastError(comm) : nullptr;
-  return absl::InternalError(absl::StrCat(what, ": NCCL error ", static_cast<int>(r), " (",
-                                          nccl.GetErrorString(r), ")",
-                                          last != nullptr && *last ? absl::StrCat(": ", last)
-                                                                   : ""));
+  return absl::InternalError(
+      absl::StrCat(what, ": NCCL error ", static_cast<int>(r), " (", nccl.GetErrorString(r), ")",
+                   last != nullptr && *last ? absl::StrCat(": ", last) : ""));
 }
 
 // Polls a non-blocking communicator until its pending call finished.
@@ -96,9 +94,9 @@ absl::Status WaitReady(const Nccl& nccl, ncclComm_t comm, absl::Duration timeout
     if (state == ncclSuccess) return absl::OkStatus();
     if (state != ncclInProgress) return NcclStatus(nccl, state, comm, what);
     if (absl::Now() > deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          what, " did not finish within ", absl::FormatDuration(timeout),
-          " (a peer did not join?)"));
+      return absl::DeadlineExceededError(absl::StrCat(what, " did not finish within ",
+                                                      absl::FormatDuration(timeout),
+                                                      " (a peer did not join?)"));
     }
     std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
@@ -257,9 +255,10 @@ absl::StatusOr<std::unique_ptr<NcclWorld>> NcclWorld::Create(
   std::set<int> devices;
   for (const CudaPlacement& p : ranks) {
     if (!devices.insert(p.device).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "two ranks on device ", p.device, "; NCCL takes one rank per GPU (virtual ranks "
-          "on one GPU use the device-copy communicator: --comm=device)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("two ranks on device ", p.device,
+                       "; NCCL takes one rank per GPU (virtual ranks "
+                       "on one GPU use the device-copy communicator: --comm=device)"));
     }
   }
   ASSIGN_OR_RETURN(const Nccl* nccl, LoadNccl());
@@ -296,12 +295,13 @@ NcclWorld::~NcclWorld() = default;
 int NcclWorld::world() const { return static_cast<int>(ranks_.size()); }
 Communicator& NcclWorld::rank(int r) { return *ranks_.at(r); }
 
-absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(
-    int rank, int world, CudaPlacement placement, const std::string& id_file,
-    absl::Duration timeout) {
+absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(int rank, int world,
+                                                                     CudaPlacement placement,
+                                                                     const std::string& id_file,
+                                                                     absl::Duration timeout) {
   if (world < 1 || rank < 0 || rank >= world) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "rank ", rank, " of world ", world, "; expected 0 <= rank < world"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank ", rank, " of world ", world, "; expected 0 <= rank < world"));
   }
   if (id_file.empty()) {
     return absl::InvalidArgumentError(
@@ -327,8 +327,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(
     std::error_code ec;
     fs::rename(tmp, id_file, ec);
     if (ec) {
-      return absl::InternalError(absl::StrCat("renaming ", tmp, " to ", id_file, ": ",
-                                              ec.message()));
+      return absl::InternalError(
+          absl::StrCat("renaming ", tmp, " to ", id_file, ": ", ec.message()));
     }
   } else {
     const absl::Time deadline = absl::Now() + timeout;
@@ -336,9 +336,9 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(
       std::ifstream in(id_file, std::ios::binary);
       if (in && in.read(reinterpret_cast<char*>(&id), sizeof(id))) break;
       if (absl::Now() > deadline) {
-        return absl::DeadlineExceededError(absl::StrCat(
-            "rank ", rank, ": no NCCL id in ", id_file, " after ",
-            absl::FormatDuration(timeout), "; is rank 0 running with the same path?"));
+        return absl::DeadlineExceededError(absl::StrCat("rank ", rank, ": no NCCL id in ", id_file,
+                                                        " after ", absl::FormatDuration(timeout),
+                                                        "; is rank 0 running with the same path?"));
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
@@ -348,9 +348,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(
   RETURN_IF_ERROR(comm->InitStreams());
   ncclConfig_t config = NonBlockingConfig();
   cudaSetDevice(placement.device);
-  RETURN_IF_ERROR(NcclStatus(n, n.CommInitRankConfig(comm->comm_slot(), world, id, rank,
-                                                          &config),
-                                  nullptr, "ncclCommInitRankConfig"));
+  RETURN_IF_ERROR(NcclStatus(n, n.CommInitRankConfig(comm->comm_slot(), world, id, rank, &config),
+                             nullptr, "ncclCommInitRankConfig"));
   RETURN_IF_ERROR(comm->WaitInit());
   return std::unique_ptr<Communicator>(std::move(comm));
 }

@@ -22,8 +22,8 @@ class NcclWorld {
   // per GPU). Errors: InvalidArgument for a repeated device or a missing
   // stream, Unavailable when libnccl.so.2 cannot be loaded, Internal for
   // an NCCL error (with NCCL's message).
-  static absl::StatusOr<std::unique_ptr<NcclWorld>> Create(
-      const std::vector<CudaPlacement>& ranks, absl::Duration timeout);
+  static absl::StatusOr<std::unique_ptr<NcclWorld>> Create(const std::vector<CudaPlacement>& ranks,
+                                                           absl::Duration timeout);
   ~NcclWorld();
   int world() const;
   Communicator& rank(int r);
@@ -39,9 +39,10 @@ class NcclWorld {
 // existing one). Errors: InvalidArgument for a bad rank or world,
 // DeadlineExceeded when the id does not appear, AlreadyExists, Unavailable
 // without libnccl.so.2, Internal for NCCL errors.
-absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(
-    int rank, int world, CudaPlacement placement, const std::string& id_file,
-    absl::Duration timeout);
+absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(int rank, int world,
+                                                                     CudaPlacement placement,
+                                                                     const std::string& id_file,
+                                                                     absl::Duration timeout);
 
 }  // namespace ringattn::comm
 

@@ -10,8 +10,7 @@ namespace ringattn::comm {
 
 class ThreadWorld::RecvRequest : public Communicator::Request {
  public:
-  RecvRequest(ThreadWorld* world, int from, int to, int tag,
-              absl::Span<uint8_t> data)
+  RecvRequest(ThreadWorld* world, int from, int to, int tag, absl::Span<uint8_t> data)
       : world_(world), from_(from), to_(to), tag_(tag), data_(data) {}
   absl::Status Wait() override {
     if (!done_) {
@@ -35,27 +34,24 @@ class ThreadWorld::RankCommunicator : public Communicator {
   int rank() const override { return rank_; }
   int world() const override { return world_->world_; }
 
-  std::unique_ptr<Request> Send(int peer, int tag,
-                                absl::Span<const uint8_t> data) override {
+  std::unique_ptr<Request> Send(int peer, int tag, absl::Span<const uint8_t> data) override {
     if (absl::Status s = CheckPeer(peer); !s.ok()) return DoneRequest(s);
     world_->Post(rank_, peer, tag, data);
     return DoneRequest(absl::OkStatus());
   }
-  std::unique_ptr<Request> Recv(int peer, int tag,
-                                absl::Span<uint8_t> data) override {
+  std::unique_ptr<Request> Recv(int peer, int tag, absl::Span<uint8_t> data) override {
     if (absl::Status s = CheckPeer(peer); !s.ok()) return DoneRequest(s);
     return std::make_unique<RecvRequest>(world_, peer, rank_, tag, data);
   }
   void Abort(const absl::Status& reason) override {
-    world_->Abort(
-        absl::AbortedError(absl::StrCat("rank ", rank_, " aborted: ", reason.message())));
+    world_->Abort(absl::AbortedError(absl::StrCat("rank ", rank_, " aborted: ", reason.message())));
   }
 
  private:
   absl::Status CheckPeer(int peer) const {
     if (peer < 0 || peer >= world_->world_) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "peer ", peer, " is outside [0, world = ", world_->world_, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("peer ", peer, " is outside [0, world = ", world_->world_, ")"));
     }
     return absl::OkStatus();
   }
@@ -64,8 +60,7 @@ class ThreadWorld::RankCommunicator : public Communicator {
   int rank_;
 };
 
-ThreadWorld::ThreadWorld(int world, absl::Duration timeout)
-    : world_(world), timeout_(timeout) {
+ThreadWorld::ThreadWorld(int world, absl::Duration timeout) : world_(world), timeout_(timeout) {
   for (int r = 0; r < world; ++r) {
     inboxes_.push_back(std::make_unique<Inbox>());
     ranks_.push_back(std::make_unique<RankCommunicator>(this, r));
@@ -105,15 +100,15 @@ absl::Status ThreadWorld::Take(int from, int to, int tag, absl::Span<uint8_t> da
   }
   if (!arrived) {
     // Every other rank fails with the same reason from now on.
-    Abort(absl::DeadlineExceededError(absl::StrCat(
-        "rank ", to, " waited ", absl::FormatDuration(timeout_), " for a message (tag ", tag,
-        ") from rank ", from, ", which did not answer")));
+    Abort(absl::DeadlineExceededError(
+        absl::StrCat("rank ", to, " waited ", absl::FormatDuration(timeout_),
+                     " for a message (tag ", tag, ") from rank ", from, ", which did not answer")));
     return AbortStatus();
   }
   if (message.size() != data.size()) {
     return absl::InternalError(absl::StrCat("rank ", to, " expected ", data.size(),
-                                            " bytes from rank ", from, " (tag ", tag,
-                                            "); got ", message.size()));
+                                            " bytes from rank ", from, " (tag ", tag, "); got ",
+                                            message.size()));
   }
   if (!message.empty()) std::memcpy(data.data(), message.data(), message.size());
   return absl::OkStatus();
@@ -137,9 +132,8 @@ absl::Status ThreadWorld::AbortStatus() const {
   return abort_status_;
 }
 
-std::vector<absl::Status> ThreadWorld::Run(
-    int world, absl::Duration timeout,
-    const std::function<absl::Status(Communicator&)>& fn) {
+std::vector<absl::Status> ThreadWorld::Run(int world, absl::Duration timeout,
+                                           const std::function<absl::Status(Communicator&)>& fn) {
   ThreadWorld threads(world, timeout);
   std::vector<absl::Status> statuses(world);
   std::vector<std::thread> workers;

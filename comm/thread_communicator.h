@@ -38,9 +38,8 @@ class ThreadWorld {
   // Runs fn(comm) for every rank on its own thread and returns each rank's
   // status. A rank whose fn fails aborts the world, so the others fail fast
   // instead of waiting for it.
-  static std::vector<absl::Status> Run(
-      int world, absl::Duration timeout,
-      const std::function<absl::Status(Communicator&)>& fn);
+  static std::vector<absl::Status> Run(int world, absl::Duration timeout,
+                                       const std::function<absl::Status(Communicator&)>& fn);
 
  private:
   class RankCommunicator;
@@ -49,8 +48,7 @@ class ThreadWorld {
   struct Inbox {
     Mutex mu;
     CondVar arrived;  // a message came, or the world aborted
-    std::map<std::pair<int, int>, std::deque<std::vector<uint8_t>>> messages
-        ABSL_GUARDED_BY(mu);
+    std::map<std::pair<int, int>, std::deque<std::vector<uint8_t>>> messages ABSL_GUARDED_BY(mu);
   };
 
   void Post(int from, int to, int tag, absl::Span<const uint8_t> data);
@@ -62,7 +60,7 @@ class ThreadWorld {
   const int world_;
   const absl::Duration timeout_;
   std::vector<std::unique_ptr<Inbox>> inboxes_;  // one per rank
-  std::atomic<bool> aborted_{false};            // set once, after abort_status_
+  std::atomic<bool> aborted_{false};             // set once, after abort_status_
   mutable Mutex abort_mu_;
   absl::Status abort_status_ ABSL_GUARDED_BY(abort_mu_);
   std::vector<std::unique_ptr<RankCommunicator>> ranks_;

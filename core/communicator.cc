@@ -36,8 +36,7 @@ int MemberIndex(absl::Span<const int> group, int rank) {
 
 absl::Status NotAMember(absl::Span<const int> group, int rank) {
   return absl::InvalidArgumentError(
-      absl::StrCat("rank ", rank, " is not in the collective's group of ",
-                   group.size(), " ranks"));
+      absl::StrCat("rank ", rank, " is not in the collective's group of ", group.size(), " ranks"));
 }
 
 }  // namespace
@@ -51,8 +50,7 @@ std::unique_ptr<Communicator::Request> AllOf(
   return std::make_unique<AllOfRequest>(std::move(parts));
 }
 
-absl::Status WaitAll(
-    std::vector<std::unique_ptr<Communicator::Request>>& requests) {
+absl::Status WaitAll(std::vector<std::unique_ptr<Communicator::Request>>& requests) {
   absl::Status first;
   for (auto& request : requests) {
     if (request == nullptr) continue;
@@ -63,16 +61,16 @@ absl::Status WaitAll(
   return first;
 }
 
-std::unique_ptr<Communicator::Request> Communicator::StartAllGather(
-    absl::Span<const int> group, absl::Span<const uint8_t> send,
-    absl::Span<uint8_t> recv) {
+std::unique_ptr<Communicator::Request> Communicator::StartAllGather(absl::Span<const int> group,
+                                                                    absl::Span<const uint8_t> send,
+                                                                    absl::Span<uint8_t> recv) {
   const int me = MemberIndex(group, rank());
   if (me < 0) return DoneRequest(NotAMember(group, rank()));
   const size_t n = send.size();
   if (recv.size() != n * group.size()) {
-    return DoneRequest(absl::InvalidArgumentError(absl::StrCat(
-        "all-gather receive buffer has ", recv.size(), " bytes; expected ",
-        group.size(), " x ", n)));
+    return DoneRequest(
+        absl::InvalidArgumentError(absl::StrCat("all-gather receive buffer has ", recv.size(),
+                                                " bytes; expected ", group.size(), " x ", n)));
   }
   if (send.data() != recv.data() + me * n) std::memcpy(recv.data() + me * n, send.data(), n);
   std::vector<std::unique_ptr<Request>> parts;
@@ -86,15 +84,13 @@ std::unique_ptr<Communicator::Request> Communicator::StartAllGather(
   return AllOf(std::move(parts));
 }
 
-absl::Status Communicator::AllGather(absl::Span<const int> group,
-                                     absl::Span<const uint8_t> send,
+absl::Status Communicator::AllGather(absl::Span<const int> group, absl::Span<const uint8_t> send,
                                      absl::Span<uint8_t> recv) {
   return StartAllGather(group, send, recv)->Wait();
 }
 
 absl::Status Communicator::ReduceScatterSum(absl::Span<const int> group,
-                                            absl::Span<const float> send,
-                                            absl::Span<float> recv) {
+                                            absl::Span<const float> send, absl::Span<float> recv) {
   return ReduceScatter(group, send, recv);
 }
 
@@ -105,16 +101,14 @@ absl::Status Communicator::ReduceScatterSum(absl::Span<const int> group,
 }
 
 template <typename T>
-absl::Status Communicator::ReduceScatter(absl::Span<const int> group,
-                                         absl::Span<const T> send,
+absl::Status Communicator::ReduceScatter(absl::Span<const int> group, absl::Span<const T> send,
                                          absl::Span<T> recv) {
   const int me = MemberIndex(group, rank());
   if (me < 0) return NotAMember(group, rank());
   const size_t n = recv.size();
   if (send.size() != n * group.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "reduce-scatter send buffer has ", send.size(), " elements; expected ",
-        group.size(), " x ", n));
+    return absl::InvalidArgumentError(absl::StrCat("reduce-scatter send buffer has ", send.size(),
+                                                   " elements; expected ", group.size(), " x ", n));
   }
   std::vector<T> parts(n * group.size());
   std::vector<std::unique_ptr<Request>> requests;
@@ -125,16 +119,13 @@ absl::Status Communicator::ReduceScatter(absl::Span<const int> group,
   };
   for (size_t i = 0; i < group.size(); ++i) {
     if (static_cast<int>(i) == me) continue;
+    requests.push_back(Send(group[i], kTagReduceScatter, as_bytes(send.subspan(i * n, n))));
     requests.push_back(
-        Send(group[i], kTagReduceScatter, as_bytes(send.subspan(i * n, n))));
-    requests.push_back(Recv(
-        group[i], kTagReduceScatter,
-        absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(parts.data() + i * n),
-                            n * sizeof(T))));
+        Recv(group[i], kTagReduceScatter,
+             absl::Span<uint8_t>(reinterpret_cast<uint8_t*>(parts.data() + i * n), n * sizeof(T))));
   }
   EndBatch();
-  std::copy(send.begin() + me * n, send.begin() + (me + 1) * n,
-            parts.begin() + me * n);
+  std::copy(send.begin() + me * n, send.begin() + (me + 1) * n, parts.begin() + me * n);
   RETURN_IF_ERROR(WaitAll(requests));
   for (size_t j = 0; j < n; ++j) {
     T sum = 0;
@@ -147,8 +138,7 @@ absl::Status Communicator::ReduceScatter(absl::Span<const int> group,
 absl::Status Communicator::Barrier(absl::Span<const int> group) {
   const uint8_t token = 1;
   std::vector<uint8_t> all(group.size());
-  return AllGather(group, absl::Span<const uint8_t>(&token, 1),
-                   absl::MakeSpan(all));
+  return AllGather(group, absl::Span<const uint8_t>(&token, 1), absl::MakeSpan(all));
 }
 
 }  // namespace ringattn

@@ -52,11 +52,9 @@ class Communicator {
   virtual int world() const = 0;
 
   // Starts sending `data` to `peer`; `data` must stay valid until Wait.
-  virtual std::unique_ptr<Request> Send(int peer, int tag,
-                                        absl::Span<const uint8_t> data) = 0;
+  virtual std::unique_ptr<Request> Send(int peer, int tag, absl::Span<const uint8_t> data) = 0;
   // Starts receiving exactly data.size() bytes from `peer` into `data`.
-  virtual std::unique_ptr<Request> Recv(int peer, int tag,
-                                        absl::Span<uint8_t> data) = 0;
+  virtual std::unique_ptr<Request> Recv(int peer, int tag, absl::Span<uint8_t> data) = 0;
   // Tells every rank to stop: their pending and later operations fail with
   // Aborted naming this rank and `reason`. Never blocks.
   virtual void Abort(const absl::Status& reason) = 0;
@@ -81,26 +79,23 @@ class Communicator {
   // The collectives below are built on Send/Recv with host memory; an
   // implementation may override them (device memory, simulated links).
   virtual std::unique_ptr<Request> StartAllGather(absl::Span<const int> group,
-                                          absl::Span<const uint8_t> send,
-                                          absl::Span<uint8_t> recv);
-  absl::Status AllGather(absl::Span<const int> group,
-                         absl::Span<const uint8_t> send,
+                                                  absl::Span<const uint8_t> send,
+                                                  absl::Span<uint8_t> recv);
+  absl::Status AllGather(absl::Span<const int> group, absl::Span<const uint8_t> send,
                          absl::Span<uint8_t> recv);
   // recv = sum over members of their send[i * n, (i + 1) * n) for this
   // member i, n = recv.size(). Summation order is the group order, so all
   // ranks get deterministic results.
-  virtual absl::Status ReduceScatterSum(absl::Span<const int> group,
-                                        absl::Span<const float> send,
+  virtual absl::Status ReduceScatterSum(absl::Span<const int> group, absl::Span<const float> send,
                                         absl::Span<float> recv);
-  virtual absl::Status ReduceScatterSum(absl::Span<const int> group,
-                                        absl::Span<const double> send,
+  virtual absl::Status ReduceScatterSum(absl::Span<const int> group, absl::Span<const double> send,
                                         absl::Span<double> recv);
   absl::Status Barrier(absl::Span<const int> group);
 
  private:
   template <typename T>
-  absl::Status ReduceScatter(absl::Span<const int> group,
-                             absl::Span<const T> send, absl::Span<T> recv);
+  absl::Status ReduceScatter(absl::Span<const int> group, absl::Span<const T> send,
+                             absl::Span<T> recv);
 };
 
 // Waits for every request; returns the first error.

@@ -14,8 +14,7 @@ namespace ringattn {
 // Checks that cu_seqlens has at least two entries, starts at 0, never
 // decreases and ends at `total_tokens`.
 // Errors: InvalidArgument naming the offending index, value and expectation.
-absl::Status ValidateCuSeqlens(absl::Span<const int64_t> cu_seqlens,
-                               int64_t total_tokens);
+absl::Status ValidateCuSeqlens(absl::Span<const int64_t> cu_seqlens, int64_t total_tokens);
 
 // Returns, for every packed position, the index of its document.
 // Precondition: ValidateCuSeqlens(cu_seqlens, cu_seqlens.back()) is ok.

@@ -32,13 +32,11 @@ absl::string_view DTypeName(DType dtype) {
 }
 
 absl::StatusOr<DType> ParseDType(absl::string_view name) {
-  for (DType d : {DType::kFloat32, DType::kFloat64, DType::kFloat16,
-                  DType::kBFloat16}) {
+  for (DType d : {DType::kFloat32, DType::kFloat64, DType::kFloat16, DType::kBFloat16}) {
     if (name == DTypeName(d)) return d;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown dtype '", name,
-                   "'; expected float32, float64, float16 or bfloat16"));
+      absl::StrCat("unknown dtype '", name, "'; expected float32, float64, float16 or bfloat16"));
 }
 
 }  // namespace ringattn

@@ -37,8 +37,7 @@ C LoadElement(DType dtype, const uint8_t* src, int64_t i) {
     case DType::kBFloat16: {
       uint16_t bits;
       std::memcpy(&bits, src + 2 * i, 2);
-      return static_cast<C>(dtype == DType::kFloat16 ? HalfToFloat(bits)
-                                                     : BFloat16ToFloat(bits));
+      return static_cast<C>(dtype == DType::kFloat16 ? HalfToFloat(bits) : BFloat16ToFloat(bits));
     }
   }
   return C(0);

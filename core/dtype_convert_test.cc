@@ -20,12 +20,8 @@ float FromBits(uint32_t u) {
   std::memcpy(&f, &u, 4);
   return f;
 }
-uint16_t EigenHalf(float f) {
-  return Eigen::numext::bit_cast<uint16_t>(Eigen::half(f));
-}
-uint16_t EigenBf16(float f) {
-  return Eigen::numext::bit_cast<uint16_t>(Eigen::bfloat16(f));
-}
+uint16_t EigenHalf(float f) { return Eigen::numext::bit_cast<uint16_t>(Eigen::half(f)); }
+uint16_t EigenBf16(float f) { return Eigen::numext::bit_cast<uint16_t>(Eigen::bfloat16(f)); }
 
 TEST(DTypeConvertTest, EveryHalfWidensLikeEigen) {
   for (uint32_t h = 0; h < 65536; ++h) {

@@ -9,9 +9,8 @@ namespace {
 
 // The slices of ring rank `r` of a layout over [begin, begin + length) of
 // the sequence, appended at local row `row`; `length` divides as needed.
-void AppendSlices(LayoutKind kind, int ring_size, int64_t stripe_width,
-                  int r, int64_t begin, int64_t length, int64_t row,
-                  std::vector<RankSlice>* out) {
+void AppendSlices(LayoutKind kind, int ring_size, int64_t stripe_width, int r, int64_t begin,
+                  int64_t length, int64_t row, std::vector<RankSlice>* out) {
   switch (kind) {
     case LayoutKind::kRing:
     case LayoutKind::kLlama3: {
@@ -23,16 +22,12 @@ void AppendSlices(LayoutKind kind, int ring_size, int64_t stripe_width,
       const int64_t chunk = length / (2 * ring_size);
       out->push_back({row, PositionRun::Contiguous(begin + r * chunk, chunk)});
       out->push_back(
-          {row + chunk,
-           PositionRun::Contiguous(begin + (2 * ring_size - 1 - r) * chunk,
-                                   chunk)});
+          {row + chunk, PositionRun::Contiguous(begin + (2 * ring_size - 1 - r) * chunk, chunk)});
       return;
     }
     case LayoutKind::kStripe:
-      out->push_back({row, PositionRun::Grouped(begin + r * stripe_width,
-                                                length / ring_size,
-                                                stripe_width,
-                                                ring_size * stripe_width)});
+      out->push_back({row, PositionRun::Grouped(begin + r * stripe_width, length / ring_size,
+                                                stripe_width, ring_size * stripe_width)});
       return;
   }
 }
@@ -77,16 +72,15 @@ absl::string_view LayoutKindName(LayoutKind kind) {
 }
 
 absl::StatusOr<LayoutKind> ParseLayoutKind(absl::string_view name) {
-  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag,
-                          LayoutKind::kStripe, LayoutKind::kLlama3}) {
+  for (LayoutKind kind :
+       {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe, LayoutKind::kLlama3}) {
     if (name == LayoutKindName(kind)) return kind;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown layout '", name, "'; expected ring, zigzag, stripe or llama3"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown layout '", name, "'; expected ring, zigzag, stripe or llama3"));
 }
 
-absl::StatusOr<Layout> Layout::Create(const LayoutSpec& spec, int64_t batch,
-                                      int64_t seqlen,
+absl::StatusOr<Layout> Layout::Create(const LayoutSpec& spec, int64_t batch, int64_t seqlen,
                                       absl::Span<const int64_t> cu_seqlens) {
   if (spec.world < 1) {
     return absl::InvalidArgumentError(
@@ -94,28 +88,29 @@ absl::StatusOr<Layout> Layout::Create(const LayoutSpec& spec, int64_t batch,
   }
   const int ring_size = spec.ring_size == 0 ? spec.world : spec.ring_size;
   if (ring_size < 1 || spec.world % ring_size != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("ring_size ", spec.ring_size, " does not divide world ",
-                     spec.world, "; expected a divisor (or 0 for one ring)"));
+    return absl::InvalidArgumentError(absl::StrCat("ring_size ", spec.ring_size,
+                                                   " does not divide world ", spec.world,
+                                                   "; expected a divisor (or 0 for one ring)"));
   }
   const int num_rings = spec.world / ring_size;
   if (batch < 1 || batch % num_rings != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("batch ", batch, " is not divisible by the number of "
-                     "rings world/ring_size = ", num_rings));
+    return absl::InvalidArgumentError(absl::StrCat("batch ", batch,
+                                                   " is not divisible by the number of "
+                                                   "rings world/ring_size = ",
+                                                   num_rings));
   }
   if (seqlen < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("seqlen is ", seqlen, "; expected a positive length"));
   }
   if (spec.stripe_width < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "stripe_width is ", spec.stripe_width, "; expected at least 1"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("stripe_width is ", spec.stripe_width, "; expected at least 1"));
   }
   if (spec.kv_heads_per_group < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("kv_heads_per_group is ", spec.kv_heads_per_group,
-                     "; expected >= 0 (0: all heads at once)"));
+    return absl::InvalidArgumentError(absl::StrCat("kv_heads_per_group is ",
+                                                   spec.kv_heads_per_group,
+                                                   "; expected >= 0 (0: all heads at once)"));
   }
   const absl::string_view name = LayoutKindName(spec.kind);
   const int64_t divisor = Divisor(spec, ring_size);
@@ -128,8 +123,7 @@ absl::StatusOr<Layout> Layout::Create(const LayoutSpec& spec, int64_t batch,
 
   // Varlen ring and zigzag split every document; all else splits the whole
   // (packed) sequence.
-  const bool per_document =
-      !cu_seqlens.empty() && spec.kind != LayoutKind::kLlama3;
+  const bool per_document = !cu_seqlens.empty() && spec.kind != LayoutKind::kLlama3;
   if (!cu_seqlens.empty()) {
     if (spec.kind == LayoutKind::kStripe) {
       return absl::InvalidArgumentError(
@@ -137,9 +131,8 @@ absl::StatusOr<Layout> Layout::Create(const LayoutSpec& spec, int64_t batch,
           "layouts; got stripe");
     }
     if (batch != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "varlen (cu_seqlens) packs documents into batch 1; got batch ",
-          batch));
+      return absl::InvalidArgumentError(
+          absl::StrCat("varlen (cu_seqlens) packs documents into batch 1; got batch ", batch));
     }
     RETURN_IF_ERROR(ValidateCuSeqlens(cu_seqlens, seqlen));
     layout.cu_seqlens_.assign(cu_seqlens.begin(), cu_seqlens.end());
@@ -148,26 +141,24 @@ absl::StatusOr<Layout> Layout::Create(const LayoutSpec& spec, int64_t batch,
     for (size_t d = 0; d + 1 < cu_seqlens.size(); ++d) {
       const int64_t length = cu_seqlens[d + 1] - cu_seqlens[d];
       if (length % divisor != 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "document ", d, " has length ", length, ", not divisible by ",
-            DivisorName(spec.kind), " = ", divisor, " (varlen ", name, ")"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("document ", d, " has length ", length, ", not divisible by ",
+                         DivisorName(spec.kind), " = ", divisor, " (varlen ", name, ")"));
       }
       if (length == 0) continue;
       for (int r = 0; r < ring_size; ++r) {
-        AppendSlices(spec.kind, ring_size, spec.stripe_width, r,
-                     cu_seqlens[d], length, cu_seqlens[d] / ring_size,
-                     &layout.slices_[r]);
+        AppendSlices(spec.kind, ring_size, spec.stripe_width, r, cu_seqlens[d], length,
+                     cu_seqlens[d] / ring_size, &layout.slices_[r]);
       }
     }
   } else {
     if (seqlen % divisor != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("seqlen ", seqlen, " is not divisible by ",
-                       DivisorName(spec.kind), " = ", divisor, " (", name, ")"));
+      return absl::InvalidArgumentError(absl::StrCat("seqlen ", seqlen, " is not divisible by ",
+                                                     DivisorName(spec.kind), " = ", divisor, " (",
+                                                     name, ")"));
     }
     for (int r = 0; r < ring_size; ++r) {
-      AppendSlices(spec.kind, ring_size, spec.stripe_width, r, 0, seqlen, 0,
-                   &layout.slices_[r]);
+      AppendSlices(spec.kind, ring_size, spec.stripe_width, r, 0, seqlen, 0, &layout.slices_[r]);
     }
   }
   return layout;
@@ -180,8 +171,8 @@ std::pair<int64_t, int64_t> Layout::BatchRange(int rank) const {
 
 absl::Status Layout::CheckRank(int rank) const {
   if (rank < 0 || rank >= world()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "rank ", rank, " is outside [0, world = ", world(), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank ", rank, " is outside [0, world = ", world(), ")"));
   }
   return absl::OkStatus();
 }
@@ -204,40 +195,35 @@ absl::StatusOr<std::vector<int64_t>> Layout::PositionIds(int rank) const {
 
 absl::StatusOr<Layout::Location> Layout::Locate(int64_t position) const {
   if (position < 0 || position >= seqlen_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "position ", position, " is outside [0, seqlen = ", seqlen_, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("position ", position, " is outside [0, seqlen = ", seqlen_, ")"));
   }
   for (int r = 0; r < ring_size_; ++r) {
     for (const RankSlice& slice : slices_[r]) {
       if (slice.positions.CountIn(position, position) == 1) {
-        return Location{r, slice.row_begin +
-                               slice.positions.CountAtMost(position) - 1};
+        return Location{r, slice.row_begin + slice.positions.CountAtMost(position) - 1};
       }
     }
   }
-  return absl::InternalError(
-      absl::StrCat("position ", position, " is held by no rank"));
+  return absl::InternalError(absl::StrCat("position ", position, " is held by no rank"));
 }
 
-absl::Status Layout::CheckShardSize(const char* what, size_t size,
-                                    int64_t batch, int64_t seqlen,
+absl::Status Layout::CheckShardSize(const char* what, size_t size, int64_t batch, int64_t seqlen,
                                     int64_t token_elements) const {
   const int64_t expected = batch * seqlen * token_elements;
   if (token_elements < 1 || static_cast<int64_t>(size) != expected) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " has ", size, " elements; expected batch ", batch, " x seqlen ",
-        seqlen, " x ", token_elements, " per token = ", expected));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " has ", size, " elements; expected batch ", batch, " x seqlen ", seqlen,
+                     " x ", token_elements, " per token = ", expected));
   }
   return absl::OkStatus();
 }
 
 std::string Layout::DebugString() const {
-  return absl::StrCat(LayoutKindName(kind()), ", world ", world(), " (",
-                      num_rings(), num_rings() == 1 ? " ring" : " rings",
-                      " of ", ring_size_, "), seqlen ", seqlen_,
-                      varlen() ? absl::StrCat(", ", cu_seqlens_.size() - 1,
-                                              " documents")
-                               : "");
+  return absl::StrCat(LayoutKindName(kind()), ", world ", world(), " (", num_rings(),
+                      num_rings() == 1 ? " ring" : " rings", " of ", ring_size_, "), seqlen ",
+                      seqlen_,
+                      varlen() ? absl::StrCat(", ", cu_seqlens_.size() - 1, " documents") : "");
 }
 
 }  // namespace ringattn

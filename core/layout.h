@@ -19,12 +19,12 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "core/position_run.h"
 #include "core/status_macros.h"
@@ -41,8 +41,8 @@ absl::StatusOr<LayoutKind> ParseLayoutKind(absl::string_view name);
 struct LayoutSpec {
   LayoutKind kind = LayoutKind::kRing;
   int world = 1;
-  int ring_size = 0;          // 0: one ring over the whole world
-  int64_t stripe_width = 1;   // kStripe: tokens per stripe
+  int ring_size = 0;               // 0: one ring over the whole world
+  int64_t stripe_width = 1;        // kStripe: tokens per stripe
   int64_t kv_heads_per_group = 0;  // kLlama3: heads all-gathered at once; 0: all
 };
 
@@ -60,8 +60,7 @@ class Layout {
   // is not divisible by what the layout needs, stripe_width < 1,
   // kv_heads_per_group < 0, cu_seqlens is invalid, or varlen is asked of
   // the stripe layout.
-  static absl::StatusOr<Layout> Create(const LayoutSpec& spec, int64_t batch,
-                                       int64_t seqlen,
+  static absl::StatusOr<Layout> Create(const LayoutSpec& spec, int64_t batch, int64_t seqlen,
                                        absl::Span<const int64_t> cu_seqlens = {});
 
   const LayoutSpec& spec() const { return spec_; }
@@ -80,9 +79,7 @@ class Layout {
 
   int RingOf(int rank) const { return rank / ring_size_; }
   int RingRank(int rank) const { return rank % ring_size_; }
-  int RankOf(int ring, int ring_rank) const {
-    return ring * ring_size_ + ring_rank;
-  }
+  int RankOf(int ring, int ring_rank) const { return ring * ring_size_ + ring_rank; }
   // Global batch rows [first, second) held by `rank`.
   std::pair<int64_t, int64_t> BatchRange(int rank) const;
 
@@ -95,9 +92,7 @@ class Layout {
 
   // The slices of ring rank `ring_rank`. Precondition: 0 <= ring_rank <
   // ring_size().
-  const std::vector<RankSlice>& RingRankSlices(int ring_rank) const {
-    return slices_[ring_rank];
-  }
+  const std::vector<RankSlice>& RingRankSlices(int ring_rank) const { return slices_[ring_rank]; }
 
   // Returns the global position of every local row of `rank` (position ids
   // for rotary embeddings; for varlen these are packed positions, and the
@@ -117,14 +112,14 @@ class Layout {
   // token into one (local_batch, local_seqlen, ...) tensor per rank.
   // Errors: InvalidArgument if the size is not batch*seqlen*token_elements.
   template <typename T>
-  absl::StatusOr<std::vector<std::vector<T>>> Shard(
-      absl::Span<const T> global, int64_t token_elements) const;
+  absl::StatusOr<std::vector<std::vector<T>>> Shard(absl::Span<const T> global,
+                                                    int64_t token_elements) const;
 
   // The inverse of Shard. Errors: InvalidArgument if there are not `world`
   // shards of local_batch*local_seqlen*token_elements elements.
   template <typename T>
-  absl::StatusOr<std::vector<T>> Unshard(
-      const std::vector<std::vector<T>>& shards, int64_t token_elements) const;
+  absl::StatusOr<std::vector<T>> Unshard(const std::vector<std::vector<T>>& shards,
+                                         int64_t token_elements) const;
 
   // E.g. "zigzag, world 8 (1 ring of 8), seqlen 8192".
   std::string DebugString() const;
@@ -138,8 +133,8 @@ class Layout {
   template <typename Fn>
   void ForEachToken(int rank, Fn&& copy) const;
 
-  absl::Status CheckShardSize(const char* what, size_t size, int64_t batch,
-                              int64_t seqlen, int64_t token_elements) const;
+  absl::Status CheckShardSize(const char* what, size_t size, int64_t batch, int64_t seqlen,
+                              int64_t token_elements) const;
 
   LayoutSpec spec_;
   int ring_size_ = 1;
@@ -164,38 +159,36 @@ void Layout::ForEachToken(int rank, Fn&& copy) const {
 }
 
 template <typename T>
-absl::StatusOr<std::vector<std::vector<T>>> Layout::Shard(
-    absl::Span<const T> global, int64_t token_elements) const {
+absl::StatusOr<std::vector<std::vector<T>>> Layout::Shard(absl::Span<const T> global,
+                                                          int64_t token_elements) const {
   RETURN_IF_ERROR(CheckShardSize("global tensor", global.size(), batch_, seqlen_, token_elements));
   std::vector<std::vector<T>> shards(world());
   for (int rank = 0; rank < world(); ++rank) {
     shards[rank].resize(local_batch() * local_seqlen() * token_elements);
     ForEachToken(rank, [&](int64_t global_token, int64_t local_token) {
       std::memcpy(&shards[rank][local_token * token_elements],
-                  &global[global_token * token_elements],
-                  token_elements * sizeof(T));
+                  &global[global_token * token_elements], token_elements * sizeof(T));
     });
   }
   return shards;
 }
 
 template <typename T>
-absl::StatusOr<std::vector<T>> Layout::Unshard(
-    const std::vector<std::vector<T>>& shards, int64_t token_elements) const {
+absl::StatusOr<std::vector<T>> Layout::Unshard(const std::vector<std::vector<T>>& shards,
+                                               int64_t token_elements) const {
   if (static_cast<int>(shards.size()) != world()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "got ", shards.size(), " shards; expected one per rank (", world(), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("got ", shards.size(), " shards; expected one per rank (", world(), ")"));
   }
   for (const auto& shard : shards) {
-    RETURN_IF_ERROR(CheckShardSize("shard", shard.size(), local_batch(),
-                                        local_seqlen(), token_elements));
+    RETURN_IF_ERROR(
+        CheckShardSize("shard", shard.size(), local_batch(), local_seqlen(), token_elements));
   }
   std::vector<T> global(batch_ * seqlen_ * token_elements);
   for (int rank = 0; rank < world(); ++rank) {
     ForEachToken(rank, [&](int64_t global_token, int64_t local_token) {
       std::memcpy(&global[global_token * token_elements],
-                  &shards[rank][local_token * token_elements],
-                  token_elements * sizeof(T));
+                  &shards[rank][local_token * token_elements], token_elements * sizeof(T));
     });
   }
   return global;

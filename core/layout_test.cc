@@ -14,10 +14,9 @@ using ::testing::HasSubstr;
 
 Layout Make(LayoutKind kind, int world, int64_t seqlen, int64_t stripe = 1,
             std::vector<int64_t> cu = {}, int ring_size = 0, int64_t batch = 1) {
-  absl::StatusOr<Layout> layout = Layout::Create(
-      {.kind = kind, .world = world, .ring_size = ring_size,
-       .stripe_width = stripe},
-      batch, seqlen, cu);
+  absl::StatusOr<Layout> layout =
+      Layout::Create({.kind = kind, .world = world, .ring_size = ring_size, .stripe_width = stripe},
+                     batch, seqlen, cu);
   EXPECT_TRUE(layout.ok()) << layout.status();
   return *layout;
 }
@@ -29,10 +28,8 @@ TEST(LayoutTest, ZigzagHoldsChunksRAnd2WMinus1MinusR) {
 }
 
 TEST(LayoutTest, StripeDealsStripesRoundRobin) {
-  EXPECT_THAT(*Make(LayoutKind::kStripe, 3, 9).PositionIds(1),
-              ElementsAre(1, 4, 7));
-  EXPECT_THAT(*Make(LayoutKind::kStripe, 2, 12, 3).PositionIds(1),
-              ElementsAre(3, 4, 5, 9, 10, 11));
+  EXPECT_THAT(*Make(LayoutKind::kStripe, 3, 9).PositionIds(1), ElementsAre(1, 4, 7));
+  EXPECT_THAT(*Make(LayoutKind::kStripe, 2, 12, 3).PositionIds(1), ElementsAre(3, 4, 5, 9, 10, 11));
 }
 
 TEST(LayoutTest, VarlenSplitsEveryDocument) {
@@ -101,8 +98,7 @@ TEST(LayoutTest, RingSizeSmallerThanWorldShardsTheBatch) {
 }
 
 TEST(LayoutTest, Errors) {
-  auto error = [](LayoutSpec spec, int64_t batch, int64_t seqlen,
-                  std::vector<int64_t> cu = {}) {
+  auto error = [](LayoutSpec spec, int64_t batch, int64_t seqlen, std::vector<int64_t> cu = {}) {
     return std::string(Layout::Create(spec, batch, seqlen, cu).status().message());
   };
   EXPECT_THAT(error({.kind = LayoutKind::kZigzag, .world = 8}, 1, 1000),
@@ -125,16 +121,14 @@ TEST(LayoutTest, Errors) {
   EXPECT_THAT(error({.kind = LayoutKind::kRing, .world = 2}, 1, 10, {0, 4, 9}),
               HasSubstr("ends at 9"));
   const Layout layout = Make(LayoutKind::kRing, 2, 8);
-  EXPECT_THAT(layout.Slices(2).status().message(),
-              HasSubstr("rank 2 is outside [0, world = 2)"));
+  EXPECT_THAT(layout.Slices(2).status().message(), HasSubstr("rank 2 is outside [0, world = 2)"));
   EXPECT_THAT(layout.PositionIds(-1).status().message(), HasSubstr("rank -1"));
   EXPECT_THAT(layout.Locate(8).status().message(),
               HasSubstr("position 8 is outside [0, seqlen = 8)"));
   std::vector<float> wrong(7);
   EXPECT_THAT(layout.Shard(absl::Span<const float>(wrong), 1).status().message(),
               HasSubstr("global tensor has 7 elements; expected batch 1 x seqlen 8"));
-  EXPECT_THAT(ParseLayoutKind("spiral").status().message(),
-              HasSubstr("unknown layout 'spiral'"));
+  EXPECT_THAT(ParseLayoutKind("spiral").status().message(), HasSubstr("unknown layout 'spiral'"));
   EXPECT_EQ(*ParseLayoutKind("llama3"), LayoutKind::kLlama3);
 }
 

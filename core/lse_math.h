@@ -41,8 +41,7 @@ RINGATTN_HOST_DEVICE LseMerge<T> MergeLse(T lse, T lse_b) {
 
 // Merges one row of `head_dim` values in place.
 template <typename T>
-RINGATTN_HOST_DEVICE void MergeRow(T* o, T* lse, const T* o_b, T lse_b,
-                                   int head_dim) {
+RINGATTN_HOST_DEVICE void MergeRow(T* o, T* lse, const T* o_b, T lse_b, int head_dim) {
   if (lse_b == T(-INFINITY)) return;
   const LseMerge<T> m = MergeLse(*lse, lse_b);
   if (m.old_scale == T(0)) {

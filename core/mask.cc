@@ -8,18 +8,18 @@
 
 namespace ringattn {
 
-absl::StatusOr<Mask> Mask::Create(const MaskSpec& spec, int64_t batch,
-                                  int64_t seqlen_q, int64_t seqlen_k) {
+absl::StatusOr<Mask> Mask::Create(const MaskSpec& spec, int64_t batch, int64_t seqlen_q,
+                                  int64_t seqlen_k) {
   if (batch <= 0 || seqlen_q <= 0 || seqlen_k <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "mask needs positive sizes; got batch ", batch, ", seqlen_q ",
-        seqlen_q, ", seqlen_k ", seqlen_k));
+    return absl::InvalidArgumentError(absl::StrCat("mask needs positive sizes; got batch ", batch,
+                                                   ", seqlen_q ", seqlen_q, ", seqlen_k ",
+                                                   seqlen_k));
   }
-  for (const auto& [name, value] : {std::pair{"window_left", spec.window_left},
-                                    std::pair{"window_right", spec.window_right}}) {
+  for (const auto& [name, value] :
+       {std::pair{"window_left", spec.window_left}, std::pair{"window_right", spec.window_right}}) {
     if (value < -1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          name, " is ", value, "; expected >= 0, or -1 for unbounded"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, " is ", value, "; expected >= 0, or -1 for unbounded"));
     }
   }
   Mask mask;
@@ -30,14 +30,12 @@ absl::StatusOr<Mask> Mask::Create(const MaskSpec& spec, int64_t batch,
 
   if (!spec.cu_seqlens.empty()) {
     if (batch != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "varlen (cu_seqlens) packs documents into batch 1; got batch ",
-          batch));
+      return absl::InvalidArgumentError(
+          absl::StrCat("varlen (cu_seqlens) packs documents into batch 1; got batch ", batch));
     }
     if (seqlen_q != seqlen_k) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "varlen (cu_seqlens) needs seqlen_q == seqlen_k; got ", seqlen_q,
-          " and ", seqlen_k));
+          "varlen (cu_seqlens) needs seqlen_q == seqlen_k; got ", seqlen_q, " and ", seqlen_k));
     }
     RETURN_IF_ERROR(ValidateCuSeqlens(spec.cu_seqlens, seqlen_q));
     mask.cu_seqlens_ = spec.cu_seqlens;
@@ -45,16 +43,15 @@ absl::StatusOr<Mask> Mask::Create(const MaskSpec& spec, int64_t batch,
   }
   if (!spec.key_lengths.empty()) {
     if (static_cast<int64_t>(spec.key_lengths.size()) != batch) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("key_lengths has ", spec.key_lengths.size(),
-                       " entries; expected one per batch row (", batch, ")"));
+      return absl::InvalidArgumentError(absl::StrCat("key_lengths has ", spec.key_lengths.size(),
+                                                     " entries; expected one per batch row (",
+                                                     batch, ")"));
     }
     for (size_t b = 0; b < spec.key_lengths.size(); ++b) {
       if (spec.key_lengths[b] < 0 || spec.key_lengths[b] > seqlen_k) {
         return absl::InvalidArgumentError(
             absl::StrCat("key_lengths[", b, "] is ", spec.key_lengths[b],
-                         "; expected a value in [0, seqlen_k = ", seqlen_k,
-                         "]"));
+                         "; expected a value in [0, seqlen_k = ", seqlen_k, "]"));
       }
     }
     mask.key_lengths_ = spec.key_lengths;
@@ -62,8 +59,7 @@ absl::StatusOr<Mask> Mask::Create(const MaskSpec& spec, int64_t batch,
 
   const int64_t offset = seqlen_k - seqlen_q;
   const int64_t window_right = spec.causal ? 0 : spec.window_right;
-  mask.min_delta_ =
-      spec.window_left < 0 ? -kUnbounded : offset - spec.window_left;
+  mask.min_delta_ = spec.window_left < 0 ? -kUnbounded : offset - spec.window_left;
   mask.max_delta_ = window_right < 0 ? kUnbounded : offset + window_right;
   return mask;
 }

@@ -46,8 +46,8 @@ class Mask {
   // Errors: InvalidArgument for a window below -1, key_lengths of the wrong
   // size or outside [0, seqlen_k], invalid cu_seqlens (ValidateCuSeqlens), or
   // varlen with batch != 1 or seqlen_q != seqlen_k.
-  static absl::StatusOr<Mask> Create(const MaskSpec& spec, int64_t batch,
-                                     int64_t seqlen_q, int64_t seqlen_k);
+  static absl::StatusOr<Mask> Create(const MaskSpec& spec, int64_t batch, int64_t seqlen_q,
+                                     int64_t seqlen_k);
 
   // Whether query position `q` may attend key position `k` in batch row `b`.
   bool Allowed(int64_t b, int64_t q, int64_t k) const {
@@ -61,9 +61,7 @@ class Mask {
   int64_t min_delta() const { return min_delta_; }
   int64_t max_delta() const { return max_delta_; }
   // Keys at positions >= KeyLimit(b) are padding in batch row b.
-  int64_t KeyLimit(int64_t b) const {
-    return key_lengths_.empty() ? seqlen_k_ : key_lengths_[b];
-  }
+  int64_t KeyLimit(int64_t b) const { return key_lengths_.empty() ? seqlen_k_ : key_lengths_[b]; }
   // The largest KeyLimit over batch rows [begin, end).
   int64_t MaxKeyLimit(int64_t batch_begin, int64_t batch_end) const;
 

@@ -27,27 +27,22 @@ TEST(MaskTest, CausalIsBottomRightAligned) {
   EXPECT_THAT(Pattern(mask), ::testing::ElementsAre("11110", "11111"));
   // seqlen_q = 5, seqlen_k = 2: the first three rows see nothing.
   mask = *Mask::Create({.causal = true}, 1, 5, 2);
-  EXPECT_THAT(Pattern(mask),
-              ::testing::ElementsAre("00", "00", "00", "10", "11"));
+  EXPECT_THAT(Pattern(mask), ::testing::ElementsAre("00", "00", "00", "10", "11"));
 }
 
 TEST(MaskTest, SlidingWindow) {
   Mask mask = *Mask::Create({.window_left = 1, .window_right = 0}, 1, 4, 4);
-  EXPECT_THAT(Pattern(mask),
-              ::testing::ElementsAre("1000", "1100", "0110", "0011"));
+  EXPECT_THAT(Pattern(mask), ::testing::ElementsAre("1000", "1100", "0110", "0011"));
   mask = *Mask::Create({.window_left = 0, .window_right = 1}, 1, 3, 3);
   EXPECT_THAT(Pattern(mask), ::testing::ElementsAre("110", "011", "001"));
   // Causal overrides window_right.
-  mask = *Mask::Create({.causal = true, .window_left = 1, .window_right = 5},
-                       1, 3, 3);
+  mask = *Mask::Create({.causal = true, .window_left = 1, .window_right = 5}, 1, 3, 3);
   EXPECT_THAT(Pattern(mask), ::testing::ElementsAre("100", "110", "011"));
 }
 
 TEST(MaskTest, DocumentsAndPadding) {
-  Mask mask =
-      *Mask::Create({.causal = true, .cu_seqlens = {0, 2, 5}}, 1, 5, 5);
-  EXPECT_THAT(Pattern(mask), ::testing::ElementsAre("10000", "11000", "00100",
-                                                    "00110", "00111"));
+  Mask mask = *Mask::Create({.causal = true, .cu_seqlens = {0, 2, 5}}, 1, 5, 5);
+  EXPECT_THAT(Pattern(mask), ::testing::ElementsAre("10000", "11000", "00100", "00110", "00111"));
   EXPECT_EQ(mask.DocumentBounds(3), (std::pair<int64_t, int64_t>(2, 5)));
   mask = *Mask::Create({.key_lengths = {2, 3}}, 2, 2, 4);
   EXPECT_THAT(Pattern(mask, 0), ::testing::ElementsAre("1100", "1100"));

@@ -7,10 +7,9 @@ namespace ringattn {
 template <typename T>
 absl::Status SoftmaxState<T>::Merge(const SoftmaxState& block) {
   if (block.rows() != rows() || block.head_dim() != head_dim()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot merge a state of ", block.rows(), " rows x head_dim ",
-        block.head_dim(), " into one of ", rows(), " rows x head_dim ",
-        head_dim()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot merge a state of ", block.rows(), " rows x head_dim ",
+                     block.head_dim(), " into one of ", rows(), " rows x head_dim ", head_dim()));
   }
   for (int64_t row = 0; row < rows(); ++row) {
     MergeRowFrom(row, block.o(row), block.lse(row));

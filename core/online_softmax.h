@@ -18,9 +18,7 @@ template <typename T>
 class SoftmaxState {
  public:
   SoftmaxState(int64_t rows, int64_t head_dim)
-      : head_dim_(head_dim),
-        o_(rows * head_dim, T(0)),
-        lse_(rows, T(-INFINITY)) {}
+      : head_dim_(head_dim), o_(rows * head_dim, T(0)), lse_(rows, T(-INFINITY)) {}
 
   int64_t rows() const { return static_cast<int64_t>(lse_.size()); }
   int64_t head_dim() const { return head_dim_; }

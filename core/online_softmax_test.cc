@@ -14,8 +14,8 @@ constexpr int kDim = 4;
 
 // The state of one row after softmax over `scores` with values `values`.
 template <typename T>
-void Exact(const std::vector<double>& scores,
-           const std::vector<std::vector<double>>& values, T* o, T* lse) {
+void Exact(const std::vector<double>& scores, const std::vector<std::vector<double>>& values, T* o,
+           T* lse) {
   double max = -INFINITY;
   for (double s : scores) max = std::max(max, s);
   double sum = 0;

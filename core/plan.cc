@@ -51,8 +51,7 @@ double PlanReport::LockstepEfficiency() const {
   return critical == 0 ? 1.0 : TotalFlops() / world / critical;
 }
 
-absl::StatusOr<PlanReport> BuildPlan(const Schedule& schedule,
-                                     const AttentionShape& shape) {
+absl::StatusOr<PlanReport> BuildPlan(const Schedule& schedule, const AttentionShape& shape) {
   RETURN_IF_ERROR(schedule.CheckShape(shape));
   const Layout& layout = schedule.layout();
   PlanReport report;
@@ -66,8 +65,8 @@ absl::StatusOr<PlanReport> BuildPlan(const Schedule& schedule,
       report.tasks += static_cast<int64_t>(tasks.size());
       for (const BlockTask& task : tasks) {
         for (int64_t b = batch_begin; b < batch_end; ++b) {
-          report.flops[rank][step] += ForwardFlops(
-              task, schedule.mask(), b, shape.group_size(), shape.head_dim);
+          report.flops[rank][step] +=
+              ForwardFlops(task, schedule.mask(), b, shape.group_size(), shape.head_dim);
         }
       }
     }
@@ -75,15 +74,13 @@ absl::StatusOr<PlanReport> BuildPlan(const Schedule& schedule,
   return report;
 }
 
-std::string FormatPlanSummary(const Schedule& schedule,
-                              const PlanReport& report) {
+std::string FormatPlanSummary(const Schedule& schedule, const PlanReport& report) {
   return absl::StrFormat(
       "%-7s world %-3d steps %-3d tasks %-6d total %10.1f GFLOP  "
       "rank imbalance %.3f  mean step imbalance %.3f  lockstep efficiency "
       "%5.1f%%",
-      LayoutKindName(schedule.layout().kind()), report.world,
-      report.num_steps, report.tasks, report.TotalFlops() / 1e9,
-      report.TotalImbalance(),
+      LayoutKindName(schedule.layout().kind()), report.world, report.num_steps, report.tasks,
+      report.TotalFlops() / 1e9, report.TotalImbalance(),
       [&] {
         double sum = 0;
         for (int t = 0; t < report.num_steps; ++t) sum += report.StepImbalance(t);
@@ -95,14 +92,13 @@ std::string FormatPlanSummary(const Schedule& schedule,
 std::string FormatPlan(const Schedule& schedule, const AttentionShape& shape,
                        const PlanReport& report) {
   const Layout& layout = schedule.layout();
-  std::string out = absl::StrCat(
-      "layout: ", layout.DebugString(), "\nmask:   ",
-      schedule.mask().DebugString(), "\nshape:  ", shape.DebugString(),
-      "\ncomm:   ",
-      schedule.pattern() == CommPattern::kRingPass
-          ? "K/V pass around the ring, one hop per step"
-          : "K/V all-gathered per kv-head group, one group per step",
-      "\n\npositions held (per ring; ring rank r = rank mod ring_size):\n");
+  std::string out =
+      absl::StrCat("layout: ", layout.DebugString(), "\nmask:   ", schedule.mask().DebugString(),
+                   "\nshape:  ", shape.DebugString(), "\ncomm:   ",
+                   schedule.pattern() == CommPattern::kRingPass
+                       ? "K/V pass around the ring, one hop per step"
+                       : "K/V all-gathered per kv-head group, one group per step",
+                   "\n\npositions held (per ring; ring rank r = rank mod ring_size):\n");
   constexpr size_t kMaxRuns = 6;
   for (int r = 0; r < layout.ring_size(); ++r) {
     const std::vector<RankSlice>& slices = layout.RingRankSlices(r);
@@ -113,8 +109,7 @@ std::string FormatPlan(const Schedule& schedule, const AttentionShape& shape,
     if (slices.size() > kMaxRuns) {
       runs.push_back(absl::StrCat("... (", slices.size(), " runs)"));
     }
-    absl::StrAppendFormat(&out, "  rank %3d: %s\n", r,
-                          absl::StrJoin(runs, " "));
+    absl::StrAppendFormat(&out, "  rank %3d: %s\n", r, absl::StrJoin(runs, " "));
   }
   absl::StrAppend(&out, "\nforward GFLOP per rank (rows) and step (columns):\n");
   absl::StrAppend(&out, "  rank ");
@@ -131,8 +126,7 @@ std::string FormatPlan(const Schedule& schedule, const AttentionShape& shape,
   }
   absl::StrAppend(&out, "  max/mean");
   for (int t = 0; t < report.num_steps; ++t) {
-    absl::StrAppendFormat(&out, "%*.3f", t == 0 ? 7 : 10,
-                          report.StepImbalance(t));
+    absl::StrAppendFormat(&out, "%*.3f", t == 0 ? 7 : 10, report.StepImbalance(t));
   }
   absl::StrAppendFormat(&out, " %10.3f\n\n", report.TotalImbalance());
   absl::StrAppend(&out, FormatPlanSummary(schedule, report), "\n");

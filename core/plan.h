@@ -38,8 +38,7 @@ struct PlanReport {
 // Counts the forward FLOPs of every block task of `schedule` for a problem
 // of `shape` (all batch rows, all query heads).
 // Errors: InvalidArgument if shape does not match the schedule's layout.
-absl::StatusOr<PlanReport> BuildPlan(const Schedule& schedule,
-                                     const AttentionShape& shape);
+absl::StatusOr<PlanReport> BuildPlan(const Schedule& schedule, const AttentionShape& shape);
 
 // A human-readable report: the positions each rank holds, then a rank x
 // step table of GFLOPs with per-step imbalance, then the summary.
@@ -47,8 +46,7 @@ std::string FormatPlan(const Schedule& schedule, const AttentionShape& shape,
                        const PlanReport& report);
 
 // One summary line: layout, world, total GFLOPs, imbalance, efficiency.
-std::string FormatPlanSummary(const Schedule& schedule,
-                              const PlanReport& report);
+std::string FormatPlanSummary(const Schedule& schedule, const PlanReport& report);
 
 }  // namespace ringattn
 

@@ -8,8 +8,7 @@ namespace {
 
 PlanReport Plan(LayoutKind kind, int world, int64_t seqlen, bool causal,
                 const AttentionShape& shape) {
-  const Layout layout = *Layout::Create({.kind = kind, .world = world},
-                                        shape.batch, seqlen);
+  const Layout layout = *Layout::Create({.kind = kind, .world = world}, shape.batch, seqlen);
   const Mask mask = *Mask::Create({.causal = causal}, shape.batch, seqlen, seqlen);
   const Schedule schedule = *Schedule::Create(layout, mask, shape.num_kv_heads);
   absl::StatusOr<PlanReport> report = BuildPlan(schedule, shape);
@@ -20,8 +19,8 @@ PlanReport Plan(LayoutKind kind, int world, int64_t seqlen, bool causal,
 TEST(PlanTest, CausalFlopsAreHalfTheSquarePlusTheDiagonal) {
   const int64_t s = 1024;
   const AttentionShape shape{2, s, s, 4, 2, 64};
-  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag,
-                          LayoutKind::kStripe, LayoutKind::kLlama3}) {
+  for (LayoutKind kind :
+       {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe, LayoutKind::kLlama3}) {
     const PlanReport report = Plan(kind, 8, s, true, shape);
     EXPECT_DOUBLE_EQ(report.TotalFlops(), 4.0 * 2 * 4 * 64 * (s * (s + 1) / 2));
     const PlanReport full = Plan(kind, 8, s, false, shape);
@@ -49,8 +48,8 @@ TEST(PlanTest, ContiguousRingIsImbalancedUnderACausalMask) {
 TEST(PlanTest, FormatsATable) {
   const AttentionShape shape{1, 64, 64, 2, 2, 16};
   const Layout layout = *Layout::Create({.kind = LayoutKind::kZigzag, .world = 2}, 1, 64);
-  const Schedule schedule = *Schedule::Create(
-      layout, *Mask::Create({.causal = true}, 1, 64, 64), 2);
+  const Schedule schedule =
+      *Schedule::Create(layout, *Mask::Create({.causal = true}, 1, 64, 64), 2);
   const std::string text = FormatPlan(schedule, shape, *BuildPlan(schedule, shape));
   EXPECT_THAT(text, ::testing::HasSubstr("rank   0: [0, 16) [48, 64)"));
   EXPECT_THAT(text, ::testing::HasSubstr("lockstep efficiency"));

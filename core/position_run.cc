@@ -9,8 +9,8 @@ std::string PositionRun::DebugString() const {
   if (group >= length) {
     return absl::StrCat(base, " + ", stride, "*i (i < ", length, ")");
   }
-  return absl::StrCat("groups of ", group, " from ", base, " every ",
-                      group_stride, " (", length, " rows)");
+  return absl::StrCat("groups of ", group, " from ", base, " every ", group_stride, " (", length,
+                      " rows)");
 }
 
 }  // namespace ringattn

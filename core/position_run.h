@@ -22,29 +22,23 @@ struct PositionRun {
   int64_t group_stride = 1;
 
   static PositionRun Contiguous(int64_t base, int64_t length) {
-    return {base, length, 1, std::max<int64_t>(length, 1),
-            std::max<int64_t>(length, 1)};
+    return {base, length, 1, std::max<int64_t>(length, 1), std::max<int64_t>(length, 1)};
   }
   static PositionRun Strided(int64_t base, int64_t length, int64_t stride) {
     return {base, length, stride, std::max<int64_t>(length, 1),
             stride * std::max<int64_t>(length, 1)};
   }
   // Groups of `group` contiguous positions, `group_stride` apart.
-  static PositionRun Grouped(int64_t base, int64_t length, int64_t group,
-                             int64_t group_stride) {
+  static PositionRun Grouped(int64_t base, int64_t length, int64_t group, int64_t group_stride) {
     if (group >= length) return Contiguous(base, length);
     return {base, length, 1, group, group_stride};
   }
 
-  int64_t At(int64_t i) const {
-    return base + (i / group) * group_stride + (i % group) * stride;
-  }
+  int64_t At(int64_t i) const { return base + (i / group) * group_stride + (i % group) * stride; }
   int64_t first() const { return base; }
   int64_t last() const { return At(length - 1); }
   bool empty() const { return length <= 0; }
-  bool contiguous() const {
-    return stride == 1 && (group >= length || group_stride == group);
-  }
+  bool contiguous() const { return stride == 1 && (group >= length || group_stride == group); }
 
   // The number of rows whose position is <= x. O(1).
   int64_t CountAtMost(int64_t x) const {
@@ -54,8 +48,7 @@ struct PositionRun {
     const int64_t g = t / group_stride;
     if (g >= full_groups) return length;
     const int64_t in_group =
-        std::min(group, std::min(length - g * group,
-                                 (t - g * group_stride) / stride + 1));
+        std::min(group, std::min(length - g * group, (t - g * group_stride) / stride + 1));
     return std::min(length, g * group + in_group);
   }
 
@@ -81,8 +74,8 @@ struct PositionRun {
   std::string DebugString() const;
 
   friend bool operator==(const PositionRun& a, const PositionRun& b) {
-    return a.base == b.base && a.length == b.length && a.stride == b.stride &&
-           a.group == b.group && a.group_stride == b.group_stride;
+    return a.base == b.base && a.length == b.length && a.stride == b.stride && a.group == b.group &&
+           a.group_stride == b.group_stride;
   }
 };
 

@@ -50,21 +50,17 @@ class RingBackend {
   }
   // A buffer of `bytes` owned by the backend, kept between calls per slot
   // (host memory for CPU backends, device memory for GPU ones).
-  virtual absl::StatusOr<absl::Span<uint8_t>> Buffer(int slot,
-                                                     int64_t bytes) = 0;
+  virtual absl::StatusOr<absl::Span<uint8_t>> Buffer(int slot, int64_t bytes) = 0;
   // dst += src, element-wise in grad_dtype() (dK/dV partial sums).
-  virtual absl::Status Accumulate(absl::Span<uint8_t> dst,
-                                  absl::Span<const uint8_t> src) = 0;
+  virtual absl::Status Accumulate(absl::Span<uint8_t> dst, absl::Span<const uint8_t> src) = 0;
   // Sets a buffer from Buffer() to zeros (host memset, device memset, or
   // nothing for a simulated backend).
   virtual absl::Status Zero(absl::Span<uint8_t> buffer) = 0;
   // Writes this rank's K/V of kv heads [head_begin, head_end) into `out`.
-  virtual absl::Status PackKv(int64_t head_begin, int64_t head_end,
-                              absl::Span<uint8_t> out) = 0;
+  virtual absl::Status PackKv(int64_t head_begin, int64_t head_end, absl::Span<uint8_t> out) = 0;
 
   // Computes `tasks` against `kv` into the rank's fp32 (fp64) state.
-  virtual absl::Status ForwardStep(absl::Span<const BlockTask> tasks,
-                                   const KvBlock& kv) = 0;
+  virtual absl::Status ForwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv) = 0;
   // Writes the final output and LSE from the state.
   virtual absl::Status FinishForward() = 0;
 
@@ -72,8 +68,7 @@ class RingBackend {
   virtual absl::Status StartBackward() = 0;
   // Accumulates dQ of `tasks` at home and their dK/dV into `dkv` (laid out
   // like `kv`, elements of grad_dtype()).
-  virtual absl::Status BackwardStep(absl::Span<const BlockTask> tasks,
-                                    const KvBlock& kv,
+  virtual absl::Status BackwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv,
                                     absl::Span<uint8_t> dkv) = 0;
   // Adds the completed dK/dV of this rank's kv heads [head_begin, head_end)
   // (one packed shard of grad_dtype()) to its gradients.

@@ -67,8 +67,7 @@ absl::Status RunSteps(const Schedule& schedule, int rank, StepTransport& transpo
     const Clock::time_point start = Clock::now();
     RETURN_IF_ERROR(transport.BeforeCompute(t));
     const Clock::time_point compute_start = Clock::now();
-    ASSIGN_OR_RETURN(std::vector<BlockTask> tasks,
-                     schedule.Tasks(rank, transport.ScheduleStep(t)));
+    ASSIGN_OR_RETURN(std::vector<BlockTask> tasks, schedule.Tasks(rank, transport.ScheduleStep(t)));
     RETURN_IF_ERROR(compute(tasks, transport.Block(t), t));
     RETURN_IF_ERROR(transport.AfterCompute(t));
     stats.compute_seconds.push_back(Seconds(compute_start));
@@ -209,8 +208,8 @@ class RingPassTransport : public StepTransport {
   const std::optional<KvBuffer> held_;
   const int64_t heads_;
   const int steps_;
-  const int down_, up_;  // where blocks go, where they come from
-  absl::Span<uint8_t> kv_[2];  // [0]: this step's block, [1]: the next one
+  const int down_, up_;          // where blocks go, where they come from
+  absl::Span<uint8_t> kv_[2];    // [0]: this step's block, [1]: the next one
   KvBuffer cur_ = KvBuffer::kA;  // which buffer kv_[0] is, once stepping
   absl::Span<uint8_t> local_[2], incoming_;
   Requests transfers_;
@@ -222,8 +221,7 @@ class RingPassTransport : public StepTransport {
 // after its compute.
 class AllGatherTransport : public StepTransport {
  public:
-  AllGatherTransport(const Schedule& schedule, Communicator& comm, RingBackend& backend,
-                     bool grads)
+  AllGatherTransport(const Schedule& schedule, Communicator& comm, RingBackend& backend, bool grads)
       : schedule_(schedule),
         comm_(comm),
         backend_(backend),
@@ -253,8 +251,7 @@ class AllGatherTransport : public StepTransport {
   }
   absl::StatusOr<absl::Span<uint8_t>> Grads(int t) override {
     const Heads heads = StepHeads(t);
-    return backend_.Buffer(kGatheredDkv,
-                           ring_size_ * backend_.GradBytes(heads.begin, heads.end));
+    return backend_.Buffer(kGatheredDkv, ring_size_ * backend_.GradBytes(heads.begin, heads.end));
   }
   absl::Status AfterCompute(int) override { return absl::OkStatus(); }
   absl::Status Finish(int t) override {
@@ -284,8 +281,8 @@ class AllGatherTransport : public StepTransport {
   // Starts gathering the K/V of `heads` from the ring into `gathered`. In
   // place: this rank's shard is packed straight into its part of the
   // gathered buffer (no separate send buffer).
-  absl::StatusOr<std::unique_ptr<Communicator::Request>> StartGather(
-      Heads heads, absl::Span<uint8_t> gathered) {
+  absl::StatusOr<std::unique_ptr<Communicator::Request>> StartGather(Heads heads,
+                                                                     absl::Span<uint8_t> gathered) {
     const int64_t bytes = backend_.KvBytes(heads.begin, heads.end);
     const auto me = std::find(group_.begin(), group_.end(), comm_.rank()) - group_.begin();
     if (me == static_cast<int64_t>(group_.size()) ||
@@ -306,13 +303,13 @@ class AllGatherTransport : public StepTransport {
                      backend_.Buffer(kOwnDkv, backend_.GradBytes(heads.begin, heads.end)));
     if (backend_.grad_dtype() == DType::kFloat64) {
       RETURN_IF_ERROR(comm_.ReduceScatterSum(
-          group_, absl::Span<const double>(reinterpret_cast<const double*>(all.data()),
-                                           all.size() / 8),
+          group_,
+          absl::Span<const double>(reinterpret_cast<const double*>(all.data()), all.size() / 8),
           absl::Span<double>(reinterpret_cast<double*>(own.data()), own.size() / 8)));
     } else {
       RETURN_IF_ERROR(comm_.ReduceScatterSum(
-          group_, absl::Span<const float>(reinterpret_cast<const float*>(all.data()),
-                                          all.size() / 4),
+          group_,
+          absl::Span<const float>(reinterpret_cast<const float*>(all.data()), all.size() / 4),
           absl::Span<float>(reinterpret_cast<float*>(own.data()), own.size() / 4)));
     }
     return backend_.AddOwnDkv(heads.begin, heads.end, own);
@@ -330,8 +327,7 @@ class AllGatherTransport : public StepTransport {
 
 // Runs `body`; on error aborts the communicator so peers fail fast.
 template <typename Fn>
-absl::StatusOr<RingRunStats> Guarded(const Schedule& schedule, Communicator& comm,
-                                     Fn&& body) {
+absl::StatusOr<RingRunStats> Guarded(const Schedule& schedule, Communicator& comm, Fn&& body) {
   if (comm.world() != schedule.layout().world()) {
     return absl::InvalidArgumentError(absl::StrCat("the communicator has ", comm.world(),
                                                    " ranks; the layout needs ",
@@ -358,8 +354,7 @@ absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule, Communicat
       return backend.ForwardStep(tasks, kv);
     };
     if (schedule.pattern() == CommPattern::kRingPass) {
-      RingPassTransport ring(schedule, comm, backend, BlockOrder::kOwnFirst, false,
-                             std::nullopt);
+      RingPassTransport ring(schedule, comm, backend, BlockOrder::kOwnFirst, false, std::nullopt);
       RETURN_IF_ERROR(RunSteps(schedule, comm.rank(), ring, compute, stats));
       stats.last_kv = ring.LastKv();
     } else {
@@ -371,8 +366,7 @@ absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule, Communicat
 }
 
 absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule, Communicator& comm,
-                                             RingBackend& backend,
-                                             const BackwardOptions& options) {
+                                             RingBackend& backend, const BackwardOptions& options) {
   return Guarded(schedule, comm, [&](RingRunStats& stats) -> absl::Status {
     RETURN_IF_ERROR(backend.StartBackward());
     std::unique_ptr<StepTransport> transport;

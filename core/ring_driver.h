@@ -53,14 +53,12 @@ struct BackwardOptions {
 // communicator's world differs from the layout's; any backend or
 // communication error (the communicator is then aborted, so other ranks
 // fail fast).
-absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule,
-                                            Communicator& comm,
+absl::StatusOr<RingRunStats> RunRingForward(const Schedule& schedule, Communicator& comm,
                                             RingBackend& backend);
 
 // Runs this rank's backward pass (after the forward, or with the backend
 // given out and LSE). Errors: as RunRingForward.
-absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule,
-                                             Communicator& comm,
+absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule, Communicator& comm,
                                              RingBackend& backend,
                                              const BackwardOptions& options = {});
 

@@ -29,9 +29,12 @@ using Log = std::vector<std::string>;
 
 std::string TagName(int tag) {
   switch (tag) {
-    case kTagKv: return "kv";
-    case kTagDkv: return "dkv";
-    default: return absl::StrCat("tag", tag);
+    case kTagKv:
+      return "kv";
+    case kTagDkv:
+      return "dkv";
+    default:
+      return absl::StrCat("tag", tag);
   }
 }
 
@@ -169,8 +172,7 @@ RingLogs RunRing(const Schedule& schedule, const BackwardOptions& options, bool 
 }
 
 Schedule MakeSchedule(LayoutSpec spec, int64_t kv_heads = 2) {
-  absl::StatusOr<Schedule> s =
-      Schedule::Build(spec, {.causal = true}, {1, 96, 96, 4, kv_heads, 8});
+  absl::StatusOr<Schedule> s = Schedule::Build(spec, {.causal = true}, {1, 96, 96, 4, kv_heads, 8});
   EXPECT_TRUE(s.ok()) << s.status();
   return *std::move(s);
 }
@@ -196,14 +198,13 @@ TEST(RingDriverTest, RingPassForwardSendsOnWhileComputing) {
   for (int r = 0; r < 3; ++r) {
     ASSERT_TRUE(run.status[r].ok()) << run.status[r];
     const int next = (r + 1) % 3, prev = (r + 2) % 3;
-    EXPECT_THAT(Part(run.logs[r], false),
-                ::testing::ElementsAre(
-                    "batch", absl::StrCat("send kv to ", next),
-                    absl::StrCat("recv kv from ", prev), "end batch",
-                    absl::StrCat("forward on ", r), "batch", absl::StrCat("send kv to ", next),
-                    absl::StrCat("recv kv from ", prev), "end batch",
-                    absl::StrCat("forward on ", prev), absl::StrCat("forward on ", next),
-                    "finish forward"))
+    EXPECT_THAT(
+        Part(run.logs[r], false),
+        ::testing::ElementsAre(
+            "batch", absl::StrCat("send kv to ", next), absl::StrCat("recv kv from ", prev),
+            "end batch", absl::StrCat("forward on ", r), "batch", absl::StrCat("send kv to ", next),
+            absl::StrCat("recv kv from ", prev), "end batch", absl::StrCat("forward on ", prev),
+            absl::StrCat("forward on ", next), "finish forward"))
         << "rank " << r;
   }
 }
@@ -216,16 +217,15 @@ TEST(RingDriverTest, OwnBlockLastBackwardEndsAtHomeWithNoTransferAfterTheLastCom
     const int next = (r + 1) % 3, prev = (r + 2) % 3;
     // Starts on the forward's last block (held: no fetch), K/V and partial
     // sums move to the previous rank, the own block comes last.
-    EXPECT_THAT(Part(run.logs[r], true),
-                ::testing::ElementsAre(
-                    "batch", absl::StrCat("send kv to ", prev),
-                    absl::StrCat("recv kv from ", next), "end batch",
-                    absl::StrCat("backward on ", next), "batch",
-                    absl::StrCat("recv dkv from ", next), absl::StrCat("send dkv to ", prev),
-                    "end batch", absl::StrCat("backward on ", prev), "accumulate", "batch",
-                    absl::StrCat("recv dkv from ", next), absl::StrCat("send dkv to ", prev),
-                    "end batch", absl::StrCat("backward on ", r), "accumulate",
-                    "own dkv of heads 0-2 = 3,3"))
+    EXPECT_THAT(
+        Part(run.logs[r], true),
+        ::testing::ElementsAre(
+            "batch", absl::StrCat("send kv to ", prev), absl::StrCat("recv kv from ", next),
+            "end batch", absl::StrCat("backward on ", next), "batch",
+            absl::StrCat("recv dkv from ", next), absl::StrCat("send dkv to ", prev), "end batch",
+            absl::StrCat("backward on ", prev), "accumulate", "batch",
+            absl::StrCat("recv dkv from ", next), absl::StrCat("send dkv to ", prev), "end batch",
+            absl::StrCat("backward on ", r), "accumulate", "own dkv of heads 0-2 = 3,3"))
         << "rank " << r;
   }
 }
@@ -236,14 +236,13 @@ TEST(RingDriverTest, OwnBlockLastBackwardFetchesTheFirstBlockWithoutTheForwardsB
   for (int r = 0; r < 2; ++r) {
     ASSERT_TRUE(run.status[r].ok()) << run.status[r];
     const int other = 1 - r;
-    EXPECT_THAT(Part(run.logs[r], true),
-                ::testing::ElementsAre(
-                    "batch", absl::StrCat("send kv to ", other),
-                    absl::StrCat("recv kv from ", other), "end batch", "batch", "end batch",
-                    absl::StrCat("backward on ", other), "batch",
-                    absl::StrCat("recv dkv from ", other), absl::StrCat("send dkv to ", other),
-                    "end batch", absl::StrCat("backward on ", r), "accumulate",
-                    "own dkv of heads 0-2 = 2,2"))
+    EXPECT_THAT(
+        Part(run.logs[r], true),
+        ::testing::ElementsAre(
+            "batch", absl::StrCat("send kv to ", other), absl::StrCat("recv kv from ", other),
+            "end batch", "batch", "end batch", absl::StrCat("backward on ", other), "batch",
+            absl::StrCat("recv dkv from ", other), absl::StrCat("send dkv to ", other), "end batch",
+            absl::StrCat("backward on ", r), "accumulate", "own dkv of heads 0-2 = 2,2"))
         << "rank " << r;
   }
 }
@@ -256,9 +255,8 @@ TEST(RingDriverTest, ClassicBackwardStartsAtHomeAndSendsTheSumsHomeLast) {
     const int next = (r + 1) % 3, prev = (r + 2) % 3;
     EXPECT_THAT(Part(run.logs[r], true),
                 ::testing::ElementsAre(
-                    "batch", absl::StrCat("send kv to ", next),
-                    absl::StrCat("recv kv from ", prev), "end batch",
-                    absl::StrCat("backward on ", r), "batch",
+                    "batch", absl::StrCat("send kv to ", next), absl::StrCat("recv kv from ", prev),
+                    "end batch", absl::StrCat("backward on ", r), "batch",
                     absl::StrCat("recv dkv from ", prev), absl::StrCat("send dkv to ", next),
                     absl::StrCat("send kv to ", next), absl::StrCat("recv kv from ", prev),
                     "end batch", absl::StrCat("backward on ", prev), "accumulate", "batch",
@@ -281,11 +279,11 @@ TEST(RingDriverTest, AllGatherPrefetchesTheNextHeadGroupAndReducesEachGroup) {
                 ::testing::ElementsAre("all-gather", "all-gather", "forward on 0,1",
                                        "forward on 0,1", "finish forward"))
         << "rank " << r;
-    EXPECT_THAT(Part(run.logs[r], true),
-                ::testing::ElementsAre("all-gather", "all-gather", "backward on 0,1",
-                                       "reduce-scatter", "own dkv of heads 0-1 = 2",
-                                       "backward on 0,1", "reduce-scatter",
-                                       "own dkv of heads 1-2 = 2"))
+    EXPECT_THAT(
+        Part(run.logs[r], true),
+        ::testing::ElementsAre("all-gather", "all-gather", "backward on 0,1", "reduce-scatter",
+                               "own dkv of heads 0-1 = 2", "backward on 0,1", "reduce-scatter",
+                               "own dkv of heads 1-2 = 2"))
         << "rank " << r;
   }
 }

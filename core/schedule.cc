@@ -8,44 +8,39 @@
 namespace ringattn {
 
 std::string BlockTask::DebugString() const {
-  return absl::StrCat("q rows [", q_row, ", ", q_end(), ") at ",
-                      q.DebugString(), " x k rows [", k_row, ", ", k_end(),
-                      ") at ", k.DebugString(), ", kv heads [", kv_head_begin,
+  return absl::StrCat("q rows [", q_row, ", ", q_end(), ") at ", q.DebugString(), " x k rows [",
+                      k_row, ", ", k_end(), ") at ", k.DebugString(), ", kv heads [", kv_head_begin,
                       ", ", kv_head_end, ")");
 }
 
-absl::StatusOr<Schedule> Schedule::Create(const Layout& layout,
-                                          const Mask& mask,
+absl::StatusOr<Schedule> Schedule::Create(const Layout& layout, const Mask& mask,
                                           int64_t num_kv_heads) {
   if (mask.batch() != layout.batch() || mask.seqlen_q() != layout.seqlen() ||
       mask.seqlen_k() != layout.seqlen()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "the mask is for batch ", mask.batch(), ", seqlen_q ", mask.seqlen_q(),
-        ", seqlen_k ", mask.seqlen_k(), "; the layout shards batch ",
-        layout.batch(), " x seqlen ", layout.seqlen(),
-        " (ring schedules shard one sequence for q and k)"));
+        "the mask is for batch ", mask.batch(), ", seqlen_q ", mask.seqlen_q(), ", seqlen_k ",
+        mask.seqlen_k(), "; the layout shards batch ", layout.batch(), " x seqlen ",
+        layout.seqlen(), " (ring schedules shard one sequence for q and k)"));
   }
-  if (!std::equal(mask.cu_seqlens().begin(), mask.cu_seqlens().end(),
-                  layout.cu_seqlens().begin(), layout.cu_seqlens().end())) {
-    return absl::InvalidArgumentError(
-        "the mask and the layout were given different cu_seqlens");
+  if (!std::equal(mask.cu_seqlens().begin(), mask.cu_seqlens().end(), layout.cu_seqlens().begin(),
+                  layout.cu_seqlens().end())) {
+    return absl::InvalidArgumentError("the mask and the layout were given different cu_seqlens");
   }
   if (num_kv_heads < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "num_kv_heads is ", num_kv_heads, "; expected a positive count"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_kv_heads is ", num_kv_heads, "; expected a positive count"));
   }
   Schedule schedule(layout, mask);
   schedule.num_kv_heads_ = num_kv_heads;
   schedule.kv_heads_per_step_ = num_kv_heads;
   if (layout.kind() == LayoutKind::kLlama3) {
     schedule.pattern_ = CommPattern::kAllGather;
-    const int64_t per_group = layout.spec().kv_heads_per_group == 0
-                                  ? num_kv_heads
-                                  : layout.spec().kv_heads_per_group;
+    const int64_t per_group =
+        layout.spec().kv_heads_per_group == 0 ? num_kv_heads : layout.spec().kv_heads_per_group;
     if (num_kv_heads % per_group != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "kv_heads_per_group ", per_group, " does not divide num_kv_heads ",
-          num_kv_heads, " (llama3)"));
+      return absl::InvalidArgumentError(absl::StrCat("kv_heads_per_group ", per_group,
+                                                     " does not divide num_kv_heads ", num_kv_heads,
+                                                     " (llama3)"));
     }
     schedule.kv_heads_per_step_ = per_group;
     schedule.num_steps_ = static_cast<int>(num_kv_heads / per_group);
@@ -61,19 +56,17 @@ absl::Status Schedule::CheckShape(const AttentionShape& shape) const {
   if (shape.batch != layout_.batch() || shape.seqlen_q != layout_.seqlen() ||
       shape.seqlen_k != layout_.seqlen() || shape.num_kv_heads != num_kv_heads_) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "inputs have ", shape.DebugString(), "; the schedule is for batch ",
-        layout_.batch(), ", seqlen ", layout_.seqlen(), ", num_kv_heads ",
-        num_kv_heads_));
+        "inputs have ", shape.DebugString(), "; the schedule is for batch ", layout_.batch(),
+        ", seqlen ", layout_.seqlen(), ", num_kv_heads ", num_kv_heads_));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<Schedule> Schedule::Build(const LayoutSpec& layout_spec,
-                                         const MaskSpec& mask_spec,
+absl::StatusOr<Schedule> Schedule::Build(const LayoutSpec& layout_spec, const MaskSpec& mask_spec,
                                          const AttentionShape& shape) {
   RETURN_IF_ERROR(ValidateShape(shape));
   ASSIGN_OR_RETURN(Layout layout,
-                   Layout::Create( layout_spec, shape.batch, shape.seqlen_q, mask_spec.cu_seqlens));
+                   Layout::Create(layout_spec, shape.batch, shape.seqlen_q, mask_spec.cu_seqlens));
   ASSIGN_OR_RETURN(Mask mask, Mask::Create(mask_spec, shape.batch, shape.seqlen_q, shape.seqlen_k));
   return Create(layout, mask, shape.num_kv_heads);
 }
@@ -81,8 +74,7 @@ absl::StatusOr<Schedule> Schedule::Build(const LayoutSpec& layout_spec,
 int Schedule::KvSource(int rank, int step) const {
   if (pattern_ == CommPattern::kAllGather) return rank;
   const int r = layout_.ring_size();
-  return layout_.RankOf(layout_.RingOf(rank),
-                        ((layout_.RingRank(rank) - step) % r + r) % r);
+  return layout_.RankOf(layout_.RingOf(rank), ((layout_.RingRank(rank) - step) % r + r) % r);
 }
 
 int Schedule::NextRank(int rank) const {
@@ -92,21 +84,18 @@ int Schedule::NextRank(int rank) const {
 
 int Schedule::PrevRank(int rank) const {
   const int r = layout_.ring_size();
-  return layout_.RankOf(layout_.RingOf(rank),
-                        (layout_.RingRank(rank) + r - 1) % r);
+  return layout_.RankOf(layout_.RingOf(rank), (layout_.RingRank(rank) + r - 1) % r);
 }
 
-absl::StatusOr<std::vector<BlockTask>> Schedule::Tasks(int rank,
-                                                       int step) const {
+absl::StatusOr<std::vector<BlockTask>> Schedule::Tasks(int rank, int step) const {
   RETURN_IF_ERROR(layout_.CheckRank(rank));
   if (step < 0 || step >= num_steps_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "step ", step, " is outside [0, num_steps = ", num_steps_, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("step ", step, " is outside [0, num_steps = ", num_steps_, ")"));
   }
   const auto [batch_begin, batch_end] = layout_.BatchRange(rank);
   const int64_t key_limit = mask_.MaxKeyLimit(batch_begin, batch_end);
-  const std::vector<RankSlice>& q_slices =
-      layout_.RingRankSlices(layout_.RingRank(rank));
+  const std::vector<RankSlice>& q_slices = layout_.RingRankSlices(layout_.RingRank(rank));
 
   std::vector<RankSlice> k_slices;
   int64_t head_begin = 0;
@@ -127,8 +116,7 @@ absl::StatusOr<std::vector<BlockTask>> Schedule::Tasks(int rank,
               prev.row_begin + prev.positions.length == slice.row_begin &&
               prev.positions.last() + 1 == slice.positions.first()) {
             prev.positions = PositionRun::Contiguous(
-                prev.positions.first(),
-                prev.positions.length + slice.positions.length);
+                prev.positions.first(), prev.positions.length + slice.positions.length);
             continue;
           }
         }
@@ -145,16 +133,14 @@ absl::StatusOr<std::vector<BlockTask>> Schedule::Tasks(int rank,
   return tasks;
 }
 
-void Schedule::AppendTasks(const RankSlice& q, const RankSlice& k,
-                           int64_t key_limit, int64_t kv_head_begin,
-                           int64_t kv_head_end,
+void Schedule::AppendTasks(const RankSlice& q, const RankSlice& k, int64_t key_limit,
+                           int64_t kv_head_begin, int64_t kv_head_end,
                            std::vector<BlockTask>* out) const {
   // Varlen layouts hold contiguous runs (stripe has no varlen form), so a
   // split at document boundaries keeps every piece contiguous.
-  if (!mask_.has_documents() || !q.positions.contiguous() ||
-      !k.positions.contiguous()) {
-    AppendTask(q.row_begin, q.positions, k.row_begin, k.positions, key_limit,
-               kv_head_begin, kv_head_end, out);
+  if (!mask_.has_documents() || !q.positions.contiguous() || !k.positions.contiguous()) {
+    AppendTask(q.row_begin, q.positions, k.row_begin, k.positions, key_limit, kv_head_begin,
+               kv_head_end, out);
     return;
   }
   int64_t pos = q.positions.first();
@@ -168,16 +154,15 @@ void Schedule::AppendTasks(const RankSlice& q, const RankSlice& k,
       AppendTask(q.row_begin + (pos - q.positions.first()),
                  PositionRun::Contiguous(pos, q_piece_end - pos),
                  k.row_begin + (k_first - k.positions.first()),
-                 PositionRun::Contiguous(k_first, k_last - k_first + 1),
-                 key_limit, kv_head_begin, kv_head_end, out);
+                 PositionRun::Contiguous(k_first, k_last - k_first + 1), key_limit, kv_head_begin,
+                 kv_head_end, out);
     }
     pos = q_piece_end;
   }
 }
 
-void Schedule::AppendTask(int64_t q_row, const PositionRun& q, int64_t k_row,
-                          const PositionRun& k, int64_t key_limit,
-                          int64_t kv_head_begin, int64_t kv_head_end,
+void Schedule::AppendTask(int64_t q_row, const PositionRun& q, int64_t k_row, const PositionRun& k,
+                          int64_t key_limit, int64_t kv_head_begin, int64_t kv_head_end,
                           std::vector<BlockTask>* out) const {
   if (q.empty() || k.empty()) return;
   const int64_t lo = mask_.min_delta();
@@ -192,10 +177,8 @@ void Schedule::AppendTask(int64_t q_row, const PositionRun& q, int64_t k_row,
     const int64_t q0 = std::max(q.first(), k0 - hi);
     const int64_t q1 = std::min(q.last(), k1 - lo);
     if (q0 > q1) return;
-    out->push_back(BlockTask{q_row + (q0 - q.first()),
-                             PositionRun::Contiguous(q0, q1 - q0 + 1),
-                             k_row + (k0 - k.first()),
-                             PositionRun::Contiguous(k0, k1 - k0 + 1),
+    out->push_back(BlockTask{q_row + (q0 - q.first()), PositionRun::Contiguous(q0, q1 - q0 + 1),
+                             k_row + (k0 - k.first()), PositionRun::Contiguous(k0, k1 - k0 + 1),
                              kv_head_begin, kv_head_end});
     return;
   }
@@ -235,13 +218,12 @@ int64_t SumPositiveLinear(int64_t a, int64_t b, int64_t c, int slope) {
 // Pairs of contiguous q positions [q0, q1] and k positions [k0, k1] with
 // q + lo <= k <= q + hi, in O(1): the count per query is piecewise linear
 // with breaks where the band's edges cross k0 and k1.
-int64_t CountContiguousPairs(int64_t q0, int64_t q1, int64_t k0, int64_t k1,
-                             int64_t lo, int64_t hi) {
+int64_t CountContiguousPairs(int64_t q0, int64_t q1, int64_t k0, int64_t k1, int64_t lo,
+                             int64_t hi) {
   if (q0 > q1 || k0 > k1) return 0;
   // upper(q) = q + hi while q <= k1 - hi, else k1;
   // lower(q) = k0 while q <= k0 - lo, else q + lo.
-  int64_t cuts[] = {q0 - 1, std::clamp(k1 - hi, q0 - 1, q1),
-                    std::clamp(k0 - lo, q0 - 1, q1), q1};
+  int64_t cuts[] = {q0 - 1, std::clamp(k1 - hi, q0 - 1, q1), std::clamp(k0 - lo, q0 - 1, q1), q1};
   std::sort(cuts + 1, cuts + 3);
   int64_t total = 0;
   for (int i = 0; i < 3; ++i) {
@@ -258,17 +240,14 @@ int64_t CountContiguousPairs(int64_t q0, int64_t q1, int64_t k0, int64_t k1,
 
 }  // namespace
 
-int64_t CountAllowedPairs(const BlockTask& task, const Mask& mask,
-                          int64_t batch_row) {
+int64_t CountAllowedPairs(const BlockTask& task, const Mask& mask, int64_t batch_row) {
   const int64_t k_max = mask.KeyLimit(batch_row) - 1;
-  if (task.q.length > 0 && task.k.length > 0 && task.q.contiguous() &&
-      task.k.contiguous()) {
+  if (task.q.length > 0 && task.k.length > 0 && task.q.contiguous() && task.k.contiguous()) {
     const auto [doc_begin, doc_end] = mask.DocumentBounds(task.q.first());
     if (task.q.last() < doc_end) {  // all queries in one document
       return CountContiguousPairs(
           task.q.first(), task.q.last(), std::max(task.k.first(), doc_begin),
-          std::min({task.k.last(), k_max, doc_end - 1}), mask.min_delta(),
-          mask.max_delta());
+          std::min({task.k.last(), k_max, doc_end - 1}), mask.min_delta(), mask.max_delta());
     }
   }
   int64_t pairs = 0;
@@ -285,8 +264,7 @@ int64_t CountAllowedPairs(const BlockTask& task, const Mask& mask,
 double ForwardFlops(const BlockTask& task, const Mask& mask, int64_t batch_row,
                     int64_t num_heads_per_kv_head, int64_t head_dim) {
   return 4.0 * static_cast<double>(CountAllowedPairs(task, mask, batch_row)) *
-         static_cast<double>(num_heads_per_kv_head *
-                             (task.kv_head_end - task.kv_head_begin) *
+         static_cast<double>(num_heads_per_kv_head * (task.kv_head_end - task.kv_head_begin) *
                              head_dim);
 }
 

@@ -27,10 +27,10 @@
 namespace ringattn {
 
 struct BlockTask {
-  int64_t q_row = 0;        // first local Q row
-  PositionRun q;            // positions of rows [q_row, q_row + q.length)
-  int64_t k_row = 0;        // first row of the visiting K/V buffer
-  PositionRun k;            // positions of rows [k_row, k_row + k.length)
+  int64_t q_row = 0;          // first local Q row
+  PositionRun q;              // positions of rows [q_row, q_row + q.length)
+  int64_t k_row = 0;          // first row of the visiting K/V buffer
+  PositionRun k;              // positions of rows [k_row, k_row + k.length)
   int64_t kv_head_begin = 0;  // kv heads [begin, end); query heads follow
   int64_t kv_head_end = 0;    // by the GQA group
 
@@ -56,8 +56,7 @@ class Schedule {
   // schedule for a global problem of `shape` (seqlen_q == seqlen_k).
   // Errors: whatever ValidateShape, Layout::Create, Mask::Create and
   // Create reject.
-  static absl::StatusOr<Schedule> Build(const LayoutSpec& layout,
-                                        const MaskSpec& mask,
+  static absl::StatusOr<Schedule> Build(const LayoutSpec& layout, const MaskSpec& mask,
                                         const AttentionShape& shape);
 
   const Layout& layout() const { return layout_; }
@@ -89,12 +88,10 @@ class Schedule {
 
   // Emits the tasks pairing q slice `q` with k slice `k` (split at document
   // boundaries, trimmed, fully masked pairs dropped).
-  void AppendTasks(const RankSlice& q, const RankSlice& k, int64_t key_limit,
-                   int64_t kv_head_begin, int64_t kv_head_end,
-                   std::vector<BlockTask>* out) const;
-  void AppendTask(int64_t q_row, const PositionRun& q, int64_t k_row,
-                  const PositionRun& k, int64_t key_limit,
-                  int64_t kv_head_begin, int64_t kv_head_end,
+  void AppendTasks(const RankSlice& q, const RankSlice& k, int64_t key_limit, int64_t kv_head_begin,
+                   int64_t kv_head_end, std::vector<BlockTask>* out) const;
+  void AppendTask(int64_t q_row, const PositionRun& q, int64_t k_row, const PositionRun& k,
+                  int64_t key_limit, int64_t kv_head_begin, int64_t kv_head_end,
                   std::vector<BlockTask>* out) const;
 
   Layout layout_;
@@ -107,8 +104,7 @@ class Schedule {
 
 // The number of (query row, key row) pairs of `task` that `mask` allows in
 // batch row `batch_row` (global). O(task rows).
-int64_t CountAllowedPairs(const BlockTask& task, const Mask& mask,
-                          int64_t batch_row);
+int64_t CountAllowedPairs(const BlockTask& task, const Mask& mask, int64_t batch_row);
 
 // Forward FLOPs of `task` for one batch row: 4 * allowed pairs * query heads
 // * head_dim (two matmuls of 2 FLOPs per multiply-add).

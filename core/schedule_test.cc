@@ -18,20 +18,16 @@ struct Case {
   int64_t num_kv_heads = 2;
 
   std::string Name() const {
-    return absl::StrCat(LayoutKindName(layout.kind), " W=", layout.world,
-                        " R=", layout.ring_size, " w=", layout.stripe_width,
-                        " seqlen=", seqlen, " batch=", batch,
-                        " causal=", mask.causal, " window=(", mask.window_left,
-                        ",", mask.window_right, ") docs=",
-                        mask.cu_seqlens.size(), " padded=",
-                        !mask.key_lengths.empty(), " groups=",
-                        layout.kv_heads_per_group);
+    return absl::StrCat(
+        LayoutKindName(layout.kind), " W=", layout.world, " R=", layout.ring_size,
+        " w=", layout.stripe_width, " seqlen=", seqlen, " batch=", batch, " causal=", mask.causal,
+        " window=(", mask.window_left, ",", mask.window_right, ") docs=", mask.cu_seqlens.size(),
+        " padded=", !mask.key_lengths.empty(), " groups=", layout.kv_heads_per_group);
   }
 };
 
 // Random document lengths, each a multiple of `unit`, summing to `total`.
-std::vector<int64_t> RandomDocuments(int64_t total, int64_t unit,
-                                     std::mt19937* rng) {
+std::vector<int64_t> RandomDocuments(int64_t total, int64_t unit, std::mt19937* rng) {
   std::vector<int64_t> cu = {0};
   while (cu.back() < total) {
     const int64_t units_left = (total - cu.back()) / unit;
@@ -43,16 +39,14 @@ std::vector<int64_t> RandomDocuments(int64_t total, int64_t unit,
 }
 
 // The global positions of the rows of the K/V buffer `rank` visits at `step`.
-std::vector<int64_t> VisitingPositions(const Schedule& schedule, int rank,
-                                       int step) {
+std::vector<int64_t> VisitingPositions(const Schedule& schedule, int rank, int step) {
   const Layout& layout = schedule.layout();
   if (schedule.pattern() == CommPattern::kRingPass) {
     return *layout.PositionIds(schedule.KvSource(rank, step));
   }
   std::vector<int64_t> all;
   for (int r = 0; r < layout.ring_size(); ++r) {
-    const std::vector<int64_t> ids =
-        *layout.PositionIds(layout.RankOf(layout.RingOf(rank), r));
+    const std::vector<int64_t> ids = *layout.PositionIds(layout.RankOf(layout.RingOf(rank), r));
     all.insert(all.end(), ids.begin(), ids.end());
   }
   return all;
@@ -63,13 +57,11 @@ std::vector<int64_t> VisitingPositions(const Schedule& schedule, int rank,
 // the layout puts there, and every emitted task has an allowed pair.
 void CheckCoverage(const Case& c) {
   SCOPED_TRACE(c.Name());
-  absl::StatusOr<Layout> layout =
-      Layout::Create(c.layout, c.batch, c.seqlen, c.mask.cu_seqlens);
+  absl::StatusOr<Layout> layout = Layout::Create(c.layout, c.batch, c.seqlen, c.mask.cu_seqlens);
   ASSERT_TRUE(layout.ok()) << layout.status();
   absl::StatusOr<Mask> mask = Mask::Create(c.mask, c.batch, c.seqlen, c.seqlen);
   ASSERT_TRUE(mask.ok()) << mask.status();
-  absl::StatusOr<Schedule> schedule =
-      Schedule::Create(*layout, *mask, c.num_kv_heads);
+  absl::StatusOr<Schedule> schedule = Schedule::Create(*layout, *mask, c.num_kv_heads);
   ASSERT_TRUE(schedule.ok()) << schedule.status();
   const int64_t s = c.seqlen;
   std::vector<int> covered(c.batch * s * s * c.num_kv_heads, 0);
@@ -116,9 +108,8 @@ void CheckCoverage(const Case& c) {
           const int expected = mask->Allowed(b, q, k) ? 1 : 0;
           const int got = covered[((b * s + q) * s + k) * c.num_kv_heads + h];
           if (got != expected && ++errors < 5) {
-            ADD_FAILURE() << "batch " << b << " q " << q << " k " << k
-                          << " head " << h << " covered " << got
-                          << " times; expected " << expected;
+            ADD_FAILURE() << "batch " << b << " q " << q << " k " << k << " head " << h
+                          << " covered " << got << " times; expected " << expected;
           }
         }
       }
@@ -142,13 +133,13 @@ std::vector<MaskSpec> Masks(int64_t batch, int64_t seqlen) {
 }
 
 TEST(ScheduleTest, CoversEveryAllowedPairExactlyOnce) {
-  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag,
-                          LayoutKind::kStripe, LayoutKind::kLlama3}) {
+  for (LayoutKind kind :
+       {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe, LayoutKind::kLlama3}) {
     for (int world : {1, 2, 3, 4, 8}) {
       for (int64_t seqlen : {48, 96}) {
         for (const MaskSpec& mask : Masks(2, seqlen)) {
-          Case c{.layout = {.kind = kind, .world = world}, .batch = 2,
-                 .seqlen = seqlen, .mask = mask};
+          Case c{
+              .layout = {.kind = kind, .world = world}, .batch = 2, .seqlen = seqlen, .mask = mask};
           CheckCoverage(c);
           if (kind == LayoutKind::kStripe && seqlen % (2 * world) == 0) {
             c.layout.stripe_width = 2;
@@ -162,8 +153,7 @@ TEST(ScheduleTest, CoversEveryAllowedPairExactlyOnce) {
 
 TEST(ScheduleTest, VarlenCoversEveryAllowedPairExactlyOnce) {
   std::mt19937 rng(7);
-  for (LayoutKind kind :
-       {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kLlama3}) {
+  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kLlama3}) {
     for (int world : {1, 2, 3, 4, 8}) {
       for (int trial = 0; trial < 3; ++trial) {
         const int64_t unit = kind == LayoutKind::kZigzag ? 2 * world
@@ -171,11 +161,13 @@ TEST(ScheduleTest, VarlenCoversEveryAllowedPairExactlyOnce) {
                                                          : 1;
         const int64_t total = 24 * world;
         const std::vector<int64_t> cu = RandomDocuments(total, unit, &rng);
-        for (MaskSpec mask : {MaskSpec{}, MaskSpec{.causal = true},
-                              MaskSpec{.causal = true, .window_left = 4}}) {
+        for (MaskSpec mask :
+             {MaskSpec{}, MaskSpec{.causal = true}, MaskSpec{.causal = true, .window_left = 4}}) {
           mask.cu_seqlens = cu;
           CheckCoverage({.layout = {.kind = kind, .world = world},
-                         .batch = 1, .seqlen = total, .mask = mask});
+                         .batch = 1,
+                         .seqlen = total,
+                         .mask = mask});
         }
       }
     }
@@ -183,23 +175,26 @@ TEST(ScheduleTest, VarlenCoversEveryAllowedPairExactlyOnce) {
 }
 
 TEST(ScheduleTest, RingSizeSmallerThanWorldAndHeadGroups) {
-  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag,
-                          LayoutKind::kStripe, LayoutKind::kLlama3}) {
+  for (LayoutKind kind :
+       {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe, LayoutKind::kLlama3}) {
     CheckCoverage({.layout = {.kind = kind, .world = 8, .ring_size = 4},
-                   .batch = 4, .seqlen = 32, .mask = {.causal = true}});
+                   .batch = 4,
+                   .seqlen = 32,
+                   .mask = {.causal = true}});
     CheckCoverage({.layout = {.kind = kind, .world = 4, .ring_size = 2},
-                   .batch = 2, .seqlen = 16,
+                   .batch = 2,
+                   .seqlen = 16,
                    .mask = {.key_lengths = {13, 9}}});
   }
-  CheckCoverage({.layout = {.kind = LayoutKind::kLlama3, .world = 4,
-                            .kv_heads_per_group = 1},
-                 .batch = 1, .seqlen = 32, .mask = {.causal = true},
+  CheckCoverage({.layout = {.kind = LayoutKind::kLlama3, .world = 4, .kv_heads_per_group = 1},
+                 .batch = 1,
+                 .seqlen = 32,
+                 .mask = {.causal = true},
                  .num_kv_heads = 4});
 }
 
 TEST(ScheduleTest, RingStepsAndSources) {
-  const Layout layout =
-      *Layout::Create({.kind = LayoutKind::kZigzag, .world = 4}, 1, 32);
+  const Layout layout = *Layout::Create({.kind = LayoutKind::kZigzag, .world = 4}, 1, 32);
   const Schedule schedule =
       *Schedule::Create(layout, *Mask::Create({.causal = true}, 1, 32, 32), 1);
   EXPECT_EQ(schedule.num_steps(), 4);
@@ -220,8 +215,7 @@ TEST(ScheduleTest, RingStepsAndSources) {
 
 TEST(ScheduleTest, Llama3TrimsTheGatheredKeysToTheCausalPrefix) {
   const Layout layout =
-      *Layout::Create({.kind = LayoutKind::kLlama3, .world = 4,
-                       .kv_heads_per_group = 2}, 1, 32);
+      *Layout::Create({.kind = LayoutKind::kLlama3, .world = 4, .kv_heads_per_group = 2}, 1, 32);
   const Schedule schedule =
       *Schedule::Create(layout, *Mask::Create({.causal = true}, 1, 32, 32), 4);
   EXPECT_EQ(schedule.pattern(), CommPattern::kAllGather);
@@ -236,12 +230,10 @@ TEST(ScheduleTest, Llama3TrimsTheGatheredKeysToTheCausalPrefix) {
 TEST(ScheduleTest, Errors) {
   const Layout layout = *Layout::Create({.world = 2}, 1, 8);
   const Mask mask = *Mask::Create({}, 1, 8, 8);
-  EXPECT_THAT(Schedule::Create(layout, *Mask::Create({}, 1, 8, 10), 1)
-                  .status()
-                  .message(),
+  EXPECT_THAT(Schedule::Create(layout, *Mask::Create({}, 1, 8, 10), 1).status().message(),
               HasSubstr("ring schedules shard one sequence"));
-  const Layout llama3 = *Layout::Create(
-      {.kind = LayoutKind::kLlama3, .world = 2, .kv_heads_per_group = 3}, 1, 8);
+  const Layout llama3 =
+      *Layout::Create({.kind = LayoutKind::kLlama3, .world = 2, .kv_heads_per_group = 3}, 1, 8);
   EXPECT_THAT(Schedule::Create(llama3, mask, 4).status().message(),
               HasSubstr("kv_heads_per_group 3 does not divide num_kv_heads 4"));
   const Schedule schedule = *Schedule::Create(layout, mask, 1);

@@ -9,16 +9,18 @@
 namespace ringattn {
 
 std::string AttentionShape::DebugString() const {
-  return absl::StrCat("batch=", batch, " seqlen_q=", seqlen_q,
-                      " seqlen_k=", seqlen_k, " num_heads=", num_heads,
-                      " num_kv_heads=", num_kv_heads, " head_dim=", head_dim);
+  return absl::StrCat("batch=", batch, " seqlen_q=", seqlen_q, " seqlen_k=", seqlen_k,
+                      " num_heads=", num_heads, " num_kv_heads=", num_kv_heads,
+                      " head_dim=", head_dim);
 }
 
 absl::Status ValidateShape(const AttentionShape& shape) {
-  const std::pair<const char*, int64_t> sizes[] = {
-      {"batch", shape.batch},         {"seqlen_q", shape.seqlen_q},
-      {"seqlen_k", shape.seqlen_k},   {"num_heads", shape.num_heads},
-      {"num_kv_heads", shape.num_kv_heads}, {"head_dim", shape.head_dim}};
+  const std::pair<const char*, int64_t> sizes[] = {{"batch", shape.batch},
+                                                   {"seqlen_q", shape.seqlen_q},
+                                                   {"seqlen_k", shape.seqlen_k},
+                                                   {"num_heads", shape.num_heads},
+                                                   {"num_kv_heads", shape.num_kv_heads},
+                                                   {"head_dim", shape.head_dim}};
   for (const auto& [name, value] : sizes) {
     if (value <= 0) {
       return absl::InvalidArgumentError(
@@ -26,14 +28,13 @@ absl::Status ValidateShape(const AttentionShape& shape) {
     }
   }
   if (shape.num_heads % shape.num_kv_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "num_heads ", shape.num_heads, " is not a multiple of num_kv_heads ",
-        shape.num_kv_heads, " (GQA/MQA need whole groups)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_heads ", shape.num_heads, " is not a multiple of num_kv_heads ",
+                     shape.num_kv_heads, " (GQA/MQA need whole groups)"));
   }
   if (shape.head_dim > kMaxHeadDim) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("head_dim ", shape.head_dim,
-                     " is not supported; expected at most ", kMaxHeadDim));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "head_dim ", shape.head_dim, " is not supported; expected at most ", kMaxHeadDim));
   }
   return absl::OkStatus();
 }
@@ -44,33 +45,30 @@ double DefaultSoftmaxScale(int64_t head_dim) {
 
 absl::Status ValidateSoftmaxScale(double softmax_scale) {
   if (!std::isfinite(softmax_scale) || softmax_scale <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "softmax_scale is ", softmax_scale,
-        "; expected a finite positive value (default 1/sqrt(head_dim))"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("softmax_scale is ", softmax_scale,
+                     "; expected a finite positive value (default 1/sqrt(head_dim))"));
   }
   return absl::OkStatus();
 }
 
-absl::Status ValidateHeadDim(int64_t head_dim,
-                             std::initializer_list<int64_t> supported) {
+absl::Status ValidateHeadDim(int64_t head_dim, std::initializer_list<int64_t> supported) {
   for (int64_t d : supported) {
     if (d == head_dim) return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("head_dim ", head_dim, " is not supported; expected one of {",
-                   absl::StrJoin(supported, ", "), "}"));
+  return absl::InvalidArgumentError(absl::StrCat("head_dim ", head_dim,
+                                                 " is not supported; expected one of {",
+                                                 absl::StrJoin(supported, ", "), "}"));
 }
 
-absl::Status CheckTensorFits(const char* what, int64_t size,
-                             const TensorStrides& strides, int64_t batch,
-                             int64_t seqlen, int64_t heads, int64_t head_dim) {
+absl::Status CheckTensorFits(const char* what, int64_t size, const TensorStrides& strides,
+                             int64_t batch, int64_t seqlen, int64_t heads, int64_t head_dim) {
   if (batch == 0 || seqlen == 0 || heads == 0) return absl::OkStatus();
-  const int64_t needed =
-      strides.Index(batch - 1, seqlen - 1, heads - 1) + head_dim;
+  const int64_t needed = strides.Index(batch - 1, seqlen - 1, heads - 1) + head_dim;
   if (strides.offset < 0 || needed > size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " needs ", needed, " elements for (batch ", batch, ", seqlen ",
-        seqlen, ", heads ", heads, ", head_dim ", head_dim, "); got ", size));
+    return absl::InvalidArgumentError(absl::StrCat(what, " needs ", needed, " elements for (batch ",
+                                                   batch, ", seqlen ", seqlen, ", heads ", heads,
+                                                   ", head_dim ", head_dim, "); got ", size));
   }
   return absl::OkStatus();
 }
@@ -80,8 +78,7 @@ TensorStrides DenseStrides(int64_t seqlen, int64_t heads, int64_t head_dim) {
                        /*token=*/heads * head_dim, /*head=*/head_dim};
 }
 
-absl::StatusOr<QkvStrides> PackedStrides(const AttentionShape& shape,
-                                         QkvPacking packing) {
+absl::StatusOr<QkvStrides> PackedStrides(const AttentionShape& shape, QkvPacking packing) {
   RETURN_IF_ERROR(ValidateShape(shape));
   const int64_t d = shape.head_dim;
   QkvStrides out;
@@ -100,15 +97,14 @@ absl::StatusOr<QkvStrides> PackedStrides(const AttentionShape& shape,
     }
     case QkvPacking::kQkvPacked: {
       if (shape.seqlen_q != shape.seqlen_k) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "qkv-packed needs seqlen_q == seqlen_k; got seqlen_q ",
-            shape.seqlen_q, " and seqlen_k ", shape.seqlen_k));
+        return absl::InvalidArgumentError(
+            absl::StrCat("qkv-packed needs seqlen_q == seqlen_k; got seqlen_q ", shape.seqlen_q,
+                         " and seqlen_k ", shape.seqlen_k));
       }
       if (shape.num_heads != shape.num_kv_heads) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "qkv-packed needs num_heads == num_kv_heads; got num_heads ",
-            shape.num_heads, " and num_kv_heads ", shape.num_kv_heads,
-            " (use kv-packed for GQA/MQA)"));
+            "qkv-packed needs num_heads == num_kv_heads; got num_heads ", shape.num_heads,
+            " and num_kv_heads ", shape.num_kv_heads, " (use kv-packed for GQA/MQA)"));
       }
       const int64_t head_block = shape.num_heads * d;
       const int64_t token = 3 * head_block;

@@ -36,9 +36,7 @@ struct AttentionShape {
   // Query heads per kv head (the GQA group size).
   int64_t group_size() const { return num_heads / num_kv_heads; }
   int64_t q_elements() const { return batch * seqlen_q * num_heads * head_dim; }
-  int64_t kv_elements() const {
-    return batch * seqlen_k * num_kv_heads * head_dim;
-  }
+  int64_t kv_elements() const { return batch * seqlen_k * num_kv_heads * head_dim; }
   int64_t lse_elements() const { return batch * num_heads * seqlen_q; }
   std::string DebugString() const;
 };
@@ -57,8 +55,7 @@ absl::Status ValidateSoftmaxScale(double softmax_scale);
 
 // Checks that head_dim is one of `supported` (e.g. a kernel's instantiations).
 // Errors: InvalidArgument listing the supported values.
-absl::Status ValidateHeadDim(int64_t head_dim,
-                             std::initializer_list<int64_t> supported);
+absl::Status ValidateHeadDim(int64_t head_dim, std::initializer_list<int64_t> supported);
 
 // Element strides of a (batch, token, head, head_dim) tensor inside its
 // buffer; head_dim is always contiguous (stride 1). `offset` is the index of
@@ -83,23 +80,19 @@ struct TensorRef {
   absl::Span<T> data;
   TensorStrides strides;
 
-  T* Row(int64_t b, int64_t t, int64_t h) const {
-    return data.data() + strides.Index(b, t, h);
-  }
+  T* Row(int64_t b, int64_t t, int64_t h) const { return data.data() + strides.Index(b, t, h); }
 };
 
 // Checks that a (batch, seqlen, heads, head_dim) tensor with `strides` lies
 // inside a buffer of `size` elements.
 // Errors: InvalidArgument naming `what`, the size needed and the size seen.
-absl::Status CheckTensorFits(const char* what, int64_t size,
-                             const TensorStrides& strides, int64_t batch,
-                             int64_t seqlen, int64_t heads, int64_t head_dim);
+absl::Status CheckTensorFits(const char* what, int64_t size, const TensorStrides& strides,
+                             int64_t batch, int64_t seqlen, int64_t heads, int64_t head_dim);
 
 // (batch, a, b) -> (batch, b, a): LSE is (batch, heads, seqlen), shards
 // and layouts are token-major (batch, seqlen, heads).
 template <typename T>
-std::vector<T> SwapMiddleAxes(absl::Span<const T> x, int64_t batch, int64_t a,
-                              int64_t b) {
+std::vector<T> SwapMiddleAxes(absl::Span<const T> x, int64_t batch, int64_t a, int64_t b) {
   std::vector<T> y(x.size());
   for (int64_t n = 0; n < batch; ++n) {
     for (int64_t i = 0; i < a; ++i) {
@@ -126,8 +119,7 @@ struct QkvStrides {
 // Returns the strides of q, k and v for `packing`.
 // Errors: InvalidArgument if the shape is invalid, or for kQkvPacked if
 // seqlen_q != seqlen_k or num_heads != num_kv_heads (one buffer holds all).
-absl::StatusOr<QkvStrides> PackedStrides(const AttentionShape& shape,
-                                         QkvPacking packing);
+absl::StatusOr<QkvStrides> PackedStrides(const AttentionShape& shape, QkvPacking packing);
 
 }  // namespace ringattn
 

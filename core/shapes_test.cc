@@ -29,8 +29,7 @@ TEST(ShapesTest, NamesTheBadValue) {
               HasSubstr("head_dim 512 is not supported; expected at most 256"));
   s = Shape();
   s.seqlen_k = 0;
-  EXPECT_THAT(ValidateShape(s).message(),
-              HasSubstr("seqlen_k is 0; expected a positive size"));
+  EXPECT_THAT(ValidateShape(s).message(), HasSubstr("seqlen_k is 0; expected a positive size"));
   EXPECT_THAT(ValidateHeadDim(96, {64, 128, 256}).message(),
               HasSubstr("head_dim 96 is not supported; expected one of {64, "
                         "128, 256}"));
@@ -64,10 +63,8 @@ TEST(ShapesTest, QkvPackedStrides) {
     EXPECT_EQ(t.Index(1, 5, 2), ((1 * 16 + 5) * 3 + which) * 4 * 32 + 2 * 32);
   }
   EXPECT_TRUE(CheckTensorFits("q", 2 * 16 * 3 * 4 * 32, st->v, 2, 16, 4, 32).ok());
-  EXPECT_THAT(
-      CheckTensorFits("v", 2 * 16 * 3 * 4 * 32 - 1, st->v, 2, 16, 4, 32)
-          .message(),
-      HasSubstr("v needs 12288 elements"));
+  EXPECT_THAT(CheckTensorFits("v", 2 * 16 * 3 * 4 * 32 - 1, st->v, 2, 16, 4, 32).message(),
+              HasSubstr("v needs 12288 elements"));
 }
 
 TEST(ShapesTest, QkvPackedRejectsGqaAndCrossLengths) {

@@ -10,11 +10,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define RETURN_IF_ERROR(expr)                                              \
-  do {                                                                     \
+#define RETURN_IF_ERROR(expr)                                               \
+  do {                                                                      \
     if (::absl::Status ringattn_status_ = (expr); !ringattn_status_.ok()) { \
-      return ringattn_status_;                                             \
-    }                                                                      \
+      return ringattn_status_;                                              \
+    }                                                                       \
   } while (false)
 
 #define RINGATTN_STATUS_CONCAT_(a, b) a##b
@@ -23,8 +23,8 @@
 #define ASSIGN_OR_RETURN(lhs, rexpr) \
   RINGATTN_ASSIGN_OR_RETURN_(RINGATTN_STATUS_CONCAT(ringattn_status_or_, __LINE__), lhs, rexpr)
 
-#define RINGATTN_ASSIGN_OR_RETURN_(statusor, lhs, rexpr) \
-  auto statusor = (rexpr);                               \
+#define RINGATTN_ASSIGN_OR_RETURN_(statusor, lhs, rexpr)   \
+  auto statusor = (rexpr);                                 \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 

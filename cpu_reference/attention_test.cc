@@ -44,20 +44,18 @@ Problem<double> MakeProblem(const AttentionShape& shape, uint32_t seed) {
 
 template <typename T>
 Problem<T> CastProblem(const Problem<double>& p) {
-  return {p.shape, Cast<T, double>(p.q), Cast<T, double>(p.k),
-          Cast<T, double>(p.v), Cast<T, double>(p.dout)};
+  return {p.shape, Cast<T, double>(p.q), Cast<T, double>(p.k), Cast<T, double>(p.v),
+          Cast<T, double>(p.dout)};
 }
 
 template <typename T>
 std::pair<AttentionOutput<T>, AttentionGrads<T>> ForwardBackward(const Problem<T>& p,
-                                                     const Mask& mask,
-                                                     double scale) {
+                                                                 const Mask& mask, double scale) {
   absl::StatusOr<AttentionOutput<T>> fwd =
       NaiveForward<T>(p.shape, p.Q(), p.K(), p.V(), mask, scale);
   EXPECT_TRUE(fwd.ok()) << fwd.status();
-  absl::StatusOr<AttentionGrads<T>> bwd =
-      NaiveBackward<T>(p.shape, p.Q(), p.K(), p.V(), p.Dense(fwd->out),
-                       fwd->lse, p.Dense(p.dout), mask, scale);
+  absl::StatusOr<AttentionGrads<T>> bwd = NaiveBackward<T>(
+      p.shape, p.Q(), p.K(), p.V(), p.Dense(fwd->out), fwd->lse, p.Dense(p.dout), mask, scale);
   EXPECT_TRUE(bwd.ok()) << bwd.status();
   return {*fwd, *bwd};
 }
@@ -67,11 +65,9 @@ TEST(AttentionTest, FloatMatchesDoubleWithin1e5) {
        {AttentionShape{2, 37, 53, 4, 2, 16}, AttentionShape{1, 64, 64, 3, 1, 32},
         AttentionShape{1, 50, 20, 2, 2, 8}}) {
     for (const MaskSpec& spec :
-         {MaskSpec{}, MaskSpec{.causal = true},
-          MaskSpec{.window_left = 6, .window_right = 2}}) {
+         {MaskSpec{}, MaskSpec{.causal = true}, MaskSpec{.window_left = 6, .window_right = 2}}) {
       SCOPED_TRACE(shape.DebugString());
-      const Mask mask =
-          *Mask::Create(spec, shape.batch, shape.seqlen_q, shape.seqlen_k);
+      const Mask mask = *Mask::Create(spec, shape.batch, shape.seqlen_q, shape.seqlen_k);
       const Problem<double> p = MakeProblem(shape, 11);
       const double scale = DefaultSoftmaxScale(shape.head_dim);
       const auto [fwd64, bwd64] = ForwardBackward(p, mask, scale);
@@ -96,16 +92,15 @@ double Loss(const Problem<double>& p, const Mask& mask, double scale) {
 
 TEST(AttentionTest, BackwardMatchesFiniteDifferences) {
   const AttentionShape shape{1, 7, 9, 4, 2, 5};
-  for (const MaskSpec& spec :
-       {MaskSpec{}, MaskSpec{.causal = true},
-        MaskSpec{.window_left = 2, .window_right = 1, .key_lengths = {8}}}) {
+  for (const MaskSpec& spec : {MaskSpec{}, MaskSpec{.causal = true},
+                               MaskSpec{.window_left = 2, .window_right = 1, .key_lengths = {8}}}) {
     const Mask mask = *Mask::Create(spec, 1, shape.seqlen_q, shape.seqlen_k);
     Problem<double> p = MakeProblem(shape, 5);
     const double scale = 0.7;
     const auto [fwd, grads] = ForwardBackward(p, mask, scale);
     const double h = 1e-6;
-    for (auto [x, g] : {std::pair{&p.q, &grads.dq}, std::pair{&p.k, &grads.dk},
-                        std::pair{&p.v, &grads.dv}}) {
+    for (auto [x, g] :
+         {std::pair{&p.q, &grads.dq}, std::pair{&p.k, &grads.dk}, std::pair{&p.v, &grads.dv}}) {
       for (size_t i = 0; i < x->size(); i += 3) {
         const double saved = (*x)[i];
         (*x)[i] = saved + h;
@@ -142,8 +137,8 @@ TEST(AttentionTest, PackedFormsMatchSeparate) {
       }
     }
   }
-  const AttentionOutput<double> packed = *NaiveForward<double>(
-      shape, {qkv, st.q}, {qkv, st.k}, {qkv, st.v}, mask, scale);
+  const AttentionOutput<double> packed =
+      *NaiveForward<double>(shape, {qkv, st.q}, {qkv, st.k}, {qkv, st.v}, mask, scale);
   EXPECT_EQ(packed.out, separate.out);
   EXPECT_EQ(packed.lse, separate.lse);
 }
@@ -167,23 +162,18 @@ TEST(AttentionTest, Errors) {
   const AttentionShape shape{1, 4, 4, 2, 2, 8};
   const Problem<double> p = MakeProblem(shape, 1);
   const Mask wrong = *Mask::Create({}, 1, 4, 5);
-  EXPECT_THAT(
-      NaiveForward<double>(shape, p.Q(), p.K(), p.V(), wrong, 1.0).status().message(),
-      HasSubstr("the mask is for batch 1, seqlen_q 4, seqlen_k 5"));
+  EXPECT_THAT(NaiveForward<double>(shape, p.Q(), p.K(), p.V(), wrong, 1.0).status().message(),
+              HasSubstr("the mask is for batch 1, seqlen_q 4, seqlen_k 5"));
   const Mask mask = *Mask::Create({}, 1, 4, 4);
   const std::vector<double> short_k(p.k.begin(), p.k.end() - 1);
-  EXPECT_THAT(NaiveForward<double>(shape, p.Q(),
-                                   {short_k, DenseStrides(4, 2, 8)}, p.V(),
-                                   mask, 1.0)
+  EXPECT_THAT(NaiveForward<double>(shape, p.Q(), {short_k, DenseStrides(4, 2, 8)}, p.V(), mask, 1.0)
                   .status()
                   .message(),
               HasSubstr("k needs 64 elements"));
-  EXPECT_THAT(
-      NaiveForward<double>(shape, p.Q(), p.K(), p.V(), mask, -1).status().message(),
-      HasSubstr("softmax_scale is -1"));
+  EXPECT_THAT(NaiveForward<double>(shape, p.Q(), p.K(), p.V(), mask, -1).status().message(),
+              HasSubstr("softmax_scale is -1"));
   const std::vector<double> lse(3);
-  EXPECT_THAT(NaiveBackward<double>(shape, p.Q(), p.K(), p.V(), p.Q(), lse,
-                                    p.Q(), mask, 1.0)
+  EXPECT_THAT(NaiveBackward<double>(shape, p.Q(), p.K(), p.V(), p.Q(), lse, p.Q(), mask, 1.0)
                   .status()
                   .message(),
               HasSubstr("lse has 3 elements; expected"));

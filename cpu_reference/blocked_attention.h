@@ -36,27 +36,24 @@ struct BlockProblem {
 // Errors: InvalidArgument if the problem is inconsistent, a tensor does not
 // fit its buffer, or the task's rows or heads lie outside the tensors.
 template <typename T>
-absl::Status BlockForward(const BlockTask& task, const BlockProblem& problem,
-                          TensorRef<const T> q, TensorRef<const T> k,
-                          TensorRef<const T> v, AttentionOutput<T>* state);
+absl::Status BlockForward(const BlockTask& task, const BlockProblem& problem, TensorRef<const T> q,
+                          TensorRef<const T> k, TensorRef<const T> v, AttentionOutput<T>* state);
 
 // rowsum(dout * out) per (batch, head, row): the D of the backward pass.
 // out and dout are dense (batch, rows, heads, head_dim).
 template <typename T>
-std::vector<T> BackwardDelta(absl::Span<const T> out, absl::Span<const T> dout,
-                             int64_t batch, int64_t rows, int64_t heads,
-                             int64_t head_dim);
+std::vector<T> BackwardDelta(absl::Span<const T> out, absl::Span<const T> dout, int64_t batch,
+                             int64_t rows, int64_t heads, int64_t head_dim);
 
 // Accumulates the gradients of `task`: dq (like q) += ..., and dk, dv (like
 // the visiting k, v) += .... lse and delta are (batch, num_heads, q_rows):
 // the final forward LSE and BackwardDelta.
 // Errors: as BlockForward, plus lse, delta or a gradient of the wrong size.
 template <typename T>
-absl::Status BlockBackward(const BlockTask& task, const BlockProblem& problem,
-                           TensorRef<const T> q, TensorRef<const T> k,
-                           TensorRef<const T> v, TensorRef<const T> dout,
-                           absl::Span<const T> lse, absl::Span<const T> delta,
-                           TensorRef<T> dq, TensorRef<T> dk, TensorRef<T> dv);
+absl::Status BlockBackward(const BlockTask& task, const BlockProblem& problem, TensorRef<const T> q,
+                           TensorRef<const T> k, TensorRef<const T> v, TensorRef<const T> dout,
+                           absl::Span<const T> lse, absl::Span<const T> delta, TensorRef<T> dq,
+                           TensorRef<T> dk, TensorRef<T> dv);
 
 }  // namespace ringattn::cpu
 

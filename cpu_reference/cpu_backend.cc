@@ -5,22 +5,19 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
-#include "cpu_reference/attention.h"
-#include "cpu_reference/blocked_attention.h"
 #include "core/dtype_convert.h"
 #include "core/status_macros.h"
+#include "cpu_reference/attention.h"
+#include "cpu_reference/blocked_attention.h"
 
 namespace ringattn::cpu {
 namespace {
 
-
-absl::Status CheckBytes(const char* what, size_t bytes, int64_t elements,
-                        DType dtype) {
+absl::Status CheckBytes(const char* what, size_t bytes, int64_t elements, DType dtype) {
   if (static_cast<int64_t>(bytes) != elements * DTypeBytes(dtype)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " has ", bytes, " bytes; expected ", elements, " ",
-        DTypeName(dtype), " elements (", elements * DTypeBytes(dtype),
-        " bytes)"));
+    return absl::InvalidArgumentError(absl::StrCat(what, " has ", bytes, " bytes; expected ",
+                                                   elements, " ", DTypeName(dtype), " elements (",
+                                                   elements * DTypeBytes(dtype), " bytes)"));
   }
   return absl::OkStatus();
 }
@@ -39,8 +36,8 @@ std::vector<uint8_t> Downcast(DType dtype, const std::vector<C>& values) {
 template <typename C>
 class Backend final : public CpuRingBackend {
  public:
-  Backend(const Schedule& schedule, int rank, const AttentionShape& shape,
-          double softmax_scale, const RankInputs& inputs)
+  Backend(const Schedule& schedule, int rank, const AttentionShape& shape, double softmax_scale,
+          const RankInputs& inputs)
       : mask_(&schedule.mask()), dtype_(inputs.dtype) {
     const Layout& layout = schedule.layout();
     problem_.batch = layout.local_batch();
@@ -54,18 +51,14 @@ class Backend final : public CpuRingBackend {
     q_ = Upcast<C>(dtype_, inputs.q);
     k_.assign(inputs.k.begin(), inputs.k.end());
     v_.assign(inputs.v.begin(), inputs.v.end());
-    state_ = EmptyOutput<C>(problem_.batch, problem_.q_rows,
-                            problem_.num_heads, problem_.head_dim);
+    state_ = EmptyOutput<C>(problem_.batch, problem_.q_rows, problem_.num_heads, problem_.head_dim);
   }
 
   int64_t KvElements(int64_t head_begin, int64_t head_end) const override {
-    return 2 * problem_.batch * problem_.q_rows * (head_end - head_begin) *
-           problem_.head_dim;
+    return 2 * problem_.batch * problem_.q_rows * (head_end - head_begin) * problem_.head_dim;
   }
   DType kv_dtype() const override { return dtype_; }
-  DType grad_dtype() const override {
-    return sizeof(C) == 8 ? DType::kFloat64 : DType::kFloat32;
-  }
+  DType grad_dtype() const override { return sizeof(C) == 8 ? DType::kFloat64 : DType::kFloat32; }
 
   absl::StatusOr<absl::Span<uint8_t>> Buffer(int slot, int64_t bytes) override {
     std::vector<uint8_t>& buffer = buffers_[slot];
@@ -73,11 +66,10 @@ class Backend final : public CpuRingBackend {
     return absl::MakeSpan(buffer);
   }
 
-  absl::Status Accumulate(absl::Span<uint8_t> dst,
-                          absl::Span<const uint8_t> src) override {
+  absl::Status Accumulate(absl::Span<uint8_t> dst, absl::Span<const uint8_t> src) override {
     if (dst.size() != src.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "accumulate ", src.size(), " bytes into ", dst.size()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("accumulate ", src.size(), " bytes into ", dst.size()));
     }
     C* d = reinterpret_cast<C*>(dst.data());
     const C* s = reinterpret_cast<const C*>(src.data());
@@ -90,12 +82,10 @@ class Backend final : public CpuRingBackend {
     return absl::OkStatus();
   }
 
-  absl::Status PackKv(int64_t head_begin, int64_t head_end,
-                      absl::Span<uint8_t> out) override {
+  absl::Status PackKv(int64_t head_begin, int64_t head_end, absl::Span<uint8_t> out) override {
     if (static_cast<int64_t>(out.size()) != KvBytes(head_begin, head_end)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "K/V pack buffer has ", out.size(), " bytes; expected ",
-          KvBytes(head_begin, head_end)));
+          "K/V pack buffer has ", out.size(), " bytes; expected ", KvBytes(head_begin, head_end)));
     }
     const int64_t d = problem_.head_dim, heads = head_end - head_begin;
     const int64_t row_bytes = d * DTypeBytes(dtype_);
@@ -113,14 +103,12 @@ class Backend final : public CpuRingBackend {
     return absl::OkStatus();
   }
 
-  absl::Status ForwardStep(absl::Span<const BlockTask> tasks,
-                           const KvBlock& kv) override {
+  absl::Status ForwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv) override {
     RETURN_IF_ERROR(UnpackVisiting(kv));
     const TensorRef<const C> q{q_, QStrides()};
     for (const BlockTask& task : tasks) {
-      RETURN_IF_ERROR(BlockForward<C>(task, problem_, q,
-                                           {visit_k_, VisitStrides()},
-                                           {visit_v_, VisitStrides()}, &state_));
+      RETURN_IF_ERROR(BlockForward<C>(task, problem_, q, {visit_k_, VisitStrides()},
+                                      {visit_v_, VisitStrides()}, &state_));
     }
     forward_done_ = false;
     return absl::OkStatus();
@@ -143,9 +131,10 @@ class Backend final : public CpuRingBackend {
                                 absl::Span<const float> lse) override {
     RETURN_IF_ERROR(CheckBytes("out", out.size(), q_.size(), dtype_));
     if (lse.size() != state_.lse.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "lse has ", lse.size(), " elements; expected local_batch x "
-          "num_heads x local_seqlen = ", state_.lse.size()));
+      return absl::InvalidArgumentError(absl::StrCat("lse has ", lse.size(),
+                                                     " elements; expected local_batch x "
+                                                     "num_heads x local_seqlen = ",
+                                                     state_.lse.size()));
     }
     state_.out = Upcast<C>(dtype_, out);
     state_.lse.assign(lse.begin(), lse.end());
@@ -164,9 +153,8 @@ class Backend final : public CpuRingBackend {
     if (dout_.empty()) {
       return absl::FailedPreconditionError("backward needs dout: call SetDout");
     }
-    delta_ = BackwardDelta<C>(state_.out, dout_, problem_.batch,
-                              problem_.q_rows, problem_.num_heads,
-                              problem_.head_dim);
+    delta_ = BackwardDelta<C>(state_.out, dout_, problem_.batch, problem_.q_rows,
+                              problem_.num_heads, problem_.head_dim);
     dq_.assign(q_.size(), C(0));
     dk_.assign(k_.size() / DTypeBytes(dtype_), C(0));
     dv_.assign(dk_.size(), C(0));
@@ -174,8 +162,7 @@ class Backend final : public CpuRingBackend {
     return absl::OkStatus();
   }
 
-  absl::Status BackwardStep(absl::Span<const BlockTask> tasks,
-                            const KvBlock& kv,
+  absl::Status BackwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv,
                             absl::Span<uint8_t> dkv) override {
     RETURN_IF_ERROR(UnpackVisiting(kv));
     const int64_t visit_elements = static_cast<int64_t>(visit_k_.size());
@@ -183,21 +170,19 @@ class Backend final : public CpuRingBackend {
     visit_dv_.assign(visit_elements, C(0));
     const TensorStrides qs = QStrides(), vs = VisitStrides();
     for (const BlockTask& task : tasks) {
-      RETURN_IF_ERROR(BlockBackward<C>(
-              task, problem_, {q_, qs}, {visit_k_, vs}, {visit_v_, vs},
-              {dout_, qs}, state_.lse, delta_, {absl::MakeSpan(dq_), qs},
-              {absl::MakeSpan(visit_dk_), vs}, {absl::MakeSpan(visit_dv_), vs}));
+      RETURN_IF_ERROR(BlockBackward<C>(task, problem_, {q_, qs}, {visit_k_, vs}, {visit_v_, vs},
+                                       {dout_, qs}, state_.lse, delta_, {absl::MakeSpan(dq_), qs},
+                                       {absl::MakeSpan(visit_dk_), vs},
+                                       {absl::MakeSpan(visit_dv_), vs}));
     }
     // Add into the travelling accumulator, laid out like the packed K/V.
-    if (static_cast<int64_t>(dkv.size()) !=
-        kv.ranks * GradBytes(kv.head_begin, kv.head_end)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "dK/dV buffer has ", dkv.size(), " bytes; expected ",
-          kv.ranks * GradBytes(kv.head_begin, kv.head_end)));
+    if (static_cast<int64_t>(dkv.size()) != kv.ranks * GradBytes(kv.head_begin, kv.head_end)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("dK/dV buffer has ", dkv.size(), " bytes; expected ",
+                       kv.ranks * GradBytes(kv.head_begin, kv.head_end)));
     }
     C* acc = reinterpret_cast<C*>(dkv.data());
-    ForEachVisitingRow(kv, [&](int64_t packed_k, int64_t packed_v,
-                               int64_t visit) {
+    ForEachVisitingRow(kv, [&](int64_t packed_k, int64_t packed_v, int64_t visit) {
       for (int64_t i = 0; i < problem_.head_dim; ++i) {
         acc[packed_k + i] += visit_dk_[visit + i];
         acc[packed_v + i] += visit_dv_[visit + i];
@@ -210,8 +195,7 @@ class Backend final : public CpuRingBackend {
                          absl::Span<const uint8_t> dkv) override {
     if (static_cast<int64_t>(dkv.size()) != GradBytes(head_begin, head_end)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "own dK/dV has ", dkv.size(), " bytes; expected ",
-          GradBytes(head_begin, head_end)));
+          "own dK/dV has ", dkv.size(), " bytes; expected ", GradBytes(head_begin, head_end)));
     }
     const C* grad = reinterpret_cast<const C*>(dkv.data());
     const int64_t d = problem_.head_dim, heads = head_end - head_begin;
@@ -240,8 +224,7 @@ class Backend final : public CpuRingBackend {
     return DenseStrides(problem_.q_rows, problem_.num_heads, problem_.head_dim);
   }
   TensorStrides VisitStrides() const {
-    return DenseStrides(problem_.k_rows, problem_.num_kv_heads,
-                        problem_.head_dim);
+    return DenseStrides(problem_.k_rows, problem_.num_kv_heads, problem_.head_dim);
   }
 
   absl::StatusOr<std::vector<uint8_t>> Grad(const std::vector<C>& g) const {
@@ -264,8 +247,7 @@ class Backend final : public CpuRingBackend {
       for (int64_t b = 0; b < problem_.batch; ++b) {
         for (int64_t t = 0; t < rows; ++t) {
           for (int64_t h = kv.head_begin; h < kv.head_end; ++h) {
-            const int64_t packed =
-                r * shard + ((b * rows + t) * heads + (h - kv.head_begin)) * d;
+            const int64_t packed = r * shard + ((b * rows + t) * heads + (h - kv.head_begin)) * d;
             const int64_t visit =
                 ((b * kv.ranks * rows + r * rows + t) * problem_.num_kv_heads + h) * d;
             fn(packed, packed + shard / 2, visit);
@@ -276,22 +258,19 @@ class Backend final : public CpuRingBackend {
   }
 
   absl::Status UnpackVisiting(const KvBlock& kv) {
-    if (kv.head_begin < 0 || kv.head_end > problem_.num_kv_heads ||
-        kv.head_begin >= kv.head_end || kv.ranks < 1 ||
-        static_cast<int64_t>(kv.data.size()) !=
-            kv.ranks * KvBytes(kv.head_begin, kv.head_end)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "visiting K/V of ", kv.data.size(), " bytes does not hold ",
-          kv.ranks, " shards of kv heads [", kv.head_begin, ", ", kv.head_end,
-          ")"));
+    if (kv.head_begin < 0 || kv.head_end > problem_.num_kv_heads || kv.head_begin >= kv.head_end ||
+        kv.ranks < 1 ||
+        static_cast<int64_t>(kv.data.size()) != kv.ranks * KvBytes(kv.head_begin, kv.head_end)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("visiting K/V of ", kv.data.size(), " bytes does not hold ", kv.ranks,
+                       " shards of kv heads [", kv.head_begin, ", ", kv.head_end, ")"));
     }
     problem_.k_rows = kv.ranks * problem_.q_rows;
     const int64_t elements =
         problem_.batch * problem_.k_rows * problem_.num_kv_heads * problem_.head_dim;
     visit_k_.resize(elements);
     visit_v_.resize(elements);
-    ForEachVisitingRow(kv, [&](int64_t packed_k, int64_t packed_v,
-                               int64_t visit) {
+    ForEachVisitingRow(kv, [&](int64_t packed_k, int64_t packed_v, int64_t visit) {
       for (int64_t i = 0; i < problem_.head_dim; ++i) {
         visit_k_[visit + i] = LoadElement<C>(dtype_, kv.data.data(), packed_k + i);
         visit_v_[visit + i] = LoadElement<C>(dtype_, kv.data.data(), packed_v + i);
@@ -317,17 +296,19 @@ class Backend final : public CpuRingBackend {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<CpuRingBackend>> CpuRingBackend::Create(
-    const Schedule& schedule, int rank, const AttentionShape& shape,
-    double softmax_scale, const RankInputs& inputs) {
+absl::StatusOr<std::unique_ptr<CpuRingBackend>> CpuRingBackend::Create(const Schedule& schedule,
+                                                                       int rank,
+                                                                       const AttentionShape& shape,
+                                                                       double softmax_scale,
+                                                                       const RankInputs& inputs) {
   const Layout& layout = schedule.layout();
   RETURN_IF_ERROR(layout.CheckRank(rank));
   RETURN_IF_ERROR(schedule.CheckShape(shape));
   RETURN_IF_ERROR(ValidateSoftmaxScale(softmax_scale));
   const int64_t local = layout.local_batch() * layout.local_seqlen() * shape.head_dim;
   RETURN_IF_ERROR(CheckBytes("q", inputs.q.size(), local * shape.num_heads, inputs.dtype));
-  for (const auto& [name, bytes] : {std::pair{"k", inputs.k.size()},
-                                    std::pair{"v", inputs.v.size()}}) {
+  for (const auto& [name, bytes] :
+       {std::pair{"k", inputs.k.size()}, std::pair{"v", inputs.v.size()}}) {
     RETURN_IF_ERROR(CheckBytes(name, bytes, local * shape.num_kv_heads, inputs.dtype));
   }
   if (inputs.dtype == DType::kFloat64) {

@@ -26,9 +26,10 @@ class CpuRingBackend : public RankBackend {
   // Errors: InvalidArgument if rank is out of range, `shape` (global) does
   // not match the schedule, the scale is invalid, or a tensor has the wrong
   // byte size.
-  static absl::StatusOr<std::unique_ptr<CpuRingBackend>> Create(
-      const Schedule& schedule, int rank, const AttentionShape& shape,
-      double softmax_scale, const RankInputs& inputs);
+  static absl::StatusOr<std::unique_ptr<CpuRingBackend>> Create(const Schedule& schedule, int rank,
+                                                                const AttentionShape& shape,
+                                                                double softmax_scale,
+                                                                const RankInputs& inputs);
 
   // After the forward: O in the input dtype and LSE in fp32.
   virtual const std::vector<uint8_t>& out() const = 0;

@@ -20,18 +20,17 @@ namespace ringattn::cpu {
 // (batch, seqlen_q == seqlen_k == layout seqlen, num_kv_heads) or a buffer
 // has the wrong size.
 template <typename T>
-absl::StatusOr<AttentionOutput<T>> SerialRingForward(
-    const Schedule& schedule, const AttentionShape& shape,
-    absl::Span<const T> q, absl::Span<const T> k, absl::Span<const T> v,
-    double softmax_scale);
+absl::StatusOr<AttentionOutput<T>> SerialRingForward(const Schedule& schedule,
+                                                     const AttentionShape& shape,
+                                                     absl::Span<const T> q, absl::Span<const T> k,
+                                                     absl::Span<const T> v, double softmax_scale);
 
 // Backward of SerialRingForward given its out and lse and dout (like q).
 template <typename T>
 absl::StatusOr<AttentionGrads<T>> SerialRingBackward(
-    const Schedule& schedule, const AttentionShape& shape,
-    absl::Span<const T> q, absl::Span<const T> k, absl::Span<const T> v,
-    absl::Span<const T> out, absl::Span<const T> lse, absl::Span<const T> dout,
-    double softmax_scale);
+    const Schedule& schedule, const AttentionShape& shape, absl::Span<const T> q,
+    absl::Span<const T> k, absl::Span<const T> v, absl::Span<const T> out, absl::Span<const T> lse,
+    absl::Span<const T> dout, double softmax_scale);
 
 }  // namespace ringattn::cpu
 

@@ -8,8 +8,8 @@ absl::StatusOr<int> DeviceCount() {
   int count = 0;
   const cudaError_t error = cudaGetDeviceCount(&count);
   if (error != cudaSuccess) {
-    return absl::UnavailableError(absl::StrCat(
-        "no usable CUDA device: ", cudaGetErrorString(error)));
+    return absl::UnavailableError(
+        absl::StrCat("no usable CUDA device: ", cudaGetErrorString(error)));
   }
   if (count == 0) return absl::UnavailableError("no CUDA device is visible");
   return count;
@@ -17,8 +17,7 @@ absl::StatusOr<int> DeviceCount() {
 
 absl::Status CudaStatus(cudaError_t error, const char* what) {
   if (error == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat(what, " failed: ",
-                                          cudaGetErrorName(error), " (",
+  return absl::InternalError(absl::StrCat(what, " failed: ", cudaGetErrorName(error), " (",
                                           cudaGetErrorString(error), ")"));
 }
 

@@ -1,15 +1,14 @@
-#include "cuda/forward_block.h"
-
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "core/lse_math.h"
+#include "cuda/forward_block.h"
 
 namespace ringattn::cuda {
 namespace {
 
-constexpr int kRowsPerBlock = 64;   // threads: one query row each
-constexpr int kTileKeys = 16;       // keys staged per shared-memory tile
+constexpr int kRowsPerBlock = 64;  // threads: one query row each
+constexpr int kTileKeys = 16;      // keys staged per shared-memory tile
 
 __device__ __forceinline__ float Load(ElementType t, const void* p, int64_t i) {
   switch (t) {
@@ -59,8 +58,7 @@ __global__ void ForwardBlockKernel(ForwardBlockArgs a) {
   float q[kHeadDim];
   float acc[kHeadDim];
   for (int c = 0; c < d; ++c) {
-    q[c] = active ? Load(a.dtype, a.q,
-                         ((b * a.q_rows + row) * a.num_heads + h) * a.head_dim + c) *
+    q[c] = active ? Load(a.dtype, a.q, ((b * a.q_rows + row) * a.num_heads + h) * a.head_dim + c) *
                         a.softmax_scale
                   : 0.f;
     acc[c] = 0.f;
@@ -72,8 +70,7 @@ __global__ void ForwardBlockKernel(ForwardBlockArgs a) {
     __syncthreads();
     for (int e = threadIdx.x; e < keys * d; e += blockDim.x) {
       const int j = e / d, c = e % d;
-      const int64_t src =
-          KvOffset(a, b, a.k_row + k0 + j, kv_head) + c;
+      const int64_t src = KvOffset(a, b, a.k_row + k0 + j, kv_head) + c;
       k_tile[j][c] = Load(a.dtype, a.k, src);
       v_tile[j][c] = Load(a.dtype, a.v, src);
     }
@@ -83,8 +80,8 @@ __global__ void ForwardBlockKernel(ForwardBlockArgs a) {
     for (int j = 0; j < keys; ++j) {
       const int64_t k_pos = k_positions[j];
       const int64_t delta = k_pos - q_pos;
-      if (delta < a.min_delta || delta > a.max_delta || k_pos >= key_limit ||
-          k_pos < a.doc_begin || k_pos >= a.doc_end) {
+      if (delta < a.min_delta || delta > a.max_delta || k_pos >= key_limit || k_pos < a.doc_begin ||
+          k_pos >= a.doc_end) {
         continue;
       }
       float s = 0.f;
@@ -112,17 +109,15 @@ __global__ void ForwardBlockKernel(ForwardBlockArgs a) {
   }
   if (row_sum == 0.f) return;  // no allowed key: state unchanged
   MergeRow(a.state_o + ((b * a.q_rows + row) * a.num_heads + h) * a.head_dim,
-           a.state_lse + (b * a.num_heads + h) * a.q_rows + row, acc,
-           row_max + logf(row_sum), d);
+           a.state_lse + (b * a.num_heads + h) * a.q_rows + row, acc, row_max + logf(row_sum), d);
 }
 
 template <int kHeadDim>
 cudaError_t Launch(const ForwardBlockArgs& a, cudaStream_t stream) {
   const int64_t group = a.num_heads / a.num_kv_heads;
-  const dim3 grid(
-      static_cast<unsigned>((a.q_pos.length + kRowsPerBlock - 1) / kRowsPerBlock),
-      static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
-      static_cast<unsigned>(a.batch));
+  const dim3 grid(static_cast<unsigned>((a.q_pos.length + kRowsPerBlock - 1) / kRowsPerBlock),
+                  static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
+                  static_cast<unsigned>(a.batch));
   ForwardBlockKernel<kHeadDim><<<grid, kRowsPerBlock, 0, stream>>>(a);
   return cudaGetLastError();
 }
@@ -145,8 +140,7 @@ __global__ void BackwardBlockKernel(BackwardBlockArgs args) {
   const int64_t k_row = a.k_row + j;
   const int64_t k_pos = active ? At(a.k_pos, j) : 0;
   const int64_t key_limit = a.key_limit != nullptr ? a.key_limit[b] : INT64_MAX;
-  const bool key_valid = active && k_pos < key_limit && k_pos >= a.doc_begin &&
-                         k_pos < a.doc_end;
+  const bool key_valid = active && k_pos < key_limit && k_pos >= a.doc_begin && k_pos < a.doc_end;
   const int d = static_cast<int>(a.head_dim);
   const int64_t kv_offset = KvOffset(a, b, k_row, kv_head);
   float k[kHeadDim], v[kHeadDim], dk[kHeadDim], dv[kHeadDim];
@@ -175,8 +169,7 @@ __global__ void BackwardBlockKernel(BackwardBlockArgs args) {
     if (!key_valid) continue;
     for (int i = 0; i < rows; ++i) {
       const int64_t delta_pos = k_pos - q_positions[i];
-      if (delta_pos < a.min_delta || delta_pos > a.max_delta ||
-          lse_tile[i] == -INFINITY) {
+      if (delta_pos < a.min_delta || delta_pos > a.max_delta || lse_tile[i] == -INFINITY) {
         continue;
       }
       float s = 0.f, dp = 0.f;
@@ -203,9 +196,8 @@ __global__ void BackwardBlockKernel(BackwardBlockArgs args) {
 
 // One warp per row: lanes read consecutive elements (coalesced), then a
 // shuffle reduction.
-__global__ void DeltaKernel(ElementType dtype, const void* dout, const float* o,
-                            float* delta, int64_t batch, int64_t rows,
-                            int64_t heads, int64_t head_dim) {
+__global__ void DeltaKernel(ElementType dtype, const void* dout, const float* o, float* delta,
+                            int64_t batch, int64_t rows, int64_t heads, int64_t head_dim) {
   const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (row >= batch * rows * heads) return;  // whole warps leave together
@@ -224,10 +216,9 @@ template <int kHeadDim>
 cudaError_t LaunchBackward(const BackwardBlockArgs& args, cudaStream_t stream) {
   const ForwardBlockArgs& a = args.task;
   const int64_t group = a.num_heads / a.num_kv_heads;
-  const dim3 grid(
-      static_cast<unsigned>((a.k_pos.length + kRowsPerBlock - 1) / kRowsPerBlock),
-      static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
-      static_cast<unsigned>(a.batch));
+  const dim3 grid(static_cast<unsigned>((a.k_pos.length + kRowsPerBlock - 1) / kRowsPerBlock),
+                  static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
+                  static_cast<unsigned>(a.batch));
   BackwardBlockKernel<kHeadDim><<<grid, kRowsPerBlock, 0, stream>>>(args);
   return cudaGetLastError();
 }
@@ -241,8 +232,7 @@ bool ValidTask(const ForwardBlockArgs& a) {
 
 }  // namespace
 
-cudaError_t LaunchBackwardBlock(const BackwardBlockArgs& args,
-                                cudaStream_t stream) {
+cudaError_t LaunchBackwardBlock(const BackwardBlockArgs& args, cudaStream_t stream) {
   const ForwardBlockArgs& a = args.task;
   if (!ValidTask(a)) return cudaErrorInvalidValue;
   if (a.q_pos.length == 0 || a.k_pos.length == 0 || a.batch == 0) return cudaSuccess;
@@ -251,16 +241,14 @@ cudaError_t LaunchBackwardBlock(const BackwardBlockArgs& args,
   return LaunchBackward<256>(args, stream);
 }
 
-cudaError_t LaunchBackwardDelta(ElementType dtype, const void* dout,
-                                const float* o, float* delta, int64_t batch,
-                                int64_t rows, int64_t heads, int64_t head_dim,
+cudaError_t LaunchBackwardDelta(ElementType dtype, const void* dout, const float* o, float* delta,
+                                int64_t batch, int64_t rows, int64_t heads, int64_t head_dim,
                                 cudaStream_t stream) {
   const int64_t n = batch * rows * heads;
   if (n == 0) return cudaSuccess;
   constexpr int64_t kRowsPerBlock = 8;  // warps of 256 threads
-  DeltaKernel<<<static_cast<unsigned>((n + kRowsPerBlock - 1) / kRowsPerBlock),
-                32 * kRowsPerBlock, 0, stream>>>(
-      dtype, dout, o, delta, batch, rows, heads, head_dim);
+  DeltaKernel<<<static_cast<unsigned>((n + kRowsPerBlock - 1) / kRowsPerBlock), 32 * kRowsPerBlock,
+                0, stream>>>(dtype, dout, o, delta, batch, rows, heads, head_dim);
   return cudaGetLastError();
 }
 

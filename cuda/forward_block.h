@@ -8,9 +8,9 @@
 #ifndef RINGATTN_CUDA_FORWARD_BLOCK_H_
 #define RINGATTN_CUDA_FORWARD_BLOCK_H_
 
-#include <cstdint>
-
 #include <cuda_runtime_api.h>
+
+#include <cstdint>
 
 namespace ringattn::cuda {
 
@@ -72,7 +72,7 @@ __host__ __device__ inline int64_t KvOffset(const ForwardBlockArgs& a, int64_t b
 // mask fields as the forward. Correctness-first: one thread per key row,
 // atomics into dQ and (across GQA heads) dK/dV.
 struct BackwardBlockArgs {
-  ForwardBlockArgs task;      // q, k, v, shapes, positions, mask, scale
+  ForwardBlockArgs task;       // q, k, v, shapes, positions, mask, scale
   const void* dout = nullptr;  // like q, input dtype
   const float* lse = nullptr;
   const float* delta = nullptr;
@@ -81,13 +81,11 @@ struct BackwardBlockArgs {
   float* dv = nullptr;
 };
 
-cudaError_t LaunchBackwardBlock(const BackwardBlockArgs& args,
-                                cudaStream_t stream);
+cudaError_t LaunchBackwardBlock(const BackwardBlockArgs& args, cudaStream_t stream);
 
 // delta[b, h, t] = sum_c dout[b, t, h, c] * o[b, t, h, c], o the fp32 state.
-cudaError_t LaunchBackwardDelta(ElementType dtype, const void* dout,
-                                const float* o, float* delta, int64_t batch,
-                                int64_t rows, int64_t heads, int64_t head_dim,
+cudaError_t LaunchBackwardDelta(ElementType dtype, const void* dout, const float* o, float* delta,
+                                int64_t batch, int64_t rows, int64_t heads, int64_t head_dim,
                                 cudaStream_t stream);
 
 // Largest head_dim the kernel takes.
@@ -95,8 +93,7 @@ inline constexpr int64_t kForwardBlockMaxHeadDim = 256;
 
 // Enqueues the task on `stream`. Returns cudaErrorInvalidValue for a
 // head_dim above kForwardBlockMaxHeadDim or an empty head range.
-cudaError_t LaunchForwardBlock(const ForwardBlockArgs& args,
-                               cudaStream_t stream);
+cudaError_t LaunchForwardBlock(const ForwardBlockArgs& args, cudaStream_t stream);
 
 }  // namespace ringattn::cuda
 

@@ -8,11 +8,11 @@
 
 #include <vector>
 
+#include "core/dtype_convert.h"
 #include "core/layout.h"
 #include "core/mask.h"
 #include "core/schedule.h"
 #include "cpu_reference/blocked_attention.h"
-#include "core/dtype_convert.h"
 #include "cuda/device.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
@@ -44,14 +44,13 @@ struct Case {
 
 void Check(const Case& c) {
   const AttentionShape s{2, 96, 96, 4, 2, c.head_dim};
-  SCOPED_TRACE(absl::StrCat(LayoutKindName(c.layout.kind), " d", c.head_dim, " ",
-                            DTypeName(c.dtype)));
+  SCOPED_TRACE(
+      absl::StrCat(LayoutKindName(c.layout.kind), " d", c.head_dim, " ", DTypeName(c.dtype)));
   const Layout layout = *Layout::Create(c.layout, s.batch, s.seqlen_q);
   const Mask mask = *Mask::Create(c.mask, s.batch, s.seqlen_q, s.seqlen_k);
   const Schedule schedule = *Schedule::Create(layout, mask, s.num_kv_heads);
   const auto round = [&](std::vector<double> x) {
-    return DecodeAll<double>(
-        c.dtype, EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
+    return DecodeAll<double>(c.dtype, EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
   };
   const std::vector<double> q = round(RandomNormal<double>(s.q_elements(), 1));
   const std::vector<double> k = round(RandomNormal<double>(s.kv_elements(), 2));
@@ -68,12 +67,10 @@ void Check(const Case& c) {
   const double scale = DefaultSoftmaxScale(s.head_dim);
   const int64_t rows = layout.local_seqlen();
   const std::vector<double> dout = round(RandomNormal<double>(s.q_elements(), 4));
-  const auto dout_shards =
-      *layout.Shard(absl::MakeConstSpan(dout), s.num_heads * s.head_dim);
+  const auto dout_shards = *layout.Shard(absl::MakeConstSpan(dout), s.num_heads * s.head_dim);
   // The kernel arguments of `task` over device tensors of one rank.
-  const auto TaskArgs = [&](const BlockTask& task, const void* d_q,
-                            const void* d_k, const void* d_v, float* d_o,
-                            float* d_lse, const int64_t* d_limits) {
+  const auto TaskArgs = [&](const BlockTask& task, const void* d_q, const void* d_k,
+                            const void* d_v, float* d_o, float* d_lse, const int64_t* d_limits) {
     ForwardBlockArgs a;
     a.dtype = type;
     a.q = d_q;
@@ -106,8 +103,13 @@ void Check(const Case& c) {
   for (int rank = 0; rank < layout.world(); ++rank) {
     const cpu::BlockProblem problem{layout.local_batch(),
                                     layout.BatchRange(rank).first,
-                                    rows, rows, s.num_heads, s.num_kv_heads,
-                                    s.head_dim, scale, &mask};
+                                    rows,
+                                    rows,
+                                    s.num_heads,
+                                    s.num_kv_heads,
+                                    s.head_dim,
+                                    scale,
+                                    &mask};
     // The CPU reference first, then the same tasks on the GPU.
     cpu::AttentionOutput<double> want =
         cpu::EmptyOutput<double>(layout.local_batch(), rows, s.num_heads, s.head_dim);
@@ -115,9 +117,9 @@ void Check(const Case& c) {
       const int source = schedule.KvSource(rank, step);
       const std::vector<BlockTask> tasks = *schedule.Tasks(rank, step);
       for (const BlockTask& task : tasks) {
-        const absl::Status cpu = cpu::BlockForward<double>(
-            task, problem, {q_shards[rank], qs}, {k_shards[source], ks},
-            {v_shards[source], ks}, &want);
+        const absl::Status cpu =
+            cpu::BlockForward<double>(task, problem, {q_shards[rank], qs}, {k_shards[source], ks},
+                                      {v_shards[source], ks}, &want);
         ASSERT_TRUE(cpu.ok()) << cpu;
       }
     }
@@ -126,8 +128,7 @@ void Check(const Case& c) {
     const std::vector<double> delta = cpu::BackwardDelta<double>(
         want.out, dout_shard, layout.local_batch(), rows, s.num_heads, s.head_dim);
     std::vector<double> want_dq(q_shards[rank].size(), 0.0);
-    std::vector<std::vector<double>> want_dk(schedule.num_steps()),
-        want_dv(schedule.num_steps());
+    std::vector<std::vector<double>> want_dk(schedule.num_steps()), want_dv(schedule.num_steps());
     for (int step = 0; step < schedule.num_steps(); ++step) {
       const int source = schedule.KvSource(rank, step);
       want_dk[step].assign(k_shards[source].size(), 0.0);
@@ -135,10 +136,9 @@ void Check(const Case& c) {
       const std::vector<BlockTask> tasks = *schedule.Tasks(rank, step);
       for (const BlockTask& task : tasks) {
         const absl::Status cpu = cpu::BlockBackward<double>(
-            task, problem, {q_shards[rank], qs}, {k_shards[source], ks},
-            {v_shards[source], ks}, {dout_shard, qs}, want.lse, delta,
-            {absl::MakeSpan(want_dq), qs}, {absl::MakeSpan(want_dk[step]), ks},
-            {absl::MakeSpan(want_dv[step]), ks});
+            task, problem, {q_shards[rank], qs}, {k_shards[source], ks}, {v_shards[source], ks},
+            {dout_shard, qs}, want.lse, delta, {absl::MakeSpan(want_dq), qs},
+            {absl::MakeSpan(want_dk[step]), ks}, {absl::MakeSpan(want_dv[step]), ks});
         ASSERT_TRUE(cpu.ok()) << cpu;
       }
     }
@@ -174,8 +174,8 @@ void Check(const Case& c) {
     uint8_t* d_dout = device_input(dout_shard);
     float* d_delta = ToDevice(std::vector<float>(lse.size()));
     float* d_dq = ToDevice(std::vector<float>(q_shards[rank].size()));
-    ASSERT_EQ(LaunchBackwardDelta(type, d_dout, d_o, d_delta, layout.local_batch(),
-                                  rows, s.num_heads, s.head_dim, nullptr),
+    ASSERT_EQ(LaunchBackwardDelta(type, d_dout, d_o, d_delta, layout.local_batch(), rows,
+                                  s.num_heads, s.head_dim, nullptr),
               cudaSuccess);
     for (int step = 0; step < schedule.num_steps(); ++step) {
       const int source = schedule.KvSource(rank, step);
@@ -201,18 +201,17 @@ void Check(const Case& c) {
       cudaMemcpy(dv.data(), d_dv, dv.size() * 4, cudaMemcpyDeviceToHost);
       EXPECT_LE(MaxRelError(dk, want_dk[step]), 1e-5) << "rank " << rank << " step " << step;
       EXPECT_LE(MaxRelError(dv, want_dv[step]), 1e-5) << "rank " << rank << " step " << step;
-      for (void* p : {static_cast<void*>(d_k), static_cast<void*>(d_v),
-                      static_cast<void*>(d_dk), static_cast<void*>(d_dv)}) {
+      for (void* p : {static_cast<void*>(d_k), static_cast<void*>(d_v), static_cast<void*>(d_dk),
+                      static_cast<void*>(d_dv)}) {
         cudaFree(p);
       }
     }
     std::vector<float> dq(q_shards[rank].size());
     cudaMemcpy(dq.data(), d_dq, dq.size() * 4, cudaMemcpyDeviceToHost);
     EXPECT_LE(MaxRelError(dq, want_dq), 1e-5) << "rank " << rank;
-    for (void* p : {static_cast<void*>(d_o), static_cast<void*>(d_lse),
-                    static_cast<void*>(d_q), static_cast<void*>(d_limits),
-                    static_cast<void*>(d_dout), static_cast<void*>(d_delta),
-                    static_cast<void*>(d_dq)}) {
+    for (void* p : {static_cast<void*>(d_o), static_cast<void*>(d_lse), static_cast<void*>(d_q),
+                    static_cast<void*>(d_limits), static_cast<void*>(d_dout),
+                    static_cast<void*>(d_delta), static_cast<void*>(d_dq)}) {
       cudaFree(p);
     }
   }
@@ -221,16 +220,17 @@ void Check(const Case& c) {
 TEST(ForwardBlockTest, ForwardAndBackwardMatchTheCpuBlockedKernel) {
   // The CPU reference runs everywhere; the GPU part skips without a device.
   for (int64_t d : {64, 128, 256}) {
-    Check({{.kind = LayoutKind::kZigzag, .world = 4}, {.causal = true}, d,
-           DType::kFloat32});
+    Check({{.kind = LayoutKind::kZigzag, .world = 4}, {.causal = true}, d, DType::kFloat32});
   }
   Check({{.kind = LayoutKind::kStripe, .world = 4, .stripe_width = 2},
-         {.causal = true, .window_left = 20, .key_lengths = {90, 61}}, 64,
+         {.causal = true, .window_left = 20, .key_lengths = {90, 61}},
+         64,
          DType::kBFloat16});
   Check({{.kind = LayoutKind::kRing, .world = 3},
-         {.window_left = 9, .window_right = 5}, 128, DType::kFloat16});
-  Check({{.kind = LayoutKind::kLlama3, .world = 1}, {.causal = true}, 64,
-         DType::kFloat32});
+         {.window_left = 9, .window_right = 5},
+         128,
+         DType::kFloat16});
+  Check({{.kind = LayoutKind::kLlama3, .world = 1}, {.causal = true}, 64, DType::kFloat32});
   if (absl::StatusOr<int> n = DeviceCount(); !n.ok()) {
     GTEST_SKIP() << "GPU part skipped: " << n.status().message();
   }

@@ -10,12 +10,12 @@
 #include "absl/strings/str_cat.h"
 #include "core/layout.h"
 #include "core/mask.h"
+#include "core/status_macros.h"
 #include "cuda/device.h"
 #include "cuda/flash/backward.h"
 #include "cuda/flash/forward.h"
 #include "cuda/forward_block.h"
 #include "cuda/ring_kernels.h"
-#include "core/status_macros.h"
 
 namespace ringattn::cuda {
 namespace {
@@ -41,9 +41,9 @@ class DeviceMemory {
     const cudaError_t e = managed ? cudaMallocManaged(&p, std::max<int64_t>(bytes, 1))
                                   : cudaMalloc(&p, std::max<int64_t>(bytes, 1));
     if (e != cudaSuccess) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "allocating ", bytes, " bytes of ", managed ? "managed" : "device",
-          " memory: ", cudaGetErrorString(e)));
+      return absl::ResourceExhaustedError(absl::StrCat("allocating ", bytes, " bytes of ",
+                                                       managed ? "managed" : "device",
+                                                       " memory: ", cudaGetErrorString(e)));
     }
     data_ = p;
     bytes_ = bytes;
@@ -76,13 +76,16 @@ class DeviceMemory {
 
 absl::StatusOr<ElementType> ElementTypeOf(DType dtype) {
   switch (dtype) {
-    case DType::kFloat32: return ElementType::kFloat32;
-    case DType::kFloat16: return ElementType::kFloat16;
-    case DType::kBFloat16: return ElementType::kBFloat16;
+    case DType::kFloat32:
+      return ElementType::kFloat32;
+    case DType::kFloat16:
+      return ElementType::kFloat16;
+    case DType::kBFloat16:
+      return ElementType::kBFloat16;
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the CUDA backend takes float32, float16 or bfloat16 inputs, not ",
-          DTypeName(dtype), " (float64 runs on the CPU backend)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the CUDA backend takes float32, float16 or bfloat16 inputs, not ",
+                       DTypeName(dtype), " (float64 runs on the CPU backend)"));
   }
 }
 
@@ -96,9 +99,8 @@ DeviceRun RunOf(const PositionRun& r) {
 
 class Backend final : public CudaRingBackend {
  public:
-  Backend(const Schedule& schedule, int rank, const AttentionShape& shape,
-          double softmax_scale, DType dtype, ElementType type,
-          const CudaBackendOptions& options)
+  Backend(const Schedule& schedule, int rank, const AttentionShape& shape, double softmax_scale,
+          DType dtype, ElementType type, const CudaBackendOptions& options)
       : mask_(schedule.mask()),
         dtype_(dtype),
         type_(type),
@@ -119,8 +121,8 @@ class Backend final : public CudaRingBackend {
     batch_ = layout.local_batch();
     batch_offset_ = layout.BatchRange(rank).first;
     rows_ = layout.local_seqlen();
-    for (DeviceMemory* m : {&q_, &k_, &v_, &state_o_, &out_, &state_lse_, &key_limit_,
-                            &dout_, &delta_, &dq_, &dk_, &dv_}) {
+    for (DeviceMemory* m : {&q_, &k_, &v_, &state_o_, &out_, &state_lse_, &key_limit_, &dout_,
+                            &delta_, &dq_, &dk_, &dv_}) {
       m->set_meter(&meter_);
     }
   }
@@ -135,14 +137,13 @@ class Backend final : public CudaRingBackend {
   absl::Status Init(const HostRankInputs& in) {
     RETURN_IF_ERROR(Check(cudaSetDevice(device_), "selecting the device"));
     if (owns_stream_) {
-      RETURN_IF_ERROR(Check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
-                                 "creating a stream"));
+      RETURN_IF_ERROR(
+          Check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream"));
     }
     const int64_t elem = DTypeBytes(dtype_);
-    for (auto [memory, bytes, host] :
-         {std::tuple{&q_, QElements() * elem, in.q.data()},
-          std::tuple{&k_, KvFullElements(1) * elem, in.k.data()},
-          std::tuple{&v_, KvFullElements(1) * elem, in.v.data()}}) {
+    for (auto [memory, bytes, host] : {std::tuple{&q_, QElements() * elem, in.q.data()},
+                                       std::tuple{&k_, KvFullElements(1) * elem, in.k.data()},
+                                       std::tuple{&v_, KvFullElements(1) * elem, in.v.data()}}) {
       RETURN_IF_ERROR(memory->Allocate(bytes));
       RETURN_IF_ERROR(Copy(memory->get(), host, bytes, "copying an input to the device"));
     }
@@ -174,8 +175,8 @@ class Backend final : public CudaRingBackend {
     const int64_t q = QElements(), kv = KvFullElements(1), stats = StatElements();
     // A visiting buffer: K and V of the heads one step carries, from
     // ring_size ranks for all-gather.
-    const int64_t visiting = 2 * (all_gather_ ? ring_size_ : 1) * batch_ * rows_ *
-                             kv_heads_per_step_ * shape_.head_dim;
+    const int64_t visiting =
+        2 * (all_gather_ ? ring_size_ : 1) * batch_ * rows_ * kv_heads_per_step_ * shape_.head_dim;
     int64_t theory = (2 * q + 2 * kv) * elem + 4 * (q + stats) + 2 * visiting * elem;
     if (backward_done_) {
       theory += q * elem + 4 * stats + 4 * (q + 2 * kv) +
@@ -196,9 +197,9 @@ class Backend final : public CudaRingBackend {
 
   absl::Status Accumulate(absl::Span<uint8_t> dst, absl::Span<const uint8_t> src) override {
     if (dst.size() != src.size() || dst.size() % 4 != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "accumulate ", src.size(), " bytes into ", dst.size(),
-          "; expected equal sizes of float32 elements"));
+      return absl::InvalidArgumentError(absl::StrCat("accumulate ", src.size(), " bytes into ",
+                                                     dst.size(),
+                                                     "; expected equal sizes of float32 elements"));
     }
     RETURN_IF_ERROR(Device());
     return Finish(LaunchAddF32(reinterpret_cast<float*>(dst.data()),
@@ -215,9 +216,9 @@ class Backend final : public CudaRingBackend {
   absl::Status PackKv(int64_t head_begin, int64_t head_end, absl::Span<uint8_t> out) override {
     if (head_begin < 0 || head_end > shape_.num_kv_heads || head_begin >= head_end ||
         static_cast<int64_t>(out.size()) != KvBytes(head_begin, head_end)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "K/V pack of kv heads [", head_begin, ", ", head_end, ") into ", out.size(),
-          " bytes; expected ", KvBytes(head_begin, head_end)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("K/V pack of kv heads [", head_begin, ", ", head_end, ") into ", out.size(),
+                       " bytes; expected ", KvBytes(head_begin, head_end)));
     }
     RETURN_IF_ERROR(Device());
     // Rows of (batch * rows) tokens: heads [begin, end) of each, K then V.
@@ -227,10 +228,9 @@ class Backend final : public CudaRingBackend {
     const int64_t half = out.size() / 2;
     for (int i = 0; i < 2; ++i) {
       const uint8_t* src = (i == 0 ? k_ : v_).get<uint8_t>() + head_begin * d * elem;
-      RETURN_IF_ERROR(Check(cudaMemcpy2DAsync(out.data() + i * half, width, src, src_pitch,
-                                                   width, batch_ * rows_,
-                                                   cudaMemcpyDeviceToDevice, stream_),
-                                 "packing K/V"));
+      RETURN_IF_ERROR(Check(cudaMemcpy2DAsync(out.data() + i * half, width, src, src_pitch, width,
+                                              batch_ * rows_, cudaMemcpyDeviceToDevice, stream_),
+                            "packing K/V"));
     }
     return Finish(cudaSuccess, "packing K/V");
   }
@@ -239,8 +239,8 @@ class Backend final : public CudaRingBackend {
     RETURN_IF_ERROR(CheckVisiting(kv));
     for (const BlockTask& task : tasks) {
       RETURN_IF_ERROR(ForEachShard(task, kv, [&](const ForwardBlockArgs& a, int64_t) {
-            return Check(LaunchForward(a, stream_), "the forward kernel");
-          }));
+        return Check(LaunchForward(a, stream_), "the forward kernel");
+      }));
     }
     return Finish(cudaSuccess, "a forward step");
   }
@@ -254,16 +254,15 @@ class Backend final : public CudaRingBackend {
     forward_done_ = true;
     // O in the input dtype on the device, as a forward's caller takes it
     // (the fp32 state stays for the backward's D = rowsum(dO * O)).
-    return Finish(LaunchConvertF32(type_, state_o_.get<float>(), out_.get(), QElements(),
-                                   stream_),
+    return Finish(LaunchConvertF32(type_, state_o_.get<float>(), out_.get(), QElements(), stream_),
                   "converting O to the input dtype");
   }
 
   absl::Status SetDout(absl::Span<const uint8_t> dout) override {
     const int64_t bytes = QElements() * DTypeBytes(dtype_);
     if (static_cast<int64_t>(dout.size()) != bytes) {
-      return absl::InvalidArgumentError(absl::StrCat("dout has ", dout.size(),
-                                                     " bytes; expected ", bytes, " (like q)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("dout has ", dout.size(), " bytes; expected ", bytes, " (like q)"));
     }
     RETURN_IF_ERROR(Device());
     RETURN_IF_ERROR(dout_.Allocate(bytes));
@@ -284,48 +283,45 @@ class Backend final : public CudaRingBackend {
       return absl::FailedPreconditionError("backward needs dout: call SetDout");
     }
     RETURN_IF_ERROR(Device());
-    for (auto [memory, elements] : {std::pair{&delta_, StatElements()},
-                                    std::pair{&dq_, QElements()},
-                                    std::pair{&dk_, KvFullElements(1)},
-                                    std::pair{&dv_, KvFullElements(1)}}) {
+    for (auto [memory, elements] :
+         {std::pair{&delta_, StatElements()}, std::pair{&dq_, QElements()},
+          std::pair{&dk_, KvFullElements(1)}, std::pair{&dv_, KvFullElements(1)}}) {
       if (memory->bytes() != elements * 4) {
         RETURN_IF_ERROR(memory->Allocate(elements * 4));
       }
-      RETURN_IF_ERROR(Check(cudaMemsetAsync(memory->get(), 0, elements * 4, stream_),
-                                 "zeroing gradients"));
+      RETURN_IF_ERROR(
+          Check(cudaMemsetAsync(memory->get(), 0, elements * 4, stream_), "zeroing gradients"));
     }
     backward_done_ = true;
-    return Finish(LaunchBackwardDelta(type_, dout_.get(), state_o_.get<float>(),
-                                      delta_.get<float>(), batch_, rows_, shape_.num_heads,
-                                      shape_.head_dim, stream_),
-                  "D = rowsum(dO * O)");
+    return Finish(
+        LaunchBackwardDelta(type_, dout_.get(), state_o_.get<float>(), delta_.get<float>(), batch_,
+                            rows_, shape_.num_heads, shape_.head_dim, stream_),
+        "D = rowsum(dO * O)");
   }
 
   absl::Status BackwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv,
                             absl::Span<uint8_t> dkv) override {
     if (static_cast<int64_t>(dkv.size()) != kv.ranks * GradBytes(kv.head_begin, kv.head_end)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "dK/dV buffer has ", dkv.size(), " bytes; expected ",
-          kv.ranks * GradBytes(kv.head_begin, kv.head_end)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("dK/dV buffer has ", dkv.size(), " bytes; expected ",
+                       kv.ranks * GradBytes(kv.head_begin, kv.head_end)));
     }
     RETURN_IF_ERROR(CheckVisiting(kv));
     // The kernels accumulate straight into the buffer the driver zeroed:
     // it has the visiting K/V's packed layout (shards of K then V), in fp32.
     float* dkv_f32 = reinterpret_cast<float*>(dkv.data());
     for (const BlockTask& task : tasks) {
-      RETURN_IF_ERROR(ForEachShard(
-              task, kv,
-              [&](const ForwardBlockArgs& a, int64_t shard_offset) {
-                BackwardBlockArgs args;
-                args.task = a;
-                args.dout = dout_.get();
-                args.lse = state_lse_.get<float>();
-                args.delta = delta_.get<float>();
-                args.dq = dq_.get<float>();
-                args.dk = dkv_f32 + shard_offset;
-                args.dv = args.dk + ShardElements(kv) / 2;
-                return Check(LaunchBackward(args, stream_), "the backward kernel");
-              }));
+      RETURN_IF_ERROR(ForEachShard(task, kv, [&](const ForwardBlockArgs& a, int64_t shard_offset) {
+        BackwardBlockArgs args;
+        args.task = a;
+        args.dout = dout_.get();
+        args.lse = state_lse_.get<float>();
+        args.delta = delta_.get<float>();
+        args.dq = dq_.get<float>();
+        args.dk = dkv_f32 + shard_offset;
+        args.dv = args.dk + ShardElements(kv) / 2;
+        return Check(LaunchBackward(args, stream_), "the backward kernel");
+      }));
     }
     return Finish(cudaSuccess, "a backward step");
   }
@@ -333,9 +329,8 @@ class Backend final : public CudaRingBackend {
   absl::Status AddOwnDkv(int64_t head_begin, int64_t head_end,
                          absl::Span<const uint8_t> dkv) override {
     if (static_cast<int64_t>(dkv.size()) != GradBytes(head_begin, head_end)) {
-      return absl::InvalidArgumentError(absl::StrCat("own dK/dV has ", dkv.size(),
-                                                     " bytes; expected ",
-                                                     GradBytes(head_begin, head_end)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "own dK/dV has ", dkv.size(), " bytes; expected ", GradBytes(head_begin, head_end)));
     }
     RETURN_IF_ERROR(Device());
     return Finish(LaunchPackedAddF32(PackedShape(1, head_begin, head_end), false,
@@ -383,9 +378,7 @@ class Backend final : public CudaRingBackend {
     return Check(cudaStreamSynchronize(stream_), what);
   }
   // Waits for the stream whatever the mode (before the host reads).
-  absl::Status Sync(const char* what) {
-    return Check(cudaStreamSynchronize(stream_), what);
-  }
+  absl::Status Sync(const char* what) { return Check(cudaStreamSynchronize(stream_), what); }
 
   // Copies on the backend's stream and waits. A plain cudaMemcpy from
   // pageable memory may return before its DMA lands, and the legacy stream
@@ -407,12 +400,12 @@ class Backend final : public CudaRingBackend {
   }
 
   absl::Status CheckVisiting(const KvBlock& kv) {
-    if (kv.head_begin < 0 || kv.head_end > shape_.num_kv_heads ||
-        kv.head_begin >= kv.head_end || kv.ranks < 1 ||
+    if (kv.head_begin < 0 || kv.head_end > shape_.num_kv_heads || kv.head_begin >= kv.head_end ||
+        kv.ranks < 1 ||
         static_cast<int64_t>(kv.data.size()) != kv.ranks * KvBytes(kv.head_begin, kv.head_end)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "visiting K/V of ", kv.data.size(), " bytes does not hold ", kv.ranks,
-          " shards of kv heads [", kv.head_begin, ", ", kv.head_end, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("visiting K/V of ", kv.data.size(), " bytes does not hold ", kv.ranks,
+                       " shards of kv heads [", kv.head_begin, ", ", kv.head_end, ")"));
     }
     return Device();
   }
@@ -476,9 +469,8 @@ class Backend final : public CudaRingBackend {
     DeviceMemory out(&meter_);  // O (or a gradient) in the input dtype
     const int64_t bytes = elements * DTypeBytes(dtype_);
     RETURN_IF_ERROR(out.Allocate(bytes));
-    RETURN_IF_ERROR(Finish(LaunchConvertF32(type_, f32.get<float>(), out.get(), elements,
-                                                 stream_),
-                                "converting a result to the input dtype"));
+    RETURN_IF_ERROR(Finish(LaunchConvertF32(type_, f32.get<float>(), out.get(), elements, stream_),
+                           "converting a result to the input dtype"));
     std::vector<uint8_t> host(bytes);
     RETURN_IF_ERROR(Copy(host.data(), out.get(), bytes, "copying a result to the host"));
     return host;
@@ -524,14 +516,13 @@ absl::StatusOr<std::unique_ptr<CudaRingBackend>> CudaRingBackend::Create(
   ASSIGN_OR_RETURN(ElementType type, ElementTypeOf(inputs.dtype));
   const int64_t local = layout.local_batch() * layout.local_seqlen() * shape.head_dim;
   const int64_t elem = DTypeBytes(inputs.dtype);
-  for (const auto& [name, bytes, heads] :
-       {std::tuple{"q", inputs.q.size(), shape.num_heads},
-        std::tuple{"k", inputs.k.size(), shape.num_kv_heads},
-        std::tuple{"v", inputs.v.size(), shape.num_kv_heads}}) {
+  for (const auto& [name, bytes, heads] : {std::tuple{"q", inputs.q.size(), shape.num_heads},
+                                           std::tuple{"k", inputs.k.size(), shape.num_kv_heads},
+                                           std::tuple{"v", inputs.v.size(), shape.num_kv_heads}}) {
     if (static_cast<int64_t>(bytes) != local * heads * elem) {
       return absl::InvalidArgumentError(absl::StrCat(
-          name, " has ", bytes, " bytes; expected ", local * heads, " ",
-          DTypeName(inputs.dtype), " elements (local_batch x local_seqlen x heads x head_dim)"));
+          name, " has ", bytes, " bytes; expected ", local * heads, " ", DTypeName(inputs.dtype),
+          " elements (local_batch x local_seqlen x heads x head_dim)"));
     }
   }
   ASSIGN_OR_RETURN(int devices, DeviceCount());
@@ -539,30 +530,29 @@ absl::StatusOr<std::unique_ptr<CudaRingBackend>> CudaRingBackend::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("device ", device, " does not exist; expected 0..", devices - 1));
   }
-  auto backend = std::make_unique<Backend>(schedule, rank, shape, softmax_scale, inputs.dtype,
-                                           type, options);
+  auto backend =
+      std::make_unique<Backend>(schedule, rank, shape, softmax_scale, inputs.dtype, type, options);
   RETURN_IF_ERROR(backend->Init(inputs));
   return std::unique_ptr<CudaRingBackend>(std::move(backend));
 }
 
 RankBackendFactory CudaBackendFactory(PlacementFn placement) {
-  return [placement](const Schedule& schedule, int rank, const AttentionShape& shape,
-                     double scale,
+  return [placement](const Schedule& schedule, int rank, const AttentionShape& shape, double scale,
                      const RankInputs& inputs) -> absl::StatusOr<std::unique_ptr<RankBackend>> {
-    ASSIGN_OR_RETURN(std::unique_ptr<CudaRingBackend> backend,
-                     CudaRingBackend::Create(schedule, rank, shape, scale, inputs, placement(rank)));
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<CudaRingBackend> backend,
+        CudaRingBackend::Create(schedule, rank, shape, scale, inputs, placement(rank)));
     return std::unique_ptr<RankBackend>(std::move(backend));
   };
 }
 
 RankBackendFactory CudaBackendFactory(int devices) {
-  return [devices](const Schedule& schedule, int rank, const AttentionShape& shape,
-                   double scale,
+  return [devices](const Schedule& schedule, int rank, const AttentionShape& shape, double scale,
                    const RankInputs& inputs) -> absl::StatusOr<std::unique_ptr<RankBackend>> {
     ASSIGN_OR_RETURN(int visible, DeviceCount());
     if (devices > visible) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          devices, " GPUs asked for; this machine has ", visible));
+      return absl::InvalidArgumentError(
+          absl::StrCat(devices, " GPUs asked for; this machine has ", visible));
     }
     const int n = devices > 0 ? devices : visible;
     CudaBackendOptions options;

@@ -66,9 +66,8 @@ class CudaRingBackend : public RankBackend {
   // shape, scale, byte size or dtype (float64 is CPU-only), Unavailable
   // without a GPU, ResourceExhausted when device memory runs out.
   static absl::StatusOr<std::unique_ptr<CudaRingBackend>> Create(
-      const Schedule& schedule, int rank, const AttentionShape& shape,
-      double softmax_scale, const HostRankInputs& inputs,
-      const CudaBackendOptions& options = {});
+      const Schedule& schedule, int rank, const AttentionShape& shape, double softmax_scale,
+      const HostRankInputs& inputs, const CudaBackendOptions& options = {});
 
   // Starts over for another forward (and backward) on the same inputs,
   // keeping every buffer (benchmarks repeat passes without allocating).

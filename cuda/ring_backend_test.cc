@@ -10,26 +10,25 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include <thread>
-
 #include "comm/cuda_communicator.h"
 #include "comm/nccl_communicator.h"
 #include "comm/thread_communicator.h"
-#include "ringattn.h"
+#include "core/dtype_convert.h"
 #include "core/layout.h"
+#include "core/mask.h"
 #include "core/ring_driver.h"
 #include "core/schedule.h"
-#include "core/mask.h"
+#include "core/status_macros.h"
 #include "cpu_reference/attention.h"
 #include "cpu_reference/cpu_backend.h"
-#include "core/dtype_convert.h"
 #include "cuda/device.h"
 #include "gtest/gtest.h"
+#include "ringattn.h"
 #include "tests/test_util.h"
-#include "core/status_macros.h"
 
 namespace ringattn::cuda {
 namespace {
@@ -52,12 +51,12 @@ absl::Status RankBody(const Schedule& schedule, Communicator& comm, RankBackend&
                       const std::vector<uint8_t>& dout, RankResult& res) {
   ASSIGN_OR_RETURN(RingRunStats fwd, RunRingForward(schedule, comm, backend));
   RETURN_IF_ERROR(backend.SetDout(dout));
-  if (auto st = RunRingBackward(schedule, comm, backend, {.forward_kv = fwd.last_kv});
-      !st.ok()) {
+  if (auto st = RunRingBackward(schedule, comm, backend, {.forward_kv = fwd.last_kv}); !st.ok()) {
     return st.status();
   }
-  for (auto [dst, get] : {std::pair{&res.out, &RankBackend::Out}, std::pair{&res.dq, &RankBackend::Dq},
-                          std::pair{&res.dk, &RankBackend::Dk}, std::pair{&res.dv, &RankBackend::Dv}}) {
+  for (auto [dst, get] :
+       {std::pair{&res.out, &RankBackend::Out}, std::pair{&res.dq, &RankBackend::Dq},
+        std::pair{&res.dk, &RankBackend::Dk}, std::pair{&res.dv, &RankBackend::Dv}}) {
     ASSIGN_OR_RETURN(std::vector<uint8_t> x, (backend.*get)());
     *dst = std::move(x);
   }
@@ -76,8 +75,8 @@ std::vector<RankResult> RunRing(const Schedule& schedule, const AttentionShape& 
   const double scale = DefaultSoftmaxScale(s.head_dim);
   const auto inputs = [&](int r) { return RankInputs{dtype, q[r], k[r], v[r]}; };
   if (mode == Mode::kCpu || mode == Mode::kManagedThreads) {
-    const auto statuses = comm::ThreadWorld::Run(
-        world, absl::Seconds(120), [&](Communicator& comm) -> absl::Status {
+    const auto statuses =
+        comm::ThreadWorld::Run(world, absl::Seconds(120), [&](Communicator& comm) -> absl::Status {
           const int r = comm.rank();
           absl::StatusOr<std::unique_ptr<RankBackend>> backend =
               mode == Mode::kCpu
@@ -125,8 +124,8 @@ std::vector<RankResult> RunRing(const Schedule& schedule, const AttentionShape& 
   for (int r = 0; r < world; ++r) {
     threads.emplace_back([&, r] {
       cudaSetDevice(placements[r].device);
-      CudaBackendOptions o{.device = placements[r].device, .stream = placements[r].stream,
-                           .synchronous = false};
+      CudaBackendOptions o{
+          .device = placements[r].device, .stream = placements[r].stream, .synchronous = false};
       absl::StatusOr<std::unique_ptr<CudaRingBackend>> backend =
           CudaRingBackend::Create(schedule, r, s, scale, inputs(r), o);
       statuses[r] = backend.ok() ? RankBody(schedule, *comms[r], **backend, dout[r], results[r])
@@ -165,8 +164,7 @@ void Check(const LayoutSpec& spec, const MaskSpec& mask, const AttentionShape& s
   const Schedule& schedule = *built;
   const Layout& layout = schedule.layout();
   const auto shard = [&](int64_t n, uint32_t seed, int64_t token) {
-    const std::vector<uint8_t> bytes =
-        EncodeAll<double>(dtype, RandomNormal<double>(n, seed));
+    const std::vector<uint8_t> bytes = EncodeAll<double>(dtype, RandomNormal<double>(n, seed));
     return *layout.Shard(absl::Span<const uint8_t>(bytes), token * DTypeBytes(dtype));
   };
   const auto q = shard(s.q_elements(), 1, s.num_heads * s.head_dim);
@@ -175,9 +173,7 @@ void Check(const LayoutSpec& spec, const MaskSpec& mask, const AttentionShape& s
   const auto dout = shard(s.q_elements(), 4, s.num_heads * s.head_dim);
   const std::vector<RankResult> gpu = RunRing(schedule, s, dtype, q, k, v, dout, mode);
   const std::vector<RankResult> cpu = RunRing(schedule, s, dtype, q, k, v, dout, reference);
-  const auto decode = [&](const std::vector<uint8_t>& x) {
-    return DecodeAll<double>(dtype, x);
-  };
+  const auto decode = [&](const std::vector<uint8_t>& x) { return DecodeAll<double>(dtype, x); };
   for (int r = 0; r < layout.world(); ++r) {
     SCOPED_TRACE(absl::StrCat("rank ", r));
     const char* names[] = {"out", "dq", "dk", "dv"};
@@ -219,10 +215,10 @@ std::vector<Case> Cases() {
   for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
     cases.push_back({{.kind = LayoutKind::kRing, .world = 2}, causal, s, dtype});
     cases.push_back({{.kind = LayoutKind::kZigzag, .world = 4}, causal, s, dtype});
-    cases.push_back({{.kind = LayoutKind::kStripe, .world = 4, .stripe_width = 16}, causal, s,
-                     dtype});
-    cases.push_back({{.kind = LayoutKind::kLlama3, .world = 4, .kv_heads_per_group = 1}, causal,
-                     s, dtype});
+    cases.push_back(
+        {{.kind = LayoutKind::kStripe, .world = 4, .stripe_width = 16}, causal, s, dtype});
+    cases.push_back(
+        {{.kind = LayoutKind::kLlama3, .world = 4, .kv_heads_per_group = 1}, causal, s, dtype});
   }
   // Non-causal with a sliding window, GQA 4:1, head_dim 64, batch 2, W = 8.
   cases.push_back({{.kind = LayoutKind::kZigzag, .world = 8},
@@ -304,9 +300,7 @@ Problem MakeProblem(const AttentionShape& s, const MaskSpec& mask_spec, DType dt
   p.k = random(s.kv_elements(), 12);
   p.v = random(s.kv_elements(), 13);
   p.dout = random(s.q_elements(), 14);
-  const auto decode = [&](const std::vector<uint8_t>& x) {
-    return DecodeAll<double>(dtype, x);
-  };
+  const auto decode = [&](const std::vector<uint8_t>& x) { return DecodeAll<double>(dtype, x); };
   const std::vector<double> q = decode(p.q), k = decode(p.k), v = decode(p.v),
                             dout = decode(p.dout);
   const Mask mask = *Mask::Create(mask_spec, s.batch, s.seqlen_q, s.seqlen_k);
@@ -395,8 +389,8 @@ TEST(CudaRingBackendTest, LowPrecisionRingErrorIsTheOneKernelError) {
       const Problem p = MakeProblem(study.shape, study.mask, dtype);
       const std::array<double, 4> one = RingErrors({.kind = LayoutKind::kRing, .world = 1}, p);
       for (const LayoutSpec& spec : study.layouts) {
-        SCOPED_TRACE(absl::StrCat(DTypeName(dtype), " ", LayoutKindName(spec.kind), " W=",
-                                  spec.world, " R=", spec.ring_size,
+        SCOPED_TRACE(absl::StrCat(DTypeName(dtype), " ", LayoutKindName(spec.kind),
+                                  " W=", spec.world, " R=", spec.ring_size,
                                   p.mask.cu_seqlens.empty() ? "" : " varlen"));
         const std::array<double, 4> ring = RingErrors(spec, p);
         for (int i = 0; i < 4; ++i) {
@@ -404,9 +398,9 @@ TEST(CudaRingBackendTest, LowPrecisionRingErrorIsTheOneKernelError) {
           EXPECT_LE(ring[i], 1.05 * one[i]) << names[i] << ": one call " << one[i];
           std::printf("%s %s W=%d R=%d%s %s: ring %.4e one call %.4e (%.3fx)\n",
                       std::string(DTypeName(dtype)).c_str(),
-                      std::string(LayoutKindName(spec.kind)).c_str(), spec.world,
-                      spec.ring_size, p.mask.cu_seqlens.empty() ? "" : " varlen", names[i],
-                      ring[i], one[i], ring[i] / one[i]);
+                      std::string(LayoutKindName(spec.kind)).c_str(), spec.world, spec.ring_size,
+                      p.mask.cu_seqlens.empty() ? "" : " varlen", names[i], ring[i], one[i],
+                      ring[i] / one[i]);
         }
       }
     }
@@ -419,8 +413,8 @@ TEST(CudaRingBackendTest, NcclOnTwoGpusMatchesVirtualRanks) {
   if (!n.ok() || *n < 2) GTEST_SKIP() << "needs two CUDA devices";
   const AttentionShape s{1, 512, 512, 4, 2, 128};
   for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
-    for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe,
-                            LayoutKind::kLlama3}) {
+    for (LayoutKind kind :
+         {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe, LayoutKind::kLlama3}) {
       LayoutSpec spec{.kind = kind, .world = 2};
       if (kind == LayoutKind::kLlama3) spec.kv_heads_per_group = 1;
       Check(spec, {.causal = true}, s, dtype, Mode::kNccl, Mode::kDeviceCopy);

@@ -1,7 +1,7 @@
-#include "cuda/ring_kernels.h"
-
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+
+#include "cuda/ring_kernels.h"
 
 namespace ringattn::cuda {
 namespace {
@@ -88,8 +88,7 @@ cudaError_t LaunchPackedAddF32(const PackedKvShape& shape, bool to_packed, float
                                float* full_k, float* full_v, cudaStream_t stream) {
   const int64_t n = shape.PackedElements();
   if (n <= 0) return cudaSuccess;
-  PackedAddKernel<<<Blocks(n), kThreads, 0, stream>>>(shape, n, to_packed, packed, full_k,
-                                                      full_v);
+  PackedAddKernel<<<Blocks(n), kThreads, 0, stream>>>(shape, n, to_packed, packed, full_k, full_v);
   return cudaGetLastError();
 }
 

@@ -18,8 +18,7 @@ namespace {
 // forward curve (A100, d128: 512 -> 16k tokens), scaled so that the GPU's
 // measured anchor (below) sits at its block side.
 constexpr std::pair<double, double> kCurve[] = {
-    {256, 0.40}, {512, 0.60}, {1024, 0.78}, {2048, 0.90},
-    {4096, 0.97}, {8192, 1.0}, {16384, 1.01}};
+    {256, 0.40}, {512, 0.60}, {1024, 0.78}, {2048, 0.90}, {4096, 0.97}, {8192, 1.0}, {16384, 1.01}};
 
 struct Anchor {
   const char* gpu;
@@ -27,25 +26,22 @@ struct Anchor {
   double fwd_causal, bwd_causal;
   // Causal vs full rate per FLOP, forward and backward.
   double partial_fwd, partial_bwd;
-  double launch_us, hbm_gbps, link_gbps, link_latency_us, internode_gbps,
-      internode_latency_us;
+  double launch_us, hbm_gbps, link_gbps, link_latency_us, internode_gbps, internode_latency_us;
 };
 
 // H100: our kernels as a ring step runs them, measured by
 // bench/kernel_bench.sh on an H100 (docs/KERNEL_BENCH.md, 2026-11-23 third
 // session: wgmma forward merging into the fp32 state 325.3, wgmma backward
 // 336.8 TFLOP/s at s8192 h32 d128 causal). H200: the same kernels measured
-// on an H200 the same way (fourth session: 323.7 / 336.2). H800 and A100: ring-flash-attention's single-GPU rows
-// (flash_attn, b1 s8192 h32 d128 causal: 591.5 / 154.7 iter/s fwd / fwd+bwd
-// on H800; 373.4 / 94.7 on A100) turned into TFLOP/s. Links: NVLink per
-// direction (H100/H200 450 GB/s peak, measured 280-305 GB/s in NCCL rings;
-// H800 NVLink 200 GB/s; A100 300 GB/s), 400 Gb/s IB per GPU across nodes.
-// Causal vs full: FlashAttention-2 (PyTorch's flash backend) measured on an
-// H100 by bench/seed_kernel_rates.py (2026-11-23): full 8192x4096 and
-// 4096x8192 blocks run 1.106x / 1.092x the causal 8192 rate per FLOP
-// forward, 1.019x / 1.059x backward, so 0.9 forward and 0.96 backward for
-// the FA2-based tables (h800 has h100's SMs; a100 the same kernels). Ours
-// (h100) and the h200 table keep 0.9 until measured.
+// on an H200 the same way (fourth session: 323.7 / 336.2). H800 and A100: ring-flash-attention's
+// single-GPU rows (flash_attn, b1 s8192 h32 d128 causal: 591.5 / 154.7 iter/s fwd / fwd+bwd on
+// H800; 373.4 / 94.7 on A100) turned into TFLOP/s. Links: NVLink per direction (H100/H200 450 GB/s
+// peak, measured 280-305 GB/s in NCCL rings; H800 NVLink 200 GB/s; A100 300 GB/s), 400 Gb/s IB per
+// GPU across nodes. Causal vs full: FlashAttention-2 (PyTorch's flash backend) measured on an H100
+// by bench/seed_kernel_rates.py (2026-11-23): full 8192x4096 and 4096x8192 blocks run 1.106x
+// / 1.092x the causal 8192 rate per FLOP forward, 1.019x / 1.059x backward, so 0.9 forward and 0.96
+// backward for the FA2-based tables (h800 has h100's SMs; a100 the same kernels). Ours (h100) and
+// the h200 table keep 0.9 until measured.
 constexpr Anchor kAnchors[] = {
     {"h100", 325.3, 336.8, 0.9, 0.9, 5, 3350, 290, 10, 45, 20},
     {"h200", 323.7, 336.2, 0.9, 0.9, 5, 4800, 290, 10, 45, 20},
@@ -76,8 +72,7 @@ absl::StatusOr<Calibration> Calibration::Builtin(absl::string_view gpu) {
     // The anchors are causal (partial) blocks: full blocks run faster by
     // 1 / the partial factor.
     for (int pass = 0; pass < 2; ++pass) {
-      const double full = (pass == 0 ? a.fwd_causal : a.bwd_causal) /
-                          c.PartialFactor(pass == 1);
+      const double full = (pass == 0 ? a.fwd_causal : a.bwd_causal) / c.PartialFactor(pass == 1);
       for (int64_t d : {64, 128, 256}) {
         // Smaller heads do less work per byte: FA2 runs d64 at ~0.85x d128.
         const double head = d == 64 ? 0.85 : 1.0;
@@ -88,8 +83,8 @@ absl::StatusOr<Calibration> Calibration::Builtin(absl::string_view gpu) {
     }
     return c;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown gpu '", gpu, "'; expected h100, h200, h800 or a100"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown gpu '", gpu, "'; expected h100, h200, h800 or a100"));
 }
 
 absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
@@ -107,9 +102,9 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
     }
     if (f[0] == "rate") {
       double head_dim, side, tflops;
-      if (f.size() != 5 || (f[1] != "fwd" && f[1] != "bwd") ||
-          !absl::SimpleAtod(f[2], &head_dim) || !absl::SimpleAtod(f[3], &side) ||
-          !absl::SimpleAtod(f[4], &tflops) || side <= 0 || tflops <= 0) {
+      if (f.size() != 5 || (f[1] != "fwd" && f[1] != "bwd") || !absl::SimpleAtod(f[2], &head_dim) ||
+          !absl::SimpleAtod(f[3], &side) || !absl::SimpleAtod(f[4], &tflops) || side <= 0 ||
+          tflops <= 0) {
         return LineError(line_number, raw,
                          "expected 'rate fwd|bwd HEAD_DIM TOKENS TFLOPS' with "
                          "positive numbers");
@@ -121,21 +116,31 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
     if (f.size() != 2 || !absl::SimpleAtod(f[1], &value) || value < 0) {
       return LineError(line_number, raw, "expected 'KEY NUMBER'");
     }
-    if (f[0] == "launch_us") c.launch_us = value;
-    else if (f[0] == "hbm_GBps") c.hbm_gbps = value;
-    else if (f[0] == "link_GBps") c.link_gbps = value;
-    else if (f[0] == "link_latency_us") c.link_latency_us = value;
-    else if (f[0] == "internode_GBps") c.internode_gbps = value;
-    else if (f[0] == "internode_latency_us") c.internode_latency_us = value;
-    else if (f[0] == "partial_block_factor") c.partial_block_factor = value;
-    else if (f[0] == "partial_block_factor_bwd") c.partial_block_factor_bwd = value;
-    else if (f[0] == "host_sync_us") c.host_sync_us = value;
-    else return LineError(line_number, raw, "unknown key");
+    if (f[0] == "launch_us")
+      c.launch_us = value;
+    else if (f[0] == "hbm_GBps")
+      c.hbm_gbps = value;
+    else if (f[0] == "link_GBps")
+      c.link_gbps = value;
+    else if (f[0] == "link_latency_us")
+      c.link_latency_us = value;
+    else if (f[0] == "internode_GBps")
+      c.internode_gbps = value;
+    else if (f[0] == "internode_latency_us")
+      c.internode_latency_us = value;
+    else if (f[0] == "partial_block_factor")
+      c.partial_block_factor = value;
+    else if (f[0] == "partial_block_factor_bwd")
+      c.partial_block_factor_bwd = value;
+    else if (f[0] == "host_sync_us")
+      c.host_sync_us = value;
+    else
+      return LineError(line_number, raw, "unknown key");
   }
   for (int pass = 0; pass < 2; ++pass) {
     if (c.rates[pass].empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "calibration has no '", pass ? "bwd" : "fwd", "' rates"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("calibration has no '", pass ? "bwd" : "fwd", "' rates"));
     }
     for (auto& [d, curve] : c.rates[pass]) std::sort(curve.begin(), curve.end());
   }
@@ -152,27 +157,24 @@ absl::StatusOr<Calibration> Calibration::Load(const std::string& path) {
   buffer << in.rdbuf();
   absl::StatusOr<Calibration> c = Parse(buffer.str());
   if (!c.ok()) {
-    return absl::Status(c.status().code(),
-                        absl::StrCat(path, ": ", c.status().message()));
+    return absl::Status(c.status().code(), absl::StrCat(path, ": ", c.status().message()));
   }
   return c;
 }
 
 std::string Calibration::Serialize() const {
-  std::string out = absl::StrCat(
-      "# ringattn simulator calibration\ngpu ", gpu, "\nlaunch_us ", launch_us,
-      "\nhbm_GBps ", hbm_gbps, "\nlink_GBps ", link_gbps, "\nlink_latency_us ",
-      link_latency_us, "\ninternode_GBps ", internode_gbps,
-      "\ninternode_latency_us ", internode_latency_us,
-      "\npartial_block_factor ", partial_block_factor,
-      "\npartial_block_factor_bwd ", partial_block_factor_bwd,
-      "\nhost_sync_us ", host_sync_us,
-      "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
+  std::string out =
+      absl::StrCat("# ringattn simulator calibration\ngpu ", gpu, "\nlaunch_us ", launch_us,
+                   "\nhbm_GBps ", hbm_gbps, "\nlink_GBps ", link_gbps, "\nlink_latency_us ",
+                   link_latency_us, "\ninternode_GBps ", internode_gbps, "\ninternode_latency_us ",
+                   internode_latency_us, "\npartial_block_factor ", partial_block_factor,
+                   "\npartial_block_factor_bwd ", partial_block_factor_bwd, "\nhost_sync_us ",
+                   host_sync_us, "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& [d, curve] : rates[pass]) {
       for (const auto& [side, tflops] : curve) {
-        absl::StrAppendFormat(&out, "rate %s %d %.9g %.9g\n",
-                              pass ? "bwd" : "fwd", d, side, tflops);
+        absl::StrAppendFormat(&out, "rate %s %d %.9g %.9g\n", pass ? "bwd" : "fwd", d, side,
+                              tflops);
       }
     }
   }
@@ -184,8 +186,8 @@ absl::Status Calibration::FitCurve(bool backward, int64_t head_dim,
   if (measured.empty()) return absl::InvalidArgumentError("FitCurve: no measured points");
   for (const auto& [side, tflops] : measured) {
     if (!(side > 0) || !(tflops > 0)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "FitCurve: measured point (", side, ", ", tflops, "); expected side and rate > 0"));
+      return absl::InvalidArgumentError(absl::StrCat("FitCurve: measured point (", side, ", ",
+                                                     tflops, "); expected side and rate > 0"));
     }
   }
   std::sort(measured.begin(), measured.end());
@@ -229,8 +231,8 @@ absl::Status Calibration::FitCurve(bool backward, int64_t head_dim,
   return absl::OkStatus();
 }
 
-double Calibration::Tflops(bool backward, int64_t head_dim, int64_t rows_q,
-                           int64_t rows_k, double density) const {
+double Calibration::Tflops(bool backward, int64_t head_dim, int64_t rows_q, int64_t rows_k,
+                           double density) const {
   const auto& table = rates[backward ? 1 : 0];
   auto it = table.lower_bound(head_dim);
   if (it == table.end()) {
@@ -247,8 +249,8 @@ double Calibration::Tflops(bool backward, int64_t head_dim, int64_t rows_q,
   } else {
     for (size_t i = 1; i < curve.size(); ++i) {
       if (side <= curve[i].first) {
-        const double t = std::log(side / curve[i - 1].first) /
-                         std::log(curve[i].first / curve[i - 1].first);
+        const double t =
+            std::log(side / curve[i - 1].first) / std::log(curve[i].first / curve[i - 1].first);
         rate = curve[i - 1].second + t * (curve[i].second - curve[i - 1].second);
         break;
       }

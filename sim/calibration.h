@@ -46,8 +46,8 @@ class Calibration {
   // (density <= 1/2) at partial_block_factor x the full rate, between 1/2
   // and 1 linearly towards the full rate (a block mostly full, as the last
   // rank's in llama3, runs nearly like a full one).
-  double Tflops(bool backward, int64_t head_dim, int64_t rows_q,
-                int64_t rows_k, double density) const;
+  double Tflops(bool backward, int64_t head_dim, int64_t rows_q, int64_t rows_k,
+                double density) const;
   // Makes the full-block curve of (pass, head_dim) pass through `measured`
   // (block side, TFLOP/s of a full block) and keep its shape elsewhere:
   // every point is scaled by the measured / modelled ratio, interpolated in

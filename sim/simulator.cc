@@ -82,11 +82,10 @@ class SimNetwork {
     MutexLock lock(&inbox.mu);
     auto& box = inbox.boxes[{from, tag}];
     // Real time: only a bug (a message never sent) waits this long.
-    if (!inbox.cv.WaitWithTimeout(&inbox.mu, absl::Seconds(120), [&] {
-          return !box.empty() || aborted_.load();
-        })) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "simulated rank ", to, " never got a message from rank ", from));
+    if (!inbox.cv.WaitWithTimeout(&inbox.mu, absl::Seconds(120),
+                                  [&] { return !box.empty() || aborted_.load(); })) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("simulated rank ", to, " never got a message from rank ", from));
     }
     if (aborted_.load()) return absl::AbortedError("a simulated rank failed");
     const Message m = box.front();
@@ -136,9 +135,8 @@ class RecvRequest : public Communicator::Request {
     net_->clock(to_).StartPendingSends();  // before blocking on a peer
     ASSIGN_OR_RETURN(Message m, net_->Take(from_, to_, tag_));
     if (m.bytes != bytes_) {
-      return absl::InternalError(absl::StrCat("rank ", to_, " expected ", bytes_,
-                                              " bytes from ", from_, "; got ",
-                                              m.bytes));
+      return absl::InternalError(absl::StrCat("rank ", to_, " expected ", bytes_, " bytes from ",
+                                              from_, "; got ", m.bytes));
     }
     net_->clock(to_).Advance(m.arrival_s);
     return absl::OkStatus();
@@ -152,34 +150,32 @@ class RecvRequest : public Communicator::Request {
 
 class SimCommunicator : public Communicator {
  public:
-  SimCommunicator(SimNetwork* net, int rank, int world,
-                  const Calibration& calibration, int gpus_per_node)
-      : net_(net), rank_(rank), world_(world), cal_(calibration),
-        gpus_per_node_(gpus_per_node) {}
+  SimCommunicator(SimNetwork* net, int rank, int world, const Calibration& calibration,
+                  int gpus_per_node)
+      : net_(net), rank_(rank), world_(world), cal_(calibration), gpus_per_node_(gpus_per_node) {}
   int rank() const override { return rank_; }
   int world() const override { return world_; }
 
-  std::unique_ptr<Request> Send(int peer, int tag,
-                                absl::Span<const uint8_t> data) override {
+  std::unique_ptr<Request> Send(int peer, int tag, absl::Span<const uint8_t> data) override {
     RankClock& clock = net_->clock(rank_);
     auto done = std::make_shared<double>(0);
     auto start_send = [this, &clock, peer, tag, bytes = data.size(), done] {
       const bool across = rank_ / gpus_per_node_ != peer / gpus_per_node_;
       const double bandwidth = 1e9 * (across ? cal_.internode_gbps : cal_.link_gbps);
-      const double latency =
-          1e-6 * (across ? cal_.internode_latency_us : cal_.link_latency_us);
+      const double latency = 1e-6 * (across ? cal_.internode_latency_us : cal_.link_latency_us);
       double& free = clock.egress_free[across ? 1 : 0];
       const double start = std::max(clock.now, free);
       *done = start + bytes / bandwidth;
       free = *done;
       const Message m{*done + latency, static_cast<int64_t>(bytes)};
       if (clock.trace) {
-        clock.events.push_back(
-            {start, m.arrival_s, 1,
-             absl::StrCat(tag == kTagDkv ? "dK/dV" : tag == kTagKv ? "K/V" : "collective",
-                          " to ", peer),
-             absl::StrCat("\"bytes\": ", bytes, ", \"link\": \"",
-                          across ? "inter-node" : "intra-node", "\"")});
+        clock.events.push_back({start, m.arrival_s, 1,
+                                absl::StrCat(tag == kTagDkv  ? "dK/dV"
+                                             : tag == kTagKv ? "K/V"
+                                                             : "collective",
+                                             " to ", peer),
+                                absl::StrCat("\"bytes\": ", bytes, ", \"link\": \"",
+                                             across ? "inter-node" : "intra-node", "\"")});
       }
       net_->Post(rank_, peer, tag, m);
     };
@@ -190,8 +186,7 @@ class SimCommunicator : public Communicator {
     }
     return std::make_unique<ClockRequest>(&clock, std::move(done));
   }
-  std::unique_ptr<Request> Recv(int peer, int tag,
-                                absl::Span<uint8_t> data) override {
+  std::unique_ptr<Request> Recv(int peer, int tag, absl::Span<uint8_t> data) override {
     return std::make_unique<RecvRequest>(net_, peer, rank_, tag, data.size());
   }
   void Abort(const absl::Status&) override { net_->Abort(); }
@@ -202,21 +197,18 @@ class SimCommunicator : public Communicator {
                                           absl::Span<uint8_t> recv) override {
     return Exchange(group, kTagAllGather, send.size());
   }
-  absl::Status ReduceScatterSum(absl::Span<const int> group,
-                                absl::Span<const float> send,
+  absl::Status ReduceScatterSum(absl::Span<const int> group, absl::Span<const float> send,
                                 absl::Span<float> recv) override {
     return Exchange(group, kTagReduceScatter, recv.size() * sizeof(float))->Wait();
   }
-  absl::Status ReduceScatterSum(absl::Span<const int> group,
-                                absl::Span<const double> send,
+  absl::Status ReduceScatterSum(absl::Span<const int> group, absl::Span<const double> send,
                                 absl::Span<double> recv) override {
     return Exchange(group, kTagReduceScatter, recv.size() * sizeof(double))->Wait();
   }
 
  private:
   // `bytes` to and from every other member.
-  std::unique_ptr<Request> Exchange(absl::Span<const int> group, int tag,
-                                    size_t bytes) {
+  std::unique_ptr<Request> Exchange(absl::Span<const int> group, int tag, size_t bytes) {
     std::vector<std::unique_ptr<Request>> parts;
     const absl::Span<uint8_t> sized(Placeholder(), bytes);
     for (int member : group) {
@@ -243,8 +235,8 @@ struct TaskCost {
   double seconds = 0;
 };
 
-TaskCost CostOf(const BlockTask& task, const Schedule& schedule, int rank,
-                const SimOptions& o, bool backward) {
+TaskCost CostOf(const BlockTask& task, const Schedule& schedule, int rank, const SimOptions& o,
+                bool backward) {
   const AttentionShape& s = o.shape;
   const auto [b0, b1] = schedule.layout().BatchRange(rank);
   int64_t pairs = 0;
@@ -254,18 +246,15 @@ TaskCost CostOf(const BlockTask& task, const Schedule& schedule, int rank,
   const double heads =
       static_cast<double>(s.group_size() * (task.kv_head_end - task.kv_head_begin));
   const double flops = 4.0 * pairs * heads * s.head_dim * (backward ? 2.5 : 1.0);
-  const double density =
-      static_cast<double>(pairs) / ((b1 - b0) * task.q.length * task.k.length);
-  const double rate = 1e12 * o.calibration.Tflops(
-                                 backward, s.head_dim, task.q.length,
-                                 task.k.length, density);
+  const double density = static_cast<double>(pairs) / ((b1 - b0) * task.q.length * task.k.length);
+  const double rate =
+      1e12 * o.calibration.Tflops(backward, s.head_dim, task.q.length, task.k.length, density);
   return {flops, flops / rate + 1e-6 * o.calibration.launch_us};
 }
 
 class SimBackend : public RingBackend {
  public:
-  SimBackend(const Schedule& schedule, int rank, const SimOptions& options,
-             RankClock* clock)
+  SimBackend(const Schedule& schedule, int rank, const SimOptions& options, RankClock* clock)
       : schedule_(schedule), rank_(rank), o_(options), clock_(clock) {
     const Layout& layout = schedule.layout();
     rows_ = layout.local_seqlen();
@@ -274,8 +263,8 @@ class SimBackend : public RingBackend {
     const int64_t kv = batch_ * rows_ * o_.shape.num_kv_heads * o_.shape.head_dim;
     const int64_t e = DTypeBytes(o_.dtype);
     // q, k, v, O in the input dtype; the fp32 state O and LSE.
-    base_bytes_ = (2 * q_elements_ + 2 * kv) * e + 4 * q_elements_ +
-                  4 * batch_ * rows_ * o_.shape.num_heads;
+    base_bytes_ =
+        (2 * q_elements_ + 2 * kv) * e + 4 * q_elements_ + 4 * batch_ * rows_ * o_.shape.num_heads;
   }
 
   int64_t KvElements(int64_t head_begin, int64_t head_end) const override {
@@ -288,8 +277,7 @@ class SimBackend : public RingBackend {
     static uint8_t placeholder;  // never read or written
     return absl::Span<uint8_t>(&placeholder, bytes);
   }
-  absl::Status Accumulate(absl::Span<uint8_t> dst,
-                          absl::Span<const uint8_t>) override {
+  absl::Status Accumulate(absl::Span<uint8_t> dst, absl::Span<const uint8_t>) override {
     Memory("add partial dK/dV", static_cast<int64_t>(dst.size()) * 3);
     return absl::OkStatus();
   }
@@ -297,12 +285,9 @@ class SimBackend : public RingBackend {
     Memory("zero dK/dV", static_cast<int64_t>(buffer.size()));
     return absl::OkStatus();
   }
-  absl::Status PackKv(int64_t, int64_t, absl::Span<uint8_t>) override {
-    return absl::OkStatus();
-  }
+  absl::Status PackKv(int64_t, int64_t, absl::Span<uint8_t>) override { return absl::OkStatus(); }
 
-  absl::Status ForwardStep(absl::Span<const BlockTask> tasks,
-                           const KvBlock& kv) override {
+  absl::Status ForwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv) override {
     Run(tasks, false);
     if (o_.seed_implementation) SeedPasses(tasks, kv, false, forward_step_);
     ++forward_step_;
@@ -313,8 +298,8 @@ class SimBackend : public RingBackend {
     return absl::OkStatus();
   }
   absl::Status StartBackward() override {
-    backward_bytes_ = q_elements_ * (DTypeBytes(o_.dtype) + 4) +
-                      2 * 4 * KvElements(0, o_.shape.num_kv_heads) / 2;
+    backward_bytes_ =
+        q_elements_ * (DTypeBytes(o_.dtype) + 4) + 2 * 4 * KvElements(0, o_.shape.num_kv_heads) / 2;
     Memory("D = rowsum(dO * O)", q_elements_ * 2 * DTypeBytes(o_.dtype));
     return absl::OkStatus();
   }
@@ -325,8 +310,7 @@ class SimBackend : public RingBackend {
     ++backward_step_;
     return absl::OkStatus();
   }
-  absl::Status AddOwnDkv(int64_t head_begin, int64_t head_end,
-                         absl::Span<const uint8_t>) override {
+  absl::Status AddOwnDkv(int64_t head_begin, int64_t head_end, absl::Span<const uint8_t>) override {
     Memory("dK/dV home", KvElements(head_begin, head_end) * (4 + 4 + 2));
     return absl::OkStatus();
   }
@@ -345,8 +329,8 @@ class SimBackend : public RingBackend {
         return absl::StrFormat(
             "\"q\": \"%s\", \"k\": \"%s\", \"kv_heads\": \"[%d, %d)\", "
             "\"GFLOP\": %.3f",
-            task.q.DebugString(), task.k.DebugString(), task.kv_head_begin,
-            task.kv_head_end, cost.flops * 1e-9);
+            task.q.DebugString(), task.k.DebugString(), task.kv_head_begin, task.kv_head_end,
+            cost.flops * 1e-9);
       });
       ++clock_->tasks;
     }
@@ -374,8 +358,7 @@ class SimBackend : public RingBackend {
   // GPU idles while the host dispatches the next ops: host_sync_us each.
   // Steps without tasks (the contiguous ring, causal, past the diagonal)
   // do nothing in the seed.
-  void SeedPasses(absl::Span<const BlockTask> tasks, const KvBlock& kv,
-                  bool backward, int step) {
+  void SeedPasses(absl::Span<const BlockTask> tasks, const KvBlock& kv, bool backward, int step) {
     if (tasks.empty()) return;
     const Layout& layout = schedule_.layout();
     const int r = layout.RingRank(rank_);
@@ -386,13 +369,13 @@ class SimBackend : public RingBackend {
     // one at a time by bench/seed_step_replay.py on an H100 (torch 2.11,
     // whose TorchScript fuser fuses the merge: 15 B, not the 38 B of its
     // ops unfused), bf16 8192 x 32 x 128:
-    constexpr double kMerge = 15.1;        // O, LSE of all rows
-    constexpr double kMergeHalf = 32.6;    // a half of the rows + write-back, per element of it
-    constexpr double kMergeShifted = 30.8; // rows 1: + write-back (stripe)
-    constexpr double kAddQ = 13.9;         // dq += bf16 block (slice or not)
-    constexpr double kAddKv = 16.0;        // dk = bf16 block + dk
-    constexpr double kAddKvSlice = 15.2;   // dk[:, :-1] += (stripe), dk[:, :half] += (zigzag)
-    constexpr double kCast = 6;            // the first step's fp32 casts
+    constexpr double kMerge = 15.1;         // O, LSE of all rows
+    constexpr double kMergeHalf = 32.6;     // a half of the rows + write-back, per element of it
+    constexpr double kMergeShifted = 30.8;  // rows 1: + write-back (stripe)
+    constexpr double kAddQ = 13.9;          // dq += bf16 block (slice or not)
+    constexpr double kAddKv = 16.0;         // dk = bf16 block + dk
+    constexpr double kAddKvSlice = 15.2;    // dk[:, :-1] += (stripe), dk[:, :half] += (zigzag)
+    constexpr double kCast = 6;             // the first step's fp32 casts
     double bytes = 0;
     int syncs = 0;
     switch (layout.kind()) {
@@ -400,12 +383,12 @@ class SimBackend : public RingBackend {
         if (backward) bytes = 8.0 * KvElements(kv.head_begin, kv.head_end);
         break;
       case LayoutKind::kRing:
-        bytes = step == 0 ? kCast * (q + (backward ? all_kv : 0))
+        bytes = step == 0  ? kCast * (q + (backward ? all_kv : 0))
                 : backward ? kAddQ * q + kAddKv * all_kv
                            : kMerge * q;
         break;
       case LayoutKind::kStripe:
-        bytes = step == 0 ? kCast * (q + (backward ? all_kv : 0))
+        bytes = step == 0  ? kCast * (q + (backward ? all_kv : 0))
                 : backward ? kAddQ * q + (step > r ? kAddKvSlice : kAddKv) * all_kv
                            : (step > r ? kMergeShifted : kMerge) * q;
         break;
@@ -422,15 +405,14 @@ class SimBackend : public RingBackend {
         } else {
           // varlen gathers the half by a boolean index (out[half_index1]:
           // 8 B more per element; not measured)
-          bytes = backward ? kAddQ * q / 2 + kAddKv * all_kv
-                           : (kMergeHalf + (varlen ? 8 : 0)) * q / 2;
+          bytes =
+              backward ? kAddQ * q / 2 + kAddKv * all_kv : (kMergeHalf + (varlen ? 8 : 0)) * q / 2;
           if (varlen) syncs += backward ? 1 : 4;  // out, lse: gather, scatter
         }
         break;
     }
     if (bytes > 0) {
-      Memory(backward ? "seed: merge dQ dK dV" : "seed: merge O",
-             static_cast<int64_t>(bytes));
+      Memory(backward ? "seed: merge dQ dK dV" : "seed: merge O", static_cast<int64_t>(bytes));
     }
     if (syncs > 0) {
       Busy(syncs * 1e-6 * o_.calibration.host_sync_us, "seed: host syncs",
@@ -438,8 +420,8 @@ class SimBackend : public RingBackend {
     }
   }
   void Memory(const char* what, int64_t bytes) {
-    Busy(bytes / (1e9 * o_.calibration.hbm_gbps) + 1e-6 * o_.calibration.launch_us,
-         what, [&] { return absl::StrCat("\"bytes\": ", bytes); });
+    Busy(bytes / (1e9 * o_.calibration.hbm_gbps) + 1e-6 * o_.calibration.launch_us, what,
+         [&] { return absl::StrCat("\"bytes\": ", bytes); });
   }
   template <typename Args>
   void Busy(double seconds, const char* name, Args&& args) {
@@ -465,10 +447,10 @@ std::string TraceJson(SimNetwork& net, int world) {
   bool first = true;
   for (int r = 0; r < world; ++r) {
     for (int lane = 0; lane < 2; ++lane) {
-      absl::StrAppendFormat(
-          &out, "%s{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": %d, "
-                "\"tid\": %d, \"args\": {\"name\": \"%s\"}}",
-          first ? "" : ",\n", r, lane, lane == 0 ? "compute" : "comm");
+      absl::StrAppendFormat(&out,
+                            "%s{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": %d, "
+                            "\"tid\": %d, \"args\": {\"name\": \"%s\"}}",
+                            first ? "" : ",\n", r, lane, lane == 0 ? "compute" : "comm");
       first = false;
     }
     absl::StrAppendFormat(&out,
@@ -476,12 +458,11 @@ std::string TraceJson(SimNetwork& net, int world) {
                           "\"pid\": %d, \"args\": {\"name\": \"rank %d\"}}",
                           r, r);
     for (const Event& e : net.clock(r).events) {
-      absl::StrAppendFormat(
-          &out,
-          ",\n{\"name\": \"%s\", \"ph\": \"X\", \"pid\": %d, \"tid\": %d, "
-          "\"ts\": %.3f, \"dur\": %.3f, \"args\": {%s}}",
-          e.name, r, e.lane, 1e6 * e.start_s, 1e6 * (e.end_s - e.start_s),
-          e.args);
+      absl::StrAppendFormat(&out,
+                            ",\n{\"name\": \"%s\", \"ph\": \"X\", \"pid\": %d, \"tid\": %d, "
+                            "\"ts\": %.3f, \"dur\": %.3f, \"args\": {%s}}",
+                            e.name, r, e.lane, 1e6 * e.start_s, 1e6 * (e.end_s - e.start_s),
+                            e.args);
     }
   }
   absl::StrAppend(&out, "\n]}\n");
@@ -496,14 +477,16 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
   // One thread per simulated rank.
   constexpr int kMaxWorld = 8192;
   if (world > kMaxWorld) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "world ", world, " is more simulated ranks than the simulator runs; "
-        "expected at most ", kMaxWorld));
+    return absl::InvalidArgumentError(
+        absl::StrCat("world ", world,
+                     " is more simulated ranks than the simulator runs; "
+                     "expected at most ",
+                     kMaxWorld));
   }
   const int per_node = o.gpus_per_node == 0 ? world : o.gpus_per_node;
   if (per_node < 1 || world % per_node != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "gpus_per_node ", o.gpus_per_node, " does not divide world ", world));
+    return absl::InvalidArgumentError(
+        absl::StrCat("gpus_per_node ", o.gpus_per_node, " does not divide world ", world));
   }
 
   SimNetwork net(world);
@@ -527,8 +510,7 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
         BackwardOptions options;
         options.forward_kv = fwd->last_kv;
         options.own_block_first = o.seed_implementation;  // as ring-flash-attention
-        absl::StatusOr<RingRunStats> bwd =
-            RunRingBackward(schedule, comm, backend, options);
+        absl::StatusOr<RingRunStats> bwd = RunRingBackward(schedule, comm, backend, options);
         if (!bwd.ok()) {
           statuses[r] = bwd.status();
           return;
@@ -580,8 +562,8 @@ std::string FormatSummary(const SimOptions& o, const SimResult& r) {
       "%d block tasks\n",
       LayoutKindName(o.layout.kind), o.layout.world, o.shape.DebugString(),
       o.mask.causal ? "causal" : "full", DTypeName(o.dtype), o.calibration.gpu,
-      o.backward ? "fwd+bwd" : "fwd", 1e3 * r.iteration_s, 1e3 * r.forward_s,
-      1e3 * r.ideal_s, 100 * r.efficiency, r.tasks);
+      o.backward ? "fwd+bwd" : "fwd", 1e3 * r.iteration_s, 1e3 * r.forward_s, 1e3 * r.ideal_s,
+      100 * r.efficiency, r.tasks);
   double max_compute = 0, sum_compute = 0, max_exposed = 0, sum_exposed = 0;
   int64_t peak = 0;
   for (const RankSummary& s : r.ranks) {
@@ -592,19 +574,17 @@ std::string FormatSummary(const SimOptions& o, const SimResult& r) {
     peak = std::max(peak, s.peak_bytes);
   }
   const double n = static_cast<double>(r.ranks.size());
-  absl::StrAppendFormat(
-      &out,
-      "  exposed comm: mean %.3f ms, max %.3f ms; compute imbalance (max/mean) "
-      "%.3f; peak memory per rank %.1f MiB\n",
-      1e3 * sum_exposed / n, 1e3 * max_exposed, max_compute / (sum_compute / n),
-      peak / 1048576.0);
+  absl::StrAppendFormat(&out,
+                        "  exposed comm: mean %.3f ms, max %.3f ms; compute imbalance (max/mean) "
+                        "%.3f; peak memory per rank %.1f MiB\n",
+                        1e3 * sum_exposed / n, 1e3 * max_exposed, max_compute / (sum_compute / n),
+                        peak / 1048576.0);
   absl::StrAppend(&out, "  rank   compute_ms  exposed_ms  idle_ms  peak_MiB\n");
   const size_t shown = std::min<size_t>(r.ranks.size(), 16);
   for (size_t i = 0; i < shown; ++i) {
     const RankSummary& s = r.ranks[i];
-    absl::StrAppendFormat(&out, "  %4d %12.3f %11.3f %8.3f %9.1f\n", i,
-                          1e3 * s.compute_s, 1e3 * s.exposed_comm_s,
-                          1e3 * (r.iteration_s - s.compute_s),
+    absl::StrAppendFormat(&out, "  %4d %12.3f %11.3f %8.3f %9.1f\n", i, 1e3 * s.compute_s,
+                          1e3 * s.exposed_comm_s, 1e3 * (r.iteration_s - s.compute_s),
                           s.peak_bytes / 1048576.0);
   }
   if (shown < r.ranks.size()) {

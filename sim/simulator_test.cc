@@ -13,9 +13,8 @@ using ::testing::Not;
 // A flat rate, free launches and (unless asked) free links: pure FLOPs.
 Calibration Flat(double link_gbps = 1e12, double latency_us = 0) {
   absl::StatusOr<Calibration> c = Calibration::Parse(absl::StrCat(
-      "gpu flat\nlaunch_us 0\npartial_block_factor 1\nlink_GBps ", link_gbps,
-      "\nlink_latency_us ", latency_us,
-      "\ninternode_GBps 1\nrate fwd 128 1 100\nrate bwd 128 1 100\n"));
+      "gpu flat\nlaunch_us 0\npartial_block_factor 1\nlink_GBps ", link_gbps, "\nlink_latency_us ",
+      latency_us, "\ninternode_GBps 1\nrate fwd 128 1 100\nrate bwd 128 1 100\n"));
   EXPECT_TRUE(c.ok()) << c.status();
   return *c;
 }
@@ -35,8 +34,7 @@ SimOptions Options(LayoutKind kind, int world, int64_t seqlen) {
 double FlopBalance(const SimOptions& o) {
   const Layout layout = *Layout::Create(o.layout, 1, o.shape.seqlen_q);
   const Schedule schedule = *Schedule::Create(
-      layout, *Mask::Create(o.mask, 1, o.shape.seqlen_q, o.shape.seqlen_q),
-      o.shape.num_kv_heads);
+      layout, *Mask::Create(o.mask, 1, o.shape.seqlen_q, o.shape.seqlen_q), o.shape.num_kv_heads);
   const PlanReport plan = *BuildPlan(schedule, o.shape);
   double max = 0;
   for (int r = 0; r < plan.world; ++r) max = std::max(max, plan.RankFlops(r));
@@ -97,8 +95,7 @@ TEST(SimulatorTest, Llama3AndMultiNode) {
   const SimResult r = *Simulate(o);
   EXPECT_GT(r.iteration_s, 0);
   o.gpus_per_node = 3;
-  EXPECT_THAT(Simulate(o).status().message(),
-              HasSubstr("gpus_per_node 3 does not divide world 8"));
+  EXPECT_THAT(Simulate(o).status().message(), HasSubstr("gpus_per_node 3 does not divide world 8"));
 }
 
 TEST(SimulatorTest, SeedImplementationAddsItsPassesAndHostSyncs) {
@@ -118,8 +115,7 @@ TEST(SimulatorTest, SeedImplementationAddsItsPassesAndHostSyncs) {
   // forward, 4 backward) and the second half of O otherwise (4 forward,
   // 1 backward): ranks 0..3 sync 15, 16, 17 and 18 times.
   int syncs = 0;
-  for (size_t at = 0; (at = seed.trace_json.find("\"syncs\": ", at)) !=
-                      std::string::npos;) {
+  for (size_t at = 0; (at = seed.trace_json.find("\"syncs\": ", at)) != std::string::npos;) {
     at += 9;
     syncs += std::stoi(seed.trace_json.substr(at));
   }
@@ -185,17 +181,14 @@ TEST(CalibrationTest, FitCurvePassesThroughMeasuredPointsAndKeepsTheShape) {
 TEST(CalibrationTest, RoundTripsAndRejectsBadLines) {
   const Calibration h200 = *Calibration::Builtin("h200");
   const Calibration back = *Calibration::Parse(h200.Serialize());
-  EXPECT_NEAR(back.Tflops(false, 128, 8192, 8192, 0.5),
-              h200.Tflops(false, 128, 8192, 8192, 0.5), 1e-6);
+  EXPECT_NEAR(back.Tflops(false, 128, 8192, 8192, 0.5), h200.Tflops(false, 128, 8192, 8192, 0.5),
+              1e-6);
   EXPECT_NEAR(h200.Tflops(false, 128, 8192, 8192, 0.5), 323.7, 0.5);
-  EXPECT_LT(h200.Tflops(false, 128, 1024, 1024, 1.0),
-            h200.Tflops(false, 128, 4096, 4096, 1.0));
+  EXPECT_LT(h200.Tflops(false, 128, 1024, 1024, 1.0), h200.Tflops(false, 128, 4096, 4096, 1.0));
   EXPECT_THAT(Calibration::Parse("rate fwd 128 x 3").status().message(),
               HasSubstr("calibration line 1 'rate fwd 128 x 3'"));
-  EXPECT_THAT(Calibration::Parse("speed 3").status().message(),
-              HasSubstr("unknown key"));
-  EXPECT_THAT(Calibration::Builtin("v100").status().message(),
-              HasSubstr("unknown gpu 'v100'"));
+  EXPECT_THAT(Calibration::Parse("speed 3").status().message(), HasSubstr("unknown key"));
+  EXPECT_THAT(Calibration::Builtin("v100").status().message(), HasSubstr("unknown gpu 'v100'"));
 }
 
 }  // namespace

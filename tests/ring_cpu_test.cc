@@ -7,14 +7,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "comm/thread_communicator.h"
-#include "core/layout.h"
-#include "cpu_reference/attention.h"
 #include "core/dtype_convert.h"
+#include "core/layout.h"
+#include "core/status_macros.h"
+#include "cpu_reference/attention.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ringattn.h"
 #include "tests/test_util.h"
-#include "core/status_macros.h"
 
 namespace ringattn {
 namespace {
@@ -27,10 +27,9 @@ struct Case {
   AttentionShape shape;
   MaskSpec mask;
   std::string Name() const {
-    return absl::StrCat(LayoutKindName(layout.kind), " W=", layout.world,
-                        " R=", layout.ring_size, " ", shape.DebugString(),
-                        " causal=", mask.causal, " window=", mask.window_left,
-                        " docs=", mask.cu_seqlens.size());
+    return absl::StrCat(LayoutKindName(layout.kind), " W=", layout.world, " R=", layout.ring_size,
+                        " ", shape.DebugString(), " causal=", mask.causal,
+                        " window=", mask.window_left, " docs=", mask.cu_seqlens.size());
   }
 };
 
@@ -52,8 +51,7 @@ Result RunRing(const Case& c, DType dtype, const std::vector<double>& q,
                const std::vector<double>& k, const std::vector<double>& v,
                const std::vector<double>& dout) {
   const AttentionShape& s = c.shape;
-  const Layout layout =
-      *Layout::Create(c.layout, s.batch, s.seqlen_q, c.mask.cu_seqlens);
+  const Layout layout = *Layout::Create(c.layout, s.batch, s.seqlen_q, c.mask.cu_seqlens);
   const int64_t elem = DTypeBytes(dtype);
   const int64_t q_token = s.num_heads * s.head_dim * elem;
   const int64_t kv_token = s.num_kv_heads * s.head_dim * elem;
@@ -61,14 +59,14 @@ Result RunRing(const Case& c, DType dtype, const std::vector<double>& q,
     const std::vector<uint8_t> bytes = Encode(dtype, x);
     return *layout.Shard(absl::Span<const uint8_t>(bytes), token);
   };
-  const auto qs = shard(q, q_token), ks = shard(k, kv_token),
-             vs = shard(v, kv_token), dos = shard(dout, q_token);
+  const auto qs = shard(q, q_token), ks = shard(k, kv_token), vs = shard(v, kv_token),
+             dos = shard(dout, q_token);
   const int world = c.layout.world;
   std::vector<std::vector<uint8_t>> out(world), dq(world), dk(world), dv(world);
   std::vector<std::vector<float>> lse(world);
   const int64_t rows = layout.local_seqlen();
-  const auto statuses = comm::ThreadWorld::Run(
-      world, absl::Seconds(60), [&](Communicator& comm) -> absl::Status {
+  const auto statuses =
+      comm::ThreadWorld::Run(world, absl::Seconds(60), [&](Communicator& comm) -> absl::Status {
         const int r = comm.rank();
         RingAttentionConfig config{c.layout, c.mask, 0};
         ASSIGN_OR_RETURN(std::unique_ptr<RingAttention> attention,
@@ -76,10 +74,13 @@ Result RunRing(const Case& c, DType dtype, const std::vector<double>& q,
         if ((attention)->PositionIds() != *layout.PositionIds(r)) {
           return absl::InternalError("position ids differ from the layout's");
         }
-        ASSIGN_OR_RETURN(RankForward fwd,
-                         (attention)->Forward( DenseRankTensor(dtype, qs[r], rows, s.num_heads, s.head_dim), DenseRankTensor(dtype, ks[r], rows, s.num_kv_heads, s.head_dim), DenseRankTensor(dtype, vs[r], rows, s.num_kv_heads, s.head_dim)));
-        ASSIGN_OR_RETURN(RankGrads grads,
-                         (attention)->Backward( DenseRankTensor(dtype, dos[r], rows, s.num_heads, s.head_dim)));
+        ASSIGN_OR_RETURN(
+            RankForward fwd,
+            (attention)->Forward(DenseRankTensor(dtype, qs[r], rows, s.num_heads, s.head_dim),
+                                 DenseRankTensor(dtype, ks[r], rows, s.num_kv_heads, s.head_dim),
+                                 DenseRankTensor(dtype, vs[r], rows, s.num_kv_heads, s.head_dim)));
+        ASSIGN_OR_RETURN(RankGrads grads, (attention)->Backward(DenseRankTensor(
+                                              dtype, dos[r], rows, s.num_heads, s.head_dim)));
         out[r] = fwd.out;
         lse[r] = SwapMiddleAxes<float>(fwd.lse, layout.local_batch(), s.num_heads, rows);
         dq[r] = grads.dq;
@@ -109,29 +110,26 @@ struct Oracle {
 Oracle MakeOracle(const Case& c, DType dtype, uint32_t seed) {
   const AttentionShape& s = c.shape;
   Oracle o;
-  for (auto [x, n, offset] : {std::tuple{&o.q, s.q_elements(), 0},
-                              std::tuple{&o.k, s.kv_elements(), 1},
-                              std::tuple{&o.v, s.kv_elements(), 2},
-                              std::tuple{&o.dout, s.q_elements(), 3}}) {
+  for (auto [x, n, offset] :
+       {std::tuple{&o.q, s.q_elements(), 0}, std::tuple{&o.k, s.kv_elements(), 1},
+        std::tuple{&o.v, s.kv_elements(), 2}, std::tuple{&o.dout, s.q_elements(), 3}}) {
     *x = Decode(dtype, Encode(dtype, RandomNormal<double>(n, seed + offset)));
   }
   const Mask mask = *Mask::Create(c.mask, s.batch, s.seqlen_q, s.seqlen_k);
   const TensorStrides qs = DenseStrides(s.seqlen_q, s.num_heads, s.head_dim);
   const TensorStrides ks = DenseStrides(s.seqlen_k, s.num_kv_heads, s.head_dim);
   const double scale = DefaultSoftmaxScale(s.head_dim);
-  const cpu::AttentionOutput<double> fwd = *cpu::NaiveForward<double>(
-      s, {o.q, qs}, {o.k, ks}, {o.v, ks}, mask, scale);
+  const cpu::AttentionOutput<double> fwd =
+      *cpu::NaiveForward<double>(s, {o.q, qs}, {o.k, ks}, {o.v, ks}, mask, scale);
   const cpu::AttentionGrads<double> grads = *cpu::NaiveBackward<double>(
-      s, {o.q, qs}, {o.k, ks}, {o.v, ks}, {fwd.out, qs}, fwd.lse, {o.dout, qs},
-      mask, scale);
+      s, {o.q, qs}, {o.k, ks}, {o.v, ks}, {fwd.out, qs}, fwd.lse, {o.dout, qs}, mask, scale);
   o.exact = {fwd.out, fwd.lse, grads.dq, grads.dk, grads.dv};
   return o;
 }
 
 std::vector<double> Errors(const Result& got, const Result& want) {
   return {MaxRelError(got.out, want.out), MaxRelError(got.lse, want.lse),
-          MaxRelError(got.dq, want.dq), MaxRelError(got.dk, want.dk),
-          MaxRelError(got.dv, want.dv)};
+          MaxRelError(got.dq, want.dq), MaxRelError(got.dk, want.dk), MaxRelError(got.dv, want.dv)};
 }
 
 void CheckFloat(const Case& c) {
@@ -154,51 +152,49 @@ std::vector<int64_t> Documents(int64_t total, int64_t unit, uint32_t seed) {
 }
 
 int64_t DocumentUnit(LayoutKind kind, int world) {
-  return kind == LayoutKind::kZigzag ? 2 * world
-         : kind == LayoutKind::kRing ? world
-                                     : 5;
+  return kind == LayoutKind::kZigzag ? 2 * world : kind == LayoutKind::kRing ? world : 5;
 }
 
 TEST(RingCpuTest, EveryLayoutWorldAndMaskMatchesTheOracle) {
-  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag,
-                          LayoutKind::kStripe, LayoutKind::kLlama3}) {
+  for (LayoutKind kind :
+       {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe, LayoutKind::kLlama3}) {
     for (int world : {1, 2, 3, 4, 8}) {
       for (const MaskSpec& mask :
-           {MaskSpec{.causal = true}, MaskSpec{},
-            MaskSpec{.causal = true, .window_left = 7},
+           {MaskSpec{.causal = true}, MaskSpec{}, MaskSpec{.causal = true, .window_left = 7},
             MaskSpec{.window_left = 4, .window_right = 9, .key_lengths = {41, 30}}}) {
         CheckFloat({{.kind = kind, .world = world}, {2, 48, 48, 4, 2, 8}, mask});
       }
       if (kind != LayoutKind::kStripe) {
         const int64_t total = 16 * world;
-        CheckFloat({{.kind = kind, .world = world},
-                    {1, total, total, 4, 1, 8},
-                    {.causal = true,
-                     .cu_seqlens = Documents(total, DocumentUnit(kind, world), world)}});
+        CheckFloat(
+            {{.kind = kind, .world = world},
+             {1, total, total, 4, 1, 8},
+             {.causal = true, .cu_seqlens = Documents(total, DocumentUnit(kind, world), world)}});
       }
     }
   }
 }
 
 TEST(RingCpuTest, RingSizeStripesAndHeadGroups) {
-  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag,
-                          LayoutKind::kStripe, LayoutKind::kLlama3}) {
-    CheckFloat({{.kind = kind, .world = 4, .ring_size = 2},
-                {2, 32, 32, 2, 2, 8}, {.causal = true}});
+  for (LayoutKind kind :
+       {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe, LayoutKind::kLlama3}) {
+    CheckFloat(
+        {{.kind = kind, .world = 4, .ring_size = 2}, {2, 32, 32, 2, 2, 8}, {.causal = true}});
   }
   CheckFloat({{.kind = LayoutKind::kStripe, .world = 4, .stripe_width = 4},
-              {1, 64, 64, 2, 1, 16}, {.causal = true}});
+              {1, 64, 64, 2, 1, 16},
+              {.causal = true}});
   CheckFloat({{.kind = LayoutKind::kLlama3, .world = 4, .kv_heads_per_group = 1},
-              {1, 32, 32, 6, 3, 8}, {.causal = true}});
+              {1, 32, 32, 6, 3, 8},
+              {.causal = true}});
 }
 
 TEST(RingCpuTest, HalfPrecisionErrorIsThatOfOneCall) {
   for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
-    for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag,
-                            LayoutKind::kStripe, LayoutKind::kLlama3}) {
+    for (LayoutKind kind :
+         {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe, LayoutKind::kLlama3}) {
       for (int world : {4, 8}) {
-        const Case c{{.kind = kind, .world = world}, {1, 128, 128, 4, 2, 16},
-                     {.causal = true}};
+        const Case c{{.kind = kind, .world = world}, {1, 128, 128, 4, 2, 16}, {.causal = true}};
         SCOPED_TRACE(absl::StrCat(c.Name(), " ", DTypeName(dtype)));
         const Oracle o = MakeOracle(c, dtype, 29);
         const Result ring = RunRing(c, dtype, o.q, o.k, o.v, o.dout);
@@ -210,8 +206,7 @@ TEST(RingCpuTest, HalfPrecisionErrorIsThatOfOneCall) {
         const char* names[] = {"out", "lse", "dq", "dk", "dv"};
         for (int i = 0; i < 5; ++i) {
           EXPECT_LE(ring_errors[i], 1.05 * one_errors[i] + 1e-7)
-              << names[i] << ": ring " << ring_errors[i] << " one call "
-              << one_errors[i];
+              << names[i] << ": ring " << ring_errors[i] << " one call " << one_errors[i];
         }
       }
     }
@@ -236,29 +231,32 @@ TEST(RingCpuTest, PackedInputsAndBadInput) {
   const auto kv_shards = *layout.Shard(absl::Span<const uint8_t>(kvb), 2 * 2 * 8 * 4);
   const QkvStrides packed = *PackedStrides({1, 16, 16, 4, 2, 8}, QkvPacking::kKvPacked);
   std::vector<std::vector<uint8_t>> out(2);
-  auto statuses = comm::ThreadWorld::Run(2, absl::Seconds(30), [&](Communicator& comm) -> absl::Status {
-    const int r = comm.rank();
-    ASSIGN_OR_RETURN(RankForward fwd,
-                     RingFlashAttnFunc( comm, LayoutKind::kZigzag, s, DenseRankTensor(DType::kFloat32, q_shards[r], 16, 4, 8), {DType::kFloat32, kv_shards[r], packed.k}, {DType::kFloat32, kv_shards[r], packed.v}, {.causal = true}));
-    out[r] = fwd.out;
-    return absl::OkStatus();
-  });
+  auto statuses =
+      comm::ThreadWorld::Run(2, absl::Seconds(30), [&](Communicator& comm) -> absl::Status {
+        const int r = comm.rank();
+        ASSIGN_OR_RETURN(
+            RankForward fwd,
+            RingFlashAttnFunc(comm, LayoutKind::kZigzag, s,
+                              DenseRankTensor(DType::kFloat32, q_shards[r], 16, 4, 8),
+                              {DType::kFloat32, kv_shards[r], packed.k},
+                              {DType::kFloat32, kv_shards[r], packed.v}, {.causal = true}));
+        out[r] = fwd.out;
+        return absl::OkStatus();
+      });
   for (const absl::Status& st : statuses) ASSERT_TRUE(st.ok()) << st;
-  EXPECT_LE(MaxRelError(Decode(DType::kFloat32, *layout.Unshard(out, 4 * 8 * 4)),
-                        o.exact.out),
+  EXPECT_LE(MaxRelError(Decode(DType::kFloat32, *layout.Unshard(out, 4 * 8 * 4)), o.exact.out),
             1e-5);
 
   // One rank passes a short k: it gets the error, the other an abort.
   statuses = comm::ThreadWorld::Run(2, absl::Seconds(30), [&](Communicator& comm) -> absl::Status {
     const int r = comm.rank();
-    const absl::Span<const uint8_t> k = r == 1
-        ? absl::Span<const uint8_t>(kv_shards[r]).subspan(0, 100)
-        : absl::Span<const uint8_t>(kv_shards[r]);
+    const absl::Span<const uint8_t> k =
+        r == 1 ? absl::Span<const uint8_t>(kv_shards[r]).subspan(0, 100)
+               : absl::Span<const uint8_t>(kv_shards[r]);
     return RingFlashAttnFunc(comm, LayoutKind::kZigzag, s,
                              DenseRankTensor(DType::kFloat32, q_shards[r], 16, 4, 8),
                              {DType::kFloat32, k, packed.k},
-                             {DType::kFloat32, kv_shards[r], packed.v},
-                             {.causal = true})
+                             {DType::kFloat32, kv_shards[r], packed.v}, {.causal = true})
         .status();
   });
   EXPECT_THAT(statuses[1].message(), ::testing::HasSubstr("k needs"));
@@ -304,7 +302,8 @@ TEST(RingCpuTest, BackwardOrdersAgree) {
             world, absl::Seconds(60), [&](Communicator& comm) -> absl::Status {
               const int r = comm.rank();
               ASSIGN_OR_RETURN(std::unique_ptr<RankBackend> backend,
-                               CpuBackendFactory()( *schedule, r, s, DefaultSoftmaxScale(s.head_dim), {DType::kFloat64, q[r], k[r], v[r]}));
+                               CpuBackendFactory()(*schedule, r, s, DefaultSoftmaxScale(s.head_dim),
+                                                   {DType::kFloat64, q[r], k[r], v[r]}));
               ASSIGN_OR_RETURN(RingRunStats fwd, RunRingForward(*schedule, comm, *backend));
               RETURN_IF_ERROR((backend)->SetDout(dout[r]));
               BackwardOptions options;

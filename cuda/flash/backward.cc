@@ -9,9 +9,8 @@ bool FlashBackwardSupports(const BackwardBlockArgs& args) {
   const ForwardBlockArgs& a = args.task;
   ForwardBlockArgs plain = a;
   plain.out = nullptr;
-  return a.dtype != ElementType::kFloat32 && FlashForwardSupports(plain) &&
-         a.head_dim <= 128 && Aligned16(args.dout) &&
-         reinterpret_cast<uintptr_t>(args.dq) % 8 == 0 &&
+  return a.dtype != ElementType::kFloat32 && FlashForwardSupports(plain) && a.head_dim <= 128 &&
+         Aligned16(args.dout) && reinterpret_cast<uintptr_t>(args.dq) % 8 == 0 &&
          reinterpret_cast<uintptr_t>(args.dk) % 8 == 0 &&
          reinterpret_cast<uintptr_t>(args.dv) % 8 == 0;
 }
@@ -29,8 +28,8 @@ cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stre
     constexpr int D = decltype(head_dim)::value;
     // kAuto: wgmma on Hopper (H100, s8192 d128 causal: 339 vs 182 TFLOP/s;
     // s16384 d64: 243 vs 148), see docs/KERNEL_BENCH.md.
-    const bool use_hopper = kernel == TensorCoreKernel::kHopper ||
-                            (kernel == TensorCoreKernel::kAuto && hopper);
+    const bool use_hopper =
+        kernel == TensorCoreKernel::kHopper || (kernel == TensorCoreKernel::kAuto && hopper);
     if constexpr (D > 128) {
       return cudaErrorNotSupported;
     } else {

@@ -27,8 +27,7 @@ template <ElementType E, int kHeadDim>
 cudaError_t LaunchFlashBackwardKernel(const BackwardBlockArgs& args, cudaStream_t stream);
 // The wgmma kernel, compiled in backward_hopper_d<D>.cu.
 template <ElementType E, int kHeadDim>
-cudaError_t LaunchFlashBackwardHopperKernel(const BackwardBlockArgs& args,
-                                            cudaStream_t stream);
+cudaError_t LaunchFlashBackwardHopperKernel(const BackwardBlockArgs& args, cudaStream_t stream);
 
 }  // namespace ringattn::cuda::flash
 

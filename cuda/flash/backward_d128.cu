@@ -3,8 +3,8 @@
 
 namespace ringattn::cuda::flash {
 
-template cudaError_t LaunchFlashBackwardKernel<ElementType::kFloat16, 128>(
-    const BackwardBlockArgs&, cudaStream_t);
+template cudaError_t LaunchFlashBackwardKernel<ElementType::kFloat16, 128>(const BackwardBlockArgs&,
+                                                                           cudaStream_t);
 template cudaError_t LaunchFlashBackwardKernel<ElementType::kBFloat16, 128>(
     const BackwardBlockArgs&, cudaStream_t);
 

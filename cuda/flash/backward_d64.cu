@@ -3,9 +3,9 @@
 
 namespace ringattn::cuda::flash {
 
-template cudaError_t LaunchFlashBackwardKernel<ElementType::kFloat16, 64>(
-    const BackwardBlockArgs&, cudaStream_t);
-template cudaError_t LaunchFlashBackwardKernel<ElementType::kBFloat16, 64>(
-    const BackwardBlockArgs&, cudaStream_t);
+template cudaError_t LaunchFlashBackwardKernel<ElementType::kFloat16, 64>(const BackwardBlockArgs&,
+                                                                          cudaStream_t);
+template cudaError_t LaunchFlashBackwardKernel<ElementType::kBFloat16, 64>(const BackwardBlockArgs&,
+                                                                           cudaStream_t);
 
 }  // namespace ringattn::cuda::flash

@@ -40,11 +40,11 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   const uint32_t s_k = (SharedAddress(shared_raw) + 1023) & ~1023u;
   const uint32_t s_v = s_k + Tr::kKvBytes;
-  const uint32_t s_q = s_v + Tr::kKvBytes;          // [2][kBlockM][kHeadDim]
-  const uint32_t s_do = s_q + 2 * Tr::kQBytes;      // [2][kBlockM][kHeadDim]
-  const uint32_t s_ds = s_do + 2 * Tr::kQBytes;     // dS^T [kBlockN][kBlockM]
-  float* s_lse = reinterpret_cast<float*>(shared_raw + (s_ds + Tr::kDsBytes -
-                                                        SharedAddress(shared_raw)));
+  const uint32_t s_q = s_v + Tr::kKvBytes;       // [2][kBlockM][kHeadDim]
+  const uint32_t s_do = s_q + 2 * Tr::kQBytes;   // [2][kBlockM][kHeadDim]
+  const uint32_t s_ds = s_do + 2 * Tr::kQBytes;  // dS^T [kBlockN][kBlockM]
+  float* s_lse =
+      reinterpret_cast<float*>(shared_raw + (s_ds + Tr::kDsBytes - SharedAddress(shared_raw)));
   float* s_delta = s_lse + 2 * kBlockM;  // both [2][kBlockM]
 
   const int warpgroup = threadIdx.x / 128, lane = threadIdx.x % 32;
@@ -86,10 +86,10 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
     LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(s_do + buffer * Tr::kQBytes,
                                                       g_do + row * q_stride, q_stride, valid);
   };
-  LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(
-      s_k, static_cast<const T*>(a.k) + kv_offset0, kv_stride, k_valid);
-  LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(
-      s_v, static_cast<const T*>(a.v) + kv_offset0, kv_stride, k_valid);
+  LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(s_k, static_cast<const T*>(a.k) + kv_offset0,
+                                                    kv_stride, k_valid);
+  LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(s_v, static_cast<const T*>(a.v) + kv_offset0,
+                                                    kv_stride, k_valid);
   load_q_tile(m_begin, 0);
   CpAsyncCommit();
 
@@ -121,8 +121,7 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
   };
   const auto store_stats = [&](int buffer) {
     if (threadIdx.x < kBlockM) {
-      s_lse[buffer * kBlockM + threadIdx.x] =
-          next_lse == -INFINITY ? INFINITY : next_lse * kLog2e;
+      s_lse[buffer * kBlockM + threadIdx.x] = next_lse == -INFINITY ? INFINITY : next_lse * kLog2e;
       s_delta[buffer * kBlockM + threadIdx.x] = next_delta;
     }
   };
@@ -178,9 +177,9 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
       for (int bit = 0; bit < kMB * 4; ++bit) {
         const int col = (bit / 4) * 8 + (lane % 4) * 2 + bit % 2;
         const int key = key0 + 8 * ((bit / 2) % 2);
-        const bool ok = key < k_valid && q_first + col < q_len &&
-                        mask.Allowed(PositionAt(a.q_pos, q_first + col),
-                                     PositionAt(a.k_pos, k0 + key));
+        const bool ok =
+            key < k_valid && q_first + col < q_len &&
+            mask.Allowed(PositionAt(a.q_pos, q_first + col), PositionAt(a.k_pos, k0 + key));
         allowed |= static_cast<uint32_t>(ok) << bit;
       }
     }
@@ -224,13 +223,13 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
     WgmmaFence();
 #pragma unroll
     for (int kk = 0; kk < kBlockM / 16; ++kk) {
-      Mma::template RS<kHeadDim>(
-          dv, p16[kk], SwizzledDescriptor(do_tile + kk * 16 * 128, kBlockM * 128), 1);
+      Mma::template RS<kHeadDim>(dv, p16[kk],
+                                 SwizzledDescriptor(do_tile + kk * 16 * 128, kBlockM * 128), 1);
     }
 #pragma unroll
     for (int kk = 0; kk < kBlockM / 16; ++kk) {
-      Mma::template RS<kHeadDim>(
-          dk, ds16[kk], SwizzledDescriptor(q_tile + kk * 16 * 128, kBlockM * 128), 1);
+      Mma::template RS<kHeadDim>(dk, ds16[kk],
+                                 SwizzledDescriptor(q_tile + kk * 16 * 128, kBlockM * 128), 1);
     }
     WgmmaCommit();
 
@@ -261,10 +260,10 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
 #pragma unroll
       for (int kk = 0; kk < kKeys / 16; ++kk) {
         const uint32_t key = key_begin + kk * 16;
-        Mma::SS64T(dq, SwizzledDescriptor(s_ds + key * 128, kBlockN * 128),
-                   SwizzledDescriptor(s_k + (col_begin / 64) * kBlockN * 128 + key * 128,
-                                      kBlockN * 128),
-                   kk > 0);
+        Mma::SS64T(
+            dq, SwizzledDescriptor(s_ds + key * 128, kBlockN * 128),
+            SwizzledDescriptor(s_k + (col_begin / 64) * kBlockN * 128 + key * 128, kBlockN * 128),
+            kk > 0);
       }
       WgmmaCommit();
       WgmmaWait<0>();  // dQ, and dV / dK above
@@ -285,7 +284,7 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
       }
     }
     store_stats(buffer ^ 1);  // tile m + 1's, loaded at the top
-    __syncthreads();  // s_ds and this buffer are free for the next tile
+    __syncthreads();          // s_ds and this buffer are free for the next tile
   }
 
   // dK (scaled) and dV of the thread's keys into the travelling fp32 buffers.
@@ -317,8 +316,7 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
 }
 
 template <ElementType E, int kHeadDim>
-cudaError_t LaunchFlashBackwardHopperKernel(const BackwardBlockArgs& args,
-                                            cudaStream_t stream) {
+cudaError_t LaunchFlashBackwardHopperKernel(const BackwardBlockArgs& args, cudaStream_t stream) {
   using Tr = HopperBackwardTraits<kHeadDim>;
   const ForwardBlockArgs& a = args.task;
   const auto kernel = FlashBackwardHopperKernel<E, kHeadDim>;
@@ -328,10 +326,9 @@ cudaError_t LaunchFlashBackwardHopperKernel(const BackwardBlockArgs& args,
     return e;
   }
   const int64_t group = a.num_heads / a.num_kv_heads;
-  const dim3 grid(
-      static_cast<unsigned>((a.k_pos.length + Tr::kBlockN - 1) / Tr::kBlockN),
-      static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
-      static_cast<unsigned>(a.batch));
+  const dim3 grid(static_cast<unsigned>((a.k_pos.length + Tr::kBlockN - 1) / Tr::kBlockN),
+                  static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
+                  static_cast<unsigned>(a.batch));
   kernel<<<grid, Tr::kThreads, Tr::kSharedBytes, stream>>>(args);
   return cudaGetLastError();
 }

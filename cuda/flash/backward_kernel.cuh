@@ -27,16 +27,16 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
   const ForwardBlockArgs& a = args.task;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
   constexpr int kSubM = Tr::kSubM;
-  constexpr int kSubBlocks = kSubM / 8;  // n8 tiles of S^T (queries)
+  constexpr int kSubBlocks = kSubM / 8;   // n8 tiles of S^T (queries)
   constexpr int kDBlocks = kHeadDim / 8;  // n8 tiles of dK, dV
   constexpr int kDSteps = kHeadDim / 16;  // k16 steps over the head dim
   constexpr int kDsStride = kBlockM + 8;  // dS^T rows, padded: no bank conflicts
   extern __shared__ __align__(128) unsigned char shared_raw[];
   T* s_k = reinterpret_cast<T*>(shared_raw);
   T* s_v = s_k + Tr::kKvElements;
-  T* s_q = s_v + Tr::kKvElements;       // [2][kBlockM][kHeadDim]
-  T* s_do = s_q + 2 * Tr::kQElements;   // [2][kBlockM][kHeadDim]
-  T* s_ds = s_do + 2 * Tr::kQElements;  // [kBlockN][kDsStride]
+  T* s_q = s_v + Tr::kKvElements;                                       // [2][kBlockM][kHeadDim]
+  T* s_do = s_q + 2 * Tr::kQElements;                                   // [2][kBlockM][kHeadDim]
+  T* s_ds = s_do + 2 * Tr::kQElements;                                  // [kBlockN][kDsStride]
   float* s_lse = reinterpret_cast<float*>(s_ds + kBlockN * kDsStride);  // [2][kBlockM]
   float* s_delta = s_lse + 2 * kBlockM;
 
@@ -74,15 +74,15 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
   const auto load_q_tile = [&](int m, int buffer) {
     const int64_t row = static_cast<int64_t>(m) * kBlockM;
     const int valid = static_cast<int>(min64(kBlockM, q_len - row));
-    LoadTile<kHeadDim, kBlockM, Tr::kThreads>(s_q + buffer * Tr::kQElements,
-                                              g_q + row * q_stride, q_stride, valid);
-    LoadTile<kHeadDim, kBlockM, Tr::kThreads>(s_do + buffer * Tr::kQElements,
-                                              g_do + row * q_stride, q_stride, valid);
+    LoadTile<kHeadDim, kBlockM, Tr::kThreads>(s_q + buffer * Tr::kQElements, g_q + row * q_stride,
+                                              q_stride, valid);
+    LoadTile<kHeadDim, kBlockM, Tr::kThreads>(s_do + buffer * Tr::kQElements, g_do + row * q_stride,
+                                              q_stride, valid);
   };
-  LoadTile<kHeadDim, kBlockN, Tr::kThreads>(
-      s_k, static_cast<const T*>(a.k) + kv_offset0, kv_stride, k_valid);
-  LoadTile<kHeadDim, kBlockN, Tr::kThreads>(
-      s_v, static_cast<const T*>(a.v) + kv_offset0, kv_stride, k_valid);
+  LoadTile<kHeadDim, kBlockN, Tr::kThreads>(s_k, static_cast<const T*>(a.k) + kv_offset0, kv_stride,
+                                            k_valid);
+  LoadTile<kHeadDim, kBlockN, Tr::kThreads>(s_v, static_cast<const T*>(a.v) + kv_offset0, kv_stride,
+                                            k_valid);
   load_q_tile(m_begin, 0);
   CpAsyncCommit();
 
@@ -126,13 +126,13 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
     for (int qs = 0; qs < kBlockM; qs += kSubM) {
       // S^T = K Q^T: the warp's 16 keys x kSubM queries.
       float p[kSubBlocks][4];
-  #pragma unroll
+#pragma unroll
       for (int j = 0; j < kSubBlocks; ++j) p[j][0] = p[j][1] = p[j][2] = p[j][3] = 0.f;
-  #pragma unroll
+#pragma unroll
       for (int kk = 0; kk < kDSteps; ++kk) {
         uint32_t ka[4];
         LdMatrixX4(ka, k_a.At(0, kk));
-  #pragma unroll
+#pragma unroll
         for (int j = 0; j < kSubBlocks; j += 2) {
           uint32_t qb[4];
           LdMatrixX4(qb, q_b.At(qs + j * 8, kk, q_offset));
@@ -143,20 +143,20 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
       // P^T = exp(S^T * scale - LSE), masked pairs 0.
       const bool full = m >= full_begin && m < full_end;
       const TaskMask mask = TaskMask::Of(a, b);
-  #pragma unroll
+#pragma unroll
       for (int j = 0; j < kSubBlocks; ++j) {
-  #pragma unroll
+#pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int col = qs + j * 8 + (lane % 4) * 2 + e;
           const float lse = s_lse[buffer * kBlockM + col];
-  #pragma unroll
+#pragma unroll
           for (int half = 0; half < 2; ++half) {
             float x = FastExp2(fmaf(p[j][2 * half + e], scale_log2, -lse));
             if (!full) {
               const int key = warp * 16 + lane / 4 + 8 * half;
-              const bool ok = key < k_valid && q_first + col < q_len &&
-                              mask.Allowed(PositionAt(a.q_pos, q_first + col),
-                                           PositionAt(a.k_pos, k0 + key));
+              const bool ok =
+                  key < k_valid && q_first + col < q_len &&
+                  mask.Allowed(PositionAt(a.q_pos, q_first + col), PositionAt(a.k_pos, k0 + key));
               if (!ok) x = 0.f;
             }
             p[j][2 * half + e] = x;
@@ -164,13 +164,13 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
         }
       }
       // dV += P^T dO.
-  #pragma unroll
+#pragma unroll
       for (int kk = 0; kk < kSubM / 16; ++kk) {
         const uint32_t pa[4] = {Element<E>::Pack(p[2 * kk][0], p[2 * kk][1]),
                                 Element<E>::Pack(p[2 * kk][2], p[2 * kk][3]),
                                 Element<E>::Pack(p[2 * kk + 1][0], p[2 * kk + 1][1]),
                                 Element<E>::Pack(p[2 * kk + 1][2], p[2 * kk + 1][3])};
-  #pragma unroll
+#pragma unroll
         for (int i = 0; i < kDBlocks; i += 2) {
           uint32_t ob[4];
           LdMatrixX4Trans(ob, do_bt.At(qs + kk * 16, i / 2, q_offset));
@@ -180,13 +180,13 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
       }
       // dP^T = V dO^T, then dS^T = P^T (dP^T - D).
       float ds[kSubBlocks][4];
-  #pragma unroll
+#pragma unroll
       for (int j = 0; j < kSubBlocks; ++j) ds[j][0] = ds[j][1] = ds[j][2] = ds[j][3] = 0.f;
-  #pragma unroll
+#pragma unroll
       for (int kk = 0; kk < kDSteps; ++kk) {
         uint32_t va[4];
         LdMatrixX4(va, v_a.At(0, kk));
-  #pragma unroll
+#pragma unroll
         for (int j = 0; j < kSubBlocks; j += 2) {
           uint32_t ob[4];
           LdMatrixX4(ob, do_b.At(qs + j * 8, kk, q_offset));
@@ -194,9 +194,9 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
           Mma<E>(ds[j + 1], va, ob[2], ob[3]);
         }
       }
-  #pragma unroll
+#pragma unroll
       for (int j = 0; j < kSubBlocks; ++j) {
-  #pragma unroll
+#pragma unroll
         for (int e = 0; e < 2; ++e) {
           const float delta = s_delta[buffer * kBlockM + qs + j * 8 + (lane % 4) * 2 + e];
           ds[j][e] = p[j][e] * (ds[j][e] - delta);
@@ -204,7 +204,7 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
         }
       }
       // dK += dS^T Q (scaled at the end); dS^T to shared memory for dQ.
-  #pragma unroll
+#pragma unroll
       for (int kk = 0; kk < kSubM / 16; ++kk) {
         const uint32_t da[4] = {Element<E>::Pack(ds[2 * kk][0], ds[2 * kk][1]),
                                 Element<E>::Pack(ds[2 * kk][2], ds[2 * kk][3]),
@@ -217,7 +217,7 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
         row8[0] = da[1];
         row0[4] = da[2];  // + 8 columns
         row8[4] = da[3];
-  #pragma unroll
+#pragma unroll
         for (int i = 0; i < kDBlocks; i += 2) {
           uint32_t qb[4];
           LdMatrixX4Trans(qb, q_bt.At(qs + kk * 16, i / 2, q_offset));
@@ -307,10 +307,9 @@ cudaError_t LaunchFlashBackwardKernel(const BackwardBlockArgs& args, cudaStream_
     return e;
   }
   const int64_t group = a.num_heads / a.num_kv_heads;
-  const dim3 grid(
-      static_cast<unsigned>((a.k_pos.length + Tr::kBlockN - 1) / Tr::kBlockN),
-      static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
-      static_cast<unsigned>(a.batch));
+  const dim3 grid(static_cast<unsigned>((a.k_pos.length + Tr::kBlockN - 1) / Tr::kBlockN),
+                  static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
+                  static_cast<unsigned>(a.batch));
   kernel<<<grid, Tr::kThreads, Tr::kSharedBytes, stream>>>(args);
   return cudaGetLastError();
 }

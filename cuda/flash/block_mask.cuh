@@ -12,9 +12,7 @@
 
 namespace ringattn::cuda::flash {
 
-__device__ __forceinline__ int64_t min64(int64_t x, int64_t y) {
-  return x < y ? x : y;
-}
+__device__ __forceinline__ int64_t min64(int64_t x, int64_t y) { return x < y ? x : y; }
 
 __device__ __forceinline__ int64_t PositionAt(const DeviceRun& r, int64_t i) {
   if (r.group >= r.length) return r.base + i * r.stride;  // affine: no division
@@ -25,22 +23,19 @@ __device__ __forceinline__ int64_t PositionAt(const DeviceRun& r, int64_t i) {
 struct TaskMask {
   int64_t min_delta, max_delta, key_limit, doc_begin, doc_end;
 
-  static __device__ __forceinline__ TaskMask Of(const ForwardBlockArgs& a,
-                                                int64_t b) {
-    return {a.min_delta, a.max_delta,
-            a.key_limit != nullptr ? a.key_limit[b] : INT64_MAX, a.doc_begin,
-            a.doc_end};
+  static __device__ __forceinline__ TaskMask Of(const ForwardBlockArgs& a, int64_t b) {
+    return {a.min_delta, a.max_delta, a.key_limit != nullptr ? a.key_limit[b] : INT64_MAX,
+            a.doc_begin, a.doc_end};
   }
   __device__ __forceinline__ bool Allowed(int64_t q, int64_t k) const {
     const int64_t d = k - q;
-    return d >= min_delta && d <= max_delta && k < key_limit && k >= doc_begin &&
-           k < doc_end;
+    return d >= min_delta && d <= max_delta && k < key_limit && k >= doc_begin && k < doc_end;
   }
   // Every pair of queries in [q_lo, q_hi] and keys in [k_lo, k_hi] allowed.
-  __device__ __forceinline__ bool AllAllowed(int64_t q_lo, int64_t q_hi,
-                                             int64_t k_lo, int64_t k_hi) const {
-    return k_lo - q_hi >= min_delta && k_hi - q_lo <= max_delta &&
-           k_hi < key_limit && k_lo >= doc_begin && k_hi < doc_end;
+  __device__ __forceinline__ bool AllAllowed(int64_t q_lo, int64_t q_hi, int64_t k_lo,
+                                             int64_t k_hi) const {
+    return k_lo - q_hi >= min_delta && k_hi - q_lo <= max_delta && k_hi < key_limit &&
+           k_lo >= doc_begin && k_hi < doc_end;
   }
   // Keys a query in [q_lo, q_hi] may see lie in [KeyLow(q_lo), KeyHigh(q_hi)].
   __device__ __forceinline__ int64_t KeyLow(int64_t q_lo) const {
@@ -51,9 +46,7 @@ struct TaskMask {
   }
   // Queries a key in [k_lo, k_hi] may be seen by: [QueryLow, QueryHigh]
   // (empty when the keys are all outside the document or the padding).
-  __device__ __forceinline__ int64_t QueryLow(int64_t k_lo) const {
-    return k_lo - max_delta;
-  }
+  __device__ __forceinline__ int64_t QueryLow(int64_t k_lo) const { return k_lo - max_delta; }
   __device__ __forceinline__ int64_t QueryHigh(int64_t k_lo, int64_t k_hi) const {
     if (k_lo >= key_limit || k_lo >= doc_end || k_hi < doc_begin) {
       return INT64_MIN;
@@ -79,18 +72,23 @@ struct RunTiles {
     return static_cast<int64_t>(t + 1) * tile <= run.length;
   }
   // The tiles [begin, end) that hold a position in [lo, hi].
-  __device__ __forceinline__ void Range(int64_t lo, int64_t hi, int* begin,
-                                        int* end) const {
+  __device__ __forceinline__ void Range(int64_t lo, int64_t hi, int* begin, int* end) const {
     int a = 0, b = Count();  // first tile whose last position >= lo
     while (a < b) {
       const int m = (a + b) / 2;
-      if (Last(m) >= lo) b = m; else a = m + 1;
+      if (Last(m) >= lo)
+        b = m;
+      else
+        a = m + 1;
     }
     *begin = a;
     b = Count();  // first tile whose first position > hi
     while (a < b) {
       const int m = (a + b) / 2;
-      if (First(m) > hi) b = m; else a = m + 1;
+      if (First(m) > hi)
+        b = m;
+      else
+        a = m + 1;
     }
     *end = a;
   }
@@ -100,15 +98,17 @@ struct RunTiles {
 // query in [q_lo, q_hi] (a contiguous range: each condition of AllAllowed
 // holds from some tile on, or up to some tile).
 __device__ __forceinline__ void FullTileRange(const TaskMask& mask, const RunTiles& tiles,
-                                              int64_t q_lo, int64_t q_hi, int* begin,
-                                              int* end) {
+                                              int64_t q_lo, int64_t q_hi, int* begin, int* end) {
   const int count = tiles.Count();
   // First tile with First >= max(q_hi + min_delta, doc_begin).
   const int64_t lo = max(q_hi + mask.min_delta, mask.doc_begin);
   int a = 0, b = count;
   while (a < b) {
     const int m = (a + b) / 2;
-    if (tiles.First(m) >= lo) b = m; else a = m + 1;
+    if (tiles.First(m) >= lo)
+      b = m;
+    else
+      a = m + 1;
   }
   *begin = a;
   // First tile with Last > min(q_lo + max_delta, key_limit - 1, doc_end - 1).
@@ -116,7 +116,10 @@ __device__ __forceinline__ void FullTileRange(const TaskMask& mask, const RunTil
   b = count;
   while (a < b) {
     const int m = (a + b) / 2;
-    if (tiles.Last(m) > hi) b = m; else a = m + 1;
+    if (tiles.Last(m) > hi)
+      b = m;
+    else
+      a = m + 1;
   }
   *end = a;
   if (*end == count && count > 0 && !tiles.Full(count - 1)) *end = count - 1;
@@ -125,9 +128,9 @@ __device__ __forceinline__ void FullTileRange(const TaskMask& mask, const RunTil
 
 // The query tiles [begin, end) of `tiles` all of whose queries may see every
 // key in [k_lo, k_hi] (the backward's transposed FullTileRange).
-__device__ __forceinline__ void FullQueryTileRange(const TaskMask& mask,
-                                                   const RunTiles& tiles, int64_t k_lo,
-                                                   int64_t k_hi, int* begin, int* end) {
+__device__ __forceinline__ void FullQueryTileRange(const TaskMask& mask, const RunTiles& tiles,
+                                                   int64_t k_lo, int64_t k_hi, int* begin,
+                                                   int* end) {
   const int count = tiles.Count();
   *begin = *end = 0;
   if (!(k_hi < mask.key_limit && k_lo >= mask.doc_begin && k_hi < mask.doc_end)) return;
@@ -136,7 +139,10 @@ __device__ __forceinline__ void FullQueryTileRange(const TaskMask& mask,
   int a = 0, b = count;
   while (a < b) {
     const int m = (a + b) / 2;
-    if (tiles.First(m) >= lo) b = m; else a = m + 1;
+    if (tiles.First(m) >= lo)
+      b = m;
+    else
+      a = m + 1;
   }
   *begin = a;
   // First tile with Last > k_lo - min_delta.
@@ -144,7 +150,10 @@ __device__ __forceinline__ void FullQueryTileRange(const TaskMask& mask,
   b = count;
   while (a < b) {
     const int m = (a + b) / 2;
-    if (tiles.Last(m) > hi) b = m; else a = m + 1;
+    if (tiles.Last(m) > hi)
+      b = m;
+    else
+      a = m + 1;
   }
   *end = a;
   if (*end == count && count > 0 && !tiles.Full(count - 1)) *end = count - 1;

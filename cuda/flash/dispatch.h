@@ -17,10 +17,14 @@ template <ElementType E, typename F>
 cudaError_t DispatchHeadDim(int64_t head_dim, F&& f) {
   using Type = std::integral_constant<ElementType, E>;
   switch (head_dim) {
-    case 64: return f(Type{}, std::integral_constant<int, 64>{});
-    case 128: return f(Type{}, std::integral_constant<int, 128>{});
-    case 256: return f(Type{}, std::integral_constant<int, 256>{});
-    default: return cudaErrorNotSupported;
+    case 64:
+      return f(Type{}, std::integral_constant<int, 64>{});
+    case 128:
+      return f(Type{}, std::integral_constant<int, 128>{});
+    case 256:
+      return f(Type{}, std::integral_constant<int, 256>{});
+    default:
+      return cudaErrorNotSupported;
   }
 }
 
@@ -36,9 +40,7 @@ cudaError_t DispatchDtypeHeadDim(ElementType dtype, int64_t head_dim, F&& f) {
   }
 }
 
-inline bool Aligned16(const void* p) {
-  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
-}
+inline bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 }  // namespace ringattn::cuda::flash
 

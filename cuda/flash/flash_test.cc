@@ -7,9 +7,6 @@
 // so the test runs without PyTorch. The backward is checked against the
 // correctness-first kernel (fp32 math, itself checked against the CPU fp64
 // kernel in cuda:forward_block_test) by norm-relative error.
-#include "cuda/flash/backward.h"
-#include "cuda/flash/forward.h"
-
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -19,9 +16,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/dtype.h"
-#include "core/lse_math.h"
 #include "core/dtype_convert.h"
+#include "core/lse_math.h"
 #include "cuda/device.h"
+#include "cuda/flash/backward.h"
+#include "cuda/flash/forward.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
@@ -36,8 +35,7 @@ template <typename T>
 T* ToDevice(const std::vector<T>& x) {
   T* d = nullptr;
   EXPECT_EQ(cudaMalloc(&d, std::max<size_t>(x.size(), 1) * sizeof(T)), cudaSuccess);
-  EXPECT_EQ(cudaMemcpy(d, x.data(), x.size() * sizeof(T), cudaMemcpyHostToDevice),
-            cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(d, x.data(), x.size() * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
   return d;
 }
 template <typename T>
@@ -63,9 +61,12 @@ struct Case {
 
 ElementType ElementTypeOf(DType dtype) {
   switch (dtype) {
-    case DType::kBFloat16: return ElementType::kBFloat16;
-    case DType::kFloat16: return ElementType::kFloat16;
-    default: return ElementType::kFloat32;
+    case DType::kBFloat16:
+      return ElementType::kBFloat16;
+    case DType::kFloat16:
+      return ElementType::kFloat16;
+    default:
+      return ElementType::kFloat32;
   }
 }
 
@@ -80,9 +81,8 @@ struct Reference {
   double emulated_error = 0;     // max |O_emulated - O| over the task's rows
 };
 
-Reference Oracle(const Case& c, const std::vector<double>& q,
-                 const std::vector<double>& k, const std::vector<double>& v,
-                 double scale) {
+Reference Oracle(const Case& c, const std::vector<double>& q, const std::vector<double>& k,
+                 const std::vector<double>& v, double scale) {
   const int64_t d = c.head_dim, group = c.heads / c.kv_heads;
   Reference r;
   r.out.assign(c.batch * c.q_rows * c.heads * d, 0.0);
@@ -98,8 +98,8 @@ Reference Oracle(const Case& c, const std::vector<double>& q,
         for (int64_t j = 0; j < c.k_pos.length; ++j) {
           const int64_t kp = At(c.k_pos, j), delta = kp - qp;
           s[j] = -INFINITY;
-          if (delta < c.min_delta || delta > c.max_delta || kp >= limit ||
-              kp < c.doc_begin || kp >= c.doc_end) {
+          if (delta < c.min_delta || delta > c.max_delta || kp >= limit || kp < c.doc_begin ||
+              kp >= c.doc_end) {
             continue;
           }
           const double* kv = &k[((b * c.k_rows + c.k_row + j) * c.kv_heads + h / group) * d];
@@ -116,8 +116,7 @@ Reference Oracle(const Case& c, const std::vector<double>& q,
           double exact = 0, emulated = 0;
           for (int64_t j = 0; j < c.k_pos.length; ++j) {
             if (p[j] == 0) continue;
-            const double vv =
-                v[((b * c.k_rows + c.k_row + j) * c.kv_heads + h / group) * d + e];
+            const double vv = v[((b * c.k_rows + c.k_row + j) * c.kv_heads + h / group) * d + e];
             exact += p[j] * vv;
             emulated += RoundTo(c.dtype, p[j]) * vv;
           }
@@ -135,13 +134,12 @@ Reference Oracle(const Case& c, const std::vector<double>& q,
 // Runs `c` twice on the GPU, one-call (args.out) and merged into a random
 // prior fp32 state, and checks both against the oracle.
 void Check(const Case& c, uint32_t seed, flash::TensorCoreKernel kernel) {
-  SCOPED_TRACE(absl::StrCat(DTypeName(c.dtype), " d", c.head_dim, " q ", c.q_pos.length,
-                            " k ", c.k_pos.length, " seed ", seed));
+  SCOPED_TRACE(absl::StrCat(DTypeName(c.dtype), " d", c.head_dim, " q ", c.q_pos.length, " k ",
+                            c.k_pos.length, " seed ", seed));
   const int64_t d = c.head_dim;
   const auto rounded = [&](int64_t n, uint32_t s) {
     std::vector<double> x = RandomNormal<double>(n, s);
-    return DecodeAll<double>(
-        c.dtype, EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
+    return DecodeAll<double>(c.dtype, EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
   };
   const std::vector<double> q = rounded(c.batch * c.q_rows * c.heads * d, seed);
   const std::vector<double> k = rounded(c.batch * c.k_rows * c.kv_heads * d, seed + 1);
@@ -198,15 +196,14 @@ void Check(const Case& c, uint32_t seed, flash::TensorCoreKernel kernel) {
   const std::vector<float> o = ToHost(d_o, q.size());
   const std::vector<float> lse = ToHost(d_lse, want.lse.size());
   const std::vector<float> direct_lse = ToHost(d_direct_lse, want.lse.size());
-  const std::vector<double> out = DecodeAll<double>(
-      c.dtype, ToHost(d_out, q.size() * DTypeBytes(c.dtype)));
+  const std::vector<double> out =
+      DecodeAll<double>(c.dtype, ToHost(d_out, q.size() * DTypeBytes(c.dtype)));
 
   // fp32 (3xTF32): 1e-5 relative to the largest output; fp16/bf16: 2x the
   // flash-style emulation.
   double max_out = 1;
   for (double x : want.out) max_out = std::max(max_out, std::abs(x));
-  const double bound =
-      c.dtype == DType::kFloat32 ? 1e-5 * max_out : 2 * want.emulated_error + 1e-6;
+  const double bound = c.dtype == DType::kFloat32 ? 1e-5 * max_out : 2 * want.emulated_error + 1e-6;
   double merged_error = 0, direct_error = 0, lse_error = 0;
   const int64_t group = c.heads / c.kv_heads;
   for (int64_t b = 0; b < c.batch; ++b) {
@@ -251,9 +248,8 @@ void Check(const Case& c, uint32_t seed, flash::TensorCoreKernel kernel) {
   EXPECT_LE(merged_error, bound) << "emulated flash error " << want.emulated_error;
   EXPECT_LE(direct_error, bound) << "emulated flash error " << want.emulated_error;
   EXPECT_LE(lse_error, 1e-4);
-  for (void* p : {static_cast<void*>(d_q), static_cast<void*>(d_k),
-                  static_cast<void*>(d_v), static_cast<void*>(d_limit),
-                  static_cast<void*>(d_o), static_cast<void*>(d_lse),
+  for (void* p : {static_cast<void*>(d_q), static_cast<void*>(d_k), static_cast<void*>(d_v),
+                  static_cast<void*>(d_limit), static_cast<void*>(d_o), static_cast<void*>(d_lse),
                   static_cast<void*>(d_out), static_cast<void*>(d_direct_lse)}) {
     cudaFree(p);
   }
@@ -277,7 +273,8 @@ Case RandomCase(std::mt19937& rng, DType dtype, int64_t head_dim) {
   c.k_rows = c.k_row + k_len + uniform(0, 3);
   const auto run = [&](int64_t length) {
     switch (uniform(0, 2)) {
-      case 0: return DeviceRun{uniform(0, 200), length, 1, length, length};
+      case 0:
+        return DeviceRun{uniform(0, 200), length, 1, length, length};
       case 1: {
         const int64_t stride = uniform(2, 4);
         return DeviceRun{uniform(0, 3), length, stride, length, stride * length};
@@ -296,9 +293,12 @@ Case RandomCase(std::mt19937& rng, DType dtype, int64_t head_dim) {
   c.doc_end = kFar;
   const int64_t span = std::max(At(c.q_pos, q_len - 1), At(c.k_pos, k_len - 1)) + 1;
   switch (uniform(0, 4)) {
-    case 0: break;                              // none
-    case 1: c.max_delta = uniform(-5, 5); break;  // causal (shifted)
-    case 2:                                     // sliding window
+    case 0:
+      break;  // none
+    case 1:
+      c.max_delta = uniform(-5, 5);
+      break;  // causal (shifted)
+    case 2:   // sliding window
       c.max_delta = uniform(0, 40);
       c.min_delta = c.max_delta - uniform(0, 150);
       break;
@@ -332,9 +332,12 @@ std::vector<flash::TensorCoreKernel> TensorCoreKernels() {
 }
 const char* KernelName(flash::TensorCoreKernel kernel) {
   switch (kernel) {
-    case flash::TensorCoreKernel::kHopper: return "wgmma kernel";
-    case flash::TensorCoreKernel::kWarpSpecialized: return "warp-specialized wgmma kernel";
-    default: return "mma.sync kernel";
+    case flash::TensorCoreKernel::kHopper:
+      return "wgmma kernel";
+    case flash::TensorCoreKernel::kWarpSpecialized:
+      return "warp-specialized wgmma kernel";
+    default:
+      return "mma.sync kernel";
   }
 }
 
@@ -369,13 +372,27 @@ TEST(FlashForwardTest, FusedStateOverBlocksEqualsOneCall) {
   // state, against the one-call oracle: the fused merge adds no error
   // beyond the kernel's own (bf16 P), i.e. no partial output is rounded.
   constexpr int64_t kRows = 640, kWorld = 4, kDim = 128;
-  Case c{DType::kBFloat16, kDim, 1, kRows, kRows, 2, 1, 0, 0,
-         {0, kRows, 1, kRows, kRows}, {0, kRows, 1, kRows, kRows},
-         -kFar, 0, 0, kFar, {}, 0, 1};
+  Case c{DType::kBFloat16,
+         kDim,
+         1,
+         kRows,
+         kRows,
+         2,
+         1,
+         0,
+         0,
+         {0, kRows, 1, kRows, kRows},
+         {0, kRows, 1, kRows, kRows},
+         -kFar,
+         0,
+         0,
+         kFar,
+         {},
+         0,
+         1};
   const auto rounded = [&](int64_t n, uint32_t s) {
     std::vector<double> x = RandomNormal<double>(n, s);
-    return DecodeAll<double>(
-        c.dtype, EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
+    return DecodeAll<double>(c.dtype, EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
   };
   const std::vector<double> q = rounded(kRows * 2 * kDim, 11);
   const std::vector<double> k = rounded(kRows * kDim, 12);
@@ -389,46 +406,46 @@ TEST(FlashForwardTest, FusedStateOverBlocksEqualsOneCall) {
   uint8_t* d_k = encode(k);
   uint8_t* d_v = encode(v);
   for (flash::TensorCoreKernel kernel : TensorCoreKernels()) {
-  SCOPED_TRACE(KernelName(kernel));
-  float* d_o = ToDevice(std::vector<float>(q.size(), 0.f));
-  float* d_lse = ToDevice(std::vector<float>(want.lse.size(), -INFINITY));
-  const int64_t block = kRows / kWorld;
-  for (int64_t w = kWorld - 1; w >= 0; --w) {  // any order
-    ForwardBlockArgs a;
-    a.dtype = ElementType::kBFloat16;
-    a.q = d_q;
-    a.k = d_k;
-    a.v = d_v;
-    a.state_o = d_o;
-    a.state_lse = d_lse;
-    a.batch = 1;
-    a.q_rows = a.k_rows = kRows;
-    a.num_heads = 2;
-    a.num_kv_heads = 1;
-    a.head_dim = kDim;
-    a.k_row = w * block;
-    a.q_pos = {0, kRows, 1, kRows, kRows};
-    a.k_pos = {w * block, block, 1, block, block};
-    a.kv_head_end = 1;
-    a.min_delta = -kFar;
-    a.max_delta = 0;
-    a.doc_end = kFar;
-    a.softmax_scale = static_cast<float>(scale);
-    ASSERT_EQ(flash::LaunchFlashForward(a, nullptr, kernel), cudaSuccess);
-  }
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  const std::vector<float> o = ToHost(d_o, q.size());
-  const std::vector<float> lse = ToHost(d_lse, want.lse.size());
-  double error = 0, lse_error = 0;
-  for (size_t i = 0; i < o.size(); ++i) error = std::max(error, std::abs(o[i] - want.out[i]));
-  for (size_t i = 0; i < lse.size(); ++i) {
-    lse_error = std::max(lse_error, std::abs(lse[i] - want.lse[i]));
-  }
-  // P is rounded to bf16 once per block either way; the output is not.
-  EXPECT_LE(error, 2 * want.emulated_error);
-  EXPECT_LE(lse_error, 1e-5 * 8);
-  cudaFree(d_o);
-  cudaFree(d_lse);
+    SCOPED_TRACE(KernelName(kernel));
+    float* d_o = ToDevice(std::vector<float>(q.size(), 0.f));
+    float* d_lse = ToDevice(std::vector<float>(want.lse.size(), -INFINITY));
+    const int64_t block = kRows / kWorld;
+    for (int64_t w = kWorld - 1; w >= 0; --w) {  // any order
+      ForwardBlockArgs a;
+      a.dtype = ElementType::kBFloat16;
+      a.q = d_q;
+      a.k = d_k;
+      a.v = d_v;
+      a.state_o = d_o;
+      a.state_lse = d_lse;
+      a.batch = 1;
+      a.q_rows = a.k_rows = kRows;
+      a.num_heads = 2;
+      a.num_kv_heads = 1;
+      a.head_dim = kDim;
+      a.k_row = w * block;
+      a.q_pos = {0, kRows, 1, kRows, kRows};
+      a.k_pos = {w * block, block, 1, block, block};
+      a.kv_head_end = 1;
+      a.min_delta = -kFar;
+      a.max_delta = 0;
+      a.doc_end = kFar;
+      a.softmax_scale = static_cast<float>(scale);
+      ASSERT_EQ(flash::LaunchFlashForward(a, nullptr, kernel), cudaSuccess);
+    }
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    const std::vector<float> o = ToHost(d_o, q.size());
+    const std::vector<float> lse = ToHost(d_lse, want.lse.size());
+    double error = 0, lse_error = 0;
+    for (size_t i = 0; i < o.size(); ++i) error = std::max(error, std::abs(o[i] - want.out[i]));
+    for (size_t i = 0; i < lse.size(); ++i) {
+      lse_error = std::max(lse_error, std::abs(lse[i] - want.lse[i]));
+    }
+    // P is rounded to bf16 once per block either way; the output is not.
+    EXPECT_LE(error, 2 * want.emulated_error);
+    EXPECT_LE(lse_error, 1e-5 * 8);
+    cudaFree(d_o);
+    cudaFree(d_lse);
   }
   for (void* p : {static_cast<void*>(d_q), static_cast<void*>(d_k), static_cast<void*>(d_v)}) {
     cudaFree(p);
@@ -491,14 +508,14 @@ void CheckBackward(const Case& c, uint32_t seed) {
   a.doc_end = c.doc_end;
   a.softmax_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
   ASSERT_EQ(LaunchForwardBlock(a, nullptr), cudaSuccess);
-  ASSERT_EQ(LaunchBackwardDelta(a.dtype, d_dout, d_o, d_delta, c.batch, c.q_rows,
-                                c.heads, d, nullptr),
-            cudaSuccess);
+  ASSERT_EQ(
+      LaunchBackwardDelta(a.dtype, d_dout, d_o, d_delta, c.batch, c.q_rows, c.heads, d, nullptr),
+      cudaSuccess);
   // The backward has no warp-specialized kernel yet.
   std::vector<flash::TensorCoreKernel> kernels = TensorCoreKernels();
-  kernels.erase(std::remove(kernels.begin(), kernels.end(),
-                            flash::TensorCoreKernel::kWarpSpecialized),
-                kernels.end());
+  kernels.erase(
+      std::remove(kernels.begin(), kernels.end(), flash::TensorCoreKernel::kWarpSpecialized),
+      kernels.end());
   const int n = static_cast<int>(kernels.size());
   std::vector<std::vector<float>> grads[3];  // [kernel: fp32, tensor cores...][dq, dk, dv]
   for (int kernel = 0; kernel <= n; ++kernel) {
@@ -535,9 +552,8 @@ void CheckBackward(const Case& c, uint32_t seed) {
           << names[i] << " " << KernelName(kernels[kernel - 1]);
     }
   }
-  for (void* p : {static_cast<void*>(d_q), static_cast<void*>(d_k),
-                  static_cast<void*>(d_v), static_cast<void*>(d_dout),
-                  static_cast<void*>(d_limit), static_cast<void*>(d_o),
+  for (void* p : {static_cast<void*>(d_q), static_cast<void*>(d_k), static_cast<void*>(d_v),
+                  static_cast<void*>(d_dout), static_cast<void*>(d_limit), static_cast<void*>(d_o),
                   static_cast<void*>(d_lse), static_cast<void*>(d_delta)}) {
     cudaFree(p);
   }

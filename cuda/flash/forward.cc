@@ -11,10 +11,9 @@ bool FlashForwardSupports(const ForwardBlockArgs& a) {
   const bool half = a.dtype == ElementType::kFloat16 || a.dtype == ElementType::kBFloat16;
   return (half ? a.head_dim == 64 || a.head_dim == 128 || a.head_dim == 256
                : a.dtype == ElementType::kFloat32 && (a.head_dim == 64 || a.head_dim == 128)) &&
-         a.num_kv_heads >= 1 && a.num_heads % a.num_kv_heads == 0 &&
-         a.kv_head_begin >= 0 && a.kv_head_begin < a.kv_head_end &&
-         a.kv_head_end <= a.num_kv_heads && Aligned16(a.q) && Aligned16(a.k) &&
-         Aligned16(a.v) && Aligned16(a.out) && Aligned16(a.state_o);
+         a.num_kv_heads >= 1 && a.num_heads % a.num_kv_heads == 0 && a.kv_head_begin >= 0 &&
+         a.kv_head_begin < a.kv_head_end && a.kv_head_end <= a.num_kv_heads && Aligned16(a.q) &&
+         Aligned16(a.k) && Aligned16(a.v) && Aligned16(a.out) && Aligned16(a.state_o);
 }
 
 namespace {
@@ -39,10 +38,8 @@ TensorCoreKernel AutoOverride() {
 bool HopperDevice() {
   int device = 0, major = 0, minor = 0;
   return cudaGetDevice(&device) == cudaSuccess &&
-         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) ==
-             cudaSuccess &&
-         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) ==
-             cudaSuccess &&
+         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
          major == 9 && minor == 0;
 }
 

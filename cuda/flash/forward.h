@@ -44,8 +44,7 @@ cudaError_t LaunchFlashForwardHopperKernel(const ForwardBlockArgs& a, cudaStream
 // The warp-specialized wgmma kernel (TMA producer, ping-pong consumers,
 // persistent), compiled in forward_warp_specialized_d<D>.cu.
 template <ElementType E, int kHeadDim>
-cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
-                                                    cudaStream_t stream);
+cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a, cudaStream_t stream);
 
 }  // namespace ringattn::cuda::flash
 

@@ -34,14 +34,20 @@ __device__ __forceinline__ void AllowedKeyColumns(const TaskMask& mask, const De
 #pragma unroll 1
   while (lo < hi) {
     const int mid = (lo + hi) / 2;
-    if (PositionAt(k_pos, k_first + mid) >= lo_pos) hi = mid; else lo = mid + 1;
+    if (PositionAt(k_pos, k_first + mid) >= lo_pos)
+      hi = mid;
+    else
+      lo = mid + 1;
   }
   *begin = lo;
   hi = valid;  // first column at or after it whose position > hi_pos
 #pragma unroll 1
   while (lo < hi) {
     const int mid = (lo + hi) / 2;
-    if (PositionAt(k_pos, k_first + mid) > hi_pos) hi = mid; else lo = mid + 1;
+    if (PositionAt(k_pos, k_first + mid) > hi_pos)
+      hi = mid;
+    else
+      lo = mid + 1;
   }
   *end = lo;
 }
@@ -147,9 +153,8 @@ template <ElementType E, int kHeadDim, int kMT>
 __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDim / 8][4],
                                                  const float (&row_max)[kMT][2],
                                                  float (&row_sum)[kMT][2],
-                                                 const ForwardBlockArgs& a, int64_t b,
-                                                 int64_t h, int64_t q0, int q_valid,
-                                                 int row0) {
+                                                 const ForwardBlockArgs& a, int64_t b, int64_t h,
+                                                 int64_t q0, int q_valid, int row0) {
   using T = typename Element<E>::T;
   constexpr int kDB = kHeadDim / 8;
   constexpr float kLn2 = 0.6931471805599453f;
@@ -190,8 +195,8 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
             *reinterpret_cast<float2*>(out + i * 8 + col) =
                 make_float2(acc[m][i][2 * half] * inv, acc[m][i][2 * half + 1] * inv);
           } else {
-            *reinterpret_cast<uint32_t*>(out + i * 8 + col) = Element<E>::Pack(
-                acc[m][i][2 * half] * inv, acc[m][i][2 * half + 1] * inv);
+            *reinterpret_cast<uint32_t*>(out + i * 8 + col) =
+                Element<E>::Pack(acc[m][i][2 * half] * inv, acc[m][i][2 * half + 1] * inv);
           }
         }
         if (lane % 4 == 0) *lse = lse_b;
@@ -227,9 +232,7 @@ struct KeyTileRange {
     k_tiles.Range(mask.KeyLow(q_lo), mask.KeyHigh(q_hi), &n_begin, &n_end);
     FullTileRange(mask, k_tiles, q_lo, q_hi, &full_begin, &full_end);
   }
-  __device__ __forceinline__ bool NeedsMask(int n) const {
-    return n < full_begin || n >= full_end;
-  }
+  __device__ __forceinline__ bool NeedsMask(int n) const { return n < full_begin || n >= full_end; }
 };
 
 }  // namespace ringattn::cuda::flash

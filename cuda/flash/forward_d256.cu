@@ -3,9 +3,9 @@
 
 namespace ringattn::cuda::flash {
 
-template cudaError_t LaunchFlashForwardKernel<ElementType::kFloat16, 256>(
-    const ForwardBlockArgs&, cudaStream_t);
-template cudaError_t LaunchFlashForwardKernel<ElementType::kBFloat16, 256>(
-    const ForwardBlockArgs&, cudaStream_t);
+template cudaError_t LaunchFlashForwardKernel<ElementType::kFloat16, 256>(const ForwardBlockArgs&,
+                                                                          cudaStream_t);
+template cudaError_t LaunchFlashForwardKernel<ElementType::kBFloat16, 256>(const ForwardBlockArgs&,
+                                                                           cudaStream_t);
 
 }  // namespace ringattn::cuda::flash

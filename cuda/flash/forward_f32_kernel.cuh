@@ -52,8 +52,7 @@ __device__ __forceinline__ void MmaTf32(float (&c)[4], const uint32_t (&a)[4], u
 // (ncu: dependent mma chains were the top stall).
 template <int kN>
 __device__ __forceinline__ void Mma3xTf32(float (&c)[kN][4], const uint32_t (&a_hi)[4],
-                                          const uint32_t (&a_lo)[4],
-                                          const uint32_t (&b)[kN][4]) {
+                                          const uint32_t (&a_lo)[4], const uint32_t (&b)[kN][4]) {
 #pragma unroll
   for (int j = 0; j < kN; ++j) MmaTf32(c[j], a_lo, b[j][0], b[j][1]);
 #pragma unroll
@@ -133,12 +132,10 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
   const int64_t b = blockIdx.z;
   const int64_t q_stride = a.num_heads * kHeadDim;
   const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
-  const float* g_q = static_cast<const float*>(a.q) +
-                     ((b * a.q_rows + a.q_row + q0) * a.num_heads + h) * kHeadDim;
-  const float* g_k = static_cast<const float*>(a.k) +
-                     KvOffset(a, b, a.k_row, kv_head);
-  const float* g_v = static_cast<const float*>(a.v) +
-                     KvOffset(a, b, a.k_row, kv_head);
+  const float* g_q =
+      static_cast<const float*>(a.q) + ((b * a.q_rows + a.q_row + q0) * a.num_heads + h) * kHeadDim;
+  const float* g_k = static_cast<const float*>(a.k) + KvOffset(a, b, a.k_row, kv_head);
+  const float* g_v = static_cast<const float*>(a.v) + KvOffset(a, b, a.k_row, kv_head);
 
   const KeyTileRange tiles(a, b, m_tile, kBlockM, kBlockN);
   const int n_begin = tiles.n_begin, n_end = tiles.n_end;
@@ -148,7 +145,8 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
   float acc[1][kDBlocks][4];
   float row_max[1][2] = {{-INFINITY, -INFINITY}}, row_sum[1][2] = {{0.f, 0.f}};
 #pragma unroll
-  for (int i = 0; i < kDBlocks; ++i) acc[0][i][0] = acc[0][i][1] = acc[0][i][2] = acc[0][i][3] = 0.f;
+  for (int i = 0; i < kDBlocks; ++i)
+    acc[0][i][0] = acc[0][i][1] = acc[0][i][2] = acc[0][i][3] = 0.f;
 
   if (n_begin < n_end) {
     LoadF32Tile<Tr, kBlockM>(s_q, g_q, q_stride, q_valid);
@@ -165,10 +163,10 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
     if (n + 1 < n_end) {
       const int64_t k1 = static_cast<int64_t>(n + 1) * kBlockN;
       const int valid = static_cast<int>(min64(kBlockN, k_len - k1));
-      LoadF32Tile<Tr, kBlockN>(s_k + (buffer ^ 1) * Tr::kKvFloats, g_k + k1 * kv_stride,
-                               kv_stride, valid);
-      LoadF32Tile<Tr, kBlockN>(s_v + (buffer ^ 1) * Tr::kKvFloats, g_v + k1 * kv_stride,
-                               kv_stride, valid);
+      LoadF32Tile<Tr, kBlockN>(s_k + (buffer ^ 1) * Tr::kKvFloats, g_k + k1 * kv_stride, kv_stride,
+                               valid);
+      LoadF32Tile<Tr, kBlockN>(s_v + (buffer ^ 1) * Tr::kKvFloats, g_v + k1 * kv_stride, kv_stride,
+                               valid);
     }
     CpAsyncCommit();
     CpAsyncWait<1>();
@@ -238,8 +236,8 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
     __syncthreads();  // every warp is done with `buffer` and the lo tiles
   }
 
-  StoreBlockResult<ElementType::kFloat32, kHeadDim>(acc, row_max, row_sum, a, b, h, q0,
-                                                    q_valid, row0);
+  StoreBlockResult<ElementType::kFloat32, kHeadDim>(acc, row_max, row_sum, a, b, h, q0, q_valid,
+                                                    row0);
 }
 
 template <int kHeadDim>
@@ -252,10 +250,9 @@ cudaError_t LaunchFlashForwardF32Kernel(const ForwardBlockArgs& a, cudaStream_t 
     return e;
   }
   const int64_t group = a.num_heads / a.num_kv_heads;
-  const dim3 grid(
-      static_cast<unsigned>((a.q_pos.length + Tr::kBlockM - 1) / Tr::kBlockM),
-      static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
-      static_cast<unsigned>(a.batch));
+  const dim3 grid(static_cast<unsigned>((a.q_pos.length + Tr::kBlockM - 1) / Tr::kBlockM),
+                  static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
+                  static_cast<unsigned>(a.batch));
   kernel<<<grid, Tr::kThreads, Tr::kSharedBytes, stream>>>(a);
   return cudaGetLastError();
 }

@@ -52,12 +52,10 @@ __global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
   const int64_t b = blockIdx.z;
   const int64_t q_stride = a.num_heads * kHeadDim;
   const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
-  const T* g_q = static_cast<const T*>(a.q) +
-                 ((b * a.q_rows + a.q_row + q0) * a.num_heads + h) * kHeadDim;
-  const T* g_k = static_cast<const T*>(a.k) +
-                 KvOffset(a, b, a.k_row, kv_head);
-  const T* g_v = static_cast<const T*>(a.v) +
-                 KvOffset(a, b, a.k_row, kv_head);
+  const T* g_q =
+      static_cast<const T*>(a.q) + ((b * a.q_rows + a.q_row + q0) * a.num_heads + h) * kHeadDim;
+  const T* g_k = static_cast<const T*>(a.k) + KvOffset(a, b, a.k_row, kv_head);
+  const T* g_v = static_cast<const T*>(a.v) + KvOffset(a, b, a.k_row, kv_head);
   const KeyTileRange tiles(a, b, m_tile, kBlockM, kBlockN);
   const int n_begin = tiles.n_begin, n_end = tiles.n_end;
 
@@ -90,10 +88,8 @@ __global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
 #pragma unroll
     for (int kk = 0; kk < kHeadDim / 16; ++kk) {
       Mma::template SS<kBlockN>(
-          s_flat,
-          SwizzledDescriptor(q_rows + (kk / 4) * kBlockM * 128 + (kk % 4) * 32, 16),
-          SwizzledDescriptor(k_tile(stage) + (kk / 4) * kBlockN * 128 + (kk % 4) * 32, 16),
-          kk > 0);
+          s_flat, SwizzledDescriptor(q_rows + (kk / 4) * kBlockM * 128 + (kk % 4) * 32, 16),
+          SwizzledDescriptor(k_tile(stage) + (kk / 4) * kBlockN * 128 + (kk % 4) * 32, 16), kk > 0);
     }
     WgmmaCommit();
   };
@@ -102,15 +98,13 @@ __global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
     WgmmaFence();
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk) {
-      Mma::template RS<kHeadDim>(o_flat, p[kk],
-                                 SwizzledDescriptor(v_tile(stage) + kk * 16 * 128,
-                                                    kBlockN * 128),
-                                 1);
+      Mma::template RS<kHeadDim>(
+          o_flat, p[kk], SwizzledDescriptor(v_tile(stage) + kk * 16 * 128, kBlockN * 128), 1);
     }
     WgmmaCommit();
   };
   // Masks S of key tile n where needed and runs the softmax step on it.
-  const auto softmax = [&](int n, float (&rescale)[1][2]) {
+  const auto softmax = [&](int n, float(&rescale)[1][2]) {
     FenceRegisters(s_flat);
     if (tiles.NeedsMask(n)) MaskScores(s, a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN);
     SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
@@ -179,10 +173,9 @@ cudaError_t LaunchFlashForwardHopperKernel(const ForwardBlockArgs& a, cudaStream
     return e;
   }
   const int64_t group = a.num_heads / a.num_kv_heads;
-  const dim3 grid(
-      static_cast<unsigned>((a.q_pos.length + Tr::kBlockM - 1) / Tr::kBlockM),
-      static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
-      static_cast<unsigned>(a.batch));
+  const dim3 grid(static_cast<unsigned>((a.q_pos.length + Tr::kBlockM - 1) / Tr::kBlockM),
+                  static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
+                  static_cast<unsigned>(a.batch));
   kernel<<<grid, Tr::kThreads, Tr::kSharedBytes, stream>>>(a);
   return cudaGetLastError();
 }

@@ -26,8 +26,7 @@ namespace ringattn::cuda::flash {
 // multiple of 8, so the swizzle is the same for all of a thread's chunks and
 // their shared addresses differ by compile-time offsets.
 template <int kHeadDim, int kRows, int kThreads, typename T>
-__device__ __forceinline__ void LoadTile(T* tile, const T* global, int64_t stride,
-                                         int valid) {
+__device__ __forceinline__ void LoadTile(T* tile, const T* global, int64_t stride, int valid) {
   constexpr int kChunks = kHeadDim / 8;
   constexpr int kRowStep = kThreads / kChunks;
   static_assert(kRowStep % 8 == 0 && kRows % kRowStep == 0, "chunk rows");
@@ -51,12 +50,12 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
   using T = typename Element<E>::T;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
   constexpr int kSubN = Tr::kSubN;
-  constexpr int kNBlocks = kSubN / 8;       // n8 tiles of S per warp
-  constexpr int kDBlocks = kHeadDim / 8;    // n8 tiles of O per warp
-  constexpr int kDSteps = kHeadDim / 16;    // k16 steps of Q*K^T
+  constexpr int kNBlocks = kSubN / 8;     // n8 tiles of S per warp
+  constexpr int kDBlocks = kHeadDim / 8;  // n8 tiles of O per warp
+  constexpr int kDSteps = kHeadDim / 16;  // k16 steps of Q*K^T
   extern __shared__ __align__(128) unsigned char shared_raw[];
   T* s_q = reinterpret_cast<T*>(shared_raw);
-  T* s_k = s_q + Tr::kQElements;            // [2][kBlockN][kHeadDim]
+  T* s_k = s_q + Tr::kQElements;  // [2][kBlockN][kHeadDim]
   T* s_v = s_k + 2 * Tr::kKvElements;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -70,12 +69,10 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
   const int64_t b = blockIdx.z;
   const int64_t q_stride = a.num_heads * kHeadDim;
   const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
-  const T* g_q = static_cast<const T*>(a.q) +
-                 ((b * a.q_rows + a.q_row + q0) * a.num_heads + h) * kHeadDim;
-  const T* g_k = static_cast<const T*>(a.k) +
-                 KvOffset(a, b, a.k_row, kv_head);
-  const T* g_v = static_cast<const T*>(a.v) +
-                 KvOffset(a, b, a.k_row, kv_head);
+  const T* g_q =
+      static_cast<const T*>(a.q) + ((b * a.q_rows + a.q_row + q0) * a.num_heads + h) * kHeadDim;
+  const T* g_k = static_cast<const T*>(a.k) + KvOffset(a, b, a.k_row, kv_head);
+  const T* g_v = static_cast<const T*>(a.v) + KvOffset(a, b, a.k_row, kv_head);
 
   const KeyTileRange tiles(a, b, m_tile, kBlockM, kBlockN);
   const int n_begin = tiles.n_begin, n_end = tiles.n_end;
@@ -99,8 +96,8 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
 
   if (n_begin < n_end) {
     LoadTile<kHeadDim, kBlockM, Tr::kThreads>(s_q, g_q, q_stride, q_valid);
-    const int first_valid = static_cast<int>(
-        min64(kBlockN, k_len - static_cast<int64_t>(n_begin) * kBlockN));
+    const int first_valid =
+        static_cast<int>(min64(kBlockN, k_len - static_cast<int64_t>(n_begin) * kBlockN));
     LoadTile<kHeadDim, kBlockN, Tr::kThreads>(
         s_k, g_k + static_cast<int64_t>(n_begin) * kBlockN * kv_stride, kv_stride, first_valid);
     LoadTile<kHeadDim, kBlockN, Tr::kThreads>(
@@ -110,8 +107,7 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
 
   const int lane_row = (lane % 8) + ((lane / 8) % 2) * 8;  // A / V^T fragments
   const SwizzledFragments<kHeadDim> q_frags(s_q, warp * 16 * kMT + lane_row, lane / 16);
-  const SwizzledFragments<kHeadDim> k_frags(s_k, (lane % 8) + (lane / 16) * 8,
-                                            (lane / 8) % 2);
+  const SwizzledFragments<kHeadDim> k_frags(s_k, (lane % 8) + (lane / 16) * 8, (lane / 8) % 2);
   const SwizzledFragments<kHeadDim> v_frags(s_v, lane_row, lane / 16);
 
   for (int n = n_begin; n < n_end; ++n) {
@@ -120,10 +116,10 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
     if (n + 1 < n_end) {
       const int64_t k1 = static_cast<int64_t>(n + 1) * kBlockN;
       const int valid = static_cast<int>(min64(kBlockN, k_len - k1));
-      LoadTile<kHeadDim, kBlockN, Tr::kThreads>(
-          s_k + (buffer ^ 1) * Tr::kKvElements, g_k + k1 * kv_stride, kv_stride, valid);
-      LoadTile<kHeadDim, kBlockN, Tr::kThreads>(
-          s_v + (buffer ^ 1) * Tr::kKvElements, g_v + k1 * kv_stride, kv_stride, valid);
+      LoadTile<kHeadDim, kBlockN, Tr::kThreads>(s_k + (buffer ^ 1) * Tr::kKvElements,
+                                                g_k + k1 * kv_stride, kv_stride, valid);
+      LoadTile<kHeadDim, kBlockN, Tr::kThreads>(s_v + (buffer ^ 1) * Tr::kKvElements,
+                                                g_v + k1 * kv_stride, kv_stride, valid);
     }
     CpAsyncCommit();
     CpAsyncWait<1>();
@@ -135,23 +131,23 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
     for (int sub = 0; sub < kBlockN / kSubN; ++sub) {
       // S = Q K^T for the warp's rows and the tile's kBlockN keys.
       float s[kMT][kNBlocks][4];
-  #pragma unroll
+#pragma unroll
       for (int m = 0; m < kMT; ++m) {
-  #pragma unroll
+#pragma unroll
         for (int j = 0; j < kNBlocks; ++j) s[m][j][0] = s[m][j][1] = s[m][j][2] = s[m][j][3] = 0.f;
       }
-  #pragma unroll
+#pragma unroll
       for (int kk = 0; kk < kDSteps; ++kk) {
         uint32_t qa[kMT][4];
-  #pragma unroll
+#pragma unroll
         for (int m = 0; m < kMT; ++m) {
           LdMatrixX4(qa[m], q_frags.At(16 * m, kk));
         }
-  #pragma unroll
+#pragma unroll
         for (int j = 0; j < kNBlocks; j += 2) {
           uint32_t kb[4];
           LdMatrixX4(kb, k_frags.At(sub * kSubN + j * 8, kk, kv_offset));
-  #pragma unroll
+#pragma unroll
           for (int m = 0; m < kMT; ++m) {
             Mma<E>(s[m][j], qa[m], kb[0], kb[1]);
             Mma<E>(s[m][j + 1], qa[m], kb[2], kb[3]);
@@ -169,16 +165,16 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
       RescaleRows(acc, rescale);
 
       // O += P V: P's accumulators are already in A-fragment order.
-  #pragma unroll
+#pragma unroll
       for (int kk = 0; kk < kSubN / 16; ++kk) {
         uint32_t pa[kMT][4];
-  #pragma unroll
+#pragma unroll
         for (int m = 0; m < kMT; ++m) PackP<E>(s, m, kk, pa[m]);
-  #pragma unroll
+#pragma unroll
         for (int i = 0; i < kDBlocks; i += 2) {
           uint32_t vb[4];
           LdMatrixX4Trans(vb, v_frags.At(sub * kSubN + kk * 16, i / 2, kv_offset));
-  #pragma unroll
+#pragma unroll
           for (int m = 0; m < kMT; ++m) {
             Mma<E>(acc[m][i], pa[m], vb[0], vb[1]);
             Mma<E>(acc[m][i + 1], pa[m], vb[2], vb[3]);
@@ -202,10 +198,9 @@ cudaError_t LaunchFlashForwardKernel(const ForwardBlockArgs& a, cudaStream_t str
     return e;
   }
   const int64_t group = a.num_heads / a.num_kv_heads;
-  const dim3 grid(
-      static_cast<unsigned>((a.q_pos.length + Tr::kBlockM - 1) / Tr::kBlockM),
-      static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
-      static_cast<unsigned>(a.batch));
+  const dim3 grid(static_cast<unsigned>((a.q_pos.length + Tr::kBlockM - 1) / Tr::kBlockM),
+                  static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
+                  static_cast<unsigned>(a.batch));
   kernel<<<grid, Tr::kThreads, Tr::kSharedBytes, stream>>>(a);
   return cudaGetLastError();
 }

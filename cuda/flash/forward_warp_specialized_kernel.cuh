@@ -46,9 +46,7 @@ struct WarpSpecializedForwardShared {
   __device__ __forceinline__ uint32_t K(uint32_t stage) const {
     return kv + stage * 2 * Tr::kKvBytes;
   }
-  __device__ __forceinline__ uint32_t V(uint32_t stage) const {
-    return K(stage) + Tr::kKvBytes;
-  }
+  __device__ __forceinline__ uint32_t V(uint32_t stage) const { return K(stage) + Tr::kKvBytes; }
   __device__ __forceinline__ uint32_t QFull() const { return barriers; }
   __device__ __forceinline__ uint32_t QEmpty() const { return barriers + 8; }
   __device__ __forceinline__ uint32_t KFull(uint32_t s) const { return barriers + 16 + 8 * s; }
@@ -103,16 +101,15 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
       MbarrierArriveExpectTx(full, Tr::kKvBytes);
 #pragma unroll
       for (int c = 0; c < kColumnBlocks; ++c) {
-        TmaLoad4d(dst + c * kBlockN * 128, is_k ? k_map : v_map, full, c * 64, n * kBlockN,
-                  kv_head, batch);
+        TmaLoad4d(dst + c * kBlockN * 128, is_k ? k_map : v_map, full, c * 64, n * kBlockN, kv_head,
+                  batch);
       }
     };
     MbarrierWait(sm.QEmpty(), (q_count & 1) ^ 1);
     MbarrierArriveExpectTx(sm.QFull(), Tr::kQBytes);
 #pragma unroll
     for (int c = 0; c < kColumnBlocks; ++c) {
-      TmaLoad4d(sm.q + c * kBlockM * 128, q_map, sm.QFull(), c * 64, tile.m * kBlockM, head,
-                batch);
+      TmaLoad4d(sm.q + c * kBlockM * 128, q_map, sm.QFull(), c * 64, tile.m * kBlockM, head, batch);
     }
     ++q_count;
     load_kv(true, n_begin, kv_count);
@@ -184,7 +181,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         }
         WgmmaCommit();
       };
-      const auto softmax = [&](int n, float (&rescale)[1][2]) {
+      const auto softmax = [&](int n, float(&rescale)[1][2]) {
         FenceRegisters(s_flat);
         if (tiles.NeedsMask(n)) {
           MaskScores(s, a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN);
@@ -321,8 +318,8 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
   TileView v_view = k_view;
   v_view.base = static_cast<const char*>(a.v) + a.k_row * kv_heads * kHeadDim * 2;
   CUtensorMap q_map, k_map, v_map;
-  for (auto [view, map] : {std::pair{&q_view, &q_map}, std::pair{&k_view, &k_map},
-                           std::pair{&v_view, &v_map}}) {
+  for (auto [view, map] :
+       {std::pair{&q_view, &q_map}, std::pair{&k_view, &k_map}, std::pair{&v_view, &v_map}}) {
     if (const cudaError_t e = EncodeTileMap(*view, map); e != cudaSuccess) return e;
   }
   const auto kernel = FlashForwardWarpSpecializedKernel<E, kHeadDim>;
@@ -338,12 +335,11 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
     return e;
   }
   const int64_t group = a.num_heads / a.num_kv_heads;
-  const HeavyFirstTileScheduler scheduler{
-      static_cast<int>((q_len + Tr::kBlockM - 1) / Tr::kBlockM),
-      (a.kv_head_end - a.kv_head_begin) * group, a.batch};
+  const HeavyFirstTileScheduler scheduler{static_cast<int>((q_len + Tr::kBlockM - 1) / Tr::kBlockM),
+                                          (a.kv_head_end - a.kv_head_begin) * group, a.batch};
   const int64_t grid = std::min<int64_t>(scheduler.Count(), sms);
-  kernel<<<static_cast<unsigned>(grid), Tr::kThreads, Tr::kSharedBytes, stream>>>(
-      a, q_map, k_map, v_map);
+  kernel<<<static_cast<unsigned>(grid), Tr::kThreads, Tr::kSharedBytes, stream>>>(a, q_map, k_map,
+                                                                                  v_map);
   return cudaGetLastError();
 }
 

@@ -29,8 +29,7 @@ __device__ __forceinline__ void FenceBarrierInit() {
 // The producer's arrival: the phase completes once `bytes` more bytes have
 // landed (complete_tx by the copies that name this barrier).
 __device__ __forceinline__ void MbarrierArriveExpectTx(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
-               "r"(bytes)
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
                : "memory");
 }
 __device__ __forceinline__ void MbarrierArrive(uint32_t bar) {

@@ -22,9 +22,8 @@ namespace ringattn::cuda::flash {
 // K-major operands step 1024 bytes between 8-row groups (SBO); N-major ones
 // also step `lbo` bytes between 64-column blocks.
 __device__ __forceinline__ uint64_t SwizzledDescriptor(uint32_t address, uint32_t lbo) {
-  return static_cast<uint64_t>((address & 0x3FFFF) >> 4) |
-         static_cast<uint64_t>(lbo >> 4) << 16 | static_cast<uint64_t>(1024 >> 4) << 32 |
-         1ull << 62;
+  return static_cast<uint64_t>((address & 0x3FFFF) >> 4) | static_cast<uint64_t>(lbo >> 4) << 16 |
+         static_cast<uint64_t>(1024 >> 4) << 32 | 1ull << 62;
 }
 
 // Byte offset of 16-byte chunk `c` of row `row` in a kRows-row tile of that
@@ -39,8 +38,8 @@ __device__ __forceinline__ uint32_t SwizzledChunk(int row, int c) {
 // A thread copies one chunk column every kRowStep rows (a multiple of 8:
 // the same swizzle, compile-time offsets).
 template <int kHeadDim, int kRows, int kThreads, typename T>
-__device__ __forceinline__ void LoadSwizzledTile(uint32_t tile, const T* global,
-                                                 int64_t stride, int valid) {
+__device__ __forceinline__ void LoadSwizzledTile(uint32_t tile, const T* global, int64_t stride,
+                                                 int valid) {
   constexpr int kChunks = kHeadDim / 8;
   constexpr int kRowStep = kThreads / kChunks;
   static_assert(kRowStep % 8 == 0 && kRows % kRowStep == 0, "chunk rows");

@@ -52,17 +52,15 @@ struct Element<ElementType::kFloat32> {
 
 // c += a * b, fp32 accumulators.
 template <ElementType E>
-__device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4],
-                                    uint32_t b0, uint32_t b1) {
+__device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                    uint32_t b1) {
   if constexpr (E == ElementType::kBFloat16) {
-    asm(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   } else {
-    asm(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -93,27 +91,21 @@ __device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], uint32_t address) {
 }
 
 __device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], uint32_t address) {
-  asm volatile(
-      "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-      : "r"(address));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(address));
 }
 
 // 16 bytes global -> shared, asynchronously; zero-filled when !valid.
-__device__ __forceinline__ void CpAsync16(void* shared, const void* global,
-                                          bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
-                   SharedAddress(shared)),
+__device__ __forceinline__ void CpAsync16(void* shared, const void* global, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SharedAddress(shared)),
                "l"(global), "r"(valid ? 16 : 0));
 }
-__device__ __forceinline__ void CpAsync16(uint32_t shared_address, const void* global,
-                                          bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address),
-               "l"(global), "r"(valid ? 16 : 0));
+__device__ __forceinline__ void CpAsync16(uint32_t shared_address, const void* global, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address), "l"(global),
+               "r"(valid ? 16 : 0));
 }
-__device__ __forceinline__ void CpAsyncCommit() {
-  asm volatile("cp.async.commit_group;\n" ::);
-}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int kPending>
 __device__ __forceinline__ void CpAsyncWait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
@@ -150,14 +142,12 @@ struct SwizzledFragments {
     const int lane = threadIdx.x % 32;
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
-      base[q] = SharedAddress(tile) +
-                2 * (row * kHeadDim + (((2 * q + half) ^ (lane % 8)) << 3));
+      base[q] = SharedAddress(tile) + 2 * (row * kHeadDim + (((2 * q + half) ^ (lane % 8)) << 3));
     }
   }
   // The address for rows + row_offset (a multiple of 8) and k16 step
   // `step`; both are compile-time constants once the caller's loops unroll.
-  __device__ __forceinline__ uint32_t At(int row_offset, int step,
-                                         uint32_t extra = 0) const {
+  __device__ __forceinline__ uint32_t At(int row_offset, int step, uint32_t extra = 0) const {
     return base[step % 4] + extra + 2 * (row_offset * kHeadDim + (step / 4) * 64);
   }
 };

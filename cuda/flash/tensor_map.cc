@@ -12,8 +12,8 @@ PFN_cuTensorMapEncodeTiled_v12000 EncodeFunction() {
   static const PFN_cuTensorMapEncodeTiled_v12000 function = [] {
     void* f = nullptr;
     cudaDriverEntryPointQueryResult found{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000,
-                                         cudaEnableDefault, &found) != cudaSuccess ||
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault,
+                                         &found) != cudaSuccess ||
         found != cudaDriverEntryPointSuccess) {
       return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
     }
@@ -23,10 +23,10 @@ PFN_cuTensorMapEncodeTiled_v12000 EncodeFunction() {
 }
 
 bool SameView(const TileView& x, const TileView& y) {
-  return x.base == y.base && x.dtype == y.dtype && x.columns == y.columns &&
-         x.rows == y.rows && x.heads == y.heads && x.batch == y.batch &&
-         x.row_stride == y.row_stride && x.head_stride == y.head_stride &&
-         x.batch_stride == y.batch_stride && x.box_rows == y.box_rows;
+  return x.base == y.base && x.dtype == y.dtype && x.columns == y.columns && x.rows == y.rows &&
+         x.heads == y.heads && x.batch == y.batch && x.row_stride == y.row_stride &&
+         x.head_stride == y.head_stride && x.batch_stride == y.batch_stride &&
+         x.box_rows == y.box_rows;
 }
 
 struct CachedMap {
@@ -51,10 +51,9 @@ cudaError_t EncodeTileMap(const TileView& view, CUtensorMap* map) {
   const PFN_cuTensorMapEncodeTiled_v12000 encode = EncodeFunction();
   if (encode == nullptr || view.dtype == ElementType::kFloat32) return cudaErrorNotSupported;
   constexpr int64_t kElement = 2;
-  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(view.columns),
-                              static_cast<cuuint64_t>(view.rows),
-                              static_cast<cuuint64_t>(view.heads),
-                              static_cast<cuuint64_t>(view.batch)};
+  const cuuint64_t dims[4] = {
+      static_cast<cuuint64_t>(view.columns), static_cast<cuuint64_t>(view.rows),
+      static_cast<cuuint64_t>(view.heads), static_cast<cuuint64_t>(view.batch)};
   const cuuint64_t strides[3] = {static_cast<cuuint64_t>(view.row_stride * kElement),
                                  static_cast<cuuint64_t>(view.head_stride * kElement),
                                  static_cast<cuuint64_t>(view.batch_stride * kElement)};

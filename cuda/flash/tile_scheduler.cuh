@@ -13,8 +13,8 @@
 namespace ringattn::cuda::flash {
 
 struct QueryTile {
-  int m;           // query tile within the task
-  int64_t head;    // query head within the launch's head range
+  int m;         // query tile within the task
+  int64_t head;  // query head within the launch's head range
   int64_t batch;
 };
 

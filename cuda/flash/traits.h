@@ -28,8 +28,7 @@ struct ForwardTraits {
   static constexpr int kSharedBytes =
       (kQElements + 4 * kKvElements) * kElementBytes;  // Q, 2 x (K, V)
 
-  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256,
-                "head dims 64, 128, 256");
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head dims 64, 128, 256");
   static_assert(kSubN % 16 == 0, "keys in k16 steps of the P*V product");
   static_assert(kBlockN % kSubN == 0, "whole sub-tiles per tile");
   static_assert(kHeadDim / 8 >= 8, "the swizzle permutes 8 chunks of a row");
@@ -80,8 +79,7 @@ struct HopperForwardTraits {
   static constexpr int kKvBytes = kBlockN * kHeadDim * 2;  // one K or V tile
   static constexpr int kSharedBytes = kQBytes + 4 * kKvBytes + 1024;
 
-  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256,
-                "head dims 64, 128, 256");
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head dims 64, 128, 256");
   static_assert(kHeadDim / 2 + kBlockN / 2 <= 160, "accumulators within registers");
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
@@ -116,8 +114,7 @@ struct WarpSpecializedForwardTraits {
   static constexpr int kBarrierBytes = 8 * (2 + 4 * kStages);
   static constexpr int kSharedBytes = 1024 + kQBytes + 2 * kStages * kKvBytes + kBarrierBytes;
 
-  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256,
-                "head dims 64, 128, 256");
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head dims 64, 128, 256");
   static_assert(kHeadDim / 2 + kBlockN / 2 <= 192, "accumulators within registers");
   static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumers <=
                     kEntryRegisters * kThreads,
@@ -163,12 +160,11 @@ struct BackwardTraits {
   // their accumulators fit beside dK and dV.
   static constexpr int kBlockM = kHeadDim <= 64 ? 128 : 64;
   static constexpr int kSubM = kBlockM / 2;
-  static constexpr int kKvElements = kBlockN * kHeadDim;  // K or V
-  static constexpr int kQElements = kBlockM * kHeadDim;   // one Q or dO tile
+  static constexpr int kKvElements = kBlockN * kHeadDim;       // K or V
+  static constexpr int kQElements = kBlockM * kHeadDim;        // one Q or dO tile
   static constexpr int kDsElements = kBlockN * (kBlockM + 8);  // dS^T, padded rows
-  static constexpr int kSharedBytes =
-      2 * (2 * kKvElements + 4 * kQElements + kDsElements) +
-      4 * 2 * 2 * kBlockM;  // LSE and D, double-buffered
+  static constexpr int kSharedBytes = 2 * (2 * kKvElements + 4 * kQElements + kDsElements) +
+                                      4 * 2 * 2 * kBlockM;  // LSE and D, double-buffered
 
   static_assert(kHeadDim == 64 || kHeadDim == 128, "backward head dims 64, 128");
   static_assert(kSubM % 16 == 0 && kBlockM % kSubM == 0, "query sub-tiles");
