@@ -1,0 +1,240 @@
+// The simulated backend: a RingBackend whose steps cost the calibration's
+// time for their block tasks (counted exactly from the allowed pairs) on
+// the rank's virtual clock, and whose buffers are only sizes (the peak
+// memory report). Private to the simulator.
+#ifndef RINGATTN_SIM_BACKEND_H_
+#define RINGATTN_SIM_BACKEND_H_
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/plan.h"
+#include "core/ring_backend.h"
+#include "core/schedule.h"
+#include "core/status_macros.h"
+#include "sim/network.h"
+#include "sim/simulator.h"
+
+namespace ringattn::sim::internal {
+
+// The cost of one block task for all batch rows and query heads.
+struct TaskCost {
+  double flops = 0;
+  double seconds = 0;
+};
+
+TaskCost CostOf(const BlockTask& task, const Schedule& schedule, int rank, const SimOptions& o,
+                bool backward) {
+  const AttentionShape& s = o.shape;
+  const auto [b0, b1] = schedule.layout().BatchRange(rank);
+  int64_t pairs = 0;
+  for (int64_t b = b0; b < b1; ++b) {
+    pairs += CountAllowedPairs(task, schedule.mask(), b);
+  }
+  const double heads =
+      static_cast<double>(s.group_size() * (task.kv_head_end - task.kv_head_begin));
+  const double flops = 4.0 * pairs * heads * s.head_dim * (backward ? 2.5 : 1.0);
+  const double density = static_cast<double>(pairs) / ((b1 - b0) * task.q.length * task.k.length);
+  const double rate =
+      1e12 * o.calibration.Tflops(backward, s.head_dim, task.q.length, task.k.length, density);
+  return {flops, flops / rate + 1e-6 * o.calibration.launch_us};
+}
+
+class SimBackend : public RingBackend {
+ public:
+  SimBackend(const Schedule& schedule, int rank, const SimOptions& options, RankClock* clock)
+      : schedule_(schedule), rank_(rank), o_(options), clock_(clock) {
+    const Layout& layout = schedule.layout();
+    rows_ = layout.local_seqlen();
+    batch_ = layout.local_batch();
+    q_elements_ = batch_ * rows_ * o_.shape.num_heads * o_.shape.head_dim;
+    const int64_t kv = batch_ * rows_ * o_.shape.num_kv_heads * o_.shape.head_dim;
+    const int64_t e = DTypeBytes(o_.dtype);
+    // q, k, v, O in the input dtype; the fp32 state O and LSE.
+    base_bytes_ =
+        (2 * q_elements_ + 2 * kv) * e + 4 * q_elements_ + 4 * batch_ * rows_ * o_.shape.num_heads;
+  }
+
+  int64_t KvElements(int64_t head_begin, int64_t head_end) const override {
+    return 2 * batch_ * rows_ * (head_end - head_begin) * o_.shape.head_dim;
+  }
+  DType kv_dtype() const override { return o_.dtype; }
+  DType grad_dtype() const override { return DType::kFloat32; }
+  absl::StatusOr<absl::Span<uint8_t>> Buffer(int slot, int64_t bytes) override {
+    slots_[slot] = std::max(slots_[slot], bytes);
+    static uint8_t placeholder;  // never read or written
+    return absl::Span<uint8_t>(&placeholder, bytes);
+  }
+  absl::Status Accumulate(absl::Span<uint8_t> dst, absl::Span<const uint8_t>) override {
+    Memory("add partial dK/dV", static_cast<int64_t>(dst.size()) * 3);
+    return absl::OkStatus();
+  }
+  absl::Status Zero(absl::Span<uint8_t> buffer) override {
+    Memory("zero dK/dV", static_cast<int64_t>(buffer.size()));
+    return absl::OkStatus();
+  }
+  absl::Status PackKv(int64_t, int64_t, absl::Span<uint8_t>) override { return absl::OkStatus(); }
+
+  absl::Status ForwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv) override {
+    Run(tasks, false);
+    if (o_.seed_implementation) SeedPasses(tasks, kv, false, forward_step_);
+    ++forward_step_;
+    return absl::OkStatus();
+  }
+  absl::Status FinishForward() override {
+    Memory("write O", q_elements_ * (4 + DTypeBytes(o_.dtype)));
+    return absl::OkStatus();
+  }
+  absl::Status StartBackward() override {
+    backward_bytes_ =
+        q_elements_ * (DTypeBytes(o_.dtype) + 4) + 2 * 4 * KvElements(0, o_.shape.num_kv_heads) / 2;
+    Memory("D = rowsum(dO * O)", q_elements_ * 2 * DTypeBytes(o_.dtype));
+    return absl::OkStatus();
+  }
+  absl::Status BackwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv,
+                            absl::Span<uint8_t>) override {
+    Run(tasks, true);
+    if (o_.seed_implementation) SeedPasses(tasks, kv, true, backward_step_);
+    ++backward_step_;
+    return absl::OkStatus();
+  }
+  absl::Status AddOwnDkv(int64_t head_begin, int64_t head_end, absl::Span<const uint8_t>) override {
+    Memory("dK/dV home", KvElements(head_begin, head_end) * (4 + 4 + 2));
+    return absl::OkStatus();
+  }
+
+  int64_t peak_bytes() const {
+    int64_t total = base_bytes_ + backward_bytes_;
+    for (const auto& [slot, bytes] : slots_) total += bytes;
+    return total;
+  }
+
+ private:
+  void Run(absl::Span<const BlockTask> tasks, bool backward) {
+    for (const BlockTask& task : tasks) {
+      const TaskCost cost = CostOf(task, schedule_, rank_, o_, backward);
+      Busy(cost.seconds, backward ? "bwd block" : "fwd block", [&] {
+        return absl::StrFormat(
+            "\"q\": \"%s\", \"k\": \"%s\", \"kv_heads\": \"[%d, %d)\", "
+            "\"GFLOP\": %.3f",
+            task.q.DebugString(), task.k.DebugString(), task.kv_head_begin, task.kv_head_end,
+            cost.flops * 1e-9);
+      });
+      ++clock_->tasks;
+    }
+  }
+  // ring-flash-attention's work around the kernel call of one step, as its
+  // code does it (ring_flash_attn/{ring,zigzag_ring,stripe}_flash_attn.py,
+  // zigzag_ring_flash_attn_varlen.py, llama3_flash_attn_varlen.py, utils.py),
+  // in bytes through HBM per element of q (Q) or of k + v (KV), each kind of
+  // op timed alone on one GPU (below):
+  //   merge O (update_out_and_lse) of every step after the first, which
+  //     casts; zigzag, step > rank: only the second half of q computes and
+  //     its O, LSE are a slice, merged and written back; varlen gathers the
+  //     half by a boolean index (out[half_index1]) and scatters it back;
+  //     stripe, step > rank: q[:, 1:] against k[:, :-1], a shifted slice
+  //   zigzag varlen, 0 < step <= rank: k[half_index0], v[half_index0]
+  //     gather the first halves (r2 w2 per element of the half)
+  //   backward: dq += block_dq (fp32 += bf16), dk = block_dk + dk; zigzag
+  //     adds half of dK/dV (step <= rank) or of dQ (step > rank); varlen
+  //     zigzag through boolean indices
+  //   llama3: no merge (one call per head group over all gathered keys);
+  //     backward copies each group's K/V into a contiguous buffer and its
+  //     dK/dV out of one (r2 w2 each, 8 B per element)
+  // Boolean-mask indexing with the seed's host-side masks copies the index
+  // to the GPU with a blocking copy, so the host waits for the GPU, and the
+  // GPU idles while the host dispatches the next ops: host_sync_us each.
+  // Steps without tasks (the contiguous ring, causal, past the diagonal)
+  // do nothing in the seed.
+  void SeedPasses(absl::Span<const BlockTask> tasks, const KvBlock& kv, bool backward, int step) {
+    if (tasks.empty()) return;
+    const Layout& layout = schedule_.layout();
+    const int r = layout.RingRank(rank_);
+    const bool varlen = layout.varlen();
+    const int64_t q = q_elements_;
+    const int64_t all_kv = KvElements(0, o_.shape.num_kv_heads);
+    // HBM bytes per element (at hbm_GBps) of the seed's eager ops, measured
+    // one at a time by bench/seed_step_replay.py on an H100 (torch 2.11,
+    // whose TorchScript fuser fuses the merge: 15 B, not the 38 B of its
+    // ops unfused), bf16 8192 x 32 x 128:
+    constexpr double kMerge = 15.1;         // O, LSE of all rows
+    constexpr double kMergeHalf = 32.6;     // a half of the rows + write-back, per element of it
+    constexpr double kMergeShifted = 30.8;  // rows 1: + write-back (stripe)
+    constexpr double kAddQ = 13.9;          // dq += bf16 block (slice or not)
+    constexpr double kAddKv = 16.0;         // dk = bf16 block + dk
+    constexpr double kAddKvSlice = 15.2;    // dk[:, :-1] += (stripe), dk[:, :half] += (zigzag)
+    constexpr double kCast = 6;             // the first step's fp32 casts
+    double bytes = 0;
+    int syncs = 0;
+    switch (layout.kind()) {
+      case LayoutKind::kLlama3:
+        if (backward) bytes = 8.0 * KvElements(kv.head_begin, kv.head_end);
+        break;
+      case LayoutKind::kRing:
+        bytes = step == 0  ? kCast * (q + (backward ? all_kv : 0))
+                : backward ? kAddQ * q + kAddKv * all_kv
+                           : kMerge * q;
+        break;
+      case LayoutKind::kStripe:
+        bytes = step == 0  ? kCast * (q + (backward ? all_kv : 0))
+                : backward ? kAddQ * q + (step > r ? kAddKvSlice : kAddKv) * all_kv
+                           : (step > r ? kMergeShifted : kMerge) * q;
+        break;
+      case LayoutKind::kZigzag:
+        if (step == 0) {
+          bytes = kCast * (q + (backward ? all_kv : 0));
+        } else if (step <= r) {
+          bytes = backward ? kAddQ * q + kAddKvSlice * all_kv / 2 : kMerge * q;
+          if (varlen) {
+            bytes += 2.0 * all_kv;  // k[half_index0], v[half_index0]
+            syncs += 2;
+            if (backward) syncs += 2;  // dk[half_index0] +=, dv alike
+          }
+        } else {
+          // varlen gathers the half by a boolean index (out[half_index1]:
+          // 8 B more per element; not measured)
+          bytes =
+              backward ? kAddQ * q / 2 + kAddKv * all_kv : (kMergeHalf + (varlen ? 8 : 0)) * q / 2;
+          if (varlen) syncs += backward ? 1 : 4;  // out, lse: gather, scatter
+        }
+        break;
+    }
+    if (bytes > 0) {
+      Memory(backward ? "seed: merge dQ dK dV" : "seed: merge O", static_cast<int64_t>(bytes));
+    }
+    if (syncs > 0) {
+      Busy(syncs * 1e-6 * o_.calibration.host_sync_us, "seed: host syncs",
+           [&] { return absl::StrCat("\"syncs\": ", syncs); });
+    }
+  }
+  void Memory(const char* what, int64_t bytes) {
+    Busy(bytes / (1e9 * o_.calibration.hbm_gbps) + 1e-6 * o_.calibration.launch_us, what,
+         [&] { return absl::StrCat("\"bytes\": ", bytes); });
+  }
+  template <typename Args>
+  void Busy(double seconds, const char* name, Args&& args) {
+    if (clock_->trace) {
+      clock_->events.push_back({clock_->now, clock_->now + seconds, 0, name, args()});
+    }
+    clock_->now += seconds;
+    clock_->compute += seconds;
+  }
+
+  const Schedule& schedule_;
+  int rank_;
+  const SimOptions& o_;
+  RankClock* clock_;
+  int64_t rows_ = 0, batch_ = 0, q_elements_ = 0;
+  int64_t base_bytes_ = 0, backward_bytes_ = 0;
+  int forward_step_ = 0, backward_step_ = 0;
+  std::map<int, int64_t> slots_;
+};
+
+}  // namespace ringattn::sim::internal
+
+#endif  // RINGATTN_SIM_BACKEND_H_

@@ -1,0 +1,238 @@
+// The simulated network: per-rank virtual clocks, inboxes of messages
+// stamped with their virtual arrival time, and the Communicator simulated
+// ranks run the real ring driver with (links of the calibration's
+// bandwidth and latency, intra- and inter-node). Private to the simulator.
+#ifndef RINGATTN_SIM_NETWORK_H_
+#define RINGATTN_SIM_NETWORK_H_
+
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/communicator.h"
+#include "core/mutex.h"
+#include "core/status_macros.h"
+#include "sim/calibration.h"
+
+namespace ringattn::sim::internal {
+
+struct Event {
+  double start_s, end_s;
+  int lane;  // 0 compute, 1 comm
+  std::string name;
+  std::string args;  // JSON object body
+};
+
+// One rank's virtual time; touched only by the rank's own thread.
+struct RankClock {
+  double now = 0;
+  double compute = 0;
+  double exposed = 0;
+  double egress_free[2] = {0, 0};  // intra-node, inter-node link
+  int64_t tasks = 0;
+  bool trace = false;
+  std::vector<Event> events;
+  // Sends that start only when the rank's running attention kernels end
+  // (SimOptions::seed_implementation), in issue order.
+  bool defer_sends = false;
+  std::vector<std::function<void()>> pending_sends;
+
+  void StartPendingSends() {
+    std::vector<std::function<void()>> sends;
+    sends.swap(pending_sends);
+    for (const auto& send : sends) send();
+  }
+
+  void Advance(double until) {
+    if (until > now) {
+      exposed += until - now;
+      now = until;
+    }
+  }
+};
+
+struct Message {
+  double arrival_s;
+  int64_t bytes;
+};
+
+// Mailboxes of the simulated network: the only state ranks share. Each rank
+// has its own inbox, lock and condition variable, so a message wakes only
+// its receiver.
+class SimNetwork {
+ public:
+  explicit SimNetwork(int world) : clocks_(world), inboxes_(world) {}
+  RankClock& clock(int rank) { return clocks_[rank]; }
+
+  void Post(int from, int to, int tag, Message m) {
+    Inbox& inbox = inboxes_[to];
+    {
+      MutexLock lock(&inbox.mu);
+      inbox.boxes[{from, tag}].push_back(m);
+    }
+    inbox.cv.NotifyOne();
+  }
+  absl::StatusOr<Message> Take(int from, int to, int tag) {
+    Inbox& inbox = inboxes_[to];
+    MutexLock lock(&inbox.mu);
+    auto& box = inbox.boxes[{from, tag}];
+    // Real time: only a bug (a message never sent) waits this long.
+    if (!inbox.cv.WaitWithTimeout(&inbox.mu, absl::Seconds(120),
+                                  [&] { return !box.empty() || aborted_.load(); })) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("simulated rank ", to, " never got a message from rank ", from));
+    }
+    if (aborted_.load()) return absl::AbortedError("a simulated rank failed");
+    const Message m = box.front();
+    box.pop_front();
+    return m;
+  }
+  void Abort() {
+    aborted_.store(true);
+    for (Inbox& inbox : inboxes_) {
+      { MutexLock lock(&inbox.mu); }  // a waiter is either waiting or sees the flag
+      inbox.cv.NotifyAll();
+    }
+  }
+
+ private:
+  struct Inbox {
+    Mutex mu;
+    CondVar cv;
+    std::map<std::pair<int, int>, std::deque<Message>> boxes ABSL_GUARDED_BY(mu);  // (from, tag)
+  };
+  std::vector<RankClock> clocks_;
+  std::vector<Inbox> inboxes_;
+  std::atomic<bool> aborted_{false};
+};
+
+class ClockRequest : public Communicator::Request {
+ public:
+  // A send completes when its bytes left the link (known once it started).
+  ClockRequest(RankClock* clock, std::shared_ptr<const double> done_s)
+      : clock_(clock), done_s_(std::move(done_s)) {}
+  absl::Status Wait() override {
+    clock_->StartPendingSends();
+    clock_->Advance(*done_s_);
+    return absl::OkStatus();
+  }
+
+ private:
+  RankClock* clock_;
+  std::shared_ptr<const double> done_s_;
+};
+
+class RecvRequest : public Communicator::Request {
+ public:
+  RecvRequest(SimNetwork* net, int from, int to, int tag, int64_t bytes)
+      : net_(net), from_(from), to_(to), tag_(tag), bytes_(bytes) {}
+  absl::Status Wait() override {
+    net_->clock(to_).StartPendingSends();  // before blocking on a peer
+    ASSIGN_OR_RETURN(Message m, net_->Take(from_, to_, tag_));
+    if (m.bytes != bytes_) {
+      return absl::InternalError(absl::StrCat("rank ", to_, " expected ", bytes_, " bytes from ",
+                                              from_, "; got ", m.bytes));
+    }
+    net_->clock(to_).Advance(m.arrival_s);
+    return absl::OkStatus();
+  }
+
+ private:
+  SimNetwork* net_;
+  int from_, to_, tag_;
+  int64_t bytes_;
+};
+
+class SimCommunicator : public Communicator {
+ public:
+  SimCommunicator(SimNetwork* net, int rank, int world, const Calibration& calibration,
+                  int gpus_per_node)
+      : net_(net), rank_(rank), world_(world), cal_(calibration), gpus_per_node_(gpus_per_node) {}
+  int rank() const override { return rank_; }
+  int world() const override { return world_; }
+
+  std::unique_ptr<Request> Send(int peer, int tag, absl::Span<const uint8_t> data) override {
+    RankClock& clock = net_->clock(rank_);
+    auto done = std::make_shared<double>(0);
+    auto start_send = [this, &clock, peer, tag, bytes = data.size(), done] {
+      const bool across = rank_ / gpus_per_node_ != peer / gpus_per_node_;
+      const double bandwidth = 1e9 * (across ? cal_.internode_gbps : cal_.link_gbps);
+      const double latency = 1e-6 * (across ? cal_.internode_latency_us : cal_.link_latency_us);
+      double& free = clock.egress_free[across ? 1 : 0];
+      const double start = std::max(clock.now, free);
+      *done = start + bytes / bandwidth;
+      free = *done;
+      const Message m{*done + latency, static_cast<int64_t>(bytes)};
+      if (clock.trace) {
+        clock.events.push_back({start, m.arrival_s, 1,
+                                absl::StrCat(tag == kTagDkv  ? "dK/dV"
+                                             : tag == kTagKv ? "K/V"
+                                                             : "collective",
+                                             " to ", peer),
+                                absl::StrCat("\"bytes\": ", bytes, ", \"link\": \"",
+                                             across ? "inter-node" : "intra-node", "\"")});
+      }
+      net_->Post(rank_, peer, tag, m);
+    };
+    if (clock.defer_sends) {
+      clock.pending_sends.push_back(std::move(start_send));
+    } else {
+      start_send();
+    }
+    return std::make_unique<ClockRequest>(&clock, std::move(done));
+  }
+  std::unique_ptr<Request> Recv(int peer, int tag, absl::Span<uint8_t> data) override {
+    return std::make_unique<RecvRequest>(net_, peer, rank_, tag, data.size());
+  }
+  void Abort(const absl::Status&) override { net_->Abort(); }
+
+  // Collectives move no bytes here: only their transfers are timed.
+  std::unique_ptr<Request> StartAllGather(absl::Span<const int> group,
+                                          absl::Span<const uint8_t> send,
+                                          absl::Span<uint8_t> recv) override {
+    return Exchange(group, kTagAllGather, send.size());
+  }
+  absl::Status ReduceScatterSum(absl::Span<const int> group, absl::Span<const float> send,
+                                absl::Span<float> recv) override {
+    return Exchange(group, kTagReduceScatter, recv.size() * sizeof(float))->Wait();
+  }
+  absl::Status ReduceScatterSum(absl::Span<const int> group, absl::Span<const double> send,
+                                absl::Span<double> recv) override {
+    return Exchange(group, kTagReduceScatter, recv.size() * sizeof(double))->Wait();
+  }
+
+ private:
+  // `bytes` to and from every other member.
+  std::unique_ptr<Request> Exchange(absl::Span<const int> group, int tag, size_t bytes) {
+    std::vector<std::unique_ptr<Request>> parts;
+    const absl::Span<uint8_t> sized(Placeholder(), bytes);
+    for (int member : group) {
+      if (member == rank_) continue;
+      parts.push_back(Send(member, tag, sized));
+      parts.push_back(Recv(member, tag, sized));
+    }
+    return AllOf(std::move(parts));
+  }
+  static uint8_t* Placeholder() {
+    static uint8_t byte;
+    return &byte;
+  }
+
+  SimNetwork* net_;
+  int rank_, world_;
+  const Calibration& cal_;
+  int gpus_per_node_;
+};
+
+}  // namespace ringattn::sim::internal
+
+#endif  // RINGATTN_SIM_NETWORK_H_
