@@ -4,7 +4,8 @@
 //
 // These are the correctness-first kernels (one thread per row, tiles staged
 // in shared memory, fp32 math for every input dtype): the oracle the
-// tensor-core kernels of issue #5 are tested against on the GPU.
+// tensor-core kernels of issue #5 are tested against on the GPU. Their
+// arguments, which every kernel shares, are in cuda/kernel_args.h.
 #ifndef RINGATTN_CUDA_FORWARD_BLOCK_H_
 #define RINGATTN_CUDA_FORWARD_BLOCK_H_
 
@@ -12,75 +13,12 @@
 
 #include <cstdint>
 
+#include "cuda/kernel_args.h"
+
 namespace ringattn::cuda {
 
-enum class ElementType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
-
-// pos(i) = base + (i / group) * group_stride + (i % group) * stride
-struct DeviceRun {
-  int64_t base = 0;
-  int64_t length = 0;
-  int64_t stride = 1;
-  int64_t group = 1;
-  int64_t group_stride = 1;
-};
-
-struct ForwardBlockArgs {
-  ElementType dtype = ElementType::kFloat32;
-  const void* q = nullptr;  // (batch, q_rows, num_heads, head_dim)
-  // (batch, k_rows, KvBufferHeads(), head_dim): kv heads [kv_head_offset,
-  // kv_head_offset + KvBufferHeads()) of every key row (all kv heads by
-  // default; one head group of an all-gather step otherwise).
-  const void* k = nullptr;
-  const void* v = nullptr;
-  float* state_o = nullptr;    // (batch, q_rows, num_heads, head_dim) fp32
-  float* state_lse = nullptr;  // (batch, num_heads, q_rows) fp32
-  int64_t batch = 0, q_rows = 0, k_rows = 0;
-  int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0;
-  // The task.
-  int64_t q_row = 0, k_row = 0;
-  DeviceRun q_pos, k_pos;
-  int64_t kv_head_begin = 0, kv_head_end = 0;
-  // The kv heads the k/v (and backward dk/dv) buffers hold; 0: num_kv_heads.
-  int64_t kv_buffer_heads = 0, kv_head_offset = 0;
-  // The mask: min_delta <= k - q <= max_delta, k < key_limit[b] (nullptr:
-  // no padding), and k in [doc_begin, doc_end) (the task's document).
-  int64_t min_delta = 0, max_delta = 0;
-  const int64_t* key_limit = nullptr;  // device, per local batch row
-  int64_t doc_begin = 0, doc_end = 0;
-  float softmax_scale = 1;
-  // Optional: when set, the kernel writes the block's normalized O in the
-  // input dtype here (laid out like q) and its LSE to state_lse, instead of
-  // merging into the state: one-call attention, no ring.
-  void* out = nullptr;
-};
-
-__host__ __device__ inline int64_t KvBufferHeads(const ForwardBlockArgs& a) {
-  return a.kv_buffer_heads > 0 ? a.kv_buffer_heads : a.num_kv_heads;
-}
-
-// Element offset of (batch b, key row, kv head, 0) in the k/v buffers.
-__host__ __device__ inline int64_t KvOffset(const ForwardBlockArgs& a, int64_t b, int64_t row,
-                                            int64_t kv_head) {
-  return ((b * a.k_rows + row) * KvBufferHeads(a) + kv_head - a.kv_head_offset) * a.head_dim;
-}
-
-// The backward of one block task: accumulates dQ (fp32, like q) and the
-// task's dK, dV into fp32 accumulators laid out like k, v (the buffers that
-// travel the ring), from dO (input dtype), the final LSE and
-// D = rowsum(dO * O) (fp32, (batch, num_heads, q_rows)). Same position and
-// mask fields as the forward. Correctness-first: one thread per key row,
-// atomics into dQ and (across GQA heads) dK/dV.
-struct BackwardBlockArgs {
-  ForwardBlockArgs task;       // q, k, v, shapes, positions, mask, scale
-  const void* dout = nullptr;  // like q, input dtype
-  const float* lse = nullptr;
-  const float* delta = nullptr;
-  float* dq = nullptr;  // (batch, q_rows, num_heads, head_dim)
-  float* dk = nullptr;  // laid out like task.k (KvOffset)
-  float* dv = nullptr;
-};
-
+// The correctness-first backward of one block task (one thread per key
+// row, atomics into dQ and, across GQA heads, dK/dV).
 cudaError_t LaunchBackwardBlock(const BackwardBlockArgs& args, cudaStream_t stream);
 
 // delta[b, h, t] = sum_c dout[b, t, h, c] * o[b, t, h, c], o the fp32 state.

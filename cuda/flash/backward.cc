@@ -2,6 +2,7 @@
 
 #include "cuda/flash/dispatch.h"
 #include "cuda/flash/forward.h"
+#include "cuda/forward_block.h"
 
 namespace ringattn::cuda::flash {
 

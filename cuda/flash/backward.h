@@ -8,7 +8,7 @@
 #include <cuda_runtime_api.h>
 
 #include "cuda/flash/forward.h"
-#include "cuda/forward_block.h"
+#include "cuda/kernel_args.h"
 
 namespace ringattn::cuda::flash {
 

@@ -22,7 +22,7 @@
 #include "cuda/flash/mma_primitives.cuh"
 #include "cuda/flash/traits.h"
 #include "cuda/flash/wgmma_ops.cuh"
-#include "cuda/forward_block.h"
+#include "cuda/kernel_args.h"
 
 namespace ringattn::cuda::flash {
 

@@ -21,6 +21,7 @@
 #include "cuda/device.h"
 #include "cuda/flash/backward.h"
 #include "cuda/flash/forward.h"
+#include "cuda/forward_block.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 

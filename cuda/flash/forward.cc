@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "cuda/flash/dispatch.h"
+#include "cuda/forward_block.h"
 
 namespace ringattn::cuda::flash {
 

@@ -14,7 +14,7 @@
 #include "core/lse_math.h"
 #include "cuda/flash/block_mask.cuh"
 #include "cuda/flash/mma_primitives.cuh"
-#include "cuda/forward_block.h"
+#include "cuda/kernel_args.h"
 
 namespace ringattn::cuda::flash {
 

@@ -16,7 +16,7 @@
 #include "cuda/flash/forward_common.cuh"
 #include "cuda/flash/mma_primitives.cuh"
 #include "cuda/flash/traits.h"
-#include "cuda/forward_block.h"
+#include "cuda/kernel_args.h"
 
 namespace ringattn::cuda::flash {
 

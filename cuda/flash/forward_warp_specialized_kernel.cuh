@@ -30,7 +30,7 @@
 #include "cuda/flash/tile_scheduler.cuh"
 #include "cuda/flash/traits.h"
 #include "cuda/flash/wgmma_ops.cuh"
-#include "cuda/forward_block.h"
+#include "cuda/kernel_args.h"
 
 namespace ringattn::cuda::flash {
 

@@ -97,7 +97,7 @@ def wgmma_ops():
 
 #include <cstdint>
 
-#include "cuda/forward_block.h"
+#include "cuda/kernel_args.h"
 
 namespace ringattn::cuda::flash {
 

@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "cuda/forward_block.h"
+#include "cuda/kernel_args.h"
 
 namespace ringattn::cuda::flash {
 
