@@ -240,15 +240,7 @@ std::unique_ptr<Communicator::Request> CudaCommunicator::StartAllGather(
       return DoneRequest(s);
     }
   }
-  std::vector<std::unique_ptr<Request>> parts;
-  StartBatch();
-  for (size_t i = 0; i < group.size(); ++i) {
-    if (static_cast<int>(i) == me) continue;
-    parts.push_back(Send(group[i], kTagAllGather, send));
-    parts.push_back(Recv(group[i], kTagAllGather, recv.subspan(i * n, n)));
-  }
-  EndBatch();
-  return AllOf(std::move(parts));
+  return ExchangeAllGather(*this, group, me, send, recv);
 }
 
 template <typename T>

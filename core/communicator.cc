@@ -50,6 +50,22 @@ std::unique_ptr<Communicator::Request> AllOf(
   return std::make_unique<AllOfRequest>(std::move(parts));
 }
 
+std::unique_ptr<Communicator::Request> ExchangeAllGather(Communicator& comm,
+                                                         absl::Span<const int> group, int me,
+                                                         absl::Span<const uint8_t> send,
+                                                         absl::Span<uint8_t> recv) {
+  const size_t n = send.size();
+  std::vector<std::unique_ptr<Communicator::Request>> parts;
+  comm.StartBatch();  // every pair sends both ways at once
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (static_cast<int>(i) == me) continue;
+    parts.push_back(comm.Send(group[i], kTagAllGather, send));
+    parts.push_back(comm.Recv(group[i], kTagAllGather, recv.subspan(i * n, n)));
+  }
+  comm.EndBatch();
+  return AllOf(std::move(parts));
+}
+
 absl::Status WaitAll(std::vector<std::unique_ptr<Communicator::Request>>& requests) {
   absl::Status first;
   for (auto& request : requests) {
@@ -73,15 +89,7 @@ std::unique_ptr<Communicator::Request> Communicator::StartAllGather(absl::Span<c
                                                 " bytes; expected ", group.size(), " x ", n)));
   }
   if (send.data() != recv.data() + me * n) std::memcpy(recv.data() + me * n, send.data(), n);
-  std::vector<std::unique_ptr<Request>> parts;
-  StartBatch();  // every pair sends both ways at once
-  for (size_t i = 0; i < group.size(); ++i) {
-    if (static_cast<int>(i) == me) continue;
-    parts.push_back(Send(group[i], kTagAllGather, send));
-    parts.push_back(Recv(group[i], kTagAllGather, recv.subspan(i * n, n)));
-  }
-  EndBatch();
-  return AllOf(std::move(parts));
+  return ExchangeAllGather(*this, group, me, send, recv);
 }
 
 absl::Status Communicator::AllGather(absl::Span<const int> group, absl::Span<const uint8_t> send,

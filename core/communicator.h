@@ -104,6 +104,14 @@ absl::Status WaitAll(std::vector<std::unique_ptr<Communicator::Request>>& reques
 // A request that is already complete with `status`.
 std::unique_ptr<Communicator::Request> DoneRequest(absl::Status status);
 
+// The exchange of an all-gather: member `me` of `group` sends `send` to
+// every other member and receives member i's n bytes into recv[i * n, ...),
+// all in one batch. (recv's own part is the caller's.)
+std::unique_ptr<Communicator::Request> ExchangeAllGather(Communicator& comm,
+                                                         absl::Span<const int> group, int me,
+                                                         absl::Span<const uint8_t> send,
+                                                         absl::Span<uint8_t> recv);
+
 // One request for several: Wait waits for every part (WaitAll).
 std::unique_ptr<Communicator::Request> AllOf(
     std::vector<std::unique_ptr<Communicator::Request>> parts);

@@ -1,18 +1,12 @@
 #include "core/dtype_convert.h"
 
+#include "absl/base/casts.h"
+
 namespace ringattn {
 namespace {
 
-uint32_t Bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-float FromBits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+uint32_t Bits(float f) { return absl::bit_cast<uint32_t>(f); }
+float FromBits(uint32_t u) { return absl::bit_cast<float>(u); }
 
 }  // namespace
 

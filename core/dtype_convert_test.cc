@@ -5,21 +5,14 @@
 #include <vector>
 
 #include "Eigen/Core"
+#include "absl/base/casts.h"
 #include "gtest/gtest.h"
 
 namespace ringattn {
 namespace {
 
-uint32_t Bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-float FromBits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+uint32_t Bits(float f) { return absl::bit_cast<uint32_t>(f); }
+float FromBits(uint32_t u) { return absl::bit_cast<float>(u); }
 uint16_t EigenHalf(float f) { return Eigen::numext::bit_cast<uint16_t>(Eigen::half(f)); }
 uint16_t EigenBf16(float f) { return Eigen::numext::bit_cast<uint16_t>(Eigen::bfloat16(f)); }
 

@@ -46,6 +46,8 @@ double Seconds(Clock::time_point since) {
 // with Begin() before the first step and End() after the last.
 class StepTransport {
  public:
+  StepTransport(const Schedule& schedule, Communicator& comm, RingBackend& backend)
+      : schedule_(schedule), comm_(comm), backend_(backend) {}
   virtual ~StepTransport() = default;
   virtual absl::Status Begin() = 0;
   virtual absl::Status BeforeCompute(int t) = 0;
@@ -55,6 +57,11 @@ class StepTransport {
   virtual absl::Status AfterCompute(int t) = 0;
   virtual absl::Status Finish(int t) = 0;
   virtual absl::Status End() = 0;
+
+ protected:
+  const Schedule& schedule_;
+  Communicator& comm_;
+  RingBackend& backend_;
 };
 
 // The step engine shared by forward and backward: `compute(tasks, block,
@@ -98,9 +105,7 @@ class RingPassTransport : public StepTransport {
  public:
   RingPassTransport(const Schedule& schedule, Communicator& comm, RingBackend& backend,
                     BlockOrder order, bool grads, std::optional<KvBuffer> held)
-      : schedule_(schedule),
-        comm_(comm),
-        backend_(backend),
+      : StepTransport(schedule, comm, backend),
         order_(order),
         grads_(grads),
         held_(schedule.num_steps() > 1 ? held : std::nullopt),
@@ -200,9 +205,6 @@ class RingPassTransport : public StepTransport {
                                            : t + 2 < steps_;
   }
 
-  const Schedule& schedule_;
-  Communicator& comm_;
-  RingBackend& backend_;
   const BlockOrder order_;
   const bool grads_;
   const std::optional<KvBuffer> held_;
@@ -222,9 +224,7 @@ class RingPassTransport : public StepTransport {
 class AllGatherTransport : public StepTransport {
  public:
   AllGatherTransport(const Schedule& schedule, Communicator& comm, RingBackend& backend, bool grads)
-      : schedule_(schedule),
-        comm_(comm),
-        backend_(backend),
+      : StepTransport(schedule, comm, backend),
         grads_(grads),
         ring_size_(schedule.layout().ring_size()),
         group_(RingGroup(schedule, comm.rank())) {}
@@ -315,9 +315,6 @@ class AllGatherTransport : public StepTransport {
     return backend_.AddOwnDkv(heads.begin, heads.end, own);
   }
 
-  const Schedule& schedule_;
-  Communicator& comm_;
-  RingBackend& backend_;
   const bool grads_;
   const int ring_size_;
   const std::vector<int> group_;
