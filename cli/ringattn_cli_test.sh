@@ -84,6 +84,13 @@ rm -f "$tmp/never.npy"
 expect "gradient without backward" 1 "no backward pass" -- run --q="$tmp/x.npy" --k="$tmp/x.npy" \
   --v="$tmp/x.npy" --world=2 --out="$tmp/never.npy" --dq="$tmp/never_dq.npy"
 [[ -e "$tmp/never.npy" ]] && { echo "FAIL: an output was written although the run failed"; fail=1; }
+# A NaN where the oracle is finite is an infinite error, not 0 (#21):
+# the kernels' fp32 scale overflows, the fp64 oracle's does not.
+expect "check sees NaN" 0 "check against" -- run --random --world=2 --seqlen=64 --num_heads=2 \
+  --head_dim=16 --softmax_scale=1e300 --check
+if ! echo "$last" | grep -qE '^  dq +inf +inf'; then
+  echo "FAIL: a NaN dq printed a finite error:"; echo "$last" | tail -8; fail=1
+fi
 expect "bf16 run" 0 "bfloat16 inputs" -- run --random --dtype=bfloat16 --check --seqlen=128 --world=4
 expect "mpi without MPI" 1 "built without MPI" -- run --random --comm=mpi
 expect "world mismatch of layout" 1 "not divisible" -- run --random --seqlen=100 --world=8

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -260,15 +261,26 @@ struct Errors {
   double max_abs = 0, max_rel = 0;
 };
 
+// NaN and infinity aware: a value that is not finite where the oracle's is
+// (or the other way round, or a different infinity) is an infinite error;
+// the same non-finite value on both sides (both NaN, the same infinity, as
+// in the LSE of a row with no allowed key) is no error.
 Errors Compare(const std::vector<double>& got, const std::vector<double>& want) {
   Errors e;
   double max_ref = 0;
+  bool infinite = false;
   for (size_t i = 0; i < got.size(); ++i) {
-    if (std::isinf(want[i]) && got[i] == want[i]) continue;
-    e.max_abs = std::max(e.max_abs, std::abs(got[i] - want[i]));
-    if (!std::isinf(want[i])) max_ref = std::max(max_ref, std::abs(want[i]));
+    const double g = got[i], w = want[i];
+    if (!std::isfinite(w) || !std::isfinite(g)) {
+      const bool same = g == w || (std::isnan(g) && std::isnan(w));
+      infinite = infinite || !same;
+      continue;
+    }
+    e.max_abs = std::max(e.max_abs, std::abs(g - w));
+    max_ref = std::max(max_ref, std::abs(w));
   }
   e.max_rel = e.max_abs / std::max(max_ref, 1e-300);
+  if (infinite) e.max_abs = e.max_rel = std::numeric_limits<double>::infinity();
   return e;
 }
 

@@ -59,8 +59,12 @@ absl::StatusOr<Mask> Mask::Create(const MaskSpec& spec, int64_t batch, int64_t s
 
   const int64_t offset = seqlen_k - seqlen_q;
   const int64_t window_right = spec.causal ? 0 : spec.window_right;
-  mask.min_delta_ = spec.window_left < 0 ? -kUnbounded : offset - spec.window_left;
-  mask.max_delta_ = window_right < 0 ? kUnbounded : offset + window_right;
+  // A window as wide as the sequence or wider bounds nothing: it is
+  // unbounded (saturated, so no bound arithmetic overflows).
+  const int64_t span = std::max(seqlen_q, seqlen_k);
+  const auto bounded = [span](int64_t window) { return window >= 0 && window < span; };
+  mask.min_delta_ = bounded(spec.window_left) ? offset - spec.window_left : -kUnbounded;
+  mask.max_delta_ = bounded(window_right) ? offset + window_right : kUnbounded;
   return mask;
 }
 

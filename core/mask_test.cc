@@ -1,5 +1,7 @@
 #include "core/mask.h"
 
+#include <limits>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -38,6 +40,19 @@ TEST(MaskTest, SlidingWindow) {
   // Causal overrides window_right.
   mask = *Mask::Create({.causal = true, .window_left = 1, .window_right = 5}, 1, 3, 3);
   EXPECT_THAT(Pattern(mask), ::testing::ElementsAre("100", "110", "011"));
+}
+
+TEST(MaskTest, WindowsAsWideAsTheSequenceOrWiderAreUnbounded) {
+  for (int64_t wide : {int64_t{4}, int64_t{1} << 62, std::numeric_limits<int64_t>::max()}) {
+    const Mask mask = *Mask::Create({.causal = true, .window_left = wide}, 1, 4, 4);
+    EXPECT_THAT(Pattern(mask), ::testing::ElementsAre("1000", "1100", "1110", "1111")) << wide;
+    EXPECT_EQ(mask.min_delta(), -Mask::kUnbounded) << wide;
+    const Mask right = *Mask::Create({.window_left = 0, .window_right = wide}, 1, 3, 3);
+    EXPECT_THAT(Pattern(right), ::testing::ElementsAre("111", "011", "001")) << wide;
+  }
+  // One less than the sequence still bounds (by nothing here, but exactly).
+  const Mask three = *Mask::Create({.causal = true, .window_left = 3}, 1, 4, 4);
+  EXPECT_EQ(three.min_delta(), -3);
 }
 
 TEST(MaskTest, DocumentsAndPadding) {
