@@ -91,6 +91,11 @@ expect "check sees NaN" 0 "check against" -- run --random --world=2 --seqlen=64 
 if ! echo "$last" | grep -qE '^  dq +inf +inf'; then
   echo "FAIL: a NaN dq printed a finite error:"; echo "$last" | tail -8; fail=1
 fi
+# An empty cu_seqlens .npy is an error, not varlen silently off (#21).
+printf '\x93NUMPY\x01\x00\x46\x00{'"'"'descr'"'"': '"'"'<i8'"'"', '"'"'fortran_order'"'"': False, '"'"'shape'"'"': (0,), }            \n' \
+  > "$tmp/empty_cu.npy"
+expect "empty cu_seqlens npy" 1 "expected at least 2" -- run --random --world=2 --seqlen=64 \
+  --cu_seqlens="$tmp/empty_cu.npy"
 expect "bf16 run" 0 "bfloat16 inputs" -- run --random --dtype=bfloat16 --check --seqlen=128 --world=4
 expect "mpi without MPI" 1 "built without MPI" -- run --random --comm=mpi
 expect "world mismatch of layout" 1 "not divisible" -- run --random --seqlen=100 --world=8

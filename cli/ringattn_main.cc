@@ -123,6 +123,11 @@ absl::StatusOr<std::vector<int64_t>> CuSeqlens() {
     return absl::InvalidArgumentError(
         absl::StrCat(flag, ": expected a 1-D int32 or int64 array of document boundaries"));
   }
+  if (a.shape[0] < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": holds ", a.shape[0],
+                     " boundaries; expected at least 2 (0, then each document's end)"));
+  }
   std::vector<int64_t> cu(a.shape[0]);
   for (size_t i = 0; i < cu.size(); ++i) {
     if (a.type == NpyType::kInt32) {
