@@ -96,6 +96,20 @@ printf '\x93NUMPY\x01\x00\x46\x00{'"'"'descr'"'"': '"'"'<i8'"'"', '"'"'fortran_o
   > "$tmp/empty_cu.npy"
 expect "empty cu_seqlens npy" 1 "expected at least 2" -- run --random --world=2 --seqlen=64 \
   --cu_seqlens="$tmp/empty_cu.npy"
+# Flags that were accepted and ignored, or misleading (#21).
+expect "fault rank outside the world" 1 "expected -1 (none) or a rank in [0, 2)" -- run --random \
+  --world=2 --seqlen=64 --inject_fault_rank=7
+expect "silent fault alone" 1 "expected --world >= 2" -- run --random --world=1 --seqlen=64 \
+  --inject_fault_rank=0 --inject_fault=silent --out="$tmp/never.npy"
+[[ -e "$tmp/never.npy" ]] && { echo "FAIL: a refused run wrote its output"; fail=1; }
+for t in inf nan 0 -5; do
+  expect "timeout $t" 1 "expected a positive, finite number of seconds" -- run --random \
+    --world=2 --seqlen=64 --timeout_s=$t
+done
+expect "sim nodes 0" 1 "expected nodes >= 1" -- sim --nodes=0
+expect "sim negative link" 1 "--link_GBps is -1" -- sim --link_GBps=-1
+expect "sim nan latency" 1 "--link_latency_us is nan" -- sim --link_latency_us=nan
+expect "usage names sim" 2 "plan|run|sim" --
 expect "bf16 run" 0 "bfloat16 inputs" -- run --random --dtype=bfloat16 --check --seqlen=128 --world=4
 expect "mpi without MPI" 1 "built without MPI" -- run --random --comm=mpi
 expect "world mismatch of layout" 1 "not divisible" -- run --random --seqlen=100 --world=8

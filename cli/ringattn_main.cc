@@ -3,9 +3,11 @@
 //   ringattn run  [flags]   ring attention on CPU ranks, .npy in and out
 // Built twice: //cli:ringattn (ranks as threads) and //cli:ringattn_mpi
 // (also --comm=mpi: one process per rank under mpirun).
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -212,6 +214,21 @@ absl::StatusOr<RunOptions> RunFlags() {
     return absl::InvalidArgumentError(
         absl::StrCat("--inject_fault is '", o.fault, "'; expected fail or silent"));
   }
+  const int world = o.config.layout.world;
+  if (o.fault_rank < -1 || o.fault_rank >= world) {
+    return absl::InvalidArgumentError(absl::StrCat("--inject_fault_rank is ", o.fault_rank,
+                                                   "; expected -1 (none) or a rank in [0, ", world,
+                                                   ")"));
+  }
+  if (o.fault_rank >= 0 && o.fault == "silent" && world < 2) {
+    return absl::InvalidArgumentError(
+        "--inject_fault=silent needs a peer to notice the silence; expected --world >= 2");
+  }
+  const double timeout_s = absl::GetFlag(FLAGS_timeout_s);
+  if (!std::isfinite(timeout_s) || timeout_s <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--timeout_s is ", timeout_s, "; expected a positive, finite number of seconds"));
+  }
   return o;
 }
 
@@ -281,6 +298,22 @@ absl::StatusOr<std::string> Sim() {
   sim::SimOptions o;
   RETURN_IF_ERROR(CommonFlags(true, &o.mask, &o.layout, &o.shape));
   const std::string calibration = absl::GetFlag(FLAGS_calibration);
+  // Overrides: 0 (or -1 for the latency) keeps the calibration's value.
+  for (const auto& [name, value, keep] :
+       {std::tuple{"link_GBps", absl::GetFlag(FLAGS_link_GBps), 0.0},
+        std::tuple{"internode_GBps", absl::GetFlag(FLAGS_internode_GBps), 0.0},
+        std::tuple{"link_latency_us", absl::GetFlag(FLAGS_link_latency_us), -1.0}}) {
+    if (value != keep && !(std::isfinite(value) && value >= 0)) {
+      return absl::InvalidArgumentError(absl::StrCat("--", name, " is ", value,
+                                                     "; expected a finite number >= 0 (", keep,
+                                                     ": the calibration's)"));
+    }
+  }
+  if (absl::GetFlag(FLAGS_nodes) < 1 || absl::GetFlag(FLAGS_gpus_per_node) < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--nodes is ", absl::GetFlag(FLAGS_nodes), " and --gpus_per_node ",
+        absl::GetFlag(FLAGS_gpus_per_node), "; expected nodes >= 1 and gpus_per_node >= 0"));
+  }
   ASSIGN_OR_RETURN(sim::Calibration c, calibration.empty()
                                            ? sim::Calibration::Builtin(absl::GetFlag(FLAGS_gpu))
                                            : sim::Calibration::Load(calibration));
@@ -357,7 +390,7 @@ absl::StatusOr<std::string> Sim() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "exact ring attention.\n\nUsage: ringattn plan|run [flags]\n"
+      "exact ring attention.\n\nUsage: ringattn plan|run|sim [flags]\n"
       "  plan   which tokens each rank holds and the FLOPs of every rank at "
       "every ring step, with the load imbalance\n"
       "  run    ring attention over .npy inputs (or --random) on CPU ranks or "
