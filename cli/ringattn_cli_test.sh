@@ -110,6 +110,19 @@ expect "sim nodes 0" 1 "expected nodes >= 1" -- sim --nodes=0
 expect "sim negative link" 1 "--link_GBps is -1" -- sim --link_GBps=-1
 expect "sim nan latency" 1 "--link_latency_us is nan" -- sim --link_latency_us=nan
 expect "usage names sim" 2 "plan|run|sim" --
+# Sizes whose products overflowed, and limits checked after threads
+# started (#21): each is an error before anything is allocated.
+expect "stripe width overflow" 1 "exceeds seqlen" -- plan --layout=stripe \
+  --stripe_width=2305843009213693952
+expect "heads overflow" 1 "expected at most 2^40" -- run --random --world=2 --seqlen=64 \
+  --num_heads=4611686018427387904 --num_kv_heads=1 --head_dim=16
+expect "batch overflow" 1 "expected at most 2^40" -- run --random --world=2 --seqlen=64 \
+  --batch=1152921504606846976 --num_heads=1 --head_dim=16
+expect "world beyond the limit" 1 "expected 1 to 8192" -- run --random --world=40000 --seqlen=64
+expect "indivisible before threads" 1 "not divisible" -- run --random --world=8000 --seqlen=64
+expect "sim world beyond the limit" 1 "expected 1 to 8192" -- sim --world=2147483647
+expect "sweep world out of range" 1 "out of range" -- sim --sweep_worlds=4294967300 \
+  --sweep_csv="$tmp/s.csv"
 expect "bf16 run" 0 "bfloat16 inputs" -- run --random --dtype=bfloat16 --check --seqlen=128 --world=4
 expect "mpi without MPI" 1 "built without MPI" -- run --random --comm=mpi
 expect "world mismatch of layout" 1 "not divisible" -- run --random --seqlen=100 --world=8

@@ -359,6 +359,10 @@ absl::StatusOr<std::string> Sim() {
         std::tuple{"sweep_ring_sizes", absl::GetFlag(FLAGS_sweep_ring_sizes), 2}}) {
     ASSIGN_OR_RETURN(std::vector<int64_t> values, ParseIntList(flag, text));
     for (int64_t v : values) {
+      if (out != 1 && (v < 0 || v > kMaxWorld)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", flag, ": ", v, " is out of range; expected 0 to ", kMaxWorld));
+      }
       if (out == 0) spec.worlds.push_back(static_cast<int>(v));
       if (out == 1) spec.tokens_per_rank.push_back(v);
       if (out == 2) spec.ring_sizes.push_back(static_cast<int>(v));

@@ -461,9 +461,9 @@ absl::StatusOr<std::string> RunRank(Communicator& comm, const RunOptions& option
 absl::StatusOr<std::string> RunThreads(const RunOptions& options, absl::Duration timeout) {
   ASSIGN_OR_RETURN(RunInputs inputs, LoadRunInputs(options));
   const int world = options.config.layout.world;
-  if (world < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("world is ", world, "; expected at least 1"));
-  }
+  // Every check the ranks' schedules make, before a thread per rank starts.
+  RETURN_IF_ERROR(
+      Schedule::Build(options.config.layout, options.config.mask, inputs.shape).status());
   std::string report;
   const std::vector<absl::Status> statuses =
       comm::ThreadWorld::Run(world, timeout, [&](Communicator& comm) -> absl::Status {

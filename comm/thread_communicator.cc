@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <system_error>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -138,10 +139,21 @@ std::vector<absl::Status> ThreadWorld::Run(int world, absl::Duration timeout,
   std::vector<absl::Status> statuses(world);
   std::vector<std::thread> workers;
   for (int r = 0; r < world; ++r) {
-    workers.emplace_back([&, r] {
-      statuses[r] = fn(threads.rank(r));
-      if (!statuses[r].ok()) threads.rank(r).Abort(statuses[r]);
-    });
+    try {
+      workers.emplace_back([&, r] {
+        statuses[r] = fn(threads.rank(r));
+        if (!statuses[r].ok()) threads.rank(r).Abort(statuses[r]);
+      });
+    } catch (const std::system_error& e) {
+      // The system ran out of threads: the ranks started so far fail fast
+      // (aborted), the others never start.
+      const absl::Status no_thread = absl::ResourceExhaustedError(
+          absl::StrCat("could not start a thread for rank ", r, " of ", world, " (", e.what(),
+                       "); expected fewer ranks for this machine"));
+      threads.Abort(no_thread);
+      for (int q = r; q < world; ++q) statuses[q] = no_thread;
+      break;
+    }
   }
   for (std::thread& t : workers) t.join();
   return statuses;

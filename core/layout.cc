@@ -82,9 +82,9 @@ absl::StatusOr<LayoutKind> ParseLayoutKind(absl::string_view name) {
 
 absl::StatusOr<Layout> Layout::Create(const LayoutSpec& spec, int64_t batch, int64_t seqlen,
                                       absl::Span<const int64_t> cu_seqlens) {
-  if (spec.world < 1) {
+  if (spec.world < 1 || spec.world > kMaxWorld) {
     return absl::InvalidArgumentError(
-        absl::StrCat("world is ", spec.world, "; expected at least 1"));
+        absl::StrCat("world is ", spec.world, "; expected 1 to ", kMaxWorld));
   }
   const int ring_size = spec.ring_size == 0 ? spec.world : spec.ring_size;
   if (ring_size < 1 || spec.world % ring_size != 0) {
@@ -106,6 +106,13 @@ absl::StatusOr<Layout> Layout::Create(const LayoutSpec& spec, int64_t batch, int
   if (spec.stripe_width < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("stripe_width is ", spec.stripe_width, "; expected at least 1"));
+  }
+  // ring_size * stripe_width must divide seqlen: wider stripes cannot, and
+  // the product is not formed before this (it could overflow).
+  if (spec.kind == LayoutKind::kStripe && spec.stripe_width > seqlen / ring_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stripe_width ", spec.stripe_width, " x ring_size ", ring_size, " exceeds seqlen ", seqlen,
+        "; expected a stripe_width of at most ", seqlen / ring_size));
   }
   if (spec.kv_heads_per_group < 0) {
     return absl::InvalidArgumentError(absl::StrCat("kv_heads_per_group is ",

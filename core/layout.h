@@ -53,6 +53,10 @@ struct RankSlice {
   PositionRun positions;
 };
 
+// The largest world a layout takes (a thread per rank for CPU runs and the
+// simulator; plans print W^2 rows).
+inline constexpr int kMaxWorld = 8192;
+
 class Layout {
  public:
   // Errors: InvalidArgument if world < 1, ring_size does not divide world,

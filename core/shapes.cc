@@ -1,6 +1,7 @@
 #include "core/shapes.h"
 
 #include <cmath>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -35,6 +36,21 @@ absl::Status ValidateShape(const AttentionShape& shape) {
   if (shape.head_dim > kMaxHeadDim) {
     return absl::InvalidArgumentError(absl::StrCat(
         "head_dim ", shape.head_dim, " is not supported; expected at most ", kMaxHeadDim));
+  }
+  // Element totals, multiplied without overflow: each partial product stays
+  // at most kMaxTensorElements.
+  for (const auto& [name, seqlen, heads] :
+       {std::tuple{"q", shape.seqlen_q, shape.num_heads},
+        std::tuple{"k/v", shape.seqlen_k, shape.num_kv_heads}}) {
+    int64_t total = 1;
+    for (int64_t factor : {shape.batch, seqlen, heads, shape.head_dim}) {
+      if (factor > kMaxTensorElements / total) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            name, " would hold batch ", shape.batch, " x seqlen ", seqlen, " x heads ", heads,
+            " x head_dim ", shape.head_dim, " elements; expected at most 2^40"));
+      }
+      total *= factor;
+    }
   }
   return absl::OkStatus();
 }

@@ -24,6 +24,9 @@ namespace ringattn {
 // The largest head_dim any backend supports; backends may accept fewer
 // (ValidateHeadDim).
 inline constexpr int64_t kMaxHeadDim = 256;
+// The most elements one tensor (q, k, v or o) may hold: 2^40, far beyond any
+// memory, and low enough that byte and FLOP totals cannot overflow int64.
+inline constexpr int64_t kMaxTensorElements = int64_t{1} << 40;
 
 struct AttentionShape {
   int64_t batch = 1;
