@@ -144,7 +144,7 @@ expect "check too large" 1 "--check builds the full 65536 x 65536" -- run --rand
   --seqlen=65536 --num_heads=1 --head_dim=8
 expect "tensor too large" 1 "the CPU run takes at most" -- run --random --seqlen=1048576 \
   --num_heads=64 --head_dim=256
-expect "sim world too large" 1 "expected at most 8192" -- sim --layout=ring --world=16384 --seqlen=16384
+expect "sim world too large" 1 "expected 1 to 8192" -- sim --layout=ring --world=16384 --seqlen=16384
 
 # Faults: a failing rank ends every rank at once; a silent one times out.
 expect "injected failure" 1 "injected failure on rank 2" -- run --random --seqlen=256 --world=4 \

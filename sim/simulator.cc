@@ -33,15 +33,7 @@ using internal::TraceJson;
 absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
   ASSIGN_OR_RETURN(Schedule schedule, Schedule::Build(o.layout, o.mask, o.shape));
   const int world = schedule.layout().world();
-  // One thread per simulated rank.
-  constexpr int kMaxWorld = 8192;
-  if (world > kMaxWorld) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("world ", world,
-                     " is more simulated ranks than the simulator runs; "
-                     "expected at most ",
-                     kMaxWorld));
-  }
+  // One thread per simulated rank: Layout::Create bounds the world (kMaxWorld).
   const int per_node = o.gpus_per_node == 0 ? world : o.gpus_per_node;
   if (per_node < 1 || world % per_node != 0) {
     return absl::InvalidArgumentError(
