@@ -1,10 +1,14 @@
 #include "cli/npy.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
@@ -201,7 +205,38 @@ std::string SerializeNpy(const NpyArray& array) {
   return out;
 }
 
+absl::Status ValidateOutputPaths(absl::Span<const std::pair<std::string, std::string>> outputs) {
+  // "--flag=path", or the path alone where no flag names it.
+  const auto named = [](const std::string& flag, const std::string& path) {
+    return flag.empty() ? path : absl::StrCat("--", flag, "=", path);
+  };
+  std::map<std::string, std::string> seen;  // path -> flag
+  for (const auto& [flag, path] : outputs) {
+    if (path.empty()) continue;
+    if (const auto [it, fresh] = seen.emplace(path, flag); !fresh) {
+      return absl::InvalidArgumentError(absl::StrCat(named(it->second, path), " and ",
+                                                     named(flag, path),
+                                                     " name the same file; expected one each"));
+    }
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          named(flag, path), " is not a regular file; expected a new or regular file"));
+    }
+    const size_t slash = path.find_last_of('/');
+    const std::string folder = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+    if (::access(folder.c_str(), W_OK) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(named(flag, path), ": folder ", folder,
+                                                     " is not writable: ", std::strerror(errno)));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WriteFilesAtomically(absl::Span<const std::pair<std::string, std::string>> files) {
+  std::vector<std::pair<std::string, std::string>> named;
+  for (const auto& [path, contents] : files) named.push_back({"", path});
+  RETURN_IF_ERROR(ValidateOutputPaths(named));
   std::vector<std::string> temps;
   const auto cleanup = [&] {
     for (const std::string& t : temps) std::remove(t.c_str());

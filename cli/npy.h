@@ -44,6 +44,12 @@ std::string SerializeNpy(const NpyArray& array);
 // write failed. Errors: Internal naming the path and errno text.
 absl::Status WriteFilesAtomically(absl::Span<const std::pair<std::string, std::string>> files);
 
+// Checks, before any work, that outputs can be written all or nothing: each
+// (flag name, path) pair with a non-empty path names a distinct file whose
+// folder exists and is writable, and which is new or a regular file (a
+// device node or a folder is never replaced). Errors name the flag.
+absl::Status ValidateOutputPaths(absl::Span<const std::pair<std::string, std::string>> outputs);
+
 }  // namespace ringattn::cli
 
 #endif  // RINGATTN_CLI_NPY_H_

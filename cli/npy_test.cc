@@ -79,7 +79,7 @@ TEST(NpyTest, WritesAllOrNothing) {
   const std::string a = dir + "/a.npy";
   ASSERT_TRUE(WriteFilesAtomically({{a, "one"}}).ok());
   EXPECT_THAT(WriteFilesAtomically({{a, "two"}, {"/nonexistent/b.npy", "x"}}).message(),
-              HasSubstr("/nonexistent/b.npy: cannot write"));
+              HasSubstr("/nonexistent/b.npy: folder /nonexistent/ is not writable"));
   std::ifstream in(a);
   std::string contents;
   in >> contents;

@@ -123,6 +123,21 @@ expect "indivisible before threads" 1 "not divisible" -- run --random --world=80
 expect "sim world beyond the limit" 1 "expected 1 to 8192" -- sim --world=2147483647
 expect "sweep world out of range" 1 "out of range" -- sim --sweep_worlds=4294967300 \
   --sweep_csv="$tmp/s.csv"
+# Outputs all or nothing, checked before the run (#21).
+mkdir -p "$tmp/outs" && rm -f "$tmp/outs/"*
+expect "same output twice" 1 "name the same file" -- run --random --world=2 --seqlen=64 \
+  --out="$tmp/outs/x.npy" --lse="$tmp/outs/x.npy"
+expect "output folder missing" 1 "is not writable" -- run --random --world=2 --seqlen=64 \
+  --out="$tmp/outs/o.npy" --lse="$tmp/outs/nowhere/l.npy"
+expect "gradient without backward" 1 "--dq=$tmp/outs/d.npy asks for a gradient" -- run --random \
+  --world=2 --seqlen=64 --nobackward --dq="$tmp/outs/d.npy"
+expect "device node kept" 1 "is not a regular file" -- run --random --world=2 --seqlen=64 \
+  --out=/dev/null
+expect "sim plot folder missing" 1 "is not writable" -- sim --sweep_csv="$tmp/outs/s.csv" \
+  --plot=/nonexistent/p.png
+if [[ -n "$(ls -A "$tmp/outs")" ]]; then
+  echo "FAIL: refused runs left files: $(ls "$tmp/outs")"; fail=1
+fi
 expect "bf16 run" 0 "bfloat16 inputs" -- run --random --dtype=bfloat16 --check --seqlen=128 --world=4
 expect "mpi without MPI" 1 "built without MPI" -- run --random --comm=mpi
 expect "world mismatch of layout" 1 "not divisible" -- run --random --seqlen=100 --world=8

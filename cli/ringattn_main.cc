@@ -224,6 +224,20 @@ absl::StatusOr<RunOptions> RunFlags() {
     return absl::InvalidArgumentError(
         "--inject_fault=silent needs a peer to notice the silence; expected --world >= 2");
   }
+  // Outputs: all or nothing, checked before the run.
+  RETURN_IF_ERROR(ValidateOutputPaths(
+      {{"out", o.out}, {"lse", o.lse}, {"dq", o.dq}, {"dk", o.dk}, {"dv", o.dv}}));
+  if (!o.backward) {
+    for (const auto& [flag, path] :
+         {std::pair{"dq", o.dq}, std::pair{"dk", o.dk}, std::pair{"dv", o.dv}}) {
+      if (!path.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", flag, "=", path,
+                         " asks for a gradient, but there is no backward pass (give --do, or "
+                         "--random with --backward)"));
+      }
+    }
+  }
   const double timeout_s = absl::GetFlag(FLAGS_timeout_s);
   if (!std::isfinite(timeout_s) || timeout_s <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -298,6 +312,9 @@ absl::StatusOr<std::string> Sim() {
   sim::SimOptions o;
   RETURN_IF_ERROR(CommonFlags(true, &o.mask, &o.layout, &o.shape));
   const std::string calibration = absl::GetFlag(FLAGS_calibration);
+  RETURN_IF_ERROR(ValidateOutputPaths({{"sweep_csv", absl::GetFlag(FLAGS_sweep_csv)},
+                                       {"plot", absl::GetFlag(FLAGS_plot)},
+                                       {"trace", absl::GetFlag(FLAGS_trace)}}));
   // Overrides: 0 (or -1 for the latency) keeps the calibration's value.
   for (const auto& [name, value, keep] :
        {std::tuple{"link_GBps", absl::GetFlag(FLAGS_link_GBps), 0.0},

@@ -242,13 +242,13 @@ absl::Status WriteOutputs(const RunOptions& o, const RunInputs& in, const Global
     lse.data.assign(bytes.begin(), bytes.end());
     files.push_back({o.lse, SerializeNpy(lse)});
   }
-  for (const auto& [path, data, shape] :
-       {std::tuple{&o.dq, &g.dq, q_shape}, std::tuple{&o.dk, &g.dk, k_shape},
-        std::tuple{&o.dv, &g.dv, k_shape}}) {
+  for (const auto& [flag, path, data, shape] :
+       {std::tuple{"dq", &o.dq, &g.dq, q_shape}, std::tuple{"dk", &o.dk, &g.dk, k_shape},
+        std::tuple{"dv", &o.dv, &g.dv, k_shape}}) {
     if (path->empty()) continue;
     if (data->empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--", *path,
+          absl::StrCat("--", flag, "=", *path,
                        " asks for a gradient, but there is no backward pass "
                        "(give --do, or --random with --backward)"));
     }
