@@ -138,6 +138,12 @@ expect "sim plot folder missing" 1 "is not writable" -- sim --sweep_csv="$tmp/ou
 if [[ -n "$(ls -A "$tmp/outs")" ]]; then
   echo "FAIL: refused runs left files: $(ls "$tmp/outs")"; fail=1
 fi
+# A binary file given as a calibration is quoted printably (#21).
+printf '\x93NUMPY\x01\x00\xff\xfe\x00\x01binary\n' > "$tmp/binary.cal"
+expect "binary calibration" 1 "calibration line 1" -- sim --calibration="$tmp/binary.cal"
+if echo "$last" | LC_ALL=C grep -q '[^[:print:][:space:]]'; then
+  echo "FAIL: the error printed raw bytes"; fail=1
+fi
 expect "bf16 run" 0 "bfloat16 inputs" -- run --random --dtype=bfloat16 --check --seqlen=128 --world=4
 expect "mpi without MPI" 1 "built without MPI" -- run --random --comm=mpi
 expect "world mismatch of layout" 1 "not divisible" -- run --random --seqlen=100 --world=8
