@@ -144,6 +144,14 @@ expect "binary calibration" 1 "calibration line 1" -- sim --calibration="$tmp/bi
 if echo "$last" | LC_ALL=C grep -q '[^[:print:][:space:]]'; then
   echo "FAIL: the error printed raw bytes"; fail=1
 fi
+# Every flag is used or rejected (#21).
+expect "run flag on plan" 1 "--timeout_s does not apply to \`plan\`" -- plan --timeout_s=5
+expect "plan --out" 1 "--out does not apply" -- plan --out="$tmp/never.npy"
+expect "kv heads per group on zigzag" 1 "applies to the llama3 layout" -- run --random --world=2 \
+  --seqlen=64 --layout=zigzag --kv_heads_per_group=1
+expect "window_right under causal" 1 "does not apply under --causal" -- run --random --world=2 \
+  --seqlen=64 --window_right=3
+expect "random and files" 1 "expected either --random" -- run --random --q="$tmp/x.npy" --world=2
 expect "bf16 run" 0 "bfloat16 inputs" -- run --random --dtype=bfloat16 --check --seqlen=128 --world=4
 expect "mpi without MPI" 1 "built without MPI" -- run --random --comm=mpi
 expect "world mismatch of layout" 1 "not divisible" -- run --random --seqlen=100 --world=8

@@ -3,6 +3,7 @@
 //   ringattn run  [flags]   ring attention on CPU ranks, .npy in and out
 // Built twice: //cli:ringattn (ranks as threads) and //cli:ringattn_mpi
 // (also --comm=mpi: one process per rank under mpirun).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -10,12 +11,15 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/cuda_run.h"
 #include "cli/npy.h"
@@ -162,6 +166,103 @@ absl::Status CommonFlags(bool plan, MaskSpec* mask, LayoutSpec* layout, Attentio
   shape->num_heads = Or(absl::GetFlag(FLAGS_num_heads), plan ? 32 : 8);
   shape->num_kv_heads = Or(absl::GetFlag(FLAGS_num_kv_heads), shape->num_heads);
   shape->head_dim = Or(absl::GetFlag(FLAGS_head_dim), plan ? 128 : 64);
+  return absl::OkStatus();
+}
+
+// Flags each subcommand reads; the shape, mask and layout flags serve all.
+constexpr absl::string_view kCommonFlags[] = {
+    "layout", "world",       "ring_size",    "stripe_width", "kv_heads_per_group",
+    "batch",  "seqlen",      "num_heads",    "num_kv_heads", "head_dim",
+    "causal", "window_left", "window_right", "cu_seqlens",   "key_lengths"};
+constexpr absl::string_view kRunFlags[] = {"q",
+                                           "k",
+                                           "v",
+                                           "do",
+                                           "random",
+                                           "seed",
+                                           "dtype",
+                                           "backward",
+                                           "softmax_scale",
+                                           "comm",
+                                           "nccl_id_file",
+                                           "backend",
+                                           "gpus",
+                                           "timeout_s",
+                                           "out",
+                                           "lse",
+                                           "dq",
+                                           "dk",
+                                           "dv",
+                                           "inject_fault_rank",
+                                           "inject_fault",
+                                           "check"};
+constexpr absl::string_view kSimFlags[] = {"dtype",
+                                           "backward",
+                                           "gpu",
+                                           "calibration",
+                                           "nodes",
+                                           "gpus_per_node",
+                                           "link_GBps",
+                                           "link_latency_us",
+                                           "internode_GBps",
+                                           "seed_implementation",
+                                           "trace",
+                                           "seed_table",
+                                           "sweep_csv",
+                                           "sweep_layouts",
+                                           "sweep_worlds",
+                                           "sweep_tokens_per_rank",
+                                           "sweep_link_GBps",
+                                           "sweep_ring_sizes",
+                                           "plot"};
+
+// Every flag of this binary given a value other than its default must be
+// one the subcommand reads, and must apply to the layout and inputs chosen:
+// nothing is accepted and then ignored.
+absl::Status CheckFlagsApply(absl::string_view command) {
+  absl::flat_hash_set<absl::string_view> allowed(std::begin(kCommonFlags), std::end(kCommonFlags));
+  if (command == "run") allowed.insert(std::begin(kRunFlags), std::end(kRunFlags));
+  if (command == "sim") allowed.insert(std::begin(kSimFlags), std::end(kSimFlags));
+  std::vector<std::string> stray;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (!absl::StrContains(flag->Filename(), "ringattn_main.cc")) continue;
+    if (flag->CurrentValue() == flag->DefaultValue() || allowed.contains(name)) continue;
+    stray.push_back(absl::StrCat("--", name));
+  }
+  std::sort(stray.begin(), stray.end());
+  if (!stray.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(absl::StrJoin(stray, ", "), stray.size() == 1 ? " does" : " do",
+                     " not apply to `", command, "`; see --help for its flags"));
+  }
+  const std::string layout = absl::GetFlag(FLAGS_layout);
+  const auto given = [](const auto& flag, const auto& fallback) {
+    return absl::GetFlag(flag) != fallback;
+  };
+  if (layout != "stripe" && layout != "all" && given(FLAGS_stripe_width, int64_t{1})) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--stripe_width applies to the stripe layout; the layout is ", layout));
+  }
+  if (layout != "llama3" && layout != "all" && given(FLAGS_kv_heads_per_group, int64_t{0})) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv_heads_per_group applies to the llama3 layout; the layout is ", layout));
+  }
+  if (absl::GetFlag(FLAGS_causal) && given(FLAGS_window_right, int64_t{-1})) {
+    return absl::InvalidArgumentError(
+        "--window_right does not apply under --causal (which allows no key to the right); "
+        "give --nocausal to use it");
+  }
+  if (command == "run" && absl::GetFlag(FLAGS_random) &&
+      (!absl::GetFlag(FLAGS_q).empty() || !absl::GetFlag(FLAGS_k).empty() ||
+       !absl::GetFlag(FLAGS_v).empty() || !absl::GetFlag(FLAGS_do).empty())) {
+    return absl::InvalidArgumentError(
+        "--random makes the inputs; expected either --random or --q/--k/--v(/--do) files");
+  }
+  if (command == "run" && !absl::GetFlag(FLAGS_random) && !absl::GetFlag(FLAGS_q).empty() &&
+      !absl::GetFlag(FLAGS_dtype).empty()) {
+    return absl::InvalidArgumentError(
+        "--dtype applies to --random inputs; .npy inputs carry their own dtype");
+  }
   return absl::OkStatus();
 }
 
@@ -428,6 +529,11 @@ int main(int argc, char** argv) {
             .c_str(),
         std::string(absl::ProgramUsageMessage()).c_str());
     return 2;
+  }
+  if (const absl::Status applies = ringattn::cli::CheckFlagsApply(command); !applies.ok()) {
+    std::fprintf(stderr, "ringattn %s: %s\n", command.c_str(),
+                 std::string(applies.message()).c_str());
+    return 1;
   }
   absl::StatusOr<std::string> report = command == "plan"  ? ringattn::cli::Plan()
                                        : command == "sim" ? ringattn::cli::Sim()
