@@ -27,6 +27,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "core/position_run.h"
+#include "core/shapes.h"
 #include "core/status_macros.h"
 
 namespace ringattn {
@@ -57,6 +58,28 @@ struct RankSlice {
 // simulator; plans print W^2 rows).
 inline constexpr int kMaxWorld = 8192;
 
+// One rank's local sizes: batch rows [batch_offset, batch_offset + batch)
+// of the global batch, `rows` tokens of each, and the heads of the problem.
+// What every backend sizes its buffers from (Layout::RankShapeOf).
+struct RankShape {
+  int64_t batch = 0, batch_offset = 0, rows = 0;
+  int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0;
+
+  // Q or O: (batch, rows, num_heads, head_dim).
+  int64_t q_elements() const { return batch * rows * num_heads * head_dim; }
+  // K or V of all kv heads over `shards` shards: (batch, shards * rows,
+  // num_kv_heads, head_dim).
+  int64_t kv_elements(int64_t shards = 1) const {
+    return batch * shards * rows * num_kv_heads * head_dim;
+  }
+  // The packed K and V of kv heads [head_begin, head_end) (what travels).
+  int64_t packed_kv_elements(int64_t head_begin, int64_t head_end) const {
+    return 2 * batch * rows * (head_end - head_begin) * head_dim;
+  }
+  // LSE or D: (batch, num_heads, rows).
+  int64_t stat_elements() const { return batch * num_heads * rows; }
+};
+
 class Layout {
  public:
   // Errors: InvalidArgument if world < 1, ring_size does not divide world,
@@ -86,6 +109,11 @@ class Layout {
   int RankOf(int ring, int ring_rank) const { return ring * ring_size_ + ring_rank; }
   // Global batch rows [first, second) held by `rank`.
   std::pair<int64_t, int64_t> BatchRange(int rank) const;
+  // `rank`'s local sizes for a problem of `shape`.
+  RankShape RankShapeOf(int rank, const AttentionShape& shape) const {
+    return {local_batch(),   BatchRange(rank).first, local_seqlen(),
+            shape.num_heads, shape.num_kv_heads,     shape.head_dim};
+  }
 
   // Checks rank is in [0, world). Errors: InvalidArgument naming both.
   absl::Status CheckRank(int rank) const;

@@ -39,13 +39,13 @@ class Backend final : public CpuRingBackend {
   Backend(const Schedule& schedule, int rank, const AttentionShape& shape, double softmax_scale,
           const RankInputs& inputs)
       : mask_(&schedule.mask()), dtype_(inputs.dtype) {
-    const Layout& layout = schedule.layout();
-    problem_.batch = layout.local_batch();
-    problem_.batch_offset = layout.BatchRange(rank).first;
-    problem_.q_rows = layout.local_seqlen();
-    problem_.num_heads = shape.num_heads;
-    problem_.num_kv_heads = shape.num_kv_heads;
-    problem_.head_dim = shape.head_dim;
+    local_ = schedule.layout().RankShapeOf(rank, shape);
+    problem_.batch = local_.batch;
+    problem_.batch_offset = local_.batch_offset;
+    problem_.q_rows = local_.rows;
+    problem_.num_heads = local_.num_heads;
+    problem_.num_kv_heads = local_.num_kv_heads;
+    problem_.head_dim = local_.head_dim;
     problem_.softmax_scale = softmax_scale;
     problem_.mask = mask_;
     q_ = Upcast<C>(dtype_, inputs.q);
@@ -55,7 +55,7 @@ class Backend final : public CpuRingBackend {
   }
 
   int64_t KvElements(int64_t head_begin, int64_t head_end) const override {
-    return 2 * problem_.batch * problem_.q_rows * (head_end - head_begin) * problem_.head_dim;
+    return local_.packed_kv_elements(head_begin, head_end);
   }
   DType kv_dtype() const override { return dtype_; }
   DType grad_dtype() const override { return sizeof(C) == 8 ? DType::kFloat64 : DType::kFloat32; }
@@ -281,6 +281,7 @@ class Backend final : public CpuRingBackend {
 
   const Mask* mask_;
   DType dtype_;
+  RankShape local_;
   BlockProblem problem_;
   std::vector<C> q_;
   std::vector<uint8_t> k_, v_;  // input dtype, (batch, rows, kv heads, d)

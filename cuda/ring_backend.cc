@@ -117,10 +117,10 @@ class Backend final : public CudaRingBackend {
         stream_(options.stream),
         owns_stream_(options.stream == nullptr),
         final_memory_(options.final_memory) {
-    const Layout& layout = schedule.layout();
-    batch_ = layout.local_batch();
-    batch_offset_ = layout.BatchRange(rank).first;
-    rows_ = layout.local_seqlen();
+    local_ = schedule.layout().RankShapeOf(rank, shape);
+    batch_ = local_.batch;
+    batch_offset_ = local_.batch_offset;
+    rows_ = local_.rows;
     for (DeviceMemory* m : {&q_, &k_, &v_, &state_o_, &out_, &state_lse_, &key_limit_, &dout_,
                             &delta_, &dq_, &dk_, &dv_}) {
       m->set_meter(&meter_);
@@ -157,7 +157,7 @@ class Backend final : public CudaRingBackend {
   }
 
   int64_t KvElements(int64_t head_begin, int64_t head_end) const override {
-    return 2 * batch_ * rows_ * (head_end - head_begin) * shape_.head_dim;
+    return local_.packed_kv_elements(head_begin, head_end);
   }
   DType kv_dtype() const override { return dtype_; }
   DType grad_dtype() const override { return DType::kFloat32; }
@@ -358,12 +358,10 @@ class Backend final : public CudaRingBackend {
   absl::StatusOr<std::vector<uint8_t>> Dv() override { return Grad(dv_, KvFullElements(1)); }
 
  private:
-  int64_t QElements() const { return batch_ * rows_ * shape_.num_heads * shape_.head_dim; }
-  int64_t StatElements() const { return batch_ * shape_.num_heads * rows_; }
+  int64_t QElements() const { return local_.q_elements(); }
+  int64_t StatElements() const { return local_.stat_elements(); }
   // K or V of all kv heads over `ranks` shards: (batch, ranks * rows, heads, d).
-  int64_t KvFullElements(int ranks) const {
-    return batch_ * ranks * rows_ * shape_.num_kv_heads * shape_.head_dim;
-  }
+  int64_t KvFullElements(int ranks) const { return local_.kv_elements(ranks); }
   PackedKvShape PackedShape(int ranks, int64_t head_begin, int64_t head_end) const {
     return {batch_, rows_, ranks, shape_.num_kv_heads, head_begin, head_end, shape_.head_dim};
   }
@@ -491,6 +489,7 @@ class Backend final : public CudaRingBackend {
   const int64_t kv_heads_per_step_;
   const AttentionShape shape_;
   const double scale_;
+  RankShape local_;
   int64_t batch_ = 0, batch_offset_ = 0, rows_ = 0;
   cudaStream_t stream_ = nullptr;
   const bool owns_stream_;

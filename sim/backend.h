@@ -49,19 +49,18 @@ class SimBackend : public RingBackend {
  public:
   SimBackend(const Schedule& schedule, int rank, const SimOptions& options, RankClock* clock)
       : schedule_(schedule), rank_(rank), o_(options), clock_(clock) {
-    const Layout& layout = schedule.layout();
-    rows_ = layout.local_seqlen();
-    batch_ = layout.local_batch();
-    q_elements_ = batch_ * rows_ * o_.shape.num_heads * o_.shape.head_dim;
-    const int64_t kv = batch_ * rows_ * o_.shape.num_kv_heads * o_.shape.head_dim;
+    local_ = schedule.layout().RankShapeOf(rank, o_.shape);
+    rows_ = local_.rows;
+    batch_ = local_.batch;
+    q_elements_ = local_.q_elements();
     const int64_t e = DTypeBytes(o_.dtype);
     // q, k, v, O in the input dtype; the fp32 state O and LSE.
-    base_bytes_ =
-        (2 * q_elements_ + 2 * kv) * e + 4 * q_elements_ + 4 * batch_ * rows_ * o_.shape.num_heads;
+    base_bytes_ = (2 * q_elements_ + 2 * local_.kv_elements()) * e + 4 * q_elements_ +
+                  4 * local_.stat_elements();
   }
 
   int64_t KvElements(int64_t head_begin, int64_t head_end) const override {
-    return 2 * batch_ * rows_ * (head_end - head_begin) * o_.shape.head_dim;
+    return local_.packed_kv_elements(head_begin, head_end);
   }
   DType kv_dtype() const override { return o_.dtype; }
   DType grad_dtype() const override { return DType::kFloat32; }
@@ -230,6 +229,7 @@ class SimBackend : public RingBackend {
   const SimOptions& o_;
   RankClock* clock_;
   int64_t rows_ = 0, batch_ = 0, q_elements_ = 0;
+  RankShape local_;
   int64_t base_bytes_ = 0, backward_bytes_ = 0;
   int forward_step_ = 0, backward_step_ = 0;
   std::map<int, int64_t> slots_;
