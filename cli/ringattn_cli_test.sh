@@ -161,7 +161,7 @@ expect "sim summary" 0 "efficiency" -- sim --layout=zigzag --world=8 --seqlen=65
   --trace="$tmp/trace.json"
 grep -q '"traceEvents"' "$tmp/trace.json" || { echo "FAIL: no trace"; fail=1; }
 expect "sim two nodes" 0 "iteration" -- sim --layout=ring --world=8 --nodes=2 --seqlen=65536
-expect "sim seed table" 0 "zigzag_ring          fwd+bwd    90.2%" -- sim --seed_table --gpu=h800
+expect "sim seed table" 0 "zigzag_ring          fwd+bwd    90.2%" -- sim --ring_flash_attention_table --gpu=h800
 expect "sim sweep" 0 "runs written" -- sim --sweep_csv="$tmp/sweep.csv" --sweep_worlds=2,4,8 \
   --sweep_layouts=ring,zigzag --seqlen=8192 --plot="$tmp/sweep.png"
 [[ $(wc -l < "$tmp/sweep.csv") -eq 7 && -s "$tmp/sweep.png" ]] || { echo "FAIL: sweep outputs"; fail=1; }

@@ -103,11 +103,12 @@ ABSL_FLAG(int, gpus_per_node, 0, "sim: GPUs per node; 0: world / nodes");
 ABSL_FLAG(double, link_GBps, 0, "sim: override the NVLink GB/s per direction");
 ABSL_FLAG(double, link_latency_us, -1, "sim: override the link latency");
 ABSL_FLAG(double, internode_GBps, 0, "sim: override the inter-node GB/s per GPU");
-ABSL_FLAG(bool, seed_implementation, false,
-          "sim: model ring-flash-attention's implementation (separate merge "
-          "passes, slice and index copies, host syncs) instead of ours");
+ABSL_FLAG(std::string, model, "ringattn",
+          "sim: whose implementation to model: ringattn (ours), or ring-flash-attention (its "
+          "separate merge passes, slice and index copies, host syncs)");
 ABSL_FLAG(std::string, trace, "", "sim: write a Chrome trace JSON here");
-ABSL_FLAG(bool, seed_table, false, "sim: compare with ring-flash-attention's 8xH800 table");
+ABSL_FLAG(bool, ring_flash_attention_table, false,
+          "sim: compare with ring-flash-attention's published 8xH800 table");
 ABSL_FLAG(std::string, sweep_csv, "", "sim: sweep, one CSV row per run");
 ABSL_FLAG(std::string, sweep_layouts, "ring,zigzag,stripe,llama3", "sim sweep");
 ABSL_FLAG(std::string, sweep_worlds, "2,4,8,16,32", "sim sweep");
@@ -205,9 +206,9 @@ constexpr absl::string_view kSimFlags[] = {"dtype",
                                            "link_GBps",
                                            "link_latency_us",
                                            "internode_GBps",
-                                           "seed_implementation",
+                                           "model",
                                            "trace",
-                                           "seed_table",
+                                           "ring_flash_attention_table",
                                            "sweep_csv",
                                            "sweep_layouts",
                                            "sweep_worlds",
@@ -443,12 +444,17 @@ absl::StatusOr<std::string> Sim() {
     c.internode_gbps = absl::GetFlag(FLAGS_internode_GBps);
   }
   o.calibration = c;
-  if (absl::GetFlag(FLAGS_seed_table)) return SeedTable(o.calibration);
+  if (absl::GetFlag(FLAGS_ring_flash_attention_table)) return SeedTable(o.calibration);
   const std::string dtype_flag = absl::GetFlag(FLAGS_dtype);
   ASSIGN_OR_RETURN(DType dtype, ParseDType(dtype_flag.empty() ? "bfloat16" : dtype_flag));
   o.dtype = dtype;
   o.backward = absl::GetFlag(FLAGS_backward);
-  o.seed_implementation = absl::GetFlag(FLAGS_seed_implementation);
+  const std::string model = absl::GetFlag(FLAGS_model);
+  if (model != "ringattn" && model != "ring-flash-attention") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--model is '", model, "'; expected ringattn or ring-flash-attention"));
+  }
+  o.seed_implementation = model == "ring-flash-attention";
   const int nodes = absl::GetFlag(FLAGS_nodes);
   o.gpus_per_node = absl::GetFlag(FLAGS_gpus_per_node);
   if (o.gpus_per_node == 0 && nodes > 1) {
@@ -518,7 +524,8 @@ int main(int argc, char** argv) {
       "  run    ring attention over .npy inputs (or --random) on CPU ranks or "
       "GPUs (--backend=cuda); --check compares with the fp64 oracle\n"
       "  sim    simulated runs on calibrated GPUs and links: summary, Chrome "
-      "trace, --seed_table, sweeps (--sweep_csv, --plot)\n\nTry --helpfull for flags.");
+      "trace, --ring_flash_attention_table, sweeps (--sweep_csv, --plot)\n\nTry --helpfull for "
+      "flags.");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   const std::string command = args.size() == 2 ? args[1] : "";
   if (command != "plan" && command != "run" && command != "sim") {
