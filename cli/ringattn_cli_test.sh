@@ -51,7 +51,7 @@ errors_below 1e-5
 # error where none is.
 expect "run bad backend" 1 "--backend is 'tpu'; expected cpu or cuda" -- run --random --backend=tpu
 expect "run negative gpus" 1 "--gpus is -1" -- run --random --backend=cuda --gpus=-1
-expect "run bad comm" 1 "--comm is 'ib'; expected auto, threads" -- run --random --comm=ib
+expect "run bad comm" 1 "--comm is 'ib'; expected one of auto, threads" -- run --random --comm=ib
 expect "run device comm on cpu" 1 "--comm=device moves device buffers; expected --backend=cuda" \
   -- run --random --comm=device
 expect "run nccl_env without a launcher" 1 "no launcher environment" -- run --random --backend=cuda --comm=nccl_env

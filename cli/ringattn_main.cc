@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -288,9 +289,18 @@ absl::StatusOr<RunOptions> RunFlags() {
     return absl::InvalidArgumentError(
         absl::StrCat("--gpus is ", gpus, "; expected 0 (every visible GPU) or more"));
   }
-  if (backend == "cuda") {
-    o.config.backend = cuda::CudaBackendFactory(gpus);
-  } else if (backend != "cpu") {
+  // The compute backends by name (the API's default is the CPU one).
+  const std::pair<absl::string_view, std::function<RankBackendFactory()>> backends[] = {
+      {"cpu", [] { return RankBackendFactory(); }},
+      {"cuda", [gpus] { return cuda::CudaBackendFactory(gpus); }},
+  };
+  bool known = false;
+  for (const auto& [name, factory] : backends) {
+    if (name != backend) continue;
+    o.config.backend = factory();
+    known = true;
+  }
+  if (!known) {
     return absl::InvalidArgumentError(
         absl::StrCat("--backend is '", backend, "'; expected cpu or cuda"));
   }
@@ -348,35 +358,20 @@ absl::StatusOr<RunOptions> RunFlags() {
   return o;
 }
 
-absl::StatusOr<std::string> Run(int* argc, char*** argv) {
-  ASSIGN_OR_RETURN(RunOptions options, RunFlags());
-  const absl::Duration timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_s));
-  std::string comm = absl::GetFlag(FLAGS_comm);
-  const bool on_gpu = absl::GetFlag(FLAGS_backend) == "cuda";
-  if (comm == "auto") {
-    comm = "threads";
-    if (on_gpu) {
-      ASSIGN_OR_RETURN(int visible, cuda::DeviceCount());
-      const int gpus = absl::GetFlag(FLAGS_gpus) > 0 ? absl::GetFlag(FLAGS_gpus) : visible;
-      comm = gpus >= 2 && options.config.layout.world <= gpus ? "nccl" : "device";
-    }
-  }
-  if (comm == "threads") return RunThreads(options, timeout);
-  if (comm == "device" || comm == "nccl" || comm == "nccl_env") {
-    if (!on_gpu) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--comm=", comm, " moves device buffers; expected --backend=cuda"));
-    }
-    if (comm == "nccl_env") {
-      return RunCudaProcess(options, absl::GetFlag(FLAGS_nccl_id_file), timeout);
-    }
-    return RunCudaThreads(options, comm == "nccl" ? CudaComm::kNccl : CudaComm::kDeviceCopy,
-                          absl::GetFlag(FLAGS_gpus), timeout);
-  }
-  if (comm != "mpi") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--comm is '", comm, "'; expected auto, threads, device, nccl, nccl_env or mpi"));
-  }
+// What a communicator's run needs.
+struct RunContext {
+  const RunOptions& options;
+  absl::Duration timeout;
+  bool on_gpu;
+  int* argc;
+  char*** argv;
+};
+
+absl::StatusOr<std::string> RunMpi(const RunContext& c) {
+  const RunOptions& options = c.options;
+  const absl::Duration timeout = c.timeout;
+  int* argc = c.argc;
+  char*** argv = c.argv;
 #ifdef RINGATTN_WITH_MPI
   ASSIGN_OR_RETURN(std::unique_ptr<comm::MpiCommunicator> mpi,
                    comm::MpiCommunicator::Create(argc, argv, timeout));
@@ -404,10 +399,68 @@ absl::StatusOr<std::string> Run(int* argc, char*** argv) {
   }
   return report;
 #else
+  (void)options, (void)timeout, (void)argc, (void)argv;
   return absl::InvalidArgumentError(
       "this binary was built without MPI; run //cli:ringattn_mpi under mpirun "
       "for --comm=mpi");
 #endif
+}
+
+// The communicators `run --comm` chooses from, by name (auto picks one).
+struct CommunicatorEntry {
+  absl::string_view name;
+  absl::string_view what;
+  bool device_buffers;  // needs --backend=cuda
+  absl::StatusOr<std::string> (*run)(const RunContext&);
+};
+constexpr CommunicatorEntry kCommunicators[] = {
+    {"threads", "ranks as threads of this process, host inboxes", false,
+     [](const RunContext& c) { return RunThreads(c.options, c.timeout); }},
+    {"device", "CUDA ranks as threads, any number per GPU, cudaMemcpyAsync", true,
+     [](const RunContext& c) {
+       return RunCudaThreads(c.options, CudaComm::kDeviceCopy, absl::GetFlag(FLAGS_gpus),
+                             c.timeout);
+     }},
+    {"nccl", "NCCL, one thread per GPU", true,
+     [](const RunContext& c) {
+       return RunCudaThreads(c.options, CudaComm::kNccl, absl::GetFlag(FLAGS_gpus), c.timeout);
+     }},
+    {"nccl_env", "NCCL, this process one rank of a torchrun/Slurm launch", true,
+     [](const RunContext& c) {
+       return RunCudaProcess(c.options, absl::GetFlag(FLAGS_nccl_id_file), c.timeout);
+     }},
+    {"mpi", "MPI, ringattn_mpi under mpirun", false, RunMpi},
+};
+
+std::string CommunicatorNames() {
+  std::vector<absl::string_view> names = {"auto"};
+  for (const CommunicatorEntry& e : kCommunicators) names.push_back(e.name);
+  return absl::StrJoin(names, ", ");
+}
+
+absl::StatusOr<std::string> Run(int* argc, char*** argv) {
+  ASSIGN_OR_RETURN(RunOptions options, RunFlags());
+  const RunContext context{options, absl::Seconds(absl::GetFlag(FLAGS_timeout_s)),
+                           absl::GetFlag(FLAGS_backend) == "cuda", argc, argv};
+  std::string comm = absl::GetFlag(FLAGS_comm);
+  if (comm == "auto") {
+    comm = "threads";
+    if (context.on_gpu) {
+      ASSIGN_OR_RETURN(int visible, cuda::DeviceCount());
+      const int gpus = absl::GetFlag(FLAGS_gpus) > 0 ? absl::GetFlag(FLAGS_gpus) : visible;
+      comm = gpus >= 2 && options.config.layout.world <= gpus ? "nccl" : "device";
+    }
+  }
+  for (const CommunicatorEntry& entry : kCommunicators) {
+    if (entry.name != comm) continue;
+    if (entry.device_buffers && !context.on_gpu) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--comm=", comm, " moves device buffers; expected --backend=cuda"));
+    }
+    return entry.run(context);
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--comm is '", comm, "'; expected one of ", CommunicatorNames()));
 }
 
 absl::StatusOr<std::string> Sim() {
@@ -517,15 +570,21 @@ absl::StatusOr<std::string> Sim() {
 }  // namespace ringattn::cli
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  std::string usage =
       "exact ring attention.\n\nUsage: ringattn plan|run|sim [flags]\n"
       "  plan   which tokens each rank holds and the FLOPs of every rank at "
       "every ring step, with the load imbalance\n"
       "  run    ring attention over .npy inputs (or --random) on CPU ranks or "
-      "GPUs (--backend=cuda); --check compares with the fp64 oracle\n"
+      "GPUs (--backend=cpu|cuda); --check compares with the fp64 oracle\n"
       "  sim    simulated runs on calibrated GPUs and links: summary, Chrome "
-      "trace, --ring_flash_attention_table, sweeps (--sweep_csv, --plot)\n\nTry --helpfull for "
-      "flags.");
+      "trace, --ring_flash_attention_table, sweeps (--sweep_csv, --plot)\n\n"
+      "run --comm (auto: threads on CPU; nccl or device on GPUs):\n";
+  for (const ringattn::cli::CommunicatorEntry& e : ringattn::cli::kCommunicators) {
+    absl::StrAppend(&usage, "  ", e.name, std::string(10 - e.name.size(), ' '), e.what,
+                    e.device_buffers ? " (--backend=cuda)" : "", "\n");
+  }
+  absl::StrAppend(&usage, "\nTry --helpfull for flags.");
+  absl::SetProgramUsageMessage(usage);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   const std::string command = args.size() == 2 ? args[1] : "";
   if (command != "plan" && command != "run" && command != "sim") {
