@@ -289,7 +289,7 @@ Errors Compare(const std::vector<double>& got, const std::vector<double>& want) 
 absl::StatusOr<std::string> Check(const RunOptions& options, const RunInputs& in,
                                   const GlobalResult& ring, const GlobalResult& single) {
   const AttentionShape& s = in.shape;
-  ASSIGN_OR_RETURN(Mask mask, Mask::Create(options.config.mask, s.batch, s.seqlen_q, s.seqlen_k));
+  const Mask& mask = in.schedule->mask();
   const double scale = options.config.softmax_scale == 0 ? DefaultSoftmaxScale(s.head_dim)
                                                          : options.config.softmax_scale;
   const std::vector<double> q = Decode(in.dtype, in.q), k = Decode(in.dtype, in.k),
@@ -378,7 +378,7 @@ absl::Status CheckSizes(const AttentionShape& s, DType dtype, bool check) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<RunInputs> LoadRunInputs(const RunOptions& o) {
+absl::StatusOr<RunInputs> ReadRunInputs(const RunOptions& o) {
   RunInputs in;
   if (o.random) {
     in.dtype = o.random_dtype;
@@ -432,13 +432,21 @@ absl::StatusOr<RunInputs> LoadRunInputs(const RunOptions& o) {
   return in;
 }
 
+absl::StatusOr<RunInputs> LoadRunInputs(const RunOptions& options) {
+  ASSIGN_OR_RETURN(RunInputs in, ReadRunInputs(options));
+  ASSIGN_OR_RETURN(Schedule schedule,
+                   Schedule::Build(options.config.layout, options.config.mask, in.shape));
+  in.schedule = std::make_shared<const Schedule>(std::move(schedule));
+  return in;
+}
+
 absl::StatusOr<std::string> RunRank(Communicator& comm, const RunOptions& options,
                                     const RunInputs& in) {
-  absl::StatusOr<Schedule> schedule =
-      Schedule::Build(options.config.layout, options.config.mask, in.shape);
-  if (!schedule.ok()) {
-    comm.Abort(schedule.status());
-    return schedule.status();
+  const Schedule* schedule = in.schedule.get();
+  if (schedule == nullptr) {
+    const absl::Status missing = absl::InternalError("RunRank without a schedule (LoadRunInputs)");
+    comm.Abort(missing);
+    return missing;
   }
   const Layout* layout = &schedule->layout();
   ASSIGN_OR_RETURN(RankResult mine, ComputeRank(comm, options, in, *layout));
@@ -461,9 +469,6 @@ absl::StatusOr<std::string> RunRank(Communicator& comm, const RunOptions& option
 absl::StatusOr<std::string> RunThreads(const RunOptions& options, absl::Duration timeout) {
   ASSIGN_OR_RETURN(RunInputs inputs, LoadRunInputs(options));
   const int world = options.config.layout.world;
-  // Every check the ranks' schedules make, before a thread per rank starts.
-  RETURN_IF_ERROR(
-      Schedule::Build(options.config.layout, options.config.mask, inputs.shape).status());
   std::string report;
   const std::vector<absl::Status> statuses =
       comm::ThreadWorld::Run(world, timeout, [&](Communicator& comm) -> absl::Status {

@@ -5,6 +5,7 @@
 #define RINGATTN_CLI_RUN_COMMAND_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "absl/time/time.h"
 #include "core/communicator.h"
 #include "core/dtype.h"
+#include "core/schedule.h"
 #include "core/shapes.h"
 #include "ringattn.h"
 
@@ -40,10 +42,14 @@ struct RunInputs {
   DType dtype = DType::kFloat32;
   AttentionShape shape;
   std::vector<uint8_t> q, k, v, dout;  // dense, dtype; dout empty: forward only
+  // The run's layout, mask and schedule, built once from the options and
+  // the inputs' shape, before any rank starts; every rank reads it.
+  std::shared_ptr<const Schedule> schedule;
 };
 
-// Reads (or draws) the inputs. Errors: a file that cannot be read or parsed,
-// dtypes or shapes that disagree between q, k, v and dout (naming the file).
+// Reads (or draws) the inputs and builds the run's schedule. Errors: a file
+// that cannot be read or parsed, dtypes or shapes that disagree between q,
+// k, v and dout (naming the file), whatever Schedule::Build rejects.
 absl::StatusOr<RunInputs> LoadRunInputs(const RunOptions& options);
 
 // Runs this rank's part; rank 0 gathers the results, writes the outputs and
