@@ -24,6 +24,7 @@
 #include "cuda/flash/backward.h"
 #include "cuda/flash/forward.h"
 #include "cuda/forward_block.h"
+#include "cuda/kernel_choice.h"
 
 namespace ringattn::cuda {
 namespace {

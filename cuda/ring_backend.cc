@@ -15,6 +15,7 @@
 #include "cuda/flash/backward.h"
 #include "cuda/flash/forward.h"
 #include "cuda/forward_block.h"
+#include "cuda/kernel_choice.h"
 #include "cuda/ring_kernels.h"
 
 namespace ringattn::cuda {

@@ -2,7 +2,6 @@
 
 #include "cuda/flash/dispatch.h"
 #include "cuda/flash/forward.h"
-#include "cuda/forward_block.h"
 
 namespace ringattn::cuda::flash {
 
@@ -41,12 +40,3 @@ cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stre
 }
 
 }  // namespace ringattn::cuda::flash
-
-namespace ringattn::cuda {
-
-cudaError_t LaunchBackward(const BackwardBlockArgs& args, cudaStream_t stream) {
-  if (flash::FlashBackwardSupports(args)) return flash::LaunchFlashBackward(args, stream);
-  return LaunchBackwardBlock(args, stream);
-}
-
-}  // namespace ringattn::cuda

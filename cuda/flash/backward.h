@@ -31,12 +31,4 @@ cudaError_t LaunchFlashBackwardHopperKernel(const BackwardBlockArgs& args, cudaS
 
 }  // namespace ringattn::cuda::flash
 
-namespace ringattn::cuda {
-
-// The fastest backward kernel that takes `args` (tensor cores where
-// FlashBackwardSupports, else the correctness-first kernel).
-cudaError_t LaunchBackward(const BackwardBlockArgs& args, cudaStream_t stream);
-
-}  // namespace ringattn::cuda
-
 #endif  // RINGATTN_CUDA_FLASH_BACKWARD_H_

@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include "cuda/flash/dispatch.h"
-#include "cuda/forward_block.h"
 
 namespace ringattn::cuda::flash {
 
@@ -82,12 +81,3 @@ cudaError_t LaunchFlashForward(const ForwardBlockArgs& a, cudaStream_t stream,
 }
 
 }  // namespace ringattn::cuda::flash
-
-namespace ringattn::cuda {
-
-cudaError_t LaunchForward(const ForwardBlockArgs& a, cudaStream_t stream) {
-  if (flash::FlashForwardSupports(a)) return flash::LaunchFlashForward(a, stream);
-  return LaunchForwardBlock(a, stream);
-}
-
-}  // namespace ringattn::cuda

@@ -48,13 +48,4 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a, c
 
 }  // namespace ringattn::cuda::flash
 
-namespace ringattn::cuda {
-
-// The fastest forward kernel that takes `a`: the tensor-core kernel where
-// FlashForwardSupports(a), else the correctness-first kernel (other head
-// dims, fp32 at d256, unaligned pointers).
-cudaError_t LaunchForward(const ForwardBlockArgs& a, cudaStream_t stream);
-
-}  // namespace ringattn::cuda
-
 #endif  // RINGATTN_CUDA_FLASH_FORWARD_H_
