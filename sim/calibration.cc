@@ -132,26 +132,21 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
     if (f.size() != 2 || !absl::SimpleAtod(f[1], &value) || value < 0) {
       return LineError(line_number, raw, "expected 'KEY NUMBER'");
     }
-    if (f[0] == "launch_us")
-      c.launch_us = value;
-    else if (f[0] == "hbm_GBps")
-      c.hbm_gbps = value;
-    else if (f[0] == "link_GBps")
-      c.link_gbps = value;
-    else if (f[0] == "link_latency_us")
-      c.link_latency_us = value;
-    else if (f[0] == "internode_GBps")
-      c.internode_gbps = value;
-    else if (f[0] == "internode_latency_us")
-      c.internode_latency_us = value;
-    else if (f[0] == "partial_block_factor")
-      c.partial_block_factor = value;
-    else if (f[0] == "partial_block_factor_bwd")
-      c.partial_block_factor_bwd = value;
-    else if (f[0] == "host_sync_us")
-      c.host_sync_us = value;
-    else
-      return LineError(line_number, raw, "unknown key");
+    static constexpr std::pair<absl::string_view, double Calibration::*> kKeys[] = {
+        {"launch_us", &Calibration::launch_us},
+        {"hbm_GBps", &Calibration::hbm_gbps},
+        {"link_GBps", &Calibration::link_gbps},
+        {"link_latency_us", &Calibration::link_latency_us},
+        {"internode_GBps", &Calibration::internode_gbps},
+        {"internode_latency_us", &Calibration::internode_latency_us},
+        {"partial_block_factor", &Calibration::partial_block_factor},
+        {"partial_block_factor_bwd", &Calibration::partial_block_factor_bwd},
+        {"host_sync_us", &Calibration::host_sync_us},
+    };
+    const auto key = std::find_if(std::begin(kKeys), std::end(kKeys),
+                                  [&](const auto& k) { return k.first == f[0]; });
+    if (key == std::end(kKeys)) return LineError(line_number, raw, "unknown key");
+    c.*(key->second) = value;
   }
   for (int pass = 0; pass < 2; ++pass) {
     if (c.rates[pass].empty()) {
