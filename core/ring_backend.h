@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "core/dtype.h"
 #include "core/schedule.h"
@@ -75,6 +76,22 @@ class RingBackend {
   virtual absl::Status AddOwnDkv(int64_t head_begin, int64_t head_end,
                                  absl::Span<const uint8_t> dkv) = 0;
 };
+
+// Checks that a visiting block holds kv.ranks whole shards of a valid range
+// of the problem's `num_kv_heads` kv heads, each backend.KvBytes(range)
+// bytes. Errors: InvalidArgument saying what the block holds.
+inline absl::Status ValidateVisitingBlock(const KvBlock& kv, int64_t num_kv_heads,
+                                          const RingBackend& backend) {
+  if (kv.head_begin < 0 || kv.head_end > num_kv_heads || kv.head_begin >= kv.head_end ||
+      kv.ranks < 1 ||
+      static_cast<int64_t>(kv.data.size()) !=
+          kv.ranks * backend.KvBytes(kv.head_begin, kv.head_end)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "visiting K/V of ", kv.data.size(), " bytes does not hold ", kv.ranks,
+        " shards of kv heads [", kv.head_begin, ", ", kv.head_end, ") of ", num_kv_heads));
+  }
+  return absl::OkStatus();
+}
 
 // One rank's dense local tensors in host memory, (local_batch,
 // local_seqlen, heads, head_dim) in `dtype`: what Layout::Shard gives.

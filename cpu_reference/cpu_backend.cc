@@ -258,13 +258,7 @@ class Backend final : public CpuRingBackend {
   }
 
   absl::Status UnpackVisiting(const KvBlock& kv) {
-    if (kv.head_begin < 0 || kv.head_end > problem_.num_kv_heads || kv.head_begin >= kv.head_end ||
-        kv.ranks < 1 ||
-        static_cast<int64_t>(kv.data.size()) != kv.ranks * KvBytes(kv.head_begin, kv.head_end)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("visiting K/V of ", kv.data.size(), " bytes does not hold ", kv.ranks,
-                       " shards of kv heads [", kv.head_begin, ", ", kv.head_end, ")"));
-    }
+    RETURN_IF_ERROR(ValidateVisitingBlock(kv, problem_.num_kv_heads, *this));
     problem_.k_rows = kv.ranks * problem_.q_rows;
     const int64_t elements =
         problem_.batch * problem_.k_rows * problem_.num_kv_heads * problem_.head_dim;

@@ -395,17 +395,11 @@ class Backend final : public CudaRingBackend {
 
   // Elements of one shard of the visiting block: K then V of its heads.
   int64_t ShardElements(const KvBlock& kv) const {
-    return 2 * batch_ * rows_ * (kv.head_end - kv.head_begin) * shape_.head_dim;
+    return local_.packed_kv_elements(kv.head_begin, kv.head_end);
   }
 
   absl::Status CheckVisiting(const KvBlock& kv) {
-    if (kv.head_begin < 0 || kv.head_end > shape_.num_kv_heads || kv.head_begin >= kv.head_end ||
-        kv.ranks < 1 ||
-        static_cast<int64_t>(kv.data.size()) != kv.ranks * KvBytes(kv.head_begin, kv.head_end)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("visiting K/V of ", kv.data.size(), " bytes does not hold ", kv.ranks,
-                       " shards of kv heads [", kv.head_begin, ", ", kv.head_end, ")"));
-    }
+    RETURN_IF_ERROR(ValidateVisitingBlock(kv, shape_.num_kv_heads, *this));
     return Device();
   }
 
