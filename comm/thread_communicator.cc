@@ -88,13 +88,12 @@ absl::Status ThreadWorld::Take(int from, int to, int tag, absl::Span<uint8_t> da
   bool arrived = false;
   {
     MutexLock lock(&inbox.mu);
-    const std::deque<std::vector<uint8_t>>& box = inbox.messages[{from, tag}];
+    std::deque<std::vector<uint8_t>>& box = inbox.messages[{from, tag}];
     arrived = inbox.arrived.WaitWithTimeout(&inbox.mu, timeout_, [&] {
       return !box.empty() || aborted_.load(std::memory_order_acquire);
     });
     if (aborted_.load(std::memory_order_acquire)) return AbortStatus();
     if (arrived) {
-      std::deque<std::vector<uint8_t>>& box = inbox.messages[{from, tag}];
       message = std::move(box.front());
       box.pop_front();
     }

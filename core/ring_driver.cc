@@ -251,7 +251,10 @@ class AllGatherTransport : public StepTransport {
   }
   absl::StatusOr<absl::Span<uint8_t>> Grads(int t) override {
     const Heads heads = StepHeads(t);
-    return backend_.Buffer(kGatheredDkv, ring_size_ * backend_.GradBytes(heads.begin, heads.end));
+    ASSIGN_OR_RETURN(
+        grads_buffer_,
+        backend_.Buffer(kGatheredDkv, ring_size_ * backend_.GradBytes(heads.begin, heads.end)));
+    return grads_buffer_;
   }
   absl::Status AfterCompute(int) override { return absl::OkStatus(); }
   absl::Status Finish(int t) override {
@@ -298,7 +301,7 @@ class AllGatherTransport : public StepTransport {
   // Sums step t's dK/dV over the ring into this rank's own shard.
   absl::Status ReduceOwnGrads(int t) {
     const Heads heads = StepHeads(t);
-    ASSIGN_OR_RETURN(absl::Span<uint8_t> all, Grads(t));
+    const absl::Span<uint8_t> all = grads_buffer_;  // what this step's compute wrote
     ASSIGN_OR_RETURN(absl::Span<uint8_t> own,
                      backend_.Buffer(kOwnDkv, backend_.GradBytes(heads.begin, heads.end)));
     if (backend_.grad_dtype() == DType::kFloat64) {
@@ -319,6 +322,7 @@ class AllGatherTransport : public StepTransport {
   const int ring_size_;
   const std::vector<int> group_;
   absl::Span<uint8_t> cur_, next_;
+  absl::Span<uint8_t> grads_buffer_;  // the step's dK/dV of every shard (Grads)
   std::unique_ptr<Communicator::Request> gather_, prefetch_;
 };
 

@@ -119,9 +119,6 @@ class Backend final : public CudaRingBackend {
         owns_stream_(options.stream == nullptr),
         final_memory_(options.final_memory) {
     local_ = schedule.layout().RankShapeOf(rank, shape);
-    batch_ = local_.batch;
-    batch_offset_ = local_.batch_offset;
-    rows_ = local_.rows;
     for (DeviceMemory* m : {&q_, &k_, &v_, &state_o_, &out_, &state_lse_, &key_limit_, &dout_,
                             &delta_, &dq_, &dk_, &dv_}) {
       m->set_meter(&meter_);
@@ -150,10 +147,10 @@ class Backend final : public CudaRingBackend {
     }
     RETURN_IF_ERROR(state_o_.Allocate(QElements() * 4));
     RETURN_IF_ERROR(state_lse_.Allocate(StatElements() * 4));
-    std::vector<int64_t> limits(batch_);
-    for (int64_t b = 0; b < batch_; ++b) limits[b] = mask_.KeyLimit(batch_offset_ + b);
-    RETURN_IF_ERROR(key_limit_.Allocate(batch_ * 8));
-    RETURN_IF_ERROR(Copy(key_limit_.get(), limits.data(), batch_ * 8, "copying key limits"));
+    std::vector<int64_t> limits(local_.batch);
+    for (int64_t b = 0; b < local_.batch; ++b) limits[b] = mask_.KeyLimit(local_.batch_offset + b);
+    RETURN_IF_ERROR(key_limit_.Allocate(local_.batch * 8));
+    RETURN_IF_ERROR(Copy(key_limit_.get(), limits.data(), local_.batch * 8, "copying key limits"));
     return ResetState();
   }
 
@@ -176,8 +173,8 @@ class Backend final : public CudaRingBackend {
     const int64_t q = QElements(), kv = KvFullElements(1), stats = StatElements();
     // A visiting buffer: K and V of the heads one step carries, from
     // ring_size ranks for all-gather.
-    const int64_t visiting =
-        2 * (all_gather_ ? ring_size_ : 1) * batch_ * rows_ * kv_heads_per_step_ * shape_.head_dim;
+    const int64_t visiting = 2 * (all_gather_ ? ring_size_ : 1) * local_.batch * local_.rows *
+                             kv_heads_per_step_ * shape_.head_dim;
     int64_t theory = (2 * q + 2 * kv) * elem + 4 * (q + stats) + 2 * visiting * elem;
     if (backward_done_) {
       theory += q * elem + 4 * stats + 4 * (q + 2 * kv) +
@@ -229,9 +226,10 @@ class Backend final : public CudaRingBackend {
     const int64_t half = out.size() / 2;
     for (int i = 0; i < 2; ++i) {
       const uint8_t* src = (i == 0 ? k_ : v_).get<uint8_t>() + head_begin * d * elem;
-      RETURN_IF_ERROR(Check(cudaMemcpy2DAsync(out.data() + i * half, width, src, src_pitch, width,
-                                              batch_ * rows_, cudaMemcpyDeviceToDevice, stream_),
-                            "packing K/V"));
+      RETURN_IF_ERROR(
+          Check(cudaMemcpy2DAsync(out.data() + i * half, width, src, src_pitch, width,
+                                  local_.batch * local_.rows, cudaMemcpyDeviceToDevice, stream_),
+                "packing K/V"));
     }
     return Finish(cudaSuccess, "packing K/V");
   }
@@ -295,8 +293,8 @@ class Backend final : public CudaRingBackend {
     }
     backward_done_ = true;
     return Finish(
-        LaunchBackwardDelta(type_, dout_.get(), state_o_.get<float>(), delta_.get<float>(), batch_,
-                            rows_, shape_.num_heads, shape_.head_dim, stream_),
+        LaunchBackwardDelta(type_, dout_.get(), state_o_.get<float>(), delta_.get<float>(),
+                            local_.batch, local_.rows, shape_.num_heads, shape_.head_dim, stream_),
         "D = rowsum(dO * O)");
   }
 
@@ -320,7 +318,7 @@ class Backend final : public CudaRingBackend {
         args.delta = delta_.get<float>();
         args.dq = dq_.get<float>();
         args.dk = dkv_f32 + shard_offset;
-        args.dv = args.dk + ShardElements(kv) / 2;
+        args.dv = args.dk + local_.packed_kv_elements(kv.head_begin, kv.head_end) / 2;
         return Check(LaunchBackward(args, stream_), "the backward kernel");
       }));
     }
@@ -364,7 +362,8 @@ class Backend final : public CudaRingBackend {
   // K or V of all kv heads over `ranks` shards: (batch, ranks * rows, heads, d).
   int64_t KvFullElements(int ranks) const { return local_.kv_elements(ranks); }
   PackedKvShape PackedShape(int ranks, int64_t head_begin, int64_t head_end) const {
-    return {batch_, rows_, ranks, shape_.num_kv_heads, head_begin, head_end, shape_.head_dim};
+    return {local_.batch, local_.rows, ranks,          shape_.num_kv_heads,
+            head_begin,   head_end,    shape_.head_dim};
   }
 
   absl::Status Device() { return Check(cudaSetDevice(device_), "selecting the device"); }
@@ -393,11 +392,6 @@ class Backend final : public CudaRingBackend {
     return Finish(cudaMemsetAsync(state_o_.get(), 0, QElements() * 4, stream_), "initializing O");
   }
 
-  // Elements of one shard of the visiting block: K then V of its heads.
-  int64_t ShardElements(const KvBlock& kv) const {
-    return local_.packed_kv_elements(kv.head_begin, kv.head_end);
-  }
-
   absl::Status CheckVisiting(const KvBlock& kv) {
     RETURN_IF_ERROR(ValidateVisitingBlock(kv, shape_.num_kv_heads, *this));
     return Device();
@@ -410,13 +404,13 @@ class Backend final : public CudaRingBackend {
   template <typename Fn>
   absl::Status ForEachShard(const BlockTask& task, const KvBlock& kv, Fn fn) const {
     const int64_t elem = DTypeBytes(dtype_);
-    const int64_t shard_elements = ShardElements(kv);
-    for (int64_t shard = task.k_row / rows_; shard < kv.ranks; ++shard) {
-      const int64_t lo = std::max(task.k_row, shard * rows_);
-      const int64_t hi = std::min(task.k_end(), (shard + 1) * rows_);
+    const int64_t shard_elements = local_.packed_kv_elements(kv.head_begin, kv.head_end);
+    for (int64_t shard = task.k_row / local_.rows; shard < kv.ranks; ++shard) {
+      const int64_t lo = std::max(task.k_row, shard * local_.rows);
+      const int64_t hi = std::min(task.k_end(), (shard + 1) * local_.rows);
       if (lo >= hi) break;
       BlockTask part = task;
-      part.k_row = lo - shard * rows_;
+      part.k_row = lo - shard * local_.rows;
       part.k = task.k.Sub(lo - task.k_row, hi - task.k_row);
       ForwardBlockArgs a = Args(part, kv);
       const int64_t offset = shard * shard_elements;
@@ -433,9 +427,9 @@ class Backend final : public CudaRingBackend {
     a.q = q_.get();
     a.state_o = state_o_.get<float>();
     a.state_lse = state_lse_.get<float>();
-    a.batch = batch_;
-    a.q_rows = rows_;
-    a.k_rows = rows_;
+    a.batch = local_.batch;
+    a.q_rows = local_.rows;
+    a.k_rows = local_.rows;
     a.num_heads = shape_.num_heads;
     a.num_kv_heads = shape_.num_kv_heads;
     a.head_dim = shape_.head_dim;
@@ -485,7 +479,6 @@ class Backend final : public CudaRingBackend {
   const AttentionShape shape_;
   const double scale_;
   RankShape local_;
-  int64_t batch_ = 0, batch_offset_ = 0, rows_ = 0;
   cudaStream_t stream_ = nullptr;
   const bool owns_stream_;
   MemoryReport* const final_memory_;

@@ -50,12 +50,10 @@ class SimBackend : public RingBackend {
   SimBackend(const Schedule& schedule, int rank, const SimOptions& options, RankClock* clock)
       : schedule_(schedule), rank_(rank), o_(options), clock_(clock) {
     local_ = schedule.layout().RankShapeOf(rank, o_.shape);
-    rows_ = local_.rows;
-    batch_ = local_.batch;
-    q_elements_ = local_.q_elements();
+    const int64_t q_elements = local_.q_elements();
     const int64_t e = DTypeBytes(o_.dtype);
     // q, k, v, O in the input dtype; the fp32 state O and LSE.
-    base_bytes_ = (2 * q_elements_ + 2 * local_.kv_elements()) * e + 4 * q_elements_ +
+    base_bytes_ = (2 * q_elements + 2 * local_.kv_elements()) * e + 4 * q_elements +
                   4 * local_.stat_elements();
   }
 
@@ -86,13 +84,13 @@ class SimBackend : public RingBackend {
     return absl::OkStatus();
   }
   absl::Status FinishForward() override {
-    Memory("write O", q_elements_ * (4 + DTypeBytes(o_.dtype)));
+    Memory("write O", local_.q_elements() * (4 + DTypeBytes(o_.dtype)));
     return absl::OkStatus();
   }
   absl::Status StartBackward() override {
-    backward_bytes_ =
-        q_elements_ * (DTypeBytes(o_.dtype) + 4) + 2 * 4 * KvElements(0, o_.shape.num_kv_heads) / 2;
-    Memory("D = rowsum(dO * O)", q_elements_ * 2 * DTypeBytes(o_.dtype));
+    backward_bytes_ = local_.q_elements() * (DTypeBytes(o_.dtype) + 4) +
+                      2 * 4 * KvElements(0, o_.shape.num_kv_heads) / 2;
+    Memory("D = rowsum(dO * O)", local_.q_elements() * 2 * DTypeBytes(o_.dtype));
     return absl::OkStatus();
   }
   absl::Status BackwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv,
@@ -155,7 +153,7 @@ class SimBackend : public RingBackend {
     const Layout& layout = schedule_.layout();
     const int r = layout.RingRank(rank_);
     const bool varlen = layout.varlen();
-    const int64_t q = q_elements_;
+    const int64_t q = local_.q_elements();
     const int64_t all_kv = KvElements(0, o_.shape.num_kv_heads);
     // HBM bytes per element (at hbm_GBps) of the seed's eager ops, measured
     // one at a time by bench/seed_step_replay.py on an H100 (torch 2.11,
@@ -228,7 +226,6 @@ class SimBackend : public RingBackend {
   int rank_;
   const SimOptions& o_;
   RankClock* clock_;
-  int64_t rows_ = 0, batch_ = 0, q_elements_ = 0;
   RankShape local_;
   int64_t base_bytes_ = 0, backward_bytes_ = 0;
   int forward_step_ = 0, backward_step_ = 0;

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -49,24 +50,10 @@ constexpr Anchor kAnchors[] = {
     {"a100", 205.3, 174.4, 0.9, 0.96, 5, 2039, 240, 10, 22, 20},
 };
 
-// Quotes a line of the file safely: printable ASCII as is, anything else
-// (a binary file given by mistake) as \xNN, at most 60 characters.
-std::string Printable(absl::string_view text) {
-  std::string out;
-  for (unsigned char c : text.substr(0, 60)) {
-    if (c >= 0x20 && c < 0x7f) {
-      out += static_cast<char>(c);
-    } else {
-      absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
-    }
-  }
-  if (text.size() > 60) out += "...";
-  return out;
-}
-
 absl::Status LineError(int line, absl::string_view text, absl::string_view why) {
   return absl::InvalidArgumentError(
-      absl::StrCat("calibration line ", line, " '", Printable(text), "': ", why,
+      absl::StrCat("calibration line ", line, " '", absl::CHexEscape(text.substr(0, 60)),
+                   text.size() > 60 ? "..." : "", "': ", why,
                    " (expected the text format `ringattn sim` documents)"));
 }
 

@@ -181,14 +181,25 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         }
         WgmmaCommit();
       };
+      // The scores of key tile n (masked where needed) to probabilities, in
+      // place; rescale: the factors O's rows need.
       const auto softmax = [&](int n, float(&rescale)[1][2]) {
         FenceRegisters(s_flat);
         if (tiles.NeedsMask(n)) {
           MaskScores(s, a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN);
         }
         SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
+      };
+      // P as the A operand of the next P V (once the last P V has read it).
+      const auto pack_p = [&] {
 #pragma unroll
         for (int kk = 0; kk < kBlockN / 16; ++kk) PackP<E>(s, 0, kk, p[kk]);
+      };
+      // One turn at the tensor cores: wait for it, issue, hand it over.
+      const auto turn = [&](const auto& issue) {
+        NamedBarrierSync(my_turn, 256);
+        issue();
+        NamedBarrierArrive(other_turn, 256);
       };
       const auto release = [&](uint32_t bar) {
         if (signals) MbarrierArrive(bar);
@@ -198,49 +209,45 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       ++q_count;
       {
         const Slot first(kv_count);
-        NamedBarrierSync(my_turn, 256);
-        MbarrierWait(sm.KFull(first.stage), first.parity);
-        issue_s(first.stage);
-        NamedBarrierArrive(other_turn, 256);
+        turn([&] {
+          MbarrierWait(sm.KFull(first.stage), first.parity);
+          issue_s(first.stage);
+        });
         WgmmaWait<0>();
         release(sm.KEmpty(first.stage));
         if (tiles.n_begin + 1 == tiles.n_end) release(sm.QEmpty());
         float rescale[1][2];
         softmax(tiles.n_begin, rescale);
+        pack_p();
       }
       // The last tile's P V is peeled off so that every iteration issues the
       // same wgmma groups.
       for (int n = tiles.n_begin; n + 1 < tiles.n_end; ++n, ++kv_count) {
         const Slot now(kv_count), next(kv_count + 1);
-        NamedBarrierSync(my_turn, 256);
-        MbarrierWait(sm.KFull(next.stage), next.parity);
-        issue_s(next.stage);
-        MbarrierWait(sm.VFull(now.stage), now.parity);
-        issue_pv(now.stage);
-        NamedBarrierArrive(other_turn, 256);
+        turn([&] {
+          MbarrierWait(sm.KFull(next.stage), next.parity);
+          issue_s(next.stage);
+          MbarrierWait(sm.VFull(now.stage), now.parity);
+          issue_pv(now.stage);
+        });
         float rescale[1][2];
         WgmmaWait<1>();  // S of tile n + 1, while P V of tile n runs
         release(sm.KEmpty(next.stage));
         if (n + 2 == tiles.n_end) release(sm.QEmpty());
         // P of tile n is still being read by the P V product: the softmax
-        // writes S in place and packs P only after the wait below.
-        FenceRegisters(s_flat);
-        if (tiles.NeedsMask(n + 1)) {
-          MaskScores(s, a, b, q0 + row0, static_cast<int64_t>(n + 1) * kBlockN);
-        }
-        SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
+        // writes S in place, and P is packed only after the wait below.
+        softmax(n + 1, rescale);
         WgmmaWait<0>();
         FenceRegisters(o_flat);
         release(sm.VEmpty(now.stage));
         RescaleRows(o, rescale);
-#pragma unroll
-        for (int kk = 0; kk < kBlockN / 16; ++kk) PackP<E>(s, 0, kk, p[kk]);
+        pack_p();
       }
       const Slot last(kv_count);
-      NamedBarrierSync(my_turn, 256);
-      MbarrierWait(sm.VFull(last.stage), last.parity);
-      issue_pv(last.stage);
-      NamedBarrierArrive(other_turn, 256);
+      turn([&] {
+        MbarrierWait(sm.VFull(last.stage), last.parity);
+        issue_pv(last.stage);
+      });
       WgmmaWait<0>();
       FenceRegisters(o_flat);
       release(sm.VEmpty(last.stage));
