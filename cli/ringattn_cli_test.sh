@@ -34,6 +34,13 @@ expect "plan bad heads" 1 "num_heads 32 is not a multiple of num_kv_heads 5" -- 
 expect "plan negative window" 1 "window_left is -4" -- plan --window_left=-4
 expect "no subcommand" 2 "expected one subcommand" --
 expect "unknown subcommand" 2 "got fly" -- fly
+# Each subcommand owns the flags of its files (cli/subcommands.h).
+for f in problem compute run sim; do
+  expect "--help lists cli/${f}_flags.cc" 1 "Flags from cli/${f}_flags.cc" -- --help
+done
+expect "a sim flag on plan" 1 "--gpu does not apply to \`plan\`" -- plan --gpu=h100
+expect "a run flag on sim" 1 "--check, --q do not apply to \`sim\`" -- sim --q=x.npy --check
+expect "a compute flag on plan" 1 "--dtype does not apply to \`plan\`" -- plan --dtype=float16
 
 # run: the README's default, then every layout with GQA and a window.
 expect "default run" 0 "check against the fp64 oracle" -- run --random --check --seqlen=256
