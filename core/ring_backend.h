@@ -75,6 +75,10 @@ class RingBackend {
   // (one packed shard of grad_dtype()) to its gradients.
   virtual absl::Status AddOwnDkv(int64_t head_begin, int64_t head_end,
                                  absl::Span<const uint8_t> dkv) = 0;
+
+  // Whether the driver times each step on the wall clock (RingRunStats);
+  // a simulated backend, whose time is virtual, says no.
+  virtual bool wall_clock_steps() const { return true; }
 };
 
 // Checks that a visiting block holds kv.ranks whole shards of a valid range

@@ -28,7 +28,9 @@ namespace ringattn {
 enum class KvBuffer { kA, kB };
 
 struct RingRunStats {
-  std::vector<double> step_seconds;     // wall time of each step
+  // Wall time of each step (none where RingBackend::wall_clock_steps() is
+  // false).
+  std::vector<double> step_seconds;
   std::vector<double> compute_seconds;  // of which computing
   double total_seconds = 0;
   // A ring-pass forward: the buffer that holds the last visiting K/V (the

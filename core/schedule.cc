@@ -88,6 +88,13 @@ int Schedule::PrevRank(int rank) const {
 }
 
 absl::StatusOr<std::vector<BlockTask>> Schedule::Tasks(int rank, int step) const {
+  std::vector<BlockTask> tasks;
+  RETURN_IF_ERROR(TasksInto(rank, step, &tasks));
+  return tasks;
+}
+
+absl::Status Schedule::TasksInto(int rank, int step, std::vector<BlockTask>* tasks) const {
+  tasks->clear();
   RETURN_IF_ERROR(layout_.CheckRank(rank));
   if (step < 0 || step >= num_steps_) {
     return absl::InvalidArgumentError(
@@ -97,11 +104,12 @@ absl::StatusOr<std::vector<BlockTask>> Schedule::Tasks(int rank, int step) const
   const int64_t key_limit = mask_.MaxKeyLimit(batch_begin, batch_end);
   const std::vector<RankSlice>& q_slices = layout_.RingRankSlices(layout_.RingRank(rank));
 
-  std::vector<RankSlice> k_slices;
+  std::vector<RankSlice> gathered;
+  const std::vector<RankSlice>* k_slices = &gathered;
   int64_t head_begin = 0;
   int64_t head_end = num_kv_heads_;
   if (pattern_ == CommPattern::kRingPass) {
-    k_slices = layout_.RingRankSlices(layout_.RingRank(KvSource(rank, step)));
+    k_slices = &layout_.RingRankSlices(layout_.RingRank(KvSource(rank, step)));
   } else {
     head_begin = step * kv_heads_per_step_;
     head_end = head_begin + kv_heads_per_step_;
@@ -110,8 +118,8 @@ absl::StatusOr<std::vector<BlockTask>> Schedule::Tasks(int rank, int step) const
     for (int r = 0; r < layout_.ring_size(); ++r) {
       for (RankSlice slice : layout_.RingRankSlices(r)) {
         slice.row_begin += r * layout_.local_seqlen();
-        if (!k_slices.empty()) {
-          RankSlice& prev = k_slices.back();
+        if (!gathered.empty()) {
+          RankSlice& prev = gathered.back();
           if (prev.positions.contiguous() && slice.positions.contiguous() &&
               prev.row_begin + prev.positions.length == slice.row_begin &&
               prev.positions.last() + 1 == slice.positions.first()) {
@@ -120,17 +128,16 @@ absl::StatusOr<std::vector<BlockTask>> Schedule::Tasks(int rank, int step) const
             continue;
           }
         }
-        k_slices.push_back(slice);
+        gathered.push_back(slice);
       }
     }
   }
-  std::vector<BlockTask> tasks;
   for (const RankSlice& q : q_slices) {
-    for (const RankSlice& k : k_slices) {
-      AppendTasks(q, k, key_limit, head_begin, head_end, &tasks);
+    for (const RankSlice& k : *k_slices) {
+      AppendTasks(q, k, key_limit, head_begin, head_end, tasks);
     }
   }
-  return tasks;
+  return absl::OkStatus();
 }
 
 void Schedule::AppendTasks(const RankSlice& q, const RankSlice& k, int64_t key_limit,
@@ -224,7 +231,7 @@ int64_t CountContiguousPairs(int64_t q0, int64_t q1, int64_t k0, int64_t k1, int
   // upper(q) = q + hi while q <= k1 - hi, else k1;
   // lower(q) = k0 while q <= k0 - lo, else q + lo.
   int64_t cuts[] = {q0 - 1, std::clamp(k1 - hi, q0 - 1, q1), std::clamp(k0 - lo, q0 - 1, q1), q1};
-  std::sort(cuts + 1, cuts + 3);
+  if (cuts[2] < cuts[1]) std::swap(cuts[1], cuts[2]);
   int64_t total = 0;
   for (int i = 0; i < 3; ++i) {
     const int64_t a = cuts[i] + 1, b = cuts[i + 1];

@@ -76,6 +76,9 @@ class Schedule {
   // Returns the block tasks of `rank` at `step`.
   // Errors: InvalidArgument if rank or step is out of range.
   absl::StatusOr<std::vector<BlockTask>> Tasks(int rank, int step) const;
+  // The same into `tasks` (cleared first; its capacity is reused: the ring
+  // driver's steps allocate nothing).
+  absl::Status TasksInto(int rank, int step, std::vector<BlockTask>* tasks) const;
 
   // Checks that a global problem of `shape` is what this schedule shards:
   // a valid shape with the layout's batch, seqlen_q == seqlen_k == its

@@ -28,13 +28,14 @@ struct TaskCost {
   double seconds = 0;
 };
 
-TaskCost CostOf(const BlockTask& task, const Schedule& schedule, int rank, const SimOptions& o,
-                bool backward) {
+// `batch` is the rank's batch rows [first, second) (Layout::BatchRange).
+TaskCost CostOf(const BlockTask& task, const Mask& mask, std::pair<int64_t, int64_t> batch,
+                const SimOptions& o, bool backward) {
   const AttentionShape& s = o.shape;
-  const auto [b0, b1] = schedule.layout().BatchRange(rank);
+  const auto [b0, b1] = batch;
   int64_t pairs = 0;
   for (int64_t b = b0; b < b1; ++b) {
-    pairs += CountAllowedPairs(task, schedule.mask(), b);
+    pairs += CountAllowedPairs(task, mask, b);
   }
   const double heads =
       static_cast<double>(s.group_size() * (task.kv_head_end - task.kv_head_begin));
@@ -50,6 +51,7 @@ class SimBackend : public RingBackend {
   SimBackend(const Schedule& schedule, int rank, const SimOptions& options, RankClock* clock)
       : schedule_(schedule), rank_(rank), o_(options), clock_(clock) {
     local_ = schedule.layout().RankShapeOf(rank, o_.shape);
+    batch_ = schedule.layout().BatchRange(rank);
     const int64_t q_elements = local_.q_elements();
     const int64_t e = DTypeBytes(o_.dtype);
     // q, k, v, O in the input dtype; the fp32 state O and LSE.
@@ -105,6 +107,8 @@ class SimBackend : public RingBackend {
     return absl::OkStatus();
   }
 
+  bool wall_clock_steps() const override { return false; }
+
   int64_t peak_bytes() const {
     int64_t total = base_bytes_ + backward_bytes_;
     for (const auto& [slot, bytes] : slots_) total += bytes;
@@ -114,7 +118,7 @@ class SimBackend : public RingBackend {
  private:
   void Run(absl::Span<const BlockTask> tasks, bool backward) {
     for (const BlockTask& task : tasks) {
-      const TaskCost cost = CostOf(task, schedule_, rank_, o_, backward);
+      const TaskCost cost = CostOf(task, schedule_.mask(), batch_, o_, backward);
       Busy(cost.seconds, backward ? "bwd block" : "fwd block", [&] {
         return absl::StrFormat(
             "\"q\": \"%s\", \"k\": \"%s\", \"kv_heads\": \"[%d, %d)\", "
@@ -227,6 +231,7 @@ class SimBackend : public RingBackend {
   const SimOptions& o_;
   RankClock* clock_;
   RankShape local_;
+  std::pair<int64_t, int64_t> batch_;
   int64_t base_bytes_ = 0, backward_bytes_ = 0;
   int forward_step_ = 0, backward_step_ = 0;
   std::map<int, int64_t> slots_;

@@ -6,22 +6,20 @@
 #define RINGATTN_SIM_NETWORK_H_
 
 #include <algorithm>
-#include <atomic>
-#include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/communicator.h"
-#include "core/mutex.h"
 #include "core/status_macros.h"
 #include "sim/calibration.h"
+#include "sim/fibers.h"
 
 namespace ringattn::sim::internal {
 
@@ -32,7 +30,7 @@ struct Event {
   std::string args;  // JSON object body
 };
 
-// One rank's virtual time; touched only by the rank's own thread.
+// One rank's virtual time; touched only by the rank's own fiber.
 struct RankClock {
   double now = 0;
   double compute = 0;
@@ -65,70 +63,108 @@ struct Message {
   int64_t bytes;
 };
 
-// Mailboxes of the simulated network: the only state ranks share. Each rank
-// has its own inbox, lock and condition variable, so a message wakes only
-// its receiver.
+// Mailboxes of the simulated network: the only state ranks share. Ranks are
+// fibers of one thread (sim/fibers.h); a receive whose message has not been
+// sent parks its rank until the sender posts it.
 class SimNetwork {
  public:
-  explicit SimNetwork(int world) : clocks_(world), inboxes_(world) {}
+  SimNetwork(int world, Fibers* fibers) : clocks_(world), inboxes_(world), fibers_(fibers) {}
   RankClock& clock(int rank) { return clocks_[rank]; }
 
   void Post(int from, int to, int tag, Message m) {
     Inbox& inbox = inboxes_[to];
-    {
-      MutexLock lock(&inbox.mu);
-      inbox.boxes[{from, tag}].push_back(m);
+    inbox.boxes[{from, tag}].items.push_back(m);
+    if (inbox.waiting && inbox.waiting_for == std::pair{from, tag}) {
+      inbox.waiting = false;
+      fibers_->Wake(to);
     }
-    inbox.cv.NotifyOne();
   }
   absl::StatusOr<Message> Take(int from, int to, int tag) {
     Inbox& inbox = inboxes_[to];
-    MutexLock lock(&inbox.mu);
-    auto& box = inbox.boxes[{from, tag}];
-    // Real time: only a bug (a message never sent) waits this long.
-    if (!inbox.cv.WaitWithTimeout(&inbox.mu, absl::Seconds(120),
-                                  [&] { return !box.empty() || aborted_.load(); })) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("simulated rank ", to, " never got a message from rank ", from));
+    const std::pair<int, int> key{from, tag};
+    auto box = inbox.boxes.find(key);
+    while ((box == inbox.boxes.end() || box->second.empty()) && !aborted_) {
+      inbox.waiting = true;
+      inbox.waiting_for = key;
+      fibers_->Park();
+      box = inbox.boxes.find(key);  // Post may have rehashed the map
     }
-    if (aborted_.load()) return absl::AbortedError("a simulated rank failed");
-    const Message m = box.front();
-    box.pop_front();
+    if (aborted_) return absl::AbortedError("a simulated rank failed");
+    const Message m = box->second.Pop();
+    // Boxes of the all-gather (one per group member) go once empty: memory
+    // only for the messages in flight; a ring pass keeps its few.
+    if (box->second.empty() && inbox.boxes.size() > 8) inbox.boxes.erase(box);
     return m;
   }
   void Abort() {
-    aborted_.store(true);
-    for (Inbox& inbox : inboxes_) {
-      { MutexLock lock(&inbox.mu); }  // a waiter is either waiting or sees the flag
-      inbox.cv.NotifyAll();
+    aborted_ = true;
+    for (size_t r = 0; r < inboxes_.size(); ++r) {
+      if (inboxes_[r].waiting) {
+        inboxes_[r].waiting = false;
+        fibers_->Wake(static_cast<int>(r));
+      }
     }
+  }
+  // Every simulated rank is parked: names what the first few wait for.
+  std::string Stalled(absl::Span<const int> parked) const {
+    std::string what;
+    for (size_t i = 0; i < parked.size() && i < 4; ++i) {
+      const auto [from, tag] = inboxes_[parked[i]].waiting_for;
+      absl::StrAppend(&what, i > 0 ? "; " : "", "rank ", parked[i],
+                      " waits for a message from rank ", from, " (tag ", tag, ")");
+    }
+    return absl::StrCat("the simulated ring is stuck: ", what, parked.size() > 4 ? "; ..." : "",
+                        " that is never sent");
   }
 
  private:
+  // Messages in flight from one sender with one tag, oldest first.
+  struct Queue {
+    std::vector<Message> items;
+    size_t head = 0;
+    bool empty() const { return head == items.size(); }
+    Message Pop() {
+      const Message m = items[head++];
+      if (empty()) {  // keeps a small capacity; a long backlog's is freed
+        head = 0;
+        if (items.capacity() > 64) {
+          std::vector<Message>().swap(items);
+        } else {
+          items.clear();
+        }
+      }
+      return m;
+    }
+  };
   struct Inbox {
-    Mutex mu;
-    CondVar cv;
-    std::map<std::pair<int, int>, std::deque<Message>> boxes ABSL_GUARDED_BY(mu);  // (from, tag)
+    absl::flat_hash_map<std::pair<int, int>, Queue> boxes;  // (from, tag)
+    bool waiting = false;
+    std::pair<int, int> waiting_for{-1, -1};
   };
   std::vector<RankClock> clocks_;
   std::vector<Inbox> inboxes_;
-  std::atomic<bool> aborted_{false};
+  Fibers* fibers_;
+  bool aborted_ = false;
 };
 
 class ClockRequest : public Communicator::Request {
  public:
-  // A send completes when its bytes left the link (known once it started).
-  ClockRequest(RankClock* clock, std::shared_ptr<const double> done_s)
-      : clock_(clock), done_s_(std::move(done_s)) {}
+  // A send completes when its bytes left the link: at `done_s`, or, for a
+  // deferred send, at the time it will write to `deferred_done_s` once it
+  // started.
+  ClockRequest(RankClock* clock, double done_s) : clock_(clock), done_s_(done_s) {}
+  ClockRequest(RankClock* clock, std::shared_ptr<const double> deferred_done_s)
+      : clock_(clock), deferred_done_s_(std::move(deferred_done_s)) {}
   absl::Status Wait() override {
     clock_->StartPendingSends();
-    clock_->Advance(*done_s_);
+    clock_->Advance(deferred_done_s_ != nullptr ? *deferred_done_s_ : done_s_);
     return absl::OkStatus();
   }
 
  private:
   RankClock* clock_;
-  std::shared_ptr<const double> done_s_;
+  double done_s_ = 0;
+  std::shared_ptr<const double> deferred_done_s_;
 };
 
 class RecvRequest : public Communicator::Request {
@@ -162,32 +198,12 @@ class SimCommunicator : public Communicator {
 
   std::unique_ptr<Request> Send(int peer, int tag, absl::Span<const uint8_t> data) override {
     RankClock& clock = net_->clock(rank_);
-    auto done = std::make_shared<double>(0);
-    auto start_send = [this, &clock, peer, tag, bytes = data.size(), done] {
-      const bool across = rank_ / gpus_per_node_ != peer / gpus_per_node_;
-      const double bandwidth = 1e9 * (across ? cal_.internode_gbps : cal_.link_gbps);
-      const double latency = 1e-6 * (across ? cal_.internode_latency_us : cal_.link_latency_us);
-      double& free = clock.egress_free[across ? 1 : 0];
-      const double start = std::max(clock.now, free);
-      *done = start + bytes / bandwidth;
-      free = *done;
-      const Message m{*done + latency, static_cast<int64_t>(bytes)};
-      if (clock.trace) {
-        clock.events.push_back({start, m.arrival_s, 1,
-                                absl::StrCat(tag == kTagDkv  ? "dK/dV"
-                                             : tag == kTagKv ? "K/V"
-                                                             : "collective",
-                                             " to ", peer),
-                                absl::StrCat("\"bytes\": ", bytes, ", \"link\": \"",
-                                             across ? "inter-node" : "intra-node", "\"")});
-      }
-      net_->Post(rank_, peer, tag, m);
-    };
-    if (clock.defer_sends) {
-      clock.pending_sends.push_back(std::move(start_send));
-    } else {
-      start_send();
+    if (!clock.defer_sends) {
+      return std::make_unique<ClockRequest>(&clock, StartSend(peer, tag, data.size()));
     }
+    auto done = std::make_shared<double>(0);
+    clock.pending_sends.push_back(
+        [this, peer, tag, bytes = data.size(), done] { *done = StartSend(peer, tag, bytes); });
     return std::make_unique<ClockRequest>(&clock, std::move(done));
   }
   std::unique_ptr<Request> Recv(int peer, int tag, absl::Span<uint8_t> data) override {
@@ -211,6 +227,30 @@ class SimCommunicator : public Communicator {
   }
 
  private:
+  // Puts `bytes` on the link to `peer` now (or when it is free); returns
+  // when they have left.
+  double StartSend(int peer, int tag, size_t bytes) {
+    RankClock& clock = net_->clock(rank_);
+    const bool across = rank_ / gpus_per_node_ != peer / gpus_per_node_;
+    const double bandwidth = 1e9 * (across ? cal_.internode_gbps : cal_.link_gbps);
+    const double latency = 1e-6 * (across ? cal_.internode_latency_us : cal_.link_latency_us);
+    double& free = clock.egress_free[across ? 1 : 0];
+    const double start = std::max(clock.now, free);
+    const double done = start + bytes / bandwidth;
+    free = done;
+    const Message m{done + latency, static_cast<int64_t>(bytes)};
+    if (clock.trace) {
+      clock.events.push_back({start, m.arrival_s, 1,
+                              absl::StrCat(tag == kTagDkv  ? "dK/dV"
+                                           : tag == kTagKv ? "K/V"
+                                                           : "collective",
+                                           " to ", peer),
+                              absl::StrCat("\"bytes\": ", bytes, ", \"link\": \"",
+                                           across ? "inter-node" : "intra-node", "\"")});
+    }
+    net_->Post(rank_, peer, tag, m);
+    return done;
+  }
   // `bytes` to and from every other member.
   std::unique_ptr<Request> Exchange(absl::Span<const int> group, int tag, size_t bytes) {
     std::vector<std::unique_ptr<Request>> parts;

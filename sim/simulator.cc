@@ -1,19 +1,15 @@
 #include "sim/simulator.h"
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <thread>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/communicator.h"
-#include "core/mutex.h"
 #include "core/ring_driver.h"
 #include "core/schedule.h"
 #include "core/status_macros.h"
@@ -24,6 +20,7 @@
 namespace ringattn::sim {
 
 using internal::CostOf;
+using internal::Fibers;
 using internal::RankClock;
 using internal::SimBackend;
 using internal::SimCommunicator;
@@ -33,48 +30,51 @@ using internal::TraceJson;
 absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
   ASSIGN_OR_RETURN(Schedule schedule, Schedule::Build(o.layout, o.mask, o.shape));
   const int world = schedule.layout().world();
-  // One thread per simulated rank: Layout::Create bounds the world (kMaxWorld).
   const int per_node = o.gpus_per_node == 0 ? world : o.gpus_per_node;
   if (per_node < 1 || world % per_node != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("gpus_per_node ", o.gpus_per_node, " does not divide world ", world));
   }
 
-  SimNetwork net(world);
+  // One fiber per simulated rank (sim/fibers.h), all on this thread.
+  Fibers fibers(world);
+  SimNetwork net(world, &fibers);
   std::vector<absl::Status> statuses(world);
   std::vector<RankSummary> ranks(world);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < world; ++r) {
-    threads.emplace_back([&, r] {
-      RankClock& clock = net.clock(r);
-      clock.trace = o.trace;
-      clock.defer_sends = o.seed_implementation;
-      SimCommunicator comm(&net, r, world, o.calibration, per_node);
-      SimBackend backend(schedule, r, o, &clock);
-      absl::StatusOr<RingRunStats> fwd = RunRingForward(schedule, comm, backend);
-      if (!fwd.ok()) {
-        statuses[r] = fwd.status();
+  absl::Status stalled;
+  const auto rank_body = [&](int r) {
+    RankClock& clock = net.clock(r);
+    clock.trace = o.trace;
+    clock.defer_sends = o.seed_implementation;
+    SimCommunicator comm(&net, r, world, o.calibration, per_node);
+    SimBackend backend(schedule, r, o, &clock);
+    absl::StatusOr<RingRunStats> fwd = RunRingForward(schedule, comm, backend);
+    if (!fwd.ok()) {
+      statuses[r] = fwd.status();
+      return;
+    }
+    ranks[r].forward_end_s = clock.now;
+    if (o.backward) {
+      BackwardOptions options;
+      options.forward_kv = fwd->last_kv;
+      options.own_block_first = o.seed_implementation;  // as ring-flash-attention
+      absl::StatusOr<RingRunStats> bwd = RunRingBackward(schedule, comm, backend, options);
+      if (!bwd.ok()) {
+        statuses[r] = bwd.status();
         return;
       }
-      ranks[r].forward_end_s = clock.now;
-      if (o.backward) {
-        BackwardOptions options;
-        options.forward_kv = fwd->last_kv;
-        options.own_block_first = o.seed_implementation;  // as ring-flash-attention
-        absl::StatusOr<RingRunStats> bwd = RunRingBackward(schedule, comm, backend, options);
-        if (!bwd.ok()) {
-          statuses[r] = bwd.status();
-          return;
-        }
-      }
-      ranks[r].end_s = clock.now;
-      ranks[r].compute_s = clock.compute;
-      ranks[r].exposed_comm_s = clock.exposed;
-      ranks[r].tasks = clock.tasks;
-      ranks[r].peak_bytes = backend.peak_bytes();
-    });
-  }
-  for (std::thread& t : threads) t.join();
+    }
+    ranks[r].end_s = clock.now;
+    ranks[r].compute_s = clock.compute;
+    ranks[r].exposed_comm_s = clock.exposed;
+    ranks[r].tasks = clock.tasks;
+    ranks[r].peak_bytes = backend.peak_bytes();
+  };
+  RETURN_IF_ERROR(fibers.Run(rank_body, [&](absl::Span<const int> parked) {
+    if (stalled.ok()) stalled = absl::InternalError(net.Stalled(parked));
+    net.Abort();
+  }));
+  if (!stalled.ok()) return stalled;
   for (const absl::Status& s : statuses) {
     if (!s.ok() && s.code() != absl::StatusCode::kAborted) {
       return absl::InternalError(absl::StrCat("simulation failed: ", s.message()));
@@ -100,8 +100,9 @@ absl::StatusOr<double> KernelSeconds(const SimOptions& o) {
   ASSIGN_OR_RETURN(std::vector<BlockTask> tasks, schedule.Tasks(0, 0));
   double seconds = 0;
   for (const BlockTask& task : tasks) {
-    seconds += CostOf(task, schedule, 0, o, false).seconds;
-    if (o.backward) seconds += CostOf(task, schedule, 0, o, true).seconds;
+    const auto batch = schedule.layout().BatchRange(0);
+    seconds += CostOf(task, schedule.mask(), batch, o, false).seconds;
+    if (o.backward) seconds += CostOf(task, schedule.mask(), batch, o, true).seconds;
   }
   return seconds;
 }
