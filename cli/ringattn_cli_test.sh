@@ -44,6 +44,14 @@ expect "a compute flag on plan" 1 "--dtype does not apply to \`plan\`" -- plan -
 # The simulator's ranks are fibers: 2048 ranks (4.2 M block tasks) take
 # about a second and no wall-clock waits (it took 7 s with a thread per rank).
 expect "sim of 2048 ranks" 0 "efficiency 59.7%, 4196352 block tasks" -- sim --world=2048 --seqlen=4096 --layout=ring
+# Planning and simulation cost O(tasks): a huge batch is one row's count
+# times the rows; documents of a 2^31-token sequence need no per-token table;
+# pair counts stay exact up to 2^31 tokens (they wrapped past 2^32 before).
+expect "plan of 2^36 batch rows" 0 "total    37383.4 GFLOP" -- plan --batch=68719476736 --seqlen=16 --num_heads=1 --head_dim=1
+expect "sim of 2^36 batch rows" 0 "272 block tasks" -- sim --batch=68719476736 --seqlen=16 --num_heads=1 --head_dim=1
+expect "plan of 2^31 tokens, exact FLOPs" 0 "total 9223372041.1 GFLOP" -- plan --seqlen=2147483648 --num_heads=1 --head_dim=1
+expect "plan of 2^31 tokens in documents" 0 "total 4611686022.7 GFLOP" -- plan --world=2 --seqlen=2147483648 --num_heads=1 --head_dim=1 --cu_seqlens=0,1073741824,2147483648
+expect "seqlen above 2^31" 1 "seqlen_q is 4294967296; expected at most 2^31" -- plan --seqlen=4294967296 --num_heads=1 --head_dim=1
 
 # run: the README's default, then every layout with GQA and a window.
 expect "default run" 0 "check against the fp64 oracle" -- run --random --check --seqlen=256

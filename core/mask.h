@@ -15,6 +15,7 @@
 #ifndef RINGATTN_CORE_MASK_H_
 #define RINGATTN_CORE_MASK_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -41,6 +42,8 @@ class Mask {
  public:
   // A delta beyond any position: the band's bound when a window is -1.
   static constexpr int64_t kUnbounded = std::numeric_limits<int64_t>::max() / 4;
+  // Sequences up to this length get a per-token document table.
+  static constexpr int64_t kMaxDocumentTable = int64_t{1} << 24;
 
   // Validates `spec` for the given shape and precomputes the rule.
   // Errors: InvalidArgument for a window below -1, key_lengths of the wrong
@@ -54,7 +57,10 @@ class Mask {
     const int64_t delta = k - q;
     if (delta < min_delta_ || delta > max_delta_) return false;
     if (k >= KeyLimit(b)) return false;
-    return document_ids_.empty() || document_ids_[q] == document_ids_[k];
+    if (!document_ids_.empty()) return document_ids_[q] == document_ids_[k];
+    if (cu_seqlens_.empty()) return true;
+    const auto [doc_begin, doc_end] = DocumentBounds(q);
+    return k >= doc_begin && k < doc_end;
   }
 
   // Bounds of k - q; +-kUnbounded when the window is unbounded.
@@ -68,12 +74,19 @@ class Mask {
   // The positions [first, second) of the document holding `pos`; the whole
   // key range [0, seqlen_k) when there are no documents.
   std::pair<int64_t, int64_t> DocumentBounds(int64_t pos) const {
-    if (document_ids_.empty()) return {0, seqlen_k_};
-    const int32_t d = document_ids_[pos];
-    return {cu_seqlens_[d], cu_seqlens_[d + 1]};
+    if (cu_seqlens_.empty()) return {0, seqlen_k_};
+    if (!document_ids_.empty()) {
+      const int32_t d = document_ids_[pos];
+      return {cu_seqlens_[d], cu_seqlens_[d + 1]};
+    }
+    const auto end = std::upper_bound(cu_seqlens_.begin() + 1, cu_seqlens_.end(), pos);
+    return {*(end - 1), *end};
   }
 
   bool has_documents() const { return !cu_seqlens_.empty(); }
+  // Whether batch rows differ (key padding); otherwise every row allows
+  // the same pairs.
+  bool has_key_lengths() const { return !key_lengths_.empty(); }
   absl::Span<const int64_t> cu_seqlens() const { return cu_seqlens_; }
   int64_t batch() const { return batch_; }
   int64_t seqlen_q() const { return seqlen_q_; }

@@ -65,6 +65,30 @@ TEST(MaskTest, DocumentsAndPadding) {
   EXPECT_EQ(mask.MaxKeyLimit(0, 2), 3);
 }
 
+// Beyond kMaxDocumentTable tokens the documents are found by binary search
+// over the boundaries (no per-token table), with the same answers.
+TEST(MaskTest, LongSequencesFindDocumentsWithoutATable) {
+  const int64_t n = Mask::kMaxDocumentTable + 8;
+  for (const int64_t seqlen : {int64_t{64}, n}) {
+    const int64_t tail = seqlen - 64;  // documents [0, 17), [17, 40), [40, 40 + 1), [41, seqlen)
+    MaskSpec spec;
+    spec.causal = false;
+    spec.cu_seqlens = {0, 17, 40, 41, seqlen};
+    absl::StatusOr<Mask> m = Mask::Create(spec, 1, seqlen, seqlen);
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_EQ(m->DocumentBounds(0), (std::pair<int64_t, int64_t>{0, 17}));
+    EXPECT_EQ(m->DocumentBounds(16), (std::pair<int64_t, int64_t>{0, 17}));
+    EXPECT_EQ(m->DocumentBounds(17), (std::pair<int64_t, int64_t>{17, 40}));
+    EXPECT_EQ(m->DocumentBounds(40), (std::pair<int64_t, int64_t>{40, 41}));
+    EXPECT_EQ(m->DocumentBounds(41 + tail), (std::pair<int64_t, int64_t>{41, seqlen}));
+    EXPECT_TRUE(m->Allowed(0, 3, 16));
+    EXPECT_FALSE(m->Allowed(0, 16, 17));
+    EXPECT_TRUE(m->Allowed(0, 39, 17));
+    EXPECT_FALSE(m->Allowed(0, 40, 41));
+    EXPECT_TRUE(m->Allowed(0, seqlen - 1, 41));
+  }
+}
+
 TEST(MaskTest, Errors) {
   EXPECT_THAT(Mask::Create({.window_left = -2}, 1, 4, 4).status().message(),
               HasSubstr("window_left is -2; expected >= 0, or -1"));

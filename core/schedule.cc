@@ -268,6 +268,20 @@ int64_t CountAllowedPairs(const BlockTask& task, const Mask& mask, int64_t batch
   return pairs;
 }
 
+double CountAllowedPairs(const BlockTask& task, const Mask& mask, int64_t batch_begin,
+                         int64_t batch_end) {
+  if (batch_begin >= batch_end) return 0;
+  if (!mask.has_key_lengths()) {
+    return static_cast<double>(CountAllowedPairs(task, mask, batch_begin)) *
+           static_cast<double>(batch_end - batch_begin);
+  }
+  double pairs = 0;
+  for (int64_t b = batch_begin; b < batch_end; ++b) {
+    pairs += static_cast<double>(CountAllowedPairs(task, mask, b));
+  }
+  return pairs;
+}
+
 double ForwardFlops(const BlockTask& task, const Mask& mask, int64_t batch_row,
                     int64_t num_heads_per_kv_head, int64_t head_dim) {
   return 4.0 * static_cast<double>(CountAllowedPairs(task, mask, batch_row)) *

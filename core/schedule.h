@@ -109,6 +109,12 @@ class Schedule {
 // batch row `batch_row` (global). O(task rows).
 int64_t CountAllowedPairs(const BlockTask& task, const Mask& mask, int64_t batch_row);
 
+// The allowed pairs of `task` summed over batch rows [batch_begin,
+// batch_end): one row's count times the rows unless the mask pads keys per
+// row (then O(rows)), so a huge batch costs nothing to plan or simulate.
+double CountAllowedPairs(const BlockTask& task, const Mask& mask, int64_t batch_begin,
+                         int64_t batch_end);
+
 // Forward FLOPs of `task` for one batch row: 4 * allowed pairs * query heads
 // * head_dim (two matmuls of 2 FLOPs per multiply-add).
 double ForwardFlops(const BlockTask& task, const Mask& mask, int64_t batch_row,

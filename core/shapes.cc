@@ -33,6 +33,14 @@ absl::Status ValidateShape(const AttentionShape& shape) {
         absl::StrCat("num_heads ", shape.num_heads, " is not a multiple of num_kv_heads ",
                      shape.num_kv_heads, " (GQA/MQA need whole groups)"));
   }
+  for (const auto& [name, value] :
+       {std::pair{"seqlen_q", shape.seqlen_q}, std::pair{"seqlen_k", shape.seqlen_k}}) {
+    if (value > kMaxSeqlen) {
+      return absl::InvalidArgumentError(absl::StrCat(name, " is ", value,
+                                                     "; expected at most 2^31 = ", kMaxSeqlen,
+                                                     " tokens (exact pair counts in 64 bits)"));
+    }
+  }
   if (shape.head_dim > kMaxHeadDim) {
     return absl::InvalidArgumentError(absl::StrCat(
         "head_dim ", shape.head_dim, " is not supported; expected at most ", kMaxHeadDim));

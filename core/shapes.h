@@ -27,6 +27,10 @@ inline constexpr int64_t kMaxHeadDim = 256;
 // The most elements one tensor (q, k, v or o) may hold: 2^40, far beyond any
 // memory, and low enough that byte and FLOP totals cannot overflow int64.
 inline constexpr int64_t kMaxTensorElements = int64_t{1} << 40;
+// The longest sequence: positions below 2^31 keep every count of allowed
+// (query, key) pairs of one batch row exact in int64 (at most 2^62, and
+// their partial sums below 2^63).
+inline constexpr int64_t kMaxSeqlen = int64_t{1} << 31;
 
 struct AttentionShape {
   int64_t batch = 1;

@@ -33,10 +33,7 @@ TaskCost CostOf(const BlockTask& task, const Mask& mask, std::pair<int64_t, int6
                 const SimOptions& o, bool backward) {
   const AttentionShape& s = o.shape;
   const auto [b0, b1] = batch;
-  int64_t pairs = 0;
-  for (int64_t b = b0; b < b1; ++b) {
-    pairs += CountAllowedPairs(task, mask, b);
-  }
+  const double pairs = CountAllowedPairs(task, mask, b0, b1);
   const double heads =
       static_cast<double>(s.group_size() * (task.kv_head_end - task.kv_head_begin));
   const double flops = 4.0 * pairs * heads * s.head_dim * (backward ? 2.5 : 1.0);
