@@ -52,6 +52,7 @@ expect "sim of 2^36 batch rows" 0 "272 block tasks" -- sim --batch=68719476736 -
 expect "plan of 2^31 tokens, exact FLOPs" 0 "total 9223372041.1 GFLOP" -- plan --seqlen=2147483648 --num_heads=1 --head_dim=1
 expect "plan of 2^31 tokens in documents" 0 "total 4611686022.7 GFLOP" -- plan --world=2 --seqlen=2147483648 --num_heads=1 --head_dim=1 --cu_seqlens=0,1073741824,2147483648
 expect "seqlen above 2^31" 1 "seqlen_q is 4294967296; expected at most 2^31" -- plan --seqlen=4294967296 --num_heads=1 --head_dim=1
+expect "stripe plan of 2^30 tokens (O(width), not O(tokens))" 0 "total 18446744090.9 GFLOP" -- plan --layout=stripe --seqlen=1073741824 --num_heads=1 --head_dim=8
 
 # run: the README's default, then every layout with GQA and a window.
 expect "default run" 0 "check against the fp64 oracle" -- run --random --check --seqlen=256

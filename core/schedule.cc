@@ -245,6 +245,73 @@ int64_t CountContiguousPairs(int64_t q0, int64_t q1, int64_t k0, int64_t k1, int
   return total;
 }
 
+// floor(a / b) for b > 0.
+int64_t FloorDiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// Sum over g in [g0, g1) of clamp(w * g + c, 0, limit), w > 0, in O(1).
+int64_t SumClampedLinear(int64_t g0, int64_t g1, int64_t w, int64_t c, int64_t limit) {
+  if (g0 >= g1) return 0;
+  // Terms are 0 below g_pos, limit from g_full on, linear between.
+  const int64_t g_pos = std::clamp(FloorDiv(-c, w) + 1, g0, g1);
+  const int64_t g_full = std::clamp(FloorDiv(limit - c + w - 1, w), g_pos, g1);
+  // The sum is at most rows x limit < 2^62; its parts may not be.
+  const __int128 n = g_full - g_pos;
+  const __int128 linear = n * c + __int128{w} * ((g_pos + g_full - 1) * n / 2);
+  return static_cast<int64_t>(linear + __int128{g1 - g_full} * limit);
+}
+
+// A run as a lattice: groups of `width` consecutive positions, `period`
+// apart (a strided run: width 1, period = stride). False for other runs.
+bool AsLattice(const PositionRun& run, int64_t* width, int64_t* period) {
+  if (run.group >= run.length) {
+    *width = run.stride == 1 ? run.length : 1;
+    *period = run.stride == 1 ? run.length : run.stride;
+    return true;
+  }
+  if (run.stride != 1) return false;
+  *width = run.group;
+  *period = run.group_stride;
+  return true;
+}
+
+// Allowed pairs of query run `q` and key run `k` on one lattice (the same
+// width and period: stripes), band lo <= k - q <= hi, keys <= k_max, no
+// documents: O(width) instead of O(rows). -1 when the runs differ.
+int64_t CountLatticePairs(const PositionRun& q, const PositionRun& k, int64_t lo, int64_t hi,
+                          int64_t k_max) {
+  int64_t w, period, kw, kperiod;
+  if (!AsLattice(q, &w, &period) || !AsLattice(k, &kw, &kperiod) || w != kw || period != kperiod ||
+      w > 4096) {
+    return -1;
+  }
+  // #keys <= x for x = q(g, o) + c: clamp(w * g + C, 0, k.length) with C
+  // from the offset of q0 + o + c - k0 in the lattice.
+  const auto offset = [&](int64_t o, int64_t c) {
+    const int64_t t0 = q.base + o + c - k.base;
+    const int64_t a = FloorDiv(t0, period);
+    const int64_t b = t0 - a * period;
+    return a * w + std::min(w, b + 1);
+  };
+  const int64_t keys_to_max = k.CountAtMost(k_max);
+  int64_t pairs = 0;
+  for (int64_t o = 0; o < w && o < q.length; ++o) {
+    const int64_t n = (q.length - o + w - 1) / w;  // rows at offset o: q(g, o), g < n
+    const int64_t q0 = q.base + o;
+    // Rows with any key: q + lo <= k_max; of those, q + hi <= k_max use the
+    // band's top, the rest stop at k_max.
+    if (lo > k_max - q0) continue;
+    const int64_t rows = std::min(n, FloorDiv(k_max - lo - q0, period) + 1);
+    const int64_t banded =
+        hi > k_max - q0 ? 0 : std::min(rows, FloorDiv(k_max - hi - q0, period) + 1);
+    pairs +=
+        SumClampedLinear(0, banded, w, offset(o, hi), k.length) + (rows - banded) * keys_to_max;
+    if (lo > k.base - q0 - (rows - 1) * period) {  // some row's band starts past k0
+      pairs -= SumClampedLinear(0, rows, w, offset(o, lo - 1), k.length);
+    }
+  }
+  return pairs;
+}
+
 }  // namespace
 
 int64_t CountAllowedPairs(const BlockTask& task, const Mask& mask, int64_t batch_row) {
@@ -256,6 +323,11 @@ int64_t CountAllowedPairs(const BlockTask& task, const Mask& mask, int64_t batch
           task.q.first(), task.q.last(), std::max(task.k.first(), doc_begin),
           std::min({task.k.last(), k_max, doc_end - 1}), mask.min_delta(), mask.max_delta());
     }
+  }
+  if (!mask.has_documents() && task.q.length > 0 && task.k.length > 0) {
+    const int64_t pairs =
+        CountLatticePairs(task.q, task.k, mask.min_delta(), mask.max_delta(), k_max);
+    if (pairs >= 0) return pairs;
   }
   int64_t pairs = 0;
   for (int64_t i = 0; i < task.q.length; ++i) {

@@ -227,6 +227,41 @@ TEST(ScheduleTest, Llama3TrimsTheGatheredKeysToTheCausalPrefix) {
   EXPECT_EQ(tasks[0].kv_head_end, 4);
 }
 
+// Stripes' runs (strided, or groups of a width on one period) are counted
+// in O(width), not per row: the same counts as pair by pair, for random
+// runs, windows and key limits.
+TEST(ScheduleTest, StripedPairCountsMatchPairByPair) {
+  std::mt19937 rng(7);
+  const auto uniform = [&](int64_t lo, int64_t hi) {
+    return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
+  };
+  for (int trial = 0; trial < 3000; ++trial) {
+    const int64_t width = uniform(1, 4);
+    const int64_t period = width * uniform(1, 5);
+    const auto run = [&](int64_t base, int64_t length) {
+      return width == 1 ? PositionRun::Strided(base, length, period)
+                        : PositionRun::Grouped(base, length, width, period);
+    };
+    const PositionRun q = run(uniform(0, 20), uniform(1, 24));
+    const PositionRun k = run(uniform(0, 20), uniform(1, 24));
+    const int64_t seqlen = std::max(q.last(), k.last()) + 1;
+    MaskSpec spec;
+    spec.causal = uniform(0, 1) == 1;
+    spec.window_left = uniform(-1, 12);
+    if (!spec.causal) spec.window_right = uniform(-1, 12);
+    if (uniform(0, 1) == 1) spec.key_lengths = {uniform(0, seqlen)};
+    absl::StatusOr<Mask> mask = Mask::Create(spec, 1, seqlen, seqlen);
+    ASSERT_TRUE(mask.ok()) << mask.status();
+    const BlockTask task{0, q, 0, k, 0, 1};
+    int64_t counted = 0;
+    for (int64_t i = 0; i < q.length; ++i) {
+      for (int64_t j = 0; j < k.length; ++j) counted += mask->Allowed(0, q.At(i), k.At(j));
+    }
+    ASSERT_EQ(CountAllowedPairs(task, *mask, 0), counted)
+        << task.DebugString() << " " << mask->DebugString();
+  }
+}
+
 TEST(ScheduleTest, Errors) {
   const Layout layout = *Layout::Create({.world = 2}, 1, 8);
   const Mask mask = *Mask::Create({}, 1, 8, 8);
