@@ -37,7 +37,7 @@ void BM_BlockForward(benchmark::State& state) {
     cpu::AttentionOutput<T> out = cpu::EmptyOutput<T>(1, seqlen, heads, head_dim);
     benchmark::DoNotOptimize(cpu::BlockForward<T>(task, problem, {q, st}, {k, st}, {v, st}, &out));
   }
-  const double flops = ForwardFlops(task, mask, 0, 1, head_dim);
+  const double flops = ForwardFlops(task, mask, 0, 1, 1, head_dim);
   state.counters["GFLOP/s"] =
       benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }

@@ -163,27 +163,27 @@ absl::StatusOr<std::string> RunMpi(const RunContext& c) {
 #ifdef RINGATTN_WITH_MPI
   ASSIGN_OR_RETURN(std::unique_ptr<comm::MpiCommunicator> mpi,
                    comm::MpiCommunicator::Create(argc, argv, timeout));
-  if ((mpi)->world() != options.config.layout.world) {
+  if (mpi->world() != options.config.layout.world) {
     // Every rank sees the same mismatch; no one waits for anyone.
     return absl::InvalidArgumentError(absl::StrCat("--world ", options.config.layout.world,
-                                                   " differs from mpirun's ", (mpi)->world(),
+                                                   " differs from mpirun's ", mpi->world(),
                                                    " processes"));
   }
   absl::StatusOr<RunInputs> inputs = LoadRunInputs(options);
   if (!inputs.ok()) {
-    (mpi)->Abort(inputs.status());
+    mpi->Abort(inputs.status());
     return inputs.status();
   }
   absl::StatusOr<std::string> report = RunRank(*mpi, options, *inputs);
   if (absl::IsCancelled(report.status())) {  // a silent rank (fault injection)
     // Its peers time out and abort; it waits for that (bounded), never
     // entering MPI_Finalize, which they will not join.
-    (mpi)->LeaveSilently(2 * timeout + absl::Seconds(10));
+    mpi->LeaveSilently(2 * timeout + absl::Seconds(10));
     return std::string();
   }
   if (!report.ok()) {
     return absl::Status(report.status().code(),
-                        absl::StrCat("rank ", (mpi)->rank(), ": ", report.status().message()));
+                        absl::StrCat("rank ", mpi->rank(), ": ", report.status().message()));
   }
   return report;
 #else

@@ -39,10 +39,6 @@ absl::StatusOr<Mask> Mask::Create(const MaskSpec& spec, int64_t batch, int64_t s
     }
     RETURN_IF_ERROR(ValidateCuSeqlens(spec.cu_seqlens, seqlen_q));
     mask.cu_seqlens_ = spec.cu_seqlens;
-    // A per-token table speeds up Allowed (the oracles' inner loop) where the
-    // process holds the tokens anyway; plan and sim of longer sequences use
-    // the boundaries alone (O(documents) memory).
-    if (seqlen_q <= kMaxDocumentTable) mask.document_ids_ = DocumentIds(spec.cu_seqlens);
   }
   if (!spec.key_lengths.empty()) {
     if (static_cast<int64_t>(spec.key_lengths.size()) != batch) {

@@ -42,8 +42,6 @@ class Mask {
  public:
   // A delta beyond any position: the band's bound when a window is -1.
   static constexpr int64_t kUnbounded = std::numeric_limits<int64_t>::max() / 4;
-  // Sequences up to this length get a per-token document table.
-  static constexpr int64_t kMaxDocumentTable = int64_t{1} << 24;
 
   // Validates `spec` for the given shape and precomputes the rule.
   // Errors: InvalidArgument for a window below -1, key_lengths of the wrong
@@ -57,7 +55,6 @@ class Mask {
     const int64_t delta = k - q;
     if (delta < min_delta_ || delta > max_delta_) return false;
     if (k >= KeyLimit(b)) return false;
-    if (!document_ids_.empty()) return document_ids_[q] == document_ids_[k];
     if (cu_seqlens_.empty()) return true;
     const auto [doc_begin, doc_end] = DocumentBounds(q);
     return k >= doc_begin && k < doc_end;
@@ -75,10 +72,7 @@ class Mask {
   // key range [0, seqlen_k) when there are no documents.
   std::pair<int64_t, int64_t> DocumentBounds(int64_t pos) const {
     if (cu_seqlens_.empty()) return {0, seqlen_k_};
-    if (!document_ids_.empty()) {
-      const int32_t d = document_ids_[pos];
-      return {cu_seqlens_[d], cu_seqlens_[d + 1]};
-    }
+    // O(log documents), no per-token table: a long sequence costs nothing.
     const auto end = std::upper_bound(cu_seqlens_.begin() + 1, cu_seqlens_.end(), pos);
     return {*(end - 1), *end};
   }
@@ -105,7 +99,6 @@ class Mask {
   int64_t min_delta_ = -kUnbounded;
   int64_t max_delta_ = kUnbounded;
   std::vector<int64_t> cu_seqlens_;
-  std::vector<int32_t> document_ids_;
   std::vector<int64_t> key_lengths_;
 };
 

@@ -65,10 +65,10 @@ TEST(MaskTest, DocumentsAndPadding) {
   EXPECT_EQ(mask.MaxKeyLimit(0, 2), 3);
 }
 
-// Beyond kMaxDocumentTable tokens the documents are found by binary search
-// over the boundaries (no per-token table), with the same answers.
+// Documents are found by binary search over the boundaries (no per-token
+// table), the same in a short and a long sequence.
 TEST(MaskTest, LongSequencesFindDocumentsWithoutATable) {
-  const int64_t n = Mask::kMaxDocumentTable + 8;
+  const int64_t n = (int64_t{1} << 24) + 8;
   for (const int64_t seqlen : {int64_t{64}, n}) {
     const int64_t tail = seqlen - 64;  // documents [0, 17), [17, 40), [40, 40 + 1), [41, seqlen)
     MaskSpec spec;

@@ -64,10 +64,8 @@ absl::StatusOr<PlanReport> BuildPlan(const Schedule& schedule, const AttentionSh
       ASSIGN_OR_RETURN(std::vector<BlockTask> tasks, schedule.Tasks(rank, step));
       report.tasks += static_cast<int64_t>(tasks.size());
       for (const BlockTask& task : tasks) {
-        report.flops[rank][step] +=
-            4.0 * CountAllowedPairs(task, schedule.mask(), batch_begin, batch_end) *
-            static_cast<double>(shape.group_size() * (task.kv_head_end - task.kv_head_begin) *
-                                shape.head_dim);
+        report.flops[rank][step] += ForwardFlops(task, schedule.mask(), batch_begin, batch_end,
+                                                 shape.group_size(), shape.head_dim);
       }
     }
   }

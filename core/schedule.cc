@@ -354,9 +354,9 @@ double CountAllowedPairs(const BlockTask& task, const Mask& mask, int64_t batch_
   return pairs;
 }
 
-double ForwardFlops(const BlockTask& task, const Mask& mask, int64_t batch_row,
+double ForwardFlops(const BlockTask& task, const Mask& mask, int64_t batch_begin, int64_t batch_end,
                     int64_t num_heads_per_kv_head, int64_t head_dim) {
-  return 4.0 * static_cast<double>(CountAllowedPairs(task, mask, batch_row)) *
+  return 4.0 * CountAllowedPairs(task, mask, batch_begin, batch_end) *
          static_cast<double>(num_heads_per_kv_head * (task.kv_head_end - task.kv_head_begin) *
                              head_dim);
 }

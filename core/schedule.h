@@ -115,9 +115,10 @@ int64_t CountAllowedPairs(const BlockTask& task, const Mask& mask, int64_t batch
 double CountAllowedPairs(const BlockTask& task, const Mask& mask, int64_t batch_begin,
                          int64_t batch_end);
 
-// Forward FLOPs of `task` for one batch row: 4 * allowed pairs * query heads
-// * head_dim (two matmuls of 2 FLOPs per multiply-add).
-double ForwardFlops(const BlockTask& task, const Mask& mask, int64_t batch_row,
+// Forward FLOPs of `task` over batch rows [batch_begin, batch_end): 4 *
+// allowed pairs * query heads * head_dim (two matmuls of 2 FLOPs per
+// multiply-add).
+double ForwardFlops(const BlockTask& task, const Mask& mask, int64_t batch_begin, int64_t batch_end,
                     int64_t num_heads_per_kv_head, int64_t head_dim);
 
 }  // namespace ringattn

@@ -74,8 +74,8 @@ class SimNetwork {
   void Post(int from, int to, int tag, Message m) {
     Inbox& inbox = inboxes_[to];
     inbox.boxes[{from, tag}].items.push_back(m);
-    if (inbox.waiting && inbox.waiting_for == std::pair{from, tag}) {
-      inbox.waiting = false;
+    if (inbox.waiting_for == std::pair{from, tag}) {
+      inbox.waiting_for = kNotWaiting;
       fibers_->Wake(to);
     }
   }
@@ -84,7 +84,6 @@ class SimNetwork {
     const std::pair<int, int> key{from, tag};
     auto box = inbox.boxes.find(key);
     while ((box == inbox.boxes.end() || box->second.empty()) && !aborted_) {
-      inbox.waiting = true;
       inbox.waiting_for = key;
       fibers_->Park();
       box = inbox.boxes.find(key);  // Post may have rehashed the map
@@ -99,8 +98,8 @@ class SimNetwork {
   void Abort() {
     aborted_ = true;
     for (size_t r = 0; r < inboxes_.size(); ++r) {
-      if (inboxes_[r].waiting) {
-        inboxes_[r].waiting = false;
+      if (inboxes_[r].waiting_for != kNotWaiting) {
+        inboxes_[r].waiting_for = kNotWaiting;
         fibers_->Wake(static_cast<int>(r));
       }
     }
@@ -118,6 +117,7 @@ class SimNetwork {
   }
 
  private:
+  static constexpr std::pair<int, int> kNotWaiting{-1, -1};
   // Messages in flight from one sender with one tag, oldest first.
   struct Queue {
     std::vector<Message> items;
@@ -138,8 +138,7 @@ class SimNetwork {
   };
   struct Inbox {
     absl::flat_hash_map<std::pair<int, int>, Queue> boxes;  // (from, tag)
-    bool waiting = false;
-    std::pair<int, int> waiting_for{-1, -1};
+    std::pair<int, int> waiting_for = kNotWaiting;          // (from, tag) of a parked receive
   };
   std::vector<RankClock> clocks_;
   std::vector<Inbox> inboxes_;
