@@ -1,5 +1,7 @@
 #include "core/layout.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "core/cu_seqlens.h"
 #include "core/status_macros.h"
@@ -128,9 +130,6 @@ absl::StatusOr<Layout> Layout::Create(const LayoutSpec& spec, int64_t batch, int
   layout.seqlen_ = seqlen;
   layout.slices_.resize(ring_size);
 
-  // Varlen ring and zigzag split every document; all else splits the whole
-  // (packed) sequence.
-  const bool per_document = !cu_seqlens.empty() && spec.kind != LayoutKind::kLlama3;
   if (!cu_seqlens.empty()) {
     if (spec.kind == LayoutKind::kStripe) {
       return absl::InvalidArgumentError(
@@ -143,32 +142,65 @@ absl::StatusOr<Layout> Layout::Create(const LayoutSpec& spec, int64_t batch, int
     }
     RETURN_IF_ERROR(ValidateCuSeqlens(cu_seqlens, seqlen));
     layout.cu_seqlens_.assign(cu_seqlens.begin(), cu_seqlens.end());
+    layout.SplitDocuments();
+    return layout;
   }
-  if (per_document) {
-    for (size_t d = 0; d + 1 < cu_seqlens.size(); ++d) {
-      const int64_t length = cu_seqlens[d + 1] - cu_seqlens[d];
-      if (length % divisor != 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("document ", d, " has length ", length, ", not divisible by ",
-                         DivisorName(spec.kind), " = ", divisor, " (varlen ", name, ")"));
-      }
-      if (length == 0) continue;
-      for (int r = 0; r < ring_size; ++r) {
-        AppendSlices(spec.kind, ring_size, spec.stripe_width, r, cu_seqlens[d], length,
-                     cu_seqlens[d] / ring_size, &layout.slices_[r]);
-      }
+  if (seqlen % divisor != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("seqlen ", seqlen, " is not divisible by ",
+                                                   DivisorName(spec.kind), " = ", divisor, " (",
+                                                   name, ")"));
+  }
+  for (int r = 0; r < ring_size; ++r) {
+    AppendSlices(spec.kind, ring_size, spec.stripe_width, r, 0, seqlen, 0, &layout.slices_[r]);
+  }
+  layout.local_seqlen_ = seqlen / ring_size;
+  return layout;
+}
+
+void Layout::SplitDocuments() {
+  const int r_count = ring_size_;
+  std::vector<int64_t> rows(r_count, 0);  // real rows of each ring rank so far
+  const auto append = [&](int r, int64_t begin, int64_t length) {
+    if (length == 0) return;
+    slices_[r].push_back({rows[r], PositionRun::Contiguous(begin, length)});
+    rows[r] += length;
+  };
+  if (kind() == LayoutKind::kLlama3) {
+    // The packed sequence in R contiguous pieces (sizes differ by at most 1).
+    for (int r = 0; r < r_count; ++r) {
+      const int64_t begin = seqlen_ * r / r_count, end = seqlen_ * (r + 1) / r_count;
+      append(r, begin, end - begin);
     }
   } else {
-    if (seqlen % divisor != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("seqlen ", seqlen, " is not divisible by ",
-                                                     DivisorName(spec.kind), " = ", divisor, " (",
-                                                     name, ")"));
-    }
-    for (int r = 0; r < ring_size; ++r) {
-      AppendSlices(spec.kind, ring_size, spec.stripe_width, r, 0, seqlen, 0, &layout.slices_[r]);
+    // Every document in R (ring) or 2R (zigzag) pieces; ring rank r takes
+    // piece r (and 2R-1-r). A piece is floor(length / pieces) tokens, and the
+    // remainder's extra tokens go to the pieces after the previous
+    // document's, round robin, so the ranks' totals stay within a token or
+    // two of each other whatever the lengths.
+    const int pieces = kind() == LayoutKind::kZigzag ? 2 * r_count : r_count;
+    int next_extra = 0;  // the piece the next extra token goes to
+    std::vector<int64_t> start(pieces + 1);
+    for (size_t d = 0; d + 1 < cu_seqlens_.size(); ++d) {
+      const int64_t length = cu_seqlens_[d + 1] - cu_seqlens_[d];
+      const int64_t base = length / pieces, extra = length % pieces;
+      start[0] = cu_seqlens_[d];
+      for (int p = 0; p < pieces; ++p) {
+        const bool gets_extra = (p - next_extra + pieces) % pieces < extra;
+        start[p + 1] = start[p] + base + (gets_extra ? 1 : 0);
+      }
+      next_extra = static_cast<int>((next_extra + extra) % pieces);
+      for (int r = 0; r < r_count; ++r) {
+        append(r, start[r], start[r + 1] - start[r]);
+        if (pieces > r_count) {
+          const int mirror = pieces - 1 - r;
+          append(r, start[mirror], start[mirror + 1] - start[mirror]);
+        }
+      }
     }
   }
-  return layout;
+  // Every rank's shard has the longest one's rows; the rows past its own
+  // tokens are padding that no task, input or output touches.
+  local_seqlen_ = std::max<int64_t>(1, *std::max_element(rows.begin(), rows.end()));
 }
 
 std::pair<int64_t, int64_t> Layout::BatchRange(int rank) const {
@@ -191,7 +223,7 @@ absl::StatusOr<std::vector<RankSlice>> Layout::Slices(int rank) const {
 
 absl::StatusOr<std::vector<int64_t>> Layout::PositionIds(int rank) const {
   RETURN_IF_ERROR(CheckRank(rank));
-  std::vector<int64_t> ids(local_seqlen());
+  std::vector<int64_t> ids(local_seqlen(), -1);  // -1: a padding row
   for (const RankSlice& slice : slices_[RingRank(rank)]) {
     for (int64_t i = 0; i < slice.positions.length; ++i) {
       ids[slice.row_begin + i] = slice.positions.At(i);

@@ -11,8 +11,10 @@
 //           rank (i / stripe_width) mod R
 //   llama3  contiguous like ring; K/V are all-gathered (per group of
 //           kv_heads_per_group heads) instead of passed around the ring
-// Varlen (cu_seqlens): ring and zigzag split every document as above (its
-// length must divide by R, resp. 2R); llama3 splits the packed sequence.
+// Varlen (cu_seqlens): ring and zigzag split every document as above, and
+// llama3 the packed sequence, into pieces of any length: documents of any
+// length >= 0 and any total; shards differ by a few tokens and are padded
+// to the longest (Layout::local_seqlen).
 #ifndef RINGATTN_CORE_LAYOUT_H_
 #define RINGATTN_CORE_LAYOUT_H_
 
@@ -83,8 +85,8 @@ struct RankShape {
 class Layout {
  public:
   // Errors: InvalidArgument if world < 1, ring_size does not divide world,
-  // batch is not divisible by the number of rings, seqlen (or a document)
-  // is not divisible by what the layout needs, stripe_width < 1,
+  // batch is not divisible by the number of rings, seqlen (without
+  // cu_seqlens) is not divisible by what the layout needs, stripe_width < 1,
   // kv_heads_per_group < 0, cu_seqlens is invalid, or varlen is asked of
   // the stripe layout.
   static absl::StatusOr<Layout> Create(const LayoutSpec& spec, int64_t batch, int64_t seqlen,
@@ -99,8 +101,12 @@ class Layout {
   absl::Span<const int64_t> cu_seqlens() const { return cu_seqlens_; }
   int64_t batch() const { return batch_; }
   int64_t seqlen() const { return seqlen_; }
-  // Tokens per batch row on every rank (all layouts balance token counts).
-  int64_t local_seqlen() const { return seqlen_ / ring_size_; }
+  // Rows per batch row of every rank's shard: seqlen / ring_size, or for
+  // varlen the most tokens any ring rank holds (documents of any length
+  // split into pieces differing by a token; a rank with fewer tokens has
+  // padding rows at the end of its shard, which no task, input or output
+  // touches).
+  int64_t local_seqlen() const { return local_seqlen_; }
   // Batch rows on every rank.
   int64_t local_batch() const { return batch_ / num_rings(); }
 
@@ -128,7 +134,8 @@ class Layout {
 
   // Returns the global position of every local row of `rank` (position ids
   // for rotary embeddings; for varlen these are packed positions, and the
-  // position within its document is position - cu_seqlens[doc]).
+  // position within its document is position - cu_seqlens[doc]); -1 for
+  // a padding row.
   // Errors: InvalidArgument if rank is outside [0, world).
   absl::StatusOr<std::vector<int64_t>> PositionIds(int rank) const;
 
@@ -165,6 +172,9 @@ class Layout {
   template <typename Fn>
   void ForEachToken(int rank, Fn&& copy) const;
 
+  // Varlen: the slices of every ring rank and local_seqlen_ (any lengths).
+  void SplitDocuments();
+
   absl::Status CheckShardSize(const char* what, size_t size, int64_t batch, int64_t seqlen,
                               int64_t token_elements) const;
 
@@ -172,6 +182,7 @@ class Layout {
   int ring_size_ = 1;
   int64_t batch_ = 0;
   int64_t seqlen_ = 0;
+  int64_t local_seqlen_ = 0;
   std::vector<int64_t> cu_seqlens_;
   std::vector<std::vector<RankSlice>> slices_;  // per ring rank
 };

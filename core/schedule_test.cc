@@ -4,6 +4,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/test_util.h"
 
 namespace ringattn {
 namespace {
@@ -163,6 +164,29 @@ TEST(ScheduleTest, VarlenCoversEveryAllowedPairExactlyOnce) {
         const std::vector<int64_t> cu = RandomDocuments(total, unit, &rng);
         for (MaskSpec mask :
              {MaskSpec{}, MaskSpec{.causal = true}, MaskSpec{.causal = true, .window_left = 4}}) {
+          mask.cu_seqlens = cu;
+          CheckCoverage({.layout = {.kind = kind, .world = world},
+                         .batch = 1,
+                         .seqlen = total,
+                         .mask = mask});
+        }
+      }
+    }
+  }
+}
+
+// Documents of any length (lognormal mixes of 1..S tokens, totals that do
+// not divide by W): still every allowed pair exactly once, and no task on a
+// padding row (VisitingPositions would give -1 there).
+TEST(ScheduleTest, VarlenDocumentsOfAnyLengthCoverEveryAllowedPairExactlyOnce) {
+  std::mt19937 rng(3);
+  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kLlama3}) {
+    for (int world : {1, 2, 3, 4, 8}) {
+      for (int trial = 0; trial < 4; ++trial) {
+        const int64_t total = 7 + 23 * trial + world;
+        const std::vector<int64_t> cu = testing::RandomDocuments(total, 5, total, &rng);
+        for (MaskSpec mask : {MaskSpec{.causal = true}, MaskSpec{.causal = true, .window_left = 3},
+                              MaskSpec{.window_left = 2, .window_right = 4}}) {
           mask.cu_seqlens = cu;
           CheckCoverage({.layout = {.kind = kind, .world = world},
                          .batch = 1,

@@ -12,6 +12,21 @@
 
 namespace ringattn::testing {
 
+// Boundaries (cu_seqlens) of random packed documents: lengths from a
+// lognormal mix (median `median`, many short and a few long ones, 1 to
+// `max_length` tokens), about `total` tokens in all (the last document is cut
+// to end there exactly, so it may be shorter).
+inline std::vector<int64_t> RandomDocuments(int64_t total, double median, int64_t max_length,
+                                            std::mt19937* rng) {
+  std::lognormal_distribution<double> length(std::log(median), 1.0);
+  std::vector<int64_t> cu = {0};
+  while (cu.back() < total) {
+    const int64_t n = std::clamp<int64_t>(std::llround(length(*rng)), 1, max_length);
+    cu.push_back(std::min(total, cu.back() + n));
+  }
+  return cu;
+}
+
 // `n` values drawn from N(0, stddev^2) with a fixed seed.
 template <typename T>
 std::vector<T> RandomNormal(int64_t n, uint32_t seed, double stddev = 1.0) {
