@@ -86,7 +86,7 @@ constexpr Row kRows[] = {
     {"ring", LayoutKind::kRing, false},           {"zigzag", LayoutKind::kZigzag, false},
     {"stripe", LayoutKind::kStripe, false},       {"llama3", LayoutKind::kLlama3, false},
     {"varlen_ring", LayoutKind::kRing, true},     {"varlen_zigzag", LayoutKind::kZigzag, true},
-    {"varlen_llama3", LayoutKind::kLlama3, true},
+    {"varlen_llama3", LayoutKind::kLlama3, true}, {"varlen_balanced", LayoutKind::kBalanced, true},
 };
 
 // The seed's varlen benchmark cycles these per-rank document sets (8192

@@ -28,10 +28,12 @@ absl::StatusOr<std::vector<int64_t>> ParseIntList(const std::string& flag,
 
 absl::StatusOr<std::vector<LayoutKind>> ParseLayouts(const std::string& text, bool varlen) {
   if (text == "all") {
-    if (varlen)
-      return std::vector<LayoutKind>{LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kLlama3};
+    if (varlen) {
+      return std::vector<LayoutKind>{LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kLlama3,
+                                     LayoutKind::kBalanced};
+    }
     return std::vector<LayoutKind>{LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe,
-                                   LayoutKind::kLlama3};
+                                   LayoutKind::kLlama3, LayoutKind::kBalanced};
   }
   absl::StatusOr<LayoutKind> kind = ParseLayoutKind(text);
   if (!kind.ok()) {

@@ -14,7 +14,9 @@ TEST(PlanCommandTest, ParsesLists) {
   EXPECT_TRUE(ParseIntList("cu_seqlens", "")->empty());
   EXPECT_THAT(ParseIntList("cu_seqlens", "0,x").status().message(),
               HasSubstr("--cu_seqlens: 'x' is not an integer"));
-  EXPECT_EQ(ParseLayouts("all", true)->size(), 3u);
+  EXPECT_THAT(*ParseLayouts("all", true), ElementsAre(LayoutKind::kRing, LayoutKind::kZigzag,
+                                                      LayoutKind::kLlama3, LayoutKind::kBalanced));
+  EXPECT_EQ(ParseLayouts("all", false)->size(), 5u);
   EXPECT_THAT(ParseLayouts("zigzg", false).status().message(), HasSubstr("unknown layout 'zigzg'"));
 }
 

@@ -12,7 +12,7 @@
 #include "core/status_macros.h"
 
 ABSL_FLAG(std::string, layout, "zigzag",
-          "ring | zigzag | stripe | llama3 (plan also: all, a comparison)");
+          "ring | zigzag | stripe | llama3 | balanced (plan also: all, a comparison)");
 ABSL_FLAG(int, world, 0, "number of ranks W (default: 8 for plan and sim, 4 for run)");
 ABSL_FLAG(int, ring_size, 0,
           "ranks per ring R (W/R independent rings over batch slices); "

@@ -28,6 +28,14 @@ errors_below() {
 expect "default plan" 0 "lockstep efficiency" -- plan --seqlen=4096
 expect "plan comparison" 0 "stripe  world 8" -- plan --layout=all --seqlen=4096
 expect "plan varlen" 0 "documents" -- plan --layout=zigzag --world=2 --seqlen=64 --cu_seqlens=0,16,64
+# Documents of any length (issue #18) and the balanced layout.
+expect "varlen zigzag, any lengths" 0 "check against the fp64 oracle" -- run --random --layout=zigzag --world=4 --seqlen=256 --cu_seqlens=0,17,100,101,256 --check
+errors_below 1e-5
+expect "varlen ring, any lengths" 0 "check against the fp64 oracle" -- run --random --layout=ring --world=2 --seqlen=2048 --cu_seqlens=0,17,700,701,2048 --check
+errors_below 1e-5
+expect "balanced run" 0 "check against the fp64 oracle" -- run --random --layout=balanced --world=3 --seqlen=301 --cu_seqlens=0,1,5,90,91,150,301 --check
+errors_below 1e-5
+expect "plan all varlen lists balanced" 0 "balanced world 8" -- plan --layout=all --seqlen=65536 --cu_seqlens=0,2048,61184,65536
 expect "plan indivisible seqlen" 1 "seqlen 1000 is not divisible by 2*ring_size = 16 (zigzag)" -- plan --seqlen=1000
 expect "plan bad cu_seqlens" 1 "cu_seqlens ends at 60; expected the total token count 64" -- plan --world=2 --seqlen=64 --cu_seqlens=0,16,60
 expect "plan bad heads" 1 "num_heads 32 is not a multiple of num_kv_heads 5" -- plan --num_kv_heads=5

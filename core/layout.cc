@@ -1,6 +1,7 @@
 #include "core/layout.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "core/cu_seqlens.h"
@@ -20,7 +21,8 @@ void AppendSlices(LayoutKind kind, int ring_size, int64_t stripe_width, int r, i
       out->push_back({row, PositionRun::Contiguous(begin + r * piece, piece)});
       return;
     }
-    case LayoutKind::kZigzag: {
+    case LayoutKind::kZigzag:
+    case LayoutKind::kBalanced: {  // (balanced goes through SplitDocuments)
       const int64_t chunk = length / (2 * ring_size);
       out->push_back({row, PositionRun::Contiguous(begin + r * chunk, chunk)});
       out->push_back(
@@ -57,6 +59,55 @@ std::string DivisorName(LayoutKind kind) {
   }
 }
 
+// Causal (query, key) pairs of a document of `length` tokens: the work
+// model of the balanced layout.
+double CausalPairs(int64_t length) { return 0.5 * static_cast<double>(length) * (length + 1); }
+
+// The balanced layout's choice, per document: the rank that keeps it
+// whole, or -1 for one split zigzag-wise over all ranks. The k longest
+// documents are split (their work lands evenly on every rank and every
+// step) and the rest placed largest first on the rank with the least work
+// so far (at step 0, where a rank computes on its own K/V); k is the
+// smallest of 0, 1, 2, 4, ... (then all) that keeps the most loaded rank
+// within 1 % of the mean.
+std::vector<int> BalancedOwners(absl::Span<const int64_t> cu, int ranks) {
+  const int n = static_cast<int>(cu.size()) - 1;
+  std::vector<int> by_length(n);
+  for (int d = 0; d < n; ++d) by_length[d] = d;
+  std::stable_sort(by_length.begin(), by_length.end(),
+                   [&](int a, int b) { return cu[a + 1] - cu[a] > cu[b + 1] - cu[b]; });
+  double total = 0;
+  for (int d = 0; d < n; ++d) total += CausalPairs(cu[d + 1] - cu[d]);
+  const double mean = total / ranks;
+  std::vector<int> owner(n, -1);
+  const auto place = [&](int split) {  // the longest `split` split; max load / mean
+    std::fill(owner.begin(), owner.end(), -1);
+    double even = 0;
+    for (int i = 0; i < split; ++i) even += CausalPairs(cu[by_length[i] + 1] - cu[by_length[i]]);
+    // A min-heap of (load, rank); ties go to the lower rank.
+    std::vector<std::pair<double, int>> heap;
+    for (int r = 0; r < ranks; ++r) heap.push_back({even / ranks, r});
+    std::make_heap(heap.begin(), heap.end(), std::greater<>());
+    for (int i = split; i < n; ++i) {
+      const int d = by_length[i];
+      std::pop_heap(heap.begin(), heap.end(), std::greater<>());
+      owner[d] = heap.back().second;
+      heap.back().first += CausalPairs(cu[d + 1] - cu[d]);
+      std::push_heap(heap.begin(), heap.end(), std::greater<>());
+    }
+    double most = 0;
+    for (const auto& [load, r] : heap) most = std::max(most, load);
+    return mean == 0 ? 1.0 : most / mean;
+  };
+  for (int split = 0;; split = split == 0 ? 1 : 2 * split) {
+    if (split >= n) {
+      std::fill(owner.begin(), owner.end(), -1);  // every document split
+      return owner;
+    }
+    if (place(split) <= 1.01) return owner;
+  }
+}
+
 }  // namespace
 
 absl::string_view LayoutKindName(LayoutKind kind) {
@@ -69,17 +120,19 @@ absl::string_view LayoutKindName(LayoutKind kind) {
       return "stripe";
     case LayoutKind::kLlama3:
       return "llama3";
+    case LayoutKind::kBalanced:
+      return "balanced";
   }
   return "unknown";
 }
 
 absl::StatusOr<LayoutKind> ParseLayoutKind(absl::string_view name) {
-  for (LayoutKind kind :
-       {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe, LayoutKind::kLlama3}) {
+  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe,
+                          LayoutKind::kLlama3, LayoutKind::kBalanced}) {
     if (name == LayoutKindName(kind)) return kind;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown layout '", name, "'; expected ring, zigzag, stripe or llama3"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown layout '", name, "'; expected ring, zigzag, stripe, llama3 or balanced"));
 }
 
 absl::StatusOr<Layout> Layout::Create(const LayoutSpec& spec, int64_t batch, int64_t seqlen,
@@ -130,10 +183,17 @@ absl::StatusOr<Layout> Layout::Create(const LayoutSpec& spec, int64_t batch, int
   layout.seqlen_ = seqlen;
   layout.slices_.resize(ring_size);
 
+  if (spec.kind == LayoutKind::kBalanced && cu_seqlens.empty()) {
+    layout.cu_seqlens_ = {0, seqlen};  // one document
+    layout.SplitDocuments();
+    layout.cu_seqlens_.clear();
+    layout.documents_local_ = false;  // without documents every pair may cross ranks
+    return layout;
+  }
   if (!cu_seqlens.empty()) {
     if (spec.kind == LayoutKind::kStripe) {
       return absl::InvalidArgumentError(
-          "varlen (cu_seqlens) is supported by the ring, zigzag and llama3 "
+          "varlen (cu_seqlens) is supported by the ring, zigzag, llama3 and balanced "
           "layouts; got stripe");
     }
     if (batch != 1) {
@@ -172,16 +232,26 @@ void Layout::SplitDocuments() {
       append(r, begin, end - begin);
     }
   } else {
-    // Every document in R (ring) or 2R (zigzag) pieces; ring rank r takes
-    // piece r (and 2R-1-r). A piece is floor(length / pieces) tokens, and the
-    // remainder's extra tokens go to the pieces after the previous
-    // document's, round robin, so the ranks' totals stay within a token or
-    // two of each other whatever the lengths.
-    const int pieces = kind() == LayoutKind::kZigzag ? 2 * r_count : r_count;
+    // Every document in R (ring) or 2R (zigzag, and balanced's split ones)
+    // pieces; ring rank r takes piece r (and 2R-1-r). A piece is
+    // floor(length / pieces) tokens, and the remainder's extra tokens go to
+    // the pieces after the previous document's, round robin, so the ranks'
+    // totals stay within a token or two of each other whatever the lengths.
+    // Balanced keeps the documents of `owner` >= 0 whole on that rank.
+    const std::vector<int> owner = kind() == LayoutKind::kBalanced
+                                       ? BalancedOwners(cu_seqlens_, r_count)
+                                       : std::vector<int>(cu_seqlens_.size() - 1, -1);
+    documents_local_ = kind() == LayoutKind::kBalanced && r_count > 1 &&
+                       std::all_of(owner.begin(), owner.end(), [](int o) { return o >= 0; });
+    const int pieces = kind() == LayoutKind::kRing ? r_count : 2 * r_count;
     int next_extra = 0;  // the piece the next extra token goes to
     std::vector<int64_t> start(pieces + 1);
     for (size_t d = 0; d + 1 < cu_seqlens_.size(); ++d) {
       const int64_t length = cu_seqlens_[d + 1] - cu_seqlens_[d];
+      if (owner[d] >= 0) {
+        append(owner[d], cu_seqlens_[d], length);
+        continue;
+      }
       const int64_t base = length / pieces, extra = length % pieces;
       start[0] = cu_seqlens_[d];
       for (int p = 0; p < pieces; ++p) {

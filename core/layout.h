@@ -11,6 +11,12 @@
 //           rank (i / stripe_width) mod R
 //   llama3  contiguous like ring; K/V are all-gathered (per group of
 //           kv_heads_per_group heads) instead of passed around the ring
+//   balanced  packed documents (the whole sequence is one without
+//           cu_seqlens): the longest documents split as zigzag does, the
+//           others kept whole, each on the rank with the least causal work
+//           so far (largest first), with as few split as keep every rank's
+//           work within 1 % of the mean (Layout::SplitDocuments); K/V pass
+//           around the ring
 // Varlen (cu_seqlens): ring and zigzag split every document as above, and
 // llama3 the packed sequence, into pieces of any length: documents of any
 // length >= 0 and any total; shards differ by a few tokens and are padded
@@ -34,9 +40,9 @@
 
 namespace ringattn {
 
-enum class LayoutKind { kRing, kZigzag, kStripe, kLlama3 };
+enum class LayoutKind { kRing, kZigzag, kStripe, kLlama3, kBalanced };
 
-// "ring", "zigzag", "stripe", "llama3".
+// "ring", "zigzag", "stripe", "llama3", "balanced".
 absl::string_view LayoutKindName(LayoutKind kind);
 // Errors: InvalidArgument listing the known names.
 absl::StatusOr<LayoutKind> ParseLayoutKind(absl::string_view name);
@@ -107,6 +113,10 @@ class Layout {
   // padding rows at the end of its shard, which no task, input or output
   // touches).
   int64_t local_seqlen() const { return local_seqlen_; }
+  // Balanced layouts that kept every document whole on one rank: a
+  // document mask then allows no pair across ranks, and the ring needs no
+  // step beyond the first (Schedule::num_steps).
+  bool documents_local() const { return documents_local_; }
   // Batch rows on every rank.
   int64_t local_batch() const { return batch_ / num_rings(); }
 
@@ -183,6 +193,7 @@ class Layout {
   int64_t batch_ = 0;
   int64_t seqlen_ = 0;
   int64_t local_seqlen_ = 0;
+  bool documents_local_ = false;
   std::vector<int64_t> cu_seqlens_;
   std::vector<std::vector<RankSlice>> slices_;  // per ring rank
 };

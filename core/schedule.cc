@@ -46,7 +46,9 @@ absl::StatusOr<Schedule> Schedule::Create(const Layout& layout, const Mask& mask
     schedule.num_steps_ = static_cast<int>(num_kv_heads / per_group);
   } else {
     schedule.pattern_ = CommPattern::kRingPass;
-    schedule.num_steps_ = layout.ring_size();
+    // Documents all on their own ranks (the mask has the same cu_seqlens):
+    // nothing to pass, one step.
+    schedule.num_steps_ = layout.documents_local() ? 1 : layout.ring_size();
   }
   return schedule;
 }

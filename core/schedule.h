@@ -62,7 +62,8 @@ class Schedule {
   const Layout& layout() const { return layout_; }
   const Mask& mask() const { return mask_; }
   CommPattern pattern() const { return pattern_; }
-  // Ring passes: ring_size steps; all-gather: one step per kv head group.
+  // Ring passes: ring_size steps (one where every document is on one rank,
+  // Layout::documents_local); all-gather: one step per kv head group.
   int num_steps() const { return num_steps_; }
   int64_t num_kv_heads() const { return num_kv_heads_; }
 

@@ -134,8 +134,8 @@ std::vector<MaskSpec> Masks(int64_t batch, int64_t seqlen) {
 }
 
 TEST(ScheduleTest, CoversEveryAllowedPairExactlyOnce) {
-  for (LayoutKind kind :
-       {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe, LayoutKind::kLlama3}) {
+  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe,
+                          LayoutKind::kLlama3, LayoutKind::kBalanced}) {
     for (int world : {1, 2, 3, 4, 8}) {
       for (int64_t seqlen : {48, 96}) {
         for (const MaskSpec& mask : Masks(2, seqlen)) {
@@ -154,7 +154,8 @@ TEST(ScheduleTest, CoversEveryAllowedPairExactlyOnce) {
 
 TEST(ScheduleTest, VarlenCoversEveryAllowedPairExactlyOnce) {
   std::mt19937 rng(7);
-  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kLlama3}) {
+  for (LayoutKind kind :
+       {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kLlama3, LayoutKind::kBalanced}) {
     for (int world : {1, 2, 3, 4, 8}) {
       for (int trial = 0; trial < 3; ++trial) {
         const int64_t unit = kind == LayoutKind::kZigzag ? 2 * world
@@ -180,7 +181,8 @@ TEST(ScheduleTest, VarlenCoversEveryAllowedPairExactlyOnce) {
 // padding row (VisitingPositions would give -1 there).
 TEST(ScheduleTest, VarlenDocumentsOfAnyLengthCoverEveryAllowedPairExactlyOnce) {
   std::mt19937 rng(3);
-  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kLlama3}) {
+  for (LayoutKind kind :
+       {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kLlama3, LayoutKind::kBalanced}) {
     for (int world : {1, 2, 3, 4, 8}) {
       for (int trial = 0; trial < 4; ++trial) {
         const int64_t total = 7 + 23 * trial + world;

@@ -170,6 +170,8 @@ class SimBackend : public RingBackend {
     double bytes = 0;
     int syncs = 0;
     switch (layout.kind()) {
+      case LayoutKind::kBalanced:  // not ring-flash-attention's (Simulate refuses it)
+        break;
       case LayoutKind::kLlama3:
         if (backward) bytes = 8.0 * KvElements(kv.head_begin, kv.head_end);
         break;

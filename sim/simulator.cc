@@ -30,6 +30,11 @@ using internal::TraceJson;
 absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
   ASSIGN_OR_RETURN(Schedule schedule, Schedule::Build(o.layout, o.mask, o.shape));
   const int world = schedule.layout().world();
+  if (o.seed_implementation && schedule.layout().kind() == LayoutKind::kBalanced) {
+    return absl::InvalidArgumentError(
+        "ring-flash-attention has no balanced layout; model it with ring, zigzag, stripe or "
+        "llama3");
+  }
   const int per_node = o.gpus_per_node == 0 ? world : o.gpus_per_node;
   if (per_node < 1 || world % per_node != 0) {
     return absl::InvalidArgumentError(

@@ -156,8 +156,8 @@ int64_t DocumentUnit(LayoutKind kind, int world) {
 }
 
 TEST(RingCpuTest, EveryLayoutWorldAndMaskMatchesTheOracle) {
-  for (LayoutKind kind :
-       {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe, LayoutKind::kLlama3}) {
+  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe,
+                          LayoutKind::kLlama3, LayoutKind::kBalanced}) {
     for (int world : {1, 2, 3, 4, 8}) {
       for (const MaskSpec& mask :
            {MaskSpec{.causal = true}, MaskSpec{}, MaskSpec{.causal = true, .window_left = 7},
@@ -180,7 +180,8 @@ TEST(RingCpuTest, EveryLayoutWorldAndMaskMatchesTheOracle) {
 // forward and backward equal the fp64 oracle on every real token.
 TEST(RingCpuTest, VarlenDocumentsOfAnyLengthMatchTheOracle) {
   std::mt19937 rng(5);
-  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kLlama3}) {
+  for (LayoutKind kind :
+       {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kLlama3, LayoutKind::kBalanced}) {
     for (int world : {1, 2, 3, 4, 8}) {
       const int64_t total = 13 * world + 5;
       const std::vector<int64_t> cu = testing::RandomDocuments(total, 4, total, &rng);
@@ -189,6 +190,22 @@ TEST(RingCpuTest, VarlenDocumentsOfAnyLengthMatchTheOracle) {
         CheckFloat({{.kind = kind, .world = world}, {1, total, total, 4, 2, 8}, mask});
       }
     }
+  }
+}
+
+// Many short documents: the balanced layout keeps each whole on one rank,
+// and the ring runs one step, passing nothing.
+TEST(RingCpuTest, BalancedShortDocumentsStayHomeInOneStep) {
+  std::mt19937 rng(9);
+  const std::vector<int64_t> cu = testing::RandomDocuments(1200, 6, 16, &rng);
+  const int64_t total = cu.back();
+  for (int world : {2, 4}) {
+    const LayoutSpec spec{.kind = LayoutKind::kBalanced, .world = world};
+    const Layout layout = *Layout::Create(spec, 1, total, cu);
+    ASSERT_TRUE(layout.documents_local()) << "W=" << world;
+    const Mask mask = *Mask::Create({.causal = true, .cu_seqlens = cu}, 1, total, total);
+    EXPECT_EQ(Schedule::Create(layout, mask, 1)->num_steps(), 1);
+    CheckFloat({spec, {1, total, total, 2, 1, 8}, {.causal = true, .cu_seqlens = cu}});
   }
 }
 
