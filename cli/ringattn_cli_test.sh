@@ -36,6 +36,9 @@ errors_below 1e-5
 expect "balanced run" 0 "check against the fp64 oracle" -- run --random --layout=balanced --world=3 --seqlen=301 --cu_seqlens=0,1,5,90,91,150,301 --check
 errors_below 1e-5
 expect "plan all varlen lists balanced" 0 "balanced world 8" -- plan --layout=all --seqlen=65536 --cu_seqlens=0,2048,61184,65536
+expect "plan auto" 0 "layout auto: zigzag (simulated fwd+bwd on h200" -- plan --layout=auto --seqlen=65536 --num_kv_heads=8
+expect "run auto" 0 "layout auto: " -- run --random --layout=auto --world=4 --seqlen=256 --cu_seqlens=0,10,40,45,90,130,131,200,256 --check
+errors_below 1e-5
 expect "plan indivisible seqlen" 1 "seqlen 1000 is not divisible by 2*ring_size = 16 (zigzag)" -- plan --seqlen=1000
 expect "plan bad cu_seqlens" 1 "cu_seqlens ends at 60; expected the total token count 64" -- plan --world=2 --seqlen=64 --cu_seqlens=0,16,60
 expect "plan bad heads" 1 "num_heads 32 is not a multiple of num_kv_heads 5" -- plan --num_kv_heads=5

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "cli/auto_layout.h"
 #include "cli/npy.h"
 #include "comm/thread_communicator.h"
 #include "core/dtype_convert.h"
@@ -107,8 +108,9 @@ absl::StatusOr<RankResult> ComputeRank(Communicator& comm, const RunOptions& opt
   };
   const std::vector<uint8_t> q = shard(in.q, q_token), k = shard(in.k, kv_token),
                              v = shard(in.v, kv_token);
-  absl::StatusOr<std::unique_ptr<RingAttention>> attention =
-      RingAttention::Create(comm, options.config, s);
+  RingAttentionConfig config = options.config;
+  config.layout = layout.spec();  // the run's layout (--layout=auto resolved)
+  absl::StatusOr<std::unique_ptr<RingAttention>> attention = RingAttention::Create(comm, config, s);
   if (!attention.ok()) {
     comm.Abort(attention.status());
     return attention.status();
@@ -434,8 +436,14 @@ absl::StatusOr<RunInputs> ReadRunInputs(const RunOptions& o) {
 
 absl::StatusOr<RunInputs> LoadRunInputs(const RunOptions& options) {
   ASSIGN_OR_RETURN(RunInputs in, ReadRunInputs(options));
-  ASSIGN_OR_RETURN(Schedule schedule,
-                   Schedule::Build(options.config.layout, options.config.mask, in.shape));
+  LayoutSpec layout = options.config.layout;
+  if (options.auto_layout) {
+    ASSIGN_OR_RETURN(LayoutChoice choice,
+                     PickLayout(layout, options.config.mask, in.shape, in.dtype, !in.dout.empty()));
+    layout.kind = choice.kind;
+    in.layout_choice = choice.report;
+  }
+  ASSIGN_OR_RETURN(Schedule schedule, Schedule::Build(layout, options.config.mask, in.shape));
   in.schedule = std::make_shared<const Schedule>(std::move(schedule));
   return in;
 }
@@ -453,10 +461,10 @@ absl::StatusOr<std::string> RunRank(Communicator& comm, const RunOptions& option
   ASSIGN_OR_RETURN(GlobalResult global, Gather(comm, in, *layout, std::move(mine)));
   if (comm.rank() != 0) return std::string();
 
-  std::string report =
-      absl::StrCat("ringattn run: ", layout->DebugString(), ", ", schedule->mask().DebugString(),
-                   ", ", in.shape.DebugString(), ", ", DTypeName(in.dtype), "\n",
-                   Timings(global, schedule->num_steps(), !in.dout.empty()));
+  std::string report = absl::StrCat(in.layout_choice, "ringattn run: ", layout->DebugString(), ", ",
+                                    schedule->mask().DebugString(), ", ", in.shape.DebugString(),
+                                    ", ", DTypeName(in.dtype), "\n",
+                                    Timings(global, schedule->num_steps(), !in.dout.empty()));
   RETURN_IF_ERROR(WriteOutputs(options, in, global));
   if (options.check) {
     ASSIGN_OR_RETURN(GlobalResult single, SingleCall(options, in));

@@ -27,6 +27,8 @@ struct RunOptions {
   DType random_dtype = DType::kFloat32;
   AttentionShape random_shape;  // seqlen_q == seqlen_k
   RingAttentionConfig config;   // layout (world), mask, softmax scale
+  // --layout=auto: LoadRunInputs picks config.layout's kind (cli/auto_layout.h).
+  bool auto_layout = false;
   bool backward = true;
   // Outputs (.npy paths; empty: not written).
   std::string out, lse, dq, dk, dv;
@@ -45,6 +47,7 @@ struct RunInputs {
   // The run's layout, mask and schedule, built once from the options and
   // the inputs' shape, before any rank starts; every rank reads it.
   std::shared_ptr<const Schedule> schedule;
+  std::string layout_choice;  // --layout=auto: what was picked and why
 };
 
 // Reads (or draws) the inputs and builds the run's schedule. Errors: a file

@@ -61,8 +61,10 @@ absl::StatusOr<RunOptions> RunOptionsFromFlags() {
   RunOptions o;
   RETURN_IF_ERROR(
       ProblemFromFlags(kRunDefaults, &o.config.mask, &o.config.layout, &o.random_shape));
-  ASSIGN_OR_RETURN(LayoutKind kind, ParseLayoutKind(LayoutFlag()));
-  o.config.layout.kind = kind;
+  o.auto_layout = LayoutFlag() == "auto";
+  if (!o.auto_layout) {
+    ASSIGN_OR_RETURN(o.config.layout.kind, ParseLayoutKind(LayoutFlag()));
+  }
   o.config.softmax_scale = absl::GetFlag(FLAGS_softmax_scale);
   const std::string backend = absl::GetFlag(FLAGS_backend);
   const int gpus = absl::GetFlag(FLAGS_gpus);
