@@ -10,8 +10,13 @@
 //   zigzag_ring_flash_attn_func   -> LayoutKind::kZigzag
 //   stripe_flash_attn_func        -> LayoutKind::kStripe
 //   llama3_flash_attn_varlen_func -> LayoutKind::kLlama3 (+ cu_seqlens)
-//   *_varlen_*                    -> MaskSpec::cu_seqlens
+//   *_varlen_*                    -> MaskSpec::cu_seqlens (documents of any
+//                                    length; or LayoutKind::kBalanced)
 //   *_qkvpacked_* / *_kvpacked_*  -> PackedStrides(shape, packing)
+// With documents whose lengths do not split evenly, ranks hold a few tokens
+// more or less: every local shard has the layout's local_seqlen() rows, and
+// rows whose PositionIds() entry is -1 are padding (give anything; their
+// outputs and gradients are zero or meaningless and belong to no token).
 // The state is fp32 (fp64 for float64 inputs) from the first block to the
 // last; bf16/fp16 inputs are upcast per block.
 #ifndef RINGATTN_RINGATTN_H_
@@ -73,7 +78,7 @@ class RingAttention {
   ~RingAttention();
 
   const Schedule& schedule() const { return *schedule_; }
-  // Global positions of this rank's local rows.
+  // Global positions of this rank's local rows (-1: a padding row).
   std::vector<int64_t> PositionIds() const;
 
   // Errors: InvalidArgument if a tensor does not fit its buffer or dtypes
