@@ -22,16 +22,7 @@ namespace {
 using ::ringattn::testing::MaxRelError;
 using ::ringattn::testing::RandomNormal;
 
-struct Case {
-  LayoutSpec layout;
-  AttentionShape shape;
-  MaskSpec mask;
-  std::string Name() const {
-    return absl::StrCat(LayoutKindName(layout.kind), " W=", layout.world, " R=", layout.ring_size,
-                        " ", shape.DebugString(), " causal=", mask.causal,
-                        " window=", mask.window_left, " docs=", mask.cu_seqlens.size());
-  }
-};
+using Case = ::ringattn::testing::RingCase;
 
 std::vector<uint8_t> Encode(DType dtype, const std::vector<double>& x) {
   return EncodeAll<double>(dtype, x);

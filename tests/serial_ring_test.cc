@@ -19,11 +19,7 @@ using ::ringattn::testing::Cast;
 using ::ringattn::testing::MaxRelError;
 using ::ringattn::testing::RandomNormal;
 
-struct Case {
-  LayoutSpec layout;
-  AttentionShape shape;
-  MaskSpec mask;
-};
+using Case = ::ringattn::testing::RingCase;
 
 void CheckAgainstOracle(const Case& c) {
   const AttentionShape& shape = c.shape;

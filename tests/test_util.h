@@ -6,11 +6,28 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
+#include "core/layout.h"
+#include "core/mask.h"
+#include "core/shapes.h"
 
 namespace ringattn::testing {
+
+// A ring problem: the layout, the global shape and the mask.
+struct RingCase {
+  LayoutSpec layout;
+  AttentionShape shape;
+  MaskSpec mask;
+  std::string Name() const {
+    return absl::StrCat(LayoutKindName(layout.kind), " W=", layout.world, " R=", layout.ring_size,
+                        " ", shape.DebugString(), " causal=", mask.causal,
+                        " window=", mask.window_left, " docs=", mask.cu_seqlens.size());
+  }
+};
 
 // Boundaries (cu_seqlens) of random packed documents: lengths from a
 // lognormal mix (median `median`, many short and a few long ones, 1 to
