@@ -230,6 +230,16 @@ std::vector<Case> Cases() {
                    {.causal = true, .cu_seqlens = {0, 128, 256, 512}},
                    s,
                    DType::kBFloat16});
+  // Documents of any length (uneven shards with padding rows, issue #18),
+  // and the balanced layout (one long document split, short ones whole).
+  const std::vector<int64_t> uneven = {0, 1, 17, 200, 201, 463, 509};
+  const AttentionShape u{1, 509, 509, 4, 2, 128};
+  for (LayoutKind kind : {LayoutKind::kZigzag, LayoutKind::kLlama3, LayoutKind::kBalanced}) {
+    for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
+      cases.push_back(
+          {{.kind = kind, .world = 3}, {.causal = true, .cu_seqlens = uneven}, u, dtype});
+    }
+  }
   return cases;
 }
 
