@@ -1,0 +1,241 @@
+// The C ABI over ringattn.h (see ringattn_c.h). No exception and no C++
+// type leaves this file.
+#include "ringattn_c.h"
+
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <new>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "comm/thread_communicator.h"
+#include "core/status_macros.h"
+#include "ringattn.h"
+
+struct ringattn_world {
+  std::unique_ptr<ringattn::comm::ThreadWorld> threads;
+};
+
+struct ringattn_ring {
+  std::unique_ptr<ringattn::RingAttention> attention;
+};
+
+namespace {
+
+using ringattn::DType;
+
+thread_local std::string last_error;
+
+ringattn_status Fail(const absl::Status& status) {
+  last_error = std::string(status.message());
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+      return RINGATTN_INVALID_ARGUMENT;
+    case absl::StatusCode::kDeadlineExceeded:
+      return RINGATTN_DEADLINE_EXCEEDED;
+    case absl::StatusCode::kResourceExhausted:
+      return RINGATTN_RESOURCE_EXHAUSTED;
+    case absl::StatusCode::kFailedPrecondition:
+      return RINGATTN_FAILED_PRECONDITION;
+    case absl::StatusCode::kAborted:
+      return RINGATTN_ABORTED;
+    case absl::StatusCode::kInternal:
+      return RINGATTN_INTERNAL;
+    case absl::StatusCode::kUnavailable:
+      return RINGATTN_UNAVAILABLE;
+    default:
+      return RINGATTN_OTHER_ERROR;
+  }
+}
+
+// Runs `body` (returning absl::Status), turning exceptions into errors.
+template <typename Body>
+ringattn_status Guard(Body&& body) {
+  last_error.clear();
+  try {
+    const absl::Status status = body();
+    return status.ok() ? RINGATTN_OK : Fail(status);
+  } catch (const std::bad_alloc&) {
+    return Fail(absl::ResourceExhaustedError("out of memory"));
+  } catch (const std::exception& e) {
+    return Fail(absl::InternalError(absl::StrCat("unexpected exception: ", e.what())));
+  }
+}
+
+absl::StatusOr<DType> DTypeOf(ringattn_dtype dtype) {
+  switch (dtype) {
+    case RINGATTN_FLOAT32:
+      return DType::kFloat32;
+    case RINGATTN_FLOAT64:
+      return DType::kFloat64;
+    case RINGATTN_FLOAT16:
+      return DType::kFloat16;
+    case RINGATTN_BFLOAT16:
+      return DType::kBFloat16;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("dtype ", static_cast<int>(dtype),
+                   " is unknown; expected RINGATTN_FLOAT32 (0), FLOAT64 (1), "
+                   "FLOAT16 (2) or BFLOAT16 (3)"));
+}
+
+absl::StatusOr<ringattn::LayoutKind> LayoutOf(ringattn_layout layout) {
+  switch (layout) {
+    case RINGATTN_LAYOUT_RING:
+      return ringattn::LayoutKind::kRing;
+    case RINGATTN_LAYOUT_ZIGZAG:
+      return ringattn::LayoutKind::kZigzag;
+    case RINGATTN_LAYOUT_STRIPE:
+      return ringattn::LayoutKind::kStripe;
+    case RINGATTN_LAYOUT_LLAMA3:
+      return ringattn::LayoutKind::kLlama3;
+    case RINGATTN_LAYOUT_BALANCED:
+      return ringattn::LayoutKind::kBalanced;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("layout ", static_cast<int>(layout), " is unknown; expected 0 to 4"));
+}
+
+absl::StatusOr<ringattn::RankTensor> TensorOf(const char* name, const ringattn_tensor* t) {
+  if (t == nullptr || t->data == nullptr || t->bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " is missing (a NULL tensor, data pointer, or negative size)"));
+  }
+  ringattn::RankTensor r;
+  ASSIGN_OR_RETURN(r.dtype, DTypeOf(t->dtype));
+  r.data = absl::Span<const uint8_t>(static_cast<const uint8_t*>(t->data), t->bytes);
+  r.strides = {t->offset, t->batch_stride, t->row_stride, t->head_stride};
+  return r;
+}
+
+// Copies `from` into the caller's buffer of `bytes`, which must match.
+template <typename T>
+absl::Status CopyOut(const char* name, const std::vector<T>& from, void* to, int64_t bytes) {
+  const int64_t need = static_cast<int64_t>(from.size() * sizeof(T));
+  if (to == nullptr || bytes != need) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " has room for ", bytes, " bytes; expected ", need, " (dense, local)"));
+  }
+  std::memcpy(to, from.data(), need);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* ringattn_last_error(void) { return last_error.c_str(); }
+
+ringattn_status ringattn_threads_world_create(int32_t world, double timeout_s,
+                                              ringattn_world** out) {
+  return Guard([&]() -> absl::Status {
+    if (out == nullptr) return absl::InvalidArgumentError("out is NULL");
+    if (world < 1 || world > ringattn::kMaxWorld) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("world is ", world, "; expected 1 to ", ringattn::kMaxWorld));
+    }
+    if (!(timeout_s > 0) || timeout_s > 1e9) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "timeout_s is ", timeout_s, "; expected a positive, finite number of seconds"));
+    }
+    auto w = std::make_unique<ringattn_world>();
+    w->threads = std::make_unique<ringattn::comm::ThreadWorld>(world, absl::Seconds(timeout_s));
+    *out = w.release();
+    return absl::OkStatus();
+  });
+}
+
+void ringattn_world_destroy(ringattn_world* world) { delete world; }
+
+ringattn_status ringattn_ring_create(ringattn_world* world, int32_t rank, const ringattn_config* c,
+                                     ringattn_ring** out) {
+  return Guard([&]() -> absl::Status {
+    if (world == nullptr || c == nullptr || out == nullptr) {
+      return absl::InvalidArgumentError("world, config and out must not be NULL");
+    }
+    if (rank < 0 || rank >= world->threads->world()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("rank ", rank, " is outside [0, world = ", world->threads->world(), ")"));
+    }
+    for (const auto& [name, pointer, count] :
+         {std::tuple{"cu_seqlens", c->cu_seqlens, c->num_cu_seqlens},
+          std::tuple{"key_lengths", c->key_lengths, c->num_key_lengths}}) {
+      if (count < 0 || (count > 0 && pointer == nullptr)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(name, ": ", count, " entries at ", pointer == nullptr ? "NULL" : "data",
+                         "; expected a count >= 0 and, if positive, a pointer"));
+      }
+    }
+    ringattn::RingAttentionConfig config;
+    ASSIGN_OR_RETURN(config.layout.kind, LayoutOf(c->layout));
+    config.layout.world = c->world;
+    config.layout.ring_size = c->ring_size;
+    config.layout.stripe_width = c->stripe_width == 0 ? 1 : c->stripe_width;
+    config.layout.kv_heads_per_group = c->kv_heads_per_group;
+    config.mask.causal = c->causal != 0;
+    config.mask.window_left = c->window_left;
+    config.mask.window_right = c->window_right;
+    config.mask.cu_seqlens.assign(c->cu_seqlens, c->cu_seqlens + c->num_cu_seqlens);
+    config.mask.key_lengths.assign(c->key_lengths, c->key_lengths + c->num_key_lengths);
+    config.softmax_scale = c->softmax_scale;
+    const ringattn::AttentionShape shape{c->batch,     c->seqlen,       c->seqlen,
+                                         c->num_heads, c->num_kv_heads, c->head_dim};
+    auto ring = std::make_unique<ringattn_ring>();
+    ASSIGN_OR_RETURN(ring->attention,
+                     ringattn::RingAttention::Create(world->threads->rank(rank), config, shape));
+    *out = ring.release();
+    return absl::OkStatus();
+  });
+}
+
+void ringattn_ring_destroy(ringattn_ring* ring) { delete ring; }
+
+int64_t ringattn_ring_local_seqlen(const ringattn_ring* ring) {
+  return ring == nullptr ? -1 : ring->attention->schedule().layout().local_seqlen();
+}
+
+int64_t ringattn_ring_local_batch(const ringattn_ring* ring) {
+  return ring == nullptr ? -1 : ring->attention->schedule().layout().local_batch();
+}
+
+ringattn_status ringattn_ring_position_ids(const ringattn_ring* ring, int64_t* ids, int64_t count) {
+  return Guard([&]() -> absl::Status {
+    if (ring == nullptr) return absl::InvalidArgumentError("ring is NULL");
+    const std::vector<int64_t> positions = ring->attention->PositionIds();
+    return CopyOut("ids", positions, ids, count * static_cast<int64_t>(sizeof(int64_t)));
+  });
+}
+
+ringattn_status ringattn_forward(ringattn_ring* ring, const ringattn_tensor* q,
+                                 const ringattn_tensor* k, const ringattn_tensor* v, void* out,
+                                 int64_t out_bytes, float* lse, int64_t lse_count) {
+  return Guard([&]() -> absl::Status {
+    if (ring == nullptr) return absl::InvalidArgumentError("ring is NULL");
+    ASSIGN_OR_RETURN(ringattn::RankTensor tq, TensorOf("q", q));
+    ASSIGN_OR_RETURN(ringattn::RankTensor tk, TensorOf("k", k));
+    ASSIGN_OR_RETURN(ringattn::RankTensor tv, TensorOf("v", v));
+    ASSIGN_OR_RETURN(ringattn::RankForward result, ring->attention->Forward(tq, tk, tv));
+    RETURN_IF_ERROR(CopyOut("out", result.out, out, out_bytes));
+    return CopyOut("lse", result.lse, lse, lse_count * static_cast<int64_t>(sizeof(float)));
+  });
+}
+
+ringattn_status ringattn_backward(ringattn_ring* ring, const ringattn_tensor* dout, void* dq,
+                                  int64_t dq_bytes, void* dk, int64_t dk_bytes, void* dv,
+                                  int64_t dv_bytes) {
+  return Guard([&]() -> absl::Status {
+    if (ring == nullptr) return absl::InvalidArgumentError("ring is NULL");
+    ASSIGN_OR_RETURN(ringattn::RankTensor tdout, TensorOf("dout", dout));
+    ASSIGN_OR_RETURN(ringattn::RankGrads grads, ring->attention->Backward(tdout));
+    RETURN_IF_ERROR(CopyOut("dq", grads.dq, dq, dq_bytes));
+    RETURN_IF_ERROR(CopyOut("dk", grads.dk, dk, dk_bytes));
+    return CopyOut("dv", grads.dv, dv, dv_bytes);
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,121 @@
+/* ringattn's C ABI: exact ring attention from any language (Python's ctypes,
+ * ...), with no C++ type crossing it. Opaque handles, plain enums, int64
+ * shapes and strides, void* data, status codes with a message.
+ *
+ * One process holding W ranks on W threads (the in-process world):
+ *   ringattn_world* world;  ringattn_threads_world_create(W, 120.0, &world);
+ *   on each of W threads, rank r:
+ *     ringattn_ring* ring;  ringattn_ring_create(world, r, &config, &ring);
+ *     ringattn_forward(ring, &q, &k, &v, out, out_bytes, lse, lse_count);
+ *     ringattn_backward(ring, &dout, dq, dq_bytes, dk, dk_bytes, dv, dv_bytes);
+ *     ringattn_ring_destroy(ring);
+ *   ringattn_world_destroy(world);
+ * Local tensors are (local_batch, local_seqlen, heads, head_dim) as the
+ * layout shards (ringattn_ring_local_seqlen, ringattn_ring_position_ids;
+ * position -1 is a padding row). Outputs are written dense in the input
+ * dtype; LSE is float32 (local_batch, num_heads, local_seqlen).
+ * The backend is the CPU one (the CUDA backend is not behind this ABI yet).
+ * Every call returns RINGATTN_OK or an error code; ringattn_last_error()
+ * then gives the message (per thread, valid until the thread's next call).
+ */
+#ifndef RINGATTN_RINGATTN_C_H_
+#define RINGATTN_RINGATTN_C_H_
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* absl::StatusCode values. */
+typedef enum {
+  RINGATTN_OK = 0,
+  RINGATTN_INVALID_ARGUMENT = 3,
+  RINGATTN_DEADLINE_EXCEEDED = 4,
+  RINGATTN_RESOURCE_EXHAUSTED = 8,
+  RINGATTN_FAILED_PRECONDITION = 9,
+  RINGATTN_ABORTED = 10,
+  RINGATTN_INTERNAL = 13,
+  RINGATTN_UNAVAILABLE = 14,
+  RINGATTN_OTHER_ERROR = 2
+} ringattn_status;
+
+typedef enum {
+  RINGATTN_LAYOUT_RING = 0,
+  RINGATTN_LAYOUT_ZIGZAG = 1,
+  RINGATTN_LAYOUT_STRIPE = 2,
+  RINGATTN_LAYOUT_LLAMA3 = 3,
+  RINGATTN_LAYOUT_BALANCED = 4
+} ringattn_layout;
+
+typedef enum {
+  RINGATTN_FLOAT32 = 0,
+  RINGATTN_FLOAT64 = 1,
+  RINGATTN_FLOAT16 = 2,
+  RINGATTN_BFLOAT16 = 3
+} ringattn_dtype;
+
+typedef struct {
+  ringattn_layout layout;
+  int32_t world;              /* ranks W; must equal the world's */
+  int32_t ring_size;          /* 0: one ring of W */
+  int64_t stripe_width;       /* stripe layout; 0 or 1: 1 */
+  int64_t kv_heads_per_group; /* llama3; 0: all */
+  int32_t causal;             /* 0 or 1 */
+  int64_t window_left;        /* -1: none */
+  int64_t window_right;       /* -1: none */
+  const int64_t* cu_seqlens;  /* varlen document boundaries, or NULL */
+  int64_t num_cu_seqlens;
+  const int64_t* key_lengths; /* valid keys per batch row, or NULL */
+  int64_t num_key_lengths;
+  /* The global problem. */
+  int64_t batch, seqlen, num_heads, num_kv_heads, head_dim;
+  double softmax_scale; /* 0: 1/sqrt(head_dim) */
+} ringattn_config;
+
+/* A local tensor: element (b, t, h, d) of `dtype` at
+ * data + (offset + b*batch_stride + t*row_stride + h*head_stride + d) * size,
+ * inside `bytes` bytes. */
+typedef struct {
+  const void* data;
+  int64_t bytes;
+  ringattn_dtype dtype;
+  int64_t offset, batch_stride, row_stride, head_stride; /* in elements */
+} ringattn_tensor;
+
+typedef struct ringattn_world ringattn_world;
+typedef struct ringattn_ring ringattn_ring;
+
+/* The message of this thread's last failed call ("" if none). */
+const char* ringattn_last_error(void);
+
+/* W ranks as threads of this process; a receive fails after timeout_s. */
+ringattn_status ringattn_threads_world_create(int32_t world, double timeout_s,
+                                              ringattn_world** out);
+/* After every ring of the world is destroyed. */
+void ringattn_world_destroy(ringattn_world* world);
+
+ringattn_status ringattn_ring_create(ringattn_world* world, int32_t rank,
+                                     const ringattn_config* config, ringattn_ring** out);
+void ringattn_ring_destroy(ringattn_ring* ring);
+
+/* Rows of every local tensor, and the batch rows. */
+int64_t ringattn_ring_local_seqlen(const ringattn_ring* ring);
+int64_t ringattn_ring_local_batch(const ringattn_ring* ring);
+/* The global position of each local row (-1: padding), local_seqlen of them. */
+ringattn_status ringattn_ring_position_ids(const ringattn_ring* ring, int64_t* ids, int64_t count);
+
+/* Forward: O (dense, q's dtype) into `out` and LSE into `lse`. */
+ringattn_status ringattn_forward(ringattn_ring* ring, const ringattn_tensor* q,
+                                 const ringattn_tensor* k, const ringattn_tensor* v, void* out,
+                                 int64_t out_bytes, float* lse, int64_t lse_count);
+/* Backward after ringattn_forward on this ring: dQ, dK, dV (dense). */
+ringattn_status ringattn_backward(ringattn_ring* ring, const ringattn_tensor* dout, void* dq,
+                                  int64_t dq_bytes, void* dk, int64_t dk_bytes, void* dv,
+                                  int64_t dv_bytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RINGATTN_RINGATTN_C_H_ */

@@ -1,0 +1,216 @@
+// The C ABI end to end: W ranks on W threads of this process, each through
+// ringattn_c.h only; outputs and gradients against the fp64 oracle, and
+// bad arguments as error codes with messages.
+#include "ringattn_c.h"
+
+#include <cmath>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/mask.h"
+#include "cpu_reference/attention.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+
+namespace ringattn {
+namespace {
+
+using ::ringattn::testing::MaxRelError;
+using ::ringattn::testing::RandomNormal;
+using ::testing::HasSubstr;
+
+struct Problem {
+  ringattn_layout layout;
+  int world;
+  int64_t seqlen, num_heads, num_kv_heads, head_dim;
+  bool causal;
+  int64_t window_left;
+  std::vector<int64_t> cu_seqlens;
+};
+
+// Global dense tensors (1, seqlen, heads, head_dim) of one problem.
+struct Global {
+  std::vector<float> q, k, v, dout, out, lse, dq, dk, dv;
+};
+
+ringattn_tensor Local(const std::vector<float>& x, int64_t rows, int64_t heads, int64_t dim) {
+  return {x.data(),
+          static_cast<int64_t>(x.size() * sizeof(float)),
+          RINGATTN_FLOAT32,
+          0,
+          rows * heads * dim,
+          heads * dim,
+          dim};
+}
+
+// Runs every rank through the C ABI and gathers O, LSE, dQ, dK, dV.
+void RunRing(const Problem& p, Global* g) {
+  const int64_t s = p.seqlen, d = p.head_dim, hq = p.num_heads, hk = p.num_kv_heads;
+  ringattn_world* world = nullptr;
+  ASSERT_EQ(ringattn_threads_world_create(p.world, 60.0, &world), RINGATTN_OK)
+      << ringattn_last_error();
+  ringattn_config c{};
+  c.layout = p.layout;
+  c.world = p.world;
+  c.causal = p.causal;
+  c.window_left = p.window_left;
+  c.window_right = -1;
+  c.cu_seqlens = p.cu_seqlens.empty() ? nullptr : p.cu_seqlens.data();
+  c.num_cu_seqlens = static_cast<int64_t>(p.cu_seqlens.size());
+  c.batch = 1;
+  c.seqlen = s;
+  c.num_heads = hq;
+  c.num_kv_heads = hk;
+  c.head_dim = d;
+  g->out.assign(s * hq * d, 0);
+  g->lse.assign(hq * s, 0);
+  g->dq.assign(s * hq * d, 0);
+  g->dk.assign(s * hk * d, 0);
+  g->dv.assign(s * hk * d, 0);
+  std::vector<std::string> errors(p.world);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < p.world; ++r) {
+    threads.emplace_back([&, r] {
+      ringattn_ring* ring = nullptr;
+      if (ringattn_ring_create(world, r, &c, &ring) != RINGATTN_OK) {
+        errors[r] = ringattn_last_error();
+        return;
+      }
+      const int64_t rows = ringattn_ring_local_seqlen(ring);
+      std::vector<int64_t> ids(rows);
+      ringattn_ring_position_ids(ring, ids.data(), rows);
+      // Shard: local row i holds global position ids[i] (-1: padding, zeros).
+      const auto shard = [&](const std::vector<float>& x, int64_t heads) {
+        std::vector<float> local(rows * heads * d, 0);
+        for (int64_t i = 0; i < rows; ++i) {
+          if (ids[i] < 0) continue;
+          std::copy_n(&x[ids[i] * heads * d], heads * d, &local[i * heads * d]);
+        }
+        return local;
+      };
+      const std::vector<float> q = shard(g->q, hq), k = shard(g->k, hk), v = shard(g->v, hk),
+                               dout = shard(g->dout, hq);
+      const ringattn_tensor tq = Local(q, rows, hq, d), tk = Local(k, rows, hk, d),
+                            tv = Local(v, rows, hk, d), tdout = Local(dout, rows, hq, d);
+      std::vector<float> out(rows * hq * d), lse(hq * rows), dq(rows * hq * d), dk(rows * hk * d),
+          dv(rows * hk * d);
+      const auto bytes = [](const std::vector<float>& x) {
+        return static_cast<int64_t>(x.size() * sizeof(float));
+      };
+      if (ringattn_forward(ring, &tq, &tk, &tv, out.data(), bytes(out), lse.data(),
+                           static_cast<int64_t>(lse.size())) != RINGATTN_OK ||
+          ringattn_backward(ring, &tdout, dq.data(), bytes(dq), dk.data(), bytes(dk), dv.data(),
+                            bytes(dv)) != RINGATTN_OK) {
+        errors[r] = ringattn_last_error();
+        ringattn_ring_destroy(ring);
+        return;
+      }
+      for (int64_t i = 0; i < rows; ++i) {  // unshard
+        if (ids[i] < 0) continue;
+        std::copy_n(&out[i * hq * d], hq * d, &g->out[ids[i] * hq * d]);
+        std::copy_n(&dq[i * hq * d], hq * d, &g->dq[ids[i] * hq * d]);
+        std::copy_n(&dk[i * hk * d], hk * d, &g->dk[ids[i] * hk * d]);
+        std::copy_n(&dv[i * hk * d], hk * d, &g->dv[ids[i] * hk * d]);
+        for (int64_t h = 0; h < hq; ++h) g->lse[h * s + ids[i]] = lse[h * rows + i];
+      }
+      ringattn_ring_destroy(ring);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  ringattn_world_destroy(world);
+  for (int r = 0; r < p.world; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
+}
+
+void CheckAgainstOracle(const Problem& p) {
+  SCOPED_TRACE(::testing::Message() << "layout " << p.layout << " W=" << p.world);
+  const int64_t s = p.seqlen, d = p.head_dim;
+  const AttentionShape shape{1, s, s, p.num_heads, p.num_kv_heads, d};
+  Global g;
+  g.q = RandomNormal<float>(s * p.num_heads * d, 1);
+  g.k = RandomNormal<float>(s * p.num_kv_heads * d, 2);
+  g.v = RandomNormal<float>(s * p.num_kv_heads * d, 3);
+  g.dout = RandomNormal<float>(s * p.num_heads * d, 4);
+  RunRing(p, &g);
+  const std::vector<double> q(g.q.begin(), g.q.end()), k(g.k.begin(), g.k.end()),
+      v(g.v.begin(), g.v.end()), dout(g.dout.begin(), g.dout.end());
+  const Mask mask = *Mask::Create(
+      {.causal = p.causal, .window_left = p.window_left, .cu_seqlens = p.cu_seqlens}, 1, s, s);
+  const TensorStrides qs = DenseStrides(s, p.num_heads, d), ks = DenseStrides(s, p.num_kv_heads, d);
+  const double scale = 1 / std::sqrt(static_cast<double>(d));
+  const cpu::AttentionOutput<double> o =
+      *cpu::NaiveForward<double>(shape, {q, qs}, {k, ks}, {v, ks}, mask, scale);
+  const cpu::AttentionGrads<double> grads = *cpu::NaiveBackward<double>(
+      shape, {q, qs}, {k, ks}, {v, ks}, {o.out, qs}, o.lse, {dout, qs}, mask, scale);
+  EXPECT_LE(MaxRelError(g.out, o.out), 1e-5);
+  EXPECT_LE(MaxRelError(g.lse, o.lse), 1e-5);
+  EXPECT_LE(MaxRelError(g.dq, grads.dq), 1e-5);
+  EXPECT_LE(MaxRelError(g.dk, grads.dk), 1e-5);
+  EXPECT_LE(MaxRelError(g.dv, grads.dv), 1e-5);
+}
+
+TEST(RingattnCTest, EveryLayoutMatchesTheOracle) {
+  CheckAgainstOracle({RINGATTN_LAYOUT_ZIGZAG, 4, 64, 4, 2, 16, true, -1, {}});
+  CheckAgainstOracle({RINGATTN_LAYOUT_RING, 2, 48, 2, 2, 8, false, -1, {}});
+  CheckAgainstOracle({RINGATTN_LAYOUT_STRIPE, 4, 64, 2, 1, 8, true, 9, {}});
+  CheckAgainstOracle({RINGATTN_LAYOUT_LLAMA3, 2, 40, 4, 2, 8, true, -1, {0, 7, 30, 40}});
+  // Documents of any length: uneven shards with padding rows.
+  CheckAgainstOracle({RINGATTN_LAYOUT_BALANCED, 3, 101, 2, 1, 8, true, -1, {0, 1, 40, 41, 101}});
+  CheckAgainstOracle({RINGATTN_LAYOUT_ZIGZAG, 3, 101, 2, 2, 8, true, 5, {0, 1, 40, 41, 101}});
+}
+
+TEST(RingattnCTest, BadArgumentsAreErrorsWithMessages) {
+  ringattn_world* world = nullptr;
+  EXPECT_EQ(ringattn_threads_world_create(0, 1.0, &world), RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(ringattn_last_error(), HasSubstr("world is 0; expected 1 to 8192"));
+  EXPECT_EQ(ringattn_threads_world_create(2, NAN, &world), RINGATTN_INVALID_ARGUMENT);
+  ASSERT_EQ(ringattn_threads_world_create(1, 5.0, &world), RINGATTN_OK);
+  EXPECT_STREQ(ringattn_last_error(), "");
+  ringattn_config c{};
+  c.layout = RINGATTN_LAYOUT_ZIGZAG;
+  c.world = 2;  // the world has 1
+  c.batch = 1;
+  c.seqlen = 16;
+  c.num_heads = c.num_kv_heads = 1;
+  c.head_dim = 8;
+  c.window_left = c.window_right = -1;
+  ringattn_ring* ring = nullptr;
+  EXPECT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(ringattn_last_error(), HasSubstr("world"));
+  c.world = 1;
+  EXPECT_EQ(ringattn_ring_create(world, 1, &c, &ring), RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(ringattn_last_error(), HasSubstr("rank 1 is outside [0, world = 1)"));
+  c.layout = static_cast<ringattn_layout>(9);
+  EXPECT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(ringattn_last_error(), HasSubstr("layout 9 is unknown"));
+  c.layout = RINGATTN_LAYOUT_RING;
+  c.num_cu_seqlens = 3;  // and no pointer
+  EXPECT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(ringattn_last_error(), HasSubstr("cu_seqlens: 3 entries at NULL"));
+  c.num_cu_seqlens = 0;
+  ASSERT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_OK) << ringattn_last_error();
+  const std::vector<float> x(16 * 8, 1.0f);
+  ringattn_tensor t = Local(x, 16, 1, 8);
+  std::vector<float> out(16 * 8), lse(16);
+  EXPECT_EQ(ringattn_forward(ring, &t, nullptr, &t, out.data(), 16 * 8 * 4, lse.data(), 16),
+            RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(ringattn_last_error(), HasSubstr("k is missing"));
+  t.dtype = static_cast<ringattn_dtype>(7);
+  EXPECT_EQ(ringattn_forward(ring, &t, &t, &t, out.data(), 16 * 8 * 4, lse.data(), 16),
+            RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(ringattn_last_error(), HasSubstr("dtype 7 is unknown"));
+  t.dtype = RINGATTN_FLOAT32;
+  t.bytes = 100;  // smaller than the tensor
+  EXPECT_EQ(ringattn_forward(ring, &t, &t, &t, out.data(), 16 * 8 * 4, lse.data(), 16),
+            RINGATTN_INVALID_ARGUMENT);
+  t.bytes = 16 * 8 * 4;
+  EXPECT_EQ(ringattn_forward(ring, &t, &t, &t, out.data(), 4, lse.data(), 16),
+            RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(ringattn_last_error(), HasSubstr("out has room for 4 bytes; expected 512"));
+  ringattn_ring_destroy(ring);
+  ringattn_world_destroy(world);
+}
+
+}  // namespace
+}  // namespace ringattn
