@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
+# Runs a Python test of the package against the built libringattn.so, with
+# Debian's python3 (python3-numpy, which ./bazelw installs).
+#   python/python_test.sh SCRIPT.py [ARGS...]
 set -euo pipefail
 lib=python/libringattn.so
-# Under --config=asan|tsan the library needs its sanitizer runtime loaded
-# first (Python itself is not instrumented; its own leaks are not ours).
+# Under --config=asan|ubsan the library needs its sanitizer runtime loaded
+# first (python3 itself is not instrumented; its own leaks are not ours).
 runtime=$(ldd "$lib" | grep -oE '/[^ ]*lib(a|t|ub)san\.so[^ ]*' | head -1 || true)
 if [[ "$runtime" == *libtsan* ]]; then
   # TSan cannot be preloaded into an uninstrumented interpreter (it crashes);
@@ -13,4 +16,5 @@ fi
 if [[ -n "$runtime" ]]; then
   export LD_PRELOAD="$runtime" ASAN_OPTIONS=detect_leaks=0
 fi
-python3 python/ctypes_smoke.py "$lib"
+export RINGATTN_LIB="$lib" PYTHONPATH=python
+exec /usr/bin/python3 "$@"

@@ -1,0 +1,164 @@
+"""ringattn from Python: exact ring attention over the C ABI (ringattn_c.h).
+
+    import numpy as np, ringattn
+    world = ringattn.World(4)                       # 4 ranks as threads of this process
+    ring = ringattn.Ring(world, rank, layout="zigzag", seqlen=4096, num_heads=8,
+                         head_dim=64, causal=True)  # on each rank's thread
+    q_local = ringattn.shard(q, ring)               # (batch, local_seqlen, heads, dim)
+    out, lse = ring.forward(q_local, k_local, v_local)
+    dq, dk, dv = ring.backward(dout_local)
+
+Arrays are numpy arrays of float32, float64 or float16 with unit stride in
+the head dimension (any other strides). Bad arguments raise ValueError with
+ringattn's message; other failures (a peer that fails or goes silent)
+RuntimeError. The CPU backend only, so far; the torch functions
+(ring_flash_attn_func and its family) are not written yet.
+"""
+
+import ctypes
+
+import numpy as np
+
+from . import _capi
+
+__all__ = ["World", "Ring", "shard", "unshard"]
+
+_NUMPY_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64",
+                 np.dtype(np.float16): "float16"}
+
+
+class World:
+    """`world` ranks as threads of this process (one Ring per thread)."""
+
+    def __init__(self, world, timeout_s=120.0):
+        self._handle = None  # (for __del__ if creation fails)
+        handle = ctypes.c_void_p()
+        _capi.check(_capi.lib.ringattn_threads_world_create(world, timeout_s,
+                                                            ctypes.byref(handle)))
+        self._handle = handle
+        self.size = world
+
+    def close(self):
+        if self._handle:
+            _capi.lib.ringattn_world_destroy(self._handle)
+            self._handle = None
+
+    def __del__(self):
+        self.close()
+
+
+class Ring:
+    """One rank's ring attention for a global problem of (batch, seqlen,
+    num_heads, head_dim) with num_kv_heads key/value heads."""
+
+    def __init__(self, world, rank, *, seqlen, num_heads, head_dim, num_kv_heads=None,
+                 batch=1, layout="zigzag", ring_size=0, stripe_width=1, kv_heads_per_group=0,
+                 causal=True, window_size=(-1, -1), cu_seqlens=None, key_lengths=None,
+                 softmax_scale=0.0):
+        self._handle = None  # (for __del__ if creation fails)
+        if layout not in _capi.LAYOUTS:
+            raise ValueError(f"ringattn: layout '{layout}' is unknown; expected one of "
+                             f"{', '.join(_capi.LAYOUTS)}")
+        self._cu = (ctypes.c_int64 * len(cu_seqlens))(*cu_seqlens) if cu_seqlens else None
+        self._keys = (ctypes.c_int64 * len(key_lengths))(*key_lengths) if key_lengths else None
+        c = _capi.Config(
+            layout=_capi.LAYOUTS[layout], world=world.size, ring_size=ring_size,
+            stripe_width=stripe_width, kv_heads_per_group=kv_heads_per_group,
+            causal=int(bool(causal)), window_left=window_size[0], window_right=window_size[1],
+            cu_seqlens=self._cu, num_cu_seqlens=len(cu_seqlens) if cu_seqlens else 0,
+            key_lengths=self._keys, num_key_lengths=len(key_lengths) if key_lengths else 0,
+            batch=batch, seqlen=seqlen, num_heads=num_heads,
+            num_kv_heads=num_kv_heads or num_heads, head_dim=head_dim,
+            softmax_scale=softmax_scale)
+        handle = ctypes.c_void_p()
+        _capi.check(_capi.lib.ringattn_ring_create(world._handle, rank, ctypes.byref(c),
+                                                   ctypes.byref(handle)))
+        self._handle = handle
+        self._world = world  # the world outlives its rings
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, c.num_kv_heads, head_dim
+        self.local_seqlen = _capi.lib.ringattn_ring_local_seqlen(handle)
+        self.local_batch = _capi.lib.ringattn_ring_local_batch(handle)
+        self._dtype = None
+
+    def position_ids(self):
+        """Global position of each local row (-1: a padding row), for rotary
+        embeddings; with documents, packed positions."""
+        ids = np.empty(self.local_seqlen, dtype=np.int64)
+        _capi.check(_capi.lib.ringattn_ring_position_ids(self._handle, ids.ctypes.data,
+                                                         ids.size))
+        return ids
+
+    def forward(self, q, k, v):
+        """O (like q) and LSE (float32, (local_batch, num_heads, local_seqlen))."""
+        tensors = [_tensor(name, x) for name, x in (("q", q), ("k", k), ("v", v))]
+        out = np.empty((self.local_batch, self.local_seqlen, self.num_heads, self.head_dim),
+                       dtype=q.dtype)
+        lse = np.empty((self.local_batch, self.num_heads, self.local_seqlen), dtype=np.float32)
+        _capi.check(_capi.lib.ringattn_forward(
+            self._handle, *[ctypes.byref(t) for t, _ in tensors], out.ctypes.data, out.nbytes,
+            lse.ctypes.data, lse.size))
+        self._dtype = q.dtype
+        return out, lse
+
+    def backward(self, dout):
+        """dQ, dK, dV (like q, k, v) after forward on this ring."""
+        t, _ = _tensor("dout", dout)
+        shape_q = (self.local_batch, self.local_seqlen, self.num_heads, self.head_dim)
+        shape_kv = (self.local_batch, self.local_seqlen, self.num_kv_heads, self.head_dim)
+        dq = np.empty(shape_q, dtype=dout.dtype)
+        dk = np.empty(shape_kv, dtype=dout.dtype)
+        dv = np.empty(shape_kv, dtype=dout.dtype)
+        _capi.check(_capi.lib.ringattn_backward(
+            self._handle, ctypes.byref(t), dq.ctypes.data, dq.nbytes, dk.ctypes.data, dk.nbytes,
+            dv.ctypes.data, dv.nbytes))
+        return dq, dk, dv
+
+    def close(self):
+        if self._handle:
+            _capi.lib.ringattn_ring_destroy(self._handle)
+            self._handle = None
+
+    def __del__(self):
+        self.close()
+
+
+def _tensor(name, x):
+    """A ringattn_tensor viewing numpy array `x` (kept alive by the caller)."""
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"ringattn: {name} is a {type(x).__name__}; expected a numpy array")
+    if x.dtype not in _NUMPY_DTYPES:
+        raise ValueError(f"ringattn: {name} has dtype {x.dtype}; expected float32, float64 "
+                         "or float16")
+    if x.ndim != 4 or x.strides[3] != x.itemsize:
+        raise ValueError(f"ringattn: {name} has shape {x.shape} and strides {x.strides}; "
+                         "expected (batch, rows, heads, head_dim) with contiguous head_dim")
+    size = x.itemsize
+    # The extent the strides reach, from the first element.
+    span = sum((n - 1) * s for n, s in zip(x.shape, x.strides)) + size if x.size else 0
+    t = _capi.Tensor(data=x.ctypes.data, bytes=span,
+                     dtype=_capi.DTYPES[_NUMPY_DTYPES[x.dtype]], offset=0,
+                     batch_stride=x.strides[0] // size, row_stride=x.strides[1] // size,
+                     head_stride=x.strides[2] // size)
+    return t, x
+
+
+def shard(x, ring):
+    """This rank's rows of global (batch, seqlen, heads, head_dim) `x`, as the
+    ring's layout holds them (padding rows zero). Batch rows are those of
+    ring.local_batch at the rank's ring (one ring: all of them)."""
+    ids = ring.position_ids()
+    local = np.zeros((x.shape[0], ring.local_seqlen) + x.shape[2:], dtype=x.dtype)
+    rows = ids >= 0
+    local[:, rows] = x[:, ids[rows]]
+    return local
+
+
+def unshard(parts, rings, seqlen):
+    """The global tensor from every rank's local one (the inverse of shard)."""
+    first = parts[0]
+    out = np.zeros((first.shape[0], seqlen) + first.shape[2:], dtype=first.dtype)
+    for part, ring in zip(parts, rings):
+        ids = ring.position_ids()
+        rows = ids >= 0
+        out[:, ids[rows]] = part[:, rows]
+    return out

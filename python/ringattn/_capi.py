@@ -1,0 +1,69 @@
+"""ctypes bindings of ringattn_c.h (the C ABI). Private: use ringattn.Ring."""
+
+import ctypes
+import os
+
+LAYOUTS = {"ring": 0, "zigzag": 1, "stripe": 2, "llama3": 3, "balanced": 4}
+DTYPES = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
+_INVALID_ARGUMENT = 3
+
+
+class Config(ctypes.Structure):
+    _fields_ = [
+        ("layout", ctypes.c_int), ("world", ctypes.c_int32), ("ring_size", ctypes.c_int32),
+        ("stripe_width", ctypes.c_int64), ("kv_heads_per_group", ctypes.c_int64),
+        ("causal", ctypes.c_int32), ("window_left", ctypes.c_int64),
+        ("window_right", ctypes.c_int64),
+        ("cu_seqlens", ctypes.POINTER(ctypes.c_int64)), ("num_cu_seqlens", ctypes.c_int64),
+        ("key_lengths", ctypes.POINTER(ctypes.c_int64)), ("num_key_lengths", ctypes.c_int64),
+        ("batch", ctypes.c_int64), ("seqlen", ctypes.c_int64), ("num_heads", ctypes.c_int64),
+        ("num_kv_heads", ctypes.c_int64), ("head_dim", ctypes.c_int64),
+        ("softmax_scale", ctypes.c_double),
+    ]
+
+
+class Tensor(ctypes.Structure):
+    _fields_ = [
+        ("data", ctypes.c_void_p), ("bytes", ctypes.c_int64), ("dtype", ctypes.c_int),
+        ("offset", ctypes.c_int64), ("batch_stride", ctypes.c_int64),
+        ("row_stride", ctypes.c_int64), ("head_stride", ctypes.c_int64),
+    ]
+
+
+def _load():
+    path = os.environ.get("RINGATTN_LIB") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "libringattn.so")
+    if not os.path.exists(path):
+        raise ImportError(
+            f"ringattn: the C library is not at {path}; build it with "
+            "`./bazelw build //python:libringattn.so` and set RINGATTN_LIB to "
+            "bazel-bin/python/libringattn.so")
+    lib = ctypes.CDLL(path)
+    p, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
+    lib.ringattn_last_error.restype = ctypes.c_char_p
+    lib.ringattn_threads_world_create.argtypes = [i32, ctypes.c_double, ctypes.POINTER(p)]
+    lib.ringattn_world_destroy.argtypes = [p]
+    lib.ringattn_world_destroy.restype = None
+    lib.ringattn_ring_create.argtypes = [p, i32, ctypes.POINTER(Config), ctypes.POINTER(p)]
+    lib.ringattn_ring_destroy.argtypes = [p]
+    lib.ringattn_ring_destroy.restype = None
+    lib.ringattn_ring_local_seqlen.argtypes = [p]
+    lib.ringattn_ring_local_seqlen.restype = i64
+    lib.ringattn_ring_local_batch.argtypes = [p]
+    lib.ringattn_ring_local_batch.restype = i64
+    lib.ringattn_ring_position_ids.argtypes = [p, p, i64]
+    lib.ringattn_forward.argtypes = [p, ctypes.POINTER(Tensor), ctypes.POINTER(Tensor),
+                                     ctypes.POINTER(Tensor), p, i64, p, i64]
+    lib.ringattn_backward.argtypes = [p, ctypes.POINTER(Tensor), p, i64, p, i64, p, i64]
+    return lib
+
+
+lib = _load()
+
+
+def check(status):
+    """Raises ringattn's error (ValueError for bad arguments) unless OK."""
+    if status != 0:
+        message = lib.ringattn_last_error().decode()
+        raise (ValueError if status == _INVALID_ARGUMENT else RuntimeError)(
+            f"ringattn: {message}")

@@ -1,0 +1,132 @@
+"""The Python package on numpy: W ranks as threads of this process, every
+layout x (causal, window, documents) x GQA, forward and backward against a
+float64 numpy reference; bad arguments raise ValueError with ringattn's
+message. Usage: RINGATTN_LIB=path/to/libringattn.so python3 ringattn_test.py"""
+
+import sys
+import threading
+
+import numpy as np
+
+import ringattn
+
+
+def reference(q, k, v, dout, causal, window, cu_seqlens):
+    """float64 attention of (1, s, h, d) arrays, and its gradients."""
+    _, s, hq, d = q.shape
+    hk = k.shape[2]
+    group = hq // hk
+    i = np.arange(s)[:, None]
+    j = np.arange(s)[None, :]
+    allowed = np.ones((s, s), dtype=bool)
+    if causal:
+        allowed &= j <= i
+    if window[0] >= 0:
+        allowed &= j >= i - window[0]
+    if window[1] >= 0:
+        allowed &= j <= i + window[1]
+    if cu_seqlens:
+        doc = np.searchsorted(np.asarray(cu_seqlens), np.arange(s), side="right")
+        allowed &= doc[:, None] == doc[None, :]
+    scale = 1 / np.sqrt(d)
+    out = np.zeros_like(q)
+    lse = np.full((1, hq, s), -np.inf)
+    dq, dk, dv = np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
+    for h in range(hq):
+        kh, vh = k[0, :, h // group], v[0, :, h // group]
+        scores = np.where(allowed, q[0, :, h] @ kh.T * scale, -np.inf)
+        m = scores.max(axis=1, keepdims=True)
+        p = np.exp(scores - m)
+        z = p.sum(axis=1, keepdims=True)
+        p /= z
+        out[0, :, h] = p @ vh
+        lse[0, h] = (m + np.log(z))[:, 0]
+        do = dout[0, :, h]
+        dv[0, :, h // group] += p.T @ do
+        dp = do @ vh.T
+        ds = p * (dp - (do * out[0, :, h]).sum(axis=1, keepdims=True))
+        dq[0, :, h] = ds @ kh * scale
+        dk[0, :, h // group] += ds.T @ q[0, :, h] * scale
+    return out, lse, dq, dk, dv
+
+
+def rel(a, b):
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+def check(layout, world, seqlen, heads, kv_heads, dim, causal=True, window=(-1, -1),
+          cu_seqlens=None, **extra):
+    rng = np.random.default_rng(7)
+    q, dout = (rng.standard_normal((1, seqlen, heads, dim)) for _ in range(2))
+    k, v = (rng.standard_normal((1, seqlen, kv_heads, dim)) for _ in range(2))
+    w = ringattn.World(world, timeout_s=60)
+    results, errors = [None] * world, []
+
+    def rank(r):
+        try:
+            ring = ringattn.Ring(w, r, layout=layout, seqlen=seqlen, num_heads=heads,
+                                 num_kv_heads=kv_heads, head_dim=dim, causal=causal,
+                                 window_size=window, cu_seqlens=cu_seqlens, **extra)
+            f32 = lambda x: ringattn.shard(x, ring).astype(np.float32)
+            out, lse = ring.forward(f32(q), f32(k), f32(v))
+            grads = ring.backward(f32(dout))
+            results[r] = (ring, out, lse, grads)
+        except Exception as e:  # reported below
+            errors.append(f"rank {r}: {e}")
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    rings = [r[0] for r in results]
+    out = ringattn.unshard([r[1] for r in results], rings, seqlen)
+    lse = ringattn.unshard([r[2].transpose(0, 2, 1) for r in results], rings, seqlen)
+    dq, dk, dv = (ringattn.unshard([r[3][i] for r in results], rings, seqlen) for i in range(3))
+    ref = reference(q, k, v, dout, causal, window, cu_seqlens)
+    errs = [rel(out, ref[0]), rel(lse, ref[1].transpose(0, 2, 1)), rel(dq, ref[2]),
+            rel(dk, ref[3]), rel(dv, ref[4])]
+    name = f"{layout} W={world} causal={causal} window={window} docs={cu_seqlens} GQA {heads}:{kv_heads}"
+    print(f"{name}: max rel error out {errs[0]:.1e} lse {errs[1]:.1e} dq {errs[2]:.1e} "
+          f"dk {errs[3]:.1e} dv {errs[4]:.1e}")
+    assert max(errs) <= 1e-5, name
+    for ring in rings:
+        ring.close()
+    w.close()
+
+
+def expect_error(fn, text):
+    try:
+        fn()
+    except ValueError as e:
+        assert text in str(e), f"'{text}' not in '{e}'"
+        print(f"ValueError as expected: {e}")
+        return
+    raise AssertionError(f"no ValueError (expected '{text}')")
+
+
+def main():
+    for layout in ("ring", "zigzag", "stripe", "llama3", "balanced"):
+        check(layout, 4, 64, 4, 2, 16)                         # causal, GQA
+        check(layout, 2, 48, 2, 2, 8, causal=False, window=(5, 3))
+        if layout != "stripe":                                 # documents, any lengths
+            check(layout, 3, 61, 2, 1, 8, cu_seqlens=[0, 1, 20, 21, 61])
+    w = ringattn.World(1)
+    expect_error(lambda: ringattn.World(0), "world is 0; expected 1 to 8192")
+    expect_error(lambda: ringattn.Ring(w, 0, layout="zigzg", seqlen=8, num_heads=1, head_dim=8),
+                 "layout 'zigzg' is unknown")
+    expect_error(lambda: ringattn.Ring(w, 0, seqlen=8, num_heads=3, num_kv_heads=2, head_dim=8),
+                 "num_heads 3 is not a multiple of num_kv_heads 2")
+    ring = ringattn.Ring(w, 0, seqlen=8, num_heads=1, head_dim=8)
+    x = np.zeros((1, 8, 1, 8), dtype=np.float32)
+    expect_error(lambda: ring.forward(x.astype(np.int32), x, x), "dtype int32")
+    expect_error(lambda: ring.forward(x[:, :4], x, x), "q needs 64 elements")
+    expect_error(lambda: ring.forward(x, x.astype(np.float64), x), "k is float64; expected float32 like q")
+    ring.close()
+    w.close()
+    print("all passed")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
