@@ -1,0 +1,139 @@
+"""ring-flash-attention's functions from ringattn on torch (CPU): W ranks as
+threads, each calling the function on its local shard with autograd;
+outputs and gradients against torch's own float64 attention (autograd), in
+float32 (<= 1e-5) and bfloat16 (no worse than torch's bf16 SDPA error x 1.5 + 1e-3);
+unsupported arguments raise ValueError.
+Usage: RINGATTN_LIB=... PYTHONPATH=python python3 torch_test.py"""
+
+import sys
+import threading
+
+import torch
+
+import ringattn
+from ringattn import functions as F
+
+
+def reference(q, k, v, causal, window):
+    s, hq, hk = q.shape[1], q.shape[2], k.shape[2]
+    k = k.repeat_interleave(hq // hk, dim=2)
+    v = v.repeat_interleave(hq // hk, dim=2)
+    i = torch.arange(s)[:, None]
+    j = torch.arange(s)[None, :]
+    allowed = torch.ones(s, s, dtype=torch.bool)
+    if causal:
+        allowed &= j <= i
+    if window[0] >= 0:
+        allowed &= j >= i - window[0]
+    if window[1] >= 0:
+        allowed &= j <= i + window[1]
+    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / q.shape[-1] ** 0.5
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    return torch.einsum("bhqk,bkhd->bqhd", torch.softmax(scores, dim=-1), v)
+
+
+def run(func, name, world, seqlen, heads, kv_heads, dim, dtype, causal, window, packing=None):
+    torch.manual_seed(0)
+    q, k, v, dout = (torch.randn(1, seqlen, h, dim, dtype=torch.float64)
+                     for h in (heads, kv_heads, kv_heads, heads))
+    w = ringattn.World(world, timeout_s=60)
+    layout = name.split("_")[0]
+    ids = [torch.from_numpy(ringattn.Ring(w, r, layout=layout, seqlen=seqlen, num_heads=heads,
+                                          num_kv_heads=kv_heads, head_dim=dim).position_ids())
+           for r in range(world)]
+    outs, grads, errors = [None] * world, [None] * world, []
+
+    def rank(r):
+        try:
+            local = [x[:, ids[r]].to(dtype).requires_grad_() for x in (q, k, v)]
+            group = F.Group(w, r)
+            kwargs = dict(causal=causal, window_size=window, group=group)
+            if packing == "qkv":
+                qkv = torch.stack(local, dim=2).detach().requires_grad_()
+                out = getattr(F, f"{name}_qkvpacked_func")(qkv, **kwargs)
+                out.backward(dout[:, ids[r]].to(dtype))
+                grads[r] = qkv.grad.unbind(2)
+            elif packing == "kv":
+                kv = torch.stack(local[1:], dim=2).detach().requires_grad_()
+                out = getattr(F, f"{name}_kvpacked_func")(local[0], kv, **kwargs)
+                out.backward(dout[:, ids[r]].to(dtype))
+                grads[r] = (local[0].grad,) + tuple(kv.grad.unbind(2))
+            else:
+                out, lse, _ = func(*local, return_attn_probs=True, **kwargs)
+                assert lse.shape == (1, heads, ids[r].numel())
+                out.backward(dout[:, ids[r]].to(dtype))
+                grads[r] = tuple(x.grad for x in local)
+            outs[r] = out.detach()
+        except Exception as e:  # reported below
+            errors.append(f"rank {r}: {e!r}")
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+    def gather(parts, like):
+        g = torch.zeros_like(like)
+        for r in range(world):
+            g[:, ids[r]] = parts[r].to(like.dtype)
+        return g
+
+    ring = [gather(outs, q)] + [gather([gr[i] for gr in grads], x) for i, x in enumerate((q, k, v))]
+    qr, kr, vr = (x.clone().requires_grad_() for x in (q, k, v))
+    out = reference(qr, kr, vr, causal, window)
+    out.backward(dout)
+    exact = [out.detach(), qr.grad, kr.grad, vr.grad]
+    rel = [float((a - b).abs().max() / b.abs().max()) for a, b in zip(ring, exact)]
+    if dtype == torch.float32:
+        bound = 1e-5
+    else:  # torch's own bf16 attention error on the same inputs
+        ql, kl, vl = (x.to(dtype).clone().requires_grad_() for x in (q, k, v))
+        o16 = reference(ql, kl, vl, causal, window)
+        o16.backward(dout.to(dtype))
+        sdpa = [o16.detach(), ql.grad, kl.grad, vl.grad]
+        bound = max(float((a.double() - b).abs().max() / b.abs().max())
+                    for a, b in zip(sdpa, exact)) * 1.5 + 1e-3
+    label = f"{name} {packing or ''} W={world} {dtype} causal={causal} window={window}"
+    print(f"{label}: max rel out {rel[0]:.1e} dq {rel[1]:.1e} dk {rel[2]:.1e} dv {rel[3]:.1e}"
+          f" (bound {bound:.1e})")
+    assert max(rel) <= bound, label
+    w.close()
+
+
+def expect_error(fn, text):
+    try:
+        fn()
+    except ValueError as e:
+        assert text in str(e), f"'{text}' not in '{e}'"
+        print(f"ValueError as expected: {e}")
+        return
+    raise AssertionError(f"no ValueError (expected '{text}')")
+
+
+def main():
+    for name in ("ring_flash_attn", "zigzag_ring_flash_attn", "stripe_flash_attn",
+                 "balanced_flash_attn"):
+        func = getattr(F, f"{name}_func")
+        run(func, name, 4, 64, 4, 2, 16, torch.float32, True, (-1, -1))
+        run(func, name, 2, 48, 2, 2, 8, torch.float32, False, (6, 2))
+        run(func, name, 4, 64, 4, 2, 16, torch.bfloat16, True, (-1, -1))
+    run(F.zigzag_ring_flash_attn_func, "zigzag_ring_flash_attn", 2, 32, 2, 2, 8, torch.float32,
+        True, (-1, -1), packing="qkv")
+    run(F.zigzag_ring_flash_attn_func, "zigzag_ring_flash_attn", 2, 32, 4, 2, 8, torch.float32,
+        True, (-1, -1), packing="kv")
+    w = ringattn.World(1)
+    x = torch.zeros(1, 8, 1, 8)
+    expect_error(lambda: F.ring_flash_attn_func(x, x, x, dropout_p=0.1, group=F.Group(w, 0)),
+                 "no dropout")
+    expect_error(lambda: F.ring_flash_attn_func(x, x, x, alibi_slopes=torch.ones(1),
+                                                group=F.Group(w, 0)), "ALiBi")
+    expect_error(lambda: F.ring_flash_attn_func(x, x, x), "group is a NoneType")
+    expect_error(lambda: F.ring_flash_attn_func(x.int(), x, x, group=F.Group(w, 0)),
+                 "dtype torch.int32")
+    print("all passed")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
