@@ -23,6 +23,7 @@ struct ringattn_world {
 
 struct ringattn_ring {
   std::unique_ptr<ringattn::RingAttention> attention;
+  ringattn::Communicator* comm = nullptr;  // the world's, for aborts
 };
 
 namespace {
@@ -67,7 +68,17 @@ ringattn_status Guard(Body&& body) {
   }
 }
 
-absl::StatusOr<DType> DTypeOf(ringattn_dtype dtype) {
+// A C enum field as the int the caller stored: C lets it hold any int,
+// while reading an out-of-range value as the C++ enum type is undefined.
+template <typename Enum>
+int RawEnum(const Enum& e) {
+  static_assert(sizeof(Enum) == sizeof(int), "C enums are ints");
+  int value;
+  std::memcpy(&value, &e, sizeof value);
+  return value;
+}
+
+absl::StatusOr<DType> DTypeOf(int dtype) {
   switch (dtype) {
     case RINGATTN_FLOAT32:
       return DType::kFloat32;
@@ -79,12 +90,12 @@ absl::StatusOr<DType> DTypeOf(ringattn_dtype dtype) {
       return DType::kBFloat16;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("dtype ", static_cast<int>(dtype),
+      absl::StrCat("dtype ", dtype,
                    " is unknown; expected RINGATTN_FLOAT32 (0), FLOAT64 (1), "
                    "FLOAT16 (2) or BFLOAT16 (3)"));
 }
 
-absl::StatusOr<ringattn::LayoutKind> LayoutOf(ringattn_layout layout) {
+absl::StatusOr<ringattn::LayoutKind> LayoutOf(int layout) {
   switch (layout) {
     case RINGATTN_LAYOUT_RING:
       return ringattn::LayoutKind::kRing;
@@ -98,7 +109,7 @@ absl::StatusOr<ringattn::LayoutKind> LayoutOf(ringattn_layout layout) {
       return ringattn::LayoutKind::kBalanced;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("layout ", static_cast<int>(layout), " is unknown; expected 0 to 4"));
+      absl::StrCat("layout ", layout, " is unknown; expected 0 to 4"));
 }
 
 absl::StatusOr<ringattn::RankTensor> TensorOf(const char* name, const ringattn_tensor* t) {
@@ -107,7 +118,7 @@ absl::StatusOr<ringattn::RankTensor> TensorOf(const char* name, const ringattn_t
         absl::StrCat(name, " is missing (a NULL tensor, data pointer, or negative size)"));
   }
   ringattn::RankTensor r;
-  ASSIGN_OR_RETURN(r.dtype, DTypeOf(t->dtype));
+  ASSIGN_OR_RETURN(r.dtype, DTypeOf(RawEnum(t->dtype)));
   r.data = absl::Span<const uint8_t>(static_cast<const uint8_t*>(t->data), t->bytes);
   r.strides = {t->offset, t->batch_stride, t->row_stride, t->head_stride};
   return r;
@@ -123,6 +134,16 @@ absl::Status CopyOut(const char* name, const std::vector<T>& from, void* to, int
   }
   std::memcpy(to, from.data(), need);
   return absl::OkStatus();
+}
+
+// A failed pass fails the world: its peers stop waiting for this rank.
+ringattn_status AbortOnFailure(ringattn_ring* ring, ringattn_status status) {
+  if (status != RINGATTN_OK && ring != nullptr) {
+    const std::string why = last_error;
+    ringattn_ring_abort(ring, why.c_str());
+    last_error = why;
+  }
+  return status;
 }
 
 }  // namespace
@@ -172,7 +193,7 @@ ringattn_status ringattn_ring_create(ringattn_world* world, int32_t rank, const 
       }
     }
     ringattn::RingAttentionConfig config;
-    ASSIGN_OR_RETURN(config.layout.kind, LayoutOf(c->layout));
+    ASSIGN_OR_RETURN(config.layout.kind, LayoutOf(RawEnum(c->layout)));
     config.layout.world = c->world;
     config.layout.ring_size = c->ring_size;
     config.layout.stripe_width = c->stripe_width == 0 ? 1 : c->stripe_width;
@@ -186,14 +207,20 @@ ringattn_status ringattn_ring_create(ringattn_world* world, int32_t rank, const 
     const ringattn::AttentionShape shape{c->batch,     c->seqlen,       c->seqlen,
                                          c->num_heads, c->num_kv_heads, c->head_dim};
     auto ring = std::make_unique<ringattn_ring>();
-    ASSIGN_OR_RETURN(ring->attention,
-                     ringattn::RingAttention::Create(world->threads->rank(rank), config, shape));
+    ring->comm = &world->threads->rank(rank);
+    ASSIGN_OR_RETURN(ring->attention, ringattn::RingAttention::Create(*ring->comm, config, shape));
     *out = ring.release();
     return absl::OkStatus();
   });
 }
 
 void ringattn_ring_destroy(ringattn_ring* ring) { delete ring; }
+
+void ringattn_ring_abort(ringattn_ring* ring, const char* reason) {
+  if (ring == nullptr) return;
+  ring->comm->Abort(absl::AbortedError(
+      absl::StrCat("rank ", ring->comm->rank(), " failed: ", reason == nullptr ? "" : reason)));
+}
 
 int64_t ringattn_ring_local_seqlen(const ringattn_ring* ring) {
   return ring == nullptr ? -1 : ring->attention->schedule().layout().local_seqlen();
@@ -214,28 +241,30 @@ ringattn_status ringattn_ring_position_ids(const ringattn_ring* ring, int64_t* i
 ringattn_status ringattn_forward(ringattn_ring* ring, const ringattn_tensor* q,
                                  const ringattn_tensor* k, const ringattn_tensor* v, void* out,
                                  int64_t out_bytes, float* lse, int64_t lse_count) {
-  return Guard([&]() -> absl::Status {
-    if (ring == nullptr) return absl::InvalidArgumentError("ring is NULL");
-    ASSIGN_OR_RETURN(ringattn::RankTensor tq, TensorOf("q", q));
-    ASSIGN_OR_RETURN(ringattn::RankTensor tk, TensorOf("k", k));
-    ASSIGN_OR_RETURN(ringattn::RankTensor tv, TensorOf("v", v));
-    ASSIGN_OR_RETURN(ringattn::RankForward result, ring->attention->Forward(tq, tk, tv));
-    RETURN_IF_ERROR(CopyOut("out", result.out, out, out_bytes));
-    return CopyOut("lse", result.lse, lse, lse_count * static_cast<int64_t>(sizeof(float)));
-  });
+  return AbortOnFailure(
+      ring, Guard([&]() -> absl::Status {
+        if (ring == nullptr) return absl::InvalidArgumentError("ring is NULL");
+        ASSIGN_OR_RETURN(ringattn::RankTensor tq, TensorOf("q", q));
+        ASSIGN_OR_RETURN(ringattn::RankTensor tk, TensorOf("k", k));
+        ASSIGN_OR_RETURN(ringattn::RankTensor tv, TensorOf("v", v));
+        ASSIGN_OR_RETURN(ringattn::RankForward result, ring->attention->Forward(tq, tk, tv));
+        RETURN_IF_ERROR(CopyOut("out", result.out, out, out_bytes));
+        return CopyOut("lse", result.lse, lse, lse_count * static_cast<int64_t>(sizeof(float)));
+      }));
 }
 
 ringattn_status ringattn_backward(ringattn_ring* ring, const ringattn_tensor* dout, void* dq,
                                   int64_t dq_bytes, void* dk, int64_t dk_bytes, void* dv,
                                   int64_t dv_bytes) {
-  return Guard([&]() -> absl::Status {
-    if (ring == nullptr) return absl::InvalidArgumentError("ring is NULL");
-    ASSIGN_OR_RETURN(ringattn::RankTensor tdout, TensorOf("dout", dout));
-    ASSIGN_OR_RETURN(ringattn::RankGrads grads, ring->attention->Backward(tdout));
-    RETURN_IF_ERROR(CopyOut("dq", grads.dq, dq, dq_bytes));
-    RETURN_IF_ERROR(CopyOut("dk", grads.dk, dk, dk_bytes));
-    return CopyOut("dv", grads.dv, dv, dv_bytes);
-  });
+  return AbortOnFailure(ring, Guard([&]() -> absl::Status {
+                          if (ring == nullptr) return absl::InvalidArgumentError("ring is NULL");
+                          ASSIGN_OR_RETURN(ringattn::RankTensor tdout, TensorOf("dout", dout));
+                          ASSIGN_OR_RETURN(ringattn::RankGrads grads,
+                                           ring->attention->Backward(tdout));
+                          RETURN_IF_ERROR(CopyOut("dq", grads.dq, dq, dq_bytes));
+                          RETURN_IF_ERROR(CopyOut("dk", grads.dk, dk, dk_bytes));
+                          return CopyOut("dv", grads.dv, dv, dv_bytes);
+                        }));
 }
 
 }  // extern "C"

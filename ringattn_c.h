@@ -99,6 +99,11 @@ ringattn_status ringattn_ring_create(ringattn_world* world, int32_t rank,
                                      const ringattn_config* config, ringattn_ring** out);
 void ringattn_ring_destroy(ringattn_ring* ring);
 
+/* Fails the whole world with `reason`: every rank waiting on a peer gets
+ * RINGATTN_ABORTED at once instead of waiting out its timeout. A failed
+ * ringattn_forward or ringattn_backward does this itself. */
+void ringattn_ring_abort(ringattn_ring* ring, const char* reason);
+
 /* Rows of every local tensor, and the batch rows. */
 int64_t ringattn_ring_local_seqlen(const ringattn_ring* ring);
 int64_t ringattn_ring_local_batch(const ringattn_ring* ring);

@@ -14,7 +14,7 @@ import ringattn
 from ringattn import functions as F
 
 
-def reference(q, k, v, causal, window):
+def reference(q, k, v, causal, window, cu_seqlens=None):
     s, hq, hk = q.shape[1], q.shape[2], k.shape[2]
     k = k.repeat_interleave(hq // hk, dim=2)
     v = v.repeat_interleave(hq // hk, dim=2)
@@ -27,6 +27,9 @@ def reference(q, k, v, causal, window):
         allowed &= j >= i - window[0]
     if window[1] >= 0:
         allowed &= j <= i + window[1]
+    if cu_seqlens:
+        doc = torch.bucketize(torch.arange(s), torch.tensor(cu_seqlens), right=True)
+        allowed &= doc[:, None] == doc[None, :]
     scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / q.shape[-1] ** 0.5
     scores = scores.masked_fill(~allowed, float("-inf"))
     return torch.einsum("bhqk,bkhd->bqhd", torch.softmax(scores, dim=-1), v)
@@ -102,6 +105,85 @@ def run(func, name, world, seqlen, heads, kv_heads, dim, dtype, causal, window, 
     w.close()
 
 
+def run_varlen(name, world, cu, heads, kv_heads, dim, local_cu=True):
+    """A varlen function on (total_local, heads, dim) shards: with the local
+    cu_seqlens (documents split evenly) or global_cu_seqlens (any lengths)."""
+    torch.manual_seed(1)
+    seqlen = cu[-1]
+    q, k, v, dout = (torch.randn(1, seqlen, h, dim, dtype=torch.float64)
+                     for h in (heads, kv_heads, kv_heads, heads))
+    w = ringattn.World(world, timeout_s=60)
+    layout = name.split("_")[0]
+    ids = [torch.from_numpy(ringattn.Ring(w, r, layout=layout, seqlen=seqlen, num_heads=heads,
+                                          num_kv_heads=kv_heads, head_dim=dim,
+                                          cu_seqlens=cu).position_ids())
+           for r in range(world)]
+    func = getattr(F, f"{name}_varlen_func")
+    results, errors = [None] * world, []
+
+    def rank(r):
+        try:
+            real = ids[r][ids[r] >= 0]
+            local = [x[0, real].float().requires_grad_() for x in (q, k, v)]
+            extra = ({} if local_cu else {"global_cu_seqlens": cu})
+            out, lse, _ = func(*local, [c // world for c in cu], 0, causal=True,
+                               return_attn_probs=True, group=F.Group(w, r), **extra)
+            assert lse.shape == (heads, len(real)), lse.shape
+            out.backward(dout[0, real].float())
+            results[r] = (real, out.detach(), [x.grad for x in local])
+        except Exception as e:  # reported below
+            errors.append(f"rank {r}: {e!r}")
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    got = [torch.zeros_like(x[0]) for x in (q, q, k, v)]
+    for real, out, grads in results:
+        for g, part in zip(got, [out] + grads):
+            g[real] = part.double()
+    qr, kr, vr = (x.clone().requires_grad_() for x in (q, k, v))
+    out = reference(qr, kr, vr, True, (-1, -1), cu)
+    out.backward(dout)
+    exact = [out.detach()[0], qr.grad[0], kr.grad[0], vr.grad[0]]
+    rel = [float((a - b).abs().max() / b.abs().max()) for a, b in zip(got, exact)]
+    label = f"{name}_varlen W={world} docs={cu} {'local' if local_cu else 'global'} cu_seqlens"
+    print(f"{label}: max rel out {rel[0]:.1e} dq {rel[1]:.1e} dk {rel[2]:.1e} dv {rel[3]:.1e}")
+    assert max(rel) <= 1e-5, label
+    w.close()
+
+
+def failing_rank_fails_the_world_at_once():
+    """Rank 1 gives a float64 k: it raises ValueError, and rank 0, waiting
+    for it, gets an error at once rather than after the 60 s timeout."""
+    import time
+    w = ringattn.World(2, timeout_s=60)
+    x = torch.zeros(1, 16, 1, 8)
+    errors = [None, None]
+
+    def rank(r):
+        try:
+            F.zigzag_ring_flash_attn_func(x, x if r == 0 else x.double(), x, causal=True,
+                                          group=F.Group(w, r))
+        except Exception as e:
+            errors[r] = e
+
+    start = time.time()
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.time() - start
+    print(f"rank 1: {errors[1]!r}; rank 0 after {elapsed:.2f} s: {errors[0]!r}")
+    assert isinstance(errors[1], ValueError) and "k is float64" in str(errors[1])
+    assert isinstance(errors[0], RuntimeError) and "rank 1 aborted: k is float64" in str(errors[0])
+    assert elapsed < 10, elapsed
+    w.close()
+
+
 def expect_error(fn, text):
     try:
         fn()
@@ -123,6 +205,11 @@ def main():
         True, (-1, -1), packing="qkv")
     run(F.zigzag_ring_flash_attn_func, "zigzag_ring_flash_attn", 2, 32, 4, 2, 8, torch.float32,
         True, (-1, -1), packing="kv")
+    run_varlen("ring_flash_attn", 2, [0, 8, 40, 64], 2, 1, 8)
+    run_varlen("zigzag_ring_flash_attn", 4, [0, 16, 48, 64], 4, 2, 8)
+    run_varlen("zigzag_ring_flash_attn", 3, [0, 1, 20, 21, 61], 2, 1, 8, local_cu=False)
+    run_varlen("balanced_flash_attn", 3, [0, 1, 20, 21, 61], 2, 2, 8, local_cu=False)
+    failing_rank_fails_the_world_at_once()
     w = ringattn.World(1)
     x = torch.zeros(1, 8, 1, 8)
     expect_error(lambda: F.ring_flash_attn_func(x, x, x, dropout_p=0.1, group=F.Group(w, 0)),

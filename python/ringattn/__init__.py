@@ -80,6 +80,11 @@ class Ring:
         self.local_batch = _capi.lib.ringattn_ring_local_batch(handle)
         self._dtype = None
 
+    def abort(self, reason):
+        """Fails the world: peers waiting on this rank get an error at once."""
+        if self._handle:
+            _capi.lib.ringattn_ring_abort(self._handle, str(reason).encode())
+
     def position_ids(self):
         """Global position of each local row (-1: a padding row), for rotary
         embeddings; with documents, packed positions."""

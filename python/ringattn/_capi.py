@@ -47,6 +47,8 @@ def _load():
     lib.ringattn_ring_create.argtypes = [p, i32, ctypes.POINTER(Config), ctypes.POINTER(p)]
     lib.ringattn_ring_destroy.argtypes = [p]
     lib.ringattn_ring_destroy.restype = None
+    lib.ringattn_ring_abort.argtypes = [p, ctypes.c_char_p]
+    lib.ringattn_ring_abort.restype = None
     lib.ringattn_ring_local_seqlen.argtypes = [p]
     lib.ringattn_ring_local_seqlen.restype = i64
     lib.ringattn_ring_local_batch.argtypes = [p]

@@ -4,10 +4,14 @@ stripe_flash_attn_func (and balanced_flash_attn_func), with their qkvpacked
 and kvpacked forms, same arguments and local shapes (batch, local_seqlen,
 heads, head_dim).
 
-`group` is a ringattn.Group (a World of W ranks as threads of this process
-and this thread's rank); torch.distributed process groups (NCCL, torchrun),
-CUDA tensors and the varlen forms are not supported yet and raise
-ValueError, as do dropout and ALiBi (never silently ignored).
+The varlen forms (ring_flash_attn_varlen_func, zigzag_..., balanced_...)
+take (total_local, heads, head_dim) tensors and the local cu_seqlens as
+ring-flash-attention does, or `global_cu_seqlens=` for documents of any
+length. `group` is a ringattn.functions.Group (a World of W ranks as
+threads of this process and this thread's rank); torch.distributed process
+groups (NCCL, torchrun), CUDA tensors and llama3_flash_attn_varlen_func are
+not supported yet and raise ValueError or do not exist, as dropout and ALiBi
+raise ValueError (never silently ignored).
 """
 
 import ctypes
@@ -46,43 +50,60 @@ def _tensor(name, x):
 
 class _RingAttnFunc(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, layout, softmax_scale, causal, window_size, group):
+    def forward(ctx, q, k, v, layout, softmax_scale, causal, window_size, group, cu_seqlens):
         batch, rows, heads, dim = q.shape
         world = group.world.size
-        ring = Ring(group.world, group.rank, layout=layout, batch=batch, seqlen=rows * world,
+        seqlen = cu_seqlens[-1] if cu_seqlens else rows * world
+        ring = Ring(group.world, group.rank, layout=layout, batch=batch, seqlen=seqlen,
                     num_heads=heads, num_kv_heads=k.shape[2], head_dim=dim, causal=causal,
-                    window_size=window_size, softmax_scale=softmax_scale)
-        if ring.local_seqlen != rows:
-            raise ValueError(f"ringattn: {rows} local rows, but the {layout} layout gives each "
-                             f"of {world} ranks {ring.local_seqlen}")
-        out = torch.empty_like(q, memory_format=torch.contiguous_format)
-        lse = torch.empty((batch, heads, rows), dtype=torch.float32)
-        tensors = [_tensor(n, x) for n, x in (("q", q), ("k", k), ("v", v))]
+                    window_size=window_size, softmax_scale=softmax_scale,
+                    cu_seqlens=list(cu_seqlens) if cu_seqlens else None)
+        try:
+            real = int((ring.position_ids() >= 0).sum())
+            if rows not in (ring.local_seqlen, real):
+                raise ValueError(f"ringattn: {rows} local rows, but the {layout} layout gives "
+                                 f"this rank {real} tokens (in {ring.local_seqlen} rows)")
+            # Uneven shards (documents of any length): the rank's tokens are
+            # its first rows; the rest is padding that nothing reads.
+            pad = ring.local_seqlen - rows
+            padded = [torch.nn.functional.pad(x, (0, 0, 0, 0, 0, pad)) if pad else x
+                      for x in (q, k, v)]
+            out = torch.empty((batch, ring.local_seqlen, heads, dim), dtype=q.dtype)
+            lse = torch.empty((batch, heads, ring.local_seqlen), dtype=torch.float32)
+            tensors = [_tensor(n, x) for n, x in zip(("q", "k", "v"), padded)]
+        except Exception as e:
+            ring.abort(e)  # the peers stop waiting for this rank
+            raise
         _capi.check(_capi.lib.ringattn_forward(
             ring._handle, *[ctypes.byref(t) for t in tensors], out.data_ptr(),
             out.numel() * out.element_size(), lse.data_ptr(), lse.numel()))
         ctx.ring = ring
         ctx.kv_shape = k.shape
+        ctx.pad = pad
+        out, lse = out[:, :rows], lse[:, :, :rows].contiguous()
         ctx.mark_non_differentiable(lse)
         return out, lse
 
     @staticmethod
     def backward(ctx, dout, _):
+        if ctx.pad:
+            dout = torch.nn.functional.pad(dout, (0, 0, 0, 0, 0, ctx.pad))
         dout = dout.contiguous()
+        batch, rows, kv_heads, dim = ctx.kv_shape
         dq = torch.empty_like(dout)
-        dk = torch.empty(ctx.kv_shape, dtype=dout.dtype)
-        dv = torch.empty(ctx.kv_shape, dtype=dout.dtype)
+        dk = torch.empty((batch, rows + ctx.pad, kv_heads, dim), dtype=dout.dtype)
+        dv = torch.empty_like(dk)
         t = _tensor("dout", dout)
         _capi.check(_capi.lib.ringattn_backward(
             ctx.ring._handle, ctypes.byref(t), dq.data_ptr(), dq.numel() * dq.element_size(),
             dk.data_ptr(), dk.numel() * dk.element_size(), dv.data_ptr(),
             dv.numel() * dv.element_size()))
         ctx.ring.close()
-        return dq, dk, dv, None, None, None, None, None
+        return (dq[:, :rows], dk[:, :rows], dv[:, :rows], None, None, None, None, None, None)
 
 
 def _attention(layout, q, k, v, dropout_p, softmax_scale, causal, window_size, alibi_slopes,
-               deterministic, return_attn_probs, group):
+               deterministic, return_attn_probs, group, cu_seqlens=None):
     if dropout_p:
         raise ValueError(f"ringattn: dropout_p is {dropout_p}; ringattn has no dropout "
                          "(expected 0)")
@@ -93,7 +114,33 @@ def _attention(layout, q, k, v, dropout_p, softmax_scale, causal, window_size, a
                          "ringattn.functions.Group (torch.distributed groups are not supported "
                          "yet)")
     scale = 0.0 if softmax_scale is None else float(softmax_scale)
-    out, lse = _RingAttnFunc.apply(q, k, v, layout, scale, causal, tuple(window_size), group)
+    out, lse = _RingAttnFunc.apply(q, k, v, layout, scale, causal, tuple(window_size), group,
+                                   cu_seqlens)
+    return (out, lse, None) if return_attn_probs else out
+
+
+def _varlen(layout, q, k, v, cu_seqlens, max_seqlen, dropout_p, softmax_scale, causal,
+            window_size, alibi_slopes, deterministic, return_attn_probs, group,
+            global_cu_seqlens):
+    """The varlen forms: q (total_local, heads, head_dim) and the LOCAL
+    cu_seqlens, as ring-flash-attention takes them (each document split
+    evenly over the ranks, so the global boundaries are the local ones x W);
+    or, for documents of any length, `global_cu_seqlens` (the local rows are
+    then the layout's, ringattn.Ring.position_ids)."""
+    if not isinstance(group, Group):
+        raise ValueError(f"ringattn: group is a {type(group).__name__}; expected a "
+                         "ringattn.functions.Group (torch.distributed groups are not supported "
+                         "yet)")
+    if q.dim() != 3:
+        raise ValueError(f"ringattn: varlen q has shape {tuple(q.shape)}; expected "
+                         "(total_tokens, heads, head_dim)")
+    if global_cu_seqlens is None:
+        world = group.world.size
+        global_cu_seqlens = [int(x) * world for x in cu_seqlens]
+    result = _attention(layout, q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), dropout_p,
+                        softmax_scale, causal, window_size, alibi_slopes, deterministic, True,
+                        group, tuple(int(x) for x in global_cu_seqlens))
+    out, lse = result[0].squeeze(0), result[1].squeeze(0)  # lse (heads, total_local)
     return (out, lse, None) if return_attn_probs else out
 
 
@@ -113,14 +160,42 @@ def _make(layout):
         return func(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], dropout_p, softmax_scale, causal,
                     window_size, alibi_slopes, deterministic, return_attn_probs, group)
 
-    return func, kvpacked, qkvpacked
+    def varlen(q, k, v, cu_seqlens, max_seqlen, dropout_p=0.0, softmax_scale=None,
+               causal=False, window_size=(-1, -1), alibi_slopes=None, deterministic=False,
+               return_attn_probs=False, group=None, global_cu_seqlens=None):
+        return _varlen(layout, q, k, v, cu_seqlens, max_seqlen, dropout_p, softmax_scale,
+                       causal, window_size, alibi_slopes, deterministic, return_attn_probs,
+                       group, global_cu_seqlens)
+
+    def varlen_kvpacked(q, kv, cu_seqlens, max_seqlen, dropout_p=0.0, softmax_scale=None,
+                        causal=False, window_size=(-1, -1), alibi_slopes=None,
+                        deterministic=False, return_attn_probs=False, group=None,
+                        global_cu_seqlens=None):
+        return varlen(q, kv[:, 0], kv[:, 1], cu_seqlens, max_seqlen, dropout_p, softmax_scale,
+                      causal, window_size, alibi_slopes, deterministic, return_attn_probs,
+                      group, global_cu_seqlens)
+
+    def varlen_qkvpacked(qkv, cu_seqlens, max_seqlen, dropout_p=0.0, softmax_scale=None,
+                         causal=False, window_size=(-1, -1), alibi_slopes=None,
+                         deterministic=False, return_attn_probs=False, group=None,
+                         global_cu_seqlens=None):
+        return varlen(qkv[:, 0], qkv[:, 1], qkv[:, 2], cu_seqlens, max_seqlen, dropout_p,
+                      softmax_scale, causal, window_size, alibi_slopes, deterministic,
+                      return_attn_probs, group, global_cu_seqlens)
+
+    return func, kvpacked, qkvpacked, varlen, varlen_kvpacked, varlen_qkvpacked
 
 
-(ring_flash_attn_func, ring_flash_attn_kvpacked_func,
- ring_flash_attn_qkvpacked_func) = _make("ring")
+(ring_flash_attn_func, ring_flash_attn_kvpacked_func, ring_flash_attn_qkvpacked_func,
+ ring_flash_attn_varlen_func, ring_flash_attn_varlen_kvpacked_func,
+ ring_flash_attn_varlen_qkvpacked_func) = _make("ring")
 (zigzag_ring_flash_attn_func, zigzag_ring_flash_attn_kvpacked_func,
- zigzag_ring_flash_attn_qkvpacked_func) = _make("zigzag")
+ zigzag_ring_flash_attn_qkvpacked_func, zigzag_ring_flash_attn_varlen_func,
+ zigzag_ring_flash_attn_varlen_kvpacked_func,
+ zigzag_ring_flash_attn_varlen_qkvpacked_func) = _make("zigzag")
 (stripe_flash_attn_func, stripe_flash_attn_kvpacked_func,
- stripe_flash_attn_qkvpacked_func) = _make("stripe")
+ stripe_flash_attn_qkvpacked_func) = _make("stripe")[:3]  # no varlen stripe
 (balanced_flash_attn_func, balanced_flash_attn_kvpacked_func,
- balanced_flash_attn_qkvpacked_func) = _make("balanced")
+ balanced_flash_attn_qkvpacked_func, balanced_flash_attn_varlen_func,
+ balanced_flash_attn_varlen_kvpacked_func,
+ balanced_flash_attn_varlen_qkvpacked_func) = _make("balanced")
