@@ -16,5 +16,5 @@ fi
 if [[ -n "$runtime" ]]; then
   export LD_PRELOAD="$runtime" ASAN_OPTIONS=detect_leaks=0
 fi
-export RINGATTN_LIB="$lib" PYTHONPATH=python
+export RINGATTN_LIB="$lib" PYTHONPATH=python  # ringattn/ and test_util.py
 exec /usr/bin/python3 "$@"

@@ -4,11 +4,11 @@ float64 numpy reference; bad arguments raise ValueError with ringattn's
 message. Usage: RINGATTN_LIB=path/to/libringattn.so python3 ringattn_test.py"""
 
 import sys
-import threading
 
 import numpy as np
 
 import ringattn
+from test_util import allowed_pairs, expect_error, run_ranks
 
 
 def reference(q, k, v, dout, causal, window, cu_seqlens):
@@ -16,18 +16,7 @@ def reference(q, k, v, dout, causal, window, cu_seqlens):
     _, s, hq, d = q.shape
     hk = k.shape[2]
     group = hq // hk
-    i = np.arange(s)[:, None]
-    j = np.arange(s)[None, :]
-    allowed = np.ones((s, s), dtype=bool)
-    if causal:
-        allowed &= j <= i
-    if window[0] >= 0:
-        allowed &= j >= i - window[0]
-    if window[1] >= 0:
-        allowed &= j <= i + window[1]
-    if cu_seqlens:
-        doc = np.searchsorted(np.asarray(cu_seqlens), np.arange(s), side="right")
-        allowed &= doc[:, None] == doc[None, :]
+    allowed = allowed_pairs(s, causal, window, cu_seqlens)
     scale = 1 / np.sqrt(d)
     out = np.zeros_like(q)
     lse = np.full((1, hq, s), -np.inf)
@@ -60,26 +49,19 @@ def check(layout, world, seqlen, heads, kv_heads, dim, causal=True, window=(-1, 
     q, dout = (rng.standard_normal((1, seqlen, heads, dim)) for _ in range(2))
     k, v = (rng.standard_normal((1, seqlen, kv_heads, dim)) for _ in range(2))
     w = ringattn.World(world, timeout_s=60)
-    results, errors = [None] * world, []
+    results = [None] * world
 
     def rank(r):
-        try:
-            ring = ringattn.Ring(w, r, layout=layout, seqlen=seqlen, num_heads=heads,
-                                 num_kv_heads=kv_heads, head_dim=dim, causal=causal,
-                                 window_size=window, cu_seqlens=cu_seqlens, **extra)
-            f32 = lambda x: ringattn.shard(x, ring).astype(np.float32)
-            out, lse = ring.forward(f32(q), f32(k), f32(v))
-            grads = ring.backward(f32(dout))
-            results[r] = (ring, out, lse, grads)
-        except Exception as e:  # reported below
-            errors.append(f"rank {r}: {e}")
+        ring = ringattn.Ring(w, r, layout=layout, seqlen=seqlen, num_heads=heads,
+                             num_kv_heads=kv_heads, head_dim=dim, causal=causal,
+                             window_size=window, cu_seqlens=cu_seqlens, **extra)
+        f32 = lambda x: ringattn.shard(x, ring).astype(np.float32)
+        out, lse = ring.forward(f32(q), f32(k), f32(v))
+        grads = ring.backward(f32(dout))
+        results[r] = (ring, out, lse, grads)
 
-    threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    errors = run_ranks(world, rank)
+    assert not any(errors), errors
     rings = [r[0] for r in results]
     out = ringattn.unshard([r[1] for r in results], rings, seqlen)
     lse = ringattn.unshard([r[2].transpose(0, 2, 1) for r in results], rings, seqlen)
@@ -94,16 +76,6 @@ def check(layout, world, seqlen, heads, kv_heads, dim, causal=True, window=(-1, 
     for ring in rings:
         ring.close()
     w.close()
-
-
-def expect_error(fn, text):
-    try:
-        fn()
-    except ValueError as e:
-        assert text in str(e), f"'{text}' not in '{e}'"
-        print(f"ValueError as expected: {e}")
-        return
-    raise AssertionError(f"no ValueError (expected '{text}')")
 
 
 def main():

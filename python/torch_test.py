@@ -6,11 +6,11 @@ unsupported arguments raise ValueError.
 Usage: RINGATTN_LIB=... PYTHONPATH=python python3 torch_test.py"""
 
 import sys
-import threading
 
 import torch
 
 import ringattn
+from test_util import allowed_pairs, expect_error, run_ranks
 from ringattn import functions as F
 
 
@@ -18,18 +18,7 @@ def reference(q, k, v, causal, window, cu_seqlens=None):
     s, hq, hk = q.shape[1], q.shape[2], k.shape[2]
     k = k.repeat_interleave(hq // hk, dim=2)
     v = v.repeat_interleave(hq // hk, dim=2)
-    i = torch.arange(s)[:, None]
-    j = torch.arange(s)[None, :]
-    allowed = torch.ones(s, s, dtype=torch.bool)
-    if causal:
-        allowed &= j <= i
-    if window[0] >= 0:
-        allowed &= j >= i - window[0]
-    if window[1] >= 0:
-        allowed &= j <= i + window[1]
-    if cu_seqlens:
-        doc = torch.bucketize(torch.arange(s), torch.tensor(cu_seqlens), right=True)
-        allowed &= doc[:, None] == doc[None, :]
+    allowed = torch.from_numpy(allowed_pairs(s, causal, window, cu_seqlens))
     scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / q.shape[-1] ** 0.5
     scores = scores.masked_fill(~allowed, float("-inf"))
     return torch.einsum("bhqk,bkhd->bqhd", torch.softmax(scores, dim=-1), v)
@@ -44,38 +33,31 @@ def run(func, name, world, seqlen, heads, kv_heads, dim, dtype, causal, window, 
     ids = [torch.from_numpy(ringattn.Ring(w, r, layout=layout, seqlen=seqlen, num_heads=heads,
                                           num_kv_heads=kv_heads, head_dim=dim).position_ids())
            for r in range(world)]
-    outs, grads, errors = [None] * world, [None] * world, []
+    outs, grads = [None] * world, [None] * world
 
     def rank(r):
-        try:
-            local = [x[:, ids[r]].to(dtype).requires_grad_() for x in (q, k, v)]
-            group = F.Group(w, r)
-            kwargs = dict(causal=causal, window_size=window, group=group)
-            if packing == "qkv":
-                qkv = torch.stack(local, dim=2).detach().requires_grad_()
-                out = getattr(F, f"{name}_qkvpacked_func")(qkv, **kwargs)
-                out.backward(dout[:, ids[r]].to(dtype))
-                grads[r] = qkv.grad.unbind(2)
-            elif packing == "kv":
-                kv = torch.stack(local[1:], dim=2).detach().requires_grad_()
-                out = getattr(F, f"{name}_kvpacked_func")(local[0], kv, **kwargs)
-                out.backward(dout[:, ids[r]].to(dtype))
-                grads[r] = (local[0].grad,) + tuple(kv.grad.unbind(2))
-            else:
-                out, lse, _ = func(*local, return_attn_probs=True, **kwargs)
-                assert lse.shape == (1, heads, ids[r].numel())
-                out.backward(dout[:, ids[r]].to(dtype))
-                grads[r] = tuple(x.grad for x in local)
-            outs[r] = out.detach()
-        except Exception as e:  # reported below
-            errors.append(f"rank {r}: {e!r}")
+        local = [x[:, ids[r]].to(dtype).requires_grad_() for x in (q, k, v)]
+        group = F.Group(w, r)
+        kwargs = dict(causal=causal, window_size=window, group=group)
+        if packing == "qkv":
+            qkv = torch.stack(local, dim=2).detach().requires_grad_()
+            out = getattr(F, f"{name}_qkvpacked_func")(qkv, **kwargs)
+            out.backward(dout[:, ids[r]].to(dtype))
+            grads[r] = qkv.grad.unbind(2)
+        elif packing == "kv":
+            kv = torch.stack(local[1:], dim=2).detach().requires_grad_()
+            out = getattr(F, f"{name}_kvpacked_func")(local[0], kv, **kwargs)
+            out.backward(dout[:, ids[r]].to(dtype))
+            grads[r] = (local[0].grad,) + tuple(kv.grad.unbind(2))
+        else:
+            out, lse, _ = func(*local, return_attn_probs=True, **kwargs)
+            assert lse.shape == (1, heads, ids[r].numel())
+            out.backward(dout[:, ids[r]].to(dtype))
+            grads[r] = tuple(x.grad for x in local)
+        outs[r] = out.detach()
 
-    threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    errors = run_ranks(world, rank)
+    assert not any(errors), errors
 
     def gather(parts, like):
         g = torch.zeros_like(like)
@@ -119,27 +101,20 @@ def run_varlen(name, world, cu, heads, kv_heads, dim, local_cu=True):
                                           cu_seqlens=cu).position_ids())
            for r in range(world)]
     func = getattr(F, f"{name}_varlen_func")
-    results, errors = [None] * world, []
+    results = [None] * world
 
     def rank(r):
-        try:
-            real = ids[r][ids[r] >= 0]
-            local = [x[0, real].float().requires_grad_() for x in (q, k, v)]
-            extra = ({} if local_cu else {"global_cu_seqlens": cu})
-            out, lse, _ = func(*local, [c // world for c in cu], 0, causal=True,
-                               return_attn_probs=True, group=F.Group(w, r), **extra)
-            assert lse.shape == (heads, len(real)), lse.shape
-            out.backward(dout[0, real].float())
-            results[r] = (real, out.detach(), [x.grad for x in local])
-        except Exception as e:  # reported below
-            errors.append(f"rank {r}: {e!r}")
+        real = ids[r][ids[r] >= 0]
+        local = [x[0, real].float().requires_grad_() for x in (q, k, v)]
+        extra = ({} if local_cu else {"global_cu_seqlens": cu})
+        out, lse, _ = func(*local, [c // world for c in cu], 0, causal=True,
+                           return_attn_probs=True, group=F.Group(w, r), **extra)
+        assert lse.shape == (heads, len(real)), lse.shape
+        out.backward(dout[0, real].float())
+        results[r] = (real, out.detach(), [x.grad for x in local])
 
-    threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    errors = run_ranks(world, rank)
+    assert not any(errors), errors
     got = [torch.zeros_like(x[0]) for x in (q, q, k, v)]
     for real, out, grads in results:
         for g, part in zip(got, [out] + grads):
@@ -161,37 +136,19 @@ def failing_rank_fails_the_world_at_once():
     import time
     w = ringattn.World(2, timeout_s=60)
     x = torch.zeros(1, 16, 1, 8)
-    errors = [None, None]
 
     def rank(r):
-        try:
-            F.zigzag_ring_flash_attn_func(x, x if r == 0 else x.double(), x, causal=True,
-                                          group=F.Group(w, r))
-        except Exception as e:
-            errors[r] = e
+        F.zigzag_ring_flash_attn_func(x, x if r == 0 else x.double(), x, causal=True,
+                                      group=F.Group(w, r))
 
     start = time.time()
-    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_ranks(2, rank)
     elapsed = time.time() - start
     print(f"rank 1: {errors[1]!r}; rank 0 after {elapsed:.2f} s: {errors[0]!r}")
     assert isinstance(errors[1], ValueError) and "k is float64" in str(errors[1])
     assert isinstance(errors[0], RuntimeError) and "rank 1 aborted: k is float64" in str(errors[0])
     assert elapsed < 10, elapsed
     w.close()
-
-
-def expect_error(fn, text):
-    try:
-        fn()
-    except ValueError as e:
-        assert text in str(e), f"'{text}' not in '{e}'"
-        print(f"ValueError as expected: {e}")
-        return
-    raise AssertionError(f"no ValueError (expected '{text}')")
 
 
 def main():

@@ -27,35 +27,45 @@ _NUMPY_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64
                  np.dtype(np.float16): "float16"}
 
 
-class World:
-    """`world` ranks as threads of this process (one Ring per thread)."""
+class _Handle:
+    """Owns a handle of the C ABI, destroyed once: by close(), or when
+    garbage-collected (also after a failed __init__, when it is None)."""
 
-    def __init__(self, world, timeout_s=120.0):
-        self._handle = None  # (for __del__ if creation fails)
-        handle = ctypes.c_void_p()
-        _capi.check(_capi.lib.ringattn_threads_world_create(world, timeout_s,
-                                                            ctypes.byref(handle)))
-        self._handle = handle
-        self.size = world
+    _handle = None
+    _destroy = None  # the C ABI's destroy function
 
     def close(self):
         if self._handle:
-            _capi.lib.ringattn_world_destroy(self._handle)
+            self._destroy(self._handle)
             self._handle = None
 
     def __del__(self):
         self.close()
 
 
-class Ring:
+class World(_Handle):
+    """`world` ranks as threads of this process (one Ring per thread)."""
+
+    _destroy = staticmethod(_capi.lib.ringattn_world_destroy)
+
+    def __init__(self, world, timeout_s=120.0):
+        handle = ctypes.c_void_p()
+        _capi.check(_capi.lib.ringattn_threads_world_create(world, timeout_s,
+                                                            ctypes.byref(handle)))
+        self._handle = handle
+        self.size = world
+
+
+class Ring(_Handle):
     """One rank's ring attention for a global problem of (batch, seqlen,
     num_heads, head_dim) with num_kv_heads key/value heads."""
+
+    _destroy = staticmethod(_capi.lib.ringattn_ring_destroy)
 
     def __init__(self, world, rank, *, seqlen, num_heads, head_dim, num_kv_heads=None,
                  batch=1, layout="zigzag", ring_size=0, stripe_width=1, kv_heads_per_group=0,
                  causal=True, window_size=(-1, -1), cu_seqlens=None, key_lengths=None,
                  softmax_scale=0.0):
-        self._handle = None  # (for __del__ if creation fails)
         if layout not in _capi.LAYOUTS:
             raise ValueError(f"ringattn: layout '{layout}' is unknown; expected one of "
                              f"{', '.join(_capi.LAYOUTS)}")
@@ -117,14 +127,6 @@ class Ring:
             self._handle, ctypes.byref(t), dq.ctypes.data, dq.nbytes, dk.ctypes.data, dk.nbytes,
             dv.ctypes.data, dv.nbytes))
         return dq, dk, dv
-
-    def close(self):
-        if self._handle:
-            _capi.lib.ringattn_ring_destroy(self._handle)
-            self._handle = None
-
-    def __del__(self):
-        self.close()
 
 
 def _tensor(name, x):

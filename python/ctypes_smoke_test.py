@@ -1,6 +1,6 @@
 # libringattn.so from ctypes: a causal forward on one rank against a
 # plain-Python reference, and NULL tensors as an error with a message.
-# Usage: python3 ctypes_smoke.py path/to/libringattn.so
+# Usage: python3 ctypes_smoke_test.py path/to/libringattn.so
 import ctypes, math, random, sys
 lib = ctypes.CDLL(sys.argv[1])
 class Config(ctypes.Structure):
