@@ -11,8 +11,8 @@
 Arrays are numpy arrays of float32, float64 or float16 with unit stride in
 the head dimension (any other strides). Bad arguments raise ValueError with
 ringattn's message; other failures (a peer that fails or goes silent)
-RuntimeError. The CPU backend only, so far; the torch functions
-(ring_flash_attn_func and its family) are not written yet.
+RuntimeError. The CPU backend only, so far. ring-flash-attention's
+functions on torch tensors are in ringattn.functions.
 """
 
 import ctypes
@@ -88,7 +88,6 @@ class Ring(_Handle):
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, c.num_kv_heads, head_dim
         self.local_seqlen = _capi.lib.ringattn_ring_local_seqlen(handle)
         self.local_batch = _capi.lib.ringattn_ring_local_batch(handle)
-        self._dtype = None
 
     def abort(self, reason):
         """Fails the world: peers waiting on this rank get an error at once."""
@@ -112,7 +111,6 @@ class Ring(_Handle):
         _capi.check(_capi.lib.ringattn_forward(
             self._handle, *[ctypes.byref(t) for t, _ in tensors], out.ctypes.data, out.nbytes,
             lse.ctypes.data, lse.size))
-        self._dtype = q.dtype
         return out, lse
 
     def backward(self, dout):
