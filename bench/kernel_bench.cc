@@ -215,7 +215,8 @@ int Main(int argc, char** argv) {
       if (flash::HopperDevice()) {
         for (auto [impl, kernel] :
              {std::pair{"ringattn_mma_sync", flash::TensorCoreKernel::kMmaSync},
-              std::pair{"ringattn_wgmma", flash::TensorCoreKernel::kHopper}}) {
+              std::pair{"ringattn_wgmma", flash::TensorCoreKernel::kHopper},
+              std::pair{"ringattn_warp_spec", flash::TensorCoreKernel::kWarpSpecialized}}) {
           report(impl,
                  TimeMs(
                      [&, kernel = kernel] {

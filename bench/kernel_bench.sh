@@ -22,6 +22,7 @@ awk -F, '
   FILENAME ~ /ours/ && $2 == "ringattn_warp_specialized" && $3 == "fwd" { ws[$1] = $5; next }
   FILENAME ~ /ours/ && $2 == "ringattn_mma_sync" && $3 == "bwd" { mma_bwd[$1] = $5; next }
   FILENAME ~ /ours/ && $2 == "ringattn_wgmma" && $3 == "bwd" { wgmma_bwd[$1] = $5; next }
+  FILENAME ~ /ours/ && $2 == "ringattn_warp_spec" && $3 == "bwd" { ws_bwd[$1] = $5; next }
   FILENAME ~ /ours/ && $2 == "ringattn" && $3 == "bwd" { ours_bwd[$1] = $5; next }
   FILENAME ~ /ours/ { next }
   $3 == "fwd" { t[$1, $2] = $5; ms[$1, $2] = $4 }
@@ -40,14 +41,15 @@ awk -F, '
              c ? sprintf("%.3f", ours[r] / c) : "-"
     }
     printf "\nbackward TFLOP/s (2.5x the forward FLOPs; torch: autograd.grad of a kept graph)\n"
-    printf "%-32s %9s %9s %9s %9s %9s %12s %12s\n", "row", "ours", "mma.sync", "wgmma",
-           "flash", "cudnn", "ours/flash", "ours/cudnn"
+    printf "%-32s %9s %9s %9s %9s %9s %9s %12s %12s\n", "row", "ours", "mma.sync", "cp.async",
+           "warp-spec", "flash", "cudnn", "ours/flash", "ours/cudnn"
     for (i = 1; i <= n; i++) {
       r = order[i]
       if (!(r in ours_bwd)) continue
       f = bwd[r, "torch_flash"]; c = bwd[r, "torch_cudnn"]
-      printf "%-32s %9.2f %9s %9s %9s %9s %12s %12s\n", r, ours_bwd[r],
+      printf "%-32s %9.2f %9s %9s %9s %9s %9s %12s %12s\n", r, ours_bwd[r],
              (r in mma_bwd) ? mma_bwd[r] : "-", (r in wgmma_bwd) ? wgmma_bwd[r] : "-",
+             (r in ws_bwd) ? ws_bwd[r] : "-",
              f ? f : "-", c ? c : "-",
              f ? sprintf("%.3f", ours_bwd[r] / f) : "-",
              c ? sprintf("%.3f", ours_bwd[r] / c) : "-"

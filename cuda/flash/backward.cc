@@ -19,22 +19,30 @@ cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stre
                                 TensorCoreKernel kernel) {
   if (!FlashBackwardSupports(args)) return cudaErrorNotSupported;
   const bool hopper = HopperDevice();
-  if (kernel == TensorCoreKernel::kHopper && !hopper) return cudaErrorNotSupported;
-  if (kernel == TensorCoreKernel::kWarpSpecialized) return cudaErrorNotSupported;
+  const bool hopper_kernel =
+      kernel == TensorCoreKernel::kHopper || kernel == TensorCoreKernel::kWarpSpecialized;
+  if (hopper_kernel && !hopper) return cudaErrorNotSupported;
+  // The warp-specialized kernel adds dQ rows with 16-byte bulk reductions.
+  const bool dq_aligned = Aligned16(args.dq);
+  if (kernel == TensorCoreKernel::kWarpSpecialized && !dq_aligned) return cudaErrorNotSupported;
   const ForwardBlockArgs& a = args.task;
   if (a.q_pos.length == 0 || a.k_pos.length == 0 || a.batch == 0) return cudaSuccess;
   return DispatchDtypeHeadDim(a.dtype, a.head_dim, [&](auto dtype, auto head_dim) {
     constexpr ElementType E = decltype(dtype)::value;
     constexpr int D = decltype(head_dim)::value;
-    // kAuto: wgmma on Hopper (H100, s8192 d128 causal: 339 vs 182 TFLOP/s;
-    // s16384 d64: 243 vs 148), see docs/KERNEL_BENCH.md.
-    const bool use_hopper =
-        kernel == TensorCoreKernel::kHopper || (kernel == TensorCoreKernel::kAuto && hopper);
+    // kAuto: the warp-specialized kernel on Hopper (when dq is 16-byte
+    // aligned), see docs/KERNEL_BENCH.md.
+    const bool auto_hopper = kernel == TensorCoreKernel::kAuto && hopper;
     if constexpr (D > 128) {
       return cudaErrorNotSupported;
     } else {
-      return use_hopper ? LaunchFlashBackwardHopperKernel<E, D>(args, stream)
-                        : LaunchFlashBackwardKernel<E, D>(args, stream);
+      if (kernel == TensorCoreKernel::kWarpSpecialized || (auto_hopper && dq_aligned)) {
+        return LaunchFlashBackwardWarpSpecializedKernel<E, D>(args, stream);
+      }
+      if (kernel == TensorCoreKernel::kHopper || auto_hopper) {
+        return LaunchFlashBackwardHopperKernel<E, D>(args, stream);
+      }
+      return LaunchFlashBackwardKernel<E, D>(args, stream);
     }
   });
 }

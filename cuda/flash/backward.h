@@ -16,9 +16,11 @@ namespace ringattn::cuda::flash {
 // 128, 16-byte aligned q/k/v/dout and 8-byte aligned dq/dk/dv.
 bool FlashBackwardSupports(const BackwardBlockArgs& args);
 
-// Enqueues the task; cudaErrorNotSupported when !FlashBackwardSupports, or
-// for kHopper when !HopperDevice(). kAuto runs the wgmma kernel on Hopper,
-// the mma.sync kernel elsewhere.
+// Enqueues the task; cudaErrorNotSupported when !FlashBackwardSupports, for
+// kHopper and kWarpSpecialized when !HopperDevice(), and for
+// kWarpSpecialized when dq is not 16-byte aligned. kAuto runs the
+// warp-specialized kernel on Hopper (the cp.async wgmma kernel when dq is
+// only 8-byte aligned), the mma.sync kernel elsewhere.
 cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stream,
                                 TensorCoreKernel kernel = TensorCoreKernel::kAuto);
 
@@ -28,6 +30,11 @@ cudaError_t LaunchFlashBackwardKernel(const BackwardBlockArgs& args, cudaStream_
 // The wgmma kernel, compiled in backward_hopper_d<D>.cu.
 template <ElementType E, int kHeadDim>
 cudaError_t LaunchFlashBackwardHopperKernel(const BackwardBlockArgs& args, cudaStream_t stream);
+// The warp-specialized wgmma kernel, compiled in
+// backward_warp_specialized_d<D>.cu.
+template <ElementType E, int kHeadDim>
+cudaError_t LaunchFlashBackwardWarpSpecializedKernel(const BackwardBlockArgs& args,
+                                                     cudaStream_t stream);
 
 }  // namespace ringattn::cuda::flash
 

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "cuda/flash/backward_hopper_common.cuh"
 #include "cuda/flash/block_mask.cuh"
 #include "cuda/flash/hopper_primitives.cuh"
 #include "cuda/flash/mma_primitives.cuh"
@@ -32,11 +33,8 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
 #ifdef RINGATTN_WGMMA
   using Tr = HopperBackwardTraits<kHeadDim>;
   using T = typename Element<E>::T;
-  using Mma = Wgmma<E>;
   const ForwardBlockArgs& a = args.task;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
-  constexpr int kMB = kBlockM / 8;  // n8 blocks of S^T (queries)
-  constexpr int kDB = kHeadDim / 8;
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   const uint32_t s_k = (SharedAddress(shared_raw) + 1023) & ~1023u;
   const uint32_t s_v = s_k + Tr::kKvBytes;
@@ -64,18 +62,8 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
   const T* g_do = static_cast<const T*>(args.dout) + q_offset0;
   const int64_t stat0 = (b * a.num_heads + h) * a.q_rows + a.q_row;
 
-  // Query tiles [m_begin, m_end) hold an allowed pair; [full_begin, full_end)
-  // only allowed pairs (and the key tile is whole).
-  int m_begin, m_end, full_begin, full_end;
-  {
-    const TaskMask mask = TaskMask::Of(a, b);
-    const RunTiles q_tiles{a.q_pos, kBlockM};
-    const RunTiles k_tiles{a.k_pos, kBlockN};
-    const int64_t k_lo = k_tiles.First(n_tile), k_hi = k_tiles.Last(n_tile);
-    q_tiles.Range(mask.QueryLow(k_lo), mask.QueryHigh(k_lo, k_hi), &m_begin, &m_end);
-    FullQueryTileRange(mask, q_tiles, k_lo, k_hi, &full_begin, &full_end);
-    if (!k_tiles.Full(n_tile)) full_begin = full_end = 0;
-  }
+  const KeyTileQueries tiles(a, b, n_tile, kBlockM, kBlockN);
+  const int m_begin = tiles.m_begin, m_end = tiles.m_end;
   if (m_begin >= m_end) return;  // no allowed pair: nothing to add
 
   const auto load_q_tile = [&](int m, int buffer) {
@@ -145,105 +133,26 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
     // S^T = K_w Q^T, then dP^T = V_w dO^T (two groups: P^T is computed
     // while dP^T is multiplied).
     float s[kBlockM / 2], dp[kBlockM / 2];
-    WgmmaFence();
-#pragma unroll
-    for (int kk = 0; kk < kHeadDim / 16; ++kk) {
-      const uint32_t col = (kk % 4) * 32;
-      Mma::template SS<kBlockM>(
-          s, SwizzledDescriptor(s_k + (kk / 4) * kBlockN * 128 + key_base * 128 + col, 16),
-          SwizzledDescriptor(q_tile + (kk / 4) * kBlockM * 128 + col, 16), kk > 0);
-    }
-    WgmmaCommit();
-#pragma unroll
-    for (int kk = 0; kk < kHeadDim / 16; ++kk) {
-      const uint32_t col = (kk % 4) * 32;
-      Mma::template SS<kBlockM>(
-          dp, SwizzledDescriptor(s_v + (kk / 4) * kBlockN * 128 + key_base * 128 + col, 16),
-          SwizzledDescriptor(do_tile + (kk / 4) * kBlockM * 128 + col, 16), kk > 0);
-    }
-    WgmmaCommit();
+    IssueScoresT<E, kHeadDim, kBlockN, kBlockM>(s, dp, s_k, s_v, key_base, q_tile, do_tile);
     WgmmaWait<1>();
     FenceRegisters(s);
 
-    // P^T = exp(S^T * scale - LSE), masked pairs 0. The mask of a partial
-    // tile is computed in a rolled loop as one bit per element (bit 4 j +
-    // 2 half + e): unrolled position math overflowed the instruction cache.
-    static_assert(kMB * 4 <= 32, "one bit per element of S^T");
-    uint32_t allowed = ~0u;
-    if (m < full_begin || m >= full_end) {
-      const TaskMask mask = TaskMask::Of(a, b);
-      allowed = 0;
-#pragma unroll 1
-      for (int bit = 0; bit < kMB * 4; ++bit) {
-        const int col = (bit / 4) * 8 + (lane % 4) * 2 + bit % 2;
-        const int key = key0 + 8 * ((bit / 2) % 2);
-        const bool ok =
-            key < k_valid && q_first + col < q_len &&
-            mask.Allowed(PositionAt(a.q_pos, q_first + col), PositionAt(a.k_pos, k0 + key));
-        allowed |= static_cast<uint32_t>(ok) << bit;
-      }
-    }
-    auto& p3 = *reinterpret_cast<float(*)[1][kMB][4]>(s);
-#pragma unroll
-    for (int j = 0; j < kMB; ++j) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int col = j * 8 + (lane % 4) * 2 + e;
-        const float lse = s_lse[buffer * kBlockM + col];
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const float x = FastExp2(fmaf(p3[0][j][2 * half + e], scale_log2, -lse));
-          p3[0][j][2 * half + e] = (allowed >> (4 * j + 2 * half + e)) & 1u ? x : 0.f;
-        }
-      }
-    }
+    // P^T = exp(S^T * scale - LSE), masked pairs 0 (the mask only on tiles
+    // that need it).
+    const uint32_t allowed =
+        tiles.NeedsMask(m) ? AllowedBitsT<kBlockM>(a, b, key0, k_valid, k0, q_first) : ~0u;
     uint32_t p16[kBlockM / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kBlockM / 16; ++kk) PackP<E>(p3, 0, kk, p16[kk]);
+    ProbabilitiesT<E, kBlockM>(s, allowed, s_lse + buffer * kBlockM, scale_log2, p16);
 
     // dS^T = P^T (dP^T - D).
     WgmmaWait<0>();
     FenceRegisters(dp);
-    auto& ds3 = *reinterpret_cast<float(*)[1][kMB][4]>(dp);
-#pragma unroll
-    for (int j = 0; j < kMB; ++j) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const float delta = s_delta[buffer * kBlockM + j * 8 + (lane % 4) * 2 + e];
-        ds3[0][j][e] = p3[0][j][e] * (ds3[0][j][e] - delta);
-        ds3[0][j][2 + e] = p3[0][j][2 + e] * (ds3[0][j][2 + e] - delta);
-      }
-    }
     uint32_t ds16[kBlockM / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kBlockM / 16; ++kk) PackP<E>(ds3, 0, kk, ds16[kk]);
+    ScoreGradsT<E, kBlockM>(s, dp, s_delta + buffer * kBlockM, ds16);
 
-    // dV += P^T dO and dK += dS^T Q (dO and Q N-major: 64-column blocks
-    // kBlockM rows apart).
-    WgmmaFence();
-#pragma unroll
-    for (int kk = 0; kk < kBlockM / 16; ++kk) {
-      Mma::template RS<kHeadDim>(dv, p16[kk],
-                                 SwizzledDescriptor(do_tile + kk * 16 * 128, kBlockM * 128), 1);
-    }
-#pragma unroll
-    for (int kk = 0; kk < kBlockM / 16; ++kk) {
-      Mma::template RS<kHeadDim>(dk, ds16[kk],
-                                 SwizzledDescriptor(q_tile + kk * 16 * 128, kBlockM * 128), 1);
-    }
-    WgmmaCommit();
+    IssueKeyGrads<E, kHeadDim, kBlockM>(dk, dv, p16, ds16, q_tile, do_tile);
 
-    // dS^T to shared memory in the swizzled layout (rows of kBlockM = 64
-    // queries, one 16-byte chunk per n8 block) for dQ's wgmma.
-#pragma unroll
-    for (int kk = 0; kk < kBlockM / 16; ++kk) {
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int key = key0 + 8 * (r % 2), chunk = 2 * kk + r / 2;
-        const uint32_t address = s_ds + key * 128 + ((chunk ^ (key % 8)) << 4) + (lane % 4) * 4;
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(address), "r"(ds16[kk][r]));
-      }
-    }
+    StoreScoreGradsT<kBlockM>(s_ds, key0, ds16);
     FenceProxyAsync();
     __syncthreads();  // dS^T of both warpgroups
 
@@ -256,16 +165,7 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
       const int key_begin = kSplitKeys ? key_base : 0;
       const int col_begin = kSplitKeys ? 0 : warpgroup * 64;
       float dq[32];
-      WgmmaFence();
-#pragma unroll
-      for (int kk = 0; kk < kKeys / 16; ++kk) {
-        const uint32_t key = key_begin + kk * 16;
-        Mma::SS64T(
-            dq, SwizzledDescriptor(s_ds + key * 128, kBlockN * 128),
-            SwizzledDescriptor(s_k + (col_begin / 64) * kBlockN * 128 + key * 128, kBlockN * 128),
-            kk > 0);
-      }
-      WgmmaCommit();
+      IssueQueryGrads<E, kBlockN, kKeys>(dq, s_ds, s_k, key_begin, col_begin);
       WgmmaWait<0>();  // dQ, and dV / dK above
       FenceRegisters(dq);
       FenceRegisters(dk);
@@ -287,31 +187,7 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
     __syncthreads();          // s_ds and this buffer are free for the next tile
   }
 
-  // dK (scaled) and dV of the thread's keys into the travelling fp32 buffers.
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int key = key0 + 8 * half;
-    if (key >= k_valid) continue;
-    const int64_t offset = kv_offset0 + key * kv_stride + (lane % 4) * 2;
-    float* out_k = args.dk + offset;
-    float* out_v = args.dv + offset;
-#pragma unroll
-    for (int i = 0; i < kDB; ++i) {
-      const float k_x = dk[4 * i + 2 * half] * a.softmax_scale;
-      const float k_y = dk[4 * i + 2 * half + 1] * a.softmax_scale;
-      const float v_x = dv[4 * i + 2 * half], v_y = dv[4 * i + 2 * half + 1];
-      if (group == 1) {  // this CTA alone adds to these rows in this launch
-        float2* pk = reinterpret_cast<float2*>(out_k + i * 8);
-        float2* pv = reinterpret_cast<float2*>(out_v + i * 8);
-        const float2 ok = *pk, ov = *pv;
-        *pk = make_float2(ok.x + k_x, ok.y + k_y);
-        *pv = make_float2(ov.x + v_x, ov.y + v_y);
-      } else {
-        AtomicAdd2(out_k + i * 8, k_x, k_y);
-        AtomicAdd2(out_v + i * 8, v_x, v_y);
-      }
-    }
-  }
+  AddKeyGrads<kHeadDim>(args, dk, dv, kv_offset0, kv_stride, key0, k_valid);
 #endif  // RINGATTN_WGMMA
 }
 

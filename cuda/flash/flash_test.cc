@@ -512,11 +512,7 @@ void CheckBackward(const Case& c, uint32_t seed) {
   ASSERT_EQ(
       LaunchBackwardDelta(a.dtype, d_dout, d_o, d_delta, c.batch, c.q_rows, c.heads, d, nullptr),
       cudaSuccess);
-  // The backward has no warp-specialized kernel yet.
-  std::vector<flash::TensorCoreKernel> kernels = TensorCoreKernels();
-  kernels.erase(
-      std::remove(kernels.begin(), kernels.end(), flash::TensorCoreKernel::kWarpSpecialized),
-      kernels.end());
+  const std::vector<flash::TensorCoreKernel> kernels = TensorCoreKernels();
   const int n = static_cast<int>(kernels.size());
   std::vector<std::vector<float>> grads[3];  // [kernel: fp32, tensor cores...][dq, dk, dv]
   for (int kernel = 0; kernel <= n; ++kernel) {

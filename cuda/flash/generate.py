@@ -131,6 +131,9 @@ FAMILIES = (
      "tensor-core backward", (64, 128)),
     ("backward_hopper", "backward_hopper_kernel.cuh", "LaunchFlashBackwardHopperKernel",
      "BackwardBlockArgs", "Hopper (wgmma) backward", (64, 128)),
+    ("backward_warp_specialized", "backward_warp_specialized_kernel.cuh",
+     "LaunchFlashBackwardWarpSpecializedKernel", "BackwardBlockArgs",
+     "warp-specialized Hopper backward", (64, 128)),
 )
 
 

@@ -49,21 +49,23 @@ cudaError_t EncodeTileMap(const TileView& view, CUtensorMap* map) {
     }
   }
   const PFN_cuTensorMapEncodeTiled_v12000 encode = EncodeFunction();
-  if (encode == nullptr || view.dtype == ElementType::kFloat32) return cudaErrorNotSupported;
-  constexpr int64_t kElement = 2;
+  if (encode == nullptr) return cudaErrorNotSupported;
+  const int64_t kElement = view.dtype == ElementType::kFloat32 ? 4 : 2;
   const cuuint64_t dims[4] = {
       static_cast<cuuint64_t>(view.columns), static_cast<cuuint64_t>(view.rows),
       static_cast<cuuint64_t>(view.heads), static_cast<cuuint64_t>(view.batch)};
   const cuuint64_t strides[3] = {static_cast<cuuint64_t>(view.row_stride * kElement),
                                  static_cast<cuuint64_t>(view.head_stride * kElement),
                                  static_cast<cuuint64_t>(view.batch_stride * kElement)};
-  const cuuint32_t box[4] = {64, static_cast<cuuint32_t>(view.box_rows), 1, 1};
+  const cuuint32_t box[4] = {static_cast<cuuint32_t>(128 / kElement),
+                             static_cast<cuuint32_t>(view.box_rows), 1, 1};
   const cuuint32_t element_strides[4] = {1, 1, 1, 1};
   CUtensorMap encoded;
-  if (encode(&encoded,
-             view.dtype == ElementType::kBFloat16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
-                                                  : CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
-             4, const_cast<void*>(view.base), dims, strides, box, element_strides,
+  const CUtensorMapDataType type =
+      view.dtype == ElementType::kFloat32    ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
+      : view.dtype == ElementType::kBFloat16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                             : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  if (encode(&encoded, type, 4, const_cast<void*>(view.base), dims, strides, box, element_strides,
              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
              CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS) {

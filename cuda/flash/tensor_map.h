@@ -13,7 +13,7 @@
 
 namespace ringattn::cuda::flash {
 
-// A 4-d view (columns, rows, heads, batch) of a 2-byte (fp16/bf16) tensor:
+// A 4-d view (columns, rows, heads, batch) of an fp16, bf16 or fp32 tensor:
 // `base` points at (row 0, head 0, column 0) of batch row 0; `row_stride`,
 // `head_stride` and `batch_stride` are in elements (column stride 1).
 struct TileView {
@@ -21,8 +21,8 @@ struct TileView {
   ElementType dtype = ElementType::kBFloat16;
   int64_t columns = 0, rows = 0, heads = 0, batch = 0;
   int64_t row_stride = 0, head_stride = 0, batch_stride = 0;
-  // The box one copy moves: 64 columns (128 bytes: one row of the 128-byte
-  // swizzle) by box_rows rows.
+  // The box one copy moves: 128 bytes of columns (one row of the 128-byte
+  // swizzle: 64 fp16/bf16 or 32 fp32 elements) by box_rows rows.
   int box_rows = 0;
 };
 

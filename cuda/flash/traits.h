@@ -144,6 +144,50 @@ struct HopperBackwardTraits {
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
+// Warp-specialized Hopper backward: a producer warpgroup (one thread issues
+// the TMA copies of K, V and of each query tile's Q and dO; one warp loads
+// LSE and D; one warp adds the CTA's dQ tiles to global memory with bulk
+// reductions) and two consumer warpgroups of 64 keys each. Query tiles of
+// 64 rows go through a kStages-deep pipeline; dS^T is double-buffered (one
+// barrier per tile between the consumers); dQ is staged in fp32 in shared
+// memory, double-buffered, in boxes of 32 columns in the 128-byte swizzle
+// (the layout the TMA reduction reads), one partial per consumer at d64
+// (each sums over its own keys) and one tile at d128 (each consumer owns
+// 64 columns).
+template <int kHeadDim_>
+struct WarpSpecializedBackwardTraits {
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kConsumers = 2;
+  static constexpr int kThreads = 128 * (kConsumers + 1);
+  static constexpr int kBlockN = 64 * kConsumers;
+  static constexpr int kBlockM = 64;
+  static constexpr int kStages = 2;
+  static constexpr int kEntryRegisters = 65536 / kThreads / 8 * 8;
+  static constexpr int kProducerRegisters = 24;
+  static constexpr int kConsumerRegisters =
+      kEntryRegisters + (kEntryRegisters - kProducerRegisters) / kConsumers / 8 * 8;
+  static constexpr int kKvBytes = kBlockN * kHeadDim * 2;  // K or V
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2;   // one Q or dO tile
+  static constexpr int kDsBytes = kBlockN * kBlockM * 2;   // one dS^T buffer
+  static constexpr int kDqPartials = kHeadDim == 64 ? kConsumers : 1;
+  static constexpr int kDqBoxBytes = kBlockM * 128;  // 32 columns
+  static constexpr int kDqPartialBytes = kBlockM * kHeadDim * 4;
+  static constexpr int kDqBytes = 2 * kDqPartials * kDqPartialBytes;
+  static constexpr int kStatsBytes = kStages * 2 * kBlockM * 4;  // LSE and D
+  static constexpr int kBarrierBytes = 8 * (1 + 2 * kStages);
+  static constexpr int kSharedBytes = 1024 + 2 * kKvBytes + 2 * kStages * kQBytes + 2 * kDsBytes +
+                                      kDqBytes + kStatsBytes + kBarrierBytes;
+
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "backward head dims 64, 128");
+  static_assert(kBlockM == 64, "dS^T rows are one 128-byte swizzle row");
+  static_assert(kBlockM == 2 * 32, "the stats warp loads two rows per lane");
+  static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumers <=
+                    kEntryRegisters * kThreads,
+                "consumers take no more registers than the producer gives back");
+  static_assert(kConsumerRegisters <= 256, "setmaxnreg range");
+  static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
+};
+
 // Backward: a CTA owns kBlockN = 16 * kWarps keys (16 per warp: the warp's
 // dK and dV accumulators stay in registers) and walks the query tiles of
 // kBlockM rows (Q, dO double-buffered by cp.async). Per tile each warp

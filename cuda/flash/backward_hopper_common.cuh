@@ -1,0 +1,236 @@
+// The per-tile steps both Hopper backward kernels share (the cp.async one,
+// backward_hopper_kernel.cuh, and the warp-specialized one,
+// backward_warp_specialized_kernel.cuh). A consumer warpgroup holds S^T and
+// dP^T of its 64 keys x kBlockM queries as wgmma accumulators (the m64nN
+// layout: thread keys key0 and key0 + 8, query columns
+// j * 8 + (lane % 4) * 2 + e), and dK, dV of its keys.
+#ifndef RINGATTN_CUDA_FLASH_BACKWARD_HOPPER_COMMON_CUH_
+#define RINGATTN_CUDA_FLASH_BACKWARD_HOPPER_COMMON_CUH_
+
+#include <cstdint>
+
+#include "cuda/flash/block_mask.cuh"
+#include "cuda/flash/hopper_primitives.cuh"
+#include "cuda/flash/mma_primitives.cuh"
+#include "cuda/flash/wgmma_ops.cuh"
+#include "cuda/kernel_args.h"
+
+namespace ringattn::cuda::flash {
+
+// The query tiles (of kBlockM rows) key tile n_tile (of kBlockN keys)
+// meets in batch row b: [m_begin, m_end) hold an allowed pair,
+// [full_begin, full_end) only allowed pairs (empty when the key tile is
+// not whole).
+struct KeyTileQueries {
+  int m_begin, m_end, full_begin, full_end;
+  __device__ __forceinline__ KeyTileQueries(const ForwardBlockArgs& a, int64_t b, int n_tile,
+                                            int block_m, int block_n) {
+    const TaskMask mask = TaskMask::Of(a, b);
+    const RunTiles q_tiles{a.q_pos, block_m};
+    const RunTiles k_tiles{a.k_pos, block_n};
+    const int64_t k_lo = k_tiles.First(n_tile), k_hi = k_tiles.Last(n_tile);
+    q_tiles.Range(mask.QueryLow(k_lo), mask.QueryHigh(k_lo, k_hi), &m_begin, &m_end);
+    FullQueryTileRange(mask, q_tiles, k_lo, k_hi, &full_begin, &full_end);
+    if (!k_tiles.Full(n_tile)) full_begin = full_end = 0;
+  }
+  __device__ __forceinline__ bool NeedsMask(int m) const { return m < full_begin || m >= full_end; }
+};
+
+// S^T = K_w Q^T, then dP^T = V_w dO^T, as two wgmma groups (the caller
+// waits for S^T first and computes P^T while dP^T is multiplied). K and V
+// tiles hold kBlockN keys (the warpgroup's 64 start at key_base); Q and dO
+// tiles kBlockM queries; all K-major in the 128-byte swizzle.
+template <ElementType E, int kHeadDim, int kBlockN, int kBlockM>
+__device__ __forceinline__ void IssueScoresT(float (&s)[kBlockM / 2], float (&dp)[kBlockM / 2],
+                                             uint32_t s_k, uint32_t s_v, int key_base,
+                                             uint32_t q_tile, uint32_t do_tile) {
+  using Mma = Wgmma<E>;
+  WgmmaFence();
+#pragma unroll
+  for (int kk = 0; kk < kHeadDim / 16; ++kk) {
+    const uint32_t col = (kk % 4) * 32;
+    Mma::template SS<kBlockM>(
+        s, SwizzledDescriptor(s_k + (kk / 4) * kBlockN * 128 + key_base * 128 + col, 16),
+        SwizzledDescriptor(q_tile + (kk / 4) * kBlockM * 128 + col, 16), kk > 0);
+  }
+  WgmmaCommit();
+#pragma unroll
+  for (int kk = 0; kk < kHeadDim / 16; ++kk) {
+    const uint32_t col = (kk % 4) * 32;
+    Mma::template SS<kBlockM>(
+        dp, SwizzledDescriptor(s_v + (kk / 4) * kBlockN * 128 + key_base * 128 + col, 16),
+        SwizzledDescriptor(do_tile + (kk / 4) * kBlockM * 128 + col, 16), kk > 0);
+  }
+  WgmmaCommit();
+}
+
+// dV += P^T dO and dK += dS^T Q, one wgmma group (dO and Q N-major:
+// 64-column blocks kBlockM rows apart). p16 and ds16 must stay unchanged
+// until the group completes.
+template <ElementType E, int kHeadDim, int kBlockM>
+__device__ __forceinline__ void IssueKeyGrads(float (&dk)[kHeadDim / 2], float (&dv)[kHeadDim / 2],
+                                              const uint32_t (&p16)[kBlockM / 16][4],
+                                              const uint32_t (&ds16)[kBlockM / 16][4],
+                                              uint32_t q_tile, uint32_t do_tile) {
+  using Mma = Wgmma<E>;
+  WgmmaFence();
+#pragma unroll
+  for (int kk = 0; kk < kBlockM / 16; ++kk) {
+    Mma::template RS<kHeadDim>(dv, p16[kk],
+                               SwizzledDescriptor(do_tile + kk * 16 * 128, kBlockM * 128), 1);
+  }
+#pragma unroll
+  for (int kk = 0; kk < kBlockM / 16; ++kk) {
+    Mma::template RS<kHeadDim>(dk, ds16[kk],
+                               SwizzledDescriptor(q_tile + kk * 16 * 128, kBlockM * 128), 1);
+  }
+  WgmmaCommit();
+}
+
+// dQ (64 queries x 64 columns from col_begin) = dS K over kKeys keys from
+// key_begin, one wgmma group: dS M-major (dS^T's rows in s_ds), K N-major.
+template <ElementType E, int kBlockN, int kKeys>
+__device__ __forceinline__ void IssueQueryGrads(float (&dq)[32], uint32_t s_ds, uint32_t s_k,
+                                                int key_begin, int col_begin) {
+  WgmmaFence();
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; ++kk) {
+    const uint32_t key = key_begin + kk * 16;
+    Wgmma<E>::SS64T(
+        dq, SwizzledDescriptor(s_ds + key * 128, kBlockN * 128),
+        SwizzledDescriptor(s_k + (col_begin / 64) * kBlockN * 128 + key * 128, kBlockN * 128),
+        kk > 0);
+  }
+  WgmmaCommit();
+}
+
+// Which of the thread's elements of S^T are allowed pairs, as bit
+// 4 j + 2 half + e. Computed in a rolled loop: unrolled position math
+// overflowed the instruction cache. key0 counts from the key tile's first
+// key k0, which has k_valid keys; the query tile starts at q_first.
+template <int kBlockM>
+__device__ __forceinline__ uint32_t AllowedBitsT(const ForwardBlockArgs& a, int64_t b, int key0,
+                                                 int k_valid, int64_t k0, int64_t q_first) {
+  constexpr int kMB = kBlockM / 8;
+  static_assert(kMB * 4 <= 32, "one bit per element of S^T");
+  const int lane = threadIdx.x % 32;
+  const TaskMask mask = TaskMask::Of(a, b);
+  uint32_t allowed = 0;
+#pragma unroll 1
+  for (int bit = 0; bit < kMB * 4; ++bit) {
+    const int col = (bit / 4) * 8 + (lane % 4) * 2 + bit % 2;
+    const int key = key0 + 8 * ((bit / 2) % 2);
+    const bool ok = key < k_valid && q_first + col < a.q_pos.length &&
+                    mask.Allowed(PositionAt(a.q_pos, q_first + col), PositionAt(a.k_pos, k0 + key));
+    allowed |= static_cast<uint32_t>(ok) << bit;
+  }
+  return allowed;
+}
+
+// P^T = exp2(S^T * scale_log2 - lse) in place (pairs not in `allowed` 0),
+// packed into p16 as the A operand of dV += P^T dO. lse: the tile's LSE
+// per query, in log2 units (+inf for rows that are not there).
+template <ElementType E, int kBlockM>
+__device__ __forceinline__ void ProbabilitiesT(float (&s)[kBlockM / 2], uint32_t allowed,
+                                               const float* lse, float scale_log2,
+                                               uint32_t (&p16)[kBlockM / 16][4]) {
+  constexpr int kMB = kBlockM / 8;
+  const int lane = threadIdx.x % 32;
+  auto& p3 = *reinterpret_cast<float(*)[1][kMB][4]>(s);
+#pragma unroll
+  for (int j = 0; j < kMB; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const float row_lse = lse[j * 8 + (lane % 4) * 2 + e];
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const float x = FastExp2(fmaf(p3[0][j][2 * half + e], scale_log2, -row_lse));
+        p3[0][j][2 * half + e] = (allowed >> (4 * j + 2 * half + e)) & 1u ? x : 0.f;
+      }
+    }
+  }
+#pragma unroll
+  for (int kk = 0; kk < kBlockM / 16; ++kk) PackP<E>(p3, 0, kk, p16[kk]);
+}
+
+// dS^T = P^T (dP^T - D) in place in dp, packed into ds16 (the A operand of
+// dK += dS^T Q). delta: the tile's D per query.
+template <ElementType E, int kBlockM>
+__device__ __forceinline__ void ScoreGradsT(const float (&p)[kBlockM / 2], float (&dp)[kBlockM / 2],
+                                            const float* delta, uint32_t (&ds16)[kBlockM / 16][4]) {
+  constexpr int kMB = kBlockM / 8;
+  const int lane = threadIdx.x % 32;
+  const auto& p3 = *reinterpret_cast<const float(*)[1][kMB][4]>(p);
+  auto& ds3 = *reinterpret_cast<float(*)[1][kMB][4]>(dp);
+#pragma unroll
+  for (int j = 0; j < kMB; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const float row_delta = delta[j * 8 + (lane % 4) * 2 + e];
+      ds3[0][j][e] = p3[0][j][e] * (ds3[0][j][e] - row_delta);
+      ds3[0][j][2 + e] = p3[0][j][2 + e] * (ds3[0][j][2 + e] - row_delta);
+    }
+  }
+#pragma unroll
+  for (int kk = 0; kk < kBlockM / 16; ++kk) PackP<E>(ds3, 0, kk, ds16[kk]);
+}
+
+// dS^T into shared memory in the 128-byte-swizzle layout (rows of
+// kBlockM = 64 queries, one 16-byte chunk per n8 block), the A operand of
+// dQ = dS K.
+template <int kBlockM>
+__device__ __forceinline__ void StoreScoreGradsT(uint32_t s_ds, int key0,
+                                                 const uint32_t (&ds16)[kBlockM / 16][4]) {
+  static_assert(kBlockM == 64, "one swizzle row per key");
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int kk = 0; kk < kBlockM / 16; ++kk) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int key = key0 + 8 * (r % 2), chunk = 2 * kk + r / 2;
+      const uint32_t address = s_ds + key * 128 + ((chunk ^ (key % 8)) << 4) + (lane % 4) * 4;
+      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(address), "r"(ds16[kk][r]));
+    }
+  }
+}
+
+// dK (scaled) and dV of the thread's keys (key0, key0 + 8 of the tile at
+// kv_offset0, k_valid keys) into the travelling fp32 buffers: plain
+// read-modify-write when this CTA alone adds to them (no GQA), else atomics.
+template <int kHeadDim>
+__device__ __forceinline__ void AddKeyGrads(const BackwardBlockArgs& args,
+                                            const float (&dk)[kHeadDim / 2],
+                                            const float (&dv)[kHeadDim / 2], int64_t kv_offset0,
+                                            int64_t kv_stride, int key0, int k_valid) {
+  const ForwardBlockArgs& a = args.task;
+  const bool shared = a.num_heads != a.num_kv_heads;
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int key = key0 + 8 * half;
+    if (key >= k_valid) continue;
+    const int64_t offset = kv_offset0 + key * kv_stride + (lane % 4) * 2;
+    float* out_k = args.dk + offset;
+    float* out_v = args.dv + offset;
+#pragma unroll
+    for (int i = 0; i < kHeadDim / 8; ++i) {
+      const float k_x = dk[4 * i + 2 * half] * a.softmax_scale;
+      const float k_y = dk[4 * i + 2 * half + 1] * a.softmax_scale;
+      const float v_x = dv[4 * i + 2 * half], v_y = dv[4 * i + 2 * half + 1];
+      if (!shared) {
+        float2* pk = reinterpret_cast<float2*>(out_k + i * 8);
+        float2* pv = reinterpret_cast<float2*>(out_v + i * 8);
+        const float2 ok = *pk, ov = *pv;
+        *pk = make_float2(ok.x + k_x, ok.y + k_y);
+        *pv = make_float2(ov.x + v_x, ov.y + v_y);
+      } else {
+        AtomicAdd2(out_k + i * 8, k_x, k_y);
+        AtomicAdd2(out_v + i * 8, v_x, v_y);
+      }
+    }
+  }
+}
+
+}  // namespace ringattn::cuda::flash
+
+#endif  // RINGATTN_CUDA_FLASH_BACKWARD_HOPPER_COMMON_CUH_

@@ -1,0 +1,365 @@
+// The warp-specialized Hopper backward kernel (sm_90a), the
+// FlashAttention-3 scheme: one CTA per (key tile of 128, query head, batch
+// row) with
+//  - a producer warpgroup: thread 0 issues the TMA copies (K and V once,
+//    then Q and dO of each query tile into a kStages-deep mbarrier
+//    pipeline), warp 1 loads the tile's LSE and D into the same pipeline
+//    slot, and warp 2 adds each finished dQ tile (fp32, staged in shared
+//    memory, double-buffered) to the global dQ with TMA reductions
+//    (cp.reduce.async.bulk.tensor .add), so dQ never goes through atomics
+//    from the consumers' registers;
+//  - two consumer warpgroups of 64 keys each with the registers
+//    (setmaxnreg): per query tile S^T = K_w Q^T and dP^T = V_w dO^T,
+//    P^T and dS^T in registers (backward_hopper_common.cuh), dV += P^T dO
+//    and dK += dS^T Q from registers, dS^T to shared memory (double
+//    buffered: one barrier per tile between the consumers), then
+//    dQ = dS K, written to the staging buffer for warp 2.
+// dK and dV stay in registers until the CTA's last tile. Included by
+// backward_warp_specialized_d<D>.cu; an empty kernel outside sm_90a.
+#ifndef RINGATTN_CUDA_FLASH_BACKWARD_WARP_SPECIALIZED_KERNEL_CUH_
+#define RINGATTN_CUDA_FLASH_BACKWARD_WARP_SPECIALIZED_KERNEL_CUH_
+
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "cuda/flash/backward_hopper_common.cuh"
+#include "cuda/flash/block_mask.cuh"
+#include "cuda/flash/hopper_pipeline.cuh"
+#include "cuda/flash/hopper_primitives.cuh"
+#include "cuda/flash/mma_primitives.cuh"
+#include "cuda/flash/tensor_map.h"
+#include "cuda/flash/traits.h"
+#include "cuda/kernel_args.h"
+
+namespace ringattn::cuda::flash {
+
+// Shared memory of the kernel: tiles (1024-byte aligned), the dQ staging
+// buffer, LSE and D per stage, then the mbarriers.
+template <int kHeadDim>
+struct WarpSpecializedBackwardShared {
+  using Tr = WarpSpecializedBackwardTraits<kHeadDim>;
+  uint32_t k, v, q, dout, ds, dq, stats, barriers;
+  __device__ __forceinline__ explicit WarpSpecializedBackwardShared(uint32_t raw)
+      : k((raw + 1023) & ~1023u),
+        v(k + Tr::kKvBytes),
+        q(v + Tr::kKvBytes),
+        dout(q + Tr::kStages * Tr::kQBytes),
+        ds(dout + Tr::kStages * Tr::kQBytes),
+        dq(ds + 2 * Tr::kDsBytes),
+        stats(dq + Tr::kDqBytes),
+        barriers(stats + Tr::kStatsBytes) {}
+  __device__ __forceinline__ uint32_t Q(uint32_t stage) const { return q + stage * Tr::kQBytes; }
+  __device__ __forceinline__ uint32_t Dout(uint32_t stage) const {
+    return dout + stage * Tr::kQBytes;
+  }
+  __device__ __forceinline__ uint32_t Ds(uint32_t buffer) const {
+    return ds + buffer * Tr::kDsBytes;
+  }
+  // dQ partial `partial` of staging buffer `buffer` (tile i: buffer i % 2):
+  // boxes of 64 rows x 32 fp32 columns in the 128-byte swizzle.
+  __device__ __forceinline__ uint32_t Dq(int buffer, int partial) const {
+    return dq + (buffer * Tr::kDqPartials + partial) * Tr::kDqPartialBytes;
+  }
+  // Byte offset of (row, even column) in a partial.
+  static __device__ __forceinline__ uint32_t DqOffset(int row, int col) {
+    return (col / 32) * Tr::kDqBoxBytes + row * 128 + ((((col % 32) / 4) ^ (row % 8)) << 4) +
+           (col % 4) * 4;
+  }
+  // LSE (log2 units) and D of the stage's tile, kBlockM floats each.
+  __device__ __forceinline__ uint32_t Lse(uint32_t stage) const {
+    return stats + stage * 2 * Tr::kBlockM * 4;
+  }
+  __device__ __forceinline__ uint32_t Delta(uint32_t stage) const {
+    return Lse(stage) + Tr::kBlockM * 4;
+  }
+  __device__ __forceinline__ uint32_t KvFull() const { return barriers; }
+  __device__ __forceinline__ uint32_t Full(uint32_t s) const { return barriers + 8 + 8 * s; }
+  __device__ __forceinline__ uint32_t Empty(uint32_t s) const { return Full(s) + 8 * Tr::kStages; }
+};
+
+// Named barriers: the consumers' dS^T of a tile are both written
+// (kDsReady, 256 threads); a dQ tile is staged (kDqFull: consumers arrive,
+// the dQ warp waits) or the staging buffer of the tile before the last is
+// free again (kDqEmpty: the dQ warp arrives, consumers wait).
+constexpr int kDsReadyBarrier = 1;
+constexpr int kDqFullBarrier = 2;
+constexpr int kDqEmptyBarrier = 3;
+constexpr int kDqBarrierThreads = 256 + 32;
+
+// Full barriers complete on the producer thread's arrival (with the TMA
+// bytes) and the stats warp's 32 arrivals.
+constexpr int kFullArrivals = 1 + 32;
+
+__device__ __forceinline__ void StoreShared(uint32_t address, float x) {
+  asm volatile("st.shared.f32 [%0], %1;\n" ::"r"(address), "f"(x) : "memory");
+}
+__device__ __forceinline__ void StoreShared2(uint32_t address, float x, float y) {
+  asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(x), "f"(y) : "memory");
+}
+template <ElementType E, int kHeadDim>
+__global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThreads, 1)
+    FlashBackwardWarpSpecializedKernel(const BackwardBlockArgs args,
+                                       const __grid_constant__ CUtensorMap q_map,
+                                       const __grid_constant__ CUtensorMap do_map,
+                                       const __grid_constant__ CUtensorMap k_map,
+                                       const __grid_constant__ CUtensorMap v_map,
+                                       const __grid_constant__ CUtensorMap dq_map) {
+#ifdef RINGATTN_WGMMA
+  using Tr = WarpSpecializedBackwardTraits<kHeadDim>;
+  using Slot = PipelineSlot<Tr::kStages>;
+  constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kColumnBlocks = kHeadDim / 64;
+  const ForwardBlockArgs& a = args.task;
+  extern __shared__ __align__(1024) unsigned char shared_raw[];
+  const WarpSpecializedBackwardShared<kHeadDim> sm(SharedAddress(shared_raw));
+
+  const int n_tile = blockIdx.x;
+  const int64_t b = blockIdx.z;
+  const int64_t group = a.num_heads / a.num_kv_heads;
+  const int64_t h = a.kv_head_begin * group + blockIdx.y;
+  const KeyTileQueries tiles(a, b, n_tile, kBlockM, kBlockN);
+  if (tiles.m_begin >= tiles.m_end) return;  // no allowed pair: nothing to add
+  const int64_t q_len = a.q_pos.length;
+
+  if (threadIdx.x == 0) {
+    MbarrierInit(sm.KvFull(), 1);
+    for (int s = 0; s < Tr::kStages; ++s) {
+      MbarrierInit(sm.Full(s), kFullArrivals);
+      MbarrierInit(sm.Empty(s), Tr::kConsumers);
+    }
+    FenceBarrierInit();
+  }
+  __syncthreads();
+
+  if (threadIdx.x < 128) {
+    SetMaxRegistersDecrease<Tr::kProducerRegisters>();
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (threadIdx.x == 0) {
+      // The copies: K and V once, then each query tile's Q and dO.
+      PrefetchTensorMap(&q_map);
+      PrefetchTensorMap(&do_map);
+      const int kv_head = static_cast<int>(h / group - a.kv_head_offset);
+      MbarrierArriveExpectTx(sm.KvFull(), 2 * Tr::kKvBytes);
+#pragma unroll
+      for (int c = 0; c < kColumnBlocks; ++c) {
+        TmaLoad4d(sm.k + c * kBlockN * 128, &k_map, sm.KvFull(), c * 64, n_tile * kBlockN, kv_head,
+                  static_cast<int>(b));
+        TmaLoad4d(sm.v + c * kBlockN * 128, &v_map, sm.KvFull(), c * 64, n_tile * kBlockN, kv_head,
+                  static_cast<int>(b));
+      }
+      uint32_t i = 0;
+      for (int m = tiles.m_begin; m < tiles.m_end; ++m, ++i) {
+        const Slot slot(i);
+        MbarrierWait(sm.Empty(slot.stage), slot.parity ^ 1);
+        MbarrierArriveExpectTx(sm.Full(slot.stage), 2 * Tr::kQBytes);
+#pragma unroll
+        for (int c = 0; c < kColumnBlocks; ++c) {
+          TmaLoad4d(sm.Q(slot.stage) + c * kBlockM * 128, &q_map, sm.Full(slot.stage), c * 64,
+                    m * kBlockM, static_cast<int>(h), static_cast<int>(b));
+          TmaLoad4d(sm.Dout(slot.stage) + c * kBlockM * 128, &do_map, sm.Full(slot.stage), c * 64,
+                    m * kBlockM, static_cast<int>(h), static_cast<int>(b));
+        }
+      }
+    } else if (warp == 1) {
+      // LSE (log2 units; +inf where the row is not there or saw no key, so
+      // P = 0) and D of each query tile, two rows per lane.
+      const int64_t stat0 = (b * a.num_heads + h) * a.q_rows + a.q_row;
+      uint32_t i = 0;
+      for (int m = tiles.m_begin; m < tiles.m_end; ++m, ++i) {
+        const Slot slot(i);
+        float lse[2], delta[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int64_t row = static_cast<int64_t>(m) * kBlockM + lane + 32 * r;
+          const float x = row < q_len ? args.lse[stat0 + row] : -INFINITY;
+          lse[r] = x == -INFINITY ? INFINITY : x * 1.4426950408889634f;
+          delta[r] = row < q_len ? args.delta[stat0 + row] : 0.f;
+        }
+        MbarrierWait(sm.Empty(slot.stage), slot.parity ^ 1);
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          StoreShared(sm.Lse(slot.stage) + (lane + 32 * r) * 4, lse[r]);
+          StoreShared(sm.Delta(slot.stage) + (lane + 32 * r) * 4, delta[r]);
+        }
+        MbarrierArrive(sm.Full(slot.stage));
+      }
+    } else if (warp == 2) {
+      // Each staged dQ tile added to the global dQ by one thread's TMA
+      // reductions (rows past the end are skipped by the copy engine). The
+      // buffer of tile i - 1 is free once its reductions have read it.
+      uint32_t i = 0;
+      for (int m = tiles.m_begin; m < tiles.m_end; ++m, ++i) {
+        NamedBarrierSync(kDqFullBarrier, kDqBarrierThreads);
+        if (lane == 0) {
+#pragma unroll
+          for (int partial = 0; partial < Tr::kDqPartials; ++partial) {
+#pragma unroll
+            for (int box = 0; box < kHeadDim / 32; ++box) {
+              TmaReduceAdd4d(&dq_map, sm.Dq(i % 2, partial) + box * Tr::kDqBoxBytes, box * 32,
+                             m * kBlockM, static_cast<int>(h), static_cast<int>(b));
+            }
+          }
+          BulkCommit();
+          BulkWaitRead<1>();
+        }
+        __syncwarp();
+        if (i >= 1 && m + 1 < tiles.m_end) NamedBarrierArrive(kDqEmptyBarrier, kDqBarrierThreads);
+      }
+      if (lane == 0) BulkWait();
+    }
+    return;
+  }
+
+  SetMaxRegistersIncrease<Tr::kConsumerRegisters>();
+  const int warpgroup = threadIdx.x / 128 - 1;
+  const int lane = threadIdx.x % 32;
+  const bool signals = threadIdx.x % 128 == 0;  // releases slots for the warpgroup
+  const int64_t k_len = a.k_pos.length;
+  const int64_t k0 = static_cast<int64_t>(n_tile) * kBlockN;
+  const int k_valid = static_cast<int>(min64(kBlockN, k_len - k0));
+  const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
+  // The warpgroup's keys: rows key0 and key0 + 8 of this thread.
+  const int key_base = warpgroup * 64;
+  const int key0 = key_base + (threadIdx.x / 32 % 4) * 16 + lane / 4;
+  // dQ: warpgroup w takes 64 columns over all keys (d128) or all 64
+  // columns over its own keys into its own buffer (d64).
+  constexpr bool kSplitKeys = kHeadDim == 64;
+  constexpr int kDqKeys = kSplitKeys ? 64 : kBlockN;
+  const int dq_key_begin = kSplitKeys ? key_base : 0;
+  const int dq_col_begin = kSplitKeys ? 0 : warpgroup * 64;
+  const int dq_partial = kSplitKeys ? warpgroup : 0;
+  const int dq_row0 = (threadIdx.x / 32 % 4) * 16 + lane / 4;
+
+  // A generic pointer to shared-memory address `address`.
+  const auto shared_floats = [&](uint32_t address) {
+    return reinterpret_cast<const float*>(shared_raw + (address - SharedAddress(shared_raw)));
+  };
+
+  float dk[kHeadDim / 2], dv[kHeadDim / 2];
+#pragma unroll
+  for (int i = 0; i < kHeadDim / 2; ++i) dk[i] = dv[i] = 0.f;
+  MbarrierWait(sm.KvFull(), 0);
+
+  uint32_t i = 0;
+  for (int m = tiles.m_begin; m < tiles.m_end; ++m, ++i) {
+    const Slot slot(i);
+    const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
+    const uint32_t q_tile = sm.Q(slot.stage), do_tile = sm.Dout(slot.stage);
+    MbarrierWait(sm.Full(slot.stage), slot.parity);
+
+    float s[kBlockM / 2], dp[kBlockM / 2];
+    IssueScoresT<E, kHeadDim, kBlockN, kBlockM>(s, dp, sm.k, sm.v, key_base, q_tile, do_tile);
+    // The mask's bits while S^T is multiplied.
+    const uint32_t allowed =
+        tiles.NeedsMask(m) ? AllowedBitsT<kBlockM>(a, b, key0, k_valid, k0, q_first) : ~0u;
+    WgmmaWait<1>();
+    FenceRegisters(s);
+    uint32_t p16[kBlockM / 16][4];
+    ProbabilitiesT<E, kBlockM>(s, allowed, shared_floats(sm.Lse(slot.stage)), scale_log2, p16);
+    WgmmaWait<0>();
+    FenceRegisters(dp);
+    uint32_t ds16[kBlockM / 16][4];
+    ScoreGradsT<E, kBlockM>(s, dp, shared_floats(sm.Delta(slot.stage)), ds16);
+    IssueKeyGrads<E, kHeadDim, kBlockM>(dk, dv, p16, ds16, q_tile, do_tile);
+
+    const uint32_t ds_tile = sm.Ds(i & 1);
+    StoreScoreGradsT<kBlockM>(ds_tile, key0, ds16);
+    FenceProxyAsync();
+    NamedBarrierSync(kDsReadyBarrier, 256);  // dS^T of both warpgroups
+
+    float dq[32];
+    IssueQueryGrads<E, kBlockN, kDqKeys>(dq, ds_tile, sm.k, dq_key_begin, dq_col_begin);
+    WgmmaWait<1>();  // dV and dK: Q, dO, LSE and D of the slot are read
+    FenceRegisters(dk);
+    FenceRegisters(dv);
+    if (signals) MbarrierArrive(sm.Empty(slot.stage));
+    WgmmaWait<0>();
+    FenceRegisters(dq);
+
+    // dQ * scale into staging buffer i % 2, once the dQ warp's reductions
+    // of tile i - 2 have read it.
+    if (i >= 2) NamedBarrierSync(kDqEmptyBarrier, kDqBarrierThreads);
+    const uint32_t dq_tile = sm.Dq(i % 2, dq_partial);
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int row = dq_row0 + 8 * half;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        StoreShared2(dq_tile + sm.DqOffset(row, dq_col_begin + j * 8 + (lane % 4) * 2),
+                     dq[4 * j + 2 * half] * a.softmax_scale,
+                     dq[4 * j + 2 * half + 1] * a.softmax_scale);
+      }
+    }
+    FenceProxyAsync();
+    NamedBarrierArrive(kDqFullBarrier, kDqBarrierThreads);
+  }
+
+  const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
+  const int64_t kv_offset0 = KvOffset(a, b, a.k_row + k0, h / group);
+  AddKeyGrads<kHeadDim>(args, dk, dv, kv_offset0, kv_stride, key0, k_valid);
+#endif  // RINGATTN_WGMMA
+}
+
+template <ElementType E, int kHeadDim>
+cudaError_t LaunchFlashBackwardWarpSpecializedKernel(const BackwardBlockArgs& args,
+                                                     cudaStream_t stream) {
+  using Tr = WarpSpecializedBackwardTraits<kHeadDim>;
+  const ForwardBlockArgs& a = args.task;
+  const int64_t kv_heads = KvBufferHeads(a);
+  // Views of the task's rows: row 0 is the task's first row, so rows past
+  // its length read as zeros.
+  const int64_t q_skip = a.q_row * a.num_heads * kHeadDim * 2;
+  const int64_t kv_skip = a.k_row * kv_heads * kHeadDim * 2;
+  TileView q_view{static_cast<const char*>(a.q) + q_skip,
+                  E,
+                  kHeadDim,
+                  a.q_pos.length,
+                  a.num_heads,
+                  a.batch,
+                  a.num_heads * kHeadDim,
+                  kHeadDim,
+                  a.q_rows * a.num_heads * kHeadDim,
+                  Tr::kBlockM};
+  TileView do_view = q_view;
+  do_view.base = static_cast<const char*>(args.dout) + q_skip;
+  TileView k_view{static_cast<const char*>(a.k) + kv_skip,
+                  E,
+                  kHeadDim,
+                  a.k_pos.length,
+                  kv_heads,
+                  a.batch,
+                  kv_heads * kHeadDim,
+                  kHeadDim,
+                  a.k_rows * kv_heads * kHeadDim,
+                  Tr::kBlockN};
+  TileView v_view = k_view;
+  v_view.base = static_cast<const char*>(a.v) + kv_skip;
+  TileView dq_view = q_view;  // fp32, laid out like q
+  dq_view.base = args.dq + a.q_row * a.num_heads * kHeadDim;
+  dq_view.dtype = ElementType::kFloat32;
+  CUtensorMap q_map, do_map, k_map, v_map, dq_map;
+  for (auto [view, map] :
+       {std::pair{&q_view, &q_map}, std::pair{&do_view, &do_map}, std::pair{&k_view, &k_map},
+        std::pair{&v_view, &v_map}, std::pair{&dq_view, &dq_map}}) {
+    if (const cudaError_t e = EncodeTileMap(*view, map); e != cudaSuccess) return e;
+  }
+  const auto kernel = FlashBackwardWarpSpecializedKernel<E, kHeadDim>;
+  if (const cudaError_t e = cudaFuncSetAttribute(
+          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSharedBytes);
+      e != cudaSuccess) {
+    return e;
+  }
+  const int64_t group = a.num_heads / a.num_kv_heads;
+  const dim3 grid(static_cast<unsigned>((a.k_pos.length + Tr::kBlockN - 1) / Tr::kBlockN),
+                  static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
+                  static_cast<unsigned>(a.batch));
+  kernel<<<grid, Tr::kThreads, Tr::kSharedBytes, stream>>>(args, q_map, do_map, k_map, v_map,
+                                                           dq_map);
+  return cudaGetLastError();
+}
+
+}  // namespace ringattn::cuda::flash
+
+#endif  // RINGATTN_CUDA_FLASH_BACKWARD_WARP_SPECIALIZED_KERNEL_CUH_
