@@ -8,6 +8,7 @@
 #define RINGATTN_CUDA_FLASH_BACKWARD_HOPPER_COMMON_CUH_
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/flash/block_mask.cuh"
 #include "cuda/flash/hopper_primitives.cuh"
@@ -88,7 +89,8 @@ __device__ __forceinline__ void IssueKeyGrads(float (&dk)[kHeadDim / 2], float (
 }
 
 // dQ (64 queries x 64 columns from col_begin) = dS K over kKeys keys from
-// key_begin, one wgmma group: dS M-major (dS^T's rows in s_ds), K N-major.
+// key_begin, one wgmma group: dS M-major (s_ds: the 64-query column block
+// of dS^T, rows of keys), K N-major.
 template <ElementType E, int kBlockN, int kKeys>
 __device__ __forceinline__ void IssueQueryGrads(float (&dq)[32], uint32_t s_ds, uint32_t s_k,
                                                 int key_begin, int col_begin) {
@@ -104,36 +106,42 @@ __device__ __forceinline__ void IssueQueryGrads(float (&dq)[32], uint32_t s_ds, 
   WgmmaCommit();
 }
 
+// One bit per element of the thread's S^T fragment.
+template <int kBlockM>
+using FragmentBits = std::conditional_t<(kBlockM > 64), uint64_t, uint32_t>;
+
 // Which of the thread's elements of S^T are allowed pairs, as bit
 // 4 j + 2 half + e. Computed in a rolled loop: unrolled position math
 // overflowed the instruction cache. key0 counts from the key tile's first
 // key k0, which has k_valid keys; the query tile starts at q_first.
 template <int kBlockM>
-__device__ __forceinline__ uint32_t AllowedBitsT(const ForwardBlockArgs& a, int64_t b, int key0,
-                                                 int k_valid, int64_t k0, int64_t q_first) {
+__device__ __forceinline__ FragmentBits<kBlockM> AllowedBitsT(const ForwardBlockArgs& a, int64_t b,
+                                                              int key0, int k_valid, int64_t k0,
+                                                              int64_t q_first) {
+  using Bits = FragmentBits<kBlockM>;
   constexpr int kMB = kBlockM / 8;
-  static_assert(kMB * 4 <= 32, "one bit per element of S^T");
+  static_assert(kMB * 4 <= 8 * sizeof(Bits), "one bit per element of S^T");
   const int lane = threadIdx.x % 32;
   const TaskMask mask = TaskMask::Of(a, b);
-  uint32_t allowed = 0;
+  Bits allowed = 0;
 #pragma unroll 1
   for (int bit = 0; bit < kMB * 4; ++bit) {
     const int col = (bit / 4) * 8 + (lane % 4) * 2 + bit % 2;
     const int key = key0 + 8 * ((bit / 2) % 2);
     const bool ok = key < k_valid && q_first + col < a.q_pos.length &&
                     mask.Allowed(PositionAt(a.q_pos, q_first + col), PositionAt(a.k_pos, k0 + key));
-    allowed |= static_cast<uint32_t>(ok) << bit;
+    allowed |= static_cast<Bits>(ok) << bit;
   }
   return allowed;
 }
 
-// P^T = exp2(S^T * scale_log2 - lse) in place (pairs not in `allowed` 0),
-// packed into p16 as the A operand of dV += P^T dO. lse: the tile's LSE
-// per query, in log2 units (+inf for rows that are not there).
-template <ElementType E, int kBlockM>
-__device__ __forceinline__ void ProbabilitiesT(float (&s)[kBlockM / 2], uint32_t allowed,
-                                               const float* lse, float scale_log2,
-                                               uint32_t (&p16)[kBlockM / 16][4]) {
+// P^T = exp2(S^T * scale_log2 - lse) in place (pairs not in `allowed` 0).
+// lse: the tile's LSE per query, in log2 units (+inf for rows that are not
+// there).
+template <int kBlockM>
+__device__ __forceinline__ void ProbabilitiesT(float (&s)[kBlockM / 2],
+                                               FragmentBits<kBlockM> allowed, const float* lse,
+                                               float scale_log2) {
   constexpr int kMB = kBlockM / 8;
   const int lane = threadIdx.x % 32;
   auto& p3 = *reinterpret_cast<float(*)[1][kMB][4]>(s);
@@ -149,15 +157,16 @@ __device__ __forceinline__ void ProbabilitiesT(float (&s)[kBlockM / 2], uint32_t
       }
     }
   }
-#pragma unroll
-  for (int kk = 0; kk < kBlockM / 16; ++kk) PackP<E>(p3, 0, kk, p16[kk]);
 }
 
-// dS^T = P^T (dP^T - D) in place in dp, packed into ds16 (the A operand of
-// dK += dS^T Q). delta: the tile's D per query.
+// dS^T = P^T (dP^T - D) in place in dp (delta: the tile's D per query),
+// then P^T and dS^T packed into p16 and ds16, the A operands of
+// dV += P^T dO and dK += dS^T Q (packed after dS^T so that P^T's fp32 and
+// its packed copy are not live together beside dP^T).
 template <ElementType E, int kBlockM>
 __device__ __forceinline__ void ScoreGradsT(const float (&p)[kBlockM / 2], float (&dp)[kBlockM / 2],
-                                            const float* delta, uint32_t (&ds16)[kBlockM / 16][4]) {
+                                            const float* delta, uint32_t (&p16)[kBlockM / 16][4],
+                                            uint32_t (&ds16)[kBlockM / 16][4]) {
   constexpr int kMB = kBlockM / 8;
   const int lane = threadIdx.x % 32;
   const auto& p3 = *reinterpret_cast<const float(*)[1][kMB][4]>(p);
@@ -172,23 +181,27 @@ __device__ __forceinline__ void ScoreGradsT(const float (&p)[kBlockM / 2], float
     }
   }
 #pragma unroll
-  for (int kk = 0; kk < kBlockM / 16; ++kk) PackP<E>(ds3, 0, kk, ds16[kk]);
+  for (int kk = 0; kk < kBlockM / 16; ++kk) {
+    PackP<E>(p3, 0, kk, p16[kk]);
+    PackP<E>(ds3, 0, kk, ds16[kk]);
+  }
 }
 
-// dS^T into shared memory in the 128-byte-swizzle layout (rows of
-// kBlockM = 64 queries, one 16-byte chunk per n8 block), the A operand of
-// dQ = dS K.
-template <int kBlockM>
+// dS^T into shared memory in the 128-byte-swizzle layout (column blocks of
+// 64 queries kBlockN rows apart; a row of 128 bytes per key, one 16-byte
+// chunk per n8 block), the A operand of dQ = dS K.
+template <int kBlockN, int kBlockM>
 __device__ __forceinline__ void StoreScoreGradsT(uint32_t s_ds, int key0,
                                                  const uint32_t (&ds16)[kBlockM / 16][4]) {
-  static_assert(kBlockM == 64, "one swizzle row per key");
+  static_assert(kBlockM % 64 == 0, "whole swizzle rows per key");
   const int lane = threadIdx.x % 32;
 #pragma unroll
   for (int kk = 0; kk < kBlockM / 16; ++kk) {
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
       const int key = key0 + 8 * (r % 2), chunk = 2 * kk + r / 2;
-      const uint32_t address = s_ds + key * 128 + ((chunk ^ (key % 8)) << 4) + (lane % 4) * 4;
+      const uint32_t address = s_ds + (chunk / 8) * kBlockN * 128 + key * 128 +
+                               (((chunk % 8) ^ (key % 8)) << 4) + (lane % 4) * 4;
       asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(address), "r"(ds16[kk][r]));
     }
   }

@@ -139,20 +139,19 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
 
     // P^T = exp(S^T * scale - LSE), masked pairs 0 (the mask only on tiles
     // that need it).
-    const uint32_t allowed =
+    const FragmentBits<kBlockM> allowed =
         tiles.NeedsMask(m) ? AllowedBitsT<kBlockM>(a, b, key0, k_valid, k0, q_first) : ~0u;
-    uint32_t p16[kBlockM / 16][4];
-    ProbabilitiesT<E, kBlockM>(s, allowed, s_lse + buffer * kBlockM, scale_log2, p16);
+    ProbabilitiesT<kBlockM>(s, allowed, s_lse + buffer * kBlockM, scale_log2);
 
     // dS^T = P^T (dP^T - D).
     WgmmaWait<0>();
     FenceRegisters(dp);
-    uint32_t ds16[kBlockM / 16][4];
-    ScoreGradsT<E, kBlockM>(s, dp, s_delta + buffer * kBlockM, ds16);
+    uint32_t p16[kBlockM / 16][4], ds16[kBlockM / 16][4];
+    ScoreGradsT<E, kBlockM>(s, dp, s_delta + buffer * kBlockM, p16, ds16);
 
     IssueKeyGrads<E, kHeadDim, kBlockM>(dk, dv, p16, ds16, q_tile, do_tile);
 
-    StoreScoreGradsT<kBlockM>(s_ds, key0, ds16);
+    StoreScoreGradsT<kBlockN, kBlockM>(s_ds, key0, ds16);
     FenceProxyAsync();
     __syncthreads();  // dS^T of both warpgroups
 

@@ -48,8 +48,8 @@ struct WarpSpecializedBackwardShared {
         q(v + Tr::kKvBytes),
         dout(q + Tr::kStages * Tr::kQBytes),
         ds(dout + Tr::kStages * Tr::kQBytes),
-        dq(ds + 2 * Tr::kDsBytes),
-        stats(dq + Tr::kDqBytes),
+        dq(ds + Tr::kDsBuffers * Tr::kDsBytes),
+        stats(dq + 2 * Tr::kDqTileBytes),
         barriers(stats + Tr::kStatsBytes) {}
   __device__ __forceinline__ uint32_t Q(uint32_t stage) const { return q + stage * Tr::kQBytes; }
   __device__ __forceinline__ uint32_t Dout(uint32_t stage) const {
@@ -58,14 +58,18 @@ struct WarpSpecializedBackwardShared {
   __device__ __forceinline__ uint32_t Ds(uint32_t buffer) const {
     return ds + buffer * Tr::kDsBytes;
   }
-  // dQ partial `partial` of staging buffer `buffer` (tile i: buffer i % 2):
-  // boxes of 64 rows x 32 fp32 columns in the 128-byte swizzle.
-  __device__ __forceinline__ uint32_t Dq(int buffer, int partial) const {
-    return dq + (buffer * Tr::kDqPartials + partial) * Tr::kDqPartialBytes;
+  // dQ staging buffer `buffer` (tile i: buffer i % 2): boxes of 64 rows x
+  // 32 fp32 columns in the 128-byte swizzle, box (row block, column block)
+  // at (row block * kHeadDim / 32 + column block) * kDqBoxBytes.
+  __device__ __forceinline__ uint32_t Dq(int buffer) const {
+    return dq + buffer * Tr::kDqTileBytes;
   }
-  // Byte offset of (row, even column) in a partial.
+  static __device__ __forceinline__ uint32_t DqBox(int row_block, int col_block) {
+    return (row_block * (kHeadDim / 32) + col_block) * Tr::kDqBoxBytes;
+  }
+  // Byte offset of (row, even column) in a buffer.
   static __device__ __forceinline__ uint32_t DqOffset(int row, int col) {
-    return (col / 32) * Tr::kDqBoxBytes + row * 128 + ((((col % 32) / 4) ^ (row % 8)) << 4) +
+    return DqBox(row / 64, col / 32) + (row % 64) * 128 + ((((col % 32) / 4) ^ (row % 8)) << 4) +
            (col % 4) * 4;
   }
   // LSE (log2 units) and D of the stage's tile, kBlockM floats each.
@@ -81,17 +85,25 @@ struct WarpSpecializedBackwardShared {
 };
 
 // Named barriers: the consumers' dS^T of a tile are both written
-// (kDsReady, 256 threads); a dQ tile is staged (kDqFull: consumers arrive,
+// (kDsReady, 256 threads; kDsFree below); a dQ tile is staged (kDqFull: consumers arrive,
 // the dQ warp waits) or the staging buffer of the tile before the last is
 // free again (kDqEmpty: the dQ warp arrives, consumers wait).
 constexpr int kDsReadyBarrier = 1;
 constexpr int kDqFullBarrier = 2;
 constexpr int kDqEmptyBarrier = 3;
+// With one dS^T buffer: both consumers' dQ products of the last tile have
+// read it (256 threads).
+constexpr int kDsFreeBarrier = 4;
 constexpr int kDqBarrierThreads = 256 + 32;
 
 // Full barriers complete on the producer thread's arrival (with the TMA
-// bytes) and the stats warp's 32 arrivals.
+// bytes) and the stats warp's 32 arrivals; Empty barriers on every consumer
+// thread's (each has read the slot's LSE and D, which the stats warp then
+// overwrites with generic stores: one arrival per warpgroup would order
+// them only through the consumers' named barrier, which racecheck does not
+// follow).
 constexpr int kFullArrivals = 1 + 32;
+constexpr int kEmptyArrivals = 256;
 
 __device__ __forceinline__ void StoreShared(uint32_t address, float x) {
   asm volatile("st.shared.f32 [%0], %1;\n" ::"r"(address), "f"(x) : "memory");
@@ -111,6 +123,7 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
   using Tr = WarpSpecializedBackwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kColumnBlocks = kHeadDim / 64;
+  static_assert(kEmptyArrivals == 128 * Tr::kConsumers, "every consumer thread releases");
   const ForwardBlockArgs& a = args.task;
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   const WarpSpecializedBackwardShared<kHeadDim> sm(SharedAddress(shared_raw));
@@ -127,7 +140,7 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     MbarrierInit(sm.KvFull(), 1);
     for (int s = 0; s < Tr::kStages; ++s) {
       MbarrierInit(sm.Full(s), kFullArrivals);
-      MbarrierInit(sm.Empty(s), Tr::kConsumers);
+      MbarrierInit(sm.Empty(s), kEmptyArrivals);
     }
     FenceBarrierInit();
   }
@@ -164,14 +177,15 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
       }
     } else if (warp == 1) {
       // LSE (log2 units; +inf where the row is not there or saw no key, so
-      // P = 0) and D of each query tile, two rows per lane.
+      // P = 0) and D of each query tile, kRows rows per lane.
+      constexpr int kRows = kBlockM / 32;
       const int64_t stat0 = (b * a.num_heads + h) * a.q_rows + a.q_row;
       uint32_t i = 0;
       for (int m = tiles.m_begin; m < tiles.m_end; ++m, ++i) {
         const Slot slot(i);
-        float lse[2], delta[2];
+        float lse[kRows], delta[kRows];
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
+        for (int r = 0; r < kRows; ++r) {
           const int64_t row = static_cast<int64_t>(m) * kBlockM + lane + 32 * r;
           const float x = row < q_len ? args.lse[stat0 + row] : -INFINITY;
           lse[r] = x == -INFINITY ? INFINITY : x * 1.4426950408889634f;
@@ -179,7 +193,7 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
         }
         MbarrierWait(sm.Empty(slot.stage), slot.parity ^ 1);
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
+        for (int r = 0; r < kRows; ++r) {
           StoreShared(sm.Lse(slot.stage) + (lane + 32 * r) * 4, lse[r]);
           StoreShared(sm.Delta(slot.stage) + (lane + 32 * r) * 4, delta[r]);
         }
@@ -194,11 +208,12 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
         NamedBarrierSync(kDqFullBarrier, kDqBarrierThreads);
         if (lane == 0) {
 #pragma unroll
-          for (int partial = 0; partial < Tr::kDqPartials; ++partial) {
+          for (int row_block = 0; row_block < kBlockM / 64; ++row_block) {
 #pragma unroll
-            for (int box = 0; box < kHeadDim / 32; ++box) {
-              TmaReduceAdd4d(&dq_map, sm.Dq(i % 2, partial) + box * Tr::kDqBoxBytes, box * 32,
-                             m * kBlockM, static_cast<int>(h), static_cast<int>(b));
+            for (int col_block = 0; col_block < kHeadDim / 32; ++col_block) {
+              TmaReduceAdd4d(&dq_map, sm.Dq(i % 2) + sm.DqBox(row_block, col_block), col_block * 32,
+                             m * kBlockM + row_block * 64, static_cast<int>(h),
+                             static_cast<int>(b));
             }
           }
           BulkCommit();
@@ -215,7 +230,6 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
   SetMaxRegistersIncrease<Tr::kConsumerRegisters>();
   const int warpgroup = threadIdx.x / 128 - 1;
   const int lane = threadIdx.x % 32;
-  const bool signals = threadIdx.x % 128 == 0;  // releases slots for the warpgroup
   const int64_t k_len = a.k_pos.length;
   const int64_t k0 = static_cast<int64_t>(n_tile) * kBlockN;
   const int k_valid = static_cast<int>(min64(kBlockN, k_len - k0));
@@ -223,14 +237,12 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
   // The warpgroup's keys: rows key0 and key0 + 8 of this thread.
   const int key_base = warpgroup * 64;
   const int key0 = key_base + (threadIdx.x / 32 % 4) * 16 + lane / 4;
-  // dQ: warpgroup w takes 64 columns over all keys (d128) or all 64
-  // columns over its own keys into its own buffer (d64).
-  constexpr bool kSplitKeys = kHeadDim == 64;
-  constexpr int kDqKeys = kSplitKeys ? 64 : kBlockN;
-  const int dq_key_begin = kSplitKeys ? key_base : 0;
-  const int dq_col_begin = kSplitKeys ? 0 : warpgroup * 64;
-  const int dq_partial = kSplitKeys ? warpgroup : 0;
-  const int dq_row0 = (threadIdx.x / 32 % 4) * 16 + lane / 4;
+  // dQ over all kBlockN keys: warpgroup w takes the tile's 64 columns
+  // from 64 w (64-row tiles) or its 64 rows from 64 w (128-row tiles).
+  constexpr bool kSplitRows = kBlockM == 128;
+  const int dq_row_block = kSplitRows ? warpgroup : 0;
+  const int dq_col_begin = kSplitRows ? 0 : warpgroup * 64;
+  const int dq_row0 = dq_row_block * 64 + (threadIdx.x / 32 % 4) * 16 + lane / 4;
 
   // A generic pointer to shared-memory address `address`.
   const auto shared_floats = [&](uint32_t address) {
@@ -252,36 +264,38 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     float s[kBlockM / 2], dp[kBlockM / 2];
     IssueScoresT<E, kHeadDim, kBlockN, kBlockM>(s, dp, sm.k, sm.v, key_base, q_tile, do_tile);
     // The mask's bits while S^T is multiplied.
-    const uint32_t allowed =
-        tiles.NeedsMask(m) ? AllowedBitsT<kBlockM>(a, b, key0, k_valid, k0, q_first) : ~0u;
+    const FragmentBits<kBlockM> allowed =
+        tiles.NeedsMask(m) ? AllowedBitsT<kBlockM>(a, b, key0, k_valid, k0, q_first)
+                           : static_cast<FragmentBits<kBlockM>>(~0ull);
     WgmmaWait<1>();
     FenceRegisters(s);
-    uint32_t p16[kBlockM / 16][4];
-    ProbabilitiesT<E, kBlockM>(s, allowed, shared_floats(sm.Lse(slot.stage)), scale_log2, p16);
+    ProbabilitiesT<kBlockM>(s, allowed, shared_floats(sm.Lse(slot.stage)), scale_log2);
     WgmmaWait<0>();
     FenceRegisters(dp);
-    uint32_t ds16[kBlockM / 16][4];
-    ScoreGradsT<E, kBlockM>(s, dp, shared_floats(sm.Delta(slot.stage)), ds16);
+    uint32_t p16[kBlockM / 16][4], ds16[kBlockM / 16][4];
+    ScoreGradsT<E, kBlockM>(s, dp, shared_floats(sm.Delta(slot.stage)), p16, ds16);
     IssueKeyGrads<E, kHeadDim, kBlockM>(dk, dv, p16, ds16, q_tile, do_tile);
 
-    const uint32_t ds_tile = sm.Ds(i & 1);
-    StoreScoreGradsT<kBlockM>(ds_tile, key0, ds16);
+    const uint32_t ds_tile = sm.Ds(i % Tr::kDsBuffers);
+    if (Tr::kDsBuffers == 1 && i > 0) NamedBarrierSync(kDsFreeBarrier, 256);
+    StoreScoreGradsT<kBlockN, kBlockM>(ds_tile, key0, ds16);
     FenceProxyAsync();
     NamedBarrierSync(kDsReadyBarrier, 256);  // dS^T of both warpgroups
 
     float dq[32];
-    IssueQueryGrads<E, kBlockN, kDqKeys>(dq, ds_tile, sm.k, dq_key_begin, dq_col_begin);
+    IssueQueryGrads<E, kBlockN, kBlockN>(dq, ds_tile + dq_row_block * kBlockN * 128, sm.k, 0,
+                                         dq_col_begin);
     WgmmaWait<1>();  // dV and dK: Q, dO, LSE and D of the slot are read
     FenceRegisters(dk);
     FenceRegisters(dv);
-    if (signals) MbarrierArrive(sm.Empty(slot.stage));
+    MbarrierArrive(sm.Empty(slot.stage));
     WgmmaWait<0>();
     FenceRegisters(dq);
 
     // dQ * scale into staging buffer i % 2, once the dQ warp's reductions
     // of tile i - 2 have read it.
     if (i >= 2) NamedBarrierSync(kDqEmptyBarrier, kDqBarrierThreads);
-    const uint32_t dq_tile = sm.Dq(i % 2, dq_partial);
+    const uint32_t dq_tile = sm.Dq(i % 2);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int row = dq_row0 + 8 * half;
@@ -339,6 +353,7 @@ cudaError_t LaunchFlashBackwardWarpSpecializedKernel(const BackwardBlockArgs& ar
   TileView dq_view = q_view;  // fp32, laid out like q
   dq_view.base = args.dq + a.q_row * a.num_heads * kHeadDim;
   dq_view.dtype = ElementType::kFloat32;
+  dq_view.box_rows = 64;
   CUtensorMap q_map, do_map, k_map, v_map, dq_map;
   for (auto [view, map] :
        {std::pair{&q_view, &q_map}, std::pair{&do_view, &do_map}, std::pair{&k_view, &k_map},

@@ -146,22 +146,25 @@ struct HopperBackwardTraits {
 
 // Warp-specialized Hopper backward: a producer warpgroup (one thread issues
 // the TMA copies of K, V and of each query tile's Q and dO; one warp loads
-// LSE and D; one warp adds the CTA's dQ tiles to global memory with bulk
+// LSE and D; one warp adds the CTA's dQ tiles to global memory with TMA
 // reductions) and two consumer warpgroups of 64 keys each. Query tiles of
-// 64 rows go through a kStages-deep pipeline; dS^T is double-buffered (one
-// barrier per tile between the consumers); dQ is staged in fp32 in shared
-// memory, double-buffered, in boxes of 32 columns in the 128-byte swizzle
-// (the layout the TMA reduction reads), one partial per consumer at d64
-// (each sums over its own keys) and one tile at d128 (each consumer owns
-// 64 columns).
+// kBlockM rows (64 at d128; 128 at d64, where a 64-row tile is too little
+// work per barrier) go through a kStages-deep pipeline. dS^T is
+// double-buffered at d128 (one barrier per tile between the consumers) and
+// single at d64 (a second barrier; the shared memory is taken by the larger
+// tiles). dQ (kBlockM x kHeadDim, each consumer a 64 x 64 half of it: its
+// columns at d128, its rows at d64) is staged in fp32, double-buffered, in
+// boxes of 64 rows x 32 columns in the 128-byte swizzle (the layout the TMA
+// reduction reads).
 template <int kHeadDim_>
 struct WarpSpecializedBackwardTraits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kConsumers = 2;
   static constexpr int kThreads = 128 * (kConsumers + 1);
   static constexpr int kBlockN = 64 * kConsumers;
-  static constexpr int kBlockM = 64;
+  static constexpr int kBlockM = kHeadDim == 64 ? 128 : 64;
   static constexpr int kStages = 2;
+  static constexpr int kDsBuffers = kHeadDim == 64 ? 1 : 2;
   static constexpr int kEntryRegisters = 65536 / kThreads / 8 * 8;
   static constexpr int kProducerRegisters = 24;
   static constexpr int kConsumerRegisters =
@@ -169,18 +172,17 @@ struct WarpSpecializedBackwardTraits {
   static constexpr int kKvBytes = kBlockN * kHeadDim * 2;  // K or V
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;   // one Q or dO tile
   static constexpr int kDsBytes = kBlockN * kBlockM * 2;   // one dS^T buffer
-  static constexpr int kDqPartials = kHeadDim == 64 ? kConsumers : 1;
-  static constexpr int kDqBoxBytes = kBlockM * 128;  // 32 columns
-  static constexpr int kDqPartialBytes = kBlockM * kHeadDim * 4;
-  static constexpr int kDqBytes = 2 * kDqPartials * kDqPartialBytes;
+  static constexpr int kDqBoxBytes = 64 * 128;             // 64 rows x 32 fp32 columns
+  static constexpr int kDqTileBytes = kBlockM * kHeadDim * 4;
   static constexpr int kStatsBytes = kStages * 2 * kBlockM * 4;  // LSE and D
   static constexpr int kBarrierBytes = 8 * (1 + 2 * kStages);
-  static constexpr int kSharedBytes = 1024 + 2 * kKvBytes + 2 * kStages * kQBytes + 2 * kDsBytes +
-                                      kDqBytes + kStatsBytes + kBarrierBytes;
+  static constexpr int kSharedBytes = 1024 + 2 * kKvBytes + 2 * kStages * kQBytes +
+                                      kDsBuffers * kDsBytes + 2 * kDqTileBytes + kStatsBytes +
+                                      kBarrierBytes;
 
   static_assert(kHeadDim == 64 || kHeadDim == 128, "backward head dims 64, 128");
-  static_assert(kBlockM == 64, "dS^T rows are one 128-byte swizzle row");
-  static_assert(kBlockM == 2 * 32, "the stats warp loads two rows per lane");
+  static_assert(kBlockM * kHeadDim == 64 * 64 * kConsumers, "a 64 x 64 dQ block per consumer");
+  static_assert(kBlockM % 32 == 0, "the stats warp loads kBlockM / 32 rows per lane");
   static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumers <=
                     kEntryRegisters * kThreads,
                 "consumers take no more registers than the producer gives back");
