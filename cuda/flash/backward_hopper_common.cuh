@@ -208,15 +208,16 @@ __device__ __forceinline__ void StoreScoreGradsT(uint32_t s_ds, int key0,
 }
 
 // dK (scaled) and dV of the thread's keys (key0, key0 + 8 of the tile at
-// kv_offset0, k_valid keys) into the travelling fp32 buffers: plain
-// read-modify-write when this CTA alone adds to them (no GQA), else atomics.
-template <int kHeadDim>
+// kv_offset0, k_valid keys) into the travelling fp32 buffers: with
+// reductions (red.global.add, which the SM does not wait for) when kReduce
+// or other CTAs add to the same rows (GQA), else plain read-modify-write.
+template <int kHeadDim, bool kReduce = false>
 __device__ __forceinline__ void AddKeyGrads(const BackwardBlockArgs& args,
                                             const float (&dk)[kHeadDim / 2],
                                             const float (&dv)[kHeadDim / 2], int64_t kv_offset0,
                                             int64_t kv_stride, int key0, int k_valid) {
   const ForwardBlockArgs& a = args.task;
-  const bool shared = a.num_heads != a.num_kv_heads;
+  const bool reduce = kReduce || a.num_heads != a.num_kv_heads;
   const int lane = threadIdx.x % 32;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
@@ -230,7 +231,7 @@ __device__ __forceinline__ void AddKeyGrads(const BackwardBlockArgs& args,
       const float k_x = dk[4 * i + 2 * half] * a.softmax_scale;
       const float k_y = dk[4 * i + 2 * half + 1] * a.softmax_scale;
       const float v_x = dv[4 * i + 2 * half], v_y = dv[4 * i + 2 * half + 1];
-      if (!shared) {
+      if (!reduce) {
         float2* pk = reinterpret_cast<float2*>(out_k + i * 8);
         float2* pv = reinterpret_cast<float2*>(out_v + i * 8);
         const float2 ok = *pk, ov = *pv;

@@ -312,7 +312,9 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
 
   const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
   const int64_t kv_offset0 = KvOffset(a, b, a.k_row + k0, h / group);
-  AddKeyGrads<kHeadDim>(args, dk, dv, kv_offset0, kv_stride, key0, k_valid);
+  // Reductions: a read-modify-write would keep the SM (one CTA) waiting for
+  // the reads, exposed on short key tiles' CTAs.
+  AddKeyGrads<kHeadDim, true>(args, dk, dv, kv_offset0, kv_stride, key0, k_valid);
 #endif  // RINGATTN_WGMMA
 }
 
