@@ -22,7 +22,6 @@ absl::StatusOr<LayoutChoice> PickLayout(const LayoutSpec& base, const MaskSpec& 
   std::vector<std::string> times;
   absl::Status last_error;
   for (LayoutKind kind : candidates) {
-    if (kind == LayoutKind::kStripe && !mask.cu_seqlens.empty()) continue;  // no varlen stripe
     sim::SimOptions o;
     o.layout = base;
     o.layout.kind = kind;

@@ -27,7 +27,7 @@ TEST(AutoLayoutTest, ManyShortDocumentsPickBalanced) {
   absl::StatusOr<LayoutChoice> c = PickLayout({.world = 8}, mask, kShape, DType::kBFloat16, true);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->kind, LayoutKind::kBalanced) << c->report;
-  EXPECT_THAT(c->report, ::testing::Not(HasSubstr("stripe")));  // no varlen stripe
+  EXPECT_THAT(c->report, HasSubstr("stripe"));  // varlen stripe is a candidate too
 }
 
 TEST(AutoLayoutTest, NoLayoutTakesTheProblem) {

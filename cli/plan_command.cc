@@ -26,12 +26,8 @@ absl::StatusOr<std::vector<int64_t>> ParseIntList(const std::string& flag,
   return values;
 }
 
-absl::StatusOr<std::vector<LayoutKind>> ParseLayouts(const std::string& text, bool varlen) {
+absl::StatusOr<std::vector<LayoutKind>> ParseLayouts(const std::string& text) {
   if (text == "all") {
-    if (varlen) {
-      return std::vector<LayoutKind>{LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kLlama3,
-                                     LayoutKind::kBalanced};
-    }
     return std::vector<LayoutKind>{LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe,
                                    LayoutKind::kLlama3, LayoutKind::kBalanced};
   }

@@ -25,9 +25,8 @@ struct PlanOptions {
 // Errors: InvalidArgument naming `flag` and the bad element.
 absl::StatusOr<std::vector<int64_t>> ParseIntList(const std::string& flag, const std::string& text);
 
-// Parses "ring", "zigzag", ..., or "all" (every layout that supports the
-// inputs: stripe is left out for varlen).
-absl::StatusOr<std::vector<LayoutKind>> ParseLayouts(const std::string& text, bool varlen);
+// Parses "ring", "zigzag", ..., or "all" (every layout).
+absl::StatusOr<std::vector<LayoutKind>> ParseLayouts(const std::string& text);
 
 // Returns the plan report (one layout) or the comparison (several).
 // Errors: whatever the layout, mask and schedule reject.

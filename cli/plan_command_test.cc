@@ -14,15 +14,15 @@ TEST(PlanCommandTest, ParsesLists) {
   EXPECT_TRUE(ParseIntList("cu_seqlens", "")->empty());
   EXPECT_THAT(ParseIntList("cu_seqlens", "0,x").status().message(),
               HasSubstr("--cu_seqlens: 'x' is not an integer"));
-  EXPECT_THAT(*ParseLayouts("all", true), ElementsAre(LayoutKind::kRing, LayoutKind::kZigzag,
-                                                      LayoutKind::kLlama3, LayoutKind::kBalanced));
-  EXPECT_EQ(ParseLayouts("all", false)->size(), 5u);
-  EXPECT_THAT(ParseLayouts("zigzg", false).status().message(), HasSubstr("unknown layout 'zigzg'"));
+  EXPECT_THAT(*ParseLayouts("all"),
+              ElementsAre(LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe,
+                          LayoutKind::kLlama3, LayoutKind::kBalanced));
+  EXPECT_THAT(ParseLayouts("zigzg").status().message(), HasSubstr("unknown layout 'zigzg'"));
 }
 
 TEST(PlanCommandTest, ComparesLayouts) {
   PlanOptions options;
-  options.layouts = *ParseLayouts("all", false);
+  options.layouts = *ParseLayouts("all");
   options.layout.world = 4;
   options.shape = {1, 256, 256, 2, 2, 16};
   options.mask.causal = true;

@@ -19,7 +19,7 @@ absl::StatusOr<std::string> PlanFromFlags() {
     ASSIGN_OR_RETURN(std::string plan, RunPlan(options));
     return absl::StrCat(choice.report, plan);
   }
-  ASSIGN_OR_RETURN(options.layouts, ParseLayouts(LayoutFlag(), !options.mask.cu_seqlens.empty()));
+  ASSIGN_OR_RETURN(options.layouts, ParseLayouts(LayoutFlag()));
   return RunPlan(options);
 }
 

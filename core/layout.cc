@@ -163,8 +163,10 @@ absl::StatusOr<Layout> Layout::Create(const LayoutSpec& spec, int64_t batch, int
         absl::StrCat("stripe_width is ", spec.stripe_width, "; expected at least 1"));
   }
   // ring_size * stripe_width must divide seqlen: wider stripes cannot, and
-  // the product is not formed before this (it could overflow).
-  if (spec.kind == LayoutKind::kStripe && spec.stripe_width > seqlen / ring_size) {
+  // the product is not formed before this (it could overflow). (Varlen
+  // stripes each document on its own: any width.)
+  if (spec.kind == LayoutKind::kStripe && cu_seqlens.empty() &&
+      spec.stripe_width > seqlen / ring_size) {
     return absl::InvalidArgumentError(absl::StrCat(
         "stripe_width ", spec.stripe_width, " x ring_size ", ring_size, " exceeds seqlen ", seqlen,
         "; expected a stripe_width of at most ", seqlen / ring_size));
@@ -191,11 +193,6 @@ absl::StatusOr<Layout> Layout::Create(const LayoutSpec& spec, int64_t batch, int
     return layout;
   }
   if (!cu_seqlens.empty()) {
-    if (spec.kind == LayoutKind::kStripe) {
-      return absl::InvalidArgumentError(
-          "varlen (cu_seqlens) is supported by the ring, zigzag, llama3 and balanced "
-          "layouts; got stripe");
-    }
     if (batch != 1) {
       return absl::InvalidArgumentError(
           absl::StrCat("varlen (cu_seqlens) packs documents into batch 1; got batch ", batch));
@@ -230,6 +227,31 @@ void Layout::SplitDocuments() {
     for (int r = 0; r < r_count; ++r) {
       const int64_t begin = seqlen_ * r / r_count, end = seqlen_ * (r + 1) / r_count;
       append(r, begin, end - begin);
+    }
+  } else if (kind() == LayoutKind::kStripe) {
+    // Every document striped on its own: stripes of stripe_width tokens
+    // (the document's last one shorter when the width does not divide it)
+    // dealt round robin, each document's first stripe to the rank after the
+    // one that took the previous document's last, so whole stripes spread
+    // evenly over many short documents. Rank r's stripes of a document are
+    // one grouped run.
+    // (A width past the sequence's length acts as that length: every
+    // document one stripe; the clamp keeps r_count * width in range.)
+    const int64_t width = std::min(spec_.stripe_width, std::max<int64_t>(seqlen_, 1));
+    int first = 0;  // the rank of the next document's first stripe
+    for (size_t d = 0; d + 1 < cu_seqlens_.size(); ++d) {
+      const int64_t begin = cu_seqlens_[d], length = cu_seqlens_[d + 1] - begin;
+      const int64_t stripes = (length + width - 1) / width;
+      for (int r = 0; r < r_count; ++r) {
+        const int64_t t0 = (r - first + r_count) % r_count;  // the rank's first stripe
+        if (t0 >= stripes) continue;
+        const int64_t last = t0 + (stripes - 1 - t0) / r_count * r_count;
+        const int64_t count = (last - t0) / r_count * width + std::min(width, length - last * width);
+        slices_[r].push_back(
+            {rows[r], PositionRun::Grouped(begin + t0 * width, count, width, r_count * width)});
+        rows[r] += count;
+      }
+      first = static_cast<int>((first + stripes) % r_count);
     }
   } else {
     // Every document in R (ring) or 2R (zigzag, and balanced's split ones)

@@ -158,8 +158,8 @@ TEST(ScheduleTest, CoversEveryAllowedPairExactlyOnce) {
 // (VisitingPositions would give -1 there).
 TEST(ScheduleTest, VarlenCoversEveryAllowedPairExactlyOnce) {
   std::mt19937 rng(7), any_length_rng(3);
-  for (LayoutKind kind :
-       {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kLlama3, LayoutKind::kBalanced}) {
+  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe,
+                          LayoutKind::kLlama3, LayoutKind::kBalanced}) {
     for (int world : {1, 2, 3, 4, 8}) {
       std::vector<std::pair<std::vector<int64_t>, std::vector<MaskSpec>>> sets;
       for (int trial = 0; trial < 3; ++trial) {
@@ -183,6 +183,12 @@ TEST(ScheduleTest, VarlenCoversEveryAllowedPairExactlyOnce) {
                          .batch = 1,
                          .seqlen = cu.back(),
                          .mask = mask});
+          if (kind == LayoutKind::kStripe && cu.back() >= 3 * world) {  // wider stripes too
+            CheckCoverage({.layout = {.kind = kind, .world = world, .stripe_width = 3},
+                           .batch = 1,
+                           .seqlen = cu.back(),
+                           .mask = mask});
+          }
         }
       }
     }

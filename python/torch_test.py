@@ -166,6 +166,8 @@ def main():
     run_varlen("zigzag_ring_flash_attn", 4, [0, 16, 48, 64], 4, 2, 8)
     run_varlen("zigzag_ring_flash_attn", 3, [0, 1, 20, 21, 61], 2, 1, 8, local_cu=False)
     run_varlen("balanced_flash_attn", 3, [0, 1, 20, 21, 61], 2, 2, 8, local_cu=False)
+    run_varlen("stripe_flash_attn", 3, [0, 1, 20, 21, 61], 2, 1, 8, local_cu=False)
+    run_varlen("stripe_flash_attn", 2, [0, 8, 40, 64], 2, 2, 8)
     failing_rank_fails_the_world_at_once()
     w = ringattn.World(1)
     x = torch.zeros(1, 8, 1, 8)

@@ -155,13 +155,11 @@ TEST(RingCpuTest, EveryLayoutWorldAndMaskMatchesTheOracle) {
             MaskSpec{.window_left = 4, .window_right = 9, .key_lengths = {41, 30}}}) {
         CheckFloat({{.kind = kind, .world = world}, {2, 48, 48, 4, 2, 8}, mask});
       }
-      if (kind != LayoutKind::kStripe) {
-        const int64_t total = 16 * world;
-        CheckFloat(
-            {{.kind = kind, .world = world},
-             {1, total, total, 4, 1, 8},
-             {.causal = true, .cu_seqlens = Documents(total, DocumentUnit(kind, world), world)}});
-      }
+      const int64_t total = 16 * world;
+      CheckFloat(
+          {{.kind = kind, .world = world},
+           {1, total, total, 4, 1, 8},
+           {.causal = true, .cu_seqlens = Documents(total, DocumentUnit(kind, world), world)}});
     }
   }
 }
@@ -171,8 +169,8 @@ TEST(RingCpuTest, EveryLayoutWorldAndMaskMatchesTheOracle) {
 // forward and backward equal the fp64 oracle on every real token.
 TEST(RingCpuTest, VarlenDocumentsOfAnyLengthMatchTheOracle) {
   std::mt19937 rng(5);
-  for (LayoutKind kind :
-       {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kLlama3, LayoutKind::kBalanced}) {
+  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe,
+                          LayoutKind::kLlama3, LayoutKind::kBalanced}) {
     for (int world : {1, 2, 3, 4, 8}) {
       const int64_t total = 13 * world + 5;
       const std::vector<int64_t> cu = testing::RandomDocuments(total, 4, total, &rng);
@@ -181,6 +179,14 @@ TEST(RingCpuTest, VarlenDocumentsOfAnyLengthMatchTheOracle) {
         CheckFloat({{.kind = kind, .world = world}, {1, total, total, 4, 2, 8}, mask});
       }
     }
+  }
+  // Stripes of 3 tokens: documents' last stripes shorter than the width.
+  for (int world : {2, 3}) {
+    const int64_t total = 29 * world + 4;
+    const std::vector<int64_t> cu = testing::RandomDocuments(total, 4, total, &rng);
+    CheckFloat({{.kind = LayoutKind::kStripe, .world = world, .stripe_width = 3},
+                {1, total, total, 4, 2, 8},
+                {.causal = true, .cu_seqlens = cu}});
   }
 }
 

@@ -193,8 +193,11 @@ def _make(layout):
  zigzag_ring_flash_attn_qkvpacked_func, zigzag_ring_flash_attn_varlen_func,
  zigzag_ring_flash_attn_varlen_kvpacked_func,
  zigzag_ring_flash_attn_varlen_qkvpacked_func) = _make("zigzag")
+# (ring-flash-attention has no varlen stripe; ringattn stripes each document)
 (stripe_flash_attn_func, stripe_flash_attn_kvpacked_func,
- stripe_flash_attn_qkvpacked_func) = _make("stripe")[:3]  # no varlen stripe
+ stripe_flash_attn_qkvpacked_func, stripe_flash_attn_varlen_func,
+ stripe_flash_attn_varlen_kvpacked_func,
+ stripe_flash_attn_varlen_qkvpacked_func) = _make("stripe")
 (balanced_flash_attn_func, balanced_flash_attn_kvpacked_func,
  balanced_flash_attn_qkvpacked_func, balanced_flash_attn_varlen_func,
  balanced_flash_attn_varlen_kvpacked_func,
