@@ -246,7 +246,8 @@ void Layout::SplitDocuments() {
         const int64_t t0 = (r - first + r_count) % r_count;  // the rank's first stripe
         if (t0 >= stripes) continue;
         const int64_t last = t0 + (stripes - 1 - t0) / r_count * r_count;
-        const int64_t count = (last - t0) / r_count * width + std::min(width, length - last * width);
+        const int64_t count =
+            (last - t0) / r_count * width + std::min(width, length - last * width);
         slices_[r].push_back(
             {rows[r], PositionRun::Grouped(begin + t0 * width, count, width, r_count * width)});
         rows[r] += count;

@@ -126,9 +126,8 @@ TEST(LayoutTest, VarlenDocumentsOfAnyLength) {
 // inverse, padding zero.
 TEST(LayoutTest, VarlenAnyLengthsHoldEveryTokenOnceAndBalanceTheRanks) {
   std::mt19937 rng(11);
-  for (LayoutKind kind :
-       {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe, LayoutKind::kLlama3,
-        LayoutKind::kBalanced}) {
+  for (LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe,
+                          LayoutKind::kLlama3, LayoutKind::kBalanced}) {
     for (int world : {1, 2, 3, 4, 8}) {
       for (int trial = 0; trial < 20; ++trial) {
         const int64_t total = 1 + trial * 37 % 300;

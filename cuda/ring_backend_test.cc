@@ -234,7 +234,8 @@ std::vector<Case> Cases() {
   // and the balanced layout (one long document split, short ones whole).
   const std::vector<int64_t> uneven = {0, 1, 17, 200, 201, 463, 509};
   const AttentionShape u{1, 509, 509, 4, 2, 128};
-  for (LayoutKind kind : {LayoutKind::kZigzag, LayoutKind::kLlama3, LayoutKind::kBalanced}) {
+  for (LayoutKind kind :
+       {LayoutKind::kZigzag, LayoutKind::kStripe, LayoutKind::kLlama3, LayoutKind::kBalanced}) {
     for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
       cases.push_back(
           {{.kind = kind, .world = 3}, {.causal = true, .cu_seqlens = uneven}, u, dtype});

@@ -37,15 +37,15 @@ struct Anchor {
 // kernels measured on an H200 the same way (2026-11-30: forward merging into
 // the fp32 state 491.9, backward 454.0; causal / full per FLOP 516.9 / 587.7
 // = 0.88 forward, 454.0 / 524.6 = 0.87 backward;
-// docs/measurements/2026-11-30_h200x2_kernel_bench_final.txt). H800 and A100: ring-flash-attention's
-// single-GPU rows (flash_attn, b1 s8192 h32 d128 causal: 591.5 / 154.7 iter/s fwd / fwd+bwd on
-// H800; 373.4 / 94.7 on A100) turned into TFLOP/s. Links: NVLink per direction (H100/H200 450 GB/s
-// peak, measured 280-305 GB/s in NCCL rings; H800 NVLink 200 GB/s; A100 300 GB/s), 400 Gb/s IB per
-// GPU across nodes. Causal vs full: FlashAttention-2 (PyTorch's flash backend) measured on an H100
-// by bench/seed_kernel_rates.py (2026-11-23): full 8192x4096 and 4096x8192 blocks run 1.106x
-// / 1.092x the causal 8192 rate per FLOP forward, 1.019x / 1.059x backward, so 0.9 forward and 0.96
-// backward for the FA2-based tables (h800 has h100's SMs; a100 the same kernels). Ours on h100
-// keeps 0.9 until measured.
+// docs/measurements/2026-11-30_h200x2_kernel_bench_final.txt). H800 and A100:
+// ring-flash-attention's single-GPU rows (flash_attn, b1 s8192 h32 d128 causal: 591.5 / 154.7
+// iter/s fwd / fwd+bwd on H800; 373.4 / 94.7 on A100) turned into TFLOP/s. Links: NVLink per
+// direction (H100/H200 450 GB/s peak, measured 280-305 GB/s in NCCL rings; H800 NVLink 200 GB/s;
+// A100 300 GB/s), 400 Gb/s IB per GPU across nodes. Causal vs full: FlashAttention-2 (PyTorch's
+// flash backend) measured on an H100 by bench/seed_kernel_rates.py (2026-11-23): full 8192x4096 and
+// 4096x8192 blocks run 1.106x / 1.092x the causal 8192 rate per FLOP forward, 1.019x / 1.059x
+// backward, so 0.9 forward and 0.96 backward for the FA2-based tables (h800 has h100's SMs; a100
+// the same kernels). Ours on h100 keeps 0.9 until measured.
 constexpr Anchor kAnchors[] = {
     {"h100", 325.3, 336.8, 0.9, 0.9, 5, 3350, 290, 10, 45, 20},
     {"h200", 491.9, 454.0, 0.88, 0.87, 5, 4800, 290, 10, 45, 20},

@@ -20,6 +20,7 @@
 #include "cuda/flash/backward_hopper_common.cuh"
 #include "cuda/flash/block_mask.cuh"
 #include "cuda/flash/hopper_primitives.cuh"
+#include "cuda/flash/launch.cuh"
 #include "cuda/flash/mma_primitives.cuh"
 #include "cuda/flash/traits.h"
 #include "cuda/flash/wgmma_ops.cuh"
@@ -194,18 +195,9 @@ template <ElementType E, int kHeadDim>
 cudaError_t LaunchFlashBackwardHopperKernel(const BackwardBlockArgs& args, cudaStream_t stream) {
   using Tr = HopperBackwardTraits<kHeadDim>;
   const ForwardBlockArgs& a = args.task;
-  const auto kernel = FlashBackwardHopperKernel<E, kHeadDim>;
-  if (const cudaError_t e = cudaFuncSetAttribute(
-          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSharedBytes);
-      e != cudaSuccess) {
-    return e;
-  }
-  const int64_t group = a.num_heads / a.num_kv_heads;
-  const dim3 grid(static_cast<unsigned>((a.k_pos.length + Tr::kBlockN - 1) / Tr::kBlockN),
-                  static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
-                  static_cast<unsigned>(a.batch));
-  kernel<<<grid, Tr::kThreads, Tr::kSharedBytes, stream>>>(args);
-  return cudaGetLastError();
+  return LaunchKernel(FlashBackwardHopperKernel<E, kHeadDim>,
+                      TaskGrid(a, a.k_pos.length, Tr::kBlockN), Tr::kThreads, Tr::kSharedBytes,
+                      stream, args);
 }
 
 }  // namespace ringattn::cuda::flash

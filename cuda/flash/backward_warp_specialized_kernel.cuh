@@ -29,6 +29,7 @@
 #include "cuda/flash/block_mask.cuh"
 #include "cuda/flash/hopper_pipeline.cuh"
 #include "cuda/flash/hopper_primitives.cuh"
+#include "cuda/flash/launch.cuh"
 #include "cuda/flash/mma_primitives.cuh"
 #include "cuda/flash/tensor_map.h"
 #include "cuda/flash/traits.h"
@@ -323,58 +324,20 @@ cudaError_t LaunchFlashBackwardWarpSpecializedKernel(const BackwardBlockArgs& ar
                                                      cudaStream_t stream) {
   using Tr = WarpSpecializedBackwardTraits<kHeadDim>;
   const ForwardBlockArgs& a = args.task;
-  const int64_t kv_heads = KvBufferHeads(a);
-  // Views of the task's rows: row 0 is the task's first row, so rows past
-  // its length read as zeros.
-  const int64_t q_skip = a.q_row * a.num_heads * kHeadDim * 2;
-  const int64_t kv_skip = a.k_row * kv_heads * kHeadDim * 2;
-  TileView q_view{static_cast<const char*>(a.q) + q_skip,
-                  E,
-                  kHeadDim,
-                  a.q_pos.length,
-                  a.num_heads,
-                  a.batch,
-                  a.num_heads * kHeadDim,
-                  kHeadDim,
-                  a.q_rows * a.num_heads * kHeadDim,
-                  Tr::kBlockM};
-  TileView do_view = q_view;
-  do_view.base = static_cast<const char*>(args.dout) + q_skip;
-  TileView k_view{static_cast<const char*>(a.k) + kv_skip,
-                  E,
-                  kHeadDim,
-                  a.k_pos.length,
-                  kv_heads,
-                  a.batch,
-                  kv_heads * kHeadDim,
-                  kHeadDim,
-                  a.k_rows * kv_heads * kHeadDim,
-                  Tr::kBlockN};
-  TileView v_view = k_view;
-  v_view.base = static_cast<const char*>(a.v) + kv_skip;
-  TileView dq_view = q_view;  // fp32, laid out like q
-  dq_view.base = args.dq + a.q_row * a.num_heads * kHeadDim;
-  dq_view.dtype = ElementType::kFloat32;
-  dq_view.box_rows = 64;
+  const TileView q_view = QueryRowsView(a, a.q, E, Tr::kBlockM);
+  const TileView do_view = QueryRowsView(a, args.dout, E, Tr::kBlockM);
+  const TileView k_view = KeyRowsView(a, a.k, Tr::kBlockN);
+  const TileView v_view = KeyRowsView(a, a.v, Tr::kBlockN);
+  const TileView dq_view = QueryRowsView(a, args.dq, ElementType::kFloat32, 64);
   CUtensorMap q_map, do_map, k_map, v_map, dq_map;
   for (auto [view, map] :
        {std::pair{&q_view, &q_map}, std::pair{&do_view, &do_map}, std::pair{&k_view, &k_map},
         std::pair{&v_view, &v_map}, std::pair{&dq_view, &dq_map}}) {
     if (const cudaError_t e = EncodeTileMap(*view, map); e != cudaSuccess) return e;
   }
-  const auto kernel = FlashBackwardWarpSpecializedKernel<E, kHeadDim>;
-  if (const cudaError_t e = cudaFuncSetAttribute(
-          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSharedBytes);
-      e != cudaSuccess) {
-    return e;
-  }
-  const int64_t group = a.num_heads / a.num_kv_heads;
-  const dim3 grid(static_cast<unsigned>((a.k_pos.length + Tr::kBlockN - 1) / Tr::kBlockN),
-                  static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
-                  static_cast<unsigned>(a.batch));
-  kernel<<<grid, Tr::kThreads, Tr::kSharedBytes, stream>>>(args, q_map, do_map, k_map, v_map,
-                                                           dq_map);
-  return cudaGetLastError();
+  return LaunchKernel(FlashBackwardWarpSpecializedKernel<E, kHeadDim>,
+                      TaskGrid(a, a.k_pos.length, Tr::kBlockN), Tr::kThreads, Tr::kSharedBytes,
+                      stream, args, q_map, do_map, k_map, v_map, dq_map);
 }
 
 }  // namespace ringattn::cuda::flash

@@ -18,6 +18,7 @@
 
 #include "cuda/flash/forward_common.cuh"
 #include "cuda/flash/hopper_primitives.cuh"
+#include "cuda/flash/launch.cuh"
 #include "cuda/flash/mma_primitives.cuh"
 #include "cuda/flash/traits.h"
 #include "cuda/flash/wgmma_ops.cuh"
@@ -166,18 +167,9 @@ __global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
 template <ElementType E, int kHeadDim>
 cudaError_t LaunchFlashForwardHopperKernel(const ForwardBlockArgs& a, cudaStream_t stream) {
   using Tr = HopperForwardTraits<kHeadDim>;
-  const auto kernel = FlashForwardHopperKernel<E, kHeadDim>;
-  if (const cudaError_t e = cudaFuncSetAttribute(
-          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSharedBytes);
-      e != cudaSuccess) {
-    return e;
-  }
-  const int64_t group = a.num_heads / a.num_kv_heads;
-  const dim3 grid(static_cast<unsigned>((a.q_pos.length + Tr::kBlockM - 1) / Tr::kBlockM),
-                  static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
-                  static_cast<unsigned>(a.batch));
-  kernel<<<grid, Tr::kThreads, Tr::kSharedBytes, stream>>>(a);
-  return cudaGetLastError();
+  return LaunchKernel(FlashForwardHopperKernel<E, kHeadDim>,
+                      TaskGrid(a, a.q_pos.length, Tr::kBlockM), Tr::kThreads, Tr::kSharedBytes,
+                      stream, a);
 }
 
 }  // namespace ringattn::cuda::flash

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "cuda/flash/forward_common.cuh"
+#include "cuda/flash/launch.cuh"
 #include "cuda/flash/mma_primitives.cuh"
 #include "cuda/flash/traits.h"
 #include "cuda/kernel_args.h"
@@ -191,18 +192,8 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
 template <ElementType E, int kHeadDim>
 cudaError_t LaunchFlashForwardKernel(const ForwardBlockArgs& a, cudaStream_t stream) {
   using Tr = ForwardTraits<kHeadDim>;
-  const auto kernel = FlashForwardKernel<E, kHeadDim>;
-  if (const cudaError_t e = cudaFuncSetAttribute(
-          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSharedBytes);
-      e != cudaSuccess) {
-    return e;
-  }
-  const int64_t group = a.num_heads / a.num_kv_heads;
-  const dim3 grid(static_cast<unsigned>((a.q_pos.length + Tr::kBlockM - 1) / Tr::kBlockM),
-                  static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
-                  static_cast<unsigned>(a.batch));
-  kernel<<<grid, Tr::kThreads, Tr::kSharedBytes, stream>>>(a);
-  return cudaGetLastError();
+  return LaunchKernel(FlashForwardKernel<E, kHeadDim>, TaskGrid(a, a.q_pos.length, Tr::kBlockM),
+                      Tr::kThreads, Tr::kSharedBytes, stream, a);
 }
 
 }  // namespace ringattn::cuda::flash

@@ -25,6 +25,7 @@
 #include "cuda/flash/forward_common.cuh"
 #include "cuda/flash/hopper_pipeline.cuh"
 #include "cuda/flash/hopper_primitives.cuh"
+#include "cuda/flash/launch.cuh"
 #include "cuda/flash/mma_primitives.cuh"
 #include "cuda/flash/tensor_map.h"
 #include "cuda/flash/tile_scheduler.cuh"
@@ -298,42 +299,14 @@ template <ElementType E, int kHeadDim>
 cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
                                                     cudaStream_t stream) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
-  const int64_t q_len = a.q_pos.length, k_len = a.k_pos.length;
-  const int64_t kv_heads = KvBufferHeads(a);
-  // Views of the task's rows: row 0 is the task's first row, so rows past
-  // its length read as zeros.
-  TileView q_view{static_cast<const char*>(a.q) + a.q_row * a.num_heads * kHeadDim * 2,
-                  E,
-                  kHeadDim,
-                  q_len,
-                  a.num_heads,
-                  a.batch,
-                  a.num_heads * kHeadDim,
-                  kHeadDim,
-                  a.q_rows * a.num_heads * kHeadDim,
-                  Tr::kBlockM};
-  TileView k_view{static_cast<const char*>(a.k) + a.k_row * kv_heads * kHeadDim * 2,
-                  E,
-                  kHeadDim,
-                  k_len,
-                  kv_heads,
-                  a.batch,
-                  kv_heads * kHeadDim,
-                  kHeadDim,
-                  a.k_rows * kv_heads * kHeadDim,
-                  Tr::kBlockN};
-  TileView v_view = k_view;
-  v_view.base = static_cast<const char*>(a.v) + a.k_row * kv_heads * kHeadDim * 2;
+  const int64_t q_len = a.q_pos.length;
+  const TileView q_view = QueryRowsView(a, a.q, E, Tr::kBlockM);
+  const TileView k_view = KeyRowsView(a, a.k, Tr::kBlockN);
+  const TileView v_view = KeyRowsView(a, a.v, Tr::kBlockN);
   CUtensorMap q_map, k_map, v_map;
   for (auto [view, map] :
        {std::pair{&q_view, &q_map}, std::pair{&k_view, &k_map}, std::pair{&v_view, &v_map}}) {
     if (const cudaError_t e = EncodeTileMap(*view, map); e != cudaSuccess) return e;
-  }
-  const auto kernel = FlashForwardWarpSpecializedKernel<E, kHeadDim>;
-  if (const cudaError_t e = cudaFuncSetAttribute(
-          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tr::kSharedBytes);
-      e != cudaSuccess) {
-    return e;
   }
   int device = 0, sms = 0;
   if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
@@ -345,9 +318,9 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
   const HeavyFirstTileScheduler scheduler{static_cast<int>((q_len + Tr::kBlockM - 1) / Tr::kBlockM),
                                           (a.kv_head_end - a.kv_head_begin) * group, a.batch};
   const int64_t grid = std::min<int64_t>(scheduler.Count(), sms);
-  kernel<<<static_cast<unsigned>(grid), Tr::kThreads, Tr::kSharedBytes, stream>>>(a, q_map, k_map,
-                                                                                  v_map);
-  return cudaGetLastError();
+  return LaunchKernel(FlashForwardWarpSpecializedKernel<E, kHeadDim>,
+                      dim3(static_cast<unsigned>(grid)), Tr::kThreads, Tr::kSharedBytes, stream, a,
+                      q_map, k_map, v_map);
 }
 
 }  // namespace ringattn::cuda::flash

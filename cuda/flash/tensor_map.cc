@@ -36,6 +36,36 @@ struct CachedMap {
 
 }  // namespace
 
+TileView QueryRowsView(const ForwardBlockArgs& a, const void* tensor, ElementType dtype,
+                       int box_rows) {
+  const int64_t element = dtype == ElementType::kFloat32 ? 4 : 2;
+  const int64_t d = a.head_dim;
+  return {static_cast<const char*>(tensor) + a.q_row * a.num_heads * d * element,
+          dtype,
+          d,
+          a.q_pos.length,
+          a.num_heads,
+          a.batch,
+          a.num_heads * d,
+          d,
+          a.q_rows * a.num_heads * d,
+          box_rows};
+}
+
+TileView KeyRowsView(const ForwardBlockArgs& a, const void* tensor, int box_rows) {
+  const int64_t heads = KvBufferHeads(a), d = a.head_dim;
+  return {static_cast<const char*>(tensor) + a.k_row * heads * d * 2,
+          a.dtype,
+          d,
+          a.k_pos.length,
+          heads,
+          a.batch,
+          heads * d,
+          d,
+          a.k_rows * heads * d,
+          box_rows};
+}
+
 cudaError_t EncodeTileMap(const TileView& view, CUtensorMap* map) {
   // A ring step launches with the same few views over and over (Q, K, V of
   // each buffer): the last kEntries encodings are kept, oldest replaced.
