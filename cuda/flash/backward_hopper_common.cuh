@@ -37,32 +37,33 @@ struct KeyTileQueries {
   __device__ __forceinline__ bool NeedsMask(int m) const { return m < full_begin || m >= full_end; }
 };
 
+// acc = X_w Y^T for the warpgroup's 64 rows of a kBlockN-row tile X (from
+// key_base) and a kBlockM-row tile Y, both K-major in the 128-byte swizzle,
+// as one wgmma group.
+template <ElementType E, int kHeadDim, int kBlockN, int kBlockM>
+__device__ __forceinline__ void IssueKeyTileProduct(float (&acc)[kBlockM / 2], uint32_t x_tile,
+                                                    int key_base, uint32_t y_tile) {
+#pragma unroll
+  for (int kk = 0; kk < kHeadDim / 16; ++kk) {
+    const uint32_t col = (kk % 4) * 32;
+    Wgmma<E>::template SS<kBlockM>(
+        acc, SwizzledDescriptor(x_tile + (kk / 4) * kBlockN * 128 + key_base * 128 + col, 16),
+        SwizzledDescriptor(y_tile + (kk / 4) * kBlockM * 128 + col, 16), kk > 0);
+  }
+  WgmmaCommit();
+}
+
 // S^T = K_w Q^T, then dP^T = V_w dO^T, as two wgmma groups (the caller
 // waits for S^T first and computes P^T while dP^T is multiplied). K and V
 // tiles hold kBlockN keys (the warpgroup's 64 start at key_base); Q and dO
-// tiles kBlockM queries; all K-major in the 128-byte swizzle.
+// tiles kBlockM queries.
 template <ElementType E, int kHeadDim, int kBlockN, int kBlockM>
 __device__ __forceinline__ void IssueScoresT(float (&s)[kBlockM / 2], float (&dp)[kBlockM / 2],
                                              uint32_t s_k, uint32_t s_v, int key_base,
                                              uint32_t q_tile, uint32_t do_tile) {
-  using Mma = Wgmma<E>;
   WgmmaFence();
-#pragma unroll
-  for (int kk = 0; kk < kHeadDim / 16; ++kk) {
-    const uint32_t col = (kk % 4) * 32;
-    Mma::template SS<kBlockM>(
-        s, SwizzledDescriptor(s_k + (kk / 4) * kBlockN * 128 + key_base * 128 + col, 16),
-        SwizzledDescriptor(q_tile + (kk / 4) * kBlockM * 128 + col, 16), kk > 0);
-  }
-  WgmmaCommit();
-#pragma unroll
-  for (int kk = 0; kk < kHeadDim / 16; ++kk) {
-    const uint32_t col = (kk % 4) * 32;
-    Mma::template SS<kBlockM>(
-        dp, SwizzledDescriptor(s_v + (kk / 4) * kBlockN * 128 + key_base * 128 + col, 16),
-        SwizzledDescriptor(do_tile + (kk / 4) * kBlockM * 128 + col, 16), kk > 0);
-  }
-  WgmmaCommit();
+  IssueKeyTileProduct<E, kHeadDim, kBlockN, kBlockM>(s, s_k, key_base, q_tile);
+  IssueKeyTileProduct<E, kHeadDim, kBlockN, kBlockM>(dp, s_v, key_base, do_tile);
 }
 
 // dV += P^T dO and dK += dS^T Q, one wgmma group (dO and Q N-major:
