@@ -14,11 +14,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "comm/thread_communicator.h"
+#include "core/mutex.h"
 #include "core/status_macros.h"
 #include "ringattn.h"
 
 struct ringattn_world {
+  // Either W ranks as threads of this process, or this process's one rank
+  // over a caller's transport.
   std::unique_ptr<ringattn::comm::ThreadWorld> threads;
+  std::unique_ptr<ringattn::Communicator> single;
+  int size() const { return threads ? threads->world() : single->world(); }
 };
 
 struct ringattn_ring {
@@ -29,6 +34,102 @@ struct ringattn_ring {
 namespace {
 
 using ringattn::DType;
+
+// One rank's Communicator over a caller's ringattn_transport. Each
+// transfer is a handle of the transport, waited exactly once (by Wait, or
+// by the request's destructor).
+class TransportCommunicator : public ringattn::Communicator {
+ public:
+  TransportCommunicator(int world, int rank, const ringattn_transport& transport)
+      : world_(world), rank_(rank), transport_(transport) {}
+
+  int rank() const override { return rank_; }
+  int world() const override { return world_; }
+
+  std::unique_ptr<Request> Send(int peer, int tag, absl::Span<const uint8_t> data) override {
+    return Start("send to", peer, [&](char* error, int64_t size) {
+      return transport_.start_send(transport_.user, peer, tag, data.data(),
+                                   static_cast<int64_t>(data.size()), error, size);
+    });
+  }
+  std::unique_ptr<Request> Recv(int peer, int tag, absl::Span<uint8_t> data) override {
+    return Start("receive from", peer, [&](char* error, int64_t size) {
+      return transport_.start_recv(transport_.user, peer, tag, data.data(),
+                                   static_cast<int64_t>(data.size()), error, size);
+    });
+  }
+  void Abort(const absl::Status& reason) override {
+    {
+      ringattn::MutexLock lock(&mu_);
+      if (!aborted_.ok()) return;
+      aborted_ = reason;
+    }
+    if (transport_.abort != nullptr) {
+      transport_.abort(transport_.user, std::string(reason.message()).c_str());
+    }
+  }
+
+ private:
+  static constexpr int64_t kErrorBytes = 1024;
+
+  class TransportRequest : public Request {
+   public:
+    TransportRequest(TransportCommunicator* comm, int64_t handle, std::string what)
+        : comm_(comm), handle_(handle), what_(std::move(what)) {}
+    ~TransportRequest() override { std::ignore = Wait(); }
+    absl::Status Wait() override {
+      if (waited_) return status_;
+      waited_ = true;
+      char error[kErrorBytes] = "";
+      const ringattn_transport& t = comm_->transport_;
+      if (t.wait(t.user, handle_, error, kErrorBytes) != 0) {
+        error[kErrorBytes - 1] = '\0';
+        const absl::Status aborted = comm_->aborted();
+        status_ = !aborted.ok() ? aborted
+                                : absl::UnavailableError(absl::StrCat(
+                                      "rank ", comm_->rank_, ": transport ", what_, ": ", error));
+      }
+      return status_;
+    }
+
+   private:
+    TransportCommunicator* comm_;
+    int64_t handle_;
+    std::string what_;
+    bool waited_ = false;
+    absl::Status status_;
+  };
+
+  template <typename StartFn>
+  std::unique_ptr<Request> Start(const char* verb, int peer, StartFn start) {
+    if (peer < 0 || peer >= world_) {
+      return ringattn::DoneRequest(absl::InvalidArgumentError(
+          absl::StrCat("peer ", peer, " is outside [0, world = ", world_, ")")));
+    }
+    if (absl::Status aborted = this->aborted(); !aborted.ok()) {
+      return ringattn::DoneRequest(aborted);
+    }
+    const std::string what = absl::StrCat(verb, " rank ", peer);
+    char error[kErrorBytes] = "";
+    const int64_t handle = start(error, kErrorBytes);
+    if (handle < 0) {
+      error[kErrorBytes - 1] = '\0';
+      return ringattn::DoneRequest(
+          absl::UnavailableError(absl::StrCat("rank ", rank_, ": transport ", what, ": ", error)));
+    }
+    return std::make_unique<TransportRequest>(this, handle, what);
+  }
+
+  absl::Status aborted() const {
+    ringattn::MutexLock lock(&mu_);
+    return aborted_;
+  }
+
+  const int world_, rank_;
+  const ringattn_transport transport_;
+  mutable ringattn::Mutex mu_;
+  absl::Status aborted_ ABSL_GUARDED_BY(mu_);
+};
 
 thread_local std::string last_error;
 
@@ -171,6 +272,33 @@ ringattn_status ringattn_threads_world_create(int32_t world, double timeout_s,
   });
 }
 
+ringattn_status ringattn_transport_world_create(int32_t world, int32_t rank,
+                                                const ringattn_transport* transport,
+                                                ringattn_world** out) {
+  return Guard([&]() -> absl::Status {
+    if (out == nullptr || transport == nullptr) {
+      return absl::InvalidArgumentError("transport and out must not be NULL");
+    }
+    if (transport->start_send == nullptr || transport->start_recv == nullptr ||
+        transport->wait == nullptr) {
+      return absl::InvalidArgumentError(
+          "the transport's start_send, start_recv and wait must not be NULL");
+    }
+    if (world < 1 || world > ringattn::kMaxWorld) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("world is ", world, "; expected 1 to ", ringattn::kMaxWorld));
+    }
+    if (rank < 0 || rank >= world) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("rank ", rank, " is outside [0, world = ", world, ")"));
+    }
+    auto w = std::make_unique<ringattn_world>();
+    w->single = std::make_unique<TransportCommunicator>(world, rank, *transport);
+    *out = w.release();
+    return absl::OkStatus();
+  });
+}
+
 void ringattn_world_destroy(ringattn_world* world) { delete world; }
 
 ringattn_status ringattn_ring_create(ringattn_world* world, int32_t rank, const ringattn_config* c,
@@ -179,9 +307,13 @@ ringattn_status ringattn_ring_create(ringattn_world* world, int32_t rank, const 
     if (world == nullptr || c == nullptr || out == nullptr) {
       return absl::InvalidArgumentError("world, config and out must not be NULL");
     }
-    if (rank < 0 || rank >= world->threads->world()) {
+    if (rank < 0 || rank >= world->size()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("rank ", rank, " is outside [0, world = ", world->threads->world(), ")"));
+          absl::StrCat("rank ", rank, " is outside [0, world = ", world->size(), ")"));
+    }
+    if (world->single != nullptr && rank != world->single->rank()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "rank ", rank, ": this transport world holds rank ", world->single->rank(), " only"));
     }
     for (const auto& [name, pointer, count] :
          {std::tuple{"cu_seqlens", c->cu_seqlens, c->num_cu_seqlens},
@@ -207,7 +339,7 @@ ringattn_status ringattn_ring_create(ringattn_world* world, int32_t rank, const 
     const ringattn::AttentionShape shape{c->batch,     c->seqlen,       c->seqlen,
                                          c->num_heads, c->num_kv_heads, c->head_dim};
     auto ring = std::make_unique<ringattn_ring>();
-    ring->comm = &world->threads->rank(rank);
+    ring->comm = world->threads ? &world->threads->rank(rank) : world->single.get();
     ASSIGN_OR_RETURN(ring->attention, ringattn::RingAttention::Create(*ring->comm, config, shape));
     *out = ring.release();
     return absl::OkStatus();

@@ -2,7 +2,9 @@
  * ...), with no C++ type crossing it. Opaque handles, plain enums, int64
  * shapes and strides, void* data, status codes with a message.
  *
- * One process holding W ranks on W threads (the in-process world):
+ * One process holding W ranks on W threads (the in-process world; or one
+ * rank per process over a transport the caller implements,
+ * ringattn_transport_world_create):
  *   ringattn_world* world;  ringattn_threads_world_create(W, 120.0, &world);
  *   on each of W threads, rank r:
  *     ringattn_ring* ring;  ringattn_ring_create(world, r, &config, &ring);
@@ -92,6 +94,32 @@ const char* ringattn_last_error(void);
 /* W ranks as threads of this process; a receive fails after timeout_s. */
 ringattn_status ringattn_threads_world_create(int32_t world, double timeout_s,
                                               ringattn_world** out);
+/* A transport the caller implements, for one process (or thread) per rank:
+ * e.g. Python over a torch.distributed process group (gloo). start_send and
+ * start_recv begin moving `bytes` bytes to / from rank `peer` with `tag`
+ * (messages between two ranks with one tag arrive in send order; the
+ * buffer stays valid until the wait) and return a handle >= 0, or -1 with
+ * the reason written to `error` (at most error_size bytes, NUL-terminated);
+ * wait blocks until that transfer is done (0) or failed (nonzero, reason in
+ * `error`) and is called once per handle, possibly from another thread
+ * than the start. abort (may be NULL) tells the peers to stop; they fail
+ * within their transport's timeout otherwise. `user` is passed to each. */
+typedef struct {
+  void* user;
+  int64_t (*start_send)(void* user, int32_t peer, int32_t tag, const void* data, int64_t bytes,
+                        char* error, int64_t error_size);
+  int64_t (*start_recv)(void* user, int32_t peer, int32_t tag, void* data, int64_t bytes,
+                        char* error, int64_t error_size);
+  int32_t (*wait)(void* user, int64_t handle, char* error, int64_t error_size);
+  void (*abort)(void* user, const char* reason);
+} ringattn_transport;
+
+/* This process's rank `rank` of `world` ranks over `transport` (copied;
+ * its functions and user data must outlive the world). */
+ringattn_status ringattn_transport_world_create(int32_t world, int32_t rank,
+                                                const ringattn_transport* transport,
+                                                ringattn_world** out);
+
 /* After every ring of the world is destroyed. */
 void ringattn_world_destroy(ringattn_world* world);
 

@@ -3,11 +3,17 @@
 // bad arguments as error codes with messages.
 #include "ringattn_c.h"
 
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <deque>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "comm/thread_communicator.h"
 #include "core/mask.h"
 #include "cpu_reference/attention.h"
 #include "gmock/gmock.h"
@@ -28,6 +34,51 @@ struct Problem {
   bool causal;
   int64_t window_left;
   std::vector<int64_t> cu_seqlens;
+  // One transport world per rank (ringattn_transport_world_create) over a
+  // C++ ThreadWorld, as a process group would carry it, instead of the
+  // threads world.
+  bool transport = false;
+};
+
+// The transport callbacks over one rank of a C++ ThreadWorld: what the
+// Python package does over a torch.distributed process group.
+struct TestTransport {
+  Communicator* comm;
+  std::mutex mu;
+  std::deque<std::unique_ptr<Communicator::Request>> pending;  // by handle
+
+  int64_t Add(std::unique_ptr<Communicator::Request> request) {
+    std::lock_guard<std::mutex> lock(mu);
+    pending.push_back(std::move(request));
+    return static_cast<int64_t>(pending.size()) - 1;
+  }
+  static int64_t Send(void* user, int32_t peer, int32_t tag, const void* data, int64_t bytes, char*,
+                      int64_t) {
+    auto* t = static_cast<TestTransport*>(user);
+    return t->Add(
+        t->comm->Send(peer, tag, {static_cast<const uint8_t*>(data), static_cast<size_t>(bytes)}));
+  }
+  static int64_t Recv(void* user, int32_t peer, int32_t tag, void* data, int64_t bytes, char*,
+                      int64_t) {
+    auto* t = static_cast<TestTransport*>(user);
+    return t->Add(
+        t->comm->Recv(peer, tag, {static_cast<uint8_t*>(data), static_cast<size_t>(bytes)}));
+  }
+  static int32_t Wait(void* user, int64_t handle, char* error, int64_t size) {
+    auto* t = static_cast<TestTransport*>(user);
+    Communicator::Request* request;
+    {
+      std::lock_guard<std::mutex> lock(t->mu);
+      request = t->pending.at(handle).get();
+    }
+    const absl::Status status = request->Wait();
+    if (status.ok()) return 0;
+    std::snprintf(error, size, "%s", std::string(status.message()).c_str());
+    return 1;
+  }
+  static void Abort(void* user, const char* reason) {
+    static_cast<TestTransport*>(user)->comm->Abort(absl::AbortedError(reason));
+  }
 };
 
 // Global dense tensors (1, seqlen, heads, head_dim) of one problem.
@@ -71,10 +122,23 @@ void RunRing(const Problem& p, Global* g) {
   g->dv.assign(s * hk * d, 0);
   std::vector<std::string> errors(p.world);
   std::vector<std::thread> threads;
+  comm::ThreadWorld network(p.world, absl::Seconds(60));
   for (int r = 0; r < p.world; ++r) {
     threads.emplace_back([&, r] {
+      // The rank's own world over the transport, or the shared threads world.
+      TestTransport transport{&network.rank(r)};
+      const ringattn_transport callbacks{&transport, TestTransport::Send, TestTransport::Recv,
+                                         TestTransport::Wait, TestTransport::Abort};
+      ringattn_world* rank_world = world;
+      if (p.transport &&
+          ringattn_transport_world_create(p.world, r, &callbacks, &rank_world) != RINGATTN_OK) {
+        errors[r] = ringattn_last_error();
+        return;
+      }
+      const std::unique_ptr<ringattn_world, void (*)(ringattn_world*)> own(
+          p.transport ? rank_world : nullptr, ringattn_world_destroy);
       ringattn_ring* ring = nullptr;
-      if (ringattn_ring_create(world, r, &c, &ring) != RINGATTN_OK) {
+      if (ringattn_ring_create(rank_world, r, &c, &ring) != RINGATTN_OK) {
         errors[r] = ringattn_last_error();
         return;
       }
@@ -160,8 +224,70 @@ TEST(RingattnCTest, EveryLayoutMatchesTheOracle) {
   CheckAgainstOracle({RINGATTN_LAYOUT_ZIGZAG, 3, 101, 2, 2, 8, true, 5, {0, 1, 40, 41, 101}});
 }
 
+// One world per rank over a transport the caller implements (here C++
+// communicators; in Python a torch.distributed process group).
+TEST(RingattnCTest, TransportWorldsMatchTheOracle) {
+  CheckAgainstOracle({RINGATTN_LAYOUT_ZIGZAG, 4, 64, 4, 2, 16, true, -1, {}, true});
+  CheckAgainstOracle({RINGATTN_LAYOUT_LLAMA3, 2, 40, 4, 2, 8, true, -1, {0, 7, 30, 40}, true});
+  CheckAgainstOracle(
+      {RINGATTN_LAYOUT_STRIPE, 3, 101, 2, 1, 8, true, -1, {0, 1, 40, 41, 101}, true});
+}
+
+// A rank whose forward fails aborts through the transport: its peers fail
+// at once with its reason instead of waiting out the timeout.
+TEST(RingattnCTest, TransportFailureReachesThePeers) {
+  constexpr int kWorld = 3;
+  comm::ThreadWorld network(kWorld, absl::Seconds(60));
+  ringattn_config c{};
+  c.layout = RINGATTN_LAYOUT_RING;
+  c.world = kWorld;
+  c.causal = 1;
+  c.window_left = c.window_right = -1;
+  c.batch = 1;
+  c.seqlen = 24;
+  c.num_heads = c.num_kv_heads = 1;
+  c.head_dim = 4;
+  std::vector<std::string> errors(kWorld);
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (int r = 0; r < kWorld; ++r) {
+    threads.emplace_back([&, r] {
+      TestTransport transport{&network.rank(r)};
+      const ringattn_transport callbacks{&transport, TestTransport::Send, TestTransport::Recv,
+                                         TestTransport::Wait, TestTransport::Abort};
+      ringattn_world* world = nullptr;
+      ringattn_ring* ring = nullptr;
+      ASSERT_EQ(ringattn_transport_world_create(kWorld, r, &callbacks, &world), RINGATTN_OK);
+      ASSERT_EQ(ringattn_ring_create(world, r, &c, &ring), RINGATTN_OK) << ringattn_last_error();
+      std::vector<float> x(8 * 4, 1.f), out(8 * 4), lse(8);
+      ringattn_tensor t{x.data(), static_cast<int64_t>(x.size() * 4), RINGATTN_FLOAT32, 0, 32, 4,
+                        4};
+      ringattn_tensor bad = t;
+      bad.bytes = 4;  // rank 1's q is too small
+      if (ringattn_forward(ring, r == 1 ? &bad : &t, &t, &t, out.data(), 128, lse.data(), 8) !=
+          RINGATTN_OK) {
+        errors[r] = ringattn_last_error();
+      }
+      ringattn_ring_destroy(ring);
+      ringattn_world_destroy(world);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  EXPECT_THAT(errors[1], HasSubstr("q"));
+  for (int r : {0, 2}) EXPECT_THAT(errors[r], HasSubstr("q needs 32 elements")) << "rank " << r;
+}
+
 TEST(RingattnCTest, BadArgumentsAreErrorsWithMessages) {
   ringattn_world* world = nullptr;
+  const ringattn_transport no_wait{nullptr, TestTransport::Send, TestTransport::Recv, nullptr,
+                                   nullptr};
+  EXPECT_EQ(ringattn_transport_world_create(2, 0, &no_wait, &world), RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(ringattn_last_error(), HasSubstr("wait must not be NULL"));
+  ringattn_transport ok = no_wait;
+  ok.wait = TestTransport::Wait;
+  EXPECT_EQ(ringattn_transport_world_create(2, 2, &ok, &world), RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(ringattn_last_error(), HasSubstr("rank 2 is outside [0, world = 2)"));
   EXPECT_EQ(ringattn_threads_world_create(0, 1.0, &world), RINGATTN_INVALID_ARGUMENT);
   EXPECT_THAT(ringattn_last_error(), HasSubstr("world is 0; expected 1 to 8192"));
   EXPECT_EQ(ringattn_threads_world_create(2, NAN, &world), RINGATTN_INVALID_ARGUMENT);
