@@ -29,6 +29,10 @@ struct ringattn_world {
 struct ringattn_ring {
   std::unique_ptr<ringattn::RingAttention> attention;
   ringattn::Communicator* comm = nullptr;  // the world's, for aborts
+  // The problem as this rank described it, compared with every other
+  // rank's before the first forward.
+  std::vector<int64_t> fingerprint;
+  bool same_problem_checked = false;
 };
 
 namespace {
@@ -238,6 +242,72 @@ absl::Status CopyOut(const char* name, const std::vector<T>& from, void* to, int
 }
 
 // A failed pass fails the world: its peers stop waiting for this rank.
+// The fields of a config every rank must agree on, and their names.
+constexpr const char* kFingerprintFields[] = {
+    "layout",     "world",        "ring_size",    "stripe_width",  "kv_heads_per_group",
+    "causal",     "window_left",  "window_right", "batch",         "seqlen",
+    "num_heads",  "num_kv_heads", "head_dim",     "softmax_scale", "cu_seqlens",
+    "key_lengths"};
+
+// FNV-1a of a list (0 for none).
+int64_t HashOf(const int64_t* values, int64_t count) {
+  if (count <= 0) return 0;
+  uint64_t h = 1469598103934665603ull;
+  for (int64_t i = 0; i < count; ++i) {
+    h = (h ^ static_cast<uint64_t>(values[i])) * 1099511628211ull;
+  }
+  return static_cast<int64_t>(h);
+}
+
+std::vector<int64_t> Fingerprint(const ringattn_config& c, ringattn::LayoutKind layout) {
+  int64_t scale_bits;
+  std::memcpy(&scale_bits, &c.softmax_scale, sizeof scale_bits);
+  return {static_cast<int64_t>(layout),
+          c.world,
+          c.ring_size,
+          c.stripe_width == 0 ? 1 : c.stripe_width,
+          c.kv_heads_per_group,
+          c.causal != 0,
+          c.window_left,
+          c.window_right,
+          c.batch,
+          c.seqlen,
+          c.num_heads,
+          c.num_kv_heads,
+          c.head_dim,
+          scale_bits,
+          HashOf(c.cu_seqlens, c.num_cu_seqlens),
+          HashOf(c.key_lengths, c.num_key_lengths)};
+}
+
+// Every rank's problem is this rank's (one all-gather of the fingerprints,
+// before the first forward): ranks that disagree would exchange messages
+// of different sizes, which some transports (gloo) answer by killing the
+// process.
+absl::Status CheckSameProblem(ringattn_ring* ring) {
+  if (ring->same_problem_checked) return absl::OkStatus();
+  const int world = ring->comm->world(), me = ring->comm->rank();
+  const size_t n = ring->fingerprint.size();
+  std::vector<int> group(world);
+  for (int r = 0; r < world; ++r) group[r] = r;
+  std::vector<int64_t> all(n * world);
+  RETURN_IF_ERROR(ring->comm->AllGather(
+      group, {reinterpret_cast<const uint8_t*>(ring->fingerprint.data()), n * sizeof(int64_t)},
+      {reinterpret_cast<uint8_t*>(all.data()), all.size() * sizeof(int64_t)}));
+  for (int r = 0; r < world; ++r) {
+    for (size_t f = 0; f < n; ++f) {
+      if (all[r * n + f] == ring->fingerprint[f]) continue;
+      const bool listed = f >= 13;  // softmax_scale and the lists: hashes
+      return absl::InvalidArgumentError(absl::StrCat(
+          "rank ", r, "'s problem differs from rank ", me, "'s in ", kFingerprintFields[f],
+          listed ? "" : absl::StrCat(" (", all[r * n + f], " vs ", ring->fingerprint[f], ")"),
+          "; every rank must describe the same global problem"));
+    }
+  }
+  ring->same_problem_checked = true;
+  return absl::OkStatus();
+}
+
 ringattn_status AbortOnFailure(ringattn_ring* ring, ringattn_status status) {
   if (status != RINGATTN_OK && ring != nullptr) {
     const std::string why = last_error;
@@ -341,6 +411,7 @@ ringattn_status ringattn_ring_create(ringattn_world* world, int32_t rank, const 
     auto ring = std::make_unique<ringattn_ring>();
     ring->comm = world->threads ? &world->threads->rank(rank) : world->single.get();
     ASSIGN_OR_RETURN(ring->attention, ringattn::RingAttention::Create(*ring->comm, config, shape));
+    ring->fingerprint = Fingerprint(*c, config.layout.kind);
     *out = ring.release();
     return absl::OkStatus();
   });
@@ -379,6 +450,7 @@ ringattn_status ringattn_forward(ringattn_ring* ring, const ringattn_tensor* q,
         ASSIGN_OR_RETURN(ringattn::RankTensor tq, TensorOf("q", q));
         ASSIGN_OR_RETURN(ringattn::RankTensor tk, TensorOf("k", k));
         ASSIGN_OR_RETURN(ringattn::RankTensor tv, TensorOf("v", v));
+        RETURN_IF_ERROR(CheckSameProblem(ring));
         ASSIGN_OR_RETURN(ringattn::RankForward result, ring->attention->Forward(tq, tk, tv));
         RETURN_IF_ERROR(CopyOut("out", result.out, out, out_bytes));
         return CopyOut("lse", result.lse, lse, lse_count * static_cast<int64_t>(sizeof(float)));

@@ -278,6 +278,46 @@ TEST(RingattnCTest, TransportFailureReachesThePeers) {
   for (int r : {0, 2}) EXPECT_THAT(errors[r], HasSubstr("q needs 32 elements")) << "rank " << r;
 }
 
+// Ranks that describe different problems get an error naming the field,
+// before any attention message (whose sizes would not match).
+TEST(RingattnCTest, RanksWithDifferentProblemsAreErrors) {
+  constexpr int kWorld = 2;
+  ringattn_world* world = nullptr;
+  ASSERT_EQ(ringattn_threads_world_create(kWorld, 10.0, &world), RINGATTN_OK);
+  std::vector<std::string> errors(kWorld);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < kWorld; ++r) {
+    threads.emplace_back([&, r] {
+      ringattn_config c{};
+      c.layout = RINGATTN_LAYOUT_RING;
+      c.world = kWorld;
+      c.window_left = c.window_right = -1;
+      c.batch = 1;
+      c.seqlen = r == 0 ? 16 : 10;  // rank 1 has 5 rows, not 8
+      c.num_heads = c.num_kv_heads = 1;
+      c.head_dim = 4;
+      ringattn_ring* ring = nullptr;
+      ASSERT_EQ(ringattn_ring_create(world, r, &c, &ring), RINGATTN_OK);
+      const int64_t rows = c.seqlen / kWorld;
+      std::vector<float> x(rows * 4, 1.f), out(rows * 4), lse(rows);
+      const ringattn_tensor t{x.data(), rows * 16, RINGATTN_FLOAT32, 0, rows * 4, 4, 4};
+      // The first rank to see the difference fails it; the other may
+      // instead get its abort, which carries the same reason.
+      EXPECT_NE(ringattn_forward(ring, &t, &t, &t, out.data(), rows * 16, lse.data(), rows),
+                RINGATTN_OK);
+      errors[r] = ringattn_last_error();
+      ringattn_ring_destroy(ring);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  ringattn_world_destroy(world);
+  for (const std::string& error : errors) {
+    EXPECT_THAT(error,
+                ::testing::AnyOf(HasSubstr("problem differs from rank 0's in seqlen (10 vs 16)"),
+                                 HasSubstr("problem differs from rank 1's in seqlen (16 vs 10)")));
+  }
+}
+
 TEST(RingattnCTest, BadArgumentsAreErrorsWithMessages) {
   ringattn_world* world = nullptr;
   const ringattn_transport no_wait{nullptr, TestTransport::Send, TestTransport::Recv, nullptr,

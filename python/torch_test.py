@@ -175,7 +175,8 @@ def main():
                  "no dropout")
     expect_error(lambda: F.ring_flash_attn_func(x, x, x, alibi_slopes=torch.ones(1),
                                                 group=F.Group(w, 0)), "ALiBi")
-    expect_error(lambda: F.ring_flash_attn_func(x, x, x), "group is a NoneType")
+    expect_error(lambda: F.ring_flash_attn_func(x, x, x), "torch.distributed is not initialized")
+    expect_error(lambda: F.ring_flash_attn_func(x, x, x, group=3), "group is a int")
     expect_error(lambda: F.ring_flash_attn_func(x.int(), x, x, group=F.Group(w, 0)),
                  "dtype torch.int32")
     print("all passed")

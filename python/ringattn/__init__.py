@@ -44,7 +44,9 @@ class _Handle:
 
 
 class World(_Handle):
-    """`world` ranks as threads of this process (one Ring per thread)."""
+    """`world` ranks as threads of this process (one Ring per thread); or,
+    from World.over_transport, this process's one rank (see
+    ringattn.distributed for torch.distributed process groups)."""
 
     _destroy = staticmethod(_capi.lib.ringattn_world_destroy)
 
@@ -54,6 +56,19 @@ class World(_Handle):
                                                             ctypes.byref(handle)))
         self._handle = handle
         self.size = world
+
+    @classmethod
+    def over_transport(cls, world, rank, transport):
+        """Rank `rank` of `world`, in this process, whose messages go
+        through `transport` (a _capi.Transport, kept alive by the World)."""
+        self = cls.__new__(cls)
+        handle = ctypes.c_void_p()
+        _capi.check(_capi.lib.ringattn_transport_world_create(
+            world, rank, ctypes.byref(transport), ctypes.byref(handle)))
+        self._handle = handle
+        self.size = world
+        self._transport = transport
+        return self
 
 
 class Ring(_Handle):

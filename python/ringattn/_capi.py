@@ -30,6 +30,26 @@ class Tensor(ctypes.Structure):
     ]
 
 
+# ringattn_transport's callbacks (ringattn_c.h).
+SEND_FN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
+                           ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)
+RECV_FN = SEND_FN
+WAIT_FN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                           ctypes.c_int64)
+ABORT_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p)
+
+
+class Transport(ctypes.Structure):
+    _fields_ = [("user", ctypes.c_void_p), ("start_send", SEND_FN), ("start_recv", RECV_FN),
+                ("wait", WAIT_FN), ("abort", ABORT_FN)]
+
+
+def write_error(buffer, size, error):
+    """Copies an exception's text into a C error buffer (NUL-terminated)."""
+    text = f"{type(error).__name__}: {error}".encode()[:max(size - 1, 0)]
+    ctypes.memmove(buffer, text + b"\0", len(text) + 1)
+
+
 def _load():
     path = os.environ.get("RINGATTN_LIB") or os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "libringattn.so")
@@ -42,6 +62,8 @@ def _load():
     p, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
     lib.ringattn_last_error.restype = ctypes.c_char_p
     lib.ringattn_threads_world_create.argtypes = [i32, ctypes.c_double, ctypes.POINTER(p)]
+    lib.ringattn_transport_world_create.argtypes = [i32, i32, ctypes.POINTER(Transport),
+                                                    ctypes.POINTER(p)]
     lib.ringattn_world_destroy.argtypes = [p]
     lib.ringattn_world_destroy.restype = None
     lib.ringattn_ring_create.argtypes = [p, i32, ctypes.POINTER(Config), ctypes.POINTER(p)]

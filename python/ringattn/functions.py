@@ -7,11 +7,12 @@ heads, head_dim).
 The varlen forms (ring_flash_attn_varlen_func, zigzag_..., balanced_...)
 take (total_local, heads, head_dim) tensors and the local cu_seqlens as
 ring-flash-attention does, or `global_cu_seqlens=` for documents of any
-length. `group` is a ringattn.functions.Group (a World of W ranks as
-threads of this process and this thread's rank); torch.distributed process
-groups (NCCL, torchrun), CUDA tensors and llama3_flash_attn_varlen_func are
-not supported yet and raise ValueError or do not exist, as dropout and ALiBi
-raise ValueError (never silently ignored).
+length. `group` is a torch.distributed process group (None: the default
+group; one rank per process, e.g. under torchrun; CPU tensors need gloo:
+ringattn.distributed) or a ringattn.functions.Group (a World of W ranks as
+threads of this process and this thread's rank). CUDA tensors and
+llama3_flash_attn_varlen_func are not supported yet (ValueError / do not
+exist), and dropout and ALiBi raise ValueError (never silently ignored).
 """
 
 import ctypes
@@ -30,6 +31,24 @@ class Group:
 
     def __init__(self, world, rank):
         self.world, self.rank = world, rank
+
+
+def _group(group):
+    """The Group of `group`: a ringattn Group as it is; a torch.distributed
+    process group (None: the default one) as this process's rank in it."""
+    if isinstance(group, Group):
+        return group
+    import torch.distributed as dist
+    if group is None or isinstance(group, dist.ProcessGroup):
+        if not (dist.is_available() and dist.is_initialized()):
+            raise ValueError("ringattn: group is None and torch.distributed is not initialized; "
+                             "expected a ringattn.functions.Group, or init_process_group first")
+        from . import distributed
+        return Group(distributed.process_group_world(group),
+                     dist.get_rank(dist.group.WORLD if group is None else group))
+    raise ValueError(f"ringattn: group is a {type(group).__name__}; expected a "
+                     "torch.distributed process group (None: the default one) or a "
+                     "ringattn.functions.Group")
 
 
 def _tensor(name, x):
@@ -109,10 +128,7 @@ def _attention(layout, q, k, v, dropout_p, softmax_scale, causal, window_size, a
                          "(expected 0)")
     if alibi_slopes is not None:
         raise ValueError("ringattn: ALiBi slopes are not supported (expected None)")
-    if not isinstance(group, Group):
-        raise ValueError(f"ringattn: group is a {type(group).__name__}; expected a "
-                         "ringattn.functions.Group (torch.distributed groups are not supported "
-                         "yet)")
+    group = _group(group)
     scale = 0.0 if softmax_scale is None else float(softmax_scale)
     out, lse = _RingAttnFunc.apply(q, k, v, layout, scale, causal, tuple(window_size), group,
                                    cu_seqlens)
@@ -127,10 +143,7 @@ def _varlen(layout, q, k, v, cu_seqlens, max_seqlen, dropout_p, softmax_scale, c
     evenly over the ranks, so the global boundaries are the local ones x W);
     or, for documents of any length, `global_cu_seqlens` (the local rows are
     then the layout's, ringattn.Ring.position_ids)."""
-    if not isinstance(group, Group):
-        raise ValueError(f"ringattn: group is a {type(group).__name__}; expected a "
-                         "ringattn.functions.Group (torch.distributed groups are not supported "
-                         "yet)")
+    group = _group(group)
     if q.dim() != 3:
         raise ValueError(f"ringattn: varlen q has shape {tuple(q.shape)}; expected "
                          "(total_tokens, heads, head_dim)")
