@@ -151,6 +151,47 @@ def failing_rank_fails_the_world_at_once():
     w.close()
 
 
+def run_llama3(world, cu, heads, kv_heads, dim, stride, causal):
+    """llama3_flash_attn_varlen_func on each rank's contiguous piece, with
+    the arguments of llama3_flash_attn_prepare_cu_seqlens."""
+    torch.manual_seed(2)
+    seqlen = cu[-1]
+    q, k, v, dout = (torch.randn(1, seqlen, h, dim, dtype=torch.float64)
+                     for h in (heads, kv_heads, kv_heads, heads))
+    w = ringattn.World(world, timeout_s=60)
+    results = [None] * world
+
+    def rank(r):
+        cu_q, cu_k, max_q, max_k, k_slice = F.llama3_flash_attn_prepare_cu_seqlens(
+            torch.tensor(cu, dtype=torch.int32), causal, r, world)
+        begin, end = seqlen * r // world, seqlen * (r + 1) // world
+        assert int(cu_q[-1]) == end - begin and k_slice.stop - k_slice.start == int(cu_k[-1])
+        local = [x[0, begin:end].float().requires_grad_() for x in (q, k, v)]
+        out, lse, _ = F.llama3_flash_attn_varlen_func(
+            *local, cu_q, cu_k, max_q, max_k, stride, k_slice, causal=causal,
+            return_attn_probs=True, group=F.Group(w, r))
+        assert lse.shape == (heads, end - begin), lse.shape
+        out.backward(dout[0, begin:end].float())
+        results[r] = [out.detach()] + [x.grad for x in local]
+
+    errors = run_ranks(world, rank)
+    assert not any(errors), errors
+    got = [torch.cat([results[r][i] for r in range(world)]).double() for i in range(4)]
+    qr, kr, vr = (x.clone().requires_grad_() for x in (q, k, v))
+    out = reference(qr, kr, vr, causal, (-1, -1), cu)
+    out.backward(dout)
+    exact = [out.detach()[0], qr.grad[0], kr.grad[0], vr.grad[0]]
+    rel = [float((a - b).abs().max() / b.abs().max()) for a, b in zip(got, exact)]
+    print(f"llama3_flash_attn_varlen W={world} docs={cu} heads_k_stride={stride} "
+          f"causal={causal}: max rel out {rel[0]:.1e} dq {rel[1]:.1e} dk {rel[2]:.1e} "
+          f"dv {rel[3]:.1e}")
+    assert max(rel) <= 1e-5
+    expect_error(lambda: F.llama3_flash_attn_varlen_func(
+        q[0], k[0], v[0], None, None, 0, 0, 1, slice(0, 4), group=F.Group(w, 0)),
+        "expected the Llama3KSlice")
+    w.close()
+
+
 def main():
     for name in ("ring_flash_attn", "zigzag_ring_flash_attn", "stripe_flash_attn",
                  "balanced_flash_attn"):
@@ -168,6 +209,8 @@ def main():
     run_varlen("balanced_flash_attn", 3, [0, 1, 20, 21, 61], 2, 2, 8, local_cu=False)
     run_varlen("stripe_flash_attn", 3, [0, 1, 20, 21, 61], 2, 1, 8, local_cu=False)
     run_varlen("stripe_flash_attn", 2, [0, 8, 40, 64], 2, 2, 8)
+    run_llama3(3, [0, 1, 20, 21, 61], 4, 2, 8, 1, True)
+    run_llama3(4, [0, 16, 40, 64], 2, 2, 8, 2, False)
     failing_rank_fails_the_world_at_once()
     w = ringattn.World(1)
     x = torch.zeros(1, 8, 1, 8)

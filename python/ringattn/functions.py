@@ -7,12 +7,14 @@ heads, head_dim).
 The varlen forms (ring_flash_attn_varlen_func, zigzag_..., balanced_...)
 take (total_local, heads, head_dim) tensors and the local cu_seqlens as
 ring-flash-attention does, or `global_cu_seqlens=` for documents of any
-length. `group` is a torch.distributed process group (None: the default
+length. llama3_flash_attn_varlen_func takes its arguments from this
+module's llama3_flash_attn_prepare_cu_seqlens (any total length). `group`
+is a torch.distributed process group (None: the default
 group; one rank per process, e.g. under torchrun; CPU tensors need gloo:
 ringattn.distributed) or a ringattn.functions.Group (a World of W ranks as
-threads of this process and this thread's rank). CUDA tensors and
-llama3_flash_attn_varlen_func are not supported yet (ValueError / do not
-exist), and dropout and ALiBi raise ValueError (never silently ignored).
+threads of this process and this thread's rank). CUDA tensors are not
+supported yet (ValueError), and dropout and ALiBi raise ValueError (never
+silently ignored).
 """
 
 import ctypes
@@ -69,14 +71,16 @@ def _tensor(name, x):
 
 class _RingAttnFunc(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, layout, softmax_scale, causal, window_size, group, cu_seqlens):
+    def forward(ctx, q, k, v, layout, softmax_scale, causal, window_size, group, cu_seqlens,
+                kv_heads_per_group):
         batch, rows, heads, dim = q.shape
         world = group.world.size
         seqlen = cu_seqlens[-1] if cu_seqlens else rows * world
         ring = Ring(group.world, group.rank, layout=layout, batch=batch, seqlen=seqlen,
                     num_heads=heads, num_kv_heads=k.shape[2], head_dim=dim, causal=causal,
                     window_size=window_size, softmax_scale=softmax_scale,
-                    cu_seqlens=list(cu_seqlens) if cu_seqlens else None)
+                    cu_seqlens=list(cu_seqlens) if cu_seqlens else None,
+                    kv_heads_per_group=kv_heads_per_group)
         try:
             real = int((ring.position_ids() >= 0).sum())
             if rows not in (ring.local_seqlen, real):
@@ -118,11 +122,12 @@ class _RingAttnFunc(torch.autograd.Function):
             dk.data_ptr(), dk.numel() * dk.element_size(), dv.data_ptr(),
             dv.numel() * dv.element_size()))
         ctx.ring.close()
-        return (dq[:, :rows], dk[:, :rows], dv[:, :rows], None, None, None, None, None, None)
+        return (dq[:, :rows], dk[:, :rows], dv[:, :rows], None, None, None, None, None, None,
+                None)
 
 
 def _attention(layout, q, k, v, dropout_p, softmax_scale, causal, window_size, alibi_slopes,
-               deterministic, return_attn_probs, group, cu_seqlens=None):
+               deterministic, return_attn_probs, group, cu_seqlens=None, kv_heads_per_group=0):
     if dropout_p:
         raise ValueError(f"ringattn: dropout_p is {dropout_p}; ringattn has no dropout "
                          "(expected 0)")
@@ -131,7 +136,7 @@ def _attention(layout, q, k, v, dropout_p, softmax_scale, causal, window_size, a
     group = _group(group)
     scale = 0.0 if softmax_scale is None else float(softmax_scale)
     out, lse = _RingAttnFunc.apply(q, k, v, layout, scale, causal, tuple(window_size), group,
-                                   cu_seqlens)
+                                   cu_seqlens, kv_heads_per_group)
     return (out, lse, None) if return_attn_probs else out
 
 
@@ -215,3 +220,65 @@ def _make(layout):
  balanced_flash_attn_qkvpacked_func, balanced_flash_attn_varlen_func,
  balanced_flash_attn_varlen_kvpacked_func,
  balanced_flash_attn_varlen_qkvpacked_func) = _make("balanced")
+
+
+class Llama3KSlice:
+    """local_k_slice as llama3_flash_attn_prepare_cu_seqlens returns it: the
+    keys the rank's queries need, [start, stop) of the packed sequence, and
+    the global document boundaries ringattn's llama3 layout is built from."""
+
+    def __init__(self, start, stop, global_cu_seqlens):
+        self.start, self.stop, self.step = start, stop, None
+        self.global_cu_seqlens = tuple(global_cu_seqlens)
+
+    def __repr__(self):
+        return f"Llama3KSlice({self.start}, {self.stop})"
+
+
+def llama3_flash_attn_prepare_cu_seqlens(cu_seqlens, causal, rank, world_size):
+    """ring-flash-attention's helper: for this rank's contiguous piece of the
+    packed sequence (ringattn's llama3 pieces: [total * rank / W,
+    total * (rank + 1) / W), so any total works), the local cu_seqlens of
+    its queries and of the keys they need, their longest documents, and
+    local_k_slice (a Llama3KSlice)."""
+    cu = [int(x) for x in cu_seqlens]
+    total = cu[-1]
+    begin, end = total * rank // world_size, total * (rank + 1) // world_size
+    k_start = max(c for c in cu if c <= begin)
+    k_stop = end if causal else min(c for c in cu if c >= end)
+
+    def local(lo, hi):
+        return [0] + [c - lo for c in cu if lo < c < hi] + [hi - lo]
+
+    q_cu, k_cu = local(begin, end), local(k_start, k_stop)
+    as_tensor = (lambda x: torch.tensor(x, dtype=torch.int32, device=cu_seqlens.device)
+                 if isinstance(cu_seqlens, torch.Tensor) else x)
+    longest = (lambda x: max((b - a for a, b in zip(x, x[1:])), default=0))
+    return (as_tensor(q_cu), as_tensor(k_cu), longest(q_cu), longest(k_cu),
+            Llama3KSlice(k_start, k_stop, cu))
+
+
+def llama3_flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                                  max_seqlen_k, heads_k_stride, local_k_slice, dropout_p=0.0,
+                                  softmax_scale=None, causal=False, window_size=(-1, -1),
+                                  alibi_slopes=None, deterministic=False,
+                                  return_attn_probs=False, group=None):
+    """ring-flash-attention's llama3 function: q, k, v are this rank's
+    (total_local, heads, head_dim) piece of the packed sequence; K and V are
+    all-gathered heads_k_stride kv heads at a time (ringattn's llama3 layout,
+    kv_heads_per_group = heads_k_stride). local_k_slice must come from this
+    module's llama3_flash_attn_prepare_cu_seqlens (it carries the global
+    document boundaries)."""
+    if not isinstance(local_k_slice, Llama3KSlice):
+        raise ValueError(f"ringattn: local_k_slice is a {type(local_k_slice).__name__}; "
+                         "expected the Llama3KSlice of ringattn.functions."
+                         "llama3_flash_attn_prepare_cu_seqlens (it carries the global "
+                         "cu_seqlens)")
+    if q.dim() != 3:
+        raise ValueError(f"ringattn: varlen q has shape {tuple(q.shape)}; expected "
+                         "(total_tokens, heads, head_dim)")
+    result = _attention("llama3", q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), dropout_p,
+                        softmax_scale, causal, window_size, alibi_slopes, deterministic, True,
+                        group, local_k_slice.global_cu_seqlens, int(heads_k_stride))
+    out, lse = result[0].squeeze(0), result[1].squeeze(0)
+    return (out, lse, None) if return_attn_probs else out
