@@ -41,6 +41,7 @@
 #include "core/status_macros.h"
 #include "cuda/device.h"
 #include "cuda/ring_backend.h"
+#include "sim/bench_rows.h"
 #include "sim/simulator.h"
 
 ABSL_FLAG(int, world, 0, "ranks; 0: one per visible GPU");
@@ -76,23 +77,6 @@ void Print(const char* format, Args... args) {
   std::printf(format, args...);
   std::fflush(stdout);
 }
-
-struct Row {
-  const char* name;
-  LayoutKind kind;
-  bool varlen;
-};
-constexpr Row kRows[] = {
-    {"ring", LayoutKind::kRing, false},           {"zigzag", LayoutKind::kZigzag, false},
-    {"stripe", LayoutKind::kStripe, false},       {"llama3", LayoutKind::kLlama3, false},
-    {"varlen_ring", LayoutKind::kRing, true},     {"varlen_zigzag", LayoutKind::kZigzag, true},
-    {"varlen_llama3", LayoutKind::kLlama3, true}, {"varlen_balanced", LayoutKind::kBalanced, true},
-};
-
-// The seed's varlen benchmark cycles these per-rank document sets (8192
-// tokens); boundaries scale with the tokens per rank and the world.
-const std::vector<std::vector<int64_t>> kDocuments = {
-    {0, 8192}, {0, 256, 7648, 8192}, {0, 4096, 8192}, {0, 3104, 6304, 7904, 8064, 8192}};
 
 struct Timing {
   double seconds = 0;         // median iteration, slowest rank
@@ -284,30 +268,17 @@ class Bench {
   std::vector<int> ranks_;
 };
 
-struct Config {
-  LayoutSpec layout;
-  MaskSpec mask;
-  AttentionShape shape;
-};
+using sim::BenchProblem;
+using sim::BenchRow;
+using sim::kBenchRows;
 
-Config MakeConfig(const Row& row, int world, int64_t tokens, const std::vector<int64_t>& docs) {
-  Config c;
-  c.layout.kind = row.kind;
-  c.layout.world = world;
-  if (row.kind == LayoutKind::kLlama3) {
-    c.layout.kv_heads_per_group = std::max<int64_t>(1, absl::GetFlag(FLAGS_kv_heads) / 2);
-  }
-  c.mask.causal = true;
-  if (row.varlen) {
-    for (int64_t x : docs) c.mask.cu_seqlens.push_back(x * tokens / 8192 * world);
-  }
-  c.shape = {1,
-             world * tokens,
-             world * tokens,
-             absl::GetFlag(FLAGS_heads),
-             absl::GetFlag(FLAGS_kv_heads),
-             absl::GetFlag(FLAGS_head_dim)};
-  return c;
+// A row's problem with this run's flags.
+BenchProblem MakeConfig(const BenchRow& row, int world, int64_t tokens,
+                        const std::vector<int64_t>& docs) {
+  return sim::MakeBenchProblem(row,
+                               {world, tokens, absl::GetFlag(FLAGS_heads),
+                                absl::GetFlag(FLAGS_kv_heads), absl::GetFlag(FLAGS_head_dim)},
+                               docs);
 }
 
 absl::Status Main() {
@@ -401,7 +372,7 @@ absl::Status Main() {
 
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
-  const AttentionShape probe = MakeConfig(kRows[0], world, tokens, {}).shape;
+  const AttentionShape probe = MakeConfig(kBenchRows[0], world, tokens, {}).shape;
   const int64_t kv_bytes = 2 * tokens * probe.num_kv_heads * probe.head_dim * 2;
   double link = 0;
   if (world > 1) {
@@ -433,7 +404,7 @@ absl::Status Main() {
   {
     // {fwd, bwd} TFLOP/s of one n-token block on one GPU.
     const auto rates = [&](int64_t n, bool causal) -> absl::StatusOr<std::pair<double, double>> {
-      Config b = MakeConfig(kRows[0], 1, n, {});
+      BenchProblem b = MakeConfig(kBenchRows[0], 1, n, {});
       b.mask.causal = causal;
       ASSIGN_OR_RETURN(Schedule base, Schedule::Build(b.layout, b.mask, b.shape));
       // Small blocks take a fraction of a millisecond: more iterations, so
@@ -519,7 +490,7 @@ absl::Status Main() {
         "sim ms", "err");
   const std::string only = absl::GetFlag(FLAGS_rows);
   const std::vector<std::string> wanted = absl::StrSplit(only, ',', absl::SkipEmpty());
-  for (const Row& row : kRows) {
+  for (const BenchRow& row : kBenchRows) {
     if (!wanted.empty() && std::find(wanted.begin(), wanted.end(), row.name) == wanted.end()) {
       continue;
     }
@@ -527,12 +498,12 @@ absl::Status Main() {
       double ring_s = 0, single_s = 0, sim_s = 0, flops = 0;
       cuda::MemoryReport memory;
       const std::vector<std::vector<int64_t>> sets =
-          row.varlen ? kDocuments : std::vector<std::vector<int64_t>>{{}};
+          row.varlen ? sim::SeedDocuments() : std::vector<std::vector<int64_t>>{{}};
       for (const std::vector<int64_t>& docs : sets) {
-        const Config c = MakeConfig(row, world, tokens, docs);
+        const BenchProblem c = MakeConfig(row, world, tokens, docs);
         ASSIGN_OR_RETURN(Schedule schedule, Schedule::Build(c.layout, c.mask, c.shape));
         // The single-GPU baseline: one rank's tokens (and documents).
-        Config b = MakeConfig({row.name, LayoutKind::kRing, row.varlen}, 1, tokens, docs);
+        BenchProblem b = MakeConfig({row.name, LayoutKind::kRing, row.varlen}, 1, tokens, docs);
         ASSIGN_OR_RETURN(Schedule base, Schedule::Build(b.layout, b.mask, b.shape));
         ASSIGN_OR_RETURN(Timing t, ring.Run(schedule, c.shape, backward, iters));
         ASSIGN_OR_RETURN(Timing s, alone.Run(base, b.shape, backward, iters));
@@ -542,15 +513,8 @@ absl::Status Main() {
         ASSIGN_OR_RETURN(PlanReport plan, BuildPlan(schedule, c.shape));
         flops += plan.TotalFlops() * (backward ? 3.5 : 1.0) / sets.size();
         if (gpu_per_rank) {  // the simulator gives every rank a GPU
-          sim::SimOptions o;
-          o.layout = c.layout;
-          o.mask = c.mask;
-          o.shape = c.shape;
-          o.dtype = DType::kBFloat16;
-          o.backward = backward;
-          o.calibration = cal;
-          ASSIGN_OR_RETURN(sim::SimResult r, sim::Simulate(o));
-          sim_s += r.iteration_s / sets.size();
+          ASSIGN_OR_RETURN(double predicted, sim::PredictBenchProblem(cal, c, backward));
+          sim_s += predicted / sets.size();
         }
       }
       // The best single-GPU kernel: ours, or PyTorch's (0: did not run).

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "cli/npy.h"
 #include "core/status_macros.h"
+#include "sim/bench_rows.h"
 
 namespace ringattn::cli {
 namespace {
@@ -31,11 +32,6 @@ constexpr SeedRow kSeedRows[] = {
     {"varlen zigzag_ring", LayoutKind::kZigzag, true, {70.2, 75.9}, {72.0, 80.2}},
     {"varlen llama3_attn", LayoutKind::kLlama3, true, {57.0, 58.1}, {51.6, 58.0}},
 };
-
-// The seed's varlen benchmark cycles these per-rank document sets; globally
-// every boundary scales by the world size.
-const std::vector<std::vector<int64_t>> kSeedDocuments = {
-    {0, 8192}, {0, 256, 7648, 8192}, {0, 4096, 8192}, {0, 3104, 6304, 7904, 8064, 8192}};
 
 constexpr int kSeedWorld = 8;
 constexpr int64_t kSeedTokens = 8192;
@@ -67,13 +63,13 @@ absl::StatusOr<double> SeedSeconds(sim::SimOptions o, bool varlen, int world) {
   };
   if (!varlen) return seconds();
   double total = 0;
-  for (const std::vector<int64_t>& local : kSeedDocuments) {
+  for (const std::vector<int64_t>& local : sim::SeedDocuments()) {
     o.mask.cu_seqlens.clear();
     for (int64_t x : local) o.mask.cu_seqlens.push_back(x * world);
     ASSIGN_OR_RETURN(double s, seconds());
     total += s;
   }
-  return total / kSeedDocuments.size();
+  return total / sim::SeedDocuments().size();
 }
 
 }  // namespace
