@@ -18,25 +18,6 @@
 
 namespace ringattn::cuda::flash {
 
-// The query tiles (of kBlockM rows) key tile n_tile (of kBlockN keys)
-// meets in batch row b: [m_begin, m_end) hold an allowed pair,
-// [full_begin, full_end) only allowed pairs (empty when the key tile is
-// not whole).
-struct KeyTileQueries {
-  int m_begin, m_end, full_begin, full_end;
-  __device__ __forceinline__ KeyTileQueries(const ForwardBlockArgs& a, int64_t b, int n_tile,
-                                            int block_m, int block_n) {
-    const TaskMask mask = TaskMask::Of(a, b);
-    const RunTiles q_tiles{a.q_pos, block_m};
-    const RunTiles k_tiles{a.k_pos, block_n};
-    const int64_t k_lo = k_tiles.First(n_tile), k_hi = k_tiles.Last(n_tile);
-    q_tiles.Range(mask.QueryLow(k_lo), mask.QueryHigh(k_lo, k_hi), &m_begin, &m_end);
-    FullQueryTileRange(mask, q_tiles, k_lo, k_hi, &full_begin, &full_end);
-    if (!k_tiles.Full(n_tile)) full_begin = full_end = 0;
-  }
-  __device__ __forceinline__ bool NeedsMask(int m) const { return m < full_begin || m >= full_end; }
-};
-
 // acc = X_w Y^T for the warpgroup's 64 rows of a kBlockN-row tile X (from
 // key_base) and a kBlockM-row tile Y, both K-major in the 128-byte swizzle,
 // as one wgmma group.
