@@ -134,9 +134,35 @@ absl::Status Schedule::TasksInto(int rank, int step, std::vector<BlockTask>* tas
       }
     }
   }
+  // A query slice meets only the key slices holding keys it may see: those
+  // of its documents, within the band. Every layout builds a rank's slices
+  // in increasing, disjoint position order (checked), so they are found by
+  // binary search: O(slices log slices + tasks) per step, where pairing
+  // every slice with every other took minutes for thousands of short
+  // documents.
+  const std::vector<RankSlice>& keys = *k_slices;
+  const bool ordered =
+      std::none_of(keys.begin(), keys.end(),
+                   [](const RankSlice& k) { return k.positions.empty(); }) &&
+      std::adjacent_find(keys.begin(), keys.end(), [](const RankSlice& a, const RankSlice& b) {
+        return a.positions.last() >= b.positions.first();
+      }) == keys.end();
   for (const RankSlice& q : q_slices) {
-    for (const RankSlice& k : *k_slices) {
-      AppendTasks(q, k, key_limit, head_begin, head_end, tasks);
+    if (q.positions.empty()) continue;
+    auto first = keys.begin(), last = keys.end();
+    if (ordered) {
+      const int64_t q0 = q.positions.first(), q1 = q.positions.last();
+      int64_t lo = mask_.DocumentBounds(q0).first;
+      int64_t hi = std::min(mask_.DocumentBounds(q1).second, key_limit) - 1;
+      if (mask_.min_delta() > -Mask::kUnbounded) lo = std::max(lo, q0 + mask_.min_delta());
+      if (mask_.max_delta() < Mask::kUnbounded) hi = std::min(hi, q1 + mask_.max_delta());
+      first = std::partition_point(keys.begin(), keys.end(),
+                                   [&](const RankSlice& k) { return k.positions.last() < lo; });
+      last = std::partition_point(first, keys.end(),
+                                  [&](const RankSlice& k) { return k.positions.first() <= hi; });
+    }
+    for (auto k = first; k != last; ++k) {
+      AppendTasks(q, *k, key_limit, head_begin, head_end, tasks);
     }
   }
   return absl::OkStatus();
