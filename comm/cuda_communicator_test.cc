@@ -240,5 +240,12 @@ TEST(LaunchEnvironmentTest, ReadsTorchrunThenSlurm) {
   EXPECT_THAT(LaunchEnvironmentFromEnv().status().message(), HasSubstr("not an integer"));
 }
 
+TEST(NcclChunkSizeTest, RingsOfThreeOrMoreGetSmallChunksUnlessTheUserChose) {
+  EXPECT_EQ(NcclChunkSizeDefault(4, nullptr), "131072");
+  EXPECT_EQ(NcclChunkSizeDefault(8, nullptr), "131072");
+  EXPECT_EQ(NcclChunkSizeDefault(2, nullptr), "");   // NCCL's default, 281 GB/s
+  EXPECT_EQ(NcclChunkSizeDefault(4, "524288"), "");  // the user's value stays
+}
+
 }  // namespace
 }  // namespace ringattn::comm

@@ -6,6 +6,7 @@
 #include <nccl.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -249,6 +250,21 @@ class NcclRank final : public CudaCommunicator {
 
 }  // namespace
 
+std::string NcclChunkSizeDefault(int world, const char* current) {
+  if (current != nullptr || world < 3) return "";
+  return "131072";
+}
+
+namespace {
+
+// Sets NCCL_P2P_NVL_CHUNKSIZE for the ring size unless the user set it.
+void ApplyChunkSizeDefault(int world) {
+  const std::string value = NcclChunkSizeDefault(world, std::getenv("NCCL_P2P_NVL_CHUNKSIZE"));
+  if (!value.empty()) setenv("NCCL_P2P_NVL_CHUNKSIZE", value.c_str(), /*overwrite=*/0);
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<NcclWorld>> NcclWorld::Create(
     const std::vector<CudaPlacement>& ranks, absl::Duration timeout) {
   if (ranks.empty()) return absl::InvalidArgumentError("an NCCL world needs at least one rank");
@@ -261,6 +277,7 @@ absl::StatusOr<std::unique_ptr<NcclWorld>> NcclWorld::Create(
                        "on one GPU use the device-copy communicator: --comm=device)"));
     }
   }
+  ApplyChunkSizeDefault(static_cast<int>(ranks.size()));
   ASSIGN_OR_RETURN(const Nccl* nccl, LoadNccl());
   const Nccl& n = *nccl;
   ncclUniqueId id;
@@ -308,6 +325,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(int rank, i
         "one process per GPU needs --nccl_id_file: a fresh path on a filesystem every "
         "process sees");
   }
+  ApplyChunkSizeDefault(world);
   ASSIGN_OR_RETURN(const Nccl* nccl, LoadNccl());
   const Nccl& n = *nccl;
   ncclUniqueId id;

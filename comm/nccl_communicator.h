@@ -44,6 +44,16 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(int rank, i
                                                                      const std::string& id_file,
                                                                      absl::Duration timeout);
 
+// NCCL's P2P chunk size for a ring of `world` ranks when the user set none
+// (`current`: NCCL_P2P_NVL_CHUNKSIZE's value, or null), or "" to leave
+// NCCL's default. On 4 x H200 (NCCL 2.28) 128 KiB chunks move a 128 MiB hop
+// at 300 GB/s instead of 150 (64 MiB: 211 vs 151; 512 MiB: the same;
+// shared/measurements/2026-11-29/h200x4_nccl_probe.txt), so rings of 3 or
+// more ranks get 131072; 2 ranks (281 GB/s by default) keep NCCL's
+// default until measured with it. The communicators set it, unless the user
+// did, before the process's first NCCL communicator reads it.
+std::string NcclChunkSizeDefault(int world, const char* current);
+
 }  // namespace ringattn::comm
 
 #endif  // RINGATTN_COMM_NCCL_COMMUNICATOR_H_
