@@ -189,6 +189,10 @@ def run_llama3(world, cu, heads, kv_heads, dim, stride, causal):
     expect_error(lambda: F.llama3_flash_attn_varlen_func(
         q[0], k[0], v[0], None, None, 0, 0, 1, slice(0, 4), group=F.Group(w, 0)),
         "expected the Llama3KSlice")
+    expect_error(lambda: F.llama3_flash_attn_prepare_cu_seqlens([0, 5, 3], True, 0, 2),
+                 "non-decreasing")
+    expect_error(lambda: F.llama3_flash_attn_prepare_cu_seqlens([0, 8], True, 2, 2),
+                 "rank 2 of world_size 2")
     w.close()
 
 

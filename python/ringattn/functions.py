@@ -242,6 +242,12 @@ def llama3_flash_attn_prepare_cu_seqlens(cu_seqlens, causal, rank, world_size):
     its queries and of the keys they need, their longest documents, and
     local_k_slice (a Llama3KSlice)."""
     cu = [int(x) for x in cu_seqlens]
+    if not (isinstance(world_size, int) and world_size >= 1 and 0 <= rank < world_size):
+        raise ValueError(f"ringattn: rank {rank} of world_size {world_size}; expected "
+                         "0 <= rank < world_size")
+    if len(cu) < 2 or cu[0] != 0 or any(b < a for a, b in zip(cu, cu[1:])):
+        raise ValueError(f"ringattn: cu_seqlens {cu[:8]}{'...' if len(cu) > 8 else ''}; "
+                         "expected at least two entries, starting at 0, non-decreasing")
     total = cu[-1]
     begin, end = total * rank // world_size, total * (rank + 1) // world_size
     k_start = max(c for c in cu if c <= begin)
