@@ -134,6 +134,28 @@ Reference Oracle(const Case& c, const std::vector<double>& q, const std::vector<
 
 // Runs `c` twice on the GPU, one-call (args.out) and merged into a random
 // prior fp32 state, and checks both against the oracle.
+// The task fields of `c` (shapes, rows, positions, heads, mask) in `a`,
+// with `key_limit` the device copy of c.key_limit (or null).
+void SetTask(const Case& c, const int64_t* key_limit, ForwardBlockArgs* a) {
+  a->batch = c.batch;
+  a->q_rows = c.q_rows;
+  a->k_rows = c.k_rows;
+  a->num_heads = c.heads;
+  a->num_kv_heads = c.kv_heads;
+  a->head_dim = c.head_dim;
+  a->q_row = c.q_row;
+  a->k_row = c.k_row;
+  a->q_pos = c.q_pos;
+  a->k_pos = c.k_pos;
+  a->kv_head_begin = c.kv_head_begin;
+  a->kv_head_end = c.kv_head_end;
+  a->min_delta = c.min_delta;
+  a->max_delta = c.max_delta;
+  a->key_limit = key_limit;
+  a->doc_begin = c.doc_begin;
+  a->doc_end = c.doc_end;
+}
+
 void Check(const Case& c, uint32_t seed, flash::TensorCoreKernel kernel) {
   SCOPED_TRACE(absl::StrCat(DTypeName(c.dtype), " d", c.head_dim, " q ", c.q_pos.length, " k ",
                             c.k_pos.length, " seed ", seed));
@@ -169,23 +191,7 @@ void Check(const Case& c, uint32_t seed, flash::TensorCoreKernel kernel) {
   a.v = d_v;
   a.state_o = d_o;
   a.state_lse = d_lse;
-  a.batch = c.batch;
-  a.q_rows = c.q_rows;
-  a.k_rows = c.k_rows;
-  a.num_heads = c.heads;
-  a.num_kv_heads = c.kv_heads;
-  a.head_dim = d;
-  a.q_row = c.q_row;
-  a.k_row = c.k_row;
-  a.q_pos = c.q_pos;
-  a.k_pos = c.k_pos;
-  a.kv_head_begin = c.kv_head_begin;
-  a.kv_head_end = c.kv_head_end;
-  a.min_delta = c.min_delta;
-  a.max_delta = c.max_delta;
-  a.key_limit = d_limit;
-  a.doc_begin = c.doc_begin;
-  a.doc_end = c.doc_end;
+  SetTask(c, d_limit, &a);
   a.softmax_scale = static_cast<float>(scale);
   ASSERT_TRUE(flash::FlashForwardSupports(a));
   ASSERT_EQ(flash::LaunchFlashForward(a, nullptr, kernel), cudaSuccess);  // merged
@@ -490,23 +496,7 @@ void CheckBackward(const Case& c, uint32_t seed) {
   a.v = d_v;
   a.state_o = d_o;
   a.state_lse = d_lse;
-  a.batch = c.batch;
-  a.q_rows = c.q_rows;
-  a.k_rows = c.k_rows;
-  a.num_heads = c.heads;
-  a.num_kv_heads = c.kv_heads;
-  a.head_dim = d;
-  a.q_row = c.q_row;
-  a.k_row = c.k_row;
-  a.q_pos = c.q_pos;
-  a.k_pos = c.k_pos;
-  a.kv_head_begin = c.kv_head_begin;
-  a.kv_head_end = c.kv_head_end;
-  a.min_delta = c.min_delta;
-  a.max_delta = c.max_delta;
-  a.key_limit = d_limit;
-  a.doc_begin = c.doc_begin;
-  a.doc_end = c.doc_end;
+  SetTask(c, d_limit, &a);
   a.softmax_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
   ASSERT_EQ(LaunchForwardBlock(a, nullptr), cudaSuccess);
   ASSERT_EQ(
