@@ -14,7 +14,7 @@
 //
 //   ring_bench [--world=W] [--comm=auto|device|nccl|nccl_env] [--tokens=8192]
 //              [--heads=32] [--kv_heads=32] [--head_dim=128] [--iters=10]
-//              [--rows=zigzag,varlen_zigzag] [--gpu=h100] [--calibration_out=F]
+//              [--rows=zigzag,varlen_zigzag] [--gpu=h100] [--calibration_out=F] [--hop_sweep]
 //              [--torch_single_ms=F,FB,VF,VFB --torch_single_names=DENSE,VARLEN]
 #include <cuda_runtime_api.h>
 
@@ -58,6 +58,8 @@ ABSL_FLAG(int, iters, 10, "timed iterations per row (after 3 warm-up ones)");
 ABSL_FLAG(std::string, rows, "", "comma-separated row names; empty: all");
 ABSL_FLAG(std::string, gpu, "h100", "simulator calibration to start from");
 ABSL_FLAG(std::string, calibration_out, "", "write the measured calibration here");
+ABSL_FLAG(bool, hop_sweep, false,
+          "also time the ring hop at 8 to 256 MiB per rank (one line, GB/s per size)");
 ABSL_FLAG(std::string, torch_single_ms, "",
           "F,FB,VF,VFB: PyTorch's best single-GPU forward and forward+backward ms on one "
           "rank's tokens, dense and varlen (bench/torch_single_gpu.py); theoretic takes "
@@ -378,6 +380,14 @@ absl::Status Main() {
   if (world > 1) {
     ASSIGN_OR_RETURN(double gbps, ring.LinkGBps(world, kv_bytes));
     link = gbps;
+  }
+  if (world > 1 && absl::GetFlag(FLAGS_hop_sweep)) {
+    std::string sweep;
+    for (int64_t mib = 8; mib <= 256; mib *= 2) {
+      ASSIGN_OR_RETURN(double gbps, ring.LinkGBps(world, mib << 20));
+      absl::StrAppendFormat(&sweep, " %lld:%.1f", static_cast<long long>(mib), gbps);
+    }
+    Print("ring hop sweep (MiB per rank:GB/s):%s\n", sweep.c_str());
   }
   if (!gpu_per_rank) {
     Print(
