@@ -24,97 +24,10 @@
 #include "gtest/gtest.h"
 #include "sim/bench_rows.h"
 #include "sim/calibration.h"
+#include "sim/ring_bench_log.h"
 
 namespace ringattn::sim {
 namespace {
-
-std::string Read(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-double Number(absl::string_view text) {
-  double x = NAN;
-  EXPECT_TRUE(absl::SimpleAtod(absl::StripAsciiWhitespace(text), &x)) << "'" << text << "'";
-  return x;
-}
-
-// The text between `after` and the next `before` in `line`.
-absl::string_view Between(absl::string_view line, absl::string_view after,
-                          absl::string_view before) {
-  const size_t a = line.find(after);
-  if (a == absl::string_view::npos) return "";
-  line.remove_prefix(a + after.size());
-  return line.substr(0, line.find(before));
-}
-
-struct Measured {
-  std::string row, pass;
-  double ms = 0, printed_sim_ms = 0;
-};
-
-struct Log {
-  BenchShape shape;
-  double hop_gbps = 0;
-  std::string calibration_line;
-  std::vector<Measured> rows;
-};
-
-// ring_bench's output: the header, the calibration line, the table.
-Log ParseLog(const std::string& text) {
-  Log log;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (absl::StartsWith(line, "ring_bench: ")) {
-      log.shape.world = static_cast<int>(Number(Between(line, "ring_bench: ", " x ")));
-      log.shape.tokens = static_cast<int64_t>(Number(Between(line, " b1 ", " tokens/rank")));
-      log.shape.heads = static_cast<int64_t>(Number(Between(line, "tokens/rank h", "/")));
-      log.shape.kv_heads =
-          static_cast<int64_t>(Number(Between(Between(line, "tokens/rank h", " d"), "/", " ")));
-      log.shape.head_dim = static_cast<int64_t>(Number(Between(line, " d", " causal")));
-      log.hop_gbps = Number(Between(line, " B: ", " GB/s"));
-    } else if (absl::StartsWith(line, "calibration: ")) {
-      log.calibration_line = std::string(line);
-    } else {
-      const std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipWhitespace());
-      if (f.size() >= 10 && (f[1] == "fwd" || f[1] == "fwd+bwd") && absl::EndsWith(f.back(), "%") &&
-          f.back() != "%") {
-        log.rows.push_back({std::string(f[0]), std::string(f[1]), Number(f[f.size() - 3]),
-                            Number(f[f.size() - 2])});
-      }
-    }
-  }
-  return log;
-}
-
-// The calibration ring_bench built (from --gpu h100, its default): the
-// measured full-block curves fitted, the causal / full factors and the hop.
-Calibration Rebuild(const Log& log) {
-  Calibration c = *Calibration::Builtin("h100");
-  const absl::string_view line = log.calibration_line;
-  for (bool backward : {false, true}) {
-    const absl::string_view list =
-        backward ? Between(line, "; bwd ", ";") : Between(line, "(side:TFLOP/s) fwd ", ";");
-    std::vector<std::pair<double, double>> points;
-    for (absl::string_view point : absl::StrSplit(list, ' ', absl::SkipWhitespace())) {
-      const std::pair<absl::string_view, absl::string_view> p = absl::StrSplit(point, ':');
-      points.push_back({Number(p.first), Number(p.second)});
-    }
-    EXPECT_TRUE(c.FitCurve(backward, log.shape.head_dim, points).ok());
-  }
-  c.partial_block_factor = Number(Between(line, "causal / full ", " fwd"));
-  c.partial_block_factor_bwd = Number(Between(line, " fwd, ", " bwd"));
-  c.link_gbps = log.hop_gbps;
-  return c;
-}
-
-const BenchRow* RowNamed(const std::string& name) {
-  for (const BenchRow& row : kBenchRows) {
-    if (name == row.name) return &row;
-  }
-  return nullptr;
-}
 
 // Rows the model misses today by more than 5 %: (file, row, pass) -> the
 // error's size now (a bound: they may only get better).
@@ -145,17 +58,19 @@ const std::map<std::string, double>& KnownMisses() {
 
 void Replay(const std::string& name) {
   SCOPED_TRACE(name);
-  const Log log = ParseLog(Read("sim/testdata/" + name + "_ring_bench.txt"));
-  ASSERT_GT(log.shape.world, 1);
-  ASSERT_FALSE(log.calibration_line.empty());
-  ASSERT_GE(log.rows.size(), 14u);
-  const Calibration calibration = Rebuild(log);
+  const absl::StatusOr<RingBenchLog> log =
+      LoadRingBenchLog("sim/testdata/" + name + "_ring_bench.txt");
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_GT(log->shape.world, 1);
+  ASSERT_GE(log->rows.size(), 14u);
+  const absl::StatusOr<Calibration> calibration = RebuildCalibration(*log);
+  ASSERT_TRUE(calibration.ok()) << calibration.status();
   int within = 0;
-  for (const Measured& m : log.rows) {
-    const BenchRow* row = RowNamed(m.row);
+  for (const MeasuredRow& m : log->rows) {
+    const BenchRow* row = BenchRowNamed(m.row);
     ASSERT_NE(row, nullptr) << m.row;
     const absl::StatusOr<double> s =
-        PredictBenchRow(calibration, *row, log.shape, m.pass == "fwd+bwd");
+        PredictBenchRow(*calibration, *row, log->shape, m.pass == "fwd+bwd");
     ASSERT_TRUE(s.ok()) << s.status();
     const double predicted_ms = 1e3 * *s;
     const double error = (predicted_ms - m.ms) / m.ms;
@@ -170,7 +85,7 @@ void Replay(const std::string& name) {
       EXPECT_LE(std::abs(error), miss->second) << key << ": a known miss got worse";
     }
   }
-  std::printf("%s: %d of %zu rows within 5 %%\n", name.c_str(), within, log.rows.size());
+  std::printf("%s: %d of %zu rows within 5 %%\n", name.c_str(), within, log->rows.size());
 }
 
 TEST(ReplayTest, TwoH200sOn2026_11_29) { Replay("2026-11-29_h200x2"); }

@@ -1,0 +1,78 @@
+// The simulator's prediction of bench/ring_bench's rows at another world
+// size, from the calibration a measured ring_bench run printed (no GPU
+// needed): e.g. the 8-GPU table from a 2-GPU run.
+//   ring_predict --log=OUT/ring_bench.txt --world=8 [--kv_heads=8]
+// Prints, per row and pass, the predicted ms and, at the log's own world,
+// the measured ms beside it.
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "sim/bench_rows.h"
+#include "sim/ring_bench_log.h"
+
+ABSL_FLAG(std::string, log, "", "ring_bench's output (its header, calibration line and table)");
+ABSL_FLAG(int, world, 0, "ranks to predict for (0: the log's own)");
+ABSL_FLAG(int64_t, kv_heads, 0, "key/value heads (0: the log's; the seed's table has 8)");
+
+namespace ringattn::sim {
+namespace {
+
+absl::Status Main() {
+  const std::string path = absl::GetFlag(FLAGS_log);
+  if (path.empty()) return absl::InvalidArgumentError("--log is required");
+  ASSIGN_OR_RETURN(const RingBenchLog log, LoadRingBenchLog(path));
+  ASSIGN_OR_RETURN(const Calibration calibration, RebuildCalibration(log));
+  BenchShape shape = log.shape;
+  const int world = absl::GetFlag(FLAGS_world);
+  if (world < 0 || world > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--world is ", world, "; expected 0 (the log's) to 4096"));
+  }
+  if (world > 0) shape.world = world;
+  const int64_t kv_heads = absl::GetFlag(FLAGS_kv_heads);
+  if (kv_heads < 0 || (kv_heads > 0 && shape.heads % kv_heads != 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kv_heads is ", kv_heads, "; expected 0 or a divisor of ", shape.heads, " heads"));
+  }
+  if (kv_heads > 0) shape.kv_heads = kv_heads;
+  const bool same = shape.world == log.shape.world && shape.kv_heads == log.shape.kv_heads;
+  std::printf(
+      "prediction (simulator, calibration of %s: %d GPUs, hop %.1f GB/s) for W = %d, %lld "
+      "tokens/rank, h%lld/%lld d%lld causal\n",
+      path.c_str(), log.shape.world, log.hop_gbps, shape.world,
+      static_cast<long long>(shape.tokens), static_cast<long long>(shape.heads),
+      static_cast<long long>(shape.kv_heads), static_cast<long long>(shape.head_dim));
+  std::printf("%-16s %-8s %12s %12s\n", "row", "pass", "predicted ms", same ? "measured ms" : "");
+  for (const BenchRow& row : kBenchRows) {
+    for (bool backward : {false, true}) {
+      ASSIGN_OR_RETURN(double s, PredictBenchRow(calibration, row, shape, backward));
+      std::string measured;
+      for (const MeasuredRow& m : log.rows) {
+        if (same && m.row == row.name && m.pass == (backward ? "fwd+bwd" : "fwd")) {
+          measured = absl::StrCat(m.ms);
+        }
+      }
+      std::printf("%-16s %-8s %12.3f %12s\n", row.name, backward ? "fwd+bwd" : "fwd", 1e3 * s,
+                  measured.c_str());
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace ringattn::sim
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  const absl::Status s = ringattn::sim::Main();
+  if (!s.ok()) {
+    std::fprintf(stderr, "ring_predict: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  return 0;
+}

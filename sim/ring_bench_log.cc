@@ -1,0 +1,114 @@
+#include "sim/ring_bench_log.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "core/status_macros.h"
+
+namespace ringattn::sim {
+namespace {
+
+absl::StatusOr<double> Number(absl::string_view text, absl::string_view what) {
+  double x = NAN;
+  if (!absl::SimpleAtod(absl::StripAsciiWhitespace(text), &x)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ring_bench log: ", what, " is '", text, "'; expected a number"));
+  }
+  return x;
+}
+
+// The text between `after` and the next `before` in `line` ("" if absent).
+absl::string_view Between(absl::string_view line, absl::string_view after,
+                          absl::string_view before) {
+  const size_t a = line.find(after);
+  if (a == absl::string_view::npos) return "";
+  line.remove_prefix(a + after.size());
+  return line.substr(0, line.find(before));
+}
+
+}  // namespace
+
+absl::StatusOr<RingBenchLog> ParseRingBenchLog(const std::string& text) {
+  RingBenchLog log;
+  bool header = false;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StartsWith(line, "ring_bench: ")) {
+      header = true;
+      ASSIGN_OR_RETURN(double world, Number(Between(line, "ring_bench: ", " x "), "world"));
+      ASSIGN_OR_RETURN(double tokens, Number(Between(line, " b1 ", " tokens/rank"), "tokens"));
+      ASSIGN_OR_RETURN(double heads, Number(Between(line, "tokens/rank h", "/"), "heads"));
+      ASSIGN_OR_RETURN(double kv_heads,
+                       Number(Between(Between(line, "tokens/rank h", " d"), "/", " "), "kv heads"));
+      ASSIGN_OR_RETURN(double head_dim, Number(Between(line, " d", " causal"), "head dim"));
+      ASSIGN_OR_RETURN(log.hop_gbps, Number(Between(line, " B: ", " GB/s"), "hop"));
+      log.shape = {static_cast<int>(world), static_cast<int64_t>(tokens),
+                   static_cast<int64_t>(heads), static_cast<int64_t>(kv_heads),
+                   static_cast<int64_t>(head_dim)};
+    } else if (absl::StartsWith(line, "calibration: ")) {
+      log.calibration_line = std::string(line);
+    } else {
+      const std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipWhitespace());
+      if (f.size() >= 10 && (f[1] == "fwd" || f[1] == "fwd+bwd") && absl::EndsWith(f.back(), "%") &&
+          f.back() != "%") {
+        MeasuredRow row{std::string(f[0]), std::string(f[1])};
+        ASSIGN_OR_RETURN(row.ms, Number(f[f.size() - 3], "meas ms"));
+        ASSIGN_OR_RETURN(row.printed_sim_ms, Number(f[f.size() - 2], "sim ms"));
+        log.rows.push_back(row);
+      }
+    }
+  }
+  if (!header || log.calibration_line.empty() || log.rows.empty()) {
+    return absl::InvalidArgumentError(
+        "ring_bench log: expected the 'ring_bench:' header, the 'calibration:' line and the "
+        "table with its meas ms / sim ms columns");
+  }
+  return log;
+}
+
+absl::StatusOr<RingBenchLog> LoadRingBenchLog(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseRingBenchLog(text.str());
+}
+
+absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
+  ASSIGN_OR_RETURN(Calibration c, Calibration::Builtin("h100"));
+  const absl::string_view line = log.calibration_line;
+  for (bool backward : {false, true}) {
+    const absl::string_view list =
+        backward ? Between(line, "; bwd ", ";") : Between(line, "(side:TFLOP/s) fwd ", ";");
+    std::vector<std::pair<double, double>> points;
+    for (absl::string_view point : absl::StrSplit(list, ' ', absl::SkipWhitespace())) {
+      const std::pair<absl::string_view, absl::string_view> p = absl::StrSplit(point, ':');
+      ASSIGN_OR_RETURN(double side, Number(p.first, "block side"));
+      ASSIGN_OR_RETURN(double tflops, Number(p.second, "block rate"));
+      points.push_back({side, tflops});
+    }
+    RETURN_IF_ERROR(c.FitCurve(backward, log.shape.head_dim, points));
+  }
+  ASSIGN_OR_RETURN(c.partial_block_factor,
+                   Number(Between(line, "causal / full ", " fwd"), "causal / full fwd"));
+  ASSIGN_OR_RETURN(c.partial_block_factor_bwd,
+                   Number(Between(line, " fwd, ", " bwd"), "causal / full bwd"));
+  c.link_gbps = log.hop_gbps;
+  c.gpu = "rebuilt-from-ring_bench";
+  return c;
+}
+
+const BenchRow* BenchRowNamed(const std::string& name) {
+  for (const BenchRow& row : kBenchRows) {
+    if (name == row.name) return &row;
+  }
+  return nullptr;
+}
+
+}  // namespace ringattn::sim
