@@ -18,6 +18,8 @@
 ABSL_FLAG(std::string, log, "", "ring_bench's output (its header, calibration line and table)");
 ABSL_FLAG(int, world, 0, "ranks to predict for (0: the log's own)");
 ABSL_FLAG(int64_t, kv_heads, 0, "key/value heads (0: the log's; the seed's table has 8)");
+ABSL_FLAG(std::string, calibration_out, "",
+          "also write the rebuilt calibration here (for `ringattn sim --calibration`)");
 
 namespace ringattn::sim {
 namespace {
@@ -27,6 +29,12 @@ absl::Status Main() {
   if (path.empty()) return absl::InvalidArgumentError("--log is required");
   ASSIGN_OR_RETURN(const RingBenchLog log, LoadRingBenchLog(path));
   ASSIGN_OR_RETURN(const Calibration calibration, RebuildCalibration(log));
+  if (const std::string out = absl::GetFlag(FLAGS_calibration_out); !out.empty()) {
+    std::FILE* f = std::fopen(out.c_str(), "w");
+    if (f == nullptr) return absl::InternalError(absl::StrCat("cannot write ", out));
+    std::fputs(calibration.Serialize().c_str(), f);
+    std::fclose(f);
+  }
   BenchShape shape = log.shape;
   const int world = absl::GetFlag(FLAGS_world);
   if (world < 0 || world > 4096) {
