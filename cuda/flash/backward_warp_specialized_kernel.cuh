@@ -12,9 +12,11 @@
 //    (setmaxnreg): per query tile S^T = K_w Q^T and dP^T = V_w dO^T,
 //    P^T and dS^T in registers (backward_hopper_common.cuh), dV += P^T dO
 //    and dK += dS^T Q from registers, dS^T to shared memory (double
-//    buffered: one barrier per tile between the consumers), then
-//    dQ = dS K, written to the staging buffer for warp 2.
-// dK and dV stay in registers until the CTA's last tile. Included by
+//    buffered at d128: one barrier per tile between the consumers; single
+//    at d64 with a second barrier), then dQ = dS K, written to the staging
+//    buffer for warp 2.
+// Query tiles of 64 rows at d128, 128 at d64. dK and dV stay in registers
+// until the CTA's last tile and are added with reductions. Included by
 // backward_warp_specialized_d<D>.cu; an empty kernel outside sm_90a.
 #ifndef RINGATTN_CUDA_FLASH_BACKWARD_WARP_SPECIALIZED_KERNEL_CUH_
 #define RINGATTN_CUDA_FLASH_BACKWARD_WARP_SPECIALIZED_KERNEL_CUH_
