@@ -26,7 +26,7 @@ echo "|---|---|---|---|---|---|---|"
 for entry in "${sets[@]}"; do
   name=${entry%%:*}; cu=${entry#*:}
   plan=$("$R" plan --layout=all $shape --cu_seqlens="$cu")
-  for layout in zigzag llama3 balanced; do
+  for layout in zigzag stripe llama3 balanced; do
     read -r tasks imbalance lockstep < <(awk -v l="$layout" '$1 == l {print $7, $13, $NF}' <<<"$plan")
     extra=""; [[ $layout == llama3 ]] && extra="--kv_heads_per_group=4"
     read -r ms eff < <("$R" sim --layout=$layout $shape --cu_seqlens="$cu" $extra |
