@@ -197,7 +197,16 @@ class Bench {
   }
 
   // GB/s of one ring hop of `bytes` per rank, all ranks sending at once.
+  // GB/s one rank sends: in a ring hop (`bytes` to the next rank while the
+  // previous rank's arrive), or in an all-gather of `bytes` per rank
+  // (world - 1 shares to the others together).
   absl::StatusOr<double> LinkGBps(int world, int64_t bytes) {
+    return Transfer(world, bytes, false);
+  }
+  absl::StatusOr<double> AllGatherGBps(int world, int64_t bytes) {
+    return Transfer(world, bytes, true);
+  }
+  absl::StatusOr<double> Transfer(int world, int64_t bytes, bool all_gather) {
     const int entries = Entries(world);
     std::vector<absl::Status> statuses(entries);
     std::vector<double> seconds(entries);
@@ -208,7 +217,7 @@ class Bench {
         cudaSetDevice(placements_[i].device);
         void *a = nullptr, *b = nullptr;
         cudaMalloc(&a, bytes);
-        cudaMalloc(&b, bytes);
+        cudaMalloc(&b, all_gather ? bytes * world : bytes);
         Communicator& comm = *comms_[i];
         std::vector<int> group(world);
         for (int i = 0; i < world; ++i) group[i] = i;
@@ -222,12 +231,18 @@ class Bench {
             start = absl::Now();
           }
           std::vector<std::unique_ptr<Communicator::Request>> requests;
-          comm.StartBatch();
-          requests.push_back(
-              comm.Send((r + 1) % world, kTagKv, {static_cast<const uint8_t*>(a), size_t(bytes)}));
-          requests.push_back(comm.Recv((r + world - 1) % world, kTagKv,
-                                       {static_cast<uint8_t*>(b), size_t(bytes)}));
-          comm.EndBatch();
+          if (all_gather) {
+            requests.push_back(
+                comm.StartAllGather(group, {static_cast<const uint8_t*>(a), size_t(bytes)},
+                                    {static_cast<uint8_t*>(b), size_t(bytes) * world}));
+          } else {
+            comm.StartBatch();
+            requests.push_back(comm.Send((r + 1) % world, kTagKv,
+                                         {static_cast<const uint8_t*>(a), size_t(bytes)}));
+            requests.push_back(comm.Recv((r + world - 1) % world, kTagKv,
+                                         {static_cast<uint8_t*>(b), size_t(bytes)}));
+            comm.EndBatch();
+          }
           if (s.ok()) s = WaitAll(requests);
         }
         if (s.ok()) s = comm.Synchronize();
@@ -244,7 +259,8 @@ class Bench {
       ASSIGN_OR_RETURN(std::vector<double> all, GatherAll(world, seconds));
       seconds = std::move(all);
     }
-    return bytes / *std::max_element(seconds.begin(), seconds.end()) / 1e9;
+    const double sent = all_gather ? static_cast<double>(bytes) * (world - 1) : bytes;
+    return sent / *std::max_element(seconds.begin(), seconds.end()) / 1e9;
   }
 
  private:
@@ -376,10 +392,11 @@ absl::Status Main() {
   cudaGetDeviceProperties(&prop, 0);
   const AttentionShape probe = MakeConfig(kBenchRows[0], world, tokens, {}).shape;
   const int64_t kv_bytes = 2 * tokens * probe.num_kv_heads * probe.head_dim * 2;
-  double link = 0;
+  double link = 0, gather = 0;
   if (world > 1) {
-    ASSIGN_OR_RETURN(double gbps, ring.LinkGBps(world, kv_bytes));
-    link = gbps;
+    ASSIGN_OR_RETURN(link, ring.LinkGBps(world, kv_bytes));
+    // llama3's step: each rank's K/V of a head group to every other rank.
+    ASSIGN_OR_RETURN(gather, ring.AllGatherGBps(world, kv_bytes / 2));
   }
   if (world > 1 && absl::GetFlag(FLAGS_hop_sweep)) {
     std::string sweep;
@@ -397,14 +414,15 @@ absl::Status Main() {
   }
   Print(
       "ring_bench: %d x %s, %s, bf16 b1 %lld tokens/rank h%lld/%lld d%lld causal, "
-      "median of %d iterations; ring hop of %lld B: %.1f GB/s\n",
+      "median of %d iterations; ring hop of %lld B: %.1f GB/s; all-gather of %lld B per "
+      "rank: %.1f GB/s sent per rank\n",
       world, prop.name,
       env                   ? "NCCL, one process per GPU"
       : comm_kind == "nccl" ? "NCCL"
                             : "device copies",
       static_cast<long long>(tokens), static_cast<long long>(probe.num_heads),
       static_cast<long long>(probe.num_kv_heads), static_cast<long long>(probe.head_dim), iters,
-      static_cast<long long>(kv_bytes), link);
+      static_cast<long long>(kv_bytes), link, static_cast<long long>(kv_bytes / 2), gather);
 
   // The simulator's calibration from this machine: our kernels' forward and
   // backward rates on full (unmasked) blocks of tokens / 2 and tokens (the
@@ -484,6 +502,7 @@ absl::Status Main() {
         static_cast<long long>(tokens), causal->first, causal->second, report.c_str(),
         cal.partial_block_factor, cal.partial_block_factor_bwd);
     if (link > 0) cal.link_gbps = link;
+    if (gather > 0) cal.collective_gbps = gather;
     cal.gpu = absl::StrCat("measured-by-ring_bench");
     if (const std::string path = absl::GetFlag(FLAGS_calibration_out); !path.empty()) {
       FILE* out = std::fopen(path.c_str(), "w");

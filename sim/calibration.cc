@@ -126,6 +126,7 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
         {"launch_us", &Calibration::launch_us},
         {"hbm_GBps", &Calibration::hbm_gbps},
         {"link_GBps", &Calibration::link_gbps},
+        {"collective_GBps", &Calibration::collective_gbps},
         {"link_latency_us", &Calibration::link_latency_us},
         {"internode_GBps", &Calibration::internode_gbps},
         {"internode_latency_us", &Calibration::internode_latency_us},
@@ -166,11 +167,12 @@ absl::StatusOr<Calibration> Calibration::Load(const std::string& path) {
 std::string Calibration::Serialize() const {
   std::string out =
       absl::StrCat("# ringattn simulator calibration\ngpu ", gpu, "\nlaunch_us ", launch_us,
-                   "\nhbm_GBps ", hbm_gbps, "\nlink_GBps ", link_gbps, "\nlink_latency_us ",
-                   link_latency_us, "\ninternode_GBps ", internode_gbps, "\ninternode_latency_us ",
-                   internode_latency_us, "\npartial_block_factor ", partial_block_factor,
-                   "\npartial_block_factor_bwd ", partial_block_factor_bwd, "\nhost_sync_us ",
-                   host_sync_us, "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
+                   "\nhbm_GBps ", hbm_gbps, "\nlink_GBps ", link_gbps, "\ncollective_GBps ",
+                   collective_gbps, "\nlink_latency_us ", link_latency_us, "\ninternode_GBps ",
+                   internode_gbps, "\ninternode_latency_us ", internode_latency_us,
+                   "\npartial_block_factor ", partial_block_factor, "\npartial_block_factor_bwd ",
+                   partial_block_factor_bwd, "\nhost_sync_us ", host_sync_us,
+                   "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& [d, curve] : rates[pass]) {
       for (const auto& [side, tflops] : curve) {

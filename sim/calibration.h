@@ -7,6 +7,8 @@
 //   launch_us 6
 //   hbm_GBps 3350
 //   link_GBps 200            # NVLink, per direction, per GPU
+//   collective_GBps 300      # all-gather / reduce-scatter: a rank's bytes to
+//                            # all peers together (0: to each at link_GBps in turn)
 //   link_latency_us 12
 //   internode_GBps 25        # per GPU across nodes
 //   internode_latency_us 25
@@ -65,6 +67,10 @@ class Calibration {
   double launch_us = 5;
   double hbm_gbps = 3350;
   double link_gbps = 200;
+  // What one rank sends to all its node's peers together per second in an
+  // all-gather or reduce-scatter (NVSwitch: peers on separate links);
+  // 0: each peer's share at link_gbps, one after another.
+  double collective_gbps = 0;
   double link_latency_us = 10;
   double internode_gbps = 25;
   double internode_latency_us = 25;

@@ -196,14 +196,7 @@ class SimCommunicator : public Communicator {
   int world() const override { return world_; }
 
   std::unique_ptr<Request> Send(int peer, int tag, absl::Span<const uint8_t> data) override {
-    RankClock& clock = net_->clock(rank_);
-    if (!clock.defer_sends) {
-      return std::make_unique<ClockRequest>(&clock, StartSend(peer, tag, data.size()));
-    }
-    auto done = std::make_shared<double>(0);
-    clock.pending_sends.push_back(
-        [this, peer, tag, bytes = data.size(), done] { *done = StartSend(peer, tag, bytes); });
-    return std::make_unique<ClockRequest>(&clock, std::move(done));
+    return SendBytes(peer, tag, data.size(), /*collective=*/false);
   }
   std::unique_ptr<Request> Recv(int peer, int tag, absl::Span<uint8_t> data) override {
     return std::make_unique<RecvRequest>(net_, peer, rank_, tag, data.size());
@@ -226,12 +219,28 @@ class SimCommunicator : public Communicator {
   }
 
  private:
+  // A send now, or when the rank's running attention kernels end
+  // (SimOptions::seed_implementation).
+  std::unique_ptr<Request> SendBytes(int peer, int tag, size_t bytes, bool collective) {
+    RankClock& clock = net_->clock(rank_);
+    if (!clock.defer_sends) {
+      return std::make_unique<ClockRequest>(&clock, StartSend(peer, tag, bytes, collective));
+    }
+    auto done = std::make_shared<double>(0);
+    clock.pending_sends.push_back([this, peer, tag, bytes, collective, done] {
+      *done = StartSend(peer, tag, bytes, collective);
+    });
+    return std::make_unique<ClockRequest>(&clock, std::move(done));
+  }
   // Puts `bytes` on the link to `peer` now (or when it is free); returns
-  // when they have left.
-  double StartSend(int peer, int tag, size_t bytes) {
+  // when they have left. A collective's sends within the node share the
+  // rank's collective bandwidth when the calibration has one.
+  double StartSend(int peer, int tag, size_t bytes, bool collective) {
     RankClock& clock = net_->clock(rank_);
     const bool across = rank_ / gpus_per_node_ != peer / gpus_per_node_;
-    const double bandwidth = 1e9 * (across ? cal_.internode_gbps : cal_.link_gbps);
+    const double node_gbps =
+        collective && cal_.collective_gbps > 0 ? cal_.collective_gbps : cal_.link_gbps;
+    const double bandwidth = 1e9 * (across ? cal_.internode_gbps : node_gbps);
     const double latency = 1e-6 * (across ? cal_.internode_latency_us : cal_.link_latency_us);
     double& free = clock.egress_free[across ? 1 : 0];
     const double start = std::max(clock.now, free);
@@ -256,7 +265,7 @@ class SimCommunicator : public Communicator {
     const absl::Span<uint8_t> sized(Placeholder(), bytes);
     for (int member : group) {
       if (member == rank_) continue;
-      parts.push_back(Send(member, tag, sized));
+      parts.push_back(SendBytes(member, tag, bytes, /*collective=*/true));
       parts.push_back(Recv(member, tag, sized));
     }
     return AllOf(std::move(parts));

@@ -48,6 +48,10 @@ absl::StatusOr<RingBenchLog> ParseRingBenchLog(const std::string& text) {
                        Number(Between(Between(line, "tokens/rank h", " d"), "/", " "), "kv heads"));
       ASSIGN_OR_RETURN(double head_dim, Number(Between(line, " d", " causal"), "head dim"));
       ASSIGN_OR_RETURN(log.hop_gbps, Number(Between(line, " B: ", " GB/s"), "hop"));
+      if (const absl::string_view gather = Between(line, " B per rank: ", " GB/s");
+          !gather.empty()) {
+        ASSIGN_OR_RETURN(log.all_gather_gbps, Number(gather, "all-gather"));
+      }
       log.shape = {static_cast<int>(world), static_cast<int64_t>(tokens),
                    static_cast<int64_t>(heads), static_cast<int64_t>(kv_heads),
                    static_cast<int64_t>(head_dim)};
@@ -100,6 +104,7 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
   ASSIGN_OR_RETURN(c.partial_block_factor_bwd,
                    Number(Between(line, " fwd, ", " bwd"), "causal / full bwd"));
   c.link_gbps = log.hop_gbps;
+  c.collective_gbps = log.all_gather_gbps;
   c.gpu = "rebuilt-from-ring_bench";
   return c;
 }

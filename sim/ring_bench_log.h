@@ -22,6 +22,7 @@ struct MeasuredRow {
 struct RingBenchLog {
   BenchShape shape;
   double hop_gbps = 0;
+  double all_gather_gbps = 0;  // 0: not in the log (ring_bench before 2026-12-01)
   std::string calibration_line;
   std::vector<MeasuredRow> rows;
 };
@@ -33,7 +34,7 @@ absl::StatusOr<RingBenchLog> LoadRingBenchLog(const std::string& path);
 
 // The calibration ring_bench built for the run (from --gpu h100, its
 // default): the measured full-block curves fitted, the causal / full
-// factors and the measured hop.
+// factors, the measured hop and, where logged, the all-gather bandwidth.
 absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log);
 
 // The row of kBenchRows named `name`, or null.

@@ -98,6 +98,24 @@ TEST(SimulatorTest, Llama3AndMultiNode) {
   EXPECT_THAT(Simulate(o).status().message(), HasSubstr("gpus_per_node 3 does not divide world 8"));
 }
 
+// With a collective bandwidth, an all-gather's sends to the node's peers
+// share it instead of taking the link one peer after another.
+TEST(SimulatorTest, CollectiveBandwidthSpeedsTheAllGather) {
+  SimOptions o;
+  o.layout = {.kind = LayoutKind::kLlama3, .world = 4, .kv_heads_per_group = 1};
+  o.mask = {.causal = true};
+  o.shape = {1, 4096, 4096, 8, 8, 128};
+  o.backward = false;
+  o.calibration = *Calibration::Builtin("h200");
+  o.calibration.link_gbps = 10;  // slow links: the gathers set the pace
+  const double serial = Simulate(o)->iteration_s;
+  o.calibration.collective_gbps = 10;  // the same total: the same time
+  EXPECT_NEAR(Simulate(o)->iteration_s, serial, 1e-12);
+  o.calibration.collective_gbps = 30;
+  EXPECT_LT(Simulate(o)->iteration_s, 0.6 * serial);
+  EXPECT_EQ(Calibration::Parse(o.calibration.Serialize())->collective_gbps, 30);
+}
+
 TEST(SimulatorTest, SeedImplementationAddsItsPassesAndHostSyncs) {
   SimOptions o = Options(LayoutKind::kZigzag, 4, 8192);
   o.mask.cu_seqlens = {0, 4096, 8192};
