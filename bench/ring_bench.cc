@@ -396,7 +396,12 @@ absl::Status Main() {
   if (world > 1) {
     ASSIGN_OR_RETURN(link, ring.LinkGBps(world, kv_bytes));
     // llama3's step: each rank's K/V of a head group to every other rank.
-    ASSIGN_OR_RETURN(gather, ring.AllGatherGBps(world, kv_bytes / 2));
+    // Not yet run on GPUs (2026-12-01): a failure is reported, not fatal.
+    if (absl::StatusOr<double> g = ring.AllGatherGBps(world, kv_bytes / 2); g.ok()) {
+      gather = *g;
+    } else {
+      Print("(all-gather bandwidth not measured: %s)\n", std::string(g.status().message()).c_str());
+    }
   }
   if (world > 1 && absl::GetFlag(FLAGS_hop_sweep)) {
     std::string sweep;
