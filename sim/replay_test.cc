@@ -21,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sim/bench_rows.h"
 #include "sim/calibration.h"
@@ -93,6 +94,39 @@ TEST(ReplayTest, TwoH200sOn2026_11_29) { Replay("2026-11-29_h200x2"); }
 TEST(ReplayTest, FourH200sOn2026_11_29) { Replay("2026-11-29_h200x4"); }
 
 TEST(ReplayTest, TwoH200sOn2026_11_30WarpSpecializedKernels) { Replay("2026-11-30_h200x2"); }
+
+// The parser: what ring_bench prints today (with the all-gather measure)
+// and bad input as errors.
+TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
+  const std::string log =
+      "ring_bench: 4 x NVIDIA H200, NCCL, one process per GPU, bf16 b1 4096 tokens/rank h16/4 "
+      "d64 causal, median of 5 iterations; ring hop of 1048576 B: 300.5 GB/s; all-gather of "
+      "524288 B per rank: 410.2 GB/s sent per rank\n"
+      "calibration: our kernels, TFLOP/s: causal 4096 tokens fwd 300.0, bwd 250.0; full blocks "
+      "(side:TFLOP/s) fwd 1024:200.0 4096:400.0; bwd 1024:150.0 4096:300.0; causal / full 0.800 "
+      "fwd, 0.810 bwd\n"
+      "zigzag         fwd          100.00     200.00 ringattn             50.0%       100.0      "
+      "1.0 / 1.0          1.234     1.300   +5.3%\n";
+  const absl::StatusOr<RingBenchLog> parsed = ParseRingBenchLog(log);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->shape.world, 4);
+  EXPECT_EQ(parsed->shape.tokens, 4096);
+  EXPECT_EQ(parsed->shape.heads, 16);
+  EXPECT_EQ(parsed->shape.kv_heads, 4);
+  EXPECT_EQ(parsed->shape.head_dim, 64);
+  EXPECT_DOUBLE_EQ(parsed->hop_gbps, 300.5);
+  EXPECT_DOUBLE_EQ(parsed->all_gather_gbps, 410.2);
+  ASSERT_EQ(parsed->rows.size(), 1u);
+  EXPECT_DOUBLE_EQ(parsed->rows[0].ms, 1.234);
+  const absl::StatusOr<Calibration> c = RebuildCalibration(*parsed);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_DOUBLE_EQ(c->collective_gbps, 410.2);
+  EXPECT_DOUBLE_EQ(c->partial_block_factor_bwd, 0.81);
+  EXPECT_NEAR(c->Tflops(false, 64, 4096, 4096, 1.0), 400.0, 1e-6);
+  EXPECT_FALSE(ParseRingBenchLog("no ring_bench output here").ok());
+  EXPECT_THAT(std::string(ParseRingBenchLog("ring_bench: x x y").status().message()),
+              ::testing::HasSubstr("expected a number"));
+}
 
 }  // namespace
 }  // namespace ringattn::sim
