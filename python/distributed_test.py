@@ -15,7 +15,6 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-import ringattn
 from ringattn import distributed
 from ringattn import functions as F
 from torch_test import reference
@@ -26,12 +25,7 @@ def check_layout(name, rank, world, seqlen, heads, kv_heads, dim, causal, window
     q, k, v, dout = (torch.randn(1, seqlen, h, dim, dtype=torch.float64)
                      for h in (heads, kv_heads, kv_heads, heads))
     layout = name.split("_")[0]
-    ring = ringattn.Ring(distributed.process_group_world(), rank, layout=layout,
-                         seqlen=seqlen, num_heads=heads, num_kv_heads=kv_heads, head_dim=dim,
-                         cu_seqlens=cu)
-    ids = torch.from_numpy(ring.position_ids())
-    ring.close()
-    real = ids[ids >= 0]
+    real = F.position_ids(layout, seqlen, cu_seqlens=cu)  # the default group's rank
     local = [x[:, real].float().requires_grad_() for x in (q, k, v)]
     if cu is None:  # group=None: the default process group
         out = getattr(F, f"{name}_func")(*local, causal=causal, window_size=window)

@@ -196,6 +196,29 @@ def run_llama3(world, cu, heads, kv_heads, dim, stride, causal):
     w.close()
 
 
+def check_shard_helpers():
+    """functions.position_ids / shard: the layout's rows of a global tensor."""
+    w = ringattn.World(3)
+    cu = [0, 1, 20, 21, 50]
+    for layout, seqlen, kwargs in (("zigzag", 48, {}), ("stripe", 48, {"stripe_width": 2}),
+                                   ("balanced", 50, {"cu_seqlens": cu}),
+                                   ("llama3", 50, {"cu_seqlens": cu})):
+        x = torch.arange(2 * seqlen * 3, dtype=torch.float32).view(2, seqlen, 3)
+        seen = []
+        for r in range(3):
+            ids = F.position_ids(layout, seqlen, group=F.Group(w, r), **kwargs)
+            ring = ringattn.Ring(w, r, layout=layout, seqlen=seqlen, num_heads=1, head_dim=1,
+                                 **kwargs)
+            expected = torch.from_numpy(ring.position_ids())
+            ring.close()
+            assert torch.equal(ids, expected[expected >= 0]), (layout, r)
+            assert torch.equal(F.shard(x, layout, group=F.Group(w, r), **kwargs), x[:, ids])
+            seen += ids.tolist()
+        assert sorted(seen) == list(range(seqlen)), layout
+    print("position_ids / shard: every layout's rows, every token once")
+    w.close()
+
+
 def main():
     for name in ("ring_flash_attn", "zigzag_ring_flash_attn", "stripe_flash_attn",
                  "balanced_flash_attn"):
@@ -215,6 +238,7 @@ def main():
     run_varlen("stripe_flash_attn", 2, [0, 8, 40, 64], 2, 2, 8)
     run_llama3(3, [0, 1, 20, 21, 61], 4, 2, 8, 1, True)
     run_llama3(4, [0, 16, 40, 64], 2, 2, 8, 2, False)
+    check_shard_helpers()
     failing_rank_fails_the_world_at_once()
     w = ringattn.World(1)
     x = torch.zeros(1, 8, 1, 8)

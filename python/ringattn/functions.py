@@ -288,3 +288,27 @@ def llama3_flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqle
                         group, local_k_slice.global_cu_seqlens, int(heads_k_stride))
     out, lse = result[0].squeeze(0), result[1].squeeze(0)
     return (out, lse, None) if return_attn_probs else out
+
+
+def position_ids(layout, seqlen, group=None, cu_seqlens=None, stripe_width=1,
+                 kv_heads_per_group=0):
+    """The global positions of this rank's tokens under `layout` (for rotary
+    embeddings), in the rank's local order: the rows of the local shards
+    this module's functions take (LongTensor, padding rows left out)."""
+    g = _group(group)
+    ring = Ring(g.world, g.rank, layout=layout, seqlen=int(seqlen), num_heads=1, head_dim=1,
+                cu_seqlens=[int(c) for c in cu_seqlens] if cu_seqlens is not None else None,
+                stripe_width=stripe_width, kv_heads_per_group=kv_heads_per_group)
+    try:
+        ids = torch.from_numpy(ring.position_ids())
+    finally:
+        ring.close()
+    return ids[ids >= 0]
+
+
+def shard(x, layout, group=None, cu_seqlens=None, stripe_width=1, dim=1):
+    """This rank's shard of the global tensor `x` (its tokens along `dim`,
+    e.g. (batch, seqlen, heads, head_dim) with dim=1, or a varlen
+    (total, heads, head_dim) with dim=0), as the layout's functions take it."""
+    ids = position_ids(layout, x.shape[dim], group, cu_seqlens, stripe_width)
+    return x.index_select(dim, ids.to(x.device))
