@@ -34,6 +34,9 @@ def check_layout(name, rank, world, seqlen, heads, kv_heads, dim, causal, window
             *[x[0] for x in local], None, 0, causal=causal, window_size=window,
             global_cu_seqlens=cu).unsqueeze(0)
     out.backward(dout[:, real].float())
+    # The shard helpers under the process group: unshard(shard(x)) is x.
+    assert torch.equal(F.unshard(F.shard(q, layout, cu_seqlens=cu), layout, seqlen,
+                                 cu_seqlens=cu), q)
     # Every rank's part of the outputs, gathered (gloo) and compared in full.
     mine = torch.cat([out.detach()[0].flatten(1)] + [x.grad[0].flatten(1) for x in local], 1)
     parts = [torch.zeros(seqlen, mine.shape[1]) for _ in range(world)]

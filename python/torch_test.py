@@ -215,7 +215,9 @@ def check_shard_helpers():
             assert torch.equal(F.shard(x, layout, group=F.Group(w, r), **kwargs), x[:, ids])
             seen += ids.tolist()
         assert sorted(seen) == list(range(seqlen)), layout
-    print("position_ids / shard: every layout's rows, every token once")
+        parts = [F.shard(x, layout, group=F.Group(w, r), **kwargs) for r in range(3)]
+        assert torch.equal(F.unshard(parts, layout, seqlen, group=F.Group(w, 0), **kwargs), x)
+    print("position_ids / shard / unshard: every layout's rows, every token once")
     w.close()
 
 

@@ -312,3 +312,47 @@ def shard(x, layout, group=None, cu_seqlens=None, stripe_width=1, dim=1):
     (total, heads, head_dim) with dim=0), as the layout's functions take it."""
     ids = position_ids(layout, x.shape[dim], group, cu_seqlens, stripe_width)
     return x.index_select(dim, ids.to(x.device))
+
+
+def unshard(local, layout, seqlen, group=None, cu_seqlens=None, stripe_width=1, dim=1):
+    """The global tensor from every rank's shard (the inverse of shard).
+    With a torch.distributed process group (None: the default one) every
+    rank passes its own shard and gets the whole tensor (an all_gather);
+    with a ringattn.functions.Group, `local` is the list of every rank's
+    shard, in rank order."""
+    if isinstance(group, Group):
+        if not isinstance(local, (list, tuple)) or len(local) != group.world.size:
+            raise ValueError(f"ringattn: with an in-process Group, local must be the list of "
+                             f"all {group.world.size} ranks' shards")
+        parts = list(local)
+        ids = [position_ids(layout, seqlen, Group(group.world, r), cu_seqlens, stripe_width)
+               for r in range(group.world.size)]
+    else:
+        import torch.distributed as dist
+        g = _group(group)  # validates, and the World's rank
+        pg = dist.group.WORLD if group is None else group
+        mine = position_ids(layout, seqlen, g, cu_seqlens, stripe_width)
+        if local.shape[dim] != mine.numel():
+            raise ValueError(f"ringattn: local has {local.shape[dim]} rows along dim {dim}; "
+                             f"the {layout} layout gives this rank {mine.numel()}")
+        rows = torch.tensor([mine.numel()])  # the longest shard: all_gather takes one size
+        dist.all_reduce(rows, op=dist.ReduceOp.MAX, group=pg)
+        rows = int(rows)
+        shape = list(local.shape)
+        shape[dim] = rows
+        padded = torch.zeros(shape, dtype=local.dtype, device=local.device)
+        padded.narrow(dim, 0, mine.numel()).copy_(local)
+        padded_ids = torch.full((rows,), -1, dtype=torch.int64)
+        padded_ids[:mine.numel()] = mine
+        parts = [torch.empty_like(padded) for _ in range(g.world.size)]
+        all_ids = [torch.empty_like(padded_ids) for _ in range(g.world.size)]
+        dist.all_gather(parts, padded, group=pg)
+        dist.all_gather(all_ids, padded_ids, group=pg)
+        ids = [i[i >= 0] for i in all_ids]
+        parts = [p.narrow(dim, 0, i.numel()) for p, i in zip(parts, ids)]
+    shape = list(parts[0].shape)
+    shape[dim] = seqlen
+    out = torch.zeros(shape, dtype=parts[0].dtype, device=parts[0].device)
+    for part, i in zip(parts, ids):
+        out.index_copy_(dim, i.to(out.device), part)
+    return out
