@@ -4,9 +4,15 @@
 # tree, no RINGATTN_LIB at import) runs a forward against numpy.
 #   python/pip_install_test.sh   (data: python/, libringattn.so)
 set -euo pipefail
-if ldd python/libringattn.so | grep -qE 'lib(a|t|ub)san'; then
-  echo "skipped under a sanitizer: the installed package would load its runtime unpreloaded"
+# Under --config=asan|ubsan the library needs its sanitizer runtime first
+# (as python_test.sh does); TSan cannot be preloaded into python3.
+runtime=$(ldd python/libringattn.so | grep -oE '/[^ ]*lib(a|t|ub)san\.so[^ ]*' | head -1 || true)
+if [[ "$runtime" == *libtsan* ]]; then
+  echo "skipped under ThreadSanitizer: $runtime cannot be preloaded into python3"
   exit 0
+fi
+if [[ -n "$runtime" ]]; then
+  export LD_PRELOAD="$runtime" ASAN_OPTIONS=detect_leaks=0
 fi
 tmp="${TEST_TMPDIR:-$(mktemp -d)}"
 cp -rL python "$tmp/src"  # pip writes build files next to setup.py
