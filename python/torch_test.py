@@ -189,6 +189,24 @@ def run_llama3(world, cu, heads, kv_heads, dim, stride, causal):
     expect_error(lambda: F.llama3_flash_attn_varlen_func(
         q[0], k[0], v[0], None, None, 0, 0, 1, slice(0, 4), group=F.Group(w, 0)),
         "expected the Llama3KSlice")
+    # The packed forms give the same output.
+    def packed(r):
+        cu_q, cu_k, max_q, max_k, k_slice = F.llama3_flash_attn_prepare_cu_seqlens(
+            cu, causal, r, world)
+        begin, end = seqlen * r // world, seqlen * (r + 1) // world
+        local = [x[0, begin:end].float() for x in (q, k, v)]
+        out_kv = F.llama3_flash_attn_varlen_kvpacked_func(
+            local[0], torch.stack(local[1:], 1), cu_q, cu_k, max_q, max_k, stride, k_slice,
+            causal=causal, group=F.Group(w, r))
+        assert torch.allclose(out_kv, results[r][0], atol=1e-6), r
+        if heads == kv_heads:
+            out_qkv = F.llama3_flash_attn_varlen_qkvpacked_func(
+                torch.stack(local, 1), cu_q, max_q, stride, k_slice, causal=causal,
+                group=F.Group(w, r))
+            assert torch.allclose(out_qkv, results[r][0], atol=1e-6), r
+
+    errors = run_ranks(world, packed)
+    assert not any(errors), errors
     expect_error(lambda: F.llama3_flash_attn_prepare_cu_seqlens([0, 5, 3], True, 0, 2),
                  "non-decreasing")
     expect_error(lambda: F.llama3_flash_attn_prepare_cu_seqlens([0, 8], True, 2, 2),

@@ -290,6 +290,31 @@ def llama3_flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqle
     return (out, lse, None) if return_attn_probs else out
 
 
+def llama3_flash_attn_varlen_kvpacked_func(q, kv, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
+                                           max_seqlen_k, heads_k_stride, local_k_slice,
+                                           dropout_p=0.0, softmax_scale=None, causal=False,
+                                           window_size=(-1, -1), alibi_slopes=None,
+                                           deterministic=False, return_attn_probs=False,
+                                           group=None):
+    """llama3_flash_attn_varlen_func with kv packed as (total, 2, heads, head_dim)."""
+    return llama3_flash_attn_varlen_func(
+        q, kv[:, 0], kv[:, 1], cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+        heads_k_stride, local_k_slice, dropout_p, softmax_scale, causal, window_size,
+        alibi_slopes, deterministic, return_attn_probs, group)
+
+
+def llama3_flash_attn_varlen_qkvpacked_func(qkv, cu_seqlens, max_seqlen, heads_k_stride,
+                                            local_k_slice, dropout_p=0.0, softmax_scale=None,
+                                            causal=False, window_size=(-1, -1),
+                                            alibi_slopes=None, deterministic=False,
+                                            return_attn_probs=False, group=None):
+    """llama3_flash_attn_varlen_func with q, k, v packed as (total, 3, heads, head_dim);
+    cu_seqlens and max_seqlen serve queries and keys alike."""
+    return llama3_flash_attn_varlen_func(
+        qkv[:, 0], qkv[:, 1], qkv[:, 2], cu_seqlens, cu_seqlens, max_seqlen, max_seqlen,
+        heads_k_stride, local_k_slice, dropout_p, softmax_scale, causal, window_size,
+        alibi_slopes, deterministic, return_attn_probs, group)
+
 def position_ids(layout, seqlen, group=None, cu_seqlens=None, stripe_width=1,
                  kv_heads_per_group=0):
     """The global positions of this rank's tokens under `layout` (for rotary
