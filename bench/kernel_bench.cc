@@ -34,6 +34,10 @@ struct Row {
   ElementType dtype;
   int64_t batch, seqlen, heads, head_dim;
   bool causal;
+  // > 0: a stripe layout's block of `stripe` ranks (queries at positions
+  // stripe * i, keys at 1 + stripe * j: a ring step's strided block), whose
+  // rate beside the causal row's is the simulator's strided_block_factor.
+  int stripe = 0;
 };
 
 // issue #5's rows (head counts: 32, or 12 for the fp32 row).
@@ -45,6 +49,7 @@ constexpr Row kRows[] = {
     {"bf16_b1_s32768_h32_d128_causal", ElementType::kBFloat16, 1, 32768, 32, 128, true},
     {"bf16_b16_s1024_h32_d128_causal", ElementType::kBFloat16, 16, 1024, 32, 128, true},
     {"fp32_b4_s4096_h12_d64_causal", ElementType::kFloat32, 4, 4096, 12, 64, true},
+    {"bf16_b1_s8192_h32_d128_stripe2", ElementType::kBFloat16, 1, 8192, 32, 128, true, 2},
 };
 
 // Fills `n` elements of `dtype` at device `p` with N(0, 1) values (a pool
@@ -138,13 +143,21 @@ int Main(int argc, char** argv) {
     a.num_heads = a.num_kv_heads = r.heads;
     a.head_dim = r.head_dim;
     a.q_pos = a.k_pos = {0, r.seqlen, 1, r.seqlen, r.seqlen};
+    if (r.stripe > 0) {
+      a.q_pos = {0, r.seqlen, r.stripe, r.seqlen, r.stripe * r.seqlen};
+      a.k_pos = {1, r.seqlen, r.stripe, r.seqlen, r.stripe * r.seqlen};
+    }
     a.kv_head_end = r.heads;
     a.min_delta = -(int64_t{1} << 60);
     a.max_delta = r.causal ? 0 : (int64_t{1} << 60);
-    a.doc_end = r.seqlen;
+    a.doc_end = r.seqlen * std::max(1, r.stripe);
     a.softmax_scale = 1.f / std::sqrt(static_cast<float>(r.head_dim));
-    const double flops =
-        4.0 * r.batch * r.seqlen * r.seqlen * r.heads * r.head_dim / (r.causal ? 2 : 1);
+    // Allowed pairs: causal halves the square; a stripe block's key 1 + s j
+    // precedes query s i for j < i: s (s - 1) / 2 pairs.
+    const double pairs = r.stripe > 0 ? 0.5 * r.seqlen * (r.seqlen - 1)
+                         : r.causal   ? 0.5 * r.seqlen * r.seqlen
+                                      : 1.0 * r.seqlen * r.seqlen;
+    const double flops = 4.0 * r.batch * pairs * r.heads * r.head_dim;
     const auto report = [&](const char* impl, float ms, const char* pass = "fwd",
                             double factor = 1.0) {
       std::printf("%s\n", absl::StrFormat("%s,%s,%s,%.3f,%.2f", r.name, impl, pass, ms,

@@ -38,8 +38,10 @@ TaskCost CostOf(const BlockTask& task, const Mask& mask, std::pair<int64_t, int6
       static_cast<double>(s.group_size() * (task.kv_head_end - task.kv_head_begin));
   const double flops = 4.0 * pairs * heads * s.head_dim * (backward ? 2.5 : 1.0);
   const double density = static_cast<double>(pairs) / ((b1 - b0) * task.q.length * task.k.length);
+  const bool strided = !task.q.contiguous() || !task.k.contiguous();
   const double rate =
-      1e12 * o.calibration.Tflops(backward, s.head_dim, task.q.length, task.k.length, density);
+      1e12 * o.calibration.Tflops(backward, s.head_dim, task.q.length, task.k.length, density) *
+      (strided ? o.calibration.StridedFactor(backward) : 1.0);
   return {flops, flops / rate + 1e-6 * o.calibration.launch_us};
 }
 

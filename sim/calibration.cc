@@ -132,6 +132,8 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
         {"internode_latency_us", &Calibration::internode_latency_us},
         {"partial_block_factor", &Calibration::partial_block_factor},
         {"partial_block_factor_bwd", &Calibration::partial_block_factor_bwd},
+        {"strided_block_factor", &Calibration::strided_block_factor},
+        {"strided_block_factor_bwd", &Calibration::strided_block_factor_bwd},
         {"host_sync_us", &Calibration::host_sync_us},
     };
     const auto key = std::find_if(std::begin(kKeys), std::end(kKeys),
@@ -171,8 +173,9 @@ std::string Calibration::Serialize() const {
                    collective_gbps, "\nlink_latency_us ", link_latency_us, "\ninternode_GBps ",
                    internode_gbps, "\ninternode_latency_us ", internode_latency_us,
                    "\npartial_block_factor ", partial_block_factor, "\npartial_block_factor_bwd ",
-                   partial_block_factor_bwd, "\nhost_sync_us ", host_sync_us,
-                   "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
+                   partial_block_factor_bwd, "\nstrided_block_factor ", strided_block_factor,
+                   "\nstrided_block_factor_bwd ", strided_block_factor_bwd, "\nhost_sync_us ",
+                   host_sync_us, "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& [d, curve] : rates[pass]) {
       for (const auto& [side, tflops] : curve) {

@@ -15,6 +15,8 @@
 //   host_sync_us 20          # GPU idle after a host synchronization
 //   partial_block_factor 0.9 # rate of a causal (half-density) block vs a full one
 //   partial_block_factor_bwd 0.96  # the same for the backward (default: as fwd)
+//   strided_block_factor 0.85   # rate of a strided (stripe) block vs a contiguous one of
+//   strided_block_factor_bwd 0.9 # the same density (0 or absent: 1), fwd / bwd
 //   rate fwd 128 8192 361    # pass, head_dim, block side (tokens), TFLOP/s
 // Rates are for full (unmasked) square blocks; between block sides the
 // rate is interpolated linearly in log(side), beyond them held; a block of
@@ -76,6 +78,15 @@ class Calibration {
   double internode_latency_us = 25;
   double partial_block_factor = 0.9;
   double partial_block_factor_bwd = 0;  // 0: partial_block_factor
+  // Rate of a task whose positions are strided (stripe layouts) relative to
+  // a contiguous task of the same density; 0: 1. bwd 0: as fwd.
+  double strided_block_factor = 0;
+  double strided_block_factor_bwd = 0;
+  double StridedFactor(bool backward) const {
+    const double f =
+        backward && strided_block_factor_bwd > 0 ? strided_block_factor_bwd : strided_block_factor;
+    return f > 0 ? f : 1.0;
+  }
   // The GPU's idle time after the host waits for it (PyTorch eager: the
   // wait's round trip plus dispatching the next op; used for the seed's
   // implementation, whose boolean-mask indexing synchronizes).

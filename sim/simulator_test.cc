@@ -116,6 +116,28 @@ TEST(SimulatorTest, CollectiveBandwidthSpeedsTheAllGather) {
   EXPECT_EQ(Calibration::Parse(o.calibration.Serialize())->collective_gbps, 30);
 }
 
+// A strided-block factor slows the stripe layout's tasks (all strided) and
+// leaves contiguous layouts alone.
+TEST(SimulatorTest, StridedBlockFactorSlowsStripeTasksOnly) {
+  SimOptions o;
+  o.layout = {.kind = LayoutKind::kStripe, .world = 4};
+  o.mask = {.causal = true};
+  o.shape = {1, 65536, 65536, 8, 8, 128};
+  o.backward = false;
+  o.calibration = *Calibration::Builtin("h200");
+  o.calibration.link_gbps = 1e6;  // compute sets the pace
+  const SimResult plain = *Simulate(o);
+  o.calibration.strided_block_factor = 0.5;
+  const SimResult slow = *Simulate(o);
+  EXPECT_NEAR(slow.ranks[0].compute_s / plain.ranks[0].compute_s, 2.0, 0.05);
+  o.layout.kind = LayoutKind::kZigzag;
+  const double zigzag = Simulate(o)->iteration_s;
+  o.calibration.strided_block_factor = 0;
+  EXPECT_EQ(Simulate(o)->iteration_s, zigzag);
+  o.calibration.strided_block_factor_bwd = 0.8;
+  EXPECT_EQ(Calibration::Parse(o.calibration.Serialize())->strided_block_factor_bwd, 0.8);
+}
+
 TEST(SimulatorTest, SeedImplementationAddsItsPassesAndHostSyncs) {
   SimOptions o = Options(LayoutKind::kZigzag, 4, 8192);
   o.mask.cu_seqlens = {0, 4096, 8192};
