@@ -2,8 +2,10 @@
 // type leaves this file.
 #include "ringattn_c.h"
 
+#include <array>
 #include <cstring>
 #include <exception>
+#include <iterator>
 #include <memory>
 #include <new>
 #include <string>
@@ -241,13 +243,30 @@ absl::Status CopyOut(const char* name, const std::vector<T>& from, void* to, int
   return absl::OkStatus();
 }
 
-// A failed pass fails the world: its peers stop waiting for this rank.
-// The fields of a config every rank must agree on, and their names.
-constexpr const char* kFingerprintFields[] = {
-    "layout",     "world",        "ring_size",    "stripe_width",  "kv_heads_per_group",
-    "causal",     "window_left",  "window_right", "batch",         "seqlen",
-    "num_heads",  "num_kv_heads", "head_dim",     "softmax_scale", "cu_seqlens",
-    "key_lengths"};
+// The fields of a config every rank must agree on; `hashed` ones are
+// compared as hashes (the scale's bits, the lists), so a mismatch names
+// them without values.
+struct FingerprintField {
+  const char* name;
+  bool hashed;
+};
+constexpr FingerprintField kFingerprintFields[] = {{"layout", false},
+                                                   {"world", false},
+                                                   {"ring_size", false},
+                                                   {"stripe_width", false},
+                                                   {"kv_heads_per_group", false},
+                                                   {"causal", false},
+                                                   {"window_left", false},
+                                                   {"window_right", false},
+                                                   {"batch", false},
+                                                   {"seqlen", false},
+                                                   {"num_heads", false},
+                                                   {"num_kv_heads", false},
+                                                   {"head_dim", false},
+                                                   {"softmax_scale", true},
+                                                   {"cu_seqlens", true},
+                                                   {"key_lengths", true}};
+using Fingerprint = std::array<int64_t, std::size(kFingerprintFields)>;
 
 // FNV-1a of a list (0 for none).
 int64_t HashOf(const int64_t* values, int64_t count) {
@@ -259,7 +278,7 @@ int64_t HashOf(const int64_t* values, int64_t count) {
   return static_cast<int64_t>(h);
 }
 
-std::vector<int64_t> Fingerprint(const ringattn_config& c, ringattn::LayoutKind layout) {
+Fingerprint FingerprintOf(const ringattn_config& c, ringattn::LayoutKind layout) {
   int64_t scale_bits;
   std::memcpy(&scale_bits, &c.softmax_scale, sizeof scale_bits);
   return {static_cast<int64_t>(layout),
@@ -287,7 +306,7 @@ std::vector<int64_t> Fingerprint(const ringattn_config& c, ringattn::LayoutKind 
 absl::Status CheckSameProblem(ringattn_ring* ring) {
   if (ring->same_problem_checked) return absl::OkStatus();
   const int world = ring->comm->world(), me = ring->comm->rank();
-  const size_t n = ring->fingerprint.size();
+  constexpr size_t n = std::tuple_size_v<Fingerprint>;
   std::vector<int> group(world);
   for (int r = 0; r < world; ++r) group[r] = r;
   std::vector<int64_t> all(n * world);
@@ -297,10 +316,10 @@ absl::Status CheckSameProblem(ringattn_ring* ring) {
   for (int r = 0; r < world; ++r) {
     for (size_t f = 0; f < n; ++f) {
       if (all[r * n + f] == ring->fingerprint[f]) continue;
-      const bool listed = f >= 13;  // softmax_scale and the lists: hashes
+      const FingerprintField& field = kFingerprintFields[f];
       return absl::InvalidArgumentError(absl::StrCat(
-          "rank ", r, "'s problem differs from rank ", me, "'s in ", kFingerprintFields[f],
-          listed ? "" : absl::StrCat(" (", all[r * n + f], " vs ", ring->fingerprint[f], ")"),
+          "rank ", r, "'s problem differs from rank ", me, "'s in ", field.name,
+          field.hashed ? "" : absl::StrCat(" (", all[r * n + f], " vs ", ring->fingerprint[f], ")"),
           "; every rank must describe the same global problem"));
     }
   }
@@ -308,6 +327,7 @@ absl::Status CheckSameProblem(ringattn_ring* ring) {
   return absl::OkStatus();
 }
 
+// A failed pass fails the world: its peers stop waiting for this rank.
 ringattn_status AbortOnFailure(ringattn_ring* ring, ringattn_status status) {
   if (status != RINGATTN_OK && ring != nullptr) {
     const std::string why = last_error;
@@ -411,7 +431,8 @@ ringattn_status ringattn_ring_create(ringattn_world* world, int32_t rank, const 
     auto ring = std::make_unique<ringattn_ring>();
     ring->comm = world->threads ? &world->threads->rank(rank) : world->single.get();
     ASSIGN_OR_RETURN(ring->attention, ringattn::RingAttention::Create(*ring->comm, config, shape));
-    ring->fingerprint = Fingerprint(*c, config.layout.kind);
+    const Fingerprint fingerprint = FingerprintOf(*c, config.layout.kind);
+    ring->fingerprint.assign(fingerprint.begin(), fingerprint.end());
     *out = ring.release();
     return absl::OkStatus();
   });

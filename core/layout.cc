@@ -217,16 +217,19 @@ absl::StatusOr<Layout> Layout::Create(const LayoutSpec& spec, int64_t batch, int
 void Layout::SplitDocuments() {
   const int r_count = ring_size_;
   std::vector<int64_t> rows(r_count, 0);  // real rows of each ring rank so far
-  const auto append = [&](int r, int64_t begin, int64_t length) {
-    if (length == 0) return;
-    slices_[r].push_back({rows[r], PositionRun::Contiguous(begin, length)});
-    rows[r] += length;
+  const auto append = [&](int r, const PositionRun& run) {
+    if (run.empty()) return;
+    slices_[r].push_back({rows[r], run});
+    rows[r] += run.length;
+  };
+  const auto append_contiguous = [&](int r, int64_t begin, int64_t length) {
+    append(r, PositionRun::Contiguous(begin, length));
   };
   if (kind() == LayoutKind::kLlama3) {
     // The packed sequence in R contiguous pieces (sizes differ by at most 1).
     for (int r = 0; r < r_count; ++r) {
       const int64_t begin = seqlen_ * r / r_count, end = seqlen_ * (r + 1) / r_count;
-      append(r, begin, end - begin);
+      append_contiguous(r, begin, end - begin);
     }
   } else if (kind() == LayoutKind::kStripe) {
     // Every document striped on its own: stripes of stripe_width tokens
@@ -248,9 +251,7 @@ void Layout::SplitDocuments() {
         const int64_t last = t0 + (stripes - 1 - t0) / r_count * r_count;
         const int64_t count =
             (last - t0) / r_count * width + std::min(width, length - last * width);
-        slices_[r].push_back(
-            {rows[r], PositionRun::Grouped(begin + t0 * width, count, width, r_count * width)});
-        rows[r] += count;
+        append(r, PositionRun::Grouped(begin + t0 * width, count, width, r_count * width));
       }
       first = static_cast<int>((first + stripes) % r_count);
     }
@@ -272,7 +273,7 @@ void Layout::SplitDocuments() {
     for (size_t d = 0; d + 1 < cu_seqlens_.size(); ++d) {
       const int64_t length = cu_seqlens_[d + 1] - cu_seqlens_[d];
       if (owner[d] >= 0) {
-        append(owner[d], cu_seqlens_[d], length);
+        append_contiguous(owner[d], cu_seqlens_[d], length);
         continue;
       }
       const int64_t base = length / pieces, extra = length % pieces;
@@ -283,10 +284,10 @@ void Layout::SplitDocuments() {
       }
       next_extra = static_cast<int>((next_extra + extra) % pieces);
       for (int r = 0; r < r_count; ++r) {
-        append(r, start[r], start[r + 1] - start[r]);
+        append_contiguous(r, start[r], start[r + 1] - start[r]);
         if (pieces > r_count) {
           const int mirror = pieces - 1 - r;
-          append(r, start[mirror], start[mirror + 1] - start[mirror]);
+          append_contiguous(r, start[mirror], start[mirror + 1] - start[mirror]);
         }
       }
     }

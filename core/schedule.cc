@@ -171,24 +171,14 @@ absl::Status Schedule::TasksInto(int rank, int step, std::vector<BlockTask>* tas
 void Schedule::AppendTasks(const RankSlice& q, const RankSlice& k, int64_t key_limit,
                            int64_t kv_head_begin, int64_t kv_head_end,
                            std::vector<BlockTask>* out) const {
-  if (!mask_.has_documents()) {
+  // Strided runs (stripe) lie in one document each, and TasksInto pairs a
+  // query slice only with the key slices of its documents; contiguous runs
+  // are split at document boundaries, which keeps every piece contiguous.
+  if (!mask_.has_documents() || !q.positions.contiguous() || !k.positions.contiguous()) {
     AppendTask(q.row_begin, q.positions, k.row_begin, k.positions, key_limit, kv_head_begin,
                kv_head_end, out);
     return;
   }
-  if (!q.positions.contiguous() || !k.positions.contiguous()) {
-    // Varlen stripe: each slice is one document's stripes on one rank, so a
-    // query slice meets only the key slices of its own document.
-    const auto [doc_begin, doc_end] = mask_.DocumentBounds(q.positions.first());
-    const bool q_in_one = q.positions.last() < doc_end;
-    if (!q_in_one || (k.positions.last() >= doc_begin && k.positions.first() < doc_end)) {
-      AppendTask(q.row_begin, q.positions, k.row_begin, k.positions, key_limit, kv_head_begin,
-                 kv_head_end, out);
-    }
-    return;
-  }
-  // Contiguous runs (the other varlen layouts): a split at document
-  // boundaries keeps every piece contiguous.
   int64_t pos = q.positions.first();
   const int64_t q_stop = q.positions.last() + 1;
   while (pos < q_stop) {

@@ -218,23 +218,6 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
   }
 }
 
-// The key tiles of a CTA's query tile m_tile: [n_begin, n_end) hold an
-// allowed pair; [full_begin, full_end) hold only allowed pairs and skip the
-// element mask.
-struct KeyTileRange {
-  int n_begin, n_end, full_begin, full_end;
-  __device__ __forceinline__ KeyTileRange(const ForwardBlockArgs& a, int64_t b, int m_tile,
-                                          int block_m, int block_n) {
-    const TaskMask mask = TaskMask::Of(a, b);
-    const RunTiles q_tiles{a.q_pos, block_m};
-    const RunTiles k_tiles{a.k_pos, block_n};
-    const int64_t q_lo = q_tiles.First(m_tile), q_hi = q_tiles.Last(m_tile);
-    k_tiles.Range(mask.KeyLow(q_lo), mask.KeyHigh(q_hi), &n_begin, &n_end);
-    FullTileRange(mask, k_tiles, q_lo, q_hi, &full_begin, &full_end);
-  }
-  __device__ __forceinline__ bool NeedsMask(int n) const { return n < full_begin || n >= full_end; }
-};
-
 }  // namespace ringattn::cuda::flash
 
 #endif  // RINGATTN_CUDA_FLASH_FORWARD_COMMON_CUH_
