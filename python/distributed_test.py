@@ -39,17 +39,7 @@ def check_layout(name, rank, world, seqlen, heads, kv_heads, dim, causal, window
                                  cu_seqlens=cu), q)
     # Every rank's part of the outputs, gathered (gloo) and compared in full.
     mine = torch.cat([out.detach()[0].flatten(1)] + [x.grad[0].flatten(1) for x in local], 1)
-    parts = [torch.zeros(seqlen, mine.shape[1]) for _ in range(world)]
-    index = [torch.zeros(seqlen, dtype=torch.int64) for _ in range(world)]
-    padded_mine = torch.zeros(seqlen, mine.shape[1])
-    padded_mine[:len(real)] = mine
-    padded_ids = torch.full((seqlen,), -1, dtype=torch.int64)
-    padded_ids[:len(real)] = real
-    dist.all_gather(parts, padded_mine)
-    dist.all_gather(index, padded_ids)
-    got = torch.zeros(seqlen, mine.shape[1], dtype=torch.float64)
-    for part, ids_r in zip(parts, index):
-        got[ids_r[ids_r >= 0]] = part[ids_r >= 0].double()
+    got = F.unshard(mine, layout, seqlen, cu_seqlens=cu, dim=0).double()
     qr, kr, vr = (x.clone().requires_grad_() for x in (q, k, v))
     ref = reference(qr, kr, vr, causal, window, cu)
     ref.backward(dout)

@@ -4,20 +4,17 @@ for a few SGD steps under torchrun, one rank per process, on CPU (gloo):
     RINGATTN_LIB=bazel-bin/python/libringattn.so PYTHONPATH=python \\
         torchrun --nproc_per_node=4 python/examples/torchrun_block.py
 
-Each rank holds its zigzag shard of the sequence (ringattn.Ring's position
-ids); the block's parameter gradients are summed over the ranks (as data-
-or context-parallel training does). Every rank also runs the same block on
+Each rank holds its zigzag shard of the sequence
+(ringattn.functions.position_ids); the block's parameter gradients are
+summed over the ranks (as data- or context-parallel training does). Every rank also runs the same block on
 the whole sequence with plain softmax attention, and every step the loss
 and the gradients must agree (fp32: 1e-5 relative)."""
 
 import copy
-import os
 
 import torch
 import torch.distributed as dist
 
-import ringattn
-from ringattn import distributed
 from ringattn import functions as F
 
 SEQLEN, DIM, HEADS, STEPS = 64, 32, 4, 3
@@ -54,10 +51,7 @@ def main():
     full_block.attention = plain_attention
     ring_opt = torch.optim.SGD(ring_block.parameters(), lr=0.1)
     full_opt = torch.optim.SGD(full_block.parameters(), lr=0.1)
-    ring = ringattn.Ring(distributed.process_group_world(), rank, layout="zigzag",
-                         seqlen=SEQLEN, num_heads=HEADS, head_dim=DIM // HEADS)
-    mine = torch.from_numpy(ring.position_ids())
-    ring.close()
+    mine = F.position_ids("zigzag", SEQLEN)  # this rank's tokens (the default group)
     worst = 0.0
     for step in range(STEPS):
         x = torch.randn(1, SEQLEN, DIM)

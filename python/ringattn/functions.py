@@ -149,15 +149,25 @@ def _varlen(layout, q, k, v, cu_seqlens, max_seqlen, dropout_p, softmax_scale, c
     or, for documents of any length, `global_cu_seqlens` (the local rows are
     then the layout's, ringattn.Ring.position_ids)."""
     group = _group(group)
-    if q.dim() != 3:
-        raise ValueError(f"ringattn: varlen q has shape {tuple(q.shape)}; expected "
-                         "(total_tokens, heads, head_dim)")
     if global_cu_seqlens is None:
         world = group.world.size
         global_cu_seqlens = [int(x) * world for x in cu_seqlens]
+    return _packed_attention(layout, q, k, v, global_cu_seqlens, dropout_p, softmax_scale,
+                             causal, window_size, alibi_slopes, deterministic,
+                             return_attn_probs, group)
+
+
+def _packed_attention(layout, q, k, v, global_cu_seqlens, dropout_p, softmax_scale, causal,
+                      window_size, alibi_slopes, deterministic, return_attn_probs, group,
+                      kv_heads_per_group=0):
+    """Attention on this rank's (total_local, heads, head_dim) rows of
+    packed documents with global boundaries `global_cu_seqlens`."""
+    if q.dim() != 3:
+        raise ValueError(f"ringattn: varlen q has shape {tuple(q.shape)}; expected "
+                         "(total_tokens, heads, head_dim)")
     result = _attention(layout, q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), dropout_p,
                         softmax_scale, causal, window_size, alibi_slopes, deterministic, True,
-                        group, tuple(int(x) for x in global_cu_seqlens))
+                        group, tuple(int(x) for x in global_cu_seqlens), kv_heads_per_group)
     out, lse = result[0].squeeze(0), result[1].squeeze(0)  # lse (heads, total_local)
     return (out, lse, None) if return_attn_probs else out
 
@@ -280,14 +290,9 @@ def llama3_flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqle
                          "expected the Llama3KSlice of ringattn.functions."
                          "llama3_flash_attn_prepare_cu_seqlens (it carries the global "
                          "cu_seqlens)")
-    if q.dim() != 3:
-        raise ValueError(f"ringattn: varlen q has shape {tuple(q.shape)}; expected "
-                         "(total_tokens, heads, head_dim)")
-    result = _attention("llama3", q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), dropout_p,
-                        softmax_scale, causal, window_size, alibi_slopes, deterministic, True,
-                        group, local_k_slice.global_cu_seqlens, int(heads_k_stride))
-    out, lse = result[0].squeeze(0), result[1].squeeze(0)
-    return (out, lse, None) if return_attn_probs else out
+    return _packed_attention("llama3", q, k, v, local_k_slice.global_cu_seqlens, dropout_p,
+                             softmax_scale, causal, window_size, alibi_slopes, deterministic,
+                             return_attn_probs, group, int(heads_k_stride))
 
 
 def llama3_flash_attn_varlen_kvpacked_func(q, kv, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
