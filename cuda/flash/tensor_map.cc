@@ -80,14 +80,14 @@ cudaError_t EncodeTileMap(const TileView& view, CUtensorMap* map) {
   }
   const PFN_cuTensorMapEncodeTiled_v12000 encode = EncodeFunction();
   if (encode == nullptr) return cudaErrorNotSupported;
-  const int64_t kElement = view.dtype == ElementType::kFloat32 ? 4 : 2;
+  const int64_t element = view.dtype == ElementType::kFloat32 ? 4 : 2;
   const cuuint64_t dims[4] = {
       static_cast<cuuint64_t>(view.columns), static_cast<cuuint64_t>(view.rows),
       static_cast<cuuint64_t>(view.heads), static_cast<cuuint64_t>(view.batch)};
-  const cuuint64_t strides[3] = {static_cast<cuuint64_t>(view.row_stride * kElement),
-                                 static_cast<cuuint64_t>(view.head_stride * kElement),
-                                 static_cast<cuuint64_t>(view.batch_stride * kElement)};
-  const cuuint32_t box[4] = {static_cast<cuuint32_t>(128 / kElement),
+  const cuuint64_t strides[3] = {static_cast<cuuint64_t>(view.row_stride * element),
+                                 static_cast<cuuint64_t>(view.head_stride * element),
+                                 static_cast<cuuint64_t>(view.batch_stride * element)};
+  const cuuint32_t box[4] = {static_cast<cuuint32_t>(128 / element),
                              static_cast<cuuint32_t>(view.box_rows), 1, 1};
   const cuuint32_t element_strides[4] = {1, 1, 1, 1};
   CUtensorMap encoded;
