@@ -63,7 +63,7 @@ void FillRandom(void* p, ElementType dtype, int64_t n, uint32_t seed) {
     for (float& f : x) f = normal(rng);
     return x;
   }();
-  const int64_t bytes = dtype == ElementType::kFloat32 ? 4 : 2;
+  const int64_t bytes = ElementBytes(dtype);
   std::vector<unsigned char> host(kPool * bytes);
   for (int64_t done = 0, copy = 0; done < n; done += kPool, ++copy) {
     const int64_t count = std::min(kPool, n - done);
@@ -117,7 +117,7 @@ int Main(int argc, char** argv) {
   std::printf("row,impl,pass,ms,tflops\n");
   for (const Row& r : kRows) {
     if (!only.empty() && only != r.name) continue;
-    const int64_t elem = r.dtype == ElementType::kFloat32 ? 4 : 2;
+    const int64_t elem = ElementBytes(r.dtype);
     const int64_t n = r.batch * r.seqlen * r.heads * r.head_dim;
     void *q, *k, *v, *out;
     float *o, *lse;

@@ -14,6 +14,10 @@ namespace ringattn::cuda {
 
 enum class ElementType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
 
+__host__ __device__ inline int64_t ElementBytes(ElementType t) {
+  return t == ElementType::kFloat32 ? 4 : 2;
+}
+
 // pos(i) = base + (i / group) * group_stride + (i % group) * stride
 struct DeviceRun {
   int64_t base = 0;

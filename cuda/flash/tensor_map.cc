@@ -38,7 +38,7 @@ struct CachedMap {
 
 TileView QueryRowsView(const ForwardBlockArgs& a, const void* tensor, ElementType dtype,
                        int box_rows) {
-  const int64_t element = dtype == ElementType::kFloat32 ? 4 : 2;
+  const int64_t element = ElementBytes(dtype);
   const int64_t d = a.head_dim;
   return {static_cast<const char*>(tensor) + a.q_row * a.num_heads * d * element,
           dtype,
@@ -80,7 +80,7 @@ cudaError_t EncodeTileMap(const TileView& view, CUtensorMap* map) {
   }
   const PFN_cuTensorMapEncodeTiled_v12000 encode = EncodeFunction();
   if (encode == nullptr) return cudaErrorNotSupported;
-  const int64_t element = view.dtype == ElementType::kFloat32 ? 4 : 2;
+  const int64_t element = ElementBytes(view.dtype);
   const cuuint64_t dims[4] = {
       static_cast<cuuint64_t>(view.columns), static_cast<cuuint64_t>(view.rows),
       static_cast<cuuint64_t>(view.heads), static_cast<cuuint64_t>(view.batch)};
