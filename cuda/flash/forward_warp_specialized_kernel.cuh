@@ -262,6 +262,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
 template <ElementType E, int kHeadDim>
 __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThreads, 1)
     FlashForwardWarpSpecializedKernel(const ForwardBlockArgs a,
+                                      const HeavyFirstTileScheduler scheduler,
                                       const __grid_constant__ CUtensorMap q_map,
                                       const __grid_constant__ CUtensorMap k_map,
                                       const __grid_constant__ CUtensorMap v_map) {
@@ -281,10 +282,6 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
     FenceBarrierInit();
   }
   __syncthreads();
-  const int64_t group = a.num_heads / a.num_kv_heads;
-  const HeavyFirstTileScheduler scheduler{
-      static_cast<int>((a.q_pos.length + Tr::kBlockM - 1) / Tr::kBlockM),
-      (a.kv_head_end - a.kv_head_begin) * group, a.batch};
   if (threadIdx.x < 128) {
     SetMaxRegistersDecrease<Tr::kProducerRegisters>();
     if (threadIdx.x == 0) ProduceTiles<kHeadDim>(a, sm, scheduler, &q_map, &k_map, &v_map);
@@ -308,19 +305,26 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
        {std::pair{&q_view, &q_map}, std::pair{&k_view, &k_map}, std::pair{&v_view, &v_map}}) {
     if (const cudaError_t e = EncodeTileMap(*view, map); e != cudaSuccess) return e;
   }
-  int device = 0, sms = 0;
+  int device = 0, sms = 0, l2_bytes = 0;
   if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
   if (const cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
       e != cudaSuccess) {
     return e;
   }
+  if (const cudaError_t e = cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device);
+      e != cudaSuccess) {
+    return e;
+  }
   const int64_t group = a.num_heads / a.num_kv_heads;
-  const HeavyFirstTileScheduler scheduler{static_cast<int>((q_len + Tr::kBlockM - 1) / Tr::kBlockM),
-                                          (a.kv_head_end - a.kv_head_begin) * group, a.batch};
+  const int64_t kv_head_bytes = 2 * a.k_pos.length * kHeadDim * ElementBytes(E);
+  const HeavyFirstTileScheduler scheduler = HeavyFirstTileScheduler::Sections(
+      static_cast<int>((q_len + Tr::kBlockM - 1) / Tr::kBlockM),
+      (a.kv_head_end - a.kv_head_begin) * group, a.batch, group, kv_head_bytes,
+      L2SectionBudget(l2_bytes), sms);
   const int64_t grid = std::min<int64_t>(scheduler.Count(), sms);
   return LaunchKernel(FlashForwardWarpSpecializedKernel<E, kHeadDim>,
                       dim3(static_cast<unsigned>(grid)), Tr::kThreads, Tr::kSharedBytes, stream, a,
-                      q_map, k_map, v_map);
+                      scheduler, q_map, k_map, v_map);
 }
 
 }  // namespace ringattn::cuda::flash

@@ -5,10 +5,20 @@
 // one query tile together, so the static round robin hands each CTA about
 // the same mix of heavy and light tiles and short sequences with many heads
 // or batch rows still fill every SM.
+//
+// Heads and batch rows are taken in sections whose keys and values fit in
+// half the L2 cache together: every tile of one section runs before the
+// next section's, so the CTAs running at once read the same K and V and
+// each key tile comes from HBM about once (FlashAttention-3 swizzles its
+// tiles the same way). One section of all pairs is the plain heavy-first
+// order.
 #ifndef RINGATTN_CUDA_FLASH_TILE_SCHEDULER_CUH_
 #define RINGATTN_CUDA_FLASH_TILE_SCHEDULER_CUH_
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 namespace ringattn::cuda::flash {
 
@@ -21,14 +31,47 @@ struct QueryTile {
 struct HeavyFirstTileScheduler {
   int m_tiles;
   int64_t heads, batch;
+  int64_t section;  // (head, batch) pairs per section, head fastest
+
+  // The tiles of `m_tiles` query tiles x `heads` x `batch`, in sections of
+  // as many kv heads (`group` query heads each) as fit in `l2_budget` bytes
+  // at `kv_head_bytes` of K and V each, and never fewer pairs than keep
+  // `ctas` CTAs busy twice over; l2_budget 0: one section.
+  static HeavyFirstTileScheduler Sections(int m_tiles, int64_t heads, int64_t batch, int64_t group,
+                                          int64_t kv_head_bytes, int64_t l2_budget, int ctas) {
+    const int64_t pairs = heads * batch;
+    int64_t section = pairs;
+    if (l2_budget > 0 && kv_head_bytes > 0 && m_tiles > 0) {
+      section = std::max<int64_t>(1, l2_budget / kv_head_bytes) * group;
+      section = std::max<int64_t>(section, (2 * ctas + m_tiles - 1) / m_tiles);
+      section = std::min(section, pairs);
+    }
+    return {m_tiles, heads, batch, std::max<int64_t>(section, 1)};
+  }
 
   __host__ __device__ int64_t Count() const { return m_tiles * heads * batch; }
   __device__ __forceinline__ QueryTile At(int64_t t) const {
-    const int64_t per_m = heads * batch;
-    const int64_t rest = t % per_m;
-    return {m_tiles - 1 - static_cast<int>(t / per_m), rest % heads, rest / heads};
+    const int64_t per_section = section * m_tiles;
+    const int64_t first_pair = t / per_section * section;
+    const int64_t rest = t % per_section;
+    // The last section may hold fewer pairs.
+    const int64_t pairs = min(section, heads * batch - first_pair);
+    const int64_t pair = first_pair + rest % pairs;
+    return {m_tiles - 1 - static_cast<int>(rest / pairs), pair % heads, pair / heads};
   }
 };
+
+// The L2 bytes one section's K and V may take: half the cache (the rest
+// holds the queries, the outputs and the other half's ways);
+// RINGATTN_L2_SECTIONS=0 turns sections off (the plain heavy-first order,
+// for benchmarks).
+inline int64_t L2SectionBudget(int l2_bytes) {
+  static const bool off = [] {
+    const char* v = std::getenv("RINGATTN_L2_SECTIONS");
+    return v != nullptr && std::strcmp(v, "0") == 0;
+  }();
+  return off ? 0 : l2_bytes / 2;
+}
 
 }  // namespace ringattn::cuda::flash
 
