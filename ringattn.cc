@@ -9,13 +9,21 @@
 namespace ringattn {
 namespace {
 
-// Copies a strided local tensor into dense bytes.
-absl::StatusOr<std::vector<uint8_t>> Densify(const char* what, const RankTensor& t, DType dtype,
-                                             int64_t batch, int64_t seqlen, int64_t heads,
-                                             int64_t head_dim) {
+// The dense bytes of a local tensor: a host tensor's copied into `store`
+// (any strides); a GPU tensor's as they are (`device`: dense strides only,
+// the backend reads them on the GPU).
+absl::StatusOr<absl::Span<const uint8_t>> Dense(const char* what, const RankTensor& t, DType dtype,
+                                                bool device, int64_t batch, int64_t seqlen,
+                                                int64_t heads, int64_t head_dim,
+                                                std::vector<uint8_t>* store) {
   if (t.dtype != dtype) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, " is ", DTypeName(t.dtype), "; expected ", DTypeName(dtype), " like q"));
+  }
+  if (t.device != device) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " is in ", t.device ? "GPU" : "host",
+                                                   " memory; expected ", device ? "GPU" : "host",
+                                                   " memory like q"));
   }
   const int64_t elem = DTypeBytes(dtype);
   if (t.data.size() % elem != 0) {
@@ -25,16 +33,30 @@ absl::StatusOr<std::vector<uint8_t>> Densify(const char* what, const RankTensor&
   }
   RETURN_IF_ERROR(
       CheckTensorFits(what, t.data.size() / elem, t.strides, batch, seqlen, heads, head_dim));
-  std::vector<uint8_t> dense(batch * seqlen * heads * head_dim * elem);
+  const int64_t bytes = batch * seqlen * heads * head_dim * elem;
+  if (device) {
+    const TensorStrides dense = DenseStrides(seqlen, heads, head_dim);
+    if (t.strides.offset != 0 || (batch > 1 && t.strides.batch != dense.batch) ||
+        (seqlen > 1 && t.strides.token != dense.token) ||
+        (heads > 1 && t.strides.head != dense.head)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " in GPU memory has strides (offset ", t.strides.offset, ", batch ",
+                       t.strides.batch, ", row ", t.strides.token, ", head ", t.strides.head,
+                       "); expected a dense (batch, rows, heads, head_dim) tensor (batch ",
+                       dense.batch, ", row ", dense.token, ", head ", dense.head, ")"));
+    }
+    return t.data.subspan(0, bytes);
+  }
+  store->resize(bytes);
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t s = 0; s < seqlen; ++s) {
       for (int64_t h = 0; h < heads; ++h) {
-        std::memcpy(dense.data() + ((b * seqlen + s) * heads + h) * head_dim * elem,
+        std::memcpy(store->data() + ((b * seqlen + s) * heads + h) * head_dim * elem,
                     t.data.data() + t.strides.Index(b, s, h) * elem, head_dim * elem);
       }
     }
   }
-  return dense;
+  return absl::Span<const uint8_t>(*store);
 }
 
 }  // namespace
@@ -93,41 +115,57 @@ absl::Status RingAttention::Load(const RankTensor& q, const RankTensor& k, const
   forward_kv_.reset();  // a new backend holds no forward buffers
   const Layout& layout = schedule_->layout();
   const int64_t b = layout.local_batch(), s = layout.local_seqlen();
-  ASSIGN_OR_RETURN(std::vector<uint8_t> dq,
-                   Densify("q", q, q.dtype, b, s, shape_.num_heads, shape_.head_dim));
-  ASSIGN_OR_RETURN(std::vector<uint8_t> dk,
-                   Densify("k", k, q.dtype, b, s, shape_.num_kv_heads, shape_.head_dim));
-  ASSIGN_OR_RETURN(std::vector<uint8_t> dv,
-                   Densify("v", v, q.dtype, b, s, shape_.num_kv_heads, shape_.head_dim));
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<RankBackend> backend,
-      factory_(*schedule_, comm_.rank(), shape_, softmax_scale_, {q.dtype, dq, dk, dv}));
+  std::vector<uint8_t> dense[3];
+  RankInputs inputs{q.dtype, {}, {}, {}, q.device};
+  for (auto [name, t, heads, to, store] :
+       {std::tuple{"q", &q, shape_.num_heads, &inputs.q, &dense[0]},
+        std::tuple{"k", &k, shape_.num_kv_heads, &inputs.k, &dense[1]},
+        std::tuple{"v", &v, shape_.num_kv_heads, &inputs.v, &dense[2]}}) {
+    ASSIGN_OR_RETURN(*to, Dense(name, *t, q.dtype, q.device, b, s, heads, shape_.head_dim, store));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<RankBackend> backend,
+                   factory_(*schedule_, comm_.rank(), shape_, softmax_scale_, inputs));
   backend_ = std::move(backend);
   return absl::OkStatus();
 }
 
-absl::StatusOr<RankForward> RingAttention::Forward(const RankTensor& q, const RankTensor& k,
-                                                   const RankTensor& v) {
+absl::StatusOr<RingRunStats> RingAttention::RunForward(const RankTensor& q, const RankTensor& k,
+                                                       const RankTensor& v) {
   if (absl::Status s = Load(q, k, v); !s.ok()) {
     comm_.Abort(s);
     return s;
   }
   ASSIGN_OR_RETURN(RingRunStats stats, RunRingForward(*schedule_, comm_, *backend_));
   forward_kv_ = stats.last_kv;
+  return stats;
+}
+
+absl::StatusOr<RankForward> RingAttention::Forward(const RankTensor& q, const RankTensor& k,
+                                                   const RankTensor& v) {
+  ASSIGN_OR_RETURN(RingRunStats stats, RunForward(q, k, v));
   ASSIGN_OR_RETURN(std::vector<uint8_t> out, backend_->Out());
   ASSIGN_OR_RETURN(std::vector<float> lse, backend_->Lse());
   return RankForward{std::move(out), std::move(lse), stats};
 }
 
-absl::StatusOr<RankGrads> RingAttention::Backward(const RankTensor& dout) {
+absl::StatusOr<RingRunStats> RingAttention::ForwardInto(const RankTensor& q, const RankTensor& k,
+                                                        const RankTensor& v, void* out,
+                                                        float* lse) {
+  ASSIGN_OR_RETURN(RingRunStats stats, RunForward(q, k, v));
+  RETURN_IF_ERROR(backend_->WriteOutputs(out, lse));
+  return stats;
+}
+
+absl::StatusOr<RingRunStats> RingAttention::RunBackward(const RankTensor& dout) {
   if (backend_ == nullptr) {
     return absl::FailedPreconditionError(
         "Backward(dout) needs a Forward on this RingAttention first");
   }
   const Layout& layout = schedule_->layout();
-  absl::StatusOr<std::vector<uint8_t>> dense =
-      Densify("dout", dout, backend_->kv_dtype(), layout.local_batch(), layout.local_seqlen(),
-              shape_.num_heads, shape_.head_dim);
+  std::vector<uint8_t> store;
+  absl::StatusOr<absl::Span<const uint8_t>> dense =
+      Dense("dout", dout, backend_->kv_dtype(), dout.device, layout.local_batch(),
+            layout.local_seqlen(), shape_.num_heads, shape_.head_dim, &store);
   absl::Status status = dense.ok() ? backend_->SetDout(*dense) : dense.status();
   if (!status.ok()) {
     comm_.Abort(status);
@@ -136,7 +174,11 @@ absl::StatusOr<RankGrads> RingAttention::Backward(const RankTensor& dout) {
   BackwardOptions options;
   options.forward_kv = forward_kv_;
   forward_kv_.reset();  // the backward reuses those buffers
-  ASSIGN_OR_RETURN(RingRunStats stats, RunRingBackward(*schedule_, comm_, *backend_, options));
+  return RunRingBackward(*schedule_, comm_, *backend_, options);
+}
+
+absl::StatusOr<RankGrads> RingAttention::Backward(const RankTensor& dout) {
+  ASSIGN_OR_RETURN(RingRunStats stats, RunBackward(dout));
   RankGrads grads;
   for (auto [dest, grad] :
        {std::pair{&grads.dq, backend_->Dq()}, std::pair{&grads.dk, backend_->Dk()},
@@ -148,6 +190,13 @@ absl::StatusOr<RankGrads> RingAttention::Backward(const RankTensor& dout) {
   return grads;
 }
 
+absl::StatusOr<RingRunStats> RingAttention::BackwardInto(const RankTensor& dout, void* dq, void* dk,
+                                                         void* dv) {
+  ASSIGN_OR_RETURN(RingRunStats stats, RunBackward(dout));
+  RETURN_IF_ERROR(backend_->WriteGrads(dq, dk, dv));
+  return stats;
+}
+
 absl::StatusOr<RankGrads> RingAttention::Backward(const RankTensor& q, const RankTensor& k,
                                                   const RankTensor& v, const RankTensor& out,
                                                   absl::Span<const float> lse,
@@ -155,9 +204,10 @@ absl::StatusOr<RankGrads> RingAttention::Backward(const RankTensor& q, const Ran
   absl::Status status = Load(q, k, v);
   if (status.ok()) {
     const Layout& layout = schedule_->layout();
-    absl::StatusOr<std::vector<uint8_t>> dense =
-        Densify("out", out, q.dtype, layout.local_batch(), layout.local_seqlen(), shape_.num_heads,
-                shape_.head_dim);
+    std::vector<uint8_t> store;
+    absl::StatusOr<absl::Span<const uint8_t>> dense =
+        Dense("out", out, q.dtype, q.device, layout.local_batch(), layout.local_seqlen(),
+              shape_.num_heads, shape_.head_dim, &store);
     status = dense.ok() ? backend_->SetForwardResult(*dense, lse) : dense.status();
   }
   if (!status.ok()) {

@@ -50,11 +50,13 @@ struct RingAttentionConfig {
 };
 
 // One rank's local tensor: (local_batch, local_seqlen, heads, head_dim)
-// elements of `dtype` at `strides` inside `data`.
+// elements of `dtype` at `strides` inside `data`. With `device`, `data` is
+// memory of the GPU the CUDA backend runs on, dense (DenseStrides).
 struct RankTensor {
   DType dtype = DType::kFloat32;
   absl::Span<const uint8_t> data;
   TensorStrides strides;
+  bool device = false;
 };
 
 struct RankForward {
@@ -87,6 +89,14 @@ class RingAttention {
                                       const RankTensor& v);
   // After Forward on this object: gradients for upstream `dout`.
   absl::StatusOr<RankGrads> Backward(const RankTensor& dout);
+  // GPU tensors (RankTensor::device, a CUDA backend): the results go into
+  // the caller's dense GPU buffers, enqueued on the backend's stream
+  // (RankBackend::WriteOutputs / WriteGrads) instead of to the host: O like
+  // q and LSE (local_batch, num_heads, local_seqlen) in fp32; dQ, dK, dV
+  // like q, k, v.
+  absl::StatusOr<RingRunStats> ForwardInto(const RankTensor& q, const RankTensor& k,
+                                           const RankTensor& v, void* out, float* lse);
+  absl::StatusOr<RingRunStats> BackwardInto(const RankTensor& dout, void* dq, void* dk, void* dv);
   // Without a Forward here: from the forward's out and lse.
   absl::StatusOr<RankGrads> Backward(const RankTensor& q, const RankTensor& k, const RankTensor& v,
                                      const RankTensor& out, absl::Span<const float> lse,
@@ -96,6 +106,9 @@ class RingAttention {
   RingAttention(Communicator& comm, AttentionShape shape, double scale,
                 std::unique_ptr<Schedule> schedule, RankBackendFactory factory);
   absl::Status Load(const RankTensor& q, const RankTensor& k, const RankTensor& v);
+  absl::StatusOr<RingRunStats> RunForward(const RankTensor& q, const RankTensor& k,
+                                          const RankTensor& v);
+  absl::StatusOr<RingRunStats> RunBackward(const RankTensor& dout);
 
   Communicator& comm_;
   AttentionShape shape_;

@@ -2,6 +2,8 @@
 // type leaves this file.
 #include "ringattn_c.h"
 
+#include <cuda_runtime_api.h>
+
 #include <array>
 #include <cstring>
 #include <exception>
@@ -15,17 +17,31 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "comm/cuda_communicator.h"
+#include "comm/nccl_communicator.h"
 #include "comm/thread_communicator.h"
 #include "core/mutex.h"
 #include "core/status_macros.h"
+#include "cuda/ring_backend.h"
 #include "ringattn.h"
 
 struct ringattn_world {
   // Either W ranks as threads of this process, or this process's one rank
-  // over a caller's transport.
+  // over a caller's transport or NCCL.
   std::unique_ptr<ringattn::comm::ThreadWorld> threads;
   std::unique_ptr<ringattn::Communicator> single;
+  // NCCL: the GPU, and the compute stream its rings share (the one the
+  // communicator orders its transfers with).
+  int device = -1;
+  cudaStream_t stream = nullptr;
   int size() const { return threads ? threads->world() : single->world(); }
+  ~ringattn_world() {
+    single.reset();  // before the stream it is bound to
+    if (stream != nullptr) {
+      cudaSetDevice(device);
+      cudaStreamDestroy(stream);
+    }
+  }
 };
 
 struct ringattn_ring {
@@ -35,6 +51,19 @@ struct ringattn_ring {
   // rank's before the first forward.
   std::vector<int64_t> fingerprint;
   bool same_problem_checked = false;
+  // GPU rings: the device, the world's compute stream, the caller's stream
+  // and an event handing work between the two.
+  int device = -1;
+  cudaStream_t compute = nullptr;
+  cudaStream_t caller = nullptr;
+  cudaEvent_t handoff = nullptr;
+  int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0;
+  ~ringattn_ring() {
+    if (handoff != nullptr) {
+      cudaSetDevice(device);
+      cudaEventDestroy(handoff);
+    }
+  }
 };
 
 namespace {
@@ -327,6 +356,72 @@ absl::Status CheckSameProblem(ringattn_ring* ring) {
   return absl::OkStatus();
 }
 
+absl::Status CudaCheck(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return absl::OkStatus();
+  cudaGetLastError();  // clears a sticky-free error for the next call
+  return absl::InternalError(absl::StrCat(what, ": ", cudaGetErrorString(e)));
+}
+
+// `p` (a tensor or output of `name`) is memory of GPU `device`.
+absl::Status CheckOnDevice(const char* name, const void* p, int device) {
+  cudaPointerAttributes attr{};
+  if (p == nullptr || cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+    cudaGetLastError();
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " is not memory CUDA knows; expected memory of GPU ", device));
+  }
+  const bool gpu = attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged;
+  if (!gpu || attr.device != device) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, " is ", gpu ? absl::StrCat("memory of GPU ", attr.device) : "host memory",
+        "; this ring runs on GPU ", device, " and expects its tensors there"));
+  }
+  return absl::OkStatus();
+}
+
+// Work enqueued on `later` after this call runs after the work enqueued on
+// `first` before it.
+absl::Status Order(ringattn_ring* ring, cudaStream_t first, cudaStream_t later) {
+  if (first == later) return absl::OkStatus();
+  RETURN_IF_ERROR(CudaCheck(cudaEventRecord(ring->handoff, first), "recording a stream event"));
+  return CudaCheck(cudaStreamWaitEvent(later, ring->handoff, 0), "waiting for a stream event");
+}
+
+absl::Status CheckBytes(const char* name, int64_t have, int64_t need) {
+  if (have == need) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(name, " has room for ", have, " bytes; expected ", need, " (dense, local)"));
+}
+
+// A GPU ring's pass: its tensors and outputs on its GPU (`outputs`: name,
+// pointer, bytes it has, bytes it needs), the compute stream after the
+// caller's, then `run`, then the caller's stream after the compute stream.
+struct DeviceInput {
+  const char* name;
+  ringattn::RankTensor* tensor;
+};
+struct DeviceOutput {
+  const char* name;
+  const void* data;
+  int64_t bytes, need;
+};
+template <typename Run>
+absl::Status RunOnDevice(ringattn_ring* ring, const std::vector<DeviceInput>& inputs,
+                         const std::vector<DeviceOutput>& outputs, Run run) {
+  for (const DeviceInput& in : inputs) {
+    RETURN_IF_ERROR(CheckOnDevice(in.name, in.tensor->data.data(), ring->device));
+    in.tensor->device = true;
+  }
+  for (const DeviceOutput& out : outputs) {
+    RETURN_IF_ERROR(CheckBytes(out.name, out.bytes, out.need));
+    RETURN_IF_ERROR(CheckOnDevice(out.name, out.data, ring->device));
+  }
+  RETURN_IF_ERROR(CudaCheck(cudaSetDevice(ring->device), "selecting the ring's GPU"));
+  RETURN_IF_ERROR(Order(ring, ring->caller, ring->compute));
+  RETURN_IF_ERROR(run());
+  return Order(ring, ring->compute, ring->caller);
+}
+
 // A failed pass fails the world: its peers stop waiting for this rank.
 ringattn_status AbortOnFailure(ringattn_ring* ring, ringattn_status status) {
   if (status != RINGATTN_OK && ring != nullptr) {
@@ -389,6 +484,63 @@ ringattn_status ringattn_transport_world_create(int32_t world, int32_t rank,
   });
 }
 
+ringattn_status ringattn_nccl_unique_id(uint8_t* id, int64_t id_bytes) {
+  return Guard([&]() -> absl::Status {
+    if (id == nullptr || id_bytes != RINGATTN_NCCL_ID_BYTES) {
+      return absl::InvalidArgumentError(absl::StrCat("id has room for ", id_bytes,
+                                                     " bytes; expected RINGATTN_NCCL_ID_BYTES (",
+                                                     RINGATTN_NCCL_ID_BYTES, ")"));
+    }
+    ASSIGN_OR_RETURN(const std::string unique, ringattn::comm::NewNcclUniqueId());
+    RETURN_IF_ERROR(CheckBytes("id", id_bytes, static_cast<int64_t>(unique.size())));
+    std::memcpy(id, unique.data(), unique.size());
+    return absl::OkStatus();
+  });
+}
+
+ringattn_status ringattn_nccl_world_create(int32_t world, int32_t rank, const uint8_t* id,
+                                           int64_t id_bytes, int32_t device, double timeout_s,
+                                           ringattn_world** out) {
+  return Guard([&]() -> absl::Status {
+    if (out == nullptr || id == nullptr)
+      return absl::InvalidArgumentError("id and out must not be NULL");
+    if (world < 1 || world > ringattn::kMaxWorld) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("world is ", world, "; expected 1 to ", ringattn::kMaxWorld));
+    }
+    if (rank < 0 || rank >= world) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("rank ", rank, " is outside [0, world = ", world, ")"));
+    }
+    if (!(timeout_s > 0) || timeout_s > 1e9) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "timeout_s is ", timeout_s, "; expected a positive, finite number of seconds"));
+    }
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess) {
+      cudaGetLastError();
+      devices = 0;
+    }
+    if (device < 0 || device >= devices) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("device ", device, " does not exist; ", devices, " GPUs are visible"));
+    }
+    auto w = std::make_unique<ringattn_world>();
+    w->device = device;
+    RETURN_IF_ERROR(CudaCheck(cudaSetDevice(device), "selecting the GPU"));
+    RETURN_IF_ERROR(CudaCheck(cudaStreamCreateWithFlags(&w->stream, cudaStreamNonBlocking),
+                              "creating the compute stream"));
+    ASSIGN_OR_RETURN(w->single,
+                     ringattn::comm::CreateNcclCommunicatorWithId(
+                         rank, world, {device, w->stream},
+                         absl::string_view(reinterpret_cast<const char*>(id),
+                                           static_cast<size_t>(std::max<int64_t>(id_bytes, 0))),
+                         absl::Seconds(timeout_s)));
+    *out = w.release();
+    return absl::OkStatus();
+  });
+}
+
 void ringattn_world_destroy(ringattn_world* world) { delete world; }
 
 ringattn_status ringattn_ring_create(ringattn_world* world, int32_t rank, const ringattn_config* c,
@@ -430,6 +582,21 @@ ringattn_status ringattn_ring_create(ringattn_world* world, int32_t rank, const 
                                          c->num_heads, c->num_kv_heads, c->head_dim};
     auto ring = std::make_unique<ringattn_ring>();
     ring->comm = world->threads ? &world->threads->rank(rank) : world->single.get();
+    if (world->device >= 0) {
+      ringattn::cuda::CudaBackendOptions options;
+      options.device = world->device;
+      options.stream = world->stream;
+      options.synchronous = false;  // NCCL orders transfers with the stream
+      config.backend = ringattn::cuda::CudaBackendFactory([options](int) { return options; });
+      ring->device = world->device;
+      ring->compute = world->stream;
+      RETURN_IF_ERROR(CudaCheck(cudaSetDevice(ring->device), "selecting the ring's GPU"));
+      RETURN_IF_ERROR(CudaCheck(cudaEventCreateWithFlags(&ring->handoff, cudaEventDisableTiming),
+                                "creating an event"));
+    }
+    ring->num_heads = c->num_heads;
+    ring->num_kv_heads = c->num_kv_heads;
+    ring->head_dim = c->head_dim;
     ASSIGN_OR_RETURN(ring->attention, ringattn::RingAttention::Create(*ring->comm, config, shape));
     const Fingerprint fingerprint = FingerprintOf(*c, config.layout.kind);
     ring->fingerprint.assign(fingerprint.begin(), fingerprint.end());
@@ -444,6 +611,22 @@ void ringattn_ring_abort(ringattn_ring* ring, const char* reason) {
   if (ring == nullptr) return;
   ring->comm->Abort(absl::AbortedError(
       absl::StrCat("rank ", ring->comm->rank(), " failed: ", reason == nullptr ? "" : reason)));
+}
+
+int32_t ringattn_ring_device(const ringattn_ring* ring) {
+  return ring == nullptr ? -1 : ring->device;
+}
+
+ringattn_status ringattn_ring_set_stream(ringattn_ring* ring, void* stream) {
+  return Guard([&]() -> absl::Status {
+    if (ring == nullptr) return absl::InvalidArgumentError("ring is NULL");
+    if (ring->device < 0) {
+      return absl::FailedPreconditionError(
+          "this ring runs the CPU backend; a CUDA stream is for rings of an NCCL world");
+    }
+    ring->caller = static_cast<cudaStream_t>(stream);
+    return absl::OkStatus();
+  });
 }
 
 int64_t ringattn_ring_local_seqlen(const ringattn_ring* ring) {
@@ -472,6 +655,17 @@ ringattn_status ringattn_forward(ringattn_ring* ring, const ringattn_tensor* q,
         ASSIGN_OR_RETURN(ringattn::RankTensor tk, TensorOf("k", k));
         ASSIGN_OR_RETURN(ringattn::RankTensor tv, TensorOf("v", v));
         RETURN_IF_ERROR(CheckSameProblem(ring));
+        if (ring->device >= 0) {
+          const ringattn::Layout& layout = ring->attention->schedule().layout();
+          const int64_t rows = layout.local_batch() * layout.local_seqlen();
+          const int64_t stats = rows * ring->num_heads;
+          const int64_t out_need = stats * ring->head_dim * ringattn::DTypeBytes(tq.dtype);
+          return RunOnDevice(
+              ring, {{"q", &tq}, {"k", &tk}, {"v", &tv}},
+              {{"out", out, out_bytes, out_need},
+               {"lse", lse, lse_count * int64_t{4}, stats * int64_t{4}}},
+              [&] { return ring->attention->ForwardInto(tq, tk, tv, out, lse).status(); });
+        }
         ASSIGN_OR_RETURN(ringattn::RankForward result, ring->attention->Forward(tq, tk, tv));
         RETURN_IF_ERROR(CopyOut("out", result.out, out, out_bytes));
         return CopyOut("lse", result.lse, lse, lse_count * static_cast<int64_t>(sizeof(float)));
@@ -481,15 +675,26 @@ ringattn_status ringattn_forward(ringattn_ring* ring, const ringattn_tensor* q,
 ringattn_status ringattn_backward(ringattn_ring* ring, const ringattn_tensor* dout, void* dq,
                                   int64_t dq_bytes, void* dk, int64_t dk_bytes, void* dv,
                                   int64_t dv_bytes) {
-  return AbortOnFailure(ring, Guard([&]() -> absl::Status {
-                          if (ring == nullptr) return absl::InvalidArgumentError("ring is NULL");
-                          ASSIGN_OR_RETURN(ringattn::RankTensor tdout, TensorOf("dout", dout));
-                          ASSIGN_OR_RETURN(ringattn::RankGrads grads,
-                                           ring->attention->Backward(tdout));
-                          RETURN_IF_ERROR(CopyOut("dq", grads.dq, dq, dq_bytes));
-                          RETURN_IF_ERROR(CopyOut("dk", grads.dk, dk, dk_bytes));
-                          return CopyOut("dv", grads.dv, dv, dv_bytes);
-                        }));
+  return AbortOnFailure(
+      ring, Guard([&]() -> absl::Status {
+        if (ring == nullptr) return absl::InvalidArgumentError("ring is NULL");
+        ASSIGN_OR_RETURN(ringattn::RankTensor tdout, TensorOf("dout", dout));
+        if (ring->device >= 0) {
+          const ringattn::Layout& layout = ring->attention->schedule().layout();
+          const int64_t rows = layout.local_batch() * layout.local_seqlen() * ring->head_dim *
+                               ringattn::DTypeBytes(tdout.dtype);
+          return RunOnDevice(
+              ring, {{"dout", &tdout}},
+              {{"dq", dq, dq_bytes, rows * ring->num_heads},
+               {"dk", dk, dk_bytes, rows * ring->num_kv_heads},
+               {"dv", dv, dv_bytes, rows * ring->num_kv_heads}},
+              [&] { return ring->attention->BackwardInto(tdout, dq, dk, dv).status(); });
+        }
+        ASSIGN_OR_RETURN(ringattn::RankGrads grads, ring->attention->Backward(tdout));
+        RETURN_IF_ERROR(CopyOut("dq", grads.dq, dq, dq_bytes));
+        RETURN_IF_ERROR(CopyOut("dk", grads.dk, dk, dk_bytes));
+        return CopyOut("dv", grads.dv, dv, dv_bytes);
+      }));
 }
 
 }  // extern "C"

@@ -16,7 +16,11 @@
  * layout shards (ringattn_ring_local_seqlen, ringattn_ring_position_ids;
  * position -1 is a padding row). Outputs are written dense in the input
  * dtype; LSE is float32 (local_batch, num_heads, local_seqlen).
- * The backend is the CPU one (the CUDA backend is not behind this ABI yet).
+ * Worlds of threads or of a caller's transport run the CPU backend on host
+ * memory. A world over NCCL (ringattn_nccl_world_create: one process per
+ * GPU) runs the CUDA backend: every tensor and output is then memory of
+ * that GPU, dense, and the passes are ordered with the caller's stream
+ * (ringattn_ring_set_stream).
  * Every call returns RINGATTN_OK or an error code; ringattn_last_error()
  * then gives the message (per thread, valid until the thread's next call).
  */
@@ -120,6 +124,16 @@ ringattn_status ringattn_transport_world_create(int32_t world, int32_t rank,
                                                 const ringattn_transport* transport,
                                                 ringattn_world** out);
 
+/* NCCL (one process per GPU, the CUDA backend). Rank 0 makes an id, every
+ * rank receives it (e.g. torch.distributed.broadcast_object_list) and
+ * creates its world on its GPU `device`; a silent or failed peer gives an
+ * error after timeout_s. */
+#define RINGATTN_NCCL_ID_BYTES 128
+ringattn_status ringattn_nccl_unique_id(uint8_t* id, int64_t id_bytes);
+ringattn_status ringattn_nccl_world_create(int32_t world, int32_t rank, const uint8_t* id,
+                                           int64_t id_bytes, int32_t device, double timeout_s,
+                                           ringattn_world** out);
+
 /* After every ring of the world is destroyed. */
 void ringattn_world_destroy(ringattn_world* world);
 
@@ -131,6 +145,15 @@ void ringattn_ring_destroy(ringattn_ring* ring);
  * RINGATTN_ABORTED at once instead of waiting out its timeout. A failed
  * ringattn_forward or ringattn_backward does this itself. */
 void ringattn_ring_abort(ringattn_ring* ring, const char* reason);
+
+/* The GPU a ring computes on, or -1 for the CPU backend. */
+int32_t ringattn_ring_device(const ringattn_ring* ring);
+/* GPU rings: the caller's CUDA stream (a cudaStream_t; NULL, the default,
+ * is the legacy default stream). ringattn_forward and ringattn_backward
+ * start after the work enqueued on it before the call, and its work
+ * enqueued after the call runs after their results are written; the calls
+ * themselves do not wait for the GPU to finish. */
+ringattn_status ringattn_ring_set_stream(ringattn_ring* ring, void* stream);
 
 /* Rows of every local tensor, and the batch rows. */
 int64_t ringattn_ring_local_seqlen(const ringattn_ring* ring);

@@ -3,6 +3,8 @@
 // bad arguments as error codes with messages.
 #include "ringattn_c.h"
 
+#include <cuda_runtime_api.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -376,6 +378,155 @@ TEST(RingattnCTest, BadArgumentsAreErrorsWithMessages) {
   EXPECT_THAT(ringattn_last_error(), HasSubstr("out has room for 4 bytes; expected 512"));
   ringattn_ring_destroy(ring);
   ringattn_world_destroy(world);
+}
+
+TEST(RingattnCTest, CpuRingsRefuseCudaCallsAndNcclChecksItsArguments) {
+  uint8_t id[RINGATTN_NCCL_ID_BYTES] = {};
+  EXPECT_EQ(ringattn_nccl_unique_id(id, 5), RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(ringattn_last_error(), HasSubstr("id has room for 5 bytes; expected"));
+  ringattn_world* world = nullptr;
+  EXPECT_EQ(ringattn_nccl_world_create(2, 0, id, RINGATTN_NCCL_ID_BYTES, 4096, 5.0, &world),
+            RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(ringattn_last_error(), HasSubstr("device 4096 does not exist"));
+  EXPECT_EQ(ringattn_nccl_world_create(2, 2, id, RINGATTN_NCCL_ID_BYTES, 0, 5.0, &world),
+            RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(ringattn_last_error(), HasSubstr("rank 2 is outside [0, world = 2)"));
+  ASSERT_EQ(ringattn_threads_world_create(1, 5.0, &world), RINGATTN_OK);
+  ringattn_config c{};
+  c.layout = RINGATTN_LAYOUT_RING;
+  c.world = 1;
+  c.batch = 1;
+  c.seqlen = 16;
+  c.num_heads = c.num_kv_heads = 1;
+  c.head_dim = 8;
+  c.window_left = c.window_right = -1;
+  ringattn_ring* ring = nullptr;
+  ASSERT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_OK) << ringattn_last_error();
+  EXPECT_EQ(ringattn_ring_device(ring), -1);
+  EXPECT_EQ(ringattn_ring_set_stream(ring, nullptr), RINGATTN_FAILED_PRECONDITION);
+  EXPECT_THAT(ringattn_last_error(), HasSubstr("runs the CPU backend"));
+  ringattn_ring_destroy(ring);
+  ringattn_world_destroy(world);
+}
+
+// A GPU ring through the C ABI: a one-rank NCCL world on GPU 0, float32
+// tensors in device memory, ordered with a stream of the caller's; O, LSE,
+// dQ, dK, dV against the fp64 oracle, and host pointers refused.
+TEST(RingattnCTest, NcclWorldRunsTheCudaBackendOnDeviceTensors) {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    cudaGetLastError();
+    GTEST_SKIP() << "no GPU";
+  }
+  uint8_t id[RINGATTN_NCCL_ID_BYTES];
+  ASSERT_EQ(ringattn_nccl_unique_id(id, sizeof id), RINGATTN_OK) << ringattn_last_error();
+  ringattn_world* world = nullptr;
+  ASSERT_EQ(ringattn_nccl_world_create(1, 0, id, sizeof id, 0, 60.0, &world), RINGATTN_OK)
+      << ringattn_last_error();
+  const int64_t s = 256, hq = 4, hk = 2, d = 64;
+  ringattn_config c{};
+  c.layout = RINGATTN_LAYOUT_ZIGZAG;
+  c.world = 1;
+  c.causal = 1;
+  c.window_left = c.window_right = -1;
+  c.batch = 1;
+  c.seqlen = s;
+  c.num_heads = hq;
+  c.num_kv_heads = hk;
+  c.head_dim = d;
+  ringattn_ring* ring = nullptr;
+  ASSERT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_OK) << ringattn_last_error();
+  EXPECT_EQ(ringattn_ring_device(ring), 0);
+  std::vector<int64_t> ids(s);
+  ASSERT_EQ(ringattn_ring_position_ids(ring, ids.data(), s), RINGATTN_OK);
+  const std::vector<float> q = RandomNormal<float>(s * hq * d, 1),
+                           k = RandomNormal<float>(s * hk * d, 2),
+                           v = RandomNormal<float>(s * hk * d, 3),
+                           dout = RandomNormal<float>(s * hq * d, 4);
+  // Local row i is global position ids[i] (one rank: a permutation).
+  const auto local = [&](const std::vector<float>& x, int64_t heads) {
+    std::vector<float> y(x.size());
+    for (int64_t i = 0; i < s; ++i) {
+      std::copy_n(&x[ids[i] * heads * d], heads * d, &y[i * heads * d]);
+    }
+    return y;
+  };
+  const auto to_device = [](const std::vector<float>& x) {
+    void* p = nullptr;
+    EXPECT_EQ(cudaMalloc(&p, x.size() * 4), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(p, x.data(), x.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+    return p;
+  };
+  // Inputs, then outputs (filled with inputs' bytes: they must be overwritten).
+  void* const gq = to_device(local(q, hq));
+  void* const gk = to_device(local(k, hk));
+  void* const gv = to_device(local(v, hk));
+  void* const gdout = to_device(local(dout, hq));
+  void* const gout = to_device(q);
+  void* const gdq = to_device(q);
+  void* const gdk = to_device(k);
+  void* const gdv = to_device(k);
+  float* const glse = static_cast<float*>(to_device(std::vector<float>(hq * s)));
+  const auto tensor = [&](void* p, int64_t heads) {
+    return ringattn_tensor{p, s * heads * d * 4, RINGATTN_FLOAT32, 0, s * heads * d, heads * d, d};
+  };
+  const ringattn_tensor tq = tensor(gq, hq), tk = tensor(gk, hk), tv = tensor(gv, hk),
+                        tdout = tensor(gdout, hq);
+  // Host memory is refused by name.
+  const ringattn_tensor host_q{q.data(), s * hq * d * 4, RINGATTN_FLOAT32, 0, s * hq * d, hq * d,
+                               d};
+  EXPECT_EQ(ringattn_forward(ring, &host_q, &tk, &tv, gout, s * hq * d * 4, glse, hq * s),
+            RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(ringattn_last_error(), HasSubstr("q is host memory; this ring runs on GPU 0"));
+  ringattn_ring_destroy(ring);  // the failed call aborted the world's ring
+  ringattn_world_destroy(world);
+  ASSERT_EQ(ringattn_nccl_unique_id(id, sizeof id), RINGATTN_OK) << ringattn_last_error();
+  ASSERT_EQ(ringattn_nccl_world_create(1, 0, id, sizeof id, 0, 60.0, &world), RINGATTN_OK)
+      << ringattn_last_error();
+  ASSERT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_OK) << ringattn_last_error();
+  cudaStream_t stream;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  ASSERT_EQ(ringattn_ring_set_stream(ring, stream), RINGATTN_OK);
+  ASSERT_EQ(ringattn_forward(ring, &tq, &tk, &tv, gout, s * hq * d * 4, glse, hq * s), RINGATTN_OK)
+      << ringattn_last_error();
+  ASSERT_EQ(ringattn_backward(ring, &tdout, gdq, s * hq * d * 4, gdk, s * hk * d * 4, gdv,
+                              s * hk * d * 4),
+            RINGATTN_OK)
+      << ringattn_last_error();
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  // Back to global order.
+  const auto global = [&](void* p, int64_t heads) {
+    std::vector<float> y(s * heads * d), x(s * heads * d);
+    EXPECT_EQ(cudaMemcpy(y.data(), p, y.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    for (int64_t i = 0; i < s; ++i)
+      std::copy_n(&y[i * heads * d], heads * d, &x[ids[i] * heads * d]);
+    return x;
+  };
+  std::vector<float> lse_local(hq * s), lse(hq * s);
+  ASSERT_EQ(cudaMemcpy(lse_local.data(), glse, lse.size() * 4, cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  for (int64_t h = 0; h < hq; ++h) {
+    for (int64_t i = 0; i < s; ++i) lse[h * s + ids[i]] = lse_local[h * s + i];
+  }
+  const AttentionShape shape{1, s, s, hq, hk, d};
+  const std::vector<double> q64(q.begin(), q.end()), k64(k.begin(), k.end()),
+      v64(v.begin(), v.end()), dout64(dout.begin(), dout.end());
+  const Mask mask = *Mask::Create({.causal = true}, 1, s, s);
+  const TensorStrides qs = DenseStrides(s, hq, d), ks = DenseStrides(s, hk, d);
+  const double scale = 1 / std::sqrt(static_cast<double>(d));
+  const cpu::AttentionOutput<double> o =
+      *cpu::NaiveForward<double>(shape, {q64, qs}, {k64, ks}, {v64, ks}, mask, scale);
+  const cpu::AttentionGrads<double> grads = *cpu::NaiveBackward<double>(
+      shape, {q64, qs}, {k64, ks}, {v64, ks}, {o.out, qs}, o.lse, {dout64, qs}, mask, scale);
+  EXPECT_LE(MaxRelError(global(gout, hq), o.out), 1e-5);
+  EXPECT_LE(MaxRelError(lse, o.lse), 1e-4);
+  EXPECT_LE(MaxRelError(global(gdq, hq), grads.dq), 1e-5);
+  EXPECT_LE(MaxRelError(global(gdk, hk), grads.dk), 1e-5);
+  EXPECT_LE(MaxRelError(global(gdv, hk), grads.dv), 1e-5);
+  ringattn_ring_destroy(ring);
+  ringattn_world_destroy(world);
+  cudaStreamDestroy(stream);
+  for (void* p : {gq, gk, gv, gdout, gout, gdq, gdk, gdv, static_cast<void*>(glse)}) cudaFree(p);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -312,6 +313,40 @@ NcclWorld::~NcclWorld() = default;
 int NcclWorld::world() const { return static_cast<int>(ranks_.size()); }
 Communicator& NcclWorld::rank(int r) { return *ranks_.at(r); }
 
+absl::StatusOr<std::string> NewNcclUniqueId() {
+  ASSIGN_OR_RETURN(const Nccl* nccl, LoadNccl());
+  ncclUniqueId id;
+  RETURN_IF_ERROR(NcclStatus(*nccl, nccl->GetUniqueId(&id), nullptr, "ncclGetUniqueId"));
+  return std::string(reinterpret_cast<const char*>(&id), sizeof(id));
+}
+
+absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicatorWithId(
+    int rank, int world, CudaPlacement placement, absl::string_view unique_id,
+    absl::Duration timeout) {
+  if (world < 1 || rank < 0 || rank >= world) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rank ", rank, " of world ", world, "; expected 0 <= rank < world"));
+  }
+  ncclUniqueId id;
+  if (unique_id.size() != sizeof(id)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the NCCL unique id has ", unique_id.size(), " bytes; expected ", sizeof(id)));
+  }
+  std::memcpy(&id, unique_id.data(), sizeof(id));
+  ApplyChunkSizeDefault(world);
+  ASSIGN_OR_RETURN(const Nccl* nccl, LoadNccl());
+  const Nccl& n = *nccl;
+  auto comm = std::make_unique<NcclRank>(rank, world, placement, timeout,
+                                         std::make_shared<AbortFlag>(), &n);
+  RETURN_IF_ERROR(comm->InitStreams());
+  ncclConfig_t config = NonBlockingConfig();
+  cudaSetDevice(placement.device);
+  RETURN_IF_ERROR(NcclStatus(n, n.CommInitRankConfig(comm->comm_slot(), world, id, rank, &config),
+                             nullptr, "ncclCommInitRankConfig"));
+  RETURN_IF_ERROR(comm->WaitInit());
+  return std::unique_ptr<Communicator>(std::move(comm));
+}
+
 absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(int rank, int world,
                                                                      CudaPlacement placement,
                                                                      const std::string& id_file,
@@ -325,21 +360,18 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(int rank, i
         "one process per GPU needs --nccl_id_file: a fresh path on a filesystem every "
         "process sees");
   }
-  ApplyChunkSizeDefault(world);
-  ASSIGN_OR_RETURN(const Nccl* nccl, LoadNccl());
-  const Nccl& n = *nccl;
-  ncclUniqueId id;
+  std::string id;
   namespace fs = std::filesystem;
   if (rank == 0) {
     if (fs::exists(id_file)) {
       return absl::AlreadyExistsError(absl::StrCat(
           id_file, " exists (from an earlier run?); expected a fresh path for the NCCL id"));
     }
-    RETURN_IF_ERROR(NcclStatus(n, n.GetUniqueId(&id), nullptr, "ncclGetUniqueId"));
+    ASSIGN_OR_RETURN(id, NewNcclUniqueId());
     const std::string tmp = absl::StrCat(id_file, ".tmp");
     {
       std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      out.write(reinterpret_cast<const char*>(&id), sizeof(id));
+      out.write(id.data(), static_cast<std::streamsize>(id.size()));
       if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
     }
     std::error_code ec;
@@ -350,9 +382,10 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(int rank, i
     }
   } else {
     const absl::Time deadline = absl::Now() + timeout;
+    id.resize(sizeof(ncclUniqueId));
     while (true) {
       std::ifstream in(id_file, std::ios::binary);
-      if (in && in.read(reinterpret_cast<char*>(&id), sizeof(id))) break;
+      if (in && in.read(id.data(), static_cast<std::streamsize>(id.size()))) break;
       if (absl::Now() > deadline) {
         return absl::DeadlineExceededError(absl::StrCat("rank ", rank, ": no NCCL id in ", id_file,
                                                         " after ", absl::FormatDuration(timeout),
@@ -361,15 +394,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(int rank, i
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   }
-  auto comm = std::make_unique<NcclRank>(rank, world, placement, timeout,
-                                         std::make_shared<AbortFlag>(), &n);
-  RETURN_IF_ERROR(comm->InitStreams());
-  ncclConfig_t config = NonBlockingConfig();
-  cudaSetDevice(placement.device);
-  RETURN_IF_ERROR(NcclStatus(n, n.CommInitRankConfig(comm->comm_slot(), world, id, rank, &config),
-                             nullptr, "ncclCommInitRankConfig"));
-  RETURN_IF_ERROR(comm->WaitInit());
-  return std::unique_ptr<Communicator>(std::move(comm));
+  return CreateNcclCommunicatorWithId(rank, world, placement, id, timeout);
 }
 
 }  // namespace ringattn::comm

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "comm/cuda_communicator.h"
 #include "core/communicator.h"
@@ -43,6 +44,18 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicator(int rank, i
                                                                      CudaPlacement placement,
                                                                      const std::string& id_file,
                                                                      absl::Duration timeout);
+
+// A fresh NCCL unique id (ncclGetUniqueId's bytes) for rank 0 to hand to
+// every rank (e.g. through torch.distributed). Errors: Unavailable without
+// libnccl.so.2, Internal for NCCL errors.
+absl::StatusOr<std::string> NewNcclUniqueId();
+
+// One process per GPU with the id every rank was given: what
+// CreateNcclCommunicator does after reading the id file. Errors: as there,
+// and InvalidArgument for an id of the wrong size.
+absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicatorWithId(
+    int rank, int world, CudaPlacement placement, absl::string_view unique_id,
+    absl::Duration timeout);
 
 // NCCL's P2P chunk size for a ring of `world` ranks when the user set none
 // (`current`: NCCL_P2P_NVL_CHUNKSIZE's value, or null), or "" to leave

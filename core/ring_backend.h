@@ -97,13 +97,15 @@ inline absl::Status ValidateVisitingBlock(const KvBlock& kv, int64_t num_kv_head
   return absl::OkStatus();
 }
 
-// One rank's dense local tensors in host memory, (local_batch,
-// local_seqlen, heads, head_dim) in `dtype`: what Layout::Shard gives.
+// One rank's dense local tensors, (local_batch, local_seqlen, heads,
+// head_dim) in `dtype`: what Layout::Shard gives. In host memory, or with
+// `device`, in the memory of the GPU a CUDA backend runs on.
 struct RankInputs {
   DType dtype = DType::kFloat32;
   absl::Span<const uint8_t> q;
   absl::Span<const uint8_t> k;
   absl::Span<const uint8_t> v;
+  bool device = false;
 };
 
 // A RingBackend that holds one rank's inputs and hands back its results in
@@ -124,6 +126,18 @@ class RankBackend : public RingBackend {
   virtual absl::StatusOr<std::vector<uint8_t>> Dq() = 0;
   virtual absl::StatusOr<std::vector<uint8_t>> Dk() = 0;
   virtual absl::StatusOr<std::vector<uint8_t>> Dv() = 0;
+
+  // Results left where the backend computed them, for callers whose
+  // tensors live there too (a GPU's memory: torch CUDA tensors): O in the
+  // input dtype and LSE in fp32 into `out` and `lse`, or dQ, dK, dV in the
+  // input dtype, dense, enqueued on the backend's stream. Errors:
+  // Unimplemented for a backend whose results are host memory.
+  virtual absl::Status WriteOutputs(void* out, float* lse) {
+    return absl::UnimplementedError("this backend's results are in host memory: use Out()");
+  }
+  virtual absl::Status WriteGrads(void* dq, void* dk, void* dv) {
+    return absl::UnimplementedError("this backend's results are in host memory: use Dq()");
+  }
 };
 
 // Makes one rank's RankBackend from its schedule, rank, global shape,

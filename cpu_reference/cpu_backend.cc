@@ -300,6 +300,11 @@ absl::StatusOr<std::unique_ptr<CpuRingBackend>> CpuRingBackend::Create(const Sch
   RETURN_IF_ERROR(layout.CheckRank(rank));
   RETURN_IF_ERROR(schedule.CheckShape(shape));
   RETURN_IF_ERROR(ValidateSoftmaxScale(softmax_scale));
+  if (inputs.device) {
+    return absl::InvalidArgumentError(
+        "the inputs are in GPU memory; the CPU backend takes host memory (run the CUDA backend, "
+        "or copy the tensors to the host)");
+  }
   const int64_t local = layout.local_batch() * layout.local_seqlen() * shape.head_dim;
   RETURN_IF_ERROR(CheckBytes("q", inputs.q.size(), local * shape.num_heads, inputs.dtype));
   for (const auto& [name, bytes] :

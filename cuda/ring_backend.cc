@@ -352,6 +352,32 @@ class Backend final : public CudaRingBackend {
     RETURN_IF_ERROR(Copy(lse.data(), state_lse_.get(), lse.size() * 4, "copying LSE to the host"));
     return lse;
   }
+  absl::Status WriteOutputs(void* out, float* lse) override {
+    if (!forward_done_) return absl::FailedPreconditionError("no forward pass has run");
+    if (out == nullptr || lse == nullptr) {
+      return absl::InvalidArgumentError("out and lse must be GPU buffers, not NULL");
+    }
+    RETURN_IF_ERROR(Device());
+    RETURN_IF_ERROR(Check(
+        cudaMemcpyAsync(out, out_.get(), out_.bytes(), cudaMemcpyDefault, stream_), "copying O"));
+    return Finish(
+        cudaMemcpyAsync(lse, state_lse_.get(), StatElements() * 4, cudaMemcpyDefault, stream_),
+        "copying LSE");
+  }
+  absl::Status WriteGrads(void* dq, void* dk, void* dv) override {
+    if (!backward_done_) return absl::FailedPreconditionError("no backward pass has run");
+    if (dq == nullptr || dk == nullptr || dv == nullptr) {
+      return absl::InvalidArgumentError("dq, dk and dv must be GPU buffers, not NULL");
+    }
+    RETURN_IF_ERROR(Device());
+    for (auto [f32, to, elements] :
+         {std::tuple{&dq_, dq, QElements()}, std::tuple{&dk_, dk, KvFullElements(1)},
+          std::tuple{&dv_, dv, KvFullElements(1)}}) {
+      RETURN_IF_ERROR(Check(LaunchConvertF32(type_, f32->get<float>(), to, elements, stream_),
+                            "converting a gradient to the input dtype"));
+    }
+    return Finish(cudaSuccess, "writing the gradients");
+  }
   absl::StatusOr<std::vector<uint8_t>> Dq() override { return Grad(dq_, QElements()); }
   absl::StatusOr<std::vector<uint8_t>> Dk() override { return Grad(dk_, KvFullElements(1)); }
   absl::StatusOr<std::vector<uint8_t>> Dv() override { return Grad(dv_, KvFullElements(1)); }

@@ -11,8 +11,9 @@
 Arrays are numpy arrays of float32, float64 or float16 with unit stride in
 the head dimension (any other strides). Bad arguments raise ValueError with
 ringattn's message; other failures (a peer that fails or goes silent)
-RuntimeError. The CPU backend only, so far. ring-flash-attention's
-functions on torch tensors are in ringattn.functions.
+RuntimeError. Rings of a World run the CPU backend on numpy arrays; those
+of World.over_nccl run the CUDA backend on GPU memory (torch CUDA tensors
+through ringattn.functions, which holds ring-flash-attention's functions).
 """
 
 import ctypes
@@ -49,6 +50,8 @@ class World(_Handle):
     ringattn.distributed for torch.distributed process groups)."""
 
     _destroy = staticmethod(_capi.lib.ringattn_world_destroy)
+    device = None  # the GPU of an NCCL world; None: the CPU backend
+    failed = False  # a pass failed on it (its peers were told to stop)
 
     def __init__(self, world, timeout_s=120.0):
         handle = ctypes.c_void_p()
@@ -56,6 +59,29 @@ class World(_Handle):
                                                             ctypes.byref(handle)))
         self._handle = handle
         self.size = world
+
+    @staticmethod
+    def nccl_unique_id():
+        """A fresh NCCL id (bytes) for World.over_nccl: rank 0 makes it and
+        hands it to every rank."""
+        buffer = (ctypes.c_uint8 * _capi.NCCL_ID_BYTES)()
+        _capi.check(_capi.lib.ringattn_nccl_unique_id(buffer, _capi.NCCL_ID_BYTES))
+        return bytes(buffer)
+
+    @classmethod
+    def over_nccl(cls, world, rank, unique_id, device, timeout_s=120.0):
+        """Rank `rank` of `world`, this process on GPU `device` (an int),
+        over NCCL with rank 0's nccl_unique_id(): its rings run the CUDA
+        backend on tensors of that GPU."""
+        self = cls.__new__(cls)
+        handle = ctypes.c_void_p()
+        id_buffer = (ctypes.c_uint8 * len(unique_id)).from_buffer_copy(unique_id)
+        _capi.check(_capi.lib.ringattn_nccl_world_create(
+            world, rank, id_buffer, len(unique_id), device, timeout_s, ctypes.byref(handle)))
+        self._handle = handle
+        self.size = world
+        self.device = device
+        return self
 
     @classmethod
     def over_transport(cls, world, rank, transport):
@@ -103,6 +129,12 @@ class Ring(_Handle):
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, c.num_kv_heads, head_dim
         self.local_seqlen = _capi.lib.ringattn_ring_local_seqlen(handle)
         self.local_batch = _capi.lib.ringattn_ring_local_batch(handle)
+
+    def set_stream(self, stream):
+        """GPU rings: the caller's CUDA stream (an int cudaStream_t, e.g.
+        torch.cuda.current_stream().cuda_stream) that forward and backward
+        follow and that waits for their results."""
+        _capi.check(_capi.lib.ringattn_ring_set_stream(self._handle, stream))
 
     def abort(self, reason):
         """Fails the world: peers waiting on this rank get an error at once."""

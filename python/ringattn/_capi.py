@@ -6,6 +6,7 @@ import os
 LAYOUTS = {"ring": 0, "zigzag": 1, "stripe": 2, "llama3": 3, "balanced": 4}
 DTYPES = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
 _INVALID_ARGUMENT = 3
+NCCL_ID_BYTES = 128  # RINGATTN_NCCL_ID_BYTES
 
 
 class Config(ctypes.Structure):
@@ -64,6 +65,9 @@ def _load():
     lib.ringattn_threads_world_create.argtypes = [i32, ctypes.c_double, ctypes.POINTER(p)]
     lib.ringattn_transport_world_create.argtypes = [i32, i32, ctypes.POINTER(Transport),
                                                     ctypes.POINTER(p)]
+    lib.ringattn_nccl_unique_id.argtypes = [p, i64]
+    lib.ringattn_nccl_world_create.argtypes = [i32, i32, p, i64, i32, ctypes.c_double,
+                                               ctypes.POINTER(p)]
     lib.ringattn_world_destroy.argtypes = [p]
     lib.ringattn_world_destroy.restype = None
     lib.ringattn_ring_create.argtypes = [p, i32, ctypes.POINTER(Config), ctypes.POINTER(p)]
@@ -71,6 +75,9 @@ def _load():
     lib.ringattn_ring_destroy.restype = None
     lib.ringattn_ring_abort.argtypes = [p, ctypes.c_char_p]
     lib.ringattn_ring_abort.restype = None
+    lib.ringattn_ring_device.argtypes = [p]
+    lib.ringattn_ring_device.restype = i32
+    lib.ringattn_ring_set_stream.argtypes = [p, p]
     lib.ringattn_ring_local_seqlen.argtypes = [p]
     lib.ringattn_ring_local_seqlen.restype = i64
     lib.ringattn_ring_local_batch.argtypes = [p]

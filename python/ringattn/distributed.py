@@ -8,7 +8,10 @@ backend with isend/irecv. CPU tensors need a group that moves CPU tensors
                                                   # group=None: the default group
 
 process_group_world(group) is the ringattn.World of this process's rank in
-`group`, created once per group. A rank that fails stops its own ring; its
+`group`, created once per group (again after a failed pass: a failure
+stops the World on every rank); process_group_world(group, device=) for
+CUDA tensors is a World over ringattn's own NCCL communicator on that GPU
+(its id broadcast through `group`), created once per group and device. A rank that fails stops its own ring; its
 peers, waiting for its messages, raise RuntimeError when `timeout_s` passes
 (the process group has no channel to abort them sooner).
 """
@@ -22,7 +25,7 @@ import torch.distributed as dist
 
 from . import World, _capi
 
-_worlds = {}  # id(group) -> (group, World)
+_worlds = {}  # (id(group), device) -> (group, World)
 _lock = threading.Lock()
 
 
@@ -81,19 +84,36 @@ class _GroupTransport:
         pass  # peers learn of it by their own timeout (see the module's text)
 
 
-def process_group_world(group=None, timeout_s=120.0):
+def process_group_world(group=None, timeout_s=120.0, device=None):
     """The World of this process's rank in `group` (default: the default
-    group), created on first use with `timeout_s` and cached per group."""
+    group), created on first use with `timeout_s` and cached per group: over
+    the group's isend/irecv (CPU tensors), or with a CUDA `device` (a
+    torch.device) over NCCL on that GPU."""
     if not (dist.is_available() and dist.is_initialized()):
         raise ValueError("ringattn: torch.distributed is not initialized "
                          "(init_process_group first, e.g. under torchrun)")
     group = dist.group.WORLD if group is None else group
+    index = None
+    if device is not None:
+        index = device.index if device.index is not None else torch.cuda.current_device()
+    key = (id(group), index)
     with _lock:
-        cached = _worlds.get(id(group))
-        if cached is not None and cached[0] is group:
+        cached = _worlds.get(key)
+        if cached is not None and cached[0] is group and not cached[1].failed:
             return cached[1]
-        transport = _GroupTransport(group, timeout_s)
-        world = World.over_transport(dist.get_world_size(group), dist.get_rank(group),
-                                     transport.struct)
-        _worlds[id(group)] = (group, world)
+        size, rank = dist.get_world_size(group), dist.get_rank(group)
+        if index is None:
+            transport = _GroupTransport(group, timeout_s)
+            world = World.over_transport(size, rank, transport.struct)
+        else:
+            # Rank 0's NCCL id to every rank, through the group itself.
+            ids = [World.nccl_unique_id() if rank == 0 else None]
+            source = (dist.get_global_rank(group, 0) if hasattr(dist, "get_global_rank")
+                      else dist.distributed_c10d._get_global_rank(group, 0))
+            backend = dist.get_backend(group)
+            dist.broadcast_object_list(
+                ids, src=source, group=group,
+                device=torch.device("cuda", index) if backend == "nccl" else None)
+            world = World.over_nccl(size, rank, ids[0], index, timeout_s)
+        _worlds[key] = (group, world)
         return world

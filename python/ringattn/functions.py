@@ -12,9 +12,13 @@ module's llama3_flash_attn_prepare_cu_seqlens (any total length). `group`
 is a torch.distributed process group (None: the default
 group; one rank per process, e.g. under torchrun; CPU tensors need gloo:
 ringattn.distributed) or a ringattn.functions.Group (a World of W ranks as
-threads of this process and this thread's rank). CUDA tensors are not
-supported yet (ValueError), and dropout and ALiBi raise ValueError (never
-silently ignored).
+threads of this process and this thread's rank). CUDA tensors run the CUDA
+backend on their GPU, one process per GPU (a torch.distributed group of any
+backend: ringattn creates its own NCCL communicator once per group and
+device, with the id broadcast through the group), ordered with
+torch.cuda.current_stream(); non-contiguous CUDA tensors are copied to
+contiguous ones once. Dropout and ALiBi raise ValueError (never silently
+ignored).
 """
 
 import ctypes
@@ -35,10 +39,17 @@ class Group:
         self.world, self.rank = world, rank
 
 
-def _group(group):
+def _group(group, device=None):
     """The Group of `group`: a ringattn Group as it is; a torch.distributed
-    process group (None: the default one) as this process's rank in it."""
+    process group (None: the default one) as this process's rank in it,
+    over the group's transport, or for a CUDA `device` over NCCL."""
     if isinstance(group, Group):
+        want = device.index if device is not None and device.type == "cuda" else None
+        if group.world.device != want:
+            raise ValueError(f"ringattn: the tensors are on {device}, the group's world on "
+                             f"{'the CPU' if group.world.device is None else 'cuda:%d' % group.world.device}"
+                             "; CUDA tensors need a torch.distributed process group (one process "
+                             "per GPU)")
         return group
     import torch.distributed as dist
     if group is None or isinstance(group, dist.ProcessGroup):
@@ -46,16 +57,24 @@ def _group(group):
             raise ValueError("ringattn: group is None and torch.distributed is not initialized; "
                              "expected a ringattn.functions.Group, or init_process_group first")
         from . import distributed
-        return Group(distributed.process_group_world(group),
+        cuda = device if device is not None and device.type == "cuda" else None
+        return Group(distributed.process_group_world(group, device=cuda),
                      dist.get_rank(dist.group.WORLD if group is None else group))
     raise ValueError(f"ringattn: group is a {type(group).__name__}; expected a "
                      "torch.distributed process group (None: the default one) or a "
                      "ringattn.functions.Group")
 
 
+def _check_devices(tensors):
+    """Every named tensor on the first one's device (dtypes: the C ABI)."""
+    (first_name, first), *rest = tensors
+    for name, x in rest:
+        if x.device != first.device:
+            raise ValueError(f"ringattn: {name} is on {x.device} and {first_name} on "
+                             f"{first.device}; expected every tensor on one device")
+
+
 def _tensor(name, x):
-    if x.device.type != "cpu":
-        raise ValueError(f"ringattn: {name} is on {x.device}; only CPU tensors are supported yet")
     if x.dtype not in _TORCH_DTYPES:
         raise ValueError(f"ringattn: {name} has dtype {x.dtype}; expected float32, float64, "
                          "float16 or bfloat16")
@@ -74,6 +93,7 @@ class _RingAttnFunc(torch.autograd.Function):
     def forward(ctx, q, k, v, layout, softmax_scale, causal, window_size, group, cu_seqlens,
                 kv_heads_per_group):
         batch, rows, heads, dim = q.shape
+        cuda = q.device.type == "cuda"
         world = group.world.size
         seqlen = cu_seqlens[-1] if cu_seqlens else rows * world
         ring = Ring(group.world, group.rank, layout=layout, batch=batch, seqlen=seqlen,
@@ -82,6 +102,7 @@ class _RingAttnFunc(torch.autograd.Function):
                     cu_seqlens=list(cu_seqlens) if cu_seqlens else None,
                     kv_heads_per_group=kv_heads_per_group)
         try:
+            _check_devices((("q", q), ("k", k), ("v", v)))
             real = int((ring.position_ids() >= 0).sum())
             if rows not in (ring.local_seqlen, real):
                 raise ValueError(f"ringattn: {rows} local rows, but the {layout} layout gives "
@@ -91,15 +112,21 @@ class _RingAttnFunc(torch.autograd.Function):
             pad = ring.local_seqlen - rows
             padded = [torch.nn.functional.pad(x, (0, 0, 0, 0, 0, pad)) if pad else x
                       for x in (q, k, v)]
-            out = torch.empty((batch, ring.local_seqlen, heads, dim), dtype=q.dtype)
-            lse = torch.empty((batch, heads, ring.local_seqlen), dtype=torch.float32)
+            if cuda:  # the CUDA backend reads dense tensors on their GPU
+                padded = [x.contiguous() for x in padded]
+                ring.set_stream(torch.cuda.current_stream(q.device).cuda_stream)
+            out = torch.empty((batch, ring.local_seqlen, heads, dim), dtype=q.dtype,
+                              device=q.device)
+            lse = torch.empty((batch, heads, ring.local_seqlen), dtype=torch.float32,
+                              device=q.device)
             tensors = [_tensor(n, x) for n, x in zip(("q", "k", "v"), padded)]
+            _capi.check(_capi.lib.ringattn_forward(
+                ring._handle, *[ctypes.byref(t) for t in tensors], out.data_ptr(),
+                out.numel() * out.element_size(), lse.data_ptr(), lse.numel()))
         except Exception as e:
             ring.abort(e)  # the peers stop waiting for this rank
+            group.world.failed = True  # a process group's next call makes a new World
             raise
-        _capi.check(_capi.lib.ringattn_forward(
-            ring._handle, *[ctypes.byref(t) for t in tensors], out.data_ptr(),
-            out.numel() * out.element_size(), lse.data_ptr(), lse.numel()))
         ctx.ring = ring
         ctx.kv_shape = k.shape
         ctx.pad = pad
@@ -114,14 +141,22 @@ class _RingAttnFunc(torch.autograd.Function):
         dout = dout.contiguous()
         batch, rows, kv_heads, dim = ctx.kv_shape
         dq = torch.empty_like(dout)
-        dk = torch.empty((batch, rows + ctx.pad, kv_heads, dim), dtype=dout.dtype)
+        dk = torch.empty((batch, rows + ctx.pad, kv_heads, dim), dtype=dout.dtype,
+                         device=dout.device)
         dv = torch.empty_like(dk)
         t = _tensor("dout", dout)
-        _capi.check(_capi.lib.ringattn_backward(
-            ctx.ring._handle, ctypes.byref(t), dq.data_ptr(), dq.numel() * dq.element_size(),
-            dk.data_ptr(), dk.numel() * dk.element_size(), dv.data_ptr(),
-            dv.numel() * dv.element_size()))
-        ctx.ring.close()
+        if dout.is_cuda:
+            ctx.ring.set_stream(torch.cuda.current_stream(dout.device).cuda_stream)
+        try:
+            _capi.check(_capi.lib.ringattn_backward(
+                ctx.ring._handle, ctypes.byref(t), dq.data_ptr(), dq.numel() * dq.element_size(),
+                dk.data_ptr(), dk.numel() * dk.element_size(), dv.data_ptr(),
+                dv.numel() * dv.element_size()))
+        except Exception:
+            ctx.ring._world.failed = True
+            raise
+        finally:
+            ctx.ring.close()
         return (dq[:, :rows], dk[:, :rows], dv[:, :rows], None, None, None, None, None, None,
                 None)
 
@@ -133,7 +168,7 @@ def _attention(layout, q, k, v, dropout_p, softmax_scale, causal, window_size, a
                          "(expected 0)")
     if alibi_slopes is not None:
         raise ValueError("ringattn: ALiBi slopes are not supported (expected None)")
-    group = _group(group)
+    group = _group(group, q.device)
     scale = 0.0 if softmax_scale is None else float(softmax_scale)
     out, lse = _RingAttnFunc.apply(q, k, v, layout, scale, causal, tuple(window_size), group,
                                    cu_seqlens, kv_heads_per_group)
@@ -148,7 +183,7 @@ def _varlen(layout, q, k, v, cu_seqlens, max_seqlen, dropout_p, softmax_scale, c
     evenly over the ranks, so the global boundaries are the local ones x W);
     or, for documents of any length, `global_cu_seqlens` (the local rows are
     then the layout's, ringattn.Ring.position_ids)."""
-    group = _group(group)
+    group = _group(group, q.device)
     if global_cu_seqlens is None:
         world = group.world.size
         global_cu_seqlens = [int(x) * world for x in cu_seqlens]
@@ -365,15 +400,17 @@ def unshard(local, layout, seqlen, group=None, cu_seqlens=None, stripe_width=1, 
         if local.shape[dim] != mine.numel():
             raise ValueError(f"ringattn: local has {local.shape[dim]} rows along dim {dim}; "
                              f"the {layout} layout gives this rank {mine.numel()}")
-        rows = torch.tensor([mine.numel()])  # the longest shard: all_gather takes one size
+        # The longest shard (all_gather takes one size), on the shard's device
+        # (an NCCL group moves CUDA tensors only).
+        rows = torch.tensor([mine.numel()], device=local.device)
         dist.all_reduce(rows, op=dist.ReduceOp.MAX, group=pg)
         rows = int(rows)
         shape = list(local.shape)
         shape[dim] = rows
         padded = torch.zeros(shape, dtype=local.dtype, device=local.device)
         padded.narrow(dim, 0, mine.numel()).copy_(local)
-        padded_ids = torch.full((rows,), -1, dtype=torch.int64)
-        padded_ids[:mine.numel()] = mine
+        padded_ids = torch.full((rows,), -1, dtype=torch.int64, device=local.device)
+        padded_ids[:mine.numel()] = mine.to(local.device)
         parts = [torch.empty_like(padded) for _ in range(g.world.size)]
         all_ids = [torch.empty_like(padded_ids) for _ in range(g.world.size)]
         dist.all_gather(parts, padded, group=pg)

@@ -1,0 +1,186 @@
+"""ringattn.functions on CUDA tensors, one process per GPU (run it under
+torchrun on a machine with GPUs; //python:cuda_test runs it on every
+visible GPU):
+
+    RINGATTN_LIB=... PYTHONPATH=python torchrun --nproc_per_node=N python/cuda_test.py
+
+For every layout (zigzag, ring, stripe, balanced; llama3 and zigzag on
+documents of any length) x GQA: forward and gradients on each rank's shard
+against torch SDPA in float64 on the full sequence, in float32 (<= 1e-5
+max relative) and bfloat16 (norm-relative error no worse than 1.25x SDPA's
+own bfloat16 kernel against the same float64 result); bad input raises
+ValueError; then the Python entry's fwd+bwd time on the seed's shape
+(--bench_tokens per rank, 32 heads, d128, bf16, zigzag, causal), printed
+for the overhead against ring_bench on the same shape.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as torch_f
+
+from ringattn import functions as F
+
+
+def sdpa(q, k, v, causal, cu=None):
+    """SDPA over (1, seqlen, heads, dim) tensors, kv heads repeated for GQA;
+    documents as a block-diagonal (and causal) boolean mask."""
+    group = q.shape[2] // k.shape[2]
+    q, k, v = (x.transpose(1, 2) for x in (q, k, v))
+    k, v = (x.repeat_interleave(group, dim=1) for x in (k, v))
+    if cu is None:
+        out = torch_f.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    else:
+        n = q.shape[2]
+        doc = torch.zeros(n, dtype=torch.long, device=q.device)
+        for b in cu[1:-1]:
+            doc[b:] += 1
+        allowed = doc[:, None] == doc[None, :]
+        if causal:
+            allowed &= torch.ones(n, n, dtype=torch.bool, device=q.device).tril()
+        out = torch_f.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    return out.transpose(1, 2)
+
+
+def grads_of(fn, inputs, dout):
+    xs = [x.detach().clone().requires_grad_() for x in inputs]
+    out = fn(*xs)
+    out.backward(dout)
+    return [out.detach()] + [x.grad for x in xs]
+
+
+def norm_rel(a, b):
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+def check(name, dtype, seqlen, heads, kv_heads, dim, causal, device, cu=None):
+    torch.manual_seed(0)  # the same global tensors on every rank
+    full = [torch.randn(1, seqlen, h, dim, dtype=torch.float64, device=device)
+            for h in (heads, kv_heads, kv_heads, heads)]
+    q, k, v, dout = full
+    layout = name.split("_")[0]
+    exact = grads_of(lambda a, b, c: sdpa(a, b, c, causal, cu), (q, k, v), dout)
+
+    real = F.position_ids(layout, seqlen, cu_seqlens=cu).to(device)
+    local = [x[:, real].to(dtype) for x in (q, k, v)]
+
+    def ours(a, b, c):
+        if name == "llama3":
+            world, rank = dist.get_world_size(), dist.get_rank()
+            *_, k_slice = F.llama3_flash_attn_prepare_cu_seqlens(
+                torch.tensor(cu, dtype=torch.int32), causal, rank, world)
+            return F.llama3_flash_attn_varlen_func(a[0], b[0], c[0], None, None, 0, 0,
+                                                   max(1, kv_heads // 2), k_slice,
+                                                   causal=causal).unsqueeze(0)
+        prefix = {"ring": "ring_flash_attn", "zigzag": "zigzag_ring_flash_attn",
+                  "stripe": "stripe_flash_attn", "balanced": "balanced_flash_attn"}[layout]
+        if cu is not None:
+            return getattr(F, f"{prefix}_varlen_func")(
+                a[0], b[0], c[0], None, 0, causal=causal, global_cu_seqlens=cu).unsqueeze(0)
+        return getattr(F, f"{prefix}_func")(a, b, c, causal=causal)
+
+    mine = grads_of(ours, local, dout[:, real].to(dtype))
+    assert all(x.is_cuda and x.dtype == dtype for x in mine), "results stay on the GPU"
+    flat = torch.cat([x[0].flatten(1).double() for x in mine], 1)
+    got = F.unshard(flat, layout, seqlen, cu_seqlens=cu, dim=0)
+    want = torch.cat([x[0].flatten(1) for x in exact], 1)
+    sizes = [heads * dim, kv_heads * dim, kv_heads * dim, heads * dim]
+    parts = list(zip(("out", "dq", "dk", "dv"), got.split([sizes[0], sizes[0], sizes[1],
+                                                          sizes[2]], 1),
+                     want.split([sizes[0], sizes[0], sizes[1], sizes[2]], 1)))
+    if dtype == torch.float32:
+        errors = {n: float((a - b).abs().max() / b.abs().max()) for n, a, b in parts}
+        bound = {n: 1e-5 for n in errors}
+        kind = "max rel"
+    else:
+        # SDPA's own error in this dtype, against the same float64 result.
+        theirs = grads_of(lambda a, b, c: sdpa(a, b, c, causal, cu),
+                          [x.to(dtype) for x in (q, k, v)], dout.to(dtype))
+        errors = {n: norm_rel(a, b) for n, a, b in parts}
+        bound = {n: 1.25 * norm_rel(t, e) + 1e-6
+                 for n, t, e in zip(errors, theirs, exact)}
+        kind = "norm rel"
+    if dist.get_rank() == 0:
+        print(f"{name:<14} {str(dtype):<15} W={dist.get_world_size()} h{heads}/{kv_heads} "
+              f"d{dim} causal={causal} {'docs ' + str(len(cu) - 1) if cu else '':8} {kind}: " +
+              " ".join(f"{n} {errors[n]:.2e} (<= {bound[n]:.2e})" for n in errors), flush=True)
+    for n in errors:
+        assert errors[n] <= bound[n], (name, dtype, n, errors[n], bound[n])
+
+
+def bad_input(device):
+    q = torch.zeros(1, 64, 2, 64, device=device, dtype=torch.bfloat16)
+    for args, text in [((q, q.float(), q), "k is float32; expected bfloat16 like q"),
+                       ((q, q.cpu(), q), "expected every tensor on one device"),
+                       ((q, q, q[:, :, :, :32]), None)]:
+        try:
+            F.zigzag_ring_flash_attn_func(*args, causal=True)
+        except ValueError as e:
+            assert text is None or text in str(e), (text, str(e))
+        else:
+            raise AssertionError(f"no error for {text}")
+    if dist.get_rank() == 0:
+        print("bad input: ValueError with ringattn's message", flush=True)
+
+
+def bench(device, tokens, iters):
+    """The Python entry's zigzag fwd+bwd on `tokens` per rank (h32 d128
+    bf16 causal): median ms over `iters`, CUDA events on the current
+    stream."""
+    q, k, v, dout = (torch.randn(1, tokens, 32, 128, device=device, dtype=torch.bfloat16)
+                     for _ in range(4))
+    q, k, v = (x.requires_grad_() for x in (q, k, v))
+    times = {"fwd": [], "fwd+bwd": []}
+    for i in range(iters + 2):
+        dist.barrier()
+        torch.cuda.synchronize()
+        start, mid, end = (torch.cuda.Event(enable_timing=True) for _ in range(3))
+        start.record()
+        out = F.zigzag_ring_flash_attn_func(q, k, v, causal=True)
+        mid.record()
+        out.backward(dout)
+        end.record()
+        torch.cuda.synchronize()
+        if i >= 2:
+            times["fwd"].append(start.elapsed_time(mid))
+            times["fwd+bwd"].append(start.elapsed_time(end))
+    if dist.get_rank() == 0:
+        for k_, t in times.items():
+            t.sort()
+            print(f"python zigzag {k_} {t[len(t) // 2]:.3f} ms (median of {iters}, "
+                  f"{tokens} tokens/rank, W={dist.get_world_size()})", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bench_tokens", type=int, default=8192)
+    parser.add_argument("--iters", type=int, default=10)
+    args = parser.parse_args()
+    dist.init_process_group("nccl")
+    rank = dist.get_rank()
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+    torch.cuda.set_device(device)
+    world = dist.get_world_size()
+    seqlen = 1024 * world
+    docs = [0, 300, 301, 1000, seqlen - 513, seqlen]
+    for dtype in (torch.float32, torch.bfloat16):
+        for name in ("zigzag", "ring", "stripe", "balanced"):
+            check(name, dtype, seqlen, 8, 2, 128, True, device)
+        check("zigzag_docs", dtype, seqlen, 8, 2, 64, True, device, docs)
+        check("llama3", dtype, seqlen, 8, 4, 128, True, device, docs)
+    check("zigzag", torch.bfloat16, seqlen, 4, 4, 64, False, device)
+    bad_input(device)
+    if args.bench_tokens > 0:
+        bench(device, args.bench_tokens, args.iters)
+    dist.barrier()
+    dist.destroy_process_group()
+    if rank == 0:
+        print("cuda_test: all passed", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
