@@ -523,6 +523,21 @@ TEST(RingattnCTest, NcclWorldRunsTheCudaBackendOnDeviceTensors) {
   EXPECT_LE(MaxRelError(global(gdq, hq), grads.dq), 1e-5);
   EXPECT_LE(MaxRelError(global(gdk, hk), grads.dk), 1e-5);
   EXPECT_LE(MaxRelError(global(gdv, hk), grads.dv), 1e-5);
+  // Another pass on the same ring (its inputs reloaded, its state reset)
+  // gives the same results.
+  const std::vector<float> out1 = global(gout, hq), dk1 = global(gdk, hk);
+  ASSERT_EQ(cudaMemset(gout, 0, s * hq * d * 4), cudaSuccess);
+  ASSERT_EQ(cudaMemset(gdk, 0, s * hk * d * 4), cudaSuccess);
+  ASSERT_EQ(ringattn_forward(ring, &tq, &tk, &tv, gout, s * hq * d * 4, glse, hq * s), RINGATTN_OK)
+      << ringattn_last_error();
+  ASSERT_EQ(ringattn_backward(ring, &tdout, gdq, s * hq * d * 4, gdk, s * hk * d * 4, gdv,
+                              s * hk * d * 4),
+            RINGATTN_OK)
+      << ringattn_last_error();
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  // (the same up to the order of the backward's atomic adds)
+  EXPECT_LE(MaxRelError(global(gout, hq), out1), 1e-6);
+  EXPECT_LE(MaxRelError(global(gdk, hk), dk1), 1e-6);
   ringattn_ring_destroy(ring);
   ringattn_world_destroy(world);
   cudaStreamDestroy(stream);

@@ -98,8 +98,10 @@ inline absl::Status ValidateVisitingBlock(const KvBlock& kv, int64_t num_kv_head
 }
 
 // One rank's dense local tensors, (local_batch, local_seqlen, heads,
-// head_dim) in `dtype`: what Layout::Shard gives. In host memory, or with
-// `device`, in the memory of the GPU a CUDA backend runs on.
+// head_dim) in `dtype`: what Layout::Shard gives. In host memory (copied by
+// the backend), or with `device`, in the memory of the GPU a CUDA backend
+// runs on, read in place: they must stay valid and unchanged until the
+// backward pass is done.
 struct RankInputs {
   DType dtype = DType::kFloat32;
   absl::Span<const uint8_t> q;
@@ -113,7 +115,8 @@ struct RankInputs {
 // or a GPU (cuda::CudaRingBackend).
 class RankBackend : public RingBackend {
  public:
-  // dO (like q, in the input dtype), required before the backward pass.
+  // dO (like q, in the input dtype), required before the backward pass;
+  // in GPU memory, read in place until the backward pass is done.
   virtual absl::Status SetDout(absl::Span<const uint8_t> dout) = 0;
   // For a backward pass without a forward on this backend: the forward's
   // output (like q) and LSE (local_batch, num_heads, local_seqlen).
@@ -126,6 +129,14 @@ class RankBackend : public RingBackend {
   virtual absl::StatusOr<std::vector<uint8_t>> Dq() = 0;
   virtual absl::StatusOr<std::vector<uint8_t>> Dk() = 0;
   virtual absl::StatusOr<std::vector<uint8_t>> Dv() = 0;
+
+  // New inputs of the same shape and dtype for another forward, reusing
+  // every buffer (callers that run many passes: the Python functions).
+  // Errors: InvalidArgument for other sizes or dtype; Unimplemented for a
+  // backend that is made anew for each pass (the caller then makes one).
+  virtual absl::Status Reload(const RankInputs& inputs) {
+    return absl::UnimplementedError("this backend takes its inputs when it is made");
+  }
 
   // Results left where the backend computed them, for callers whose
   // tensors live there too (a GPU's memory: torch CUDA tensors): O in the

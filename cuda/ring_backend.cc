@@ -98,6 +98,23 @@ DeviceRun RunOf(const PositionRun& r) {
   return {r.base, r.length, r.stride, r.group, r.group_stride};
 }
 
+// q, k and v of `inputs` hold `local` (local_batch x local_seqlen x
+// head_dim) elements per head of their dtype.
+absl::Status CheckInputBytes(int64_t local, const AttentionShape& shape,
+                             const HostRankInputs& inputs) {
+  const int64_t elem = DTypeBytes(inputs.dtype);
+  for (const auto& [name, bytes, heads] : {std::tuple{"q", inputs.q.size(), shape.num_heads},
+                                           std::tuple{"k", inputs.k.size(), shape.num_kv_heads},
+                                           std::tuple{"v", inputs.v.size(), shape.num_kv_heads}}) {
+    if (static_cast<int64_t>(bytes) != local * heads * elem) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, " has ", bytes, " bytes; expected ", local * heads, " ", DTypeName(inputs.dtype),
+          " elements (local_batch x local_seqlen x heads x head_dim)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 class Backend final : public CudaRingBackend {
  public:
   Backend(const Schedule& schedule, int rank, const AttentionShape& shape, double softmax_scale,
@@ -138,13 +155,7 @@ class Backend final : public CudaRingBackend {
       RETURN_IF_ERROR(
           Check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream"));
     }
-    const int64_t elem = DTypeBytes(dtype_);
-    for (auto [memory, bytes, host] : {std::tuple{&q_, QElements() * elem, in.q.data()},
-                                       std::tuple{&k_, KvFullElements(1) * elem, in.k.data()},
-                                       std::tuple{&v_, KvFullElements(1) * elem, in.v.data()}}) {
-      RETURN_IF_ERROR(memory->Allocate(bytes));
-      RETURN_IF_ERROR(Copy(memory->get(), host, bytes, "copying an input to the device"));
-    }
+    RETURN_IF_ERROR(CopyInputs(in));
     RETURN_IF_ERROR(state_o_.Allocate(QElements() * 4));
     RETURN_IF_ERROR(state_lse_.Allocate(StatElements() * 4));
     std::vector<int64_t> limits(local_.batch);
@@ -159,6 +170,17 @@ class Backend final : public CudaRingBackend {
   }
   DType kv_dtype() const override { return dtype_; }
   DType grad_dtype() const override { return DType::kFloat32; }
+
+  absl::Status Reload(const HostRankInputs& in) override {
+    if (in.dtype != dtype_) {
+      return absl::InvalidArgumentError(absl::StrCat("new inputs are ", DTypeName(in.dtype),
+                                                     "; this backend holds ", DTypeName(dtype_)));
+    }
+    RETURN_IF_ERROR(CheckInputBytes(local_.batch * local_.rows * shape_.head_dim, shape_, in));
+    RETURN_IF_ERROR(Device());
+    RETURN_IF_ERROR(CopyInputs(in));
+    return Restart();
+  }
 
   absl::Status Restart() override {
     RETURN_IF_ERROR(Device());
@@ -225,7 +247,8 @@ class Backend final : public CudaRingBackend {
     const size_t src_pitch = shape_.num_kv_heads * d * elem;
     const int64_t half = out.size() / 2;
     for (int i = 0; i < 2; ++i) {
-      const uint8_t* src = (i == 0 ? k_ : v_).get<uint8_t>() + head_begin * d * elem;
+      const uint8_t* src =
+          static_cast<const uint8_t*>(i == 0 ? k_in_ : v_in_) + head_begin * d * elem;
       RETURN_IF_ERROR(
           Check(cudaMemcpy2DAsync(out.data() + i * half, width, src, src_pitch, width,
                                   local_.batch * local_.rows, cudaMemcpyDeviceToDevice, stream_),
@@ -264,7 +287,12 @@ class Backend final : public CudaRingBackend {
           absl::StrCat("dout has ", dout.size(), " bytes; expected ", bytes, " (like q)"));
     }
     RETURN_IF_ERROR(Device());
-    RETURN_IF_ERROR(dout_.Allocate(bytes));
+    if (DeviceMemoryAt(dout.data())) {  // read in place (see the header)
+      dout_in_ = dout.data();
+      return absl::OkStatus();
+    }
+    if (dout_.bytes() != bytes || dout_.get() == nullptr) RETURN_IF_ERROR(dout_.Allocate(bytes));
+    dout_in_ = dout_.get();
     return Copy(dout_.get(), dout.data(), bytes, "copying dout to the device");
   }
 
@@ -278,7 +306,7 @@ class Backend final : public CudaRingBackend {
     if (!forward_done_) {
       return absl::FailedPreconditionError("backward needs the forward's output: run the forward");
     }
-    if (dout_.get() == nullptr) {
+    if (dout_in_ == nullptr) {
       return absl::FailedPreconditionError("backward needs dout: call SetDout");
     }
     RETURN_IF_ERROR(Device());
@@ -293,7 +321,7 @@ class Backend final : public CudaRingBackend {
     }
     backward_done_ = true;
     return Finish(
-        LaunchBackwardDelta(type_, dout_.get(), state_o_.get<float>(), delta_.get<float>(),
+        LaunchBackwardDelta(type_, dout_in_, state_o_.get<float>(), delta_.get<float>(),
                             local_.batch, local_.rows, shape_.num_heads, shape_.head_dim, stream_),
         "D = rowsum(dO * O)");
   }
@@ -313,7 +341,7 @@ class Backend final : public CudaRingBackend {
       RETURN_IF_ERROR(ForEachShard(task, kv, [&](const ForwardBlockArgs& a, int64_t shard_offset) {
         BackwardBlockArgs args;
         args.task = a;
-        args.dout = dout_.get();
+        args.dout = dout_in_;
         args.lse = state_lse_.get<float>();
         args.delta = delta_.get<float>();
         args.dq = dq_.get<float>();
@@ -404,17 +432,51 @@ class Backend final : public CudaRingBackend {
   // Waits for the stream whatever the mode (before the host reads).
   absl::Status Sync(const char* what) { return Check(cudaStreamSynchronize(stream_), what); }
 
-  // Copies on the backend's stream and waits. A plain cudaMemcpy from
-  // pageable memory may return before its DMA lands, and the legacy stream
-  // it runs on does not order our non-blocking stream_.
+  // Copies on the backend's stream, and waits unless both sides are device
+  // memory (which the stream orders). A plain cudaMemcpy from pageable
+  // memory may return before its DMA lands, and the legacy stream it runs
+  // on does not order our non-blocking stream_.
   absl::Status Copy(void* dst, const void* src, size_t bytes, const char* what) {
     RETURN_IF_ERROR(Check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_), what));
+    if (DeviceMemoryAt(dst) && DeviceMemoryAt(src)) return Finish(cudaSuccess, what);
     return Sync(what);
+  }
+  static bool DeviceMemoryAt(const void* p) {
+    cudaPointerAttributes a{};
+    if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+      cudaGetLastError();  // an unknown pointer: host memory
+      return false;
+    }
+    return a.type == cudaMemoryTypeDevice;
+  }
+
+  // The inputs the kernels read: GPU tensors in place (RankInputs::device:
+  // they stay valid and unchanged until the backward is done), host ones
+  // copied into the backend's buffers.
+  absl::Status CopyInputs(const HostRankInputs& in) {
+    const int64_t elem = DTypeBytes(dtype_);
+    for (auto [memory, bytes, from, to] :
+         {std::tuple{&q_, QElements() * elem, in.q.data(), &q_in_},
+          std::tuple{&k_, KvFullElements(1) * elem, in.k.data(), &k_in_},
+          std::tuple{&v_, KvFullElements(1) * elem, in.v.data(), &v_in_}}) {
+      if (in.device) {
+        *to = from;
+        continue;
+      }
+      if (memory->bytes() != bytes || memory->get() == nullptr) {
+        RETURN_IF_ERROR(memory->Allocate(bytes));
+      }
+      RETURN_IF_ERROR(Copy(memory->get(), from, bytes, "copying an input to the device"));
+      *to = memory->get();
+    }
+    return absl::OkStatus();
   }
 
   absl::Status ResetState() {
-    std::vector<float> lse(StatElements(), -std::numeric_limits<float>::infinity());
-    RETURN_IF_ERROR(Copy(state_lse_.get(), lse.data(), lse.size() * 4, "initializing LSE"));
+    RETURN_IF_ERROR(
+        Check(LaunchFillF32(state_lse_.get<float>(), -std::numeric_limits<float>::infinity(),
+                            StatElements(), stream_),
+              "initializing LSE"));
     return Finish(cudaMemsetAsync(state_o_.get(), 0, QElements() * 4, stream_), "initializing O");
   }
 
@@ -450,7 +512,7 @@ class Backend final : public CudaRingBackend {
   ForwardBlockArgs Args(const BlockTask& task, const KvBlock& kv) const {
     ForwardBlockArgs a;
     a.dtype = type_;
-    a.q = q_.get();
+    a.q = q_in_;
     a.state_o = state_o_.get<float>();
     a.state_lse = state_lse_.get<float>();
     a.batch = local_.batch;
@@ -510,6 +572,8 @@ class Backend final : public CudaRingBackend {
   MemoryReport* const final_memory_;
   MemoryMeter meter_;
   DeviceMemory q_, k_, v_, state_o_, out_, state_lse_, key_limit_, dout_;
+  const void *q_in_ = nullptr, *k_in_ = nullptr, *v_in_ = nullptr;  // CopyInputs
+  const void* dout_in_ = nullptr;                                   // SetDout
   DeviceMemory delta_, dq_, dk_, dv_;
   std::map<int, DeviceMemory> buffers_;
   bool forward_done_ = false;
@@ -527,17 +591,8 @@ absl::StatusOr<std::unique_ptr<CudaRingBackend>> CudaRingBackend::Create(
   RETURN_IF_ERROR(schedule.CheckShape(shape));
   RETURN_IF_ERROR(ValidateSoftmaxScale(softmax_scale));
   ASSIGN_OR_RETURN(ElementType type, ElementTypeOf(inputs.dtype));
-  const int64_t local = layout.local_batch() * layout.local_seqlen() * shape.head_dim;
-  const int64_t elem = DTypeBytes(inputs.dtype);
-  for (const auto& [name, bytes, heads] : {std::tuple{"q", inputs.q.size(), shape.num_heads},
-                                           std::tuple{"k", inputs.k.size(), shape.num_kv_heads},
-                                           std::tuple{"v", inputs.v.size(), shape.num_kv_heads}}) {
-    if (static_cast<int64_t>(bytes) != local * heads * elem) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          name, " has ", bytes, " bytes; expected ", local * heads, " ", DTypeName(inputs.dtype),
-          " elements (local_batch x local_seqlen x heads x head_dim)"));
-    }
-  }
+  RETURN_IF_ERROR(CheckInputBytes(layout.local_batch() * layout.local_seqlen() * shape.head_dim,
+                                  shape, inputs));
   ASSIGN_OR_RETURN(int devices, DeviceCount());
   if (device < 0 || device >= devices) {
     return absl::InvalidArgumentError(

@@ -1,6 +1,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstdint>
+
 #include "cuda/ring_kernels.h"
 
 namespace ringattn::cuda {
@@ -13,6 +15,11 @@ unsigned Blocks(int64_t n) {
   return static_cast<unsigned>(blocks < 65535 * 16 ? blocks : 65535 * 16);
 }
 
+// The element-wise kernels move 4 floats per thread and step (16-byte
+// loads and stores) where the pointers allow it: they are memory-bound,
+// and at the end of a ring pass they are on its critical path.
+bool Aligned(const void* p, int bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
 __global__ void AddF32Kernel(float* dst, const float* src, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t{kThreads} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * kThreads) {
@@ -20,51 +27,118 @@ __global__ void AddF32Kernel(float* dst, const float* src, int64_t n) {
   }
 }
 
+__global__ void AddF32x4Kernel(float4* dst, const float4* src, int64_t n4) {
+  for (int64_t i = blockIdx.x * int64_t{kThreads} + threadIdx.x; i < n4;
+       i += int64_t{gridDim.x} * kThreads) {
+    const float4 a = dst[i], b = src[i];
+    dst[i] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+  }
+}
+
+__global__ void FillF32Kernel(float* dst, float value, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{kThreads} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * kThreads) {
+    dst[i] = value;
+  }
+}
+
+__device__ __forceinline__ void StoreConverted(ElementType dtype, float x, void* dst, int64_t i) {
+  switch (dtype) {
+    case ElementType::kFloat16:
+      static_cast<__half*>(dst)[i] = __float2half_rn(x);
+      break;
+    case ElementType::kBFloat16:
+      static_cast<__nv_bfloat16*>(dst)[i] = __float2bfloat16_rn(x);
+      break;
+    default:
+      static_cast<float*>(dst)[i] = x;
+  }
+}
+
 __global__ void ConvertF32Kernel(ElementType dtype, const float* src, void* dst, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t{kThreads} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * kThreads) {
-    switch (dtype) {
-      case ElementType::kFloat16:
-        static_cast<__half*>(dst)[i] = __float2half_rn(src[i]);
-        break;
-      case ElementType::kBFloat16:
-        static_cast<__nv_bfloat16*>(dst)[i] = __float2bfloat16_rn(src[i]);
-        break;
-      default:
-        static_cast<float*>(dst)[i] = src[i];
+    StoreConverted(dtype, src[i], dst, i);
+  }
+}
+
+// Four elements per step: a float4 in, 8 bytes (16 for float32) out.
+__global__ void ConvertF32x4Kernel(ElementType dtype, const float4* src, void* dst, int64_t n4) {
+  for (int64_t i = blockIdx.x * int64_t{kThreads} + threadIdx.x; i < n4;
+       i += int64_t{gridDim.x} * kThreads) {
+    const float4 x = src[i];
+    if (dtype == ElementType::kBFloat16) {
+      const __nv_bfloat162 lo = __floats2bfloat162_rn(x.x, x.y),
+                           hi = __floats2bfloat162_rn(x.z, x.w);
+      uint2 bits;
+      bits.x = *reinterpret_cast<const uint32_t*>(&lo);
+      bits.y = *reinterpret_cast<const uint32_t*>(&hi);
+      static_cast<uint2*>(dst)[i] = bits;
+    } else if (dtype == ElementType::kFloat16) {
+      const __half2 lo = __floats2half2_rn(x.x, x.y), hi = __floats2half2_rn(x.z, x.w);
+      uint2 bits;
+      bits.x = *reinterpret_cast<const uint32_t*>(&lo);
+      bits.y = *reinterpret_cast<const uint32_t*>(&hi);
+      static_cast<uint2*>(dst)[i] = bits;
+    } else {
+      static_cast<float4*>(dst)[i] = x;
     }
   }
 }
 
-// The full-layout offset of packed element i, and whether it is V.
-__device__ __forceinline__ int64_t FullOffset(const PackedKvShape& s, int64_t i, bool* is_v) {
-  const int64_t heads = s.head_end - s.head_begin;
-  const int64_t half = s.batch * s.rows * heads * s.head_dim;  // one K or V
-  const int64_t shard = i / (2 * half);
-  int64_t rest = i % (2 * half);
-  *is_v = rest >= half;
-  rest %= half;
-  const int64_t c = rest % s.head_dim;
-  rest /= s.head_dim;
-  const int64_t h = rest % heads;
-  rest /= heads;
-  const int64_t t = rest % s.rows;
-  const int64_t b = rest / s.rows;
-  const int64_t row = b * s.ranks * s.rows + shard * s.rows + t;
-  return (row * s.num_kv_heads + s.head_begin + h) * s.head_dim + c;
-}
-
+// packed += full (to_packed) or full += packed, one float4 of a head's row
+// per step: the row's full-layout offset costs a handful of divisions per
+// four elements (head_dim % 4 == 0 and 16-byte aligned buffers).
 __global__ void PackedAddKernel(PackedKvShape s, int64_t n, bool to_packed, float* packed,
                                 float* full_k, float* full_v) {
+  const int64_t heads = s.head_end - s.head_begin;
+  const int64_t per_row = s.head_dim / 4;
+  const int64_t n4 = n / 4;
+  for (int64_t i = blockIdx.x * int64_t{kThreads} + threadIdx.x; i < n4;
+       i += int64_t{gridDim.x} * kThreads) {
+    int64_t row = i / per_row;  // (shard, K or V, batch, token, head) of the packed layout
+    const int64_t c = (i - row * per_row) * 4;
+    const int64_t h = row % heads;
+    row /= heads;
+    const int64_t t = row % s.rows;
+    row /= s.rows;
+    const int64_t b = row % s.batch;
+    row /= s.batch;
+    const bool is_v = row % 2 == 1;
+    const int64_t shard = row / 2;
+    const int64_t full_row = b * s.ranks * s.rows + shard * s.rows + t;
+    float4* full = reinterpret_cast<float4*>(
+        (is_v ? full_v : full_k) + (full_row * s.num_kv_heads + s.head_begin + h) * s.head_dim + c);
+    float4* p = reinterpret_cast<float4*>(packed) + i;
+    float4* to = to_packed ? p : full;
+    const float4 a = *to, b4 = to_packed ? *full : *p;
+    *to = make_float4(a.x + b4.x, a.y + b4.y, a.z + b4.z, a.w + b4.w);
+  }
+}
+
+// The same, one element per step (any head_dim or alignment).
+__global__ void PackedAddScalarKernel(PackedKvShape s, int64_t n, bool to_packed, float* packed,
+                                      float* full_k, float* full_v) {
+  const int64_t heads = s.head_end - s.head_begin;
   for (int64_t i = blockIdx.x * int64_t{kThreads} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * kThreads) {
-    bool is_v;
-    const int64_t o = FullOffset(s, i, &is_v);
-    float* full = is_v ? full_v : full_k;
+    int64_t row = i / s.head_dim;
+    const int64_t c = i - row * s.head_dim;
+    const int64_t h = row % heads;
+    row /= heads;
+    const int64_t t = row % s.rows;
+    row /= s.rows;
+    const int64_t b = row % s.batch;
+    row /= s.batch;
+    const bool is_v = row % 2 == 1;
+    const int64_t shard = row / 2;
+    const int64_t full_row = b * s.ranks * s.rows + shard * s.rows + t;
+    float* full =
+        (is_v ? full_v : full_k) + (full_row * s.num_kv_heads + s.head_begin + h) * s.head_dim + c;
     if (to_packed) {
-      packed[i] += full[o];
+      packed[i] += *full;
     } else {
-      full[o] += packed[i];
+      *full += packed[i];
     }
   }
 }
@@ -73,14 +147,31 @@ __global__ void PackedAddKernel(PackedKvShape s, int64_t n, bool to_packed, floa
 
 cudaError_t LaunchAddF32(float* dst, const float* src, int64_t n, cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
-  AddF32Kernel<<<Blocks(n), kThreads, 0, stream>>>(dst, src, n);
+  if (n % 4 == 0 && Aligned(dst, 16) && Aligned(src, 16)) {
+    AddF32x4Kernel<<<Blocks(n / 4), kThreads, 0, stream>>>(
+        reinterpret_cast<float4*>(dst), reinterpret_cast<const float4*>(src), n / 4);
+  } else {
+    AddF32Kernel<<<Blocks(n), kThreads, 0, stream>>>(dst, src, n);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchFillF32(float* dst, float value, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return cudaSuccess;
+  FillF32Kernel<<<Blocks(n), kThreads, 0, stream>>>(dst, value, n);
   return cudaGetLastError();
 }
 
 cudaError_t LaunchConvertF32(ElementType dtype, const float* src, void* dst, int64_t n,
                              cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
-  ConvertF32Kernel<<<Blocks(n), kThreads, 0, stream>>>(dtype, src, dst, n);
+  const int out_bytes = dtype == ElementType::kFloat32 ? 16 : 8;  // of four elements
+  if (n % 4 == 0 && Aligned(src, 16) && Aligned(dst, out_bytes)) {
+    ConvertF32x4Kernel<<<Blocks(n / 4), kThreads, 0, stream>>>(
+        dtype, reinterpret_cast<const float4*>(src), dst, n / 4);
+  } else {
+    ConvertF32Kernel<<<Blocks(n), kThreads, 0, stream>>>(dtype, src, dst, n);
+  }
   return cudaGetLastError();
 }
 
@@ -88,7 +179,14 @@ cudaError_t LaunchPackedAddF32(const PackedKvShape& shape, bool to_packed, float
                                float* full_k, float* full_v, cudaStream_t stream) {
   const int64_t n = shape.PackedElements();
   if (n <= 0) return cudaSuccess;
-  PackedAddKernel<<<Blocks(n), kThreads, 0, stream>>>(shape, n, to_packed, packed, full_k, full_v);
+  if (shape.head_dim % 4 == 0 && Aligned(packed, 16) && Aligned(full_k, 16) &&
+      Aligned(full_v, 16)) {
+    PackedAddKernel<<<Blocks(n / 4), kThreads, 0, stream>>>(shape, n, to_packed, packed, full_k,
+                                                            full_v);
+  } else {
+    PackedAddScalarKernel<<<Blocks(n), kThreads, 0, stream>>>(shape, n, to_packed, packed, full_k,
+                                                              full_v);
+  }
   return cudaGetLastError();
 }
 

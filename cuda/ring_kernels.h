@@ -1,4 +1,4 @@
-// Element-wise kernels of the CUDA ring backend: fp32 accumulation of the
+// Element-wise kernels of the CUDA ring backend: fills, fp32 accumulation of the
 // travelling dK/dV, fp32 -> input dtype conversion of results, and fp32
 // adds between a rank's packed dK/dV heads (the layout the ring sends) and
 // its full (batch, rows, num_kv_heads, head_dim) gradients.
@@ -15,6 +15,9 @@ namespace ringattn::cuda {
 
 // dst[i] += src[i], i < n.
 cudaError_t LaunchAddF32(float* dst, const float* src, int64_t n, cudaStream_t stream);
+
+// dst[i] = value, i < n (the LSE state's -inf, without a host copy).
+cudaError_t LaunchFillF32(float* dst, float value, int64_t n, cudaStream_t stream);
 
 // dst[i] = src[i] rounded to `dtype` (float32: a copy), i < n.
 cudaError_t LaunchConvertF32(ElementType dtype, const float* src, void* dst, int64_t n,

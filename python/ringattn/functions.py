@@ -23,6 +23,7 @@ ignored).
 
 import ctypes
 import math
+import threading
 
 import torch
 
@@ -88,6 +89,50 @@ def _tensor(name, x):
                         batch_stride=x.stride(0), row_stride=x.stride(1), head_stride=x.stride(2))
 
 
+# Rings not in use, kept with their buffers (GPU memory for CUDA rings) for
+# the next call with the same problem, as torch's caching allocator keeps
+# its blocks: a training step runs as many at once as it has attention
+# layers, and the next step takes them again without allocating.
+# release_cached_rings() frees them.
+_free_rings = {}  # (world, rank, problem, (dtype, device)) -> [Ring]
+_rings_lock = threading.Lock()
+
+
+class _Lease:
+    """A ring taken for one forward and its backward; back to the free rings
+    when released or garbage-collected (a graph whose backward never runs),
+    closed instead when its world failed."""
+
+    def __init__(self, group, problem, tensors):
+        self.key = (group.world, group.rank, problem, tensors)
+        with _rings_lock:
+            free = _free_rings.get(self.key)
+            self.ring = free.pop() if free else None
+        if self.ring is None:
+            self.ring = Ring(group.world, group.rank, **dict(problem))
+
+    def release(self):
+        ring, self.ring = self.ring, None
+        if ring is None:
+            return
+        if ring._world.failed:
+            ring.close()
+            return
+        with _rings_lock:
+            _free_rings.setdefault(self.key, []).append(ring)
+
+    __del__ = release
+
+
+def release_cached_rings():
+    """Closes every ring kept between calls (frees their GPU memory)."""
+    with _rings_lock:
+        rings = [r for free in _free_rings.values() for r in free]
+        _free_rings.clear()
+    for ring in rings:
+        ring.close()
+
+
 class _RingAttnFunc(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, layout, softmax_scale, causal, window_size, group, cu_seqlens,
@@ -96,14 +141,18 @@ class _RingAttnFunc(torch.autograd.Function):
         cuda = q.device.type == "cuda"
         world = group.world.size
         seqlen = cu_seqlens[-1] if cu_seqlens else rows * world
-        ring = Ring(group.world, group.rank, layout=layout, batch=batch, seqlen=seqlen,
-                    num_heads=heads, num_kv_heads=k.shape[2], head_dim=dim, causal=causal,
-                    window_size=window_size, softmax_scale=softmax_scale,
-                    cu_seqlens=list(cu_seqlens) if cu_seqlens else None,
-                    kv_heads_per_group=kv_heads_per_group)
+        lease = _Lease(group, (
+            ("layout", layout), ("batch", batch), ("seqlen", seqlen), ("num_heads", heads),
+            ("num_kv_heads", k.shape[2]), ("head_dim", dim), ("causal", bool(causal)),
+            ("window_size", tuple(window_size)), ("softmax_scale", softmax_scale),
+            ("cu_seqlens", tuple(cu_seqlens) if cu_seqlens else None),
+            ("kv_heads_per_group", kv_heads_per_group)), (q.dtype, q.device))
+        ring = lease.ring
         try:
             _check_devices((("q", q), ("k", k), ("v", v)))
-            real = int((ring.position_ids() >= 0).sum())
+            real = getattr(ring, "_real_rows", None)  # the rank's tokens, once per ring
+            if real is None:
+                real = ring._real_rows = int((ring.position_ids() >= 0).sum())
             if rows not in (ring.local_seqlen, real):
                 raise ValueError(f"ringattn: {rows} local rows, but the {layout} layout gives "
                                  f"this rank {real} tokens (in {ring.local_seqlen} rows)")
@@ -126,8 +175,17 @@ class _RingAttnFunc(torch.autograd.Function):
         except Exception as e:
             ring.abort(e)  # the peers stop waiting for this rank
             group.world.failed = True  # a process group's next call makes a new World
+            lease.release()
             raise
-        ctx.ring = ring
+        if any(ctx.needs_input_grad[:3]):
+            ctx.lease = lease  # the backward runs on this ring's state
+            if cuda:  # which reads q, k, v where they are: kept alive and unchanged
+                if all(p is x for p, x in zip(padded, (q, k, v))):
+                    ctx.save_for_backward(q, k, v)  # an in-place change raises in backward
+                else:
+                    ctx.keep = padded  # copies of our own
+        else:
+            lease.release()
         ctx.kv_shape = k.shape
         ctx.pad = pad
         out, lse = out[:, :rows], lse[:, :, :rows].contiguous()
@@ -136,6 +194,11 @@ class _RingAttnFunc(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout, _):
+        ring = ctx.lease.ring
+        _ = ctx.saved_tensors  # raises if q, k or v changed in place since the forward
+        if ring is None:
+            raise RuntimeError("ringattn: a second backward through one forward (retain_graph); "
+                               "ringattn's backward runs once per forward")
         if ctx.pad:
             dout = torch.nn.functional.pad(dout, (0, 0, 0, 0, 0, ctx.pad))
         dout = dout.contiguous()
@@ -146,17 +209,17 @@ class _RingAttnFunc(torch.autograd.Function):
         dv = torch.empty_like(dk)
         t = _tensor("dout", dout)
         if dout.is_cuda:
-            ctx.ring.set_stream(torch.cuda.current_stream(dout.device).cuda_stream)
+            ring.set_stream(torch.cuda.current_stream(dout.device).cuda_stream)
         try:
             _capi.check(_capi.lib.ringattn_backward(
-                ctx.ring._handle, ctypes.byref(t), dq.data_ptr(), dq.numel() * dq.element_size(),
+                ring._handle, ctypes.byref(t), dq.data_ptr(), dq.numel() * dq.element_size(),
                 dk.data_ptr(), dk.numel() * dk.element_size(), dv.data_ptr(),
                 dv.numel() * dv.element_size()))
         except Exception:
-            ctx.ring._world.failed = True
+            ring._world.failed = True
             raise
         finally:
-            ctx.ring.close()
+            ctx.lease.release()
         return (dq[:, :rows], dk[:, :rows], dv[:, :rows], None, None, None, None, None, None,
                 None)
 
