@@ -136,6 +136,8 @@ def bench(device, tokens, iters):
     q, k, v = (x.requires_grad_() for x in (q, k, v))
     times = {"fwd": [], "fwd+bwd": []}
     for i in range(iters + 2):
+        for x in (q, k, v):
+            x.grad = None  # the gradients are assigned, not accumulated
         dist.barrier()
         torch.cuda.synchronize()
         start, mid, end = (torch.cuda.Event(enable_timing=True) for _ in range(3))

@@ -7,9 +7,10 @@
 //  - between the warpgroups, named barriers hand the tensor cores over in
 //    turns (ping-pong): one warpgroup issues its GEMMs while the other runs
 //    its softmax;
-//  - the kernel is persistent: one CTA per SM walks the (query tile, head,
-//    batch) tiles heaviest first (tile_scheduler.cuh); the producer loads
-//    the next tile's Q and K while the consumers finish the last one.
+//  - the kernel is persistent: one CTA per SM takes (query tile, head,
+//    batch) tiles heaviest first from a counter (tile_scheduler.cuh); the
+//    producer publishes each tile's index with its Q and loads the next
+//    tile's Q and K while the consumers finish the last one.
 // Masks, the softmax step and the epilogue (written O and LSE, or the fused
 // fp32 ring state) are the other kernels' (forward_common.cuh). Included by
 // forward_warp_specialized_d<D>.cu; an empty kernel outside sm_90a.
@@ -20,6 +21,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 #include "cuda/flash/forward_common.cuh"
@@ -60,20 +62,51 @@ struct WarpSpecializedForwardShared {
   __device__ __forceinline__ uint32_t VEmpty(uint32_t s) const {
     return VFull(s) + 8 * Tr::kStages;
   }
+  // The tile whose Q the Q slot holds (-1: no more tiles), written before
+  // QFull's arrival and read after its wait.
+  __device__ __forceinline__ uint32_t TileIndex() const { return VEmpty(0) + 8 * Tr::kStages; }
 };
+
+__device__ __forceinline__ void StoreSharedS64(uint32_t addr, int64_t v) {
+  asm volatile("st.shared.s64 [%0], %1;\n" ::"r"(addr), "l"(v) : "memory");
+}
+__device__ __forceinline__ int64_t LoadSharedS64(uint32_t addr) {
+  int64_t v;
+  asm volatile("ld.shared.s64 %0, [%1];\n" : "=l"(v) : "r"(addr) : "memory");
+  return v;
+}
+
+// The pool of this kernel's tile counters (one per translation unit, as
+// each head dim's kernels are), and the slot of the next launch.
+namespace {
+__device__ TileCounter forward_tile_counters[kTileCounterSlots];
+
+cudaError_t ForwardTileCounter(TileCounter** counter) {
+  static std::atomic<unsigned> next_slot{0};
+  void* pool = nullptr;
+  if (const cudaError_t e = cudaGetSymbolAddress(&pool, forward_tile_counters); e != cudaSuccess) {
+    return e;
+  }
+  *counter = static_cast<TileCounter*>(pool) + next_slot.fetch_add(1) % kTileCounterSlots;
+  return cudaSuccess;
+}
+}  // namespace
 
 // Named barriers 1 and 2: consumer warpgroup w waits on 1 + w for its turn
 // at the tensor cores and hands it over by arriving on the other's.
 constexpr int kTurnBarrier = 1;
 
-// The producer thread: every copy, in the order the consumers use them (Q,
-// K0, then K(n+1) before V(n)), each into the next free pipeline slot.
+// The producer thread: takes the CTA's tiles (the dynamic order of
+// tile_scheduler.cuh) and publishes each in the Q slot with its index, then
+// every copy, in the order the consumers use them (Q, K0, then K(n+1)
+// before V(n)), each into the next free pipeline slot. A tile without keys
+// is published without copies; index -1 tells the consumers to stop.
 template <int kHeadDim>
 __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
                                              const WarpSpecializedForwardShared<kHeadDim>& sm,
                                              const HeavyFirstTileScheduler& scheduler,
-                                             const CUtensorMap* q_map, const CUtensorMap* k_map,
-                                             const CUtensorMap* v_map) {
+                                             TileCounter* counter, const CUtensorMap* q_map,
+                                             const CUtensorMap* k_map, const CUtensorMap* v_map) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kColumnBlocks = kHeadDim / 64;
@@ -82,7 +115,14 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
   PrefetchTensorMap(v_map);
   const int64_t group = a.num_heads / a.num_kv_heads;
   uint32_t kv_count = 0, q_count = 0;
-  for (int64_t t = blockIdx.x; t < scheduler.Count(); t += gridDim.x) {
+  for (int64_t t = blockIdx.x;; t = NextTile(counter), ++q_count) {
+    MbarrierWait(sm.QEmpty(), (q_count & 1) ^ 1);
+    if (t >= scheduler.Count()) {
+      StoreSharedS64(sm.TileIndex(), -1);
+      MbarrierArrive(sm.QFull());
+      break;
+    }
+    StoreSharedS64(sm.TileIndex(), t);
     const QueryTile tile = scheduler.At(t);
     // The consumers' KeyTileRange without the fully-allowed range.
     const TaskMask mask = TaskMask::Of(a, tile.batch);
@@ -90,7 +130,10 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
     int n_begin, n_end;
     RunTiles{a.k_pos, kBlockN}.Range(mask.KeyLow(q_tiles.First(tile.m)),
                                      mask.KeyHigh(q_tiles.Last(tile.m)), &n_begin, &n_end);
-    if (n_begin >= n_end) continue;
+    if (n_begin >= n_end) {
+      MbarrierArrive(sm.QFull());
+      continue;
+    }
     const int64_t h = a.kv_head_begin * group + tile.head;
     const int head = static_cast<int>(h), batch = static_cast<int>(tile.batch);
     const int kv_head = static_cast<int>(h / group - a.kv_head_offset);
@@ -106,19 +149,18 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
                   batch);
       }
     };
-    MbarrierWait(sm.QEmpty(), (q_count & 1) ^ 1);
     MbarrierArriveExpectTx(sm.QFull(), Tr::kQBytes);
 #pragma unroll
     for (int c = 0; c < kColumnBlocks; ++c) {
       TmaLoad4d(sm.q + c * kBlockM * 128, q_map, sm.QFull(), c * 64, tile.m * kBlockM, head, batch);
     }
-    ++q_count;
     load_kv(true, n_begin, kv_count);
     for (int n = n_begin; n < n_end; ++n, ++kv_count) {
       if (n + 1 < n_end) load_kv(true, n + 1, kv_count + 1);
       load_kv(false, n, kv_count);
     }
   }
+  FinishTiles(counter);
 }
 
 // A consumer warpgroup: for each tile, the mainloop over its key tiles
@@ -147,8 +189,12 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   uint32_t p[kBlockN / 16][4];
   const uint32_t q_rows = sm.q + warpgroup * 64 * 128;
 
-  uint32_t kv_count = 0, q_count = 0;
-  for (int64_t t = blockIdx.x; t < scheduler.Count(); t += gridDim.x) {
+  uint32_t kv_count = 0;
+  for (uint32_t q_count = 0;; ++q_count) {
+    // The next tile, as the producer published it in the Q slot.
+    MbarrierWait(sm.QFull(), q_count & 1);
+    const int64_t t = LoadSharedS64(sm.TileIndex());
+    if (t < 0) break;
     const QueryTile tile = scheduler.At(t);
     const int64_t b = tile.batch;
     const int64_t h = a.kv_head_begin * group + tile.head;
@@ -206,8 +252,6 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         if (signals) MbarrierArrive(bar);
       };
 
-      MbarrierWait(sm.QFull(), q_count & 1);
-      ++q_count;
       {
         const Slot first(kv_count);
         turn([&] {
@@ -216,7 +260,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         });
         WgmmaWait<0>();
         release(sm.KEmpty(first.stage));
-        if (tiles.n_begin + 1 == tiles.n_end) release(sm.QEmpty());
+        if (tiles.n_begin + 1 == tiles.n_end) MbarrierArrive(sm.QEmpty());
         float rescale[1][2];
         softmax(tiles.n_begin, rescale);
         pack_p();
@@ -234,7 +278,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         float rescale[1][2];
         WgmmaWait<1>();  // S of tile n + 1, while P V of tile n runs
         release(sm.KEmpty(next.stage));
-        if (n + 2 == tiles.n_end) release(sm.QEmpty());
+        if (n + 2 == tiles.n_end) MbarrierArrive(sm.QEmpty());
         // P of tile n is still being read by the P V product: the softmax
         // writes S in place, and P is packed only after the wait below.
         softmax(n + 1, rescale);
@@ -253,6 +297,8 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       FenceRegisters(o_flat);
       release(sm.VEmpty(last.stage));
       ++kv_count;
+    } else {
+      MbarrierArrive(sm.QEmpty());  // a tile without keys: its slot is free at once
     }
     StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0);
   }
@@ -263,6 +309,7 @@ template <ElementType E, int kHeadDim>
 __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThreads, 1)
     FlashForwardWarpSpecializedKernel(const ForwardBlockArgs a,
                                       const HeavyFirstTileScheduler scheduler,
+                                      TileCounter* const counter,
                                       const __grid_constant__ CUtensorMap q_map,
                                       const __grid_constant__ CUtensorMap k_map,
                                       const __grid_constant__ CUtensorMap v_map) {
@@ -272,7 +319,9 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
   const WarpSpecializedForwardShared<kHeadDim> sm(SharedAddress(shared_raw));
   if (threadIdx.x == 0) {
     MbarrierInit(sm.QFull(), 1);
-    MbarrierInit(sm.QEmpty(), Tr::kConsumers);
+    // Every consumer thread releases the Q slot: each has read its tile
+    // index (and its Q) by then.
+    MbarrierInit(sm.QEmpty(), 128 * Tr::kConsumers);
     for (int s = 0; s < Tr::kStages; ++s) {
       MbarrierInit(sm.KFull(s), 1);
       MbarrierInit(sm.KEmpty(s), Tr::kConsumers);
@@ -284,7 +333,9 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
   __syncthreads();
   if (threadIdx.x < 128) {
     SetMaxRegistersDecrease<Tr::kProducerRegisters>();
-    if (threadIdx.x == 0) ProduceTiles<kHeadDim>(a, sm, scheduler, &q_map, &k_map, &v_map);
+    if (threadIdx.x == 0) {
+      ProduceTiles<kHeadDim>(a, sm, scheduler, counter, &q_map, &k_map, &v_map);
+    }
   } else {
     SetMaxRegistersIncrease<Tr::kConsumerRegisters>();
     ConsumeTiles<E, kHeadDim>(a, sm, scheduler);
@@ -317,14 +368,16 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
   }
   const int64_t group = a.num_heads / a.num_kv_heads;
   const int64_t kv_head_bytes = 2 * a.k_pos.length * kHeadDim * ElementBytes(E);
-  const HeavyFirstTileScheduler scheduler = HeavyFirstTileScheduler::Sections(
-      static_cast<int>((q_len + Tr::kBlockM - 1) / Tr::kBlockM),
-      (a.kv_head_end - a.kv_head_begin) * group, a.batch, group, kv_head_bytes,
-      L2SectionBudget(l2_bytes), sms);
+  const HeavyFirstTileScheduler scheduler =
+      HeavyFirstTileScheduler::Sections(static_cast<int>((q_len + Tr::kBlockM - 1) / Tr::kBlockM),
+                                        (a.kv_head_end - a.kv_head_begin) * group, a.batch, group,
+                                        kv_head_bytes, L2SectionBudget(l2_bytes), sms);
   const int64_t grid = std::min<int64_t>(scheduler.Count(), sms);
+  TileCounter* counter = nullptr;
+  if (const cudaError_t e = ForwardTileCounter(&counter); e != cudaSuccess) return e;
   return LaunchKernel(FlashForwardWarpSpecializedKernel<E, kHeadDim>,
                       dim3(static_cast<unsigned>(grid)), Tr::kThreads, Tr::kSharedBytes, stream, a,
-                      scheduler, q_map, k_map, v_map);
+                      scheduler, counter, q_map, k_map, v_map);
 }
 
 }  // namespace ringattn::cuda::flash

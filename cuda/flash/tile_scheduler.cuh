@@ -1,10 +1,10 @@
-// The persistent kernels' tile scheduler: one CTA per SM walks the
-// (query tile, head, batch) tiles of a task with a stride of the grid size.
-// Tiles are numbered heaviest first: the last query tiles (which see the
-// most keys under a causal mask) come first, every head and batch row of
-// one query tile together, so the static round robin hands each CTA about
-// the same mix of heavy and light tiles and short sequences with many heads
-// or batch rows still fill every SM.
+// The persistent kernels' tile scheduler: one CTA per SM takes the
+// (query tile, head, batch) tiles of a task one after another, the first by
+// its index and each next from a counter (TileCounter below). Tiles are
+// numbered heaviest first: the last query tiles (which see the most keys
+// under a causal mask) come first, every head and batch row of one query
+// tile together, so the light tiles fill in at the end and short sequences
+// with many heads or batch rows still fill every SM.
 //
 // Heads and batch rows are taken in sections whose keys and values fit in
 // half the L2 cache together: every tile of one section runs before the
@@ -60,6 +60,33 @@ struct HeavyFirstTileScheduler {
     return {m_tiles - 1 - static_cast<int>(rest / pairs), pair % heads, pair / heads};
   }
 };
+
+// The dynamic order (FlashAttention-3's persistent scheduler does the
+// same): each CTA takes its first tile by its index and every later one
+// from a counter in global memory, so a CTA that starts late -- its SM
+// held by a concurrent kernel, such as the NCCL transfer beside a ring
+// step -- takes fewer tiles instead of finishing last with a static share
+// (a static stride of the grid size lost 12-14 % of a ring step beside its
+// hop on 2 x H200, and 1-15 % alone: docs/KERNEL_BENCH.md).
+// A counter serves one launch: launches take slots of a pool in turn, and
+// the CTA that finishes last resets its slot for a later launch.
+struct TileCounter {
+  unsigned long long next;  // tiles taken beyond the first gridDim.x
+  unsigned long long done;  // CTAs finished
+};
+constexpr int kTileCounterSlots = 256;
+
+// The next tile of a CTA that has taken its tiles so far.
+__device__ __forceinline__ int64_t NextTile(TileCounter* counter) {
+  return static_cast<int64_t>(atomicAdd(&counter->next, 1ull)) + gridDim.x;
+}
+// After the CTA's last tile: the last CTA of the launch resets the slot.
+__device__ __forceinline__ void FinishTiles(TileCounter* counter) {
+  if (atomicAdd(&counter->done, 1ull) == gridDim.x - 1) {
+    counter->next = 0;
+    counter->done = 0;
+  }
+}
 
 // The L2 bytes one section's K and V may take: half the cache (the rest
 // holds the queries, the outputs and the other half's ways);
