@@ -53,6 +53,12 @@ const std::map<std::string, double>& KnownMisses() {
       {"2026-11-30_h200x2 varlen_llama3 fwd", 0.084},
       {"2026-11-30_h200x2 varlen_llama3 fwd+bwd", 0.056},
       {"2026-11-30_h200x2 varlen_balanced fwd", 0.076},
+      {"2026-12-01_h200x2 stripe fwd", 0.077},
+      {"2026-12-01_h200x2 stripe fwd+bwd", 0.052},
+      {"2026-12-01_h200x2 varlen_zigzag fwd", 0.104},
+      {"2026-12-01_h200x2 varlen_llama3 fwd", 0.058},
+      {"2026-12-01_h200x2 varlen_balanced fwd", 0.060},
+      {"2026-12-01_h200x2 varlen_balanced fwd+bwd", 0.056},
   };
   return *misses;
 }
@@ -78,10 +84,10 @@ void Replay(const std::string& name) {
     const std::string key = name + " " + m.row + " " + m.pass;
     std::printf("%-42s measured %8.3f ms, predicted %8.3f ms (ring_bench printed %8.3f): %+.1f%%\n",
                 key.c_str(), m.ms, predicted_ms, m.printed_sim_ms, 100 * error);
+    if (std::abs(error) <= 0.05) ++within;
     const auto miss = KnownMisses().find(key);
     if (miss == KnownMisses().end()) {
       EXPECT_LE(std::abs(error), 0.05) << key;
-      ++within;
     } else {
       EXPECT_LE(std::abs(error), miss->second) << key << ": a known miss got worse";
     }
@@ -94,6 +100,10 @@ TEST(ReplayTest, TwoH200sOn2026_11_29) { Replay("2026-11-29_h200x2"); }
 TEST(ReplayTest, FourH200sOn2026_11_29) { Replay("2026-11-29_h200x4"); }
 
 TEST(ReplayTest, TwoH200sOn2026_11_30WarpSpecializedKernels) { Replay("2026-11-30_h200x2"); }
+
+// The dynamic forward tile order and the float4 ring kernels, with the
+// all-gather measured (collective_gbps).
+TEST(ReplayTest, TwoH200sOn2026_12_01DynamicTileOrder) { Replay("2026-12-01_h200x2"); }
 
 // The parser: what ring_bench prints today (with the all-gather measure)
 // and bad input as errors.
