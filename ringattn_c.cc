@@ -422,6 +422,22 @@ absl::Status RunOnDevice(ringattn_ring* ring, const std::vector<DeviceInput>& in
   return Order(ring, ring->compute, ring->caller);
 }
 
+absl::Status CheckWorld(int32_t world) {
+  if (world >= 1 && world <= ringattn::kMaxWorld) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("world is ", world, "; expected 1 to ", ringattn::kMaxWorld));
+}
+absl::Status CheckRank(int32_t rank, int32_t world) {
+  if (rank >= 0 && rank < world) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("rank ", rank, " is outside [0, world = ", world, ")"));
+}
+absl::Status CheckTimeout(double timeout_s) {
+  if (timeout_s > 0 && timeout_s <= 1e9) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("timeout_s is ", timeout_s, "; expected a positive, finite number of seconds"));
+}
+
 // A failed pass fails the world: its peers stop waiting for this rank.
 ringattn_status AbortOnFailure(ringattn_ring* ring, ringattn_status status) {
   if (status != RINGATTN_OK && ring != nullptr) {
@@ -442,14 +458,8 @@ ringattn_status ringattn_threads_world_create(int32_t world, double timeout_s,
                                               ringattn_world** out) {
   return Guard([&]() -> absl::Status {
     if (out == nullptr) return absl::InvalidArgumentError("out is NULL");
-    if (world < 1 || world > ringattn::kMaxWorld) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("world is ", world, "; expected 1 to ", ringattn::kMaxWorld));
-    }
-    if (!(timeout_s > 0) || timeout_s > 1e9) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "timeout_s is ", timeout_s, "; expected a positive, finite number of seconds"));
-    }
+    RETURN_IF_ERROR(CheckWorld(world));
+    RETURN_IF_ERROR(CheckTimeout(timeout_s));
     auto w = std::make_unique<ringattn_world>();
     w->threads = std::make_unique<ringattn::comm::ThreadWorld>(world, absl::Seconds(timeout_s));
     *out = w.release();
@@ -469,14 +479,8 @@ ringattn_status ringattn_transport_world_create(int32_t world, int32_t rank,
       return absl::InvalidArgumentError(
           "the transport's start_send, start_recv and wait must not be NULL");
     }
-    if (world < 1 || world > ringattn::kMaxWorld) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("world is ", world, "; expected 1 to ", ringattn::kMaxWorld));
-    }
-    if (rank < 0 || rank >= world) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("rank ", rank, " is outside [0, world = ", world, ")"));
-    }
+    RETURN_IF_ERROR(CheckWorld(world));
+    RETURN_IF_ERROR(CheckRank(rank, world));
     auto w = std::make_unique<ringattn_world>();
     w->single = std::make_unique<TransportCommunicator>(world, rank, *transport);
     *out = w.release();
@@ -502,20 +506,12 @@ ringattn_status ringattn_nccl_world_create(int32_t world, int32_t rank, const ui
                                            int64_t id_bytes, int32_t device, double timeout_s,
                                            ringattn_world** out) {
   return Guard([&]() -> absl::Status {
-    if (out == nullptr || id == nullptr)
+    if (out == nullptr || id == nullptr) {
       return absl::InvalidArgumentError("id and out must not be NULL");
-    if (world < 1 || world > ringattn::kMaxWorld) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("world is ", world, "; expected 1 to ", ringattn::kMaxWorld));
     }
-    if (rank < 0 || rank >= world) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("rank ", rank, " is outside [0, world = ", world, ")"));
-    }
-    if (!(timeout_s > 0) || timeout_s > 1e9) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "timeout_s is ", timeout_s, "; expected a positive, finite number of seconds"));
-    }
+    RETURN_IF_ERROR(CheckWorld(world));
+    RETURN_IF_ERROR(CheckRank(rank, world));
+    RETURN_IF_ERROR(CheckTimeout(timeout_s));
     int devices = 0;
     if (cudaGetDeviceCount(&devices) != cudaSuccess) {
       cudaGetLastError();
@@ -549,10 +545,7 @@ ringattn_status ringattn_ring_create(ringattn_world* world, int32_t rank, const 
     if (world == nullptr || c == nullptr || out == nullptr) {
       return absl::InvalidArgumentError("world, config and out must not be NULL");
     }
-    if (rank < 0 || rank >= world->size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("rank ", rank, " is outside [0, world = ", world->size(), ")"));
-    }
+    RETURN_IF_ERROR(CheckRank(rank, world->size()));
     if (world->single != nullptr && rank != world->single->rank()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "rank ", rank, ": this transport world holds rank ", world->single->rank(), " only"));

@@ -320,6 +320,19 @@ TEST(RingattnCTest, RanksWithDifferentProblemsAreErrors) {
   }
 }
 
+// A one-head, 16-token, d8 problem of `layout` over `world` ranks.
+ringattn_config SmallConfig(ringattn_layout layout, int world) {
+  ringattn_config c{};
+  c.layout = layout;
+  c.world = world;
+  c.batch = 1;
+  c.seqlen = 16;
+  c.num_heads = c.num_kv_heads = 1;
+  c.head_dim = 8;
+  c.window_left = c.window_right = -1;
+  return c;
+}
+
 TEST(RingattnCTest, BadArgumentsAreErrorsWithMessages) {
   ringattn_world* world = nullptr;
   const ringattn_transport no_wait{nullptr, TestTransport::Send, TestTransport::Recv, nullptr,
@@ -335,14 +348,7 @@ TEST(RingattnCTest, BadArgumentsAreErrorsWithMessages) {
   EXPECT_EQ(ringattn_threads_world_create(2, NAN, &world), RINGATTN_INVALID_ARGUMENT);
   ASSERT_EQ(ringattn_threads_world_create(1, 5.0, &world), RINGATTN_OK);
   EXPECT_STREQ(ringattn_last_error(), "");
-  ringattn_config c{};
-  c.layout = RINGATTN_LAYOUT_ZIGZAG;
-  c.world = 2;  // the world has 1
-  c.batch = 1;
-  c.seqlen = 16;
-  c.num_heads = c.num_kv_heads = 1;
-  c.head_dim = 8;
-  c.window_left = c.window_right = -1;
+  ringattn_config c = SmallConfig(RINGATTN_LAYOUT_ZIGZAG, 2);  // the world has 1
   ringattn_ring* ring = nullptr;
   EXPECT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_INVALID_ARGUMENT);
   EXPECT_THAT(ringattn_last_error(), HasSubstr("world"));
@@ -392,14 +398,7 @@ TEST(RingattnCTest, CpuRingsRefuseCudaCallsAndNcclChecksItsArguments) {
             RINGATTN_INVALID_ARGUMENT);
   EXPECT_THAT(ringattn_last_error(), HasSubstr("rank 2 is outside [0, world = 2)"));
   ASSERT_EQ(ringattn_threads_world_create(1, 5.0, &world), RINGATTN_OK);
-  ringattn_config c{};
-  c.layout = RINGATTN_LAYOUT_RING;
-  c.world = 1;
-  c.batch = 1;
-  c.seqlen = 16;
-  c.num_heads = c.num_kv_heads = 1;
-  c.head_dim = 8;
-  c.window_left = c.window_right = -1;
+  const ringattn_config c = SmallConfig(RINGATTN_LAYOUT_RING, 1);
   ringattn_ring* ring = nullptr;
   ASSERT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_OK) << ringattn_last_error();
   EXPECT_EQ(ringattn_ring_device(ring), -1);
@@ -487,13 +486,18 @@ TEST(RingattnCTest, NcclWorldRunsTheCudaBackendOnDeviceTensors) {
   cudaStream_t stream;
   ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
   ASSERT_EQ(ringattn_ring_set_stream(ring, stream), RINGATTN_OK);
-  ASSERT_EQ(ringattn_forward(ring, &tq, &tk, &tv, gout, s * hq * d * 4, glse, hq * s), RINGATTN_OK)
-      << ringattn_last_error();
-  ASSERT_EQ(ringattn_backward(ring, &tdout, gdq, s * hq * d * 4, gdk, s * hk * d * 4, gdv,
-                              s * hk * d * 4),
-            RINGATTN_OK)
-      << ringattn_last_error();
-  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  // A forward and backward on the caller's stream, finished.
+  const auto pass = [&] {
+    ASSERT_EQ(ringattn_forward(ring, &tq, &tk, &tv, gout, s * hq * d * 4, glse, hq * s),
+              RINGATTN_OK)
+        << ringattn_last_error();
+    ASSERT_EQ(ringattn_backward(ring, &tdout, gdq, s * hq * d * 4, gdk, s * hk * d * 4, gdv,
+                                s * hk * d * 4),
+              RINGATTN_OK)
+        << ringattn_last_error();
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  };
+  pass();
   // Back to global order.
   const auto global = [&](void* p, int64_t heads) {
     std::vector<float> y(s * heads * d), x(s * heads * d);
@@ -528,13 +532,7 @@ TEST(RingattnCTest, NcclWorldRunsTheCudaBackendOnDeviceTensors) {
   const std::vector<float> out1 = global(gout, hq), dk1 = global(gdk, hk);
   ASSERT_EQ(cudaMemset(gout, 0, s * hq * d * 4), cudaSuccess);
   ASSERT_EQ(cudaMemset(gdk, 0, s * hk * d * 4), cudaSuccess);
-  ASSERT_EQ(ringattn_forward(ring, &tq, &tk, &tv, gout, s * hq * d * 4, glse, hq * s), RINGATTN_OK)
-      << ringattn_last_error();
-  ASSERT_EQ(ringattn_backward(ring, &tdout, gdq, s * hq * d * 4, gdk, s * hk * d * 4, gdv,
-                              s * hk * d * 4),
-            RINGATTN_OK)
-      << ringattn_last_error();
-  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  pass();
   // (the same up to the order of the backward's atomic adds)
   EXPECT_LE(MaxRelError(global(gout, hq), out1), 1e-6);
   EXPECT_LE(MaxRelError(global(gdk, hk), dk1), 1e-6);

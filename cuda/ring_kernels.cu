@@ -86,55 +86,51 @@ __global__ void ConvertF32x4Kernel(ElementType dtype, const float4* src, void* d
   }
 }
 
+// The full-layout offset of element 0 of packed row `row` (a row: one
+// head's head_dim elements; rows run (shard, K or V, batch, token, head)),
+// and whether the row is V's.
+__device__ __forceinline__ int64_t FullRowOffset(const PackedKvShape& s, int64_t row, bool* is_v) {
+  const int64_t heads = s.head_end - s.head_begin;
+  const int64_t h = row % heads;
+  row /= heads;
+  const int64_t t = row % s.rows;
+  row /= s.rows;
+  const int64_t b = row % s.batch;
+  row /= s.batch;
+  *is_v = row % 2 == 1;
+  const int64_t shard = row / 2;
+  const int64_t full_row = b * s.ranks * s.rows + shard * s.rows + t;
+  return (full_row * s.num_kv_heads + s.head_begin + h) * s.head_dim;
+}
+
 // packed += full (to_packed) or full += packed, one float4 of a head's row
-// per step: the row's full-layout offset costs a handful of divisions per
-// four elements (head_dim % 4 == 0 and 16-byte aligned buffers).
+// per step: a handful of divisions per four elements (head_dim % 4 == 0 and
+// 16-byte aligned buffers).
 __global__ void PackedAddKernel(PackedKvShape s, int64_t n, bool to_packed, float* packed,
                                 float* full_k, float* full_v) {
-  const int64_t heads = s.head_end - s.head_begin;
   const int64_t per_row = s.head_dim / 4;
-  const int64_t n4 = n / 4;
-  for (int64_t i = blockIdx.x * int64_t{kThreads} + threadIdx.x; i < n4;
+  for (int64_t i = blockIdx.x * int64_t{kThreads} + threadIdx.x; i < n / 4;
        i += int64_t{gridDim.x} * kThreads) {
-    int64_t row = i / per_row;  // (shard, K or V, batch, token, head) of the packed layout
-    const int64_t c = (i - row * per_row) * 4;
-    const int64_t h = row % heads;
-    row /= heads;
-    const int64_t t = row % s.rows;
-    row /= s.rows;
-    const int64_t b = row % s.batch;
-    row /= s.batch;
-    const bool is_v = row % 2 == 1;
-    const int64_t shard = row / 2;
-    const int64_t full_row = b * s.ranks * s.rows + shard * s.rows + t;
-    float4* full = reinterpret_cast<float4*>(
-        (is_v ? full_v : full_k) + (full_row * s.num_kv_heads + s.head_begin + h) * s.head_dim + c);
+    const int64_t row = i / per_row;
+    bool is_v;
+    const int64_t offset = FullRowOffset(s, row, &is_v) + (i - row * per_row) * 4;
+    float4* full = reinterpret_cast<float4*>((is_v ? full_v : full_k) + offset);
     float4* p = reinterpret_cast<float4*>(packed) + i;
     float4* to = to_packed ? p : full;
-    const float4 a = *to, b4 = to_packed ? *full : *p;
-    *to = make_float4(a.x + b4.x, a.y + b4.y, a.z + b4.z, a.w + b4.w);
+    const float4 a = *to, b = to_packed ? *full : *p;
+    *to = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
   }
 }
 
 // The same, one element per step (any head_dim or alignment).
 __global__ void PackedAddScalarKernel(PackedKvShape s, int64_t n, bool to_packed, float* packed,
                                       float* full_k, float* full_v) {
-  const int64_t heads = s.head_end - s.head_begin;
   for (int64_t i = blockIdx.x * int64_t{kThreads} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * kThreads) {
-    int64_t row = i / s.head_dim;
-    const int64_t c = i - row * s.head_dim;
-    const int64_t h = row % heads;
-    row /= heads;
-    const int64_t t = row % s.rows;
-    row /= s.rows;
-    const int64_t b = row % s.batch;
-    row /= s.batch;
-    const bool is_v = row % 2 == 1;
-    const int64_t shard = row / 2;
-    const int64_t full_row = b * s.ranks * s.rows + shard * s.rows + t;
-    float* full =
-        (is_v ? full_v : full_k) + (full_row * s.num_kv_heads + s.head_begin + h) * s.head_dim + c;
+    const int64_t row = i / s.head_dim;
+    bool is_v;
+    const int64_t offset = FullRowOffset(s, row, &is_v) + (i - row * s.head_dim);
+    float* full = (is_v ? full_v : full_k) + offset;
     if (to_packed) {
       packed[i] += *full;
     } else {
