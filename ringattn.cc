@@ -117,6 +117,7 @@ absl::Status RingAttention::Load(const RankTensor& q, const RankTensor& k, const
   const int64_t b = layout.local_batch(), s = layout.local_seqlen();
   std::vector<uint8_t> dense[3];
   RankInputs inputs{q.dtype, {}, {}, {}, q.device};
+  inputs_on_device_ = q.device;
   for (auto [name, t, heads, to, store] :
        {std::tuple{"q", &q, shape_.num_heads, &inputs.q, &dense[0]},
         std::tuple{"k", &k, shape_.num_kv_heads, &inputs.k, &dense[1]},
@@ -170,7 +171,7 @@ absl::StatusOr<RingRunStats> RingAttention::RunBackward(const RankTensor& dout) 
   const Layout& layout = schedule_->layout();
   std::vector<uint8_t> store;
   absl::StatusOr<absl::Span<const uint8_t>> dense =
-      Dense("dout", dout, backend_->kv_dtype(), dout.device, layout.local_batch(),
+      Dense("dout", dout, backend_->kv_dtype(), inputs_on_device_, layout.local_batch(),
             layout.local_seqlen(), shape_.num_heads, shape_.head_dim, &store);
   absl::Status status = dense.ok() ? backend_->SetDout(*dense) : dense.status();
   if (!status.ok()) {

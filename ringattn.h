@@ -116,6 +116,8 @@ class RingAttention {
   std::unique_ptr<Schedule> schedule_;
   RankBackendFactory factory_;
   std::unique_ptr<RankBackend> backend_;
+  // Whether the loaded inputs (and so dO) are GPU memory.
+  bool inputs_on_device_ = false;
   // The buffer slot holding the forward's last visiting K/V (-1: none).
   std::optional<KvBuffer> forward_kv_;
 };

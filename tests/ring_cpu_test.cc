@@ -292,6 +292,41 @@ TEST(RingCpuTest, PackedInputsAndBadInput) {
   });
   EXPECT_THAT(statuses[1].message(), ::testing::HasSubstr("k needs"));
   EXPECT_EQ(statuses[0].code(), absl::StatusCode::kAborted) << statuses[0];
+
+  // GPU tensors (RankTensor::device) beside host ones, to the CPU backend,
+  // and a GPU dO after a host forward: errors saying where the memory is,
+  // never a read of it.
+  statuses = comm::ThreadWorld::Run(2, absl::Seconds(30), [&](Communicator& comm) -> absl::Status {
+    const int r = comm.rank();
+    RankTensor q = DenseRankTensor(DType::kFloat32, q_shards[r], 16, 4, 8);
+    q.device = r == 1;
+    return RingFlashAttnFunc(comm, LayoutKind::kZigzag, s, q,
+                             {DType::kFloat32, kv_shards[r], packed.k},
+                             {DType::kFloat32, kv_shards[r], packed.v}, {.causal = true})
+        .status();
+  });
+  EXPECT_THAT(statuses[1].message(), ::testing::HasSubstr("k is in host memory; expected GPU"));
+  EXPECT_EQ(statuses[0].code(), absl::StatusCode::kAborted) << statuses[0];
+  const std::vector<uint8_t> kv_dense(32 * 2 * 8 * 4);
+  for (const bool device_inputs : {true, false}) {
+    statuses =
+        comm::ThreadWorld::Run(1, absl::Seconds(30), [&](Communicator& comm) -> absl::Status {
+          RingAttentionConfig config;
+          config.layout = {.kind = LayoutKind::kRing, .world = 1};
+          ASSIGN_OR_RETURN(std::unique_ptr<RingAttention> ring,
+                           RingAttention::Create(comm, config, s));
+          RankTensor q = DenseRankTensor(DType::kFloat32, qb, 32, 4, 8);
+          RankTensor kv = DenseRankTensor(DType::kFloat32, kv_dense, 32, 2, 8);
+          q.device = kv.device = device_inputs;
+          RETURN_IF_ERROR(ring->Forward(q, kv, kv).status());
+          RankTensor dout = q;
+          dout.device = true;
+          return ring->Backward(dout).status();
+        });
+    EXPECT_THAT(statuses[0].message(),
+                ::testing::HasSubstr(device_inputs ? "the CPU backend takes host memory"
+                                                   : "dout is in GPU memory; expected host"));
+  }
 }
 
 }  // namespace
