@@ -270,7 +270,40 @@ def main():
     expect_error(lambda: F.ring_flash_attn_func(x, x, x, group=3), "group is a int")
     expect_error(lambda: F.ring_flash_attn_func(x.int(), x, x, group=F.Group(w, 0)),
                  "dtype torch.int32")
+    kept_rings_are_reused()
     print("all passed")
+
+
+def kept_rings_are_reused():
+    """A ring goes back to the free rings after its backward (or at once
+    without one) and the next call with the same problem takes it; the
+    results do not change; release_cached_rings() closes them."""
+    F.release_cached_rings()
+    w = ringattn.World(1)
+    group = F.Group(w, 0)
+    torch.manual_seed(3)
+    q, k, v = (torch.randn(1, 16, 2, 8, requires_grad=True) for _ in range(3))
+
+    def pass_once():
+        out = F.zigzag_ring_flash_attn_func(q, k, v, causal=True, group=group)
+        out.sum().backward()
+        return out.detach(), [x.grad.clone() for x in (q, k, v)]
+
+    first = pass_once()
+    kept = [r for free in F._free_rings.values() for r in free]
+    assert len(kept) == 1, kept
+    for x in (q, k, v):
+        x.grad = None
+    second = pass_once()
+    assert [r for free in F._free_rings.values() for r in free] == kept, "the ring was taken again"
+    assert torch.equal(first[0], second[0]) and all(
+        torch.equal(a, b) for a, b in zip(first[1], second[1]))
+    with torch.no_grad():  # no backward to come: the ring is back at once
+        F.zigzag_ring_flash_attn_func(q, k, v, causal=True, group=group)
+    assert [r for free in F._free_rings.values() for r in free] == kept
+    F.release_cached_rings()
+    assert not F._free_rings and kept[0]._handle is None
+    print("kept rings: taken again by the next call, same results; released on request")
 
 
 if __name__ == "__main__":

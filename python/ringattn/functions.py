@@ -47,10 +47,10 @@ def _group(group, device=None):
     if isinstance(group, Group):
         want = device.index if device is not None and device.type == "cuda" else None
         if group.world.device != want:
+            where = "the CPU" if group.world.device is None else f"cuda:{group.world.device}"
             raise ValueError(f"ringattn: the tensors are on {device}, the group's world on "
-                             f"{'the CPU' if group.world.device is None else 'cuda:%d' % group.world.device}"
-                             "; CUDA tensors need a torch.distributed process group (one process "
-                             "per GPU)")
+                             f"{where}; CUDA tensors need a torch.distributed process group "
+                             "(one process per GPU)")
         return group
     import torch.distributed as dist
     if group is None or isinstance(group, dist.ProcessGroup):
@@ -121,7 +121,11 @@ class _Lease:
         with _rings_lock:
             _free_rings.setdefault(self.key, []).append(ring)
 
-    __del__ = release
+    def __del__(self):
+        try:
+            self.release()
+        except Exception:  # interpreter shutdown: the module's globals may be gone
+            pass
 
 
 def release_cached_rings():
