@@ -21,8 +21,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
+#include <mutex>
+#include <unordered_map>
 
 #include "cuda/flash/forward_common.cuh"
 #include "cuda/flash/hopper_pipeline.cuh"
@@ -77,17 +78,30 @@ __device__ __forceinline__ int64_t LoadSharedS64(uint32_t addr) {
 }
 
 // The pool of this kernel's tile counters (one per translation unit, as
-// each head dim's kernels are), and the slot of the next launch.
+// each head dim's kernels are), and the stream each slot belongs to.
 namespace {
 __device__ TileCounter forward_tile_counters[kTileCounterSlots];
 
-cudaError_t ForwardTileCounter(TileCounter** counter) {
-  static std::atomic<unsigned> next_slot{0};
+// The counter of `stream`'s launches (tile_scheduler.cuh). Errors:
+// cudaErrorLaunchOutOfResources past kTileCounterSlots streams.
+cudaError_t ForwardTileCounter(cudaStream_t stream, TileCounter** counter) {
+  static std::mutex mu;
+  static auto* const slots = new std::unordered_map<cudaStream_t, int>();
+  int slot;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    const auto it = slots->emplace(stream, static_cast<int>(slots->size())).first;
+    if (it->second >= kTileCounterSlots) {
+      slots->erase(it);
+      return cudaErrorLaunchOutOfResources;
+    }
+    slot = it->second;
+  }
   void* pool = nullptr;
   if (const cudaError_t e = cudaGetSymbolAddress(&pool, forward_tile_counters); e != cudaSuccess) {
     return e;
   }
-  *counter = static_cast<TileCounter*>(pool) + next_slot.fetch_add(1) % kTileCounterSlots;
+  *counter = static_cast<TileCounter*>(pool) + slot;
   return cudaSuccess;
 }
 }  // namespace
@@ -374,7 +388,7 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
                                         kv_head_bytes, L2SectionBudget(l2_bytes), sms);
   const int64_t grid = std::min<int64_t>(scheduler.Count(), sms);
   TileCounter* counter = nullptr;
-  if (const cudaError_t e = ForwardTileCounter(&counter); e != cudaSuccess) return e;
+  if (const cudaError_t e = ForwardTileCounter(stream, &counter); e != cudaSuccess) return e;
   return LaunchKernel(FlashForwardWarpSpecializedKernel<E, kHeadDim>,
                       dim3(static_cast<unsigned>(grid)), Tr::kThreads, Tr::kSharedBytes, stream, a,
                       scheduler, counter, q_map, k_map, v_map);

@@ -68,13 +68,15 @@ struct HeavyFirstTileScheduler {
 // step -- takes fewer tiles instead of finishing last with a static share
 // (a static stride of the grid size lost 12-14 % of a ring step beside its
 // hop on 2 x H200, and 1-15 % alone: docs/KERNEL_BENCH.md).
-// A counter serves one launch: launches take slots of a pool in turn, and
-// the CTA that finishes last resets its slot for a later launch.
+// A counter serves the launches of one stream, one at a time (a stream runs
+// its kernels in order): the CTA that finishes last resets it for the
+// stream's next launch. Streams take slots of a pool; launches on
+// different streams, which may run at once, never share one.
 struct TileCounter {
   unsigned long long next;  // tiles taken beyond the first gridDim.x
   unsigned long long done;  // CTAs finished
 };
-constexpr int kTileCounterSlots = 256;
+constexpr int kTileCounterSlots = 1024;  // streams per GPU, per kernel family
 
 // The next tile of a CTA that has taken its tiles so far.
 __device__ __forceinline__ int64_t NextTile(TileCounter* counter) {
