@@ -4,13 +4,18 @@ for a few SGD steps under torchrun, one rank per process, on CPU (gloo):
     RINGATTN_LIB=bazel-bin/python/libringattn.so PYTHONPATH=python \\
         torchrun --nproc_per_node=4 python/examples/torchrun_block.py
 
+or with `--cuda`, one GPU per process (NCCL; ringattn's CUDA backend), the
+whole-sequence block using torch's scaled_dot_product_attention.
+
 Each rank holds its zigzag shard of the sequence
 (ringattn.functions.position_ids); the block's parameter gradients are
 summed over the ranks (as data- or context-parallel training does). Every rank also runs the same block on
 the whole sequence with plain softmax attention, and every step the loss
 and the gradients must agree (fp32: 1e-5 relative)."""
 
+import argparse
 import copy
+import os
 
 import torch
 import torch.distributed as dist
@@ -42,19 +47,32 @@ def plain_attention(q, k, v):  # causal softmax attention on the whole sequence
     return torch.einsum("bhqk,bkhd->bqhd", torch.softmax(scores, dim=-1), v)
 
 
+def sdpa_attention(q, k, v):  # the same with torch's SDPA (on a GPU)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+    return out.transpose(1, 2)
+
+
 def main():
-    dist.init_process_group("gloo")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cuda", action="store_true", help="one GPU per process, NCCL")
+    cuda = parser.parse_args().cuda
+    dist.init_process_group("nccl" if cuda else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank))) if cuda else None
+    if cuda:
+        torch.cuda.set_device(device)
     torch.manual_seed(0)  # the same parameters and data on every rank
     ring_block = Block(lambda q, k, v: F.zigzag_ring_flash_attn_func(q, k, v, causal=True))
+    ring_block.to(device)
     full_block = copy.deepcopy(ring_block)
-    full_block.attention = plain_attention
+    full_block.attention = sdpa_attention if cuda else plain_attention
     ring_opt = torch.optim.SGD(ring_block.parameters(), lr=0.1)
     full_opt = torch.optim.SGD(full_block.parameters(), lr=0.1)
-    mine = F.position_ids("zigzag", SEQLEN)  # this rank's tokens (the default group)
+    mine = F.position_ids("zigzag", SEQLEN).to(device)  # this rank's tokens (default group)
     worst = 0.0
     for step in range(STEPS):
-        x = torch.randn(1, SEQLEN, DIM)
+        x = torch.randn(1, SEQLEN, DIM).to(device)
         # Ring: this rank's tokens; the loss's sum and the gradients over ranks.
         ring_opt.zero_grad()
         local = (ring_block(x[:, mine]) ** 2).sum() / (SEQLEN * DIM)
