@@ -303,7 +303,19 @@ def kept_rings_are_reused():
     assert [r for free in F._free_rings.values() for r in free] == kept
     F.release_cached_rings()
     assert not F._free_rings and kept[0]._handle is None
-    print("kept rings: taken again by the next call, same results; released on request")
+    # Problems that change every call (documents per batch): only the last
+    # few keep rings; the others' are closed.
+    rings = []
+    for n in range(F._KEPT_PROBLEMS + 3):
+        x = torch.randn(1, 16 + 2 * n, 2, 8, requires_grad=True)
+        F.zigzag_ring_flash_attn_func(x, x, x, causal=True, group=group).sum().backward()
+        rings.append([r for free in F._free_rings.values() for r in free][-1])
+    kept = [r for free in F._free_rings.values() for r in free]
+    assert kept == rings[-F._KEPT_PROBLEMS:], (len(kept), F._KEPT_PROBLEMS)
+    assert all(r._handle is None for r in rings[:-F._KEPT_PROBLEMS])
+    F.release_cached_rings()
+    print("kept rings: taken again by the next call, same results; those of the last "
+          f"{F._KEPT_PROBLEMS} problems only; released on request")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ contiguous ones once. Dropout and ALiBi raise ValueError (never silently
 ignored).
 """
 
+import collections
 import ctypes
 import math
 import threading
@@ -92,9 +93,12 @@ def _tensor(name, x):
 # Rings not in use, kept with their buffers (GPU memory for CUDA rings) for
 # the next call with the same problem, as torch's caching allocator keeps
 # its blocks: a training step runs as many at once as it has attention
-# layers, and the next step takes them again without allocating.
-# release_cached_rings() frees them.
-_free_rings = {}  # (world, rank, problem, (dtype, device)) -> [Ring]
+# layers, and the next step takes them again without allocating. Only the
+# last _KEPT_PROBLEMS problems used keep rings (documents that change every
+# batch would otherwise keep a ring set per batch); release_cached_rings()
+# frees them all.
+_KEPT_PROBLEMS = 4
+_free_rings = collections.OrderedDict()  # (world, rank, problem, (dtype, device)) -> [Ring]
 _rings_lock = threading.Lock()
 
 
@@ -106,8 +110,12 @@ class _Lease:
     def __init__(self, group, problem, tensors):
         self.key = (group.world, group.rank, problem, tensors)
         with _rings_lock:
-            free = _free_rings.get(self.key)
+            free = _free_rings.setdefault(self.key, [])
+            _free_rings.move_to_end(self.key)  # the most recent problem
             self.ring = free.pop() if free else None
+            evicted = _evict_locked()
+        for ring in evicted:
+            ring.close()
         if self.ring is None:
             self.ring = Ring(group.world, group.rank, **dict(problem))
 
@@ -119,13 +127,26 @@ class _Lease:
             ring.close()
             return
         with _rings_lock:
-            _free_rings.setdefault(self.key, []).append(ring)
+            if self.key in _free_rings:
+                _free_rings[self.key].append(ring)
+                ring = None
+        if ring is not None:  # its problem is no longer kept
+            ring.close()
 
     def __del__(self):
         try:
             self.release()
         except Exception:  # interpreter shutdown: the module's globals may be gone
             pass
+
+
+def _evict_locked():
+    """The free rings of problems beyond the last _KEPT_PROBLEMS, removed."""
+    evicted = []
+    while len(_free_rings) > _KEPT_PROBLEMS:
+        _, rings = _free_rings.popitem(last=False)
+        evicted.extend(rings)
+    return evicted
 
 
 def release_cached_rings():
