@@ -15,6 +15,8 @@
 #ifndef RINGATTN_CUDA_FLASH_TILE_SCHEDULER_CUH_
 #define RINGATTN_CUDA_FLASH_TILE_SCHEDULER_CUH_
 
+#include <cuda_runtime.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -50,12 +52,13 @@ struct HeavyFirstTileScheduler {
   }
 
   __host__ __device__ int64_t Count() const { return m_tiles * heads * batch; }
-  __device__ __forceinline__ QueryTile At(int64_t t) const {
+  __host__ __device__ __forceinline__ QueryTile At(int64_t t) const {
     const int64_t per_section = section * m_tiles;
     const int64_t first_pair = t / per_section * section;
     const int64_t rest = t % per_section;
     // The last section may hold fewer pairs.
-    const int64_t pairs = min(section, heads * batch - first_pair);
+    const int64_t left = heads * batch - first_pair;
+    const int64_t pairs = section < left ? section : left;
     const int64_t pair = first_pair + rest % pairs;
     return {m_tiles - 1 - static_cast<int>(rest / pairs), pair % heads, pair / heads};
   }
@@ -78,6 +81,7 @@ struct TileCounter {
 };
 constexpr int kTileCounterSlots = 1024;  // streams per GPU, per kernel family
 
+#ifdef __CUDACC__  // (the host-side test reads the order alone)
 // The next tile of a CTA that has taken its tiles so far.
 __device__ __forceinline__ int64_t NextTile(TileCounter* counter) {
   return static_cast<int64_t>(atomicAdd(&counter->next, 1ull)) + gridDim.x;
@@ -89,6 +93,7 @@ __device__ __forceinline__ void FinishTiles(TileCounter* counter) {
     counter->done = 0;
   }
 }
+#endif  // __CUDACC__
 
 // The L2 bytes one section's K and V may take: half the cache (the rest
 // holds the queries, the outputs and the other half's ways);

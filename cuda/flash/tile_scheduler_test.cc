@@ -1,0 +1,77 @@
+// The forward's persistent tile order on the host (tile_scheduler.cuh):
+// every (query tile, head, batch) tile exactly once, sections of whole
+// (head, batch) pairs run one after another, heaviest query tiles first
+// inside each, for sections that divide the pairs and sections that leave a
+// short last one. The GPU tests' shapes all fit one section; this is the
+// test of the others.
+#include "cuda/flash/tile_scheduler.cuh"
+
+#include <cstdint>
+#include <set>
+#include <tuple>
+
+#include "gtest/gtest.h"
+
+namespace ringattn::cuda::flash {
+namespace {
+
+void CheckOrder(const HeavyFirstTileScheduler& s) {
+  SCOPED_TRACE(::testing::Message() << "m_tiles " << s.m_tiles << " heads " << s.heads << " batch "
+                                    << s.batch << " section " << s.section);
+  std::set<std::tuple<int, int64_t, int64_t>> seen;
+  int previous_m = s.m_tiles;
+  int64_t previous_section = 0;
+  for (int64_t t = 0; t < s.Count(); ++t) {
+    const QueryTile tile = s.At(t);
+    ASSERT_GE(tile.m, 0);
+    ASSERT_LT(tile.m, s.m_tiles);
+    ASSERT_GE(tile.head, 0);
+    ASSERT_LT(tile.head, s.heads);
+    ASSERT_GE(tile.batch, 0);
+    ASSERT_LT(tile.batch, s.batch);
+    ASSERT_TRUE(seen.insert({tile.m, tile.head, tile.batch}).second) << "tile " << t << " again";
+    const int64_t pair = tile.batch * s.heads + tile.head;
+    const int64_t section = pair / s.section;
+    ASSERT_GE(section, previous_section) << "sections run in order";
+    if (section != previous_section) previous_m = s.m_tiles;
+    ASSERT_LE(tile.m, previous_m) << "heaviest first inside a section (tile " << t << ")";
+    previous_m = tile.m;
+    previous_section = section;
+  }
+  EXPECT_EQ(static_cast<int64_t>(seen.size()), s.Count());
+}
+
+TEST(TileSchedulerTest, EveryTileOnceSectionBySectionHeaviestFirst) {
+  for (int m_tiles : {1, 3, 8}) {
+    for (int64_t heads : {1, 5, 32}) {
+      for (int64_t batch : {1, 2, 3}) {
+        const int64_t pairs = heads * batch;
+        for (int64_t section : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{7}, pairs}) {
+          if (section > pairs) continue;
+          CheckOrder({m_tiles, heads, batch, section});
+        }
+      }
+    }
+  }
+}
+
+TEST(TileSchedulerTest, SectionsFitTheL2AndKeepEveryCtaBusy) {
+  // s32768 d128 bf16 on an H200 (132 SMs, 25 MB budget): one kv head's
+  // K/V is 16 MiB, one fits, but 256 query tiles x 1 pair < 2 x 132 CTAs.
+  const int64_t kv = 2 * 32768 * 128 * 2;
+  HeavyFirstTileScheduler s = HeavyFirstTileScheduler::Sections(256, 32, 1, 1, kv, 25 << 20, 132);
+  EXPECT_EQ(s.section, 2);
+  // s8192: four kv heads of 4 MiB... six fit in 25 MiB; GQA groups of 4 query heads each.
+  s = HeavyFirstTileScheduler::Sections(64, 32, 1, 4, 2 * 8192 * 128 * 2, 25 << 20, 132);
+  EXPECT_EQ(s.section, 24);
+  // Budget 0 (RINGATTN_L2_SECTIONS=0): one section of every pair.
+  s = HeavyFirstTileScheduler::Sections(8, 32, 16, 1, kv, 0, 132);
+  EXPECT_EQ(s.section, 32 * 16);
+  // Never more than the pairs there are.
+  s = HeavyFirstTileScheduler::Sections(1, 2, 1, 1, 1024, 25 << 20, 132);
+  EXPECT_EQ(s.section, 2);
+  CheckOrder(s);
+}
+
+}  // namespace
+}  // namespace ringattn::cuda::flash
