@@ -362,6 +362,43 @@ TEST(FlashForwardTest, RandomTasksMatchTheFp64Oracle) {
   }
 }
 
+// More tiles than SMs, so every CTA of the persistent warp-specialized
+// forward takes several through its tile counter (the random cases have at
+// most 36 tiles, one per CTA): 50 query heads over 10 kv heads, 1000 query
+// rows (8 query tiles, the last short), 130 keys at positions 400..529,
+// causal, so the first query tiles see no key (tiles without keys, published
+// without copies) and the others some or all; one batch row, then two; each
+// kernel, bf16, d64 and d128.
+TEST(FlashForwardTest, ManyTilesPerCtaMatchTheFp64Oracle) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
+  uint32_t seed = 7001;
+  for (flash::TensorCoreKernel kernel : TensorCoreKernels()) {
+    SCOPED_TRACE(KernelName(kernel));
+    for (int64_t batch : {1, 2}) {
+      for (int64_t d : {64, 128}) {
+        Case c;
+        c.dtype = DType::kBFloat16;
+        c.head_dim = d;
+        c.batch = batch;
+        c.heads = 50;
+        c.kv_heads = 10;
+        c.q_row = c.k_row = 0;
+        c.q_rows = 1000;
+        c.k_rows = 130;
+        c.q_pos = DeviceRun{0, 1000, 1, 1000, 1000};
+        c.k_pos = DeviceRun{400, 130, 1, 130, 130};  // keys at 400..529
+        c.min_delta = -kFar;
+        c.max_delta = 0;  // causal: query i sees keys <= i
+        c.doc_begin = 0;
+        c.doc_end = kFar;
+        c.kv_head_begin = 0;
+        c.kv_head_end = c.kv_heads;
+        Check(c, seed += 10, kernel);
+      }
+    }
+  }
+}
+
 TEST(FlashForwardTest, Fp32TasksMatchTheFp64OracleTo1e5) {
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
   std::mt19937 rng(32);
