@@ -151,8 +151,9 @@ int32_t ringattn_ring_device(const ringattn_ring* ring);
 /* GPU rings: the caller's CUDA stream (a cudaStream_t; NULL, the default,
  * is the legacy default stream). ringattn_forward and ringattn_backward
  * start after the work enqueued on it before the call, and its work
- * enqueued after the call runs after their results are written; the calls
- * themselves do not wait for the GPU to finish. */
+ * enqueued after the call runs after their results are written. (Today a
+ * pass also returns only when its ring work has finished on the GPU: the
+ * ring synchronizes at the end of each pass to report transfer errors.) */
 ringattn_status ringattn_ring_set_stream(ringattn_ring* ring, void* stream);
 
 /* Rows of every local tensor, and the batch rows. */
