@@ -87,8 +87,14 @@ __device__ __forceinline__ int64_t NextTile(TileCounter* counter) {
   return static_cast<int64_t>(atomicAdd(&counter->next, 1ull)) + gridDim.x;
 }
 // After the CTA's last tile: the last CTA of the launch resets the slot.
+// The fences order each CTA's last take of `next` before its count in
+// `done`, and every count before the reset (relaxed atomics to two
+// addresses are not ordered otherwise, and a late take after the reset
+// would skip a tile of the stream's next launch).
 __device__ __forceinline__ void FinishTiles(TileCounter* counter) {
+  __threadfence();
   if (atomicAdd(&counter->done, 1ull) == gridDim.x - 1) {
+    __threadfence();
     counter->next = 0;
     counter->done = 0;
   }
