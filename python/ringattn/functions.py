@@ -123,8 +123,12 @@ class _Lease:
         ring, self.ring = self.ring, None
         if ring is None:
             return
-        if ring._world.failed:
-            ring.close()
+        if ring._world.failed:  # its world is done: drop it and every ring kept for it
+            with _rings_lock:
+                stale = [k for k in _free_rings if k[0] is ring._world]
+                dropped = [r for k in stale for r in _free_rings.pop(k)]
+            for r in dropped + [ring]:
+                r.close()
             return
         with _rings_lock:
             if self.key in _free_rings:
