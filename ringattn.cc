@@ -124,11 +124,9 @@ absl::Status RingAttention::Load(const RankTensor& q, const RankTensor& k, const
         std::tuple{"v", &v, shape_.num_kv_heads, &inputs.v, &dense[2]}}) {
     ASSIGN_OR_RETURN(*to, Dense(name, *t, q.dtype, q.device, b, s, heads, shape_.head_dim, store));
   }
-  // Another pass in the same dtype: the backend's buffers, if it takes new
-  // inputs (else, and for another dtype, a new backend).
+  // Another pass in the same dtype keeps the backend and its buffers.
   if (backend_ != nullptr && backend_->kv_dtype() == inputs.dtype) {
-    const absl::Status reloaded = backend_->Reload(inputs);
-    if (reloaded.code() != absl::StatusCode::kUnimplemented) return reloaded;
+    return backend_->Reload(inputs);
   }
   ASSIGN_OR_RETURN(std::unique_ptr<RankBackend> backend,
                    factory_(*schedule_, comm_.rank(), shape_, softmax_scale_, inputs));

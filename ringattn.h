@@ -89,11 +89,11 @@ class RingAttention {
                                       const RankTensor& v);
   // After Forward on this object: gradients for upstream `dout`.
   absl::StatusOr<RankGrads> Backward(const RankTensor& dout);
-  // GPU tensors (RankTensor::device, a CUDA backend): the results go into
-  // the caller's dense GPU buffers, enqueued on the backend's stream
-  // (RankBackend::WriteOutputs / WriteGrads) instead of to the host: O like
-  // q and LSE (local_batch, num_heads, local_seqlen) in fp32; dQ, dK, dV
-  // like q, k, v.
+  // The results into the caller's dense buffers instead of returned
+  // vectors, in the memory the tensors are in (GPU tensors, RankTensor::
+  // device: the GPU's, enqueued on the CUDA backend's stream;
+  // RankBackend::WriteOutputs / WriteGrads): O like q and LSE
+  // (local_batch, num_heads, local_seqlen) in fp32; dQ, dK, dV like q, k, v.
   absl::StatusOr<RingRunStats> ForwardInto(const RankTensor& q, const RankTensor& k,
                                            const RankTensor& v, void* out, float* lse);
   absl::StatusOr<RingRunStats> BackwardInto(const RankTensor& dout, void* dq, void* dk, void* dv);

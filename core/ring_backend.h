@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -14,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "core/dtype.h"
+#include "core/layout.h"
 #include "core/schedule.h"
 #include "core/shapes.h"
 
@@ -131,25 +133,35 @@ class RankBackend : public RingBackend {
   virtual absl::StatusOr<std::vector<uint8_t>> Dv() = 0;
 
   // New inputs of the same shape and dtype for another forward, reusing
-  // every buffer (callers that run many passes: the Python functions).
-  // Errors: InvalidArgument for other sizes or dtype; Unimplemented for a
-  // backend that is made anew for each pass (the caller then makes one).
-  virtual absl::Status Reload(const RankInputs& inputs) {
-    return absl::UnimplementedError("this backend takes its inputs when it is made");
-  }
+  // every buffer (callers that run many passes: RingAttention, and so the
+  // Python functions). Errors: InvalidArgument for other sizes or dtype.
+  virtual absl::Status Reload(const RankInputs& inputs) = 0;
 
-  // Results left where the backend computed them, for callers whose
-  // tensors live there too (a GPU's memory: torch CUDA tensors): O in the
-  // input dtype and LSE in fp32 into `out` and `lse`, or dQ, dK, dV in the
-  // input dtype, dense, enqueued on the backend's stream. Errors:
-  // Unimplemented for a backend whose results are host memory.
-  virtual absl::Status WriteOutputs(void* out, float* lse) {
-    return absl::UnimplementedError("this backend's results are in host memory: use Out()");
-  }
-  virtual absl::Status WriteGrads(void* dq, void* dk, void* dv) {
-    return absl::UnimplementedError("this backend's results are in host memory: use Dq()");
-  }
+  // The results into the caller's dense buffers, in the memory the backend
+  // computes in (host memory for the CPU backend; the GPU's for the CUDA
+  // one, enqueued on its stream: torch CUDA tensors): O in the input dtype
+  // and LSE in fp32 (local_batch, num_heads, local_seqlen), or dQ, dK, dV in
+  // the input dtype. Errors: FailedPrecondition before the pass has run.
+  virtual absl::Status WriteOutputs(void* out, float* lse) = 0;
+  virtual absl::Status WriteGrads(void* dq, void* dk, void* dv) = 0;
 };
+
+// q, k and v of `inputs` hold the elements of a rank's `local` shape.
+// Errors: InvalidArgument naming the tensor, the bytes seen and expected.
+inline absl::Status CheckRankInputBytes(const RankShape& local, const RankInputs& inputs) {
+  const int64_t elem = DTypeBytes(inputs.dtype);
+  for (const auto& [name, bytes, elements] :
+       {std::tuple{"q", inputs.q.size(), local.q_elements()},
+        std::tuple{"k", inputs.k.size(), local.kv_elements()},
+        std::tuple{"v", inputs.v.size(), local.kv_elements()}}) {
+    if (static_cast<int64_t>(bytes) != elements * elem) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, " has ", bytes, " bytes; expected ", elements, " ", DTypeName(inputs.dtype),
+          " elements (local_batch x local_seqlen x heads x head_dim)"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 // Makes one rank's RankBackend from its schedule, rank, global shape,
 // softmax scale and dense local inputs (RingAttentionConfig::backend).

@@ -22,6 +22,16 @@ absl::Status CheckBytes(const char* what, size_t bytes, int64_t elements, DType 
   return absl::OkStatus();
 }
 
+// Host inputs of one rank's local shape.
+absl::Status CheckInputs(const RankShape& local, const RankInputs& inputs) {
+  if (inputs.device) {
+    return absl::InvalidArgumentError(
+        "the inputs are in GPU memory; the CPU backend takes host memory (run the CUDA backend, "
+        "or copy the tensors to the host)");
+  }
+  return CheckRankInputBytes(local, inputs);
+}
+
 template <typename C>
 std::vector<C> Upcast(DType dtype, absl::Span<const uint8_t> bytes) {
   return DecodeAll<C>(dtype, bytes);
@@ -48,10 +58,17 @@ class Backend final : public CpuRingBackend {
     problem_.head_dim = local_.head_dim;
     problem_.softmax_scale = softmax_scale;
     problem_.mask = mask_;
-    q_ = Upcast<C>(dtype_, inputs.q);
-    k_.assign(inputs.k.begin(), inputs.k.end());
-    v_.assign(inputs.v.begin(), inputs.v.end());
-    state_ = EmptyOutput<C>(problem_.batch, problem_.q_rows, problem_.num_heads, problem_.head_dim);
+    Load(inputs);
+  }
+
+  absl::Status Reload(const RankInputs& inputs) override {
+    RETURN_IF_ERROR(CheckInputs(local_, inputs));
+    if (inputs.dtype != dtype_) {
+      return absl::InvalidArgumentError(absl::StrCat("new inputs are ", DTypeName(inputs.dtype),
+                                                     "; this backend holds ", DTypeName(dtype_)));
+    }
+    Load(inputs);
+    return absl::OkStatus();
   }
 
   int64_t KvElements(int64_t head_begin, int64_t head_end) const override {
@@ -215,11 +232,41 @@ class Backend final : public CpuRingBackend {
     return absl::OkStatus();
   }
 
+  absl::Status WriteOutputs(void* out, float* lse) override {
+    if (!forward_done_) return absl::FailedPreconditionError("no forward pass has run");
+    if (out == nullptr || lse == nullptr) {
+      return absl::InvalidArgumentError("out and lse must be host buffers, not NULL");
+    }
+    std::memcpy(out, out_.data(), out_.size());
+    std::memcpy(lse, lse_.data(), lse_.size() * sizeof(float));
+    return absl::OkStatus();
+  }
+  absl::Status WriteGrads(void* dq, void* dk, void* dv) override {
+    if (dq == nullptr || dk == nullptr || dv == nullptr) {
+      return absl::InvalidArgumentError("dq, dk and dv must be host buffers, not NULL");
+    }
+    for (auto [to, grad] : {std::pair{dq, &dq_}, std::pair{dk, &dk_}, std::pair{dv, &dv_}}) {
+      ASSIGN_OR_RETURN(const std::vector<uint8_t> bytes, Grad(*grad));
+      std::memcpy(to, bytes.data(), bytes.size());
+    }
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<std::vector<uint8_t>> dq() const override { return Grad(dq_); }
   absl::StatusOr<std::vector<uint8_t>> dk() const override { return Grad(dk_); }
   absl::StatusOr<std::vector<uint8_t>> dv() const override { return Grad(dv_); }
 
  private:
+  // The pass's inputs, and a fresh state: no forward or backward has run.
+  void Load(const RankInputs& inputs) {
+    q_ = Upcast<C>(dtype_, inputs.q);
+    k_.assign(inputs.k.begin(), inputs.k.end());
+    v_.assign(inputs.v.begin(), inputs.v.end());
+    state_ = EmptyOutput<C>(problem_.batch, problem_.q_rows, problem_.num_heads, problem_.head_dim);
+    forward_done_ = backward_done_ = false;
+    dout_.clear();
+  }
+
   TensorStrides QStrides() const {
     return DenseStrides(problem_.q_rows, problem_.num_heads, problem_.head_dim);
   }
@@ -300,17 +347,7 @@ absl::StatusOr<std::unique_ptr<CpuRingBackend>> CpuRingBackend::Create(const Sch
   RETURN_IF_ERROR(layout.CheckRank(rank));
   RETURN_IF_ERROR(schedule.CheckShape(shape));
   RETURN_IF_ERROR(ValidateSoftmaxScale(softmax_scale));
-  if (inputs.device) {
-    return absl::InvalidArgumentError(
-        "the inputs are in GPU memory; the CPU backend takes host memory (run the CUDA backend, "
-        "or copy the tensors to the host)");
-  }
-  const int64_t local = layout.local_batch() * layout.local_seqlen() * shape.head_dim;
-  RETURN_IF_ERROR(CheckBytes("q", inputs.q.size(), local * shape.num_heads, inputs.dtype));
-  for (const auto& [name, bytes] :
-       {std::pair{"k", inputs.k.size()}, std::pair{"v", inputs.v.size()}}) {
-    RETURN_IF_ERROR(CheckBytes(name, bytes, local * shape.num_kv_heads, inputs.dtype));
-  }
+  RETURN_IF_ERROR(CheckInputs(layout.RankShapeOf(rank, shape), inputs));
   if (inputs.dtype == DType::kFloat64) {
     return std::unique_ptr<CpuRingBackend>(
         new Backend<double>(schedule, rank, shape, softmax_scale, inputs));

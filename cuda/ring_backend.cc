@@ -98,23 +98,6 @@ DeviceRun RunOf(const PositionRun& r) {
   return {r.base, r.length, r.stride, r.group, r.group_stride};
 }
 
-// q, k and v of `inputs` hold `local` (local_batch x local_seqlen x
-// head_dim) elements per head of their dtype.
-absl::Status CheckInputBytes(int64_t local, const AttentionShape& shape,
-                             const HostRankInputs& inputs) {
-  const int64_t elem = DTypeBytes(inputs.dtype);
-  for (const auto& [name, bytes, heads] : {std::tuple{"q", inputs.q.size(), shape.num_heads},
-                                           std::tuple{"k", inputs.k.size(), shape.num_kv_heads},
-                                           std::tuple{"v", inputs.v.size(), shape.num_kv_heads}}) {
-    if (static_cast<int64_t>(bytes) != local * heads * elem) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          name, " has ", bytes, " bytes; expected ", local * heads, " ", DTypeName(inputs.dtype),
-          " elements (local_batch x local_seqlen x heads x head_dim)"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 class Backend final : public CudaRingBackend {
  public:
   Backend(const Schedule& schedule, int rank, const AttentionShape& shape, double softmax_scale,
@@ -176,7 +159,7 @@ class Backend final : public CudaRingBackend {
       return absl::InvalidArgumentError(absl::StrCat("new inputs are ", DTypeName(in.dtype),
                                                      "; this backend holds ", DTypeName(dtype_)));
     }
-    RETURN_IF_ERROR(CheckInputBytes(local_.batch * local_.rows * shape_.head_dim, shape_, in));
+    RETURN_IF_ERROR(CheckRankInputBytes(local_, in));
     RETURN_IF_ERROR(Device());
     RETURN_IF_ERROR(CopyInputs(in));
     return Restart();
@@ -591,8 +574,7 @@ absl::StatusOr<std::unique_ptr<CudaRingBackend>> CudaRingBackend::Create(
   RETURN_IF_ERROR(schedule.CheckShape(shape));
   RETURN_IF_ERROR(ValidateSoftmaxScale(softmax_scale));
   ASSIGN_OR_RETURN(ElementType type, ElementTypeOf(inputs.dtype));
-  RETURN_IF_ERROR(CheckInputBytes(layout.local_batch() * layout.local_seqlen() * shape.head_dim,
-                                  shape, inputs));
+  RETURN_IF_ERROR(CheckRankInputBytes(layout.RankShapeOf(rank, shape), inputs));
   ASSIGN_OR_RETURN(int devices, DeviceCount());
   if (device < 0 || device >= devices) {
     return absl::InvalidArgumentError(

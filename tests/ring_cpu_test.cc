@@ -335,6 +335,57 @@ TEST(RingCpuTest, PackedInputsAndBadInput) {
 namespace ringattn {
 namespace {
 
+// One RingAttention over several passes: the second pass reloads the same
+// backend with new inputs (RankBackend::Reload) and writes into the
+// caller's buffers (ForwardInto / BackwardInto); its results equal a fresh
+// RingAttention's on those inputs, byte for byte.
+TEST(RingCpuTest, AnotherPassReloadsTheBackendAndWritesIntoBuffers) {
+  const AttentionShape s{1, 32, 32, 4, 2, 8};
+  const int64_t q_bytes = 32 * 4 * 8 * 4, kv_bytes = 32 * 2 * 8 * 4;
+  const auto tensor = [](const std::vector<uint8_t>& b, int64_t heads) {
+    return DenseRankTensor(DType::kFloat32, b, 32, heads, 8);
+  };
+  // q, k, v, dout of the first pass, then of the second.
+  std::vector<std::vector<uint8_t>> inputs;
+  uint32_t seed = 1;
+  for (int64_t bytes :
+       {q_bytes, kv_bytes, kv_bytes, q_bytes, q_bytes, kv_bytes, kv_bytes, q_bytes}) {
+    inputs.push_back(Encode(DType::kFloat32, RandomNormal<double>(bytes / 4, seed++)));
+  }
+  const auto statuses =
+      comm::ThreadWorld::Run(1, absl::Seconds(30), [&](Communicator& comm) -> absl::Status {
+        RingAttentionConfig config;
+        config.layout = {.kind = LayoutKind::kZigzag, .world = 1};
+        config.mask.causal = true;
+        ASSIGN_OR_RETURN(std::unique_ptr<RingAttention> kept,
+                         RingAttention::Create(comm, config, s));
+        ASSIGN_OR_RETURN(std::unique_ptr<RingAttention> fresh,
+                         RingAttention::Create(comm, config, s));
+        RETURN_IF_ERROR(
+            kept->Forward(tensor(inputs[0], 4), tensor(inputs[1], 2), tensor(inputs[2], 2))
+                .status());
+        RETURN_IF_ERROR(kept->Backward(tensor(inputs[3], 4)).status());
+        std::vector<uint8_t> out(q_bytes), dq(q_bytes), dk(kv_bytes), dv(kv_bytes);
+        std::vector<float> lse(4 * 32);
+        RETURN_IF_ERROR(kept->ForwardInto(tensor(inputs[4], 4), tensor(inputs[5], 2),
+                                          tensor(inputs[6], 2), out.data(), lse.data())
+                            .status());
+        RETURN_IF_ERROR(
+            kept->BackwardInto(tensor(inputs[7], 4), dq.data(), dk.data(), dv.data()).status());
+        ASSIGN_OR_RETURN(
+            const RankForward want,
+            fresh->Forward(tensor(inputs[4], 4), tensor(inputs[5], 2), tensor(inputs[6], 2)));
+        ASSIGN_OR_RETURN(const RankGrads grads, fresh->Backward(tensor(inputs[7], 4)));
+        EXPECT_EQ(out, want.out);
+        EXPECT_EQ(lse, want.lse);
+        EXPECT_EQ(dq, grads.dq);
+        EXPECT_EQ(dk, grads.dk);
+        EXPECT_EQ(dv, grads.dv);
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(statuses[0].ok()) << statuses[0];
+}
+
 // The three ring-pass backward orders give the same gradients (fp64, up to
 // summation order): ending on the rank's own block with the forward's last
 // K/V still in the backend (the default through RingAttention), ending on
