@@ -22,7 +22,7 @@ ptx() {  # ptx TREE OUT
     cd "'"$tree"'"
     /usr/local/cuda/bin/nvcc -std=c++17 -O3 --expt-relaxed-constexpr -I. -arch=compute_$1 \
       -ptx "$0" -o "'"$out"'/$n.raw"
-    sed -E "s/_INTERNAL_[0-9a-f]+_/_INTERNAL_X_/g; s/_GLOBAL__N__[0-9a-f]+_/_GLOBAL__N__X_/g" \
+    sed -E "s/_INTERNAL_[0-9a-f]+_/_INTERNAL_X_/g; s/_GLOBAL__N__[0-9a-f]+_/_GLOBAL__N__X_/g; s/_cu_[0-9a-f]{8}_[0-9]+/_cu_X_/g" \
       "'"$out"'/$n.raw" | grep -v "^\s*//" > "'"$out"'/$n.ptx"'
 }
 ptx "$PWD" "$tmp/head"

@@ -84,6 +84,30 @@ struct HopperForwardTraits {
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
+// The warp-specialized kernels' CTA: one producer warpgroup and two
+// consumer warpgroups.
+struct WarpSpecializedCta {
+  static constexpr int kConsumers = 2;
+  static constexpr int kThreads = 128 * (kConsumers + 1);
+  static constexpr int kEntryRegisters = 65536 / kThreads / 8 * 8;
+};
+
+// The register split of such a CTA when the producer keeps kProducer:
+// setmaxnreg.inc takes registers only from those the CTA's producer gave
+// back (it waits for them otherwise: a deadlock), so the two counts balance
+// at the entry cap (65536 / kThreads, here 168).
+template <int kProducer>
+struct WarpSpecializedRegisters {
+  using Cta = WarpSpecializedCta;
+  static constexpr int kProducerRegisters = kProducer;
+  static constexpr int kConsumerRegisters =
+      Cta::kEntryRegisters + (Cta::kEntryRegisters - kProducer) / Cta::kConsumers / 8 * 8;
+  static_assert(kProducer * 128 + kConsumerRegisters * 128 * Cta::kConsumers <=
+                    Cta::kEntryRegisters * Cta::kThreads,
+                "consumers take no more registers than the producer gives back");
+  static_assert(kConsumerRegisters <= 256, "setmaxnreg range");
+};
+
 // Hopper warp-specialized forward (wgmma + TMA): one producer warpgroup
 // (one thread issues the tensor copies) and kConsumers consumer
 // warpgroups of 64 query rows each (most of the registers), so a CTA owns
@@ -94,21 +118,17 @@ struct HopperForwardTraits {
 template <int kHeadDim_>
 struct WarpSpecializedForwardTraits {
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kConsumers = 2;
-  static constexpr int kThreads = 128 * (kConsumers + 1);
+  static constexpr int kConsumers = WarpSpecializedCta::kConsumers;
+  static constexpr int kThreads = WarpSpecializedCta::kThreads;
   static constexpr int kBlockM = 64 * kConsumers;
   static constexpr int kBlockN = kHeadDim == 256 ? 64 : 128;
   static constexpr int kStages = kHeadDim == 64 ? 4 : 2;
-  // setmaxnreg.inc takes registers only from those the CTA's producer gave
-  // back (it waits for them otherwise: a deadlock), so the two counts
-  // must balance at the entry cap (65536 / kThreads, here 168). The
-  // producer's 64-bit tile-range arithmetic spills below 56 registers;
+  // The producer's 64-bit tile-range arithmetic spills below 56 registers;
   // d256's O (128 registers) needs 240 in the consumers (a producer of 24
   // spills, off the critical path).
-  static constexpr int kEntryRegisters = 65536 / kThreads / 8 * 8;
-  static constexpr int kProducerRegisters = kHeadDim == 256 ? 24 : 56;
-  static constexpr int kConsumerRegisters =
-      kEntryRegisters + (kEntryRegisters - kProducerRegisters) / kConsumers / 8 * 8;
+  using Registers = WarpSpecializedRegisters<kHeadDim == 256 ? 24 : 56>;
+  static constexpr int kProducerRegisters = Registers::kProducerRegisters;
+  static constexpr int kConsumerRegisters = Registers::kConsumerRegisters;
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
   static constexpr int kKvBytes = kBlockN * kHeadDim * 2;  // one K or V tile
   // Q's full/empty, K's and V's per stage, and the Q slot's tile index.
@@ -117,10 +137,6 @@ struct WarpSpecializedForwardTraits {
 
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head dims 64, 128, 256");
   static_assert(kHeadDim / 2 + kBlockN / 2 <= 192, "accumulators within registers");
-  static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumers <=
-                    kEntryRegisters * kThreads,
-                "consumers take no more registers than the producer gives back");
-  static_assert(kConsumerRegisters <= 256, "setmaxnreg range");
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
@@ -160,16 +176,15 @@ struct HopperBackwardTraits {
 template <int kHeadDim_>
 struct WarpSpecializedBackwardTraits {
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kConsumers = 2;
-  static constexpr int kThreads = 128 * (kConsumers + 1);
+  static constexpr int kConsumers = WarpSpecializedCta::kConsumers;
+  static constexpr int kThreads = WarpSpecializedCta::kThreads;
   static constexpr int kBlockN = 64 * kConsumers;
   static constexpr int kBlockM = kHeadDim == 64 ? 128 : 64;
   static constexpr int kStages = 2;
   static constexpr int kDsBuffers = kHeadDim == 64 ? 1 : 2;
-  static constexpr int kEntryRegisters = 65536 / kThreads / 8 * 8;
-  static constexpr int kProducerRegisters = 24;
-  static constexpr int kConsumerRegisters =
-      kEntryRegisters + (kEntryRegisters - kProducerRegisters) / kConsumers / 8 * 8;
+  using Registers = WarpSpecializedRegisters<24>;
+  static constexpr int kProducerRegisters = Registers::kProducerRegisters;
+  static constexpr int kConsumerRegisters = Registers::kConsumerRegisters;
   static constexpr int kKvBytes = kBlockN * kHeadDim * 2;  // K or V
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;   // one Q or dO tile
   static constexpr int kDsBytes = kBlockN * kBlockM * 2;   // one dS^T buffer
@@ -184,10 +199,6 @@ struct WarpSpecializedBackwardTraits {
   static_assert(kHeadDim == 64 || kHeadDim == 128, "backward head dims 64, 128");
   static_assert(kBlockM * kHeadDim == 64 * 64 * kConsumers, "a 64 x 64 dQ block per consumer");
   static_assert(kBlockM % 32 == 0, "the stats warp loads kBlockM / 32 rows per lane");
-  static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumers <=
-                    kEntryRegisters * kThreads,
-                "consumers take no more registers than the producer gives back");
-  static_assert(kConsumerRegisters <= 256, "setmaxnreg range");
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
