@@ -22,6 +22,7 @@
 #include "comm/thread_communicator.h"
 #include "core/mutex.h"
 #include "core/status_macros.h"
+#include "cuda/device.h"
 #include "cuda/ring_backend.h"
 #include "ringattn.h"
 
@@ -357,19 +358,17 @@ absl::Status CheckSameProblem(ringattn_ring* ring) {
 }
 
 absl::Status CudaCheck(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return absl::OkStatus();
-  cudaGetLastError();  // clears a sticky-free error for the next call
-  return absl::InternalError(absl::StrCat(what, ": ", cudaGetErrorString(e)));
+  if (e != cudaSuccess) cudaGetLastError();  // a later launch check must not see it
+  return ringattn::cuda::CudaStatus(e, what);
 }
 
 // `p` (a tensor or output of `name`) is memory of GPU `device`.
 absl::Status CheckOnDevice(const char* name, const void* p, int device) {
-  cudaPointerAttributes attr{};
-  if (p == nullptr || cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
-    cudaGetLastError();
+  if (p == nullptr) {
     return absl::InvalidArgumentError(
-        absl::StrCat(name, " is not memory CUDA knows; expected memory of GPU ", device));
+        absl::StrCat(name, " is NULL; expected memory of GPU ", device));
   }
+  const cudaPointerAttributes attr = ringattn::cuda::PointerAttributes(p);
   const bool gpu = attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged;
   if (!gpu || attr.device != device) {
     return absl::InvalidArgumentError(absl::StrCat(

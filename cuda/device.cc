@@ -15,6 +15,17 @@ absl::StatusOr<int> DeviceCount() {
   return count;
 }
 
+cudaPointerAttributes PointerAttributes(const void* p) {
+  cudaPointerAttributes a{};
+  if (p == nullptr || cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+    cudaGetLastError();
+    a = {};
+    a.type = cudaMemoryTypeUnregistered;
+    a.device = -1;
+  }
+  return a;
+}
+
 absl::Status CudaStatus(cudaError_t error, const char* what) {
   if (error == cudaSuccess) return absl::OkStatus();
   return absl::InternalError(absl::StrCat(what, " failed: ", cudaGetErrorName(error), " (",

@@ -14,6 +14,11 @@ namespace ringattn::cuda {
 // or no device (GPU tests skip on it).
 absl::StatusOr<int> DeviceCount();
 
+// What CUDA knows of pointer `p`: its attributes, or type
+// cudaMemoryTypeUnregistered (host memory) for a pointer it does not know
+// (that error is cleared, so a later cudaGetLastError does not see it).
+cudaPointerAttributes PointerAttributes(const void* p);
+
 // Converts a CUDA runtime error into a Status naming `what` was attempted.
 absl::Status CudaStatus(cudaError_t error, const char* what);
 

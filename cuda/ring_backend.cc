@@ -425,12 +425,7 @@ class Backend final : public CudaRingBackend {
     return Sync(what);
   }
   static bool DeviceMemoryAt(const void* p) {
-    cudaPointerAttributes a{};
-    if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
-      cudaGetLastError();  // an unknown pointer: host memory
-      return false;
-    }
-    return a.type == cudaMemoryTypeDevice;
+    return PointerAttributes(p).type == cudaMemoryTypeDevice;
   }
 
   // The inputs the kernels read: GPU tensors in place (RankInputs::device:
