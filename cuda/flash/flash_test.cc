@@ -88,7 +88,8 @@ Reference Oracle(const Case& c, const std::vector<double>& q, const std::vector<
   Reference r;
   r.out.assign(c.batch * c.q_rows * c.heads * d, 0.0);
   r.lse.assign(c.batch * c.heads * c.q_rows, -INFINITY);
-  std::vector<double> s(c.k_pos.length), p(c.k_pos.length);
+  std::vector<double> s(c.k_pos.length), p(c.k_pos.length), p_rounded(c.k_pos.length);
+  std::vector<double> exact(d), emulated(d);
   for (int64_t b = 0; b < c.batch; ++b) {
     const int64_t limit = c.key_limit.empty() ? kFar : c.key_limit[b];
     for (int64_t h = c.kv_head_begin * group; h < c.kv_head_end * group; ++h) {
@@ -111,20 +112,27 @@ Reference Oracle(const Case& c, const std::vector<double>& q, const std::vector<
         }
         if (mx == -INFINITY) continue;
         double sum = 0;
-        for (int64_t j = 0; j < c.k_pos.length; ++j) sum += p[j] = std::exp(s[j] - mx);
+        for (int64_t j = 0; j < c.k_pos.length; ++j) {
+          sum += p[j] = std::exp(s[j] - mx);
+          p_rounded[j] = p[j] == 0 ? 0 : RoundTo(c.dtype, p[j]);
+        }
         r.lse[(b * c.heads + h) * c.q_rows + t] = mx + std::log(sum);
-        for (int64_t e = 0; e < d; ++e) {
-          double exact = 0, emulated = 0;
-          for (int64_t j = 0; j < c.k_pos.length; ++j) {
-            if (p[j] == 0) continue;
-            const double vv = v[((b * c.k_rows + c.k_row + j) * c.kv_heads + h / group) * d + e];
-            exact += p[j] * vv;
-            emulated += RoundTo(c.dtype, p[j]) * vv;
+        // Key by key, so V's rows are read in order.
+        std::fill(exact.begin(), exact.end(), 0.0);
+        std::fill(emulated.begin(), emulated.end(), 0.0);
+        for (int64_t j = 0; j < c.k_pos.length; ++j) {
+          if (p[j] == 0) continue;
+          const double* vv = &v[((b * c.k_rows + c.k_row + j) * c.kv_heads + h / group) * d];
+          for (int64_t e = 0; e < d; ++e) {
+            exact[e] += p[j] * vv[e];
+            emulated[e] += p_rounded[j] * vv[e];
           }
-          exact /= sum;
-          emulated = RoundTo(c.dtype, emulated / sum);
-          r.out[((b * c.q_rows + t) * c.heads + h) * d + e] = exact;
-          r.emulated_error = std::max(r.emulated_error, std::abs(emulated - exact));
+        }
+        for (int64_t e = 0; e < d; ++e) {
+          const double o = exact[e] / sum;
+          r.out[((b * c.q_rows + t) * c.heads + h) * d + e] = o;
+          r.emulated_error =
+              std::max(r.emulated_error, std::abs(RoundTo(c.dtype, emulated[e] / sum) - o));
         }
       }
     }
