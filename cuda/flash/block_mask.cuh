@@ -165,6 +165,7 @@ __device__ __forceinline__ void FullQueryTileRange(const TaskMask& mask, const R
 // element mask.
 struct KeyTileRange {
   int n_begin, n_end, full_begin, full_end;
+  KeyTileRange() = default;
   __device__ __forceinline__ KeyTileRange(const ForwardBlockArgs& a, int64_t b, int m_tile,
                                           int block_m, int block_n) {
     const TaskMask mask = TaskMask::Of(a, b);

@@ -203,15 +203,21 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
         continue;
       }
       if (sum == 0.f) continue;  // no allowed key: the state is unchanged
+      float2* o = reinterpret_cast<float2*>(a.state_o + o_offset + col);
+      // The row's old values all in flight at once, before the merge factors
+      // are known (a state without keys yet may hold anything: its values
+      // are dropped below, not scaled by 0).
+      float2 old[kDB];
+#pragma unroll
+      for (int i = 0; i < kDB; ++i) old[i] = o[i * 4];
       const LseMerge<float> merge = MergeLse(old_lse[m][half], lse_b);
-      float* o = a.state_o + o_offset;
       const float new_scale = merge.new_scale * inv;
+      const bool keep_old = merge.old_scale != 0.f;
 #pragma unroll
       for (int i = 0; i < kDB; ++i) {
-        float2* p = reinterpret_cast<float2*>(o + i * 8 + col);
-        const float2 old = merge.old_scale == 0.f ? make_float2(0.f, 0.f) : *p;
-        *p = make_float2(old.x * merge.old_scale + acc[m][i][2 * half] * new_scale,
-                         old.y * merge.old_scale + acc[m][i][2 * half + 1] * new_scale);
+        const float2 x = keep_old ? old[i] : make_float2(0.f, 0.f);
+        o[i * 4] = make_float2(x.x * merge.old_scale + acc[m][i][2 * half] * new_scale,
+                               x.y * merge.old_scale + acc[m][i][2 * half + 1] * new_scale);
       }
       if (lane % 4 == 0) *lse = merge.lse;
     }

@@ -9,7 +9,7 @@
 //    its softmax;
 //  - the kernel is persistent: one CTA per SM takes (query tile, head,
 //    batch) tiles heaviest first from a counter (tile_scheduler.cuh); the
-//    producer publishes each tile's index with its Q and loads the next
+//    producer publishes each tile (and its key tiles) with its Q and loads the next
 //    tile's Q and K while the consumers finish the last one.
 // Masks, the softmax step and the epilogue (written O and LSE, or the fused
 // fp32 ring state) are the other kernels' (forward_common.cuh). Included by
@@ -63,18 +63,42 @@ struct WarpSpecializedForwardShared {
   __device__ __forceinline__ uint32_t VEmpty(uint32_t s) const {
     return VFull(s) + 8 * Tr::kStages;
   }
-  // The tile whose Q the Q slot holds (-1: no more tiles), written before
+  // The tile whose Q the Q slot holds (PublishedTile), written before
   // QFull's arrival and read after its wait.
-  __device__ __forceinline__ uint32_t TileIndex() const { return VEmpty(0) + 8 * Tr::kStages; }
+  __device__ __forceinline__ uint32_t Tile() const { return VEmpty(0) + 8 * Tr::kStages; }
 };
 
-__device__ __forceinline__ void StoreSharedS64(uint32_t addr, int64_t v) {
-  asm volatile("st.shared.s64 [%0], %1;\n" ::"r"(addr), "l"(v) : "memory");
+// A tile as the producer publishes it with its Q: where it is and the key
+// tiles it meets, so that the consumers do not decode it again (on short
+// sequences the decoding took about 13 % of the consumers' issue slots).
+// Heads and batch rows fit in int: a launch of 2^31 (head, batch) pairs
+// would not fit in a GPU's memory. m < 0: no more tiles.
+struct PublishedTile {
+  int m, head, batch;
+  KeyTileRange keys;
+};
+
+__device__ __forceinline__ void StorePublishedTile(uint32_t addr, const PublishedTile& t) {
+  asm volatile("st.shared.v4.s32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(t.m), "r"(t.head),
+               "r"(t.batch), "r"(0)
+               : "memory");
+  asm volatile("st.shared.v4.s32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr + 16), "r"(t.keys.n_begin),
+               "r"(t.keys.n_end), "r"(t.keys.full_begin), "r"(t.keys.full_end)
+               : "memory");
 }
-__device__ __forceinline__ int64_t LoadSharedS64(uint32_t addr) {
-  int64_t v;
-  asm volatile("ld.shared.s64 %0, [%1];\n" : "=l"(v) : "r"(addr) : "memory");
-  return v;
+__device__ __forceinline__ PublishedTile LoadPublishedTile(uint32_t addr) {
+  PublishedTile t;
+  int unused;
+  asm volatile("ld.shared.v4.s32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(t.m), "=r"(t.head), "=r"(t.batch), "=r"(unused)
+               : "r"(addr)
+               : "memory");
+  asm volatile("ld.shared.v4.s32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(t.keys.n_begin), "=r"(t.keys.n_end), "=r"(t.keys.full_begin),
+                 "=r"(t.keys.full_end)
+               : "r"(addr + 16)
+               : "memory");
+  return t;
 }
 
 // The pool of this kernel's tile counters (one per translation unit, as
@@ -111,10 +135,10 @@ cudaError_t ForwardTileCounter(cudaStream_t stream, TileCounter** counter) {
 constexpr int kTurnBarrier = 1;
 
 // The producer thread: takes the CTA's tiles (the dynamic order of
-// tile_scheduler.cuh) and publishes each in the Q slot with its index, then
+// tile_scheduler.cuh) and publishes each in the Q slot (PublishedTile), then
 // every copy, in the order the consumers use them (Q, K0, then K(n+1)
 // before V(n)), each into the next free pipeline slot. A tile without keys
-// is published without copies; index -1 tells the consumers to stop.
+// is published without copies; m = -1 tells the consumers to stop.
 template <int kHeadDim>
 __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
                                              const WarpSpecializedForwardShared<kHeadDim>& sm,
@@ -132,18 +156,15 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
   for (int64_t t = blockIdx.x;; t = NextTile(counter), ++q_count) {
     MbarrierWait(sm.QEmpty(), (q_count & 1) ^ 1);
     if (t >= scheduler.Count()) {
-      StoreSharedS64(sm.TileIndex(), -1);
+      StorePublishedTile(sm.Tile(), {-1, 0, 0, {}});
       MbarrierArrive(sm.QFull());
       break;
     }
-    StoreSharedS64(sm.TileIndex(), t);
     const QueryTile tile = scheduler.At(t);
-    // The consumers' KeyTileRange without the fully-allowed range.
-    const TaskMask mask = TaskMask::Of(a, tile.batch);
-    const RunTiles q_tiles{a.q_pos, kBlockM};
-    int n_begin, n_end;
-    RunTiles{a.k_pos, kBlockN}.Range(mask.KeyLow(q_tiles.First(tile.m)),
-                                     mask.KeyHigh(q_tiles.Last(tile.m)), &n_begin, &n_end);
+    const KeyTileRange keys(a, tile.batch, tile.m, kBlockM, kBlockN);
+    StorePublishedTile(sm.Tile(),
+                       {tile.m, static_cast<int>(tile.head), static_cast<int>(tile.batch), keys});
+    const int n_begin = keys.n_begin, n_end = keys.n_end;
     if (n_begin >= n_end) {
       MbarrierArrive(sm.QFull());
       continue;
@@ -181,8 +202,7 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
 // (intra-warpgroup overlap, turns at the tensor cores), then the epilogue.
 template <ElementType E, int kHeadDim>
 __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
-                                             const WarpSpecializedForwardShared<kHeadDim>& sm,
-                                             const HeavyFirstTileScheduler& scheduler) {
+                                             const WarpSpecializedForwardShared<kHeadDim>& sm) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   using Mma = Wgmma<E>;
   using Slot = PipelineSlot<Tr::kStages>;
@@ -207,14 +227,13 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   for (uint32_t q_count = 0;; ++q_count) {
     // The next tile, as the producer published it in the Q slot.
     MbarrierWait(sm.QFull(), q_count & 1);
-    const int64_t t = LoadSharedS64(sm.TileIndex());
-    if (t < 0) break;
-    const QueryTile tile = scheduler.At(t);
+    const PublishedTile tile = LoadPublishedTile(sm.Tile());
+    if (tile.m < 0) break;
     const int64_t b = tile.batch;
     const int64_t h = a.kv_head_begin * group + tile.head;
     const int64_t q0 = static_cast<int64_t>(tile.m) * kBlockM;
     const int q_valid = static_cast<int>(min64(kBlockM, a.q_pos.length - q0));
-    const KeyTileRange tiles(a, b, tile.m, kBlockM, kBlockN);
+    const KeyTileRange& tiles = tile.keys;
     float row_max[1][2] = {{-INFINITY, -INFINITY}}, row_sum[1][2] = {{0.f, 0.f}};
 #pragma unroll
     for (int i = 0; i < kHeadDim / 2; ++i) o_flat[i] = 0.f;
@@ -352,7 +371,7 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
     }
   } else {
     SetMaxRegistersIncrease<Tr::kConsumerRegisters>();
-    ConsumeTiles<E, kHeadDim>(a, sm, scheduler);
+    ConsumeTiles<E, kHeadDim>(a, sm);
   }
 #endif  // RINGATTN_WGMMA
 }
