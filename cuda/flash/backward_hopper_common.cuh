@@ -93,9 +93,10 @@ template <int kBlockM>
 using FragmentBits = std::conditional_t<(kBlockM > 64), uint64_t, uint32_t>;
 
 // Which of the thread's elements of S^T are allowed pairs, as bit
-// 4 j + 2 half + e. Computed in a rolled loop: unrolled position math
-// overflowed the instruction cache. key0 counts from the key tile's first
-// key k0, which has k_valid keys; the query tile starts at q_first.
+// 4 j + 2 half + e. The thread's two keys (key0 and key0 + 8, counted from
+// the key tile's first key k0, which has k_valid keys) each see one range
+// of the query tile's columns (IndicesWithin); the bits compare each
+// element's column, a compile-time offset from the lane's first, with it.
 template <int kBlockM>
 __device__ __forceinline__ FragmentBits<kBlockM> AllowedBitsT(const ForwardBlockArgs& a, int64_t b,
                                                               int key0, int k_valid, int64_t k0,
@@ -105,13 +106,26 @@ __device__ __forceinline__ FragmentBits<kBlockM> AllowedBitsT(const ForwardBlock
   static_assert(kMB * 4 <= 8 * sizeof(Bits), "one bit per element of S^T");
   const int lane = threadIdx.x % 32;
   const TaskMask mask = TaskMask::Of(a, b);
+  const int q_valid = static_cast<int>(min64(kBlockM, a.q_pos.length - q_first));
+  int begin[2], end[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int key = key0 + 8 * half;
+    begin[half] = end[half] = 0;
+    if (key < k_valid) {
+      const int64_t kp = PositionAt(a.k_pos, k0 + key);
+      IndicesWithin(a.q_pos, q_first, q_valid, mask.QueryLow(kp), mask.QueryHigh(kp, kp),
+                    &begin[half], &end[half]);
+    }
+    begin[half] -= (lane % 4) * 2;
+    end[half] -= (lane % 4) * 2;
+  }
   Bits allowed = 0;
 #pragma unroll 1
   for (int bit = 0; bit < kMB * 4; ++bit) {
-    const int col = (bit / 4) * 8 + (lane % 4) * 2 + bit % 2;
-    const int key = key0 + 8 * ((bit / 2) % 2);
-    const bool ok = key < k_valid && q_first + col < a.q_pos.length &&
-                    mask.Allowed(PositionAt(a.q_pos, q_first + col), PositionAt(a.k_pos, k0 + key));
+    const int col = (bit / 4) * 8 + bit % 2;
+    const bool second = (bit / 2) % 2;
+    const bool ok = col >= (second ? begin[1] : begin[0]) && col < (second ? end[1] : end[0]);
     allowed |= static_cast<Bits>(ok) << bit;
   }
   return allowed;

@@ -262,14 +262,14 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     const Slot slot(i);
     const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
     const uint32_t q_tile = sm.Q(slot.stage), do_tile = sm.Dout(slot.stage);
-    MbarrierWait(sm.Full(slot.stage), slot.parity);
-
-    float s[kBlockM / 2], dp[kBlockM / 2];
-    IssueScoresT<E, kHeadDim, kBlockN, kBlockM>(s, dp, sm.k, sm.v, key_base, q_tile, do_tile);
-    // The mask's bits while S^T is multiplied.
+    // The mask's bits while the slot's copies land, before S^T and dP^T
+    // take their registers (computed beside them, they spilled).
     const FragmentBits<kBlockM> allowed =
         tiles.NeedsMask(m) ? AllowedBitsT<kBlockM>(a, b, key0, k_valid, k0, q_first)
                            : static_cast<FragmentBits<kBlockM>>(~0ull);
+    MbarrierWait(sm.Full(slot.stage), slot.parity);
+    float s[kBlockM / 2], dp[kBlockM / 2];
+    IssueScoresT<E, kHeadDim, kBlockN, kBlockM>(s, dp, sm.k, sm.v, key_base, q_tile, do_tile);
     WgmmaWait<1>();
     FenceRegisters(s);
     ProbabilitiesT<kBlockM>(s, allowed, shared_floats(sm.Lse(slot.stage)), scale_log2);

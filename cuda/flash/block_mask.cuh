@@ -94,6 +94,48 @@ struct RunTiles {
   }
 };
 
+// The indices [*begin, *end) among `count` consecutive indices of `run`
+// from `first` whose positions lie in [lo, hi] (one range: positions grow
+// with the index; empty: begin == end). Consecutive positions (every
+// layout's blocks but stripe's and the grouped runs) in closed form; others
+// by two rolled binary searches (unrolled 64-bit position math over a tile
+// overflowed the instruction cache). hi may be INT64_MIN (nothing allowed).
+__device__ __forceinline__ void IndicesWithin(const DeviceRun& run, int64_t first, int count,
+                                              int64_t lo, int64_t hi, int* begin, int* end) {
+  if (count <= 0) {
+    *begin = *end = 0;
+    return;
+  }
+  if (run.stride == 1 && run.group >= run.length) {
+    const int64_t p0 = run.base + first;  // position of index `first`
+    const int b = lo <= p0 ? 0 : static_cast<int>(min64(lo - p0, count));
+    const int e = hi < p0 ? 0 : static_cast<int>(min64(hi - p0 + 1, count));
+    *begin = b;
+    *end = e > b ? e : b;
+    return;
+  }
+  int a = 0, z = count;  // first index whose position >= lo
+#pragma unroll 1
+  while (a < z) {
+    const int mid = (a + z) / 2;
+    if (PositionAt(run, first + mid) >= lo)
+      z = mid;
+    else
+      a = mid + 1;
+  }
+  *begin = a;
+  z = count;  // first index at or after it whose position > hi
+#pragma unroll 1
+  while (a < z) {
+    const int mid = (a + z) / 2;
+    if (PositionAt(run, first + mid) > hi)
+      z = mid;
+    else
+      a = mid + 1;
+  }
+  *end = a;
+}
+
 // The tiles [begin, end) of `tiles` whose every key is allowed for every
 // query in [q_lo, q_hi] (a contiguous range: each condition of AllAllowed
 // holds from some tile on, or up to some tile).

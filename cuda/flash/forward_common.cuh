@@ -19,37 +19,14 @@
 namespace ringattn::cuda::flash {
 
 // The keys of a kCols-key tile (task key indices k_first + [0, kCols)) that
-// a query at position `qp` may see: positions grow with the index, so they
-// are one range [*begin, *end) of tile columns (empty: begin == end). Two
-// rolled binary searches: a few dozen instructions, where testing every
-// element's positions would unroll 64-bit arithmetic over the whole tile
-// (instruction-cache misses, in profiles the masked tiles' main cost).
+// a query at position `qp` may see, as one range [*begin, *end) of tile
+// columns (empty: begin == end).
 template <int kCols>
 __device__ __forceinline__ void AllowedKeyColumns(const TaskMask& mask, const DeviceRun& k_pos,
                                                   int64_t k_first, int64_t qp, int* begin,
                                                   int* end) {
-  const int64_t lo_pos = mask.KeyLow(qp), hi_pos = mask.KeyHigh(qp);
   const int valid = static_cast<int>(min64(kCols, k_pos.length - k_first));
-  int lo = 0, hi = valid;  // first column whose position >= lo_pos
-#pragma unroll 1
-  while (lo < hi) {
-    const int mid = (lo + hi) / 2;
-    if (PositionAt(k_pos, k_first + mid) >= lo_pos)
-      hi = mid;
-    else
-      lo = mid + 1;
-  }
-  *begin = lo;
-  hi = valid;  // first column at or after it whose position > hi_pos
-#pragma unroll 1
-  while (lo < hi) {
-    const int mid = (lo + hi) / 2;
-    if (PositionAt(k_pos, k_first + mid) > hi_pos)
-      hi = mid;
-    else
-      lo = mid + 1;
-  }
-  *end = lo;
+  IndicesWithin(k_pos, k_first, valid, mask.KeyLow(qp), mask.KeyHigh(qp), begin, end);
 }
 
 // The rows and keys of a thread's scores: task query index of its first
