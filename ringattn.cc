@@ -202,10 +202,9 @@ absl::StatusOr<RingRunStats> RingAttention::BackwardInto(const RankTensor& dout,
   return stats;
 }
 
-absl::StatusOr<RankGrads> RingAttention::Backward(const RankTensor& q, const RankTensor& k,
-                                                  const RankTensor& v, const RankTensor& out,
-                                                  absl::Span<const float> lse,
-                                                  const RankTensor& dout) {
+absl::Status RingAttention::LoadForward(const RankTensor& q, const RankTensor& k,
+                                        const RankTensor& v, const RankTensor& out,
+                                        absl::Span<const float> lse) {
   absl::Status status = Load(q, k, v);
   if (status.ok()) {
     const Layout& layout = schedule_->layout();
@@ -215,10 +214,15 @@ absl::StatusOr<RankGrads> RingAttention::Backward(const RankTensor& q, const Ran
               shape_.num_heads, shape_.head_dim, &store);
     status = dense.ok() ? backend_->SetForwardResult(*dense, lse) : dense.status();
   }
-  if (!status.ok()) {
-    comm_.Abort(status);
-    return status;
-  }
+  if (!status.ok()) comm_.Abort(status);
+  return status;
+}
+
+absl::StatusOr<RankGrads> RingAttention::Backward(const RankTensor& q, const RankTensor& k,
+                                                  const RankTensor& v, const RankTensor& out,
+                                                  absl::Span<const float> lse,
+                                                  const RankTensor& dout) {
+  RETURN_IF_ERROR(LoadForward(q, k, v, out, lse));
   return Backward(dout);
 }
 

@@ -97,7 +97,15 @@ class RingAttention {
   absl::StatusOr<RingRunStats> ForwardInto(const RankTensor& q, const RankTensor& k,
                                            const RankTensor& v, void* out, float* lse);
   absl::StatusOr<RingRunStats> BackwardInto(const RankTensor& dout, void* dq, void* dk, void* dv);
-  // Without a Forward here: from the forward's out and lse.
+  // For a backward without the Forward here (it ran on another
+  // RingAttention of the same problem, which then served other passes, so
+  // that only the forward's results stay between the passes): q, k, v and
+  // the forward's out (like q) and lse (local_batch, num_heads,
+  // local_seqlen), in the memory q is in; then Backward(dout) or
+  // BackwardInto. A failure aborts the communicator, like a failed pass.
+  absl::Status LoadForward(const RankTensor& q, const RankTensor& k, const RankTensor& v,
+                           const RankTensor& out, absl::Span<const float> lse);
+  // LoadForward, then Backward(dout).
   absl::StatusOr<RankGrads> Backward(const RankTensor& q, const RankTensor& k, const RankTensor& v,
                                      const RankTensor& out, absl::Span<const float> lse,
                                      const RankTensor& dout);

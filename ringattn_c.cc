@@ -392,28 +392,29 @@ absl::Status CheckBytes(const char* name, int64_t have, int64_t need) {
       absl::StrCat(name, " has room for ", have, " bytes; expected ", need, " (dense, local)"));
 }
 
-// A GPU ring's pass: its tensors and outputs on its GPU (`outputs`: name,
+// A GPU ring's pass: its tensors and buffers on its GPU (`buffers`: name,
 // pointer, bytes it has, bytes it needs), the compute stream after the
 // caller's, then `run`, then the caller's stream after the compute stream.
 struct DeviceInput {
   const char* name;
   ringattn::RankTensor* tensor;
 };
-struct DeviceOutput {
+// A raw GPU buffer the pass writes (an output) or reads (a given LSE).
+struct DeviceBuffer {
   const char* name;
   const void* data;
   int64_t bytes, need;
 };
 template <typename Run>
 absl::Status RunOnDevice(ringattn_ring* ring, const std::vector<DeviceInput>& inputs,
-                         const std::vector<DeviceOutput>& outputs, Run run) {
+                         const std::vector<DeviceBuffer>& buffers, Run run) {
   for (const DeviceInput& in : inputs) {
     RETURN_IF_ERROR(CheckOnDevice(in.name, in.tensor->data.data(), ring->device));
     in.tensor->device = true;
   }
-  for (const DeviceOutput& out : outputs) {
-    RETURN_IF_ERROR(CheckBytes(out.name, out.bytes, out.need));
-    RETURN_IF_ERROR(CheckOnDevice(out.name, out.data, ring->device));
+  for (const DeviceBuffer& buffer : buffers) {
+    RETURN_IF_ERROR(CheckBytes(buffer.name, buffer.bytes, buffer.need));
+    RETURN_IF_ERROR(CheckOnDevice(buffer.name, buffer.data, ring->device));
   }
   RETURN_IF_ERROR(CudaCheck(cudaSetDevice(ring->device), "selecting the ring's GPU"));
   RETURN_IF_ERROR(Order(ring, ring->caller, ring->compute));
@@ -445,6 +446,50 @@ ringattn_status AbortOnFailure(ringattn_ring* ring, ringattn_status status) {
     last_error = why;
   }
   return status;
+}
+
+// A forward's inputs and results, for a backward on a ring that did not
+// run it (ringattn_backward_from).
+struct SavedForward {
+  ringattn::RankTensor q, k, v, out;
+  absl::Span<const float> lse;
+};
+
+// The backward of ringattn_backward (saved: null, after this ring's
+// forward) and ringattn_backward_from: dQ, dK, dV into the caller's
+// buffers, GPU rings on the GPU (the saved tensors and dO there too).
+absl::Status Backward(ringattn_ring* ring, ringattn::RankTensor& dout, SavedForward* saved,
+                      void* dq, int64_t dq_bytes, void* dk, int64_t dk_bytes, void* dv,
+                      int64_t dv_bytes) {
+  const auto load = [&] {
+    return saved == nullptr
+               ? absl::OkStatus()
+               : ring->attention->LoadForward(saved->q, saved->k, saved->v, saved->out, saved->lse);
+  };
+  if (ring->device >= 0) {
+    const ringattn::Layout& layout = ring->attention->schedule().layout();
+    const int64_t rows = layout.local_batch() * layout.local_seqlen() * ring->head_dim *
+                         ringattn::DTypeBytes(dout.dtype);
+    std::vector<DeviceInput> inputs = {{"dout", &dout}};
+    std::vector<DeviceBuffer> buffers = {{"dq", dq, dq_bytes, rows * ring->num_heads},
+                                         {"dk", dk, dk_bytes, rows * ring->num_kv_heads},
+                                         {"dv", dv, dv_bytes, rows * ring->num_kv_heads}};
+    if (saved != nullptr) {
+      inputs.insert(inputs.end(),
+                    {{"q", &saved->q}, {"k", &saved->k}, {"v", &saved->v}, {"out", &saved->out}});
+      const int64_t lse_bytes = static_cast<int64_t>(saved->lse.size()) * 4;
+      buffers.push_back({"lse", saved->lse.data(), lse_bytes, lse_bytes});
+    }
+    return RunOnDevice(ring, inputs, buffers, [&]() -> absl::Status {
+      RETURN_IF_ERROR(load());
+      return ring->attention->BackwardInto(dout, dq, dk, dv).status();
+    });
+  }
+  RETURN_IF_ERROR(load());
+  ASSIGN_OR_RETURN(ringattn::RankGrads grads, ring->attention->Backward(dout));
+  RETURN_IF_ERROR(CopyOut("dq", grads.dq, dq, dq_bytes));
+  RETURN_IF_ERROR(CopyOut("dk", grads.dk, dk, dk_bytes));
+  return CopyOut("dv", grads.dv, dv, dv_bytes);
 }
 
 }  // namespace
@@ -667,25 +712,36 @@ ringattn_status ringattn_forward(ringattn_ring* ring, const ringattn_tensor* q,
 ringattn_status ringattn_backward(ringattn_ring* ring, const ringattn_tensor* dout, void* dq,
                                   int64_t dq_bytes, void* dk, int64_t dk_bytes, void* dv,
                                   int64_t dv_bytes) {
+  return AbortOnFailure(ring, Guard([&]() -> absl::Status {
+                          if (ring == nullptr) return absl::InvalidArgumentError("ring is NULL");
+                          ASSIGN_OR_RETURN(ringattn::RankTensor tdout, TensorOf("dout", dout));
+                          return Backward(ring, tdout, {}, dq, dq_bytes, dk, dk_bytes, dv,
+                                          dv_bytes);
+                        }));
+}
+
+ringattn_status ringattn_backward_from(ringattn_ring* ring, const ringattn_tensor* q,
+                                       const ringattn_tensor* k, const ringattn_tensor* v,
+                                       const ringattn_tensor* out, const float* lse,
+                                       int64_t lse_count, const ringattn_tensor* dout, void* dq,
+                                       int64_t dq_bytes, void* dk, int64_t dk_bytes, void* dv,
+                                       int64_t dv_bytes) {
   return AbortOnFailure(
       ring, Guard([&]() -> absl::Status {
         if (ring == nullptr) return absl::InvalidArgumentError("ring is NULL");
+        SavedForward saved;
+        ASSIGN_OR_RETURN(saved.q, TensorOf("q", q));
+        ASSIGN_OR_RETURN(saved.k, TensorOf("k", k));
+        ASSIGN_OR_RETURN(saved.v, TensorOf("v", v));
+        ASSIGN_OR_RETURN(saved.out, TensorOf("out", out));
+        if (lse == nullptr) return absl::InvalidArgumentError("lse is NULL");
+        const ringattn::Layout& layout = ring->attention->schedule().layout();
+        const int64_t stats = layout.local_batch() * layout.local_seqlen() * ring->num_heads;
+        RETURN_IF_ERROR(CheckBytes("lse", lse_count * int64_t{4}, stats * int64_t{4}));
+        saved.lse = absl::MakeConstSpan(lse, stats);
         ASSIGN_OR_RETURN(ringattn::RankTensor tdout, TensorOf("dout", dout));
-        if (ring->device >= 0) {
-          const ringattn::Layout& layout = ring->attention->schedule().layout();
-          const int64_t rows = layout.local_batch() * layout.local_seqlen() * ring->head_dim *
-                               ringattn::DTypeBytes(tdout.dtype);
-          return RunOnDevice(
-              ring, {{"dout", &tdout}},
-              {{"dq", dq, dq_bytes, rows * ring->num_heads},
-               {"dk", dk, dk_bytes, rows * ring->num_kv_heads},
-               {"dv", dv, dv_bytes, rows * ring->num_kv_heads}},
-              [&] { return ring->attention->BackwardInto(tdout, dq, dk, dv).status(); });
-        }
-        ASSIGN_OR_RETURN(ringattn::RankGrads grads, ring->attention->Backward(tdout));
-        RETURN_IF_ERROR(CopyOut("dq", grads.dq, dq, dq_bytes));
-        RETURN_IF_ERROR(CopyOut("dk", grads.dk, dk, dk_bytes));
-        return CopyOut("dv", grads.dv, dv, dv_bytes);
+        RETURN_IF_ERROR(CheckSameProblem(ring));
+        return Backward(ring, tdout, &saved, dq, dq_bytes, dk, dk_bytes, dv, dv_bytes);
       }));
 }
 

@@ -170,6 +170,18 @@ ringattn_status ringattn_forward(ringattn_ring* ring, const ringattn_tensor* q,
 ringattn_status ringattn_backward(ringattn_ring* ring, const ringattn_tensor* dout, void* dq,
                                   int64_t dq_bytes, void* dk, int64_t dk_bytes, void* dv,
                                   int64_t dv_bytes);
+/* Backward from a forward that ran on any ring of the same problem (this
+ * one or another, which may have run other passes since): its q, k, v,
+ * its out and lse as ringattn_forward wrote them, and dout; dQ, dK, dV
+ * (dense). A caller that keeps only these between the passes frees the
+ * ring for other forwards (a training step's layers share one ring).
+ * GPU rings: every tensor and buffer on the ring's GPU. */
+ringattn_status ringattn_backward_from(ringattn_ring* ring, const ringattn_tensor* q,
+                                       const ringattn_tensor* k, const ringattn_tensor* v,
+                                       const ringattn_tensor* out, const float* lse,
+                                       int64_t lse_count, const ringattn_tensor* dout, void* dq,
+                                       int64_t dq_bytes, void* dk, int64_t dk_bytes, void* dv,
+                                       int64_t dv_bytes);
 
 #ifdef __cplusplus
 }

@@ -536,6 +536,37 @@ TEST(RingattnCTest, NcclWorldRunsTheCudaBackendOnDeviceTensors) {
   // (the same up to the order of the backward's atomic adds)
   EXPECT_LE(MaxRelError(global(gout, hq), out1), 1e-6);
   EXPECT_LE(MaxRelError(global(gdk, hk), dk1), 1e-6);
+  // The backward from the saved forward (q, k, v, out, lse) on another ring
+  // of the same problem: the same gradients, without the forward's ring.
+  const std::vector<float> dq1 = global(gdq, hq), dv1 = global(gdv, hk);
+  ringattn_ring* other = nullptr;
+  ASSERT_EQ(ringattn_ring_create(world, 0, &c, &other), RINGATTN_OK) << ringattn_last_error();
+  ASSERT_EQ(ringattn_ring_set_stream(other, stream), RINGATTN_OK);
+  const ringattn_tensor tout = tensor(gout, hq);
+  const std::vector<float> host_lse(hq * s);
+  EXPECT_EQ(ringattn_backward_from(other, &tq, &tk, &tv, &tout, host_lse.data(), hq * s, &tdout,
+                                   gdq, s * hq * d * 4, gdk, s * hk * d * 4, gdv, s * hk * d * 4),
+            RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(ringattn_last_error(), HasSubstr("lse is host memory; this ring runs on GPU 0"));
+  ringattn_ring_destroy(other);  // the failed call aborted the world: a new one
+  ringattn_ring_destroy(ring);
+  ringattn_world_destroy(world);
+  ASSERT_EQ(ringattn_nccl_unique_id(id, sizeof id), RINGATTN_OK) << ringattn_last_error();
+  ASSERT_EQ(ringattn_nccl_world_create(1, 0, id, sizeof id, 0, 60.0, &world), RINGATTN_OK)
+      << ringattn_last_error();
+  ASSERT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_OK) << ringattn_last_error();
+  ASSERT_EQ(ringattn_ring_set_stream(ring, stream), RINGATTN_OK);
+  ASSERT_EQ(cudaMemset(gdq, 0, s * hq * d * 4), cudaSuccess);
+  ASSERT_EQ(cudaMemset(gdk, 0, s * hk * d * 4), cudaSuccess);
+  ASSERT_EQ(cudaMemset(gdv, 0, s * hk * d * 4), cudaSuccess);
+  ASSERT_EQ(ringattn_backward_from(ring, &tq, &tk, &tv, &tout, glse, hq * s, &tdout, gdq,
+                                   s * hq * d * 4, gdk, s * hk * d * 4, gdv, s * hk * d * 4),
+            RINGATTN_OK)
+      << ringattn_last_error();
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  EXPECT_LE(MaxRelError(global(gdq, hq), dq1), 1e-6);
+  EXPECT_LE(MaxRelError(global(gdk, hk), dk1), 1e-6);
+  EXPECT_LE(MaxRelError(global(gdv, hk), dv1), 1e-6);
   ringattn_ring_destroy(ring);
   ringattn_world_destroy(world);
   cudaStreamDestroy(stream);

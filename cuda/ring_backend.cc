@@ -279,10 +279,30 @@ class Backend final : public CudaRingBackend {
     return Copy(dout_.get(), dout.data(), bytes, "copying dout to the device");
   }
 
-  absl::Status SetForwardResult(absl::Span<const uint8_t>, absl::Span<const float>) override {
-    return absl::UnimplementedError(
-        "the CUDA backend runs the backward after its own forward; a backward from a given "
-        "out and lse is CPU-only (--backend=cpu)");
+  // The forward's O (in the input dtype) widened into the fp32 state the
+  // backward's D = rowsum(dO * O) reads, and its LSE; either in host or GPU
+  // memory (GPU memory read on the stream, like the inputs).
+  absl::Status SetForwardResult(absl::Span<const uint8_t> out,
+                                absl::Span<const float> lse) override {
+    const int64_t bytes = QElements() * DTypeBytes(dtype_);
+    if (static_cast<int64_t>(out.size()) != bytes ||
+        static_cast<int64_t>(lse.size()) != StatElements()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("forward result of ", out.size(), " bytes of out and ", lse.size(),
+                       " lse values; expected ", bytes, " and ", StatElements(), " (like q)"));
+    }
+    RETURN_IF_ERROR(Device());
+    const void* o = out.data();
+    if (!DeviceMemoryAt(o)) {
+      if (out_.bytes() != bytes) RETURN_IF_ERROR(out_.Allocate(bytes));
+      RETURN_IF_ERROR(Copy(out_.get(), o, bytes, "copying out to the device"));
+      o = out_.get();
+    }
+    RETURN_IF_ERROR(Check(LaunchWidenToF32(type_, o, state_o_.get<float>(), QElements(), stream_),
+                          "widening out to fp32"));
+    RETURN_IF_ERROR(Copy(state_lse_.get(), lse.data(), lse.size() * 4, "copying lse"));
+    forward_done_ = true;
+    return absl::OkStatus();
   }
 
   absl::Status StartBackward() override {

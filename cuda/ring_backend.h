@@ -76,9 +76,6 @@ class CudaRingBackend : public RankBackend {
   virtual cudaStream_t stream() const = 0;
   // Peak and theoretical bytes so far (theoretical: of the passes run).
   virtual MemoryReport memory() const = 0;
-
-  // RankBackend. SetForwardResult is Unimplemented: the CUDA backend runs
-  // the backward after its own forward (its fp32 O and LSE stay on the GPU).
 };
 
 // The placement of every rank: rank r on device r % devices.

@@ -258,6 +258,76 @@ TEST(CudaRingBackendTest, VirtualRanksMatchTheCpuRing) {
   for (const Case& c : Cases()) Check(c.layout, c.mask, c.shape, c.dtype);
 }
 
+// A backward from the forward's out and lse (RingAttention::LoadForward:
+// the CUDA backend's SetForwardResult) on a RingAttention that did not run
+// the forward gives the gradients of the one that did: fp32 to 1e-6 (the
+// given O widens to the fp32 state exactly; the rest is the order of the
+// backward's atomic adds), bf16 within the kernel's error (D from the
+// rounded O instead of the fp32 state).
+TEST(CudaRingBackendTest, BackwardFromAGivenForwardMatchesTheRingsOwn) {
+  if (absl::StatusOr<int> n = DeviceCount(); !n.ok()) {
+    GTEST_SKIP() << "no CUDA device: " << n.status().message();
+  }
+  const AttentionShape s{1, 256, 256, 4, 2, 64};
+  const LayoutSpec spec{.kind = LayoutKind::kZigzag, .world = 2};
+  const MaskSpec mask{.causal = true};
+  const absl::StatusOr<Schedule> schedule = Schedule::Build(spec, mask, s);
+  ASSERT_TRUE(schedule.ok()) << schedule.status();
+  const Layout& layout = schedule->layout();
+  const int64_t rows = layout.local_seqlen();
+  for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
+    SCOPED_TRACE(DTypeName(dtype));
+    const auto shard = [&](int64_t n, uint32_t seed, int64_t heads) {
+      const std::vector<uint8_t> bytes = EncodeAll<double>(dtype, RandomNormal<double>(n, seed));
+      return *layout.Shard(absl::Span<const uint8_t>(bytes),
+                           heads * s.head_dim * DTypeBytes(dtype));
+    };
+    const auto q = shard(s.q_elements(), 1, s.num_heads),
+               k = shard(s.kv_elements(), 2, s.num_kv_heads),
+               v = shard(s.kv_elements(), 3, s.num_kv_heads),
+               dout = shard(s.q_elements(), 4, s.num_heads);
+    RingAttentionConfig config;
+    config.layout = spec;
+    config.mask = mask;
+    config.backend = CudaBackendFactory(
+        [](int) { return CudaBackendOptions{.memory = RingBufferMemory::kManaged}; });
+    std::vector<RankGrads> own(2), given(2);
+    const auto statuses =
+        comm::ThreadWorld::Run(2, absl::Seconds(120), [&](Communicator& comm) -> absl::Status {
+          const int r = comm.rank();
+          const auto tensor = [&](const std::vector<uint8_t>& x, int64_t heads) {
+            return DenseRankTensor(dtype, x, rows, heads, s.head_dim);
+          };
+          ASSIGN_OR_RETURN(std::unique_ptr<RingAttention> first,
+                           RingAttention::Create(comm, config, s));
+          ASSIGN_OR_RETURN(RankForward forward,
+                           first->Forward(tensor(q[r], s.num_heads), tensor(k[r], s.num_kv_heads),
+                                          tensor(v[r], s.num_kv_heads)));
+          ASSIGN_OR_RETURN(own[r], first->Backward(tensor(dout[r], s.num_heads)));
+          ASSIGN_OR_RETURN(std::unique_ptr<RingAttention> second,
+                           RingAttention::Create(comm, config, s));
+          ASSIGN_OR_RETURN(
+              given[r],
+              second->Backward(tensor(q[r], s.num_heads), tensor(k[r], s.num_kv_heads),
+                               tensor(v[r], s.num_kv_heads), tensor(forward.out, s.num_heads),
+                               forward.lse, tensor(dout[r], s.num_heads)));
+          return absl::OkStatus();
+        });
+    for (int r = 0; r < 2; ++r) {
+      ASSERT_TRUE(statuses[r].ok()) << "rank " << r << ": " << statuses[r];
+      for (auto field : {&RankGrads::dq, &RankGrads::dk, &RankGrads::dv}) {
+        const std::vector<double> a = DecodeAll<double>(dtype, given[r].*field),
+                                  b = DecodeAll<double>(dtype, own[r].*field);
+        if (dtype == DType::kFloat32) {
+          EXPECT_LE(MaxRelError(a, b), 1e-6) << "rank " << r;
+        } else {
+          EXPECT_LE(NormRel(a, b), 1e-2) << "rank " << r;
+        }
+      }
+    }
+  }
+}
+
 TEST(CudaRingBackendTest, BadInputsAreErrors) {
   const AttentionShape s{1, 64, 64, 2, 1, 64};
   const Schedule schedule = *Schedule::Build({.kind = LayoutKind::kRing, .world = 2}, {}, s);

@@ -1,5 +1,6 @@
 // Element-wise kernels of the CUDA ring backend: fills, fp32 accumulation of the
-// travelling dK/dV, fp32 -> input dtype conversion of results, and fp32
+// travelling dK/dV, fp32 <-> input dtype conversion (results; a backward's
+// given O), and fp32
 // adds between a rank's packed dK/dV heads (the layout the ring sends) and
 // its full (batch, rows, num_kv_heads, head_dim) gradients.
 #ifndef RINGATTN_CUDA_RING_KERNELS_H_
@@ -21,6 +22,10 @@ cudaError_t LaunchFillF32(float* dst, float value, int64_t n, cudaStream_t strea
 
 // dst[i] = src[i] rounded to `dtype` (float32: a copy), i < n.
 cudaError_t LaunchConvertF32(ElementType dtype, const float* src, void* dst, int64_t n,
+                             cudaStream_t stream);
+
+// dst[i] = src[i] (in `dtype`) as fp32, i < n.
+cudaError_t LaunchWidenToF32(ElementType dtype, const void* src, float* dst, int64_t n,
                              cudaStream_t stream);
 
 // The packed layout: `ranks` shards back to back, each K then V of kv heads

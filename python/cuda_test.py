@@ -127,6 +127,28 @@ def bad_input(device):
         print("bad input: ValueError with ringattn's message", flush=True)
 
 
+def layers_in_flight(device, layers=4, rows=4096):
+    """Forwards of several layers before any backward share one ring: only
+    the tensors saved for the backward stay between the passes."""
+    F.release_cached_rings()
+    torch.manual_seed(5)
+    x = torch.randn(1, rows, 8, 128, device=device, dtype=torch.bfloat16, requires_grad=True)
+    torch.cuda.synchronize(device)
+    free_before = torch.cuda.mem_get_info(device)[0]
+    h = x
+    for _ in range(layers):
+        h = F.zigzag_ring_flash_attn_func(h, h, h, causal=True) + h
+    torch.cuda.synchronize(device)
+    used = (free_before - torch.cuda.mem_get_info(device)[0]) / 2**20
+    rings = sum(len(free) for free in F._free_rings.values())
+    h.float().sum().backward()
+    assert rings == 1, f"{rings} rings for {layers} layers in flight"
+    assert torch.isfinite(x.grad).all()
+    if dist.get_rank() == 0:
+        print(f"{layers} layers in flight ({rows} rows/rank, bf16 h8 d128): {rings} ring, "
+              f"{used:.0f} MiB of GPU memory taken by the forwards", flush=True)
+
+
 def bench(device, tokens, iters):
     """The Python entry's zigzag fwd+bwd on `tokens` per rank (h32 d128
     bf16 causal): median ms over `iters`, CUDA events on the current
@@ -180,6 +202,7 @@ def main():
         check("zigzag", torch.bfloat16, seqlen, 4, 4, 64, False, device)
         check("zigzag", torch.bfloat16, seqlen, 8, 2, 128, True, device)  # a kept ring, again
         bad_input(device)
+        layers_in_flight(device)
     if args.bench_tokens > 0:
         bench(device, args.bench_tokens, args.iters)
     dist.barrier()

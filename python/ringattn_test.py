@@ -59,6 +59,14 @@ def check(layout, world, seqlen, heads, kv_heads, dim, causal=True, window=(-1, 
         out, lse = ring.forward(f32(q), f32(k), f32(v))
         grads = ring.backward(f32(dout))
         results[r] = (ring, out, lse, grads)
+        # The backward from the saved forward on a ring that did not run it
+        # (ringattn_backward_from) gives the same gradients.
+        other = ringattn.Ring(w, r, layout=layout, seqlen=seqlen, num_heads=heads,
+                              num_kv_heads=kv_heads, head_dim=dim, causal=causal,
+                              window_size=window, cu_seqlens=cu_seqlens, **extra)
+        again = other.backward(f32(dout), saved=(f32(q), f32(k), f32(v), out, lse))
+        other.close()
+        assert all(np.array_equal(a, b) for a, b in zip(grads, again)), f"rank {r}"
 
     errors = run_ranks(world, rank)
     assert not any(errors), errors
@@ -95,6 +103,12 @@ def main():
     expect_error(lambda: ring.forward(x.astype(np.int32), x, x), "dtype int32")
     expect_error(lambda: ring.forward(x[:, :4], x, x), "q needs 64 elements")
     expect_error(lambda: ring.forward(x, x.astype(np.float64), x), "k is float64; expected float32 like q")
+    lse = np.zeros((1, 1, 8), dtype=np.float32)
+    expect_error(lambda: ring.backward(x, saved=(x, x, x, x, lse[:, :, :5])),
+                 "lse has room for 20 bytes; expected 32")
+    expect_error(lambda: ring.backward(x, saved=(x, x, x, x[:, :4], lse)), "out needs 64 elements")
+    expect_error(lambda: ring.backward(x, saved=(x, x, x, x.astype(np.float64), lse)),
+                 "out is float64; expected float32 like q")
     ring.close()
     w.close()
     print("all passed")

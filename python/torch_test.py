@@ -271,6 +271,7 @@ def main():
     expect_error(lambda: F.ring_flash_attn_func(x.int(), x, x, group=F.Group(w, 0)),
                  "dtype torch.int32")
     kept_rings_are_reused()
+    layers_in_flight_share_one_ring()
     print("all passed")
 
 
@@ -316,6 +317,60 @@ def kept_rings_are_reused():
     F.release_cached_rings()
     print("kept rings: taken again by the next call, same results; those of the last "
           f"{F._KEPT_PROBLEMS} problems only; released on request")
+
+
+def layers_in_flight_share_one_ring():
+    """Between a forward and its backward only the tensors saved for it stay
+    (q, k, v, O, LSE): three layers' forwards before any backward take one
+    ring in turn; the gradients match float64 autograd; retain_graph runs
+    the backward twice; an in-place change of an input before the
+    backward raises (torch refuses to change the output in place at once)."""
+    F.release_cached_rings()
+    w = ringattn.World(1)
+    group = F.Group(w, 0)
+    torch.manual_seed(4)
+    x, *weights = (torch.randn(1, 32, 2, 8, dtype=torch.float64, requires_grad=True)
+                   for _ in range(4))
+
+    def layers(attention):
+        h = x
+        for wt in weights:
+            h = attention(h * wt, h, h + wt) + h
+        return h
+
+    def ours(q, k, v):
+        return F.ring_flash_attn_func(q.float(), k.float(), v.float(), causal=True,
+                                      group=group).double()
+
+    out = layers(ours)
+    assert sum(len(free) for free in F._free_rings.values()) == 1, "one ring for three layers"
+    want = layers(lambda q, k, v: reference(q, k, v, True, (-1, -1)))
+    dout = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [x, *weights], dout, retain_graph=True)
+    again = torch.autograd.grad(out, [x, *weights], dout)
+    expected = torch.autograd.grad(want, [x, *weights], dout)
+    for name, a, b, c in zip(("x", "w0", "w1", "w2"), grads, again, expected):
+        err = float((a - c).abs().max() / c.abs().max())
+        assert err <= 1e-5, (name, err)
+        assert torch.equal(a, b), f"{name}: the second backward differs"
+    assert sum(len(free) for free in F._free_rings.values()) == 1
+    leaf = torch.randn(1, 32, 2, 8, requires_grad=True)
+    q = leaf * 2
+    o = F.ring_flash_attn_func(q, q, q, causal=True, group=group)
+    try:
+        o.mul_(2)
+        raise AssertionError("torch let the output change in place")
+    except RuntimeError as e:
+        assert "is a view and is being modified inplace" in str(e), e
+    q.add_(1)  # an input changed after the forward: its saved copy is stale
+    try:
+        o.sum().backward()
+        raise AssertionError("an input changed in place was not noticed")
+    except RuntimeError as e:
+        assert "modified by an inplace operation" in str(e), e
+    F.release_cached_rings()
+    print("three layers in flight share one ring; gradients match float64 autograd; "
+          "retain_graph works; an input changed in place raises")
 
 
 if __name__ == "__main__":

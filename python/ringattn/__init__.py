@@ -160,17 +160,27 @@ class Ring(_Handle):
             lse.ctypes.data, lse.size))
         return out, lse
 
-    def backward(self, dout):
-        """dQ, dK, dV (like q, k, v) after forward on this ring."""
+    def backward(self, dout, saved=None):
+        """dQ, dK, dV (like q, k, v): after forward on this ring, or from
+        saved = (q, k, v, out, lse) of a forward on any ring of the same
+        problem (out and lse as forward returned them), which need not be
+        kept between the passes."""
         t, _ = _tensor("dout", dout)
         shape_q = (self.local_batch, self.local_seqlen, self.num_heads, self.head_dim)
         shape_kv = (self.local_batch, self.local_seqlen, self.num_kv_heads, self.head_dim)
         dq = np.empty(shape_q, dtype=dout.dtype)
         dk = np.empty(shape_kv, dtype=dout.dtype)
         dv = np.empty(shape_kv, dtype=dout.dtype)
-        _capi.check(_capi.lib.ringattn_backward(
-            self._handle, ctypes.byref(t), dq.ctypes.data, dq.nbytes, dk.ctypes.data, dk.nbytes,
-            dv.ctypes.data, dv.nbytes))
+        grads = (dq.ctypes.data, dq.nbytes, dk.ctypes.data, dk.nbytes, dv.ctypes.data, dv.nbytes)
+        if saved is None:
+            _capi.check(_capi.lib.ringattn_backward(self._handle, ctypes.byref(t), *grads))
+            return dq, dk, dv
+        q, k, v, out, lse = saved
+        lse = np.ascontiguousarray(lse, dtype=np.float32)
+        tensors = [_tensor(n, x)[0] for n, x in zip(("q", "k", "v", "out"), (q, k, v, out))]
+        _capi.check(_capi.lib.ringattn_backward_from(
+            self._handle, *[ctypes.byref(x) for x in tensors], lse.ctypes.data, lse.size,
+            ctypes.byref(t), *grads))
         return dq, dk, dv
 
 

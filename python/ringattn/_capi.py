@@ -86,6 +86,8 @@ def _load():
     lib.ringattn_forward.argtypes = [p, ctypes.POINTER(Tensor), ctypes.POINTER(Tensor),
                                      ctypes.POINTER(Tensor), p, i64, p, i64]
     lib.ringattn_backward.argtypes = [p, ctypes.POINTER(Tensor), p, i64, p, i64, p, i64]
+    t = ctypes.POINTER(Tensor)
+    lib.ringattn_backward_from.argtypes = [p, t, t, t, t, p, i64, t, p, i64, p, i64, p, i64]
     return lib
 
 

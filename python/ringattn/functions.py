@@ -92,20 +92,20 @@ def _tensor(name, x):
 
 # Rings not in use, kept with their buffers (GPU memory for CUDA rings) for
 # the next call with the same problem, as torch's caching allocator keeps
-# its blocks: a training step runs as many at once as it has attention
-# layers, and the next step takes them again without allocating. Only the
-# last _KEPT_PROBLEMS problems used keep rings (documents that change every
-# batch would otherwise keep a ring set per batch); release_cached_rings()
-# frees them all.
+# its blocks: a ring serves one pass at a time (between a forward and its
+# backward only the tensors saved for it stay: q, k, v, O and LSE), so a
+# training step's layers take the same ring in turn, and the next step
+# takes it again without allocating. Only the last _KEPT_PROBLEMS problems
+# used keep rings (documents that change every batch would otherwise keep
+# a ring set per batch); release_cached_rings() frees them all.
 _KEPT_PROBLEMS = 4
 _free_rings = collections.OrderedDict()  # (world, rank, problem, (dtype, device)) -> [Ring]
 _rings_lock = threading.Lock()
 
 
 class _Lease:
-    """A ring taken for one forward and its backward; back to the free rings
-    when released or garbage-collected (a graph whose backward never runs),
-    closed instead when its world failed."""
+    """A ring taken for one pass; back to the free rings when released (or
+    garbage-collected), closed instead when its world failed."""
 
     def __init__(self, group, problem, tensors):
         self.key = (group.world, group.rank, problem, tensors)
@@ -170,12 +170,13 @@ class _RingAttnFunc(torch.autograd.Function):
         cuda = q.device.type == "cuda"
         world = group.world.size
         seqlen = cu_seqlens[-1] if cu_seqlens else rows * world
-        lease = _Lease(group, (
+        problem = (
             ("layout", layout), ("batch", batch), ("seqlen", seqlen), ("num_heads", heads),
             ("num_kv_heads", k.shape[2]), ("head_dim", dim), ("causal", bool(causal)),
             ("window_size", tuple(window_size)), ("softmax_scale", softmax_scale),
             ("cu_seqlens", tuple(cu_seqlens) if cu_seqlens else None),
-            ("kv_heads_per_group", kv_heads_per_group)), (q.dtype, q.device))
+            ("kv_heads_per_group", kv_heads_per_group))
+        lease = _Lease(group, problem, (q.dtype, q.device))
         ring = lease.ring
         try:
             _check_devices((("q", q), ("k", k), ("v", v)))
@@ -204,17 +205,14 @@ class _RingAttnFunc(torch.autograd.Function):
         except Exception as e:
             ring.abort(e)  # the peers stop waiting for this rank
             group.world.failed = True  # a process group's next call makes a new World
-            lease.release()
             raise
+        finally:
+            lease.release()  # the backward takes a ring of the problem again
         if any(ctx.needs_input_grad[:3]):
-            ctx.lease = lease  # the backward runs on this ring's state
-            if cuda:  # which reads q, k, v where they are: kept alive and unchanged
-                if all(p is x for p, x in zip(padded, (q, k, v))):
-                    ctx.save_for_backward(q, k, v)  # an in-place change raises in backward
-                else:
-                    ctx.keep = padded  # copies of our own
-        else:
-            lease.release()
+            # The backward runs from these (ringattn_backward_from): saved
+            # tensors, so that changing one in place since the forward raises.
+            ctx.save_for_backward(*padded, out, lse)
+            ctx.problem = (group, problem, (q.dtype, q.device))
         ctx.kv_shape = k.shape
         ctx.pad = pad
         out, lse = out[:, :rows], lse[:, :, :rows].contiguous()
@@ -223,11 +221,7 @@ class _RingAttnFunc(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dout, _):
-        ring = ctx.lease.ring
-        _ = ctx.saved_tensors  # raises if q, k or v changed in place since the forward
-        if ring is None:
-            raise RuntimeError("ringattn: a second backward through one forward (retain_graph); "
-                               "ringattn's backward runs once per forward")
+        q, k, v, out, lse = ctx.saved_tensors
         if ctx.pad:
             dout = torch.nn.functional.pad(dout, (0, 0, 0, 0, 0, ctx.pad))
         dout = dout.contiguous()
@@ -236,19 +230,23 @@ class _RingAttnFunc(torch.autograd.Function):
         dk = torch.empty((batch, rows + ctx.pad, kv_heads, dim), dtype=dout.dtype,
                          device=dout.device)
         dv = torch.empty_like(dk)
+        lease = _Lease(*ctx.problem)
+        ring = lease.ring
+        tensors = [_tensor(n, x) for n, x in zip(("q", "k", "v", "out"), (q, k, v, out))]
         t = _tensor("dout", dout)
-        if dout.is_cuda:
-            ring.set_stream(torch.cuda.current_stream(dout.device).cuda_stream)
         try:
-            _capi.check(_capi.lib.ringattn_backward(
-                ring._handle, ctypes.byref(t), dq.data_ptr(), dq.numel() * dq.element_size(),
-                dk.data_ptr(), dk.numel() * dk.element_size(), dv.data_ptr(),
-                dv.numel() * dv.element_size()))
+            _check_devices((("q", q), ("dout", dout)))
+            if dout.is_cuda:
+                ring.set_stream(torch.cuda.current_stream(dout.device).cuda_stream)
+            _capi.check(_capi.lib.ringattn_backward_from(
+                ring._handle, *[ctypes.byref(x) for x in tensors], lse.data_ptr(), lse.numel(),
+                ctypes.byref(t), dq.data_ptr(), dq.numel() * dq.element_size(), dk.data_ptr(),
+                dk.numel() * dk.element_size(), dv.data_ptr(), dv.numel() * dv.element_size()))
         except Exception:
             ring._world.failed = True
             raise
         finally:
-            ctx.lease.release()
+            lease.release()
         return (dq[:, :rows], dk[:, :rows], dv[:, :rows], None, None, None, None, None, None,
                 None)
 
