@@ -1,7 +1,5 @@
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include "core/lse_math.h"
+#include "cuda/element_access.cuh"
 #include "cuda/forward_block.h"
 
 namespace ringattn::cuda {
@@ -9,30 +7,6 @@ namespace {
 
 constexpr int kRowsPerBlock = 64;  // threads: one query row each
 constexpr int kTileKeys = 16;      // keys staged per shared-memory tile
-
-__device__ __forceinline__ float Load(ElementType t, const void* p, int64_t i) {
-  switch (t) {
-    case ElementType::kFloat16:
-      return __half2float(static_cast<const __half*>(p)[i]);
-    case ElementType::kBFloat16:
-      return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-    default:
-      return static_cast<const float*>(p)[i];
-  }
-}
-
-__device__ __forceinline__ void Store(ElementType t, void* p, int64_t i, float x) {
-  switch (t) {
-    case ElementType::kFloat16:
-      static_cast<__half*>(p)[i] = __float2half_rn(x);
-      break;
-    case ElementType::kBFloat16:
-      static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(x);
-      break;
-    default:
-      static_cast<float*>(p)[i] = x;
-  }
-}
 
 __device__ __forceinline__ int64_t At(const DeviceRun& r, int64_t i) {
   return r.base + (i / r.group) * r.group_stride + (i % r.group) * r.stride;
@@ -58,7 +32,8 @@ __global__ void ForwardBlockKernel(ForwardBlockArgs a) {
   float q[kHeadDim];
   float acc[kHeadDim];
   for (int c = 0; c < d; ++c) {
-    q[c] = active ? Load(a.dtype, a.q, ((b * a.q_rows + row) * a.num_heads + h) * a.head_dim + c) *
+    q[c] = active ? LoadAsFloat(a.dtype, a.q,
+                                ((b * a.q_rows + row) * a.num_heads + h) * a.head_dim + c) *
                         a.softmax_scale
                   : 0.f;
     acc[c] = 0.f;
@@ -71,8 +46,8 @@ __global__ void ForwardBlockKernel(ForwardBlockArgs a) {
     for (int e = threadIdx.x; e < keys * d; e += blockDim.x) {
       const int j = e / d, c = e % d;
       const int64_t src = KvOffset(a, b, a.k_row + k0 + j, kv_head) + c;
-      k_tile[j][c] = Load(a.dtype, a.k, src);
-      v_tile[j][c] = Load(a.dtype, a.v, src);
+      k_tile[j][c] = LoadAsFloat(a.dtype, a.k, src);
+      v_tile[j][c] = LoadAsFloat(a.dtype, a.v, src);
     }
     if (threadIdx.x < keys) k_positions[threadIdx.x] = At(a.k_pos, k0 + threadIdx.x);
     __syncthreads();
@@ -102,7 +77,7 @@ __global__ void ForwardBlockKernel(ForwardBlockArgs a) {
   for (int c = 0; c < d; ++c) acc[c] *= inv;
   if (a.out != nullptr) {  // one-call attention: O in the input dtype, LSE
     const int64_t offset = ((b * a.q_rows + row) * a.num_heads + h) * a.head_dim;
-    for (int c = 0; c < d; ++c) Store(a.dtype, a.out, offset + c, acc[c]);
+    for (int c = 0; c < d; ++c) StoreRounded(a.dtype, a.out, offset + c, acc[c]);
     a.state_lse[(b * a.num_heads + h) * a.q_rows + row] =
         row_sum > 0.f ? row_max + logf(row_sum) : -INFINITY;
     return;
@@ -145,8 +120,8 @@ __global__ void BackwardBlockKernel(BackwardBlockArgs args) {
   const int64_t kv_offset = KvOffset(a, b, k_row, kv_head);
   float k[kHeadDim], v[kHeadDim], dk[kHeadDim], dv[kHeadDim];
   for (int c = 0; c < d; ++c) {
-    k[c] = active ? Load(a.dtype, a.k, kv_offset + c) : 0.f;
-    v[c] = active ? Load(a.dtype, a.v, kv_offset + c) : 0.f;
+    k[c] = active ? LoadAsFloat(a.dtype, a.k, kv_offset + c) : 0.f;
+    v[c] = active ? LoadAsFloat(a.dtype, a.v, kv_offset + c) : 0.f;
     dk[c] = dv[c] = 0.f;
   }
   for (int64_t q0 = 0; q0 < a.q_pos.length; q0 += kTileKeys) {
@@ -156,8 +131,8 @@ __global__ void BackwardBlockKernel(BackwardBlockArgs args) {
     for (int e = threadIdx.x; e < rows * d; e += blockDim.x) {
       const int i = e / d, c = e % d;
       const int64_t src = ((b * a.q_rows + a.q_row + q0 + i) * a.num_heads + h) * a.head_dim + c;
-      q_tile[i][c] = Load(a.dtype, a.q, src);
-      do_tile[i][c] = Load(a.dtype, args.dout, src);
+      q_tile[i][c] = LoadAsFloat(a.dtype, a.q, src);
+      do_tile[i][c] = LoadAsFloat(a.dtype, args.dout, src);
     }
     if (threadIdx.x < rows) {
       const int64_t stat = (b * a.num_heads + h) * a.q_rows + a.q_row + q0 + threadIdx.x;
@@ -204,7 +179,7 @@ __global__ void DeltaKernel(ElementType dtype, const void* dout, const float* o,
   const int64_t h = row % heads, t = (row / heads) % rows, b = row / (heads * rows);
   float sum = 0.f;
   for (int64_t c = lane; c < head_dim; c += 32) {
-    sum += Load(dtype, dout, row * head_dim + c) * o[row * head_dim + c];
+    sum += LoadAsFloat(dtype, dout, row * head_dim + c) * o[row * head_dim + c];
   }
   for (int offset = 16; offset > 0; offset /= 2) {
     sum += __shfl_xor_sync(0xffffffffu, sum, offset);

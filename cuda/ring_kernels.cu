@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "cuda/element_access.cuh"
 #include "cuda/ring_kernels.h"
 
 namespace ringattn::cuda {
@@ -42,23 +43,10 @@ __global__ void FillF32Kernel(float* dst, float value, int64_t n) {
   }
 }
 
-__device__ __forceinline__ void StoreConverted(ElementType dtype, float x, void* dst, int64_t i) {
-  switch (dtype) {
-    case ElementType::kFloat16:
-      static_cast<__half*>(dst)[i] = __float2half_rn(x);
-      break;
-    case ElementType::kBFloat16:
-      static_cast<__nv_bfloat16*>(dst)[i] = __float2bfloat16_rn(x);
-      break;
-    default:
-      static_cast<float*>(dst)[i] = x;
-  }
-}
-
 __global__ void ConvertF32Kernel(ElementType dtype, const float* src, void* dst, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t{kThreads} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * kThreads) {
-    StoreConverted(dtype, src[i], dst, i);
+    StoreRounded(dtype, dst, i, src[i]);
   }
 }
 
@@ -86,23 +74,12 @@ __global__ void ConvertF32x4Kernel(ElementType dtype, const float4* src, void* d
   }
 }
 
-__device__ __forceinline__ float LoadWidened(ElementType dtype, const void* src, int64_t i) {
-  switch (dtype) {
-    case ElementType::kFloat16:
-      return __half2float(static_cast<const __half*>(src)[i]);
-    case ElementType::kBFloat16:
-      return __bfloat162float(static_cast<const __nv_bfloat16*>(src)[i]);
-    default:
-      return static_cast<const float*>(src)[i];
-  }
-}
-
 // Input dtype -> fp32, one element per step (a backward's given O, once
 // per pass).
 __global__ void WidenToF32Kernel(ElementType dtype, const void* src, float* dst, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t{kThreads} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * kThreads) {
-    dst[i] = LoadWidened(dtype, src, i);
+    dst[i] = LoadAsFloat(dtype, src, i);
   }
 }
 
