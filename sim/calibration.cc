@@ -34,10 +34,12 @@ struct Anchor {
 // bench/kernel_bench.sh on an H100 (docs/KERNEL_BENCH.md, 2026-11-23 third
 // session: wgmma forward merging into the fp32 state 325.3, wgmma backward
 // 336.8 TFLOP/s at s8192 h32 d128 causal). H200: the warp-specialized
-// kernels measured on an H200 the same way (2026-12-01, the dynamic tile
-// order: forward merging into the fp32 state 547.6, backward 452.4; causal /
-// full per FLOP 577.1 / 618.6 = 0.93 forward, 452.4 / 522.2 = 0.87 backward;
-// docs/measurements/2026-12-01_h200x2_kernel_bench_dynamic.txt). H800 and A100:
+// kernels measured on an H200 the same way (2026-12-01, eleventh session:
+// published tiles, closed-form mask ranges; forward merging into the fp32
+// state 630.2, backward 467.0 (466.7 / 467.4 in the A/B); causal / full per
+// FLOP 639.9 / 657.0 = 0.97 forward, 467.0 / 486.2 = 0.96 backward;
+// docs/measurements/2026-12-01_h200_kernel_bench_mask_ranges.txt and
+// 2026-12-01_h200_backward_mask_ab.txt). H800 and A100:
 // ring-flash-attention's single-GPU rows (flash_attn, b1 s8192 h32 d128 causal: 591.5 / 154.7
 // iter/s fwd / fwd+bwd on H800; 373.4 / 94.7 on A100) turned into TFLOP/s. Links: NVLink per
 // direction (H100/H200 450 GB/s peak, measured 280-305 GB/s in NCCL rings; H800 NVLink 200 GB/s;
@@ -48,7 +50,7 @@ struct Anchor {
 // the same kernels). Ours on h100 keeps 0.9 until measured.
 constexpr Anchor kAnchors[] = {
     {"h100", 325.3, 336.8, 0.9, 0.9, 5, 3350, 290, 10, 45, 20},
-    {"h200", 547.6, 452.4, 0.93, 0.87, 5, 4800, 290, 10, 45, 20},
+    {"h200", 630.2, 467.0, 0.97, 0.96, 5, 4800, 290, 10, 45, 20},
     {"h800", 325.2, 288.0, 0.9, 0.96, 5, 3350, 170, 10, 45, 20},
     {"a100", 205.3, 174.4, 0.9, 0.96, 5, 2039, 240, 10, 22, 20},
 };
