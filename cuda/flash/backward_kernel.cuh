@@ -58,18 +58,8 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
   const T* g_do = static_cast<const T*>(args.dout) + q_offset0;
   const int64_t stat0 = (b * a.num_heads + h) * a.q_rows + a.q_row;
 
-  // Query tiles [m_begin, m_end) hold an allowed pair; [full_begin, full_end)
-  // only allowed pairs (and the key tile is whole).
-  int m_begin, m_end, full_begin, full_end;
-  {
-    const TaskMask mask = TaskMask::Of(a, b);
-    const RunTiles q_tiles{a.q_pos, kBlockM};
-    const RunTiles k_tiles{a.k_pos, kBlockN};
-    const int64_t k_lo = k_tiles.First(n_tile), k_hi = k_tiles.Last(n_tile);
-    q_tiles.Range(mask.QueryLow(k_lo), mask.QueryHigh(k_lo, k_hi), &m_begin, &m_end);
-    FullQueryTileRange(mask, q_tiles, k_lo, k_hi, &full_begin, &full_end);
-    if (!k_tiles.Full(n_tile)) full_begin = full_end = 0;
-  }
+  const KeyTileQueries tiles(a, b, n_tile, kBlockM, kBlockN);
+  const int m_begin = tiles.m_begin, m_end = tiles.m_end;
   if (m_begin >= m_end) return;  // no allowed pair: nothing to add
 
   const auto load_q_tile = [&](int m, int buffer) {
@@ -111,6 +101,26 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
     if (m + 1 < m_end) load_q_tile(m + 1, buffer ^ 1);
     CpAsyncCommit();
     const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
+    // A tile that needs the mask: each of the thread's two keys sees one
+    // range of the tile's query columns (IndicesWithin), kept relative to
+    // the lane's first column.
+    const bool full = !tiles.NeedsMask(m);
+    int col_begin[2] = {0, 0}, col_end[2] = {0, 0};
+    if (!full) {
+      const TaskMask mask = TaskMask::Of(a, b);
+      const int q_valid = static_cast<int>(min64(kBlockM, q_len - q_first));
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int key = warp * 16 + lane / 4 + 8 * half;
+        if (key < k_valid) {
+          const int64_t kp = PositionAt(a.k_pos, k0 + key);
+          IndicesWithin(a.q_pos, q_first, q_valid, mask.QueryLow(kp), mask.QueryHigh(kp, kp),
+                        &col_begin[half], &col_end[half]);
+        }
+        col_begin[half] -= (lane % 4) * 2;
+        col_end[half] -= (lane % 4) * 2;
+      }
+    }
     for (int r = threadIdx.x; r < kBlockM; r += Tr::kThreads) {
       // Rows past the end get LSE +inf: P = 0 there.
       const bool ok = q_first + r < q_len;
@@ -142,8 +152,6 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
         }
       }
       // P^T = exp(S^T * scale - LSE), masked pairs 0.
-      const bool full = m >= full_begin && m < full_end;
-      const TaskMask mask = TaskMask::Of(a, b);
 #pragma unroll
       for (int j = 0; j < kSubBlocks; ++j) {
 #pragma unroll
@@ -153,13 +161,8 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
 #pragma unroll
           for (int half = 0; half < 2; ++half) {
             float x = FastExp2(fmaf(p[j][2 * half + e], scale_log2, -lse));
-            if (!full) {
-              const int key = warp * 16 + lane / 4 + 8 * half;
-              const bool ok =
-                  key < k_valid && q_first + col < q_len &&
-                  mask.Allowed(PositionAt(a.q_pos, q_first + col), PositionAt(a.k_pos, k0 + key));
-              if (!ok) x = 0.f;
-            }
+            const int rel = qs + j * 8 + e;  // col, less the lane's offset
+            if (!full && (rel < col_begin[half] || rel >= col_end[half])) x = 0.f;
             p[j][2 * half + e] = x;
           }
         }
