@@ -715,7 +715,7 @@ ringattn_status ringattn_backward(ringattn_ring* ring, const ringattn_tensor* do
   return AbortOnFailure(ring, Guard([&]() -> absl::Status {
                           if (ring == nullptr) return absl::InvalidArgumentError("ring is NULL");
                           ASSIGN_OR_RETURN(ringattn::RankTensor tdout, TensorOf("dout", dout));
-                          return Backward(ring, tdout, {}, dq, dq_bytes, dk, dk_bytes, dv,
+                          return Backward(ring, tdout, nullptr, dq, dq_bytes, dk, dk_bytes, dv,
                                           dv_bytes);
                         }));
 }
