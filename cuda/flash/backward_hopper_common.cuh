@@ -104,22 +104,8 @@ __device__ __forceinline__ FragmentBits<kBlockM> AllowedBitsT(const ForwardBlock
   using Bits = FragmentBits<kBlockM>;
   constexpr int kMB = kBlockM / 8;
   static_assert(kMB * 4 <= 8 * sizeof(Bits), "one bit per element of S^T");
-  const int lane = threadIdx.x % 32;
-  const TaskMask mask = TaskMask::Of(a, b);
-  const int q_valid = static_cast<int>(min64(kBlockM, a.q_pos.length - q_first));
   int begin[2], end[2];
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int key = key0 + 8 * half;
-    begin[half] = end[half] = 0;
-    if (key < k_valid) {
-      const int64_t kp = PositionAt(a.k_pos, k0 + key);
-      IndicesWithin(a.q_pos, q_first, q_valid, mask.QueryLow(kp), mask.QueryHigh(kp, kp),
-                    &begin[half], &end[half]);
-    }
-    begin[half] -= (lane % 4) * 2;
-    end[half] -= (lane % 4) * 2;
-  }
+  KeyQueryColumns(a, b, key0, k_valid, k0, q_first, kBlockM, begin, end);
   Bits allowed = 0;
 #pragma unroll 1
   for (int bit = 0; bit < kMB * 4; ++bit) {

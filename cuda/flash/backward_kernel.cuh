@@ -101,25 +101,13 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
     if (m + 1 < m_end) load_q_tile(m + 1, buffer ^ 1);
     CpAsyncCommit();
     const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
-    // A tile that needs the mask: each of the thread's two keys sees one
-    // range of the tile's query columns (IndicesWithin), kept relative to
-    // the lane's first column.
+    // A tile that needs the mask: the query columns each of the thread's
+    // two keys sees (one range each).
     const bool full = !tiles.NeedsMask(m);
     int col_begin[2] = {0, 0}, col_end[2] = {0, 0};
     if (!full) {
-      const TaskMask mask = TaskMask::Of(a, b);
-      const int q_valid = static_cast<int>(min64(kBlockM, q_len - q_first));
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int key = warp * 16 + lane / 4 + 8 * half;
-        if (key < k_valid) {
-          const int64_t kp = PositionAt(a.k_pos, k0 + key);
-          IndicesWithin(a.q_pos, q_first, q_valid, mask.QueryLow(kp), mask.QueryHigh(kp, kp),
-                        &col_begin[half], &col_end[half]);
-        }
-        col_begin[half] -= (lane % 4) * 2;
-        col_end[half] -= (lane % 4) * 2;
-      }
+      KeyQueryColumns(a, b, warp * 16 + lane / 4, k_valid, k0, q_first, kBlockM, col_begin,
+                      col_end);
     }
     for (int r = threadIdx.x; r < kBlockM; r += Tr::kThreads) {
       // Rows past the end get LSE +inf: P = 0 there.

@@ -136,6 +136,31 @@ __device__ __forceinline__ void IndicesWithin(const DeviceRun& run, int64_t firs
   *end = a;
 }
 
+// The backward's S^T fragments: the query columns of a query tile (from task
+// row q_first) that the thread's keys key0 and key0 + 8 of a key tile (from
+// task key k0, k_valid keys) may be seen by, one range each
+// (IndicesWithin; a key past the tile sees none), relative to the lane's
+// first column (lane % 4) * 2, so that callers compare compile-time offsets.
+__device__ __forceinline__ void KeyQueryColumns(const ForwardBlockArgs& a, int64_t b, int key0,
+                                                int k_valid, int64_t k0, int64_t q_first,
+                                                int block_m, int (&begin)[2], int (&end)[2]) {
+  const TaskMask mask = TaskMask::Of(a, b);
+  const int q_valid = static_cast<int>(min64(block_m, a.q_pos.length - q_first));
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int key = key0 + 8 * half;
+    begin[half] = end[half] = 0;
+    if (key < k_valid) {
+      const int64_t kp = PositionAt(a.k_pos, k0 + key);
+      IndicesWithin(a.q_pos, q_first, q_valid, mask.QueryLow(kp), mask.QueryHigh(kp, kp),
+                    &begin[half], &end[half]);
+    }
+    begin[half] -= (lane % 4) * 2;
+    end[half] -= (lane % 4) * 2;
+  }
+}
+
 // The tiles [begin, end) of `tiles` whose every key is allowed for every
 // query in [q_lo, q_hi] (a contiguous range: each condition of AllAllowed
 // holds from some tile on, or up to some tile).
