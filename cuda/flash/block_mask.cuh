@@ -6,15 +6,31 @@
 #ifndef RINGATTN_CUDA_FLASH_BLOCK_MASK_CUH_
 #define RINGATTN_CUDA_FLASH_BLOCK_MASK_CUH_
 
+#include <cuda_runtime.h>
+
 #include <cstdint>
 
 #include "cuda/kernel_args.h"
 
 namespace ringattn::cuda::flash {
 
-__device__ __forceinline__ int64_t min64(int64_t x, int64_t y) { return x < y ? x : y; }
+// CUDA's integer min and max on the device; the same on the host (tests).
+__host__ __device__ __forceinline__ int64_t min64(int64_t x, int64_t y) {
+#ifdef __CUDA_ARCH__
+  return min(x, y);
+#else
+  return x < y ? x : y;
+#endif
+}
+__host__ __device__ __forceinline__ int64_t max64(int64_t x, int64_t y) {
+#ifdef __CUDA_ARCH__
+  return max(x, y);
+#else
+  return x > y ? x : y;
+#endif
+}
 
-__device__ __forceinline__ int64_t PositionAt(const DeviceRun& r, int64_t i) {
+__host__ __device__ __forceinline__ int64_t PositionAt(const DeviceRun& r, int64_t i) {
   if (r.group >= r.length) return r.base + i * r.stride;  // affine: no division
   return r.base + (i / r.group) * r.group_stride + (i % r.group) * r.stride;
 }
@@ -23,31 +39,33 @@ __device__ __forceinline__ int64_t PositionAt(const DeviceRun& r, int64_t i) {
 struct TaskMask {
   int64_t min_delta, max_delta, key_limit, doc_begin, doc_end;
 
-  static __device__ __forceinline__ TaskMask Of(const ForwardBlockArgs& a, int64_t b) {
+  static __host__ __device__ __forceinline__ TaskMask Of(const ForwardBlockArgs& a, int64_t b) {
     return {a.min_delta, a.max_delta, a.key_limit != nullptr ? a.key_limit[b] : INT64_MAX,
             a.doc_begin, a.doc_end};
   }
-  __device__ __forceinline__ bool Allowed(int64_t q, int64_t k) const {
+  __host__ __device__ __forceinline__ bool Allowed(int64_t q, int64_t k) const {
     const int64_t d = k - q;
     return d >= min_delta && d <= max_delta && k < key_limit && k >= doc_begin && k < doc_end;
   }
   // Every pair of queries in [q_lo, q_hi] and keys in [k_lo, k_hi] allowed.
-  __device__ __forceinline__ bool AllAllowed(int64_t q_lo, int64_t q_hi, int64_t k_lo,
-                                             int64_t k_hi) const {
+  __host__ __device__ __forceinline__ bool AllAllowed(int64_t q_lo, int64_t q_hi, int64_t k_lo,
+                                                      int64_t k_hi) const {
     return k_lo - q_hi >= min_delta && k_hi - q_lo <= max_delta && k_hi < key_limit &&
            k_lo >= doc_begin && k_hi < doc_end;
   }
   // Keys a query in [q_lo, q_hi] may see lie in [KeyLow(q_lo), KeyHigh(q_hi)].
-  __device__ __forceinline__ int64_t KeyLow(int64_t q_lo) const {
-    return max(q_lo + min_delta, doc_begin);
+  __host__ __device__ __forceinline__ int64_t KeyLow(int64_t q_lo) const {
+    return max64(q_lo + min_delta, doc_begin);
   }
-  __device__ __forceinline__ int64_t KeyHigh(int64_t q_hi) const {
-    return min(min(q_hi + max_delta, key_limit - 1), doc_end - 1);
+  __host__ __device__ __forceinline__ int64_t KeyHigh(int64_t q_hi) const {
+    return min64(min64(q_hi + max_delta, key_limit - 1), doc_end - 1);
   }
   // Queries a key in [k_lo, k_hi] may be seen by: [QueryLow, QueryHigh]
   // (empty when the keys are all outside the document or the padding).
-  __device__ __forceinline__ int64_t QueryLow(int64_t k_lo) const { return k_lo - max_delta; }
-  __device__ __forceinline__ int64_t QueryHigh(int64_t k_lo, int64_t k_hi) const {
+  __host__ __device__ __forceinline__ int64_t QueryLow(int64_t k_lo) const {
+    return k_lo - max_delta;
+  }
+  __host__ __device__ __forceinline__ int64_t QueryHigh(int64_t k_lo, int64_t k_hi) const {
     if (k_lo >= key_limit || k_lo >= doc_end || k_hi < doc_begin) {
       return INT64_MIN;
     }
@@ -59,20 +77,21 @@ struct TaskMask {
 struct RunTiles {
   DeviceRun run;
   int tile;
-  __device__ __forceinline__ int Count() const {
+  __host__ __device__ __forceinline__ int Count() const {
     return static_cast<int>((run.length + tile - 1) / tile);
   }
-  __device__ __forceinline__ int64_t First(int t) const {
+  __host__ __device__ __forceinline__ int64_t First(int t) const {
     return PositionAt(run, static_cast<int64_t>(t) * tile);
   }
-  __device__ __forceinline__ int64_t Last(int t) const {
-    return PositionAt(run, min(run.length, static_cast<int64_t>(t + 1) * tile) - 1);
+  __host__ __device__ __forceinline__ int64_t Last(int t) const {
+    return PositionAt(run, min64(run.length, static_cast<int64_t>(t + 1) * tile) - 1);
   }
-  __device__ __forceinline__ bool Full(int t) const {
+  __host__ __device__ __forceinline__ bool Full(int t) const {
     return static_cast<int64_t>(t + 1) * tile <= run.length;
   }
   // The tiles [begin, end) that hold a position in [lo, hi].
-  __device__ __forceinline__ void Range(int64_t lo, int64_t hi, int* begin, int* end) const {
+  __host__ __device__ __forceinline__ void Range(int64_t lo, int64_t hi, int* begin,
+                                                 int* end) const {
     int a = 0, b = Count();  // first tile whose last position >= lo
     while (a < b) {
       const int m = (a + b) / 2;
@@ -100,8 +119,9 @@ struct RunTiles {
 // layout's blocks but stripe's and the grouped runs) in closed form; others
 // by two rolled binary searches (unrolled 64-bit position math over a tile
 // overflowed the instruction cache). hi may be INT64_MIN (nothing allowed).
-__device__ __forceinline__ void IndicesWithin(const DeviceRun& run, int64_t first, int count,
-                                              int64_t lo, int64_t hi, int* begin, int* end) {
+__host__ __device__ __forceinline__ void IndicesWithin(const DeviceRun& run, int64_t first,
+                                                       int count, int64_t lo, int64_t hi,
+                                                       int* begin, int* end) {
   if (count <= 0) {
     *begin = *end = 0;
     return;
@@ -136,6 +156,7 @@ __device__ __forceinline__ void IndicesWithin(const DeviceRun& run, int64_t firs
   *end = a;
 }
 
+#ifdef __CUDACC__  // (the host-side test reads the ranges alone)
 // The backward's S^T fragments: the query columns of a query tile (from task
 // row q_first) that the thread's keys key0 and key0 + 8 of a key tile (from
 // task key k0, k_valid keys) may be seen by, one range each
@@ -160,15 +181,17 @@ __device__ __forceinline__ void KeyQueryColumns(const ForwardBlockArgs& a, int64
     end[half] -= (lane % 4) * 2;
   }
 }
+#endif  // __CUDACC__
 
 // The tiles [begin, end) of `tiles` whose every key is allowed for every
 // query in [q_lo, q_hi] (a contiguous range: each condition of AllAllowed
 // holds from some tile on, or up to some tile).
-__device__ __forceinline__ void FullTileRange(const TaskMask& mask, const RunTiles& tiles,
-                                              int64_t q_lo, int64_t q_hi, int* begin, int* end) {
+__host__ __device__ __forceinline__ void FullTileRange(const TaskMask& mask, const RunTiles& tiles,
+                                                       int64_t q_lo, int64_t q_hi, int* begin,
+                                                       int* end) {
   const int count = tiles.Count();
   // First tile with First >= max(q_hi + min_delta, doc_begin).
-  const int64_t lo = max(q_hi + mask.min_delta, mask.doc_begin);
+  const int64_t lo = max64(q_hi + mask.min_delta, mask.doc_begin);
   int a = 0, b = count;
   while (a < b) {
     const int m = (a + b) / 2;
@@ -179,7 +202,7 @@ __device__ __forceinline__ void FullTileRange(const TaskMask& mask, const RunTil
   }
   *begin = a;
   // First tile with Last > min(q_lo + max_delta, key_limit - 1, doc_end - 1).
-  const int64_t hi = min(min(q_lo + mask.max_delta, mask.key_limit - 1), mask.doc_end - 1);
+  const int64_t hi = min64(min64(q_lo + mask.max_delta, mask.key_limit - 1), mask.doc_end - 1);
   b = count;
   while (a < b) {
     const int m = (a + b) / 2;
@@ -195,9 +218,9 @@ __device__ __forceinline__ void FullTileRange(const TaskMask& mask, const RunTil
 
 // The query tiles [begin, end) of `tiles` all of whose queries may see every
 // key in [k_lo, k_hi] (the backward's transposed FullTileRange).
-__device__ __forceinline__ void FullQueryTileRange(const TaskMask& mask, const RunTiles& tiles,
-                                                   int64_t k_lo, int64_t k_hi, int* begin,
-                                                   int* end) {
+__host__ __device__ __forceinline__ void FullQueryTileRange(const TaskMask& mask,
+                                                            const RunTiles& tiles, int64_t k_lo,
+                                                            int64_t k_hi, int* begin, int* end) {
   const int count = tiles.Count();
   *begin = *end = 0;
   if (!(k_hi < mask.key_limit && k_lo >= mask.doc_begin && k_hi < mask.doc_end)) return;
@@ -233,8 +256,8 @@ __device__ __forceinline__ void FullQueryTileRange(const TaskMask& mask, const R
 struct KeyTileRange {
   int n_begin, n_end, full_begin, full_end;
   KeyTileRange() = default;
-  __device__ __forceinline__ KeyTileRange(const ForwardBlockArgs& a, int64_t b, int m_tile,
-                                          int block_m, int block_n) {
+  __host__ __device__ __forceinline__ KeyTileRange(const ForwardBlockArgs& a, int64_t b, int m_tile,
+                                                   int block_m, int block_n) {
     const TaskMask mask = TaskMask::Of(a, b);
     const RunTiles q_tiles{a.q_pos, block_m};
     const RunTiles k_tiles{a.k_pos, block_n};
@@ -242,7 +265,9 @@ struct KeyTileRange {
     k_tiles.Range(mask.KeyLow(q_lo), mask.KeyHigh(q_hi), &n_begin, &n_end);
     FullTileRange(mask, k_tiles, q_lo, q_hi, &full_begin, &full_end);
   }
-  __device__ __forceinline__ bool NeedsMask(int n) const { return n < full_begin || n >= full_end; }
+  __host__ __device__ __forceinline__ bool NeedsMask(int n) const {
+    return n < full_begin || n >= full_end;
+  }
 };
 
 // The query tiles (of kBlockM rows) key tile n_tile (of kBlockN keys)
@@ -251,8 +276,8 @@ struct KeyTileRange {
 // not whole).
 struct KeyTileQueries {
   int m_begin, m_end, full_begin, full_end;
-  __device__ __forceinline__ KeyTileQueries(const ForwardBlockArgs& a, int64_t b, int n_tile,
-                                            int block_m, int block_n) {
+  __host__ __device__ __forceinline__ KeyTileQueries(const ForwardBlockArgs& a, int64_t b,
+                                                     int n_tile, int block_m, int block_n) {
     const TaskMask mask = TaskMask::Of(a, b);
     const RunTiles q_tiles{a.q_pos, block_m};
     const RunTiles k_tiles{a.k_pos, block_n};
@@ -261,7 +286,9 @@ struct KeyTileQueries {
     FullQueryTileRange(mask, q_tiles, k_lo, k_hi, &full_begin, &full_end);
     if (!k_tiles.Full(n_tile)) full_begin = full_end = 0;
   }
-  __device__ __forceinline__ bool NeedsMask(int m) const { return m < full_begin || m >= full_end; }
+  __host__ __device__ __forceinline__ bool NeedsMask(int m) const {
+    return m < full_begin || m >= full_end;
+  }
 };
 
 }  // namespace ringattn::cuda::flash
