@@ -8,8 +8,9 @@
 # oracle), compute-sanitizer memcheck / racecheck / synccheck on the
 # persistent and fused-state forwards and the backward, ring_backend_test
 # (rings of virtual ranks, device copies, NCCL on 2+ GPUs), ringattn_c_test
-# (the C ABI on device tensors), python/cuda_test.py and, on 2+ GPUs,
-# python/cuda_failure_test.py under torchrun. One line per step, PASS or
+# (the C ABI on device tensors), python/cuda_test.py, the transformer-block
+# example with --cuda and, on 2+ GPUs, python/cuda_failure_test.py under
+# torchrun. One line per step, PASS or
 # FAIL with its log under OUT_DIR; exit 1 if any failed.
 set -u
 bin=$(cd "${1:?usage: bench/device_check.sh BIN_DIR OUT_DIR}" && pwd)
@@ -51,6 +52,8 @@ have ringattn_c_test && step ringattn_c_test 300 "$bin/ringattn_c_test"
 if [[ -f "$bin/pylib/libringattn.so" && "$gpus" -ge 1 ]]; then
   export RINGATTN_LIB="$bin/pylib/libringattn.so" PYTHONPATH=python
   step cuda_test 900 torchrun --nproc_per_node="$gpus" python/cuda_test.py --iters 10
+  step torchrun_block_cuda 300 torchrun --nproc_per_node="$gpus" \
+    python/examples/torchrun_block.py --cuda
   if [[ "$gpus" -ge 2 ]]; then
     step cuda_failure_test 180 torchrun --nproc_per_node=2 python/cuda_failure_test.py
   fi
