@@ -41,28 +41,31 @@ awk -F, '
              c ? sprintf("%.3f", ours[r] / c) : "-"
     }
     printf "\nbackward TFLOP/s (2.5x the forward FLOPs; torch: autograd.grad of a kept graph)\n"
-    printf "%-32s %9s %9s %9s %9s %9s %9s %12s %12s\n", "row", "ours", "mma.sync", "cp.async",
-           "warp-spec", "flash", "cudnn", "ours/flash", "ours/cudnn"
+    printf "%-32s %9s %9s %9s %9s %9s %9s %9s %12s %12s %12s\n", "row", "ours", "mma.sync",
+           "cp.async", "warp-spec", "flash", "cudnn", "efficient", "ours/flash", "ours/cudnn",
+           "ours/effic."
     for (i = 1; i <= n; i++) {
       r = order[i]
       if (!(r in ours_bwd)) continue
-      f = bwd[r, "torch_flash"]; c = bwd[r, "torch_cudnn"]
-      printf "%-32s %9.2f %9s %9s %9s %9s %9s %12s %12s\n", r, ours_bwd[r],
+      f = bwd[r, "torch_flash"]; c = bwd[r, "torch_cudnn"]; e = bwd[r, "torch_efficient"]
+      printf "%-32s %9.2f %9s %9s %9s %9s %9s %9s %12s %12s %12s\n", r, ours_bwd[r],
              (r in mma_bwd) ? mma_bwd[r] : "-", (r in wgmma_bwd) ? wgmma_bwd[r] : "-",
              (r in ws_bwd) ? ws_bwd[r] : "-",
-             f ? f : "-", c ? c : "-",
+             f ? f : "-", c ? c : "-", e ? e : "-",
              f ? sprintf("%.3f", ours_bwd[r] / f) : "-",
-             c ? sprintf("%.3f", ours_bwd[r] / c) : "-"
+             c ? sprintf("%.3f", ours_bwd[r] / c) : "-",
+             e ? sprintf("%.3f", ours_bwd[r] / e) : "-"
     }
     printf "\nforward+backward TFLOP/s (3.5x the forward FLOPs)\n"
-    printf "%-32s %9s %9s %9s %12s %12s\n", "row", "ours", "flash", "cudnn",
-           "ours/flash", "ours/cudnn"
+    printf "%-32s %9s %9s %9s %9s %12s %12s %12s\n", "row", "ours", "flash", "cudnn", "efficient",
+           "ours/flash", "ours/cudnn", "ours/effic."
     for (i = 1; i <= n; i++) {
       r = order[i]
       if (!(r in ours_both)) continue
-      f = both[r, "torch_flash"]; c = both[r, "torch_cudnn"]
-      printf "%-32s %9.2f %9s %9s %12s %12s\n", r, ours_both[r], f ? f : "-",
-             c ? c : "-", f ? sprintf("%.3f", ours_both[r] / f) : "-",
-             c ? sprintf("%.3f", ours_both[r] / c) : "-"
+      f = both[r, "torch_flash"]; c = both[r, "torch_cudnn"]; e = both[r, "torch_efficient"]
+      printf "%-32s %9.2f %9s %9s %9s %12s %12s %12s\n", r, ours_both[r], f ? f : "-",
+             c ? c : "-", e ? e : "-", f ? sprintf("%.3f", ours_both[r] / f) : "-",
+             c ? sprintf("%.3f", ours_both[r] / c) : "-",
+             e ? sprintf("%.3f", ours_both[r] / e) : "-"
     }
   }' "$out/ours.csv" "$out/torch.csv"
