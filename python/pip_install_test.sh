@@ -4,16 +4,7 @@
 # tree, no RINGATTN_LIB at import) runs a forward against numpy.
 #   python/pip_install_test.sh   (data: python/, libringattn.so)
 set -euo pipefail
-# Under --config=asan|ubsan the library needs its sanitizer runtime first
-# (as python_test.sh does); TSan cannot be preloaded into python3.
-runtime=$(ldd python/libringattn.so | grep -oE '/[^ ]*lib(a|t|ub)san\.so[^ ]*' | head -1 || true)
-if [[ "$runtime" == *libtsan* ]]; then
-  echo "skipped under ThreadSanitizer: $runtime cannot be preloaded into python3"
-  exit 0
-fi
-if [[ -n "$runtime" ]]; then
-  export LD_PRELOAD="$runtime" ASAN_OPTIONS=detect_leaks=0
-fi
+source python/sanitizer_env.sh
 tmp="${TEST_TMPDIR:-$(mktemp -d)}"
 cp -rL python "$tmp/src"  # pip writes build files next to setup.py
 RINGATTN_LIB="$PWD/python/libringattn.so" /usr/bin/python3 -m pip install --quiet \

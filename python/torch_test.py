@@ -5,7 +5,6 @@ float32 (<= 1e-5) and bfloat16 (no worse than torch's bf16 SDPA error x 1.5 + 1e
 unsupported arguments raise ValueError.
 Usage: RINGATTN_LIB=... PYTHONPATH=python python3 torch_test.py"""
 
-import os
 import sys
 
 import torch
@@ -355,14 +354,6 @@ def layers_in_flight_share_one_ring():
         assert err <= 1e-5, (name, err)
         assert torch.equal(a, b), f"{name}: the second backward differs"
     assert sum(len(free) for free in F._free_rings.values()) == 1
-    if "libasan" in os.environ.get("LD_PRELOAD", ""):
-        # torch reports these by C++ exceptions, which abort a Python
-        # process with ASan's runtime preloaded (its __cxa_throw
-        # interceptor finds no real function): checked without it.
-        F.release_cached_rings()
-        print("three layers in flight share one ring; gradients match float64 autograd; "
-              "retain_graph works (in-place checks skipped under ASan)")
-        return
     leaf = torch.randn(1, 32, 2, 8, requires_grad=True)
     q = leaf * 2
     o = F.ring_flash_attn_func(q, q, q, causal=True, group=group)
