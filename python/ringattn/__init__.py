@@ -191,16 +191,8 @@ def _tensor(name, x):
     if x.dtype not in _NUMPY_DTYPES:
         raise ValueError(f"ringattn: {name} has dtype {x.dtype}; expected float32, float64 "
                          "or float16")
-    if x.ndim != 4 or x.strides[3] != x.itemsize:
-        raise ValueError(f"ringattn: {name} has shape {x.shape} and strides {x.strides}; "
-                         "expected (batch, rows, heads, head_dim) with contiguous head_dim")
-    size = x.itemsize
-    # The extent the strides reach, from the first element.
-    span = sum((n - 1) * s for n, s in zip(x.shape, x.strides)) + size if x.size else 0
-    t = _capi.Tensor(data=x.ctypes.data, bytes=span,
-                     dtype=_capi.DTYPES[_NUMPY_DTYPES[x.dtype]], offset=0,
-                     batch_stride=x.strides[0] // size, row_stride=x.strides[1] // size,
-                     head_stride=x.strides[2] // size)
+    t = _capi.tensor(name, x.ctypes.data, x.shape, x.strides, 1, x.itemsize,
+                     _NUMPY_DTYPES[x.dtype])
     return t, x
 
 

@@ -31,6 +31,23 @@ class Tensor(ctypes.Structure):
     ]
 
 
+def tensor(name, data, shape, strides, unit, itemsize, dtype):
+    """A ringattn_tensor at address `data` of `shape` (batch, rows, heads,
+    head_dim) in `dtype` (a DTYPES key), elements of `itemsize` bytes;
+    `strides` as the array library gives them, in units of `unit` bytes
+    (numpy: bytes, unit 1; torch: elements, unit = itemsize)."""
+    if len(shape) != 4 or strides[3] * unit != itemsize:
+        raise ValueError(f"ringattn: {name} has shape {tuple(shape)} and strides "
+                         f"{tuple(strides)}; expected (batch, rows, heads, head_dim) with "
+                         "contiguous head_dim")
+    elements = [s * unit // itemsize for s in strides]
+    empty = any(n == 0 for n in shape)
+    # The extent the strides reach, from the first element.
+    span = 0 if empty else sum((n - 1) * e for n, e in zip(shape, elements)) + 1
+    return Tensor(data=data, bytes=span * itemsize, dtype=DTYPES[dtype], offset=0,
+                  batch_stride=elements[0], row_stride=elements[1], head_stride=elements[2])
+
+
 # ringattn_transport's callbacks (ringattn_c.h).
 SEND_FN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
                            ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)

@@ -80,14 +80,8 @@ def _tensor(name, x):
     if x.dtype not in _TORCH_DTYPES:
         raise ValueError(f"ringattn: {name} has dtype {x.dtype}; expected float32, float64, "
                          "float16 or bfloat16")
-    if x.dim() != 4 or x.stride(3) != 1:
-        raise ValueError(f"ringattn: {name} has shape {tuple(x.shape)} and strides "
-                         f"{x.stride()}; expected (batch, rows, heads, head_dim) with contiguous "
-                         "head_dim")
-    span = (sum((n - 1) * s for n, s in zip(x.shape, x.stride())) + 1) if x.numel() else 0
-    return _capi.Tensor(data=x.data_ptr(), bytes=span * x.element_size(),
-                        dtype=_capi.DTYPES[_TORCH_DTYPES[x.dtype]], offset=0,
-                        batch_stride=x.stride(0), row_stride=x.stride(1), head_stride=x.stride(2))
+    return _capi.tensor(name, x.data_ptr(), x.shape, x.stride(), x.element_size(),
+                        x.element_size(), _TORCH_DTYPES[x.dtype])
 
 
 # Rings not in use, kept with their buffers (GPU memory for CUDA rings) for
