@@ -448,6 +448,14 @@ ringattn_status AbortOnFailure(ringattn_ring* ring, ringattn_status status) {
   return status;
 }
 
+// Rows of a rank's local tensors (local_batch x local_seqlen): q, O and dQ
+// hold num_heads heads of each, k, v, dK and dV num_kv_heads, LSE num_heads
+// values.
+int64_t LocalRows(const ringattn_ring* ring) {
+  const ringattn::Layout& layout = ring->attention->schedule().layout();
+  return layout.local_batch() * layout.local_seqlen();
+}
+
 // A forward's inputs and results, for a backward on a ring that did not
 // run it (ringattn_backward_from).
 struct SavedForward {
@@ -467,9 +475,7 @@ absl::Status Backward(ringattn_ring* ring, ringattn::RankTensor& dout, SavedForw
                : ring->attention->LoadForward(saved->q, saved->k, saved->v, saved->out, saved->lse);
   };
   if (ring->device >= 0) {
-    const ringattn::Layout& layout = ring->attention->schedule().layout();
-    const int64_t rows = layout.local_batch() * layout.local_seqlen() * ring->head_dim *
-                         ringattn::DTypeBytes(dout.dtype);
+    const int64_t rows = LocalRows(ring) * ring->head_dim * ringattn::DTypeBytes(dout.dtype);
     std::vector<DeviceInput> inputs = {{"dout", &dout}};
     std::vector<DeviceBuffer> buffers = {{"dq", dq, dq_bytes, rows * ring->num_heads},
                                          {"dk", dk, dk_bytes, rows * ring->num_kv_heads},
@@ -693,9 +699,7 @@ ringattn_status ringattn_forward(ringattn_ring* ring, const ringattn_tensor* q,
         ASSIGN_OR_RETURN(ringattn::RankTensor tv, TensorOf("v", v));
         RETURN_IF_ERROR(CheckSameProblem(ring));
         if (ring->device >= 0) {
-          const ringattn::Layout& layout = ring->attention->schedule().layout();
-          const int64_t rows = layout.local_batch() * layout.local_seqlen();
-          const int64_t stats = rows * ring->num_heads;
+          const int64_t stats = LocalRows(ring) * ring->num_heads;
           const int64_t out_need = stats * ring->head_dim * ringattn::DTypeBytes(tq.dtype);
           return RunOnDevice(
               ring, {{"q", &tq}, {"k", &tk}, {"v", &tv}},
@@ -735,8 +739,7 @@ ringattn_status ringattn_backward_from(ringattn_ring* ring, const ringattn_tenso
         ASSIGN_OR_RETURN(saved.v, TensorOf("v", v));
         ASSIGN_OR_RETURN(saved.out, TensorOf("out", out));
         if (lse == nullptr) return absl::InvalidArgumentError("lse is NULL");
-        const ringattn::Layout& layout = ring->attention->schedule().layout();
-        const int64_t stats = layout.local_batch() * layout.local_seqlen() * ring->num_heads;
+        const int64_t stats = LocalRows(ring) * ring->num_heads;
         RETURN_IF_ERROR(CheckBytes("lse", lse_count * int64_t{4}, stats * int64_t{4}));
         saved.lse = absl::MakeConstSpan(lse, stats);
         ASSIGN_OR_RETURN(ringattn::RankTensor tdout, TensorOf("dout", dout));
