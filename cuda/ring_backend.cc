@@ -54,6 +54,12 @@ class DeviceMemory {
     }
     return absl::OkStatus();
   }
+  // Keeps the block when it holds exactly `bytes` (another pass reuses
+  // it); allocates otherwise.
+  absl::Status Resize(int64_t bytes) {
+    if (data_ != nullptr && bytes_ == bytes) return absl::OkStatus();
+    return Allocate(bytes);
+  }
   void Free() {
     if (data_ != nullptr) {
       cudaFree(data_);
@@ -253,9 +259,7 @@ class Backend final : public CudaRingBackend {
   absl::Status FinishForward() override {
     RETURN_IF_ERROR(Device());
     const int64_t bytes = QElements() * DTypeBytes(dtype_);
-    if (out_.bytes() != bytes) {
-      RETURN_IF_ERROR(out_.Allocate(bytes));
-    }
+    RETURN_IF_ERROR(out_.Resize(bytes));
     forward_done_ = true;
     // O in the input dtype on the device, as a forward's caller takes it
     // (the fp32 state stays for the backward's D = rowsum(dO * O)).
@@ -274,7 +278,7 @@ class Backend final : public CudaRingBackend {
       dout_in_ = dout.data();
       return absl::OkStatus();
     }
-    if (dout_.bytes() != bytes || dout_.get() == nullptr) RETURN_IF_ERROR(dout_.Allocate(bytes));
+    RETURN_IF_ERROR(dout_.Resize(bytes));
     dout_in_ = dout_.get();
     return Copy(dout_.get(), dout.data(), bytes, "copying dout to the device");
   }
@@ -294,7 +298,7 @@ class Backend final : public CudaRingBackend {
     RETURN_IF_ERROR(Device());
     const void* o = out.data();
     if (!DeviceMemoryAt(o)) {
-      if (out_.bytes() != bytes) RETURN_IF_ERROR(out_.Allocate(bytes));
+      RETURN_IF_ERROR(out_.Resize(bytes));
       RETURN_IF_ERROR(Copy(out_.get(), o, bytes, "copying out to the device"));
       o = out_.get();
     }
@@ -316,9 +320,7 @@ class Backend final : public CudaRingBackend {
     for (auto [memory, elements] :
          {std::pair{&delta_, StatElements()}, std::pair{&dq_, QElements()},
           std::pair{&dk_, KvFullElements(1)}, std::pair{&dv_, KvFullElements(1)}}) {
-      if (memory->bytes() != elements * 4) {
-        RETURN_IF_ERROR(memory->Allocate(elements * 4));
-      }
+      RETURN_IF_ERROR(memory->Resize(elements * 4));
       RETURN_IF_ERROR(
           Check(cudaMemsetAsync(memory->get(), 0, elements * 4, stream_), "zeroing gradients"));
     }
@@ -461,9 +463,7 @@ class Backend final : public CudaRingBackend {
         *to = from;
         continue;
       }
-      if (memory->bytes() != bytes || memory->get() == nullptr) {
-        RETURN_IF_ERROR(memory->Allocate(bytes));
-      }
+      RETURN_IF_ERROR(memory->Resize(bytes));
       RETURN_IF_ERROR(Copy(memory->get(), from, bytes, "copying an input to the device"));
       *to = memory->get();
     }
