@@ -9,8 +9,8 @@
 //    its softmax;
 //  - the kernel is persistent: one CTA per SM takes (query tile, head,
 //    batch) tiles heaviest first from a counter (tile_scheduler.cuh); the
-//    producer publishes each tile (and its key tiles) with its Q and loads the next
-//    tile's Q and K while the consumers finish the last one.
+//    producer publishes each tile (and its key tiles) with its Q and
+//    loads the next tile's Q and K while the consumers finish the last one.
 // Masks, the softmax step and the epilogue (written O and LSE, or the fused
 // fp32 ring state) are the other kernels' (forward_common.cuh). Included by
 // forward_warp_specialized_d<D>.cu; an empty kernel outside sm_90a.
@@ -106,26 +106,26 @@ __device__ __forceinline__ PublishedTile LoadPublishedTile(uint32_t addr) {
 namespace {
 __device__ TileCounter forward_tile_counters[kTileCounterSlots];
 
-// The counter of `stream`'s launches (tile_scheduler.cuh). Errors:
-// cudaErrorLaunchOutOfResources past kTileCounterSlots streams.
+// The counter of `stream`'s launches (tile_scheduler.cuh), looked up once
+// per stream (a stream belongs to one device, whose copy of the pool it
+// takes a slot of). Errors: cudaErrorLaunchOutOfResources past
+// kTileCounterSlots streams.
 cudaError_t ForwardTileCounter(cudaStream_t stream, TileCounter** counter) {
   static std::mutex mu;
-  static auto* const slots = new std::unordered_map<cudaStream_t, int>();
-  int slot;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    const auto it = slots->emplace(stream, static_cast<int>(slots->size())).first;
-    if (it->second >= kTileCounterSlots) {
-      slots->erase(it);
-      return cudaErrorLaunchOutOfResources;
-    }
-    slot = it->second;
+  static auto* const counters = new std::unordered_map<cudaStream_t, TileCounter*>();
+  std::lock_guard<std::mutex> lock(mu);
+  if (const auto it = counters->find(stream); it != counters->end()) {
+    *counter = it->second;
+    return cudaSuccess;
   }
+  const int slot = static_cast<int>(counters->size());
+  if (slot >= kTileCounterSlots) return cudaErrorLaunchOutOfResources;
   void* pool = nullptr;
   if (const cudaError_t e = cudaGetSymbolAddress(&pool, forward_tile_counters); e != cudaSuccess) {
     return e;
   }
   *counter = static_cast<TileCounter*>(pool) + slot;
+  counters->emplace(stream, *counter);
   return cudaSuccess;
 }
 }  // namespace
@@ -353,7 +353,7 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
   if (threadIdx.x == 0) {
     MbarrierInit(sm.QFull(), 1);
     // Every consumer thread releases the Q slot: each has read its tile
-    // index (and its Q) by then.
+    // (and its Q) by then.
     MbarrierInit(sm.QEmpty(), 128 * Tr::kConsumers);
     for (int s = 0; s < Tr::kStages; ++s) {
       MbarrierInit(sm.KFull(s), 1);
