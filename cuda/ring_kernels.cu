@@ -50,24 +50,26 @@ __global__ void ConvertF32Kernel(ElementType dtype, const float* src, void* dst,
   }
 }
 
+// Four floats rounded to a 16-bit type as 8 bytes: `pair` rounds two into
+// one 32-bit word.
+template <typename Pair>
+__device__ __forceinline__ uint2 RoundFour(float4 x, Pair pair) {
+  const auto lo = pair(x.x, x.y), hi = pair(x.z, x.w);
+  return make_uint2(*reinterpret_cast<const uint32_t*>(&lo),
+                    *reinterpret_cast<const uint32_t*>(&hi));
+}
+
 // Four elements per step: a float4 in, 8 bytes (16 for float32) out.
 __global__ void ConvertF32x4Kernel(ElementType dtype, const float4* src, void* dst, int64_t n4) {
   for (int64_t i = blockIdx.x * int64_t{kThreads} + threadIdx.x; i < n4;
        i += int64_t{gridDim.x} * kThreads) {
     const float4 x = src[i];
     if (dtype == ElementType::kBFloat16) {
-      const __nv_bfloat162 lo = __floats2bfloat162_rn(x.x, x.y),
-                           hi = __floats2bfloat162_rn(x.z, x.w);
-      uint2 bits;
-      bits.x = *reinterpret_cast<const uint32_t*>(&lo);
-      bits.y = *reinterpret_cast<const uint32_t*>(&hi);
-      static_cast<uint2*>(dst)[i] = bits;
+      static_cast<uint2*>(dst)[i] =
+          RoundFour(x, [](float a, float b) { return __floats2bfloat162_rn(a, b); });
     } else if (dtype == ElementType::kFloat16) {
-      const __half2 lo = __floats2half2_rn(x.x, x.y), hi = __floats2half2_rn(x.z, x.w);
-      uint2 bits;
-      bits.x = *reinterpret_cast<const uint32_t*>(&lo);
-      bits.y = *reinterpret_cast<const uint32_t*>(&hi);
-      static_cast<uint2*>(dst)[i] = bits;
+      static_cast<uint2*>(dst)[i] =
+          RoundFour(x, [](float a, float b) { return __floats2half2_rn(a, b); });
     } else {
       static_cast<float4*>(dst)[i] = x;
     }
