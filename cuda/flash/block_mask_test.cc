@@ -164,6 +164,30 @@ TilePairs Pairs(const Task& t, int block_m, int block_n, int m, int n) {
   return p;
 }
 
+// One tile's range [begin, end) of the other side's `count` tiles, against
+// every pair (`pairs_with(i)`: of this tile and tile i): tiles outside hold
+// no allowed pair; tiles inside that skip the element mask hold only
+// allowed pairs and whole key tiles (`whole_keys(i)`: a key tile past the
+// task's end needs the mask for its missing keys); with `tight`, the first
+// and last tiles inside hold a pair.
+template <typename NeedsMask, typename PairsWith, typename WholeKeys>
+void CheckTileRange(int count, int begin, int end, bool tight, NeedsMask needs_mask,
+                    PairsWith pairs_with, WholeKeys whole_keys) {
+  for (int i = 0; i < count; ++i) {
+    const TilePairs p = pairs_with(i);
+    const bool inside = i >= begin && i < end;
+    ASSERT_TRUE(inside || !p.any) << "tile " << i << " left out";
+    if (inside && !needs_mask(i)) {
+      ASSERT_TRUE(p.all) << "tile " << i << " unmasked";
+      ASSERT_TRUE(whole_keys(i)) << "tile " << i << ": partial key tile unmasked";
+    }
+  }
+  if (tight && begin < end) {
+    ASSERT_TRUE(pairs_with(begin).any) << "first tile " << begin;
+    ASSERT_TRUE(pairs_with(end - 1).any) << "last tile " << end - 1;
+  }
+}
+
 TEST(BlockMaskTest, TileRangesHoldEveryAllowedPairAndSkipOnlyWholeAllowedTiles) {
   Rng rng{std::mt19937(13)};
   for (int trial = 0; trial < 400; ++trial) {
@@ -179,37 +203,22 @@ TEST(BlockMaskTest, TileRangesHoldEveryAllowedPairAndSkipOnlyWholeAllowedTiles) 
     SCOPED_TRACE(::testing::Message()
                  << "trial " << trial << " tiles " << block_m << " x " << block_n);
     for (int m = 0; m < q_tiles.Count(); ++m) {
+      SCOPED_TRACE(::testing::Message() << "query tile " << m << ", key tiles");
       const KeyTileRange keys(t.args, 0, m, block_m, block_n);
-      for (int n = 0; n < k_tiles.Count(); ++n) {
-        const TilePairs p = Pairs(t, block_m, block_n, m, n);
-        const bool inside = n >= keys.n_begin && n < keys.n_end;
-        ASSERT_TRUE(inside || !p.any) << "query tile " << m << ": key tile " << n << " left out";
-        if (inside && !keys.NeedsMask(n)) {
-          ASSERT_TRUE(p.all) << "query tile " << m << ": key tile " << n << " unmasked";
-          // A key tile past the task's end needs the mask for its missing keys.
-          ASSERT_TRUE(k_tiles.Full(n)) << "query tile " << m << ": partial key tile unmasked";
-        }
-      }
-      if (consecutive && keys.n_begin < keys.n_end) {  // tight: first and last hold a pair
-        ASSERT_TRUE(Pairs(t, block_m, block_n, m, keys.n_begin).any);
-        ASSERT_TRUE(Pairs(t, block_m, block_n, m, keys.n_end - 1).any);
-      }
+      ASSERT_NO_FATAL_FAILURE(CheckTileRange(
+          k_tiles.Count(), keys.n_begin, keys.n_end, consecutive,
+          [&](int n) { return keys.NeedsMask(n); },
+          [&](int n) { return Pairs(t, block_m, block_n, m, n); },
+          [&](int n) { return k_tiles.Full(n); }));
     }
     for (int n = 0; n < k_tiles.Count(); ++n) {
+      SCOPED_TRACE(::testing::Message() << "key tile " << n << ", query tiles");
       const KeyTileQueries queries(t.args, 0, n, block_m, block_n);
-      for (int m = 0; m < q_tiles.Count(); ++m) {
-        const TilePairs p = Pairs(t, block_m, block_n, m, n);
-        const bool inside = m >= queries.m_begin && m < queries.m_end;
-        ASSERT_TRUE(inside || !p.any) << "key tile " << n << ": query tile " << m << " left out";
-        if (inside && !queries.NeedsMask(m)) {
-          ASSERT_TRUE(p.all) << "key tile " << n << ": query tile " << m << " unmasked";
-          ASSERT_TRUE(k_tiles.Full(n)) << "partial key tile " << n << " unmasked";
-        }
-      }
-      if (consecutive && queries.m_begin < queries.m_end) {
-        ASSERT_TRUE(Pairs(t, block_m, block_n, queries.m_begin, n).any);
-        ASSERT_TRUE(Pairs(t, block_m, block_n, queries.m_end - 1, n).any);
-      }
+      ASSERT_NO_FATAL_FAILURE(CheckTileRange(
+          q_tiles.Count(), queries.m_begin, queries.m_end, consecutive,
+          [&](int m) { return queries.NeedsMask(m); },
+          [&](int m) { return Pairs(t, block_m, block_n, m, n); },
+          [&](int) { return k_tiles.Full(n); }));
     }
   }
 }
