@@ -163,6 +163,17 @@ inline absl::Status CheckRankInputBytes(const RankShape& local, const RankInputs
   return absl::OkStatus();
 }
 
+// Inputs for another pass of a backend that holds `dtype`
+// (RankBackend::Reload): that dtype, and the rank's sizes.
+inline absl::Status CheckReloadInputs(const RankShape& local, DType dtype,
+                                      const RankInputs& inputs) {
+  if (inputs.dtype != dtype) {
+    return absl::InvalidArgumentError(absl::StrCat("new inputs are ", DTypeName(inputs.dtype),
+                                                   "; this backend holds ", DTypeName(dtype)));
+  }
+  return CheckRankInputBytes(local, inputs);
+}
+
 // Makes one rank's RankBackend from its schedule, rank, global shape,
 // softmax scale and dense local inputs (RingAttentionConfig::backend).
 using RankBackendFactory = std::function<absl::StatusOr<std::unique_ptr<RankBackend>>(

@@ -22,14 +22,14 @@ absl::Status CheckBytes(const char* what, size_t bytes, int64_t elements, DType 
   return absl::OkStatus();
 }
 
-// Host inputs of one rank's local shape.
-absl::Status CheckInputs(const RankShape& local, const RankInputs& inputs) {
+// Inputs in host memory, which the CPU backend takes.
+absl::Status CheckOnHost(const RankInputs& inputs) {
   if (inputs.device) {
     return absl::InvalidArgumentError(
         "the inputs are in GPU memory; the CPU backend takes host memory (run the CUDA backend, "
         "or copy the tensors to the host)");
   }
-  return CheckRankInputBytes(local, inputs);
+  return absl::OkStatus();
 }
 
 template <typename C>
@@ -62,11 +62,8 @@ class Backend final : public CpuRingBackend {
   }
 
   absl::Status Reload(const RankInputs& inputs) override {
-    RETURN_IF_ERROR(CheckInputs(local_, inputs));
-    if (inputs.dtype != dtype_) {
-      return absl::InvalidArgumentError(absl::StrCat("new inputs are ", DTypeName(inputs.dtype),
-                                                     "; this backend holds ", DTypeName(dtype_)));
-    }
+    RETURN_IF_ERROR(CheckOnHost(inputs));
+    RETURN_IF_ERROR(CheckReloadInputs(local_, dtype_, inputs));
     Load(inputs);
     return absl::OkStatus();
   }
@@ -347,7 +344,8 @@ absl::StatusOr<std::unique_ptr<CpuRingBackend>> CpuRingBackend::Create(const Sch
   RETURN_IF_ERROR(layout.CheckRank(rank));
   RETURN_IF_ERROR(schedule.CheckShape(shape));
   RETURN_IF_ERROR(ValidateSoftmaxScale(softmax_scale));
-  RETURN_IF_ERROR(CheckInputs(layout.RankShapeOf(rank, shape), inputs));
+  RETURN_IF_ERROR(CheckOnHost(inputs));
+  RETURN_IF_ERROR(CheckRankInputBytes(layout.RankShapeOf(rank, shape), inputs));
   if (inputs.dtype == DType::kFloat64) {
     return std::unique_ptr<CpuRingBackend>(
         new Backend<double>(schedule, rank, shape, softmax_scale, inputs));

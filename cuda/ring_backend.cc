@@ -161,11 +161,7 @@ class Backend final : public CudaRingBackend {
   DType grad_dtype() const override { return DType::kFloat32; }
 
   absl::Status Reload(const HostRankInputs& in) override {
-    if (in.dtype != dtype_) {
-      return absl::InvalidArgumentError(absl::StrCat("new inputs are ", DTypeName(in.dtype),
-                                                     "; this backend holds ", DTypeName(dtype_)));
-    }
-    RETURN_IF_ERROR(CheckRankInputBytes(local_, in));
+    RETURN_IF_ERROR(CheckReloadInputs(local_, dtype_, in));
     RETURN_IF_ERROR(Device());
     RETURN_IF_ERROR(CopyInputs(in));
     return Restart();
