@@ -11,9 +11,10 @@ process_group_world(group) is the ringattn.World of this process's rank in
 `group`, created once per group (again after a failed pass: a failure
 stops the World on every rank); process_group_world(group, device=) for
 CUDA tensors is a World over ringattn's own NCCL communicator on that GPU
-(its id broadcast through `group`), created once per group and device. A rank that fails stops its own ring; its
-peers, waiting for its messages, raise RuntimeError when `timeout_s` passes
-(the process group has no channel to abort them sooner).
+(its id broadcast through `group`), created once per group and device. A
+rank that fails stops its own ring; its peers, waiting for its messages,
+raise RuntimeError when `timeout_s` passes (the process group has no
+channel to abort them sooner).
 """
 
 import ctypes
