@@ -40,9 +40,12 @@ def time_ms(fn, iterations):
 
 def main():
     iterations = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    only = sys.argv[2] if len(sys.argv) > 2 else ""  # one row, as kernel_bench's
     torch.backends.cuda.matmul.allow_tf32 = False
     print("row,impl,pass,ms,tflops")
     for name, dtype, b, s, h, d, causal in ROWS:
+        if only and name != only:
+            continue
         flops = 4.0 * b * s * s * h * d / (2 if causal else 1)
         q, k, v = (torch.randn(b, h, s, d, device="cuda", dtype=dtype,
                                requires_grad=True) for _ in range(3))

@@ -407,13 +407,19 @@ TEST(FlashForwardTest, ManyTilesPerCtaMatchTheFp64Oracle) {
   }
 }
 
+// fp32 (3xTF32): the mma.sync kernel at head_dim 64 and 128, and on Hopper
+// the wgmma kernel at 64 (kAuto's choice there; 128 is not its size), on the
+// same random tasks.
 TEST(FlashForwardTest, Fp32TasksMatchTheFp64OracleTo1e5) {
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
-  std::mt19937 rng(32);
-  uint32_t seed = 3001;
-  for (int64_t d : {64, 128}) {
-    for (int i = 0; i < 8; ++i) {
-      Check(RandomCase(rng, DType::kFloat32, d), seed += 10, flash::TensorCoreKernel::kAuto);
+  for (flash::TensorCoreKernel kernel : TensorCoreKernels()) {
+    if (kernel == flash::TensorCoreKernel::kWarpSpecialized) continue;
+    SCOPED_TRACE(KernelName(kernel));
+    std::mt19937 rng(32);
+    uint32_t seed = 3001;
+    for (int64_t d : {64, 128}) {
+      if (kernel == flash::TensorCoreKernel::kHopper && d == 128) continue;
+      for (int i = 0; i < 8; ++i) Check(RandomCase(rng, DType::kFloat32, d), seed += 10, kernel);
     }
   }
 }
@@ -612,6 +618,11 @@ TEST(FlashForwardTest, OtherInputsAreNotTaken) {
   EXPECT_EQ(flash::LaunchFlashForward(a, nullptr), cudaErrorNotSupported);
   a.head_dim = 128;
   EXPECT_TRUE(flash::FlashForwardSupports(a));
+  EXPECT_EQ(flash::LaunchFlashForward(a, nullptr, flash::TensorCoreKernel::kHopper),
+            cudaErrorNotSupported)
+      << "the fp32 wgmma kernel is head_dim 64 only";
+  EXPECT_EQ(flash::LaunchFlashForward(a, nullptr, flash::TensorCoreKernel::kWarpSpecialized),
+            cudaErrorNotSupported);
   BackwardBlockArgs back;
   back.task = a;
   EXPECT_FALSE(flash::FlashBackwardSupports(back)) << "no fp32 tensor-core backward";

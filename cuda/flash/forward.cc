@@ -49,10 +49,18 @@ cudaError_t LaunchFlashForward(const ForwardBlockArgs& a, cudaStream_t stream,
   const bool hopper = HopperDevice();
   const bool sm90_kernel =
       kernel == TensorCoreKernel::kHopper || kernel == TensorCoreKernel::kWarpSpecialized;
-  if (sm90_kernel && !hopper) return cudaErrorNotSupported;
+  const bool fp32 = a.dtype == ElementType::kFloat32;
+  // fp32's sm_90a kernel: the wgmma one at head_dim 64.
+  const bool fp32_wgmma = fp32 && hopper && a.head_dim == 64;
+  if (sm90_kernel &&
+      (!hopper || (fp32 && (kernel == TensorCoreKernel::kWarpSpecialized || !fp32_wgmma)))) {
+    return cudaErrorNotSupported;
+  }
   if (a.q_pos.length == 0 || a.k_pos.length == 0 || a.batch == 0) return cudaSuccess;
-  if (a.dtype == ElementType::kFloat32) {
-    if (sm90_kernel) return cudaErrorNotSupported;
+  if (fp32) {
+    if (fp32_wgmma && kernel != TensorCoreKernel::kMmaSync) {
+      return LaunchFlashForwardF32HopperKernel<64>(a, stream);
+    }
     return a.head_dim == 64 ? LaunchFlashForwardF32Kernel<64>(a, stream)
                             : LaunchFlashForwardF32Kernel<128>(a, stream);
   }

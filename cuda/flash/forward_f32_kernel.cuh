@@ -32,13 +32,6 @@
 
 namespace ringattn::cuda::flash {
 
-// x = hi + lo with both in tf32 (lo carries the 13 bits tf32 drops).
-__device__ __forceinline__ void SplitTf32(float x, uint32_t& hi, uint32_t& lo) {
-  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(hi) : "f"(x));
-  const float rest = x - __uint_as_float(hi);
-  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(lo) : "f"(rest));
-}
-
 __device__ __forceinline__ void MmaTf32(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
                                         uint32_t b1) {
   asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
@@ -81,12 +74,6 @@ __device__ __forceinline__ void SplitTile(float* tile, float* lo) {
     *reinterpret_cast<uint4*>(tile + offset) = make_uint4(h[0], h[1], h[2], h[3]);
     *reinterpret_cast<uint4*>(lo + offset) = make_uint4(l[0], l[1], l[2], l[3]);
   }
-}
-
-__device__ __forceinline__ void SplitFragment(const float (&x)[4], uint32_t (&hi)[4],
-                                              uint32_t (&lo)[4]) {
-#pragma unroll
-  for (int i = 0; i < 4; ++i) SplitTf32(x[i], hi[i], lo[i]);
 }
 
 // kRows rows (those >= valid zero-filled) of kHeadDim floats, `stride`

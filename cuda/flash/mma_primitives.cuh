@@ -79,6 +79,21 @@ __device__ __forceinline__ void PackP(const float (&s)[kMT][kNB][4], int m, int 
   pa[3] = Element<E>::Pack(s[m][2 * kk + 1][2], s[m][2 * kk + 1][3]);
 }
 
+// x = hi + lo with both in tf32 (lo carries the 13 bits tf32 drops): the
+// split of the 3xTF32 products a_lo b_hi + a_hi b_lo + a_hi b_hi, which
+// match fp32 FMA math (the dropped a_lo b_lo is ~2^-22 of the product).
+__device__ __forceinline__ void SplitTf32(float x, uint32_t& hi, uint32_t& lo) {
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(hi) : "f"(x));
+  const float rest = x - __uint_as_float(hi);
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(lo) : "f"(rest));
+}
+
+__device__ __forceinline__ void SplitFragment(const float (&x)[4], uint32_t (&hi)[4],
+                                              uint32_t (&lo)[4]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) SplitTf32(x[i], hi[i], lo[i]);
+}
+
 __device__ __forceinline__ uint32_t SharedAddress(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }

@@ -63,6 +63,28 @@ struct F32ForwardTraits {
   static_assert(kMinBlocksPerSm * kSharedBytes <= 227 * 1024, "CTAs per SM");
 };
 
+// fp32 forward on sm_90a (3xTF32 on wgmma tf32), head_dim 64: two
+// warpgroups of 64 query rows; key tiles of 64. Every operand sits split in
+// shared memory as tf32 hi and lo tiles in the 128-byte swizzle (K-major:
+// tf32 wgmma has no transposed operands, so V is stored transposed): Q
+// (hi, lo) once, and two stages of K (hi, lo) and V^T (hi, lo) -- 192 KB,
+// one CTA per SM.
+template <int kHeadDim_>
+struct F32HopperForwardTraits {
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kThreads = 256;
+  static constexpr int kBlockM = 128;
+  static constexpr int kBlockN = 64;
+  static constexpr int kQBytes = kBlockM * kHeadDim * 4;   // one of Q hi, Q lo
+  static constexpr int kKvBytes = kBlockN * kHeadDim * 4;  // one of K hi, K lo, V^T hi, V^T lo
+  static constexpr int kStageBytes = 4 * kKvBytes;
+  static constexpr int kSharedBytes = 2 * kQBytes + 2 * kStageBytes + 1024;
+
+  static_assert(kHeadDim == 64, "fp32 wgmma head dim 64 (d128 runs the mma.sync kernel)");
+  static_assert(kBlockN == kHeadDim, "V^T tiles have the shape of K tiles");
+  static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
+};
+
 // Hopper forward (wgmma): two warpgroups of 64 query rows each; key tiles
 // of kBlockN rows (S of a tile is kBlockN / 2 registers per thread beside
 // O's kHeadDim / 2), two stages of K and V. Tiles are

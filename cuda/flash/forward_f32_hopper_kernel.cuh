@@ -1,0 +1,233 @@
+// The fp32 forward on Hopper (sm_90a), accurate to fp32: 3xTF32 (every
+// product a_lo b_hi + a_hi b_lo + a_hi b_hi, as the mma.sync fp32 kernel in
+// forward_f32_kernel.cuh) on wgmma tf32, head_dim 64.
+//
+// A CTA of two warpgroups owns 128 query rows (64 per warpgroup) and walks
+// the task's key tiles of 64 that are not fully masked. tf32 wgmma reads
+// K-major operands only, so every operand is stored split and K-major in
+// the 128-byte swizzle: Q hi/lo once; per stage K hi/lo and V^T hi/lo
+// (V transposed, d rows of keys). Tiles go global -> registers -> split ->
+// shared memory: the loads of tile n + 1 are issued before the S GEMM of
+// tile n and split and stored (into the other stage) while O += P V of tile
+// n runs on the tensor cores.
+//
+// P feeds O += P V from the S accumulators directly: a thread holds keys
+// 2t and 2t+1 of each 8-key block, which the tf32 A fragment names columns
+// t and t + 4; V^T stores each 8-key block in that order (keys 0, 2, 4, 6,
+// 1, 3, 5, 7), so its 16-byte chunk p of the block holds keys 2i + p.
+// Mask, softmax step and epilogue are forward_common's (the wgmma
+// accumulators have the m16n8 layout per warp). Included by
+// forward_f32_hopper.cu; an empty kernel outside the sm_90a pass.
+#ifndef RINGATTN_CUDA_FLASH_FORWARD_F32_HOPPER_KERNEL_CUH_
+#define RINGATTN_CUDA_FLASH_FORWARD_F32_HOPPER_KERNEL_CUH_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda/flash/forward_common.cuh"
+#include "cuda/flash/hopper_primitives.cuh"
+#include "cuda/flash/launch.cuh"
+#include "cuda/flash/mma_primitives.cuh"
+#include "cuda/flash/traits.h"
+#include "cuda/flash/wgmma_ops.cuh"
+#include "cuda/kernel_args.h"
+
+namespace ringattn::cuda::flash {
+
+// Stores x's tf32 hi and lo parts at byte `offset` of the hi and lo tiles.
+__device__ __forceinline__ void StoreSplitChunk(uint32_t hi_tile, uint32_t lo_tile, uint32_t offset,
+                                                float4 x) {
+  uint32_t h[4], l[4];
+  SplitFragment({x.x, x.y, x.z, x.w}, h, l);
+  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(hi_tile + offset), "r"(h[0]),
+               "r"(h[1]), "r"(h[2]), "r"(h[3])
+               : "memory");
+  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(lo_tile + offset), "r"(l[0]),
+               "r"(l[1]), "r"(l[2]), "r"(l[3])
+               : "memory");
+}
+
+// Row `row` (< valid, else zeros) of kHeadDim floats, chunk `c`.
+__device__ __forceinline__ float4 LoadF32Chunk(const float* tile, int64_t stride, int row, int c,
+                                               int valid) {
+  return row < valid
+             ? __ldg(reinterpret_cast<const float4*>(tile + static_cast<int64_t>(row) * stride) + c)
+             : make_float4(0.f, 0.f, 0.f, 0.f);
+}
+
+template <int kHeadDim>
+__global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
+    FlashForwardF32HopperKernel(const ForwardBlockArgs a) {
+#ifdef RINGATTN_WGMMA
+  using Tr = F32HopperForwardTraits<kHeadDim>;
+  using Mma = Wgmma<ElementType::kFloat32>;
+  constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kThreads = Tr::kThreads;
+  constexpr int kNB = kBlockN / 8, kDB = kHeadDim / 8;
+  constexpr int kChunks = kHeadDim / 4;         // 16-byte chunks of a row
+  constexpr int kRowStep = kThreads / kChunks;  // rows between a thread's chunks
+  constexpr int kKRows = kBlockN / kRowStep;    // K chunks per thread
+  constexpr int kQRows = kBlockM / kRowStep;    // Q chunks per thread
+  static_assert(kBlockN * kChunks / kThreads == 4, "a thread stages 4 chunks of K and 4 of V");
+  extern __shared__ __align__(1024) unsigned char shared_raw[];
+  const uint32_t s_q_hi = (SharedAddress(shared_raw) + 1023) & ~1023u;
+  const uint32_t s_q_lo = s_q_hi + Tr::kQBytes;
+  // Stage s: K hi, K lo, V^T hi, V^T lo.
+  const auto part = [&](int stage, int i) {
+    return s_q_lo + Tr::kQBytes + stage * Tr::kStageBytes + i * Tr::kKvBytes;
+  };
+
+  const int warpgroup = threadIdx.x / 128;
+  const int64_t q_len = a.q_pos.length, k_len = a.k_pos.length;
+  const int m_tile = gridDim.x - 1 - blockIdx.x;  // heavy causal tiles first
+  const int64_t q0 = static_cast<int64_t>(m_tile) * kBlockM;
+  const int q_valid = static_cast<int>(min64(kBlockM, q_len - q0));
+  const int64_t group = a.num_heads / a.num_kv_heads;
+  const int64_t h = a.kv_head_begin * group + blockIdx.y;
+  const int64_t kv_head = h / group;
+  const int64_t b = blockIdx.z;
+  const int64_t q_stride = a.num_heads * kHeadDim;
+  const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
+  const float* g_q =
+      static_cast<const float*>(a.q) + ((b * a.q_rows + a.q_row + q0) * a.num_heads + h) * kHeadDim;
+  const float* g_k = static_cast<const float*>(a.k) + KvOffset(a, b, a.k_row, kv_head);
+  const float* g_v = static_cast<const float*>(a.v) + KvOffset(a, b, a.k_row, kv_head);
+  const KeyTileRange tiles(a, b, m_tile, kBlockM, kBlockN);
+  const int n_begin = tiles.n_begin, n_end = tiles.n_end;
+
+  const int row0 = warpgroup * 64 + (threadIdx.x / 32 % 4) * 16 + threadIdx.x % 32 / 4;
+  const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
+
+  float o_flat[kHeadDim / 2], s_flat[kBlockN / 2];
+  auto& o = *reinterpret_cast<float(*)[1][kDB][4]>(o_flat);
+  auto& s = *reinterpret_cast<float(*)[1][kNB][4]>(s_flat);
+  float row_max[1][2] = {{-INFINITY, -INFINITY}}, row_sum[1][2] = {{0.f, 0.f}};
+#pragma unroll
+  for (int i = 0; i < kHeadDim / 2; ++i) o_flat[i] = 0.f;
+
+  // The thread's share of a key tile: K rows k_row + kRowStep i, chunk k_c;
+  // V keys 8 v_block + 2 i + v_parity, chunk v_c (whose four d rows of V^T
+  // get one chunk each: column 2 v_block + v_parity of the block order).
+  const int k_row = threadIdx.x / kChunks, k_c = threadIdx.x % kChunks;
+  const int v_parity = threadIdx.x & 1, v_block = (threadIdx.x >> 1) & 7, v_c = threadIdx.x >> 4;
+  static_assert(kThreads == 2 * 8 * kChunks, "one thread per (key parity, 8-key block, chunk)");
+  float4 k_raw[kKRows], v_raw[4];
+  const auto load_tile = [&](int n) {
+    const int64_t k1 = static_cast<int64_t>(n) * kBlockN;
+    const int valid = static_cast<int>(min64(kBlockN, k_len - k1));
+    const float* k = g_k + k1 * kv_stride;
+    const float* v = g_v + k1 * kv_stride;
+#pragma unroll
+    for (int i = 0; i < kKRows; ++i)
+      k_raw[i] = LoadF32Chunk(k, kv_stride, k_row + kRowStep * i, k_c, valid);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      v_raw[i] = LoadF32Chunk(v, kv_stride, 8 * v_block + 2 * i + v_parity, v_c, valid);
+    }
+  };
+  const auto store_tile = [&](int stage) {
+#pragma unroll
+    for (int i = 0; i < kKRows; ++i) {
+      StoreSplitChunk(part(stage, 0), part(stage, 1),
+                      SwizzledChunk<kBlockN>(k_row + kRowStep * i, k_c), k_raw[i]);
+    }
+    const int column = 2 * v_block + v_parity;
+    StoreSplitChunk(part(stage, 2), part(stage, 3), SwizzledChunk<kHeadDim>(4 * v_c, column),
+                    make_float4(v_raw[0].x, v_raw[1].x, v_raw[2].x, v_raw[3].x));
+    StoreSplitChunk(part(stage, 2), part(stage, 3), SwizzledChunk<kHeadDim>(4 * v_c + 1, column),
+                    make_float4(v_raw[0].y, v_raw[1].y, v_raw[2].y, v_raw[3].y));
+    StoreSplitChunk(part(stage, 2), part(stage, 3), SwizzledChunk<kHeadDim>(4 * v_c + 2, column),
+                    make_float4(v_raw[0].z, v_raw[1].z, v_raw[2].z, v_raw[3].z));
+    StoreSplitChunk(part(stage, 2), part(stage, 3), SwizzledChunk<kHeadDim>(4 * v_c + 3, column),
+                    make_float4(v_raw[0].w, v_raw[1].w, v_raw[2].w, v_raw[3].w));
+  };
+  // Descriptor of k8 step kk of a K-major tile of kRows rows (32 bytes per
+  // step, 4 steps per 128-byte column block).
+  const auto step = [](uint32_t tile, int rows, int kk) {
+    return SwizzledDescriptor(tile + (kk / 4) * rows * 128 + (kk % 4) * 32, 16);
+  };
+  // S = Q K^T for the warpgroup's 64 rows (small terms first).
+  const auto issue_s = [&](int stage) {
+    const uint32_t q_hi = s_q_hi + warpgroup * 64 * 128, q_lo = s_q_lo + warpgroup * 64 * 128;
+    WgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < kHeadDim / 8; ++kk) {
+      Mma::template SS<kBlockN>(s_flat, step(q_lo, kBlockM, kk), step(part(stage, 0), kBlockN, kk),
+                                kk > 0);
+      Mma::template SS<kBlockN>(s_flat, step(q_hi, kBlockM, kk), step(part(stage, 1), kBlockN, kk),
+                                1);
+      Mma::template SS<kBlockN>(s_flat, step(q_hi, kBlockM, kk), step(part(stage, 0), kBlockN, kk),
+                                1);
+    }
+    WgmmaCommit();
+  };
+  // O += P V: 8-key step kk takes P's n8 block kk as the A fragment.
+  uint32_t p_hi[kNB][4], p_lo[kNB][4];
+  const auto issue_pv = [&](int stage) {
+    WgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < kNB; ++kk) {
+      Mma::template RS<kHeadDim>(o_flat, p_lo[kk], step(part(stage, 2), kHeadDim, kk), 1);
+      Mma::template RS<kHeadDim>(o_flat, p_hi[kk], step(part(stage, 3), kHeadDim, kk), 1);
+      Mma::template RS<kHeadDim>(o_flat, p_hi[kk], step(part(stage, 2), kHeadDim, kk), 1);
+    }
+    WgmmaCommit();
+  };
+
+  if (n_begin < n_end) {
+    float4 q_raw[kQRows];
+#pragma unroll
+    for (int i = 0; i < kQRows; ++i) {
+      q_raw[i] = LoadF32Chunk(g_q, q_stride, k_row + kRowStep * i, k_c, q_valid);
+    }
+    load_tile(n_begin);
+#pragma unroll
+    for (int i = 0; i < kQRows; ++i) {
+      StoreSplitChunk(s_q_hi, s_q_lo, SwizzledChunk<kBlockM>(k_row + kRowStep * i, k_c), q_raw[i]);
+    }
+    store_tile(0);
+    FenceProxyAsync();
+    __syncthreads();
+  }
+
+  for (int n = n_begin; n < n_end; ++n) {
+    const int stage = (n - n_begin) & 1;
+    const bool next = n + 1 < n_end;
+    if (next) load_tile(n + 1);  // in flight through S and the softmax
+    issue_s(stage);
+    WgmmaWait<0>();
+    FenceRegisters(s_flat);
+    if (tiles.NeedsMask(n)) MaskScores(s, a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN);
+    float rescale[1][2];
+    SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
+    RescaleRows(o, rescale);
+#pragma unroll
+    for (int kk = 0; kk < kNB; ++kk) {
+      SplitFragment({s[0][kk][0], s[0][kk][2], s[0][kk][1], s[0][kk][3]}, p_hi[kk], p_lo[kk]);
+    }
+    issue_pv(stage);
+    if (next) {
+      store_tile(stage ^ 1);  // read last by tile n - 1, whose GEMMs all threads waited for
+      FenceProxyAsync();
+    }
+    WgmmaWait<0>();
+    FenceRegisters(o_flat);
+    __syncthreads();  // tile n + 1 is stored; both warpgroups are done with `stage`
+  }
+
+  StoreBlockResult<ElementType::kFloat32, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid,
+                                                    row0);
+#endif  // RINGATTN_WGMMA
+}
+
+template <int kHeadDim>
+cudaError_t LaunchFlashForwardF32HopperKernel(const ForwardBlockArgs& a, cudaStream_t stream) {
+  using Tr = F32HopperForwardTraits<kHeadDim>;
+  return LaunchKernel(FlashForwardF32HopperKernel<kHeadDim>,
+                      TaskGrid(a, a.q_pos.length, Tr::kBlockM), Tr::kThreads, Tr::kSharedBytes,
+                      stream, a);
+}
+
+}  // namespace ringattn::cuda::flash
+
+#endif  // RINGATTN_CUDA_FLASH_FORWARD_F32_HOPPER_KERNEL_CUH_
