@@ -235,6 +235,8 @@ int Main(int argc, char** argv) {
              {std::pair{"ringattn_mma_sync", flash::TensorCoreKernel::kMmaSync},
               std::pair{"ringattn_wgmma", flash::TensorCoreKernel::kHopper},
               std::pair{"ringattn_warp_spec", flash::TensorCoreKernel::kWarpSpecialized}}) {
+          // (fp32 has the wgmma kernel alone.)
+          if (flash::LaunchFlashBackward(back, nullptr, kernel) != cudaSuccess) continue;
           report(impl,
                  TimeMs(
                      [&, kernel = kernel] {

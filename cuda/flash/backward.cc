@@ -9,8 +9,11 @@ bool FlashBackwardSupports(const BackwardBlockArgs& args) {
   const ForwardBlockArgs& a = args.task;
   ForwardBlockArgs plain = a;
   plain.out = nullptr;
-  return a.dtype != ElementType::kFloat32 && FlashForwardSupports(plain) && a.head_dim <= 128 &&
-         Aligned16(args.dout) && reinterpret_cast<uintptr_t>(args.dq) % 8 == 0 &&
+  // fp32: the wgmma kernel alone (head_dim 64, Hopper).
+  const bool fp32_ok = a.head_dim == 64 && HopperDevice();
+  return (a.dtype != ElementType::kFloat32 || fp32_ok) && FlashForwardSupports(plain) &&
+         a.head_dim <= 128 && Aligned16(args.dout) &&
+         reinterpret_cast<uintptr_t>(args.dq) % 8 == 0 &&
          reinterpret_cast<uintptr_t>(args.dk) % 8 == 0 &&
          reinterpret_cast<uintptr_t>(args.dv) % 8 == 0;
 }
@@ -26,7 +29,12 @@ cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stre
   const bool dq_aligned = Aligned16(args.dq);
   if (kernel == TensorCoreKernel::kWarpSpecialized && !dq_aligned) return cudaErrorNotSupported;
   const ForwardBlockArgs& a = args.task;
+  const bool fp32 = a.dtype == ElementType::kFloat32;
+  if (fp32 && kernel != TensorCoreKernel::kAuto && kernel != TensorCoreKernel::kHopper) {
+    return cudaErrorNotSupported;
+  }
   if (a.q_pos.length == 0 || a.k_pos.length == 0 || a.batch == 0) return cudaSuccess;
+  if (fp32) return LaunchFlashBackwardF32HopperKernel<64>(args, stream);
   return DispatchDtypeHeadDim(a.dtype, a.head_dim, [&](auto dtype, auto head_dim) {
     constexpr ElementType E = decltype(dtype)::value;
     constexpr int D = decltype(head_dim)::value;

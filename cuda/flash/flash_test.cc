@@ -553,7 +553,10 @@ void CheckBackward(const Case& c, uint32_t seed) {
   ASSERT_EQ(
       LaunchBackwardDelta(a.dtype, d_dout, d_o, d_delta, c.batch, c.q_rows, c.heads, d, nullptr),
       cudaSuccess);
-  const std::vector<flash::TensorCoreKernel> kernels = TensorCoreKernels();
+  // fp32 has the wgmma kernel alone.
+  const std::vector<flash::TensorCoreKernel> kernels =
+      c.dtype == DType::kFloat32 ? std::vector{flash::TensorCoreKernel::kHopper}
+                                 : TensorCoreKernels();
   const int n = static_cast<int>(kernels.size());
   std::vector<std::vector<float>> grads[3];  // [kernel: fp32, tensor cores...][dq, dk, dv]
   for (int kernel = 0; kernel <= n; ++kernel) {
@@ -581,8 +584,11 @@ void CheckBackward(const Case& c, uint32_t seed) {
     for (float* p : {d_dq, d_dk, d_dv}) cudaFree(p);
   }
   // bf16 operands of the five products: ~1e-2 norm-relative (METHOD.md's
-  // band for bf16 operands); fp16 has 3 more mantissa bits.
-  const double bound = c.dtype == DType::kBFloat16 ? 1e-2 : 2e-3;
+  // band for bf16 operands); fp16 has 3 more mantissa bits; fp32 (3xTF32)
+  // is fp32 math in another order.
+  const double bound = c.dtype == DType::kBFloat16  ? 1e-2
+                       : c.dtype == DType::kFloat16 ? 2e-3
+                                                    : 1e-5;
   const char* names[] = {"dq", "dk", "dv"};
   for (int kernel = 1; kernel <= n; ++kernel) {
     for (int i = 0; i < 3; ++i) {
@@ -608,6 +614,15 @@ TEST(FlashBackwardTest, RandomTasksMatchTheFp32Kernel) {
   }
 }
 
+// fp32 (3xTF32 on wgmma, Hopper, head_dim 64) against the fp32 kernel.
+TEST(FlashBackwardTest, Fp32TasksMatchTheFp32KernelTo1e5) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
+  if (!flash::HopperDevice()) GTEST_SKIP() << "the fp32 tensor-core backward is Hopper's";
+  std::mt19937 rng(64);
+  uint32_t seed = 900;
+  for (int i = 0; i < 10; ++i) CheckBackward(RandomCase(rng, DType::kFloat32, 64), seed += 10);
+}
+
 TEST(FlashForwardTest, OtherInputsAreNotTaken) {
   ForwardBlockArgs a;
   a.dtype = ElementType::kFloat32;
@@ -625,7 +640,11 @@ TEST(FlashForwardTest, OtherInputsAreNotTaken) {
             cudaErrorNotSupported);
   BackwardBlockArgs back;
   back.task = a;
-  EXPECT_FALSE(flash::FlashBackwardSupports(back)) << "no fp32 tensor-core backward";
+  EXPECT_FALSE(flash::FlashBackwardSupports(back)) << "no fp32 tensor-core backward at d128";
+  back.task.head_dim = 64;
+  EXPECT_EQ(flash::FlashBackwardSupports(back), flash::HopperDevice()) << "fp32 d64: Hopper's";
+  EXPECT_EQ(flash::LaunchFlashBackward(back, nullptr, flash::TensorCoreKernel::kMmaSync),
+            cudaErrorNotSupported);
   a.dtype = ElementType::kBFloat16;
   a.head_dim = 96;
   EXPECT_FALSE(flash::FlashForwardSupports(a));

@@ -25,6 +25,7 @@
 
 #include <cstdint>
 
+#include "cuda/flash/f32_hopper_common.cuh"
 #include "cuda/flash/forward_common.cuh"
 #include "cuda/flash/hopper_primitives.cuh"
 #include "cuda/flash/launch.cuh"
@@ -35,33 +36,11 @@
 
 namespace ringattn::cuda::flash {
 
-// Stores x's tf32 hi and lo parts at byte `offset` of the hi and lo tiles.
-__device__ __forceinline__ void StoreSplitChunk(uint32_t hi_tile, uint32_t lo_tile, uint32_t offset,
-                                                float4 x) {
-  uint32_t h[4], l[4];
-  SplitFragment({x.x, x.y, x.z, x.w}, h, l);
-  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(hi_tile + offset), "r"(h[0]),
-               "r"(h[1]), "r"(h[2]), "r"(h[3])
-               : "memory");
-  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(lo_tile + offset), "r"(l[0]),
-               "r"(l[1]), "r"(l[2]), "r"(l[3])
-               : "memory");
-}
-
-// Row `row` (< valid, else zeros) of kHeadDim floats, chunk `c`.
-__device__ __forceinline__ float4 LoadF32Chunk(const float* tile, int64_t stride, int row, int c,
-                                               int valid) {
-  return row < valid
-             ? __ldg(reinterpret_cast<const float4*>(tile + static_cast<int64_t>(row) * stride) + c)
-             : make_float4(0.f, 0.f, 0.f, 0.f);
-}
-
 template <int kHeadDim>
 __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
     FlashForwardF32HopperKernel(const ForwardBlockArgs a) {
 #ifdef RINGATTN_WGMMA
   using Tr = F32HopperForwardTraits<kHeadDim>;
-  using Mma = Wgmma<ElementType::kFloat32>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kThreads = Tr::kThreads;
   constexpr int kNB = kBlockN / 8, kDB = kHeadDim / 8;
   constexpr int kChunks = kHeadDim / 4;         // 16-byte chunks of a row
@@ -131,46 +110,22 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
       StoreSplitChunk(part(stage, 0), part(stage, 1),
                       SwizzledChunk<kBlockN>(k_row + kRowStep * i, k_c), k_raw[i]);
     }
-    const int column = 2 * v_block + v_parity;
-    StoreSplitChunk(part(stage, 2), part(stage, 3), SwizzledChunk<kHeadDim>(4 * v_c, column),
-                    make_float4(v_raw[0].x, v_raw[1].x, v_raw[2].x, v_raw[3].x));
-    StoreSplitChunk(part(stage, 2), part(stage, 3), SwizzledChunk<kHeadDim>(4 * v_c + 1, column),
-                    make_float4(v_raw[0].y, v_raw[1].y, v_raw[2].y, v_raw[3].y));
-    StoreSplitChunk(part(stage, 2), part(stage, 3), SwizzledChunk<kHeadDim>(4 * v_c + 2, column),
-                    make_float4(v_raw[0].z, v_raw[1].z, v_raw[2].z, v_raw[3].z));
-    StoreSplitChunk(part(stage, 2), part(stage, 3), SwizzledChunk<kHeadDim>(4 * v_c + 3, column),
-                    make_float4(v_raw[0].w, v_raw[1].w, v_raw[2].w, v_raw[3].w));
+    StoreSplitTransposed<kHeadDim>(part(stage, 2), part(stage, 3), v_c, 2 * v_block + v_parity,
+                                   v_raw);
   };
-  // Descriptor of k8 step kk of a K-major tile of kRows rows (32 bytes per
-  // step, 4 steps per 128-byte column block).
-  const auto step = [](uint32_t tile, int rows, int kk) {
-    return SwizzledDescriptor(tile + (kk / 4) * rows * 128 + (kk % 4) * 32, 16);
-  };
-  // S = Q K^T for the warpgroup's 64 rows (small terms first).
+  // S = Q K^T for the warpgroup's 64 rows; O += P V (8-key step kk takes
+  // P's n8 block kk as the A fragment).
+  uint32_t p_hi[kNB][4], p_lo[kNB][4];
   const auto issue_s = [&](int stage) {
-    const uint32_t q_hi = s_q_hi + warpgroup * 64 * 128, q_lo = s_q_lo + warpgroup * 64 * 128;
+    const uint32_t rows = warpgroup * 64 * 128;
     WgmmaFence();
-#pragma unroll
-    for (int kk = 0; kk < kHeadDim / 8; ++kk) {
-      Mma::template SS<kBlockN>(s_flat, step(q_lo, kBlockM, kk), step(part(stage, 0), kBlockN, kk),
-                                kk > 0);
-      Mma::template SS<kBlockN>(s_flat, step(q_hi, kBlockM, kk), step(part(stage, 1), kBlockN, kk),
-                                1);
-      Mma::template SS<kBlockN>(s_flat, step(q_hi, kBlockM, kk), step(part(stage, 0), kBlockN, kk),
-                                1);
-    }
+    Tf32x3SS<kBlockN, kBlockM, kHeadDim / 8>(s_flat, s_q_hi + rows, s_q_lo + rows, part(stage, 0),
+                                             part(stage, 1), false);
     WgmmaCommit();
   };
-  // O += P V: 8-key step kk takes P's n8 block kk as the A fragment.
-  uint32_t p_hi[kNB][4], p_lo[kNB][4];
   const auto issue_pv = [&](int stage) {
     WgmmaFence();
-#pragma unroll
-    for (int kk = 0; kk < kNB; ++kk) {
-      Mma::template RS<kHeadDim>(o_flat, p_lo[kk], step(part(stage, 2), kHeadDim, kk), 1);
-      Mma::template RS<kHeadDim>(o_flat, p_hi[kk], step(part(stage, 3), kHeadDim, kk), 1);
-      Mma::template RS<kHeadDim>(o_flat, p_hi[kk], step(part(stage, 2), kHeadDim, kk), 1);
-    }
+    Tf32x3RS<kHeadDim, kNB>(o_flat, p_hi, p_lo, part(stage, 2), part(stage, 3));
     WgmmaCommit();
   };
 
@@ -203,7 +158,7 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
     RescaleRows(o, rescale);
 #pragma unroll
     for (int kk = 0; kk < kNB; ++kk) {
-      SplitFragment({s[0][kk][0], s[0][kk][2], s[0][kk][1], s[0][kk][3]}, p_hi[kk], p_lo[kk]);
+      SplitAccumulatorFragment(s[0][kk], p_hi[kk], p_lo[kk]);
     }
     issue_pv(stage);
     if (next) {

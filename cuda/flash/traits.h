@@ -85,6 +85,28 @@ struct F32HopperForwardTraits {
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
+// fp32 backward on sm_90a (3xTF32 on wgmma tf32), head_dim 64: one
+// warpgroup per key tile of 64, query tiles of 32. tf32 wgmma reads K-major
+// operands only, so Q, dO and K are each stored twice (as they are, and
+// transposed), every operand split into hi and lo tiles: K, V, K^T of the
+// CTA's keys (96 KB), Q, dO, Q^T, dO^T of one query tile (64 KB), dS
+// (16 KB) -- one CTA per SM.
+template <int kHeadDim_>
+struct F32HopperBackwardTraits {
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kThreads = 128;
+  static constexpr int kBlockN = 64;
+  static constexpr int kBlockM = 32;
+  static constexpr int kKvBytes = kBlockN * kHeadDim * 4;  // one of K, V, K^T (hi or lo)
+  static constexpr int kQBytes = kBlockM * kHeadDim * 4;   // one of Q, dO, Q^T, dO^T (hi or lo)
+  static constexpr int kDsBytes = kBlockM * kBlockN * 4;   // dS (hi or lo)
+  static constexpr int kSharedBytes =
+      6 * kKvBytes + 8 * kQBytes + 2 * kDsBytes + 2 * 4 * kBlockM + 1024;
+
+  static_assert(kHeadDim == 64, "fp32 wgmma backward head dim 64");
+  static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
+};
+
 // Hopper forward (wgmma): two warpgroups of 64 query rows each; key tiles
 // of kBlockN rows (S of a tile is kBlockN / 2 registers per thread beside
 // O's kHeadDim / 2), two stages of K and V. Tiles are
