@@ -9,10 +9,11 @@ bool FlashBackwardSupports(const BackwardBlockArgs& args) {
   const ForwardBlockArgs& a = args.task;
   ForwardBlockArgs plain = a;
   plain.out = nullptr;
-  // fp32: the wgmma kernel alone (head_dim 64, Hopper).
-  const bool fp32_ok = a.head_dim == 64 && HopperDevice();
-  return (a.dtype != ElementType::kFloat32 || fp32_ok) && FlashForwardSupports(plain) &&
-         a.head_dim <= 128 && Aligned16(args.dout) &&
+  // fp32 (head_dim 64) and head_dim 256: a wgmma kernel alone (Hopper).
+  const bool fp32 = a.dtype == ElementType::kFloat32;
+  const bool hopper_only = fp32 || a.head_dim == 256;
+  return (!hopper_only || HopperDevice()) && (!fp32 || a.head_dim == 64) &&
+         FlashForwardSupports(plain) && Aligned16(args.dout) &&
          reinterpret_cast<uintptr_t>(args.dq) % 8 == 0 &&
          reinterpret_cast<uintptr_t>(args.dk) % 8 == 0 &&
          reinterpret_cast<uintptr_t>(args.dv) % 8 == 0;
@@ -30,7 +31,8 @@ cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stre
   if (kernel == TensorCoreKernel::kWarpSpecialized && !dq_aligned) return cudaErrorNotSupported;
   const ForwardBlockArgs& a = args.task;
   const bool fp32 = a.dtype == ElementType::kFloat32;
-  if (fp32 && kernel != TensorCoreKernel::kAuto && kernel != TensorCoreKernel::kHopper) {
+  if ((fp32 || a.head_dim == 256) && kernel != TensorCoreKernel::kAuto &&
+      kernel != TensorCoreKernel::kHopper) {
     return cudaErrorNotSupported;
   }
   if (a.q_pos.length == 0 || a.k_pos.length == 0 || a.batch == 0) return cudaSuccess;
@@ -42,7 +44,7 @@ cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stre
     // aligned), see docs/KERNEL_BENCH.md.
     const bool auto_hopper = kernel == TensorCoreKernel::kAuto && hopper;
     if constexpr (D > 128) {
-      return cudaErrorNotSupported;
+      return LaunchFlashBackwardColumnSplitKernel<E, D>(args, stream);
     } else {
       if (kernel == TensorCoreKernel::kWarpSpecialized || (auto_hopper && dq_aligned)) {
         return LaunchFlashBackwardWarpSpecializedKernel<E, D>(args, stream);

@@ -19,17 +19,17 @@
 namespace ringattn::cuda::flash {
 
 // acc = X_w Y^T for the warpgroup's 64 rows of a kBlockN-row tile X (from
-// key_base) and a kBlockM-row tile Y, both K-major in the 128-byte swizzle,
-// as one wgmma group.
-template <ElementType E, int kHeadDim, int kBlockN, int kBlockM>
-__device__ __forceinline__ void IssueKeyTileProduct(float (&acc)[kBlockM / 2], uint32_t x_tile,
-                                                    int key_base, uint32_t y_tile) {
+// key_base) and kN rows (from y_base) of a kBlockM-row tile Y, both K-major
+// in the 128-byte swizzle, as one wgmma group.
+template <ElementType E, int kHeadDim, int kBlockN, int kBlockM, int kN = kBlockM>
+__device__ __forceinline__ void IssueKeyTileProduct(float (&acc)[kN / 2], uint32_t x_tile,
+                                                    int key_base, uint32_t y_tile, int y_base = 0) {
 #pragma unroll
   for (int kk = 0; kk < kHeadDim / 16; ++kk) {
     const uint32_t col = (kk % 4) * 32;
-    Wgmma<E>::template SS<kBlockM>(
+    Wgmma<E>::template SS<kN>(
         acc, SwizzledDescriptor(x_tile + (kk / 4) * kBlockN * 128 + key_base * 128 + col, 16),
-        SwizzledDescriptor(y_tile + (kk / 4) * kBlockM * 128 + col, 16), kk > 0);
+        SwizzledDescriptor(y_tile + (kk / 4) * kBlockM * 128 + y_base * 128 + col, 16), kk > 0);
   }
   WgmmaCommit();
 }
@@ -171,17 +171,19 @@ __device__ __forceinline__ void ScoreGradsT(const float (&p)[kBlockM / 2], float
 
 // dS^T into shared memory in the 128-byte-swizzle layout (column blocks of
 // 64 queries kBlockN rows apart; a row of 128 bytes per key, one 16-byte
-// chunk per n8 block), the A operand of dQ = dS K.
-template <int kBlockN, int kBlockM>
+// chunk per n8 block), the A operand of dQ = dS K: the thread's kCols
+// query columns, from chunk first_chunk (8 queries a chunk) of the tile.
+template <int kBlockN, int kCols>
 __device__ __forceinline__ void StoreScoreGradsT(uint32_t s_ds, int key0,
-                                                 const uint32_t (&ds16)[kBlockM / 16][4]) {
-  static_assert(kBlockM % 64 == 0, "whole swizzle rows per key");
+                                                 const uint32_t (&ds16)[kCols / 16][4],
+                                                 int first_chunk = 0) {
+  static_assert(kCols % 16 == 0, "whole k16 steps");
   const int lane = threadIdx.x % 32;
 #pragma unroll
-  for (int kk = 0; kk < kBlockM / 16; ++kk) {
+  for (int kk = 0; kk < kCols / 16; ++kk) {
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
-      const int key = key0 + 8 * (r % 2), chunk = 2 * kk + r / 2;
+      const int key = key0 + 8 * (r % 2), chunk = first_chunk + 2 * kk + r / 2;
       const uint32_t address = s_ds + (chunk / 8) * kBlockN * 128 + key * 128 +
                                (((chunk % 8) ^ (key % 8)) << 4) + (lane % 4) * 4;
       asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(address), "r"(ds16[kk][r]));

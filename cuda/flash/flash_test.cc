@@ -553,10 +553,10 @@ void CheckBackward(const Case& c, uint32_t seed) {
   ASSERT_EQ(
       LaunchBackwardDelta(a.dtype, d_dout, d_o, d_delta, c.batch, c.q_rows, c.heads, d, nullptr),
       cudaSuccess);
-  // fp32 has the wgmma kernel alone.
+  // fp32 and head_dim 256 have a wgmma kernel alone.
   const std::vector<flash::TensorCoreKernel> kernels =
-      c.dtype == DType::kFloat32 ? std::vector{flash::TensorCoreKernel::kHopper}
-                                 : TensorCoreKernels();
+      c.dtype == DType::kFloat32 || d == 256 ? std::vector{flash::TensorCoreKernel::kHopper}
+                                             : TensorCoreKernels();
   const int n = static_cast<int>(kernels.size());
   std::vector<std::vector<float>> grads[3];  // [kernel: fp32, tensor cores...][dq, dk, dv]
   for (int kernel = 0; kernel <= n; ++kernel) {
@@ -611,6 +611,18 @@ TEST(FlashBackwardTest, RandomTasksMatchTheFp32Kernel) {
     for (int64_t d : {64, 128}) {
       for (int i = 0; i < 6; ++i) CheckBackward(RandomCase(rng, dtype, d), seed += 10);
     }
+  }
+}
+
+// head_dim 256 (wgmma, Hopper; dK and dV split by columns) against the
+// fp32 kernel.
+TEST(FlashBackwardTest, HeadDim256TasksMatchTheFp32Kernel) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
+  if (!flash::HopperDevice()) GTEST_SKIP() << "the head_dim 256 tensor-core backward is Hopper's";
+  std::mt19937 rng(256);
+  uint32_t seed = 1300;
+  for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
+    for (int i = 0; i < 6; ++i) CheckBackward(RandomCase(rng, dtype, 256), seed += 10);
   }
 }
 

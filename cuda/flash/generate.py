@@ -31,11 +31,14 @@ def accumulators(n):
     return regs, names, outs
 
 
-def ss(n, ptx_type, trans=0):
+def ss(n, ptx_type, trans=0, trans_b=None):
+    """SS<n> (K-major A and B), SS<n>T (both transposed: A M-major, B
+    N-major) or, with trans_b alone, SS<n>TB (A K-major, B N-major)."""
     regs, names, outs = accumulators(n)
-    name = "SS%d%s" % (n, "T" if trans else "")
+    trans_b = trans if trans_b is None else trans_b
+    name = "SS%d%s" % (n, "T" if trans else ("TB" if trans_b else ""))
     # tf32 takes K-major operands only: no transpose immediates, k8 steps.
-    k, transposes = (8, "") if ptx_type == "tf32" else (16, ", %d, %d" % (trans, trans))
+    k, transposes = (8, "") if ptx_type == "tf32" else (16, ", %d, %d" % (trans, trans_b))
     return f'''  static __device__ __forceinline__ void {name}(float (&d)[{regs}], uint64_t a, uint64_t b,
                                              int scale_d) {{
     asm volatile(
@@ -89,6 +92,8 @@ def wgmma_ops():
 //     scale_d), A (64x16) and B (Nx16) K-major in shared memory;
 //   Wgmma<E>::SS64T(d, a_desc, b_desc, scale_d): D(64x64) = A B (+ D), A
 //     (64x16) M-major and B (16x64) N-major in shared memory;
+//   Wgmma<E>::SS128TB(d, a_desc, b_desc, scale_d): D(64x128) = A B (+ D), A
+//     (64x16) K-major and B (16x128) N-major in shared memory;
 //   Wgmma<E>::RS<N>(d, a_frag, b_desc, scale_d): D = A B (+ D when scale_d), A (64x16) from registers
 //     (mma.m16n8k16 A-fragment order per warp), B (16xN) N-major
 //     ("transposed") in shared memory.
@@ -111,13 +116,15 @@ struct Wgmma;
 """)
     for type_name, ptx_type in TYPES:
         print("template <>\nstruct Wgmma<ElementType::%s> {" % type_name)
-        # tf32 (the fp32 kernels): the backward's 32-query tiles, no 256.
-        shapes = (32, 64, 128) if ptx_type == "tf32" else SHAPES
+        # 32: the fp32 backward's query tiles and the d256 backward's halves
+        # of a query tile; tf32 has no 256.
+        shapes = (32, 64, 128) if ptx_type == "tf32" else (32,) + SHAPES
         for n in shapes:
             print(ss(n, ptx_type))
             print(rs(n, ptx_type))
         if ptx_type != "tf32":
             print(ss(64, ptx_type, trans=1))
+            print(ss(128, ptx_type, trans_b=1))
         print(generic(shapes))
         print("};\n")
     print("""}  // namespace ringattn::cuda::flash
@@ -142,6 +149,9 @@ FAMILIES = (
     ("backward_warp_specialized", "backward_warp_specialized_kernel.cuh",
      "LaunchFlashBackwardWarpSpecializedKernel", "BackwardBlockArgs",
      "warp-specialized Hopper backward", (64, 128)),
+    ("backward_column_split", "backward_column_split_kernel.cuh",
+     "LaunchFlashBackwardColumnSplitKernel", "BackwardBlockArgs",
+     "Hopper backward with dK, dV split by columns", (256,)),
 )
 
 

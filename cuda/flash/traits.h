@@ -205,6 +205,28 @@ struct HopperBackwardTraits {
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
+// Hopper backward for head_dim 256 (wgmma, cp.async): dK and dV of a key
+// tile of 64 (2 x 64 x 256 fp32) do not fit one warpgroup's registers, so
+// the two warpgroups split them by columns (128 each) and the query tile of
+// 64 by rows for S^T and dP^T (32 queries each); P^T and dS^T meet in
+// shared memory. K, V, two stages of Q and dO, P^T, dS^T: 210 KB.
+template <int kHeadDim_>
+struct ColumnSplitBackwardTraits {
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kThreads = 256;
+  static constexpr int kBlockN = 64;
+  static constexpr int kBlockM = 64;
+  static constexpr int kKvBytes = kBlockN * kHeadDim * 2;
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2;
+  static constexpr int kScoreBytes = kBlockN * kBlockM * 2;  // P^T or dS^T
+  static constexpr int kSharedBytes =
+      2 * kKvBytes + 4 * kQBytes + 2 * kScoreBytes + 4 * 2 * 2 * kBlockM + 1024;
+
+  static_assert(kHeadDim == 256, "the column split is for head_dim 256");
+  static_assert(kBlockM == 64, "P^T and dS^T rows are one 128-byte swizzle row");
+  static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
+};
+
 // Warp-specialized Hopper backward: a producer warpgroup (one thread issues
 // the TMA copies of K, V and of each query tile's Q and dO; one warp loads
 // LSE and D; one warp adds the CTA's dQ tiles to global memory with TMA

@@ -1,0 +1,215 @@
+// The Hopper backward for head_dim 256 (sm_90a, wgmma, cp.async): one CTA
+// per (key tile of 64, query head, batch row), two warpgroups, walking the
+// query tiles (64 rows; Q, dO, LSE and D double-buffered) that hold an
+// allowed pair. dK and dV of 64 keys x 256 columns would take all of one
+// warpgroup's registers, so warpgroup w keeps columns [128 w, 128 w + 128)
+// of them, and per tile:
+//   S^T, dP^T of the 64 keys x queries [32 w, 32 w + 32)   (wgmma, smem)
+//   P^T, dS^T of those -> shared memory (the tile's 64 x 64 of each)
+//   dV_w += P^T dO_w, dK_w += dS^T Q_w   (A K-major, B N-major, from smem)
+//   dQ (64 queries x its 128 columns) += dS K, in two groups of 64
+//   columns, added to the fp32 dQ with atomics.
+// The per-tile pieces are the other Hopper backward's
+// (backward_hopper_common.cuh). Included by backward_column_split_d256.cu;
+// an empty kernel outside the sm_90a pass.
+#ifndef RINGATTN_CUDA_FLASH_BACKWARD_COLUMN_SPLIT_KERNEL_CUH_
+#define RINGATTN_CUDA_FLASH_BACKWARD_COLUMN_SPLIT_KERNEL_CUH_
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "cuda/flash/backward_hopper_common.cuh"
+#include "cuda/flash/block_mask.cuh"
+#include "cuda/flash/hopper_primitives.cuh"
+#include "cuda/flash/launch.cuh"
+#include "cuda/flash/mma_primitives.cuh"
+#include "cuda/flash/traits.h"
+#include "cuda/flash/wgmma_ops.cuh"
+#include "cuda/kernel_args.h"
+
+namespace ringattn::cuda::flash {
+
+template <ElementType E, int kHeadDim>
+__global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads, 1)
+    FlashBackwardColumnSplitKernel(const BackwardBlockArgs args) {
+#ifdef RINGATTN_WGMMA
+  using Tr = ColumnSplitBackwardTraits<kHeadDim>;
+  using T = typename Element<E>::T;
+  using Mma = Wgmma<E>;
+  const ForwardBlockArgs& a = args.task;
+  constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
+  constexpr int kRows = kBlockM / 2;   // queries of S^T per warpgroup
+  constexpr int kCols = kHeadDim / 2;  // columns of dK, dV, dQ per warpgroup
+  extern __shared__ __align__(1024) unsigned char shared_raw[];
+  const uint32_t s_k = (SharedAddress(shared_raw) + 1023) & ~1023u;
+  const uint32_t s_v = s_k + Tr::kKvBytes;
+  const uint32_t s_q = s_v + Tr::kKvBytes;      // [2][kBlockM][kHeadDim]
+  const uint32_t s_do = s_q + 2 * Tr::kQBytes;  // [2][kBlockM][kHeadDim]
+  const uint32_t s_p = s_do + 2 * Tr::kQBytes;  // P^T [kBlockN][kBlockM]
+  const uint32_t s_ds = s_p + Tr::kScoreBytes;  // dS^T [kBlockN][kBlockM]
+  float* s_lse =
+      reinterpret_cast<float*>(shared_raw + (s_ds + Tr::kScoreBytes - SharedAddress(shared_raw)));
+  float* s_delta = s_lse + 2 * kBlockM;  // both [2][kBlockM]
+
+  const int warpgroup = threadIdx.x / 128, lane = threadIdx.x % 32;
+  const int64_t q_len = a.q_pos.length, k_len = a.k_pos.length;
+  const int n_tile = blockIdx.x;
+  const int64_t k0 = static_cast<int64_t>(n_tile) * kBlockN;
+  const int k_valid = static_cast<int>(min64(kBlockN, k_len - k0));
+  const int64_t group = a.num_heads / a.num_kv_heads;
+  const int64_t h = a.kv_head_begin * group + blockIdx.y;
+  const int64_t kv_head = h / group;
+  const int64_t b = blockIdx.z;
+  const int64_t q_stride = a.num_heads * kHeadDim;
+  const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
+  const int64_t kv_offset0 = KvOffset(a, b, a.k_row + k0, kv_head);
+  const int64_t q_offset0 = ((b * a.q_rows + a.q_row) * a.num_heads + h) * kHeadDim;
+  const T* g_q = static_cast<const T*>(a.q) + q_offset0;
+  const T* g_do = static_cast<const T*>(args.dout) + q_offset0;
+  const int64_t stat0 = (b * a.num_heads + h) * a.q_rows + a.q_row;
+
+  const KeyTileQueries tiles(a, b, n_tile, kBlockM, kBlockN);
+  const int m_begin = tiles.m_begin, m_end = tiles.m_end;
+  if (m_begin >= m_end) return;  // no allowed pair: nothing to add
+
+  const auto load_q_tile = [&](int m, int buffer) {
+    const int64_t row = static_cast<int64_t>(m) * kBlockM;
+    const int valid = static_cast<int>(min64(kBlockM, q_len - row));
+    LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(s_q + buffer * Tr::kQBytes,
+                                                      g_q + row * q_stride, q_stride, valid);
+    LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(s_do + buffer * Tr::kQBytes,
+                                                      g_do + row * q_stride, q_stride, valid);
+  };
+  LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(s_k, static_cast<const T*>(a.k) + kv_offset0,
+                                                    kv_stride, k_valid);
+  LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(s_v, static_cast<const T*>(a.v) + kv_offset0,
+                                                    kv_stride, k_valid);
+  load_q_tile(m_begin, 0);
+  CpAsyncCommit();
+
+  const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
+  constexpr float kLog2e = 1.4426950408889634f;
+  float dk[kCols / 2], dv[kCols / 2];
+#pragma unroll
+  for (int i = 0; i < kCols / 2; ++i) dk[i] = dv[i] = 0.f;
+  // Both warpgroups hold keys key0 and key0 + 8 (of all 64); warpgroup w
+  // the queries from q_base and the columns from col_base.
+  const int key0 = (threadIdx.x / 32 % 4) * 16 + lane / 4;
+  const int q_base = warpgroup * kRows, col_base = warpgroup * kCols;
+
+  // LSE (log2 units; +inf for rows that are not there: P = 0) and D of the
+  // next query tile, loaded at the top of an iteration, stored at its end.
+  float next_lse = INFINITY, next_delta = 0.f;
+  const auto load_stats = [&](int m) {
+    const int64_t row = static_cast<int64_t>(m) * kBlockM + threadIdx.x;
+    const bool ok = threadIdx.x < kBlockM && row < q_len;
+    next_lse = ok ? args.lse[stat0 + row] : INFINITY;
+    next_delta = ok ? args.delta[stat0 + row] : 0.f;
+  };
+  const auto store_stats = [&](int buffer) {
+    if (threadIdx.x < kBlockM) {
+      s_lse[buffer * kBlockM + threadIdx.x] = next_lse == -INFINITY ? INFINITY : next_lse * kLog2e;
+      s_delta[buffer * kBlockM + threadIdx.x] = next_delta;
+    }
+  };
+  load_stats(m_begin);
+  store_stats(0);
+
+  for (int m = m_begin; m < m_end; ++m) {
+    const int buffer = (m - m_begin) & 1;
+    if (m + 1 < m_end) {
+      load_q_tile(m + 1, buffer ^ 1);
+      load_stats(m + 1);
+    }
+    CpAsyncCommit();
+    const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
+    CpAsyncWait<1>();
+    FenceProxyAsync();
+    __syncthreads();
+    const uint32_t q_tile = s_q + buffer * Tr::kQBytes;
+    const uint32_t do_tile = s_do + buffer * Tr::kQBytes;
+
+    // S^T and dP^T of the 64 keys x the warpgroup's 32 queries.
+    float s[kRows / 2], dp[kRows / 2];
+    WgmmaFence();
+    IssueKeyTileProduct<E, kHeadDim, kBlockN, kBlockM, kRows>(s, s_k, 0, q_tile, q_base);
+    IssueKeyTileProduct<E, kHeadDim, kBlockN, kBlockM, kRows>(dp, s_v, 0, do_tile, q_base);
+    const FragmentBits<kRows> allowed =
+        tiles.NeedsMask(m) ? AllowedBitsT<kRows>(a, b, key0, k_valid, k0, q_first + q_base) : ~0u;
+    WgmmaWait<1>();
+    FenceRegisters(s);
+    ProbabilitiesT<kRows>(s, allowed, s_lse + buffer * kBlockM + q_base, scale_log2);
+    WgmmaWait<0>();
+    FenceRegisters(dp);
+    uint32_t p16[kRows / 16][4], ds16[kRows / 16][4];
+    ScoreGradsT<E, kRows>(s, dp, s_delta + buffer * kBlockM + q_base, p16, ds16);
+    StoreScoreGradsT<kBlockN, kRows>(s_p, key0, p16, q_base / 8);
+    StoreScoreGradsT<kBlockN, kRows>(s_ds, key0, ds16, q_base / 8);
+    FenceProxyAsync();
+    __syncthreads();  // P^T and dS^T of both warpgroups
+
+    // dV_w += P^T dO_w, dK_w += dS^T Q_w: A (P^T, dS^T) K-major, B (dO, Q:
+    // the warpgroup's two 64-column blocks) N-major.
+    WgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < kBlockM / 16; ++kk) {
+      Mma::SS128TB(dv, SwizzledDescriptor(s_p + kk * 32, 16),
+                   SwizzledDescriptor(do_tile + (col_base / 64) * kBlockM * 128 + kk * 16 * 128,
+                                      kBlockM * 128),
+                   1);
+    }
+#pragma unroll
+    for (int kk = 0; kk < kBlockM / 16; ++kk) {
+      Mma::SS128TB(dk, SwizzledDescriptor(s_ds + kk * 32, 16),
+                   SwizzledDescriptor(q_tile + (col_base / 64) * kBlockM * 128 + kk * 16 * 128,
+                                      kBlockM * 128),
+                   1);
+    }
+    WgmmaCommit();
+
+    // dQ (64 queries x the warpgroup's columns) += dS K * scale, 64 columns
+    // at a time.
+    const int row0 = (threadIdx.x / 32 % 4) * 16 + lane / 4;
+#pragma unroll 1
+    for (int c = 0; c < kCols; c += 64) {
+      float dq[32];
+      IssueQueryGrads<E, kBlockN, kBlockN>(dq, s_ds, s_k, 0, col_base + c);
+      WgmmaWait<0>();  // dQ, and dV / dK above
+      FenceRegisters(dq);
+      FenceRegisters(dk);
+      FenceRegisters(dv);
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int64_t row = q_first + row0 + 8 * half;
+        if (row >= q_len) continue;
+        float* out = args.dq + q_offset0 + row * q_stride + col_base + c + (lane % 4) * 2;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          AtomicAdd2(out + j * 8, dq[4 * j + 2 * half] * a.softmax_scale,
+                     dq[4 * j + 2 * half + 1] * a.softmax_scale);
+        }
+      }
+    }
+    store_stats(buffer ^ 1);  // tile m + 1's, loaded at the top
+    __syncthreads();          // P^T, dS^T and this buffer are free for the next tile
+  }
+
+  AddKeyGrads<kCols>(args, dk, dv, kv_offset0 + col_base, kv_stride, key0, k_valid);
+#endif  // RINGATTN_WGMMA
+}
+
+template <ElementType E, int kHeadDim>
+cudaError_t LaunchFlashBackwardColumnSplitKernel(const BackwardBlockArgs& args,
+                                                 cudaStream_t stream) {
+  using Tr = ColumnSplitBackwardTraits<kHeadDim>;
+  const ForwardBlockArgs& a = args.task;
+  return LaunchKernel(FlashBackwardColumnSplitKernel<E, kHeadDim>,
+                      TaskGrid(a, a.k_pos.length, Tr::kBlockN), Tr::kThreads, Tr::kSharedBytes,
+                      stream, args);
+}
+
+}  // namespace ringattn::cuda::flash
+
+#endif  // RINGATTN_CUDA_FLASH_BACKWARD_COLUMN_SPLIT_KERNEL_CUH_
