@@ -150,8 +150,27 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
     FenceProxyAsync();
     __syncthreads();  // P^T and dS^T of both warpgroups
 
-    // dV_w += P^T dO_w, dK_w += dS^T Q_w: A (P^T, dS^T) K-major, B (dO, Q:
-    // the warpgroup's two 64-column blocks) N-major.
+    // dQ (64 queries x the warpgroup's columns) += dS K * scale, 64 columns
+    // at a time; dV_w += P^T dO_w and dK_w += dS^T Q_w (A K-major, B the
+    // warpgroup's two 64-column blocks of dO and Q, N-major) are issued
+    // after the first dQ group, so its atomics run while they multiply.
+    const int row0 = (threadIdx.x / 32 % 4) * 16 + lane / 4;
+    float dq[32];
+    const auto add_dq = [&](int c) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int64_t row = q_first + row0 + 8 * half;
+        if (row >= q_len) continue;
+        float* out = args.dq + q_offset0 + row * q_stride + col_base + c + (lane % 4) * 2;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          AtomicAdd2(out + j * 8, dq[4 * j + 2 * half] * a.softmax_scale,
+                     dq[4 * j + 2 * half + 1] * a.softmax_scale);
+        }
+      }
+    };
+    static_assert(kCols == 128, "two dQ groups of 64 columns");
+    IssueQueryGrads<E, kBlockN, kBlockN>(dq, s_ds, s_k, 0, col_base);
     WgmmaFence();
 #pragma unroll
     for (int kk = 0; kk < kBlockM / 16; ++kk) {
@@ -168,30 +187,15 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
                    1);
     }
     WgmmaCommit();
-
-    // dQ (64 queries x the warpgroup's columns) += dS K * scale, 64 columns
-    // at a time.
-    const int row0 = (threadIdx.x / 32 % 4) * 16 + lane / 4;
-#pragma unroll 1
-    for (int c = 0; c < kCols; c += 64) {
-      float dq[32];
-      IssueQueryGrads<E, kBlockN, kBlockN>(dq, s_ds, s_k, 0, col_base + c);
-      WgmmaWait<0>();  // dQ, and dV / dK above
-      FenceRegisters(dq);
-      FenceRegisters(dk);
-      FenceRegisters(dv);
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int64_t row = q_first + row0 + 8 * half;
-        if (row >= q_len) continue;
-        float* out = args.dq + q_offset0 + row * q_stride + col_base + c + (lane % 4) * 2;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          AtomicAdd2(out + j * 8, dq[4 * j + 2 * half] * a.softmax_scale,
-                     dq[4 * j + 2 * half + 1] * a.softmax_scale);
-        }
-      }
-    }
+    WgmmaWait<1>();  // the first dQ group
+    FenceRegisters(dq);
+    add_dq(0);
+    IssueQueryGrads<E, kBlockN, kBlockN>(dq, s_ds, s_k, 0, col_base + 64);
+    WgmmaWait<0>();  // the second, and dV / dK
+    FenceRegisters(dq);
+    FenceRegisters(dk);
+    FenceRegisters(dv);
+    add_dq(64);
     store_stats(buffer ^ 1);  // tile m + 1's, loaded at the top
     __syncthreads();          // P^T, dS^T and this buffer are free for the next tile
   }
