@@ -49,6 +49,7 @@ constexpr Row kRows[] = {
     {"bf16_b1_s32768_h32_d128_causal", ElementType::kBFloat16, 1, 32768, 32, 128, true},
     {"bf16_b16_s1024_h32_d128_causal", ElementType::kBFloat16, 16, 1024, 32, 128, true},
     {"fp32_b4_s4096_h12_d64_causal", ElementType::kFloat32, 4, 4096, 12, 64, true},
+    {"fp32_b4_s4096_h12_d128_causal", ElementType::kFloat32, 4, 4096, 12, 128, true},
     {"bf16_b1_s8192_h32_d128_stripe2", ElementType::kBFloat16, 1, 8192, 32, 128, true, 2},
 };
 

@@ -19,6 +19,7 @@ ROWS = [
     ("bf16_b1_s32768_h32_d128_causal", torch.bfloat16, 1, 32768, 32, 128, True),
     ("bf16_b16_s1024_h32_d128_causal", torch.bfloat16, 16, 1024, 32, 128, True),
     ("fp32_b4_s4096_h12_d64_causal", torch.float32, 4, 4096, 12, 64, True),
+    ("fp32_b4_s4096_h12_d128_causal", torch.float32, 4, 4096, 12, 128, True),
 ]
 BACKENDS = [("torch_flash", SDPBackend.FLASH_ATTENTION),
             ("torch_cudnn", SDPBackend.CUDNN_ATTENTION),

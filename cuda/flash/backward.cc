@@ -9,12 +9,9 @@ bool FlashBackwardSupports(const BackwardBlockArgs& args) {
   const ForwardBlockArgs& a = args.task;
   ForwardBlockArgs plain = a;
   plain.out = nullptr;
-  // fp32 (head_dim 64) and head_dim 256: a wgmma kernel alone (Hopper).
-  const bool fp32 = a.dtype == ElementType::kFloat32;
-  const bool hopper_only = fp32 || a.head_dim == 256;
-  return (!hopper_only || HopperDevice()) && (!fp32 || a.head_dim == 64) &&
-         FlashForwardSupports(plain) && Aligned16(args.dout) &&
-         reinterpret_cast<uintptr_t>(args.dq) % 8 == 0 &&
+  // head_dim 256: a wgmma kernel alone (Hopper).
+  return (a.head_dim != 256 || HopperDevice()) && FlashForwardSupports(plain) &&
+         Aligned16(args.dout) && reinterpret_cast<uintptr_t>(args.dq) % 8 == 0 &&
          reinterpret_cast<uintptr_t>(args.dk) % 8 == 0 &&
          reinterpret_cast<uintptr_t>(args.dv) % 8 == 0;
 }
@@ -31,12 +28,23 @@ cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stre
   if (kernel == TensorCoreKernel::kWarpSpecialized && !dq_aligned) return cudaErrorNotSupported;
   const ForwardBlockArgs& a = args.task;
   const bool fp32 = a.dtype == ElementType::kFloat32;
-  if ((fp32 || a.head_dim == 256) && kernel != TensorCoreKernel::kAuto &&
-      kernel != TensorCoreKernel::kHopper) {
+  // fp32: the mma.sync kernel, and on Hopper the wgmma one at head_dim 64
+  // (kAuto's choice there); head_dim 256: the wgmma kernel alone.
+  const bool fp32_wgmma = fp32 && hopper && a.head_dim == 64;
+  if ((fp32 && (kernel == TensorCoreKernel::kWarpSpecialized ||
+                (kernel == TensorCoreKernel::kHopper && !fp32_wgmma))) ||
+      (a.head_dim == 256 && kernel != TensorCoreKernel::kAuto &&
+       kernel != TensorCoreKernel::kHopper)) {
     return cudaErrorNotSupported;
   }
   if (a.q_pos.length == 0 || a.k_pos.length == 0 || a.batch == 0) return cudaSuccess;
-  if (fp32) return LaunchFlashBackwardF32HopperKernel<64>(args, stream);
+  if (fp32) {
+    if (fp32_wgmma && kernel != TensorCoreKernel::kMmaSync) {
+      return LaunchFlashBackwardF32HopperKernel<64>(args, stream);
+    }
+    return a.head_dim == 64 ? LaunchFlashBackwardF32Kernel<64>(args, stream)
+                            : LaunchFlashBackwardF32Kernel<128>(args, stream);
+  }
   return DispatchDtypeHeadDim(a.dtype, a.head_dim, [&](auto dtype, auto head_dim) {
     constexpr ElementType E = decltype(dtype)::value;
     constexpr int D = decltype(head_dim)::value;

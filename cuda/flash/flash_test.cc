@@ -553,10 +553,14 @@ void CheckBackward(const Case& c, uint32_t seed) {
   ASSERT_EQ(
       LaunchBackwardDelta(a.dtype, d_dout, d_o, d_delta, c.batch, c.q_rows, c.heads, d, nullptr),
       cudaSuccess);
-  // fp32 and head_dim 256 have a wgmma kernel alone.
-  const std::vector<flash::TensorCoreKernel> kernels =
-      c.dtype == DType::kFloat32 || d == 256 ? std::vector{flash::TensorCoreKernel::kHopper}
-                                             : TensorCoreKernels();
+  // fp32: the mma.sync kernel, and on Hopper the wgmma one at head_dim 64;
+  // head_dim 256: the wgmma kernel alone.
+  std::vector<flash::TensorCoreKernel> kernels = TensorCoreKernels();
+  if (d == 256) kernels = {flash::TensorCoreKernel::kHopper};
+  if (c.dtype == DType::kFloat32) {
+    kernels = {flash::TensorCoreKernel::kMmaSync};
+    if (flash::HopperDevice() && d == 64) kernels.push_back(flash::TensorCoreKernel::kHopper);
+  }
   const int n = static_cast<int>(kernels.size());
   std::vector<std::vector<float>> grads[3];  // [kernel: fp32, tensor cores...][dq, dk, dv]
   for (int kernel = 0; kernel <= n; ++kernel) {
@@ -626,13 +630,15 @@ TEST(FlashBackwardTest, HeadDim256TasksMatchTheFp32Kernel) {
   }
 }
 
-// fp32 (3xTF32 on wgmma, Hopper, head_dim 64) against the fp32 kernel.
+// fp32 (3xTF32 on mma.sync, and on wgmma at head_dim 64 on Hopper)
+// against the fp32 kernel.
 TEST(FlashBackwardTest, Fp32TasksMatchTheFp32KernelTo1e5) {
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
-  if (!flash::HopperDevice()) GTEST_SKIP() << "the fp32 tensor-core backward is Hopper's";
   std::mt19937 rng(64);
   uint32_t seed = 900;
-  for (int i = 0; i < 10; ++i) CheckBackward(RandomCase(rng, DType::kFloat32, 64), seed += 10);
+  for (int64_t d : {64, 128}) {
+    for (int i = 0; i < 8; ++i) CheckBackward(RandomCase(rng, DType::kFloat32, d), seed += 10);
+  }
 }
 
 TEST(FlashForwardTest, OtherInputsAreNotTaken) {
@@ -652,9 +658,15 @@ TEST(FlashForwardTest, OtherInputsAreNotTaken) {
             cudaErrorNotSupported);
   BackwardBlockArgs back;
   back.task = a;
-  EXPECT_FALSE(flash::FlashBackwardSupports(back)) << "no fp32 tensor-core backward at d128";
-  back.task.head_dim = 64;
-  EXPECT_EQ(flash::FlashBackwardSupports(back), flash::HopperDevice()) << "fp32 d64: Hopper's";
+  EXPECT_TRUE(flash::FlashBackwardSupports(back));
+  EXPECT_EQ(flash::LaunchFlashBackward(back, nullptr, flash::TensorCoreKernel::kHopper),
+            cudaErrorNotSupported)
+      << "the fp32 wgmma backward is head_dim 64 only";
+  EXPECT_EQ(flash::LaunchFlashBackward(back, nullptr, flash::TensorCoreKernel::kWarpSpecialized),
+            cudaErrorNotSupported);
+  back.task.dtype = ElementType::kBFloat16;
+  back.task.head_dim = 256;
+  EXPECT_EQ(flash::FlashBackwardSupports(back), flash::HopperDevice()) << "d256: Hopper's";
   EXPECT_EQ(flash::LaunchFlashBackward(back, nullptr, flash::TensorCoreKernel::kMmaSync),
             cudaErrorNotSupported);
   a.dtype = ElementType::kBFloat16;

@@ -27,33 +27,11 @@
 #include "cuda/flash/forward_common.cuh"
 #include "cuda/flash/launch.cuh"
 #include "cuda/flash/mma_primitives.cuh"
+#include "cuda/flash/tf32_mma.cuh"
 #include "cuda/flash/traits.h"
 #include "cuda/kernel_args.h"
 
 namespace ringattn::cuda::flash {
-
-__device__ __forceinline__ void MmaTf32(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                        uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
-      "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// c[j] += a * b[j] to fp32 accuracy for kN n8 blocks, from split operands
-// (b[j] = {b0_hi, b1_hi, b0_lo, b1_lo}); the small terms first. Term-major
-// order keeps kN independent mma between two that share an accumulator
-// (ncu: dependent mma chains were the top stall).
-template <int kN>
-__device__ __forceinline__ void Mma3xTf32(float (&c)[kN][4], const uint32_t (&a_hi)[4],
-                                          const uint32_t (&a_lo)[4], const uint32_t (&b)[kN][4]) {
-#pragma unroll
-  for (int j = 0; j < kN; ++j) MmaTf32(c[j], a_lo, b[j][0], b[j][1]);
-#pragma unroll
-  for (int j = 0; j < kN; ++j) MmaTf32(c[j], a_hi, b[j][2], b[j][3]);
-#pragma unroll
-  for (int j = 0; j < kN; ++j) MmaTf32(c[j], a_hi, b[j][0], b[j][1]);
-}
 
 // Splits a tile of kRows rows in shared memory once, for all warps: x's
 // slot gets hi (tf32 bits), the same slot of `lo` gets lo. Four warps read
@@ -73,23 +51,6 @@ __device__ __forceinline__ void SplitTile(float* tile, float* lo) {
     SplitTf32(x.w, h[3], l[3]);
     *reinterpret_cast<uint4*>(tile + offset) = make_uint4(h[0], h[1], h[2], h[3]);
     *reinterpret_cast<uint4*>(lo + offset) = make_uint4(l[0], l[1], l[2], l[3]);
-  }
-}
-
-// kRows rows (those >= valid zero-filled) of kHeadDim floats, `stride`
-// floats apart in global memory, into a tile with rows of Tr::kStride.
-template <typename Tr, int kRows>
-__device__ __forceinline__ void LoadF32Tile(float* tile, const float* global, int64_t stride,
-                                            int valid) {
-  constexpr int kChunks = Tr::kHeadDim / 4;  // 16-byte chunks per row
-  constexpr int kRowStep = Tr::kThreads / kChunks;
-  static_assert(kRows % kRowStep == 0, "whole chunk rows per thread");
-  const int row = threadIdx.x / kChunks, col = (threadIdx.x % kChunks) * 4;
-#pragma unroll
-  for (int i = 0; i < kRows / kRowStep; ++i) {
-    const int r = row + i * kRowStep;
-    const bool ok = r < valid;
-    CpAsync16(tile + r * Tr::kStride + col, ok ? global + r * stride + col : global, ok);
   }
 }
 

@@ -170,6 +170,8 @@ def instantiations():
              "fp32 (3xTF32) forward", (64, 128)),
             ("forward_f32_hopper", "forward_f32_hopper_kernel.cuh",
              "LaunchFlashForwardF32HopperKernel", "fp32 (3xTF32) Hopper (wgmma) forward", (64,)),
+            ("backward_f32", "backward_f32_kernel.cuh", "LaunchFlashBackwardF32Kernel",
+             "fp32 (3xTF32) backward", (64, 128)),
             ("backward_f32_hopper", "backward_f32_hopper_kernel.cuh",
              "LaunchFlashBackwardF32HopperKernel", "fp32 (3xTF32) Hopper (wgmma) backward",
              (64,))):

@@ -85,6 +85,31 @@ struct F32HopperForwardTraits {
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
+// fp32 backward on mma.sync (3xTF32, sm_80 and later): four warps of 16
+// keys (a key tile of 64), query tiles of 32 double-buffered, operands
+// split per fragment load; rows of kHeadDim + 4 floats (dS^T: kBlockM + 4)
+// keep the scalar fragment loads conflict-free. 79 KB at d64, 145 KB at
+// d128.
+template <int kHeadDim_>
+struct F32BackwardTraits {
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kWarps = 4;
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int kBlockN = 16 * kWarps;
+  static constexpr int kBlockM = 32;
+  static constexpr int kStride = kHeadDim + 4;   // floats per K, V, Q, dO row
+  static constexpr int kDsStride = kBlockM + 4;  // floats per dS^T row
+  static constexpr int kKvFloats = kBlockN * kStride;
+  static constexpr int kQFloats = kBlockM * kStride;
+  // K, V, 2 x (Q, dO), dS^T, 2 x (LSE, D).
+  static constexpr int kSharedBytes =
+      (2 * kKvFloats + 4 * kQFloats + kBlockN * kDsStride + 4 * kBlockM) * 4;
+
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "fp32 head dims 64, 128");
+  static_assert(kStride % 32 == 4 && kDsStride % 32 == 4, "fragment loads over 32 banks");
+  static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
+};
+
 // fp32 backward on sm_90a (3xTF32 on wgmma tf32), head_dim 64: one
 // warpgroup per key tile of 64, query tiles of 32. tf32 wgmma reads K-major
 // operands only, so Q, dO and K are each stored twice (as they are, and
