@@ -37,16 +37,16 @@ struct ForwardTraits {
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
-// fp32 forward (3xTF32 on mma.sync m16n8k8): four warps of 16 query rows;
+// fp32 forward (3xTF32 on mma.sync m16n8k8): warps of 16 query rows;
 // K/V tiles of kBlockN keys double-buffered, split once into tf32 hi (in
 // place) and lo parts (for the current tile); Q is split per use. Rows of
 // kHeadDim + 4 floats in shared memory make the scalar fragment loads
-// conflict-free. 70 KB at d64 (three CTAs per SM: mma.sync tf32 needs the
-// warps to hide its latency), 135 KB at d128 (one).
+// conflict-free. d64: four warps, 70 KB (three CTAs per SM: mma.sync tf32
+// needs the warps to hide its latency); d128: eight warps, 169 KB (one).
 template <int kHeadDim_>
 struct F32ForwardTraits {
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kWarps = 4;
+  static constexpr int kWarps = kHeadDim <= 64 ? 4 : 8;
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kBlockM = 16 * kWarps;
   static constexpr int kBlockN = 32;
