@@ -1,12 +1,13 @@
 // The fp32 backward on mma.sync (sm_80 and later), accurate to fp32:
-// 3xTF32 (tf32_mma.cuh). One CTA of four warps per (key tile of 64, query
-// head, batch row) walks the query tiles (32 rows, double-buffered by
-// cp.async) that hold an allowed pair; warp w owns keys 16 w .. 16 w + 15.
+// 3xTF32 (tf32_mma.cuh). One CTA of four or eight warps per (key tile of
+// 64 or 128, query head, batch row) walks the query tiles (32 rows,
+// double-buffered by cp.async) that hold an allowed pair; warp w owns keys
+// 16 w .. 16 w + 15.
 // Per tile:
 //   S^T = K_w Q^T, dP^T = V_w dO^T        (16 keys x 32 queries per warp)
 //   P^T = exp(S^T scale - LSE), dS^T = P^T (dP^T - D)
 //   dV_w += P^T dO, dK_w += dS^T Q        (P^T, dS^T from registers)
-//   dS^T -> shared memory; dQ (32 x kHeadDim, a quarter per warp) += dS K,
+//   dS^T -> shared memory; dQ (32 x kHeadDim, split over the warps) += dS K,
 //   added to the fp32 dQ with atomics.
 // Operands are split into tf32 hi and lo as their fragments are loaded. An
 // accumulator fragment feeds the next product as its A operand with its
@@ -188,12 +189,12 @@ __global__ void __launch_bounds__(F32BackwardTraits<kHeadDim>::kThreads)
     __syncthreads();  // dS^T complete
 
     // dQ (kBlockM x kHeadDim) += dS K * scale: warp w takes 16 query rows
-    // and half the columns. Key step kk takes keys 8 kk + 2t, 2t + 1 as
+    // and kCols columns. Key step kk takes keys 8 kk + 2t, 2t + 1 as
     // fragment columns t, t + 4 on both sides.
     {
-      constexpr int kCols = kHeadDim / 2;
+      constexpr int kCols = kHeadDim / (Tr::kWarps / 2);
       constexpr int kCB = kCols / 8;
-      static_assert(kBlockM == 32 && Tr::kWarps == 4, "16 rows x half the columns per warp");
+      static_assert(kBlockM == 32 && kCB % kGroup == 0, "16 rows x kCols columns per warp");
       const int row_base = (warp % 2) * 16, col_base = (warp / 2) * kCols;
       float dq[kCB / kGroup][kGroup][4];
 #pragma unroll

@@ -85,15 +85,15 @@ struct F32HopperForwardTraits {
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
-// fp32 backward on mma.sync (3xTF32, sm_80 and later): four warps of 16
-// keys (a key tile of 64), query tiles of 32 double-buffered, operands
-// split per fragment load; rows of kHeadDim + 4 floats (dS^T: kBlockM + 4)
-// keep the scalar fragment loads conflict-free. 79 KB at d64, 145 KB at
-// d128.
+// fp32 backward on mma.sync (3xTF32, sm_80 and later): warps of 16 keys,
+// query tiles of 32 double-buffered, operands split per fragment load; rows
+// of kHeadDim + 4 floats (dS^T: kBlockM + 4) keep the scalar fragment loads
+// conflict-free. d64: four warps, 79 KB (two CTAs per SM); d128: eight
+// warps, 217 KB (one).
 template <int kHeadDim_>
 struct F32BackwardTraits {
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kWarps = 4;
+  static constexpr int kWarps = kHeadDim <= 64 ? 4 : 8;
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int kBlockN = 16 * kWarps;
   static constexpr int kBlockM = 32;
