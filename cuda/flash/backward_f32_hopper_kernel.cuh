@@ -148,91 +148,94 @@ __global__ void __launch_bounds__(F32HopperBackwardTraits<kHeadDim>::kThreads, 1
 
   const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
   float dk[kHeadDim / 2], dv[kHeadDim / 2];
-#pragma unroll
-  for (int i = 0; i < kHeadDim / 2; ++i) dk[i] = dv[i] = 0.f;
   const int key0 = (threadIdx.x / 32) * 16 + lane / 4;  // the thread's keys key0, key0 + 8
 
-  for (int m = m_begin; m < m_end; ++m) {
-    const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
-    const bool next = m + 1 < m_end;
-    if (next) load_query_tile(m + 1);  // in flight through the tile's work
+  // Chunks of kFlushTiles query tiles (see kFlushTiles), dK and dV added
+  // after each.
+  for (int m0 = m_begin; m0 < m_end; m0 += kFlushTiles) {
+#pragma unroll
+    for (int i = 0; i < kHeadDim / 2; ++i) dk[i] = dv[i] = 0.f;
+    for (int m = m0; m < min(m0 + kFlushTiles, m_end); ++m) {
+      const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
+      const bool next = m + 1 < m_end;
+      if (next) load_query_tile(m + 1);  // in flight through the tile's work
 
-    // Group 1: S^T = K Q^T, dP^T = V dO^T.
-    float s[kBlockM / 2], dp[kBlockM / 2];
-    WgmmaFence();
-    Tf32x3SS<kBlockM, kBlockN, kHeadDim / 8>(s, kv(0), kv(1), qt(0), qt(1), false);
-    Tf32x3SS<kBlockM, kBlockN, kHeadDim / 8>(dp, kv(2), kv(3), qt(2), qt(3), false);
-    WgmmaCommit();
-    const FragmentBits<kBlockM> allowed =
-        tiles.NeedsMask(m) ? AllowedBitsT<kBlockM>(a, b, key0, k_valid, k0, q_first) : ~0u;
-    WgmmaWait<0>();
-    FenceRegisters(s);
-    FenceRegisters(dp);
+      // Group 1: S^T = K Q^T, dP^T = V dO^T.
+      float s[kBlockM / 2], dp[kBlockM / 2];
+      WgmmaFence();
+      Tf32x3SS<kBlockM, kBlockN, kHeadDim / 8>(s, kv(0), kv(1), qt(0), qt(1), false);
+      Tf32x3SS<kBlockM, kBlockN, kHeadDim / 8>(dp, kv(2), kv(3), qt(2), qt(3), false);
+      WgmmaCommit();
+      const FragmentBits<kBlockM> allowed =
+          tiles.NeedsMask(m) ? AllowedBitsT<kBlockM>(a, b, key0, k_valid, k0, q_first) : ~0u;
+      WgmmaWait<0>();
+      FenceRegisters(s);
+      FenceRegisters(dp);
 
-    // P^T, then dS^T = P^T (dP^T - D) in place in dp; both as split A
-    // fragments, and dS (hi, lo) into shared memory: element (key, query)
-    // at row `query`, column `key`.
-    ProbabilitiesT<kBlockM>(s, allowed, s_lse, scale_log2);
-    uint32_t p_hi[kMB][4], p_lo[kMB][4], ds_hi[kMB][4], ds_lo[kMB][4];
+      // P^T, then dS^T = P^T (dP^T - D) in place in dp; both as split A
+      // fragments, and dS (hi, lo) into shared memory: element (key, query)
+      // at row `query`, column `key`.
+      ProbabilitiesT<kBlockM>(s, allowed, s_lse, scale_log2);
+      uint32_t p_hi[kMB][4], p_lo[kMB][4], ds_hi[kMB][4], ds_lo[kMB][4];
 #pragma unroll
-    for (int j = 0; j < kMB; ++j) {
+      for (int j = 0; j < kMB; ++j) {
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const float delta = s_delta[j * 8 + (lane % 4) * 2 + e];
-        dp[4 * j + e] = s[4 * j + e] * (dp[4 * j + e] - delta);
-        dp[4 * j + 2 + e] = s[4 * j + 2 + e] * (dp[4 * j + 2 + e] - delta);
+        for (int e = 0; e < 2; ++e) {
+          const float delta = s_delta[j * 8 + (lane % 4) * 2 + e];
+          dp[4 * j + e] = s[4 * j + e] * (dp[4 * j + e] - delta);
+          dp[4 * j + 2 + e] = s[4 * j + 2 + e] * (dp[4 * j + 2 + e] - delta);
+        }
+        const float(&p4)[4] = *reinterpret_cast<const float(*)[4]>(s + 4 * j);
+        const float(&ds4)[4] = *reinterpret_cast<const float(*)[4]>(dp + 4 * j);
+        SplitAccumulatorFragment(p4, p_hi[j], p_lo[j]);
+        SplitAccumulatorFragment(ds4, ds_hi[j], ds_lo[j]);
+        // ds_hi/lo[j] = {(key0, 2t), (key0 + 8, 2t), (key0, 2t + 1), (key0 + 8, 2t + 1)}.
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int query = j * 8 + (lane % 4) * 2 + r / 2, key = key0 + 8 * (r % 2);
+          const uint32_t offset = SwizzledChunk<kBlockM>(query, key / 4) + (key % 4) * 4;
+          asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(s_ds_hi + offset), "r"(ds_hi[j][r])
+                       : "memory");
+          asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(s_ds_lo + offset), "r"(ds_lo[j][r])
+                       : "memory");
+        }
       }
-      const float(&p4)[4] = *reinterpret_cast<const float(*)[4]>(s + 4 * j);
-      const float(&ds4)[4] = *reinterpret_cast<const float(*)[4]>(dp + 4 * j);
-      SplitAccumulatorFragment(p4, p_hi[j], p_lo[j]);
-      SplitAccumulatorFragment(ds4, ds_hi[j], ds_lo[j]);
-      // ds_hi/lo[j] = {(key0, 2t), (key0 + 8, 2t), (key0, 2t + 1), (key0 + 8, 2t + 1)}.
+      FenceProxyAsync();
+      __syncthreads();  // dS complete; group 1 is done with Q and dO
+
+      // Group 2: dV += P^T dO, dK += dS^T Q; group 3: dQ^T = K^T dS^T.
+      float dq_t[kBlockM / 2];
+      WgmmaFence();
+      Tf32x3RS<kHeadDim, kMB>(dv, p_hi, p_lo, qt(6), qt(7));
+      Tf32x3RS<kHeadDim, kMB>(dk, ds_hi, ds_lo, qt(4), qt(5));
+      Tf32x3SS<kBlockM, kHeadDim, kBlockN / 8>(dq_t, kv(4), kv(5), s_ds_hi, s_ds_lo, false);
+      WgmmaCommit();
+      if (next) store_query_rows();
+      WgmmaWait<0>();
+      FenceRegisters(dq_t);
+      FenceRegisters(dk);
+      FenceRegisters(dv);
+      // dQ^T: the thread holds rows d0 and d0 + 8 (dQ's columns) for queries
+      // j * 8 + 2t + e.
+      const int d0 = key0;
 #pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int query = j * 8 + (lane % 4) * 2 + r / 2, key = key0 + 8 * (r % 2);
-        const uint32_t offset = SwizzledChunk<kBlockM>(query, key / 4) + (key % 4) * 4;
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(s_ds_hi + offset), "r"(ds_hi[j][r])
-                     : "memory");
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(s_ds_lo + offset), "r"(ds_lo[j][r])
-                     : "memory");
+      for (int j = 0; j < kMB; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int64_t query = q_first + j * 8 + (lane % 4) * 2 + e;
+          if (query >= q_len) continue;
+          float* out = args.dq + q_offset0 + query * q_stride + d0;
+          atomicAdd(out, dq_t[4 * j + e] * a.softmax_scale);
+          atomicAdd(out + 8, dq_t[4 * j + 2 + e] * a.softmax_scale);
+        }
       }
+      __syncthreads();  // every warp's part of group 2 is done with Q^T and dO^T
+      if (next) store_query_columns();
+      FenceProxyAsync();
+      __syncthreads();  // the next tile is stored; dS and this tile's are free
     }
-    FenceProxyAsync();
-    __syncthreads();  // dS complete; group 1 is done with Q and dO
-
-    // Group 2: dV += P^T dO, dK += dS^T Q; group 3: dQ^T = K^T dS^T.
-    float dq_t[kBlockM / 2];
-    WgmmaFence();
-    Tf32x3RS<kHeadDim, kMB>(dv, p_hi, p_lo, qt(6), qt(7));
-    Tf32x3RS<kHeadDim, kMB>(dk, ds_hi, ds_lo, qt(4), qt(5));
-    Tf32x3SS<kBlockM, kHeadDim, kBlockN / 8>(dq_t, kv(4), kv(5), s_ds_hi, s_ds_lo, false);
-    WgmmaCommit();
-    if (next) store_query_rows();
-    WgmmaWait<0>();
-    FenceRegisters(dq_t);
-    FenceRegisters(dk);
-    FenceRegisters(dv);
-    // dQ^T: the thread holds rows d0 and d0 + 8 (dQ's columns) for queries
-    // j * 8 + 2t + e.
-    const int d0 = key0;
-#pragma unroll
-    for (int j = 0; j < kMB; ++j) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int64_t query = q_first + j * 8 + (lane % 4) * 2 + e;
-        if (query >= q_len) continue;
-        float* out = args.dq + q_offset0 + query * q_stride + d0;
-        atomicAdd(out, dq_t[4 * j + e] * a.softmax_scale);
-        atomicAdd(out + 8, dq_t[4 * j + 2 + e] * a.softmax_scale);
-      }
-    }
-    __syncthreads();  // every warp's part of group 2 is done with Q^T and dO^T
-    if (next) store_query_columns();
-    FenceProxyAsync();
-    __syncthreads();  // the next tile is stored; dS and this tile's are free
+    AddKeyGrads<kHeadDim>(args, dk, dv, kv_offset0, kv_stride, key0, k_valid);
   }
-
-  AddKeyGrads<kHeadDim>(args, dk, dv, kv_offset0, kv_stride, key0, k_valid);
 #endif  // RINGATTN_WGMMA
 }
 

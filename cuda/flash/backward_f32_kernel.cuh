@@ -93,152 +93,156 @@ __global__ void __launch_bounds__(F32BackwardTraits<kHeadDim>::kThreads)
 
   const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
   constexpr float kLog2e = 1.4426950408889634f;
-  // dK and dV of keys key0, key0 + 8, flat [n8 block][4] in the m16n8 layout.
+  // dK and dV of keys key0, key0 + 8, flat [n8 block][4] in the m16n8 layout,
+  // added to the fp32 buffers every kFlushTiles query tiles (see
+  // kFlushTiles).
   float dk[kHeadDim / 2], dv[kHeadDim / 2];
-#pragma unroll
-  for (int i = 0; i < kHeadDim / 2; ++i) dk[i] = dv[i] = 0.f;
   const int key0 = warp * 16 + g;
   auto& dk3 = *reinterpret_cast<float(*)[kDB / kGroup][kGroup][4]>(dk);
   auto& dv3 = *reinterpret_cast<float(*)[kDB / kGroup][kGroup][4]>(dv);
   static_assert(kDB % kGroup == 0, "whole groups of n8 blocks");
 
-  for (int m = m_begin; m < m_end; ++m) {
-    const int buffer = (m - m_begin) & 1;
-    if (m + 1 < m_end) load_q_tile(m + 1, buffer ^ 1);
-    CpAsyncCommit();
-    const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
-    for (int r = threadIdx.x; r < kBlockM; r += Tr::kThreads) {
-      // Rows past the end get LSE +inf: P = 0 there.
-      const bool ok = q_first + r < q_len;
-      const float lse = ok ? args.lse[stat0 + q_first + r] : INFINITY;
-      s_lse[buffer * kBlockM + r] = lse == -INFINITY ? INFINITY : lse * kLog2e;
-      s_delta[buffer * kBlockM + r] = ok ? args.delta[stat0 + q_first + r] : 0.f;
-    }
-    CpAsyncWait<1>();
-    __syncthreads();
-    const float* q = s_q + buffer * Tr::kQFloats;
-    const float* dout = s_do + buffer * Tr::kQFloats;
+  // Chunks of kFlushTiles query tiles, dK and dV added after each.
+  for (int m0 = m_begin; m0 < m_end; m0 += kFlushTiles) {
+#pragma unroll
+    for (int i = 0; i < kHeadDim / 2; ++i) dk[i] = dv[i] = 0.f;
+    for (int m = m0; m < min(m0 + kFlushTiles, m_end); ++m) {
+      const int buffer = (m - m_begin) & 1;
+      if (m + 1 < m_end) load_q_tile(m + 1, buffer ^ 1);
+      CpAsyncCommit();
+      const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
+      for (int r = threadIdx.x; r < kBlockM; r += Tr::kThreads) {
+        // Rows past the end get LSE +inf: P = 0 there.
+        const bool ok = q_first + r < q_len;
+        const float lse = ok ? args.lse[stat0 + q_first + r] : INFINITY;
+        s_lse[buffer * kBlockM + r] = lse == -INFINITY ? INFINITY : lse * kLog2e;
+        s_delta[buffer * kBlockM + r] = ok ? args.delta[stat0 + q_first + r] : 0.f;
+      }
+      CpAsyncWait<1>();
+      __syncthreads();
+      const float* q = s_q + buffer * Tr::kQFloats;
+      const float* dout = s_do + buffer * Tr::kQFloats;
 
-    // S^T = K_w Q^T and dP^T = V_w dO^T (the k8 loop rolled: one copy).
-    float s[kBlockM / 2], dp[kBlockM / 2];
-    auto& s3 = *reinterpret_cast<float(*)[kMB][4]>(s);
-    auto& dp3 = *reinterpret_cast<float(*)[kMB][4]>(dp);
+      // S^T = K_w Q^T and dP^T = V_w dO^T (the k8 loop rolled: one copy).
+      float s[kBlockM / 2], dp[kBlockM / 2];
+      auto& s3 = *reinterpret_cast<float(*)[kMB][4]>(s);
+      auto& dp3 = *reinterpret_cast<float(*)[kMB][4]>(dp);
 #pragma unroll
-    for (int i = 0; i < kBlockM / 2; ++i) s[i] = dp[i] = 0.f;
+      for (int i = 0; i < kBlockM / 2; ++i) s[i] = dp[i] = 0.f;
 #pragma unroll 1
-    for (int kk = 0; kk < kHeadDim / 8; ++kk) {
-      const int c = 8 * kk + t;
-      uint32_t a_hi[4], a_lo[4], b[kMB][4];
-      SplitRowFragment(s_k + key0 * kStride + c, kStride, a_hi, a_lo);
+      for (int kk = 0; kk < kHeadDim / 8; ++kk) {
+        const int c = 8 * kk + t;
+        uint32_t a_hi[4], a_lo[4], b[kMB][4];
+        SplitRowFragment(s_k + key0 * kStride + c, kStride, a_hi, a_lo);
 #pragma unroll
-      for (int j = 0; j < kMB; ++j)
-        SplitPair(q[(8 * j + g) * kStride + c], q[(8 * j + g) * kStride + c + 4], b[j]);
-      Mma3xTf32(s3, a_hi, a_lo, b);
-      SplitRowFragment(s_v + key0 * kStride + c, kStride, a_hi, a_lo);
+        for (int j = 0; j < kMB; ++j)
+          SplitPair(q[(8 * j + g) * kStride + c], q[(8 * j + g) * kStride + c + 4], b[j]);
+        Mma3xTf32(s3, a_hi, a_lo, b);
+        SplitRowFragment(s_v + key0 * kStride + c, kStride, a_hi, a_lo);
+#pragma unroll
+        for (int j = 0; j < kMB; ++j) {
+          SplitPair(dout[(8 * j + g) * kStride + c], dout[(8 * j + g) * kStride + c + 4], b[j]);
+        }
+        Mma3xTf32(dp3, a_hi, a_lo, b);
+      }
+
+      // P^T (masked pairs 0), dS^T = P^T (dP^T - D), and dS^T to shared memory.
+      const FragmentBits<kBlockM> allowed =
+          tiles.NeedsMask(m) ? AllowedBitsT<kBlockM>(a, b, key0, k_valid, k0, q_first) : ~0u;
+      ProbabilitiesT<kBlockM>(s, allowed, s_lse + buffer * kBlockM, scale_log2);
 #pragma unroll
       for (int j = 0; j < kMB; ++j) {
-        SplitPair(dout[(8 * j + g) * kStride + c], dout[(8 * j + g) * kStride + c + 4], b[j]);
-      }
-      Mma3xTf32(dp3, a_hi, a_lo, b);
-    }
-
-    // P^T (masked pairs 0), dS^T = P^T (dP^T - D), and dS^T to shared memory.
-    const FragmentBits<kBlockM> allowed =
-        tiles.NeedsMask(m) ? AllowedBitsT<kBlockM>(a, b, key0, k_valid, k0, q_first) : ~0u;
-    ProbabilitiesT<kBlockM>(s, allowed, s_lse + buffer * kBlockM, scale_log2);
 #pragma unroll
-    for (int j = 0; j < kMB; ++j) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const float delta = s_delta[buffer * kBlockM + 8 * j + 2 * t + e];
-        dp3[j][e] = s3[j][e] * (dp3[j][e] - delta);
-        dp3[j][2 + e] = s3[j][2 + e] * (dp3[j][2 + e] - delta);
-      }
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        *reinterpret_cast<float2*>(s_ds + (key0 + 8 * half) * kDsStride + 8 * j + 2 * t) =
-            make_float2(dp3[j][2 * half], dp3[j][2 * half + 1]);
-      }
-    }
-
-    // dV += P^T dO, dK += dS^T Q: query step j takes keys' columns 2t and
-    // 2t + 1 (fragment columns t, t + 4), so B reads query rows 2t, 2t + 1.
-#pragma unroll
-    for (int j = 0; j < kMB; ++j) {
-      uint32_t p_hi[4], p_lo[4], ds_hi[4], ds_lo[4];
-      SplitFragment({s3[j][0], s3[j][2], s3[j][1], s3[j][3]}, p_hi, p_lo);
-      SplitFragment({dp3[j][0], dp3[j][2], dp3[j][1], dp3[j][3]}, ds_hi, ds_lo);
-      const int r = (8 * j + 2 * t) * kStride + g;
-#pragma unroll
-      for (int ig = 0; ig < kDB / kGroup; ++ig) {
-        uint32_t b[kGroup][4];
-#pragma unroll
-        for (int i = 0; i < kGroup; ++i) {
-          const int col = (ig * kGroup + i) * 8;
-          SplitPair(dout[r + col], dout[r + kStride + col], b[i]);
+        for (int e = 0; e < 2; ++e) {
+          const float delta = s_delta[buffer * kBlockM + 8 * j + 2 * t + e];
+          dp3[j][e] = s3[j][e] * (dp3[j][e] - delta);
+          dp3[j][2 + e] = s3[j][2 + e] * (dp3[j][2 + e] - delta);
         }
-        Mma3xTf32(dv3[ig], p_hi, p_lo, b);
 #pragma unroll
-        for (int i = 0; i < kGroup; ++i) {
-          const int col = (ig * kGroup + i) * 8;
-          SplitPair(q[r + col], q[r + kStride + col], b[i]);
+        for (int half = 0; half < 2; ++half) {
+          *reinterpret_cast<float2*>(s_ds + (key0 + 8 * half) * kDsStride + 8 * j + 2 * t) =
+              make_float2(dp3[j][2 * half], dp3[j][2 * half + 1]);
         }
-        Mma3xTf32(dk3[ig], ds_hi, ds_lo, b);
       }
-    }
-    __syncthreads();  // dS^T complete
 
-    // dQ (kBlockM x kHeadDim) += dS K * scale: warp w takes 16 query rows
-    // and kCols columns. Key step kk takes keys 8 kk + 2t, 2t + 1 as
-    // fragment columns t, t + 4 on both sides.
-    {
-      constexpr int kCols = kHeadDim / (Tr::kWarps / 2);
-      constexpr int kCB = kCols / 8;
-      static_assert(kBlockM == 32 && kCB % kGroup == 0, "16 rows x kCols columns per warp");
-      const int row_base = (warp % 2) * 16, col_base = (warp / 2) * kCols;
-      float dq[kCB / kGroup][kGroup][4];
+      // dV += P^T dO, dK += dS^T Q: query step j takes keys' columns 2t and
+      // 2t + 1 (fragment columns t, t + 4), so B reads query rows 2t, 2t + 1.
 #pragma unroll
-      for (int ig = 0; ig < kCB / kGroup; ++ig) {
+      for (int j = 0; j < kMB; ++j) {
+        uint32_t p_hi[4], p_lo[4], ds_hi[4], ds_lo[4];
+        SplitFragment({s3[j][0], s3[j][2], s3[j][1], s3[j][3]}, p_hi, p_lo);
+        SplitFragment({dp3[j][0], dp3[j][2], dp3[j][1], dp3[j][3]}, ds_hi, ds_lo);
+        const int r = (8 * j + 2 * t) * kStride + g;
 #pragma unroll
-        for (int i = 0; i < kGroup; ++i)
-          dq[ig][i][0] = dq[ig][i][1] = dq[ig][i][2] = dq[ig][i][3] = 0.f;
-      }
-#pragma unroll 1
-      for (int kk = 0; kk < kBlockN / 8; ++kk) {
-        const float* ds0 = s_ds + (8 * kk + 2 * t) * kDsStride + row_base + g;
-        uint32_t a_hi[4], a_lo[4];
-        SplitFragment({ds0[0], ds0[8], ds0[kDsStride], ds0[kDsStride + 8]}, a_hi, a_lo);
-        const float* k_rows = s_k + (8 * kk + 2 * t) * kStride + col_base + g;
-#pragma unroll
-        for (int ig = 0; ig < kCB / kGroup; ++ig) {
+        for (int ig = 0; ig < kDB / kGroup; ++ig) {
           uint32_t b[kGroup][4];
 #pragma unroll
           for (int i = 0; i < kGroup; ++i) {
             const int col = (ig * kGroup + i) * 8;
-            SplitPair(k_rows[col], k_rows[kStride + col], b[i]);
+            SplitPair(dout[r + col], dout[r + kStride + col], b[i]);
           }
-          Mma3xTf32(dq[ig], a_hi, a_lo, b);
+          Mma3xTf32(dv3[ig], p_hi, p_lo, b);
+#pragma unroll
+          for (int i = 0; i < kGroup; ++i) {
+            const int col = (ig * kGroup + i) * 8;
+            SplitPair(q[r + col], q[r + kStride + col], b[i]);
+          }
+          Mma3xTf32(dk3[ig], ds_hi, ds_lo, b);
         }
       }
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int64_t row = q_first + row_base + g + 8 * half;
-        if (row >= q_len) continue;
-        float* out = args.dq + q_offset0 + row * q_stride + col_base + 2 * t;
+      __syncthreads();  // dS^T complete
+
+      // dQ (kBlockM x kHeadDim) += dS K * scale: warp w takes 16 query rows
+      // and kCols columns. Key step kk takes keys 8 kk + 2t, 2t + 1 as
+      // fragment columns t, t + 4 on both sides.
+      {
+        constexpr int kCols = kHeadDim / (Tr::kWarps / 2);
+        constexpr int kCB = kCols / 8;
+        static_assert(kBlockM == 32 && kCB % kGroup == 0, "16 rows x kCols columns per warp");
+        const int row_base = (warp % 2) * 16, col_base = (warp / 2) * kCols;
+        float dq[kCB / kGroup][kGroup][4];
 #pragma unroll
         for (int ig = 0; ig < kCB / kGroup; ++ig) {
 #pragma unroll
-          for (int i = 0; i < kGroup; ++i) {
-            AtomicAdd2(out + (ig * kGroup + i) * 8, dq[ig][i][2 * half] * a.softmax_scale,
-                       dq[ig][i][2 * half + 1] * a.softmax_scale);
+          for (int i = 0; i < kGroup; ++i)
+            dq[ig][i][0] = dq[ig][i][1] = dq[ig][i][2] = dq[ig][i][3] = 0.f;
+        }
+#pragma unroll 1
+        for (int kk = 0; kk < kBlockN / 8; ++kk) {
+          const float* ds0 = s_ds + (8 * kk + 2 * t) * kDsStride + row_base + g;
+          uint32_t a_hi[4], a_lo[4];
+          SplitFragment({ds0[0], ds0[8], ds0[kDsStride], ds0[kDsStride + 8]}, a_hi, a_lo);
+          const float* k_rows = s_k + (8 * kk + 2 * t) * kStride + col_base + g;
+#pragma unroll
+          for (int ig = 0; ig < kCB / kGroup; ++ig) {
+            uint32_t b[kGroup][4];
+#pragma unroll
+            for (int i = 0; i < kGroup; ++i) {
+              const int col = (ig * kGroup + i) * 8;
+              SplitPair(k_rows[col], k_rows[kStride + col], b[i]);
+            }
+            Mma3xTf32(dq[ig], a_hi, a_lo, b);
+          }
+        }
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int64_t row = q_first + row_base + g + 8 * half;
+          if (row >= q_len) continue;
+          float* out = args.dq + q_offset0 + row * q_stride + col_base + 2 * t;
+#pragma unroll
+          for (int ig = 0; ig < kCB / kGroup; ++ig) {
+#pragma unroll
+            for (int i = 0; i < kGroup; ++i) {
+              AtomicAdd2(out + (ig * kGroup + i) * 8, dq[ig][i][2 * half] * a.softmax_scale,
+                         dq[ig][i][2 * half + 1] * a.softmax_scale);
+            }
           }
         }
       }
+      __syncthreads();  // s_ds and this buffer are free for the next tile
     }
-    __syncthreads();  // s_ds and this buffer are free for the next tile
+    AddKeyGrads<kHeadDim>(args, dk, dv, kv_offset0, kv_stride, key0, k_valid);
   }
-
-  AddKeyGrads<kHeadDim>(args, dk, dv, kv_offset0, kv_stride, key0, k_valid);
 }
 
 template <int kHeadDim>

@@ -85,6 +85,15 @@ struct F32HopperForwardTraits {
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
+// The fp32 backwards add their register dK and dV to the fp32 buffers
+// every kFlushTiles query tiles and start again from zero, so that no
+// tensor-core accumulator takes more than kFlushTiles tiles' products:
+// 3xTF32 makes three accumulations per k8 step, and over a 1024-query key
+// tile (384 of them) dK and dV drifted to 1.1e-5 of their largest element
+// from the float64 result (cuda_test; the fp32 FMA kernel: 2.6e-6), twice
+// the drift of the same keys split into two tasks.
+constexpr int kFlushTiles = 8;
+
 // fp32 backward on mma.sync (3xTF32, sm_80 and later): warps of 16 keys,
 // query tiles of 32 double-buffered, operands split per fragment load; rows
 // of kHeadDim + 4 floats (dS^T: kBlockM + 4) keep the scalar fragment loads
