@@ -54,38 +54,27 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
   float* s_delta = s_lse + 2 * kBlockM;  // both [2][kBlockM]
 
   const int warpgroup = threadIdx.x / 128, lane = threadIdx.x % 32;
-  const int64_t q_len = a.q_pos.length, k_len = a.k_pos.length;
-  const int n_tile = blockIdx.x;
-  const int64_t k0 = static_cast<int64_t>(n_tile) * kBlockN;
-  const int k_valid = static_cast<int>(min64(kBlockN, k_len - k0));
-  const int64_t group = a.num_heads / a.num_kv_heads;
-  const int64_t h = a.kv_head_begin * group + blockIdx.y;
-  const int64_t kv_head = h / group;
-  const int64_t b = blockIdx.z;
-  const int64_t q_stride = a.num_heads * kHeadDim;
-  const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
-  const int64_t kv_offset0 = KvOffset(a, b, a.k_row + k0, kv_head);
-  const int64_t q_offset0 = ((b * a.q_rows + a.q_row) * a.num_heads + h) * kHeadDim;
-  const T* g_q = static_cast<const T*>(a.q) + q_offset0;
-  const T* g_do = static_cast<const T*>(args.dout) + q_offset0;
-  const int64_t stat0 = (b * a.num_heads + h) * a.q_rows + a.q_row;
+  const KeyTileTask<kHeadDim, kBlockN> task(a);
+  const int64_t b = task.b, h = task.h;
+  const T* g_q = static_cast<const T*>(a.q) + task.q_offset0;
+  const T* g_do = static_cast<const T*>(args.dout) + task.q_offset0;
 
-  const KeyTileQueries tiles(a, b, n_tile, kBlockM, kBlockN);
+  const KeyTileQueries tiles(a, b, task.n_tile, kBlockM, kBlockN);
   const int m_begin = tiles.m_begin, m_end = tiles.m_end;
   if (m_begin >= m_end) return;  // no allowed pair: nothing to add
 
   const auto load_q_tile = [&](int m, int buffer) {
     const int64_t row = static_cast<int64_t>(m) * kBlockM;
-    const int valid = static_cast<int>(min64(kBlockM, q_len - row));
-    LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(s_q + buffer * Tr::kQBytes,
-                                                      g_q + row * q_stride, q_stride, valid);
-    LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(s_do + buffer * Tr::kQBytes,
-                                                      g_do + row * q_stride, q_stride, valid);
+    const int valid = static_cast<int>(min64(kBlockM, task.q_len - row));
+    LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(
+        s_q + buffer * Tr::kQBytes, g_q + row * task.q_stride, task.q_stride, valid);
+    LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(
+        s_do + buffer * Tr::kQBytes, g_do + row * task.q_stride, task.q_stride, valid);
   };
-  LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(s_k, static_cast<const T*>(a.k) + kv_offset0,
-                                                    kv_stride, k_valid);
-  LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(s_v, static_cast<const T*>(a.v) + kv_offset0,
-                                                    kv_stride, k_valid);
+  LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(
+      s_k, static_cast<const T*>(a.k) + task.kv_offset0, task.kv_stride, task.k_valid);
+  LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(
+      s_v, static_cast<const T*>(a.v) + task.kv_offset0, task.kv_stride, task.k_valid);
   load_q_tile(m_begin, 0);
   CpAsyncCommit();
 
@@ -104,9 +93,9 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
   float next_lse = INFINITY, next_delta = 0.f;
   const auto load_stats = [&](int m) {
     const int64_t row = static_cast<int64_t>(m) * kBlockM + threadIdx.x;
-    const bool ok = threadIdx.x < kBlockM && row < q_len;
-    next_lse = ok ? args.lse[stat0 + row] : INFINITY;
-    next_delta = ok ? args.delta[stat0 + row] : 0.f;
+    const bool ok = threadIdx.x < kBlockM && row < task.q_len;
+    next_lse = ok ? args.lse[task.stat0 + row] : INFINITY;
+    next_delta = ok ? args.delta[task.stat0 + row] : 0.f;
   };
   const auto store_stats = [&](int buffer) {
     if (threadIdx.x < kBlockM) {
@@ -137,7 +126,9 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
     IssueKeyTileProduct<E, kHeadDim, kBlockN, kBlockM, kRows>(s, s_k, 0, q_tile, q_base);
     IssueKeyTileProduct<E, kHeadDim, kBlockN, kBlockM, kRows>(dp, s_v, 0, do_tile, q_base);
     const FragmentBits<kRows> allowed =
-        tiles.NeedsMask(m) ? AllowedBitsT<kRows>(a, b, key0, k_valid, k0, q_first + q_base) : ~0u;
+        tiles.NeedsMask(m)
+            ? AllowedBitsT<kRows>(a, b, key0, task.k_valid, task.k0, q_first + q_base)
+            : ~0u;
     WgmmaWait<1>();
     FenceRegisters(s);
     ProbabilitiesT<kRows>(s, allowed, s_lse + buffer * kBlockM + q_base, scale_log2);
@@ -160,8 +151,8 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int64_t row = q_first + row0 + 8 * half;
-        if (row >= q_len) continue;
-        float* out = args.dq + q_offset0 + row * q_stride + col_base + c + (lane % 4) * 2;
+        if (row >= task.q_len) continue;
+        float* out = args.dq + task.q_offset0 + row * task.q_stride + col_base + c + (lane % 4) * 2;
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
           AtomicAdd2(out + j * 8, dq[4 * j + 2 * half] * a.softmax_scale,
@@ -200,7 +191,7 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
     __syncthreads();          // P^T, dS^T and this buffer are free for the next tile
   }
 
-  AddKeyGrads<kCols>(args, dk, dv, kv_offset0 + col_base, kv_stride, key0, k_valid);
+  AddKeyGrads<kCols>(args, dk, dv, task.kv_offset0 + col_base, task.kv_stride, key0, task.k_valid);
 #endif  // RINGATTN_WGMMA
 }
 

@@ -55,23 +55,12 @@ __global__ void __launch_bounds__(F32HopperBackwardTraits<kHeadDim>::kThreads, 1
   float* s_delta = s_lse + kBlockM;
 
   const int lane = threadIdx.x % 32;
-  const int64_t q_len = a.q_pos.length, k_len = a.k_pos.length;
-  const int n_tile = blockIdx.x;
-  const int64_t k0 = static_cast<int64_t>(n_tile) * kBlockN;
-  const int k_valid = static_cast<int>(min64(kBlockN, k_len - k0));
-  const int64_t group = a.num_heads / a.num_kv_heads;
-  const int64_t h = a.kv_head_begin * group + blockIdx.y;
-  const int64_t kv_head = h / group;
-  const int64_t b = blockIdx.z;
-  const int64_t q_stride = a.num_heads * kHeadDim;
-  const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
-  const int64_t kv_offset0 = KvOffset(a, b, a.k_row + k0, kv_head);
-  const int64_t q_offset0 = ((b * a.q_rows + a.q_row) * a.num_heads + h) * kHeadDim;
-  const float* g_q = static_cast<const float*>(a.q) + q_offset0;
-  const float* g_do = static_cast<const float*>(args.dout) + q_offset0;
-  const int64_t stat0 = (b * a.num_heads + h) * a.q_rows + a.q_row;
+  const KeyTileTask<kHeadDim, kBlockN> task(a);
+  const int64_t b = task.b, h = task.h;
+  const float* g_q = static_cast<const float*>(a.q) + task.q_offset0;
+  const float* g_do = static_cast<const float*>(args.dout) + task.q_offset0;
 
-  const KeyTileQueries tiles(a, b, n_tile, kBlockM, kBlockN);
+  const KeyTileQueries tiles(a, b, task.n_tile, kBlockM, kBlockN);
   const int m_begin = tiles.m_begin, m_end = tiles.m_end;
   if (m_begin >= m_end) return;  // no allowed pair: nothing to add
 
@@ -79,8 +68,8 @@ __global__ void __launch_bounds__(F32HopperBackwardTraits<kHeadDim>::kThreads, 1
   // 4 kq .. 4 kq + 3 (twice), which are also 4 consecutive keys of K^T's
   // rows 4c .. 4c + 3.
   {
-    const float* g_k = static_cast<const float*>(a.k) + kv_offset0;
-    const float* g_v = static_cast<const float*>(a.v) + kv_offset0;
+    const float* g_k = static_cast<const float*>(a.k) + task.kv_offset0;
+    const float* g_v = static_cast<const float*>(a.v) + task.kv_offset0;
     static_assert(kBlockN / 4 * kChunks == 2 * kThreads, "two key quads per thread");
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -89,8 +78,8 @@ __global__ void __launch_bounds__(F32HopperBackwardTraits<kHeadDim>::kThreads, 1
       float4 k[4], v[4];
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        k[i] = LoadF32Chunk(g_k, kv_stride, 4 * kq + i, c, k_valid);
-        v[i] = LoadF32Chunk(g_v, kv_stride, 4 * kq + i, c, k_valid);
+        k[i] = LoadF32Chunk(g_k, task.kv_stride, 4 * kq + i, c, task.k_valid);
+        v[i] = LoadF32Chunk(g_v, task.kv_stride, 4 * kq + i, c, task.k_valid);
       }
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
@@ -112,17 +101,17 @@ __global__ void __launch_bounds__(F32HopperBackwardTraits<kHeadDim>::kThreads, 1
   constexpr float kLog2e = 1.4426950408889634f;
   const auto load_query_tile = [&](int m) {
     const int64_t row = static_cast<int64_t>(m) * kBlockM;
-    const int valid = static_cast<int>(min64(kBlockM, q_len - row));
+    const int valid = static_cast<int>(min64(kBlockM, task.q_len - row));
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int query = 8 * q_block + 2 * i + q_parity;
-      q_raw[i] = LoadF32Chunk(g_q + row * q_stride, q_stride, query, q_c, valid);
-      do_raw[i] = LoadF32Chunk(g_do + row * q_stride, q_stride, query, q_c, valid);
+      q_raw[i] = LoadF32Chunk(g_q + row * task.q_stride, task.q_stride, query, q_c, valid);
+      do_raw[i] = LoadF32Chunk(g_do + row * task.q_stride, task.q_stride, query, q_c, valid);
     }
     // LSE (log2 units; +inf for rows that are not there, so P = 0) and D.
     const bool stat = threadIdx.x < valid;
-    next_lse = stat ? args.lse[stat0 + row + threadIdx.x] : INFINITY;
-    next_delta = stat ? args.delta[stat0 + row + threadIdx.x] : 0.f;
+    next_lse = stat ? args.lse[task.stat0 + row + threadIdx.x] : INFINITY;
+    next_delta = stat ? args.delta[task.stat0 + row + threadIdx.x] : 0.f;
   };
   const auto store_query_rows = [&] {  // Q and dO
 #pragma unroll
@@ -167,7 +156,8 @@ __global__ void __launch_bounds__(F32HopperBackwardTraits<kHeadDim>::kThreads, 1
       Tf32x3SS<kBlockM, kBlockN, kHeadDim / 8>(dp, kv(2), kv(3), qt(2), qt(3), false);
       WgmmaCommit();
       const FragmentBits<kBlockM> allowed =
-          tiles.NeedsMask(m) ? AllowedBitsT<kBlockM>(a, b, key0, k_valid, k0, q_first) : ~0u;
+          tiles.NeedsMask(m) ? AllowedBitsT<kBlockM>(a, b, key0, task.k_valid, task.k0, q_first)
+                             : ~0u;
       WgmmaWait<0>();
       FenceRegisters(s);
       FenceRegisters(dp);
@@ -223,8 +213,8 @@ __global__ void __launch_bounds__(F32HopperBackwardTraits<kHeadDim>::kThreads, 1
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int64_t query = q_first + j * 8 + (lane % 4) * 2 + e;
-          if (query >= q_len) continue;
-          float* out = args.dq + q_offset0 + query * q_stride + d0;
+          if (query >= task.q_len) continue;
+          float* out = args.dq + task.q_offset0 + query * task.q_stride + d0;
           atomicAdd(out, dq_t[4 * j + e] * a.softmax_scale);
           atomicAdd(out + 8, dq_t[4 * j + 2 + e] * a.softmax_scale);
         }
@@ -234,7 +224,7 @@ __global__ void __launch_bounds__(F32HopperBackwardTraits<kHeadDim>::kThreads, 1
       FenceProxyAsync();
       __syncthreads();  // the next tile is stored; dS and this tile's are free
     }
-    AddKeyGrads<kHeadDim>(args, dk, dv, kv_offset0, kv_stride, key0, k_valid);
+    AddKeyGrads<kHeadDim>(args, dk, dv, task.kv_offset0, task.kv_stride, key0, task.k_valid);
   }
 #endif  // RINGATTN_WGMMA
 }

@@ -60,34 +60,27 @@ __global__ void __launch_bounds__(F32BackwardTraits<kHeadDim>::kThreads)
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
-  const int64_t q_len = a.q_pos.length, k_len = a.k_pos.length;
-  const int n_tile = blockIdx.x;
-  const int64_t k0 = static_cast<int64_t>(n_tile) * kBlockN;
-  const int k_valid = static_cast<int>(min64(kBlockN, k_len - k0));
-  const int64_t group = a.num_heads / a.num_kv_heads;
-  const int64_t h = a.kv_head_begin * group + blockIdx.y;
-  const int64_t kv_head = h / group;
-  const int64_t b = blockIdx.z;
-  const int64_t q_stride = a.num_heads * kHeadDim;
-  const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
-  const int64_t kv_offset0 = KvOffset(a, b, a.k_row + k0, kv_head);
-  const int64_t q_offset0 = ((b * a.q_rows + a.q_row) * a.num_heads + h) * kHeadDim;
-  const float* g_q = static_cast<const float*>(a.q) + q_offset0;
-  const float* g_do = static_cast<const float*>(args.dout) + q_offset0;
-  const int64_t stat0 = (b * a.num_heads + h) * a.q_rows + a.q_row;
+  const KeyTileTask<kHeadDim, kBlockN> task(a);
+  const int64_t b = task.b, h = task.h;
+  const float* g_q = static_cast<const float*>(a.q) + task.q_offset0;
+  const float* g_do = static_cast<const float*>(args.dout) + task.q_offset0;
 
-  const KeyTileQueries tiles(a, b, n_tile, kBlockM, kBlockN);
+  const KeyTileQueries tiles(a, b, task.n_tile, kBlockM, kBlockN);
   const int m_begin = tiles.m_begin, m_end = tiles.m_end;
   if (m_begin >= m_end) return;  // no allowed pair: nothing to add
 
   const auto load_q_tile = [&](int m, int buffer) {
     const int64_t row = static_cast<int64_t>(m) * kBlockM;
-    const int valid = static_cast<int>(min64(kBlockM, q_len - row));
-    LoadF32Tile<Tr, kBlockM>(s_q + buffer * Tr::kQFloats, g_q + row * q_stride, q_stride, valid);
-    LoadF32Tile<Tr, kBlockM>(s_do + buffer * Tr::kQFloats, g_do + row * q_stride, q_stride, valid);
+    const int valid = static_cast<int>(min64(kBlockM, task.q_len - row));
+    LoadF32Tile<Tr, kBlockM>(s_q + buffer * Tr::kQFloats, g_q + row * task.q_stride, task.q_stride,
+                             valid);
+    LoadF32Tile<Tr, kBlockM>(s_do + buffer * Tr::kQFloats, g_do + row * task.q_stride,
+                             task.q_stride, valid);
   };
-  LoadF32Tile<Tr, kBlockN>(s_k, static_cast<const float*>(a.k) + kv_offset0, kv_stride, k_valid);
-  LoadF32Tile<Tr, kBlockN>(s_v, static_cast<const float*>(a.v) + kv_offset0, kv_stride, k_valid);
+  LoadF32Tile<Tr, kBlockN>(s_k, static_cast<const float*>(a.k) + task.kv_offset0, task.kv_stride,
+                           task.k_valid);
+  LoadF32Tile<Tr, kBlockN>(s_v, static_cast<const float*>(a.v) + task.kv_offset0, task.kv_stride,
+                           task.k_valid);
   load_q_tile(m_begin, 0);
   CpAsyncCommit();
 
@@ -113,10 +106,10 @@ __global__ void __launch_bounds__(F32BackwardTraits<kHeadDim>::kThreads)
       const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
       for (int r = threadIdx.x; r < kBlockM; r += Tr::kThreads) {
         // Rows past the end get LSE +inf: P = 0 there.
-        const bool ok = q_first + r < q_len;
-        const float lse = ok ? args.lse[stat0 + q_first + r] : INFINITY;
+        const bool ok = q_first + r < task.q_len;
+        const float lse = ok ? args.lse[task.stat0 + q_first + r] : INFINITY;
         s_lse[buffer * kBlockM + r] = lse == -INFINITY ? INFINITY : lse * kLog2e;
-        s_delta[buffer * kBlockM + r] = ok ? args.delta[stat0 + q_first + r] : 0.f;
+        s_delta[buffer * kBlockM + r] = ok ? args.delta[task.stat0 + q_first + r] : 0.f;
       }
       CpAsyncWait<1>();
       __syncthreads();
@@ -132,23 +125,24 @@ __global__ void __launch_bounds__(F32BackwardTraits<kHeadDim>::kThreads)
 #pragma unroll 1
       for (int kk = 0; kk < kHeadDim / 8; ++kk) {
         const int c = 8 * kk + t;
-        uint32_t a_hi[4], a_lo[4], b[kMB][4];
+        uint32_t a_hi[4], a_lo[4], frag[kMB][4];
         SplitRowFragment(s_k + key0 * kStride + c, kStride, a_hi, a_lo);
 #pragma unroll
         for (int j = 0; j < kMB; ++j)
-          SplitPair(q[(8 * j + g) * kStride + c], q[(8 * j + g) * kStride + c + 4], b[j]);
-        Mma3xTf32(s3, a_hi, a_lo, b);
+          SplitPair(q[(8 * j + g) * kStride + c], q[(8 * j + g) * kStride + c + 4], frag[j]);
+        Mma3xTf32(s3, a_hi, a_lo, frag);
         SplitRowFragment(s_v + key0 * kStride + c, kStride, a_hi, a_lo);
 #pragma unroll
         for (int j = 0; j < kMB; ++j) {
-          SplitPair(dout[(8 * j + g) * kStride + c], dout[(8 * j + g) * kStride + c + 4], b[j]);
+          SplitPair(dout[(8 * j + g) * kStride + c], dout[(8 * j + g) * kStride + c + 4], frag[j]);
         }
-        Mma3xTf32(dp3, a_hi, a_lo, b);
+        Mma3xTf32(dp3, a_hi, a_lo, frag);
       }
 
       // P^T (masked pairs 0), dS^T = P^T (dP^T - D), and dS^T to shared memory.
       const FragmentBits<kBlockM> allowed =
-          tiles.NeedsMask(m) ? AllowedBitsT<kBlockM>(a, b, key0, k_valid, k0, q_first) : ~0u;
+          tiles.NeedsMask(m) ? AllowedBitsT<kBlockM>(a, b, key0, task.k_valid, task.k0, q_first)
+                             : ~0u;
       ProbabilitiesT<kBlockM>(s, allowed, s_lse + buffer * kBlockM, scale_log2);
 #pragma unroll
       for (int j = 0; j < kMB; ++j) {
@@ -175,19 +169,19 @@ __global__ void __launch_bounds__(F32BackwardTraits<kHeadDim>::kThreads)
         const int r = (8 * j + 2 * t) * kStride + g;
 #pragma unroll
         for (int ig = 0; ig < kDB / kGroup; ++ig) {
-          uint32_t b[kGroup][4];
+          uint32_t frag[kGroup][4];
 #pragma unroll
           for (int i = 0; i < kGroup; ++i) {
             const int col = (ig * kGroup + i) * 8;
-            SplitPair(dout[r + col], dout[r + kStride + col], b[i]);
+            SplitPair(dout[r + col], dout[r + kStride + col], frag[i]);
           }
-          Mma3xTf32(dv3[ig], p_hi, p_lo, b);
+          Mma3xTf32(dv3[ig], p_hi, p_lo, frag);
 #pragma unroll
           for (int i = 0; i < kGroup; ++i) {
             const int col = (ig * kGroup + i) * 8;
-            SplitPair(q[r + col], q[r + kStride + col], b[i]);
+            SplitPair(q[r + col], q[r + kStride + col], frag[i]);
           }
-          Mma3xTf32(dk3[ig], ds_hi, ds_lo, b);
+          Mma3xTf32(dk3[ig], ds_hi, ds_lo, frag);
         }
       }
       __syncthreads();  // dS^T complete
@@ -215,20 +209,20 @@ __global__ void __launch_bounds__(F32BackwardTraits<kHeadDim>::kThreads)
           const float* k_rows = s_k + (8 * kk + 2 * t) * kStride + col_base + g;
 #pragma unroll
           for (int ig = 0; ig < kCB / kGroup; ++ig) {
-            uint32_t b[kGroup][4];
+            uint32_t frag[kGroup][4];
 #pragma unroll
             for (int i = 0; i < kGroup; ++i) {
               const int col = (ig * kGroup + i) * 8;
-              SplitPair(k_rows[col], k_rows[kStride + col], b[i]);
+              SplitPair(k_rows[col], k_rows[kStride + col], frag[i]);
             }
-            Mma3xTf32(dq[ig], a_hi, a_lo, b);
+            Mma3xTf32(dq[ig], a_hi, a_lo, frag);
           }
         }
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           const int64_t row = q_first + row_base + g + 8 * half;
-          if (row >= q_len) continue;
-          float* out = args.dq + q_offset0 + row * q_stride + col_base + 2 * t;
+          if (row >= task.q_len) continue;
+          float* out = args.dq + task.q_offset0 + row * task.q_stride + col_base + 2 * t;
 #pragma unroll
           for (int ig = 0; ig < kCB / kGroup; ++ig) {
 #pragma unroll
@@ -241,7 +235,7 @@ __global__ void __launch_bounds__(F32BackwardTraits<kHeadDim>::kThreads)
       }
       __syncthreads();  // s_ds and this buffer are free for the next tile
     }
-    AddKeyGrads<kHeadDim>(args, dk, dv, kv_offset0, kv_stride, key0, k_valid);
+    AddKeyGrads<kHeadDim>(args, dk, dv, task.kv_offset0, task.kv_stride, key0, task.k_valid);
   }
 }
 

@@ -42,38 +42,27 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
   float* s_delta = s_lse + 2 * kBlockM;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t q_len = a.q_pos.length, k_len = a.k_pos.length;
-  const int n_tile = blockIdx.x;
-  const int64_t k0 = static_cast<int64_t>(n_tile) * kBlockN;
-  const int k_valid = static_cast<int>(min64(kBlockN, k_len - k0));
-  const int64_t group = a.num_heads / a.num_kv_heads;
-  const int64_t h = a.kv_head_begin * group + blockIdx.y;
-  const int64_t kv_head = h / group;
-  const int64_t b = blockIdx.z;
-  const int64_t q_stride = a.num_heads * kHeadDim;
-  const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
-  const int64_t kv_offset0 = KvOffset(a, b, a.k_row + k0, kv_head);
-  const int64_t q_offset0 = ((b * a.q_rows + a.q_row) * a.num_heads + h) * kHeadDim;
-  const T* g_q = static_cast<const T*>(a.q) + q_offset0;
-  const T* g_do = static_cast<const T*>(args.dout) + q_offset0;
-  const int64_t stat0 = (b * a.num_heads + h) * a.q_rows + a.q_row;
+  const KeyTileTask<kHeadDim, kBlockN> task(a);
+  const int64_t b = task.b, h = task.h;
+  const T* g_q = static_cast<const T*>(a.q) + task.q_offset0;
+  const T* g_do = static_cast<const T*>(args.dout) + task.q_offset0;
 
-  const KeyTileQueries tiles(a, b, n_tile, kBlockM, kBlockN);
+  const KeyTileQueries tiles(a, b, task.n_tile, kBlockM, kBlockN);
   const int m_begin = tiles.m_begin, m_end = tiles.m_end;
   if (m_begin >= m_end) return;  // no allowed pair: nothing to add
 
   const auto load_q_tile = [&](int m, int buffer) {
     const int64_t row = static_cast<int64_t>(m) * kBlockM;
-    const int valid = static_cast<int>(min64(kBlockM, q_len - row));
-    LoadTile<kHeadDim, kBlockM, Tr::kThreads>(s_q + buffer * Tr::kQElements, g_q + row * q_stride,
-                                              q_stride, valid);
-    LoadTile<kHeadDim, kBlockM, Tr::kThreads>(s_do + buffer * Tr::kQElements, g_do + row * q_stride,
-                                              q_stride, valid);
+    const int valid = static_cast<int>(min64(kBlockM, task.q_len - row));
+    LoadTile<kHeadDim, kBlockM, Tr::kThreads>(s_q + buffer * Tr::kQElements,
+                                              g_q + row * task.q_stride, task.q_stride, valid);
+    LoadTile<kHeadDim, kBlockM, Tr::kThreads>(s_do + buffer * Tr::kQElements,
+                                              g_do + row * task.q_stride, task.q_stride, valid);
   };
-  LoadTile<kHeadDim, kBlockN, Tr::kThreads>(s_k, static_cast<const T*>(a.k) + kv_offset0, kv_stride,
-                                            k_valid);
-  LoadTile<kHeadDim, kBlockN, Tr::kThreads>(s_v, static_cast<const T*>(a.v) + kv_offset0, kv_stride,
-                                            k_valid);
+  LoadTile<kHeadDim, kBlockN, Tr::kThreads>(s_k, static_cast<const T*>(a.k) + task.kv_offset0,
+                                            task.kv_stride, task.k_valid);
+  LoadTile<kHeadDim, kBlockN, Tr::kThreads>(s_v, static_cast<const T*>(a.v) + task.kv_offset0,
+                                            task.kv_stride, task.k_valid);
   load_q_tile(m_begin, 0);
   CpAsyncCommit();
 
@@ -106,15 +95,15 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
     const bool full = !tiles.NeedsMask(m);
     int col_begin[2] = {0, 0}, col_end[2] = {0, 0};
     if (!full) {
-      KeyQueryColumns(a, b, warp * 16 + lane / 4, k_valid, k0, q_first, kBlockM, col_begin,
-                      col_end);
+      KeyQueryColumns(a, b, warp * 16 + lane / 4, task.k_valid, task.k0, q_first, kBlockM,
+                      col_begin, col_end);
     }
     for (int r = threadIdx.x; r < kBlockM; r += Tr::kThreads) {
       // Rows past the end get LSE +inf: P = 0 there.
-      const bool ok = q_first + r < q_len;
-      const float lse = ok ? args.lse[stat0 + q_first + r] : INFINITY;
+      const bool ok = q_first + r < task.q_len;
+      const float lse = ok ? args.lse[task.stat0 + q_first + r] : INFINITY;
       s_lse[buffer * kBlockM + r] = lse == -INFINITY ? INFINITY : lse * kLog2e;
-      s_delta[buffer * kBlockM + r] = ok ? args.delta[stat0 + q_first + r] : 0.f;
+      s_delta[buffer * kBlockM + r] = ok ? args.delta[task.stat0 + q_first + r] : 0.f;
     }
     CpAsyncWait<1>();
     __syncthreads();
@@ -250,8 +239,8 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int64_t row = q_first + row_base + lane / 4 + 8 * half;
-        if (row >= q_len) continue;
-        float* out = args.dq + q_offset0 + row * q_stride + col_base + (lane % 4) * 2;
+        if (row >= task.q_len) continue;
+        float* out = args.dq + task.q_offset0 + row * task.q_stride + col_base + (lane % 4) * 2;
 #pragma unroll
         for (int i = 0; i < kCols / 8; ++i) {
           AtomicAdd2(out + i * 8, dq[i][2 * half] * a.softmax_scale,
@@ -266,15 +255,15 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int key = warp * 16 + lane / 4 + 8 * half;
-    if (key >= k_valid) continue;
-    const int64_t offset = kv_offset0 + key * kv_stride + (lane % 4) * 2;
+    if (key >= task.k_valid) continue;
+    const int64_t offset = task.kv_offset0 + key * task.kv_stride + (lane % 4) * 2;
     float* out_k = args.dk + offset;
     float* out_v = args.dv + offset;
 #pragma unroll
     for (int i = 0; i < kDBlocks; ++i) {
       const float k_x = dk[i][2 * half] * a.softmax_scale;
       const float k_y = dk[i][2 * half + 1] * a.softmax_scale;
-      if (group == 1) {  // this CTA alone adds to these rows in this launch
+      if (task.group == 1) {  // this CTA alone adds to these rows in this launch
         float2* pk = reinterpret_cast<float2*>(out_k + i * 8);
         float2* pv = reinterpret_cast<float2*>(out_v + i * 8);
         const float2 ok = *pk, ov = *pv;
