@@ -57,21 +57,12 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
   };
 
   const int warpgroup = threadIdx.x / 128;
-  const int64_t q_len = a.q_pos.length, k_len = a.k_pos.length;
-  const int m_tile = gridDim.x - 1 - blockIdx.x;  // heavy causal tiles first
-  const int64_t q0 = static_cast<int64_t>(m_tile) * kBlockM;
-  const int q_valid = static_cast<int>(min64(kBlockM, q_len - q0));
-  const int64_t group = a.num_heads / a.num_kv_heads;
-  const int64_t h = a.kv_head_begin * group + blockIdx.y;
-  const int64_t kv_head = h / group;
-  const int64_t b = blockIdx.z;
-  const int64_t q_stride = a.num_heads * kHeadDim;
-  const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
-  const float* g_q =
-      static_cast<const float*>(a.q) + ((b * a.q_rows + a.q_row + q0) * a.num_heads + h) * kHeadDim;
-  const float* g_k = static_cast<const float*>(a.k) + KvOffset(a, b, a.k_row, kv_head);
-  const float* g_v = static_cast<const float*>(a.v) + KvOffset(a, b, a.k_row, kv_head);
-  const KeyTileRange tiles(a, b, m_tile, kBlockM, kBlockN);
+  const QueryTileTask<kHeadDim, kBlockM> task(a);
+  const int64_t b = task.b, h = task.h;
+  const float* g_q = static_cast<const float*>(a.q) + task.q_offset0;
+  const float* g_k = static_cast<const float*>(a.k) + task.kv_offset0;
+  const float* g_v = static_cast<const float*>(a.v) + task.kv_offset0;
+  const KeyTileRange tiles(a, b, task.m_tile, kBlockM, kBlockN);
   const int n_begin = tiles.n_begin, n_end = tiles.n_end;
 
   const int row0 = warpgroup * 64 + (threadIdx.x / 32 % 4) * 16 + threadIdx.x % 32 / 4;
@@ -93,15 +84,15 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
   float4 k_raw[kKRows], v_raw[4];
   const auto load_tile = [&](int n) {
     const int64_t k1 = static_cast<int64_t>(n) * kBlockN;
-    const int valid = static_cast<int>(min64(kBlockN, k_len - k1));
-    const float* k = g_k + k1 * kv_stride;
-    const float* v = g_v + k1 * kv_stride;
+    const int valid = static_cast<int>(min64(kBlockN, task.k_len - k1));
+    const float* k = g_k + k1 * task.kv_stride;
+    const float* v = g_v + k1 * task.kv_stride;
 #pragma unroll
     for (int i = 0; i < kKRows; ++i)
-      k_raw[i] = LoadF32Chunk(k, kv_stride, k_row + kRowStep * i, k_c, valid);
+      k_raw[i] = LoadF32Chunk(k, task.kv_stride, k_row + kRowStep * i, k_c, valid);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      v_raw[i] = LoadF32Chunk(v, kv_stride, 8 * v_block + 2 * i + v_parity, v_c, valid);
+      v_raw[i] = LoadF32Chunk(v, task.kv_stride, 8 * v_block + 2 * i + v_parity, v_c, valid);
     }
   };
   const auto store_tile = [&](int stage) {
@@ -133,7 +124,7 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
     float4 q_raw[kQRows];
 #pragma unroll
     for (int i = 0; i < kQRows; ++i) {
-      q_raw[i] = LoadF32Chunk(g_q, q_stride, k_row + kRowStep * i, k_c, q_valid);
+      q_raw[i] = LoadF32Chunk(g_q, task.q_stride, k_row + kRowStep * i, k_c, task.q_valid);
     }
     load_tile(n_begin);
 #pragma unroll
@@ -152,7 +143,7 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
     issue_s(stage);
     WgmmaWait<0>();
     FenceRegisters(s_flat);
-    if (tiles.NeedsMask(n)) MaskScores(s, a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN);
+    if (tiles.NeedsMask(n)) MaskScores(s, a, b, task.q0 + row0, static_cast<int64_t>(n) * kBlockN);
     float rescale[1][2];
     SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
     RescaleRows(o, rescale);
@@ -170,8 +161,8 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
     __syncthreads();  // tile n + 1 is stored; both warpgroups are done with `stage`
   }
 
-  StoreBlockResult<ElementType::kFloat32, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid,
-                                                    row0);
+  StoreBlockResult<ElementType::kFloat32, kHeadDim>(o, row_max, row_sum, a, b, h, task.q0,
+                                                    task.q_valid, row0);
 #endif  // RINGATTN_WGMMA
 }
 

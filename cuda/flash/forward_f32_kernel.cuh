@@ -71,22 +71,13 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
-  const int64_t q_len = a.q_pos.length, k_len = a.k_pos.length;
-  const int m_tile = gridDim.x - 1 - blockIdx.x;  // heavy causal tiles first
-  const int64_t q0 = static_cast<int64_t>(m_tile) * kBlockM;
-  const int q_valid = static_cast<int>(min64(kBlockM, q_len - q0));
-  const int64_t group = a.num_heads / a.num_kv_heads;
-  const int64_t h = a.kv_head_begin * group + blockIdx.y;
-  const int64_t kv_head = h / group;
-  const int64_t b = blockIdx.z;
-  const int64_t q_stride = a.num_heads * kHeadDim;
-  const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
-  const float* g_q =
-      static_cast<const float*>(a.q) + ((b * a.q_rows + a.q_row + q0) * a.num_heads + h) * kHeadDim;
-  const float* g_k = static_cast<const float*>(a.k) + KvOffset(a, b, a.k_row, kv_head);
-  const float* g_v = static_cast<const float*>(a.v) + KvOffset(a, b, a.k_row, kv_head);
+  const QueryTileTask<kHeadDim, kBlockM> task(a);
+  const int64_t b = task.b, h = task.h;
+  const float* g_q = static_cast<const float*>(a.q) + task.q_offset0;
+  const float* g_k = static_cast<const float*>(a.k) + task.kv_offset0;
+  const float* g_v = static_cast<const float*>(a.v) + task.kv_offset0;
 
-  const KeyTileRange tiles(a, b, m_tile, kBlockM, kBlockN);
+  const KeyTileRange tiles(a, b, task.m_tile, kBlockM, kBlockN);
   const int n_begin = tiles.n_begin, n_end = tiles.n_end;
   const int row0 = warp * 16 + g;  // the thread's rows: row0 and row0 + 8
   const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
@@ -98,11 +89,11 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
     acc[0][i][0] = acc[0][i][1] = acc[0][i][2] = acc[0][i][3] = 0.f;
 
   if (n_begin < n_end) {
-    LoadF32Tile<Tr, kBlockM>(s_q, g_q, q_stride, q_valid);
+    LoadF32Tile<Tr, kBlockM>(s_q, g_q, task.q_stride, task.q_valid);
     const int64_t k_first = static_cast<int64_t>(n_begin) * kBlockN;
-    const int valid = static_cast<int>(min64(kBlockN, k_len - k_first));
-    LoadF32Tile<Tr, kBlockN>(s_k, g_k + k_first * kv_stride, kv_stride, valid);
-    LoadF32Tile<Tr, kBlockN>(s_v, g_v + k_first * kv_stride, kv_stride, valid);
+    const int valid = static_cast<int>(min64(kBlockN, task.k_len - k_first));
+    LoadF32Tile<Tr, kBlockN>(s_k, g_k + k_first * task.kv_stride, task.kv_stride, valid);
+    LoadF32Tile<Tr, kBlockN>(s_v, g_v + k_first * task.kv_stride, task.kv_stride, valid);
     CpAsyncCommit();
   }
   const int q_frag = row0 * kStride + t;
@@ -111,11 +102,11 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
     const int buffer = (n - n_begin) & 1;
     if (n + 1 < n_end) {
       const int64_t k1 = static_cast<int64_t>(n + 1) * kBlockN;
-      const int valid = static_cast<int>(min64(kBlockN, k_len - k1));
-      LoadF32Tile<Tr, kBlockN>(s_k + (buffer ^ 1) * Tr::kKvFloats, g_k + k1 * kv_stride, kv_stride,
-                               valid);
-      LoadF32Tile<Tr, kBlockN>(s_v + (buffer ^ 1) * Tr::kKvFloats, g_v + k1 * kv_stride, kv_stride,
-                               valid);
+      const int valid = static_cast<int>(min64(kBlockN, task.k_len - k1));
+      LoadF32Tile<Tr, kBlockN>(s_k + (buffer ^ 1) * Tr::kKvFloats, g_k + k1 * task.kv_stride,
+                               task.kv_stride, valid);
+      LoadF32Tile<Tr, kBlockN>(s_v + (buffer ^ 1) * Tr::kKvFloats, g_v + k1 * task.kv_stride,
+                               task.kv_stride, valid);
     }
     CpAsyncCommit();
     CpAsyncWait<1>();
@@ -156,7 +147,7 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
     }
 
     if (tiles.NeedsMask(n)) {
-      MaskScores(s, a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN);
+      MaskScores(s, a, b, task.q0 + row0, static_cast<int64_t>(n) * kBlockN);
     }
     float rescale[1][2];
     SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
@@ -185,8 +176,8 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
     __syncthreads();  // every warp is done with `buffer` and the lo tiles
   }
 
-  StoreBlockResult<ElementType::kFloat32, kHeadDim>(acc, row_max, row_sum, a, b, h, q0, q_valid,
-                                                    row0);
+  StoreBlockResult<ElementType::kFloat32, kHeadDim>(acc, row_max, row_sum, a, b, h, task.q0,
+                                                    task.q_valid, row0);
 }
 
 template <int kHeadDim>

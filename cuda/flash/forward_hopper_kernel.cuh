@@ -43,21 +43,12 @@ __global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
   const auto v_tile = [&](int stage) { return k_tile(stage) + Tr::kKvBytes; };
 
   const int warpgroup = threadIdx.x / 128;
-  const int64_t q_len = a.q_pos.length, k_len = a.k_pos.length;
-  const int m_tile = gridDim.x - 1 - blockIdx.x;  // heavy causal tiles first
-  const int64_t q0 = static_cast<int64_t>(m_tile) * kBlockM;
-  const int q_valid = static_cast<int>(min64(kBlockM, q_len - q0));
-  const int64_t group = a.num_heads / a.num_kv_heads;
-  const int64_t h = a.kv_head_begin * group + blockIdx.y;
-  const int64_t kv_head = h / group;
-  const int64_t b = blockIdx.z;
-  const int64_t q_stride = a.num_heads * kHeadDim;
-  const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
-  const T* g_q =
-      static_cast<const T*>(a.q) + ((b * a.q_rows + a.q_row + q0) * a.num_heads + h) * kHeadDim;
-  const T* g_k = static_cast<const T*>(a.k) + KvOffset(a, b, a.k_row, kv_head);
-  const T* g_v = static_cast<const T*>(a.v) + KvOffset(a, b, a.k_row, kv_head);
-  const KeyTileRange tiles(a, b, m_tile, kBlockM, kBlockN);
+  const QueryTileTask<kHeadDim, kBlockM> task(a);
+  const int64_t b = task.b, h = task.h;
+  const T* g_q = static_cast<const T*>(a.q) + task.q_offset0;
+  const T* g_k = static_cast<const T*>(a.k) + task.kv_offset0;
+  const T* g_v = static_cast<const T*>(a.v) + task.kv_offset0;
+  const KeyTileRange tiles(a, b, task.m_tile, kBlockM, kBlockN);
   const int n_begin = tiles.n_begin, n_end = tiles.n_end;
 
   // Rows row0 and row0 + 8 of the tile: warp w of a warpgroup owns 16.
@@ -75,11 +66,11 @@ __global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
 
   const auto load_stage = [&](int n, int stage) {
     const int64_t k1 = static_cast<int64_t>(n) * kBlockN;
-    const int valid = static_cast<int>(min64(kBlockN, k_len - k1));
-    LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(k_tile(stage), g_k + k1 * kv_stride,
-                                                      kv_stride, valid);
-    LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(v_tile(stage), g_v + k1 * kv_stride,
-                                                      kv_stride, valid);
+    const int valid = static_cast<int>(min64(kBlockN, task.k_len - k1));
+    LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(k_tile(stage), g_k + k1 * task.kv_stride,
+                                                      task.kv_stride, valid);
+    LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(v_tile(stage), g_v + k1 * task.kv_stride,
+                                                      task.kv_stride, valid);
     CpAsyncCommit();
   };
   // S = Q K^T for the warpgroup's 64 rows and the stage's kBlockN keys.
@@ -107,7 +98,7 @@ __global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
   // Masks S of key tile n where needed and runs the softmax step on it.
   const auto softmax = [&](int n, float(&rescale)[1][2]) {
     FenceRegisters(s_flat);
-    if (tiles.NeedsMask(n)) MaskScores(s, a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN);
+    if (tiles.NeedsMask(n)) MaskScores(s, a, b, task.q0 + row0, static_cast<int64_t>(n) * kBlockN);
     SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
   };
   const auto pack_p = [&]() {
@@ -116,7 +107,7 @@ __global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
   };
 
   if (n_begin < n_end) {
-    LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(s_q, g_q, q_stride, q_valid);
+    LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(s_q, g_q, task.q_stride, task.q_valid);
     load_stage(n_begin, 0);
     if (n_begin + 1 < n_end) {
       load_stage(n_begin + 1, 1);
@@ -160,7 +151,7 @@ __global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
     FenceRegisters(o_flat);
   }
 
-  StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0);
+  StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, task.q0, task.q_valid, row0);
 #endif  // RINGATTN_WGMMA
 }
 

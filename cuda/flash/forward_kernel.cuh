@@ -60,22 +60,13 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
   T* s_v = s_k + 2 * Tr::kKvElements;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t q_len = a.q_pos.length, k_len = a.k_pos.length;
-  const int m_tile = gridDim.x - 1 - blockIdx.x;  // heavy causal tiles first
-  const int64_t q0 = static_cast<int64_t>(m_tile) * kBlockM;
-  const int q_valid = static_cast<int>(min64(kBlockM, q_len - q0));
-  const int64_t group = a.num_heads / a.num_kv_heads;
-  const int64_t h = a.kv_head_begin * group + blockIdx.y;
-  const int64_t kv_head = h / group;
-  const int64_t b = blockIdx.z;
-  const int64_t q_stride = a.num_heads * kHeadDim;
-  const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
-  const T* g_q =
-      static_cast<const T*>(a.q) + ((b * a.q_rows + a.q_row + q0) * a.num_heads + h) * kHeadDim;
-  const T* g_k = static_cast<const T*>(a.k) + KvOffset(a, b, a.k_row, kv_head);
-  const T* g_v = static_cast<const T*>(a.v) + KvOffset(a, b, a.k_row, kv_head);
+  const QueryTileTask<kHeadDim, kBlockM> task(a);
+  const int64_t b = task.b, h = task.h;
+  const T* g_q = static_cast<const T*>(a.q) + task.q_offset0;
+  const T* g_k = static_cast<const T*>(a.k) + task.kv_offset0;
+  const T* g_v = static_cast<const T*>(a.v) + task.kv_offset0;
 
-  const KeyTileRange tiles(a, b, m_tile, kBlockM, kBlockN);
+  const KeyTileRange tiles(a, b, task.m_tile, kBlockM, kBlockN);
   const int n_begin = tiles.n_begin, n_end = tiles.n_end;
 
   // This thread's rows: g and g + 8 of each of the warp's kMTiles m16 tiles.
@@ -96,13 +87,15 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
   }
 
   if (n_begin < n_end) {
-    LoadTile<kHeadDim, kBlockM, Tr::kThreads>(s_q, g_q, q_stride, q_valid);
+    LoadTile<kHeadDim, kBlockM, Tr::kThreads>(s_q, g_q, task.q_stride, task.q_valid);
     const int first_valid =
-        static_cast<int>(min64(kBlockN, k_len - static_cast<int64_t>(n_begin) * kBlockN));
+        static_cast<int>(min64(kBlockN, task.k_len - static_cast<int64_t>(n_begin) * kBlockN));
     LoadTile<kHeadDim, kBlockN, Tr::kThreads>(
-        s_k, g_k + static_cast<int64_t>(n_begin) * kBlockN * kv_stride, kv_stride, first_valid);
+        s_k, g_k + static_cast<int64_t>(n_begin) * kBlockN * task.kv_stride, task.kv_stride,
+        first_valid);
     LoadTile<kHeadDim, kBlockN, Tr::kThreads>(
-        s_v, g_v + static_cast<int64_t>(n_begin) * kBlockN * kv_stride, kv_stride, first_valid);
+        s_v, g_v + static_cast<int64_t>(n_begin) * kBlockN * task.kv_stride, task.kv_stride,
+        first_valid);
     CpAsyncCommit();
   }
 
@@ -116,11 +109,11 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
     const uint32_t kv_offset = buffer * Tr::kKvElements * 2;  // bytes
     if (n + 1 < n_end) {
       const int64_t k1 = static_cast<int64_t>(n + 1) * kBlockN;
-      const int valid = static_cast<int>(min64(kBlockN, k_len - k1));
+      const int valid = static_cast<int>(min64(kBlockN, task.k_len - k1));
       LoadTile<kHeadDim, kBlockN, Tr::kThreads>(s_k + (buffer ^ 1) * Tr::kKvElements,
-                                                g_k + k1 * kv_stride, kv_stride, valid);
+                                                g_k + k1 * task.kv_stride, task.kv_stride, valid);
       LoadTile<kHeadDim, kBlockN, Tr::kThreads>(s_v + (buffer ^ 1) * Tr::kKvElements,
-                                                g_v + k1 * kv_stride, kv_stride, valid);
+                                                g_v + k1 * task.kv_stride, task.kv_stride, valid);
     }
     CpAsyncCommit();
     CpAsyncWait<1>();
@@ -158,7 +151,7 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
 
       // Element-wise mask where the tile is not entirely allowed.
       if (tiles.NeedsMask(n)) {
-        MaskScores(s, a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN + sub * kSubN);
+        MaskScores(s, a, b, task.q0 + row0, static_cast<int64_t>(n) * kBlockN + sub * kSubN);
       }
 
       float rescale[kMT][2];
@@ -186,7 +179,7 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
     __syncthreads();  // every warp is done with `buffer` before it refills
   }
 
-  StoreBlockResult<E, kHeadDim>(acc, row_max, row_sum, a, b, h, q0, q_valid, row0);
+  StoreBlockResult<E, kHeadDim>(acc, row_max, row_sum, a, b, h, task.q0, task.q_valid, row0);
 }
 
 template <ElementType E, int kHeadDim>

@@ -1,6 +1,6 @@
 // The launch tail the tensor-core kernels share: the grid of a block task
-// (one CTA per tile of a run x query head x batch row), the backward CTA's
-// task decoded from its block index, and a launch that first raises the
+// (one CTA per tile of a run x query head x batch row), a forward or
+// backward CTA's task decoded from its block index, and a launch that first raises the
 // kernel's dynamic shared-memory limit.
 #ifndef RINGATTN_CUDA_FLASH_LAUNCH_CUH_
 #define RINGATTN_CUDA_FLASH_LAUNCH_CUH_
@@ -23,6 +23,36 @@ inline dim3 TaskGrid(const ForwardBlockArgs& a, int64_t rows, int tile) {
               static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
               static_cast<unsigned>(a.batch));
 }
+
+// A (non-persistent) forward CTA's task from its block index (TaskGrid over
+// query rows): query tile m_tile of kBlockM rows (q_valid of them in the
+// task, from task row q0; blockIdx.x counts from the last tile, so heavy
+// causal tiles start first), query head h = blockIdx.y of the launch's,
+// batch row b = blockIdx.z; element offsets of the tile's first Q row
+// (q_offset0) and of the task's first key row in K and V (kv_offset0).
+template <int kHeadDim, int kBlockM>
+struct QueryTileTask {
+  int64_t k_len;
+  int m_tile;
+  int64_t q0;
+  int q_valid;
+  int64_t group, h, kv_head, b;
+  int64_t q_stride, kv_stride;  // elements between rows
+  int64_t q_offset0, kv_offset0;
+  __device__ __forceinline__ explicit QueryTileTask(const ForwardBlockArgs& a)
+      : k_len(a.k_pos.length),
+        m_tile(gridDim.x - 1 - blockIdx.x),
+        q0(static_cast<int64_t>(m_tile) * kBlockM),
+        q_valid(static_cast<int>(min64(kBlockM, a.q_pos.length - q0))),
+        group(a.num_heads / a.num_kv_heads),
+        h(a.kv_head_begin * group + blockIdx.y),
+        kv_head(h / group),
+        b(blockIdx.z),
+        q_stride(a.num_heads * kHeadDim),
+        kv_stride(KvBufferHeads(a) * kHeadDim),
+        q_offset0(((b * a.q_rows + a.q_row + q0) * a.num_heads + h) * kHeadDim),
+        kv_offset0(KvOffset(a, b, a.k_row, kv_head)) {}
+};
 
 // A backward CTA's task from its block index (TaskGrid over key rows): key
 // tile n_tile = blockIdx.x of kBlockN keys (k_valid of them in the task,
