@@ -56,30 +56,18 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
   const int warpgroup = threadIdx.x / 128, lane = threadIdx.x % 32;
   const KeyTileTask<kHeadDim, kBlockN> task(a);
   const int64_t b = task.b, h = task.h;
-  const T* g_q = static_cast<const T*>(a.q) + task.q_offset0;
-  const T* g_do = static_cast<const T*>(args.dout) + task.q_offset0;
 
   const KeyTileQueries tiles(a, b, task.n_tile, kBlockM, kBlockN);
   const int m_begin = tiles.m_begin, m_end = tiles.m_end;
   if (m_begin >= m_end) return;  // no allowed pair: nothing to add
 
-  const auto load_q_tile = [&](int m, int buffer) {
-    const int64_t row = static_cast<int64_t>(m) * kBlockM;
-    const int valid = static_cast<int>(min64(kBlockM, task.q_len - row));
-    LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(
-        s_q + buffer * Tr::kQBytes, g_q + row * task.q_stride, task.q_stride, valid);
-    LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(
-        s_do + buffer * Tr::kQBytes, g_do + row * task.q_stride, task.q_stride, valid);
-  };
-  LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(
-      s_k, static_cast<const T*>(a.k) + task.kv_offset0, task.kv_stride, task.k_valid);
-  LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(
-      s_v, static_cast<const T*>(a.v) + task.kv_offset0, task.kv_stride, task.k_valid);
-  load_q_tile(m_begin, 0);
+  CpAsyncQueryTiles<E, kHeadDim, kBlockN, kBlockM, Tr::kThreads> queries(args, task, s_q, s_do,
+                                                                         s_lse, s_delta);
+  queries.LoadKeys(s_k, s_v);
+  queries.Load(m_begin, 0);
   CpAsyncCommit();
 
   const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
-  constexpr float kLog2e = 1.4426950408889634f;
   float dk[kCols / 2], dv[kCols / 2];
 #pragma unroll
   for (int i = 0; i < kCols / 2; ++i) dk[i] = dv[i] = 0.f;
@@ -88,37 +76,17 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
   const int key0 = (threadIdx.x / 32 % 4) * 16 + lane / 4;
   const int q_base = warpgroup * kRows, col_base = warpgroup * kCols;
 
-  // LSE (log2 units; +inf for rows that are not there: P = 0) and D of the
-  // next query tile, loaded at the top of an iteration, stored at its end.
-  float next_lse = INFINITY, next_delta = 0.f;
-  const auto load_stats = [&](int m) {
-    const int64_t row = static_cast<int64_t>(m) * kBlockM + threadIdx.x;
-    const bool ok = threadIdx.x < kBlockM && row < task.q_len;
-    next_lse = ok ? args.lse[task.stat0 + row] : INFINITY;
-    next_delta = ok ? args.delta[task.stat0 + row] : 0.f;
-  };
-  const auto store_stats = [&](int buffer) {
-    if (threadIdx.x < kBlockM) {
-      s_lse[buffer * kBlockM + threadIdx.x] = next_lse == -INFINITY ? INFINITY : next_lse * kLog2e;
-      s_delta[buffer * kBlockM + threadIdx.x] = next_delta;
-    }
-  };
-  load_stats(m_begin);
-  store_stats(0);
+  queries.StoreStats(0);
 
   for (int m = m_begin; m < m_end; ++m) {
     const int buffer = (m - m_begin) & 1;
-    if (m + 1 < m_end) {
-      load_q_tile(m + 1, buffer ^ 1);
-      load_stats(m + 1);
-    }
+    if (m + 1 < m_end) queries.Load(m + 1, buffer ^ 1);
     CpAsyncCommit();
     const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
     CpAsyncWait<1>();
     FenceProxyAsync();
     __syncthreads();
-    const uint32_t q_tile = s_q + buffer * Tr::kQBytes;
-    const uint32_t do_tile = s_do + buffer * Tr::kQBytes;
+    const uint32_t q_tile = queries.QTile(buffer), do_tile = queries.DoTile(buffer);
 
     // S^T and dP^T of the 64 keys x the warpgroup's 32 queries.
     float s[kRows / 2], dp[kRows / 2];
@@ -187,8 +155,8 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
     FenceRegisters(dk);
     FenceRegisters(dv);
     add_dq(64);
-    store_stats(buffer ^ 1);  // tile m + 1's, loaded at the top
-    __syncthreads();          // P^T, dS^T and this buffer are free for the next tile
+    queries.StoreStats(buffer ^ 1);  // tile m + 1's, loaded at the top
+    __syncthreads();                 // P^T, dS^T and this buffer are free for the next tile
   }
 
   AddKeyGrads<kCols>(args, dk, dv, task.kv_offset0 + col_base, task.kv_stride, key0, task.k_valid);

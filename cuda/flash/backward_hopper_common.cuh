@@ -12,11 +12,82 @@
 
 #include "cuda/flash/block_mask.cuh"
 #include "cuda/flash/hopper_primitives.cuh"
+#include "cuda/flash/launch.cuh"
 #include "cuda/flash/mma_primitives.cuh"
 #include "cuda/flash/wgmma_ops.cuh"
 #include "cuda/kernel_args.h"
 
 namespace ringattn::cuda::flash {
+
+// What the cp.async wgmma backwards (backward_hopper_kernel.cuh,
+// backward_column_split_kernel.cuh) load: the key tile's K and V once, and
+// per query tile Q and dO (two buffers each, the 128-byte swizzle) by
+// cp.async, with the tile's LSE (log2 units; +inf for rows that are not
+// there, so P = 0) and D: thread r < kBlockM loads row r's into registers
+// with the tile (at the top of an iteration) and stores them into the
+// buffer's slot of s_lse / s_delta later (at its end), so the global
+// latency hides behind the tile's work.
+template <ElementType E, int kHeadDim, int kBlockN, int kBlockM, int kThreads>
+struct CpAsyncQueryTiles {
+  using T = typename Element<E>::T;
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2;
+  static_assert(kBlockM <= kThreads, "a thread per query row");
+  const BackwardBlockArgs& args;
+  const KeyTileTask<kHeadDim, kBlockN>& task;
+  uint32_t s_q, s_do;      // [2][kBlockM][kHeadDim] each
+  float *s_lse, *s_delta;  // [2][kBlockM] each
+  const T* g_q;            // the task's first Q and dO rows
+  const T* g_do;
+  float next_lse = INFINITY, next_delta = 0.f;
+
+  __device__ __forceinline__ CpAsyncQueryTiles(const BackwardBlockArgs& args,
+                                               const KeyTileTask<kHeadDim, kBlockN>& task,
+                                               uint32_t s_q, uint32_t s_do, float* s_lse,
+                                               float* s_delta)
+      : args(args),
+        task(task),
+        s_q(s_q),
+        s_do(s_do),
+        s_lse(s_lse),
+        s_delta(s_delta),
+        g_q(static_cast<const T*>(args.task.q) + task.q_offset0),
+        g_do(static_cast<const T*>(args.dout) + task.q_offset0) {}
+
+  __device__ __forceinline__ void LoadKeys(uint32_t s_k, uint32_t s_v) const {
+    const ForwardBlockArgs& a = args.task;
+    LoadSwizzledTile<kHeadDim, kBlockN, kThreads>(s_k, static_cast<const T*>(a.k) + task.kv_offset0,
+                                                  task.kv_stride, task.k_valid);
+    LoadSwizzledTile<kHeadDim, kBlockN, kThreads>(s_v, static_cast<const T*>(a.v) + task.kv_offset0,
+                                                  task.kv_stride, task.k_valid);
+  }
+  // Query tile m's Q and dO into `buffer` (cp.async, not committed), its
+  // LSE and D into this thread's registers.
+  __device__ __forceinline__ void Load(int m, int buffer) {
+    const int64_t row = static_cast<int64_t>(m) * kBlockM;
+    const int valid = static_cast<int>(min64(kBlockM, task.q_len - row));
+    LoadSwizzledTile<kHeadDim, kBlockM, kThreads>(s_q + buffer * kQBytes, g_q + row * task.q_stride,
+                                                  task.q_stride, valid);
+    LoadSwizzledTile<kHeadDim, kBlockM, kThreads>(s_do + buffer * kQBytes,
+                                                  g_do + row * task.q_stride, task.q_stride, valid);
+    const int64_t r = row + threadIdx.x;
+    if (threadIdx.x < kBlockM && r < task.q_len) {
+      next_lse = args.lse[task.stat0 + r];
+      next_delta = args.delta[task.stat0 + r];
+    } else {
+      next_lse = INFINITY;
+      next_delta = 0.f;
+    }
+  }
+  __device__ __forceinline__ void StoreStats(int buffer) const {
+    constexpr float kLog2e = 1.4426950408889634f;
+    if (threadIdx.x < kBlockM) {
+      s_lse[buffer * kBlockM + threadIdx.x] = next_lse == -INFINITY ? INFINITY : next_lse * kLog2e;
+      s_delta[buffer * kBlockM + threadIdx.x] = next_delta;
+    }
+  }
+  __device__ __forceinline__ uint32_t QTile(int buffer) const { return s_q + buffer * kQBytes; }
+  __device__ __forceinline__ uint32_t DoTile(int buffer) const { return s_do + buffer * kQBytes; }
+};
 
 // acc = X_w Y^T for the warpgroup's 64 rows of a kBlockN-row tile X (from
 // key_base) and kN rows (from y_base) of a kBlockM-row tile Y, both K-major

@@ -49,30 +49,18 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
   const int warpgroup = threadIdx.x / 128, lane = threadIdx.x % 32;
   const KeyTileTask<kHeadDim, kBlockN> task(a);
   const int64_t b = task.b, h = task.h;
-  const T* g_q = static_cast<const T*>(a.q) + task.q_offset0;
-  const T* g_do = static_cast<const T*>(args.dout) + task.q_offset0;
 
   const KeyTileQueries tiles(a, b, task.n_tile, kBlockM, kBlockN);
   const int m_begin = tiles.m_begin, m_end = tiles.m_end;
   if (m_begin >= m_end) return;  // no allowed pair: nothing to add
 
-  const auto load_q_tile = [&](int m, int buffer) {
-    const int64_t row = static_cast<int64_t>(m) * kBlockM;
-    const int valid = static_cast<int>(min64(kBlockM, task.q_len - row));
-    LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(
-        s_q + buffer * Tr::kQBytes, g_q + row * task.q_stride, task.q_stride, valid);
-    LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(
-        s_do + buffer * Tr::kQBytes, g_do + row * task.q_stride, task.q_stride, valid);
-  };
-  LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(
-      s_k, static_cast<const T*>(a.k) + task.kv_offset0, task.kv_stride, task.k_valid);
-  LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(
-      s_v, static_cast<const T*>(a.v) + task.kv_offset0, task.kv_stride, task.k_valid);
-  load_q_tile(m_begin, 0);
+  CpAsyncQueryTiles<E, kHeadDim, kBlockN, kBlockM, Tr::kThreads> queries(args, task, s_q, s_do,
+                                                                         s_lse, s_delta);
+  queries.LoadKeys(s_k, s_v);
+  queries.Load(m_begin, 0);
   CpAsyncCommit();
 
   const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
-  constexpr float kLog2e = 1.4426950408889634f;
   // Accumulators, flat as wgmma names them: [n8 block][4] in the m16n8 layout.
   float dk[kHeadDim / 2], dv[kHeadDim / 2];
 #pragma unroll
@@ -81,44 +69,17 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
   const int key_base = warpgroup * 64;
   const int key0 = key_base + (threadIdx.x / 32 % 4) * 16 + lane / 4;
 
-  // LSE (log2 units) and D of query tile m's rows: thread r < kBlockM loads
-  // row r; rows past the end get LSE +inf, so P = 0 there. Tile m + 1's are
-  // loaded at the top of iteration m and stored at its end, so the global
-  // latency hides behind the tile's work.
-  static_assert(kBlockM <= Tr::kThreads, "a thread per query row");
-  float next_lse = INFINITY, next_delta = 0.f;
-  const auto load_stats = [&](int m) {
-    const int64_t row = static_cast<int64_t>(m) * kBlockM + threadIdx.x;
-    if (threadIdx.x < kBlockM && row < task.q_len) {
-      next_lse = args.lse[task.stat0 + row];
-      next_delta = args.delta[task.stat0 + row];
-    } else {
-      next_lse = INFINITY;
-      next_delta = 0.f;
-    }
-  };
-  const auto store_stats = [&](int buffer) {
-    if (threadIdx.x < kBlockM) {
-      s_lse[buffer * kBlockM + threadIdx.x] = next_lse == -INFINITY ? INFINITY : next_lse * kLog2e;
-      s_delta[buffer * kBlockM + threadIdx.x] = next_delta;
-    }
-  };
-  load_stats(m_begin);
-  store_stats(0);
+  queries.StoreStats(0);
 
   for (int m = m_begin; m < m_end; ++m) {
     const int buffer = (m - m_begin) & 1;
-    if (m + 1 < m_end) {
-      load_q_tile(m + 1, buffer ^ 1);
-      load_stats(m + 1);
-    }
+    if (m + 1 < m_end) queries.Load(m + 1, buffer ^ 1);
     CpAsyncCommit();
     const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
     CpAsyncWait<1>();
     FenceProxyAsync();
     __syncthreads();
-    const uint32_t q_tile = s_q + buffer * Tr::kQBytes;
-    const uint32_t do_tile = s_do + buffer * Tr::kQBytes;
+    const uint32_t q_tile = queries.QTile(buffer), do_tile = queries.DoTile(buffer);
 
     // S^T = K_w Q^T, then dP^T = V_w dO^T (two groups: P^T is computed
     // while dP^T is multiplied).
@@ -173,8 +134,8 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
         }
       }
     }
-    store_stats(buffer ^ 1);  // tile m + 1's, loaded at the top
-    __syncthreads();          // s_ds and this buffer are free for the next tile
+    queries.StoreStats(buffer ^ 1);  // tile m + 1's, loaded at the top
+    __syncthreads();                 // s_ds and this buffer are free for the next tile
   }
 
   AddKeyGrads<kHeadDim>(args, dk, dv, task.kv_offset0, task.kv_stride, key0, task.k_valid);
