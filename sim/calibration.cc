@@ -28,6 +28,9 @@ struct Anchor {
   // Causal vs full rate per FLOP, forward and backward.
   double partial_fwd, partial_bwd;
   double launch_us, hbm_gbps, link_gbps, link_latency_us, internode_gbps, internode_latency_us;
+  // Rate per FLOP of head_dim 64 and 256 relative to 128, [forward,
+  // backward][d64, d256].
+  double head[2][2];
 };
 
 // H100: our kernels as a ring step runs them, measured by
@@ -47,12 +50,19 @@ struct Anchor {
 // flash backend) measured on an H100 by bench/seed_kernel_rates.py (2026-11-23): full 8192x4096 and
 // 4096x8192 blocks run 1.106x / 1.092x the causal 8192 rate per FLOP forward, 1.019x / 1.059x
 // backward, so 0.9 forward and 0.96 backward for the FA2-based tables (h800 has h100's SMs; a100
-// the same kernels). Ours on h100 keeps 0.9 until measured.
+// the same kernels). Ours on h100 keeps 0.9 until measured. Head dims: FA2
+// runs d64 at ~0.85x d128 and d256 at ~1x (the FA2-based tables and h100);
+// h200 from kernel_bench on one H200 (2026-12-01, twelfth session,
+// docs/measurements/2026-12-01_h200_kernel_bench_fp32_d256.txt; the d64 and
+// d256 rows are s16384, where the curve says 1.01x): forward merging into
+// the fp32 state d64 443.6, d256 612.6 vs d128 639.1 (0.687, 0.949),
+// backward 461.6 and 288.7 (the column-split kernel) vs 464.2 (0.985,
+// 0.616).
 constexpr Anchor kAnchors[] = {
-    {"h100", 325.3, 336.8, 0.9, 0.9, 5, 3350, 290, 10, 45, 20},
-    {"h200", 630.2, 467.0, 0.97, 0.96, 5, 4800, 290, 10, 45, 20},
-    {"h800", 325.2, 288.0, 0.9, 0.96, 5, 3350, 170, 10, 45, 20},
-    {"a100", 205.3, 174.4, 0.9, 0.96, 5, 2039, 240, 10, 22, 20},
+    {"h100", 325.3, 336.8, 0.9, 0.9, 5, 3350, 290, 10, 45, 20, {{0.85, 1.0}, {0.85, 1.0}}},
+    {"h200", 630.2, 467.0, 0.97, 0.96, 5, 4800, 290, 10, 45, 20, {{0.687, 0.949}, {0.985, 0.616}}},
+    {"h800", 325.2, 288.0, 0.9, 0.96, 5, 3350, 170, 10, 45, 20, {{0.85, 1.0}, {0.85, 1.0}}},
+    {"a100", 205.3, 174.4, 0.9, 0.96, 5, 2039, 240, 10, 22, 20, {{0.85, 1.0}, {0.85, 1.0}}},
 };
 
 absl::Status LineError(int line, absl::string_view text, absl::string_view why) {
@@ -82,8 +92,7 @@ absl::StatusOr<Calibration> Calibration::Builtin(absl::string_view gpu) {
     for (int pass = 0; pass < 2; ++pass) {
       const double full = (pass == 0 ? a.fwd_causal : a.bwd_causal) / c.PartialFactor(pass == 1);
       for (int64_t d : {64, 128, 256}) {
-        // Smaller heads do less work per byte: FA2 runs d64 at ~0.85x d128.
-        const double head = d == 64 ? 0.85 : 1.0;
+        const double head = d == 64 ? a.head[pass][0] : d == 256 ? a.head[pass][1] : 1.0;
         for (const auto& [side, rel] : kCurve) {
           c.rates[pass][d].push_back({side, full * head * rel});
         }
