@@ -115,19 +115,7 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
     // after the first dQ group, so its atomics run while they multiply.
     const int row0 = (threadIdx.x / 32 % 4) * 16 + lane / 4;
     float dq[32];
-    const auto add_dq = [&](int c) {
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int64_t row = q_first + row0 + 8 * half;
-        if (row >= task.q_len) continue;
-        float* out = args.dq + task.q_offset0 + row * task.q_stride + col_base + c + (lane % 4) * 2;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          AtomicAdd2(out + j * 8, dq[4 * j + 2 * half] * a.softmax_scale,
-                     dq[4 * j + 2 * half + 1] * a.softmax_scale);
-        }
-      }
-    };
+    const auto add_dq = [&](int c) { AddQueryGrads(args, task, dq, q_first, row0, col_base + c); };
     static_assert(kCols == 128, "two dQ groups of 64 columns");
     IssueQueryGrads<E, kBlockN, kBlockN>(dq, s_ds, s_k, 0, col_base);
     WgmmaFence();

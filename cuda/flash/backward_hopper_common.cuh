@@ -159,6 +159,28 @@ __device__ __forceinline__ void IssueQueryGrads(float (&dq)[32], uint32_t s_ds, 
   WgmmaCommit();
 }
 
+// dQ (64 queries x 64 columns from col, the m64n64 accumulators of
+// IssueQueryGrads) * scale added to the fp32 dQ with atomics: the thread's
+// rows row0 and row0 + 8 of the query tile from task row q_first.
+template <int kHeadDim, int kBlockN>
+__device__ __forceinline__ void AddQueryGrads(const BackwardBlockArgs& args,
+                                              const KeyTileTask<kHeadDim, kBlockN>& task,
+                                              const float (&dq)[32], int64_t q_first, int row0,
+                                              int col) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t row = q_first + row0 + 8 * half;
+    if (row >= task.q_len) continue;
+    float* out = args.dq + task.q_offset0 + row * task.q_stride + col + (lane % 4) * 2;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      AtomicAdd2(out + j * 8, dq[4 * j + 2 * half] * args.task.softmax_scale,
+                 dq[4 * j + 2 * half + 1] * args.task.softmax_scale);
+    }
+  }
+}
+
 // One bit per element of the thread's S^T fragment.
 template <int kBlockM>
 using FragmentBits = std::conditional_t<(kBlockM > 64), uint64_t, uint32_t>;

@@ -121,18 +121,7 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
       FenceRegisters(dq);
       FenceRegisters(dk);
       FenceRegisters(dv);
-      const int row0 = (threadIdx.x / 32 % 4) * 16 + lane / 4;
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int64_t row = q_first + row0 + 8 * half;
-        if (row >= task.q_len) continue;
-        float* out = args.dq + task.q_offset0 + row * task.q_stride + col_begin + (lane % 4) * 2;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          AtomicAdd2(out + j * 8, dq[4 * j + 2 * half] * a.softmax_scale,
-                     dq[4 * j + 2 * half + 1] * a.softmax_scale);
-        }
-      }
+      AddQueryGrads(args, task, dq, q_first, (threadIdx.x / 32 % 4) * 16 + lane / 4, col_begin);
     }
     queries.StoreStats(buffer ^ 1);  // tile m + 1's, loaded at the top
     __syncthreads();                 // s_ds and this buffer are free for the next tile
