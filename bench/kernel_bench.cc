@@ -171,26 +171,16 @@ int Main(int argc, char** argv) {
     report("ringattn", TimeMs([&] { LaunchForward(direct, nullptr); }, iterations));
     report("ringattn_fused_state", TimeMs([&] { LaunchForward(a, nullptr); }, iterations));
     if (flash::FlashForwardSupports(direct) && flash::HopperDevice()) {
-      report("ringattn_mma_sync", TimeMs(
-                                      [&] {
-                                        flash::LaunchFlashForward(
-                                            direct, nullptr, flash::TensorCoreKernel::kMmaSync);
-                                      },
-                                      iterations));
-      if (r.dtype != ElementType::kFloat32) {
-        report("ringattn_wgmma_cp_async",
-               TimeMs(
-                   [&] {
-                     flash::LaunchFlashForward(direct, nullptr, flash::TensorCoreKernel::kHopper);
-                   },
-                   iterations));
-        report("ringattn_warp_specialized", TimeMs(
-                                                [&] {
-                                                  flash::LaunchFlashForward(
-                                                      direct, nullptr,
-                                                      flash::TensorCoreKernel::kWarpSpecialized);
-                                                },
-                                                iterations));
+      // Each tensor-core forward that takes the row (fp32: mma.sync, and
+      // the wgmma one at d64 under the cp.async column).
+      for (auto [impl, kernel] :
+           {std::pair{"ringattn_mma_sync", flash::TensorCoreKernel::kMmaSync},
+            std::pair{"ringattn_wgmma_cp_async", flash::TensorCoreKernel::kHopper},
+            std::pair{"ringattn_warp_specialized", flash::TensorCoreKernel::kWarpSpecialized}}) {
+        if (flash::LaunchFlashForward(direct, nullptr, kernel) != cudaSuccess) continue;
+        report(impl,
+               TimeMs([&, kernel = kernel] { flash::LaunchFlashForward(direct, nullptr, kernel); },
+                      iterations));
       }
     }
     if (r.dtype != ElementType::kFloat32 && r.seqlen * r.batch <= 16384) {
