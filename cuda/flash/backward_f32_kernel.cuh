@@ -32,13 +32,6 @@
 
 namespace ringattn::cuda::flash {
 
-// The split A fragment of rows g and g + 8, columns c + t and c + t + 4 of
-// a row-major tile (rows `stride` floats apart) from its row r0 = g.
-__device__ __forceinline__ void SplitRowFragment(const float* r0, int stride, uint32_t (&hi)[4],
-                                                 uint32_t (&lo)[4]) {
-  SplitFragment({r0[0], r0[8 * stride], r0[4], r0[8 * stride + 4]}, hi, lo);
-}
-
 template <int kHeadDim>
 __global__ void __launch_bounds__(F32BackwardTraits<kHeadDim>::kThreads)
     FlashBackwardF32Kernel(const BackwardBlockArgs args) {
@@ -164,23 +157,15 @@ __global__ void __launch_bounds__(F32BackwardTraits<kHeadDim>::kThreads)
 #pragma unroll
       for (int j = 0; j < kMB; ++j) {
         uint32_t p_hi[4], p_lo[4], ds_hi[4], ds_lo[4];
-        SplitFragment({s3[j][0], s3[j][2], s3[j][1], s3[j][3]}, p_hi, p_lo);
-        SplitFragment({dp3[j][0], dp3[j][2], dp3[j][1], dp3[j][3]}, ds_hi, ds_lo);
+        SplitAccumulatorFragment(s3[j], p_hi, p_lo);
+        SplitAccumulatorFragment(dp3[j], ds_hi, ds_lo);
         const int r = (8 * j + 2 * t) * kStride + g;
 #pragma unroll
         for (int ig = 0; ig < kDB / kGroup; ++ig) {
           uint32_t frag[kGroup][4];
-#pragma unroll
-          for (int i = 0; i < kGroup; ++i) {
-            const int col = (ig * kGroup + i) * 8;
-            SplitPair(dout[r + col], dout[r + kStride + col], frag[i]);
-          }
+          SplitRowPairs(dout + r, kStride, ig * kGroup, frag);
           Mma3xTf32(dv3[ig], p_hi, p_lo, frag);
-#pragma unroll
-          for (int i = 0; i < kGroup; ++i) {
-            const int col = (ig * kGroup + i) * 8;
-            SplitPair(q[r + col], q[r + kStride + col], frag[i]);
-          }
+          SplitRowPairs(q + r, kStride, ig * kGroup, frag);
           Mma3xTf32(dk3[ig], ds_hi, ds_lo, frag);
         }
       }
@@ -210,11 +195,7 @@ __global__ void __launch_bounds__(F32BackwardTraits<kHeadDim>::kThreads)
 #pragma unroll
           for (int ig = 0; ig < kCB / kGroup; ++ig) {
             uint32_t frag[kGroup][4];
-#pragma unroll
-            for (int i = 0; i < kGroup; ++i) {
-              const int col = (ig * kGroup + i) * 8;
-              SplitPair(k_rows[col], k_rows[kStride + col], frag[i]);
-            }
+            SplitRowPairs(k_rows, kStride, ig * kGroup, frag);
             Mma3xTf32(dq[ig], a_hi, a_lo, frag);
           }
         }

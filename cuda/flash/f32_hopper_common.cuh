@@ -61,15 +61,6 @@ __device__ __forceinline__ uint64_t Tf32Step(uint32_t tile, int kk) {
   return SwizzledDescriptor(tile + (kk / 4) * kRows * 128 + (kk % 4) * 32, 16);
 }
 
-// The tf32 A fragment of k8 step j from the thread's accumulators x (m16n8
-// layout, columns 8 j + 2t and 2t + 1 as fragment columns t and t + 4: the
-// B tile stores each 8-column block in the order 0, 2, 4, 6, 1, 3, 5, 7),
-// split into hi and lo.
-__device__ __forceinline__ void SplitAccumulatorFragment(const float (&x)[4], uint32_t (&hi)[4],
-                                                         uint32_t (&lo)[4]) {
-  SplitFragment({x[0], x[2], x[1], x[3]}, hi, lo);
-}
-
 // acc (+ when accumulate) = A B^T over kSteps k8 steps to fp32 accuracy, the
 // small terms first: A (the warpgroup's 64 rows) and B (N rows) K-major
 // split tiles of kARows and N rows in shared memory.

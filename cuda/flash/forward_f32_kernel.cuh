@@ -131,9 +131,8 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
       const int c = 8 * kk;
       // Q is split per use: a lo copy in shared memory would cost the
       // third CTA per SM that hides the mma latency.
-      const float qa[4] = {q[c], q[8 * kStride + c], q[c + 4], q[8 * kStride + c + 4]};
       uint32_t a_hi[4], a_lo[4];
-      SplitFragment(qa, a_hi, a_lo);
+      SplitRowFragment(q + c, kStride, a_hi, a_lo);
       uint32_t kb[kNBlocks][4];
 #pragma unroll
       for (int j = 0; j < kNBlocks; ++j) {
@@ -159,9 +158,8 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
     const uint32_t* v_lo = reinterpret_cast<const uint32_t*>(s_v_lo) + v_frag;
 #pragma unroll
     for (int j = 0; j < kNBlocks; ++j) {
-      const float pa[4] = {s[0][j][0], s[0][j][2], s[0][j][1], s[0][j][3]};
       uint32_t a_hi[4], a_lo[4];
-      SplitFragment(pa, a_hi, a_lo);
+      SplitAccumulatorFragment(s[0][j], a_hi, a_lo);
       uint32_t vb[kDBlocks][4];
 #pragma unroll
       for (int i = 0; i < kDBlocks; ++i) {

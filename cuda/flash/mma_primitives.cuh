@@ -94,6 +94,23 @@ __device__ __forceinline__ void SplitFragment(const float (&x)[4], uint32_t (&hi
   for (int i = 0; i < 4; ++i) SplitTf32(x[i], hi[i], lo[i]);
 }
 
+// The split tf32 A fragment (m16n8k8) of rows g and g + 8, columns t and
+// t + 4 of a row-major fp32 tile, from the thread's element (g, t) at r0
+// (rows `stride` floats apart).
+__device__ __forceinline__ void SplitRowFragment(const float* r0, int stride, uint32_t (&hi)[4],
+                                                 uint32_t (&lo)[4]) {
+  SplitFragment({r0[0], r0[8 * stride], r0[4], r0[8 * stride + 4]}, hi, lo);
+}
+
+// The split tf32 A fragment of k8 step j from the thread's accumulators x of
+// n8 block j (m16n8 layout: columns 2t and 2t + 1 become fragment columns t
+// and t + 4, so the B operand takes its k rows 2t and 2t + 1 for them, e.g.
+// a B tile storing each 8-row block in the order 0, 2, 4, 6, 1, 3, 5, 7).
+__device__ __forceinline__ void SplitAccumulatorFragment(const float (&x)[4], uint32_t (&hi)[4],
+                                                         uint32_t (&lo)[4]) {
+  SplitFragment({x[0], x[2], x[1], x[3]}, hi, lo);
+}
+
 __device__ __forceinline__ uint32_t SharedAddress(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }

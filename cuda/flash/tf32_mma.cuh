@@ -42,6 +42,19 @@ __device__ __forceinline__ void SplitPair(float x0, float x1, uint32_t (&b)[4]) 
   SplitTf32(x1, b[1], b[3]);
 }
 
+// The split B fragments of kN n8 blocks from first_block on: b0 from the
+// row at r0 (the thread's k position t), b1 from the row `stride` floats
+// further (t + 4), column 8 block + g of each (r0 at the thread's column g).
+template <int kN>
+__device__ __forceinline__ void SplitRowPairs(const float* r0, int stride, int first_block,
+                                              uint32_t (&frag)[kN][4]) {
+#pragma unroll
+  for (int i = 0; i < kN; ++i) {
+    const int col = (first_block + i) * 8;
+    SplitPair(r0[col], r0[stride + col], frag[i]);
+  }
+}
+
 // kRows rows (those >= valid zero-filled) of kHeadDim floats, `stride`
 // floats apart in global memory, into a tile with rows of Tr::kStride.
 template <typename Tr, int kRows>
