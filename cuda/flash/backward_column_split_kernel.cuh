@@ -54,10 +54,9 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
   float* s_delta = s_lse + 2 * kBlockM;  // both [2][kBlockM]
 
   const int warpgroup = threadIdx.x / 128, lane = threadIdx.x % 32;
-  const KeyTileTask<kHeadDim, kBlockN> task(a);
+  const KeyTileTask<T, kHeadDim, kBlockN, kBlockM> task(args);
   const int64_t b = task.b, h = task.h;
-
-  const KeyTileQueries tiles(a, b, task.n_tile, kBlockM, kBlockN);
+  const KeyTileQueries& tiles = task.tiles;
   const int m_begin = tiles.m_begin, m_end = tiles.m_end;
   if (m_begin >= m_end) return;  // no allowed pair: nothing to add
 

@@ -55,12 +55,9 @@ __global__ void __launch_bounds__(F32HopperBackwardTraits<kHeadDim>::kThreads, 1
   float* s_delta = s_lse + kBlockM;
 
   const int lane = threadIdx.x % 32;
-  const KeyTileTask<kHeadDim, kBlockN> task(a);
+  const KeyTileTask<float, kHeadDim, kBlockN, kBlockM> task(args);
   const int64_t b = task.b, h = task.h;
-  const float* g_q = static_cast<const float*>(a.q) + task.q_offset0;
-  const float* g_do = static_cast<const float*>(args.dout) + task.q_offset0;
-
-  const KeyTileQueries tiles(a, b, task.n_tile, kBlockM, kBlockN);
+  const KeyTileQueries& tiles = task.tiles;
   const int m_begin = tiles.m_begin, m_end = tiles.m_end;
   if (m_begin >= m_end) return;  // no allowed pair: nothing to add
 
@@ -105,8 +102,8 @@ __global__ void __launch_bounds__(F32HopperBackwardTraits<kHeadDim>::kThreads, 1
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int query = 8 * q_block + 2 * i + q_parity;
-      q_raw[i] = LoadF32Chunk(g_q + row * task.q_stride, task.q_stride, query, q_c, valid);
-      do_raw[i] = LoadF32Chunk(g_do + row * task.q_stride, task.q_stride, query, q_c, valid);
+      q_raw[i] = LoadF32Chunk(task.q + row * task.q_stride, task.q_stride, query, q_c, valid);
+      do_raw[i] = LoadF32Chunk(task.dout + row * task.q_stride, task.q_stride, query, q_c, valid);
     }
     // LSE (log2 units; +inf for rows that are not there, so P = 0) and D.
     const bool stat = threadIdx.x < valid;

@@ -53,21 +53,18 @@ __global__ void __launch_bounds__(F32BackwardTraits<kHeadDim>::kThreads)
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
-  const KeyTileTask<kHeadDim, kBlockN> task(a);
+  const KeyTileTask<float, kHeadDim, kBlockN, kBlockM> task(args);
   const int64_t b = task.b, h = task.h;
-  const float* g_q = static_cast<const float*>(a.q) + task.q_offset0;
-  const float* g_do = static_cast<const float*>(args.dout) + task.q_offset0;
-
-  const KeyTileQueries tiles(a, b, task.n_tile, kBlockM, kBlockN);
+  const KeyTileQueries& tiles = task.tiles;
   const int m_begin = tiles.m_begin, m_end = tiles.m_end;
   if (m_begin >= m_end) return;  // no allowed pair: nothing to add
 
   const auto load_q_tile = [&](int m, int buffer) {
     const int64_t row = static_cast<int64_t>(m) * kBlockM;
     const int valid = static_cast<int>(min64(kBlockM, task.q_len - row));
-    LoadF32Tile<Tr, kBlockM>(s_q + buffer * Tr::kQFloats, g_q + row * task.q_stride, task.q_stride,
-                             valid);
-    LoadF32Tile<Tr, kBlockM>(s_do + buffer * Tr::kQFloats, g_do + row * task.q_stride,
+    LoadF32Tile<Tr, kBlockM>(s_q + buffer * Tr::kQFloats, task.q + row * task.q_stride,
+                             task.q_stride, valid);
+    LoadF32Tile<Tr, kBlockM>(s_do + buffer * Tr::kQFloats, task.dout + row * task.q_stride,
                              task.q_stride, valid);
   };
   LoadF32Tile<Tr, kBlockN>(s_k, static_cast<const float*>(a.k) + task.kv_offset0, task.kv_stride,

@@ -33,25 +33,15 @@ struct CpAsyncQueryTiles {
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
   static_assert(kBlockM <= kThreads, "a thread per query row");
   const BackwardBlockArgs& args;
-  const KeyTileTask<kHeadDim, kBlockN>& task;
+  const KeyTileTask<T, kHeadDim, kBlockN, kBlockM>& task;
   uint32_t s_q, s_do;      // [2][kBlockM][kHeadDim] each
   float *s_lse, *s_delta;  // [2][kBlockM] each
-  const T* g_q;            // the task's first Q and dO rows
-  const T* g_do;
   float next_lse = INFINITY, next_delta = 0.f;
 
-  __device__ __forceinline__ CpAsyncQueryTiles(const BackwardBlockArgs& args,
-                                               const KeyTileTask<kHeadDim, kBlockN>& task,
-                                               uint32_t s_q, uint32_t s_do, float* s_lse,
-                                               float* s_delta)
-      : args(args),
-        task(task),
-        s_q(s_q),
-        s_do(s_do),
-        s_lse(s_lse),
-        s_delta(s_delta),
-        g_q(static_cast<const T*>(args.task.q) + task.q_offset0),
-        g_do(static_cast<const T*>(args.dout) + task.q_offset0) {}
+  __device__ __forceinline__ CpAsyncQueryTiles(
+      const BackwardBlockArgs& args, const KeyTileTask<T, kHeadDim, kBlockN, kBlockM>& task,
+      uint32_t s_q, uint32_t s_do, float* s_lse, float* s_delta)
+      : args(args), task(task), s_q(s_q), s_do(s_do), s_lse(s_lse), s_delta(s_delta) {}
 
   __device__ __forceinline__ void LoadKeys(uint32_t s_k, uint32_t s_v) const {
     const ForwardBlockArgs& a = args.task;
@@ -65,10 +55,10 @@ struct CpAsyncQueryTiles {
   __device__ __forceinline__ void Load(int m, int buffer) {
     const int64_t row = static_cast<int64_t>(m) * kBlockM;
     const int valid = static_cast<int>(min64(kBlockM, task.q_len - row));
-    LoadSwizzledTile<kHeadDim, kBlockM, kThreads>(s_q + buffer * kQBytes, g_q + row * task.q_stride,
-                                                  task.q_stride, valid);
-    LoadSwizzledTile<kHeadDim, kBlockM, kThreads>(s_do + buffer * kQBytes,
-                                                  g_do + row * task.q_stride, task.q_stride, valid);
+    LoadSwizzledTile<kHeadDim, kBlockM, kThreads>(
+        s_q + buffer * kQBytes, task.q + row * task.q_stride, task.q_stride, valid);
+    LoadSwizzledTile<kHeadDim, kBlockM, kThreads>(
+        s_do + buffer * kQBytes, task.dout + row * task.q_stride, task.q_stride, valid);
     const int64_t r = row + threadIdx.x;
     if (threadIdx.x < kBlockM && r < task.q_len) {
       next_lse = args.lse[task.stat0 + r];
@@ -162,9 +152,8 @@ __device__ __forceinline__ void IssueQueryGrads(float (&dq)[32], uint32_t s_ds, 
 // dQ (64 queries x 64 columns from col, the m64n64 accumulators of
 // IssueQueryGrads) * scale added to the fp32 dQ with atomics: the thread's
 // rows row0 and row0 + 8 of the query tile from task row q_first.
-template <int kHeadDim, int kBlockN>
-__device__ __forceinline__ void AddQueryGrads(const BackwardBlockArgs& args,
-                                              const KeyTileTask<kHeadDim, kBlockN>& task,
+template <typename Task>
+__device__ __forceinline__ void AddQueryGrads(const BackwardBlockArgs& args, const Task& task,
                                               const float (&dq)[32], int64_t q_first, int row0,
                                               int col) {
   const int lane = threadIdx.x % 32;

@@ -42,12 +42,9 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
   float* s_delta = s_lse + 2 * kBlockM;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const KeyTileTask<kHeadDim, kBlockN> task(a);
+  const KeyTileTask<T, kHeadDim, kBlockN, kBlockM> task(args);
   const int64_t b = task.b, h = task.h;
-  const T* g_q = static_cast<const T*>(a.q) + task.q_offset0;
-  const T* g_do = static_cast<const T*>(args.dout) + task.q_offset0;
-
-  const KeyTileQueries tiles(a, b, task.n_tile, kBlockM, kBlockN);
+  const KeyTileQueries& tiles = task.tiles;
   const int m_begin = tiles.m_begin, m_end = tiles.m_end;
   if (m_begin >= m_end) return;  // no allowed pair: nothing to add
 
@@ -55,9 +52,9 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
     const int64_t row = static_cast<int64_t>(m) * kBlockM;
     const int valid = static_cast<int>(min64(kBlockM, task.q_len - row));
     LoadTile<kHeadDim, kBlockM, Tr::kThreads>(s_q + buffer * Tr::kQElements,
-                                              g_q + row * task.q_stride, task.q_stride, valid);
-    LoadTile<kHeadDim, kBlockM, Tr::kThreads>(s_do + buffer * Tr::kQElements,
-                                              g_do + row * task.q_stride, task.q_stride, valid);
+                                              task.q + row * task.q_stride, task.q_stride, valid);
+    LoadTile<kHeadDim, kBlockM, Tr::kThreads>(
+        s_do + buffer * Tr::kQElements, task.dout + row * task.q_stride, task.q_stride, valid);
   };
   LoadTile<kHeadDim, kBlockN, Tr::kThreads>(s_k, static_cast<const T*>(a.k) + task.kv_offset0,
                                             task.kv_stride, task.k_valid);

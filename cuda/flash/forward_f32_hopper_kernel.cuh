@@ -57,12 +57,9 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
   };
 
   const int warpgroup = threadIdx.x / 128;
-  const QueryTileTask<kHeadDim, kBlockM> task(a);
+  const QueryTileTask<float, kHeadDim, kBlockM, kBlockN> task(a);
   const int64_t b = task.b, h = task.h;
-  const float* g_q = static_cast<const float*>(a.q) + task.q_offset0;
-  const float* g_k = static_cast<const float*>(a.k) + task.kv_offset0;
-  const float* g_v = static_cast<const float*>(a.v) + task.kv_offset0;
-  const KeyTileRange tiles(a, b, task.m_tile, kBlockM, kBlockN);
+  const KeyTileRange& tiles = task.tiles;
   const int n_begin = tiles.n_begin, n_end = tiles.n_end;
 
   const int row0 = warpgroup * 64 + (threadIdx.x / 32 % 4) * 16 + threadIdx.x % 32 / 4;
@@ -85,8 +82,8 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
   const auto load_tile = [&](int n) {
     const int64_t k1 = static_cast<int64_t>(n) * kBlockN;
     const int valid = static_cast<int>(min64(kBlockN, task.k_len - k1));
-    const float* k = g_k + k1 * task.kv_stride;
-    const float* v = g_v + k1 * task.kv_stride;
+    const float* k = task.k + k1 * task.kv_stride;
+    const float* v = task.v + k1 * task.kv_stride;
 #pragma unroll
     for (int i = 0; i < kKRows; ++i)
       k_raw[i] = LoadF32Chunk(k, task.kv_stride, k_row + kRowStep * i, k_c, valid);
@@ -124,7 +121,7 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
     float4 q_raw[kQRows];
 #pragma unroll
     for (int i = 0; i < kQRows; ++i) {
-      q_raw[i] = LoadF32Chunk(g_q, task.q_stride, k_row + kRowStep * i, k_c, task.q_valid);
+      q_raw[i] = LoadF32Chunk(task.q, task.q_stride, k_row + kRowStep * i, k_c, task.q_valid);
     }
     load_tile(n_begin);
 #pragma unroll

@@ -71,13 +71,9 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
-  const QueryTileTask<kHeadDim, kBlockM> task(a);
+  const QueryTileTask<float, kHeadDim, kBlockM, kBlockN> task(a);
   const int64_t b = task.b, h = task.h;
-  const float* g_q = static_cast<const float*>(a.q) + task.q_offset0;
-  const float* g_k = static_cast<const float*>(a.k) + task.kv_offset0;
-  const float* g_v = static_cast<const float*>(a.v) + task.kv_offset0;
-
-  const KeyTileRange tiles(a, b, task.m_tile, kBlockM, kBlockN);
+  const KeyTileRange& tiles = task.tiles;
   const int n_begin = tiles.n_begin, n_end = tiles.n_end;
   const int row0 = warp * 16 + g;  // the thread's rows: row0 and row0 + 8
   const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
@@ -89,11 +85,11 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
     acc[0][i][0] = acc[0][i][1] = acc[0][i][2] = acc[0][i][3] = 0.f;
 
   if (n_begin < n_end) {
-    LoadF32Tile<Tr, kBlockM>(s_q, g_q, task.q_stride, task.q_valid);
+    LoadF32Tile<Tr, kBlockM>(s_q, task.q, task.q_stride, task.q_valid);
     const int64_t k_first = static_cast<int64_t>(n_begin) * kBlockN;
     const int valid = static_cast<int>(min64(kBlockN, task.k_len - k_first));
-    LoadF32Tile<Tr, kBlockN>(s_k, g_k + k_first * task.kv_stride, task.kv_stride, valid);
-    LoadF32Tile<Tr, kBlockN>(s_v, g_v + k_first * task.kv_stride, task.kv_stride, valid);
+    LoadF32Tile<Tr, kBlockN>(s_k, task.k + k_first * task.kv_stride, task.kv_stride, valid);
+    LoadF32Tile<Tr, kBlockN>(s_v, task.v + k_first * task.kv_stride, task.kv_stride, valid);
     CpAsyncCommit();
   }
   const int q_frag = row0 * kStride + t;
@@ -103,9 +99,9 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
     if (n + 1 < n_end) {
       const int64_t k1 = static_cast<int64_t>(n + 1) * kBlockN;
       const int valid = static_cast<int>(min64(kBlockN, task.k_len - k1));
-      LoadF32Tile<Tr, kBlockN>(s_k + (buffer ^ 1) * Tr::kKvFloats, g_k + k1 * task.kv_stride,
+      LoadF32Tile<Tr, kBlockN>(s_k + (buffer ^ 1) * Tr::kKvFloats, task.k + k1 * task.kv_stride,
                                task.kv_stride, valid);
-      LoadF32Tile<Tr, kBlockN>(s_v + (buffer ^ 1) * Tr::kKvFloats, g_v + k1 * task.kv_stride,
+      LoadF32Tile<Tr, kBlockN>(s_v + (buffer ^ 1) * Tr::kKvFloats, task.v + k1 * task.kv_stride,
                                task.kv_stride, valid);
     }
     CpAsyncCommit();

@@ -43,12 +43,9 @@ __global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
   const auto v_tile = [&](int stage) { return k_tile(stage) + Tr::kKvBytes; };
 
   const int warpgroup = threadIdx.x / 128;
-  const QueryTileTask<kHeadDim, kBlockM> task(a);
+  const QueryTileTask<T, kHeadDim, kBlockM, kBlockN> task(a);
   const int64_t b = task.b, h = task.h;
-  const T* g_q = static_cast<const T*>(a.q) + task.q_offset0;
-  const T* g_k = static_cast<const T*>(a.k) + task.kv_offset0;
-  const T* g_v = static_cast<const T*>(a.v) + task.kv_offset0;
-  const KeyTileRange tiles(a, b, task.m_tile, kBlockM, kBlockN);
+  const KeyTileRange& tiles = task.tiles;
   const int n_begin = tiles.n_begin, n_end = tiles.n_end;
 
   // Rows row0 and row0 + 8 of the tile: warp w of a warpgroup owns 16.
@@ -67,9 +64,9 @@ __global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
   const auto load_stage = [&](int n, int stage) {
     const int64_t k1 = static_cast<int64_t>(n) * kBlockN;
     const int valid = static_cast<int>(min64(kBlockN, task.k_len - k1));
-    LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(k_tile(stage), g_k + k1 * task.kv_stride,
+    LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(k_tile(stage), task.k + k1 * task.kv_stride,
                                                       task.kv_stride, valid);
-    LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(v_tile(stage), g_v + k1 * task.kv_stride,
+    LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(v_tile(stage), task.v + k1 * task.kv_stride,
                                                       task.kv_stride, valid);
     CpAsyncCommit();
   };
@@ -107,7 +104,7 @@ __global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
   };
 
   if (n_begin < n_end) {
-    LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(s_q, g_q, task.q_stride, task.q_valid);
+    LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(s_q, task.q, task.q_stride, task.q_valid);
     load_stage(n_begin, 0);
     if (n_begin + 1 < n_end) {
       load_stage(n_begin + 1, 1);

@@ -60,13 +60,9 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
   T* s_v = s_k + 2 * Tr::kKvElements;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const QueryTileTask<kHeadDim, kBlockM> task(a);
+  const QueryTileTask<T, kHeadDim, kBlockM, kBlockN> task(a);
   const int64_t b = task.b, h = task.h;
-  const T* g_q = static_cast<const T*>(a.q) + task.q_offset0;
-  const T* g_k = static_cast<const T*>(a.k) + task.kv_offset0;
-  const T* g_v = static_cast<const T*>(a.v) + task.kv_offset0;
-
-  const KeyTileRange tiles(a, b, task.m_tile, kBlockM, kBlockN);
+  const KeyTileRange& tiles = task.tiles;
   const int n_begin = tiles.n_begin, n_end = tiles.n_end;
 
   // This thread's rows: g and g + 8 of each of the warp's kMTiles m16 tiles.
@@ -87,14 +83,14 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
   }
 
   if (n_begin < n_end) {
-    LoadTile<kHeadDim, kBlockM, Tr::kThreads>(s_q, g_q, task.q_stride, task.q_valid);
+    LoadTile<kHeadDim, kBlockM, Tr::kThreads>(s_q, task.q, task.q_stride, task.q_valid);
     const int first_valid =
         static_cast<int>(min64(kBlockN, task.k_len - static_cast<int64_t>(n_begin) * kBlockN));
     LoadTile<kHeadDim, kBlockN, Tr::kThreads>(
-        s_k, g_k + static_cast<int64_t>(n_begin) * kBlockN * task.kv_stride, task.kv_stride,
+        s_k, task.k + static_cast<int64_t>(n_begin) * kBlockN * task.kv_stride, task.kv_stride,
         first_valid);
     LoadTile<kHeadDim, kBlockN, Tr::kThreads>(
-        s_v, g_v + static_cast<int64_t>(n_begin) * kBlockN * task.kv_stride, task.kv_stride,
+        s_v, task.v + static_cast<int64_t>(n_begin) * kBlockN * task.kv_stride, task.kv_stride,
         first_valid);
     CpAsyncCommit();
   }
@@ -111,9 +107,11 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
       const int64_t k1 = static_cast<int64_t>(n + 1) * kBlockN;
       const int valid = static_cast<int>(min64(kBlockN, task.k_len - k1));
       LoadTile<kHeadDim, kBlockN, Tr::kThreads>(s_k + (buffer ^ 1) * Tr::kKvElements,
-                                                g_k + k1 * task.kv_stride, task.kv_stride, valid);
+                                                task.k + k1 * task.kv_stride, task.kv_stride,
+                                                valid);
       LoadTile<kHeadDim, kBlockN, Tr::kThreads>(s_v + (buffer ^ 1) * Tr::kKvElements,
-                                                g_v + k1 * task.kv_stride, task.kv_stride, valid);
+                                                task.v + k1 * task.kv_stride, task.kv_stride,
+                                                valid);
     }
     CpAsyncCommit();
     CpAsyncWait<1>();

@@ -24,65 +24,80 @@ inline dim3 TaskGrid(const ForwardBlockArgs& a, int64_t rows, int tile) {
               static_cast<unsigned>(a.batch));
 }
 
+// What a CTA of TaskGrid serves besides its tile: query head h of the
+// launch's (blockIdx.y over kv heads kv_head_begin.., group query heads
+// each), its kv head, batch row b = blockIdx.z, and the row strides (in
+// elements) of q-like and k-like tensors.
+template <int kHeadDim>
+struct HeadTask {
+  int64_t group, h, kv_head, b;
+  int64_t q_stride, kv_stride;
+  __device__ __forceinline__ explicit HeadTask(const ForwardBlockArgs& a)
+      : group(a.num_heads / a.num_kv_heads),
+        h(a.kv_head_begin * group + blockIdx.y),
+        kv_head(h / group),
+        b(blockIdx.z),
+        q_stride(a.num_heads * kHeadDim),
+        kv_stride(KvBufferHeads(a) * kHeadDim) {}
+};
+
 // A (non-persistent) forward CTA's task from its block index (TaskGrid over
 // query rows): query tile m_tile of kBlockM rows (q_valid of them in the
 // task, from task row q0; blockIdx.x counts from the last tile, so heavy
-// causal tiles start first), query head h = blockIdx.y of the launch's,
-// batch row b = blockIdx.z; element offsets of the tile's first Q row
-// (q_offset0) and of the task's first key row in K and V (kv_offset0).
-template <int kHeadDim, int kBlockM>
-struct QueryTileTask {
+// causal tiles start first), the key tiles of kBlockN it meets (tiles), the
+// tile's first Q row (q, q_offset0 elements on) and the task's first K and
+// V rows (k, v, kv_offset0 elements on), elements of type T.
+template <typename T, int kHeadDim, int kBlockM, int kBlockN>
+struct QueryTileTask : HeadTask<kHeadDim> {
   int64_t k_len;
   int m_tile;
   int64_t q0;
   int q_valid;
-  int64_t group, h, kv_head, b;
-  int64_t q_stride, kv_stride;  // elements between rows
   int64_t q_offset0, kv_offset0;
+  const T *q, *k, *v;
+  KeyTileRange tiles;
   __device__ __forceinline__ explicit QueryTileTask(const ForwardBlockArgs& a)
-      : k_len(a.k_pos.length),
+      : HeadTask<kHeadDim>(a),
+        k_len(a.k_pos.length),
         m_tile(gridDim.x - 1 - blockIdx.x),
         q0(static_cast<int64_t>(m_tile) * kBlockM),
         q_valid(static_cast<int>(min64(kBlockM, a.q_pos.length - q0))),
-        group(a.num_heads / a.num_kv_heads),
-        h(a.kv_head_begin * group + blockIdx.y),
-        kv_head(h / group),
-        b(blockIdx.z),
-        q_stride(a.num_heads * kHeadDim),
-        kv_stride(KvBufferHeads(a) * kHeadDim),
-        q_offset0(((b * a.q_rows + a.q_row + q0) * a.num_heads + h) * kHeadDim),
-        kv_offset0(KvOffset(a, b, a.k_row, kv_head)) {}
+        q_offset0(((this->b * a.q_rows + a.q_row + q0) * a.num_heads + this->h) * kHeadDim),
+        kv_offset0(KvOffset(a, this->b, a.k_row, this->kv_head)),
+        q(static_cast<const T*>(a.q) + q_offset0),
+        k(static_cast<const T*>(a.k) + kv_offset0),
+        v(static_cast<const T*>(a.v) + kv_offset0),
+        tiles(a, this->b, m_tile, kBlockM, kBlockN) {}
 };
 
 // A backward CTA's task from its block index (TaskGrid over key rows): key
 // tile n_tile = blockIdx.x of kBlockN keys (k_valid of them in the task,
-// from task key k0), query head h = blockIdx.y of the launch's, batch row
-// b = blockIdx.z; element offsets of its first key row in K, V, dK, dV
-// (kv_offset0) and of the task's first query row in Q, dO, dQ (q_offset0),
-// and the index of that row's LSE and D (stat0).
-template <int kHeadDim, int kBlockN>
-struct KeyTileTask {
+// from task key k0), the query tiles of kBlockM it meets (tiles); element
+// offsets of its first key row in K, V, dK, dV (kv_offset0) and of the
+// task's first query row in Q, dO, dQ (q_offset0; q and dout point there,
+// elements of type T), and the index of that row's LSE and D (stat0).
+template <typename T, int kHeadDim, int kBlockN, int kBlockM>
+struct KeyTileTask : HeadTask<kHeadDim> {
   int64_t q_len;
   int n_tile;
   int64_t k0;
   int k_valid;
-  int64_t group, h, kv_head, b;
-  int64_t q_stride, kv_stride;  // elements between rows
   int64_t kv_offset0, q_offset0, stat0;
-  __device__ __forceinline__ explicit KeyTileTask(const ForwardBlockArgs& a)
-      : q_len(a.q_pos.length),
+  const T *q, *dout;
+  KeyTileQueries tiles;
+  __device__ __forceinline__ explicit KeyTileTask(const BackwardBlockArgs& args)
+      : HeadTask<kHeadDim>(args.task),
+        q_len(args.task.q_pos.length),
         n_tile(blockIdx.x),
         k0(static_cast<int64_t>(n_tile) * kBlockN),
-        k_valid(static_cast<int>(min64(kBlockN, a.k_pos.length - k0))),
-        group(a.num_heads / a.num_kv_heads),
-        h(a.kv_head_begin * group + blockIdx.y),
-        kv_head(h / group),
-        b(blockIdx.z),
-        q_stride(a.num_heads * kHeadDim),
-        kv_stride(KvBufferHeads(a) * kHeadDim),
-        kv_offset0(KvOffset(a, b, a.k_row + k0, kv_head)),
-        q_offset0(((b * a.q_rows + a.q_row) * a.num_heads + h) * kHeadDim),
-        stat0((b * a.num_heads + h) * a.q_rows + a.q_row) {}
+        k_valid(static_cast<int>(min64(kBlockN, args.task.k_pos.length - k0))),
+        kv_offset0(KvOffset(args.task, this->b, args.task.k_row + k0, this->kv_head)),
+        q_offset0(((this->b * args.task.q_rows + args.task.q_row) * args.task.num_heads + this->h) *
+                  kHeadDim),
+        stat0((this->b * args.task.num_heads + this->h) * args.task.q_rows + args.task.q_row),
+        q(static_cast<const T*>(args.task.q) + q_offset0),
+        dout(static_cast<const T*>(args.dout) + q_offset0),
+        tiles(args.task, this->b, n_tile, kBlockM, kBlockN) {}
 };
 
 // kernel<<<grid, threads, shared_bytes, stream>>>(args...), after allowing
