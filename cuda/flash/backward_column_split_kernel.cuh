@@ -117,21 +117,20 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
     const auto add_dq = [&](int c) { AddQueryGrads(args, task, dq, q_first, row0, col_base + c); };
     static_assert(kCols == 128, "two dQ groups of 64 columns");
     IssueQueryGrads<E, kBlockN, kBlockN>(dq, s_ds, s_k, 0, col_base);
+    // acc += A B: A (P^T or dS^T) K-major, B (dO or Q: the warpgroup's two
+    // 64-column blocks) N-major.
+    const auto issue_key_grad = [&](float(&acc)[kCols / 2], uint32_t a_tile, uint32_t b_tile) {
+#pragma unroll
+      for (int kk = 0; kk < kBlockM / 16; ++kk) {
+        Mma::SS128TB(acc, SwizzledDescriptor(a_tile + kk * 32, 16),
+                     SwizzledDescriptor(b_tile + (col_base / 64) * kBlockM * 128 + kk * 16 * 128,
+                                        kBlockM * 128),
+                     1);
+      }
+    };
     WgmmaFence();
-#pragma unroll
-    for (int kk = 0; kk < kBlockM / 16; ++kk) {
-      Mma::SS128TB(dv, SwizzledDescriptor(s_p + kk * 32, 16),
-                   SwizzledDescriptor(do_tile + (col_base / 64) * kBlockM * 128 + kk * 16 * 128,
-                                      kBlockM * 128),
-                   1);
-    }
-#pragma unroll
-    for (int kk = 0; kk < kBlockM / 16; ++kk) {
-      Mma::SS128TB(dk, SwizzledDescriptor(s_ds + kk * 32, 16),
-                   SwizzledDescriptor(q_tile + (col_base / 64) * kBlockM * 128 + kk * 16 * 128,
-                                      kBlockM * 128),
-                   1);
-    }
+    issue_key_grad(dv, s_p, do_tile);
+    issue_key_grad(dk, s_ds, q_tile);
     WgmmaCommit();
     WgmmaWait<1>();  // the first dQ group
     FenceRegisters(dq);
