@@ -53,6 +53,21 @@ constexpr Row kRows[] = {
     {"bf16_b1_s8192_h32_d128_stripe2", ElementType::kBFloat16, 1, 8192, 32, 128, true, 2},
 };
 
+// The tensor-core kernels timed beside kAuto's choice, each on the rows it
+// takes (one launch tells: fp32 has mma.sync, and wgmma at d64 under the
+// cp.async column), with their CSV names forward and backward
+// (kernel_bench.sh's columns).
+struct NamedKernel {
+  flash::TensorCoreKernel kernel;
+  const char* forward;
+  const char* backward;
+};
+constexpr NamedKernel kTensorCoreKernels[] = {
+    {flash::TensorCoreKernel::kMmaSync, "ringattn_mma_sync", "ringattn_mma_sync"},
+    {flash::TensorCoreKernel::kHopper, "ringattn_wgmma_cp_async", "ringattn_wgmma"},
+    {flash::TensorCoreKernel::kWarpSpecialized, "ringattn_warp_specialized", "ringattn_warp_spec"},
+};
+
 // Fills `n` elements of `dtype` at device `p` with N(0, 1) values (a pool
 // of random values, tiled with a shift per copy).
 void FillRandom(void* p, ElementType dtype, int64_t n, uint32_t seed) {
@@ -171,16 +186,10 @@ int Main(int argc, char** argv) {
     report("ringattn", TimeMs([&] { LaunchForward(direct, nullptr); }, iterations));
     report("ringattn_fused_state", TimeMs([&] { LaunchForward(a, nullptr); }, iterations));
     if (flash::FlashForwardSupports(direct) && flash::HopperDevice()) {
-      // Each tensor-core forward that takes the row (fp32: mma.sync, and
-      // the wgmma one at d64 under the cp.async column).
-      for (auto [impl, kernel] :
-           {std::pair{"ringattn_mma_sync", flash::TensorCoreKernel::kMmaSync},
-            std::pair{"ringattn_wgmma_cp_async", flash::TensorCoreKernel::kHopper},
-            std::pair{"ringattn_warp_specialized", flash::TensorCoreKernel::kWarpSpecialized}}) {
-        if (flash::LaunchFlashForward(direct, nullptr, kernel) != cudaSuccess) continue;
-        report(impl,
-               TimeMs([&, kernel = kernel] { flash::LaunchFlashForward(direct, nullptr, kernel); },
-                      iterations));
+      for (const NamedKernel& k : kTensorCoreKernels) {
+        if (flash::LaunchFlashForward(direct, nullptr, k.kernel) != cudaSuccess) continue;
+        report(k.forward,
+               TimeMs([&] { flash::LaunchFlashForward(direct, nullptr, k.kernel); }, iterations));
       }
     }
     if (r.dtype != ElementType::kFloat32 && r.seqlen * r.batch <= 16384) {
@@ -222,18 +231,14 @@ int Main(int argc, char** argv) {
       const int backward_iterations = tensor_cores ? iterations : std::min(iterations, 3);
       report("ringattn", TimeMs(backward, backward_iterations), "bwd", 2.5);
       if (tensor_cores && flash::HopperDevice()) {
-        for (auto [impl, kernel] :
-             {std::pair{"ringattn_mma_sync", flash::TensorCoreKernel::kMmaSync},
-              std::pair{"ringattn_wgmma", flash::TensorCoreKernel::kHopper},
-              std::pair{"ringattn_warp_spec", flash::TensorCoreKernel::kWarpSpecialized}}) {
-          // (fp32 has the wgmma kernel alone.)
-          if (flash::LaunchFlashBackward(back, nullptr, kernel) != cudaSuccess) continue;
-          report(impl,
+        for (const NamedKernel& k : kTensorCoreKernels) {
+          if (flash::LaunchFlashBackward(back, nullptr, k.kernel) != cudaSuccess) continue;
+          report(k.backward,
                  TimeMs(
-                     [&, kernel = kernel] {
+                     [&] {
                        LaunchBackwardDelta(r.dtype, dout, o, delta, r.batch, r.seqlen, r.heads,
                                            r.head_dim, nullptr);
-                       flash::LaunchFlashBackward(back, nullptr, kernel);
+                       flash::LaunchFlashBackward(back, nullptr, k.kernel);
                      },
                      iterations),
                  "bwd", 2.5);
