@@ -1,5 +1,7 @@
 #include "cuda/flash/forward.h"
 
+#include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -36,11 +38,24 @@ TensorCoreKernel AutoOverride() {
 }  // namespace
 
 bool HopperDevice() {
+  // Asked on every launch (forward and backward, and by the backward's
+  // Supports at d256): the answer per device is kept (0 not asked yet, 1
+  // no, 2 yes), so a launch costs one cudaGetDevice here.
+  constexpr int kDevices = 64;
+  static std::atomic<uint8_t> known[kDevices];
   int device = 0, major = 0, minor = 0;
-  return cudaGetDevice(&device) == cudaSuccess &&
-         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
-         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
-         major == 9 && minor == 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return false;
+  const bool cached = device >= 0 && device < kDevices;
+  if (cached) {
+    if (const uint8_t k = known[device].load(std::memory_order_relaxed); k != 0) return k == 2;
+  }
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    return false;
+  }
+  const bool hopper = major == 9 && minor == 0;
+  if (cached) known[device].store(hopper ? 2 : 1, std::memory_order_relaxed);
+  return hopper;
 }
 
 cudaError_t LaunchFlashForward(const ForwardBlockArgs& a, cudaStream_t stream,
