@@ -221,7 +221,8 @@ __global__ void __launch_bounds__(F32HopperBackwardTraits<kHeadDim>::kThreads, 1
       FenceProxyAsync();
       __syncthreads();  // the next tile is stored; dS and this tile's are free
     }
-    AddKeyGrads<kHeadDim>(args, dk, dv, task.kv_offset0, task.kv_stride, key0, task.k_valid);
+    // Reductions: the SM does not wait for a read of the buffers per chunk.
+    AddKeyGrads<kHeadDim, true>(args, dk, dv, task.kv_offset0, task.kv_stride, key0, task.k_valid);
   }
 #endif  // RINGATTN_WGMMA
 }

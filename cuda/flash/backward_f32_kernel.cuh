@@ -213,7 +213,8 @@ __global__ void __launch_bounds__(F32BackwardTraits<kHeadDim>::kThreads)
       }
       __syncthreads();  // s_ds and this buffer are free for the next tile
     }
-    AddKeyGrads<kHeadDim>(args, dk, dv, task.kv_offset0, task.kv_stride, key0, task.k_valid);
+    // Reductions: the SM does not wait for a read of the buffers per chunk.
+    AddKeyGrads<kHeadDim, true>(args, dk, dv, task.kv_offset0, task.kv_stride, key0, task.k_valid);
   }
 }
 
