@@ -594,8 +594,12 @@ void CheckBackward(const Case& c, uint32_t seed) {
                        : c.dtype == DType::kFloat16 ? 2e-3
                                                     : 1e-5;
   const char* names[] = {"dq", "dk", "dv"};
+  // One key: every query's P is 1 and O is that key's V rounded to the
+  // dtype, so dS = dP - D = dO . (V - O) and with it dQ and dK are rounding
+  // noise around 0, which no norm-relative bound holds; dV is compared.
+  const int first_grad = c.k_pos.length == 1 ? 2 : 0;
   for (int kernel = 1; kernel <= n; ++kernel) {
-    for (int i = 0; i < 3; ++i) {
+    for (int i = first_grad; i < 3; ++i) {
       EXPECT_LE(NormRelError(grads[i][kernel], grads[i][0]), bound)
           << names[i] << " " << KernelName(kernels[kernel - 1]);
     }
@@ -618,15 +622,17 @@ TEST(FlashBackwardTest, RandomTasksMatchTheFp32Kernel) {
   }
 }
 
-// head_dim 256 (wgmma, Hopper; dK and dV split by columns) against the
-// fp32 kernel.
+// head_dim 256 (wgmma, Hopper; dK and dV split by columns, key tiles in
+// cluster pairs that share their dQ rows) against the fp32 kernel: random
+// tasks give pairs whose query-tile ranges differ, odd key-tile counts
+// (a partner with no keys) and ranges that do not meet.
 TEST(FlashBackwardTest, HeadDim256TasksMatchTheFp32Kernel) {
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
   if (!flash::HopperDevice()) GTEST_SKIP() << "the head_dim 256 tensor-core backward is Hopper's";
   std::mt19937 rng(256);
   uint32_t seed = 1300;
   for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
-    for (int i = 0; i < 6; ++i) CheckBackward(RandomCase(rng, dtype, 256), seed += 10);
+    for (int i = 0; i < 12; ++i) CheckBackward(RandomCase(rng, dtype, 256), seed += 10);
   }
 }
 
