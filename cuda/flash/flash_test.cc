@@ -622,10 +622,8 @@ TEST(FlashBackwardTest, RandomTasksMatchTheFp32Kernel) {
   }
 }
 
-// head_dim 256 (wgmma, Hopper; dK and dV split by columns, key tiles in
-// cluster pairs that share their dQ rows) against the fp32 kernel: random
-// tasks give pairs whose query-tile ranges differ, odd key-tile counts
-// (a partner with no keys) and ranges that do not meet.
+// head_dim 256 (wgmma, Hopper; dK and dV split by columns) against the
+// fp32 kernel.
 TEST(FlashBackwardTest, HeadDim256TasksMatchTheFp32Kernel) {
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
   if (!flash::HopperDevice()) GTEST_SKIP() << "the head_dim 256 tensor-core backward is Hopper's";
