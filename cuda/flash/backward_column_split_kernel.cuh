@@ -66,7 +66,7 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
   queries.Load(m_begin, 0);
   CpAsyncCommit();
 
-  const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
+  const float scale_log2 = a.softmax_scale * kLog2e;
   float dk[kCols / 2], dv[kCols / 2];
 #pragma unroll
   for (int i = 0; i < kCols / 2; ++i) dk[i] = dv[i] = 0.f;

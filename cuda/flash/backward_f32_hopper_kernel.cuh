@@ -95,7 +95,6 @@ __global__ void __launch_bounds__(F32HopperBackwardTraits<kHeadDim>::kThreads, 1
   static_assert(kThreads == (kBlockM / 4) * kChunks, "one thread per (query quad, chunk)");
   float4 q_raw[4], do_raw[4];
   float next_lse = INFINITY, next_delta = 0.f;
-  constexpr float kLog2e = 1.4426950408889634f;
   const auto load_query_tile = [&](int m) {
     const int64_t row = static_cast<int64_t>(m) * kBlockM;
     const int valid = static_cast<int>(min64(kBlockM, task.q_len - row));
@@ -122,7 +121,7 @@ __global__ void __launch_bounds__(F32HopperBackwardTraits<kHeadDim>::kThreads, 1
     StoreSplitTransposed<kHeadDim>(qt(4), qt(5), q_c, 2 * q_block + q_parity, q_raw);
     StoreSplitTransposed<kHeadDim>(qt(6), qt(7), q_c, 2 * q_block + q_parity, do_raw);
     if (threadIdx.x < kBlockM) {
-      s_lse[threadIdx.x] = next_lse == -INFINITY ? INFINITY : next_lse * kLog2e;
+      s_lse[threadIdx.x] = BackwardLse(next_lse);
       s_delta[threadIdx.x] = next_delta;
     }
   };
@@ -132,7 +131,7 @@ __global__ void __launch_bounds__(F32HopperBackwardTraits<kHeadDim>::kThreads, 1
   FenceProxyAsync();
   __syncthreads();
 
-  const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
+  const float scale_log2 = a.softmax_scale * kLog2e;
   float dk[kHeadDim / 2], dv[kHeadDim / 2];
   const int key0 = (threadIdx.x / 32) * 16 + lane / 4;  // the thread's keys key0, key0 + 8
 

@@ -74,8 +74,7 @@ __global__ void __launch_bounds__(F32BackwardTraits<kHeadDim>::kThreads)
   load_q_tile(m_begin, 0);
   CpAsyncCommit();
 
-  const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
-  constexpr float kLog2e = 1.4426950408889634f;
+  const float scale_log2 = a.softmax_scale * kLog2e;
   // dK and dV of keys key0, key0 + 8, flat [n8 block][4] in the m16n8 layout,
   // added to the fp32 buffers every kFlushTiles query tiles (see
   // kFlushTiles).
@@ -98,7 +97,7 @@ __global__ void __launch_bounds__(F32BackwardTraits<kHeadDim>::kThreads)
         // Rows past the end get LSE +inf: P = 0 there.
         const bool ok = q_first + r < task.q_len;
         const float lse = ok ? args.lse[task.stat0 + q_first + r] : INFINITY;
-        s_lse[buffer * kBlockM + r] = lse == -INFINITY ? INFINITY : lse * kLog2e;
+        s_lse[buffer * kBlockM + r] = BackwardLse(lse);
         s_delta[buffer * kBlockM + r] = ok ? args.delta[task.stat0 + q_first + r] : 0.f;
       }
       CpAsyncWait<1>();

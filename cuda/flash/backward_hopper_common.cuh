@@ -69,9 +69,8 @@ struct CpAsyncQueryTiles {
     }
   }
   __device__ __forceinline__ void StoreStats(int buffer) const {
-    constexpr float kLog2e = 1.4426950408889634f;
     if (threadIdx.x < kBlockM) {
-      s_lse[buffer * kBlockM + threadIdx.x] = next_lse == -INFINITY ? INFINITY : next_lse * kLog2e;
+      s_lse[buffer * kBlockM + threadIdx.x] = BackwardLse(next_lse);
       s_delta[buffer * kBlockM + threadIdx.x] = next_delta;
     }
   }

@@ -59,7 +59,7 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
   queries.Load(m_begin, 0);
   CpAsyncCommit();
 
-  const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
+  const float scale_log2 = a.softmax_scale * kLog2e;
   // Accumulators, flat as wgmma names them: [n8 block][4] in the m16n8 layout.
   float dk[kHeadDim / 2], dv[kHeadDim / 2];
 #pragma unroll

@@ -63,8 +63,7 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
   load_q_tile(m_begin, 0);
   CpAsyncCommit();
 
-  const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
-  constexpr float kLog2e = 1.4426950408889634f;
+  const float scale_log2 = a.softmax_scale * kLog2e;
   float dk[kDBlocks][4], dv[kDBlocks][4];
 #pragma unroll
   for (int i = 0; i < kDBlocks; ++i) {
@@ -99,7 +98,7 @@ __global__ void __launch_bounds__(BackwardTraits<kHeadDim>::kThreads, 1)
       // Rows past the end get LSE +inf: P = 0 there.
       const bool ok = q_first + r < task.q_len;
       const float lse = ok ? args.lse[task.stat0 + q_first + r] : INFINITY;
-      s_lse[buffer * kBlockM + r] = lse == -INFINITY ? INFINITY : lse * kLog2e;
+      s_lse[buffer * kBlockM + r] = BackwardLse(lse);
       s_delta[buffer * kBlockM + r] = ok ? args.delta[task.stat0 + q_first + r] : 0.f;
     }
     CpAsyncWait<1>();

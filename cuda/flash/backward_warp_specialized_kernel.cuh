@@ -191,7 +191,7 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
         for (int r = 0; r < kRows; ++r) {
           const int64_t row = static_cast<int64_t>(m) * kBlockM + lane + 32 * r;
           const float x = row < q_len ? args.lse[stat0 + row] : -INFINITY;
-          lse[r] = x == -INFINITY ? INFINITY : x * 1.4426950408889634f;
+          lse[r] = BackwardLse(x);
           delta[r] = row < q_len ? args.delta[stat0 + row] : 0.f;
         }
         MbarrierWait(sm.Empty(slot.stage), slot.parity ^ 1);
@@ -236,7 +236,7 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
   const int64_t k_len = a.k_pos.length;
   const int64_t k0 = static_cast<int64_t>(n_tile) * kBlockN;
   const int k_valid = static_cast<int>(min64(kBlockN, k_len - k0));
-  const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
+  const float scale_log2 = a.softmax_scale * kLog2e;
   // The warpgroup's keys: rows key0 and key0 + 8 of this thread.
   const int key_base = warpgroup * 64;
   const int key0 = key_base + (threadIdx.x / 32 % 4) * 16 + lane / 4;

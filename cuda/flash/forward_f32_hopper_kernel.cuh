@@ -63,7 +63,7 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
   const int n_begin = tiles.n_begin, n_end = tiles.n_end;
 
   const int row0 = warpgroup * 64 + (threadIdx.x / 32 % 4) * 16 + threadIdx.x % 32 / 4;
-  const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
+  const float scale_log2 = a.softmax_scale * kLog2e;
 
   float o_flat[kHeadDim / 2], s_flat[kBlockN / 2];
   auto& o = *reinterpret_cast<float(*)[1][kDB][4]>(o_flat);

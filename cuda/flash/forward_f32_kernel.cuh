@@ -76,7 +76,7 @@ __global__ void __launch_bounds__(F32ForwardTraits<kHeadDim>::kThreads,
   const KeyTileRange& tiles = task.tiles;
   const int n_begin = tiles.n_begin, n_end = tiles.n_end;
   const int row0 = warp * 16 + g;  // the thread's rows: row0 and row0 + 8
-  const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
+  const float scale_log2 = a.softmax_scale * kLog2e;
 
   float acc[1][kDBlocks][4];
   float row_max[1][2] = {{-INFINITY, -INFINITY}}, row_sum[1][2] = {{0.f, 0.f}};

@@ -50,7 +50,7 @@ __global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
 
   // Rows row0 and row0 + 8 of the tile: warp w of a warpgroup owns 16.
   const int row0 = warpgroup * 64 + (threadIdx.x / 32 % 4) * 16 + threadIdx.x % 32 / 4;
-  const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
+  const float scale_log2 = a.softmax_scale * kLog2e;
 
   // Accumulators, flat as wgmma names them and viewed as [1][blocks][4].
   float o_flat[kHeadDim / 2], s_flat[kBlockN / 2];

@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(ForwardTraits<kHeadDim>::kThreads,
   // This thread's rows: g and g + 8 of each of the warp's kMTiles m16 tiles.
   constexpr int kMT = Tr::kMTiles;
   const int row0 = warp * 16 * kMT + lane / 4;  // + 16 * m + 8 * half
-  const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
+  const float scale_log2 = a.softmax_scale * kLog2e;
 
   float acc[kMT][kDBlocks][4];
   float row_max[kMT][2], row_sum[kMT][2];  // max in scaled log2 units; sums per thread

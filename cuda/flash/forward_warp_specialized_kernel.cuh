@@ -211,7 +211,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   const int warpgroup = threadIdx.x / 128 - 1;
   const bool signals = threadIdx.x % 128 == 0;  // releases slots for the warpgroup
   const int row0 = warpgroup * 64 + (threadIdx.x / 32 % 4) * 16 + threadIdx.x % 32 / 4;
-  const float scale_log2 = a.softmax_scale * 1.4426950408889634f;
+  const float scale_log2 = a.softmax_scale * kLog2e;
   const int64_t group = a.num_heads / a.num_kv_heads;
   const int my_turn = kTurnBarrier + warpgroup;
   const int other_turn = kTurnBarrier + (warpgroup ^ 1);

@@ -152,6 +152,16 @@ __device__ __forceinline__ int Swizzle(int row, int col) {
   return row * kHeadDim + ((((col >> 3) ^ (row & 7))) << 3) + (col & 7);
 }
 
+// log2(e): the kernels exponentiate in base 2, scores scaled by
+// softmax_scale * kLog2e.
+constexpr float kLog2e = 1.4426950408889634f;
+
+// A row's LSE as the backwards use it: in log2 units, and +inf for a row
+// that met no key (LSE -inf), so that its P = 2^(S - LSE) is 0.
+__device__ __forceinline__ float BackwardLse(float lse) {
+  return lse == -INFINITY ? INFINITY : lse * kLog2e;
+}
+
 // 2^x by the special function unit (ex2.approx: relative error ~2^-22;
 // 2^-inf = 0).
 __device__ __forceinline__ float FastExp2(float x) {
