@@ -72,7 +72,7 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
   for (int i = 0; i < kCols / 2; ++i) dk[i] = dv[i] = 0.f;
   // Both warpgroups hold keys key0 and key0 + 8 (of all 64); warpgroup w
   // the queries from q_base and the columns from col_base.
-  const int key0 = (threadIdx.x / 32 % 4) * 16 + lane / 4;
+  const int key0 = AccumulatorRow();
   const int q_base = warpgroup * kRows, col_base = warpgroup * kCols;
 
   queries.StoreStats(0);
@@ -112,9 +112,10 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
     // at a time; dV_w += P^T dO_w and dK_w += dS^T Q_w (A K-major, B the
     // warpgroup's two 64-column blocks of dO and Q, N-major) are issued
     // after the first dQ group, so its atomics run while they multiply.
-    const int row0 = (threadIdx.x / 32 % 4) * 16 + lane / 4;
     float dq[32];
-    const auto add_dq = [&](int c) { AddQueryGrads(args, task, dq, q_first, row0, col_base + c); };
+    const auto add_dq = [&](int c) {
+      AddQueryGrads(args, task, dq, q_first, AccumulatorRow(), col_base + c);
+    };
     static_assert(kCols == 128, "two dQ groups of 64 columns");
     IssueQueryGrads<E, kBlockN, kBlockN>(dq, s_ds, s_k, 0, col_base);
     // acc += A B: A (P^T or dS^T) K-major, B (dO or Q: the warpgroup's two

@@ -133,7 +133,7 @@ __global__ void __launch_bounds__(F32HopperBackwardTraits<kHeadDim>::kThreads, 1
 
   const float scale_log2 = a.softmax_scale * kLog2e;
   float dk[kHeadDim / 2], dv[kHeadDim / 2];
-  const int key0 = (threadIdx.x / 32) * 16 + lane / 4;  // the thread's keys key0, key0 + 8
+  const int key0 = AccumulatorRow();  // the thread's keys key0, key0 + 8
 
   // Chunks of kFlushTiles query tiles (see kFlushTiles), dK and dV added
   // after each.

@@ -66,7 +66,7 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
   for (int i = 0; i < kHeadDim / 2; ++i) dk[i] = dv[i] = 0.f;
   // The warpgroup's keys: rows key0 and key0 + 8 of this thread.
   const int key_base = warpgroup * 64;
-  const int key0 = key_base + (threadIdx.x / 32 % 4) * 16 + lane / 4;
+  const int key0 = key_base + AccumulatorRow();
 
   queries.StoreStats(0);
 
@@ -120,7 +120,7 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
       FenceRegisters(dq);
       FenceRegisters(dk);
       FenceRegisters(dv);
-      AddQueryGrads(args, task, dq, q_first, (threadIdx.x / 32 % 4) * 16 + lane / 4, col_begin);
+      AddQueryGrads(args, task, dq, q_first, AccumulatorRow(), col_begin);
     }
     queries.StoreStats(buffer ^ 1);  // tile m + 1's, loaded at the top
     __syncthreads();                 // s_ds and this buffer are free for the next tile

@@ -239,13 +239,13 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
   const float scale_log2 = a.softmax_scale * kLog2e;
   // The warpgroup's keys: rows key0 and key0 + 8 of this thread.
   const int key_base = warpgroup * 64;
-  const int key0 = key_base + (threadIdx.x / 32 % 4) * 16 + lane / 4;
+  const int key0 = key_base + AccumulatorRow();
   // dQ over all kBlockN keys: warpgroup w takes the tile's 64 columns
   // from 64 w (64-row tiles) or its 64 rows from 64 w (128-row tiles).
   constexpr bool kSplitRows = kBlockM == 128;
   const int dq_row_block = kSplitRows ? warpgroup : 0;
   const int dq_col_begin = kSplitRows ? 0 : warpgroup * 64;
-  const int dq_row0 = dq_row_block * 64 + (threadIdx.x / 32 % 4) * 16 + lane / 4;
+  const int dq_row0 = dq_row_block * 64 + AccumulatorRow();
 
   // A generic pointer to shared-memory address `address`.
   const auto shared_floats = [&](uint32_t address) {

@@ -62,7 +62,7 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
   const KeyTileRange& tiles = task.tiles;
   const int n_begin = tiles.n_begin, n_end = tiles.n_end;
 
-  const int row0 = warpgroup * 64 + (threadIdx.x / 32 % 4) * 16 + threadIdx.x % 32 / 4;
+  const int row0 = warpgroup * 64 + AccumulatorRow();
   const float scale_log2 = a.softmax_scale * kLog2e;
 
   float o_flat[kHeadDim / 2], s_flat[kBlockN / 2];

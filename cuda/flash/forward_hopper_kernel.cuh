@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
   const int n_begin = tiles.n_begin, n_end = tiles.n_end;
 
   // Rows row0 and row0 + 8 of the tile: warp w of a warpgroup owns 16.
-  const int row0 = warpgroup * 64 + (threadIdx.x / 32 % 4) * 16 + threadIdx.x % 32 / 4;
+  const int row0 = warpgroup * 64 + AccumulatorRow();
   const float scale_log2 = a.softmax_scale * kLog2e;
 
   // Accumulators, flat as wgmma names them and viewed as [1][blocks][4].

@@ -210,7 +210,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   constexpr int kNB = kBlockN / 8, kDB = kHeadDim / 8;
   const int warpgroup = threadIdx.x / 128 - 1;
   const bool signals = threadIdx.x % 128 == 0;  // releases slots for the warpgroup
-  const int row0 = warpgroup * 64 + (threadIdx.x / 32 % 4) * 16 + threadIdx.x % 32 / 4;
+  const int row0 = warpgroup * 64 + AccumulatorRow();
   const float scale_log2 = a.softmax_scale * kLog2e;
   const int64_t group = a.num_heads / a.num_kv_heads;
   const int my_turn = kTurnBarrier + warpgroup;

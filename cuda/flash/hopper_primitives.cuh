@@ -55,6 +55,13 @@ __device__ __forceinline__ void LoadSwizzledTile(uint32_t tile, const T* global,
   }
 }
 
+// The first of the two rows (r and r + 8) of a warpgroup's m64 wgmma
+// accumulator that this thread holds: warp w of the warpgroup holds rows
+// [16 w, 16 w + 16).
+__device__ __forceinline__ int AccumulatorRow() {
+  return (threadIdx.x / 32 % 4) * 16 + threadIdx.x % 32 / 4;
+}
+
 __device__ __forceinline__ void WgmmaFence() {
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 }
