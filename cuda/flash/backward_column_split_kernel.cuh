@@ -62,9 +62,7 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
 
   CpAsyncQueryTiles<E, kHeadDim, kBlockN, kBlockM, Tr::kThreads> queries(args, task, s_q, s_do,
                                                                          s_lse, s_delta);
-  queries.LoadKeys(s_k, s_v);
-  queries.Load(m_begin, 0);
-  CpAsyncCommit();
+  queries.Start(s_k, s_v);
 
   const float scale_log2 = a.softmax_scale * kLog2e;
   float dk[kCols / 2], dv[kCols / 2];
@@ -75,16 +73,9 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
   const int key0 = AccumulatorRow();
   const int q_base = warpgroup * kRows, col_base = warpgroup * kCols;
 
-  queries.StoreStats(0);
-
   for (int m = m_begin; m < m_end; ++m) {
-    const int buffer = (m - m_begin) & 1;
-    if (m + 1 < m_end) queries.Load(m + 1, buffer ^ 1);
-    CpAsyncCommit();
+    const int buffer = queries.Arrive(m);
     const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
-    CpAsyncWait<1>();
-    FenceProxyAsync();
-    __syncthreads();
     const uint32_t q_tile = queries.QTile(buffer), do_tile = queries.DoTile(buffer);
 
     // S^T and dP^T of the 64 keys x the warpgroup's 32 queries.
@@ -142,8 +133,7 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
     FenceRegisters(dk);
     FenceRegisters(dv);
     add_dq(64);
-    queries.StoreStats(buffer ^ 1);  // tile m + 1's, loaded at the top
-    __syncthreads();                 // P^T, dS^T and this buffer are free for the next tile
+    queries.Release(buffer);  // tile m + 1's LSE and D; this buffer free
   }
 
   AddKeyGrads<kCols>(args, dk, dv, task.kv_offset0 + col_base, task.kv_stride, key0, task.k_valid);

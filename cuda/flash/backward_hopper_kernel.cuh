@@ -55,9 +55,7 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
 
   CpAsyncQueryTiles<E, kHeadDim, kBlockN, kBlockM, Tr::kThreads> queries(args, task, s_q, s_do,
                                                                          s_lse, s_delta);
-  queries.LoadKeys(s_k, s_v);
-  queries.Load(m_begin, 0);
-  CpAsyncCommit();
+  queries.Start(s_k, s_v);
 
   const float scale_log2 = a.softmax_scale * kLog2e;
   // Accumulators, flat as wgmma names them: [n8 block][4] in the m16n8 layout.
@@ -68,16 +66,9 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
   const int key_base = warpgroup * 64;
   const int key0 = key_base + AccumulatorRow();
 
-  queries.StoreStats(0);
-
   for (int m = m_begin; m < m_end; ++m) {
-    const int buffer = (m - m_begin) & 1;
-    if (m + 1 < m_end) queries.Load(m + 1, buffer ^ 1);
-    CpAsyncCommit();
+    const int buffer = queries.Arrive(m);
     const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
-    CpAsyncWait<1>();
-    FenceProxyAsync();
-    __syncthreads();
     const uint32_t q_tile = queries.QTile(buffer), do_tile = queries.DoTile(buffer);
 
     // S^T = K_w Q^T, then dP^T = V_w dO^T (two groups: P^T is computed
@@ -122,8 +113,7 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
       FenceRegisters(dv);
       AddQueryGrads(args, task, dq, q_first, AccumulatorRow(), col_begin);
     }
-    queries.StoreStats(buffer ^ 1);  // tile m + 1's, loaded at the top
-    __syncthreads();                 // s_ds and this buffer are free for the next tile
+    queries.Release(buffer);  // tile m + 1's LSE and D; this buffer free
   }
 
   AddKeyGrads<kHeadDim>(args, dk, dv, task.kv_offset0, task.kv_stride, key0, task.k_valid);
