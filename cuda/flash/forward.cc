@@ -1,9 +1,10 @@
 #include "cuda/flash/forward.h"
 
 #include <atomic>
-#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <utility>
 
 #include "cuda/flash/dispatch.h"
 
@@ -37,25 +38,48 @@ TensorCoreKernel AutoOverride() {
 
 }  // namespace
 
-bool HopperDevice() {
-  // Asked on every launch (forward and backward, and by the backward's
-  // Supports at d256): the answer per device is kept (0 not asked yet, 1
-  // no, 2 yes), so a launch costs one cudaGetDevice here.
+cudaError_t CurrentDeviceFacts(DeviceFacts* facts) {
+  // One slot per device ordinal below kDevices, filled once (under mu) and
+  // then read without a lock; a device past them is asked every time.
   constexpr int kDevices = 64;
-  static std::atomic<uint8_t> known[kDevices];
-  int device = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) return false;
+  struct Slot {
+    std::atomic<bool> known{false};
+    DeviceFacts facts;
+  };
+  static Slot slots[kDevices];
+  static std::mutex mu;
+  int device = 0;
+  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
   const bool cached = device >= 0 && device < kDevices;
+  if (cached && slots[device].known.load(std::memory_order_acquire)) {
+    *facts = slots[device].facts;
+    return cudaSuccess;
+  }
+  int major = 0, minor = 0;
+  DeviceFacts f;
+  for (auto [value, attribute] : {std::pair{&major, cudaDevAttrComputeCapabilityMajor},
+                                  std::pair{&minor, cudaDevAttrComputeCapabilityMinor},
+                                  std::pair{&f.sms, cudaDevAttrMultiProcessorCount},
+                                  std::pair{&f.l2_bytes, cudaDevAttrL2CacheSize}}) {
+    if (const cudaError_t e = cudaDeviceGetAttribute(value, attribute, device); e != cudaSuccess) {
+      return e;
+    }
+  }
+  f.hopper = major == 9 && minor == 0;
   if (cached) {
-    if (const uint8_t k = known[device].load(std::memory_order_relaxed); k != 0) return k == 2;
+    std::lock_guard<std::mutex> lock(mu);
+    if (!slots[device].known.load(std::memory_order_relaxed)) {
+      slots[device].facts = f;
+      slots[device].known.store(true, std::memory_order_release);
+    }
   }
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
-    return false;
-  }
-  const bool hopper = major == 9 && minor == 0;
-  if (cached) known[device].store(hopper ? 2 : 1, std::memory_order_relaxed);
-  return hopper;
+  *facts = f;
+  return cudaSuccess;
+}
+
+bool HopperDevice() {
+  DeviceFacts facts;
+  return CurrentDeviceFacts(&facts) == cudaSuccess && facts.hopper;
 }
 
 cudaError_t LaunchFlashForward(const ForwardBlockArgs& a, cudaStream_t stream,

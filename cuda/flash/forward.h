@@ -17,7 +17,18 @@ namespace ringattn::cuda::flash {
 // (sm_90a; forward only), or the fastest one the current device has (kAuto).
 enum class TensorCoreKernel { kAuto, kMmaSync, kHopper, kWarpSpecialized };
 
-// Whether the current device runs the wgmma kernel (compute capability 9.0).
+// What the launchers ask of a device, asked of the driver once per device
+// (a launch is on the path of every ring step).
+struct DeviceFacts {
+  bool hopper = false;  // compute capability 9.0: the sm_90a (wgmma) kernels
+  int sms = 0;          // streaming multiprocessors
+  int l2_bytes = 0;     // L2 cache size
+};
+// The current device's. Errors: the CUDA runtime's.
+cudaError_t CurrentDeviceFacts(DeviceFacts* facts);
+
+// Whether the current device runs the wgmma kernel (compute capability 9.0;
+// false when the runtime cannot say).
 bool HopperDevice();
 
 // Whether LaunchFlashForward takes `a`: fp16 or bf16 with head_dim 64, 128

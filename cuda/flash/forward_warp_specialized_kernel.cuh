@@ -25,6 +25,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "cuda/flash/forward.h"
 #include "cuda/flash/forward_common.cuh"
 #include "cuda/flash/hopper_pipeline.cuh"
 #include "cuda/flash/hopper_primitives.cuh"
@@ -389,22 +390,15 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
        {std::pair{&q_view, &q_map}, std::pair{&k_view, &k_map}, std::pair{&v_view, &v_map}}) {
     if (const cudaError_t e = EncodeTileMap(*view, map); e != cudaSuccess) return e;
   }
-  int device = 0, sms = 0, l2_bytes = 0;
-  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
-  if (const cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-      e != cudaSuccess) {
-    return e;
-  }
-  if (const cudaError_t e = cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device);
-      e != cudaSuccess) {
-    return e;
-  }
+  DeviceFacts device;
+  if (const cudaError_t e = CurrentDeviceFacts(&device); e != cudaSuccess) return e;
+  const int sms = device.sms;
   const int64_t group = a.num_heads / a.num_kv_heads;
   const int64_t kv_head_bytes = 2 * a.k_pos.length * kHeadDim * ElementBytes(E);
   const HeavyFirstTileScheduler scheduler =
       HeavyFirstTileScheduler::Sections(static_cast<int>((q_len + Tr::kBlockM - 1) / Tr::kBlockM),
                                         (a.kv_head_end - a.kv_head_begin) * group, a.batch, group,
-                                        kv_head_bytes, L2SectionBudget(l2_bytes), sms);
+                                        kv_head_bytes, L2SectionBudget(device.l2_bytes), sms);
   const int64_t grid = std::min<int64_t>(scheduler.Count(), sms);
   TileCounter* counter = nullptr;
   if (const cudaError_t e = ForwardTileCounter(stream, &counter); e != cudaSuccess) return e;
