@@ -46,7 +46,7 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
       reinterpret_cast<float*>(shared_raw + (s_ds + Tr::kDsBytes - SharedAddress(shared_raw)));
   float* s_delta = s_lse + 2 * kBlockM;  // both [2][kBlockM]
 
-  const int warpgroup = threadIdx.x / 128, lane = threadIdx.x % 32;
+  const int warpgroup = threadIdx.x / 128;
   const KeyTileTask<T, kHeadDim, kBlockN, kBlockM> task(args);
   const int64_t b = task.b, h = task.h;
   const KeyTileQueries& tiles = task.tiles;
