@@ -7,11 +7,12 @@
 //   S^T, dP^T of the 64 keys x queries [32 w, 32 w + 32)   (wgmma, smem)
 //   P^T, dS^T of those -> shared memory (the tile's 64 x 64 of each)
 //   dV_w += P^T dO_w, dK_w += dS^T Q_w   (A K-major, B N-major, from smem)
-//   dQ (64 queries x its 128 columns) += dS K, in two groups of 64
-//   columns, added to the fp32 dQ with atomics.
+// dQ is the dQ pass's (backward_query_grads_kernel.cuh), launched after
+// this kernel: added here, 64 KB of fp32 partial sums per (key tile, query
+// tile) pair bound the kernel at the L2's reduction rate.
 // The per-tile pieces are the other Hopper backward's
 // (backward_hopper_common.cuh). Included by backward_column_split_d256.cu;
-// an empty kernel outside the sm_90a pass.
+// empty kernels outside the sm_90a pass.
 #ifndef RINGATTN_CUDA_FLASH_BACKWARD_COLUMN_SPLIT_KERNEL_CUH_
 #define RINGATTN_CUDA_FLASH_BACKWARD_COLUMN_SPLIT_KERNEL_CUH_
 
@@ -21,6 +22,7 @@
 #include <cstdint>
 
 #include "cuda/flash/backward_hopper_common.cuh"
+#include "cuda/flash/backward_query_grads_kernel.cuh"
 #include "cuda/flash/block_mask.cuh"
 #include "cuda/flash/hopper_primitives.cuh"
 #include "cuda/flash/launch.cuh"
@@ -99,18 +101,8 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
     FenceProxyAsync();
     __syncthreads();  // P^T and dS^T of both warpgroups
 
-    // dQ (64 queries x the warpgroup's columns) += dS K * scale, 64 columns
-    // at a time; dV_w += P^T dO_w and dK_w += dS^T Q_w (A K-major, B the
-    // warpgroup's two 64-column blocks of dO and Q, N-major) are issued
-    // after the first dQ group, so its atomics run while they multiply.
-    float dq[32];
-    const auto add_dq = [&](int c) {
-      AddQueryGrads(args, task, dq, q_first, AccumulatorRow(), col_base + c);
-    };
-    static_assert(kCols == 128, "two dQ groups of 64 columns");
-    IssueQueryGrads<E, kBlockN, kBlockN>(dq, s_ds, s_k, 0, col_base);
-    // acc += A B: A (P^T or dS^T) K-major, B (dO or Q: the warpgroup's two
-    // 64-column blocks) N-major.
+    // dV_w += P^T dO_w and dK_w += dS^T Q_w (A K-major, B the warpgroup's
+    // two 64-column blocks of dO and Q, N-major).
     const auto issue_key_grad = [&](float(&acc)[kCols / 2], uint32_t a_tile, uint32_t b_tile) {
 #pragma unroll
       for (int kk = 0; kk < kBlockM / 16; ++kk) {
@@ -124,15 +116,9 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
     issue_key_grad(dv, s_p, do_tile);
     issue_key_grad(dk, s_ds, q_tile);
     WgmmaCommit();
-    WgmmaWait<1>();  // the first dQ group
-    FenceRegisters(dq);
-    add_dq(0);
-    IssueQueryGrads<E, kBlockN, kBlockN>(dq, s_ds, s_k, 0, col_base + 64);
-    WgmmaWait<0>();  // the second, and dV / dK
-    FenceRegisters(dq);
+    WgmmaWait<0>();
     FenceRegisters(dk);
     FenceRegisters(dv);
-    add_dq(64);
     queries.Release(buffer);  // tile m + 1's LSE and D; this buffer free
   }
 
@@ -145,9 +131,13 @@ cudaError_t LaunchFlashBackwardColumnSplitKernel(const BackwardBlockArgs& args,
                                                  cudaStream_t stream) {
   using Tr = ColumnSplitBackwardTraits<kHeadDim>;
   const ForwardBlockArgs& a = args.task;
-  return LaunchKernel(FlashBackwardColumnSplitKernel<E, kHeadDim>,
-                      TaskGrid(a, a.k_pos.length, Tr::kBlockN), Tr::kThreads, Tr::kSharedBytes,
-                      stream, args);
+  if (const cudaError_t e = LaunchKernel(FlashBackwardColumnSplitKernel<E, kHeadDim>,
+                                         TaskGrid(a, a.k_pos.length, Tr::kBlockN), Tr::kThreads,
+                                         Tr::kSharedBytes, stream, args);
+      e != cudaSuccess) {
+    return e;
+  }
+  return LaunchFlashBackwardQueryGradsKernel<E, kHeadDim>(args, stream);
 }
 
 }  // namespace ringattn::cuda::flash

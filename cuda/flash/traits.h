@@ -261,6 +261,22 @@ struct ColumnSplitBackwardTraits {
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
+// The dQ pass of the head_dim 256 Hopper backward: two warpgroups of 64
+// query rows, key tiles of 64; Q, dO, two stages of K, one V: 225 KB.
+template <int kHeadDim_>
+struct QueryGradsTraits {
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kThreads = 256;
+  static constexpr int kBlockM = 128;
+  static constexpr int kBlockN = 64;
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2;   // Q or dO
+  static constexpr int kKvBytes = kBlockN * kHeadDim * 2;  // one K or V tile
+  static constexpr int kSharedBytes = 2 * kQBytes + 3 * kKvBytes + 1024;
+
+  static_assert(kHeadDim == 256, "the dQ pass is the head_dim 256 backward's");
+  static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
+};
+
 // Warp-specialized Hopper backward: a producer warpgroup (one thread issues
 // the TMA copies of K, V and of each query tile's Q and dO; one warp loads
 // LSE and D; one warp adds the CTA's dQ tiles to global memory with TMA
