@@ -10,7 +10,8 @@
 // there, 64 KB of partial sums per (key tile, query tile) pair, was bound by
 // the L2's fp32 reduction rate (docs/KERNEL_BENCH.md); this pass costs S and
 // dP once more instead. K is double-buffered; V is loaded for the next tile
-// once both warpgroups' dP is done (Q, dO, 2 K, V: 225 KB).
+// once both warpgroups' dP (issued before S) is done (Q, dO, 2 K, V:
+// 225 KB).
 // Included by backward_column_split_kernel.cuh; an empty kernel outside the
 // sm_90a pass.
 #ifndef RINGATTN_CUDA_FLASH_BACKWARD_QUERY_GRADS_KERNEL_CUH_
@@ -112,10 +113,17 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
     float s_flat[kBlockN / 2], dp_flat[kBlockN / 2];
     auto& s = *reinterpret_cast<float(*)[1][kNB][4]>(s_flat);
     auto& dp = *reinterpret_cast<float(*)[1][kNB][4]>(dp_flat);
+    // dP first: once both warpgroups have it, V of tile n + 1 loads while
+    // S, P, dS and dQ += dS K run.
     WgmmaFence();
-    issue_rows_by_keys(s_flat, s_q, k_tile(stage));
     issue_rows_by_keys(dp_flat, s_do, s_v);
+    issue_rows_by_keys(s_flat, s_q, k_tile(stage));
     WgmmaWait<1>();
+    FenceRegisters(dp_flat);
+    __syncthreads();  // both warpgroups are done with V of tile n
+    if (n + 1 < n_end) load_keys(s_v, task.v, n + 1);
+    CpAsyncCommit();
+    WgmmaWait<0>();
     FenceRegisters(s_flat);
     if (tiles.NeedsMask(n)) MaskScores(s, a, b, task.q0 + row0, static_cast<int64_t>(n) * kBlockN);
 #pragma unroll
@@ -123,11 +131,6 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
 #pragma unroll
       for (int r = 0; r < 4; ++r) s[0][j][r] = FastExp2(fmaf(s[0][j][r], scale_log2, -lse[r / 2]));
     }
-    WgmmaWait<0>();
-    FenceRegisters(dp_flat);
-    __syncthreads();  // both warpgroups are done with V of tile n
-    if (n + 1 < n_end) load_keys(s_v, task.v, n + 1);
-    CpAsyncCommit();
 
     // dS = P (dP - D), packed as the A operand of dQ += dS K.
     uint32_t ds[kBlockN / 16][4];
