@@ -56,7 +56,7 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
   float* s_delta = s_lse + 2 * kBlockM;                            // both [2][kBlockM]
   const uint32_t s_pf = s_ds + Tr::kScoreBytes + Tr::kStatsBytes;  // P^T in fp32, handed over
 
-  const int warpgroup = threadIdx.x / 128, lane = threadIdx.x % 32;
+  const int warpgroup = threadIdx.x / 128;
   const KeyTileTask<T, kHeadDim, kBlockN, kBlockM> task(args);
   const int64_t b = task.b, h = task.h;
   const KeyTileQueries& tiles = task.tiles;

@@ -42,7 +42,6 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
   const ForwardBlockArgs& a = args.task;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
   constexpr int kNB = kBlockN / 8;
-  constexpr float kLog2e = 1.4426950408889634f;
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   const uint32_t s_q = (SharedAddress(shared_raw) + 1023) & ~1023u;
   const uint32_t s_do = s_q + Tr::kQBytes;
@@ -59,7 +58,7 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
 
   // Rows row0 and row0 + 8 of the tile: warp w of a warpgroup owns 16. LSE
   // in log2 units (+inf for rows that are not there or see no key: P = 0).
-  const int row0 = warpgroup * 64 + (threadIdx.x / 32 % 4) * 16 + lane / 4;
+  const int row0 = warpgroup * 64 + AccumulatorRow();
   const int64_t stat0 = (b * a.num_heads + h) * a.q_rows + a.q_row + task.q0;
   float lse[2], delta[2];
 #pragma unroll
@@ -67,7 +66,7 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
     const int row = row0 + 8 * half;
     const bool ok = row < task.q_valid;
     const float x = ok ? args.lse[stat0 + row] : INFINITY;
-    lse[half] = x == -INFINITY ? INFINITY : x * kLog2e;
+    lse[half] = BackwardLse(x);
     delta[half] = ok ? args.delta[stat0 + row] : 0.f;
   }
   const float scale_log2 = a.softmax_scale * kLog2e;
