@@ -4,14 +4,15 @@
 // allowed pair. dK and dV of 64 keys x 256 columns would take all of one
 // warpgroup's registers, so warpgroup w keeps columns [128 w, 128 w + 128)
 // of them, and per tile:
-//   S^T, dP^T of the 64 keys x queries [32 w, 32 w + 32)   (wgmma, smem)
-//   P^T, dS^T of those -> shared memory (the tile's 64 x 64 of each)
+//   S^T (warpgroup 0), dP^T (warpgroup 1) of the 64 keys x 64 queries
+//   P^T (0, handed to 1 in fp32), dS^T (1) -> shared memory
 //   dV_w += P^T dO_w, dK_w += dS^T Q_w   (A K-major, B N-major, from smem)
-//   dQ (64 queries x its 128 columns) += dS K, in two groups of 64
-//   columns, added to the fp32 dQ with atomics.
+// dQ is the dQ pass's (backward_query_grads_kernel.cuh), launched after
+// this kernel: added here, 64 KB of fp32 partial sums per (key tile, query
+// tile) pair bound the kernel at the L2's reduction rate.
 // The per-tile pieces are the other Hopper backward's
 // (backward_hopper_common.cuh). Included by backward_column_split_d256.cu;
-// an empty kernel outside the sm_90a pass.
+// empty kernels outside the sm_90a pass.
 #ifndef RINGATTN_CUDA_FLASH_BACKWARD_COLUMN_SPLIT_KERNEL_CUH_
 #define RINGATTN_CUDA_FLASH_BACKWARD_COLUMN_SPLIT_KERNEL_CUH_
 
@@ -21,7 +22,9 @@
 #include <cstdint>
 
 #include "cuda/flash/backward_hopper_common.cuh"
+#include "cuda/flash/backward_query_grads_kernel.cuh"
 #include "cuda/flash/block_mask.cuh"
+#include "cuda/flash/hopper_pipeline.cuh"
 #include "cuda/flash/hopper_primitives.cuh"
 #include "cuda/flash/launch.cuh"
 #include "cuda/flash/mma_primitives.cuh"
@@ -40,7 +43,6 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
   using Mma = Wgmma<E>;
   const ForwardBlockArgs& a = args.task;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
-  constexpr int kRows = kBlockM / 2;   // queries of S^T per warpgroup
   constexpr int kCols = kHeadDim / 2;  // columns of dK, dV, dQ per warpgroup
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   const uint32_t s_k = (SharedAddress(shared_raw) + 1023) & ~1023u;
@@ -51,7 +53,8 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
   const uint32_t s_ds = s_p + Tr::kScoreBytes;  // dS^T [kBlockN][kBlockM]
   float* s_lse =
       reinterpret_cast<float*>(shared_raw + (s_ds + Tr::kScoreBytes - SharedAddress(shared_raw)));
-  float* s_delta = s_lse + 2 * kBlockM;  // both [2][kBlockM]
+  float* s_delta = s_lse + 2 * kBlockM;                            // both [2][kBlockM]
+  const uint32_t s_pf = s_ds + Tr::kScoreBytes + Tr::kStatsBytes;  // P^T in fp32, handed over
 
   const int warpgroup = threadIdx.x / 128;
   const KeyTileTask<T, kHeadDim, kBlockN, kBlockM> task(args);
@@ -69,48 +72,65 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
 #pragma unroll
   for (int i = 0; i < kCols / 2; ++i) dk[i] = dv[i] = 0.f;
   // Both warpgroups hold keys key0 and key0 + 8 (of all 64); warpgroup w
-  // the queries from q_base and the columns from col_base.
+  // the columns from col_base.
   const int key0 = AccumulatorRow();
-  const int q_base = warpgroup * kRows, col_base = warpgroup * kCols;
+  const int col_base = warpgroup * kCols;
 
   for (int m = m_begin; m < m_end; ++m) {
     const int buffer = queries.Arrive(m);
     const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
     const uint32_t q_tile = queries.QTile(buffer), do_tile = queries.DoTile(buffer);
 
-    // S^T and dP^T of the 64 keys x the warpgroup's 32 queries.
-    float s[kRows / 2], dp[kRows / 2];
+    // S^T (warpgroup 0) and dP^T (warpgroup 1) of the 64 keys x the tile's
+    // 64 queries, one m64n64 product each (halves of 32 queries would read
+    // shared memory faster than it delivers). Warpgroup 0 makes P^T and
+    // hands it over in fp32 (thread t's pairs in slots 1 KB apart: the same
+    // fragment positions as thread t of warpgroup 1); warpgroup 1 makes
+    // dS^T = P^T (dP^T - D).
+    float x[kBlockM / 2];
+    const bool scores = warpgroup == 0;
     WgmmaFence();
-    IssueKeyTileProduct<E, kHeadDim, kBlockN, kBlockM, kRows>(s, s_k, 0, q_tile, q_base);
-    IssueKeyTileProduct<E, kHeadDim, kBlockN, kBlockM, kRows>(dp, s_v, 0, do_tile, q_base);
-    const FragmentBits<kRows> allowed =
-        tiles.NeedsMask(m)
-            ? AllowedBitsT<kRows>(a, b, key0, task.k_valid, task.k0, q_first + q_base)
+    IssueKeyTileProduct<E, kHeadDim, kBlockN, kBlockM>(x, scores ? s_k : s_v, 0,
+                                                       scores ? q_tile : do_tile);
+    const FragmentBits<kBlockM> allowed =
+        scores && tiles.NeedsMask(m)
+            ? AllowedBitsT<kBlockM>(a, b, key0, task.k_valid, task.k0, q_first)
             : ~0u;
-    WgmmaWait<1>();
-    FenceRegisters(s);
-    ProbabilitiesT<kRows>(s, allowed, s_lse + buffer * kBlockM + q_base, scale_log2);
     WgmmaWait<0>();
-    FenceRegisters(dp);
-    uint32_t p16[kRows / 16][4], ds16[kRows / 16][4];
-    ScoreGradsT<E, kRows>(s, dp, s_delta + buffer * kBlockM + q_base, p16, ds16);
-    StoreScoreGradsT<kBlockN, kRows>(s_p, key0, p16, q_base / 8);
-    StoreScoreGradsT<kBlockN, kRows>(s_ds, key0, ds16, q_base / 8);
+    FenceRegisters(x);
+    const uint32_t p_slot = s_pf + (threadIdx.x % 128) * 8;
+    uint32_t p16[kBlockM / 16][4], ds16[kBlockM / 16][4];
+    if (scores) {
+      ProbabilitiesT<kBlockM>(x, allowed, s_lse + buffer * kBlockM, scale_log2);
+#pragma unroll
+      for (int i = 0; i < kBlockM / 4; ++i) {
+        asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(p_slot + i * 1024), "f"(x[2 * i]),
+                     "f"(x[2 * i + 1])
+                     : "memory");
+      }
+      const auto& p3 = *reinterpret_cast<const float(*)[1][kBlockM / 8][4]>(x);
+#pragma unroll
+      for (int kk = 0; kk < kBlockM / 16; ++kk) PackP<E>(p3, 0, kk, p16[kk]);
+      StoreScoreGradsT<kBlockN, kBlockM>(s_p, key0, p16);
+      NamedBarrierArrive(1, 256);  // P^T handed over
+    } else {
+      NamedBarrierSync(1, 256);
+      float p[kBlockM / 2];
+#pragma unroll
+      for (int i = 0; i < kBlockM / 4; ++i) {
+        asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n"
+                     : "=f"(p[2 * i]), "=f"(p[2 * i + 1])
+                     : "r"(p_slot + i * 1024)
+                     : "memory");
+      }
+      ScoreGradsT<E, kBlockM>(p, x, s_delta + buffer * kBlockM, p16, ds16);
+      StoreScoreGradsT<kBlockN, kBlockM>(s_ds, key0, ds16);
+    }
     FenceProxyAsync();
-    __syncthreads();  // P^T and dS^T of both warpgroups
+    __syncthreads();  // P^T and dS^T
 
-    // dQ (64 queries x the warpgroup's columns) += dS K * scale, 64 columns
-    // at a time; dV_w += P^T dO_w and dK_w += dS^T Q_w (A K-major, B the
-    // warpgroup's two 64-column blocks of dO and Q, N-major) are issued
-    // after the first dQ group, so its atomics run while they multiply.
-    float dq[32];
-    const auto add_dq = [&](int c) {
-      AddQueryGrads(args, task, dq, q_first, AccumulatorRow(), col_base + c);
-    };
-    static_assert(kCols == 128, "two dQ groups of 64 columns");
-    IssueQueryGrads<E, kBlockN, kBlockN>(dq, s_ds, s_k, 0, col_base);
-    // acc += A B: A (P^T or dS^T) K-major, B (dO or Q: the warpgroup's two
-    // 64-column blocks) N-major.
+    // dV_w += P^T dO_w and dK_w += dS^T Q_w (A K-major, B the warpgroup's
+    // two 64-column blocks of dO and Q, N-major).
     const auto issue_key_grad = [&](float(&acc)[kCols / 2], uint32_t a_tile, uint32_t b_tile) {
 #pragma unroll
       for (int kk = 0; kk < kBlockM / 16; ++kk) {
@@ -124,15 +144,9 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
     issue_key_grad(dv, s_p, do_tile);
     issue_key_grad(dk, s_ds, q_tile);
     WgmmaCommit();
-    WgmmaWait<1>();  // the first dQ group
-    FenceRegisters(dq);
-    add_dq(0);
-    IssueQueryGrads<E, kBlockN, kBlockN>(dq, s_ds, s_k, 0, col_base + 64);
-    WgmmaWait<0>();  // the second, and dV / dK
-    FenceRegisters(dq);
+    WgmmaWait<0>();
     FenceRegisters(dk);
     FenceRegisters(dv);
-    add_dq(64);
     queries.Release(buffer);  // tile m + 1's LSE and D; this buffer free
   }
 
@@ -145,9 +159,13 @@ cudaError_t LaunchFlashBackwardColumnSplitKernel(const BackwardBlockArgs& args,
                                                  cudaStream_t stream) {
   using Tr = ColumnSplitBackwardTraits<kHeadDim>;
   const ForwardBlockArgs& a = args.task;
-  return LaunchKernel(FlashBackwardColumnSplitKernel<E, kHeadDim>,
-                      TaskGrid(a, a.k_pos.length, Tr::kBlockN), Tr::kThreads, Tr::kSharedBytes,
-                      stream, args);
+  if (const cudaError_t e = LaunchKernel(FlashBackwardColumnSplitKernel<E, kHeadDim>,
+                                         TaskGrid(a, a.k_pos.length, Tr::kBlockN), Tr::kThreads,
+                                         Tr::kSharedBytes, stream, args);
+      e != cudaSuccess) {
+    return e;
+  }
+  return LaunchFlashBackwardQueryGradsKernel<E, kHeadDim>(args, stream);
 }
 
 }  // namespace ringattn::cuda::flash

@@ -1,0 +1,183 @@
+// The dQ pass of the head_dim 256 Hopper backward (sm_90a, wgmma,
+// cp.async): one CTA per (query tile of 128 rows, query head, batch row),
+// two warpgroups of 64 rows, walking the key tiles (64 keys) that hold an
+// allowed pair, with dQ (64 x 256 fp32 per warpgroup) in registers:
+//   S = Q K^T, dP = dO V^T                (SS wgmma)
+//   P = 2^(S scale log2 e - LSE log2 e), dS = P (dP - D)   (LSE, D known)
+//   dQ += dS K                            (RS wgmma: dS from registers)
+// and dQ * scale added to the fp32 dQ once per row. The key-tile kernel
+// (backward_column_split_kernel.cuh) makes dK and dV alone: adding dQ
+// there, 64 KB of partial sums per (key tile, query tile) pair, was bound by
+// the L2's fp32 reduction rate (docs/KERNEL_BENCH.md); this pass costs S and
+// dP once more instead. K is double-buffered; V is loaded for the next tile
+// once both warpgroups' dP (issued before S) is done (Q, dO, 2 K, V:
+// 225 KB).
+// Included by backward_column_split_kernel.cuh; an empty kernel outside the
+// sm_90a pass.
+#ifndef RINGATTN_CUDA_FLASH_BACKWARD_QUERY_GRADS_KERNEL_CUH_
+#define RINGATTN_CUDA_FLASH_BACKWARD_QUERY_GRADS_KERNEL_CUH_
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "cuda/flash/forward_common.cuh"
+#include "cuda/flash/hopper_primitives.cuh"
+#include "cuda/flash/launch.cuh"
+#include "cuda/flash/mma_primitives.cuh"
+#include "cuda/flash/traits.h"
+#include "cuda/flash/wgmma_ops.cuh"
+#include "cuda/kernel_args.h"
+
+namespace ringattn::cuda::flash {
+
+template <ElementType E, int kHeadDim>
+__global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
+    FlashBackwardQueryGradsKernel(const BackwardBlockArgs args) {
+#ifdef RINGATTN_WGMMA
+  using Tr = QueryGradsTraits<kHeadDim>;
+  using T = typename Element<E>::T;
+  using Mma = Wgmma<E>;
+  const ForwardBlockArgs& a = args.task;
+  constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
+  constexpr int kNB = kBlockN / 8;
+  extern __shared__ __align__(1024) unsigned char shared_raw[];
+  const uint32_t s_q = (SharedAddress(shared_raw) + 1023) & ~1023u;
+  const uint32_t s_do = s_q + Tr::kQBytes;
+  const uint32_t s_k = s_do + Tr::kQBytes;  // [2 stages]
+  const uint32_t s_v = s_k + 2 * Tr::kKvBytes;
+  const auto k_tile = [&](int stage) { return s_k + stage * Tr::kKvBytes; };
+
+  const int warpgroup = threadIdx.x / 128, lane = threadIdx.x % 32;
+  const QueryTileTask<T, kHeadDim, kBlockM, kBlockN> task(a);
+  const int64_t b = task.b, h = task.h;
+  const KeyTileRange& tiles = task.tiles;
+  const int n_begin = tiles.n_begin, n_end = tiles.n_end;
+  if (n_begin >= n_end) return;  // no allowed pair: dQ gets nothing
+
+  // Rows row0 and row0 + 8 of the tile: warp w of a warpgroup owns 16. LSE
+  // in log2 units (+inf for rows that are not there or see no key: P = 0).
+  const int row0 = warpgroup * 64 + AccumulatorRow();
+  const int64_t stat0 = (b * a.num_heads + h) * a.q_rows + a.q_row + task.q0;
+  float lse[2], delta[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row = row0 + 8 * half;
+    const bool ok = row < task.q_valid;
+    const float x = ok ? args.lse[stat0 + row] : INFINITY;
+    lse[half] = BackwardLse(x);
+    delta[half] = ok ? args.delta[stat0 + row] : 0.f;
+  }
+  const float scale_log2 = a.softmax_scale * kLog2e;
+
+  const T* dout = static_cast<const T*>(args.dout) + task.q_offset0;
+  const auto load_keys = [&](uint32_t tile, const T* rows, int n) {
+    const int64_t k1 = static_cast<int64_t>(n) * kBlockN;
+    const int valid = static_cast<int>(min64(kBlockN, task.k_len - k1));
+    LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(tile, rows + k1 * task.kv_stride,
+                                                      task.kv_stride, valid);
+  };
+  LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(s_q, task.q, task.q_stride, task.q_valid);
+  LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(s_do, dout, task.q_stride, task.q_valid);
+  load_keys(k_tile(0), task.k, n_begin);
+  load_keys(s_v, task.v, n_begin);
+  CpAsyncCommit();
+
+  // acc = X Y^T for the warpgroup's 64 rows of X (Q or dO) and a key tile Y
+  // (K or V), both K-major, as one wgmma group.
+  const auto issue_rows_by_keys = [&](float(&acc)[kBlockN / 2], uint32_t x, uint32_t y) {
+    const uint32_t x_rows = x + warpgroup * 64 * 128;
+#pragma unroll
+    for (int kk = 0; kk < kHeadDim / 16; ++kk) {
+      Mma::template SS<kBlockN>(
+          acc, SwizzledDescriptor(x_rows + (kk / 4) * kBlockM * 128 + (kk % 4) * 32, 16),
+          SwizzledDescriptor(y + (kk / 4) * kBlockN * 128 + (kk % 4) * 32, 16), kk > 0);
+    }
+    WgmmaCommit();
+  };
+
+  float dq[kHeadDim / 2];
+#pragma unroll
+  for (int i = 0; i < kHeadDim / 2; ++i) dq[i] = 0.f;
+
+  for (int n = n_begin; n < n_end; ++n) {
+    const int stage = (n - n_begin) & 1;
+    CpAsyncWait<0>();  // K and V of tile n
+    FenceProxyAsync();
+    __syncthreads();  // ... for every thread; both warpgroups are done with K of tile n - 1
+    if (n + 1 < n_end) load_keys(k_tile(stage ^ 1), task.k, n + 1);
+    CpAsyncCommit();
+
+    float s_flat[kBlockN / 2], dp_flat[kBlockN / 2];
+    auto& s = *reinterpret_cast<float(*)[1][kNB][4]>(s_flat);
+    auto& dp = *reinterpret_cast<float(*)[1][kNB][4]>(dp_flat);
+    // dP first: once both warpgroups have it, V of tile n + 1 loads while
+    // S, P, dS and dQ += dS K run.
+    WgmmaFence();
+    issue_rows_by_keys(dp_flat, s_do, s_v);
+    issue_rows_by_keys(s_flat, s_q, k_tile(stage));
+    WgmmaWait<1>();
+    FenceRegisters(dp_flat);
+    __syncthreads();  // both warpgroups are done with V of tile n
+    if (n + 1 < n_end) load_keys(s_v, task.v, n + 1);
+    CpAsyncCommit();
+    WgmmaWait<0>();
+    FenceRegisters(s_flat);
+    if (tiles.NeedsMask(n)) MaskScores(s, a, b, task.q0 + row0, static_cast<int64_t>(n) * kBlockN);
+#pragma unroll
+    for (int j = 0; j < kNB; ++j) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) s[0][j][r] = FastExp2(fmaf(s[0][j][r], scale_log2, -lse[r / 2]));
+    }
+
+    // dS = P (dP - D), packed as the A operand of dQ += dS K.
+    uint32_t ds[kBlockN / 16][4];
+#pragma unroll
+    for (int j = 0; j < kNB; ++j) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) dp[0][j][r] = s[0][j][r] * (dp[0][j][r] - delta[r / 2]);
+    }
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) PackP<E>(dp, 0, kk, ds[kk]);
+    WgmmaFence();
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      Mma::template RS<kHeadDim>(
+          dq, ds[kk], SwizzledDescriptor(k_tile(stage) + kk * 16 * 128, kBlockN * 128), 1);
+    }
+    WgmmaCommit();
+    WgmmaWait<0>();
+    FenceRegisters(dq);
+  }
+
+  // dQ * scale into the fp32 dQ: each row is this CTA's alone.
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row = row0 + 8 * half;
+    if (row >= task.q_valid) continue;
+    float* out = args.dq + task.q_offset0 + row * task.q_stride + (lane % 4) * 2;
+#pragma unroll
+    for (int j = 0; j < kHeadDim / 8; ++j) {
+      float2* p = reinterpret_cast<float2*>(out + j * 8);
+      const float2 old = *p;
+      *p = make_float2(old.x + dq[4 * j + 2 * half] * a.softmax_scale,
+                       old.y + dq[4 * j + 2 * half + 1] * a.softmax_scale);
+    }
+  }
+#endif  // RINGATTN_WGMMA
+}
+
+template <ElementType E, int kHeadDim>
+cudaError_t LaunchFlashBackwardQueryGradsKernel(const BackwardBlockArgs& args,
+                                                cudaStream_t stream) {
+  using Tr = QueryGradsTraits<kHeadDim>;
+  const ForwardBlockArgs& a = args.task;
+  return LaunchKernel(FlashBackwardQueryGradsKernel<E, kHeadDim>,
+                      TaskGrid(a, a.q_pos.length, Tr::kBlockM), Tr::kThreads, Tr::kSharedBytes,
+                      stream, args);
+}
+
+}  // namespace ringattn::cuda::flash
+
+#endif  // RINGATTN_CUDA_FLASH_BACKWARD_QUERY_GRADS_KERNEL_CUH_
