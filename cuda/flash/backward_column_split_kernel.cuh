@@ -112,9 +112,26 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
 #pragma unroll
       for (int kk = 0; kk < kBlockM / 16; ++kk) PackP<E>(p3, 0, kk, p16[kk]);
       StoreScoreGradsT<kBlockN, kBlockM>(s_p, key0, p16);
-      NamedBarrierArrive(1, 256);  // P^T handed over
-    } else {
-      NamedBarrierSync(1, 256);
+      FenceProxyAsync();
+    }
+    NamedBarrierSync(1, 256);  // P^T in shared memory, both forms
+
+    // dV_w += P^T dO_w, issued before warpgroup 1 makes dS^T so that the
+    // tensor cores run while it does, then dK_w += dS^T Q_w (A K-major, B
+    // the warpgroup's two 64-column blocks of dO and Q, N-major).
+    const auto issue_key_grad = [&](float(&acc)[kCols / 2], uint32_t a_tile, uint32_t b_tile) {
+      WgmmaFence();
+#pragma unroll
+      for (int kk = 0; kk < kBlockM / 16; ++kk) {
+        Mma::SS128TB(acc, SwizzledDescriptor(a_tile + kk * 32, 16),
+                     SwizzledDescriptor(b_tile + (col_base / 64) * kBlockM * 128 + kk * 16 * 128,
+                                        kBlockM * 128),
+                     1);
+      }
+      WgmmaCommit();
+    };
+    issue_key_grad(dv, s_p, do_tile);
+    if (!scores) {
       float p[kBlockM / 2];
 #pragma unroll
       for (int i = 0; i < kBlockM / 4; ++i) {
@@ -125,29 +142,14 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
       }
       ScoreGradsT<E, kBlockM>(p, x, s_delta + buffer * kBlockM, p16, ds16);
       StoreScoreGradsT<kBlockN, kBlockM>(s_ds, key0, ds16);
+      FenceProxyAsync();
     }
-    FenceProxyAsync();
-    __syncthreads();  // P^T and dS^T
-
-    // dV_w += P^T dO_w and dK_w += dS^T Q_w (A K-major, B the warpgroup's
-    // two 64-column blocks of dO and Q, N-major).
-    const auto issue_key_grad = [&](float(&acc)[kCols / 2], uint32_t a_tile, uint32_t b_tile) {
-#pragma unroll
-      for (int kk = 0; kk < kBlockM / 16; ++kk) {
-        Mma::SS128TB(acc, SwizzledDescriptor(a_tile + kk * 32, 16),
-                     SwizzledDescriptor(b_tile + (col_base / 64) * kBlockM * 128 + kk * 16 * 128,
-                                        kBlockM * 128),
-                     1);
-      }
-    };
-    WgmmaFence();
-    issue_key_grad(dv, s_p, do_tile);
+    NamedBarrierSync(2, 256);  // dS^T
     issue_key_grad(dk, s_ds, q_tile);
-    WgmmaCommit();
     WgmmaWait<0>();
     FenceRegisters(dk);
     FenceRegisters(dv);
-    queries.Release(buffer);  // tile m + 1's LSE and D; this buffer free
+    queries.Release(buffer);  // tile m + 1's LSE and D
   }
 
   AddKeyGrads<kCols>(args, dk, dv, task.kv_offset0 + col_base, task.kv_stride, key0, task.k_valid);

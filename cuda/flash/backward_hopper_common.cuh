@@ -75,11 +75,11 @@ struct CpAsyncQueryTiles {
     }
   }
   // The walk over the key tile's query tiles [m_begin, m_end) shared by
-  // both kernels: Start loads K, V and the first tile; Arrive(m) sends tile
-  // m + 1 on its way into the other buffer and returns tile m's buffer once
-  // its copies are visible to every thread and to wgmma; Release(buffer),
-  // after the tile's work, stores tile m + 1's LSE and D and waits until
-  // every thread is done with the tile.
+  // both kernels: Start loads K, V and the first tile; Arrive(m) returns
+  // tile m's buffer once its copies are visible to every thread and to
+  // wgmma and every thread is done with tile m - 1 (one barrier), then
+  // sends tile m + 1 on its way into the buffer tile m - 1 used;
+  // Release(buffer), after the tile's work, stores tile m + 1's LSE and D.
   __device__ __forceinline__ void Start(uint32_t s_k, uint32_t s_v) {
     LoadKeys(s_k, s_v);
     Load(task.tiles.m_begin, 0);
@@ -88,17 +88,14 @@ struct CpAsyncQueryTiles {
   }
   __device__ __forceinline__ int Arrive(int m) {
     const int buffer = (m - task.tiles.m_begin) & 1;
-    if (m + 1 < task.tiles.m_end) Load(m + 1, buffer ^ 1);
-    CpAsyncCommit();
-    CpAsyncWait<1>();
+    CpAsyncWait<0>();
     FenceProxyAsync();
     __syncthreads();
+    if (m + 1 < task.tiles.m_end) Load(m + 1, buffer ^ 1);
+    CpAsyncCommit();
     return buffer;
   }
-  __device__ __forceinline__ void Release(int buffer) {
-    StoreStats(buffer ^ 1);
-    __syncthreads();
-  }
+  __device__ __forceinline__ void Release(int buffer) const { StoreStats(buffer ^ 1); }
   __device__ __forceinline__ uint32_t QTile(int buffer) const { return s_q + buffer * kQBytes; }
   __device__ __forceinline__ uint32_t DoTile(int buffer) const { return s_do + buffer * kQBytes; }
 };

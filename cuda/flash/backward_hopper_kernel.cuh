@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(HopperBackwardTraits<kHeadDim>::kThreads, 1)
       FenceRegisters(dv);
       AddQueryGrads(args, task, dq, q_first, AccumulatorRow(), col_begin);
     }
-    queries.Release(buffer);  // tile m + 1's LSE and D; this buffer free
+    queries.Release(buffer);  // tile m + 1's LSE and D
   }
 
   AddKeyGrads<kHeadDim>(args, dk, dv, task.kv_offset0, task.kv_stride, key0, task.k_valid);
