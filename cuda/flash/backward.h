@@ -38,8 +38,9 @@ cudaError_t LaunchFlashBackwardF32Kernel(const BackwardBlockArgs& args, cudaStre
 // The fp32 wgmma kernel (3xTF32, head_dim 64), compiled in backward_f32_hopper.cu.
 template <int kHeadDim>
 cudaError_t LaunchFlashBackwardF32HopperKernel(const BackwardBlockArgs& args, cudaStream_t stream);
-// The wgmma kernel for head_dim 256 (dK, dV split by columns between the
-// warpgroups), compiled in backward_column_split_d256.cu.
+// The wgmma backward for head_dim 256: the key-tile kernel (dK, dV split by
+// columns between the warpgroups), then the dQ pass; compiled in
+// backward_column_split_d256.cu.
 template <ElementType E, int kHeadDim>
 cudaError_t LaunchFlashBackwardColumnSplitKernel(const BackwardBlockArgs& args,
                                                  cudaStream_t stream);
