@@ -89,7 +89,7 @@ __device__ __forceinline__ void StorePublishedTile(uint32_t addr, const Publishe
 }
 __device__ __forceinline__ PublishedTile LoadPublishedTile(uint32_t addr) {
   PublishedTile t;
-  int unused;
+  [[maybe_unused]] int unused;  // the slot's fourth word
   asm volatile("ld.shared.v4.s32 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(t.m), "=r"(t.head), "=r"(t.batch), "=r"(unused)
                : "r"(addr)
