@@ -137,18 +137,9 @@ __device__ __forceinline__ void IssueKeyGrads(float (&dk)[kHeadDim / 2], float (
                                               const uint32_t (&p16)[kBlockM / 16][4],
                                               const uint32_t (&ds16)[kBlockM / 16][4],
                                               uint32_t q_tile, uint32_t do_tile) {
-  using Mma = Wgmma<E>;
   WgmmaFence();
-#pragma unroll
-  for (int kk = 0; kk < kBlockM / 16; ++kk) {
-    Mma::template RS<kHeadDim>(dv, p16[kk],
-                               SwizzledDescriptor(do_tile + kk * 16 * 128, kBlockM * 128), 1);
-  }
-#pragma unroll
-  for (int kk = 0; kk < kBlockM / 16; ++kk) {
-    Mma::template RS<kHeadDim>(dk, ds16[kk],
-                               SwizzledDescriptor(q_tile + kk * 16 * 128, kBlockM * 128), 1);
-  }
+  IssueRegistersTimesNMajor<E, kHeadDim>(dv, p16, do_tile, kBlockM);
+  IssueRegistersTimesNMajor<E, kHeadDim>(dk, ds16, q_tile, kBlockM);
   WgmmaCommit();
 }
 

@@ -141,11 +141,7 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk) PackP<E>(dp, 0, kk, ds[kk]);
     WgmmaFence();
-#pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) {
-      Mma::template RS<kHeadDim>(
-          dq, ds[kk], SwizzledDescriptor(k_tile(stage) + kk * 16 * 128, kBlockN * 128), 1);
-    }
+    IssueRegistersTimesNMajor<E, kHeadDim>(dq, ds, k_tile(stage), kBlockN);
     WgmmaCommit();
     WgmmaWait<0>();
     FenceRegisters(dq);

@@ -85,11 +85,7 @@ __global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
   // O += P V for the stage's keys (V N-major: 64-column blocks kBlockN rows apart).
   const auto issue_pv = [&](int stage) {
     WgmmaFence();
-#pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) {
-      Mma::template RS<kHeadDim>(
-          o_flat, p[kk], SwizzledDescriptor(v_tile(stage) + kk * 16 * 128, kBlockN * 128), 1);
-    }
+    IssueRegistersTimesNMajor<E, kHeadDim>(o_flat, p, v_tile(stage), kBlockN);
     WgmmaCommit();
   };
   // Masks S of key tile n where needed and runs the softmax step on it.

@@ -255,11 +255,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       // O += P V (V N-major: 64-column blocks kBlockN rows apart).
       const auto issue_pv = [&](uint32_t stage) {
         WgmmaFence();
-#pragma unroll
-        for (int kk = 0; kk < kBlockN / 16; ++kk) {
-          Mma::template RS<kHeadDim>(
-              o_flat, p[kk], SwizzledDescriptor(sm.V(stage) + kk * 16 * 128, kBlockN * 128), 1);
-        }
+        IssueRegistersTimesNMajor<E, kHeadDim>(o_flat, p, sm.V(stage), kBlockN);
         WgmmaCommit();
       };
       // The scores of key tile n (masked where needed) to probabilities, in

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "cuda/flash/mma_primitives.cuh"
+#include "cuda/flash/wgmma_ops.cuh"
 
 // Defined in the sm_90a pass only: kernel bodies with wgmma are compiled
 // there and empty elsewhere (the launchers check the device first).
@@ -83,6 +84,21 @@ __device__ __forceinline__ void FenceRegisters(float (&r)[kN]) {
 // later wgmma reads of them (with a barrier after it).
 __device__ __forceinline__ void FenceProxyAsync() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// acc += A B over kSteps k16 steps, as products of the wgmma group being
+// issued (no fence, no commit): A from registers (a[kk]: the A fragment of
+// step kk), B N-major in the 128-byte swizzle (step kk's 16 rows at
+// b_tile + kk * 2 KB; 64-column blocks b_rows rows apart).
+template <ElementType E, int N, int kSteps>
+__device__ __forceinline__ void IssueRegistersTimesNMajor(float (&acc)[N / 2],
+                                                          const uint32_t (&a)[kSteps][4],
+                                                          uint32_t b_tile, int b_rows) {
+#pragma unroll
+  for (int kk = 0; kk < kSteps; ++kk) {
+    Wgmma<E>::template RS<N>(acc, a[kk], SwizzledDescriptor(b_tile + kk * 16 * 128, b_rows * 128),
+                             1);
+  }
 }
 
 }  // namespace ringattn::cuda::flash
