@@ -90,7 +90,7 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
     float x[kBlockM / 2];
     const bool scores = warpgroup == 0;
     WgmmaFence();
-    IssueKeyTileProduct<E, kHeadDim, kBlockN, kBlockM>(x, scores ? s_k : s_v, 0,
+    IssueRowsTimesRowsT<E, kHeadDim, kBlockN, kBlockM>(x, scores ? s_k : s_v, 0,
                                                        scores ? q_tile : do_tile);
     const FragmentBits<kBlockM> allowed =
         scores && tiles.NeedsMask(m)

@@ -100,22 +100,6 @@ struct CpAsyncQueryTiles {
   __device__ __forceinline__ uint32_t DoTile(int buffer) const { return s_do + buffer * kQBytes; }
 };
 
-// acc = X_w Y^T for the warpgroup's 64 rows of a kBlockN-row tile X (from
-// key_base) and kN rows (from y_base) of a kBlockM-row tile Y, both K-major
-// in the 128-byte swizzle, as one wgmma group.
-template <ElementType E, int kHeadDim, int kBlockN, int kBlockM, int kN = kBlockM>
-__device__ __forceinline__ void IssueKeyTileProduct(float (&acc)[kN / 2], uint32_t x_tile,
-                                                    int key_base, uint32_t y_tile, int y_base = 0) {
-#pragma unroll
-  for (int kk = 0; kk < kHeadDim / 16; ++kk) {
-    const uint32_t col = (kk % 4) * 32;
-    Wgmma<E>::template SS<kN>(
-        acc, SwizzledDescriptor(x_tile + (kk / 4) * kBlockN * 128 + key_base * 128 + col, 16),
-        SwizzledDescriptor(y_tile + (kk / 4) * kBlockM * 128 + y_base * 128 + col, 16), kk > 0);
-  }
-  WgmmaCommit();
-}
-
 // S^T = K_w Q^T, then dP^T = V_w dO^T, as two wgmma groups (the caller
 // waits for S^T first and computes P^T while dP^T is multiplied). K and V
 // tiles hold kBlockN keys (the warpgroup's 64 start at key_base); Q and dO
@@ -125,8 +109,8 @@ __device__ __forceinline__ void IssueScoresT(float (&s)[kBlockM / 2], float (&dp
                                              uint32_t s_k, uint32_t s_v, int key_base,
                                              uint32_t q_tile, uint32_t do_tile) {
   WgmmaFence();
-  IssueKeyTileProduct<E, kHeadDim, kBlockN, kBlockM>(s, s_k, key_base, q_tile);
-  IssueKeyTileProduct<E, kHeadDim, kBlockN, kBlockM>(dp, s_v, key_base, do_tile);
+  IssueRowsTimesRowsT<E, kHeadDim, kBlockN, kBlockM>(s, s_k, key_base, q_tile);
+  IssueRowsTimesRowsT<E, kHeadDim, kBlockN, kBlockM>(dp, s_v, key_base, do_tile);
 }
 
 // dV += P^T dO and dK += dS^T Q, one wgmma group (dO and Q N-major:

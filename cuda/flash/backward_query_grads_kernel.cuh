@@ -38,7 +38,6 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
 #ifdef RINGATTN_WGMMA
   using Tr = QueryGradsTraits<kHeadDim>;
   using T = typename Element<E>::T;
-  using Mma = Wgmma<E>;
   const ForwardBlockArgs& a = args.task;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
   constexpr int kNB = kBlockN / 8;
@@ -84,19 +83,6 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
   load_keys(s_v, task.v, n_begin);
   CpAsyncCommit();
 
-  // acc = X Y^T for the warpgroup's 64 rows of X (Q or dO) and a key tile Y
-  // (K or V), both K-major, as one wgmma group.
-  const auto issue_rows_by_keys = [&](float(&acc)[kBlockN / 2], uint32_t x, uint32_t y) {
-    const uint32_t x_rows = x + warpgroup * 64 * 128;
-#pragma unroll
-    for (int kk = 0; kk < kHeadDim / 16; ++kk) {
-      Mma::template SS<kBlockN>(
-          acc, SwizzledDescriptor(x_rows + (kk / 4) * kBlockM * 128 + (kk % 4) * 32, 16),
-          SwizzledDescriptor(y + (kk / 4) * kBlockN * 128 + (kk % 4) * 32, 16), kk > 0);
-    }
-    WgmmaCommit();
-  };
-
   float dq[kHeadDim / 2];
 #pragma unroll
   for (int i = 0; i < kHeadDim / 2; ++i) dq[i] = 0.f;
@@ -115,8 +101,8 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
     // dP first: once both warpgroups have it, V of tile n + 1 loads while
     // S, P, dS and dQ += dS K run.
     WgmmaFence();
-    issue_rows_by_keys(dp_flat, s_do, s_v);
-    issue_rows_by_keys(s_flat, s_q, k_tile(stage));
+    IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(dp_flat, s_do, warpgroup * 64, s_v);
+    IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(s_flat, s_q, warpgroup * 64, k_tile(stage));
     WgmmaWait<1>();
     FenceRegisters(dp_flat);
     __syncthreads();  // both warpgroups are done with V of tile n

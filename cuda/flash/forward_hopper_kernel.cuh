@@ -33,7 +33,6 @@ __global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
 #ifdef RINGATTN_WGMMA
   using Tr = HopperForwardTraits<kHeadDim>;
   using T = typename Element<E>::T;
-  using Mma = Wgmma<E>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
   constexpr int kNB = kBlockN / 8, kDB = kHeadDim / 8;
   extern __shared__ __align__(1024) unsigned char shared_raw[];
@@ -72,15 +71,8 @@ __global__ void __launch_bounds__(HopperForwardTraits<kHeadDim>::kThreads,
   };
   // S = Q K^T for the warpgroup's 64 rows and the stage's kBlockN keys.
   const auto issue_s = [&](int stage) {
-    const uint32_t q_rows = s_q + warpgroup * 64 * 128;
     WgmmaFence();
-#pragma unroll
-    for (int kk = 0; kk < kHeadDim / 16; ++kk) {
-      Mma::template SS<kBlockN>(
-          s_flat, SwizzledDescriptor(q_rows + (kk / 4) * kBlockM * 128 + (kk % 4) * 32, 16),
-          SwizzledDescriptor(k_tile(stage) + (kk / 4) * kBlockN * 128 + (kk % 4) * 32, 16), kk > 0);
-    }
-    WgmmaCommit();
+    IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(s_flat, s_q, warpgroup * 64, k_tile(stage));
   };
   // O += P V for the stage's keys (V N-major: 64-column blocks kBlockN rows apart).
   const auto issue_pv = [&](int stage) {

@@ -205,7 +205,6 @@ template <ElementType E, int kHeadDim>
 __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
                                              const WarpSpecializedForwardShared<kHeadDim>& sm) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
-  using Mma = Wgmma<E>;
   using Slot = PipelineSlot<Tr::kStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
   constexpr int kNB = kBlockN / 8, kDB = kHeadDim / 8;
@@ -222,7 +221,6 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   auto& o = *reinterpret_cast<float(*)[1][kDB][4]>(o_flat);
   auto& s = *reinterpret_cast<float(*)[1][kNB][4]>(s_flat);
   uint32_t p[kBlockN / 16][4];
-  const uint32_t q_rows = sm.q + warpgroup * 64 * 128;
 
   uint32_t kv_count = 0;
   for (uint32_t q_count = 0;; ++q_count) {
@@ -243,14 +241,8 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       // S = Q K^T for the warpgroup's 64 rows and the stage's kBlockN keys.
       const auto issue_s = [&](uint32_t stage) {
         WgmmaFence();
-#pragma unroll
-        for (int kk = 0; kk < kHeadDim / 16; ++kk) {
-          Mma::template SS<kBlockN>(
-              s_flat, SwizzledDescriptor(q_rows + (kk / 4) * kBlockM * 128 + (kk % 4) * 32, 16),
-              SwizzledDescriptor(sm.K(stage) + (kk / 4) * kBlockN * 128 + (kk % 4) * 32, 16),
-              kk > 0);
-        }
-        WgmmaCommit();
+        IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(s_flat, sm.q, warpgroup * 64,
+                                                           sm.K(stage));
       };
       // O += P V (V N-major: 64-column blocks kBlockN rows apart).
       const auto issue_pv = [&](uint32_t stage) {

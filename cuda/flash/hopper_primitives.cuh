@@ -86,6 +86,23 @@ __device__ __forceinline__ void FenceProxyAsync() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+// acc = X Y^T as one wgmma group (committed; the caller fences first): the
+// warpgroup's 64 rows of X from row x_base of a kXRows-row tile, and all
+// kYRows rows of Y, both K-major (kHeadDim columns in 64-column blocks) in
+// the 128-byte swizzle.
+template <ElementType E, int kHeadDim, int kXRows, int kYRows>
+__device__ __forceinline__ void IssueRowsTimesRowsT(float (&acc)[kYRows / 2], uint32_t x_tile,
+                                                    int x_base, uint32_t y_tile) {
+#pragma unroll
+  for (int kk = 0; kk < kHeadDim / 16; ++kk) {
+    const uint32_t col = (kk % 4) * 32;
+    Wgmma<E>::template SS<kYRows>(
+        acc, SwizzledDescriptor(x_tile + (kk / 4) * kXRows * 128 + x_base * 128 + col, 16),
+        SwizzledDescriptor(y_tile + (kk / 4) * kYRows * 128 + col, 16), kk > 0);
+  }
+  WgmmaCommit();
+}
+
 // acc += A B over kSteps k16 steps, as products of the wgmma group being
 // issued (no fence, no commit): A from registers (a[kk]: the A fragment of
 // step kk), B N-major in the 128-byte swizzle (step kk's 16 rows at
