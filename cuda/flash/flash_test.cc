@@ -407,6 +407,25 @@ TEST(FlashForwardTest, ManyTilesPerCtaMatchTheFp64Oracle) {
   }
 }
 
+// The warp-specialized forward's tile counter belongs to a (device, stream)
+// pair: the default stream has one handle on every device, and a counter of
+// one device's pool used on another would be another device's memory. Two
+// GPUs: the default stream of each, back and forth.
+TEST(FlashForwardTest, DefaultStreamsOfTwoDevicesHaveTheirOwnCounters) {
+  const absl::StatusOr<int> n = DeviceCount();
+  if (!n.ok() || *n < 2) GTEST_SKIP() << "needs two CUDA devices";
+  if (!flash::HopperDevice()) GTEST_SKIP() << "the warp-specialized forward is Hopper's";
+  std::mt19937 rng(7);
+  uint32_t seed = 3;
+  for (int device : {0, 1, 0, 1}) {
+    SCOPED_TRACE(absl::StrCat("device ", device));
+    ASSERT_EQ(cudaSetDevice(device), cudaSuccess);
+    Check(RandomCase(rng, DType::kBFloat16, 128), seed += 10,
+          flash::TensorCoreKernel::kWarpSpecialized);
+  }
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+}
+
 // fp32 (3xTF32): the mma.sync kernel at head_dim 64 and 128, and on Hopper
 // the wgmma kernel at 64 (kAuto's choice there; 128 is not its size), on the
 // same random tasks.

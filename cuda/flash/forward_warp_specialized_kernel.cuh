@@ -22,8 +22,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <mutex>
-#include <unordered_map>
+#include <utility>
 
 #include "cuda/flash/forward.h"
 #include "cuda/flash/forward_common.cuh"
@@ -108,14 +109,18 @@ namespace {
 __device__ TileCounter forward_tile_counters[kTileCounterSlots];
 
 // The counter of `stream`'s launches (tile_scheduler.cuh), looked up once
-// per stream (a stream belongs to one device, whose copy of the pool it
-// takes a slot of). Errors: cudaErrorLaunchOutOfResources past
-// kTileCounterSlots streams.
+// per (device, stream): a created stream belongs to one device, but the
+// default streams (0, cudaStreamPerThread) have one handle on every device,
+// and each device has its own copy of the pool. Errors:
+// cudaErrorLaunchOutOfResources past kTileCounterSlots streams.
 cudaError_t ForwardTileCounter(cudaStream_t stream, TileCounter** counter) {
+  int device = 0;
+  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
   static std::mutex mu;
-  static auto* const counters = new std::unordered_map<cudaStream_t, TileCounter*>();
+  static auto* const counters = new std::map<std::pair<int, cudaStream_t>, TileCounter*>();
   std::lock_guard<std::mutex> lock(mu);
-  if (const auto it = counters->find(stream); it != counters->end()) {
+  const std::pair<int, cudaStream_t> key{device, stream};
+  if (const auto it = counters->find(key); it != counters->end()) {
     *counter = it->second;
     return cudaSuccess;
   }
@@ -126,7 +131,7 @@ cudaError_t ForwardTileCounter(cudaStream_t stream, TileCounter** counter) {
     return e;
   }
   *counter = static_cast<TileCounter*>(pool) + slot;
-  counters->emplace(stream, *counter);
+  counters->emplace(key, *counter);
   return cudaSuccess;
 }
 }  // namespace
