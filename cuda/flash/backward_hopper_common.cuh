@@ -145,25 +145,49 @@ __device__ __forceinline__ void IssueQueryGrads(float (&dq)[32], uint32_t s_ds, 
   WgmmaCommit();
 }
 
+// The thread's rows row0 and row0 + 8 (those below `rows`) of an m16n8-
+// layout accumulator of kCols columns (per warp; a warpgroup's m64 wgmma
+// accumulator is four of them), times `scale` when kScaled, added to fp32
+// rows `stride` floats apart from `base`: with reductions (red.global.add,
+// which the SM does not wait for) when `reduce`, else plain
+// read-modify-write.
+template <int kCols, bool kScaled = true>
+__device__ __forceinline__ void AddAccumulatorRows(float* base, int64_t stride,
+                                                   const float (&acc)[kCols / 2], int row0,
+                                                   int64_t rows, float scale, bool reduce) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row = row0 + 8 * half;
+    if (row >= rows) continue;
+    float* out = base + row * stride + (lane % 4) * 2;
+    // The product rounded before the add on either path (no FMA).
+    const auto scaled = [&](float v) { return kScaled ? __fmul_rn(v, scale) : v; };
+    const auto x = [&](int j) { return scaled(acc[4 * j + 2 * half]); };
+    const auto y = [&](int j) { return scaled(acc[4 * j + 2 * half + 1]); };
+    if (reduce) {
+#pragma unroll
+      for (int j = 0; j < kCols / 8; ++j) AtomicAdd2(out + j * 8, x(j), y(j));
+    } else {
+#pragma unroll
+      for (int j = 0; j < kCols / 8; ++j) {
+        float2* p = reinterpret_cast<float2*>(out + j * 8);
+        const float2 old = *p;
+        *p = make_float2(old.x + x(j), old.y + y(j));
+      }
+    }
+  }
+}
+
 // dQ (64 queries x 64 columns from col, the m64n64 accumulators of
-// IssueQueryGrads) * scale added to the fp32 dQ with atomics: the thread's
-// rows row0 and row0 + 8 of the query tile from task row q_first.
+// IssueQueryGrads) * scale added to the fp32 dQ with reductions: the
+// thread's rows row0 and row0 + 8 of the query tile from task row q_first.
 template <typename Task>
 __device__ __forceinline__ void AddQueryGrads(const BackwardBlockArgs& args, const Task& task,
                                               const float (&dq)[32], int64_t q_first, int row0,
                                               int col) {
-  const int lane = threadIdx.x % 32;
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int64_t row = q_first + row0 + 8 * half;
-    if (row >= task.q_len) continue;
-    float* out = args.dq + task.q_offset0 + row * task.q_stride + col + (lane % 4) * 2;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      AtomicAdd2(out + j * 8, dq[4 * j + 2 * half] * args.task.softmax_scale,
-                 dq[4 * j + 2 * half + 1] * args.task.softmax_scale);
-    }
-  }
+  AddAccumulatorRows<64>(args.dq + task.q_offset0 + q_first * task.q_stride + col, task.q_stride,
+                         dq, row0, task.q_len - q_first, args.task.softmax_scale, true);
 }
 
 // One bit per element of the thread's S^T fragment.
@@ -271,8 +295,8 @@ __device__ __forceinline__ void StoreScoreGradsT(uint32_t s_ds, int key0,
 
 // dK (scaled) and dV of the thread's keys (key0, key0 + 8 of the tile at
 // kv_offset0, k_valid keys) into the travelling fp32 buffers: with
-// reductions (red.global.add, which the SM does not wait for) when kReduce
-// or other CTAs add to the same rows (GQA), else plain read-modify-write.
+// reductions when kReduce or other CTAs add to the same rows (GQA), else
+// plain read-modify-write.
 template <int kHeadDim, bool kReduce = false>
 __device__ __forceinline__ void AddKeyGrads(const BackwardBlockArgs& args,
                                             const float (&dk)[kHeadDim / 2],
@@ -280,31 +304,10 @@ __device__ __forceinline__ void AddKeyGrads(const BackwardBlockArgs& args,
                                             int64_t kv_stride, int key0, int k_valid) {
   const ForwardBlockArgs& a = args.task;
   const bool reduce = kReduce || a.num_heads != a.num_kv_heads;
-  const int lane = threadIdx.x % 32;
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int key = key0 + 8 * half;
-    if (key >= k_valid) continue;
-    const int64_t offset = kv_offset0 + key * kv_stride + (lane % 4) * 2;
-    float* out_k = args.dk + offset;
-    float* out_v = args.dv + offset;
-#pragma unroll
-    for (int i = 0; i < kHeadDim / 8; ++i) {
-      const float k_x = dk[4 * i + 2 * half] * a.softmax_scale;
-      const float k_y = dk[4 * i + 2 * half + 1] * a.softmax_scale;
-      const float v_x = dv[4 * i + 2 * half], v_y = dv[4 * i + 2 * half + 1];
-      if (!reduce) {
-        float2* pk = reinterpret_cast<float2*>(out_k + i * 8);
-        float2* pv = reinterpret_cast<float2*>(out_v + i * 8);
-        const float2 ok = *pk, ov = *pv;
-        *pk = make_float2(ok.x + k_x, ok.y + k_y);
-        *pv = make_float2(ov.x + v_x, ov.y + v_y);
-      } else {
-        AtomicAdd2(out_k + i * 8, k_x, k_y);
-        AtomicAdd2(out_v + i * 8, v_x, v_y);
-      }
-    }
-  }
+  AddAccumulatorRows<kHeadDim>(args.dk + kv_offset0, kv_stride, dk, key0, k_valid, a.softmax_scale,
+                               reduce);
+  AddAccumulatorRows<kHeadDim, false>(args.dv + kv_offset0, kv_stride, dv, key0, k_valid, 1.f,
+                                      reduce);
 }
 
 }  // namespace ringattn::cuda::flash

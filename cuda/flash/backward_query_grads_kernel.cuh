@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "cuda/flash/backward_hopper_common.cuh"
 #include "cuda/flash/forward_common.cuh"
 #include "cuda/flash/hopper_primitives.cuh"
 #include "cuda/flash/launch.cuh"
@@ -48,7 +49,7 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
   const uint32_t s_v = s_k + 2 * Tr::kKvBytes;
   const auto k_tile = [&](int stage) { return s_k + stage * Tr::kKvBytes; };
 
-  const int warpgroup = threadIdx.x / 128, lane = threadIdx.x % 32;
+  const int warpgroup = threadIdx.x / 128;
   const QueryTileTask<T, kHeadDim, kBlockM, kBlockN> task(a);
   const int64_t b = task.b, h = task.h;
   const KeyTileRange& tiles = task.tiles;
@@ -134,19 +135,8 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
   }
 
   // dQ * scale into the fp32 dQ: each row is this CTA's alone.
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int row = row0 + 8 * half;
-    if (row >= task.q_valid) continue;
-    float* out = args.dq + task.q_offset0 + row * task.q_stride + (lane % 4) * 2;
-#pragma unroll
-    for (int j = 0; j < kHeadDim / 8; ++j) {
-      float2* p = reinterpret_cast<float2*>(out + j * 8);
-      const float2 old = *p;
-      *p = make_float2(old.x + dq[4 * j + 2 * half] * a.softmax_scale,
-                       old.y + dq[4 * j + 2 * half + 1] * a.softmax_scale);
-    }
-  }
+  AddAccumulatorRows<kHeadDim>(args.dq + task.q_offset0, task.q_stride, dq, row0, task.q_valid,
+                               a.softmax_scale, false);
 #endif  // RINGATTN_WGMMA
 }
 
