@@ -51,7 +51,7 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
 
   const int warpgroup = threadIdx.x / 128;
   const QueryTileTask<T, kHeadDim, kBlockM, kBlockN> task(a);
-  const int64_t b = task.b, h = task.h;
+  const int64_t b = task.b;
   const KeyTileRange& tiles = task.tiles;
   const int n_begin = tiles.n_begin, n_end = tiles.n_end;
   if (n_begin >= n_end) return;  // no allowed pair: dQ gets nothing
@@ -59,7 +59,7 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
   // Rows row0 and row0 + 8 of the tile: warp w of a warpgroup owns 16. LSE
   // in log2 units (+inf for rows that are not there or see no key: P = 0).
   const int row0 = warpgroup * 64 + AccumulatorRow();
-  const int64_t stat0 = (b * a.num_heads + h) * a.q_rows + a.q_row + task.q0;
+  const int64_t stat0 = task.stat0 + task.q0;
   float lse[2], delta[2];
 #pragma unroll
   for (int half = 0; half < 2; ++half) {

@@ -26,19 +26,22 @@ inline dim3 TaskGrid(const ForwardBlockArgs& a, int64_t rows, int tile) {
 
 // What a CTA of TaskGrid serves besides its tile: query head h of the
 // launch's (blockIdx.y over kv heads kv_head_begin.., group query heads
-// each), its kv head, batch row b = blockIdx.z, and the row strides (in
-// elements) of q-like and k-like tensors.
+// each), its kv head, batch row b = blockIdx.z, the row strides (in
+// elements) of q-like and k-like tensors, and the index of the task's first
+// query row's LSE and D (stat0).
 template <int kHeadDim>
 struct HeadTask {
   int64_t group, h, kv_head, b;
   int64_t q_stride, kv_stride;
+  int64_t stat0;
   __device__ __forceinline__ explicit HeadTask(const ForwardBlockArgs& a)
       : group(a.num_heads / a.num_kv_heads),
         h(a.kv_head_begin * group + blockIdx.y),
         kv_head(h / group),
         b(blockIdx.z),
         q_stride(a.num_heads * kHeadDim),
-        kv_stride(KvBufferHeads(a) * kHeadDim) {}
+        kv_stride(KvBufferHeads(a) * kHeadDim),
+        stat0((b * a.num_heads + h) * a.q_rows + a.q_row) {}
 };
 
 // A (non-persistent) forward CTA's task from its block index (TaskGrid over
@@ -75,14 +78,14 @@ struct QueryTileTask : HeadTask<kHeadDim> {
 // from task key k0), the query tiles of kBlockM it meets (tiles); element
 // offsets of its first key row in K, V, dK, dV (kv_offset0) and of the
 // task's first query row in Q, dO, dQ (q_offset0; q and dout point there,
-// elements of type T), and the index of that row's LSE and D (stat0).
+// elements of type T).
 template <typename T, int kHeadDim, int kBlockN, int kBlockM>
 struct KeyTileTask : HeadTask<kHeadDim> {
   int64_t q_len;
   int n_tile;
   int64_t k0;
   int k_valid;
-  int64_t kv_offset0, q_offset0, stat0;
+  int64_t kv_offset0, q_offset0;
   const T *q, *dout;
   KeyTileQueries tiles;
   __device__ __forceinline__ explicit KeyTileTask(const BackwardBlockArgs& args)
@@ -94,7 +97,6 @@ struct KeyTileTask : HeadTask<kHeadDim> {
         kv_offset0(KvOffset(args.task, this->b, args.task.k_row + k0, this->kv_head)),
         q_offset0(((this->b * args.task.q_rows + args.task.q_row) * args.task.num_heads + this->h) *
                   kHeadDim),
-        stat0((this->b * args.task.num_heads + this->h) * args.task.q_rows + args.task.q_row),
         q(static_cast<const T*>(args.task.q) + q_offset0),
         dout(static_cast<const T*>(args.dout) + q_offset0),
         tiles(args.task, this->b, n_tile, kBlockM, kBlockN) {}
