@@ -20,15 +20,16 @@ NVCC_FLAGS = [
     "-I.",
 ]
 
-# nvcc's messages are passed on; ptxas's C7518 ("wgmma.mma_async instructions
-# are serialized") fails the build: it is only an info line, yet it makes
-# every wgmma of the kernel wait for the one before it (a 0.65x kernel that
-# still passes every test). It comes from an accumulator that may still be in
-# flight where control-flow paths join: wait for it on every path.
+# nvcc's messages are passed on; ptxas's "wgmma.mma_async instructions are
+# serialized" (C7515, C7518, ...) fails the build: it is only an info line,
+# yet it makes every wgmma of the kernel wait for the one before it (a 0.65x
+# kernel that passes every test). Its causes: an accumulator that may still
+# be in flight where control-flow paths join (C7518), accumulator registers
+# written by other instructions while a wgmma group is open (C7515).
 _NVCC_CMD = """if out=$$(%s 2>&1); then rc=0; else rc=$$?; fi
 if [ -n "$$out" ]; then echo "$$out" >&2; fi
-if echo "$$out" | grep -q C7518; then
-  echo "error: ptxas serialized wgmma (C7518) in %s" >&2; rm -f $@; exit 1
+if echo "$$out" | grep -q "wgmma.mma_async instructions are serialized"; then
+  echo "error: ptxas serialized wgmma in %s (see cuda/build_defs.bzl)" >&2; rm -f $@; exit 1
 fi
 exit $$rc"""
 
