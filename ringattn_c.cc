@@ -589,6 +589,23 @@ ringattn_status ringattn_nccl_world_create(int32_t world, int32_t rank, const ui
 
 void ringattn_world_destroy(ringattn_world* world) { delete world; }
 
+ringattn_status ringattn_world_set_async_passes(ringattn_world* world, int32_t async) {
+  return Guard([&]() -> absl::Status {
+    if (world == nullptr) return absl::InvalidArgumentError("world is NULL");
+    auto* gpu = dynamic_cast<ringattn::comm::CudaCommunicator*>(world->single.get());
+    if (gpu == nullptr) {
+      return absl::FailedPreconditionError(
+          "this world runs the CPU backend, whose passes end with their work; asynchronous "
+          "passes are for NCCL worlds");
+    }
+    if (async != 0 && async != 1) {
+      return absl::InvalidArgumentError(absl::StrCat("async is ", async, "; expected 0 or 1"));
+    }
+    gpu->SetDeferredSynchronize(async == 1);
+    return absl::OkStatus();
+  });
+}
+
 ringattn_status ringattn_ring_create(ringattn_world* world, int32_t rank, const ringattn_config* c,
                                      ringattn_ring** out) {
   return Guard([&]() -> absl::Status {

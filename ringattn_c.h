@@ -137,6 +137,18 @@ ringattn_status ringattn_nccl_world_create(int32_t world, int32_t rank, const ui
 /* After every ring of the world is destroyed. */
 void ringattn_world_destroy(ringattn_world* world);
 
+/* NCCL worlds: whether ringattn_forward and ringattn_backward return once
+ * their work is enqueued on the GPU (async 1), or when it has finished
+ * there (0, the default). Asynchronous passes let the host prepare the next
+ * call while the GPU runs this one, as torch's own operations do. A watchdog
+ * thread then polls the passes: when one has not finished within the
+ * world's timeout (a silent peer) or NCCL reports an error, it aborts the
+ * world, which ends the stuck transfers (the streams drain rather than hang
+ * whatever the caller waits on next), and this rank's next pass returns the
+ * error. At most 2 passes are outstanding; a third call waits. Set it
+ * between passes. Errors: FAILED_PRECONDITION for a CPU world. */
+ringattn_status ringattn_world_set_async_passes(ringattn_world* world, int32_t async);
+
 ringattn_status ringattn_ring_create(ringattn_world* world, int32_t rank,
                                      const ringattn_config* config, ringattn_ring** out);
 void ringattn_ring_destroy(ringattn_ring* ring);
@@ -151,9 +163,10 @@ int32_t ringattn_ring_device(const ringattn_ring* ring);
 /* GPU rings: the caller's CUDA stream (a cudaStream_t; NULL, the default,
  * is the legacy default stream). ringattn_forward and ringattn_backward
  * start after the work enqueued on it before the call, and its work
- * enqueued after the call runs after their results are written. (Today a
- * pass also returns only when its ring work has finished on the GPU: the
- * ring synchronizes at the end of each pass to report transfer errors.) */
+ * enqueued after the call runs after their results are written. (A pass
+ * also returns only when its ring work has finished on the GPU, reporting
+ * transfer errors in the call, unless the world's passes are asynchronous:
+ * ringattn_world_set_async_passes.) */
 ringattn_status ringattn_ring_set_stream(ringattn_ring* ring, void* stream);
 
 /* Rows of every local tensor, and the batch rows. */

@@ -404,6 +404,9 @@ TEST(RingattnCTest, CpuRingsRefuseCudaCallsAndNcclChecksItsArguments) {
   EXPECT_EQ(ringattn_ring_device(ring), -1);
   EXPECT_EQ(ringattn_ring_set_stream(ring, nullptr), RINGATTN_FAILED_PRECONDITION);
   EXPECT_THAT(ringattn_last_error(), HasSubstr("runs the CPU backend"));
+  EXPECT_EQ(ringattn_world_set_async_passes(world, 1), RINGATTN_FAILED_PRECONDITION);
+  EXPECT_THAT(ringattn_last_error(), HasSubstr("asynchronous passes are for NCCL worlds"));
+  EXPECT_EQ(ringattn_world_set_async_passes(nullptr, 1), RINGATTN_INVALID_ARGUMENT);
   ringattn_ring_destroy(ring);
   ringattn_world_destroy(world);
 }
@@ -528,11 +531,15 @@ TEST(RingattnCTest, NcclWorldRunsTheCudaBackendOnDeviceTensors) {
   EXPECT_LE(MaxRelError(global(gdk, hk), grads.dk), 1e-5);
   EXPECT_LE(MaxRelError(global(gdv, hk), grads.dv), 1e-5);
   // Another pass on the same ring (its inputs reloaded, its state reset)
-  // gives the same results.
+  // gives the same results, also with asynchronous passes (the stream
+  // synchronized by the caller).
   const std::vector<float> out1 = global(gout, hq), dk1 = global(gdk, hk);
   ASSERT_EQ(cudaMemset(gout, 0, s * hq * d * 4), cudaSuccess);
   ASSERT_EQ(cudaMemset(gdk, 0, s * hk * d * 4), cudaSuccess);
-  pass();
+  EXPECT_EQ(ringattn_world_set_async_passes(world, 2), RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(ringattn_last_error(), HasSubstr("async is 2; expected 0 or 1"));
+  ASSERT_EQ(ringattn_world_set_async_passes(world, 1), RINGATTN_OK) << ringattn_last_error();
+  pass();  // (the backward is enqueued while the forward may still run)
   // (the same up to the order of the backward's atomic adds)
   EXPECT_LE(MaxRelError(global(gout, hq), out1), 1e-6);
   EXPECT_LE(MaxRelError(global(gdk, hk), dk1), 1e-6);

@@ -27,11 +27,16 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=8192)
     parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--async_passes", action="store_true",
+                        help="World.set_async_passes(True) before the calls")
     args = parser.parse_args()
     dist.init_process_group("nccl")
     rank = dist.get_rank()
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
     torch.cuda.set_device(device)
+    if args.async_passes:
+        from ringattn import distributed
+        distributed.process_group_world(device=device).set_async_passes(True)
     q, k, v, dout = (torch.randn(1, args.tokens, 32, 128, device=device, dtype=torch.bfloat16)
                      for _ in range(4))
     q, k, v = (x.requires_grad_() for x in (q, k, v))

@@ -73,6 +73,7 @@ CudaCommunicator::CudaCommunicator(int rank, int world, CudaPlacement placement,
       abort_(std::move(abort)) {}
 
 CudaCommunicator::~CudaCommunicator() {
+  StopWatchdog();
   if (comm_stream_ != nullptr) {
     cudaSetDevice(placement_.device);
     cudaStreamDestroy(comm_stream_);
@@ -169,14 +170,14 @@ absl::Status CudaCommunicator::PollEvent(cudaEvent_t event, const char* what) {
 void CudaCommunicator::Abort(const absl::Status& reason) {
   abort_->Set(
       absl::Status(reason.code(), absl::StrCat("rank ", rank_, " aborted: ", reason.message())));
-  if (!transport_aborted_) {
-    transport_aborted_ = true;
-    AbortTransport();
-  }
+  if (!transport_aborted_.exchange(true)) AbortTransport();
 }
+
+void CudaCommunicator::SetDeferredSynchronize(bool deferred) { deferred_ = deferred; }
 
 absl::Status CudaCommunicator::Synchronize() {
   RETURN_IF_ERROR(Cuda(cudaSetDevice(placement_.device), "selecting the device"));
+  if (deferred_) return DeferPass();
   for (cudaStream_t stream : {placement_.stream, comm_stream_}) {
     absl::Status s;
     cudaEvent_t e = Record(stream, &s);
@@ -186,6 +187,95 @@ absl::Status CudaCommunicator::Synchronize() {
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
+}
+
+absl::Status CudaCommunicator::DeferPass() {
+  // An earlier pass's failure (the watchdog aborted) or a peer's abort.
+  if (abort_->set()) {
+    Abort(abort_->reason());
+    return AbortedStatus();
+  }
+  absl::Status s;
+  PendingPass pass{Record(placement_.stream, &s), nullptr, absl::Now() + timeout_};
+  if (s.ok()) pass.comm = Record(comm_stream_, &s);
+  if (!s.ok()) {
+    if (pass.compute != nullptr) cudaEventDestroy(pass.compute);
+    return s;
+  }
+  MutexLock lock(&watch_mu_);
+  pending_.push_back(pass);
+  if (!watchdog_.joinable()) watchdog_ = std::thread([this] { WatchPasses(); });
+  watch_cv_.NotifyAll();
+  // At most kPassesAhead passes outstanding; the watchdog's deadline bounds
+  // this wait (it aborts and empties the list).
+  while (pending_.size() > kPassesAhead) {
+    watch_cv_.WaitWithTimeout(&watch_mu_, kPollSlice, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return pending_.size() <= kPassesAhead;
+    });
+  }
+  if (abort_->set()) return AbortedStatus();
+  return absl::OkStatus();
+}
+
+void CudaCommunicator::DropPendingLocked() {
+  for (const PendingPass& pass : pending_) {
+    cudaEventDestroy(pass.compute);  // released once the work completes
+    cudaEventDestroy(pass.comm);
+  }
+  pending_.clear();
+}
+
+void CudaCommunicator::WatchPasses() {
+  cudaSetDevice(placement_.device);
+  MutexLock lock(&watch_mu_);
+  while (!stop_watching_) {
+    if (pending_.empty()) {
+      watch_cv_.WaitWithTimeout(&watch_mu_, absl::Seconds(1), [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return stop_watching_ || !pending_.empty();
+      });
+      continue;
+    }
+    const PendingPass& oldest = pending_.front();
+    cudaError_t q = cudaEventQuery(oldest.comm);
+    if (q == cudaSuccess) q = cudaEventQuery(oldest.compute);
+    if (q == cudaSuccess) {
+      cudaEventDestroy(oldest.compute);
+      cudaEventDestroy(oldest.comm);
+      pending_.pop_front();
+      watch_cv_.NotifyAll();
+      continue;
+    }
+    absl::Status failure;
+    if (q != cudaErrorNotReady) {
+      failure = Cuda(q, "a deferred pass");
+    } else if (abort_->set()) {
+      failure = abort_->reason();
+    } else if (absl::Status t = TransportError(); !t.ok()) {
+      failure = t;
+    } else if (absl::Now() > oldest.deadline) {
+      failure = absl::DeadlineExceededError(absl::StrCat(
+          "rank ", rank_, ": a pass did not complete within ", absl::FormatDuration(timeout_),
+          " of its end on the host (a peer stopped or is stuck)"));
+    }
+    if (!failure.ok()) {
+      DropPendingLocked();
+      watch_cv_.NotifyAll();
+      Abort(failure);  // ends the stuck transfers; the next call fails
+      continue;
+    }
+    watch_cv_.WaitWithTimeout(&watch_mu_, kPollSlice,
+                              [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stop_watching_; });
+  }
+  DropPendingLocked();
+}
+
+void CudaCommunicator::StopWatchdog() {
+  {
+    MutexLock lock(&watch_mu_);
+    stop_watching_ = true;
+    watch_cv_.NotifyAll();
+  }
+  if (watchdog_.joinable()) watchdog_.join();
 }
 
 std::unique_ptr<Communicator::Request> CudaCommunicator::TransferRequest(

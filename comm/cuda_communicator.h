@@ -27,8 +27,10 @@
 #include <cuda_runtime_api.h>
 
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -69,7 +71,22 @@ class CudaCommunicator : public Communicator {
   const CudaPlacement& placement() const { return placement_; }
 
   void Abort(const absl::Status& reason) override;
+  // Waits for the rank's work so far (see Communicator), or, with deferred
+  // synchronization, hands the pass's end to the watchdog and returns.
   absl::Status Synchronize() override;
+
+  // Deferred synchronization (off by default): a pass returns once its work
+  // is enqueued, so the host prepares the next call while the GPU runs this
+  // one. Synchronize records the end of the pass on both streams and
+  // returns at once -- with the error of an earlier pass, if one failed --
+  // waiting only while more than kPassesAhead passes are outstanding. A
+  // watchdog thread polls the outstanding passes and aborts the
+  // communicator when one has not completed within the timeout (a silent
+  // peer) or the transport reports an error: the abort ends the stuck
+  // transfers (ncclCommAbort), so the streams drain instead of hanging
+  // whatever the host waits on next, and this rank's next call fails.
+  void SetDeferredSynchronize(bool deferred);
+  static constexpr size_t kPassesAhead = 2;
 
   std::unique_ptr<Request> StartAllGather(absl::Span<const int> group,
                                           absl::Span<const uint8_t> send,
@@ -109,9 +126,15 @@ class CudaCommunicator : public Communicator {
   absl::Status ComputeWaits(cudaEvent_t event);
   // A transport's asynchronous error (NCCL), checked while polling.
   virtual absl::Status TransportError() { return absl::OkStatus(); }
-  // Stops the transport (ncclCommAbort). Called once, from this rank's thread.
+  // Stops the transport (ncclCommAbort). Called once, from this rank's
+  // thread or from its watchdog (deferred synchronization): a transport with
+  // a watchdog serializes it with its own calls. TransportError may be
+  // called from the watchdog too.
   virtual void AbortTransport() {}
   absl::Status AbortedStatus() const;
+  // Stops the watchdog thread (if any); a subclass whose TransportError or
+  // AbortTransport the watchdog calls stops it first in its destructor.
+  void StopWatchdog();
 
   cudaStream_t comm_stream() const { return comm_stream_; }
   absl::Duration timeout() const { return timeout_; }
@@ -127,7 +150,23 @@ class CudaCommunicator : public Communicator {
   const absl::Duration timeout_;
   std::shared_ptr<AbortFlag> abort_;
   cudaStream_t comm_stream_ = nullptr;
-  bool transport_aborted_ = false;
+  std::atomic<bool> transport_aborted_{false};
+
+  // Deferred synchronization: the passes not yet seen complete, oldest
+  // first, and the thread that watches them.
+  struct PendingPass {
+    cudaEvent_t compute, comm;
+    absl::Time deadline;
+  };
+  absl::Status DeferPass();
+  void WatchPasses();
+  void DropPendingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(watch_mu_);
+  bool deferred_ = false;
+  Mutex watch_mu_;
+  CondVar watch_cv_;
+  std::deque<PendingPass> pending_ ABSL_GUARDED_BY(watch_mu_);
+  bool stop_watching_ ABSL_GUARDED_BY(watch_mu_) = false;
+  std::thread watchdog_;
 };
 
 class DeviceCopyWorld {

@@ -4,6 +4,7 @@
 
 #include <cuda_runtime.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <functional>
 #include <memory>
@@ -188,6 +189,67 @@ TEST(DeviceCopyWorldTest, SilentPeerGivesDeadlineExceeded) {
   auto w = DeviceCopyWorld::Create(ranks.placements, absl::Seconds(2));
   ASSERT_TRUE(w.ok()) << w.status();
   SilentPeerFails({&(*w)->rank(0), &(*w)->rank(1)}, ranks.placements);
+}
+
+// Work that holds a stream for `seconds` (a host function).
+void HoldStream(cudaStream_t stream, double seconds) {
+  static double held;
+  held = seconds;
+  ASSERT_EQ(
+      cudaLaunchHostFunc(
+          stream,
+          [](void* s) {
+            std::this_thread::sleep_for(std::chrono::duration<double>(*static_cast<double*>(s)));
+          },
+          &held),
+      cudaSuccess);
+}
+
+// Deferred synchronization returns at once; at most kPassesAhead passes are
+// outstanding (the next Synchronize waits for the oldest); once the work is
+// done, passes go on.
+TEST(DeviceCopyWorldTest, DeferredSynchronizeRunsAheadAtMostTwoPasses) {
+  if (Devices() == 0) GTEST_SKIP() << "no CUDA device";
+  Ranks ranks(2, 1);
+  auto w = DeviceCopyWorld::Create(ranks.placements, absl::Seconds(60));
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto& c = static_cast<CudaCommunicator&>((*w)->rank(0));
+  c.SetDeferredSynchronize(true);
+  HoldStream(ranks.placements[0].stream, 1.0);
+  const absl::Time start = absl::Now();
+  for (size_t i = 0; i < CudaCommunicator::kPassesAhead; ++i) ASSERT_TRUE(c.Synchronize().ok());
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(500));
+  ASSERT_TRUE(c.Synchronize().ok());  // the third waits for the first
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(900));
+  ASSERT_EQ(cudaStreamSynchronize(ranks.placements[0].stream), cudaSuccess);
+  EXPECT_TRUE(c.Synchronize().ok());
+}
+
+// A pass that does not complete within the timeout: the call that ended it
+// has returned, the watchdog aborts the world, and the rank's next call
+// (and its peers') fail, naming the deadline.
+TEST(DeviceCopyWorldTest, DeferredSynchronizeReportsAStuckPassAtTheNextCall) {
+  if (Devices() == 0) GTEST_SKIP() << "no CUDA device";
+  Ranks ranks(2, 1);
+  auto w = DeviceCopyWorld::Create(ranks.placements, absl::Milliseconds(500));
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto& c = static_cast<CudaCommunicator&>((*w)->rank(0));
+  c.SetDeferredSynchronize(true);
+  HoldStream(ranks.placements[0].stream, 2.0);
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(c.Synchronize().ok());
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(300));
+  absl::SleepFor(absl::Milliseconds(1200));  // past the timeout: the watchdog aborted
+  const absl::Status next = c.Synchronize();
+  EXPECT_TRUE(absl::IsAborted(next)) << next;
+  EXPECT_THAT(next.message(), HasSubstr("did not complete within 500ms"));
+  std::vector<std::unique_ptr<Communicator::Request>> requests;
+  float* buffer = nullptr;
+  ASSERT_EQ(cudaMalloc(&buffer, 64), cudaSuccess);
+  requests.push_back((*w)->rank(1).Recv(0, kTagKv, {reinterpret_cast<uint8_t*>(buffer), 64}));
+  EXPECT_TRUE(absl::IsAborted(requests[0]->Wait()));  // the peer knows at once
+  ASSERT_EQ(cudaStreamSynchronize(ranks.placements[0].stream), cudaSuccess);
+  cudaFree(buffer);
 }
 
 TEST(NcclWorldTest, TwoGpusExchange) {

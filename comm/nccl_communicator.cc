@@ -116,7 +116,9 @@ class NcclRank final : public CudaCommunicator {
            std::shared_ptr<AbortFlag> abort, const Nccl* nccl)
       : CudaCommunicator(rank, world, placement, timeout, std::move(abort)), nccl_(nccl) {}
   ~NcclRank() override {
+    StopWatchdog();  // it calls TransportError and AbortTransport
     if (comm_ == nullptr) return;
+    MutexLock lock(&nccl_mu_);
     cudaSetDevice(placement().device);
     if (!aborted_) {
       // Flush and free; a peer gone silent cannot hold us past the timeout.
@@ -133,15 +135,18 @@ class NcclRank final : public CudaCommunicator {
   ncclComm_t* comm_slot() { return &comm_; }
   absl::Status WaitInit() { return WaitReady(*nccl_, comm_, timeout(), "NCCL initialization"); }
 
-  void StartBatch() override {
+  // A batch holds nccl_mu_ from its start to its end (the watchdog's abort
+  // waits for it); a communicator aborted before fails the batch.
+  void StartBatch() override ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (batch_depth_++ > 0) return;
-    batch_status_ = OrderAfterCompute();
+    nccl_mu_.Lock();
+    batch_status_ = aborted_ ? AbortedStatus() : OrderAfterCompute();
     if (batch_status_.ok()) {
       batch_status_ = NcclStatus(*nccl_, nccl_->GroupStart(), comm_, "ncclGroupStart");
     }
   }
 
-  void EndBatch() override {
+  void EndBatch() override ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (--batch_depth_ > 0) return;
     absl::Status s = batch_status_;
     if (s.ok()) s = NcclStatus(*nccl_, nccl_->GroupEnd(), comm_, "ncclGroupEnd");
@@ -161,6 +166,7 @@ class NcclRank final : public CudaCommunicator {
       }
     }
     batch_.clear();
+    nccl_mu_.Unlock();
     if (!s.ok()) Abort(s);
   }
 
@@ -173,6 +179,8 @@ class NcclRank final : public CudaCommunicator {
 
  protected:
   absl::Status TransportError() override {
+    MutexLock lock(&nccl_mu_);
+    if (aborted_) return absl::OkStatus();  // the abort flag says why
     ncclResult_t state = ncclSuccess;
     const ncclResult_t r = nccl_->CommGetAsyncError(comm_, &state);
     if (r != ncclSuccess) return NcclStatus(*nccl_, r, comm_, "polling NCCL");
@@ -182,6 +190,7 @@ class NcclRank final : public CudaCommunicator {
     return absl::OkStatus();
   }
   void AbortTransport() override {
+    MutexLock lock(&nccl_mu_);
     if (comm_ != nullptr && !aborted_) {
       aborted_ = true;
       cudaSetDevice(placement().device);
@@ -195,9 +204,8 @@ class NcclRank final : public CudaCommunicator {
       return DoneRequest(absl::InvalidArgumentError(absl::StrCat(
           "rank ", rank(), ": peer ", peer, " is outside [0, ", world(), ") or itself")));
     }
-    if (aborted_) return DoneRequest(AbortedStatus());
     const bool host = IsHostMemory(data);
-    StartBatch();
+    StartBatch();  // fails the batch if the communicator was aborted
     auto transfer = std::make_shared<Transfer>();
     batch_.push_back(transfer);
     absl::Status s = batch_status_;
@@ -242,7 +250,9 @@ class NcclRank final : public CudaCommunicator {
 
   const Nccl* nccl_;
   ncclComm_t comm_ = nullptr;
-  bool aborted_ = false;
+  // NCCL calls on comm_ and its abort (the rank's thread, the watchdog).
+  Mutex nccl_mu_;
+  bool aborted_ ABSL_GUARDED_BY(nccl_mu_) = false;
   int batch_depth_ = 0;
   absl::Status batch_status_;
   std::vector<std::shared_ptr<Transfer>> batch_;

@@ -11,7 +11,8 @@ max relative) and bfloat16 (norm-relative error no worse than 1.25x SDPA's
 own bfloat16 kernel against the same float64 result); bad input raises
 ValueError; then the Python entry's fwd+bwd time on the seed's shape
 (--bench_tokens per rank, 32 heads, d128, bf16, zigzag, causal), printed
-for the overhead against ring_bench on the same shape.
+for the overhead against ring_bench on the same shape; then two checks and
+the time again with asynchronous passes (World.set_async_passes).
 """
 
 import argparse
@@ -23,6 +24,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as torch_f
 
+from ringattn import distributed
 from ringattn import functions as F
 
 
@@ -154,10 +156,10 @@ def layers_in_flight(device, layers=4, rows=4096):
               f"{used:.0f} MiB of GPU memory taken by the forwards", flush=True)
 
 
-def bench(device, tokens, iters):
+def bench(device, tokens, iters, mode):
     """The Python entry's zigzag fwd+bwd on `tokens` per rank (h32 d128
     bf16 causal): median ms over `iters`, CUDA events on the current
-    stream."""
+    stream; `mode` names the world's passes (sync or async)."""
     q, k, v, dout = (torch.randn(1, tokens, 32, 128, device=device, dtype=torch.bfloat16)
                      for _ in range(4))
     q, k, v = (x.requires_grad_() for x in (q, k, v))
@@ -181,7 +183,8 @@ def bench(device, tokens, iters):
         for k_, t in times.items():
             t.sort()
             print(f"python zigzag {k_} {t[len(t) // 2]:.3f} ms (median of {iters}, "
-                  f"{tokens} tokens/rank, W={dist.get_world_size()})", flush=True)
+                  f"{tokens} tokens/rank, W={dist.get_world_size()}, {mode} passes)",
+                  flush=True)
 
 
 def main():
@@ -208,9 +211,18 @@ def main():
         check("zigzag", torch.bfloat16, seqlen, 8, 2, 128, True, device)  # a kept ring, again
         bad_input(device)
         layers_in_flight(device)
-    assert not FAILURES, "over the bound (name, dtype, tensor, error, bound): %s" % FAILURES
     if args.bench_tokens > 0:
-        bench(device, args.bench_tokens, args.iters)
+        bench(device, args.bench_tokens, args.iters, "sync")
+    # Asynchronous passes (ringattn.World.set_async_passes): the same
+    # results, and the entry's time again.
+    distributed.process_group_world(device=device).set_async_passes(True)
+    if not args.bench_only:
+        check("zigzag", torch.float32, seqlen, 8, 2, 128, True, device)
+        check("llama3", torch.bfloat16, seqlen, 8, 4, 128, True, device, docs)
+    if args.bench_tokens > 0:
+        bench(device, args.bench_tokens, args.iters, "async")
+    distributed.process_group_world(device=device).set_async_passes(False)
+    assert not FAILURES, "over the bound (name, dtype, tensor, error, bound): %s" % FAILURES
     dist.barrier()
     dist.destroy_process_group()
     if rank == 0:

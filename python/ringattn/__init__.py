@@ -17,6 +17,7 @@ through ringattn.functions, which holds ring-flash-attention's functions).
 """
 
 import ctypes
+import os
 
 import numpy as np
 
@@ -69,10 +70,11 @@ class World(_Handle):
         return bytes(buffer)
 
     @classmethod
-    def over_nccl(cls, world, rank, unique_id, device, timeout_s=120.0):
+    def over_nccl(cls, world, rank, unique_id, device, timeout_s=120.0, async_passes=None):
         """Rank `rank` of `world`, this process on GPU `device` (an int),
         over NCCL with rank 0's nccl_unique_id(): its rings run the CUDA
-        backend on tensors of that GPU."""
+        backend on tensors of that GPU. async_passes (None: the environment's
+        RINGATTN_ASYNC_PASSES=1, else off): see set_async_passes."""
         self = cls.__new__(cls)
         handle = ctypes.c_void_p()
         id_buffer = (ctypes.c_uint8 * len(unique_id)).from_buffer_copy(unique_id)
@@ -81,7 +83,19 @@ class World(_Handle):
         self._handle = handle
         self.size = world
         self.device = device
+        if async_passes is None:
+            async_passes = os.environ.get("RINGATTN_ASYNC_PASSES", "0") == "1"
+        if async_passes:
+            self.set_async_passes(True)
         return self
+
+    def set_async_passes(self, enabled):
+        """NCCL worlds: passes return once their work is enqueued on the GPU
+        (True), as torch's operations do, instead of when it has finished
+        (False, the default). A silent or failed peer then aborts the world
+        from a watchdog thread after the timeout (the GPU work drains, no
+        hang), and the rank's next ringattn call raises."""
+        _capi.check(_capi.lib.ringattn_world_set_async_passes(self._handle, int(bool(enabled))))
 
     @classmethod
     def over_transport(cls, world, rank, transport):
