@@ -220,8 +220,8 @@ int Main(int argc, char** argv) {
       cudaMemset(dv, 0, n * 4);
       LaunchForward(a, nullptr);  // the state the backward reads
       const auto backward = [&] {
-        LaunchBackwardDelta(r.dtype, dout, o, delta, r.batch, r.seqlen, r.heads, r.head_dim,
-                            nullptr);
+        LaunchBackwardDelta(r.dtype, dout, ElementType::kFloat32, o, delta, r.batch, r.seqlen,
+                            r.heads, r.head_dim, nullptr);
         LaunchBackward(back, nullptr);
       };
       // Rows no tensor-core backward takes (fp32, d256) run the
@@ -236,8 +236,8 @@ int Main(int argc, char** argv) {
           report(k.backward,
                  TimeMs(
                      [&] {
-                       LaunchBackwardDelta(r.dtype, dout, o, delta, r.batch, r.seqlen, r.heads,
-                                           r.head_dim, nullptr);
+                       LaunchBackwardDelta(r.dtype, dout, ElementType::kFloat32, o, delta, r.batch,
+                                           r.seqlen, r.heads, r.head_dim, nullptr);
                        flash::LaunchFlashBackward(back, nullptr, k.kernel);
                      },
                      iterations),

@@ -171,15 +171,17 @@ __global__ void BackwardBlockKernel(BackwardBlockArgs args) {
 
 // One warp per row: lanes read consecutive elements (coalesced), then a
 // shuffle reduction.
-__global__ void DeltaKernel(ElementType dtype, const void* dout, const float* o, float* delta,
-                            int64_t batch, int64_t rows, int64_t heads, int64_t head_dim) {
+__global__ void DeltaKernel(ElementType dtype, const void* dout, ElementType o_dtype, const void* o,
+                            float* delta, int64_t batch, int64_t rows, int64_t heads,
+                            int64_t head_dim) {
   const int64_t row = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (row >= batch * rows * heads) return;  // whole warps leave together
   const int64_t h = row % heads, t = (row / heads) % rows, b = row / (heads * rows);
   float sum = 0.f;
   for (int64_t c = lane; c < head_dim; c += 32) {
-    sum += LoadAsFloat(dtype, dout, row * head_dim + c) * o[row * head_dim + c];
+    sum +=
+        LoadAsFloat(dtype, dout, row * head_dim + c) * LoadAsFloat(o_dtype, o, row * head_dim + c);
   }
   for (int offset = 16; offset > 0; offset /= 2) {
     sum += __shfl_xor_sync(0xffffffffu, sum, offset);
@@ -216,14 +218,14 @@ cudaError_t LaunchBackwardBlock(const BackwardBlockArgs& args, cudaStream_t stre
   return LaunchBackward<256>(args, stream);
 }
 
-cudaError_t LaunchBackwardDelta(ElementType dtype, const void* dout, const float* o, float* delta,
-                                int64_t batch, int64_t rows, int64_t heads, int64_t head_dim,
-                                cudaStream_t stream) {
+cudaError_t LaunchBackwardDelta(ElementType dtype, const void* dout, ElementType o_dtype,
+                                const void* o, float* delta, int64_t batch, int64_t rows,
+                                int64_t heads, int64_t head_dim, cudaStream_t stream) {
   const int64_t n = batch * rows * heads;
   if (n == 0) return cudaSuccess;
   constexpr int64_t kRowsPerBlock = 8;  // warps of 256 threads
   DeltaKernel<<<static_cast<unsigned>((n + kRowsPerBlock - 1) / kRowsPerBlock), 32 * kRowsPerBlock,
-                0, stream>>>(dtype, dout, o, delta, batch, rows, heads, head_dim);
+                0, stream>>>(dtype, dout, o_dtype, o, delta, batch, rows, heads, head_dim);
   return cudaGetLastError();
 }
 

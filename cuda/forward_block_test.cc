@@ -174,8 +174,8 @@ void Check(const Case& c) {
     uint8_t* d_dout = device_input(dout_shard);
     float* d_delta = ToDevice(std::vector<float>(lse.size()));
     float* d_dq = ToDevice(std::vector<float>(q_shards[rank].size()));
-    ASSERT_EQ(LaunchBackwardDelta(type, d_dout, d_o, d_delta, layout.local_batch(), rows,
-                                  s.num_heads, s.head_dim, nullptr),
+    ASSERT_EQ(LaunchBackwardDelta(type, d_dout, ElementType::kFloat32, d_o, d_delta,
+                                  layout.local_batch(), rows, s.num_heads, s.head_dim, nullptr),
               cudaSuccess);
     for (int step = 0; step < schedule.num_steps(); ++step) {
       const int source = schedule.KvSource(rank, step);

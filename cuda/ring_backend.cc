@@ -171,6 +171,7 @@ class Backend final : public CudaRingBackend {
     RETURN_IF_ERROR(Device());
     forward_done_ = false;
     backward_done_ = false;
+    saved_out_ = nullptr;
     return ResetState();
   }
   int device() const override { return device_; }
@@ -279,9 +280,10 @@ class Backend final : public CudaRingBackend {
     return Copy(dout_.get(), dout.data(), bytes, "copying dout to the device");
   }
 
-  // The forward's O (in the input dtype) widened into the fp32 state the
-  // backward's D = rowsum(dO * O) reads, and its LSE; either in host or GPU
-  // memory (GPU memory read on the stream, like the inputs).
+  // The forward's O (in the input dtype), which the backward's
+  // D = rowsum(dO * O) reads as it is (GPU memory read in place on the
+  // stream, like the inputs; host memory copied), and its LSE. One backward
+  // reads it: a later one needs another forward or forward result.
   absl::Status SetForwardResult(absl::Span<const uint8_t> out,
                                 absl::Span<const float> lse) override {
     const int64_t bytes = QElements() * DTypeBytes(dtype_);
@@ -298,8 +300,7 @@ class Backend final : public CudaRingBackend {
       RETURN_IF_ERROR(Copy(out_.get(), o, bytes, "copying out to the device"));
       o = out_.get();
     }
-    RETURN_IF_ERROR(Check(LaunchWidenToF32(type_, o, state_o_.get<float>(), QElements(), stream_),
-                          "widening out to fp32"));
+    saved_out_ = o;
     RETURN_IF_ERROR(Copy(state_lse_.get(), lse.data(), lse.size() * 4, "copying lse"));
     forward_done_ = true;
     return absl::OkStatus();
@@ -321,10 +322,14 @@ class Backend final : public CudaRingBackend {
           Check(cudaMemsetAsync(memory->get(), 0, elements * 4, stream_), "zeroing gradients"));
     }
     backward_done_ = true;
-    return Finish(
-        LaunchBackwardDelta(type_, dout_in_, state_o_.get<float>(), delta_.get<float>(),
-                            local_.batch, local_.rows, shape_.num_heads, shape_.head_dim, stream_),
-        "D = rowsum(dO * O)");
+    // O of this backend's forward (the fp32 state) or the given result.
+    const bool saved = saved_out_ != nullptr;
+    const cudaError_t e = LaunchBackwardDelta(
+        type_, dout_in_, saved ? type_ : ElementType::kFloat32, saved ? saved_out_ : state_o_.get(),
+        delta_.get<float>(), local_.batch, local_.rows, shape_.num_heads, shape_.head_dim, stream_);
+    if (saved) forward_done_ = false;  // the caller's O is not kept
+    saved_out_ = nullptr;
+    return Finish(e, "D = rowsum(dO * O)");
   }
 
   absl::Status BackwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv,
@@ -572,6 +577,8 @@ class Backend final : public CudaRingBackend {
   std::map<int, DeviceMemory> buffers_;
   bool forward_done_ = false;
   bool backward_done_ = false;
+  // SetForwardResult's O, until the backward's D has read it.
+  const void* saved_out_ = nullptr;
 };
 
 }  // namespace

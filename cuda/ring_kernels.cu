@@ -76,15 +76,6 @@ __global__ void ConvertF32x4Kernel(ElementType dtype, const float4* src, void* d
   }
 }
 
-// Input dtype -> fp32, one element per step (a backward's given O, once
-// per pass).
-__global__ void WidenToF32Kernel(ElementType dtype, const void* src, float* dst, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t{kThreads} + threadIdx.x; i < n;
-       i += int64_t{gridDim.x} * kThreads) {
-    dst[i] = LoadAsFloat(dtype, src, i);
-  }
-}
-
 // The full-layout offset of element 0 of packed row `row` (a row: one
 // head's head_dim elements; rows run (shard, K or V, batch, token, head)),
 // and whether the row is V's.
@@ -167,13 +158,6 @@ cudaError_t LaunchConvertF32(ElementType dtype, const float* src, void* dst, int
   } else {
     ConvertF32Kernel<<<Blocks(n), kThreads, 0, stream>>>(dtype, src, dst, n);
   }
-  return cudaGetLastError();
-}
-
-cudaError_t LaunchWidenToF32(ElementType dtype, const void* src, float* dst, int64_t n,
-                             cudaStream_t stream) {
-  if (n <= 0) return cudaSuccess;
-  WidenToF32Kernel<<<Blocks(n), kThreads, 0, stream>>>(dtype, src, dst, n);
   return cudaGetLastError();
 }
 

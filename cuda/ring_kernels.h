@@ -24,10 +24,6 @@ cudaError_t LaunchFillF32(float* dst, float value, int64_t n, cudaStream_t strea
 cudaError_t LaunchConvertF32(ElementType dtype, const float* src, void* dst, int64_t n,
                              cudaStream_t stream);
 
-// dst[i] = src[i] (in `dtype`) as fp32, i < n.
-cudaError_t LaunchWidenToF32(ElementType dtype, const void* src, float* dst, int64_t n,
-                             cudaStream_t stream);
-
 // The packed layout: `ranks` shards back to back, each K then V of kv heads
 // [head_begin, head_end) as (batch, rows, heads, head_dim). The full layout:
 // K and V as (batch, ranks * rows, num_kv_heads, head_dim), the shards in

@@ -569,9 +569,9 @@ void CheckBackward(const Case& c, uint32_t seed) {
   SetTask(c, d_limit, &a);
   a.softmax_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
   ASSERT_EQ(LaunchForwardBlock(a, nullptr), cudaSuccess);
-  ASSERT_EQ(
-      LaunchBackwardDelta(a.dtype, d_dout, d_o, d_delta, c.batch, c.q_rows, c.heads, d, nullptr),
-      cudaSuccess);
+  ASSERT_EQ(LaunchBackwardDelta(a.dtype, d_dout, ElementType::kFloat32, d_o, d_delta, c.batch,
+                                c.q_rows, c.heads, d, nullptr),
+            cudaSuccess);
   // fp32: the mma.sync kernel, and on Hopper the wgmma one at head_dim 64;
   // head_dim 256: the wgmma kernel alone.
   std::vector<flash::TensorCoreKernel> kernels = TensorCoreKernels();
