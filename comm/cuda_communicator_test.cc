@@ -268,6 +268,38 @@ TEST(NcclWorldTest, SilentPeerGivesAnErrorNotAHang) {
   SilentPeerFails({&(*w)->rank(0), &(*w)->rank(1)}, ranks.placements);
 }
 
+// Deferred synchronization over NCCL: rank 0's pass with a silent peer
+// returns at once; the watchdog aborts NCCL after the timeout, so the
+// stream drains (no hang) and the next call fails.
+TEST(NcclWorldTest, DeferredPassWithASilentPeerDrainsAndFailsTheNextCall) {
+  if (Devices() < 2) GTEST_SKIP() << "needs two CUDA devices";
+  Ranks ranks(2, 2);
+  auto w = NcclWorld::Create(ranks.placements, absl::Seconds(3));
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto& c = static_cast<CudaCommunicator&>((*w)->rank(0));
+  c.SetDeferredSynchronize(true);
+  cudaSetDevice(ranks.placements[0].device);
+  float* buffer = nullptr;
+  ASSERT_EQ(cudaMalloc(&buffer, 4096), cudaSuccess);
+  const absl::Span<uint8_t> bytes(reinterpret_cast<uint8_t*>(buffer), 4096);
+  const absl::Time start = absl::Now();
+  std::vector<std::unique_ptr<Communicator::Request>> requests;
+  c.StartBatch();
+  requests.push_back(c.Send(1, kTagKv, bytes));
+  requests.push_back(c.Recv(1, kTagKv, bytes));
+  c.EndBatch();
+  absl::Status s = WaitAll(requests);
+  if (s.ok()) s = c.Synchronize();
+  if (s.ok()) {  // enqueued: the host went on
+    EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+    cudaStreamSynchronize(ranks.placements[0].stream);  // drains once the watchdog aborted
+    s = c.Synchronize();
+  }
+  EXPECT_TRUE(absl::IsDeadlineExceeded(s) || absl::IsAborted(s)) << s;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+  cudaFree(buffer);
+}
+
 TEST(NcclWorldTest, RejectsTwoRanksOnOneGpu) {
   Ranks ranks(0, 1);
   cudaStream_t fake = reinterpret_cast<cudaStream_t>(1);

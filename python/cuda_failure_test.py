@@ -7,6 +7,9 @@ Both ranks make their ringattn World with a short timeout and run one
 forward and backward together; then rank 1 goes silent (sleeps, never
 calls) while rank 0 runs another forward: rank 0 must get a RuntimeError
 with ringattn's message within the timeout (plus a margin), not hang.
+With --async_passes (World.set_async_passes) the forward returns at once;
+then rank 0's torch.cuda.synchronize must return (the watchdog aborts the
+stuck NCCL transfers after the timeout) and its next call raise.
 Prints one line per rank; exits 0 when rank 0 saw that.
 """
 
@@ -29,7 +32,9 @@ def main():
     rank = dist.get_rank()
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
     torch.cuda.set_device(device)
-    distributed.process_group_world(timeout_s=TIMEOUT_S, device=device)  # cached for the group
+    world = distributed.process_group_world(timeout_s=TIMEOUT_S, device=device)  # cached
+    async_passes = "--async_passes" in sys.argv[1:]
+    world.set_async_passes(async_passes)
     torch.manual_seed(rank)
     q, k, v = (torch.randn(1, 1024, 4, 64, device=device, dtype=torch.bfloat16,
                            requires_grad=True) for _ in range(3))
@@ -45,7 +50,11 @@ def main():
     try:
         with torch.no_grad():
             F.zigzag_ring_flash_attn_func(q, k, v, causal=True)
-        torch.cuda.synchronize(device)
+            torch.cuda.synchronize(device)  # async: returns once the watchdog aborted
+            if async_passes:
+                print(f"rank 0: the stream drained after {time.monotonic() - start:.1f} s",
+                      flush=True)
+                F.zigzag_ring_flash_attn_func(q, k, v, causal=True)  # raises
     except RuntimeError as e:
         waited = time.monotonic() - start
         ok = waited <= TIMEOUT_S + 5
