@@ -4,6 +4,7 @@
 #ifndef RINGATTN_CORE_RING_BACKEND_H_
 #define RINGATTN_CORE_RING_BACKEND_H_
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -24,12 +25,15 @@ namespace ringattn {
 // A visiting K/V buffer: `ranks` packed shards back to back (1 for a ring
 // pass; the ring size for all-gather, in ring-rank order), each holding
 // K then V of kv heads [head_begin, head_end), (local_batch, local_seqlen,
-// heads, head_dim) in the input dtype.
+// heads, head_dim) in the input dtype. Or, when `v` is set, the rank's own
+// inputs unpacked (RingBackend::OwnKv): K in `data`, V in `v`, every kv
+// head, one shard.
 struct KvBlock {
   absl::Span<const uint8_t> data;
   int ranks = 1;
   int64_t head_begin = 0;
   int64_t head_end = 0;
+  absl::Span<const uint8_t> v;
 };
 
 // What the ring needs of a compute backend holding one rank's shard.
@@ -61,6 +65,15 @@ class RingBackend {
   virtual absl::Status Zero(absl::Span<uint8_t> buffer) = 0;
   // Writes this rank's K/V of kv heads [head_begin, head_end) into `out`.
   virtual absl::Status PackKv(int64_t head_begin, int64_t head_end, absl::Span<uint8_t> out) = 0;
+  // This rank's K and V of every kv head, each laid out as a packed
+  // block's halves, in the memory the backend computes in -- for a backend
+  // that holds them so: a ring pass then computes on them and sends them
+  // (as two messages) without packing. Unimplemented otherwise (the ring
+  // packs). Every rank's backend must answer alike (one kind of backend):
+  // the ring's messages depend on it.
+  virtual absl::StatusOr<std::array<absl::Span<const uint8_t>, 2>> OwnKv() const {
+    return absl::UnimplementedError("this backend packs its K/V");
+  }
 
   // Computes `tasks` against `kv` into the rank's fp32 (fp64) state.
   virtual absl::Status ForwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv) = 0;
@@ -88,6 +101,17 @@ class RingBackend {
 // bytes. Errors: InvalidArgument saying what the block holds.
 inline absl::Status ValidateVisitingBlock(const KvBlock& kv, int64_t num_kv_heads,
                                           const RingBackend& backend) {
+  if (!kv.v.empty()) {
+    const int64_t half = backend.KvBytes(0, num_kv_heads) / 2;
+    if (kv.ranks != 1 || kv.head_begin != 0 || kv.head_end != num_kv_heads ||
+        static_cast<int64_t>(kv.data.size()) != half || static_cast<int64_t>(kv.v.size()) != half) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("own K/V of ", kv.data.size(), " and ", kv.v.size(), " bytes (", kv.ranks,
+                       " shards, kv heads [", kv.head_begin, ", ", kv.head_end, ")); expected ",
+                       half, " bytes each, one shard of all ", num_kv_heads, " kv heads"));
+    }
+    return absl::OkStatus();
+  }
   if (kv.head_begin < 0 || kv.head_end > num_kv_heads || kv.head_begin >= kv.head_end ||
       kv.ranks < 1 ||
       static_cast<int64_t>(kv.data.size()) !=

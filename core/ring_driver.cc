@@ -1,8 +1,10 @@
 #include "core/ring_driver.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -104,7 +106,10 @@ enum class BlockOrder {
 // double-buffered; with `grads`, the partial dK/dV sums of each block
 // travel with it (a rank computes its contribution into a fresh buffer
 // while the previous rank's partial sum arrives, adds it, and sends the
-// sum on without waiting).
+// sum on without waiting). A backend that offers its own K/V
+// (RingBackend::OwnKv) is not packed: the rank computes on its inputs and
+// sends them as two messages, K and V, which the next rank receives into
+// the halves of a block buffer; forwarded blocks go as one message.
 class RingPassTransport : public StepTransport {
  public:
   RingPassTransport(const Schedule& schedule, Communicator& comm, RingBackend& backend,
@@ -134,14 +139,19 @@ class RingPassTransport : public StepTransport {
       ASSIGN_OR_RETURN(local_[1], backend_.Buffer(kDkvB, grad_bytes));
       ASSIGN_OR_RETURN(incoming_, backend_.Buffer(kDkvIncoming, grad_bytes));
     }
-    if (order_ == BlockOrder::kOwnFirst || steps_ == 1) return backend_.PackKv(0, heads_, kv_[0]);
+    if (absl::StatusOr<std::array<absl::Span<const uint8_t>, 2>> own = backend_.OwnKv(); own.ok()) {
+      own_ = *own;
+    } else if (!absl::IsUnimplemented(own.status())) {
+      return own.status();
+    }
+    if (order_ == BlockOrder::kOwnFirst || steps_ == 1) return PackOwn(kv_[0]);
     if (held_.has_value()) return absl::OkStatus();  // the forward's last block
     // Fetch the next rank's block first (one exposed hop).
-    RETURN_IF_ERROR(backend_.PackKv(0, heads_, kv_[1]));
+    RETURN_IF_ERROR(PackOwn(kv_[1]));
     Requests fetch;
     comm_.StartBatch();
-    fetch.push_back(comm_.Send(down_, kTagKv, kv_[1]));
-    fetch.push_back(comm_.Recv(up_, kTagKv, kv_[0]));
+    SendOwn(kv_[1], fetch);
+    RecvOwn(kv_[0], fetch);
     comm_.EndBatch();
     return WaitAll(fetch);
   }
@@ -157,7 +167,10 @@ class RingPassTransport : public StepTransport {
       partial_ = comm_.Recv(up_, kTagDkv, incoming_);
       transfers_.push_back(comm_.Send(down_, kTagDkv, local_[(t - 1) % 2]));
     }
-    if (PassesKv(t)) {
+    if (PassesKv(t) && IsOwn(t)) {  // step 0 of the forward order
+      SendOwn(kv_[0], transfers_);
+      RecvOwn(kv_[1], transfers_);
+    } else if (PassesKv(t)) {
       transfers_.push_back(comm_.Send(down_, kTagKv, kv_[0]));
       transfers_.push_back(comm_.Recv(up_, kTagKv, kv_[1]));
     }
@@ -167,7 +180,10 @@ class RingPassTransport : public StepTransport {
   int ScheduleStep(int t) const override {
     return order_ == BlockOrder::kOwnFirst ? t : steps_ - 1 - t;
   }
-  KvBlock Block(int) const override { return {kv_[0], 1, 0, heads_}; }
+  KvBlock Block(int t) const override {
+    if (IsOwn(t) && own_.has_value()) return {(*own_)[0], 1, 0, heads_, (*own_)[1]};
+    return {kv_[0], 1, 0, heads_};
+  }
   absl::StatusOr<absl::Span<uint8_t>> Grads(int t) override { return local_[t % 2]; }
   absl::Status AfterCompute(int t) override {
     if (partial_ == nullptr) return absl::OkStatus();
@@ -179,8 +195,8 @@ class RingPassTransport : public StepTransport {
     RETURN_IF_ERROR(WaitAll(transfers_));
     transfers_.clear();
     if (order_ == BlockOrder::kOwnLast && t + 2 == steps_) {
-      // The last block is this rank's own: packed, not received.
-      RETURN_IF_ERROR(backend_.PackKv(0, heads_, kv_[1]));
+      // The last block is this rank's own: packed (or its inputs), not received.
+      RETURN_IF_ERROR(PackOwn(kv_[1]));
     }
     std::swap(kv_[0], kv_[1]);
     cur_ = Other(cur_);
@@ -208,14 +224,40 @@ class RingPassTransport : public StepTransport {
     return order_ == BlockOrder::kOwnFirst ? t + 1 < schedule_.layout().ring_size()
                                            : t + 2 < steps_;
   }
+  // Whether step t computes on this rank's own block.
+  bool IsOwn(int t) const { return order_ == BlockOrder::kOwnFirst ? t == 0 : t + 1 == steps_; }
+  // The own block into `buffer`, unless the backend offers it unpacked.
+  absl::Status PackOwn(absl::Span<uint8_t> buffer) {
+    return own_.has_value() ? absl::OkStatus() : backend_.PackKv(0, heads_, buffer);
+  }
+  // The own block to the next rank: K and V from the inputs, or `packed`.
+  void SendOwn(absl::Span<const uint8_t> packed, Requests& requests) {
+    if (!own_.has_value()) {
+      requests.push_back(comm_.Send(down_, kTagKv, packed));
+      return;
+    }
+    for (absl::Span<const uint8_t> part : *own_)
+      requests.push_back(comm_.Send(down_, kTagKv, part));
+  }
+  // The previous rank's own block into `buffer`, as it sends it.
+  void RecvOwn(absl::Span<uint8_t> buffer, Requests& requests) {
+    if (!own_.has_value()) {
+      requests.push_back(comm_.Recv(up_, kTagKv, buffer));
+      return;
+    }
+    const size_t half = buffer.size() / 2;
+    requests.push_back(comm_.Recv(up_, kTagKv, buffer.subspan(0, half)));
+    requests.push_back(comm_.Recv(up_, kTagKv, buffer.subspan(half)));
+  }
 
   const BlockOrder order_;
   const bool grads_;
   const std::optional<KvBuffer> held_;
   const int64_t heads_;
   const int steps_;
-  const int down_, up_;          // where blocks go, where they come from
-  absl::Span<uint8_t> kv_[2];    // [0]: this step's block, [1]: the next one
+  const int down_, up_;        // where blocks go, where they come from
+  absl::Span<uint8_t> kv_[2];  // [0]: this step's block, [1]: the next one
+  std::optional<std::array<absl::Span<const uint8_t>, 2>> own_;  // K, V (OwnKv)
   KvBuffer cur_ = KvBuffer::kA;  // which buffer kv_[0] is, once stepping
   absl::Span<uint8_t> local_[2], incoming_;
   Requests transfers_;

@@ -6,6 +6,7 @@
 // sends, receives and computes (what device communicators depend on).
 #include "core/ring_driver.h"
 
+#include <array>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -78,7 +80,9 @@ class LoggingCommunicator : public Communicator {
 // number of contributions (dK/dV).
 class FakeBackend : public RingBackend {
  public:
-  FakeBackend(int rank, Log& log) : rank_(rank), log_(log) {}
+  // own_kv: offers its K and V unpacked (OwnKv), one float each.
+  FakeBackend(int rank, Log& log, bool own_kv = false)
+      : rank_(rank), log_(log), own_kv_(own_kv), own_{float(rank), float(rank)} {}
 
   int64_t KvElements(int64_t head_begin, int64_t head_end) const override {
     return head_end - head_begin;
@@ -100,8 +104,15 @@ class FakeBackend : public RingBackend {
     return absl::OkStatus();
   }
   absl::Status PackKv(int64_t head_begin, int64_t head_end, absl::Span<uint8_t> out) override {
+    log_.push_back("pack");
     for (int64_t h = 0; h < head_end - head_begin; ++h) Floats(out)[h] = rank_;
     return absl::OkStatus();
+  }
+  absl::StatusOr<std::array<absl::Span<const uint8_t>, 2>> OwnKv() const override {
+    if (!own_kv_) return RingBackend::OwnKv();
+    const auto* own = reinterpret_cast<const uint8_t*>(own_);
+    return std::array<absl::Span<const uint8_t>, 2>{absl::MakeConstSpan(own, 4),
+                                                    absl::MakeConstSpan(own + 4, 4)};
   }
   absl::Status ForwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv) override {
     log_.push_back(absl::StrCat("forward on ", Owners(kv)));
@@ -146,6 +157,8 @@ class FakeBackend : public RingBackend {
 
   int rank_;
   Log& log_;
+  bool own_kv_;
+  float own_[2];  // K and V of the (two) kv heads, unpacked
   std::map<int, std::vector<uint8_t>> buffers_;
 };
 
@@ -155,14 +168,15 @@ struct RingLogs {
 };
 
 // Forward, then backward, on every rank (threads).
-RingLogs RunRing(const Schedule& schedule, const BackwardOptions& options, bool reuse_forward_kv) {
+RingLogs RunRing(const Schedule& schedule, const BackwardOptions& options, bool reuse_forward_kv,
+                 bool own_kv = false) {
   const int world = schedule.layout().world();
   RingLogs run;
   run.logs.resize(world);
   run.status = comm::ThreadWorld::Run(world, absl::Seconds(20), [&](Communicator& c) {
     Log& log = run.logs[c.rank()];
     LoggingCommunicator comm(c, log);
-    FakeBackend backend(c.rank(), log);
+    FakeBackend backend(c.rank(), log, own_kv);
     ASSIGN_OR_RETURN(RingRunStats forward, RunRingForward(schedule, comm, backend));
     log.push_back("--");
     BackwardOptions o = options;
@@ -193,16 +207,37 @@ Log Part(const Log& log, bool backward) {
   return out;
 }
 
-// Runs the forward, then the backward, and compares one pass's log of every
-// rank with want(rank, next rank, previous rank).
+// A pattern's entries for a backend that packs (own_kv false) or offers
+// its K/V unpacked: "PACK" is the own block's packing (then absent), an
+// entry "OWN:x" a transfer of the own block (then two: K and V).
+Log Expand(const Log& pattern, bool own_kv) {
+  Log out;
+  for (const std::string& e : pattern) {
+    if (e == "PACK") {
+      if (!own_kv) out.push_back("pack");
+    } else if (absl::StartsWith(e, "OWN:")) {
+      for (int i = 0; i < (own_kv ? 2 : 1); ++i) out.push_back(e.substr(4));
+    } else {
+      out.push_back(e);
+    }
+  }
+  return out;
+}
+
+// Runs the forward, then the backward, with a backend that packs and one
+// that offers its K/V unpacked, and compares one pass's log of every rank
+// with the pattern want(rank, next rank, previous rank).
 void ExpectLogs(const Schedule& schedule, const BackwardOptions& options, bool reuse_forward_kv,
                 bool backward, const std::function<Log(int, int, int)>& want) {
   const int world = schedule.layout().world();
-  const RingLogs run = RunRing(schedule, options, reuse_forward_kv);
-  for (int r = 0; r < world; ++r) {
-    ASSERT_TRUE(run.status[r].ok()) << run.status[r];
-    EXPECT_EQ(Part(run.logs[r], backward), want(r, (r + 1) % world, (r + world - 1) % world))
-        << "rank " << r;
+  for (bool own_kv : {false, true}) {
+    const RingLogs run = RunRing(schedule, options, reuse_forward_kv, own_kv);
+    for (int r = 0; r < world; ++r) {
+      ASSERT_TRUE(run.status[r].ok()) << run.status[r];
+      EXPECT_EQ(Part(run.logs[r], backward),
+                Expand(want(r, (r + 1) % world, (r + world - 1) % world), own_kv))
+          << "rank " << r << (own_kv ? ", own K/V" : ", packed");
+    }
   }
 }
 
@@ -211,9 +246,10 @@ std::string Of(absl::string_view what, int rank) { return absl::StrCat(what, ran
 TEST(RingDriverTest, RingPassForwardSendsOnWhileComputing) {
   ExpectLogs(MakeSchedule({.kind = LayoutKind::kZigzag, .world = 3}), {}, true, false,
              [](int r, int next, int prev) {
-               return Log{"batch",
-                          Of("send kv to ", next),
-                          Of("recv kv from ", prev),
+               return Log{"PACK",
+                          "batch",
+                          Of("OWN:send kv to ", next),
+                          Of("OWN:recv kv from ", prev),
                           "end batch",
                           Of("forward on ", r),
                           "batch",
@@ -242,6 +278,7 @@ TEST(RingDriverTest, OwnBlockLastBackwardEndsAtHomeWithNoTransferAfterTheLastCom
                           "end batch",
                           Of("backward on ", prev),
                           "accumulate",
+                          "PACK",
                           "batch",
                           Of("recv dkv from ", next),
                           Of("send dkv to ", prev),
@@ -255,13 +292,15 @@ TEST(RingDriverTest, OwnBlockLastBackwardEndsAtHomeWithNoTransferAfterTheLastCom
 TEST(RingDriverTest, OwnBlockLastBackwardFetchesTheFirstBlockWithoutTheForwardsBuffers) {
   ExpectLogs(MakeSchedule({.kind = LayoutKind::kRing, .world = 2}), {}, false, true,
              [](int r, int next, int) {
-               return Log{"batch",
-                          Of("send kv to ", next),
-                          Of("recv kv from ", next),
+               return Log{"PACK",
+                          "batch",
+                          Of("OWN:send kv to ", next),
+                          Of("OWN:recv kv from ", next),
                           "end batch",
                           "batch",
                           "end batch",
                           Of("backward on ", next),
+                          "PACK",
                           "batch",
                           Of("recv dkv from ", next),
                           Of("send dkv to ", next),
@@ -275,9 +314,10 @@ TEST(RingDriverTest, OwnBlockLastBackwardFetchesTheFirstBlockWithoutTheForwardsB
 TEST(RingDriverTest, ClassicBackwardStartsAtHomeAndSendsTheSumsHomeLast) {
   ExpectLogs(MakeSchedule({.kind = LayoutKind::kRing, .world = 3}), {.own_block_first = true}, true,
              true, [](int r, int next, int prev) {
-               return Log{"batch",
-                          Of("send kv to ", next),
-                          Of("recv kv from ", prev),
+               return Log{"PACK",
+                          "batch",
+                          Of("OWN:send kv to ", next),
+                          Of("OWN:recv kv from ", prev),
                           "end batch",
                           Of("backward on ", r),
                           "batch",
@@ -310,14 +350,14 @@ TEST(RingDriverTest, AllGatherPrefetchesTheNextHeadGroupAndReducesEachGroup) {
   for (int r = 0; r < 2; ++r) {
     ASSERT_TRUE(run.status[r].ok()) << run.status[r];
     EXPECT_THAT(Part(run.logs[r], false),
-                ::testing::ElementsAre("all-gather", "all-gather", "forward on 0,1",
+                ::testing::ElementsAre("pack", "all-gather", "pack", "all-gather", "forward on 0,1",
                                        "forward on 0,1", "finish forward"))
         << "rank " << r;
     EXPECT_THAT(
         Part(run.logs[r], true),
-        ::testing::ElementsAre("all-gather", "all-gather", "backward on 0,1", "reduce-scatter",
-                               "own dkv of heads 0-1 = 2", "backward on 0,1", "reduce-scatter",
-                               "own dkv of heads 1-2 = 2"))
+        ::testing::ElementsAre("pack", "all-gather", "pack", "all-gather", "backward on 0,1",
+                               "reduce-scatter", "own dkv of heads 0-1 = 2", "backward on 0,1",
+                               "reduce-scatter", "own dkv of heads 1-2 = 2"))
         << "rank " << r;
   }
 }

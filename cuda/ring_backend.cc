@@ -219,6 +219,16 @@ class Backend final : public CudaRingBackend {
     return Finish(cudaMemsetAsync(buffer.data(), 0, buffer.size(), stream_), "zeroing a buffer");
   }
 
+  // K and V as the kernels read them (the caller's tensors in place, or
+  // this backend's copies): dense (batch, rows, every kv head, head_dim),
+  // the layout of a packed block's halves.
+  absl::StatusOr<std::array<absl::Span<const uint8_t>, 2>> OwnKv() const override {
+    const size_t bytes = KvBytes(0, shape_.num_kv_heads) / 2;
+    return std::array<absl::Span<const uint8_t>, 2>{
+        absl::Span<const uint8_t>(static_cast<const uint8_t*>(k_in_), bytes),
+        absl::Span<const uint8_t>(static_cast<const uint8_t*>(v_in_), bytes)};
+  }
+
   absl::Status PackKv(int64_t head_begin, int64_t head_end, absl::Span<uint8_t> out) override {
     if (head_begin < 0 || head_end > shape_.num_kv_heads || head_begin >= head_end ||
         static_cast<int64_t>(out.size()) != KvBytes(head_begin, head_end)) {
@@ -502,7 +512,7 @@ class Backend final : public CudaRingBackend {
       ForwardBlockArgs a = Args(part, kv);
       const int64_t offset = shard * shard_elements;
       a.k = kv.data.data() + offset * elem;
-      a.v = kv.data.data() + (offset + shard_elements / 2) * elem;
+      a.v = kv.v.empty() ? kv.data.data() + (offset + shard_elements / 2) * elem : kv.v.data();
       RETURN_IF_ERROR(fn(a, offset));
     }
     return absl::OkStatus();
