@@ -96,6 +96,13 @@ class Backend final : public CpuRingBackend {
     return absl::OkStatus();
   }
 
+  // The inputs as they are: (batch, rows, every kv head, d) each, a packed
+  // block's halves.
+  absl::StatusOr<std::array<absl::Span<const uint8_t>, 2>> OwnKv() const override {
+    return std::array<absl::Span<const uint8_t>, 2>{absl::MakeConstSpan(k_),
+                                                    absl::MakeConstSpan(v_)};
+  }
+
   absl::Status PackKv(int64_t head_begin, int64_t head_end, absl::Span<uint8_t> out) override {
     if (static_cast<int64_t>(out.size()) != KvBytes(head_begin, head_end)) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -308,10 +315,13 @@ class Backend final : public CpuRingBackend {
         problem_.batch * problem_.k_rows * problem_.num_kv_heads * problem_.head_dim;
     visit_k_.resize(elements);
     visit_v_.resize(elements);
+    // An own block (kv.v set) holds V apart, at K's offsets.
+    const uint8_t* v = kv.v.empty() ? kv.data.data() : kv.v.data();
     ForEachVisitingRow(kv, [&](int64_t packed_k, int64_t packed_v, int64_t visit) {
+      const int64_t v_offset = kv.v.empty() ? packed_v : packed_k;
       for (int64_t i = 0; i < problem_.head_dim; ++i) {
         visit_k_[visit + i] = LoadElement<C>(dtype_, kv.data.data(), packed_k + i);
-        visit_v_[visit + i] = LoadElement<C>(dtype_, kv.data.data(), packed_v + i);
+        visit_v_[visit + i] = LoadElement<C>(dtype_, v, v_offset + i);
       }
     });
     return absl::OkStatus();

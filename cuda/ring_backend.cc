@@ -221,8 +221,11 @@ class Backend final : public CudaRingBackend {
 
   // K and V as the kernels read them (the caller's tensors in place, or
   // this backend's copies): dense (batch, rows, every kv head, head_dim),
-  // the layout of a packed block's halves.
+  // the layout of a packed block's halves. Only with device ring buffers (a
+  // device communicator): a host communicator's managed buffers are read by
+  // the host, which device memory is not.
   absl::StatusOr<std::array<absl::Span<const uint8_t>, 2>> OwnKv() const override {
+    if (managed_) return RingBackend::OwnKv();
     const size_t bytes = KvBytes(0, shape_.num_kv_heads) / 2;
     return std::array<absl::Span<const uint8_t>, 2>{
         absl::Span<const uint8_t>(static_cast<const uint8_t*>(k_in_), bytes),
