@@ -205,23 +205,38 @@ void HoldStream(cudaStream_t stream, double seconds) {
       cudaSuccess);
 }
 
+// Two virtual ranks on one GPU with the given timeout; rank 0 defers its
+// synchronization and its stream is held for `hold_s` seconds.
+struct DeferredRank {
+  DeferredRank(absl::Duration timeout, double hold_s) : ranks(2, 1) {
+    auto w = DeviceCopyWorld::Create(ranks.placements, timeout);
+    if (!w.ok()) {
+      ADD_FAILURE() << w.status();
+      return;
+    }
+    world = *std::move(w);
+    comm().SetDeferredSynchronize(true);
+    HoldStream(ranks.placements[0].stream, hold_s);
+  }
+  CudaCommunicator& comm() { return static_cast<CudaCommunicator&>(world->rank(0)); }
+  Ranks ranks;
+  std::unique_ptr<DeviceCopyWorld> world;
+};
+
 // Deferred synchronization returns at once; at most kPassesAhead passes are
 // outstanding (the next Synchronize waits for the oldest); once the work is
 // done, passes go on.
 TEST(DeviceCopyWorldTest, DeferredSynchronizeRunsAheadAtMostTwoPasses) {
   if (Devices() == 0) GTEST_SKIP() << "no CUDA device";
-  Ranks ranks(2, 1);
-  auto w = DeviceCopyWorld::Create(ranks.placements, absl::Seconds(60));
-  ASSERT_TRUE(w.ok()) << w.status();
-  auto& c = static_cast<CudaCommunicator&>((*w)->rank(0));
-  c.SetDeferredSynchronize(true);
-  HoldStream(ranks.placements[0].stream, 1.0);
+  DeferredRank d(absl::Seconds(60), 1.0);
+  ASSERT_NE(d.world, nullptr);
+  CudaCommunicator& c = d.comm();
   const absl::Time start = absl::Now();
   for (size_t i = 0; i < CudaCommunicator::kPassesAhead; ++i) ASSERT_TRUE(c.Synchronize().ok());
   EXPECT_LT(absl::Now() - start, absl::Milliseconds(500));
   ASSERT_TRUE(c.Synchronize().ok());  // the third waits for the first
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(900));
-  ASSERT_EQ(cudaStreamSynchronize(ranks.placements[0].stream), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(d.ranks.placements[0].stream), cudaSuccess);
   EXPECT_TRUE(c.Synchronize().ok());
 }
 
@@ -230,12 +245,9 @@ TEST(DeviceCopyWorldTest, DeferredSynchronizeRunsAheadAtMostTwoPasses) {
 // (and its peers') fail, naming the deadline.
 TEST(DeviceCopyWorldTest, DeferredSynchronizeReportsAStuckPassAtTheNextCall) {
   if (Devices() == 0) GTEST_SKIP() << "no CUDA device";
-  Ranks ranks(2, 1);
-  auto w = DeviceCopyWorld::Create(ranks.placements, absl::Milliseconds(500));
-  ASSERT_TRUE(w.ok()) << w.status();
-  auto& c = static_cast<CudaCommunicator&>((*w)->rank(0));
-  c.SetDeferredSynchronize(true);
-  HoldStream(ranks.placements[0].stream, 2.0);
+  DeferredRank d(absl::Milliseconds(500), 2.0);
+  ASSERT_NE(d.world, nullptr);
+  CudaCommunicator& c = d.comm();
   const absl::Time start = absl::Now();
   ASSERT_TRUE(c.Synchronize().ok());
   EXPECT_LT(absl::Now() - start, absl::Milliseconds(300));
@@ -246,9 +258,9 @@ TEST(DeviceCopyWorldTest, DeferredSynchronizeReportsAStuckPassAtTheNextCall) {
   std::vector<std::unique_ptr<Communicator::Request>> requests;
   float* buffer = nullptr;
   ASSERT_EQ(cudaMalloc(&buffer, 64), cudaSuccess);
-  requests.push_back((*w)->rank(1).Recv(0, kTagKv, {reinterpret_cast<uint8_t*>(buffer), 64}));
+  requests.push_back(d.world->rank(1).Recv(0, kTagKv, {reinterpret_cast<uint8_t*>(buffer), 64}));
   EXPECT_TRUE(absl::IsAborted(requests[0]->Wait()));  // the peer knows at once
-  ASSERT_EQ(cudaStreamSynchronize(ranks.placements[0].stream), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(d.ranks.placements[0].stream), cudaSuccess);
   cudaFree(buffer);
 }
 
