@@ -167,10 +167,10 @@ class RingPassTransport : public StepTransport {
       partial_ = comm_.Recv(up_, kTagDkv, incoming_);
       transfers_.push_back(comm_.Send(down_, kTagDkv, local_[(t - 1) % 2]));
     }
-    if (PassesKv(t) && IsOwn(t)) {  // step 0 of the forward order
+    if (PassesKv(t) && IsOwn(t)) {  // step 0 of the forward order: as the peers send theirs
       SendOwn(kv_[0], transfers_);
       RecvOwn(kv_[1], transfers_);
-    } else if (PassesKv(t)) {
+    } else if (PassesKv(t)) {  // a block passed on: one message
       transfers_.push_back(comm_.Send(down_, kTagKv, kv_[0]));
       transfers_.push_back(comm_.Recv(up_, kTagKv, kv_[1]));
     }

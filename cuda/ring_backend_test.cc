@@ -260,8 +260,8 @@ TEST(CudaRingBackendTest, VirtualRanksMatchTheCpuRing) {
 
 // A backward from the forward's out and lse (RingAttention::LoadForward:
 // the CUDA backend's SetForwardResult) on a RingAttention that did not run
-// the forward gives the gradients of the one that did: fp32 to 1e-6 (the
-// given O widens to the fp32 state exactly; the rest is the order of the
+// the forward gives the gradients of the one that did: fp32 to 1e-6 (D
+// reads the given fp32 O, equal to the state; the rest is the order of the
 // backward's atomic adds), bf16 within the kernel's error (D from the
 // rounded O instead of the fp32 state).
 TEST(CudaRingBackendTest, BackwardFromAGivenForwardMatchesTheRingsOwn) {
