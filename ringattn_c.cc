@@ -589,6 +589,14 @@ ringattn_status ringattn_nccl_world_create(int32_t world, int32_t rank, const ui
 
 void ringattn_world_destroy(ringattn_world* world) { delete world; }
 
+ringattn_status ringattn_world_synchronize(ringattn_world* world) {
+  return Guard([&]() -> absl::Status {
+    if (world == nullptr) return absl::InvalidArgumentError("world is NULL");
+    auto* gpu = dynamic_cast<ringattn::comm::CudaCommunicator*>(world->single.get());
+    return gpu == nullptr ? absl::OkStatus() : gpu->WaitForPasses();
+  });
+}
+
 ringattn_status ringattn_world_set_async_passes(ringattn_world* world, int32_t async) {
   return Guard([&]() -> absl::Status {
     if (world == nullptr) return absl::InvalidArgumentError("world is NULL");

@@ -149,6 +149,15 @@ void ringattn_world_destroy(ringattn_world* world);
  * between passes. Errors: FAILED_PRECONDITION for a CPU world. */
 ringattn_status ringattn_world_set_async_passes(ringattn_world* world, int32_t async);
 
+/* Waits until every pass of the world so far has finished on the GPU (at
+ * most the timeout) and returns the error of one that failed. With
+ * asynchronous passes a failed pass's outputs are not valid and its error
+ * surfaces only at the rank's next pass: call this before using results that
+ * must not be wrong (a training step's gradients, before the optimizer
+ * step). RINGATTN_OK at once for CPU worlds (their passes end with their
+ * work). */
+ringattn_status ringattn_world_synchronize(ringattn_world* world);
+
 ringattn_status ringattn_ring_create(ringattn_world* world, int32_t rank,
                                      const ringattn_config* config, ringattn_ring** out);
 void ringattn_ring_destroy(ringattn_ring* ring);

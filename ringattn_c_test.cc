@@ -407,6 +407,8 @@ TEST(RingattnCTest, CpuRingsRefuseCudaCallsAndNcclChecksItsArguments) {
   EXPECT_EQ(ringattn_world_set_async_passes(world, 1), RINGATTN_FAILED_PRECONDITION);
   EXPECT_THAT(ringattn_last_error(), HasSubstr("asynchronous passes are for NCCL worlds"));
   EXPECT_EQ(ringattn_world_set_async_passes(nullptr, 1), RINGATTN_INVALID_ARGUMENT);
+  EXPECT_EQ(ringattn_world_synchronize(world), RINGATTN_OK);  // CPU passes end with their work
+  EXPECT_EQ(ringattn_world_synchronize(nullptr), RINGATTN_INVALID_ARGUMENT);
   ringattn_ring_destroy(ring);
   ringattn_world_destroy(world);
 }
@@ -540,6 +542,7 @@ TEST(RingattnCTest, NcclWorldRunsTheCudaBackendOnDeviceTensors) {
   EXPECT_THAT(ringattn_last_error(), HasSubstr("async is 2; expected 0 or 1"));
   ASSERT_EQ(ringattn_world_set_async_passes(world, 1), RINGATTN_OK) << ringattn_last_error();
   pass();  // (the backward is enqueued while the forward may still run)
+  EXPECT_EQ(ringattn_world_synchronize(world), RINGATTN_OK) << ringattn_last_error();
   // (the same up to the order of the backward's atomic adds)
   EXPECT_LE(MaxRelError(global(gout, hq), out1), 1e-6);
   EXPECT_LE(MaxRelError(global(gdk, hk), dk1), 1e-6);

@@ -177,7 +177,18 @@ void CudaCommunicator::SetDeferredSynchronize(bool deferred) { deferred_ = defer
 
 absl::Status CudaCommunicator::Synchronize() {
   RETURN_IF_ERROR(Cuda(cudaSetDevice(placement_.device), "selecting the device"));
-  if (deferred_) return DeferPass();
+  return deferred_ ? DeferPass() : WaitForStreams();
+}
+
+absl::Status CudaCommunicator::WaitForPasses() {
+  RETURN_IF_ERROR(Cuda(cudaSetDevice(placement_.device), "selecting the device"));
+  RETURN_IF_ERROR(WaitForStreams());
+  // A deferred pass that failed drained its streams when the watchdog aborted.
+  if (abort_->set()) return AbortedStatus();
+  return absl::OkStatus();
+}
+
+absl::Status CudaCommunicator::WaitForStreams() {
   for (cudaStream_t stream : {placement_.stream, comm_stream_}) {
     absl::Status s;
     cudaEvent_t e = Record(stream, &s);

@@ -87,6 +87,11 @@ class CudaCommunicator : public Communicator {
   // whatever the host waits on next, and this rank's next call fails.
   void SetDeferredSynchronize(bool deferred);
   static constexpr size_t kPassesAhead = 2;
+  // Waits for every pass so far (at most the timeout) and returns the error
+  // of one that failed: with deferred synchronization, the call a caller
+  // makes before using results it cannot afford to have wrong (a training
+  // step's gradients before the optimizer step).
+  absl::Status WaitForPasses();
 
   std::unique_ptr<Request> StartAllGather(absl::Span<const int> group,
                                           absl::Span<const uint8_t> send,
@@ -159,6 +164,7 @@ class CudaCommunicator : public Communicator {
     absl::Time deadline;
   };
   absl::Status DeferPass();
+  absl::Status WaitForStreams();  // both streams' work so far, polled
   void WatchPasses();
   void DropPendingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(watch_mu_);
   bool deferred_ = false;

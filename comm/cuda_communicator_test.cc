@@ -255,6 +255,7 @@ TEST(DeviceCopyWorldTest, DeferredSynchronizeReportsAStuckPassAtTheNextCall) {
   const absl::Status next = c.Synchronize();
   EXPECT_TRUE(absl::IsAborted(next)) << next;
   EXPECT_THAT(next.message(), HasSubstr("did not complete within 500ms"));
+  EXPECT_TRUE(absl::IsAborted(c.WaitForPasses()));  // the explicit check says so too
   std::vector<std::unique_ptr<Communicator::Request>> requests;
   float* buffer = nullptr;
   ASSERT_EQ(cudaMalloc(&buffer, 64), cudaSuccess);

@@ -9,7 +9,7 @@ calls) while rank 0 runs another forward: rank 0 must get a RuntimeError
 with ringattn's message within the timeout (plus a margin), not hang.
 With --async_passes (World.set_async_passes) the forward returns at once;
 then rank 0's torch.cuda.synchronize must return (the watchdog aborts the
-stuck NCCL transfers after the timeout) and its next call raise.
+stuck NCCL transfers after the timeout) and World.synchronize raise.
 Prints one line per rank; exits 0 when rank 0 saw that.
 """
 
@@ -54,7 +54,7 @@ def main():
             if async_passes:
                 print(f"rank 0: the stream drained after {time.monotonic() - start:.1f} s",
                       flush=True)
-                F.zigzag_ring_flash_attn_func(q, k, v, causal=True)  # raises
+                world.synchronize()  # raises the pass's error
     except RuntimeError as e:
         waited = time.monotonic() - start
         ok = waited <= TIMEOUT_S + 5

@@ -97,6 +97,14 @@ class World(_Handle):
         hang), and the rank's next ringattn call raises."""
         _capi.check(_capi.lib.ringattn_world_set_async_passes(self._handle, int(bool(enabled))))
 
+    def synchronize(self):
+        """Waits for every pass so far (at most the timeout); raises the
+        error of one that failed. With asynchronous passes, call it before
+        using results that must not be wrong (e.g. before the optimizer
+        step): a failed pass's outputs are not valid, and its error would
+        otherwise surface only at the next ringattn call."""
+        _capi.check(_capi.lib.ringattn_world_synchronize(self._handle))
+
     @classmethod
     def over_transport(cls, world, rank, transport):
         """Rank `rank` of `world`, in this process, whose messages go

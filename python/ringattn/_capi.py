@@ -86,6 +86,7 @@ def _load():
     lib.ringattn_nccl_world_create.argtypes = [i32, i32, p, i64, i32, ctypes.c_double,
                                                ctypes.POINTER(p)]
     lib.ringattn_world_set_async_passes.argtypes = [p, i32]
+    lib.ringattn_world_synchronize.argtypes = [p]
     lib.ringattn_world_destroy.argtypes = [p]
     lib.ringattn_world_destroy.restype = None
     lib.ringattn_ring_create.argtypes = [p, i32, ctypes.POINTER(Config), ctypes.POINTER(p)]
