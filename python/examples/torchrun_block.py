@@ -98,6 +98,7 @@ def main():
     if rank == 0:
         print(f"{world} ranks, {STEPS} steps: ring and whole-sequence block agree "
               f"(worst rel {worst:.1e})")
+    dist.barrier()  # both ranks done before either tears its process group down
     dist.destroy_process_group()
 
 
