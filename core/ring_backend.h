@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -65,15 +66,15 @@ class RingBackend {
   virtual absl::Status Zero(absl::Span<uint8_t> buffer) = 0;
   // Writes this rank's K/V of kv heads [head_begin, head_end) into `out`.
   virtual absl::Status PackKv(int64_t head_begin, int64_t head_end, absl::Span<uint8_t> out) = 0;
+  // K and V of every kv head as the rank holds them.
+  using OwnKvSpans = std::array<absl::Span<const uint8_t>, 2>;
   // This rank's K and V of every kv head, each laid out as a packed
-  // block's halves, in the memory the backend computes in -- for a backend
-  // that holds them so: a ring pass then computes on them and sends them
-  // (as two messages) without packing. Unimplemented otherwise (the ring
-  // packs). Every rank's backend must answer alike (one kind of backend):
-  // the ring's messages depend on it.
-  virtual absl::StatusOr<std::array<absl::Span<const uint8_t>, 2>> OwnKv() const {
-    return absl::UnimplementedError("this backend packs its K/V");
-  }
+  // block's halves, in the memory the backend computes in, if the backend
+  // holds them so: a ring pass then computes on them and sends them as two
+  // messages instead of packing them; nullopt: the ring packs (PackKv).
+  // Every rank's backend must answer alike (one kind of backend): the
+  // ring's messages depend on it.
+  virtual std::optional<OwnKvSpans> OwnKv() const { return std::nullopt; }
 
   // Computes `tasks` against `kv` into the rank's fp32 (fp64) state.
   virtual absl::Status ForwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv) = 0;

@@ -1,7 +1,6 @@
 #include "core/ring_driver.h"
 
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -139,11 +138,7 @@ class RingPassTransport : public StepTransport {
       ASSIGN_OR_RETURN(local_[1], backend_.Buffer(kDkvB, grad_bytes));
       ASSIGN_OR_RETURN(incoming_, backend_.Buffer(kDkvIncoming, grad_bytes));
     }
-    if (absl::StatusOr<std::array<absl::Span<const uint8_t>, 2>> own = backend_.OwnKv(); own.ok()) {
-      own_ = *own;
-    } else if (!absl::IsUnimplemented(own.status())) {
-      return own.status();
-    }
+    own_ = backend_.OwnKv();
     if (order_ == BlockOrder::kOwnFirst || steps_ == 1) return PackOwn(kv_[0]);
     if (held_.has_value()) return absl::OkStatus();  // the forward's last block
     // Fetch the next rank's block first (one exposed hop).
@@ -255,10 +250,10 @@ class RingPassTransport : public StepTransport {
   const std::optional<KvBuffer> held_;
   const int64_t heads_;
   const int steps_;
-  const int down_, up_;        // where blocks go, where they come from
-  absl::Span<uint8_t> kv_[2];  // [0]: this step's block, [1]: the next one
-  std::optional<std::array<absl::Span<const uint8_t>, 2>> own_;  // K, V (OwnKv)
-  KvBuffer cur_ = KvBuffer::kA;  // which buffer kv_[0] is, once stepping
+  const int down_, up_;                         // where blocks go, where they come from
+  absl::Span<uint8_t> kv_[2];                   // [0]: this step's block, [1]: the next one
+  std::optional<RingBackend::OwnKvSpans> own_;  // K, V (OwnKv)
+  KvBuffer cur_ = KvBuffer::kA;                 // which buffer kv_[0] is, once stepping
   absl::Span<uint8_t> local_[2], incoming_;
   Requests transfers_;
   std::unique_ptr<Communicator::Request> partial_;

@@ -108,11 +108,10 @@ class FakeBackend : public RingBackend {
     for (int64_t h = 0; h < head_end - head_begin; ++h) Floats(out)[h] = rank_;
     return absl::OkStatus();
   }
-  absl::StatusOr<std::array<absl::Span<const uint8_t>, 2>> OwnKv() const override {
-    if (!own_kv_) return RingBackend::OwnKv();
+  std::optional<OwnKvSpans> OwnKv() const override {
+    if (!own_kv_) return std::nullopt;
     const auto* own = reinterpret_cast<const uint8_t*>(own_);
-    return std::array<absl::Span<const uint8_t>, 2>{absl::MakeConstSpan(own, 4),
-                                                    absl::MakeConstSpan(own + 4, 4)};
+    return OwnKvSpans{absl::MakeConstSpan(own, 4), absl::MakeConstSpan(own + 4, 4)};
   }
   absl::Status ForwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv) override {
     log_.push_back(absl::StrCat("forward on ", Owners(kv)));

@@ -98,9 +98,8 @@ class Backend final : public CpuRingBackend {
 
   // The inputs as they are: (batch, rows, every kv head, d) each, a packed
   // block's halves.
-  absl::StatusOr<std::array<absl::Span<const uint8_t>, 2>> OwnKv() const override {
-    return std::array<absl::Span<const uint8_t>, 2>{absl::MakeConstSpan(k_),
-                                                    absl::MakeConstSpan(v_)};
+  std::optional<OwnKvSpans> OwnKv() const override {
+    return OwnKvSpans{absl::MakeConstSpan(k_), absl::MakeConstSpan(v_)};
   }
 
   absl::Status PackKv(int64_t head_begin, int64_t head_end, absl::Span<uint8_t> out) override {

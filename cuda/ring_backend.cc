@@ -224,12 +224,11 @@ class Backend final : public CudaRingBackend {
   // the layout of a packed block's halves. Only with device ring buffers (a
   // device communicator): a host communicator's managed buffers are read by
   // the host, which device memory is not.
-  absl::StatusOr<std::array<absl::Span<const uint8_t>, 2>> OwnKv() const override {
-    if (managed_) return RingBackend::OwnKv();
+  std::optional<OwnKvSpans> OwnKv() const override {
+    if (managed_) return std::nullopt;
     const size_t bytes = KvBytes(0, shape_.num_kv_heads) / 2;
-    return std::array<absl::Span<const uint8_t>, 2>{
-        absl::Span<const uint8_t>(static_cast<const uint8_t*>(k_in_), bytes),
-        absl::Span<const uint8_t>(static_cast<const uint8_t*>(v_in_), bytes)};
+    return OwnKvSpans{absl::Span<const uint8_t>(static_cast<const uint8_t*>(k_in_), bytes),
+                      absl::Span<const uint8_t>(static_cast<const uint8_t*>(v_in_), bytes)};
   }
 
   absl::Status PackKv(int64_t head_begin, int64_t head_end, absl::Span<uint8_t> out) override {
