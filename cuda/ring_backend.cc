@@ -172,6 +172,7 @@ class Backend final : public CudaRingBackend {
     forward_done_ = false;
     backward_done_ = false;
     saved_out_ = nullptr;
+    own_dkv_ = nullptr;
     return ResetState();
   }
   int device() const override { return device_; }
@@ -185,7 +186,7 @@ class Backend final : public CudaRingBackend {
                              kv_heads_per_step_ * shape_.head_dim;
     int64_t theory = (2 * q + 2 * kv) * elem + 4 * (q + stats) + 2 * visiting * elem;
     if (backward_done_) {
-      theory += q * elem + 4 * stats + 4 * (q + 2 * kv) +
+      theory += q * elem + 4 * stats + 4 * (q + (all_gather_ ? 2 * kv : 0)) +
                 4 * (all_gather_ ? visiting + visiting / ring_size_ : 3 * visiting);
     }
     return {meter_.peak, theory};
@@ -326,9 +327,12 @@ class Backend final : public CudaRingBackend {
       return absl::FailedPreconditionError("backward needs dout: call SetDout");
     }
     RETURN_IF_ERROR(Device());
+    own_dkv_ = nullptr;
     for (auto [memory, elements] :
          {std::pair{&delta_, StatElements()}, std::pair{&dq_, QElements()},
           std::pair{&dk_, KvFullElements(1)}, std::pair{&dv_, KvFullElements(1)}}) {
+      // A ring pass's dK/dV arrive whole (AddOwnDkv): no full buffers.
+      if (!all_gather_ && (memory == &dk_ || memory == &dv_)) continue;
       RETURN_IF_ERROR(memory->Resize(elements * 4));
       RETURN_IF_ERROR(
           Check(cudaMemsetAsync(memory->get(), 0, elements * 4, stream_), "zeroing gradients"));
@@ -378,6 +382,12 @@ class Backend final : public CudaRingBackend {
           "own dK/dV has ", dkv.size(), " bytes; expected ", GradBytes(head_begin, head_end)));
     }
     RETURN_IF_ERROR(Device());
+    if (!all_gather_) {
+      // A ring pass: the finished sum of every kv head, whose halves are dK
+      // and dV as they are; read from there when the results are written.
+      own_dkv_ = reinterpret_cast<const float*>(dkv.data());
+      return absl::OkStatus();
+    }
     return Finish(LaunchPackedAddF32(PackedShape(1, head_begin, head_end), false,
                                      const_cast<float*>(reinterpret_cast<const float*>(dkv.data())),
                                      dk_.get<float>(), dv_.get<float>(), stream_),
@@ -411,22 +421,22 @@ class Backend final : public CudaRingBackend {
         "copying LSE");
   }
   absl::Status WriteGrads(void* dq, void* dk, void* dv) override {
-    if (!backward_done_) return absl::FailedPreconditionError("no backward pass has run");
+    RETURN_IF_ERROR(CheckGradsDone());
     if (dq == nullptr || dk == nullptr || dv == nullptr) {
       return absl::InvalidArgumentError("dq, dk and dv must be GPU buffers, not NULL");
     }
     RETURN_IF_ERROR(Device());
     for (auto [f32, to, elements] :
-         {std::tuple{&dq_, dq, QElements()}, std::tuple{&dk_, dk, KvFullElements(1)},
-          std::tuple{&dv_, dv, KvFullElements(1)}}) {
-      RETURN_IF_ERROR(Check(LaunchConvertF32(type_, f32->get<float>(), to, elements, stream_),
+         {std::tuple{static_cast<const float*>(dq_.get<float>()), dq, QElements()},
+          std::tuple{DkF32(), dk, KvFullElements(1)}, std::tuple{DvF32(), dv, KvFullElements(1)}}) {
+      RETURN_IF_ERROR(Check(LaunchConvertF32(type_, f32, to, elements, stream_),
                             "converting a gradient to the input dtype"));
     }
     return Finish(cudaSuccess, "writing the gradients");
   }
-  absl::StatusOr<std::vector<uint8_t>> Dq() override { return Grad(dq_, QElements()); }
-  absl::StatusOr<std::vector<uint8_t>> Dk() override { return Grad(dk_, KvFullElements(1)); }
-  absl::StatusOr<std::vector<uint8_t>> Dv() override { return Grad(dv_, KvFullElements(1)); }
+  absl::StatusOr<std::vector<uint8_t>> Dq() override { return Grad(dq_.get<float>(), QElements()); }
+  absl::StatusOr<std::vector<uint8_t>> Dk() override { return Grad(DkF32(), KvFullElements(1)); }
+  absl::StatusOr<std::vector<uint8_t>> Dv() override { return Grad(DvF32(), KvFullElements(1)); }
 
  private:
   int64_t QElements() const { return local_.q_elements(); }
@@ -550,19 +560,33 @@ class Backend final : public CudaRingBackend {
     return a;
   }
 
-  absl::StatusOr<std::vector<uint8_t>> Converted(const DeviceMemory& f32, int64_t elements) {
+  // The fp32 dK and dV after a backward: a ring pass's own sum (its halves),
+  // or the full buffers all-gather's groups were added into.
+  const float* DkF32() const { return own_dkv_ != nullptr ? own_dkv_ : dk_.get<float>(); }
+  const float* DvF32() const {
+    return own_dkv_ != nullptr ? own_dkv_ + KvFullElements(1) : dv_.get<float>();
+  }
+
+  absl::StatusOr<std::vector<uint8_t>> Converted(const float* f32, int64_t elements) {
     RETURN_IF_ERROR(Device());
     DeviceMemory out(&meter_);  // O (or a gradient) in the input dtype
     const int64_t bytes = elements * DTypeBytes(dtype_);
     RETURN_IF_ERROR(out.Allocate(bytes));
-    RETURN_IF_ERROR(Finish(LaunchConvertF32(type_, f32.get<float>(), out.get(), elements, stream_),
+    RETURN_IF_ERROR(Finish(LaunchConvertF32(type_, f32, out.get(), elements, stream_),
                            "converting a result to the input dtype"));
     std::vector<uint8_t> host(bytes);
     RETURN_IF_ERROR(Copy(host.data(), out.get(), bytes, "copying a result to the host"));
     return host;
   }
-  absl::StatusOr<std::vector<uint8_t>> Grad(const DeviceMemory& g, int64_t elements) {
+  absl::Status CheckGradsDone() const {
     if (!backward_done_) return absl::FailedPreconditionError("no backward pass has run");
+    if (!all_gather_ && own_dkv_ == nullptr) {
+      return absl::FailedPreconditionError("the backward pass did not finish (no dK/dV arrived)");
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<uint8_t>> Grad(const float* g, int64_t elements) {
+    RETURN_IF_ERROR(CheckGradsDone());
     return Converted(g, elements);
   }
 
@@ -591,6 +615,9 @@ class Backend final : public CudaRingBackend {
   bool backward_done_ = false;
   // SetForwardResult's O, until the backward's D has read it.
   const void* saved_out_ = nullptr;
+  // A ring pass's finished dK/dV (packed: dK then dV, every kv head) in a
+  // ring buffer, valid until the next backward.
+  const float* own_dkv_ = nullptr;
 };
 
 }  // namespace
