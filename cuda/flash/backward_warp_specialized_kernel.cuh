@@ -298,15 +298,21 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     // dQ * scale into staging buffer i % 2, once the dQ warp's reductions
     // of tile i - 2 have read it.
     if (i >= 2) NamedBarrierSync(kDqEmptyBarrier, kDqBarrierThreads);
+    // Rows r and r ^ 1 of the swizzle put a column block in the same banks,
+    // and a 64-bit store's half-warp covers rows 4 q .. 4 q + 3: in step j
+    // odd rows store column block j ^ 2 (bank-conflict free).
     const uint32_t dq_tile = sm.Dq(i % 2);
+    const bool odd_row = (lane / 4) % 2;
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int row = dq_row0 + 8 * half;
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
-        StoreShared2(dq_tile + sm.DqOffset(row, dq_col_begin + j * 8 + (lane % 4) * 2),
-                     dq[4 * j + 2 * half] * a.softmax_scale,
-                     dq[4 * j + 2 * half + 1] * a.softmax_scale);
+        const int block = odd_row ? j ^ 2 : j;
+        const float x = odd_row ? dq[4 * (j ^ 2) + 2 * half] : dq[4 * j + 2 * half];
+        const float y = odd_row ? dq[4 * (j ^ 2) + 2 * half + 1] : dq[4 * j + 2 * half + 1];
+        StoreShared2(dq_tile + sm.DqOffset(row, dq_col_begin + block * 8 + (lane % 4) * 2),
+                     x * a.softmax_scale, y * a.softmax_scale);
       }
     }
     FenceProxyAsync();
