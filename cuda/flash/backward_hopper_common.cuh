@@ -231,9 +231,11 @@ __device__ __forceinline__ void ProbabilitiesT(float (&s)[kBlockM / 2],
   auto& p3 = *reinterpret_cast<float(*)[1][kMB][4]>(s);
 #pragma unroll
   for (int j = 0; j < kMB; ++j) {
+    // The thread's two queries of the n8 block, one 64-bit load.
+    const float2 pair = reinterpret_cast<const float2*>(lse)[j * 4 + lane % 4];
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
-      const float row_lse = lse[j * 8 + (lane % 4) * 2 + e];
+      const float row_lse = e == 0 ? pair.x : pair.y;
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const float x = FastExp2(fmaf(p3[0][j][2 * half + e], scale_log2, -row_lse));
@@ -257,9 +259,10 @@ __device__ __forceinline__ void ScoreGradsT(const float (&p)[kBlockM / 2], float
   auto& ds3 = *reinterpret_cast<float(*)[1][kMB][4]>(dp);
 #pragma unroll
   for (int j = 0; j < kMB; ++j) {
+    const float2 pair = reinterpret_cast<const float2*>(delta)[j * 4 + lane % 4];
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
-      const float row_delta = delta[j * 8 + (lane % 4) * 2 + e];
+      const float row_delta = e == 0 ? pair.x : pair.y;
       ds3[0][j][e] = p3[0][j][e] * (ds3[0][j][e] - row_delta);
       ds3[0][j][2 + e] = p3[0][j][2 + e] * (ds3[0][j][2 + e] - row_delta);
     }
