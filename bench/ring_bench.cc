@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -56,6 +57,10 @@ ABSL_FLAG(int64_t, kv_heads, 32, "key/value heads");
 ABSL_FLAG(int64_t, head_dim, 128, "head dim");
 ABSL_FLAG(int, iters, 10, "timed iterations per row (after 3 warm-up ones)");
 ABSL_FLAG(std::string, rows, "", "comma-separated row names; empty: all");
+ABSL_FLAG(bool, outputs, false,
+          "time what a caller gets, as PyTorch's context parallel and the Python entry do: the "
+          "state reset, O and LSE written in the input dtype after the forward, dQ, dK and dV "
+          "after the backward (default: the ring passes alone, the simulator's scope)");
 ABSL_FLAG(std::string, gpu, "h100", "simulator calibration to start from");
 ABSL_FLAG(std::string, calibration_out, "", "write the measured calibration here");
 ABSL_FLAG(bool, hop_sweep, false,
@@ -106,6 +111,32 @@ absl::Span<const uint8_t> Bytes(const std::vector<uint16_t>& v) {
   return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * 2};
 }
 
+// Device buffers freed on destruction (--outputs' destinations).
+class DeviceBuffers {
+ public:
+  DeviceBuffers() = default;
+  DeviceBuffers(const DeviceBuffers&) = delete;
+  DeviceBuffers& operator=(const DeviceBuffers&) = delete;
+  ~DeviceBuffers() {
+    for (void* p : buffers_) cudaFree(p);
+  }
+  absl::Status Allocate(std::initializer_list<size_t> bytes) {
+    for (const size_t n : bytes) {
+      void* p = nullptr;
+      if (cudaMalloc(&p, std::max<size_t>(n, 1)) != cudaSuccess) {
+        return absl::ResourceExhaustedError(absl::StrCat("allocating ", n, " bytes for --outputs"));
+      }
+      buffers_.push_back(p);
+    }
+    return absl::OkStatus();
+  }
+  void* operator[](size_t i) const { return buffers_[i]; }
+  float* f32(size_t i) const { return static_cast<float*>(buffers_[i]); }
+
+ private:
+  std::vector<void*> buffers_;
+};
+
 class Bench {
  public:
   // Entry i runs global rank ranks[i] (default: i) on placements[i] with
@@ -120,8 +151,10 @@ class Bench {
   }
 
   // Times `iters` passes of the schedule on the first `world` ranks.
+  // outputs: --outputs' timed region (the state reset and the results in
+  // the input dtype too).
   absl::StatusOr<Timing> Run(const Schedule& schedule, const AttentionShape& shape, bool backward,
-                             int iters) {
+                             int iters, bool outputs = false) {
     const int world = schedule.layout().world();
     const int64_t local = schedule.layout().local_batch() * schedule.layout().local_seqlen();
     const int entries = Entries(world);
@@ -150,14 +183,26 @@ class Bench {
         Communicator& comm = *comms_[i];
         std::vector<int> group(world);
         for (int i = 0; i < world; ++i) group[i] = i;
+        DeviceBuffers out;  // outputs: the caller's buffers (input dtype; LSE fp32)
+        if (s.ok() && outputs) {
+          s = out.Allocate({q.size() * 2, static_cast<size_t>(local * shape.num_heads) * 4,
+                            q.size() * 2, k.size() * 2, v.size() * 2});
+        }
         for (int it = 0; s.ok() && it < iters + 3; ++it) {
-          s = (*backend)->Restart();
+          if (!outputs) s = (*backend)->Restart();
           if (s.ok()) s = comm.Barrier(group);
           const absl::Time start = absl::Now();
-          absl::StatusOr<RingRunStats> fwd = RunRingForward(schedule, comm, **backend);
+          if (s.ok() && outputs) s = (*backend)->Restart();
+          absl::StatusOr<RingRunStats> fwd =
+              s.ok() ? RunRingForward(schedule, comm, **backend) : absl::StatusOr<RingRunStats>(s);
           if (!fwd.ok()) s = fwd.status();
+          if (s.ok() && outputs) s = (*backend)->WriteOutputs(out[0], out.f32(1));
           if (s.ok() && backward) {
             s = RunRingBackward(schedule, comm, **backend, {.forward_kv = fwd->last_kv}).status();
+            if (s.ok() && outputs) s = (*backend)->WriteGrads(out[2], out[3], out[4]);
+          }
+          if (s.ok() && outputs && cudaStreamSynchronize((*backend)->stream()) != cudaSuccess) {
+            s = absl::InternalError("synchronizing the outputs' stream");
           }
           if (it >= 3) seconds[r].push_back(absl::ToDoubleSeconds(absl::Now() - start));
         }
@@ -520,6 +565,12 @@ absl::Status Main() {
       Print("calibration written to %s\n", path.c_str());
     }
   }
+  const bool outputs = absl::GetFlag(FLAGS_outputs);
+  if (outputs) {
+    Print(
+        "--outputs: timed with the state reset and the results in the input dtype (the "
+        "simulator's sim ms leaves them out)\n");
+  }
   Print("\n%-14s %-8s %10s %10s %-18s %7s %11s %22s %9s %9s %7s\n", "row", "pass", "iter/s",
         "theoretic", "best 1-GPU kernel", "eff", "TFLOP/s/GPU", "peak / theory MiB", "meas ms",
         "sim ms", "err");
@@ -540,8 +591,8 @@ absl::Status Main() {
         // The single-GPU baseline: one rank's tokens (and documents).
         BenchProblem b = MakeConfig({row.name, LayoutKind::kRing, row.varlen}, 1, tokens, docs);
         ASSIGN_OR_RETURN(Schedule base, Schedule::Build(b.layout, b.mask, b.shape));
-        ASSIGN_OR_RETURN(Timing t, ring.Run(schedule, c.shape, backward, iters));
-        ASSIGN_OR_RETURN(Timing s, alone.Run(base, b.shape, backward, iters));
+        ASSIGN_OR_RETURN(Timing t, ring.Run(schedule, c.shape, backward, iters, outputs));
+        ASSIGN_OR_RETURN(Timing s, alone.Run(base, b.shape, backward, iters, outputs));
         ring_s += t.seconds / sets.size();
         single_s += s.seconds / sets.size();
         if (t.memory.peak > memory.peak) memory = t.memory;
