@@ -54,9 +54,10 @@ struct MemoryReport {
   // An exact ring's need, from the shapes: local Q, K, V, O (input dtype),
   // the fp32 state (O, LSE), two visiting K/V buffers (the one in hand, the
   // one arriving; all-gather: two gathered head groups). Backward adds dO,
-  // D, fp32 dQ/dK/dV and three fp32 dK/dV travel buffers (the partial sum
-  // being computed, the one leaving, the one arriving; all-gather: the
-  // gathered group's dK/dV and its reduced share).
+  // D, fp32 dQ and three fp32 dK/dV travel buffers (the partial sum being
+  // computed, the one leaving, the one arriving: the finished sum is the
+  // rank's dK/dV); all-gather: fp32 dK/dV, the gathered group's dK/dV and
+  // its reduced share.
   int64_t theoretical = 0;
 };
 
