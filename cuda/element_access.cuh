@@ -1,7 +1,8 @@
 // Elements of a dtype chosen at run time (ElementType) read as float and
 // written rounded to nearest: the element-wise ring kernels and the
 // correctness-first kernel use them (the tensor-core kernels are
-// instantiated per dtype instead).
+// instantiated per dtype instead); and typed loads as float for kernels
+// that choose the dtype once (the backward's D kernel).
 #ifndef RINGATTN_CUDA_ELEMENT_ACCESS_CUH_
 #define RINGATTN_CUDA_ELEMENT_ACCESS_CUH_
 
@@ -9,6 +10,8 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "cuda/kernel_args.h"
 
@@ -24,6 +27,25 @@ __device__ __forceinline__ float LoadAsFloat(ElementType dtype, const void* p, i
     default:
       return static_cast<const float*>(p)[i];
   }
+}
+
+// The same with the dtype known at compile time: x as float, and kN
+// adjacent elements at p (kN-element aligned) as floats with one load.
+__device__ __forceinline__ float ToFloat(__half x) { return __half2float(x); }
+__device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float ToFloat(float x) { return x; }
+template <int kN, typename T>
+__device__ __forceinline__ void LoadFloats(const T* p, float (&x)[kN]) {
+  constexpr size_t kBytes = kN * sizeof(T);
+  using Raw = std::conditional_t<
+      kBytes == 16, uint4,
+      std::conditional_t<kBytes == 8, uint2, std::conditional_t<kBytes == 4, uint32_t, uint16_t>>>;
+  static_assert(sizeof(Raw) == kBytes, "1, 2 or 4 elements");
+  const Raw raw = *reinterpret_cast<const Raw*>(p);
+  T e[kN];
+  memcpy(e, &raw, kBytes);
+#pragma unroll
+  for (int i = 0; i < kN; ++i) x[i] = ToFloat(e[i]);
 }
 
 // Element i of `p`, of `dtype`, = x rounded to nearest.

@@ -1,6 +1,4 @@
 #include <cstdint>
-#include <cstring>
-#include <type_traits>
 
 #include "core/lse_math.h"
 #include "cuda/element_access.cuh"
@@ -171,24 +169,6 @@ __global__ void BackwardBlockKernel(BackwardBlockArgs args) {
     atomicAdd(args.dk + kv_offset + c, dk[c]);  // GQA: several heads add
     atomicAdd(args.dv + kv_offset + c, dv[c]);
   }
-}
-
-// kN adjacent elements of T at p (kN-element aligned) as floats, one load.
-__device__ __forceinline__ float ToFloat(__half x) { return __half2float(x); }
-__device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float ToFloat(float x) { return x; }
-template <int kN, typename T>
-__device__ __forceinline__ void LoadFloats(const T* p, float (&x)[kN]) {
-  constexpr size_t kBytes = kN * sizeof(T);
-  using Raw = std::conditional_t<
-      kBytes == 16, uint4,
-      std::conditional_t<kBytes == 8, uint2, std::conditional_t<kBytes == 4, uint32_t, uint16_t>>>;
-  static_assert(sizeof(Raw) == kBytes, "1, 2 or 4 elements");
-  const Raw raw = *reinterpret_cast<const Raw*>(p);
-  T e[kN];
-  memcpy(e, &raw, kBytes);
-#pragma unroll
-  for (int i = 0; i < kN; ++i) x[i] = ToFloat(e[i]);
 }
 
 // A lane's part of sum_c dout[c] * o[c] over one row, kN adjacent elements

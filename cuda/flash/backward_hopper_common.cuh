@@ -221,7 +221,7 @@ __device__ __forceinline__ FragmentBits<kBlockM> AllowedBitsT(const ForwardBlock
 
 // P^T = exp2(S^T * scale_log2 - lse) in place (pairs not in `allowed` 0).
 // lse: the tile's LSE per query, in log2 units (+inf for rows that are not
-// there).
+// there), 8-byte aligned (read in pairs).
 template <int kBlockM>
 __device__ __forceinline__ void ProbabilitiesT(float (&s)[kBlockM / 2],
                                                FragmentBits<kBlockM> allowed, const float* lse,
@@ -245,7 +245,8 @@ __device__ __forceinline__ void ProbabilitiesT(float (&s)[kBlockM / 2],
   }
 }
 
-// dS^T = P^T (dP^T - D) in place in dp (delta: the tile's D per query),
+// dS^T = P^T (dP^T - D) in place in dp (delta: the tile's D per query,
+// 8-byte aligned),
 // then P^T and dS^T packed into p16 and ds16, the A operands of
 // dV += P^T dO and dK += dS^T Q (packed after dS^T so that P^T's fp32 and
 // its packed copy are not live together beside dP^T).
