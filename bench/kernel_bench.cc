@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "cuda/backward_delta.h"
 #include "cuda/device.h"
 #include "cuda/flash/backward.h"
 #include "cuda/flash/forward.h"

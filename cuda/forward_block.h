@@ -21,13 +21,6 @@ namespace ringattn::cuda {
 // row, atomics into dQ and, across GQA heads, dK/dV).
 cudaError_t LaunchBackwardBlock(const BackwardBlockArgs& args, cudaStream_t stream);
 
-// delta[b, h, t] = sum_c dout[b, t, h, c] * o[b, t, h, c]: dout in `dtype`,
-// o in `o_dtype` (the fp32 state, or a saved forward's output in the input
-// dtype, read as it is).
-cudaError_t LaunchBackwardDelta(ElementType dtype, const void* dout, ElementType o_dtype,
-                                const void* o, float* delta, int64_t batch, int64_t rows,
-                                int64_t heads, int64_t head_dim, cudaStream_t stream);
-
 // Largest head_dim the kernel takes.
 inline constexpr int64_t kForwardBlockMaxHeadDim = 256;
 

@@ -6,8 +6,6 @@
 
 #include <cuda_runtime.h>
 
-#include <algorithm>
-#include <cmath>
 #include <vector>
 
 #include "core/dtype_convert.h"
@@ -15,23 +13,18 @@
 #include "core/mask.h"
 #include "core/schedule.h"
 #include "cpu_reference/blocked_attention.h"
+#include "cuda/backward_delta.h"
 #include "cuda/device.h"
+#include "cuda/device_test_util.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
 namespace ringattn::cuda {
 namespace {
 
+using ::ringattn::cuda::testing::ToDevice;
 using ::ringattn::testing::MaxRelError;
 using ::ringattn::testing::RandomNormal;
-
-template <typename T>
-T* ToDevice(const std::vector<T>& x) {
-  T* d = nullptr;
-  EXPECT_EQ(cudaMalloc(&d, std::max<size_t>(x.size(), 1) * sizeof(T)), cudaSuccess);
-  cudaMemcpy(d, x.data(), x.size() * sizeof(T), cudaMemcpyHostToDevice);
-  return d;
-}
 
 DeviceRun Run(const PositionRun& r) {
   return {r.base, r.length, r.stride, r.group, r.group_stride};
@@ -235,69 +228,6 @@ TEST(ForwardBlockTest, ForwardAndBackwardMatchTheCpuBlockedKernel) {
   Check({{.kind = LayoutKind::kLlama3, .world = 1}, {.causal = true}, 64, DType::kFloat32});
   if (absl::StatusOr<int> n = DeviceCount(); !n.ok()) {
     GTEST_SKIP() << "GPU part skipped: " << n.status().message();
-  }
-}
-
-// D = rowsum(dO * O) for every pair of dtypes, head dims whose rows load 4,
-// 2 or 1 elements at a time, and buffers one element off their alignment
-// (single-element loads), against the sum in double of the same rounded
-// inputs.
-TEST(BackwardDeltaTest, EveryDtypePairHeadDimAndAlignmentMatchesTheSumInDouble) {
-  if (absl::StatusOr<int> n = DeviceCount(); !n.ok()) {
-    GTEST_SKIP() << "needs a GPU: " << n.status().message();
-  }
-  const int64_t batch = 2, rows = 37, heads = 3;
-  const DType dtypes[] = {DType::kFloat16, DType::kBFloat16, DType::kFloat32};
-  const auto element_type = [](DType t) {
-    return t == DType::kBFloat16  ? ElementType::kBFloat16
-           : t == DType::kFloat16 ? ElementType::kFloat16
-                                  : ElementType::kFloat32;
-  };
-  for (const int64_t head_dim : {128, 64, 6, 5}) {
-    for (const DType dout_type : dtypes) {
-      for (const DType o_type : dtypes) {
-        for (const int offset : {0, 1}) {
-          SCOPED_TRACE(absl::StrCat("d", head_dim, " dout ", DTypeName(dout_type), " o ",
-                                    DTypeName(o_type), " offset ", offset));
-          const int64_t n = batch * rows * heads * head_dim;
-          const auto rounded = [&](DType t, uint32_t seed) {
-            const std::vector<double> x = RandomNormal<double>(n + offset, seed);
-            return DecodeAll<double>(t, EncodeAll<double>(t, absl::MakeConstSpan(x)));
-          };
-          const std::vector<double> dout = rounded(dout_type, 7), o = rounded(o_type, 8);
-          uint8_t* d_dout = ToDevice(EncodeAll<double>(dout_type, absl::MakeConstSpan(dout)));
-          uint8_t* d_o = ToDevice(EncodeAll<double>(o_type, absl::MakeConstSpan(o)));
-          float* d_delta = ToDevice(std::vector<float>(batch * heads * rows));
-          ASSERT_EQ(
-              LaunchBackwardDelta(element_type(dout_type), d_dout + offset * DTypeBytes(dout_type),
-                                  element_type(o_type), d_o + offset * DTypeBytes(o_type), d_delta,
-                                  batch, rows, heads, head_dim, nullptr),
-              cudaSuccess);
-          std::vector<float> delta(batch * heads * rows);
-          ASSERT_EQ(cudaMemcpy(delta.data(), d_delta, delta.size() * 4, cudaMemcpyDeviceToHost),
-                    cudaSuccess);
-          double worst = 0;
-          for (int64_t b = 0; b < batch; ++b) {
-            for (int64_t t = 0; t < rows; ++t) {
-              for (int64_t h = 0; h < heads; ++h) {
-                const int64_t first = offset + ((b * rows + t) * heads + h) * head_dim;
-                double want = 0, magnitude = 0;
-                for (int64_t c = 0; c < head_dim; ++c) {
-                  want += dout[first + c] * o[first + c];
-                  magnitude += std::abs(dout[first + c] * o[first + c]);
-                }
-                const double got = delta[(b * heads + h) * rows + t];
-                worst = std::max(worst, std::abs(got - want) / magnitude);
-              }
-            }
-          }
-          EXPECT_LE(worst, 1e-5);  // fp32 products and sums of exactly representable inputs
-          cudaFree(d_dout);
-          cudaFree(d_o);
-          cudaFree(d_delta);
-        }
-      }
-    }
   }
 }
 

@@ -11,6 +11,7 @@
 #include "core/layout.h"
 #include "core/mask.h"
 #include "core/status_macros.h"
+#include "cuda/backward_delta.h"
 #include "cuda/device.h"
 #include "cuda/flash/backward.h"
 #include "cuda/flash/forward.h"

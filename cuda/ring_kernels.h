@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-#include "cuda/forward_block.h"
+#include "cuda/kernel_args.h"
 
 namespace ringattn::cuda {
 

@@ -18,7 +18,9 @@
 #include "core/dtype.h"
 #include "core/dtype_convert.h"
 #include "core/lse_math.h"
+#include "cuda/backward_delta.h"
 #include "cuda/device.h"
+#include "cuda/device_test_util.h"
 #include "cuda/flash/backward.h"
 #include "cuda/flash/forward.h"
 #include "cuda/forward_block.h"
@@ -28,23 +30,11 @@
 namespace ringattn::cuda {
 namespace {
 
+using ::ringattn::cuda::testing::ToDevice;
+using ::ringattn::cuda::testing::ToHost;
 using ::ringattn::testing::RandomNormal;
 
 constexpr int64_t kFar = int64_t{1} << 60;
-
-template <typename T>
-T* ToDevice(const std::vector<T>& x) {
-  T* d = nullptr;
-  EXPECT_EQ(cudaMalloc(&d, std::max<size_t>(x.size(), 1) * sizeof(T)), cudaSuccess);
-  EXPECT_EQ(cudaMemcpy(d, x.data(), x.size() * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
-  return d;
-}
-template <typename T>
-std::vector<T> ToHost(const T* d, size_t n) {
-  std::vector<T> x(n);
-  EXPECT_EQ(cudaMemcpy(x.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
-  return x;
-}
 
 int64_t At(const DeviceRun& r, int64_t i) {
   return r.base + (i / r.group) * r.group_stride + (i % r.group) * r.stride;
