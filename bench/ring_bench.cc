@@ -549,9 +549,10 @@ absl::Status Main() {
     }
     Print(
         "calibration: our kernels, TFLOP/s: causal %lld tokens fwd %.1f, bwd %.1f; full "
-        "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd\n",
+        "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd; ring pass dK/dV home %g "
+        "B/element\n",
         static_cast<long long>(tokens), causal->first, causal->second, report.c_str(),
-        cal.partial_block_factor, cal.partial_block_factor_bwd);
+        cal.partial_block_factor, cal.partial_block_factor_bwd, cal.ring_pass_dkv_home_bytes);
     if (link > 0) cal.link_gbps = link;
     if (gather > 0) cal.collective_gbps = gather;
     cal.gpu = absl::StrCat("measured-by-ring_bench");

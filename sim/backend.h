@@ -101,8 +101,17 @@ class SimBackend : public RingBackend {
     ++backward_step_;
     return absl::OkStatus();
   }
+  // A ring pass's finished sum is the rank's dK/dV (cost
+  // ring_pass_dkv_home_bytes per element: 0 today); all-gather adds each
+  // group's reduced share into full fp32 buffers.
   absl::Status AddOwnDkv(int64_t head_begin, int64_t head_end, absl::Span<const uint8_t>) override {
-    Memory("dK/dV home", KvElements(head_begin, head_end) * (4 + 4 + 2));
+    const double bytes_per_element = schedule_.pattern() == CommPattern::kRingPass
+                                         ? o_.calibration.ring_pass_dkv_home_bytes
+                                         : 4 + 4 + 2;
+    if (bytes_per_element > 0) {
+      Memory("dK/dV home",
+             static_cast<int64_t>(bytes_per_element * KvElements(head_begin, head_end)));
+    }
     return absl::OkStatus();
   }
 

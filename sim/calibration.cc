@@ -148,6 +148,7 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
         {"strided_block_factor", &Calibration::strided_block_factor},
         {"strided_block_factor_bwd", &Calibration::strided_block_factor_bwd},
         {"host_sync_us", &Calibration::host_sync_us},
+        {"ring_pass_dkv_home_bytes", &Calibration::ring_pass_dkv_home_bytes},
     };
     const auto key = std::find_if(std::begin(kKeys), std::end(kKeys),
                                   [&](const auto& k) { return k.first == f[0]; });
@@ -180,15 +181,15 @@ absl::StatusOr<Calibration> Calibration::Load(const std::string& path) {
 }
 
 std::string Calibration::Serialize() const {
-  std::string out =
-      absl::StrCat("# ringattn simulator calibration\ngpu ", gpu, "\nlaunch_us ", launch_us,
-                   "\nhbm_GBps ", hbm_gbps, "\nlink_GBps ", link_gbps, "\ncollective_GBps ",
-                   collective_gbps, "\nlink_latency_us ", link_latency_us, "\ninternode_GBps ",
-                   internode_gbps, "\ninternode_latency_us ", internode_latency_us,
-                   "\npartial_block_factor ", partial_block_factor, "\npartial_block_factor_bwd ",
-                   partial_block_factor_bwd, "\nstrided_block_factor ", strided_block_factor,
-                   "\nstrided_block_factor_bwd ", strided_block_factor_bwd, "\nhost_sync_us ",
-                   host_sync_us, "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
+  std::string out = absl::StrCat(
+      "# ringattn simulator calibration\ngpu ", gpu, "\nlaunch_us ", launch_us, "\nhbm_GBps ",
+      hbm_gbps, "\nlink_GBps ", link_gbps, "\ncollective_GBps ", collective_gbps,
+      "\nlink_latency_us ", link_latency_us, "\ninternode_GBps ", internode_gbps,
+      "\ninternode_latency_us ", internode_latency_us, "\npartial_block_factor ",
+      partial_block_factor, "\npartial_block_factor_bwd ", partial_block_factor_bwd,
+      "\nstrided_block_factor ", strided_block_factor, "\nstrided_block_factor_bwd ",
+      strided_block_factor_bwd, "\nhost_sync_us ", host_sync_us, "\nring_pass_dkv_home_bytes ",
+      ring_pass_dkv_home_bytes, "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& [d, curve] : rates[pass]) {
       for (const auto& [side, tflops] : curve) {

@@ -17,6 +17,7 @@
 //   partial_block_factor_bwd 0.96  # the same for the backward (default: as fwd)
 //   strided_block_factor 0.85   # rate of a strided (stripe) block vs a contiguous one of
 //   strided_block_factor_bwd 0.9 # the same density (0 or absent: 1), fwd / bwd
+//   ring_pass_dkv_home_bytes 0   # bytes per dK/dV element when a ring pass's sum comes home
 //   rate fwd 128 8192 361    # pass, head_dim, block side (tokens), TFLOP/s
 // Rates are for full (unmasked) square blocks; between block sides the
 // rate is interpolated linearly in log(side), beyond them held; a block of
@@ -87,6 +88,12 @@ class Calibration {
         backward && strided_block_factor_bwd > 0 ? strided_block_factor_bwd : strided_block_factor;
     return f > 0 ? f : 1.0;
   }
+  // HBM bytes per dK/dV element (fp32, both halves) when a ring pass's
+  // finished sum comes home: 0, ringattn's CUDA backend since 2026-12-01
+  // (the sum is the rank's dK/dV where it is); ring_bench runs before that
+  // added it into zeroed full fp32 buffers (10, their replays set it).
+  // All-gather's home add is charged regardless (it still adds).
+  double ring_pass_dkv_home_bytes = 0;
   // The GPU's idle time after the host waits for it (PyTorch eager: the
   // wait's round trip plus dispatching the next op; used for the seed's
   // implementation, whose boolean-mask indexing synchronizes).

@@ -103,6 +103,14 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
                    Number(Between(line, "causal / full ", " fwd"), "causal / full fwd"));
   ASSIGN_OR_RETURN(c.partial_block_factor_bwd,
                    Number(Between(line, " fwd, ", " bwd"), "causal / full bwd"));
+  // Logs before this field was printed come from code that added a ring
+  // pass's returning dK/dV into zeroed full fp32 buffers.
+  const absl::string_view home = Between(line, "ring pass dK/dV home ", " B/element");
+  if (home.empty()) {
+    c.ring_pass_dkv_home_bytes = 10;
+  } else {
+    ASSIGN_OR_RETURN(c.ring_pass_dkv_home_bytes, Number(home, "ring pass dK/dV home bytes"));
+  }
   c.link_gbps = log.hop_gbps;
   c.collective_gbps = log.all_gather_gbps;
   c.gpu = "rebuilt-from-ring_bench";

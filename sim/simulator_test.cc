@@ -138,6 +138,30 @@ TEST(SimulatorTest, StridedBlockFactorSlowsStripeTasksOnly) {
   EXPECT_EQ(Calibration::Parse(o.calibration.Serialize())->strided_block_factor_bwd, 0.8);
 }
 
+// A ring pass's returning dK/dV costs ring_pass_dkv_home_bytes per element
+// (0 today: the sum is used where it is); all-gather's home add is charged
+// whatever it says.
+TEST(SimulatorTest, RingPassDkvHomeCostsItsBytesAndAllGatherAlways) {
+  SimOptions o;
+  o.layout = {.kind = LayoutKind::kZigzag, .world = 4};
+  o.mask = {.causal = true};
+  o.shape = {1, 16384, 16384, 8, 8, 128};
+  o.backward = true;
+  o.calibration = *Calibration::Builtin("h200");
+  const double today = Simulate(o)->ranks[0].compute_s;
+  o.calibration.ring_pass_dkv_home_bytes = 10;
+  const double added = Simulate(o)->ranks[0].compute_s;
+  // Rank 0's K and V (4096 tokens, 8 heads, d128) at 10 B per element.
+  const double bytes = 10.0 * 2 * 4096 * 8 * 128;
+  EXPECT_NEAR(added - today,
+              bytes / (1e9 * o.calibration.hbm_gbps) + 1e-6 * o.calibration.launch_us, 1e-9);
+  EXPECT_EQ(Calibration::Parse(o.calibration.Serialize())->ring_pass_dkv_home_bytes, 10);
+  o.layout = {.kind = LayoutKind::kLlama3, .world = 4, .kv_heads_per_group = 4};
+  const double gathered = Simulate(o)->ranks[0].compute_s;
+  o.calibration.ring_pass_dkv_home_bytes = 0;
+  EXPECT_EQ(Simulate(o)->ranks[0].compute_s, gathered);
+}
+
 TEST(SimulatorTest, SeedImplementationAddsItsPassesAndHostSyncs) {
   SimOptions o = Options(LayoutKind::kZigzag, 4, 8192);
   o.mask.cu_seqlens = {0, 4096, 8192};
