@@ -60,7 +60,7 @@ ABSL_FLAG(std::string, rows, "", "comma-separated row names; empty: all");
 ABSL_FLAG(bool, outputs, false,
           "time what a caller gets, as PyTorch's context parallel and the Python entry do: the "
           "state reset, O and LSE written in the input dtype after the forward, dQ, dK and dV "
-          "after the backward (default: the ring passes alone, the simulator's scope)");
+          "after the backward (default: the ring passes alone)");
 ABSL_FLAG(std::string, gpu, "h100", "simulator calibration to start from");
 ABSL_FLAG(std::string, calibration_out, "", "write the measured calibration here");
 ABSL_FLAG(bool, hop_sweep, false,
@@ -570,7 +570,7 @@ absl::Status Main() {
   if (outputs) {
     Print(
         "--outputs: timed with the state reset and the results in the input dtype (the "
-        "simulator's sim ms leaves them out)\n");
+        "simulator's sim ms models them too)\n");
   }
   Print("\n%-14s %-8s %10s %10s %-18s %7s %11s %22s %9s %9s %7s\n", "row", "pass", "iter/s",
         "theoretic", "best 1-GPU kernel", "eff", "TFLOP/s/GPU", "peak / theory MiB", "meas ms",
@@ -600,7 +600,7 @@ absl::Status Main() {
         ASSIGN_OR_RETURN(PlanReport plan, BuildPlan(schedule, c.shape));
         flops += plan.TotalFlops() * (backward ? 3.5 : 1.0) / sets.size();
         if (gpu_per_rank) {  // the simulator gives every rank a GPU
-          ASSIGN_OR_RETURN(double predicted, sim::PredictBenchProblem(cal, c, backward));
+          ASSIGN_OR_RETURN(double predicted, sim::PredictBenchProblem(cal, c, backward, outputs));
           sim_s += predicted / sets.size();
         }
       }

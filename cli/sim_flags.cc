@@ -25,6 +25,9 @@ ABSL_FLAG(double, internode_GBps, 0, "sim: override the inter-node GB/s per GPU"
 ABSL_FLAG(std::string, model, "ringattn",
           "sim: whose implementation to model: ringattn (ours), or ring-flash-attention (its "
           "separate merge passes, slice and index copies, host syncs)");
+ABSL_FLAG(bool, outputs, false,
+          "sim: also the caller's results (the state reset, O/LSE and dQ/dK/dV in the input "
+          "dtype), as ring_bench --outputs and the Python entry take them; --model=ringattn only");
 ABSL_FLAG(std::string, trace, "", "sim: write a Chrome trace JSON here");
 ABSL_FLAG(bool, ring_flash_attention_table, false,
           "sim: compare with ring-flash-attention's published 8xH800 table");
@@ -81,6 +84,11 @@ absl::StatusOr<std::string> SimFromFlags() {
         absl::StrCat("--model is '", model, "'; expected ringattn or ring-flash-attention"));
   }
   o.seed_implementation = model == "ring-flash-attention";
+  o.outputs = absl::GetFlag(FLAGS_outputs);
+  if (o.outputs && o.seed_implementation) {
+    return absl::InvalidArgumentError(
+        "--outputs models ringattn's own results; expected it with --model=ringattn");
+  }
   const int nodes = absl::GetFlag(FLAGS_nodes);
   o.gpus_per_node = absl::GetFlag(FLAGS_gpus_per_node);
   if (o.gpus_per_node == 0 && nodes > 1) {

@@ -117,6 +117,24 @@ class SimBackend : public RingBackend {
 
   bool wall_clock_steps() const override { return false; }
 
+  // SimOptions::outputs, as the CUDA backend does them: Restart fills LSE
+  // and zeroes the fp32 O; WriteOutputs copies O (input dtype) and LSE;
+  // WriteGrads converts fp32 dQ, dK, dV to the input dtype.
+  void ResetState() {
+    Memory("reset LSE", 4 * local_.stat_elements());
+    Memory("reset O", 4 * local_.q_elements());
+  }
+  void WriteOutputs() {
+    Memory("copy O out", 2 * local_.q_elements() * DTypeBytes(o_.dtype));
+    Memory("copy LSE out", 2 * 4 * local_.stat_elements());
+  }
+  void WriteGrads() {
+    const int64_t e = DTypeBytes(o_.dtype);
+    Memory("dQ to the input dtype", local_.q_elements() * (4 + e));
+    Memory("dK to the input dtype", local_.kv_elements() * (4 + e));
+    Memory("dV to the input dtype", local_.kv_elements() * (4 + e));
+  }
+
   int64_t peak_bytes() const {
     int64_t total = base_bytes_ + backward_bytes_;
     for (const auto& [slot, bytes] : slots_) total += bytes;

@@ -31,8 +31,10 @@ BenchProblem MakeBenchProblem(const BenchRow& row, const BenchShape& shape,
 }
 
 absl::StatusOr<double> PredictBenchProblem(const Calibration& calibration,
-                                           const BenchProblem& problem, bool backward) {
+                                           const BenchProblem& problem, bool backward,
+                                           bool outputs) {
   SimOptions o;
+  o.outputs = outputs;
   o.layout = problem.layout;
   o.mask = problem.mask;
   o.shape = problem.shape;

@@ -54,9 +54,11 @@ BenchProblem MakeBenchProblem(const BenchRow& row, const BenchShape& shape,
 // averaged over the document sets when varlen, every rank on its own GPU.
 absl::StatusOr<double> PredictBenchRow(const Calibration& calibration, const BenchRow& row,
                                        const BenchShape& shape, bool backward);
-// The same for one problem.
+// The same for one problem; outputs: SimOptions::outputs (ring_bench
+// --outputs).
 absl::StatusOr<double> PredictBenchProblem(const Calibration& calibration,
-                                           const BenchProblem& problem, bool backward);
+                                           const BenchProblem& problem, bool backward,
+                                           bool outputs = false);
 
 }  // namespace ringattn::sim
 

@@ -53,11 +53,14 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
     clock.defer_sends = o.seed_implementation;
     SimCommunicator comm(&net, r, world, o.calibration, per_node);
     SimBackend backend(schedule, r, o, &clock);
+    const bool outputs = o.outputs && !o.seed_implementation;
+    if (outputs) backend.ResetState();
     absl::StatusOr<RingRunStats> fwd = RunRingForward(schedule, comm, backend);
     if (!fwd.ok()) {
       statuses[r] = fwd.status();
       return;
     }
+    if (outputs) backend.WriteOutputs();
     ranks[r].forward_end_s = clock.now;
     if (o.backward) {
       BackwardOptions options;
@@ -68,6 +71,7 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
         statuses[r] = bwd.status();
         return;
       }
+      if (outputs) backend.WriteGrads();
     }
     ranks[r].end_s = clock.now;
     ranks[r].compute_s = clock.compute;

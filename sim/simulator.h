@@ -52,6 +52,11 @@ struct SimOptions {
   // moment, has had all of them (bench/stream_starvation.py measures this
   // on one GPU).
   bool seed_implementation = false;
+  // Also the caller's results, as `ring_bench --outputs` and the Python
+  // entry take them (ours only): the state reset before the forward, O and
+  // LSE copied out after it, dQ, dK and dV converted to the input dtype
+  // after the backward.
+  bool outputs = false;
   bool trace = false;
 };
 

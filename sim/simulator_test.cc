@@ -162,6 +162,28 @@ TEST(SimulatorTest, RingPassDkvHomeCostsItsBytesAndAllGatherAlways) {
   EXPECT_EQ(Simulate(o)->ranks[0].compute_s, gathered);
 }
 
+// SimOptions::outputs adds the caller's results as the CUDA backend makes
+// them: 7 memory passes, each with a launch.
+TEST(SimulatorTest, OutputsAddTheResetAndTheResultsInTheInputDtype) {
+  SimOptions o;
+  o.layout = {.kind = LayoutKind::kZigzag, .world = 4};
+  o.mask = {.causal = true};
+  o.shape = {1, 16384, 16384, 8, 2, 128};
+  o.backward = true;
+  o.calibration = *Calibration::Builtin("h200");
+  const SimResult plain = *Simulate(o);
+  o.outputs = true;
+  const SimResult with = *Simulate(o);
+  // Rank 0: 4096 tokens, 8 query heads, 2 kv heads, d128, bf16.
+  const double q = 4096.0 * 8 * 128, kv = 4096.0 * 2 * 128, stats = 4096.0 * 8;
+  const double bytes = 4 * stats + 4 * q +              // reset LSE, O
+                       2 * 2 * q + 2 * 4 * stats +      // copy O, LSE out
+                       (4 + 2) * q + 2 * (4 + 2) * kv;  // dQ, dK, dV to bf16
+  EXPECT_NEAR(with.ranks[0].compute_s - plain.ranks[0].compute_s,
+              bytes / (1e9 * o.calibration.hbm_gbps) + 7e-6 * o.calibration.launch_us, 1e-9);
+  EXPECT_GT(with.iteration_s, plain.iteration_s);
+}
+
 TEST(SimulatorTest, SeedImplementationAddsItsPassesAndHostSyncs) {
   SimOptions o = Options(LayoutKind::kZigzag, 4, 8192);
   o.mask.cu_seqlens = {0, 4096, 8192};
