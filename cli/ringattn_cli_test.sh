@@ -139,7 +139,7 @@ done
 expect "sim nodes 0" 1 "expected nodes >= 1" -- sim --nodes=0
 expect "sim negative link" 1 "--link_GBps is -1" -- sim --link_GBps=-1
 expect "sim nan latency" 1 "--link_latency_us is nan" -- sim --link_latency_us=nan
-expect "sim outputs with the seed model" 1 "--outputs models ringattn's own results" -- sim --outputs --model=ring-flash-attention
+expect "sim outputs with the seed model" 1 "outputs models ringattn's own results" -- sim --outputs --model=ring-flash-attention
 expect "sim with the outputs" 0 "efficiency" -- sim --outputs --world=4 --seqlen=8192 --layout=zigzag
 expect "usage names sim" 2 "plan|run|sim" --
 # Sizes whose products overflowed, and limits checked after threads

@@ -35,6 +35,11 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
         "ring-flash-attention has no balanced layout; model it with ring, zigzag, stripe or "
         "llama3");
   }
+  if (o.seed_implementation && o.outputs) {
+    return absl::InvalidArgumentError(
+        "outputs models ringattn's own results (state reset, results in the input dtype); "
+        "expected it without ring-flash-attention's model");
+  }
   const int per_node = o.gpus_per_node == 0 ? world : o.gpus_per_node;
   if (per_node < 1 || world % per_node != 0) {
     return absl::InvalidArgumentError(
@@ -53,14 +58,13 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
     clock.defer_sends = o.seed_implementation;
     SimCommunicator comm(&net, r, world, o.calibration, per_node);
     SimBackend backend(schedule, r, o, &clock);
-    const bool outputs = o.outputs && !o.seed_implementation;
-    if (outputs) backend.ResetState();
+    if (o.outputs) backend.ResetState();
     absl::StatusOr<RingRunStats> fwd = RunRingForward(schedule, comm, backend);
     if (!fwd.ok()) {
       statuses[r] = fwd.status();
       return;
     }
-    if (outputs) backend.WriteOutputs();
+    if (o.outputs) backend.WriteOutputs();
     ranks[r].forward_end_s = clock.now;
     if (o.backward) {
       BackwardOptions options;
@@ -71,7 +75,7 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
         statuses[r] = bwd.status();
         return;
       }
-      if (outputs) backend.WriteGrads();
+      if (o.outputs) backend.WriteGrads();
     }
     ranks[r].end_s = clock.now;
     ranks[r].compute_s = clock.compute;
