@@ -142,10 +142,7 @@ TEST(SimulatorTest, StridedBlockFactorSlowsStripeTasksOnly) {
 // (0 today: the sum is used where it is); all-gather's home add is charged
 // whatever it says.
 TEST(SimulatorTest, RingPassDkvHomeCostsItsBytesAndAllGatherAlways) {
-  SimOptions o;
-  o.layout = {.kind = LayoutKind::kZigzag, .world = 4};
-  o.mask = {.causal = true};
-  o.shape = {1, 16384, 16384, 8, 8, 128};
+  SimOptions o = Options(LayoutKind::kZigzag, 4, 16384);
   o.backward = true;
   o.calibration = *Calibration::Builtin("h200");
   const double today = Simulate(o)->ranks[0].compute_s;
@@ -165,10 +162,8 @@ TEST(SimulatorTest, RingPassDkvHomeCostsItsBytesAndAllGatherAlways) {
 // SimOptions::outputs adds the caller's results as the CUDA backend makes
 // them: 7 memory passes, each with a launch.
 TEST(SimulatorTest, OutputsAddTheResetAndTheResultsInTheInputDtype) {
-  SimOptions o;
-  o.layout = {.kind = LayoutKind::kZigzag, .world = 4};
-  o.mask = {.causal = true};
-  o.shape = {1, 16384, 16384, 8, 2, 128};
+  SimOptions o = Options(LayoutKind::kZigzag, 4, 16384);
+  o.shape.num_kv_heads = 2;
   o.backward = true;
   o.calibration = *Calibration::Builtin("h200");
   const SimResult plain = *Simulate(o);
