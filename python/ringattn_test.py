@@ -98,6 +98,18 @@ def main():
                  "layout 'zigzg' is unknown")
     expect_error(lambda: ringattn.Ring(w, 0, seqlen=8, num_heads=3, num_kv_heads=2, head_dim=8),
                  "num_heads 3 is not a multiple of num_kv_heads 2")
+    expect_error(lambda: ringattn.Ring(w, 0, seqlen=8.0, num_heads=1, head_dim=8),
+                 "seqlen is 8.0; expected an integer")
+    expect_error(lambda: ringattn.Ring(w, 0, seqlen=8, num_heads=1, head_dim=8,
+                                       cu_seqlens=np.array([0.0, 8.0])),
+                 "cu_seqlens has dtype float64; expected integers")
+    expect_error(lambda: ringattn.Ring(w, 0, seqlen=8, num_heads=1, head_dim=8,
+                                       cu_seqlens=[0, True, 8]), "cu_seqlens[1] is True")
+    expect_error(lambda: ringattn.Ring(w, 0, seqlen=8, num_heads=1, head_dim=8,
+                                       window_size=(3,)), "window_size has 1 values")
+    ring = ringattn.Ring(w, 0, seqlen=8, num_heads=1, head_dim=8,
+                         cu_seqlens=np.array([0, 3, 8], dtype=np.int32))
+    ring.close()
     ring = ringattn.Ring(w, 0, seqlen=8, num_heads=1, head_dim=8)
     x = np.zeros((1, 8, 1, 8), dtype=np.float32)
     expect_error(lambda: ring.forward(x.astype(np.int32), x, x), "dtype int32")

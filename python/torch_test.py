@@ -270,6 +270,26 @@ def main():
     expect_error(lambda: F.ring_flash_attn_func(x, x, x, group=3), "group is a int")
     expect_error(lambda: F.ring_flash_attn_func(x.int(), x, x, group=F.Group(w, 0)),
                  "dtype torch.int32")
+    expect_error(lambda: F.ring_flash_attn_func(x[0], x[0], x[0], group=F.Group(w, 0)),
+                 "q has shape (8, 1, 8); expected (batch")
+    # Document boundaries and strides are integers: a float would be truncated.
+    y = torch.zeros(8, 1, 8)
+    expect_error(lambda: F.ring_flash_attn_varlen_func(y, y, y, torch.tensor([0., 3.5, 8.]), 8,
+                                                       group=F.Group(w, 0)),
+                 "cu_seqlens has dtype torch.float32; expected integers")
+    expect_error(lambda: F.ring_flash_attn_varlen_func(y, y, y, [0, 3.5, 8], 8,
+                                                       group=F.Group(w, 0)),
+                 "cu_seqlens[1] is 3.5; expected an integer")
+    expect_error(lambda: F.ring_flash_attn_varlen_func(y, y, y, None, 8, group=F.Group(w, 0),
+                                                       global_cu_seqlens=[0, True, 8]),
+                 "global_cu_seqlens[1] is True")
+    cu_q, cu_k, max_q, max_k, k_slice = F.llama3_flash_attn_prepare_cu_seqlens(
+        torch.tensor([0, 8], dtype=torch.int32), True, 0, 1)
+    expect_error(lambda: F.llama3_flash_attn_varlen_func(y, y, y, cu_q, cu_k, max_q, max_k, 1.5,
+                                                         k_slice, group=F.Group(w, 0)),
+                 "heads_k_stride is 1.5; expected an integer")
+    expect_error(lambda: F.position_ids("zigzag", 8.0, group=F.Group(w, 0)),
+                 "seqlen is 8.0; expected an integer")
     kept_rings_are_reused()
     layers_in_flight_share_one_ring()
     print("all passed")

@@ -17,6 +17,7 @@ through ringattn.functions, which holds ring-flash-attention's functions).
 """
 
 import ctypes
+import numbers
 import os
 
 import numpy as np
@@ -27,6 +28,29 @@ __all__ = ["World", "Ring", "shard", "unshard"]
 
 _NUMPY_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64",
                  np.dtype(np.float16): "float16"}
+
+
+def _int(name, x):
+    """x as a Python int (an int, a numpy integer or 0-d integer array); a
+    float (which would be truncated), a bool or anything else raises
+    ValueError."""
+    if isinstance(x, np.ndarray) and x.ndim == 0 and np.issubdtype(x.dtype, np.integer):
+        return int(x)
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral):
+        raise ValueError(f"ringattn: {name} is {x!r}; expected an integer")
+    return int(x)
+
+
+def _ints(name, values):
+    """values (a sequence of integers or an integer numpy array; None stays
+    None) as a list of Python ints."""
+    if values is None:
+        return None
+    if isinstance(values, np.ndarray):
+        if not np.issubdtype(values.dtype, np.integer):
+            raise ValueError(f"ringattn: {name} has dtype {values.dtype}; expected integers")
+        return [int(v) for v in values.reshape(-1)]
+    return [_int(f"{name}[{i}]", v) for i, v in enumerate(values)]
 
 
 class _Handle:
@@ -132,6 +156,16 @@ class Ring(_Handle):
         if layout not in _capi.LAYOUTS:
             raise ValueError(f"ringattn: layout '{layout}' is unknown; expected one of "
                              f"{', '.join(_capi.LAYOUTS)}")
+        cu_seqlens, key_lengths = _ints("cu_seqlens", cu_seqlens), _ints("key_lengths", key_lengths)
+        seqlen, num_heads, head_dim, batch = (_int(n, x) for n, x in (
+            ("seqlen", seqlen), ("num_heads", num_heads), ("head_dim", head_dim), ("batch", batch)))
+        ring_size, stripe_width = _int("ring_size", ring_size), _int("stripe_width", stripe_width)
+        kv_heads_per_group = _int("kv_heads_per_group", kv_heads_per_group)
+        num_kv_heads = num_heads if num_kv_heads is None else _int("num_kv_heads", num_kv_heads)
+        window_size = [_int(f"window_size[{i}]", x) for i, x in enumerate(window_size)]
+        if len(window_size) != 2:
+            raise ValueError(f"ringattn: window_size has {len(window_size)} values; expected "
+                             "(left, right)")
         self._cu = (ctypes.c_int64 * len(cu_seqlens))(*cu_seqlens) if cu_seqlens else None
         self._keys = (ctypes.c_int64 * len(key_lengths))(*key_lengths) if key_lengths else None
         c = _capi.Config(
@@ -141,7 +175,7 @@ class Ring(_Handle):
             cu_seqlens=self._cu, num_cu_seqlens=len(cu_seqlens) if cu_seqlens else 0,
             key_lengths=self._keys, num_key_lengths=len(key_lengths) if key_lengths else 0,
             batch=batch, seqlen=seqlen, num_heads=num_heads,
-            num_kv_heads=num_kv_heads or num_heads, head_dim=head_dim,
+            num_kv_heads=num_kv_heads, head_dim=head_dim,
             softmax_scale=softmax_scale)
         handle = ctypes.c_void_p()
         _capi.check(_capi.lib.ringattn_ring_create(world._handle, rank, ctypes.byref(c),

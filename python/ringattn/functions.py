@@ -28,7 +28,7 @@ import threading
 
 import torch
 
-from . import Ring, _capi
+from . import Ring, _capi, _int
 
 _TORCH_DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
                  torch.bfloat16: "bfloat16"}
@@ -65,6 +65,25 @@ def _group(group, device=None):
     raise ValueError(f"ringattn: group is a {type(group).__name__}; expected a "
                      "torch.distributed process group (None: the default one) or a "
                      "ringattn.functions.Group")
+
+
+def _integer(name, x):
+    """x as a Python int: ringattn._int, and 0-d integer tensors."""
+    if isinstance(x, torch.Tensor) and x.dim() == 0 and not (
+            x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool):
+        return int(x)
+    return _int(name, x)
+
+
+def _integers(name, values):
+    """values (a 1-d integer tensor, as ring-flash-attention takes
+    cu_seqlens, or what ringattn._ints takes) as a list of Python ints."""
+    if isinstance(values, torch.Tensor):
+        if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
+            raise ValueError(f"ringattn: {name} has dtype {values.dtype}; expected integers "
+                             "(torch.int32, as ring-flash-attention takes them)")
+        return [int(x) for x in values.reshape(-1).tolist()]
+    return [_integer(f"{name}[{i}]", x) for i, x in enumerate(values)]
 
 
 def _check_devices(tensors):
@@ -252,6 +271,10 @@ def _attention(layout, q, k, v, dropout_p, softmax_scale, causal, window_size, a
                          "(expected 0)")
     if alibi_slopes is not None:
         raise ValueError("ringattn: ALiBi slopes are not supported (expected None)")
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if x.dim() != 4:
+            raise ValueError(f"ringattn: {name} has shape {tuple(x.shape)}; expected (batch, "
+                             "local_seqlen, heads, head_dim) (varlen: the _varlen_ functions)")
     group = _group(group, q.device)
     scale = 0.0 if softmax_scale is None else float(softmax_scale)
     out, lse = _RingAttnFunc.apply(q, k, v, layout, scale, causal, tuple(window_size), group,
@@ -270,7 +293,7 @@ def _varlen(layout, q, k, v, cu_seqlens, max_seqlen, dropout_p, softmax_scale, c
     group = _group(group, q.device)
     if global_cu_seqlens is None:
         world = group.world.size
-        global_cu_seqlens = [int(x) * world for x in cu_seqlens]
+        global_cu_seqlens = [x * world for x in _integers("cu_seqlens", cu_seqlens)]
     return _packed_attention(layout, q, k, v, global_cu_seqlens, dropout_p, softmax_scale,
                              causal, window_size, alibi_slopes, deterministic,
                              return_attn_probs, group)
@@ -286,7 +309,8 @@ def _packed_attention(layout, q, k, v, global_cu_seqlens, dropout_p, softmax_sca
                          "(total_tokens, heads, head_dim)")
     result = _attention(layout, q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), dropout_p,
                         softmax_scale, causal, window_size, alibi_slopes, deterministic, True,
-                        group, tuple(int(x) for x in global_cu_seqlens), kv_heads_per_group)
+                        group, tuple(_integers("global_cu_seqlens", global_cu_seqlens)),
+                        kv_heads_per_group)
     out, lse = result[0].squeeze(0), result[1].squeeze(0)  # lse (heads, total_local)
     return (out, lse, None) if return_attn_probs else out
 
@@ -370,7 +394,7 @@ def llama3_flash_attn_prepare_cu_seqlens(cu_seqlens, causal, rank, world_size):
     total * (rank + 1) / W), so any total works), the local cu_seqlens of
     its queries and of the keys they need, their longest documents, and
     local_k_slice (a Llama3KSlice)."""
-    cu = [int(x) for x in cu_seqlens]
+    cu = _integers("cu_seqlens", cu_seqlens)
     if not (isinstance(world_size, int) and world_size >= 1 and 0 <= rank < world_size):
         raise ValueError(f"ringattn: rank {rank} of world_size {world_size}; expected "
                          "0 <= rank < world_size")
@@ -411,7 +435,7 @@ def llama3_flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqle
                          "cu_seqlens)")
     return _packed_attention("llama3", q, k, v, local_k_slice.global_cu_seqlens, dropout_p,
                              softmax_scale, causal, window_size, alibi_slopes, deterministic,
-                             return_attn_probs, group, int(heads_k_stride))
+                             return_attn_probs, group, _integer("heads_k_stride", heads_k_stride))
 
 
 def llama3_flash_attn_varlen_kvpacked_func(q, kv, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
@@ -445,8 +469,9 @@ def position_ids(layout, seqlen, group=None, cu_seqlens=None, stripe_width=1,
     embeddings), in the rank's local order: the rows of the local shards
     this module's functions take (LongTensor, padding rows left out)."""
     g = _group(group)
-    ring = Ring(g.world, g.rank, layout=layout, seqlen=int(seqlen), num_heads=1, head_dim=1,
-                cu_seqlens=[int(c) for c in cu_seqlens] if cu_seqlens is not None else None,
+    ring = Ring(g.world, g.rank, layout=layout, seqlen=_integer("seqlen", seqlen), num_heads=1,
+                head_dim=1,
+                cu_seqlens=_integers("cu_seqlens", cu_seqlens) if cu_seqlens is not None else None,
                 stripe_width=stripe_width, kv_heads_per_group=kv_heads_per_group)
     try:
         ids = torch.from_numpy(ring.position_ids())
