@@ -531,6 +531,14 @@ absl::Status Main() {
       if (!r.ok()) return r.status();
       full.push_back({n, *r});
     }
+    // A 128-token pass (a few microseconds of kernels): what any pass costs
+    // besides its kernels (host preparation, launches, the end-of-pass
+    // synchronize), which the rates above carry as well. Printed for the
+    // model (a per-pass term); the simulator does not use it yet.
+    BenchProblem tiny = MakeConfig(kBenchRows[0], 1, 128, {});
+    ASSIGN_OR_RETURN(Schedule tiny_schedule, Schedule::Build(tiny.layout, tiny.mask, tiny.shape));
+    ASSIGN_OR_RETURN(Timing tiny_f, alone.Run(tiny_schedule, tiny.shape, false, 50));
+    ASSIGN_OR_RETURN(Timing tiny_fb, alone.Run(tiny_schedule, tiny.shape, true, 50));
     const int64_t d = probe.head_dim;
     std::string report;
     for (bool backward : {false, true}) {
@@ -550,9 +558,10 @@ absl::Status Main() {
     Print(
         "calibration: our kernels, TFLOP/s: causal %lld tokens fwd %.1f, bwd %.1f; full "
         "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd; ring pass dK/dV home %g "
-        "B/element\n",
+        "B/element; a 128-token pass %.1f us fwd, %.1f us fwd+bwd\n",
         static_cast<long long>(tokens), causal->first, causal->second, report.c_str(),
-        cal.partial_block_factor, cal.partial_block_factor_bwd, cal.ring_pass_dkv_home_bytes);
+        cal.partial_block_factor, cal.partial_block_factor_bwd, cal.ring_pass_dkv_home_bytes,
+        1e6 * tiny_f.seconds, 1e6 * tiny_fb.seconds);
     if (link > 0) cal.link_gbps = link;
     if (gather > 0) cal.collective_gbps = gather;
     cal.gpu = absl::StrCat("measured-by-ring_bench");

@@ -115,7 +115,8 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
       "524288 B per rank: 410.2 GB/s sent per rank\n"
       "calibration: our kernels, TFLOP/s: causal 4096 tokens fwd 300.0, bwd 250.0; full blocks "
       "(side:TFLOP/s) fwd 1024:200.0 4096:400.0; bwd 1024:150.0 4096:300.0; causal / full 0.800 "
-      "fwd, 0.810 bwd; ring pass dK/dV home 0 B/element\n"
+      "fwd, 0.810 bwd; ring pass dK/dV home 0 B/element; a 128-token pass 120.0 us fwd, 250.0 "
+      "us fwd+bwd\n"
       "zigzag         fwd          100.00     200.00 ringattn             50.0%       100.0      "
       "1.0 / 1.0          1.234     1.300   +5.3%\n";
   const absl::StatusOr<RingBenchLog> parsed = ParseRingBenchLog(log);
