@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -145,6 +146,20 @@ void ExerciseWorld(const std::vector<Communicator*>& comms,
     EXPECT_TRUE(statuses[r].ok()) << "rank " << r << ": " << statuses[r];
 }
 
+// One pass of rank `c` with rank 1: kExchangeBytes sent from `buffer` and
+// received into it in one batch, then the pass's end (Synchronize).
+constexpr int64_t kExchangeBytes = 4096;
+absl::Status ExchangeWithRank1(Communicator& c, float* buffer) {
+  std::vector<std::unique_ptr<Communicator::Request>> requests;
+  const absl::Span<uint8_t> bytes(reinterpret_cast<uint8_t*>(buffer), kExchangeBytes);
+  c.StartBatch();
+  requests.push_back(c.Send(1, kTagKv, bytes));
+  requests.push_back(c.Recv(1, kTagKv, bytes));
+  c.EndBatch();
+  const absl::Status s = WaitAll(requests);
+  return s.ok() ? c.Synchronize() : s;
+}
+
 // Rank 1 leaves without a word; rank 0's exchange fails within the timeout.
 void SilentPeerFails(const std::vector<Communicator*>& comms,
                      const std::vector<CudaPlacement>& placements) {
@@ -153,15 +168,8 @@ void SilentPeerFails(const std::vector<Communicator*>& comms,
       OnThreads(comms, placements, [&](int r, Communicator& c, cudaStream_t) -> absl::Status {
         if (r == 1) return absl::OkStatus();
         float* buffer = nullptr;
-        cudaMalloc(&buffer, 4096);
-        std::vector<std::unique_ptr<Communicator::Request>> requests;
-        const absl::Span<uint8_t> bytes(reinterpret_cast<uint8_t*>(buffer), 4096);
-        c.StartBatch();
-        requests.push_back(c.Send(1, kTagKv, bytes));
-        requests.push_back(c.Recv(1, kTagKv, bytes));
-        c.EndBatch();
-        absl::Status s = WaitAll(requests);
-        if (s.ok()) s = c.Synchronize();
+        cudaMalloc(&buffer, kExchangeBytes);
+        const absl::Status s = ExchangeWithRank1(c, buffer);
         cudaFree(buffer);
         return s;
       });
@@ -205,63 +213,70 @@ void HoldStream(cudaStream_t stream, double seconds) {
       cudaSuccess);
 }
 
-// Two virtual ranks on one GPU with the given timeout; rank 0 defers its
-// synchronization and its stream is held for `hold_s` seconds.
-struct DeferredRank {
-  DeferredRank(absl::Duration timeout, double hold_s) : ranks(2, 1) {
-    auto w = DeviceCopyWorld::Create(ranks.placements, timeout);
+// Two virtual ranks on one GPU (skips without one). Start: rank 0, with
+// the given timeout, defers its synchronization and its stream is held for
+// `hold_s` seconds from `start_`.
+class DeferredSynchronizeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (Devices() == 0) GTEST_SKIP() << "no CUDA device";
+  }
+  // False (the failure reported) when the world cannot be made.
+  bool Start(absl::Duration timeout, double hold_s) {
+    ranks_.emplace(2, 1);
+    auto w = DeviceCopyWorld::Create(ranks_->placements, timeout);
     if (!w.ok()) {
       ADD_FAILURE() << w.status();
-      return;
+      return false;
     }
-    world = *std::move(w);
+    world_ = *std::move(w);
     comm().SetDeferredSynchronize(true);
-    HoldStream(ranks.placements[0].stream, hold_s);
+    HoldStream(stream(), hold_s);
+    start_ = absl::Now();
+    return true;
   }
-  CudaCommunicator& comm() { return static_cast<CudaCommunicator&>(world->rank(0)); }
-  Ranks ranks;
-  std::unique_ptr<DeviceCopyWorld> world;
+  CudaCommunicator& comm() { return static_cast<CudaCommunicator&>(world_->rank(0)); }
+  cudaStream_t stream() const { return ranks_->placements[0].stream; }
+  absl::Duration Elapsed() const { return absl::Now() - start_; }
+
+  std::optional<Ranks> ranks_;  // outlives the world bound to its streams
+  std::unique_ptr<DeviceCopyWorld> world_;
+  absl::Time start_;
 };
 
 // Deferred synchronization returns at once; at most kPassesAhead passes are
 // outstanding (the next Synchronize waits for the oldest); once the work is
 // done, passes go on.
-TEST(DeviceCopyWorldTest, DeferredSynchronizeRunsAheadAtMostTwoPasses) {
-  if (Devices() == 0) GTEST_SKIP() << "no CUDA device";
-  DeferredRank d(absl::Seconds(60), 1.0);
-  ASSERT_NE(d.world, nullptr);
-  CudaCommunicator& c = d.comm();
-  const absl::Time start = absl::Now();
-  for (size_t i = 0; i < CudaCommunicator::kPassesAhead; ++i) ASSERT_TRUE(c.Synchronize().ok());
-  EXPECT_LT(absl::Now() - start, absl::Milliseconds(500));
-  ASSERT_TRUE(c.Synchronize().ok());  // the third waits for the first
-  EXPECT_GE(absl::Now() - start, absl::Milliseconds(900));
-  ASSERT_EQ(cudaStreamSynchronize(d.ranks.placements[0].stream), cudaSuccess);
-  EXPECT_TRUE(c.Synchronize().ok());
+TEST_F(DeferredSynchronizeTest, RunsAheadAtMostTwoPasses) {
+  ASSERT_TRUE(Start(absl::Seconds(60), 1.0));
+  for (size_t i = 0; i < CudaCommunicator::kPassesAhead; ++i) {
+    ASSERT_TRUE(comm().Synchronize().ok());
+  }
+  EXPECT_LT(Elapsed(), absl::Milliseconds(500));
+  ASSERT_TRUE(comm().Synchronize().ok());  // the third waits for the first
+  EXPECT_GE(Elapsed(), absl::Milliseconds(900));
+  ASSERT_EQ(cudaStreamSynchronize(stream()), cudaSuccess);
+  EXPECT_TRUE(comm().Synchronize().ok());
 }
 
 // A pass that does not complete within the timeout: the call that ended it
 // has returned, the watchdog aborts the world, and the rank's next call
 // (and its peers') fail, naming the deadline.
-TEST(DeviceCopyWorldTest, DeferredSynchronizeReportsAStuckPassAtTheNextCall) {
-  if (Devices() == 0) GTEST_SKIP() << "no CUDA device";
-  DeferredRank d(absl::Milliseconds(500), 2.0);
-  ASSERT_NE(d.world, nullptr);
-  CudaCommunicator& c = d.comm();
-  const absl::Time start = absl::Now();
-  ASSERT_TRUE(c.Synchronize().ok());
-  EXPECT_LT(absl::Now() - start, absl::Milliseconds(300));
+TEST_F(DeferredSynchronizeTest, ReportsAStuckPassAtTheNextCall) {
+  ASSERT_TRUE(Start(absl::Milliseconds(500), 2.0));
+  ASSERT_TRUE(comm().Synchronize().ok());
+  EXPECT_LT(Elapsed(), absl::Milliseconds(300));
   absl::SleepFor(absl::Milliseconds(1200));  // past the timeout: the watchdog aborted
-  const absl::Status next = c.Synchronize();
+  const absl::Status next = comm().Synchronize();
   EXPECT_TRUE(absl::IsAborted(next)) << next;
   EXPECT_THAT(next.message(), HasSubstr("did not complete within 500ms"));
-  EXPECT_TRUE(absl::IsAborted(c.WaitForPasses()));  // the explicit check says so too
+  EXPECT_TRUE(absl::IsAborted(comm().WaitForPasses()));  // the explicit check says so too
   std::vector<std::unique_ptr<Communicator::Request>> requests;
   float* buffer = nullptr;
   ASSERT_EQ(cudaMalloc(&buffer, 64), cudaSuccess);
-  requests.push_back(d.world->rank(1).Recv(0, kTagKv, {reinterpret_cast<uint8_t*>(buffer), 64}));
+  requests.push_back(world_->rank(1).Recv(0, kTagKv, {reinterpret_cast<uint8_t*>(buffer), 64}));
   EXPECT_TRUE(absl::IsAborted(requests[0]->Wait()));  // the peer knows at once
-  ASSERT_EQ(cudaStreamSynchronize(d.ranks.placements[0].stream), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(stream()), cudaSuccess);
   cudaFree(buffer);
 }
 
@@ -293,16 +308,9 @@ TEST(NcclWorldTest, DeferredPassWithASilentPeerDrainsAndFailsTheNextCall) {
   c.SetDeferredSynchronize(true);
   cudaSetDevice(ranks.placements[0].device);
   float* buffer = nullptr;
-  ASSERT_EQ(cudaMalloc(&buffer, 4096), cudaSuccess);
-  const absl::Span<uint8_t> bytes(reinterpret_cast<uint8_t*>(buffer), 4096);
+  ASSERT_EQ(cudaMalloc(&buffer, kExchangeBytes), cudaSuccess);
   const absl::Time start = absl::Now();
-  std::vector<std::unique_ptr<Communicator::Request>> requests;
-  c.StartBatch();
-  requests.push_back(c.Send(1, kTagKv, bytes));
-  requests.push_back(c.Recv(1, kTagKv, bytes));
-  c.EndBatch();
-  absl::Status s = WaitAll(requests);
-  if (s.ok()) s = c.Synchronize();
+  absl::Status s = ExchangeWithRank1(c, buffer);
   if (s.ok()) {  // enqueued: the host went on
     EXPECT_LT(absl::Now() - start, absl::Seconds(2));
     cudaStreamSynchronize(ranks.placements[0].stream);  // drains once the watchdog aborted
