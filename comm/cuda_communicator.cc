@@ -228,11 +228,13 @@ absl::Status CudaCommunicator::DeferPass() {
   return absl::OkStatus();
 }
 
+void CudaCommunicator::PendingPass::Release() const {
+  cudaEventDestroy(compute);  // released once the work completes
+  cudaEventDestroy(comm);
+}
+
 void CudaCommunicator::DropPendingLocked() {
-  for (const PendingPass& pass : pending_) {
-    cudaEventDestroy(pass.compute);  // released once the work completes
-    cudaEventDestroy(pass.comm);
-  }
+  for (const PendingPass& pass : pending_) pass.Release();
   pending_.clear();
 }
 
@@ -250,8 +252,7 @@ void CudaCommunicator::WatchPasses() {
     cudaError_t q = cudaEventQuery(oldest.comm);
     if (q == cudaSuccess) q = cudaEventQuery(oldest.compute);
     if (q == cudaSuccess) {
-      cudaEventDestroy(oldest.compute);
-      cudaEventDestroy(oldest.comm);
+      oldest.Release();
       pending_.pop_front();
       watch_cv_.NotifyAll();
       continue;

@@ -162,6 +162,7 @@ class CudaCommunicator : public Communicator {
   struct PendingPass {
     cudaEvent_t compute, comm;
     absl::Time deadline;
+    void Release() const;  // destroys both events
   };
   absl::Status DeferPass();
   absl::Status WaitForStreams();  // both streams' work so far, polled
