@@ -36,6 +36,10 @@ struct ringattn_world {
   int device = -1;
   cudaStream_t stream = nullptr;
   int size() const { return threads ? threads->world() : single->world(); }
+  // The NCCL rank's communicator; null for CPU worlds.
+  ringattn::comm::CudaCommunicator* gpu() const {
+    return dynamic_cast<ringattn::comm::CudaCommunicator*>(single.get());
+  }
   ~ringattn_world() {
     single.reset();  // before the stream it is bound to
     if (stream != nullptr) {
@@ -592,16 +596,14 @@ void ringattn_world_destroy(ringattn_world* world) { delete world; }
 ringattn_status ringattn_world_synchronize(ringattn_world* world) {
   return Guard([&]() -> absl::Status {
     if (world == nullptr) return absl::InvalidArgumentError("world is NULL");
-    auto* gpu = dynamic_cast<ringattn::comm::CudaCommunicator*>(world->single.get());
-    return gpu == nullptr ? absl::OkStatus() : gpu->WaitForPasses();
+    return world->gpu() == nullptr ? absl::OkStatus() : world->gpu()->WaitForPasses();
   });
 }
 
 ringattn_status ringattn_world_set_async_passes(ringattn_world* world, int32_t async) {
   return Guard([&]() -> absl::Status {
     if (world == nullptr) return absl::InvalidArgumentError("world is NULL");
-    auto* gpu = dynamic_cast<ringattn::comm::CudaCommunicator*>(world->single.get());
-    if (gpu == nullptr) {
+    if (world->gpu() == nullptr) {
       return absl::FailedPreconditionError(
           "this world runs the CPU backend, whose passes end with their work; asynchronous "
           "passes are for NCCL worlds");
@@ -609,7 +611,7 @@ ringattn_status ringattn_world_set_async_passes(ringattn_world* world, int32_t a
     if (async != 0 && async != 1) {
       return absl::InvalidArgumentError(absl::StrCat("async is ", async, "; expected 0 or 1"));
     }
-    gpu->SetDeferredSynchronize(async == 1);
+    world->gpu()->SetDeferredSynchronize(async == 1);
     return absl::OkStatus();
   });
 }
