@@ -67,11 +67,18 @@ def _group(group, device=None):
                      "ringattn.functions.Group")
 
 
+def _tensor_integers(name, x):
+    """The values of tensor x, which must have an integer dtype."""
+    if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
+        raise ValueError(f"ringattn: {name} has dtype {x.dtype}; expected integers "
+                         "(torch.int32, as ring-flash-attention takes them)")
+    return x.reshape(-1).tolist()
+
+
 def _integer(name, x):
     """x as a Python int: ringattn._int, and 0-d integer tensors."""
-    if isinstance(x, torch.Tensor) and x.dim() == 0 and not (
-            x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool):
-        return int(x)
+    if isinstance(x, torch.Tensor) and x.dim() == 0:
+        return _tensor_integers(name, x)[0]
     return _int(name, x)
 
 
@@ -79,10 +86,7 @@ def _integers(name, values):
     """values (a 1-d integer tensor, as ring-flash-attention takes
     cu_seqlens, or what ringattn._ints takes) as a list of Python ints."""
     if isinstance(values, torch.Tensor):
-        if values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
-            raise ValueError(f"ringattn: {name} has dtype {values.dtype}; expected integers "
-                             "(torch.int32, as ring-flash-attention takes them)")
-        return [int(x) for x in values.reshape(-1).tolist()]
+        return _tensor_integers(name, values)
     return [_integer(f"{name}[{i}]", x) for i, x in enumerate(values)]
 
 
