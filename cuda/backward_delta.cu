@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/backward_delta.h"
 #include "cuda/element_access.cuh"
@@ -7,104 +8,109 @@
 namespace ringattn::cuda {
 namespace {
 
-// A lane's parts of sum_c dout[c] * o[c] over two rows (elements first0
-// and first1 on; the same row twice where there is one), kN adjacent
-// elements per load, both rows' loads issued together; lanes read
-// consecutive elements (coalesced).
+// D of 32 consecutive rows (one (b, h), query rows t0 on: elements
+// `first` on, `row_stride` apart) for one warp: lanes_per_row lanes (a
+// power of two) read a row, kN adjacent elements per load, so 32 /
+// lanes_per_row rows are read at a time; shuffles sum each row's parts and
+// hand row i's D to lane i (rows past `valid_rows`: 0), so that the warp
+// writes its 32 D values with one coalesced store.
 template <int kN, typename TD, typename TO>
-__device__ __forceinline__ float2 RowDots(const TD* dout, const TO* o, int64_t first0,
-                                          int64_t first1, int64_t head_dim, int lane) {
-  float2 sum = {0.f, 0.f};
-  for (int64_t c = kN * lane; c < head_dim; c += 32 * kN) {
-    float x0[kN], y0[kN], x1[kN], y1[kN];
-    LoadFloats<kN>(dout + first0 + c, x0);
-    LoadFloats<kN>(o + first0 + c, y0);
-    LoadFloats<kN>(dout + first1 + c, x1);
-    LoadFloats<kN>(o + first1 + c, y1);
+__device__ __forceinline__ float WarpDeltas(const TD* dout, const TO* o, int64_t first,
+                                            int64_t row_stride, int valid_rows, int64_t head_dim,
+                                            int lanes_per_row, int lane) {
+  const int rows_at_once = 32 / lanes_per_row;
+  const int sub = lane / lanes_per_row, part = lane % lanes_per_row;
+  float mine = 0.f;
+  for (int pass = 0; pass < lanes_per_row; ++pass) {
+    const int r = pass * rows_at_once + sub;
+    float sum = 0.f;
+    if (r < valid_rows) {
+      const int64_t row_first = first + r * row_stride;
+      for (int64_t c = kN * part; c < head_dim; c += kN * lanes_per_row) {
+        float x[kN], y[kN];
+        LoadFloats<kN>(dout + row_first + c, x);
+        LoadFloats<kN>(o + row_first + c, y);
 #pragma unroll
-    for (int i = 0; i < kN; ++i) {
-      sum.x += x0[i] * y0[i];
-      sum.y += x1[i] * y1[i];
+        for (int i = 0; i < kN; ++i) sum += x[i] * y[i];
+      }
     }
+    for (int offset = lanes_per_row / 2; offset > 0; offset /= 2) {
+      sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+    }
+    // Row pass * rows_at_once + j is lane j * lanes_per_row's (every lane
+    // of its group holds it); lane i takes row i.
+    const float row_sum = __shfl_sync(0xffffffffu, sum, (lane % rows_at_once) * lanes_per_row);
+    if (lane / rows_at_once == pass) mine = row_sum;
   }
-  return sum;
+  return mine;
 }
 
 // The same with o's dtype chosen at run time.
 template <int kN, typename TD>
-__device__ __forceinline__ float2 RowDots(const TD* dout, ElementType o_dtype, const void* o,
-                                          int64_t first0, int64_t first1, int64_t head_dim,
-                                          int lane) {
+__device__ __forceinline__ float WarpDeltas(const TD* dout, ElementType o_dtype, const void* o,
+                                            int64_t first, int64_t row_stride, int valid_rows,
+                                            int64_t head_dim, int lanes_per_row, int lane) {
   switch (o_dtype) {
     case ElementType::kFloat16:
-      return RowDots<kN>(dout, static_cast<const __half*>(o), first0, first1, head_dim, lane);
+      return WarpDeltas<kN>(dout, static_cast<const __half*>(o), first, row_stride, valid_rows,
+                            head_dim, lanes_per_row, lane);
     case ElementType::kBFloat16:
-      return RowDots<kN>(dout, static_cast<const __nv_bfloat16*>(o), first0, first1, head_dim,
-                         lane);
+      return WarpDeltas<kN>(dout, static_cast<const __nv_bfloat16*>(o), first, row_stride,
+                            valid_rows, head_dim, lanes_per_row, lane);
     default:
-      return RowDots<kN>(dout, static_cast<const float*>(o), first0, first1, head_dim, lane);
+      return WarpDeltas<kN>(dout, static_cast<const float*>(o), first, row_stride, valid_rows,
+                            head_dim, lanes_per_row, lane);
   }
 }
 
 // And dout's.
 template <int kN>
-__device__ __forceinline__ float2 RowDots(ElementType dtype, const void* dout, ElementType o_dtype,
-                                          const void* o, int64_t first0, int64_t first1,
-                                          int64_t head_dim, int lane) {
+__device__ __forceinline__ float WarpDeltas(ElementType dtype, const void* dout,
+                                            ElementType o_dtype, const void* o, int64_t first,
+                                            int64_t row_stride, int valid_rows, int64_t head_dim,
+                                            int lanes_per_row, int lane) {
   switch (dtype) {
     case ElementType::kFloat16:
-      return RowDots<kN>(static_cast<const __half*>(dout), o_dtype, o, first0, first1, head_dim,
-                         lane);
+      return WarpDeltas<kN>(static_cast<const __half*>(dout), o_dtype, o, first, row_stride,
+                            valid_rows, head_dim, lanes_per_row, lane);
     case ElementType::kBFloat16:
-      return RowDots<kN>(static_cast<const __nv_bfloat16*>(dout), o_dtype, o, first0, first1,
-                         head_dim, lane);
+      return WarpDeltas<kN>(static_cast<const __nv_bfloat16*>(dout), o_dtype, o, first,
+                            row_stride, valid_rows, head_dim, lanes_per_row, lane);
     default:
-      return RowDots<kN>(static_cast<const float*>(dout), o_dtype, o, first0, first1, head_dim,
-                         lane);
+      return WarpDeltas<kN>(static_cast<const float*>(dout), o_dtype, o, first, row_stride,
+                            valid_rows, head_dim, lanes_per_row, lane);
   }
 }
 
-// delta's index of row (b * rows + t) * heads + h: (b * heads + h) * rows + t.
-// 64-bit division is a long software routine: 32-bit when the rows fit.
-__device__ __forceinline__ int64_t DeltaIndex(int64_t row, int64_t rows, int64_t heads,
-                                              bool fits32) {
-  int64_t h, t, b;
-  if (fits32) {
-    const uint32_t r = static_cast<uint32_t>(row), hs = static_cast<uint32_t>(heads);
-    h = r % hs;
-    t = (r / hs) % static_cast<uint32_t>(rows);
-    b = r / (hs * static_cast<uint32_t>(rows));
-  } else {
-    h = row % heads, t = (row / heads) % rows, b = row / (heads * rows);
-  }
-  return (b * heads + h) * rows + t;
-}
-
-// Each warp takes two adjacent rows at a time (grid-stride): the dtypes and
-// the elements per load (vector: 4, 2 or 1, as head_dim and the buffers'
-// alignment allow) chosen once per thread, not per element, then shuffle
-// reductions.
+// Each warp takes 32 consecutive query rows of one (b, h) at a time
+// (grid-stride; heads fastest, so a block's warps read neighbouring rows):
+// D is [b, h, t] while dout and o are [b, t, h, c], and 32 rows of one head
+// are one 128-byte store of D where consecutive rows of the input (other
+// heads) were 32 scattered 4-byte stores. The dtypes and the elements per
+// load (vector: 8, 4, 2 or 1, as head_dim and the buffers' alignment allow)
+// are chosen once per thread.
 __global__ void DeltaKernel(ElementType dtype, const void* dout, ElementType o_dtype, const void* o,
                             float* delta, int64_t batch, int64_t rows, int64_t heads,
-                            int64_t head_dim, int vector) {
-  const int64_t n = batch * rows * heads;
-  const bool fits32 = n <= INT32_MAX;
+                            int64_t head_dim, int vector, int lanes_per_row) {
+  const int64_t row_chunks = (rows + 31) / 32;
+  const int64_t chunks = batch * heads * row_chunks;
   const int lane = threadIdx.x % 32;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * blockDim.x / 32;
-  for (int64_t row0 = 2 * ((static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32);
-       row0 < n; row0 += 2 * warps) {
-    const int64_t row1 = row0 + 1 < n ? row0 + 1 : row0;
-    const int64_t first0 = row0 * head_dim, first1 = row1 * head_dim;
-    float2 sum = vector == 4 ? RowDots<4>(dtype, dout, o_dtype, o, first0, first1, head_dim, lane)
-                 : vector == 2
-                     ? RowDots<2>(dtype, dout, o_dtype, o, first0, first1, head_dim, lane)
-                     : RowDots<1>(dtype, dout, o_dtype, o, first0, first1, head_dim, lane);
-    for (int offset = 16; offset > 0; offset /= 2) {
-      sum.x += __shfl_xor_sync(0xffffffffu, sum.x, offset);
-      sum.y += __shfl_xor_sync(0xffffffffu, sum.y, offset);
-    }
-    if (lane == 0) delta[DeltaIndex(row0, rows, heads, fits32)] = sum.x;
-    if (lane == 1 && row1 != row0) delta[DeltaIndex(row1, rows, heads, fits32)] = sum.y;
+  for (int64_t chunk = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+       chunk < chunks; chunk += warps) {
+    const int64_t h = chunk % heads, rest = chunk / heads;
+    const int64_t t0 = 32 * (rest % row_chunks), b = rest / row_chunks;
+    const int valid_rows = static_cast<int>(rows - t0 < 32 ? rows - t0 : 32);
+    const int64_t first = ((b * rows + t0) * heads + h) * head_dim, stride = heads * head_dim;
+    const auto deltas = [&](auto elements) {
+      return WarpDeltas<decltype(elements)::value>(dtype, dout, o_dtype, o, first, stride,
+                                                   valid_rows, head_dim, lanes_per_row, lane);
+    };
+    const float d = vector == 8   ? deltas(std::integral_constant<int, 8>())
+                    : vector == 4 ? deltas(std::integral_constant<int, 4>())
+                    : vector == 2 ? deltas(std::integral_constant<int, 2>())
+                                  : deltas(std::integral_constant<int, 1>());
+    if (lane < valid_rows) delta[(b * heads + h) * rows + t0 + lane] = d;
   }
 }
 
@@ -113,26 +119,31 @@ __global__ void DeltaKernel(ElementType dtype, const void* dout, ElementType o_d
 cudaError_t LaunchBackwardDelta(ElementType dtype, const void* dout, ElementType o_dtype,
                                 const void* o, float* delta, int64_t batch, int64_t rows,
                                 int64_t heads, int64_t head_dim, cudaStream_t stream) {
-  const int64_t n = batch * rows * heads;
-  if (n == 0) return cudaSuccess;
-  // Warps of 256 threads, each taking kPairsPerWarp pairs of rows.
-  constexpr int64_t kWarpsPerBlock = 8, kPairsPerWarp = 4;
-  const int64_t blocks =
-      (n + 2 * kWarpsPerBlock * kPairsPerWarp - 1) / (2 * kWarpsPerBlock * kPairsPerWarp);
-  // Elements per load: 4, 2 or 1, as head_dim and both buffers' alignment allow.
+  if (batch * rows * heads == 0) return cudaSuccess;
+  // Elements per load: 8, 4, 2 or 1, as head_dim and both buffers'
+  // alignment allow (up to 16 bytes a load).
   const auto aligned = [](const void* p, ElementType t, int elements) {
-    return reinterpret_cast<uintptr_t>(p) % (elements * ElementBytes(t)) == 0;
+    return reinterpret_cast<uintptr_t>(p) % std::min<int64_t>(16, elements * ElementBytes(t)) == 0;
   };
   int vector = 1;
-  for (const int elements : {4, 2}) {
+  for (const int elements : {8, 4, 2}) {
     if (head_dim % elements == 0 && aligned(dout, dtype, elements) &&
         aligned(o, o_dtype, elements)) {
       vector = elements;
       break;
     }
   }
+  // Lanes per row: the most (a power of two up to 32) that each have a load.
+  int lanes_per_row = 32;
+  while (lanes_per_row > 1 && lanes_per_row * vector > head_dim) lanes_per_row /= 2;
+  // Blocks of 8 warps, each warp taking about 4 chunks of 32 rows.
+  constexpr int64_t kWarpsPerBlock = 8, kChunksPerWarp = 4;
+  const int64_t chunks = batch * heads * ((rows + 31) / 32);
+  const int64_t blocks =
+      (chunks + kWarpsPerBlock * kChunksPerWarp - 1) / (kWarpsPerBlock * kChunksPerWarp);
   DeltaKernel<<<static_cast<unsigned>(std::min<int64_t>(blocks, INT32_MAX)), 32 * kWarpsPerBlock, 0,
-                stream>>>(dtype, dout, o_dtype, o, delta, batch, rows, heads, head_dim, vector);
+                stream>>>(dtype, dout, o_dtype, o, delta, batch, rows, heads, head_dim, vector,
+                          lanes_per_row);
   return cudaGetLastError();
 }
 

@@ -23,22 +23,23 @@ using ::ringattn::cuda::testing::ToDevice;
 using ::ringattn::cuda::testing::ToHost;
 using ::ringattn::testing::RandomNormal;
 
-// D = rowsum(dO * O) for every pair of dtypes, head dims whose rows load 4,
-// 2 or 1 elements at a time, and buffers one element off their alignment
-// (single-element loads), against the sum in double of the same rounded
-// inputs.
+// D = rowsum(dO * O) for every pair of dtypes, head dims whose rows load 8,
+// 4, 2 or 1 elements at a time (32 down to 1 lanes per row), buffers one
+// element off their alignment (single-element loads), and a row count that
+// leaves a partial chunk of 32 rows, against the sum in double of the same
+// rounded inputs.
 TEST(BackwardDeltaTest, EveryDtypePairHeadDimAndAlignmentMatchesTheSumInDouble) {
   if (absl::StatusOr<int> n = DeviceCount(); !n.ok()) {
     GTEST_SKIP() << "needs a GPU: " << n.status().message();
   }
-  const int64_t batch = 3, rows = 37, heads = 3;  // 333 rows: an odd count
+  const int64_t batch = 3, rows = 37, heads = 3;  // chunks of 32 and 5 rows
   const DType dtypes[] = {DType::kFloat16, DType::kBFloat16, DType::kFloat32};
   const auto element_type = [](DType t) {
     return t == DType::kBFloat16  ? ElementType::kBFloat16
            : t == DType::kFloat16 ? ElementType::kFloat16
                                   : ElementType::kFloat32;
   };
-  for (const int64_t head_dim : {128, 64, 6, 5}) {
+  for (const int64_t head_dim : {256, 128, 64, 8, 6, 5}) {
     for (const DType dout_type : dtypes) {
       for (const DType o_type : dtypes) {
         for (const int offset : {0, 1}) {

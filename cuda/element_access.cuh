@@ -30,22 +30,30 @@ __device__ __forceinline__ float LoadAsFloat(ElementType dtype, const void* p, i
 }
 
 // The same with the dtype known at compile time: x as float, and kN
-// adjacent elements at p (kN-element aligned) as floats with one load.
+// adjacent elements at p as floats with one load (two for 32 bytes); p
+// aligned to the load's size (16 bytes for 32).
 __device__ __forceinline__ float ToFloat(__half x) { return __half2float(x); }
 __device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ float ToFloat(float x) { return x; }
 template <int kN, typename T>
 __device__ __forceinline__ void LoadFloats(const T* p, float (&x)[kN]) {
   constexpr size_t kBytes = kN * sizeof(T);
-  using Raw = std::conditional_t<
-      kBytes == 16, uint4,
-      std::conditional_t<kBytes == 8, uint2, std::conditional_t<kBytes == 4, uint32_t, uint16_t>>>;
-  static_assert(sizeof(Raw) == kBytes, "1, 2 or 4 elements");
-  const Raw raw = *reinterpret_cast<const Raw*>(p);
-  T e[kN];
-  memcpy(e, &raw, kBytes);
+  if constexpr (kBytes > 16) {  // 8 fp32 elements: two 16-byte loads
+    float (&lo)[kN / 2] = *reinterpret_cast<float(*)[kN / 2]>(x);
+    float (&hi)[kN / 2] = *reinterpret_cast<float(*)[kN / 2]>(x + kN / 2);
+    LoadFloats<kN / 2>(p, lo);
+    LoadFloats<kN / 2>(p + kN / 2, hi);
+  } else {
+    using Raw = std::conditional_t<
+        kBytes == 16, uint4,
+        std::conditional_t<kBytes == 8, uint2, std::conditional_t<kBytes == 4, uint32_t, uint16_t>>>;
+    static_assert(sizeof(Raw) == kBytes, "1, 2, 4 or 8 elements");
+    const Raw raw = *reinterpret_cast<const Raw*>(p);
+    T e[kN];
+    memcpy(e, &raw, kBytes);
 #pragma unroll
-  for (int i = 0; i < kN; ++i) x[i] = ToFloat(e[i]);
+    for (int i = 0; i < kN; ++i) x[i] = ToFloat(e[i]);
+  }
 }
 
 // Element i of `p`, of `dtype`, = x rounded to nearest.
