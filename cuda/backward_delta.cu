@@ -74,8 +74,8 @@ __device__ __forceinline__ float WarpDeltas(ElementType dtype, const void* dout,
       return WarpDeltas<kN>(static_cast<const __half*>(dout), o_dtype, o, first, row_stride,
                             valid_rows, head_dim, lanes_per_row, lane);
     case ElementType::kBFloat16:
-      return WarpDeltas<kN>(static_cast<const __nv_bfloat16*>(dout), o_dtype, o, first,
-                            row_stride, valid_rows, head_dim, lanes_per_row, lane);
+      return WarpDeltas<kN>(static_cast<const __nv_bfloat16*>(dout), o_dtype, o, first, row_stride,
+                            valid_rows, head_dim, lanes_per_row, lane);
     default:
       return WarpDeltas<kN>(static_cast<const float*>(dout), o_dtype, o, first, row_stride,
                             valid_rows, head_dim, lanes_per_row, lane);

@@ -39,14 +39,15 @@ template <int kN, typename T>
 __device__ __forceinline__ void LoadFloats(const T* p, float (&x)[kN]) {
   constexpr size_t kBytes = kN * sizeof(T);
   if constexpr (kBytes > 16) {  // 8 fp32 elements: two 16-byte loads
-    float (&lo)[kN / 2] = *reinterpret_cast<float(*)[kN / 2]>(x);
-    float (&hi)[kN / 2] = *reinterpret_cast<float(*)[kN / 2]>(x + kN / 2);
+    float(&lo)[kN / 2] = *reinterpret_cast<float(*)[kN / 2]>(x);
+    float(&hi)[kN / 2] = *reinterpret_cast<float(*)[kN / 2]>(x + kN / 2);
     LoadFloats<kN / 2>(p, lo);
     LoadFloats<kN / 2>(p + kN / 2, hi);
   } else {
-    using Raw = std::conditional_t<
-        kBytes == 16, uint4,
-        std::conditional_t<kBytes == 8, uint2, std::conditional_t<kBytes == 4, uint32_t, uint16_t>>>;
+    using Raw =
+        std::conditional_t<kBytes == 16, uint4,
+                           std::conditional_t<kBytes == 8, uint2,
+                                              std::conditional_t<kBytes == 4, uint32_t, uint16_t>>>;
     static_assert(sizeof(Raw) == kBytes, "1, 2, 4 or 8 elements");
     const Raw raw = *reinterpret_cast<const Raw*>(p);
     T e[kN];
