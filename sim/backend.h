@@ -128,6 +128,18 @@ class SimBackend : public RingBackend {
     Memory("copy O out", 2 * local_.q_elements() * DTypeBytes(o_.dtype));
     Memory("copy LSE out", 2 * 4 * local_.stat_elements());
   }
+  // What a pass costs besides its tasks and memory passes
+  // (Calibration::pass_overhead_us_fwd / _bwd), the GPU idle.
+  void PassOverhead(bool backward) {
+    const double us =
+        backward ? o_.calibration.pass_overhead_us_bwd : o_.calibration.pass_overhead_us_fwd;
+    if (us <= 0) return;
+    if (clock_->trace) {
+      clock_->events.push_back({clock_->now, clock_->now + 1e-6 * us, 0,
+                                backward ? "pass overhead bwd" : "pass overhead fwd", ""});
+    }
+    clock_->now += 1e-6 * us;
+  }
   void WriteGrads() {
     const int64_t e = DTypeBytes(o_.dtype);
     Memory("dQ to the input dtype", local_.q_elements() * (4 + e));

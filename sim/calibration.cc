@@ -149,6 +149,8 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
         {"strided_block_factor_bwd", &Calibration::strided_block_factor_bwd},
         {"host_sync_us", &Calibration::host_sync_us},
         {"ring_pass_dkv_home_bytes", &Calibration::ring_pass_dkv_home_bytes},
+        {"pass_overhead_us_fwd", &Calibration::pass_overhead_us_fwd},
+        {"pass_overhead_us_bwd", &Calibration::pass_overhead_us_bwd},
     };
     const auto key = std::find_if(std::begin(kKeys), std::end(kKeys),
                                   [&](const auto& k) { return k.first == f[0]; });
@@ -189,7 +191,9 @@ std::string Calibration::Serialize() const {
       partial_block_factor, "\npartial_block_factor_bwd ", partial_block_factor_bwd,
       "\nstrided_block_factor ", strided_block_factor, "\nstrided_block_factor_bwd ",
       strided_block_factor_bwd, "\nhost_sync_us ", host_sync_us, "\nring_pass_dkv_home_bytes ",
-      ring_pass_dkv_home_bytes, "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
+      ring_pass_dkv_home_bytes, "\npass_overhead_us_fwd ", pass_overhead_us_fwd,
+      "\npass_overhead_us_bwd ", pass_overhead_us_bwd,
+      "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& [d, curve] : rates[pass]) {
       for (const auto& [side, tflops] : curve) {

@@ -18,6 +18,8 @@
 //   strided_block_factor 0.85   # rate of a strided (stripe) block vs a contiguous one of
 //   strided_block_factor_bwd 0.9 # the same density (0 or absent: 1), fwd / bwd
 //   ring_pass_dkv_home_bytes 0   # bytes per dK/dV element when a ring pass's sum comes home
+//   pass_overhead_us_fwd 16  # what a forward / backward pass costs besides its tasks
+//   pass_overhead_us_bwd 80  # and memory passes (host preparation, the end-of-pass sync)
 //   rate fwd 128 8192 361    # pass, head_dim, block side (tokens), TFLOP/s
 // Rates are for full (unmasked) square blocks; between block sides the
 // rate is interpolated linearly in log(side), beyond them held; a block of
@@ -94,6 +96,16 @@ class Calibration {
   // added it into zeroed full fp32 buffers (10, their replays set it).
   // All-gather's home add is charged regardless (it still adds).
   double ring_pass_dkv_home_bytes = 0;
+  // What a ringattn pass costs besides its tasks' kernels and memory passes
+  // (the host's preparation and launches of the pass, the synchronize that
+  // ends it), once per forward and once per backward pass of a rank, the
+  // GPU idle: ring_bench measures it on a 128-token pass (a few
+  // microseconds of kernels) and takes it out of the block rates, which
+  // carried it once per measured block while a pass of many tasks pays it
+  // once. 0: not measured (logs before 2026-12-01's seventeenth session;
+  // their rates carry it).
+  double pass_overhead_us_fwd = 0;
+  double pass_overhead_us_bwd = 0;
   // The GPU's idle time after the host waits for it (PyTorch eager: the
   // wait's round trip plus dispatching the next op; used for the seed's
   // implementation, whose boolean-mask indexing synchronizes).

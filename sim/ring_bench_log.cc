@@ -111,6 +111,13 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
   } else {
     ASSIGN_OR_RETURN(c.ring_pass_dkv_home_bytes, Number(home, "ring pass dK/dV home bytes"));
   }
+  // Logs before the pass overhead was measured: none (their rates carry it).
+  if (const absl::string_view overhead = Between(line, "pass overhead ", " us");
+      !overhead.empty()) {
+    const std::pair<absl::string_view, absl::string_view> fb = absl::StrSplit(overhead, " / ");
+    ASSIGN_OR_RETURN(c.pass_overhead_us_fwd, Number(fb.first, "pass overhead fwd"));
+    ASSIGN_OR_RETURN(c.pass_overhead_us_bwd, Number(fb.second, "pass overhead bwd"));
+  }
   c.link_gbps = log.hop_gbps;
   c.collective_gbps = log.all_gather_gbps;
   c.gpu = "rebuilt-from-ring_bench";

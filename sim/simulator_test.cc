@@ -52,6 +52,28 @@ TEST(SimulatorTest, ComputeOnlyCausalRingIsAsImbalancedAsItsFlops) {
   }
 }
 
+// A pass's fixed cost is charged once per forward and once per backward
+// pass of each rank, not per task or step: the iteration grows by exactly
+// that; ring-flash-attention's model (host syncs of its own) is not charged.
+TEST(SimulatorTest, PassOverheadIsChargedOncePerPass) {
+  for (int world : {1, 4}) {
+    SCOPED_TRACE(world);
+    SimOptions o = Options(LayoutKind::kZigzag, world, 8192);
+    o.backward = true;
+    const SimResult plain = *Simulate(o);
+    o.calibration.pass_overhead_us_fwd = 30;
+    o.calibration.pass_overhead_us_bwd = 70;
+    const SimResult charged = *Simulate(o);
+    EXPECT_NEAR(charged.forward_s - plain.forward_s, 30e-6, 1e-12);
+    EXPECT_NEAR(charged.iteration_s - plain.iteration_s, 100e-6, 1e-12);
+    EXPECT_EQ(Calibration::Parse(o.calibration.Serialize())->pass_overhead_us_bwd, 70);
+    o.seed_implementation = true;
+    const double seed_charged = Simulate(o)->iteration_s;
+    o.calibration.pass_overhead_us_fwd = o.calibration.pass_overhead_us_bwd = 0;
+    EXPECT_DOUBLE_EQ(Simulate(o)->iteration_s, seed_charged);
+  }
+}
+
 TEST(SimulatorTest, ZigzagAndStripeAreBalanced) {
   for (LayoutKind kind : {LayoutKind::kZigzag, LayoutKind::kStripe}) {
     SimOptions o = Options(kind, 8, 8192);
