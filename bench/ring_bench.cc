@@ -536,20 +536,11 @@ absl::Status Main() {
     ASSIGN_OR_RETURN(Timing tiny_f, alone.Run(tiny_schedule, tiny.shape, false, 50));
     ASSIGN_OR_RETURN(Timing tiny_fb, alone.Run(tiny_schedule, tiny.shape, true, 50));
     {
-      sim::SimOptions o;
-      o.layout = tiny.layout;
-      o.mask = tiny.mask;
-      o.shape = tiny.shape;
-      o.dtype = DType::kBFloat16;
-      o.calibration = cal;
-      o.backward = false;
-      ASSIGN_OR_RETURN(sim::SimResult model_f, sim::Simulate(o));
-      o.backward = true;
-      ASSIGN_OR_RETURN(sim::SimResult model_fb, sim::Simulate(o));
-      cal.pass_overhead_us_fwd = std::max(0.0, 1e6 * (tiny_f.seconds - model_f.iteration_s));
+      ASSIGN_OR_RETURN(const double model_f, sim::PredictBenchProblem(cal, tiny, false));
+      ASSIGN_OR_RETURN(const double model_fb, sim::PredictBenchProblem(cal, tiny, true));
+      cal.pass_overhead_us_fwd = std::max(0.0, 1e6 * (tiny_f.seconds - model_f));
       cal.pass_overhead_us_bwd =
-          std::max(0.0, 1e6 * ((tiny_fb.seconds - tiny_f.seconds) -
-                               (model_fb.iteration_s - model_f.iteration_s)));
+          std::max(0.0, 1e6 * ((tiny_fb.seconds - tiny_f.seconds) - (model_fb - model_f)));
     }
     const absl::StatusOr<std::pair<double, double>> causal = rates(tokens, true);
     if (!causal.ok()) return causal.status();
