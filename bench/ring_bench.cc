@@ -15,6 +15,7 @@
 //   ring_bench [--world=W] [--comm=auto|device|nccl|nccl_env] [--tokens=8192]
 //              [--heads=32] [--kv_heads=32] [--head_dim=128] [--iters=10]
 //              [--rows=zigzag,varlen_zigzag] [--gpu=h100] [--calibration_out=F] [--hop_sweep]
+//              [--calibration_min] [--calibration_warmup_ms=0]
 //              [--torch_single_ms=F,FB,VF,VFB --torch_single_names=DENSE,VARLEN]
 #include <cuda_runtime_api.h>
 
@@ -64,6 +65,12 @@ ABSL_FLAG(bool, outputs, false,
           "after the backward (default: the ring passes alone)");
 ABSL_FLAG(std::string, gpu, "h100", "simulator calibration to start from");
 ABSL_FLAG(std::string, calibration_out, "", "write the measured calibration here");
+ABSL_FLAG(bool, calibration_min, false,
+          "calibrate from each pass's fastest iteration instead of the median (host and clock "
+          "jitter only slow a pass down)");
+ABSL_FLAG(int, calibration_warmup_ms, 0,
+          "passes on one rank's causal tokens before the calibration, at least this long "
+          "(0: one round)");
 ABSL_FLAG(bool, hop_sweep, false,
           "also time the ring hop at 8 to 256 MiB per rank (one line, GB/s per size)");
 ABSL_FLAG(std::string, torch_single_ms, "",
@@ -88,6 +95,7 @@ void Print(const char* format, Args... args) {
 
 struct Timing {
   double seconds = 0;         // median iteration, slowest rank
+  double fastest = 0;         // fastest iteration, slowest rank
   cuda::MemoryReport memory;  // the rank with the largest peak
 };
 
@@ -236,6 +244,7 @@ class Bench {
     }
     std::sort(per_iteration.begin(), per_iteration.end());
     timing.seconds = per_iteration[iters / 2];
+    timing.fastest = per_iteration[0];
     for (const cuda::MemoryReport& m : memory) {
       if (m.peak > timing.memory.peak) timing.memory = m;
     }
@@ -486,6 +495,9 @@ absl::Status Main() {
     // {fwd, bwd} TFLOP/s of one n-token block on one GPU. FailedPrecondition
     // for a block whose time is nearly all the pass's fixed cost and the
     // memory passes (no rate to read from it).
+    // A calibration pass's time: the median iteration, or the fastest.
+    const bool fastest = absl::GetFlag(FLAGS_calibration_min);
+    const auto pass_s = [&](const Timing& t) { return fastest ? t.fastest : t.seconds; };
     const auto rates = [&](int64_t n, bool causal) -> absl::StatusOr<std::pair<double, double>> {
       BenchProblem b = MakeConfig(kBenchRows[0], 1, n, {});
       b.mask.causal = causal;
@@ -493,8 +505,9 @@ absl::Status Main() {
       // Small blocks take a fraction of a millisecond: more iterations, so
       // the median is not the host's jitter.
       const int runs = std::max(iters, static_cast<int>(20 * tokens / n));
-      ASSIGN_OR_RETURN(Timing f, alone.Run(base, b.shape, false, runs));
-      ASSIGN_OR_RETURN(Timing fb, alone.Run(base, b.shape, true, runs));
+      ASSIGN_OR_RETURN(const Timing f_timing, alone.Run(base, b.shape, false, runs));
+      ASSIGN_OR_RETURN(const Timing fb_timing, alone.Run(base, b.shape, true, runs));
+      const double f_s = pass_s(f_timing), fb_s = pass_s(fb_timing);
       ASSIGN_OR_RETURN(PlanReport p, BuildPlan(base, b.shape));
       // The kernels' share of the measured time: minus what the simulator
       // adds around them (memory passes: O, D, dK/dV adds; launches), which
@@ -513,19 +526,24 @@ absl::Status Main() {
         around[backward ? 1 : 0] = total.iteration_s - kernels;
       }
       const double launch = 1e-6 * cal.launch_us;
-      const double fwd_s = f.seconds - around[0] - launch;
-      const double bwd_s = (fb.seconds - f.seconds) - (around[1] - around[0]) - launch;
-      if (fwd_s < 0.1 * f.seconds || bwd_s < 0.1 * (fb.seconds - f.seconds)) {
+      const double fwd_s = f_s - around[0] - launch;
+      const double bwd_s = (fb_s - f_s) - (around[1] - around[0]) - launch;
+      if (fwd_s < 0.1 * f_s || bwd_s < 0.1 * (fb_s - f_s)) {
         return absl::FailedPreconditionError(
-            absl::StrCat("calibration: ", n, " tokens measured ", f.seconds, " / ", fb.seconds,
+            absl::StrCat("calibration: ", n, " tokens measured ", f_s, " / ", fb_s,
                          " s, mostly the pass's fixed cost and the modelled memory passes"));
       }
       return std::pair{p.TotalFlops() / fwd_s / 1e12, 2.5 * p.TotalFlops() / bwd_s / 1e12};
     };
-    // Once untimed: the GPU's clocks ramp up before the first measurement.
-    if (absl::StatusOr<std::pair<double, double>> warm = rates(tokens, true); !warm.ok()) {
-      return warm.status();
-    }
+    // Untimed, once or for --calibration_warmup_ms: the GPU's clocks ramp
+    // up before the first measurement.
+    const absl::Time warmup_end =
+        absl::Now() + absl::Milliseconds(absl::GetFlag(FLAGS_calibration_warmup_ms));
+    do {
+      if (absl::StatusOr<std::pair<double, double>> warm = rates(tokens, true); !warm.ok()) {
+        return warm.status();
+      }
+    } while (absl::Now() < warmup_end);
     // A 128-token pass (a few microseconds of kernels): what any pass costs
     // besides its kernels (host preparation, launches, the end-of-pass
     // synchronize) is its time less what the model charges it; the model
@@ -538,9 +556,9 @@ absl::Status Main() {
     {
       ASSIGN_OR_RETURN(const double model_f, sim::PredictBenchProblem(cal, tiny, false));
       ASSIGN_OR_RETURN(const double model_fb, sim::PredictBenchProblem(cal, tiny, true));
-      cal.pass_overhead_us_fwd = std::max(0.0, 1e6 * (tiny_f.seconds - model_f));
+      cal.pass_overhead_us_fwd = std::max(0.0, 1e6 * (pass_s(tiny_f) - model_f));
       cal.pass_overhead_us_bwd =
-          std::max(0.0, 1e6 * ((tiny_fb.seconds - tiny_f.seconds) - (model_fb - model_f)));
+          std::max(0.0, 1e6 * ((pass_s(tiny_fb) - pass_s(tiny_f)) - (model_fb - model_f)));
     }
     const absl::StatusOr<std::pair<double, double>> causal = rates(tokens, true);
     if (!causal.ok()) return causal.status();
@@ -573,11 +591,11 @@ absl::Status Main() {
         "calibration: our kernels, TFLOP/s: causal %lld tokens fwd %.1f, bwd %.1f; full "
         "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd; ring pass dK/dV home %g "
         "B/element; a 128-token pass %.1f us fwd, %.1f us fwd+bwd; pass overhead %.1f / %.1f us "
-        "(fwd / bwd)\n",
+        "(fwd / bwd)%s\n",
         static_cast<long long>(tokens), causal->first, causal->second, report.c_str(),
         cal.partial_block_factor, cal.partial_block_factor_bwd, cal.ring_pass_dkv_home_bytes,
-        1e6 * tiny_f.seconds, 1e6 * tiny_fb.seconds, cal.pass_overhead_us_fwd,
-        cal.pass_overhead_us_bwd);
+        1e6 * pass_s(tiny_f), 1e6 * pass_s(tiny_fb), cal.pass_overhead_us_fwd,
+        cal.pass_overhead_us_bwd, fastest ? "; from the fastest iterations" : "");
     if (link > 0) cal.link_gbps = link;
     if (gather > 0) cal.collective_gbps = gather;
     cal.gpu = absl::StrCat("measured-by-ring_bench");
