@@ -128,17 +128,15 @@ class SimBackend : public RingBackend {
     Memory("copy O out", 2 * local_.q_elements() * DTypeBytes(o_.dtype));
     Memory("copy LSE out", 2 * 4 * local_.stat_elements());
   }
-  // What a pass costs besides its tasks and memory passes
-  // (Calibration::pass_overhead_us_fwd / _bwd), the GPU idle.
+  // What a ringattn pass costs besides its tasks and memory passes
+  // (Calibration::pass_overhead_us_fwd / _bwd), the GPU idle;
+  // ring-flash-attention's model has its host syncs instead.
   void PassOverhead(bool backward) {
     const double us =
         backward ? o_.calibration.pass_overhead_us_bwd : o_.calibration.pass_overhead_us_fwd;
-    if (us <= 0) return;
-    if (clock_->trace) {
-      clock_->events.push_back({clock_->now, clock_->now + 1e-6 * us, 0,
-                                backward ? "pass overhead bwd" : "pass overhead fwd", ""});
-    }
-    clock_->now += 1e-6 * us;
+    if (o_.seed_implementation || us <= 0) return;
+    Elapse(1e-6 * us, backward ? "pass overhead bwd" : "pass overhead fwd",
+           [] { return std::string(); });
   }
   void WriteGrads() {
     const int64_t e = DTypeBytes(o_.dtype);
@@ -257,12 +255,18 @@ class SimBackend : public RingBackend {
     Busy(bytes / (1e9 * o_.calibration.hbm_gbps) + 1e-6 * o_.calibration.launch_us, what,
          [&] { return absl::StrCat("\"bytes\": ", bytes); });
   }
+  // The rank's clock moves on by `seconds` (traced as `name`, args() the
+  // event's JSON body); Busy: with the GPU at work.
   template <typename Args>
-  void Busy(double seconds, const char* name, Args&& args) {
+  void Elapse(double seconds, const char* name, Args&& args) {
     if (clock_->trace) {
       clock_->events.push_back({clock_->now, clock_->now + seconds, 0, name, args()});
     }
     clock_->now += seconds;
+  }
+  template <typename Args>
+  void Busy(double seconds, const char* name, Args&& args) {
+    Elapse(seconds, name, args);
     clock_->compute += seconds;
   }
 

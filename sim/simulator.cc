@@ -59,8 +59,7 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
     SimCommunicator comm(&net, r, world, o.calibration, per_node);
     SimBackend backend(schedule, r, o, &clock);
     if (o.outputs) backend.ResetState();
-    // ringattn's per-pass cost (ring-flash-attention's are its host syncs).
-    if (!o.seed_implementation) backend.PassOverhead(false);
+    backend.PassOverhead(false);
     absl::StatusOr<RingRunStats> fwd = RunRingForward(schedule, comm, backend);
     if (!fwd.ok()) {
       statuses[r] = fwd.status();
@@ -72,7 +71,7 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
       BackwardOptions options;
       options.forward_kv = fwd->last_kv;
       options.own_block_first = o.seed_implementation;  // as ring-flash-attention
-      if (!o.seed_implementation) backend.PassOverhead(true);
+      backend.PassOverhead(true);
       absl::StatusOr<RingRunStats> bwd = RunRingBackward(schedule, comm, backend, options);
       if (!bwd.ok()) {
         statuses[r] = bwd.status();
