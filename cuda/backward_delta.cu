@@ -45,43 +45,6 @@ __device__ __forceinline__ float WarpDeltas(const TD* dout, const TO* o, int64_t
   return mine;
 }
 
-// The same with o's dtype chosen at run time.
-template <int kN, typename TD>
-__device__ __forceinline__ float WarpDeltas(const TD* dout, ElementType o_dtype, const void* o,
-                                            int64_t first, int64_t row_stride, int valid_rows,
-                                            int64_t head_dim, int lanes_per_row, int lane) {
-  switch (o_dtype) {
-    case ElementType::kFloat16:
-      return WarpDeltas<kN>(dout, static_cast<const __half*>(o), first, row_stride, valid_rows,
-                            head_dim, lanes_per_row, lane);
-    case ElementType::kBFloat16:
-      return WarpDeltas<kN>(dout, static_cast<const __nv_bfloat16*>(o), first, row_stride,
-                            valid_rows, head_dim, lanes_per_row, lane);
-    default:
-      return WarpDeltas<kN>(dout, static_cast<const float*>(o), first, row_stride, valid_rows,
-                            head_dim, lanes_per_row, lane);
-  }
-}
-
-// And dout's.
-template <int kN>
-__device__ __forceinline__ float WarpDeltas(ElementType dtype, const void* dout,
-                                            ElementType o_dtype, const void* o, int64_t first,
-                                            int64_t row_stride, int valid_rows, int64_t head_dim,
-                                            int lanes_per_row, int lane) {
-  switch (dtype) {
-    case ElementType::kFloat16:
-      return WarpDeltas<kN>(static_cast<const __half*>(dout), o_dtype, o, first, row_stride,
-                            valid_rows, head_dim, lanes_per_row, lane);
-    case ElementType::kBFloat16:
-      return WarpDeltas<kN>(static_cast<const __nv_bfloat16*>(dout), o_dtype, o, first, row_stride,
-                            valid_rows, head_dim, lanes_per_row, lane);
-    default:
-      return WarpDeltas<kN>(static_cast<const float*>(dout), o_dtype, o, first, row_stride,
-                            valid_rows, head_dim, lanes_per_row, lane);
-  }
-}
-
 // Each warp takes 32 consecutive query rows of one (b, h) at a time
 // (grid-stride; heads fastest, so a block's warps read neighbouring rows):
 // D is [b, h, t] while dout and o are [b, t, h, c], and 32 rows of one head
@@ -103,8 +66,12 @@ __global__ void DeltaKernel(ElementType dtype, const void* dout, ElementType o_d
     const int valid_rows = static_cast<int>(rows - t0 < 32 ? rows - t0 : 32);
     const int64_t first = ((b * rows + t0) * heads + h) * head_dim, stride = heads * head_dim;
     const auto deltas = [&](auto elements) {
-      return WarpDeltas<decltype(elements)::value>(dtype, dout, o_dtype, o, first, stride,
-                                                   valid_rows, head_dim, lanes_per_row, lane);
+      return WithTypedPointer(dtype, dout, [&](const auto* typed_dout) {
+        return WithTypedPointer(o_dtype, o, [&](const auto* typed_o) {
+          return WarpDeltas<decltype(elements)::value>(typed_dout, typed_o, first, stride,
+                                                       valid_rows, head_dim, lanes_per_row, lane);
+        });
+      });
     };
     const float d = vector == 8   ? deltas(std::integral_constant<int, 8>())
                     : vector == 4 ? deltas(std::integral_constant<int, 4>())

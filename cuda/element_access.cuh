@@ -57,6 +57,20 @@ __device__ __forceinline__ void LoadFloats(const T* p, float (&x)[kN]) {
   }
 }
 
+// f(p as a pointer to `dtype`'s C++ type): a kernel that chooses the
+// dtype once, then loads typed (LoadFloats).
+template <typename F>
+__device__ __forceinline__ auto WithTypedPointer(ElementType dtype, const void* p, F&& f) {
+  switch (dtype) {
+    case ElementType::kFloat16:
+      return f(static_cast<const __half*>(p));
+    case ElementType::kBFloat16:
+      return f(static_cast<const __nv_bfloat16*>(p));
+    default:
+      return f(static_cast<const float*>(p));
+  }
+}
+
 // Element i of `p`, of `dtype`, = x rounded to nearest.
 __device__ __forceinline__ void StoreRounded(ElementType dtype, void* p, int64_t i, float x) {
   switch (dtype) {
