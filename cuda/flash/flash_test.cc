@@ -631,6 +631,38 @@ TEST(FlashBackwardTest, RandomTasksMatchTheFp32Kernel) {
   }
 }
 
+// More (key tile, head, batch) items than SMs, so that every CTA of the
+// persistent backward takes several, GQA's five heads of a kv head in
+// different CTAs, and key tiles past the last query (causal) that meet no
+// query and are skipped; with a window, key tiles whose queries begin
+// later.
+TEST(FlashBackwardTest, ManyKeyTilesPerCtaMatchTheFp32Kernel) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
+  uint32_t seed = 8001;
+  for (int64_t d : {64, 128}) {
+    for (int64_t window : {kFar, int64_t{300}}) {
+      Case c;
+      c.dtype = DType::kBFloat16;
+      c.head_dim = d;
+      c.batch = 2;
+      c.heads = 50;
+      c.kv_heads = 10;
+      c.q_row = c.k_row = 0;
+      c.q_rows = 1000;
+      c.k_rows = 900;
+      c.q_pos = DeviceRun{0, 1000, 1, 1000, 1000};
+      c.k_pos = DeviceRun{400, 900, 1, 900, 900};  // keys at 400..1299
+      c.min_delta = -window;
+      c.max_delta = 0;  // causal: query i sees keys <= i
+      c.doc_begin = 0;
+      c.doc_end = kFar;
+      c.kv_head_begin = 0;
+      c.kv_head_end = c.kv_heads;
+      CheckBackward(c, seed += 10);
+    }
+  }
+}
+
 // head_dim 256 (wgmma, Hopper; dK and dV split by columns) against the
 // fp32 kernel.
 TEST(FlashBackwardTest, HeadDim256TasksMatchTheFp32Kernel) {
