@@ -3,12 +3,12 @@
 // 128, query head, batch row) items heaviest first (the forward's tile
 // scheduler, key tiles counted from the last: under a causal mask key tile 0
 // meets the most queries) and has
-//  - a producer warpgroup: thread 0 takes the items, publishes each in one
-//    of two slots (PublishedTile) and issues the TMA copies (each item's
-//    first Q and dO tile, then its K and V once the consumers have released
-//    the last item's, then the other Q and dO tiles into a kStages-deep
-//    mbarrier pipeline), warp 1 loads each tile's LSE and D into the same
-//    pipeline slot, and warp 2 adds each finished dQ tile (fp32, staged in
+//  - a producer warpgroup: one thread of warp 3 takes the items and
+//    publishes each in one of two slots (PublishedTile), thread 0 issues the
+//    TMA copies (each item's first Q and dO tile, then its K and V once the
+//    consumers have released the last item's, then the other Q and dO tiles
+//    into a kStages-deep mbarrier pipeline), warp 1 loads each tile's LSE
+//    and D into the same pipeline slot, and warp 2 adds each finished dQ tile (fp32, staged in
 //    shared memory, double-buffered) to the global dQ with TMA reductions
 //    (cp.reduce.async.bulk.tensor .add), so dQ never goes through atomics
 //    from the consumers' registers;
@@ -134,11 +134,12 @@ constexpr int kDqBarrierThreads = 256 + 32;
 // thread's (each has read the slot's LSE and D, which the stats warp then
 // overwrites with generic stores: one arrival per warpgroup would order
 // them only through the consumers' named barrier, which racecheck does not
-// follow). An item slot is read by every consumer thread, the stats warp
-// and the dQ warp; K and V are released by every consumer thread.
+// follow). An item slot is read by every consumer thread, the stats warp,
+// the dQ warp and the copying thread; K and V are released by every
+// consumer thread.
 constexpr int kFullArrivals = 1 + 32;
 constexpr int kEmptyArrivals = 256;
-constexpr int kItemReaders = 256 + 32 + 32;
+constexpr int kItemReaders = 256 + 32 + 32 + 1;
 
 __device__ __forceinline__ void StoreShared(uint32_t address, float x) {
   asm volatile("st.shared.f32 [%0], %1;\n" ::"r"(address), "f"(x) : "memory");
@@ -146,72 +147,34 @@ __device__ __forceinline__ void StoreShared(uint32_t address, float x) {
 __device__ __forceinline__ void StoreShared2(uint32_t address, float x, float y) {
   asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(x), "f"(y) : "memory");
 }
-// The producer thread: takes the CTA's items (the dynamic order of
+// The scheduler thread: takes the CTA's items (the dynamic order of
 // tile_scheduler.cuh, key tiles counted from the last), skips those that
-// meet no query, and publishes each in the next item slot, then copies its
-// first Q and dO tile, its K and V (once the consumers have released the
-// last item's) and its other Q and dO tiles. Publishes tile -1 at the end.
+// meet no query, and publishes each in the next item slot as soon as every
+// reader has taken the item two before (one thread's 64-bit divisions and
+// counter round trip between two items kept the consumers of short items
+// waiting when the copying thread did them). Publishes tile -1 at the end.
 template <int kHeadDim>
-__device__ __forceinline__ void ProduceKeyTiles(const ForwardBlockArgs& a,
-                                                const WarpSpecializedBackwardShared<kHeadDim>& sm,
-                                                const HeavyFirstTileScheduler& scheduler,
-                                                TileCounter* counter, const CUtensorMap* q_map,
-                                                const CUtensorMap* do_map,
-                                                const CUtensorMap* k_map,
-                                                const CUtensorMap* v_map) {
+__device__ __forceinline__ void ScheduleKeyTiles(const ForwardBlockArgs& a,
+                                                 const WarpSpecializedBackwardShared<kHeadDim>& sm,
+                                                 const HeavyFirstTileScheduler& scheduler,
+                                                 TileCounter* counter) {
   using Tr = WarpSpecializedBackwardTraits<kHeadDim>;
-  using Slot = PipelineSlot<Tr::kStages>;
   using ItemSlot = PipelineSlot<Tr::kItemSlots>;
-  constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kColumnBlocks = kHeadDim / 64;
-  PrefetchTensorMap(q_map);
-  PrefetchTensorMap(do_map);
-  PrefetchTensorMap(k_map);
-  PrefetchTensorMap(v_map);
-  const int64_t group = a.num_heads / a.num_kv_heads;
-  uint32_t item = 0, i = 0;  // items published, query tiles copied
+  uint32_t item = 0;
   for (int64_t t = blockIdx.x;; t = NextTile(counter)) {
-    const bool done = t >= scheduler.Count();
     PublishedKeyTile published{-1, 0, 0, 0, {}};
-    if (!done) {
+    if (t < scheduler.Count()) {
       const QueryTile tile = scheduler.At(t);
       const int n_tile = scheduler.m_tiles - 1 - tile.m;
-      const KeyTileQueries queries(a, tile.batch, n_tile, kBlockM, kBlockN);
+      const KeyTileQueries queries(a, tile.batch, n_tile, Tr::kBlockM, Tr::kBlockN);
       if (queries.m_begin >= queries.m_end) continue;  // no allowed pair: nothing to add
       published = {n_tile, static_cast<int>(tile.head), static_cast<int>(tile.batch), 0, queries};
     }
-    const ItemSlot item_slot(item);
-    MbarrierWait(sm.ItemEmpty(item_slot.stage), item_slot.parity ^ 1);
-    StorePublishedTile(sm.Item(item_slot.stage), published);
-    MbarrierArrive(sm.ItemFull(item_slot.stage));
-    if (done) break;
-
-    const int head = static_cast<int>(a.kv_head_begin * group + published.head);
-    const int batch = published.batch;
-    const int kv_head = static_cast<int>(head / group - a.kv_head_offset);
-    const auto load_q = [&](int m) {
-      const Slot slot(i++);
-      MbarrierWait(sm.Empty(slot.stage), slot.parity ^ 1);
-      MbarrierArriveExpectTx(sm.Full(slot.stage), 2 * Tr::kQBytes);
-#pragma unroll
-      for (int c = 0; c < kColumnBlocks; ++c) {
-        TmaLoad4d(sm.Q(slot.stage) + c * kBlockM * 128, q_map, sm.Full(slot.stage), c * 64,
-                  m * kBlockM, head, batch);
-        TmaLoad4d(sm.Dout(slot.stage) + c * kBlockM * 128, do_map, sm.Full(slot.stage), c * 64,
-                  m * kBlockM, head, batch);
-      }
-    };
-    load_q(published.range.m_begin);
-    MbarrierWait(sm.KvEmpty(), (item & 1) ^ 1);
-    MbarrierArriveExpectTx(sm.KvFull(), 2 * Tr::kKvBytes);
-#pragma unroll
-    for (int c = 0; c < kColumnBlocks; ++c) {
-      TmaLoad4d(sm.k + c * kBlockN * 128, k_map, sm.KvFull(), c * 64, published.tile * kBlockN,
-                kv_head, batch);
-      TmaLoad4d(sm.v + c * kBlockN * 128, v_map, sm.KvFull(), c * 64, published.tile * kBlockN,
-                kv_head, batch);
-    }
-    for (int m = published.range.m_begin + 1; m < published.range.m_end; ++m) load_q(m);
-    ++item;
+    const ItemSlot slot(item++);
+    MbarrierWait(sm.ItemEmpty(slot.stage), slot.parity ^ 1);
+    StorePublishedTile(sm.Item(slot.stage), published);
+    MbarrierArrive(sm.ItemFull(slot.stage));
+    if (published.tile < 0) break;
   }
   FinishTiles(counter);
 }
@@ -241,7 +204,7 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
 #ifdef RINGATTN_WGMMA
   using Tr = WarpSpecializedBackwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
-  constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
+  constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kColumnBlocks = kHeadDim / 64;
   static_assert(kEmptyArrivals == 128 * Tr::kConsumers, "every consumer thread releases");
   const ForwardBlockArgs& a = args.task;
   extern __shared__ __align__(1024) unsigned char shared_raw[];
@@ -268,7 +231,45 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     SetMaxRegistersDecrease<Tr::kProducerRegisters>();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     if (threadIdx.x == 0) {
-      ProduceKeyTiles<kHeadDim>(a, sm, scheduler, counter, &q_map, &do_map, &k_map, &v_map);
+      // The copies of each item: its first Q and dO tile, its K and V once
+      // the consumers have released the last item's, its other Q and dO
+      // tiles.
+      PrefetchTensorMap(&q_map);
+      PrefetchTensorMap(&do_map);
+      PrefetchTensorMap(&k_map);
+      PrefetchTensorMap(&v_map);
+      uint32_t i = 0;
+      for (uint32_t item = 0;; ++item) {
+        const PublishedKeyTile tile = TakeItem(sm, item);
+        if (tile.tile < 0) break;
+        const int head = static_cast<int>(a.kv_head_begin * group + tile.head);
+        const int kv_head = static_cast<int>(head / group - a.kv_head_offset);
+        const auto load_q = [&](int m) {
+          const Slot slot(i++);
+          MbarrierWait(sm.Empty(slot.stage), slot.parity ^ 1);
+          MbarrierArriveExpectTx(sm.Full(slot.stage), 2 * Tr::kQBytes);
+#pragma unroll
+          for (int c = 0; c < kColumnBlocks; ++c) {
+            TmaLoad4d(sm.Q(slot.stage) + c * kBlockM * 128, &q_map, sm.Full(slot.stage), c * 64,
+                      m * kBlockM, head, tile.batch);
+            TmaLoad4d(sm.Dout(slot.stage) + c * kBlockM * 128, &do_map, sm.Full(slot.stage),
+                      c * 64, m * kBlockM, head, tile.batch);
+          }
+        };
+        load_q(tile.range.m_begin);
+        MbarrierWait(sm.KvEmpty(), (item & 1) ^ 1);
+        MbarrierArriveExpectTx(sm.KvFull(), 2 * Tr::kKvBytes);
+#pragma unroll
+        for (int c = 0; c < kColumnBlocks; ++c) {
+          TmaLoad4d(sm.k + c * kBlockN * 128, &k_map, sm.KvFull(), c * 64, tile.tile * kBlockN,
+                    kv_head, tile.batch);
+          TmaLoad4d(sm.v + c * kBlockN * 128, &v_map, sm.KvFull(), c * 64, tile.tile * kBlockN,
+                    kv_head, tile.batch);
+        }
+        for (int m = tile.range.m_begin + 1; m < tile.range.m_end; ++m) load_q(m);
+      }
+    } else if (threadIdx.x == 96) {
+      ScheduleKeyTiles<kHeadDim>(a, sm, scheduler, counter);
     } else if (warp == 1) {
       // LSE (log2 units; +inf where the row is not there or saw no key, so
       // P = 0) and D of each query tile, kRows rows per lane.
@@ -462,10 +463,17 @@ cudaError_t LaunchFlashBackwardWarpSpecializedKernel(const BackwardBlockArgs& ar
   // whose Q, dO and dQ fit in the L2 budget together.
   const int64_t group = a.num_heads / a.num_kv_heads;
   const int64_t pair_bytes = a.q_pos.length * kHeadDim * (2 * ElementBytes(E) + 4);
-  const HeavyFirstTileScheduler scheduler = HeavyFirstTileScheduler::Sections(
+  HeavyFirstTileScheduler scheduler = HeavyFirstTileScheduler::Sections(
       static_cast<int>((a.k_pos.length + Tr::kBlockN - 1) / Tr::kBlockN),
       (a.kv_head_end - a.kv_head_begin) * group, a.batch, 1, pair_bytes,
       L2SectionBudget(device.l2_bytes), device.sms);
+  static const int64_t section_pairs = [] {  // EXPERIMENT (session 18): removed before merge
+    const char* v = std::getenv("RINGATTN_BWD_SECTION");
+    return v == nullptr ? int64_t{0} : std::atoll(v);
+  }();
+  if (section_pairs > 0) {
+    scheduler.section = std::min<int64_t>(section_pairs, scheduler.heads * scheduler.batch);
+  }
   const int64_t grid = std::min<int64_t>(scheduler.Count(), device.sms);
   TileCounter* counter = nullptr;
   if (const cudaError_t e = StreamTileCounter(backward_tile_counters, stream, &counter);
