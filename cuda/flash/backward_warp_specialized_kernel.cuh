@@ -90,8 +90,10 @@ struct WarpSpecializedBackwardShared {
   __device__ __forceinline__ uint32_t Delta(uint32_t stage) const {
     return Lse(stage) + Tr::kBlockM * 4;
   }
-  __device__ __forceinline__ uint32_t KvFull() const { return barriers; }
-  __device__ __forceinline__ uint32_t KvEmpty() const { return barriers + 8; }
+  // K and V land and are released on barriers of their own: V is read
+  // last by a tile's dP^T, K by its dQ.
+  __device__ __forceinline__ uint32_t KFull() const { return barriers; }
+  __device__ __forceinline__ uint32_t KEmpty() const { return barriers + 8; }
   __device__ __forceinline__ uint32_t Full(uint32_t s) const { return barriers + 16 + 8 * s; }
   __device__ __forceinline__ uint32_t Empty(uint32_t s) const { return Full(s) + 8 * Tr::kStages; }
   __device__ __forceinline__ uint32_t ItemFull(uint32_t s) const {
@@ -100,6 +102,8 @@ struct WarpSpecializedBackwardShared {
   __device__ __forceinline__ uint32_t ItemEmpty(uint32_t s) const {
     return ItemFull(s) + 8 * Tr::kItemSlots;
   }
+  __device__ __forceinline__ uint32_t VFull() const { return ItemEmpty(0) + 8 * Tr::kItemSlots; }
+  __device__ __forceinline__ uint32_t VEmpty() const { return VFull() + 8; }
   // Item slot s (PublishedKeyTile), written before ItemFull(s)'s arrival
   // and read after its wait.
   __device__ __forceinline__ uint32_t Item(uint32_t s) const {
@@ -213,8 +217,10 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
   const int64_t q_len = a.q_pos.length;
 
   if (threadIdx.x == 0) {
-    MbarrierInit(sm.KvFull(), 1);
-    MbarrierInit(sm.KvEmpty(), kEmptyArrivals);
+    MbarrierInit(sm.KFull(), 1);
+    MbarrierInit(sm.KEmpty(), kEmptyArrivals);
+    MbarrierInit(sm.VFull(), 1);
+    MbarrierInit(sm.VEmpty(), kEmptyArrivals);
     for (int s = 0; s < Tr::kStages; ++s) {
       MbarrierInit(sm.Full(s), kFullArrivals);
       MbarrierInit(sm.Empty(s), kEmptyArrivals);
@@ -257,14 +263,16 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
           }
         };
         load_q(tile.range.m_begin);
-        MbarrierWait(sm.KvEmpty(), (item & 1) ^ 1);
-        MbarrierArriveExpectTx(sm.KvFull(), 2 * Tr::kKvBytes);
+        // V once the last item's last dP^T has read it, K after its dQ.
+        for (const bool is_v : {true, false}) {
+          const uint32_t full = is_v ? sm.VFull() : sm.KFull();
+          MbarrierWait(is_v ? sm.VEmpty() : sm.KEmpty(), (item & 1) ^ 1);
+          MbarrierArriveExpectTx(full, Tr::kKvBytes);
 #pragma unroll
-        for (int c = 0; c < kColumnBlocks; ++c) {
-          TmaLoad4d(sm.k + c * kBlockN * 128, &k_map, sm.KvFull(), c * 64, tile.tile * kBlockN,
-                    kv_head, tile.batch);
-          TmaLoad4d(sm.v + c * kBlockN * 128, &v_map, sm.KvFull(), c * 64, tile.tile * kBlockN,
-                    kv_head, tile.batch);
+          for (int c = 0; c < kColumnBlocks; ++c) {
+            TmaLoad4d((is_v ? sm.v : sm.k) + c * kBlockN * 128, is_v ? &v_map : &k_map, full,
+                      c * 64, tile.tile * kBlockN, kv_head, tile.batch);
+          }
         }
         for (int m = tile.range.m_begin + 1; m < tile.range.m_end; ++m) load_q(m);
       }
@@ -365,7 +373,8 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     float dk[kHeadDim / 2], dv[kHeadDim / 2];
 #pragma unroll
     for (int j = 0; j < kHeadDim / 2; ++j) dk[j] = dv[j] = 0.f;
-    MbarrierWait(sm.KvFull(), item & 1);
+    MbarrierWait(sm.KFull(), item & 1);
+    MbarrierWait(sm.VFull(), item & 1);
 
     for (int m = tiles.m_begin; m < tiles.m_end; ++m, ++i) {
       const Slot slot(i);
@@ -384,6 +393,7 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
       ProbabilitiesT<kBlockM>(s, allowed, shared_floats(sm.Lse(slot.stage)), scale_log2);
       WgmmaWait<0>();
       FenceRegisters(dp);
+      if (m + 1 == tiles.m_end) MbarrierArrive(sm.VEmpty());  // V is read for the item
       uint32_t p16[kBlockM / 16][4], ds16[kBlockM / 16][4];
       ScoreGradsT<E, kBlockM>(s, dp, shared_floats(sm.Delta(slot.stage)), p16, ds16);
       IssueKeyGrads<E, kHeadDim, kBlockM>(dk, dv, p16, ds16, q_tile, do_tile);
@@ -403,8 +413,7 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
       MbarrierArrive(sm.Empty(slot.stage));
       WgmmaWait<0>();
       FenceRegisters(dq);
-      // K and V are read for the item: the next item's may land.
-      if (m + 1 == tiles.m_end) MbarrierArrive(sm.KvEmpty());
+      if (m + 1 == tiles.m_end) MbarrierArrive(sm.KEmpty());  // and K
 
       // dQ * scale into staging buffer i % 2, once the dQ warp's reductions
       // of tile i - 2 have read it.

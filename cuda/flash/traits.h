@@ -312,7 +312,7 @@ struct WarpSpecializedBackwardTraits {
   // The persistent kernel publishes its key tiles in kItemSlots slots of
   // 32 bytes (PublishedTile), each with a full and an empty barrier.
   static constexpr int kItemSlots = 2;
-  static constexpr int kBarrierBytes = 8 * (2 + 2 * kStages + 2 * kItemSlots);
+  static constexpr int kBarrierBytes = 8 * (4 + 2 * kStages + 2 * kItemSlots);
   static constexpr int kSharedBytes = 1024 + 2 * kKvBytes + 2 * kStages * kQBytes +
                                       kDsBuffers * kDsBytes + 2 * kDqTileBytes + kStatsBytes +
                                       kBarrierBytes + 32 * kItemSlots;
