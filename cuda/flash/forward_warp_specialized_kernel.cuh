@@ -8,8 +8,7 @@
 //    turns (ping-pong): one warpgroup issues its GEMMs while the other runs
 //    its softmax;
 //  - the kernel is persistent: one CTA per SM takes (query tile, head,
-//    batch) tiles heaviest first from a counter (tile_scheduler.cuh); a
-//    scheduler thread takes and decodes them ahead into a queue of two, the
+//    batch) tiles heaviest first from a counter (tile_scheduler.cuh); the
 //    producer publishes each tile (and its key tiles) with its Q and
 //    loads the next tile's Q and K while the consumers finish the last one.
 // Masks, the softmax step and the epilogue (written O and LSE, or the fused
@@ -69,15 +68,6 @@ struct WarpSpecializedForwardShared {
   // The tile whose Q the Q slot holds (PublishedTile), written before
   // QFull's arrival and read after its wait.
   __device__ __forceinline__ uint32_t Tile() const { return VEmpty(0) + 8 * Tr::kStages; }
-  // The scheduler's queue: slot s holds a tile (Queued) between the
-  // scheduler's arrival on QueueFull(s) and the producer's on QueueEmpty(s).
-  __device__ __forceinline__ uint32_t QueueFull(uint32_t s) const { return Tile() + 32 + 8 * s; }
-  __device__ __forceinline__ uint32_t QueueEmpty(uint32_t s) const {
-    return QueueFull(s) + 8 * Tr::kQueueSlots;
-  }
-  __device__ __forceinline__ uint32_t Queued(uint32_t s) const {
-    return QueueFull(0) + 16 * Tr::kQueueSlots + 32 * s;
-  }
 };
 
 // A tile as the producer publishes it with its Q: where it is and the key
@@ -150,69 +140,43 @@ cudaError_t ForwardTileCounter(cudaStream_t stream, TileCounter** counter) {
 // at the tensor cores and hands it over by arriving on the other's.
 constexpr int kTurnBarrier = 1;
 
-// The scheduler thread: takes the CTA's tiles (the dynamic order of
-// tile_scheduler.cuh), decodes each (its key tiles) and queues it for the
-// producer, as many ahead as the queue holds: the counter's round trip and
-// the 64-bit decoding, done by the producer between two tiles, kept the
-// consumers of short tiles waiting for their next Q. m = -1 at the end.
-template <int kHeadDim>
-__device__ __forceinline__ void ScheduleTiles(const ForwardBlockArgs& a,
-                                              const WarpSpecializedForwardShared<kHeadDim>& sm,
-                                              const HeavyFirstTileScheduler& scheduler,
-                                              TileCounter* counter) {
-  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
-  using QueueSlot = PipelineSlot<Tr::kQueueSlots>;
-  uint32_t queued = 0;
-  for (int64_t t = blockIdx.x;; t = NextTile(counter)) {
-    PublishedTile published{-1, 0, 0, {}};
-    if (t < scheduler.Count()) {
-      const QueryTile tile = scheduler.At(t);
-      published = {tile.m, static_cast<int>(tile.head), static_cast<int>(tile.batch),
-                   KeyTileRange(a, tile.batch, tile.m, Tr::kBlockM, Tr::kBlockN)};
-    }
-    const QueueSlot slot(queued++);
-    MbarrierWait(sm.QueueEmpty(slot.stage), slot.parity ^ 1);
-    StorePublishedTile(sm.Queued(slot.stage), published);
-    MbarrierArrive(sm.QueueFull(slot.stage));
-    if (published.m < 0) break;
-  }
-  FinishTiles(counter);
-}
-
-// The producer thread: takes each tile from the scheduler's queue and
-// publishes it in the Q slot (PublishedTile), then every copy, in the order
-// the consumers use them (Q, K0, then K(n+1) before V(n)), each into the
-// next free pipeline slot. A tile without keys is published without copies;
-// m = -1 tells the consumers to stop.
+// The producer thread: takes the CTA's tiles (the dynamic order of
+// tile_scheduler.cuh) and publishes each in the Q slot (PublishedTile), then
+// every copy, in the order the consumers use them (Q, K0, then K(n+1)
+// before V(n)), each into the next free pipeline slot. A tile without keys
+// is published without copies; m = -1 tells the consumers to stop.
 template <int kHeadDim>
 __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
                                              const WarpSpecializedForwardShared<kHeadDim>& sm,
-                                             const CUtensorMap* q_map, const CUtensorMap* k_map,
-                                             const CUtensorMap* v_map) {
+                                             const HeavyFirstTileScheduler& scheduler,
+                                             TileCounter* counter, const CUtensorMap* q_map,
+                                             const CUtensorMap* k_map, const CUtensorMap* v_map) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
-  using QueueSlot = PipelineSlot<Tr::kQueueSlots>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kColumnBlocks = kHeadDim / 64;
   PrefetchTensorMap(q_map);
   PrefetchTensorMap(k_map);
   PrefetchTensorMap(v_map);
   const int64_t group = a.num_heads / a.num_kv_heads;
-  uint32_t kv_count = 0;
-  for (uint32_t q_count = 0;; ++q_count) {
-    const QueueSlot queue_slot(q_count);
-    MbarrierWait(sm.QueueFull(queue_slot.stage), queue_slot.parity);
-    const PublishedTile tile = LoadPublishedTile(sm.Queued(queue_slot.stage));
-    MbarrierArrive(sm.QueueEmpty(queue_slot.stage));
+  uint32_t kv_count = 0, q_count = 0;
+  for (int64_t t = blockIdx.x;; t = NextTile(counter), ++q_count) {
     MbarrierWait(sm.QEmpty(), (q_count & 1) ^ 1);
-    StorePublishedTile(sm.Tile(), tile);
-    const int n_begin = tile.keys.n_begin, n_end = tile.keys.n_end;
-    if (tile.m < 0 || n_begin >= n_end) {
+    if (t >= scheduler.Count()) {
+      StorePublishedTile(sm.Tile(), {-1, 0, 0, {}});
       MbarrierArrive(sm.QFull());
-      if (tile.m < 0) break;
+      break;
+    }
+    const QueryTile tile = scheduler.At(t);
+    const KeyTileRange keys(a, tile.batch, tile.m, kBlockM, kBlockN);
+    StorePublishedTile(sm.Tile(),
+                       {tile.m, static_cast<int>(tile.head), static_cast<int>(tile.batch), keys});
+    const int n_begin = keys.n_begin, n_end = keys.n_end;
+    if (n_begin >= n_end) {
+      MbarrierArrive(sm.QFull());
       continue;
     }
     const int64_t h = a.kv_head_begin * group + tile.head;
-    const int head = static_cast<int>(h), batch = tile.batch;
+    const int head = static_cast<int>(h), batch = static_cast<int>(tile.batch);
     const int kv_head = static_cast<int>(h / group - a.kv_head_offset);
     const auto load_kv = [&](bool is_k, int n, uint32_t i) {
       const Slot slot(i);
@@ -237,6 +201,7 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
       load_kv(false, n, kv_count);
     }
   }
+  FinishTiles(counter);
 }
 
 // A consumer warpgroup: for each tile, the mainloop over its key tiles
@@ -390,19 +355,13 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
       MbarrierInit(sm.VFull(s), 1);
       MbarrierInit(sm.VEmpty(s), Tr::kConsumers);
     }
-    for (int s = 0; s < Tr::kQueueSlots; ++s) {
-      MbarrierInit(sm.QueueFull(s), 1);
-      MbarrierInit(sm.QueueEmpty(s), 1);
-    }
     FenceBarrierInit();
   }
   __syncthreads();
   if (threadIdx.x < 128) {
     SetMaxRegistersDecrease<Tr::kProducerRegisters>();
     if (threadIdx.x == 0) {
-      ProduceTiles<kHeadDim>(a, sm, &q_map, &k_map, &v_map);
-    } else if (threadIdx.x == 32) {
-      ScheduleTiles<kHeadDim>(a, sm, scheduler, counter);
+      ProduceTiles<kHeadDim>(a, sm, scheduler, counter, &q_map, &k_map, &v_map);
     }
   } else {
     SetMaxRegistersIncrease<Tr::kConsumerRegisters>();

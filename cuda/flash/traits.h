@@ -209,11 +209,8 @@ struct WarpSpecializedForwardTraits {
   static constexpr int kConsumerRegisters = Registers::kConsumerRegisters;
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
   static constexpr int kKvBytes = kBlockN * kHeadDim * 2;  // one K or V tile
-  // Q's full/empty, K's and V's per stage, the Q slot's tile (32 bytes),
-  // and the scheduler's queue of kQueueSlots tiles (full/empty, 32 bytes
-  // each).
-  static constexpr int kQueueSlots = 2;
-  static constexpr int kBarrierBytes = 8 * (2 + 4 * kStages) + 32 + kQueueSlots * (16 + 32);
+  // Q's full/empty, K's and V's per stage, and the Q slot's tile (32 bytes).
+  static constexpr int kBarrierBytes = 8 * (2 + 4 * kStages) + 32;
   static constexpr int kSharedBytes = 1024 + kQBytes + 2 * kStages * kKvBytes + kBarrierBytes;
 
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head dims 64, 128, 256");
