@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Two builds of kernel_bench alternated on the same GPU in one command, the
+# way every kernel change is judged (docs/KERNEL_BENCH.md): A, B, A, B, ...
+# per row, so that clock and temperature drift fall on both alike.
+#   bench/kernel_ab.sh A_DIR B_DIR REPEATS ROW...   (each DIR holds kernel_bench)
+# Prints every run as CSV (`variant,repeat,row,impl,pass,ms,tflops`, our
+# kernels' rows only), then per row and pass the TFLOP/s of each repeat and
+# B's median over A's. ROW: a kernel_bench row name (bench/kernel_bench.cc),
+# e.g. bf16_b16_s1024_h32_d128_causal.
+set -euo pipefail
+usage="usage: bench/kernel_ab.sh A_DIR B_DIR REPEATS ROW..."
+a=${1:?$usage}
+b=${2:?$usage}
+repeats=${3:?$usage}
+shift 3
+[[ $# -gt 0 ]] || { echo "$usage" >&2; exit 2; }
+for dir in "$a" "$b"; do
+  [[ -x "$dir/kernel_bench" ]] || { echo "no executable $dir/kernel_bench" >&2; exit 2; }
+done
+[[ "$repeats" =~ ^[1-9][0-9]*$ ]] || { echo "REPEATS must be a positive integer: $repeats" >&2; exit 2; }
+runs=$(mktemp)
+trap 'rm -f "$runs"' EXIT
+for ((rep = 1; rep <= repeats; ++rep)); do
+  for row in "$@"; do
+    for variant in A B; do
+      dir=$a
+      [[ $variant == B ]] && dir=$b
+      "$dir/kernel_bench" 10 "$row" | awk -F, -v v="$variant" -v r="$rep" \
+        'NR > 1 && $2 ~ /^ringattn/ { print v "," r "," $0 }' | tee -a "$runs"
+    done
+  done
+done
+echo
+echo "row,impl,pass,A TFLOP/s (each repeat),B TFLOP/s (each repeat),B/A (medians)"
+sort -t, -k3,3 -k4,4 -k5,5 -k1,1 -k2,2n "$runs" | awk -F, '
+  function median(list,   n, x, i, j, t) {
+    n = split(list, x, " ")
+    for (i = 2; i <= n; ++i) for (j = i; j > 1 && x[j - 1] + 0 > x[j] + 0; --j) {
+      t = x[j]; x[j] = x[j - 1]; x[j - 1] = t
+    }
+    return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
+  }
+  {
+    key = $3 "," $4 "," $5
+    if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+    tf[key, $1] = tf[key, $1] (tf[key, $1] == "" ? "" : " ") $7
+  }
+  END {
+    for (i = 1; i <= n; ++i) {
+      k = order[i]
+      ratio = "-"
+      if (tf[k, "A"] != "" && tf[k, "B"] != "") {
+        ratio = sprintf("%.3f", median(tf[k, "B"]) / median(tf[k, "A"]))
+      }
+      print k "," tf[k, "A"] "," tf[k, "B"] "," ratio
+    }
+  }'

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# bench/kernel_ab.sh with two stand-in kernel_bench binaries of known rates:
+# the alternation's CSV, the per-repeat columns, the ratio of medians, and
+# the errors for a missing binary or a bad repeat count.
+set -euo pipefail
+script="$(dirname "$0")/kernel_ab.sh"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# A stand-in: the rates of repeat k (a count in a file) are BASE + k,
+# BASE / 2 + k; torch rows are printed and must be left out.
+for variant in A:100 B:120; do
+  dir="$work/${variant%%:*}"
+  mkdir -p "$dir"
+  cat > "$dir/kernel_bench" <<STUB
+#!/usr/bin/env bash
+n=\$(( \$(cat "$dir/count" 2>/dev/null || echo 0) + 1 ))
+echo \$n > "$dir/count"
+echo "row,impl,pass,ms,tflops"
+echo "\$2,ringattn,fwd,1.0,\$(( ${variant#*:} + (n + 1) / 2 ))"
+echo "\$2,ringattn,bwd,2.0,\$(( ${variant#*:} / 2 + (n + 1) / 2 ))"
+echo "\$2,torch_cudnn,fwd,1.0,999"
+STUB
+  chmod +x "$dir/kernel_bench"
+done
+out=$("$script" "$work/A" "$work/B" 3 r1 r2)
+fail() { echo "FAIL: $*"; echo "$out"; exit 1; }
+# 3 repeats x 2 rows x 2 variants x 2 passes, torch left out.
+[[ $(grep -c '^[AB],[123],r[12],ringattn,' <<< "$out") == 24 ]] || fail "24 CSV lines"
+grep -q 'torch' <<< "$out" && fail "torch rows printed"
+# Each binary runs r1 then r2 per repeat: r1 sees calls 1, 3, 5 (+1, +2, +3).
+grep -qx 'r1,ringattn,fwd,101 102 103,121 122 123,1.196' <<< "$out" || fail "r1 fwd summary"
+grep -qx 'r2,ringattn,bwd,51 52 53,61 62 63,1.192' <<< "$out" || fail "r2 bwd summary"
+if "$script" "$work/A" "$work/none" 1 r1 2> "$work/err"; then fail "missing binary accepted"; fi
+grep -q "no executable $work/none/kernel_bench" "$work/err" || fail "missing binary message"
+if "$script" "$work/A" "$work/B" 0 r1 2> "$work/err"; then fail "0 repeats accepted"; fi
+grep -q "REPEATS must be a positive integer" "$work/err" || fail "repeats message"
+if "$script" "$work/A" "$work/B" 1 2> "$work/err"; then fail "no rows accepted"; fi
+grep -q "usage" "$work/err" || fail "usage message"
+echo PASS
