@@ -360,6 +360,30 @@ TEST(FlashForwardTest, RandomTasksMatchTheFp64Oracle) {
   }
 }
 
+// bf16, 50 query heads over 10 kv heads, `batch` rows of 1000 queries at
+// positions 0..999 and `keys` keys at 400.., causal with a window of
+// `window` positions (kFar: none).
+Case ManyHeadsCase(int64_t head_dim, int64_t batch, int64_t keys, int64_t window) {
+  Case c;
+  c.dtype = DType::kBFloat16;
+  c.head_dim = head_dim;
+  c.batch = batch;
+  c.heads = 50;
+  c.kv_heads = 10;
+  c.q_row = c.k_row = 0;
+  c.q_rows = 1000;
+  c.k_rows = keys;
+  c.q_pos = DeviceRun{0, 1000, 1, 1000, 1000};
+  c.k_pos = DeviceRun{400, keys, 1, keys, keys};
+  c.min_delta = -window;
+  c.max_delta = 0;  // causal: query i sees keys <= i
+  c.doc_begin = 0;
+  c.doc_end = kFar;
+  c.kv_head_begin = 0;
+  c.kv_head_end = c.kv_heads;
+  return c;
+}
+
 // More tiles than SMs, so every CTA of the persistent warp-specialized
 // forward takes several through its tile counter (the random cases have at
 // most 36 tiles, one per CTA): 50 query heads over 10 kv heads, 1000 query
@@ -374,24 +398,7 @@ TEST(FlashForwardTest, ManyTilesPerCtaMatchTheFp64Oracle) {
     SCOPED_TRACE(KernelName(kernel));
     for (int64_t batch : {1, 2}) {
       for (int64_t d : {64, 128}) {
-        Case c;
-        c.dtype = DType::kBFloat16;
-        c.head_dim = d;
-        c.batch = batch;
-        c.heads = 50;
-        c.kv_heads = 10;
-        c.q_row = c.k_row = 0;
-        c.q_rows = 1000;
-        c.k_rows = 130;
-        c.q_pos = DeviceRun{0, 1000, 1, 1000, 1000};
-        c.k_pos = DeviceRun{400, 130, 1, 130, 130};  // keys at 400..529
-        c.min_delta = -kFar;
-        c.max_delta = 0;  // causal: query i sees keys <= i
-        c.doc_begin = 0;
-        c.doc_end = kFar;
-        c.kv_head_begin = 0;
-        c.kv_head_end = c.kv_heads;
-        Check(c, seed += 10, kernel);
+        Check(ManyHeadsCase(d, batch, /*keys=*/130, /*window=*/kFar), seed += 10, kernel);
       }
     }
   }
@@ -631,34 +638,16 @@ TEST(FlashBackwardTest, RandomTasksMatchTheFp32Kernel) {
   }
 }
 
-// More (key tile, head, batch) items than SMs, so that every CTA of the
-// persistent backward takes several, GQA's five heads of a kv head in
-// different CTAs, and key tiles past the last query (causal) that meet no
-// query and are skipped; with a window, key tiles whose queries begin
-// later.
+// Many key tiles (8 x 50 heads x 2 batch rows, more than a GPU's SMs), the
+// five query heads of a kv head in different CTAs, key tiles past the last
+// query (keys at 400..1299, causal) that meet no query, and with a window,
+// key tiles whose queries begin later.
 TEST(FlashBackwardTest, ManyKeyTilesPerCtaMatchTheFp32Kernel) {
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
   uint32_t seed = 8001;
   for (int64_t d : {64, 128}) {
     for (int64_t window : {kFar, int64_t{300}}) {
-      Case c;
-      c.dtype = DType::kBFloat16;
-      c.head_dim = d;
-      c.batch = 2;
-      c.heads = 50;
-      c.kv_heads = 10;
-      c.q_row = c.k_row = 0;
-      c.q_rows = 1000;
-      c.k_rows = 900;
-      c.q_pos = DeviceRun{0, 1000, 1, 1000, 1000};
-      c.k_pos = DeviceRun{400, 900, 1, 900, 900};  // keys at 400..1299
-      c.min_delta = -window;
-      c.max_delta = 0;  // causal: query i sees keys <= i
-      c.doc_begin = 0;
-      c.doc_end = kFar;
-      c.kv_head_begin = 0;
-      c.kv_head_end = c.kv_heads;
-      CheckBackward(c, seed += 10);
+      CheckBackward(ManyHeadsCase(d, /*batch=*/2, /*keys=*/900, window), seed += 10);
     }
   }
 }
