@@ -276,7 +276,6 @@ struct KeyTileRange {
 // not whole).
 struct KeyTileQueries {
   int m_begin, m_end, full_begin, full_end;
-  KeyTileQueries() = default;
   __host__ __device__ __forceinline__ KeyTileQueries(const ForwardBlockArgs& a, int64_t b,
                                                      int n_tile, int block_m, int block_n) {
     const TaskMask mask = TaskMask::Of(a, b);

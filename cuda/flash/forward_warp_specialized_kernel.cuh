@@ -22,6 +22,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <utility>
 
 #include "cuda/flash/forward.h"
@@ -68,13 +70,70 @@ struct WarpSpecializedForwardShared {
   __device__ __forceinline__ uint32_t Tile() const { return VEmpty(0) + 8 * Tr::kStages; }
 };
 
-// The tile the Q slot holds, as the producer publishes it.
-using PublishedQueryTile = PublishedTile<KeyTileRange>;
+// A tile as the producer publishes it with its Q: where it is and the key
+// tiles it meets, so that the consumers do not decode it again (on short
+// sequences the decoding took about 13 % of the consumers' issue slots).
+// Heads and batch rows fit in int: a launch of 2^31 (head, batch) pairs
+// would not fit in a GPU's memory. m < 0: no more tiles.
+struct PublishedTile {
+  int m, head, batch;
+  KeyTileRange keys;
+};
+
+__device__ __forceinline__ void StorePublishedTile(uint32_t addr, const PublishedTile& t) {
+  asm volatile("st.shared.v4.s32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(t.m), "r"(t.head),
+               "r"(t.batch), "r"(0)
+               : "memory");
+  asm volatile("st.shared.v4.s32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr + 16), "r"(t.keys.n_begin),
+               "r"(t.keys.n_end), "r"(t.keys.full_begin), "r"(t.keys.full_end)
+               : "memory");
+}
+__device__ __forceinline__ PublishedTile LoadPublishedTile(uint32_t addr) {
+  PublishedTile t;
+  [[maybe_unused]] int unused;  // the slot's fourth word
+  asm volatile("ld.shared.v4.s32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(t.m), "=r"(t.head), "=r"(t.batch), "=r"(unused)
+               : "r"(addr)
+               : "memory");
+  asm volatile("ld.shared.v4.s32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(t.keys.n_begin), "=r"(t.keys.n_end), "=r"(t.keys.full_begin),
+                 "=r"(t.keys.full_end)
+               : "r"(addr + 16)
+               : "memory");
+  return t;
+}
 
 // The pool of this kernel's tile counters (one per translation unit, as
-// each head dim's kernels are).
+// each head dim's kernels are), and the stream each slot belongs to.
 namespace {
 __device__ TileCounter forward_tile_counters[kTileCounterSlots];
+
+// The counter of `stream`'s launches (tile_scheduler.cuh), looked up once
+// per (device, stream): a created stream belongs to one device, but the
+// default streams (0, cudaStreamPerThread) have one handle on every device,
+// and each device has its own copy of the pool. Errors:
+// cudaErrorLaunchOutOfResources past kTileCounterSlots streams.
+cudaError_t ForwardTileCounter(cudaStream_t stream, TileCounter** counter) {
+  int device = 0;
+  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
+  static std::mutex mu;
+  static auto* const counters = new std::map<std::pair<int, cudaStream_t>, TileCounter*>();
+  std::lock_guard<std::mutex> lock(mu);
+  const std::pair<int, cudaStream_t> key{device, stream};
+  if (const auto it = counters->find(key); it != counters->end()) {
+    *counter = it->second;
+    return cudaSuccess;
+  }
+  const int slot = static_cast<int>(counters->size());
+  if (slot >= kTileCounterSlots) return cudaErrorLaunchOutOfResources;
+  void* pool = nullptr;
+  if (const cudaError_t e = cudaGetSymbolAddress(&pool, forward_tile_counters); e != cudaSuccess) {
+    return e;
+  }
+  *counter = static_cast<TileCounter*>(pool) + slot;
+  counters->emplace(key, *counter);
+  return cudaSuccess;
+}
 }  // namespace
 
 // Named barriers 1 and 2: consumer warpgroup w waits on 1 + w for its turn
@@ -103,14 +162,14 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
   for (int64_t t = blockIdx.x;; t = NextTile(counter), ++q_count) {
     MbarrierWait(sm.QEmpty(), (q_count & 1) ^ 1);
     if (t >= scheduler.Count()) {
-      StorePublishedTile(sm.Tile(), PublishedQueryTile{-1, 0, 0, 0, {}});
+      StorePublishedTile(sm.Tile(), {-1, 0, 0, {}});
       MbarrierArrive(sm.QFull());
       break;
     }
     const QueryTile tile = scheduler.At(t);
     const KeyTileRange keys(a, tile.batch, tile.m, kBlockM, kBlockN);
-    StorePublishedTile(sm.Tile(), PublishedQueryTile{tile.m, static_cast<int>(tile.head),
-                                                     static_cast<int>(tile.batch), 0, keys});
+    StorePublishedTile(sm.Tile(),
+                       {tile.m, static_cast<int>(tile.head), static_cast<int>(tile.batch), keys});
     const int n_begin = keys.n_begin, n_end = keys.n_end;
     if (n_begin >= n_end) {
       MbarrierArrive(sm.QFull());
@@ -172,13 +231,13 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   for (uint32_t q_count = 0;; ++q_count) {
     // The next tile, as the producer published it in the Q slot.
     MbarrierWait(sm.QFull(), q_count & 1);
-    const PublishedQueryTile tile = LoadPublishedTile<KeyTileRange>(sm.Tile());
-    if (tile.tile < 0) break;
+    const PublishedTile tile = LoadPublishedTile(sm.Tile());
+    if (tile.m < 0) break;
     const int64_t b = tile.batch;
     const int64_t h = a.kv_head_begin * group + tile.head;
-    const int64_t q0 = static_cast<int64_t>(tile.tile) * kBlockM;
+    const int64_t q0 = static_cast<int64_t>(tile.m) * kBlockM;
     const int q_valid = static_cast<int>(min64(kBlockM, a.q_pos.length - q0));
-    const KeyTileRange& tiles = tile.range;
+    const KeyTileRange& tiles = tile.keys;
     float row_max[1][2] = {{-INFINITY, -INFINITY}}, row_sum[1][2] = {{0.f, 0.f}};
 #pragma unroll
     for (int i = 0; i < kHeadDim / 2; ++i) o_flat[i] = 0.f;
@@ -335,10 +394,7 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
                                         kv_head_bytes, L2SectionBudget(device.l2_bytes), sms);
   const int64_t grid = std::min<int64_t>(scheduler.Count(), sms);
   TileCounter* counter = nullptr;
-  if (const cudaError_t e = StreamTileCounter(forward_tile_counters, stream, &counter);
-      e != cudaSuccess) {
-    return e;
-  }
+  if (const cudaError_t e = ForwardTileCounter(stream, &counter); e != cudaSuccess) return e;
   return LaunchKernel(FlashForwardWarpSpecializedKernel<E, kHeadDim>,
                       dim3(static_cast<unsigned>(grid)), Tr::kThreads, Tr::kSharedBytes, stream, a,
                       scheduler, counter, q_map, k_map, v_map);

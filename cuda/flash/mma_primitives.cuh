@@ -194,14 +194,10 @@ struct SwizzledFragments {
   }
 };
 
-// *p += (x, y) atomically, a reduction the thread does not wait for: one
-// vector red on sm_90 (written out: where the thread goes on to other
-// work, as the persistent backward's consumers do, the compiler made the
-// float2 atomicAdd a returning ATOMG, 30 % more of their stall samples than
-// REDG), two scalar atomics before.
+// *p += (x, y) atomically: one vector atomic on sm_90, two scalar ones before.
 __device__ __forceinline__ void AtomicAdd2(float* p, float x, float y) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(p), "f"(x), "f"(y) : "memory");
+  atomicAdd(reinterpret_cast<float2*>(p), make_float2(x, y));
 #else
   atomicAdd(p, x);
   atomicAdd(p + 1, y);

@@ -21,9 +21,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <map>
-#include <mutex>
-#include <tuple>
 
 namespace ringattn::cuda::flash {
 
@@ -84,78 +81,7 @@ struct TileCounter {
 };
 constexpr int kTileCounterSlots = 1024;  // streams per GPU, per kernel family
 
-// The counter of `stream`'s launches in `pool` (a __device__ array of
-// kTileCounterSlots counters, one per kernel family and translation unit),
-// looked up once per (pool, device, stream): a created stream belongs to
-// one device, but the default streams (0, cudaStreamPerThread) have one
-// handle on every device, and each device has its own copy of the pool.
-// Errors: cudaErrorLaunchOutOfResources past kTileCounterSlots streams.
-inline cudaError_t StreamTileCounter(const void* pool_symbol, cudaStream_t stream,
-                                     TileCounter** counter) {
-  int device = 0;
-  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
-  using Key = std::tuple<const void*, int, cudaStream_t>;
-  static std::mutex mu;
-  static auto* const counters = new std::map<Key, TileCounter*>();
-  static auto* const used = new std::map<std::pair<const void*, int>, int>();
-  std::lock_guard<std::mutex> lock(mu);
-  const Key key{pool_symbol, device, stream};
-  if (const auto it = counters->find(key); it != counters->end()) {
-    *counter = it->second;
-    return cudaSuccess;
-  }
-  int& slots = (*used)[{pool_symbol, device}];
-  if (slots >= kTileCounterSlots) return cudaErrorLaunchOutOfResources;
-  void* pool = nullptr;
-  if (const cudaError_t e = cudaGetSymbolAddress(&pool, pool_symbol); e != cudaSuccess) return e;
-  *counter = static_cast<TileCounter*>(pool) + slots++;
-  counters->emplace(key, *counter);
-  return cudaSuccess;
-}
-
-// A tile as a persistent kernel's producer publishes it in shared memory
-// for the warps that consume it: its index within the task (a query tile
-// for a forward, a key tile for a backward), head, batch row and the range
-// of the other side's tiles it meets (KeyTileRange or KeyTileQueries, four
-// ints), so that the consumers do not decode it again (on short sequences
-// the decoding took about 13 % of the forward consumers' issue slots).
-// Heads and batch rows fit in int: a launch of 2^31 (head, batch) pairs
-// would not fit in a GPU's memory. tile < 0: no more tiles.
-template <typename Range>
-struct PublishedTile {
-  int tile, head, batch, unused;
-  Range range;
-};
-
 #ifdef __CUDACC__  // (the host-side test reads the order alone)
-template <typename Range>
-__device__ __forceinline__ void StorePublishedTile(uint32_t addr, const PublishedTile<Range>& t) {
-  static_assert(sizeof(Range) == 16, "a range of four ints");
-  int r[4];
-  memcpy(r, &t.range, sizeof(r));
-  asm volatile("st.shared.v4.s32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(t.tile), "r"(t.head),
-               "r"(t.batch), "r"(0)
-               : "memory");
-  asm volatile("st.shared.v4.s32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr + 16), "r"(r[0]), "r"(r[1]),
-               "r"(r[2]), "r"(r[3])
-               : "memory");
-}
-template <typename Range>
-__device__ __forceinline__ PublishedTile<Range> LoadPublishedTile(uint32_t addr) {
-  PublishedTile<Range> t;
-  int r[4];
-  asm volatile("ld.shared.v4.s32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(t.tile), "=r"(t.head), "=r"(t.batch), "=r"(t.unused)
-               : "r"(addr)
-               : "memory");
-  asm volatile("ld.shared.v4.s32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr + 16)
-               : "memory");
-  memcpy(&t.range, r, sizeof(r));
-  return t;
-}
-
 // The next tile of a CTA that has taken its tiles so far.
 __device__ __forceinline__ int64_t NextTile(TileCounter* counter) {
   return static_cast<int64_t>(atomicAdd(&counter->next, 1ull)) + gridDim.x;

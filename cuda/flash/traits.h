@@ -309,16 +309,10 @@ struct WarpSpecializedBackwardTraits {
   static constexpr int kDqBoxBytes = 64 * 128;             // 64 rows x 32 fp32 columns
   static constexpr int kDqTileBytes = kBlockM * kHeadDim * 4;
   static constexpr int kStatsBytes = kStages * 2 * kBlockM * 4;  // LSE and D
-  // The persistent kernel publishes its key tiles in kItemSlots slots of
-  // 32 bytes (PublishedTile), each with a full and an empty barrier, and
-  // takes the next when the copying thread asks (one more barrier, and one
-  // unused so that the slots after the barriers are 16-byte aligned).
-  static constexpr int kItemSlots = 2;
-  static constexpr int kBarrierBytes = 8 * (2 + 2 * kStages + 2 * kItemSlots + 2);
-  static_assert(kBarrierBytes % 16 == 0, "item slots are stored as 16-byte vectors");
+  static constexpr int kBarrierBytes = 8 * (1 + 2 * kStages);
   static constexpr int kSharedBytes = 1024 + 2 * kKvBytes + 2 * kStages * kQBytes +
                                       kDsBuffers * kDsBytes + 2 * kDqTileBytes + kStatsBytes +
-                                      kBarrierBytes + 32 * kItemSlots;
+                                      kBarrierBytes;
 
   static_assert(kHeadDim == 64 || kHeadDim == 128, "backward head dims 64, 128");
   static_assert(kBlockM * kHeadDim == 64 * 64 * kConsumers, "a 64 x 64 dQ block per consumer");
