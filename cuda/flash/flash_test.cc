@@ -638,11 +638,12 @@ TEST(FlashBackwardTest, RandomTasksMatchTheFp32Kernel) {
   }
 }
 
-// Many key tiles (8 x 50 heads x 2 batch rows, more than a GPU's SMs), the
-// five query heads of a kv head in different CTAs, key tiles past the last
-// query (keys at 400..1299, causal) that meet no query, and with a window,
-// key tiles whose queries begin later.
-TEST(FlashBackwardTest, ManyKeyTilesPerCtaMatchTheFp32Kernel) {
+// Many key tiles (8 x 50 heads x 2 batch rows: more than a GPU's SMs, so a
+// persistent backward takes several per CTA), the five query heads of a kv
+// head in different CTAs, key tiles past the last query (keys at
+// 400..1299, causal) that meet no query, and with a window, key tiles
+// whose queries begin later.
+TEST(FlashBackwardTest, ManyKeyTilesMatchTheFp32Kernel) {
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
   uint32_t seed = 8001;
   for (int64_t d : {64, 128}) {
