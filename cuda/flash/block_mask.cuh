@@ -73,6 +73,20 @@ struct TaskMask {
   }
 };
 
+// The first index in [a, z) at which `reached(index)` holds, by binary
+// search: false before some index, true from it on (z when never).
+template <typename Reached>
+__host__ __device__ __forceinline__ int FirstReached(int a, int z, const Reached& reached) {
+  while (a < z) {
+    const int mid = (a + z) / 2;
+    if (reached(mid))
+      z = mid;
+    else
+      a = mid + 1;
+  }
+  return a;
+}
+
 // Tiles of `tile` rows over a run: [first position, last position] of tile t.
 struct RunTiles {
   DeviceRun run;
@@ -92,24 +106,8 @@ struct RunTiles {
   // The tiles [begin, end) that hold a position in [lo, hi].
   __host__ __device__ __forceinline__ void Range(int64_t lo, int64_t hi, int* begin,
                                                  int* end) const {
-    int a = 0, b = Count();  // first tile whose last position >= lo
-    while (a < b) {
-      const int m = (a + b) / 2;
-      if (Last(m) >= lo)
-        b = m;
-      else
-        a = m + 1;
-    }
-    *begin = a;
-    b = Count();  // first tile whose first position > hi
-    while (a < b) {
-      const int m = (a + b) / 2;
-      if (First(m) > hi)
-        b = m;
-      else
-        a = m + 1;
-    }
-    *end = a;
+    *begin = FirstReached(0, Count(), [&](int t) { return Last(t) >= lo; });
+    *end = FirstReached(*begin, Count(), [&](int t) { return First(t) > hi; });
   }
 };
 
@@ -183,37 +181,33 @@ __device__ __forceinline__ void KeyQueryColumns(const ForwardBlockArgs& a, int64
 }
 #endif  // __CUDACC__
 
+// The whole tiles [begin, end) of `tiles` whose rows all lie in [lo, hi()]:
+// from the first with First >= lo to the first after it with Last > hi(),
+// a partial last tile left out. (hi is asked for after the first search, so
+// that it is not held through it.)
+template <typename High>
+__host__ __device__ __forceinline__ void WholeTilesWithin(const RunTiles& tiles, int64_t lo,
+                                                          const High& high, int* begin, int* end) {
+  const int count = tiles.Count();
+  *begin = FirstReached(0, count, [&](int t) { return tiles.First(t) >= lo; });
+  const int64_t hi = high();
+  *end = FirstReached(*begin, count, [&](int t) { return tiles.Last(t) > hi; });
+  if (*end == count && count > 0 && !tiles.Full(count - 1)) *end = count - 1;
+  if (*end < *begin) *end = *begin;
+}
+
 // The tiles [begin, end) of `tiles` whose every key is allowed for every
 // query in [q_lo, q_hi] (a contiguous range: each condition of AllAllowed
 // holds from some tile on, or up to some tile).
 __host__ __device__ __forceinline__ void FullTileRange(const TaskMask& mask, const RunTiles& tiles,
                                                        int64_t q_lo, int64_t q_hi, int* begin,
                                                        int* end) {
-  const int count = tiles.Count();
-  // First tile with First >= max(q_hi + min_delta, doc_begin).
-  const int64_t lo = max64(q_hi + mask.min_delta, mask.doc_begin);
-  int a = 0, b = count;
-  while (a < b) {
-    const int m = (a + b) / 2;
-    if (tiles.First(m) >= lo)
-      b = m;
-    else
-      a = m + 1;
-  }
-  *begin = a;
-  // First tile with Last > min(q_lo + max_delta, key_limit - 1, doc_end - 1).
-  const int64_t hi = min64(min64(q_lo + mask.max_delta, mask.key_limit - 1), mask.doc_end - 1);
-  b = count;
-  while (a < b) {
-    const int m = (a + b) / 2;
-    if (tiles.Last(m) > hi)
-      b = m;
-    else
-      a = m + 1;
-  }
-  *end = a;
-  if (*end == count && count > 0 && !tiles.Full(count - 1)) *end = count - 1;
-  if (*end < *begin) *end = *begin;
+  // Tiles from the first with First >= max(q_hi + min_delta, doc_begin) to
+  // the first with Last > min(q_lo + max_delta, key_limit - 1, doc_end - 1).
+  WholeTilesWithin(
+      tiles, max64(q_hi + mask.min_delta, mask.doc_begin),
+      [&] { return min64(min64(q_lo + mask.max_delta, mask.key_limit - 1), mask.doc_end - 1); },
+      begin, end);
 }
 
 // The query tiles [begin, end) of `tiles` all of whose queries may see every
@@ -221,33 +215,12 @@ __host__ __device__ __forceinline__ void FullTileRange(const TaskMask& mask, con
 __host__ __device__ __forceinline__ void FullQueryTileRange(const TaskMask& mask,
                                                             const RunTiles& tiles, int64_t k_lo,
                                                             int64_t k_hi, int* begin, int* end) {
-  const int count = tiles.Count();
   *begin = *end = 0;
   if (!(k_hi < mask.key_limit && k_lo >= mask.doc_begin && k_hi < mask.doc_end)) return;
-  // First tile with First >= k_hi - max_delta.
-  const int64_t lo = k_hi - mask.max_delta;
-  int a = 0, b = count;
-  while (a < b) {
-    const int m = (a + b) / 2;
-    if (tiles.First(m) >= lo)
-      b = m;
-    else
-      a = m + 1;
-  }
-  *begin = a;
-  // First tile with Last > k_lo - min_delta.
-  const int64_t hi = k_lo - mask.min_delta;
-  b = count;
-  while (a < b) {
-    const int m = (a + b) / 2;
-    if (tiles.Last(m) > hi)
-      b = m;
-    else
-      a = m + 1;
-  }
-  *end = a;
-  if (*end == count && count > 0 && !tiles.Full(count - 1)) *end = count - 1;
-  if (*end < *begin) *end = *begin;
+  // Tiles from the first with First >= k_hi - max_delta to the first with
+  // Last > k_lo - min_delta.
+  WholeTilesWithin(
+      tiles, k_hi - mask.max_delta, [&] { return k_lo - mask.min_delta; }, begin, end);
 }
 
 // The key tiles of a CTA's query tile m_tile: [n_begin, n_end) hold an
