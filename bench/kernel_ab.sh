@@ -6,7 +6,9 @@
 # Prints every run as CSV (`variant,repeat,row,impl,pass,ms,tflops`, our
 # kernels' rows only), then per row and pass the TFLOP/s of each repeat and
 # B's median over A's. ROW: a kernel_bench row name (bench/kernel_bench.cc),
-# e.g. bf16_b16_s1024_h32_d128_causal.
+# e.g. bf16_b16_s1024_h32_d128_causal. Only kAuto's kernels are timed
+# (`kernel_bench 10 ROW auto`); KERNEL_AB_KERNELS=all times every kernel by
+# name too.
 set -euo pipefail
 usage="usage: bench/kernel_ab.sh A_DIR B_DIR REPEATS ROW..."
 a=${1:?$usage}
@@ -25,7 +27,7 @@ for ((rep = 1; rep <= repeats; ++rep)); do
     for variant in A B; do
       dir=$a
       [[ $variant == B ]] && dir=$b
-      "$dir/kernel_bench" 10 "$row" | awk -F, -v v="$variant" -v r="$rep" \
+      "$dir/kernel_bench" 10 "$row" "${KERNEL_AB_KERNELS:-auto}" | awk -F, -v v="$variant" -v r="$rep" \
         'NR > 1 && $2 ~ /^ringattn/ { print v "," r "," $0 }' | tee -a "$runs"
     done
   done

@@ -16,6 +16,7 @@ for variant in A:100 B:120; do
 n=\$(( \$(cat "$dir/count" 2>/dev/null || echo 0) + 1 ))
 echo \$n > "$dir/count"
 echo "row,impl,pass,ms,tflops"
+[[ \$3 == auto ]] || { echo "kernels: \$3" >&2; exit 1; }
 echo "\$2,ringattn,fwd,1.0,\$(( ${variant#*:} + (n + 1) / 2 ))"
 echo "\$2,ringattn,bwd,2.0,\$(( ${variant#*:} / 2 + (n + 1) / 2 ))"
 echo "\$2,torch_cudnn,fwd,1.0,999"

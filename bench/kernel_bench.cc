@@ -7,6 +7,7 @@
 // correctness-first kernel). Prints CSV (row, impl, pass, ms, TFLOP/s). bench/kernel_bench.sh runs
 // it beside PyTorch SDPA (bench/torch_sdpa_bench.py) on the same GPU. FLOPs: 4 * b * s * s * h * d,
 // halved for causal.
+//   kernel_bench [ITERATIONS] [ROW] [all|auto]   (10, every row, all; auto: kAuto's kernels only)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -15,6 +16,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -125,12 +127,28 @@ float TimeMs(F&& launch, int iterations) {
 }
 
 int Main(int argc, char** argv) {
+  const int iterations = argc > 1 ? std::atoi(argv[1]) : 10;
+  const std::string only = argc > 2 ? argv[2] : "";  // one row, for profiling
+  // "all": every kernel by name too (kernel_bench.sh's columns); "auto":
+  // only kAuto's choice ("ringattn", "ringattn_fused_state"), the A/B runs
+  // of bench/kernel_ab.sh (the other kernels took most of a row's time).
+  const std::string kernels = argc > 3 ? argv[3] : "all";
+  if (iterations < 1 || argc > 4 || (kernels != "all" && kernels != "auto")) {
+    std::fprintf(stderr, "usage: kernel_bench [ITERATIONS >= 1] [ROW] [all|auto]\n");
+    return 2;
+  }
+  if (!only.empty() && std::none_of(std::begin(kRows), std::end(kRows),
+                                    [&](const Row& r) { return only == r.name; })) {
+    std::fprintf(stderr, "kernel_bench: no row %s; the rows:", only.c_str());
+    for (const Row& r : kRows) std::fprintf(stderr, " %s", r.name);
+    std::fprintf(stderr, "\n");
+    return 2;
+  }
   if (absl::StatusOr<int> n = DeviceCount(); !n.ok()) {
     std::fprintf(stderr, "kernel_bench: %s\n", std::string(n.status().message()).c_str());
     return 1;
   }
-  const int iterations = argc > 1 ? std::atoi(argv[1]) : 10;
-  const std::string only = argc > 2 ? argv[2] : "";  // one row, for profiling
+  const bool every_kernel = kernels == "all";
   std::printf("row,impl,pass,ms,tflops\n");
   for (const Row& r : kRows) {
     if (!only.empty() && only != r.name) continue;
@@ -186,14 +204,14 @@ int Main(int argc, char** argv) {
     direct.out = out;
     report("ringattn", TimeMs([&] { LaunchForward(direct, nullptr); }, iterations));
     report("ringattn_fused_state", TimeMs([&] { LaunchForward(a, nullptr); }, iterations));
-    if (flash::FlashForwardSupports(direct) && flash::HopperDevice()) {
+    if (every_kernel && flash::FlashForwardSupports(direct) && flash::HopperDevice()) {
       for (const NamedKernel& k : kTensorCoreKernels) {
         if (flash::LaunchFlashForward(direct, nullptr, k.kernel) != cudaSuccess) continue;
         report(k.forward,
                TimeMs([&] { flash::LaunchFlashForward(direct, nullptr, k.kernel); }, iterations));
       }
     }
-    if (r.dtype != ElementType::kFloat32 && r.seqlen * r.batch <= 16384) {
+    if (every_kernel && r.dtype != ElementType::kFloat32 && r.seqlen * r.batch <= 16384) {
       report("ringattn_reference", TimeMs([&] { LaunchForwardBlock(a, nullptr); }, 1));
     }
     // Backward (D = rowsum(dO * O), then dQ, dK, dV in fp32), where the
@@ -231,7 +249,7 @@ int Main(int argc, char** argv) {
       const bool tensor_cores = flash::FlashBackwardSupports(back);
       const int backward_iterations = tensor_cores ? iterations : std::min(iterations, 3);
       report("ringattn", TimeMs(backward, backward_iterations), "bwd", 2.5);
-      if (tensor_cores && flash::HopperDevice()) {
+      if (every_kernel && tensor_cores && flash::HopperDevice()) {
         for (const NamedKernel& k : kTensorCoreKernels) {
           if (flash::LaunchFlashBackward(back, nullptr, k.kernel) != cudaSuccess) continue;
           report(k.backward,
