@@ -49,9 +49,10 @@ __device__ __forceinline__ float WarpDeltas(const TD* dout, const TO* o, int64_t
 // (grid-stride; heads fastest, so a block's warps read neighbouring rows):
 // D is [b, h, t] while dout and o are [b, t, h, c], and 32 rows of one head
 // are one 128-byte store of D where consecutive rows of the input (other
-// heads) were 32 scattered 4-byte stores. The dtypes and the elements per
-// load (vector: 8, 4, 2 or 1, as head_dim and the buffers' alignment allow)
-// are chosen once per thread.
+// heads) were 32 scattered 4-byte stores. The elements per load (vector:
+// 8, 4, 2 or 1, as head_dim and the buffers' alignment allow) are chosen on
+// the host, the dtypes once per 32 rows (branches the whole warp takes
+// alike), not per element.
 __global__ void DeltaKernel(ElementType dtype, const void* dout, ElementType o_dtype, const void* o,
                             float* delta, int64_t batch, int64_t rows, int64_t heads,
                             int64_t head_dim, int vector, int lanes_per_row) {

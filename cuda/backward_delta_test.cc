@@ -19,6 +19,7 @@
 namespace ringattn::cuda {
 namespace {
 
+using ::ringattn::cuda::testing::ElementTypeOf;
 using ::ringattn::cuda::testing::ToDevice;
 using ::ringattn::cuda::testing::ToHost;
 using ::ringattn::testing::RandomNormal;
@@ -34,11 +35,6 @@ TEST(BackwardDeltaTest, EveryDtypePairHeadDimAndAlignmentMatchesTheSumInDouble) 
   }
   const int64_t batch = 3, rows = 37, heads = 3;  // chunks of 32 and 5 rows
   const DType dtypes[] = {DType::kFloat16, DType::kBFloat16, DType::kFloat32};
-  const auto element_type = [](DType t) {
-    return t == DType::kBFloat16  ? ElementType::kBFloat16
-           : t == DType::kFloat16 ? ElementType::kFloat16
-                                  : ElementType::kFloat32;
-  };
   for (const int64_t head_dim : {256, 128, 64, 8, 6, 5}) {
     for (const DType dout_type : dtypes) {
       for (const DType o_type : dtypes) {
@@ -55,8 +51,8 @@ TEST(BackwardDeltaTest, EveryDtypePairHeadDimAndAlignmentMatchesTheSumInDouble) 
           uint8_t* d_o = ToDevice(EncodeAll<double>(o_type, absl::MakeConstSpan(o)));
           float* d_delta = ToDevice(std::vector<float>(batch * heads * rows));
           ASSERT_EQ(
-              LaunchBackwardDelta(element_type(dout_type), d_dout + offset * DTypeBytes(dout_type),
-                                  element_type(o_type), d_o + offset * DTypeBytes(o_type), d_delta,
+              LaunchBackwardDelta(ElementTypeOf(dout_type), d_dout + offset * DTypeBytes(dout_type),
+                                  ElementTypeOf(o_type), d_o + offset * DTypeBytes(o_type), d_delta,
                                   batch, rows, heads, head_dim, nullptr),
               cudaSuccess);
           const std::vector<float> delta = ToHost(d_delta, batch * heads * rows);

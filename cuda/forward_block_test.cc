@@ -22,6 +22,7 @@
 namespace ringattn::cuda {
 namespace {
 
+using ::ringattn::cuda::testing::ElementTypeOf;
 using ::ringattn::cuda::testing::ToDevice;
 using ::ringattn::testing::MaxRelError;
 using ::ringattn::testing::RandomNormal;
@@ -53,9 +54,7 @@ void Check(const Case& c) {
   const auto q_shards = *layout.Shard(absl::MakeConstSpan(q), s.num_heads * s.head_dim);
   const auto k_shards = *layout.Shard(absl::MakeConstSpan(k), s.num_kv_heads * s.head_dim);
   const auto v_shards = *layout.Shard(absl::MakeConstSpan(v), s.num_kv_heads * s.head_dim);
-  const ElementType type = c.dtype == DType::kBFloat16  ? ElementType::kBFloat16
-                           : c.dtype == DType::kFloat16 ? ElementType::kFloat16
-                                                        : ElementType::kFloat32;
+  const ElementType type = ElementTypeOf(c.dtype);
   const auto device_input = [&](const std::vector<double>& x) {
     return ToDevice(EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
   };

@@ -30,6 +30,7 @@
 namespace ringattn::cuda {
 namespace {
 
+using ::ringattn::cuda::testing::ElementTypeOf;
 using ::ringattn::cuda::testing::ToDevice;
 using ::ringattn::cuda::testing::ToHost;
 using ::ringattn::testing::RandomNormal;
@@ -49,17 +50,6 @@ struct Case {
   std::vector<int64_t> key_limit;  // empty: none
   int64_t kv_head_begin, kv_head_end;
 };
-
-ElementType ElementTypeOf(DType dtype) {
-  switch (dtype) {
-    case DType::kBFloat16:
-      return ElementType::kBFloat16;
-    case DType::kFloat16:
-      return ElementType::kFloat16;
-    default:
-      return ElementType::kFloat32;
-  }
-}
 
 double RoundTo(DType dtype, double x) {
   const std::vector<uint8_t> b = EncodeAll<double>(dtype, {&x, 1});
