@@ -117,16 +117,26 @@ class SimBackend : public RingBackend {
 
   bool wall_clock_steps() const override { return false; }
 
-  // SimOptions::outputs, as the CUDA backend does them: Restart fills LSE
-  // and zeroes the fp32 O; WriteOutputs copies O (input dtype) and LSE;
-  // WriteGrads converts fp32 dQ, dK, dV to the input dtype.
+  // SimOptions::outputs (nothing without it), as the CUDA backend does
+  // them: ResetState fills LSE and zeroes the fp32 O; WriteOutputs copies O
+  // (input dtype) and LSE; WriteGrads converts fp32 dQ, dK, dV to the
+  // input dtype.
   void ResetState() {
+    if (!o_.outputs) return;
     Memory("reset LSE", 4 * local_.stat_elements());
     Memory("reset O", 4 * local_.q_elements());
   }
   void WriteOutputs() {
+    if (!o_.outputs) return;
     Memory("copy O out", 2 * local_.q_elements() * DTypeBytes(o_.dtype));
     Memory("copy LSE out", 2 * 4 * local_.stat_elements());
+  }
+  void WriteGrads() {
+    if (!o_.outputs) return;
+    const int64_t e = DTypeBytes(o_.dtype);
+    Memory("dQ to the input dtype", local_.q_elements() * (4 + e));
+    Memory("dK to the input dtype", local_.kv_elements() * (4 + e));
+    Memory("dV to the input dtype", local_.kv_elements() * (4 + e));
   }
   // What a ringattn pass costs besides its tasks and memory passes
   // (Calibration::pass_overhead_us_fwd / _bwd), the GPU idle;
@@ -137,12 +147,6 @@ class SimBackend : public RingBackend {
     if (o_.seed_implementation || us <= 0) return;
     Elapse(1e-6 * us, backward ? "pass overhead bwd" : "pass overhead fwd",
            [] { return std::string(); });
-  }
-  void WriteGrads() {
-    const int64_t e = DTypeBytes(o_.dtype);
-    Memory("dQ to the input dtype", local_.q_elements() * (4 + e));
-    Memory("dK to the input dtype", local_.kv_elements() * (4 + e));
-    Memory("dV to the input dtype", local_.kv_elements() * (4 + e));
   }
 
   int64_t peak_bytes() const {

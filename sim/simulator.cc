@@ -58,14 +58,14 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
     clock.defer_sends = o.seed_implementation;
     SimCommunicator comm(&net, r, world, o.calibration, per_node);
     SimBackend backend(schedule, r, o, &clock);
-    if (o.outputs) backend.ResetState();
+    backend.ResetState();
     backend.PassOverhead(false);
     absl::StatusOr<RingRunStats> fwd = RunRingForward(schedule, comm, backend);
     if (!fwd.ok()) {
       statuses[r] = fwd.status();
       return;
     }
-    if (o.outputs) backend.WriteOutputs();
+    backend.WriteOutputs();
     ranks[r].forward_end_s = clock.now;
     if (o.backward) {
       BackwardOptions options;
@@ -77,7 +77,7 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
         statuses[r] = bwd.status();
         return;
       }
-      if (o.outputs) backend.WriteGrads();
+      backend.WriteGrads();
     }
     ranks[r].end_s = clock.now;
     ranks[r].compute_s = clock.compute;
