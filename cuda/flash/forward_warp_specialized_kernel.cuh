@@ -8,9 +8,11 @@
 //    turns (ping-pong): one warpgroup issues its GEMMs while the other runs
 //    its softmax;
 //  - the kernel is persistent: one CTA per SM takes (query tile, head,
-//    batch) tiles heaviest first from a counter (tile_scheduler.cuh); the
-//    producer publishes each tile (and its key tiles) with its Q and
-//    loads the next tile's Q and K while the consumers finish the last one.
+//    batch) tiles heaviest first from a counter (tile_scheduler.cuh); a
+//    scheduler thread takes and decodes each when the producer asks for it
+//    (as it copies the last tile's last K), the producer publishes each
+//    tile (and its key tiles) with its Q and loads the next tile's Q and K
+//    while the consumers finish the last one.
 // Masks, the softmax step and the epilogue (written O and LSE, or the fused
 // fp32 ring state) are the other kernels' (forward_common.cuh). Included by
 // forward_warp_specialized_d<D>.cu; an empty kernel outside sm_90a.
@@ -68,6 +70,13 @@ struct WarpSpecializedForwardShared {
   // The tile whose Q the Q slot holds (PublishedTile), written before
   // QFull's arrival and read after its wait.
   __device__ __forceinline__ uint32_t Tile() const { return VEmpty(0) + 8 * Tr::kStages; }
+  // The scheduler's slot: a tile (Scheduled) between the scheduler's
+  // arrival on ScheduledFull and the producer's on ScheduledEmpty; the
+  // producer asks for the next tile on NextWanted.
+  __device__ __forceinline__ uint32_t Scheduled() const { return Tile() + 32; }
+  __device__ __forceinline__ uint32_t ScheduledFull() const { return Tile() + 64; }
+  __device__ __forceinline__ uint32_t ScheduledEmpty() const { return Tile() + 72; }
+  __device__ __forceinline__ uint32_t NextWanted() const { return Tile() + 80; }
 };
 
 // A tile as the producer publishes it with its Q: where it is and the key
@@ -140,17 +149,50 @@ cudaError_t ForwardTileCounter(cudaStream_t stream, TileCounter** counter) {
 // at the tensor cores and hands it over by arriving on the other's.
 constexpr int kTurnBarrier = 1;
 
-// The producer thread: takes the CTA's tiles (the dynamic order of
-// tile_scheduler.cuh) and publishes each in the Q slot (PublishedTile), then
-// every copy, in the order the consumers use them (Q, K0, then K(n+1)
-// before V(n)), each into the next free pipeline slot. A tile without keys
-// is published without copies; m = -1 tells the consumers to stop.
+// The scheduler thread: takes the CTA's tiles (the dynamic order of
+// tile_scheduler.cuh), the first at once and each next when the producer
+// asks for it, decodes each (its key tiles) and leaves it in the slot for
+// the producer: the counter's round trip and the 64-bit decoding, done by
+// the producer between two tiles, kept the consumers of short tiles waiting
+// for their next Q; taken further ahead (a queue of two), the tiles held by
+// busy CTAs unbalanced the end of long rows (d256 -12 %). m = -1 at the end.
+template <int kHeadDim>
+__device__ __forceinline__ void ScheduleTiles(const ForwardBlockArgs& a,
+                                              const WarpSpecializedForwardShared<kHeadDim>& sm,
+                                              const HeavyFirstTileScheduler& scheduler,
+                                              TileCounter* counter) {
+  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
+  for (uint32_t taken = 0;; ++taken) {
+    int64_t t = blockIdx.x;
+    if (taken > 0) {
+      MbarrierWait(sm.NextWanted(), (taken - 1) & 1);
+      t = NextTile(counter);
+    }
+    PublishedTile published{-1, 0, 0, {}};
+    if (t < scheduler.Count()) {
+      const QueryTile tile = scheduler.At(t);
+      published = {tile.m, static_cast<int>(tile.head), static_cast<int>(tile.batch),
+                   KeyTileRange(a, tile.batch, tile.m, Tr::kBlockM, Tr::kBlockN)};
+    }
+    MbarrierWait(sm.ScheduledEmpty(), (taken & 1) ^ 1);
+    StorePublishedTile(sm.Scheduled(), published);
+    MbarrierArrive(sm.ScheduledFull());
+    if (published.m < 0) break;
+  }
+  FinishTiles(counter);
+}
+
+// The producer thread: takes each tile from the scheduler's slot and
+// publishes it in the Q slot (PublishedTile), then every copy, in the order
+// the consumers use them (Q, K0, then K(n+1) before V(n)), each into the
+// next free pipeline slot, and asks for the next tile with the last K. A
+// tile without keys is published without copies; m = -1 tells the
+// consumers to stop.
 template <int kHeadDim>
 __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
                                              const WarpSpecializedForwardShared<kHeadDim>& sm,
-                                             const HeavyFirstTileScheduler& scheduler,
-                                             TileCounter* counter, const CUtensorMap* q_map,
-                                             const CUtensorMap* k_map, const CUtensorMap* v_map) {
+                                             const CUtensorMap* q_map, const CUtensorMap* k_map,
+                                             const CUtensorMap* v_map) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kColumnBlocks = kHeadDim / 64;
@@ -158,25 +200,22 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
   PrefetchTensorMap(k_map);
   PrefetchTensorMap(v_map);
   const int64_t group = a.num_heads / a.num_kv_heads;
-  uint32_t kv_count = 0, q_count = 0;
-  for (int64_t t = blockIdx.x;; t = NextTile(counter), ++q_count) {
+  uint32_t kv_count = 0;
+  for (uint32_t q_count = 0;; ++q_count) {
+    MbarrierWait(sm.ScheduledFull(), q_count & 1);
+    const PublishedTile tile = LoadPublishedTile(sm.Scheduled());
+    MbarrierArrive(sm.ScheduledEmpty());
     MbarrierWait(sm.QEmpty(), (q_count & 1) ^ 1);
-    if (t >= scheduler.Count()) {
-      StorePublishedTile(sm.Tile(), {-1, 0, 0, {}});
+    StorePublishedTile(sm.Tile(), tile);
+    const int n_begin = tile.keys.n_begin, n_end = tile.keys.n_end;
+    if (tile.m < 0 || n_begin >= n_end) {
       MbarrierArrive(sm.QFull());
-      break;
-    }
-    const QueryTile tile = scheduler.At(t);
-    const KeyTileRange keys(a, tile.batch, tile.m, kBlockM, kBlockN);
-    StorePublishedTile(sm.Tile(),
-                       {tile.m, static_cast<int>(tile.head), static_cast<int>(tile.batch), keys});
-    const int n_begin = keys.n_begin, n_end = keys.n_end;
-    if (n_begin >= n_end) {
-      MbarrierArrive(sm.QFull());
+      if (tile.m < 0) break;
+      MbarrierArrive(sm.NextWanted());
       continue;
     }
     const int64_t h = a.kv_head_begin * group + tile.head;
-    const int head = static_cast<int>(h), batch = static_cast<int>(tile.batch);
+    const int head = static_cast<int>(h), batch = tile.batch;
     const int kv_head = static_cast<int>(h / group - a.kv_head_offset);
     const auto load_kv = [&](bool is_k, int n, uint32_t i) {
       const Slot slot(i);
@@ -196,12 +235,15 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
       TmaLoad4d(sm.q + c * kBlockM * 128, q_map, sm.QFull(), c * 64, tile.m * kBlockM, head, batch);
     }
     load_kv(true, n_begin, kv_count);
+    if (n_begin + 1 == n_end) MbarrierArrive(sm.NextWanted());
     for (int n = n_begin; n < n_end; ++n, ++kv_count) {
-      if (n + 1 < n_end) load_kv(true, n + 1, kv_count + 1);
+      if (n + 1 < n_end) {
+        load_kv(true, n + 1, kv_count + 1);
+        if (n + 2 == n_end) MbarrierArrive(sm.NextWanted());
+      }
       load_kv(false, n, kv_count);
     }
   }
-  FinishTiles(counter);
 }
 
 // A consumer warpgroup: for each tile, the mainloop over its key tiles
@@ -355,13 +397,18 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
       MbarrierInit(sm.VFull(s), 1);
       MbarrierInit(sm.VEmpty(s), Tr::kConsumers);
     }
+    MbarrierInit(sm.ScheduledFull(), 1);
+    MbarrierInit(sm.ScheduledEmpty(), 1);
+    MbarrierInit(sm.NextWanted(), 1);
     FenceBarrierInit();
   }
   __syncthreads();
   if (threadIdx.x < 128) {
     SetMaxRegistersDecrease<Tr::kProducerRegisters>();
     if (threadIdx.x == 0) {
-      ProduceTiles<kHeadDim>(a, sm, scheduler, counter, &q_map, &k_map, &v_map);
+      ProduceTiles<kHeadDim>(a, sm, &q_map, &k_map, &v_map);
+    } else if (threadIdx.x == 32) {
+      ScheduleTiles<kHeadDim>(a, sm, scheduler, counter);
     }
   } else {
     SetMaxRegistersIncrease<Tr::kConsumerRegisters>();
