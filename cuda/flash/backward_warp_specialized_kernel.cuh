@@ -121,7 +121,8 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
                                        const __grid_constant__ CUtensorMap do_map,
                                        const __grid_constant__ CUtensorMap k_map,
                                        const __grid_constant__ CUtensorMap v_map,
-                                       const __grid_constant__ CUtensorMap dq_map) {
+                                       const __grid_constant__ CUtensorMap dq_map,
+                                       const HeavyFirstTileScheduler order) {
 #ifdef RINGATTN_WGMMA
   using Tr = WarpSpecializedBackwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
@@ -131,10 +132,11 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   const WarpSpecializedBackwardShared<kHeadDim> sm(SharedAddress(shared_raw));
 
-  const int n_tile = blockIdx.x;
-  const int64_t b = blockIdx.z;
+  const KeyTileItem item = KeyTileOfBlock(order);
+  const int n_tile = item.n_tile;
+  const int64_t b = item.batch;
   const int64_t group = a.num_heads / a.num_kv_heads;
-  const int64_t h = a.kv_head_begin * group + blockIdx.y;
+  const int64_t h = a.kv_head_begin * group + item.head;
   const KeyTileQueries tiles(a, b, n_tile, kBlockM, kBlockN);
   if (tiles.m_begin >= tiles.m_end) return;  // no allowed pair: nothing to add
   const int64_t q_len = a.q_pos.length;
@@ -343,9 +345,10 @@ cudaError_t LaunchFlashBackwardWarpSpecializedKernel(const BackwardBlockArgs& ar
         std::pair{&v_view, &v_map}, std::pair{&dq_view, &dq_map}}) {
     if (const cudaError_t e = EncodeTileMap(*view, map); e != cudaSuccess) return e;
   }
+  const HeavyFirstTileScheduler order = KeyTileOrder(a, Tr::kBlockN);
   return LaunchKernel(FlashBackwardWarpSpecializedKernel<E, kHeadDim>,
-                      TaskGrid(a, a.k_pos.length, Tr::kBlockN), Tr::kThreads, Tr::kSharedBytes,
-                      stream, args, q_map, do_map, k_map, v_map, dq_map);
+                      dim3(static_cast<unsigned>(order.Count())), Tr::kThreads, Tr::kSharedBytes,
+                      stream, args, q_map, do_map, k_map, v_map, dq_map, order);
 }
 
 }  // namespace ringattn::cuda::flash
