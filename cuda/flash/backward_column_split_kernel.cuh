@@ -36,7 +36,8 @@ namespace ringattn::cuda::flash {
 
 template <ElementType E, int kHeadDim>
 __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads, 1)
-    FlashBackwardColumnSplitKernel(const BackwardBlockArgs args) {
+    FlashBackwardColumnSplitKernel(const BackwardBlockArgs args,
+                                   const HeavyFirstTileScheduler order) {
 #ifdef RINGATTN_WGMMA
   using Tr = ColumnSplitBackwardTraits<kHeadDim>;
   using T = typename Element<E>::T;
@@ -57,7 +58,7 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
   const uint32_t s_pf = s_ds + Tr::kScoreBytes + Tr::kStatsBytes;  // P^T in fp32, handed over
 
   const int warpgroup = threadIdx.x / 128;
-  const KeyTileTask<T, kHeadDim, kBlockN, kBlockM> task(args);
+  const KeyTileTask<T, kHeadDim, kBlockN, kBlockM> task(args, KeyTileOfBlock(order));
   const int64_t b = task.b, h = task.h;
   const KeyTileQueries& tiles = task.tiles;
   const int m_begin = tiles.m_begin, m_end = tiles.m_end;
@@ -161,9 +162,10 @@ cudaError_t LaunchFlashBackwardColumnSplitKernel(const BackwardBlockArgs& args,
                                                  cudaStream_t stream) {
   using Tr = ColumnSplitBackwardTraits<kHeadDim>;
   const ForwardBlockArgs& a = args.task;
-  if (const cudaError_t e = LaunchKernel(FlashBackwardColumnSplitKernel<E, kHeadDim>,
-                                         TaskGrid(a, a.k_pos.length, Tr::kBlockN), Tr::kThreads,
-                                         Tr::kSharedBytes, stream, args);
+  const HeavyFirstTileScheduler order = KeyTileOrder(a, Tr::kBlockN);
+  if (const cudaError_t e =
+          LaunchKernel(FlashBackwardColumnSplitKernel<E, kHeadDim>, OrderGrid(order), Tr::kThreads,
+                       Tr::kSharedBytes, stream, args, order);
       e != cudaSuccess) {
     return e;
   }

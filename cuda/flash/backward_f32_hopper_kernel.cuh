@@ -37,7 +37,8 @@ namespace ringattn::cuda::flash {
 
 template <int kHeadDim>
 __global__ void __launch_bounds__(F32HopperBackwardTraits<kHeadDim>::kThreads, 1)
-    FlashBackwardF32HopperKernel(const BackwardBlockArgs args) {
+    FlashBackwardF32HopperKernel(const BackwardBlockArgs args,
+                                 const HeavyFirstTileScheduler order) {
 #ifdef RINGATTN_WGMMA
   using Tr = F32HopperBackwardTraits<kHeadDim>;
   const ForwardBlockArgs& a = args.task;
@@ -55,7 +56,7 @@ __global__ void __launch_bounds__(F32HopperBackwardTraits<kHeadDim>::kThreads, 1
   float* s_delta = s_lse + kBlockM;
 
   const int lane = threadIdx.x % 32;
-  const KeyTileTask<float, kHeadDim, kBlockN, kBlockM> task(args);
+  const KeyTileTask<float, kHeadDim, kBlockN, kBlockM> task(args, KeyTileOfBlock(order));
   const int64_t b = task.b, h = task.h;
   const KeyTileQueries& tiles = task.tiles;
   const int m_begin = tiles.m_begin, m_end = tiles.m_end;
@@ -230,9 +231,9 @@ template <int kHeadDim>
 cudaError_t LaunchFlashBackwardF32HopperKernel(const BackwardBlockArgs& args, cudaStream_t stream) {
   using Tr = F32HopperBackwardTraits<kHeadDim>;
   const ForwardBlockArgs& a = args.task;
-  return LaunchKernel(FlashBackwardF32HopperKernel<kHeadDim>,
-                      TaskGrid(a, a.k_pos.length, Tr::kBlockN), Tr::kThreads, Tr::kSharedBytes,
-                      stream, args);
+  const HeavyFirstTileScheduler order = KeyTileOrder(a, Tr::kBlockN);
+  return LaunchKernel(FlashBackwardF32HopperKernel<kHeadDim>, OrderGrid(order), Tr::kThreads,
+                      Tr::kSharedBytes, stream, args, order);
 }
 
 }  // namespace ringattn::cuda::flash

@@ -346,9 +346,9 @@ cudaError_t LaunchFlashBackwardWarpSpecializedKernel(const BackwardBlockArgs& ar
     if (const cudaError_t e = EncodeTileMap(*view, map); e != cudaSuccess) return e;
   }
   const HeavyFirstTileScheduler order = KeyTileOrder(a, Tr::kBlockN);
-  return LaunchKernel(FlashBackwardWarpSpecializedKernel<E, kHeadDim>,
-                      dim3(static_cast<unsigned>(order.Count())), Tr::kThreads, Tr::kSharedBytes,
-                      stream, args, q_map, do_map, k_map, v_map, dq_map, order);
+  return LaunchKernel(FlashBackwardWarpSpecializedKernel<E, kHeadDim>, OrderGrid(order),
+                      Tr::kThreads, Tr::kSharedBytes, stream, args, q_map, do_map, k_map, v_map,
+                      dq_map, order);
 }
 
 }  // namespace ringattn::cuda::flash

@@ -40,6 +40,10 @@ inline HeavyFirstTileScheduler KeyTileOrder(const ForwardBlockArgs& a, int tile)
   return {tiles, heads, a.batch, std::clamp<int64_t>(heads * a.batch, 1, 2)};
 }
 
+inline dim3 OrderGrid(const HeavyFirstTileScheduler& order) {
+  return dim3(static_cast<unsigned>(order.Count()));
+}
+
 // A backward CTA's key tile, query head (within the launch's) and batch row.
 struct KeyTileItem {
   int n_tile;
@@ -61,10 +65,13 @@ struct HeadTask {
   int64_t q_stride, kv_stride;
   int64_t stat0;
   __device__ __forceinline__ explicit HeadTask(const ForwardBlockArgs& a)
+      : HeadTask(a, blockIdx.y, blockIdx.z) {}
+  // Query head `head` of the launch's, batch row `batch`.
+  __device__ __forceinline__ HeadTask(const ForwardBlockArgs& a, int64_t head, int64_t batch)
       : group(a.num_heads / a.num_kv_heads),
-        h(a.kv_head_begin * group + blockIdx.y),
+        h(a.kv_head_begin * group + head),
         kv_head(h / group),
-        b(blockIdx.z),
+        b(batch),
         q_stride(a.num_heads * kHeadDim),
         kv_stride(KvBufferHeads(a) * kHeadDim),
         stat0((b * a.num_heads + h) * a.q_rows + a.q_row) {}
@@ -115,9 +122,12 @@ struct KeyTileTask : HeadTask<kHeadDim> {
   const T *q, *dout;
   KeyTileQueries tiles;
   __device__ __forceinline__ explicit KeyTileTask(const BackwardBlockArgs& args)
-      : HeadTask<kHeadDim>(args.task),
+      : KeyTileTask(args, {static_cast<int>(blockIdx.x), blockIdx.y, blockIdx.z}) {}
+  // The CTA of `item` (KeyTileOrder's grid).
+  __device__ __forceinline__ KeyTileTask(const BackwardBlockArgs& args, const KeyTileItem& item)
+      : HeadTask<kHeadDim>(args.task, item.head, item.batch),
         q_len(args.task.q_pos.length),
-        n_tile(blockIdx.x),
+        n_tile(item.n_tile),
         k0(static_cast<int64_t>(n_tile) * kBlockN),
         k_valid(static_cast<int>(min64(kBlockN, args.task.k_pos.length - k0))),
         kv_offset0(KvOffset(args.task, this->b, args.task.k_row + k0, this->kv_head)),
