@@ -23,9 +23,10 @@ cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stre
   const bool hopper_kernel =
       kernel == TensorCoreKernel::kHopper || kernel == TensorCoreKernel::kWarpSpecialized;
   if (hopper_kernel && !hopper) return cudaErrorNotSupported;
-  // The warp-specialized kernel adds dQ rows with 16-byte bulk reductions.
-  const bool dq_aligned = Aligned16(args.dq);
-  if (kernel == TensorCoreKernel::kWarpSpecialized && !dq_aligned) return cudaErrorNotSupported;
+  // The warp-specialized kernel adds dQ, dK and dV rows with 16-byte bulk
+  // reductions.
+  const bool grads_aligned = Aligned16(args.dq) && Aligned16(args.dk) && Aligned16(args.dv);
+  if (kernel == TensorCoreKernel::kWarpSpecialized && !grads_aligned) return cudaErrorNotSupported;
   const ForwardBlockArgs& a = args.task;
   const bool fp32 = a.dtype == ElementType::kFloat32;
   // fp32: the mma.sync kernel, and on Hopper the wgmma one at head_dim 64
@@ -48,13 +49,13 @@ cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stre
   return DispatchDtypeHeadDim(a.dtype, a.head_dim, [&](auto dtype, auto head_dim) {
     constexpr ElementType E = decltype(dtype)::value;
     constexpr int D = decltype(head_dim)::value;
-    // kAuto: the warp-specialized kernel on Hopper (when dq is 16-byte
-    // aligned), see docs/KERNEL_BENCH.md.
+    // kAuto: the warp-specialized kernel on Hopper (when dQ, dK and dV are
+    // 16-byte aligned), see docs/KERNEL_BENCH.md.
     const bool auto_hopper = kernel == TensorCoreKernel::kAuto && hopper;
     if constexpr (D > 128) {
       return LaunchFlashBackwardColumnSplitKernel<E, D>(args, stream);
     } else {
-      if (kernel == TensorCoreKernel::kWarpSpecialized || (auto_hopper && dq_aligned)) {
+      if (kernel == TensorCoreKernel::kWarpSpecialized || (auto_hopper && grads_aligned)) {
         return LaunchFlashBackwardWarpSpecializedKernel<E, D>(args, stream);
       }
       if (kernel == TensorCoreKernel::kHopper || auto_hopper) {

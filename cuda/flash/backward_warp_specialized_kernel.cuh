@@ -16,7 +16,8 @@
 //    at d64 with a second barrier), then dQ = dS K, written to the staging
 //    buffer for warp 2.
 // Query tiles of 64 rows at d128, 128 at d64. dK and dV stay in registers
-// until the CTA's last tile and are added with reductions. Included by
+// until the CTA's last tile, then are staged in shared memory and added
+// with TMA reductions like dQ. CTAs in KeyTileOrder (launch.cuh). Included by
 // backward_warp_specialized_d<D>.cu; an empty kernel outside sm_90a.
 #ifndef RINGATTN_CUDA_FLASH_BACKWARD_WARP_SPECIALIZED_KERNEL_CUH_
 #define RINGATTN_CUDA_FLASH_BACKWARD_WARP_SPECIALIZED_KERNEL_CUH_
@@ -38,6 +39,13 @@
 #include "cuda/kernel_args.h"
 
 namespace ringattn::cuda::flash {
+
+__device__ __forceinline__ void StoreShared(uint32_t address, float x) {
+  asm volatile("st.shared.f32 [%0], %1;\n" ::"r"(address), "f"(x) : "memory");
+}
+__device__ __forceinline__ void StoreShared2(uint32_t address, float x, float y) {
+  asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(x), "f"(y) : "memory");
+}
 
 // Shared memory of the kernel: tiles (1024-byte aligned), the dQ staging
 // buffer, LSE and D per stage, then the mbarriers.
@@ -75,6 +83,29 @@ struct WarpSpecializedBackwardShared {
     return DqBox(row / 64, col / 32) + (row % 64) * 128 + ((((col % 32) / 4) ^ (row % 8)) << 4) +
            (col % 4) * 4;
   }
+  // An m64nN accumulator's columns col_begin .. col_begin + kCols (rows row0
+  // and row0 + 8 of this thread) times scale into a staged tile at `tile`
+  // (DqOffset's layout). Rows r and r ^ 1 of the swizzle put a column block
+  // in the same banks, and a 64-bit store's half-warp covers rows 4 q .. 4 q
+  // + 3: in step j odd rows store column block j ^ 2 (bank-conflict free).
+  template <int kCols>
+  static __device__ __forceinline__ void StageRows(uint32_t tile, const float (&acc)[kCols / 2],
+                                                   int row0, int col_begin, float scale) {
+    const int lane = threadIdx.x % 32;
+    const bool odd_row = (lane / 4) % 2;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int row = row0 + 8 * half;
+#pragma unroll
+      for (int j = 0; j < kCols / 8; ++j) {
+        const int block = odd_row ? j ^ 2 : j;
+        const float x = odd_row ? acc[4 * (j ^ 2) + 2 * half] : acc[4 * j + 2 * half];
+        const float y = odd_row ? acc[4 * (j ^ 2) + 2 * half + 1] : acc[4 * j + 2 * half + 1];
+        StoreShared2(tile + DqOffset(row, col_begin + block * 8 + (lane % 4) * 2), x * scale,
+                     y * scale);
+      }
+    }
+  }
   // LSE (log2 units) and D of the stage's tile, kBlockM floats each.
   __device__ __forceinline__ uint32_t Lse(uint32_t stage) const {
     return stats + stage * 2 * Tr::kBlockM * 4;
@@ -97,6 +128,10 @@ constexpr int kDqEmptyBarrier = 3;
 // With one dS^T buffer: both consumers' dQ products of the last tile have
 // read it (256 threads).
 constexpr int kDsFreeBarrier = 4;
+// After the last tile: neither warpgroup reads K, V, Q or dO any more (256
+// threads); then per warpgroup (+ 1 + warpgroup, 128 threads) its dK and dV
+// rows are staged.
+constexpr int kKeyGradsBarrier = 5;
 constexpr int kDqBarrierThreads = 256 + 32;
 
 // Full barriers complete on the producer thread's arrival (with the TMA
@@ -108,21 +143,14 @@ constexpr int kDqBarrierThreads = 256 + 32;
 constexpr int kFullArrivals = 1 + 32;
 constexpr int kEmptyArrivals = 256;
 
-__device__ __forceinline__ void StoreShared(uint32_t address, float x) {
-  asm volatile("st.shared.f32 [%0], %1;\n" ::"r"(address), "f"(x) : "memory");
-}
-__device__ __forceinline__ void StoreShared2(uint32_t address, float x, float y) {
-  asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(x), "f"(y) : "memory");
-}
 template <ElementType E, int kHeadDim>
 __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThreads, 1)
-    FlashBackwardWarpSpecializedKernel(const BackwardBlockArgs args,
-                                       const __grid_constant__ CUtensorMap q_map,
-                                       const __grid_constant__ CUtensorMap do_map,
-                                       const __grid_constant__ CUtensorMap k_map,
-                                       const __grid_constant__ CUtensorMap v_map,
-                                       const __grid_constant__ CUtensorMap dq_map,
-                                       const HeavyFirstTileScheduler order) {
+    FlashBackwardWarpSpecializedKernel(
+        const BackwardBlockArgs args, const __grid_constant__ CUtensorMap q_map,
+        const __grid_constant__ CUtensorMap do_map, const __grid_constant__ CUtensorMap k_map,
+        const __grid_constant__ CUtensorMap v_map, const __grid_constant__ CUtensorMap dq_map,
+        const __grid_constant__ CUtensorMap dk_map, const __grid_constant__ CUtensorMap dv_map,
+        const HeavyFirstTileScheduler order) {
 #ifdef RINGATTN_WGMMA
   using Tr = WarpSpecializedBackwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
@@ -300,32 +328,39 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     // dQ * scale into staging buffer i % 2, once the dQ warp's reductions
     // of tile i - 2 have read it.
     if (i >= 2) NamedBarrierSync(kDqEmptyBarrier, kDqBarrierThreads);
-    // Rows r and r ^ 1 of the swizzle put a column block in the same banks,
-    // and a 64-bit store's half-warp covers rows 4 q .. 4 q + 3: in step j
-    // odd rows store column block j ^ 2 (bank-conflict free).
-    const uint32_t dq_tile = sm.Dq(i % 2);
-    const bool odd_row = (lane / 4) % 2;
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int row = dq_row0 + 8 * half;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const int block = odd_row ? j ^ 2 : j;
-        const float x = odd_row ? dq[4 * (j ^ 2) + 2 * half] : dq[4 * j + 2 * half];
-        const float y = odd_row ? dq[4 * (j ^ 2) + 2 * half + 1] : dq[4 * j + 2 * half + 1];
-        StoreShared2(dq_tile + sm.DqOffset(row, dq_col_begin + block * 8 + (lane % 4) * 2),
-                     x * a.softmax_scale, y * a.softmax_scale);
-      }
-    }
+    sm.template StageRows<64>(sm.Dq(i % 2), dq, dq_row0, dq_col_begin, a.softmax_scale);
     FenceProxyAsync();
     NamedBarrierArrive(kDqFullBarrier, kDqBarrierThreads);
   }
 
-  const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
-  const int64_t kv_offset0 = KvOffset(a, b, a.k_row + k0, h / group);
-  // Reductions: a read-modify-write would keep the SM (one CTA) waiting for
-  // the reads, exposed on short key tiles' CTAs.
-  AddKeyGrads<kHeadDim, true>(args, dk, dv, kv_offset0, kv_stride, key0, k_valid);
+  // dK * scale and dV added to the fp32 accumulators by the TMA's
+  // reductions, staged like dQ (64 keys per warpgroup): once both
+  // warpgroups' last products are done, K's and V's space holds dK, Q's and
+  // dO's dV. (Reductions from registers kept the SM's load/store queue full
+  // at the end of every CTA: lg_throttle stalls.)
+  NamedBarrierSync(kKeyGradsBarrier, 256);
+  constexpr int kGradBytes = 64 * kHeadDim * 4;
+  static_assert(
+      2 * kGradBytes <= 2 * Tr::kKvBytes && 2 * kGradBytes <= 2 * Tr::kStages * Tr::kQBytes,
+      "dK and dV staged in K/V's and Q/dO's space");
+  const uint32_t dk_tile = sm.k + warpgroup * kGradBytes, dv_tile = sm.q + warpgroup * kGradBytes;
+  sm.template StageRows<kHeadDim>(dk_tile, dk, AccumulatorRow(), 0, a.softmax_scale);
+  sm.template StageRows<kHeadDim>(dv_tile, dv, AccumulatorRow(), 0, 1.f);
+  FenceProxyAsync();
+  NamedBarrierSync(kKeyGradsBarrier + 1 + warpgroup, 128);
+  if (threadIdx.x % 128 == 0) {
+    const int kv_head = static_cast<int>(h / group - a.kv_head_offset);
+    const int row = n_tile * kBlockN + key_base;
+#pragma unroll
+    for (int col_block = 0; col_block < kHeadDim / 32; ++col_block) {
+      TmaReduceAdd4d(&dk_map, dk_tile + sm.DqBox(0, col_block), col_block * 32, row, kv_head,
+                     static_cast<int>(b));
+      TmaReduceAdd4d(&dv_map, dv_tile + sm.DqBox(0, col_block), col_block * 32, row, kv_head,
+                     static_cast<int>(b));
+    }
+    BulkCommit();
+    BulkWaitRead<0>();  // the CTA's shared memory stays until the copies have read it
+  }
 #endif  // RINGATTN_WGMMA
 }
 
@@ -336,19 +371,22 @@ cudaError_t LaunchFlashBackwardWarpSpecializedKernel(const BackwardBlockArgs& ar
   const ForwardBlockArgs& a = args.task;
   const TileView q_view = QueryRowsView(a, a.q, E, Tr::kBlockM);
   const TileView do_view = QueryRowsView(a, args.dout, E, Tr::kBlockM);
-  const TileView k_view = KeyRowsView(a, a.k, Tr::kBlockN);
-  const TileView v_view = KeyRowsView(a, a.v, Tr::kBlockN);
+  const TileView k_view = KeyRowsView(a, a.k, E, Tr::kBlockN);
+  const TileView v_view = KeyRowsView(a, a.v, E, Tr::kBlockN);
   const TileView dq_view = QueryRowsView(a, args.dq, ElementType::kFloat32, 64);
-  CUtensorMap q_map, do_map, k_map, v_map, dq_map;
+  const TileView dk_view = KeyRowsView(a, args.dk, ElementType::kFloat32, 64);
+  const TileView dv_view = KeyRowsView(a, args.dv, ElementType::kFloat32, 64);
+  CUtensorMap q_map, do_map, k_map, v_map, dq_map, dk_map, dv_map;
   for (auto [view, map] :
        {std::pair{&q_view, &q_map}, std::pair{&do_view, &do_map}, std::pair{&k_view, &k_map},
-        std::pair{&v_view, &v_map}, std::pair{&dq_view, &dq_map}}) {
+        std::pair{&v_view, &v_map}, std::pair{&dq_view, &dq_map}, std::pair{&dk_view, &dk_map},
+        std::pair{&dv_view, &dv_map}}) {
     if (const cudaError_t e = EncodeTileMap(*view, map); e != cudaSuccess) return e;
   }
   const HeavyFirstTileScheduler order = KeyTileOrder(a, Tr::kBlockN);
   return LaunchKernel(FlashBackwardWarpSpecializedKernel<E, kHeadDim>, OrderGrid(order),
                       Tr::kThreads, Tr::kSharedBytes, stream, args, q_map, do_map, k_map, v_map,
-                      dq_map, order);
+                      dq_map, dk_map, dv_map, order);
 }
 
 }  // namespace ringattn::cuda::flash

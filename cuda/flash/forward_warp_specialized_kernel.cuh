@@ -423,8 +423,8 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   const int64_t q_len = a.q_pos.length;
   const TileView q_view = QueryRowsView(a, a.q, E, Tr::kBlockM);
-  const TileView k_view = KeyRowsView(a, a.k, Tr::kBlockN);
-  const TileView v_view = KeyRowsView(a, a.v, Tr::kBlockN);
+  const TileView k_view = KeyRowsView(a, a.k, E, Tr::kBlockN);
+  const TileView v_view = KeyRowsView(a, a.v, E, Tr::kBlockN);
   CUtensorMap q_map, k_map, v_map;
   for (auto [view, map] :
        {std::pair{&q_view, &q_map}, std::pair{&k_view, &k_map}, std::pair{&v_view, &v_map}}) {

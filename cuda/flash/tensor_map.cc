@@ -52,10 +52,11 @@ TileView QueryRowsView(const ForwardBlockArgs& a, const void* tensor, ElementTyp
           box_rows};
 }
 
-TileView KeyRowsView(const ForwardBlockArgs& a, const void* tensor, int box_rows) {
+TileView KeyRowsView(const ForwardBlockArgs& a, const void* tensor, ElementType dtype,
+                     int box_rows) {
   const int64_t heads = KvBufferHeads(a), d = a.head_dim;
-  return {static_cast<const char*>(tensor) + a.k_row * heads * d * 2,
-          a.dtype,
+  return {static_cast<const char*>(tensor) + a.k_row * heads * d * ElementBytes(dtype),
+          dtype,
           d,
           a.k_pos.length,
           heads,
@@ -68,8 +69,9 @@ TileView KeyRowsView(const ForwardBlockArgs& a, const void* tensor, int box_rows
 
 cudaError_t EncodeTileMap(const TileView& view, CUtensorMap* map) {
   // A ring step launches with the same few views over and over (Q, K, V of
-  // each buffer): the last kEntries encodings are kept, oldest replaced.
-  constexpr int kEntries = 16;
+  // each buffer; the backward's dO, dQ, dK, dV too): the last kEntries
+  // encodings are kept, oldest replaced.
+  constexpr int kEntries = 32;
   thread_local std::array<CachedMap, kEntries> cache{};
   thread_local int next = 0, used = 0;
   for (int i = 0; i < used; ++i) {

@@ -29,11 +29,12 @@ struct TileView {
 // The views of a block task's tensors, row 0 at the task's first row (so
 // rows past the task's length read as zeros, and writes there are
 // dropped): a tensor laid out like q (q, dout; out; dq in fp32) over the
-// task's query rows, and one laid out like k (k, v) over its key rows, in
+// task's query rows, and one laid out like k (k, v; dk, dv in fp32) over its key rows, in
 // boxes of box_rows rows.
 TileView QueryRowsView(const ForwardBlockArgs& a, const void* tensor, ElementType dtype,
                        int box_rows);
-TileView KeyRowsView(const ForwardBlockArgs& a, const void* tensor, int box_rows);
+TileView KeyRowsView(const ForwardBlockArgs& a, const void* tensor, ElementType dtype,
+                     int box_rows);
 
 // Encodes the view with the 128-byte swizzle (the layout wgmma reads) and
 // zero fill outside it (rows past `rows` read as 0). Identical views share
