@@ -132,6 +132,9 @@ constexpr int kDsFreeBarrier = 4;
 // threads); then per warpgroup (+ 1 + warpgroup, 128 threads) its dK and dV
 // rows are staged.
 constexpr int kKeyGradsBarrier = 5;
+// CTAs of at most this many query tiles stage dK and dV for the TMA at d128
+// (all of them at d64); longer ones add them from registers.
+constexpr int kStagedKeyGradsTiles = 16;
 constexpr int kDqBarrierThreads = 256 + 32;
 
 // Full barriers complete on the producer thread's arrival (with the TMA
@@ -333,33 +336,41 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     NamedBarrierArrive(kDqFullBarrier, kDqBarrierThreads);
   }
 
-  // dK * scale and dV added to the fp32 accumulators by the TMA's
-  // reductions, staged like dQ (64 keys per warpgroup): once both
-  // warpgroups' last products are done, K's and V's space holds dK, Q's and
-  // dO's dV. (Reductions from registers kept the SM's load/store queue full
-  // at the end of every CTA: lg_throttle stalls.)
-  NamedBarrierSync(kKeyGradsBarrier, 256);
-  constexpr int kGradBytes = 64 * kHeadDim * 4;
-  static_assert(
-      2 * kGradBytes <= 2 * Tr::kKvBytes && 2 * kGradBytes <= 2 * Tr::kStages * Tr::kQBytes,
-      "dK and dV staged in K/V's and Q/dO's space");
-  const uint32_t dk_tile = sm.k + warpgroup * kGradBytes, dv_tile = sm.q + warpgroup * kGradBytes;
-  sm.template StageRows<kHeadDim>(dk_tile, dk, AccumulatorRow(), 0, a.softmax_scale);
-  sm.template StageRows<kHeadDim>(dv_tile, dv, AccumulatorRow(), 0, 1.f);
-  FenceProxyAsync();
-  NamedBarrierSync(kKeyGradsBarrier + 1 + warpgroup, 128);
-  if (threadIdx.x % 128 == 0) {
-    const int kv_head = static_cast<int>(h / group - a.kv_head_offset);
-    const int row = n_tile * kBlockN + key_base;
+  // dK * scale and dV added to the fp32 accumulators. d64, and CTAs of few
+  // query tiles: by the TMA's reductions, staged like dQ (64 keys per
+  // warpgroup) once both warpgroups' last products are done, K's and V's
+  // space holding dK, Q's and dO's dV (reductions from registers kept the
+  // SM's load/store queue full at the end of each CTA: lg_throttle stalls;
+  // d64 +2.2 %, b16 s1024 +1.7 %). Long d128 CTAs: from registers (the
+  // staging cost them 0.7-1.7 %). One H200, docs/KERNEL_BENCH.md.
+  if (kHeadDim == 64 || tiles.m_end - tiles.m_begin <= kStagedKeyGradsTiles) {
+    NamedBarrierSync(kKeyGradsBarrier, 256);
+    constexpr int kGradBytes = 64 * kHeadDim * 4;
+    static_assert(
+        2 * kGradBytes <= 2 * Tr::kKvBytes && 2 * kGradBytes <= 2 * Tr::kStages * Tr::kQBytes,
+        "dK and dV staged in K/V's and Q/dO's space");
+    const uint32_t dk_tile = sm.k + warpgroup * kGradBytes;
+    const uint32_t dv_tile = sm.q + warpgroup * kGradBytes;
+    sm.template StageRows<kHeadDim>(dk_tile, dk, AccumulatorRow(), 0, a.softmax_scale);
+    sm.template StageRows<kHeadDim>(dv_tile, dv, AccumulatorRow(), 0, 1.f);
+    FenceProxyAsync();
+    NamedBarrierSync(kKeyGradsBarrier + 1 + warpgroup, 128);
+    if (threadIdx.x % 128 == 0) {
+      const int kv_head = static_cast<int>(h / group - a.kv_head_offset);
+      const int row = n_tile * kBlockN + key_base;
 #pragma unroll
-    for (int col_block = 0; col_block < kHeadDim / 32; ++col_block) {
-      TmaReduceAdd4d(&dk_map, dk_tile + sm.DqBox(0, col_block), col_block * 32, row, kv_head,
-                     static_cast<int>(b));
-      TmaReduceAdd4d(&dv_map, dv_tile + sm.DqBox(0, col_block), col_block * 32, row, kv_head,
-                     static_cast<int>(b));
+      for (int col_block = 0; col_block < kHeadDim / 32; ++col_block) {
+        TmaReduceAdd4d(&dk_map, dk_tile + sm.DqBox(0, col_block), col_block * 32, row, kv_head,
+                       static_cast<int>(b));
+        TmaReduceAdd4d(&dv_map, dv_tile + sm.DqBox(0, col_block), col_block * 32, row, kv_head,
+                       static_cast<int>(b));
+      }
+      BulkCommit();
+      BulkWaitRead<0>();  // the CTA's shared memory stays until the copies have read it
     }
-    BulkCommit();
-    BulkWaitRead<0>();  // the CTA's shared memory stays until the copies have read it
+  } else {
+    AddKeyGrads<kHeadDim, true>(args, dk, dv, KvOffset(a, b, a.k_row + k0, h / group),
+                                KvBufferHeads(a) * kHeadDim, key0, k_valid);
   }
 #endif  // RINGATTN_WGMMA
 }
