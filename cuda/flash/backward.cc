@@ -23,9 +23,10 @@ cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stre
   const bool hopper_kernel =
       kernel == TensorCoreKernel::kHopper || kernel == TensorCoreKernel::kWarpSpecialized;
   if (hopper_kernel && !hopper) return cudaErrorNotSupported;
-  // The warp-specialized kernel adds dQ, dK and dV rows with 16-byte bulk
-  // reductions.
-  const bool grads_aligned = Aligned16(args.dq) && Aligned16(args.dk) && Aligned16(args.dv);
+  // The warp-specialized kernel adds dQ rows (and at head_dim 64 dK and dV
+  // rows) with 16-byte bulk reductions.
+  const bool grads_aligned = Aligned16(args.dq) && (args.task.head_dim != 64 ||
+                                                    (Aligned16(args.dk) && Aligned16(args.dv)));
   if (kernel == TensorCoreKernel::kWarpSpecialized && !grads_aligned) return cudaErrorNotSupported;
   const ForwardBlockArgs& a = args.task;
   const bool fp32 = a.dtype == ElementType::kFloat32;
@@ -49,7 +50,7 @@ cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stre
   return DispatchDtypeHeadDim(a.dtype, a.head_dim, [&](auto dtype, auto head_dim) {
     constexpr ElementType E = decltype(dtype)::value;
     constexpr int D = decltype(head_dim)::value;
-    // kAuto: the warp-specialized kernel on Hopper (when dQ, dK and dV are
+    // kAuto: the warp-specialized kernel on Hopper (when its gradients are
     // 16-byte aligned), see docs/KERNEL_BENCH.md.
     const bool auto_hopper = kernel == TensorCoreKernel::kAuto && hopper;
     if constexpr (D > 128) {

@@ -132,9 +132,6 @@ constexpr int kDsFreeBarrier = 4;
 // threads); then per warpgroup (+ 1 + warpgroup, 128 threads) its dK and dV
 // rows are staged.
 constexpr int kKeyGradsBarrier = 5;
-// CTAs of at most this many query tiles stage dK and dV for the TMA at d128
-// (all of them at d64); longer ones add them from registers.
-constexpr int kStagedKeyGradsTiles = 16;
 constexpr int kDqBarrierThreads = 256 + 32;
 
 // Full barriers complete on the producer thread's arrival (with the TMA
@@ -265,7 +262,6 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
 
   SetMaxRegistersIncrease<Tr::kConsumerRegisters>();
   const int warpgroup = threadIdx.x / 128 - 1;
-  const int lane = threadIdx.x % 32;
   const int64_t k_len = a.k_pos.length;
   const int64_t k0 = static_cast<int64_t>(n_tile) * kBlockN;
   const int k_valid = static_cast<int>(min64(kBlockN, k_len - k0));
@@ -336,14 +332,14 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     NamedBarrierArrive(kDqFullBarrier, kDqBarrierThreads);
   }
 
-  // dK * scale and dV added to the fp32 accumulators. d64, and CTAs of few
-  // query tiles: by the TMA's reductions, staged like dQ (64 keys per
-  // warpgroup) once both warpgroups' last products are done, K's and V's
-  // space holding dK, Q's and dO's dV (reductions from registers kept the
-  // SM's load/store queue full at the end of each CTA: lg_throttle stalls;
-  // d64 +2.2 %, b16 s1024 +1.7 %). Long d128 CTAs: from registers (the
-  // staging cost them 0.7-1.7 %). One H200, docs/KERNEL_BENCH.md.
-  if (kHeadDim == 64 || tiles.m_end - tiles.m_begin <= kStagedKeyGradsTiles) {
+  // dK * scale and dV added to the fp32 accumulators. d64: by the TMA's
+  // reductions, staged like dQ (64 keys per warpgroup) once both
+  // warpgroups' last products are done, K's and V's space holding dK, Q's
+  // and dO's dV (reductions from registers kept the SM's load/store queue
+  // full at the end of each CTA: lg_throttle stalls; +2.2 % at s16384). d128:
+  // from registers (staged, b16 s1024 gained 1.7 %, the long rows lost
+  // 0.7-1.7 %). One H200, docs/KERNEL_BENCH.md.
+  if constexpr (Tr::kStagedKeyGrads) {
     NamedBarrierSync(kKeyGradsBarrier, 256);
     constexpr int kGradBytes = 64 * kHeadDim * 4;
     static_assert(
@@ -385,14 +381,17 @@ cudaError_t LaunchFlashBackwardWarpSpecializedKernel(const BackwardBlockArgs& ar
   const TileView k_view = KeyRowsView(a, a.k, E, Tr::kBlockN);
   const TileView v_view = KeyRowsView(a, a.v, E, Tr::kBlockN);
   const TileView dq_view = QueryRowsView(a, args.dq, ElementType::kFloat32, 64);
-  const TileView dk_view = KeyRowsView(a, args.dk, ElementType::kFloat32, 64);
-  const TileView dv_view = KeyRowsView(a, args.dv, ElementType::kFloat32, 64);
-  CUtensorMap q_map, do_map, k_map, v_map, dq_map, dk_map, dv_map;
+  CUtensorMap q_map, do_map, k_map, v_map, dq_map, dk_map{}, dv_map{};
   for (auto [view, map] :
        {std::pair{&q_view, &q_map}, std::pair{&do_view, &do_map}, std::pair{&k_view, &k_map},
-        std::pair{&v_view, &v_map}, std::pair{&dq_view, &dq_map}, std::pair{&dk_view, &dk_map},
-        std::pair{&dv_view, &dv_map}}) {
+        std::pair{&v_view, &v_map}, std::pair{&dq_view, &dq_map}}) {
     if (const cudaError_t e = EncodeTileMap(*view, map); e != cudaSuccess) return e;
+  }
+  if constexpr (Tr::kStagedKeyGrads) {
+    for (auto [grads, map] : {std::pair{args.dk, &dk_map}, std::pair{args.dv, &dv_map}}) {
+      const TileView view = KeyRowsView(a, grads, ElementType::kFloat32, 64);
+      if (const cudaError_t e = EncodeTileMap(view, map); e != cudaSuccess) return e;
+    }
   }
   const HeavyFirstTileScheduler order = KeyTileOrder(a, Tr::kBlockN);
   return LaunchKernel(FlashBackwardWarpSpecializedKernel<E, kHeadDim>, OrderGrid(order),

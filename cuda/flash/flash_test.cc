@@ -694,6 +694,14 @@ TEST(FlashForwardTest, OtherInputsAreNotTaken) {
   EXPECT_EQ(flash::FlashBackwardSupports(back), flash::HopperDevice()) << "d256: Hopper's";
   EXPECT_EQ(flash::LaunchFlashBackward(back, nullptr, flash::TensorCoreKernel::kMmaSync),
             cudaErrorNotSupported);
+  // At head_dim 64 the warp-specialized backward adds dK and dV rows with
+  // 16-byte bulk reductions (kAuto takes another kernel).
+  back.task.head_dim = 64;
+  alignas(16) static float grads[4];
+  back.dk = grads + 2;  // 8-byte aligned
+  EXPECT_TRUE(flash::FlashBackwardSupports(back));
+  EXPECT_EQ(flash::LaunchFlashBackward(back, nullptr, flash::TensorCoreKernel::kWarpSpecialized),
+            cudaErrorNotSupported);
   a.dtype = ElementType::kBFloat16;
   a.head_dim = 96;
   EXPECT_FALSE(flash::FlashForwardSupports(a));
