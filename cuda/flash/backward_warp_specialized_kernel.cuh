@@ -16,8 +16,9 @@
 //    at d64 with a second barrier), then dQ = dS K, written to the staging
 //    buffer for warp 2.
 // Query tiles of 64 rows at d128, 128 at d64. dK and dV stay in registers
-// until the CTA's last tile, then are staged in shared memory and added
-// with TMA reductions like dQ. CTAs in KeyTileOrder (launch.cuh). Included by
+// until the CTA's last tile, then are added with reductions (d64: staged
+// in shared memory and added by the TMA like dQ). CTAs in KeyTileOrder
+// (launch.cuh). Included by
 // backward_warp_specialized_d<D>.cu; an empty kernel outside sm_90a.
 #ifndef RINGATTN_CUDA_FLASH_BACKWARD_WARP_SPECIALIZED_KERNEL_CUH_
 #define RINGATTN_CUDA_FLASH_BACKWARD_WARP_SPECIALIZED_KERNEL_CUH_

@@ -54,9 +54,9 @@ __device__ __forceinline__ KeyTileItem KeyTileOfBlock(const HeavyFirstTileSchedu
   return {order.m_tiles - 1 - t.m, t.head, t.batch};
 }
 
-// What a CTA of TaskGrid serves besides its tile: query head h of the
-// launch's (blockIdx.y over kv heads kv_head_begin.., group query heads
-// each), its kv head, batch row b = blockIdx.z, the row strides (in
+// What a CTA of TaskGrid (or a KeyTileItem) serves besides its tile: query
+// head h of the launch's (blockIdx.y over kv heads kv_head_begin.., group
+// query heads each), its kv head, batch row b = blockIdx.z, the row strides (in
 // elements) of q-like and k-like tensors, and the index of the task's first
 // query row's LSE and D (stat0).
 template <int kHeadDim>
