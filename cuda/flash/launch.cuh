@@ -7,7 +7,6 @@
 
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 
 #include "cuda/flash/block_mask.cuh"
@@ -24,34 +23,6 @@ inline dim3 TaskGrid(const ForwardBlockArgs& a, int64_t rows, int tile) {
   return dim3(static_cast<unsigned>((rows + tile - 1) / tile),
               static_cast<unsigned>((a.kv_head_end - a.kv_head_begin) * group),
               static_cast<unsigned>(a.batch));
-}
-
-// The order of a backward's CTAs (one per key tile x query head x batch
-// row, a 1-D grid of Count()): (head, batch) pairs in sections of two, key
-// tile 0 first within a section (under a causal mask it meets the most
-// queries). Key tiles counted from the last are the scheduler's query
-// tiles. The warp-specialized backward on one H200 (docs/KERNEL_BENCH.md):
-// s8192 d128 causal +4 % over one pair at a time (TaskGrid's order), the
-// other rows flat; sections of 16 pairs or more lost up to 30 % at b16 s1024.
-inline HeavyFirstTileScheduler KeyTileOrder(const ForwardBlockArgs& a, int tile) {
-  const int64_t group = a.num_heads / a.num_kv_heads;
-  const int64_t heads = (a.kv_head_end - a.kv_head_begin) * group;
-  const int tiles = static_cast<int>((a.k_pos.length + tile - 1) / tile);
-  return {tiles, heads, a.batch, std::clamp<int64_t>(heads * a.batch, 1, 2)};
-}
-
-inline dim3 OrderGrid(const HeavyFirstTileScheduler& order) {
-  return dim3(static_cast<unsigned>(order.Count()));
-}
-
-// A backward CTA's key tile, query head (within the launch's) and batch row.
-struct KeyTileItem {
-  int n_tile;
-  int64_t head, batch;
-};
-__device__ __forceinline__ KeyTileItem KeyTileOfBlock(const HeavyFirstTileScheduler& order) {
-  const QueryTile t = order.At(blockIdx.x);
-  return {order.m_tiles - 1 - t.m, t.head, t.batch};
 }
 
 // What a CTA of TaskGrid (or a KeyTileItem) serves besides its tile: query

@@ -1,4 +1,5 @@
-// The persistent kernels' tile scheduler: one CTA per SM takes the
+// The persistent kernels' tile scheduler (and on it the backwards' CTA
+// order, KeyTileOrder below): one CTA per SM takes the
 // (query tile, head, batch) tiles of a task one after another, the first by
 // its index and each next from a counter (TileCounter below). Tiles are
 // numbered heaviest first: the last query tiles (which see the most keys
@@ -21,6 +22,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+
+#include "cuda/kernel_args.h"
 
 namespace ringattn::cuda::flash {
 
@@ -64,6 +67,36 @@ struct HeavyFirstTileScheduler {
   }
 };
 
+// The order of a backward's CTAs (one per key tile x query head x batch
+// row, a 1-D grid of Count(): OrderGrid): (head, batch) pairs in sections of
+// two, key tile 0 first within a section (under a causal mask it meets the
+// most queries). Key tiles counted from the last are the scheduler's query
+// tiles. The warp-specialized backward on one H200 (docs/KERNEL_BENCH.md):
+// s8192 d128 causal +4 % over one pair at a time (TaskGrid's order), the
+// other rows flat; sections of 16 pairs or more lost up to 30 % at b16 s1024.
+inline HeavyFirstTileScheduler KeyTileOrder(const ForwardBlockArgs& a, int tile) {
+  const int64_t group = a.num_heads / a.num_kv_heads;
+  const int64_t heads = (a.kv_head_end - a.kv_head_begin) * group;
+  const int tiles = static_cast<int>((a.k_pos.length + tile - 1) / tile);
+  return {tiles, heads, a.batch, std::clamp<int64_t>(heads * a.batch, 1, 2)};
+}
+
+inline dim3 OrderGrid(const HeavyFirstTileScheduler& order) {
+  return dim3(static_cast<unsigned>(order.Count()));
+}
+
+// A backward CTA's key tile, query head (within the launch's) and batch row:
+// item t of KeyTileOrder's `order`.
+struct KeyTileItem {
+  int n_tile;
+  int64_t head, batch;
+};
+__host__ __device__ __forceinline__ KeyTileItem KeyTileAt(const HeavyFirstTileScheduler& order,
+                                                          int64_t t) {
+  const QueryTile tile = order.At(t);
+  return {order.m_tiles - 1 - tile.m, tile.head, tile.batch};
+}
+
 // The dynamic order (FlashAttention-3's persistent scheduler does the
 // same): each CTA takes its first tile by its index and every later one
 // from a counter in global memory, so a CTA that starts late -- its SM
@@ -82,6 +115,10 @@ struct TileCounter {
 constexpr int kTileCounterSlots = 1024;  // streams per GPU, per kernel family
 
 #ifdef __CUDACC__  // (the host-side test reads the order alone)
+// This CTA's item of a KeyTileOrder grid.
+__device__ __forceinline__ KeyTileItem KeyTileOfBlock(const HeavyFirstTileScheduler& order) {
+  return KeyTileAt(order, blockIdx.x);
+}
 // The next tile of a CTA that has taken its tiles so far.
 __device__ __forceinline__ int64_t NextTile(TileCounter* counter) {
   return static_cast<int64_t>(atomicAdd(&counter->next, 1ull)) + gridDim.x;

@@ -1,4 +1,4 @@
-// The forward's persistent tile order on the host (tile_scheduler.cuh):
+// The tile orders on the host (tile_scheduler.cuh). The forward's persistent one:
 // every (query tile, head, batch) tile exactly once, sections of whole
 // (head, batch) pairs run one after another, heaviest query tiles first
 // inside each, for sections that divide the pairs and sections that leave a
@@ -71,6 +71,51 @@ TEST(TileSchedulerTest, SectionsFitTheL2AndKeepEveryCtaBusy) {
   s = HeavyFirstTileScheduler::Sections(1, 2, 1, 1, 1024, 25 << 20, 132);
   EXPECT_EQ(s.section, 2);
   CheckOrder(s);
+}
+
+// The backwards' CTA order: every (key tile, head, batch) item once, pairs
+// in sections of two (one where there is one pair), each section's items
+// key tile 0 first (the heaviest under a causal mask), the grid one CTA per
+// item.
+TEST(TileSchedulerTest, KeyTileOrderTakesEveryItemOnceKeyTileZeroFirst) {
+  for (int64_t keys : {1, 128, 300, 1024}) {
+    for (int64_t heads : {1, 3, 32}) {
+      for (int64_t batch : {1, 2}) {
+        ForwardBlockArgs a;
+        a.num_heads = heads;
+        a.num_kv_heads = 1;
+        a.kv_head_end = 1;
+        a.batch = batch;
+        a.k_pos.length = keys;
+        const HeavyFirstTileScheduler order = KeyTileOrder(a, 128);
+        SCOPED_TRACE(::testing::Message()
+                     << "keys " << keys << " heads " << heads << " batch " << batch);
+        const int tiles = static_cast<int>((keys + 127) / 128);
+        EXPECT_EQ(order.section, heads * batch == 1 ? 1 : 2);
+        EXPECT_EQ(OrderGrid(order).x, static_cast<unsigned>(tiles * heads * batch));
+        std::set<std::tuple<int, int64_t, int64_t>> seen;
+        int previous_tile = 0;
+        int64_t previous_section = 0;
+        for (int64_t t = 0; t < order.Count(); ++t) {
+          const KeyTileItem item = KeyTileAt(order, t);
+          ASSERT_GE(item.n_tile, 0);
+          ASSERT_LT(item.n_tile, tiles);
+          ASSERT_TRUE(seen.insert({item.n_tile, item.head, item.batch}).second) << "item " << t;
+          const int64_t section = (item.batch * heads + item.head) / order.section;
+          ASSERT_GE(section, previous_section) << "sections run in order";
+          if (section != previous_section) previous_tile = 0;
+          ASSERT_GE(item.n_tile, previous_tile)
+              << "key tile 0 first in a section (item " << t << ")";
+          if (t == 0 || section != previous_section) {
+            EXPECT_EQ(item.n_tile, 0);
+          }
+          previous_tile = item.n_tile;
+          previous_section = section;
+        }
+        EXPECT_EQ(static_cast<int64_t>(seen.size()), tiles * heads * batch);
+      }
+    }
+  }
 }
 
 }  // namespace
