@@ -68,6 +68,10 @@ ABSL_FLAG(std::string, calibration_out, "", "write the measured calibration here
 ABSL_FLAG(bool, calibration_min, false,
           "calibrate from each pass's fastest iteration instead of the median (host and clock "
           "jitter only slow a pass down)");
+ABSL_FLAG(bool, calibration_task_cost, false,
+          "measure the model's per-kernel cost (launch_us, and launch_us_bwd for backward "
+          "tasks) from two 128-token passes, ring (one task at W = 1) and zigzag (three), "
+          "instead of the --gpu table's launch_us (experiment, issue #19)");
 ABSL_FLAG(int, calibration_warmup_ms, 0,
           "passes on one rank's causal tokens before the calibration, at least this long "
           "(0: one round)");
@@ -525,9 +529,8 @@ absl::Status Main() {
         ASSIGN_OR_RETURN(double kernels, sim::KernelSeconds(o));
         around[backward ? 1 : 0] = total.iteration_s - kernels;
       }
-      const double launch = 1e-6 * cal.launch_us;
-      const double fwd_s = f_s - around[0] - launch;
-      const double bwd_s = (fb_s - f_s) - (around[1] - around[0]) - launch;
+      const double fwd_s = f_s - around[0] - 1e-6 * cal.LaunchUs(false);
+      const double bwd_s = (fb_s - f_s) - (around[1] - around[0]) - 1e-6 * cal.LaunchUs(true);
       if (fwd_s < 0.1 * f_s || bwd_s < 0.1 * (fb_s - f_s)) {
         return absl::FailedPreconditionError(
             absl::StrCat("calibration: ", n, " tokens measured ", f_s, " / ", fb_s,
@@ -553,6 +556,60 @@ absl::Status Main() {
     ASSIGN_OR_RETURN(Schedule tiny_schedule, Schedule::Build(tiny.layout, tiny.mask, tiny.shape));
     ASSIGN_OR_RETURN(Timing tiny_f, alone.Run(tiny_schedule, tiny.shape, false, 50));
     ASSIGN_OR_RETURN(Timing tiny_fb, alone.Run(tiny_schedule, tiny.shape, true, 50));
+    std::string task_cost;
+    if (absl::GetFlag(FLAGS_calibration_task_cost)) {
+      // The same 128 tokens as zigzag's three tasks (W = 1): what a kernel
+      // costs beside its FLOPs is the extra time over the one-task pass
+      // less what the model charges the extra tasks' FLOPs, per extra
+      // kernel the model counts (the launch costs are linear in the model).
+      const BenchProblem three = MakeConfig(kBenchRows[1], 1, 128, {});
+      ASSIGN_OR_RETURN(Schedule three_schedule,
+                       Schedule::Build(three.layout, three.mask, three.shape));
+      ASSIGN_OR_RETURN(Timing three_f, alone.Run(three_schedule, three.shape, false, 50));
+      ASSIGN_OR_RETURN(Timing three_fb, alone.Run(three_schedule, three.shape, true, 50));
+      // {forward, backward part} of a problem's predicted time at launch
+      // costs (fwd, bwd) us.
+      const auto model = [&](const BenchProblem& p, double fwd_us,
+                             double bwd_us) -> absl::StatusOr<std::pair<double, double>> {
+        sim::Calibration c = cal;
+        c.launch_us = fwd_us;
+        c.launch_us_bwd = bwd_us;
+        ASSIGN_OR_RETURN(const double f, sim::PredictBenchProblem(c, p, false));
+        ASSIGN_OR_RETURN(const double fb, sim::PredictBenchProblem(c, p, true));
+        return std::pair{f, fb - f};
+      };
+      // The cost per kernel that makes the model's difference between the
+      // two problems the measured one (the model is linear in it: its value
+      // at 1 and 2 us gives the extra kernels it counts and the difference
+      // at 0); `part` 0 forward (both costs varied together: the backward's
+      // memory passes pay the forward's), 1 the backward part at the
+      // forward's cost found first.
+      const auto solve = [&](int part, double fwd_us, double measured) -> absl::StatusOr<double> {
+        const auto at = [&](double us) -> absl::StatusOr<double> {
+          ASSIGN_OR_RETURN(auto one, model(tiny, part == 0 ? us : fwd_us, us));
+          ASSIGN_OR_RETURN(auto many, model(three, part == 0 ? us : fwd_us, us));
+          return part == 0 ? many.first - one.first : many.second - one.second;
+        };
+        ASSIGN_OR_RETURN(const double at1, at(1));
+        ASSIGN_OR_RETURN(const double at2, at(2));
+        const double kernels = 1e6 * (at2 - at1);  // extra kernels the model counts
+        if (kernels < 0.5) {
+          return absl::InternalError(absl::StrCat(
+              "calibration: the model counts ", kernels,
+              " more kernels in the three-task pass than in the one-task pass; expected >= 1"));
+        }
+        const double at0 = at1 - 1e-6 * kernels;
+        return std::max(0.0, 1e6 * (measured - at0) / kernels);
+      };
+      ASSIGN_OR_RETURN(cal.launch_us, solve(0, 0, pass_s(three_f) - pass_s(tiny_f)));
+      ASSIGN_OR_RETURN(cal.launch_us_bwd, solve(1, cal.launch_us,
+                                                (pass_s(three_fb) - pass_s(three_f)) -
+                                                    (pass_s(tiny_fb) - pass_s(tiny_f))));
+      task_cost = absl::StrFormat(
+          "; a 128-token pass of three tasks %.1f us fwd, %.1f us fwd+bwd; task cost %.1f / "
+          "%.1f us (fwd / bwd)",
+          1e6 * pass_s(three_f), 1e6 * pass_s(three_fb), cal.launch_us, cal.launch_us_bwd);
+    }
     {
       ASSIGN_OR_RETURN(const double model_f, sim::PredictBenchProblem(cal, tiny, false));
       ASSIGN_OR_RETURN(const double model_fb, sim::PredictBenchProblem(cal, tiny, true));
@@ -591,11 +648,12 @@ absl::Status Main() {
         "calibration: our kernels, TFLOP/s: causal %lld tokens fwd %.1f, bwd %.1f; full "
         "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd; ring pass dK/dV home %g "
         "B/element; a 128-token pass %.1f us fwd, %.1f us fwd+bwd; pass overhead %.1f / %.1f us "
-        "(fwd / bwd)%s\n",
+        "(fwd / bwd)%s%s\n",
         static_cast<long long>(tokens), causal->first, causal->second, report.c_str(),
         cal.partial_block_factor, cal.partial_block_factor_bwd, cal.ring_pass_dkv_home_bytes,
         1e6 * pass_s(tiny_f), 1e6 * pass_s(tiny_fb), cal.pass_overhead_us_fwd,
-        cal.pass_overhead_us_bwd, fastest ? "; from the fastest iterations" : "");
+        cal.pass_overhead_us_bwd, task_cost.c_str(),
+        fastest ? "; from the fastest iterations" : "");
     if (link > 0) cal.link_gbps = link;
     if (gather > 0) cal.collective_gbps = gather;
     cal.gpu = absl::StrCat("measured-by-ring_bench");

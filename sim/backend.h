@@ -42,7 +42,7 @@ TaskCost CostOf(const BlockTask& task, const Mask& mask, std::pair<int64_t, int6
   const double rate =
       1e12 * o.calibration.Tflops(backward, s.head_dim, task.q.length, task.k.length, density) *
       (strided ? o.calibration.StridedFactor(backward) : 1.0);
-  return {flops, flops / rate + 1e-6 * o.calibration.launch_us};
+  return {flops, flops / rate + 1e-6 * o.calibration.LaunchUs(backward)};
 }
 
 class SimBackend : public RingBackend {

@@ -137,6 +137,7 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
     }
     static constexpr std::pair<absl::string_view, double Calibration::*> kKeys[] = {
         {"launch_us", &Calibration::launch_us},
+        {"launch_us_bwd", &Calibration::launch_us_bwd},
         {"hbm_GBps", &Calibration::hbm_gbps},
         {"link_GBps", &Calibration::link_gbps},
         {"collective_GBps", &Calibration::collective_gbps},
@@ -184,7 +185,9 @@ absl::StatusOr<Calibration> Calibration::Load(const std::string& path) {
 
 std::string Calibration::Serialize() const {
   std::string out = absl::StrCat(
-      "# ringattn simulator calibration\ngpu ", gpu, "\nlaunch_us ", launch_us, "\nhbm_GBps ",
+      "# ringattn simulator calibration\ngpu ", gpu, "\nlaunch_us ", launch_us,
+      // Unset (-1: the forward's) is left out: the format has no negative numbers.
+      launch_us_bwd >= 0 ? absl::StrCat("\nlaunch_us_bwd ", launch_us_bwd) : "", "\nhbm_GBps ",
       hbm_gbps, "\nlink_GBps ", link_gbps, "\ncollective_GBps ", collective_gbps,
       "\nlink_latency_us ", link_latency_us, "\ninternode_GBps ", internode_gbps,
       "\ninternode_latency_us ", internode_latency_us, "\npartial_block_factor ",

@@ -5,6 +5,7 @@
 // Text format (one setting per line, '#' comments):
 //   gpu h800
 //   launch_us 6
+//   launch_us_bwd 9          # a backward task's kernel (-1 or absent: launch_us)
 //   hbm_GBps 3350
 //   link_GBps 200            # NVLink, per direction, per GPU
 //   collective_GBps 300      # all-gather / reduce-scatter: a rank's bytes to
@@ -69,7 +70,16 @@ class Calibration {
   }
 
   std::string gpu = "custom";
+  // A kernel's fixed cost (launch, start, tail) beside its FLOPs: every
+  // task's and memory pass's kernel; a backward task's is launch_us_bwd
+  // when that is set (>= 0; -1: launch_us). ring_bench
+  // --calibration_task_cost measures both from 128-token passes of one and
+  // of three tasks.
   double launch_us = 5;
+  double launch_us_bwd = -1;
+  double LaunchUs(bool backward) const {
+    return backward && launch_us_bwd >= 0 ? launch_us_bwd : launch_us;
+  }
   double hbm_gbps = 3350;
   double link_gbps = 200;
   // What one rank sends to all its node's peers together per second in an

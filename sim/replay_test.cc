@@ -138,6 +138,19 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
   EXPECT_DOUBLE_EQ(c->pass_overhead_us_fwd, 16.5);
   EXPECT_DOUBLE_EQ(c->pass_overhead_us_bwd, 80.25);
   EXPECT_NEAR(c->Tflops(false, 64, 4096, 4096, 1.0), 400.0, 1e-6);
+  EXPECT_DOUBLE_EQ(c->launch_us, 5) << "the run's builtin (h100)";
+  EXPECT_DOUBLE_EQ(c->LaunchUs(true), 5);
+  // --calibration_task_cost: the measured per-kernel costs.
+  const absl::StatusOr<RingBenchLog> costed = ParseRingBenchLog(absl::StrReplaceAll(
+      log, {{"(fwd / bwd)\n",
+             "(fwd / bwd); a 128-token pass of three tasks 150.0 us fwd, 300.0 us fwd+bwd; task "
+             "cost 9.5 / 14.25 us (fwd / bwd)\n"}}));
+  ASSERT_TRUE(costed.ok()) << costed.status();
+  const absl::StatusOr<Calibration> costed_c = RebuildCalibration(*costed);
+  ASSERT_TRUE(costed_c.ok()) << costed_c.status();
+  EXPECT_DOUBLE_EQ(costed_c->LaunchUs(false), 9.5);
+  EXPECT_DOUBLE_EQ(costed_c->LaunchUs(true), 14.25);
+  EXPECT_DOUBLE_EQ(costed_c->pass_overhead_us_bwd, 80.25);
   // A log from before the fields: its code added the returning dK/dV, and
   // its rates carry the pass overhead.
   const std::string before =

@@ -111,13 +111,21 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
   } else {
     ASSIGN_OR_RETURN(c.ring_pass_dkv_home_bytes, Number(home, "ring pass dK/dV home bytes"));
   }
+  // "LABEL F / B us (fwd / bwd)" into *fwd, *bwd; left alone when the line
+  // has no LABEL.
+  const auto fwd_bwd = [&](absl::string_view label, double* fwd, double* bwd) -> absl::Status {
+    const absl::string_view text = Between(line, absl::StrCat(label, " "), " us");
+    if (text.empty()) return absl::OkStatus();
+    const std::pair<absl::string_view, absl::string_view> fb = absl::StrSplit(text, " / ");
+    ASSIGN_OR_RETURN(*fwd, Number(fb.first, absl::StrCat(label, " fwd")));
+    ASSIGN_OR_RETURN(*bwd, Number(fb.second, absl::StrCat(label, " bwd")));
+    return absl::OkStatus();
+  };
   // Logs before the pass overhead was measured: none (their rates carry it).
-  if (const absl::string_view overhead = Between(line, "pass overhead ", " us");
-      !overhead.empty()) {
-    const std::pair<absl::string_view, absl::string_view> fb = absl::StrSplit(overhead, " / ");
-    ASSIGN_OR_RETURN(c.pass_overhead_us_fwd, Number(fb.first, "pass overhead fwd"));
-    ASSIGN_OR_RETURN(c.pass_overhead_us_bwd, Number(fb.second, "pass overhead bwd"));
-  }
+  RETURN_IF_ERROR(fwd_bwd("pass overhead", &c.pass_overhead_us_fwd, &c.pass_overhead_us_bwd));
+  // Runs with --calibration_task_cost: the measured per-kernel costs (else
+  // the builtin launch_us the run used).
+  RETURN_IF_ERROR(fwd_bwd("task cost", &c.launch_us, &c.launch_us_bwd));
   c.link_gbps = log.hop_gbps;
   c.collective_gbps = log.all_gather_gbps;
   c.gpu = "rebuilt-from-ring_bench";

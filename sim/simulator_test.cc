@@ -52,6 +52,31 @@ TEST(SimulatorTest, ComputeOnlyCausalRingIsAsImbalancedAsItsFlops) {
   }
 }
 
+// A kernel's fixed cost: launch_us for every forward task and memory pass,
+// launch_us_bwd (when set) for every backward task instead.
+TEST(SimulatorTest, BackwardTasksPayTheirOwnLaunchCost) {
+  SimOptions o = Options(LayoutKind::kZigzag, /*world=*/1, 2048);
+  o.backward = true;
+  o.calibration.launch_us = 0;
+  const SimResult none = *Simulate(o);
+  o.calibration.launch_us = 1;
+  const SimResult forward_launches = *Simulate(o);
+  // Zigzag at W = 1: three tasks, each a forward and a backward kernel.
+  o.calibration.launch_us_bwd = 11;
+  const SimResult charged = *Simulate(o);
+  EXPECT_NEAR(charged.forward_s, forward_launches.forward_s, 1e-12);
+  EXPECT_NEAR((charged.iteration_s - charged.forward_s) -
+                  (forward_launches.iteration_s - forward_launches.forward_s),
+              3 * 10e-6, 1e-12);
+  EXPECT_GT(forward_launches.forward_s - none.forward_s, 3e-6 - 1e-12);
+  EXPECT_EQ(Calibration::Parse(o.calibration.Serialize())->launch_us_bwd, 11);
+  EXPECT_EQ(o.calibration.LaunchUs(false), 1);
+  o.calibration.launch_us_bwd = 0;
+  EXPECT_EQ(o.calibration.LaunchUs(true), 0);
+  o.calibration.launch_us_bwd = -1;
+  EXPECT_EQ(o.calibration.LaunchUs(true), 1) << "-1: the forward's";
+}
+
 // A pass's fixed cost is charged once per forward and once per backward
 // pass of each rank, not per task or step: the iteration grows by exactly
 // that; ring-flash-attention's model (host syncs of its own) is not charged.
