@@ -23,9 +23,10 @@ cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stre
   const bool hopper_kernel =
       kernel == TensorCoreKernel::kHopper || kernel == TensorCoreKernel::kWarpSpecialized;
   if (hopper_kernel && !hopper) return cudaErrorNotSupported;
-  // The warp-specialized kernel adds dQ, dK and dV rows with 16-byte
-  // reductions.
-  const bool grads_aligned = Aligned16(args.dq) && Aligned16(args.dk) && Aligned16(args.dv);
+  // The warp-specialized kernel adds dQ rows (and at head_dim 64 dK and dV
+  // rows) with 16-byte bulk reductions.
+  const bool grads_aligned = Aligned16(args.dq) && (args.task.head_dim != 64 ||
+                                                    (Aligned16(args.dk) && Aligned16(args.dv)));
   if (kernel == TensorCoreKernel::kWarpSpecialized && !grads_aligned) return cudaErrorNotSupported;
   const ForwardBlockArgs& a = args.task;
   const bool fp32 = a.dtype == ElementType::kFloat32;

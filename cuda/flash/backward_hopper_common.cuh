@@ -179,40 +179,6 @@ __device__ __forceinline__ void AddAccumulatorRows(float* base, int64_t stride,
   }
 }
 
-// AddAccumulatorRows' reductions in 16-byte units (sm_90): lane pairs
-// (lane, lane ^ 1) swap halves so that the even lane holds four
-// consecutive columns of row row0 and the odd lane four of row0 + 8, one
-// red.global.add.v4.f32 each per 8-column block instead of two v2 ones
-// (the load/store queue's entries halved). base and stride 16-byte aligned.
-template <int kCols, bool kScaled = true>
-__device__ __forceinline__ void ReduceAccumulatorRowsV4(float* base, int64_t stride,
-                                                        const float (&acc)[kCols / 2], int row0,
-                                                        int64_t rows, float scale) {
-  const int lane = threadIdx.x % 32;
-  const bool odd = lane % 2;
-  const int row = row0 + (odd ? 8 : 0);
-  float* out = base + row * stride + (lane % 4 - (odd ? 1 : 0)) * 2;
-  const auto scaled = [&](float v) { return kScaled ? __fmul_rn(v, scale) : v; };
-#pragma unroll
-  for (int j = 0; j < kCols / 8; ++j) {
-    const float x0 = scaled(acc[4 * j]), y0 = scaled(acc[4 * j + 1]);
-    const float x1 = scaled(acc[4 * j + 2]), y1 = scaled(acc[4 * j + 3]);
-    // The even lane gives its row0 + 8 pair, the odd its row0 pair.
-    const float gx = __shfl_xor_sync(0xffffffffu, odd ? x0 : x1, 1);
-    const float gy = __shfl_xor_sync(0xffffffffu, odd ? y0 : y1, 1);
-    if (row >= rows) continue;
-    const float4 v = odd ? make_float4(gx, gy, x1, y1) : make_float4(x0, y0, gx, gy);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    // Written out: atomicAdd(float4*) may compile to a returning atom.
-    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(out + j * 8), "f"(v.x),
-                 "f"(v.y), "f"(v.z), "f"(v.w)
-                 : "memory");
-#else
-    for (int e = 0; e < 4; ++e) atomicAdd(out + j * 8 + e, (&v.x)[e]);
-#endif
-  }
-}
-
 // dQ (64 queries x 64 columns from col, the m64n64 accumulators of
 // IssueQueryGrads) * scale added to the fp32 dQ with reductions: the
 // thread's rows row0 and row0 + 8 of the query tile from task row q_first.

@@ -366,12 +366,8 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
       BulkWaitRead<0>();  // the CTA's shared memory stays until the copies have read it
     }
   } else {
-    const int64_t kv_offset0 = KvOffset(a, b, a.k_row + k0, h / group);
-    const int64_t kv_stride = KvBufferHeads(a) * kHeadDim;
-    ReduceAccumulatorRowsV4<kHeadDim>(args.dk + kv_offset0, kv_stride, dk, key0, k_valid,
-                                      a.softmax_scale);
-    ReduceAccumulatorRowsV4<kHeadDim, false>(args.dv + kv_offset0, kv_stride, dv, key0, k_valid,
-                                             1.f);
+    AddKeyGrads<kHeadDim, true>(args, dk, dv, KvOffset(a, b, a.k_row + k0, h / group),
+                                KvBufferHeads(a) * kHeadDim, key0, k_valid);
   }
 #endif  // RINGATTN_WGMMA
 }
