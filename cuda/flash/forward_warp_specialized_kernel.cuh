@@ -234,19 +234,15 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
     for (int c = 0; c < kColumnBlocks; ++c) {
       TmaLoad4d(sm.q + c * kBlockM * 128, q_map, sm.QFull(), c * 64, tile.m * kBlockM, head, batch);
     }
-    // The fused ring state's longer epilogue: the next tile is asked for
-    // after the last V copy (a tile claimed early waits longer there).
-    const bool ask_early = a.out != nullptr;
     load_kv(true, n_begin, kv_count);
-    if (ask_early && n_begin + 1 == n_end) MbarrierArrive(sm.NextWanted());
+    if (n_begin + 1 == n_end) MbarrierArrive(sm.NextWanted());
     for (int n = n_begin; n < n_end; ++n, ++kv_count) {
       if (n + 1 < n_end) {
         load_kv(true, n + 1, kv_count + 1);
-        if (ask_early && n + 2 == n_end) MbarrierArrive(sm.NextWanted());
+        if (n + 2 == n_end) MbarrierArrive(sm.NextWanted());
       }
       load_kv(false, n, kv_count);
     }
-    if (!ask_early) MbarrierArrive(sm.NextWanted());
   }
 }
 
