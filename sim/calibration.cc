@@ -37,12 +37,14 @@ struct Anchor {
 // bench/kernel_bench.sh on an H100 (docs/KERNEL_BENCH.md, 2026-11-23 third
 // session: wgmma forward merging into the fp32 state 325.3, wgmma backward
 // 336.8 TFLOP/s at s8192 h32 d128 causal). H200: the warp-specialized
-// kernels measured on an H200 the same way (2026-12-01, eleventh session:
-// published tiles, closed-form mask ranges; forward merging into the fp32
-// state 630.2, backward 467.0 (466.7 / 467.4 in the A/B); causal / full per
-// FLOP 639.9 / 657.0 = 0.97 forward, 467.0 / 486.2 = 0.96 backward;
-// docs/measurements/2026-12-01_h200_kernel_bench_mask_ranges.txt and
-// 2026-12-01_h200_backward_mask_ab.txt). H800 and A100:
+// kernels measured on an H200 the same way (2026-12-01, nineteenth
+// session, bench/kernel_bench.sh at 8ec2ceb: the scheduler-thread forward,
+// the backward in KeyTileOrder; forward merging into the fp32 state 631.8,
+// backward 526.7; causal / full per FLOP 631.8 / 658.1 = 0.960 forward,
+// 526.7 / 564.7 = 0.933 backward;
+// docs/measurements/2026-12-01_h200_kernel_order_and_key_grads.txt, call
+// 4; the eleventh session's were 630.2 / 467.0, 0.97 / 0.96:
+// 2026-12-01_h200_kernel_bench_mask_ranges.txt). H800 and A100:
 // ring-flash-attention's single-GPU rows (flash_attn, b1 s8192 h32 d128 causal: 591.5 / 154.7
 // iter/s fwd / fwd+bwd on H800; 373.4 / 94.7 on A100) turned into TFLOP/s. Links: NVLink per
 // direction (H100/H200 450 GB/s peak, measured 280-305 GB/s in NCCL rings; H800 NVLink 200 GB/s;
@@ -52,17 +54,14 @@ struct Anchor {
 // backward, so 0.9 forward and 0.96 backward for the FA2-based tables (h800 has h100's SMs; a100
 // the same kernels). Ours on h100 keeps 0.9 until measured. Head dims: FA2
 // runs d64 at ~0.85x d128 and d256 at ~1x (the FA2-based tables and h100);
-// h200 from kernel_bench on one H200 (2026-12-01, twelfth session,
-// docs/measurements/2026-12-01_h200_kernel_bench_fp32_d256.txt; the d64 and
-// d256 rows are s16384, where the curve says 1.01x): forward merging into
-// the fp32 state d64 443.6, d256 612.6 vs d128 639.1 (0.687, 0.949),
-// backward d64 461.6 vs 464.2 (0.985); d256 from the fourteenth session's
-// run of the key-tile kernel plus dQ pass that replaced the column-split
-// one (docs/measurements/2026-12-01_h200_d256_dq_pass_kernel_bench.txt):
-// 341.99 vs d128 464.27 in the same run (0.737; it was 0.616).
+// h200 from the same run (the d64 and d256 rows are s16384, where the
+// curve says 1.01x): forward merging into the fp32 state d64 456.0, d256
+// 605.5 vs d128 631.8 (0.715, 0.949), backward d64 458.0 x 1.022 (its TMA
+// dK/dV, 6ff56f0, measured as a ratio in call 6) = 468.1 and d256 353.1 vs
+// d128 526.7 (0.880, 0.664).
 constexpr Anchor kAnchors[] = {
     {"h100", 325.3, 336.8, 0.9, 0.9, 5, 3350, 290, 10, 45, 20, {{0.85, 1.0}, {0.85, 1.0}}},
-    {"h200", 630.2, 467.0, 0.97, 0.96, 5, 4800, 290, 10, 45, 20, {{0.687, 0.949}, {0.985, 0.737}}},
+    {"h200", 631.8, 526.7, 0.960, 0.933, 5, 4800, 290, 10, 45, 20, {{0.715, 0.949}, {0.880, 0.664}}},
     {"h800", 325.2, 288.0, 0.9, 0.96, 5, 3350, 170, 10, 45, 20, {{0.85, 1.0}, {0.85, 1.0}}},
     {"a100", 205.3, 174.4, 0.9, 0.96, 5, 2039, 240, 10, 22, 20, {{0.85, 1.0}, {0.85, 1.0}}},
 };
