@@ -1,40 +1,50 @@
 #!/usr/bin/env bash
-# Two builds of kernel_bench alternated on the same GPU in one command, the
-# way every kernel change is judged (docs/KERNEL_BENCH.md): A, B, A, B, ...
-# per row, so that clock and temperature drift fall on both alike.
-#   bench/kernel_ab.sh A_DIR B_DIR REPEATS ROW...   (each DIR holds kernel_bench)
-# Prints every run as CSV (`variant,repeat,row,impl,pass,ms,tflops`, our
-# kernels' rows only), then per row and pass the TFLOP/s of each repeat and
-# B's median over A's. ROW: a kernel_bench row name (bench/kernel_bench.cc),
-# e.g. bf16_b16_s1024_h32_d128_causal. Only kAuto's kernels are timed
-# (`kernel_bench 10 ROW auto`); KERNEL_AB_KERNELS=all times every kernel by
-# name too.
+# Kernel_bench builds alternated on the same GPU in one command, the way
+# every kernel change is judged (docs/KERNEL_BENCH.md): A, B, A, B, ... per
+# row (A, B, C, ... with more builds: one command measures several
+# variants against one baseline, which then runs once per repeat instead of
+# once per variant), so that clock and temperature drift fall on all alike.
+#   bench/kernel_ab.sh A_DIR B_DIR[,C_DIR,...] REPEATS ROW...   (each DIR holds kernel_bench)
+# Prints which directory each letter is, every run as CSV
+# (`variant,repeat,row,impl,pass,ms,tflops`, our kernels' rows only), then
+# per row and pass the TFLOP/s of each repeat per variant and each
+# variant's median over A's. ROW: a kernel_bench row name
+# (bench/kernel_bench.cc), e.g. bf16_b16_s1024_h32_d128_causal. Only kAuto's
+# kernels are timed (`kernel_bench 10 ROW auto`); KERNEL_AB_KERNELS=all
+# times every kernel by name too.
 set -euo pipefail
-usage="usage: bench/kernel_ab.sh A_DIR B_DIR REPEATS ROW..."
+usage="usage: bench/kernel_ab.sh A_DIR B_DIR[,C_DIR,...] REPEATS ROW..."
 a=${1:?$usage}
-b=${2:?$usage}
+others=${2:?$usage}
 repeats=${3:?$usage}
 shift 3
 [[ $# -gt 0 ]] || { echo "$usage" >&2; exit 2; }
-for dir in "$a" "$b"; do
+IFS=, read -r -a dirs <<< "$others"
+dirs=("$a" "${dirs[@]}")
+letters=(A B C D E F G H)
+(( ${#dirs[@]} <= ${#letters[@]} )) || { echo "at most ${#letters[@]} builds" >&2; exit 2; }
+for dir in "${dirs[@]}"; do
   [[ -x "$dir/kernel_bench" ]] || { echo "no executable $dir/kernel_bench" >&2; exit 2; }
 done
 [[ "$repeats" =~ ^[1-9][0-9]*$ ]] || { echo "REPEATS must be a positive integer: $repeats" >&2; exit 2; }
+for i in "${!dirs[@]}"; do echo "# ${letters[i]} = ${dirs[i]}"; done
 runs=$(mktemp)
 trap 'rm -f "$runs"' EXIT
 for ((rep = 1; rep <= repeats; ++rep)); do
   for row in "$@"; do
-    for variant in A B; do
-      dir=$a
-      [[ $variant == B ]] && dir=$b
-      "$dir/kernel_bench" 10 "$row" "${KERNEL_AB_KERNELS:-auto}" | awk -F, -v v="$variant" -v r="$rep" \
+    for i in "${!dirs[@]}"; do
+      "${dirs[i]}/kernel_bench" 10 "$row" "${KERNEL_AB_KERNELS:-auto}" | awk -F, -v v="${letters[i]}" -v r="$rep" \
         'NR > 1 && $2 ~ /^ringattn/ { print v "," r "," $0 }' | tee -a "$runs"
     done
   done
 done
 echo
-echo "row,impl,pass,A TFLOP/s (each repeat),B TFLOP/s (each repeat),B/A (medians)"
-sort -t, -k3,3 -k4,4 -k5,5 -k1,1 -k2,2n "$runs" | awk -F, '
+variants=$(IFS=,; echo "${letters[*]:0:${#dirs[@]}}")
+header="row,impl,pass"
+for v in ${variants//,/ }; do header+=",$v TFLOP/s (each repeat)"; done
+for v in ${variants//,/ }; do [[ $v == A ]] || header+=",$v/A (medians)"; done
+echo "$header"
+sort -t, -k3,3 -k4,4 -k5,5 -k1,1 -k2,2n "$runs" | awk -F, -v variants="$variants" '
   function median(list,   n, x, i, j, t) {
     n = split(list, x, " ")
     for (i = 2; i <= n; ++i) for (j = i; j > 1 && x[j - 1] + 0 > x[j] + 0; --j) {
@@ -48,12 +58,18 @@ sort -t, -k3,3 -k4,4 -k5,5 -k1,1 -k2,2n "$runs" | awk -F, '
     tf[key, $1] = tf[key, $1] (tf[key, $1] == "" ? "" : " ") $7
   }
   END {
+    nv = split(variants, v, ",")
     for (i = 1; i <= n; ++i) {
       k = order[i]
-      ratio = "-"
-      if (tf[k, "A"] != "" && tf[k, "B"] != "") {
-        ratio = sprintf("%.3f", median(tf[k, "B"]) / median(tf[k, "A"]))
+      line = k
+      for (j = 1; j <= nv; ++j) line = line "," tf[k, v[j]]
+      for (j = 2; j <= nv; ++j) {
+        ratio = "-"
+        if (tf[k, "A"] != "" && tf[k, v[j]] != "") {
+          ratio = sprintf("%.3f", median(tf[k, v[j]]) / median(tf[k, "A"]))
+        }
+        line = line "," ratio
       }
-      print k "," tf[k, "A"] "," tf[k, "B"] "," ratio
+      print line
     }
   }'

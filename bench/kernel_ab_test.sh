@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# bench/kernel_ab.sh with two stand-in kernel_bench binaries of known rates:
-# the alternation's CSV, the per-repeat columns, the ratio of medians, and
-# the errors for a missing binary or a bad repeat count.
+# bench/kernel_ab.sh with stand-in kernel_bench binaries of known rates:
+# the alternation's CSV, the per-repeat columns, the ratio of medians (two
+# builds, and three in one command), and the errors for a missing binary or
+# a bad repeat count.
 set -euo pipefail
 script="$(dirname "$0")/kernel_ab.sh"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # A stand-in: the rates of repeat k (a count in a file) are BASE + k,
 # BASE / 2 + k; torch rows are printed and must be left out.
-for variant in A:100 B:120; do
+for variant in A:100 B:120 C:140; do
   dir="$work/${variant%%:*}"
   mkdir -p "$dir"
   cat > "$dir/kernel_bench" <<STUB
@@ -31,7 +32,16 @@ grep -q 'torch' <<< "$out" && fail "torch rows printed"
 # Each binary runs r1 then r2 per repeat: r1 sees calls 1, 3, 5 (+1, +2, +3).
 grep -qx 'r1,ringattn,fwd,101 102 103,121 122 123,1.196' <<< "$out" || fail "r1 fwd summary"
 grep -qx 'r2,ringattn,bwd,51 52 53,61 62 63,1.192' <<< "$out" || fail "r2 bwd summary"
+grep -qx "# B = $work/B" <<< "$out" || fail "the letters' directories"
+# Three builds: each runs once per row and repeat, two ratios over A.
+rm -f "$work"/*/count
+out=$("$script" "$work/A" "$work/B,$work/C" 3 r1 r2)
+[[ $(grep -c '^[ABC],[123],r[12],ringattn,' <<< "$out") == 36 ]] || fail "36 CSV lines"
+grep -qx 'row,impl,pass,A TFLOP/s (each repeat),B TFLOP/s (each repeat),C TFLOP/s (each repeat),B/A (medians),C/A (medians)' <<< "$out" || fail "three-build header"
+grep -qx 'r1,ringattn,fwd,101 102 103,121 122 123,141 142 143,1.196,1.392' <<< "$out" || fail "three-build r1 fwd"
+grep -qx 'r2,ringattn,bwd,51 52 53,61 62 63,71 72 73,1.192,1.385' <<< "$out" || fail "three-build r2 bwd"
 if "$script" "$work/A" "$work/none" 1 r1 2> "$work/err"; then fail "missing binary accepted"; fi
+if "$script" "$work/A" "$work/B,$work/none" 1 r1 2> "$work/err"; then fail "missing third binary accepted"; fi
 grep -q "no executable $work/none/kernel_bench" "$work/err" || fail "missing binary message"
 if "$script" "$work/A" "$work/B" 0 r1 2> "$work/err"; then fail "0 repeats accepted"; fi
 grep -q "REPEATS must be a positive integer" "$work/err" || fail "repeats message"
