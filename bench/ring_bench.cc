@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <optional>
@@ -358,6 +359,64 @@ BenchProblem MakeConfig(const BenchRow& row, int world, int64_t tokens,
                                docs);
 }
 
+// --calibration_task_cost: the model's per-kernel costs (cal->launch_us,
+// and launch_us_bwd for backward tasks) from two 128-token passes on one
+// GPU, `one` (ring: one task at W = 1) measured as one_f / one_fb seconds
+// (forward; forward and backward) and zigzag's three tasks timed here: the
+// extra time of the three-task pass less what the model charges the extra
+// tasks' FLOPs, per extra kernel the model counts (the model is linear in
+// both costs). Returns the calibration line's report of it.
+absl::StatusOr<std::string> MeasureTaskCost(Bench& alone, const BenchProblem& one, double one_f,
+                                            double one_fb,
+                                            const std::function<double(const Timing&)>& pass_s,
+                                            sim::Calibration* cal) {
+  const BenchProblem three = MakeConfig(kBenchRows[1], 1, 128, {});
+  ASSIGN_OR_RETURN(Schedule schedule, Schedule::Build(three.layout, three.mask, three.shape));
+  ASSIGN_OR_RETURN(Timing three_f, alone.Run(schedule, three.shape, false, 50));
+  ASSIGN_OR_RETURN(Timing three_fb, alone.Run(schedule, three.shape, true, 50));
+  // {forward, backward part} of a problem's predicted time at launch costs
+  // (fwd, bwd) us.
+  const auto model = [&](const BenchProblem& p, double fwd_us,
+                         double bwd_us) -> absl::StatusOr<std::pair<double, double>> {
+    sim::Calibration c = *cal;
+    c.launch_us = fwd_us;
+    c.launch_us_bwd = bwd_us;
+    ASSIGN_OR_RETURN(const double f, sim::PredictBenchProblem(c, p, false));
+    ASSIGN_OR_RETURN(const double fb, sim::PredictBenchProblem(c, p, true));
+    return std::pair{f, fb - f};
+  };
+  // The cost per kernel that makes the model's difference between the two
+  // problems the measured one (its value at 1 and 2 us gives the extra
+  // kernels the model counts and the difference at 0); `part` 0 forward
+  // (both costs varied together: the backward's memory passes pay the
+  // forward's), 1 the backward part at the forward's cost found first.
+  const auto solve = [&](int part, double fwd_us, double measured) -> absl::StatusOr<double> {
+    const auto at = [&](double us) -> absl::StatusOr<double> {
+      ASSIGN_OR_RETURN(auto a, model(one, part == 0 ? us : fwd_us, us));
+      ASSIGN_OR_RETURN(auto b, model(three, part == 0 ? us : fwd_us, us));
+      return part == 0 ? b.first - a.first : b.second - a.second;
+    };
+    ASSIGN_OR_RETURN(const double at1, at(1));
+    ASSIGN_OR_RETURN(const double at2, at(2));
+    const double kernels = 1e6 * (at2 - at1);  // extra kernels the model counts
+    if (kernels < 0.5) {
+      return absl::InternalError(absl::StrCat(
+          "calibration: the model counts ", kernels,
+          " more kernels in the three-task pass than in the one-task pass; expected >= 1"));
+    }
+    const double at0 = at1 - 1e-6 * kernels;
+    return std::max(0.0, 1e6 * (measured - at0) / kernels);
+  };
+  ASSIGN_OR_RETURN(cal->launch_us, solve(0, 0, pass_s(three_f) - one_f));
+  ASSIGN_OR_RETURN(
+      cal->launch_us_bwd,
+      solve(1, cal->launch_us, (pass_s(three_fb) - pass_s(three_f)) - (one_fb - one_f)));
+  return absl::StrFormat(
+      "; a 128-token pass of three tasks %.1f us fwd, %.1f us fwd+bwd; task cost %.1f / %.1f us "
+      "(fwd / bwd)",
+      1e6 * pass_s(three_f), 1e6 * pass_s(three_fb), cal->launch_us, cal->launch_us_bwd);
+}
+
 absl::Status Main() {
   std::vector<double> torch_ms;
   for (absl::string_view x :
@@ -558,57 +617,8 @@ absl::Status Main() {
     ASSIGN_OR_RETURN(Timing tiny_fb, alone.Run(tiny_schedule, tiny.shape, true, 50));
     std::string task_cost;
     if (absl::GetFlag(FLAGS_calibration_task_cost)) {
-      // The same 128 tokens as zigzag's three tasks (W = 1): what a kernel
-      // costs beside its FLOPs is the extra time over the one-task pass
-      // less what the model charges the extra tasks' FLOPs, per extra
-      // kernel the model counts (the launch costs are linear in the model).
-      const BenchProblem three = MakeConfig(kBenchRows[1], 1, 128, {});
-      ASSIGN_OR_RETURN(Schedule three_schedule,
-                       Schedule::Build(three.layout, three.mask, three.shape));
-      ASSIGN_OR_RETURN(Timing three_f, alone.Run(three_schedule, three.shape, false, 50));
-      ASSIGN_OR_RETURN(Timing three_fb, alone.Run(three_schedule, three.shape, true, 50));
-      // {forward, backward part} of a problem's predicted time at launch
-      // costs (fwd, bwd) us.
-      const auto model = [&](const BenchProblem& p, double fwd_us,
-                             double bwd_us) -> absl::StatusOr<std::pair<double, double>> {
-        sim::Calibration c = cal;
-        c.launch_us = fwd_us;
-        c.launch_us_bwd = bwd_us;
-        ASSIGN_OR_RETURN(const double f, sim::PredictBenchProblem(c, p, false));
-        ASSIGN_OR_RETURN(const double fb, sim::PredictBenchProblem(c, p, true));
-        return std::pair{f, fb - f};
-      };
-      // The cost per kernel that makes the model's difference between the
-      // two problems the measured one (the model is linear in it: its value
-      // at 1 and 2 us gives the extra kernels it counts and the difference
-      // at 0); `part` 0 forward (both costs varied together: the backward's
-      // memory passes pay the forward's), 1 the backward part at the
-      // forward's cost found first.
-      const auto solve = [&](int part, double fwd_us, double measured) -> absl::StatusOr<double> {
-        const auto at = [&](double us) -> absl::StatusOr<double> {
-          ASSIGN_OR_RETURN(auto one, model(tiny, part == 0 ? us : fwd_us, us));
-          ASSIGN_OR_RETURN(auto many, model(three, part == 0 ? us : fwd_us, us));
-          return part == 0 ? many.first - one.first : many.second - one.second;
-        };
-        ASSIGN_OR_RETURN(const double at1, at(1));
-        ASSIGN_OR_RETURN(const double at2, at(2));
-        const double kernels = 1e6 * (at2 - at1);  // extra kernels the model counts
-        if (kernels < 0.5) {
-          return absl::InternalError(absl::StrCat(
-              "calibration: the model counts ", kernels,
-              " more kernels in the three-task pass than in the one-task pass; expected >= 1"));
-        }
-        const double at0 = at1 - 1e-6 * kernels;
-        return std::max(0.0, 1e6 * (measured - at0) / kernels);
-      };
-      ASSIGN_OR_RETURN(cal.launch_us, solve(0, 0, pass_s(three_f) - pass_s(tiny_f)));
-      ASSIGN_OR_RETURN(cal.launch_us_bwd, solve(1, cal.launch_us,
-                                                (pass_s(three_fb) - pass_s(three_f)) -
-                                                    (pass_s(tiny_fb) - pass_s(tiny_f))));
-      task_cost = absl::StrFormat(
-          "; a 128-token pass of three tasks %.1f us fwd, %.1f us fwd+bwd; task cost %.1f / "
-          "%.1f us (fwd / bwd)",
-          1e6 * pass_s(three_f), 1e6 * pass_s(three_fb), cal.launch_us, cal.launch_us_bwd);
+      ASSIGN_OR_RETURN(task_cost,
+                       MeasureTaskCost(alone, tiny, pass_s(tiny_f), pass_s(tiny_fb), pass_s, &cal));
     }
     {
       ASSIGN_OR_RETURN(const double model_f, sim::PredictBenchProblem(cal, tiny, false));
