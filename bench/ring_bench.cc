@@ -266,6 +266,36 @@ class Bench {
   absl::StatusOr<double> AllGatherGBps(int world, int64_t bytes) {
     return Transfer(world, bytes, true);
   }
+  // GB/s of a plain NCCL ring hop of `bytes` per rank (ncclSend / ncclRecv
+  // back to back, comm::NcclPlainRingSeconds): the baseline beside
+  // LinkGBps. InvalidArgument without NCCL communicators.
+  absl::StatusOr<double> PlainNcclGBps(int world, int64_t bytes) {
+    const int entries = Entries(world);
+    std::vector<absl::Status> statuses(entries);
+    std::vector<double> seconds(entries);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < entries; ++i) {
+      threads.emplace_back([&, i] {
+        cudaSetDevice(placements_[i].device);
+        absl::StatusOr<double> s = comm::NcclPlainRingSeconds(*comms_[i], bytes, 20);
+        if (s.ok()) {
+          seconds[i] = *s;
+        } else {
+          statuses[i] = s.status();
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    for (const absl::Status& s : statuses) {
+      if (!s.ok()) return s;
+    }
+    if (entries < world) {
+      ASSIGN_OR_RETURN(std::vector<double> all, GatherAll(world, seconds));
+      seconds = std::move(all);
+    }
+    return bytes / *std::max_element(seconds.begin(), seconds.end()) / 1e9;
+  }
+
   absl::StatusOr<double> Transfer(int world, int64_t bytes, bool all_gather) {
     const int entries = Entries(world);
     std::vector<absl::Status> statuses(entries);
@@ -522,13 +552,32 @@ absl::Status Main() {
       Print("(all-gather bandwidth not measured: %s)\n", std::string(g.status().message()).c_str());
     }
   }
+  // The plain NCCL ring beside our hop, same bytes and ranks (NCCL rings
+  // only; a failure is reported, not fatal).
+  absl::StatusOr<double> plain = absl::UnavailableError("one rank");
+  if (world > 1) {
+    plain = ring.PlainNcclGBps(world, kv_bytes);
+    if (plain.ok()) {
+      Print(
+          "plain NCCL ring hop of %lld B: %.1f GB/s (ncclSend / ncclRecv back to back, as "
+          "nccl-tests' sendrecv)\n",
+          static_cast<long long>(kv_bytes), *plain);
+    } else {
+      Print("(plain NCCL ring not measured: %s)\n", std::string(plain.status().message()).c_str());
+    }
+  }
   if (world > 1 && absl::GetFlag(FLAGS_hop_sweep)) {
     std::string sweep;
     for (int64_t mib = 8; mib <= 256; mib *= 2) {
       ASSIGN_OR_RETURN(double gbps, ring.LinkGBps(world, mib << 20));
       absl::StrAppendFormat(&sweep, " %lld:%.1f", static_cast<long long>(mib), gbps);
+      if (plain.ok()) {
+        ASSIGN_OR_RETURN(double plain_gbps, ring.PlainNcclGBps(world, mib << 20));
+        absl::StrAppendFormat(&sweep, "/%.1f", plain_gbps);
+      }
     }
-    Print("ring hop sweep (MiB per rank:GB/s):%s\n", sweep.c_str());
+    Print("ring hop sweep (MiB per rank:GB/s%s):%s\n", plain.ok() ? " ours/plain NCCL" : "",
+          sweep.c_str());
   }
   if (!gpu_per_rank) {
     Print(

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "comm/launch_env.h"
 #include "comm/nccl_communicator.h"
+#include "comm/thread_communicator.h"
 #include "core/status_macros.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -319,6 +320,34 @@ TEST(NcclWorldTest, DeferredPassWithASilentPeerDrainsAndFailsTheNextCall) {
   EXPECT_TRUE(absl::IsDeadlineExceeded(s) || absl::IsAborted(s)) << s;
   EXPECT_LT(absl::Now() - start, absl::Seconds(30));
   cudaFree(buffer);
+}
+
+// The plain NCCL ring ring_bench prints beside its own hop: every rank's
+// bytes arrive at the next (checked inside), in a positive time.
+TEST(NcclWorldTest, PlainRingMovesEveryRanksBytes) {
+  if (Devices() < 2) GTEST_SKIP() << "needs two CUDA devices";
+  Ranks ranks(2, 2);
+  auto w = NcclWorld::Create(ranks.placements, absl::Seconds(60));
+  ASSERT_TRUE(w.ok()) << w.status();
+  std::vector<double> seconds(2, 0);
+  const auto statuses =
+      OnThreads({&(*w)->rank(0), &(*w)->rank(1)}, ranks.placements,
+                [&](int r, Communicator& c, cudaStream_t) -> absl::Status {
+                  ASSIGN_OR_RETURN(seconds[r], NcclPlainRingSeconds(c, 1 << 20, 3));
+                  return absl::OkStatus();
+                });
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_TRUE(statuses[r].ok()) << statuses[r];
+    EXPECT_GT(seconds[r], 0);
+  }
+}
+
+// Another communicator is refused (no GPU needed).
+TEST(NcclPlainRingTest, NeedsAnNcclCommunicator) {
+  ThreadWorld threads(2, absl::Seconds(1));
+  const absl::StatusOr<double> s = NcclPlainRingSeconds(threads.rank(0), 1024, 3);
+  EXPECT_TRUE(absl::IsInvalidArgument(s.status())) << s.status();
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("needs an NCCL communicator"));
 }
 
 TEST(NcclWorldTest, RejectsTwoRanksOnOneGpu) {

@@ -133,6 +133,80 @@ class NcclRank final : public CudaCommunicator {
 
   using CudaCommunicator::InitStreams;
   ncclComm_t* comm_slot() { return &comm_; }
+
+  // NcclPlainRingSeconds (nccl_communicator.h) on this rank.
+  absl::StatusOr<double> PlainRingSeconds(int64_t bytes, int hops) {
+    MutexLock lock(&nccl_mu_);
+    if (aborted_) return AbortedStatus();
+    cudaSetDevice(placement().device);
+    const cudaStream_t stream = comm_stream();
+    const int next = (rank() + 1) % world(), prev = (rank() + world() - 1) % world();
+    uint8_t *send = nullptr, *recv = nullptr;
+    cudaEvent_t start = nullptr, stop = nullptr;
+    absl::Status s = Cuda(cudaMalloc(&send, bytes), "allocating the plain ring's send buffer");
+    if (s.ok()) s = Cuda(cudaMalloc(&recv, bytes), "allocating the plain ring's receive buffer");
+    if (s.ok())
+      s = Cuda(cudaMemsetAsync(send, rank() + 1, bytes, stream), "filling the send buffer");
+    if (s.ok()) s = Cuda(cudaMemsetAsync(recv, 0, bytes, stream), "clearing the receive buffer");
+    if (s.ok()) s = Cuda(cudaEventCreate(&start), "creating an event");
+    if (s.ok()) s = Cuda(cudaEventCreate(&stop), "creating an event");
+    // One untimed hop, then `hops` timed ones, enqueued back to back.
+    for (int i = 0; s.ok() && i <= hops; ++i) {
+      if (i == 1) s = Cuda(cudaEventRecord(start, stream), "recording the start");
+      if (!s.ok()) break;
+      s = NcclStatus(*nccl_, nccl_->GroupStart(), comm_, "ncclGroupStart");
+      if (!s.ok()) break;
+      absl::Status posted = NcclStatus(
+          *nccl_, nccl_->Send(send, bytes, ncclUint8, next, comm_, stream), comm_, "ncclSend");
+      if (posted.ok()) {
+        posted = NcclStatus(*nccl_, nccl_->Recv(recv, bytes, ncclUint8, prev, comm_, stream), comm_,
+                            "ncclRecv");
+      }
+      s = NcclStatus(*nccl_, nccl_->GroupEnd(), comm_, "ncclGroupEnd");
+      if (s.ok()) s = posted;
+      if (s.ok()) s = WaitReady(*nccl_, comm_, timeout(), "enqueueing the plain ring");
+    }
+    if (s.ok()) s = Cuda(cudaEventRecord(stop, stream), "recording the stop");
+    // The hops finish within the timeout, or the communicator is aborted
+    // (a silent peer: an error, not a hang).
+    const absl::Time deadline = absl::Now() + timeout();
+    while (s.ok()) {
+      const cudaError_t e = cudaEventQuery(stop);
+      if (e == cudaSuccess) break;
+      if (e != cudaErrorNotReady) {
+        s = Cuda(e, "the plain ring's hops");
+      } else if (absl::Now() > deadline) {
+        s = absl::DeadlineExceededError(absl::StrCat("the plain NCCL ring did not finish within ",
+                                                     absl::FormatDuration(timeout()),
+                                                     " (a peer did not join?)"));
+        nccl_->CommAbort(comm_);
+        aborted_ = true;
+      } else {
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+    }
+    float ms = 0;
+    if (s.ok()) s = Cuda(cudaEventElapsedTime(&ms, start, stop), "timing the hops");
+    // The received bytes are rank - 1's.
+    uint8_t ends[2] = {0, 0};
+    if (s.ok()) s = Cuda(cudaMemcpy(&ends[0], recv, 1, cudaMemcpyDeviceToHost), "reading back");
+    if (s.ok()) {
+      s = Cuda(cudaMemcpy(&ends[1], recv + bytes - 1, 1, cudaMemcpyDeviceToHost), "reading back");
+    }
+    const uint8_t want = static_cast<uint8_t>(prev + 1);
+    if (s.ok() && (ends[0] != want || ends[1] != want)) {
+      s = absl::InternalError(absl::StrCat("the plain NCCL ring delivered bytes ", ends[0], " / ",
+                                           ends[1], " at rank ", rank(), "; expected ", want,
+                                           " from rank ", prev));
+    }
+    for (cudaEvent_t e : {start, stop}) {
+      if (e != nullptr) cudaEventDestroy(e);
+    }
+    cudaFree(send);
+    cudaFree(recv);
+    if (!s.ok()) return s;
+    return 1e-3 * ms / hops;
+  }
   absl::Status WaitInit() { return WaitReady(*nccl_, comm_, timeout(), "NCCL initialization"); }
 
   // A batch holds nccl_mu_ from its start to its end (the watchdog's abort
@@ -322,6 +396,20 @@ absl::StatusOr<std::unique_ptr<NcclWorld>> NcclWorld::Create(
 NcclWorld::~NcclWorld() = default;
 int NcclWorld::world() const { return static_cast<int>(ranks_.size()); }
 Communicator& NcclWorld::rank(int r) { return *ranks_.at(r); }
+
+absl::StatusOr<double> NcclPlainRingSeconds(Communicator& comm, int64_t bytes, int hops) {
+  auto* rank = dynamic_cast<NcclRank*>(&comm);
+  if (rank == nullptr) {
+    return absl::InvalidArgumentError(
+        "a plain NCCL ring needs an NCCL communicator (--comm=nccl or nccl_env); this one is not");
+  }
+  if (comm.world() < 2 || bytes <= 0 || hops <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a plain NCCL ring of ", comm.world(), " ranks, ", bytes, " bytes, ", hops,
+                     " hops; expected >= 2 ranks, bytes and hops > 0"));
+  }
+  return rank->PlainRingSeconds(bytes, hops);
+}
 
 absl::StatusOr<std::string> NewNcclUniqueId() {
   ASSIGN_OR_RETURN(const Nccl* nccl, LoadNccl());

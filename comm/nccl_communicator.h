@@ -5,6 +5,7 @@
 #ifndef RINGATTN_COMM_NCCL_COMMUNICATOR_H_
 #define RINGATTN_COMM_NCCL_COMMUNICATOR_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,6 +57,18 @@ absl::StatusOr<std::string> NewNcclUniqueId();
 absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicatorWithId(
     int rank, int world, CudaPlacement placement, absl::string_view unique_id,
     absl::Duration timeout);
+
+// A plain NCCL ring, as nccl-tests' sendrecv runs one: `hops` grouped
+// ncclSend (to rank + 1) / ncclRecv (from rank - 1) of `bytes` each, back to
+// back on `comm`'s stream after one untimed hop, timed between two CUDA
+// events; the received bytes are checked (rank - 1's). The baseline
+// ring_bench prints beside its own hop (issue #19). Every rank of the
+// communicator calls it at once. Returns seconds per hop. Errors:
+// InvalidArgument when `comm` is not an NCCL communicator or for fewer than
+// 2 ranks, bytes or hops <= 0; DeadlineExceeded when a peer does not join
+// within the communicator's timeout (the communicator is then aborted);
+// Internal for CUDA or NCCL errors or wrong bytes received.
+absl::StatusOr<double> NcclPlainRingSeconds(Communicator& comm, int64_t bytes, int hops);
 
 // NCCL's P2P chunk size for a ring of `world` ranks when the user set none
 // (`current`: NCCL_P2P_NVL_CHUNKSIZE's value, or null), or "" to leave
