@@ -270,6 +270,66 @@ class Bench {
   // back to back, comm::NcclPlainRingSeconds): the baseline beside
   // LinkGBps. InvalidArgument without NCCL communicators.
   absl::StatusOr<double> PlainNcclGBps(int world, int64_t bytes) {
+    ASSIGN_OR_RETURN(const double seconds, SlowestRankSeconds(world, [&](int i) {
+                       return comm::NcclPlainRingSeconds(*comms_[i], bytes, 20);
+                     }));
+    return bytes / seconds / 1e9;
+  }
+
+  absl::StatusOr<double> Transfer(int world, int64_t bytes, bool all_gather) {
+    ASSIGN_OR_RETURN(
+        const double seconds, SlowestRankSeconds(world, [&](int i) -> absl::StatusOr<double> {
+          const int r = ranks_[i];
+          void *a = nullptr, *b = nullptr;
+          cudaMalloc(&a, bytes);
+          cudaMalloc(&b, all_gather ? bytes * world : bytes);
+          Communicator& comm = *comms_[i];
+          std::vector<int> group(world);
+          for (int i = 0; i < world; ++i) group[i] = i;
+          absl::Status s;
+          constexpr int kHops = 20;
+          absl::Time start;
+          for (int it = 0; s.ok() && it < kHops + 2; ++it) {
+            if (it == 2) {
+              s = comm.Synchronize();
+              if (s.ok()) s = comm.Barrier(group);
+              start = absl::Now();
+            }
+            std::vector<std::unique_ptr<Communicator::Request>> requests;
+            if (all_gather) {
+              requests.push_back(
+                  comm.StartAllGather(group, {static_cast<const uint8_t*>(a), size_t(bytes)},
+                                      {static_cast<uint8_t*>(b), size_t(bytes) * world}));
+            } else {
+              comm.StartBatch();
+              requests.push_back(comm.Send((r + 1) % world, kTagKv,
+                                           {static_cast<const uint8_t*>(a), size_t(bytes)}));
+              requests.push_back(comm.Recv((r + world - 1) % world, kTagKv,
+                                           {static_cast<uint8_t*>(b), size_t(bytes)}));
+              comm.EndBatch();
+            }
+            if (s.ok()) s = WaitAll(requests);
+          }
+          if (s.ok()) s = comm.Synchronize();
+          const double hop_s = absl::ToDoubleSeconds(absl::Now() - start) / kHops;
+          cudaFree(a);
+          cudaFree(b);
+          if (!s.ok()) return s;
+          return hop_s;
+        }));
+    const double sent = all_gather ? static_cast<double>(bytes) * (world - 1) : bytes;
+    return sent / seconds / 1e9;
+  }
+
+ private:
+  // The entries that run ranks of a `world`-rank schedule: all of them, or
+  // the first alone for a one-rank baseline.
+  int Entries(int world) const { return std::min<int>(world, static_cast<int>(comms_.size())); }
+
+  // The slowest rank's seconds of `seconds_of(entry)`, each entry on a
+  // thread of its own on its device, every process's ranks gathered.
+  absl::StatusOr<double> SlowestRankSeconds(
+      int world, const std::function<absl::StatusOr<double>(int)>& seconds_of) {
     const int entries = Entries(world);
     std::vector<absl::Status> statuses(entries);
     std::vector<double> seconds(entries);
@@ -277,7 +337,7 @@ class Bench {
     for (int i = 0; i < entries; ++i) {
       threads.emplace_back([&, i] {
         cudaSetDevice(placements_[i].device);
-        absl::StatusOr<double> s = comm::NcclPlainRingSeconds(*comms_[i], bytes, 20);
+        const absl::StatusOr<double> s = seconds_of(i);
         if (s.ok()) {
           seconds[i] = *s;
         } else {
@@ -293,70 +353,8 @@ class Bench {
       ASSIGN_OR_RETURN(std::vector<double> all, GatherAll(world, seconds));
       seconds = std::move(all);
     }
-    return bytes / *std::max_element(seconds.begin(), seconds.end()) / 1e9;
+    return *std::max_element(seconds.begin(), seconds.end());
   }
-
-  absl::StatusOr<double> Transfer(int world, int64_t bytes, bool all_gather) {
-    const int entries = Entries(world);
-    std::vector<absl::Status> statuses(entries);
-    std::vector<double> seconds(entries);
-    std::vector<std::thread> threads;
-    for (int i = 0; i < entries; ++i) {
-      threads.emplace_back([&, i] {
-        const int r = ranks_[i];
-        cudaSetDevice(placements_[i].device);
-        void *a = nullptr, *b = nullptr;
-        cudaMalloc(&a, bytes);
-        cudaMalloc(&b, all_gather ? bytes * world : bytes);
-        Communicator& comm = *comms_[i];
-        std::vector<int> group(world);
-        for (int i = 0; i < world; ++i) group[i] = i;
-        absl::Status& s = statuses[i];
-        constexpr int kHops = 20;
-        absl::Time start;
-        for (int it = 0; s.ok() && it < kHops + 2; ++it) {
-          if (it == 2) {
-            s = comm.Synchronize();
-            if (s.ok()) s = comm.Barrier(group);
-            start = absl::Now();
-          }
-          std::vector<std::unique_ptr<Communicator::Request>> requests;
-          if (all_gather) {
-            requests.push_back(
-                comm.StartAllGather(group, {static_cast<const uint8_t*>(a), size_t(bytes)},
-                                    {static_cast<uint8_t*>(b), size_t(bytes) * world}));
-          } else {
-            comm.StartBatch();
-            requests.push_back(comm.Send((r + 1) % world, kTagKv,
-                                         {static_cast<const uint8_t*>(a), size_t(bytes)}));
-            requests.push_back(comm.Recv((r + world - 1) % world, kTagKv,
-                                         {static_cast<uint8_t*>(b), size_t(bytes)}));
-            comm.EndBatch();
-          }
-          if (s.ok()) s = WaitAll(requests);
-        }
-        if (s.ok()) s = comm.Synchronize();
-        seconds[i] = absl::ToDoubleSeconds(absl::Now() - start) / kHops;
-        cudaFree(a);
-        cudaFree(b);
-      });
-    }
-    for (std::thread& t : threads) t.join();
-    for (const absl::Status& s : statuses) {
-      if (!s.ok()) return s;
-    }
-    if (entries < world) {
-      ASSIGN_OR_RETURN(std::vector<double> all, GatherAll(world, seconds));
-      seconds = std::move(all);
-    }
-    const double sent = all_gather ? static_cast<double>(bytes) * (world - 1) : bytes;
-    return sent / *std::max_element(seconds.begin(), seconds.end()) / 1e9;
-  }
-
- private:
-  // The entries that run ranks of a `world`-rank schedule: all of them, or
-  // the first alone for a one-rank baseline.
-  int Entries(int world) const { return std::min<int>(world, static_cast<int>(comms_.size())); }
 
   // Every rank's `mine` (the same size on each), in rank order, through
   // the one-rank-per-process communicator.
