@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# bench/ncu_hot_lines.py on a saved source page of the shape ncu prints
+# (a line before the table, quoted CSV, thousands separators): the top
+# lines by stall samples with their shares, the samples by kind of
+# instruction, and exit 2 for a page without a sampling column.
+set -euo pipefail
+script="$(dirname "$0")/ncu_hot_lines.py"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cat > "$work/page.csv" <<'CSV'
+==PROF== a line ncu printed first
+"# Address","Source","Warp Stall Sampling (All Samples)","Warp Stall Sampling (Not-issued Samples)"
+"00000100","SYNCS.PHASECHK.TRANS64.TRYWAIT P0, [UR4+0x38], R3","1,500","1,400"
+"00000110","HGMMA.64x128x16.F32.BF16 R24, gdesc[UR8], R24","500","100"
+"00000120","WARPGROUP.DEPBAR.LE gsb0, 0x0","2,000","1,900"
+"00000130","FFMA R1, R2, R3, R4","0","0"
+"00000140","MUFU.EX2 R5, R6","1,000","800"
+"00000150","BAR.SYNC.DEFER_BLOCKING 0x1, 0x100","0","0"
+CSV
+out=$(python3 "$script" "$work/page.csv" --top 3)
+fail() { echo "FAIL: $*"; echo "$out"; exit 1; }
+grep -qx '5000 stall samples (Warp Stall Sampling (All Samples)), 6 SASS lines' <<< "$out" || fail "total"
+[[ $(sed -n 2p <<< "$out") == ' 40.00 %  00000120  WARPGROUP.DEPBAR.LE gsb0, 0x0' ]] || fail "top line"
+[[ $(sed -n 3p <<< "$out") == ' 30.00 %  00000100  SYNCS.PHASECHK.TRANS64.TRYWAIT P0, [UR4+0x38], R3' ]] || fail "second line"
+[[ $(grep -c ' %  0000' <<< "$out") == 3 ]] || fail "--top 3"
+grep -qx ' 40.00 %  wgmma wait (WARPGROUP)' <<< "$out" || fail "wgmma wait kind"
+grep -qx ' 30.00 %  mbarrier wait (SYNCS)' <<< "$out" || fail "mbarrier kind"
+grep -qx ' 20.00 %  exp2 / rcp (MUFU)' <<< "$out" || fail "MUFU kind"
+grep -qx ' 10.00 %  wgmma (HGMMA)' <<< "$out" || fail "HGMMA kind"
+printf '"Source","Instructions Executed"\n"FFMA R1, R2, R3, R4","7"\n' > "$work/bare.csv"
+if python3 "$script" "$work/bare.csv" 2> "$work/err"; then fail "a page without samples accepted"; fi
+grep -q "no warp-stall sampling column" "$work/err" || fail "message"
+echo PASS
