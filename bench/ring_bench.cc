@@ -152,6 +152,13 @@ class DeviceBuffers {
   std::vector<void*> buffers_;
 };
 
+// Ranks 0 .. world - 1: the group of a collective over the whole ring.
+std::vector<int> AllRanks(int world) {
+  std::vector<int> group(world);
+  std::iota(group.begin(), group.end(), 0);
+  return group;
+}
+
 class Bench {
  public:
   // Entry i runs global rank ranks[i] (default: i) on placements[i] with
@@ -196,8 +203,7 @@ class Bench {
         if (!backend.ok()) s = backend.status();
         if (s.ok() && backward) s = (*backend)->SetDout(Bytes(dout));
         Communicator& comm = *comms_[i];
-        std::vector<int> group(world);
-        for (int i = 0; i < world; ++i) group[i] = i;
+        const std::vector<int> group = AllRanks(world);
         DeviceBuffers out;  // outputs: the caller's buffers (input dtype; LSE fp32)
         if (s.ok() && outputs) {
           s = out.Allocate({q.size() * 2, static_cast<size_t>(local * shape.num_heads) * 4,
@@ -285,8 +291,7 @@ class Bench {
           cudaMalloc(&a, bytes);
           cudaMalloc(&b, all_gather ? bytes * world : bytes);
           Communicator& comm = *comms_[i];
-          std::vector<int> group(world);
-          std::iota(group.begin(), group.end(), 0);
+          const std::vector<int> group = AllRanks(world);
           absl::Status s;
           constexpr int kHops = 20;
           absl::Time start;
@@ -360,8 +365,7 @@ class Bench {
   // Every rank's `mine` (the same size on each), in rank order, through
   // the one-rank-per-process communicator.
   absl::StatusOr<std::vector<double>> GatherAll(int world, const std::vector<double>& mine) {
-    std::vector<int> group(world);
-    for (int i = 0; i < world; ++i) group[i] = i;
+    const std::vector<int> group = AllRanks(world);
     std::vector<double> all(mine.size() * world);
     const absl::Status s = comms_[0]->AllGather(
         group, {reinterpret_cast<const uint8_t*>(mine.data()), mine.size() * sizeof(double)},
@@ -552,10 +556,10 @@ absl::Status Main() {
     }
   }
   // The plain NCCL ring beside our hop, same bytes and ranks (NCCL rings
-  // only; a failure is reported, not fatal).
-  absl::StatusOr<double> plain = absl::UnavailableError("one rank");
+  // only; a failure is reported, not fatal), and with --hop_sweep both at
+  // 8 to 256 MiB.
   if (world > 1) {
-    plain = ring.PlainNcclGBps(world, kv_bytes);
+    const absl::StatusOr<double> plain = ring.PlainNcclGBps(world, kv_bytes);
     if (plain.ok()) {
       Print(
           "plain NCCL ring hop of %lld B: %.1f GB/s (ncclSend / ncclRecv back to back, as "
@@ -564,19 +568,19 @@ absl::Status Main() {
     } else {
       Print("(plain NCCL ring not measured: %s)\n", std::string(plain.status().message()).c_str());
     }
-  }
-  if (world > 1 && absl::GetFlag(FLAGS_hop_sweep)) {
-    std::string sweep;
-    for (int64_t mib = 8; mib <= 256; mib *= 2) {
-      ASSIGN_OR_RETURN(double gbps, ring.LinkGBps(world, mib << 20));
-      absl::StrAppendFormat(&sweep, " %lld:%.1f", static_cast<long long>(mib), gbps);
-      if (plain.ok()) {
-        ASSIGN_OR_RETURN(double plain_gbps, ring.PlainNcclGBps(world, mib << 20));
-        absl::StrAppendFormat(&sweep, "/%.1f", plain_gbps);
+    if (absl::GetFlag(FLAGS_hop_sweep)) {
+      std::string sweep;
+      for (int64_t mib = 8; mib <= 256; mib *= 2) {
+        ASSIGN_OR_RETURN(double gbps, ring.LinkGBps(world, mib << 20));
+        absl::StrAppendFormat(&sweep, " %lld:%.1f", static_cast<long long>(mib), gbps);
+        if (plain.ok()) {
+          ASSIGN_OR_RETURN(double plain_gbps, ring.PlainNcclGBps(world, mib << 20));
+          absl::StrAppendFormat(&sweep, "/%.1f", plain_gbps);
+        }
       }
+      Print("ring hop sweep (MiB per rank:GB/s%s):%s\n", plain.ok() ? " ours/plain NCCL" : "",
+            sweep.c_str());
     }
-    Print("ring hop sweep (MiB per rank:GB/s%s):%s\n", plain.ok() ? " ours/plain NCCL" : "",
-          sweep.c_str());
   }
   if (!gpu_per_rank) {
     Print(
