@@ -2,6 +2,7 @@
 
 #include "cuda/flash/dispatch.h"
 #include "cuda/flash/forward.h"
+#include "cuda/flash/tensor_map.h"
 
 namespace ringattn::cuda::flash {
 
@@ -24,7 +25,8 @@ cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stre
       kernel == TensorCoreKernel::kHopper || kernel == TensorCoreKernel::kWarpSpecialized;
   if (hopper_kernel && !hopper) return cudaErrorNotSupported;
   // The warp-specialized kernel adds dQ rows (and at head_dim 64 dK and dV
-  // rows) with 16-byte bulk reductions.
+  // rows; at 128 it adds them from registers where they are not aligned)
+  // with 16-byte bulk reductions.
   const bool grads_aligned = Aligned16(args.dq) && (args.task.head_dim != 64 ||
                                                     (Aligned16(args.dk) && Aligned16(args.dv)));
   if (kernel == TensorCoreKernel::kWarpSpecialized && !grads_aligned) return cudaErrorNotSupported;

@@ -144,7 +144,9 @@ constexpr int kDqBarrierThreads = 256 + 32;
 constexpr int kFullArrivals = 1 + 32;
 constexpr int kEmptyArrivals = 256;
 
-template <ElementType E, int kHeadDim>
+// kStagedKeyGrads: dK and dV added by the TMA from shared memory, else
+// from registers (StagedKeyGrads below chooses).
+template <ElementType E, int kHeadDim, bool kStagedKeyGrads>
 __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThreads, 1)
     FlashBackwardWarpSpecializedKernel(
         const BackwardBlockArgs args, const __grid_constant__ CUtensorMap q_map,
@@ -333,14 +335,11 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     NamedBarrierArrive(kDqFullBarrier, kDqBarrierThreads);
   }
 
-  // dK * scale and dV added to the fp32 accumulators. d64: by the TMA's
-  // reductions, staged like dQ (64 keys per warpgroup) once both
-  // warpgroups' last products are done, K's and V's space holding dK, Q's
-  // and dO's dV (reductions from registers kept the SM's load/store queue
-  // full at the end of each CTA: lg_throttle stalls; +2.2 % at s16384). d128:
-  // from registers (staged, b16 s1024 gained 1.7 %, the long rows lost
-  // 0.7-1.7 %). One H200, docs/KERNEL_BENCH.md.
-  if constexpr (Tr::kStagedKeyGrads) {
+  // dK * scale and dV added to the fp32 accumulators: staged like dQ (64
+  // keys per warpgroup) once both warpgroups' last products are done, K's
+  // and V's space holding dK, Q's and dO's dV, and added by the TMA's
+  // reductions; or from registers.
+  if constexpr (kStagedKeyGrads) {
     NamedBarrierSync(kKeyGradsBarrier, 256);
     constexpr int kGradBytes = 64 * kHeadDim * 4;
     static_assert(
@@ -372,6 +371,23 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
 #endif  // RINGATTN_WGMMA
 }
 
+// Whether dK and dV are staged for the TMA's reductions. Reductions from
+// registers fill the SM's load/store queue at the end of each CTA
+// (lg_throttle stalls), which weighs most where CTAs are short: staged,
+// d64 gained 2.2 % at s16384 and d128 3.2 % at b16 s1024, but long d128
+// CTAs lost 0.7-1.7 % (the staging waits for both warpgroups), so d128
+// stages only when no CTA has more than 16 query tiles of 64 rows. The
+// reductions need 16-byte aligned dK and dV (d64: LaunchFlashBackward
+// checks). One H200, docs/KERNEL_BENCH.md.
+template <int kHeadDim>
+bool StagedKeyGrads(const BackwardBlockArgs& args) {
+  if constexpr (kHeadDim == 64) {
+    return true;
+  } else {
+    return args.task.q_pos.length <= 16 * 64 && Aligned16(args.dk) && Aligned16(args.dv);
+  }
+}
+
 template <ElementType E, int kHeadDim>
 cudaError_t LaunchFlashBackwardWarpSpecializedKernel(const BackwardBlockArgs& args,
                                                      cudaStream_t stream) {
@@ -388,16 +404,24 @@ cudaError_t LaunchFlashBackwardWarpSpecializedKernel(const BackwardBlockArgs& ar
         std::pair{&v_view, &v_map}, std::pair{&dq_view, &dq_map}}) {
     if (const cudaError_t e = EncodeTileMap(*view, map); e != cudaSuccess) return e;
   }
-  if constexpr (Tr::kStagedKeyGrads) {
+  const bool staged = StagedKeyGrads<kHeadDim>(args);
+  if (staged) {
     for (auto [grads, map] : {std::pair{args.dk, &dk_map}, std::pair{args.dv, &dv_map}}) {
       const TileView view = KeyRowsView(a, grads, ElementType::kFloat32, 64);
       if (const cudaError_t e = EncodeTileMap(view, map); e != cudaSuccess) return e;
     }
   }
   const HeavyFirstTileScheduler order = KeyTileOrder(a, Tr::kBlockN);
-  return LaunchKernel(FlashBackwardWarpSpecializedKernel<E, kHeadDim>, OrderGrid(order),
-                      Tr::kThreads, Tr::kSharedBytes, stream, args, q_map, do_map, k_map, v_map,
-                      dq_map, dk_map, dv_map, order);
+  const auto launch = [&](auto kernel) {
+    return LaunchKernel(kernel, OrderGrid(order), Tr::kThreads, Tr::kSharedBytes, stream, args,
+                        q_map, do_map, k_map, v_map, dq_map, dk_map, dv_map, order);
+  };
+  if constexpr (kHeadDim == 64) {
+    return launch(FlashBackwardWarpSpecializedKernel<E, kHeadDim, true>);
+  } else {
+    return staged ? launch(FlashBackwardWarpSpecializedKernel<E, kHeadDim, true>)
+                  : launch(FlashBackwardWarpSpecializedKernel<E, kHeadDim, false>);
+  }
 }
 
 }  // namespace ringattn::cuda::flash

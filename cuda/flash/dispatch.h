@@ -40,8 +40,6 @@ cudaError_t DispatchDtypeHeadDim(ElementType dtype, int64_t head_dim, F&& f) {
   }
 }
 
-inline bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 }  // namespace ringattn::cuda::flash
 
 #endif  // RINGATTN_CUDA_FLASH_DISPATCH_H_

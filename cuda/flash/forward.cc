@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "cuda/flash/dispatch.h"
+#include "cuda/flash/tensor_map.h"
 
 namespace ringattn::cuda::flash {
 

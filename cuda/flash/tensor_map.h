@@ -43,6 +43,9 @@ TileView KeyRowsView(const ForwardBlockArgs& a, const void* tensor, ElementType 
 // strides, dims out of range).
 cudaError_t EncodeTileMap(const TileView& view, CUtensorMap* map);
 
+// The TMA's global addresses are 16-byte aligned.
+inline bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
 }  // namespace ringattn::cuda::flash
 
 #endif  // RINGATTN_CUDA_FLASH_TENSOR_MAP_H_

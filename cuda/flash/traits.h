@@ -302,8 +302,6 @@ struct WarpSpecializedBackwardTraits {
   static constexpr int kBlockM = kHeadDim == 64 ? 128 : 64;
   static constexpr int kStages = 2;
   static constexpr int kDsBuffers = kHeadDim == 64 ? 1 : 2;
-  // dK and dV added by the TMA from shared memory (else from registers).
-  static constexpr bool kStagedKeyGrads = kHeadDim == 64;
   using Registers = WarpSpecializedRegisters<24>;
   static constexpr int kProducerRegisters = Registers::kProducerRegisters;
   static constexpr int kConsumerRegisters = Registers::kConsumerRegisters;
