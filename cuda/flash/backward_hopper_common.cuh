@@ -219,23 +219,31 @@ __device__ __forceinline__ FragmentBits<kBlockM> AllowedBitsT(const ForwardBlock
   return allowed;
 }
 
+// A tile's per-query statistic (LSE or D) as this thread's pairs: the two
+// queries of each n8 block of its fragment, one 64-bit load each (`x` 8-byte
+// aligned). Loaded before a wgmma wait, their latency hides behind it.
+template <int kBlockM>
+__device__ __forceinline__ void LoadQueryPairs(const float* x, float2 (&pairs)[kBlockM / 8]) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int j = 0; j < kBlockM / 8; ++j)
+    pairs[j] = reinterpret_cast<const float2*>(x)[j * 4 + lane % 4];
+}
+
 // P^T = exp2(S^T * scale_log2 - lse) in place (pairs not in `allowed` 0).
-// lse: the tile's LSE per query, in log2 units (+inf for rows that are not
-// there), 8-byte aligned (read in pairs).
+// lse: the thread's pairs of the tile's LSE per query (LoadQueryPairs), in
+// log2 units (+inf for rows that are not there).
 template <int kBlockM>
 __device__ __forceinline__ void ProbabilitiesT(float (&s)[kBlockM / 2],
-                                               FragmentBits<kBlockM> allowed, const float* lse,
-                                               float scale_log2) {
+                                               FragmentBits<kBlockM> allowed,
+                                               const float2 (&lse)[kBlockM / 8], float scale_log2) {
   constexpr int kMB = kBlockM / 8;
-  const int lane = threadIdx.x % 32;
   auto& p3 = *reinterpret_cast<float(*)[1][kMB][4]>(s);
 #pragma unroll
   for (int j = 0; j < kMB; ++j) {
-    // The thread's two queries of the n8 block, one 64-bit load.
-    const float2 pair = reinterpret_cast<const float2*>(lse)[j * 4 + lane % 4];
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
-      const float row_lse = e == 0 ? pair.x : pair.y;
+      const float row_lse = e == 0 ? lse[j].x : lse[j].y;
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const float x = FastExp2(fmaf(p3[0][j][2 * half + e], scale_log2, -row_lse));
@@ -245,25 +253,34 @@ __device__ __forceinline__ void ProbabilitiesT(float (&s)[kBlockM / 2],
   }
 }
 
-// dS^T = P^T (dP^T - D) in place in dp (delta: the tile's D per query,
-// 8-byte aligned),
+// The same from the tile's LSE in memory (8-byte aligned).
+template <int kBlockM>
+__device__ __forceinline__ void ProbabilitiesT(float (&s)[kBlockM / 2],
+                                               FragmentBits<kBlockM> allowed, const float* lse,
+                                               float scale_log2) {
+  float2 pairs[kBlockM / 8];
+  LoadQueryPairs<kBlockM>(lse, pairs);
+  ProbabilitiesT<kBlockM>(s, allowed, pairs, scale_log2);
+}
+
+// dS^T = P^T (dP^T - D) in place in dp (delta: the thread's pairs of the
+// tile's D per query, LoadQueryPairs),
 // then P^T and dS^T packed into p16 and ds16, the A operands of
 // dV += P^T dO and dK += dS^T Q (packed after dS^T so that P^T's fp32 and
 // its packed copy are not live together beside dP^T).
 template <ElementType E, int kBlockM>
 __device__ __forceinline__ void ScoreGradsT(const float (&p)[kBlockM / 2], float (&dp)[kBlockM / 2],
-                                            const float* delta, uint32_t (&p16)[kBlockM / 16][4],
+                                            const float2 (&delta)[kBlockM / 8],
+                                            uint32_t (&p16)[kBlockM / 16][4],
                                             uint32_t (&ds16)[kBlockM / 16][4]) {
   constexpr int kMB = kBlockM / 8;
-  const int lane = threadIdx.x % 32;
   const auto& p3 = *reinterpret_cast<const float(*)[1][kMB][4]>(p);
   auto& ds3 = *reinterpret_cast<float(*)[1][kMB][4]>(dp);
 #pragma unroll
   for (int j = 0; j < kMB; ++j) {
-    const float2 pair = reinterpret_cast<const float2*>(delta)[j * 4 + lane % 4];
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
-      const float row_delta = e == 0 ? pair.x : pair.y;
+      const float row_delta = e == 0 ? delta[j].x : delta[j].y;
       ds3[0][j][e] = p3[0][j][e] * (ds3[0][j][e] - row_delta);
       ds3[0][j][2 + e] = p3[0][j][2 + e] * (ds3[0][j][2 + e] - row_delta);
     }
@@ -273,6 +290,16 @@ __device__ __forceinline__ void ScoreGradsT(const float (&p)[kBlockM / 2], float
     PackP<E>(p3, 0, kk, p16[kk]);
     PackP<E>(ds3, 0, kk, ds16[kk]);
   }
+}
+
+// The same from the tile's D in memory (8-byte aligned).
+template <ElementType E, int kBlockM>
+__device__ __forceinline__ void ScoreGradsT(const float (&p)[kBlockM / 2], float (&dp)[kBlockM / 2],
+                                            const float* delta, uint32_t (&p16)[kBlockM / 16][4],
+                                            uint32_t (&ds16)[kBlockM / 16][4]) {
+  float2 pairs[kBlockM / 8];
+  LoadQueryPairs<kBlockM>(delta, pairs);
+  ScoreGradsT<E, kBlockM>(p, dp, pairs, p16, ds16);
 }
 
 // dS^T into shared memory in the 128-byte-swizzle layout (column blocks of

@@ -302,9 +302,12 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     MbarrierWait(sm.Full(slot.stage), slot.parity);
     float s[kBlockM / 2], dp[kBlockM / 2];
     IssueScoresT<E, kHeadDim, kBlockN, kBlockM>(s, dp, sm.k, sm.v, key_base, q_tile, do_tile);
+    // LSE read while S^T and dP^T are computed.
+    float2 lse[kBlockM / 8];
+    LoadQueryPairs<kBlockM>(shared_floats(sm.Lse(slot.stage)), lse);
     WgmmaWait<1>();
     FenceRegisters(s);
-    ProbabilitiesT<kBlockM>(s, allowed, shared_floats(sm.Lse(slot.stage)), scale_log2);
+    ProbabilitiesT<kBlockM>(s, allowed, lse, scale_log2);
     WgmmaWait<0>();
     FenceRegisters(dp);
     uint32_t p16[kBlockM / 16][4], ds16[kBlockM / 16][4];
