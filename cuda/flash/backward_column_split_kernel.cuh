@@ -97,16 +97,12 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
         scores && tiles.NeedsMask(m)
             ? AllowedBitsT<kBlockM>(a, b, key0, task.k_valid, task.k0, q_first)
             : ~0u;
-    // The tile's LSE (warpgroup 0) or D (warpgroup 1) read while the
-    // product runs.
-    float2 stat[kBlockM / 8];
-    LoadQueryPairs<kBlockM>((scores ? s_lse : s_delta) + buffer * kBlockM, stat);
     WgmmaWait<0>();
     FenceRegisters(x);
     const uint32_t p_slot = s_pf + (threadIdx.x % 128) * 8;
     uint32_t p16[kBlockM / 16][4], ds16[kBlockM / 16][4];
     if (scores) {
-      ProbabilitiesT<kBlockM>(x, allowed, stat, scale_log2);
+      ProbabilitiesT<kBlockM>(x, allowed, s_lse + buffer * kBlockM, scale_log2);
 #pragma unroll
       for (int i = 0; i < kBlockM / 4; ++i) {
         asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(p_slot + i * 1024), "f"(x[2 * i]),
@@ -145,7 +141,7 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
                      : "r"(p_slot + i * 1024)
                      : "memory");
       }
-      ScoreGradsT<E, kBlockM>(p, x, stat, p16, ds16);
+      ScoreGradsT<E, kBlockM>(p, x, s_delta + buffer * kBlockM, p16, ds16);
       StoreScoreGradsT<kBlockN, kBlockM>(s_ds, key0, ds16);
       FenceProxyAsync();
     }

@@ -302,17 +302,16 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     MbarrierWait(sm.Full(slot.stage), slot.parity);
     float s[kBlockM / 2], dp[kBlockM / 2];
     IssueScoresT<E, kHeadDim, kBlockN, kBlockM>(s, dp, sm.k, sm.v, key_base, q_tile, do_tile);
-    // LSE read while S^T and dP^T are computed, D while dP^T is.
-    float2 stat[kBlockM / 8];
-    LoadQueryPairs<kBlockM>(shared_floats(sm.Lse(slot.stage)), stat);
+    // LSE read while S^T and dP^T are computed.
+    float2 lse[kBlockM / 8];
+    LoadQueryPairs<kBlockM>(shared_floats(sm.Lse(slot.stage)), lse);
     WgmmaWait<1>();
     FenceRegisters(s);
-    ProbabilitiesT<kBlockM>(s, allowed, stat, scale_log2);
-    LoadQueryPairs<kBlockM>(shared_floats(sm.Delta(slot.stage)), stat);
+    ProbabilitiesT<kBlockM>(s, allowed, lse, scale_log2);
     WgmmaWait<0>();
     FenceRegisters(dp);
     uint32_t p16[kBlockM / 16][4], ds16[kBlockM / 16][4];
-    ScoreGradsT<E, kBlockM>(s, dp, stat, p16, ds16);
+    ScoreGradsT<E, kBlockM>(s, dp, shared_floats(sm.Delta(slot.stage)), p16, ds16);
     IssueKeyGrads<E, kHeadDim, kBlockM>(dk, dv, p16, ds16, q_tile, do_tile);
 
     const uint32_t ds_tile = sm.Ds(i % Tr::kDsBuffers);
