@@ -8,9 +8,14 @@
 Reads the report's SASS source page (`ncu -i REPORT --page source --csv
 --print-source sass`, or such a CSV saved before) and prints the N SASS
 lines with the most warp-stall samples (share of all samples, the
-instruction), then the samples by kind of instruction: mbarrier waits
+instruction, and where the page has ncu's per-reason columns the line's
+main stall reasons), then the samples by kind of instruction: mbarrier waits
 (SYNCS), named barriers (BAR), wgmma and its waits (HGMMA, WARPGROUP),
-global and shared memory, math. Barrier ids and mbarrier addresses in the
+global and shared memory, math, and then by stall reason. The branch
+that closes an mbarrier's try-wait loop (a BRA or BREAK right after the
+SYNCS...TRYWAIT) counts as that wait, and is printed with the mbarrier it
+waits on; a line whose samples are mostly `drain` (stores still in flight
+when the warp exits) as such. Barrier ids and mbarrier addresses in the
 printed instructions tell which wait a line is (docs/KERNEL_BENCH.md).
 Exit 2 when the page has no stall-sampling column (a report taken without
 the source counters) or the file cannot be read.
@@ -22,8 +27,10 @@ import re
 import subprocess
 import sys
 
+MBARRIER_WAIT = "mbarrier wait (SYNCS)"
+DRAIN = "stores draining at exit (drain)"
 KINDS = [  # (kind, regex on the instruction), first match wins
-    ("mbarrier wait (SYNCS)", r"\bSYNCS\b"),
+    (MBARRIER_WAIT, r"\bSYNCS\b"),
     ("named barrier (BAR)", r"^\s*@?!?P?\w*\s*BAR\b|\bBAR\.(SYNC|ARV|RED)"),
     ("wgmma (HGMMA)", r"\bHGMMA\b"),
     ("wgmma wait (WARPGROUP)", r"\bWARPGROUP\b"),
@@ -62,6 +69,18 @@ def number(text):
         return 0.0
 
 
+def try_wait_of(rows, src, i):
+    """The mbarrier operand of the try-wait whose loop line i closes (a BRA
+    or BREAK right after a SYNCS...TRYWAIT), else None."""
+    if i == 0 or not re.search(r"\b(BRA|BREAK)\b", rows[i][src]):
+        return None
+    before = rows[i - 1][src]
+    if not re.search(r"\bSYNCS\.\S*TRYWAIT\b", before):
+        return None
+    operand = re.search(r"\[[^\]]*\]", before)
+    return operand.group(0) if operand else before.strip()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("report", help="an .ncu-rep report or a saved source-page .csv")
@@ -90,18 +109,49 @@ def main():
     if total <= 0:
         print("ncu_hot_lines: no stall samples in the report", file=sys.stderr)
         return 2
+    # ncu's per-reason columns (stall_long_sb, ...; not their "(Not Issued)"
+    # twins), where the page has them.
+    reasons = [(i, h[len("stall_"):]) for i, h in enumerate(header)
+               if h.startswith("stall_") and "Not Issued" not in h]
+
+    def main_reasons(r):
+        line = number(r[col])
+        counts = sorted(((number(r[i]), name) for i, name in reasons), reverse=True)
+        return [(name, n / line) for n, name in counts[:2] if line > 0 and n > 0]
+
     print(f"{int(total)} stall samples ({header[col]}), {len(rows)} SASS lines")
-    ranked = sorted(rows, key=lambda r: -number(r[col]))
-    for r in ranked[:args.top]:
+    ranked = sorted(range(len(rows)), key=lambda i: -number(rows[i][col]))
+    for i in ranked[:args.top]:
+        r = rows[i]
         where = r[address] if address is not None else ""
-        print(f"{100 * number(r[col]) / total:6.2f} %  {where:>8}  {r[src].strip()}")
+        line = f"{100 * number(r[col]) / total:6.2f} %  {where:>8}  {r[src].strip()}"
+        wait = try_wait_of(rows, src, i)
+        if wait:
+            line += f"  <- try-wait on {wait}"
+        if reasons:
+            line += "  [" + ", ".join(f"{name} {100 * share:.0f} %"
+                                      for name, share in main_reasons(r)) + "]"
+        print(line)
     by_kind = {}
-    for r in rows:
-        kind = next((k for k, pattern in KINDS if re.search(pattern, r[src])), "other (math, moves)")
+    for i, r in enumerate(rows):
+        top = main_reasons(r) if reasons else []
+        if try_wait_of(rows, src, i):
+            kind = MBARRIER_WAIT
+        elif top and top[0][0] == "drain" and top[0][1] > 0.5:
+            kind = DRAIN
+        else:
+            kind = next((k for k, pattern in KINDS if re.search(pattern, r[src])),
+                        "other (math, moves)")
         by_kind[kind] = by_kind.get(kind, 0.0) + number(r[col])
     print("by kind of instruction:")
     for kind, n in sorted(by_kind.items(), key=lambda kv: -kv[1]):
         print(f"{100 * n / total:6.2f} %  {kind}")
+    if reasons:
+        by_reason = {name: sum(number(r[i]) for r in rows) for i, name in reasons}
+        print("by stall reason:")
+        for name, n in sorted(by_reason.items(), key=lambda kv: -kv[1]):
+            if n > 0:
+                print(f"{100 * n / total:6.2f} %  {name}")
     return 0
 
 

@@ -30,4 +30,19 @@ grep -qx ' 10.00 %  wgmma (HGMMA)' <<< "$out" || fail "HGMMA kind"
 printf '"Source","Instructions Executed"\n"FFMA R1, R2, R3, R4","7"\n' > "$work/bare.csv"
 if python3 "$script" "$work/bare.csv" 2> "$work/err"; then fail "a page without samples accepted"; fi
 grep -q "no warp-stall sampling column" "$work/err" || fail "message"
+cat > "$work/reasons.csv" <<'CSV'
+"Address","Source","Warp Stall Sampling (All Samples)","stall_long_sb","stall_long_sb (Not Issued)","stall_drain","stall_barrier"
+"00000100","SYNCS.PHASECHK.TRANS64.TRYWAIT P0, [R12+URZ+0x38418], R3","100","100","50","0","0"
+"00000110","@P0   BRA 0x00000130","600","600","300","0","0"
+"00000120","S2R R2, SR_TID.X","200","10","0","190","0"
+"00000130","BAR.SYNC.DEFER_BLOCKING 0x1, 0x100","100","0","0","0","100"
+CSV
+out=$(python3 "$script" "$work/reasons.csv" --top 2)
+[[ $(sed -n 2p <<< "$out") == ' 60.00 %  00000110  @P0   BRA 0x00000130  <- try-wait on [R12+URZ+0x38418]  [long_sb 100 %]' ]] || fail "try-wait line"
+[[ $(sed -n 3p <<< "$out") == ' 20.00 %  00000120  S2R R2, SR_TID.X  [drain 95 %, long_sb 5 %]' ]] || fail "reasons of a line"
+grep -qx ' 70.00 %  mbarrier wait (SYNCS)' <<< "$out" || fail "the loop's branch counted as its wait"
+grep -qx ' 20.00 %  stores draining at exit (drain)' <<< "$out" || fail "drain kind"
+grep -qx ' 71.00 %  long_sb' <<< "$out" || fail "long_sb total"
+grep -qx ' 19.00 %  drain' <<< "$out" || fail "drain total"
+grep -q 'Not Issued' <<< "$out" && fail "a Not Issued column counted as a reason"
 echo PASS
