@@ -376,12 +376,12 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
 
 // Whether dK and dV are staged for the TMA's reductions. Reductions from
 // registers fill the SM's load/store queue at the end of each CTA
-// (lg_throttle stalls), which weighs most where CTAs are short: staged,
-// d64 gained 2.2 % at s16384 and d128 3.2 % at b16 s1024, but long d128
-// CTAs lost 0.7-1.7 % (the staging waits for both warpgroups), so d128
-// stages only when no CTA has more than 16 query tiles of 64 rows. The
-// reductions need 16-byte aligned dK and dV (d64: LaunchFlashBackward
-// checks). One H200, docs/KERNEL_BENCH.md.
+// (lg_throttle stalls), which weighs most where CTAs are short. Staged in
+// every CTA, d64 gained 2.2 % at s16384, d128 1.7 % at b16 s1024 but lost
+// up to 1.7 % on the long rows; so d128 stages per launch, for blocks of
+// at most 16 query tiles of 64 rows (b16 s1024 +1.8 %, the long rows
+// unchanged). The reductions need 16-byte aligned dK and dV (d64:
+// LaunchFlashBackward checks). One H200, docs/KERNEL_BENCH.md.
 template <int kHeadDim>
 bool StagedKeyGrads(const BackwardBlockArgs& args) {
   if constexpr (kHeadDim == 64) {
