@@ -20,6 +20,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -45,6 +46,7 @@
 #include "core/schedule.h"
 #include "core/status_macros.h"
 #include "cuda/device.h"
+#include "cuda/kernel_choice.h"
 #include "cuda/ring_backend.h"
 #include "sim/bench_rows.h"
 #include "sim/simulator.h"
@@ -74,6 +76,10 @@ ABSL_FLAG(bool, calibration_task_cost, false,
           "measure the model's per-kernel cost (launch_us, and launch_us_bwd for backward "
           "tasks) from two 128-token passes, ring (one task at W = 1) and zigzag (three), "
           "instead of the --gpu table's launch_us (experiment, issue #19)");
+ABSL_FLAG(bool, calibration_events, false,
+          "time each calibration block's kernels alone, as back-to-back launches between two "
+          "CUDA events, instead of reading them from its ring pass's time less the modelled "
+          "costs around them (experiment, issue #19: small blocks' points were noise)");
 ABSL_FLAG(int, calibration_warmup_ms, 0,
           "passes on one rank's causal tokens before the calibration, at least this long "
           "(0: one round)");
@@ -210,7 +216,13 @@ class Bench {
                             q.size() * 2, k.size() * 2, v.size() * 2});
         }
         for (int it = 0; s.ok() && it < iters + 3; ++it) {
+          // Without --outputs the state reset is not timed: it is queued on
+          // the stream, so it is waited for here (else its memset of the
+          // fp32 O, 4 bytes per query element, ran inside the timed pass).
           if (!outputs) s = (*backend)->Restart();
+          if (s.ok() && !outputs && cudaStreamSynchronize((*backend)->stream()) != cudaSuccess) {
+            s = absl::InternalError("synchronizing the state reset");
+          }
           if (s.ok()) s = comm.Barrier(group);
           const absl::Time start = absl::Now();
           if (s.ok() && outputs) s = (*backend)->Restart();
@@ -390,6 +402,98 @@ BenchProblem MakeConfig(const BenchRow& row, int world, int64_t tokens,
                                {world, tokens, absl::GetFlag(FLAGS_heads),
                                 absl::GetFlag(FLAGS_kv_heads), absl::GetFlag(FLAGS_head_dim)},
                                docs);
+}
+
+// --calibration_events: the seconds of our attention kernels alone on one
+// rank's block of `b` (every query against every key of the rank, under
+// b's mask): the fused-state forward the ring runs, and the backward
+// without its D kernel (the model charges D as a memory pass), each the
+// mean of `launches` back-to-back launches between two events after an
+// untimed one. Inputs are zeros (the kernels' time does not depend on the
+// values). The ring pass's host costs are not in it: they are
+// Calibration::pass_overhead_us_* and launch_us.
+absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem& b, int launches) {
+  const AttentionShape& shape = b.shape;
+  const int64_t n = shape.seqlen_q;
+  if (shape.batch != 1 || shape.seqlen_k != n || launches < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "BlockKernelSeconds: a one-rank block (batch 1, q = k tokens) and >= 1 "
+        "launch expected; got batch ",
+        shape.batch, ", ", n, " x ", shape.seqlen_k, " tokens, ", launches, " launches"));
+  }
+  std::vector<void*> buffers;
+  bool allocated = true;
+  const auto cleanup = [&] {
+    for (void* p : buffers) cudaFree(p);
+  };
+  const auto zeros = [&](int64_t bytes) -> void* {
+    void* p = nullptr;
+    if (cudaMalloc(&p, bytes) != cudaSuccess) {
+      allocated = false;
+      return nullptr;
+    }
+    buffers.push_back(p);
+    if (cudaMemset(p, 0, bytes) != cudaSuccess) allocated = false;
+    return p;
+  };
+  const int64_t q_bytes = shape.q_elements() * 2, kv_bytes = shape.kv_elements() * 2;
+  cuda::ForwardBlockArgs a;
+  a.dtype = cuda::ElementType::kBFloat16;
+  a.q = zeros(q_bytes);
+  a.k = zeros(kv_bytes);
+  a.v = zeros(kv_bytes);
+  a.state_o = static_cast<float*>(zeros(shape.q_elements() * 4));
+  a.state_lse = static_cast<float*>(zeros(shape.lse_elements() * 4));
+  cuda::BackwardBlockArgs back;
+  back.dout = zeros(q_bytes);
+  back.lse = a.state_lse;
+  back.delta = static_cast<float*>(zeros(shape.lse_elements() * 4));
+  back.dq = static_cast<float*>(zeros(shape.q_elements() * 4));
+  back.dk = static_cast<float*>(zeros(shape.kv_elements() * 4));
+  back.dv = static_cast<float*>(zeros(shape.kv_elements() * 4));
+  if (!allocated) {
+    cleanup();
+    return absl::ResourceExhaustedError(
+        absl::StrCat("BlockKernelSeconds: allocating a ", n, "-token block's buffers"));
+  }
+  a.batch = 1;
+  a.q_rows = a.k_rows = n;
+  a.num_heads = shape.num_heads;
+  a.num_kv_heads = shape.num_kv_heads;
+  a.head_dim = shape.head_dim;
+  a.q_pos = a.k_pos = {0, n, 1, n, n};
+  a.kv_head_end = shape.num_kv_heads;
+  a.min_delta = -(int64_t{1} << 60);
+  a.max_delta = b.mask.causal ? 0 : (int64_t{1} << 60);
+  a.doc_end = n;
+  a.softmax_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(shape.head_dim)));
+  back.task = a;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  const auto seconds = [&](const std::function<cudaError_t()>& launch) -> absl::StatusOr<double> {
+    cudaError_t e = launch();  // untimed
+    if (e == cudaSuccess) e = cudaEventRecord(start);
+    for (int i = 0; e == cudaSuccess && i < launches; ++i) e = launch();
+    if (e == cudaSuccess) e = cudaEventRecord(stop);
+    if (e == cudaSuccess) e = cudaEventSynchronize(stop);
+    float ms = 0;
+    if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, start, stop);
+    if (e != cudaSuccess) {
+      return absl::InternalError(
+          absl::StrCat("BlockKernelSeconds: ", n, "-token block: ", cudaGetErrorString(e)));
+    }
+    return 1e-3 * ms / launches;
+  };
+  absl::StatusOr<double> fwd = seconds([&] { return cuda::LaunchForward(a, nullptr); });
+  absl::StatusOr<double> bwd = absl::UnknownError("not run");
+  if (fwd.ok()) bwd = seconds([&] { return cuda::LaunchBackward(back, nullptr); });
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cleanup();
+  RETURN_IF_ERROR(fwd.status());
+  RETURN_IF_ERROR(bwd.status());
+  return std::pair{*fwd, *bwd};
 }
 
 // --calibration_task_cost: the model's per-kernel costs (cal->launch_us,
@@ -620,10 +724,14 @@ absl::Status Main() {
       // Small blocks take a fraction of a millisecond: more iterations, so
       // the median is not the host's jitter.
       const int runs = std::max(iters, static_cast<int>(20 * tokens / n));
+      ASSIGN_OR_RETURN(PlanReport p, BuildPlan(base, b.shape));
+      if (absl::GetFlag(FLAGS_calibration_events)) {
+        ASSIGN_OR_RETURN(const auto s, BlockKernelSeconds(b, runs));
+        return std::pair{p.TotalFlops() / s.first / 1e12, 2.5 * p.TotalFlops() / s.second / 1e12};
+      }
       ASSIGN_OR_RETURN(const Timing f_timing, alone.Run(base, b.shape, false, runs));
       ASSIGN_OR_RETURN(const Timing fb_timing, alone.Run(base, b.shape, true, runs));
       const double f_s = pass_s(f_timing), fb_s = pass_s(fb_timing);
-      ASSIGN_OR_RETURN(PlanReport p, BuildPlan(base, b.shape));
       // The kernels' share of the measured time: minus what the simulator
       // adds around them (memory passes: O, D, dK/dV adds; launches), which
       // does not depend on the rates, so the rates are not counted twice.
