@@ -243,16 +243,15 @@ class Backend final : public CudaRingBackend {
     RETURN_IF_ERROR(Device());
     // Rows of (batch * rows) tokens: heads [begin, end) of each, K then V.
     const int64_t elem = DTypeBytes(dtype_), d = shape_.head_dim;
-    const size_t width = (head_end - head_begin) * d * elem;
-    const size_t src_pitch = shape_.num_kv_heads * d * elem;
+    const int64_t width = (head_end - head_begin) * d * elem;
+    const int64_t src_pitch = shape_.num_kv_heads * d * elem;
     const int64_t half = out.size() / 2;
     for (int i = 0; i < 2; ++i) {
       const uint8_t* src =
           static_cast<const uint8_t*>(i == 0 ? k_in_ : v_in_) + head_begin * d * elem;
-      RETURN_IF_ERROR(
-          Check(cudaMemcpy2DAsync(out.data() + i * half, width, src, src_pitch, width,
-                                  local_.batch * local_.rows, cudaMemcpyDeviceToDevice, stream_),
-                "packing K/V"));
+      RETURN_IF_ERROR(Check(LaunchCopyRows(out.data() + i * half, width, src, src_pitch, width,
+                                           local_.batch * local_.rows, stream_),
+                            "packing K/V"));
     }
     return Finish(cudaSuccess, "packing K/V");
   }

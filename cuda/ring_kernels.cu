@@ -76,6 +76,16 @@ __global__ void ConvertF32x4Kernel(ElementType dtype, const float4* src, void* d
   }
 }
 
+// Rows of width16 16-byte words, src_pitch16 / dst_pitch16 words apart.
+__global__ void CopyRowsKernel(uint4* dst, int64_t dst_pitch16, const uint4* src,
+                               int64_t src_pitch16, int64_t width16, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{kThreads} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * kThreads) {
+    const int64_t row = i / width16, word = i - row * width16;
+    dst[row * dst_pitch16 + word] = src[row * src_pitch16 + word];
+  }
+}
+
 // The full-layout offset of element 0 of packed row `row` (a row: one
 // head's head_dim elements; rows run (shard, K or V, batch, token, head)),
 // and whether the row is V's.
@@ -158,6 +168,21 @@ cudaError_t LaunchConvertF32(ElementType dtype, const float* src, void* dst, int
   } else {
     ConvertF32Kernel<<<Blocks(n), kThreads, 0, stream>>>(dtype, src, dst, n);
   }
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchCopyRows(void* dst, int64_t dst_pitch, const void* src, int64_t src_pitch,
+                           int64_t width, int64_t rows, cudaStream_t stream) {
+  if (width <= 0 || rows <= 0) return cudaSuccess;
+  if (!Aligned(dst, 16) || !Aligned(src, 16) || dst_pitch % 16 != 0 || src_pitch % 16 != 0 ||
+      width % 16 != 0) {
+    return cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows,
+                             cudaMemcpyDeviceToDevice, stream);
+  }
+  const int64_t n = rows * (width / 16);
+  CopyRowsKernel<<<Blocks(n), kThreads, 0, stream>>>(
+      static_cast<uint4*>(dst), dst_pitch / 16, static_cast<const uint4*>(src), src_pitch / 16,
+      width / 16, n);
   return cudaGetLastError();
 }
 
