@@ -15,7 +15,8 @@
 //   ring_bench [--world=W] [--comm=auto|device|nccl|nccl_env] [--tokens=8192]
 //              [--heads=32] [--kv_heads=32] [--head_dim=128] [--iters=10]
 //              [--rows=zigzag,varlen_zigzag] [--gpu=h100] [--calibration_out=F] [--hop_sweep]
-//              [--calibration_min] [--calibration_warmup_ms=0]
+//              [--calibration_min] [--calibration_warmup_ms=0] [--calibration_task_cost]
+//              [--calibration_events]
 //              [--torch_single_ms=F,FB,VF,VFB --torch_single_names=DENSE,VARLEN]
 #include <cuda_runtime_api.h>
 
