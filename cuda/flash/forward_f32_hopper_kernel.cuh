@@ -1,17 +1,15 @@
 // The fp32 forward on Hopper (sm_90a), accurate to fp32: 3xTF32 (every
 // product a_lo b_hi + a_hi b_lo + a_hi b_hi, as the mma.sync fp32 kernel in
-// forward_f32_kernel.cuh) on wgmma tf32, head_dims 64 and 128.
+// forward_f32_kernel.cuh) on wgmma tf32, head_dim 64.
 //
 // A CTA of two warpgroups owns 128 query rows (64 per warpgroup) and walks
-// the task's key tiles (64 keys at d64, 32 at d128: traits.h) that are not
-// fully masked. tf32 wgmma reads
+// the task's key tiles of 64 that are not fully masked. tf32 wgmma reads
 // K-major operands only, so every operand is stored split and K-major in
 // the 128-byte swizzle: Q hi/lo once; per stage K hi/lo and V^T hi/lo
 // (V transposed, d rows of keys). Tiles go global -> registers -> split ->
 // shared memory: the loads of tile n + 1 are issued before the S GEMM of
-// tile n and split and stored into the other stage while O += P V of tile n
-// runs on the tensor cores (d64), or into the one stage once both
-// warpgroups' O += P V of tile n is done (d128).
+// tile n and split and stored (into the other stage) while O += P V of tile
+// n runs on the tensor cores.
 //
 // P feeds O += P V from the S accumulators directly: a thread holds keys
 // 2t and 2t+1 of each 8-key block, which the tf32 A fragment names columns
@@ -78,9 +76,8 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
   // V keys 8 v_block + 2 i + v_parity, chunk v_c (whose four d rows of V^T
   // get one chunk each: column 2 v_block + v_parity of the block order).
   const int k_row = threadIdx.x / kChunks, k_c = threadIdx.x % kChunks;
-  const int v_parity = threadIdx.x & 1, v_block = (threadIdx.x >> 1) % kNB,
-            v_c = threadIdx.x / (2 * kNB);
-  static_assert(kThreads == 2 * kNB * kChunks, "one thread per (key parity, 8-key block, chunk)");
+  const int v_parity = threadIdx.x & 1, v_block = (threadIdx.x >> 1) & 7, v_c = threadIdx.x >> 4;
+  static_assert(kThreads == 2 * 8 * kChunks, "one thread per (key parity, 8-key block, chunk)");
   float4 k_raw[kKRows], v_raw[4];
   const auto load_tile = [&](int n) {
     const int64_t k1 = static_cast<int64_t>(n) * kBlockN;
@@ -137,7 +134,7 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
   }
 
   for (int n = n_begin; n < n_end; ++n) {
-    const int stage = Tr::kStages == 1 ? 0 : (n - n_begin) & 1;
+    const int stage = (n - n_begin) & 1;
     const bool next = n + 1 < n_end;
     if (next) load_tile(n + 1);  // in flight through S and the softmax
     issue_s(stage);
@@ -152,17 +149,12 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
       SplitAccumulatorFragment(s[0][kk], p_hi[kk], p_lo[kk]);
     }
     issue_pv(stage);
-    if (Tr::kStages == 2 && next) {
+    if (next) {
       store_tile(stage ^ 1);  // read last by tile n - 1, whose GEMMs all threads waited for
       FenceProxyAsync();
     }
     WgmmaWait<0>();
     FenceRegisters(o_flat);
-    if (Tr::kStages == 1 && next) {
-      __syncthreads();  // both warpgroups' O += P V have read the stage
-      store_tile(0);
-      FenceProxyAsync();
-    }
     __syncthreads();  // tile n + 1 is stored; both warpgroups are done with `stage`
   }
 

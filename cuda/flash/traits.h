@@ -74,17 +74,14 @@ struct F32HopperForwardTraits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kThreads = 256;
   static constexpr int kBlockM = 128;
-  // d128: Q's hi and lo take 128 KB, so key tiles of 32 in one K/V stage
-  // (64 KB; the next tile waits in registers until both warpgroups' O += P V
-  // has read the stage). d64: tiles of 64 in two stages.
-  static constexpr int kBlockN = kHeadDim == 64 ? 64 : 32;
-  static constexpr int kStages = kHeadDim == 64 ? 2 : 1;
+  static constexpr int kBlockN = 64;
   static constexpr int kQBytes = kBlockM * kHeadDim * 4;   // one of Q hi, Q lo
   static constexpr int kKvBytes = kBlockN * kHeadDim * 4;  // one of K hi, K lo, V^T hi, V^T lo
   static constexpr int kStageBytes = 4 * kKvBytes;
-  static constexpr int kSharedBytes = 2 * kQBytes + kStages * kStageBytes + 1024;
+  static constexpr int kSharedBytes = 2 * kQBytes + 2 * kStageBytes + 1024;
 
-  static_assert(kHeadDim == 64 || kHeadDim == 128, "fp32 wgmma head dims 64 and 128");
+  static_assert(kHeadDim == 64, "fp32 wgmma head dim 64 (d128 runs the mma.sync kernel)");
+  static_assert(kBlockN == kHeadDim, "V^T tiles have the shape of K tiles");
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
