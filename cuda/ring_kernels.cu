@@ -176,13 +176,13 @@ cudaError_t LaunchCopyRows(void* dst, int64_t dst_pitch, const void* src, int64_
   if (width <= 0 || rows <= 0) return cudaSuccess;
   if (!Aligned(dst, 16) || !Aligned(src, 16) || dst_pitch % 16 != 0 || src_pitch % 16 != 0 ||
       width % 16 != 0) {
-    return cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows,
-                             cudaMemcpyDeviceToDevice, stream);
+    return cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDeviceToDevice,
+                             stream);
   }
   const int64_t n = rows * (width / 16);
-  CopyRowsKernel<<<Blocks(n), kThreads, 0, stream>>>(
-      static_cast<uint4*>(dst), dst_pitch / 16, static_cast<const uint4*>(src), src_pitch / 16,
-      width / 16, n);
+  CopyRowsKernel<<<Blocks(n), kThreads, 0, stream>>>(static_cast<uint4*>(dst), dst_pitch / 16,
+                                                     static_cast<const uint4*>(src), src_pitch / 16,
+                                                     width / 16, n);
   return cudaGetLastError();
 }
 
