@@ -1,6 +1,6 @@
-// Element-wise kernels of the CUDA ring backend: fills, fp32 accumulation of the
-// travelling dK/dV, fp32 <-> input dtype conversion (results; a backward's
-// given O), and fp32
+// Element-wise kernels of the CUDA ring backend: fills, fp32 accumulation of
+// the travelling dK/dV, fp32 <-> input dtype conversion (results; a
+// backward's given O), the row copy that packs a rank's K/V heads, and fp32
 // adds between a rank's packed dK/dV heads (the layout the ring sends) and
 // its full (batch, rows, num_kv_heads, head_dim) gradients.
 #ifndef RINGATTN_CUDA_RING_KERNELS_H_
