@@ -136,55 +136,44 @@ class NcclRank final : public CudaCommunicator {
 
   // NcclPlainRingSeconds (nccl_communicator.h) on this rank.
   absl::StatusOr<double> PlainRingSeconds(int64_t bytes, int hops) {
-    MutexLock lock(&nccl_mu_);
-    if (aborted_) return AbortedStatus();
     cudaSetDevice(placement().device);
     const cudaStream_t stream = comm_stream();
     const int next = (rank() + 1) % world(), prev = (rank() + world() - 1) % world();
     uint8_t *send = nullptr, *recv = nullptr;
     cudaEvent_t start = nullptr, stop = nullptr;
-    absl::Status s = Cuda(cudaMalloc(&send, bytes), "allocating the plain ring's send buffer");
-    if (s.ok()) s = Cuda(cudaMalloc(&recv, bytes), "allocating the plain ring's receive buffer");
-    if (s.ok())
-      s = Cuda(cudaMemsetAsync(send, rank() + 1, bytes, stream), "filling the send buffer");
-    if (s.ok()) s = Cuda(cudaMemsetAsync(recv, 0, bytes, stream), "clearing the receive buffer");
-    if (s.ok()) s = Cuda(cudaEventCreate(&start), "creating an event");
-    if (s.ok()) s = Cuda(cudaEventCreate(&stop), "creating an event");
-    // One untimed hop, then `hops` timed ones, enqueued back to back.
-    for (int i = 0; s.ok() && i <= hops; ++i) {
-      if (i == 1) s = Cuda(cudaEventRecord(start, stream), "recording the start");
-      if (!s.ok()) break;
-      s = NcclStatus(*nccl_, nccl_->GroupStart(), comm_, "ncclGroupStart");
-      if (!s.ok()) break;
-      absl::Status posted = NcclStatus(
-          *nccl_, nccl_->Send(send, bytes, ncclUint8, next, comm_, stream), comm_, "ncclSend");
-      if (posted.ok()) {
-        posted = NcclStatus(*nccl_, nccl_->Recv(recv, bytes, ncclUint8, prev, comm_, stream), comm_,
-                            "ncclRecv");
+    absl::Status s;
+    {
+      // Enqueued under nccl_mu_ like a batch (the watchdog's abort waits).
+      MutexLock lock(&nccl_mu_);
+      if (aborted_) return AbortedStatus();
+      s = Cuda(cudaMalloc(&send, bytes), "allocating the plain ring's send buffer");
+      if (s.ok()) s = Cuda(cudaMalloc(&recv, bytes), "allocating the plain ring's receive buffer");
+      if (s.ok())
+        s = Cuda(cudaMemsetAsync(send, rank() + 1, bytes, stream), "filling the send buffer");
+      if (s.ok()) s = Cuda(cudaMemsetAsync(recv, 0, bytes, stream), "clearing the receive buffer");
+      if (s.ok()) s = Cuda(cudaEventCreate(&start), "creating an event");
+      if (s.ok()) s = Cuda(cudaEventCreate(&stop), "creating an event");
+      // One untimed hop, then `hops` timed ones, enqueued back to back.
+      for (int i = 0; s.ok() && i <= hops; ++i) {
+        if (i == 1) s = Cuda(cudaEventRecord(start, stream), "recording the start");
+        if (!s.ok()) break;
+        s = NcclStatus(*nccl_, nccl_->GroupStart(), comm_, "ncclGroupStart");
+        if (!s.ok()) break;
+        absl::Status posted = NcclStatus(
+            *nccl_, nccl_->Send(send, bytes, ncclUint8, next, comm_, stream), comm_, "ncclSend");
+        if (posted.ok()) {
+          posted = NcclStatus(*nccl_, nccl_->Recv(recv, bytes, ncclUint8, prev, comm_, stream),
+                              comm_, "ncclRecv");
+        }
+        s = NcclStatus(*nccl_, nccl_->GroupEnd(), comm_, "ncclGroupEnd");
+        if (s.ok()) s = posted;
+        if (s.ok()) s = WaitReady(*nccl_, comm_, timeout(), "enqueueing the plain ring");
       }
-      s = NcclStatus(*nccl_, nccl_->GroupEnd(), comm_, "ncclGroupEnd");
-      if (s.ok()) s = posted;
-      if (s.ok()) s = WaitReady(*nccl_, comm_, timeout(), "enqueueing the plain ring");
+      if (s.ok()) s = Cuda(cudaEventRecord(stop, stream), "recording the stop");
     }
-    if (s.ok()) s = Cuda(cudaEventRecord(stop, stream), "recording the stop");
-    // The hops finish within the timeout, or the communicator is aborted
-    // (a silent peer: an error, not a hang).
-    const absl::Time deadline = absl::Now() + timeout();
-    while (s.ok()) {
-      const cudaError_t e = cudaEventQuery(stop);
-      if (e == cudaSuccess) break;
-      if (e != cudaErrorNotReady) {
-        s = Cuda(e, "the plain ring's hops");
-      } else if (absl::Now() > deadline) {
-        s = absl::DeadlineExceededError(absl::StrCat("the plain NCCL ring did not finish within ",
-                                                     absl::FormatDuration(timeout()),
-                                                     " (a peer did not join?)"));
-        nccl_->CommAbort(comm_);
-        aborted_ = true;
-      } else {
-        std::this_thread::sleep_for(std::chrono::microseconds(50));
-      }
-    }
+    // The hops finish within the timeout, or the ring is aborted (a silent
+    // peer: an error, not a hang), as every transfer's wait does.
+    if (s.ok()) s = PollEvent(stop, "the plain NCCL ring's hops");
     float ms = 0;
     if (s.ok()) s = Cuda(cudaEventElapsedTime(&ms, start, stop), "timing the hops");
     // The received bytes are rank - 1's.

@@ -67,7 +67,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicatorWithId(
 // InvalidArgument when `comm` is not an NCCL communicator or for fewer than
 // 2 ranks, bytes or hops <= 0; DeadlineExceeded when a peer does not join
 // within the communicator's timeout (the communicator is then aborted);
-// Internal for CUDA or NCCL errors or wrong bytes received.
+// Aborted when the ring was aborted; Internal for CUDA or NCCL errors or
+// wrong bytes received.
 absl::StatusOr<double> NcclPlainRingSeconds(Communicator& comm, int64_t bytes, int hops);
 
 // NCCL's P2P chunk size for a ring of `world` ranks when the user set none
