@@ -133,7 +133,8 @@ absl::Span<const uint8_t> Bytes(const std::vector<uint16_t>& v) {
   return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * 2};
 }
 
-// Device buffers freed on destruction (--outputs' destinations).
+// Device buffers freed on destruction (--outputs' destinations, the
+// transfers' and the calibration blocks' buffers).
 class DeviceBuffers {
  public:
   DeviceBuffers() = default;
@@ -142,13 +143,18 @@ class DeviceBuffers {
   ~DeviceBuffers() {
     for (void* p : buffers_) cudaFree(p);
   }
-  absl::Status Allocate(std::initializer_list<size_t> bytes) {
+  // One buffer per size, after those there are; zeroed: filled with zeros.
+  absl::Status Allocate(std::initializer_list<size_t> bytes, bool zeroed = false) {
     for (const size_t n : bytes) {
       void* p = nullptr;
       if (cudaMalloc(&p, std::max<size_t>(n, 1)) != cudaSuccess) {
-        return absl::ResourceExhaustedError(absl::StrCat("allocating ", n, " bytes for --outputs"));
+        return absl::ResourceExhaustedError(
+            absl::StrCat("allocating ", n, " bytes of device memory"));
       }
       buffers_.push_back(p);
+      if (zeroed && cudaMemset(p, 0, n) != cudaSuccess) {
+        return absl::InternalError(absl::StrCat("zeroing ", n, " bytes of device memory"));
+      }
     }
     return absl::OkStatus();
   }
@@ -300,9 +306,11 @@ class Bench {
     ASSIGN_OR_RETURN(
         const double seconds, SlowestRankSeconds(world, [&](int i) -> absl::StatusOr<double> {
           const int r = ranks_[i];
-          void *a = nullptr, *b = nullptr;
-          cudaMalloc(&a, bytes);
-          cudaMalloc(&b, all_gather ? bytes * world : bytes);
+          DeviceBuffers buffers;
+          RETURN_IF_ERROR(
+              buffers.Allocate({static_cast<size_t>(bytes),
+                                static_cast<size_t>(all_gather ? bytes * world : bytes)}));
+          void *a = buffers[0], *b = buffers[1];
           Communicator& comm = *comms_[i];
           const std::vector<int> group = AllRanks(world);
           absl::Status s;
@@ -330,11 +338,9 @@ class Bench {
             if (s.ok()) s = WaitAll(requests);
           }
           if (s.ok()) s = comm.Synchronize();
-          const absl::Duration timed = absl::Now() - start;  // the kHops hops after two untimed
-          cudaFree(a);
-          cudaFree(b);
           RETURN_IF_ERROR(s);
-          return absl::ToDoubleSeconds(timed) / kHops;
+          // Seconds per hop: the kHops hops after two untimed.
+          return absl::ToDoubleSeconds(absl::Now() - start) / kHops;
         }));
     const double sent = all_gather ? static_cast<double>(bytes) * (world - 1) : bytes;
     return sent / seconds / 1e9;
@@ -422,41 +428,28 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
         "launch expected; got batch ",
         shape.batch, ", ", n, " x ", shape.seqlen_k, " tokens, ", launches, " launches"));
   }
-  std::vector<void*> buffers;
-  bool allocated = true;
-  const auto cleanup = [&] {
-    for (void* p : buffers) cudaFree(p);
-  };
-  const auto zeros = [&](int64_t bytes) -> void* {
-    void* p = nullptr;
-    if (cudaMalloc(&p, bytes) != cudaSuccess) {
-      allocated = false;
-      return nullptr;
-    }
-    buffers.push_back(p);
-    if (cudaMemset(p, 0, bytes) != cudaSuccess) allocated = false;
-    return p;
-  };
-  const int64_t q_bytes = shape.q_elements() * 2, kv_bytes = shape.kv_elements() * 2;
+  const size_t q_bytes = shape.q_elements() * 2, kv_bytes = shape.kv_elements() * 2;
+  const size_t q_f32 = shape.q_elements() * 4, kv_f32 = shape.kv_elements() * 4,
+               stats_f32 = shape.lse_elements() * 4;
+  // q, k, v, O, LSE; dO, D, dQ, dK, dV.
+  DeviceBuffers buffers;
+  RETURN_IF_ERROR(buffers.Allocate(
+      {q_bytes, kv_bytes, kv_bytes, q_f32, stats_f32, q_bytes, stats_f32, q_f32, kv_f32, kv_f32},
+      /*zeroed=*/true));
   cuda::ForwardBlockArgs a;
   a.dtype = cuda::ElementType::kBFloat16;
-  a.q = zeros(q_bytes);
-  a.k = zeros(kv_bytes);
-  a.v = zeros(kv_bytes);
-  a.state_o = static_cast<float*>(zeros(shape.q_elements() * 4));
-  a.state_lse = static_cast<float*>(zeros(shape.lse_elements() * 4));
+  a.q = buffers[0];
+  a.k = buffers[1];
+  a.v = buffers[2];
+  a.state_o = buffers.f32(3);
+  a.state_lse = buffers.f32(4);
   cuda::BackwardBlockArgs back;
-  back.dout = zeros(q_bytes);
+  back.dout = buffers[5];
   back.lse = a.state_lse;
-  back.delta = static_cast<float*>(zeros(shape.lse_elements() * 4));
-  back.dq = static_cast<float*>(zeros(shape.q_elements() * 4));
-  back.dk = static_cast<float*>(zeros(shape.kv_elements() * 4));
-  back.dv = static_cast<float*>(zeros(shape.kv_elements() * 4));
-  if (!allocated) {
-    cleanup();
-    return absl::ResourceExhaustedError(
-        absl::StrCat("BlockKernelSeconds: allocating a ", n, "-token block's buffers"));
-  }
+  back.delta = buffers.f32(6);
+  back.dq = buffers.f32(7);
+  back.dk = buffers.f32(8);
+  back.dv = buffers.f32(9);
   a.batch = 1;
   a.q_rows = a.k_rows = n;
   a.num_heads = shape.num_heads;
@@ -491,7 +484,6 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
   if (fwd.ok()) bwd = seconds([&] { return cuda::LaunchBackward(back, nullptr); });
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  cleanup();
   RETURN_IF_ERROR(fwd.status());
   RETURN_IF_ERROR(bwd.status());
   return std::pair{*fwd, *bwd};
@@ -712,12 +704,12 @@ absl::Status Main() {
   // fixed cost and the model's memory passes, and the ring hop's bandwidth.
   ASSIGN_OR_RETURN(sim::Calibration cal, sim::Calibration::Builtin(absl::GetFlag(FLAGS_gpu)));
   {
-    // {fwd, bwd} TFLOP/s of one n-token block on one GPU. FailedPrecondition
-    // for a block whose time is nearly all the pass's fixed cost and the
-    // memory passes (no rate to read from it).
     // A calibration pass's time: the median iteration, or the fastest.
     const bool fastest = absl::GetFlag(FLAGS_calibration_min);
     const auto pass_s = [&](const Timing& t) { return fastest ? t.fastest : t.seconds; };
+    // {fwd, bwd} TFLOP/s of one n-token block on one GPU. FailedPrecondition
+    // for a block whose time is nearly all the pass's fixed cost and the
+    // memory passes (no rate to read from it).
     const auto rates = [&](int64_t n, bool causal) -> absl::StatusOr<std::pair<double, double>> {
       BenchProblem b = MakeConfig(kBenchRows[0], 1, n, {});
       b.mask.causal = causal;
