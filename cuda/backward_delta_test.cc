@@ -13,13 +13,13 @@
 #include "core/dtype_convert.h"
 #include "cuda/device.h"
 #include "cuda/device_test_util.h"
+#include "cuda/element_type.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
 namespace ringattn::cuda {
 namespace {
 
-using ::ringattn::cuda::testing::ElementTypeOf;
 using ::ringattn::cuda::testing::ToDevice;
 using ::ringattn::cuda::testing::ToHost;
 using ::ringattn::testing::RandomNormal;
@@ -50,11 +50,11 @@ TEST(BackwardDeltaTest, EveryDtypePairHeadDimAndAlignmentMatchesTheSumInDouble) 
           uint8_t* d_dout = ToDevice(EncodeAll<double>(dout_type, absl::MakeConstSpan(dout)));
           uint8_t* d_o = ToDevice(EncodeAll<double>(o_type, absl::MakeConstSpan(o)));
           float* d_delta = ToDevice(std::vector<float>(batch * heads * rows));
-          ASSERT_EQ(
-              LaunchBackwardDelta(ElementTypeOf(dout_type), d_dout + offset * DTypeBytes(dout_type),
-                                  ElementTypeOf(o_type), d_o + offset * DTypeBytes(o_type), d_delta,
-                                  batch, rows, heads, head_dim, nullptr),
-              cudaSuccess);
+          ASSERT_EQ(LaunchBackwardDelta(
+                        ElementTypeOf(dout_type).value(), d_dout + offset * DTypeBytes(dout_type),
+                        ElementTypeOf(o_type).value(), d_o + offset * DTypeBytes(o_type), d_delta,
+                        batch, rows, heads, head_dim, nullptr),
+                    cudaSuccess);
           const std::vector<float> delta = ToHost(d_delta, batch * heads * rows);
           double worst = 0;
           for (int64_t b = 0; b < batch; ++b) {

@@ -1,5 +1,5 @@
 // GPU test helpers: host vectors to device memory and back (failures are
-// gtest failures, not crashes), and a test dtype's kernel element type.
+// gtest failures, not crashes).
 #ifndef RINGATTN_CUDA_DEVICE_TEST_UTIL_H_
 #define RINGATTN_CUDA_DEVICE_TEST_UTIL_H_
 
@@ -8,8 +8,6 @@
 #include <algorithm>
 #include <vector>
 
-#include "core/dtype.h"
-#include "cuda/kernel_args.h"
 #include "gtest/gtest.h"
 
 namespace ringattn::cuda::testing {
@@ -29,18 +27,6 @@ std::vector<T> ToHost(const T* d, size_t n) {
   std::vector<T> x(n);
   EXPECT_EQ(cudaMemcpy(x.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
   return x;
-}
-
-// The kernels' element type of a float32, float16 or bfloat16 test dtype.
-inline ElementType ElementTypeOf(DType dtype) {
-  switch (dtype) {
-    case DType::kBFloat16:
-      return ElementType::kBFloat16;
-    case DType::kFloat16:
-      return ElementType::kFloat16;
-    default:
-      return ElementType::kFloat32;
-  }
 }
 
 }  // namespace ringattn::cuda::testing

@@ -16,13 +16,13 @@
 #include "cuda/backward_delta.h"
 #include "cuda/device.h"
 #include "cuda/device_test_util.h"
+#include "cuda/element_type.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
 namespace ringattn::cuda {
 namespace {
 
-using ::ringattn::cuda::testing::ElementTypeOf;
 using ::ringattn::cuda::testing::ToDevice;
 using ::ringattn::testing::MaxRelError;
 using ::ringattn::testing::RandomNormal;
@@ -54,7 +54,7 @@ void Check(const Case& c) {
   const auto q_shards = *layout.Shard(absl::MakeConstSpan(q), s.num_heads * s.head_dim);
   const auto k_shards = *layout.Shard(absl::MakeConstSpan(k), s.num_kv_heads * s.head_dim);
   const auto v_shards = *layout.Shard(absl::MakeConstSpan(v), s.num_kv_heads * s.head_dim);
-  const ElementType type = ElementTypeOf(c.dtype);
+  const ElementType type = ElementTypeOf(c.dtype).value();
   const auto device_input = [&](const std::vector<double>& x) {
     return ToDevice(EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
   };

@@ -13,6 +13,7 @@
 #include "core/status_macros.h"
 #include "cuda/backward_delta.h"
 #include "cuda/device.h"
+#include "cuda/element_type.h"
 #include "cuda/flash/backward.h"
 #include "cuda/flash/forward.h"
 #include "cuda/forward_block.h"
@@ -81,21 +82,6 @@ class DeviceMemory {
   int64_t bytes_ = 0;
   MemoryMeter* meter_ = nullptr;
 };
-
-absl::StatusOr<ElementType> ElementTypeOf(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat32:
-      return ElementType::kFloat32;
-    case DType::kFloat16:
-      return ElementType::kFloat16;
-    case DType::kBFloat16:
-      return ElementType::kBFloat16;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("the CUDA backend takes float32, float16 or bfloat16 inputs, not ",
-                       DTypeName(dtype), " (float64 runs on the CPU backend)"));
-  }
-}
 
 absl::Status Check(cudaError_t e, const char* what) {
   return e == cudaSuccess ? absl::OkStatus() : CudaStatus(e, what);

@@ -21,6 +21,7 @@
 #include "cuda/backward_delta.h"
 #include "cuda/device.h"
 #include "cuda/device_test_util.h"
+#include "cuda/element_type.h"
 #include "cuda/flash/backward.h"
 #include "cuda/flash/forward.h"
 #include "cuda/forward_block.h"
@@ -30,7 +31,6 @@
 namespace ringattn::cuda {
 namespace {
 
-using ::ringattn::cuda::testing::ElementTypeOf;
 using ::ringattn::cuda::testing::ToDevice;
 using ::ringattn::cuda::testing::ToHost;
 using ::ringattn::testing::RandomNormal;
@@ -173,7 +173,7 @@ void Check(const Case& c, uint32_t seed, flash::TensorCoreKernel kernel) {
   uint8_t* d_out = encode(std::vector<double>(q.size(), 7.0));  // poison
 
   ForwardBlockArgs a;
-  a.dtype = ElementTypeOf(c.dtype);
+  a.dtype = ElementTypeOf(c.dtype).value();
   a.q = d_q;
   a.k = d_k;
   a.v = d_v;
@@ -548,7 +548,7 @@ void CheckBackward(const Case& c, uint32_t seed, int64_t grads_offset = 0) {
   float* d_lse = ToDevice(std::vector<float>(stats, -INFINITY));
   float* d_delta = ToDevice(std::vector<float>(stats, 0.f));
   ForwardBlockArgs a;
-  a.dtype = ElementTypeOf(c.dtype);
+  a.dtype = ElementTypeOf(c.dtype).value();
   a.q = d_q;
   a.k = d_k;
   a.v = d_v;
