@@ -90,8 +90,8 @@ cudaError_t LaunchFlashForward(const ForwardBlockArgs& a, cudaStream_t stream,
   const bool sm90_kernel =
       kernel == TensorCoreKernel::kHopper || kernel == TensorCoreKernel::kWarpSpecialized;
   const bool fp32 = a.dtype == ElementType::kFloat32;
-  // fp32's sm_90a kernel: the wgmma one at head_dim 64.
-  const bool fp32_wgmma = fp32 && hopper && a.head_dim == 64;
+  // fp32's sm_90a kernel: the wgmma one (head_dims 64 and 128).
+  const bool fp32_wgmma = fp32 && hopper;
   if (sm90_kernel &&
       (!hopper || (fp32 && (kernel == TensorCoreKernel::kWarpSpecialized || !fp32_wgmma)))) {
     return cudaErrorNotSupported;
@@ -99,7 +99,8 @@ cudaError_t LaunchFlashForward(const ForwardBlockArgs& a, cudaStream_t stream,
   if (a.q_pos.length == 0 || a.k_pos.length == 0 || a.batch == 0) return cudaSuccess;
   if (fp32) {
     if (fp32_wgmma && kernel != TensorCoreKernel::kMmaSync) {
-      return LaunchFlashForwardF32HopperKernel<64>(a, stream);
+      return a.head_dim == 64 ? LaunchFlashForwardF32HopperKernel<64>(a, stream)
+                              : LaunchFlashForwardF32HopperKernel<128>(a, stream);
     }
     return a.head_dim == 64 ? LaunchFlashForwardF32Kernel<64>(a, stream)
                             : LaunchFlashForwardF32Kernel<128>(a, stream);

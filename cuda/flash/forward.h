@@ -38,9 +38,8 @@ bool FlashForwardSupports(const ForwardBlockArgs& a);
 
 // Enqueues the task; cudaErrorNotSupported when !FlashForwardSupports(a),
 // or for kHopper / kWarpSpecialized when !HopperDevice(). fp32 (3xTF32,
-// accurate to fp32) has the mma.sync kernel and, for head_dim 64, the wgmma
-// one (kHopper; kAuto's choice on Hopper); kWarpSpecialized and kHopper at
-// head_dim 128 are cudaErrorNotSupported.
+// accurate to fp32) has the mma.sync kernel and the wgmma one (kHopper;
+// kAuto's choice on Hopper); kWarpSpecialized is cudaErrorNotSupported.
 cudaError_t LaunchFlashForward(const ForwardBlockArgs& a, cudaStream_t stream,
                                TensorCoreKernel kernel = TensorCoreKernel::kAuto);
 
@@ -50,7 +49,8 @@ cudaError_t LaunchFlashForwardKernel(const ForwardBlockArgs& a, cudaStream_t str
 // The fp32 kernel (3xTF32), compiled in forward_f32.cu.
 template <int kHeadDim>
 cudaError_t LaunchFlashForwardF32Kernel(const ForwardBlockArgs& a, cudaStream_t stream);
-// The fp32 wgmma kernel (3xTF32, head_dim 64), compiled in forward_f32_hopper.cu.
+// The fp32 wgmma kernel (3xTF32, head_dims 64 and 128), compiled in
+// forward_f32_hopper.cu.
 template <int kHeadDim>
 cudaError_t LaunchFlashForwardF32HopperKernel(const ForwardBlockArgs& a, cudaStream_t stream);
 // The wgmma kernel, compiled in forward_hopper_d<D>.cu.

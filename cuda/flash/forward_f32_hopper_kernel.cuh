@@ -1,15 +1,18 @@
 // The fp32 forward on Hopper (sm_90a), accurate to fp32: 3xTF32 (every
 // product a_lo b_hi + a_hi b_lo + a_hi b_hi, as the mma.sync fp32 kernel in
-// forward_f32_kernel.cuh) on wgmma tf32, head_dim 64.
+// forward_f32_kernel.cuh) on wgmma tf32, head_dims 64 and 128.
 //
 // A CTA of two warpgroups owns 128 query rows (64 per warpgroup) and walks
-// the task's key tiles of 64 that are not fully masked. tf32 wgmma reads
+// the task's key tiles (64 keys at d64, 32 at d128: traits.h) that are not
+// fully masked. tf32 wgmma reads
 // K-major operands only, so every operand is stored split and K-major in
 // the 128-byte swizzle: Q hi/lo once; per stage K hi/lo and V^T hi/lo
 // (V transposed, d rows of keys). Tiles go global -> registers -> split ->
-// shared memory: the loads of tile n + 1 are issued before the S GEMM of
-// tile n and split and stored (into the other stage) while O += P V of tile
-// n runs on the tensor cores.
+// shared memory. d64 has two stages: the loads of tile n + 1 are issued
+// before the S GEMM of tile n and split and stored into the other stage
+// while O += P V of tile n runs on the tensor cores. d128 has one: K of tile
+// n + 1 is stored while O += P V of tile n runs, its V while S of tile n + 1
+// runs, so no store waits outside a GEMM.
 //
 // P feeds O += P V from the S accumulators directly: a thread holds keys
 // 2t and 2t+1 of each 8-key block, which the tf32 A fragment names columns
@@ -76,8 +79,9 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
   // V keys 8 v_block + 2 i + v_parity, chunk v_c (whose four d rows of V^T
   // get one chunk each: column 2 v_block + v_parity of the block order).
   const int k_row = threadIdx.x / kChunks, k_c = threadIdx.x % kChunks;
-  const int v_parity = threadIdx.x & 1, v_block = (threadIdx.x >> 1) & 7, v_c = threadIdx.x >> 4;
-  static_assert(kThreads == 2 * 8 * kChunks, "one thread per (key parity, 8-key block, chunk)");
+  const int v_parity = threadIdx.x & 1, v_block = (threadIdx.x >> 1) % kNB,
+            v_c = threadIdx.x / (2 * kNB);
+  static_assert(kThreads == 2 * kNB * kChunks, "one thread per (key parity, 8-key block, chunk)");
   float4 k_raw[kKRows], v_raw[4];
   const auto load_tile = [&](int n) {
     const int64_t k1 = static_cast<int64_t>(n) * kBlockN;
@@ -92,12 +96,14 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
       v_raw[i] = LoadF32Chunk(v, task.kv_stride, 8 * v_block + 2 * i + v_parity, v_c, valid);
     }
   };
-  const auto store_tile = [&](int stage) {
+  const auto store_k = [&](int stage) {
 #pragma unroll
     for (int i = 0; i < kKRows; ++i) {
       StoreSplitChunk(part(stage, 0), part(stage, 1),
                       SwizzledChunk<kBlockN>(k_row + kRowStep * i, k_c), k_raw[i]);
     }
+  };
+  const auto store_v = [&](int stage) {
     StoreSplitTransposed<kHeadDim>(part(stage, 2), part(stage, 3), v_c, 2 * v_block + v_parity,
                                    v_raw);
   };
@@ -128,16 +134,14 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
     for (int i = 0; i < kQRows; ++i) {
       StoreSplitChunk(s_q_hi, s_q_lo, SwizzledChunk<kBlockM>(k_row + kRowStep * i, k_c), q_raw[i]);
     }
-    store_tile(0);
+    store_k(0);
+    if (Tr::kStages == 2) store_v(0);  // else the loop stores it
     FenceProxyAsync();
     __syncthreads();
   }
 
-  for (int n = n_begin; n < n_end; ++n) {
-    const int stage = (n - n_begin) & 1;
-    const bool next = n + 1 < n_end;
-    if (next) load_tile(n + 1);  // in flight through S and the softmax
-    issue_s(stage);
+  // Waits for S of tile n and turns it into P (p_hi, p_lo), rescaling O.
+  const auto softmax = [&](int n) {
     WgmmaWait<0>();
     FenceRegisters(s_flat);
     if (tiles.NeedsMask(n)) MaskScores(s, a, b, task.q0 + row0, static_cast<int64_t>(n) * kBlockN);
@@ -148,14 +152,46 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
     for (int kk = 0; kk < kNB; ++kk) {
       SplitAccumulatorFragment(s[0][kk], p_hi[kk], p_lo[kk]);
     }
-    issue_pv(stage);
-    if (next) {
-      store_tile(stage ^ 1);  // read last by tile n - 1, whose GEMMs all threads waited for
-      FenceProxyAsync();
+  };
+
+  if constexpr (Tr::kStages == 2) {
+    for (int n = n_begin; n < n_end; ++n) {
+      const int stage = (n - n_begin) & 1;
+      const bool next = n + 1 < n_end;
+      if (next) load_tile(n + 1);  // in flight through S and the softmax
+      issue_s(stage);
+      softmax(n);
+      issue_pv(stage);
+      if (next) {
+        store_k(stage ^ 1);  // read last by tile n - 1, whose GEMMs all threads waited for
+        store_v(stage ^ 1);
+        FenceProxyAsync();
+      }
+      WgmmaWait<0>();
+      FenceRegisters(o_flat);
+      __syncthreads();  // tile n + 1 is stored; both warpgroups are done with `stage`
     }
-    WgmmaWait<0>();
-    FenceRegisters(o_flat);
-    __syncthreads();  // tile n + 1 is stored; both warpgroups are done with `stage`
+  } else {
+    // One stage, its K and V refilled half a tile apart: V of tile n is
+    // stored while S of tile n runs, K of tile n + 1 while O += P V of tile
+    // n runs.
+    for (int n = n_begin; n < n_end; ++n) {
+      const bool next = n + 1 < n_end;
+      issue_s(0);
+      store_v(0);
+      FenceProxyAsync();
+      if (next) load_tile(n + 1);  // in flight through S and the softmax
+      softmax(n);
+      __syncthreads();  // both warpgroups' S has read K; V is stored
+      issue_pv(0);
+      if (next) {
+        store_k(0);
+        FenceProxyAsync();
+      }
+      WgmmaWait<0>();
+      FenceRegisters(o_flat);
+      __syncthreads();  // K of tile n + 1 is stored; both warpgroups' O += P V has read V
+    }
   }
 
   StoreBlockResult<ElementType::kFloat32, kHeadDim>(o, row_max, row_sum, a, b, h, task.q0,

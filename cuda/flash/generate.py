@@ -161,7 +161,7 @@ F32_FAMILIES = (
     ("forward_f32", "forward_f32_kernel.cuh", "LaunchFlashForwardF32Kernel", "ForwardBlockArgs",
      "fp32 (3xTF32) forward", (64, 128)),
     ("forward_f32_hopper", "forward_f32_hopper_kernel.cuh", "LaunchFlashForwardF32HopperKernel",
-     "ForwardBlockArgs", "fp32 (3xTF32) Hopper (wgmma) forward", (64,)),
+     "ForwardBlockArgs", "fp32 (3xTF32) Hopper (wgmma) forward", (64, 128)),
     ("backward_f32", "backward_f32_kernel.cuh", "LaunchFlashBackwardF32Kernel",
      "BackwardBlockArgs", "fp32 (3xTF32) backward", (64, 128)),
     ("backward_f32_hopper", "backward_f32_hopper_kernel.cuh",

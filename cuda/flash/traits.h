@@ -63,25 +63,26 @@ struct F32ForwardTraits {
   static_assert(kMinBlocksPerSm * kSharedBytes <= 227 * 1024, "CTAs per SM");
 };
 
-// fp32 forward on sm_90a (3xTF32 on wgmma tf32), head_dim 64: two
-// warpgroups of 64 query rows; key tiles of 64. Every operand sits split in
+// fp32 forward on sm_90a (3xTF32 on wgmma tf32), head_dims 64 and 128: two
+// warpgroups of 64 query rows. Every operand sits split in
 // shared memory as tf32 hi and lo tiles in the 128-byte swizzle (K-major:
 // tf32 wgmma has no transposed operands, so V is stored transposed): Q
-// (hi, lo) once, and two stages of K (hi, lo) and V^T (hi, lo) -- 192 KB,
-// one CTA per SM.
+// (hi, lo) once, and stages of K (hi, lo) and V^T (hi, lo): at d64 two of
+// 64 keys (192 KB), at d128 one of 32 keys (192 KB; Q's hi and lo take
+// 128 KB), whose K and V are refilled half a tile apart. One CTA per SM.
 template <int kHeadDim_>
 struct F32HopperForwardTraits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kThreads = 256;
   static constexpr int kBlockM = 128;
-  static constexpr int kBlockN = 64;
+  static constexpr int kBlockN = kHeadDim == 64 ? 64 : 32;
+  static constexpr int kStages = kHeadDim == 64 ? 2 : 1;
   static constexpr int kQBytes = kBlockM * kHeadDim * 4;   // one of Q hi, Q lo
   static constexpr int kKvBytes = kBlockN * kHeadDim * 4;  // one of K hi, K lo, V^T hi, V^T lo
   static constexpr int kStageBytes = 4 * kKvBytes;
-  static constexpr int kSharedBytes = 2 * kQBytes + 2 * kStageBytes + 1024;
+  static constexpr int kSharedBytes = 2 * kQBytes + kStages * kStageBytes + 1024;
 
-  static_assert(kHeadDim == 64, "fp32 wgmma head dim 64 (d128 runs the mma.sync kernel)");
-  static_assert(kBlockN == kHeadDim, "V^T tiles have the shape of K tiles");
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "fp32 wgmma head dims 64 and 128");
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
