@@ -223,16 +223,6 @@ __host__ __device__ __forceinline__ void FullQueryTileRange(const TaskMask& mask
       tiles, k_hi - mask.max_delta, [&] { return k_lo - mask.min_delta; }, begin, end);
 }
 
-// Every (query, key) pair of the task allowed in every batch row (no
-// padding limit): no tile of it needs the element mask. Positions grow with
-// the index, so the runs' ends bound them.
-__host__ __device__ __forceinline__ bool BlockWithoutMask(const ForwardBlockArgs& a) {
-  if (a.key_limit != nullptr || a.q_pos.length == 0 || a.k_pos.length == 0) return false;
-  return TaskMask::Of(a, 0).AllAllowed(
-      PositionAt(a.q_pos, 0), PositionAt(a.q_pos, a.q_pos.length - 1), PositionAt(a.k_pos, 0),
-      PositionAt(a.k_pos, a.k_pos.length - 1));
-}
-
 // The key tiles of a CTA's query tile m_tile: [n_begin, n_end) hold an
 // allowed pair; [full_begin, full_end) hold only allowed pairs and skip the
 // element mask.

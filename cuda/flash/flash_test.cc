@@ -394,35 +394,6 @@ TEST(FlashForwardTest, ManyTilesPerCtaMatchTheFp64Oracle) {
   }
 }
 
-// d128 blocks without a masked pair run key tiles of 176 in the
-// warp-specialized forward (BlockWithoutMask): random unmasked tasks (1-2
-// key tiles, strided and grouped positions, GQA, head ranges), and 50 heads
-// of 1000 queries over 1000 keys (six key tiles, the last partial; more
-// tiles than SMs); bf16 and fp16, each kernel.
-TEST(FlashForwardTest, UnmaskedHeadDim128TasksMatchTheFp64Oracle) {
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
-  for (flash::TensorCoreKernel kernel : TensorCoreKernels()) {
-    SCOPED_TRACE(KernelName(kernel));
-    std::mt19937 rng(176);
-    uint32_t seed = 9001;
-    for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
-      for (int i = 0; i < 5; ++i) {
-        Case c = RandomCase(rng, dtype, 128);
-        c.min_delta = -kFar;
-        c.max_delta = kFar;
-        c.doc_begin = 0;
-        c.doc_end = kFar;
-        c.key_limit.clear();
-        Check(c, seed += 10, kernel);
-      }
-      Case many = ManyHeadsCase(128, /*batch=*/1, /*keys=*/1000, /*window=*/kFar);
-      many.dtype = dtype;
-      many.max_delta = kFar;
-      Check(many, seed += 10, kernel);
-    }
-  }
-}
-
 // The warp-specialized forward's tile counter belongs to a (device, stream)
 // pair: the default stream has one handle on every device, and a counter of
 // one device's pool used on another would be another device's memory. Two

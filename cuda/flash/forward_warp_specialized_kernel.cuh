@@ -43,9 +43,9 @@
 namespace ringattn::cuda::flash {
 
 // Shared memory of the kernel: tiles (1024-byte aligned), then mbarriers.
-template <int kHeadDim, bool kWideKeys>
+template <int kHeadDim>
 struct WarpSpecializedForwardShared {
-  using Tr = WarpSpecializedForwardTraits<kHeadDim, kWideKeys>;
+  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   uint32_t q, kv, barriers;
   __device__ __forceinline__ explicit WarpSpecializedForwardShared(uint32_t raw)
       : q((raw + 1023) & ~1023u),
@@ -156,11 +156,12 @@ constexpr int kTurnBarrier = 1;
 // the producer between two tiles, kept the consumers of short tiles waiting
 // for their next Q; taken further ahead (a queue of two), the tiles held by
 // busy CTAs unbalanced the end of long rows (d256 -12 %). m = -1 at the end.
-template <int kHeadDim, bool kWideKeys>
-__device__ __forceinline__ void ScheduleTiles(
-    const ForwardBlockArgs& a, const WarpSpecializedForwardShared<kHeadDim, kWideKeys>& sm,
-    const HeavyFirstTileScheduler& scheduler, TileCounter* counter) {
-  using Tr = WarpSpecializedForwardTraits<kHeadDim, kWideKeys>;
+template <int kHeadDim>
+__device__ __forceinline__ void ScheduleTiles(const ForwardBlockArgs& a,
+                                              const WarpSpecializedForwardShared<kHeadDim>& sm,
+                                              const HeavyFirstTileScheduler& scheduler,
+                                              TileCounter* counter) {
+  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   for (uint32_t taken = 0;; ++taken) {
     int64_t t = blockIdx.x;
     if (taken > 0) {
@@ -187,11 +188,12 @@ __device__ __forceinline__ void ScheduleTiles(
 // next free pipeline slot, and asks for the next tile with the last K. A
 // tile without keys is published without copies; m = -1 tells the
 // consumers to stop.
-template <int kHeadDim, bool kWideKeys>
-__device__ __forceinline__ void ProduceTiles(
-    const ForwardBlockArgs& a, const WarpSpecializedForwardShared<kHeadDim, kWideKeys>& sm,
-    const CUtensorMap* q_map, const CUtensorMap* k_map, const CUtensorMap* v_map) {
-  using Tr = WarpSpecializedForwardTraits<kHeadDim, kWideKeys>;
+template <int kHeadDim>
+__device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
+                                             const WarpSpecializedForwardShared<kHeadDim>& sm,
+                                             const CUtensorMap* q_map, const CUtensorMap* k_map,
+                                             const CUtensorMap* v_map) {
+  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kColumnBlocks = kHeadDim / 64;
   PrefetchTensorMap(q_map);
@@ -246,10 +248,10 @@ __device__ __forceinline__ void ProduceTiles(
 
 // A consumer warpgroup: for each tile, the mainloop over its key tiles
 // (intra-warpgroup overlap, turns at the tensor cores), then the epilogue.
-template <ElementType E, int kHeadDim, bool kWideKeys>
-__device__ __forceinline__ void ConsumeTiles(
-    const ForwardBlockArgs& a, const WarpSpecializedForwardShared<kHeadDim, kWideKeys>& sm) {
-  using Tr = WarpSpecializedForwardTraits<kHeadDim, kWideKeys>;
+template <ElementType E, int kHeadDim>
+__device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
+                                             const WarpSpecializedForwardShared<kHeadDim>& sm) {
+  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
   constexpr int kNB = kBlockN / 8, kDB = kHeadDim / 8;
@@ -372,8 +374,8 @@ __device__ __forceinline__ void ConsumeTiles(
   if (warpgroup == 0) NamedBarrierSync(my_turn, 256);  // warpgroup 1's last hand-over
 }
 
-template <ElementType E, int kHeadDim, bool kWideKeys>
-__global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim, kWideKeys>::kThreads, 1)
+template <ElementType E, int kHeadDim>
+__global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThreads, 1)
     FlashForwardWarpSpecializedKernel(const ForwardBlockArgs a,
                                       const HeavyFirstTileScheduler scheduler,
                                       TileCounter* const counter,
@@ -381,9 +383,9 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim, kWideKe
                                       const __grid_constant__ CUtensorMap k_map,
                                       const __grid_constant__ CUtensorMap v_map) {
 #ifdef RINGATTN_WGMMA
-  using Tr = WarpSpecializedForwardTraits<kHeadDim, kWideKeys>;
+  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   extern __shared__ __align__(1024) unsigned char shared_raw[];
-  const WarpSpecializedForwardShared<kHeadDim, kWideKeys> sm(SharedAddress(shared_raw));
+  const WarpSpecializedForwardShared<kHeadDim> sm(SharedAddress(shared_raw));
   if (threadIdx.x == 0) {
     MbarrierInit(sm.QFull(), 1);
     // Every consumer thread releases the Q slot: each has read its tile
@@ -404,20 +406,21 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim, kWideKe
   if (threadIdx.x < 128) {
     SetMaxRegistersDecrease<Tr::kProducerRegisters>();
     if (threadIdx.x == 0) {
-      ProduceTiles<kHeadDim, kWideKeys>(a, sm, &q_map, &k_map, &v_map);
+      ProduceTiles<kHeadDim>(a, sm, &q_map, &k_map, &v_map);
     } else if (threadIdx.x == 32) {
-      ScheduleTiles<kHeadDim, kWideKeys>(a, sm, scheduler, counter);
+      ScheduleTiles<kHeadDim>(a, sm, scheduler, counter);
     }
   } else {
     SetMaxRegistersIncrease<Tr::kConsumerRegisters>();
-    ConsumeTiles<E, kHeadDim, kWideKeys>(a, sm);
+    ConsumeTiles<E, kHeadDim>(a, sm);
   }
 #endif  // RINGATTN_WGMMA
 }
 
-template <ElementType E, int kHeadDim, bool kWideKeys>
-cudaError_t LaunchWarpSpecializedForward(const ForwardBlockArgs& a, cudaStream_t stream) {
-  using Tr = WarpSpecializedForwardTraits<kHeadDim, kWideKeys>;
+template <ElementType E, int kHeadDim>
+cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
+                                                    cudaStream_t stream) {
+  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   const int64_t q_len = a.q_pos.length;
   const TileView q_view = QueryRowsView(a, a.q, E, Tr::kBlockM);
   const TileView k_view = KeyRowsView(a, a.k, E, Tr::kBlockN);
@@ -439,20 +442,9 @@ cudaError_t LaunchWarpSpecializedForward(const ForwardBlockArgs& a, cudaStream_t
   const int64_t grid = std::min<int64_t>(scheduler.Count(), sms);
   TileCounter* counter = nullptr;
   if (const cudaError_t e = ForwardTileCounter(stream, &counter); e != cudaSuccess) return e;
-  return LaunchKernel(FlashForwardWarpSpecializedKernel<E, kHeadDim, kWideKeys>,
+  return LaunchKernel(FlashForwardWarpSpecializedKernel<E, kHeadDim>,
                       dim3(static_cast<unsigned>(grid)), Tr::kThreads, Tr::kSharedBytes, stream, a,
                       scheduler, counter, q_map, k_map, v_map);
-}
-
-// d128 blocks without a masked pair take key tiles of 176 (FA3's choice for
-// non-causal d128): more tensor-core work per softmax step and hand-over.
-template <ElementType E, int kHeadDim>
-cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
-                                                    cudaStream_t stream) {
-  if constexpr (kHeadDim == 128) {
-    if (BlockWithoutMask(a)) return LaunchWarpSpecializedForward<E, kHeadDim, true>(a, stream);
-  }
-  return LaunchWarpSpecializedForward<E, kHeadDim, false>(a, stream);
 }
 
 }  // namespace ringattn::cuda::flash

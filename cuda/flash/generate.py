@@ -66,12 +66,11 @@ def rs(n, ptx_type):
 '''
 
 
-def generic(ss_shapes, rs_shapes):
+def generic(shapes):
+    widths = " || ".join("N == %d" % n for n in shapes)
+    names = ", ".join(str(n) for n in shapes)
     lines = []
-    for kind, a_type, shapes in (("SS", "uint64_t a", ss_shapes),
-                                 ("RS", "const uint32_t (&a)[4]", rs_shapes)):
-        widths = " || ".join("N == %d" % n for n in shapes)
-        names = ", ".join(str(n) for n in shapes)
+    for kind, a_type in (("SS", "uint64_t a"), ("RS", "const uint32_t (&a)[4]")):
         lines.append("  template <int N>")
         lines.append("  static __device__ __forceinline__ void %s(float (&d)[N / 2], %s, uint64_t b," % (kind, a_type))
         lines.append("                                            int scale_d) {")
@@ -120,16 +119,13 @@ struct Wgmma;
         # 32: the fp32 backward's query tiles and the d256 backward's halves
         # of a query tile; tf32 has no 256.
         shapes = (32, 64, 128) if ptx_type == "tf32" else (32,) + SHAPES
-        # 176: S of the d128 forward's wide key tiles (BlockWithoutMask).
-        ss_shapes = shapes if ptx_type == "tf32" else shapes + (176,)
-        for n in ss_shapes:
+        for n in shapes:
             print(ss(n, ptx_type))
-            if n in shapes:
-                print(rs(n, ptx_type))
+            print(rs(n, ptx_type))
         if ptx_type != "tf32":
             print(ss(64, ptx_type, trans=1))
             print(ss(128, ptx_type, trans_b=1))
-        print(generic(ss_shapes, shapes))
+        print(generic(shapes))
         print("};\n")
     print("""}  // namespace ringattn::cuda::flash
 

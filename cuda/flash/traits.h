@@ -194,13 +194,13 @@ struct WarpSpecializedRegisters {
 // kStages-deep pipelines of their own; Q is single-buffered per tile. One
 // CTA per SM (persistent). Tiles are 1024-byte aligned (the extra 1 KB);
 // the mbarriers follow them.
-template <int kHeadDim_, bool kWideKeys = false>
+template <int kHeadDim_>
 struct WarpSpecializedForwardTraits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kConsumers = WarpSpecializedCta::kConsumers;
   static constexpr int kThreads = WarpSpecializedCta::kThreads;
   static constexpr int kBlockM = 64 * kConsumers;
-  static constexpr int kBlockN = kWideKeys ? 176 : kHeadDim == 256 ? 64 : 128;
+  static constexpr int kBlockN = kHeadDim == 256 ? 64 : 128;
   static constexpr int kStages = kHeadDim == 64 ? 4 : 2;
   // The producer's 64-bit tile-range arithmetic spills below 56 registers;
   // d256's O (128 registers) needs 240 in the consumers (a producer of 24
@@ -217,7 +217,6 @@ struct WarpSpecializedForwardTraits {
   static constexpr int kSharedBytes = 1024 + kQBytes + 2 * kStages * kKvBytes + kBarrierBytes;
 
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head dims 64, 128, 256");
-  static_assert(!kWideKeys || kHeadDim == 128, "wide key tiles at d128");
   static_assert(kHeadDim / 2 + kBlockN / 2 <= 192, "accumulators within registers");
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
