@@ -123,37 +123,6 @@ __device__ __forceinline__ void RescaleRows(float (&acc)[kMT][kDB][4],
   }
 }
 
-// Brings the 128-byte line holding `p` into L2 (no register, no wait).
-__device__ __forceinline__ void PrefetchL2(const void* p) {
-  asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
-}
-
-// Merging into the fp32 state: brings the rows StoreBlockResult will read
-// (the thread's rows of O and their LSE) into L2 when the tile starts, so
-// that the epilogue's loads of them, one round trip after another where
-// they do not fit in registers at once, find them there. A prefetch holds
-// no register through the mainloop. Each lane of a quad takes every fourth
-// 128-byte line of its rows.
-template <int kHeadDim, int kMT>
-__device__ __forceinline__ void PrefetchBlockState(const ForwardBlockArgs& a, int64_t b, int64_t h,
-                                                   int64_t q0, int q_valid, int row0) {
-  if (a.out != nullptr) return;
-  const int lane = threadIdx.x % 32;
-#pragma unroll
-  for (int m = 0; m < kMT; ++m) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int row = row0 + 16 * m + 8 * half;
-      if (row >= q_valid) continue;
-      const int64_t t = a.q_row + q0 + row;
-      const float* o = a.state_o + ((b * a.q_rows + t) * a.num_heads + h) * kHeadDim;
-#pragma unroll
-      for (int line = lane % 4; line < kHeadDim / 32; line += 4) PrefetchL2(o + 32 * line);
-      if (lane % 4 == 0) PrefetchL2(a.state_lse + (b * a.num_heads + h) * a.q_rows + t);
-    }
-  }
-}
-
 // Epilogue: the block's rows as (O_b, LSE_b), written (args.out: O in the
 // input dtype and LSE) or merged into the fp32 ring state. `row0` is the
 // thread's first row within the CTA's query tile starting at task row q0.

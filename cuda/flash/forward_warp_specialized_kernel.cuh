@@ -280,7 +280,6 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
     const int64_t q0 = static_cast<int64_t>(tile.m) * kBlockM;
     const int q_valid = static_cast<int>(min64(kBlockM, a.q_pos.length - q0));
     const KeyTileRange& tiles = tile.keys;
-    PrefetchBlockState<kHeadDim, 1>(a, b, h, q0, q_valid, row0);
     float row_max[1][2] = {{-INFINITY, -INFINITY}}, row_sum[1][2] = {{0.f, 0.f}};
 #pragma unroll
     for (int i = 0; i < kHeadDim / 2; ++i) o_flat[i] = 0.f;
