@@ -57,7 +57,7 @@ constexpr Row kRows[] = {
 };
 
 // The tensor-core kernels timed beside kAuto's choice, each on the rows it
-// takes (one launch tells: fp32 has mma.sync, and wgmma at d64 under the
+// takes (one launch tells: fp32 has mma.sync, and wgmma under the
 // cp.async column), with their CSV names forward and backward
 // (kernel_bench.sh's columns).
 struct NamedKernel {
