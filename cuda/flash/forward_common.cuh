@@ -136,13 +136,21 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
   constexpr int kDB = kHeadDim / 8;
   constexpr float kLn2 = 0.6931471805599453f;
   const int lane = threadIdx.x % 32;
-  // The four lanes of a quad hold one row (and take the same branches).
-  const unsigned quad = 0xfu << (lane & ~3);
+  // Every lane reads the state's LSE of its rows before any lane writes it.
+  float old_lse[kMT][2];
 #pragma unroll
   for (int m = 0; m < kMT; ++m) {
 #pragma unroll
-    for (int half = 0; half < 2; ++half) row_sum[m][half] = WarpQuadSum(row_sum[m][half]);
+    for (int half = 0; half < 2; ++half) {
+      const int row = row0 + 16 * m + 8 * half;
+      const int64_t t = a.q_row + q0 + row;
+      old_lse[m][half] = a.out == nullptr && row < q_valid
+                             ? a.state_lse[(b * a.num_heads + h) * a.q_rows + t]
+                             : -INFINITY;
+      row_sum[m][half] = WarpQuadSum(row_sum[m][half]);
+    }
   }
+  __syncwarp();
 #pragma unroll
   for (int m = 0; m < kMT; ++m) {
 #pragma unroll
@@ -173,16 +181,13 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
       }
       if (sum == 0.f) continue;  // no allowed key: the state is unchanged
       float2* o = reinterpret_cast<float2*>(a.state_o + o_offset + col);
-      // The row's old LSE and O in flight at once (one memory round trip),
-      // before the merge factors are known (a state without keys yet may
-      // hold anything: its values are dropped below, not scaled by 0); the
-      // quad's lanes read the LSE before its first lane writes it.
-      const float old_lse = *lse;
+      // The row's old values all in flight at once, before the merge factors
+      // are known (a state without keys yet may hold anything: its values
+      // are dropped below, not scaled by 0).
       float2 old[kDB];
 #pragma unroll
       for (int i = 0; i < kDB; ++i) old[i] = o[i * 4];
-      __syncwarp(quad);
-      const LseMerge<float> merge = MergeLse(old_lse, lse_b);
+      const LseMerge<float> merge = MergeLse(old_lse[m][half], lse_b);
       const float new_scale = merge.new_scale * inv;
       const bool keep_old = merge.old_scale != 0.f;
 #pragma unroll
