@@ -14,7 +14,7 @@
 //
 //   ring_bench [--world=W] [--comm=auto|device|nccl|nccl_env] [--tokens=8192]
 //              [--heads=32] [--kv_heads=32] [--head_dim=128] [--iters=10]
-//              [--rows=zigzag,varlen_zigzag] [--gpu=h100] [--calibration_out=F] [--hop_sweep]
+//              [--rows=zigzag,varlen_zigzag] [--gpu=h200] [--calibration_out=F] [--hop_sweep]
 //              [--calibration_min] [--calibration_warmup_ms=0] [--calibration_task_cost]
 //              [--calibration_events]
 //              [--torch_single_ms=F,FB,VF,VFB --torch_single_names=DENSE,VARLEN]
@@ -68,7 +68,9 @@ ABSL_FLAG(bool, outputs, false,
           "time what a caller gets, as PyTorch's context parallel and the Python entry do: the "
           "state reset, O and LSE written in the input dtype after the forward, dQ, dK and dV "
           "after the backward (default: the ring passes alone)");
-ABSL_FLAG(std::string, gpu, "h100", "simulator calibration to start from");
+ABSL_FLAG(std::string, gpu, "",
+          "simulator calibration to start from: h100, h200, h800, a100; empty: the table of "
+          "the GPU this runs on (from its name)");
 ABSL_FLAG(std::string, calibration_out, "", "write the measured calibration here");
 ABSL_FLAG(bool, calibration_min, false,
           "calibrate from each pass's fastest iteration instead of the median (host and clock "
@@ -702,7 +704,11 @@ absl::Status Main() {
   // (unmasked) blocks of tokens / 8 to tokens (the curve through them) and on
   // one rank's causal tokens (the causal / full factor), each without the
   // fixed cost and the model's memory passes, and the ring hop's bandwidth.
-  ASSIGN_OR_RETURN(sim::Calibration cal, sim::Calibration::Builtin(absl::GetFlag(FLAGS_gpu)));
+  std::string gpu = absl::GetFlag(FLAGS_gpu);
+  if (gpu.empty()) {
+    ASSIGN_OR_RETURN(gpu, sim::Calibration::BuiltinNameOfDevice(prop.name));
+  }
+  ASSIGN_OR_RETURN(sim::Calibration cal, sim::Calibration::Builtin(gpu));
   {
     // A calibration pass's time: the median iteration, or the fastest.
     const bool fastest = absl::GetFlag(FLAGS_calibration_min);
@@ -811,11 +817,11 @@ absl::Status Main() {
         "calibration: our kernels, TFLOP/s: causal %lld tokens fwd %.1f, bwd %.1f; full "
         "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd; ring pass dK/dV home %g "
         "B/element; a 128-token pass %.1f us fwd, %.1f us fwd+bwd; pass overhead %.1f / %.1f us "
-        "(fwd / bwd)%s%s\n",
+        "(fwd / bwd); from the %s table%s%s\n",
         static_cast<long long>(tokens), causal->first, causal->second, report.c_str(),
         cal.partial_block_factor, cal.partial_block_factor_bwd, cal.ring_pass_dkv_home_bytes,
         1e6 * pass_s(tiny_f), 1e6 * pass_s(tiny_fb), cal.pass_overhead_us_fwd,
-        cal.pass_overhead_us_bwd, task_cost.c_str(),
+        cal.pass_overhead_us_bwd, gpu.c_str(), task_cost.c_str(),
         fastest ? "; from the fastest iterations" : "");
     if (link > 0) cal.link_gbps = link;
     if (gather > 0) cal.collective_gbps = gather;

@@ -5,7 +5,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -103,6 +105,15 @@ absl::StatusOr<Calibration> Calibration::Builtin(absl::string_view gpu) {
   }
   return absl::InvalidArgumentError(
       absl::StrCat("unknown gpu '", gpu, "'; expected h100, h200, h800 or a100"));
+}
+
+absl::StatusOr<std::string> Calibration::BuiltinNameOfDevice(absl::string_view device_name) {
+  const std::string name = absl::AsciiStrToLower(device_name);
+  for (const char* gpu : {"h200", "h100", "h800", "a100"}) {
+    if (absl::StrContains(name, gpu)) return std::string(gpu);
+  }
+  return absl::NotFoundError(absl::StrCat("no calibration table for the device '", device_name,
+                                          "'; name one: h100, h200, h800 or a100"));
 }
 
 absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {

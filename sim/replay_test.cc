@@ -140,6 +140,16 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
   EXPECT_NEAR(c->Tflops(false, 64, 4096, 4096, 1.0), 400.0, 1e-6);
   EXPECT_DOUBLE_EQ(c->launch_us, 5) << "the run's builtin (h100)";
   EXPECT_DOUBLE_EQ(c->LaunchUs(true), 5);
+  EXPECT_DOUBLE_EQ(c->hbm_gbps, 3350) << "a log without its table: h100's";
+  // The table the run started from (ring_bench takes the GPU's own).
+  const absl::StatusOr<RingBenchLog> h200 = ParseRingBenchLog(
+      absl::StrReplaceAll(log, {{"(fwd / bwd)\n", "(fwd / bwd); from the h200 table\n"}}));
+  ASSERT_TRUE(h200.ok()) << h200.status();
+  const absl::StatusOr<Calibration> h200_c = RebuildCalibration(*h200);
+  ASSERT_TRUE(h200_c.ok()) << h200_c.status();
+  EXPECT_DOUBLE_EQ(h200_c->hbm_gbps, 4800);
+  EXPECT_DOUBLE_EQ(h200_c->pass_overhead_us_bwd, 80.25);
+  EXPECT_NEAR(h200_c->Tflops(false, 64, 4096, 4096, 1.0), 400.0, 1e-6);
   // --calibration_task_cost: the measured per-kernel costs.
   const absl::StatusOr<RingBenchLog> costed = ParseRingBenchLog(absl::StrReplaceAll(
       log, {{"(fwd / bwd)\n",

@@ -85,8 +85,11 @@ absl::StatusOr<RingBenchLog> LoadRingBenchLog(const std::string& path) {
 }
 
 absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
-  ASSIGN_OR_RETURN(Calibration c, Calibration::Builtin("h100"));
   const absl::string_view line = log.calibration_line;
+  // The table the run started from; logs before it was printed started from
+  // h100's, whatever the GPU.
+  const absl::string_view table = Between(line, "; from the ", " table");
+  ASSIGN_OR_RETURN(Calibration c, Calibration::Builtin(table.empty() ? "h100" : table));
   for (bool backward : {false, true}) {
     const absl::string_view list =
         backward ? Between(line, "; bwd ", ";") : Between(line, "(side:TFLOP/s) fwd ", ";");

@@ -32,10 +32,10 @@ struct RingBenchLog {
 absl::StatusOr<RingBenchLog> ParseRingBenchLog(const std::string& text);
 absl::StatusOr<RingBenchLog> LoadRingBenchLog(const std::string& path);
 
-// The calibration ring_bench built for the run (from --gpu h100, its
-// default): the measured full-block curves fitted, the causal / full
-// factors, the measured hop and, where logged, the all-gather bandwidth and
-// the pass overhead.
+// The calibration ring_bench built for the run (from the table its
+// calibration line names; h100's in logs before that): the measured full-block curves fitted, the
+// causal / full factors, the measured hop and, where logged, the all-gather bandwidth and the pass
+// overhead.
 absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log);
 
 // The row of kBenchRows named `name`, or null.

@@ -333,5 +333,19 @@ TEST(CalibrationTest, RoundTripsAndRejectsBadLines) {
   EXPECT_THAT(Calibration::Builtin("v100").status().message(), HasSubstr("unknown gpu 'v100'"));
 }
 
+// ring_bench starts from the table of the GPU it runs on (CUDA's device
+// name), not H100's on every machine: H200's HBM is 4.8 TB/s, not 3.35.
+TEST(CalibrationTest, TheTableOfADeviceComesFromItsName) {
+  EXPECT_EQ(*Calibration::BuiltinNameOfDevice("NVIDIA H200"), "h200");
+  EXPECT_EQ(*Calibration::BuiltinNameOfDevice("NVIDIA H100 80GB HBM3"), "h100");
+  EXPECT_EQ(*Calibration::BuiltinNameOfDevice("NVIDIA H800"), "h800");
+  EXPECT_EQ(*Calibration::BuiltinNameOfDevice("NVIDIA A100-SXM4-80GB"), "a100");
+  EXPECT_EQ(Calibration::Builtin(*Calibration::BuiltinNameOfDevice("NVIDIA H200"))->hbm_gbps, 4800);
+  const absl::Status unknown = Calibration::BuiltinNameOfDevice("Tesla V100-SXM2-32GB").status();
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(unknown.message(), HasSubstr("no calibration table for the device 'Tesla V100"));
+  EXPECT_THAT(unknown.message(), HasSubstr("h100, h200, h800 or a100"));
+}
+
 }  // namespace
 }  // namespace ringattn::sim
