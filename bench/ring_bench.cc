@@ -639,7 +639,11 @@ absl::Status Main() {
   Bench alone({placements[0]}, {&single->rank(0)});
 
   cudaDeviceProp prop{};
-  cudaGetDeviceProperties(&prop, 0);
+  if (const cudaError_t e = cudaGetDeviceProperties(&prop, 0); e != cudaSuccess) {
+    return absl::InternalError(
+        absl::StrCat("reading GPU 0's properties (its name picks the calibration table): ",
+                     cudaGetErrorString(e)));
+  }
   const AttentionShape probe = MakeConfig(kBenchRows[0], world, tokens, {}).shape;
   const int64_t kv_bytes = 2 * tokens * probe.num_kv_heads * probe.head_dim * 2;
   double link = 0, gather = 0;
