@@ -10,7 +10,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <utility>
 
 #include "core/lse_math.h"
 #include "cuda/flash/block_mask.cuh"
@@ -124,93 +123,15 @@ __device__ __forceinline__ void RescaleRows(float (&acc)[kMT][kDB][4],
   }
 }
 
-// StoreBlockResult's merge with O parked in shared memory (`stage`, see
-// there), for one 16-row fragment per warp (kMT = 1).
-template <int kHeadDim>
-__device__ __forceinline__ void MergeBlockStateStaged(const float (&acc)[1][kHeadDim / 8][4],
-                                                      const float (&row_max)[1][2],
-                                                      float (&row_sum)[1][2],
-                                                      const ForwardBlockArgs& a, int64_t b,
-                                                      int64_t h, int64_t q0, int q_valid, int row0,
-                                                      float4* stage) {
-  constexpr int kDB = kHeadDim / 8;
-  constexpr float kLn2 = 0.6931471805599453f;
-  const int lane = threadIdx.x % 32;
-  float4* mine = stage + (threadIdx.x / 32 % 4) * 32 * kDB + lane;
-#pragma unroll
-  for (int i = 0; i < kDB; ++i) {
-    mine[32 * i] = make_float4(acc[0][i][0], acc[0][i][1], acc[0][i][2], acc[0][i][3]);
-  }
-  // Keeps the old state's loads below the parking: hoisted above it, they
-  // would hold their registers beside O's (spills).
-  __threadfence_block();
-  const int col = (lane % 4) * 2;
-  const auto state_row = [&](int half) {
-    const int64_t t = a.q_row + q0 + row0 + 8 * half;
-    return std::pair{a.state_lse + (b * a.num_heads + h) * a.q_rows + t,
-                     reinterpret_cast<float2*>(
-                         a.state_o + ((b * a.q_rows + t) * a.num_heads + h) * kHeadDim + col)};
-  };
-  // Both rows' old LSE and O in flight at once (a state without keys yet may
-  // hold anything: its values are dropped below, not scaled by 0); every
-  // lane reads the LSE of its rows before any lane writes it.
-  float old_lse[2];
-  float2 old[2][kDB];
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    row_sum[0][half] = WarpQuadSum(row_sum[0][half]);
-    if (row0 + 8 * half >= q_valid) continue;
-    const auto [lse, o] = state_row(half);
-    old_lse[half] = *lse;
-#pragma unroll
-    for (int i = 0; i < kDB; ++i) old[half][i] = o[i * 4];
-  }
-  __syncwarp();
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const float sum = row_sum[0][half];
-    // Rows past the tile, or without an allowed key: the state is unchanged.
-    if (row0 + 8 * half >= q_valid || sum == 0.f) continue;
-    const float lse_b = (row_max[0][half] + log2f(sum)) * kLn2;
-    const LseMerge<float> merge = MergeLse(old_lse[half], lse_b);
-    const float new_scale = merge.new_scale * (1.f / sum);
-    const bool keep_old = merge.old_scale != 0.f;
-    const auto [lse, o] = state_row(half);
-#pragma unroll
-    for (int i = 0; i < kDB; ++i) {
-      const float4 parked = mine[32 * i];
-      const float x = half == 0 ? parked.x : parked.z, y = half == 0 ? parked.y : parked.w;
-      const float2 v = keep_old ? old[half][i] : make_float2(0.f, 0.f);
-      o[i * 4] =
-          make_float2(v.x * merge.old_scale + x * new_scale, v.y * merge.old_scale + y * new_scale);
-    }
-    if (lane % 4 == 0) *lse = merge.lse;
-  }
-}
-
 // Epilogue: the block's rows as (O_b, LSE_b), written (args.out: O in the
 // input dtype and LSE) or merged into the fp32 ring state. `row0` is the
 // thread's first row within the CTA's query tile starting at task row q0.
-//
-// `stage` (optional, kMT = 1: the warpgroup's 128 x kHeadDim / 2 floats of
-// 16-byte aligned shared memory, lane-major per warp): merging, the thread's O
-// is parked there first, so that the old LSE and O of all its rows take
-// the registers O held and arrive in one memory round trip (from
-// registers, one for the LSE and one per row: a short tile's epilogue
-// waited on them). Each lane reads back only what it wrote: no barrier.
 template <ElementType E, int kHeadDim, int kMT>
 __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDim / 8][4],
                                                  const float (&row_max)[kMT][2],
                                                  float (&row_sum)[kMT][2],
                                                  const ForwardBlockArgs& a, int64_t b, int64_t h,
-                                                 int64_t q0, int q_valid, int row0,
-                                                 float4* stage = nullptr) {
-  if constexpr (kMT == 1) {
-    if (stage != nullptr && a.out == nullptr) {
-      MergeBlockStateStaged<kHeadDim>(acc, row_max, row_sum, a, b, h, q0, q_valid, row0, stage);
-      return;
-    }
-  }
+                                                 int64_t q0, int q_valid, int row0) {
   using T = typename Element<E>::T;
   constexpr int kDB = kHeadDim / 8;
   constexpr float kLn2 = 0.6931471805599453f;

@@ -77,11 +77,6 @@ struct WarpSpecializedForwardShared {
   __device__ __forceinline__ uint32_t ScheduledFull() const { return Tile() + 64; }
   __device__ __forceinline__ uint32_t ScheduledEmpty() const { return Tile() + 72; }
   __device__ __forceinline__ uint32_t NextWanted() const { return Tile() + 80; }
-  // Consumer warpgroup w's O parked for the fused epilogue (16-byte
-  // aligned: the barriers' bytes are a multiple of 16).
-  __device__ __forceinline__ uint32_t StateStage(int w) const {
-    return barriers + Tr::kBarrierBytes + w * (Tr::kStateStageBytes / Tr::kConsumers);
-  }
 };
 
 // A tile as the producer publishes it with its Q: where it is and the key
@@ -265,10 +260,6 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   const int row0 = warpgroup * 64 + AccumulatorRow();
   const float scale_log2 = a.softmax_scale * kLog2e;
   const int64_t group = a.num_heads / a.num_kv_heads;
-  // The warpgroup's O parked for the fused epilogue (none at d256).
-  float4* const stage = Tr::kStateStageBytes > 0
-                            ? static_cast<float4*>(SharedPointer(sm.StateStage(warpgroup)))
-                            : nullptr;
   const int my_turn = kTurnBarrier + warpgroup;
   const int other_turn = kTurnBarrier + (warpgroup ^ 1);
   if (warpgroup == 1) NamedBarrierArrive(other_turn, 256);  // warpgroup 0 goes first
@@ -292,11 +283,6 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
     float row_max[1][2] = {{-INFINITY, -INFINITY}}, row_sum[1][2] = {{0.f, 0.f}};
 #pragma unroll
     for (int i = 0; i < kHeadDim / 2; ++i) o_flat[i] = 0.f;
-    // S's registers are written by the tile's first S = Q K^T (scale_d 0),
-    // but the wgmma names them read-write: zeroed here, they are dead from
-    // the last tile's softmax on, so the epilogue has them.
-#pragma unroll
-    for (int i = 0; i < kBlockN / 2; ++i) s_flat[i] = 0.f;
 
     if (tiles.n_begin < tiles.n_end) {
       // S = Q K^T for the warpgroup's 64 rows and the stage's kBlockN keys.
@@ -383,7 +369,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
     } else {
       MbarrierArrive(sm.QEmpty());  // a tile without keys: its slot is free at once
     }
-    StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0, stage);
+    StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0);
   }
   if (warpgroup == 0) NamedBarrierSync(my_turn, 256);  // warpgroup 1's last hand-over
 }

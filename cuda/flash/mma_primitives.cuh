@@ -114,11 +114,6 @@ __device__ __forceinline__ void SplitAccumulatorFragment(const float (&x)[4], ui
 __device__ __forceinline__ uint32_t SharedAddress(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
-// The generic pointer of shared-memory address `addr` (SharedAddress's
-// inverse).
-__device__ __forceinline__ void* SharedPointer(uint32_t addr) {
-  return __cvta_shared_to_generic(addr);
-}
 
 // ldmatrix from a 32-bit shared-memory address.
 __device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], uint32_t address) {

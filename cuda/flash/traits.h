@@ -214,12 +214,7 @@ struct WarpSpecializedForwardTraits {
   // and the scheduler's slot: a tile (32 bytes), its full/empty barriers
   // and the producer's request for the next.
   static constexpr int kBarrierBytes = 8 * (2 + 4 * kStages) + 32 + 32 + 32;
-  // Merging into the fp32 state, each consumer thread parks its O here
-  // (kHeadDim / 2 floats; StoreBlockResult) at d64 and d128; d256 has no
-  // room and merges from registers.
-  static constexpr int kStateStageBytes = kHeadDim <= 128 ? kBlockM * kHeadDim * 4 : 0;
-  static constexpr int kSharedBytes =
-      1024 + kQBytes + 2 * kStages * kKvBytes + kBarrierBytes + kStateStageBytes;
+  static constexpr int kSharedBytes = 1024 + kQBytes + 2 * kStages * kKvBytes + kBarrierBytes;
 
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head dims 64, 128, 256");
   static_assert(kHeadDim / 2 + kBlockN / 2 <= 192, "accumulators within registers");
