@@ -4,11 +4,10 @@
 //
 // A CTA of two warpgroups owns 128 query rows (64 per warpgroup) and walks
 // the task's key tiles (64 keys at d64, 32 at d128: traits.h) that are not
-// fully masked. tf32 wgmma reads
-// K-major operands only, so every operand is stored split and K-major in
-// the 128-byte swizzle: Q hi/lo once; per stage K hi/lo and V^T hi/lo
-// (V transposed, d rows of keys). Tiles go global -> registers -> split ->
-// shared memory. d64 has two stages: the loads of tile n + 1 are issued
+// fully masked. tf32 wgmma reads K-major operands only, so every operand is
+// stored split and K-major in the 128-byte swizzle: Q hi/lo once; per stage
+// K hi/lo and V^T hi/lo (V transposed, d rows of keys). Tiles go global ->
+// registers -> split -> shared memory. d64 has two stages: the loads of tile n + 1 are issued
 // before the S GEMM of tile n and split and stored into the other stage
 // while O += P V of tile n runs on the tensor cores. d128 has one: K of tile
 // n + 1 is stored while O += P V of tile n runs, its V while S of tile n + 1
@@ -135,7 +134,7 @@ __global__ void __launch_bounds__(F32HopperForwardTraits<kHeadDim>::kThreads, 1)
       StoreSplitChunk(s_q_hi, s_q_lo, SwizzledChunk<kBlockM>(k_row + kRowStep * i, k_c), q_raw[i]);
     }
     store_k(0);
-    if (Tr::kStages == 2) store_v(0);  // else the loop stores it
+    if constexpr (Tr::kStages == 2) store_v(0);  // else the loop stores it
     FenceProxyAsync();
     __syncthreads();
   }
