@@ -23,7 +23,8 @@ if [ ! -x "$nvdisasm" ]; then
   echo "deb http://deb.debian.org/debian bookworm non-free" > "$dir/apt/sources.list"
   opts=(-o "Dir::Etc::sourcelist=$dir/apt/sources.list" -o Dir::Etc::sourceparts=-
         -o "Dir::State::Lists=$dir/apt/lists" -o "Dir::Cache=$dir/apt/cache")
-  apt-get "${opts[@]}" update > /dev/null
+  apt-get "${opts[@]}" update > "$dir/apt/update.log" 2>&1 ||
+    { cat "$dir/apt/update.log" >&2; exit 1; }
   (cd "$dir/apt" && apt-get "${opts[@]}" download nvidia-cuda-toolkit > /dev/null 2>&1 &&
      dpkg -x nvidia-cuda-toolkit_*.deb x)
   mkdir -p "$dir/usr/bin" && mv "$dir/apt/x/usr/bin/nvdisasm" "$nvdisasm" || true
