@@ -49,20 +49,15 @@ struct WarpSpecializedForwardShared {
   uint32_t q, kv, barriers;
   __device__ __forceinline__ explicit WarpSpecializedForwardShared(uint32_t raw)
       : q((raw + 1023) & ~1023u),
-        kv(q + Tr::kQStages * Tr::kQBytes),
+        kv(q + Tr::kQBytes),
         barriers(kv + 2 * Tr::kStages * Tr::kKvBytes) {}
-  __device__ __forceinline__ uint32_t Q(uint32_t slot) const { return q + slot * Tr::kQBytes; }
   __device__ __forceinline__ uint32_t K(uint32_t stage) const {
     return kv + stage * 2 * Tr::kKvBytes;
   }
   __device__ __forceinline__ uint32_t V(uint32_t stage) const { return K(stage) + Tr::kKvBytes; }
-  __device__ __forceinline__ uint32_t QFull(uint32_t slot) const { return barriers + 8 * slot; }
-  __device__ __forceinline__ uint32_t QEmpty(uint32_t slot) const {
-    return QFull(slot) + 8 * Tr::kQStages;
-  }
-  __device__ __forceinline__ uint32_t KFull(uint32_t s) const {
-    return barriers + 16 * Tr::kQStages + 8 * s;
-  }
+  __device__ __forceinline__ uint32_t QFull() const { return barriers; }
+  __device__ __forceinline__ uint32_t QEmpty() const { return barriers + 8; }
+  __device__ __forceinline__ uint32_t KFull(uint32_t s) const { return barriers + 16 + 8 * s; }
   __device__ __forceinline__ uint32_t KEmpty(uint32_t s) const {
     return KFull(s) + 8 * Tr::kStages;
   }
@@ -72,19 +67,16 @@ struct WarpSpecializedForwardShared {
   __device__ __forceinline__ uint32_t VEmpty(uint32_t s) const {
     return VFull(s) + 8 * Tr::kStages;
   }
-  // The tile whose Q Q slot `slot` holds (PublishedTile), written before
-  // its QFull's arrival and read after its wait (16-byte aligned: the
-  // barriers before it take 16 bytes per Q slot and 32 per K/V stage).
-  __device__ __forceinline__ uint32_t Tile(uint32_t slot) const {
-    return VEmpty(0) + 8 * Tr::kStages + 32 * slot;
-  }
+  // The tile whose Q the Q slot holds (PublishedTile), written before
+  // QFull's arrival and read after its wait.
+  __device__ __forceinline__ uint32_t Tile() const { return VEmpty(0) + 8 * Tr::kStages; }
   // The scheduler's slot: a tile (Scheduled) between the scheduler's
   // arrival on ScheduledFull and the producer's on ScheduledEmpty; the
   // producer asks for the next tile on NextWanted.
-  __device__ __forceinline__ uint32_t Scheduled() const { return Tile(Tr::kQStages); }
-  __device__ __forceinline__ uint32_t ScheduledFull() const { return Scheduled() + 32; }
-  __device__ __forceinline__ uint32_t ScheduledEmpty() const { return Scheduled() + 40; }
-  __device__ __forceinline__ uint32_t NextWanted() const { return Scheduled() + 48; }
+  __device__ __forceinline__ uint32_t Scheduled() const { return Tile() + 32; }
+  __device__ __forceinline__ uint32_t ScheduledFull() const { return Tile() + 64; }
+  __device__ __forceinline__ uint32_t ScheduledEmpty() const { return Tile() + 72; }
+  __device__ __forceinline__ uint32_t NextWanted() const { return Tile() + 80; }
 };
 
 // A tile as the producer publishes it with its Q: where it is and the key
@@ -203,7 +195,6 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
                                              const CUtensorMap* v_map) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
-  using QSlot = PipelineSlot<Tr::kQStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kColumnBlocks = kHeadDim / 64;
   PrefetchTensorMap(q_map);
   PrefetchTensorMap(k_map);
@@ -214,13 +205,11 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
     MbarrierWait(sm.ScheduledFull(), q_count & 1);
     const PublishedTile tile = LoadPublishedTile(sm.Scheduled());
     MbarrierArrive(sm.ScheduledEmpty());
-    const QSlot q_slot(q_count);
-    const uint32_t q_full = sm.QFull(q_slot.stage);
-    MbarrierWait(sm.QEmpty(q_slot.stage), q_slot.parity ^ 1);
-    StorePublishedTile(sm.Tile(q_slot.stage), tile);
+    MbarrierWait(sm.QEmpty(), (q_count & 1) ^ 1);
+    StorePublishedTile(sm.Tile(), tile);
     const int n_begin = tile.keys.n_begin, n_end = tile.keys.n_end;
     if (tile.m < 0 || n_begin >= n_end) {
-      MbarrierArrive(q_full);
+      MbarrierArrive(sm.QFull());
       if (tile.m < 0) break;
       MbarrierArrive(sm.NextWanted());
       continue;
@@ -240,11 +229,10 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
                   batch);
       }
     };
-    MbarrierArriveExpectTx(q_full, Tr::kQBytes);
+    MbarrierArriveExpectTx(sm.QFull(), Tr::kQBytes);
 #pragma unroll
     for (int c = 0; c < kColumnBlocks; ++c) {
-      TmaLoad4d(sm.Q(q_slot.stage) + c * kBlockM * 128, q_map, q_full, c * 64, tile.m * kBlockM,
-                head, batch);
+      TmaLoad4d(sm.q + c * kBlockM * 128, q_map, sm.QFull(), c * 64, tile.m * kBlockM, head, batch);
     }
     load_kv(true, n_begin, kv_count);
     if (n_begin + 1 == n_end) MbarrierArrive(sm.NextWanted());
@@ -265,7 +253,6 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
                                              const WarpSpecializedForwardShared<kHeadDim>& sm) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
-  using QSlot = PipelineSlot<Tr::kQStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
   constexpr int kNB = kBlockN / 8, kDB = kHeadDim / 8;
   const int warpgroup = threadIdx.x / 128 - 1;
@@ -285,10 +272,8 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   uint32_t kv_count = 0;
   for (uint32_t q_count = 0;; ++q_count) {
     // The next tile, as the producer published it in the Q slot.
-    const QSlot q_slot(q_count);
-    MbarrierWait(sm.QFull(q_slot.stage), q_slot.parity);
-    const PublishedTile tile = LoadPublishedTile(sm.Tile(q_slot.stage));
-    const uint32_t q_tile = sm.Q(q_slot.stage), q_empty = sm.QEmpty(q_slot.stage);
+    MbarrierWait(sm.QFull(), q_count & 1);
+    const PublishedTile tile = LoadPublishedTile(sm.Tile());
     if (tile.m < 0) break;
     const int64_t b = tile.batch;
     const int64_t h = a.kv_head_begin * group + tile.head;
@@ -303,7 +288,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       // S = Q K^T for the warpgroup's 64 rows and the stage's kBlockN keys.
       const auto issue_s = [&](uint32_t stage) {
         WgmmaFence();
-        IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(s_flat, q_tile, warpgroup * 64,
+        IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(s_flat, sm.q, warpgroup * 64,
                                                            sm.K(stage));
       };
       // O += P V (V N-major: 64-column blocks kBlockN rows apart).
@@ -344,7 +329,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         });
         WgmmaWait<0>();
         release(sm.KEmpty(first.stage));
-        if (tiles.n_begin + 1 == tiles.n_end) MbarrierArrive(q_empty);
+        if (tiles.n_begin + 1 == tiles.n_end) MbarrierArrive(sm.QEmpty());
         float rescale[1][2];
         softmax(tiles.n_begin, rescale);
         pack_p();
@@ -362,7 +347,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         float rescale[1][2];
         WgmmaWait<1>();  // S of tile n + 1, while P V of tile n runs
         release(sm.KEmpty(next.stage));
-        if (n + 2 == tiles.n_end) MbarrierArrive(q_empty);
+        if (n + 2 == tiles.n_end) MbarrierArrive(sm.QEmpty());
         // P of tile n is still being read by the P V product: the softmax
         // writes S in place, and P is packed only after the wait below.
         softmax(n + 1, rescale);
@@ -382,7 +367,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       release(sm.VEmpty(last.stage));
       ++kv_count;
     } else {
-      MbarrierArrive(q_empty);  // a tile without keys: its slot is free at once
+      MbarrierArrive(sm.QEmpty());  // a tile without keys: its slot is free at once
     }
     StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0);
   }
@@ -402,12 +387,10 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   const WarpSpecializedForwardShared<kHeadDim> sm(SharedAddress(shared_raw));
   if (threadIdx.x == 0) {
-    for (int q = 0; q < Tr::kQStages; ++q) {
-      MbarrierInit(sm.QFull(q), 1);
-      // Every consumer thread releases a Q slot: each has read its tile
-      // (and its Q) by then.
-      MbarrierInit(sm.QEmpty(q), 128 * Tr::kConsumers);
-    }
+    MbarrierInit(sm.QFull(), 1);
+    // Every consumer thread releases the Q slot: each has read its tile
+    // (and its Q) by then.
+    MbarrierInit(sm.QEmpty(), 128 * Tr::kConsumers);
     for (int s = 0; s < Tr::kStages; ++s) {
       MbarrierInit(sm.KFull(s), 1);
       MbarrierInit(sm.KEmpty(s), Tr::kConsumers);

@@ -202,10 +202,6 @@ struct WarpSpecializedForwardTraits {
   static constexpr int kBlockM = 64 * kConsumers;
   static constexpr int kBlockN = kHeadDim == 256 ? 64 : 128;
   static constexpr int kStages = kHeadDim == 64 ? 4 : 2;
-  // Q slots: two where they fit (d64, d128), so that the next tile's Q is
-  // copied while the current tile computes; d256 has room for one (its Q
-  // is copied once the consumers have issued the tile's last S).
-  static constexpr int kQStages = kHeadDim == 256 ? 1 : 2;
   // The producer's 64-bit tile-range arithmetic spills below 56 registers;
   // d256's O (128 registers) needs 240 in the consumers (a producer of 24
   // spills, off the critical path).
@@ -214,12 +210,11 @@ struct WarpSpecializedForwardTraits {
   static constexpr int kConsumerRegisters = Registers::kConsumerRegisters;
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
   static constexpr int kKvBytes = kBlockN * kHeadDim * 2;  // one K or V tile
-  // Q's full/empty per slot, K's and V's per stage, each Q slot's tile (32
-  // bytes), and the scheduler's slot: a tile (32 bytes), its full/empty
-  // barriers and the producer's request for the next.
-  static constexpr int kBarrierBytes = 8 * (2 * kQStages + 4 * kStages) + 32 * kQStages + 32 + 32;
-  static constexpr int kSharedBytes =
-      1024 + kQStages * kQBytes + 2 * kStages * kKvBytes + kBarrierBytes;
+  // Q's full/empty, K's and V's per stage, the Q slot's tile (32 bytes),
+  // and the scheduler's slot: a tile (32 bytes), its full/empty barriers
+  // and the producer's request for the next.
+  static constexpr int kBarrierBytes = 8 * (2 + 4 * kStages) + 32 + 32 + 32;
+  static constexpr int kSharedBytes = 1024 + kQBytes + 2 * kStages * kKvBytes + kBarrierBytes;
 
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head dims 64, 128, 256");
   static_assert(kHeadDim / 2 + kBlockN / 2 <= 192, "accumulators within registers");
