@@ -315,15 +315,7 @@ class Bench {
           void *a = buffers[0], *b = buffers[1];
           Communicator& comm = *comms_[i];
           const std::vector<int> group = AllRanks(world);
-          absl::Status s;
-          constexpr int kHops = 20;
-          absl::Time start;
-          for (int it = 0; s.ok() && it < kHops + 2; ++it) {
-            if (it == 2) {
-              s = comm.Synchronize();
-              if (s.ok()) s = comm.Barrier(group);
-              start = absl::Now();
-            }
+          const auto hop = [&]() -> absl::Status {
             std::vector<std::unique_ptr<Communicator::Request>> requests;
             if (all_gather) {
               requests.push_back(
@@ -337,12 +329,17 @@ class Bench {
                                            {static_cast<uint8_t*>(b), size_t(bytes)}));
               comm.EndBatch();
             }
-            if (s.ok()) s = WaitAll(requests);
-          }
-          if (s.ok()) s = comm.Synchronize();
-          RETURN_IF_ERROR(s);
-          // Seconds per hop: the kHops hops after two untimed.
-          return absl::ToDoubleSeconds(absl::Now() - start) / kHops;
+            return WaitAll(requests);
+          };
+          // Two untimed hops, then kHops timed from a synchronized start.
+          constexpr int kHops = 20;
+          for (int i = 0; i < 2; ++i) RETURN_IF_ERROR(hop());
+          RETURN_IF_ERROR(comm.Synchronize());
+          RETURN_IF_ERROR(comm.Barrier(group));
+          const absl::Time start = absl::Now();
+          for (int i = 0; i < kHops; ++i) RETURN_IF_ERROR(hop());
+          RETURN_IF_ERROR(comm.Synchronize());
+          return absl::FDivDuration(absl::Now() - start, absl::Seconds(kHops));  // per hop
         }));
     const double sent = all_gather ? static_cast<double>(bytes) * (world - 1) : bytes;
     return sent / seconds / 1e9;
@@ -465,8 +462,10 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
   a.softmax_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(shape.head_dim)));
   back.task = a;
   cudaEvent_t start = nullptr, stop = nullptr;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
+  if (cudaEventCreate(&start) != cudaSuccess || cudaEventCreate(&stop) != cudaSuccess) {
+    if (start != nullptr) cudaEventDestroy(start);
+    return absl::InternalError("BlockKernelSeconds: creating the timing events");
+  }
   const auto seconds = [&](const std::function<cudaError_t()>& launch) -> absl::StatusOr<double> {
     cudaError_t e = launch();  // untimed
     if (e == cudaSuccess) e = cudaEventRecord(start);
