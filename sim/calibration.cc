@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
@@ -75,6 +76,17 @@ absl::Status LineError(int line, absl::string_view text, absl::string_view why) 
                    " (expected the text format `ringattn sim` documents)"));
 }
 
+// The shipped tables' names as an error message lists them: "h100, h200,
+// h800 or a100".
+std::string BuiltinNames() {
+  std::string names;
+  const int n = static_cast<int>(std::size(kAnchors));
+  for (int i = 0; i < n; ++i) {
+    absl::StrAppend(&names, i == 0 ? "" : i + 1 == n ? " or " : ", ", kAnchors[i].gpu);
+  }
+  return names;
+}
+
 }  // namespace
 
 absl::StatusOr<Calibration> Calibration::Builtin(absl::string_view gpu) {
@@ -104,16 +116,16 @@ absl::StatusOr<Calibration> Calibration::Builtin(absl::string_view gpu) {
     return c;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown gpu '", gpu, "'; expected h100, h200, h800 or a100"));
+      absl::StrCat("unknown gpu '", gpu, "'; expected ", BuiltinNames()));
 }
 
 absl::StatusOr<std::string> Calibration::BuiltinNameOfDevice(absl::string_view device_name) {
   const std::string name = absl::AsciiStrToLower(device_name);
-  for (const char* gpu : {"h200", "h100", "h800", "a100"}) {
-    if (absl::StrContains(name, gpu)) return std::string(gpu);
+  for (const Anchor& a : kAnchors) {
+    if (absl::StrContains(name, a.gpu)) return std::string(a.gpu);
   }
   return absl::NotFoundError(absl::StrCat("no calibration table for the device '", device_name,
-                                          "'; name one: h100, h200, h800 or a100"));
+                                          "'; name one: ", BuiltinNames()));
 }
 
 absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {

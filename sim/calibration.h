@@ -44,7 +44,7 @@ class Calibration {
   // Errors: InvalidArgument listing the known GPUs.
   static absl::StatusOr<Calibration> Builtin(absl::string_view gpu);
   // The shipped table for a device named `device_name` (as CUDA names it,
-  // e.g. "NVIDIA H200"): the first of H200, H100, H800, A100 the name
+  // e.g. "NVIDIA H200"): the table whose name (h100, h200, h800, a100) it
   // holds, case-insensitively. Errors: NotFound naming the device and the
   // tables to choose from instead.
   static absl::StatusOr<std::string> BuiltinNameOfDevice(absl::string_view device_name);

@@ -33,9 +33,9 @@ absl::StatusOr<RingBenchLog> ParseRingBenchLog(const std::string& text);
 absl::StatusOr<RingBenchLog> LoadRingBenchLog(const std::string& path);
 
 // The calibration ring_bench built for the run (from the table its
-// calibration line names; h100's in logs before that): the measured full-block curves fitted, the
-// causal / full factors, the measured hop and, where logged, the all-gather bandwidth and the pass
-// overhead.
+// calibration line names; h100's in logs before that): the measured
+// full-block curves fitted, the causal / full factors, the measured hop
+// and, where logged, the all-gather bandwidth and the pass overhead.
 absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log);
 
 // The row of kBenchRows named `name`, or null.
