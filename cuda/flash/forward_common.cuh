@@ -136,17 +136,42 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
   constexpr int kDB = kHeadDim / 8;
   constexpr float kLn2 = 0.6931471805599453f;
   const int lane = threadIdx.x % 32;
-  // Every lane reads the state's LSE of its rows before any lane writes it.
+  const int col = (lane % 4) * 2;
+  const auto o_offset = [&](int row) {
+    return ((b * a.q_rows + a.q_row + q0 + row) * a.num_heads + h) * kHeadDim + col;
+  };
+  // Merging, the old state of the thread's rows is read before the merge
+  // factors are known. Where it fits in registers beside O (d64, d128), the
+  // LSE and O of every row are in flight at once, one memory round trip per
+  // tile instead of one for the LSE and one per row (short tiles waited on
+  // them); at d256 the O of a row at a time, after the LSE. The state of a
+  // row without keys yet may hold anything: its values are dropped below,
+  // not scaled by 0. Every lane reads the LSE of its rows before any lane
+  // writes it.
+  constexpr bool kLoadAll = kMT * kDB <= 16;
   float old_lse[kMT][2];
+  float2 old_all[kLoadAll ? kMT : 1][2][kDB];
+  const auto load_old = [&](int row, float2(&old)[kDB]) {
+    const float2* o = reinterpret_cast<const float2*>(a.state_o + o_offset(row));
+#pragma unroll
+    for (int i = 0; i < kDB; ++i) old[i] = o[i * 4];
+  };
 #pragma unroll
   for (int m = 0; m < kMT; ++m) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int row = row0 + 16 * m + 8 * half;
-      const int64_t t = a.q_row + q0 + row;
-      old_lse[m][half] = a.out == nullptr && row < q_valid
-                             ? a.state_lse[(b * a.num_heads + h) * a.q_rows + t]
-                             : -INFINITY;
+      const bool merge = a.out == nullptr && row < q_valid;
+      old_lse[m][half] =
+          merge ? a.state_lse[(b * a.num_heads + h) * a.q_rows + a.q_row + q0 + row] : -INFINITY;
+      if constexpr (kLoadAll) {
+        // Written on every path (zeros past the tile), so that the array
+        // stays in registers: a conditionally written one went to the stack.
+        const float2* o = reinterpret_cast<const float2*>(a.state_o + o_offset(row));
+#pragma unroll
+        for (int i = 0; i < kDB; ++i)
+          old_all[m][half][i] = merge ? o[i * 4] : make_float2(0.f, 0.f);
+      }
       row_sum[m][half] = WarpQuadSum(row_sum[m][half]);
     }
   }
@@ -160,19 +185,16 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
       const float sum = row_sum[m][half];
       const float lse_b = sum > 0.f ? (row_max[m][half] + log2f(sum)) * kLn2 : -INFINITY;
       const float inv = sum > 0.f ? 1.f / sum : 0.f;
-      const int64_t t = a.q_row + q0 + row;
-      float* lse = a.state_lse + (b * a.num_heads + h) * a.q_rows + t;
-      const int64_t o_offset = ((b * a.q_rows + t) * a.num_heads + h) * kHeadDim;
-      const int col = (lane % 4) * 2;
+      float* lse = a.state_lse + (b * a.num_heads + h) * a.q_rows + a.q_row + q0 + row;
       if (a.out != nullptr) {
-        T* out = static_cast<T*>(a.out) + o_offset;
+        T* out = static_cast<T*>(a.out) + o_offset(row);
 #pragma unroll
         for (int i = 0; i < kDB; ++i) {
           if constexpr (E == ElementType::kFloat32) {
-            *reinterpret_cast<float2*>(out + i * 8 + col) =
+            *reinterpret_cast<float2*>(out + i * 8) =
                 make_float2(acc[m][i][2 * half] * inv, acc[m][i][2 * half + 1] * inv);
           } else {
-            *reinterpret_cast<uint32_t*>(out + i * 8 + col) =
+            *reinterpret_cast<uint32_t*>(out + i * 8) =
                 Element<E>::Pack(acc[m][i][2 * half] * inv, acc[m][i][2 * half + 1] * inv);
           }
         }
@@ -180,16 +202,17 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
         continue;
       }
       if (sum == 0.f) continue;  // no allowed key: the state is unchanged
-      float2* o = reinterpret_cast<float2*>(a.state_o + o_offset + col);
-      // The row's old values all in flight at once, before the merge factors
-      // are known (a state without keys yet may hold anything: its values
-      // are dropped below, not scaled by 0).
       float2 old[kDB];
+      if constexpr (kLoadAll) {
 #pragma unroll
-      for (int i = 0; i < kDB; ++i) old[i] = o[i * 4];
+        for (int i = 0; i < kDB; ++i) old[i] = old_all[m][half][i];
+      } else {
+        load_old(row, old);
+      }
       const LseMerge<float> merge = MergeLse(old_lse[m][half], lse_b);
       const float new_scale = merge.new_scale * inv;
       const bool keep_old = merge.old_scale != 0.f;
+      float2* o = reinterpret_cast<float2*>(a.state_o + o_offset(row));
 #pragma unroll
       for (int i = 0; i < kDB; ++i) {
         const float2 x = keep_old ? old[i] : make_float2(0.f, 0.f);
