@@ -123,6 +123,17 @@ __device__ __forceinline__ void RescaleRows(float (&acc)[kMT][kDB][4],
   }
 }
 
+// A finished row: its LSE (natural log; -inf without an allowed key) and
+// the factor that normalizes its O (0 without an allowed key), from its
+// running max (log2 units) and its quad-summed exponentials.
+struct RowTotal {
+  float lse, inv;
+};
+__device__ __forceinline__ RowTotal FinishRow(float row_max, float sum) {
+  constexpr float kLn2 = 0.6931471805599453f;
+  return sum > 0.f ? RowTotal{(row_max + log2f(sum)) * kLn2, 1.f / sum} : RowTotal{-INFINITY, 0.f};
+}
+
 // Epilogue: the block's rows as (O_b, LSE_b), written (args.out: O in the
 // input dtype and LSE) or merged into the fp32 ring state. `row0` is the
 // thread's first row within the CTA's query tile starting at task row q0.
@@ -134,7 +145,6 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
                                                  int64_t q0, int q_valid, int row0) {
   using T = typename Element<E>::T;
   constexpr int kDB = kHeadDim / 8;
-  constexpr float kLn2 = 0.6931471805599453f;
   const int lane = threadIdx.x % 32;
   const int col = (lane % 4) * 2;
   const auto o_offset = [&](int row) {
@@ -183,8 +193,8 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
       const int row = row0 + 16 * m + 8 * half;
       if (row >= q_valid) continue;
       const float sum = row_sum[m][half];
-      const float lse_b = sum > 0.f ? (row_max[m][half] + log2f(sum)) * kLn2 : -INFINITY;
-      const float inv = sum > 0.f ? 1.f / sum : 0.f;
+      const RowTotal total = FinishRow(row_max[m][half], sum);
+      const float lse_b = total.lse, inv = total.inv;
       float* lse = a.state_lse + (b * a.num_heads + h) * a.q_rows + a.q_row + q0 + row;
       if (a.out != nullptr) {
         T* out = static_cast<T*>(a.out) + o_offset(row);

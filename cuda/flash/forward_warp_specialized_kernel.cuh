@@ -46,11 +46,12 @@ namespace ringattn::cuda::flash {
 template <int kHeadDim>
 struct WarpSpecializedForwardShared {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
-  uint32_t q, kv, barriers;
+  uint32_t q, kv, output, barriers;
   __device__ __forceinline__ explicit WarpSpecializedForwardShared(uint32_t raw)
       : q((raw + 1023) & ~1023u),
         kv(q + Tr::kQBytes),
-        barriers(kv + 2 * Tr::kStages * Tr::kKvBytes) {}
+        output(kv + 2 * Tr::kStages * Tr::kKvBytes),
+        barriers(output + Tr::kOutputBytes) {}
   __device__ __forceinline__ uint32_t K(uint32_t stage) const {
     return kv + stage * 2 * Tr::kKvBytes;
   }
@@ -146,8 +147,68 @@ cudaError_t ForwardTileCounter(cudaStream_t stream, TileCounter** counter) {
 }  // namespace
 
 // Named barriers 1 and 2: consumer warpgroup w waits on 1 + w for its turn
-// at the tensor cores and hands it over by arriving on the other's.
+// at the tensor cores and hands it over by arriving on the other's; 3 + w
+// orders warpgroup w's writes of its output slab.
 constexpr int kTurnBarrier = 1;
+constexpr int kOutputBarrier = 3;
+
+// The written forward's epilogue where the O tile fits in shared memory:
+// the warpgroup's 64 rows of O, normalized and in E, go into its slab (64
+// rows, the 128-byte swizzle) by stmatrix, and one thread copies the slab
+// out with the TMA, a 64-column box at a time (rows past the task are
+// dropped by the map), so that the warpgroup moves on to its next tile
+// while the copy runs; the row's first lane writes its LSE. The slab is
+// written again once the last copy has read it (its bulk group, waited
+// for by the same thread). The register path (StoreBlockResult) issued
+// 8-row, 16-byte pieces: one store instruction per 8 columns.
+template <ElementType E, int kHeadDim>
+__device__ __forceinline__ void StoreOutputTile(const float (&o)[1][kHeadDim / 8][4],
+                                                const float (&row_max)[1][2],
+                                                const float (&row_sum)[1][2],
+                                                const ForwardBlockArgs& a, int64_t b, int64_t h,
+                                                int64_t q0, int q_valid, int warpgroup,
+                                                uint32_t slab, const CUtensorMap* o_map) {
+  constexpr int kDB = kHeadDim / 8;
+  const int lane = threadIdx.x % 32;
+  const bool leader = threadIdx.x % 128 == 0;
+  const int row0 = warpgroup * 64 + AccumulatorRow();
+  float inv[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const RowTotal total = FinishRow(row_max[0][half], WarpQuadSum(row_sum[0][half]));
+    inv[half] = total.inv;
+    const int row = row0 + 8 * half;
+    if (row < q_valid && lane % 4 == 0) {
+      a.state_lse[(b * a.num_heads + h) * a.q_rows + a.q_row + q0 + row] = total.lse;
+    }
+  }
+  if (leader) BulkWaitRead<0>();
+  NamedBarrierSync(kOutputBarrier + warpgroup, 128);
+  // Matrices (rows, 16-byte column chunk): (r, c), (r + 8, c), (r, c + 1),
+  // (r + 8, c + 1) for the warp's 16 rows r.
+  const int matrix = lane / 8;
+  const int slab_row = (threadIdx.x / 32 % 4) * 16 + (matrix % 2) * 8 + lane % 8;
+#pragma unroll
+  for (int i = 0; i < kDB; i += 2) {
+    uint32_t r[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float* x = o[0][i + j / 2] + 2 * (j % 2);
+      r[j] = Element<E>::Pack(x[0] * inv[j % 2], x[1] * inv[j % 2]);
+    }
+    StoreMatrices(slab + SwizzledChunk<64>(slab_row, i + matrix / 2), r);
+  }
+  FenceProxyAsync();
+  NamedBarrierSync(kOutputBarrier + warpgroup, 128);
+  if (leader) {
+#pragma unroll
+    for (int c = 0; c < kHeadDim / 64; ++c) {
+      TmaStore4d(o_map, slab + c * 64 * 128, c * 64, static_cast<int>(q0) + warpgroup * 64,
+                 static_cast<int>(h), static_cast<int>(b));
+    }
+    BulkCommit();
+  }
+}
 
 // The scheduler thread: takes the CTA's tiles (the dynamic order of
 // tile_scheduler.cuh), the first at once and each next when the producer
@@ -250,7 +311,8 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
 // (intra-warpgroup overlap, turns at the tensor cores), then the epilogue.
 template <ElementType E, int kHeadDim>
 __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
-                                             const WarpSpecializedForwardShared<kHeadDim>& sm) {
+                                             const WarpSpecializedForwardShared<kHeadDim>& sm,
+                                             const CUtensorMap* o_map) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
@@ -369,9 +431,18 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
     } else {
       MbarrierArrive(sm.QEmpty());  // a tile without keys: its slot is free at once
     }
+    if constexpr (Tr::kOutputTile) {
+      if (a.out != nullptr) {
+        StoreOutputTile<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, warpgroup,
+                                     sm.output + warpgroup * 64 * kHeadDim * 2, o_map);
+        continue;
+      }
+    }
     StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0);
   }
   if (warpgroup == 0) NamedBarrierSync(my_turn, 256);  // warpgroup 1's last hand-over
+  // The last copies out of the slab finish before the CTA's shared memory goes.
+  if (Tr::kOutputTile && threadIdx.x % 128 == 0) BulkWait();
 }
 
 template <ElementType E, int kHeadDim>
@@ -381,7 +452,8 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
                                       TileCounter* const counter,
                                       const __grid_constant__ CUtensorMap q_map,
                                       const __grid_constant__ CUtensorMap k_map,
-                                      const __grid_constant__ CUtensorMap v_map) {
+                                      const __grid_constant__ CUtensorMap v_map,
+                                      const __grid_constant__ CUtensorMap o_map) {
 #ifdef RINGATTN_WGMMA
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   extern __shared__ __align__(1024) unsigned char shared_raw[];
@@ -412,7 +484,7 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
     }
   } else {
     SetMaxRegistersIncrease<Tr::kConsumerRegisters>();
-    ConsumeTiles<E, kHeadDim>(a, sm);
+    ConsumeTiles<E, kHeadDim>(a, sm, &o_map);
   }
 #endif  // RINGATTN_WGMMA
 }
@@ -425,10 +497,19 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
   const TileView q_view = QueryRowsView(a, a.q, E, Tr::kBlockM);
   const TileView k_view = KeyRowsView(a, a.k, E, Tr::kBlockN);
   const TileView v_view = KeyRowsView(a, a.v, E, Tr::kBlockN);
-  CUtensorMap q_map, k_map, v_map;
+  CUtensorMap q_map, k_map, v_map, o_map;
   for (auto [view, map] :
        {std::pair{&q_view, &q_map}, std::pair{&k_view, &k_map}, std::pair{&v_view, &v_map}}) {
     if (const cudaError_t e = EncodeTileMap(*view, map); e != cudaSuccess) return e;
+  }
+  // O written through the TMA (StoreOutputTile); unused by the fused state.
+  if (Tr::kOutputTile && a.out != nullptr) {
+    if (const cudaError_t e = EncodeTileMap(QueryRowsView(a, a.out, E, 64), &o_map);
+        e != cudaSuccess) {
+      return e;
+    }
+  } else {
+    o_map = q_map;
   }
   DeviceFacts device;
   if (const cudaError_t e = CurrentDeviceFacts(&device); e != cudaSuccess) return e;
@@ -444,7 +525,7 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
   if (const cudaError_t e = ForwardTileCounter(stream, &counter); e != cudaSuccess) return e;
   return LaunchKernel(FlashForwardWarpSpecializedKernel<E, kHeadDim>,
                       dim3(static_cast<unsigned>(grid)), Tr::kThreads, Tr::kSharedBytes, stream, a,
-                      scheduler, counter, q_map, k_map, v_map);
+                      scheduler, counter, q_map, k_map, v_map, o_map);
 }
 
 }  // namespace ringattn::cuda::flash

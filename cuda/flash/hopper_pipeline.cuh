@@ -89,6 +89,18 @@ __device__ __forceinline__ void TmaReduceAdd4d(const CUtensorMap* map, uint32_t 
       "r"(src), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
       : "memory");
 }
+// shared memory at `src` (the 128-byte swizzle of `map`) copied to the 4-d
+// box of `map` at element coordinates (c0, c1, c2, c3) by the copy engine
+// (elements outside the tensor are dropped), in this thread's current bulk
+// group.
+__device__ __forceinline__ void TmaStore4d(const CUtensorMap* map, uint32_t src, int c0, int c1,
+                                           int c2, int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.global.shared::cta.tile.bulk_group "
+      "[%0, {%2, %3, %4, %5}], [%1];\n" ::"l"(reinterpret_cast<uint64_t>(map)),
+      "r"(src), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+      : "memory");
+}
 // Bulk groups: close the current one; wait until all but the newest
 // kPending have read their shared memory (WaitRead) or completed (Wait).
 __device__ __forceinline__ void BulkCommit() {

@@ -80,6 +80,15 @@ __device__ __forceinline__ void FenceRegisters(float (&r)[kN]) {
 #pragma unroll
   for (int i = 0; i < kN; ++i) asm volatile("" : "+f"(r[i])::"memory");
 }
+// Four 8x8 matrices of 16-bit elements to shared memory, each thread's
+// register j holding its two elements of matrix j in the m16n8 accumulator
+// layout (row lane / 4, columns 2 (lane % 4) + {0, 1}); lane l gives the
+// address of row l % 8 of matrix l / 8 (16 bytes).
+__device__ __forceinline__ void StoreMatrices(uint32_t address, const uint32_t (&r)[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(address),
+               "r"(r[0]), "r"(r[1]), "r"(r[2]), "r"(r[3])
+               : "memory");
+}
 // Orders this thread's generic-proxy (cp.async) shared-memory writes before
 // later wgmma reads of them (with a barrier after it).
 __device__ __forceinline__ void FenceProxyAsync() {

@@ -210,11 +210,16 @@ struct WarpSpecializedForwardTraits {
   static constexpr int kConsumerRegisters = Registers::kConsumerRegisters;
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
   static constexpr int kKvBytes = kBlockN * kHeadDim * 2;  // one K or V tile
+  // The written O goes out through shared memory and the TMA where a tile
+  // of it fits beside the pipeline (d64, d128); d256 stores from registers.
+  static constexpr bool kOutputTile = kHeadDim <= 128;
+  static constexpr int kOutputBytes = kOutputTile ? kBlockM * kHeadDim * 2 : 0;
   // Q's full/empty, K's and V's per stage, the Q slot's tile (32 bytes),
   // and the scheduler's slot: a tile (32 bytes), its full/empty barriers
   // and the producer's request for the next.
   static constexpr int kBarrierBytes = 8 * (2 + 4 * kStages) + 32 + 32 + 32;
-  static constexpr int kSharedBytes = 1024 + kQBytes + 2 * kStages * kKvBytes + kBarrierBytes;
+  static constexpr int kSharedBytes =
+      1024 + kQBytes + 2 * kStages * kKvBytes + kOutputBytes + kBarrierBytes;
 
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head dims 64, 128, 256");
   static_assert(kHeadDim / 2 + kBlockN / 2 <= 192, "accumulators within registers");
