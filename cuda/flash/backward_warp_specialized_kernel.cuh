@@ -41,13 +41,6 @@
 
 namespace ringattn::cuda::flash {
 
-__device__ __forceinline__ void StoreShared(uint32_t address, float x) {
-  asm volatile("st.shared.f32 [%0], %1;\n" ::"r"(address), "f"(x) : "memory");
-}
-__device__ __forceinline__ void StoreShared2(uint32_t address, float x, float y) {
-  asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(x), "f"(y) : "memory");
-}
-
 // Shared memory of the kernel: tiles (1024-byte aligned), the dQ staging
 // buffer, LSE and D per stage, then the mbarriers.
 template <int kHeadDim>

@@ -78,6 +78,15 @@ struct WarpSpecializedForwardShared {
   __device__ __forceinline__ uint32_t ScheduledFull() const { return Tile() + 64; }
   __device__ __forceinline__ uint32_t ScheduledEmpty() const { return Tile() + 72; }
   __device__ __forceinline__ uint32_t NextWanted() const { return Tile() + 80; }
+  // The ring state's O tile in `output` (kOutputTile): copied in by the
+  // producer (StateFull), free again once both warpgroups' copies out of
+  // it have read it (StateEmpty).
+  __device__ __forceinline__ uint32_t StateFull() const { return Tile() + 88; }
+  __device__ __forceinline__ uint32_t StateEmpty() const { return Tile() + 96; }
+  // Warpgroup w's 64 rows of the output tile.
+  __device__ __forceinline__ uint32_t Slab(int w, int element_bytes) const {
+    return output + w * 64 * kHeadDim * element_bytes;
+  }
 };
 
 // A tile as the producer publishes it with its Q: where it is and the key
@@ -210,6 +219,59 @@ __device__ __forceinline__ void StoreOutputTile(const float (&o)[1][kHeadDim / 8
   }
 }
 
+// The ring state's epilogue where its O tile fits in shared memory: the
+// producer has copied the warpgroup's 64 rows of the fp32 state into its
+// slab (the 128-byte swizzle, 32 columns a box; StateFull). Each row with
+// an allowed key is merged there with the tile's (MergeLse against the old
+// LSE, read before the tile's last P V; a state without keys yet may hold
+// anything: its values are dropped, not scaled by 0), rows without keep
+// their values, and one thread copies the slab back out with the TMA. The
+// slab is released (StateEmpty) once that copy has read it, after the
+// warpgroup's next first S (ConsumeTiles).
+template <int kHeadDim>
+__device__ __forceinline__ void MergeStateTile(const float (&o)[1][kHeadDim / 8][4],
+                                               const float (&row_max)[1][2],
+                                               const float (&row_sum)[1][2],
+                                               const float (&old_lse)[2], const ForwardBlockArgs& a,
+                                               int64_t b, int64_t h, int64_t q0, int q_valid,
+                                               int warpgroup, uint32_t slab, uint32_t full,
+                                               uint32_t full_parity, const CUtensorMap* state_map) {
+  constexpr int kDB = kHeadDim / 8;
+  const int lane = threadIdx.x % 32;
+  MbarrierWait(full, full_parity);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int slab_row = (threadIdx.x / 32 % 4) * 16 + lane / 4 + 8 * half;
+    const int row = warpgroup * 64 + slab_row;
+    const RowTotal total = FinishRow(row_max[0][half], WarpQuadSum(row_sum[0][half]));
+    if (row >= q_valid || total.inv == 0.f) continue;  // no allowed key: unchanged
+    const LseMerge<float> merge = MergeLse(old_lse[half], total.lse);
+    const float new_scale = merge.new_scale * total.inv;
+    const bool keep_old = merge.old_scale != 0.f;
+#pragma unroll
+    for (int i = 0; i < kDB; ++i) {
+      // Columns 8 i + 2 (lane % 4) + {0, 1}: 16-byte chunk 2 i + (lane % 4) / 2.
+      const uint32_t address =
+          slab + SwizzledChunk<64>(slab_row, 2 * i + lane % 4 / 2) + lane % 2 * 8;
+      const float2 x = keep_old ? LoadShared2(address) : make_float2(0.f, 0.f);
+      StoreShared2(address, x.x * merge.old_scale + o[0][i][2 * half] * new_scale,
+                   x.y * merge.old_scale + o[0][i][2 * half + 1] * new_scale);
+    }
+    if (lane % 4 == 0)
+      a.state_lse[(b * a.num_heads + h) * a.q_rows + a.q_row + q0 + row] = merge.lse;
+  }
+  FenceProxyAsync();
+  NamedBarrierSync(kOutputBarrier + warpgroup, 128);
+  if (threadIdx.x % 128 == 0) {
+#pragma unroll
+    for (int c = 0; c < kHeadDim / 32; ++c) {
+      TmaStore4d(state_map, slab + c * 64 * 128, c * 32, static_cast<int>(q0) + warpgroup * 64,
+                 static_cast<int>(h), static_cast<int>(b));
+    }
+    BulkCommit();
+  }
+}
+
 // The scheduler thread: takes the CTA's tiles (the dynamic order of
 // tile_scheduler.cuh), the first at once and each next when the producer
 // asks for it, decodes each (its key tiles) and leaves it in the slot for
@@ -253,15 +315,17 @@ template <int kHeadDim>
 __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
                                              const WarpSpecializedForwardShared<kHeadDim>& sm,
                                              const CUtensorMap* q_map, const CUtensorMap* k_map,
-                                             const CUtensorMap* v_map) {
+                                             const CUtensorMap* v_map, const CUtensorMap* o_map) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kColumnBlocks = kHeadDim / 64;
   PrefetchTensorMap(q_map);
   PrefetchTensorMap(k_map);
   PrefetchTensorMap(v_map);
+  const bool copy_state = Tr::kOutputTile && a.out == nullptr;
+  if (copy_state) PrefetchTensorMap(o_map);
   const int64_t group = a.num_heads / a.num_kv_heads;
-  uint32_t kv_count = 0;
+  uint32_t kv_count = 0, state_count = 0;
   for (uint32_t q_count = 0;; ++q_count) {
     MbarrierWait(sm.ScheduledFull(), q_count & 1);
     const PublishedTile tile = LoadPublishedTile(sm.Scheduled());
@@ -304,6 +368,19 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
       }
       load_kv(false, n, kv_count);
     }
+    // The ring state's rows of the tile, once the last tile's are out.
+    if (copy_state) {
+      MbarrierWait(sm.StateEmpty(), (state_count++ & 1) ^ 1);
+      MbarrierArriveExpectTx(sm.StateFull(), Tr::kStateBytes);
+#pragma unroll
+      for (int w = 0; w < Tr::kConsumers; ++w) {
+#pragma unroll
+        for (int c = 0; c < kHeadDim / 32; ++c) {
+          TmaLoad4d(sm.Slab(w, 4) + c * 64 * 128, o_map, sm.StateFull(), c * 32,
+                    tile.m * kBlockM + w * 64, head, batch);
+        }
+      }
+    }
   }
 }
 
@@ -322,6 +399,10 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   const int row0 = warpgroup * 64 + AccumulatorRow();
   const float scale_log2 = a.softmax_scale * kLog2e;
   const int64_t group = a.num_heads / a.num_kv_heads;
+  const bool merge_state = Tr::kOutputTile && a.out == nullptr;
+  const bool leader = threadIdx.x % 128 == 0;
+  bool state_stored = false;  // the leader's last copy out of the state slab
+  uint32_t state_count = 0;
   const int my_turn = kTurnBarrier + warpgroup;
   const int other_turn = kTurnBarrier + (warpgroup ^ 1);
   if (warpgroup == 1) NamedBarrierArrive(other_turn, 256);  // warpgroup 0 goes first
@@ -343,6 +424,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
     const int q_valid = static_cast<int>(min64(kBlockM, a.q_pos.length - q0));
     const KeyTileRange& tiles = tile.keys;
     float row_max[1][2] = {{-INFINITY, -INFINITY}}, row_sum[1][2] = {{0.f, 0.f}};
+    float old_lse[2];
 #pragma unroll
     for (int i = 0; i < kHeadDim / 2; ++i) o_flat[i] = 0.f;
 
@@ -389,6 +471,11 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
           MbarrierWait(sm.KFull(first.stage), first.parity);
           issue_s(first.stage);
         });
+        if (state_stored) {  // the state slab is free once the last copy out has read it
+          BulkWaitRead<0>();
+          MbarrierArrive(sm.StateEmpty());
+          state_stored = false;
+        }
         WgmmaWait<0>();
         release(sm.KEmpty(first.stage));
         if (tiles.n_begin + 1 == tiles.n_end) MbarrierArrive(sm.QEmpty());
@@ -420,6 +507,15 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         pack_p();
       }
       const Slot last(kv_count);
+      if (merge_state) {  // read while the last P V waits for its turn and runs
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int row = row0 + 8 * half;
+          old_lse[half] = row < q_valid
+                              ? a.state_lse[(b * a.num_heads + h) * a.q_rows + a.q_row + q0 + row]
+                              : -INFINITY;
+        }
+      }
       turn([&] {
         MbarrierWait(sm.VFull(last.stage), last.parity);
         issue_pv(last.stage);
@@ -430,19 +526,24 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       ++kv_count;
     } else {
       MbarrierArrive(sm.QEmpty());  // a tile without keys: its slot is free at once
+      if (merge_state) continue;    // nor a change to the state
     }
     if constexpr (Tr::kOutputTile) {
-      if (a.out != nullptr) {
+      if (merge_state) {
+        MergeStateTile<kHeadDim>(o, row_max, row_sum, old_lse, a, b, h, q0, q_valid, warpgroup,
+                                 sm.Slab(warpgroup, 4), sm.StateFull(), state_count++ & 1, o_map);
+        state_stored = leader;
+      } else {
         StoreOutputTile<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, warpgroup,
-                                     sm.output + warpgroup * 64 * kHeadDim * 2, o_map);
-        continue;
+                                     sm.Slab(warpgroup, 2), o_map);
       }
+      continue;
     }
     StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0);
   }
   if (warpgroup == 0) NamedBarrierSync(my_turn, 256);  // warpgroup 1's last hand-over
   // The last copies out of the slab finish before the CTA's shared memory goes.
-  if (Tr::kOutputTile && threadIdx.x % 128 == 0) BulkWait();
+  if (Tr::kOutputTile && leader) BulkWait();
 }
 
 template <ElementType E, int kHeadDim>
@@ -472,13 +573,15 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
     MbarrierInit(sm.ScheduledFull(), 1);
     MbarrierInit(sm.ScheduledEmpty(), 1);
     MbarrierInit(sm.NextWanted(), 1);
+    MbarrierInit(sm.StateFull(), 1);
+    MbarrierInit(sm.StateEmpty(), Tr::kConsumers);  // each warpgroup's leader
     FenceBarrierInit();
   }
   __syncthreads();
   if (threadIdx.x < 128) {
     SetMaxRegistersDecrease<Tr::kProducerRegisters>();
     if (threadIdx.x == 0) {
-      ProduceTiles<kHeadDim>(a, sm, &q_map, &k_map, &v_map);
+      ProduceTiles<kHeadDim>(a, sm, &q_map, &k_map, &v_map, &o_map);
     } else if (threadIdx.x == 32) {
       ScheduleTiles<kHeadDim>(a, sm, scheduler, counter);
     }
@@ -502,14 +605,15 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
        {std::pair{&q_view, &q_map}, std::pair{&k_view, &k_map}, std::pair{&v_view, &v_map}}) {
     if (const cudaError_t e = EncodeTileMap(*view, map); e != cudaSuccess) return e;
   }
-  // O written through the TMA (StoreOutputTile); unused by the fused state.
-  if (Tr::kOutputTile && a.out != nullptr) {
-    if (const cudaError_t e = EncodeTileMap(QueryRowsView(a, a.out, E, 64), &o_map);
-        e != cudaSuccess) {
-      return e;
-    }
+  // The O the epilogue writes through the TMA: the output (StoreOutputTile)
+  // or the ring state's (MergeStateTile).
+  if (Tr::kOutputTile) {
+    const TileView o_view = a.out != nullptr
+                                ? QueryRowsView(a, a.out, E, 64)
+                                : QueryRowsView(a, a.state_o, ElementType::kFloat32, 64);
+    if (const cudaError_t e = EncodeTileMap(o_view, &o_map); e != cudaSuccess) return e;
   } else {
-    o_map = q_map;
+    o_map = q_map;  // unused
   }
   DeviceFacts device;
   if (const cudaError_t e = CurrentDeviceFacts(&device); e != cudaSuccess) return e;

@@ -80,6 +80,22 @@ __device__ __forceinline__ void FenceRegisters(float (&r)[kN]) {
 #pragma unroll
   for (int i = 0; i < kN; ++i) asm volatile("" : "+f"(r[i])::"memory");
 }
+// fp32 values at a shared-memory address.
+__device__ __forceinline__ void StoreShared(uint32_t address, float x) {
+  asm volatile("st.shared.f32 [%0], %1;\n" ::"r"(address), "f"(x) : "memory");
+}
+__device__ __forceinline__ void StoreShared2(uint32_t address, float x, float y) {
+  asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(x), "f"(y) : "memory");
+}
+__device__ __forceinline__ float2 LoadShared2(uint32_t address) {
+  float2 v;
+  asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n"
+               : "=f"(v.x), "=f"(v.y)
+               : "r"(address)
+               : "memory");
+  return v;
+}
+
 // Four 8x8 matrices of 16-bit elements to shared memory, each thread's
 // register j holding its two elements of matrix j in the m16n8 accumulator
 // layout (row lane / 4, columns 2 (lane % 4) + {0, 1}); lane l gives the

@@ -210,14 +210,17 @@ struct WarpSpecializedForwardTraits {
   static constexpr int kConsumerRegisters = Registers::kConsumerRegisters;
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
   static constexpr int kKvBytes = kBlockN * kHeadDim * 2;  // one K or V tile
-  // The written O goes out through shared memory and the TMA where a tile
-  // of it fits beside the pipeline (d64, d128); d256 stores from registers.
+  // Where a tile of the fp32 ring state fits beside the pipeline (d64,
+  // d128), the epilogue goes through shared memory and the TMA: the written
+  // O (in E) out of it, or the state's O tile copied in by the producer,
+  // merged there and copied out. d256 loads and stores from registers.
   static constexpr bool kOutputTile = kHeadDim <= 128;
-  static constexpr int kOutputBytes = kOutputTile ? kBlockM * kHeadDim * 2 : 0;
+  static constexpr int kStateBytes = kBlockM * kHeadDim * 4;
+  static constexpr int kOutputBytes = kOutputTile ? kStateBytes : 0;
   // Q's full/empty, K's and V's per stage, the Q slot's tile (32 bytes),
-  // and the scheduler's slot: a tile (32 bytes), its full/empty barriers
-  // and the producer's request for the next.
-  static constexpr int kBarrierBytes = 8 * (2 + 4 * kStages) + 32 + 32 + 32;
+  // the scheduler's slot: a tile (32 bytes), its full/empty barriers and
+  // the producer's request for the next, and the state tile's full/empty.
+  static constexpr int kBarrierBytes = 8 * (2 + 4 * kStages) + 32 + 32 + 32 + 16;
   static constexpr int kSharedBytes =
       1024 + kQBytes + 2 * kStages * kKvBytes + kOutputBytes + kBarrierBytes;
 
