@@ -322,7 +322,7 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
   PrefetchTensorMap(q_map);
   PrefetchTensorMap(k_map);
   PrefetchTensorMap(v_map);
-  const bool copy_state = Tr::kOutputTile && a.out == nullptr;
+  const bool copy_state = Tr::kStateTile && a.out == nullptr;
   if (copy_state) PrefetchTensorMap(o_map);
   const int64_t group = a.num_heads / a.num_kv_heads;
   uint32_t kv_count = 0, state_count = 0;
@@ -399,7 +399,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   const int row0 = warpgroup * 64 + AccumulatorRow();
   const float scale_log2 = a.softmax_scale * kLog2e;
   const int64_t group = a.num_heads / a.num_kv_heads;
-  const bool merge_state = Tr::kOutputTile && a.out == nullptr;
+  const bool merge_state = Tr::kStateTile && a.out == nullptr;
   const bool leader = threadIdx.x % 128 == 0;
   bool state_stored = false;  // the leader's last copy out of the state slab
   uint32_t state_count = 0;
@@ -528,16 +528,20 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       MbarrierArrive(sm.QEmpty());  // a tile without keys: its slot is free at once
       if (merge_state) continue;    // nor a change to the state
     }
-    if constexpr (Tr::kOutputTile) {
+    if constexpr (Tr::kStateTile) {
       if (merge_state) {
         MergeStateTile<kHeadDim>(o, row_max, row_sum, old_lse, a, b, h, q0, q_valid, warpgroup,
                                  sm.Slab(warpgroup, 4), sm.StateFull(), state_count++ & 1, o_map);
         state_stored = leader;
-      } else {
+        continue;
+      }
+    }
+    if constexpr (Tr::kOutputTile) {
+      if (Tr::kStateTile || a.out != nullptr) {  // (StoreBlockResult dead code at d128)
         StoreOutputTile<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, warpgroup,
                                      sm.Slab(warpgroup, 2), o_map);
+        continue;
       }
-      continue;
     }
     StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0);
   }
@@ -607,11 +611,14 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
   }
   // The O the epilogue writes through the TMA: the output (StoreOutputTile)
   // or the ring state's (MergeStateTile).
-  if (Tr::kOutputTile) {
-    const TileView o_view = a.out != nullptr
-                                ? QueryRowsView(a, a.out, E, 64)
-                                : QueryRowsView(a, a.state_o, ElementType::kFloat32, 64);
-    if (const cudaError_t e = EncodeTileMap(o_view, &o_map); e != cudaSuccess) return e;
+  if (Tr::kOutputTile && a.out != nullptr) {
+    if (const cudaError_t e = EncodeTileMap(QueryRowsView(a, a.out, E, 64), &o_map);
+        e != cudaSuccess) {
+      return e;
+    }
+  } else if (Tr::kStateTile) {
+    const TileView view = QueryRowsView(a, a.state_o, ElementType::kFloat32, 64);
+    if (const cudaError_t e = EncodeTileMap(view, &o_map); e != cudaSuccess) return e;
   } else {
     o_map = q_map;  // unused
   }
