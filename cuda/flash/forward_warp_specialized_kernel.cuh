@@ -12,9 +12,12 @@
 //    scheduler thread takes and decodes each when the producer asks for it
 //    (as it copies the last tile's last K), the producer publishes each
 //    tile (and its key tiles) with its Q and loads the next tile's Q and K
-//    while the consumers finish the last one.
-// Masks, the softmax step and the epilogue (written O and LSE, or the fused
-// fp32 ring state) are the other kernels' (forward_common.cuh). Included by
+//    while the consumers finish the last one;
+//  - the epilogue goes through shared memory and the TMA where its tile
+//    fits: the written O at d64 and d128 (StoreOutputTile), the fp32 ring
+//    state's O at d128, copied in by the producer (MergeStateTile).
+// Masks, the softmax step and the register epilogue (d256, and the ring
+// state at d64) are the other kernels' (forward_common.cuh). Included by
 // forward_warp_specialized_d<D>.cu; an empty kernel outside sm_90a.
 #ifndef RINGATTN_CUDA_FLASH_FORWARD_WARP_SPECIALIZED_KERNEL_CUH_
 #define RINGATTN_CUDA_FLASH_FORWARD_WARP_SPECIALIZED_KERNEL_CUH_
@@ -78,7 +81,7 @@ struct WarpSpecializedForwardShared {
   __device__ __forceinline__ uint32_t ScheduledFull() const { return Tile() + 64; }
   __device__ __forceinline__ uint32_t ScheduledEmpty() const { return Tile() + 72; }
   __device__ __forceinline__ uint32_t NextWanted() const { return Tile() + 80; }
-  // The ring state's O tile in `output` (kOutputTile): copied in by the
+  // The ring state's O tile in `output` (kStateTile): copied in by the
   // producer (StateFull), free again once both warpgroups' copies out of
   // it have read it (StateEmpty).
   __device__ __forceinline__ uint32_t StateFull() const { return Tile() + 88; }
@@ -257,8 +260,9 @@ __device__ __forceinline__ void MergeStateTile(const float (&o)[1][kHeadDim / 8]
       StoreShared2(address, x.x * merge.old_scale + o[0][i][2 * half] * new_scale,
                    x.y * merge.old_scale + o[0][i][2 * half + 1] * new_scale);
     }
-    if (lane % 4 == 0)
+    if (lane % 4 == 0) {
       a.state_lse[(b * a.num_heads + h) * a.q_rows + a.q_row + q0 + row] = merge.lse;
+    }
   }
   FenceProxyAsync();
   NamedBarrierSync(kOutputBarrier + warpgroup, 128);
