@@ -164,6 +164,24 @@ cudaError_t ForwardTileCounter(cudaStream_t stream, TileCounter** counter) {
 constexpr int kTurnBarrier = 1;
 constexpr int kOutputBarrier = 3;
 
+// The warpgroup's slab of the output tile, once all its threads have
+// written it, copied out by its first thread with the TMA: kBoxes boxes of
+// 64 rows by kColumns columns (128 bytes), in one bulk group.
+template <int kBoxes, int kColumns>
+__device__ __forceinline__ void CopySlabOut(const CUtensorMap* map, uint32_t slab, int64_t q0,
+                                            int warpgroup, int64_t h, int64_t b) {
+  FenceProxyAsync();
+  NamedBarrierSync(kOutputBarrier + warpgroup, 128);
+  if (threadIdx.x % 128 == 0) {
+#pragma unroll
+    for (int c = 0; c < kBoxes; ++c) {
+      TmaStore4d(map, slab + c * 64 * 128, c * kColumns, static_cast<int>(q0) + warpgroup * 64,
+                 static_cast<int>(h), static_cast<int>(b));
+    }
+    BulkCommit();
+  }
+}
+
 // The written forward's epilogue where the O tile fits in shared memory:
 // the warpgroup's 64 rows of O, normalized and in E, go into its slab (64
 // rows, the 128-byte swizzle) by stmatrix, and one thread copies the slab
@@ -210,16 +228,7 @@ __device__ __forceinline__ void StoreOutputTile(const float (&o)[1][kHeadDim / 8
     }
     StoreMatrices(slab + SwizzledChunk<64>(slab_row, i + matrix / 2), r);
   }
-  FenceProxyAsync();
-  NamedBarrierSync(kOutputBarrier + warpgroup, 128);
-  if (leader) {
-#pragma unroll
-    for (int c = 0; c < kHeadDim / 64; ++c) {
-      TmaStore4d(o_map, slab + c * 64 * 128, c * 64, static_cast<int>(q0) + warpgroup * 64,
-                 static_cast<int>(h), static_cast<int>(b));
-    }
-    BulkCommit();
-  }
+  CopySlabOut<kHeadDim / 64, 64>(o_map, slab, q0, warpgroup, h, b);
 }
 
 // The ring state's epilogue where its O tile fits in shared memory: the
@@ -264,16 +273,7 @@ __device__ __forceinline__ void MergeStateTile(const float (&o)[1][kHeadDim / 8]
       a.state_lse[(b * a.num_heads + h) * a.q_rows + a.q_row + q0 + row] = merge.lse;
     }
   }
-  FenceProxyAsync();
-  NamedBarrierSync(kOutputBarrier + warpgroup, 128);
-  if (threadIdx.x % 128 == 0) {
-#pragma unroll
-    for (int c = 0; c < kHeadDim / 32; ++c) {
-      TmaStore4d(state_map, slab + c * 64 * 128, c * 32, static_cast<int>(q0) + warpgroup * 64,
-                 static_cast<int>(h), static_cast<int>(b));
-    }
-    BulkCommit();
-  }
+  CopySlabOut<kHeadDim / 32, 32>(state_map, slab, q0, warpgroup, h, b);
 }
 
 // The scheduler thread: takes the CTA's tiles (the dynamic order of
