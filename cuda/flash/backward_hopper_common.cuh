@@ -312,15 +312,15 @@ __device__ __forceinline__ void StoreScoreGradsT(uint32_t s_ds, int key0,
                                                  int first_chunk = 0) {
   static_assert(kCols % 16 == 0, "whole k16 steps");
   const int lane = threadIdx.x % 32;
-  // One stmatrix per k16 step: register r of the step is the 8x8 matrix of
-  // keys + 8 (r % 2) and chunk + r / 2; lane l addresses row l % 8 of
-  // matrix l / 8 (16 bytes: 8 queries of one key).
-  const int key = key0 - lane / 4 + (lane / 8 % 2) * 8 + lane % 8;
 #pragma unroll
   for (int kk = 0; kk < kCols / 16; ++kk) {
-    const int chunk = first_chunk + 2 * kk + lane / 16;
-    StoreMatrices(s_ds + (chunk / 8) * kBlockN * 128 + key * 128 + (((chunk % 8) ^ (key % 8)) << 4),
-                  ds16[kk]);
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int key = key0 + 8 * (r % 2), chunk = first_chunk + 2 * kk + r / 2;
+      const uint32_t address = s_ds + (chunk / 8) * kBlockN * 128 + key * 128 +
+                               (((chunk % 8) ^ (key % 8)) << 4) + (lane % 4) * 4;
+      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(address), "r"(ds16[kk][r]));
+    }
   }
 }
 
