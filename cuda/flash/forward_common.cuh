@@ -151,10 +151,11 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
     return ((b * a.q_rows + a.q_row + q0 + row) * a.num_heads + h) * kHeadDim + col;
   };
   // Merging, the old state of the thread's rows is read before the merge
-  // factors are known. Where it fits in registers beside O (d64, d128), the
-  // LSE and O of every row are in flight at once, one memory round trip per
-  // tile instead of one for the LSE and one per row (short tiles waited on
-  // them); at d256 the O of a row at a time, after the LSE. The state of a
+  // factors are known. Where it fits in registers beside O (kMT * kDB <=
+  // 16: d64 and d128 with one row tile per warp, d64 with two), the LSE and
+  // O of every row are in flight at once, one memory round trip per tile
+  // instead of one for the LSE and one per row (short tiles waited on
+  // them); otherwise the O of a row at a time, after the LSE. The state of a
   // row without keys yet may hold anything: its values are dropped below,
   // not scaled by 0. Every lane reads the LSE of its rows before any lane
   // writes it.
