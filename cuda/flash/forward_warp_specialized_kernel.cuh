@@ -14,8 +14,8 @@
 //    tile (and its key tiles) with its Q and loads the next tile's Q and K
 //    while the consumers finish the last one;
 //  - the epilogue goes through shared memory and the TMA where its tile
-//    fits: the written O at d64 and d128 (StoreOutputTile), the fp32 ring
-//    state's O at d128, copied in by the producer (MergeStateTile).
+//    fits (forward_tma_epilogue.cuh): the written O at d64 and d128, the
+//    fp32 ring state's O at d128, copied in by the producer.
 // Masks, the softmax step and the register epilogue (d256, and the ring
 // state at d64) are the other kernels' (forward_common.cuh). Included by
 // forward_warp_specialized_d<D>.cu; an empty kernel outside sm_90a.
@@ -33,6 +33,7 @@
 
 #include "cuda/flash/forward.h"
 #include "cuda/flash/forward_common.cuh"
+#include "cuda/flash/forward_tma_epilogue.cuh"
 #include "cuda/flash/hopper_pipeline.cuh"
 #include "cuda/flash/hopper_primitives.cuh"
 #include "cuda/flash/launch.cuh"
@@ -159,122 +160,9 @@ cudaError_t ForwardTileCounter(cudaStream_t stream, TileCounter** counter) {
 }  // namespace
 
 // Named barriers 1 and 2: consumer warpgroup w waits on 1 + w for its turn
-// at the tensor cores and hands it over by arriving on the other's; 3 + w
-// orders warpgroup w's writes of its output slab.
+// at the tensor cores and hands it over by arriving on the other's (3 and 4
+// are the epilogue's: kOutputBarrier).
 constexpr int kTurnBarrier = 1;
-constexpr int kOutputBarrier = 3;
-
-// The warpgroup's slab of the output tile, once all its threads have
-// written it, copied out by its first thread with the TMA: kBoxes boxes of
-// 64 rows by kColumns columns (128 bytes), in one bulk group.
-template <int kBoxes, int kColumns>
-__device__ __forceinline__ void CopySlabOut(const CUtensorMap* map, uint32_t slab, int64_t q0,
-                                            int warpgroup, int64_t h, int64_t b) {
-  FenceProxyAsync();
-  NamedBarrierSync(kOutputBarrier + warpgroup, 128);
-  if (threadIdx.x % 128 == 0) {
-#pragma unroll
-    for (int c = 0; c < kBoxes; ++c) {
-      TmaStore4d(map, slab + c * 64 * 128, c * kColumns, static_cast<int>(q0) + warpgroup * 64,
-                 static_cast<int>(h), static_cast<int>(b));
-    }
-    BulkCommit();
-  }
-}
-
-// The written forward's epilogue where the O tile fits in shared memory:
-// the warpgroup's 64 rows of O, normalized and in E, go into its slab (64
-// rows, the 128-byte swizzle) by stmatrix, and one thread copies the slab
-// out with the TMA, a 64-column box at a time (rows past the task are
-// dropped by the map), so that the warpgroup moves on to its next tile
-// while the copy runs; the row's first lane writes its LSE. The slab is
-// written again once the last copy has read it (its bulk group, waited
-// for by the same thread). The register path (StoreBlockResult) issued
-// 8-row, 16-byte pieces: one store instruction per 8 columns.
-template <ElementType E, int kHeadDim>
-__device__ __forceinline__ void StoreOutputTile(const float (&o)[1][kHeadDim / 8][4],
-                                                const float (&row_max)[1][2],
-                                                const float (&row_sum)[1][2],
-                                                const ForwardBlockArgs& a, int64_t b, int64_t h,
-                                                int64_t q0, int q_valid, int warpgroup,
-                                                uint32_t slab, const CUtensorMap* o_map) {
-  constexpr int kDB = kHeadDim / 8;
-  const int lane = threadIdx.x % 32;
-  const bool leader = threadIdx.x % 128 == 0;
-  const int row0 = warpgroup * 64 + AccumulatorRow();
-  float inv[2];
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const RowTotal total = FinishRow(row_max[0][half], WarpQuadSum(row_sum[0][half]));
-    inv[half] = total.inv;
-    const int row = row0 + 8 * half;
-    if (row < q_valid && lane % 4 == 0) {
-      a.state_lse[(b * a.num_heads + h) * a.q_rows + a.q_row + q0 + row] = total.lse;
-    }
-  }
-  if (leader) BulkWaitRead<0>();
-  NamedBarrierSync(kOutputBarrier + warpgroup, 128);
-  // Matrices (rows, 16-byte column chunk): (r, c), (r + 8, c), (r, c + 1),
-  // (r + 8, c + 1) for the warp's 16 rows r.
-  const int matrix = lane / 8;
-  const int slab_row = (threadIdx.x / 32 % 4) * 16 + (matrix % 2) * 8 + lane % 8;
-#pragma unroll
-  for (int i = 0; i < kDB; i += 2) {
-    uint32_t r[4];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float* x = o[0][i + j / 2] + 2 * (j % 2);
-      r[j] = Element<E>::Pack(x[0] * inv[j % 2], x[1] * inv[j % 2]);
-    }
-    StoreMatrices(slab + SwizzledChunk<64>(slab_row, i + matrix / 2), r);
-  }
-  CopySlabOut<kHeadDim / 64, 64>(o_map, slab, q0, warpgroup, h, b);
-}
-
-// The ring state's epilogue where its O tile fits in shared memory: the
-// producer has copied the warpgroup's 64 rows of the fp32 state into its
-// slab (the 128-byte swizzle, 32 columns a box; StateFull). Each row with
-// an allowed key is merged there with the tile's (MergeLse against the old
-// LSE, read before the tile's last P V; a state without keys yet may hold
-// anything: its values are dropped, not scaled by 0), rows without keep
-// their values, and one thread copies the slab back out with the TMA. The
-// slab is released (StateEmpty) once that copy has read it, after the
-// warpgroup's next first S (ConsumeTiles).
-template <int kHeadDim>
-__device__ __forceinline__ void MergeStateTile(const float (&o)[1][kHeadDim / 8][4],
-                                               const float (&row_max)[1][2],
-                                               const float (&row_sum)[1][2],
-                                               const float (&old_lse)[2], const ForwardBlockArgs& a,
-                                               int64_t b, int64_t h, int64_t q0, int q_valid,
-                                               int warpgroup, uint32_t slab, uint32_t full,
-                                               uint32_t full_parity, const CUtensorMap* state_map) {
-  constexpr int kDB = kHeadDim / 8;
-  const int lane = threadIdx.x % 32;
-  MbarrierWait(full, full_parity);
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int slab_row = (threadIdx.x / 32 % 4) * 16 + lane / 4 + 8 * half;
-    const int row = warpgroup * 64 + slab_row;
-    const RowTotal total = FinishRow(row_max[0][half], WarpQuadSum(row_sum[0][half]));
-    if (row >= q_valid || total.inv == 0.f) continue;  // no allowed key: unchanged
-    const LseMerge<float> merge = MergeLse(old_lse[half], total.lse);
-    const float new_scale = merge.new_scale * total.inv;
-    const bool keep_old = merge.old_scale != 0.f;
-#pragma unroll
-    for (int i = 0; i < kDB; ++i) {
-      // Columns 8 i + 2 (lane % 4) + {0, 1}: 16-byte chunk 2 i + (lane % 4) / 2.
-      const uint32_t address =
-          slab + SwizzledChunk<64>(slab_row, 2 * i + lane % 4 / 2) + lane % 2 * 8;
-      const float2 x = keep_old ? LoadShared2(address) : make_float2(0.f, 0.f);
-      StoreShared2(address, x.x * merge.old_scale + o[0][i][2 * half] * new_scale,
-                   x.y * merge.old_scale + o[0][i][2 * half + 1] * new_scale);
-    }
-    if (lane % 4 == 0) {
-      a.state_lse[(b * a.num_heads + h) * a.q_rows + a.q_row + q0 + row] = merge.lse;
-    }
-  }
-  CopySlabOut<kHeadDim / 32, 32>(state_map, slab, q0, warpgroup, h, b);
-}
 
 // The scheduler thread: takes the CTA's tiles (the dynamic order of
 // tile_scheduler.cuh), the first at once and each next when the producer
