@@ -72,37 +72,30 @@ struct WarpSpecializedBackwardShared {
   static __device__ __forceinline__ uint32_t DqBox(int row_block, int col_block) {
     return (row_block * (kHeadDim / 32) + col_block) * Tr::kDqBoxBytes;
   }
+  // Byte offset of (row, even column) in a buffer.
+  static __device__ __forceinline__ uint32_t DqOffset(int row, int col) {
+    return DqBox(row / 64, col / 32) + (row % 64) * 128 + ((((col % 32) / 4) ^ (row % 8)) << 4) +
+           (col % 4) * 4;
+  }
   // An m64nN accumulator's columns col_begin .. col_begin + kCols (rows row0
-  // and row0 + 8 of this thread) times scale into a staged tile at `tile`,
-  // (row, even column) at byte DqBox(row / 64, col / 32) + (row % 64) * 128
-  // + ((((col % 32) / 4) ^ (row % 8)) << 4) + (col % 4) * 4. Rows r and r ^
-  // 1 of the swizzle put a column block in the same banks, and a 64-bit
-  // store's half-warp covers rows 4 q .. 4 q + 3: in step j odd rows store
-  // column block j ^ 2 (bank-conflict free). The addresses are one base
-  // (bits 5 and 6 clear) with the swizzled chunk's bits 5 and 6 -- block %
-  // 4 XOR a per-thread value -- set in one of four registers, plus a
-  // compile-time offset (the column box of block / 4, the half's 8 rows)
-  // that the store takes as an immediate: the 16 or 32 addresses of a
-  // call, kept across the query-tile loop, had spilled (d128 64-76 B).
+  // and row0 + 8 of this thread) times scale into a staged tile at `tile`
+  // (DqOffset's layout). Rows r and r ^ 1 of the swizzle put a column block
+  // in the same banks, and a 64-bit store's half-warp covers rows 4 q .. 4 q
+  // + 3: in step j odd rows store column block j ^ 2 (bank-conflict free).
   template <int kCols>
   static __device__ __forceinline__ void StageRows(uint32_t tile, const float (&acc)[kCols / 2],
                                                    int row0, int col_begin, float scale) {
     const int lane = threadIdx.x % 32;
-    const int row8 = lane / 4;  // row0 % 8
-    const bool odd_row = row8 % 2;
-    const uint32_t base = tile + DqBox(row0 / 64, col_begin / 32) + (row0 % 64) * 128 +
-                          (((lane % 4) / 2 ^ row8 % 2) << 4) + (lane % 2) * 8;
-    const int swizzle = (odd_row ? 2 : 0) ^ row8 / 2;
-    uint32_t chunk[4];
-#pragma unroll
-    for (int c = 0; c < 4; ++c) chunk[c] = base | ((c ^ swizzle) << 5);
+    const bool odd_row = (lane / 4) % 2;
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
+      const int row = row0 + 8 * half;
 #pragma unroll
       for (int j = 0; j < kCols / 8; ++j) {
+        const int block = odd_row ? j ^ 2 : j;
         const float x = odd_row ? acc[4 * (j ^ 2) + 2 * half] : acc[4 * j + 2 * half];
         const float y = odd_row ? acc[4 * (j ^ 2) + 2 * half + 1] : acc[4 * j + 2 * half + 1];
-        StoreShared2(chunk[j % 4] + (j / 4) * Tr::kDqBoxBytes + half * 8 * 128, x * scale,
+        StoreShared2(tile + DqOffset(row, col_begin + block * 8 + (lane % 4) * 2), x * scale,
                      y * scale);
       }
     }
