@@ -134,6 +134,13 @@ __device__ __forceinline__ RowTotal FinishRow(float row_max, float sum) {
   return sum > 0.f ? RowTotal{(row_max + log2f(sum)) * kLn2, 1.f / sum} : RowTotal{-INFINITY, 0.f};
 }
 
+// The LSE (written, or the fp32 ring state's) of task query row `row` of
+// batch row b, head h.
+__device__ __forceinline__ float* StateLse(const ForwardBlockArgs& a, int64_t b, int64_t h,
+                                           int64_t row) {
+  return a.state_lse + (b * a.num_heads + h) * a.q_rows + a.q_row + row;
+}
+
 // Epilogue: the block's rows as (O_b, LSE_b), written (args.out: O in the
 // input dtype and LSE) or merged into the fp32 ring state. `row0` is the
 // thread's first row within the CTA's query tile starting at task row q0.
@@ -162,10 +169,13 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
   constexpr bool kLoadAll = kMT * kDB <= 16;
   float old_lse[kMT][2];
   float2 old_all[kLoadAll ? kMT : 1][2][kDB];
-  const auto load_old = [&](int row, float2(&old)[kDB]) {
+  // Row `row`'s old O, or zeros when !merge (written on every path, so that
+  // an array of them stays in registers: a conditionally written one went
+  // to the stack).
+  const auto load_old = [&](int row, bool merge, float2(&old)[kDB]) {
     const float2* o = reinterpret_cast<const float2*>(a.state_o + o_offset(row));
 #pragma unroll
-    for (int i = 0; i < kDB; ++i) old[i] = o[i * 4];
+    for (int i = 0; i < kDB; ++i) old[i] = merge ? o[i * 4] : make_float2(0.f, 0.f);
   };
 #pragma unroll
   for (int m = 0; m < kMT; ++m) {
@@ -173,16 +183,8 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
     for (int half = 0; half < 2; ++half) {
       const int row = row0 + 16 * m + 8 * half;
       const bool merge = a.out == nullptr && row < q_valid;
-      old_lse[m][half] =
-          merge ? a.state_lse[(b * a.num_heads + h) * a.q_rows + a.q_row + q0 + row] : -INFINITY;
-      if constexpr (kLoadAll) {
-        // Written on every path (zeros past the tile), so that the array
-        // stays in registers: a conditionally written one went to the stack.
-        const float2* o = reinterpret_cast<const float2*>(a.state_o + o_offset(row));
-#pragma unroll
-        for (int i = 0; i < kDB; ++i)
-          old_all[m][half][i] = merge ? o[i * 4] : make_float2(0.f, 0.f);
-      }
+      old_lse[m][half] = merge ? *StateLse(a, b, h, q0 + row) : -INFINITY;
+      if constexpr (kLoadAll) load_old(row, merge, old_all[m][half]);
       row_sum[m][half] = WarpQuadSum(row_sum[m][half]);
     }
   }
@@ -196,7 +198,7 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
       const float sum = row_sum[m][half];
       const RowTotal total = FinishRow(row_max[m][half], sum);
       const float lse_b = total.lse, inv = total.inv;
-      float* lse = a.state_lse + (b * a.num_heads + h) * a.q_rows + a.q_row + q0 + row;
+      float* lse = StateLse(a, b, h, q0 + row);
       if (a.out != nullptr) {
         T* out = static_cast<T*>(a.out) + o_offset(row);
 #pragma unroll
@@ -218,7 +220,7 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
 #pragma unroll
         for (int i = 0; i < kDB; ++i) old[i] = old_all[m][half][i];
       } else {
-        load_old(row, old);
+        load_old(row, true, old);
       }
       const LseMerge<float> merge = MergeLse(old_lse[m][half], lse_b);
       const float new_scale = merge.new_scale * inv;

@@ -76,7 +76,7 @@ __device__ __forceinline__ void StoreOutputTile(const float (&o)[1][kHeadDim / 8
     inv[half] = total.inv;
     const int row = row0 + 8 * half;
     if (row < q_valid && lane % 4 == 0) {
-      a.state_lse[(b * a.num_heads + h) * a.q_rows + a.q_row + q0 + row] = total.lse;
+      *StateLse(a, b, h, q0 + row) = total.lse;
     }
   }
   if (leader) BulkWaitRead<0>();
@@ -137,7 +137,7 @@ __device__ __forceinline__ void MergeStateTile(const float (&o)[1][kHeadDim / 8]
                    x.y * merge.old_scale + o[0][i][2 * half + 1] * new_scale);
     }
     if (lane % 4 == 0) {
-      a.state_lse[(b * a.num_heads + h) * a.q_rows + a.q_row + q0 + row] = merge.lse;
+      *StateLse(a, b, h, q0 + row) = merge.lse;
     }
   }
   CopySlabOut<kHeadDim / 32, 32>(state_map, slab, q0, warpgroup, h, b);

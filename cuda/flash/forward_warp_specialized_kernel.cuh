@@ -403,9 +403,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           const int row = row0 + 8 * half;
-          old_lse[half] = row < q_valid
-                              ? a.state_lse[(b * a.num_heads + h) * a.q_rows + a.q_row + q0 + row]
-                              : -INFINITY;
+          old_lse[half] = row < q_valid ? *StateLse(a, b, h, q0 + row) : -INFINITY;
         }
       }
       turn([&] {
