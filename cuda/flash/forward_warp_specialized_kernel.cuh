@@ -93,6 +93,14 @@ struct WarpSpecializedForwardShared {
   }
 };
 
+// Whether a launch merges into the ring state in the state tile (d128 and
+// no written O: traits.h): the producer copies the state in, the consumers
+// merge it there and copy it out (MergeStateTile).
+template <int kHeadDim>
+__host__ __device__ __forceinline__ bool MergesInStateTile(const ForwardBlockArgs& a) {
+  return WarpSpecializedForwardTraits<kHeadDim>::kStateTile && a.out == nullptr;
+}
+
 // A tile as the producer publishes it with its Q: where it is and the key
 // tiles it meets, so that the consumers do not decode it again (on short
 // sequences the decoding took about 13 % of the consumers' issue slots).
@@ -214,7 +222,7 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
   PrefetchTensorMap(q_map);
   PrefetchTensorMap(k_map);
   PrefetchTensorMap(v_map);
-  const bool copy_state = Tr::kStateTile && a.out == nullptr;
+  const bool copy_state = MergesInStateTile<kHeadDim>(a);
   if (copy_state) PrefetchTensorMap(o_map);
   const int64_t group = a.num_heads / a.num_kv_heads;
   uint32_t kv_count = 0, state_count = 0;
@@ -291,7 +299,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   const int row0 = warpgroup * 64 + AccumulatorRow();
   const float scale_log2 = a.softmax_scale * kLog2e;
   const int64_t group = a.num_heads / a.num_kv_heads;
-  const bool merge_state = Tr::kStateTile && a.out == nullptr;
+  const bool merge_state = MergesInStateTile<kHeadDim>(a);
   const bool leader = threadIdx.x % 128 == 0;
   bool state_stored = false;  // the leader's last copy out of the state slab
   uint32_t state_count = 0;
@@ -418,22 +426,26 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       MbarrierArrive(sm.QEmpty());  // a tile without keys: its slot is free at once
       if (merge_state) continue;    // nor a change to the state
     }
+    // The epilogue (traits.h): at d128 the written O or the merged ring
+    // state through the output tile (the register path not compiled in: it
+    // cost spills), at d64 the written O through it, else from registers.
+    const auto store_output = [&] {
+      StoreOutputTile<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, warpgroup,
+                                   sm.Slab(warpgroup, 2), o_map);
+    };
     if constexpr (Tr::kStateTile) {
       if (merge_state) {
         MergeStateTile<kHeadDim>(o, row_max, row_sum, old_lse, a, b, h, q0, q_valid, warpgroup,
                                  sm.Slab(warpgroup, 4), sm.StateFull(), state_count++ & 1, o_map);
         state_stored = leader;
-        continue;
+      } else {
+        store_output();
       }
+    } else if (Tr::kOutputTile && a.out != nullptr) {
+      store_output();
+    } else {
+      StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0);
     }
-    if constexpr (Tr::kOutputTile) {
-      if (Tr::kStateTile || a.out != nullptr) {  // (StoreBlockResult dead code at d128)
-        StoreOutputTile<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, warpgroup,
-                                     sm.Slab(warpgroup, 2), o_map);
-        continue;
-      }
-    }
-    StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0);
   }
   if (warpgroup == 0) NamedBarrierSync(my_turn, 256);  // warpgroup 1's last hand-over
   // The last copies out of the slab finish before the CTA's shared memory goes.
@@ -506,7 +518,7 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
         e != cudaSuccess) {
       return e;
     }
-  } else if (Tr::kStateTile) {
+  } else if (MergesInStateTile<kHeadDim>(a)) {
     const TileView view = QueryRowsView(a, a.state_o, ElementType::kFloat32, 64);
     if (const cudaError_t e = EncodeTileMap(view, &o_map); e != cudaSuccess) return e;
   } else {
