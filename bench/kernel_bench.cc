@@ -13,7 +13,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <iterator>
@@ -166,27 +165,18 @@ int Main(int argc, char** argv) {
     FillRandom(k, r.dtype, n, 2);
     FillRandom(v, r.dtype, n, 3);
     cudaMemset(o, 0, n * 4);
-    ForwardBlockArgs a;
-    a.dtype = r.dtype;
+    ForwardBlockArgs a =
+        DenseBlockArgs(r.dtype, r.batch, r.seqlen, r.heads, r.heads, r.head_dim, r.causal);
     a.q = q;
     a.k = k;
     a.v = v;
     a.state_o = o;
     a.state_lse = lse;
-    a.batch = r.batch;
-    a.q_rows = a.k_rows = r.seqlen;
-    a.num_heads = a.num_kv_heads = r.heads;
-    a.head_dim = r.head_dim;
-    a.q_pos = a.k_pos = {0, r.seqlen, 1, r.seqlen, r.seqlen};
     if (r.stripe > 0) {
       a.q_pos = {0, r.seqlen, r.stripe, r.seqlen, r.stripe * r.seqlen};
       a.k_pos = {1, r.seqlen, r.stripe, r.seqlen, r.stripe * r.seqlen};
+      a.doc_end = r.seqlen * r.stripe;
     }
-    a.kv_head_end = r.heads;
-    a.min_delta = -(int64_t{1} << 60);
-    a.max_delta = r.causal ? 0 : (int64_t{1} << 60);
-    a.doc_end = r.seqlen * std::max(1, r.stripe);
-    a.softmax_scale = 1.f / std::sqrt(static_cast<float>(r.head_dim));
     // Allowed pairs: causal halves the square; a stripe block's key 1 + s j
     // precedes query s i for j < i: s (s - 1) / 2 pairs.
     const double pairs = r.stripe > 0 ? 0.5 * r.seqlen * (r.seqlen - 1)

@@ -21,7 +21,6 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -435,8 +434,9 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
   RETURN_IF_ERROR(buffers.Allocate(
       {q_bytes, kv_bytes, kv_bytes, q_f32, stats_f32, q_bytes, stats_f32, q_f32, kv_f32, kv_f32},
       /*zeroed=*/true));
-  cuda::ForwardBlockArgs a;
-  a.dtype = cuda::ElementType::kBFloat16;
+  cuda::ForwardBlockArgs a =
+      cuda::DenseBlockArgs(cuda::ElementType::kBFloat16, 1, n, shape.num_heads, shape.num_kv_heads,
+                           shape.head_dim, b.mask.causal);
   a.q = buffers[0];
   a.k = buffers[1];
   a.v = buffers[2];
@@ -449,17 +449,6 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
   back.dq = buffers.f32(7);
   back.dk = buffers.f32(8);
   back.dv = buffers.f32(9);
-  a.batch = 1;
-  a.q_rows = a.k_rows = n;
-  a.num_heads = shape.num_heads;
-  a.num_kv_heads = shape.num_kv_heads;
-  a.head_dim = shape.head_dim;
-  a.q_pos = a.k_pos = {0, n, 1, n, n};
-  a.kv_head_end = shape.num_kv_heads;
-  a.min_delta = -(int64_t{1} << 60);
-  a.max_delta = b.mask.causal ? 0 : (int64_t{1} << 60);
-  a.doc_end = n;
-  a.softmax_scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(shape.head_dim)));
   back.task = a;
   cudaEvent_t start = nullptr, stop = nullptr;
   if (cudaEventCreate(&start) != cudaSuccess || cudaEventCreate(&stop) != cudaSuccess) {

@@ -8,6 +8,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cmath>
 #include <cstdint>
 
 namespace ringattn::cuda {
@@ -56,6 +57,31 @@ struct ForwardBlockArgs {
   // merging into the state: one-call attention, no ring.
   void* out = nullptr;
 };
+
+// One block of `rows` queries against the same `rows` keys, both at
+// positions 0 .., every head of `batch` rows, causal (query i sees keys <=
+// i) or full, softmax scale 1 / sqrt(head_dim): the single-GPU block the
+// benchmarks time (bench/kernel_bench.cc, ring_bench's kernel-only
+// calibration). The tensors are the caller's to set.
+inline ForwardBlockArgs DenseBlockArgs(ElementType dtype, int64_t batch, int64_t rows,
+                                       int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
+                                       bool causal) {
+  constexpr int64_t kFar = int64_t{1} << 60;
+  ForwardBlockArgs a;
+  a.dtype = dtype;
+  a.batch = batch;
+  a.q_rows = a.k_rows = rows;
+  a.num_heads = num_heads;
+  a.num_kv_heads = num_kv_heads;
+  a.head_dim = head_dim;
+  a.q_pos = a.k_pos = {0, rows, 1, rows, rows};
+  a.kv_head_end = num_kv_heads;
+  a.min_delta = -kFar;
+  a.max_delta = causal ? 0 : kFar;
+  a.doc_end = rows;
+  a.softmax_scale = 1.f / std::sqrt(static_cast<float>(head_dim));
+  return a;
+}
 
 __host__ __device__ inline int64_t KvBufferHeads(const ForwardBlockArgs& a) {
   return a.kv_buffer_heads > 0 ? a.kv_buffer_heads : a.num_kv_heads;
