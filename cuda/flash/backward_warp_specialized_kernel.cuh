@@ -186,18 +186,10 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
       MbarrierArriveExpectTx(sm.KvFull(), 2 * Tr::kKvBytes);
 #pragma unroll
       for (int c = 0; c < kColumnBlocks; ++c) {
-        // Without GQA each K and V tile is read by this CTA alone.
-        if (group == 1) {
-          TmaLoad4d(sm.k + c * kBlockN * 128, &k_map, sm.KvFull(), c * 64, n_tile * kBlockN,
-                    kv_head, static_cast<int>(b), EvictFirstPolicy());
-          TmaLoad4d(sm.v + c * kBlockN * 128, &v_map, sm.KvFull(), c * 64, n_tile * kBlockN,
-                    kv_head, static_cast<int>(b), EvictFirstPolicy());
-        } else {
-          TmaLoad4d(sm.k + c * kBlockN * 128, &k_map, sm.KvFull(), c * 64, n_tile * kBlockN,
-                    kv_head, static_cast<int>(b));
-          TmaLoad4d(sm.v + c * kBlockN * 128, &v_map, sm.KvFull(), c * 64, n_tile * kBlockN,
-                    kv_head, static_cast<int>(b));
-        }
+        TmaLoad4d(sm.k + c * kBlockN * 128, &k_map, sm.KvFull(), c * 64, n_tile * kBlockN, kv_head,
+                  static_cast<int>(b));
+        TmaLoad4d(sm.v + c * kBlockN * 128, &v_map, sm.KvFull(), c * 64, n_tile * kBlockN, kv_head,
+                  static_cast<int>(b));
       }
       uint32_t i = 0;
       for (int m = tiles.m_begin; m < tiles.m_end; ++m, ++i) {

@@ -257,8 +257,7 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
     MbarrierArriveExpectTx(sm.QFull(), Tr::kQBytes);
 #pragma unroll
     for (int c = 0; c < kColumnBlocks; ++c) {
-      TmaLoad4d(sm.q + c * kBlockM * 128, q_map, sm.QFull(), c * 64, tile.m * kBlockM, head, batch,
-                EvictFirstPolicy());  // each Q tile is read once
+      TmaLoad4d(sm.q + c * kBlockM * 128, q_map, sm.QFull(), c * 64, tile.m * kBlockM, head, batch);
     }
     load_kv(true, n_begin, kv_count);
     if (n_begin + 1 == n_end) MbarrierArrive(sm.NextWanted());
@@ -278,7 +277,7 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
 #pragma unroll
         for (int c = 0; c < kHeadDim / 32; ++c) {
           TmaLoad4d(sm.Slab(w, 4) + c * 64 * 128, o_map, sm.StateFull(), c * 32,
-                    tile.m * kBlockM + w * 64, head, batch, EvictFirstPolicy());
+                    tile.m * kBlockM + w * 64, head, batch);
         }
       }
     }
