@@ -72,30 +72,37 @@ struct WarpSpecializedBackwardShared {
   static __device__ __forceinline__ uint32_t DqBox(int row_block, int col_block) {
     return (row_block * (kHeadDim / 32) + col_block) * Tr::kDqBoxBytes;
   }
-  // Byte offset of (row, even column) in a buffer.
-  static __device__ __forceinline__ uint32_t DqOffset(int row, int col) {
-    return DqBox(row / 64, col / 32) + (row % 64) * 128 + ((((col % 32) / 4) ^ (row % 8)) << 4) +
-           (col % 4) * 4;
-  }
   // An m64nN accumulator's columns col_begin .. col_begin + kCols (rows row0
-  // and row0 + 8 of this thread) times scale into a staged tile at `tile`
-  // (DqOffset's layout). Rows r and r ^ 1 of the swizzle put a column block
-  // in the same banks, and a 64-bit store's half-warp covers rows 4 q .. 4 q
-  // + 3: in step j odd rows store column block j ^ 2 (bank-conflict free).
+  // and row0 + 8 of this thread) times scale into a staged tile at `tile`,
+  // (row, even column) at byte DqBox(row / 64, col / 32) + (row % 64) * 128
+  // + ((((col % 32) / 4) ^ (row % 8)) << 4) + (col % 4) * 4. Rows r and r ^
+  // 1 of the swizzle put a column block in the same banks, and a 64-bit
+  // store's half-warp covers rows 4 q .. 4 q + 3: in step j odd rows store
+  // column block j ^ 2 (bank-conflict free). The addresses are one base
+  // (bits 5 and 6 clear) with the swizzled chunk's bits 5 and 6 -- block %
+  // 4 XOR a per-thread value -- set in one of four registers, plus a
+  // compile-time offset (the column box of block / 4, the half's 8 rows)
+  // that the store takes as an immediate: the 16 or 32 addresses of a
+  // call, kept across the query-tile loop, had spilled (d128 64-76 B).
   template <int kCols>
   static __device__ __forceinline__ void StageRows(uint32_t tile, const float (&acc)[kCols / 2],
                                                    int row0, int col_begin, float scale) {
     const int lane = threadIdx.x % 32;
-    const bool odd_row = (lane / 4) % 2;
+    const int row8 = lane / 4;  // row0 % 8
+    const bool odd_row = row8 % 2;
+    const uint32_t base = tile + DqBox(row0 / 64, col_begin / 32) + (row0 % 64) * 128 +
+                          (((lane % 4) / 2 ^ row8 % 2) << 4) + (lane % 2) * 8;
+    const int swizzle = (odd_row ? 2 : 0) ^ row8 / 2;
+    uint32_t chunk[4];
+#pragma unroll
+    for (int c = 0; c < 4; ++c) chunk[c] = base | ((c ^ swizzle) << 5);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      const int row = row0 + 8 * half;
 #pragma unroll
       for (int j = 0; j < kCols / 8; ++j) {
-        const int block = odd_row ? j ^ 2 : j;
         const float x = odd_row ? acc[4 * (j ^ 2) + 2 * half] : acc[4 * j + 2 * half];
         const float y = odd_row ? acc[4 * (j ^ 2) + 2 * half + 1] : acc[4 * j + 2 * half + 1];
-        StoreShared2(tile + DqOffset(row, col_begin + block * 8 + (lane % 4) * 2), x * scale,
+        StoreShared2(chunk[j % 4] + (j / 4) * Tr::kDqBoxBytes + half * 8 * 128, x * scale,
                      y * scale);
       }
     }
@@ -110,6 +117,16 @@ struct WarpSpecializedBackwardShared {
   __device__ __forceinline__ uint32_t KvFull() const { return barriers; }
   __device__ __forceinline__ uint32_t Full(uint32_t s) const { return barriers + 8 + 8 * s; }
   __device__ __forceinline__ uint32_t Empty(uint32_t s) const { return Full(s) + 8 * Tr::kStages; }
+  // With two dS^T buffers (the consumers' ping-pong): buffer b's dS^T
+  // written by both warpgroups / read by both warpgroups' dQ products; dQ
+  // staging buffer b written by both warpgroups / read by the dQ warp's
+  // reductions.
+  __device__ __forceinline__ uint32_t DsFull(uint32_t b) const {
+    return Empty(Tr::kStages) + 8 * b;
+  }
+  __device__ __forceinline__ uint32_t DsEmpty(uint32_t b) const { return DsFull(2) + 8 * b; }
+  __device__ __forceinline__ uint32_t DqFull(uint32_t b) const { return DsEmpty(2) + 8 * b; }
+  __device__ __forceinline__ uint32_t DqEmpty(uint32_t b) const { return DqFull(2) + 8 * b; }
 };
 
 // Named barriers: the consumers' dS^T of a tile are both written
@@ -127,6 +144,12 @@ constexpr int kDsFreeBarrier = 4;
 // rows are staged.
 constexpr int kKeyGradsBarrier = 5;
 constexpr int kDqBarrierThreads = 256 + 32;
+// With two dS^T buffers the consumers take turns at the tensor cores
+// (ping-pong, as in the forward): warpgroup w waits on kTurnBarrier + w and
+// hands over by arriving on the other's; their hand-offs of dS^T and dQ go
+// through mbarriers (DsFull ...), which keep their phases apart where the
+// warpgroups are half a tile apart.
+constexpr int kTurnBarrier = 8;
 
 // Full barriers complete on the producer thread's arrival (with the TMA
 // bytes) and the stats warp's 32 arrivals; Empty barriers on every consumer
@@ -151,6 +174,7 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
   using Tr = WarpSpecializedBackwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kColumnBlocks = kHeadDim / 64;
+  constexpr bool kPingPong = Tr::kDsBuffers == 2;
   static_assert(kEmptyArrivals == 128 * Tr::kConsumers, "every consumer thread releases");
   const ForwardBlockArgs& a = args.task;
   extern __shared__ __align__(1024) unsigned char shared_raw[];
@@ -170,6 +194,12 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     for (int s = 0; s < Tr::kStages; ++s) {
       MbarrierInit(sm.Full(s), kFullArrivals);
       MbarrierInit(sm.Empty(s), kEmptyArrivals);
+    }
+    for (int buffer = 0; buffer < 2; ++buffer) {
+      MbarrierInit(sm.DsFull(buffer), 256);
+      MbarrierInit(sm.DsEmpty(buffer), 256);
+      MbarrierInit(sm.DqFull(buffer), 256);
+      MbarrierInit(sm.DqEmpty(buffer), 1);
     }
     FenceBarrierInit();
   }
@@ -234,7 +264,11 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
       // buffer of tile i - 1 is free once its reductions have read it.
       uint32_t i = 0;
       for (int m = tiles.m_begin; m < tiles.m_end; ++m, ++i) {
-        NamedBarrierSync(kDqFullBarrier, kDqBarrierThreads);
+        if constexpr (kPingPong) {
+          MbarrierWait(sm.DqFull(i % 2), (i / 2) & 1);
+        } else {
+          NamedBarrierSync(kDqFullBarrier, kDqBarrierThreads);
+        }
         if (lane == 0) {
 #pragma unroll
           for (int row_block = 0; row_block < kBlockM / 64; ++row_block) {
@@ -249,7 +283,11 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
           BulkWaitRead<1>();
         }
         __syncwarp();
-        if (i >= 1 && m + 1 < tiles.m_end) NamedBarrierArrive(kDqEmptyBarrier, kDqBarrierThreads);
+        if constexpr (kPingPong) {
+          if (i >= 1 && lane == 0) MbarrierArrive(sm.DqEmpty((i - 1) % 2));
+        } else if (i >= 1 && m + 1 < tiles.m_end) {
+          NamedBarrierArrive(kDqEmptyBarrier, kDqBarrierThreads);
+        }
       }
       if (lane == 0) BulkWait();
     }
@@ -282,9 +320,11 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
   for (int i = 0; i < kHeadDim / 2; ++i) dk[i] = dv[i] = 0.f;
   MbarrierWait(sm.KvFull(), 0);
 
-  uint32_t i = 0;
-  for (int m = tiles.m_begin; m < tiles.m_end; ++m, ++i) {
-    const Slot slot(i);
+  // S^T and dP^T of query tile m (pipeline slot `slot`) to P^T and dS^T,
+  // packed as the A operands of dV += P^T dO and dK += dS^T Q; `turn` runs
+  // the wgmma issue (at the warpgroup's turn where the two take turns).
+  using Packed = uint32_t[kBlockM / 16][4];
+  const auto scores = [&](int m, const Slot& slot, const auto& turn, Packed& p16, Packed& ds16) {
     const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
     const uint32_t q_tile = sm.Q(slot.stage), do_tile = sm.Dout(slot.stage);
     // The mask's bits while the slot's copies land, before S^T and dP^T
@@ -292,9 +332,11 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     const FragmentBits<kBlockM> allowed =
         tiles.NeedsMask(m) ? AllowedBitsT<kBlockM>(a, b, key0, k_valid, k0, q_first)
                            : static_cast<FragmentBits<kBlockM>>(~0ull);
-    MbarrierWait(sm.Full(slot.stage), slot.parity);
     float s[kBlockM / 2], dp[kBlockM / 2];
-    IssueScoresT<E, kHeadDim, kBlockN, kBlockM>(s, dp, sm.k, sm.v, key_base, q_tile, do_tile);
+    turn([&] {
+      MbarrierWait(sm.Full(slot.stage), slot.parity);
+      IssueScoresT<E, kHeadDim, kBlockN, kBlockM>(s, dp, sm.k, sm.v, key_base, q_tile, do_tile);
+    });
     // LSE read while S^T and dP^T are computed.
     float2 lse[kBlockM / 8];
     LoadQueryPairs<kBlockM>(shared_floats(sm.Lse(slot.stage)), lse);
@@ -303,32 +345,134 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     ProbabilitiesT<kBlockM>(s, allowed, lse, scale_log2);
     WgmmaWait<0>();
     FenceRegisters(dp);
-    uint32_t p16[kBlockM / 16][4], ds16[kBlockM / 16][4];
     ScoreGradsT<E, kBlockM>(s, dp, shared_floats(sm.Delta(slot.stage)), p16, ds16);
-    IssueKeyGrads<E, kHeadDim, kBlockM>(dk, dv, p16, ds16, q_tile, do_tile);
+  };
+  float dq[32];
 
-    const uint32_t ds_tile = sm.Ds(i % Tr::kDsBuffers);
-    if (Tr::kDsBuffers == 1 && i > 0) NamedBarrierSync(kDsFreeBarrier, 256);
-    StoreScoreGradsT<kBlockN, kBlockM>(ds_tile, key0, ds16);
-    FenceProxyAsync();
-    NamedBarrierSync(kDsReadyBarrier, 256);  // dS^T of both warpgroups
-
-    float dq[32];
-    IssueQueryGrads<E, kBlockN, kBlockN>(dq, ds_tile + dq_row_block * kBlockN * 128, sm.k, 0,
-                                         dq_col_begin);
-    WgmmaWait<1>();  // dV and dK: Q, dO, LSE and D of the slot are read
-    FenceRegisters(dk);
-    FenceRegisters(dv);
-    MbarrierArrive(sm.Empty(slot.stage));
+  if constexpr (kPingPong) {
+    // The two warpgroups take turns at the tensor cores, so that one's
+    // P^T / dS^T arithmetic runs beside the other's products: per tile a
+    // turn for S^T and dP^T, and one for dV, dK and the dQ of the tile
+    // before (dQ needs both warpgroups' dS^T; issued a tile late, it does
+    // not hold the two in step).
+    const int my_turn = kTurnBarrier + warpgroup;
+    const int other_turn = kTurnBarrier + (warpgroup ^ 1);
+    if (warpgroup == 1) NamedBarrierArrive(other_turn, 256);  // warpgroup 0 goes first
+    const auto turn = [&](const auto& issue) {
+      NamedBarrierSync(my_turn, 256);
+      issue();
+      NamedBarrierArrive(other_turn, 256);
+    };
+    // dQ of tile j from dS^T buffer j % 2, once both warpgroups wrote it.
+    const auto issue_dq = [&](uint32_t j) {
+      MbarrierWait(sm.DsFull(j % 2), (j / 2) & 1);
+      IssueQueryGrads<E, kBlockN, kBlockN>(dq, sm.Ds(j % 2) + dq_row_block * kBlockN * 128, sm.k, 0,
+                                           dq_col_begin);
+    };
+    // dS^T of tile j into buffer j % 2, once both warpgroups' dQ of tile
+    // j - 2 has read it.
+    const auto store_ds = [&](uint32_t j, const Packed& ds16) {
+      MbarrierWait(sm.DsEmpty(j % 2), ((j / 2) & 1) ^ 1);
+      StoreScoreGradsT<kBlockN, kBlockM>(sm.Ds(j % 2), key0, ds16);
+      FenceProxyAsync();
+      MbarrierArrive(sm.DsFull(j % 2));
+    };
+    // dQ of tile j done: its dS^T buffer is free, and dQ * scale goes into
+    // staging buffer j % 2 once the dQ warp's reductions of tile j - 2 have
+    // read it.
+    const auto stage_dq = [&](uint32_t j) {
+      FenceRegisters(dq);
+      MbarrierArrive(sm.DsEmpty(j % 2));
+      MbarrierWait(sm.DqEmpty(j % 2), ((j / 2) & 1) ^ 1);
+      sm.template StageRows<64>(sm.Dq(j % 2), dq, dq_row0, dq_col_begin, a.softmax_scale);
+      FenceProxyAsync();
+      MbarrierArrive(sm.DqFull(j % 2));
+    };
+    const auto key_grads_done = [&](const Slot& slot) {
+      FenceRegisters(dk);
+      FenceRegisters(dv);
+      MbarrierArrive(sm.Empty(slot.stage));  // Q, dO, LSE and D of the slot are read
+    };
+    // The first tile is peeled (no dQ of a tile before it), so that every
+    // iteration issues the same wgmma groups.
+    {
+      const Slot slot(0);
+      Packed p16, ds16;
+      scores(tiles.m_begin, slot, turn, p16, ds16);
+      turn([&] {
+        IssueKeyGrads<E, kHeadDim, kBlockM>(dk, dv, p16, ds16, sm.Q(slot.stage),
+                                            sm.Dout(slot.stage));
+      });
+      store_ds(0, ds16);
+      WgmmaWait<0>();
+      key_grads_done(slot);
+    }
+    uint32_t i = 1;
+    for (int m = tiles.m_begin + 1; m < tiles.m_end; ++m, ++i) {
+      const Slot slot(i);
+      Packed p16, ds16;
+      scores(m, slot, turn, p16, ds16);
+      turn([&] {
+        IssueKeyGrads<E, kHeadDim, kBlockM>(dk, dv, p16, ds16, sm.Q(slot.stage),
+                                            sm.Dout(slot.stage));
+        issue_dq(i - 1);
+      });
+      store_ds(i, ds16);
+      WgmmaWait<1>();  // dV and dK
+      key_grads_done(slot);
+      WgmmaWait<0>();  // dQ of the tile before
+      stage_dq(i - 1);
+    }
+    turn([&] { issue_dq(i - 1); });  // the last tile's dQ
     WgmmaWait<0>();
-    FenceRegisters(dq);
+    stage_dq(i - 1);
+    if (warpgroup == 0) NamedBarrierSync(my_turn, 256);  // warpgroup 1's last hand-over
+  } else {
+    // One warpgroup's dQ needs both ones' dS^T: the two run in step.
+    uint32_t i = 0;
+    for (int m = tiles.m_begin; m < tiles.m_end; ++m, ++i) {
+      const Slot slot(i);
+      const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
+      const uint32_t q_tile = sm.Q(slot.stage), do_tile = sm.Dout(slot.stage);
+      const FragmentBits<kBlockM> allowed =
+          tiles.NeedsMask(m) ? AllowedBitsT<kBlockM>(a, b, key0, k_valid, k0, q_first)
+                             : static_cast<FragmentBits<kBlockM>>(~0ull);
+      MbarrierWait(sm.Full(slot.stage), slot.parity);
+      float s[kBlockM / 2], dp[kBlockM / 2];
+      IssueScoresT<E, kHeadDim, kBlockN, kBlockM>(s, dp, sm.k, sm.v, key_base, q_tile, do_tile);
+      float2 lse[kBlockM / 8];
+      LoadQueryPairs<kBlockM>(shared_floats(sm.Lse(slot.stage)), lse);
+      WgmmaWait<1>();
+      FenceRegisters(s);
+      ProbabilitiesT<kBlockM>(s, allowed, lse, scale_log2);
+      WgmmaWait<0>();
+      FenceRegisters(dp);
+      uint32_t p16[kBlockM / 16][4], ds16[kBlockM / 16][4];
+      ScoreGradsT<E, kBlockM>(s, dp, shared_floats(sm.Delta(slot.stage)), p16, ds16);
+      IssueKeyGrads<E, kHeadDim, kBlockM>(dk, dv, p16, ds16, q_tile, do_tile);
 
-    // dQ * scale into staging buffer i % 2, once the dQ warp's reductions
-    // of tile i - 2 have read it.
-    if (i >= 2) NamedBarrierSync(kDqEmptyBarrier, kDqBarrierThreads);
-    sm.template StageRows<64>(sm.Dq(i % 2), dq, dq_row0, dq_col_begin, a.softmax_scale);
-    FenceProxyAsync();
-    NamedBarrierArrive(kDqFullBarrier, kDqBarrierThreads);
+      const uint32_t ds_tile = sm.Ds(i % Tr::kDsBuffers);
+      if (Tr::kDsBuffers == 1 && i > 0) NamedBarrierSync(kDsFreeBarrier, 256);
+      StoreScoreGradsT<kBlockN, kBlockM>(ds_tile, key0, ds16);
+      FenceProxyAsync();
+      NamedBarrierSync(kDsReadyBarrier, 256);  // dS^T of both warpgroups
+
+      IssueQueryGrads<E, kBlockN, kBlockN>(dq, ds_tile + dq_row_block * kBlockN * 128, sm.k, 0,
+                                           dq_col_begin);
+      WgmmaWait<1>();  // dV and dK: Q, dO, LSE and D of the slot are read
+      FenceRegisters(dk);
+      FenceRegisters(dv);
+      MbarrierArrive(sm.Empty(slot.stage));
+      WgmmaWait<0>();
+      FenceRegisters(dq);
+
+      // dQ * scale into staging buffer i % 2, once the dQ warp's reductions
+      // of tile i - 2 have read it.
+      if (i >= 2) NamedBarrierSync(kDqEmptyBarrier, kDqBarrierThreads);
+      sm.template StageRows<64>(sm.Dq(i % 2), dq, dq_row0, dq_col_begin, a.softmax_scale);
+      FenceProxyAsync();
+      NamedBarrierArrive(kDqFullBarrier, kDqBarrierThreads);
+    }
   }
 
   // dK * scale and dV added to the fp32 accumulators: staged like dQ (64

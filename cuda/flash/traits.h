@@ -323,7 +323,10 @@ struct WarpSpecializedBackwardTraits {
   static constexpr int kDqBoxBytes = 64 * 128;             // 64 rows x 32 fp32 columns
   static constexpr int kDqTileBytes = kBlockM * kHeadDim * 4;
   static constexpr int kStatsBytes = kStages * 2 * kBlockM * 4;  // LSE and D
-  static constexpr int kBarrierBytes = 8 * (1 + 2 * kStages);
+  // K/V's full, Q/dO's full and empty per stage, and (two dS^T buffers:
+  // the consumers' ping-pong) dS^T's and the dQ staging's full and empty
+  // per buffer.
+  static constexpr int kBarrierBytes = 8 * (1 + 2 * kStages + 8);
   static constexpr int kSharedBytes = 1024 + 2 * kKvBytes + 2 * kStages * kQBytes +
                                       kDsBuffers * kDsBytes + 2 * kDqTileBytes + kStatsBytes +
                                       kBarrierBytes;
