@@ -165,7 +165,9 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
   // them); otherwise the O of a row at a time, after the LSE. The state of a
   // row without keys yet may hold anything: its values are dropped below,
   // not scaled by 0. Every lane reads the LSE of its rows before any lane
-  // writes it.
+  // writes it. The state's O goes through the cache-streaming loads and
+  // stores (evict first): touched once a call, it would push out of the L2
+  // the K and V tiles that other CTAs read again.
   constexpr bool kLoadAll = kMT * kDB <= 16;
   float old_lse[kMT][2];
   float2 old_all[kLoadAll ? kMT : 1][2][kDB];
@@ -175,7 +177,7 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
   const auto load_old = [&](int row, bool merge, float2(&old)[kDB]) {
     const float2* o = reinterpret_cast<const float2*>(a.state_o + o_offset(row));
 #pragma unroll
-    for (int i = 0; i < kDB; ++i) old[i] = merge ? o[i * 4] : make_float2(0.f, 0.f);
+    for (int i = 0; i < kDB; ++i) old[i] = merge ? __ldcs(o + i * 4) : make_float2(0.f, 0.f);
   };
 #pragma unroll
   for (int m = 0; m < kMT; ++m) {
@@ -183,7 +185,7 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
     for (int half = 0; half < 2; ++half) {
       const int row = row0 + 16 * m + 8 * half;
       const bool merge = a.out == nullptr && row < q_valid;
-      old_lse[m][half] = merge ? *StateLse(a, b, h, q0 + row) : -INFINITY;
+      old_lse[m][half] = merge ? __ldcs(StateLse(a, b, h, q0 + row)) : -INFINITY;
       if constexpr (kLoadAll) load_old(row, merge, old_all[m][half]);
       row_sum[m][half] = WarpQuadSum(row_sum[m][half]);
     }
@@ -229,8 +231,8 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
 #pragma unroll
       for (int i = 0; i < kDB; ++i) {
         const float2 x = keep_old ? old[i] : make_float2(0.f, 0.f);
-        o[i * 4] = make_float2(x.x * merge.old_scale + acc[m][i][2 * half] * new_scale,
-                               x.y * merge.old_scale + acc[m][i][2 * half + 1] * new_scale);
+        __stcs(o + i * 4, make_float2(x.x * merge.old_scale + acc[m][i][2 * half] * new_scale,
+                                      x.y * merge.old_scale + acc[m][i][2 * half + 1] * new_scale));
       }
       if (lane % 4 == 0) *lse = merge.lse;
     }

@@ -34,17 +34,24 @@ constexpr int kOutputBarrier = 3;
 
 // The warpgroup's slab of the output tile, once all its threads have
 // written it, copied out by its first thread with the TMA: kBoxes boxes of
-// 64 rows by kColumns columns (128 bytes), in one bulk group.
-template <int kBoxes, int kColumns>
+// 64 rows by kColumns columns (128 bytes), in one bulk group; kEvictFirst:
+// under the L2's evict-first policy (the ring state, touched once).
+template <int kBoxes, int kColumns, bool kEvictFirst>
 __device__ __forceinline__ void CopySlabOut(const CUtensorMap* map, uint32_t slab, int64_t q0,
                                             int warpgroup, int64_t h, int64_t b) {
   FenceProxyAsync();
   NamedBarrierSync(kOutputBarrier + warpgroup, 128);
   if (threadIdx.x % 128 == 0) {
+    const int row = static_cast<int>(q0) + warpgroup * 64;
 #pragma unroll
     for (int c = 0; c < kBoxes; ++c) {
-      TmaStore4d(map, slab + c * 64 * 128, c * kColumns, static_cast<int>(q0) + warpgroup * 64,
-                 static_cast<int>(h), static_cast<int>(b));
+      if constexpr (kEvictFirst) {
+        TmaStore4d(map, slab + c * 64 * 128, c * kColumns, row, static_cast<int>(h),
+                   static_cast<int>(b), EvictFirstPolicy());
+      } else {
+        TmaStore4d(map, slab + c * 64 * 128, c * kColumns, row, static_cast<int>(h),
+                   static_cast<int>(b));
+      }
     }
     BulkCommit();
   }
@@ -95,7 +102,7 @@ __device__ __forceinline__ void StoreOutputTile(const float (&o)[1][kHeadDim / 8
     }
     StoreMatrices(slab + SwizzledChunk<64>(slab_row, i + matrix / 2), r);
   }
-  CopySlabOut<kHeadDim / 64, 64>(o_map, slab, q0, warpgroup, h, b);
+  CopySlabOut<kHeadDim / 64, 64, false>(o_map, slab, q0, warpgroup, h, b);
 }
 
 // The ring state's epilogue where its O tile fits in shared memory: the
@@ -140,7 +147,7 @@ __device__ __forceinline__ void MergeStateTile(const float (&o)[1][kHeadDim / 8]
       *StateLse(a, b, h, q0 + row) = merge.lse;
     }
   }
-  CopySlabOut<kHeadDim / 32, 32>(state_map, slab, q0, warpgroup, h, b);
+  CopySlabOut<kHeadDim / 32, 32, true>(state_map, slab, q0, warpgroup, h, b);
 }
 
 }  // namespace ringattn::cuda::flash

@@ -277,7 +277,7 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
 #pragma unroll
         for (int c = 0; c < kHeadDim / 32; ++c) {
           TmaLoad4d(sm.Slab(w, 4) + c * 64 * 128, o_map, sm.StateFull(), c * 32,
-                    tile.m * kBlockM + w * 64, head, batch);
+                    tile.m * kBlockM + w * 64, head, batch, EvictFirstPolicy());
         }
       }
     }
