@@ -118,19 +118,32 @@ __device__ __forceinline__ void FenceProxyAsync() {
 template <ElementType E, int kHeadDim, int kXRows, int kYRows>
 __device__ __forceinline__ void IssueRowsTimesRowsT(float (&acc)[kYRows / 2], uint32_t x_tile,
                                                     int x_base, uint32_t y_tile) {
-  // X's descriptors from one 32-bit base per call, their high word a
-  // constant: x_base is per warpgroup, so they live in vector registers,
-  // and hoisted out of a loop as invariants they took two registers per k
-  // step (at d256, 32 registers that spilled in the forward's consumers).
-  uint32_t x_low = static_cast<uint32_t>(SwizzledDescriptor(x_tile + x_base * 128, 16));
-  asm volatile("" : "+r"(x_low));
-  const uint64_t high = SwizzledDescriptor(0, 16) & ~0xFFFFFFFFull;
+  // From d128 up, X's descriptors come from one 32-bit base per call, their
+  // high word a constant: x_base is per warpgroup, so they live in vector
+  // registers, and hoisted out of a loop as invariants they took two
+  // registers per k step (at d256, 32 registers that spilled in the
+  // forward's consumers; the d128 backward's ping-pong spilled without it).
+  // At d64 the hoisted descriptors fit and the d64 forward is 7 % faster
+  // with them.
+  if constexpr (kHeadDim >= 128) {
+    uint32_t x_low = static_cast<uint32_t>(SwizzledDescriptor(x_tile + x_base * 128, 16));
+    asm volatile("" : "+r"(x_low));
+    const uint64_t high = SwizzledDescriptor(0, 16) & ~0xFFFFFFFFull;
 #pragma unroll
-  for (int kk = 0; kk < kHeadDim / 16; ++kk) {
-    const uint32_t col = (kk % 4) * 32;
-    Wgmma<E>::template SS<kYRows>(acc, high | (x_low + (((kk / 4) * kXRows * 128 + col) >> 4)),
-                                  SwizzledDescriptor(y_tile + (kk / 4) * kYRows * 128 + col, 16),
-                                  kk > 0);
+    for (int kk = 0; kk < kHeadDim / 16; ++kk) {
+      const uint32_t col = (kk % 4) * 32;
+      Wgmma<E>::template SS<kYRows>(acc, high | (x_low + (((kk / 4) * kXRows * 128 + col) >> 4)),
+                                    SwizzledDescriptor(y_tile + (kk / 4) * kYRows * 128 + col, 16),
+                                    kk > 0);
+    }
+  } else {
+#pragma unroll
+    for (int kk = 0; kk < kHeadDim / 16; ++kk) {
+      const uint32_t col = (kk % 4) * 32;
+      Wgmma<E>::template SS<kYRows>(
+          acc, SwizzledDescriptor(x_tile + (kk / 4) * kXRows * 128 + x_base * 128 + col, 16),
+          SwizzledDescriptor(y_tile + (kk / 4) * kYRows * 128 + col, 16), kk > 0);
+    }
   }
   WgmmaCommit();
 }
