@@ -125,7 +125,7 @@ __device__ __forceinline__ void IssueRowsTimesRowsT(float (&acc)[kYRows / 2], ui
   // forward's consumers; the d128 backward's ping-pong spilled without it).
   // At d64 the hoisted descriptors fit and the d64 forward is 7 % faster
   // with them.
-  if constexpr (kHeadDim == 256 || kYRows == 64) {
+  if constexpr (kHeadDim >= 128) {
     uint32_t x_low = static_cast<uint32_t>(SwizzledDescriptor(x_tile + x_base * 128, 16));
     asm volatile("" : "+r"(x_low));
     const uint64_t high = SwizzledDescriptor(0, 16) & ~0xFFFFFFFFull;
