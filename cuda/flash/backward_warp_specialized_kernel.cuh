@@ -524,7 +524,7 @@ bool StagedKeyGrads(const BackwardBlockArgs& args) {
   if constexpr (kHeadDim == 64) {
     return true;
   } else {
-    return Aligned16(args.dk) && Aligned16(args.dv);
+    return args.task.q_pos.length <= 16 * 64 && Aligned16(args.dk) && Aligned16(args.dv);
   }
 }
 
