@@ -42,12 +42,15 @@ struct Anchor {
 // 336.8 TFLOP/s at s8192 h32 d128 causal). H200: the warp-specialized
 // kernels measured on an H200 the same way (2026-12-01, nineteenth
 // session, bench/kernel_bench.sh at 8ec2ceb: the scheduler-thread forward,
-// the backward in KeyTileOrder; forward merging into the fp32 state 631.8,
-// backward 526.7; causal / full per FLOP 631.8 / 658.1 = 0.960 forward,
-// 526.7 / 564.7 = 0.933 backward;
+// the backward in KeyTileOrder; forward merging into the fp32 state 631.8;
+// causal / full per FLOP 631.8 / 658.1 = 0.960 forward;
 // docs/measurements/2026-12-01_h200_kernel_order_and_key_grads.txt, call
 // 4; the eleventh session's were 630.2 / 467.0, 0.97 / 0.96:
-// 2026-12-01_h200_kernel_bench_mask_ranges.txt). H800 and A100:
+// 2026-12-01_h200_kernel_bench_mask_ranges.txt). The backward from the
+// twenty-third session's table (b6951ce, the d128 consumers in ping-pong;
+// docs/measurements/2026-12-02_h200_backward_ping_pong.txt, call 6):
+// 548.6, causal / full 548.6 / 579.2 = 0.947 (the nineteenth session's
+// 526.7, 0.933); the same run's fused forward, 632.3, keeps 631.8. H800 and A100:
 // ring-flash-attention's single-GPU rows (flash_attn, b1 s8192 h32 d128 causal: 591.5 / 154.7
 // iter/s fwd / fwd+bwd on H800; 373.4 / 94.7 on A100) turned into TFLOP/s. Links: NVLink per
 // direction (H100/H200 450 GB/s peak, measured 280-305 GB/s in NCCL rings; H800 NVLink 200 GB/s;
@@ -59,12 +62,11 @@ struct Anchor {
 // runs d64 at ~0.85x d128 and d256 at ~1x (the FA2-based tables and h100);
 // h200 from the same run (the d64 and d256 rows are s16384, where the
 // curve says 1.01x): forward merging into the fp32 state d64 456.0, d256
-// 605.5 vs d128 631.8 (0.715, 0.949), backward d64 458.0 x 1.022 (its TMA
-// dK/dV, 6ff56f0, measured as a ratio in call 6) = 468.1 and d256 353.1 vs
-// d128 526.7 (0.880, 0.664).
+// 605.5 vs d128 631.8 (0.715, 0.949); backward (twenty-third session's
+// table) d64 478.8 and d256 348.0 vs d128 548.6 (0.873, 0.634).
 constexpr Anchor kAnchors[] = {
     {"h100", 325.3, 336.8, 0.9, 0.9, 5, 3350, 290, 10, 45, 20, {{0.85, 1.0}, {0.85, 1.0}}},
-    {"h200", 631.8, 526.7, 0.96, 0.933, 5, 4800, 290, 10, 45, 20, {{0.715, 0.949}, {0.88, 0.664}}},
+    {"h200", 631.8, 548.6, 0.96, 0.947, 5, 4800, 290, 10, 45, 20, {{0.715, 0.949}, {0.873, 0.634}}},
     {"h800", 325.2, 288.0, 0.9, 0.96, 5, 3350, 170, 10, 45, 20, {{0.85, 1.0}, {0.85, 1.0}}},
     {"a100", 205.3, 174.4, 0.9, 0.96, 5, 2039, 240, 10, 22, 20, {{0.85, 1.0}, {0.85, 1.0}}},
 };
