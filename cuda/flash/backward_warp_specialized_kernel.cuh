@@ -475,18 +475,19 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     }
   }
 
-  // dK * scale and dV added to the fp32 accumulators. Staged: dV like dQ
-  // (64 keys per warpgroup, in Q's and dO's space once both warpgroups'
-  // last products are done) and added by the TMA's reductions, while the
-  // warpgroup adds dK from registers with reductions of its own -- the
-  // CTA's tail runs the TMA's and the load/store unit's reductions side by
-  // side instead of queueing all of them on the TMA. Otherwise both from
-  // registers.
+  // dK * scale and dV added to the fp32 accumulators: staged like dQ (64
+  // keys per warpgroup) once both warpgroups' last products are done, K's
+  // and V's space holding dK, Q's and dO's dV, and added by the TMA's
+  // reductions; or from registers.
   if constexpr (kStagedKeyGrads) {
     NamedBarrierSync(kKeyGradsBarrier, 256);
     constexpr int kGradBytes = 64 * kHeadDim * 4;
-    static_assert(2 * kGradBytes <= 2 * Tr::kStages * Tr::kQBytes, "dV staged in Q/dO's space");
+    static_assert(
+        2 * kGradBytes <= 2 * Tr::kKvBytes && 2 * kGradBytes <= 2 * Tr::kStages * Tr::kQBytes,
+        "dK and dV staged in K/V's and Q/dO's space");
+    const uint32_t dk_tile = sm.k + warpgroup * kGradBytes;
     const uint32_t dv_tile = sm.q + warpgroup * kGradBytes;
+    sm.template StageRows<kHeadDim>(dk_tile, dk, AccumulatorRow(), 0, a.softmax_scale);
     sm.template StageRows<kHeadDim>(dv_tile, dv, AccumulatorRow(), 0, 1.f);
     FenceProxyAsync();
     NamedBarrierSync(kKeyGradsBarrier + 1 + warpgroup, 128);
@@ -495,16 +496,14 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
       const int row = n_tile * kBlockN + key_base;
 #pragma unroll
       for (int col_block = 0; col_block < kHeadDim / 32; ++col_block) {
+        TmaReduceAdd4d(&dk_map, dk_tile + sm.DqBox(0, col_block), col_block * 32, row, kv_head,
+                       static_cast<int>(b));
         TmaReduceAdd4d(&dv_map, dv_tile + sm.DqBox(0, col_block), col_block * 32, row, kv_head,
                        static_cast<int>(b));
       }
       BulkCommit();
+      BulkWaitRead<0>();  // the CTA's shared memory stays until the copies have read it
     }
-    AddAccumulatorRows<kHeadDim>(args.dk + KvOffset(a, b, a.k_row + k0, h / group),
-                                 KvBufferHeads(a) * kHeadDim, dk, key0, k_valid, a.softmax_scale,
-                                 true);
-    // The CTA's shared memory stays until the copies have read it.
-    if (threadIdx.x % 128 == 0) BulkWaitRead<0>();
   } else {
     AddKeyGrads<kHeadDim, true>(args, dk, dv, KvOffset(a, b, a.k_row + k0, h / group),
                                 KvBufferHeads(a) * kHeadDim, key0, k_valid);
