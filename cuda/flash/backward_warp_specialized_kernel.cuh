@@ -11,10 +11,11 @@
 //  - two consumer warpgroups of 64 keys each with the registers
 //    (setmaxnreg): per query tile S^T = K_w Q^T and dP^T = V_w dO^T,
 //    P^T and dS^T in registers (backward_hopper_common.cuh), dV += P^T dO
-//    and dK += dS^T Q from registers, dS^T to shared memory (double
-//    buffered at d128: one barrier per tile between the consumers; single
-//    at d64 with a second barrier), then dQ = dS K, written to the staging
-//    buffer for warp 2.
+//    and dK += dS^T Q from registers, dS^T to shared memory, then dQ =
+//    dS K, written to the staging buffer for warp 2. At d128 the two take
+//    turns at the tensor cores (ping-pong: dS^T double-buffered, dQ a tile
+//    late, the hand-offs by mbarriers); at d64 (one dS^T buffer) they run
+//    in step, two named barriers per tile.
 // Query tiles of 64 rows at d128, 128 at d64. dK and dV stay in registers
 // until the CTA's last tile, then are added with reductions (d64: staged
 // in shared memory and added by the TMA like dQ). CTAs in KeyTileOrder
@@ -129,10 +130,11 @@ struct WarpSpecializedBackwardShared {
   __device__ __forceinline__ uint32_t DqEmpty(uint32_t b) const { return DqFull(2) + 8 * b; }
 };
 
-// Named barriers: the consumers' dS^T of a tile are both written
-// (kDsReady, 256 threads; kDsFree below); a dQ tile is staged (kDqFull: consumers arrive,
-// the dQ warp waits) or the staging buffer of the tile before the last is
-// free again (kDqEmpty: the dQ warp arrives, consumers wait).
+// Named barriers of the consumers in step (d64): the consumers' dS^T of a
+// tile are both written (kDsReady, 256 threads; kDsFree below); a dQ tile
+// is staged (kDqFull: consumers arrive, the dQ warp waits) or the staging
+// buffer of the tile before the last is free again (kDqEmpty: the dQ warp
+// arrives, consumers wait).
 constexpr int kDsReadyBarrier = 1;
 constexpr int kDqFullBarrier = 2;
 constexpr int kDqEmptyBarrier = 3;
@@ -195,7 +197,7 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
       MbarrierInit(sm.Full(s), kFullArrivals);
       MbarrierInit(sm.Empty(s), kEmptyArrivals);
     }
-    for (int buffer = 0; buffer < 2; ++buffer) {
+    for (int buffer = 0; kPingPong && buffer < 2; ++buffer) {
       MbarrierInit(sm.DsFull(buffer), 256);
       MbarrierInit(sm.DsEmpty(buffer), 256);
       MbarrierInit(sm.DqFull(buffer), 256);
@@ -428,7 +430,12 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     stage_dq(i - 1);
     if (warpgroup == 0) NamedBarrierSync(my_turn, 256);  // warpgroup 1's last hand-over
   } else {
-    // One warpgroup's dQ needs both ones' dS^T: the two run in step.
+    // One dS^T buffer (d64): one warpgroup's dQ needs both ones' dS^T, and
+    // the buffer is written again only after both dQ products read it, so
+    // the two run in step. (The loop's first half is `scores` written out:
+    // through the lambda, ptxas schedules the d64 kernel differently and
+    // its local-memory accesses go 26 -> 53.)
+    static_assert(Tr::kDsBuffers == 1, "one dS^T buffer without the ping-pong");
     uint32_t i = 0;
     for (int m = tiles.m_begin; m < tiles.m_end; ++m, ++i) {
       const Slot slot(i);
@@ -451,8 +458,8 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
       ScoreGradsT<E, kBlockM>(s, dp, shared_floats(sm.Delta(slot.stage)), p16, ds16);
       IssueKeyGrads<E, kHeadDim, kBlockM>(dk, dv, p16, ds16, q_tile, do_tile);
 
-      const uint32_t ds_tile = sm.Ds(i % Tr::kDsBuffers);
-      if (Tr::kDsBuffers == 1 && i > 0) NamedBarrierSync(kDsFreeBarrier, 256);
+      const uint32_t ds_tile = sm.Ds(0);
+      if (i > 0) NamedBarrierSync(kDsFreeBarrier, 256);
       StoreScoreGradsT<kBlockN, kBlockM>(ds_tile, key0, ds16);
       FenceProxyAsync();
       NamedBarrierSync(kDsReadyBarrier, 256);  // dS^T of both warpgroups

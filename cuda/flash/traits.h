@@ -299,9 +299,9 @@ struct QueryGradsTraits {
 // reductions) and two consumer warpgroups of 64 keys each. Query tiles of
 // kBlockM rows (64 at d128; 128 at d64, where a 64-row tile is too little
 // work per barrier) go through a kStages-deep pipeline. dS^T is
-// double-buffered at d128 (one barrier per tile between the consumers) and
-// single at d64 (a second barrier; the shared memory is taken by the larger
-// tiles). dQ (kBlockM x kHeadDim, each consumer a 64 x 64 half of it: its
+// double-buffered at d128 (the consumers' ping-pong) and single at d64
+// (the consumers in step, a second barrier; the shared memory is taken by
+// the larger tiles). dQ (kBlockM x kHeadDim, each consumer a 64 x 64 half of it: its
 // columns at d128, its rows at d64) is staged in fp32, double-buffered, in
 // boxes of 64 rows x 32 columns in the 128-byte swizzle (the layout the TMA
 // reduction reads).
@@ -326,7 +326,7 @@ struct WarpSpecializedBackwardTraits {
   // K/V's full, Q/dO's full and empty per stage, and (two dS^T buffers:
   // the consumers' ping-pong) dS^T's and the dQ staging's full and empty
   // per buffer.
-  static constexpr int kBarrierBytes = 8 * (1 + 2 * kStages + 8);
+  static constexpr int kBarrierBytes = 8 * (1 + 2 * kStages + (kDsBuffers == 2 ? 8 : 0));
   static constexpr int kSharedBytes = 1024 + 2 * kKvBytes + 2 * kStages * kQBytes +
                                       kDsBuffers * kDsBytes + 2 * kDqTileBytes + kStatsBytes +
                                       kBarrierBytes;
