@@ -124,7 +124,8 @@ __device__ __forceinline__ void IssueRowsTimesRowsT(float (&acc)[kYRows / 2], ui
   // registers per k step (at d256, 32 registers that spilled in the
   // forward's consumers; the d128 backward's ping-pong spilled without it).
   // At d64 the hoisted descriptors fit and the d64 forward is 7 % faster
-  // with them.
+  // with them (the d64 loop keeps its own form: written as the d128 one
+  // without the pin, its PTX changes).
   if constexpr (kHeadDim >= 128) {
     uint32_t x_low = static_cast<uint32_t>(SwizzledDescriptor(x_tile + x_base * 128, 16));
     asm volatile("" : "+r"(x_low));
