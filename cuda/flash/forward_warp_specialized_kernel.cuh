@@ -47,9 +47,9 @@
 namespace ringattn::cuda::flash {
 
 // Shared memory of the kernel: tiles (1024-byte aligned), then mbarriers.
-template <int kHeadDim, bool kWide>
+template <int kHeadDim>
 struct WarpSpecializedForwardShared {
-  using Tr = WarpSpecializedForwardTraits<kHeadDim, kWide>;
+  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   uint32_t q, kv, output, barriers;
   __device__ __forceinline__ explicit WarpSpecializedForwardShared(uint32_t raw)
       : q((raw + 1023) & ~1023u),
@@ -96,9 +96,9 @@ struct WarpSpecializedForwardShared {
 // Whether a launch merges into the ring state in the state tile (d128 and
 // no written O: traits.h): the producer copies the state in, the consumers
 // merge it there and copy it out (MergeStateTile).
-template <int kHeadDim, bool kWide>
+template <int kHeadDim>
 __host__ __device__ __forceinline__ bool MergesInStateTile(const ForwardBlockArgs& a) {
-  return WarpSpecializedForwardTraits<kHeadDim, kWide>::kStateTile && a.out == nullptr;
+  return WarpSpecializedForwardTraits<kHeadDim>::kStateTile && a.out == nullptr;
 }
 
 // A tile as the producer publishes it with its Q: where it is and the key
@@ -179,11 +179,12 @@ constexpr int kTurnBarrier = 1;
 // the producer between two tiles, kept the consumers of short tiles waiting
 // for their next Q; taken further ahead (a queue of two), the tiles held by
 // busy CTAs unbalanced the end of long rows (d256 -12 %). m = -1 at the end.
-template <int kHeadDim, bool kWide>
-__device__ __forceinline__ void ScheduleTiles(
-    const ForwardBlockArgs& a, const WarpSpecializedForwardShared<kHeadDim, kWide>& sm,
-    const HeavyFirstTileScheduler& scheduler, TileCounter* counter) {
-  using Tr = WarpSpecializedForwardTraits<kHeadDim, kWide>;
+template <int kHeadDim>
+__device__ __forceinline__ void ScheduleTiles(const ForwardBlockArgs& a,
+                                              const WarpSpecializedForwardShared<kHeadDim>& sm,
+                                              const HeavyFirstTileScheduler& scheduler,
+                                              TileCounter* counter) {
+  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   for (uint32_t taken = 0;; ++taken) {
     int64_t t = blockIdx.x;
     if (taken > 0) {
@@ -210,18 +211,18 @@ __device__ __forceinline__ void ScheduleTiles(
 // next free pipeline slot, and asks for the next tile with the last K. A
 // tile without keys is published without copies; m = -1 tells the
 // consumers to stop.
-template <int kHeadDim, bool kWide>
-__device__ __forceinline__ void ProduceTiles(
-    const ForwardBlockArgs& a, const WarpSpecializedForwardShared<kHeadDim, kWide>& sm,
-    const CUtensorMap* q_map, const CUtensorMap* k_map, const CUtensorMap* v_map,
-    const CUtensorMap* o_map) {
-  using Tr = WarpSpecializedForwardTraits<kHeadDim, kWide>;
+template <int kHeadDim>
+__device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
+                                             const WarpSpecializedForwardShared<kHeadDim>& sm,
+                                             const CUtensorMap* q_map, const CUtensorMap* k_map,
+                                             const CUtensorMap* v_map, const CUtensorMap* o_map) {
+  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kColumnBlocks = kHeadDim / 64;
   PrefetchTensorMap(q_map);
   PrefetchTensorMap(k_map);
   PrefetchTensorMap(v_map);
-  const bool copy_state = MergesInStateTile<kHeadDim, kWide>(a);
+  const bool copy_state = MergesInStateTile<kHeadDim>(a);
   if (copy_state) PrefetchTensorMap(o_map);
   const int64_t group = a.num_heads / a.num_kv_heads;
   uint32_t kv_count = 0, state_count = 0;
@@ -285,11 +286,11 @@ __device__ __forceinline__ void ProduceTiles(
 
 // A consumer warpgroup: for each tile, the mainloop over its key tiles
 // (intra-warpgroup overlap, turns at the tensor cores), then the epilogue.
-template <ElementType E, int kHeadDim, bool kWide>
-__device__ __forceinline__ void ConsumeTiles(
-    const ForwardBlockArgs& a, const WarpSpecializedForwardShared<kHeadDim, kWide>& sm,
-    const CUtensorMap* o_map) {
-  using Tr = WarpSpecializedForwardTraits<kHeadDim, kWide>;
+template <ElementType E, int kHeadDim>
+__device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
+                                             const WarpSpecializedForwardShared<kHeadDim>& sm,
+                                             const CUtensorMap* o_map) {
+  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
   constexpr int kNB = kBlockN / 8, kDB = kHeadDim / 8;
@@ -298,7 +299,7 @@ __device__ __forceinline__ void ConsumeTiles(
   const int row0 = warpgroup * 64 + AccumulatorRow();
   const float scale_log2 = a.softmax_scale * kLog2e;
   const int64_t group = a.num_heads / a.num_kv_heads;
-  const bool merge_state = MergesInStateTile<kHeadDim, kWide>(a);
+  const bool merge_state = MergesInStateTile<kHeadDim>(a);
   const bool leader = threadIdx.x % 128 == 0;
   bool state_stored = false;  // the leader's last copy out of the state slab
   uint32_t state_count = 0;
@@ -451,8 +452,8 @@ __device__ __forceinline__ void ConsumeTiles(
   if (Tr::kOutputTile && leader) BulkWait();
 }
 
-template <ElementType E, int kHeadDim, bool kWide>
-__global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim, kWide>::kThreads, 1)
+template <ElementType E, int kHeadDim>
+__global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThreads, 1)
     FlashForwardWarpSpecializedKernel(const ForwardBlockArgs a,
                                       const HeavyFirstTileScheduler scheduler,
                                       TileCounter* const counter,
@@ -461,9 +462,9 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim, kWide>:
                                       const __grid_constant__ CUtensorMap v_map,
                                       const __grid_constant__ CUtensorMap o_map) {
 #ifdef RINGATTN_WGMMA
-  using Tr = WarpSpecializedForwardTraits<kHeadDim, kWide>;
+  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   extern __shared__ __align__(1024) unsigned char shared_raw[];
-  const WarpSpecializedForwardShared<kHeadDim, kWide> sm(SharedAddress(shared_raw));
+  const WarpSpecializedForwardShared<kHeadDim> sm(SharedAddress(shared_raw));
   if (threadIdx.x == 0) {
     MbarrierInit(sm.QFull(), 1);
     // Every consumer thread releases the Q slot: each has read its tile
@@ -486,20 +487,21 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim, kWide>:
   if (threadIdx.x < 128) {
     SetMaxRegistersDecrease<Tr::kProducerRegisters>();
     if (threadIdx.x == 0) {
-      ProduceTiles<kHeadDim, kWide>(a, sm, &q_map, &k_map, &v_map, &o_map);
+      ProduceTiles<kHeadDim>(a, sm, &q_map, &k_map, &v_map, &o_map);
     } else if (threadIdx.x == 32) {
-      ScheduleTiles<kHeadDim, kWide>(a, sm, scheduler, counter);
+      ScheduleTiles<kHeadDim>(a, sm, scheduler, counter);
     }
   } else {
     SetMaxRegistersIncrease<Tr::kConsumerRegisters>();
-    ConsumeTiles<E, kHeadDim, kWide>(a, sm, &o_map);
+    ConsumeTiles<E, kHeadDim>(a, sm, &o_map);
   }
 #endif  // RINGATTN_WGMMA
 }
 
-template <ElementType E, int kHeadDim, bool kWide>
-cudaError_t LaunchWarpSpecializedForward(const ForwardBlockArgs& a, cudaStream_t stream) {
-  using Tr = WarpSpecializedForwardTraits<kHeadDim, kWide>;
+template <ElementType E, int kHeadDim>
+cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
+                                                    cudaStream_t stream) {
+  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   const int64_t q_len = a.q_pos.length;
   const TileView q_view = QueryRowsView(a, a.q, E, Tr::kBlockM);
   const TileView k_view = KeyRowsView(a, a.k, E, Tr::kBlockN);
@@ -516,7 +518,7 @@ cudaError_t LaunchWarpSpecializedForward(const ForwardBlockArgs& a, cudaStream_t
         e != cudaSuccess) {
       return e;
     }
-  } else if (MergesInStateTile<kHeadDim, kWide>(a)) {
+  } else if (MergesInStateTile<kHeadDim>(a)) {
     const TileView view = QueryRowsView(a, a.state_o, ElementType::kFloat32, 64);
     if (const cudaError_t e = EncodeTileMap(view, &o_map); e != cudaSuccess) return e;
   } else {
@@ -534,19 +536,9 @@ cudaError_t LaunchWarpSpecializedForward(const ForwardBlockArgs& a, cudaStream_t
   const int64_t grid = std::min<int64_t>(scheduler.Count(), sms);
   TileCounter* counter = nullptr;
   if (const cudaError_t e = ForwardTileCounter(stream, &counter); e != cudaSuccess) return e;
-  return LaunchKernel(FlashForwardWarpSpecializedKernel<E, kHeadDim, kWide>,
+  return LaunchKernel(FlashForwardWarpSpecializedKernel<E, kHeadDim>,
                       dim3(static_cast<unsigned>(grid)), Tr::kThreads, Tr::kSharedBytes, stream, a,
                       scheduler, counter, q_map, k_map, v_map, o_map);
-}
-
-// d128 tasks without a mask take the wide key tiles (traits.h).
-template <ElementType E, int kHeadDim>
-cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
-                                                    cudaStream_t stream) {
-  if constexpr (kHeadDim == 128) {
-    if (EveryPairAllowed(a)) return LaunchWarpSpecializedForward<E, kHeadDim, true>(a, stream);
-  }
-  return LaunchWarpSpecializedForward<E, kHeadDim, false>(a, stream);
 }
 
 }  // namespace ringattn::cuda::flash

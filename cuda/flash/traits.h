@@ -193,22 +193,19 @@ struct WarpSpecializedRegisters {
 // kBlockM = 64 * kConsumers rows. K and V tiles of kBlockN keys go through
 // kStages-deep pipelines of their own; Q is single-buffered per tile. One
 // CTA per SM (persistent). Tiles are 1024-byte aligned (the extra 1 KB);
-// the mbarriers follow them. kWideKeys (d128, tasks without a mask): key
-// tiles of 176 (FlashAttention-3's tile for non-causal d128: fewer softmax
-// steps and barriers per key), with the register epilogues (no room for an
-// output tile beside the wider stages).
-template <int kHeadDim_, bool kWideKeys = false>
+// the mbarriers follow them.
+template <int kHeadDim_>
 struct WarpSpecializedForwardTraits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kConsumers = WarpSpecializedCta::kConsumers;
   static constexpr int kThreads = WarpSpecializedCta::kThreads;
   static constexpr int kBlockM = 64 * kConsumers;
-  static constexpr int kBlockN = kWideKeys ? 176 : (kHeadDim == 256 ? 64 : 128);
+  static constexpr int kBlockN = kHeadDim == 256 ? 64 : 128;
   static constexpr int kStages = kHeadDim == 64 ? 4 : 2;
   // The producer's 64-bit tile-range arithmetic spills below 56 registers;
-  // d256's O (128 registers) and the wide key tiles' S (88) need 240 in the
-  // consumers (a producer of 24 spills, off the critical path).
-  using Registers = WarpSpecializedRegisters<kHeadDim == 256 || kWideKeys ? 24 : 56>;
+  // d256's O (128 registers) needs 240 in the consumers (a producer of 24
+  // spills, off the critical path).
+  using Registers = WarpSpecializedRegisters<kHeadDim == 256 ? 24 : 56>;
   static constexpr int kProducerRegisters = Registers::kProducerRegisters;
   static constexpr int kConsumerRegisters = Registers::kConsumerRegisters;
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
@@ -218,8 +215,8 @@ struct WarpSpecializedForwardTraits {
   // and at d128 the ring state's fp32 O tile copied in by the producer,
   // merged there and copied out (at d64 its 181 KB of shared memory cost
   // 4-5 % on both columns, measured). Otherwise from and to registers.
-  static constexpr bool kOutputTile = kHeadDim <= 128 && !kWideKeys;
-  static constexpr bool kStateTile = kHeadDim == 128 && !kWideKeys;
+  static constexpr bool kOutputTile = kHeadDim <= 128;
+  static constexpr bool kStateTile = kHeadDim == 128;
   static constexpr int kStateBytes = kBlockM * kHeadDim * 4;
   static constexpr int kOutputBytes =
       kStateTile ? kStateBytes : (kOutputTile ? kBlockM * kHeadDim * 2 : 0);
@@ -231,7 +228,6 @@ struct WarpSpecializedForwardTraits {
       1024 + kQBytes + 2 * kStages * kKvBytes + kOutputBytes + kBarrierBytes;
 
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head dims 64, 128, 256");
-  static_assert(!kWideKeys || kHeadDim == 128, "wide key tiles at d128");
   static_assert(kHeadDim / 2 + kBlockN / 2 <= 192, "accumulators within registers");
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
