@@ -90,15 +90,13 @@ cudaError_t LaunchFlashForward(const ForwardBlockArgs& a, cudaStream_t stream,
   const bool sm90_kernel =
       kernel == TensorCoreKernel::kHopper || kernel == TensorCoreKernel::kWarpSpecialized;
   const bool fp32 = a.dtype == ElementType::kFloat32;
-  // fp32's sm_90a kernel: the wgmma one (head_dims 64 and 128).
-  const bool fp32_wgmma = fp32 && hopper;
-  if (sm90_kernel &&
-      (!hopper || (fp32 && (kernel == TensorCoreKernel::kWarpSpecialized || !fp32_wgmma)))) {
+  if (sm90_kernel && (!hopper || (fp32 && kernel == TensorCoreKernel::kWarpSpecialized))) {
     return cudaErrorNotSupported;
   }
   if (a.q_pos.length == 0 || a.k_pos.length == 0 || a.batch == 0) return cudaSuccess;
   if (fp32) {
-    if (fp32_wgmma && kernel != TensorCoreKernel::kMmaSync) {
+    // On Hopper the wgmma kernel (head_dims 64 and 128) unless mma.sync is named.
+    if (hopper && kernel != TensorCoreKernel::kMmaSync) {
       return a.head_dim == 64 ? LaunchFlashForwardF32HopperKernel<64>(a, stream)
                               : LaunchFlashForwardF32HopperKernel<128>(a, stream);
     }
