@@ -105,9 +105,7 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
       ProbabilitiesT<kBlockM>(x, allowed, s_lse + buffer * kBlockM, scale_log2);
 #pragma unroll
       for (int i = 0; i < kBlockM / 4; ++i) {
-        asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(p_slot + i * 1024), "f"(x[2 * i]),
-                     "f"(x[2 * i + 1])
-                     : "memory");
+        StoreShared2(p_slot + i * 1024, x[2 * i], x[2 * i + 1]);
       }
       const auto& p3 = *reinterpret_cast<const float(*)[1][kBlockM / 8][4]>(x);
 #pragma unroll
@@ -136,10 +134,9 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
       float p[kBlockM / 2];
 #pragma unroll
       for (int i = 0; i < kBlockM / 4; ++i) {
-        asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n"
-                     : "=f"(p[2 * i]), "=f"(p[2 * i + 1])
-                     : "r"(p_slot + i * 1024)
-                     : "memory");
+        const float2 v = LoadShared2(p_slot + i * 1024);
+        p[2 * i] = v.x;
+        p[2 * i + 1] = v.y;
       }
       ScoreGradsT<E, kBlockM>(p, x, s_delta + buffer * kBlockM, p16, ds16);
       StoreScoreGradsT<kBlockN, kBlockM>(s_ds, key0, ds16);
