@@ -43,11 +43,12 @@ __device__ __forceinline__ void CopySlabOut(const CUtensorMap* map, uint32_t sla
   NamedBarrierSync(kOutputBarrier + warpgroup, 128);
   if (threadIdx.x % 128 == 0) {
     const int row = static_cast<int>(q0) + warpgroup * 64;
+    [[maybe_unused]] const uint64_t evict_first = kEvictFirst ? EvictFirstPolicy() : 0;
 #pragma unroll
     for (int c = 0; c < kBoxes; ++c) {
       if constexpr (kEvictFirst) {
         TmaStore4d(map, slab + c * 64 * 128, c * kColumns, row, static_cast<int>(h),
-                   static_cast<int>(b), EvictFirstPolicy());
+                   static_cast<int>(b), evict_first);
       } else {
         TmaStore4d(map, slab + c * 64 * 128, c * kColumns, row, static_cast<int>(h),
                    static_cast<int>(b));

@@ -272,12 +272,13 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
     if (copy_state) {
       MbarrierWait(sm.StateEmpty(), (state_count++ & 1) ^ 1);
       MbarrierArriveExpectTx(sm.StateFull(), Tr::kStateBytes);
+      const uint64_t evict_first = EvictFirstPolicy();
 #pragma unroll
       for (int w = 0; w < Tr::kConsumers; ++w) {
 #pragma unroll
         for (int c = 0; c < kHeadDim / 32; ++c) {
           TmaLoad4d(sm.Slab(w, 4) + c * 64 * 128, o_map, sm.StateFull(), c * 32,
-                    tile.m * kBlockM + w * 64, head, batch, EvictFirstPolicy());
+                    tile.m * kBlockM + w * 64, head, batch, evict_first);
         }
       }
     }
