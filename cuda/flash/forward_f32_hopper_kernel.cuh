@@ -7,11 +7,11 @@
 // fully masked. tf32 wgmma reads K-major operands only, so every operand is
 // stored split and K-major in the 128-byte swizzle: Q hi/lo once; per stage
 // K hi/lo and V^T hi/lo (V transposed, d rows of keys). Tiles go global ->
-// registers -> split -> shared memory. d64 has two stages: the loads of tile n + 1 are issued
-// before the S GEMM of tile n and split and stored into the other stage
-// while O += P V of tile n runs on the tensor cores. d128 has one: K of tile
-// n + 1 is stored while O += P V of tile n runs, its V while S of tile n + 1
-// runs, so no store waits outside a GEMM.
+// registers -> split -> shared memory. d64 has two stages: the loads of
+// tile n + 1 are issued before the S GEMM of tile n and split and stored
+// into the other stage while O += P V of tile n runs on the tensor cores.
+// d128 has one: K of tile n + 1 is stored while O += P V of tile n runs,
+// its V while S of tile n + 1 runs, so no store waits outside a GEMM.
 //
 // P feeds O += P V from the S accumulators directly: a thread holds keys
 // 2t and 2t+1 of each 8-key block, which the tf32 A fragment names columns
