@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 
-SHAPES = (64, 128, 256)
+SHAPES = (64, 80, 128, 256)
 TYPES = (("kBFloat16", "bf16"), ("kFloat16", "f16"), ("kFloat32", "tf32"))
 
 
@@ -117,7 +117,7 @@ struct Wgmma;
     for type_name, ptx_type in TYPES:
         print("template <>\nstruct Wgmma<ElementType::%s> {" % type_name)
         # 32: the fp32 backward's query tiles and the d256 backward's halves
-        # of a query tile; tf32 has no 256.
+        # of a query tile; 80: the d256 forward's key tiles; tf32 has no 256.
         shapes = (32, 64, 128) if ptx_type == "tf32" else (32,) + SHAPES
         for n in shapes:
             print(ss(n, ptx_type))
