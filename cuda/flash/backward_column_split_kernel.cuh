@@ -5,11 +5,8 @@
 // warpgroup's registers, so warpgroup w keeps columns [128 w, 128 w + 128)
 // of them, and per tile:
 //   S^T (warpgroup 0), dP^T (warpgroup 1) of the 64 keys x 64 queries
-//   P^T (0, handed to 1 in fp32 through shared memory), dS^T (1, handed
-//   to 0 in bf16/fp16 through shared memory)
-//   dV_w += P^T dO_w, dK_w += dS^T Q_w   (B N-major from shared memory; A
-//   from the registers of the warpgroup that made it, else dS^T K-major
-//   from shared memory)
+//   P^T (0, handed to 1 in fp32), dS^T (1) -> shared memory
+//   dV_w += P^T dO_w, dK_w += dS^T Q_w   (A K-major, B N-major, from smem)
 // dQ is the dQ pass's (backward_query_grads_kernel.cuh), launched after
 // this kernel: added here, 64 KB of fp32 partial sums per (key tile, query
 // tile) pair bound the kernel at the L2's reduction rate.
@@ -51,9 +48,10 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   const uint32_t s_k = (SharedAddress(shared_raw) + 1023) & ~1023u;
   const uint32_t s_v = s_k + Tr::kKvBytes;
-  const uint32_t s_q = s_v + Tr::kKvBytes;       // [2][kBlockM][kHeadDim]
-  const uint32_t s_do = s_q + 2 * Tr::kQBytes;   // [2][kBlockM][kHeadDim]
-  const uint32_t s_ds = s_do + 2 * Tr::kQBytes;  // dS^T [kBlockN][kBlockM]
+  const uint32_t s_q = s_v + Tr::kKvBytes;      // [2][kBlockM][kHeadDim]
+  const uint32_t s_do = s_q + 2 * Tr::kQBytes;  // [2][kBlockM][kHeadDim]
+  const uint32_t s_p = s_do + 2 * Tr::kQBytes;  // P^T [kBlockN][kBlockM]
+  const uint32_t s_ds = s_p + Tr::kScoreBytes;  // dS^T [kBlockN][kBlockM]
   float* s_lse =
       reinterpret_cast<float*>(shared_raw + (s_ds + Tr::kScoreBytes - SharedAddress(shared_raw)));
   float* s_delta = s_lse + 2 * kBlockM;                            // both [2][kBlockM]
@@ -79,37 +77,28 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
   const int key0 = AccumulatorRow();
   const int col_base = warpgroup * kCols;
 
-  // dV_w += P^T dO_w and dK_w += dS^T Q_w: B the warpgroup's two 64-column
-  // blocks of dO or Q (N-major); A from registers where the warpgroup made
-  // it, else dS^T from shared memory (K-major).
-  const auto b_operand = [&](uint32_t tile) { return tile + (col_base / 64) * kBlockM * 128; };
   for (int m = m_begin; m < m_end; ++m) {
-    const int buffer = queries.Wait(m);
+    const int buffer = queries.Arrive(m);
     const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
     const uint32_t q_tile = queries.QTile(buffer), do_tile = queries.DoTile(buffer);
 
     // S^T (warpgroup 0) and dP^T (warpgroup 1) of the 64 keys x the tile's
     // 64 queries, one m64n64 product each (halves of 32 queries would read
-    // shared memory faster than it delivers); tile m + 1's copies are
-    // issued behind them.
+    // shared memory faster than it delivers). Warpgroup 0 makes P^T and
+    // hands it over in fp32 (thread t's pairs in slots 1 KB apart: the same
+    // fragment positions as thread t of warpgroup 1); warpgroup 1 makes
+    // dS^T = P^T (dP^T - D).
     float x[kBlockM / 2];
     const bool scores = warpgroup == 0;
     WgmmaFence();
     IssueRowsTimesRowsT<E, kHeadDim, kBlockN, kBlockM>(x, scores ? s_k : s_v, 0,
                                                        scores ? q_tile : do_tile);
-    queries.Prefetch(m, buffer);
     const FragmentBits<kBlockM> allowed =
         scores && tiles.NeedsMask(m)
             ? AllowedBitsT<kBlockM>(a, b, key0, task.k_valid, task.k0, q_first)
             : ~0u;
     WgmmaWait<0>();
     FenceRegisters(x);
-    // Warpgroup 0 makes P^T, hands it over in fp32 (thread t's pairs in
-    // slots 1 KB apart: the same fragment positions as thread t of
-    // warpgroup 1) and issues its dV from the packed registers at once;
-    // warpgroup 1 packs the P^T it reads for its dV, makes dS^T = P^T (dP^T
-    // - D), hands it over through shared memory and issues its dK from
-    // registers. Warpgroup 0's dK takes dS^T from shared memory.
     const uint32_t p_slot = s_pf + (threadIdx.x % 128) * 8;
     uint32_t p16[kBlockM / 16][4], ds16[kBlockM / 16][4];
     if (scores) {
@@ -118,21 +107,30 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
       for (int i = 0; i < kBlockM / 4; ++i) {
         StoreShared2(p_slot + i * 1024, x[2 * i], x[2 * i + 1]);
       }
-      NamedBarrierArrive(1, 256);  // P^T in fp32
-      PackOperandA<E>(x, p16);
-      WgmmaFence();
-      IssueRegistersTimesNMajor<E, kCols>(dv, p16, b_operand(do_tile), kBlockM);
-      WgmmaCommit();
-      NamedBarrierSync(2, 256);  // dS^T
+      const auto& p3 = *reinterpret_cast<const float(*)[1][kBlockM / 8][4]>(x);
+#pragma unroll
+      for (int kk = 0; kk < kBlockM / 16; ++kk) PackP<E>(p3, 0, kk, p16[kk]);
+      StoreScoreGradsT<kBlockN, kBlockM>(s_p, key0, p16);
+      FenceProxyAsync();
+    }
+    NamedBarrierSync(1, 256);  // P^T in shared memory, both forms
+
+    // dV_w += P^T dO_w, issued before warpgroup 1 makes dS^T so that the
+    // tensor cores run while it does, then dK_w += dS^T Q_w (A K-major, B
+    // the warpgroup's two 64-column blocks of dO and Q, N-major).
+    const auto issue_key_grad = [&](float(&acc)[kCols / 2], uint32_t a_tile, uint32_t b_tile) {
       WgmmaFence();
 #pragma unroll
       for (int kk = 0; kk < kBlockM / 16; ++kk) {
-        Mma::SS128TB(dk, SwizzledDescriptor(s_ds + kk * 32, 16),
-                     SwizzledDescriptor(b_operand(q_tile) + kk * 16 * 128, kBlockM * 128), 1);
+        Mma::SS128TB(acc, SwizzledDescriptor(a_tile + kk * 32, 16),
+                     SwizzledDescriptor(b_tile + (col_base / 64) * kBlockM * 128 + kk * 16 * 128,
+                                        kBlockM * 128),
+                     1);
       }
       WgmmaCommit();
-    } else {
-      NamedBarrierSync(1, 256);
+    };
+    issue_key_grad(dv, s_p, do_tile);
+    if (!scores) {
       float p[kBlockM / 2];
 #pragma unroll
       for (int i = 0; i < kBlockM / 4; ++i) {
@@ -141,14 +139,11 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
         p[2 * i + 1] = v.y;
       }
       ScoreGradsT<E, kBlockM>(p, x, s_delta + buffer * kBlockM, p16, ds16);
-      WgmmaFence();
-      IssueRegistersTimesNMajor<E, kCols>(dv, p16, b_operand(do_tile), kBlockM);
-      IssueRegistersTimesNMajor<E, kCols>(dk, ds16, b_operand(q_tile), kBlockM);
-      WgmmaCommit();
       StoreScoreGradsT<kBlockN, kBlockM>(s_ds, key0, ds16);
       FenceProxyAsync();
-      NamedBarrierArrive(2, 256);
     }
+    NamedBarrierSync(2, 256);  // dS^T
+    issue_key_grad(dk, s_ds, q_tile);
     WgmmaWait<0>();
     FenceRegisters(dk);
     FenceRegisters(dv);

@@ -258,8 +258,8 @@ struct HopperBackwardTraits {
 // tile of 64 (2 x 64 x 256 fp32) do not fit one warpgroup's registers, so
 // the two warpgroups split them by columns (128 each) and the query tile of
 // 64 between S^T and dP^T (one each); P^T (handed over in fp32) and dS^T
-// meet in shared memory. K, V, two stages of Q and dO, dS^T, fp32 P^T:
-// 218 KB.
+// meet in shared memory. K, V, two stages of Q and dO, P^T, dS^T, fp32
+// P^T: 226 KB.
 template <int kHeadDim_>
 struct ColumnSplitBackwardTraits {
   static constexpr int kHeadDim = kHeadDim_;
@@ -268,11 +268,10 @@ struct ColumnSplitBackwardTraits {
   static constexpr int kBlockM = 64;
   static constexpr int kKvBytes = kBlockN * kHeadDim * 2;
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
-  static constexpr int kScoreBytes = kBlockN * kBlockM * 2;  // dS^T
+  static constexpr int kScoreBytes = kBlockN * kBlockM * 2;  // P^T or dS^T
   static constexpr int kStatsBytes = 4 * 2 * 2 * kBlockM;    // LSE and D of two tiles
-  // K, V, 2 x (Q, dO), dS^T, stats, P^T in fp32.
   static constexpr int kSharedBytes =
-      2 * kKvBytes + 4 * kQBytes + kScoreBytes + kStatsBytes + kBlockN * kBlockM * 4 + 1024;
+      2 * kKvBytes + 4 * kQBytes + 2 * kScoreBytes + kStatsBytes + kBlockN * kBlockM * 4 + 1024;
 
   static_assert(kHeadDim == 256, "the column split is for head_dim 256");
   static_assert(kBlockM == 64, "P^T and dS^T rows are one 128-byte swizzle row");
