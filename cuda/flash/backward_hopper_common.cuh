@@ -75,31 +75,24 @@ struct CpAsyncQueryTiles {
     }
   }
   // The walk over the key tile's query tiles [m_begin, m_end) shared by
-  // both kernels: Start loads K, V and the first tile; Wait(m) returns
+  // both kernels: Start loads K, V and the first tile; Arrive(m) returns
   // tile m's buffer once its copies are visible to every thread and to
-  // wgmma and every thread is done with tile m - 1 (one barrier);
-  // Prefetch(m, buffer) then sends tile m + 1 on its way into the buffer
-  // tile m - 1 used (Arrive: both at once); Release(buffer), after the
-  // tile's work, stores tile m + 1's LSE and D.
+  // wgmma and every thread is done with tile m - 1 (one barrier), then
+  // sends tile m + 1 on its way into the buffer tile m - 1 used;
+  // Release(buffer), after the tile's work, stores tile m + 1's LSE and D.
   __device__ __forceinline__ void Start(uint32_t s_k, uint32_t s_v) {
     LoadKeys(s_k, s_v);
     Load(task.tiles.m_begin, 0);
     CpAsyncCommit();
     StoreStats(0);
   }
-  __device__ __forceinline__ int Wait(int m) const {
+  __device__ __forceinline__ int Arrive(int m) {
+    const int buffer = (m - task.tiles.m_begin) & 1;
     CpAsyncWait<0>();
     FenceProxyAsync();
     __syncthreads();
-    return (m - task.tiles.m_begin) & 1;
-  }
-  __device__ __forceinline__ void Prefetch(int m, int buffer) {
     if (m + 1 < task.tiles.m_end) Load(m + 1, buffer ^ 1);
     CpAsyncCommit();
-  }
-  __device__ __forceinline__ int Arrive(int m) {
-    const int buffer = Wait(m);
-    Prefetch(m, buffer);
     return buffer;
   }
   __device__ __forceinline__ void Release(int buffer) const { StoreStats(buffer ^ 1); }
@@ -271,11 +264,15 @@ __device__ __forceinline__ void ProbabilitiesT(float (&s)[kBlockM / 2],
 }
 
 // dS^T = P^T (dP^T - D) in place in dp (delta: the thread's pairs of the
-// tile's D per query, LoadQueryPairs).
-template <int kBlockM>
-__device__ __forceinline__ void ScoreGradsInPlaceT(const float (&p)[kBlockM / 2],
-                                                   float (&dp)[kBlockM / 2],
-                                                   const float2 (&delta)[kBlockM / 8]) {
+// tile's D per query, LoadQueryPairs),
+// then P^T and dS^T packed into p16 and ds16, the A operands of
+// dV += P^T dO and dK += dS^T Q (packed after dS^T so that P^T's fp32 and
+// its packed copy are not live together beside dP^T).
+template <ElementType E, int kBlockM>
+__device__ __forceinline__ void ScoreGradsT(const float (&p)[kBlockM / 2], float (&dp)[kBlockM / 2],
+                                            const float2 (&delta)[kBlockM / 8],
+                                            uint32_t (&p16)[kBlockM / 16][4],
+                                            uint32_t (&ds16)[kBlockM / 16][4]) {
   constexpr int kMB = kBlockM / 8;
   const auto& p3 = *reinterpret_cast<const float(*)[1][kMB][4]>(p);
   auto& ds3 = *reinterpret_cast<float(*)[1][kMB][4]>(dp);
@@ -288,30 +285,6 @@ __device__ __forceinline__ void ScoreGradsInPlaceT(const float (&p)[kBlockM / 2]
       ds3[0][j][2 + e] = p3[0][j][2 + e] * (ds3[0][j][2 + e] - row_delta);
     }
   }
-}
-
-// An m64nN accumulator (kValues = N / 2 floats per thread) packed as the A
-// operands of N / 16 k16 steps.
-template <ElementType E, int kValues>
-__device__ __forceinline__ void PackOperandA(const float (&x)[kValues],
-                                             uint32_t (&a)[kValues / 8][4]) {
-  const auto& x3 = *reinterpret_cast<const float(*)[1][kValues / 4][4]>(x);
-#pragma unroll
-  for (int kk = 0; kk < kValues / 8; ++kk) PackP<E>(x3, 0, kk, a[kk]);
-}
-
-// dS^T = P^T (dP^T - D) in place in dp, then P^T and dS^T packed into p16
-// and ds16, the A operands of dV += P^T dO and dK += dS^T Q (packed after
-// dS^T so that P^T's fp32 and its packed copy are not live together beside
-// dP^T).
-template <ElementType E, int kBlockM>
-__device__ __forceinline__ void ScoreGradsT(const float (&p)[kBlockM / 2], float (&dp)[kBlockM / 2],
-                                            const float2 (&delta)[kBlockM / 8],
-                                            uint32_t (&p16)[kBlockM / 16][4],
-                                            uint32_t (&ds16)[kBlockM / 16][4]) {
-  ScoreGradsInPlaceT<kBlockM>(p, dp, delta);
-  const auto& p3 = *reinterpret_cast<const float(*)[1][kBlockM / 8][4]>(p);
-  const auto& ds3 = *reinterpret_cast<const float(*)[1][kBlockM / 8][4]>(dp);
 #pragma unroll
   for (int kk = 0; kk < kBlockM / 16; ++kk) {
     PackP<E>(p3, 0, kk, p16[kk]);

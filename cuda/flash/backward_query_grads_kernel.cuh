@@ -93,18 +93,17 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
     CpAsyncWait<0>();  // K and V of tile n
     FenceProxyAsync();
     __syncthreads();  // ... for every thread; both warpgroups are done with K of tile n - 1
+    if (n + 1 < n_end) load_keys(k_tile(stage ^ 1), task.k, n + 1);
+    CpAsyncCommit();
 
     float s_flat[kBlockN / 2], dp_flat[kBlockN / 2];
     auto& s = *reinterpret_cast<float(*)[1][kNB][4]>(s_flat);
     auto& dp = *reinterpret_cast<float(*)[1][kNB][4]>(dp_flat);
     // dP first: once both warpgroups have it, V of tile n + 1 loads while
-    // S, P, dS and dQ += dS K run. K of tile n + 1 is sent on its way behind
-    // the two products.
+    // S, P, dS and dQ += dS K run.
     WgmmaFence();
     IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(dp_flat, s_do, warpgroup * 64, s_v);
     IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(s_flat, s_q, warpgroup * 64, k_tile(stage));
-    if (n + 1 < n_end) load_keys(k_tile(stage ^ 1), task.k, n + 1);
-    CpAsyncCommit();
     WgmmaWait<1>();
     FenceRegisters(dp_flat);
     __syncthreads();  // both warpgroups are done with V of tile n
