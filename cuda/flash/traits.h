@@ -279,8 +279,7 @@ struct ColumnSplitBackwardTraits {
 };
 
 // The dQ pass of the head_dim 256 Hopper backward: two warpgroups of 64
-// query rows, key tiles of 64; Q, dO, two stages of K, one V and their
-// four mbarriers (TMA copies): 225 KB.
+// query rows, key tiles of 64; Q, dO, two stages of K, one V: 225 KB.
 template <int kHeadDim_>
 struct QueryGradsTraits {
   static constexpr int kHeadDim = kHeadDim_;
@@ -289,7 +288,7 @@ struct QueryGradsTraits {
   static constexpr int kBlockN = 64;
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;   // Q or dO
   static constexpr int kKvBytes = kBlockN * kHeadDim * 2;  // one K or V tile
-  static constexpr int kSharedBytes = 2 * kQBytes + 3 * kKvBytes + 32 + 1024;
+  static constexpr int kSharedBytes = 2 * kQBytes + 3 * kKvBytes + 1024;
 
   static_assert(kHeadDim == 256, "the dQ pass is the head_dim 256 backward's");
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
