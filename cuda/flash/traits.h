@@ -259,7 +259,7 @@ struct HopperBackwardTraits {
 // the two warpgroups split them by columns (128 each) and the query tile of
 // 64 between S^T and dP^T (one each); P^T (handed over in fp32) and dS^T
 // meet in shared memory. K, V, two stages of Q and dO, P^T, dS^T, fp32
-// P^T, the mbarriers of the two Q / dO buffers (their TMA copies): 226 KB.
+// P^T: 226 KB.
 template <int kHeadDim_>
 struct ColumnSplitBackwardTraits {
   static constexpr int kHeadDim = kHeadDim_;
@@ -270,8 +270,8 @@ struct ColumnSplitBackwardTraits {
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
   static constexpr int kScoreBytes = kBlockN * kBlockM * 2;  // P^T or dS^T
   static constexpr int kStatsBytes = 4 * 2 * 2 * kBlockM;    // LSE and D of two tiles
-  static constexpr int kSharedBytes = 2 * kKvBytes + 4 * kQBytes + 2 * kScoreBytes + kStatsBytes +
-                                      kBlockN * kBlockM * 4 + 16 + 1024;
+  static constexpr int kSharedBytes =
+      2 * kKvBytes + 4 * kQBytes + 2 * kScoreBytes + kStatsBytes + kBlockN * kBlockM * 4 + 1024;
 
   static_assert(kHeadDim == 256, "the column split is for head_dim 256");
   static_assert(kBlockM == 64, "P^T and dS^T rows are one 128-byte swizzle row");
