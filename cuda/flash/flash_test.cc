@@ -394,39 +394,6 @@ TEST(FlashForwardTest, ManyTilesPerCtaMatchTheFp64Oracle) {
   }
 }
 
-// Tasks with an even number of query tiles at d128 run the warp-specialized
-// forward in CTA pairs (two-CTA clusters sharing K and V; the masked ones
-// in the other tests, whose pairs walk the union of their key tiles); here
-// without a mask: random tasks with their mask removed (strided and grouped positions,
-// GQA, partial head ranges; 129-256 query rows make two tiles, the others
-// one or three and run alone), and the many-tiles case unmasked (1000 query
-// rows: eight tiles, four pairs; 130 keys over two batch rows, 400 over
-// one), each merged into the state and written. The warp-specialized
-// kernel alone (the fp64 oracle of 1000 keys for three kernels took over
-// two minutes).
-TEST(FlashForwardTest, UnmaskedD128TasksMatchTheFp64Oracle) {
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
-  if (!flash::HopperDevice()) GTEST_SKIP() << "the CTA pairs are the Hopper forward's";
-  std::mt19937 rng(2027);
-  uint32_t seed = 9001;
-  std::vector<Case> cases;
-  for (int i = 0; i < 10; ++i) {
-    Case c = RandomCase(rng, i % 2 == 0 ? DType::kBFloat16 : DType::kFloat16, 128);
-    c.min_delta = -kFar;
-    c.max_delta = kFar;
-    c.doc_begin = 0;
-    c.doc_end = kFar;
-    c.key_limit.clear();
-    cases.push_back(c);
-  }
-  for (int64_t keys : {130, 400}) {
-    Case c = ManyHeadsCase(128, /*batch=*/keys == 130 ? 2 : 1, keys, /*window=*/kFar);
-    c.max_delta = kFar;
-    cases.push_back(c);
-  }
-  for (const Case& c : cases) Check(c, seed += 10, flash::TensorCoreKernel::kWarpSpecialized);
-}
-
 // The warp-specialized forward's tile counter belongs to a (device, stream)
 // pair: the default stream has one handle on every device, and a counter of
 // one device's pool used on another would be another device's memory. Two

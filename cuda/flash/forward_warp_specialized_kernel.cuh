@@ -27,8 +27,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -181,65 +179,30 @@ constexpr int kTurnBarrier = 1;
 // the producer between two tiles, kept the consumers of short tiles waiting
 // for their next Q; taken further ahead (a queue of two), the tiles held by
 // busy CTAs unbalanced the end of long rows (d256 -12 %). m = -1 at the end.
-//
-// kPairs (two-CTA clusters, query tiles 2 p and 2 p + 1 of one head sharing
-// their K and V copies): the scheduler takes pairs p and runs in the
-// cluster's CTA 0 alone, which publishes tile 2 p + r in CTA r's slot (CTA
-// 1's by a store into its shared memory and an arrival on its barrier);
-// both producers free CTA 0's slot.
-template <int kHeadDim, bool kPairs>
+template <int kHeadDim>
 __device__ __forceinline__ void ScheduleTiles(const ForwardBlockArgs& a,
                                               const WarpSpecializedForwardShared<kHeadDim>& sm,
                                               const HeavyFirstTileScheduler& scheduler,
                                               TileCounter* counter) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
-  const unsigned takers = kPairs ? gridDim.x / 2 : gridDim.x;
-  if (kPairs && ClusterCtaRank() != 0) return;
   for (uint32_t taken = 0;; ++taken) {
-    int64_t t = kPairs ? blockIdx.x / 2 : blockIdx.x;
+    int64_t t = blockIdx.x;
     if (taken > 0) {
       MbarrierWait(sm.NextWanted(), (taken - 1) & 1);
-      t = NextTile(counter, takers);
+      t = NextTile(counter);
     }
-    PublishedTile published{-1, 0, 0, {}}, partner{-1, 0, 0, {}};
+    PublishedTile published{-1, 0, 0, {}};
     if (t < scheduler.Count()) {
       const QueryTile tile = scheduler.At(t);
-      const int m = kPairs ? 2 * tile.m : tile.m;
-      published = {m, static_cast<int>(tile.head), static_cast<int>(tile.batch),
-                   KeyTileRange(a, tile.batch, m, Tr::kBlockM, Tr::kBlockN)};
-      if constexpr (kPairs) {
-        partner = {m + 1, published.head, published.batch,
-                   KeyTileRange(a, tile.batch, m + 1, Tr::kBlockM, Tr::kBlockN)};
-        // Both walk the union of their key tiles (the copies are shared);
-        // a tile outside a CTA's own range is outside its full range too,
-        // so its mask leaves none of the tile's pairs.
-        KeyTileRange& mine = published.keys;
-        KeyTileRange& theirs = partner.keys;
-        const bool mine_empty = mine.n_begin >= mine.n_end;
-        const bool theirs_empty = theirs.n_begin >= theirs.n_end;
-        const int n_begin = mine_empty     ? theirs.n_begin
-                            : theirs_empty ? mine.n_begin
-                                           : min(mine.n_begin, theirs.n_begin);
-        const int n_end = mine_empty     ? theirs.n_end
-                          : theirs_empty ? mine.n_end
-                                         : max(mine.n_end, theirs.n_end);
-        mine.n_begin = theirs.n_begin = n_begin;
-        mine.n_end = theirs.n_end = n_end;
-      }
+      published = {tile.m, static_cast<int>(tile.head), static_cast<int>(tile.batch),
+                   KeyTileRange(a, tile.batch, tile.m, Tr::kBlockM, Tr::kBlockN)};
     }
     MbarrierWait(sm.ScheduledEmpty(), (taken & 1) ^ 1);
     StorePublishedTile(sm.Scheduled(), published);
     MbarrierArrive(sm.ScheduledFull());
-    if constexpr (kPairs) {
-      const PublishedTile& p = partner;
-      StoreSharedCluster4(sm.Scheduled(), 1, p.m, p.head, p.batch, 0);
-      StoreSharedCluster4(sm.Scheduled() + 16, 1, p.keys.n_begin, p.keys.n_end, p.keys.full_begin,
-                          p.keys.full_end);
-      MbarrierArriveCluster(sm.ScheduledFull(), 1);
-    }
     if (published.m < 0) break;
   }
-  FinishTiles(counter, takers);
+  FinishTiles(counter);
 }
 
 // The producer thread: takes each tile from the scheduler's slot and
@@ -248,12 +211,7 @@ __device__ __forceinline__ void ScheduleTiles(const ForwardBlockArgs& a,
 // next free pipeline slot, and asks for the next tile with the last K. A
 // tile without keys is published without copies; m = -1 tells the
 // consumers to stop.
-//
-// kPairs: each CTA's producer copies its own Q, and half of every K and V
-// tile (its 64-column block) into both CTAs' slot (multicast); a slot is
-// refilled once both CTAs' consumers have released it (their arrivals on
-// both CTAs' empty barriers). CTA 0's producer asks for the next pair.
-template <int kHeadDim, bool kPairs>
+template <int kHeadDim>
 __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
                                              const WarpSpecializedForwardShared<kHeadDim>& sm,
                                              const CUtensorMap* q_map, const CUtensorMap* k_map,
@@ -268,27 +226,17 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
   if (copy_state) PrefetchTensorMap(o_map);
   const int64_t group = a.num_heads / a.num_kv_heads;
   uint32_t kv_count = 0, state_count = 0;
-  const uint32_t rank = kPairs ? ClusterCtaRank() : 0;
-  // The pair's next tiles are CTA 0's to ask for.
-  const auto want_next = [&] {
-    if (rank == 0) MbarrierArrive(sm.NextWanted());
-  };
   for (uint32_t q_count = 0;; ++q_count) {
     MbarrierWait(sm.ScheduledFull(), q_count & 1);
-    if constexpr (kPairs) FenceCluster();  // CTA 1: CTA 0 stored the tile
     const PublishedTile tile = LoadPublishedTile(sm.Scheduled());
-    if (rank == 0) {
-      MbarrierArrive(sm.ScheduledEmpty());
-    } else {
-      MbarrierArriveCluster(sm.ScheduledEmpty(), 0);
-    }
+    MbarrierArrive(sm.ScheduledEmpty());
     MbarrierWait(sm.QEmpty(), (q_count & 1) ^ 1);
     StorePublishedTile(sm.Tile(), tile);
     const int n_begin = tile.keys.n_begin, n_end = tile.keys.n_end;
     if (tile.m < 0 || n_begin >= n_end) {
       MbarrierArrive(sm.QFull());
       if (tile.m < 0) break;
-      want_next();
+      MbarrierArrive(sm.NextWanted());
       continue;
     }
     const int64_t h = a.kv_head_begin * group + tile.head;
@@ -300,24 +248,10 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
       const uint32_t dst = is_k ? sm.K(slot.stage) : sm.V(slot.stage);
       MbarrierWait(is_k ? sm.KEmpty(slot.stage) : sm.VEmpty(slot.stage), slot.parity ^ 1);
       MbarrierArriveExpectTx(full, Tr::kKvBytes);
-      if constexpr (kPairs && kColumnBlocks >= 2) {
-        // Each CTA its half of the 64-column blocks.
 #pragma unroll
-        for (int c = rank * kColumnBlocks / 2; c < (rank + 1) * kColumnBlocks / 2; ++c) {
-          TmaLoad4dMulticast(dst + c * kBlockN * 128, is_k ? k_map : v_map, full, c * 64,
-                             n * kBlockN, kv_head, batch, 0b11);
-        }
-      } else if constexpr (kPairs) {
-        // d64, one column block: each CTA its half of the rows (the maps'
-        // boxes are kBlockN / 2 rows in pairs).
-        TmaLoad4dMulticast(dst + rank * (kBlockN / 2) * 128, is_k ? k_map : v_map, full, 0,
-                           n * kBlockN + rank * (kBlockN / 2), kv_head, batch, 0b11);
-      } else {
-#pragma unroll
-        for (int c = 0; c < kColumnBlocks; ++c) {
-          TmaLoad4d(dst + c * kBlockN * 128, is_k ? k_map : v_map, full, c * 64, n * kBlockN,
-                    kv_head, batch);
-        }
+      for (int c = 0; c < kColumnBlocks; ++c) {
+        TmaLoad4d(dst + c * kBlockN * 128, is_k ? k_map : v_map, full, c * 64, n * kBlockN, kv_head,
+                  batch);
       }
     };
     MbarrierArriveExpectTx(sm.QFull(), Tr::kQBytes);
@@ -326,11 +260,11 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
       TmaLoad4d(sm.q + c * kBlockM * 128, q_map, sm.QFull(), c * 64, tile.m * kBlockM, head, batch);
     }
     load_kv(true, n_begin, kv_count);
-    if (n_begin + 1 == n_end) want_next();
+    if (n_begin + 1 == n_end) MbarrierArrive(sm.NextWanted());
     for (int n = n_begin; n < n_end; ++n, ++kv_count) {
       if (n + 1 < n_end) {
         load_kv(true, n + 1, kv_count + 1);
-        if (n + 2 == n_end) want_next();
+        if (n + 2 == n_end) MbarrierArrive(sm.NextWanted());
       }
       load_kv(false, n, kv_count);
     }
@@ -353,8 +287,7 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
 
 // A consumer warpgroup: for each tile, the mainloop over its key tiles
 // (intra-warpgroup overlap, turns at the tensor cores), then the epilogue.
-// kPairs: K and V slots are released in both CTAs of the pair.
-template <ElementType E, int kHeadDim, bool kPairs>
+template <ElementType E, int kHeadDim>
 __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
                                              const WarpSpecializedForwardShared<kHeadDim>& sm,
                                              const CUtensorMap* o_map) {
@@ -430,10 +363,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         NamedBarrierArrive(other_turn, 256);
       };
       const auto release = [&](uint32_t bar) {
-        if (signals) {
-          MbarrierArrive(bar);
-          if constexpr (kPairs) MbarrierArriveCluster(bar, ClusterCtaRank() ^ 1);
-        }
+        if (signals) MbarrierArrive(bar);
       };
 
       {
@@ -523,7 +453,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   if (Tr::kOutputTile && leader) BulkWait();
 }
 
-template <ElementType E, int kHeadDim, bool kPairs>
+template <ElementType E, int kHeadDim>
 __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThreads, 1)
     FlashForwardWarpSpecializedKernel(const ForwardBlockArgs a,
                                       const HeavyFirstTileScheduler scheduler,
@@ -541,75 +471,32 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
     // Every consumer thread releases the Q slot: each has read its tile
     // (and its Q) by then.
     MbarrierInit(sm.QEmpty(), 128 * Tr::kConsumers);
-    // kPairs: both CTAs' consumers release each K / V slot, both
-    // producers the scheduler's slot.
-    constexpr int kCtas = kPairs ? 2 : 1;
     for (int s = 0; s < Tr::kStages; ++s) {
       MbarrierInit(sm.KFull(s), 1);
-      MbarrierInit(sm.KEmpty(s), kCtas * Tr::kConsumers);
+      MbarrierInit(sm.KEmpty(s), Tr::kConsumers);
       MbarrierInit(sm.VFull(s), 1);
-      MbarrierInit(sm.VEmpty(s), kCtas * Tr::kConsumers);
+      MbarrierInit(sm.VEmpty(s), Tr::kConsumers);
     }
     MbarrierInit(sm.ScheduledFull(), 1);
-    MbarrierInit(sm.ScheduledEmpty(), kCtas);
+    MbarrierInit(sm.ScheduledEmpty(), 1);
     MbarrierInit(sm.NextWanted(), 1);
     MbarrierInit(sm.StateFull(), 1);
     MbarrierInit(sm.StateEmpty(), Tr::kConsumers);  // each warpgroup's leader
     FenceBarrierInit();
   }
-  // kPairs: the other CTA's barriers are initialized before any copy or
-  // arrival reaches them.
-  if constexpr (kPairs) {
-    ClusterSync();
-  } else {
-    __syncthreads();
-  }
+  __syncthreads();
   if (threadIdx.x < 128) {
     SetMaxRegistersDecrease<Tr::kProducerRegisters>();
     if (threadIdx.x == 0) {
-      ProduceTiles<kHeadDim, kPairs>(a, sm, &q_map, &k_map, &v_map, &o_map);
+      ProduceTiles<kHeadDim>(a, sm, &q_map, &k_map, &v_map, &o_map);
     } else if (threadIdx.x == 32) {
-      ScheduleTiles<kHeadDim, kPairs>(a, sm, scheduler, counter);
+      ScheduleTiles<kHeadDim>(a, sm, scheduler, counter);
     }
   } else {
     SetMaxRegistersIncrease<Tr::kConsumerRegisters>();
-    ConsumeTiles<E, kHeadDim, kPairs>(a, sm, &o_map);
+    ConsumeTiles<E, kHeadDim>(a, sm, &o_map);
   }
-  // kPairs: neither CTA leaves while the other may still copy into its
-  // shared memory or arrive on its barriers.
-  if constexpr (kPairs) ClusterSync();
 #endif  // RINGATTN_WGMMA
-}
-
-// RINGATTN_FORWARD_PAIRS=0 turns the d128 forward's CTA pairs off (for
-// benchmarks).
-inline bool ForwardPairsEnabled() {
-  static const bool off = [] {
-    const char* v = std::getenv("RINGATTN_FORWARD_PAIRS");
-    return v != nullptr && std::strcmp(v, "0") == 0;
-  }();
-  return !off;
-}
-
-// How many pairs (two-CTA clusters) of `kernel` run at once on the current
-// device, asked once per device.
-template <typename Kernel>
-cudaError_t PairsAtOnce(Kernel kernel, int threads, int shared_bytes, int* clusters) {
-  static std::mutex mu;
-  static auto* const clusters_of = new std::map<int, int>();
-  int device = 0;
-  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
-  std::lock_guard<std::mutex> lock(mu);
-  if (const auto it = clusters_of->find(device); it != clusters_of->end()) {
-    *clusters = it->second;
-    return cudaSuccess;
-  }
-  if (const cudaError_t e = MaxActiveClusters(kernel, threads, shared_bytes, 2, clusters);
-      e != cudaSuccess) {
-    return e;
-  }
-  clusters_of->emplace(device, *clusters);
-  return cudaSuccess;
 }
 
 template <ElementType E, int kHeadDim>
@@ -617,28 +504,9 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
                                                     cudaStream_t stream) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   const int64_t q_len = a.q_pos.length;
-  const int m_tiles = static_cast<int>((q_len + Tr::kBlockM - 1) / Tr::kBlockM);
-  // Tasks with an even number of query tiles run in pairs of CTAs (two-CTA
-  // clusters) that share each K and V copy: query tiles 2 p and 2 p + 1
-  // walk the union of their key tiles (under a causal mask one more than
-  // the first tile's own, masked away), and the L2 sends every K and V tile
-  // once per pair (FlashAttention-3 does the same for its non-causal tiles).
-  const auto pair_kernel = FlashForwardWarpSpecializedKernel<E, kHeadDim, true>;
-  int pairs_at_once = 0;
-  if (m_tiles % 2 == 0 && ForwardPairsEnabled()) {
-    if (const cudaError_t e =
-            PairsAtOnce(pair_kernel, Tr::kThreads, Tr::kSharedBytes, &pairs_at_once);
-        e != cudaSuccess) {
-      return e;
-    }
-  }
-  const bool pairs = pairs_at_once > 0;
-  // In pairs each CTA copies half of every K and V tile: its 64-column
-  // blocks, or at d64 (one column block) its half of the rows.
-  const int key_box_rows = pairs && kHeadDim == 64 ? Tr::kBlockN / 2 : Tr::kBlockN;
   const TileView q_view = QueryRowsView(a, a.q, E, Tr::kBlockM);
-  const TileView k_view = KeyRowsView(a, a.k, E, key_box_rows);
-  const TileView v_view = KeyRowsView(a, a.v, E, key_box_rows);
+  const TileView k_view = KeyRowsView(a, a.k, E, Tr::kBlockN);
+  const TileView v_view = KeyRowsView(a, a.v, E, Tr::kBlockN);
   CUtensorMap q_map, k_map, v_map, o_map;
   for (auto [view, map] :
        {std::pair{&q_view, &q_map}, std::pair{&k_view, &k_map}, std::pair{&v_view, &v_map}}) {
@@ -662,23 +530,14 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
   const int sms = device.sms;
   const int64_t group = a.num_heads / a.num_kv_heads;
   const int64_t kv_head_bytes = 2 * a.k_pos.length * kHeadDim * ElementBytes(E);
-  const auto schedule = [&](int tiles, int takers) {
-    return HeavyFirstTileScheduler::Sections(tiles, (a.kv_head_end - a.kv_head_begin) * group,
-                                             a.batch, group, kv_head_bytes,
-                                             L2SectionBudget(device.l2_bytes), takers);
-  };
+  const HeavyFirstTileScheduler scheduler =
+      HeavyFirstTileScheduler::Sections(static_cast<int>((q_len + Tr::kBlockM - 1) / Tr::kBlockM),
+                                        (a.kv_head_end - a.kv_head_begin) * group, a.batch, group,
+                                        kv_head_bytes, L2SectionBudget(device.l2_bytes), sms);
+  const int64_t grid = std::min<int64_t>(scheduler.Count(), sms);
   TileCounter* counter = nullptr;
   if (const cudaError_t e = ForwardTileCounter(stream, &counter); e != cudaSuccess) return e;
-  if (pairs) {
-    const HeavyFirstTileScheduler order = schedule(m_tiles / 2, pairs_at_once);
-    const int64_t grid = 2 * std::min<int64_t>(order.Count(), pairs_at_once);
-    return LaunchClusterKernel(pair_kernel, dim3(static_cast<unsigned>(grid)), Tr::kThreads,
-                               Tr::kSharedBytes, 2, stream, a, order, counter, q_map, k_map, v_map,
-                               o_map);
-  }
-  const HeavyFirstTileScheduler scheduler = schedule(m_tiles, sms);
-  const int64_t grid = std::min<int64_t>(scheduler.Count(), sms);
-  return LaunchKernel(FlashForwardWarpSpecializedKernel<E, kHeadDim, false>,
+  return LaunchKernel(FlashForwardWarpSpecializedKernel<E, kHeadDim>,
                       dim3(static_cast<unsigned>(grid)), Tr::kThreads, Tr::kSharedBytes, stream, a,
                       scheduler, counter, q_map, k_map, v_map, o_map);
 }

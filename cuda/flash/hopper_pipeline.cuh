@@ -164,59 +164,6 @@ __device__ __forceinline__ void SetMaxRegistersDecrease() {
   asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs));
 }
 
-// Two-CTA clusters (the forward's query-tile pairs): this CTA's rank in
-// its cluster; a box copied into shared memory at `dst` of every CTA in
-// `cta_mask`, each completing bytes on its own mbarrier at `bar` (the
-// same offsets in every CTA); an arrival on the mbarrier at `bar` of
-// cluster CTA `cta`, after this thread's earlier memory accesses (release
-// at cluster scope); a 16-byte store into shared memory at `addr` of
-// cluster CTA `cta`; and a barrier over every thread of the cluster (its
-// CTAs' shared memory stays until all have arrived; not .aligned: the
-// warps may arrive diverged).
-__device__ __forceinline__ uint32_t ClusterCtaRank() {
-  uint32_t rank;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
-  return rank;
-}
-__device__ __forceinline__ void TmaLoad4dMulticast(uint32_t dst, const CUtensorMap* map,
-                                                   uint32_t bar, int c0, int c1, int c2, int c3,
-                                                   uint16_t cta_mask) {
-  asm volatile(
-      "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
-      ".multicast::cluster [%0], [%1, {%2, %3, %4, %5}], [%6], %7;\n" ::"r"(dst),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar),
-      "h"(cta_mask)
-      : "memory");
-}
-__device__ __forceinline__ uint32_t ClusterSharedAddress(uint32_t addr, uint32_t cta) {
-  uint32_t remote;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(addr), "r"(cta));
-  return remote;
-}
-__device__ __forceinline__ void MbarrierArriveCluster(uint32_t bar, uint32_t cta) {
-  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(
-                   ClusterSharedAddress(bar, cta))
-               : "memory");
-}
-__device__ __forceinline__ void StoreSharedCluster4(uint32_t addr, uint32_t cta, int x, int y,
-                                                    int z, int w) {
-  asm volatile(
-      "st.shared::cluster.v4.s32 [%0], {%1, %2, %3, %4};\n" ::"r"(ClusterSharedAddress(addr, cta)),
-      "r"(x), "r"(y), "r"(z), "r"(w)
-      : "memory");
-}
-// Orders this thread's accesses at cluster scope (after a wait on an
-// mbarrier that another CTA arrived on, before reading what it stored).
-__device__ __forceinline__ void FenceCluster() {
-  asm volatile("fence.acq_rel.cluster;\n" ::: "memory");
-}
-__device__ __forceinline__ void ClusterSync() {
-  asm volatile(
-      "barrier.cluster.arrive.release;\n"
-      "barrier.cluster.wait.acquire;\n" ::
-          : "memory");
-}
-
 // Slot and phase parity of pipeline position i.
 template <int kStages>
 struct PipelineSlot {

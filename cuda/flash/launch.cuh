@@ -123,54 +123,6 @@ cudaError_t LaunchKernel(void (*kernel)(Params...), dim3 grid, int threads, int 
   return cudaGetLastError();
 }
 
-// A launch configuration in clusters of `cluster` CTAs along x (grid.x a
-// multiple of it). Not copyable: the configuration points at its attribute.
-struct ClusterLaunch {
-  cudaLaunchAttribute attribute{};
-  cudaLaunchConfig_t config{};
-  ClusterLaunch(dim3 grid, int threads, int shared_bytes, int cluster, cudaStream_t stream) {
-    attribute.id = cudaLaunchAttributeClusterDimension;
-    attribute.val.clusterDim.x = cluster;
-    attribute.val.clusterDim.y = 1;
-    attribute.val.clusterDim.z = 1;
-    config.gridDim = grid;
-    config.blockDim = dim3(threads);
-    config.dynamicSmemBytes = shared_bytes;
-    config.stream = stream;
-    config.attrs = &attribute;
-    config.numAttrs = 1;
-  }
-  ClusterLaunch(const ClusterLaunch&) = delete;
-  ClusterLaunch& operator=(const ClusterLaunch&) = delete;
-};
-
-// LaunchKernel in clusters of `cluster` CTAs.
-template <typename... Params, typename... Args>
-cudaError_t LaunchClusterKernel(void (*kernel)(Params...), dim3 grid, int threads, int shared_bytes,
-                                int cluster, cudaStream_t stream, const Args&... args) {
-  if (const cudaError_t e =
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes);
-      e != cudaSuccess) {
-    return e;
-  }
-  const ClusterLaunch launch(grid, threads, shared_bytes, cluster, stream);
-  return cudaLaunchKernelEx(&launch.config, kernel, args...);
-}
-
-// How many clusters of `cluster` CTAs of `kernel` (threads, shared_bytes
-// each) the current GPU runs at once.
-template <typename... Params>
-cudaError_t MaxActiveClusters(void (*kernel)(Params...), int threads, int shared_bytes, int cluster,
-                              int* clusters) {
-  if (const cudaError_t e =
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes);
-      e != cudaSuccess) {
-    return e;
-  }
-  const ClusterLaunch launch(dim3(cluster), threads, shared_bytes, cluster, nullptr);
-  return cudaOccupancyMaxActiveClusters(clusters, kernel, &launch.config);
-}
-
 }  // namespace ringattn::cuda::flash
 
 #endif  // RINGATTN_CUDA_FLASH_LAUNCH_CUH_

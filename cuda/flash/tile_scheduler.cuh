@@ -119,20 +119,18 @@ constexpr int kTileCounterSlots = 1024;  // streams per GPU, per kernel family
 __device__ __forceinline__ KeyTileItem KeyTileOfBlock(const HeavyFirstTileScheduler& order) {
   return KeyTileAt(order, blockIdx.x);
 }
-// The next tile of a CTA that has taken its tiles so far; `takers`: the
-// launch's CTAs that take tiles (every CTA, or one per cluster), which took
-// tiles 0 .. takers - 1 first.
-__device__ __forceinline__ int64_t NextTile(TileCounter* counter, unsigned takers = gridDim.x) {
-  return static_cast<int64_t>(atomicAdd(&counter->next, 1ull)) + takers;
+// The next tile of a CTA that has taken its tiles so far.
+__device__ __forceinline__ int64_t NextTile(TileCounter* counter) {
+  return static_cast<int64_t>(atomicAdd(&counter->next, 1ull)) + gridDim.x;
 }
-// After the CTA's last tile: the last taker of the launch resets the slot.
+// After the CTA's last tile: the last CTA of the launch resets the slot.
 // The fences order each CTA's last take of `next` before its count in
 // `done`, and every count before the reset (relaxed atomics to two
 // addresses are not ordered otherwise, and a late take after the reset
 // would skip a tile of the stream's next launch).
-__device__ __forceinline__ void FinishTiles(TileCounter* counter, unsigned takers = gridDim.x) {
+__device__ __forceinline__ void FinishTiles(TileCounter* counter) {
   __threadfence();
-  if (atomicAdd(&counter->done, 1ull) == takers - 1) {
+  if (atomicAdd(&counter->done, 1ull) == gridDim.x - 1) {
     __threadfence();
     counter->next = 0;
     counter->done = 0;
