@@ -134,6 +134,26 @@ __device__ __forceinline__ RowTotal FinishRow(float row_max, float sum) {
   return sum > 0.f ? RowTotal{(row_max + log2f(sum)) * kLn2, 1.f / sum} : RowTotal{-INFINITY, 0.f};
 }
 
+// A finished row merged into the fp32 ring state: the merged LSE and the
+// weights of the state's old O and of the row's unnormalized O (its
+// normalization folded in). A state without an allowed key yet may hold
+// anything: its values are dropped (!KeepsOld: the caller passes zeros),
+// not scaled by 0.
+struct StateRowMerge {
+  float lse, old_scale, new_scale;
+  __device__ __forceinline__ StateRowMerge(float old_lse, const RowTotal& total) {
+    const LseMerge<float> merge = MergeLse(old_lse, total.lse);
+    lse = merge.lse;
+    old_scale = merge.old_scale;
+    new_scale = merge.new_scale * total.inv;
+  }
+  __device__ __forceinline__ bool KeepsOld() const { return old_scale != 0.f; }
+  // Two adjacent columns: the kept old values, the row's accumulator values.
+  __device__ __forceinline__ float2 Combine(float2 kept, float x, float y) const {
+    return make_float2(kept.x * old_scale + x * new_scale, kept.y * old_scale + y * new_scale);
+  }
+};
+
 // The LSE (written, or the fp32 ring state's) of task query row `row` of
 // batch row b, head h.
 __device__ __forceinline__ float* StateLse(const ForwardBlockArgs& a, int64_t b, int64_t h,
@@ -199,7 +219,7 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
       if (row >= q_valid) continue;
       const float sum = row_sum[m][half];
       const RowTotal total = FinishRow(row_max[m][half], sum);
-      const float lse_b = total.lse, inv = total.inv;
+      const float inv = total.inv;
       float* lse = StateLse(a, b, h, q0 + row);
       if (a.out != nullptr) {
         T* out = static_cast<T*>(a.out) + o_offset(row);
@@ -213,7 +233,7 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
                 Element<E>::Pack(acc[m][i][2 * half] * inv, acc[m][i][2 * half + 1] * inv);
           }
         }
-        if (lane % 4 == 0) *lse = lse_b;
+        if (lane % 4 == 0) *lse = total.lse;
         continue;
       }
       if (sum == 0.f) continue;  // no allowed key: the state is unchanged
@@ -224,15 +244,13 @@ __device__ __forceinline__ void StoreBlockResult(const float (&acc)[kMT][kHeadDi
       } else {
         load_old(row, true, old);
       }
-      const LseMerge<float> merge = MergeLse(old_lse[m][half], lse_b);
-      const float new_scale = merge.new_scale * inv;
-      const bool keep_old = merge.old_scale != 0.f;
+      const StateRowMerge merge(old_lse[m][half], total);
+      const bool keep_old = merge.KeepsOld();
       float2* o = reinterpret_cast<float2*>(a.state_o + o_offset(row));
 #pragma unroll
       for (int i = 0; i < kDB; ++i) {
-        const float2 x = keep_old ? old[i] : make_float2(0.f, 0.f);
-        __stcs(o + i * 4, make_float2(x.x * merge.old_scale + acc[m][i][2 * half] * new_scale,
-                                      x.y * merge.old_scale + acc[m][i][2 * half + 1] * new_scale));
+        const float2 kept = keep_old ? old[i] : make_float2(0.f, 0.f);
+        __stcs(o + i * 4, merge.Combine(kept, acc[m][i][2 * half], acc[m][i][2 * half + 1]));
       }
       if (lane % 4 == 0) *lse = merge.lse;
     }

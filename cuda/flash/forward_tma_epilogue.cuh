@@ -132,17 +132,16 @@ __device__ __forceinline__ void MergeStateTile(const float (&o)[1][kHeadDim / 8]
     const int row = warpgroup * 64 + slab_row;
     const RowTotal total = FinishRow(row_max[0][half], WarpQuadSum(row_sum[0][half]));
     if (row >= q_valid || total.inv == 0.f) continue;  // no allowed key: unchanged
-    const LseMerge<float> merge = MergeLse(old_lse[half], total.lse);
-    const float new_scale = merge.new_scale * total.inv;
-    const bool keep_old = merge.old_scale != 0.f;
+    const StateRowMerge merge(old_lse[half], total);
+    const bool keep_old = merge.KeepsOld();
 #pragma unroll
     for (int i = 0; i < kDB; ++i) {
       // Columns 8 i + 2 (lane % 4) + {0, 1}: 16-byte chunk 2 i + (lane % 4) / 2.
       const uint32_t address =
           slab + SwizzledChunk<64>(slab_row, 2 * i + lane % 4 / 2) + lane % 2 * 8;
       const float2 x = keep_old ? LoadShared2(address) : make_float2(0.f, 0.f);
-      StoreShared2(address, x.x * merge.old_scale + o[0][i][2 * half] * new_scale,
-                   x.y * merge.old_scale + o[0][i][2 * half + 1] * new_scale);
+      const float2 y = merge.Combine(x, o[0][i][2 * half], o[0][i][2 * half + 1]);
+      StoreShared2(address, y.x, y.y);
     }
     if (lane % 4 == 0) {
       *StateLse(a, b, h, q0 + row) = merge.lse;

@@ -100,6 +100,12 @@ template <int kHeadDim>
 __host__ __device__ __forceinline__ bool MergesInStateTile(const ForwardBlockArgs& a) {
   return WarpSpecializedForwardTraits<kHeadDim>::kStateTile && a.out == nullptr;
 }
+// Whether a launch writes O through the output tile (d64, d128: traits.h;
+// StoreOutputTile).
+template <int kHeadDim>
+__host__ __device__ __forceinline__ bool WritesOutputTile(const ForwardBlockArgs& a) {
+  return WarpSpecializedForwardTraits<kHeadDim>::kOutputTile && a.out != nullptr;
+}
 
 // A tile as the producer publishes it with its Q: where it is and the key
 // tiles it meets, so that the consumers do not decode it again (on short
@@ -442,7 +448,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       } else {
         store_output();
       }
-    } else if (Tr::kOutputTile && a.out != nullptr) {
+    } else if (WritesOutputTile<kHeadDim>(a)) {
       store_output();
     } else {
       StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0);
@@ -514,7 +520,7 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
   }
   // The O the epilogue writes through the TMA: the output (StoreOutputTile)
   // or the ring state's (MergeStateTile).
-  if (Tr::kOutputTile && a.out != nullptr) {
+  if (WritesOutputTile<kHeadDim>(a)) {
     if (const cudaError_t e = EncodeTileMap(QueryRowsView(a, a.out, E, 64), &o_map);
         e != cudaSuccess) {
       return e;
