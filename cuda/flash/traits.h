@@ -302,10 +302,10 @@ struct QueryGradsTraits {
 // work per barrier) go through a kStages-deep pipeline. dS^T is
 // double-buffered at d128 (the consumers' ping-pong) and single at d64
 // (the consumers in step, a second barrier; the shared memory is taken by
-// the larger tiles). dQ (kBlockM x kHeadDim, each consumer a 64 x 64 half of it: its
-// columns at d128, its rows at d64) is staged in fp32, double-buffered, in
-// boxes of 64 rows x 32 columns in the 128-byte swizzle (the layout the TMA
-// reduction reads).
+// the larger tiles). dQ (kBlockM x kHeadDim, each consumer a 64 x 64 half
+// of it: its columns at d128, its rows at d64) is staged in fp32,
+// double-buffered, in boxes of 64 rows x 32 columns in the 128-byte swizzle
+// (the layout the TMA reduction reads).
 template <int kHeadDim_>
 struct WarpSpecializedBackwardTraits {
   static constexpr int kHeadDim = kHeadDim_;
