@@ -1,4 +1,5 @@
-// The Hopper backward for head_dim 256 (sm_90a, wgmma, cp.async): one CTA
+// The Hopper backward for head_dim 256 (sm_90a, wgmma; K and V by
+// cp.async, each query tile's Q and dO by the TMA from thread 0): one CTA
 // per (key tile of 64, query head, batch row), two warpgroups, walking the
 // query tiles (64 rows; Q, dO, LSE and D double-buffered) that hold an
 // allowed pair. dK and dV of 64 keys x 256 columns would take all of one
@@ -16,10 +17,12 @@
 #ifndef RINGATTN_CUDA_FLASH_BACKWARD_COLUMN_SPLIT_KERNEL_CUH_
 #define RINGATTN_CUDA_FLASH_BACKWARD_COLUMN_SPLIT_KERNEL_CUH_
 
+#include <cuda.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
 #include <cstdint>
+#include <utility>
 
 #include "cuda/flash/backward_hopper_common.cuh"
 #include "cuda/flash/backward_query_grads_kernel.cuh"
@@ -28,15 +31,78 @@
 #include "cuda/flash/hopper_primitives.cuh"
 #include "cuda/flash/launch.cuh"
 #include "cuda/flash/mma_primitives.cuh"
+#include "cuda/flash/tensor_map.h"
 #include "cuda/flash/traits.h"
 #include "cuda/flash/wgmma_ops.cuh"
 #include "cuda/kernel_args.h"
 
 namespace ringattn::cuda::flash {
 
+// The query tiles of CpAsyncQueryTiles with Q and dO copied by the TMA:
+// thread 0 issues a tile's eight boxes (64 rows x 64 columns each) into the
+// buffer, whose mbarrier (one per buffer) counts their bytes; LSE, D and the
+// key tile's K and V as there. The 256 threads no longer spend issue slots
+// and address registers on the 32 cp.async copies a tile took each.
+template <ElementType E, int kHeadDim, int kBlockN, int kBlockM, int kThreads>
+struct TmaQueryTiles : CpAsyncQueryTiles<E, kHeadDim, kBlockN, kBlockM, kThreads> {
+  using Base = CpAsyncQueryTiles<E, kHeadDim, kBlockN, kBlockM, kThreads>;
+  const CUtensorMap *q_map, *do_map;
+  uint32_t full;  // [2] mbarriers
+
+  __device__ __forceinline__
+  TmaQueryTiles(const BackwardBlockArgs& args,
+                const KeyTileTask<typename Base::T, kHeadDim, kBlockN, kBlockM>& task, uint32_t s_q,
+                uint32_t s_do, float* s_lse, float* s_delta, const CUtensorMap* q_map,
+                const CUtensorMap* do_map, uint32_t full)
+      : Base(args, task, s_q, s_do, s_lse, s_delta), q_map(q_map), do_map(do_map), full(full) {}
+
+  __device__ __forceinline__ void Load(int m, int buffer) {
+    if (threadIdx.x == 0) {
+      const uint32_t bar = full + 8 * buffer;
+      MbarrierArriveExpectTx(bar, 2 * Base::kQBytes);
+#pragma unroll
+      for (int c = 0; c < kHeadDim / 64; ++c) {
+        const int h = static_cast<int>(this->task.h), b = static_cast<int>(this->task.b);
+        TmaLoad4d(this->s_q + buffer * Base::kQBytes + c * kBlockM * 128, q_map, bar, c * 64,
+                  m * kBlockM, h, b);
+        TmaLoad4d(this->s_do + buffer * Base::kQBytes + c * kBlockM * 128, do_map, bar, c * 64,
+                  m * kBlockM, h, b);
+      }
+    }
+    this->LoadStats(m);
+  }
+  __device__ __forceinline__ void Start(uint32_t s_k, uint32_t s_v) {
+    if (threadIdx.x == 0) {
+      PrefetchTensorMap(q_map);
+      PrefetchTensorMap(do_map);
+      MbarrierInit(full, 1);
+      MbarrierInit(full + 8, 1);
+      FenceBarrierInit();
+    }
+    this->LoadKeys(s_k, s_v);
+    CpAsyncCommit();
+    Load(this->task.tiles.m_begin, 0);
+    this->StoreStats(0);
+  }
+  // Tile m's buffer once K and V (cp.async) and its Q and dO (the TMA) are
+  // there and every thread is done with tile m - 1; then tile m + 1's copies
+  // go into the buffer tile m - 1 used.
+  __device__ __forceinline__ int Arrive(int m) {
+    const int i = m - this->task.tiles.m_begin, buffer = i & 1;
+    CpAsyncWait<0>();
+    FenceProxyAsync();
+    __syncthreads();
+    MbarrierWait(full + 8 * buffer, (i >> 1) & 1);
+    if (m + 1 < this->task.tiles.m_end) Load(m + 1, buffer ^ 1);
+    return buffer;
+  }
+};
+
 template <ElementType E, int kHeadDim>
 __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads, 1)
     FlashBackwardColumnSplitKernel(const BackwardBlockArgs args,
+                                   const __grid_constant__ CUtensorMap q_map,
+                                   const __grid_constant__ CUtensorMap do_map,
                                    const HeavyFirstTileScheduler order) {
 #ifdef RINGATTN_WGMMA
   using Tr = ColumnSplitBackwardTraits<kHeadDim>;
@@ -56,6 +122,7 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
       reinterpret_cast<float*>(shared_raw + (s_ds + Tr::kScoreBytes - SharedAddress(shared_raw)));
   float* s_delta = s_lse + 2 * kBlockM;                            // both [2][kBlockM]
   const uint32_t s_pf = s_ds + Tr::kScoreBytes + Tr::kStatsBytes;  // P^T in fp32, handed over
+  const uint32_t query_full = s_pf + kBlockN * kBlockM * 4;        // [2] mbarriers
 
   const int warpgroup = threadIdx.x / 128;
   const KeyTileTask<T, kHeadDim, kBlockN, kBlockM> task(args, KeyTileOfBlock(order));
@@ -64,8 +131,8 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
   const int m_begin = tiles.m_begin, m_end = tiles.m_end;
   if (m_begin >= m_end) return;  // no allowed pair: nothing to add
 
-  CpAsyncQueryTiles<E, kHeadDim, kBlockN, kBlockM, Tr::kThreads> queries(args, task, s_q, s_do,
-                                                                         s_lse, s_delta);
+  TmaQueryTiles<E, kHeadDim, kBlockN, kBlockM, Tr::kThreads> queries(
+      args, task, s_q, s_do, s_lse, s_delta, &q_map, &do_map, query_full);
   queries.Start(s_k, s_v);
 
   const float scale_log2 = a.softmax_scale * kLog2e;
@@ -159,10 +226,17 @@ cudaError_t LaunchFlashBackwardColumnSplitKernel(const BackwardBlockArgs& args,
                                                  cudaStream_t stream) {
   using Tr = ColumnSplitBackwardTraits<kHeadDim>;
   const ForwardBlockArgs& a = args.task;
+  CUtensorMap q_map, do_map;
+  for (auto [tensor, map] : {std::pair{a.q, &q_map}, std::pair{args.dout, &do_map}}) {
+    if (const cudaError_t e = EncodeTileMap(QueryRowsView(a, tensor, E, Tr::kBlockM), map);
+        e != cudaSuccess) {
+      return e;
+    }
+  }
   const HeavyFirstTileScheduler order = KeyTileOrder(a, Tr::kBlockN);
   if (const cudaError_t e =
           LaunchKernel(FlashBackwardColumnSplitKernel<E, kHeadDim>, OrderGrid(order), Tr::kThreads,
-                       Tr::kSharedBytes, stream, args, order);
+                       Tr::kSharedBytes, stream, args, q_map, do_map, order);
       e != cudaSuccess) {
     return e;
   }

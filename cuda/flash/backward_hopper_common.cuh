@@ -59,7 +59,10 @@ struct CpAsyncQueryTiles {
         s_q + buffer * kQBytes, task.q + row * task.q_stride, task.q_stride, valid);
     LoadSwizzledTile<kHeadDim, kBlockM, kThreads>(
         s_do + buffer * kQBytes, task.dout + row * task.q_stride, task.q_stride, valid);
-    const int64_t r = row + threadIdx.x;
+    LoadStats(m);
+  }
+  __device__ __forceinline__ void LoadStats(int m) {
+    const int64_t r = static_cast<int64_t>(m) * kBlockM + threadIdx.x;
     if (threadIdx.x < kBlockM && r < task.q_len) {
       next_lse = args.lse[task.stat0 + r];
       next_delta = args.delta[task.stat0 + r];

@@ -1,7 +1,8 @@
-// The dQ pass of the head_dim 256 Hopper backward (sm_90a, wgmma,
-// cp.async): one CTA per (query tile of 128 rows, query head, batch row),
-// two warpgroups of 64 rows, walking the key tiles (64 keys) that hold an
-// allowed pair, with dQ (64 x 256 fp32 per warpgroup) in registers:
+// The dQ pass of the head_dim 256 Hopper backward (sm_90a, wgmma, TMA
+// copies issued by thread 0): one CTA per (query tile of 128 rows, query
+// head, batch row), two warpgroups of 64 rows, walking the key tiles (64
+// keys) that hold an allowed pair, with dQ (64 x 256 fp32 per warpgroup) in
+// registers:
 //   S = Q K^T, dP = dO V^T                (SS wgmma)
 //   P = 2^(S scale log2 e - LSE log2 e), dS = P (dP - D)   (LSE, D known)
 //   dQ += dS K                            (RS wgmma: dS from registers)
@@ -17,6 +18,7 @@
 #ifndef RINGATTN_CUDA_FLASH_BACKWARD_QUERY_GRADS_KERNEL_CUH_
 #define RINGATTN_CUDA_FLASH_BACKWARD_QUERY_GRADS_KERNEL_CUH_
 
+#include <cuda.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -24,9 +26,11 @@
 
 #include "cuda/flash/backward_hopper_common.cuh"
 #include "cuda/flash/forward_common.cuh"
+#include "cuda/flash/hopper_pipeline.cuh"
 #include "cuda/flash/hopper_primitives.cuh"
 #include "cuda/flash/launch.cuh"
 #include "cuda/flash/mma_primitives.cuh"
+#include "cuda/flash/tensor_map.h"
 #include "cuda/flash/traits.h"
 #include "cuda/flash/wgmma_ops.cuh"
 #include "cuda/kernel_args.h"
@@ -35,7 +39,11 @@ namespace ringattn::cuda::flash {
 
 template <ElementType E, int kHeadDim>
 __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
-    FlashBackwardQueryGradsKernel(const BackwardBlockArgs args) {
+    FlashBackwardQueryGradsKernel(const BackwardBlockArgs args,
+                                  const __grid_constant__ CUtensorMap q_map,
+                                  const __grid_constant__ CUtensorMap do_map,
+                                  const __grid_constant__ CUtensorMap k_map,
+                                  const __grid_constant__ CUtensorMap v_map) {
 #ifdef RINGATTN_WGMMA
   using Tr = QueryGradsTraits<kHeadDim>;
   using T = typename Element<E>::T;
@@ -71,30 +79,50 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
   }
   const float scale_log2 = a.softmax_scale * kLog2e;
 
-  const T* dout = static_cast<const T*>(args.dout) + task.q_offset0;
-  const auto load_keys = [&](uint32_t tile, const T* rows, int n) {
-    const int64_t k1 = static_cast<int64_t>(n) * kBlockN;
-    const int valid = static_cast<int>(min64(kBlockN, task.k_len - k1));
-    LoadSwizzledTile<kHeadDim, kBlockN, Tr::kThreads>(tile, rows + k1 * task.kv_stride,
-                                                      task.kv_stride, valid);
+  // The copies, by the TMA from thread 0: Q and dO once, K (two stages)
+  // and V (one) of each key tile, each buffer with its mbarrier.
+  const uint32_t q_full = s_v + Tr::kKvBytes, v_full = q_full + 8;
+  const auto k_full = [&](int stage) { return v_full + 8 + 8 * stage; };
+  const int head = static_cast<int>(task.h), batch = static_cast<int>(b);
+  const int kv_head = static_cast<int>(task.kv_head - a.kv_head_offset);
+  const auto load_keys = [&](uint32_t tile, const CUtensorMap* map, uint32_t full, int n) {
+    MbarrierArriveExpectTx(full, Tr::kKvBytes);
+#pragma unroll
+    for (int c = 0; c < kHeadDim / 64; ++c) {
+      TmaLoad4d(tile + c * kBlockN * 128, map, full, c * 64, n * kBlockN, kv_head, batch);
+    }
   };
-  LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(s_q, task.q, task.q_stride, task.q_valid);
-  LoadSwizzledTile<kHeadDim, kBlockM, Tr::kThreads>(s_do, dout, task.q_stride, task.q_valid);
-  load_keys(k_tile(0), task.k, n_begin);
-  load_keys(s_v, task.v, n_begin);
-  CpAsyncCommit();
+  if (threadIdx.x == 0) {
+    for (const CUtensorMap* map : {&q_map, &do_map, &k_map, &v_map}) PrefetchTensorMap(map);
+    MbarrierInit(q_full, 1);
+    MbarrierInit(v_full, 1);
+    MbarrierInit(k_full(0), 1);
+    MbarrierInit(k_full(1), 1);
+    FenceBarrierInit();
+    MbarrierArriveExpectTx(q_full, 2 * Tr::kQBytes);
+#pragma unroll
+    for (int c = 0; c < kHeadDim / 64; ++c) {
+      const int row = static_cast<int>(task.q0);
+      TmaLoad4d(s_q + c * kBlockM * 128, &q_map, q_full, c * 64, row, head, batch);
+      TmaLoad4d(s_do + c * kBlockM * 128, &do_map, q_full, c * 64, row, head, batch);
+    }
+    load_keys(k_tile(0), &k_map, k_full(0), n_begin);
+    load_keys(s_v, &v_map, v_full, n_begin);
+  }
+  __syncthreads();  // the mbarriers initialized
+  MbarrierWait(q_full, 0);
 
   float dq[kHeadDim / 2];
 #pragma unroll
   for (int i = 0; i < kHeadDim / 2; ++i) dq[i] = 0.f;
 
   for (int n = n_begin; n < n_end; ++n) {
-    const int stage = (n - n_begin) & 1;
-    CpAsyncWait<0>();  // K and V of tile n
-    FenceProxyAsync();
-    __syncthreads();  // ... for every thread; both warpgroups are done with K of tile n - 1
-    if (n + 1 < n_end) load_keys(k_tile(stage ^ 1), task.k, n + 1);
-    CpAsyncCommit();
+    const int i = n - n_begin, stage = i & 1;
+    __syncthreads();  // both warpgroups are done with K of tile n - 1
+    MbarrierWait(k_full(stage), (i >> 1) & 1);
+    MbarrierWait(v_full, i & 1);
+    if (threadIdx.x == 0 && n + 1 < n_end)
+      load_keys(k_tile(stage ^ 1), &k_map, k_full(stage ^ 1), n + 1);
 
     float s_flat[kBlockN / 2], dp_flat[kBlockN / 2];
     auto& s = *reinterpret_cast<float(*)[1][kNB][4]>(s_flat);
@@ -107,8 +135,7 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
     WgmmaWait<1>();
     FenceRegisters(dp_flat);
     __syncthreads();  // both warpgroups are done with V of tile n
-    if (n + 1 < n_end) load_keys(s_v, task.v, n + 1);
-    CpAsyncCommit();
+    if (threadIdx.x == 0 && n + 1 < n_end) load_keys(s_v, &v_map, v_full, n + 1);
     WgmmaWait<0>();
     FenceRegisters(s_flat);
     if (tiles.NeedsMask(n)) MaskScores(s, a, b, task.q0 + row0, static_cast<int64_t>(n) * kBlockN);
@@ -145,9 +172,17 @@ cudaError_t LaunchFlashBackwardQueryGradsKernel(const BackwardBlockArgs& args,
                                                 cudaStream_t stream) {
   using Tr = QueryGradsTraits<kHeadDim>;
   const ForwardBlockArgs& a = args.task;
+  CUtensorMap q_map, do_map, k_map, v_map;
+  const TileView views[] = {
+      QueryRowsView(a, a.q, E, Tr::kBlockM), QueryRowsView(a, args.dout, E, Tr::kBlockM),
+      KeyRowsView(a, a.k, E, Tr::kBlockN), KeyRowsView(a, a.v, E, Tr::kBlockN)};
+  CUtensorMap* const maps[] = {&q_map, &do_map, &k_map, &v_map};
+  for (int i = 0; i < 4; ++i) {
+    if (const cudaError_t e = EncodeTileMap(views[i], maps[i]); e != cudaSuccess) return e;
+  }
   return LaunchKernel(FlashBackwardQueryGradsKernel<E, kHeadDim>,
                       TaskGrid(a, a.q_pos.length, Tr::kBlockM), Tr::kThreads, Tr::kSharedBytes,
-                      stream, args);
+                      stream, args, q_map, do_map, k_map, v_map);
 }
 
 }  // namespace ringattn::cuda::flash

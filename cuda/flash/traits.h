@@ -259,7 +259,7 @@ struct HopperBackwardTraits {
 // the two warpgroups split them by columns (128 each) and the query tile of
 // 64 between S^T and dP^T (one each); P^T (handed over in fp32) and dS^T
 // meet in shared memory. K, V, two stages of Q and dO, P^T, dS^T, fp32
-// P^T: 226 KB.
+// P^T, the mbarriers of the two Q / dO buffers (their TMA copies): 226 KB.
 template <int kHeadDim_>
 struct ColumnSplitBackwardTraits {
   static constexpr int kHeadDim = kHeadDim_;
@@ -270,8 +270,8 @@ struct ColumnSplitBackwardTraits {
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
   static constexpr int kScoreBytes = kBlockN * kBlockM * 2;  // P^T or dS^T
   static constexpr int kStatsBytes = 4 * 2 * 2 * kBlockM;    // LSE and D of two tiles
-  static constexpr int kSharedBytes =
-      2 * kKvBytes + 4 * kQBytes + 2 * kScoreBytes + kStatsBytes + kBlockN * kBlockM * 4 + 1024;
+  static constexpr int kSharedBytes = 2 * kKvBytes + 4 * kQBytes + 2 * kScoreBytes + kStatsBytes +
+                                      kBlockN * kBlockM * 4 + 16 + 1024;
 
   static_assert(kHeadDim == 256, "the column split is for head_dim 256");
   static_assert(kBlockM == 64, "P^T and dS^T rows are one 128-byte swizzle row");
@@ -279,7 +279,8 @@ struct ColumnSplitBackwardTraits {
 };
 
 // The dQ pass of the head_dim 256 Hopper backward: two warpgroups of 64
-// query rows, key tiles of 64; Q, dO, two stages of K, one V: 225 KB.
+// query rows, key tiles of 64; Q, dO, two stages of K, one V and their
+// four mbarriers (TMA copies): 225 KB.
 template <int kHeadDim_>
 struct QueryGradsTraits {
   static constexpr int kHeadDim = kHeadDim_;
@@ -288,7 +289,7 @@ struct QueryGradsTraits {
   static constexpr int kBlockN = 64;
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;   // Q or dO
   static constexpr int kKvBytes = kBlockN * kHeadDim * 2;  // one K or V tile
-  static constexpr int kSharedBytes = 2 * kQBytes + 3 * kKvBytes + 1024;
+  static constexpr int kSharedBytes = 2 * kQBytes + 3 * kKvBytes + 32 + 1024;
 
   static_assert(kHeadDim == 256, "the dQ pass is the head_dim 256 backward's");
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
