@@ -21,7 +21,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 
 #include "cuda/kernel_args.h"
 
@@ -139,15 +138,24 @@ __device__ __forceinline__ void FinishTiles(TileCounter* counter) {
 #endif  // __CUDACC__
 
 // The L2 bytes one section's K and V may take: half the cache (the rest
-// holds the queries, the outputs and the other half's ways);
-// RINGATTN_L2_SECTIONS=0 turns sections off (the plain heavy-first order,
-// for benchmarks).
-inline int64_t L2SectionBudget(int l2_bytes) {
-  static const bool off = [] {
+// holds the queries, the outputs and the other half's ways).
+inline int64_t L2SectionBudget(int l2_bytes) { return l2_bytes / 2; }
+
+// RINGATTN_L2_SECTIONS, for benchmarks: "0" turns sections off (one
+// section of every pair: the plain heavy-first order), N > 0 takes N
+// (head, batch) pairs per section; unset (or anything else): the L2 rule.
+inline HeavyFirstTileScheduler WithSectionOverride(HeavyFirstTileScheduler order) {
+  static const int64_t pairs = [] {
     const char* v = std::getenv("RINGATTN_L2_SECTIONS");
-    return v != nullptr && std::strcmp(v, "0") == 0;
+    if (v == nullptr || *v == '\0') return int64_t{-1};
+    char* end = nullptr;
+    const long long n = std::strtoll(v, &end, 10);
+    return *end == '\0' && n >= 0 ? static_cast<int64_t>(n) : int64_t{-1};
   }();
-  return off ? 0 : l2_bytes / 2;
+  if (pairs < 0) return order;
+  const int64_t all = order.heads * order.batch;
+  order.section = std::max<int64_t>(1, pairs == 0 ? all : std::min(pairs, all));
+  return order;
 }
 
 }  // namespace ringattn::cuda::flash
