@@ -73,6 +73,16 @@ struct TaskMask {
   }
 };
 
+// Whether every (query, key) pair of a task is allowed (no key limit; the
+// delta bounds and the document hold for its first and last positions,
+// which bound the others): none of its tiles needs a mask.
+inline bool EveryPairAllowed(const ForwardBlockArgs& a) {
+  if (a.key_limit != nullptr || a.q_pos.length <= 0 || a.k_pos.length <= 0) return false;
+  const TaskMask mask{a.min_delta, a.max_delta, INT64_MAX, a.doc_begin, a.doc_end};
+  return mask.AllAllowed(PositionAt(a.q_pos, 0), PositionAt(a.q_pos, a.q_pos.length - 1),
+                         PositionAt(a.k_pos, 0), PositionAt(a.k_pos, a.k_pos.length - 1));
+}
+
 // The first index in [a, z) at which `reached(index)` holds, by binary
 // search: false before some index, true from it on (z when never).
 template <typename Reached>

@@ -6,7 +6,7 @@
 // and the key tiles of a query tile (KeyTileRange) and the query tiles of a
 // key tile (KeyTileQueries) hold every allowed pair, are tight (for
 // consecutive positions), and mark as needing no element mask only tiles
-// whose pairs are all allowed. The GPU
+// whose pairs are all allowed; EveryPairAllowed is every pair. The GPU
 // tests check the kernels that use them; this checks the ranges alone.
 #include "cuda/flash/block_mask.cuh"
 
@@ -90,6 +90,37 @@ Task RandomTask(Rng& rng) {
   t.key_limit = t.mask.key_limit;
   t.args.key_limit = t.key_limit == INT64_MAX ? nullptr : &t.key_limit;
   return t;
+}
+
+// EveryPairAllowed (the forward's tile order takes smaller sections for
+// such tasks) is true exactly
+// when the task has no key limit and every (query, key) pair is allowed;
+// then every query tile meets every key tile.
+TEST(BlockMaskTest, EveryPairAllowedIsEveryPairAllowed) {
+  Rng rng{std::mt19937(41)};
+  int unmasked = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const Task t = RandomTask(rng);
+    const ForwardBlockArgs& a = t.args;
+    bool all = a.key_limit == nullptr;
+    for (int64_t qi = 0; all && qi < a.q_pos.length; ++qi) {
+      for (int64_t ki = 0; all && ki < a.k_pos.length; ++ki) {
+        all = t.mask.Allowed(PositionAt(a.q_pos, qi), PositionAt(a.k_pos, ki));
+      }
+    }
+    EXPECT_EQ(EveryPairAllowed(a), all) << "task " << i;
+    unmasked += all;
+    if (!all) continue;
+    const int n_tiles = static_cast<int>((a.k_pos.length + 15) / 16);
+    for (int64_t b = 0; b < a.batch; ++b) {
+      for (int m = 0; m * 16 < a.q_pos.length; ++m) {
+        const KeyTileRange keys(a, b, m, 16, 16);
+        ASSERT_EQ(keys.n_begin, 0) << "task " << i << " tile " << m;
+        ASSERT_EQ(keys.n_end, n_tiles) << "task " << i << " tile " << m;
+      }
+    }
+  }
+  EXPECT_GT(unmasked, 100);  // the unmasked tasks are there to be found
 }
 
 TEST(BlockMaskTest, IndicesWithinIsEveryIndexInTheRange) {

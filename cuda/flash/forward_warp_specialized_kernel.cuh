@@ -536,10 +536,10 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
   const int sms = device.sms;
   const int64_t group = a.num_heads / a.num_kv_heads;
   const int64_t kv_head_bytes = 2 * a.k_pos.length * kHeadDim * ElementBytes(E);
-  const HeavyFirstTileScheduler scheduler = WithSectionOverride(
-      HeavyFirstTileScheduler::Sections(static_cast<int>((q_len + Tr::kBlockM - 1) / Tr::kBlockM),
-                                        (a.kv_head_end - a.kv_head_begin) * group, a.batch, group,
-                                        kv_head_bytes, L2SectionBudget(device.l2_bytes), sms));
+  const HeavyFirstTileScheduler scheduler = WithSectionOverride(HeavyFirstTileScheduler::Sections(
+      static_cast<int>((q_len + Tr::kBlockM - 1) / Tr::kBlockM),
+      (a.kv_head_end - a.kv_head_begin) * group, a.batch, group, kv_head_bytes,
+      L2SectionBudget(device.l2_bytes), sms, EveryPairAllowed(a)));
   const int64_t grid = std::min<int64_t>(scheduler.Count(), sms);
   TileCounter* counter = nullptr;
   if (const cudaError_t e = ForwardTileCounter(stream, &counter); e != cudaSuccess) return e;

@@ -59,16 +59,28 @@ TEST(TileSchedulerTest, SectionsFitTheL2AndKeepEveryCtaBusy) {
   // s32768 d128 bf16 on an H200 (132 SMs, 25 MB budget): one kv head's
   // K/V is 16 MiB, one fits, but 256 query tiles x 1 pair < 2 x 132 CTAs.
   const int64_t kv = 2 * 32768 * 128 * 2;
-  HeavyFirstTileScheduler s = HeavyFirstTileScheduler::Sections(256, 32, 1, 1, kv, 25 << 20, 132);
+  HeavyFirstTileScheduler s =
+      HeavyFirstTileScheduler::Sections(256, 32, 1, 1, kv, 25 << 20, 132, false);
   EXPECT_EQ(s.section, 2);
   // s8192: four kv heads of 4 MiB... six fit in 25 MiB; GQA groups of 4 query heads each.
-  s = HeavyFirstTileScheduler::Sections(64, 32, 1, 4, 2 * 8192 * 128 * 2, 25 << 20, 132);
+  s = HeavyFirstTileScheduler::Sections(64, 32, 1, 4, 2 * 8192 * 128 * 2, 25 << 20, 132, false);
   EXPECT_EQ(s.section, 24);
-  // Budget 0 (RINGATTN_L2_SECTIONS=0): one section of every pair.
-  s = HeavyFirstTileScheduler::Sections(8, 32, 16, 1, kv, 0, 132);
+  // Without a mask: the fewest whole kv heads whose tiles cover the 132
+  // CTAs: 64 query tiles each -> 3 pairs (the rule's 6 at 4 MiB per head);
+  // GQA groups of 4 -> one kv head (4 pairs); never more than the rule.
+  s = HeavyFirstTileScheduler::Sections(64, 32, 1, 1, 2 * 8192 * 128 * 2, 25 << 20, 132, true);
+  EXPECT_EQ(s.section, 3);
+  s = HeavyFirstTileScheduler::Sections(64, 32, 1, 4, 2 * 8192 * 128 * 2, 25 << 20, 132, true);
+  EXPECT_EQ(s.section, 4);
+  s = HeavyFirstTileScheduler::Sections(8, 32, 1, 1, 2 * 1024 * 128 * 2, 2 << 20, 132, true);
+  EXPECT_EQ(s.section, 17);  // cover: 132 / 8 -> 17; the rule: max(4, 33) = 33
+  s = HeavyFirstTileScheduler::Sections(1024, 32, 1, 1, 64 << 20, 25 << 20, 132, true);
+  EXPECT_EQ(s.section, 1);
+  // Budget 0: one section of every pair.
+  s = HeavyFirstTileScheduler::Sections(8, 32, 16, 1, kv, 0, 132, false);
   EXPECT_EQ(s.section, 32 * 16);
   // Never more than the pairs there are.
-  s = HeavyFirstTileScheduler::Sections(1, 2, 1, 1, 1024, 25 << 20, 132);
+  s = HeavyFirstTileScheduler::Sections(1, 2, 1, 1, 1024, 25 << 20, 132, true);
   EXPECT_EQ(s.section, 2);
   CheckOrder(s);
 }
