@@ -239,6 +239,20 @@ int Main(int argc, char** argv) {
       const bool tensor_cores = flash::FlashBackwardSupports(back);
       const int backward_iterations = tensor_cores ? iterations : std::min(iterations, 3);
       report("ringattn", TimeMs(backward, backward_iterations), "bwd", 2.5);
+      // D from the forward's output in the input dtype (what torch's
+      // backward and the Python entry read) instead of the fp32 ring
+      // state: two thirds of the D kernel's bytes at bf16.
+      if (tensor_cores && r.dtype != ElementType::kFloat32) {
+        report("ringattn_o_in_dtype",
+               TimeMs(
+                   [&] {
+                     LaunchBackwardDelta(r.dtype, dout, r.dtype, out, delta, r.batch, r.seqlen,
+                                         r.heads, r.head_dim, nullptr);
+                     LaunchBackward(back, nullptr);
+                   },
+                   iterations),
+               "bwd", 2.5);
+      }
       if (every_kernel && tensor_cores && flash::HopperDevice()) {
         for (const NamedKernel& k : kTensorCoreKernels) {
           if (flash::LaunchFlashBackward(back, nullptr, k.kernel) != cudaSuccess) continue;

@@ -24,6 +24,7 @@ awk -F, '
   FILENAME ~ /ours/ && $2 == "ringattn_wgmma" && $3 == "bwd" { wgmma_bwd[$1] = $5; next }
   FILENAME ~ /ours/ && $2 == "ringattn_warp_spec" && $3 == "bwd" { ws_bwd[$1] = $5; next }
   FILENAME ~ /ours/ && $2 == "ringattn" && $3 == "bwd" { ours_bwd[$1] = $5; next }
+  FILENAME ~ /ours/ && $2 == "ringattn_o_in_dtype" && $3 == "bwd" { o_bwd[$1] = $5; next }
   FILENAME ~ /ours/ { next }
   $3 == "fwd" { t[$1, $2] = $5; ms[$1, $2] = $4 }
   $3 == "bwd" { bwd[$1, $2] = $5 }
@@ -40,21 +41,24 @@ awk -F, '
              c ? c : "-", e ? e : "-", f ? sprintf("%.3f", ours[r] / f) : "-",
              c ? sprintf("%.3f", ours[r] / c) : "-"
     }
-    printf "\nbackward TFLOP/s (2.5x the forward FLOPs; torch: autograd.grad of a kept graph)\n"
-    printf "%-32s %9s %9s %9s %9s %9s %9s %9s %12s %12s %12s\n", "row", "ours", "mma.sync",
+    printf "\nbackward TFLOP/s (2.5x the forward FLOPs; torch: autograd.grad of a kept graph;"
+    printf " ours: D from the fp32 ring state, O-dtype: D from the output in the input dtype, as torch)\n"
+    printf "%-32s %9s %9s %9s %9s %9s %9s %9s %12s %12s %12s %9s %12s\n", "row", "ours", "mma.sync",
            "cp.async", "warp-spec", "flash", "cudnn", "efficient", "ours/flash", "ours/cudnn",
-           "ours/effic."
+           "ours/effic.", "O-dtype", "O-dt/cudnn"
     for (i = 1; i <= n; i++) {
       r = order[i]
       if (!(r in ours_bwd)) continue
       f = bwd[r, "torch_flash"]; c = bwd[r, "torch_cudnn"]; e = bwd[r, "torch_efficient"]
-      printf "%-32s %9.2f %9s %9s %9s %9s %9s %9s %12s %12s %12s\n", r, ours_bwd[r],
+      printf "%-32s %9.2f %9s %9s %9s %9s %9s %9s %12s %12s %12s %9s %12s\n", r, ours_bwd[r],
              (r in mma_bwd) ? mma_bwd[r] : "-", (r in wgmma_bwd) ? wgmma_bwd[r] : "-",
              (r in ws_bwd) ? ws_bwd[r] : "-",
              f ? f : "-", c ? c : "-", e ? e : "-",
              f ? sprintf("%.3f", ours_bwd[r] / f) : "-",
              c ? sprintf("%.3f", ours_bwd[r] / c) : "-",
-             e ? sprintf("%.3f", ours_bwd[r] / e) : "-"
+             e ? sprintf("%.3f", ours_bwd[r] / e) : "-",
+             (r in o_bwd) ? o_bwd[r] : "-",
+             (c && (r in o_bwd)) ? sprintf("%.3f", o_bwd[r] / c) : "-"
     }
     printf "\nforward+backward TFLOP/s (3.5x the forward FLOPs)\n"
     printf "%-32s %9s %9s %9s %9s %12s %12s %12s\n", "row", "ours", "flash", "cudnn", "efficient",
