@@ -71,9 +71,6 @@ struct TmaQueryTiles : CpAsyncQueryTiles<E, kHeadDim, kBlockN, kBlockM, kThreads
     }
     this->LoadStats(m);
   }
-  // K and V (cp.async) and the first two tiles' Q and dO (the TMA) on their
-  // way, the first tile's LSE and D stored; returns once K and V are there
-  // for every thread.
   __device__ __forceinline__ void Start(uint32_t s_k, uint32_t s_v) {
     if (threadIdx.x == 0) {
       PrefetchTensorMap(q_map);
@@ -84,27 +81,20 @@ struct TmaQueryTiles : CpAsyncQueryTiles<E, kHeadDim, kBlockN, kBlockM, kThreads
     }
     this->LoadKeys(s_k, s_v);
     CpAsyncCommit();
-    const int m_begin = this->task.tiles.m_begin;
-    Load(m_begin, 0);
+    Load(this->task.tiles.m_begin, 0);
     this->StoreStats(0);
-    if (m_begin + 1 < this->task.tiles.m_end) Load(m_begin + 1, 1);  // LSE, D: registers
+  }
+  // Tile m's buffer once K and V (cp.async) and its Q and dO (the TMA) are
+  // there and every thread is done with tile m - 1; then tile m + 1's copies
+  // go into the buffer tile m - 1 used.
+  __device__ __forceinline__ int Arrive(int m) {
+    const int i = m - this->task.tiles.m_begin, buffer = i & 1;
     CpAsyncWait<0>();
     FenceProxyAsync();
     __syncthreads();
-  }
-  // Tile m's buffer once its Q and dO are there.
-  __device__ __forceinline__ int Wait(int m) const {
-    const int i = m - this->task.tiles.m_begin;
-    MbarrierWait(full + 8 * (i & 1), (i >> 1) & 1);
-    return i & 1;
-  }
-  // After every product that reads tile m's buffer (and P^T, dS^T) is
-  // done: tile m + 1's LSE and D into its slot, and once every thread is
-  // there, tile m + 2's copies into tile m's buffer.
-  __device__ __forceinline__ void Finish(int m, int buffer) {
-    this->StoreStats(buffer ^ 1);
-    __syncthreads();
-    if (m + 2 < this->task.tiles.m_end) Load(m + 2, buffer);
+    MbarrierWait(full + 8 * buffer, (i >> 1) & 1);
+    if (m + 1 < this->task.tiles.m_end) Load(m + 1, buffer ^ 1);
+    return buffer;
   }
 };
 
@@ -154,27 +144,22 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
   const int key0 = AccumulatorRow();
   const int col_base = warpgroup * kCols;
 
-  // S^T (warpgroup 0) and dP^T (warpgroup 1) of the 64 keys x a tile's 64
-  // queries, one m64n64 product each (halves of 32 queries would read
-  // shared memory faster than it delivers), issued for tile m + 1 as soon
-  // as tile m's dK product is, so that it runs while that one finishes.
-  const bool scores = warpgroup == 0;
-  float x[kBlockM / 2];
-  const auto issue_scores = [&](int tile_buffer) {
-    WgmmaFence();
-    IssueRowsTimesRowsT<E, kHeadDim, kBlockN, kBlockM>(
-        x, scores ? s_k : s_v, 0,
-        scores ? queries.QTile(tile_buffer) : queries.DoTile(tile_buffer));
-  };
-  int buffer = queries.Wait(m_begin);
-  issue_scores(buffer);
   for (int m = m_begin; m < m_end; ++m) {
+    const int buffer = queries.Arrive(m);
     const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
     const uint32_t q_tile = queries.QTile(buffer), do_tile = queries.DoTile(buffer);
 
-    // Warpgroup 0 makes P^T and hands it over in fp32 (thread t's pairs in
-    // slots 1 KB apart: the same fragment positions as thread t of
-    // warpgroup 1); warpgroup 1 makes dS^T = P^T (dP^T - D).
+    // S^T (warpgroup 0) and dP^T (warpgroup 1) of the 64 keys x the tile's
+    // 64 queries, one m64n64 product each (halves of 32 queries would read
+    // shared memory faster than it delivers). Warpgroup 0 makes P^T and
+    // hands it over in fp32 (thread t's pairs in slots 1 KB apart: the same
+    // fragment positions as thread t of warpgroup 1); warpgroup 1 makes
+    // dS^T = P^T (dP^T - D).
+    float x[kBlockM / 2];
+    const bool scores = warpgroup == 0;
+    WgmmaFence();
+    IssueRowsTimesRowsT<E, kHeadDim, kBlockN, kBlockM>(x, scores ? s_k : s_v, 0,
+                                                       scores ? q_tile : do_tile);
     const FragmentBits<kBlockM> allowed =
         scores && tiles.NeedsMask(m)
             ? AllowedBitsT<kBlockM>(a, b, key0, task.k_valid, task.k0, q_first)
@@ -226,18 +211,11 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
     }
     NamedBarrierSync(2, 256);  // dS^T
     issue_key_grad(dk, s_ds, q_tile);
-    // Tile m + 1's S^T / dP^T (after the last tile, tile m's once more, its
-    // result unused: a wgmma issued in a branch is serialized), running
-    // while dV and dK finish.
-    const int next = m + 1 < m_end ? queries.Wait(m + 1) : buffer;
-    issue_scores(next);
-    WgmmaWait<1>();  // dV, dK of tile m
+    WgmmaWait<0>();
     FenceRegisters(dk);
     FenceRegisters(dv);
-    queries.Finish(m, buffer);
-    buffer = next;
+    queries.Release(buffer);  // tile m + 1's LSE and D
   }
-  WgmmaWait<0>();  // the unused last S^T / dP^T
 
   AddKeyGrads<kCols>(args, dk, dv, task.kv_offset0 + col_base, task.kv_stride, key0, task.k_valid);
 #endif  // RINGATTN_WGMMA
