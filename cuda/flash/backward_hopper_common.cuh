@@ -19,14 +19,15 @@
 
 namespace ringattn::cuda::flash {
 
-// What the cp.async wgmma backwards (backward_hopper_kernel.cuh,
-// backward_column_split_kernel.cuh) load: the key tile's K and V once, and
-// per query tile Q and dO (two buffers each, the 128-byte swizzle) by
-// cp.async, with the tile's LSE (log2 units; +inf for rows that are not
-// there, so P = 0) and D: thread r < kBlockM loads row r's into registers
-// with the tile (at the top of an iteration) and stores them into the
-// buffer's slot of s_lse / s_delta later (at its end), so the global
-// latency hides behind the tile's work.
+// What the cp.async wgmma backward (backward_hopper_kernel.cuh) loads, and
+// the column-split one (backward_column_split_kernel.cuh: TmaQueryTiles, Q
+// and dO by the TMA) builds on: the key tile's K and V once, and per query
+// tile Q and dO (two buffers each, the 128-byte swizzle) by cp.async, with
+// the tile's LSE (log2 units; +inf for rows that are not there, so P = 0)
+// and D: thread r < kBlockM loads row r's into registers with the tile (at
+// the top of an iteration) and stores them into the buffer's slot of s_lse /
+// s_delta later (at its end), so the global latency hides behind the tile's
+// work.
 template <ElementType E, int kHeadDim, int kBlockN, int kBlockM, int kThreads>
 struct CpAsyncQueryTiles {
   using T = typename Element<E>::T;
