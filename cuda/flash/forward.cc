@@ -1,6 +1,7 @@
 #include "cuda/flash/forward.h"
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -23,8 +24,8 @@ bool FlashForwardSupports(const ForwardBlockArgs& a) {
 namespace {
 
 // RINGATTN_FORWARD_KERNEL=mma_sync|cp_async|warp_specialized replaces kAuto's
-// choice for fp16/bf16 (for benchmarks and bisecting); unset or another
-// value: kAuto chooses.
+// choice for fp16/bf16 (for benchmarks and bisecting); unset: kAuto chooses
+// (another value too, with a warning on stderr).
 TensorCoreKernel AutoOverride() {
   static const TensorCoreKernel kernel = [] {
     const char* name = std::getenv("RINGATTN_FORWARD_KERNEL");
@@ -32,6 +33,10 @@ TensorCoreKernel AutoOverride() {
     if (std::strcmp(name, "mma_sync") == 0) return TensorCoreKernel::kMmaSync;
     if (std::strcmp(name, "cp_async") == 0) return TensorCoreKernel::kHopper;
     if (std::strcmp(name, "warp_specialized") == 0) return TensorCoreKernel::kWarpSpecialized;
+    std::fprintf(stderr,
+                 "ringattn: RINGATTN_FORWARD_KERNEL='%s' ignored; expected mma_sync, cp_async or "
+                 "warp_specialized\n",
+                 name);
     return TensorCoreKernel::kAuto;
   }();
   return kernel;

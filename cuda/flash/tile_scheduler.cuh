@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 
 #include "cuda/kernel_args.h"
@@ -154,14 +155,20 @@ inline int64_t L2SectionBudget(int l2_bytes) { return l2_bytes / 2; }
 
 // RINGATTN_L2_SECTIONS, for benchmarks: "0" turns sections off (one
 // section of every pair: the plain heavy-first order), N > 0 takes N
-// (head, batch) pairs per section; unset (or anything else): the L2 rule.
+// (head, batch) pairs per section; unset: the L2 rule (anything else is
+// ignored with a warning on stderr).
 inline HeavyFirstTileScheduler WithSectionOverride(HeavyFirstTileScheduler order) {
   static const int64_t pairs = [] {
     const char* v = std::getenv("RINGATTN_L2_SECTIONS");
     if (v == nullptr || *v == '\0') return int64_t{-1};
     char* end = nullptr;
     const long long n = std::strtoll(v, &end, 10);
-    return *end == '\0' && n >= 0 ? static_cast<int64_t>(n) : int64_t{-1};
+    if (*end == '\0' && n >= 0) return static_cast<int64_t>(n);
+    std::fprintf(stderr,
+                 "ringattn: RINGATTN_L2_SECTIONS='%s' ignored; expected 0 (sections off) or a "
+                 "number of (head, batch) pairs per section\n",
+                 v);
+    return int64_t{-1};
   }();
   if (pairs < 0) return order;
   const int64_t all = order.heads * order.batch;
