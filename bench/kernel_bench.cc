@@ -228,9 +228,13 @@ int Main(int argc, char** argv) {
       cudaMemset(dk, 0, n * 4);
       cudaMemset(dv, 0, n * 4);
       LaunchForward(a, nullptr);  // the state the backward reads
+      // D = rowsum(dO * O) from O of the given dtype.
+      const auto deltas = [&](ElementType o_type, const void* o_data) {
+        LaunchBackwardDelta(r.dtype, dout, o_type, o_data, delta, r.batch, r.seqlen, r.heads,
+                            r.head_dim, nullptr);
+      };
       const auto backward = [&] {
-        LaunchBackwardDelta(r.dtype, dout, ElementType::kFloat32, o, delta, r.batch, r.seqlen,
-                            r.heads, r.head_dim, nullptr);
+        deltas(ElementType::kFloat32, o);
         LaunchBackward(back, nullptr);
       };
       // Rows no tensor-core backward takes (fp32, d256) run the
@@ -246,8 +250,7 @@ int Main(int argc, char** argv) {
         report("ringattn_o_in_dtype",
                TimeMs(
                    [&] {
-                     LaunchBackwardDelta(r.dtype, dout, r.dtype, out, delta, r.batch, r.seqlen,
-                                         r.heads, r.head_dim, nullptr);
+                     deltas(r.dtype, out);
                      LaunchBackward(back, nullptr);
                    },
                    iterations),
@@ -259,8 +262,7 @@ int Main(int argc, char** argv) {
           report(k.backward,
                  TimeMs(
                      [&] {
-                       LaunchBackwardDelta(r.dtype, dout, ElementType::kFloat32, o, delta, r.batch,
-                                           r.seqlen, r.heads, r.head_dim, nullptr);
+                       deltas(ElementType::kFloat32, o);
                        flash::LaunchFlashBackward(back, nullptr, k.kernel);
                      },
                      iterations),
