@@ -60,15 +60,15 @@ struct Anchor {
 // backward, so 0.9 forward and 0.96 backward for the FA2-based tables (h800 has h100's SMs; a100
 // the same kernels). Ours on h100 keeps 0.9 until measured. Head dims: FA2
 // runs d64 at ~0.85x d128 and d256 at ~1x (the FA2-based tables and h100);
-// h200 from one table (the twenty-fourth session's at ba9f9d0, the d256
-// forward's 80-key tiles; docs/measurements/
-// 2026-12-02_h200_d256_tiles_and_profiles.txt, call 4; the d64 and d256
+// h200 from one table (the twenty-fifth session's at e9c5848, the d256
+// backward's TMA copies; docs/measurements/
+// 2026-12-02_h200_tma_backward_pairs_sections.txt, call 3; the d64 and d256
 // rows are s16384, where the curve says 1.01x): forward merging into the
-// fp32 state d64 447.4, d256 647.8 vs d128 630.8 (0.709, 1.027); backward
-// d64 478.3 and d256 356.1 vs d128 549.0 (0.871, 0.649).
+// fp32 state d64 467.3, d256 654.3 vs d128 632.1 (0.739, 1.035); backward
+// d64 474.2 and d256 373.4 vs d128 548.7 (0.864, 0.681).
 constexpr Anchor kAnchors[] = {
     {"h100", 325.3, 336.8, 0.9, 0.9, 5, 3350, 290, 10, 45, 20, {{0.85, 1.0}, {0.85, 1.0}}},
-    {"h200", 631.8, 548.6, 0.96, 0.947, 5, 4800, 290, 10, 45, 20, {{0.709, 1.027}, {0.871, 0.649}}},
+    {"h200", 631.8, 548.6, 0.96, 0.947, 5, 4800, 290, 10, 45, 20, {{0.739, 1.035}, {0.864, 0.681}}},
     {"h800", 325.2, 288.0, 0.9, 0.96, 5, 3350, 170, 10, 45, 20, {{0.85, 1.0}, {0.85, 1.0}}},
     {"a100", 205.3, 174.4, 0.9, 0.96, 5, 2039, 240, 10, 22, 20, {{0.85, 1.0}, {0.85, 1.0}}},
 };
