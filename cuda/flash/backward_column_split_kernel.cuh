@@ -60,14 +60,9 @@ struct TmaQueryTiles : CpAsyncQueryTiles<E, kHeadDim, kBlockN, kBlockM, kThreads
     if (threadIdx.x == 0) {
       const uint32_t bar = full + 8 * buffer;
       MbarrierArriveExpectTx(bar, 2 * Base::kQBytes);
-#pragma unroll
-      for (int c = 0; c < kHeadDim / 64; ++c) {
-        const int h = static_cast<int>(this->task.h), b = static_cast<int>(this->task.b);
-        TmaLoad4d(this->s_q + buffer * Base::kQBytes + c * kBlockM * 128, q_map, bar, c * 64,
-                  m * kBlockM, h, b);
-        TmaLoad4d(this->s_do + buffer * Base::kQBytes + c * kBlockM * 128, do_map, bar, c * 64,
-                  m * kBlockM, h, b);
-      }
+      TmaLoadRowPairs<kHeadDim, kBlockM>(
+          this->s_q + buffer * Base::kQBytes, q_map, this->s_do + buffer * Base::kQBytes, do_map,
+          bar, m * kBlockM, static_cast<int>(this->task.h), static_cast<int>(this->task.b));
     }
     this->LoadStats(m);
   }

@@ -87,10 +87,7 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
   const int kv_head = static_cast<int>(task.kv_head - a.kv_head_offset);
   const auto load_keys = [&](uint32_t tile, const CUtensorMap* map, uint32_t full, int n) {
     MbarrierArriveExpectTx(full, Tr::kKvBytes);
-#pragma unroll
-    for (int c = 0; c < kHeadDim / 64; ++c) {
-      TmaLoad4d(tile + c * kBlockN * 128, map, full, c * 64, n * kBlockN, kv_head, batch);
-    }
+    TmaLoadRows<kHeadDim, kBlockN>(tile, map, full, n * kBlockN, kv_head, batch);
   };
   if (threadIdx.x == 0) {
     for (const CUtensorMap* map : {&q_map, &do_map, &k_map, &v_map}) PrefetchTensorMap(map);
@@ -100,12 +97,8 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
     MbarrierInit(k_full(1), 1);
     FenceBarrierInit();
     MbarrierArriveExpectTx(q_full, 2 * Tr::kQBytes);
-#pragma unroll
-    for (int c = 0; c < kHeadDim / 64; ++c) {
-      const int row = static_cast<int>(task.q0);
-      TmaLoad4d(s_q + c * kBlockM * 128, &q_map, q_full, c * 64, row, head, batch);
-      TmaLoad4d(s_do + c * kBlockM * 128, &do_map, q_full, c * 64, row, head, batch);
-    }
+    TmaLoadRowPairs<kHeadDim, kBlockM>(s_q, &q_map, s_do, &do_map, q_full,
+                                       static_cast<int>(task.q0), head, batch);
     load_keys(k_tile(0), &k_map, k_full(0), n_begin);
     load_keys(s_v, &v_map, v_full, n_begin);
   }

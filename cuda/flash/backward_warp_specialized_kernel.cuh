@@ -175,7 +175,7 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
 #ifdef RINGATTN_WGMMA
   using Tr = WarpSpecializedBackwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
-  constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kColumnBlocks = kHeadDim / 64;
+  constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
   constexpr bool kPingPong = Tr::kDsBuffers == 2;
   static_assert(kEmptyArrivals == 128 * Tr::kConsumers, "every consumer thread releases");
   const ForwardBlockArgs& a = args.task;
@@ -216,25 +216,16 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
       PrefetchTensorMap(&do_map);
       const int kv_head = static_cast<int>(h / group - a.kv_head_offset);
       MbarrierArriveExpectTx(sm.KvFull(), 2 * Tr::kKvBytes);
-#pragma unroll
-      for (int c = 0; c < kColumnBlocks; ++c) {
-        TmaLoad4d(sm.k + c * kBlockN * 128, &k_map, sm.KvFull(), c * 64, n_tile * kBlockN, kv_head,
-                  static_cast<int>(b));
-        TmaLoad4d(sm.v + c * kBlockN * 128, &v_map, sm.KvFull(), c * 64, n_tile * kBlockN, kv_head,
-                  static_cast<int>(b));
-      }
+      TmaLoadRowPairs<kHeadDim, kBlockN>(sm.k, &k_map, sm.v, &v_map, sm.KvFull(), n_tile * kBlockN,
+                                         kv_head, static_cast<int>(b));
       uint32_t i = 0;
       for (int m = tiles.m_begin; m < tiles.m_end; ++m, ++i) {
         const Slot slot(i);
         MbarrierWait(sm.Empty(slot.stage), slot.parity ^ 1);
         MbarrierArriveExpectTx(sm.Full(slot.stage), 2 * Tr::kQBytes);
-#pragma unroll
-        for (int c = 0; c < kColumnBlocks; ++c) {
-          TmaLoad4d(sm.Q(slot.stage) + c * kBlockM * 128, &q_map, sm.Full(slot.stage), c * 64,
-                    m * kBlockM, static_cast<int>(h), static_cast<int>(b));
-          TmaLoad4d(sm.Dout(slot.stage) + c * kBlockM * 128, &do_map, sm.Full(slot.stage), c * 64,
-                    m * kBlockM, static_cast<int>(h), static_cast<int>(b));
-        }
+        TmaLoadRowPairs<kHeadDim, kBlockM>(sm.Q(slot.stage), &q_map, sm.Dout(slot.stage), &do_map,
+                                           sm.Full(slot.stage), m * kBlockM, static_cast<int>(h),
+                                           static_cast<int>(b));
       }
     } else if (warp == 1) {
       // LSE (log2 units; +inf where the row is not there or saw no key, so

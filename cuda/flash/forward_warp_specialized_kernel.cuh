@@ -224,7 +224,7 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
                                              const CUtensorMap* v_map, const CUtensorMap* o_map) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
-  constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN, kColumnBlocks = kHeadDim / 64;
+  constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
   PrefetchTensorMap(q_map);
   PrefetchTensorMap(k_map);
   PrefetchTensorMap(v_map);
@@ -254,17 +254,10 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
       const uint32_t dst = is_k ? sm.K(slot.stage) : sm.V(slot.stage);
       MbarrierWait(is_k ? sm.KEmpty(slot.stage) : sm.VEmpty(slot.stage), slot.parity ^ 1);
       MbarrierArriveExpectTx(full, Tr::kKvBytes);
-#pragma unroll
-      for (int c = 0; c < kColumnBlocks; ++c) {
-        TmaLoad4d(dst + c * kBlockN * 128, is_k ? k_map : v_map, full, c * 64, n * kBlockN, kv_head,
-                  batch);
-      }
+      TmaLoadRows<kHeadDim, kBlockN>(dst, is_k ? k_map : v_map, full, n * kBlockN, kv_head, batch);
     };
     MbarrierArriveExpectTx(sm.QFull(), Tr::kQBytes);
-#pragma unroll
-    for (int c = 0; c < kColumnBlocks; ++c) {
-      TmaLoad4d(sm.q + c * kBlockM * 128, q_map, sm.QFull(), c * 64, tile.m * kBlockM, head, batch);
-    }
+    TmaLoadRows<kHeadDim, kBlockM>(sm.q, q_map, sm.QFull(), tile.m * kBlockM, head, batch);
     load_kv(true, n_begin, kv_count);
     if (n_begin + 1 == n_end) MbarrierArrive(sm.NextWanted());
     for (int n = n_begin; n < n_end; ++n, ++kv_count) {

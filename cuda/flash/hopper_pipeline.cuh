@@ -78,6 +78,30 @@ __device__ __forceinline__ void TmaLoad4d(uint32_t dst, const CUtensorMap* map, 
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
       : "memory");
 }
+// Rows [row, row + kRows) of one (head, batch) of a tensor with kColumns
+// two-byte columns into the tile at `dst`: one box per 64-column block,
+// the blocks kRows x 128 bytes apart (wgmma's 128-byte swizzle), all
+// completing on `bar`.
+template <int kColumns, int kRows>
+__device__ __forceinline__ void TmaLoadRows(uint32_t dst, const CUtensorMap* map, uint32_t bar,
+                                            int row, int head, int batch) {
+#pragma unroll
+  for (int c = 0; c < kColumns / 64; ++c) {
+    TmaLoad4d(dst + c * kRows * 128, map, bar, c * 64, row, head, batch);
+  }
+}
+// The same rows of two tensors of one layout (Q and dO, K and V), their
+// boxes issued in turn.
+template <int kColumns, int kRows>
+__device__ __forceinline__ void TmaLoadRowPairs(uint32_t dst0, const CUtensorMap* map0,
+                                                uint32_t dst1, const CUtensorMap* map1,
+                                                uint32_t bar, int row, int head, int batch) {
+#pragma unroll
+  for (int c = 0; c < kColumns / 64; ++c) {
+    TmaLoad4d(dst0 + c * kRows * 128, map0, bar, c * 64, row, head, batch);
+    TmaLoad4d(dst1 + c * kRows * 128, map1, bar, c * 64, row, head, batch);
+  }
+}
 // An L2 cache policy for data a kernel touches once (the ring state's O
 // tiles): evicted first, so that it does not push out the K and V tiles
 // other CTAs read again.
