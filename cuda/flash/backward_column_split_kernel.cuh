@@ -100,7 +100,6 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
                                    const __grid_constant__ CUtensorMap do_map,
                                    const HeavyFirstTileScheduler order) {
 #ifdef RINGATTN_WGMMA
-  EnterAfterPriorGrid();
   using Tr = ColumnSplitBackwardTraits<kHeadDim>;
   using T = typename Element<E>::T;
   using Mma = Wgmma<E>;
@@ -231,8 +230,8 @@ cudaError_t LaunchFlashBackwardColumnSplitKernel(const BackwardBlockArgs& args,
   }
   const HeavyFirstTileScheduler order = KeyTileOrder(a, Tr::kBlockN);
   if (const cudaError_t e =
-          LaunchDependentKernel(FlashBackwardColumnSplitKernel<E, kHeadDim>, OrderGrid(order),
-                                Tr::kThreads, Tr::kSharedBytes, stream, args, q_map, do_map, order);
+          LaunchKernel(FlashBackwardColumnSplitKernel<E, kHeadDim>, OrderGrid(order), Tr::kThreads,
+                       Tr::kSharedBytes, stream, args, q_map, do_map, order);
       e != cudaSuccess) {
     return e;
   }

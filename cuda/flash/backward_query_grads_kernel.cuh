@@ -45,7 +45,6 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
                                   const __grid_constant__ CUtensorMap k_map,
                                   const __grid_constant__ CUtensorMap v_map) {
 #ifdef RINGATTN_WGMMA
-  EnterAfterPriorGrid();
   using Tr = QueryGradsTraits<kHeadDim>;
   using T = typename Element<E>::T;
   const ForwardBlockArgs& a = args.task;
@@ -174,9 +173,9 @@ cudaError_t LaunchFlashBackwardQueryGradsKernel(const BackwardBlockArgs& args,
   for (int i = 0; i < 4; ++i) {
     if (const cudaError_t e = EncodeTileMap(views[i], maps[i]); e != cudaSuccess) return e;
   }
-  return LaunchDependentKernel(FlashBackwardQueryGradsKernel<E, kHeadDim>,
-                               TaskGrid(a, a.q_pos.length, Tr::kBlockM), Tr::kThreads,
-                               Tr::kSharedBytes, stream, args, q_map, do_map, k_map, v_map);
+  return LaunchKernel(FlashBackwardQueryGradsKernel<E, kHeadDim>,
+                      TaskGrid(a, a.q_pos.length, Tr::kBlockM), Tr::kThreads, Tr::kSharedBytes,
+                      stream, args, q_map, do_map, k_map, v_map);
 }
 
 }  // namespace ringattn::cuda::flash

@@ -173,7 +173,6 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
         const __grid_constant__ CUtensorMap dk_map, const __grid_constant__ CUtensorMap dv_map,
         const HeavyFirstTileScheduler order) {
 #ifdef RINGATTN_WGMMA
-  EnterAfterPriorGrid();
   using Tr = WarpSpecializedBackwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
@@ -552,8 +551,8 @@ cudaError_t LaunchFlashBackwardWarpSpecializedKernel(const BackwardBlockArgs& ar
   }
   const HeavyFirstTileScheduler order = KeyTileOrder(a, Tr::kBlockN);
   const auto launch = [&](auto kernel) {
-    return LaunchDependentKernel(kernel, OrderGrid(order), Tr::kThreads, Tr::kSharedBytes, stream,
-                                 args, q_map, do_map, k_map, v_map, dq_map, dk_map, dv_map, order);
+    return LaunchKernel(kernel, OrderGrid(order), Tr::kThreads, Tr::kSharedBytes, stream, args,
+                        q_map, do_map, k_map, v_map, dq_map, dk_map, dv_map, order);
   };
   if constexpr (kHeadDim == 64) {
     return launch(FlashBackwardWarpSpecializedKernel<E, kHeadDim, true>);

@@ -462,7 +462,6 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
                                       const __grid_constant__ CUtensorMap v_map,
                                       const __grid_constant__ CUtensorMap o_map) {
 #ifdef RINGATTN_WGMMA
-  EnterAfterPriorGrid();
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   const WarpSpecializedForwardShared<kHeadDim> sm(SharedAddress(shared_raw));
@@ -537,9 +536,9 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
   const int64_t grid = std::min<int64_t>(scheduler.Count(), sms);
   TileCounter* counter = nullptr;
   if (const cudaError_t e = ForwardTileCounter(stream, &counter); e != cudaSuccess) return e;
-  return LaunchDependentKernel(FlashForwardWarpSpecializedKernel<E, kHeadDim>,
-                               dim3(static_cast<unsigned>(grid)), Tr::kThreads, Tr::kSharedBytes,
-                               stream, a, scheduler, counter, q_map, k_map, v_map, o_map);
+  return LaunchKernel(FlashForwardWarpSpecializedKernel<E, kHeadDim>,
+                      dim3(static_cast<unsigned>(grid)), Tr::kThreads, Tr::kSharedBytes, stream, a,
+                      scheduler, counter, q_map, k_map, v_map, o_map);
 }
 
 }  // namespace ringattn::cuda::flash

@@ -18,17 +18,6 @@
 
 namespace ringattn::cuda::flash {
 
-// Programmatic dependent launch: a kernel that LaunchDependentKernel
-// (launch.cuh) starts may be placed on the SMs while the stream's previous
-// kernel drains. EnterAfterPriorGrid, its first statement, waits until that
-// kernel has completed and its writes are visible (nothing before it may
-// touch global memory), then lets the stream's next such kernel launch, so
-// that its CTAs take the SMs this one's leave and are there when it ends.
-__device__ __forceinline__ void EnterAfterPriorGrid() {
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-}
-
 __device__ __forceinline__ void MbarrierInit(uint32_t bar, uint32_t count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
 }

@@ -123,30 +123,6 @@ cudaError_t LaunchKernel(void (*kernel)(Params...), dim3 grid, int threads, int 
   return cudaGetLastError();
 }
 
-// LaunchKernel with programmatic stream serialization, for the kernels
-// whose first statement is EnterAfterPriorGrid (hopper_pipeline.cuh): the
-// launch and the CTAs' placement overlap the previous kernel's tail.
-template <typename... Params, typename... Args>
-cudaError_t LaunchDependentKernel(void (*kernel)(Params...), dim3 grid, int threads,
-                                  int shared_bytes, cudaStream_t stream, const Args&... args) {
-  if (const cudaError_t e =
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes);
-      e != cudaSuccess) {
-    return e;
-  }
-  cudaLaunchAttribute attribute;
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = grid;
-  config.blockDim = dim3(static_cast<unsigned>(threads));
-  config.dynamicSmemBytes = static_cast<size_t>(shared_bytes);
-  config.stream = stream;
-  config.attrs = &attribute;
-  config.numAttrs = 1;
-  return cudaLaunchKernelEx(&config, kernel, args...);
-}
-
 }  // namespace ringattn::cuda::flash
 
 #endif  // RINGATTN_CUDA_FLASH_LAUNCH_CUH_
