@@ -100,6 +100,7 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
     TmaLoadRowPairs<kHeadDim, kBlockM>(s_q, &q_map, s_do, &do_map, q_full,
                                        static_cast<int>(task.q0), head, batch);
     load_keys(k_tile(0), &k_map, k_full(0), n_begin);
+    if (n_begin + 1 < n_end) load_keys(k_tile(1), &k_map, k_full(1), n_begin + 1);
     load_keys(s_v, &v_map, v_full, n_begin);
   }
   __syncthreads();  // the mbarriers initialized
@@ -109,27 +110,30 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
 #pragma unroll
   for (int i = 0; i < kHeadDim / 2; ++i) dq[i] = 0.f;
 
+  // S of key tile n + 1 is issued right behind tile n's dQ product, so
+  // that the tensor cores go on while dQ finishes; P is made while dP is
+  // multiplied.
+  float s_flat[kBlockN / 2];
+  auto& s = *reinterpret_cast<float(*)[1][kNB][4]>(s_flat);
+  const auto wait_keys = [&](int n) {
+    const int i = n - n_begin;
+    MbarrierWait(k_full(i & 1), (i >> 1) & 1);
+  };
+  const auto issue_scores = [&](int n) {
+    WgmmaFence();
+    IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(s_flat, s_q, warpgroup * 64,
+                                                       k_tile((n - n_begin) & 1));
+  };
+  wait_keys(n_begin);
+  issue_scores(n_begin);
   for (int n = n_begin; n < n_end; ++n) {
     const int i = n - n_begin, stage = i & 1;
-    __syncthreads();  // both warpgroups are done with K of tile n - 1
-    MbarrierWait(k_full(stage), (i >> 1) & 1);
-    MbarrierWait(v_full, i & 1);
-    if (threadIdx.x == 0 && n + 1 < n_end)
-      load_keys(k_tile(stage ^ 1), &k_map, k_full(stage ^ 1), n + 1);
-
-    float s_flat[kBlockN / 2], dp_flat[kBlockN / 2];
-    auto& s = *reinterpret_cast<float(*)[1][kNB][4]>(s_flat);
+    float dp_flat[kBlockN / 2];
     auto& dp = *reinterpret_cast<float(*)[1][kNB][4]>(dp_flat);
-    // dP first: once both warpgroups have it, V of tile n + 1 loads while
-    // S, P, dS and dQ += dS K run.
+    MbarrierWait(v_full, i & 1);
     WgmmaFence();
     IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(dp_flat, s_do, warpgroup * 64, s_v);
-    IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(s_flat, s_q, warpgroup * 64, k_tile(stage));
-    WgmmaWait<1>();
-    FenceRegisters(dp_flat);
-    __syncthreads();  // both warpgroups are done with V of tile n
-    if (threadIdx.x == 0 && n + 1 < n_end) load_keys(s_v, &v_map, v_full, n + 1);
-    WgmmaWait<0>();
+    WgmmaWait<1>();  // S
     FenceRegisters(s_flat);
     if (tiles.NeedsMask(n)) MaskScores(s, a, b, task.q0 + row0, static_cast<int64_t>(n) * kBlockN);
 #pragma unroll
@@ -137,6 +141,10 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
 #pragma unroll
       for (int r = 0; r < 4; ++r) s[0][j][r] = FastExp2(fmaf(s[0][j][r], scale_log2, -lse[r / 2]));
     }
+    WgmmaWait<0>();  // dP
+    FenceRegisters(dp_flat);
+    __syncthreads();  // both warpgroups are done with V of tile n
+    if (threadIdx.x == 0 && n + 1 < n_end) load_keys(s_v, &v_map, v_full, n + 1);
 
     // dS = P (dP - D), packed as the A operand of dQ += dS K.
     uint32_t ds[kBlockN / 16][4];
@@ -150,9 +158,16 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
     WgmmaFence();
     IssueRegistersTimesNMajor<E, kHeadDim>(dq, ds, k_tile(stage), kBlockN);
     WgmmaCommit();
-    WgmmaWait<0>();
+    // S of tile n + 1 (after the last tile, tile n's once more, unused: a
+    // wgmma issued in a branch is serialized).
+    if (n + 1 < n_end) wait_keys(n + 1);
+    issue_scores(n + 1 < n_end ? n + 1 : n);
+    WgmmaWait<1>();  // dQ
     FenceRegisters(dq);
+    __syncthreads();  // both warpgroups are done with K of tile n
+    if (threadIdx.x == 0 && n + 2 < n_end) load_keys(k_tile(stage), &k_map, k_full(stage), n + 2);
   }
+  WgmmaWait<0>();  // the unused last S
 
   // dQ * scale into the fp32 dQ: each row is this CTA's alone.
   AddAccumulatorRows<kHeadDim>(args.dq + task.q_offset0, task.q_stride, dq, row0, task.q_valid,
