@@ -3,7 +3,9 @@
 // needed): e.g. the 8-GPU table from a 2-GPU run.
 //   ring_predict --log=OUT/ring_bench.txt --world=8 [--kv_heads=8]
 // Prints, per row and pass, the predicted ms and, at the log's own world,
-// the measured ms beside it.
+// the measured ms beside it. A log of virtual ranks (one GPU) gives the
+// kernel rates; its hop was a copy inside the GPU, so the link's rates come
+// from --hop_gbps / --all_gather_gbps (a multi-GPU run's header).
 #include <cstdio>
 #include <string>
 
@@ -18,6 +20,11 @@
 ABSL_FLAG(std::string, log, "", "ring_bench's output (its header, calibration line and table)");
 ABSL_FLAG(int, world, 0, "ranks to predict for (0: the log's own)");
 ABSL_FLAG(int64_t, kv_heads, 0, "key/value heads (0: the log's; the seed's table has 8)");
+ABSL_FLAG(double, hop_gbps, 0,
+          "the ring hop's GB/s instead of the log's (required for a log of virtual ranks)");
+ABSL_FLAG(double, all_gather_gbps, 0,
+          "the all-gather's GB/s per rank instead of the log's (0: the log's; on a log of "
+          "virtual ranks, the hop's)");
 ABSL_FLAG(std::string, calibration_out, "",
           "also write the rebuilt calibration here (for `ringattn sim --calibration`)");
 
@@ -27,7 +34,23 @@ namespace {
 absl::Status Main() {
   const std::string path = absl::GetFlag(FLAGS_log);
   if (path.empty()) return absl::InvalidArgumentError("--log is required");
-  ASSIGN_OR_RETURN(const RingBenchLog log, LoadRingBenchLog(path));
+  ASSIGN_OR_RETURN(RingBenchLog log, LoadRingBenchLog(path));
+  const double hop = absl::GetFlag(FLAGS_hop_gbps);
+  const double gather = absl::GetFlag(FLAGS_all_gather_gbps);
+  if (!(hop >= 0 && hop < 1e5) || !(gather >= 0 && gather < 1e5)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--hop_gbps is ", hop, " and --all_gather_gbps ", gather,
+                     "; expected 0 (the log's) or a bandwidth in GB/s below 100000"));
+  }
+  if (log.virtual_ranks && hop == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, " is a run of virtual ranks sharing one GPU: its hop (", log.hop_gbps,
+        " GB/s) was a copy inside the GPU, not a link; give --hop_gbps (and --all_gather_gbps) "
+        "from a multi-GPU run"));
+  }
+  if (hop > 0) log.hop_gbps = hop;
+  // 0: the simulator moves the all-gather at the hop's rate.
+  if (gather > 0 || log.virtual_ranks) log.all_gather_gbps = gather;
   ASSIGN_OR_RETURN(const Calibration calibration, RebuildCalibration(log));
   if (const std::string out = absl::GetFlag(FLAGS_calibration_out); !out.empty()) {
     std::FILE* f = std::fopen(out.c_str(), "w");
@@ -48,13 +71,16 @@ absl::Status Main() {
         "--kv_heads is ", kv_heads, "; expected 0 or a divisor of ", shape.heads, " heads"));
   }
   if (kv_heads > 0) shape.kv_heads = kv_heads;
-  const bool same = shape.world == log.shape.world && shape.kv_heads == log.shape.kv_heads;
+  // Virtual ranks' times are not one GPU per rank's: nothing to set beside.
+  const bool same =
+      shape.world == log.shape.world && shape.kv_heads == log.shape.kv_heads && !log.virtual_ranks;
   std::printf(
-      "prediction (simulator, calibration of %s: %d GPUs, hop %.1f GB/s) for W = %d, %lld "
-      "tokens/rank, h%lld/%lld d%lld causal\n",
-      path.c_str(), log.shape.world, log.hop_gbps, shape.world,
-      static_cast<long long>(shape.tokens), static_cast<long long>(shape.heads),
-      static_cast<long long>(shape.kv_heads), static_cast<long long>(shape.head_dim));
+      "prediction (simulator, calibration of %s: %d %s, hop %.1f GB/s, all-gather %.1f GB/s) "
+      "for W = %d, %lld tokens/rank, h%lld/%lld d%lld causal\n",
+      path.c_str(), log.shape.world, log.virtual_ranks ? "virtual ranks on one GPU" : "GPUs",
+      log.hop_gbps, log.all_gather_gbps, shape.world, static_cast<long long>(shape.tokens),
+      static_cast<long long>(shape.heads), static_cast<long long>(shape.kv_heads),
+      static_cast<long long>(shape.head_dim));
   std::printf("%-16s %-8s %12s %12s\n", "row", "pass", "predicted ms", same ? "measured ms" : "");
   for (const BenchRow& row : kBenchRows) {
     for (bool backward : {false, true}) {

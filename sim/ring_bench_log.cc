@@ -46,7 +46,11 @@ absl::StatusOr<RingBenchLog> ParseRingBenchLog(const std::string& text) {
       ASSIGN_OR_RETURN(double heads, Number(Between(line, "tokens/rank h", "/"), "heads"));
       ASSIGN_OR_RETURN(double kv_heads,
                        Number(Between(Between(line, "tokens/rank h", " d"), "/", " "), "kv heads"));
-      ASSIGN_OR_RETURN(double head_dim, Number(Between(line, " d", " causal"), "head dim"));
+      // " d" after the heads: the communicator's name before them may hold
+      // one ("device copies").
+      ASSIGN_OR_RETURN(
+          double head_dim,
+          Number(Between(Between(line, "tokens/rank h", " causal"), " d", " causal"), "head dim"));
       ASSIGN_OR_RETURN(log.hop_gbps, Number(Between(line, " B: ", " GB/s"), "hop"));
       if (const absl::string_view gather = Between(line, " B per rank: ", " GB/s");
           !gather.empty()) {
@@ -55,15 +59,22 @@ absl::StatusOr<RingBenchLog> ParseRingBenchLog(const std::string& text) {
       log.shape = {static_cast<int>(world), static_cast<int64_t>(tokens),
                    static_cast<int64_t>(heads), static_cast<int64_t>(kv_heads),
                    static_cast<int64_t>(head_dim)};
+    } else if (absl::StartsWith(line, "(") && absl::StrContains(line, ": virtual ranks;")) {
+      log.virtual_ranks = true;
     } else if (absl::StartsWith(line, "calibration: ")) {
       log.calibration_line = std::string(line);
     } else {
       const std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipWhitespace());
-      if (f.size() >= 10 && (f[1] == "fwd" || f[1] == "fwd+bwd") && absl::EndsWith(f.back(), "%") &&
-          f.back() != "%") {
+      // A table row ends "meas ms, sim ms, err"; "- -" where the run did
+      // not simulate (virtual ranks).
+      const bool simulated = !f.empty() && absl::EndsWith(f.back(), "%") && f.back() != "%";
+      const bool unsimulated = f.size() >= 2 && f.back() == "-" && f[f.size() - 2] == "-";
+      if (f.size() >= 10 && (f[1] == "fwd" || f[1] == "fwd+bwd") && (simulated || unsimulated)) {
         MeasuredRow row{std::string(f[0]), std::string(f[1])};
         ASSIGN_OR_RETURN(row.ms, Number(f[f.size() - 3], "meas ms"));
-        ASSIGN_OR_RETURN(row.printed_sim_ms, Number(f[f.size() - 2], "sim ms"));
+        if (simulated) {
+          ASSIGN_OR_RETURN(row.printed_sim_ms, Number(f[f.size() - 2], "sim ms"));
+        }
         log.rows.push_back(row);
       }
     }

@@ -15,14 +15,17 @@
 namespace ringattn::sim {
 
 struct MeasuredRow {
-  std::string row, pass;  // "zigzag", "fwd" or "fwd+bwd"
-  double ms = 0, printed_sim_ms = 0;
+  std::string row, pass;              // "zigzag", "fwd" or "fwd+bwd"
+  double ms = 0, printed_sim_ms = 0;  // printed_sim_ms 0: the run did not simulate
 };
 
 struct RingBenchLog {
   BenchShape shape;
   double hop_gbps = 0;
   double all_gather_gbps = 0;  // 0: not in the log (ring_bench before 2026-12-01)
+  // Ranks sharing GPUs (ring_bench's "virtual ranks" line): the hop and the
+  // all-gather were copies inside a GPU, not a link; the kernel rates hold.
+  bool virtual_ranks = false;
   std::string calibration_line;
   std::vector<MeasuredRow> rows;
 };
