@@ -10,9 +10,11 @@
 // (backward_column_split_kernel.cuh) makes dK and dV alone: adding dQ
 // there, 64 KB of partial sums per (key tile, query tile) pair, was bound by
 // the L2's fp32 reduction rate (docs/KERNEL_BENCH.md); this pass costs S and
-// dP once more instead. K is double-buffered; V is loaded for the next tile
-// once both warpgroups' dP (issued before S) is done (Q, dO, 2 K, V:
-// 225 KB).
+// dP once more instead. The products are pipelined: S of key tile n + 1 is
+// issued right behind tile n's dQ product, and P is made while dP is
+// multiplied (d256 backward +1.7 %). K is double-buffered (tile n + 2
+// loaded once both warpgroups' dQ of tile n is done); V is loaded for the
+// next tile once both warpgroups' dP is done (Q, dO, 2 K, V: 225 KB).
 // Included by backward_column_split_kernel.cuh; an empty kernel outside the
 // sm_90a pass.
 #ifndef RINGATTN_CUDA_FLASH_BACKWARD_QUERY_GRADS_KERNEL_CUH_
