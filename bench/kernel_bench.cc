@@ -242,28 +242,19 @@ int Main(int argc, char** argv) {
       // that the table shows what those rows cost.
       const bool tensor_cores = flash::FlashBackwardSupports(back);
       const int backward_iterations = tensor_cores ? iterations : std::min(iterations, 3);
+      report("ringattn", TimeMs(backward, backward_iterations), "bwd", 2.5);
       // D from the forward's output in the input dtype (what torch's
       // backward and the Python entry read) instead of the fp32 ring
-      // state: two thirds of the D kernel's bytes at bf16. The two are
-      // timed alternately, three rounds, each the median of its rounds:
-      // timed one after the other, the second ran up to 11 % slower on the
-      // d128 rows (2026-12-02; the power cap's clocks suspected).
+      // state: two thirds of the D kernel's bytes at bf16.
       if (tensor_cores && r.dtype != ElementType::kFloat32) {
-        const auto o_in_dtype = [&] {
-          deltas(r.dtype, out);
-          LaunchBackward(back, nullptr);
-        };
-        float state_ms[3], dtype_ms[3];
-        for (int round = 0; round < 3; ++round) {
-          state_ms[round] = TimeMs(backward, iterations);
-          dtype_ms[round] = TimeMs(o_in_dtype, iterations);
-        }
-        std::sort(std::begin(state_ms), std::end(state_ms));
-        std::sort(std::begin(dtype_ms), std::end(dtype_ms));
-        report("ringattn", state_ms[1], "bwd", 2.5);
-        report("ringattn_o_in_dtype", dtype_ms[1], "bwd", 2.5);
-      } else {
-        report("ringattn", TimeMs(backward, backward_iterations), "bwd", 2.5);
+        report("ringattn_o_in_dtype",
+               TimeMs(
+                   [&] {
+                     deltas(r.dtype, out);
+                     LaunchBackward(back, nullptr);
+                   },
+                   iterations),
+               "bwd", 2.5);
       }
       if (every_kernel && tensor_cores && flash::HopperDevice()) {
         for (const NamedKernel& k : kTensorCoreKernels) {
