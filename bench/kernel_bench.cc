@@ -245,7 +245,10 @@ int Main(int argc, char** argv) {
       report("ringattn", TimeMs(backward, backward_iterations), "bwd", 2.5);
       // D from the forward's output in the input dtype (what torch's
       // backward and the Python entry read) instead of the fp32 ring
-      // state: two thirds of the D kernel's bytes at bf16.
+      // state: two thirds of the D kernel's bytes at bf16. Timed right
+      // after the line above, it runs on a hotter GPU: on the d128 rows up
+      // to 11 % below it, while the two timed alternately were equal (the
+      // O-dtype 0.2-1.7 % faster; 2026-12-02, docs/KERNEL_BENCH.md).
       if (tensor_cores && r.dtype != ElementType::kFloat32) {
         report("ringattn_o_in_dtype",
                TimeMs(
