@@ -13,6 +13,7 @@
 #include "absl/flags/parse.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/status_macros.h"
 #include "sim/bench_rows.h"
 #include "sim/ring_bench_log.h"
@@ -75,12 +76,14 @@ absl::Status Main() {
   const bool same =
       shape.world == log.shape.world && shape.kv_heads == log.shape.kv_heads && !log.virtual_ranks;
   std::printf(
-      "prediction (simulator, calibration of %s: %d %s, hop %.1f GB/s, all-gather %.1f GB/s) "
-      "for W = %d, %lld tokens/rank, h%lld/%lld d%lld causal\n",
+      "prediction (simulator, calibration of %s: %d %s, hop %.1f GB/s, all-gather %s) for W = "
+      "%d, %lld tokens/rank, h%lld/%lld d%lld causal\n",
       path.c_str(), log.shape.world, log.virtual_ranks ? "virtual ranks on one GPU" : "GPUs",
-      log.hop_gbps, log.all_gather_gbps, shape.world, static_cast<long long>(shape.tokens),
-      static_cast<long long>(shape.heads), static_cast<long long>(shape.kv_heads),
-      static_cast<long long>(shape.head_dim));
+      log.hop_gbps,
+      log.all_gather_gbps > 0 ? absl::StrFormat("%.1f GB/s", log.all_gather_gbps).c_str()
+                              : "at the hop's rate",
+      shape.world, static_cast<long long>(shape.tokens), static_cast<long long>(shape.heads),
+      static_cast<long long>(shape.kv_heads), static_cast<long long>(shape.head_dim));
   std::printf("%-16s %-8s %12s %12s\n", "row", "pass", "predicted ms", same ? "measured ms" : "");
   for (const BenchRow& row : kBenchRows) {
     for (bool backward : {false, true}) {

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# bench/ring_predict on measured ring_bench logs: a 2-GPU run's own rows
+# beside the prediction, the W = 8 prediction of a one-GPU run of virtual
+# ranks with the link's rates given, and the errors for such a log without
+# them and for bad flags.
+set -euo pipefail
+predict="$(dirname "$0")/ring_predict"
+two_gpus="sim/testdata/2026-12-01_h200x2_ring_bench.txt"
+virtual="sim/testdata/2026-12-02_h200_virtual_ranks_ring_bench.txt"
+fail() { echo "FAIL: $*"; echo "$out"; exit 1; }
+
+out=$("$predict" --log="$two_gpus")
+[[ $out == *"2 GPUs, hop 278.6 GB/s, all-gather 222.3 GB/s"* ]] || fail "the 2-GPU header"
+# 8 rows x 2 passes, each with the measured ms beside (ring fwd 3.213).
+[[ $(grep -cE '^[a-z0-9_]+ +fwd(\+bwd)? +[0-9.]+ +[0-9.]+$' <<< "$out") == 16 ]] || fail "16 measured rows"
+grep -qE '^ring +fwd +[0-9.]+ +3.213$' <<< "$out" || fail "ring fwd's measured 3.213 ms"
+
+out=$("$predict" --log="$virtual" --world=8 --kv_heads=8 --hop_gbps=324.1 --all_gather_gbps=222.3)
+[[ $out == *"2 virtual ranks on one GPU, hop 324.1 GB/s, all-gather 222.3 GB/s) for W = 8"* ]] ||
+  fail "the virtual-ranks header"
+[[ $out == *"h32/8 d128"* ]] || fail "the kv heads"
+# Predictions only (a virtual run's times are not one GPU per rank's).
+[[ $(grep -cE '^[a-z0-9_]+ +fwd(\+bwd)? +[0-9.]+ *$' <<< "$out") == 16 ]] || fail "16 predicted rows"
+zigzag=$(awk '$1 == "zigzag" && $2 == "fwd" {print $3}' <<< "$out")
+awk -v z="$zigzag" 'BEGIN {exit !(z > 5 && z < 15)}' || fail "zigzag fwd at W = 8: $zigzag ms"
+
+# A log of virtual ranks without the link's rates, bad flags: errors.
+if out=$("$predict" --log="$virtual" --world=8 2>&1); then fail "no --hop_gbps accepted"; fi
+[[ $out == *"virtual ranks sharing one GPU"*"give --hop_gbps"* ]] || fail "the virtual-ranks error"
+if out=$("$predict" --log="$virtual" --hop_gbps=-1 2>&1); then fail "--hop_gbps=-1 accepted"; fi
+[[ $out == *"expected 0 (the log's) or a bandwidth"* ]] || fail "the bandwidth error"
+if out=$("$predict" --log="$two_gpus" --kv_heads=5 2>&1); then fail "--kv_heads=5 accepted"; fi
+[[ $out == *"a divisor of 32 heads"* ]] || fail "the kv heads error"
+echo PASS
