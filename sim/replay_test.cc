@@ -122,6 +122,7 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
   const absl::StatusOr<RingBenchLog> parsed = ParseRingBenchLog(log);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->shape.world, 4);
+  EXPECT_FALSE(parsed->virtual_ranks);
   EXPECT_EQ(parsed->shape.tokens, 4096);
   EXPECT_EQ(parsed->shape.heads, 16);
   EXPECT_EQ(parsed->shape.kv_heads, 4);
@@ -178,35 +179,23 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
               ::testing::HasSubstr("expected a number"));
 }
 
-// A run of virtual ranks on one GPU (ring_bench --world=2 --comm=device):
-// "device copies" before the heads, no simulator columns.
+// A run of virtual ranks on one GPU (ring_bench --world=2 --comm=device,
+// 2026-12-02): "device copies" before the heads, no simulator columns.
 TEST(RingBenchLogTest, ParsesAVirtualRanksRun) {
-  const std::string log =
-      "(2 ranks share 1 GPU(s): virtual ranks; efficiency and the simulator's one-GPU-per-rank "
-      "prediction do not apply)\n"
-      "ring_bench: 2 x NVIDIA H200, device copies, bf16 b1 8192 tokens/rank h32/32 d128 causal, "
-      "median of 10 iterations; ring hop of 134217728 B: 826.5 GB/s; all-gather of 67108864 B "
-      "per rank: 410.7 GB/s sent per rank\n"
-      "calibration: our kernels, TFLOP/s: causal 8192 tokens fwd 593.8, bwd 515.8; full blocks "
-      "(side:TFLOP/s) fwd 1024:530.2 8192:646.9; bwd 1024:298.5 8192:533.0; causal / full 0.918 "
-      "fwd, 0.968 bwd; ring pass dK/dV home 0 B/element; a 128-token pass 25.6 us fwd, 113.0 us "
-      "fwd+bwd; pass overhead 13.8 / 68.0 us (fwd / bwd); from the h200 table\n"
-      "zigzag         fwd          265.86     510.82 ringattn             52.0%       292.3      "
-      "641.0 / 641.0          3.761         -       -\n";
-  const absl::StatusOr<RingBenchLog> parsed = ParseRingBenchLog(log);
+  const absl::StatusOr<RingBenchLog> parsed =
+      LoadRingBenchLog("sim/testdata/2026-12-02_h200_virtual_ranks_ring_bench.txt");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_TRUE(parsed->virtual_ranks);
   EXPECT_EQ(parsed->shape.head_dim, 128);
   EXPECT_EQ(parsed->shape.kv_heads, 32);
-  ASSERT_EQ(parsed->rows.size(), 1u);
+  EXPECT_DOUBLE_EQ(parsed->hop_gbps, 826.5);
+  ASSERT_EQ(parsed->rows.size(), 2u);
   EXPECT_DOUBLE_EQ(parsed->rows[0].ms, 3.761);
   EXPECT_DOUBLE_EQ(parsed->rows[0].printed_sim_ms, 0);
   const absl::StatusOr<Calibration> c = RebuildCalibration(*parsed);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_NEAR(c->Tflops(true, 128, 8192, 8192, 1.0), 533.0, 1e-6);
   EXPECT_DOUBLE_EQ(c->pass_overhead_us_bwd, 68.0);
-  // A GPU per rank: no virtual ranks.
-  EXPECT_FALSE(ParseRingBenchLog(log.substr(log.find("ring_bench: ")))->virtual_ranks);
 }
 
 }  // namespace
