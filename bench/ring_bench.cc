@@ -416,15 +416,20 @@ BenchProblem MakeConfig(const BenchRow& row, int world, int64_t tokens,
 // mean of `launches` back-to-back launches between two events after an
 // untimed one. Inputs are zeros (the kernels' time does not depend on the
 // values). The ring pass's host costs are not in it: they are
-// Calibration::pass_overhead_us_* and launch_us.
-absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem& b, int launches) {
+// Calibration::pass_overhead_us_* and launch_us. `strided`: the positions
+// of a stripe ring step's block at W = 2 (queries 0, 2, 4, ..., keys 1, 3,
+// 5, ...: the next rank's), which a causal mask cuts to n (n - 1) / 2
+// allowed pairs.
+absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem& b, int launches,
+                                                             bool strided = false) {
   const AttentionShape& shape = b.shape;
   const int64_t n = shape.seqlen_q;
-  if (shape.batch != 1 || shape.seqlen_k != n || launches < 1) {
+  if (shape.batch != 1 || shape.seqlen_k != n || launches < 1 || (strided && !b.mask.causal)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "BlockKernelSeconds: a one-rank block (batch 1, q = k tokens) and >= 1 "
-        "launch expected; got batch ",
-        shape.batch, ", ", n, " x ", shape.seqlen_k, " tokens, ", launches, " launches"));
+        "BlockKernelSeconds: a one-rank block (batch 1, q = k tokens, causal if strided) and >= "
+        "1 launch expected; got batch ",
+        shape.batch, ", ", n, " x ", shape.seqlen_k, " tokens, causal ", b.mask.causal, ", ",
+        launches, " launches"));
   }
   const size_t q_bytes = shape.q_elements() * 2, kv_bytes = shape.kv_elements() * 2;
   const size_t q_f32 = shape.q_elements() * 4, kv_f32 = shape.kv_elements() * 4,
@@ -442,6 +447,11 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
   a.v = buffers[2];
   a.state_o = buffers.f32(3);
   a.state_lse = buffers.f32(4);
+  if (strided) {
+    a.q_pos = {0, n, 2, n, 2 * n};
+    a.k_pos = {1, n, 2, n, 2 * n};
+    a.doc_end = 2 * n;
+  }
   cuda::BackwardBlockArgs back;
   back.dout = buffers[5];
   back.lse = a.state_lse;
@@ -780,6 +790,28 @@ absl::Status Main() {
     }
     const absl::StatusOr<std::pair<double, double>> causal = rates(tokens, true);
     if (!causal.ok()) return causal.status();
+    // A strided (stripe) block's rate per allowed pair over the contiguous
+    // causal block's, both kernels alone (events): the calibration's
+    // strided_block_factor (kernel_bench's stripe2 row over its causal row).
+    // The median of seven rounds, the two timed in turn in each: one round
+    // of ten launches each gave 0.969 and 1.039 in two runs (2026-12-02).
+    {
+      BenchProblem b = MakeConfig(kBenchRows[0], 1, tokens, {});
+      b.mask.causal = true;
+      const double pairs = static_cast<double>(tokens - 1) / static_cast<double>(tokens + 1);
+      constexpr int kRounds = 7;
+      std::vector<double> fwd, bwd;
+      for (int round = 0; round < kRounds; ++round) {
+        ASSIGN_OR_RETURN(const auto contiguous, BlockKernelSeconds(b, iters));
+        ASSIGN_OR_RETURN(const auto strided, BlockKernelSeconds(b, iters, /*strided=*/true));
+        fwd.push_back(pairs * contiguous.first / strided.first);
+        bwd.push_back(pairs * contiguous.second / strided.second);
+      }
+      std::sort(fwd.begin(), fwd.end());
+      std::sort(bwd.begin(), bwd.end());
+      cal.strided_block_factor = fwd[kRounds / 2];
+      cal.strided_block_factor_bwd = bwd[kRounds / 2];
+    }
     // Full blocks of tokens / 8 .. tokens: the small blocks of short
     // documents too (those that are nearly all fixed cost are left out).
     std::vector<std::pair<int64_t, std::pair<double, double>>> full;
@@ -807,14 +839,14 @@ absl::Status Main() {
     }
     Print(
         "calibration: our kernels, TFLOP/s: causal %lld tokens fwd %.1f, bwd %.1f; full "
-        "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd; ring pass dK/dV home %g "
-        "B/element; a 128-token pass %.1f us fwd, %.1f us fwd+bwd; pass overhead %.1f / %.1f us "
-        "(fwd / bwd); from the %s table%s%s\n",
+        "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd; strided / contiguous "
+        "%.3f fwd, %.3f bwd; ring pass dK/dV home %g B/element; a 128-token pass %.1f us fwd, "
+        "%.1f us fwd+bwd; pass overhead %.1f / %.1f us (fwd / bwd); from the %s table%s%s\n",
         static_cast<long long>(tokens), causal->first, causal->second, report.c_str(),
-        cal.partial_block_factor, cal.partial_block_factor_bwd, cal.ring_pass_dkv_home_bytes,
-        1e6 * pass_s(tiny_f), 1e6 * pass_s(tiny_fb), cal.pass_overhead_us_fwd,
-        cal.pass_overhead_us_bwd, gpu.c_str(), task_cost.c_str(),
-        fastest ? "; from the fastest iterations" : "");
+        cal.partial_block_factor, cal.partial_block_factor_bwd, cal.strided_block_factor,
+        cal.strided_block_factor_bwd, cal.ring_pass_dkv_home_bytes, 1e6 * pass_s(tiny_f),
+        1e6 * pass_s(tiny_fb), cal.pass_overhead_us_fwd, cal.pass_overhead_us_bwd, gpu.c_str(),
+        task_cost.c_str(), fastest ? "; from the fastest iterations" : "");
     if (link > 0) cal.link_gbps = link;
     if (gather > 0) cal.collective_gbps = gather;
     cal.gpu = absl::StrCat("measured-by-ring_bench");

@@ -117,6 +117,14 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
                    Number(Between(line, "causal / full ", " fwd"), "causal / full fwd"));
   ASSIGN_OR_RETURN(c.partial_block_factor_bwd,
                    Number(Between(line, " fwd, ", " bwd"), "causal / full bwd"));
+  // A strided (stripe) block's rate over a contiguous one, where measured
+  // (ring_bench since 2026-12-02; before: 0, the contiguous model).
+  if (const absl::string_view strided = Between(line, "strided / contiguous ", " bwd");
+      !strided.empty()) {
+    const std::pair<absl::string_view, absl::string_view> fb = absl::StrSplit(strided, " fwd, ");
+    ASSIGN_OR_RETURN(c.strided_block_factor, Number(fb.first, "strided / contiguous fwd"));
+    ASSIGN_OR_RETURN(c.strided_block_factor_bwd, Number(fb.second, "strided / contiguous bwd"));
+  }
   // Logs before this field was printed come from code that added a ring
   // pass's returning dK/dV into zeroed full fp32 buffers.
   const absl::string_view home = Between(line, "ring pass dK/dV home ", " B/element");
