@@ -29,6 +29,7 @@
 #include <numeric>
 #include <optional>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -489,6 +490,22 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
   return std::pair{*fwd, *bwd};
 }
 
+// The medians of the {fwd, bwd} pairs of `rounds` calls of `measure`
+// (rounds odd): a calibration ratio whose two measures are taken in turn,
+// so that the GPU's clocks drift on both.
+template <typename Measure>
+absl::StatusOr<std::pair<double, double>> MedianOfRounds(int rounds, const Measure& measure) {
+  std::vector<double> fwd, bwd;
+  for (int round = 0; round < rounds; ++round) {
+    ASSIGN_OR_RETURN(const auto r, measure());
+    fwd.push_back(r.first);
+    bwd.push_back(r.second);
+  }
+  std::sort(fwd.begin(), fwd.end());
+  std::sort(bwd.begin(), bwd.end());
+  return std::pair{fwd[rounds / 2], bwd[rounds / 2]};
+}
+
 // --calibration_task_cost: the model's per-kernel costs (cal->launch_us,
 // and launch_us_bwd for backward tasks) from two 128-token passes on one
 // GPU, `one` (ring: one task at W = 1) measured as one_f / one_fb seconds
@@ -793,24 +810,21 @@ absl::Status Main() {
     // A strided (stripe) block's rate per allowed pair over the contiguous
     // causal block's, both kernels alone (events): the calibration's
     // strided_block_factor (kernel_bench's stripe2 row over its causal row).
-    // The median of seven rounds, the two timed in turn in each: one round
-    // of ten launches each gave 0.969 and 1.039 in two runs (2026-12-02).
+    // Seven rounds: one round of ten launches each gave 0.969 and 1.039 in
+    // two runs (2026-12-02).
     {
       BenchProblem b = MakeConfig(kBenchRows[0], 1, tokens, {});
       b.mask.causal = true;
       const double pairs = static_cast<double>(tokens - 1) / static_cast<double>(tokens + 1);
-      constexpr int kRounds = 7;
-      std::vector<double> fwd, bwd;
-      for (int round = 0; round < kRounds; ++round) {
-        ASSIGN_OR_RETURN(const auto contiguous, BlockKernelSeconds(b, iters));
-        ASSIGN_OR_RETURN(const auto strided, BlockKernelSeconds(b, iters, /*strided=*/true));
-        fwd.push_back(pairs * contiguous.first / strided.first);
-        bwd.push_back(pairs * contiguous.second / strided.second);
-      }
-      std::sort(fwd.begin(), fwd.end());
-      std::sort(bwd.begin(), bwd.end());
-      cal.strided_block_factor = fwd[kRounds / 2];
-      cal.strided_block_factor_bwd = bwd[kRounds / 2];
+      ASSIGN_OR_RETURN(const auto strided_factor,
+                       MedianOfRounds(7, [&]() -> absl::StatusOr<std::pair<double, double>> {
+                         ASSIGN_OR_RETURN(const auto contiguous, BlockKernelSeconds(b, iters));
+                         ASSIGN_OR_RETURN(const auto strided,
+                                          BlockKernelSeconds(b, iters, /*strided=*/true));
+                         return std::pair{pairs * contiguous.first / strided.first,
+                                          pairs * contiguous.second / strided.second};
+                       }));
+      std::tie(cal.strided_block_factor, cal.strided_block_factor_bwd) = strided_factor;
     }
     // Full blocks of tokens / 8 .. tokens: the small blocks of short
     // documents too (those that are nearly all fixed cost are left out).
@@ -835,24 +849,17 @@ absl::Status Main() {
       RETURN_IF_ERROR(cal.FitCurve(backward, d, points));
       if (!backward) absl::StrAppend(&report, "; bwd");
     }
-    // The causal / full factors: the median of five rounds, the causal and
-    // the full block of `tokens` measured in turn in each. From the two
-    // measures above, taken apart, three runs on one H200 gave 0.939 /
-    // 1.000 / 1.002 fwd and 1.010 / 1.051 / 0.920 bwd (2026-12-02).
-    {
-      constexpr int kRounds = 5;
-      std::vector<double> fwd, bwd;
-      for (int round = 0; round < kRounds; ++round) {
-        ASSIGN_OR_RETURN(const auto c, rates(tokens, true));
-        ASSIGN_OR_RETURN(const auto f, rates(tokens, false));
-        fwd.push_back(c.first / f.first);
-        bwd.push_back(c.second / f.second);
-      }
-      std::sort(fwd.begin(), fwd.end());
-      std::sort(bwd.begin(), bwd.end());
-      cal.partial_block_factor = fwd[kRounds / 2];
-      cal.partial_block_factor_bwd = bwd[kRounds / 2];
-    }
+    // The causal / full factors: five rounds, the causal and the full
+    // block of `tokens` measured in turn in each. From the two measures
+    // above, taken apart, three runs on one H200 gave 0.939 / 1.000 / 1.002
+    // fwd and 1.010 / 1.051 / 0.920 bwd (2026-12-02).
+    ASSIGN_OR_RETURN(const auto partial_factor,
+                     MedianOfRounds(5, [&]() -> absl::StatusOr<std::pair<double, double>> {
+                       ASSIGN_OR_RETURN(const auto c, rates(tokens, true));
+                       ASSIGN_OR_RETURN(const auto f, rates(tokens, false));
+                       return std::pair{c.first / f.first, c.second / f.second};
+                     }));
+    std::tie(cal.partial_block_factor, cal.partial_block_factor_bwd) = partial_factor;
     Print(
         "calibration: our kernels, TFLOP/s: causal %lld tokens fwd %.1f, bwd %.1f; full "
         "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd; strided / contiguous "
