@@ -222,11 +222,11 @@ cudaError_t LaunchFlashBackwardColumnSplitKernel(const BackwardBlockArgs& args,
   using Tr = ColumnSplitBackwardTraits<kHeadDim>;
   const ForwardBlockArgs& a = args.task;
   CUtensorMap q_map, do_map;
-  for (auto [tensor, map] : {std::pair{a.q, &q_map}, std::pair{args.dout, &do_map}}) {
-    if (const cudaError_t e = EncodeTileMap(QueryRowsView(a, tensor, E, Tr::kBlockM), map);
-        e != cudaSuccess) {
-      return e;
-    }
+  if (const cudaError_t e =
+          EncodeTileMaps({{QueryRowsView(a, a.q, E, Tr::kBlockM), &q_map},
+                          {QueryRowsView(a, args.dout, E, Tr::kBlockM), &do_map}});
+      e != cudaSuccess) {
+    return e;
   }
   const HeavyFirstTileScheduler order = KeyTileOrder(a, Tr::kBlockN);
   if (const cudaError_t e =

@@ -183,12 +183,12 @@ cudaError_t LaunchFlashBackwardQueryGradsKernel(const BackwardBlockArgs& args,
   using Tr = QueryGradsTraits<kHeadDim>;
   const ForwardBlockArgs& a = args.task;
   CUtensorMap q_map, do_map, k_map, v_map;
-  const TileView views[] = {
-      QueryRowsView(a, a.q, E, Tr::kBlockM), QueryRowsView(a, args.dout, E, Tr::kBlockM),
-      KeyRowsView(a, a.k, E, Tr::kBlockN), KeyRowsView(a, a.v, E, Tr::kBlockN)};
-  CUtensorMap* const maps[] = {&q_map, &do_map, &k_map, &v_map};
-  for (int i = 0; i < 4; ++i) {
-    if (const cudaError_t e = EncodeTileMap(views[i], maps[i]); e != cudaSuccess) return e;
+  if (const cudaError_t e = EncodeTileMaps({{QueryRowsView(a, a.q, E, Tr::kBlockM), &q_map},
+                                            {QueryRowsView(a, args.dout, E, Tr::kBlockM), &do_map},
+                                            {KeyRowsView(a, a.k, E, Tr::kBlockN), &k_map},
+                                            {KeyRowsView(a, a.v, E, Tr::kBlockN), &v_map}});
+      e != cudaSuccess) {
+    return e;
   }
   return LaunchKernel(FlashBackwardQueryGradsKernel<E, kHeadDim>,
                       TaskGrid(a, a.q_pos.length, Tr::kBlockM), Tr::kThreads, Tr::kSharedBytes,

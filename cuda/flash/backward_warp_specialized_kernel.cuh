@@ -531,22 +531,23 @@ cudaError_t LaunchFlashBackwardWarpSpecializedKernel(const BackwardBlockArgs& ar
                                                      cudaStream_t stream) {
   using Tr = WarpSpecializedBackwardTraits<kHeadDim>;
   const ForwardBlockArgs& a = args.task;
-  const TileView q_view = QueryRowsView(a, a.q, E, Tr::kBlockM);
-  const TileView do_view = QueryRowsView(a, args.dout, E, Tr::kBlockM);
-  const TileView k_view = KeyRowsView(a, a.k, E, Tr::kBlockN);
-  const TileView v_view = KeyRowsView(a, a.v, E, Tr::kBlockN);
-  const TileView dq_view = QueryRowsView(a, args.dq, ElementType::kFloat32, 64);
   CUtensorMap q_map, do_map, k_map, v_map, dq_map, dk_map{}, dv_map{};
-  for (auto [view, map] :
-       {std::pair{&q_view, &q_map}, std::pair{&do_view, &do_map}, std::pair{&k_view, &k_map},
-        std::pair{&v_view, &v_map}, std::pair{&dq_view, &dq_map}}) {
-    if (const cudaError_t e = EncodeTileMap(*view, map); e != cudaSuccess) return e;
+  if (const cudaError_t e =
+          EncodeTileMaps({{QueryRowsView(a, a.q, E, Tr::kBlockM), &q_map},
+                          {QueryRowsView(a, args.dout, E, Tr::kBlockM), &do_map},
+                          {KeyRowsView(a, a.k, E, Tr::kBlockN), &k_map},
+                          {KeyRowsView(a, a.v, E, Tr::kBlockN), &v_map},
+                          {QueryRowsView(a, args.dq, ElementType::kFloat32, 64), &dq_map}});
+      e != cudaSuccess) {
+    return e;
   }
   const bool staged = StagedKeyGrads<kHeadDim>(args);
   if (staged) {
-    for (auto [grads, map] : {std::pair{args.dk, &dk_map}, std::pair{args.dv, &dv_map}}) {
-      const TileView view = KeyRowsView(a, grads, ElementType::kFloat32, 64);
-      if (const cudaError_t e = EncodeTileMap(view, map); e != cudaSuccess) return e;
+    if (const cudaError_t e =
+            EncodeTileMaps({{KeyRowsView(a, args.dk, ElementType::kFloat32, 64), &dk_map},
+                            {KeyRowsView(a, args.dv, ElementType::kFloat32, 64), &dv_map}});
+        e != cudaSuccess) {
+      return e;
     }
   }
   const HeavyFirstTileScheduler order = KeyTileOrder(a, Tr::kBlockN);

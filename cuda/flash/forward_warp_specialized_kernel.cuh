@@ -503,13 +503,12 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
                                                     cudaStream_t stream) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   const int64_t q_len = a.q_pos.length;
-  const TileView q_view = QueryRowsView(a, a.q, E, Tr::kBlockM);
-  const TileView k_view = KeyRowsView(a, a.k, E, Tr::kBlockN);
-  const TileView v_view = KeyRowsView(a, a.v, E, Tr::kBlockN);
   CUtensorMap q_map, k_map, v_map, o_map;
-  for (auto [view, map] :
-       {std::pair{&q_view, &q_map}, std::pair{&k_view, &k_map}, std::pair{&v_view, &v_map}}) {
-    if (const cudaError_t e = EncodeTileMap(*view, map); e != cudaSuccess) return e;
+  if (const cudaError_t e = EncodeTileMaps({{QueryRowsView(a, a.q, E, Tr::kBlockM), &q_map},
+                                            {KeyRowsView(a, a.k, E, Tr::kBlockN), &k_map},
+                                            {KeyRowsView(a, a.v, E, Tr::kBlockN), &v_map}});
+      e != cudaSuccess) {
+    return e;
   }
   // The O the epilogue writes through the TMA: the output (StoreOutputTile)
   // or the ring state's (MergeStateTile).

@@ -110,4 +110,11 @@ cudaError_t EncodeTileMap(const TileView& view, CUtensorMap* map) {
   return cudaSuccess;
 }
 
+cudaError_t EncodeTileMaps(std::initializer_list<std::pair<TileView, CUtensorMap*>> maps) {
+  for (const auto& [view, map] : maps) {
+    if (const cudaError_t e = EncodeTileMap(view, map); e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
+
 }  // namespace ringattn::cuda::flash

@@ -8,6 +8,8 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <initializer_list>
+#include <utility>
 
 #include "cuda/kernel_args.h"
 
@@ -42,6 +44,8 @@ TileView KeyRowsView(const ForwardBlockArgs& a, const void* tensor, ElementType 
 // driver lacks the entry point or rejects the view (unaligned base or
 // strides, dims out of range).
 cudaError_t EncodeTileMap(const TileView& view, CUtensorMap* map);
+// A launch's maps: each view into its map in turn; the first error.
+cudaError_t EncodeTileMaps(std::initializer_list<std::pair<TileView, CUtensorMap*>> maps);
 
 // The TMA's global addresses are 16-byte aligned.
 inline bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
