@@ -13,6 +13,10 @@ python3 "$here/torch_sdpa_bench.py" 10 > "$out/torch.csv"
 nvidia-smi --query-gpu=clocks.sm,clocks.max.sm,temperature.gpu,power.draw,clocks_throttle_reasons.active --format=csv > "$out/clocks_after.csv" || true
 echo "# $(date -u +%F), $gpu; TFLOP/s (fwd: 4*b*s^2*h*d, /2 causal)"
 awk -F, '
+  # A cell: the value, "-" where there is none; a ratio to 3 places, "-"
+  # where either side is missing.
+  function cell(v) { return v != "" && v != 0 ? v : "-" }
+  function ratio(x, y) { return x != "" && y ? sprintf("%.3f", x / y) : "-" }
   FNR == 1 { next }
   FILENAME ~ /ours/ && $2 == "ringattn" && $3 == "fwd" { ours[$1] = $5; order[++n] = $1; next }
   FILENAME ~ /ours/ && $2 == "ringattn" && $3 == "fwd+bwd" { ours_both[$1] = $5; next }
@@ -36,10 +40,8 @@ awk -F, '
       r = order[i]
       f = t[r, "torch_flash"]; c = t[r, "torch_cudnn"]; e = t[r, "torch_efficient"]
       printf "%-32s %9.2f %9.2f %9s %9s %9s %9s %9s %9s %12s %12s\n", r, ours[r], fused[r],
-             (r in mma) ? mma[r] : "-", (r in cpa) ? cpa[r] : "-", (r in ws) ? ws[r] : "-",
-             f ? f : "-",
-             c ? c : "-", e ? e : "-", f ? sprintf("%.3f", ours[r] / f) : "-",
-             c ? sprintf("%.3f", ours[r] / c) : "-"
+             cell(mma[r]), cell(cpa[r]), cell(ws[r]), cell(f), cell(c), cell(e),
+             ratio(ours[r], f), ratio(ours[r], c)
     }
     printf "\nbackward TFLOP/s (2.5x the forward FLOPs; torch: autograd.grad of a kept graph;"
     printf " ours: D from the fp32 ring state, O-dtype: D from the output in the input dtype, as torch)\n"
@@ -51,14 +53,9 @@ awk -F, '
       if (!(r in ours_bwd)) continue
       f = bwd[r, "torch_flash"]; c = bwd[r, "torch_cudnn"]; e = bwd[r, "torch_efficient"]
       printf "%-32s %9.2f %9s %9s %9s %9s %9s %9s %12s %12s %12s %9s %12s\n", r, ours_bwd[r],
-             (r in mma_bwd) ? mma_bwd[r] : "-", (r in wgmma_bwd) ? wgmma_bwd[r] : "-",
-             (r in ws_bwd) ? ws_bwd[r] : "-",
-             f ? f : "-", c ? c : "-", e ? e : "-",
-             f ? sprintf("%.3f", ours_bwd[r] / f) : "-",
-             c ? sprintf("%.3f", ours_bwd[r] / c) : "-",
-             e ? sprintf("%.3f", ours_bwd[r] / e) : "-",
-             (r in o_bwd) ? o_bwd[r] : "-",
-             (c && (r in o_bwd)) ? sprintf("%.3f", o_bwd[r] / c) : "-"
+             cell(mma_bwd[r]), cell(wgmma_bwd[r]), cell(ws_bwd[r]), cell(f), cell(c), cell(e),
+             ratio(ours_bwd[r], f), ratio(ours_bwd[r], c), ratio(ours_bwd[r], e),
+             cell(o_bwd[r]), ratio(o_bwd[r], c)
     }
     printf "\nforward+backward TFLOP/s (3.5x the forward FLOPs)\n"
     printf "%-32s %9s %9s %9s %9s %12s %12s %12s\n", "row", "ours", "flash", "cudnn", "efficient",
@@ -67,9 +64,7 @@ awk -F, '
       r = order[i]
       if (!(r in ours_both)) continue
       f = both[r, "torch_flash"]; c = both[r, "torch_cudnn"]; e = both[r, "torch_efficient"]
-      printf "%-32s %9.2f %9s %9s %9s %12s %12s %12s\n", r, ours_both[r], f ? f : "-",
-             c ? c : "-", e ? e : "-", f ? sprintf("%.3f", ours_both[r] / f) : "-",
-             c ? sprintf("%.3f", ours_both[r] / c) : "-",
-             e ? sprintf("%.3f", ours_both[r] / e) : "-"
+      printf "%-32s %9.2f %9s %9s %9s %12s %12s %12s\n", r, ours_both[r], cell(f), cell(c),
+             cell(e), ratio(ours_both[r], f), ratio(ours_both[r], c), ratio(ours_both[r], e)
     }
   }' "$out/ours.csv" "$out/torch.csv"
