@@ -172,11 +172,7 @@ int Main(int argc, char** argv) {
     a.v = v;
     a.state_o = o;
     a.state_lse = lse;
-    if (r.stripe > 0) {
-      a.q_pos = {0, r.seqlen, r.stripe, r.seqlen, r.stripe * r.seqlen};
-      a.k_pos = {1, r.seqlen, r.stripe, r.seqlen, r.stripe * r.seqlen};
-      a.doc_end = r.seqlen * r.stripe;
-    }
+    if (r.stripe > 0) PlaceAsStripeStep(a, r.seqlen, r.stripe);
     // Allowed pairs: causal halves the square; a stripe block's key 1 + s j
     // precedes query s i for j < i: s (s - 1) / 2 pairs.
     const double pairs = r.stripe > 0 ? 0.5 * r.seqlen * (r.seqlen - 1)

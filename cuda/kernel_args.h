@@ -83,6 +83,16 @@ inline ForwardBlockArgs DenseBlockArgs(ElementType dtype, int64_t batch, int64_t
   return a;
 }
 
+// A DenseBlockArgs block placed as a stripe ring step's at `stride` (the
+// ring's W): query i at position stride * i, key j at stride * j + 1 (the
+// next rank's tokens), one document over the stride * rows positions; with
+// a causal mask rows (rows - 1) / 2 pairs are allowed.
+inline void PlaceAsStripeStep(ForwardBlockArgs& a, int64_t rows, int64_t stride) {
+  a.q_pos = {0, rows, stride, rows, stride * rows};
+  a.k_pos = {1, rows, stride, rows, stride * rows};
+  a.doc_end = stride * rows;
+}
+
 __host__ __device__ inline int64_t KvBufferHeads(const ForwardBlockArgs& a) {
   return a.kv_buffer_heads > 0 ? a.kv_buffer_heads : a.num_kv_heads;
 }
