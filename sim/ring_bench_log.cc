@@ -113,18 +113,31 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
     }
     RETURN_IF_ERROR(c.FitCurve(backward, log.shape.head_dim, points));
   }
-  ASSIGN_OR_RETURN(c.partial_block_factor,
-                   Number(Between(line, "causal / full ", " fwd"), "causal / full fwd"));
-  ASSIGN_OR_RETURN(c.partial_block_factor_bwd,
-                   Number(Between(line, " fwd, ", " bwd"), "causal / full bwd"));
+  // "LABEL F<separator>B<end>" of the line into *fwd, *bwd ("causal / full
+  // 0.9 fwd, 0.95 bwd", "pass overhead 16.5 / 80 us"); left alone, and
+  // false, when the line has no LABEL.
+  const auto fwd_bwd = [&](absl::string_view label, absl::string_view separator,
+                           absl::string_view end, double* fwd,
+                           double* bwd) -> absl::StatusOr<bool> {
+    const absl::string_view text = Between(line, absl::StrCat(label, " "), end);
+    if (text.empty()) return false;
+    const std::pair<absl::string_view, absl::string_view> fb = absl::StrSplit(text, separator);
+    ASSIGN_OR_RETURN(*fwd, Number(fb.first, absl::StrCat(label, " fwd")));
+    ASSIGN_OR_RETURN(*bwd, Number(fb.second, absl::StrCat(label, " bwd")));
+    return true;
+  };
+  ASSIGN_OR_RETURN(const bool partial,
+                   fwd_bwd("causal / full", " fwd, ", " bwd", &c.partial_block_factor,
+                           &c.partial_block_factor_bwd));
+  if (!partial) {
+    return absl::InvalidArgumentError(
+        "ring_bench log: the calibration line has no 'causal / full F fwd, B bwd'");
+  }
   // A strided (stripe) block's rate over a contiguous one, where measured
   // (ring_bench since 2026-12-02; before: 0, the contiguous model).
-  if (const absl::string_view strided = Between(line, "strided / contiguous ", " bwd");
-      !strided.empty()) {
-    const std::pair<absl::string_view, absl::string_view> fb = absl::StrSplit(strided, " fwd, ");
-    ASSIGN_OR_RETURN(c.strided_block_factor, Number(fb.first, "strided / contiguous fwd"));
-    ASSIGN_OR_RETURN(c.strided_block_factor_bwd, Number(fb.second, "strided / contiguous bwd"));
-  }
+  RETURN_IF_ERROR(fwd_bwd("strided / contiguous", " fwd, ", " bwd", &c.strided_block_factor,
+                          &c.strided_block_factor_bwd)
+                      .status());
   // Logs before this field was printed come from code that added a ring
   // pass's returning dK/dV into zeroed full fp32 buffers.
   const absl::string_view home = Between(line, "ring pass dK/dV home ", " B/element");
@@ -133,21 +146,13 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
   } else {
     ASSIGN_OR_RETURN(c.ring_pass_dkv_home_bytes, Number(home, "ring pass dK/dV home bytes"));
   }
-  // "LABEL F / B us (fwd / bwd)" into *fwd, *bwd; left alone when the line
-  // has no LABEL.
-  const auto fwd_bwd = [&](absl::string_view label, double* fwd, double* bwd) -> absl::Status {
-    const absl::string_view text = Between(line, absl::StrCat(label, " "), " us");
-    if (text.empty()) return absl::OkStatus();
-    const std::pair<absl::string_view, absl::string_view> fb = absl::StrSplit(text, " / ");
-    ASSIGN_OR_RETURN(*fwd, Number(fb.first, absl::StrCat(label, " fwd")));
-    ASSIGN_OR_RETURN(*bwd, Number(fb.second, absl::StrCat(label, " bwd")));
-    return absl::OkStatus();
-  };
   // Logs before the pass overhead was measured: none (their rates carry it).
-  RETURN_IF_ERROR(fwd_bwd("pass overhead", &c.pass_overhead_us_fwd, &c.pass_overhead_us_bwd));
+  RETURN_IF_ERROR(
+      fwd_bwd("pass overhead", " / ", " us", &c.pass_overhead_us_fwd, &c.pass_overhead_us_bwd)
+          .status());
   // Runs with --calibration_task_cost: the measured per-kernel costs (else
   // the builtin launch_us the run used).
-  RETURN_IF_ERROR(fwd_bwd("task cost", &c.launch_us, &c.launch_us_bwd));
+  RETURN_IF_ERROR(fwd_bwd("task cost", " / ", " us", &c.launch_us, &c.launch_us_bwd).status());
   c.link_gbps = log.hop_gbps;
   c.collective_gbps = log.all_gather_gbps;
   c.gpu = "rebuilt-from-ring_bench";
