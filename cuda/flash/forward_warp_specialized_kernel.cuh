@@ -211,11 +211,10 @@ __device__ __forceinline__ void ScheduleTiles(const ForwardBlockArgs& a,
   FinishTiles(counter);
 }
 
-// The producer thread: takes each tile from the scheduler's slot, copies
-// its first K, publishes it in the Q slot (PublishedTile) with its Q, then
-// every other copy in the order the consumers use them (K(n+1) before
-// V(n)), each into the next free pipeline slot, and asks for the next tile
-// with the last K. A
+// The producer thread: takes each tile from the scheduler's slot and
+// publishes it in the Q slot (PublishedTile), then every copy, in the order
+// the consumers use them (Q, K0, then K(n+1) before V(n)), each into the
+// next free pipeline slot, and asks for the next tile with the last K. A
 // tile without keys is published without copies; m = -1 tells the
 // consumers to stop.
 template <int kHeadDim>
@@ -237,10 +236,10 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
     MbarrierWait(sm.ScheduledFull(), q_count & 1);
     const PublishedTile tile = LoadPublishedTile(sm.Scheduled());
     MbarrierArrive(sm.ScheduledEmpty());
+    MbarrierWait(sm.QEmpty(), (q_count & 1) ^ 1);
+    StorePublishedTile(sm.Tile(), tile);
     const int n_begin = tile.keys.n_begin, n_end = tile.keys.n_end;
     if (tile.m < 0 || n_begin >= n_end) {
-      MbarrierWait(sm.QEmpty(), (q_count & 1) ^ 1);
-      StorePublishedTile(sm.Tile(), tile);
       MbarrierArrive(sm.QFull());
       if (tile.m < 0) break;
       MbarrierArrive(sm.NextWanted());
@@ -257,14 +256,9 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
       MbarrierArriveExpectTx(full, Tr::kKvBytes);
       TmaLoadRows<kHeadDim, kBlockN>(dst, is_k ? k_map : v_map, full, n * kBlockN, kv_head, batch);
     };
-    // The tile's first K before its Q: its slot is free a key tile before
-    // the Q slot (the last tile's second-last K), so the copy no longer
-    // starts after the consumers' last S of the last tile.
-    load_kv(true, n_begin, kv_count);
-    MbarrierWait(sm.QEmpty(), (q_count & 1) ^ 1);
-    StorePublishedTile(sm.Tile(), tile);
     MbarrierArriveExpectTx(sm.QFull(), Tr::kQBytes);
     TmaLoadRows<kHeadDim, kBlockM>(sm.q, q_map, sm.QFull(), tile.m * kBlockM, head, batch);
+    load_kv(true, n_begin, kv_count);
     if (n_begin + 1 == n_end) MbarrierArrive(sm.NextWanted());
     for (int n = n_begin; n < n_end; ++n, ++kv_count) {
       if (n + 1 < n_end) {
