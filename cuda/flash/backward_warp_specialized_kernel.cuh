@@ -227,6 +227,20 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
                                            sm.Full(slot.stage), m * kBlockM, static_cast<int>(h),
                                            static_cast<int>(b));
       }
+      // The CTA's dK and dV rows into L2 behind its last copies (a tile or
+      // two before the end): the closing reductions then add in L2
+      // instead of waiting for their lines.
+      if constexpr (kStagedKeyGrads) {
+        const int row = n_tile * kBlockN;
+#pragma unroll
+        for (int half = 0; half < kBlockN / 64; ++half) {
+#pragma unroll
+          for (int col_block = 0; col_block < kHeadDim / 32; ++col_block) {
+            TmaPrefetchL2(&dk_map, col_block * 32, row + 64 * half, kv_head, static_cast<int>(b));
+            TmaPrefetchL2(&dv_map, col_block * 32, row + 64 * half, kv_head, static_cast<int>(b));
+          }
+        }
+      }
     } else if (warp == 1) {
       // LSE (log2 units; +inf where the row is not there or saw no key, so
       // P = 0) and D of each query tile, kRows rows per lane.

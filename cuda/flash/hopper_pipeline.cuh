@@ -152,6 +152,16 @@ __device__ __forceinline__ void TmaStore4d(const CUtensorMap* map, uint32_t src,
       "r"(src), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "l"(policy)
       : "memory");
 }
+// The 4-d box of `map` at element coordinates (c0, c1, c2, c3) fetched
+// into L2 by the copy engine (no shared memory, no barrier): a later
+// reduction into it then finds its lines there.
+__device__ __forceinline__ void TmaPrefetchL2(const CUtensorMap* map, int c0, int c1, int c2,
+                                              int c3) {
+  asm volatile("cp.async.bulk.prefetch.tensor.4d.L2.global.tile [%0, {%1, %2, %3, %4}];\n" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+               : "memory");
+}
 // Bulk groups: close the current one; wait until all but the newest
 // kPending have read their shared memory (WaitRead) or completed (Wait).
 __device__ __forceinline__ void BulkCommit() {
