@@ -226,16 +226,6 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
         TmaLoadRowPairs<kHeadDim, kBlockM>(sm.Q(slot.stage), &q_map, sm.Dout(slot.stage), &do_map,
                                            sm.Full(slot.stage), m * kBlockM, static_cast<int>(h),
                                            static_cast<int>(b));
-        // The tile's dQ rows into L2 with its Q: its reductions come a
-        // tile or two later.
-#pragma unroll
-        for (int row_block = 0; row_block < kBlockM / 64; ++row_block) {
-#pragma unroll
-          for (int col_block = 0; col_block < kHeadDim / 32; ++col_block) {
-            TmaPrefetchL2(&dq_map, col_block * 32, m * kBlockM + row_block * 64,
-                          static_cast<int>(h), static_cast<int>(b));
-          }
-        }
       }
       // The CTA's dK and dV rows into L2 behind its last copies (a tile or
       // two before the end): the closing reductions then add in L2
