@@ -218,10 +218,19 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
       MbarrierArriveExpectTx(sm.KvFull(), 2 * Tr::kKvBytes);
       TmaLoadRowPairs<kHeadDim, kBlockN>(sm.k, &k_map, sm.v, &v_map, sm.KvFull(), n_tile * kBlockN,
                                          kv_head, static_cast<int>(b));
-      // The CTA's dK and dV rows into L2 with K and V (staged d128 blocks:
-      // short, d64's lost): the closing reductions then add in L2 instead
-      // of waiting for their lines.
-      if constexpr (kStagedKeyGrads && kHeadDim == 128) {
+      uint32_t i = 0;
+      for (int m = tiles.m_begin; m < tiles.m_end; ++m, ++i) {
+        const Slot slot(i);
+        MbarrierWait(sm.Empty(slot.stage), slot.parity ^ 1);
+        MbarrierArriveExpectTx(sm.Full(slot.stage), 2 * Tr::kQBytes);
+        TmaLoadRowPairs<kHeadDim, kBlockM>(sm.Q(slot.stage), &q_map, sm.Dout(slot.stage), &do_map,
+                                           sm.Full(slot.stage), m * kBlockM, static_cast<int>(h),
+                                           static_cast<int>(b));
+      }
+      // The CTA's dK and dV rows into L2 behind its last copies (a tile or
+      // two before the end): the closing reductions then add in L2
+      // instead of waiting for their lines.
+      if constexpr (kStagedKeyGrads) {
         const int row = n_tile * kBlockN;
 #pragma unroll
         for (int half = 0; half < kBlockN / 64; ++half) {
@@ -231,15 +240,6 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
             TmaPrefetchL2(&dv_map, col_block * 32, row + 64 * half, kv_head, static_cast<int>(b));
           }
         }
-      }
-      uint32_t i = 0;
-      for (int m = tiles.m_begin; m < tiles.m_end; ++m, ++i) {
-        const Slot slot(i);
-        MbarrierWait(sm.Empty(slot.stage), slot.parity ^ 1);
-        MbarrierArriveExpectTx(sm.Full(slot.stage), 2 * Tr::kQBytes);
-        TmaLoadRowPairs<kHeadDim, kBlockM>(sm.Q(slot.stage), &q_map, sm.Dout(slot.stage), &do_map,
-                                           sm.Full(slot.stage), m * kBlockM, static_cast<int>(h),
-                                           static_cast<int>(b));
       }
     } else if (warp == 1) {
       // LSE (log2 units; +inf where the row is not there or saw no key, so
