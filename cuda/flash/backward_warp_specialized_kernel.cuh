@@ -17,8 +17,9 @@
 //    late, the hand-offs by mbarriers); at d64 (one dS^T buffer) they run
 //    in step, two named barriers per tile.
 // Query tiles of 64 rows at d128, 128 at d64. dK and dV stay in registers
-// until the CTA's last tile, then are added with reductions (d64: staged
-// in shared memory and added by the TMA like dQ). CTAs in KeyTileOrder
+// until the CTA's last tile, then are added with reductions (d64 and short
+// d128 blocks: staged in shared memory and added by the TMA like dQ, the
+// d128 rows prefetched into L2 by the producer). CTAs in KeyTileOrder
 // (launch.cuh). Included by
 // backward_warp_specialized_d<D>.cu; an empty kernel outside sm_90a.
 #ifndef RINGATTN_CUDA_FLASH_BACKWARD_WARP_SPECIALIZED_KERNEL_CUH_
@@ -229,8 +230,11 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
       }
       // The CTA's dK and dV rows into L2 behind its last copies (a tile or
       // two before the end): the closing reductions then add in L2
-      // instead of waiting for their lines.
-      if constexpr (kStagedKeyGrads) {
+      // instead of waiting for their lines. Staged d128 blocks (short
+      // rows) only: b16 s1024 +1.5 %, while d64 lost 1.6-1.9 % and the
+      // prefetch issued at the CTA's start lost 1.5 % (one H200,
+      // docs/KERNEL_BENCH.md).
+      if constexpr (kStagedKeyGrads && kHeadDim == 128) {
         const int row = n_tile * kBlockN;
 #pragma unroll
         for (int half = 0; half < kBlockN / 64; ++half) {
