@@ -359,31 +359,6 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     ScoreGradsT<E, kBlockM>(s, dp, shared_floats(sm.Delta(slot.stage)), p16, ds16);
   };
   float dq[32];
-  // kStagedKeyGrads: dK * scale or dV (64 keys per warpgroup) staged at
-  // `tile` (dK in K's and V's space, dV in Q's and dO's, once no product
-  // reads them) and added to `map` by the TMA's reductions from the
-  // warpgroup's first thread, in a bulk group of its own.
-  constexpr int kGradBytes = 64 * kHeadDim * 4;
-  static_assert(!kStagedKeyGrads || (2 * kGradBytes <= 2 * Tr::kKvBytes &&
-                                     2 * kGradBytes <= 2 * Tr::kStages * Tr::kQBytes),
-                "dK and dV staged in K/V's and Q/dO's space");
-  const auto add_staged = [&](uint32_t region, const float(&acc)[kHeadDim / 2], float scale,
-                              const CUtensorMap* map) {
-    const uint32_t tile = region + warpgroup * kGradBytes;
-    sm.template StageRows<kHeadDim>(tile, acc, AccumulatorRow(), 0, scale);
-    FenceProxyAsync();
-    NamedBarrierSync(kKeyGradsBarrier + 1 + warpgroup, 128);
-    if (threadIdx.x % 128 == 0) {
-      const int kv_head = static_cast<int>(h / group - a.kv_head_offset);
-      const int row = n_tile * kBlockN + key_base;
-#pragma unroll
-      for (int col_block = 0; col_block < kHeadDim / 32; ++col_block) {
-        TmaReduceAdd4d(map, tile + sm.DqBox(0, col_block), col_block * 32, row, kv_head,
-                       static_cast<int>(b));
-      }
-      BulkCommit();
-    }
-  };
 
   if constexpr (kPingPong) {
     // The two warpgroups take turns at the tensor cores, so that one's
@@ -459,12 +434,6 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
       WgmmaWait<0>();  // dQ of the tile before
       stage_dq(i - 1);
     }
-    // Staged: dV added while the last dQ is multiplied, once neither
-    // warpgroup's products read Q and dO; dK (in K's space) after it.
-    if constexpr (kStagedKeyGrads) {
-      NamedBarrierSync(kKeyGradsBarrier, 256);
-      add_staged(sm.q, dv, 1.f, &dv_map);
-    }
     turn([&] { issue_dq(i - 1); });  // the last tile's dQ
     WgmmaWait<0>();
     stage_dq(i - 1);
@@ -522,15 +491,35 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     }
   }
 
-  // dK * scale and dV added to the fp32 accumulators: staged (add_staged)
-  // once both warpgroups' last products are done (dV earlier with the
-  // ping-pong), or from registers.
+  // dK * scale and dV added to the fp32 accumulators: staged like dQ (64
+  // keys per warpgroup) once both warpgroups' last products are done, K's
+  // and V's space holding dK, Q's and dO's dV, and added by the TMA's
+  // reductions; or from registers.
   if constexpr (kStagedKeyGrads) {
     NamedBarrierSync(kKeyGradsBarrier, 256);
-    if constexpr (!kPingPong) add_staged(sm.q, dv, 1.f, &dv_map);
-    add_staged(sm.k, dk, a.softmax_scale, &dk_map);
-    // The CTA's shared memory stays until the copies have read it.
-    if (threadIdx.x % 128 == 0) BulkWaitRead<0>();
+    constexpr int kGradBytes = 64 * kHeadDim * 4;
+    static_assert(
+        2 * kGradBytes <= 2 * Tr::kKvBytes && 2 * kGradBytes <= 2 * Tr::kStages * Tr::kQBytes,
+        "dK and dV staged in K/V's and Q/dO's space");
+    const uint32_t dk_tile = sm.k + warpgroup * kGradBytes;
+    const uint32_t dv_tile = sm.q + warpgroup * kGradBytes;
+    sm.template StageRows<kHeadDim>(dk_tile, dk, AccumulatorRow(), 0, a.softmax_scale);
+    sm.template StageRows<kHeadDim>(dv_tile, dv, AccumulatorRow(), 0, 1.f);
+    FenceProxyAsync();
+    NamedBarrierSync(kKeyGradsBarrier + 1 + warpgroup, 128);
+    if (threadIdx.x % 128 == 0) {
+      const int kv_head = static_cast<int>(h / group - a.kv_head_offset);
+      const int row = n_tile * kBlockN + key_base;
+#pragma unroll
+      for (int col_block = 0; col_block < kHeadDim / 32; ++col_block) {
+        TmaReduceAdd4d(&dk_map, dk_tile + sm.DqBox(0, col_block), col_block * 32, row, kv_head,
+                       static_cast<int>(b));
+        TmaReduceAdd4d(&dv_map, dv_tile + sm.DqBox(0, col_block), col_block * 32, row, kv_head,
+                       static_cast<int>(b));
+      }
+      BulkCommit();
+      BulkWaitRead<0>();  // the CTA's shared memory stays until the copies have read it
+    }
   } else {
     AddKeyGrads<kHeadDim, true>(args, dk, dv, KvOffset(a, b, a.k_row + k0, h / group),
                                 KvBufferHeads(a) * kHeadDim, key0, k_valid);
