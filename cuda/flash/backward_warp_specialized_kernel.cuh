@@ -240,8 +240,8 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
         for (int half = 0; half < kBlockN / 64; ++half) {
 #pragma unroll
           for (int col_block = 0; col_block < kHeadDim / 32; ++col_block) {
-            TmaPrefetchL2(&dk_map, col_block * 32, row + 64 * half, kv_head, static_cast<int>(b));
-            TmaPrefetchL2(&dv_map, col_block * 32, row + 64 * half, kv_head, static_cast<int>(b));
+            TmaPrefetch4d(&dk_map, col_block * 32, row + 64 * half, kv_head, static_cast<int>(b));
+            TmaPrefetch4d(&dv_map, col_block * 32, row + 64 * half, kv_head, static_cast<int>(b));
           }
         }
       }

@@ -155,7 +155,7 @@ __device__ __forceinline__ void TmaStore4d(const CUtensorMap* map, uint32_t src,
 // The 4-d box of `map` at element coordinates (c0, c1, c2, c3) fetched
 // into L2 by the copy engine (no shared memory, no barrier): a later
 // reduction into it then finds its lines there.
-__device__ __forceinline__ void TmaPrefetchL2(const CUtensorMap* map, int c0, int c1, int c2,
+__device__ __forceinline__ void TmaPrefetch4d(const CUtensorMap* map, int c0, int c1, int c2,
                                               int c3) {
   asm volatile("cp.async.bulk.prefetch.tensor.4d.L2.global.tile [%0, {%1, %2, %3, %4}];\n" ::"l"(
                    reinterpret_cast<uint64_t>(map)),
