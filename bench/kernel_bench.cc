@@ -260,21 +260,6 @@ int Main(int argc, char** argv) {
                    iterations),
                "bwd", 2.5);
       }
-      // dK/dV written where the buffer holds zeros (key_grads_fresh: every
-      // ring step's first launch on its rows; the warp-specialized kernel
-      // stores them instead of adding).
-      if (tensor_cores) {
-        BackwardBlockArgs fresh = back;
-        fresh.key_grads_fresh = true;
-        report("ringattn_fresh_grads",
-               TimeMs(
-                   [&] {
-                     deltas(ElementType::kFloat32, o);
-                     LaunchBackward(fresh, nullptr);
-                   },
-                   iterations),
-               "bwd", 2.5);
-      }
       if (every_kernel && tensor_cores && flash::HopperDevice()) {
         for (const NamedKernel& k : kTensorCoreKernels) {
           if (flash::LaunchFlashBackward(back, nullptr, k.kernel) != cudaSuccess) continue;

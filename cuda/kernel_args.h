@@ -122,11 +122,6 @@ struct BackwardBlockArgs {
   float* dq = nullptr;  // (batch, q_rows, num_heads, head_dim)
   float* dk = nullptr;  // laid out like task.k (KvOffset)
   float* dv = nullptr;
-  // The task's dK/dV rows hold zeros (no launch since the buffer was
-  // zeroed has written them), so a kernel whose CTAs own their key rows
-  // (no GQA) may store them instead of adding. A hint, like
-  // ForwardBlockArgs::state_fresh (the warp-specialized backward takes it).
-  bool key_grads_fresh = false;
 };
 
 }  // namespace ringattn::cuda
