@@ -190,11 +190,6 @@ int Main(int argc, char** argv) {
     direct.out = out;
     report("ringattn", TimeMs([&] { LaunchForward(direct, nullptr); }, iterations));
     report("ringattn_fused_state", TimeMs([&] { LaunchForward(a, nullptr); }, iterations));
-    // The same on a state a pass's first step writes (state_fresh: the
-    // state holds its reset value, not read).
-    ForwardBlockArgs fresh = a;
-    fresh.state_fresh = true;
-    report("ringattn_fused_fresh", TimeMs([&] { LaunchForward(fresh, nullptr); }, iterations));
     if (every_kernel && flash::FlashForwardSupports(direct) && flash::HopperDevice()) {
       for (const NamedKernel& k : kTensorCoreKernels) {
         if (flash::LaunchFlashForward(direct, nullptr, k.kernel) != cudaSuccess) continue;

@@ -56,11 +56,6 @@ struct ForwardBlockArgs {
   // input dtype here (laid out like q) and its LSE to state_lse, instead of
   // merging into the state: one-call attention, no ring.
   void* out = nullptr;
-  // The task's state rows still hold the reset value (O = 0, LSE = -inf:
-  // no task of the pass has touched them yet), so a kernel may write them
-  // without reading them first. A hint: kernels that merge anyway are as
-  // correct (the warp-specialized d128 forward skips the state's copy in).
-  bool state_fresh = false;
 };
 
 // One block of `rows` queries against the same `rows` keys, both at

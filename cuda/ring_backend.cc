@@ -8,7 +8,6 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
-#include "core/fresh_regions.h"
 #include "core/layout.h"
 #include "core/mask.h"
 #include "core/status_macros.h"
@@ -246,12 +245,7 @@ class Backend final : public CudaRingBackend {
   absl::Status ForwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv) override {
     RETURN_IF_ERROR(CheckVisiting(kv));
     for (const BlockTask& task : tasks) {
-      RETURN_IF_ERROR(ForEachShard(task, kv, [&](const ForwardBlockArgs& shard, int64_t) {
-        // The first launch on these state rows since the reset writes them
-        // without reading them (a pass's first step; later shards merge).
-        ForwardBlockArgs a = shard;
-        a.state_fresh =
-            fresh_state_.Touch(task.q_row, task.q_end(), task.kv_head_begin, task.kv_head_end);
+      RETURN_IF_ERROR(ForEachShard(task, kv, [&](const ForwardBlockArgs& a, int64_t) {
         return Check(LaunchForward(a, stream_), "the forward kernel");
       }));
     }
@@ -307,7 +301,6 @@ class Backend final : public CudaRingBackend {
     }
     saved_out_ = o;
     RETURN_IF_ERROR(Copy(state_lse_.get(), lse.data(), lse.size() * 4, "copying lse"));
-    fresh_state_.TouchAll();  // the state's LSE is the given one until a reset
     forward_done_ = true;
     return absl::OkStatus();
   }
@@ -487,7 +480,6 @@ class Backend final : public CudaRingBackend {
   }
 
   absl::Status ResetState() {
-    fresh_state_.Reset();
     RETURN_IF_ERROR(
         Check(LaunchFillF32(state_lse_.get<float>(), -std::numeric_limits<float>::infinity(),
                             StatElements(), stream_),
@@ -601,9 +593,6 @@ class Backend final : public CudaRingBackend {
   MemoryReport* const final_memory_;
   MemoryMeter meter_;
   DeviceMemory q_, k_, v_, state_o_, out_, state_lse_, key_limit_, dout_;
-  // Which state rows (local rows x kv heads) forward launches have written
-  // since ResetState.
-  FreshRegions fresh_state_;
   const void *q_in_ = nullptr, *k_in_ = nullptr, *v_in_ = nullptr;  // CopyInputs
   const void* dout_in_ = nullptr;                                   // SetDout
   DeviceMemory delta_, dq_, dk_, dv_;
