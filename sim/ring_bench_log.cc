@@ -43,14 +43,12 @@ absl::StatusOr<RingBenchLog> ParseRingBenchLog(const std::string& text) {
       header = true;
       ASSIGN_OR_RETURN(double world, Number(Between(line, "ring_bench: ", " x "), "world"));
       ASSIGN_OR_RETURN(double tokens, Number(Between(line, " b1 ", " tokens/rank"), "tokens"));
-      ASSIGN_OR_RETURN(double heads, Number(Between(line, "tokens/rank h", "/"), "heads"));
-      ASSIGN_OR_RETURN(double kv_heads,
-                       Number(Between(Between(line, "tokens/rank h", " d"), "/", " "), "kv heads"));
-      // " d" after the heads: the communicator's name before them may hold
-      // one ("device copies").
-      ASSIGN_OR_RETURN(
-          double head_dim,
-          Number(Between(Between(line, "tokens/rank h", " causal"), " d", " causal"), "head dim"));
+      // "hH/K dD" after the tokens, read on its own: the communicator's name
+      // before it may hold a " d" ("device copies").
+      const absl::string_view heads_text = Between(line, "tokens/rank h", " causal");
+      ASSIGN_OR_RETURN(double heads, Number(Between(heads_text, "", "/"), "heads"));
+      ASSIGN_OR_RETURN(double kv_heads, Number(Between(heads_text, "/", " d"), "kv heads"));
+      ASSIGN_OR_RETURN(double head_dim, Number(Between(heads_text, " d", " "), "head dim"));
       ASSIGN_OR_RETURN(log.hop_gbps, Number(Between(line, " B: ", " GB/s"), "hop"));
       if (const absl::string_view gather = Between(line, " B per rank: ", " GB/s");
           !gather.empty()) {

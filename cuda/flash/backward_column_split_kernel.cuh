@@ -117,7 +117,7 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
       reinterpret_cast<float*>(shared_raw + (s_ds + Tr::kScoreBytes - SharedAddress(shared_raw)));
   float* s_delta = s_lse + 2 * kBlockM;                            // both [2][kBlockM]
   const uint32_t s_pf = s_ds + Tr::kScoreBytes + Tr::kStatsBytes;  // P^T in fp32, handed over
-  const uint32_t query_full = s_pf + kBlockN * kBlockM * 4;        // [2] mbarriers
+  const uint32_t query_full = s_pf + Tr::kHandoverBytes;           // [2] mbarriers
 
   const int warpgroup = threadIdx.x / 128;
   const KeyTileTask<T, kHeadDim, kBlockN, kBlockM> task(args, KeyTileOfBlock(order));

@@ -268,10 +268,12 @@ struct ColumnSplitBackwardTraits {
   static constexpr int kBlockM = 64;
   static constexpr int kKvBytes = kBlockN * kHeadDim * 2;
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
-  static constexpr int kScoreBytes = kBlockN * kBlockM * 2;  // P^T or dS^T
-  static constexpr int kStatsBytes = 4 * 2 * 2 * kBlockM;    // LSE and D of two tiles
+  static constexpr int kScoreBytes = kBlockN * kBlockM * 2;     // P^T or dS^T
+  static constexpr int kStatsBytes = 4 * 2 * 2 * kBlockM;       // LSE and D of two tiles
+  static constexpr int kHandoverBytes = kBlockN * kBlockM * 4;  // P^T in fp32
+  static constexpr int kBarrierBytes = 2 * 8;                   // the Q / dO buffers' mbarriers
   static constexpr int kSharedBytes = 2 * kKvBytes + 4 * kQBytes + 2 * kScoreBytes + kStatsBytes +
-                                      kBlockN * kBlockM * 4 + 16 + 1024;
+                                      kHandoverBytes + kBarrierBytes + 1024;
 
   static_assert(kHeadDim == 256, "the column split is for head_dim 256");
   static_assert(kBlockM == 64, "P^T and dS^T rows are one 128-byte swizzle row");
@@ -289,7 +291,8 @@ struct QueryGradsTraits {
   static constexpr int kBlockN = 64;
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;   // Q or dO
   static constexpr int kKvBytes = kBlockN * kHeadDim * 2;  // one K or V tile
-  static constexpr int kSharedBytes = 2 * kQBytes + 3 * kKvBytes + 32 + 1024;
+  static constexpr int kBarrierBytes = 4 * 8;  // Q / dO, V and the two K stages' mbarriers
+  static constexpr int kSharedBytes = 2 * kQBytes + 3 * kKvBytes + kBarrierBytes + 1024;
 
   static_assert(kHeadDim == 256, "the dQ pass is the head_dim 256 backward's");
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
