@@ -190,6 +190,11 @@ int Main(int argc, char** argv) {
     direct.out = out;
     report("ringattn", TimeMs([&] { LaunchForward(direct, nullptr); }, iterations));
     report("ringattn_fused_state", TimeMs([&] { LaunchForward(a, nullptr); }, iterations));
+    // The same on a state a pass's first step writes (state_fresh: the
+    // state holds its reset value, not read).
+    ForwardBlockArgs fresh = a;
+    fresh.state_fresh = true;
+    report("ringattn_fused_fresh", TimeMs([&] { LaunchForward(fresh, nullptr); }, iterations));
     if (every_kernel && flash::FlashForwardSupports(direct) && flash::HopperDevice()) {
       for (const NamedKernel& k : kTensorCoreKernels) {
         if (flash::LaunchFlashForward(direct, nullptr, k.kernel) != cudaSuccess) continue;
@@ -251,6 +256,21 @@ int Main(int argc, char** argv) {
                    [&] {
                      deltas(r.dtype, out);
                      LaunchBackward(back, nullptr);
+                   },
+                   iterations),
+               "bwd", 2.5);
+      }
+      // dK/dV written where the buffer holds zeros (key_grads_fresh: every
+      // ring step's first launch on its rows; the warp-specialized kernel
+      // stores them instead of adding).
+      if (tensor_cores) {
+        BackwardBlockArgs fresh = back;
+        fresh.key_grads_fresh = true;
+        report("ringattn_fresh_grads",
+               TimeMs(
+                   [&] {
+                     deltas(ElementType::kFloat32, o);
+                     LaunchBackward(fresh, nullptr);
                    },
                    iterations),
                "bwd", 2.5);

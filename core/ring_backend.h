@@ -84,7 +84,9 @@ class RingBackend {
   // Prepares the backward pass (D = rowsum(dO * O)).
   virtual absl::Status StartBackward() = 0;
   // Accumulates dQ of `tasks` at home and their dK/dV into `dkv` (laid out
-  // like `kv`, elements of grad_dtype()).
+  // like `kv`, elements of grad_dtype()). RunRingBackward sets `dkv` to
+  // zeros with Zero just before: a backend that saw that call may write the
+  // step's first contribution to each row instead of adding it.
   virtual absl::Status BackwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv,
                                     absl::Span<uint8_t> dkv) = 0;
   // Adds the completed dK/dV of this rank's kv heads [head_begin, head_end)

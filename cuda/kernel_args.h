@@ -56,6 +56,11 @@ struct ForwardBlockArgs {
   // input dtype here (laid out like q) and its LSE to state_lse, instead of
   // merging into the state: one-call attention, no ring.
   void* out = nullptr;
+  // The task's state rows still hold the reset value (O = 0, LSE = -inf:
+  // no task of the pass has touched them yet), so a kernel may write them
+  // without reading them first. A hint: kernels that merge anyway are as
+  // correct (the warp-specialized d128 forward skips the state's copy in).
+  bool state_fresh = false;
 };
 
 // One block of `rows` queries against the same `rows` keys, both at
@@ -117,6 +122,11 @@ struct BackwardBlockArgs {
   float* dq = nullptr;  // (batch, q_rows, num_heads, head_dim)
   float* dk = nullptr;  // laid out like task.k (KvOffset)
   float* dv = nullptr;
+  // The task's dK/dV rows hold zeros (no launch since the buffer was
+  // zeroed has written them), so a kernel whose CTAs own their key rows
+  // (no GQA) may store them instead of adding. A hint, like
+  // ForwardBlockArgs::state_fresh (the warp-specialized backward takes it).
+  bool key_grads_fresh = false;
 };
 
 }  // namespace ringattn::cuda

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "core/fresh_regions.h"
 #include "core/layout.h"
 #include "core/mask.h"
 #include "core/status_macros.h"
@@ -184,6 +185,7 @@ class Backend final : public CudaRingBackend {
     m.set_meter(&meter_);
     if (m.bytes() < bytes || m.get() == nullptr) {
       RETURN_IF_ERROR(Device());
+      zeroed_ = {};  // a new buffer may take the freed one's address
       RETURN_IF_ERROR(m.Allocate(bytes, managed_));
     }
     return absl::MakeSpan(m.get<uint8_t>(), bytes);
@@ -196,6 +198,7 @@ class Backend final : public CudaRingBackend {
                                                      "; expected equal sizes of float32 elements"));
     }
     RETURN_IF_ERROR(Device());
+    zeroed_ = {};
     return Finish(LaunchAddF32(reinterpret_cast<float*>(dst.data()),
                                reinterpret_cast<const float*>(src.data()),
                                static_cast<int64_t>(dst.size() / 4), stream_),
@@ -204,6 +207,7 @@ class Backend final : public CudaRingBackend {
 
   absl::Status Zero(absl::Span<uint8_t> buffer) override {
     RETURN_IF_ERROR(Device());
+    zeroed_ = buffer;
     return Finish(cudaMemsetAsync(buffer.data(), 0, buffer.size(), stream_), "zeroing a buffer");
   }
 
@@ -227,6 +231,7 @@ class Backend final : public CudaRingBackend {
                        " bytes; expected ", KvBytes(head_begin, head_end)));
     }
     RETURN_IF_ERROR(Device());
+    zeroed_ = {};
     // Rows of (batch * rows) tokens: heads [begin, end) of each, K then V.
     const int64_t elem = DTypeBytes(dtype_), d = shape_.head_dim;
     const int64_t width = (head_end - head_begin) * d * elem;
@@ -245,7 +250,12 @@ class Backend final : public CudaRingBackend {
   absl::Status ForwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv) override {
     RETURN_IF_ERROR(CheckVisiting(kv));
     for (const BlockTask& task : tasks) {
-      RETURN_IF_ERROR(ForEachShard(task, kv, [&](const ForwardBlockArgs& a, int64_t) {
+      RETURN_IF_ERROR(ForEachShard(task, kv, [&](const ForwardBlockArgs& shard, int64_t) {
+        // The first launch on these state rows since the reset writes them
+        // without reading them (a pass's first step; later shards merge).
+        ForwardBlockArgs a = shard;
+        a.state_fresh =
+            fresh_state_.Touch(task.q_row, task.q_end(), task.kv_head_begin, task.kv_head_end);
         return Check(LaunchForward(a, stream_), "the forward kernel");
       }));
     }
@@ -301,6 +311,7 @@ class Backend final : public CudaRingBackend {
     }
     saved_out_ = o;
     RETURN_IF_ERROR(Copy(state_lse_.get(), lse.data(), lse.size() * 4, "copying lse"));
+    fresh_state_.TouchAll();  // the state's LSE is the given one until a reset
     forward_done_ = true;
     return absl::OkStatus();
   }
@@ -344,10 +355,20 @@ class Backend final : public CudaRingBackend {
     RETURN_IF_ERROR(CheckVisiting(kv));
     // The kernels accumulate straight into the buffer the driver zeroed:
     // it has the visiting K/V's packed layout (shards of K then V), in fp32.
+    // Zeroed by Zero just before (RunRingBackward's order), the first
+    // launch on each of its rows may store them (key_grads_fresh).
     float* dkv_f32 = reinterpret_cast<float*>(dkv.data());
+    fresh_dkv_.Reset();
+    if (dkv.data() != zeroed_.data() || dkv.size() != zeroed_.size()) fresh_dkv_.TouchAll();
+    zeroed_ = {};
+    const int64_t shard_elements = local_.packed_kv_elements(kv.head_begin, kv.head_end);
     for (const BlockTask& task : tasks) {
       RETURN_IF_ERROR(ForEachShard(task, kv, [&](const ForwardBlockArgs& a, int64_t shard_offset) {
         BackwardBlockArgs args;
+        // Rows of the visiting block: its shards one after another.
+        const int64_t row = shard_offset / shard_elements * local_.rows + a.k_row;
+        args.key_grads_fresh =
+            fresh_dkv_.Touch(row, row + a.k_pos.length, task.kv_head_begin, task.kv_head_end);
         args.task = a;
         args.dout = dout_in_;
         args.lse = state_lse_.get<float>();
@@ -480,6 +501,7 @@ class Backend final : public CudaRingBackend {
   }
 
   absl::Status ResetState() {
+    fresh_state_.Reset();
     RETURN_IF_ERROR(
         Check(LaunchFillF32(state_lse_.get<float>(), -std::numeric_limits<float>::infinity(),
                             StatElements(), stream_),
@@ -593,6 +615,14 @@ class Backend final : public CudaRingBackend {
   MemoryReport* const final_memory_;
   MemoryMeter meter_;
   DeviceMemory q_, k_, v_, state_o_, out_, state_lse_, key_limit_, dout_;
+  // Which state rows (local rows x kv heads) forward launches have written
+  // since ResetState.
+  FreshRegions fresh_state_;
+  // The buffer Zero last set (until another call writes a buffer), and which
+  // rows (visiting block rows x kv heads) of a backward step's dK/dV its
+  // launches have written.
+  absl::Span<uint8_t> zeroed_;
+  FreshRegions fresh_dkv_;
   const void *q_in_ = nullptr, *k_in_ = nullptr, *v_in_ = nullptr;  // CopyInputs
   const void* dout_in_ = nullptr;                                   // SetDout
   DeviceMemory delta_, dq_, dk_, dv_;

@@ -149,16 +149,20 @@ __device__ __forceinline__ void IssueQueryGrads(float (&dq)[32], uint32_t s_ds, 
   WgmmaCommit();
 }
 
+// How a kernel updates fp32 rows: reductions (red.global.add, which the SM
+// does not wait for; rows other CTAs add to), a plain read-modify-write
+// (the CTA's own rows), or a store (the CTA's own rows, known to hold
+// zeros).
+enum class RowUpdate { kReduce, kReadModifyWrite, kStore };
+
 // The thread's rows row0 and row0 + 8 (those below `rows`) of an m16n8-
 // layout accumulator of kCols columns (per warp; a warpgroup's m64 wgmma
-// accumulator is four of them), times `scale` when kScaled, added to fp32
-// rows `stride` floats apart from `base`: with reductions (red.global.add,
-// which the SM does not wait for) when `reduce`, else plain
-// read-modify-write.
+// accumulator is four of them), times `scale` when kScaled, into fp32 rows
+// `stride` floats apart from `base` as `update` says.
 template <int kCols, bool kScaled = true>
 __device__ __forceinline__ void AddAccumulatorRows(float* base, int64_t stride,
                                                    const float (&acc)[kCols / 2], int row0,
-                                                   int64_t rows, float scale, bool reduce) {
+                                                   int64_t rows, float scale, RowUpdate update) {
   const int lane = threadIdx.x % 32;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
@@ -169,9 +173,14 @@ __device__ __forceinline__ void AddAccumulatorRows(float* base, int64_t stride,
     const auto scaled = [&](float v) { return kScaled ? __fmul_rn(v, scale) : v; };
     const auto x = [&](int j) { return scaled(acc[4 * j + 2 * half]); };
     const auto y = [&](int j) { return scaled(acc[4 * j + 2 * half + 1]); };
-    if (reduce) {
+    if (update == RowUpdate::kReduce) {
 #pragma unroll
       for (int j = 0; j < kCols / 8; ++j) AtomicAdd2(out + j * 8, x(j), y(j));
+    } else if (update == RowUpdate::kStore) {
+#pragma unroll
+      for (int j = 0; j < kCols / 8; ++j) {
+        *reinterpret_cast<float2*>(out + j * 8) = make_float2(x(j), y(j));
+      }
     } else {
 #pragma unroll
       for (int j = 0; j < kCols / 8; ++j) {
@@ -191,7 +200,8 @@ __device__ __forceinline__ void AddQueryGrads(const BackwardBlockArgs& args, con
                                               const float (&dq)[32], int64_t q_first, int row0,
                                               int col) {
   AddAccumulatorRows<64>(args.dq + task.q_offset0 + q_first * task.q_stride + col, task.q_stride,
-                         dq, row0, task.q_len - q_first, args.task.softmax_scale, true);
+                         dq, row0, task.q_len - q_first, args.task.softmax_scale,
+                         RowUpdate::kReduce);
 }
 
 // One bit per element of the thread's S^T fragment.
@@ -328,21 +338,30 @@ __device__ __forceinline__ void StoreScoreGradsT(uint32_t s_ds, int key0,
   }
 }
 
+// Whether a kernel whose CTA owns its key rows stores its dK/dV rows
+// instead of adding them: they hold zeros (key_grads_fresh) and no other
+// CTA adds to them (no GQA).
+__device__ __forceinline__ bool StoresKeyGrads(const BackwardBlockArgs& args) {
+  return args.key_grads_fresh && args.task.num_heads == args.task.num_kv_heads;
+}
+
 // dK (scaled) and dV of the thread's keys (key0, key0 + 8 of the tile at
 // kv_offset0, k_valid keys) into the travelling fp32 buffers: with
 // reductions when kReduce or other CTAs add to the same rows (GQA), else
-// plain read-modify-write.
-template <int kHeadDim, bool kReduce = false>
+// plain read-modify-write; stored where kStore and StoresKeyGrads.
+template <int kHeadDim, bool kReduce = false, bool kStore = false>
 __device__ __forceinline__ void AddKeyGrads(const BackwardBlockArgs& args,
                                             const float (&dk)[kHeadDim / 2],
                                             const float (&dv)[kHeadDim / 2], int64_t kv_offset0,
                                             int64_t kv_stride, int key0, int k_valid) {
   const ForwardBlockArgs& a = args.task;
-  const bool reduce = kReduce || a.num_heads != a.num_kv_heads;
+  const RowUpdate update = kStore && StoresKeyGrads(args)             ? RowUpdate::kStore
+                           : kReduce || a.num_heads != a.num_kv_heads ? RowUpdate::kReduce
+                                                                      : RowUpdate::kReadModifyWrite;
   AddAccumulatorRows<kHeadDim>(args.dk + kv_offset0, kv_stride, dk, key0, k_valid, a.softmax_scale,
-                               reduce);
+                               update);
   AddAccumulatorRows<kHeadDim, false>(args.dv + kv_offset0, kv_stride, dv, key0, k_valid, 1.f,
-                                      reduce);
+                                      update);
 }
 
 }  // namespace ringattn::cuda::flash

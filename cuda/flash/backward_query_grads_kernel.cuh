@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(QueryGradsTraits<kHeadDim>::kThreads, 1)
 
   // dQ * scale into the fp32 dQ: each row is this CTA's alone.
   AddAccumulatorRows<kHeadDim>(args.dq + task.q_offset0, task.q_stride, dq, row0, task.q_valid,
-                               a.softmax_scale, false);
+                               a.softmax_scale, RowUpdate::kReadModifyWrite);
 #endif  // RINGATTN_WGMMA
 }
 

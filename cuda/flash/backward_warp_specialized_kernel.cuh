@@ -230,11 +230,11 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
       }
       // The CTA's dK and dV rows into L2 behind its last copies (a tile or
       // two before the end): the closing reductions then add in L2
-      // instead of waiting for their lines. Staged d128 blocks (short
-      // rows) only: b16 s1024 +1.5 %, while d64 lost 1.6-1.9 % and the
-      // prefetch issued at the CTA's start lost 1.5 % (one H200,
-      // docs/KERNEL_BENCH.md).
-      if constexpr (kStagedKeyGrads && kHeadDim == 128) {
+      // instead of waiting for their lines (stores need no lines). Staged
+      // d128 blocks (short rows) only: b16 s1024 +1.5 %, while d64 lost
+      // 1.6-1.9 % and the prefetch issued at the CTA's start lost 1.5 %
+      // (one H200, docs/KERNEL_BENCH.md).
+      if (kStagedKeyGrads && kHeadDim == 128 && !StoresKeyGrads(args)) {
         const int row = n_tile * kBlockN;
 #pragma unroll
         for (int half = 0; half < kBlockN / 64; ++half) {
@@ -510,19 +510,25 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     if (threadIdx.x % 128 == 0) {
       const int kv_head = static_cast<int>(h / group - a.kv_head_offset);
       const int row = n_tile * kBlockN + key_base;
+      const bool store = StoresKeyGrads(args);  // rows known to hold zeros
+      const auto copy_out = [&](const CUtensorMap* map, uint32_t box, int col_block) {
+        if (store) {
+          TmaStore4d(map, box, col_block * 32, row, kv_head, static_cast<int>(b));
+        } else {
+          TmaReduceAdd4d(map, box, col_block * 32, row, kv_head, static_cast<int>(b));
+        }
+      };
 #pragma unroll
       for (int col_block = 0; col_block < kHeadDim / 32; ++col_block) {
-        TmaReduceAdd4d(&dk_map, dk_tile + sm.DqBox(0, col_block), col_block * 32, row, kv_head,
-                       static_cast<int>(b));
-        TmaReduceAdd4d(&dv_map, dv_tile + sm.DqBox(0, col_block), col_block * 32, row, kv_head,
-                       static_cast<int>(b));
+        copy_out(&dk_map, dk_tile + sm.DqBox(0, col_block), col_block);
+        copy_out(&dv_map, dv_tile + sm.DqBox(0, col_block), col_block);
       }
       BulkCommit();
       BulkWaitRead<0>();  // the CTA's shared memory stays until the copies have read it
     }
   } else {
-    AddKeyGrads<kHeadDim, true>(args, dk, dv, KvOffset(a, b, a.k_row + k0, h / group),
-                                KvBufferHeads(a) * kHeadDim, key0, k_valid);
+    AddKeyGrads<kHeadDim, true, true>(args, dk, dv, KvOffset(a, b, a.k_row + k0, h / group),
+                                      KvBufferHeads(a) * kHeadDim, key0, k_valid);
   }
 #endif  // RINGATTN_WGMMA
 }

@@ -187,7 +187,25 @@ void Check(const Case& c, uint32_t seed, flash::TensorCoreKernel kernel) {
   float* d_direct_lse = ToDevice(std::vector<float>(want.lse.size(), 7.f));
   a.state_lse = d_direct_lse;
   ASSERT_EQ(flash::LaunchFlashForward(a, nullptr, kernel), cudaSuccess);  // one call
+  // A reset state (O = 0, LSE = -inf), merged into and written as fresh
+  // (ForwardBlockArgs::state_fresh): the same bits.
+  float* d_reset_o[2];
+  float* d_reset_lse[2];
+  for (int fresh = 0; fresh < 2; ++fresh) {
+    d_reset_o[fresh] = ToDevice(std::vector<float>(q.size(), 0.f));
+    d_reset_lse[fresh] = ToDevice(std::vector<float>(want.lse.size(), -INFINITY));
+    ForwardBlockArgs reset = a;
+    reset.out = nullptr;
+    reset.state_o = d_reset_o[fresh];
+    reset.state_lse = d_reset_lse[fresh];
+    reset.state_fresh = fresh == 1;
+    ASSERT_EQ(flash::LaunchFlashForward(reset, nullptr, kernel), cudaSuccess);
+  }
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(ToHost(d_reset_o[1], q.size()), ToHost(d_reset_o[0], q.size()))
+      << "a fresh state's O differs from a reset one merged into";
+  EXPECT_EQ(ToHost(d_reset_lse[1], want.lse.size()), ToHost(d_reset_lse[0], want.lse.size()))
+      << "a fresh state's LSE differs from a reset one merged into";
   const std::vector<float> o = ToHost(d_o, q.size());
   const std::vector<float> lse = ToHost(d_lse, want.lse.size());
   const std::vector<float> direct_lse = ToHost(d_direct_lse, want.lse.size());
@@ -245,7 +263,9 @@ void Check(const Case& c, uint32_t seed, flash::TensorCoreKernel kernel) {
   EXPECT_LE(lse_error, 1e-4);
   for (void* p : {static_cast<void*>(d_q), static_cast<void*>(d_k), static_cast<void*>(d_v),
                   static_cast<void*>(d_limit), static_cast<void*>(d_o), static_cast<void*>(d_lse),
-                  static_cast<void*>(d_out), static_cast<void*>(d_direct_lse)}) {
+                  static_cast<void*>(d_out), static_cast<void*>(d_direct_lse),
+                  static_cast<void*>(d_reset_o[0]), static_cast<void*>(d_reset_o[1]),
+                  static_cast<void*>(d_reset_lse[0]), static_cast<void*>(d_reset_lse[1])}) {
     cudaFree(p);
   }
 }
@@ -591,6 +611,29 @@ void CheckBackward(const Case& c, uint32_t seed, int64_t grads_offset = 0) {
     grads[0].push_back(ToHost(d_dq, q_elements));
     grads[1].push_back(ToHost(d_dk + grads_offset, kv_elements));
     grads[2].push_back(ToHost(d_dv + grads_offset, kv_elements));
+    if (kernel > 0) {
+      // Zeroed dK/dV written as fresh (key_grads_fresh): what adding into
+      // them gave -- the same bits where each CTA owns its rows (no GQA:
+      // the kernels may store), else the same sums in another order.
+      float* d_fresh_dk = ToDevice(std::vector<float>(grads_offset + kv_elements, 0.f));
+      float* d_fresh_dv = ToDevice(std::vector<float>(grads_offset + kv_elements, 0.f));
+      args.dk = d_fresh_dk + grads_offset;
+      args.dv = d_fresh_dv + grads_offset;
+      args.key_grads_fresh = true;
+      ASSERT_EQ(flash::LaunchFlashBackward(args, nullptr, kernels[kernel - 1]), cudaSuccess);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const std::vector<float> fresh[2] = {ToHost(d_fresh_dk + grads_offset, kv_elements),
+                                           ToHost(d_fresh_dv + grads_offset, kv_elements)};
+      for (int i = 1; i < 3; ++i) {
+        if (c.heads == c.kv_heads) {
+          EXPECT_EQ(fresh[i - 1], grads[i].back()) << "fresh " << (i == 1 ? "dk" : "dv");
+        } else {
+          EXPECT_LE(NormRelError(fresh[i - 1], grads[i].back()), 1e-6)
+              << "fresh " << (i == 1 ? "dk" : "dv");
+        }
+      }
+      for (float* p : {d_fresh_dk, d_fresh_dv}) cudaFree(p);
+    }
     for (float* p : {d_dq, d_dk, d_dv}) cudaFree(p);
   }
   // bf16 operands of the five products: ~1e-2 norm-relative (METHOD.md's

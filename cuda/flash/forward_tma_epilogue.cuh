@@ -108,7 +108,9 @@ __device__ __forceinline__ void StoreOutputTile(const float (&o)[1][kHeadDim / 8
 
 // The ring state's epilogue where its O tile fits in shared memory: the
 // producer has copied the warpgroup's 64 rows of the fp32 state into its
-// slab (the 128-byte swizzle, 32 columns a box; StateFull). Each row with
+// slab (the 128-byte swizzle, 32 columns a box; StateFull), or, for a
+// fresh state (ForwardBlockArgs::state_fresh), only handed the slab over:
+// the old LSE is -inf, rows without keys are written as zeros. Each row with
 // an allowed key is merged there with the tile's (MergeLse against the old
 // LSE, read before the tile's last P V; a state without keys yet may hold
 // anything: its values are dropped, not scaled by 0), rows without keep
@@ -131,7 +133,17 @@ __device__ __forceinline__ void MergeStateTile(const float (&o)[1][kHeadDim / 8]
     const int slab_row = (threadIdx.x / 32 % 4) * 16 + lane / 4 + 8 * half;
     const int row = warpgroup * 64 + slab_row;
     const RowTotal total = FinishRow(row_max[0][half], WarpQuadSum(row_sum[0][half]));
-    if (row >= q_valid || total.inv == 0.f) continue;  // no allowed key: unchanged
+    if (row >= q_valid) continue;
+    if (total.inv == 0.f) {  // no allowed key: unchanged (a fresh state: its reset O)
+      if (a.state_fresh) {
+#pragma unroll
+        for (int i = 0; i < kDB; ++i) {
+          StoreShared2(slab + SwizzledChunk<64>(slab_row, 2 * i + lane % 4 / 2) + lane % 2 * 8, 0.f,
+                       0.f);
+        }
+      }
+      continue;
+    }
     const StateRowMerge merge(old_lse[half], total);
     const bool keep_old = merge.KeepsOld();
 #pragma unroll

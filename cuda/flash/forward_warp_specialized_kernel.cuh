@@ -267,9 +267,14 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
       }
       load_kv(false, n, kv_count);
     }
-    // The ring state's rows of the tile, once the last tile's are out.
+    // The ring state's rows of the tile, once the last tile's are out
+    // (a fresh state: nothing to copy, the slab only handed over).
     if (copy_state) {
       MbarrierWait(sm.StateEmpty(), (state_count++ & 1) ^ 1);
+      if (a.state_fresh) {
+        MbarrierArrive(sm.StateFull());
+        continue;
+      }
       MbarrierArriveExpectTx(sm.StateFull(), Tr::kStateBytes);
       const uint64_t evict_first = EvictFirstPolicy();
 #pragma unroll
@@ -411,7 +416,8 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           const int row = row0 + 8 * half;
-          old_lse[half] = row < q_valid ? *StateLse(a, b, h, q0 + row) : -INFINITY;
+          old_lse[half] =
+              row < q_valid && !a.state_fresh ? *StateLse(a, b, h, q0 + row) : -INFINITY;
         }
       }
       turn([&] {

@@ -1,0 +1,40 @@
+// Which parts of a pass's accumulator tasks have written since it was
+// reset: a backend marks each launch's (rows x heads) rectangle and learns
+// whether it was untouched, so that it can tell the kernel that those rows
+// still hold the reset value and need not be read
+// (cuda::ForwardBlockArgs::state_fresh). A pass has a few tasks per step:
+// a list of rectangles is enough.
+#ifndef RINGATTN_CORE_FRESH_REGIONS_H_
+#define RINGATTN_CORE_FRESH_REGIONS_H_
+
+#include <cstdint>
+#include <vector>
+
+namespace ringattn {
+
+class FreshRegions {
+ public:
+  // Everything fresh again (the accumulator was reset).
+  void Reset() {
+    touched_.clear();
+    all_touched_ = false;
+  }
+  // Nothing fresh (the accumulator was written from elsewhere) until the
+  // next Reset.
+  void TouchAll() { all_touched_ = true; }
+  // Whether rows [row_begin, row_end) x heads [head_begin, head_end) were
+  // untouched since the last Reset (an empty rectangle is not fresh: it
+  // writes nothing); marks them touched.
+  bool Touch(int64_t row_begin, int64_t row_end, int64_t head_begin, int64_t head_end);
+
+ private:
+  struct Rectangle {
+    int64_t row_begin, row_end, head_begin, head_end;
+  };
+  std::vector<Rectangle> touched_;
+  bool all_touched_ = false;
+};
+
+}  // namespace ringattn
+
+#endif  // RINGATTN_CORE_FRESH_REGIONS_H_

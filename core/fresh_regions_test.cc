@@ -1,0 +1,47 @@
+#include "core/fresh_regions.h"
+
+#include <gtest/gtest.h>
+
+namespace ringattn {
+namespace {
+
+TEST(FreshRegionsTest, AFirstTouchIsFreshAndAnOverlappingOneIsNot) {
+  FreshRegions regions;
+  EXPECT_TRUE(regions.Touch(0, 512, 0, 8));
+  EXPECT_FALSE(regions.Touch(0, 512, 0, 8));    // the same rows again (a second shard)
+  EXPECT_FALSE(regions.Touch(256, 768, 4, 6));  // overlaps in rows and heads
+  EXPECT_TRUE(regions.Touch(768, 1024, 0, 8));  // rows after every earlier one
+  EXPECT_TRUE(regions.Touch(0, 512, 8, 16));    // other heads
+  EXPECT_TRUE(regions.Touch(512, 768, 8, 16));  // rows and heads no one wrote
+  EXPECT_FALSE(regions.Touch(767, 769, 7, 9));  // a corner of two earlier ones
+}
+
+TEST(FreshRegionsTest, EdgesDoNotOverlap) {
+  FreshRegions regions;
+  EXPECT_TRUE(regions.Touch(0, 100, 0, 4));
+  EXPECT_TRUE(regions.Touch(100, 200, 0, 4));
+  EXPECT_TRUE(regions.Touch(0, 200, 4, 8));
+  EXPECT_FALSE(regions.Touch(99, 101, 3, 5));
+}
+
+TEST(FreshRegionsTest, ResetMakesEverythingFreshAndTouchAllNothing) {
+  FreshRegions regions;
+  EXPECT_TRUE(regions.Touch(0, 10, 0, 1));
+  regions.Reset();
+  EXPECT_TRUE(regions.Touch(0, 10, 0, 1));
+  regions.TouchAll();
+  EXPECT_FALSE(regions.Touch(10, 20, 0, 1));
+  EXPECT_FALSE(regions.Touch(100, 200, 5, 6));
+  regions.Reset();
+  EXPECT_TRUE(regions.Touch(100, 200, 5, 6));
+}
+
+TEST(FreshRegionsTest, EmptyRectanglesAreNotFresh) {
+  FreshRegions regions;
+  EXPECT_FALSE(regions.Touch(5, 5, 0, 4));
+  EXPECT_FALSE(regions.Touch(0, 4, 2, 2));
+  EXPECT_TRUE(regions.Touch(0, 4, 0, 4));
+}
+
+}  // namespace
+}  // namespace ringattn
