@@ -223,6 +223,12 @@ int Main(int argc, char** argv) {
     back.dq = dq;
     back.dk = dk;
     back.dv = dv;
+    // dK/dV as the CUDA backend launches them on a ring step's zeroed
+    // buffer (the kernels store their rows instead of adding them:
+    // key_grads_fresh), what a backward that writes dK/dV, like cuDNN's,
+    // does; the adding kernels (GQA, a second launch on the rows) are the
+    // ringattn_added_grads line.
+    back.key_grads_fresh = true;
     {
       cudaMemset(o, 0, n * 4);
       cudaMemset(dq, 0, n * 4);
@@ -260,17 +266,15 @@ int Main(int argc, char** argv) {
                    iterations),
                "bwd", 2.5);
       }
-      // dK/dV written where the buffer holds zeros (key_grads_fresh: every
-      // ring step's first launch on its rows; the warp-specialized kernel
-      // stores them instead of adding).
+      // dK/dV added into the buffer (key_grads_fresh off).
       if (tensor_cores) {
-        BackwardBlockArgs fresh = back;
-        fresh.key_grads_fresh = true;
-        report("ringattn_fresh_grads",
+        BackwardBlockArgs added = back;
+        added.key_grads_fresh = false;
+        report("ringattn_added_grads",
                TimeMs(
                    [&] {
                      deltas(ElementType::kFloat32, o);
-                     LaunchBackward(fresh, nullptr);
+                     LaunchBackward(added, nullptr);
                    },
                    iterations),
                "bwd", 2.5);
