@@ -60,18 +60,9 @@ struct WarpSpecializedForwardShared {
     return kv + stage * 2 * Tr::kKvBytes;
   }
   __device__ __forceinline__ uint32_t V(uint32_t stage) const { return K(stage) + Tr::kKvBytes; }
-  // Q slot j: the first in its own space, the second (traits.h: kQSlots) in
-  // the output tile's second half.
-  __device__ __forceinline__ uint32_t Q(uint32_t j) const {
-    return j == 0 ? q : output + Tr::kOutputBytes / 2;
-  }
-  __device__ __forceinline__ uint32_t QFull(uint32_t j) const { return barriers + 8 * j; }
-  __device__ __forceinline__ uint32_t QEmpty(uint32_t j) const {
-    return barriers + 8 * Tr::kQSlots + 8 * j;
-  }
-  __device__ __forceinline__ uint32_t KFull(uint32_t s) const {
-    return barriers + 16 * Tr::kQSlots + 8 * s;
-  }
+  __device__ __forceinline__ uint32_t QFull() const { return barriers; }
+  __device__ __forceinline__ uint32_t QEmpty() const { return barriers + 8; }
+  __device__ __forceinline__ uint32_t KFull(uint32_t s) const { return barriers + 16 + 8 * s; }
   __device__ __forceinline__ uint32_t KEmpty(uint32_t s) const {
     return KFull(s) + 8 * Tr::kStages;
   }
@@ -81,23 +72,21 @@ struct WarpSpecializedForwardShared {
   __device__ __forceinline__ uint32_t VEmpty(uint32_t s) const {
     return VFull(s) + 8 * Tr::kStages;
   }
-  // The tile whose Q slot j holds (PublishedTile), written before QFull's
-  // arrival and read after its wait.
-  __device__ __forceinline__ uint32_t Tile(uint32_t j) const {
-    return VEmpty(0) + 8 * Tr::kStages + 32 * j;
-  }
+  // The tile whose Q the Q slot holds (PublishedTile), written before
+  // QFull's arrival and read after its wait.
+  __device__ __forceinline__ uint32_t Tile() const { return VEmpty(0) + 8 * Tr::kStages; }
   // The scheduler's slot: a tile (Scheduled) between the scheduler's
   // arrival on ScheduledFull and the producer's on ScheduledEmpty; the
   // producer asks for the next tile on NextWanted.
-  __device__ __forceinline__ uint32_t Scheduled() const { return Tile(Tr::kQSlots); }
-  __device__ __forceinline__ uint32_t ScheduledFull() const { return Scheduled() + 32; }
-  __device__ __forceinline__ uint32_t ScheduledEmpty() const { return Scheduled() + 40; }
-  __device__ __forceinline__ uint32_t NextWanted() const { return Scheduled() + 48; }
+  __device__ __forceinline__ uint32_t Scheduled() const { return Tile() + 32; }
+  __device__ __forceinline__ uint32_t ScheduledFull() const { return Tile() + 64; }
+  __device__ __forceinline__ uint32_t ScheduledEmpty() const { return Tile() + 72; }
+  __device__ __forceinline__ uint32_t NextWanted() const { return Tile() + 80; }
   // The ring state's O tile in `output` (kStateTile): copied in by the
   // producer (StateFull), free again once both warpgroups' copies out of
   // it have read it (StateEmpty).
-  __device__ __forceinline__ uint32_t StateFull() const { return Scheduled() + 56; }
-  __device__ __forceinline__ uint32_t StateEmpty() const { return Scheduled() + 64; }
+  __device__ __forceinline__ uint32_t StateFull() const { return Tile() + 88; }
+  __device__ __forceinline__ uint32_t StateEmpty() const { return Tile() + 96; }
   // Warpgroup w's 64 rows of the output tile.
   __device__ __forceinline__ uint32_t Slab(int w, int element_bytes) const {
     return output + w * 64 * kHeadDim * element_bytes;
@@ -117,19 +106,6 @@ template <int kHeadDim>
 __host__ __device__ __forceinline__ bool WritesOutputTile(const ForwardBlockArgs& a) {
   return WarpSpecializedForwardTraits<kHeadDim>::kOutputTile && a.out != nullptr;
 }
-
-// Whether a launch alternates two Q slots (traits.h: kQSlots; at d128 where
-// it writes O, the output tile's second half free).
-template <int kHeadDim>
-__host__ __device__ __forceinline__ bool UsesTwoQSlots(const ForwardBlockArgs& a) {
-  return WarpSpecializedForwardTraits<kHeadDim>::kQSlots == 2 && WritesOutputTile<kHeadDim>(a);
-}
-// Q slot and phase parity of a CTA's q_count-th tile.
-struct QSlot {
-  uint32_t j, parity;
-  __device__ __forceinline__ QSlot(bool two, uint32_t q_count)
-      : j(two ? q_count & 1 : 0), parity((two ? q_count >> 1 : q_count) & 1) {}
-};
 
 // A tile as the producer publishes it with its Q: where it is and the key
 // tiles it meets, so that the consumers do not decode it again (on short
@@ -255,18 +231,16 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
   const bool copy_state = MergesInStateTile<kHeadDim>(a);
   if (copy_state) PrefetchTensorMap(o_map);
   const int64_t group = a.num_heads / a.num_kv_heads;
-  const bool two_q = UsesTwoQSlots<kHeadDim>(a);
   uint32_t kv_count = 0, state_count = 0;
   for (uint32_t q_count = 0;; ++q_count) {
     MbarrierWait(sm.ScheduledFull(), q_count & 1);
     const PublishedTile tile = LoadPublishedTile(sm.Scheduled());
     MbarrierArrive(sm.ScheduledEmpty());
-    const QSlot q_slot(two_q, q_count);
-    MbarrierWait(sm.QEmpty(q_slot.j), q_slot.parity ^ 1);
-    StorePublishedTile(sm.Tile(q_slot.j), tile);
+    MbarrierWait(sm.QEmpty(), (q_count & 1) ^ 1);
+    StorePublishedTile(sm.Tile(), tile);
     const int n_begin = tile.keys.n_begin, n_end = tile.keys.n_end;
     if (tile.m < 0 || n_begin >= n_end) {
-      MbarrierArrive(sm.QFull(q_slot.j));
+      MbarrierArrive(sm.QFull());
       if (tile.m < 0) break;
       MbarrierArrive(sm.NextWanted());
       continue;
@@ -282,9 +256,8 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
       MbarrierArriveExpectTx(full, Tr::kKvBytes);
       TmaLoadRows<kHeadDim, kBlockN>(dst, is_k ? k_map : v_map, full, n * kBlockN, kv_head, batch);
     };
-    MbarrierArriveExpectTx(sm.QFull(q_slot.j), Tr::kQBytes);
-    TmaLoadRows<kHeadDim, kBlockM>(sm.Q(q_slot.j), q_map, sm.QFull(q_slot.j), tile.m * kBlockM,
-                                   head, batch);
+    MbarrierArriveExpectTx(sm.QFull(), Tr::kQBytes);
+    TmaLoadRows<kHeadDim, kBlockM>(sm.q, q_map, sm.QFull(), tile.m * kBlockM, head, batch);
     load_kv(true, n_begin, kv_count);
     if (n_begin + 1 == n_end) MbarrierArrive(sm.NextWanted());
     for (int n = n_begin; n < n_end; ++n, ++kv_count) {
@@ -332,7 +305,6 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   const float scale_log2 = a.softmax_scale * kLog2e;
   const int64_t group = a.num_heads / a.num_kv_heads;
   const bool merge_state = MergesInStateTile<kHeadDim>(a);
-  const bool two_q = UsesTwoQSlots<kHeadDim>(a);
   const bool leader = threadIdx.x % 128 == 0;
   bool state_stored = false;  // the leader's last copy out of the state slab
   uint32_t state_count = 0;
@@ -348,9 +320,8 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   uint32_t kv_count = 0;
   for (uint32_t q_count = 0;; ++q_count) {
     // The next tile, as the producer published it in the Q slot.
-    const QSlot q_slot(two_q, q_count);
-    MbarrierWait(sm.QFull(q_slot.j), q_slot.parity);
-    const PublishedTile tile = LoadPublishedTile(sm.Tile(q_slot.j));
+    MbarrierWait(sm.QFull(), q_count & 1);
+    const PublishedTile tile = LoadPublishedTile(sm.Tile());
     if (tile.m < 0) break;
     const int64_t b = tile.batch;
     const int64_t h = a.kv_head_begin * group + tile.head;
@@ -366,7 +337,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       // S = Q K^T for the warpgroup's 64 rows and the stage's kBlockN keys.
       const auto issue_s = [&](uint32_t stage) {
         WgmmaFence();
-        IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(s_flat, sm.Q(q_slot.j), warpgroup * 64,
+        IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(s_flat, sm.q, warpgroup * 64,
                                                            sm.K(stage));
       };
       // O += P V (V N-major: 64-column blocks kBlockN rows apart).
@@ -412,7 +383,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         }
         WgmmaWait<0>();
         release(sm.KEmpty(first.stage));
-        if (tiles.n_begin + 1 == tiles.n_end) MbarrierArrive(sm.QEmpty(q_slot.j));
+        if (tiles.n_begin + 1 == tiles.n_end) MbarrierArrive(sm.QEmpty());
         float rescale[1][2];
         softmax(tiles.n_begin, rescale);
         pack_p();
@@ -430,7 +401,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         float rescale[1][2];
         WgmmaWait<1>();  // S of tile n + 1, while P V of tile n runs
         release(sm.KEmpty(next.stage));
-        if (n + 2 == tiles.n_end) MbarrierArrive(sm.QEmpty(q_slot.j));
+        if (n + 2 == tiles.n_end) MbarrierArrive(sm.QEmpty());
         // P of tile n is still being read by the P V product: the softmax
         // writes S in place, and P is packed only after the wait below.
         softmax(n + 1, rescale);
@@ -458,8 +429,8 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       release(sm.VEmpty(last.stage));
       ++kv_count;
     } else {
-      MbarrierArrive(sm.QEmpty(q_slot.j));  // a tile without keys: its slot is free at once
-      if (merge_state) continue;            // nor a change to the state
+      MbarrierArrive(sm.QEmpty());  // a tile without keys: its slot is free at once
+      if (merge_state) continue;    // nor a change to the state
     }
     // The epilogue (traits.h): at d128 the written O or the merged ring
     // state through the output tile (the register path not compiled in: it
@@ -501,12 +472,10 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   const WarpSpecializedForwardShared<kHeadDim> sm(SharedAddress(shared_raw));
   if (threadIdx.x == 0) {
-    for (int j = 0; j < Tr::kQSlots; ++j) {
-      MbarrierInit(sm.QFull(j), 1);
-      // Every consumer thread releases a Q slot: each has read its tile
-      // (and its Q) by then.
-      MbarrierInit(sm.QEmpty(j), 128 * Tr::kConsumers);
-    }
+    MbarrierInit(sm.QFull(), 1);
+    // Every consumer thread releases the Q slot: each has read its tile
+    // (and its Q) by then.
+    MbarrierInit(sm.QEmpty(), 128 * Tr::kConsumers);
     for (int s = 0; s < Tr::kStages; ++s) {
       MbarrierInit(sm.KFull(s), 1);
       MbarrierInit(sm.KEmpty(s), Tr::kConsumers);
