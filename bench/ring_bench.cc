@@ -16,7 +16,7 @@
 //              [--heads=32] [--kv_heads=32] [--head_dim=128] [--iters=10]
 //              [--rows=zigzag,varlen_zigzag] [--gpu=h200] [--calibration_out=F] [--hop_sweep]
 //              [--calibration_min] [--calibration_warmup_ms=0] [--calibration_task_cost]
-//              [--calibration_events]
+//              [--calibration_events] [--fresh_writes=false]
 //              [--torch_single_ms=F,FB,VF,VFB --torch_single_names=DENSE,VARLEN]
 #include <cuda_runtime_api.h>
 
@@ -64,6 +64,11 @@ ABSL_FLAG(int64_t, kv_heads, 32, "key/value heads");
 ABSL_FLAG(int64_t, head_dim, 128, "head dim");
 ABSL_FLAG(int, iters, 10, "timed iterations per row (after 3 warm-up ones)");
 ABSL_FLAG(std::string, rows, "", "comma-separated row names; empty: all");
+ABSL_FLAG(bool, fresh_writes, true,
+          "the CUDA backend writes a pass's first contribution to its state and a backward "
+          "step's first to its zeroed dK/dV instead of merging / adding them "
+          "(CudaBackendOptions::fresh_writes); false: every launch merges / adds, the ring "
+          "before 2026-12-02, for A/B runs of both in one binary");
 ABSL_FLAG(bool, outputs, false,
           "time what a caller gets, as PyTorch's context parallel and the Python entry do: the "
           "state reset, O and LSE written in the input dtype after the forward, dQ, dK and dV "
@@ -211,6 +216,7 @@ class Bench {
         o.device = placements_[i].device;
         o.stream = placements_[i].stream;
         o.synchronous = false;
+        o.fresh_writes = absl::GetFlag(FLAGS_fresh_writes);
         absl::StatusOr<std::unique_ptr<cuda::CudaRingBackend>> backend =
             cuda::CudaRingBackend::Create(schedule, r, shape, DefaultSoftmaxScale(shape.head_dim),
                                           {DType::kBFloat16, Bytes(q), Bytes(k), Bytes(v)}, o);
@@ -420,9 +426,13 @@ BenchProblem MakeConfig(const BenchRow& row, int world, int64_t tokens,
 // Calibration::pass_overhead_us_* and launch_us. `strided`: the positions
 // of a stripe ring step's block at W = 2 (queries 0, 2, 4, ..., keys 1, 3,
 // 5, ...: the next rank's), which a causal mask cuts to n (n - 1) / 2
-// allowed pairs.
+// allowed pairs. fresh: launched as a ring pass's first launch on the rows
+// (the forward writes the state without reading it, the backward stores
+// dK/dV into zeroed buffers: the CUDA backend's fresh writes); false: merged
+// into / added to what is there.
 absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem& b, int launches,
-                                                             bool strided = false) {
+                                                             bool strided = false,
+                                                             bool fresh = true) {
   const AttentionShape& shape = b.shape;
   const int64_t n = shape.seqlen_q;
   if (shape.batch != 1 || shape.seqlen_k != n || launches < 1 || (strided && !b.mask.causal)) {
@@ -449,7 +459,9 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
   a.state_o = buffers.f32(3);
   a.state_lse = buffers.f32(4);
   if (strided) cuda::PlaceAsStripeStep(a, n, 2);
+  a.state_fresh = fresh;
   cuda::BackwardBlockArgs back;
+  back.key_grads_fresh = fresh;
   back.dout = buffers[5];
   back.lse = a.state_lse;
   back.delta = buffers.f32(6);
@@ -740,7 +752,8 @@ absl::Status Main() {
       const int runs = std::max(iters, static_cast<int>(20 * tokens / n));
       ASSIGN_OR_RETURN(PlanReport p, BuildPlan(base, b.shape));
       if (absl::GetFlag(FLAGS_calibration_events)) {
-        ASSIGN_OR_RETURN(const auto s, BlockKernelSeconds(b, runs));
+        ASSIGN_OR_RETURN(const auto s, BlockKernelSeconds(b, runs, /*strided=*/false,
+                                                          absl::GetFlag(FLAGS_fresh_writes)));
         return std::pair{p.TotalFlops() / s.first / 1e12, 2.5 * p.TotalFlops() / s.second / 1e12};
       }
       ASSIGN_OR_RETURN(const Timing f_timing, alone.Run(base, b.shape, false, runs));
@@ -820,6 +833,24 @@ absl::Status Main() {
                        }));
       std::tie(cal.strided_block_factor, cal.strided_block_factor_bwd) = strided_factor;
     }
+    // A forward launch that merges into a state written before (a ring
+    // pass's steps after its first on the rows) over one that writes it
+    // fresh (every calibration pass here: W = 1): merged_state_factor, on
+    // the full block of `tokens` (later steps' blocks are full ones or
+    // halves), both kernels alone (events), five rounds in turn. Without
+    // fresh writes every launch merges: 1.
+    if (absl::GetFlag(FLAGS_fresh_writes)) {
+      BenchProblem b = MakeConfig(kBenchRows[0], 1, tokens, {});
+      b.mask.causal = false;
+      ASSIGN_OR_RETURN(
+          const auto merged, MedianOfRounds(5, [&]() -> absl::StatusOr<std::pair<double, double>> {
+            ASSIGN_OR_RETURN(const auto fresh, BlockKernelSeconds(b, iters));
+            ASSIGN_OR_RETURN(const auto kept, BlockKernelSeconds(b, iters, /*strided=*/false,
+                                                                 /*fresh=*/false));
+            return std::pair{fresh.first / kept.first, fresh.second / kept.second};
+          }));
+      cal.merged_state_factor = merged.first;
+    }
     // Full blocks of tokens / 8 .. tokens: the small blocks of short
     // documents too (those that are nearly all fixed cost are left out).
     std::vector<std::pair<int64_t, std::pair<double, double>>> full;
@@ -861,13 +892,15 @@ absl::Status Main() {
     Print(
         "calibration: our kernels, TFLOP/s: causal %lld tokens fwd %.1f, bwd %.1f; full "
         "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd; strided / contiguous "
-        "%.3f fwd, %.3f bwd; ring pass dK/dV home %g B/element; a 128-token pass %.1f us fwd, "
+        "%.3f fwd, %.3f bwd; merged / fresh state %.3f fwd; ring pass dK/dV home %g B/element; a "
+        "128-token pass %.1f us fwd, "
         "%.1f us fwd+bwd; pass overhead %.1f / %.1f us (fwd / bwd); from the %s table%s%s\n",
         static_cast<long long>(tokens), causal.first, causal.second, report.c_str(),
         cal.partial_block_factor, cal.partial_block_factor_bwd, cal.strided_block_factor,
-        cal.strided_block_factor_bwd, cal.ring_pass_dkv_home_bytes, 1e6 * pass_s(tiny_f),
-        1e6 * pass_s(tiny_fb), cal.pass_overhead_us_fwd, cal.pass_overhead_us_bwd, gpu.c_str(),
-        task_cost.c_str(), fastest ? "; from the fastest iterations" : "");
+        cal.strided_block_factor_bwd, cal.MergedStateFactor(), cal.ring_pass_dkv_home_bytes,
+        1e6 * pass_s(tiny_f), 1e6 * pass_s(tiny_fb), cal.pass_overhead_us_fwd,
+        cal.pass_overhead_us_bwd, gpu.c_str(), task_cost.c_str(),
+        fastest ? "; from the fastest iterations" : "");
     if (link > 0) cal.link_gbps = link;
     if (gather > 0) cal.collective_gbps = gather;
     cal.gpu = absl::StrCat("measured-by-ring_bench");

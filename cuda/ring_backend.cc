@@ -102,6 +102,7 @@ class Backend final : public CudaRingBackend {
         managed_(options.memory == RingBufferMemory::kManaged),
         device_(options.device),
         synchronous_(options.synchronous),
+        fresh_writes_(options.fresh_writes),
         all_gather_(schedule.pattern() != CommPattern::kRingPass),
         ring_size_(schedule.layout().ring_size()),
         kv_heads_per_step_(schedule.pattern() == CommPattern::kRingPass
@@ -255,7 +256,8 @@ class Backend final : public CudaRingBackend {
         // without reading them (a pass's first step; later shards merge).
         ForwardBlockArgs a = shard;
         a.state_fresh =
-            fresh_state_.Touch(task.q_row, task.q_end(), task.kv_head_begin, task.kv_head_end);
+            fresh_state_.Touch(task.q_row, task.q_end(), task.kv_head_begin, task.kv_head_end) &&
+            fresh_writes_;
         return Check(LaunchForward(a, stream_), "the forward kernel");
       }));
     }
@@ -368,7 +370,8 @@ class Backend final : public CudaRingBackend {
         // Rows of the visiting block: its shards one after another.
         const int64_t row = shard_offset / shard_elements * local_.rows + a.k_row;
         args.key_grads_fresh =
-            fresh_dkv_.Touch(row, row + a.k_pos.length, task.kv_head_begin, task.kv_head_end);
+            fresh_dkv_.Touch(row, row + a.k_pos.length, task.kv_head_begin, task.kv_head_end) &&
+            fresh_writes_;
         args.task = a;
         args.dout = dout_in_;
         args.lse = state_lse_.get<float>();
@@ -604,6 +607,7 @@ class Backend final : public CudaRingBackend {
   const bool managed_;
   const int device_;
   const bool synchronous_;
+  const bool fresh_writes_;  // CudaBackendOptions::fresh_writes
   const bool all_gather_;
   const int ring_size_;
   const int64_t kv_heads_per_step_;

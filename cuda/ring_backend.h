@@ -46,6 +46,12 @@ struct CudaBackendOptions {
   bool synchronous = true;
   // Filled with memory() when the backend is destroyed (not owned).
   struct MemoryReport* final_memory = nullptr;
+  // A pass's first launch on its state rows writes them without reading
+  // them (ForwardBlockArgs::state_fresh), and a backward step's first launch
+  // on rows of its zeroed dK/dV stores them (key_grads_fresh). false: every
+  // launch merges / adds (ring_bench --fresh_writes=false: the ring with
+  // the older paths, for A/B runs in one binary).
+  bool fresh_writes = true;
 };
 
 // Bytes of device memory one rank holds.

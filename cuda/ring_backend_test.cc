@@ -44,7 +44,8 @@ struct RankResult {
 // How the ranks run: the CPU backend, or CUDA backends moved by the host
 // thread communicator (managed memory, synchronous), by device copies
 // (asynchronous: compute and copies overlap) or by NCCL (one GPU each).
-enum class Mode { kCpu, kManagedThreads, kDeviceCopy, kNccl };
+// kDeviceCopyMerged: kDeviceCopy with CudaBackendOptions::fresh_writes off.
+enum class Mode { kCpu, kManagedThreads, kDeviceCopy, kDeviceCopyMerged, kNccl };
 
 // Forward, backward and the results of one rank.
 absl::Status RankBody(const Schedule& schedule, Communicator& comm, RankBackend& backend,
@@ -124,8 +125,10 @@ std::vector<RankResult> RunRing(const Schedule& schedule, const AttentionShape& 
   for (int r = 0; r < world; ++r) {
     threads.emplace_back([&, r] {
       cudaSetDevice(placements[r].device);
-      CudaBackendOptions o{
-          .device = placements[r].device, .stream = placements[r].stream, .synchronous = false};
+      CudaBackendOptions o{.device = placements[r].device,
+                           .stream = placements[r].stream,
+                           .synchronous = false,
+                           .fresh_writes = mode != Mode::kDeviceCopyMerged};
       absl::StatusOr<std::unique_ptr<CudaRingBackend>> backend =
           CudaRingBackend::Create(schedule, r, s, scale, inputs(r), o);
       statuses[r] = backend.ok() ? RankBody(schedule, *comms[r], **backend, dout[r], results[r])
@@ -436,6 +439,18 @@ std::array<double, 4> RingErrors(const LayoutSpec& spec, const Problem& p) {
 // full sequence is at most 1.05x the error of one kernel call on the same
 // sequence (a ring of one rank), forward and backward, W = 2, 4, 8 virtual
 // ranks, a ring size below W, and documents (varlen).
+// Every launch merging into the state and adding into dK/dV
+// (CudaBackendOptions::fresh_writes off, ring_bench --fresh_writes=false)
+// gives what the fresh writes of a pass's first launches give.
+TEST(CudaRingBackendTest, MergedWritesMatchFreshOnes) {
+  if (absl::StatusOr<int> n = DeviceCount(); !n.ok()) {
+    GTEST_SKIP() << "no CUDA device: " << n.status().message();
+  }
+  for (const Case& c : Cases()) {
+    Check(c.layout, c.mask, c.shape, c.dtype, Mode::kDeviceCopy, Mode::kDeviceCopyMerged);
+  }
+}
+
 TEST(CudaRingBackendTest, LowPrecisionRingErrorIsTheOneKernelError) {
   if (absl::StatusOr<int> n = DeviceCount(); !n.ok()) {
     GTEST_SKIP() << "no CUDA device: " << n.status().message();

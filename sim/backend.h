@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/fresh_regions.h"
 #include "core/plan.h"
 #include "core/ring_backend.h"
 #include "core/schedule.h"
@@ -29,8 +30,10 @@ struct TaskCost {
 };
 
 // `batch` is the rank's batch rows [first, second) (Layout::BatchRange).
+// merges_state: a forward task on state rows an earlier task of its pass
+// wrote (Calibration::merged_state_factor).
 TaskCost CostOf(const BlockTask& task, const Mask& mask, std::pair<int64_t, int64_t> batch,
-                const SimOptions& o, bool backward) {
+                const SimOptions& o, bool backward, bool merges_state = false) {
   const AttentionShape& s = o.shape;
   const auto [b0, b1] = batch;
   const double pairs = CountAllowedPairs(task, mask, b0, b1);
@@ -41,7 +44,8 @@ TaskCost CostOf(const BlockTask& task, const Mask& mask, std::pair<int64_t, int6
   const bool strided = !task.q.contiguous() || !task.k.contiguous();
   const double rate =
       1e12 * o.calibration.Tflops(backward, s.head_dim, task.q.length, task.k.length, density) *
-      (strided ? o.calibration.StridedFactor(backward) : 1.0);
+      (strided ? o.calibration.StridedFactor(backward) : 1.0) *
+      (merges_state && !backward ? o.calibration.MergedStateFactor() : 1.0);
   return {flops, flops / rate + 1e-6 * o.calibration.LaunchUs(backward)};
 }
 
@@ -122,6 +126,7 @@ class SimBackend : public RingBackend {
   // (input dtype) and LSE; WriteGrads converts fp32 dQ, dK, dV to the
   // input dtype.
   void ResetState() {
+    fresh_state_.Reset();
     if (!o_.outputs) return;
     Memory("reset LSE", 4 * local_.stat_elements());
     Memory("reset O", 4 * local_.q_elements());
@@ -158,7 +163,11 @@ class SimBackend : public RingBackend {
  private:
   void Run(absl::Span<const BlockTask> tasks, bool backward) {
     for (const BlockTask& task : tasks) {
-      const TaskCost cost = CostOf(task, schedule_.mask(), batch_, o_, backward);
+      // As the CUDA backend marks its launches: the first forward task on
+      // its state rows since the reset writes them fresh.
+      const bool merges = !backward && !fresh_state_.Touch(task.q_row, task.q_end(),
+                                                           task.kv_head_begin, task.kv_head_end);
+      const TaskCost cost = CostOf(task, schedule_.mask(), batch_, o_, backward, merges);
       Busy(cost.seconds, backward ? "bwd block" : "fwd block", [&] {
         return absl::StrFormat(
             "\"q\": \"%s\", \"k\": \"%s\", \"kv_heads\": \"[%d, %d)\", "
@@ -275,6 +284,7 @@ class SimBackend : public RingBackend {
   }
 
   const Schedule& schedule_;
+  FreshRegions fresh_state_;  // the forward pass's state rows written (ResetState)
   int rank_;
   const SimOptions& o_;
   RankClock* clock_;

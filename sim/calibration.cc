@@ -174,6 +174,7 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
         {"partial_block_factor_bwd", &Calibration::partial_block_factor_bwd},
         {"strided_block_factor", &Calibration::strided_block_factor},
         {"strided_block_factor_bwd", &Calibration::strided_block_factor_bwd},
+        {"merged_state_factor", &Calibration::merged_state_factor},
         {"host_sync_us", &Calibration::host_sync_us},
         {"ring_pass_dkv_home_bytes", &Calibration::ring_pass_dkv_home_bytes},
         {"pass_overhead_us_fwd", &Calibration::pass_overhead_us_fwd},
@@ -219,10 +220,10 @@ std::string Calibration::Serialize() const {
       "\ninternode_latency_us ", internode_latency_us, "\npartial_block_factor ",
       partial_block_factor, "\npartial_block_factor_bwd ", partial_block_factor_bwd,
       "\nstrided_block_factor ", strided_block_factor, "\nstrided_block_factor_bwd ",
-      strided_block_factor_bwd, "\nhost_sync_us ", host_sync_us, "\nring_pass_dkv_home_bytes ",
-      ring_pass_dkv_home_bytes, "\npass_overhead_us_fwd ", pass_overhead_us_fwd,
-      "\npass_overhead_us_bwd ", pass_overhead_us_bwd,
-      "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
+      strided_block_factor_bwd, "\nmerged_state_factor ", merged_state_factor, "\nhost_sync_us ",
+      host_sync_us, "\nring_pass_dkv_home_bytes ", ring_pass_dkv_home_bytes,
+      "\npass_overhead_us_fwd ", pass_overhead_us_fwd, "\npass_overhead_us_bwd ",
+      pass_overhead_us_bwd, "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& [d, curve] : rates[pass]) {
       for (const auto& [side, tflops] : curve) {

@@ -18,6 +18,8 @@
 //   partial_block_factor_bwd 0.96  # the same for the backward (default: as fwd)
 //   strided_block_factor 0.85   # rate of a strided (stripe) block vs a contiguous one of
 //   strided_block_factor_bwd 0.9 # the same density (0 or absent: 1), fwd / bwd
+//   merged_state_factor 0.99 # rate of a forward task on state rows its pass wrote
+//                            # before vs the first one's (0 or absent: 1)
 //   ring_pass_dkv_home_bytes 0   # bytes per dK/dV element when a ring pass's sum comes home
 //   pass_overhead_us_fwd 16  # what a forward / backward pass costs besides its tasks
 //   pass_overhead_us_bwd 80  # and memory passes (host preparation, the end-of-pass sync)
@@ -105,6 +107,12 @@ class Calibration {
         backward && strided_block_factor_bwd > 0 ? strided_block_factor_bwd : strided_block_factor;
     return f > 0 ? f : 1.0;
   }
+  // Rate of a forward task whose state rows an earlier task of its pass
+  // wrote (it merges into them) relative to the first on those rows, which
+  // writes them fresh (the CUDA backend's state_fresh, since 2026-12-02;
+  // ring_bench's calibration passes are all first: W = 1). 0: 1.
+  double merged_state_factor = 0;
+  double MergedStateFactor() const { return merged_state_factor > 0 ? merged_state_factor : 1.0; }
   // HBM bytes per dK/dV element (fp32, both halves) when a ring pass's
   // finished sum comes home: 0, ringattn's CUDA backend since 2026-12-01
   // (the sum is the rank's dK/dV where it is); ring_bench runs before that

@@ -115,8 +115,8 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
       "524288 B per rank: 410.2 GB/s sent per rank\n"
       "calibration: our kernels, TFLOP/s: causal 4096 tokens fwd 300.0, bwd 250.0; full blocks "
       "(side:TFLOP/s) fwd 1024:200.0 4096:400.0; bwd 1024:150.0 4096:300.0; causal / full 0.800 "
-      "fwd, 0.810 bwd; strided / contiguous 0.975 fwd, 0.985 bwd; ring pass dK/dV home 0 "
-      "B/element; a 128-token pass 120.0 us fwd, 250.0 "
+      "fwd, 0.810 bwd; strided / contiguous 0.975 fwd, 0.985 bwd; merged / fresh state 0.940 "
+      "fwd; ring pass dK/dV home 0 B/element; a 128-token pass 120.0 us fwd, 250.0 "
       "us fwd+bwd; pass overhead 16.5 / 80.25 us (fwd / bwd)\n"
       "zigzag         fwd          100.00     200.00 ringattn             50.0%       100.0      "
       "1.0 / 1.0          1.234     1.300   +5.3%\n";
@@ -139,6 +139,7 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
   EXPECT_DOUBLE_EQ(c->partial_block_factor_bwd, 0.81);
   EXPECT_DOUBLE_EQ(c->strided_block_factor, 0.975);
   EXPECT_DOUBLE_EQ(c->strided_block_factor_bwd, 0.985);
+  EXPECT_DOUBLE_EQ(c->MergedStateFactor(), 0.94);
   EXPECT_DOUBLE_EQ(c->pass_overhead_us_fwd, 16.5);
   EXPECT_DOUBLE_EQ(c->pass_overhead_us_bwd, 80.25);
   EXPECT_NEAR(c->Tflops(false, 64, 4096, 4096, 1.0), 400.0, 1e-6);
@@ -170,6 +171,7 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
   const std::string before =
       absl::StrReplaceAll(log, {{"; ring pass dK/dV home 0 B/element", ""},
                                 {"; strided / contiguous 0.975 fwd, 0.985 bwd", ""},
+                                {"; merged / fresh state 0.940 fwd", ""},
                                 {"; pass overhead 16.5 / 80.25 us (fwd / bwd)", ""}});
   const absl::StatusOr<RingBenchLog> old = ParseRingBenchLog(before);
   ASSERT_TRUE(old.ok()) << old.status();
@@ -178,6 +180,7 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
   EXPECT_DOUBLE_EQ(old_c->ring_pass_dkv_home_bytes, 10);
   EXPECT_DOUBLE_EQ(old_c->pass_overhead_us_fwd, 0);
   EXPECT_DOUBLE_EQ(old_c->StridedFactor(false), 1) << "not measured: the contiguous model";
+  EXPECT_DOUBLE_EQ(old_c->MergedStateFactor(), 1) << "every forward launch merged then";
   EXPECT_DOUBLE_EQ(old_c->pass_overhead_us_bwd, 0);
   EXPECT_FALSE(ParseRingBenchLog("no ring_bench output here").ok());
   EXPECT_THAT(std::string(ParseRingBenchLog("ring_bench: x x y").status().message()),

@@ -136,6 +136,13 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
   RETURN_IF_ERROR(fwd_bwd("strided / contiguous", " fwd, ", " bwd", &c.strided_block_factor,
                           &c.strided_block_factor_bwd)
                       .status());
+  // A forward launch that merges into its state over one that writes it
+  // fresh, where measured (ring_bench since the fresh state, 2026-12-02;
+  // before, every launch merged, the calibration's too: 1).
+  if (const absl::string_view merged = Between(line, "merged / fresh state ", " fwd");
+      !merged.empty()) {
+    ASSIGN_OR_RETURN(c.merged_state_factor, Number(merged, "merged / fresh state"));
+  }
   // Logs before this field was printed come from code that added a ring
   // pass's returning dK/dV into zeroed full fp32 buffers.
   const absl::string_view home = Between(line, "ring pass dK/dV home ", " B/element");

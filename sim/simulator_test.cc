@@ -185,6 +185,37 @@ TEST(SimulatorTest, StridedBlockFactorSlowsStripeTasksOnly) {
   EXPECT_EQ(Calibration::Parse(o.calibration.Serialize())->strided_block_factor_bwd, 0.8);
 }
 
+// A forward task on state rows its pass already wrote runs at
+// merged_state_factor x the rate (the first on them writes them fresh, as
+// ring_bench's W = 1 calibration passes do); backward tasks do not change.
+TEST(SimulatorTest, MergedStateFactorSlowsForwardTasksAfterTheFirstOnTheirRows) {
+  SimOptions o = Options(LayoutKind::kRing, /*world=*/2, 8192);
+  o.mask = {};  // full: each rank's two steps have a block of the same FLOPs
+  const SimResult plain = *Simulate(o);
+  o.calibration.merged_state_factor = 0.5;
+  const SimResult merged = *Simulate(o);
+  // Step 0 (fresh) t, step 1 (merges) 2 t instead of t: a 4096-token block
+  // of 8 heads at 100 TFLOP/s more (the memory passes unchanged).
+  const double t = 4.0 * 4096 * 4096 * 8 * 128 / 100e12;
+  EXPECT_NEAR(merged.ranks[0].compute_s - plain.ranks[0].compute_s, t, 1e-9);
+  EXPECT_NEAR(merged.forward_s - plain.forward_s, t, 1e-9);
+  o.backward = true;
+  const SimResult merged_fb = *Simulate(o);
+  o.calibration.merged_state_factor = 0;  // 0: 1
+  const SimResult plain_fb = *Simulate(o);
+  EXPECT_NEAR(merged_fb.iteration_s - merged_fb.forward_s,
+              plain_fb.iteration_s - plain_fb.forward_s, 1e-9);
+  EXPECT_NEAR(plain_fb.forward_s, plain.forward_s, 1e-12);
+  // One task per rank at W = 1: nothing merges.
+  SimOptions one = Options(LayoutKind::kRing, /*world=*/1, 8192);
+  const double alone = Simulate(one)->iteration_s;
+  one.calibration.merged_state_factor = 0.5;
+  EXPECT_EQ(Simulate(one)->iteration_s, alone);
+  EXPECT_EQ(Calibration::Parse(o.calibration.Serialize())->merged_state_factor, 0);
+  o.calibration.merged_state_factor = 0.97;
+  EXPECT_EQ(Calibration::Parse(o.calibration.Serialize())->merged_state_factor, 0.97);
+}
+
 // A ring pass's returning dK/dV costs ring_pass_dkv_home_bytes per element
 // (0 today: the sum is used where it is); all-gather's home add is charged
 // whatever it says.
