@@ -61,9 +61,6 @@ class RingBackend {
   virtual absl::StatusOr<absl::Span<uint8_t>> Buffer(int slot, int64_t bytes) = 0;
   // dst += src, element-wise in grad_dtype() (dK/dV partial sums).
   virtual absl::Status Accumulate(absl::Span<uint8_t> dst, absl::Span<const uint8_t> src) = 0;
-  // Sets a buffer from Buffer() to zeros (host memset, device memset, or
-  // nothing for a simulated backend).
-  virtual absl::Status Zero(absl::Span<uint8_t> buffer) = 0;
   // Writes this rank's K/V of kv heads [head_begin, head_end) into `out`.
   virtual absl::Status PackKv(int64_t head_begin, int64_t head_end, absl::Span<uint8_t> out) = 0;
   // K and V of every kv head as the rank holds them.
@@ -83,10 +80,11 @@ class RingBackend {
 
   // Prepares the backward pass (D = rowsum(dO * O)).
   virtual absl::Status StartBackward() = 0;
-  // Accumulates dQ of `tasks` at home and their dK/dV into `dkv` (laid out
-  // like `kv`, elements of grad_dtype()). RunRingBackward sets `dkv` to
-  // zeros with Zero just before: a backend that saw that call may write the
-  // step's first contribution to each row instead of adding it.
+  // Accumulates dQ of `tasks` at home and writes their dK/dV, summed, into
+  // `dkv` (laid out like `kv`, elements of grad_dtype(); a buffer from
+  // Buffer(): what it held is overwritten, rows no task has become zeros),
+  // so a backend may store each row's first contribution instead of
+  // adding it to zeros.
   virtual absl::Status BackwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv,
                                     absl::Span<uint8_t> dkv) = 0;
   // Adds the completed dK/dV of this rank's kv heads [head_begin, head_end)

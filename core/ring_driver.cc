@@ -422,7 +422,6 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule, Communica
     }
     const auto compute = [&](absl::Span<const BlockTask> tasks, const KvBlock& kv, int t) {
       ASSIGN_OR_RETURN(absl::Span<uint8_t> grads, transport->Grads(t));
-      RETURN_IF_ERROR(backend.Zero(grads));
       return backend.BackwardStep(tasks, kv, grads);
     };
     return RunSteps(schedule, comm.rank(), *transport, compute, stats);

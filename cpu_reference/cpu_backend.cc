@@ -91,11 +91,6 @@ class Backend final : public CpuRingBackend {
     return absl::OkStatus();
   }
 
-  absl::Status Zero(absl::Span<uint8_t> buffer) override {
-    std::memset(buffer.data(), 0, buffer.size());
-    return absl::OkStatus();
-  }
-
   // The inputs as they are: (batch, rows, every kv head, d) each, a packed
   // block's halves.
   std::optional<OwnKvSpans> OwnKv() const override {
@@ -195,12 +190,13 @@ class Backend final : public CpuRingBackend {
                                        {absl::MakeSpan(visit_dk_), vs},
                                        {absl::MakeSpan(visit_dv_), vs}));
     }
-    // Add into the travelling accumulator, laid out like the packed K/V.
+    // Into the step's buffer, laid out like the packed K/V.
     if (static_cast<int64_t>(dkv.size()) != kv.ranks * GradBytes(kv.head_begin, kv.head_end)) {
       return absl::InvalidArgumentError(
           absl::StrCat("dK/dV buffer has ", dkv.size(), " bytes; expected ",
                        kv.ranks * GradBytes(kv.head_begin, kv.head_end)));
     }
+    std::memset(dkv.data(), 0, dkv.size());
     C* acc = reinterpret_cast<C*>(dkv.data());
     ForEachVisitingRow(kv, [&](int64_t packed_k, int64_t packed_v, int64_t visit) {
       for (int64_t i = 0; i < problem_.head_dim; ++i) {

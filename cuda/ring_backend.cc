@@ -186,7 +186,6 @@ class Backend final : public CudaRingBackend {
     m.set_meter(&meter_);
     if (m.bytes() < bytes || m.get() == nullptr) {
       RETURN_IF_ERROR(Device());
-      zeroed_ = {};  // a new buffer may take the freed one's address
       RETURN_IF_ERROR(m.Allocate(bytes, managed_));
     }
     return absl::MakeSpan(m.get<uint8_t>(), bytes);
@@ -199,17 +198,10 @@ class Backend final : public CudaRingBackend {
                                                      "; expected equal sizes of float32 elements"));
     }
     RETURN_IF_ERROR(Device());
-    zeroed_ = {};
     return Finish(LaunchAddF32(reinterpret_cast<float*>(dst.data()),
                                reinterpret_cast<const float*>(src.data()),
                                static_cast<int64_t>(dst.size() / 4), stream_),
                   "accumulating dK/dV");
-  }
-
-  absl::Status Zero(absl::Span<uint8_t> buffer) override {
-    RETURN_IF_ERROR(Device());
-    zeroed_ = buffer;
-    return Finish(cudaMemsetAsync(buffer.data(), 0, buffer.size(), stream_), "zeroing a buffer");
   }
 
   // K and V as the kernels read them (the caller's tensors in place, or
@@ -232,7 +224,6 @@ class Backend final : public CudaRingBackend {
                        " bytes; expected ", KvBytes(head_begin, head_end)));
     }
     RETURN_IF_ERROR(Device());
-    zeroed_ = {};
     // Rows of (batch * rows) tokens: heads [begin, end) of each, K then V.
     const int64_t elem = DTypeBytes(dtype_), d = shape_.head_dim;
     const int64_t width = (head_end - head_begin) * d * elem;
@@ -355,14 +346,14 @@ class Backend final : public CudaRingBackend {
                        kv.ranks * GradBytes(kv.head_begin, kv.head_end)));
     }
     RETURN_IF_ERROR(CheckVisiting(kv));
-    // The kernels accumulate straight into the buffer the driver zeroed:
-    // it has the visiting K/V's packed layout (shards of K then V), in fp32.
-    // Zeroed by Zero just before (RunRingBackward's order), the first
-    // launch on each of its rows may store them (key_grads_fresh).
+    // The kernels accumulate straight into the step's buffer, zeroed
+    // here: it has the visiting K/V's packed layout (shards of K then V),
+    // in fp32; the first launch on each of its rows may store them
+    // (key_grads_fresh).
+    RETURN_IF_ERROR(
+        Check(cudaMemsetAsync(dkv.data(), 0, dkv.size(), stream_), "zeroing the step's dK/dV"));
     float* dkv_f32 = reinterpret_cast<float*>(dkv.data());
     fresh_dkv_.Reset();
-    if (dkv.data() != zeroed_.data() || dkv.size() != zeroed_.size()) fresh_dkv_.TouchAll();
-    zeroed_ = {};
     const int64_t shard_elements = local_.packed_kv_elements(kv.head_begin, kv.head_end);
     for (const BlockTask& task : tasks) {
       RETURN_IF_ERROR(ForEachShard(task, kv, [&](const ForwardBlockArgs& a, int64_t shard_offset) {
@@ -378,7 +369,7 @@ class Backend final : public CudaRingBackend {
         args.delta = delta_.get<float>();
         args.dq = dq_.get<float>();
         args.dk = dkv_f32 + shard_offset;
-        args.dv = args.dk + local_.packed_kv_elements(kv.head_begin, kv.head_end) / 2;
+        args.dv = args.dk + shard_elements / 2;
         return Check(LaunchBackward(args, stream_), "the backward kernel");
       }));
     }
@@ -622,10 +613,8 @@ class Backend final : public CudaRingBackend {
   // Which state rows (local rows x kv heads) forward launches have written
   // since ResetState.
   FreshRegions fresh_state_;
-  // The buffer Zero last set (until another call writes a buffer), and which
-  // rows (visiting block rows x kv heads) of a backward step's dK/dV its
-  // launches have written.
-  absl::Span<uint8_t> zeroed_;
+  // Which rows (visiting block rows x kv heads) of a backward step's dK/dV
+  // its launches have written.
   FreshRegions fresh_dkv_;
   const void *q_in_ = nullptr, *k_in_ = nullptr, *v_in_ = nullptr;  // CopyInputs
   const void* dout_in_ = nullptr;                                   // SetDout

@@ -76,10 +76,6 @@ class SimBackend : public RingBackend {
     Memory("add partial dK/dV", static_cast<int64_t>(dst.size()) * 3);
     return absl::OkStatus();
   }
-  absl::Status Zero(absl::Span<uint8_t> buffer) override {
-    Memory("zero dK/dV", static_cast<int64_t>(buffer.size()));
-    return absl::OkStatus();
-  }
   absl::Status PackKv(int64_t, int64_t, absl::Span<uint8_t>) override { return absl::OkStatus(); }
 
   absl::Status ForwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv) override {
@@ -98,8 +94,10 @@ class SimBackend : public RingBackend {
     Memory("D = rowsum(dO * O)", local_.q_elements() * 2 * DTypeBytes(o_.dtype));
     return absl::OkStatus();
   }
+  // The CUDA backend's: the step's buffer zeroed, then the tasks.
   absl::Status BackwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv,
-                            absl::Span<uint8_t>) override {
+                            absl::Span<uint8_t> dkv) override {
+    Memory("zero dK/dV", static_cast<int64_t>(dkv.size()));
     Run(tasks, true);
     if (o_.seed_implementation) SeedPasses(tasks, kv, true, backward_step_);
     ++backward_step_;
