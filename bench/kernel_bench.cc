@@ -244,12 +244,26 @@ int Main(int argc, char** argv) {
         deltas(ElementType::kFloat32, o);
         LaunchBackward(back, nullptr);
       };
+      // A backward line: D from O (o_type, o_data), then `launch`, timed.
+      const auto report_backward = [&](const char* impl, ElementType o_type, const void* o_data,
+                                       const auto& launch, int runs) {
+        report(impl,
+               TimeMs(
+                   [&] {
+                     deltas(o_type, o_data);
+                     launch();
+                   },
+                   runs),
+               "bwd", 2.5);
+      };
       // Rows no tensor-core backward takes (fp32, d256) run the
       // correctness-first kernel: timed too, fewer times (it is slow), so
       // that the table shows what those rows cost.
       const bool tensor_cores = flash::FlashBackwardSupports(back);
       const int backward_iterations = tensor_cores ? iterations : std::min(iterations, 3);
-      report("ringattn", TimeMs(backward, backward_iterations), "bwd", 2.5);
+      report_backward(
+          "ringattn", ElementType::kFloat32, o, [&] { LaunchBackward(back, nullptr); },
+          backward_iterations);
       // D from the forward's output in the input dtype (what torch's
       // backward and the Python entry read) instead of the fp32 ring
       // state: two thirds of the D kernel's bytes at bf16. Timed right
@@ -257,39 +271,24 @@ int Main(int argc, char** argv) {
       // to 11 % below it, while the two timed alternately were equal (the
       // O-dtype 0.2-1.7 % faster; 2026-12-02, docs/KERNEL_BENCH.md).
       if (tensor_cores && r.dtype != ElementType::kFloat32) {
-        report("ringattn_o_in_dtype",
-               TimeMs(
-                   [&] {
-                     deltas(r.dtype, out);
-                     LaunchBackward(back, nullptr);
-                   },
-                   iterations),
-               "bwd", 2.5);
+        report_backward(
+            "ringattn_o_in_dtype", r.dtype, out, [&] { LaunchBackward(back, nullptr); },
+            iterations);
       }
       // dK/dV added into the buffer (key_grads_fresh off).
       if (tensor_cores) {
         BackwardBlockArgs added = back;
         added.key_grads_fresh = false;
-        report("ringattn_added_grads",
-               TimeMs(
-                   [&] {
-                     deltas(ElementType::kFloat32, o);
-                     LaunchBackward(added, nullptr);
-                   },
-                   iterations),
-               "bwd", 2.5);
+        report_backward(
+            "ringattn_added_grads", ElementType::kFloat32, o,
+            [&] { LaunchBackward(added, nullptr); }, iterations);
       }
       if (every_kernel && tensor_cores && flash::HopperDevice()) {
         for (const NamedKernel& k : kTensorCoreKernels) {
           if (flash::LaunchFlashBackward(back, nullptr, k.kernel) != cudaSuccess) continue;
-          report(k.backward,
-                 TimeMs(
-                     [&] {
-                       deltas(ElementType::kFloat32, o);
-                       flash::LaunchFlashBackward(back, nullptr, k.kernel);
-                     },
-                     iterations),
-                 "bwd", 2.5);
+          report_backward(
+              k.backward, ElementType::kFloat32, o,
+              [&] { flash::LaunchFlashBackward(back, nullptr, k.kernel); }, iterations);
         }
       }
       report("ringattn",
