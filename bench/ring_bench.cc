@@ -423,19 +423,25 @@ BenchProblem MakeConfig(const BenchRow& row, int world, int64_t tokens,
 // mean of `launches` back-to-back launches between two events after an
 // untimed one. Inputs are zeros (the kernels' time does not depend on the
 // values). The ring pass's host costs are not in it: they are
-// Calibration::pass_overhead_us_* and launch_us. `strided`: the positions
-// of a stripe ring step's block at W = 2 (queries 0, 2, 4, ..., keys 1, 3,
-// 5, ...: the next rank's), which a causal mask cuts to n (n - 1) / 2
-// allowed pairs. fresh: launched as a ring pass's first launch on the rows
-// (the forward writes the state without reading it, the backward stores
-// dK/dV into zeroed buffers: the CUDA backend's fresh writes); false: merged
-// into / added to what is there.
+// Calibration::pass_overhead_us_* and launch_us.
+struct BlockLaunch {
+  // The positions of a stripe ring step's block at W = 2 (queries 0, 2, 4,
+  // ..., keys 1, 3, 5, ...: the next rank's), which a causal mask cuts to
+  // n (n - 1) / 2 allowed pairs.
+  bool strided = false;
+  // As a ring pass's first launch on the rows (the forward writes the state
+  // without reading it, the backward stores dK/dV into zeroed buffers: the
+  // CUDA backend's fresh writes); false: merged into / added to what is
+  // there.
+  bool fresh = true;
+  // The backward timed too; false: the forward alone (the second is 0).
+  bool backward = true;
+};
 absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem& b, int launches,
-                                                             bool strided = false,
-                                                             bool fresh = true) {
+                                                             const BlockLaunch& how = {}) {
   const AttentionShape& shape = b.shape;
   const int64_t n = shape.seqlen_q;
-  if (shape.batch != 1 || shape.seqlen_k != n || launches < 1 || (strided && !b.mask.causal)) {
+  if (shape.batch != 1 || shape.seqlen_k != n || launches < 1 || (how.strided && !b.mask.causal)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "BlockKernelSeconds: a one-rank block (batch 1, q = k tokens, causal if strided) and >= "
         "1 launch expected; got batch ",
@@ -458,10 +464,10 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
   a.v = buffers[2];
   a.state_o = buffers.f32(3);
   a.state_lse = buffers.f32(4);
-  if (strided) cuda::PlaceAsStripeStep(a, n, 2);
-  a.state_fresh = fresh;
+  if (how.strided) cuda::PlaceAsStripeStep(a, n, 2);
+  a.state_fresh = how.fresh;
   cuda::BackwardBlockArgs back;
-  back.key_grads_fresh = fresh;
+  back.key_grads_fresh = how.fresh;
   back.dout = buffers[5];
   back.lse = a.state_lse;
   back.delta = buffers.f32(6);
@@ -489,8 +495,8 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
     return 1e-3 * ms / launches;
   };
   absl::StatusOr<double> fwd = seconds([&] { return cuda::LaunchForward(a, nullptr); });
-  absl::StatusOr<double> bwd = absl::UnknownError("not run");
-  if (fwd.ok()) bwd = seconds([&] { return cuda::LaunchBackward(back, nullptr); });
+  absl::StatusOr<double> bwd = 0.0;
+  if (fwd.ok() && how.backward) bwd = seconds([&] { return cuda::LaunchBackward(back, nullptr); });
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
   RETURN_IF_ERROR(fwd.status());
@@ -752,8 +758,8 @@ absl::Status Main() {
       const int runs = std::max(iters, static_cast<int>(20 * tokens / n));
       ASSIGN_OR_RETURN(PlanReport p, BuildPlan(base, b.shape));
       if (absl::GetFlag(FLAGS_calibration_events)) {
-        ASSIGN_OR_RETURN(const auto s, BlockKernelSeconds(b, runs, /*strided=*/false,
-                                                          absl::GetFlag(FLAGS_fresh_writes)));
+        ASSIGN_OR_RETURN(const auto s,
+                         BlockKernelSeconds(b, runs, {.fresh = absl::GetFlag(FLAGS_fresh_writes)}));
         return std::pair{p.TotalFlops() / s.first / 1e12, 2.5 * p.TotalFlops() / s.second / 1e12};
       }
       ASSIGN_OR_RETURN(const Timing f_timing, alone.Run(base, b.shape, false, runs));
@@ -827,7 +833,7 @@ absl::Status Main() {
                        MedianOfRounds(7, [&]() -> absl::StatusOr<std::pair<double, double>> {
                          ASSIGN_OR_RETURN(const auto contiguous, BlockKernelSeconds(b, iters));
                          ASSIGN_OR_RETURN(const auto strided,
-                                          BlockKernelSeconds(b, iters, /*strided=*/true));
+                                          BlockKernelSeconds(b, iters, {.strided = true}));
                          return std::pair{pairs * contiguous.first / strided.first,
                                           pairs * contiguous.second / strided.second};
                        }));
@@ -844,10 +850,10 @@ absl::Status Main() {
       b.mask.causal = false;
       ASSIGN_OR_RETURN(
           const auto merged, MedianOfRounds(5, [&]() -> absl::StatusOr<std::pair<double, double>> {
-            ASSIGN_OR_RETURN(const auto fresh, BlockKernelSeconds(b, iters));
-            ASSIGN_OR_RETURN(const auto kept, BlockKernelSeconds(b, iters, /*strided=*/false,
-                                                                 /*fresh=*/false));
-            return std::pair{fresh.first / kept.first, fresh.second / kept.second};
+            ASSIGN_OR_RETURN(const auto fresh, BlockKernelSeconds(b, iters, {.backward = false}));
+            ASSIGN_OR_RETURN(const auto kept,
+                             BlockKernelSeconds(b, iters, {.fresh = false, .backward = false}));
+            return std::pair{fresh.first / kept.first, 0.0};  // the forward's alone
           }));
       cal.merged_state_factor = merged.first;
     }
