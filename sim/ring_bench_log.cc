@@ -124,6 +124,14 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
     ASSIGN_OR_RETURN(*bwd, Number(fb.second, absl::StrCat(label, " bwd")));
     return true;
   };
+  // "LABEL N<end>" of the line into *value, the same way.
+  const auto one = [&](absl::string_view label, absl::string_view end,
+                       double* value) -> absl::StatusOr<bool> {
+    const absl::string_view text = Between(line, absl::StrCat(label, " "), end);
+    if (text.empty()) return false;
+    ASSIGN_OR_RETURN(*value, Number(text, label));
+    return true;
+  };
   ASSIGN_OR_RETURN(const bool partial,
                    fwd_bwd("causal / full", " fwd, ", " bwd", &c.partial_block_factor,
                            &c.partial_block_factor_bwd));
@@ -139,18 +147,12 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
   // A forward launch that merges into its state over one that writes it
   // fresh, where measured (ring_bench since the fresh state, 2026-12-02;
   // before, every launch merged, the calibration's too: 1).
-  if (const absl::string_view merged = Between(line, "merged / fresh state ", " fwd");
-      !merged.empty()) {
-    ASSIGN_OR_RETURN(c.merged_state_factor, Number(merged, "merged / fresh state"));
-  }
+  RETURN_IF_ERROR(one("merged / fresh state", " fwd", &c.merged_state_factor).status());
   // Logs before this field was printed come from code that added a ring
   // pass's returning dK/dV into zeroed full fp32 buffers.
-  const absl::string_view home = Between(line, "ring pass dK/dV home ", " B/element");
-  if (home.empty()) {
-    c.ring_pass_dkv_home_bytes = 10;
-  } else {
-    ASSIGN_OR_RETURN(c.ring_pass_dkv_home_bytes, Number(home, "ring pass dK/dV home bytes"));
-  }
+  ASSIGN_OR_RETURN(const bool home,
+                   one("ring pass dK/dV home", " B/element", &c.ring_pass_dkv_home_bytes));
+  if (!home) c.ring_pass_dkv_home_bytes = 10;
   // Logs before the pass overhead was measured: none (their rates carry it).
   RETURN_IF_ERROR(
       fwd_bwd("pass overhead", " / ", " us", &c.pass_overhead_us_fwd, &c.pass_overhead_us_bwd)
