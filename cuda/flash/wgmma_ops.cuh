@@ -109,26 +109,6 @@ struct Wgmma<ElementType::kBFloat16> {
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d));
   }
 
-  static __device__ __forceinline__ void SS144(float (&d)[72], uint64_t a, uint64_t b,
-                                             int scale_d) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %74, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n144k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71}, %72, %73, p, 1, 1, 0, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71])
-        : "l"(a), "l"(b), "r"(scale_d));
-  }
-
-  static __device__ __forceinline__ void RS144(float (&d)[72], const uint32_t (&a)[4],
-                                             uint64_t b, int scale_d) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %77, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n144k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71}, {%72, %73, %74, %75}, %76, p, 1, 1, 1;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d));
-  }
-
   static __device__ __forceinline__ void SS160(float (&d)[80], uint64_t a, uint64_t b,
                                              int scale_d) {
     asm volatile(
@@ -192,24 +172,22 @@ struct Wgmma<ElementType::kBFloat16> {
   template <int N>
   static __device__ __forceinline__ void SS(float (&d)[N / 2], uint64_t a, uint64_t b,
                                             int scale_d) {
-    static_assert(N == 32 || N == 64 || N == 80 || N == 128 || N == 144 || N == 160 || N == 256, "wgmma widths 32, 64, 80, 128, 144, 160, 256");
+    static_assert(N == 32 || N == 64 || N == 80 || N == 128 || N == 160 || N == 256, "wgmma widths 32, 64, 80, 128, 160, 256");
     if constexpr (N == 32) SS32(d, a, b, scale_d);
     if constexpr (N == 64) SS64(d, a, b, scale_d);
     if constexpr (N == 80) SS80(d, a, b, scale_d);
     if constexpr (N == 128) SS128(d, a, b, scale_d);
-    if constexpr (N == 144) SS144(d, a, b, scale_d);
     if constexpr (N == 160) SS160(d, a, b, scale_d);
     if constexpr (N == 256) SS256(d, a, b, scale_d);
   }
   template <int N>
   static __device__ __forceinline__ void RS(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b,
                                             int scale_d) {
-    static_assert(N == 32 || N == 64 || N == 80 || N == 128 || N == 144 || N == 160 || N == 256, "wgmma widths 32, 64, 80, 128, 144, 160, 256");
+    static_assert(N == 32 || N == 64 || N == 80 || N == 128 || N == 160 || N == 256, "wgmma widths 32, 64, 80, 128, 160, 256");
     if constexpr (N == 32) RS32(d, a, b, scale_d);
     if constexpr (N == 64) RS64(d, a, b, scale_d);
     if constexpr (N == 80) RS80(d, a, b, scale_d);
     if constexpr (N == 128) RS128(d, a, b, scale_d);
-    if constexpr (N == 144) RS144(d, a, b, scale_d);
     if constexpr (N == 160) RS160(d, a, b, scale_d);
     if constexpr (N == 256) RS256(d, a, b, scale_d);
   }
@@ -297,26 +275,6 @@ struct Wgmma<ElementType::kFloat16> {
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d));
   }
 
-  static __device__ __forceinline__ void SS144(float (&d)[72], uint64_t a, uint64_t b,
-                                             int scale_d) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %74, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n144k16.f32.f16.f16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71}, %72, %73, p, 1, 1, 0, 0;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71])
-        : "l"(a), "l"(b), "r"(scale_d));
-  }
-
-  static __device__ __forceinline__ void RS144(float (&d)[72], const uint32_t (&a)[4],
-                                             uint64_t b, int scale_d) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %77, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n144k16.f32.f16.f16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71}, {%72, %73, %74, %75}, %76, p, 1, 1, 1;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale_d));
-  }
-
   static __device__ __forceinline__ void SS160(float (&d)[80], uint64_t a, uint64_t b,
                                              int scale_d) {
     asm volatile(
@@ -380,24 +338,22 @@ struct Wgmma<ElementType::kFloat16> {
   template <int N>
   static __device__ __forceinline__ void SS(float (&d)[N / 2], uint64_t a, uint64_t b,
                                             int scale_d) {
-    static_assert(N == 32 || N == 64 || N == 80 || N == 128 || N == 144 || N == 160 || N == 256, "wgmma widths 32, 64, 80, 128, 144, 160, 256");
+    static_assert(N == 32 || N == 64 || N == 80 || N == 128 || N == 160 || N == 256, "wgmma widths 32, 64, 80, 128, 160, 256");
     if constexpr (N == 32) SS32(d, a, b, scale_d);
     if constexpr (N == 64) SS64(d, a, b, scale_d);
     if constexpr (N == 80) SS80(d, a, b, scale_d);
     if constexpr (N == 128) SS128(d, a, b, scale_d);
-    if constexpr (N == 144) SS144(d, a, b, scale_d);
     if constexpr (N == 160) SS160(d, a, b, scale_d);
     if constexpr (N == 256) SS256(d, a, b, scale_d);
   }
   template <int N>
   static __device__ __forceinline__ void RS(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b,
                                             int scale_d) {
-    static_assert(N == 32 || N == 64 || N == 80 || N == 128 || N == 144 || N == 160 || N == 256, "wgmma widths 32, 64, 80, 128, 144, 160, 256");
+    static_assert(N == 32 || N == 64 || N == 80 || N == 128 || N == 160 || N == 256, "wgmma widths 32, 64, 80, 128, 160, 256");
     if constexpr (N == 32) RS32(d, a, b, scale_d);
     if constexpr (N == 64) RS64(d, a, b, scale_d);
     if constexpr (N == 80) RS80(d, a, b, scale_d);
     if constexpr (N == 128) RS128(d, a, b, scale_d);
-    if constexpr (N == 144) RS144(d, a, b, scale_d);
     if constexpr (N == 160) RS160(d, a, b, scale_d);
     if constexpr (N == 256) RS256(d, a, b, scale_d);
   }
