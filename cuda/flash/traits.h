@@ -206,7 +206,7 @@ struct WarpSpecializedForwardTraits {
   // The producer's 64-bit tile-range arithmetic spills below 56 registers;
   // d256's O (128 registers) needs 240 in the consumers (a producer of 24
   // spills, off the critical path).
-  using Registers = WarpSpecializedRegisters<kHeadDim == 256 ? 24 : (kHeadDim == 128 ? 40 : 56)>;
+  using Registers = WarpSpecializedRegisters<kHeadDim == 256 ? 24 : 56>;
   static constexpr int kProducerRegisters = Registers::kProducerRegisters;
   static constexpr int kConsumerRegisters = Registers::kConsumerRegisters;
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
