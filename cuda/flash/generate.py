@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 
-SHAPES = (64, 80, 128, 160, 256)
+SHAPES = (64, 80, 128, 256)
 TYPES = (("kBFloat16", "bf16"), ("kFloat16", "f16"), ("kFloat32", "tf32"))
 
 

@@ -201,7 +201,7 @@ struct WarpSpecializedForwardTraits {
   static constexpr int kThreads = WarpSpecializedCta::kThreads;
   static constexpr int kBlockM = 64 * kConsumers;
   // d256: 80 keys (FlashAttention-3's d256 tile; 1.07-1.11x of 64 measured).
-  static constexpr int kBlockN = kHeadDim == 256 ? 80 : (kHeadDim == 128 ? 160 : 128);
+  static constexpr int kBlockN = kHeadDim == 256 ? 80 : 128;
   static constexpr int kStages = kHeadDim == 64 ? 4 : 2;
   // The producer's 64-bit tile-range arithmetic spills below 56 registers;
   // d256's O (128 registers) needs 240 in the consumers (a producer of 24
@@ -217,7 +217,7 @@ struct WarpSpecializedForwardTraits {
   // merged there and copied out (at d64 its 181 KB of shared memory cost
   // 4-5 % on both columns, measured). Otherwise from and to registers.
   static constexpr bool kOutputTile = kHeadDim <= 128;
-  static constexpr bool kStateTile = false;
+  static constexpr bool kStateTile = kHeadDim == 128;
   static constexpr int kStateBytes = kBlockM * kHeadDim * 4;
   static constexpr int kOutputBytes =
       kStateTile ? kStateBytes : (kOutputTile ? kBlockM * kHeadDim * 2 : 0);
