@@ -2,16 +2,70 @@
 # Runs our kernels and PyTorch SDPA on the same GPU, in one command, and
 # prints one table with the ratios ours / torch per row.
 #   bench/kernel_bench.sh BIN_DIR [OUT_DIR]   (BIN_DIR holds kernel_bench)
+#     every row once: ours (every kernel by name beside kAuto's) then torch.
+#   bench/kernel_bench.sh BIN_DIR OUT_DIR REPEATS ROW...
+#     ours (kAuto's kernels) and torch alternated row by row, REPEATS times
+#     (cuDNN's own rate moves 2-3 % between runs: one run decides no row
+#     within that of 1.0); every run kept in OUT_DIR/runs.csv
+#     (repeat,row,impl,pass,ms,tflops), the table from each line's median
+#     over the repeats, then ours / cuDNN per repeat.
+# KERNEL_BENCH_TORCH replaces `python3 bench/torch_sdpa_bench.py` (tests).
 set -euo pipefail
-bin="${1:?usage: kernel_bench.sh BIN_DIR [OUT_DIR]}"
+usage="usage: kernel_bench.sh BIN_DIR [OUT_DIR [REPEATS ROW...]]"
+bin="${1:?$usage}"
 out="${2:-.}"
+repeats="${3:-}"
+shift $(( $# < 3 ? $# : 3 ))
 here="$(cd "$(dirname "$0")" && pwd)"
-gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-nvidia-smi --query-gpu=clocks.sm,clocks.max.sm,temperature.gpu,power.draw,clocks_throttle_reasons.active --format=csv > "$out/clocks_before.csv" || true
-"$bin/kernel_bench" 10 > "$out/ours.csv"
-python3 "$here/torch_sdpa_bench.py" 10 > "$out/torch.csv"
-nvidia-smi --query-gpu=clocks.sm,clocks.max.sm,temperature.gpu,power.draw,clocks_throttle_reasons.active --format=csv > "$out/clocks_after.csv" || true
-echo "# $(date -u +%F), $gpu; TFLOP/s (fwd: 4*b*s^2*h*d, /2 causal)"
+torch_bench=${KERNEL_BENCH_TORCH:-python3 $here/torch_sdpa_bench.py}
+[[ -x "$bin/kernel_bench" ]] || { echo "no executable $bin/kernel_bench" >&2; exit 2; }
+if [[ -n "$repeats" ]]; then
+  [[ "$repeats" =~ ^[1-9][0-9]*$ ]] || { echo "REPEATS must be a positive integer: $repeats" >&2; exit 2; }
+  [[ $# -gt 0 ]] || { echo "$usage (REPEATS needs at least one ROW)" >&2; exit 2; }
+fi
+mkdir -p "$out"
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -1) || gpu="unknown GPU"
+clocks() {
+  nvidia-smi --query-gpu=clocks.sm,clocks.max.sm,temperature.gpu,power.draw,clocks_throttle_reasons.active \
+    --format=csv > "$out/clocks_$1.csv" 2> /dev/null || true
+}
+clocks before
+if [[ -z "$repeats" ]]; then
+  "$bin/kernel_bench" 10 > "$out/ours.csv"
+  $torch_bench 10 > "$out/torch.csv"
+else
+  echo "repeat,row,impl,pass,ms,tflops" > "$out/runs.csv"
+  for ((rep = 1; rep <= repeats; ++rep)); do
+    for row in "$@"; do
+      { "$bin/kernel_bench" 10 "$row" auto; $torch_bench 10 "$row"; } |
+        awk -F, -v r="$rep" 'NR > 1 && $1 != "row" { print r "," $0 }' >> "$out/runs.csv"
+    done
+  done
+  # Each line's median over the repeats, as kernel_bench / torch print lines.
+  awk -F, '
+    function median(list,   n, x, i, j, t) {
+      n = split(list, x, " ")
+      for (i = 2; i <= n; ++i) for (j = i; j > 1 && x[j - 1] + 0 > x[j] + 0; --j) {
+        t = x[j]; x[j] = x[j - 1]; x[j - 1] = t
+      }
+      return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
+    }
+    NR == 1 { next }
+    {
+      key = $2 "," $3 "," $4
+      if (!(key in ms)) order[++n] = key
+      ms[key] = ms[key] " " $5; tf[key] = tf[key] " " $6
+    }
+    END {
+      print "row,impl,pass,ms,tflops" > ours; print "row,impl,pass,ms,tflops" > torch
+      for (i = 1; i <= n; ++i) {
+        k = order[i]
+        print k "," median(ms[k]) "," median(tf[k]) > (k ~ /^[^,]*,torch_/ ? torch : ours)
+      }
+    }' ours="$out/ours.csv" torch="$out/torch.csv" "$out/runs.csv"
+fi
+clocks after
+echo "# $(date -u +%F), $gpu; TFLOP/s (fwd: 4*b*s^2*h*d, /2 causal)${repeats:+; medians of $repeats alternated repeats}"
 awk -F, '
   # A cell: the value, "-" where there is none; a ratio to 3 places, "-"
   # where either side is missing.
@@ -68,3 +122,26 @@ awk -F, '
              cell(e), ratio(ours_both[r], f), ratio(ours_both[r], c), ratio(ours_both[r], e)
     }
   }' "$out/ours.csv" "$out/torch.csv"
+if [[ -n "$repeats" ]]; then
+  printf "\nours / cuDNN per repeat (fwd; bwd; fwd+bwd)\n"
+  awk -F, '
+    NR == 1 { next }
+    $3 == "ringattn" { ours[$1, $2, $4] = $6 }
+    $3 == "torch_cudnn" { cudnn[$1, $2, $4] = $6 }
+    !($2 in seen) { seen[$2] = 1; rows[++n] = $2 }
+    $1 > reps { reps = $1 }
+    END {
+      for (i = 1; i <= n; ++i) {
+        line = sprintf("%-32s", rows[i])
+        split("fwd bwd fwd+bwd", passes, " ")
+        for (p = 1; p <= 3; ++p) {
+          line = line (p > 1 ? ";" : "")
+          for (r = 1; r <= reps; ++r) {
+            k = r SUBSEP rows[i] SUBSEP passes[p]
+            line = line " " ((k in ours) && cudnn[k] ? sprintf("%.3f", ours[k] / cudnn[k]) : "-")
+          }
+        }
+        print line
+      }
+    }' "$out/runs.csv"
+fi

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# bench/kernel_bench.sh's alternated mode with stand-ins of kernel_bench and
+# of the torch script (known rates that move by repeat): every run kept,
+# the table from each line's median, ours / cuDNN per repeat, the order of
+# the calls (ours then torch, row by row), and the errors for a missing
+# binary, a bad repeat count and repeats without rows.
+set -euo pipefail
+script="$(dirname "$0")/kernel_bench.sh"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/bin"
+# Call k of either stand-in (one count, so the order shows) rates ours'
+# forward 600 + k and backward 500 + k; cuDNN 610 and 520 on every call.
+cat > "$work/bin/kernel_bench" <<STUB
+#!/usr/bin/env bash
+n=\$(( \$(cat "$work/count" 2>/dev/null || echo 0) + 1 )); echo \$n > "$work/count"
+echo "ours \$2" >> "$work/calls"
+[[ \$3 == auto ]] || { echo "kernels: \$3" >&2; exit 1; }
+echo "row,impl,pass,ms,tflops"
+echo "\$2,ringattn,fwd,1.0,\$(( 600 + n ))"
+echo "\$2,ringattn,bwd,2.0,\$(( 500 + n ))"
+echo "\$2,ringattn,fwd+bwd,3.0,\$(( 540 + n ))"
+echo "\$2,ringattn_fused_state,fwd,1.1,\$(( 590 + n ))"
+STUB
+cat > "$work/torch" <<STUB
+#!/usr/bin/env bash
+n=\$(( \$(cat "$work/count" 2>/dev/null || echo 0) + 1 )); echo \$n > "$work/count"
+echo "torch \$2" >> "$work/calls"
+echo "row,impl,pass,ms,tflops"
+echo "\$2,torch_cudnn,fwd,1.0,610"
+echo "\$2,torch_cudnn,bwd,2.0,520"
+echo "\$2,torch_cudnn,fwd+bwd,3.0,550"
+echo "\$2,torch_flash,fwd,1.5,400"
+STUB
+chmod +x "$work/bin/kernel_bench" "$work/torch"
+export KERNEL_BENCH_TORCH="$work/torch"
+out=$("$script" "$work/bin" "$work/out" 3 r1 r2)
+fail() { echo "FAIL: $*"; echo "$out"; exit 1; }
+# Ours then torch, row by row, three times over.
+[[ "$(tr '\n' ';' < "$work/calls")" == "$(printf 'ours r1;torch r1;ours r2;torch r2;%.0s' 1 2 3)" ]] ||
+  fail "call order: $(cat "$work/calls")"
+# 3 repeats x 2 rows x (4 ours + 4 torch) lines, the header once.
+[[ $(wc -l < "$work/out/runs.csv") == 49 ]] || fail "runs.csv lines: $(wc -l < "$work/out/runs.csv")"
+grep -qx '2,r2,ringattn,fwd,1.0,607' "$work/out/runs.csv" || fail "repeat 2's r2 forward (call 7)"
+# r1's ours calls are 1, 5, 9: medians 605 / 505; r2's 3, 7, 11: 607.
+grep -qx 'r1,ringattn,fwd,1.0,605' "$work/out/ours.csv" || fail "r1 median forward"
+grep -qx 'r2,ringattn,bwd,2.0,507' "$work/out/ours.csv" || fail "r2 median backward"
+grep -qx 'r1,torch_cudnn,fwd,1.0,610' "$work/out/torch.csv" || fail "torch medians"
+grep -q 'torch' "$work/out/ours.csv" && fail "torch lines among ours"
+grep -q 'medians of 3 alternated repeats' <<< "$out" || fail "the title names the repeats"
+# The table: ours / cuDNN of the medians (605 / 610), fused beside it.
+grep -Eq '^r1 +605\.00 +595\.00 .* 1\.512 +0\.992$' <<< "$out" || fail "r1 forward table row"
+grep -Eq '^r2 +507\.00 .* 0\.975 ' <<< "$out" || fail "r2 backward table row"
+# Per repeat: r1's calls 1, 5, 9 over cuDNN's 610 / 520 / 550.
+grep -Eq '^r1 +0\.985 0\.992 0\.998; 0\.963 0\.971 0\.979; 0\.984 0\.991 0\.998$' <<< "$out" ||
+  fail "per-repeat ratios"
+# Errors.
+if "$script" "$work/none" "$work/o2" 1 r1 2> "$work/err"; then fail "missing binary accepted"; fi
+grep -q "no executable $work/none/kernel_bench" "$work/err" || fail "missing binary message"
+if "$script" "$work/bin" "$work/o2" 0 r1 2> "$work/err"; then fail "0 repeats accepted"; fi
+grep -q "REPEATS must be a positive integer" "$work/err" || fail "repeats message"
+if "$script" "$work/bin" "$work/o2" 2 2> "$work/err"; then fail "repeats without rows accepted"; fi
+grep -q "needs at least one ROW" "$work/err" || fail "rows message"
+echo PASS
