@@ -9,7 +9,9 @@
 #     within that of 1.0); every run kept in OUT_DIR/runs.csv
 #     (repeat,row,impl,pass,ms,tflops), the table from each line's median
 #     over the repeats, then ours / cuDNN per repeat.
-# KERNEL_BENCH_TORCH replaces `python3 bench/torch_sdpa_bench.py` (tests).
+# KERNEL_BENCH_ITERATIONS: timed calls per line (default 10; ours: their
+# median, torch: their mean). KERNEL_BENCH_TORCH replaces `python3
+# bench/torch_sdpa_bench.py` (tests).
 set -euo pipefail
 usage="usage: kernel_bench.sh BIN_DIR [OUT_DIR [REPEATS ROW...]]"
 bin="${1:?$usage}"
@@ -18,6 +20,8 @@ repeats="${3:-}"
 shift $(( $# < 3 ? $# : 3 ))
 here="$(cd "$(dirname "$0")" && pwd)"
 torch_bench=${KERNEL_BENCH_TORCH:-python3 $here/torch_sdpa_bench.py}
+iterations=${KERNEL_BENCH_ITERATIONS:-10}
+[[ "$iterations" =~ ^[1-9][0-9]*$ ]] || { echo "KERNEL_BENCH_ITERATIONS must be a positive integer: $iterations" >&2; exit 2; }
 [[ -x "$bin/kernel_bench" ]] || { echo "no executable $bin/kernel_bench" >&2; exit 2; }
 if [[ -n "$repeats" ]]; then
   [[ "$repeats" =~ ^[1-9][0-9]*$ ]] || { echo "REPEATS must be a positive integer: $repeats" >&2; exit 2; }
@@ -31,13 +35,13 @@ clocks() {
 }
 clocks before
 if [[ -z "$repeats" ]]; then
-  "$bin/kernel_bench" 10 > "$out/ours.csv"
-  $torch_bench 10 > "$out/torch.csv"
+  "$bin/kernel_bench" "$iterations" > "$out/ours.csv"
+  $torch_bench "$iterations" > "$out/torch.csv"
 else
   echo "repeat,row,impl,pass,ms,tflops" > "$out/runs.csv"
   for ((rep = 1; rep <= repeats; ++rep)); do
     for row in "$@"; do
-      { "$bin/kernel_bench" 10 "$row" auto; $torch_bench 10 "$row"; } |
+      { "$bin/kernel_bench" "$iterations" "$row" auto; $torch_bench "$iterations" "$row"; } |
         awk -F, -v r="$rep" 'NR > 1 && $1 != "row" { print r "," $0 }' >> "$out/runs.csv"
     done
   done
@@ -65,7 +69,7 @@ else
     }' ours="$out/ours.csv" torch="$out/torch.csv" "$out/runs.csv"
 fi
 clocks after
-echo "# $(date -u +%F), $gpu; TFLOP/s (fwd: 4*b*s^2*h*d, /2 causal)${repeats:+; medians of $repeats alternated repeats}"
+echo "# $(date -u +%F), $gpu; TFLOP/s (fwd: 4*b*s^2*h*d, /2 causal); $iterations calls a line${repeats:+; medians of $repeats alternated repeats}"
 awk -F, '
   # A cell: the value, "-" where there is none; a ratio to 3 places, "-"
   # where either side is missing.

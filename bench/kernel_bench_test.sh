@@ -3,7 +3,7 @@
 # of the torch script (known rates that move by repeat): every run kept,
 # the table from each line's median, ours / cuDNN per repeat, the order of
 # the calls (ours then torch, row by row), and the errors for a missing
-# binary, a bad repeat count and repeats without rows.
+# binary, a bad repeat or iteration count and repeats without rows.
 set -euo pipefail
 script="$(dirname "$0")/kernel_bench.sh"
 work=$(mktemp -d)
@@ -14,7 +14,7 @@ mkdir -p "$work/bin"
 cat > "$work/bin/kernel_bench" <<STUB
 #!/usr/bin/env bash
 n=\$(( \$(cat "$work/count" 2>/dev/null || echo 0) + 1 )); echo \$n > "$work/count"
-echo "ours \$2" >> "$work/calls"
+echo "ours \$2 \$1" >> "$work/calls"
 [[ \$3 == auto ]] || { echo "kernels: \$3" >&2; exit 1; }
 echo "row,impl,pass,ms,tflops"
 echo "\$2,ringattn,fwd,1.0,\$(( 600 + n ))"
@@ -25,7 +25,7 @@ STUB
 cat > "$work/torch" <<STUB
 #!/usr/bin/env bash
 n=\$(( \$(cat "$work/count" 2>/dev/null || echo 0) + 1 )); echo \$n > "$work/count"
-echo "torch \$2" >> "$work/calls"
+echo "torch \$2 \$1" >> "$work/calls"
 echo "row,impl,pass,ms,tflops"
 echo "\$2,torch_cudnn,fwd,1.0,610"
 echo "\$2,torch_cudnn,bwd,2.0,520"
@@ -34,10 +34,10 @@ echo "\$2,torch_flash,fwd,1.5,400"
 STUB
 chmod +x "$work/bin/kernel_bench" "$work/torch"
 export KERNEL_BENCH_TORCH="$work/torch"
-out=$("$script" "$work/bin" "$work/out" 3 r1 r2)
+out=$(KERNEL_BENCH_ITERATIONS=7 "$script" "$work/bin" "$work/out" 3 r1 r2)
 fail() { echo "FAIL: $*"; echo "$out"; exit 1; }
-# Ours then torch, row by row, three times over.
-[[ "$(tr '\n' ';' < "$work/calls")" == "$(printf 'ours r1;torch r1;ours r2;torch r2;%.0s' 1 2 3)" ]] ||
+# Ours then torch, row by row, three times over, 7 calls a line.
+[[ "$(tr '\n' ';' < "$work/calls")" == "$(printf 'ours r1 7;torch r1 7;ours r2 7;torch r2 7;%.0s' 1 2 3)" ]] ||
   fail "call order: $(cat "$work/calls")"
 # 3 repeats x 2 rows x (4 ours + 4 torch) lines, the header once.
 [[ $(wc -l < "$work/out/runs.csv") == 49 ]] || fail "runs.csv lines: $(wc -l < "$work/out/runs.csv")"
@@ -47,7 +47,7 @@ grep -qx 'r1,ringattn,fwd,1.0,605' "$work/out/ours.csv" || fail "r1 median forwa
 grep -qx 'r2,ringattn,bwd,2.0,507' "$work/out/ours.csv" || fail "r2 median backward"
 grep -qx 'r1,torch_cudnn,fwd,1.0,610' "$work/out/torch.csv" || fail "torch medians"
 grep -q 'torch' "$work/out/ours.csv" && fail "torch lines among ours"
-grep -q 'medians of 3 alternated repeats' <<< "$out" || fail "the title names the repeats"
+grep -q '7 calls a line; medians of 3 alternated repeats' <<< "$out" || fail "the title names the repeats"
 # The table: ours / cuDNN of the medians (605 / 610), fused beside it.
 grep -Eq '^r1 +605\.00 +595\.00 .* 1\.512 +0\.992$' <<< "$out" || fail "r1 forward table row"
 grep -Eq '^r2 +507\.00 .* 0\.975 ' <<< "$out" || fail "r2 backward table row"
@@ -61,4 +61,6 @@ if "$script" "$work/bin" "$work/o2" 0 r1 2> "$work/err"; then fail "0 repeats ac
 grep -q "REPEATS must be a positive integer" "$work/err" || fail "repeats message"
 if "$script" "$work/bin" "$work/o2" 2 2> "$work/err"; then fail "repeats without rows accepted"; fi
 grep -q "needs at least one ROW" "$work/err" || fail "rows message"
+if KERNEL_BENCH_ITERATIONS=x "$script" "$work/bin" "$work/o2" 1 r1 2> "$work/err"; then fail "bad iterations accepted"; fi
+grep -q "KERNEL_BENCH_ITERATIONS must be a positive integer" "$work/err" || fail "iterations message"
 echo PASS
