@@ -11,7 +11,9 @@
 # variant's median over A's. ROW: a kernel_bench row name
 # (bench/kernel_bench.cc), e.g. bf16_b16_s1024_h32_d128_causal. Only kAuto's
 # kernels are timed (`kernel_bench 10 ROW auto`); KERNEL_AB_KERNELS=all
-# times every kernel by name too.
+# times every kernel by name too; KERNEL_AB_ITERATIONS=N times N calls a
+# line instead of 10 (100: mostly under the GPU's power cap, as a training
+# loop runs; docs/KERNEL_BENCH.md, twenty-ninth session).
 set -euo pipefail
 usage="usage: bench/kernel_ab.sh A_DIR B_DIR[,C_DIR,...] REPEATS ROW..."
 a=${1:?$usage}
@@ -27,13 +29,15 @@ for dir in "${dirs[@]}"; do
   [[ -x "$dir/kernel_bench" ]] || { echo "no executable $dir/kernel_bench" >&2; exit 2; }
 done
 [[ "$repeats" =~ ^[1-9][0-9]*$ ]] || { echo "REPEATS must be a positive integer: $repeats" >&2; exit 2; }
+iterations=${KERNEL_AB_ITERATIONS:-10}
+[[ "$iterations" =~ ^[1-9][0-9]*$ ]] || { echo "KERNEL_AB_ITERATIONS must be a positive integer: $iterations" >&2; exit 2; }
 for i in "${!dirs[@]}"; do echo "# ${letters[i]} = ${dirs[i]}"; done
 runs=$(mktemp)
 trap 'rm -f "$runs"' EXIT
 for ((rep = 1; rep <= repeats; ++rep)); do
   for row in "$@"; do
     for i in "${!dirs[@]}"; do
-      "${dirs[i]}/kernel_bench" 10 "$row" "${KERNEL_AB_KERNELS:-auto}" | awk -F, -v v="${letters[i]}" -v r="$rep" \
+      "${dirs[i]}/kernel_bench" "$iterations" "$row" "${KERNEL_AB_KERNELS:-auto}" | awk -F, -v v="${letters[i]}" -v r="$rep" \
         'NR > 1 && $2 ~ /^ringattn/ { print v "," r "," $0 }' | tee -a "$runs"
     done
   done

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/kernel_ab.sh with stand-in kernel_bench binaries of known rates:
 # the alternation's CSV, the per-repeat columns, the ratio of medians (two
-# builds, and three in one command), and the errors for a missing binary or
-# a bad repeat count.
+# builds, and three in one command), the calls a line passed on, and the
+# errors for a missing binary or a bad repeat or iteration count.
 set -euo pipefail
 script="$(dirname "$0")/kernel_ab.sh"
 work=$(mktemp -d)
@@ -18,6 +18,7 @@ n=\$(( \$(cat "$dir/count" 2>/dev/null || echo 0) + 1 ))
 echo \$n > "$dir/count"
 echo "row,impl,pass,ms,tflops"
 [[ \$3 == auto ]] || { echo "kernels: \$3" >&2; exit 1; }
+[[ \$1 == \${WANT_ITERATIONS:-10} ]] || { echo "iterations: \$1" >&2; exit 1; }
 echo "\$2,ringattn,fwd,1.0,\$(( ${variant#*:} + (n + 1) / 2 ))"
 echo "\$2,ringattn,bwd,2.0,\$(( ${variant#*:} / 2 + (n + 1) / 2 ))"
 echo "\$2,torch_cudnn,fwd,1.0,999"
@@ -40,6 +41,12 @@ out=$("$script" "$work/A" "$work/B,$work/C" 3 r1 r2)
 grep -qx 'row,impl,pass,A TFLOP/s (each repeat),B TFLOP/s (each repeat),C TFLOP/s (each repeat),B/A (medians),C/A (medians)' <<< "$out" || fail "three-build header"
 grep -qx 'r1,ringattn,fwd,101 102 103,121 122 123,141 142 143,1.196,1.392' <<< "$out" || fail "three-build r1 fwd"
 grep -qx 'r2,ringattn,bwd,51 52 53,61 62 63,71 72 73,1.192,1.385' <<< "$out" || fail "three-build r2 bwd"
+# KERNEL_AB_ITERATIONS reaches kernel_bench (the stand-in fails otherwise).
+rm -f "$work"/*/count
+out=$(KERNEL_AB_ITERATIONS=100 WANT_ITERATIONS=100 "$script" "$work/A" "$work/B" 1 r1)
+grep -qx 'r1,ringattn,fwd,101,121,1.198' <<< "$out" || fail "100 calls a line"
+if KERNEL_AB_ITERATIONS=0 "$script" "$work/A" "$work/B" 1 r1 2> "$work/err"; then fail "0 iterations accepted"; fi
+grep -q "KERNEL_AB_ITERATIONS must be a positive integer" "$work/err" || fail "iterations message"
 if "$script" "$work/A" "$work/none" 1 r1 2> "$work/err"; then fail "missing binary accepted"; fi
 if "$script" "$work/A" "$work/B,$work/none" 1 r1 2> "$work/err"; then fail "missing third binary accepted"; fi
 grep -q "no executable $work/none/kernel_bench" "$work/err" || fail "missing binary message"
