@@ -8,19 +8,27 @@
 // it beside PyTorch SDPA (bench/torch_sdpa_bench.py) on the same GPU. FLOPs: 4 * b * s * s * h * d,
 // halved for causal.
 //   kernel_bench [ITERATIONS] [ROW] [all|auto]   (10, every row, all; auto: kAuto's kernels only)
+// KERNEL_BENCH_SECONDS=S: each line instead launches back to back for at
+// least S seconds (the GPU then runs under its power cap, as in training)
+// and prints the mean time and a sixth column, the joules per call (NVML's
+// energy counter: bench/gpu_energy.h).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "bench/gpu_energy.h"
 #include "cuda/backward_delta.h"
 #include "cuda/device.h"
 #include "cuda/flash/backward.h"
@@ -125,6 +133,47 @@ float TimeMs(F&& launch, int iterations) {
   return times[times.size() / 2];
 }
 
+// A line's time, and the joules per call where they were measured (< 0: not).
+struct Measured {
+  float ms;
+  double joules = -1;
+};
+
+// KERNEL_BENCH_SECONDS: back-to-back launches for at least `seconds` after a
+// warm-up, their mean time and the energy counter's difference per launch.
+struct Sustained {
+  double seconds;
+  bench::GpuEnergy energy;
+};
+
+template <typename F>
+Measured TimeSustained(F&& launch, const Sustained& sustained) {
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  launch();  // warm-up, then one call to size the run
+  cudaEventRecord(start);
+  launch();
+  cudaEventRecord(stop);
+  cudaEventSynchronize(stop);
+  float one_ms = 0;
+  cudaEventElapsedTime(&one_ms, start, stop);
+  const int64_t calls = std::max<int64_t>(
+      1, static_cast<int64_t>(std::ceil(sustained.seconds * 1e3 / std::max(one_ms, 1e-3f))));
+  const absl::StatusOr<double> before = sustained.energy.Joules();
+  cudaEventRecord(start);
+  for (int64_t i = 0; i < calls; ++i) launch();
+  cudaEventRecord(stop);
+  cudaEventSynchronize(stop);
+  const absl::StatusOr<double> after = sustained.energy.Joules();
+  float total_ms = 0;
+  cudaEventElapsedTime(&total_ms, start, stop);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return {total_ms / static_cast<float>(calls),
+          before.ok() && after.ok() ? (*after - *before) / static_cast<double>(calls) : -1.0};
+}
+
 int Main(int argc, char** argv) {
   const int iterations = argc > 1 ? std::atoi(argv[1]) : 10;
   const std::string only = argc > 2 ? argv[2] : "";  // one row, for profiling
@@ -135,6 +184,17 @@ int Main(int argc, char** argv) {
   if (iterations < 1 || argc > 4 || (kernels != "all" && kernels != "auto")) {
     std::fprintf(stderr, "usage: kernel_bench [ITERATIONS >= 1] [ROW] [all|auto]\n");
     return 2;
+  }
+  // KERNEL_BENCH_SECONDS (the sustained mode), 0 when unset.
+  double seconds = 0;
+  if (const char* env = std::getenv("KERNEL_BENCH_SECONDS"); env != nullptr && *env != '\0') {
+    char* end = nullptr;
+    seconds = std::strtod(env, &end);
+    if (*end != '\0' || !(seconds > 0) || seconds > 3600) {
+      std::fprintf(stderr, "kernel_bench: KERNEL_BENCH_SECONDS must be seconds in (0, 3600]: %s\n",
+                   env);
+      return 2;
+    }
   }
   if (!only.empty() && std::none_of(std::begin(kRows), std::end(kRows),
                                     [&](const Row& r) { return only == r.name; })) {
@@ -148,7 +208,20 @@ int Main(int argc, char** argv) {
     return 1;
   }
   const bool every_kernel = kernels == "all";
-  std::printf("row,impl,pass,ms,tflops\n");
+  std::optional<Sustained> sustained;
+  if (seconds > 0) {
+    absl::StatusOr<bench::GpuEnergy> energy = bench::GpuEnergy::ForCurrentDevice();
+    if (!energy.ok()) {
+      std::fprintf(stderr, "kernel_bench: %s\n", std::string(energy.status().message()).c_str());
+      return 1;
+    }
+    sustained = Sustained{seconds, *energy};
+  }
+  // A line's time: the median of `runs` synchronized calls, or sustained.
+  const auto measure = [&](const auto& launch, int runs) {
+    return sustained ? TimeSustained(launch, *sustained) : Measured{TimeMs(launch, runs)};
+  };
+  std::printf(sustained ? "row,impl,pass,ms,tflops,joules\n" : "row,impl,pass,ms,tflops\n");
   for (const Row& r : kRows) {
     if (!only.empty() && only != r.name) continue;
     const int64_t elem = ElementBytes(r.dtype);
@@ -179,31 +252,32 @@ int Main(int argc, char** argv) {
                          : r.causal   ? 0.5 * r.seqlen * r.seqlen
                                       : 1.0 * r.seqlen * r.seqlen;
     const double flops = 4.0 * r.batch * pairs * r.heads * r.head_dim;
-    const auto report = [&](const char* impl, float ms, const char* pass = "fwd",
+    const auto report = [&](const char* impl, Measured m, const char* pass = "fwd",
                             double factor = 1.0) {
-      std::printf("%s\n", absl::StrFormat("%s,%s,%s,%.3f,%.2f", r.name, impl, pass, ms,
-                                          factor * flops / (ms * 1e-3) / 1e12)
-                              .c_str());
+      std::string line = absl::StrFormat("%s,%s,%s,%.3f,%.2f", r.name, impl, pass, m.ms,
+                                         factor * flops / (m.ms * 1e-3) / 1e12);
+      if (sustained) absl::StrAppendFormat(&line, ",%.5g", m.joules);
+      std::printf("%s\n", line.c_str());
       std::fflush(stdout);
     };
     ForwardBlockArgs direct = a;
     direct.out = out;
-    report("ringattn", TimeMs([&] { LaunchForward(direct, nullptr); }, iterations));
-    report("ringattn_fused_state", TimeMs([&] { LaunchForward(a, nullptr); }, iterations));
+    report("ringattn", measure([&] { LaunchForward(direct, nullptr); }, iterations));
+    report("ringattn_fused_state", measure([&] { LaunchForward(a, nullptr); }, iterations));
     // The same on a state a pass's first step writes (state_fresh: the
     // state holds its reset value, not read).
     ForwardBlockArgs fresh = a;
     fresh.state_fresh = true;
-    report("ringattn_fused_fresh", TimeMs([&] { LaunchForward(fresh, nullptr); }, iterations));
+    report("ringattn_fused_fresh", measure([&] { LaunchForward(fresh, nullptr); }, iterations));
     if (every_kernel && flash::FlashForwardSupports(direct) && flash::HopperDevice()) {
       for (const NamedKernel& k : kTensorCoreKernels) {
         if (flash::LaunchFlashForward(direct, nullptr, k.kernel) != cudaSuccess) continue;
         report(k.forward,
-               TimeMs([&] { flash::LaunchFlashForward(direct, nullptr, k.kernel); }, iterations));
+               measure([&] { flash::LaunchFlashForward(direct, nullptr, k.kernel); }, iterations));
       }
     }
     if (every_kernel && r.dtype != ElementType::kFloat32 && r.seqlen * r.batch <= 16384) {
-      report("ringattn_reference", TimeMs([&] { LaunchForwardBlock(a, nullptr); }, 1));
+      report("ringattn_reference", measure([&] { LaunchForwardBlock(a, nullptr); }, 1));
     }
     // Backward (D = rowsum(dO * O), then dQ, dK, dV in fp32), where the
     // tensor-core backward takes the row; 2.5x the forward's FLOPs.
@@ -248,7 +322,7 @@ int Main(int argc, char** argv) {
       const auto report_backward = [&](const char* impl, ElementType o_type, const void* o_data,
                                        const auto& launch, int runs) {
         report(impl,
-               TimeMs(
+               measure(
                    [&] {
                      deltas(o_type, o_data);
                      launch();
@@ -292,7 +366,7 @@ int Main(int argc, char** argv) {
         }
       }
       report("ringattn",
-             TimeMs(
+             measure(
                  [&] {
                    LaunchForward(direct, nullptr);
                    backward();

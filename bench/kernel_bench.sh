@@ -10,7 +10,9 @@
 #     (repeat,row,impl,pass,ms,tflops), the table from each line's median
 #     over the repeats, then ours / cuDNN per repeat.
 # KERNEL_BENCH_ITERATIONS: timed calls per line (default 10; ours: their
-# median, torch: their mean). KERNEL_BENCH_TORCH replaces `python3
+# median, torch: their mean). KERNEL_BENCH_SECONDS=S: both run each line
+# back to back for at least S seconds instead (the mean time) and measure
+# the joules a call draws: a table of GFLOP per joule follows. KERNEL_BENCH_TORCH replaces `python3
 # bench/torch_sdpa_bench.py` (tests).
 set -euo pipefail
 usage="usage: kernel_bench.sh BIN_DIR [OUT_DIR [REPEATS ROW...]]"
@@ -38,7 +40,7 @@ if [[ -z "$repeats" ]]; then
   "$bin/kernel_bench" "$iterations" > "$out/ours.csv"
   $torch_bench "$iterations" > "$out/torch.csv"
 else
-  echo "repeat,row,impl,pass,ms,tflops" > "$out/runs.csv"
+  echo "repeat,row,impl,pass,ms,tflops${KERNEL_BENCH_SECONDS:+,joules}" > "$out/runs.csv"
   for ((rep = 1; rep <= repeats; ++rep)); do
     for row in "$@"; do
       { "$bin/kernel_bench" "$iterations" "$row" auto; $torch_bench "$iterations" "$row"; } |
@@ -58,18 +60,25 @@ else
     {
       key = $2 "," $3 "," $4
       if (!(key in ms)) order[++n] = key
-      ms[key] = ms[key] " " $5; tf[key] = tf[key] " " $6
+      ms[key] = ms[key] " " $5; tf[key] = tf[key] " " $6; if (NF >= 7) j[key] = j[key] " " $7
     }
     END {
-      print "row,impl,pass,ms,tflops" > ours; print "row,impl,pass,ms,tflops" > torch
+      header = "row,impl,pass,ms,tflops" (energy ? ",joules" : "")
+      print header > ours; print header > torch
       for (i = 1; i <= n; ++i) {
         k = order[i]
-        print k "," median(ms[k]) "," median(tf[k]) > (k ~ /^[^,]*,torch_/ ? torch : ours)
+        line = k "," median(ms[k]) "," median(tf[k]) (energy ? "," median(j[k]) : "")
+        print line > (k ~ /^[^,]*,torch_/ ? torch : ours)
       }
-    }' ours="$out/ours.csv" torch="$out/torch.csv" "$out/runs.csv"
+    }' ours="$out/ours.csv" torch="$out/torch.csv" energy="${KERNEL_BENCH_SECONDS:+1}" "$out/runs.csv"
 fi
 clocks after
-echo "# $(date -u +%F), $gpu; TFLOP/s (fwd: 4*b*s^2*h*d, /2 causal); $iterations calls a line${repeats:+; medians of $repeats alternated repeats}"
+if [[ -n "${KERNEL_BENCH_SECONDS:-}" ]]; then
+  calls="each line ${KERNEL_BENCH_SECONDS} s back to back (mean)"
+else
+  calls="$iterations calls a line"
+fi
+echo "# $(date -u +%F), $gpu; TFLOP/s (fwd: 4*b*s^2*h*d, /2 causal); $calls${repeats:+; medians of $repeats alternated repeats}"
 awk -F, '
   # A cell: the value, "-" where there is none; a ratio to 3 places, "-"
   # where either side is missing.
@@ -126,6 +135,29 @@ awk -F, '
              cell(e), ratio(ours_both[r], f), ratio(ours_both[r], c), ratio(ours_both[r], e)
     }
   }' "$out/ours.csv" "$out/torch.csv"
+if [[ -n "${KERNEL_BENCH_SECONDS:-}" ]]; then
+  printf "\nenergy, GFLOP per joule (the FLOPs above over the joules a call drew: NVML's counter)\n"
+  awk -F, '
+    FNR == 1 { next }
+    FILENAME ~ /ours/ && $2 == "ringattn" { j[$1, "ours", $3] = $6; flops[$1, $3] = $4 * $5 * 1e9 }
+    FILENAME ~ /ours/ && !($1 in seen) { seen[$1] = 1; rows[++n] = $1 }
+    FILENAME ~ /torch/ && $2 == "torch_cudnn" { j[$1, "cudnn", $3] = $6 }
+    function cell(x) { return x > 0 ? sprintf("%.1f", x) : "-" }
+    END {
+      printf "%-32s %9s %9s %12s %9s %9s %12s %9s %9s %12s\n", "row", "fwd ours", "cudnn",
+             "ours/cudnn", "bwd ours", "cudnn", "ours/cudnn", "both ours", "cudnn", "ours/cudnn"
+      split("fwd bwd fwd+bwd", passes, " ")
+      for (i = 1; i <= n; ++i) {
+        r = rows[i]; line = sprintf("%-32s", r)
+        for (p = 1; p <= 3; ++p) {
+          f = flops[r, passes[p]]; o = j[r, "ours", passes[p]]; c = j[r, "cudnn", passes[p]]
+          eo = o > 0 ? f / o / 1e9 : 0; ec = c > 0 ? f / c / 1e9 : 0
+          line = line sprintf(" %9s %9s %12s", cell(eo), cell(ec), eo && ec ? sprintf("%.3f", eo / ec) : "-")
+        }
+        print line
+      }
+    }' "$out/ours.csv" "$out/torch.csv"
+fi
 if [[ -n "$repeats" ]]; then
   printf "\nours / cuDNN per repeat (fwd; bwd; fwd+bwd)\n"
   awk -F, '

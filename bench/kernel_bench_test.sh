@@ -17,20 +17,22 @@ n=\$(( \$(cat "$work/count" 2>/dev/null || echo 0) + 1 )); echo \$n > "$work/cou
 echo "ours \$2 \$1" >> "$work/calls"
 [[ \$3 == auto ]] || { echo "kernels: \$3" >&2; exit 1; }
 echo "row,impl,pass,ms,tflops"
-echo "\$2,ringattn,fwd,1.0,\$(( 600 + n ))"
-echo "\$2,ringattn,bwd,2.0,\$(( 500 + n ))"
-echo "\$2,ringattn,fwd+bwd,3.0,\$(( 540 + n ))"
-echo "\$2,ringattn_fused_state,fwd,1.1,\$(( 590 + n ))"
+j() { [[ -n "\${KERNEL_BENCH_SECONDS:-}" ]] && echo ",\$1"; }
+echo "\$2,ringattn,fwd,1.0,\$(( 600 + n ))\$(j 0.5)"
+echo "\$2,ringattn,bwd,2.0,\$(( 500 + n ))\$(j 1.0)"
+echo "\$2,ringattn,fwd+bwd,3.0,\$(( 540 + n ))\$(j 1.5)"
+echo "\$2,ringattn_fused_state,fwd,1.1,\$(( 590 + n ))\$(j 0.6)"
 STUB
 cat > "$work/torch" <<STUB
 #!/usr/bin/env bash
 n=\$(( \$(cat "$work/count" 2>/dev/null || echo 0) + 1 )); echo \$n > "$work/count"
 echo "torch \$2 \$1" >> "$work/calls"
 echo "row,impl,pass,ms,tflops"
-echo "\$2,torch_cudnn,fwd,1.0,610"
-echo "\$2,torch_cudnn,bwd,2.0,520"
-echo "\$2,torch_cudnn,fwd+bwd,3.0,550"
-echo "\$2,torch_flash,fwd,1.5,400"
+j() { [[ -n "\${KERNEL_BENCH_SECONDS:-}" ]] && echo ",\$1"; }
+echo "\$2,torch_cudnn,fwd,1.0,610\$(j 1.22)"
+echo "\$2,torch_cudnn,bwd,2.0,520\$(j 2.0)"
+echo "\$2,torch_cudnn,fwd+bwd,3.0,550\$(j 3.0)"
+echo "\$2,torch_flash,fwd,1.5,400\$(j 2.5)"
 STUB
 chmod +x "$work/bin/kernel_bench" "$work/torch"
 export KERNEL_BENCH_TORCH="$work/torch"
@@ -54,6 +56,20 @@ grep -Eq '^r2 +507\.00 .* 0\.975 ' <<< "$out" || fail "r2 backward table row"
 # Per repeat: r1's calls 1, 5, 9 over cuDNN's 610 / 520 / 550.
 grep -Eq '^r1 +0\.985 0\.992 0\.998; 0\.963 0\.971 0\.979; 0\.984 0\.991 0\.998$' <<< "$out" ||
   fail "per-repeat ratios"
+# The sustained mode: joules per call kept and reduced, GFLOP per joule
+# (r1, call 1: a call's FLOPs from ours' line, 601 TFLOP/s x 1 ms, over
+# ours' 0.5 J and cuDNN's 1.22 J).
+rm -f "$work/count" "$work/calls"
+out=$(KERNEL_BENCH_SECONDS=2 "$script" "$work/bin" "$work/energy" 1 r1)
+grep -qx 'repeat,row,impl,pass,ms,tflops,joules' "$work/energy/runs.csv" || fail "runs.csv header"
+grep -qx 'r1,ringattn,fwd,1.0,601,0.5' "$work/energy/ours.csv" || fail "ours' joules"
+grep -qx 'r1,torch_cudnn,bwd,2.0,520,2.0' "$work/energy/torch.csv" || fail "torch's joules"
+grep -q 'each line 2 s back to back (mean); medians of 1 alternated repeats' <<< "$out" || fail "sustained title"
+grep -Eq '^r1 +1202\.0 +492\.6 +2\.440 +1002\.0 +501\.0 +2\.000 +1082\.0 +541\.0 +2\.000$' <<< "$out" ||
+  fail "GFLOP per joule"
+# The torch script (no torch here) at least parses.
+python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read())' "$(dirname "$0")/torch_sdpa_bench.py" ||
+  fail "torch_sdpa_bench.py does not parse"
 # Errors.
 if "$script" "$work/none" "$work/o2" 1 r1 2> "$work/err"; then fail "missing binary accepted"; fi
 grep -q "no executable $work/none/kernel_bench" "$work/err" || fail "missing binary message"

@@ -4,7 +4,16 @@ kernels are measured against, in the same run on the same GPU.
 Prints CSV (row, impl, pass, ms, tflops) for SDPA's flash, cuDNN and
 efficient backends (those that accept the row): forward, backward alone
 (autograd.grad of a kept forward graph) and forward + backward. FLOPs: 4*b*s*s*h*d, halved for causal; backward counts 2.5x.
+
+  python3 bench/torch_sdpa_bench.py [ITERATIONS] [ROW]
+
+KERNEL_BENCH_SECONDS=S (as kernel_bench's): each line runs back to back
+for at least S seconds and prints its mean time and a sixth column, the
+joules per call from NVML's energy counter (ctypes; bench/gpu_energy.h).
 """
+import ctypes
+import math
+import os
 import sys
 
 import torch
@@ -39,38 +48,106 @@ def time_ms(fn, iterations):
     return start.elapsed_time(stop) / iterations
 
 
+class GpuEnergy:
+    """NVML's energy counter of torch's current CUDA device, in joules."""
+
+    def __init__(self):
+        try:
+            self._nvml = ctypes.CDLL("libnvidia-ml.so.1")
+        except OSError as error:
+            raise RuntimeError("GPU energy: libnvidia-ml.so.1 (NVML, installed with the "
+                               f"NVIDIA driver) could not be opened: {error}") from None
+        if (code := self._nvml.nvmlInit_v2()) != 0:
+            raise RuntimeError(f"GPU energy: nvmlInit_v2 failed with NVML code {code}")
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        bus_id = f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+        self._handle = ctypes.c_void_p()
+        if (code := self._nvml.nvmlDeviceGetHandleByPciBusId_v2(
+                bus_id.encode(), ctypes.byref(self._handle))) != 0:
+            raise RuntimeError(f"GPU energy: NVML has no device at PCI bus id {bus_id} "
+                               f"(NVML code {code})")
+        self.joules()
+
+    def joules(self):
+        millijoules = ctypes.c_ulonglong()
+        if (code := self._nvml.nvmlDeviceGetTotalEnergyConsumption(
+                self._handle, ctypes.byref(millijoules))) != 0:
+            raise RuntimeError(f"GPU energy: reading the energy counter failed with NVML code {code}")
+        return millijoules.value / 1e3
+
+
+def time_sustained(fn, seconds, energy):
+    """Back-to-back calls for at least `seconds` after a warm-up: their mean
+    ms and the joules per call."""
+    one = time_ms(fn, 1)
+    calls = max(1, math.ceil(seconds * 1e3 / max(one, 1e-3)))
+    start = torch.cuda.Event(enable_timing=True)
+    stop = torch.cuda.Event(enable_timing=True)
+    before = energy.joules()
+    start.record()
+    for _ in range(calls):
+        fn()
+    stop.record()
+    torch.cuda.synchronize()
+    after = energy.joules()
+    return start.elapsed_time(stop) / calls, (after - before) / calls
+
+
+def sustained_seconds():
+    """KERNEL_BENCH_SECONDS, or 0 when unset."""
+    text = os.environ.get("KERNEL_BENCH_SECONDS", "")
+    if not text:
+        return 0.0
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 3600:
+        sys.exit(f"torch_sdpa_bench: KERNEL_BENCH_SECONDS must be seconds in (0, 3600]: {text}")
+    return seconds
+
+
 def main():
     iterations = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     only = sys.argv[2] if len(sys.argv) > 2 else ""  # one row, as kernel_bench's
+    seconds = sustained_seconds()
+    energy = GpuEnergy() if seconds else None
     torch.backends.cuda.matmul.allow_tf32 = False
-    print("row,impl,pass,ms,tflops")
+    print("row,impl,pass,ms,tflops" + (",joules" if energy else ""))
     for name, dtype, b, s, h, d, causal in ROWS:
         if only and name != only:
             continue
         flops = 4.0 * b * s * s * h * d / (2 if causal else 1)
+
+        def measure(fn):
+            """(ms, joules per call); joules None outside the sustained mode."""
+            if energy:
+                return time_sustained(fn, seconds, energy)
+            return time_ms(fn, iterations), None
         q, k, v = (torch.randn(b, h, s, d, device="cuda", dtype=dtype,
                                requires_grad=True) for _ in range(3))
         for impl, backend in BACKENDS:
             try:
                 with sdpa_kernel(backend):
-                    fwd = time_ms(lambda: F.scaled_dot_product_attention(
-                        q, k, v, is_causal=causal), iterations)
+                    fwd = measure(lambda: F.scaled_dot_product_attention(
+                        q, k, v, is_causal=causal))
                     out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
                     grad = torch.randn_like(out)
 
-                    bwd = time_ms(lambda: torch.autograd.grad(
-                        out, (q, k, v), grad, retain_graph=True), iterations)
+                    bwd = measure(lambda: torch.autograd.grad(
+                        out, (q, k, v), grad, retain_graph=True))
 
                     def fwd_bwd():
                         o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
                         o.backward(grad)
-                    both = time_ms(fwd_bwd, iterations)
+                    both = measure(fwd_bwd)
             except RuntimeError as error:  # backend does not take this row
                 print(f"# {name} {impl}: {str(error).splitlines()[0]}", file=sys.stderr)
                 continue
-            print(f"{name},{impl},fwd,{fwd:.3f},{flops / fwd / 1e9:.2f}")
-            print(f"{name},{impl},bwd,{bwd:.3f},{2.5 * flops / bwd / 1e9:.2f}")
-            print(f"{name},{impl},fwd+bwd,{both:.3f},{3.5 * flops / both / 1e9:.2f}")
+            for pass_name, (ms, joules), factor in (("fwd", fwd, 1.0), ("bwd", bwd, 2.5),
+                                                   ("fwd+bwd", both, 3.5)):
+                line = f"{name},{impl},{pass_name},{ms:.3f},{factor * flops / ms / 1e9:.2f}"
+                print(line + (f",{joules:.5g}" if energy else ""))
             sys.stdout.flush()
 
 
