@@ -110,25 +110,42 @@ void FillRandom(void* p, ElementType dtype, int64_t n, uint32_t seed) {
   }
 }
 
+// Milliseconds the GPU spends on the work a callable enqueues (CUDA events
+// around it, then a wait for the second).
+class EventTimer {
+ public:
+  EventTimer() {
+    cudaEventCreate(&start_);
+    cudaEventCreate(&stop_);
+  }
+  ~EventTimer() {
+    cudaEventDestroy(start_);
+    cudaEventDestroy(stop_);
+  }
+  EventTimer(const EventTimer&) = delete;
+  EventTimer& operator=(const EventTimer&) = delete;
+  template <typename F>
+  float Ms(F&& work) {
+    cudaEventRecord(start_);
+    work();
+    cudaEventRecord(stop_);
+    cudaEventSynchronize(stop_);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start_, stop_);
+    return ms;
+  }
+
+ private:
+  cudaEvent_t start_, stop_;
+};
+
 // Median of `iterations` timed launches, in ms.
 template <typename F>
 float TimeMs(F&& launch, int iterations) {
   launch();  // warm-up
+  EventTimer timer;
   std::vector<float> times;
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  for (int i = 0; i < iterations; ++i) {
-    cudaEventRecord(start);
-    launch();
-    cudaEventRecord(stop);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    times.push_back(ms);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  for (int i = 0; i < iterations; ++i) times.push_back(timer.Ms(launch));
   std::sort(times.begin(), times.end());
   return times[times.size() / 2];
 }
@@ -148,28 +165,16 @@ struct Sustained {
 
 template <typename F>
 Measured TimeSustained(F&& launch, const Sustained& sustained) {
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
   launch();  // warm-up, then one call to size the run
-  cudaEventRecord(start);
-  launch();
-  cudaEventRecord(stop);
-  cudaEventSynchronize(stop);
-  float one_ms = 0;
-  cudaEventElapsedTime(&one_ms, start, stop);
+  EventTimer timer;
+  const float one_ms = timer.Ms(launch);
   const int64_t calls = std::max<int64_t>(
       1, static_cast<int64_t>(std::ceil(sustained.seconds * 1e3 / std::max(one_ms, 1e-3f))));
   const absl::StatusOr<double> before = sustained.energy.Joules();
-  cudaEventRecord(start);
-  for (int64_t i = 0; i < calls; ++i) launch();
-  cudaEventRecord(stop);
-  cudaEventSynchronize(stop);
+  const float total_ms = timer.Ms([&] {
+    for (int64_t i = 0; i < calls; ++i) launch();
+  });
   const absl::StatusOr<double> after = sustained.energy.Joules();
-  float total_ms = 0;
-  cudaEventElapsedTime(&total_ms, start, stop);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
   return {total_ms / static_cast<float>(calls),
           before.ok() && after.ok() ? (*after - *before) / static_cast<double>(calls) : -1.0};
 }
