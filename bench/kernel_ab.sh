@@ -15,6 +15,7 @@
 # line instead of 10 (100: mostly under the GPU's power cap, as a training
 # loop runs; docs/KERNEL_BENCH.md, twenty-ninth session).
 set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
 usage="usage: bench/kernel_ab.sh A_DIR B_DIR[,C_DIR,...] REPEATS ROW..."
 a=${1:?$usage}
 others=${2:?$usage}
@@ -48,14 +49,7 @@ header="row,impl,pass"
 for v in ${variants//,/ }; do header+=",$v TFLOP/s (each repeat)"; done
 for v in ${variants//,/ }; do [[ $v == A ]] || header+=",$v/A (medians)"; done
 echo "$header"
-sort -t, -k3,3 -k4,4 -k5,5 -k1,1 -k2,2n "$runs" | awk -F, -v variants="$variants" '
-  function median(list,   n, x, i, j, t) {
-    n = split(list, x, " ")
-    for (i = 2; i <= n; ++i) for (j = i; j > 1 && x[j - 1] + 0 > x[j] + 0; --j) {
-      t = x[j]; x[j] = x[j - 1]; x[j - 1] = t
-    }
-    return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
-  }
+sort -t, -k3,3 -k4,4 -k5,5 -k1,1 -k2,2n "$runs" | awk -F, -v variants="$variants" "$(< "$here/median.awk")"'
   {
     key = $3 "," $4 "," $5
     if (!(key in seen)) { seen[key] = 1; order[++n] = key }

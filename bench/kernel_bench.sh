@@ -48,14 +48,7 @@ else
     done
   done
   # Each line's median over the repeats, as kernel_bench / torch print lines.
-  awk -F, '
-    function median(list,   n, x, i, j, t) {
-      n = split(list, x, " ")
-      for (i = 2; i <= n; ++i) for (j = i; j > 1 && x[j - 1] + 0 > x[j] + 0; --j) {
-        t = x[j]; x[j] = x[j - 1]; x[j - 1] = t
-      }
-      return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
-    }
+  awk -F, "$(< "$here/median.awk")"'
     NR == 1 { next }
     {
       key = $2 "," $3 "," $4
