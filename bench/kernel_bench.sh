@@ -12,8 +12,8 @@
 # KERNEL_BENCH_ITERATIONS: timed calls per line (default 10; ours: their
 # median, torch: their mean). KERNEL_BENCH_SECONDS=S: both run each line
 # back to back for at least S seconds instead (the mean time) and measure
-# the joules a call draws: a table of GFLOP per joule follows. KERNEL_BENCH_TORCH replaces `python3
-# bench/torch_sdpa_bench.py` (tests).
+# the joules a call draws: a table of GFLOP per joule follows.
+# KERNEL_BENCH_TORCH replaces `python3 bench/torch_sdpa_bench.py` (tests).
 set -euo pipefail
 usage="usage: kernel_bench.sh BIN_DIR [OUT_DIR [REPEATS ROW...]]"
 bin="${1:?$usage}"
