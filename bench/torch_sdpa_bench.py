@@ -59,13 +59,19 @@ class GpuEnergy:
                                f"NVIDIA driver) could not be opened: {error}") from None
         if (code := self._nvml.nvmlInit_v2()) != 0:
             raise RuntimeError(f"GPU energy: nvmlInit_v2 failed with NVML code {code}")
-        props = torch.cuda.get_device_properties(torch.cuda.current_device())
-        bus_id = f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+        device = torch.cuda.current_device()
+        props = torch.cuda.get_device_properties(device)
         self._handle = ctypes.c_void_p()
-        if (code := self._nvml.nvmlDeviceGetHandleByPciBusId_v2(
-                bus_id.encode(), ctypes.byref(self._handle))) != 0:
-            raise RuntimeError(f"GPU energy: NVML has no device at PCI bus id {bus_id} "
-                               f"(NVML code {code})")
+        if hasattr(props, "pci_bus_id"):
+            where = (f"PCI bus id {props.pci_domain_id:08x}:{props.pci_bus_id:02x}:"
+                     f"{props.pci_device_id:02x}.0")
+            code = self._nvml.nvmlDeviceGetHandleByPciBusId_v2(
+                where.split()[-1].encode(), ctypes.byref(self._handle))
+        else:  # a torch without PCI ids: NVML's index (right when no devices are hidden)
+            where = f"index {device}"
+            code = self._nvml.nvmlDeviceGetHandleByIndex_v2(device, ctypes.byref(self._handle))
+        if code != 0:
+            raise RuntimeError(f"GPU energy: NVML has no device at {where} (NVML code {code})")
         self.joules()
 
     def joules(self):
