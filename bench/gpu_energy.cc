@@ -55,8 +55,8 @@ absl::StatusOr<GpuEnergy> GpuEnergy::ForCurrentDevice() {
   unsigned long long millijoules = 0;
   if (const int e = read(handle, &millijoules); e != kNvmlSuccess) {
     if (e == kNvmlNotSupported) {
-      return absl::UnimplementedError(absl::StrCat("GPU energy: the GPU at ", bus_id,
-                                                   " has no energy counter (Volta and later do)"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "GPU energy: the GPU at ", bus_id, " has no energy counter (Volta and later do)"));
     }
     return absl::UnavailableError(
         absl::StrCat("GPU energy: reading the energy counter failed with NVML code ", e));

@@ -18,8 +18,8 @@ class GpuEnergy {
  public:
   // The counter of the current CUDA device (matched by PCI bus id).
   // Errors: Unavailable when there is no CUDA device, no NVML library, or
-  // NVML fails (its error code named); Unimplemented when the GPU has no
-  // energy counter.
+  // NVML fails (its error code named); FailedPrecondition when the GPU has
+  // no energy counter (before Volta).
   static absl::StatusOr<GpuEnergy> ForCurrentDevice();
 
   // Joules drawn since the driver loaded. Errors: Unavailable with NVML's code.
