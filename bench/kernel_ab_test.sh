@@ -12,7 +12,7 @@ trap 'rm -rf "$work"' EXIT
 for variant in A:100 B:120 C:140; do
   dir="$work/${variant%%:*}"
   mkdir -p "$dir"
-  cat > "$dir/kernel_bench" <<STUB
+  cat > "$dir/kernel_bench" <<STANDIN
 #!/usr/bin/env bash
 n=\$(( \$(cat "$dir/count" 2>/dev/null || echo 0) + 1 ))
 echo \$n > "$dir/count"
@@ -22,7 +22,7 @@ echo "row,impl,pass,ms,tflops"
 echo "\$2,ringattn,fwd,1.0,\$(( ${variant#*:} + (n + 1) / 2 ))"
 echo "\$2,ringattn,bwd,2.0,\$(( ${variant#*:} / 2 + (n + 1) / 2 ))"
 echo "\$2,torch_cudnn,fwd,1.0,999"
-STUB
+STANDIN
   chmod +x "$dir/kernel_bench"
 done
 out=$("$script" "$work/A" "$work/B" 3 r1 r2)

@@ -11,7 +11,7 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/bin"
 # Call k of either stand-in (one count, so the order shows) rates ours'
 # forward 600 + k and backward 500 + k; cuDNN 610 and 520 on every call.
-cat > "$work/bin/kernel_bench" <<STUB
+cat > "$work/bin/kernel_bench" <<STANDIN
 #!/usr/bin/env bash
 n=\$(( \$(cat "$work/count" 2>/dev/null || echo 0) + 1 )); echo \$n > "$work/count"
 echo "ours \$2 \$1" >> "$work/calls"
@@ -22,8 +22,8 @@ echo "\$2,ringattn,fwd,1.0,\$(( 600 + n ))\$(j 0.5)"
 echo "\$2,ringattn,bwd,2.0,\$(( 500 + n ))\$(j 1.0)"
 echo "\$2,ringattn,fwd+bwd,3.0,\$(( 540 + n ))\$(j 1.5)"
 echo "\$2,ringattn_fused_state,fwd,1.1,\$(( 590 + n ))\$(j 0.6)"
-STUB
-cat > "$work/torch" <<STUB
+STANDIN
+cat > "$work/torch" <<STANDIN
 #!/usr/bin/env bash
 n=\$(( \$(cat "$work/count" 2>/dev/null || echo 0) + 1 )); echo \$n > "$work/count"
 echo "torch \$2 \$1" >> "$work/calls"
@@ -33,7 +33,7 @@ echo "\$2,torch_cudnn,fwd,1.0,610\$(j 1.22)"
 echo "\$2,torch_cudnn,bwd,2.0,520\$(j 2.0)"
 echo "\$2,torch_cudnn,fwd+bwd,3.0,550\$(j 3.0)"
 echo "\$2,torch_flash,fwd,1.5,400\$(j 2.5)"
-STUB
+STANDIN
 chmod +x "$work/bin/kernel_bench" "$work/torch"
 export KERNEL_BENCH_TORCH="$work/torch"
 out=$(KERNEL_BENCH_ITERATIONS=7 "$script" "$work/bin" "$work/out" 3 r1 r2)
