@@ -29,7 +29,6 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
-#include <type_traits>
 #include <utility>
 
 #include "cuda/flash/forward.h"
@@ -111,19 +110,16 @@ __host__ __device__ __forceinline__ bool WritesOutputTile(const ForwardBlockArgs
 // A tile as the producer publishes it with its Q: where it is and the key
 // tiles it meets, so that the consumers do not decode it again (on short
 // sequences the decoding took about 13 % of the consumers' issue slots).
-// Bit w of half_last: consumer warpgroup w sees none of the last key
-// tile's second half of keys (a causal diagonal's first 64 rows), and
-// multiplies only the first. Heads and batch rows fit in int: a launch of
-// 2^31 (head, batch) pairs would not fit in a GPU's memory. m < 0: no more
-// tiles.
+// Heads and batch rows fit in int: a launch of 2^31 (head, batch) pairs
+// would not fit in a GPU's memory. m < 0: no more tiles.
 struct PublishedTile {
-  int m, head, batch, half_last;
+  int m, head, batch;
   KeyTileRange keys;
 };
 
 __device__ __forceinline__ void StorePublishedTile(uint32_t addr, const PublishedTile& t) {
   asm volatile("st.shared.v4.s32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(t.m), "r"(t.head),
-               "r"(t.batch), "r"(t.half_last)
+               "r"(t.batch), "r"(0)
                : "memory");
   asm volatile("st.shared.v4.s32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr + 16), "r"(t.keys.n_begin),
                "r"(t.keys.n_end), "r"(t.keys.full_begin), "r"(t.keys.full_end)
@@ -131,8 +127,9 @@ __device__ __forceinline__ void StorePublishedTile(uint32_t addr, const Publishe
 }
 __device__ __forceinline__ PublishedTile LoadPublishedTile(uint32_t addr) {
   PublishedTile t;
+  [[maybe_unused]] int unused;  // the slot's fourth word
   asm volatile("ld.shared.v4.s32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(t.m), "=r"(t.head), "=r"(t.batch), "=r"(t.half_last)
+               : "=r"(t.m), "=r"(t.head), "=r"(t.batch), "=r"(unused)
                : "r"(addr)
                : "memory");
   asm volatile("ld.shared.v4.s32 {%0, %1, %2, %3}, [%4];\n"
@@ -200,19 +197,11 @@ __device__ __forceinline__ void ScheduleTiles(const ForwardBlockArgs& a,
       MbarrierWait(sm.NextWanted(), (taken - 1) & 1);
       t = NextTile(counter);
     }
-    PublishedTile published{-1, 0, 0, 0, {}};
+    PublishedTile published{-1, 0, 0, {}};
     if (t < scheduler.Count()) {
       const QueryTile tile = scheduler.At(t);
-      published = {tile.m, static_cast<int>(tile.head), static_cast<int>(tile.batch), 0,
+      published = {tile.m, static_cast<int>(tile.head), static_cast<int>(tile.batch),
                    KeyTileRange(a, tile.batch, tile.m, Tr::kBlockM, Tr::kBlockN)};
-      if (Tr::kHalfKeyTiles && published.keys.n_begin < published.keys.n_end) {
-        const int64_t half_key =
-            static_cast<int64_t>(published.keys.n_end - 1) * Tr::kBlockN + Tr::kBlockN / 2;
-        for (int w = 0; w < Tr::kConsumers; ++w) {
-          const int64_t rows = static_cast<int64_t>(tile.m) * Tr::kBlockM + 64 * w;
-          published.half_last |= NoKeySeenFrom(a, tile.batch, rows, 64, half_key) << w;
-        }
-      }
     }
     MbarrierWait(sm.ScheduledEmpty(), (taken & 1) ^ 1);
     StorePublishedTile(sm.Scheduled(), published);
@@ -245,8 +234,7 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
   uint32_t kv_count = 0, state_count = 0;
   for (uint32_t q_count = 0;; ++q_count) {
     MbarrierWait(sm.ScheduledFull(), q_count & 1);
-    PublishedTile tile = LoadPublishedTile(sm.Scheduled());
-    if constexpr (!Tr::kHalfKeyTiles) tile.half_last = 0;  // a constant, not a register
+    const PublishedTile tile = LoadPublishedTile(sm.Scheduled());
     MbarrierArrive(sm.ScheduledEmpty());
     MbarrierWait(sm.QEmpty(), (q_count & 1) ^ 1);
     StorePublishedTile(sm.Tile(), tile);
@@ -346,54 +334,31 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
     for (int i = 0; i < kHeadDim / 2; ++i) o_flat[i] = 0.f;
 
     if (tiles.n_begin < tiles.n_end) {
-      // Whether the warpgroup takes only the first half of the last key
-      // tile's keys (PublishedTile::half_last): S, its softmax and P V over
-      // them. Each step that may be a half one is compiled twice (kHalf),
-      // and every wgmma group is waited for inside it: accumulators in
-      // flight where the two paths join make ptxas serialize every wgmma of
-      // the kernel (C7520).
-      const bool half_last = Tr::kHalfKeyTiles && (tile.half_last >> warpgroup & 1);
-      // S = Q K^T for the warpgroup's 64 rows and the stage's kBlockN keys
-      // (kHalf: the first kBlockN / 2).
-      const auto issue_s = [&](uint32_t stage, auto half) {
+      // S = Q K^T for the warpgroup's 64 rows and the stage's kBlockN keys.
+      const auto issue_s = [&](uint32_t stage) {
         WgmmaFence();
-        if constexpr (decltype(half)::value) {
-          IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN, kBlockN / 2>(
-              *reinterpret_cast<float(*)[kBlockN / 4]>(s_flat), sm.q, warpgroup * 64, sm.K(stage));
-        } else {
-          IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(s_flat, sm.q, warpgroup * 64,
-                                                             sm.K(stage));
-        }
+        IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(s_flat, sm.q, warpgroup * 64,
+                                                           sm.K(stage));
       };
       // O += P V (V N-major: 64-column blocks kBlockN rows apart).
-      const auto issue_pv = [&](uint32_t stage, auto half) {
+      const auto issue_pv = [&](uint32_t stage) {
         WgmmaFence();
-        if constexpr (decltype(half)::value) {
-          IssueRegistersTimesNMajor<E, kHeadDim>(
-              o_flat, *reinterpret_cast<const uint32_t(*)[kBlockN / 32][4]>(p), sm.V(stage),
-              kBlockN);
-        } else {
-          IssueRegistersTimesNMajor<E, kHeadDim>(o_flat, p, sm.V(stage), kBlockN);
-        }
+        IssueRegistersTimesNMajor<E, kHeadDim>(o_flat, p, sm.V(stage), kBlockN);
         WgmmaCommit();
       };
       // The scores of key tile n (masked where needed) to probabilities, in
       // place; rescale: the factors O's rows need.
-      const auto softmax = [&](int n, float(&rescale)[1][2], auto half) {
+      const auto softmax = [&](int n, float(&rescale)[1][2]) {
         FenceRegisters(s_flat);
-        constexpr int kBlocks = decltype(half)::value ? kNB / 2 : kNB;
-        auto& scores = *reinterpret_cast<float(*)[1][kBlocks][4]>(s_flat);
         if (tiles.NeedsMask(n)) {
-          MaskScores(scores, a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN);
+          MaskScores(s, a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN);
         }
-        SoftmaxStep(scores, row_max, row_sum, scale_log2, rescale);
+        SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
       };
       // P as the A operand of the next P V (once the last P V has read it).
-      const auto pack_p = [&](auto half) {
+      const auto pack_p = [&] {
 #pragma unroll
-        for (int kk = 0; kk < (decltype(half)::value ? kBlockN / 32 : kBlockN / 16); ++kk) {
-          PackP<E>(s, 0, kk, p[kk]);
-        }
+        for (int kk = 0; kk < kBlockN / 16; ++kk) PackP<E>(s, 0, kk, p[kk]);
       };
       // One turn at the tensor cores: wait for it, issue, hand it over.
       const auto turn = [&](const auto& issue) {
@@ -404,22 +369,12 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       const auto release = [&](uint32_t bar) {
         if (signals) MbarrierArrive(bar);
       };
-      // step(n, kHalf) runs as step(n, true) where key tile n is a half one.
-      const auto halves = [&](int n, const auto& step) {
-        if constexpr (Tr::kHalfKeyTiles) {
-          if (half_last && n + 1 == tiles.n_end) {
-            step(std::true_type());
-            return;
-          }
-        }
-        step(std::false_type());
-      };
 
-      halves(tiles.n_begin, [&](auto half) {
+      {
         const Slot first(kv_count);
         turn([&] {
           MbarrierWait(sm.KFull(first.stage), first.parity);
-          issue_s(first.stage, half);
+          issue_s(first.stage);
         });
         if (state_stored) {  // the state slab is free once the last copy out has read it
           BulkWaitRead<0>();
@@ -430,33 +385,31 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         release(sm.KEmpty(first.stage));
         if (tiles.n_begin + 1 == tiles.n_end) MbarrierArrive(sm.QEmpty());
         float rescale[1][2];
-        softmax(tiles.n_begin, rescale, half);
-        pack_p(half);
-      });
+        softmax(tiles.n_begin, rescale);
+        pack_p();
+      }
       // The last tile's P V is peeled off so that every iteration issues the
       // same wgmma groups.
       for (int n = tiles.n_begin; n + 1 < tiles.n_end; ++n, ++kv_count) {
-        halves(n + 1, [&](auto half) {
-          const Slot now(kv_count), next(kv_count + 1);
-          turn([&] {
-            MbarrierWait(sm.KFull(next.stage), next.parity);
-            issue_s(next.stage, half);
-            MbarrierWait(sm.VFull(now.stage), now.parity);
-            issue_pv(now.stage, std::false_type());
-          });
-          float rescale[1][2];
-          WgmmaWait<1>();  // S of tile n + 1, while P V of tile n runs
-          release(sm.KEmpty(next.stage));
-          if (n + 2 == tiles.n_end) MbarrierArrive(sm.QEmpty());
-          // P of tile n is still being read by the P V product: the softmax
-          // writes S in place, and P is packed only after the wait below.
-          softmax(n + 1, rescale, half);
-          WgmmaWait<0>();
-          FenceRegisters(o_flat);
-          release(sm.VEmpty(now.stage));
-          RescaleRows(o, rescale);
-          pack_p(half);
+        const Slot now(kv_count), next(kv_count + 1);
+        turn([&] {
+          MbarrierWait(sm.KFull(next.stage), next.parity);
+          issue_s(next.stage);
+          MbarrierWait(sm.VFull(now.stage), now.parity);
+          issue_pv(now.stage);
         });
+        float rescale[1][2];
+        WgmmaWait<1>();  // S of tile n + 1, while P V of tile n runs
+        release(sm.KEmpty(next.stage));
+        if (n + 2 == tiles.n_end) MbarrierArrive(sm.QEmpty());
+        // P of tile n is still being read by the P V product: the softmax
+        // writes S in place, and P is packed only after the wait below.
+        softmax(n + 1, rescale);
+        WgmmaWait<0>();
+        FenceRegisters(o_flat);
+        release(sm.VEmpty(now.stage));
+        RescaleRows(o, rescale);
+        pack_p();
       }
       const Slot last(kv_count);
       if (merge_state) {  // read while the last P V waits for its turn and runs
@@ -467,13 +420,11 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
               row < q_valid && !a.state_fresh ? *StateLse(a, b, h, q0 + row) : -INFINITY;
         }
       }
-      halves(tiles.n_end - 1, [&](auto half) {
-        turn([&] {
-          MbarrierWait(sm.VFull(last.stage), last.parity);
-          issue_pv(last.stage, half);
-        });
-        WgmmaWait<0>();
+      turn([&] {
+        MbarrierWait(sm.VFull(last.stage), last.parity);
+        issue_pv(last.stage);
       });
+      WgmmaWait<0>();
       FenceRegisters(o_flat);
       release(sm.VEmpty(last.stage));
       ++kv_count;
