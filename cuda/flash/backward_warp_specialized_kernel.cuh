@@ -30,7 +30,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <type_traits>
 
 #include "cuda/flash/backward_hopper_common.cuh"
 #include "cuda/flash/block_mask.cuh"
@@ -406,40 +405,18 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
       MbarrierArrive(sm.Empty(slot.stage));  // Q, dO, LSE and D of the slot are read
     };
     // The first tile is peeled (no dQ of a tile before it), so that every
-    // iteration issues the same wgmma groups. A warpgroup whose keys no
-    // query of it sees (a causal diagonal's second 64 keys and its first
-    // query tile) skips its products there: P^T and dS^T are zero, and it
-    // only takes its turns and writes its zero dS^T for the tile's dQ.
-    // (The two forms are compiled apart, every wgmma group waited for in
-    // each: accumulators in flight where two paths join make ptxas
-    // serialize every wgmma of the kernel.)
-    const auto first_tile = [&](auto skip) {
+    // iteration issues the same wgmma groups.
+    {
       const Slot slot(0);
       Packed p16, ds16;
-      if constexpr (decltype(skip)::value) {
-        turn([&] { MbarrierWait(sm.Full(slot.stage), slot.parity); });
-#pragma unroll
-        for (int kk = 0; kk < kBlockM / 16; ++kk) {
-#pragma unroll
-          for (int j = 0; j < 4; ++j) p16[kk][j] = ds16[kk][j] = 0;
-        }
-        turn([] {});
-      } else {
-        scores(tiles.m_begin, slot, turn, p16, ds16);
-        turn([&] {
-          IssueKeyGrads<E, kHeadDim, kBlockM>(dk, dv, p16, ds16, sm.Q(slot.stage),
-                                              sm.Dout(slot.stage));
-        });
-      }
+      scores(tiles.m_begin, slot, turn, p16, ds16);
+      turn([&] {
+        IssueKeyGrads<E, kHeadDim, kBlockM>(dk, dv, p16, ds16, sm.Q(slot.stage),
+                                            sm.Dout(slot.stage));
+      });
       store_ds(0, ds16);
       WgmmaWait<0>();
       key_grads_done(slot);
-    };
-    if (NoKeySeenFrom(a, b, static_cast<int64_t>(tiles.m_begin) * kBlockM, kBlockM,
-                      k0 + key_base)) {
-      first_tile(std::true_type());
-    } else {
-      first_tile(std::false_type());
     }
     uint32_t i = 1;
     for (int m = tiles.m_begin + 1; m < tiles.m_end; ++m, ++i) {
