@@ -253,20 +253,6 @@ struct KeyTileRange {
   }
 };
 
-// Whether the task's queries [q_first, q_first + rows) (indices; those past
-// the task not counted) see no key from task index `key` on: every key from
-// it is past the task or, as positions grow with the index, past the last
-// query's KeyHigh. False when none of the queries is in the task. The
-// forward's consumers then multiply only the keys before it (a causal
-// diagonal tile's first warpgroup).
-__host__ __device__ __forceinline__ bool NoKeySeenFrom(const ForwardBlockArgs& a, int64_t b,
-                                                       int64_t q_first, int rows, int64_t key) {
-  const int64_t q_last = min64(q_first + rows, a.q_pos.length) - 1;
-  if (q_last < q_first) return false;
-  if (key >= a.k_pos.length) return true;
-  return PositionAt(a.k_pos, key) > TaskMask::Of(a, b).KeyHigh(PositionAt(a.q_pos, q_last));
-}
-
 // The query tiles (of kBlockM rows) key tile n_tile (of kBlockN keys)
 // meets in batch row b: [m_begin, m_end) hold an allowed pair,
 // [full_begin, full_end) only allowed pairs (empty when the key tile is

@@ -254,41 +254,5 @@ TEST(BlockMaskTest, TileRangesHoldEveryAllowedPairAndSkipOnlyWholeAllowedTiles) 
   }
 }
 
-// NoKeySeenFrom (the forward's half key tiles) against every pair: never
-// true when a query of the rows sees a key from the index on, false for
-// rows all past the task, and exact for masks without a lower bound
-// (causal, key limits), where it matters.
-TEST(BlockMaskTest, NoKeySeenFromIsNoAllowedPairFromTheKey) {
-  Rng rng{std::mt19937(14)};
-  int seen_none = 0;
-  for (int trial = 0; trial < 3000; ++trial) {
-    const Task t = RandomTask(rng);
-    const DeviceRun &q = t.args.q_pos, &k = t.args.k_pos;
-    const int64_t q_first = rng(0, q.length + 10), key = rng(0, k.length + 10);
-    const int rows = static_cast<int>(rng(1, 64));
-    bool none = true, any_row = false;
-    for (int64_t i = q_first; i < std::min<int64_t>(q_first + rows, q.length); ++i) {
-      any_row = true;
-      for (int64_t j = key; none && j < k.length; ++j) {
-        none = !t.mask.Allowed(PositionAt(q, i), PositionAt(k, j));
-      }
-    }
-    // Keys no query sees because they come before its window or document
-    // are not looked for: exact where a mask has no lower bound.
-    const bool no_lower_bound = t.mask.min_delta == -kFar && t.mask.doc_begin == 0;
-    const bool got = NoKeySeenFrom(t.args, 0, q_first, rows, key);
-    SCOPED_TRACE(::testing::Message()
-                 << "trial " << trial << ": rows " << q_first << " + " << rows << ", key " << key);
-    if (got) {
-      ASSERT_TRUE(any_row && none) << "a seen key skipped";
-    }
-    if (no_lower_bound) {
-      ASSERT_EQ(got, any_row && none);
-    }
-    seen_none += got;
-  }
-  EXPECT_GT(seen_none, 300);
-}
-
 }  // namespace
 }  // namespace ringattn::cuda::flash

@@ -2,11 +2,8 @@
 // scheme: a producer warpgroup whose one thread only issues TMA copies of
 // Q, K and V into mbarrier pipelines, and two consumer warpgroups (64 query
 // rows each) that get the registers (setmaxnreg) and only multiply:
-//  - key tiles are taken last first, so that a causal diagonal's masked
-//    tile comes first: inside a warpgroup, S(n) = Q K(n)^T is issued
-//    together with O += P(n+1) V(n+1), and the softmax of tile n runs
-//    while P V runs; on that first tile, a warpgroup that sees none of its
-//    second half of keys multiplies only the first (d128: PublishedTile);
+//  - inside a warpgroup, S(n+1) = Q K(n+1)^T is issued together with
+//    O += P(n) V(n), and the softmax of tile n+1 runs while P V runs;
 //  - between the warpgroups, named barriers hand the tensor cores over in
 //    turns (ping-pong): one warpgroup issues its GEMMs while the other runs
 //    its softmax;
@@ -32,7 +29,6 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
-#include <type_traits>
 #include <utility>
 
 #include "cuda/flash/forward.h"
@@ -114,19 +110,16 @@ __host__ __device__ __forceinline__ bool WritesOutputTile(const ForwardBlockArgs
 // A tile as the producer publishes it with its Q: where it is and the key
 // tiles it meets, so that the consumers do not decode it again (on short
 // sequences the decoding took about 13 % of the consumers' issue slots).
-// Bit w of half_last: consumer warpgroup w sees none of the last key
-// tile's second half of keys (a causal diagonal's first 64 rows), and
-// multiplies only the first (the last key tile is the consumers' first). Heads and batch rows fit
-// in int: a launch of 2^31 (head, batch) pairs would not fit in a GPU's memory. m < 0: no more
-// tiles.
+// Heads and batch rows fit in int: a launch of 2^31 (head, batch) pairs
+// would not fit in a GPU's memory. m < 0: no more tiles.
 struct PublishedTile {
-  int m, head, batch, half_last;
+  int m, head, batch;
   KeyTileRange keys;
 };
 
 __device__ __forceinline__ void StorePublishedTile(uint32_t addr, const PublishedTile& t) {
   asm volatile("st.shared.v4.s32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(t.m), "r"(t.head),
-               "r"(t.batch), "r"(t.half_last)
+               "r"(t.batch), "r"(0)
                : "memory");
   asm volatile("st.shared.v4.s32 [%0], {%1, %2, %3, %4};\n" ::"r"(addr + 16), "r"(t.keys.n_begin),
                "r"(t.keys.n_end), "r"(t.keys.full_begin), "r"(t.keys.full_end)
@@ -134,8 +127,9 @@ __device__ __forceinline__ void StorePublishedTile(uint32_t addr, const Publishe
 }
 __device__ __forceinline__ PublishedTile LoadPublishedTile(uint32_t addr) {
   PublishedTile t;
+  [[maybe_unused]] int unused;  // the slot's fourth word
   asm volatile("ld.shared.v4.s32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(t.m), "=r"(t.head), "=r"(t.batch), "=r"(t.half_last)
+               : "=r"(t.m), "=r"(t.head), "=r"(t.batch), "=r"(unused)
                : "r"(addr)
                : "memory");
   asm volatile("ld.shared.v4.s32 {%0, %1, %2, %3}, [%4];\n"
@@ -203,19 +197,11 @@ __device__ __forceinline__ void ScheduleTiles(const ForwardBlockArgs& a,
       MbarrierWait(sm.NextWanted(), (taken - 1) & 1);
       t = NextTile(counter);
     }
-    PublishedTile published{-1, 0, 0, 0, {}};
+    PublishedTile published{-1, 0, 0, {}};
     if (t < scheduler.Count()) {
       const QueryTile tile = scheduler.At(t);
-      published = {tile.m, static_cast<int>(tile.head), static_cast<int>(tile.batch), 0,
+      published = {tile.m, static_cast<int>(tile.head), static_cast<int>(tile.batch),
                    KeyTileRange(a, tile.batch, tile.m, Tr::kBlockM, Tr::kBlockN)};
-      if (Tr::kHalfKeyTiles && published.keys.n_begin < published.keys.n_end) {
-        const int64_t half_key =
-            static_cast<int64_t>(published.keys.n_end - 1) * Tr::kBlockN + Tr::kBlockN / 2;
-        for (int w = 0; w < Tr::kConsumers; ++w) {
-          const int64_t rows = static_cast<int64_t>(tile.m) * Tr::kBlockM + 64 * w;
-          published.half_last |= NoKeySeenFrom(a, tile.batch, rows, 64, half_key) << w;
-        }
-      }
     }
     MbarrierWait(sm.ScheduledEmpty(), (taken & 1) ^ 1);
     StorePublishedTile(sm.Scheduled(), published);
@@ -227,8 +213,7 @@ __device__ __forceinline__ void ScheduleTiles(const ForwardBlockArgs& a,
 
 // The producer thread: takes each tile from the scheduler's slot and
 // publishes it in the Q slot (PublishedTile), then every copy, in the order
-// the consumers use them (Q, the last key tile's K, then K(n) before
-// V(n+1), down to the first key tile), each into the
+// the consumers use them (Q, K0, then K(n+1) before V(n)), each into the
 // next free pipeline slot, and asks for the next tile with the last K. A
 // tile without keys is published without copies; m = -1 tells the
 // consumers to stop.
@@ -249,8 +234,7 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
   uint32_t kv_count = 0, state_count = 0;
   for (uint32_t q_count = 0;; ++q_count) {
     MbarrierWait(sm.ScheduledFull(), q_count & 1);
-    PublishedTile tile = LoadPublishedTile(sm.Scheduled());
-    if constexpr (!Tr::kHalfKeyTiles) tile.half_last = 0;  // a constant, not a register
+    const PublishedTile tile = LoadPublishedTile(sm.Scheduled());
     MbarrierArrive(sm.ScheduledEmpty());
     MbarrierWait(sm.QEmpty(), (q_count & 1) ^ 1);
     StorePublishedTile(sm.Tile(), tile);
@@ -270,9 +254,7 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
       const uint32_t dst = is_k ? sm.K(slot.stage) : sm.V(slot.stage);
       MbarrierWait(is_k ? sm.KEmpty(slot.stage) : sm.VEmpty(slot.stage), slot.parity ^ 1);
       MbarrierArriveExpectTx(full, Tr::kKvBytes);
-      const int n_tile = n_begin + n_end - 1 - n;  // last key tile first (ConsumeTiles)
-      TmaLoadRows<kHeadDim, kBlockN>(dst, is_k ? k_map : v_map, full, n_tile * kBlockN, kv_head,
-                                     batch);
+      TmaLoadRows<kHeadDim, kBlockN>(dst, is_k ? k_map : v_map, full, n * kBlockN, kv_head, batch);
     };
     MbarrierArriveExpectTx(sm.QFull(), Tr::kQBytes);
     TmaLoadRows<kHeadDim, kBlockM>(sm.q, q_map, sm.QFull(), tile.m * kBlockM, head, batch);
@@ -352,26 +334,11 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
     for (int i = 0; i < kHeadDim / 2; ++i) o_flat[i] = 0.f;
 
     if (tiles.n_begin < tiles.n_end) {
-      // Key tiles are taken last first (ProduceTiles), so a causal
-      // diagonal's masked tile comes first.
-      // Whether the warpgroup sees only the first half of the first tile's
-      // keys (PublishedTile::half_last): its S over them (n64), their
-      // softmax, and P zero past them. Only the first step has the two
-      // forms (compiled twice, every wgmma group waited for inside each:
-      // accumulators in flight where two paths join make ptxas serialize
-      // every wgmma of the kernel, C7520), so the loop is one path.
-      const bool half_first = Tr::kHalfKeyTiles && (tile.half_last >> warpgroup & 1);
-      // S = Q K^T for the warpgroup's 64 rows and the stage's kBlockN keys
-      // (half: the first kBlockN / 2).
-      const auto issue_s = [&](uint32_t stage, auto half) {
+      // S = Q K^T for the warpgroup's 64 rows and the stage's kBlockN keys.
+      const auto issue_s = [&](uint32_t stage) {
         WgmmaFence();
-        if constexpr (decltype(half)::value) {
-          IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN, kBlockN / 2>(
-              *reinterpret_cast<float(*)[kBlockN / 4]>(s_flat), sm.q, warpgroup * 64, sm.K(stage));
-        } else {
-          IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(s_flat, sm.q, warpgroup * 64,
-                                                             sm.K(stage));
-        }
+        IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(s_flat, sm.q, warpgroup * 64,
+                                                           sm.K(stage));
       };
       // O += P V (V N-major: 64-column blocks kBlockN rows apart).
       const auto issue_pv = [&](uint32_t stage) {
@@ -381,26 +348,17 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       };
       // The scores of key tile n (masked where needed) to probabilities, in
       // place; rescale: the factors O's rows need.
-      const auto softmax = [&](int n, float(&rescale)[1][2], auto half) {
+      const auto softmax = [&](int n, float(&rescale)[1][2]) {
         FenceRegisters(s_flat);
-        constexpr int kBlocks = decltype(half)::value ? kNB / 2 : kNB;
-        auto& scores = *reinterpret_cast<float(*)[1][kBlocks][4]>(s_flat);
         if (tiles.NeedsMask(n)) {
-          MaskScores(scores, a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN);
+          MaskScores(s, a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN);
         }
-        SoftmaxStep(scores, row_max, row_sum, scale_log2, rescale);
+        SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
       };
       // P as the A operand of the next P V (once the last P V has read it).
-      const auto pack_p = [&](auto half) {
+      const auto pack_p = [&] {
 #pragma unroll
-        for (int kk = 0; kk < kBlockN / 16; ++kk) {
-          if (!decltype(half)::value || kk < kBlockN / 32) {
-            PackP<E>(s, 0, kk, p[kk]);
-          } else {
-#pragma unroll
-            for (int j = 0; j < 4; ++j) p[kk][j] = 0;
-          }
-        }
+        for (int kk = 0; kk < kBlockN / 16; ++kk) PackP<E>(s, 0, kk, p[kk]);
       };
       // One turn at the tensor cores: wait for it, issue, hand it over.
       const auto turn = [&](const auto& issue) {
@@ -412,11 +370,11 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         if (signals) MbarrierArrive(bar);
       };
 
-      const auto first_step = [&](auto half) {
+      {
         const Slot first(kv_count);
         turn([&] {
           MbarrierWait(sm.KFull(first.stage), first.parity);
-          issue_s(first.stage, half);
+          issue_s(first.stage);
         });
         if (state_stored) {  // the state slab is free once the last copy out has read it
           BulkWaitRead<0>();
@@ -427,41 +385,31 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         release(sm.KEmpty(first.stage));
         if (tiles.n_begin + 1 == tiles.n_end) MbarrierArrive(sm.QEmpty());
         float rescale[1][2];
-        softmax(tiles.n_end - 1, rescale, half);
-        pack_p(half);
-      };
-      if constexpr (Tr::kHalfKeyTiles) {
-        if (half_first) {
-          first_step(std::true_type());
-        } else {
-          first_step(std::false_type());
-        }
-      } else {
-        first_step(std::false_type());
+        softmax(tiles.n_begin, rescale);
+        pack_p();
       }
       // The last tile's P V is peeled off so that every iteration issues the
-      // same wgmma groups. Step n: S of key tile n with P V of tile n + 1.
-      for (int n = tiles.n_end - 2; n >= tiles.n_begin; --n, ++kv_count) {
+      // same wgmma groups.
+      for (int n = tiles.n_begin; n + 1 < tiles.n_end; ++n, ++kv_count) {
         const Slot now(kv_count), next(kv_count + 1);
         turn([&] {
           MbarrierWait(sm.KFull(next.stage), next.parity);
-          issue_s(next.stage, std::false_type());
+          issue_s(next.stage);
           MbarrierWait(sm.VFull(now.stage), now.parity);
           issue_pv(now.stage);
         });
         float rescale[1][2];
-        WgmmaWait<1>();  // S of tile n, while P V of tile n + 1 runs
+        WgmmaWait<1>();  // S of tile n + 1, while P V of tile n runs
         release(sm.KEmpty(next.stage));
-        if (n == tiles.n_begin) MbarrierArrive(sm.QEmpty());
-        // P of tile n + 1 is still being read by the P V product: the
-        // softmax writes S in place, and P is packed only after the wait
-        // below.
-        softmax(n, rescale, std::false_type());
+        if (n + 2 == tiles.n_end) MbarrierArrive(sm.QEmpty());
+        // P of tile n is still being read by the P V product: the softmax
+        // writes S in place, and P is packed only after the wait below.
+        softmax(n + 1, rescale);
         WgmmaWait<0>();
         FenceRegisters(o_flat);
         release(sm.VEmpty(now.stage));
         RescaleRows(o, rescale);
-        pack_p(std::false_type());
+        pack_p();
       }
       const Slot last(kv_count);
       if (merge_state) {  // read while the last P V waits for its turn and runs

@@ -112,11 +112,11 @@ __device__ __forceinline__ void FenceProxyAsync() {
 }
 
 // acc = X Y^T as one wgmma group (committed; the caller fences first): the
-// warpgroup's 64 rows of X from row x_base of a kXRows-row tile, and the
-// first kN rows of a kYRows-row tile of Y (all by default), both K-major
-// (kHeadDim columns in 64-column blocks) in the 128-byte swizzle.
-template <ElementType E, int kHeadDim, int kXRows, int kYRows, int kN = kYRows>
-__device__ __forceinline__ void IssueRowsTimesRowsT(float (&acc)[kN / 2], uint32_t x_tile,
+// warpgroup's 64 rows of X from row x_base of a kXRows-row tile, and all
+// kYRows rows of Y, both K-major (kHeadDim columns in 64-column blocks) in
+// the 128-byte swizzle.
+template <ElementType E, int kHeadDim, int kXRows, int kYRows>
+__device__ __forceinline__ void IssueRowsTimesRowsT(float (&acc)[kYRows / 2], uint32_t x_tile,
                                                     int x_base, uint32_t y_tile) {
   // From d128 up, X's descriptors come from one 32-bit base per call, their
   // high word a constant: x_base is per warpgroup, so they live in vector
@@ -133,15 +133,15 @@ __device__ __forceinline__ void IssueRowsTimesRowsT(float (&acc)[kN / 2], uint32
 #pragma unroll
     for (int kk = 0; kk < kHeadDim / 16; ++kk) {
       const uint32_t col = (kk % 4) * 32;
-      Wgmma<E>::template SS<kN>(acc, high | (x_low + (((kk / 4) * kXRows * 128 + col) >> 4)),
-                                SwizzledDescriptor(y_tile + (kk / 4) * kYRows * 128 + col, 16),
-                                kk > 0);
+      Wgmma<E>::template SS<kYRows>(acc, high | (x_low + (((kk / 4) * kXRows * 128 + col) >> 4)),
+                                    SwizzledDescriptor(y_tile + (kk / 4) * kYRows * 128 + col, 16),
+                                    kk > 0);
     }
   } else {
 #pragma unroll
     for (int kk = 0; kk < kHeadDim / 16; ++kk) {
       const uint32_t col = (kk % 4) * 32;
-      Wgmma<E>::template SS<kN>(
+      Wgmma<E>::template SS<kYRows>(
           acc, SwizzledDescriptor(x_tile + (kk / 4) * kXRows * 128 + x_base * 128 + col, 16),
           SwizzledDescriptor(y_tile + (kk / 4) * kYRows * 128 + col, 16), kk > 0);
     }

@@ -219,12 +219,6 @@ struct WarpSpecializedForwardTraits {
   static constexpr bool kOutputTile = kHeadDim <= 128;
   static constexpr bool kStateTile = kHeadDim == 128;
   static constexpr int kStateBytes = kBlockM * kHeadDim * 4;
-  // A warpgroup that sees only the first half of a tile's last key tile
-  // (a causal diagonal's first 64 rows) multiplies only that half (n64 S,
-  // four k16 steps of P V) at d128. (At d64, whose diagonals are a
-  // smaller share of its rows' work, ptxas fences the half S's registers:
-  // C7519.)
-  static constexpr bool kHalfKeyTiles = kHeadDim == 128;
   static constexpr int kOutputBytes =
       kStateTile ? kStateBytes : (kOutputTile ? kBlockM * kHeadDim * 2 : 0);
   // Q's full/empty, K's and V's per stage, the Q slot's tile (32 bytes),
