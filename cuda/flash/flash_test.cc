@@ -414,6 +414,29 @@ TEST(FlashForwardTest, ManyTilesPerCtaMatchTheFp64Oracle) {
   }
 }
 
+// Causal diagonals off the tile grid for the warp-specialized forward (the
+// Hopper kernel the ring runs): 1000 queries and 1000 keys at the same
+// positions (the last query tile's second warpgroup partly past the task),
+// keys shifted by 32 and by 96 positions (a diagonal inside a warpgroup's
+// rows, and key tiles no query of a warpgroup sees), each with and without
+// a window of 100; bf16 d128, 8 query heads over 2 kv heads.
+TEST(FlashForwardTest, CausalDiagonalsMatchTheFp64Oracle) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
+  if (!flash::HopperDevice()) GTEST_SKIP() << "not a Hopper device";
+  uint32_t seed = 7501;
+  for (int64_t shift : {0, 32, 96}) {
+    for (int64_t window : {kFar, int64_t{100}}) {
+      Case c = ManyHeadsCase(128, /*batch=*/1, /*keys=*/1000, window);
+      c.heads = 8;
+      c.kv_heads = 2;
+      c.kv_head_end = 2;
+      c.k_pos = DeviceRun{shift, 1000, 1, 1000, 1000};
+      SCOPED_TRACE(::testing::Message() << "keys from " << shift << ", window " << window);
+      Check(c, seed += 10, flash::TensorCoreKernel::kWarpSpecialized);
+    }
+  }
+}
+
 // The warp-specialized forward's tile counter belongs to a (device, stream)
 // pair: the default stream has one handle on every device, and a counter of
 // one device's pool used on another would be another device's memory. Two
