@@ -13,7 +13,11 @@
 # kernels are timed (`kernel_bench 10 ROW auto`); KERNEL_AB_KERNELS=all
 # times every kernel by name too; KERNEL_AB_ITERATIONS=N times N calls a
 # line instead of 10 (100: mostly under the GPU's power cap, as a training
-# loop runs; docs/KERNEL_BENCH.md, twenty-ninth session).
+# loop runs; docs/KERNEL_BENCH.md, twenty-ninth session);
+# KERNEL_AB_SECONDS=S runs each line back to back for at least S seconds
+# (kernel_bench's KERNEL_BENCH_SECONDS: the sustained, power-capped rate)
+# and adds a second table of GFLOP per joule from NVML's energy counter,
+# each variant's median over A's (what a kernel costs under the cap).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 usage="usage: bench/kernel_ab.sh A_DIR B_DIR[,C_DIR,...] REPEATS ROW..."
@@ -32,6 +36,14 @@ done
 [[ "$repeats" =~ ^[1-9][0-9]*$ ]] || { echo "REPEATS must be a positive integer: $repeats" >&2; exit 2; }
 iterations=${KERNEL_AB_ITERATIONS:-10}
 [[ "$iterations" =~ ^[1-9][0-9]*$ ]] || { echo "KERNEL_AB_ITERATIONS must be a positive integer: $iterations" >&2; exit 2; }
+seconds=${KERNEL_AB_SECONDS:-}
+if [[ -n "$seconds" ]]; then
+  [[ "$seconds" =~ ^[0-9]+([.][0-9]+)?$ ]] && awk -v s="$seconds" 'BEGIN { exit !(s > 0 && s <= 3600) }' ||
+    { echo "KERNEL_AB_SECONDS must be seconds in (0, 3600]: $seconds" >&2; exit 2; }
+  export KERNEL_BENCH_SECONDS="$seconds"
+else
+  unset KERNEL_BENCH_SECONDS
+fi
 for i in "${!dirs[@]}"; do echo "# ${letters[i]} = ${dirs[i]}"; done
 runs=$(mktemp)
 trap 'rm -f "$runs"' EXIT
@@ -45,29 +57,40 @@ for ((rep = 1; rep <= repeats; ++rep)); do
 done
 echo
 variants=$(IFS=,; echo "${letters[*]:0:${#dirs[@]}}")
-header="row,impl,pass"
-for v in ${variants//,/ }; do header+=",$v TFLOP/s (each repeat)"; done
-for v in ${variants//,/ }; do [[ $v == A ]] || header+=",$v/A (medians)"; done
-echo "$header"
-sort -t, -k3,3 -k4,4 -k5,5 -k1,1 -k2,2n "$runs" | awk -F, -v variants="$variants" "$(< "$here/median.awk")"'
-  {
-    key = $3 "," $4 "," $5
-    if (!(key in seen)) { seen[key] = 1; order[++n] = key }
-    tf[key, $1] = tf[key, $1] (tf[key, $1] == "" ? "" : " ") $7
-  }
-  END {
-    nv = split(variants, v, ",")
-    for (i = 1; i <= n; ++i) {
-      k = order[i]
-      line = k
-      for (j = 1; j <= nv; ++j) line = line "," tf[k, v[j]]
-      for (j = 2; j <= nv; ++j) {
-        ratio = "-"
-        if (tf[k, "A"] != "" && tf[k, v[j]] != "") {
-          ratio = sprintf("%.3f", median(tf[k, v[j]]) / median(tf[k, "A"]))
-        }
-        line = line "," ratio
-      }
-      print line
+# One table: per row and pass each repeat's VALUE per variant, then each
+# variant's median over A's. VALUE: tflops, or gflop_per_joule (the
+# call's GFLOP, TFLOP/s x ms, over its joules).
+table() {
+  local value=$1 label=$2 header="row,impl,pass"
+  for v in ${variants//,/ }; do header+=",$v $label (each repeat)"; done
+  for v in ${variants//,/ }; do [[ $v == A ]] || header+=",$v/A (medians)"; done
+  echo "$header"
+  sort -t, -k3,3 -k4,4 -k5,5 -k1,1 -k2,2n "$runs" | awk -F, -v variants="$variants" -v value="$value" "$(< "$here/median.awk")"'
+    {
+      key = $3 "," $4 "," $5
+      if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+      x = value == "tflops" ? $7 : ($8 > 0 ? sprintf("%.1f", $7 * $6 / $8) : "")
+      if (x != "") all[key, $1] = all[key, $1] (all[key, $1] == "" ? "" : " ") x
     }
-  }'
+    END {
+      nv = split(variants, v, ",")
+      for (i = 1; i <= n; ++i) {
+        k = order[i]
+        line = k
+        for (j = 1; j <= nv; ++j) line = line "," all[k, v[j]]
+        for (j = 2; j <= nv; ++j) {
+          ratio = "-"
+          if (all[k, "A"] != "" && all[k, v[j]] != "") {
+            ratio = sprintf("%.3f", median(all[k, v[j]]) / median(all[k, "A"]))
+          }
+          line = line "," ratio
+        }
+        print line
+      }
+    }'
+}
+table tflops "TFLOP/s"
+if [[ -n "$seconds" ]]; then
+  echo
+  table gflop_per_joule "GFLOP/J"
+fi

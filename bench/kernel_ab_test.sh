@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/kernel_ab.sh with stand-in kernel_bench binaries of known rates:
 # the alternation's CSV, the per-repeat columns, the ratio of medians (two
-# builds, and three in one command), the calls a line passed on, and the
-# errors for a missing binary or a bad repeat or iteration count.
+# builds, and three in one command), the calls a line passed on, the
+# sustained mode's GFLOP per joule, and the errors for a missing binary or
+# a bad repeat, iteration or seconds count.
 set -euo pipefail
 script="$(dirname "$0")/kernel_ab.sh"
 work=$(mktemp -d)
@@ -16,11 +17,14 @@ for variant in A:100 B:120 C:140; do
 #!/usr/bin/env bash
 n=\$(( \$(cat "$dir/count" 2>/dev/null || echo 0) + 1 ))
 echo \$n > "$dir/count"
-echo "row,impl,pass,ms,tflops"
+# KERNEL_BENCH_SECONDS set: a joules column (0.5 J a call).
+j=\${KERNEL_BENCH_SECONDS:+,0.5}
+echo "row,impl,pass,ms,tflops\${j:+,joules}"
+[[ \${KERNEL_BENCH_SECONDS:-} == \${WANT_SECONDS:-} ]] || { echo "seconds: \${KERNEL_BENCH_SECONDS:-}" >&2; exit 1; }
 [[ \$3 == auto ]] || { echo "kernels: \$3" >&2; exit 1; }
 [[ \$1 == \${WANT_ITERATIONS:-10} ]] || { echo "iterations: \$1" >&2; exit 1; }
-echo "\$2,ringattn,fwd,1.0,\$(( ${variant#*:} + (n + 1) / 2 ))"
-echo "\$2,ringattn,bwd,2.0,\$(( ${variant#*:} / 2 + (n + 1) / 2 ))"
+echo "\$2,ringattn,fwd,1.0,\$(( ${variant#*:} + (n + 1) / 2 ))\$j"
+echo "\$2,ringattn,bwd,2.0,\$(( ${variant#*:} / 2 + (n + 1) / 2 ))\$j"
 echo "\$2,torch_cudnn,fwd,1.0,999"
 STANDIN
   chmod +x "$dir/kernel_bench"
@@ -45,6 +49,21 @@ grep -qx 'r2,ringattn,bwd,51 52 53,61 62 63,71 72 73,1.192,1.385' <<< "$out" || 
 rm -f "$work"/*/count
 out=$(KERNEL_AB_ITERATIONS=100 WANT_ITERATIONS=100 "$script" "$work/A" "$work/B" 1 r1)
 grep -qx 'r1,ringattn,fwd,101,121,1.198' <<< "$out" || fail "100 calls a line"
+# KERNEL_AB_SECONDS reaches kernel_bench as KERNEL_BENCH_SECONDS (and one
+# left in the environment does not): GFLOP per joule is TFLOP/s x ms / J.
+rm -f "$work"/*/count
+out=$(KERNEL_AB_SECONDS=2 WANT_SECONDS=2 "$script" "$work/A" "$work/B" 1 r1)
+grep -qx 'r1,ringattn,fwd,101,121,1.198' <<< "$out" || fail "sustained TFLOP/s"
+grep -qx 'row,impl,pass,A GFLOP/J (each repeat),B GFLOP/J (each repeat),B/A (medians)' <<< "$out" || fail "GFLOP/J header"
+grep -qx 'r1,ringattn,fwd,202.0,242.0,1.198' <<< "$out" || fail "fwd GFLOP/J"
+grep -qx 'r1,ringattn,bwd,204.0,244.0,1.196' <<< "$out" || fail "bwd GFLOP/J"
+rm -f "$work"/*/count
+out=$(KERNEL_BENCH_SECONDS=5 "$script" "$work/A" "$work/B" 1 r1)
+grep -q 'GFLOP/J' <<< "$out" && fail "a GFLOP/J table without KERNEL_AB_SECONDS"
+for bad in 0 -1 abc 4000; do
+  if KERNEL_AB_SECONDS=$bad "$script" "$work/A" "$work/B" 1 r1 2> "$work/err"; then fail "seconds $bad accepted"; fi
+  grep -q "KERNEL_AB_SECONDS must be seconds in (0, 3600]" "$work/err" || fail "seconds message for $bad"
+done
 if KERNEL_AB_ITERATIONS=0 "$script" "$work/A" "$work/B" 1 r1 2> "$work/err"; then fail "0 iterations accepted"; fi
 grep -q "KERNEL_AB_ITERATIONS must be a positive integer" "$work/err" || fail "iterations message"
 if "$script" "$work/A" "$work/none" 1 r1 2> "$work/err"; then fail "missing binary accepted"; fi
