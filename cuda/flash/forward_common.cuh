@@ -69,19 +69,6 @@ __device__ __forceinline__ void MaskScores(float (&s)[kMT][kNB][4], const Forwar
   }
 }
 
-// The max of kN values as a pairwise tree, x[0 .. kN) at indices fixed at
-// compile time (so that they stay in registers).
-template <int kN>
-struct TreeMax {
-  static __device__ __forceinline__ float Of(const float* x) {
-    return fmaxf(TreeMax<kN / 2>::Of(x), TreeMax<kN - kN / 2>::Of(x + kN / 2));
-  }
-};
-template <>
-struct TreeMax<1> {
-  static __device__ __forceinline__ float Of(const float* x) { return x[0]; }
-};
-
 // One online-softmax step (FlashAttention-2: row sums stay per thread until
 // the epilogue): updates the running max (scaled log2 units) and sums,
 // turns the scores into P = 2^(S * scale_log2 - max) in place, and returns
@@ -94,27 +81,24 @@ __device__ __forceinline__ void SoftmaxStep(float (&s)[kMT][kNB][4], float (&row
   for (int m = 0; m < kMT; ++m) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      // The tile's max as a pairwise tree (max is exact in any order): a
-      // dependent chain of log2 kNB steps instead of kNB.
-      float pair_max[kNB];
+      float tile_max = -INFINITY;
 #pragma unroll
-      for (int j = 0; j < kNB; ++j) pair_max[j] = fmaxf(s[m][j][2 * half], s[m][j][2 * half + 1]);
-      const float tile_max = TreeMax<kNB>::Of(pair_max);
+      for (int j = 0; j < kNB; ++j) {
+        tile_max = fmaxf(tile_max, fmaxf(s[m][j][2 * half], s[m][j][2 * half + 1]));
+      }
       const float new_max = fmaxf(row_max[m][half], WarpQuadMax(tile_max) * scale_log2);
       // A row with no allowed key yet keeps max -inf: subtract 0 instead.
       const float ref = new_max == -INFINITY ? 0.f : new_max;
       rescale[m][half] = FastExp2(row_max[m][half] - ref);
       row_max[m][half] = new_max;
-      // The row's sum in four partial sums: four dependent chains of
-      // kNB / 4 additions, each waiting on its exponentials, not one.
-      float sum[4] = {row_sum[m][half] * rescale[m][half], 0.f, 0.f, 0.f};
+      float sum = row_sum[m][half] * rescale[m][half];
 #pragma unroll
       for (int j = 0; j < kNB; ++j) {
         s[m][j][2 * half] = FastExp2(fmaf(s[m][j][2 * half], scale_log2, -ref));
         s[m][j][2 * half + 1] = FastExp2(fmaf(s[m][j][2 * half + 1], scale_log2, -ref));
-        sum[j % 4] += s[m][j][2 * half] + s[m][j][2 * half + 1];
+        sum += s[m][j][2 * half] + s[m][j][2 * half + 1];
       }
-      row_sum[m][half] = (sum[0] + sum[1]) + (sum[2] + sum[3]);
+      row_sum[m][half] = sum;
     }
   }
 }
