@@ -61,9 +61,9 @@ parse() {
 status=0
 for pass in "${passes[@]}"; do
   if [[ $pass == fwd ]]; then ours_k=FlashForward cudnn_k=fprop; else ours_k=FlashBackward cudnn_k=bprop; fi
-  (cd "$out" && "$ncu" --metrics "$metrics" -k "regex:$ours_k" -c 1 "$bin/kernel_bench" 2 "$row" auto) \
+  "$ncu" --metrics "$metrics" -k "regex:$ours_k" -c 1 "$bin/kernel_bench" 2 "$row" auto \
     > "$out/ours_${row}_$pass.txt" 2>&1 || { echo "# ours $row $pass: ncu failed (see $out)" >&2; status=1; }
-  (cd "$out" && "$ncu" --metrics "$metrics" -k "regex:$cudnn_k" -c 1 "$python" "$here/torch_sdpa_bench.py" 1 "$row") \
+  "$ncu" --metrics "$metrics" -k "regex:$cudnn_k" -c 1 "$python" "$here/torch_sdpa_bench.py" 1 "$row" \
     > "$out/cudnn_${row}_$pass.txt" 2>&1 || { echo "# cuDNN $row $pass: ncu failed (see $out)" >&2; status=1; }
   awk -F= -v row="$row" -v pass="$pass" '
     FNR == 1 { side++ }
