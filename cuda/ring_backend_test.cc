@@ -435,10 +435,6 @@ std::array<double, 4> RingErrors(const LayoutSpec& spec, const Problem& p) {
   return errors;
 }
 
-// bf16 and fp16: every layout's ring error against the fp64 oracle on the
-// full sequence is at most 1.05x the error of one kernel call on the same
-// sequence (a ring of one rank), forward and backward, W = 2, 4, 8 virtual
-// ranks, a ring size below W, and documents (varlen).
 // Every launch merging into the state and adding into dK/dV
 // (CudaBackendOptions::fresh_writes off, ring_bench --fresh_writes=false)
 // gives what the fresh writes of a pass's first launches give.
@@ -451,6 +447,10 @@ TEST(CudaRingBackendTest, MergedWritesMatchFreshOnes) {
   }
 }
 
+// bf16 and fp16: every layout's ring error against the fp64 oracle on the
+// full sequence is at most 1.05x the error of one kernel call on the same
+// sequence (a ring of one rank), forward and backward, W = 2, 4, 8 virtual
+// ranks, a ring size below W, and documents (varlen).
 TEST(CudaRingBackendTest, LowPrecisionRingErrorIsTheOneKernelError) {
   if (absl::StatusOr<int> n = DeviceCount(); !n.ok()) {
     GTEST_SKIP() << "no CUDA device: " << n.status().message();
