@@ -319,10 +319,7 @@ int Main(int argc, char** argv) {
         LaunchBackwardDelta(r.dtype, dout, o_type, o_data, delta, r.batch, r.seqlen, r.heads,
                             r.head_dim, nullptr);
       };
-      const auto backward = [&] {
-        deltas(ElementType::kFloat32, o);
-        LaunchBackward(back, nullptr);
-      };
+      const auto launch_backward = [&] { LaunchBackward(back, nullptr); };
       // A backward line: D from O (o_type, o_data), then `launch`, timed.
       const auto report_backward = [&](const char* impl, ElementType o_type, const void* o_data,
                                        const auto& launch, int runs) {
@@ -340,9 +337,7 @@ int Main(int argc, char** argv) {
       // that the table shows what those rows cost.
       const bool tensor_cores = flash::FlashBackwardSupports(back);
       const int backward_iterations = tensor_cores ? iterations : std::min(iterations, 3);
-      report_backward(
-          "ringattn", ElementType::kFloat32, o, [&] { LaunchBackward(back, nullptr); },
-          backward_iterations);
+      report_backward("ringattn", ElementType::kFloat32, o, launch_backward, backward_iterations);
       // D from the forward's output in the input dtype (what torch's
       // backward and the Python entry read) instead of the fp32 ring
       // state: two thirds of the D kernel's bytes at bf16. Timed right
@@ -350,9 +345,7 @@ int Main(int argc, char** argv) {
       // to 11 % below it, while the two timed alternately were equal (the
       // O-dtype 0.2-1.7 % faster; 2026-12-02, docs/KERNEL_BENCH.md).
       if (tensor_cores && r.dtype != ElementType::kFloat32) {
-        report_backward(
-            "ringattn_o_in_dtype", r.dtype, out, [&] { LaunchBackward(back, nullptr); },
-            iterations);
+        report_backward("ringattn_o_in_dtype", r.dtype, out, launch_backward, iterations);
       }
       // dK/dV added into the buffer (key_grads_fresh off).
       if (tensor_cores) {
@@ -374,7 +367,8 @@ int Main(int argc, char** argv) {
              measure(
                  [&] {
                    LaunchForward(direct, nullptr);
-                   backward();
+                   deltas(ElementType::kFloat32, o);
+                   launch_backward();
                  },
                  backward_iterations),
              "fwd+bwd", 3.5);
