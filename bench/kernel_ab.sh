@@ -65,11 +65,11 @@ table() {
   for v in ${variants//,/ }; do header+=",$v $label (each repeat)"; done
   for v in ${variants//,/ }; do [[ $v == A ]] || header+=",$v/A (medians)"; done
   echo "$header"
-  sort -t, -k3,3 -k4,4 -k5,5 -k1,1 -k2,2n "$runs" | awk -F, -v variants="$variants" -v value="$value" "$(< "$here/median.awk")"'
+  sort -t, -k3,3 -k4,4 -k5,5 -k1,1 -k2,2n "$runs" | awk -F, -v variants="$variants" -v value="$value" "$(< "$here/table_functions.awk")"'
     {
       key = $3 "," $4 "," $5
       if (!(key in seen)) { seen[key] = 1; order[++n] = key }
-      x = value == "tflops" ? $7 : ($8 > 0 ? sprintf("%.1f", $7 * $6 / $8) : "")
+      x = value == "tflops" ? $7 : ($8 > 0 ? sprintf("%.1f", gflop_per_joule($6, $7, $8)) : "")
       if (x != "") all[key, $1] = all[key, $1] (all[key, $1] == "" ? "" : " ") x
     }
     END {

@@ -48,7 +48,7 @@ else
     done
   done
   # Each line's median over the repeats, as kernel_bench / torch print lines.
-  awk -F, "$(< "$here/median.awk")"'
+  awk -F, "$(< "$here/table_functions.awk")"'
     NR == 1 { next }
     {
       key = $2 "," $3 "," $4
@@ -130,9 +130,10 @@ awk -F, '
   }' "$out/ours.csv" "$out/torch.csv"
 if [[ -n "${KERNEL_BENCH_SECONDS:-}" ]]; then
   printf "\nenergy, GFLOP per joule (the FLOPs above over the joules a call drew: NVML's counter)\n"
-  awk -F, '
+  awk -F, "$(< "$here/table_functions.awk")"'
     FNR == 1 { next }
-    FILENAME ~ /ours/ && $2 == "ringattn" { j[$1, "ours", $3] = $6; flops[$1, $3] = $4 * $5 * 1e9 }
+    # Both sides over the FLOPs of our line (ms x TFLOP/s).
+    FILENAME ~ /ours/ && $2 == "ringattn" { ms[$1, $3] = $4; tf[$1, $3] = $5; j[$1, "ours", $3] = $6 }
     FILENAME ~ /ours/ && !($1 in seen) { seen[$1] = 1; rows[++n] = $1 }
     FILENAME ~ /torch/ && $2 == "torch_cudnn" { j[$1, "cudnn", $3] = $6 }
     function cell(x) { return x > 0 ? sprintf("%.1f", x) : "-" }
@@ -143,8 +144,9 @@ if [[ -n "${KERNEL_BENCH_SECONDS:-}" ]]; then
       for (i = 1; i <= n; ++i) {
         r = rows[i]; line = sprintf("%-32s", r)
         for (p = 1; p <= 3; ++p) {
-          f = flops[r, passes[p]]; o = j[r, "ours", passes[p]]; c = j[r, "cudnn", passes[p]]
-          eo = o > 0 ? f / o / 1e9 : 0; ec = c > 0 ? f / c / 1e9 : 0
+          k = r SUBSEP passes[p]
+          eo = gflop_per_joule(ms[k], tf[k], j[r, "ours", passes[p]])
+          ec = gflop_per_joule(ms[k], tf[k], j[r, "cudnn", passes[p]])
           line = line sprintf(" %9s %9s %12s", cell(eo), cell(ec), eo && ec ? sprintf("%.3f", eo / ec) : "-")
         }
         print line
