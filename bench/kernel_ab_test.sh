@@ -6,8 +6,7 @@
 # a bad repeat, iteration or seconds count.
 set -euo pipefail
 script="$(dirname "$0")/kernel_ab.sh"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/test_helpers.sh"  # $work, fail, expect_error
 # A stand-in: the rates of repeat k (a count in a file) are BASE + k,
 # BASE / 2 + k; torch rows are printed and must be left out.
 for variant in A:100 B:120 C:140; do
@@ -30,7 +29,6 @@ STANDIN
   chmod +x "$dir/kernel_bench"
 done
 out=$("$script" "$work/A" "$work/B" 3 r1 r2)
-fail() { echo "FAIL: $*"; echo "$out"; exit 1; }
 # 3 repeats x 2 rows x 2 variants x 2 passes, torch left out.
 [[ $(grep -c '^[AB],[123],r[12],ringattn,' <<< "$out") == 24 ]] || fail "24 CSV lines"
 grep -q 'torch' <<< "$out" && fail "torch rows printed"
@@ -61,16 +59,14 @@ rm -f "$work"/*/count
 out=$(KERNEL_BENCH_SECONDS=5 "$script" "$work/A" "$work/B" 1 r1)
 grep -q 'GFLOP/J' <<< "$out" && fail "a GFLOP/J table without KERNEL_AB_SECONDS"
 for bad in 0 -1 abc 4000; do
-  if KERNEL_AB_SECONDS=$bad "$script" "$work/A" "$work/B" 1 r1 2> "$work/err"; then fail "seconds $bad accepted"; fi
-  grep -q "KERNEL_AB_SECONDS must be seconds in (0, 3600]" "$work/err" || fail "seconds message for $bad"
+  expect_error "seconds $bad" "KERNEL_AB_SECONDS must be seconds in (0, 3600]" \
+    env KERNEL_AB_SECONDS="$bad" "$script" "$work/A" "$work/B" 1 r1
 done
-if KERNEL_AB_ITERATIONS=0 "$script" "$work/A" "$work/B" 1 r1 2> "$work/err"; then fail "0 iterations accepted"; fi
-grep -q "KERNEL_AB_ITERATIONS must be a positive integer" "$work/err" || fail "iterations message"
-if "$script" "$work/A" "$work/none" 1 r1 2> "$work/err"; then fail "missing binary accepted"; fi
-if "$script" "$work/A" "$work/B,$work/none" 1 r1 2> "$work/err"; then fail "missing third binary accepted"; fi
-grep -q "no executable $work/none/kernel_bench" "$work/err" || fail "missing binary message"
-if "$script" "$work/A" "$work/B" 0 r1 2> "$work/err"; then fail "0 repeats accepted"; fi
-grep -q "REPEATS must be a positive integer" "$work/err" || fail "repeats message"
-if "$script" "$work/A" "$work/B" 1 2> "$work/err"; then fail "no rows accepted"; fi
-grep -q "usage" "$work/err" || fail "usage message"
+expect_error "0 iterations" "KERNEL_AB_ITERATIONS must be a positive integer" \
+  env KERNEL_AB_ITERATIONS=0 "$script" "$work/A" "$work/B" 1 r1
+expect_error "missing binary" "" "$script" "$work/A" "$work/none" 1 r1
+expect_error "missing third binary" "no executable $work/none/kernel_bench" \
+  "$script" "$work/A" "$work/B,$work/none" 1 r1
+expect_error "0 repeats" "REPEATS must be a positive integer" "$script" "$work/A" "$work/B" 0 r1
+expect_error "no rows" "usage" "$script" "$work/A" "$work/B" 1
 echo PASS

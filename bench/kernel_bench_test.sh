@@ -6,8 +6,7 @@
 # binary, a bad repeat or iteration count and repeats without rows.
 set -euo pipefail
 script="$(dirname "$0")/kernel_bench.sh"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/test_helpers.sh"  # $work, fail, expect_error
 mkdir -p "$work/bin"
 # Call k of either stand-in (one count, so the order shows) rates ours'
 # forward 600 + k and backward 500 + k; cuDNN 610 and 520 on every call.
@@ -37,7 +36,6 @@ STANDIN
 chmod +x "$work/bin/kernel_bench" "$work/torch"
 export KERNEL_BENCH_TORCH="$work/torch"
 out=$(KERNEL_BENCH_ITERATIONS=7 "$script" "$work/bin" "$work/out" 3 r1 r2)
-fail() { echo "FAIL: $*"; echo "$out"; exit 1; }
 # Ours then torch, row by row, three times over, 7 calls a line.
 [[ "$(tr '\n' ';' < "$work/calls")" == "$(printf 'ours r1 7;torch r1 7;ours r2 7;torch r2 7;%.0s' 1 2 3)" ]] ||
   fail "call order: $(cat "$work/calls")"
@@ -71,12 +69,9 @@ grep -Eq '^r1 +1202\.0 +492\.6 +2\.440 +1002\.0 +501\.0 +2\.000 +1082\.0 +541\.0
 python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read())' "$(dirname "$0")/torch_sdpa_bench.py" ||
   fail "torch_sdpa_bench.py does not parse"
 # Errors.
-if "$script" "$work/none" "$work/o2" 1 r1 2> "$work/err"; then fail "missing binary accepted"; fi
-grep -q "no executable $work/none/kernel_bench" "$work/err" || fail "missing binary message"
-if "$script" "$work/bin" "$work/o2" 0 r1 2> "$work/err"; then fail "0 repeats accepted"; fi
-grep -q "REPEATS must be a positive integer" "$work/err" || fail "repeats message"
-if "$script" "$work/bin" "$work/o2" 2 2> "$work/err"; then fail "repeats without rows accepted"; fi
-grep -q "needs at least one ROW" "$work/err" || fail "rows message"
-if KERNEL_BENCH_ITERATIONS=x "$script" "$work/bin" "$work/o2" 1 r1 2> "$work/err"; then fail "bad iterations accepted"; fi
-grep -q "KERNEL_BENCH_ITERATIONS must be a positive integer" "$work/err" || fail "iterations message"
+expect_error "missing binary" "no executable $work/none/kernel_bench" "$script" "$work/none" "$work/o2" 1 r1
+expect_error "0 repeats" "REPEATS must be a positive integer" "$script" "$work/bin" "$work/o2" 0 r1
+expect_error "repeats without rows" "needs at least one ROW" "$script" "$work/bin" "$work/o2" 2
+expect_error "bad iterations" "KERNEL_BENCH_ITERATIONS must be a positive integer" \
+  env KERNEL_BENCH_ITERATIONS=x "$script" "$work/bin" "$work/o2" 1 r1
 echo PASS

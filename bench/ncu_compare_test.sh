@@ -5,8 +5,7 @@
 # a side without a launch, and the errors for bad arguments.
 set -euo pipefail
 script="$(dirname "$0")/ncu_compare.sh"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/test_helpers.sh"  # $work, fail, expect_error
 mkdir -p "$work/bin"
 printf '#!/bin/sh\nexit 0\n' > "$work/bin/kernel_bench"
 chmod +x "$work/bin/kernel_bench"
@@ -36,7 +35,7 @@ STANDIN
 chmod +x "$work/ncu"
 export NCU="$work/ncu" NCU_LOG="$work/log" PYTHON=python3
 out=$("$script" "$work/bin" "$work/out" bf16_row)
-fail() { echo "FAIL: $*"; echo "$out"; cat "$work/log"; exit 1; }
+fail_log="$work/log"
 grep -qx '# bf16_row fwd: ours void FlashForwardWarpSpecializedKernel<2, 128>(ForwardBlockArgs) (132, 1, 1)x(384, 1, 1) | cuDNN cudnn_fprop_kernel (132, 1, 1)x(384, 1, 1)' <<< "$out" || fail "fwd names"
 grep -qx 'gpu__time_duration.sum,392.77,371.65,1.057' <<< "$out" || fail "fwd time"
 grep -qx 'smsp__inst_executed.sum,108900703,100944044,1.079' <<< "$out" || fail "fwd instructions"
@@ -54,11 +53,8 @@ out=$("$script" "$work/bin" "$work/out" bf16_row bwd)
 grep -q '# bf16_row fwd' <<< "$out" && fail "fwd run when only bwd asked for"
 [[ $(wc -l < "$work/log") == 2 ]] || fail "two ncu runs for one pass"
 # Errors.
-if "$script" "$work/bin" "$work/out" bf16_row both 2> "$work/err"; then fail "pass both accepted"; fi
-grep -q "PASS must be fwd or bwd" "$work/err" || fail "pass message"
-if "$script" "$work/none" "$work/out" bf16_row 2> "$work/err"; then fail "missing binary accepted"; fi
-grep -q "no executable $work/none/kernel_bench" "$work/err" || fail "binary message"
-if "$script" "$work/bin" "$work/out" 'a;b' 2> "$work/err"; then fail "bad row accepted"; fi
-grep -q "ROW must be a kernel_bench row name" "$work/err" || fail "row message"
-if "$script" "$work/bin" 2> "$work/err"; then fail "missing arguments accepted"; fi
+expect_error "pass both" "PASS must be fwd or bwd" "$script" "$work/bin" "$work/out" bf16_row both
+expect_error "missing binary" "no executable $work/none/kernel_bench" "$script" "$work/none" "$work/out" bf16_row
+expect_error "bad row" "ROW must be a kernel_bench row name" "$script" "$work/bin" "$work/out" 'a;b'
+expect_error "missing arguments" "" "$script" "$work/bin"
 echo PASS

@@ -7,7 +7,7 @@ set -euo pipefail
 predict="$(dirname "$0")/ring_predict"
 two_gpus="sim/testdata/2026-12-01_h200x2_ring_bench.txt"
 virtual="sim/testdata/2026-12-02_h200_virtual_ranks_ring_bench.txt"
-fail() { echo "FAIL: $*"; echo "$out"; exit 1; }
+source "$(dirname "$0")/test_helpers.sh"  # fail
 
 out=$("$predict" --log="$two_gpus")
 [[ $out == *"2 GPUs, hop 278.6 GB/s, all-gather 222.3 GB/s"* ]] || fail "the 2-GPU header"
