@@ -31,7 +31,7 @@ struct TaskCost {
 
 // `batch` is the rank's batch rows [first, second) (Layout::BatchRange).
 // merges_state: a forward task on state rows an earlier task of its pass
-// wrote (Calibration::merged_state_factor).
+// wrote (Calibration::merged_state_factor; false for backward tasks).
 TaskCost CostOf(const BlockTask& task, const Mask& mask, std::pair<int64_t, int64_t> batch,
                 const SimOptions& o, bool backward, bool merges_state = false) {
   const AttentionShape& s = o.shape;
@@ -45,7 +45,7 @@ TaskCost CostOf(const BlockTask& task, const Mask& mask, std::pair<int64_t, int6
   const double rate =
       1e12 * o.calibration.Tflops(backward, s.head_dim, task.q.length, task.k.length, density) *
       (strided ? o.calibration.StridedFactor(backward) : 1.0) *
-      (merges_state && !backward ? o.calibration.MergedStateFactor() : 1.0);
+      (merges_state ? o.calibration.MergedStateFactor() : 1.0);
   return {flops, flops / rate + 1e-6 * o.calibration.LaunchUs(backward)};
 }
 
