@@ -246,9 +246,8 @@ class Backend final : public CudaRingBackend {
         // The first launch on these state rows since the reset writes them
         // without reading them (a pass's first step; later shards merge).
         ForwardBlockArgs a = shard;
-        a.state_fresh =
-            fresh_state_.Touch(task.q_row, task.q_end(), task.kv_head_begin, task.kv_head_end) &&
-            fresh_writes_;
+        a.state_fresh = fresh_writes_ && fresh_state_.Touch(task.q_row, task.q_end(),
+                                                            task.kv_head_begin, task.kv_head_end);
         return Check(LaunchForward(a, stream_), "the forward kernel");
       }));
     }
@@ -361,8 +360,8 @@ class Backend final : public CudaRingBackend {
         // Rows of the visiting block: its shards one after another.
         const int64_t row = shard_offset / shard_elements * local_.rows + a.k_row;
         args.key_grads_fresh =
-            fresh_dkv_.Touch(row, row + a.k_pos.length, task.kv_head_begin, task.kv_head_end) &&
-            fresh_writes_;
+            fresh_writes_ &&
+            fresh_dkv_.Touch(row, row + a.k_pos.length, task.kv_head_begin, task.kv_head_end);
         args.task = a;
         args.dout = dout_in_;
         args.lse = state_lse_.get<float>();
