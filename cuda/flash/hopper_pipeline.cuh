@@ -35,36 +35,36 @@ __device__ __forceinline__ void MbarrierArriveExpectTx(uint32_t bar, uint32_t by
 __device__ __forceinline__ void MbarrierArrive(uint32_t bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
-// Waits until the phase of parity `parity` has completed. A wait that
-// outlasts any legitimate one (10 s by the global timer, read only after
-// 2^16 unsuccessful polls) traps, so a broken pipeline fails the launch
-// instead of hanging the GPU. The loop is PTX so that its counters live
-// only while the thread waits.
+// Waits until the phase of parity `parity` has completed: one try, then
+// tries that let the thread sleep until the phase completes (the
+// suspend-time hint: the hardware wakes it on the barrier's completion, or
+// after kMbarrierSleepNs at the latest) instead of polling. A polling
+// producer or scheduler thread took about a tenth of its SM sub-partition's
+// issue slots from the consumer warps beside it (ncu, thirty-first session;
+// cuDNN's kernels sleep the same way). A wait that outlasts any legitimate
+// one (10 s by the global timer, read once the first try has failed) traps,
+// so a broken pipeline fails the launch instead of hanging the GPU. The loop
+// is PTX so that its registers live only while the thread waits.
+constexpr uint32_t kMbarrierSleepNs = 10000000;
 __device__ __forceinline__ void MbarrierWait(uint32_t bar, uint32_t parity) {
   asm volatile(
       "{\n"
       ".reg .pred p;\n"
-      ".reg .u32 polls;\n"
       ".reg .u64 start, now;\n"
-      "mov.u32 polls, 0;\n"
-      "FAST:\n"
       "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
       "@p bra DONE;\n"
-      "add.u32 polls, polls, 1;\n"
-      "setp.lt.u32 p, polls, 65536;\n"
-      "@p bra FAST;\n"
       "mov.u64 start, %%globaltimer;\n"
-      "SLOW:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      "SLEEP:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1, %2;\n"
       "@p bra DONE;\n"
       "mov.u64 now, %%globaltimer;\n"
       "sub.u64 now, now, start;\n"
       "setp.lt.u64 p, now, 10000000000;\n"
-      "@p bra SLOW;\n"
+      "@p bra SLEEP;\n"
       "trap;\n"
       "DONE:\n"
       "}\n" ::"r"(bar),
-      "r"(parity)
+      "r"(parity), "n"(kMbarrierSleepNs)
       : "memory");
 }
 
