@@ -320,7 +320,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   uint32_t kv_count = 0;
   for (uint32_t q_count = 0;; ++q_count) {
     // The next tile, as the producer published it in the Q slot.
-    MbarrierPoll(sm.QFull(), q_count & 1);
+    MbarrierWait(sm.QFull(), q_count & 1);
     const PublishedTile tile = LoadPublishedTile(sm.Tile());
     if (tile.m < 0) break;
     const int64_t b = tile.batch;
@@ -373,7 +373,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       {
         const Slot first(kv_count);
         turn([&] {
-          MbarrierPoll(sm.KFull(first.stage), first.parity);
+          MbarrierWait(sm.KFull(first.stage), first.parity);
           issue_s(first.stage);
         });
         if (state_stored) {  // the state slab is free once the last copy out has read it
@@ -393,9 +393,9 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       for (int n = tiles.n_begin; n + 1 < tiles.n_end; ++n, ++kv_count) {
         const Slot now(kv_count), next(kv_count + 1);
         turn([&] {
-          MbarrierPoll(sm.KFull(next.stage), next.parity);
+          MbarrierWait(sm.KFull(next.stage), next.parity);
           issue_s(next.stage);
-          MbarrierPoll(sm.VFull(now.stage), now.parity);
+          MbarrierWait(sm.VFull(now.stage), now.parity);
           issue_pv(now.stage);
         });
         float rescale[1][2];
@@ -421,7 +421,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         }
       }
       turn([&] {
-        MbarrierPoll(sm.VFull(last.stage), last.parity);
+        MbarrierWait(sm.VFull(last.stage), last.parity);
         issue_pv(last.stage);
       });
       WgmmaWait<0>();

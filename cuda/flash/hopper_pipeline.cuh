@@ -68,35 +68,6 @@ __device__ __forceinline__ void MbarrierWait(uint32_t bar, uint32_t parity) {
       : "memory");
 }
 
-// MbarrierWait without sleeping: polls (variant for the consumers' waits).
-__device__ __forceinline__ void MbarrierPoll(uint32_t bar, uint32_t parity) {
-  asm volatile(
-      "{\n"
-      ".reg .pred p;\n"
-      ".reg .u32 polls;\n"
-      ".reg .u64 start, now;\n"
-      "mov.u32 polls, 0;\n"
-      "FAST:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-      "@p bra DONE;\n"
-      "add.u32 polls, polls, 1;\n"
-      "setp.lt.u32 p, polls, 65536;\n"
-      "@p bra FAST;\n"
-      "mov.u64 start, %%globaltimer;\n"
-      "SLOW:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-      "@p bra DONE;\n"
-      "mov.u64 now, %%globaltimer;\n"
-      "sub.u64 now, now, start;\n"
-      "setp.lt.u64 p, now, 10000000000;\n"
-      "@p bra SLOW;\n"
-      "trap;\n"
-      "DONE:\n"
-      "}\n" ::"r"(bar),
-      "r"(parity)
-      : "memory");
-}
-
 // A 4-d box of `map` at element coordinates (c0, c1, c2, c3) into shared
 // memory at `dst`, completing on `bar`.
 __device__ __forceinline__ void TmaLoad4d(uint32_t dst, const CUtensorMap* map, uint32_t bar,
