@@ -31,26 +31,34 @@ __device__ __forceinline__ void AllowedKeyColumns(const TaskMask& mask, const De
 
 // The rows and keys of a thread's scores: task query index of its first
 // row (q_first; rows q_first + 16 m + 8 half) and task key index of its
-// first n8 block (k_first; keys k_first + 8 j + 2 (lane % 4) + e).
-// Disallowed pairs and keys past the task become -inf.
+// first n8 block (k_first; keys k_first + 8 j + 2 (lane % 4) + e). The
+// columns each row may see, as one range [begin, end) per row, relative
+// to the lane's first column (2 (lane % 4)), so that MaskOutside compares
+// with compile-time offsets. Apart from the scores, so that a kernel may
+// find them before its S is computed (no branch of theirs after its GEMMs
+// are issued).
 template <int kMT, int kNB>
-__device__ __forceinline__ void MaskScores(float (&s)[kMT][kNB][4], const ForwardBlockArgs& a,
-                                           int64_t b, int64_t q_first, int64_t k_first) {
+__device__ __forceinline__ void AllowedColumns(const ForwardBlockArgs& a, int64_t b,
+                                               int64_t q_first, int64_t k_first,
+                                               int (&begin)[kMT][2], int (&end)[kMT][2]) {
   const TaskMask mask = TaskMask::Of(a, b);
   const int lane = threadIdx.x % 32;
-  int begin[kMT][2], end[kMT][2];
 #pragma unroll
   for (int m = 0; m < kMT; ++m) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int64_t qp = PositionAt(a.q_pos, q_first + 16 * m + 8 * half);
       AllowedKeyColumns<kNB * 8>(mask, a.k_pos, k_first, qp, &begin[m][half], &end[m][half]);
-      // Relative to the lane's first column, so the tests below compare
-      // with compile-time offsets.
       begin[m][half] -= (lane % 4) * 2;
       end[m][half] -= (lane % 4) * 2;
     }
   }
+}
+
+// Scores outside their row's AllowedColumns become -inf (no branch).
+template <int kMT, int kNB>
+__device__ __forceinline__ void MaskOutside(float (&s)[kMT][kNB][4], const int (&begin)[kMT][2],
+                                            const int (&end)[kMT][2]) {
 #pragma unroll
   for (int j = 0; j < kNB; ++j) {
 #pragma unroll
@@ -67,6 +75,16 @@ __device__ __forceinline__ void MaskScores(float (&s)[kMT][kNB][4], const Forwar
       }
     }
   }
+}
+
+// Disallowed pairs and keys past the task become -inf (AllowedColumns,
+// then MaskOutside).
+template <int kMT, int kNB>
+__device__ __forceinline__ void MaskScores(float (&s)[kMT][kNB][4], const ForwardBlockArgs& a,
+                                           int64_t b, int64_t q_first, int64_t k_first) {
+  int begin[kMT][2], end[kMT][2];
+  AllowedColumns<kMT, kNB>(a, b, q_first, k_first, begin, end);
+  MaskOutside(s, begin, end);
 }
 
 // One online-softmax step (FlashAttention-2: row sums stay per thread until

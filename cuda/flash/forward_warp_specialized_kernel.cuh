@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <type_traits>
 #include <mutex>
 #include <utility>
 
@@ -346,13 +347,19 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         IssueRegistersTimesNMajor<E, kHeadDim>(o_flat, p, sm.V(stage), kBlockN);
         WgmmaCommit();
       };
-      // The scores of key tile n (masked where needed) to probabilities, in
-      // place; rescale: the factors O's rows need.
-      const auto softmax = [&](int n, float(&rescale)[1][2]) {
+      // The columns of key tile n that the thread's rows may see (found
+      // before its S is issued: the search's branches then join while no
+      // product is in flight).
+      const auto allowed = [&](int n, int(&begin)[1][2], int(&end)[1][2]) {
+        AllowedColumns<1, kNB>(a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN, begin, end);
+      };
+      // The scores of key tile n (masked outside [begin, end) when
+      // `masked`) to probabilities, in place; rescale: the factors O's rows
+      // need.
+      const auto softmax = [&](auto masked, const int(&begin)[1][2], const int(&end)[1][2],
+                               float(&rescale)[1][2]) {
         FenceRegisters(s_flat);
-        if (tiles.NeedsMask(n)) {
-          MaskScores(s, a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN);
-        }
+        if constexpr (decltype(masked)::value) MaskOutside(s, begin, end);
         SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
       };
       // P as the A operand of the next P V (once the last P V has read it).
@@ -372,6 +379,9 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
 
       {
         const Slot first(kv_count);
+        const bool first_masked = tiles.NeedsMask(tiles.n_begin);
+        int begin[1][2] = {}, end[1][2] = {};
+        if (first_masked) allowed(tiles.n_begin, begin, end);
         turn([&] {
           MbarrierWait(sm.KFull(first.stage), first.parity);
           issue_s(first.stage);
@@ -385,13 +395,21 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         release(sm.KEmpty(first.stage));
         if (tiles.n_begin + 1 == tiles.n_end) MbarrierArrive(sm.QEmpty());
         float rescale[1][2];
-        softmax(tiles.n_begin, rescale);
+        if (first_masked) {
+          softmax(std::true_type{}, begin, end, rescale);
+        } else {
+          softmax(std::false_type{}, begin, end, rescale);
+        }
         pack_p();
       }
-      // The last tile's P V is peeled off so that every iteration issues the
-      // same wgmma groups.
-      for (int n = tiles.n_begin; n + 1 < tiles.n_end; ++n, ++kv_count) {
+      // One step: S of tile n + 1 beside P V of tile n, each form (masked
+      // or not) whole, so that no two paths join while P V is in flight:
+      // at such a join ptxas waited for P V before the softmax instead of
+      // after it (the step's overlap lost on every tile).
+      const auto step = [&](int n, auto masked) {
         const Slot now(kv_count), next(kv_count + 1);
+        int begin[1][2] = {}, end[1][2] = {};
+        if constexpr (decltype(masked)::value) allowed(n + 1, begin, end);
         turn([&] {
           MbarrierWait(sm.KFull(next.stage), next.parity);
           issue_s(next.stage);
@@ -404,12 +422,21 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         if (n + 2 == tiles.n_end) MbarrierArrive(sm.QEmpty());
         // P of tile n is still being read by the P V product: the softmax
         // writes S in place, and P is packed only after the wait below.
-        softmax(n + 1, rescale);
+        softmax(masked, begin, end, rescale);
         WgmmaWait<0>();
         FenceRegisters(o_flat);
         release(sm.VEmpty(now.stage));
         RescaleRows(o, rescale);
         pack_p();
+      };
+      // The last tile's P V is peeled off so that every iteration issues the
+      // same wgmma groups.
+      for (int n = tiles.n_begin; n + 1 < tiles.n_end; ++n, ++kv_count) {
+        if (tiles.NeedsMask(n + 1)) {
+          step(n, std::true_type{});
+        } else {
+          step(n, std::false_type{});
+        }
       }
       const Slot last(kv_count);
       if (merge_state) {  // read while the last P V waits for its turn and runs
