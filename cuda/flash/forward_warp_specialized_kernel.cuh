@@ -88,8 +88,6 @@ struct WarpSpecializedForwardShared {
   // it have read it (StateEmpty).
   __device__ __forceinline__ uint32_t StateFull() const { return Tile() + 88; }
   __device__ __forceinline__ uint32_t StateEmpty() const { return Tile() + 96; }
-  // A word no one reads: WgmmaWaitAllAfter's store, which never runs.
-  __device__ __forceinline__ uint32_t Scratch() const { return Tile() + 104; }
   // Warpgroup w's 64 rows of the output tile.
   __device__ __forceinline__ uint32_t Slab(int w, int element_bytes) const {
     return output + w * 64 * kHeadDim * element_bytes;
@@ -425,7 +423,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         // P of tile n is still being read by the P V product: the softmax
         // writes S in place, and P is packed only after the wait below.
         softmax(masked, begin, end, rescale);
-        WgmmaWaitAllAfter(fminf(row_sum[0][0], row_sum[0][1]), sm.Scratch());
+        WgmmaWait<0>();
         FenceRegisters(o_flat);
         release(sm.VEmpty(now.stage));
         RescaleRows(o, rescale);

@@ -223,8 +223,7 @@ struct WarpSpecializedForwardTraits {
       kStateTile ? kStateBytes : (kOutputTile ? kBlockM * kHeadDim * 2 : 0);
   // Q's full/empty, K's and V's per stage, the Q slot's tile (32 bytes),
   // the scheduler's slot: a tile (32 bytes), its full/empty barriers and
-  // the producer's request for the next, the state tile's full/empty and
-  // a scratch word (WgmmaWaitAllAfter).
+  // the producer's request for the next, and the state tile's full/empty.
   static constexpr int kBarrierBytes = 8 * (2 + 4 * kStages) + 32 + 32 + 32 + 16;
   static constexpr int kSharedBytes =
       1024 + kQBytes + 2 * kStages * kKvBytes + kOutputBytes + kBarrierBytes;
