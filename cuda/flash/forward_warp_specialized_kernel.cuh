@@ -28,8 +28,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
-#include <type_traits>
 #include <mutex>
+#include <type_traits>
 #include <utility>
 
 #include "cuda/flash/forward.h"
