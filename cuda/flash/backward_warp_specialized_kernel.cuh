@@ -129,10 +129,6 @@ struct WarpSpecializedBackwardShared {
   __device__ __forceinline__ uint32_t DsEmpty(uint32_t b) const { return DsFull(2) + 8 * b; }
   __device__ __forceinline__ uint32_t DqFull(uint32_t b) const { return DsEmpty(2) + 8 * b; }
   __device__ __forceinline__ uint32_t DqEmpty(uint32_t b) const { return DqFull(2) + 8 * b; }
-  // 8 bytes per warp that no one reads (ping-pong): WgmmaWaitAllAfter's.
-  __device__ __forceinline__ uint32_t Scratch() const {
-    return DqEmpty(2) + 8 * (threadIdx.x / 32 % 8);
-  }
 };
 
 // Named barriers of the consumers in step (d64): the consumers' dS^T of a
@@ -358,9 +354,7 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     WgmmaWait<1>();
     FenceRegisters(s);
     ProbabilitiesT<kBlockM>(s, allowed, lse, scale_log2);
-    // dP^T waited for after the exponentials (ptxas hoisted the plain wait
-    // above all but four of them), held by the last two.
-    WgmmaWaitAllAfter(s[kBlockM / 2 - 2], s[kBlockM / 2 - 1], sm.Scratch());
+    WgmmaWait<0>();
     FenceRegisters(dp);
     ScoreGradsT<E, kBlockM>(s, dp, shared_floats(sm.Delta(slot.stage)), p16, ds16);
   };

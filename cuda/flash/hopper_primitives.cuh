@@ -73,25 +73,6 @@ template <int kPending>
 __device__ __forceinline__ void WgmmaWait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
 }
-// wgmma.wait_group 0, kept after the computation of x and y. ptxas hoists
-// a wait above arithmetic that does not need it (the backward's wait for
-// dP^T went above all but four of the 32 exponentials that were to
-// overlap the product), but not above a store: the warp's first lane
-// stores x and y to `scratch`, the warp's own 8 bytes of shared memory
-// that no one reads, and the wait stays after both. (A store that never
-// ran was removed by ptxas where it could prove its condition false; one
-// word for all threads is a race for compute-sanitizer.)
-__device__ __forceinline__ void WgmmaWaitAllAfter(float x, float y, uint32_t scratch) {
-  asm volatile(
-      "{\n"
-      ".reg .pred first;\n"
-      "setp.eq.u32 first, %3, 0;\n"
-      "@first st.shared.v2.f32 [%0], {%1, %2};\n"
-      "wgmma.wait_group.sync.aligned 0;\n"
-      "}\n" ::"r"(scratch),
-      "f"(x), "f"(y), "r"(threadIdx.x % 32)
-      : "memory");
-}
 // Keeps the compiler from moving accesses of wgmma accumulators across the
 // fences and waits above.
 template <int kN>

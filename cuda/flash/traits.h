@@ -330,8 +330,8 @@ struct WarpSpecializedBackwardTraits {
   static constexpr int kStatsBytes = kStages * 2 * kBlockM * 4;  // LSE and D
   // K/V's full, Q/dO's full and empty per stage, and (two dS^T buffers:
   // the consumers' ping-pong) dS^T's and the dQ staging's full and empty
-  // per buffer, and 8 bytes per consumer warp (WgmmaWaitAllAfter).
-  static constexpr int kBarrierBytes = 8 * (1 + 2 * kStages + (kDsBuffers == 2 ? 8 + 8 : 0));
+  // per buffer.
+  static constexpr int kBarrierBytes = 8 * (1 + 2 * kStages + (kDsBuffers == 2 ? 8 : 0));
   static constexpr int kSharedBytes = 1024 + 2 * kKvBytes + 2 * kStages * kQBytes +
                                       kDsBuffers * kDsBytes + 2 * kDqTileBytes + kStatsBytes +
                                       kBarrierBytes;
