@@ -17,7 +17,12 @@ SYNCS...TRYWAIT) counts as that wait, and is printed with the mbarrier it
 waits on; a line whose samples are mostly `drain` (stores still in flight
 when the warp exits) as such. Barrier ids and mbarrier addresses in the
 printed instructions tell which wait a line is (docs/KERNEL_BENCH.md).
-Exit 2 when the page has no stall-sampling column (a report taken without
+With --mix, also the executed warp instructions by opcode (the mnemonic
+before its first dot) with their share of the samples, and how many were
+executed by warps running fewer than 16 threads (the single-thread
+producer and scheduler loops, whose polling inflates the count; the
+thirty-first session found a hoisted wgmma wait and the polling loops
+this way). Exit 2 when the page has no stall-sampling column (a report taken without
 the source counters) or the file cannot be read.
 """
 import argparse
@@ -81,10 +86,45 @@ def try_wait_of(rows, src, i):
     return operand.group(0) if operand else before.strip()
 
 
+def opcode(instruction):
+    """The mnemonic of a SASS line before its first dot, its predicate
+    dropped: 'HGMMA' for '@P0 HGMMA.64x128x16.F32.BF16 ...'."""
+    words = re.sub(r"^@!?U?P\w+\s+", "", instruction.strip()).split()
+    return words[0].split(".")[0] if words else "?"
+
+
+def print_mix(header, rows, col, src, total):
+    """Executed warp instructions by opcode, with their share of the stall
+    samples; those of warps with fewer than 16 threads apart."""
+    if "Instructions Executed" not in header:
+        print("by opcode: the page has no 'Instructions Executed' column")
+        return
+    executed = header.index("Instructions Executed")
+    threads = header.index("Avg. Threads Executed") if "Avg. Threads Executed" in header else None
+    counts, samples, narrow = {}, {}, 0.0
+    for r in rows:
+        op = opcode(r[src])
+        counts[op] = counts.get(op, 0.0) + number(r[executed])
+        samples[op] = samples.get(op, 0.0) + number(r[col])
+        if threads is not None and 0 < number(r[threads]) < 16:
+            narrow += number(r[executed])
+    all_executed = sum(counts.values())
+    if all_executed <= 0:
+        print("by opcode: no executed instructions")
+        return
+    print(f"by opcode: {all_executed / 1e6:.2f} M warp instructions executed"
+          + (f", {narrow / 1e6:.2f} M by warps of fewer than 16 threads" if threads is not None else ""))
+    for op, n in sorted(counts.items(), key=lambda kv: -kv[1])[:20]:
+        print(f"{n / 1e6:9.2f} M {100 * n / all_executed:6.2f} %  {op:<10} "
+              f"samples {100 * samples[op] / total:6.2f} %")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("report", help="an .ncu-rep report or a saved source-page .csv")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--mix", action="store_true",
+                        help="also the executed instructions by opcode")
     args = parser.parse_args()
     try:
         text = read_page(args.report)
@@ -146,6 +186,8 @@ def main():
     print("by kind of instruction:")
     for kind, n in sorted(by_kind.items(), key=lambda kv: -kv[1]):
         print(f"{100 * n / total:6.2f} %  {kind}")
+    if args.mix:
+        print_mix(header, rows, col, src, total)
     if reasons:
         by_reason = {name: sum(number(r[i]) for r in rows) for i, name in reasons}
         print("by stall reason:")

@@ -2,7 +2,9 @@
 # bench/ncu_hot_lines.py on a saved source page of the shape ncu prints
 # (a line before the table, quoted CSV, thousands separators): the top
 # lines by stall samples with their shares, the samples by kind of
-# instruction, and exit 2 for a page without a sampling column.
+# instruction, --mix's executed instructions by opcode (those of warps of
+# fewer than 16 threads apart), and exit 2 for a page without a sampling
+# column.
 set -euo pipefail
 script="$(dirname "$0")/ncu_hot_lines.py"
 source "$(dirname "$0")/test_helpers.sh"  # $work, fail, expect_error
@@ -42,4 +44,19 @@ grep -qx ' 20.00 %  stores draining at exit (drain)' <<< "$out" || fail "drain k
 grep -qx ' 71.00 %  long_sb' <<< "$out" || fail "long_sb total"
 grep -qx ' 19.00 %  drain' <<< "$out" || fail "drain total"
 grep -q 'Not Issued' <<< "$out" && fail "a Not Issued column counted as a reason"
+cat > "$work/mix.csv" <<'CSV'
+"Address","Source","Warp Stall Sampling (All Samples)","Instructions Executed","Avg. Threads Executed"
+"00000100","@!P0 MUFU.EX2 R5, R6","30","1,000","32"
+"00000110","MUFU.EX2 R7, R8","10","1,000","32"
+"00000120","SYNCS.PHASECHK.TRANS64.TRYWAIT P0, [R17+URZ+0x380a0], R0","0","6,000","1"
+"00000130","@P0   BREAK B4","60","2,000","1"
+CSV
+out=$(python3 "$script" "$work/mix.csv" --top 1 --mix)
+grep -qx 'by opcode: 0.01 M warp instructions executed, 0.01 M by warps of fewer than 16 threads' <<< "$out" ||
+  fail "mix total"
+grep -qx '     0.01 M  60.00 %  SYNCS      samples   0.00 %' <<< "$out" || fail "SYNCS executed"
+grep -qx '     0.00 M  20.00 %  MUFU       samples  40.00 %' <<< "$out" || fail "MUFU with its predicate"
+grep -qx '     0.00 M  20.00 %  BREAK      samples  60.00 %' <<< "$out" || fail "BREAK"
+out=$(python3 "$script" "$work/page.csv" --mix)
+grep -qx "by opcode: the page has no 'Instructions Executed' column" <<< "$out" || fail "mix without counts"
 echo PASS
