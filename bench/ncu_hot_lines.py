@@ -20,10 +20,10 @@ printed instructions tell which wait a line is (docs/KERNEL_BENCH.md).
 With --mix, also the executed warp instructions by opcode (the mnemonic
 before its first dot) with their share of the samples, and how many were
 executed by warps running fewer than 16 threads (the single-thread
-producer and scheduler loops, whose polling inflates the count; the
-thirty-first session found a hoisted wgmma wait and the polling loops
-this way). Exit 2 when the page has no stall-sampling column (a report taken without
-the source counters) or the file cannot be read.
+producer and scheduler loops; the thirty-first session found their
+polling and a hoisted wgmma wait this way). Exit 2 when the page has no
+stall-sampling column (a report taken without the source counters) or
+the file cannot be read.
 """
 import argparse
 import csv
