@@ -3,8 +3,8 @@
 // warpgroup writes its 64 rows into its slab of the output tile (the
 // 128-byte swizzle) and its first thread copies the slab out with TMA
 // stores, so the warpgroup moves on to its next tile while the copy runs.
-//  - OutputRows and StoreOutputTile: the written O (in the input dtype, by
-//    stmatrix) and the LSE;
+//  - StoreOutputTile: the written O (in the input dtype, by stmatrix) and
+//    the LSE;
 //  - MergeStateTile: the fp32 ring state's O, copied into the slab by the
 //    producer, merged there.
 // Stores from registers issue 8-row pieces of 16 or 32 bytes, one
@@ -58,23 +58,26 @@ __device__ __forceinline__ void CopySlabOut(const CUtensorMap* map, uint32_t sla
   }
 }
 
-// The written forward's epilogue where the O tile fits in shared memory,
-// in two parts. OutputRows, once the rows' max and sums are final (before
-// the tile's last P V is issued, while the warpgroup waits for its turn):
-// each row's normalizing factor into inv, its LSE written by the row's
-// first lane, and the slab made free (the last copy out has read it:
-// its bulk group, waited for by the warpgroup's first thread). Then
-// StoreOutputTile: the warpgroup's 64 rows of O, normalized and in E, go
-// into its slab (64 rows, the 128-byte swizzle) by stmatrix, and one
-// thread copies the slab out with the TMA, a 64-column box at a time (rows
-// past the task are dropped by the map), so that the warpgroup moves on to
-// its next tile while the copy runs.
-__device__ __forceinline__ void OutputRows(const float (&row_max)[1][2],
-                                           const float (&row_sum)[1][2], const ForwardBlockArgs& a,
-                                           int64_t b, int64_t h, int64_t q0, int q_valid,
-                                           int warpgroup, float (&inv)[2]) {
+// The written forward's epilogue where the O tile fits in shared memory:
+// the warpgroup's 64 rows of O, normalized and in E, go into its slab (64
+// rows, the 128-byte swizzle) by stmatrix, and one thread copies the slab
+// out with the TMA, a 64-column box at a time (rows past the task are
+// dropped by the map), so that the warpgroup moves on to its next tile
+// while the copy runs; the row's first lane writes its LSE. The slab is
+// written again once the last copy has read it (its bulk group, waited
+// for by the same thread).
+template <ElementType E, int kHeadDim>
+__device__ __forceinline__ void StoreOutputTile(const float (&o)[1][kHeadDim / 8][4],
+                                                const float (&row_max)[1][2],
+                                                const float (&row_sum)[1][2],
+                                                const ForwardBlockArgs& a, int64_t b, int64_t h,
+                                                int64_t q0, int q_valid, int warpgroup,
+                                                uint32_t slab, const CUtensorMap* o_map) {
+  constexpr int kDB = kHeadDim / 8;
   const int lane = threadIdx.x % 32;
+  const bool leader = threadIdx.x % 128 == 0;
   const int row0 = warpgroup * 64 + AccumulatorRow();
+  float inv[2];
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const RowTotal total = FinishRow(row_max[0][half], WarpQuadSum(row_sum[0][half]));
@@ -84,16 +87,8 @@ __device__ __forceinline__ void OutputRows(const float (&row_max)[1][2],
       *StateLse(a, b, h, q0 + row) = total.lse;
     }
   }
-  if (threadIdx.x % 128 == 0) BulkWaitRead<0>();
+  if (leader) BulkWaitRead<0>();
   NamedBarrierSync(kOutputBarrier + warpgroup, 128);
-}
-template <ElementType E, int kHeadDim>
-__device__ __forceinline__ void StoreOutputTile(const float (&o)[1][kHeadDim / 8][4],
-                                                const float (&inv)[2], int64_t q0, int warpgroup,
-                                                int64_t h, int64_t b, uint32_t slab,
-                                                const CUtensorMap* o_map) {
-  constexpr int kDB = kHeadDim / 8;
-  const int lane = threadIdx.x % 32;
   // Matrices (rows, 16-byte column chunk): (r, c), (r + 8, c), (r, c + 1),
   // (r + 8, c + 1) for the warp's 16 rows r.
   const int matrix = lane / 8;

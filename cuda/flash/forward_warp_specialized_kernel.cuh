@@ -306,9 +306,6 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   const float scale_log2 = a.softmax_scale * kLog2e;
   const int64_t group = a.num_heads / a.num_kv_heads;
   const bool merge_state = MergesInStateTile<kHeadDim>(a);
-  // The written O through the output tile (StoreOutputTile): its rows'
-  // totals are taken before the tile's last P V (OutputRows).
-  const bool rows_early = WritesOutputTile<kHeadDim>(a);
   const bool leader = threadIdx.x % 128 == 0;
   bool state_stored = false;  // the leader's last copy out of the state slab
   uint32_t state_count = 0;
@@ -333,7 +330,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
     const int q_valid = static_cast<int>(min64(kBlockM, a.q_pos.length - q0));
     const KeyTileRange& tiles = tile.keys;
     float row_max[1][2] = {{-INFINITY, -INFINITY}}, row_sum[1][2] = {{0.f, 0.f}};
-    float old_lse[2], inv[2];
+    float old_lse[2];
 #pragma unroll
     for (int i = 0; i < kHeadDim / 2; ++i) o_flat[i] = 0.f;
 
@@ -449,8 +446,6 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
           old_lse[half] =
               row < q_valid && !a.state_fresh ? *StateLse(a, b, h, q0 + row) : -INFINITY;
         }
-      } else if (rows_early) {  // the rows' totals and LSE while the turn is awaited
-        OutputRows(row_max, row_sum, a, b, h, q0, q_valid, warpgroup, inv);
       }
       turn([&] {
         MbarrierWait(sm.VFull(last.stage), last.parity);
@@ -463,13 +458,13 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
     } else {
       MbarrierArrive(sm.QEmpty());  // a tile without keys: its slot is free at once
       if (merge_state) continue;    // nor a change to the state
-      if (rows_early) OutputRows(row_max, row_sum, a, b, h, q0, q_valid, warpgroup, inv);
     }
     // The epilogue (traits.h): at d128 the written O or the merged ring
     // state through the output tile (the register path not compiled in: it
     // cost spills), at d64 the written O through it, else from registers.
     const auto store_output = [&] {
-      StoreOutputTile<E, kHeadDim>(o, inv, q0, warpgroup, h, b, sm.Slab(warpgroup, 2), o_map);
+      StoreOutputTile<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, warpgroup,
+                                   sm.Slab(warpgroup, 2), o_map);
     };
     if constexpr (Tr::kStateTile) {
       if (merge_state) {
