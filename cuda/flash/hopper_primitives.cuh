@@ -27,16 +27,6 @@ __device__ __forceinline__ uint64_t SwizzledDescriptor(uint32_t address, uint32_
          static_cast<uint64_t>(1024 >> 4) << 32 | 1ull << 62;
 }
 
-// The same descriptor as a constant high word and a low word: a shared
-// address is below 2^18, so the low word needs no mask, and the low word
-// of address + offset (16-byte multiples, within the tile) is
-// DescriptorLow(address) + (offset >> 4): one add per k step where the
-// masked form took three or four uniform instructions per wgmma.
-constexpr uint64_t kSwizzledDescriptorHigh = static_cast<uint64_t>(1024 >> 4) << 32 | 1ull << 62;
-__device__ __forceinline__ uint32_t DescriptorLow(uint32_t address, uint32_t lbo) {
-  return (address >> 4) | (lbo >> 4) << 16;
-}
-
 // Byte offset of 16-byte chunk `c` of row `row` in a kRows-row tile of that
 // layout.
 template <int kRows>
@@ -139,13 +129,13 @@ __device__ __forceinline__ void IssueRowsTimesRowsT(float (&acc)[kYRows / 2], ui
   if constexpr (kHeadDim >= 128) {
     uint32_t x_low = static_cast<uint32_t>(SwizzledDescriptor(x_tile + x_base * 128, 16));
     asm volatile("" : "+r"(x_low));
-    const uint32_t y_low = DescriptorLow(y_tile, 16);
+    const uint64_t high = SwizzledDescriptor(0, 16) & ~0xFFFFFFFFull;
 #pragma unroll
     for (int kk = 0; kk < kHeadDim / 16; ++kk) {
       const uint32_t col = (kk % 4) * 32;
-      Wgmma<E>::template SS<kYRows>(
-          acc, kSwizzledDescriptorHigh | (x_low + (((kk / 4) * kXRows * 128 + col) >> 4)),
-          kSwizzledDescriptorHigh | (y_low + (((kk / 4) * kYRows * 128 + col) >> 4)), kk > 0);
+      Wgmma<E>::template SS<kYRows>(acc, high | (x_low + (((kk / 4) * kXRows * 128 + col) >> 4)),
+                                    SwizzledDescriptor(y_tile + (kk / 4) * kYRows * 128 + col, 16),
+                                    kk > 0);
     }
   } else {
 #pragma unroll
@@ -167,10 +157,10 @@ template <ElementType E, int N, int kSteps>
 __device__ __forceinline__ void IssueRegistersTimesNMajor(float (&acc)[N / 2],
                                                           const uint32_t (&a)[kSteps][4],
                                                           uint32_t b_tile, int b_rows) {
-  const uint32_t b_low = DescriptorLow(b_tile, b_rows * 128);
 #pragma unroll
   for (int kk = 0; kk < kSteps; ++kk) {
-    Wgmma<E>::template RS<N>(acc, a[kk], kSwizzledDescriptorHigh | (b_low + kk * 16 * 128 / 16), 1);
+    Wgmma<E>::template RS<N>(acc, a[kk], SwizzledDescriptor(b_tile + kk * 16 * 128, b_rows * 128),
+                             1);
   }
 }
 
