@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/schedule.h"
+
 namespace ringattn {
 
 class FreshRegions {
@@ -26,6 +28,12 @@ class FreshRegions {
   // untouched since the last Reset (an empty rectangle is not fresh: it
   // writes nothing); marks them touched.
   bool Touch(int64_t row_begin, int64_t row_end, int64_t head_begin, int64_t head_end);
+  // Touch of the state a forward task writes: its query rows x its kv heads
+  // (the query heads of those kv heads), the rectangle the CUDA backend
+  // marks per launch and the simulator per task.
+  bool TouchState(const BlockTask& task) {
+    return Touch(task.q_row, task.q_end(), task.kv_head_begin, task.kv_head_end);
+  }
 
  private:
   struct Rectangle {

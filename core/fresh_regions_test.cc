@@ -43,5 +43,19 @@ TEST(FreshRegionsTest, EmptyRectanglesAreNotFresh) {
   EXPECT_TRUE(regions.Touch(0, 4, 0, 4));
 }
 
+TEST(FreshRegionsTest, TouchStateMarksATasksQueryRowsAndKvHeads) {
+  FreshRegions regions;
+  BlockTask task;
+  task.q_row = 100;
+  task.q.length = 50;
+  task.kv_head_begin = 2;
+  task.kv_head_end = 4;
+  EXPECT_TRUE(regions.TouchState(task));
+  EXPECT_FALSE(regions.TouchState(task));       // a second shard of the task
+  EXPECT_FALSE(regions.Touch(149, 150, 3, 4));  // its last row, its last kv head
+  EXPECT_TRUE(regions.Touch(150, 151, 2, 4));   // the row after it
+  EXPECT_TRUE(regions.Touch(100, 150, 4, 5));   // the kv head after it
+}
+
 }  // namespace
 }  // namespace ringattn

@@ -246,8 +246,7 @@ class Backend final : public CudaRingBackend {
         // The first launch on these state rows since the reset writes them
         // without reading them (a pass's first step; later shards merge).
         ForwardBlockArgs a = shard;
-        a.state_fresh = fresh_writes_ && fresh_state_.Touch(task.q_row, task.q_end(),
-                                                            task.kv_head_begin, task.kv_head_end);
+        a.state_fresh = fresh_writes_ && fresh_state_.TouchState(task);
         return Check(LaunchForward(a, stream_), "the forward kernel");
       }));
     }

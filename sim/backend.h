@@ -163,8 +163,7 @@ class SimBackend : public RingBackend {
     for (const BlockTask& task : tasks) {
       // As the CUDA backend marks its launches: the first forward task on
       // its state rows since the reset writes them fresh.
-      const bool merges = !backward && !fresh_state_.Touch(task.q_row, task.q_end(),
-                                                           task.kv_head_begin, task.kv_head_end);
+      const bool merges = !backward && !fresh_state_.TouchState(task);
       const TaskCost cost = CostOf(task, schedule_.mask(), batch_, o_, backward, merges);
       Busy(cost.seconds, backward ? "bwd block" : "fwd block", [&] {
         return absl::StrFormat(
