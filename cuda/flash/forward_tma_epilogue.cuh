@@ -58,88 +58,33 @@ __device__ __forceinline__ void CopySlabOut(const CUtensorMap* map, uint32_t sla
   }
 }
 
-// A finished tile's rows, ready for the epilogue through the output tile:
-// its O scaled in place (normalized for the written O, weighted for the
-// merge into the ring state) and per row half the LSE to write, the old
-// state's weight and whether the row saw a key. Finished right after the
-// tile's last P V, so that the stores that follow can run while the next
-// tile's first S is in flight: they read registers an arithmetic
-// instruction wrote, not a wgmma (ptxas waits for every wgmma in flight
-// before reading a wgmma's accumulators there).
-struct FinishedRows {
-  float lse[2], old_scale[2];
-  bool keys[2];
-};
-
-// The written O's rows: O normalized, the row's LSE.
-template <int kHeadDim>
-__device__ __forceinline__ FinishedRows FinishOutputRows(float (&o)[1][kHeadDim / 8][4],
-                                                         const float (&row_max)[1][2],
-                                                         const float (&row_sum)[1][2]) {
-  FinishedRows f;
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const RowTotal total = FinishRow(row_max[0][half], WarpQuadSum(row_sum[0][half]));
-    f.lse[half] = total.lse;
-    f.old_scale[half] = 0.f;
-    f.keys[half] = total.inv != 0.f;
-#pragma unroll
-    for (int i = 0; i < kHeadDim / 8; ++i) {
-      o[0][i][2 * half] *= total.inv;
-      o[0][i][2 * half + 1] *= total.inv;
-    }
-  }
-  return f;
-}
-
-// The rows merged into the ring state (old_lse: the state's, read before
-// the tile's last P V): O weighted by its share of the merge (its
-// normalization folded in), the merged LSE, the old O's weight.
-template <int kHeadDim>
-__device__ __forceinline__ FinishedRows FinishStateRows(float (&o)[1][kHeadDim / 8][4],
-                                                        const float (&row_max)[1][2],
-                                                        const float (&row_sum)[1][2],
-                                                        const float (&old_lse)[2]) {
-  FinishedRows f;
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const RowTotal total = FinishRow(row_max[0][half], WarpQuadSum(row_sum[0][half]));
-    const StateRowMerge merge(old_lse[half], total);
-    f.lse[half] = merge.lse;
-    f.old_scale[half] = merge.old_scale;
-    f.keys[half] = total.inv != 0.f;
-#pragma unroll
-    for (int i = 0; i < kHeadDim / 8; ++i) {
-      o[0][i][2 * half] *= merge.new_scale;
-      o[0][i][2 * half + 1] *= merge.new_scale;
-    }
-  }
-  return f;
-}
-
 // The written forward's epilogue where the O tile fits in shared memory:
-// the warpgroup's 64 rows of O (normalized: FinishOutputRows), in E, go
-// into its slab (64 rows, the 128-byte swizzle) by stmatrix, and one
-// thread copies the slab out with the TMA, a 64-column box at a time (rows
-// past the task are dropped by the map), so that the warpgroup moves on to
-// its next tile while the copy runs; the row's first lane writes its LSE.
-// The slab is written again once the last copy has read it (its bulk
-// group, waited for by the same thread).
+// the warpgroup's 64 rows of O, normalized and in E, go into its slab (64
+// rows, the 128-byte swizzle) by stmatrix, and one thread copies the slab
+// out with the TMA, a 64-column box at a time (rows past the task are
+// dropped by the map), so that the warpgroup moves on to its next tile
+// while the copy runs; the row's first lane writes its LSE. The slab is
+// written again once the last copy has read it (its bulk group, waited
+// for by the same thread).
 template <ElementType E, int kHeadDim>
 __device__ __forceinline__ void StoreOutputTile(const float (&o)[1][kHeadDim / 8][4],
-                                                const FinishedRows& f, const ForwardBlockArgs& a,
-                                                int64_t b, int64_t h, int64_t q0, int q_valid,
-                                                int warpgroup, uint32_t slab,
-                                                const CUtensorMap* o_map) {
+                                                const float (&row_max)[1][2],
+                                                const float (&row_sum)[1][2],
+                                                const ForwardBlockArgs& a, int64_t b, int64_t h,
+                                                int64_t q0, int q_valid, int warpgroup,
+                                                uint32_t slab, const CUtensorMap* o_map) {
   constexpr int kDB = kHeadDim / 8;
   const int lane = threadIdx.x % 32;
   const bool leader = threadIdx.x % 128 == 0;
   const int row0 = warpgroup * 64 + AccumulatorRow();
+  float inv[2];
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
+    const RowTotal total = FinishRow(row_max[0][half], WarpQuadSum(row_sum[0][half]));
+    inv[half] = total.inv;
     const int row = row0 + 8 * half;
     if (row < q_valid && lane % 4 == 0) {
-      *StateLse(a, b, h, q0 + row) = f.lse[half];
+      *StateLse(a, b, h, q0 + row) = total.lse;
     }
   }
   if (leader) BulkWaitRead<0>();
@@ -154,7 +99,7 @@ __device__ __forceinline__ void StoreOutputTile(const float (&o)[1][kHeadDim / 8
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const float* x = o[0][i + j / 2] + 2 * (j % 2);
-      r[j] = Element<E>::Pack(x[0], x[1]);
+      r[j] = Element<E>::Pack(x[0] * inv[j % 2], x[1] * inv[j % 2]);
     }
     StoreMatrices(slab + SwizzledChunk<64>(slab_row, i + matrix / 2), r);
   }
@@ -166,14 +111,17 @@ __device__ __forceinline__ void StoreOutputTile(const float (&o)[1][kHeadDim / 8
 // slab (the 128-byte swizzle, 32 columns a box; StateFull), or, for a
 // fresh state (ForwardBlockArgs::state_fresh), only handed the slab over:
 // the old LSE is -inf, rows without keys are written as zeros. Each row with
-// an allowed key is merged there with the tile's (O weighted by
-// FinishStateRows; a state without keys yet may hold anything: its values
-// are dropped, not scaled by 0), rows without keep their values, and one
-// thread copies the slab back out with the TMA. The slab is released
-// (StateEmpty) once that copy has read it (ConsumeTiles).
+// an allowed key is merged there with the tile's (MergeLse against the old
+// LSE, read before the tile's last P V; a state without keys yet may hold
+// anything: its values are dropped, not scaled by 0), rows without keep
+// their values, and one thread copies the slab back out with the TMA. The
+// slab is released (StateEmpty) once that copy has read it, after the
+// warpgroup's next first S (ConsumeTiles).
 template <int kHeadDim>
 __device__ __forceinline__ void MergeStateTile(const float (&o)[1][kHeadDim / 8][4],
-                                               const FinishedRows& f, const ForwardBlockArgs& a,
+                                               const float (&row_max)[1][2],
+                                               const float (&row_sum)[1][2],
+                                               const float (&old_lse)[2], const ForwardBlockArgs& a,
                                                int64_t b, int64_t h, int64_t q0, int q_valid,
                                                int warpgroup, uint32_t slab, uint32_t full,
                                                uint32_t full_parity, const CUtensorMap* state_map) {
@@ -184,8 +132,9 @@ __device__ __forceinline__ void MergeStateTile(const float (&o)[1][kHeadDim / 8]
   for (int half = 0; half < 2; ++half) {
     const int slab_row = (threadIdx.x / 32 % 4) * 16 + lane / 4 + 8 * half;
     const int row = warpgroup * 64 + slab_row;
+    const RowTotal total = FinishRow(row_max[0][half], WarpQuadSum(row_sum[0][half]));
     if (row >= q_valid) continue;
-    if (!f.keys[half]) {  // no allowed key: unchanged (a fresh state: its reset O)
+    if (total.inv == 0.f) {  // no allowed key: unchanged (a fresh state: its reset O)
       if (a.state_fresh) {
 #pragma unroll
         for (int i = 0; i < kDB; ++i) {
@@ -195,18 +144,19 @@ __device__ __forceinline__ void MergeStateTile(const float (&o)[1][kHeadDim / 8]
       }
       continue;
     }
-    const float old_scale = f.old_scale[half];
+    const StateRowMerge merge(old_lse[half], total);
+    const bool keep_old = merge.KeepsOld();
 #pragma unroll
     for (int i = 0; i < kDB; ++i) {
       // Columns 8 i + 2 (lane % 4) + {0, 1}: 16-byte chunk 2 i + (lane % 4) / 2.
       const uint32_t address =
           slab + SwizzledChunk<64>(slab_row, 2 * i + lane % 4 / 2) + lane % 2 * 8;
-      const float2 x = old_scale != 0.f ? LoadShared2(address) : make_float2(0.f, 0.f);
-      StoreShared2(address, x.x * old_scale + o[0][i][2 * half],
-                   x.y * old_scale + o[0][i][2 * half + 1]);
+      const float2 x = keep_old ? LoadShared2(address) : make_float2(0.f, 0.f);
+      const float2 y = merge.Combine(x, o[0][i][2 * half], o[0][i][2 * half + 1]);
+      StoreShared2(address, y.x, y.y);
     }
     if (lane % 4 == 0) {
-      *StateLse(a, b, h, q0 + row) = f.lse[half];
+      *StateLse(a, b, h, q0 + row) = merge.lse;
     }
   }
   CopySlabOut<kHeadDim / 32, 32, true>(state_map, slab, q0, warpgroup, h, b);

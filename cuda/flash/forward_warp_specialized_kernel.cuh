@@ -317,59 +317,6 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   auto& o = *reinterpret_cast<float(*)[1][kDB][4]>(o_flat);
   auto& s = *reinterpret_cast<float(*)[1][kNB][4]>(s_flat);
   uint32_t p[kBlockN / 16][4];
-  float row_max[1][2], row_sum[1][2];
-  float old_lse[2];
-  const auto reset_rows = [&] {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      row_max[0][half] = -INFINITY;
-      row_sum[0][half] = 0.f;
-    }
-#pragma unroll
-    for (int i = 0; i < kHeadDim / 2; ++i) o_flat[i] = 0.f;
-  };
-
-  // The epilogue (traits.h): at d128 the written O or the merged ring state
-  // through the output tile (the register path not compiled in: it cost
-  // spills), at d64 the written O through it, else from registers. Through
-  // the output tile it waits (`pending`) until the next tile's first S is
-  // issued and runs beside it, filling its latency (on short rows the
-  // tile's end, its epilogue and the next first S's wait were a third of
-  // the consumers' time), or after the last tile: the tile's rows are
-  // finished at once (FinishedRows: O scaled in place in o), its stores
-  // wait. From registers it runs at once.
-  struct Finished {
-    int64_t b, h, q0;
-    int q_valid;
-    FinishedRows rows;
-  };
-  Finished done{};
-  bool pending = false;
-  const auto finish = [&](int64_t b, int64_t h, int64_t q0, int q_valid) {
-    if constexpr (Tr::kOutputTile) {
-      if (merge_state || WritesOutputTile<kHeadDim>(a)) {
-        done = {b, h, q0, q_valid,
-                merge_state ? FinishStateRows<kHeadDim>(o, row_max, row_sum, old_lse)
-                            : FinishOutputRows<kHeadDim>(o, row_max, row_sum)};
-        pending = true;
-        return;
-      }
-    }
-    StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0);
-  };
-  const auto epilogue = [&] {
-    if constexpr (Tr::kOutputTile) {
-      if (Tr::kStateTile && merge_state) {
-        MergeStateTile<kHeadDim>(o, done.rows, a, done.b, done.h, done.q0, done.q_valid, warpgroup,
-                                 sm.Slab(warpgroup, 4), sm.StateFull(), state_count++ & 1, o_map);
-        state_stored = leader;
-      } else {
-        StoreOutputTile<E, kHeadDim>(o, done.rows, a, done.b, done.h, done.q0, done.q_valid,
-                                     warpgroup, sm.Slab(warpgroup, 2), o_map);
-      }
-    }
-    pending = false;
-  };
 
   uint32_t kv_count = 0;
   for (uint32_t q_count = 0;; ++q_count) {
@@ -382,6 +329,10 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
     const int64_t q0 = static_cast<int64_t>(tile.m) * kBlockM;
     const int q_valid = static_cast<int>(min64(kBlockM, a.q_pos.length - q0));
     const KeyTileRange& tiles = tile.keys;
+    float row_max[1][2] = {{-INFINITY, -INFINITY}}, row_sum[1][2] = {{0.f, 0.f}};
+    float old_lse[2];
+#pragma unroll
+    for (int i = 0; i < kHeadDim / 2; ++i) o_flat[i] = 0.f;
 
     if (tiles.n_begin < tiles.n_end) {
       // S = Q K^T for the warpgroup's 64 rows and the stage's kBlockN keys.
@@ -426,9 +377,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         if (signals) MbarrierArrive(bar);
       };
 
-      // The tile's first S, beside the last tile's epilogue when one
-      // waits (`flush`: each form whole, chosen before S is in flight).
-      const auto first_step = [&](auto flush) {
+      {
         const Slot first(kv_count);
         const bool first_masked = tiles.NeedsMask(tiles.n_begin);
         int begin[1][2] = {}, end[1][2] = {};
@@ -437,8 +386,11 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
           MbarrierWait(sm.KFull(first.stage), first.parity);
           issue_s(first.stage);
         });
-        if constexpr (Tr::kOutputTile && decltype(flush)::value) epilogue();
-        reset_rows();
+        if (state_stored) {  // the state slab is free once the last copy out has read it
+          BulkWaitRead<0>();
+          MbarrierArrive(sm.StateEmpty());
+          state_stored = false;
+        }
         WgmmaWait<0>();
         release(sm.KEmpty(first.stage));
         if (tiles.n_begin + 1 == tiles.n_end) MbarrierArrive(sm.QEmpty());
@@ -449,16 +401,6 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
           softmax(std::false_type{}, begin, end, rescale);
         }
         pack_p();
-        if (state_stored) {  // the state slab is free once the last copy out has read it
-          BulkWaitRead<0>();
-          MbarrierArrive(sm.StateEmpty());
-          state_stored = false;
-        }
-      };
-      if (Tr::kOutputTile && pending) {
-        first_step(std::true_type{});
-      } else {
-        first_step(std::false_type{});
       }
       // One step: S of tile n + 1 beside P V of tile n, each form (masked
       // or not) whole, so that no two paths join while P V is in flight:
@@ -515,13 +457,29 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       ++kv_count;
     } else {
       MbarrierArrive(sm.QEmpty());  // a tile without keys: its slot is free at once
-      if (pending) epilogue();
-      if (merge_state) continue;  // nor a change to the state
-      reset_rows();
+      if (merge_state) continue;    // nor a change to the state
     }
-    finish(b, h, q0, q_valid);
+    // The epilogue (traits.h): at d128 the written O or the merged ring
+    // state through the output tile (the register path not compiled in: it
+    // cost spills), at d64 the written O through it, else from registers.
+    const auto store_output = [&] {
+      StoreOutputTile<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, warpgroup,
+                                   sm.Slab(warpgroup, 2), o_map);
+    };
+    if constexpr (Tr::kStateTile) {
+      if (merge_state) {
+        MergeStateTile<kHeadDim>(o, row_max, row_sum, old_lse, a, b, h, q0, q_valid, warpgroup,
+                                 sm.Slab(warpgroup, 4), sm.StateFull(), state_count++ & 1, o_map);
+        state_stored = leader;
+      } else {
+        store_output();
+      }
+    } else if (WritesOutputTile<kHeadDim>(a)) {
+      store_output();
+    } else {
+      StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0);
+    }
   }
-  if (pending) epilogue();
   if (warpgroup == 0) NamedBarrierSync(my_turn, 256);  // warpgroup 1's last hand-over
   // The last copies out of the slab finish before the CTA's shared memory goes.
   if (Tr::kOutputTile && leader) BulkWait();
