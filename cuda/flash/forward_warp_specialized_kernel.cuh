@@ -318,244 +318,135 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   auto& s = *reinterpret_cast<float(*)[1][kNB][4]>(s_flat);
   uint32_t p[kBlockN / 16][4];
 
-  float row_max[1][2], row_sum[1][2];
-  float old_lse[2];
-  // A tile's rows before its first S: no keys seen, O zero.
-  const auto reset_rows = [&] {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      row_max[0][half] = -INFINITY;
-      row_sum[0][half] = 0.f;
-    }
-  };
-  const auto zero_o = [&] {
-#pragma unroll
-    for (int i = 0; i < kHeadDim / 2; ++i) o_flat[i] = 0.f;
-  };
-  // S = Q K^T for the warpgroup's 64 rows and the stage's kBlockN keys.
-  const auto issue_s = [&](uint32_t stage) {
-    WgmmaFence();
-    IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(s_flat, sm.q, warpgroup * 64, sm.K(stage));
-  };
-  // O += P V (V N-major: 64-column blocks kBlockN rows apart).
-  const auto issue_pv = [&](uint32_t stage) {
-    WgmmaFence();
-    IssueRegistersTimesNMajor<E, kHeadDim>(o_flat, p, sm.V(stage), kBlockN);
-    WgmmaCommit();
-  };
-  // The scores of a key tile (masked outside [begin, end) when `masked`)
-  // to probabilities, in place; rescale: the factors O's rows need.
-  const auto softmax = [&](auto masked, const int(&begin)[1][2], const int(&end)[1][2],
-                           float(&rescale)[1][2]) {
-    FenceRegisters(s_flat);
-    if constexpr (decltype(masked)::value) MaskOutside(s, begin, end);
-    SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
-  };
-  // P as the A operand of the next P V (once the last P V has read it).
-  const auto pack_p = [&] {
-#pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) PackP<E>(s, 0, kk, p[kk]);
-  };
-  // One turn at the tensor cores: wait for it, issue, hand it over.
-  const auto turn = [&](const auto& issue) {
-    NamedBarrierSync(my_turn, 256);
-    issue();
-    NamedBarrierArrive(other_turn, 256);
-  };
-  const auto release = [&](uint32_t bar) {
-    if (signals) MbarrierArrive(bar);
-  };
-  // The state slab is free once the last copy out of it has read it.
-  const auto release_state_slab = [&] {
-    if (state_stored) {
-      BulkWaitRead<0>();
-      MbarrierArrive(sm.StateEmpty());
-      state_stored = false;
-    }
-  };
-
-  uint32_t kv_count = 0, q_count = 0;
-  // The next tile, as the producer published it in the Q slot.
-  const auto next_tile = [&] {
+  uint32_t kv_count = 0;
+  for (uint32_t q_count = 0;; ++q_count) {
+    // The next tile, as the producer published it in the Q slot.
     MbarrierWait(sm.QFull(), q_count & 1);
-    return LoadPublishedTile(sm.Tile());
-  };
-  PublishedTile tile = next_tile();
-  // Whether the tile's first S has been issued, softmaxed and packed beside
-  // the last tile's last P V (O zero, the rows its first key tile's).
-  bool started = false;
-  while (tile.m >= 0) {
+    const PublishedTile tile = LoadPublishedTile(sm.Tile());
+    if (tile.m < 0) break;
     const int64_t b = tile.batch;
     const int64_t h = a.kv_head_begin * group + tile.head;
     const int64_t q0 = static_cast<int64_t>(tile.m) * kBlockM;
     const int q_valid = static_cast<int>(min64(kBlockM, a.q_pos.length - q0));
-    const KeyTileRange tiles = tile.keys;
-    // The epilogue (traits.h) of the tile's rows (their max and sum): at
-    // d128 the written O or the merged ring state through the output tile
-    // (the register path not compiled in: it cost spills), at d64 the
-    // written O through it, else from registers.
-    const auto epilogue = [&](const float(&max)[1][2], const float(&sum)[1][2]) {
-      const auto store_output = [&] {
-        StoreOutputTile<E, kHeadDim>(o, max, sum, a, b, h, q0, q_valid, warpgroup,
-                                     sm.Slab(warpgroup, 2), o_map);
-      };
-      if constexpr (Tr::kStateTile) {
-        if (merge_state) {
-          MergeStateTile<kHeadDim>(o, max, sum, old_lse, a, b, h, q0, q_valid, warpgroup,
-                                   sm.Slab(warpgroup, 4), sm.StateFull(), state_count++ & 1, o_map);
-          state_stored = leader;
-        } else {
-          store_output();
-        }
-      } else if (WritesOutputTile<kHeadDim>(a)) {
-        store_output();
-      } else {
-        float copy[1][2] = {{sum[0][0], sum[0][1]}};
-        StoreBlockResult<E, kHeadDim>(o, max, copy, a, b, h, q0, q_valid, row0);
-      }
-    };
-    if (tiles.n_begin >= tiles.n_end) {
-      MbarrierArrive(sm.QEmpty());  // a tile without keys: its slot is free at once
-      if (!merge_state) {           // nor a change to the state
-        reset_rows();
-        zero_o();
-        epilogue(row_max, row_sum);
-      }
-      ++q_count;
-      tile = next_tile();
-      started = false;
-      continue;
-    }
-    // The columns of key tile n of a tile at row q that the thread's rows
-    // may see (found before its S is issued: the search's branches then
-    // join while no product is in flight).
-    const auto allowed = [&](int64_t tb, int64_t tq0, int n, int(&begin)[1][2], int(&end)[1][2]) {
-      AllowedColumns<1, kNB>(a, tb, tq0 + row0, static_cast<int64_t>(n) * kBlockN, begin, end);
-    };
-
-    if (!started) {
-      const Slot first(kv_count);
-      const bool first_masked = tiles.NeedsMask(tiles.n_begin);
-      int begin[1][2] = {}, end[1][2] = {};
-      if (first_masked) allowed(b, q0, tiles.n_begin, begin, end);
-      turn([&] {
-        MbarrierWait(sm.KFull(first.stage), first.parity);
-        issue_s(first.stage);
-      });
-      release_state_slab();
-      reset_rows();
-      zero_o();
-      WgmmaWait<0>();
-      release(sm.KEmpty(first.stage));
-      if (tiles.n_begin + 1 == tiles.n_end) MbarrierArrive(sm.QEmpty());
-      float rescale[1][2];
-      if (first_masked) {
-        softmax(std::true_type{}, begin, end, rescale);
-      } else {
-        softmax(std::false_type{}, begin, end, rescale);
-      }
-      pack_p();
-    } else {
-      // The last tile's epilogue ran beside this tile's first S: its copy
-      // out of the state slab has had the first softmax to read it, and the
-      // producer copies this tile's state in while the key tiles run.
-      release_state_slab();
-    }
-    // One step: S of tile n + 1 beside P V of tile n, each form (masked
-    // or not) whole, so that no two paths join while P V is in flight:
-    // at such a join ptxas waited for P V before the softmax instead of
-    // after it (the step's overlap lost on every tile).
-    const auto step = [&](int n, auto masked) {
-      const Slot now(kv_count), next(kv_count + 1);
-      int begin[1][2] = {}, end[1][2] = {};
-      if constexpr (decltype(masked)::value) allowed(b, q0, n + 1, begin, end);
-      turn([&] {
-        MbarrierWait(sm.KFull(next.stage), next.parity);
-        issue_s(next.stage);
-        MbarrierWait(sm.VFull(now.stage), now.parity);
-        issue_pv(now.stage);
-      });
-      float rescale[1][2];
-      WgmmaWait<1>();  // S of tile n + 1, while P V of tile n runs
-      release(sm.KEmpty(next.stage));
-      if (n + 2 == tiles.n_end) MbarrierArrive(sm.QEmpty());
-      // P of tile n is still being read by the P V product: the softmax
-      // writes S in place, and P is packed only after the wait below.
-      softmax(masked, begin, end, rescale);
-      WgmmaWait<0>();
-      FenceRegisters(o_flat);
-      release(sm.VEmpty(now.stage));
-      RescaleRows(o, rescale);
-      pack_p();
-    };
-    // The last key tile's P V is peeled off so that every iteration issues
-    // the same wgmma groups.
-    for (int n = tiles.n_begin; n + 1 < tiles.n_end; ++n, ++kv_count) {
-      if (tiles.NeedsMask(n + 1)) {
-        step(n, std::true_type{});
-      } else {
-        step(n, std::false_type{});
-      }
-    }
-    const Slot last(kv_count);
-    if (merge_state) {  // read while the last P V waits for its turn and runs
+    const KeyTileRange& tiles = tile.keys;
+    float row_max[1][2] = {{-INFINITY, -INFINITY}}, row_sum[1][2] = {{0.f, 0.f}};
+    float old_lse[2];
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int row = row0 + 8 * half;
-        old_lse[half] = row < q_valid && !a.state_fresh ? *StateLse(a, b, h, q0 + row) : -INFINITY;
-      }
-    }
-    // The next tile: where the next first S crosses into this tile's end
-    // (d64, d128; d256, whose O takes 128 registers, spilled crossing), it
-    // is waited for here, else after the epilogue.
-    ++q_count;
-    PublishedTile following{-1, 0, 0, {}};
-    started = false;
-    if constexpr (Tr::kOutputTile) {
-      following = next_tile();
-      const KeyTileRange& ahead = following.keys;
-      if (following.m >= 0 && ahead.n_begin < ahead.n_end) {
-        // The next tile's first S beside this tile's last P V, its softmax
-        // while that P V runs (as in a step), then this tile's epilogue: the
-        // first S no longer waits alone for its turn and its product.
-        const int64_t next_b = following.batch;
-        const int64_t next_q0 = static_cast<int64_t>(following.m) * kBlockM;
-        const auto cross = [&](auto masked) {
-          const Slot first(kv_count + 1);
-          int begin[1][2] = {}, end[1][2] = {};
-          if constexpr (decltype(masked)::value) {
-            allowed(next_b, next_q0, ahead.n_begin, begin, end);
-          }
-          turn([&] {
-            MbarrierWait(sm.KFull(first.stage), first.parity);
-            issue_s(first.stage);
-            MbarrierWait(sm.VFull(last.stage), last.parity);
-            issue_pv(last.stage);
-          });
-          WgmmaWait<1>();  // the next tile's first S, while this tile's last P V runs
-          release(sm.KEmpty(first.stage));
-          if (ahead.n_begin + 1 == ahead.n_end) MbarrierArrive(sm.QEmpty());
-          const float max[1][2] = {{row_max[0][0], row_max[0][1]}};
-          const float sum[1][2] = {{row_sum[0][0], row_sum[0][1]}};
-          reset_rows();
-          float rescale[1][2];
-          softmax(masked, begin, end, rescale);
-          WgmmaWait<0>();
-          FenceRegisters(o_flat);
-          release(sm.VEmpty(last.stage));
-          epilogue(max, sum);
-          zero_o();
-          pack_p();
-        };
-        if (ahead.NeedsMask(ahead.n_begin)) {
-          cross(std::true_type{});
-        } else {
-          cross(std::false_type{});
+    for (int i = 0; i < kHeadDim / 2; ++i) o_flat[i] = 0.f;
+
+    if (tiles.n_begin < tiles.n_end) {
+      // S = Q K^T for the warpgroup's 64 rows and the stage's kBlockN keys.
+      const auto issue_s = [&](uint32_t stage) {
+        WgmmaFence();
+        IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(s_flat, sm.q, warpgroup * 64,
+                                                           sm.K(stage));
+      };
+      // O += P V (V N-major: 64-column blocks kBlockN rows apart).
+      const auto issue_pv = [&](uint32_t stage) {
+        WgmmaFence();
+        IssueRegistersTimesNMajor<E, kHeadDim>(o_flat, p, sm.V(stage), kBlockN);
+        WgmmaCommit();
+      };
+      // The columns of key tile n that the thread's rows may see (found
+      // before its S is issued: the search's branches then join while no
+      // product is in flight).
+      const auto allowed = [&](int n, int(&begin)[1][2], int(&end)[1][2]) {
+        AllowedColumns<1, kNB>(a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN, begin, end);
+      };
+      // The scores of key tile n (masked outside [begin, end) when
+      // `masked`) to probabilities, in place; rescale: the factors O's rows
+      // need.
+      const auto softmax = [&](auto masked, const int(&begin)[1][2], const int(&end)[1][2],
+                               float(&rescale)[1][2]) {
+        FenceRegisters(s_flat);
+        if constexpr (decltype(masked)::value) MaskOutside(s, begin, end);
+        SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
+      };
+      // P as the A operand of the next P V (once the last P V has read it).
+      const auto pack_p = [&] {
+#pragma unroll
+        for (int kk = 0; kk < kBlockN / 16; ++kk) PackP<E>(s, 0, kk, p[kk]);
+      };
+      // One turn at the tensor cores: wait for it, issue, hand it over.
+      const auto turn = [&](const auto& issue) {
+        NamedBarrierSync(my_turn, 256);
+        issue();
+        NamedBarrierArrive(other_turn, 256);
+      };
+      const auto release = [&](uint32_t bar) {
+        if (signals) MbarrierArrive(bar);
+      };
+
+      {
+        const Slot first(kv_count);
+        const bool first_masked = tiles.NeedsMask(tiles.n_begin);
+        int begin[1][2] = {}, end[1][2] = {};
+        if (first_masked) allowed(tiles.n_begin, begin, end);
+        turn([&] {
+          MbarrierWait(sm.KFull(first.stage), first.parity);
+          issue_s(first.stage);
+        });
+        if (state_stored) {  // the state slab is free once the last copy out has read it
+          BulkWaitRead<0>();
+          MbarrierArrive(sm.StateEmpty());
+          state_stored = false;
         }
-        started = true;
+        WgmmaWait<0>();
+        release(sm.KEmpty(first.stage));
+        if (tiles.n_begin + 1 == tiles.n_end) MbarrierArrive(sm.QEmpty());
+        float rescale[1][2];
+        if (first_masked) {
+          softmax(std::true_type{}, begin, end, rescale);
+        } else {
+          softmax(std::false_type{}, begin, end, rescale);
+        }
+        pack_p();
       }
-    }
-    if (!started) {
+      // One step: S of tile n + 1 beside P V of tile n, each form (masked
+      // or not) whole, so that no two paths join while P V is in flight:
+      // at such a join ptxas waited for P V before the softmax instead of
+      // after it (the step's overlap lost on every tile).
+      const auto step = [&](int n, auto masked) {
+        const Slot now(kv_count), next(kv_count + 1);
+        int begin[1][2] = {}, end[1][2] = {};
+        if constexpr (decltype(masked)::value) allowed(n + 1, begin, end);
+        turn([&] {
+          MbarrierWait(sm.KFull(next.stage), next.parity);
+          issue_s(next.stage);
+          MbarrierWait(sm.VFull(now.stage), now.parity);
+          issue_pv(now.stage);
+        });
+        float rescale[1][2];
+        WgmmaWait<1>();  // S of tile n + 1, while P V of tile n runs
+        release(sm.KEmpty(next.stage));
+        if (n + 2 == tiles.n_end) MbarrierArrive(sm.QEmpty());
+        // P of tile n is still being read by the P V product: the softmax
+        // writes S in place, and P is packed only after the wait below.
+        softmax(masked, begin, end, rescale);
+        WgmmaWait<0>();
+        FenceRegisters(o_flat);
+        release(sm.VEmpty(now.stage));
+        RescaleRows(o, rescale);
+        pack_p();
+      };
+      // The last tile's P V is peeled off so that every iteration issues the
+      // same wgmma groups.
+      for (int n = tiles.n_begin; n + 1 < tiles.n_end; ++n, ++kv_count) {
+        if (tiles.NeedsMask(n + 1)) {
+          step(n, std::true_type{});
+        } else {
+          step(n, std::false_type{});
+        }
+      }
+      const Slot last(kv_count);
+      if (merge_state) {  // read while the last P V waits for its turn and runs
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int row = row0 + 8 * half;
+          old_lse[half] =
+              row < q_valid && !a.state_fresh ? *StateLse(a, b, h, q0 + row) : -INFINITY;
+        }
+      }
       turn([&] {
         MbarrierWait(sm.VFull(last.stage), last.parity);
         issue_pv(last.stage);
@@ -563,11 +454,31 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       WgmmaWait<0>();
       FenceRegisters(o_flat);
       release(sm.VEmpty(last.stage));
-      epilogue(row_max, row_sum);
-      if constexpr (!Tr::kOutputTile) following = next_tile();
+      ++kv_count;
+    } else {
+      MbarrierArrive(sm.QEmpty());  // a tile without keys: its slot is free at once
+      if (merge_state) continue;    // nor a change to the state
     }
-    ++kv_count;
-    tile = following;
+    // The epilogue (traits.h): at d128 the written O or the merged ring
+    // state through the output tile (the register path not compiled in: it
+    // cost spills), at d64 the written O through it, else from registers.
+    const auto store_output = [&] {
+      StoreOutputTile<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, warpgroup,
+                                   sm.Slab(warpgroup, 2), o_map);
+    };
+    if constexpr (Tr::kStateTile) {
+      if (merge_state) {
+        MergeStateTile<kHeadDim>(o, row_max, row_sum, old_lse, a, b, h, q0, q_valid, warpgroup,
+                                 sm.Slab(warpgroup, 4), sm.StateFull(), state_count++ & 1, o_map);
+        state_stored = leader;
+      } else {
+        store_output();
+      }
+    } else if (WritesOutputTile<kHeadDim>(a)) {
+      store_output();
+    } else {
+      StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0);
+    }
   }
   if (warpgroup == 0) NamedBarrierSync(my_turn, 256);  // warpgroup 1's last hand-over
   // The last copies out of the slab finish before the CTA's shared memory goes.
