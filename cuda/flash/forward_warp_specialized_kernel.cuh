@@ -61,18 +61,9 @@ struct WarpSpecializedForwardShared {
     return kv + stage * 2 * Tr::kKvBytes;
   }
   __device__ __forceinline__ uint32_t V(uint32_t stage) const { return K(stage) + Tr::kKvBytes; }
-  // Q slot j: the first in its own space, the second (traits.h: kQSlots) in
-  // the output tile's second half.
-  __device__ __forceinline__ uint32_t Q(uint32_t j) const {
-    return j == 0 ? q : output + Tr::kOutputBytes / 2;
-  }
-  __device__ __forceinline__ uint32_t QFull(uint32_t j) const { return barriers + 8 * j; }
-  __device__ __forceinline__ uint32_t QEmpty(uint32_t j) const {
-    return barriers + 8 * Tr::kQSlots + 8 * j;
-  }
-  __device__ __forceinline__ uint32_t KFull(uint32_t s) const {
-    return barriers + 16 * Tr::kQSlots + 8 * s;
-  }
+  __device__ __forceinline__ uint32_t QFull() const { return barriers; }
+  __device__ __forceinline__ uint32_t QEmpty() const { return barriers + 8; }
+  __device__ __forceinline__ uint32_t KFull(uint32_t s) const { return barriers + 16 + 8 * s; }
   __device__ __forceinline__ uint32_t KEmpty(uint32_t s) const {
     return KFull(s) + 8 * Tr::kStages;
   }
@@ -82,25 +73,21 @@ struct WarpSpecializedForwardShared {
   __device__ __forceinline__ uint32_t VEmpty(uint32_t s) const {
     return VFull(s) + 8 * Tr::kStages;
   }
-  // The tile whose Q slot j holds (PublishedTile), written before QFull's
-  // arrival and read after its wait.
-  __device__ __forceinline__ uint32_t Tile(uint32_t j) const {
-    return VEmpty(0) + 8 * Tr::kStages + 32 * j;
-  }
+  // The tile whose Q the Q slot holds (PublishedTile), written before
+  // QFull's arrival and read after its wait.
+  __device__ __forceinline__ uint32_t Tile() const { return VEmpty(0) + 8 * Tr::kStages; }
   // The scheduler's slot: a tile (Scheduled) between the scheduler's
   // arrival on ScheduledFull and the producer's on ScheduledEmpty; the
   // producer asks for the next tile on NextWanted.
-  __device__ __forceinline__ uint32_t Scheduled() const { return Tile(Tr::kQSlots); }
-  __device__ __forceinline__ uint32_t ScheduledFull() const { return Scheduled() + 32; }
-  __device__ __forceinline__ uint32_t ScheduledEmpty() const { return Scheduled() + 40; }
-  __device__ __forceinline__ uint32_t NextWanted() const { return Scheduled() + 48; }
+  __device__ __forceinline__ uint32_t Scheduled() const { return Tile() + 32; }
+  __device__ __forceinline__ uint32_t ScheduledFull() const { return Tile() + 64; }
+  __device__ __forceinline__ uint32_t ScheduledEmpty() const { return Tile() + 72; }
+  __device__ __forceinline__ uint32_t NextWanted() const { return Tile() + 80; }
   // The ring state's O tile in `output` (kStateTile): copied in by the
   // producer (StateFull), free again once both warpgroups' copies out of
   // it have read it (StateEmpty).
-  __device__ __forceinline__ uint32_t StateFull() const { return Scheduled() + 56; }
-  __device__ __forceinline__ uint32_t StateEmpty() const { return Scheduled() + 64; }
-  // A word no one reads: WgmmaWaitAllAfter's store, which never runs.
-  __device__ __forceinline__ uint32_t Scratch() const { return Scheduled() + 72; }
+  __device__ __forceinline__ uint32_t StateFull() const { return Tile() + 88; }
+  __device__ __forceinline__ uint32_t StateEmpty() const { return Tile() + 96; }
   // Warpgroup w's 64 rows of the output tile.
   __device__ __forceinline__ uint32_t Slab(int w, int element_bytes) const {
     return output + w * 64 * kHeadDim * element_bytes;
@@ -120,19 +107,6 @@ template <int kHeadDim>
 __host__ __device__ __forceinline__ bool WritesOutputTile(const ForwardBlockArgs& a) {
   return WarpSpecializedForwardTraits<kHeadDim>::kOutputTile && a.out != nullptr;
 }
-
-// Whether a launch alternates two Q slots (traits.h: kQSlots; at d128 where
-// it writes O, the output tile's second half free).
-template <int kHeadDim>
-__host__ __device__ __forceinline__ bool UsesTwoQSlots(const ForwardBlockArgs& a) {
-  return WarpSpecializedForwardTraits<kHeadDim>::kQSlots == 2 && WritesOutputTile<kHeadDim>(a);
-}
-// Q slot and phase parity of a CTA's q_count-th tile.
-struct QSlot {
-  uint32_t j, parity;
-  __device__ __forceinline__ QSlot(bool two, uint32_t q_count)
-      : j(two ? q_count & 1 : 0), parity((two ? q_count >> 1 : q_count) & 1) {}
-};
 
 // A tile as the producer publishes it with its Q: where it is and the key
 // tiles it meets, so that the consumers do not decode it again (on short
@@ -258,18 +232,16 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
   const bool copy_state = MergesInStateTile<kHeadDim>(a);
   if (copy_state) PrefetchTensorMap(o_map);
   const int64_t group = a.num_heads / a.num_kv_heads;
-  const bool two_q = UsesTwoQSlots<kHeadDim>(a);
   uint32_t kv_count = 0, state_count = 0;
   for (uint32_t q_count = 0;; ++q_count) {
     MbarrierWait(sm.ScheduledFull(), q_count & 1);
     const PublishedTile tile = LoadPublishedTile(sm.Scheduled());
     MbarrierArrive(sm.ScheduledEmpty());
-    const QSlot q_slot(two_q, q_count);
-    MbarrierWait(sm.QEmpty(q_slot.j), q_slot.parity ^ 1);
-    StorePublishedTile(sm.Tile(q_slot.j), tile);
+    MbarrierWait(sm.QEmpty(), (q_count & 1) ^ 1);
+    StorePublishedTile(sm.Tile(), tile);
     const int n_begin = tile.keys.n_begin, n_end = tile.keys.n_end;
     if (tile.m < 0 || n_begin >= n_end) {
-      MbarrierArrive(sm.QFull(q_slot.j));
+      MbarrierArrive(sm.QFull());
       if (tile.m < 0) break;
       MbarrierArrive(sm.NextWanted());
       continue;
@@ -285,9 +257,8 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
       MbarrierArriveExpectTx(full, Tr::kKvBytes);
       TmaLoadRows<kHeadDim, kBlockN>(dst, is_k ? k_map : v_map, full, n * kBlockN, kv_head, batch);
     };
-    MbarrierArriveExpectTx(sm.QFull(q_slot.j), Tr::kQBytes);
-    TmaLoadRows<kHeadDim, kBlockM>(sm.Q(q_slot.j), q_map, sm.QFull(q_slot.j), tile.m * kBlockM,
-                                   head, batch);
+    MbarrierArriveExpectTx(sm.QFull(), Tr::kQBytes);
+    TmaLoadRows<kHeadDim, kBlockM>(sm.q, q_map, sm.QFull(), tile.m * kBlockM, head, batch);
     load_kv(true, n_begin, kv_count);
     if (n_begin + 1 == n_end) MbarrierArrive(sm.NextWanted());
     for (int n = n_begin; n < n_end; ++n, ++kv_count) {
@@ -347,257 +318,135 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   auto& s = *reinterpret_cast<float(*)[1][kNB][4]>(s_flat);
   uint32_t p[kBlockN / 16][4];
 
-  float row_max[1][2], row_sum[1][2];
-  float old_lse[2];
-  // A tile's rows before its first S: no keys seen, O zero.
-  const auto reset_rows = [&] {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      row_max[0][half] = -INFINITY;
-      row_sum[0][half] = 0.f;
-    }
-  };
-  const auto zero_o = [&] {
-#pragma unroll
-    for (int i = 0; i < kHeadDim / 2; ++i) o_flat[i] = 0.f;
-  };
-  // S = Q K^T for the warpgroup's 64 rows and the stage's kBlockN keys.
-  const auto issue_s = [&](uint32_t q, uint32_t stage) {
-    WgmmaFence();
-    IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(s_flat, q, warpgroup * 64, sm.K(stage));
-  };
-  // O += P V (V N-major: 64-column blocks kBlockN rows apart).
-  const auto issue_pv = [&](uint32_t stage) {
-    WgmmaFence();
-    IssueRegistersTimesNMajor<E, kHeadDim>(o_flat, p, sm.V(stage), kBlockN);
-    WgmmaCommit();
-  };
-  // The scores of a key tile (masked outside [begin, end) when `masked`)
-  // to probabilities, in place; rescale: the factors O's rows need.
-  const auto softmax = [&](auto masked, const int(&begin)[1][2], const int(&end)[1][2],
-                           float(&rescale)[1][2]) {
-    FenceRegisters(s_flat);
-    if constexpr (decltype(masked)::value) MaskOutside(s, begin, end);
-    SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
-  };
-  // P as the A operand of the next P V (once the last P V has read it).
-  const auto pack_p = [&] {
-#pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) PackP<E>(s, 0, kk, p[kk]);
-  };
-  // One turn at the tensor cores: wait for it, issue, hand it over.
-  const auto turn = [&](const auto& issue) {
-    NamedBarrierSync(my_turn, 256);
-    issue();
-    NamedBarrierArrive(other_turn, 256);
-  };
-  const auto release = [&](uint32_t bar) {
-    if (signals) MbarrierArrive(bar);
-  };
-  // The state slab is free once the last copy out of it has read it.
-  const auto release_state_slab = [&] {
-    if (state_stored) {
-      BulkWaitRead<0>();
-      MbarrierArrive(sm.StateEmpty());
-      state_stored = false;
-    }
-  };
-
-  const bool two_q = UsesTwoQSlots<kHeadDim>(a);
-  uint32_t kv_count = 0, q_count = 0;
-  // The next tile, as the producer published it in its Q slot.
-  const auto next_tile = [&] {
-    const QSlot q_slot(two_q, q_count);
-    MbarrierWait(sm.QFull(q_slot.j), q_slot.parity);
-    return LoadPublishedTile(sm.Tile(q_slot.j));
-  };
-  // Whether a tile's first S crosses into the last tile's end (two Q slots:
-  // the next Q copied while this tile's key tiles run; with one, the last
-  // P V waited for the next Q: -6 % on b16, measured).
-  const bool crosses = Tr::kQSlots == 2 && two_q;
-  PublishedTile tile{};
-  // Whether `tile` was read at the last tile's end (crossing), and whether
-  // its first S has been issued, softmaxed and packed beside the last
-  // tile's last P V (O zero, the rows its first key tile's).
-  bool fetched = false, started = false;
-  for (;;) {
-    if (!fetched) tile = next_tile();
-    fetched = false;
+  uint32_t kv_count = 0;
+  for (uint32_t q_count = 0;; ++q_count) {
+    // The next tile, as the producer published it in the Q slot.
+    MbarrierWait(sm.QFull(), q_count & 1);
+    const PublishedTile tile = LoadPublishedTile(sm.Tile());
     if (tile.m < 0) break;
     const int64_t b = tile.batch;
     const int64_t h = a.kv_head_begin * group + tile.head;
     const int64_t q0 = static_cast<int64_t>(tile.m) * kBlockM;
     const int q_valid = static_cast<int>(min64(kBlockM, a.q_pos.length - q0));
-    const KeyTileRange tiles = tile.keys;
-    const uint32_t q_slot = QSlot(two_q, q_count).j;
-    // The epilogue (traits.h) of the tile's rows (their max and sum): at
-    // d128 the written O or the merged ring state through the output tile
-    // (the register path not compiled in: it cost spills), at d64 the
-    // written O through it, else from registers.
-    const auto epilogue = [&](const float(&max)[1][2], const float(&sum)[1][2]) {
-      const auto store_output = [&] {
-        StoreOutputTile<E, kHeadDim>(o, max, sum, a, b, h, q0, q_valid, warpgroup,
-                                     sm.Slab(warpgroup, 2), o_map);
-      };
-      if constexpr (Tr::kStateTile) {
-        if (merge_state) {
-          MergeStateTile<kHeadDim>(o, max, sum, old_lse, a, b, h, q0, q_valid, warpgroup,
-                                   sm.Slab(warpgroup, 4), sm.StateFull(), state_count++ & 1, o_map);
-          state_stored = leader;
-        } else {
-          store_output();
-        }
-      } else if (WritesOutputTile<kHeadDim>(a)) {
-        store_output();
-      } else {
-        float copy[1][2] = {{sum[0][0], sum[0][1]}};
-        StoreBlockResult<E, kHeadDim>(o, max, copy, a, b, h, q0, q_valid, row0);
-      }
-    };
-    if (tiles.n_begin >= tiles.n_end) {
-      MbarrierArrive(sm.QEmpty(q_slot));  // a tile without keys: its slot is free at once
-      if (!merge_state) {                 // nor a change to the state
-        reset_rows();
-        zero_o();
-        epilogue(row_max, row_sum);
-      }
-      ++q_count;
-      started = false;
-      continue;
-    }
-    // The columns of key tile n of a tile at row q that the thread's rows
-    // may see (found before its S is issued: the search's branches then
-    // join while no product is in flight).
-    const auto allowed = [&](int64_t tb, int64_t tq0, int n, int(&begin)[1][2], int(&end)[1][2]) {
-      AllowedColumns<1, kNB>(a, tb, tq0 + row0, static_cast<int64_t>(n) * kBlockN, begin, end);
-    };
-
-    if (!started) {
-      const Slot first(kv_count);
-      const bool first_masked = tiles.NeedsMask(tiles.n_begin);
-      int begin[1][2] = {}, end[1][2] = {};
-      if (first_masked) allowed(b, q0, tiles.n_begin, begin, end);
-      turn([&] {
-        MbarrierWait(sm.KFull(first.stage), first.parity);
-        issue_s(sm.Q(q_slot), first.stage);
-      });
-      release_state_slab();
-      reset_rows();
-      zero_o();
-      WgmmaWait<0>();
-      release(sm.KEmpty(first.stage));
-      if (tiles.n_begin + 1 == tiles.n_end) MbarrierArrive(sm.QEmpty(q_slot));
-      float rescale[1][2];
-      if (first_masked) {
-        softmax(std::true_type{}, begin, end, rescale);
-      } else {
-        softmax(std::false_type{}, begin, end, rescale);
-      }
-      pack_p();
-    } else {
-      // The last tile's epilogue ran beside this tile's first S: its copy
-      // out of the state slab has had the first softmax to read it, and the
-      // producer copies this tile's state in while the key tiles run.
-      release_state_slab();
-    }
-    // One step: S of tile n + 1 beside P V of tile n, each form (masked
-    // or not) whole, so that no two paths join while P V is in flight:
-    // at such a join ptxas waited for P V before the softmax instead of
-    // after it (the step's overlap lost on every tile).
-    const auto step = [&](int n, auto masked) {
-      const Slot now(kv_count), next(kv_count + 1);
-      int begin[1][2] = {}, end[1][2] = {};
-      if constexpr (decltype(masked)::value) allowed(b, q0, n + 1, begin, end);
-      turn([&] {
-        MbarrierWait(sm.KFull(next.stage), next.parity);
-        issue_s(sm.Q(q_slot), next.stage);
-        MbarrierWait(sm.VFull(now.stage), now.parity);
-        issue_pv(now.stage);
-      });
-      float rescale[1][2];
-      WgmmaWait<1>();  // S of tile n + 1, while P V of tile n runs
-      release(sm.KEmpty(next.stage));
-      if (n + 2 == tiles.n_end) MbarrierArrive(sm.QEmpty(q_slot));
-      // P of tile n is still being read by the P V product: the softmax
-      // writes S in place, and P is packed only after the wait below.
-      softmax(masked, begin, end, rescale);
-      WgmmaWaitAllAfter(fminf(row_sum[0][0], row_sum[0][1]), sm.Scratch());
-      FenceRegisters(o_flat);
-      release(sm.VEmpty(now.stage));
-      RescaleRows(o, rescale);
-      pack_p();
-    };
-    // The last key tile's P V is peeled off so that every iteration issues
-    // the same wgmma groups.
-    for (int n = tiles.n_begin; n + 1 < tiles.n_end; ++n, ++kv_count) {
-      if (tiles.NeedsMask(n + 1)) {
-        step(n, std::true_type{});
-      } else {
-        step(n, std::false_type{});
-      }
-    }
-    const Slot last(kv_count);
-    if (merge_state) {  // read while the last P V waits for its turn and runs
+    const KeyTileRange& tiles = tile.keys;
+    float row_max[1][2] = {{-INFINITY, -INFINITY}}, row_sum[1][2] = {{0.f, 0.f}};
+    float old_lse[2];
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int row = row0 + 8 * half;
-        old_lse[half] = row < q_valid && !a.state_fresh ? *StateLse(a, b, h, q0 + row) : -INFINITY;
-      }
-    }
-    // The next tile: where its first S crosses into this tile's end, read
-    // here, else at the top after the epilogue.
-    ++q_count;
-    started = false;
-    if (crosses) {
-      tile = next_tile();
-      fetched = true;
-      const PublishedTile& following = tile;
-      const KeyTileRange& ahead = following.keys;
-      const uint32_t next_q_slot = QSlot(two_q, q_count).j;
-      if (following.m >= 0 && ahead.n_begin < ahead.n_end) {
-        // The next tile's first S beside this tile's last P V, its softmax
-        // while that P V runs (as in a step), then this tile's epilogue: the
-        // first S no longer waits alone for its turn and its product.
-        const int64_t next_b = following.batch;
-        const int64_t next_q0 = static_cast<int64_t>(following.m) * kBlockM;
-        const auto cross = [&](auto masked) {
-          const Slot first(kv_count + 1);
-          int begin[1][2] = {}, end[1][2] = {};
-          if constexpr (decltype(masked)::value) {
-            allowed(next_b, next_q0, ahead.n_begin, begin, end);
-          }
-          turn([&] {
-            MbarrierWait(sm.KFull(first.stage), first.parity);
-            issue_s(sm.Q(next_q_slot), first.stage);
-            MbarrierWait(sm.VFull(last.stage), last.parity);
-            issue_pv(last.stage);
-          });
-          WgmmaWait<1>();  // the next tile's first S, while this tile's last P V runs
-          release(sm.KEmpty(first.stage));
-          if (ahead.n_begin + 1 == ahead.n_end) MbarrierArrive(sm.QEmpty(next_q_slot));
-          const float max[1][2] = {{row_max[0][0], row_max[0][1]}};
-          const float sum[1][2] = {{row_sum[0][0], row_sum[0][1]}};
-          reset_rows();
-          float rescale[1][2];
-          softmax(masked, begin, end, rescale);
-          WgmmaWaitAllAfter(fminf(row_sum[0][0], row_sum[0][1]), sm.Scratch());
-          FenceRegisters(o_flat);
-          release(sm.VEmpty(last.stage));
-          // Crossing: the launch writes O (two Q slots), the store's path only.
-          StoreOutputTile<E, kHeadDim>(o, max, sum, a, b, h, q0, q_valid, warpgroup,
-                                       sm.Slab(warpgroup, 2), o_map);
-          zero_o();
-          pack_p();
-        };
-        if (ahead.NeedsMask(ahead.n_begin)) {
-          cross(std::true_type{});
-        } else {
-          cross(std::false_type{});
+    for (int i = 0; i < kHeadDim / 2; ++i) o_flat[i] = 0.f;
+
+    if (tiles.n_begin < tiles.n_end) {
+      // S = Q K^T for the warpgroup's 64 rows and the stage's kBlockN keys.
+      const auto issue_s = [&](uint32_t stage) {
+        WgmmaFence();
+        IssueRowsTimesRowsT<E, kHeadDim, kBlockM, kBlockN>(s_flat, sm.q, warpgroup * 64,
+                                                           sm.K(stage));
+      };
+      // O += P V (V N-major: 64-column blocks kBlockN rows apart).
+      const auto issue_pv = [&](uint32_t stage) {
+        WgmmaFence();
+        IssueRegistersTimesNMajor<E, kHeadDim>(o_flat, p, sm.V(stage), kBlockN);
+        WgmmaCommit();
+      };
+      // The columns of key tile n that the thread's rows may see (found
+      // before its S is issued: the search's branches then join while no
+      // product is in flight).
+      const auto allowed = [&](int n, int(&begin)[1][2], int(&end)[1][2]) {
+        AllowedColumns<1, kNB>(a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN, begin, end);
+      };
+      // The scores of key tile n (masked outside [begin, end) when
+      // `masked`) to probabilities, in place; rescale: the factors O's rows
+      // need.
+      const auto softmax = [&](auto masked, const int(&begin)[1][2], const int(&end)[1][2],
+                               float(&rescale)[1][2]) {
+        FenceRegisters(s_flat);
+        if constexpr (decltype(masked)::value) MaskOutside(s, begin, end);
+        SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
+      };
+      // P as the A operand of the next P V (once the last P V has read it).
+      const auto pack_p = [&] {
+#pragma unroll
+        for (int kk = 0; kk < kBlockN / 16; ++kk) PackP<E>(s, 0, kk, p[kk]);
+      };
+      // One turn at the tensor cores: wait for it, issue, hand it over.
+      const auto turn = [&](const auto& issue) {
+        NamedBarrierSync(my_turn, 256);
+        issue();
+        NamedBarrierArrive(other_turn, 256);
+      };
+      const auto release = [&](uint32_t bar) {
+        if (signals) MbarrierArrive(bar);
+      };
+
+      {
+        const Slot first(kv_count);
+        const bool first_masked = tiles.NeedsMask(tiles.n_begin);
+        int begin[1][2] = {}, end[1][2] = {};
+        if (first_masked) allowed(tiles.n_begin, begin, end);
+        turn([&] {
+          MbarrierWait(sm.KFull(first.stage), first.parity);
+          issue_s(first.stage);
+        });
+        if (state_stored) {  // the state slab is free once the last copy out has read it
+          BulkWaitRead<0>();
+          MbarrierArrive(sm.StateEmpty());
+          state_stored = false;
         }
-        started = true;
+        WgmmaWait<0>();
+        release(sm.KEmpty(first.stage));
+        if (tiles.n_begin + 1 == tiles.n_end) MbarrierArrive(sm.QEmpty());
+        float rescale[1][2];
+        if (first_masked) {
+          softmax(std::true_type{}, begin, end, rescale);
+        } else {
+          softmax(std::false_type{}, begin, end, rescale);
+        }
+        pack_p();
       }
-    }
-    if (!started) {
+      // One step: S of tile n + 1 beside P V of tile n, each form (masked
+      // or not) whole, so that no two paths join while P V is in flight:
+      // at such a join ptxas waited for P V before the softmax instead of
+      // after it (the step's overlap lost on every tile).
+      const auto step = [&](int n, auto masked) {
+        const Slot now(kv_count), next(kv_count + 1);
+        int begin[1][2] = {}, end[1][2] = {};
+        if constexpr (decltype(masked)::value) allowed(n + 1, begin, end);
+        turn([&] {
+          MbarrierWait(sm.KFull(next.stage), next.parity);
+          issue_s(next.stage);
+          MbarrierWait(sm.VFull(now.stage), now.parity);
+          issue_pv(now.stage);
+        });
+        float rescale[1][2];
+        WgmmaWait<1>();  // S of tile n + 1, while P V of tile n runs
+        release(sm.KEmpty(next.stage));
+        if (n + 2 == tiles.n_end) MbarrierArrive(sm.QEmpty());
+        // P of tile n is still being read by the P V product: the softmax
+        // writes S in place, and P is packed only after the wait below.
+        softmax(masked, begin, end, rescale);
+        WgmmaWait<0>();
+        FenceRegisters(o_flat);
+        release(sm.VEmpty(now.stage));
+        RescaleRows(o, rescale);
+        pack_p();
+      };
+      // The last tile's P V is peeled off so that every iteration issues the
+      // same wgmma groups.
+      for (int n = tiles.n_begin; n + 1 < tiles.n_end; ++n, ++kv_count) {
+        if (tiles.NeedsMask(n + 1)) {
+          step(n, std::true_type{});
+        } else {
+          step(n, std::false_type{});
+        }
+      }
+      const Slot last(kv_count);
+      if (merge_state) {  // read while the last P V waits for its turn and runs
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int row = row0 + 8 * half;
+          old_lse[half] =
+              row < q_valid && !a.state_fresh ? *StateLse(a, b, h, q0 + row) : -INFINITY;
+        }
+      }
       turn([&] {
         MbarrierWait(sm.VFull(last.stage), last.parity);
         issue_pv(last.stage);
@@ -605,9 +454,31 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       WgmmaWait<0>();
       FenceRegisters(o_flat);
       release(sm.VEmpty(last.stage));
-      epilogue(row_max, row_sum);
+      ++kv_count;
+    } else {
+      MbarrierArrive(sm.QEmpty());  // a tile without keys: its slot is free at once
+      if (merge_state) continue;    // nor a change to the state
     }
-    ++kv_count;
+    // The epilogue (traits.h): at d128 the written O or the merged ring
+    // state through the output tile (the register path not compiled in: it
+    // cost spills), at d64 the written O through it, else from registers.
+    const auto store_output = [&] {
+      StoreOutputTile<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, warpgroup,
+                                   sm.Slab(warpgroup, 2), o_map);
+    };
+    if constexpr (Tr::kStateTile) {
+      if (merge_state) {
+        MergeStateTile<kHeadDim>(o, row_max, row_sum, old_lse, a, b, h, q0, q_valid, warpgroup,
+                                 sm.Slab(warpgroup, 4), sm.StateFull(), state_count++ & 1, o_map);
+        state_stored = leader;
+      } else {
+        store_output();
+      }
+    } else if (WritesOutputTile<kHeadDim>(a)) {
+      store_output();
+    } else {
+      StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0);
+    }
   }
   if (warpgroup == 0) NamedBarrierSync(my_turn, 256);  // warpgroup 1's last hand-over
   // The last copies out of the slab finish before the CTA's shared memory goes.
@@ -628,12 +499,10 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   const WarpSpecializedForwardShared<kHeadDim> sm(SharedAddress(shared_raw));
   if (threadIdx.x == 0) {
-    for (int j = 0; j < Tr::kQSlots; ++j) {
-      MbarrierInit(sm.QFull(j), 1);
-      // Every consumer thread releases a Q slot: each has read its tile
-      // (and its Q) by then.
-      MbarrierInit(sm.QEmpty(j), 128 * Tr::kConsumers);
-    }
+    MbarrierInit(sm.QFull(), 1);
+    // Every consumer thread releases the Q slot: each has read its tile
+    // (and its Q) by then.
+    MbarrierInit(sm.QEmpty(), 128 * Tr::kConsumers);
     for (int s = 0; s < Tr::kStages; ++s) {
       MbarrierInit(sm.KFull(s), 1);
       MbarrierInit(sm.KEmpty(s), Tr::kConsumers);

@@ -73,23 +73,6 @@ template <int kPending>
 __device__ __forceinline__ void WgmmaWait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
 }
-// wgmma.wait_group 0, kept after the computation of `x`. ptxas hoists a
-// wait above arithmetic that does not need it (the forward's wait for P V
-// went above the softmax that was to overlap the product, wherever the code
-// around the loop changed), but not above a store: a store of x that never
-// runs (x < 0; x is a row sum, >= 0 or NaN) to a scratch word of shared
-// memory holds the wait there, for three instructions.
-__device__ __forceinline__ void WgmmaWaitAllAfter(float x, uint32_t scratch) {
-  asm volatile(
-      "{\n"
-      ".reg .pred p;\n"
-      "setp.lt.f32 p, %0, 0f00000000;\n"
-      "@p st.shared.f32 [%1], %0;\n"
-      "wgmma.wait_group.sync.aligned 0;\n"
-      "}\n" ::"f"(x),
-      "r"(scratch)
-      : "memory");
-}
 // Keeps the compiler from moving accesses of wgmma accumulators across the
 // fences and waits above.
 template <int kN>

@@ -221,26 +221,16 @@ struct WarpSpecializedForwardTraits {
   static constexpr int kStateBytes = kBlockM * kHeadDim * 4;
   static constexpr int kOutputBytes =
       kStateTile ? kStateBytes : (kOutputTile ? kBlockM * kHeadDim * 2 : 0);
-  // Q slots: at d128 a second one in the half of the output tile that the
-  // written O (in E) leaves free, used by launches that write O (not
-  // MergesInStateTile): the next tile's Q is copied while the last tile's
-  // key tiles run, so that its first S can be issued with the last P V.
-  static constexpr int kQSlots = kStateTile ? 2 : 1;
-  // Q's full/empty per slot, K's and V's per stage, each Q slot's tile (32
-  // bytes), the scheduler's slot: a tile (32 bytes), its full/empty barriers
-  // and the producer's request for the next, the state tile's full/empty and
-  // a scratch word (WgmmaWaitAllAfter).
-  static constexpr int kBarrierBytes =
-      8 * (2 * kQSlots + 4 * kStages) + 32 * kQSlots + 32 + 32 + 16;
+  // Q's full/empty, K's and V's per stage, the Q slot's tile (32 bytes),
+  // the scheduler's slot: a tile (32 bytes), its full/empty barriers and
+  // the producer's request for the next, and the state tile's full/empty.
+  static constexpr int kBarrierBytes = 8 * (2 + 4 * kStages) + 32 + 32 + 32 + 16;
   static constexpr int kSharedBytes =
       1024 + kQBytes + 2 * kStages * kKvBytes + kOutputBytes + kBarrierBytes;
 
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head dims 64, 128, 256");
   static_assert(kHeadDim / 2 + kBlockN / 2 <= 192, "accumulators within registers");
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
-  static_assert(kQSlots == 1 || kOutputBytes / 2 >= kBlockM * kHeadDim * 2,
-                "the written O in the output tile's first half");
-  static_assert(kQSlots == 1 || kOutputBytes / 2 >= kQBytes, "a Q slot in its second half");
 };
 
 // Hopper backward (wgmma): two warpgroups of 64 keys each (dK and dV in
