@@ -88,16 +88,13 @@ __device__ __forceinline__ void MaskScores(float (&s)[kMT][kNB][4], const Forwar
 }
 
 // One online-softmax step (FlashAttention-2: row sums stay per thread until
-// the epilogue), in two halves that a caller may separate (the
-// warp-specialized forward takes its turn between them): SoftmaxMax
-// updates the running max (scaled log2 units) and returns the factors by
-// which O's rows must be rescaled and the reference each row's exponents
-// subtract; SoftmaxExp turns the scores into P = 2^(S * scale_log2 - ref)
-// in place and updates the sums.
+// the epilogue): updates the running max (scaled log2 units) and sums,
+// turns the scores into P = 2^(S * scale_log2 - max) in place, and returns
+// the factors by which O's rows must be rescaled.
 template <int kMT, int kNB>
-__device__ __forceinline__ void SoftmaxMax(const float (&s)[kMT][kNB][4], float (&row_max)[kMT][2],
-                                           float scale_log2, float (&rescale)[kMT][2],
-                                           float (&ref)[kMT][2]) {
+__device__ __forceinline__ void SoftmaxStep(float (&s)[kMT][kNB][4], float (&row_max)[kMT][2],
+                                            float (&row_sum)[kMT][2], float scale_log2,
+                                            float (&rescale)[kMT][2]) {
 #pragma unroll
   for (int m = 0; m < kMT; ++m) {
 #pragma unroll
@@ -109,38 +106,19 @@ __device__ __forceinline__ void SoftmaxMax(const float (&s)[kMT][kNB][4], float 
       }
       const float new_max = fmaxf(row_max[m][half], WarpQuadMax(tile_max) * scale_log2);
       // A row with no allowed key yet keeps max -inf: subtract 0 instead.
-      ref[m][half] = new_max == -INFINITY ? 0.f : new_max;
-      rescale[m][half] = FastExp2(row_max[m][half] - ref[m][half]);
+      const float ref = new_max == -INFINITY ? 0.f : new_max;
+      rescale[m][half] = FastExp2(row_max[m][half] - ref);
       row_max[m][half] = new_max;
-    }
-  }
-}
-template <int kMT, int kNB>
-__device__ __forceinline__ void SoftmaxExp(float (&s)[kMT][kNB][4], float (&row_sum)[kMT][2],
-                                           float scale_log2, const float (&rescale)[kMT][2],
-                                           const float (&ref)[kMT][2]) {
-#pragma unroll
-  for (int m = 0; m < kMT; ++m) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
       float sum = row_sum[m][half] * rescale[m][half];
 #pragma unroll
       for (int j = 0; j < kNB; ++j) {
-        s[m][j][2 * half] = FastExp2(fmaf(s[m][j][2 * half], scale_log2, -ref[m][half]));
-        s[m][j][2 * half + 1] = FastExp2(fmaf(s[m][j][2 * half + 1], scale_log2, -ref[m][half]));
+        s[m][j][2 * half] = FastExp2(fmaf(s[m][j][2 * half], scale_log2, -ref));
+        s[m][j][2 * half + 1] = FastExp2(fmaf(s[m][j][2 * half + 1], scale_log2, -ref));
         sum += s[m][j][2 * half] + s[m][j][2 * half + 1];
       }
       row_sum[m][half] = sum;
     }
   }
-}
-template <int kMT, int kNB>
-__device__ __forceinline__ void SoftmaxStep(float (&s)[kMT][kNB][4], float (&row_max)[kMT][2],
-                                            float (&row_sum)[kMT][2], float scale_log2,
-                                            float (&rescale)[kMT][2]) {
-  float ref[kMT][2];
-  SoftmaxMax(s, row_max, scale_log2, rescale, ref);
-  SoftmaxExp(s, row_sum, scale_log2, rescale, ref);
 }
 
 // O's rows *= rescale. Once the running max settles most tiles leave it
