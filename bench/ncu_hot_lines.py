@@ -21,7 +21,15 @@ With --mix, also the executed warp instructions by opcode (the mnemonic
 before its first dot) with their share of the samples, and how many were
 executed by warps running fewer than 16 threads (the single-thread
 producer and scheduler loops; the thirty-first session found their
-polling and a hoisted wgmma wait this way). Exit 2 when the page has no
+polling and a hoisted wgmma wait this way). With --schedule, also the
+kernel's code in order as its synchronizing events -- wgmma issues (by
+shape, the committing one marked), wgmma waits, named-barrier syncs and
+arrives, mbarrier waits and arrives, exponentials, stmatrix, TMA copies,
+exit -- each with the times it was executed (runs of the same event and
+count merged into one line, with their samples; a try-wait loop's closing
+branch counted with its wait): the order of a kernel's loop and what runs
+once per tile, read from a profile (the thirty-second session read
+cuDNN's forward schedule this way). Exit 2 when the page has no
 stall-sampling column (a report taken without the source counters) or
 the file cannot be read.
 """
@@ -119,12 +127,63 @@ def print_mix(header, rows, col, src, total):
               f"samples {100 * samples[op] / total:6.2f} %")
 
 
+SCHEDULE_EVENTS = [  # (regex on the instruction, the event's name from the match), first match wins
+    (r"\bHGMMA\.(\S+)", lambda m, i: "wgmma " + m.group(1).split(".")[0]
+     + (" commit" if "gsb0" in i else "")),
+    (r"\bWARPGROUP\.DEPBAR\.LE\s+gsb0,\s*(\S+)", lambda m, i: "wgmma wait " + m.group(1)),
+    (r"\bBAR\.SYNC\S*\s+([^,]+),", lambda m, i: "barrier sync " + m.group(1)),
+    (r"\bBAR\.ARV\s+([^,]+),", lambda m, i: "barrier arrive " + m.group(1)),
+    (r"\bSYNCS\.\S*TRYWAIT\b.*?(\[[^\]]*\])", lambda m, i: "mbarrier wait " + m.group(1)),
+    (r"\bSYNCS\.ARRIVE\S*\s+\S+\s+(\[[^\]]*\])", lambda m, i: "mbarrier arrive " + m.group(1)),
+    (r"\bMUFU\.EX2\b", lambda m, i: "exp2"),
+    (r"\bSTSM\b", lambda m, i: "stmatrix"),
+    (r"\b(UTMA\w+|UBLK\w+)", lambda m, i: "tma " + m.group(1)),
+    (r"\bEXIT\b", lambda m, i: "exit"),
+]
+
+
+def schedule(header, rows, col, src):
+    """The kernel's synchronizing events in code order: (times executed,
+    threads, samples, event, repeats), runs of one event at one count
+    merged."""
+    if "Instructions Executed" not in header:
+        return None
+    executed = header.index("Instructions Executed")
+    threads = header.index("Avg. Threads Executed") if "Avg. Threads Executed" in header else None
+    events = []
+    for i, r in enumerate(rows):
+        count = number(r[executed])
+        if try_wait_of(rows, src, i) and events and events[-1][3].startswith("mbarrier wait"):
+            events[-1][2] += number(r[col])  # the try-wait loop's closing branch
+            continue
+        if count <= 0:
+            continue
+        name = None
+        for pattern, label in SCHEDULE_EVENTS:
+            m = re.search(pattern, r[src])
+            if m:
+                name = label(m, r[src])
+                break
+        if name is None:
+            continue
+        width = number(r[threads]) if threads is not None else 0.0
+        last = events[-1] if events else None
+        if last and last[3] == name and last[0] == count:
+            last[2] += number(r[col])
+            last[4] += 1
+        else:
+            events.append([count, width, number(r[col]), name, 1])
+    return events
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("report", help="an .ncu-rep report or a saved source-page .csv")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--mix", action="store_true",
                         help="also the executed instructions by opcode")
+    parser.add_argument("--schedule", action="store_true",
+                        help="also the kernel's synchronizing events in code order")
     args = parser.parse_args()
     try:
         text = read_page(args.report)
@@ -188,6 +247,15 @@ def main():
         print(f"{100 * n / total:6.2f} %  {kind}")
     if args.mix:
         print_mix(header, rows, col, src, total)
+    if args.schedule:
+        events = schedule(header, rows, col, src)
+        if events is None:
+            print("schedule: the page has no 'Instructions Executed' column")
+        else:
+            print("schedule (times executed, threads, share of samples, event):")
+            for count, width, n, name, repeats in events:
+                print(f"{int(count):>10} {width:4.0f} {100 * n / total:6.2f} %  {name}"
+                      + (f" x{repeats}" if repeats > 1 else ""))
     if reasons:
         by_reason = {name: sum(number(r[i]) for r in rows) for i, name in reasons}
         print("by stall reason:")

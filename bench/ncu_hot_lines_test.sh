@@ -3,8 +3,8 @@
 # (a line before the table, quoted CSV, thousands separators): the top
 # lines by stall samples with their shares, the samples by kind of
 # instruction, --mix's executed instructions by opcode (those of warps of
-# fewer than 16 threads apart), and exit 2 for a page without a sampling
-# column.
+# fewer than 16 threads apart), --schedule's events in code order, and
+# exit 2 for a page without a sampling column.
 set -euo pipefail
 script="$(dirname "$0")/ncu_hot_lines.py"
 source "$(dirname "$0")/test_helpers.sh"  # $work, fail, expect_error
@@ -59,4 +59,42 @@ grep -qx '     0.00 M  20.00 %  MUFU       samples  40.00 %' <<< "$out" || fail 
 grep -qx '     0.00 M  20.00 %  BREAK      samples  60.00 %' <<< "$out" || fail "BREAK"
 out=$(python3 "$script" "$work/page.csv" --mix)
 grep -qx "by opcode: the page has no 'Instructions Executed' column" <<< "$out" || fail "mix without counts"
+# --schedule: the synchronizing events in code order, runs of one event at
+# one count merged, a try-wait loop's branch counted with its wait, lines
+# never executed and plain arithmetic left out.
+cat > "$work/schedule.csv" <<'CSV'
+"Address","Source","Warp Stall Sampling (All Samples)","Instructions Executed","Avg. Threads Executed"
+"00000100","SYNCS.PHASECHK.TRANS64.TRYWAIT P0, [UR8+0x10], R17","10","800","32"
+"00000110","@P0   BRA 0x00000130","30","800","32"
+"00000120","SYNCS.PHASECHK.TRANS64.TRYWAIT P0, [UR8+0x10], R17","0","0","0"
+"00000130","HGMMA.64x128x16.F32.BF16 R24, gdesc[UR24], RZ, !UPT","5","800","32"
+"00000140","HGMMA.64x128x16.F32.BF16 R24, gdesc[UR24], R24, gsb0","5","800","32"
+"00000150","WARPGROUP.DEPBAR.LE gsb0, 0x0","100","800","32"
+"00000160","FFMA R1, R2, R3, R4","0","800","32"
+"00000170","MUFU.EX2 R5, R6","10","800","32"
+"00000180","@P1   BAR.SYNC.DEFER_BLOCKING 0x5, 0x100","20","800","32"
+"00000190","MUFU.EX2 R7, R8","10","800","32"
+"000001a0","MUFU.EX2 R9, R10","0","800","32"
+"000001b0","BAR.ARV 0x4, 0x100","0","800","32"
+"000001c0","STSM.16.M88.4 [R14], R16","5","100","32"
+"000001d0","UTMASTG.4D [UR8], [UR22]","5","100","1"
+"000001e0","EXIT","0","8","32"
+CSV
+out=$(python3 "$script" "$work/schedule.csv" --top 1 --schedule | sed -n '/^schedule/,/^by stall/p')
+expected='schedule (times executed, threads, share of samples, event):
+       800   32  20.00 %  mbarrier wait [UR8+0x10]
+       800   32   2.50 %  wgmma 64x128x16
+       800   32   2.50 %  wgmma 64x128x16 commit
+       800   32  50.00 %  wgmma wait 0x0
+       800   32   5.00 %  exp2
+       800   32  10.00 %  barrier sync 0x5
+       800   32   5.00 %  exp2 x2
+       800   32   0.00 %  barrier arrive 0x4
+       100   32   2.50 %  stmatrix
+       100    1   2.50 %  tma UTMASTG
+         8   32   0.00 %  exit'
+[[ "$out" == "$expected" ]] || fail "schedule: got
+$out"
+out=$(python3 "$script" "$work/page.csv" --schedule)
+grep -qx "schedule: the page has no 'Instructions Executed' column" <<< "$out" || fail "schedule without counts"
 echo PASS
