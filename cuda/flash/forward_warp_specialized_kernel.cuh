@@ -376,130 +376,85 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       const auto release = [&](uint32_t bar) {
         if (signals) MbarrierArrive(bar);
       };
-      // The LSE the ring state holds for the thread's rows (merging).
-      const auto read_old_lse = [&] {
+
+      {
+        const Slot first(kv_count);
+        const bool first_masked = tiles.NeedsMask(tiles.n_begin);
+        int begin[1][2] = {}, end[1][2] = {};
+        if (first_masked) allowed(tiles.n_begin, begin, end);
+        turn([&] {
+          MbarrierWait(sm.KFull(first.stage), first.parity);
+          issue_s(first.stage);
+        });
+        if (state_stored) {  // the state slab is free once the last copy out has read it
+          BulkWaitRead<0>();
+          MbarrierArrive(sm.StateEmpty());
+          state_stored = false;
+        }
+        WgmmaWait<0>();
+        release(sm.KEmpty(first.stage));
+        if (tiles.n_begin + 1 == tiles.n_end) MbarrierArrive(sm.QEmpty());
+        float rescale[1][2];
+        if (first_masked) {
+          softmax(std::true_type{}, begin, end, rescale);
+        } else {
+          softmax(std::false_type{}, begin, end, rescale);
+        }
+        pack_p();
+      }
+      // One step: S of tile n + 1 beside P V of tile n, each form (masked
+      // or not) whole, so that no two paths join while P V is in flight:
+      // at such a join ptxas waited for P V before the softmax instead of
+      // after it (the step's overlap lost on every tile).
+      const auto step = [&](int n, auto masked) {
+        const Slot now(kv_count), next(kv_count + 1);
+        int begin[1][2] = {}, end[1][2] = {};
+        if constexpr (decltype(masked)::value) allowed(n + 1, begin, end);
+        turn([&] {
+          MbarrierWait(sm.KFull(next.stage), next.parity);
+          issue_s(next.stage);
+          MbarrierWait(sm.VFull(now.stage), now.parity);
+          issue_pv(now.stage);
+        });
+        float rescale[1][2];
+        WgmmaWait<1>();  // S of tile n + 1, while P V of tile n runs
+        release(sm.KEmpty(next.stage));
+        if (n + 2 == tiles.n_end) MbarrierArrive(sm.QEmpty());
+        // P of tile n is still being read by the P V product: the softmax
+        // writes S in place, and P is packed only after the wait below.
+        softmax(masked, begin, end, rescale);
+        WgmmaWait<0>();
+        FenceRegisters(o_flat);
+        release(sm.VEmpty(now.stage));
+        RescaleRows(o, rescale);
+        pack_p();
+      };
+      // The last tile's P V is peeled off so that every iteration issues the
+      // same wgmma groups.
+      for (int n = tiles.n_begin; n + 1 < tiles.n_end; ++n, ++kv_count) {
+        if (tiles.NeedsMask(n + 1)) {
+          step(n, std::true_type{});
+        } else {
+          step(n, std::false_type{});
+        }
+      }
+      const Slot last(kv_count);
+      if (merge_state) {  // read while the last P V waits for its turn and runs
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           const int row = row0 + 8 * half;
           old_lse[half] =
               row < q_valid && !a.state_fresh ? *StateLse(a, b, h, q0 + row) : -INFINITY;
         }
-      };
-
-      if (tiles.n_end - tiles.n_begin <= Tr::kSequentialKeyTiles) {
-        // A short tile: each key tile in sequence, as cuDNN's forward does
-        // it -- S, its wait, the softmax in this warpgroup's turn (the two
-        // warpgroups' softmaxes alternate, each beside the other's
-        // products), then P V and its wait -- with nothing peeled, so that
-        // the tile costs its key tiles and its epilogue. Both warpgroups
-        // take the same path (the tile's), so their turns stay paired.
-        const auto key_tile = [&](int n, auto masked) {
-          const Slot slot(kv_count);
-          int begin[1][2] = {}, end[1][2] = {};
-          if constexpr (decltype(masked)::value) allowed(n, begin, end);
-          MbarrierWait(sm.KFull(slot.stage), slot.parity);
-          issue_s(slot.stage);
-          if (state_stored) {  // the state slab is free once the last copy out has read it
-            BulkWaitRead<0>();
-            MbarrierArrive(sm.StateEmpty());
-            state_stored = false;
-          }
-          WgmmaWait<0>();
-          release(sm.KEmpty(slot.stage));
-          if (n + 1 == tiles.n_end) MbarrierArrive(sm.QEmpty());
-          float rescale[1][2];
-          NamedBarrierSync(my_turn, 256);
-          softmax(masked, begin, end, rescale);
-          NamedBarrierArrive(other_turn, 256);
-          RescaleRows(o, rescale);
-          pack_p();
-          if (merge_state && n + 1 == tiles.n_end) read_old_lse();  // while the last P V runs
-          MbarrierWait(sm.VFull(slot.stage), slot.parity);
-          issue_pv(slot.stage);
-          WgmmaWait<0>();
-          FenceRegisters(o_flat);
-          release(sm.VEmpty(slot.stage));
-        };
-        for (int n = tiles.n_begin; n < tiles.n_end; ++n, ++kv_count) {
-          if (tiles.NeedsMask(n)) {
-            key_tile(n, std::true_type{});
-          } else {
-            key_tile(n, std::false_type{});
-          }
-        }
-      } else {
-        {
-          const Slot first(kv_count);
-          const bool first_masked = tiles.NeedsMask(tiles.n_begin);
-          int begin[1][2] = {}, end[1][2] = {};
-          if (first_masked) allowed(tiles.n_begin, begin, end);
-          turn([&] {
-            MbarrierWait(sm.KFull(first.stage), first.parity);
-            issue_s(first.stage);
-          });
-          if (state_stored) {  // the state slab is free once the last copy out has read it
-            BulkWaitRead<0>();
-            MbarrierArrive(sm.StateEmpty());
-            state_stored = false;
-          }
-          WgmmaWait<0>();
-          release(sm.KEmpty(first.stage));
-          if (tiles.n_begin + 1 == tiles.n_end) MbarrierArrive(sm.QEmpty());
-          float rescale[1][2];
-          if (first_masked) {
-            softmax(std::true_type{}, begin, end, rescale);
-          } else {
-            softmax(std::false_type{}, begin, end, rescale);
-          }
-          pack_p();
-        }
-        // One step: S of tile n + 1 beside P V of tile n, each form (masked
-        // or not) whole, so that no two paths join while P V is in flight:
-        // at such a join ptxas waited for P V before the softmax instead of
-        // after it (the step's overlap lost on every tile).
-        const auto step = [&](int n, auto masked) {
-          const Slot now(kv_count), next(kv_count + 1);
-          int begin[1][2] = {}, end[1][2] = {};
-          if constexpr (decltype(masked)::value) allowed(n + 1, begin, end);
-          turn([&] {
-            MbarrierWait(sm.KFull(next.stage), next.parity);
-            issue_s(next.stage);
-            MbarrierWait(sm.VFull(now.stage), now.parity);
-            issue_pv(now.stage);
-          });
-          float rescale[1][2];
-          WgmmaWait<1>();  // S of tile n + 1, while P V of tile n runs
-          release(sm.KEmpty(next.stage));
-          if (n + 2 == tiles.n_end) MbarrierArrive(sm.QEmpty());
-          // P of tile n is still being read by the P V product: the softmax
-          // writes S in place, and P is packed only after the wait below.
-          softmax(masked, begin, end, rescale);
-          WgmmaWait<0>();
-          FenceRegisters(o_flat);
-          release(sm.VEmpty(now.stage));
-          RescaleRows(o, rescale);
-          pack_p();
-        };
-        // The last tile's P V is peeled off so that every iteration issues the
-        // same wgmma groups.
-        for (int n = tiles.n_begin; n + 1 < tiles.n_end; ++n, ++kv_count) {
-          if (tiles.NeedsMask(n + 1)) {
-            step(n, std::true_type{});
-          } else {
-            step(n, std::false_type{});
-          }
-        }
-        const Slot last(kv_count);
-        if (merge_state) read_old_lse();  // while the last P V waits for its turn and runs
-        turn([&] {
-          MbarrierWait(sm.VFull(last.stage), last.parity);
-          issue_pv(last.stage);
-        });
-        WgmmaWait<0>();
-        FenceRegisters(o_flat);
-        release(sm.VEmpty(last.stage));
-        ++kv_count;
       }
+      turn([&] {
+        MbarrierWait(sm.VFull(last.stage), last.parity);
+        issue_pv(last.stage);
+      });
+      WgmmaWait<0>();
+      FenceRegisters(o_flat);
+      release(sm.VEmpty(last.stage));
+      ++kv_count;
     } else {
       MbarrierArrive(sm.QEmpty());  // a tile without keys: its slot is free at once
       if (merge_state) continue;    // nor a change to the state

@@ -203,9 +203,6 @@ struct WarpSpecializedForwardTraits {
   // d256: 80 keys (FlashAttention-3's d256 tile; 1.07-1.11x of 64 measured).
   static constexpr int kBlockN = kHeadDim == 256 ? 80 : 128;
   static constexpr int kStages = kHeadDim == 64 ? 4 : 2;
-  // Tiles of at most this many key tiles run them in sequence (cuDNN's
-  // order, no pipelining inside a warpgroup), longer ones pipelined.
-  static constexpr int kSequentialKeyTiles = 4;
   // The producer's 64-bit tile-range arithmetic spills below 56 registers;
   // d256's O (128 registers) needs 240 in the consumers (a producer of 24
   // spills, off the critical path).
