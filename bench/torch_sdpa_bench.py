@@ -63,10 +63,10 @@ class GpuEnergy:
         props = torch.cuda.get_device_properties(device)
         self._handle = ctypes.c_void_p()
         if hasattr(props, "pci_bus_id"):
-            where = (f"PCI bus id {props.pci_domain_id:08x}:{props.pci_bus_id:02x}:"
-                     f"{props.pci_device_id:02x}.0")
-            code = self._nvml.nvmlDeviceGetHandleByPciBusId_v2(
-                where.split()[-1].encode(), ctypes.byref(self._handle))
+            bus_id = f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
+            where = f"PCI bus id {bus_id}"
+            code = self._nvml.nvmlDeviceGetHandleByPciBusId_v2(bus_id.encode(),
+                                                               ctypes.byref(self._handle))
         else:  # a torch without PCI ids: NVML's index (right when no devices are hidden)
             where = f"index {device}"
             code = self._nvml.nvmlDeviceGetHandleByIndex_v2(device, ctypes.byref(self._handle))
