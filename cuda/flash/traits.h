@@ -203,6 +203,9 @@ struct WarpSpecializedForwardTraits {
   // d256: 80 keys (FlashAttention-3's d256 tile; 1.07-1.11x of 64 measured).
   static constexpr int kBlockN = kHeadDim == 256 ? 80 : 128;
   static constexpr int kStages = kHeadDim == 64 ? 4 : 2;
+  // How many key tiles before a tile's end its producer asks for the next
+  // tile (one: with the last K).
+  static constexpr int kAskAhead = 3;
   // The producer's 64-bit tile-range arithmetic spills below 56 registers;
   // d256's O (128 registers) needs 240 in the consumers (a producer of 24
   // spills, off the critical path).
