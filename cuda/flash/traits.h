@@ -203,8 +203,9 @@ struct WarpSpecializedForwardTraits {
   // d256: 80 keys (FlashAttention-3's d256 tile; 1.07-1.11x of 64 measured).
   static constexpr int kBlockN = kHeadDim == 256 ? 80 : 128;
   static constexpr int kStages = kHeadDim == 64 ? 4 : 2;
-  // How many key tiles before a tile's end its producer asks for the next
-  // tile (one: with the last K).
+  // The producer asks for its next tile with the K this many key tiles
+  // before the tile's end (1 would ask with the last K): 3 measured 1.007-
+  // 1.015x of 1 on the b16 and s8192 forward rows, neutral on the others.
   static constexpr int kAskAhead = 3;
   // The producer's 64-bit tile-range arithmetic spills below 56 registers;
   // d256's O (128 registers) needs 240 in the consumers (a producer of 24
