@@ -10,7 +10,7 @@
 //  - the kernel is persistent: one CTA per SM takes (query tile, head,
 //    batch) tiles heaviest first from a counter (tile_scheduler.cuh); a
 //    scheduler thread takes and decodes each when the producer asks for it
-//    (as it copies the last tile's last K), the producer publishes each
+//    (with the K three key tiles before a tile's end), the producer publishes each
 //    tile (and its key tiles) with its Q and loads the next tile's Q and K
 //    while the consumers finish the last one;
 //  - the epilogue goes through shared memory and the TMA where its tile
@@ -215,7 +215,8 @@ __device__ __forceinline__ void ScheduleTiles(const ForwardBlockArgs& a,
 // The producer thread: takes each tile from the scheduler's slot and
 // publishes it in the Q slot (PublishedTile), then every copy, in the order
 // the consumers use them (Q, K0, then K(n+1) before V(n)), each into the
-// next free pipeline slot, and asks for the next tile with the last K. A
+// next free pipeline slot, and asks for the next tile with the K
+// kAskAhead key tiles before the end (or the first). A
 // tile without keys is published without copies; m = -1 tells the
 // consumers to stop.
 template <int kHeadDim>
