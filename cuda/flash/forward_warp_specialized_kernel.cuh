@@ -10,9 +10,9 @@
 //  - the kernel is persistent: one CTA per SM takes (query tile, head,
 //    batch) tiles heaviest first from a counter (tile_scheduler.cuh); a
 //    scheduler thread takes and decodes each when the producer asks for it
-//    (with the K three key tiles before a tile's end), the producer publishes each
-//    tile (and its key tiles) with its Q and loads the next tile's Q and K
-//    while the consumers finish the last one;
+//    (with the K kAskAhead key tiles before a tile's end), the producer
+//    publishes each tile (and its key tiles) with its Q and loads the next
+//    tile's Q and K while the consumers finish the last one;
 //  - the epilogue goes through shared memory and the TMA where its tile
 //    fits (forward_tma_epilogue.cuh): the written O at d64 and d128, the
 //    fp32 ring state's O at d128, copied in by the producer.
@@ -260,11 +260,10 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
     };
     MbarrierArriveExpectTx(sm.QFull(), Tr::kQBytes);
     TmaLoadRows<kHeadDim, kBlockM>(sm.q, q_map, sm.QFull(), tile.m * kBlockM, head, batch);
-    // The next tile is asked for with the K kAskAhead key tiles before the
-    // end (or the first): the scheduler's round trip to the tile counter
-    // then runs while this tile's last key tiles do (asked with the last K,
-    // b16's producer waited for the next tile in 2.2 % of the kernel's
-    // samples and its consumers for the next Q in 2.0 %: the thirty-first
+    // Asked early, the scheduler's round trip to the tile counter runs
+    // under this tile's last key tiles (asked with the last K, b16's
+    // producer waited for the next tile in 2.2 % of the kernel's samples
+    // and its consumers for the next Q in 2.0 %: the thirty-first
     // session's profile).
     const int ask = max(n_begin, n_end - Tr::kAskAhead);
     load_kv(true, n_begin, kv_count);
