@@ -234,11 +234,10 @@ __device__ __forceinline__ void LoadQueryPairs(const float* x, float2 (&pairs)[k
     pairs[j] = reinterpret_cast<const float2*>(x)[j * 4 + lane % 4];
 }
 
-// P^T = exp2(S^T * scale_log2 - lse) in place (pairs not in `allowed` 0;
-// without kMasked every pair is allowed and `allowed` is not read).
+// P^T = exp2(S^T * scale_log2 - lse) in place (pairs not in `allowed` 0).
 // lse: the thread's pairs of the tile's LSE per query (LoadQueryPairs), in
 // log2 units (+inf for rows that are not there).
-template <int kBlockM, bool kMasked = true>
+template <int kBlockM>
 __device__ __forceinline__ void ProbabilitiesT(float (&s)[kBlockM / 2],
                                                FragmentBits<kBlockM> allowed,
                                                const float2 (&lse)[kBlockM / 8], float scale_log2) {
@@ -252,7 +251,7 @@ __device__ __forceinline__ void ProbabilitiesT(float (&s)[kBlockM / 2],
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const float x = FastExp2(fmaf(p3[0][j][2 * half + e], scale_log2, -row_lse));
-        p3[0][j][2 * half + e] = !kMasked || ((allowed >> (4 * j + 2 * half + e)) & 1u) ? x : 0.f;
+        p3[0][j][2 * half + e] = (allowed >> (4 * j + 2 * half + e)) & 1u ? x : 0.f;
       }
     }
   }
