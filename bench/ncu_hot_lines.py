@@ -29,7 +29,12 @@ exit -- each with the times it was executed (runs of the same event and
 count merged into one line, with their samples; a try-wait loop's closing
 branch counted with its wait): the order of a kernel's loop and what runs
 once per tile, read from a profile (the thirty-second session read
-cuDNN's forward schedule this way). Exit 2 when the page has no
+cuDNN's forward schedule this way). With --counts, also the lines grouped
+by the times they were executed (a loop body's lines run equally often,
+a once-per-tile block's too): per group the times, its lines, their
+executed instructions and share of the samples, and its opcodes by lines
+-- the instructions one pass of the group runs (the thirty-third session
+compared ours and cuDNN's per step and per tile this way). Exit 2 when the page has no
 stall-sampling column (a report taken without the source counters) or
 the file cannot be read.
 """
@@ -176,6 +181,28 @@ def schedule(header, rows, col, src):
     return events
 
 
+def count_groups(header, rows, col, src):
+    """Lines grouped by the times they were executed, most executed
+    instructions first: (times, lines, instructions, samples, opcodes as
+    (opcode, lines) most lines first)."""
+    if "Instructions Executed" not in header:
+        return None
+    executed = header.index("Instructions Executed")
+    groups = {}
+    for r in rows:
+        count = number(r[executed])
+        if count <= 0:
+            continue
+        g = groups.setdefault(count, [0, 0.0, {}])
+        g[0] += 1
+        g[1] += number(r[col])
+        op = opcode(r[src])
+        g[2][op] = g[2].get(op, 0) + 1
+    out = [(count, lines, count * lines, n, sorted(ops.items(), key=lambda kv: (-kv[1], kv[0])))
+           for count, (lines, n, ops) in groups.items()]
+    return sorted(out, key=lambda g: -g[2])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("report", help="an .ncu-rep report or a saved source-page .csv")
@@ -184,6 +211,8 @@ def main():
                         help="also the executed instructions by opcode")
     parser.add_argument("--schedule", action="store_true",
                         help="also the kernel's synchronizing events in code order")
+    parser.add_argument("--counts", type=int, nargs="?", const=12, default=0, metavar="N",
+                        help="also the N largest groups of lines executed equally often (12)")
     args = parser.parse_args()
     try:
         text = read_page(args.report)
@@ -256,6 +285,18 @@ def main():
             for count, width, n, name, repeats in events:
                 print(f"{int(count):>10} {width:4.0f} {100 * n / total:6.2f} %  {name}"
                       + (f" x{repeats}" if repeats > 1 else ""))
+    if args.counts > 0:
+        groups = count_groups(header, rows, col, src)
+        if groups is None:
+            print("counts: the page has no 'Instructions Executed' column")
+        else:
+            all_executed = sum(g[2] for g in groups)
+            print("by times executed (times, lines, instructions, share of them and of the samples, "
+                  "opcodes by lines):")
+            for count, lines, instructions, n, ops in groups[:args.counts]:
+                print(f"{int(count):>10} {lines:5d} {instructions / 1e6:9.2f} M "
+                      f"{100 * instructions / all_executed:6.2f} % {100 * n / total:6.2f} %  "
+                      + ", ".join(f"{op} {k}" for op, k in ops[:12]))
     if reasons:
         by_reason = {name: sum(number(r[i]) for r in rows) for i, name in reasons}
         print("by stall reason:")

@@ -3,8 +3,9 @@
 # (a line before the table, quoted CSV, thousands separators): the top
 # lines by stall samples with their shares, the samples by kind of
 # instruction, --mix's executed instructions by opcode (those of warps of
-# fewer than 16 threads apart), --schedule's events in code order, and
-# exit 2 for a page without a sampling column.
+# fewer than 16 threads apart), --schedule's events in code order,
+# --counts' lines grouped by the times they ran, and exit 2 for a page
+# without a sampling column.
 set -euo pipefail
 script="$(dirname "$0")/ncu_hot_lines.py"
 source "$(dirname "$0")/test_helpers.sh"  # $work, fail, expect_error
@@ -97,4 +98,17 @@ expected='schedule (times executed, threads, share of samples, event):
 $out"
 out=$(python3 "$script" "$work/page.csv" --schedule)
 grep -qx "schedule: the page has no 'Instructions Executed' column" <<< "$out" || fail "schedule without counts"
+# --counts N: the same page's lines grouped by the times they ran, the most
+# executed instructions first (800 x 11 lines, 100 x 2, 8 x 1; lines never
+# executed left out), each group's opcodes by lines, predicates dropped.
+out=$(python3 "$script" "$work/schedule.csv" --top 1 --counts 2 | sed -n '/^by times/,/^by stall/p')
+expected='by times executed (times, lines, instructions, share of them and of the samples, opcodes by lines):
+       800    11      0.01 M  97.69 %  95.00 %  MUFU 3, BAR 2, HGMMA 2, BRA 1, FFMA 1, SYNCS 1, WARPGROUP 1
+       100     2      0.00 M   2.22 %   5.00 %  STSM 1, UTMASTG 1'
+[[ "$out" == "$expected" ]] || fail "counts: got
+$out"
+[[ $(python3 "$script" "$work/schedule.csv" --top 1 --counts | grep -c '^ *[0-9]* *[0-9]* *0\.0[01] M') == 3 ]] ||
+  fail "--counts alone: all three groups (at most 12)"
+out=$(python3 "$script" "$work/page.csv" --counts)
+grep -qx "counts: the page has no 'Instructions Executed' column" <<< "$out" || fail "counts without counts"
 echo PASS
