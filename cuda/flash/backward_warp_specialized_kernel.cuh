@@ -300,11 +300,7 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
           NamedBarrierArrive(kDqEmptyBarrier, kDqBarrierThreads);
         }
       }
-      // The staging buffers stay until the reductions have read them; their
-      // adds to dQ need not have landed (no CTA of this launch reads dQ;
-      // they are visible when the kernel ends), so the CTA leaves the SM
-      // without waiting for L2's acknowledgements.
-      if (lane == 0) BulkWaitRead<0>();
+      if (lane == 0) BulkWait();
     }
     return;
   }

@@ -488,9 +488,8 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
     }
   }
   if (warpgroup == 0) NamedBarrierSync(my_turn, 256);  // warpgroup 1's last hand-over
-  // The last copies out of the slab have read it before the CTA's shared
-  // memory goes (their writes land by the kernel's end).
-  if (Tr::kOutputTile && leader) BulkWaitRead<0>();
+  // The last copies out of the slab finish before the CTA's shared memory goes.
+  if (Tr::kOutputTile && leader) BulkWait();
 }
 
 template <ElementType E, int kHeadDim>

@@ -165,15 +165,16 @@ __device__ __forceinline__ void TmaPrefetch4d(const CUtensorMap* map, int c0, in
                : "memory");
 }
 // Bulk groups: close the current one; wait until all but the newest
-// kPending have read their shared memory. (Their writes to global memory
-// may still be in flight: visible to later launches, not yet to other CTAs
-// of this one; no kernel here reads what its own bulk copies write.)
+// kPending have read their shared memory (WaitRead) or completed (Wait).
 __device__ __forceinline__ void BulkCommit() {
   asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
 }
 template <int kPending>
 __device__ __forceinline__ void BulkWaitRead() {
   asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(kPending) : "memory");
+}
+__device__ __forceinline__ void BulkWait() {
+  asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
 }
 __device__ __forceinline__ void PrefetchTensorMap(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
