@@ -106,14 +106,15 @@ def opcode(instruction):
     return words[0].split(".")[0] if words else "?"
 
 
-def print_mix(header, rows, col, src, total):
+def column(header, name):
+    """The index of column `name`, None where the page has none."""
+    return header.index(name) if name in header else None
+
+
+def print_mix(rows, col, src, executed, threads, total):
     """Executed warp instructions by opcode, with their share of the stall
-    samples; those of warps with fewer than 16 threads apart."""
-    if "Instructions Executed" not in header:
-        print("by opcode: the page has no 'Instructions Executed' column")
-        return
-    executed = header.index("Instructions Executed")
-    threads = header.index("Avg. Threads Executed") if "Avg. Threads Executed" in header else None
+    samples; those of warps with fewer than 16 threads apart (`threads`:
+    the page's average threads column, or None)."""
     counts, samples, narrow = {}, {}, 0.0
     for r in rows:
         op = opcode(r[src])
@@ -147,14 +148,10 @@ SCHEDULE_EVENTS = [  # (regex on the instruction, the event's name from the matc
 ]
 
 
-def schedule(header, rows, col, src):
+def schedule(rows, col, src, executed, threads):
     """The kernel's synchronizing events in code order: (times executed,
     threads, samples, event, repeats), runs of one event at one count
     merged."""
-    if "Instructions Executed" not in header:
-        return None
-    executed = header.index("Instructions Executed")
-    threads = header.index("Avg. Threads Executed") if "Avg. Threads Executed" in header else None
     events = []
     for i, r in enumerate(rows):
         count = number(r[executed])
@@ -181,13 +178,10 @@ def schedule(header, rows, col, src):
     return events
 
 
-def count_groups(header, rows, col, src):
+def count_groups(rows, col, src, executed):
     """Lines grouped by the times they were executed, most executed
     instructions first: (times, lines, instructions, samples, opcodes as
     (opcode, lines) most lines first)."""
-    if "Instructions Executed" not in header:
-        return None
-    executed = header.index("Instructions Executed")
     groups = {}
     for r in rows:
         count = number(r[executed])
@@ -274,22 +268,27 @@ def main():
     print("by kind of instruction:")
     for kind, n in sorted(by_kind.items(), key=lambda kv: -kv[1]):
         print(f"{100 * n / total:6.2f} %  {kind}")
+    executed = column(header, "Instructions Executed")
+    threads = column(header, "Avg. Threads Executed")
+    no_counts = "the page has no 'Instructions Executed' column"
     if args.mix:
-        print_mix(header, rows, col, src, total)
+        if executed is None:
+            print(f"by opcode: {no_counts}")
+        else:
+            print_mix(rows, col, src, executed, threads, total)
     if args.schedule:
-        events = schedule(header, rows, col, src)
-        if events is None:
-            print("schedule: the page has no 'Instructions Executed' column")
+        if executed is None:
+            print(f"schedule: {no_counts}")
         else:
             print("schedule (times executed, threads, share of samples, event):")
-            for count, width, n, name, repeats in events:
+            for count, width, n, name, repeats in schedule(rows, col, src, executed, threads):
                 print(f"{int(count):>10} {width:4.0f} {100 * n / total:6.2f} %  {name}"
                       + (f" x{repeats}" if repeats > 1 else ""))
     if args.counts > 0:
-        groups = count_groups(header, rows, col, src)
-        if groups is None:
-            print("counts: the page has no 'Instructions Executed' column")
+        if executed is None:
+            print(f"counts: {no_counts}")
         else:
+            groups = count_groups(rows, col, src, executed)
             all_executed = sum(g[2] for g in groups)
             print("by times executed (times, lines, instructions, share of them and of the samples, "
                   "opcodes by lines):")
