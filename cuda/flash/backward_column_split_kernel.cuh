@@ -155,16 +155,21 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
     WgmmaFence();
     IssueRowsTimesRowsT<E, kHeadDim, kBlockN, kBlockM>(x, scores ? s_k : s_v, 0,
                                                        scores ? q_tile : do_tile);
+    const bool masked = scores && tiles.NeedsMask(m);
     const FragmentBits<kBlockM> allowed =
-        scores && tiles.NeedsMask(m)
-            ? AllowedBitsT<kBlockM>(a, b, key0, task.k_valid, task.k0, q_first)
-            : ~0u;
+        masked ? AllowedBitsT<kBlockM>(a, b, key0, task.k_valid, task.k0, q_first) : ~0u;
     WgmmaWait<0>();
     FenceRegisters(x);
     const uint32_t p_slot = s_pf + (threadIdx.x % 128) * 8;
     uint32_t p16[kBlockM / 16][4], ds16[kBlockM / 16][4];
     if (scores) {
-      ProbabilitiesT<kBlockM>(x, allowed, s_lse + buffer * kBlockM, scale_log2);
+      // Unmasked query tiles without the per-element selects (no product
+      // is in flight here, so the two forms join freely).
+      if (masked) {
+        ProbabilitiesT<kBlockM, true>(x, allowed, s_lse + buffer * kBlockM, scale_log2);
+      } else {
+        ProbabilitiesT<kBlockM, false>(x, allowed, s_lse + buffer * kBlockM, scale_log2);
+      }
 #pragma unroll
       for (int i = 0; i < kBlockM / 4; ++i) {
         StoreShared2(p_slot + i * 1024, x[2 * i], x[2 * i + 1]);

@@ -211,26 +211,16 @@ using FragmentBits = std::conditional_t<(kBlockM > 64), uint64_t, uint32_t>;
 // Which of the thread's elements of S^T are allowed pairs, as bit
 // 4 j + 2 half + e. The thread's two keys (key0 and key0 + 8, counted from
 // the key tile's first key k0, which has k_valid keys) each see one range
-// of the query tile's columns (IndicesWithin); the bits compare each
-// element's column, a compile-time offset from the lane's first, with it.
+// of the query tile's columns (IndicesWithin), which ColumnRangeBits turns
+// into the bits of the elements whose columns (compile-time offsets from
+// the lane's first) lie in it.
 template <int kBlockM>
 __device__ __forceinline__ FragmentBits<kBlockM> AllowedBitsT(const ForwardBlockArgs& a, int64_t b,
                                                               int key0, int k_valid, int64_t k0,
                                                               int64_t q_first) {
-  using Bits = FragmentBits<kBlockM>;
-  constexpr int kMB = kBlockM / 8;
-  static_assert(kMB * 4 <= 8 * sizeof(Bits), "one bit per element of S^T");
   int begin[2], end[2];
   KeyQueryColumns(a, b, key0, k_valid, k0, q_first, kBlockM, begin, end);
-  Bits allowed = 0;
-#pragma unroll 1
-  for (int bit = 0; bit < kMB * 4; ++bit) {
-    const int col = (bit / 4) * 8 + bit % 2;
-    const bool second = (bit / 2) % 2;
-    const bool ok = col >= (second ? begin[1] : begin[0]) && col < (second ? end[1] : end[0]);
-    allowed |= static_cast<Bits>(ok) << bit;
-  }
-  return allowed;
+  return ColumnRangeBits<FragmentBits<kBlockM>, kBlockM / 8>(begin, end);
 }
 
 // A tile's per-query statistic (LSE or D) as this thread's pairs: the two
@@ -244,10 +234,11 @@ __device__ __forceinline__ void LoadQueryPairs(const float* x, float2 (&pairs)[k
     pairs[j] = reinterpret_cast<const float2*>(x)[j * 4 + lane % 4];
 }
 
-// P^T = exp2(S^T * scale_log2 - lse) in place (pairs not in `allowed` 0).
+// P^T = exp2(S^T * scale_log2 - lse) in place (pairs not in `allowed` 0;
+// without kMasked every pair is allowed and `allowed` is not read).
 // lse: the thread's pairs of the tile's LSE per query (LoadQueryPairs), in
 // log2 units (+inf for rows that are not there).
-template <int kBlockM>
+template <int kBlockM, bool kMasked = true>
 __device__ __forceinline__ void ProbabilitiesT(float (&s)[kBlockM / 2],
                                                FragmentBits<kBlockM> allowed,
                                                const float2 (&lse)[kBlockM / 8], float scale_log2) {
@@ -261,20 +252,20 @@ __device__ __forceinline__ void ProbabilitiesT(float (&s)[kBlockM / 2],
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const float x = FastExp2(fmaf(p3[0][j][2 * half + e], scale_log2, -row_lse));
-        p3[0][j][2 * half + e] = (allowed >> (4 * j + 2 * half + e)) & 1u ? x : 0.f;
+        p3[0][j][2 * half + e] = !kMasked || ((allowed >> (4 * j + 2 * half + e)) & 1u) ? x : 0.f;
       }
     }
   }
 }
 
 // The same from the tile's LSE in memory (8-byte aligned).
-template <int kBlockM>
+template <int kBlockM, bool kMasked = true>
 __device__ __forceinline__ void ProbabilitiesT(float (&s)[kBlockM / 2],
                                                FragmentBits<kBlockM> allowed, const float* lse,
                                                float scale_log2) {
   float2 pairs[kBlockM / 8];
   LoadQueryPairs<kBlockM>(lse, pairs);
-  ProbabilitiesT<kBlockM>(s, allowed, pairs, scale_log2);
+  ProbabilitiesT<kBlockM, kMasked>(s, allowed, pairs, scale_log2);
 }
 
 // dS^T = P^T (dP^T - D) in place in dp (delta: the thread's pairs of the

@@ -30,6 +30,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/flash/backward_hopper_common.cuh"
 #include "cuda/flash/block_mask.cuh"
@@ -334,15 +335,21 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
   // S^T and dP^T of query tile m (pipeline slot `slot`) to P^T and dS^T,
   // packed as the A operands of dV += P^T dO and dK += dS^T Q; `turn` runs
   // the wgmma issue (at the warpgroup's turn where the two take turns).
+  // Written whole in two forms, with the mask (`masked` true) and without
+  // (no per-element selects between the S^T wait and the exponentials);
+  // each form waits for its own products, so no wgmma is in flight where
+  // the two join.
   using Packed = uint32_t[kBlockM / 16][4];
-  const auto scores = [&](int m, const Slot& slot, const auto& turn, Packed& p16, Packed& ds16) {
+  const auto scores_in_form = [&](int m, const Slot& slot, const auto& turn, Packed& p16,
+                                  Packed& ds16, auto masked) {
+    constexpr bool kMasked = decltype(masked)::value;
     const int64_t q_first = static_cast<int64_t>(m) * kBlockM;
     const uint32_t q_tile = sm.Q(slot.stage), do_tile = sm.Dout(slot.stage);
     // The mask's bits while the slot's copies land, before S^T and dP^T
     // take their registers (computed beside them, they spilled).
     const FragmentBits<kBlockM> allowed =
-        tiles.NeedsMask(m) ? AllowedBitsT<kBlockM>(a, b, key0, k_valid, k0, q_first)
-                           : static_cast<FragmentBits<kBlockM>>(~0ull);
+        kMasked ? AllowedBitsT<kBlockM>(a, b, key0, k_valid, k0, q_first)
+                : static_cast<FragmentBits<kBlockM>>(~0ull);
     float s[kBlockM / 2], dp[kBlockM / 2];
     turn([&] {
       MbarrierWait(sm.Full(slot.stage), slot.parity);
@@ -353,10 +360,17 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
     LoadQueryPairs<kBlockM>(shared_floats(sm.Lse(slot.stage)), lse);
     WgmmaWait<1>();
     FenceRegisters(s);
-    ProbabilitiesT<kBlockM>(s, allowed, lse, scale_log2);
+    ProbabilitiesT<kBlockM, kMasked>(s, allowed, lse, scale_log2);
     WgmmaWait<0>();
     FenceRegisters(dp);
     ScoreGradsT<E, kBlockM>(s, dp, shared_floats(sm.Delta(slot.stage)), p16, ds16);
+  };
+  const auto scores = [&](int m, const Slot& slot, const auto& turn, Packed& p16, Packed& ds16) {
+    if (tiles.NeedsMask(m)) {
+      scores_in_form(m, slot, turn, p16, ds16, std::true_type{});
+    } else {
+      scores_in_form(m, slot, turn, p16, ds16, std::false_type{});
+    }
   };
   float dq[32];
 

@@ -164,6 +164,45 @@ __host__ __device__ __forceinline__ void IndicesWithin(const DeviceRun& run, int
   *end = a;
 }
 
+// The bits of a fragment's elements whose columns lie in their key's range,
+// as the backwards' AllowedBitsT keeps them: bit 4 j + 2 s + e (j < kMB;
+// s, e in {0, 1}) stands for the column 8 j + e (relative to the lane's
+// first) of key s, set when begin[s] <= 8 j + e < end[s]. In closed form:
+// for one (s, e) the allowed j are consecutive, every fourth bit from
+// 2 s + e; ranges reaching past the fragment are clipped.
+template <typename Bits>
+__host__ __device__ constexpr Bits BitsBelow(int bit) {
+  return bit >= static_cast<int>(8 * sizeof(Bits)) ? ~Bits{0} : (Bits{1} << bit) - 1;
+}
+template <typename Bits, int kMB>
+__host__ __device__ constexpr Bits EveryFourthBit() {
+  Bits bits = 0;
+  for (int j = 0; j < kMB; ++j) bits |= Bits{1} << (4 * j);
+  return bits;
+}
+// The first j with 8 j >= column, within [0, kMB].
+template <int kMB>
+__host__ __device__ __forceinline__ int FirstBlockFrom(int column) {
+  return (column < 0 ? 0 : column > 8 * kMB ? 8 * kMB : column + 7) / 8;
+}
+template <typename Bits, int kMB>
+__host__ __device__ __forceinline__ Bits ColumnRangeBits(const int (&begin)[2],
+                                                         const int (&end)[2]) {
+  static_assert(4 * kMB <= 8 * sizeof(Bits), "one bit per element");
+  constexpr Bits kEveryFourth = EveryFourthBit<Bits, kMB>();
+  Bits bits = 0;
+#pragma unroll
+  for (int s = 0; s < 2; ++s) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      // j in [lo, hi): begin <= 8 j + e < end (empty when hi <= lo).
+      const int lo = FirstBlockFrom<kMB>(begin[s] - e), hi = FirstBlockFrom<kMB>(end[s] - e);
+      bits |= (BitsBelow<Bits>(4 * hi) & ~BitsBelow<Bits>(4 * lo) & kEveryFourth) << (2 * s + e);
+    }
+  }
+  return bits;
+}
+
 #ifdef __CUDACC__  // (the host-side test reads the ranges alone)
 // The backward's S^T fragments: the query columns of a query tile (from task
 // row q_first) that the thread's keys key0 and key0 + 8 of a key tile (from

@@ -150,6 +150,45 @@ TEST(BlockMaskTest, IndicesWithinIsEveryIndexInTheRange) {
   }
 }
 
+// ColumnRangeBits against the element-by-element rule it replaces (bit
+// 4 j + 2 s + e set when begin[s] <= 8 j + e < end[s]), for the fragments
+// of 64-query (32 bits) and 128-query (64 bits) tiles, over ranges that
+// start and end before, inside and past the fragment, empty and reversed.
+template <typename Bits, int kMB>
+void ExpectColumnRangeBitsAreTheElementRule() {
+  const auto by_element = [](const int(&begin)[2], const int(&end)[2]) {
+    Bits bits = 0;
+    for (int bit = 0; bit < 4 * kMB; ++bit) {
+      const int column = (bit / 4) * 8 + bit % 2, s = (bit / 2) % 2;
+      if (column >= begin[s] && column < end[s]) bits |= Bits{1} << bit;
+    }
+    return bits;
+  };
+  Rng rng{std::mt19937(53)};
+  int checked = 0;
+  for (int lo = -12; lo <= 8 * kMB + 12; ++lo) {
+    for (int hi = -12; hi <= 8 * kMB + 12; ++hi) {
+      for (int s = 0; s < 2; ++s) {
+        int begin[2], end[2];
+        begin[s] = lo;
+        end[s] = hi;
+        begin[1 - s] = static_cast<int>(rng(-12, 8 * kMB + 12));
+        end[1 - s] = static_cast<int>(rng(-12, 8 * kMB + 12));
+        ASSERT_EQ((ColumnRangeBits<Bits, kMB>(begin, end)), by_element(begin, end))
+            << "key 0 [" << begin[0] << ", " << end[0] << "), key 8 [" << begin[1] << ", " << end[1]
+            << ")";
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 1000);
+}
+
+TEST(BlockMaskTest, ColumnRangeBitsAreTheElementsInTheRanges) {
+  ExpectColumnRangeBitsAreTheElementRule<uint32_t, 8>();
+  ExpectColumnRangeBitsAreTheElementRule<uint64_t, 16>();
+}
+
 TEST(BlockMaskTest, RowAndKeyRangesAreTheAllowedPairs) {
   // What the kernels' element masks use: a query's keys in a key tile
   // (forward) and a key's queries in a query tile (backward).
