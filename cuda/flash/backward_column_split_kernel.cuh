@@ -186,13 +186,13 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
     // tensor cores run while it does, then dK_w += dS^T Q_w (A K-major, B
     // the warpgroup's two 64-column blocks of dO and Q, N-major).
     const auto issue_key_grad = [&](float(&acc)[kCols / 2], uint32_t a_tile, uint32_t b_tile) {
+      const uint64_t a = SwizzledDescriptor(a_tile, 16);
+      const uint64_t b =
+          SwizzledDescriptor(b_tile + (col_base / 64) * kBlockM * 128, kBlockM * 128);
       WgmmaFence();
 #pragma unroll
       for (int kk = 0; kk < kBlockM / 16; ++kk) {
-        Mma::SS128TB(acc, SwizzledDescriptor(a_tile + kk * 32, 16),
-                     SwizzledDescriptor(b_tile + (col_base / 64) * kBlockM * 128 + kk * 16 * 128,
-                                        kBlockM * 128),
-                     1);
+        Mma::SS128TB(acc, DescriptorPlus(a, kk * 32), DescriptorPlus(b, kk * 16 * 128), 1);
       }
       WgmmaCommit();
     };

@@ -137,14 +137,14 @@ __device__ __forceinline__ void IssueKeyGrads(float (&dk)[kHeadDim / 2], float (
 template <ElementType E, int kBlockN, int kKeys>
 __device__ __forceinline__ void IssueQueryGrads(float (&dq)[32], uint32_t s_ds, uint32_t s_k,
                                                 int key_begin, int col_begin) {
+  const uint64_t ds = SwizzledDescriptor(s_ds + key_begin * 128, kBlockN * 128);
+  const uint64_t k =
+      SwizzledDescriptor(s_k + (col_begin / 64) * kBlockN * 128 + key_begin * 128, kBlockN * 128);
   WgmmaFence();
 #pragma unroll
   for (int kk = 0; kk < kKeys / 16; ++kk) {
-    const uint32_t key = key_begin + kk * 16;
-    Wgmma<E>::SS64T(
-        dq, SwizzledDescriptor(s_ds + key * 128, kBlockN * 128),
-        SwizzledDescriptor(s_k + (col_begin / 64) * kBlockN * 128 + key * 128, kBlockN * 128),
-        kk > 0);
+    Wgmma<E>::SS64T(dq, DescriptorPlus(ds, kk * 16 * 128), DescriptorPlus(k, kk * 16 * 128),
+                    kk > 0);
   }
   WgmmaCommit();
 }

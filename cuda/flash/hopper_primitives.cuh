@@ -27,6 +27,16 @@ __device__ __forceinline__ uint64_t SwizzledDescriptor(uint32_t address, uint32_
          static_cast<uint64_t>(1024 >> 4) << 32 | 1ull << 62;
 }
 
+// The descriptor of `offset` bytes past the address of descriptor `base`.
+// The start address (bits 0-13, in 16-byte units) of any shared-memory
+// address fits its field, so the offset adds to the low word without a
+// carry: a tile's descriptors are its base's plus constants, one add a
+// wgmma, where SwizzledDescriptor of each address masks, shifts and ors
+// again (three more instructions before each wgmma).
+__device__ __forceinline__ uint64_t DescriptorPlus(uint64_t base, uint32_t offset) {
+  return (base & ~0xFFFFFFFFull) | (static_cast<uint32_t>(base) + (offset >> 4));
+}
+
 // Byte offset of 16-byte chunk `c` of row `row` in a kRows-row tile of that
 // layout.
 template <int kRows>
@@ -130,12 +140,12 @@ __device__ __forceinline__ void IssueRowsTimesRowsT(float (&acc)[kYRows / 2], ui
     uint32_t x_low = static_cast<uint32_t>(SwizzledDescriptor(x_tile + x_base * 128, 16));
     asm volatile("" : "+r"(x_low));
     const uint64_t high = SwizzledDescriptor(0, 16) & ~0xFFFFFFFFull;
+    const uint64_t y = SwizzledDescriptor(y_tile, 16);
 #pragma unroll
     for (int kk = 0; kk < kHeadDim / 16; ++kk) {
       const uint32_t col = (kk % 4) * 32;
       Wgmma<E>::template SS<kYRows>(acc, high | (x_low + (((kk / 4) * kXRows * 128 + col) >> 4)),
-                                    SwizzledDescriptor(y_tile + (kk / 4) * kYRows * 128 + col, 16),
-                                    kk > 0);
+                                    DescriptorPlus(y, (kk / 4) * kYRows * 128 + col), kk > 0);
     }
   } else {
 #pragma unroll
@@ -152,15 +162,20 @@ __device__ __forceinline__ void IssueRowsTimesRowsT(float (&acc)[kYRows / 2], ui
 // acc += A B over kSteps k16 steps, as products of the wgmma group being
 // issued (no fence, no commit): A from registers (a[kk]: the A fragment of
 // step kk), B N-major in the 128-byte swizzle (step kk's 16 rows at
-// b_tile + kk * 2 KB; 64-column blocks b_rows rows apart).
+// b_tile + kk * 2 KB; 64-column blocks b_rows rows apart). From N = 128
+// the descriptors are the tile's plus constants (the d128 / d256 rows 0.3-
+// 3 % faster, docs/KERNEL_BENCH.md); at N = 64 each is built whole, as
+// before: the d64 forward was 1.6 % slower with the shorter form.
 template <ElementType E, int N, int kSteps>
 __device__ __forceinline__ void IssueRegistersTimesNMajor(float (&acc)[N / 2],
                                                           const uint32_t (&a)[kSteps][4],
                                                           uint32_t b_tile, int b_rows) {
+  const uint64_t b = SwizzledDescriptor(b_tile, b_rows * 128);
 #pragma unroll
   for (int kk = 0; kk < kSteps; ++kk) {
-    Wgmma<E>::template RS<N>(acc, a[kk], SwizzledDescriptor(b_tile + kk * 16 * 128, b_rows * 128),
-                             1);
+    const uint64_t desc = N >= 128 ? DescriptorPlus(b, kk * 16 * 128)
+                                   : SwizzledDescriptor(b_tile + kk * 16 * 128, b_rows * 128);
+    Wgmma<E>::template RS<N>(acc, a[kk], desc, 1);
   }
 }
 
