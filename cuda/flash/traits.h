@@ -221,7 +221,7 @@ struct WarpSpecializedForwardTraits {
   // merged there and copied out (at d64 its 181 KB of shared memory cost
   // 4-5 % on both columns, measured). Otherwise from and to registers.
   static constexpr bool kOutputTile = kHeadDim <= 128;
-  static constexpr bool kStateTile = false;  // PROBE h46
+  static constexpr bool kStateTile = kHeadDim == 128;
   static constexpr int kStateBytes = kBlockM * kHeadDim * 4;
   static constexpr int kOutputBytes =
       kStateTile ? kStateBytes : (kOutputTile ? kBlockM * kHeadDim * 2 : 0);
