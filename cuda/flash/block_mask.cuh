@@ -12,6 +12,17 @@
 
 #include "cuda/kernel_args.h"
 
+// Loop pragmas for the functions here that the CPU test compiles too:
+// nvcc's `#pragma unroll` / `#pragma unroll 1`, nothing for a host
+// compiler (which warns about a pragma it does not know).
+#ifdef __CUDACC__
+#define RINGATTN_UNROLL _Pragma("unroll")
+#define RINGATTN_NO_UNROLL _Pragma("unroll 1")
+#else
+#define RINGATTN_UNROLL
+#define RINGATTN_NO_UNROLL
+#endif
+
 namespace ringattn::cuda::flash {
 
 // CUDA's integer min and max on the device; the same on the host (tests).
@@ -143,7 +154,7 @@ __host__ __device__ __forceinline__ void IndicesWithin(const DeviceRun& run, int
     return;
   }
   int a = 0, z = count;  // first index whose position >= lo
-#pragma unroll 1
+  RINGATTN_NO_UNROLL
   while (a < z) {
     const int mid = (a + z) / 2;
     if (PositionAt(run, first + mid) >= lo)
@@ -153,7 +164,7 @@ __host__ __device__ __forceinline__ void IndicesWithin(const DeviceRun& run, int
   }
   *begin = a;
   z = count;  // first index at or after it whose position > hi
-#pragma unroll 1
+  RINGATTN_NO_UNROLL
   while (a < z) {
     const int mid = (a + z) / 2;
     if (PositionAt(run, first + mid) > hi)
@@ -191,9 +202,9 @@ __host__ __device__ __forceinline__ Bits ColumnRangeBits(const int (&begin)[2],
   static_assert(4 * kMB <= 8 * sizeof(Bits), "one bit per element");
   constexpr Bits kEveryFourth = EveryFourthBit<Bits, kMB>();
   Bits bits = 0;
-#pragma unroll
+  RINGATTN_UNROLL
   for (int s = 0; s < 2; ++s) {
-#pragma unroll
+    RINGATTN_UNROLL
     for (int e = 0; e < 2; ++e) {
       // j in [lo, hi): begin <= 8 j + e < end (empty when hi <= lo).
       const int lo = FirstBlockFrom<kMB>(begin[s] - e), hi = FirstBlockFrom<kMB>(end[s] - e);
