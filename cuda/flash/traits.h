@@ -209,7 +209,7 @@ struct WarpSpecializedForwardTraits {
   static constexpr int kAskAhead = 3;
   // Every kExp2OnFma-th column block's exponentials on the FMA pipe
   // (Exp2OnFma), the rest on MUFU; 0: all on MUFU.
-  static constexpr int kExp2OnFma = kHeadDim == 256 ? 0 : 8;
+  static constexpr int kExp2OnFma = kHeadDim == 256 ? 0 : 4;
   // The producer's 64-bit tile-range arithmetic spills below 56 registers;
   // d256's O (128 registers) needs 240 in the consumers (a producer of 24
   // spills, off the critical path).
