@@ -90,10 +90,8 @@ __device__ __forceinline__ void MaskScores(float (&s)[kMT][kNB][4], const Forwar
 // One online-softmax step (FlashAttention-2: row sums stay per thread until
 // the epilogue): updates the running max (scaled log2 units) and sums,
 // turns the scores into P = 2^(S * scale_log2 - max) in place, and returns
-// the factors by which O's rows must be rescaled. With kFmaEvery > 0,
-// every kFmaEvery-th column block's exponentials run on the FMA pipe
-// (Exp2OnFma), the rest on MUFU.
-template <int kMT, int kNB, int kFmaEvery = 0>
+// the factors by which O's rows must be rescaled.
+template <int kMT, int kNB>
 __device__ __forceinline__ void SoftmaxStep(float (&s)[kMT][kNB][4], float (&row_max)[kMT][2],
                                             float (&row_sum)[kMT][2], float scale_log2,
                                             float (&rescale)[kMT][2]) {
@@ -114,12 +112,8 @@ __device__ __forceinline__ void SoftmaxStep(float (&s)[kMT][kNB][4], float (&row
       float sum = row_sum[m][half] * rescale[m][half];
 #pragma unroll
       for (int j = 0; j < kNB; ++j) {
-        const bool on_fma = kFmaEvery > 0 && j % kFmaEvery == kFmaEvery - 1;
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float x = fmaf(s[m][j][2 * half + e], scale_log2, -ref);
-          s[m][j][2 * half + e] = on_fma ? Exp2OnFma(x) : FastExp2(x);
-        }
+        s[m][j][2 * half] = FastExp2(fmaf(s[m][j][2 * half], scale_log2, -ref));
+        s[m][j][2 * half + 1] = FastExp2(fmaf(s[m][j][2 * half + 1], scale_log2, -ref));
         sum += s[m][j][2 * half] + s[m][j][2 * half + 1];
       }
       row_sum[m][half] = sum;

@@ -367,7 +367,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
                                float(&rescale)[1][2]) {
         FenceRegisters(s_flat);
         if constexpr (decltype(masked)::value) MaskOutside(s, begin, end);
-        SoftmaxStep<1, kNB, Tr::kExp2OnFma>(s, row_max, row_sum, scale_log2, rescale);
+        SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
       };
       // P as the A operand of the next P V (once the last P V has read it).
       const auto pack_p = [&] {

@@ -170,30 +170,6 @@ __device__ __forceinline__ float FastExp2(float x) {
   return y;
 }
 
-// 2^x for x <= 0 on the FMA pipe, as accurate as ex2.approx (relative
-// error 2.3e-7; 2^-inf = 0, results below 2^-126 are 0): x = j + f with j
-// an integer and |f| <= 1/2, 2^f by a degree-5 polynomial (fitted for the
-// least relative error in fp32 Horner steps), 2^j put in the exponent.
-// Eleven instructions to MUFU's one, but on pipes the softmax leaves idle:
-// where the exponentials are the critical path, a share of them moves here
-// (FlashAttention-4's split).
-__device__ __forceinline__ float Exp2OnFma(float x) {
-  constexpr float kRound = 12582912.f;  // 1.5 * 2^23: the sum's low bits are round(x)
-  const float xc = fmaxf(x, -127.f);
-  const float t = __fadd_rn(xc, kRound);
-  const float f = xc - __fsub_rn(t, kRound);
-  float p = 1.32763747e-3f;
-  p = fmaf(p, f, 9.67553351e-3f);
-  p = fmaf(p, f, 5.55071346e-2f);
-  p = fmaf(p, f, 2.40221202e-1f);
-  p = fmaf(p, f, 6.93146944e-1f);
-  p = fmaf(p, f, 1.00000012f);
-  // 2^j as its bits: j + 127 in the exponent field (0 for j = -127, so the
-  // product is 0).
-  const int j = __float_as_int(t) - __float_as_int(kRound);
-  return p * __int_as_float((j + 127) << 23);
-}
-
 // ldmatrix addresses into a swizzled tile without per-access arithmetic.
 // The 8 rows one ldmatrix reads start at a multiple of 8, so their swizzle
 // key row % 8 is lane % 8, and column chunk 2 * kk + c (c the lane's half,

@@ -207,9 +207,6 @@ struct WarpSpecializedForwardTraits {
   // before the tile's end (1 would ask with the last K): 3 measured 1.007-
   // 1.015x of 1 on the b16 and s8192 forward rows, neutral on the others.
   static constexpr int kAskAhead = 3;
-  // Every kExp2OnFma-th column block's exponentials on the FMA pipe
-  // (Exp2OnFma), the rest on MUFU; 0: all on MUFU.
-  static constexpr int kExp2OnFma = kHeadDim == 256 ? 0 : 4;
   // The producer's 64-bit tile-range arithmetic spills below 56 registers;
   // d256's O (128 registers) needs 240 in the consumers (a producer of 24
   // spills, off the critical path).
