@@ -12,10 +12,11 @@
 
 #include "cuda/kernel_args.h"
 
-// Loop pragmas for the functions here that the CPU test compiles too:
-// nvcc's `#pragma unroll` / `#pragma unroll 1`, nothing for a host
-// compiler (which warns about a pragma it does not know).
-#ifdef __CUDACC__
+// Loop pragmas for the functions here that host code compiles too (the
+// CPU test, nvcc's host pass): nvcc's `#pragma unroll` / `#pragma unroll 1`
+// in the device pass, nothing for the host compiler (which warns about a
+// pragma it does not know).
+#ifdef __CUDA_ARCH__
 #define RINGATTN_UNROLL _Pragma("unroll")
 #define RINGATTN_NO_UNROLL _Pragma("unroll 1")
 #else
