@@ -18,6 +18,9 @@
 # (kernel_bench's KERNEL_BENCH_SECONDS: the sustained, power-capped rate)
 # and adds a second table of GFLOP per joule from NVML's energy counter,
 # each variant's median over A's (what a kernel costs under the cap).
+# Stopped by SIGTERM (a `timeout` around it) or SIGINT, it lets the line
+# being timed finish, prints the tables of the runs so far and exits 143
+# (130).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 usage="usage: bench/kernel_ab.sh A_DIR B_DIR[,C_DIR,...] REPEATS ROW..."
@@ -47,15 +50,20 @@ fi
 for i in "${!dirs[@]}"; do echo "# ${letters[i]} = ${dirs[i]}"; done
 runs=$(mktemp)
 trap 'rm -f "$runs"' EXIT
+stop=""
+trap 'stop=143' TERM
+trap 'stop=130' INT
 for ((rep = 1; rep <= repeats; ++rep)); do
   for row in "$@"; do
     for i in "${!dirs[@]}"; do
       "${dirs[i]}/kernel_bench" "$iterations" "$row" "${KERNEL_AB_KERNELS:-auto}" | awk -F, -v v="${letters[i]}" -v r="$rep" \
-        'NR > 1 && $2 ~ /^ringattn/ { print v "," r "," $0 }' | tee -a "$runs"
+        'NR > 1 && $2 ~ /^ringattn/ { print v "," r "," $0 }' | tee -a "$runs" || [[ -n $stop ]]
+      [[ -z $stop ]] || break 3
     done
   done
 done
 echo
+[[ -z $stop ]] || echo "# stopped by a signal in repeat $rep of $repeats: the tables hold the runs so far"
 variants=$(IFS=,; echo "${letters[*]:0:${#dirs[@]}}")
 # One table: per row and pass each repeat's VALUE per variant, then each
 # variant's median over A's. VALUE: tflops, or gflop_per_joule (the
@@ -94,3 +102,4 @@ if [[ -n "$seconds" ]]; then
   echo
   table gflop_per_joule "GFLOP/J"
 fi
+[[ -z $stop ]] || exit "$stop"

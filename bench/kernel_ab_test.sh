@@ -25,6 +25,9 @@ echo "row,impl,pass,ms,tflops\${j:+,joules}"
 echo "\$2,ringattn,fwd,1.0,\$(( ${variant#*:} + (n + 1) / 2 ))\$j"
 echo "\$2,ringattn,bwd,2.0,\$(( ${variant#*:} / 2 + (n + 1) / 2 ))\$j"
 echo "\$2,torch_cudnn,fwd,1.0,999"
+# TERM_AT=<letter><call>: that call signals kernel_ab.sh (its parent) as a
+# timeout would.
+[[ \${TERM_AT:-} != ${variant%%:*}\$n ]] || kill -TERM \$PPID
 STANDIN
   chmod +x "$dir/kernel_bench"
 done
@@ -58,6 +61,17 @@ grep -qx 'r1,ringattn,bwd,204.0,244.0,1.196' <<< "$out" || fail "bwd GFLOP/J"
 rm -f "$work"/*/count
 out=$(KERNEL_BENCH_SECONDS=5 "$script" "$work/A" "$work/B" 1 r1)
 grep -q 'GFLOP/J' <<< "$out" && fail "a GFLOP/J table without KERNEL_AB_SECONDS"
+# Stopped by SIGTERM after B's second line (repeat 1, r2): the tables of
+# the four runs so far, a line saying so, exit status 143.
+rm -f "$work"/*/count
+status=0
+out=$(TERM_AT=B2 "$script" "$work/A" "$work/B" 3 r1 r2) || status=$?
+[[ $status == 143 ]] || fail "exit status $status after SIGTERM, expected 143"
+[[ $(grep -c '^[AB],[123],r[12],ringattn,' <<< "$out") == 8 ]] || fail "8 CSV lines before the signal"
+grep -qx '# stopped by a signal in repeat 1 of 3: the tables hold the runs so far' <<< "$out" ||
+  fail "the stop line"
+grep -qx 'r1,ringattn,fwd,101,121,1.198' <<< "$out" || fail "r1 fwd after the signal"
+grep -qx 'r2,ringattn,bwd,51,61,1.196' <<< "$out" || fail "r2 bwd after the signal"
 for bad in 0 -1 abc 4000; do
   expect_error "seconds $bad" "KERNEL_AB_SECONDS must be seconds in (0, 3600]" \
     env KERNEL_AB_SECONDS="$bad" "$script" "$work/A" "$work/B" 1 r1
