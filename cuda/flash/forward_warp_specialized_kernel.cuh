@@ -55,27 +55,27 @@ struct WarpSpecializedForwardShared {
   __device__ __forceinline__ explicit WarpSpecializedForwardShared(uint32_t raw)
       : q((raw + 1023) & ~1023u),
         kv(q + Tr::kQBytes),
-        output(kv + (Tr::kKStages + Tr::kVStages) * Tr::kKvBytes),
+        output(kv + 2 * Tr::kStages * Tr::kKvBytes),
         barriers(output + Tr::kOutputBytes) {}
-  __device__ __forceinline__ uint32_t K(uint32_t stage) const { return kv + stage * Tr::kKvBytes; }
-  __device__ __forceinline__ uint32_t V(uint32_t stage) const {
-    return kv + (Tr::kKStages + stage) * Tr::kKvBytes;
+  __device__ __forceinline__ uint32_t K(uint32_t stage) const {
+    return kv + stage * 2 * Tr::kKvBytes;
   }
+  __device__ __forceinline__ uint32_t V(uint32_t stage) const { return K(stage) + Tr::kKvBytes; }
   __device__ __forceinline__ uint32_t QFull() const { return barriers; }
   __device__ __forceinline__ uint32_t QEmpty() const { return barriers + 8; }
   __device__ __forceinline__ uint32_t KFull(uint32_t s) const { return barriers + 16 + 8 * s; }
   __device__ __forceinline__ uint32_t KEmpty(uint32_t s) const {
-    return KFull(s) + 8 * Tr::kKStages;
+    return KFull(s) + 8 * Tr::kStages;
   }
   __device__ __forceinline__ uint32_t VFull(uint32_t s) const {
-    return KFull(0) + 16 * Tr::kKStages + 8 * s;
+    return KEmpty(s) + 8 * Tr::kStages;
   }
   __device__ __forceinline__ uint32_t VEmpty(uint32_t s) const {
-    return VFull(s) + 8 * Tr::kVStages;
+    return VFull(s) + 8 * Tr::kStages;
   }
   // The tile whose Q the Q slot holds (PublishedTile), written before
   // QFull's arrival and read after its wait.
-  __device__ __forceinline__ uint32_t Tile() const { return VEmpty(0) + 8 * Tr::kVStages; }
+  __device__ __forceinline__ uint32_t Tile() const { return VEmpty(0) + 8 * Tr::kStages; }
   // The scheduler's slot: a tile (Scheduled) between the scheduler's
   // arrival on ScheduledFull and the producer's on ScheduledEmpty; the
   // producer asks for the next tile on NextWanted.
@@ -225,8 +225,7 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
                                              const CUtensorMap* q_map, const CUtensorMap* k_map,
                                              const CUtensorMap* v_map, const CUtensorMap* o_map) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
-  using KSlot = PipelineSlot<Tr::kKStages>;
-  using VSlot = PipelineSlot<Tr::kVStages>;
+  using Slot = PipelineSlot<Tr::kStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
   PrefetchTensorMap(q_map);
   PrefetchTensorMap(k_map);
@@ -252,9 +251,7 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
     const int head = static_cast<int>(h), batch = tile.batch;
     const int kv_head = static_cast<int>(h / group - a.kv_head_offset);
     const auto load_kv = [&](bool is_k, int n, uint32_t i) {
-      const uint32_t stage = is_k ? KSlot(i).stage : VSlot(i).stage;
-      const uint32_t parity = is_k ? KSlot(i).parity : VSlot(i).parity;
-      const struct { uint32_t stage, parity; } slot{stage, parity};
+      const Slot slot(i);
       const uint32_t full = is_k ? sm.KFull(slot.stage) : sm.VFull(slot.stage);
       const uint32_t dst = is_k ? sm.K(slot.stage) : sm.V(slot.stage);
       MbarrierWait(is_k ? sm.KEmpty(slot.stage) : sm.VEmpty(slot.stage), slot.parity ^ 1);
@@ -269,16 +266,12 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
     // and its consumers for the next Q in 2.0 %: the thirty-first
     // session's profile).
     const int ask = max(n_begin, n_end - Tr::kAskAhead);
-    // PROBE h45b: K two key tiles ahead of V (K(n + 2) before V(n)), so
-    // that the third K stage is filled as soon as its slot frees.
-    for (int n = n_begin; n < min(n_begin + 2, n_end); ++n) {
-      load_kv(true, n, kv_count + (n - n_begin));
-      if (n == ask) MbarrierArrive(sm.NextWanted());
-    }
+    load_kv(true, n_begin, kv_count);
+    if (n_begin == ask) MbarrierArrive(sm.NextWanted());
     for (int n = n_begin; n < n_end; ++n, ++kv_count) {
-      if (n + 2 < n_end) {
-        load_kv(true, n + 2, kv_count + 2);
-        if (n + 2 == ask) MbarrierArrive(sm.NextWanted());
+      if (n + 1 < n_end) {
+        load_kv(true, n + 1, kv_count + 1);
+        if (n + 1 == ask) MbarrierArrive(sm.NextWanted());
       }
       load_kv(false, n, kv_count);
     }
@@ -311,8 +304,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
                                              const WarpSpecializedForwardShared<kHeadDim>& sm,
                                              const CUtensorMap* o_map) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
-  using KSlot = PipelineSlot<Tr::kKStages>;
-  using VSlot = PipelineSlot<Tr::kVStages>;
+  using Slot = PipelineSlot<Tr::kStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
   constexpr int kNB = kBlockN / 8, kDB = kHeadDim / 8;
   const int warpgroup = threadIdx.x / 128 - 1;
@@ -393,7 +385,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       };
 
       {
-        const KSlot first(kv_count);
+        const Slot first(kv_count);
         const bool first_masked = tiles.NeedsMask(tiles.n_begin);
         int begin[1][2] = {}, end[1][2] = {};
         if (first_masked) allowed(tiles.n_begin, begin, end);
@@ -422,8 +414,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       // at such a join ptxas waited for P V before the softmax instead of
       // after it (the step's overlap lost on every tile).
       const auto step = [&](int n, auto masked) {
-        const VSlot now(kv_count);
-        const KSlot next(kv_count + 1);
+        const Slot now(kv_count), next(kv_count + 1);
         int begin[1][2] = {}, end[1][2] = {};
         if constexpr (decltype(masked)::value) allowed(n + 1, begin, end);
         turn([&] {
@@ -454,7 +445,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
           step(n, std::false_type{});
         }
       }
-      const VSlot last(kv_count);
+      const Slot last(kv_count);
       if (merge_state) {  // read while the last P V waits for its turn and runs
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
@@ -519,11 +510,9 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
     // Every consumer thread releases the Q slot: each has read its tile
     // (and its Q) by then.
     MbarrierInit(sm.QEmpty(), 128 * Tr::kConsumers);
-    for (int s = 0; s < Tr::kKStages; ++s) {
+    for (int s = 0; s < Tr::kStages; ++s) {
       MbarrierInit(sm.KFull(s), 1);
       MbarrierInit(sm.KEmpty(s), Tr::kConsumers);
-    }
-    for (int s = 0; s < Tr::kVStages; ++s) {
       MbarrierInit(sm.VFull(s), 1);
       MbarrierInit(sm.VEmpty(s), Tr::kConsumers);
     }

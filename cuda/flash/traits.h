@@ -203,11 +203,6 @@ struct WarpSpecializedForwardTraits {
   // d256: 80 keys (FlashAttention-3's d256 tile; 1.07-1.11x of 64 measured).
   static constexpr int kBlockN = kHeadDim == 256 ? 80 : 128;
   static constexpr int kStages = kHeadDim == 64 ? 4 : 2;
-  // PROBE (not for merge): K three stages deep at d128, V two; the shared
-  // memory comes from the state tile (the fused state then merges from
-  // registers, as at d256).
-  static constexpr int kKStages = kHeadDim == 128 ? 3 : kStages;
-  static constexpr int kVStages = kStages;
   // The producer asks for its next tile with the K this many key tiles
   // before the tile's end (1 would ask with the last K): 3 measured 1.007-
   // 1.015x of 1 on the b16 and s8192 forward rows, neutral on the others.
@@ -226,16 +221,16 @@ struct WarpSpecializedForwardTraits {
   // merged there and copied out (at d64 its 181 KB of shared memory cost
   // 4-5 % on both columns, measured). Otherwise from and to registers.
   static constexpr bool kOutputTile = kHeadDim <= 128;
-  static constexpr bool kStateTile = false;
+  static constexpr bool kStateTile = kHeadDim == 128;
   static constexpr int kStateBytes = kBlockM * kHeadDim * 4;
   static constexpr int kOutputBytes =
       kStateTile ? kStateBytes : (kOutputTile ? kBlockM * kHeadDim * 2 : 0);
   // Q's full/empty, K's and V's per stage, the Q slot's tile (32 bytes),
   // the scheduler's slot: a tile (32 bytes), its full/empty barriers and
   // the producer's request for the next, and the state tile's full/empty.
-  static constexpr int kBarrierBytes = 8 * (2 + 2 * kKStages + 2 * kVStages) + 32 + 32 + 32 + 16;
+  static constexpr int kBarrierBytes = 8 * (2 + 4 * kStages) + 32 + 32 + 32 + 16;
   static constexpr int kSharedBytes =
-      1024 + kQBytes + (kKStages + kVStages) * kKvBytes + kOutputBytes + kBarrierBytes;
+      1024 + kQBytes + 2 * kStages * kKvBytes + kOutputBytes + kBarrierBytes;
 
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head dims 64, 128, 256");
   static_assert(kHeadDim / 2 + kBlockN / 2 <= 192, "accumulators within registers");
