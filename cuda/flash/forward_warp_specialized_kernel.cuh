@@ -57,21 +57,18 @@ struct WarpSpecializedForwardShared {
         kv(q + Tr::kQBytes),
         output(kv + 2 * Tr::kStages * Tr::kKvBytes),
         barriers(output + Tr::kOutputBytes) {}
-  // K's stages: beside V's, and past them (kKStagesMax) the output tile's
-  // second half, free where a launch writes O (DeepKeys).
   __device__ __forceinline__ uint32_t K(uint32_t stage) const {
-    return stage < Tr::kStages ? kv + stage * 2 * Tr::kKvBytes
-                               : output + Tr::kOutputBytes - Tr::kKvBytes;
+    return kv + stage * 2 * Tr::kKvBytes;
   }
   __device__ __forceinline__ uint32_t V(uint32_t stage) const { return K(stage) + Tr::kKvBytes; }
   __device__ __forceinline__ uint32_t QFull() const { return barriers; }
   __device__ __forceinline__ uint32_t QEmpty() const { return barriers + 8; }
   __device__ __forceinline__ uint32_t KFull(uint32_t s) const { return barriers + 16 + 8 * s; }
   __device__ __forceinline__ uint32_t KEmpty(uint32_t s) const {
-    return KFull(s) + 8 * Tr::kKStagesMax;
+    return KFull(s) + 8 * Tr::kStages;
   }
   __device__ __forceinline__ uint32_t VFull(uint32_t s) const {
-    return KFull(0) + 16 * Tr::kKStagesMax + 8 * s;
+    return KEmpty(s) + 8 * Tr::kStages;
   }
   __device__ __forceinline__ uint32_t VEmpty(uint32_t s) const {
     return VFull(s) + 8 * Tr::kStages;
@@ -109,13 +106,6 @@ __host__ __device__ __forceinline__ bool MergesInStateTile(const ForwardBlockArg
 template <int kHeadDim>
 __host__ __device__ __forceinline__ bool WritesOutputTile(const ForwardBlockArgs& a) {
   return WarpSpecializedForwardTraits<kHeadDim>::kOutputTile && a.out != nullptr;
-}
-// Whether K's pipeline takes the output tile's free half as one more stage
-// (kKStagesMax): where the state tile is and the launch writes O.
-template <int kHeadDim>
-__host__ __device__ __forceinline__ bool DeepKeys(const ForwardBlockArgs& a) {
-  using Tr = WarpSpecializedForwardTraits<kHeadDim>;
-  return Tr::kKStagesMax > Tr::kStages && !MergesInStateTile<kHeadDim>(a);
 }
 
 // A tile as the producer publishes it with its Q: where it is and the key
@@ -236,9 +226,7 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
                                              const CUtensorMap* v_map, const CUtensorMap* o_map) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
-  using KeySlot = PipelineSlotOfTwoDepths<Tr::kStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
-  const bool deep_keys = DeepKeys<kHeadDim>(a);
   PrefetchTensorMap(q_map);
   PrefetchTensorMap(k_map);
   PrefetchTensorMap(v_map);
@@ -263,11 +251,7 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
     const int head = static_cast<int>(h), batch = tile.batch;
     const int kv_head = static_cast<int>(h / group - a.kv_head_offset);
     const auto load_kv = [&](bool is_k, int n, uint32_t i) {
-      const KeySlot key_slot(i, deep_keys);
-      const Slot value_slot(i);
-      const struct {
-        uint32_t stage, parity;
-      } slot{is_k ? key_slot.stage : value_slot.stage, is_k ? key_slot.parity : value_slot.parity};
+      const Slot slot(i);
       const uint32_t full = is_k ? sm.KFull(slot.stage) : sm.VFull(slot.stage);
       const uint32_t dst = is_k ? sm.K(slot.stage) : sm.V(slot.stage);
       MbarrierWait(is_k ? sm.KEmpty(slot.stage) : sm.VEmpty(slot.stage), slot.parity ^ 1);
@@ -282,18 +266,12 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
     // and its consumers for the next Q in 2.0 %: the thirty-first
     // session's profile).
     const int ask = max(n_begin, n_end - Tr::kAskAhead);
-    // K runs `ahead` key tiles ahead of V: two with the extra K stage, so
-    // that it fills as soon as its slot frees (one ahead, K(n + 2) would
-    // wait behind V(n), whose slot frees later).
-    const int ahead = deep_keys ? 2 : 1;
-    for (int n = n_begin; n < min(n_begin + ahead, n_end); ++n) {
-      load_kv(true, n, kv_count + (n - n_begin));
-      if (n == ask) MbarrierArrive(sm.NextWanted());
-    }
+    load_kv(true, n_begin, kv_count);
+    if (n_begin == ask) MbarrierArrive(sm.NextWanted());
     for (int n = n_begin; n < n_end; ++n, ++kv_count) {
-      if (n + ahead < n_end) {
-        load_kv(true, n + ahead, kv_count + ahead);
-        if (n + ahead == ask) MbarrierArrive(sm.NextWanted());
+      if (n + 1 < n_end) {
+        load_kv(true, n + 1, kv_count + 1);
+        if (n + 1 == ask) MbarrierArrive(sm.NextWanted());
       }
       load_kv(false, n, kv_count);
     }
@@ -327,7 +305,6 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
                                              const CUtensorMap* o_map) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
   using Slot = PipelineSlot<Tr::kStages>;
-  using KeySlot = PipelineSlotOfTwoDepths<Tr::kStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
   constexpr int kNB = kBlockN / 8, kDB = kHeadDim / 8;
   const int warpgroup = threadIdx.x / 128 - 1;
@@ -336,7 +313,6 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   const float scale_log2 = a.softmax_scale * kLog2e;
   const int64_t group = a.num_heads / a.num_kv_heads;
   const bool merge_state = MergesInStateTile<kHeadDim>(a);
-  const bool deep_keys = DeepKeys<kHeadDim>(a);
   const bool leader = threadIdx.x % 128 == 0;
   bool state_stored = false;  // the leader's last copy out of the state slab
   uint32_t state_count = 0;
@@ -409,7 +385,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       };
 
       {
-        const KeySlot first(kv_count, deep_keys);
+        const Slot first(kv_count);
         const bool first_masked = tiles.NeedsMask(tiles.n_begin);
         int begin[1][2] = {}, end[1][2] = {};
         if (first_masked) allowed(tiles.n_begin, begin, end);
@@ -438,8 +414,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       // at such a join ptxas waited for P V before the softmax instead of
       // after it (the step's overlap lost on every tile).
       const auto step = [&](int n, auto masked) {
-        const Slot now(kv_count);
-        const KeySlot next(kv_count + 1, deep_keys);
+        const Slot now(kv_count), next(kv_count + 1);
         int begin[1][2] = {}, end[1][2] = {};
         if constexpr (decltype(masked)::value) allowed(n + 1, begin, end);
         turn([&] {
@@ -535,11 +510,9 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
     // Every consumer thread releases the Q slot: each has read its tile
     // (and its Q) by then.
     MbarrierInit(sm.QEmpty(), 128 * Tr::kConsumers);
-    for (int s = 0; s < Tr::kKStagesMax; ++s) {
+    for (int s = 0; s < Tr::kStages; ++s) {
       MbarrierInit(sm.KFull(s), 1);
       MbarrierInit(sm.KEmpty(s), Tr::kConsumers);
-    }
-    for (int s = 0; s < Tr::kStages; ++s) {
       MbarrierInit(sm.VFull(s), 1);
       MbarrierInit(sm.VEmpty(s), Tr::kConsumers);
     }

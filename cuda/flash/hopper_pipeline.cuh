@@ -208,19 +208,6 @@ struct PipelineSlot {
       : stage(i % kStages), parity((i / kStages) & 1) {}
 };
 
-// The same in a pipeline kStages deep, or one deeper where `deeper` (a
-// launch's choice): each division by a constant.
-template <int kStages>
-struct PipelineSlotOfTwoDepths {
-  uint32_t stage, parity;
-  __device__ __forceinline__ PipelineSlotOfTwoDepths(uint32_t i, bool deeper) {
-    const PipelineSlot<kStages> shallow(i);
-    const PipelineSlot<kStages + 1> deep(i);
-    stage = deeper ? deep.stage : shallow.stage;
-    parity = deeper ? deep.parity : shallow.parity;
-  }
-};
-
 }  // namespace ringattn::cuda::flash
 
 #endif  // RINGATTN_CUDA_FLASH_HOPPER_PIPELINE_CUH_

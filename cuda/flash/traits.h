@@ -225,17 +225,10 @@ struct WarpSpecializedForwardTraits {
   static constexpr int kStateBytes = kBlockM * kHeadDim * 4;
   static constexpr int kOutputBytes =
       kStateTile ? kStateBytes : (kOutputTile ? kBlockM * kHeadDim * 2 : 0);
-  // Where the state tile is, a launch that writes O leaves its second half
-  // free (the O in E takes the first): K's pipeline takes it as one more
-  // stage there (a K load's latency after its slot frees was the b16
-  // forward's wait at KFull).
-  static constexpr int kKStagesMax = kStateTile ? kStages + 1 : kStages;
-  static_assert(kKStagesMax == kStages || kOutputBytes - kKvBytes >= kBlockM * kHeadDim * 2,
-                "the extra K stage beside the written O");
   // Q's full/empty, K's and V's per stage, the Q slot's tile (32 bytes),
   // the scheduler's slot: a tile (32 bytes), its full/empty barriers and
   // the producer's request for the next, and the state tile's full/empty.
-  static constexpr int kBarrierBytes = 8 * (2 + 2 * kKStagesMax + 2 * kStages) + 32 + 32 + 32 + 16;
+  static constexpr int kBarrierBytes = 8 * (2 + 4 * kStages) + 32 + 32 + 32 + 16;
   static constexpr int kSharedBytes =
       1024 + kQBytes + 2 * kStages * kKvBytes + kOutputBytes + kBarrierBytes;
 
