@@ -139,12 +139,12 @@ __device__ __forceinline__ void IssueRowsTimesRowsT(float (&acc)[kYRows / 2], ui
   if constexpr (kHeadDim >= 128) {
     uint32_t x_low = static_cast<uint32_t>(SwizzledDescriptor(x_tile + x_base * 128, 16));
     asm volatile("" : "+r"(x_low));
-    const uint64_t high = SwizzledDescriptor(0, 16) & ~0xFFFFFFFFull;
+    const uint64_t x = (SwizzledDescriptor(0, 16) & ~0xFFFFFFFFull) | x_low;
     const uint64_t y = SwizzledDescriptor(y_tile, 16);
 #pragma unroll
     for (int kk = 0; kk < kHeadDim / 16; ++kk) {
       const uint32_t col = (kk % 4) * 32;
-      Wgmma<E>::template SS<kYRows>(acc, high | (x_low + (((kk / 4) * kXRows * 128 + col) >> 4)),
+      Wgmma<E>::template SS<kYRows>(acc, DescriptorPlus(x, (kk / 4) * kXRows * 128 + col),
                                     DescriptorPlus(y, (kk / 4) * kYRows * 128 + col), kk > 0);
     }
   } else {
