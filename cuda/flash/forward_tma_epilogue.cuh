@@ -28,9 +28,9 @@
 
 namespace ringattn::cuda::flash {
 
-// Named barriers 3 and 4: warpgroup w's threads have written its slab
-// (1 and 2 are the kernel's turns at the tensor cores).
-constexpr int kOutputBarrier = 3;
+// Named barriers 4 to 6: warpgroup w's threads have written its slab
+// (1 to 3 are the kernel's turns at the tensor cores).
+constexpr int kOutputBarrier = 4;
 
 // The warpgroup's slab of the output tile, once all its threads have
 // written it, copied out by its first thread with the TMA: kBoxes boxes of

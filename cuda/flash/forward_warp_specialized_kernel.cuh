@@ -1,7 +1,8 @@
 // The warp-specialized Hopper forward kernel (sm_90a), the FlashAttention-3
 // scheme: a producer warpgroup whose one thread only issues TMA copies of
-// Q, K and V into mbarrier pipelines, and two consumer warpgroups (64 query
-// rows each) that get the registers (setmaxnreg) and only multiply:
+// Q, K and V into mbarrier pipelines, and two consumer warpgroups (three
+// at d64; 64 query rows each) that get the registers (setmaxnreg) and only
+// multiply:
 //  - inside a warpgroup, S(n+1) = Q K(n+1)^T is issued together with
 //    O += P(n) V(n), and the softmax of tile n+1 runs while P V runs;
 //  - between the warpgroups, named barriers hand the tensor cores over in
@@ -174,10 +175,11 @@ cudaError_t ForwardTileCounter(cudaStream_t stream, TileCounter** counter) {
 }
 }  // namespace
 
-// Named barriers 1 and 2: consumer warpgroup w waits on 1 + w for its turn
-// at the tensor cores and hands it over by arriving on the other's (3 and 4
-// are the epilogue's: kOutputBarrier).
+// Named barriers 1 to 3: consumer warpgroup w waits on 1 + w for its turn
+// at the tensor cores and hands it over by arriving on the next one's, in
+// a round (4 to 6 are the epilogue's: kOutputBarrier).
 constexpr int kTurnBarrier = 1;
+static_assert(kTurnBarrier + 3 <= kOutputBarrier, "turn and epilogue barriers apart");
 
 // The scheduler thread: takes the CTA's tiles (the dynamic order of
 // tile_scheduler.cuh), the first at once and each next when the producer
@@ -317,8 +319,9 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   bool state_stored = false;  // the leader's last copy out of the state slab
   uint32_t state_count = 0;
   const int my_turn = kTurnBarrier + warpgroup;
-  const int other_turn = kTurnBarrier + (warpgroup ^ 1);
-  if (warpgroup == 1) NamedBarrierArrive(other_turn, 256);  // warpgroup 0 goes first
+  const int other_turn = kTurnBarrier + (warpgroup + 1) % Tr::kConsumers;
+  // Warpgroup 0 goes first: the last one hands it the first turn.
+  if (warpgroup == Tr::kConsumers - 1) NamedBarrierArrive(other_turn, 256);
 
   float o_flat[kHeadDim / 2], s_flat[kBlockN / 2];
   auto& o = *reinterpret_cast<float(*)[1][kDB][4]>(o_flat);
@@ -487,7 +490,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0);
     }
   }
-  if (warpgroup == 0) NamedBarrierSync(my_turn, 256);  // warpgroup 1's last hand-over
+  if (warpgroup == 0) NamedBarrierSync(my_turn, 256);  // the last warpgroup's last hand-over
   // The last copies out of the slab finish before the CTA's shared memory goes.
   if (Tr::kOutputTile && leader) BulkWait();
 }

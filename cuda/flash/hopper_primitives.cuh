@@ -135,8 +135,10 @@ __device__ __forceinline__ void IssueRowsTimesRowsT(float (&acc)[kYRows / 2], ui
   // forward's consumers; the d128 backward's ping-pong spilled without it).
   // At d64 the hoisted descriptors fit and the d64 forward is 7 % faster
   // with them (the d64 loop keeps its own form: written as the d128 one
-  // without the pin, its PTX changes).
-  if constexpr (kHeadDim >= 128) {
+  // without the pin, its PTX changes) -- but for the d64 forward's 192-row
+  // Q (three consumer warpgroups at 160 registers), where hoisted they
+  // spilled 200 / 264 bytes, pinned 152 / 180 (most of it the producer's).
+  if constexpr (kHeadDim >= 128 || kXRows > 128) {
     uint32_t x_low = static_cast<uint32_t>(SwizzledDescriptor(x_tile + x_base * 128, 16));
     asm volatile("" : "+r"(x_low));
     const uint64_t x = (SwizzledDescriptor(0, 16) & ~0xFFFFFFFFull) | x_low;

@@ -163,10 +163,11 @@ struct HopperForwardTraits {
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one SM");
 };
 
-// The warp-specialized kernels' CTA: one producer warpgroup and two
-// consumer warpgroups.
+// The warp-specialized kernels' CTA: one producer warpgroup and
+// kConsumers consumer warpgroups (two but in the d64 forward).
+template <int kConsumers_ = 2>
 struct WarpSpecializedCta {
-  static constexpr int kConsumers = 2;
+  static constexpr int kConsumers = kConsumers_;
   static constexpr int kThreads = 128 * (kConsumers + 1);
   static constexpr int kEntryRegisters = 65536 / kThreads / 8 * 8;
 };
@@ -174,10 +175,11 @@ struct WarpSpecializedCta {
 // The register split of such a CTA when the producer keeps kProducer:
 // setmaxnreg.inc takes registers only from those the CTA's producer gave
 // back (it waits for them otherwise: a deadlock), so the two counts balance
-// at the entry cap (65536 / kThreads, here 168).
-template <int kProducer>
+// at the entry cap (65536 / kThreads: 168 with two consumers, 128 with
+// three).
+template <int kProducer, int kConsumers = 2>
 struct WarpSpecializedRegisters {
-  using Cta = WarpSpecializedCta;
+  using Cta = WarpSpecializedCta<kConsumers>;
   static constexpr int kProducerRegisters = kProducer;
   static constexpr int kConsumerRegisters =
       Cta::kEntryRegisters + (Cta::kEntryRegisters - kProducer) / Cta::kConsumers / 8 * 8;
@@ -197,8 +199,12 @@ struct WarpSpecializedRegisters {
 template <int kHeadDim_>
 struct WarpSpecializedForwardTraits {
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kConsumers = WarpSpecializedCta::kConsumers;
-  static constexpr int kThreads = WarpSpecializedCta::kThreads;
+  // Three consumer warpgroups at d64 (FlashAttention-3's 192 x 128 tile):
+  // a warpgroup's S and P V products are half d128's there while its
+  // softmax is the same, so two warpgroups' products left the tensor cores
+  // idle behind the other's softmax.
+  static constexpr int kConsumers = kHeadDim == 64 ? 3 : 2;
+  static constexpr int kThreads = WarpSpecializedCta<kConsumers>::kThreads;
   static constexpr int kBlockM = 64 * kConsumers;
   // d256: 80 keys (FlashAttention-3's d256 tile; 1.07-1.11x of 64 measured).
   static constexpr int kBlockN = kHeadDim == 256 ? 80 : 128;
@@ -210,7 +216,9 @@ struct WarpSpecializedForwardTraits {
   // The producer's 64-bit tile-range arithmetic spills below 56 registers;
   // d256's O (128 registers) needs 240 in the consumers (a producer of 24
   // spills, off the critical path).
-  using Registers = WarpSpecializedRegisters<kHeadDim == 256 ? 24 : 56>;
+  // At d64, 32 and 160 x 3 fill the 512-thread CTA's 65536.
+  using Registers =
+      WarpSpecializedRegisters<kHeadDim == 256 ? 24 : (kConsumers == 3 ? 32 : 56), kConsumers>;
   static constexpr int kProducerRegisters = Registers::kProducerRegisters;
   static constexpr int kConsumerRegisters = Registers::kConsumerRegisters;
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
@@ -317,8 +325,8 @@ struct QueryGradsTraits {
 template <int kHeadDim_>
 struct WarpSpecializedBackwardTraits {
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kConsumers = WarpSpecializedCta::kConsumers;
-  static constexpr int kThreads = WarpSpecializedCta::kThreads;
+  static constexpr int kConsumers = WarpSpecializedCta<>::kConsumers;
+  static constexpr int kThreads = WarpSpecializedCta<>::kThreads;
   static constexpr int kBlockN = 64 * kConsumers;
   static constexpr int kBlockM = kHeadDim == 64 ? 128 : 64;
   static constexpr int kStages = 2;
