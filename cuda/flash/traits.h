@@ -215,8 +215,9 @@ struct WarpSpecializedForwardTraits {
   static constexpr int kAskAhead = 3;
   // The producer's 64-bit tile-range arithmetic spills below 56 registers;
   // d256's O (128 registers) needs 240 in the consumers (a producer of 24
-  // spills, off the critical path).
-  // At d64, 32 and 160 x 3 fill the 512-thread CTA's 65536.
+  // spills, off the critical path). At d64, 32 and 160 x 3 fill the
+  // 512-thread CTA's 65536 (its producer spills too: 1.067x of two
+  // consumers at 56 / 224 all the same, thirty-fifth session).
   using Registers =
       WarpSpecializedRegisters<kHeadDim == 256 ? 24 : (kConsumers == 3 ? 32 : 56), kConsumers>;
   static constexpr int kProducerRegisters = Registers::kProducerRegisters;
