@@ -34,7 +34,13 @@ by the times they were executed (a loop body's lines run equally often,
 a once-per-tile block's too): per group the times, its lines, their
 executed instructions and share of the samples, and its opcodes by lines
 -- the instructions one pass of the group runs (the thirty-third session
-compared ours and cuDNN's per step and per tile this way). Exit 2 when the page has no
+compared ours and cuDNN's per step and per tile this way). With
+--full-warps, also the stall reasons over the lines full warps ran (16 or
+more threads on average: the consumers, not the one-thread producer and
+scheduler whose idle waits dilute the kernel-wide reasons), each with the
+opcodes holding most of its samples, as shares of those lines' samples
+(the thirty-fifth session found ours' b16 forward's consumers at `wait` on
+MUFU lines, 8.4 % against cuDNN's 0.6 %, this way). Exit 2 when the page has no
 stall-sampling column (a report taken without the source counters) or
 the file cannot be read.
 """
@@ -197,6 +203,26 @@ def count_groups(rows, col, src, executed):
     return sorted(out, key=lambda g: -g[2])
 
 
+def full_warp_reasons(rows, col, src, threads, reasons):
+    """The samples of the lines full warps ran (average threads >= 16), by
+    stall reason, each with its opcodes by samples: (samples of those lines,
+    [(reason, samples, [(opcode, samples), ...]), ...] most samples first)."""
+    full = [r for r in rows if number(r[threads]) >= 16]
+    by_reason = []
+    for i, name in reasons:
+        ops = {}
+        for r in full:
+            n = number(r[i])
+            if n > 0:
+                op = opcode(r[src])
+                ops[op] = ops.get(op, 0.0) + n
+        if ops:
+            by_reason.append((name, sum(ops.values()),
+                              sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))))
+    by_reason.sort(key=lambda x: (-x[1], x[0]))
+    return sum(number(r[col]) for r in full), by_reason
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("report", help="an .ncu-rep report or a saved source-page .csv")
@@ -207,6 +233,8 @@ def main():
                         help="also the kernel's synchronizing events in code order")
     parser.add_argument("--counts", type=int, nargs="?", const=12, default=0, metavar="N",
                         help="also the N largest groups of lines executed equally often (12)")
+    parser.add_argument("--full-warps", action="store_true",
+                        help="also the stall reasons of the lines full warps ran, with their opcodes")
     args = parser.parse_args()
     try:
         text = read_page(args.report)
@@ -296,6 +324,17 @@ def main():
                 print(f"{int(count):>10} {lines:5d} {instructions / 1e6:9.2f} M "
                       f"{100 * instructions / all_executed:6.2f} % {100 * n / total:6.2f} %  "
                       + ", ".join(f"{op} {k}" for op, k in ops[:12]))
+    if args.full_warps:
+        if threads is None or not reasons:
+            print("full warps: the page needs the 'Avg. Threads Executed' and stall_* columns")
+        else:
+            full, by_reason = full_warp_reasons(rows, col, src, threads, reasons)
+            print(f"full warps: {int(full)} samples ({100 * full / total:.2f} % of all), "
+                  "by stall reason, with the opcodes holding most of it:")
+            for name, n, ops in by_reason:
+                if full > 0:
+                    print(f"{100 * n / full:6.2f} %  {name:<18} "
+                          + ", ".join(f"{op} {100 * k / full:.1f} %" for op, k in ops[:6]))
     if reasons:
         by_reason = {name: sum(number(r[i]) for r in rows) for i, name in reasons}
         print("by stall reason:")

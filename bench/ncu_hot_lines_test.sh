@@ -4,8 +4,9 @@
 # lines by stall samples with their shares, the samples by kind of
 # instruction, --mix's executed instructions by opcode (those of warps of
 # fewer than 16 threads apart), --schedule's events in code order,
-# --counts' lines grouped by the times they ran, and exit 2 for a page
-# without a sampling column.
+# --counts' lines grouped by the times they ran, --full-warps' stall
+# reasons of the consumers' lines, and exit 2 for a page without a
+# sampling column.
 set -euo pipefail
 script="$(dirname "$0")/ncu_hot_lines.py"
 source "$(dirname "$0")/test_helpers.sh"  # $work, fail, expect_error
@@ -111,4 +112,24 @@ $out"
   fail "--counts alone: all three groups (at most 12)"
 out=$(python3 "$script" "$work/page.csv" --counts)
 grep -qx "counts: the page has no 'Instructions Executed' column" <<< "$out" || fail "counts without counts"
+# --full-warps: the reasons of the lines full warps ran (the one-thread
+# try-wait left out), as shares of those lines' samples, each with its
+# opcodes (predicates dropped) by samples.
+cat > "$work/full.csv" <<'CSV'
+"Address","Source","Warp Stall Sampling (All Samples)","Avg. Threads Executed","stall_wait","stall_selected","stall_long_sb"
+"00000100","MUFU.EX2 R5, R6","40","32","30","10","0"
+"00000110","FFMA R1, R2, R3, R4","20","32","4","16","0"
+"00000120","@!P0 MUFU.EX2 R7, R8","20","32","20","0","0"
+"00000130","SYNCS.PHASECHK.TRANS64.TRYWAIT P0, [UR4+0x38], R3","100","1","0","0","100"
+CSV
+out=$(python3 "$script" "$work/full.csv" --top 1 --full-warps | sed -n '/^full warps/,/^by stall/p')
+expected='full warps: 80 samples (44.44 % of all), by stall reason, with the opcodes holding most of it:
+ 67.50 %  wait               MUFU 62.5 %, FFMA 5.0 %
+ 32.50 %  selected           FFMA 20.0 %, MUFU 12.5 %
+by stall reason:'
+[[ "$out" == "$expected" ]] || fail "full warps: got
+$out"
+out=$(python3 "$script" "$work/page.csv" --full-warps)
+grep -qx "full warps: the page needs the 'Avg. Threads Executed' and stall_\* columns" <<< "$out" ||
+  fail "full warps without the columns"
 echo PASS
