@@ -87,19 +87,10 @@ __device__ __forceinline__ void MaskScores(float (&s)[kMT][kNB][4], const Forwar
   MaskOutside(s, begin, end);
 }
 
-// How far a tile's row max may pass the running one (log2 units) before
-// the running max moves: below it the step keeps the old max, so P stays
-// within 2^8 (exact in any input dtype, and its relative rounding is the
-// same) and O and the sum need no rescaling; FlashAttention-4 rescales
-// only past such a slack. Once a row has its first keys most later tiles
-// stay within it, and RescaleRows' warp-wide skip then holds.
-constexpr float kMaxSlackLog2 = 8.f;
-
 // One online-softmax step (FlashAttention-2: row sums stay per thread until
-// the epilogue): updates the running max (scaled log2 units; moved only past
-// kMaxSlackLog2) and sums, turns the scores into P = 2^(S * scale_log2 -
-// max) in place, and returns the factors by which O's rows must be rescaled
-// (1 where the max stayed).
+// the epilogue): updates the running max (scaled log2 units) and sums,
+// turns the scores into P = 2^(S * scale_log2 - max) in place, and returns
+// the factors by which O's rows must be rescaled.
 template <int kMT, int kNB>
 __device__ __forceinline__ void SoftmaxStep(float (&s)[kMT][kNB][4], float (&row_max)[kMT][2],
                                             float (&row_sum)[kMT][2], float scale_log2,
@@ -113,14 +104,10 @@ __device__ __forceinline__ void SoftmaxStep(float (&s)[kMT][kNB][4], float (&row
       for (int j = 0; j < kNB; ++j) {
         tile_max = fmaxf(tile_max, fmaxf(s[m][j][2 * half], s[m][j][2 * half + 1]));
       }
-      const float old_max = row_max[m][half];
-      const float tile_max_log2 = WarpQuadMax(tile_max) * scale_log2;
-      // From -inf (no allowed key yet) any finite max moves it.
-      const bool moves = tile_max_log2 > old_max + kMaxSlackLog2;
-      const float new_max = moves ? tile_max_log2 : old_max;
+      const float new_max = fmaxf(row_max[m][half], WarpQuadMax(tile_max) * scale_log2);
       // A row with no allowed key yet keeps max -inf: subtract 0 instead.
       const float ref = new_max == -INFINITY ? 0.f : new_max;
-      rescale[m][half] = moves ? FastExp2(old_max - ref) : 1.f;
+      rescale[m][half] = FastExp2(row_max[m][half] - ref);
       row_max[m][half] = new_max;
       float sum = row_sum[m][half] * rescale[m][half];
 #pragma unroll
