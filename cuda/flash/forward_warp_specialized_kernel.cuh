@@ -179,7 +179,6 @@ cudaError_t ForwardTileCounter(cudaStream_t stream, TileCounter** counter) {
 // at the tensor cores and hands it over by arriving on the next one's, in
 // a round (4 to 6 are the epilogue's: kOutputBarrier).
 constexpr int kTurnBarrier = 1;
-static_assert(kTurnBarrier + 3 <= kOutputBarrier, "turn and epilogue barriers apart");
 
 // The scheduler thread: takes the CTA's tiles (the dynamic order of
 // tile_scheduler.cuh), the first at once and each next when the producer
@@ -318,6 +317,8 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   const bool leader = threadIdx.x % 128 == 0;
   bool state_stored = false;  // the leader's last copy out of the state slab
   uint32_t state_count = 0;
+  static_assert(kTurnBarrier + Tr::kConsumers <= kOutputBarrier,
+                "turn and epilogue barriers apart");
   const int my_turn = kTurnBarrier + warpgroup;
   const int other_turn = kTurnBarrier + (warpgroup + 1) % Tr::kConsumers;
   // Warpgroup 0 goes first: the last one hands it the first turn.
