@@ -184,6 +184,11 @@ def schedule(rows, col, src, executed, threads):
     return events
 
 
+def most_first(counts):
+    """A dict's (key, value) pairs, largest value first, ties by key."""
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
 def count_groups(rows, col, src, executed):
     """Lines grouped by the times they were executed, most executed
     instructions first: (times, lines, instructions, samples, opcodes as
@@ -198,7 +203,7 @@ def count_groups(rows, col, src, executed):
         g[1] += number(r[col])
         op = opcode(r[src])
         g[2][op] = g[2].get(op, 0) + 1
-    out = [(count, lines, count * lines, n, sorted(ops.items(), key=lambda kv: (-kv[1], kv[0])))
+    out = [(count, lines, count * lines, n, most_first(ops))
            for count, (lines, n, ops) in groups.items()]
     return sorted(out, key=lambda g: -g[2])
 
@@ -207,20 +212,18 @@ def full_warp_reasons(rows, col, src, threads, reasons):
     """The samples of the lines full warps ran (average threads >= 16), by
     stall reason, each with its opcodes by samples: (samples of those lines,
     [(reason, samples, [(opcode, samples), ...]), ...] most samples first)."""
-    full = [r for r in rows if number(r[threads]) >= 16]
+    full = [(r, opcode(r[src])) for r in rows if number(r[threads]) >= 16]
     by_reason = []
     for i, name in reasons:
         ops = {}
-        for r in full:
+        for r, op in full:
             n = number(r[i])
             if n > 0:
-                op = opcode(r[src])
                 ops[op] = ops.get(op, 0.0) + n
         if ops:
-            by_reason.append((name, sum(ops.values()),
-                              sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))))
+            by_reason.append((name, sum(ops.values()), most_first(ops)))
     by_reason.sort(key=lambda x: (-x[1], x[0]))
-    return sum(number(r[col]) for r in full), by_reason
+    return sum(number(r[col]) for r, _ in full), by_reason
 
 
 def main():

@@ -10,6 +10,16 @@
 set -euo pipefail
 script="$(dirname "$0")/ncu_hot_lines.py"
 source "$(dirname "$0")/test_helpers.sh"  # $work, fail, expect_error
+# expect_section WHAT FIRST EXPECTED ARGS...: the script's output on ARGS,
+# from the line starting with FIRST to the one starting "by stall", is
+# EXPECTED.
+expect_section() {
+  local what=$1 first=$2 expected=$3
+  shift 3
+  out=$(python3 "$script" "$@" | sed -n "/^$first/,/^by stall/p")
+  [[ "$out" == "$expected" ]] || fail "$what: got
+$out"
+}
 cat > "$work/page.csv" <<'CSV'
 ==PROF== a line ncu printed first
 "# Address","Source","Warp Stall Sampling (All Samples)","Warp Stall Sampling (Not-issued Samples)"
@@ -82,8 +92,7 @@ cat > "$work/schedule.csv" <<'CSV'
 "000001d0","UTMASTG.4D [UR8], [UR22]","5","100","1"
 "000001e0","EXIT","0","8","32"
 CSV
-out=$(python3 "$script" "$work/schedule.csv" --top 1 --schedule | sed -n '/^schedule/,/^by stall/p')
-expected='schedule (times executed, threads, share of samples, event):
+expect_section schedule schedule 'schedule (times executed, threads, share of samples, event):
        800   32  20.00 %  mbarrier wait [UR8+0x10]
        800   32   2.50 %  wgmma 64x128x16
        800   32   2.50 %  wgmma 64x128x16 commit
@@ -94,20 +103,15 @@ expected='schedule (times executed, threads, share of samples, event):
        800   32   0.00 %  barrier arrive 0x4
        100   32   2.50 %  stmatrix
        100    1   2.50 %  tma UTMASTG
-         8   32   0.00 %  exit'
-[[ "$out" == "$expected" ]] || fail "schedule: got
-$out"
+         8   32   0.00 %  exit' "$work/schedule.csv" --top 1 --schedule
 out=$(python3 "$script" "$work/page.csv" --schedule)
 grep -qx "schedule: the page has no 'Instructions Executed' column" <<< "$out" || fail "schedule without counts"
 # --counts N: the same page's lines grouped by the times they ran, the most
 # executed instructions first (800 x 11 lines, 100 x 2, 8 x 1; lines never
 # executed left out), each group's opcodes by lines, predicates dropped.
-out=$(python3 "$script" "$work/schedule.csv" --top 1 --counts 2 | sed -n '/^by times/,/^by stall/p')
-expected='by times executed (times, lines, instructions, share of them and of the samples, opcodes by lines):
+expect_section counts 'by times' 'by times executed (times, lines, instructions, share of them and of the samples, opcodes by lines):
        800    11      0.01 M  97.69 %  95.00 %  MUFU 3, BAR 2, HGMMA 2, BRA 1, FFMA 1, SYNCS 1, WARPGROUP 1
-       100     2      0.00 M   2.22 %   5.00 %  STSM 1, UTMASTG 1'
-[[ "$out" == "$expected" ]] || fail "counts: got
-$out"
+       100     2      0.00 M   2.22 %   5.00 %  STSM 1, UTMASTG 1' "$work/schedule.csv" --top 1 --counts 2
 [[ $(python3 "$script" "$work/schedule.csv" --top 1 --counts | grep -c '^ *[0-9]* *[0-9]* *0\.0[01] M') == 3 ]] ||
   fail "--counts alone: all three groups (at most 12)"
 out=$(python3 "$script" "$work/page.csv" --counts)
@@ -122,13 +126,10 @@ cat > "$work/full.csv" <<'CSV'
 "00000120","@!P0 MUFU.EX2 R7, R8","20","32","20","0","0"
 "00000130","SYNCS.PHASECHK.TRANS64.TRYWAIT P0, [UR4+0x38], R3","100","1","0","0","100"
 CSV
-out=$(python3 "$script" "$work/full.csv" --top 1 --full-warps | sed -n '/^full warps/,/^by stall/p')
-expected='full warps: 80 samples (44.44 % of all), by stall reason, with the opcodes holding most of it:
+expect_section "full warps" 'full warps' 'full warps: 80 samples (44.44 % of all), by stall reason, with the opcodes holding most of it:
  67.50 %  wait               MUFU 62.5 %, FFMA 5.0 %
  32.50 %  selected           FFMA 20.0 %, MUFU 12.5 %
-by stall reason:'
-[[ "$out" == "$expected" ]] || fail "full warps: got
-$out"
+by stall reason:' "$work/full.csv" --top 1 --full-warps
 out=$(python3 "$script" "$work/page.csv" --full-warps)
 grep -qx "full warps: the page needs the 'Avg. Threads Executed' and stall_\* columns" <<< "$out" ||
   fail "full warps without the columns"
