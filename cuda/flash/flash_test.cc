@@ -49,6 +49,7 @@ struct Case {
   int64_t min_delta, max_delta, doc_begin, doc_end;
   std::vector<int64_t> key_limit;  // empty: none
   int64_t kv_head_begin, kv_head_end;
+  double key_growth = 0;  // key row j scaled by 1 + key_growth * j (0: N(0, 1) keys)
 };
 
 double RoundTo(DType dtype, double x) {
@@ -153,7 +154,13 @@ void Check(const Case& c, uint32_t seed, flash::TensorCoreKernel kernel) {
     return DecodeAll<double>(c.dtype, EncodeAll<double>(c.dtype, absl::MakeConstSpan(x)));
   };
   const std::vector<double> q = rounded(c.batch * c.q_rows * c.heads * d, seed);
-  const std::vector<double> k = rounded(c.batch * c.k_rows * c.kv_heads * d, seed + 1);
+  std::vector<double> k = rounded(c.batch * c.k_rows * c.kv_heads * d, seed + 1);
+  if (c.key_growth != 0) {
+    for (size_t i = 0; i < k.size(); ++i) {
+      const int64_t row = static_cast<int64_t>(i) / (c.kv_heads * d) % c.k_rows;
+      k[i] = RoundTo(c.dtype, k[i] * (1 + c.key_growth * static_cast<double>(row)));
+    }
+  }
   const std::vector<double> v = rounded(c.batch * c.k_rows * c.kv_heads * d, seed + 2);
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
   const Reference want = Oracle(c, q, k, v, scale);
@@ -433,6 +440,38 @@ TEST(FlashForwardTest, CausalDiagonalsMatchTheFp64Oracle) {
       c.k_pos = DeviceRun{shift, 1000, 1, 1000, 1000};
       SCOPED_TRACE(::testing::Message() << "keys from " << shift << ", window " << window);
       Check(c, seed += 10, flash::TensorCoreKernel::kWarpSpecialized);
+    }
+  }
+}
+
+// Scores that grow along the keys (key row j scaled by 1 + j / 40), so that
+// later key tiles raise a row's running max by small and large steps (O and
+// the sums rescaled on most steps), and scores that shrink (the max set by
+// the first tiles, kept to the end): each kernel, causal, 600 queries and
+// keys, bf16 at d64 / d128 / d256 and fp16 at d128. A kernel that moves the
+// max only past a slack (FlashAttention-4's conditional rescaling) must pass
+// it too: the thirty-fifth session's candidate h54 did that.
+TEST(FlashForwardTest, GrowingAndShrinkingScoresMatchTheFp64Oracle) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
+  uint32_t seed = 7701;
+  for (flash::TensorCoreKernel kernel : TensorCoreKernels()) {
+    SCOPED_TRACE(KernelName(kernel));
+    for (const auto& [dtype, d] :
+         {std::pair{DType::kBFloat16, int64_t{64}}, std::pair{DType::kBFloat16, int64_t{128}},
+          std::pair{DType::kBFloat16, int64_t{256}}, std::pair{DType::kFloat16, int64_t{128}}}) {
+      for (double growth : {1.0 / 40, -1.0 / 700}) {
+        Case c = ManyHeadsCase(d, /*batch=*/1, /*keys=*/600, kFar);
+        c.dtype = dtype;
+        c.heads = 2;
+        c.kv_heads = 1;
+        c.kv_head_end = 1;
+        c.q_rows = 600;
+        c.q_pos = DeviceRun{0, 600, 1, 600, 600};
+        c.k_pos = DeviceRun{0, 600, 1, 600, 600};
+        c.key_growth = growth;
+        SCOPED_TRACE(::testing::Message() << "key growth " << growth);
+        Check(c, seed += 10, kernel);
+      }
     }
   }
 }
