@@ -119,7 +119,7 @@ __global__ void __launch_bounds__(ColumnSplitBackwardTraits<kHeadDim>::kThreads,
   const uint32_t s_pf = s_ds + Tr::kScoreBytes + Tr::kStatsBytes;  // P^T in fp32, handed over
   const uint32_t query_full = s_pf + Tr::kHandoverBytes;           // [2] mbarriers
 
-  const int warpgroup = threadIdx.x / 128;
+  const int warpgroup = WarpgroupIndex();
   const KeyTileTask<T, kHeadDim, kBlockN, kBlockM> task(args, KeyTileOfBlock(order));
   const int64_t b = task.b, h = task.h;
   const KeyTileQueries& tiles = task.tiles;

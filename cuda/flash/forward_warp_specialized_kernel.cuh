@@ -308,7 +308,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
   using Slot = PipelineSlot<Tr::kStages>;
   constexpr int kBlockM = Tr::kBlockM, kBlockN = Tr::kBlockN;
   constexpr int kNB = kBlockN / 8, kDB = kHeadDim / 8;
-  const int warpgroup = threadIdx.x / 128 - 1;
+  const int warpgroup = WarpgroupIndex() - 1;
   const bool signals = threadIdx.x % 128 == 0;  // releases slots for the warpgroup
   const int row0 = warpgroup * 64 + AccumulatorRow();
   const float scale_log2 = a.softmax_scale * kLog2e;

@@ -66,6 +66,15 @@ __device__ __forceinline__ void LoadSwizzledTile(uint32_t tile, const T* global,
   }
 }
 
+// The thread's warpgroup (threadIdx.x / 128) as lane 0 has it: ptxas then
+// knows it is the same in every lane and keeps it, and the descriptors
+// built from it, in uniform registers, so that a wgmma takes them without
+// moves from vector registers (CUTLASS broadcasts it the same way). Every
+// lane of the warp calls it.
+__device__ __forceinline__ int WarpgroupIndex() {
+  return __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x / 128), 0);
+}
+
 // The first of the two rows (r and r + 8) of a warpgroup's m64 wgmma
 // accumulator that this thread holds: warp w of the warpgroup holds rows
 // [16 w, 16 w + 16).
