@@ -302,6 +302,12 @@ struct KeyTileRange {
   __host__ __device__ __forceinline__ bool NeedsMask(int n) const {
     return n < full_begin || n >= full_end;
   }
+  // Whether every key of tile n meets every row's lower bounds (the window's
+  // and the document's start): full_begin is the first tile whose first key
+  // does for the tile's last query (WholeTilesWithin's begin, whatever its
+  // end), and keys and those bounds only grow. A masked tile from there on
+  // (a causal diagonal) is cut by its rows' upper bounds alone.
+  __host__ __device__ __forceinline__ bool LowerBoundFree(int n) const { return n >= full_begin; }
 };
 
 // The query tiles (of kBlockM rows) key tile n_tile (of kBlockN keys)

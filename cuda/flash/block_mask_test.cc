@@ -293,5 +293,47 @@ TEST(BlockMaskTest, TileRangesHoldEveryAllowedPairAndSkipOnlyWholeAllowedTiles) 
   }
 }
 
+// The forward's upper-bound-only mask: in a key tile LowerBoundFree names,
+// every row of the query tile sees its keys from the tile's first on, so
+// `column < end` alone is the row's mask (checked against every pair).
+TEST(BlockMaskTest, LowerBoundFreeTilesNeedOnlyTheUpperBound) {
+  Rng rng{std::mt19937(14)};
+  int checked = 0, cut_below = 0;
+  for (int trial = 0; trial < 400; ++trial) {
+    const Task t = RandomTask(rng);
+    const int block_m = rng(0, 1) ? 64 : 128, block_n = rng(0, 1) ? 64 : 128;
+    const DeviceRun &q = t.args.q_pos, &k = t.args.k_pos;
+    const RunTiles q_tiles{q, block_m};
+    SCOPED_TRACE(::testing::Message()
+                 << "trial " << trial << " tiles " << block_m << " x " << block_n);
+    for (int m = 0; m < q_tiles.Count(); ++m) {
+      const KeyTileRange keys(t.args, 0, m, block_m, block_n);
+      for (int n = keys.n_begin; n < keys.n_end; ++n) {
+        if (!keys.NeedsMask(n)) continue;
+        const int64_t k_first = int64_t{n} * block_n;
+        const int count = static_cast<int>(std::min<int64_t>(block_n, k.length - k_first));
+        for (int64_t i = int64_t{m} * block_m;
+             i < std::min<int64_t>((m + 1) * int64_t{block_m}, q.length); ++i) {
+          const int64_t qp = PositionAt(q, i);
+          int begin, end;
+          IndicesWithin(k, k_first, count, t.mask.KeyLow(qp), t.mask.KeyHigh(qp), &begin, &end);
+          if (!keys.LowerBoundFree(n)) {
+            cut_below += begin > 0;
+            continue;
+          }
+          ASSERT_EQ(begin, 0) << "query tile " << m << ", key tile " << n << ", row " << i;
+          for (int c = 0; c < count; ++c) {
+            ASSERT_EQ(t.mask.Allowed(qp, PositionAt(k, k_first + c)), c < end)
+                << "query tile " << m << ", key tile " << n << ", row " << i << ", column " << c;
+          }
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 10000);  // causal diagonals, padding and document ends
+  EXPECT_GT(cut_below, 100);  // windows and document starts keep both bounds
+}
+
 }  // namespace
 }  // namespace ringattn::cuda::flash

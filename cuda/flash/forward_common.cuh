@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/lse_math.h"
 #include "cuda/flash/block_mask.cuh"
@@ -56,7 +57,10 @@ __device__ __forceinline__ void AllowedColumns(const ForwardBlockArgs& a, int64_
 }
 
 // Scores outside their row's AllowedColumns become -inf (no branch).
-template <int kMT, int kNB>
+// kLower = false tests only the upper bound (one compare an element instead
+// of two): for a key tile every row's lower bound lies at or before
+// (KeyTileRange::LowerBoundFree), where begin <= 0 for every row.
+template <int kMT, int kNB, bool kLower = true>
 __device__ __forceinline__ void MaskOutside(float (&s)[kMT][kNB][4], const int (&begin)[kMT][2],
                                             const int (&end)[kMT][2]) {
 #pragma unroll
@@ -68,7 +72,7 @@ __device__ __forceinline__ void MaskOutside(float (&s)[kMT][kNB][4], const int (
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           const int column = j * 8 + e;
-          if (column < begin[m][half] || column >= end[m][half]) {
+          if ((kLower && column < begin[m][half]) || column >= end[m][half]) {
             s[m][j][2 * half + e] = -INFINITY;
           }
         }
@@ -76,6 +80,12 @@ __device__ __forceinline__ void MaskOutside(float (&s)[kMT][kNB][4], const int (
     }
   }
 }
+
+// The bounds a forward step's mask tests: none (a full tile), the upper
+// ones only (MaskOutside's kLower = false), or both.
+enum class MaskBounds { kNone, kUpper, kBoth };
+template <MaskBounds kBounds>
+using MaskForm = std::integral_constant<MaskBounds, kBounds>;
 
 // Disallowed pairs and keys past the task become -inf (AllowedColumns,
 // then MaskOutside).

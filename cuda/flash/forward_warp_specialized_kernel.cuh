@@ -364,13 +364,16 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       const auto allowed = [&](int n, int(&begin)[1][2], int(&end)[1][2]) {
         AllowedColumns<1, kNB>(a, b, q0 + row0, static_cast<int64_t>(n) * kBlockN, begin, end);
       };
-      // The scores of key tile n (masked outside [begin, end) when
-      // `masked`) to probabilities, in place; rescale: the factors O's rows
-      // need.
-      const auto softmax = [&](auto masked, const int(&begin)[1][2], const int(&end)[1][2],
+      // The scores of key tile n (masked outside [begin, end) by the bounds
+      // `form` names) to probabilities, in place; rescale: the factors O's
+      // rows need.
+      const auto softmax = [&](auto form, const int(&begin)[1][2], const int(&end)[1][2],
                                float(&rescale)[1][2]) {
+        constexpr MaskBounds kForm = decltype(form)::value;
         FenceRegisters(s_flat);
-        if constexpr (decltype(masked)::value) MaskOutside(s, begin, end);
+        if constexpr (kForm != MaskBounds::kNone) {
+          MaskOutside<1, kNB, kForm == MaskBounds::kBoth>(s, begin, end);
+        }
         SoftmaxStep(s, row_max, row_sum, scale_log2, rescale);
       };
       // P as the A operand of the next P V (once the last P V has read it).
@@ -407,20 +410,20 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         if (tiles.n_begin + 1 == tiles.n_end) MbarrierArrive(sm.QEmpty());
         float rescale[1][2];
         if (first_masked) {
-          softmax(std::true_type{}, begin, end, rescale);
+          softmax(MaskForm<MaskBounds::kBoth>{}, begin, end, rescale);
         } else {
-          softmax(std::false_type{}, begin, end, rescale);
+          softmax(MaskForm<MaskBounds::kNone>{}, begin, end, rescale);
         }
         pack_p();
       }
-      // One step: S of tile n + 1 beside P V of tile n, each form (masked
-      // or not) whole, so that no two paths join while P V is in flight:
+      // One step: S of tile n + 1 beside P V of tile n, each form (its
+      // MaskBounds) whole, so that no two paths join while P V is in flight:
       // at such a join ptxas waited for P V before the softmax instead of
       // after it (the step's overlap lost on every tile).
-      const auto step = [&](int n, auto masked) {
+      const auto step = [&](int n, auto form) {
         const Slot now(kv_count), next(kv_count + 1);
         int begin[1][2] = {}, end[1][2] = {};
-        if constexpr (decltype(masked)::value) allowed(n + 1, begin, end);
+        if constexpr (decltype(form)::value != MaskBounds::kNone) allowed(n + 1, begin, end);
         turn([&] {
           MbarrierWait(sm.KFull(next.stage), next.parity);
           issue_s(next.stage);
@@ -433,7 +436,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         if (n + 2 == tiles.n_end) MbarrierArrive(sm.QEmpty());
         // P of tile n is still being read by the P V product: the softmax
         // writes S in place, and P is packed only after the wait below.
-        softmax(masked, begin, end, rescale);
+        softmax(form, begin, end, rescale);
         WgmmaWait<0>();
         FenceRegisters(o_flat);
         release(sm.VEmpty(now.stage));
@@ -443,10 +446,12 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       // The last tile's P V is peeled off so that every iteration issues the
       // same wgmma groups.
       for (int n = tiles.n_begin; n + 1 < tiles.n_end; ++n, ++kv_count) {
-        if (tiles.NeedsMask(n + 1)) {
-          step(n, std::true_type{});
+        if (!tiles.NeedsMask(n + 1)) {
+          step(n, MaskForm<MaskBounds::kNone>{});
+        } else if (kHeadDim != 64 && tiles.LowerBoundFree(n + 1)) {  // d64: spills
+          step(n, MaskForm<MaskBounds::kUpper>{});
         } else {
-          step(n, std::false_type{});
+          step(n, MaskForm<MaskBounds::kBoth>{});
         }
       }
       const Slot last(kv_count);
