@@ -448,7 +448,7 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
       for (int n = tiles.n_begin; n + 1 < tiles.n_end; ++n, ++kv_count) {
         if (!tiles.NeedsMask(n + 1)) {
           step(n, MaskForm<MaskBounds::kNone>{});
-        } else if (kHeadDim != 64 && tiles.LowerBoundFree(n + 1)) {  // d64: spills
+        } else if (Tr::kUpperBoundForm && tiles.LowerBoundFree(n + 1)) {
           step(n, MaskForm<MaskBounds::kUpper>{});
         } else {
           step(n, MaskForm<MaskBounds::kBoth>{});
