@@ -215,11 +215,10 @@ struct WarpSpecializedForwardTraits {
   static constexpr int kAskAhead = 3;
   // Masked key tiles past every row's lower bound (a causal diagonal) take
   // a step form that tests the upper bound alone, one compare an element:
-  // b16 forward 1.003-1.005x at d128 (thirty-sixth session). At d64 it
-  // spilled 228 / 332 bytes against 152 / 180 and lost 3.2 % before the
-  // warpgroup index moved to uniform registers; now 116 / 128 against
-  // 112 / 124.
-  static constexpr bool kUpperBoundForm = true;
+  // b16 forward 1.003-1.005x at d128 (thirty-sixth session). Not at d64,
+  // where that third form spilled 228 / 332 bytes against 152 / 180 and
+  // lost 3.2 %.
+  static constexpr bool kUpperBoundForm = kHeadDim != 64;
   // The producer's 64-bit tile-range arithmetic spills below 56 registers;
   // d256's O (128 registers) needs 240 in the consumers (a producer of 24
   // spills, off the critical path). At d64, 32 and 160 x 3 fill the
