@@ -2,8 +2,9 @@
 # Device binaries of kernel candidates, built here for a GPU machine without
 # Bazel (docs/KERNEL_BENCH.md): each candidate is HEAD with the diffs of
 # some commits applied (a candidate lands as a commit followed by its
-# revert, so a fresh checkout still holds it), built with static runtime
-# libraries and xz-packed into OUT_DIR/NAME/, the folder a device call
+# revert, so a fresh checkout still holds it), built as every build is
+# (.bazelrc's -c opt, the targets' own link options) and xz-packed into
+# OUT_DIR/NAME/, the folder a device call
 # carries and unpacks (`xz -d`), with a REV file saying what it holds.
 #   bench/build_candidates.sh OUT_DIR NAME=[REV[+REV...]]...
 # NAME= (no revision) is HEAD itself. The working tree must be clean (no
@@ -44,7 +45,7 @@ for spec in "$@"; do
       { echo "$name: $rev does not apply on $head" >&2; exit 1; }
   done
   echo "== $name: $head${revs:+ + ${revs//+/ + }}" >&2
-  "$bazel" build -c opt --linkopt=-static-libstdc++ --linkopt=-static-libgcc "${targets[@]}" >&2 ||
+  "$bazel" build "${targets[@]}" >&2 ||
     { echo "$name: the build failed" >&2; exit 1; }
   rm -rf "${out:?}/$name"
   mkdir -p "$out/$name"
