@@ -97,6 +97,21 @@ __device__ __forceinline__ void MaskScores(float (&s)[kMT][kNB][4], const Forwar
   MaskOutside(s, begin, end);
 }
 
+// The largest of v's first kWidth elements, in v[0] (v is overwritten),
+// combined pairwise in ceil(log2(kWidth)) levels (one level a call: each
+// level's width a constant, so that v stays in registers).
+template <int kWidth, int kN>
+__device__ __forceinline__ float TreeMax(float (&v)[kN]) {
+  if constexpr (kWidth > 1) {
+    constexpr int kHalf = (kWidth + 1) / 2;
+#pragma unroll
+    for (int j = 0; j + kHalf < kWidth; ++j) v[j] = fmaxf(v[j], v[j + kHalf]);
+    return TreeMax<kHalf>(v);
+  } else {
+    return v[0];
+  }
+}
+
 // One online-softmax step (FlashAttention-2: row sums stay per thread until
 // the epilogue): updates the running max (scaled log2 units) and sums,
 // turns the scores into P = 2^(S * scale_log2 - max) in place, and returns
@@ -109,11 +124,12 @@ __device__ __forceinline__ void SoftmaxStep(float (&s)[kMT][kNB][4], float (&row
   for (int m = 0; m < kMT; ++m) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      float tile_max = -INFINITY;
+      // The row's max over the tile as a tree (depth log2(2 kNB), not a
+      // chain of kNB maxima: the exponentials wait for it).
+      float pair_max[kNB];
 #pragma unroll
-      for (int j = 0; j < kNB; ++j) {
-        tile_max = fmaxf(tile_max, fmaxf(s[m][j][2 * half], s[m][j][2 * half + 1]));
-      }
+      for (int j = 0; j < kNB; ++j) pair_max[j] = fmaxf(s[m][j][2 * half], s[m][j][2 * half + 1]);
+      const float tile_max = TreeMax<kNB>(pair_max);
       const float new_max = fmaxf(row_max[m][half], WarpQuadMax(tile_max) * scale_log2);
       // A row with no allowed key yet keeps max -inf: subtract 0 instead.
       const float ref = new_max == -INFINITY ? 0.f : new_max;
