@@ -3,8 +3,8 @@
 // warpgroup writes its 64 rows into its slab of the output tile (the
 // 128-byte swizzle) and its first thread copies the slab out with TMA
 // stores, so the warpgroup moves on to its next tile while the copy runs.
-//  - PrepareOutputTile / StoreOutputTile: the LSE and the written O (in
-//    the input dtype, by stmatrix);
+//  - StoreOutputTile: the written O (in the input dtype, by stmatrix) and
+//    the LSE;
 //  - MergeStateTile: the fp32 ring state's O, copied into the slab by the
 //    producer, merged there.
 // Stores from registers issue 8-row pieces of 16 or 32 bytes, one
@@ -58,52 +58,37 @@ __device__ __forceinline__ void CopySlabOut(const CUtensorMap* map, uint32_t sla
   }
 }
 
-// The rows' totals (LSE, 1 / sum) from their maxima and sums alone, so
-// that the kernel finds them while the tile's last P V is on the tensor
-// cores; the epilogues below take them.
-struct FinishedRows {
-  RowTotal total[2];  // rows AccumulatorRow() + {0, 8} of the warpgroup
-};
-__device__ __forceinline__ FinishedRows FinishRows(const float (&row_max)[1][2],
-                                                   const float (&row_sum)[1][2]) {
-  FinishedRows rows;
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    rows.total[half] = FinishRow(row_max[0][half], WarpQuadSum(row_sum[0][half]));
-  }
-  return rows;
-}
-
-// The written forward's epilogue where the O tile fits in shared memory,
-// in two parts. PrepareOutputTile, also run while the last P V is on the
-// tensor cores: each row's first lane writes its LSE, and the slab is made
-// free (the leader waits until the last copy out has read it; the
-// warpgroup's barrier). StoreOutputTile then puts the warpgroup's 64 rows
-// of O, normalized and in E, into its slab (64 rows, the 128-byte swizzle)
-// by stmatrix, and one thread copies the slab out with the TMA, a 64-column
-// box at a time (rows past the task are dropped by the map), so that the
-// warpgroup moves on to its next tile while the copy runs.
-__device__ __forceinline__ void PrepareOutputTile(const FinishedRows& rows,
-                                                  const ForwardBlockArgs& a, int64_t b, int64_t h,
-                                                  int64_t q0, int q_valid, int warpgroup) {
-  const int row0 = warpgroup * 64 + AccumulatorRow();
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int row = row0 + 8 * half;
-    if (row < q_valid && threadIdx.x % 4 == 0) {
-      *StateLse(a, b, h, q0 + row) = rows.total[half].lse;
-    }
-  }
-  if (threadIdx.x % 128 == 0) BulkWaitRead<0>();
-  NamedBarrierSync(kOutputBarrier + warpgroup, 128);
-}
+// The written forward's epilogue where the O tile fits in shared memory:
+// the warpgroup's 64 rows of O, normalized and in E, go into its slab (64
+// rows, the 128-byte swizzle) by stmatrix, and one thread copies the slab
+// out with the TMA, a 64-column box at a time (rows past the task are
+// dropped by the map), so that the warpgroup moves on to its next tile
+// while the copy runs; the row's first lane writes its LSE. The slab is
+// written again once the last copy has read it (its bulk group, waited
+// for by the same thread).
 template <ElementType E, int kHeadDim>
 __device__ __forceinline__ void StoreOutputTile(const float (&o)[1][kHeadDim / 8][4],
-                                                const FinishedRows& rows, int64_t b,
-                                                int64_t h, int64_t q0, int warpgroup,
+                                                const float (&row_max)[1][2],
+                                                const float (&row_sum)[1][2],
+                                                const ForwardBlockArgs& a, int64_t b, int64_t h,
+                                                int64_t q0, int q_valid, int warpgroup,
                                                 uint32_t slab, const CUtensorMap* o_map) {
   constexpr int kDB = kHeadDim / 8;
   const int lane = threadIdx.x % 32;
+  const bool leader = threadIdx.x % 128 == 0;
+  const int row0 = warpgroup * 64 + AccumulatorRow();
+  float inv[2];
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const RowTotal total = FinishRow(row_max[0][half], WarpQuadSum(row_sum[0][half]));
+    inv[half] = total.inv;
+    const int row = row0 + 8 * half;
+    if (row < q_valid && lane % 4 == 0) {
+      *StateLse(a, b, h, q0 + row) = total.lse;
+    }
+  }
+  if (leader) BulkWaitRead<0>();
+  NamedBarrierSync(kOutputBarrier + warpgroup, 128);
   // Matrices (rows, 16-byte column chunk): (r, c), (r + 8, c), (r, c + 1),
   // (r + 8, c + 1) for the warp's 16 rows r.
   const int matrix = lane / 8;
@@ -114,8 +99,7 @@ __device__ __forceinline__ void StoreOutputTile(const float (&o)[1][kHeadDim / 8
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
       const float* x = o[0][i + j / 2] + 2 * (j % 2);
-      const float inv = rows.total[j % 2].inv;
-      r[j] = Element<E>::Pack(x[0] * inv, x[1] * inv);
+      r[j] = Element<E>::Pack(x[0] * inv[j % 2], x[1] * inv[j % 2]);
     }
     StoreMatrices(slab + SwizzledChunk<64>(slab_row, i + matrix / 2), r);
   }
@@ -135,7 +119,8 @@ __device__ __forceinline__ void StoreOutputTile(const float (&o)[1][kHeadDim / 8
 // warpgroup's next first S (ConsumeTiles).
 template <int kHeadDim>
 __device__ __forceinline__ void MergeStateTile(const float (&o)[1][kHeadDim / 8][4],
-                                               const FinishedRows& rows,
+                                               const float (&row_max)[1][2],
+                                               const float (&row_sum)[1][2],
                                                const float (&old_lse)[2], const ForwardBlockArgs& a,
                                                int64_t b, int64_t h, int64_t q0, int q_valid,
                                                int warpgroup, uint32_t slab, uint32_t full,
@@ -147,7 +132,7 @@ __device__ __forceinline__ void MergeStateTile(const float (&o)[1][kHeadDim / 8]
   for (int half = 0; half < 2; ++half) {
     const int slab_row = (threadIdx.x / 32 % 4) * 16 + lane / 4 + 8 * half;
     const int row = warpgroup * 64 + slab_row;
-    const RowTotal& total = rows.total[half];
+    const RowTotal total = FinishRow(row_max[0][half], WarpQuadSum(row_sum[0][half]));
     if (row >= q_valid) continue;
     if (total.inv == 0.f) {  // no allowed key: unchanged (a fresh state: its reset O)
       if (a.state_fresh) {

@@ -342,16 +342,6 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
     const KeyTileRange& tiles = tile.keys;
     float row_max[1][2] = {{-INFINITY, -INFINITY}}, row_sum[1][2] = {{0.f, 0.f}};
     float old_lse[2];
-    // The rows' totals for the epilogue, with the written O's LSE and its
-    // slab's release (PrepareOutputTile): where kFinishBesidePv, while the
-    // last P V runs.
-    const bool output_tile = WritesOutputTile<kHeadDim>(a);
-    FinishedRows finished;
-    const auto finish_rows = [&] {
-      if (!output_tile && !merge_state) return;  // the epilogue from registers finishes its rows
-      finished = FinishRows(row_max, row_sum);
-      if (output_tile) PrepareOutputTile(finished, a, b, h, q0, q_valid, warpgroup);
-    };
 #pragma unroll
     for (int i = 0; i < kHeadDim / 2; ++i) o_flat[i] = 0.f;
 
@@ -477,7 +467,6 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
         MbarrierWait(sm.VFull(last.stage), last.parity);
         issue_pv(last.stage);
       });
-      if constexpr (Tr::kFinishBesidePv) finish_rows();
       WgmmaWait<0>();
       FenceRegisters(o_flat);
       release(sm.VEmpty(last.stage));
@@ -485,24 +474,23 @@ __device__ __forceinline__ void ConsumeTiles(const ForwardBlockArgs& a,
     } else {
       MbarrierArrive(sm.QEmpty());  // a tile without keys: its slot is free at once
       if (merge_state) continue;    // nor a change to the state
-      if constexpr (Tr::kFinishBesidePv) finish_rows();
     }
-    if constexpr (!Tr::kFinishBesidePv) finish_rows();
     // The epilogue (traits.h): at d128 the written O or the merged ring
     // state through the output tile (the register path not compiled in: it
     // cost spills), at d64 the written O through it, else from registers.
     const auto store_output = [&] {
-      StoreOutputTile<E, kHeadDim>(o, finished, b, h, q0, warpgroup, sm.Slab(warpgroup, 2), o_map);
+      StoreOutputTile<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, warpgroup,
+                                   sm.Slab(warpgroup, 2), o_map);
     };
     if constexpr (Tr::kStateTile) {
       if (merge_state) {
-        MergeStateTile<kHeadDim>(o, finished, old_lse, a, b, h, q0, q_valid, warpgroup,
+        MergeStateTile<kHeadDim>(o, row_max, row_sum, old_lse, a, b, h, q0, q_valid, warpgroup,
                                  sm.Slab(warpgroup, 4), sm.StateFull(), state_count++ & 1, o_map);
         state_stored = leader;
       } else {
         store_output();
       }
-    } else if (output_tile) {
+    } else if (WritesOutputTile<kHeadDim>(a)) {
       store_output();
     } else {
       StoreBlockResult<E, kHeadDim>(o, row_max, row_sum, a, b, h, q0, q_valid, row0);

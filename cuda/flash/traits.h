@@ -219,11 +219,6 @@ struct WarpSpecializedForwardTraits {
   // where that third form spilled 228 / 332 bytes against 152 / 180 and
   // lost 3.2 %.
   static constexpr bool kUpperBoundForm = kHeadDim != 64;
-  // The epilogue's row totals (and the written O's LSE and slab release)
-  // found while the tile's last P V runs instead of after it (candidate,
-  // thirty-eighth session). Not at d64, where it spills 136 / 140 bytes
-  // against 112 / 124.
-  static constexpr bool kFinishBesidePv = kHeadDim == 128;
   // The producer's 64-bit tile-range arithmetic spills below 56 registers;
   // d256's O (128 registers) needs 240 in the consumers (a producer of 24
   // spills, off the critical path). At d64, 32 and 160 x 3 fill the
