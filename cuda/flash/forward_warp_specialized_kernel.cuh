@@ -142,17 +142,6 @@ __device__ __forceinline__ PublishedTile LoadPublishedTile(uint32_t addr) {
   return t;
 }
 
-// The query head and the K/V buffer's head of a published tile (group:
-// query heads per K/V head).
-struct TileHeads {
-  int head, kv_head;
-};
-__device__ __forceinline__ TileHeads HeadsOf(const ForwardBlockArgs& a, const PublishedTile& t,
-                                             int64_t group) {
-  const int64_t h = a.kv_head_begin * group + t.head;
-  return {static_cast<int>(h), static_cast<int>(h / group - a.kv_head_offset)};
-}
-
 // The pool of this kernel's tile counters (one per translation unit, as
 // each head dim's kernels are), and the stream each slot belongs to.
 namespace {
@@ -198,17 +187,12 @@ constexpr int kTurnBarrier = 1;
 // the producer between two tiles, kept the consumers of short tiles waiting
 // for their next Q; taken further ahead (a queue of two), the tiles held by
 // busy CTAs unbalanced the end of long rows (d256 -12 %). m = -1 at the end.
-// Each next tile's first copies (its Q, read once and so from DRAM, and its
-// first K and V) are fetched into L2 when it is taken, so that the
-// producer's loads, issued once the last tile frees their slots, hit L2.
 template <int kHeadDim>
 __device__ __forceinline__ void ScheduleTiles(const ForwardBlockArgs& a,
                                               const WarpSpecializedForwardShared<kHeadDim>& sm,
                                               const HeavyFirstTileScheduler& scheduler,
-                                              TileCounter* counter, const CUtensorMap* q_map,
-                                              const CUtensorMap* k_map, const CUtensorMap* v_map) {
+                                              TileCounter* counter) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
-  const int64_t group = a.num_heads / a.num_kv_heads;
   for (uint32_t taken = 0;; ++taken) {
     int64_t t = blockIdx.x;
     if (taken > 0) {
@@ -220,16 +204,6 @@ __device__ __forceinline__ void ScheduleTiles(const ForwardBlockArgs& a,
       const QueryTile tile = scheduler.At(t);
       published = {tile.m, static_cast<int>(tile.head), static_cast<int>(tile.batch),
                    KeyTileRange(a, tile.batch, tile.m, Tr::kBlockM, Tr::kBlockN)};
-      if (taken > 0 && published.keys.n_begin < published.keys.n_end) {
-        const TileHeads heads = HeadsOf(a, published, group);
-        const int n0 = published.keys.n_begin * Tr::kBlockN;
-#pragma unroll
-        for (int c = 0; c < kHeadDim / 64; ++c) {
-          TmaPrefetch4d(q_map, c * 64, published.m * Tr::kBlockM, heads.head, published.batch);
-          TmaPrefetch4d(k_map, c * 64, n0, heads.kv_head, published.batch);
-          TmaPrefetch4d(v_map, c * 64, n0, heads.kv_head, published.batch);
-        }
-      }
     }
     MbarrierWait(sm.ScheduledEmpty(), (taken & 1) ^ 1);
     StorePublishedTile(sm.Scheduled(), published);
@@ -274,8 +248,9 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
       MbarrierArrive(sm.NextWanted());
       continue;
     }
-    const TileHeads heads = HeadsOf(a, tile, group);
-    const int head = heads.head, kv_head = heads.kv_head, batch = tile.batch;
+    const int64_t h = a.kv_head_begin * group + tile.head;
+    const int head = static_cast<int>(h), batch = tile.batch;
+    const int kv_head = static_cast<int>(h / group - a.kv_head_offset);
     const auto load_kv = [&](bool is_k, int n, uint32_t i) {
       const Slot slot(i);
       const uint32_t full = is_k ? sm.KFull(slot.stage) : sm.VFull(slot.stage);
@@ -563,7 +538,7 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
     if (threadIdx.x == 0) {
       ProduceTiles<kHeadDim>(a, sm, &q_map, &k_map, &v_map, &o_map);
     } else if (threadIdx.x == 32) {
-      ScheduleTiles<kHeadDim>(a, sm, scheduler, counter, &q_map, &k_map, &v_map);
+      ScheduleTiles<kHeadDim>(a, sm, scheduler, counter);
     }
   } else {
     SetMaxRegistersIncrease<Tr::kConsumerRegisters>();
