@@ -11,7 +11,8 @@
 # variant's median over A's. ROW: a kernel_bench row name
 # (bench/kernel_bench.cc), e.g. bf16_b16_s1024_h32_d128_causal. Only kAuto's
 # kernels are timed (`kernel_bench 10 ROW auto`); KERNEL_AB_KERNELS=all
-# times every kernel by name too; KERNEL_AB_ITERATIONS=N times N calls a
+# times every kernel by name too, KERNEL_AB_KERNELS=forward only kAuto's
+# forward lines (a forward kernel's A/B in less than half the time); KERNEL_AB_ITERATIONS=N times N calls a
 # line instead of 10 (100: mostly under the GPU's power cap, as a training
 # loop runs; docs/KERNEL_BENCH.md, twenty-ninth session);
 # KERNEL_AB_SECONDS=S runs each line back to back for at least S seconds

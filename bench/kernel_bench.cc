@@ -7,7 +7,8 @@
 // correctness-first kernel). Prints CSV (row, impl, pass, ms, TFLOP/s). bench/kernel_bench.sh runs
 // it beside PyTorch SDPA (bench/torch_sdpa_bench.py) on the same GPU. FLOPs: 4 * b * s * s * h * d,
 // halved for causal.
-//   kernel_bench [ITERATIONS] [ROW] [all|auto]   (10, every row, all; auto: kAuto's kernels only)
+//   kernel_bench [ITERATIONS] [ROW] [all|auto|forward]   (10, every row, all; auto: kAuto's
+//   kernels only; forward: kAuto's forward lines only)
 // KERNEL_BENCH_SECONDS=S: each line instead launches back to back for at
 // least S seconds (the GPU then runs under its power cap, as in training)
 // and prints the mean time and a sixth column, the joules per call (NVML's
@@ -184,10 +185,13 @@ int Main(int argc, char** argv) {
   const std::string only = argc > 2 ? argv[2] : "";  // one row, for profiling
   // "all": every kernel by name too (kernel_bench.sh's columns); "auto":
   // only kAuto's choice ("ringattn", "ringattn_fused_state"), the A/B runs
-  // of bench/kernel_ab.sh (the other kernels took most of a row's time).
+  // of bench/kernel_ab.sh (the other kernels took most of a row's time);
+  // "forward": auto's forward lines alone (KERNEL_AB_KERNELS=forward: a
+  // forward kernel's A/B in less than half the device time).
   const std::string kernels = argc > 3 ? argv[3] : "all";
-  if (iterations < 1 || argc > 4 || (kernels != "all" && kernels != "auto")) {
-    std::fprintf(stderr, "usage: kernel_bench [ITERATIONS >= 1] [ROW] [all|auto]\n");
+  if (iterations < 1 || argc > 4 ||
+      (kernels != "all" && kernels != "auto" && kernels != "forward")) {
+    std::fprintf(stderr, "usage: kernel_bench [ITERATIONS >= 1] [ROW] [all|auto|forward]\n");
     return 2;
   }
   // KERNEL_BENCH_SECONDS (the sustained mode), 0 when unset.
@@ -284,6 +288,18 @@ int Main(int argc, char** argv) {
     if (every_kernel && r.dtype != ElementType::kFloat32 && r.seqlen * r.batch <= 16384) {
       report("ringattn_reference", measure([&] { LaunchForwardBlock(a, nullptr); }, 1));
     }
+    const auto free_row = [&] {
+      if (const cudaError_t error = cudaDeviceSynchronize(); error != cudaSuccess) {
+        std::fprintf(stderr, "%s: %s\n", r.name, cudaGetErrorString(error));
+        return false;
+      }
+      for (void* p : {q, k, v, out, static_cast<void*>(o), static_cast<void*>(lse)}) cudaFree(p);
+      return true;
+    };
+    if (kernels == "forward") {
+      if (!free_row()) return 1;
+      continue;
+    }
     // Backward (D = rowsum(dO * O), then dQ, dK, dV in fp32), where the
     // tensor-core backward takes the row; 2.5x the forward's FLOPs.
     BackwardBlockArgs back;
@@ -377,13 +393,7 @@ int Main(int argc, char** argv) {
                     static_cast<void*>(delta)}) {
       cudaFree(p);
     }
-    if (const cudaError_t error = cudaDeviceSynchronize(); error != cudaSuccess) {
-      std::fprintf(stderr, "%s: %s\n", r.name, cudaGetErrorString(error));
-      return 1;
-    }
-    for (void* p : {q, k, v, out, static_cast<void*>(o), static_cast<void*>(lse)}) {
-      cudaFree(p);
-    }
+    if (!free_row()) return 1;
   }
   return 0;
 }
