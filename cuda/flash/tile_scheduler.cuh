@@ -42,55 +42,31 @@ struct HeavyFirstTileScheduler {
   int m_tiles;
   int64_t heads, batch;
   int64_t section;  // (head, batch) pairs per section, head fastest
-  // The first pair of a final section that holds every pair from it on
-  // (a multiple of `section`); -1: the last section is `section` pairs or
-  // what is left.
-  int64_t final_first = -1;
 
   // The tiles of `m_tiles` query tiles x `heads` x `batch`, in sections of
-  // whole kv heads (`group` query heads each); l2_budget 0: one section.
-  // Under a mask, a section is the kv heads whose tiles give the `ctas`
-  // CTAs one tile each (one round: a CTA's next tile reads the K and V the
-  // others are reading), at most as many as fit in `l2_budget` bytes at
-  // `kv_head_bytes` of K and V each, and the final section is long enough
-  // that its heaviest tiles, taken first, end with the rest
-  // (two and a half rounds of key tiles). Where `every_pair_allowed` (no
-  // mask), as many kv heads as fit in the budget (never fewer pairs than
-  // keep every CTA busy twice over), but no more than give each CTA one
-  // tile.
+  // as many kv heads (`group` query heads each) as fit in `l2_budget` bytes
+  // at `kv_head_bytes` of K and V each, and never fewer pairs than keep
+  // `ctas` CTAs busy twice over; where `every_pair_allowed` (no mask), no
+  // more kv heads than give each CTA one tile; l2_budget 0: one section.
   static HeavyFirstTileScheduler Sections(int m_tiles, int64_t heads, int64_t batch, int64_t group,
                                           int64_t kv_head_bytes, int64_t l2_budget, int ctas,
                                           bool every_pair_allowed) {
     const int64_t pairs = heads * batch;
-    const auto whole_kv_heads = [&](int64_t n) { return (n + group - 1) / group * group; };
-    const int64_t cover = whole_kv_heads((ctas + m_tiles - 1) / m_tiles);
-    int64_t section = pairs, final_first = -1;
+    int64_t section = pairs;
     if (l2_budget > 0 && kv_head_bytes > 0 && m_tiles > 0) {
-      const int64_t fit = std::max<int64_t>(1, l2_budget / kv_head_bytes) * group;
+      section = std::max<int64_t>(1, l2_budget / kv_head_bytes) * group;
+      section = std::max<int64_t>(section, (2 * ctas + m_tiles - 1) / m_tiles);
       if (every_pair_allowed) {
-        section = std::min(std::max<int64_t>(fit, (2 * ctas + m_tiles - 1) / m_tiles), cover);
-      } else {
-        section = std::max<int64_t>(group, std::min(fit, cover));
-        // Query tile m meets about m + 1 key tiles, a pair (m_tiles + 1)
-        // m_tiles / 2: after its heaviest tiles (m_tiles key tiles each)
-        // the final section leaves 2.5 x that per CTA.
-        const int64_t final_pairs = whole_kv_heads((5 * int64_t{ctas} + 2 * (m_tiles + 1) - 1) /
-                                                   (2 * (m_tiles + 1)));
-        final_first = std::max<int64_t>(0, (pairs - final_pairs) / section * section);
+        const int64_t cover = (ctas + m_tiles - 1) / m_tiles;
+        section = std::min(section, (cover + group - 1) / group * group);
       }
       section = std::min(section, pairs);
     }
-    return {m_tiles, heads, batch, std::max<int64_t>(section, 1), final_first};
+    return {m_tiles, heads, batch, std::max<int64_t>(section, 1)};
   }
 
   __host__ __device__ int64_t Count() const { return m_tiles * heads * batch; }
   __host__ __device__ __forceinline__ QueryTile At(int64_t t) const {
-    if (final_first >= 0 && t >= final_first * m_tiles) {
-      const int64_t rest = t - final_first * m_tiles;
-      const int64_t pairs = heads * batch - final_first;
-      const int64_t pair = final_first + rest % pairs;
-      return {m_tiles - 1 - static_cast<int>(rest / pairs), pair % heads, pair / heads};
-    }
     const int64_t per_section = section * m_tiles;
     const int64_t first_pair = t / per_section * section;
     const int64_t rest = t % per_section;
@@ -197,7 +173,6 @@ inline HeavyFirstTileScheduler WithSectionOverride(HeavyFirstTileScheduler order
   if (pairs < 0) return order;
   const int64_t all = order.heads * order.batch;
   order.section = std::max<int64_t>(1, pairs == 0 ? all : std::min(pairs, all));
-  order.final_first = -1;
   return order;
 }
 
