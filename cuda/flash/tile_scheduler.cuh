@@ -7,17 +7,23 @@
 // tile together, so the light tiles fill in at the end and short sequences
 // with many heads or batch rows still fill every SM.
 //
-// Heads and batch rows are taken in sections whose keys and values fit in
-// half the L2 cache together: every tile of one section runs before the
-// next section's, so the CTAs running at once read the same K and V and
-// each key tile comes from HBM about once (FlashAttention-3 swizzles its
-// tiles the same way). In a task without a mask every tile walks all of
-// its head's keys, so the keys in flight are those of every pair being
-// worked on: there a section is the fewest whole kv heads whose tiles give
-// every CTA one (the s8192 full row: 3 pairs instead of 6, HBM reads 517
-// -> 243 MB, +1.1 % forward, +0.6 % fused); under a causal mask the half-L2
-// sections measured better (3 pairs at s8192: -3 %). One section of all
-// pairs is the plain heavy-first order.
+// Heads and batch rows are taken in sections: every tile of one section
+// runs before the next section's, so the CTAs running at once read the same
+// K and V and each key tile comes from HBM about once (FlashAttention-3
+// swizzles its tiles the same way). Under a mask a section is one round:
+// the fewest whole kv heads whose query tiles give every CTA one (and no
+// more than fit in half the L2), so a CTA's next tile reads the keys the
+// others are reading; the final section is longer, so that its heaviest
+// tiles, taken first, end with the rest (without it, 3 pairs at s8192 lost
+// 3 %). On one H200 (docs/KERNEL_BENCH.md, thirty-eighth session) against
+// the half-L2 sections before it: b16 s1024 forward +1.0-1.1 % (17 pairs
+// instead of 50; its fused ring-state line +1.9-2.1 %), s16384 d64
+// +0.7-0.8 %, s32768 +0.2 %, s8192 and d256 unchanged. In a task without a
+// mask every tile walks all of its head's keys, so the keys in flight are
+// those of every pair being worked on: there a section is the fewest whole
+// kv heads whose tiles give every CTA one (the s8192 full row: 3 pairs
+// instead of 6, HBM reads 517 -> 243 MB, +1.1 % forward, +0.6 % fused).
+// One section of all pairs is the plain heavy-first order.
 #ifndef RINGATTN_CUDA_FLASH_TILE_SCHEDULER_CUH_
 #define RINGATTN_CUDA_FLASH_TILE_SCHEDULER_CUH_
 
@@ -42,31 +48,55 @@ struct HeavyFirstTileScheduler {
   int m_tiles;
   int64_t heads, batch;
   int64_t section;  // (head, batch) pairs per section, head fastest
+  // The first pair of a final section that holds every pair from it on
+  // (a multiple of `section`); -1: the last section is `section` pairs or
+  // what is left.
+  int64_t final_first = -1;
 
   // The tiles of `m_tiles` query tiles x `heads` x `batch`, in sections of
-  // as many kv heads (`group` query heads each) as fit in `l2_budget` bytes
-  // at `kv_head_bytes` of K and V each, and never fewer pairs than keep
-  // `ctas` CTAs busy twice over; where `every_pair_allowed` (no mask), no
-  // more kv heads than give each CTA one tile; l2_budget 0: one section.
+  // whole kv heads (`group` query heads each); l2_budget 0: one section.
+  // Under a mask, a section is the kv heads whose tiles give the `ctas`
+  // CTAs one tile each (one round: a CTA's next tile reads the K and V the
+  // others are reading), at most as many as fit in `l2_budget` bytes at
+  // `kv_head_bytes` of K and V each, and the final section is long enough
+  // that its heaviest tiles, taken first, end with the rest
+  // (two and a half rounds of key tiles). Where `every_pair_allowed` (no
+  // mask), as many kv heads as fit in the budget (never fewer pairs than
+  // keep every CTA busy twice over), but no more than give each CTA one
+  // tile.
   static HeavyFirstTileScheduler Sections(int m_tiles, int64_t heads, int64_t batch, int64_t group,
                                           int64_t kv_head_bytes, int64_t l2_budget, int ctas,
                                           bool every_pair_allowed) {
     const int64_t pairs = heads * batch;
-    int64_t section = pairs;
+    const auto whole_kv_heads = [&](int64_t n) { return (n + group - 1) / group * group; };
+    const int64_t cover = whole_kv_heads((ctas + m_tiles - 1) / m_tiles);
+    int64_t section = pairs, final_first = -1;
     if (l2_budget > 0 && kv_head_bytes > 0 && m_tiles > 0) {
-      section = std::max<int64_t>(1, l2_budget / kv_head_bytes) * group;
-      section = std::max<int64_t>(section, (2 * ctas + m_tiles - 1) / m_tiles);
+      const int64_t fit = std::max<int64_t>(1, l2_budget / kv_head_bytes) * group;
       if (every_pair_allowed) {
-        const int64_t cover = (ctas + m_tiles - 1) / m_tiles;
-        section = std::min(section, (cover + group - 1) / group * group);
+        section = std::min(std::max<int64_t>(fit, (2 * ctas + m_tiles - 1) / m_tiles), cover);
+      } else {
+        section = std::max<int64_t>(group, std::min(fit, cover));
+        // Query tile m meets about m + 1 key tiles, a pair (m_tiles + 1)
+        // m_tiles / 2: after its heaviest tiles (m_tiles key tiles each)
+        // the final section leaves 2.5 x that per CTA.
+        const int64_t final_pairs =
+            whole_kv_heads((5 * int64_t{ctas} + 2 * (m_tiles + 1) - 1) / (2 * (m_tiles + 1)));
+        final_first = std::max<int64_t>(0, (pairs - final_pairs) / section * section);
       }
       section = std::min(section, pairs);
     }
-    return {m_tiles, heads, batch, std::max<int64_t>(section, 1)};
+    return {m_tiles, heads, batch, std::max<int64_t>(section, 1), final_first};
   }
 
   __host__ __device__ int64_t Count() const { return m_tiles * heads * batch; }
   __host__ __device__ __forceinline__ QueryTile At(int64_t t) const {
+    if (final_first >= 0 && t >= final_first * m_tiles) {
+      const int64_t rest = t - final_first * m_tiles;
+      const int64_t pairs = heads * batch - final_first;
+      const int64_t pair = final_first + rest % pairs;
+      return {m_tiles - 1 - static_cast<int>(rest / pairs), pair % heads, pair / heads};
+    }
     const int64_t per_section = section * m_tiles;
     const int64_t first_pair = t / per_section * section;
     const int64_t rest = t % per_section;
@@ -173,6 +203,7 @@ inline HeavyFirstTileScheduler WithSectionOverride(HeavyFirstTileScheduler order
   if (pairs < 0) return order;
   const int64_t all = order.heads * order.batch;
   order.section = std::max<int64_t>(1, pairs == 0 ? all : std::min(pairs, all));
+  order.final_first = -1;
   return order;
 }
 

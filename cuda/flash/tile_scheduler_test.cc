@@ -1,9 +1,10 @@
 // The tile orders on the host (tile_scheduler.cuh). The forward's persistent one:
 // every (query tile, head, batch) tile exactly once, sections of whole
 // (head, batch) pairs run one after another, heaviest query tiles first
-// inside each, for sections that divide the pairs and sections that leave a
-// short last one. The GPU tests' shapes all fit one section; this is the
-// test of the others.
+// inside each, for sections that divide the pairs, sections that leave a
+// short last one, and a longer final section from each section boundary.
+// The GPU tests' shapes all fit one section; this is the test of the
+// others.
 #include "cuda/flash/tile_scheduler.cuh"
 
 #include <cstdint>
@@ -31,7 +32,8 @@ void CheckOrder(const HeavyFirstTileScheduler& s) {
     ASSERT_LT(tile.batch, s.batch);
     ASSERT_TRUE(seen.insert({tile.m, tile.head, tile.batch}).second) << "tile " << t << " again";
     const int64_t pair = tile.batch * s.heads + tile.head;
-    const int64_t section = pair / s.section;
+    const int64_t section =
+        s.final_first >= 0 && pair >= s.final_first ? s.final_first / s.section : pair / s.section;
     ASSERT_GE(section, previous_section) << "sections run in order";
     if (section != previous_section) previous_m = s.m_tiles;
     ASSERT_LE(tile.m, previous_m) << "heaviest first inside a section (tile " << t << ")";
@@ -49,6 +51,10 @@ TEST(TileSchedulerTest, EveryTileOnceSectionBySectionHeaviestFirst) {
         for (int64_t section : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{7}, pairs}) {
           if (section > pairs) continue;
           CheckOrder({m_tiles, heads, batch, section});
+          // A final section from each section boundary on.
+          for (int64_t first = 0; first < pairs; first += section) {
+            CheckOrder({m_tiles, heads, batch, section, first});
+          }
         }
       }
     }
@@ -56,15 +62,32 @@ TEST(TileSchedulerTest, EveryTileOnceSectionBySectionHeaviestFirst) {
 }
 
 TEST(TileSchedulerTest, SectionsFitTheL2AndKeepEveryCtaBusy) {
+  // Under a mask, one round of tiles per section, the final one longer.
   // s32768 d128 bf16 on an H200 (132 SMs, 25 MB budget): one kv head's
-  // K/V is 16 MiB, one fits, but 256 query tiles x 1 pair < 2 x 132 CTAs.
+  // K/V is 16 MiB, one fits, and its 256 query tiles give every CTA one;
+  // the final section: 2.5 x 132 / 257 -> 2 pairs.
   const int64_t kv = 2 * 32768 * 128 * 2;
   HeavyFirstTileScheduler s =
       HeavyFirstTileScheduler::Sections(256, 32, 1, 1, kv, 25 << 20, 132, false);
-  EXPECT_EQ(s.section, 2);
-  // s8192: four kv heads of 4 MiB... six fit in 25 MiB; GQA groups of 4 query heads each.
+  EXPECT_EQ(s.section, 1);
+  EXPECT_EQ(s.final_first, 30);
+  // s8192, GQA groups of 4 query heads: six kv heads of 4 MiB fit, one
+  // round is 132 / 64 -> 3 pairs -> one kv head (4); final: 330 / 65 -> 6
+  // pairs -> two kv heads, from pair 24 on.
   s = HeavyFirstTileScheduler::Sections(64, 32, 1, 4, 2 * 8192 * 128 * 2, 25 << 20, 132, false);
-  EXPECT_EQ(s.section, 24);
+  EXPECT_EQ(s.section, 4);
+  EXPECT_EQ(s.final_first, 24);
+  CheckOrder(s);
+  // b16 s1024: 50 pairs of 512 KiB fit, one round is 132 / 8 -> 17; the
+  // final section 330 / 9 -> 37 pairs or more: from pair 27 x 17 on (53).
+  s = HeavyFirstTileScheduler::Sections(8, 32, 16, 1, 2 * 1024 * 128 * 2, 25 << 20, 132, false);
+  EXPECT_EQ(s.section, 17);
+  EXPECT_EQ(s.final_first, 459);
+  CheckOrder(s);
+  // Fewer pairs than the final section wants: one section.
+  s = HeavyFirstTileScheduler::Sections(8, 4, 1, 1, 2 * 1024 * 128 * 2, 25 << 20, 132, false);
+  EXPECT_EQ(s.final_first, 0);
+  CheckOrder(s);
   // Without a mask: the fewest whole kv heads whose tiles cover the 132
   // CTAs: 64 query tiles each -> 3 pairs (the rule's 6 at 4 MiB per head);
   // GQA groups of 4 -> one kv head (4 pairs); never more than the rule.
