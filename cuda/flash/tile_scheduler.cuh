@@ -59,8 +59,8 @@ struct HeavyFirstTileScheduler {
   // CTAs one tile each (one round: a CTA's next tile reads the K and V the
   // others are reading), at most as many as fit in `l2_budget` bytes at
   // `kv_head_bytes` of K and V each, and the final section is long enough
-  // that its heaviest tiles, taken first, end with the rest
-  // (two and a half rounds of key tiles). Where `every_pair_allowed` (no
+  // that its heaviest tiles, taken first, end with the rest (1.25 heaviest
+  // tiles' key tiles per CTA in all). Where `every_pair_allowed` (no
   // mask), as many kv heads as fit in the budget (never fewer pairs than
   // keep every CTA busy twice over), but no more than give each CTA one
   // tile.
@@ -78,8 +78,8 @@ struct HeavyFirstTileScheduler {
       } else {
         section = std::max<int64_t>(group, std::min(fit, cover));
         // Query tile m meets about m + 1 key tiles, a pair (m_tiles + 1)
-        // m_tiles / 2: after its heaviest tiles (m_tiles key tiles each)
-        // the final section leaves 2.5 x that per CTA.
+        // m_tiles / 2: 2.5 ctas / (m_tiles + 1) pairs hold 1.25 x m_tiles
+        // key tiles per CTA, a heaviest tile and a quarter.
         const int64_t final_pairs =
             whole_kv_heads((5 * int64_t{ctas} + 2 * (m_tiles + 1) - 1) / (2 * (m_tiles + 1)));
         final_first = std::max<int64_t>(0, (pairs - final_pairs) / section * section);
