@@ -4,6 +4,11 @@
 # row (A, B, C, ... with more builds: one command measures several
 # variants against one baseline, which then runs once per repeat instead of
 # once per variant), so that clock and temperature drift fall on all alike.
+# Each repeat starts with the next build in turn (A B, B A, A B, ...; A B
+# C, B C A, C A B with three): the build timed first in a row read about
+# 1 % apart from the same build timed second on one row's backward lines
+# (docs/KERNEL_BENCH.md, thirty-seventh session), and the rotation puts
+# that place on every build alike (an even REPEATS for two builds).
 #   bench/kernel_ab.sh A_DIR B_DIR[,C_DIR,...] REPEATS ROW...   (each DIR holds kernel_bench)
 # Prints which directory each letter is, every run as CSV
 # (`variant,repeat,row,impl,pass,ms,tflops`, our kernels' rows only), then
@@ -12,8 +17,8 @@
 # (bench/kernel_bench.cc), e.g. bf16_b16_s1024_h32_d128_causal. Only kAuto's
 # kernels are timed (`kernel_bench 10 ROW auto`); KERNEL_AB_KERNELS=all
 # times every kernel by name too, KERNEL_AB_KERNELS=forward only kAuto's
-# forward lines (a forward kernel's A/B in less than half the time); KERNEL_AB_ITERATIONS=N times N calls a
-# line instead of 10 (100: mostly under the GPU's power cap, as a training
+# forward lines (a forward kernel's A/B in less than half the time);
+# KERNEL_AB_ITERATIONS=N times N calls a line instead of 10 (100: mostly under the GPU's power cap, as a training
 # loop runs; docs/KERNEL_BENCH.md, twenty-ninth session);
 # KERNEL_AB_SECONDS=S runs each line back to back for at least S seconds
 # (kernel_bench's KERNEL_BENCH_SECONDS: the sustained, power-capped rate)
@@ -56,7 +61,8 @@ trap 'stop=143' TERM
 trap 'stop=130' INT
 for ((rep = 1; rep <= repeats; ++rep)); do
   for row in "$@"; do
-    for i in "${!dirs[@]}"; do
+    for ((k = 0; k < ${#dirs[@]}; ++k)); do
+      i=$(( (k + rep - 1) % ${#dirs[@]} ))
       "${dirs[i]}/kernel_bench" "$iterations" "$row" "${KERNEL_AB_KERNELS:-auto}" | awk -F, -v v="${letters[i]}" -v r="$rep" \
         'NR > 1 && $2 ~ /^ringattn/ { print v "," r "," $0 }' | tee -a "$runs" || [[ -n $stop ]]
       [[ -z $stop ]] || break 3

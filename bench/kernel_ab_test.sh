@@ -16,6 +16,7 @@ for variant in A:100 B:120 C:140; do
 #!/usr/bin/env bash
 n=\$(( \$(cat "$dir/count" 2>/dev/null || echo 0) + 1 ))
 echo \$n > "$dir/count"
+printf %s ${variant%%:*} >> "$work/order"
 # KERNEL_BENCH_SECONDS set: a joules column (0.5 J a call).
 j=\${KERNEL_BENCH_SECONDS:+,0.5}
 echo "row,impl,pass,ms,tflops\${j:+,joules}"
@@ -39,9 +40,12 @@ grep -q 'torch' <<< "$out" && fail "torch rows printed"
 grep -qx 'r1,ringattn,fwd,101 102 103,121 122 123,1.196' <<< "$out" || fail "r1 fwd summary"
 grep -qx 'r2,ringattn,bwd,51 52 53,61 62 63,1.192' <<< "$out" || fail "r2 bwd summary"
 grep -qx "# B = $work/B" <<< "$out" || fail "the letters' directories"
+# Each repeat starts with the next build: A B, B A, A B per row.
+[[ $(< "$work/order") == ABABBABAABAB ]] || fail "two builds' order: $(< "$work/order")"
 # Three builds: each runs once per row and repeat, two ratios over A.
-rm -f "$work"/*/count
+rm -f "$work"/*/count "$work/order"
 out=$("$script" "$work/A" "$work/B,$work/C" 3 r1 r2)
+[[ $(< "$work/order") == ABCABCBCABCACABCAB ]] || fail "three builds' order: $(< "$work/order")"
 [[ $(grep -c '^[ABC],[123],r[12],ringattn,' <<< "$out") == 36 ]] || fail "36 CSV lines"
 grep -qx 'row,impl,pass,A TFLOP/s (each repeat),B TFLOP/s (each repeat),C TFLOP/s (each repeat),B/A (medians),C/A (medians)' <<< "$out" || fail "three-build header"
 grep -qx 'r1,ringattn,fwd,101 102 103,121 122 123,141 142 143,1.196,1.392' <<< "$out" || fail "three-build r1 fwd"
