@@ -239,18 +239,6 @@ __device__ __forceinline__ void ProduceTiles(const ForwardBlockArgs& a,
     MbarrierWait(sm.ScheduledFull(), q_count & 1);
     const PublishedTile tile = LoadPublishedTile(sm.Scheduled());
     MbarrierArrive(sm.ScheduledEmpty());
-    if constexpr (Tr::kPrefetchNextQ) {
-      // The next Q (read once: from HBM) fetched into L2 while the last
-      // tile's final key tiles run, so that its copy into the Q slot, which
-      // waits for the slot, hits L2.
-      if (q_count > 0 && tile.m >= 0 && tile.keys.n_begin < tile.keys.n_end) {
-        const int prefetch_head = static_cast<int>(a.kv_head_begin * group + tile.head);
-#pragma unroll
-        for (int c = 0; c < kHeadDim / 64; ++c) {
-          TmaPrefetch4d(q_map, c * 64, tile.m * kBlockM, prefetch_head, tile.batch);
-        }
-      }
-    }
     MbarrierWait(sm.QEmpty(), (q_count & 1) ^ 1);
     StorePublishedTile(sm.Tile(), tile);
     const int n_begin = tile.keys.n_begin, n_end = tile.keys.n_end;

@@ -219,10 +219,6 @@ struct WarpSpecializedForwardTraits {
   // where that third form spilled 228 / 332 bytes against 152 / 180 and
   // lost 3.2 %.
   static constexpr bool kUpperBoundForm = kHeadDim != 64;
-  // The producer fetches each next tile's Q into L2 when it takes the tile
-  // (candidate, thirty-eighth session). d128 only, whose producer has the
-  // registers (the d64 and d256 producer warpgroups spill already).
-  static constexpr bool kPrefetchNextQ = kHeadDim == 128;
   // The producer's 64-bit tile-range arithmetic spills below 56 registers;
   // d256's O (128 registers) needs 240 in the consumers (a producer of 24
   // spills, off the critical path). At d64, 32 and 160 x 3 fill the
