@@ -18,8 +18,9 @@
 # kernels are timed (`kernel_bench 10 ROW auto`); KERNEL_AB_KERNELS=all
 # times every kernel by name too, KERNEL_AB_KERNELS=forward only kAuto's
 # forward lines (a forward kernel's A/B in less than half the time);
-# KERNEL_AB_ITERATIONS=N times N calls a line instead of 10 (100: mostly under the GPU's power cap, as a training
-# loop runs; docs/KERNEL_BENCH.md, twenty-ninth session);
+# KERNEL_AB_ITERATIONS=N times N calls a line instead of 10 (100: mostly
+# under the GPU's power cap, as a training loop runs; docs/KERNEL_BENCH.md,
+# twenty-ninth session);
 # KERNEL_AB_SECONDS=S runs each line back to back for at least S seconds
 # (kernel_bench's KERNEL_BENCH_SECONDS: the sustained, power-capped rate)
 # and adds a second table of GFLOP per joule from NVML's energy counter,

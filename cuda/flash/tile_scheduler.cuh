@@ -77,6 +77,9 @@ struct HeavyFirstTileScheduler {
         section = std::min(std::max<int64_t>(fit, (2 * ctas + m_tiles - 1) / m_tiles), cover);
       } else {
         section = std::max<int64_t>(group, std::min(fit, cover));
+      }
+      section = std::min(section, pairs);
+      if (!every_pair_allowed) {
         // Query tile m meets about m + 1 key tiles, a pair (m_tiles + 1)
         // m_tiles / 2: 2.5 ctas / (m_tiles + 1) pairs hold 1.25 x m_tiles
         // key tiles per CTA, a heaviest tile and a quarter.
@@ -84,25 +87,27 @@ struct HeavyFirstTileScheduler {
             whole_kv_heads((5 * int64_t{ctas} + 2 * (m_tiles + 1) - 1) / (2 * (m_tiles + 1)));
         final_first = std::max<int64_t>(0, (pairs - final_pairs) / section * section);
       }
-      section = std::min(section, pairs);
     }
     return {m_tiles, heads, batch, std::max<int64_t>(section, 1), final_first};
   }
 
   __host__ __device__ int64_t Count() const { return m_tiles * heads * batch; }
   __host__ __device__ __forceinline__ QueryTile At(int64_t t) const {
+    // The section holding tile t: its first pair, its pairs (the last may
+    // hold fewer; the final one every pair from final_first on) and t's
+    // place in it.
+    int64_t first_pair, pairs, rest;
     if (final_first >= 0 && t >= final_first * m_tiles) {
-      const int64_t rest = t - final_first * m_tiles;
-      const int64_t pairs = heads * batch - final_first;
-      const int64_t pair = final_first + rest % pairs;
-      return {m_tiles - 1 - static_cast<int>(rest / pairs), pair % heads, pair / heads};
+      first_pair = final_first;
+      pairs = heads * batch - final_first;
+      rest = t - final_first * m_tiles;
+    } else {
+      const int64_t per_section = section * m_tiles;
+      first_pair = t / per_section * section;
+      rest = t % per_section;
+      const int64_t left = heads * batch - first_pair;
+      pairs = section < left ? section : left;
     }
-    const int64_t per_section = section * m_tiles;
-    const int64_t first_pair = t / per_section * section;
-    const int64_t rest = t % per_section;
-    // The last section may hold fewer pairs.
-    const int64_t left = heads * batch - first_pair;
-    const int64_t pairs = section < left ? section : left;
     const int64_t pair = first_pair + rest % pairs;
     return {m_tiles - 1 - static_cast<int>(rest / pairs), pair % heads, pair / heads};
   }
