@@ -15,6 +15,7 @@ namespace {
 using InitFn = int (*)();
 using HandleByBusIdFn = int (*)(const char* pci_bus_id, void** device);
 constexpr int kNvmlSuccess = 0;
+constexpr int kNvmlClockSm = 1;  // nvmlClockType_t NVML_CLOCK_SM
 constexpr int kNvmlNotSupported = 3;
 
 }  // namespace
@@ -38,10 +39,11 @@ absl::StatusOr<GpuEnergy> GpuEnergy::ForCurrentDevice() {
   const auto by_bus_id =
       reinterpret_cast<HandleByBusIdFn>(dlsym(library, "nvmlDeviceGetHandleByPciBusId_v2"));
   const auto read = reinterpret_cast<ReadFn>(dlsym(library, "nvmlDeviceGetTotalEnergyConsumption"));
-  if (init == nullptr || by_bus_id == nullptr || read == nullptr) {
+  const auto clock = reinterpret_cast<ClockFn>(dlsym(library, "nvmlDeviceGetClockInfo"));
+  if (init == nullptr || by_bus_id == nullptr || read == nullptr || clock == nullptr) {
     return absl::UnavailableError(
-        "GPU energy: this NVML lacks nvmlInit_v2, nvmlDeviceGetHandleByPciBusId_v2 or "
-        "nvmlDeviceGetTotalEnergyConsumption");
+        "GPU energy: this NVML lacks nvmlInit_v2, nvmlDeviceGetHandleByPciBusId_v2, "
+        "nvmlDeviceGetTotalEnergyConsumption or nvmlDeviceGetClockInfo");
   }
   if (const int e = init(); e != kNvmlSuccess) {
     return absl::UnavailableError(
@@ -61,7 +63,7 @@ absl::StatusOr<GpuEnergy> GpuEnergy::ForCurrentDevice() {
     return absl::UnavailableError(
         absl::StrCat("GPU energy: reading the energy counter failed with NVML code ", e));
   }
-  return GpuEnergy(handle, read);
+  return GpuEnergy(handle, read, clock);
 }
 
 absl::StatusOr<double> GpuEnergy::Joules() const {
@@ -71,6 +73,34 @@ absl::StatusOr<double> GpuEnergy::Joules() const {
         absl::StrCat("GPU energy: reading the energy counter failed with NVML code ", e));
   }
   return 1e-3 * static_cast<double>(millijoules);
+}
+
+absl::StatusOr<unsigned> GpuEnergy::SmClockMhz() const {
+  unsigned mhz = 0;
+  if (const int e = clock_(device_, kNvmlClockSm, &mhz); e != kNvmlSuccess) {
+    return absl::UnavailableError(
+        absl::StrCat("GPU energy: reading the SM clock failed with NVML code ", e));
+  }
+  return mhz;
+}
+
+SmClockSampler::SmClockSampler(const GpuEnergy& gpu, std::chrono::milliseconds period)
+    : thread_([this, gpu, period] {
+        while (!stop_.load(std::memory_order_relaxed)) {
+          if (const absl::StatusOr<unsigned> mhz = gpu.SmClockMhz(); mhz.ok()) {
+            sum_ += *mhz;
+            ++samples_;
+          }
+          std::this_thread::sleep_for(period);
+        }
+      }) {}
+
+SmClockSampler::~SmClockSampler() { MeanMhz(); }
+
+double SmClockSampler::MeanMhz() {
+  stop_.store(true, std::memory_order_relaxed);
+  if (thread_.joinable()) thread_.join();  // sum_ and samples_ are the thread's until here
+  return samples_ > 0 ? sum_ / static_cast<double>(samples_) : -1.0;
 }
 
 }  // namespace ringattn::bench

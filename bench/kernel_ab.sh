@@ -24,7 +24,8 @@
 # KERNEL_AB_SECONDS=S runs each line back to back for at least S seconds
 # (kernel_bench's KERNEL_BENCH_SECONDS: the sustained, power-capped rate)
 # and adds a second table of GFLOP per joule from NVML's energy counter,
-# each variant's median over A's (what a kernel costs under the cap).
+# each variant's median over A's (what a kernel costs under the cap), and a
+# third of the mean SM clock while each line ran (where the cap takes it).
 # Stopped by SIGTERM (a `timeout` around it) or SIGINT, it lets the line
 # being timed finish, prints the tables of the runs so far and exits 143
 # (130).
@@ -74,8 +75,8 @@ echo
 [[ -z $stop ]] || echo "# stopped by a signal in repeat $rep of $repeats: the tables hold the runs so far"
 variants=$(IFS=,; echo "${letters[*]:0:${#dirs[@]}}")
 # One table: per row and pass each repeat's VALUE per variant, then each
-# variant's median over A's. VALUE: tflops, or gflop_per_joule (the
-# call's GFLOP, TFLOP/s x ms, over its joules).
+# variant's median over A's. VALUE: tflops, gflop_per_joule (the call's
+# GFLOP, TFLOP/s x ms, over its joules) or sm_mhz (the mean SM clock).
 table() {
   local value=$1 label=$2 header="row,impl,pass"
   for v in ${variants//,/ }; do header+=",$v $label (each repeat)"; done
@@ -85,7 +86,9 @@ table() {
     {
       key = $3 "," $4 "," $5
       if (!(key in seen)) { seen[key] = 1; order[++n] = key }
-      x = value == "tflops" ? $7 : ($8 > 0 ? sprintf("%.1f", gflop_per_joule($6, $7, $8)) : "")
+      if (value == "tflops") x = $7
+      else if (value == "sm_mhz") x = $9 > 0 ? sprintf("%.0f", $9) : ""
+      else x = $8 > 0 ? sprintf("%.1f", gflop_per_joule($6, $7, $8)) : ""
       if (x != "") all[key, $1] = all[key, $1] (all[key, $1] == "" ? "" : " ") x
     }
     END {
@@ -109,5 +112,7 @@ table tflops "TFLOP/s"
 if [[ -n "$seconds" ]]; then
   echo
   table gflop_per_joule "GFLOP/J"
+  echo
+  table sm_mhz "SM MHz"
 fi
 [[ -z $stop ]] || exit "$stop"

@@ -17,9 +17,10 @@ for variant in A:100 B:120 C:140; do
 n=\$(( \$(cat "$dir/count" 2>/dev/null || echo 0) + 1 ))
 echo \$n > "$dir/count"
 printf %s ${variant%%:*} >> "$work/order"
-# KERNEL_BENCH_SECONDS set: a joules column (0.5 J a call).
-j=\${KERNEL_BENCH_SECONDS:+,0.5}
-echo "row,impl,pass,ms,tflops\${j:+,joules}"
+# KERNEL_BENCH_SECONDS set: joules and SM clock columns (0.5 J a call, at
+# 1500 MHz + 10 x the call's number).
+j=\${KERNEL_BENCH_SECONDS:+,0.5,\$(( 1500 + 10 * n ))}
+echo "row,impl,pass,ms,tflops\${j:+,joules,sm_mhz}"
 [[ \${KERNEL_BENCH_SECONDS:-} == \${WANT_SECONDS:-} ]] || { echo "seconds: \${KERNEL_BENCH_SECONDS:-}" >&2; exit 1; }
 [[ \$3 == auto ]] || { echo "kernels: \$3" >&2; exit 1; }
 [[ \$1 == \${WANT_ITERATIONS:-10} ]] || { echo "iterations: \$1" >&2; exit 1; }
@@ -62,9 +63,13 @@ grep -qx 'r1,ringattn,fwd,101,121,1.198' <<< "$out" || fail "sustained TFLOP/s"
 grep -qx 'row,impl,pass,A GFLOP/J (each repeat),B GFLOP/J (each repeat),B/A (medians)' <<< "$out" || fail "GFLOP/J header"
 grep -qx 'r1,ringattn,fwd,202.0,242.0,1.198' <<< "$out" || fail "fwd GFLOP/J"
 grep -qx 'r1,ringattn,bwd,204.0,244.0,1.196' <<< "$out" || fail "bwd GFLOP/J"
+# The clocks: A's first call (1510 MHz) and B's (1510) per line.
+grep -qx 'row,impl,pass,A SM MHz (each repeat),B SM MHz (each repeat),B/A (medians)' <<< "$out" || fail "SM MHz header"
+grep -qx 'r1,ringattn,fwd,1510,1510,1.000' <<< "$out" || fail "fwd SM MHz"
 rm -f "$work"/*/count
 out=$(KERNEL_BENCH_SECONDS=5 "$script" "$work/A" "$work/B" 1 r1)
 grep -q 'GFLOP/J' <<< "$out" && fail "a GFLOP/J table without KERNEL_AB_SECONDS"
+grep -q 'SM MHz' <<< "$out" && fail "an SM MHz table without KERNEL_AB_SECONDS"
 # Stopped by SIGTERM after B's second line (repeat 1, r2): the tables of
 # the four runs so far, a line saying so, exit status 143.
 rm -f "$work"/*/count

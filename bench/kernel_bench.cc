@@ -11,13 +11,15 @@
 //   kernels only; forward: kAuto's forward lines only)
 // KERNEL_BENCH_SECONDS=S: each line instead launches back to back for at
 // least S seconds (the GPU then runs under its power cap, as in training)
-// and prints the mean time and a sixth column, the joules per call (NVML's
-// energy counter: bench/gpu_energy.h).
+// and prints the mean time and two more columns, the joules per call (NVML's
+// energy counter) and the mean SM clock in MHz while the line ran
+// (bench/gpu_energy.h).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -151,14 +153,18 @@ float TimeMs(F&& launch, int iterations) {
   return times[times.size() / 2];
 }
 
-// A line's time, and the joules per call where they were measured (< 0: not).
+// A line's time, and the joules per call and the mean SM clock where they
+// were measured (< 0: not).
 struct Measured {
   float ms;
   double joules = -1;
+  double sm_mhz = -1;
 };
 
 // KERNEL_BENCH_SECONDS: back-to-back launches for at least `seconds` after a
-// warm-up, their mean time and the energy counter's difference per launch.
+// warm-up, their mean time, the energy counter's difference per launch and
+// the SM clock's mean while they ran (sampled every 10 ms: under the power
+// cap the clock is what gives way).
 struct Sustained {
   double seconds;
   bench::GpuEnergy energy;
@@ -172,12 +178,15 @@ Measured TimeSustained(F&& launch, const Sustained& sustained) {
   const int64_t calls = std::max<int64_t>(
       1, static_cast<int64_t>(std::ceil(sustained.seconds * 1e3 / std::max(one_ms, 1e-3f))));
   const absl::StatusOr<double> before = sustained.energy.Joules();
+  bench::SmClockSampler clock(sustained.energy, std::chrono::milliseconds(10));
   const float total_ms = timer.Ms([&] {
     for (int64_t i = 0; i < calls; ++i) launch();
   });
+  const double sm_mhz = clock.MeanMhz();
   const absl::StatusOr<double> after = sustained.energy.Joules();
   return {total_ms / static_cast<float>(calls),
-          before.ok() && after.ok() ? (*after - *before) / static_cast<double>(calls) : -1.0};
+          before.ok() && after.ok() ? (*after - *before) / static_cast<double>(calls) : -1.0,
+          sm_mhz};
 }
 
 int Main(int argc, char** argv) {
@@ -230,7 +239,7 @@ int Main(int argc, char** argv) {
   const auto measure = [&](const auto& launch, int runs) {
     return sustained ? TimeSustained(launch, *sustained) : Measured{TimeMs(launch, runs)};
   };
-  std::printf(sustained ? "row,impl,pass,ms,tflops,joules\n" : "row,impl,pass,ms,tflops\n");
+  std::printf(sustained ? "row,impl,pass,ms,tflops,joules,sm_mhz\n" : "row,impl,pass,ms,tflops\n");
   for (const Row& r : kRows) {
     if (!only.empty() && only != r.name) continue;
     const int64_t elem = ElementBytes(r.dtype);
@@ -265,7 +274,7 @@ int Main(int argc, char** argv) {
                             double factor = 1.0) {
       std::string line = absl::StrFormat("%s,%s,%s,%.3f,%.2f", r.name, impl, pass, m.ms,
                                          factor * flops / (m.ms * 1e-3) / 1e12);
-      if (sustained) absl::StrAppendFormat(&line, ",%.5g", m.joules);
+      if (sustained) absl::StrAppendFormat(&line, ",%.5g,%.0f", m.joules, m.sm_mhz);
       std::printf("%s\n", line.c_str());
       std::fflush(stdout);
     };

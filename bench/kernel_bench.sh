@@ -12,7 +12,8 @@
 # KERNEL_BENCH_ITERATIONS: timed calls per line (default 10; ours: their
 # median, torch: their mean). KERNEL_BENCH_SECONDS=S: both run each line
 # back to back for at least S seconds instead (the mean time) and measure
-# the joules a call draws: a table of GFLOP per joule follows.
+# the joules a call draws and the mean SM clock while it runs: tables of
+# GFLOP per joule and of the clocks follow.
 # KERNEL_BENCH_TORCH replaces `python3 bench/torch_sdpa_bench.py` (tests).
 set -euo pipefail
 usage="usage: kernel_bench.sh BIN_DIR [OUT_DIR [REPEATS ROW...]]"
@@ -40,7 +41,7 @@ if [[ -z "$repeats" ]]; then
   "$bin/kernel_bench" "$iterations" > "$out/ours.csv"
   $torch_bench "$iterations" > "$out/torch.csv"
 else
-  echo "repeat,row,impl,pass,ms,tflops${KERNEL_BENCH_SECONDS:+,joules}" > "$out/runs.csv"
+  echo "repeat,row,impl,pass,ms,tflops${KERNEL_BENCH_SECONDS:+,joules,sm_mhz}" > "$out/runs.csv"
   for ((rep = 1; rep <= repeats; ++rep)); do
     for row in "$@"; do
       { "$bin/kernel_bench" "$iterations" "$row" auto; $torch_bench "$iterations" "$row"; } |
@@ -54,13 +55,14 @@ else
       key = $2 "," $3 "," $4
       if (!(key in ms)) order[++n] = key
       ms[key] = ms[key] " " $5; tf[key] = tf[key] " " $6; if (NF >= 7) j[key] = j[key] " " $7
+      if (NF >= 8) mhz[key] = mhz[key] " " $8
     }
     END {
-      header = "row,impl,pass,ms,tflops" (energy ? ",joules" : "")
+      header = "row,impl,pass,ms,tflops" (energy ? ",joules,sm_mhz" : "")
       print header > ours; print header > torch
       for (i = 1; i <= n; ++i) {
         k = order[i]
-        line = k "," median(ms[k]) "," median(tf[k]) (energy ? "," median(j[k]) : "")
+        line = k "," median(ms[k]) "," median(tf[k]) (energy ? "," median(j[k]) "," median(mhz[k]) : "")
         print line > (k ~ /^[^,]*,torch_/ ? torch : ours)
       }
     }' ours="$out/ours.csv" torch="$out/torch.csv" energy="${KERNEL_BENCH_SECONDS:+1}" "$out/runs.csv"
@@ -148,6 +150,28 @@ if [[ -n "${KERNEL_BENCH_SECONDS:-}" ]]; then
           eo = gflop_per_joule(ms[k], tf[k], j[r, "ours", passes[p]])
           ec = gflop_per_joule(ms[k], tf[k], j[r, "cudnn", passes[p]])
           line = line sprintf(" %9s %9s %12s", cell(eo), cell(ec), eo && ec ? sprintf("%.3f", eo / ec) : "-")
+        }
+        print line
+      }
+    }' "$out/ours.csv" "$out/torch.csv"
+  # The cap takes it out of the clock: a line that draws less energy a cycle
+  # runs at a higher one (binaries from before the column print none: "-").
+  printf "\nmean SM clock while each line ran (MHz; NVML, sampled every 10 ms)\n"
+  awk -F, '
+    FNR == 1 { next }
+    FILENAME ~ /ours/ && $2 == "ringattn" { c[$1, "ours", $3] = $7 }
+    FILENAME ~ /ours/ && !($1 in seen) { seen[$1] = 1; rows[++n] = $1 }
+    FILENAME ~ /torch/ && $2 == "torch_cudnn" { c[$1, "cudnn", $3] = $7 }
+    function cell(x) { return x > 0 ? sprintf("%.0f", x) : "-" }
+    END {
+      printf "%-32s %9s %9s %12s %9s %9s %12s %9s %9s %12s\n", "row", "fwd ours", "cudnn",
+             "ours/cudnn", "bwd ours", "cudnn", "ours/cudnn", "both ours", "cudnn", "ours/cudnn"
+      split("fwd bwd fwd+bwd", passes, " ")
+      for (i = 1; i <= n; ++i) {
+        r = rows[i]; line = sprintf("%-32s", r)
+        for (p = 1; p <= 3; ++p) {
+          co = c[r, "ours", passes[p]] + 0; cc = c[r, "cudnn", passes[p]] + 0
+          line = line sprintf(" %9s %9s %12s", cell(co), cell(cc), co > 0 && cc > 0 ? sprintf("%.3f", co / cc) : "-")
         }
         print line
       }

@@ -15,8 +15,8 @@ cat > "$work/bin/kernel_bench" <<STANDIN
 n=\$(( \$(cat "$work/count" 2>/dev/null || echo 0) + 1 )); echo \$n > "$work/count"
 echo "ours \$2 \$1" >> "$work/calls"
 [[ \$3 == auto ]] || { echo "kernels: \$3" >&2; exit 1; }
-echo "row,impl,pass,ms,tflops"
-j() { [[ -n "\${KERNEL_BENCH_SECONDS:-}" ]] && echo ",\$1"; }
+echo "row,impl,pass,ms,tflops\${KERNEL_BENCH_SECONDS:+,joules,sm_mhz}"
+j() { [[ -n "\${KERNEL_BENCH_SECONDS:-}" ]] && echo ",\$1,\$(( 1500 + n ))"; }
 echo "\$2,ringattn,fwd,1.0,\$(( 600 + n ))\$(j 0.5)"
 echo "\$2,ringattn,bwd,2.0,\$(( 500 + n ))\$(j 1.0)"
 echo "\$2,ringattn,fwd+bwd,3.0,\$(( 540 + n ))\$(j 1.5)"
@@ -26,8 +26,8 @@ cat > "$work/torch" <<STANDIN
 #!/usr/bin/env bash
 n=\$(( \$(cat "$work/count" 2>/dev/null || echo 0) + 1 )); echo \$n > "$work/count"
 echo "torch \$2 \$1" >> "$work/calls"
-echo "row,impl,pass,ms,tflops"
-j() { [[ -n "\${KERNEL_BENCH_SECONDS:-}" ]] && echo ",\$1"; }
+echo "row,impl,pass,ms,tflops\${KERNEL_BENCH_SECONDS:+,joules,sm_mhz}"
+j() { [[ -n "\${KERNEL_BENCH_SECONDS:-}" ]] && echo ",\$1,1600"; }
 echo "\$2,torch_cudnn,fwd,1.0,610\$(j 1.22)"
 echo "\$2,torch_cudnn,bwd,2.0,520\$(j 2.0)"
 echo "\$2,torch_cudnn,fwd+bwd,3.0,550\$(j 3.0)"
@@ -59,12 +59,15 @@ grep -Eq '^r1 +0\.985 0\.992 0\.998; 0\.963 0\.971 0\.979; 0\.984 0\.991 0\.998$
 # ours' 0.5 J and cuDNN's 1.22 J).
 rm -f "$work/count" "$work/calls"
 out=$(KERNEL_BENCH_SECONDS=2 "$script" "$work/bin" "$work/energy" 1 r1)
-grep -qx 'repeat,row,impl,pass,ms,tflops,joules' "$work/energy/runs.csv" || fail "runs.csv header"
-grep -qx 'r1,ringattn,fwd,1.0,601,0.5' "$work/energy/ours.csv" || fail "ours' joules"
-grep -qx 'r1,torch_cudnn,bwd,2.0,520,2.0' "$work/energy/torch.csv" || fail "torch's joules"
+grep -qx 'repeat,row,impl,pass,ms,tflops,joules,sm_mhz' "$work/energy/runs.csv" || fail "runs.csv header"
+grep -qx 'r1,ringattn,fwd,1.0,601,0.5,1501' "$work/energy/ours.csv" || fail "ours' joules and clock"
+grep -qx 'r1,torch_cudnn,bwd,2.0,520,2.0,1600' "$work/energy/torch.csv" || fail "torch's joules and clock"
 grep -q 'each line 2 s back to back (mean); medians of 1 alternated repeats' <<< "$out" || fail "sustained title"
 grep -Eq '^r1 +1202\.0 +492\.6 +2\.440 +1002\.0 +501\.0 +2\.000 +1082\.0 +541\.0 +2\.000$' <<< "$out" ||
   fail "GFLOP per joule"
+# The clocks: ours' call 1 at 1501 MHz over cuDNN's 1600 (every pass).
+grep -q 'mean SM clock while each line ran' <<< "$out" || fail "clock table title"
+grep -Eq '^r1 +1501 +1600 +0\.938 +1501 +1600 +0\.938 +1501 +1600 +0\.938$' <<< "$out" || fail "clock table row"
 # The torch script (no torch here) at least parses.
 python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read())' "$(dirname "$0")/torch_sdpa_bench.py" ||
   fail "torch_sdpa_bench.py does not parse"

@@ -8,13 +8,15 @@ efficient backends (those that accept the row): forward, backward alone
   python3 bench/torch_sdpa_bench.py [ITERATIONS] [ROW]
 
 KERNEL_BENCH_SECONDS=S (as kernel_bench's): each line runs back to back
-for at least S seconds and prints its mean time and a sixth column, the
-joules per call from NVML's energy counter (ctypes; bench/gpu_energy.h).
+for at least S seconds and prints its mean time and two more columns, the
+joules per call from NVML's energy counter and the mean SM clock in MHz
+while it ran (ctypes; bench/gpu_energy.h).
 """
 import ctypes
 import math
 import os
 import sys
+import threading
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -81,22 +83,53 @@ class GpuEnergy:
             raise RuntimeError(f"GPU energy: reading the energy counter failed with NVML code {code}")
         return millijoules.value / 1e3
 
+    def sm_clock_mhz(self):
+        """The SM clock now (nvmlDeviceGetClockInfo, NVML_CLOCK_SM), or None."""
+        mhz = ctypes.c_uint()
+        if self._nvml.nvmlDeviceGetClockInfo(self._handle, 1, ctypes.byref(mhz)) != 0:
+            return None
+        return mhz.value
+
+
+class ClockSampler:
+    """The mean SM clock over a timed run: a thread reads it every 10 ms
+    from start until mean_mhz() (as kernel_bench's SmClockSampler)."""
+
+    def __init__(self, energy):
+        self._samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(energy,), daemon=True)
+        self._thread.start()
+
+    def _run(self, energy):
+        while not self._stop.is_set():
+            if (mhz := energy.sm_clock_mhz()) is not None:
+                self._samples.append(mhz)
+            self._stop.wait(0.01)
+
+    def mean_mhz(self):
+        self._stop.set()
+        self._thread.join()
+        return sum(self._samples) / len(self._samples) if self._samples else -1.0
+
 
 def time_sustained(fn, seconds, energy):
     """Back-to-back calls for at least `seconds` after a warm-up: their mean
-    ms and the joules per call."""
+    ms, the joules per call and the mean SM clock."""
     one = time_ms(fn, 1)
     calls = max(1, math.ceil(seconds * 1e3 / max(one, 1e-3)))
     start = torch.cuda.Event(enable_timing=True)
     stop = torch.cuda.Event(enable_timing=True)
     before = energy.joules()
+    clock = ClockSampler(energy)
     start.record()
     for _ in range(calls):
         fn()
     stop.record()
     torch.cuda.synchronize()
+    mhz = clock.mean_mhz()
     after = energy.joules()
-    return start.elapsed_time(stop) / calls, (after - before) / calls
+    return start.elapsed_time(stop) / calls, (after - before) / calls, mhz
 
 
 def sustained_seconds():
@@ -119,17 +152,17 @@ def main():
     seconds = sustained_seconds()
     energy = GpuEnergy() if seconds else None
     torch.backends.cuda.matmul.allow_tf32 = False
-    print("row,impl,pass,ms,tflops" + (",joules" if energy else ""))
+    print("row,impl,pass,ms,tflops" + (",joules,sm_mhz" if energy else ""))
     for name, dtype, b, s, h, d, causal in ROWS:
         if only and name != only:
             continue
         flops = 4.0 * b * s * s * h * d / (2 if causal else 1)
 
         def measure(fn):
-            """(ms, joules per call); joules None outside the sustained mode."""
+            """(ms, joules per call, mean SM MHz); None outside the sustained mode."""
             if energy:
                 return time_sustained(fn, seconds, energy)
-            return time_ms(fn, iterations), None
+            return time_ms(fn, iterations), None, None
         q, k, v = (torch.randn(b, h, s, d, device="cuda", dtype=dtype,
                                requires_grad=True) for _ in range(3))
         for impl, backend in BACKENDS:
@@ -150,10 +183,10 @@ def main():
             except RuntimeError as error:  # backend does not take this row
                 print(f"# {name} {impl}: {str(error).splitlines()[0]}", file=sys.stderr)
                 continue
-            for pass_name, (ms, joules), factor in (("fwd", fwd, 1.0), ("bwd", bwd, 2.5),
-                                                   ("fwd+bwd", both, 3.5)):
+            for pass_name, (ms, joules, mhz), factor in (("fwd", fwd, 1.0), ("bwd", bwd, 2.5),
+                                                        ("fwd+bwd", both, 3.5)):
                 line = f"{name},{impl},{pass_name},{ms:.3f},{factor * flops / ms / 1e9:.2f}"
-                print(line + (f",{joules:.5g}" if energy else ""))
+                print(line + (f",{joules:.5g},{mhz:.0f}" if energy else ""))
             sys.stdout.flush()
 
 
