@@ -9,8 +9,9 @@
 # whose name matches). Prints per row and pass each metric, ours, cuDNN's
 # and ours / cuDNN: time (us), warp instructions, tensor (HGMMA)
 # instructions, MUFU (xu pipe) instructions, issue-active %, warps active
-# per cycle, DRAM bytes read, then warps stalled per issued instruction
-# by reason. Every ncu output is kept in OUT_DIR. NCU and PYTHON name the
+# per cycle, DRAM bytes read, L2 sectors (all, the SMs' reads, across the
+# fabric between the L2's halves) and hit rate, then warps stalled per
+# issued instruction by reason. Every ncu output is kept in OUT_DIR. NCU and PYTHON name the
 # tools (ncu, python3 by default).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -35,6 +36,11 @@ stalls=(gmma math_pipe_throttle barrier membar long_scoreboard short_scoreboard 
 metrics=gpu__time_duration.sum,smsp__inst_executed.sum,sm__inst_executed_pipe_tensor_op_gmma.sum
 metrics+=,smsp__inst_executed_pipe_xu.sum,smsp__issue_active.avg.pct_of_peak_sustained_elapsed
 metrics+=,smsp__warps_active.avg.per_cycle_active,dram__bytes_read.sum
+# The L2's sector work: all, the SMs' reads, between the L2's two halves
+# (the fabric; ours +45 % over cuDNN's on the b16 forward, thirty-ninth
+# session), and its hit rate.
+metrics+=,lts__t_sectors.sum,lts__t_sectors_srcunit_tex_op_read.sum
+metrics+=,lts__t_sectors_srcunit_ltcfabric.sum,lts__t_sector_hit_rate.pct
 for r in "${stalls[@]}"; do metrics+=,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio; done
 
 # name=value lines of one ncu output (the time in us, DRAM bytes in bytes,
@@ -49,6 +55,7 @@ parse() {
       if ($1 == "gpu__time_duration.sum") {
         if (unit == "ns") v /= 1000; else if (unit == "ms") v *= 1000; else if (unit == "s") v *= 1e6
       }
+      if (unit ~ /^[KMG]sector$/) v = sprintf("%.0f", v * (unit ~ /^K/ ? 1e3 : unit ~ /^M/ ? 1e6 : 1e9))
       if ($1 == "dram__bytes_read.sum") {
         if (unit == "Kbyte") v *= 1e3; else if (unit == "Mbyte") v *= 1e6
         else if (unit == "Gbyte") v *= 1e9
