@@ -131,51 +131,43 @@ awk -F, '
     }
   }' "$out/ours.csv" "$out/torch.csv"
 if [[ -n "${KERNEL_BENCH_SECONDS:-}" ]]; then
+  # Per row ours, cuDNN's and ours / cuDNN per pass, of VALUE: gflop_per_joule
+  # (both sides over the FLOPs of our line, ms x TFLOP/s) or sm_mhz (the
+  # mean clock; binaries from before that column print none: "-").
+  pass_table() {
+    awk -F, -v value="$1" "$(< "$here/table_functions.awk")"'
+      FNR == 1 { next }
+      FILENAME ~ /ours/ && $2 == "ringattn" {
+        ms[$1, $3] = $4; tf[$1, $3] = $5; j[$1, "ours", $3] = $6; c[$1, "ours", $3] = $7
+      }
+      FILENAME ~ /ours/ && !($1 in seen) { seen[$1] = 1; rows[++n] = $1 }
+      FILENAME ~ /torch/ && $2 == "torch_cudnn" { j[$1, "cudnn", $3] = $6; c[$1, "cudnn", $3] = $7 }
+      function cell(x) { return x > 0 ? sprintf(value == "sm_mhz" ? "%.0f" : "%.1f", x) : "-" }
+      function of(r, side, pass,   k) {
+        if (value == "sm_mhz") return c[r, side, pass] + 0
+        k = r SUBSEP pass
+        return gflop_per_joule(ms[k], tf[k], j[r, side, pass])
+      }
+      END {
+        printf "%-32s %9s %9s %12s %9s %9s %12s %9s %9s %12s\n", "row", "fwd ours", "cudnn",
+               "ours/cudnn", "bwd ours", "cudnn", "ours/cudnn", "both ours", "cudnn", "ours/cudnn"
+        split("fwd bwd fwd+bwd", passes, " ")
+        for (i = 1; i <= n; ++i) {
+          r = rows[i]; line = sprintf("%-32s", r)
+          for (p = 1; p <= 3; ++p) {
+            o = of(r, "ours", passes[p]); x = of(r, "cudnn", passes[p])
+            line = line sprintf(" %9s %9s %12s", cell(o), cell(x), o > 0 && x > 0 ? sprintf("%.3f", o / x) : "-")
+          }
+          print line
+        }
+      }' "$out/ours.csv" "$out/torch.csv"
+  }
   printf "\nenergy, GFLOP per joule (the FLOPs above over the joules a call drew: NVML's counter)\n"
-  awk -F, "$(< "$here/table_functions.awk")"'
-    FNR == 1 { next }
-    # Both sides over the FLOPs of our line (ms x TFLOP/s).
-    FILENAME ~ /ours/ && $2 == "ringattn" { ms[$1, $3] = $4; tf[$1, $3] = $5; j[$1, "ours", $3] = $6 }
-    FILENAME ~ /ours/ && !($1 in seen) { seen[$1] = 1; rows[++n] = $1 }
-    FILENAME ~ /torch/ && $2 == "torch_cudnn" { j[$1, "cudnn", $3] = $6 }
-    function cell(x) { return x > 0 ? sprintf("%.1f", x) : "-" }
-    END {
-      printf "%-32s %9s %9s %12s %9s %9s %12s %9s %9s %12s\n", "row", "fwd ours", "cudnn",
-             "ours/cudnn", "bwd ours", "cudnn", "ours/cudnn", "both ours", "cudnn", "ours/cudnn"
-      split("fwd bwd fwd+bwd", passes, " ")
-      for (i = 1; i <= n; ++i) {
-        r = rows[i]; line = sprintf("%-32s", r)
-        for (p = 1; p <= 3; ++p) {
-          k = r SUBSEP passes[p]
-          eo = gflop_per_joule(ms[k], tf[k], j[r, "ours", passes[p]])
-          ec = gflop_per_joule(ms[k], tf[k], j[r, "cudnn", passes[p]])
-          line = line sprintf(" %9s %9s %12s", cell(eo), cell(ec), eo && ec ? sprintf("%.3f", eo / ec) : "-")
-        }
-        print line
-      }
-    }' "$out/ours.csv" "$out/torch.csv"
+  pass_table gflop_per_joule
   # The cap takes it out of the clock: a line that draws less energy a cycle
-  # runs at a higher one (binaries from before the column print none: "-").
+  # runs at a higher one.
   printf "\nmean SM clock while each line ran (MHz; NVML, sampled every 10 ms)\n"
-  awk -F, '
-    FNR == 1 { next }
-    FILENAME ~ /ours/ && $2 == "ringattn" { c[$1, "ours", $3] = $7 }
-    FILENAME ~ /ours/ && !($1 in seen) { seen[$1] = 1; rows[++n] = $1 }
-    FILENAME ~ /torch/ && $2 == "torch_cudnn" { c[$1, "cudnn", $3] = $7 }
-    function cell(x) { return x > 0 ? sprintf("%.0f", x) : "-" }
-    END {
-      printf "%-32s %9s %9s %12s %9s %9s %12s %9s %9s %12s\n", "row", "fwd ours", "cudnn",
-             "ours/cudnn", "bwd ours", "cudnn", "ours/cudnn", "both ours", "cudnn", "ours/cudnn"
-      split("fwd bwd fwd+bwd", passes, " ")
-      for (i = 1; i <= n; ++i) {
-        r = rows[i]; line = sprintf("%-32s", r)
-        for (p = 1; p <= 3; ++p) {
-          co = c[r, "ours", passes[p]] + 0; cc = c[r, "cudnn", passes[p]] + 0
-          line = line sprintf(" %9s %9s %12s", cell(co), cell(cc), co > 0 && cc > 0 ? sprintf("%.3f", co / cc) : "-")
-        }
-        print line
-      }
-    }' "$out/ours.csv" "$out/torch.csv"
+  pass_table sm_mhz
 fi
 if [[ -n "$repeats" ]]; then
   printf "\nours / cuDNN per repeat (fwd; bwd; fwd+bwd)\n"
