@@ -191,33 +191,17 @@ template <int kHeadDim>
 __device__ __forceinline__ void ScheduleTiles(const ForwardBlockArgs& a,
                                               const WarpSpecializedForwardShared<kHeadDim>& sm,
                                               const HeavyFirstTileScheduler& scheduler,
-                                              const L2HalfOrder& halves, TileCounter* counter) {
+                                              TileCounter* counter) {
   using Tr = WarpSpecializedForwardTraits<kHeadDim>;
-  uint32_t sm_id;
-  asm volatile("mov.u32 %0, %%smid;" : "=r"(sm_id));
-  const int my_half = halves.HalfOf(sm_id);
   for (uint32_t taken = 0;; ++taken) {
-    if (taken > 0) MbarrierWait(sm.NextWanted(), (taken - 1) & 1);
-    bool have = false;
-    QueryTile tile{};
-    if (halves.on) {  // this SM's half's order, then the other's
-      for (int k = 0; k < 2 && !have; ++k) {
-        const int h = k == 0 ? my_half : 1 - my_half;
-        const int64_t t = static_cast<int64_t>(atomicAdd(&counter->half_next[h], 1ull));
-        if (t < halves.half[h].Count()) {
-          tile = halves.At(h, t);
-          have = true;
-        }
-      }
-    } else {
-      const int64_t t = taken > 0 ? NextTile(counter) : static_cast<int64_t>(blockIdx.x);
-      if (t < scheduler.Count()) {
-        tile = scheduler.At(t);
-        have = true;
-      }
+    int64_t t = blockIdx.x;
+    if (taken > 0) {
+      MbarrierWait(sm.NextWanted(), (taken - 1) & 1);
+      t = NextTile(counter);
     }
     PublishedTile published{-1, 0, 0, {}};
-    if (have) {
+    if (t < scheduler.Count()) {
+      const QueryTile tile = scheduler.At(t);
       published = {tile.m, static_cast<int>(tile.head), static_cast<int>(tile.batch),
                    KeyTileRange(a, tile.batch, tile.m, Tr::kBlockM, Tr::kBlockN)};
     }
@@ -521,7 +505,7 @@ template <ElementType E, int kHeadDim>
 __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThreads, 1)
     FlashForwardWarpSpecializedKernel(const ForwardBlockArgs a,
                                       const HeavyFirstTileScheduler scheduler,
-                                      const L2HalfOrder halves, TileCounter* const counter,
+                                      TileCounter* const counter,
                                       const __grid_constant__ CUtensorMap q_map,
                                       const __grid_constant__ CUtensorMap k_map,
                                       const __grid_constant__ CUtensorMap v_map,
@@ -554,7 +538,7 @@ __global__ void __launch_bounds__(WarpSpecializedForwardTraits<kHeadDim>::kThrea
     if (threadIdx.x == 0) {
       ProduceTiles<kHeadDim>(a, sm, &q_map, &k_map, &v_map, &o_map);
     } else if (threadIdx.x == 32) {
-      ScheduleTiles<kHeadDim>(a, sm, scheduler, halves, counter);
+      ScheduleTiles<kHeadDim>(a, sm, scheduler, counter);
     }
   } else {
     SetMaxRegistersIncrease<Tr::kConsumerRegisters>();
@@ -597,20 +581,12 @@ cudaError_t LaunchFlashForwardWarpSpecializedKernel(const ForwardBlockArgs& a,
       static_cast<int>((q_len + Tr::kBlockM - 1) / Tr::kBlockM),
       (a.kv_head_end - a.kv_head_begin) * group, a.batch, group, kv_head_bytes,
       L2SectionBudget(device.l2_bytes), sms, EveryPairAllowed(a)));
-  const int64_t heads = (a.kv_head_end - a.kv_head_begin) * group;
-  const int m_tiles = static_cast<int>((q_len + Tr::kBlockM - 1) / Tr::kBlockM);
-  const L2HalfOrder halves = MakeL2HalfOrder(
-      heads, a.batch, group, sms, L2Half1FromEnvironment(), [&](int64_t pairs, int ctas) {
-        return WithSectionOverride(HeavyFirstTileScheduler::Sections(
-            m_tiles, pairs, 1, group, kv_head_bytes, L2SectionBudget(device.l2_bytes) / 2, ctas,
-            EveryPairAllowed(a)));
-      });
   const int64_t grid = std::min<int64_t>(scheduler.Count(), sms);
   TileCounter* counter = nullptr;
   if (const cudaError_t e = ForwardTileCounter(stream, &counter); e != cudaSuccess) return e;
   return LaunchKernel(FlashForwardWarpSpecializedKernel<E, kHeadDim>,
                       dim3(static_cast<unsigned>(grid)), Tr::kThreads, Tr::kSharedBytes, stream, a,
-                      scheduler, halves, counter, q_map, k_map, v_map, o_map);
+                      scheduler, counter, q_map, k_map, v_map, o_map);
 }
 
 }  // namespace ringattn::cuda::flash

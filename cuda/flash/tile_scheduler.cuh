@@ -33,7 +33,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <vector>
 
 #include "cuda/kernel_args.h"
 
@@ -156,9 +155,8 @@ __host__ __device__ __forceinline__ KeyTileItem KeyTileAt(const HeavyFirstTileSc
 // stream's next launch. Streams take slots of a pool; launches on
 // different streams, which may run at once, never share one.
 struct TileCounter {
-  unsigned long long next;          // tiles taken beyond the first gridDim.x
-  unsigned long long done;          // CTAs finished
-  unsigned long long half_next[2];  // tiles taken from each L2 half's order (L2HalfOrder)
+  unsigned long long next;  // tiles taken beyond the first gridDim.x
+  unsigned long long done;  // CTAs finished
 };
 constexpr int kTileCounterSlots = 1024;  // streams per GPU, per kernel family
 
@@ -182,88 +180,9 @@ __device__ __forceinline__ void FinishTiles(TileCounter* counter) {
     __threadfence();
     counter->next = 0;
     counter->done = 0;
-    counter->half_next[0] = 0;
-    counter->half_next[1] = 0;
   }
 }
 #endif  // __CUDACC__
-
-// An experiment (docs/KERNEL_BENCH.md, thirty-ninth session): the kv
-// heads split between the L2's two halves by parity, so that a kv head's
-// K and V are read by the SMs of one half and cross the fabric between the
-// halves at most once. Each half walks its own heavy-first sections over
-// its pairs (whole kv heads: `group` query pairs each) from a counter of
-// its own; a CTA whose half has run out takes from the other's (its last
-// tiles are the lightest, so the tail stays even when the halves hold
-// different numbers of SMs). Which SMs read through half 1 comes from
-// RINGATTN_L2_HALF1 (SM ids, as bench/l2_halves_main prints them); unset,
-// the launch keeps the one order.
-struct L2HalfOrder {
-  bool on = false;
-  HeavyFirstTileScheduler half[2] = {};  // over each half's pairs (heads = its pairs, batch 1)
-  int64_t group = 1;                     // query pairs per kv head
-  int64_t heads = 1;                     // the launch's query heads
-  uint32_t half1_sms[8] = {};            // bit s: SM s reads through half 1
-
-  __host__ __device__ int HalfOf(uint32_t sm) const {
-    return sm < 256 && ((half1_sms[sm / 32] >> (sm % 32)) & 1u) ? 1 : 0;
-  }
-  // Tile t of half h's order as the launch's (query tile, head, batch).
-  __host__ __device__ QueryTile At(int h, int64_t t) const {
-    const QueryTile local = half[h].At(t);  // local.head: the pair within the half
-    const int64_t unit = 2 * (local.head / group) + h;
-    const int64_t pair = unit * group + local.head % group;
-    return {local.m, pair % heads, pair / heads};
-  }
-};
-
-// The half order of a launch's tiles with the SMs `half1` (ids) in half 1:
-// off when neither half would hold an SM or there are fewer than two kv
-// heads. `sections` builds one half's scheduler from (its pairs, its SMs).
-template <typename MakeSections>
-L2HalfOrder MakeL2HalfOrder(int64_t heads, int64_t batch, int64_t group, int sms,
-                            const std::vector<int>& half1, const MakeSections& sections) {
-  L2HalfOrder order;
-  const int64_t units = heads * batch / group;
-  if (half1.empty() || units < 2) return order;
-  int sms1 = 0;
-  for (int id : half1) {
-    if (id >= 0 && id < sms && id < 256 && !((order.half1_sms[id / 32] >> (id % 32)) & 1u)) {
-      order.half1_sms[id / 32] |= 1u << (id % 32);
-      ++sms1;
-    }
-  }
-  if (sms1 == 0 || sms1 == sms) return L2HalfOrder{};
-  order.on = true;
-  order.group = group;
-  order.heads = heads;
-  for (int h = 0; h < 2; ++h) {
-    const int64_t pairs = (units + 1 - h) / 2 * group;  // units h, h + 2, ...
-    order.half[h] = sections(pairs, h == 0 ? sms - sms1 : sms1);
-  }
-  return order;
-}
-
-// RINGATTN_L2_HALF1: the SM ids of half 1 (any separators), read once.
-inline const std::vector<int>& L2Half1FromEnvironment() {
-  static const std::vector<int> ids = [] {
-    std::vector<int> out;
-    const char* v = std::getenv("RINGATTN_L2_HALF1");
-    if (v == nullptr) return out;
-    for (const char* p = v; *p != '\0';) {
-      char* end = nullptr;
-      const long n = std::strtol(p, &end, 10);
-      if (end == p) {
-        ++p;
-        continue;
-      }
-      out.push_back(static_cast<int>(n));
-      p = end;
-    }
-    return out;
-  }();
-  return ids;
-}
 
 // The L2 bytes one section's K and V may take: half the cache (the rest
 // holds the queries, the outputs and the other half's ways).

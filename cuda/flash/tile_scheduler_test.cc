@@ -61,55 +61,6 @@ TEST(TileSchedulerTest, EveryTileOnceSectionBySectionHeaviestFirst) {
   }
 }
 
-// The L2-half experiment's order: both halves' tiles together are every
-// tile once, a half holds whole kv heads of its parity only, and the SM
-// mask says which SMs read through half 1; off without SMs on both sides.
-TEST(TileSchedulerTest, L2HalvesSplitWholeKvHeadsByParity) {
-  const auto sections = [](int m_tiles) {
-    return [m_tiles](int64_t pairs, int ctas) {
-      return HeavyFirstTileScheduler::Sections(m_tiles, pairs, 1, /*group=*/1, 1 << 20, 1 << 24,
-                                               ctas, false);
-    };
-  };
-  for (int64_t group : {1, 2, 4}) {
-    for (int64_t heads : {4, 8, 32}) {
-      for (int64_t batch : {1, 3}) {
-        const int m_tiles = 5;
-        const L2HalfOrder o = MakeL2HalfOrder(
-            heads, batch, group, 132, {1, 3, 5, 7, 200, 1}, [&](int64_t pairs, int ctas) {
-              return HeavyFirstTileScheduler::Sections(m_tiles, pairs, 1, group, 1 << 20, 1 << 24,
-                                                       ctas, false);
-            });
-        SCOPED_TRACE(::testing::Message()
-                     << "group " << group << " heads " << heads << " batch " << batch);
-        if (heads * batch / group < 2) {  // one kv head: nothing to split
-          EXPECT_FALSE(o.on);
-          continue;
-        }
-        ASSERT_TRUE(o.on);
-        EXPECT_EQ(o.HalfOf(3), 1);
-        EXPECT_EQ(o.HalfOf(2), 0);
-        EXPECT_EQ(o.HalfOf(200), 0);  // past the GPU's 132 SMs: ignored
-        std::set<std::tuple<int, int64_t, int64_t>> seen;
-        for (int h = 0; h < 2; ++h) {
-          for (int64_t t = 0; t < o.half[h].Count(); ++t) {
-            const QueryTile tile = o.At(h, t);
-            ASSERT_LT(tile.head, heads);
-            ASSERT_LT(tile.batch, batch);
-            const int64_t kv_unit = (tile.batch * heads + tile.head) / group;
-            ASSERT_EQ(kv_unit % 2, h) << "tile " << t << " of half " << h;
-            ASSERT_TRUE(seen.insert({tile.m, tile.head, tile.batch}).second);
-          }
-        }
-        EXPECT_EQ(static_cast<int64_t>(seen.size()), m_tiles * heads * batch);
-      }
-    }
-  }
-  EXPECT_FALSE(MakeL2HalfOrder(8, 1, 1, 132, {}, sections(4)).on);      // no half 1
-  EXPECT_FALSE(MakeL2HalfOrder(8, 1, 1, 2, {0, 1}, sections(4)).on);    // no half 0
-  EXPECT_FALSE(MakeL2HalfOrder(1, 1, 1, 132, {1, 2}, sections(4)).on);  // one kv head
-}
-
 TEST(TileSchedulerTest, SectionsFitTheL2AndKeepEveryCtaBusy) {
   // Under a mask, one round of tiles per section, the final one longer.
   // s32768 d128 bf16 on an H200 (132 SMs, 25 MB budget): one kv head's
