@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "bench/l2_halves_probe.h"
+#include "cuda/device.h"
 
 namespace ringattn::bench {
 
@@ -61,15 +63,6 @@ absl::StatusOr<L2Halves> SplitSmsByLatency(const std::vector<SmLatency>& latenci
   return L2Halves{std::move(half), mean(0, cut), mean(cut, sorted.size()), separation};
 }
 
-namespace {
-
-absl::Status Check(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat("L2 probe: ", what, ": ", cudaGetErrorString(e)));
-}
-
-}  // namespace
-
 absl::StatusOr<std::vector<SmLatency>> ProbeL2Latency(int lines_per_sm) {
   if (lines_per_sm < 1) {
     return absl::InvalidArgumentError(
@@ -95,26 +88,33 @@ absl::StatusOr<std::vector<SmLatency>> ProbeL2Latency(int lines_per_sm) {
   double* cycles = nullptr;
   void* flush = nullptr;
   constexpr size_t kFlushBytes = size_t{512} << 20;  // ten times the L2
-  absl::Status s =
-      Check(cudaMalloc(reinterpret_cast<void**>(&lines), host.size() * 4), "cudaMalloc");
-  if (s.ok()) s = Check(cudaMalloc(reinterpret_cast<void**>(&sm_ids), sms * 4), "cudaMalloc");
-  if (s.ok()) s = Check(cudaMalloc(reinterpret_cast<void**>(&cycles), sms * 8), "cudaMalloc");
-  if (s.ok()) s = Check(cudaMalloc(reinterpret_cast<void**>(&sink), 4), "cudaMalloc");
-  if (s.ok()) s = Check(cudaMalloc(&flush, kFlushBytes), "cudaMalloc");
+  absl::Status s;
+  for (const auto& [p, bytes] :
+       {std::pair<void**, size_t>{reinterpret_cast<void**>(&lines), host.size() * 4},
+        {reinterpret_cast<void**>(&sm_ids), size_t(sms) * 4},
+        {reinterpret_cast<void**>(&cycles), size_t(sms) * 8},
+        {reinterpret_cast<void**>(&sink), 4},
+        {&flush, kFlushBytes}}) {
+    if (s.ok()) s = cuda::CudaStatus(cudaMalloc(p, bytes), "L2 probe: cudaMalloc");
+  }
   if (s.ok()) {
-    s = Check(cudaMemcpy(lines, host.data(), host.size() * 4, cudaMemcpyHostToDevice), "copy");
+    s = cuda::CudaStatus(cudaMemcpy(lines, host.data(), host.size() * 4, cudaMemcpyHostToDevice),
+                         "L2 probe: copy");
   }
   // The lines out of the L2 before SM 0 reads them.
-  if (s.ok()) s = Check(cudaMemset(flush, 1, kFlushBytes), "flush");
+  if (s.ok()) s = cuda::CudaStatus(cudaMemset(flush, 1, kFlushBytes), "L2 probe: flush");
   if (s.ok())
-    s = Check(LaunchL2Probe(lines, count, sms, lines_per_sm, sm_ids, cycles, sink), "kernels");
+    s = cuda::CudaStatus(LaunchL2Probe(lines, count, sms, lines_per_sm, sm_ids, cycles, sink),
+                         "L2 probe: kernels");
   std::vector<SmLatency> out;
   if (s.ok()) {
     std::vector<uint32_t> ids(sms);
     std::vector<double> c(sms);
-    s = Check(cudaMemcpy(ids.data(), sm_ids, sms * 4, cudaMemcpyDeviceToHost), "copy back");
+    s = cuda::CudaStatus(cudaMemcpy(ids.data(), sm_ids, sms * 4, cudaMemcpyDeviceToHost),
+                         "L2 probe: copy back");
     if (s.ok())
-      s = Check(cudaMemcpy(c.data(), cycles, sms * 8, cudaMemcpyDeviceToHost), "copy back");
+      s = cuda::CudaStatus(cudaMemcpy(c.data(), cycles, sms * 8, cudaMemcpyDeviceToHost),
+                           "L2 probe: copy back");
     for (int b = 0; s.ok() && b < sms; ++b) out.push_back({static_cast<int>(ids[b]), c[b]});
   }
   for (void* p : {static_cast<void*>(lines), static_cast<void*>(sm_ids), static_cast<void*>(cycles),

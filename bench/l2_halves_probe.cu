@@ -8,8 +8,6 @@
 namespace ringattn::bench {
 namespace {
 
-constexpr int kLineWords = kL2ProbeLineWords;
-
 __device__ __forceinline__ uint32_t SmId() {
   uint32_t id;
   asm volatile("mov.u32 %0, %%smid;" : "=r"(id));
@@ -26,7 +24,8 @@ __device__ __forceinline__ uint32_t LoadL2(const uint32_t* p) {
 __global__ void WarmFromSmZero(const uint32_t* lines, int64_t count, uint32_t* sink) {
   if (SmId() != 0) return;
   uint32_t acc = 0;
-  for (int64_t i = threadIdx.x; i < count; i += blockDim.x) acc += LoadL2(lines + i * kLineWords);
+  for (int64_t i = threadIdx.x; i < count; i += blockDim.x)
+    acc += LoadL2(lines + i * kL2ProbeLineWords);
   if (acc == 0xffffffffu) *sink = acc;  // keeps the loads
 }
 
@@ -38,7 +37,8 @@ __global__ void TimeChains(const uint32_t* lines, int per_cta, uint32_t* sms, do
   if (threadIdx.x != 0) return;
   uint32_t next = blockIdx.x * per_cta;
   const long long start = clock64();
-  for (int i = 0; i < per_cta; ++i) next = LoadL2(lines + static_cast<int64_t>(next) * kLineWords);
+  for (int i = 0; i < per_cta; ++i)
+    next = LoadL2(lines + static_cast<int64_t>(next) * kL2ProbeLineWords);
   const long long stop = clock64();
   sms[blockIdx.x] = SmId();
   cycles[blockIdx.x] = static_cast<double>(stop - start) / per_cta;
