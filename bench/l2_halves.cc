@@ -53,11 +53,11 @@ absl::StatusOr<L2Halves> SplitSmsByLatency(const std::vector<SmLatency>& latenci
   const double spread = std::max(sorted[cut - 1].cycles - sorted.front().cycles,
                                  sorted.back().cycles - sorted[cut].cycles);
   const double separation = spread > 0 ? gap / spread : INFINITY;
-  if (separation < min_separation) {
+  if (!(separation > min_separation)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "L2 halves: no two latency groups (largest gap ", gap, " cycles between ",
         sorted[cut - 1].cycles, " and ", sorted[cut].cycles, ", against a spread of ", spread,
-        " within a group; expected the gap at least ", min_separation, "x the spread)"));
+        " within a group; expected the gap more than ", min_separation, "x the spread)"));
   }
   for (size_t i = cut; i < sorted.size(); ++i) half[sorted[i].sm] = 1;
   return L2Halves{std::move(half), mean(0, cut), mean(cut, sorted.size()), separation};

@@ -24,6 +24,21 @@ TEST(SplitSmsByLatencyTest, TwoGroupsByTheLargestGap) {
   EXPECT_DOUBLE_EQ(h->separation, (355.0 - 262.0) / 6.0);  // spreads 4 and 6
 }
 
+// The H200's shape: 33 cycles within the near half, 26 within the far one,
+// a 52-cycle gap between them (separation 1.58).
+TEST(SplitSmsByLatencyTest, HalvesWiderThanTheirGapApartStillSplit) {
+  const auto h = SplitSmsByLatency(
+      {{0, 276.6}, {1, 290.0}, {2, 362.6}, {3, 388.1}, {4, 309.6}, {5, 375.2}}, 6);
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_THAT(h->half, ElementsAre(0, 0, 1, 1, 0, 1));
+  EXPECT_NEAR(h->separation, (362.6 - 309.6) / (309.6 - 276.6), 1e-12);
+  // The same points under a stricter threshold: not two groups.
+  EXPECT_EQ(SplitSmsByLatency({{0, 276.6}, {1, 290.0}, {2, 362.6}, {3, 388.1}, {4, 309.6}}, 5, 3.0)
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST(SplitSmsByLatencyTest, OneGroupIsNotSplit) {
   const auto h = SplitSmsByLatency({{0, 260}, {1, 262}, {2, 270}, {3, 266}}, 4);
   ASSERT_FALSE(h.ok());
