@@ -2,6 +2,7 @@
 // (bench/l2_halves.h): one line per SM (sm,half,cycles), then the two
 // groups' sizes, mean latencies and SM ids.
 //   l2_halves [LINES_PER_SM]   (64 by default)
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>

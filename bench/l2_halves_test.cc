@@ -24,8 +24,8 @@ TEST(SplitSmsByLatencyTest, TwoGroupsByTheLargestGap) {
   EXPECT_DOUBLE_EQ(h->separation, (355.0 - 262.0) / 6.0);  // spreads 4 and 6
 }
 
-// The H200's shape: 33 cycles within the near half, 26 within the far one,
-// a 52-cycle gap between them (separation 1.58).
+// The H200's shape: 33 cycles within the near half, 25.5 within the far
+// one, a 53-cycle gap between them (separation 1.61; the H200's own 1.57).
 TEST(SplitSmsByLatencyTest, HalvesWiderThanTheirGapApartStillSplit) {
   const auto h = SplitSmsByLatency(
       {{0, 276.6}, {1, 290.0}, {2, 362.6}, {3, 388.1}, {4, 309.6}, {5, 375.2}}, 6);
