@@ -4,6 +4,10 @@ kernels are measured against, in the same run on the same GPU.
 Prints CSV (row, impl, pass, ms, tflops) for SDPA's flash, cuDNN and
 efficient backends (those that accept the row): forward, backward alone
 (autograd.grad of a kept forward graph) and forward + backward. FLOPs: 4*b*s*s*h*d, halved for causal; backward counts 2.5x.
+Grouped-query rows (kv heads < heads) call SDPA with enable_gqa=True; a
+backend that refuses it runs with K and V expanded to every query head
+inside the timed call (repeat_interleave, what a caller of that backend
+does; its gradients summed back by autograd), said on stderr.
 
   python3 bench/torch_sdpa_bench.py [ITERATIONS] [ROW]
 
@@ -22,15 +26,17 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 import torch.nn.functional as F
 
-ROWS = [
-    ("bf16_b1_s8192_h32_d128_causal", torch.bfloat16, 1, 8192, 32, 128, True),
-    ("bf16_b1_s8192_h32_d128_full", torch.bfloat16, 1, 8192, 32, 128, False),
-    ("bf16_b1_s16384_h32_d64_causal", torch.bfloat16, 1, 16384, 32, 64, True),
-    ("bf16_b1_s16384_h32_d256_causal", torch.bfloat16, 1, 16384, 32, 256, True),
-    ("bf16_b1_s32768_h32_d128_causal", torch.bfloat16, 1, 32768, 32, 128, True),
-    ("bf16_b16_s1024_h32_d128_causal", torch.bfloat16, 16, 1024, 32, 128, True),
-    ("fp32_b4_s4096_h12_d64_causal", torch.float32, 4, 4096, 12, 64, True),
-    ("fp32_b4_s4096_h12_d128_causal", torch.float32, 4, 4096, 12, 128, True),
+ROWS = [  # name, dtype, batch, tokens, heads, kv heads, head dim, causal
+    ("bf16_b1_s8192_h32_d128_causal", torch.bfloat16, 1, 8192, 32, 32, 128, True),
+    ("bf16_b1_s8192_h32_d128_full", torch.bfloat16, 1, 8192, 32, 32, 128, False),
+    ("bf16_b1_s16384_h32_d64_causal", torch.bfloat16, 1, 16384, 32, 32, 64, True),
+    ("bf16_b1_s16384_h32_d256_causal", torch.bfloat16, 1, 16384, 32, 32, 256, True),
+    ("bf16_b1_s32768_h32_d128_causal", torch.bfloat16, 1, 32768, 32, 32, 128, True),
+    ("bf16_b16_s1024_h32_d128_causal", torch.bfloat16, 16, 1024, 32, 32, 128, True),
+    ("fp32_b4_s4096_h12_d64_causal", torch.float32, 4, 4096, 12, 12, 64, True),
+    ("fp32_b4_s4096_h12_d128_causal", torch.float32, 4, 4096, 12, 12, 128, True),
+    ("bf16_b1_s8192_h32_kv8_d128_causal", torch.bfloat16, 1, 8192, 32, 8, 128, True),
+    ("bf16_b16_s1024_h32_kv8_d128_causal", torch.bfloat16, 16, 1024, 32, 8, 128, True),
 ]
 BACKENDS = [("torch_flash", SDPBackend.FLASH_ATTENTION),
             ("torch_cudnn", SDPBackend.CUDNN_ATTENTION),
@@ -153,7 +159,7 @@ def main():
     energy = GpuEnergy() if seconds else None
     torch.backends.cuda.matmul.allow_tf32 = False
     print("row,impl,pass,ms,tflops" + (",joules,sm_mhz" if energy else ""))
-    for name, dtype, b, s, h, d, causal in ROWS:
+    for name, dtype, b, s, h, kv, d, causal in ROWS:
         if only and name != only:
             continue
         flops = 4.0 * b * s * s * h * d / (2 if causal else 1)
@@ -163,25 +169,42 @@ def main():
             if energy:
                 return time_sustained(fn, seconds, energy)
             return time_ms(fn, iterations), None, None
-        q, k, v = (torch.randn(b, h, s, d, device="cuda", dtype=dtype,
-                               requires_grad=True) for _ in range(3))
+        q = torch.randn(b, h, s, d, device="cuda", dtype=dtype, requires_grad=True)
+        k, v = (torch.randn(b, kv, s, d, device="cuda", dtype=dtype, requires_grad=True)
+                for _ in range(2))
         for impl, backend in BACKENDS:
-            try:
-                with sdpa_kernel(backend):
-                    fwd = measure(lambda: F.scaled_dot_product_attention(
-                        q, k, v, is_causal=causal))
-                    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-                    grad = torch.randn_like(out)
+            def attention(expand):
+                if kv == h:
+                    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                if not expand:
+                    return F.scaled_dot_product_attention(q, k, v, is_causal=causal,
+                                                          enable_gqa=True)
+                return F.scaled_dot_product_attention(
+                    q, k.repeat_interleave(h // kv, dim=1), v.repeat_interleave(h // kv, dim=1),
+                    is_causal=causal)
+            fwd = None
+            for expand in ((False, True) if kv < h else (False,)):
+                try:
+                    with sdpa_kernel(backend):
+                        fwd = measure(lambda: attention(expand))
+                        out = attention(expand)
+                        grad = torch.randn_like(out)
 
-                    bwd = measure(lambda: torch.autograd.grad(
-                        out, (q, k, v), grad, retain_graph=True))
+                        bwd = measure(lambda: torch.autograd.grad(
+                            out, (q, k, v), grad, retain_graph=True))
 
-                    def fwd_bwd():
-                        o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-                        o.backward(grad)
-                    both = measure(fwd_bwd)
-            except RuntimeError as error:  # backend does not take this row
-                print(f"# {name} {impl}: {str(error).splitlines()[0]}", file=sys.stderr)
+                        def fwd_bwd():
+                            attention(expand).backward(grad)
+                        both = measure(fwd_bwd)
+                    if expand:
+                        print(f"# {name} {impl}: K and V expanded to {h} heads in the timed "
+                              "calls (enable_gqa refused)", file=sys.stderr)
+                    break
+                except RuntimeError as error:  # backend does not take this row
+                    fwd = None
+                    print(f"# {name} {impl}{' (K/V expanded)' if expand else ''}: "
+                          f"{str(error).splitlines()[0]}", file=sys.stderr)
+            if fwd is None:
                 continue
             for pass_name, (ms, joules, mhz), factor in (("fwd", fwd, 1.0), ("bwd", bwd, 2.5),
                                                         ("fwd+bwd", both, 3.5)):
