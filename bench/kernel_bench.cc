@@ -13,7 +13,12 @@
 // least S seconds (the GPU then runs under its power cap, as in training)
 // and prints the mean time and two more columns, the joules per call (NVML's
 // energy counter) and the mean SM clock in MHz while the line ran
-// (bench/gpu_energy.h).
+// (bench/gpu_energy.h). Before its timed seconds each line runs untimed for
+// KERNEL_BENCH_SETTLE seconds (default 1; 0: none): the power controller
+// averages the board's power over about a second, so a line started after
+// lighter work (another process's start, a slower kernel) ran its first
+// second at a higher clock than it can hold, and a 2-second line's rate
+// depended on what ran before it (forty-first session).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -174,6 +179,7 @@ struct Measured {
 // cap the clock is what gives way).
 struct Sustained {
   double seconds;
+  double settle_seconds;  // untimed back-to-back calls first
   bench::GpuEnergy energy;
 };
 
@@ -181,9 +187,12 @@ template <typename F>
 Measured TimeSustained(F&& launch, const Sustained& sustained) {
   launch();  // warm-up, then one call to size the run
   EventTimer timer;
-  const float one_ms = timer.Ms(launch);
-  const int64_t calls = std::max<int64_t>(
-      1, static_cast<int64_t>(std::ceil(sustained.seconds * 1e3 / std::max(one_ms, 1e-3f))));
+  const float one_ms = std::max(timer.Ms(launch), 1e-3f);
+  const auto calls_for = [&](double seconds) {
+    return static_cast<int64_t>(std::ceil(seconds * 1e3 / one_ms));
+  };
+  for (int64_t i = calls_for(sustained.settle_seconds); i > 0; --i) launch();
+  const int64_t calls = std::max<int64_t>(1, calls_for(sustained.seconds));
   const absl::StatusOr<double> before = sustained.energy.Joules();
   bench::SmClockSampler clock(sustained.energy, std::chrono::milliseconds(10));
   const float total_ms = timer.Ms([&] {
@@ -210,16 +219,25 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "usage: kernel_bench [ITERATIONS >= 1] [ROW] [all|auto|forward]\n");
     return 2;
   }
-  // KERNEL_BENCH_SECONDS (the sustained mode), 0 when unset.
-  double seconds = 0;
-  if (const char* env = std::getenv("KERNEL_BENCH_SECONDS"); env != nullptr && *env != '\0') {
+  // KERNEL_BENCH_SECONDS (the sustained mode), 0 when unset, and
+  // KERNEL_BENCH_SETTLE (1 when unset).
+  const auto env_seconds = [](const char* name, double unset, bool zero_ok, double& value) {
+    value = unset;
+    const char* env = std::getenv(name);
+    if (env == nullptr || *env == '\0') return true;
     char* end = nullptr;
-    seconds = std::strtod(env, &end);
-    if (*end != '\0' || !(seconds > 0) || seconds > 3600) {
-      std::fprintf(stderr, "kernel_bench: KERNEL_BENCH_SECONDS must be seconds in (0, 3600]: %s\n",
-                   env);
-      return 2;
+    value = std::strtod(env, &end);
+    if (*end != '\0' || !(zero_ok ? value >= 0 : value > 0) || value > 3600) {
+      std::fprintf(stderr, "kernel_bench: %s must be seconds in %s0, 3600]: %s\n", name,
+                   zero_ok ? "[" : "(", env);
+      return false;
     }
+    return true;
+  };
+  double seconds = 0, settle_seconds = 1;
+  if (!env_seconds("KERNEL_BENCH_SECONDS", 0, false, seconds) ||
+      !env_seconds("KERNEL_BENCH_SETTLE", 1, true, settle_seconds)) {
+    return 2;
   }
   if (!only.empty() && std::none_of(std::begin(kRows), std::end(kRows),
                                     [&](const Row& r) { return only == r.name; })) {
@@ -240,7 +258,7 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "kernel_bench: %s\n", std::string(energy.status().message()).c_str());
       return 1;
     }
-    sustained = Sustained{seconds, *energy};
+    sustained = Sustained{seconds, settle_seconds, *energy};
   }
   // A line's time: the median of `runs` synchronized calls, or sustained.
   const auto measure = [&](const auto& launch, int runs) {

@@ -14,7 +14,8 @@ does; its gradients summed back by autograd), said on stderr.
 KERNEL_BENCH_SECONDS=S (as kernel_bench's): each line runs back to back
 for at least S seconds and prints its mean time and two more columns, the
 joules per call from NVML's energy counter and the mean SM clock in MHz
-while it ran (ctypes; bench/gpu_energy.h).
+while it ran (ctypes; bench/gpu_energy.h), after KERNEL_BENCH_SETTLE
+seconds (default 1) of the same calls untimed, as kernel_bench's.
 """
 import ctypes
 import math
@@ -119,11 +120,14 @@ class ClockSampler:
         return sum(self._samples) / len(self._samples) if self._samples else -1.0
 
 
-def time_sustained(fn, seconds, energy):
-    """Back-to-back calls for at least `seconds` after a warm-up: their mean
-    ms, the joules per call and the mean SM clock."""
-    one = time_ms(fn, 1)
-    calls = max(1, math.ceil(seconds * 1e3 / max(one, 1e-3)))
+def time_sustained(fn, seconds, settle, energy):
+    """Back-to-back calls for at least `seconds` after a warm-up and
+    `settle` seconds of untimed calls: their mean ms, the joules per call
+    and the mean SM clock."""
+    one = max(time_ms(fn, 1), 1e-3)
+    for _ in range(math.ceil(settle * 1e3 / one)):
+        fn()
+    calls = max(1, math.ceil(seconds * 1e3 / one))
     start = torch.cuda.Event(enable_timing=True)
     stop = torch.cuda.Event(enable_timing=True)
     before = energy.joules()
@@ -138,24 +142,27 @@ def time_sustained(fn, seconds, energy):
     return start.elapsed_time(stop) / calls, (after - before) / calls, mhz
 
 
-def sustained_seconds():
-    """KERNEL_BENCH_SECONDS, or 0 when unset."""
-    text = os.environ.get("KERNEL_BENCH_SECONDS", "")
+def env_seconds(name, unset, zero_ok):
+    """The environment's `name` in seconds ((0, 3600], or [0, 3600] where
+    zero_ok), or `unset` when it is not set."""
+    text = os.environ.get(name, "")
     if not text:
-        return 0.0
+        return unset
     try:
         seconds = float(text)
     except ValueError:
         seconds = -1.0
-    if not 0 < seconds <= 3600:
-        sys.exit(f"torch_sdpa_bench: KERNEL_BENCH_SECONDS must be seconds in (0, 3600]: {text}")
+    if not (0 <= seconds if zero_ok else 0 < seconds) or seconds > 3600:
+        sys.exit(f"torch_sdpa_bench: {name} must be seconds in {'[' if zero_ok else '('}0, 3600]: "
+                 f"{text}")
     return seconds
 
 
 def main():
     iterations = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     only = sys.argv[2] if len(sys.argv) > 2 else ""  # one row, as kernel_bench's
-    seconds = sustained_seconds()
+    seconds = env_seconds("KERNEL_BENCH_SECONDS", 0.0, zero_ok=False)
+    settle = env_seconds("KERNEL_BENCH_SETTLE", 1.0, zero_ok=True)
     energy = GpuEnergy() if seconds else None
     torch.backends.cuda.matmul.allow_tf32 = False
     print("row,impl,pass,ms,tflops" + (",joules,sm_mhz" if energy else ""))
@@ -167,7 +174,7 @@ def main():
         def measure(fn):
             """(ms, joules per call, mean SM MHz); None outside the sustained mode."""
             if energy:
-                return time_sustained(fn, seconds, energy)
+                return time_sustained(fn, seconds, settle, energy)
             return time_ms(fn, iterations), None, None
         q = torch.randn(b, h, s, d, device="cuda", dtype=dtype, requires_grad=True)
         k, v = (torch.randn(b, kv, s, d, device="cuda", dtype=dtype, requires_grad=True)
