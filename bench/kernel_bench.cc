@@ -192,6 +192,9 @@ Measured TimeSustained(F&& launch, const Sustained& sustained) {
     return static_cast<int64_t>(std::ceil(seconds * 1e3 / one_ms));
   };
   for (int64_t i = calls_for(sustained.settle_seconds); i > 0; --i) launch();
+  // The energy counter and the clock are read from the host: wait for the
+  // settling calls, or their joules and clocks would be the timed line's.
+  cudaDeviceSynchronize();
   const int64_t calls = std::max<int64_t>(1, calls_for(sustained.seconds));
   const absl::StatusOr<double> before = sustained.energy.Joules();
   bench::SmClockSampler clock(sustained.energy, std::chrono::milliseconds(10));

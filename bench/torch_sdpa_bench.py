@@ -127,6 +127,7 @@ def time_sustained(fn, seconds, settle, energy):
     one = max(time_ms(fn, 1), 1e-3)
     for _ in range(math.ceil(settle * 1e3 / one)):
         fn()
+    torch.cuda.synchronize()  # the energy and the clock below are the timed calls' alone
     calls = max(1, math.ceil(seconds * 1e3 / one))
     start = torch.cuda.Event(enable_timing=True)
     stop = torch.cuda.Event(enable_timing=True)
