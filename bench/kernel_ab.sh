@@ -26,6 +26,8 @@
 # and adds a second table of GFLOP per joule from NVML's energy counter,
 # each variant's median over A's (what a kernel costs under the cap), and a
 # third of the mean SM clock while each line ran (where the cap takes it).
+# Each such line first settles for KERNEL_BENCH_SETTLE seconds (kernel_bench's,
+# passed through; default 1, 0: none, as before the forty-first session).
 # Stopped by SIGTERM (a `timeout` around it) or SIGINT, it lets the line
 # being timed finish, prints the tables of the runs so far and exits 143
 # (130).
