@@ -359,8 +359,10 @@ int Main(int argc, char** argv) {
     // dK/dV as the CUDA backend launches them on a ring step's zeroed
     // buffer (the kernels store their rows instead of adding them:
     // key_grads_fresh), what a backward that writes dK/dV, like cuDNN's,
-    // does; the adding kernels (GQA, a second launch on the rows) are the
-    // ringattn_added_grads line.
+    // does; the adding kernels (a second launch on the rows) are the
+    // ringattn_added_grads line. Under GQA the kernels add anyway (a kv
+    // head's rows take every query head of its group), so the kv8 rows'
+    // two lines time the same path.
     back.key_grads_fresh = true;
     {
       cudaMemset(o, 0, n * 4);
