@@ -43,8 +43,8 @@ metrics+=,lts__t_sectors.sum,lts__t_sectors_srcunit_tex_op_read.sum
 metrics+=,lts__t_sectors_srcunit_ltcfabric.sum,lts__t_sector_hit_rate.pct
 for r in "${stalls[@]}"; do metrics+=,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio; done
 
-# name=value lines of one ncu output (the time in us, DRAM bytes in bytes,
-# thousands separators dropped), then kernel=NAME.
+# name=value lines of one ncu output (the time in us, bytes and sectors in
+# units, thousands separators dropped), then kernel=NAME.
 parse() {
   awk '
     /^  [^ =]/ && kernel == "" { kernel = $0; sub(/^ +/, "", kernel); sub(/, Context .*/, "", kernel) }
@@ -55,10 +55,9 @@ parse() {
       if ($1 == "gpu__time_duration.sum") {
         if (unit == "ns") v /= 1000; else if (unit == "ms") v *= 1000; else if (unit == "s") v *= 1e6
       }
-      if (unit ~ /^[KMG]sector$/) v = sprintf("%.0f", v * (unit ~ /^K/ ? 1e3 : unit ~ /^M/ ? 1e6 : 1e9))
-      if ($1 == "dram__bytes_read.sum") {
-        if (unit == "Kbyte") v *= 1e3; else if (unit == "Mbyte") v *= 1e6
-        else if (unit == "Gbyte") v *= 1e9
+      # Counts of bytes and sectors (Kbyte, Msector, ...) in units.
+      if (unit ~ /^[KMG](byte|sector)$/) {
+        v = sprintf("%.0f", v * (unit ~ /^K/ ? 1e3 : unit ~ /^M/ ? 1e6 : 1e9))
       }
       print $1 "=" v
     }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/ncu_compare.sh with a stand-in ncu printing ncu's layout: the
 # kernels asked for per pass (ours by name, cuDNN's fprop / bprop), each
-# metric's two values and ratio, times in us from ms, sectors from
-# Msector, thousands separators,
+# metric's two values and ratio, times in us from ms, sectors and bytes
+# from Msector and Mbyte, thousands separators,
 # a side without a launch, and the errors for bad arguments.
 set -euo pipefail
 script="$(dirname "$0")/ncu_compare.sh"
@@ -29,9 +29,10 @@ echo "    ---------------------------------------------------- ----------- -----
 echo "    Metric Name                                          Metric Unit Metric Value"
 echo "    gpu__time_duration.sum                               $t"
 echo "    smsp__inst_executed.sum                              inst $n"
-fabric="sector 11,518,773"
-[[ $k == FlashForward ]] && fabric="Msector 16.69"
+fabric="sector 11,518,773" dram="Mbyte 402.76"
+[[ $k == FlashForward ]] && fabric="Msector 16.69" dram="Mbyte 491.64"
 echo "    lts__t_sectors_srcunit_ltcfabric.sum                 $fabric"
+echo "    dram__bytes_read.sum                                 $dram"
 wait=1.60
 [[ $k == fprop ]] && wait=0.80
 echo "    smsp__average_warps_issue_stalled_wait_per_issue_active.ratio inst $wait"
@@ -45,6 +46,7 @@ grep -qx 'gpu__time_duration.sum,392.77,371.65,1.057' <<< "$out" || fail "fwd ti
 grep -qx 'smsp__inst_executed.sum,108900703,100944044,1.079' <<< "$out" || fail "fwd instructions"
 grep -qx 'stall_wait,1.60,0.80,2.000' <<< "$out" || fail "fwd stall"
 grep -qx 'lts__t_sectors_srcunit_ltcfabric.sum,16690000,11518773,1.449' <<< "$out" || fail "fwd fabric sectors (Msector scaled)"
+grep -qx 'dram__bytes_read.sum,491640000,402760000,1.221' <<< "$out" || fail "fwd DRAM bytes (Mbyte scaled)"
 grep -qx '# bf16_row bwd: ours void FlashBackwardWarpSpecializedKernel<2, 128>(BackwardBlockArgs) (128, 32, 16)x(384, 1, 1) | cuDNN (no launch)' <<< "$out" || fail "bwd names"
 grep -qx 'gpu__time_duration.sum,1270,-,-' <<< "$out" || fail "bwd time in us, no cuDNN side"
 # The kernels asked for, and our binary run on the row with kAuto's kernels.
