@@ -180,16 +180,19 @@ def main():
         q = torch.randn(b, h, s, d, device="cuda", dtype=dtype, requires_grad=True)
         k, v = (torch.randn(b, kv, s, d, device="cuda", dtype=dtype, requires_grad=True)
                 for _ in range(2))
+
+        def attention(expand):
+            """SDPA on the row; grouped-query rows by enable_gqa, or with K
+            and V expanded to every query head."""
+            if kv == h:
+                return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            if not expand:
+                return F.scaled_dot_product_attention(q, k, v, is_causal=causal,
+                                                      enable_gqa=True)
+            return F.scaled_dot_product_attention(
+                q, k.repeat_interleave(h // kv, dim=1), v.repeat_interleave(h // kv, dim=1),
+                is_causal=causal)
         for impl, backend in BACKENDS:
-            def attention(expand):
-                if kv == h:
-                    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-                if not expand:
-                    return F.scaled_dot_product_attention(q, k, v, is_causal=causal,
-                                                          enable_gqa=True)
-                return F.scaled_dot_product_attention(
-                    q, k.repeat_interleave(h // kv, dim=1), v.repeat_interleave(h // kv, dim=1),
-                    is_causal=causal)
             fwd = None
             for expand in ((False, True) if kv < h else (False,)):
                 try:
