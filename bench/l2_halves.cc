@@ -20,6 +20,8 @@ absl::StatusOr<L2Halves> SplitSmsByLatency(const std::vector<SmLatency>& latenci
     return absl::InvalidArgumentError(
         absl::StrCat("L2 halves: ", latencies.size(), " SM(s) measured; at least two are needed"));
   }
+  // -1: not measured; 0 while the input is checked (a second 0 is an SM
+  // measured twice); the slower group's SMs become 1 at the end.
   std::vector<int> half(sm_count, -1);
   for (const SmLatency& l : latencies) {
     if (l.sm < 0 || l.sm >= sm_count) {
