@@ -27,7 +27,8 @@
 # each variant's median over A's (what a kernel costs under the cap), and a
 # third of the mean SM clock while each line ran (where the cap takes it).
 # Each such line first settles for KERNEL_BENCH_SETTLE seconds (kernel_bench's,
-# passed through; default 1, 0: none, as before the forty-first session).
+# passed through; default 3 s of wall-clock time, 0: none, as before the
+# forty-first session).
 # Stopped by SIGTERM (a `timeout` around it) or SIGINT, it lets the line
 # being timed finish, prints the tables of the runs so far and exits 143
 # (130).

@@ -14,11 +14,15 @@
 // and prints the mean time and two more columns, the joules per call (NVML's
 // energy counter) and the mean SM clock in MHz while the line ran
 // (bench/gpu_energy.h). Before its timed seconds each line runs untimed for
-// KERNEL_BENCH_SETTLE seconds (default 1; 0: none): the power controller
-// averages the board's power over about a second, so a line started after
-// lighter work (another process's start, a slower kernel) ran its first
-// second at a higher clock than it can hold, and a 2-second line's rate
-// depended on what ran before it (forty-first session).
+// KERNEL_BENCH_SETTLE seconds of wall-clock time (default 3; 0: none) and
+// the timed calls are counted from the rate it reached: the power
+// controller averages the board's power over about a second, and a line's
+// averaged power reaches the cap 1-1.5 s after its first call, the clock
+// falling meanwhile from where the work before it (another process's
+// start, a lighter kernel) had left it (traced in the forty-second
+// session: a 1-s settle, then counted in calls from one call's time, timed
+// part of that fall, and the b16 forward read 1.008-1.014x cuDNN where 3, 4
+// and 6 s read 0.988-0.998x).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -37,6 +41,7 @@
 
 #include "absl/strings/str_format.h"
 #include "bench/gpu_energy.h"
+#include "bench/settle.h"
 #include "cuda/backward_delta.h"
 #include "cuda/device.h"
 #include "cuda/flash/backward.h"
@@ -179,23 +184,42 @@ struct Measured {
 // cap the clock is what gives way).
 struct Sustained {
   double seconds;
-  double settle_seconds;  // untimed back-to-back calls first
+  double settle_seconds;  // untimed back-to-back calls first, wall-clock
   bench::GpuEnergy energy;
+};
+
+// bench::Settle's events: three CUDA events in the default stream.
+class SettleEvents {
+ public:
+  SettleEvents() {
+    for (cudaEvent_t& e : events_) cudaEventCreate(&e);
+  }
+  ~SettleEvents() {
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
+  }
+  SettleEvents(const SettleEvents&) = delete;
+  SettleEvents& operator=(const SettleEvents&) = delete;
+  void Record(int slot) { cudaEventRecord(events_[slot]); }
+  void Synchronize(int slot) { cudaEventSynchronize(events_[slot]); }
+  float ElapsedMs(int from, int to) {
+    float ms = 0;
+    return cudaEventElapsedTime(&ms, events_[from], events_[to]) == cudaSuccess ? ms : -1.0f;
+  }
+
+ private:
+  cudaEvent_t events_[3];
 };
 
 template <typename F>
 Measured TimeSustained(F&& launch, const Sustained& sustained) {
-  launch();  // warm-up, then one call to size the run
+  launch();  // warm-up, then one call to size the settle's batches
   EventTimer timer;
   const float one_ms = std::max(timer.Ms(launch), 1e-3f);
-  const auto calls_for = [&](double seconds) {
-    return static_cast<int64_t>(std::ceil(seconds * 1e3 / one_ms));
-  };
-  for (int64_t i = calls_for(sustained.settle_seconds); i > 0; --i) launch();
-  // The energy counter and the clock are read from the host: wait for the
-  // settling calls, or their joules and clocks would be the timed line's.
-  cudaDeviceSynchronize();
-  const int64_t calls = std::max<int64_t>(1, calls_for(sustained.seconds));
+  SettleEvents events;
+  const float steady_ms = bench::Settle(launch, events, sustained.settle_seconds, one_ms);
+  // The energy counter and the clock are read from the host after the
+  // settle's wait: they are the timed calls' alone.
+  const int64_t calls = bench::SustainedCalls(sustained.seconds, steady_ms);
   const absl::StatusOr<double> before = sustained.energy.Joules();
   bench::SmClockSampler clock(sustained.energy, std::chrono::milliseconds(10));
   const float total_ms = timer.Ms([&] {
@@ -223,7 +247,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   // KERNEL_BENCH_SECONDS (the sustained mode), 0 when unset, and
-  // KERNEL_BENCH_SETTLE (1 when unset).
+  // KERNEL_BENCH_SETTLE (3 when unset).
   const auto env_seconds = [](const char* name, double unset, bool zero_ok, double& value) {
     value = unset;
     const char* env = std::getenv(name);
@@ -237,9 +261,9 @@ int Main(int argc, char** argv) {
     }
     return true;
   };
-  double seconds = 0, settle_seconds = 1;
+  double seconds = 0, settle_seconds = 3;
   if (!env_seconds("KERNEL_BENCH_SECONDS", 0, false, seconds) ||
-      !env_seconds("KERNEL_BENCH_SETTLE", 1, true, settle_seconds)) {
+      !env_seconds("KERNEL_BENCH_SETTLE", 3, true, settle_seconds)) {
     return 2;
   }
   if (!only.empty() && std::none_of(std::begin(kRows), std::end(kRows),

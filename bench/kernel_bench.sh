@@ -14,9 +14,10 @@
 # back to back for at least S seconds instead (the mean time) and measure
 # the joules a call draws and the mean SM clock while it runs: tables of
 # GFLOP per joule and of the clocks follow. Each such line first runs
-# KERNEL_BENCH_SETTLE seconds untimed (default 1; 0: none), so that it is
-# timed at the clock the power cap holds, not at the one the work before it
-# left.
+# KERNEL_BENCH_SETTLE seconds untimed (default 3; 0: none) and is sized
+# from the rate those reached, so that it is timed at the clock the power
+# cap holds, not at the one the work before it left (the averaged power
+# reaches the cap 1-1.5 s into a line).
 # KERNEL_BENCH_TORCH replaces `python3 bench/torch_sdpa_bench.py` (tests).
 set -euo pipefail
 usage="usage: kernel_bench.sh BIN_DIR [OUT_DIR [REPEATS ROW...]]"

@@ -15,13 +15,15 @@ KERNEL_BENCH_SECONDS=S (as kernel_bench's): each line runs back to back
 for at least S seconds and prints its mean time and two more columns, the
 joules per call from NVML's energy counter and the mean SM clock in MHz
 while it ran (ctypes; bench/gpu_energy.h), after KERNEL_BENCH_SETTLE
-seconds (default 1) of the same calls untimed, as kernel_bench's.
+seconds of wall-clock time (default 3) of the same calls untimed, the timed
+calls counted from the rate those reached, as kernel_bench's.
 """
 import ctypes
 import math
 import os
 import sys
 import threading
+import time
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -120,15 +122,50 @@ class ClockSampler:
         return sum(self._samples) / len(self._samples) if self._samples else -1.0
 
 
-def time_sustained(fn, seconds, settle, energy):
+def settle(fn, seconds, one):
+    """Untimed back-to-back calls for `seconds` of wall-clock time, about
+    20 ms of them always queued behind the ones running, then a wait for
+    them (as kernel_bench's Settle). Returns the ms per call over the
+    second half, the rate at the clock the power cap holds by then, or
+    `one` when there is no settle."""
+    if seconds <= 0:
+        return one
+    begin = time.monotonic()
+    batch = max(1, round(20.0 / one))
+    done = [torch.cuda.Event(), torch.cuda.Event()]
+    mark = torch.cuda.Event(enable_timing=True)
+    last = torch.cuda.Event(enable_timing=True)
+    mark.record()
+    calls_after_mark, marked, batches = 0, False, 0
+    while True:
+        for _ in range(batch):
+            fn()
+        calls_after_mark += batch
+        done[batches % 2].record()
+        if batches > 0:
+            done[(batches - 1) % 2].synchronize()  # one batch kept queued
+        now = time.monotonic() - begin
+        if now >= seconds:
+            break
+        if not marked and now >= seconds / 2:  # the second half's calls start behind this batch
+            mark.record()
+            marked, calls_after_mark = True, 0
+        batches += 1
+    last.record()
+    torch.cuda.synchronize()
+    ms = mark.elapsed_time(last)
+    return ms / calls_after_mark if calls_after_mark > 0 and ms > 0 else one
+
+
+def time_sustained(fn, seconds, settle_seconds, energy):
     """Back-to-back calls for at least `seconds` after a warm-up and
-    `settle` seconds of untimed calls: their mean ms, the joules per call
-    and the mean SM clock."""
+    `settle_seconds` of untimed calls (the timed calls counted from the
+    rate those reached): their mean ms, the joules per call and the mean SM
+    clock."""
     one = max(time_ms(fn, 1), 1e-3)
-    for _ in range(math.ceil(settle * 1e3 / one)):
-        fn()
-    torch.cuda.synchronize()  # the energy and the clock below are the timed calls' alone
-    calls = max(1, math.ceil(seconds * 1e3 / one))
+    steady = max(settle(fn, settle_seconds, one), 1e-3)
+    # The energy and the clock below are the timed calls' alone (settle waited).
+    calls = max(1, math.ceil(seconds * 1e3 / steady))
     start = torch.cuda.Event(enable_timing=True)
     stop = torch.cuda.Event(enable_timing=True)
     before = energy.joules()
@@ -163,7 +200,7 @@ def main():
     iterations = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     only = sys.argv[2] if len(sys.argv) > 2 else ""  # one row, as kernel_bench's
     seconds = env_seconds("KERNEL_BENCH_SECONDS", 0.0, zero_ok=False)
-    settle = env_seconds("KERNEL_BENCH_SETTLE", 1.0, zero_ok=True)
+    settle_seconds = env_seconds("KERNEL_BENCH_SETTLE", 3.0, zero_ok=True)
     energy = GpuEnergy() if seconds else None
     torch.backends.cuda.matmul.allow_tf32 = False
     print("row,impl,pass,ms,tflops" + (",joules,sm_mhz" if energy else ""))
@@ -175,7 +212,7 @@ def main():
         def measure(fn):
             """(ms, joules per call, mean SM MHz); None outside the sustained mode."""
             if energy:
-                return time_sustained(fn, seconds, settle, energy)
+                return time_sustained(fn, seconds, settle_seconds, energy)
             return time_ms(fn, iterations), None, None
         q = torch.randn(b, h, s, d, device="cuda", dtype=dtype, requires_grad=True)
         k, v = (torch.randn(b, kv, s, d, device="cuda", dtype=dtype, requires_grad=True)
