@@ -4,9 +4,10 @@
 #   bench/kernel_bench.sh BIN_DIR [OUT_DIR]   (BIN_DIR holds kernel_bench)
 #     every row once: ours (every kernel by name beside kAuto's) then torch.
 #   bench/kernel_bench.sh BIN_DIR OUT_DIR REPEATS ROW...
-#     ours (kAuto's kernels) and torch alternated row by row, REPEATS times
-#     (cuDNN's own rate moves 2-3 % between runs: one run decides no row
-#     within that of 1.0); every run kept in OUT_DIR/runs.csv
+#     ours (kAuto's kernels) and torch alternated row by row, REPEATS times,
+#     ours first in odd repeats and torch first in even ones (cuDNN's own
+#     rate moves 2-3 % between runs: one run decides no row within that of
+#     1.0); every run kept in OUT_DIR/runs.csv
 #     (repeat,row,impl,pass,ms,tflops), the table from each line's median
 #     over the repeats, then ours / cuDNN per repeat.
 # KERNEL_BENCH_ITERATIONS: timed calls per line (default 10; ours: their
@@ -18,6 +19,8 @@
 # from the rate those reached, so that it is timed at the clock the power
 # cap holds, not at the one the work before it left (the averaged power
 # reaches the cap 1-1.5 s into a line).
+# KERNEL_BENCH_TORCH_BACKENDS=cudnn (or flash, efficient, comma-separated):
+# torch's lines for those backends only (torch_sdpa_bench.py).
 # KERNEL_BENCH_TORCH replaces `python3 bench/torch_sdpa_bench.py` (tests).
 set -euo pipefail
 usage="usage: kernel_bench.sh BIN_DIR [OUT_DIR [REPEATS ROW...]]"
@@ -48,8 +51,14 @@ else
   echo "repeat,row,impl,pass,ms,tflops${KERNEL_BENCH_SECONDS:+,joules,sm_mhz}" > "$out/runs.csv"
   for ((rep = 1; rep <= repeats; ++rep)); do
     for row in "$@"; do
-      { "$bin/kernel_bench" "$iterations" "$row" auto; $torch_bench "$iterations" "$row"; } |
-        awk -F, -v r="$rep" 'NR > 1 && $1 != "row" { print r "," $0 }' >> "$out/runs.csv"
+      # Ours first in odd repeats, torch first in even ones (as kernel_ab.sh
+      # since the thirty-eighth session): whatever the first place costs or
+      # gains falls on both.
+      if ((rep % 2)); then
+        { "$bin/kernel_bench" "$iterations" "$row" auto; $torch_bench "$iterations" "$row"; }
+      else
+        { $torch_bench "$iterations" "$row"; "$bin/kernel_bench" "$iterations" "$row" auto; }
+      fi | awk -F, -v r="$rep" 'NR > 1 && $1 != "row" { print r "," $0 }' >> "$out/runs.csv"
     done
   done
   # Each line's median over the repeats, as kernel_bench / torch print lines.

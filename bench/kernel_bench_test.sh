@@ -2,7 +2,8 @@
 # bench/kernel_bench.sh's alternated mode with stand-ins of kernel_bench and
 # of the torch script (known rates that move by repeat): every run kept,
 # the table from each line's median, ours / cuDNN per repeat, the order of
-# the calls (ours then torch, row by row), and the errors for a missing
+# the calls (row by row, ours first in odd repeats, torch in even ones),
+# and the errors for a missing
 # binary, a bad repeat or iteration count and repeats without rows.
 set -euo pipefail
 script="$(dirname "$0")/kernel_bench.sh"
@@ -36,23 +37,24 @@ STANDIN
 chmod +x "$work/bin/kernel_bench" "$work/torch"
 export KERNEL_BENCH_TORCH="$work/torch"
 out=$(KERNEL_BENCH_ITERATIONS=7 "$script" "$work/bin" "$work/out" 3 r1 r2)
-# Ours then torch, row by row, three times over, 7 calls a line.
-[[ "$(tr '\n' ';' < "$work/calls")" == "$(printf 'ours r1 7;torch r1 7;ours r2 7;torch r2 7;%.0s' 1 2 3)" ]] ||
+# Row by row, ours first in repeats 1 and 3, torch first in 2; 7 calls a line.
+odd='ours r1 7;torch r1 7;ours r2 7;torch r2 7;'
+[[ "$(tr '\n' ';' < "$work/calls")" == "${odd}torch r1 7;ours r1 7;torch r2 7;ours r2 7;${odd}" ]] ||
   fail "call order: $(cat "$work/calls")"
 # 3 repeats x 2 rows x (4 ours + 4 torch) lines, the header once.
 [[ $(wc -l < "$work/out/runs.csv") == 49 ]] || fail "runs.csv lines: $(wc -l < "$work/out/runs.csv")"
-grep -qx '2,r2,ringattn,fwd,1.0,607' "$work/out/runs.csv" || fail "repeat 2's r2 forward (call 7)"
-# r1's ours calls are 1, 5, 9: medians 605 / 505; r2's 3, 7, 11: 607.
-grep -qx 'r1,ringattn,fwd,1.0,605' "$work/out/ours.csv" || fail "r1 median forward"
-grep -qx 'r2,ringattn,bwd,2.0,507' "$work/out/ours.csv" || fail "r2 median backward"
+grep -qx '2,r2,ringattn,fwd,1.0,608' "$work/out/runs.csv" || fail "repeat 2's r2 forward (call 8)"
+# r1's ours calls are 1, 6, 9: medians 606 / 506; r2's 3, 8, 11: 608 / 508.
+grep -qx 'r1,ringattn,fwd,1.0,606' "$work/out/ours.csv" || fail "r1 median forward"
+grep -qx 'r2,ringattn,bwd,2.0,508' "$work/out/ours.csv" || fail "r2 median backward"
 grep -qx 'r1,torch_cudnn,fwd,1.0,610' "$work/out/torch.csv" || fail "torch medians"
 grep -q 'torch' "$work/out/ours.csv" && fail "torch lines among ours"
 grep -q '7 calls a line; medians of 3 alternated repeats' <<< "$out" || fail "the title names the repeats"
-# The table: ours / cuDNN of the medians (605 / 610), fused beside it.
-grep -Eq '^r1 +605\.00 +595\.00 .* 1\.512 +0\.992$' <<< "$out" || fail "r1 forward table row"
-grep -Eq '^r2 +507\.00 .* 0\.975 ' <<< "$out" || fail "r2 backward table row"
-# Per repeat: r1's calls 1, 5, 9 over cuDNN's 610 / 520 / 550.
-grep -Eq '^r1 +0\.985 0\.992 0\.998; 0\.963 0\.971 0\.979; 0\.984 0\.991 0\.998$' <<< "$out" ||
+# The table: ours / cuDNN of the medians (606 / 610), fused beside it.
+grep -Eq '^r1 +606\.00 +596\.00 .* 1\.515 +0\.993$' <<< "$out" || fail "r1 forward table row"
+grep -Eq '^r2 +508\.00 .* 0\.977 ' <<< "$out" || fail "r2 backward table row"
+# Per repeat: r1's calls 1, 6, 9 over cuDNN's 610 / 520 / 550.
+grep -Eq '^r1 +0\.985 0\.993 0\.998; 0\.963 0\.973 0\.979; 0\.984 0\.993 0\.998$' <<< "$out" ||
   fail "per-repeat ratios"
 # The sustained mode: joules per call kept and reduced, GFLOP per joule
 # (r1, call 1: a call's FLOPs from ours' line, 601 TFLOP/s x 1 ms, over

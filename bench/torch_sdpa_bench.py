@@ -17,6 +17,9 @@ joules per call from NVML's energy counter and the mean SM clock in MHz
 while it ran (ctypes; bench/gpu_energy.h), after KERNEL_BENCH_SETTLE
 seconds of wall-clock time (default 3) of the same calls untimed, the timed
 calls counted from the rate those reached, as kernel_bench's.
+
+KERNEL_BENCH_TORCH_BACKENDS=cudnn (or flash, efficient, comma-separated):
+only those backends' lines.
 """
 import ctypes
 import math
@@ -196,11 +199,30 @@ def env_seconds(name, unset, zero_ok):
     return seconds
 
 
+def env_backends():
+    """KERNEL_BENCH_TORCH_BACKENDS, a comma-separated list of flash, cudnn
+    and efficient, as BACKENDS' entries in BACKENDS' order; every backend
+    when unset (a table against cuDNN alone skips two thirds of torch's
+    lines)."""
+    text = os.environ.get("KERNEL_BENCH_TORCH_BACKENDS", "")
+    if not text:
+        return BACKENDS
+    known = [impl[len("torch_"):] for impl, _ in BACKENDS]
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        sys.exit(f"torch_sdpa_bench: KERNEL_BENCH_TORCH_BACKENDS names "
+                 f"{', '.join(unknown) if unknown else 'no backend'}; expected a comma-separated "
+                 f"list of {', '.join(known)}: {text}")
+    return [entry for entry in BACKENDS if entry[0][len("torch_"):] in names]
+
+
 def main():
     iterations = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     only = sys.argv[2] if len(sys.argv) > 2 else ""  # one row, as kernel_bench's
     seconds = env_seconds("KERNEL_BENCH_SECONDS", 0.0, zero_ok=False)
     settle_seconds = env_seconds("KERNEL_BENCH_SETTLE", 3.0, zero_ok=True)
+    backends = env_backends()
     energy = GpuEnergy() if seconds else None
     torch.backends.cuda.matmul.allow_tf32 = False
     print("row,impl,pass,ms,tflops" + (",joules,sm_mhz" if energy else ""))
@@ -229,7 +251,7 @@ def main():
             return F.scaled_dot_product_attention(
                 q, k.repeat_interleave(h // kv, dim=1), v.repeat_interleave(h // kv, dim=1),
                 is_causal=causal)
-        for impl, backend in BACKENDS:
+        for impl, backend in backends:
             fwd = None
             for expand in ((False, True) if kv < h else (False,)):
                 try:

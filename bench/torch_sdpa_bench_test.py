@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""torch_sdpa_bench's sustained-mode timing on a stand-in torch whose
-"GPU" is the host: a call is a sleep, an event is the time it is recorded.
-Checks that the settle lasts its wall-clock seconds whatever one call's
-first timing said, that the timed calls are counted from the settle's
-rate (not from that first call), and that no settle keeps the first
-call's time (KERNEL_BENCH_SETTLE=0, the earlier method)."""
+"""torch_sdpa_bench.py on a stand-in torch (no torch here) whose "GPU" is
+the host: a call is a sleep, an event the time it is recorded. The
+sustained mode's settle lasts its wall-clock seconds whatever one call's
+first timing said, the timed calls are counted from the settle's rate (not
+from that first call), no settle keeps the first call's time
+(KERNEL_BENCH_SETTLE=0, the earlier method); KERNEL_BENCH_TORCH_BACKENDS
+picks backends and refuses names it does not know."""
 import os
 import sys
 import time
@@ -98,6 +99,38 @@ class SettleTest(unittest.TestCase):
         # Settle (~0.2 s) and timed (~0.2 s) at ~1 ms a call: far more
         # than the 4 + 4 calls the 50-ms first reading would have counted.
         self.assertGreater(calls.count, 40)
+
+
+class BackendsTest(unittest.TestCase):
+    def backends(self, value):
+        saved = os.environ.get("KERNEL_BENCH_TORCH_BACKENDS")
+        try:
+            if value is None:
+                os.environ.pop("KERNEL_BENCH_TORCH_BACKENDS", None)
+            else:
+                os.environ["KERNEL_BENCH_TORCH_BACKENDS"] = value
+            return [impl for impl, _ in bench.env_backends()]
+        finally:
+            if saved is None:
+                os.environ.pop("KERNEL_BENCH_TORCH_BACKENDS", None)
+            else:
+                os.environ["KERNEL_BENCH_TORCH_BACKENDS"] = saved
+
+    def test_unset_is_every_backend(self):
+        self.assertEqual(self.backends(None), ["torch_flash", "torch_cudnn", "torch_efficient"])
+        self.assertEqual(self.backends(""), ["torch_flash", "torch_cudnn", "torch_efficient"])
+
+    def test_a_list_in_the_table_order(self):
+        self.assertEqual(self.backends("cudnn"), ["torch_cudnn"])
+        self.assertEqual(self.backends("efficient, cudnn"), ["torch_cudnn", "torch_efficient"])
+
+    def test_unknown_names_are_refused_with_the_known_ones(self):
+        for value, named in (("cudnn,math", "math"), (",", "no backend")):
+            with self.assertRaises(SystemExit) as caught:
+                self.backends(value)
+            message = str(caught.exception.code)
+            self.assertIn(f"KERNEL_BENCH_TORCH_BACKENDS names {named}", message)
+            self.assertIn("expected a comma-separated list of flash, cudnn, efficient", message)
 
 
 if __name__ == "__main__":
