@@ -15,14 +15,8 @@
 // energy counter) and the mean SM clock in MHz while the line ran
 // (bench/gpu_energy.h). Before its timed seconds each line runs untimed for
 // KERNEL_BENCH_SETTLE seconds of wall-clock time (default 3; 0: none) and
-// the timed calls are counted from the rate it reached: the power
-// controller averages the board's power over about a second, and a line's
-// averaged power reaches the cap 1-1.5 s after its first call, the clock
-// falling meanwhile from where the work before it (another process's
-// start, a lighter kernel) had left it (traced in the forty-second
-// session: a 1-s settle, then counted in calls from one call's time, timed
-// part of that fall, and the b16 forward read 1.008-1.014x cuDNN where 3, 4
-// and 6 s read 0.988-0.998x).
+// the timed calls are counted from the rate it reached, so that the line
+// is timed at the clock the power cap holds (bench/settle.h says why).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -214,7 +208,7 @@ template <typename F>
 Measured TimeSustained(F&& launch, const Sustained& sustained) {
   launch();  // warm-up, then one call to size the settle's batches
   EventTimer timer;
-  const float one_ms = std::max(timer.Ms(launch), 1e-3f);
+  const float one_ms = timer.Ms(launch);  // Settle and SustainedCalls clamp it
   SettleEvents events;
   const float steady_ms = bench::Settle(launch, events, sustained.settle_seconds, one_ms);
   // The energy counter and the clock are read from the host after the

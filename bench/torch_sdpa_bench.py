@@ -135,9 +135,8 @@ def settle(fn, seconds, one):
         return one
     begin = time.monotonic()
     batch = max(1, round(20.0 / one))
-    done = [torch.cuda.Event(), torch.cuda.Event()]
+    done = [torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)]
     mark = torch.cuda.Event(enable_timing=True)
-    last = torch.cuda.Event(enable_timing=True)
     mark.record()
     calls_after_mark, marked, batches = 0, False, 0
     while True:
@@ -154,9 +153,8 @@ def settle(fn, seconds, one):
             mark.record()
             marked, calls_after_mark = True, 0
         batches += 1
-    last.record()
-    torch.cuda.synchronize()
-    ms = mark.elapsed_time(last)
+    done[batches % 2].synchronize()
+    ms = mark.elapsed_time(done[batches % 2])
     return ms / calls_after_mark if calls_after_mark > 0 and ms > 0 else one
 
 
@@ -166,7 +164,7 @@ def time_sustained(fn, seconds, settle_seconds, energy):
     rate those reached): their mean ms, the joules per call and the mean SM
     clock."""
     one = max(time_ms(fn, 1), 1e-3)
-    steady = max(settle(fn, settle_seconds, one), 1e-3)
+    steady = settle(fn, settle_seconds, one)  # `one`, or a positive rate
     # The energy and the clock below are the timed calls' alone (settle waited).
     calls = max(1, math.ceil(seconds * 1e3 / steady))
     start = torch.cuda.Event(enable_timing=True)
@@ -207,14 +205,14 @@ def env_backends():
     text = os.environ.get("KERNEL_BENCH_TORCH_BACKENDS", "")
     if not text:
         return BACKENDS
-    known = [impl[len("torch_"):] for impl, _ in BACKENDS]
+    by_name = {entry[0].removeprefix("torch_"): entry for entry in BACKENDS}
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in names if n not in by_name]
     if unknown or not names:
         sys.exit(f"torch_sdpa_bench: KERNEL_BENCH_TORCH_BACKENDS names "
                  f"{', '.join(unknown) if unknown else 'no backend'}; expected a comma-separated "
-                 f"list of {', '.join(known)}: {text}")
-    return [entry for entry in BACKENDS if entry[0][len("torch_"):] in names]
+                 f"list of {', '.join(by_name)}: {text}")
+    return [entry for name, entry in by_name.items() if name in names]
 
 
 def main():
