@@ -898,13 +898,13 @@ absl::Status Main() {
     Print(
         "calibration: our kernels, TFLOP/s: causal %lld tokens fwd %.1f, bwd %.1f; full "
         "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd; strided / contiguous "
-        "%.3f fwd, %.3f bwd; merged / fresh state %.3f fwd; ring pass dK/dV home %g B/element; a "
-        "128-token pass %.1f us fwd, "
+        "%.3f fwd, %.3f bwd; merged / fresh state %.3f fwd; ring pass dK/dV home %g B/element; "
+        "forward's O at its end %g B/element; a 128-token pass %.1f us fwd, "
         "%.1f us fwd+bwd; pass overhead %.1f / %.1f us (fwd / bwd); from the %s table%s%s\n",
         static_cast<long long>(tokens), causal.first, causal.second, report.c_str(),
         cal.partial_block_factor, cal.partial_block_factor_bwd, cal.strided_block_factor,
         cal.strided_block_factor_bwd, cal.MergedStateFactor(), cal.ring_pass_dkv_home_bytes,
-        1e6 * pass_s(tiny_f), 1e6 * pass_s(tiny_fb), cal.pass_overhead_us_fwd,
+        cal.forward_o_bytes, 1e6 * pass_s(tiny_f), 1e6 * pass_s(tiny_fb), cal.pass_overhead_us_fwd,
         cal.pass_overhead_us_bwd, gpu.c_str(), task_cost.c_str(),
         fastest ? "; from the fastest iterations" : "");
     if (link > 0) cal.link_gbps = link;

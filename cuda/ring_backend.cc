@@ -159,6 +159,7 @@ class Backend final : public CudaRingBackend {
   absl::Status Restart() override {
     RETURN_IF_ERROR(Device());
     forward_done_ = false;
+    state_is_output_ = false;
     backward_done_ = false;
     saved_out_ = nullptr;
     own_dkv_ = nullptr;
@@ -173,7 +174,7 @@ class Backend final : public CudaRingBackend {
     // ring_size ranks for all-gather.
     const int64_t visiting = 2 * (all_gather_ ? ring_size_ : 1) * local_.batch * local_.rows *
                              kv_heads_per_step_ * shape_.head_dim;
-    int64_t theory = (2 * q + 2 * kv) * elem + 4 * (q + stats) + 2 * visiting * elem;
+    int64_t theory = (q + 2 * kv) * elem + out_.bytes() + 4 * (q + stats) + 2 * visiting * elem;
     if (backward_done_) {
       theory += q * elem + 4 * stats + 4 * (q + (all_gather_ ? 2 * kv : 0)) +
                 4 * (all_gather_ ? visiting + visiting / ring_size_ : 3 * visiting);
@@ -253,15 +254,17 @@ class Backend final : public CudaRingBackend {
     return Finish(cudaSuccess, "a forward step");
   }
 
+  // The pass's O stays in the fp32 state (the backward's D = rowsum(dO * O)
+  // reads it there); it is converted to the input dtype only when a caller
+  // asks: WriteOutputs straight into the caller's buffer, Out() through
+  // out_. (Converting here into out_ and copying out_ in WriteOutputs cost
+  // every forward pass 4 + 2 bytes a query element and every caller's
+  // outputs 2 + 2 more: forty-third session.)
   absl::Status FinishForward() override {
     RETURN_IF_ERROR(Device());
-    const int64_t bytes = QElements() * DTypeBytes(dtype_);
-    RETURN_IF_ERROR(out_.Resize(bytes));
     forward_done_ = true;
-    // O in the input dtype on the device, as a forward's caller takes it
-    // (the fp32 state stays for the backward's D = rowsum(dO * O)).
-    return Finish(LaunchConvertF32(type_, state_o_.get<float>(), out_.get(), QElements(), stream_),
-                  "converting O to the input dtype");
+    state_is_output_ = true;
+    return Finish(cudaSuccess, "finishing the forward");
   }
 
   absl::Status SetDout(absl::Span<const uint8_t> dout) override {
@@ -304,6 +307,7 @@ class Backend final : public CudaRingBackend {
     RETURN_IF_ERROR(Copy(state_lse_.get(), lse.data(), lse.size() * 4, "copying lse"));
     fresh_state_.TouchAll();  // the state's LSE is the given one until a reset
     forward_done_ = true;
+    state_is_output_ = false;  // the state's O is not the given one
     return absl::OkStatus();
   }
 
@@ -394,9 +398,12 @@ class Backend final : public CudaRingBackend {
   }
 
   absl::StatusOr<std::vector<uint8_t>> Out() override {
-    if (!forward_done_) return absl::FailedPreconditionError("no forward pass has run");
+    RETURN_IF_ERROR(CheckStateIsOutput());
     RETURN_IF_ERROR(Device());
-    std::vector<uint8_t> host(out_.bytes());
+    const int64_t bytes = QElements() * DTypeBytes(dtype_);
+    RETURN_IF_ERROR(out_.Resize(bytes));
+    RETURN_IF_ERROR(ConvertOut(out_.get()));
+    std::vector<uint8_t> host(bytes);
     RETURN_IF_ERROR(Copy(host.data(), out_.get(), host.size(), "copying O to the host"));
     return host;
   }
@@ -408,13 +415,12 @@ class Backend final : public CudaRingBackend {
     return lse;
   }
   absl::Status WriteOutputs(void* out, float* lse) override {
-    if (!forward_done_) return absl::FailedPreconditionError("no forward pass has run");
+    RETURN_IF_ERROR(CheckStateIsOutput());
     if (out == nullptr || lse == nullptr) {
       return absl::InvalidArgumentError("out and lse must be GPU buffers, not NULL");
     }
     RETURN_IF_ERROR(Device());
-    RETURN_IF_ERROR(Check(
-        cudaMemcpyAsync(out, out_.get(), out_.bytes(), cudaMemcpyDefault, stream_), "copying O"));
+    RETURN_IF_ERROR(ConvertOut(out));
     return Finish(
         cudaMemcpyAsync(lse, state_lse_.get(), StatElements() * 4, cudaMemcpyDefault, stream_),
         "copying LSE");
@@ -448,6 +454,18 @@ class Backend final : public CudaRingBackend {
   }
 
   absl::Status Device() { return Check(cudaSetDevice(device_), "selecting the device"); }
+  // Out and WriteOutputs: the state holds this backend's forward result.
+  absl::Status CheckStateIsOutput() const {
+    if (state_is_output_) return absl::OkStatus();
+    return absl::FailedPreconditionError(
+        forward_done_ ? "no forward pass has run since SetForwardResult (its O is the caller's)"
+                      : "no forward pass has run");
+  }
+  // The fp32 state's O into `to` (device memory) in the input dtype.
+  absl::Status ConvertOut(void* to) {
+    return Check(LaunchConvertF32(type_, state_o_.get<float>(), to, QElements(), stream_),
+                 "converting O to the input dtype");
+  }
 
   // Checks `e`, then waits for the stream: the work of a call is finished
   // when it returns (see the header).
@@ -619,6 +637,9 @@ class Backend final : public CudaRingBackend {
   DeviceMemory delta_, dq_, dk_, dv_;
   std::map<int, DeviceMemory> buffers_;
   bool forward_done_ = false;
+  // The state holds the last forward pass's O and LSE (FinishForward; not
+  // after a reset or SetForwardResult).
+  bool state_is_output_ = false;
   bool backward_done_ = false;
   // SetForwardResult's O, until the backward's D has read it.
   const void* saved_out_ = nullptr;

@@ -57,8 +57,10 @@ struct CudaBackendOptions {
 // Bytes of device memory one rank holds.
 struct MemoryReport {
   int64_t peak = 0;  // the most this backend had allocated at once
-  // An exact ring's need, from the shapes: local Q, K, V, O (input dtype),
-  // the fp32 state (O, LSE), two visiting K/V buffers (the one in hand, the
+  // An exact ring's need, from the shapes: local Q, K, V (input dtype),
+  // the fp32 state (O, LSE), O in the input dtype while the backend holds
+  // it (Out(), SetForwardResult from host memory; WriteOutputs converts the
+  // state straight into the caller's buffer), two visiting K/V buffers (the one in hand, the
   // one arriving; all-gather: two gathered head groups). Backward adds dO,
   // D, fp32 dQ and three fp32 dK/dV travel buffers (the partial sum being
   // computed, the one leaving, the one arriving: the finished sum is the

@@ -26,6 +26,7 @@
 #include "cpu_reference/attention.h"
 #include "cpu_reference/cpu_backend.h"
 #include "cuda/device.h"
+#include "cuda/device_test_util.h"
 #include "gtest/gtest.h"
 #include "ringattn.h"
 #include "tests/test_util.h"
@@ -329,6 +330,63 @@ TEST(CudaRingBackendTest, BackwardFromAGivenForwardMatchesTheRingsOwn) {
       }
     }
   }
+}
+
+// A forward's O leaves the fp32 state only when a caller asks: WriteOutputs
+// converts it straight into the caller's device buffer (the same bytes as
+// Out()), the backend holds no O in the input dtype until Out() made one
+// (its memory report counts it from then), and after a reset or a given
+// forward result there is no forward O to give.
+TEST(CudaRingBackendTest, OutputsLeaveTheStateWhenAsked) {
+  if (absl::StatusOr<int> n = DeviceCount(); !n.ok()) {
+    GTEST_SKIP() << "no CUDA device: " << n.status().message();
+  }
+  const AttentionShape s{1, 192, 192, 4, 2, 64};
+  const absl::StatusOr<Schedule> schedule =
+      Schedule::Build({.kind = LayoutKind::kRing, .world = 1}, {.causal = true}, s);
+  ASSERT_TRUE(schedule.ok()) << schedule.status();
+  const DType dtype = DType::kBFloat16;
+  const auto random = [&](int64_t n, uint32_t seed) {
+    return EncodeAll<double>(dtype, RandomNormal<double>(n, seed));
+  };
+  const std::vector<uint8_t> q = random(s.q_elements(), 1), k = random(s.kv_elements(), 2),
+                             v = random(s.kv_elements(), 3);
+  absl::StatusOr<std::unique_ptr<CudaRingBackend>> backend =
+      CudaRingBackend::Create(*schedule, 0, s, DefaultSoftmaxScale(s.head_dim), {dtype, q, k, v});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  CudaRingBackend& b = **backend;
+  const int64_t out_bytes = s.q_elements() * 2, lse_count = s.batch * s.num_heads * s.seqlen_q;
+  EXPECT_EQ(b.Out().status().code(), absl::StatusCode::kFailedPrecondition);
+  const auto status = comm::ThreadWorld::Run(1, absl::Seconds(60), [&](Communicator& comm) {
+    return RunRingForward(*schedule, comm, b).status();
+  });
+  ASSERT_TRUE(status[0].ok()) << status[0];
+  const MemoryReport before = b.memory();
+
+  uint8_t* out = testing::ToDevice(std::vector<uint8_t>(out_bytes, 0));
+  float* lse = testing::ToDevice(std::vector<float>(lse_count, 0.0f));
+  ASSERT_TRUE(b.WriteOutputs(out, lse).ok());
+  const std::vector<uint8_t> written = testing::ToHost(out, out_bytes);
+  const std::vector<float> written_lse = testing::ToHost(lse, lse_count);
+  EXPECT_EQ(b.memory().theoretical, before.theoretical) << "WriteOutputs holds no O of its own";
+  absl::StatusOr<std::vector<uint8_t>> host = b.Out();
+  ASSERT_TRUE(host.ok()) << host.status();
+  EXPECT_EQ(*host, written);
+  EXPECT_EQ(*b.Lse(), written_lse);
+  EXPECT_EQ(b.memory().theoretical, before.theoretical + out_bytes) << "Out()'s O counted";
+  const std::vector<double> o = DecodeAll<double>(dtype, written);
+  EXPECT_GT(*std::max_element(o.begin(), o.end()), 0.1) << "O was written";
+
+  ASSERT_TRUE(b.Restart().ok());
+  EXPECT_EQ(b.Out().status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(b.WriteOutputs(out, lse).code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(b.SetForwardResult(*host, written_lse).ok());
+  const absl::Status given = b.WriteOutputs(out, lse);
+  EXPECT_EQ(given.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(given.message().find("SetForwardResult"), std::string::npos) << given;
+  EXPECT_EQ(b.WriteOutputs(nullptr, lse).code(), absl::StatusCode::kFailedPrecondition);
+  cudaFree(out);
+  cudaFree(lse);
 }
 
 TEST(CudaRingBackendTest, BadInputsAreErrors) {

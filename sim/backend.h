@@ -85,7 +85,10 @@ class SimBackend : public RingBackend {
     return absl::OkStatus();
   }
   absl::Status FinishForward() override {
-    Memory("write O", local_.q_elements() * (4 + DTypeBytes(o_.dtype)));
+    // Calibration::forward_o_bytes: 0 today (O stays in the fp32 state).
+    if (o_.calibration.forward_o_bytes > 0) {
+      Memory("write O", static_cast<int64_t>(o_.calibration.forward_o_bytes * local_.q_elements()));
+    }
     return absl::OkStatus();
   }
   absl::Status StartBackward() override {
@@ -120,9 +123,10 @@ class SimBackend : public RingBackend {
   bool wall_clock_steps() const override { return false; }
 
   // SimOptions::outputs (nothing without it), as the CUDA backend does
-  // them: ResetState fills LSE and zeroes the fp32 O; WriteOutputs copies O
-  // (input dtype) and LSE; WriteGrads converts fp32 dQ, dK, dV to the
-  // input dtype.
+  // them: ResetState fills LSE and zeroes the fp32 O; WriteOutputs converts
+  // the fp32 O into the caller's buffer (input dtype; before 2026-12-03,
+  // forward_o_bytes > 0: copied the pass's own converted O) and copies LSE;
+  // WriteGrads converts fp32 dQ, dK, dV to the input dtype.
   void ResetState() {
     fresh_state_.Reset();
     if (!o_.outputs) return;
@@ -131,7 +135,12 @@ class SimBackend : public RingBackend {
   }
   void WriteOutputs() {
     if (!o_.outputs) return;
-    Memory("copy O out", 2 * local_.q_elements() * DTypeBytes(o_.dtype));
+    const int64_t e = DTypeBytes(o_.dtype);
+    if (o_.calibration.forward_o_bytes > 0) {
+      Memory("copy O out", 2 * local_.q_elements() * e);
+    } else {
+      Memory("O to the input dtype", local_.q_elements() * (4 + e));
+    }
     Memory("copy LSE out", 2 * 4 * local_.stat_elements());
   }
   void WriteGrads() {

@@ -177,6 +177,7 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
         {"merged_state_factor", &Calibration::merged_state_factor},
         {"host_sync_us", &Calibration::host_sync_us},
         {"ring_pass_dkv_home_bytes", &Calibration::ring_pass_dkv_home_bytes},
+        {"forward_o_bytes", &Calibration::forward_o_bytes},
         {"pass_overhead_us_fwd", &Calibration::pass_overhead_us_fwd},
         {"pass_overhead_us_bwd", &Calibration::pass_overhead_us_bwd},
     };
@@ -221,8 +222,8 @@ std::string Calibration::Serialize() const {
       partial_block_factor, "\npartial_block_factor_bwd ", partial_block_factor_bwd,
       "\nstrided_block_factor ", strided_block_factor, "\nstrided_block_factor_bwd ",
       strided_block_factor_bwd, "\nmerged_state_factor ", merged_state_factor, "\nhost_sync_us ",
-      host_sync_us, "\nring_pass_dkv_home_bytes ", ring_pass_dkv_home_bytes,
-      "\npass_overhead_us_fwd ", pass_overhead_us_fwd, "\npass_overhead_us_bwd ",
+      host_sync_us, "\nring_pass_dkv_home_bytes ", ring_pass_dkv_home_bytes, "\nforward_o_bytes ",
+      forward_o_bytes, "\npass_overhead_us_fwd ", pass_overhead_us_fwd, "\npass_overhead_us_bwd ",
       pass_overhead_us_bwd, "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& [d, curve] : rates[pass]) {

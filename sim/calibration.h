@@ -21,6 +21,7 @@
 //   merged_state_factor 0.99 # rate of a forward task on state rows its pass wrote
 //                            # before vs the first one's (0 or absent: 1)
 //   ring_pass_dkv_home_bytes 0   # bytes per dK/dV element when a ring pass's sum comes home
+//   forward_o_bytes 0        # bytes per query element a forward pass's end moves for O
 //   pass_overhead_us_fwd 16  # what a forward / backward pass costs besides its tasks
 //   pass_overhead_us_bwd 80  # and memory passes (host preparation, the end-of-pass sync)
 //   rate fwd 128 8192 361    # pass, head_dim, block side (tokens), TFLOP/s
@@ -119,6 +120,13 @@ class Calibration {
   // added it into zeroed full fp32 buffers (10, their replays set it).
   // All-gather's home add is charged regardless (it still adds).
   double ring_pass_dkv_home_bytes = 0;
+  // HBM bytes per query element the end of a forward pass moves for O: 0,
+  // ringattn's CUDA backend since 2026-12-03 (O stays in the fp32 state
+  // until a caller asks; WriteOutputs converts it straight into the
+  // caller's buffer, 4 + dtype bytes); ring_bench runs before that
+  // converted it into a buffer of the backend's own after every pass (4 +
+  // 2 for their bf16: their replays set 6) and WriteOutputs copied it.
+  double forward_o_bytes = 0;
   // What a ringattn pass costs besides its tasks' kernels and memory passes
   // (the host's preparation and launches of the pass, the synchronize that
   // ends it), once per forward and once per backward pass of a rank, the

@@ -153,6 +153,12 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
   ASSIGN_OR_RETURN(const bool home,
                    one("ring pass dK/dV home", " B/element", &c.ring_pass_dkv_home_bytes));
   if (!home) c.ring_pass_dkv_home_bytes = 10;
+  // Logs before this field was printed come from code that converted every
+  // forward pass's O to bf16 into a buffer of the backend's own (4 + 2
+  // bytes a query element).
+  ASSIGN_OR_RETURN(const bool o_at_end,
+                   one("forward's O at its end", " B/element", &c.forward_o_bytes));
+  if (!o_at_end) c.forward_o_bytes = 6;
   // Logs before the pass overhead was measured: none (their rates carry it).
   RETURN_IF_ERROR(
       fwd_bwd("pass overhead", " / ", " us", &c.pass_overhead_us_fwd, &c.pass_overhead_us_bwd)
