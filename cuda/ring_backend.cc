@@ -159,7 +159,6 @@ class Backend final : public CudaRingBackend {
   absl::Status Restart() override {
     RETURN_IF_ERROR(Device());
     forward_done_ = false;
-    state_is_output_ = false;
     backward_done_ = false;
     saved_out_ = nullptr;
     own_dkv_ = nullptr;
@@ -257,13 +256,13 @@ class Backend final : public CudaRingBackend {
   // The pass's O stays in the fp32 state (the backward's D = rowsum(dO * O)
   // reads it there); it is converted to the input dtype only when a caller
   // asks: WriteOutputs straight into the caller's buffer, Out() through
-  // out_. (Converting here into out_ and copying out_ in WriteOutputs cost
-  // every forward pass 4 + 2 bytes a query element and every caller's
-  // outputs 2 + 2 more: forty-third session.)
+  // out_; after SetForwardResult both give the given O back, as the CPU
+  // backend does, until the backward has read it. (Converting here into
+  // out_ and copying out_ in WriteOutputs cost every forward pass 4 + 2
+  // bytes a query element and every caller's outputs 2 + 2 more.)
   absl::Status FinishForward() override {
     RETURN_IF_ERROR(Device());
     forward_done_ = true;
-    state_is_output_ = true;
     return Finish(cudaSuccess, "finishing the forward");
   }
 
@@ -307,7 +306,6 @@ class Backend final : public CudaRingBackend {
     RETURN_IF_ERROR(Copy(state_lse_.get(), lse.data(), lse.size() * 4, "copying lse"));
     fresh_state_.TouchAll();  // the state's LSE is the given one until a reset
     forward_done_ = true;
-    state_is_output_ = false;  // the state's O is not the given one
     return absl::OkStatus();
   }
 
@@ -398,13 +396,15 @@ class Backend final : public CudaRingBackend {
   }
 
   absl::StatusOr<std::vector<uint8_t>> Out() override {
-    RETURN_IF_ERROR(CheckStateIsOutput());
+    if (!forward_done_) return absl::FailedPreconditionError("no forward pass has run");
     RETURN_IF_ERROR(Device());
-    const int64_t bytes = QElements() * DTypeBytes(dtype_);
-    RETURN_IF_ERROR(out_.Resize(bytes));
-    RETURN_IF_ERROR(ConvertOut(out_.get()));
-    std::vector<uint8_t> host(bytes);
-    RETURN_IF_ERROR(Copy(host.data(), out_.get(), host.size(), "copying O to the host"));
+    std::vector<uint8_t> host(QElements() * DTypeBytes(dtype_));
+    if (saved_out_ == nullptr) {  // this backend's forward: O from the state
+      RETURN_IF_ERROR(out_.Resize(host.size()));
+      RETURN_IF_ERROR(ConvertOut(out_.get()));
+    }
+    RETURN_IF_ERROR(Copy(host.data(), saved_out_ != nullptr ? saved_out_ : out_.get(), host.size(),
+                         "copying O to the host"));
     return host;
   }
   absl::StatusOr<std::vector<float>> Lse() override {
@@ -415,12 +415,18 @@ class Backend final : public CudaRingBackend {
     return lse;
   }
   absl::Status WriteOutputs(void* out, float* lse) override {
-    RETURN_IF_ERROR(CheckStateIsOutput());
+    if (!forward_done_) return absl::FailedPreconditionError("no forward pass has run");
     if (out == nullptr || lse == nullptr) {
       return absl::InvalidArgumentError("out and lse must be GPU buffers, not NULL");
     }
     RETURN_IF_ERROR(Device());
-    RETURN_IF_ERROR(ConvertOut(out));
+    if (saved_out_ != nullptr) {  // SetForwardResult's O, as the CPU backend gives it back
+      RETURN_IF_ERROR(Check(cudaMemcpyAsync(out, saved_out_, QElements() * DTypeBytes(dtype_),
+                                            cudaMemcpyDefault, stream_),
+                            "copying the given O"));
+    } else {
+      RETURN_IF_ERROR(ConvertOut(out));
+    }
     return Finish(
         cudaMemcpyAsync(lse, state_lse_.get(), StatElements() * 4, cudaMemcpyDefault, stream_),
         "copying LSE");
@@ -454,13 +460,6 @@ class Backend final : public CudaRingBackend {
   }
 
   absl::Status Device() { return Check(cudaSetDevice(device_), "selecting the device"); }
-  // Out and WriteOutputs: the state holds this backend's forward result.
-  absl::Status CheckStateIsOutput() const {
-    if (state_is_output_) return absl::OkStatus();
-    return absl::FailedPreconditionError(
-        forward_done_ ? "no forward pass has run since SetForwardResult (its O is the caller's)"
-                      : "no forward pass has run");
-  }
   // The fp32 state's O into `to` (device memory) in the input dtype.
   absl::Status ConvertOut(void* to) {
     return Check(LaunchConvertF32(type_, state_o_.get<float>(), to, QElements(), stream_),
@@ -637,9 +636,6 @@ class Backend final : public CudaRingBackend {
   DeviceMemory delta_, dq_, dk_, dv_;
   std::map<int, DeviceMemory> buffers_;
   bool forward_done_ = false;
-  // The state holds the last forward pass's O and LSE (FinishForward; not
-  // after a reset or SetForwardResult).
-  bool state_is_output_ = false;
   bool backward_done_ = false;
   // SetForwardResult's O, until the backward's D has read it.
   const void* saved_out_ = nullptr;
