@@ -75,7 +75,9 @@ class RingBackend {
 
   // Computes `tasks` against `kv` into the rank's fp32 (fp64) state.
   virtual absl::Status ForwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv) = 0;
-  // Writes the final output and LSE from the state.
+  // Ends the forward pass: the state holds its O and LSE from here (the
+  // CPU backend writes O in the input dtype now; the CUDA backend leaves
+  // it in the fp32 state until Out() or WriteOutputs asks).
   virtual absl::Status FinishForward() = 0;
 
   // Prepares the backward pass (D = rowsum(dO * O)).
