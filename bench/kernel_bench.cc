@@ -124,33 +124,46 @@ void FillRandom(void* p, ElementType dtype, int64_t n, uint32_t seed) {
   }
 }
 
-// Milliseconds the GPU spends on the work a callable enqueues (CUDA events
-// around it, then a wait for the second).
-class EventTimer {
+// N CUDA events in the default stream: a slot recorded behind the work
+// launched so far, a wait for it, the device time between two done slots
+// (< 0: not available). EventTimer's two, and bench::Settle's three.
+template <int N>
+class CudaEvents {
  public:
-  EventTimer() {
-    cudaEventCreate(&start_);
-    cudaEventCreate(&stop_);
+  CudaEvents() {
+    for (cudaEvent_t& e : events_) cudaEventCreate(&e);
   }
-  ~EventTimer() {
-    cudaEventDestroy(start_);
-    cudaEventDestroy(stop_);
+  ~CudaEvents() {
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
   }
-  EventTimer(const EventTimer&) = delete;
-  EventTimer& operator=(const EventTimer&) = delete;
-  template <typename F>
-  float Ms(F&& work) {
-    cudaEventRecord(start_);
-    work();
-    cudaEventRecord(stop_);
-    cudaEventSynchronize(stop_);
+  CudaEvents(const CudaEvents&) = delete;
+  CudaEvents& operator=(const CudaEvents&) = delete;
+  void Record(int slot) { cudaEventRecord(events_[slot]); }
+  void Synchronize(int slot) { cudaEventSynchronize(events_[slot]); }
+  float ElapsedMs(int from, int to) {
     float ms = 0;
-    cudaEventElapsedTime(&ms, start_, stop_);
-    return ms;
+    return cudaEventElapsedTime(&ms, events_[from], events_[to]) == cudaSuccess ? ms : -1.0f;
   }
 
  private:
-  cudaEvent_t start_, stop_;
+  cudaEvent_t events_[N];
+};
+
+// Milliseconds the GPU spends on the work a callable enqueues (CUDA events
+// around it, then a wait for the second; 0 when the events fail).
+class EventTimer {
+ public:
+  template <typename F>
+  float Ms(F&& work) {
+    events_.Record(0);
+    work();
+    events_.Record(1);
+    events_.Synchronize(1);
+    return std::max(events_.ElapsedMs(0, 1), 0.0f);
+  }
+
+ private:
+  CudaEvents<2> events_;
 };
 
 // Median of `iterations` timed launches, in ms.
@@ -182,34 +195,12 @@ struct Sustained {
   bench::GpuEnergy energy;
 };
 
-// bench::Settle's events: three CUDA events in the default stream.
-class SettleEvents {
- public:
-  SettleEvents() {
-    for (cudaEvent_t& e : events_) cudaEventCreate(&e);
-  }
-  ~SettleEvents() {
-    for (cudaEvent_t e : events_) cudaEventDestroy(e);
-  }
-  SettleEvents(const SettleEvents&) = delete;
-  SettleEvents& operator=(const SettleEvents&) = delete;
-  void Record(int slot) { cudaEventRecord(events_[slot]); }
-  void Synchronize(int slot) { cudaEventSynchronize(events_[slot]); }
-  float ElapsedMs(int from, int to) {
-    float ms = 0;
-    return cudaEventElapsedTime(&ms, events_[from], events_[to]) == cudaSuccess ? ms : -1.0f;
-  }
-
- private:
-  cudaEvent_t events_[3];
-};
-
 template <typename F>
 Measured TimeSustained(F&& launch, const Sustained& sustained) {
   launch();  // warm-up, then one call to size the settle's batches
   EventTimer timer;
   const float one_ms = timer.Ms(launch);  // Settle and SustainedCalls clamp it
-  SettleEvents events;
+  CudaEvents<3> events;                   // bench::Settle's
   const float steady_ms = bench::Settle(launch, events, sustained.settle_seconds, one_ms);
   // The energy counter and the clock are read from the host after the
   // settle's wait: they are the timed calls' alone.

@@ -399,12 +399,9 @@ class Backend final : public CudaRingBackend {
     if (!forward_done_) return absl::FailedPreconditionError("no forward pass has run");
     RETURN_IF_ERROR(Device());
     std::vector<uint8_t> host(QElements() * DTypeBytes(dtype_));
-    if (saved_out_ == nullptr) {  // this backend's forward: O from the state
-      RETURN_IF_ERROR(out_.Resize(host.size()));
-      RETURN_IF_ERROR(ConvertOut(out_.get()));
-    }
-    RETURN_IF_ERROR(Copy(host.data(), saved_out_ != nullptr ? saved_out_ : out_.get(), host.size(),
-                         "copying O to the host"));
+    RETURN_IF_ERROR(out_.Resize(host.size()));
+    RETURN_IF_ERROR(WriteO(out_.get()));
+    RETURN_IF_ERROR(Copy(host.data(), out_.get(), host.size(), "copying O to the host"));
     return host;
   }
   absl::StatusOr<std::vector<float>> Lse() override {
@@ -420,13 +417,7 @@ class Backend final : public CudaRingBackend {
       return absl::InvalidArgumentError("out and lse must be GPU buffers, not NULL");
     }
     RETURN_IF_ERROR(Device());
-    if (saved_out_ != nullptr) {  // SetForwardResult's O, as the CPU backend gives it back
-      RETURN_IF_ERROR(Check(cudaMemcpyAsync(out, saved_out_, QElements() * DTypeBytes(dtype_),
-                                            cudaMemcpyDefault, stream_),
-                            "copying the given O"));
-    } else {
-      RETURN_IF_ERROR(ConvertOut(out));
-    }
+    RETURN_IF_ERROR(WriteO(out));
     return Finish(
         cudaMemcpyAsync(lse, state_lse_.get(), StatElements() * 4, cudaMemcpyDefault, stream_),
         "copying LSE");
@@ -460,10 +451,19 @@ class Backend final : public CudaRingBackend {
   }
 
   absl::Status Device() { return Check(cudaSetDevice(device_), "selecting the device"); }
-  // The fp32 state's O into `to` (device memory) in the input dtype.
-  absl::Status ConvertOut(void* to) {
-    return Check(LaunchConvertF32(type_, state_o_.get<float>(), to, QElements(), stream_),
-                 "converting O to the input dtype");
+  // O in the input dtype into `to` (device memory; Out's and WriteOutputs'
+  // one source): this backend's forward's, converted from the fp32 state,
+  // or SetForwardResult's, as the CPU backend gives it back (until the
+  // backward has read it; already in out_ when it came from host memory).
+  absl::Status WriteO(void* to) {
+    if (saved_out_ == nullptr) {
+      return Check(LaunchConvertF32(type_, state_o_.get<float>(), to, QElements(), stream_),
+                   "converting O to the input dtype");
+    }
+    if (saved_out_ == to) return absl::OkStatus();
+    return Check(cudaMemcpyAsync(to, saved_out_, QElements() * DTypeBytes(dtype_),
+                                 cudaMemcpyDefault, stream_),
+                 "copying the given O");
   }
 
   // Checks `e`, then waits for the stream: the work of a call is finished
