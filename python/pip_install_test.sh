@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `pip install ./python` offline (no index, no build isolation) into a
 # private prefix, then the installed package alone (no PYTHONPATH into the
-# tree, no RINGATTN_LIB at import) runs a forward against numpy.
+# tree, no RINGATTN_LIB at import) runs a forward against numpy, with the
+# Abseil libraries it links loaded from the package.
 #   python/pip_install_test.sh   (data: python/, libringattn.so)
 set -euo pipefail
 source python/sanitizer_env.sh
@@ -10,6 +11,16 @@ cp -rL python "$tmp/src"  # pip writes build files next to setup.py
 RINGATTN_LIB="$PWD/python/libringattn.so" /usr/bin/python3 -m pip install --quiet \
   --no-build-isolation --no-deps --no-index --target "$tmp/site" "$tmp/src"
 ls "$tmp/site/ringattn/libringattn.so"
+# The Abseil libraries it links are installed beside it and load from there
+# ($ORIGIN before the system's folders), so no libabsl-dev is needed.
+package="$(realpath "$tmp/site/ringattn")"
+needed="$(ldd "$package/libringattn.so" | awk '/^[[:space:]]*libabsl_/ {print $1, $3}')"
+[[ -n "$needed" ]] || { echo "FAIL: ldd lists no Abseil library for the installed libringattn.so"; exit 1; }
+while read -r name where; do
+  [[ "$(realpath "$where")" == "$package/$name" ]] ||
+    { echo "FAIL: $name loads from $where, expected the package's copy $package/$name"; exit 1; }
+done <<< "$needed"
+echo "$(wc -l <<< "$needed") Abseil libraries load from the installed package"
 cd "$tmp"
 env -u RINGATTN_LIB PYTHONPATH="$tmp/site" /usr/bin/python3 - <<'PY'
 import numpy as np
