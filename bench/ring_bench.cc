@@ -46,6 +46,7 @@
 #include "core/plan.h"
 #include "core/schedule.h"
 #include "core/status_macros.h"
+#include "cuda/backward_delta.h"
 #include "cuda/device.h"
 #include "cuda/kernel_choice.h"
 #include "cuda/ring_backend.h"
@@ -421,9 +422,11 @@ BenchProblem MakeConfig(const BenchRow& row, int world, int64_t tokens,
 // b's mask): the fused-state forward the ring runs, and the backward
 // without its D kernel (the model charges D as a memory pass), each the
 // mean of `launches` back-to-back launches between two events after an
-// untimed one. Inputs are zeros (the kernels' time does not depend on the
-// values). The ring pass's host costs are not in it: they are
-// Calibration::pass_overhead_us_* and launch_us.
+// untimed one. Inputs are the ring's (RandomBf16), D is the forward's: the
+// time depends on the values through power, not the arithmetic (zeros
+// drew less power and ran ~15 % faster than the same kernels in a ring
+// pass on H200 at 16-32k tokens, 2026-12-03). The ring pass's host costs
+// are not in it: they are Calibration::pass_overhead_us_* and launch_us.
 struct BlockLaunch {
   // The positions of a stripe ring step's block at W = 2 (queries 0, 2, 4,
   // ..., keys 1, 3, 5, ...: the next rank's), which a causal mask cuts to
@@ -465,6 +468,21 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
   a.state_o = buffers.f32(3);
   a.state_lse = buffers.f32(4);
   if (how.strided) cuda::PlaceAsStripeStep(a, n, 2);
+  // Q, K, V, dO drawn as the ring's are (seeds apart from its ranks').
+  {
+    const int64_t q_count = static_cast<int64_t>(shape.q_elements()),
+                  kv_count = static_cast<int64_t>(shape.kv_elements());
+    const std::pair<int, std::vector<uint16_t>> fills[] = {{0, RandomBf16(q_count, 101)},
+                                                           {1, RandomBf16(kv_count, 102)},
+                                                           {2, RandomBf16(kv_count, 103)},
+                                                           {5, RandomBf16(q_count, 104)}};
+    for (const auto& [index, values] : fills) {
+      if (cudaMemcpy(buffers[index], values.data(), values.size() * 2, cudaMemcpyHostToDevice) !=
+          cudaSuccess) {
+        return absl::InternalError("BlockKernelSeconds: copying the random inputs");
+      }
+    }
+  }
   a.state_fresh = how.fresh;
   cuda::BackwardBlockArgs back;
   back.key_grads_fresh = how.fresh;
@@ -496,7 +514,15 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
   };
   absl::StatusOr<double> fwd = seconds([&] { return cuda::LaunchForward(a, nullptr); });
   absl::StatusOr<double> bwd = 0.0;
-  if (fwd.ok() && how.backward) bwd = seconds([&] { return cuda::LaunchBackward(back, nullptr); });
+  if (fwd.ok() && how.backward) {
+    // D = rowsum(dO * O) of the forward's state, as the ring's backward has.
+    const cudaError_t e = cuda::LaunchBackwardDelta(
+        cuda::ElementType::kBFloat16, back.dout, cuda::ElementType::kFloat32, a.state_o,
+        buffers.f32(6), 1, n, shape.num_heads, shape.head_dim, nullptr);
+    bwd = e == cudaSuccess
+              ? seconds([&] { return cuda::LaunchBackward(back, nullptr); })
+              : absl::InternalError(absl::StrCat("BlockKernelSeconds: D: ", cudaGetErrorString(e)));
+  }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
   RETURN_IF_ERROR(fwd.status());
