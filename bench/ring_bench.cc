@@ -25,6 +25,7 @@
 #include <cstring>
 #include <functional>
 #include <initializer_list>
+#include <map>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -135,6 +136,17 @@ std::vector<uint16_t> RandomBf16(int64_t n, uint32_t seed) {
     x = static_cast<uint16_t>(bits >> 16);
   }
   return out;
+}
+
+// RandomBf16(n, seed), drawn once per (n, seed) in this process: the
+// calibration fills the same block sizes dozens of times (drawing 4 x 33 M
+// elements each time doubled an 8192-token run). Not thread-safe: the
+// calibration runs on the main thread.
+const std::vector<uint16_t>& CachedRandomBf16(int64_t n, uint32_t seed) {
+  static auto* const cache = new std::map<std::pair<int64_t, uint32_t>, std::vector<uint16_t>>;
+  std::vector<uint16_t>& v = (*cache)[{n, seed}];
+  if (static_cast<int64_t>(v.size()) != n) v = RandomBf16(n, seed);
+  return v;
 }
 
 absl::Span<const uint8_t> Bytes(const std::vector<uint16_t>& v) {
@@ -439,6 +451,10 @@ struct BlockLaunch {
   bool fresh = true;
   // The backward timed too; false: the forward alone (the second is 0).
   bool backward = true;
+  // Each launch alone, as a W = 1 ring pass's single task is: after the
+  // stream has drained, between its own two events; the median launch
+  // instead of the mean of back-to-back ones.
+  bool lone = false;
 };
 absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem& b, int launches,
                                                              const BlockLaunch& how = {}) {
@@ -472,11 +488,13 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
   {
     const int64_t q_count = static_cast<int64_t>(shape.q_elements()),
                   kv_count = static_cast<int64_t>(shape.kv_elements());
-    const std::pair<int, std::vector<uint16_t>> fills[] = {{0, RandomBf16(q_count, 101)},
-                                                           {1, RandomBf16(kv_count, 102)},
-                                                           {2, RandomBf16(kv_count, 103)},
-                                                           {5, RandomBf16(q_count, 104)}};
-    for (const auto& [index, values] : fills) {
+    const std::pair<int, const std::vector<uint16_t>*> fills[] = {
+        {0, &CachedRandomBf16(q_count, 101)},
+        {1, &CachedRandomBf16(kv_count, 102)},
+        {2, &CachedRandomBf16(kv_count, 103)},
+        {5, &CachedRandomBf16(q_count, 104)}};
+    for (const auto& [index, fill] : fills) {
+      const std::vector<uint16_t>& values = *fill;
       if (cudaMemcpy(buffers[index], values.data(), values.size() * 2, cudaMemcpyHostToDevice) !=
           cudaSuccess) {
         return absl::InternalError("BlockKernelSeconds: copying the random inputs");
@@ -500,15 +518,32 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
   }
   const auto seconds = [&](const std::function<cudaError_t()>& launch) -> absl::StatusOr<double> {
     cudaError_t e = launch();  // untimed
-    if (e == cudaSuccess) e = cudaEventRecord(start);
-    for (int i = 0; e == cudaSuccess && i < launches; ++i) e = launch();
-    if (e == cudaSuccess) e = cudaEventRecord(stop);
-    if (e == cudaSuccess) e = cudaEventSynchronize(stop);
+    std::vector<double> lone_ms;
     float ms = 0;
-    if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, start, stop);
+    if (how.lone) {
+      for (int i = 0; e == cudaSuccess && i < launches; ++i) {
+        e = cudaStreamSynchronize(nullptr);
+        if (e == cudaSuccess) e = cudaEventRecord(start);
+        if (e == cudaSuccess) e = launch();
+        if (e == cudaSuccess) e = cudaEventRecord(stop);
+        if (e == cudaSuccess) e = cudaEventSynchronize(stop);
+        if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, start, stop);
+        lone_ms.push_back(ms);
+      }
+    } else {
+      if (e == cudaSuccess) e = cudaEventRecord(start);
+      for (int i = 0; e == cudaSuccess && i < launches; ++i) e = launch();
+      if (e == cudaSuccess) e = cudaEventRecord(stop);
+      if (e == cudaSuccess) e = cudaEventSynchronize(stop);
+      if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, start, stop);
+    }
     if (e != cudaSuccess) {
       return absl::InternalError(
           absl::StrCat("BlockKernelSeconds: ", n, "-token block: ", cudaGetErrorString(e)));
+    }
+    if (how.lone) {
+      std::sort(lone_ms.begin(), lone_ms.end());
+      return 1e-3 * lone_ms[lone_ms.size() / 2];
     }
     return 1e-3 * ms / launches;
   };
@@ -929,6 +964,24 @@ absl::Status Main() {
                        return std::pair{c.first / f.first, c.second / f.second};
                      }));
     std::tie(cal.partial_block_factor, cal.partial_block_factor_bwd) = partial_factor;
+    // --calibration_events: the causal block of `tokens` launched alone
+    // (the stream drained before each, as a W = 1 pass's one task is) over
+    // back to back, three rounds; printed, not used by the model.
+    std::string lone;
+    if (absl::GetFlag(FLAGS_calibration_events)) {
+      BenchProblem b = MakeConfig(kBenchRows[0], 1, tokens, {});
+      const BlockLaunch back_to_back{.fresh = absl::GetFlag(FLAGS_fresh_writes)};
+      BlockLaunch alone_launch = back_to_back;
+      alone_launch.lone = true;
+      ASSIGN_OR_RETURN(const auto ratio,
+                       MedianOfRounds(3, [&]() -> absl::StatusOr<std::pair<double, double>> {
+                         ASSIGN_OR_RETURN(const auto a, BlockKernelSeconds(b, iters, alone_launch));
+                         ASSIGN_OR_RETURN(const auto t, BlockKernelSeconds(b, iters, back_to_back));
+                         return std::pair{a.first / t.first, a.second / t.second};
+                       }));
+      lone = absl::StrFormat("; a lone causal launch / back to back %.3f fwd, %.3f bwd",
+                             ratio.first, ratio.second);
+    }
     const std::pair<double, double>& full_rate = full.back().second;
     const std::pair<double, double> causal{partial_factor.first * full_rate.first,
                                            partial_factor.second * full_rate.second};
@@ -937,12 +990,12 @@ absl::Status Main() {
         "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd; strided / contiguous "
         "%.3f fwd, %.3f bwd; merged / fresh state %.3f fwd; ring pass dK/dV home %g B/element; "
         "forward's O at its end %g B/element; a 128-token pass %.1f us fwd, "
-        "%.1f us fwd+bwd; pass overhead %.1f / %.1f us (fwd / bwd); from the %s table%s%s\n",
+        "%.1f us fwd+bwd; pass overhead %.1f / %.1f us (fwd / bwd); from the %s table%s%s%s\n",
         static_cast<long long>(tokens), causal.first, causal.second, report.c_str(),
         cal.partial_block_factor, cal.partial_block_factor_bwd, cal.strided_block_factor,
         cal.strided_block_factor_bwd, cal.MergedStateFactor(), cal.ring_pass_dkv_home_bytes,
         cal.forward_o_bytes, 1e6 * pass_s(tiny_f), 1e6 * pass_s(tiny_fb), cal.pass_overhead_us_fwd,
-        cal.pass_overhead_us_bwd, gpu.c_str(), task_cost.c_str(),
+        cal.pass_overhead_us_bwd, gpu.c_str(), task_cost.c_str(), lone.c_str(),
         fastest ? "; from the fastest iterations" : "");
     if (link > 0) cal.link_gbps = link;
     if (gather > 0) cal.collective_gbps = gather;
