@@ -16,7 +16,7 @@
 //              [--heads=32] [--kv_heads=32] [--head_dim=128] [--iters=10]
 //              [--rows=zigzag,varlen_zigzag] [--gpu=h200] [--calibration_out=F] [--hop_sweep]
 //              [--calibration_min] [--calibration_warmup_ms=0] [--calibration_task_cost]
-//              [--calibration_events] [--fresh_writes=false]
+//              [--calibration_events] [--fresh_writes=false] [--sync=auto|spin|yield|block]
 //              [--torch_single_ms=F,FB,VF,VFB --torch_single_names=DENSE,VARLEN]
 #include <cuda_runtime_api.h>
 
@@ -29,6 +29,7 @@
 #include <memory>
 #include <numeric>
 #include <optional>
+#include <string>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -90,6 +91,10 @@ ABSL_FLAG(bool, calibration_events, false,
           "time each calibration block's kernels alone, as back-to-back launches between two "
           "CUDA events, instead of reading them from its ring pass's time less the modelled "
           "costs around them (experiment, issue #19: small blocks' points were noise)");
+ABSL_FLAG(std::string, sync, "auto",
+          "how the host waits for a GPU (cudaSetDeviceFlags before any other call): auto (CUDA's "
+          "choice), spin, yield or block (experiment, issue #19: passes of 2-4k tokens took "
+          "80-115 us more than their kernel on one H200 where 1k-token passes did not)");
 ABSL_FLAG(int, calibration_warmup_ms, 0,
           "passes on one rank's causal tokens before the calibration, at least this long "
           "(0: one round)");
@@ -658,6 +663,26 @@ absl::Status Main() {
       absl::StrSplit(absl::GetFlag(FLAGS_torch_single_names), ',');
   if (torch_names.size() != 2) {
     return absl::InvalidArgumentError("--torch_single_names: expected DENSE,VARLEN");
+  }
+  {
+    const std::string sync = absl::GetFlag(FLAGS_sync);
+    const unsigned flags = sync == "spin"    ? cudaDeviceScheduleSpin
+                           : sync == "yield" ? cudaDeviceScheduleYield
+                           : sync == "block" ? cudaDeviceScheduleBlockingSync
+                                             : cudaDeviceScheduleAuto;
+    if (sync != "auto" && flags == cudaDeviceScheduleAuto) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--sync is '", sync, "'; expected auto, spin, yield or block"));
+    }
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess) devices = 0;
+    for (int d = 0; sync != "auto" && d < devices; ++d) {
+      if (cudaSetDevice(d) != cudaSuccess || cudaSetDeviceFlags(flags) != cudaSuccess) {
+        return absl::InternalError(
+            absl::StrCat("--sync=", sync, ": setting device ", d,
+                         "'s flags: ", cudaGetErrorString(cudaGetLastError())));
+      }
+    }
   }
   ASSIGN_OR_RETURN(int visible, cuda::DeviceCount());
   int world = absl::GetFlag(FLAGS_world) > 0 ? absl::GetFlag(FLAGS_world) : visible;
