@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# bench/ring_bench's flags checked before it looks for a GPU: a bad value
+# exits 1 with what was wrong and what was expected (no GPU needed).
+set -euo pipefail
+bench="$(dirname "$0")/ring_bench"
+source "$(dirname "$0")/test_helpers.sh"  # fail
+
+if out=$("$bench" --sync=bogus 2>&1); then fail "--sync=bogus accepted"; fi
+[[ $out == *"--sync is 'bogus'; expected auto, spin, yield or block"* ]] || fail "the --sync error: $out"
+if out=$("$bench" --torch_single_ms=1,x,3,4 2>&1); then fail "--torch_single_ms=1,x,3,4 accepted"; fi
+[[ $out == *"--torch_single_ms has 'x'; expected four non-negative milliseconds"* ]] ||
+  fail "the --torch_single_ms error: $out"
+if out=$("$bench" --torch_single_ms=1,2 2>&1); then fail "two --torch_single_ms values accepted"; fi
+[[ $out == *"--torch_single_ms has 2 values; expected F,FB,VF,VFB"* ]] || fail "the count error: $out"
+echo "ring_bench_args_test: passed"
