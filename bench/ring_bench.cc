@@ -89,8 +89,9 @@ ABSL_FLAG(bool, calibration_task_cost, false,
           "instead of the --gpu table's launch_us (experiment, issue #19)");
 ABSL_FLAG(bool, calibration_events, false,
           "time each calibration block's kernels alone, as back-to-back launches between two "
-          "CUDA events, instead of reading them from its ring pass's time less the modelled "
-          "costs around them (experiment, issue #19: small blocks' points were noise)");
+          "CUDA events on the ring's random inputs, less the model's launch_us, instead of "
+          "reading them from its ring pass's time less the modelled costs around them "
+          "(experiment, issue #19: small blocks' points were noise)");
 ABSL_FLAG(std::string, sync, "auto",
           "how the host waits for a GPU (cudaSetDeviceFlags before any other call): auto (CUDA's "
           "choice), spin, yield or block (experiment, issue #19: passes of 2-4k tokens took "
