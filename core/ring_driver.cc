@@ -378,7 +378,11 @@ absl::StatusOr<RingRunStats> Guarded(const Schedule& schedule, Communicator& com
   const Clock::time_point start = Clock::now();
   RingRunStats stats;
   absl::Status status = body(stats);
-  if (status.ok()) status = comm.Synchronize();
+  if (status.ok()) {
+    const Clock::time_point enqueued = Clock::now();
+    status = comm.Synchronize();
+    stats.synchronize_seconds = Seconds(enqueued);
+  }
   if (!status.ok()) {
     comm.Abort(status);
     return status;

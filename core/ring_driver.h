@@ -33,6 +33,9 @@ struct RingRunStats {
   std::vector<double> step_seconds;
   std::vector<double> compute_seconds;  // of which computing
   double total_seconds = 0;
+  // Of which in the communicator's final Synchronize(): the host waiting
+  // for the pass's device work (and transfers) after enqueuing it all.
+  double synchronize_seconds = 0;
   // A ring-pass forward: the buffer that holds the last visiting K/V (the
   // next rank's shard) when it returns; none otherwise.
   std::optional<KvBuffer> last_kv;

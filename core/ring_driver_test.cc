@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "comm/thread_communicator.h"
 #include "core/schedule.h"
@@ -353,6 +354,41 @@ TEST(RingDriverTest, AllGatherPrefetchesTheNextHeadGroupAndReducesEachGroup) {
                                "reduce-scatter", "own dkv of heads 0-1 = 2", "backward on 0,1",
                                "reduce-scatter", "own dkv of heads 1-2 = 2"))
         << "rank " << r;
+  }
+}
+
+// A communicator whose final Synchronize() takes `wait`: the pass's stats
+// put that time in synchronize_seconds, inside total_seconds.
+class SlowSynchronizeCommunicator : public LoggingCommunicator {
+ public:
+  SlowSynchronizeCommunicator(Communicator& inner, Log& log, absl::Duration wait)
+      : LoggingCommunicator(inner, log), wait_(wait) {}
+  absl::Status Synchronize() override {
+    absl::SleepFor(wait_);
+    return LoggingCommunicator::Synchronize();
+  }
+
+ private:
+  absl::Duration wait_;
+};
+
+TEST(RingDriverTest, StatsSplitTheFinalWaitFromTheRest) {
+  const Schedule schedule = MakeSchedule({.kind = LayoutKind::kZigzag, .world = 2});
+  std::vector<RingRunStats> stats(2);
+  const std::vector<absl::Status> status =
+      comm::ThreadWorld::Run(2, absl::Seconds(5), [&](Communicator& c) -> absl::Status {
+        Log log;
+        FakeBackend backend(c.rank(), log);
+        SlowSynchronizeCommunicator slow(c, log, absl::Milliseconds(30));
+        ASSIGN_OR_RETURN(stats[c.rank()], RunRingForward(schedule, slow, backend));
+        return absl::OkStatus();
+      });
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_TRUE(status[r].ok()) << status[r];
+    EXPECT_GE(stats[r].synchronize_seconds, 0.030) << "rank " << r;
+    EXPECT_LE(stats[r].synchronize_seconds, stats[r].total_seconds) << "rank " << r;
+    // The rest (enqueuing a fake pass) takes far less than the wait.
+    EXPECT_LT(stats[r].total_seconds - stats[r].synchronize_seconds, 0.030) << "rank " << r;
   }
 }
 
