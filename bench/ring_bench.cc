@@ -1004,6 +1004,39 @@ absl::Status Main() {
                        return std::pair{c.first / f.first, c.second / f.second};
                      }));
     std::tie(cal.partial_block_factor, cal.partial_block_factor_bwd) = partial_factor;
+    // --calibration_events: the same factor at every side of the full
+    // sweep (the simulator interpolates it by a causal block's side:
+    // zigzag's diagonal blocks are half the rank's tokens, documents'
+    // smaller still). Sides whose blocks are nearly all fixed cost are
+    // left out.
+    std::string by_side;
+    if (absl::GetFlag(FLAGS_calibration_events)) {
+      std::vector<std::pair<double, double>> sides[2];
+      for (const auto& [n_, r] : full) {
+        const int64_t n = n_;  // a lambda may not capture a structured binding (C++17)
+        std::pair<double, double> f = partial_factor;
+        if (n != tokens) {
+          absl::StatusOr<std::pair<double, double>> m =
+              MedianOfRounds(5, [&]() -> absl::StatusOr<std::pair<double, double>> {
+                ASSIGN_OR_RETURN(const auto c, rates(n, true));
+                ASSIGN_OR_RETURN(const auto u, rates(n, false));
+                return std::pair{c.first / u.first, c.second / u.second};
+              });
+          if (absl::IsFailedPrecondition(m.status())) continue;
+          if (!m.ok()) return m.status();
+          f = *m;
+        }
+        sides[0].push_back({static_cast<double>(n), f.first});
+        sides[1].push_back({static_cast<double>(n), f.second});
+      }
+      for (int pass = 0; pass < 2; ++pass) {
+        cal.partial_by_side[pass] = sides[pass];
+        absl::StrAppend(&by_side, pass == 0 ? "; causal / full per block side fwd" : ", bwd");
+        for (const auto& [n, f] : sides[pass]) {
+          absl::StrAppendFormat(&by_side, " %lld:%.3f", static_cast<long long>(n), f);
+        }
+      }
+    }
     // --calibration_events: the causal block of `tokens` launched alone
     // (the stream drained before each, as a W = 1 pass's one task is) over
     // back to back, three rounds; printed, not used by the model.
@@ -1030,12 +1063,12 @@ absl::Status Main() {
         "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd; strided / contiguous "
         "%.3f fwd, %.3f bwd; merged / fresh state %.3f fwd; ring pass dK/dV home %g B/element; "
         "forward's O at its end %g B/element; a 128-token pass %.1f us fwd, "
-        "%.1f us fwd+bwd; pass overhead %.1f / %.1f us (fwd / bwd); from the %s table%s%s%s\n",
+        "%.1f us fwd+bwd; pass overhead %.1f / %.1f us (fwd / bwd); from the %s table%s%s%s%s\n",
         static_cast<long long>(tokens), causal.first, causal.second, report.c_str(),
         cal.partial_block_factor, cal.partial_block_factor_bwd, cal.strided_block_factor,
         cal.strided_block_factor_bwd, cal.MergedStateFactor(), cal.ring_pass_dkv_home_bytes,
         cal.forward_o_bytes, 1e6 * pass_s(tiny_f), 1e6 * pass_s(tiny_fb), cal.pass_overhead_us_fwd,
-        cal.pass_overhead_us_bwd, gpu.c_str(), task_cost.c_str(), lone.c_str(),
+        cal.pass_overhead_us_bwd, gpu.c_str(), task_cost.c_str(), lone.c_str(), by_side.c_str(),
         fastest ? "; from the fastest iterations" : "");
     if (link > 0) cal.link_gbps = link;
     if (gather > 0) cal.collective_gbps = gather;

@@ -157,6 +157,16 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
       c.rates[f[1] == "bwd"][static_cast<int64_t>(head_dim)].push_back({side, tflops});
       continue;
     }
+    if (f[0] == "partial") {
+      double side = 0, factor = 0;
+      if (f.size() != 4 || (f[1] != "fwd" && f[1] != "bwd") || !absl::SimpleAtod(f[2], &side) ||
+          !absl::SimpleAtod(f[3], &factor) || side <= 0 || factor <= 0) {
+        return LineError(line_number, raw,
+                         "expected 'partial fwd|bwd TOKENS FACTOR' with positive numbers");
+      }
+      c.partial_by_side[f[1] == "bwd"].push_back({side, factor});
+      continue;
+    }
     double value;
     if (f.size() != 2 || !absl::SimpleAtod(f[1], &value) || value < 0) {
       return LineError(line_number, raw, "expected 'KEY NUMBER'");
@@ -192,6 +202,7 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
           absl::StrCat("calibration has no '", pass ? "bwd" : "fwd", "' rates"));
     }
     for (auto& [d, curve] : c.rates[pass]) std::sort(curve.begin(), curve.end());
+    std::sort(c.partial_by_side[pass].begin(), c.partial_by_side[pass].end());
   }
   if (c.link_gbps <= 0 || c.internode_gbps <= 0 || c.hbm_gbps <= 0) {
     return absl::InvalidArgumentError("calibration bandwidths must be positive");
@@ -231,6 +242,11 @@ std::string Calibration::Serialize() const {
         absl::StrAppendFormat(&out, "rate %s %d %.9g %.9g\n", pass ? "bwd" : "fwd", d, side,
                               tflops);
       }
+    }
+  }
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const auto& [side, factor] : partial_by_side[pass]) {
+      absl::StrAppendFormat(&out, "partial %s %.9g %.9g\n", pass ? "bwd" : "fwd", side, factor);
     }
   }
   return out;
@@ -286,6 +302,20 @@ absl::Status Calibration::FitCurve(bool backward, int64_t head_dim,
   return absl::OkStatus();
 }
 
+double Calibration::PartialFactorAt(bool backward, double side) const {
+  const std::vector<std::pair<double, double>>& by_side = partial_by_side[backward ? 1 : 0];
+  if (by_side.empty()) return PartialFactor(backward);
+  if (side <= by_side.front().first) return by_side.front().second;
+  for (size_t i = 1; i < by_side.size(); ++i) {
+    if (side <= by_side[i].first) {
+      const double t =
+          std::log(side / by_side[i - 1].first) / std::log(by_side[i].first / by_side[i - 1].first);
+      return by_side[i - 1].second + t * (by_side[i].second - by_side[i - 1].second);
+    }
+  }
+  return by_side.back().second;
+}
+
 double Calibration::Tflops(bool backward, int64_t head_dim, int64_t rows_q, int64_t rows_k,
                            double density) const {
   const auto& table = rates[backward ? 1 : 0];
@@ -312,7 +342,7 @@ double Calibration::Tflops(bool backward, int64_t head_dim, int64_t rows_q, int6
     }
   }
   if (density >= 1) return rate;
-  const double f = PartialFactor(backward);
+  const double f = PartialFactorAt(backward, side);
   const double t = std::max(0.0, (density - 0.5) / 0.5);
   return rate * (f + t * (1 - f));
 }

@@ -25,6 +25,8 @@
 //   pass_overhead_us_fwd 16  # what a forward / backward pass costs besides its tasks
 //   pass_overhead_us_bwd 80  # and memory passes (host preparation, the end-of-pass sync)
 //   rate fwd 128 8192 361    # pass, head_dim, block side (tokens), TFLOP/s
+//   partial fwd 4096 0.87    # partial_block_factor at a causal block's side
+//                            # (pass, side, factor; any number per pass)
 // Rates are for full (unmasked) square blocks; between block sides the
 // rate is interpolated linearly in log(side), beyond them held; a block of
 // rows_q x rows_k uses side sqrt(rows_q * rows_k); head dims without a row
@@ -76,6 +78,10 @@ class Calibration {
     return backward && partial_block_factor_bwd > 0 ? partial_block_factor_bwd
                                                     : partial_block_factor;
   }
+  // The factor at a block of `side` tokens: partial_by_side[pass]
+  // interpolated in log(side) and held beyond its ends; PartialFactor
+  // where the pass has none.
+  double PartialFactorAt(bool backward, double side) const;
 
   std::string gpu = "custom";
   // A kernel's fixed cost (launch, start, tail) beside its FLOPs: every
@@ -141,6 +147,14 @@ class Calibration {
   // wait's round trip plus dispatching the next op; used for the seed's
   // implementation, whose boolean-mask indexing synchronizes).
   double host_sync_us = 20;
+  // partial_by_side[pass] = sorted (causal block side, causal / full rate
+  // factor): ring_bench --calibration_events measures it at each side of
+  // the full-block sweep (a causal block's factor grows with its side:
+  // 0.73 at 1024 tokens to 0.87-0.89 at 4-8k forward on H200, 2026-12-03),
+  // where one factor taken at the run's tokens was applied to the half-size
+  // diagonal blocks of zigzag and to the documents' smaller ones. Empty:
+  // the one factor.
+  std::vector<std::pair<double, double>> partial_by_side[2];
   // rates[pass][head_dim] = sorted (block side, TFLOP/s); pass 0 fwd, 1 bwd.
   std::map<int64_t, std::vector<std::pair<double, double>>> rates[2];
 };

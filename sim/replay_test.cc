@@ -168,6 +168,25 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
   EXPECT_DOUBLE_EQ(costed_c->LaunchUs(false), 9.5);
   EXPECT_DOUBLE_EQ(costed_c->LaunchUs(true), 14.25);
   EXPECT_DOUBLE_EQ(costed_c->pass_overhead_us_bwd, 80.25);
+  // --calibration_events: the causal / full factor per block side.
+  const absl::StatusOr<RingBenchLog> by_side = ParseRingBenchLog(absl::StrReplaceAll(
+      log, {{"(fwd / bwd)\n",
+             "(fwd / bwd); a lone causal launch / back to back 0.955 fwd, 0.996 bwd; causal / full "
+             "per block side fwd 1024:0.728 4096:0.870, bwd 1024:0.559 4096:0.822\n"}}));
+  ASSERT_TRUE(by_side.ok()) << by_side.status();
+  const absl::StatusOr<Calibration> by_side_c = RebuildCalibration(*by_side);
+  ASSERT_TRUE(by_side_c.ok()) << by_side_c.status();
+  EXPECT_DOUBLE_EQ(by_side_c->PartialFactorAt(false, 1024), 0.728);
+  EXPECT_DOUBLE_EQ(by_side_c->PartialFactorAt(true, 4096), 0.822);
+  EXPECT_NEAR(by_side_c->PartialFactorAt(false, 2048), (0.728 + 0.870) / 2, 1e-12);
+  EXPECT_DOUBLE_EQ(by_side_c->partial_block_factor, 0.8) << "the one factor kept";
+  EXPECT_TRUE(costed_c->partial_by_side[0].empty()) << "without the clause: none";
+  const absl::StatusOr<RingBenchLog> bad_side = ParseRingBenchLog(absl::StrReplaceAll(
+      log,
+      {{"(fwd / bwd)\n", "(fwd / bwd); causal / full per block side fwd 1024:x, bwd 1024:0.5\n"}}));
+  ASSERT_TRUE(bad_side.ok()) << bad_side.status();
+  EXPECT_THAT(std::string(RebuildCalibration(*bad_side).status().message()),
+              ::testing::HasSubstr("causal / full factor is 'x'; expected a number"));
   // A log from before the fields: its code added the returning dK/dV, and
   // its rates carry the pass overhead.
   const std::string before =

@@ -1,5 +1,6 @@
 #include "sim/ring_bench_log.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -166,6 +167,30 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
   // Runs with --calibration_task_cost: the measured per-kernel costs (else
   // the builtin launch_us the run used).
   RETURN_IF_ERROR(fwd_bwd("task cost", " / ", " us", &c.launch_us, &c.launch_us_bwd).status());
+  // Runs with --calibration_events since 2026-12-03: the causal / full
+  // factor at each side of the full sweep ("; causal / full per block side
+  // fwd N:F N:F, bwd N:F N:F").
+  if (const absl::string_view text = Between(line, "; causal / full per block side fwd ", ";");
+      !text.empty()) {
+    const std::pair<absl::string_view, absl::string_view> passes = absl::StrSplit(text, ", bwd ");
+    for (int pass = 0; pass < 2; ++pass) {
+      std::vector<std::pair<double, double>> sides;
+      for (absl::string_view point :
+           absl::StrSplit(pass == 0 ? passes.first : passes.second, ' ', absl::SkipWhitespace())) {
+        const std::pair<absl::string_view, absl::string_view> p = absl::StrSplit(point, ':');
+        ASSIGN_OR_RETURN(double side, Number(p.first, "causal block side"));
+        ASSIGN_OR_RETURN(double factor, Number(p.second, "causal / full factor"));
+        sides.push_back({side, factor});
+      }
+      if (sides.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("ring_bench log: 'causal / full per block side' has no ",
+                         pass ? "bwd" : "fwd", " points; expected 'fwd N:F ..., bwd N:F ...'"));
+      }
+      std::sort(sides.begin(), sides.end());
+      c.partial_by_side[pass] = std::move(sides);
+    }
+  }
   c.link_gbps = log.hop_gbps;
   c.collective_gbps = log.all_gather_gbps;
   c.gpu = "rebuilt-from-ring_bench";

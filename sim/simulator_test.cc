@@ -331,6 +331,61 @@ TEST(CalibrationTest, CutBlocksSlowDownWithTheirMaskedShare) {
   EXPECT_NEAR(back.Tflops(true, 128, 64, 64, 0.5), 95, 1e-9);
 }
 
+// The factor per causal block side: interpolated in log(side), held
+// beyond the ends, per pass (the backward without its own: its one
+// factor), written and read back; bad lines are errors.
+TEST(CalibrationTest, PartialFactorBySideFollowsTheBlocksSide) {
+  Calibration c = Flat();
+  c.partial_block_factor = 0.8;
+  c.partial_by_side[0] = {{1024, 0.7}, {4096, 0.9}};
+  EXPECT_NEAR(c.PartialFactorAt(false, 1024), 0.7, 1e-12);
+  EXPECT_NEAR(c.PartialFactorAt(false, 2048), 0.8, 1e-12);  // halfway in log(side)
+  EXPECT_NEAR(c.PartialFactorAt(false, 512), 0.7, 1e-12);
+  EXPECT_NEAR(c.PartialFactorAt(false, 16384), 0.9, 1e-12);
+  EXPECT_NEAR(c.PartialFactorAt(true, 2048), 0.8, 1e-12) << "no backward points: the one factor";
+  EXPECT_NEAR(c.Tflops(false, 128, 2048, 2048, 0.5), 80, 1e-9);
+  EXPECT_NEAR(c.Tflops(false, 128, 4096, 4096, 0.5), 90, 1e-9);
+  EXPECT_NEAR(c.Tflops(false, 128, 4096, 4096, 0.75), 95, 1e-9);  // towards the full rate
+  EXPECT_NEAR(c.Tflops(false, 128, 4096, 4096, 1.0), 100, 1e-9);
+  const Calibration back = *Calibration::Parse(c.Serialize());
+  ASSERT_EQ(back.partial_by_side[0].size(), 2u);
+  EXPECT_TRUE(back.partial_by_side[1].empty());
+  EXPECT_NEAR(back.Tflops(false, 128, 2048, 2048, 0.5), 80, 1e-9);
+  const Calibration parsed = *Calibration::Parse(
+      absl::StrCat(c.Serialize(), "partial bwd 8192 0.95\npartial bwd 2048 0.75\n"));
+  EXPECT_NEAR(parsed.PartialFactorAt(true, 4096), 0.85, 1e-12) << "sorted on reading";
+  EXPECT_THAT(Calibration::Parse("partial fwd 4096").status().message(),
+              HasSubstr("expected 'partial fwd|bwd TOKENS FACTOR'"));
+  EXPECT_THAT(Calibration::Parse("partial up 4096 0.8").status().message(),
+              HasSubstr("expected 'partial fwd|bwd TOKENS FACTOR'"));
+  EXPECT_THAT(Calibration::Parse("partial fwd 4096 0").status().message(),
+              HasSubstr("positive numbers"));
+}
+
+// zigzag's diagonal blocks are half a rank's tokens: with the factor per
+// side they run at the half-size block's factor, not the rank's.
+TEST(SimulatorTest, ZigzagDiagonalBlocksTakeTheirOwnSidesFactor) {
+  SimOptions o;
+  o.backward = false;  // the forward's factor
+  o.layout = {.kind = LayoutKind::kZigzag, .world = 1};
+  o.mask.causal = true;
+  o.shape = {1, 16384, 16384, 32, 32, 128};
+  o.calibration = *Calibration::Builtin("h200");
+  o.calibration.partial_block_factor = 1.0;  // as measured at 16384 tokens
+  const double one_factor = Simulate(o)->iteration_s;
+  o.calibration.partial_by_side[0] = {{8192, 0.88}, {16384, 1.0}};
+  const double by_side = Simulate(o)->iteration_s;
+  // The two causal 8192 halves (half the FLOPs) now at 0.88: their time
+  // grows by 1 / 0.88, the full block's not.
+  EXPECT_GT(by_side, one_factor * 1.04);
+  EXPECT_LT(by_side, one_factor * 1.09);
+  // The ring's one causal 16384 block: unchanged.
+  o.layout.kind = LayoutKind::kRing;
+  const double ring_by_side = Simulate(o)->iteration_s;
+  o.calibration.partial_by_side[0].clear();
+  EXPECT_NEAR(Simulate(o)->iteration_s, ring_by_side, 1e-12);
+}
+
 TEST(CalibrationTest, FitCurvePassesThroughMeasuredPointsAndKeepsTheShape) {
   Calibration c = *Calibration::Builtin("h100");
   const double before_2k = c.Tflops(false, 128, 2048, 2048, 1.0);
