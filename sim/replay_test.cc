@@ -1,5 +1,6 @@
 // Replays measured bench/ring_bench tables (sim/testdata/: 2 x H200 and
-// 4 x H200, one process per GPU, NCCL) through the simulator from the
+// 4 x H200, one process per GPU, NCCL; one H200 at 2k-32k tokens, W = 1,
+// device copies) through the simulator from the
 // calibration measured in the same run, rebuilt from the line ring_bench
 // printed (with today's model it reproduces the "sim ms" column ring_bench
 // printed to 0.001 ms; shared/measurements/2026-11-29/h200x2_calibration.txt
@@ -60,17 +61,52 @@ const std::map<std::string, double>& KnownMisses() {
       {"2026-12-01_h200x2 varlen_llama3 fwd", 0.058},
       {"2026-12-01_h200x2 varlen_balanced fwd", 0.060},
       {"2026-12-01_h200x2 varlen_balanced fwd+bwd", 0.056},
+      // One H200, W = 1, 2k-32k tokens (forty-fifth session): 2-4k tokens
+      // miss by 75-115 us a pass outside the kernels; zigzag's and the
+      // documents' by the one causal / full factor (a log with the factor
+      // per side predicts them within 5 % at 16k); llama3 by its pack.
+      {"2026-12-03_h200_w1_2048 ring fwd", 0.415},
+      {"2026-12-03_h200_w1_2048 ring fwd+bwd", 0.164},
+      {"2026-12-03_h200_w1_2048 zigzag fwd", 0.460},
+      {"2026-12-03_h200_w1_2048 zigzag fwd+bwd", 0.114},
+      {"2026-12-03_h200_w1_2048 llama3 fwd", 0.503},
+      {"2026-12-03_h200_w1_2048 llama3 fwd+bwd", 0.364},
+      {"2026-12-03_h200_w1_2048 varlen_zigzag fwd", 0.393},
+      {"2026-12-03_h200_w1_2048 varlen_zigzag fwd+bwd", 0.223},
+      {"2026-12-03_h200_w1_4096 ring fwd", 0.107},
+      {"2026-12-03_h200_w1_4096 ring fwd+bwd", 0.078},
+      {"2026-12-03_h200_w1_4096 zigzag fwd", 0.130},
+      {"2026-12-03_h200_w1_4096 zigzag fwd+bwd", 0.157},
+      {"2026-12-03_h200_w1_4096 llama3 fwd", 0.203},
+      {"2026-12-03_h200_w1_4096 llama3 fwd+bwd", 0.307},
+      {"2026-12-03_h200_w1_4096 varlen_zigzag fwd", 0.327},
+      {"2026-12-03_h200_w1_4096 varlen_zigzag fwd+bwd", 0.268},
+      {"2026-12-03_h200_w1_8192 zigzag fwd+bwd", 0.148},
+      {"2026-12-03_h200_w1_8192 llama3 fwd", 0.093},
+      {"2026-12-03_h200_w1_8192 llama3 fwd+bwd", 0.138},
+      {"2026-12-03_h200_w1_8192 varlen_zigzag fwd", 0.133},
+      {"2026-12-03_h200_w1_8192 varlen_zigzag fwd+bwd", 0.196},
+      {"2026-12-03_h200_w1_16384 zigzag fwd", 0.112},
+      {"2026-12-03_h200_w1_16384 llama3 fwd+bwd", 0.076},
+      {"2026-12-03_h200_w1_16384 varlen_zigzag fwd", 0.118},
+      {"2026-12-03_h200_w1_16384 varlen_zigzag fwd+bwd", 0.087},
   };
   return *misses;
 }
 
-void Replay(const std::string& name) {
+// world: the log's ranks (the shared tables' 2 or 4 GPUs; 1 for the one-GPU
+// runs at 2k-32k tokens); rows: how many it has at least.
+void Replay(const std::string& name, int world = 0, size_t rows = 14) {
   SCOPED_TRACE(name);
   const absl::StatusOr<RingBenchLog> log =
       LoadRingBenchLog("sim/testdata/" + name + "_ring_bench.txt");
   ASSERT_TRUE(log.ok()) << log.status();
-  ASSERT_GT(log->shape.world, 1);
-  ASSERT_GE(log->rows.size(), 14u);
+  if (world == 0) {
+    ASSERT_GT(log->shape.world, 1);
+  } else {
+    ASSERT_EQ(log->shape.world, world);
+  }
+  ASSERT_GE(log->rows.size(), rows);
   const absl::StatusOr<Calibration> calibration = RebuildCalibration(*log);
   ASSERT_TRUE(calibration.ok()) << calibration.status();
   int within = 0;
@@ -108,6 +144,16 @@ TEST(ReplayTest, TwoH200sOn2026_12_01DynamicTileOrder) { Replay("2026-12-01_h200
 
 // The parser: what ring_bench prints today (with the all-gather measure)
 // and bad input as errors.
+// Shapes outside the shared tables (issue #19): one H200, W = 1, 2k-32k
+// tokens per rank, rows ring, zigzag, llama3 and varlen zigzag, from the
+// event-timed calibration on random inputs (forty-fifth session, call 3;
+// docs/measurements/2026-12-03_h200_w1_events_calibration_random_inputs.txt).
+TEST(ReplayTest, OneH200At2kTo32kTokens) {
+  for (const char* tokens : {"2048", "4096", "8192", "16384", "32768"}) {
+    Replay(absl::StrCat("2026-12-03_h200_w1_", tokens), 1, 8);
+  }
+}
+
 TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
   const std::string log =
       "ring_bench: 4 x NVIDIA H200, NCCL, one process per GPU, bf16 b1 4096 tokens/rank h16/4 "
