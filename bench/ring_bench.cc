@@ -455,10 +455,11 @@ BenchProblem MakeConfig(const BenchRow& row, int world, int64_t tokens,
 // without its D kernel (the model charges D as a memory pass), each the
 // mean of `launches` back-to-back launches between two events after an
 // untimed one. Inputs are the ring's (RandomBf16), D is the forward's: the
-// time depends on the values through power, not the arithmetic (zeros
-// drew less power and ran ~15 % faster than the same kernels in a ring
-// pass on H200 at 16-32k tokens, 2026-12-03). The ring pass's host costs
-// are not in it: they are Calibration::pass_overhead_us_* and launch_us.
+// time depends on the values, not through the arithmetic (on zeros the
+// same kernels ran 9-10 % faster forward and 13-18 % backward on H200,
+// 2026-12-03; data-dependent power is the usual cause, not established
+// there). The ring pass's host costs are not in it: they are
+// Calibration::pass_overhead_us_* and launch_us.
 struct BlockLaunch {
   // The positions of a stripe ring step's block at W = 2 (queries 0, 2, 4,
   // ..., keys 1, 3, 5, ...: the next rank's), which a causal mask cuts to
