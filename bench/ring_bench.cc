@@ -538,26 +538,24 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
     return absl::InternalError("BlockKernelSeconds: creating the timing events");
   }
   const auto seconds = [&](const std::function<cudaError_t()>& launch) -> absl::StatusOr<double> {
+    // Milliseconds of `count` launches between the two events.
+    const auto timed = [&](int count, float* ms) {
+      cudaError_t e = cudaEventRecord(start);
+      for (int i = 0; e == cudaSuccess && i < count; ++i) e = launch();
+      if (e == cudaSuccess) e = cudaEventRecord(stop);
+      if (e == cudaSuccess) e = cudaEventSynchronize(stop);
+      if (e == cudaSuccess) e = cudaEventElapsedTime(ms, start, stop);
+      return e;
+    };
     cudaError_t e = launch();  // untimed
     std::vector<double> lone_ms;
     float ms = 0;
-    if (how.lone) {
-      for (int i = 0; e == cudaSuccess && i < launches; ++i) {
-        e = cudaStreamSynchronize(nullptr);
-        if (e == cudaSuccess) e = cudaEventRecord(start);
-        if (e == cudaSuccess) e = launch();
-        if (e == cudaSuccess) e = cudaEventRecord(stop);
-        if (e == cudaSuccess) e = cudaEventSynchronize(stop);
-        if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, start, stop);
-        lone_ms.push_back(ms);
-      }
-    } else {
-      if (e == cudaSuccess) e = cudaEventRecord(start);
-      for (int i = 0; e == cudaSuccess && i < launches; ++i) e = launch();
-      if (e == cudaSuccess) e = cudaEventRecord(stop);
-      if (e == cudaSuccess) e = cudaEventSynchronize(stop);
-      if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, start, stop);
+    for (int i = 0; how.lone && e == cudaSuccess && i < launches; ++i) {
+      e = cudaStreamSynchronize(nullptr);
+      if (e == cudaSuccess) e = timed(1, &ms);
+      lone_ms.push_back(ms);
     }
+    if (!how.lone && e == cudaSuccess) e = timed(launches, &ms);
     if (e != cudaSuccess) {
       return absl::InternalError(
           absl::StrCat("BlockKernelSeconds: ", n, "-token block: ", cudaGetErrorString(e)));
@@ -998,12 +996,14 @@ absl::Status Main() {
     // once beside the full sweep above gave 0.939 / 1.000 / 1.002 fwd and
     // 1.010 / 1.051 / 0.920 bwd in three runs on one H200 (2026-12-02). The
     // causal rate printed is the one the model takes: factor x full rate.
-    ASSIGN_OR_RETURN(const auto partial_factor,
-                     MedianOfRounds(5, [&]() -> absl::StatusOr<std::pair<double, double>> {
-                       ASSIGN_OR_RETURN(const auto c, rates(tokens, true));
-                       ASSIGN_OR_RETURN(const auto f, rates(tokens, false));
-                       return std::pair{c.first / f.first, c.second / f.second};
-                     }));
+    const auto causal_over_full = [&](int64_t n) {
+      return MedianOfRounds(5, [&]() -> absl::StatusOr<std::pair<double, double>> {
+        ASSIGN_OR_RETURN(const auto c, rates(n, true));
+        ASSIGN_OR_RETURN(const auto f, rates(n, false));
+        return std::pair{c.first / f.first, c.second / f.second};
+      });
+    };
+    ASSIGN_OR_RETURN(const auto partial_factor, causal_over_full(tokens));
     std::tie(cal.partial_block_factor, cal.partial_block_factor_bwd) = partial_factor;
     // --calibration_events: the same factor at every side of the full
     // sweep (the simulator interpolates it by a causal block's side:
@@ -1013,16 +1013,10 @@ absl::Status Main() {
     std::string by_side;
     if (absl::GetFlag(FLAGS_calibration_events)) {
       std::vector<std::pair<double, double>> sides[2];
-      for (const auto& [n_, r] : full) {
-        const int64_t n = n_;  // a lambda may not capture a structured binding (C++17)
+      for (const auto& [n, r] : full) {
         std::pair<double, double> f = partial_factor;
         if (n != tokens) {
-          absl::StatusOr<std::pair<double, double>> m =
-              MedianOfRounds(5, [&]() -> absl::StatusOr<std::pair<double, double>> {
-                ASSIGN_OR_RETURN(const auto c, rates(n, true));
-                ASSIGN_OR_RETURN(const auto u, rates(n, false));
-                return std::pair{c.first / u.first, c.second / u.second};
-              });
+          absl::StatusOr<std::pair<double, double>> m = causal_over_full(n);
           if (absl::IsFailedPrecondition(m.status())) continue;
           if (!m.ok()) return m.status();
           f = *m;

@@ -91,6 +91,20 @@ std::string BuiltinNames() {
   return names;
 }
 
+// The value of `points` (sorted by side, non-empty) at `side`: linear in
+// log(side) between points, held beyond the first and the last.
+double InterpolateInLogSide(const std::vector<std::pair<double, double>>& points, double side) {
+  if (side <= points.front().first) return points.front().second;
+  for (size_t i = 1; i < points.size(); ++i) {
+    if (side <= points[i].first) {
+      const double t =
+          std::log(side / points[i - 1].first) / std::log(points[i].first / points[i - 1].first);
+      return points[i - 1].second + t * (points[i].second - points[i - 1].second);
+    }
+  }
+  return points.back().second;
+}
+
 }  // namespace
 
 absl::StatusOr<Calibration> Calibration::Builtin(absl::string_view gpu) {
@@ -264,23 +278,12 @@ absl::Status Calibration::FitCurve(bool backward, int64_t head_dim,
   std::sort(measured.begin(), measured.end());
   auto& table = rates[backward ? 1 : 0];
   if (table.empty()) return absl::FailedPreconditionError("FitCurve: no curve to start from");
-  // The modelled full rate at each measured side, before any change.
-  std::vector<double> ratio;
+  // Measured over modelled full rate at each measured side, before any change.
+  std::vector<std::pair<double, double>> ratio;
   for (const auto& [side, tflops] : measured) {
     const int64_t n = static_cast<int64_t>(side);
-    ratio.push_back(tflops / Tflops(backward, head_dim, n, n, 1.0));
+    ratio.push_back({side, tflops / Tflops(backward, head_dim, n, n, 1.0)});
   }
-  const auto ratio_at = [&](double side) {
-    if (side <= measured.front().first) return ratio.front();
-    for (size_t i = 1; i < measured.size(); ++i) {
-      if (side <= measured[i].first) {
-        const double t = std::log(side / measured[i - 1].first) /
-                         std::log(measured[i].first / measured[i - 1].first);
-        return ratio[i - 1] + t * (ratio[i] - ratio[i - 1]);
-      }
-    }
-    return ratio.back();
-  };
   // The curve Tflops would use for this head_dim, copied.
   auto nearest = table.lower_bound(head_dim);
   if (nearest == table.end()) {
@@ -294,7 +297,7 @@ absl::Status Calibration::FitCurve(bool backward, int64_t head_dim,
     const double side = side_;  // a lambda may not capture a structured binding (C++17)
     const bool replaced = std::any_of(measured.begin(), measured.end(),
                                       [&](const auto& m) { return m.first == side; });
-    if (!replaced) curve.push_back({side, tflops * ratio_at(side)});
+    if (!replaced) curve.push_back({side, tflops * InterpolateInLogSide(ratio, side)});
   }
   curve.insert(curve.end(), measured.begin(), measured.end());
   std::sort(curve.begin(), curve.end());
@@ -304,16 +307,7 @@ absl::Status Calibration::FitCurve(bool backward, int64_t head_dim,
 
 double Calibration::PartialFactorAt(bool backward, double side) const {
   const std::vector<std::pair<double, double>>& by_side = partial_by_side[backward ? 1 : 0];
-  if (by_side.empty()) return PartialFactor(backward);
-  if (side <= by_side.front().first) return by_side.front().second;
-  for (size_t i = 1; i < by_side.size(); ++i) {
-    if (side <= by_side[i].first) {
-      const double t =
-          std::log(side / by_side[i - 1].first) / std::log(by_side[i].first / by_side[i - 1].first);
-      return by_side[i - 1].second + t * (by_side[i].second - by_side[i - 1].second);
-    }
-  }
-  return by_side.back().second;
+  return by_side.empty() ? PartialFactor(backward) : InterpolateInLogSide(by_side, side);
 }
 
 double Calibration::Tflops(bool backward, int64_t head_dim, int64_t rows_q, int64_t rows_k,
@@ -328,19 +322,9 @@ double Calibration::Tflops(bool backward, int64_t head_dim, int64_t rows_q, int6
   }
   const auto& curve = it->second;
   const double side = std::sqrt(static_cast<double>(rows_q) * rows_k);
-  double rate = curve.back().second;
-  if (side <= curve.front().first) {
-    rate = curve.front().second * side / curve.front().first;  // tiny blocks
-  } else {
-    for (size_t i = 1; i < curve.size(); ++i) {
-      if (side <= curve[i].first) {
-        const double t =
-            std::log(side / curve[i - 1].first) / std::log(curve[i].first / curve[i - 1].first);
-        rate = curve[i - 1].second + t * (curve[i].second - curve[i - 1].second);
-        break;
-      }
-    }
-  }
+  const double rate = side <= curve.front().first
+                          ? curve.front().second * side / curve.front().first  // tiny blocks
+                          : InterpolateInLogSide(curve, side);
   if (density >= 1) return rate;
   const double f = PartialFactorAt(backward, side);
   const double t = std::max(0.0, (density - 0.5) / 0.5);
