@@ -50,6 +50,7 @@
 #include "core/status_macros.h"
 #include "cuda/backward_delta.h"
 #include "cuda/device.h"
+#include "cuda/gpu_timeline.h"
 #include "cuda/kernel_choice.h"
 #include "cuda/ring_backend.h"
 #include "sim/bench_rows.h"
@@ -72,6 +73,11 @@ ABSL_FLAG(bool, fresh_writes, true,
           "step's first to its zeroed dK/dV instead of merging / adding them "
           "(CudaBackendOptions::fresh_writes); false: every launch merges / adds, the ring "
           "before 2026-12-02, for A/B runs of both in one binary");
+ABSL_FLAG(bool, timeline, false,
+          "print, per row, the GPU timeline of this process's first rank's median pass: an "
+          "event after every backend call and forward launch, GPU ms since the pass's start "
+          "(host ms of the enqueue in brackets), and the pass's GPU span over the passes "
+          "(cuda/gpu_timeline.h; issue #19's 2-4k-token passes)");
 ABSL_FLAG(bool, outputs, false,
           "time what a caller gets, as PyTorch's context parallel and the Python entry do: the "
           "state reset, O and LSE written in the input dtype after the forward, dQ, dK and dV "
@@ -128,6 +134,9 @@ struct Timing {
   // (RingRunStats::synchronize_seconds) of this process's first rank: the
   // host waiting for the GPU after enqueuing the pass.
   double wait = 0;
+  // --timeline: this process's first rank's median pass (by host time) as
+  // cuda::FormatTimeline, then the GPU span (first to last mark) over the passes.
+  std::string timeline;
   cuda::MemoryReport memory;  // the rank with the largest peak
 };
 
@@ -227,6 +236,10 @@ class Bench {
     std::vector<absl::Status> statuses(entries);
     std::vector<cuda::MemoryReport> memory(world);
     std::vector<std::thread> threads;
+    // --timeline: the first entry's passes (iteration, entries) and its GPU spans.
+    const bool timed_line = absl::GetFlag(FLAGS_timeline);
+    cuda::GpuTimeline timeline;
+    std::vector<std::vector<cuda::GpuTimeline::Entry>> lines;
     for (int i = 0; i < entries; ++i) {
       threads.emplace_back([&, i] {
         const int r = ranks_[i];
@@ -240,6 +253,7 @@ class Bench {
         o.stream = placements_[i].stream;
         o.synchronous = false;
         o.fresh_writes = absl::GetFlag(FLAGS_fresh_writes);
+        if (timed_line && i == 0) o.timeline = &timeline;
         absl::StatusOr<std::unique_ptr<cuda::CudaRingBackend>> backend =
             cuda::CudaRingBackend::Create(schedule, r, shape, DefaultSoftmaxScale(shape.head_dim),
                                           {DType::kBFloat16, Bytes(q), Bytes(k), Bytes(v)}, o);
@@ -262,6 +276,10 @@ class Bench {
             s = absl::InternalError("synchronizing the state reset");
           }
           if (s.ok()) s = comm.Barrier(group);
+          if (s.ok() && o.timeline != nullptr) {  // the reset's marks out, the pass's start in
+            s = timeline.Read().status();
+            if (s.ok()) s = timeline.Mark((*backend)->stream(), "start");
+          }
           const absl::Time start = absl::Now();
           if (s.ok() && outputs) s = (*backend)->Restart();
           absl::StatusOr<RingRunStats> fwd =
@@ -282,6 +300,11 @@ class Bench {
           if (it >= 3) {
             seconds[r].push_back(absl::ToDoubleSeconds(absl::Now() - start));
             waits[r].push_back(wait);
+          }
+          if (s.ok() && o.timeline != nullptr) {
+            absl::StatusOr<std::vector<cuda::GpuTimeline::Entry>> line = timeline.Read();
+            if (!line.ok()) s = line.status();
+            if (line.ok() && it >= 3) lines.push_back(*std::move(line));
           }
         }
         if (s.ok()) memory[r] = (*backend)->memory();
@@ -317,6 +340,20 @@ class Bench {
     std::sort(own_waits.begin(), own_waits.end());
     if (!own_waits.empty()) timing.wait = own_waits[own_waits.size() / 2];
     timing.fastest = per_iteration[0];
+    if (!lines.empty() && lines.size() == seconds[ranks_[0]].size()) {
+      std::vector<std::pair<double, int>> by_host;
+      std::vector<double> spans;
+      for (size_t k = 0; k < lines.size(); ++k) {
+        by_host.push_back({seconds[ranks_[0]][k], static_cast<int>(k)});
+        spans.push_back(lines[k].empty() ? 0 : lines[k].back().gpu_ms);
+      }
+      std::sort(by_host.begin(), by_host.end());
+      std::sort(spans.begin(), spans.end());
+      timing.timeline =
+          absl::StrFormat("%s | GPU span min / median / max %.3f / %.3f / %.3f ms",
+                          cuda::FormatTimeline(lines[by_host[by_host.size() / 2].second]),
+                          spans.front(), spans[spans.size() / 2], spans.back());
+    }
     for (const cuda::MemoryReport& m : memory) {
       if (m.peak > timing.memory.peak) timing.memory = m;
     }
@@ -1087,7 +1124,7 @@ absl::Status Main() {
   Print("\n%-14s %-8s %10s %10s %-18s %7s %11s %22s %9s %9s %7s\n", "row", "pass", "iter/s",
         "theoretic", "best 1-GPU kernel", "eff", "TFLOP/s/GPU", "peak / theory MiB", "meas ms",
         "sim ms", "err");
-  std::vector<std::string> host_split;
+  std::vector<std::string> host_split, timelines;
   const std::string only = absl::GetFlag(FLAGS_rows);
   const std::vector<std::string> wanted = absl::StrSplit(only, ',', absl::SkipEmpty());
   for (const BenchRow& row : kBenchRows) {
@@ -1111,6 +1148,13 @@ absl::Status Main() {
         single_s += s.seconds / sets.size();
         ring_wait += t.wait / sets.size();
         single_wait += s.wait / sets.size();
+        for (const auto& [who, timing] : {std::pair{"ring", &t}, std::pair{"baseline", &s}}) {
+          if (!timing->timeline.empty()) {
+            timelines.push_back(
+                absl::StrFormat("%s %s %s%s: %s", row.name, backward ? "fwd+bwd" : "fwd", who,
+                                sets.size() > 1 ? " (one document set)" : "", timing->timeline));
+          }
+        }
         if (t.memory.peak > memory.peak) memory = t.memory;
         ASSIGN_OR_RETURN(PlanReport plan, BuildPlan(schedule, c.shape));
         flops += plan.TotalFlops() * (backward ? 3.5 : 1.0) / sets.size();
@@ -1147,6 +1191,12 @@ absl::Status Main() {
       "\nhost split (ms: the median of the passes' final waits, this process's first rank, of "
       "the meas ms; the single-GPU baseline's in brackets):\n");
   for (const std::string& line : host_split) Print("host split: %s\n", line.c_str());
+  if (!timelines.empty()) {
+    Print(
+        "\ntimeline (--timeline: this process's first rank's median pass, GPU ms after its "
+        "start event (host ms of the enqueue); then the GPU span over the passes):\n");
+  }
+  for (const std::string& line : timelines) Print("timeline: %s\n", line.c_str());
   copies.reset();
   nccl.reset();
   process_comm.reset();

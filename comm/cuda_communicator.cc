@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "comm/cuda_transfer.h"
 #include "comm/device_sum.h"
+#include "comm/poll_backoff.h"
 #include "core/status_macros.h"
 
 namespace ringattn::comm {
@@ -140,7 +141,8 @@ absl::Status CudaCommunicator::AbortedStatus() const {
 
 absl::Status CudaCommunicator::PollEvent(cudaEvent_t event, const char* what) {
   const absl::Time deadline = absl::Now() + timeout_;
-  for (int spin = 0;; ++spin) {
+  const PollBackoff backoff;
+  while (true) {
     const cudaError_t q = cudaEventQuery(event);
     if (q == cudaSuccess) return absl::OkStatus();
     if (q != cudaErrorNotReady) return Cuda(q, what);
@@ -159,11 +161,7 @@ absl::Status CudaCommunicator::PollEvent(cudaEvent_t event, const char* what) {
       Abort(s);
       return s;
     }
-    if (spin > 100) {
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-    } else {
-      std::this_thread::yield();
-    }
+    backoff.Pause();
   }
 }
 

@@ -18,6 +18,7 @@
 #include "cuda/flash/backward.h"
 #include "cuda/flash/forward.h"
 #include "cuda/forward_block.h"
+#include "cuda/gpu_timeline.h"
 #include "cuda/kernel_choice.h"
 #include "cuda/ring_kernels.h"
 
@@ -103,6 +104,7 @@ class Backend final : public CudaRingBackend {
         device_(options.device),
         synchronous_(options.synchronous),
         fresh_writes_(options.fresh_writes),
+        timeline_(options.timeline),
         all_gather_(schedule.pattern() != CommPattern::kRingPass),
         ring_size_(schedule.layout().ring_size()),
         kv_heads_per_step_(schedule.pattern() == CommPattern::kRingPass
@@ -247,7 +249,8 @@ class Backend final : public CudaRingBackend {
         // without reading them (a pass's first step; later shards merge).
         ForwardBlockArgs a = shard;
         a.state_fresh = fresh_writes_ && fresh_state_.TouchState(task);
-        return Check(LaunchForward(a, stream_), "the forward kernel");
+        RETURN_IF_ERROR(Check(LaunchForward(a, stream_), "the forward kernel"));
+        return Mark("the forward kernel");
       }));
     }
     return Finish(cudaSuccess, "a forward step");
@@ -470,8 +473,13 @@ class Backend final : public CudaRingBackend {
   // when it returns (see the header).
   absl::Status Finish(cudaError_t e, const char* what) {
     if (e != cudaSuccess) return CudaStatus(e, what);
+    RETURN_IF_ERROR(Mark(what));
     if (!synchronous_) return Check(cudaGetLastError(), what);
     return Check(cudaStreamSynchronize(stream_), what);
+  }
+  // The timeline's mark after the work enqueued so far (without one: nothing).
+  absl::Status Mark(const char* what) {
+    return timeline_ == nullptr ? absl::OkStatus() : timeline_->Mark(stream_, what);
   }
   // Waits for the stream whatever the mode (before the host reads).
   absl::Status Sync(const char* what) { return Check(cudaStreamSynchronize(stream_), what); }
@@ -613,7 +621,8 @@ class Backend final : public CudaRingBackend {
   const bool managed_;
   const int device_;
   const bool synchronous_;
-  const bool fresh_writes_;  // CudaBackendOptions::fresh_writes
+  const bool fresh_writes_;      // CudaBackendOptions::fresh_writes
+  GpuTimeline* const timeline_;  // CudaBackendOptions::timeline (not owned; may be null)
   const bool all_gather_;
   const int ring_size_;
   const int64_t kv_heads_per_step_;

@@ -36,6 +36,8 @@ using HostRankInputs = ::ringattn::RankInputs;
 
 enum class RingBufferMemory { kDevice, kManaged };
 
+class GpuTimeline;  // cuda/gpu_timeline.h
+
 struct CudaBackendOptions {
   int device = 0;
   RingBufferMemory memory = RingBufferMemory::kDevice;
@@ -52,6 +54,9 @@ struct CudaBackendOptions {
   // launch merges / adds (ring_bench --fresh_writes=false: the ring with
   // the older paths, for A/B runs in one binary).
   bool fresh_writes = true;
+  // Not owned; set: every call marks it after its work (the call's name,
+  // e.g. "a forward step"), and each forward launch after its kernel (ring_bench --timeline).
+  GpuTimeline* timeline = nullptr;
 };
 
 // Bytes of device memory one rank holds.
