@@ -1,5 +1,6 @@
 #include "comm/poll_backoff.h"
 
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
 namespace ringattn::comm {
