@@ -21,6 +21,9 @@ __device__ __forceinline__ float WarpDeltas(const TD* dout, const TO* o, int64_t
   const int rows_at_once = 32 / lanes_per_row;
   const int sub = lane / lanes_per_row, part = lane % lanes_per_row;
   float mine = 0.f;
+  // Unrolled so that several passes' loads are in flight at once (each
+  // pass alone is a round trip to memory before its shuffles).
+#pragma unroll 4
   for (int pass = 0; pass < lanes_per_row; ++pass) {
     const int r = pass * rows_at_once + sub;
     float sum = 0.f;
@@ -104,8 +107,12 @@ cudaError_t LaunchBackwardDelta(ElementType dtype, const void* dout, ElementType
   // Lanes per row: the most (a power of two up to 32) that each have a load.
   int lanes_per_row = 32;
   while (lanes_per_row > 1 && lanes_per_row * vector > head_dim) lanes_per_row /= 2;
-  // Blocks of 8 warps, each warp taking about 4 chunks of 32 rows.
-  constexpr int64_t kWarpsPerBlock = 8, kChunksPerWarp = 4;
+  // Blocks of 4 warps, a warp per chunk of 32 rows: a warp's chunk is
+  // lanes_per_row dependent passes, so the GPU's memory parallelism comes
+  // from many warps (8 warps of 4 chunks each took 65 us for the 2048
+  // chunks of 2048 tokens x 32 heads on an H200: 64 blocks on 132 SMs;
+  // ring_bench --timeline, forty-sixth session).
+  constexpr int64_t kWarpsPerBlock = 4, kChunksPerWarp = 1;
   const int64_t chunks = batch * heads * ((rows + 31) / 32);
   const int64_t blocks =
       (chunks + kWarpsPerBlock * kChunksPerWarp - 1) / (kWarpsPerBlock * kChunksPerWarp);

@@ -330,6 +330,7 @@ class Backend final : public CudaRingBackend {
       RETURN_IF_ERROR(
           Check(cudaMemsetAsync(memory->get(), 0, elements * 4, stream_), "zeroing gradients"));
     }
+    RETURN_IF_ERROR(Mark("zeroing gradients"));
     backward_done_ = true;
     // O of this backend's forward (the fp32 state) or the given result.
     const bool saved = saved_out_ != nullptr;
