@@ -215,15 +215,34 @@ absl::Status CudaCommunicator::DeferPass() {
   pending_.push_back(pass);
   if (!watchdog_.joinable()) watchdog_ = std::thread([this] { WatchPasses(); });
   watch_cv_.NotifyAll();
-  // At most kPassesAhead passes outstanding; the watchdog's deadline bounds
-  // this wait (it aborts and empties the list).
+  // At most kPassesAhead passes outstanding. The host polls the oldest
+  // itself, as a pass's final wait does (the watchdog's round is kPollSlice,
+  // long beside a small pass, whose GPU would idle for the rest of it); the
+  // watchdog's deadline bounds this wait (it aborts and empties the list).
+  const PollBackoff backoff;
   while (pending_.size() > kPassesAhead) {
-    watch_cv_.WaitWithTimeout(&watch_mu_, kPollSlice, [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      return pending_.size() <= kPassesAhead;
-    });
+    if (OldestPassStateLocked() == cudaSuccess) {
+      PopOldestLocked();
+      continue;
+    }
+    watch_mu_.Unlock();
+    backoff.Pause();
+    watch_mu_.Lock();
   }
   if (abort_->set()) return AbortedStatus();
   return absl::OkStatus();
+}
+
+cudaError_t CudaCommunicator::OldestPassStateLocked() const {
+  const PendingPass& oldest = pending_.front();
+  const cudaError_t q = cudaEventQuery(oldest.comm);
+  return q == cudaSuccess ? cudaEventQuery(oldest.compute) : q;
+}
+
+void CudaCommunicator::PopOldestLocked() {
+  pending_.front().Release();
+  pending_.pop_front();
+  watch_cv_.NotifyAll();
 }
 
 void CudaCommunicator::PendingPass::Release() const {
@@ -246,13 +265,9 @@ void CudaCommunicator::WatchPasses() {
       });
       continue;
     }
-    const PendingPass& oldest = pending_.front();
-    cudaError_t q = cudaEventQuery(oldest.comm);
-    if (q == cudaSuccess) q = cudaEventQuery(oldest.compute);
+    const cudaError_t q = OldestPassStateLocked();
     if (q == cudaSuccess) {
-      oldest.Release();
-      pending_.pop_front();
-      watch_cv_.NotifyAll();
+      PopOldestLocked();
       continue;
     }
     absl::Status failure;
@@ -262,7 +277,7 @@ void CudaCommunicator::WatchPasses() {
       failure = abort_->reason();
     } else if (absl::Status t = TransportError(); !t.ok()) {
       failure = t;
-    } else if (absl::Now() > oldest.deadline) {
+    } else if (absl::Now() > pending_.front().deadline) {
       failure = absl::DeadlineExceededError(absl::StrCat(
           "rank ", rank_, ": a pass did not complete within ", absl::FormatDuration(timeout_),
           " of its end on the host (a peer stopped or is stuck)"));

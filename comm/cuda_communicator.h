@@ -168,6 +168,11 @@ class CudaCommunicator : public Communicator {
   absl::Status WaitForStreams();  // both streams' work so far, polled
   void WatchPasses();
   void DropPendingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(watch_mu_);
+  // The oldest outstanding pass (pending_ not empty): cudaSuccess when both
+  // its events completed, cudaErrorNotReady while one runs, else the error.
+  cudaError_t OldestPassStateLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(watch_mu_);
+  // Releases the oldest pass's events, drops it and wakes the waiters.
+  void PopOldestLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(watch_mu_);
   bool deferred_ = false;
   Mutex watch_mu_;
   CondVar watch_cv_;
