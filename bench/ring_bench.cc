@@ -100,8 +100,9 @@ ABSL_FLAG(bool, calibration_events, false,
           "(experiment, issue #19: small blocks' points were noise)");
 ABSL_FLAG(std::string, sync, "auto",
           "how the host waits for a GPU (cudaSetDeviceFlags before any other call): auto (CUDA's "
-          "choice), spin, yield or block (experiment, issue #19: passes of 2-4k tokens took "
-          "80-115 us more than their kernel on one H200 where 1k-token passes did not)");
+          "choice), spin, yield or block (experiment, issue #19; no effect on the passes: the "
+          "communicators poll an event, comm/poll_backoff.h, and do not call "
+          "cudaStreamSynchronize)");
 ABSL_FLAG(int, calibration_warmup_ms, 0,
           "passes on one rank's causal tokens before the calibration, at least this long "
           "(0: one round)");
@@ -139,6 +140,14 @@ struct Timing {
   std::string timeline;
   cuda::MemoryReport memory;  // the rank with the largest peak
 };
+
+// The middle of `x` once sorted (the upper one of an even count; 0 when
+// empty): every median this benchmark prints.
+double Median(std::vector<double> x) {
+  if (x.empty()) return 0;
+  std::sort(x.begin(), x.end());
+  return x[x.size() / 2];
+}
 
 // Uniform in [-2, 2): timing needs no particular distribution, and tens of
 // millions of elements per tensor must be cheap to draw.
@@ -334,12 +343,9 @@ class Bench {
         per_iteration[it] = std::max(per_iteration[it], seconds[r][it]);
       }
     }
-    std::sort(per_iteration.begin(), per_iteration.end());
-    timing.seconds = per_iteration[iters / 2];
-    std::vector<double> own_waits = waits[ranks_[0]];
-    std::sort(own_waits.begin(), own_waits.end());
-    if (!own_waits.empty()) timing.wait = own_waits[own_waits.size() / 2];
-    timing.fastest = per_iteration[0];
+    timing.seconds = Median(per_iteration);
+    timing.fastest = *std::min_element(per_iteration.begin(), per_iteration.end());
+    timing.wait = Median(waits[ranks_[0]]);
     if (!lines.empty() && lines.size() == seconds[ranks_[0]].size()) {
       std::vector<std::pair<double, int>> by_host;
       std::vector<double> spans;
@@ -348,11 +354,11 @@ class Bench {
         spans.push_back(lines[k].empty() ? 0 : lines[k].back().gpu_ms);
       }
       std::sort(by_host.begin(), by_host.end());
-      std::sort(spans.begin(), spans.end());
       timing.timeline =
           absl::StrFormat("%s | GPU span min / median / max %.3f / %.3f / %.3f ms",
                           cuda::FormatTimeline(lines[by_host[by_host.size() / 2].second]),
-                          spans.front(), spans[spans.size() / 2], spans.back());
+                          *std::min_element(spans.begin(), spans.end()), Median(spans),
+                          *std::max_element(spans.begin(), spans.end()));
     }
     for (const cuda::MemoryReport& m : memory) {
       if (m.peak > timing.memory.peak) timing.memory = m;
@@ -597,10 +603,7 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
       return absl::InternalError(
           absl::StrCat("BlockKernelSeconds: ", n, "-token block: ", cudaGetErrorString(e)));
     }
-    if (how.lone) {
-      std::sort(lone_ms.begin(), lone_ms.end());
-      return 1e-3 * lone_ms[lone_ms.size() / 2];
-    }
+    if (how.lone) return 1e-3 * Median(lone_ms);
     return 1e-3 * ms / launches;
   };
   absl::StatusOr<double> fwd = seconds([&] { return cuda::LaunchForward(a, nullptr); });
@@ -632,9 +635,7 @@ absl::StatusOr<std::pair<double, double>> MedianOfRounds(int rounds, const Measu
     fwd.push_back(r.first);
     bwd.push_back(r.second);
   }
-  std::sort(fwd.begin(), fwd.end());
-  std::sort(bwd.begin(), bwd.end());
-  return std::pair{fwd[rounds / 2], bwd[rounds / 2]};
+  return std::pair{Median(fwd), Median(bwd)};
 }
 
 // --calibration_task_cost: the model's per-kernel costs (cal->launch_us,
@@ -1185,8 +1186,9 @@ absl::Status Main() {
     }
   }
   // The passes' final waits (the host idle until the GPU is done) apart
-  // from the rest of each measured time (preparing and enqueuing), per row:
-  // issue #19's 2-4k-token misses are outside the kernels.
+  // from the rest of each measured time (preparing and enqueuing), per row
+  // (issue #19: a wait far above the GPU's time, which --timeline shows, is
+  // the host waking late: the forty-sixth session's 50-us poll sleeps).
   Print(
       "\nhost split (ms: the median of the passes' final waits, this process's first rank, of "
       "the meas ms; the single-GPU baseline's in brackets):\n");
