@@ -13,8 +13,28 @@ std::string BlockTask::DebugString() const {
                       ", ", kv_head_end, ")");
 }
 
+namespace {
+
+// Appends `slice` to `out`, fused into the last slice where `fuse` and both
+// are contiguous and the new one continues it in rows and in positions.
+void AppendFused(const RankSlice& slice, bool fuse, std::vector<RankSlice>* out) {
+  if (fuse && !out->empty()) {
+    RankSlice& prev = out->back();
+    if (prev.positions.contiguous() && slice.positions.contiguous() && !prev.positions.empty() &&
+        !slice.positions.empty() && prev.row_begin + prev.positions.length == slice.row_begin &&
+        prev.positions.last() + 1 == slice.positions.first()) {
+      prev.positions = PositionRun::Contiguous(prev.positions.first(),
+                                               prev.positions.length + slice.positions.length);
+      return;
+    }
+  }
+  out->push_back(slice);
+}
+
+}  // namespace
+
 absl::StatusOr<Schedule> Schedule::Create(const Layout& layout, const Mask& mask,
-                                          int64_t num_kv_heads) {
+                                          int64_t num_kv_heads, const ScheduleOptions& options) {
   if (mask.batch() != layout.batch() || mask.seqlen_q() != layout.seqlen() ||
       mask.seqlen_k() != layout.seqlen()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -50,6 +70,21 @@ absl::StatusOr<Schedule> Schedule::Create(const Layout& layout, const Mask& mask
     // nothing to pass, one step.
     schedule.num_steps_ = layout.documents_local() ? 1 : layout.ring_size();
   }
+  // Fused once here (TasksInto runs every step of every pass). The same
+  // rows and positions: the tasks cover the same pairs, in fewer, larger
+  // blocks where pieces touch.
+  schedule.fused_slices_.resize(layout.ring_size());
+  for (int r = 0; r < layout.ring_size(); ++r) {
+    for (const RankSlice& slice : layout.RingRankSlices(r)) {
+      AppendFused(slice, options.fuse_adjacent_slices, &schedule.fused_slices_[r]);
+      if (schedule.pattern_ == CommPattern::kAllGather) {
+        // The gathered buffer's pieces were fused before 2026-12-03 too.
+        RankSlice gathered = slice;
+        gathered.row_begin += r * layout.local_seqlen();
+        AppendFused(gathered, true, &schedule.gathered_slices_);
+      }
+    }
+  }
   return schedule;
 }
 
@@ -65,12 +100,13 @@ absl::Status Schedule::CheckShape(const AttentionShape& shape) const {
 }
 
 absl::StatusOr<Schedule> Schedule::Build(const LayoutSpec& layout_spec, const MaskSpec& mask_spec,
-                                         const AttentionShape& shape) {
+                                         const AttentionShape& shape,
+                                         const ScheduleOptions& options) {
   RETURN_IF_ERROR(ValidateShape(shape));
   ASSIGN_OR_RETURN(Layout layout,
                    Layout::Create(layout_spec, shape.batch, shape.seqlen_q, mask_spec.cu_seqlens));
   ASSIGN_OR_RETURN(Mask mask, Mask::Create(mask_spec, shape.batch, shape.seqlen_q, shape.seqlen_k));
-  return Create(layout, mask, shape.num_kv_heads);
+  return Create(layout, mask, shape.num_kv_heads, options);
 }
 
 int Schedule::KvSource(int rank, int step) const {
@@ -104,35 +140,15 @@ absl::Status Schedule::TasksInto(int rank, int step, std::vector<BlockTask>* tas
   }
   const auto [batch_begin, batch_end] = layout_.BatchRange(rank);
   const int64_t key_limit = mask_.MaxKeyLimit(batch_begin, batch_end);
-  const std::vector<RankSlice>& q_slices = layout_.RingRankSlices(layout_.RingRank(rank));
-
-  std::vector<RankSlice> gathered;
-  const std::vector<RankSlice>* k_slices = &gathered;
+  const std::vector<RankSlice>& q_slices = fused_slices_[layout_.RingRank(rank)];
+  const std::vector<RankSlice>* k_slices = &gathered_slices_;
   int64_t head_begin = 0;
   int64_t head_end = num_kv_heads_;
   if (pattern_ == CommPattern::kRingPass) {
-    k_slices = &layout_.RingRankSlices(layout_.RingRank(KvSource(rank, step)));
+    k_slices = &fused_slices_[layout_.RingRank(KvSource(rank, step))];
   } else {
     head_begin = step * kv_heads_per_step_;
     head_end = head_begin + kv_heads_per_step_;
-    // The gathered buffer: ring ranks' slices in ring-rank order, adjacent
-    // contiguous pieces fused so that trimming sees one long run.
-    for (int r = 0; r < layout_.ring_size(); ++r) {
-      for (RankSlice slice : layout_.RingRankSlices(r)) {
-        slice.row_begin += r * layout_.local_seqlen();
-        if (!gathered.empty()) {
-          RankSlice& prev = gathered.back();
-          if (prev.positions.contiguous() && slice.positions.contiguous() &&
-              prev.row_begin + prev.positions.length == slice.row_begin &&
-              prev.positions.last() + 1 == slice.positions.first()) {
-            prev.positions = PositionRun::Contiguous(
-                prev.positions.first(), prev.positions.length + slice.positions.length);
-            continue;
-          }
-        }
-        gathered.push_back(slice);
-      }
-    }
   }
   // A query slice meets only the key slices holding keys it may see: those
   // of its documents, within the band. Every layout builds a rank's slices

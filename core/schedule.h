@@ -44,20 +44,31 @@ enum class CommPattern {
   kAllGather,  // K/V all-gathered per head group; dK/dV reduce-scattered
 };
 
+// How a schedule cuts a rank's work into tasks.
+struct ScheduleOptions {
+  // Fuse a rank's slices that follow on in rows and positions into one run
+  // (zigzag at ring size 1, the last rank's middle chunks): fewer, larger
+  // tasks over the same pairs. false: one task per pair of the layout's
+  // slices, as ringattn cut them before 2026-12-03 (the simulator replays
+  // ring_bench logs of that code with it).
+  bool fuse_adjacent_slices = true;
+};
+
 class Schedule {
  public:
   // Errors: InvalidArgument if the mask's shape does not match the layout
   // (batch, seqlen_q == seqlen_k == layout seqlen, the same cu_seqlens), or
   // kv_heads_per_group does not divide num_kv_heads.
   static absl::StatusOr<Schedule> Create(const Layout& layout, const Mask& mask,
-                                         int64_t num_kv_heads);
+                                         int64_t num_kv_heads, const ScheduleOptions& options = {});
 
   // Builds the layout (over the mask's cu_seqlens), the mask and the
   // schedule for a global problem of `shape` (seqlen_q == seqlen_k).
   // Errors: whatever ValidateShape, Layout::Create, Mask::Create and
   // Create reject.
   static absl::StatusOr<Schedule> Build(const LayoutSpec& layout, const MaskSpec& mask,
-                                        const AttentionShape& shape);
+                                        const AttentionShape& shape,
+                                        const ScheduleOptions& options = {});
 
   const Layout& layout() const { return layout_; }
   const Mask& mask() const { return mask_; }
@@ -100,6 +111,13 @@ class Schedule {
 
   Layout layout_;
   Mask mask_;
+  // Each ring rank's slices with adjacent contiguous pieces fused (rows and
+  // positions both follow on): zigzag's two chunks of a document at ring
+  // size 1 are one run, so its step is one causal task, not three.
+  std::vector<std::vector<RankSlice>> fused_slices_;
+  // All ring ranks' fused slices back to back, each rank's rows offset by
+  // its place in the all-gathered buffer (all-gather only).
+  std::vector<RankSlice> gathered_slices_;
   CommPattern pattern_ = CommPattern::kRingPass;
   int num_steps_ = 1;
   int64_t num_kv_heads_ = 1;

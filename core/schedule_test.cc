@@ -255,9 +255,50 @@ TEST(ScheduleTest, RingStepsAndSources) {
   const std::vector<BlockTask> below = *schedule.Tasks(2, 1);  // source 1
   ASSERT_EQ(below.size(), 2u);
   for (const BlockTask& t : below) EXPECT_EQ(t.k, PositionRun::Contiguous(4, 4));
-  const std::vector<BlockTask> above = *schedule.Tasks(1, 2);  // source 3
+  const std::vector<BlockTask> above = *schedule.Tasks(1, 3);  // source 2
   ASSERT_EQ(above.size(), 2u);
   for (const BlockTask& t : above) EXPECT_EQ(t.q, PositionRun::Contiguous(24, 4));
+  // The last rank's chunks, 3 and 4, follow on in rows and positions: one
+  // run of keys, one task where two pieces would be.
+  const std::vector<BlockTask> middle = *schedule.Tasks(1, 2);  // source 3
+  ASSERT_EQ(middle.size(), 1u);
+  EXPECT_EQ(middle[0].q_row, 4);
+  EXPECT_EQ(middle[0].q, PositionRun::Contiguous(24, 4));
+  EXPECT_EQ(middle[0].k_row, 0);
+  EXPECT_EQ(middle[0].k, PositionRun::Contiguous(12, 8));
+  const std::vector<BlockTask> own = *schedule.Tasks(3, 0);
+  ASSERT_EQ(own.size(), 1u);
+  EXPECT_EQ(own[0].q, PositionRun::Contiguous(12, 8));
+  EXPECT_EQ(own[0].k, PositionRun::Contiguous(12, 8));
+}
+
+// At ring size 1 a rank holds the whole sequence in order whatever the
+// layout: one causal task a step (and one per document with documents),
+// as the contiguous ring has, not zigzag's three pieces per chunk pair.
+TEST(ScheduleTest, OneRankRingIsOneTaskPerDocument) {
+  for (const LayoutKind kind : {LayoutKind::kRing, LayoutKind::kZigzag, LayoutKind::kStripe}) {
+    SCOPED_TRACE(static_cast<int>(kind));
+    const Layout layout = *Layout::Create({.kind = kind, .world = 1}, 2, 64);
+    const Schedule schedule =
+        *Schedule::Create(layout, *Mask::Create({.causal = true}, 2, 64, 64), 2);
+    const std::vector<BlockTask> tasks = *schedule.Tasks(0, 0);
+    ASSERT_EQ(tasks.size(), 1u);
+    EXPECT_EQ(tasks[0].q, PositionRun::Contiguous(0, 64));
+    EXPECT_EQ(tasks[0].k, PositionRun::Contiguous(0, 64));
+  }
+  const std::vector<int64_t> cu_seqlens = {0, 24, 40, 64};
+  const Layout varlen =
+      *Layout::Create({.kind = LayoutKind::kZigzag, .world = 1}, 1, 64, cu_seqlens);
+  const Schedule schedule = *Schedule::Create(
+      varlen, *Mask::Create({.causal = true, .cu_seqlens = cu_seqlens}, 1, 64, 64), 1);
+  const std::vector<BlockTask> tasks = *schedule.Tasks(0, 0);
+  ASSERT_EQ(tasks.size(), 3u);
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const int64_t begin = cu_seqlens[i], length = cu_seqlens[i + 1] - begin;
+    EXPECT_EQ(tasks[i].q, PositionRun::Contiguous(begin, length));
+    EXPECT_EQ(tasks[i].k, PositionRun::Contiguous(begin, length));
+    EXPECT_EQ(tasks[i].q_row, begin);
+  }
 }
 
 TEST(ScheduleTest, Llama3TrimsTheGatheredKeysToTheCausalPrefix) {

@@ -202,6 +202,7 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
         {"host_sync_us", &Calibration::host_sync_us},
         {"ring_pass_dkv_home_bytes", &Calibration::ring_pass_dkv_home_bytes},
         {"forward_o_bytes", &Calibration::forward_o_bytes},
+        {"fused_slices", &Calibration::fused_slices},
         {"pass_overhead_us_fwd", &Calibration::pass_overhead_us_fwd},
         {"pass_overhead_us_bwd", &Calibration::pass_overhead_us_bwd},
     };
@@ -248,8 +249,9 @@ std::string Calibration::Serialize() const {
       "\nstrided_block_factor ", strided_block_factor, "\nstrided_block_factor_bwd ",
       strided_block_factor_bwd, "\nmerged_state_factor ", merged_state_factor, "\nhost_sync_us ",
       host_sync_us, "\nring_pass_dkv_home_bytes ", ring_pass_dkv_home_bytes, "\nforward_o_bytes ",
-      forward_o_bytes, "\npass_overhead_us_fwd ", pass_overhead_us_fwd, "\npass_overhead_us_bwd ",
-      pass_overhead_us_bwd, "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
+      forward_o_bytes, "\nfused_slices ", fused_slices, "\npass_overhead_us_fwd ",
+      pass_overhead_us_fwd, "\npass_overhead_us_bwd ", pass_overhead_us_bwd,
+      "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& [d, curve] : rates[pass]) {
       for (const auto& [side, tflops] : curve) {

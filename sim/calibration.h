@@ -22,6 +22,7 @@
 //                            # before vs the first one's (0 or absent: 1)
 //   ring_pass_dkv_home_bytes 0   # bytes per dK/dV element when a ring pass's sum comes home
 //   forward_o_bytes 0        # bytes per query element a forward pass's end moves for O
+//   fused_slices 1           # 1: the schedule fuses slices that follow on (0: before)
 //   pass_overhead_us_fwd 16  # what a forward / backward pass costs besides its tasks
 //   pass_overhead_us_bwd 80  # and memory passes (host preparation, the end-of-pass sync)
 //   rate fwd 128 8192 361    # pass, head_dim, block side (tokens), TFLOP/s
@@ -133,6 +134,12 @@ class Calibration {
   // converted it into a buffer of the backend's own after every pass (4 +
   // 2 for their bf16: their replays set 6) and WriteOutputs copied it.
   double forward_o_bytes = 0;
+  // 1: ringattn's schedule fuses a rank's slices that follow on in rows and
+  // positions into one run (ScheduleOptions::fuse_adjacent_slices, since
+  // 2026-12-03: zigzag at ring size 1 is one task a step, not three; the
+  // last rank's middle chunks one run); 0: ring_bench runs before that cut
+  // a task per pair of the layout's slices (their replays set it).
+  double fused_slices = 1;
   // What a ringattn pass costs besides its tasks' kernels and memory passes
   // (the host's preparation and launches of the pass, the synchronize that
   // ends it), once per forward and once per backward pass of a rank, the

@@ -160,6 +160,9 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
   ASSIGN_OR_RETURN(const bool o_at_end,
                    one("forward's O at its end", " B/element", &c.forward_o_bytes));
   if (!o_at_end) c.forward_o_bytes = 6;
+  // Logs before this clause was printed come from code that cut a task per
+  // pair of the layout's slices (zigzag at ring size 1: three a step).
+  c.fused_slices = absl::StrContains(line, "; adjacent slices fused") ? 1 : 0;
   // Logs before the pass overhead was measured: none (their rates carry it).
   RETURN_IF_ERROR(
       fwd_bwd("pass overhead", " / ", " us", &c.pass_overhead_us_fwd, &c.pass_overhead_us_bwd)

@@ -28,7 +28,11 @@ using internal::SimNetwork;
 using internal::TraceJson;
 
 absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
-  ASSIGN_OR_RETURN(Schedule schedule, Schedule::Build(o.layout, o.mask, o.shape));
+  ASSIGN_OR_RETURN(
+      Schedule schedule,
+      Schedule::Build(o.layout, o.mask, o.shape,
+                      {.fuse_adjacent_slices =
+                           o.seed_implementation ? false : o.calibration.fused_slices != 0}));
   const int world = schedule.layout().world();
   if (o.seed_implementation && schedule.layout().kind() == LayoutKind::kBalanced) {
     return absl::InvalidArgumentError(

@@ -57,6 +57,7 @@ TEST(SimulatorTest, ComputeOnlyCausalRingIsAsImbalancedAsItsFlops) {
 TEST(SimulatorTest, BackwardTasksPayTheirOwnLaunchCost) {
   SimOptions o = Options(LayoutKind::kZigzag, /*world=*/1, 2048);
   o.backward = true;
+  o.calibration.fused_slices = 0;  // zigzag's three pieces, as before 2026-12-03
   o.calibration.launch_us = 0;
   const SimResult none = *Simulate(o);
   o.calibration.launch_us = 1;
@@ -372,6 +373,7 @@ TEST(SimulatorTest, ZigzagDiagonalBlocksTakeTheirOwnSidesFactor) {
   o.shape = {1, 16384, 16384, 32, 32, 128};
   o.calibration = *Calibration::Builtin("h200");
   o.calibration.partial_block_factor = 1.0;  // as measured at 16384 tokens
+  o.calibration.fused_slices = 0;            // the two chunks as pieces (before 2026-12-03)
   const double one_factor = Simulate(o)->iteration_s;
   o.calibration.partial_by_side[0] = {{8192, 0.88}, {16384, 1.0}};
   const double by_side = Simulate(o)->iteration_s;
@@ -384,6 +386,13 @@ TEST(SimulatorTest, ZigzagDiagonalBlocksTakeTheirOwnSidesFactor) {
   const double ring_by_side = Simulate(o)->iteration_s;
   o.calibration.partial_by_side[0].clear();
   EXPECT_NEAR(Simulate(o)->iteration_s, ring_by_side, 1e-12);
+  // Today's schedule fuses zigzag's two chunks at W = 1: the ring's one
+  // causal block, whatever the per-side factors.
+  o.layout.kind = LayoutKind::kZigzag;
+  o.calibration.fused_slices = 1;
+  o.calibration.partial_by_side[0] = {{8192, 0.88}, {16384, 1.0}};
+  EXPECT_NEAR(Simulate(o)->iteration_s, ring_by_side, 1e-12);
+  EXPECT_EQ(Simulate(o)->tasks, 1);
 }
 
 TEST(CalibrationTest, FitCurvePassesThroughMeasuredPointsAndKeepsTheShape) {
