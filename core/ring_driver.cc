@@ -343,6 +343,9 @@ class AllGatherTransport : public StepTransport {
   absl::Status ReduceOwnGrads(int t) {
     const Heads heads = StepHeads(t);
     const absl::Span<uint8_t> all = grads_buffer_;  // what this step's compute wrote
+    // A ring of one: the step's dK/dV is this rank's whole sum already (no
+    // reduce-scatter, whose one-rank form is a copy through a buffer).
+    if (group_.size() == 1) return backend_.AddOwnDkv(heads.begin, heads.end, all);
     ASSIGN_OR_RETURN(absl::Span<uint8_t> own,
                      backend_.Buffer(kOwnDkv, backend_.GradBytes(heads.begin, heads.end)));
     if (backend_.grad_dtype() == DType::kFloat64) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -76,7 +77,23 @@ class SimBackend : public RingBackend {
     Memory("add partial dK/dV", static_cast<int64_t>(dst.size()) * 3);
     return absl::OkStatus();
   }
-  absl::Status PackKv(int64_t, int64_t, absl::Span<uint8_t>) override { return absl::OkStatus(); }
+  // As the CUDA backend on device ring buffers: a ring pass computes on the
+  // rank's own K and V and sends them as they are (no pack since
+  // 2026-12-01).
+  std::optional<OwnKvSpans> OwnKv() const override {
+    static const uint8_t placeholder = 0;  // never read
+    const size_t half = static_cast<size_t>(KvBytes(0, o_.shape.num_kv_heads) / 2);
+    return OwnKvSpans{absl::Span<const uint8_t>(&placeholder, half),
+                      absl::Span<const uint8_t>(&placeholder, half)};
+  }
+  // The CUDA backend's (all-gather only, then): K, then V, copied into the all-gather's buffer on
+  // the compute stream (a launch each, read and written once).
+  absl::Status PackKv(int64_t, int64_t, absl::Span<uint8_t> out) override {
+    for (int half = 0; half < 2; ++half) {
+      Memory("pack K/V", static_cast<int64_t>(out.size()));  // = 2 x the half's bytes
+    }
+    return absl::OkStatus();
+  }
 
   absl::Status ForwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv) override {
     Run(tasks, false);

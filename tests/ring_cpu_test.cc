@@ -218,6 +218,16 @@ TEST(RingCpuTest, RingSizeStripesAndHeadGroups) {
   CheckFloat({{.kind = LayoutKind::kLlama3, .world = 4, .kv_heads_per_group = 1},
               {1, 32, 32, 6, 3, 8},
               {.causal = true}});
+  // Rings of one rank (the step's dK/dV is the rank's own sum: added home
+  // without a reduce-scatter), one head group a step; and zigzag's two
+  // chunks fused into one run.
+  for (const LayoutSpec& spec :
+       {LayoutSpec{.kind = LayoutKind::kLlama3, .world = 1, .kv_heads_per_group = 1},
+        LayoutSpec{
+            .kind = LayoutKind::kLlama3, .world = 2, .ring_size = 1, .kv_heads_per_group = 1},
+        LayoutSpec{.kind = LayoutKind::kZigzag, .world = 2, .ring_size = 1}}) {
+    CheckFloat({spec, {2, 32, 32, 6, 3, 8}, {.causal = true}});
+  }
 }
 
 TEST(RingCpuTest, HalfPrecisionErrorIsThatOfOneCall) {
