@@ -88,7 +88,9 @@ class SimBackend : public RingBackend {
   }
   // The CUDA backend's (all-gather only, then): K, then V, copied into the all-gather's buffer on
   // the compute stream (a launch each, read and written once).
+  // ring-flash-attention's model charges its own copies (SeedPasses).
   absl::Status PackKv(int64_t, int64_t, absl::Span<uint8_t> out) override {
+    if (o_.seed_implementation) return absl::OkStatus();
     for (int half = 0; half < 2; ++half) {
       Memory("pack K/V", static_cast<int64_t>(out.size()));  // = 2 x the half's bytes
     }
