@@ -880,6 +880,7 @@ absl::Status Main() {
     ASSIGN_OR_RETURN(gpu, sim::Calibration::BuiltinNameOfDevice(prop.name));
   }
   ASSIGN_OR_RETURN(sim::Calibration cal, sim::Calibration::Builtin(gpu));
+  cal.rate_heads = static_cast<double>(probe.num_heads);  // its blocks' heads, batch 1
   {
     // A calibration pass's time: the median iteration, or the fastest.
     const bool fastest = absl::GetFlag(FLAGS_calibration_min);

@@ -21,6 +21,7 @@
 #include "core/status_macros.h"
 #include "sim/network.h"
 #include "sim/simulator.h"
+#include "sim/tile_fill.h"
 
 namespace ringattn::sim::internal {
 
@@ -43,9 +44,23 @@ TaskCost CostOf(const BlockTask& task, const Mask& mask, std::pair<int64_t, int6
   const double flops = 4.0 * pairs * heads * s.head_dim * (backward ? 2.5 : 1.0);
   const double density = static_cast<double>(pairs) / ((b1 - b0) * task.q.length * task.k.length);
   const bool strided = !task.q.contiguous() || !task.k.contiguous();
+  // The table's rate at its own heads, scaled by how this launch's tiles
+  // fill the SMs beside a launch of the calibration's heads: ringattn's
+  // kernels' tiles and orders (ring-flash-attention's FlashAttention
+  // kernels have others, not modelled: 1).
+  LaunchGpu gpu;
+  gpu.sms = static_cast<int>(o.calibration.sms);
+  gpu.l2_bytes = static_cast<int64_t>(o.calibration.l2_mb * (1 << 20));
+  gpu.element_bytes = DTypeBytes(o.dtype);
+  gpu.group = s.group_size();
+  const double fill =
+      o.seed_implementation
+          ? 1.0
+          : FillRatio(task, mask, b0, b1, static_cast<int64_t>(heads), backward, s.head_dim, gpu,
+                      static_cast<int64_t>(o.calibration.rate_heads));
   const double rate =
       1e12 * o.calibration.Tflops(backward, s.head_dim, task.q.length, task.k.length, density) *
-      (strided ? o.calibration.StridedFactor(backward) : 1.0) *
+      fill * (strided ? o.calibration.StridedFactor(backward) : 1.0) *
       (merges_state ? o.calibration.MergedStateFactor() : 1.0);
   return {flops, flops / rate + 1e-6 * o.calibration.LaunchUs(backward)};
 }

@@ -31,6 +31,8 @@ struct Anchor {
   // Causal vs full rate per FLOP, forward and backward.
   double partial_fwd, partial_bwd;
   double launch_us, hbm_gbps, link_gbps, link_latency_us, internode_gbps, internode_latency_us;
+  double sms;    // SXM parts: H100, H200, H800 132; A100 108
+  double l2_mb;  // H100, H200, H800 50; A100 40
   // Rate per FLOP of head_dim 64 and 256 relative to 128, [forward,
   // backward][d64, d256].
   double head[2][2];
@@ -67,10 +69,49 @@ struct Anchor {
 // fp32 state d64 467.3, d256 654.3 vs d128 632.1 (0.739, 1.035); backward
 // d64 474.2 and d256 373.4 vs d128 548.7 (0.864, 0.681).
 constexpr Anchor kAnchors[] = {
-    {"h100", 325.3, 336.8, 0.9, 0.9, 5, 3350, 290, 10, 45, 20, {{0.85, 1.0}, {0.85, 1.0}}},
-    {"h200", 631.8, 548.6, 0.96, 0.947, 5, 4800, 290, 10, 45, 20, {{0.739, 1.035}, {0.864, 0.681}}},
-    {"h800", 325.2, 288.0, 0.9, 0.96, 5, 3350, 170, 10, 45, 20, {{0.85, 1.0}, {0.85, 1.0}}},
-    {"a100", 205.3, 174.4, 0.9, 0.96, 5, 2039, 240, 10, 22, 20, {{0.85, 1.0}, {0.85, 1.0}}},
+    {"h100", 325.3, 336.8, 0.9, 0.9, 5, 3350, 290, 10, 45, 20, 132, 50, {{0.85, 1.0}, {0.85, 1.0}}},
+    {"h200",
+     631.8,
+     548.6,
+     0.96,
+     0.947,
+     5,
+     4800,
+     290,
+     10,
+     45,
+     20,
+     132,
+     50,
+     {{0.739, 1.035}, {0.864, 0.681}}},
+    {"h800",
+     325.2,
+     288.0,
+     0.9,
+     0.96,
+     5,
+     3350,
+     170,
+     10,
+     45,
+     20,
+     132,
+     50,
+     {{0.85, 1.0}, {0.85, 1.0}}},
+    {"a100",
+     205.3,
+     174.4,
+     0.9,
+     0.96,
+     5,
+     2039,
+     240,
+     10,
+     22,
+     20,
+     108,
+     40,
+     {{0.85, 1.0}, {0.85, 1.0}}},
 };
 
 absl::Status LineError(int line, absl::string_view text, absl::string_view why) {
@@ -120,6 +161,9 @@ absl::StatusOr<Calibration> Calibration::Builtin(absl::string_view gpu) {
     c.internode_latency_us = a.internode_latency_us;
     c.partial_block_factor = a.partial_fwd;
     c.partial_block_factor_bwd = a.partial_bwd;
+    c.rate_heads = 32;  // every anchor's row: b1 h32
+    c.sms = a.sms;
+    c.l2_mb = a.l2_mb;
     // The anchors are causal (partial) blocks: full blocks run faster by
     // 1 / the partial factor.
     for (int pass = 0; pass < 2; ++pass) {
@@ -205,6 +249,9 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
         {"fused_slices", &Calibration::fused_slices},
         {"pass_overhead_us_fwd", &Calibration::pass_overhead_us_fwd},
         {"pass_overhead_us_bwd", &Calibration::pass_overhead_us_bwd},
+        {"rate_heads", &Calibration::rate_heads},
+        {"sms", &Calibration::sms},
+        {"l2_MB", &Calibration::l2_mb},
     };
     const auto key = std::find_if(std::begin(kKeys), std::end(kKeys),
                                   [&](const auto& k) { return k.first == f[0]; });
@@ -221,6 +268,11 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
   }
   if (c.link_gbps <= 0 || c.internode_gbps <= 0 || c.hbm_gbps <= 0) {
     return absl::InvalidArgumentError("calibration bandwidths must be positive");
+  }
+  if (c.sms < 1 || c.sms != std::floor(c.sms) || c.rate_heads != std::floor(c.rate_heads)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("calibration sms ", c.sms, " and rate_heads ", c.rate_heads,
+                     ": expected whole numbers, sms >= 1 (the GPU's SMs) and rate_heads >= 0"));
   }
   return c;
 }
@@ -250,7 +302,8 @@ std::string Calibration::Serialize() const {
       strided_block_factor_bwd, "\nmerged_state_factor ", merged_state_factor, "\nhost_sync_us ",
       host_sync_us, "\nring_pass_dkv_home_bytes ", ring_pass_dkv_home_bytes, "\nforward_o_bytes ",
       forward_o_bytes, "\nfused_slices ", fused_slices, "\npass_overhead_us_fwd ",
-      pass_overhead_us_fwd, "\npass_overhead_us_bwd ", pass_overhead_us_bwd,
+      pass_overhead_us_fwd, "\npass_overhead_us_bwd ", pass_overhead_us_bwd, "\nrate_heads ",
+      rate_heads, "\nsms ", sms, "\nl2_MB ", l2_mb,
       "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& [d, curve] : rates[pass]) {

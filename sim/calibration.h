@@ -25,6 +25,10 @@
 //   fused_slices 1           # 1: the schedule fuses slices that follow on (0: before)
 //   pass_overhead_us_fwd 16  # what a forward / backward pass costs besides its tasks
 //   pass_overhead_us_bwd 80  # and memory passes (host preparation, the end-of-pass sync)
+//   rate_heads 32            # (batch row, query head) pairs the rates were measured at
+//                            # (0 or absent: a launch's fill is not modelled)
+//   sms 132                  # the SMs a kernel's tiles fill (sim/tile_fill.h)
+//   l2_MB 50                 # the L2 the forward's tile sections fit half of
 //   rate fwd 128 8192 361    # pass, head_dim, block side (tokens), TFLOP/s
 //   partial fwd 4096 0.87    # partial_block_factor at a causal block's side
 //                            # (pass, side, factor; any number per pass)
@@ -150,6 +154,15 @@ class Calibration {
   // their rates carry it).
   double pass_overhead_us_fwd = 0;
   double pass_overhead_us_bwd = 0;
+  // The (batch row, query head) pairs of the launches the rates were
+  // measured on (ring_bench: its heads, batch 1; the shipped tables: 32
+  // heads). A task over another count runs at the rate x how much better or
+  // worse its tiles fill `sms` SMs (sim/tile_fill.h: FillRatio): a llama3
+  // head group, a few heads, a batch. 0: not modelled (tables before
+  // 2026-12-03's forty-eighth session).
+  double rate_heads = 0;
+  double sms = 132;
+  double l2_mb = 50;
   // The GPU's idle time after the host waits for it (PyTorch eager: the
   // wait's round trip plus dispatching the next op; used for the seed's
   // implementation, whose boolean-mask indexing synchronizes).

@@ -39,32 +39,36 @@ namespace {
 const std::map<std::string, double>& KnownMisses() {
   static const auto* const misses = new std::map<std::string, double>{
       {"2026-11-29_h200x2 zigzag fwd+bwd", 0.070},
-      {"2026-11-29_h200x2 stripe fwd", 0.060},
-      {"2026-11-29_h200x2 varlen_ring fwd", 0.060},
-      {"2026-11-29_h200x2 varlen_zigzag fwd", 0.071},
-      {"2026-11-29_h200x2 varlen_llama3 fwd", 0.060},
-      {"2026-11-29_h200x2 varlen_llama3 fwd+bwd", 0.059},
-      {"2026-11-29_h200x4 zigzag fwd+bwd", 0.088},
-      {"2026-11-29_h200x4 ring fwd+bwd", 0.057},
-      {"2026-11-29_h200x4 llama3 fwd", 0.072},
-      {"2026-11-29_h200x4 llama3 fwd+bwd", 0.144},
+      {"2026-11-29_h200x2 stripe fwd", 0.056},
+      {"2026-11-29_h200x2 varlen_ring fwd", 0.057},
+      {"2026-11-29_h200x2 varlen_zigzag fwd", 0.070},
+      {"2026-11-29_h200x4 zigzag fwd+bwd", 0.086},
+      {"2026-11-29_h200x4 ring fwd+bwd", 0.055},
+      {"2026-11-29_h200x4 llama3 fwd", 0.078},
+      {"2026-11-29_h200x4 llama3 fwd+bwd", 0.146},
       // The all-gather's K/V pack charged (forty-seventh session: W = 1
       // llama3 forwards from -9 to -50 % to within -12 to +2 %) moved the
       // x4 llama3 rows and 2026-11-30's (logs before the all-gather was
       // measured: their model sends at the hop's rate, over-predicting)
       // 0.5-2.8 points further up; the x2 varlen llama3 rows came down.
-      {"2026-11-29_h200x4 varlen_llama3 fwd", 0.061},
-      {"2026-11-29_h200x4 varlen_llama3 fwd+bwd", 0.151},
-      {"2026-11-30_h200x2 zigzag fwd+bwd", 0.062},
-      {"2026-11-30_h200x2 stripe fwd", 0.137},
-      {"2026-11-30_h200x2 llama3 fwd", 0.132},
-      {"2026-11-30_h200x2 llama3 fwd+bwd", 0.083},
-      {"2026-11-30_h200x2 varlen_ring fwd", 0.054},
-      {"2026-11-30_h200x2 varlen_balanced fwd", 0.076},
-      {"2026-12-01_h200x2 stripe fwd", 0.077},
+      {"2026-11-29_h200x4 varlen_llama3 fwd", 0.075},
+      {"2026-11-29_h200x4 varlen_llama3 fwd+bwd", 0.157},
+      {"2026-11-30_h200x2 zigzag fwd+bwd", 0.060},
+      {"2026-11-30_h200x2 stripe fwd", 0.136},
+      {"2026-11-30_h200x2 llama3 fwd", 0.161},
+      {"2026-11-30_h200x2 llama3 fwd+bwd", 0.091},
+      {"2026-11-30_h200x2 varlen_ring fwd", 0.053},
+      {"2026-11-30_h200x2 varlen_balanced fwd", 0.074},
+      // A launch's fill (forty-eighth session, sim/tile_fill.h): llama3's
+      // 16-head launches of 64-128-step tiles end on a longer tail than the
+      // calibration's 32 heads (0.97 of its fill on rank 1's 8192 x 16384
+      // block); the x2 and x4 llama3 forwards, over-predicted already,
+      // moved 0.6-2.9 points up (not measurable on one GPU).
+      {"2026-12-01_h200x2 llama3 fwd", 0.077},
+      {"2026-12-01_h200x2 stripe fwd", 0.076},
       {"2026-12-01_h200x2 stripe fwd+bwd", 0.052},
-      {"2026-12-01_h200x2 varlen_zigzag fwd", 0.104},
-      {"2026-12-01_h200x2 varlen_balanced fwd", 0.060},
+      {"2026-12-01_h200x2 varlen_zigzag fwd", 0.103},
+      {"2026-12-01_h200x2 varlen_balanced fwd", 0.059},
       {"2026-12-01_h200x2 varlen_balanced fwd+bwd", 0.056},
       // One H200, W = 1, 2k-32k tokens (forty-fifth session): 2-4k tokens
       // miss by 75-115 us a pass outside the kernels; zigzag's and the
@@ -74,71 +78,108 @@ const std::map<std::string, double>& KnownMisses() {
       // session; ring_bench --timeline): llama3's K/V pack and own dK/dV
       // add (uncharged at W = 1), the documents' many small launches, the
       // backward's D (charged at 4 of the 10 B a query element it moves).
-      {"2026-12-03_h200_w1_poll_backoff_1024 ring fwd+bwd", 0.088},
-      {"2026-12-03_h200_w1_poll_backoff_1024 zigzag fwd+bwd", 0.119},
-      {"2026-12-03_h200_w1_poll_backoff_1024 llama3 fwd", 0.115},
-      {"2026-12-03_h200_w1_poll_backoff_1024 llama3 fwd+bwd", 0.227},
-      {"2026-12-03_h200_w1_poll_backoff_1024 varlen_zigzag fwd", 0.211},
-      {"2026-12-03_h200_w1_poll_backoff_1024 varlen_zigzag fwd+bwd", 0.207},
-      {"2026-12-03_h200_w1_poll_backoff_2048 ring fwd+bwd", 0.057},
-      {"2026-12-03_h200_w1_poll_backoff_2048 zigzag fwd+bwd", 0.093},
-      {"2026-12-03_h200_w1_poll_backoff_2048 llama3 fwd", 0.063},
-      {"2026-12-03_h200_w1_poll_backoff_2048 llama3 fwd+bwd", 0.279},
-      {"2026-12-03_h200_w1_poll_backoff_2048 varlen_zigzag fwd", 0.196},
-      {"2026-12-03_h200_w1_poll_backoff_2048 varlen_zigzag fwd+bwd", 0.190},
-      {"2026-12-03_h200_w1_poll_backoff_4096 llama3 fwd+bwd", 0.212},
-      {"2026-12-03_h200_w1_poll_backoff_4096 varlen_zigzag fwd", 0.157},
-      {"2026-12-03_h200_w1_poll_backoff_4096 varlen_zigzag fwd+bwd", 0.131},
-      {"2026-12-03_h200_w1_poll_backoff_8192 ring fwd+bwd", 0.065},
-      {"2026-12-03_h200_w1_poll_backoff_8192 zigzag fwd+bwd", 0.073},
+      {"2026-12-03_h200_w1_poll_backoff_1024 ring fwd+bwd", 0.086},
+      {"2026-12-03_h200_w1_poll_backoff_1024 zigzag fwd+bwd", 0.118},
+      {"2026-12-03_h200_w1_poll_backoff_1024 llama3 fwd+bwd", 0.165},
+      {"2026-12-03_h200_w1_poll_backoff_1024 varlen_zigzag fwd", 0.210},
+      {"2026-12-03_h200_w1_poll_backoff_1024 varlen_zigzag fwd+bwd", 0.205},
+      {"2026-12-03_h200_w1_poll_backoff_2048 ring fwd+bwd", 0.054},
+      {"2026-12-03_h200_w1_poll_backoff_2048 zigzag fwd+bwd", 0.092},
+      {"2026-12-03_h200_w1_poll_backoff_2048 llama3 fwd", 0.075},
+      {"2026-12-03_h200_w1_poll_backoff_2048 llama3 fwd+bwd", 0.217},
+      {"2026-12-03_h200_w1_poll_backoff_2048 varlen_zigzag fwd", 0.194},
+      {"2026-12-03_h200_w1_poll_backoff_2048 varlen_zigzag fwd+bwd", 0.188},
+      {"2026-12-03_h200_w1_poll_backoff_4096 llama3 fwd+bwd", 0.159},
+      {"2026-12-03_h200_w1_poll_backoff_4096 varlen_zigzag fwd", 0.155},
+      {"2026-12-03_h200_w1_poll_backoff_4096 varlen_zigzag fwd+bwd", 0.130},
+      {"2026-12-03_h200_w1_poll_backoff_8192 ring fwd+bwd", 0.063},
+      {"2026-12-03_h200_w1_poll_backoff_8192 zigzag fwd+bwd", 0.070},
       {"2026-12-03_h200_w1_poll_backoff_8192 llama3 fwd+bwd", 0.093},
-      {"2026-12-03_h200_w1_poll_backoff_8192 varlen_zigzag fwd", 0.073},
-      {"2026-12-03_h200_w1_poll_backoff_8192 varlen_zigzag fwd+bwd", 0.108},
-      {"2026-12-03_h200_w1_poll_backoff_16384 zigzag fwd", 0.072},
-      {"2026-12-03_h200_w1_poll_backoff_16384 llama3 fwd+bwd", 0.055},
-      {"2026-12-03_h200_w1_poll_backoff_16384 varlen_zigzag fwd+bwd", 0.060},
+      {"2026-12-03_h200_w1_poll_backoff_8192 varlen_zigzag fwd", 0.071},
+      {"2026-12-03_h200_w1_poll_backoff_8192 varlen_zigzag fwd+bwd", 0.106},
+      {"2026-12-03_h200_w1_poll_backoff_16384 zigzag fwd", 0.070},
+      {"2026-12-03_h200_w1_poll_backoff_16384 llama3 fwd+bwd", 0.054},
+      {"2026-12-03_h200_w1_poll_backoff_16384 varlen_zigzag fwd+bwd", 0.057},
 
       // Adjacent slices fused and a ring of one without a reduce-scatter
       // (forty-seventh session): llama3's backward at 1-4k tokens (its
       // head groups' backward launches fill the GPU less than the
       // calibration's all-head blocks), the documents at 1-2k, two ring
       // forwards off their own calibration by 6-7 %.
-      {"2026-12-03_h200_w1_fused_1024 llama3 fwd", 0.101},
-      {"2026-12-03_h200_w1_fused_1024 llama3 fwd+bwd", 0.098},
-      {"2026-12-03_h200_w1_fused_1024 varlen_zigzag fwd", 0.092},
-      {"2026-12-03_h200_w1_fused_1024 varlen_zigzag fwd+bwd", 0.107},
+      {"2026-12-03_h200_w1_fused_1024 llama3 fwd", 0.067},
+      {"2026-12-03_h200_w1_fused_1024 varlen_zigzag fwd", 0.091},
+      {"2026-12-03_h200_w1_fused_1024 varlen_zigzag fwd+bwd", 0.106},
       {"2026-12-03_h200_w1_fused_2048 ring fwd", 0.069},
-      {"2026-12-03_h200_w1_fused_2048 llama3 fwd+bwd", 0.158},
+      {"2026-12-03_h200_w1_fused_2048 llama3 fwd+bwd", 0.084},
       {"2026-12-03_h200_w1_fused_2048 varlen_zigzag fwd", 0.084},
-      {"2026-12-03_h200_w1_fused_2048 varlen_zigzag fwd+bwd", 0.090},
-      {"2026-12-03_h200_w1_fused_4096 llama3 fwd+bwd", 0.099},
-      {"2026-12-03_h200_w1_fused_16384 ring fwd", 0.064},
-      {"2026-12-03_h200_w1_fused_kv8_4096 llama3 fwd+bwd", 0.100},
+      {"2026-12-03_h200_w1_fused_2048 varlen_zigzag fwd+bwd", 0.089},
+      {"2026-12-03_h200_w1_fused_16384 ring fwd", 0.063},
       {"2026-12-03_h200_w1_fused_kv8_4096 varlen_zigzag fwd+bwd", 0.054},
-      {"2026-12-03_h200_w1_2048 ring fwd", 0.415},
-      {"2026-12-03_h200_w1_2048 ring fwd+bwd", 0.164},
-      {"2026-12-03_h200_w1_2048 zigzag fwd", 0.460},
-      {"2026-12-03_h200_w1_2048 zigzag fwd+bwd", 0.114},
-      {"2026-12-03_h200_w1_2048 llama3 fwd", 0.323},
-      {"2026-12-03_h200_w1_2048 llama3 fwd+bwd", 0.286},
+      {"2026-12-03_h200_w1_2048 ring fwd", 0.414},
+      {"2026-12-03_h200_w1_2048 ring fwd+bwd", 0.163},
+      {"2026-12-03_h200_w1_2048 zigzag fwd", 0.459},
+      {"2026-12-03_h200_w1_2048 zigzag fwd+bwd", 0.113},
+      {"2026-12-03_h200_w1_2048 llama3 fwd", 0.332},
+      {"2026-12-03_h200_w1_2048 llama3 fwd+bwd", 0.233},
       {"2026-12-03_h200_w1_2048 varlen_zigzag fwd", 0.393},
       {"2026-12-03_h200_w1_2048 varlen_zigzag fwd+bwd", 0.223},
       {"2026-12-03_h200_w1_4096 ring fwd", 0.107},
       {"2026-12-03_h200_w1_4096 ring fwd+bwd", 0.078},
-      {"2026-12-03_h200_w1_4096 zigzag fwd", 0.130},
-      {"2026-12-03_h200_w1_4096 zigzag fwd+bwd", 0.157},
-      {"2026-12-03_h200_w1_4096 llama3 fwd", 0.054},
-      {"2026-12-03_h200_w1_4096 llama3 fwd+bwd", 0.250},
+      {"2026-12-03_h200_w1_4096 zigzag fwd", 0.129},
+      {"2026-12-03_h200_w1_4096 zigzag fwd+bwd", 0.156},
+      {"2026-12-03_h200_w1_4096 llama3 fwd+bwd", 0.199},
       {"2026-12-03_h200_w1_4096 varlen_zigzag fwd", 0.327},
       {"2026-12-03_h200_w1_4096 varlen_zigzag fwd+bwd", 0.268},
       {"2026-12-03_h200_w1_8192 zigzag fwd+bwd", 0.148},
       {"2026-12-03_h200_w1_8192 llama3 fwd+bwd", 0.103},
-      {"2026-12-03_h200_w1_8192 varlen_zigzag fwd", 0.133},
+      {"2026-12-03_h200_w1_8192 varlen_zigzag fwd", 0.132},
       {"2026-12-03_h200_w1_8192 varlen_zigzag fwd+bwd", 0.196},
       {"2026-12-03_h200_w1_16384 zigzag fwd", 0.112},
-      {"2026-12-03_h200_w1_16384 llama3 fwd+bwd", 0.057},
+      {"2026-12-03_h200_w1_16384 llama3 fwd+bwd", 0.056},
       {"2026-12-03_h200_w1_16384 varlen_zigzag fwd", 0.118},
       {"2026-12-03_h200_w1_16384 varlen_zigzag fwd+bwd", 0.087},
+
+      // 4-64 heads at 1k-16k tokens (forty-eighth session; each log's own
+      // calibration at its heads): the ring and zigzag forwards at 1-4k
+      // tokens and few heads over-predicted (a 20-50 us pass whose fixed
+      // costs the 128-token calibration pass sets), the documents under-
+      // predicted as at 32 heads, llama3 within 6 % but at 2048 tokens
+      // with 8 and 64 heads (a launch of fewer tiles than SMs runs each
+      // faster than the fill counts them; not modelled).
+      {"2026-12-03_h200_w1_heads_1024_h16 ring fwd", 0.061},
+      {"2026-12-03_h200_w1_heads_1024_h16 zigzag fwd", 0.117},
+      {"2026-12-03_h200_w1_heads_1024_h16 varlen_zigzag fwd+bwd", 0.063},
+      {"2026-12-03_h200_w1_heads_2048_h4 ring fwd", 0.143},
+      {"2026-12-03_h200_w1_heads_2048_h4 ring fwd+bwd", 0.084},
+      {"2026-12-03_h200_w1_heads_2048_h4 zigzag fwd", 0.143},
+      {"2026-12-03_h200_w1_heads_2048_h4 zigzag fwd+bwd", 0.091},
+      {"2026-12-03_h200_w1_heads_2048_h8 ring fwd", 0.107},
+      {"2026-12-03_h200_w1_heads_2048_h8 zigzag fwd", 0.177},
+      {"2026-12-03_h200_w1_heads_2048_h8 llama3 fwd", 0.083},
+      {"2026-12-03_h200_w1_heads_2048_h8 varlen_zigzag fwd+bwd", 0.097},
+      {"2026-12-03_h200_w1_heads_2048_h16 varlen_zigzag fwd", 0.086},
+      {"2026-12-03_h200_w1_heads_2048_h16 varlen_zigzag fwd+bwd", 0.100},
+      {"2026-12-03_h200_w1_heads_2048_h64 ring fwd+bwd", 0.054},
+      {"2026-12-03_h200_w1_heads_2048_h64 llama3 fwd+bwd", 0.091},
+      {"2026-12-03_h200_w1_heads_2048_h64 varlen_zigzag fwd", 0.102},
+      {"2026-12-03_h200_w1_heads_2048_h64 varlen_zigzag fwd+bwd", 0.106},
+      {"2026-12-03_h200_w1_heads_4096_h4 ring fwd", 0.064},
+      {"2026-12-03_h200_w1_heads_4096_h4 zigzag fwd", 0.110},
+      {"2026-12-03_h200_w1_heads_4096_h4 varlen_zigzag fwd+bwd", 0.068},
+      {"2026-12-03_h200_w1_heads_4096_h16 llama3 fwd", 0.053},
+      {"2026-12-03_h200_w1_heads_4096_h16 llama3 fwd+bwd", 0.055},
+      {"2026-12-03_h200_w1_heads_4096_h16 varlen_zigzag fwd", 0.077},
+      {"2026-12-03_h200_w1_heads_4096_h16 varlen_zigzag fwd+bwd", 0.069},
+      {"2026-12-03_h200_w1_heads_8192_h4 llama3 fwd", 0.059},
+      {"2026-12-03_h200_w1_heads_8192_h4 varlen_zigzag fwd", 0.065},
+      {"2026-12-03_h200_w1_heads_8192_h4 varlen_zigzag fwd+bwd", 0.074},
+      {"2026-12-03_h200_w1_heads_8192_h8 llama3 fwd+bwd", 0.057},
+      {"2026-12-03_h200_w1_heads_8192_h8 varlen_zigzag fwd", 0.054},
+      {"2026-12-03_h200_w1_heads_8192_h8 varlen_zigzag fwd+bwd", 0.054},
+      {"2026-12-03_h200_w1_heads_8192_h16 ring fwd", 0.051},
+      {"2026-12-03_h200_w1_heads_8192_h16 zigzag fwd", 0.056},
+      {"2026-12-03_h200_w1_heads_16384_h8 ring fwd", 0.063},
+      {"2026-12-03_h200_w1_heads_16384_h8 zigzag fwd", 0.055},
   };
   return *misses;
 }
@@ -168,7 +209,7 @@ void Replay(const std::string& name, int world = 0, size_t rows = 14) {
     const double predicted_ms = 1e3 * *s;
     const double error = (predicted_ms - m.ms) / m.ms;
     const std::string key = name + " " + m.row + " " + m.pass;
-    std::printf("%-42s measured %8.3f ms, predicted %8.3f ms (ring_bench printed %8.3f): %+.1f%%\n",
+    std::printf("%-42s measured %8.3f ms, predicted %8.3f ms (ring_bench printed %8.3f): %+.3f%%\n",
                 key.c_str(), m.ms, predicted_ms, m.printed_sim_ms, 100 * error);
     if (std::abs(error) <= 0.05) ++within;
     const auto miss = KnownMisses().find(key);
@@ -223,6 +264,19 @@ TEST(ReplayTest, OneH200At1kTo16kTokensFusedSlices) {
   }
 }
 
+// Heads outside the shared tables' 32 (forty-eighth session, HEAD's
+// kernels): 4, 8, 16 and 64 heads at 1k-16k tokens, each log's calibration
+// measured at its own heads. llama3 computes half the heads a step, whose
+// launches fill the 132 SMs worse or better than the calibration's
+// (sim/tile_fill.h; without it these llama3 rows missed by -17 to -39 %)
+// (docs/measurements/2026-12-03_h200_w1_heads.txt).
+TEST(ReplayTest, OneH200At4To64Heads) {
+  for (const char* shape : {"1024_h16", "2048_h4", "2048_h8", "2048_h16", "2048_h64", "4096_h4",
+                            "4096_h16", "8192_h4", "8192_h8", "8192_h16", "8192_h64", "16384_h8"}) {
+    Replay(absl::StrCat("2026-12-03_h200_w1_heads_", shape), 1, 8);
+  }
+}
+
 TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
   const std::string log =
       "ring_bench: 4 x NVIDIA H200, NCCL, one process per GPU, bf16 b1 4096 tokens/rank h16/4 "
@@ -254,6 +308,7 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
   EXPECT_DOUBLE_EQ(c->ring_pass_dkv_home_bytes, 0);
   EXPECT_DOUBLE_EQ(c->forward_o_bytes, 0);
   EXPECT_DOUBLE_EQ(c->fused_slices, 1);
+  EXPECT_DOUBLE_EQ(c->rate_heads, 16) << "the run's heads";
   EXPECT_DOUBLE_EQ(c->partial_block_factor_bwd, 0.81);
   EXPECT_DOUBLE_EQ(c->strided_block_factor, 0.975);
   EXPECT_DOUBLE_EQ(c->strided_block_factor_bwd, 0.985);

@@ -196,6 +196,8 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
   }
   c.link_gbps = log.hop_gbps;
   c.collective_gbps = log.all_gather_gbps;
+  // Its calibration blocks ran the run's query heads, batch 1.
+  c.rate_heads = static_cast<double>(log.shape.heads);
   c.gpu = "rebuilt-from-ring_bench";
   return c;
 }

@@ -363,6 +363,54 @@ TEST(CalibrationTest, PartialFactorBySideFollowsTheBlocksSide) {
               HasSubstr("positive numbers"));
 }
 
+// A launch over fewer heads than the calibration's fills the SMs as its
+// tiles do (sim/tile_fill.h): llama3's head groups at 2048 tokens run
+// their backward slower per FLOP than the all-head launches the rates came
+// from; all heads, or a calibration without rate_heads, no change; the
+// seed's implementation (FlashAttention's kernels) is not modelled.
+TEST(SimulatorTest, HeadGroupLaunchesFillTheSmsAsTheirTilesDo) {
+  SimOptions o = Options(LayoutKind::kLlama3, /*world=*/1, 2048);
+  o.shape = {1, 2048, 2048, 32, 32, 128};
+  o.backward = true;
+  const auto iteration = [&](int64_t per_group, double rate_heads, bool seed = false) {
+    SimOptions x = o;
+    x.layout.kv_heads_per_group = per_group;
+    x.calibration.rate_heads = rate_heads;
+    x.seed_implementation = seed;
+    const absl::StatusOr<SimResult> r = Simulate(x);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->iteration_s : 0.0;
+  };
+  const double unmodelled = iteration(16, 0);
+  const double groups = iteration(16, 32);
+  EXPECT_GT(groups, 1.1 * unmodelled);
+  EXPECT_LT(groups, 1.5 * unmodelled);
+  EXPECT_DOUBLE_EQ(iteration(0, 32), iteration(0, 0));
+  EXPECT_DOUBLE_EQ(iteration(16, 32, true), iteration(16, 0, true));
+  // Fewer heads in the calibration than in the launch: faster.
+  EXPECT_LT(iteration(0, 8), iteration(0, 0));
+}
+
+TEST(CalibrationTest, LaunchFillSettingsAreReadWrittenAndChecked) {
+  const Calibration c =
+      *Calibration::Parse(absl::StrCat(Flat().Serialize(), "rate_heads 16\nsms 108\nl2_MB 40\n"));
+  EXPECT_DOUBLE_EQ(c.rate_heads, 16);
+  EXPECT_DOUBLE_EQ(c.sms, 108);
+  EXPECT_DOUBLE_EQ(c.l2_mb, 40);
+  const Calibration back = *Calibration::Parse(c.Serialize());
+  EXPECT_DOUBLE_EQ(back.rate_heads, 16);
+  EXPECT_DOUBLE_EQ(back.sms, 108);
+  EXPECT_DOUBLE_EQ(back.l2_mb, 40);
+  EXPECT_DOUBLE_EQ(Calibration::Builtin("h200")->rate_heads, 32);
+  EXPECT_DOUBLE_EQ(Calibration::Builtin("a100")->sms, 108);
+  EXPECT_DOUBLE_EQ(Flat().rate_heads, 0) << "a table without the line: not modelled";
+  for (const char* bad : {"sms 0", "sms 1.5", "rate_heads 2.5"}) {
+    EXPECT_THAT(Calibration::Parse(absl::StrCat(Flat().Serialize(), bad, "\n")).status().message(),
+                HasSubstr("expected whole numbers"))
+        << bad;
+  }
+}
+
 // zigzag's diagonal blocks are half a rank's tokens: with the factor per
 // side they run at the half-size block's factor, not the rank's.
 TEST(SimulatorTest, ZigzagDiagonalBlocksTakeTheirOwnSidesFactor) {

@@ -1,0 +1,215 @@
+#include "sim/tile_fill.h"
+
+#include <algorithm>
+#include <functional>
+#include <queue>
+
+#include "cuda/flash/tile_scheduler.cuh"
+#include "cuda/kernel_args.h"
+
+namespace ringattn::sim {
+namespace {
+
+// Whether query rows [i0, i1) and key rows [j0, j1) of `task` hold an
+// allowed pair in batch row `b`.
+bool AnyAllowed(const BlockTask& task, const Mask& mask, int64_t b, int64_t i0, int64_t i1,
+                int64_t j0, int64_t j1) {
+  if (task.q.contiguous() && task.k.contiguous()) {
+    BlockTask sub = task;
+    sub.q = task.q.Sub(i0, i1);
+    sub.k = task.k.Sub(j0, j1);
+    return CountAllowedPairs(sub, mask, b) > 0;
+  }
+  // Positions grow with the row, so the rows of [j0, j1) at positions <= x
+  // are CountAtMost(x) clamped to the range.
+  const auto keys_at_most = [&](int64_t x) { return std::clamp(task.k.CountAtMost(x), j0, j1); };
+  const int64_t k_max = mask.KeyLimit(b) - 1;
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t pos = task.q.At(i);
+    const auto [doc_begin, doc_end] = mask.DocumentBounds(pos);
+    const int64_t lo = std::max(pos + mask.min_delta(), doc_begin);
+    const int64_t hi = std::min({pos + mask.max_delta(), k_max, doc_end - 1});
+    if (hi >= lo && keys_at_most(hi) > keys_at_most(lo - 1)) return true;
+  }
+  return false;
+}
+
+// The launch's CTAs' work in the kernel's order: the steps of each
+// (tile, head, batch row) plus the tile's overhead (tiles without a step
+// are skipped, as the kernels skip them). `steps_by_row[b][tile]`;
+// `heads` query heads over those rows; `step_count`: the steps of a tile
+// whose every step holds an allowed pair.
+std::vector<double> LaunchWork(const std::vector<std::vector<int64_t>>& steps_by_row, int64_t heads,
+                               bool backward, const KernelTiling& tiling, int64_t rows_k,
+                               int64_t head_dim, int64_t step_count, const LaunchGpu& gpu) {
+  using cuda::flash::HeavyFirstTileScheduler;
+  const int64_t batch = static_cast<int64_t>(steps_by_row.size());
+  const int tiles = steps_by_row.empty() ? 0 : static_cast<int>(steps_by_row[0].size());
+  std::vector<double> work;
+  if (tiles == 0 || heads <= 0) return work;
+  const int64_t group = std::clamp<int64_t>(gpu.group, 1, heads);
+  work.reserve(static_cast<size_t>(tiles * heads * batch));
+  const auto add = [&](int tile, int64_t b) {
+    const int64_t steps = steps_by_row[static_cast<size_t>(b)][static_cast<size_t>(tile)];
+    if (steps > 0) work.push_back(static_cast<double>(steps) + tiling.overhead_steps);
+  };
+  if (backward) {
+    cuda::ForwardBlockArgs a;
+    a.batch = batch;
+    a.num_heads = heads;
+    a.num_kv_heads = heads / group;
+    a.kv_head_end = heads / group;
+    a.k_pos.length = rows_k;
+    const HeavyFirstTileScheduler order = cuda::flash::KeyTileOrder(a, tiling.tile_rows);
+    for (int64_t t = 0; t < order.Count(); ++t) {
+      const cuda::flash::KeyTileItem item = cuda::flash::KeyTileAt(order, t);
+      add(item.n_tile, item.batch);
+    }
+    return work;
+  }
+  bool every_pair_allowed = true;
+  for (const std::vector<int64_t>& row : steps_by_row) {
+    for (int64_t steps : row) every_pair_allowed = every_pair_allowed && steps == step_count;
+  }
+  const HeavyFirstTileScheduler order = HeavyFirstTileScheduler::Sections(
+      tiles, heads, batch, group, 2 * rows_k * head_dim * gpu.element_bytes,
+      cuda::flash::L2SectionBudget(static_cast<int>(std::min<int64_t>(gpu.l2_bytes, INT32_MAX))),
+      gpu.sms, every_pair_allowed);
+  for (int64_t t = 0; t < order.Count(); ++t) {
+    const cuda::flash::QueryTile tile = order.At(t);
+    add(tile.m, tile.batch);
+  }
+  return work;
+}
+
+}  // namespace
+
+KernelTiling TilingOf(bool backward, int64_t head_dim) {
+  if (!backward) {
+    // Forward: 64 query rows per consumer warpgroup, 3 of them at d64, 2
+    // otherwise; key tiles of 128 (80 at d256); a tile starts with its Q
+    // and ends with its O.
+    return {head_dim <= 64 ? 192 : 128, head_dim > 128 ? 80 : 128, 1.0};
+  }
+  // Backward: 128 keys per CTA (64 at d256's column split), query tiles of
+  // 64 (128 at d64); K, V in and dK, dV out.
+  return {head_dim > 128 ? 64 : 128, head_dim <= 64 ? 128 : 64, 2.0};
+}
+
+std::vector<int64_t> TileSteps(const BlockTask& task, const Mask& mask, int64_t batch_row,
+                               const KernelTiling& tiling, bool backward) {
+  const int64_t rows_q = task.q.length, rows_k = task.k.length;
+  const int64_t tile_len = tiling.tile_rows, step_len = tiling.step_rows;
+  const int64_t tile_total = backward ? rows_k : rows_q;
+  const int64_t step_total = backward ? rows_q : rows_k;
+  const int64_t tiles = (tile_total + tile_len - 1) / tile_len;
+  std::vector<int64_t> steps(static_cast<size_t>(tiles), 0);
+  for (int64_t tile = 0; tile < tiles; ++tile) {
+    const int64_t a0 = tile * tile_len, a1 = std::min(tile_total, a0 + tile_len);
+    int64_t n = 0;
+    for (int64_t s0 = 0; s0 < step_total; s0 += step_len) {
+      const int64_t s1 = std::min(step_total, s0 + step_len);
+      n += backward ? AnyAllowed(task, mask, batch_row, s0, s1, a0, a1)
+                    : AnyAllowed(task, mask, batch_row, a0, a1, s0, s1);
+    }
+    steps[static_cast<size_t>(tile)] = n;
+  }
+  return steps;
+}
+
+double FillEfficiency(absl::Span<const double> work, int sms) {
+  double total = 0, end = 0;
+  if (static_cast<int64_t>(work.size()) <= sms) {
+    for (double w : work) {
+      total += w;
+      end = std::max(end, w);
+    }
+  } else {
+    std::priority_queue<double, std::vector<double>, std::greater<double>> free_at;
+    for (int i = 0; i < sms; ++i) free_at.push(0.0);
+    for (double w : work) {
+      const double start = free_at.top();
+      free_at.pop();
+      free_at.push(start + w);
+      total += w;
+      end = std::max(end, start + w);
+    }
+  }
+  return end > 0 ? total / (sms * end) : 1.0;
+}
+
+namespace {
+
+// The most CTAs a fill is computed over: a launch of more is computed as
+// one of this many (fewer batch rows, then fewer heads): its tail is then
+// under 1 % of its time either way. And the most tile x step blocks a task
+// is cut into: a larger task (sides of about 256k rows) fills the SMs
+// many times over at any head count, so its ratio is 1.
+constexpr int64_t kMaxCtas = int64_t{1} << 16;
+constexpr int64_t kMaxBlocks = int64_t{1} << 22;
+
+struct Sizes {
+  int64_t tiles, step_count;
+};
+Sizes SizesOf(const BlockTask& task, const KernelTiling& tiling, bool backward) {
+  const int64_t tile_total = backward ? task.k.length : task.q.length;
+  const int64_t step_total = backward ? task.q.length : task.k.length;
+  return {(tile_total + tiling.tile_rows - 1) / tiling.tile_rows,
+          (step_total + tiling.step_rows - 1) / tiling.step_rows};
+}
+
+// The fill of `heads` heads over `rows` batch rows from batch_begin, at
+// most kMaxCtas CTAs of them (whole kv head groups).
+double CappedFill(const BlockTask& task, const Mask& mask, int64_t batch_begin, int64_t rows,
+                  int64_t heads, bool backward, int64_t head_dim, const LaunchGpu& gpu,
+                  const KernelTiling& tiling, const Sizes& sizes) {
+  const int64_t tiles = std::max<int64_t>(sizes.tiles, 1);
+  const int64_t group = std::clamp<int64_t>(gpu.group, 1, std::max<int64_t>(heads, 1));
+  if (tiles * heads > kMaxCtas) {
+    heads = std::max(group, kMaxCtas / tiles / group * group);
+    rows = 1;
+  } else {
+    rows = std::clamp<int64_t>(kMaxCtas / (tiles * heads), 1, rows);
+  }
+  std::vector<std::vector<int64_t>> steps;
+  for (int64_t b = batch_begin; b < batch_begin + rows; ++b) {
+    if (b > batch_begin && !mask.has_key_lengths()) {
+      steps.push_back(steps.front());  // every row's mask is the same
+    } else {
+      steps.push_back(TileSteps(task, mask, b, tiling, backward));
+    }
+  }
+  return FillEfficiency(
+      LaunchWork(steps, heads, backward, tiling, task.k.length, head_dim, sizes.step_count, gpu),
+      gpu.sms);
+}
+
+}  // namespace
+
+double LaunchFill(const BlockTask& task, const Mask& mask, int64_t batch_begin, int64_t batch_end,
+                  int64_t heads, bool backward, int64_t head_dim, const LaunchGpu& gpu) {
+  const KernelTiling tiling = TilingOf(backward, head_dim);
+  const Sizes sizes = SizesOf(task, tiling, backward);
+  if (batch_end <= batch_begin || heads <= 0 || sizes.tiles * sizes.step_count > kMaxBlocks) {
+    return 1.0;
+  }
+  return CappedFill(task, mask, batch_begin, batch_end - batch_begin, heads, backward, head_dim,
+                    gpu, tiling, sizes);
+}
+
+double FillRatio(const BlockTask& task, const Mask& mask, int64_t batch_begin, int64_t batch_end,
+                 int64_t heads, bool backward, int64_t head_dim, const LaunchGpu& gpu,
+                 int64_t rate_heads) {
+  if (rate_heads <= 0 || gpu.sms <= 0 || heads <= 0 || batch_end <= batch_begin) return 1.0;
+  if (heads == rate_heads && batch_end - batch_begin == 1) return 1.0;
+  const KernelTiling tiling = TilingOf(backward, head_dim);
+  const Sizes sizes = SizesOf(task, tiling, backward);
+  if (sizes.tiles * sizes.step_count > kMaxBlocks) return 1.0;
+  const double as_run = CappedFill(task, mask, batch_begin, batch_end - batch_begin, heads,
+                                   backward, head_dim, gpu, tiling, sizes);
+  const double as_calibrated =
+      CappedFill(task, mask, batch_begin, 1, rate_heads, backward, head_dim, gpu, tiling, sizes);
+  return as_run / as_calibrated;
+}
+
+}  // namespace ringattn::sim

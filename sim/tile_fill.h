@@ -1,0 +1,80 @@
+// How well one attention kernel launch keeps the GPU's SMs busy.
+//
+// ringattn's Hopper kernels run one CTA per SM over tiles: the forward a
+// query tile of a (batch row, head) pair per tile, walking its key tiles;
+// the backward a key tile per CTA, walking its query tiles. A tile's time
+// is its steps (the step blocks holding an allowed pair; the kernels skip
+// the others) plus a fixed start and end. Tiles go to the SM that frees
+// first, in the kernel's order (the forward's scheduler hands them out from
+// a counter, the backward's grid is dispatched in its index order), so a
+// launch of few tiles leaves SMs idle and a causal launch whose heavy tiles
+// start late ends on a long tail.
+//
+// The calibration's rates were measured at one count of (batch row, head)
+// pairs (ring_bench's heads, batch 1); FillRatio scales a rate by how much
+// better or worse a launch of another count fills the SMs with the same
+// tiles. Measured on one H200 (2026-12-03, 48th session: ring_bench
+// --world=1 at 4-64 heads, docs/SIMULATOR.md): a head group of llama3 (half
+// the heads) at 2048 tokens ran its backward 0.79x the rate of all heads,
+// which the fills of the two launches give (0.66 / 0.80); 4 heads at 2048
+// tokens fill 64 of 132 SMs.
+#ifndef RINGATTN_SIM_TILE_FILL_H_
+#define RINGATTN_SIM_TILE_FILL_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/types/span.h"
+#include "core/mask.h"
+#include "core/schedule.h"
+
+namespace ringattn::sim {
+
+// The tiles of ringattn's Hopper kernels at a head_dim
+// (cuda/flash/traits.h: WarpSpecializedForwardTraits,
+// WarpSpecializedBackwardTraits, ColumnSplitBackwardTraits).
+struct KernelTiling {
+  int64_t tile_rows;  // forward: query rows per tile; backward: keys per CTA
+  int64_t step_rows;  // forward: keys per step; backward: query rows per step
+  // A tile's fixed start and end (Q or K/V loads, the epilogue's writes),
+  // in steps.
+  double overhead_steps;
+};
+KernelTiling TilingOf(bool backward, int64_t head_dim);
+
+// The steps of each tile of one (batch row, head) pair of `task`, by tile
+// index (forward: query tiles; backward: key tiles).
+std::vector<int64_t> TileSteps(const BlockTask& task, const Mask& mask, int64_t batch_row,
+                               const KernelTiling& tiling, bool backward);
+
+// The busy share of `sms` SMs over a launch whose CTAs take `work` (in
+// order) each to the SM that frees first: total work / (sms x the last
+// SM's end). 1 for no work.
+double FillEfficiency(absl::Span<const double> work, int sms);
+
+// What a launch runs on: the GPU's SMs and L2 (the forward's sections fit
+// half of it), the element size, and the query heads per kv head.
+struct LaunchGpu {
+  int sms = 132;
+  int64_t l2_bytes = int64_t{50} << 20;
+  int64_t element_bytes = 2;
+  int64_t group = 1;
+};
+
+// The fill of a launch of `task` over batch rows [batch_begin, batch_end)
+// and `heads` query heads: its tiles in the kernel's own order
+// (cuda/flash/tile_scheduler.cuh: the forward's HeavyFirstTileScheduler in
+// L2 sections, the backward's KeyTileOrder).
+double LaunchFill(const BlockTask& task, const Mask& mask, int64_t batch_begin, int64_t batch_end,
+                  int64_t heads, bool backward, int64_t head_dim, const LaunchGpu& gpu);
+
+// LaunchFill of the task as it runs over the fill of the same task at the
+// calibration's `rate_heads` query heads (batch row batch_begin): the factor
+// on a rate measured at rate_heads. 1 when rate_heads is not positive.
+double FillRatio(const BlockTask& task, const Mask& mask, int64_t batch_begin, int64_t batch_end,
+                 int64_t heads, bool backward, int64_t head_dim, const LaunchGpu& gpu,
+                 int64_t rate_heads);
+
+}  // namespace ringattn::sim
+
+#endif  // RINGATTN_SIM_TILE_FILL_H_
