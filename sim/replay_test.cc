@@ -180,6 +180,26 @@ const std::map<std::string, double>& KnownMisses() {
       {"2026-12-03_h200_w1_heads_8192_h16 zigzag fwd", 0.056},
       {"2026-12-03_h200_w1_heads_16384_h8 ring fwd", 0.063},
       {"2026-12-03_h200_w1_heads_16384_h8 zigzag fwd", 0.055},
+      // Head dims 64 and 256, grouped-query heads (forty-eighth session):
+      // the ring and zigzag forwards at 1-2k tokens over-predicted as
+      // above, the documents under-predicted; llama3 at 1024 tokens d64 (a
+      // pass of 0.27 ms whose launches wait on the host: the GPU span 2.7x
+      // its kernels) and at d256 (its backward a key-tile kernel and a dQ
+      // pass, modelled as one launch of key tiles).
+      {"2026-12-03_h200_w1_shapes_1024_h8kv8_d64 zigzag fwd", 0.122},
+      {"2026-12-03_h200_w1_shapes_1024_h8kv8_d64 llama3 fwd+bwd", 0.221},
+      {"2026-12-03_h200_w1_shapes_1024_h8kv8_d64 varlen_zigzag fwd+bwd", 0.080},
+      {"2026-12-03_h200_w1_shapes_2048_h8kv2_d64 zigzag fwd", 0.090},
+      {"2026-12-03_h200_w1_shapes_2048_h8kv2_d64 varlen_zigzag fwd+bwd", 0.056},
+      {"2026-12-03_h200_w1_shapes_4096_h4kv4_d64 zigzag fwd+bwd", 0.075},
+      {"2026-12-03_h200_w1_shapes_2048_h8kv8_d256 ring fwd", 0.129},
+      {"2026-12-03_h200_w1_shapes_2048_h8kv8_d256 zigzag fwd", 0.178},
+      {"2026-12-03_h200_w1_shapes_2048_h8kv8_d256 llama3 fwd", 0.070},
+      {"2026-12-03_h200_w1_shapes_2048_h8kv8_d256 llama3 fwd+bwd", 0.078},
+      {"2026-12-03_h200_w1_shapes_8192_h8kv8_d256 llama3 fwd+bwd", 0.061},
+      {"2026-12-03_h200_w1_shapes_2048_h32kv8_d128 ring fwd", 0.062},
+      {"2026-12-03_h200_w1_shapes_2048_h32kv8_d128 varlen_zigzag fwd", 0.066},
+      {"2026-12-03_h200_w1_shapes_2048_h32kv8_d128 varlen_zigzag fwd+bwd", 0.090},
   };
   return *misses;
 }
@@ -274,6 +294,19 @@ TEST(ReplayTest, OneH200At4To64Heads) {
   for (const char* shape : {"1024_h16", "2048_h4", "2048_h8", "2048_h16", "2048_h64", "4096_h4",
                             "4096_h16", "8192_h4", "8192_h8", "8192_h16", "8192_h64", "16384_h8"}) {
     Replay(absl::StrCat("2026-12-03_h200_w1_heads_", shape), 1, 8);
+  }
+}
+
+// Head dims 64 and 256 and grouped-query heads (8 over 2, 32 over 8) at
+// 1k-16k tokens, few heads (forty-eighth session, after the fill was
+// modelled; the model's tile shapes per head dim checked on logs it was
+// not made from: llama3 mean |error| 16.4 -> 4.3 %)
+// (docs/measurements/2026-12-03_h200_w1_heads.txt).
+TEST(ReplayTest, OneH200HeadDimsAndGroupedQueryHeads) {
+  for (const char* shape :
+       {"1024_h8kv8_d64", "2048_h8kv2_d64", "4096_h4kv4_d64", "8192_h8kv2_d64", "2048_h8kv8_d256",
+        "8192_h8kv8_d256", "2048_h32kv8_d128", "16384_h32kv8_d128"}) {
+    Replay(absl::StrCat("2026-12-03_h200_w1_shapes_", shape), 1, 8);
   }
 }
 
