@@ -1096,7 +1096,8 @@ absl::Status Main() {
         "calibration: our kernels, TFLOP/s: causal %lld tokens fwd %.1f, bwd %.1f; full "
         "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd; strided / contiguous "
         "%.3f fwd, %.3f bwd; merged / fresh state %.3f fwd; ring pass dK/dV home %g B/element; "
-        "forward's O at its end %g B/element; adjacent slices fused; a 128-token pass %.1f us fwd, "
+        "forward's O at its end %g B/element; adjacent slices fused; llama3's ring of one whole; "
+        "a 128-token pass %.1f us fwd, "
         "%.1f us fwd+bwd; pass overhead %.1f / %.1f us (fwd / bwd); from the %s table%s%s%s%s\n",
         static_cast<long long>(tokens), causal.first, causal.second, report.c_str(),
         cal.partial_block_factor, cal.partial_block_factor_bwd, cal.strided_block_factor,

@@ -52,6 +52,12 @@ struct ScheduleOptions {
   // slices, as ringattn cut them before 2026-12-03 (the simulator replays
   // ring_bench logs of that code with it).
   bool fuse_adjacent_slices = true;
+  // llama3 with a ring of one computes every head at once on the rank's
+  // own K/V, as the ring layout does (one step, a ring pass of one): it
+  // gathers nothing, so head groups would only cut its launches and copy
+  // K/V. false: one step per head group, as before 2026-12-03's
+  // forty-eighth session (the simulator replays logs of that code).
+  bool llama3_ring_of_one_whole = true;
 };
 
 class Schedule {

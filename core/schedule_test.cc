@@ -315,6 +315,33 @@ TEST(ScheduleTest, Llama3TrimsTheGatheredKeysToTheCausalPrefix) {
   EXPECT_EQ(tasks[0].kv_head_end, 4);
 }
 
+// A ring of one gathers nothing: llama3 there is one ring step over every
+// head on the rank's own K/V (each rank of W = 2 rings of one its own batch
+// row), the head groups as before only when asked.
+TEST(ScheduleTest, Llama3RingOfOneIsOneStepOverEveryHead) {
+  const Mask mask = *Mask::Create({.causal = true}, 2, 32, 32);
+  const Layout layout = *Layout::Create(
+      {.kind = LayoutKind::kLlama3, .world = 2, .ring_size = 1, .kv_heads_per_group = 2}, 2, 32);
+  const Schedule whole = *Schedule::Create(layout, mask, 4);
+  EXPECT_EQ(whole.pattern(), CommPattern::kRingPass);
+  EXPECT_EQ(whole.num_steps(), 1);
+  for (int rank : {0, 1}) {
+    EXPECT_EQ(whole.KvSource(rank, 0), rank);
+    const std::vector<BlockTask> tasks = *whole.Tasks(rank, 0);
+    ASSERT_EQ(tasks.size(), 1u);
+    EXPECT_EQ(tasks[0].q, PositionRun::Contiguous(0, 32));
+    EXPECT_EQ(tasks[0].k, PositionRun::Contiguous(0, 32));
+    EXPECT_EQ(tasks[0].kv_head_begin, 0);
+    EXPECT_EQ(tasks[0].kv_head_end, 4);
+  }
+  const Schedule groups = *Schedule::Create(layout, mask, 4, {.llama3_ring_of_one_whole = false});
+  EXPECT_EQ(groups.pattern(), CommPattern::kAllGather);
+  EXPECT_EQ(groups.num_steps(), 2);
+  EXPECT_EQ(groups.Tasks(0, 1)->at(0).kv_head_begin, 2);
+  // A group that does not divide the heads is still an error.
+  EXPECT_FALSE(Schedule::Create(layout, mask, 3).ok());
+}
+
 // Stripes' runs (strided, or groups of a width on one period) are counted
 // in O(width), not per row: the same counts as pair by pair, for random
 // runs, windows and key limits.

@@ -247,6 +247,7 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
         {"ring_pass_dkv_home_bytes", &Calibration::ring_pass_dkv_home_bytes},
         {"forward_o_bytes", &Calibration::forward_o_bytes},
         {"fused_slices", &Calibration::fused_slices},
+        {"llama3_ring_of_one_whole", &Calibration::llama3_ring_of_one_whole},
         {"pass_overhead_us_fwd", &Calibration::pass_overhead_us_fwd},
         {"pass_overhead_us_bwd", &Calibration::pass_overhead_us_bwd},
         {"rate_heads", &Calibration::rate_heads},
@@ -301,10 +302,10 @@ std::string Calibration::Serialize() const {
       "\nstrided_block_factor ", strided_block_factor, "\nstrided_block_factor_bwd ",
       strided_block_factor_bwd, "\nmerged_state_factor ", merged_state_factor, "\nhost_sync_us ",
       host_sync_us, "\nring_pass_dkv_home_bytes ", ring_pass_dkv_home_bytes, "\nforward_o_bytes ",
-      forward_o_bytes, "\nfused_slices ", fused_slices, "\npass_overhead_us_fwd ",
-      pass_overhead_us_fwd, "\npass_overhead_us_bwd ", pass_overhead_us_bwd, "\nrate_heads ",
-      rate_heads, "\nsms ", sms, "\nl2_MB ", l2_mb,
-      "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
+      forward_o_bytes, "\nfused_slices ", fused_slices, "\nllama3_ring_of_one_whole ",
+      llama3_ring_of_one_whole, "\npass_overhead_us_fwd ", pass_overhead_us_fwd,
+      "\npass_overhead_us_bwd ", pass_overhead_us_bwd, "\nrate_heads ", rate_heads, "\nsms ", sms,
+      "\nl2_MB ", l2_mb, "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& [d, curve] : rates[pass]) {
       for (const auto& [side, tflops] : curve) {

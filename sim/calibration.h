@@ -23,6 +23,7 @@
 //   ring_pass_dkv_home_bytes 0   # bytes per dK/dV element when a ring pass's sum comes home
 //   forward_o_bytes 0        # bytes per query element a forward pass's end moves for O
 //   fused_slices 1           # 1: the schedule fuses slices that follow on (0: before)
+//   llama3_ring_of_one_whole 1  # 1: llama3's ring of one is one all-head step (0: before)
 //   pass_overhead_us_fwd 16  # what a forward / backward pass costs besides its tasks
 //   pass_overhead_us_bwd 80  # and memory passes (host preparation, the end-of-pass sync)
 //   rate_heads 32            # (batch row, query head) pairs the rates were measured at
@@ -144,6 +145,11 @@ class Calibration {
   // last rank's middle chunks one run); 0: ring_bench runs before that cut
   // a task per pair of the layout's slices (their replays set it).
   double fused_slices = 1;
+  // 1: llama3 with a ring of one runs as one ring step over every head
+  // (ScheduleOptions::llama3_ring_of_one_whole, since 2026-12-03's
+  // forty-eighth session); 0: a step per head group, its K/V packed
+  // (ring_bench runs before that; their replays set it).
+  double llama3_ring_of_one_whole = 1;
   // What a ringattn pass costs besides its tasks' kernels and memory passes
   // (the host's preparation and launches of the pass, the synchronize that
   // ends it), once per forward and once per backward pass of a rank, the

@@ -30,9 +30,11 @@ using internal::TraceJson;
 absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
   ASSIGN_OR_RETURN(
       Schedule schedule,
-      Schedule::Build(o.layout, o.mask, o.shape,
-                      {.fuse_adjacent_slices =
-                           o.seed_implementation ? false : o.calibration.fused_slices != 0}));
+      Schedule::Build(
+          o.layout, o.mask, o.shape,
+          {.fuse_adjacent_slices = o.seed_implementation ? false : o.calibration.fused_slices != 0,
+           .llama3_ring_of_one_whole =
+               o.seed_implementation ? false : o.calibration.llama3_ring_of_one_whole != 0}));
   const int world = schedule.layout().world();
   if (o.seed_implementation && schedule.layout().kind() == LayoutKind::kBalanced) {
     return absl::InvalidArgumentError(
