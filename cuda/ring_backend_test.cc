@@ -224,6 +224,19 @@ std::vector<Case> Cases() {
     cases.push_back(
         {{.kind = LayoutKind::kLlama3, .world = 4, .kv_heads_per_group = 1}, causal, s, dtype});
   }
+  // llama3 with rings of one (each rank its own batch row, every head at
+  // once on its own K/V, not a step per group), and one rank with documents.
+  for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
+    cases.push_back(
+        {{.kind = LayoutKind::kLlama3, .world = 2, .ring_size = 1, .kv_heads_per_group = 1},
+         causal,
+         {2, 512, 512, 4, 2, 128},
+         dtype});
+  }
+  cases.push_back({{.kind = LayoutKind::kLlama3, .world = 1, .kv_heads_per_group = 1},
+                   {.causal = true, .cu_seqlens = {0, 1, 17, 200, 201, 463, 509}},
+                   {1, 509, 509, 4, 2, 128},
+                   DType::kBFloat16});
   // Non-causal with a sliding window, GQA 4:1, head_dim 64, batch 2, W = 8.
   cases.push_back({{.kind = LayoutKind::kZigzag, .world = 8},
                    {.window_left = 100, .window_right = 20},
