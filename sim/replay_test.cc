@@ -200,6 +200,12 @@ const std::map<std::string, double>& KnownMisses() {
       {"2026-12-03_h200_w1_shapes_2048_h32kv8_d128 ring fwd", 0.062},
       {"2026-12-03_h200_w1_shapes_2048_h32kv8_d128 varlen_zigzag fwd", 0.066},
       {"2026-12-03_h200_w1_shapes_2048_h32kv8_d128 varlen_zigzag fwd+bwd", 0.090},
+      // llama3's ring of one whole (forty-eighth session): the documents at
+      // 2048 tokens, as the other logs' (their per-task launches).
+      {"2026-12-03_h200_w1_llama3_whole_2048 varlen_zigzag fwd", 0.095},
+      {"2026-12-03_h200_w1_llama3_whole_2048 varlen_zigzag fwd+bwd", 0.089},
+      {"2026-12-03_h200_w1_llama3_whole_2048 varlen_llama3 fwd", 0.085},
+      {"2026-12-03_h200_w1_llama3_whole_2048 varlen_llama3 fwd+bwd", 0.086},
   };
   return *misses;
 }
@@ -307,6 +313,16 @@ TEST(ReplayTest, OneH200HeadDimsAndGroupedQueryHeads) {
        {"1024_h8kv8_d64", "2048_h8kv2_d64", "4096_h4kv4_d64", "8192_h8kv2_d64", "2048_h8kv8_d256",
         "8192_h8kv8_d256", "2048_h32kv8_d128", "16384_h32kv8_d128"}) {
     Replay(absl::StrCat("2026-12-03_h200_w1_shapes_", shape), 1, 8);
+  }
+}
+
+// llama3 with a ring of one as one ring step over every head (forty-eighth
+// session, 0.56-0.91x the time of the head-group steps): the llama3 rows
+// predicted as the ring's, varlen llama3 as varlen zigzag
+// (docs/measurements/2026-12-03_h200_w1_llama3_ring_of_one.txt).
+TEST(ReplayTest, OneH200Llama3RingOfOneWhole) {
+  for (const char* tokens : {"2048", "8192"}) {
+    Replay(absl::StrCat("2026-12-03_h200_w1_llama3_whole_", tokens), 1, 10);
   }
 }
 
