@@ -290,9 +290,27 @@ def main():
                  "heads_k_stride is 1.5; expected an integer")
     expect_error(lambda: F.position_ids("zigzag", 8.0, group=F.Group(w, 0)),
                  "seqlen is 8.0; expected an integer")
+    descriptions_follow_each_tensor()
     kept_rings_are_reused()
     layers_in_flight_share_one_ring()
     print("all passed")
+
+
+def descriptions_follow_each_tensor():
+    """The cached description of a (dtype, shape, strides) gives each tensor
+    its own address and strides; a layout ringattn refuses is refused every
+    time, not cached."""
+    a = torch.zeros(2, 8, 3, 4)
+    b = torch.zeros(2, 3, 8, 4).transpose(1, 2)  # the same shape, other strides
+    ta, tb, ta2 = (F._tensor(n, x) for n, x in (("a", a), ("b", b), ("a", a.clone())))
+    assert (ta.batch_stride, ta.row_stride, ta.head_stride) == (96, 12, 4), ta
+    assert (tb.batch_stride, tb.row_stride, tb.head_stride) == (96, 4, 32), tb
+    assert ta.data == a.data_ptr() and ta2.data != ta.data and ta2.bytes == ta.bytes == 192 * 4
+    bad = torch.zeros(2, 8, 3, 4).transpose(2, 3)
+    for _ in range(2):
+        expect_error(lambda: F._tensor("q", bad), "expected (batch, rows, heads, head_dim) with "
+                     "contiguous head_dim")
+    print("tensor descriptions: cached per layout, each with its own address")
 
 
 def kept_rings_are_reused():

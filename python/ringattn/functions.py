@@ -99,12 +99,28 @@ def _check_devices(tensors):
                              f"{first.device}; expected every tensor on one device")
 
 
+# A tensor's ringattn_tensor fields but its address, by (dtype, shape,
+# strides): a training step passes tensors of a few layouts many times, and
+# working them out took more host time than the rest of the description.
+_DESCRIPTIONS = {}
+_MAX_DESCRIPTIONS = 256
+
+
 def _tensor(name, x):
-    if x.dtype not in _TORCH_DTYPES:
-        raise ValueError(f"ringattn: {name} has dtype {x.dtype}; expected float32, float64, "
-                         "float16 or bfloat16")
-    return _capi.tensor(name, x.data_ptr(), x.shape, x.stride(), x.element_size(),
-                        x.element_size(), _TORCH_DTYPES[x.dtype])
+    key = (x.dtype, tuple(x.shape), x.stride())
+    fields = _DESCRIPTIONS.get(key)
+    if fields is None:
+        if x.dtype not in _TORCH_DTYPES:
+            raise ValueError(f"ringattn: {name} has dtype {x.dtype}; expected float32, float64, "
+                             "float16 or bfloat16")
+        t = _capi.tensor(name, 0, x.shape, x.stride(), x.element_size(), x.element_size(),
+                         _TORCH_DTYPES[x.dtype])
+        fields = (t.bytes, t.dtype, t.batch_stride, t.row_stride, t.head_stride)
+        if len(_DESCRIPTIONS) >= _MAX_DESCRIPTIONS:
+            _DESCRIPTIONS.clear()
+        _DESCRIPTIONS[key] = fields
+    size, dtype, batch_stride, row_stride, head_stride = fields
+    return _capi.Tensor(x.data_ptr(), size, dtype, 0, batch_stride, row_stride, head_stride)
 
 
 # Rings not in use, kept with their buffers (GPU memory for CUDA rings) for
