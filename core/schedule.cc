@@ -53,30 +53,27 @@ absl::StatusOr<Schedule> Schedule::Create(const Layout& layout, const Mask& mask
   Schedule schedule(layout, mask);
   schedule.num_kv_heads_ = num_kv_heads;
   schedule.kv_heads_per_step_ = num_kv_heads;
-  if (layout.kind() == LayoutKind::kLlama3) {
+  const bool llama3 = layout.kind() == LayoutKind::kLlama3;
+  const int64_t per_group = llama3 && layout.spec().kv_heads_per_group != 0
+                                ? layout.spec().kv_heads_per_group
+                                : num_kv_heads;
+  if (num_kv_heads % per_group != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("kv_heads_per_group ", per_group,
+                                                   " does not divide num_kv_heads ", num_kv_heads,
+                                                   " (llama3)"));
+  }
+  // llama3 with a ring of one gathers nothing: every head at once on the
+  // rank's own K/V, as the ring layout computes it. Head groups bound the
+  // gathered buffer and a step's dK/dV (so memory is the ring layout's
+  // here); on a ring of one they would cut the launches to a fraction of
+  // the heads, which fill the SMs worse, and copy K/V into a group buffer:
+  // 2048 tokens on one H200, 0.137 ms forward against the ring's 0.088,
+  // 2026-12-03.
+  if (llama3 && !(layout.ring_size() == 1 && options.llama3_ring_of_one_whole)) {
     schedule.pattern_ = CommPattern::kAllGather;
-    const int64_t per_group =
-        layout.spec().kv_heads_per_group == 0 ? num_kv_heads : layout.spec().kv_heads_per_group;
-    if (num_kv_heads % per_group != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("kv_heads_per_group ", per_group,
-                                                     " does not divide num_kv_heads ", num_kv_heads,
-                                                     " (llama3)"));
-    }
     schedule.kv_heads_per_step_ = per_group;
     schedule.num_steps_ = static_cast<int>(num_kv_heads / per_group);
-  }
-  if (layout.kind() == LayoutKind::kLlama3 && layout.ring_size() == 1 &&
-      options.llama3_ring_of_one_whole) {
-    // A ring of one gathers nothing: every head at once on the rank's own
-    // K/V, as the ring layout computes it (head groups only bound the
-    // gathered buffer; here they would cut the launches to a fraction of
-    // the heads, which fill the SMs worse, and copy K/V into a group
-    // buffer: 2048 tokens on one H200, 0.137 ms forward against the ring's
-    // 0.088, 2026-12-03).
-    schedule.pattern_ = CommPattern::kRingPass;
-    schedule.kv_heads_per_step_ = num_kv_heads;
-    schedule.num_steps_ = 1;
-  } else if (layout.kind() != LayoutKind::kLlama3) {
+  } else {
     schedule.pattern_ = CommPattern::kRingPass;
     // Documents all on their own ranks (the mask has the same cu_seqlens):
     // nothing to pass, one step.
