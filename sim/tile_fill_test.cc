@@ -11,10 +11,13 @@
 namespace ringattn::sim {
 namespace {
 
-Mask MakeMask(bool causal, int64_t seqlen, std::vector<int64_t> cu_seqlens = {}) {
+Mask MakeMask(bool causal, int64_t seqlen, std::vector<int64_t> cu_seqlens = {},
+              int64_t window_left = -1, int64_t window_right = -1) {
   MaskSpec spec;
   spec.causal = causal;
   spec.cu_seqlens = std::move(cu_seqlens);
+  spec.window_left = window_left;
+  spec.window_right = window_right;
   absl::StatusOr<Mask> mask = Mask::Create(spec, 1, seqlen, seqlen);
   EXPECT_TRUE(mask.ok()) << mask.status();
   return *mask;
@@ -90,6 +93,19 @@ TEST(TileFillTest, StepsOfStridedAndDocumentTasksMatchThePairs) {
   for (bool backward : {false, true}) {
     const KernelTiling t = TilingOf(backward, 128);
     EXPECT_EQ(TileSteps(stripe, causal, 0, t, backward), BruteSteps(stripe, causal, t, backward));
+  }
+  // Windows (narrower than a stripe's period too) on strided and on
+  // contiguous tasks, including a rectangle off the diagonal.
+  BlockTask shifted = Square(300, 900, 8);
+  shifted.k = PositionRun::Contiguous(100, 1300);
+  for (const Mask& window : {MakeMask(true, 4096, {}, 300), MakeMask(false, 4096, {}, 2, 5),
+                             MakeMask(false, 4096, {}, 150, 40)}) {
+    for (bool backward : {false, true}) {
+      for (const BlockTask& task : {stripe, shifted, Square(0, 1000, 8)}) {
+        const KernelTiling t = TilingOf(backward, 128);
+        EXPECT_EQ(TileSteps(task, window, 0, t, backward), BruteSteps(task, window, t, backward));
+      }
+    }
   }
   const Mask docs = MakeMask(true, 4096, {0, 700, 1500, 4096});
   const BlockTask across = Square(300, 1500, 8);
