@@ -156,6 +156,31 @@ def layers_in_flight(device, layers=4, rows=4096):
               f"{used:.0f} MiB of GPU memory taken by the forwards", flush=True)
 
 
+def streams(device):
+    """A call under another stream follows it (its inputs made there, the
+    ring's stream switched to it), and the next call on the default stream
+    follows that again: the results equal the default stream's."""
+    F.release_cached_rings()
+    torch.manual_seed(6)
+    q, k, v = (torch.randn(1, 2048, 8, 128, device=device, dtype=torch.bfloat16)
+               for _ in range(3))
+    want = F.zigzag_ring_flash_attn_func(q, k, v, causal=True)
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    for where in (side, torch.cuda.current_stream(device)):
+        with torch.cuda.stream(where):
+            scaled = [x * 1 for x in (q, k, v)]  # made on `where`, read by the ring after it
+            got = F.zigzag_ring_flash_attn_func(*scaled, causal=True)
+            rings = [r for free in F._free_rings.values() for r in free]
+            assert len(rings) == 1 and rings[0].stream == where.cuda_stream, \
+                [(r.stream, where.cuda_stream) for r in rings]
+        torch.cuda.synchronize(device)
+        assert torch.equal(got, want), "a call on another stream differs"
+    if dist.get_rank() == 0:
+        print("streams: a side stream's call and the default stream's after it, both followed",
+              flush=True)
+
+
 def bench(device, tokens, iters, mode):
     """The Python entry's zigzag fwd+bwd on `tokens` per rank (h32 d128
     bf16 causal): median ms over `iters`, CUDA events on the current
@@ -211,6 +236,7 @@ def main():
         check("zigzag", torch.bfloat16, seqlen, 8, 2, 128, True, device)  # a kept ring, again
         bad_input(device)
         layers_in_flight(device)
+        streams(device)
     if args.bench_tokens > 0:
         bench(device, args.bench_tokens, args.iters, "sync")
     # Asynchronous passes (ringattn.World.set_async_passes): the same

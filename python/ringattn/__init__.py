@@ -148,6 +148,7 @@ class Ring(_Handle):
     num_heads, head_dim) with num_kv_heads key/value heads."""
 
     _destroy = staticmethod(_capi.lib.ringattn_ring_destroy)
+    stream = None  # the caller's CUDA stream (set_stream); None: not set
 
     def __init__(self, world, rank, *, seqlen, num_heads, head_dim, num_kv_heads=None,
                  batch=1, layout="zigzag", ring_size=0, stripe_width=1, kv_heads_per_group=0,
@@ -189,8 +190,10 @@ class Ring(_Handle):
     def set_stream(self, stream):
         """GPU rings: the caller's CUDA stream (an int cudaStream_t, e.g.
         torch.cuda.current_stream().cuda_stream) that forward and backward
-        follow and that waits for their results."""
+        follow and that waits for their results. The ring keeps it (its
+        `stream` attribute) until the next call."""
         _capi.check(_capi.lib.ringattn_ring_set_stream(self._handle, stream))
+        self.stream = stream
 
     def abort(self, reason):
         """Fails the world: peers waiting on this rank get an error at once."""

@@ -41,6 +41,12 @@ class Group:
         self.world, self.rank = world, rank
 
 
+# The Group of each (process group, GPU index or None) used so far: a
+# training step asks for it once a layer, and the rank and World lookups
+# took a few microseconds each time.
+_process_groups = {}  # (id(process group), index) -> (process group, Group)
+
+
 def _group(group, device=None):
     """The Group of `group`: a ringattn Group as it is; a torch.distributed
     process group (None: the default one) as this process's rank in it,
@@ -60,8 +66,14 @@ def _group(group, device=None):
                              "expected a ringattn.functions.Group, or init_process_group first")
         from . import distributed
         cuda = device if device is not None and device.type == "cuda" else None
-        return Group(distributed.process_group_world(group, device=cuda),
-                     dist.get_rank(dist.group.WORLD if group is None else group))
+        resolved = dist.group.WORLD if group is None else group
+        key = (id(resolved), None if cuda is None else cuda.index)
+        cached = _process_groups.get(key)
+        if cached is not None and cached[0] is resolved and not cached[1].world.failed:
+            return cached[1]
+        g = Group(distributed.process_group_world(resolved, device=cuda), dist.get_rank(resolved))
+        _process_groups[key] = (resolved, g)
+        return g
     raise ValueError(f"ringattn: group is a {type(group).__name__}; expected a "
                      "torch.distributed process group (None: the default one) or a "
                      "ringattn.functions.Group")
@@ -88,6 +100,21 @@ def _integers(name, values):
     if isinstance(values, torch.Tensor):
         return _tensor_integers(name, values)
     return [_integer(f"{name}[{i}]", x) for i, x in enumerate(values)]
+
+
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+
+
+def _follow_current_stream(ring, device):
+    """The ring's passes after torch's current stream on `device` (a CUDA
+    torch.device): its raw handle (a Stream object took 6 us to make on
+    an H200's host), handed to the ring only when it changed."""
+    if _raw_stream is not None and device.index is not None:
+        stream = _raw_stream(device.index)
+    else:
+        stream = torch.cuda.current_stream(device).cuda_stream
+    if ring.stream != stream:
+        ring.set_stream(stream)
 
 
 def _check_devices(tensors):
@@ -226,7 +253,7 @@ class _RingAttnFunc(torch.autograd.Function):
                       for x in (q, k, v)]
             if cuda:  # the CUDA backend reads dense tensors on their GPU
                 padded = [x.contiguous() for x in padded]
-                ring.set_stream(torch.cuda.current_stream(q.device).cuda_stream)
+                _follow_current_stream(ring, q.device)
             out = torch.empty((batch, ring.local_seqlen, heads, dim), dtype=q.dtype,
                               device=q.device)
             lse = torch.empty((batch, heads, ring.local_seqlen), dtype=torch.float32,
@@ -248,12 +275,18 @@ class _RingAttnFunc(torch.autograd.Function):
             ctx.problem = (group, problem, (q.dtype, q.device))
         ctx.kv_shape = k.shape
         ctx.pad = pad
-        out, lse = out[:, :rows], lse[:, :, :rows].contiguous()
+        # LSE has no gradient: the backward gets None for it, not a tensor
+        # of zeros made (and filled on the GPU) every call.
+        ctx.set_materialize_grads(False)
+        if pad:
+            out, lse = out[:, :rows], lse[:, :, :rows].contiguous()
         ctx.mark_non_differentiable(lse)
         return out, lse
 
     @staticmethod
     def backward(ctx, dout, _):
+        if dout is None:  # no gradient reached O (grads are not materialized)
+            return (None,) * 10
         q, k, v, out, lse = ctx.saved_tensors
         if ctx.pad:
             dout = torch.nn.functional.pad(dout, (0, 0, 0, 0, 0, ctx.pad))
@@ -270,7 +303,7 @@ class _RingAttnFunc(torch.autograd.Function):
         try:
             _check_devices((("q", q), ("dout", dout)))
             if dout.is_cuda:
-                ring.set_stream(torch.cuda.current_stream(dout.device).cuda_stream)
+                _follow_current_stream(ring, dout.device)
             _capi.check(_capi.lib.ringattn_backward_from(
                 ring._handle, *[ctypes.byref(x) for x in tensors], lse.data_ptr(), lse.numel(),
                 ctypes.byref(t), dq.data_ptr(), dq.numel() * dq.element_size(), dk.data_ptr(),
@@ -280,8 +313,9 @@ class _RingAttnFunc(torch.autograd.Function):
             raise
         finally:
             lease.release()
-        return (dq[:, :rows], dk[:, :rows], dv[:, :rows], None, None, None, None, None, None,
-                None)
+        if ctx.pad:
+            dq, dk, dv = dq[:, :rows], dk[:, :rows], dv[:, :rows]
+        return (dq, dk, dv, None, None, None, None, None, None, None)
 
 
 def _attention(layout, q, k, v, dropout_p, softmax_scale, causal, window_size, alibi_slopes,
