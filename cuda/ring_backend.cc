@@ -141,7 +141,8 @@ class Backend final : public CudaRingBackend {
     std::vector<int64_t> limits(local_.batch);
     for (int64_t b = 0; b < local_.batch; ++b) limits[b] = mask_.KeyLimit(local_.batch_offset + b);
     RETURN_IF_ERROR(key_limit_.Allocate(local_.batch * 8));
-    RETURN_IF_ERROR(Copy(key_limit_.get(), limits.data(), local_.batch * 8, "copying key limits"));
+    RETURN_IF_ERROR(Copy(key_limit_.get(), limits.data(), local_.batch * 8, "copying key limits",
+                         kIntoOwnBuffer));
     return ResetState();
   }
 
@@ -282,7 +283,7 @@ class Backend final : public CudaRingBackend {
     }
     RETURN_IF_ERROR(dout_.Resize(bytes));
     dout_in_ = dout_.get();
-    return Copy(dout_.get(), dout.data(), bytes, "copying dout to the device");
+    return Copy(dout_.get(), dout.data(), bytes, "copying dout to the device", kIntoOwnBuffer);
   }
 
   // The forward's O (in the input dtype), which the backward's
@@ -302,11 +303,12 @@ class Backend final : public CudaRingBackend {
     const void* o = out.data();
     if (!DeviceMemoryAt(o)) {
       RETURN_IF_ERROR(out_.Resize(bytes));
-      RETURN_IF_ERROR(Copy(out_.get(), o, bytes, "copying out to the device"));
+      RETURN_IF_ERROR(Copy(out_.get(), o, bytes, "copying out to the device", kIntoOwnBuffer));
       o = out_.get();
     }
     saved_out_ = o;
-    RETURN_IF_ERROR(Copy(state_lse_.get(), lse.data(), lse.size() * 4, "copying lse"));
+    RETURN_IF_ERROR(
+        Copy(state_lse_.get(), lse.data(), lse.size() * 4, "copying lse", kIntoOwnBuffer));
     fresh_state_.TouchAll();  // the state's LSE is the given one until a reset
     forward_done_ = true;
     return absl::OkStatus();
@@ -321,15 +323,20 @@ class Backend final : public CudaRingBackend {
     }
     RETURN_IF_ERROR(Device());
     own_dkv_ = nullptr;
+    // D (written whole below), and the gradients the kernels add into,
+    // zeroed in one launch: dQ, and for all-gather the full dK, dV (a ring
+    // pass's dK/dV arrive whole, AddOwnDkv: no full buffers).
+    RETURN_IF_ERROR(delta_.Resize(StatElements() * 4));
+    FillJob zeros[3];
+    int count = 0;
     for (auto [memory, elements] :
-         {std::pair{&delta_, StatElements()}, std::pair{&dq_, QElements()},
-          std::pair{&dk_, KvFullElements(1)}, std::pair{&dv_, KvFullElements(1)}}) {
-      // A ring pass's dK/dV arrive whole (AddOwnDkv): no full buffers.
-      if (!all_gather_ && (memory == &dk_ || memory == &dv_)) continue;
+         {std::pair{&dq_, QElements()}, std::pair{&dk_, KvFullElements(1)},
+          std::pair{&dv_, KvFullElements(1)}}) {
+      if (!all_gather_ && memory != &dq_) continue;
       RETURN_IF_ERROR(memory->Resize(elements * 4));
-      RETURN_IF_ERROR(
-          Check(cudaMemsetAsync(memory->get(), 0, elements * 4, stream_), "zeroing gradients"));
+      zeros[count++] = {memory->get<float>(), 0.0f, elements};
     }
+    RETURN_IF_ERROR(Check(LaunchFillsF32(zeros, count, stream_), "zeroing gradients"));
     RETURN_IF_ERROR(Mark("zeroing gradients"));
     backward_done_ = true;
     // O of this backend's forward (the fp32 state) or the given result.
@@ -421,6 +428,11 @@ class Backend final : public CudaRingBackend {
       return absl::InvalidArgumentError("out and lse must be GPU buffers, not NULL");
     }
     RETURN_IF_ERROR(Device());
+    if (saved_out_ == nullptr) {  // O in the fp32 state: converted beside LSE's copy, one launch
+      const ConvertJob jobs[] = {{state_o_.get<float>(), out, QElements(), type_},
+                                 {state_lse_.get<float>(), lse, StatElements()}};
+      return Finish(LaunchConvertsF32(jobs, 2, stream_), "writing O and LSE");
+    }
     RETURN_IF_ERROR(WriteO(out));
     return Finish(
         cudaMemcpyAsync(lse, state_lse_.get(), StatElements() * 4, cudaMemcpyDefault, stream_),
@@ -432,13 +444,11 @@ class Backend final : public CudaRingBackend {
       return absl::InvalidArgumentError("dq, dk and dv must be GPU buffers, not NULL");
     }
     RETURN_IF_ERROR(Device());
-    for (auto [f32, to, elements] :
-         {std::tuple{static_cast<const float*>(dq_.get<float>()), dq, QElements()},
-          std::tuple{DkF32(), dk, KvFullElements(1)}, std::tuple{DvF32(), dv, KvFullElements(1)}}) {
-      RETURN_IF_ERROR(Check(LaunchConvertF32(type_, f32, to, elements, stream_),
-                            "converting a gradient to the input dtype"));
-    }
-    return Finish(cudaSuccess, "writing the gradients");
+    const ConvertJob jobs[] = {{dq_.get<float>(), dq, QElements(), type_},
+                               {DkF32(), dk, KvFullElements(1), type_},
+                               {DvF32(), dv, KvFullElements(1), type_}};
+    return Finish(LaunchConvertsF32(jobs, 3, stream_),
+                  "converting the gradients to the input dtype");
   }
   absl::StatusOr<std::vector<uint8_t>> Dq() override { return Grad(dq_.get<float>(), QElements()); }
   absl::StatusOr<std::vector<uint8_t>> Dk() override { return Grad(DkF32(), KvFullElements(1)); }
@@ -488,10 +498,15 @@ class Backend final : public CudaRingBackend {
   // Copies on the backend's stream, and waits unless both sides are device
   // memory (which the stream orders). A plain cudaMemcpy from pageable
   // memory may return before its DMA lands, and the legacy stream it runs
-  // on does not order our non-blocking stream_.
-  absl::Status Copy(void* dst, const void* src, size_t bytes, const char* what) {
+  // on does not order our non-blocking stream_. kIntoOwnBuffer: dst is one
+  // of this backend's buffers (device memory; not asked again).
+  enum Destination { kAnywhere, kIntoOwnBuffer };
+  absl::Status Copy(void* dst, const void* src, size_t bytes, const char* what,
+                    Destination to = kAnywhere) {
     RETURN_IF_ERROR(Check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_), what));
-    if (DeviceMemoryAt(dst) && DeviceMemoryAt(src)) return Finish(cudaSuccess, what);
+    if ((to == kIntoOwnBuffer || DeviceMemoryAt(dst)) && DeviceMemoryAt(src)) {
+      return Finish(cudaSuccess, what);
+    }
     return Sync(what);
   }
   static bool DeviceMemoryAt(const void* p) {
@@ -512,19 +527,20 @@ class Backend final : public CudaRingBackend {
         continue;
       }
       RETURN_IF_ERROR(memory->Resize(bytes));
-      RETURN_IF_ERROR(Copy(memory->get(), from, bytes, "copying an input to the device"));
+      RETURN_IF_ERROR(
+          Copy(memory->get(), from, bytes, "copying an input to the device", kIntoOwnBuffer));
       *to = memory->get();
     }
     return absl::OkStatus();
   }
 
+  // LSE to -inf and O to 0 in one launch.
   absl::Status ResetState() {
     fresh_state_.Reset();
-    RETURN_IF_ERROR(
-        Check(LaunchFillF32(state_lse_.get<float>(), -std::numeric_limits<float>::infinity(),
-                            StatElements(), stream_),
-              "initializing LSE"));
-    return Finish(cudaMemsetAsync(state_o_.get(), 0, QElements() * 4, stream_), "initializing O");
+    const FillJob jobs[] = {
+        {state_lse_.get<float>(), -std::numeric_limits<float>::infinity(), StatElements()},
+        {state_o_.get<float>(), 0.0f, QElements()}};
+    return Finish(LaunchFillsF32(jobs, 2, stream_), "initializing the state");
   }
 
   absl::Status CheckVisiting(const KvBlock& kv) {

@@ -24,6 +24,28 @@ cudaError_t LaunchFillF32(float* dst, float value, int64_t n, cudaStream_t strea
 cudaError_t LaunchConvertF32(ElementType dtype, const float* src, void* dst, int64_t n,
                              cudaStream_t stream);
 
+// Up to kMaxElementJobs fills or conversions in one launch: a pass's start
+// (LSE to -inf, O to 0) and end (O converted, LSE copied; dQ, dK, dV
+// converted) took a launch each, a few microseconds of host time apiece
+// on a pass of small blocks. Jobs with n <= 0 are skipped.
+constexpr int kMaxElementJobs = 3;
+struct FillJob {
+  float* dst = nullptr;
+  float value = 0;
+  int64_t n = 0;
+};
+// dst[i] = value, i < n, for each job.
+cudaError_t LaunchFillsF32(const FillJob* jobs, int count, cudaStream_t stream);
+struct ConvertJob {
+  const float* src = nullptr;
+  void* dst = nullptr;
+  int64_t n = 0;
+  ElementType dtype = ElementType::kFloat32;
+};
+// dst[i] = src[i] rounded to the job's dtype (float32: a copy), i < n, for
+// each job.
+cudaError_t LaunchConvertsF32(const ConvertJob* jobs, int count, cudaStream_t stream);
+
 // `rows` rows of `width` bytes from src (rows `src_pitch` bytes apart) to
 // dst (`dst_pitch` apart), device to device, as cudaMemcpy2DAsync does: by
 // a kernel of 16-byte moves where every pointer, pitch and the width are

@@ -157,32 +157,33 @@ class SimBackend : public RingBackend {
   bool wall_clock_steps() const override { return false; }
 
   // SimOptions::outputs (nothing without it), as the CUDA backend does
-  // them: ResetState fills LSE and zeroes the fp32 O; WriteOutputs converts
-  // the fp32 O into the caller's buffer (input dtype; before 2026-12-03,
-  // forward_o_bytes > 0: copied the pass's own converted O) and copies LSE;
-  // WriteGrads converts fp32 dQ, dK, dV to the input dtype.
+  // them, a launch each: ResetState fills LSE and zeroes the fp32 O;
+  // WriteOutputs converts the fp32 O into the caller's buffer (input dtype)
+  // beside LSE's copy (before 2026-12-03, forward_o_bytes > 0: copied the
+  // pass's own converted O, then LSE, a launch each); WriteGrads converts
+  // fp32 dQ, dK, dV to the input dtype. (Before 2026-12-04 each fill and
+  // conversion was a launch of its own: 7 where there are 3.)
   void ResetState() {
     fresh_state_.Reset();
     if (!o_.outputs) return;
-    Memory("reset LSE", 4 * local_.stat_elements());
-    Memory("reset O", 4 * local_.q_elements());
+    Memory("reset LSE and O", 4 * local_.stat_elements() + 4 * local_.q_elements());
   }
   void WriteOutputs() {
     if (!o_.outputs) return;
     const int64_t e = DTypeBytes(o_.dtype);
     if (o_.calibration.forward_o_bytes > 0) {
       Memory("copy O out", 2 * local_.q_elements() * e);
-    } else {
-      Memory("O to the input dtype", local_.q_elements() * (4 + e));
+      Memory("copy LSE out", 2 * 4 * local_.stat_elements());
+      return;
     }
-    Memory("copy LSE out", 2 * 4 * local_.stat_elements());
+    Memory("O to the input dtype, LSE out",
+           local_.q_elements() * (4 + e) + 2 * 4 * local_.stat_elements());
   }
   void WriteGrads() {
     if (!o_.outputs) return;
     const int64_t e = DTypeBytes(o_.dtype);
-    Memory("dQ to the input dtype", local_.q_elements() * (4 + e));
-    Memory("dK to the input dtype", local_.kv_elements() * (4 + e));
-    Memory("dV to the input dtype", local_.kv_elements() * (4 + e));
+    Memory("dQ, dK, dV to the input dtype",
+           (local_.q_elements() + 2 * local_.kv_elements()) * (4 + e));
   }
   // What a ringattn pass costs besides its tasks and memory passes
   // (Calibration::pass_overhead_us_fwd / _bwd), the GPU idle;

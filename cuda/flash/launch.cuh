@@ -8,6 +8,9 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <utility>
 
 #include "cuda/flash/block_mask.cuh"
 #include "cuda/flash/tile_scheduler.cuh"
@@ -109,13 +112,30 @@ struct KeyTileTask : HeadTask<kHeadDim> {
         tiles(args.task, this->b, n_tile, kBlockM, kBlockN) {}
 };
 
+// Allows `kernel` shared_bytes of dynamic shared memory on the current
+// device: cudaFuncSetAttribute once per (kernel, device, bytes), not per
+// launch (a driver call of a few microseconds of host time, on every
+// launch of a pass of small blocks).
+inline cudaError_t AllowDynamicShared(const void* kernel, int shared_bytes) {
+  int device = 0;
+  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
+  static std::mutex mu;
+  static auto* allowed = new std::map<std::pair<const void*, int>, int>();
+  std::lock_guard<std::mutex> lock(mu);
+  int& set = (*allowed)[{kernel, device}];  // 0: not yet
+  if (set == shared_bytes) return cudaSuccess;
+  const cudaError_t e =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes);
+  if (e == cudaSuccess) set = shared_bytes;
+  return e;
+}
+
 // kernel<<<grid, threads, shared_bytes, stream>>>(args...), after allowing
 // it shared_bytes of dynamic shared memory.
 template <typename... Params, typename... Args>
 cudaError_t LaunchKernel(void (*kernel)(Params...), dim3 grid, int threads, int shared_bytes,
                          cudaStream_t stream, const Args&... args) {
-  if (const cudaError_t e =
-          cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes);
+  if (const cudaError_t e = AllowDynamicShared(reinterpret_cast<const void*>(kernel), shared_bytes);
       e != cudaSuccess) {
     return e;
   }
