@@ -206,6 +206,35 @@ const std::map<std::string, double>& KnownMisses() {
       {"2026-12-03_h200_w1_llama3_whole_2048 varlen_zigzag fwd+bwd", 0.089},
       {"2026-12-03_h200_w1_llama3_whole_2048 varlen_llama3 fwd", 0.085},
       {"2026-12-03_h200_w1_llama3_whole_2048 varlen_llama3 fwd+bwd", 0.086},
+      // The 128-token pass's forward kernel timed by events (forty-ninth
+      // session): every dense forward within 6 % (the old overhead put them
+      // 4-15 % over), the fwd+bwd rows at 1-1.5k tokens 6-10 % under (not
+      // explained; the backward's 128-token kernel is not taken out of its
+      // overhead, bench/ring_bench.cc says why), the documents 5-14 % under
+      // as in every log (their per-document launches).
+      {"2026-12-04_h200_w1_tiny_kernel_1024_h16kv16_d128 ring fwd+bwd", 0.061},
+      {"2026-12-04_h200_w1_tiny_kernel_1024_h16kv16_d128 llama3 fwd", 0.057},
+      {"2026-12-04_h200_w1_tiny_kernel_1024_h16kv16_d128 llama3 fwd+bwd", 0.061},
+      {"2026-12-04_h200_w1_tiny_kernel_1024_h16kv16_d128 varlen_zigzag fwd", 0.107},
+      {"2026-12-04_h200_w1_tiny_kernel_1024_h16kv16_d128 varlen_zigzag fwd+bwd", 0.121},
+      {"2026-12-04_h200_w1_tiny_kernel_1024_h8kv8_d64 ring fwd+bwd", 0.063},
+      {"2026-12-04_h200_w1_tiny_kernel_1024_h8kv8_d64 zigzag fwd+bwd", 0.105},
+      {"2026-12-04_h200_w1_tiny_kernel_1024_h8kv8_d64 llama3 fwd+bwd", 0.072},
+      {"2026-12-04_h200_w1_tiny_kernel_1024_h8kv8_d64 varlen_zigzag fwd", 0.123},
+      {"2026-12-04_h200_w1_tiny_kernel_1024_h8kv8_d64 varlen_zigzag fwd+bwd", 0.137},
+      {"2026-12-04_h200_w1_tiny_kernel_1536_h32kv8_d128 llama3 fwd+bwd", 0.060},
+      {"2026-12-04_h200_w1_tiny_kernel_1536_h32kv8_d128 varlen_zigzag fwd", 0.107},
+      {"2026-12-04_h200_w1_tiny_kernel_1536_h32kv8_d128 varlen_zigzag fwd+bwd", 0.129},
+      {"2026-12-04_h200_w1_tiny_kernel_2048_h8kv8_d128 varlen_zigzag fwd", 0.091},
+      {"2026-12-04_h200_w1_tiny_kernel_2048_h8kv8_d128 varlen_zigzag fwd+bwd", 0.091},
+      {"2026-12-04_h200_w1_tiny_kernel_2048_h16kv4_d64 zigzag fwd+bwd", 0.074},
+      {"2026-12-04_h200_w1_tiny_kernel_2048_h16kv4_d64 varlen_zigzag fwd", 0.094},
+      {"2026-12-04_h200_w1_tiny_kernel_3072_h8kv8_d128 ring fwd", 0.058},
+      {"2026-12-04_h200_w1_tiny_kernel_3072_h8kv8_d128 varlen_zigzag fwd", 0.063},
+      {"2026-12-04_h200_w1_tiny_kernel_3072_h8kv8_d128 varlen_zigzag fwd+bwd", 0.097},
+      {"2026-12-04_h200_w1_tiny_kernel_4096_h4kv4_d128 varlen_zigzag fwd", 0.058},
+      {"2026-12-04_h200_w1_tiny_kernel_4096_h4kv4_d128 varlen_zigzag fwd+bwd", 0.052},
+      {"2026-12-04_h200_w1_tiny_kernel_4096_h32kv8_d128 varlen_zigzag fwd", 0.063},
   };
   return *misses;
 }
@@ -323,6 +352,20 @@ TEST(ReplayTest, OneH200HeadDimsAndGroupedQueryHeads) {
 TEST(ReplayTest, OneH200Llama3RingOfOneWhole) {
   for (const char* tokens : {"2048", "8192"}) {
     Replay(absl::StrCat("2026-12-03_h200_w1_llama3_whole_", tokens), 1, 10);
+  }
+}
+
+// The 128-token pass's forward kernel timed by events, its time (not the
+// model's) out of the forward's pass overhead (forty-ninth session): 1k-16k
+// tokens, 4-32 heads, d64 and d128, grouped-query heads, the backend's
+// element-wise work in fewer launches
+// (docs/measurements/2026-12-04_h200_w1_tiny_kernel.txt).
+TEST(ReplayTest, OneH200TinyForwardKernelTimed) {
+  for (const char* shape :
+       {"1024_h16kv16_d128", "1024_h8kv8_d64", "1536_h32kv8_d128", "2048_h8kv8_d128",
+        "2048_h16kv4_d64", "3072_h8kv8_d128", "4096_h4kv4_d128", "4096_h32kv8_d128",
+        "8192_h32kv32_d128", "16384_h8kv8_d128"}) {
+    Replay(absl::StrCat("2026-12-04_h200_w1_tiny_kernel_", shape), 1, 8);
   }
 }
 

@@ -511,3 +511,17 @@ TEST(CalibrationTest, TheTableOfADeviceComesFromItsName) {
 
 }  // namespace
 }  // namespace ringattn::sim
+
+namespace ringattn::sim {
+namespace {
+TEST(SimulatorTest, KernelSecondsAddsTheBackwardWhenAsked) {
+  SimOptions o = Options(LayoutKind::kRing, 1, 128);
+  o.calibration = *Calibration::Builtin("h200");
+  const double forward = *KernelSeconds(o);
+  o.backward = true;
+  const double both = *KernelSeconds(o);
+  EXPECT_GT(forward, 0);
+  EXPECT_GT(both - forward, 0) << forward << " " << both;
+}
+}  // namespace
+}  // namespace ringattn::sim
