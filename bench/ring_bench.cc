@@ -918,15 +918,9 @@ absl::Status Main() {
       // The kernels' share of the measured time: minus what the simulator
       // adds around them (memory passes: O, D, dK/dV adds; launches), which
       // does not depend on the rates, so the rates are not counted twice.
-      sim::SimOptions o;
-      o.layout = b.layout;
-      o.mask = b.mask;
-      o.shape = b.shape;
-      o.dtype = DType::kBFloat16;
-      o.calibration = cal;
       double around[2] = {0, 0};  // fwd, fwd+bwd
       for (bool backward : {false, true}) {
-        o.backward = backward;
+        const sim::SimOptions o = sim::BenchProblemOptions(cal, b, backward);
         ASSIGN_OR_RETURN(sim::SimResult total, sim::Simulate(o));
         ASSIGN_OR_RETURN(double kernels, sim::KernelSeconds(o));
         around[backward ? 1 : 0] = total.iteration_s - kernels;
@@ -987,16 +981,10 @@ absl::Status Main() {
         ASSIGN_OR_RETURN(
             const auto kernels,
             BlockKernelSeconds(tiny, 50, {.fresh = absl::GetFlag(FLAGS_fresh_writes)}));
-        sim::SimOptions o;
-        o.layout = tiny.layout;
-        o.mask = tiny.mask;
-        o.shape = tiny.shape;
-        o.dtype = DType::kBFloat16;
-        o.calibration = cal;
-        o.backward = false;  // SimOptions' default is the backward too
-        ASSIGN_OR_RETURN(const double charged_f, sim::KernelSeconds(o));
-        o.backward = true;
-        ASSIGN_OR_RETURN(const double charged_fb, sim::KernelSeconds(o));
+        ASSIGN_OR_RETURN(const double charged_f,
+                         sim::KernelSeconds(sim::BenchProblemOptions(cal, tiny, false)));
+        ASSIGN_OR_RETURN(const double charged_fb,
+                         sim::KernelSeconds(sim::BenchProblemOptions(cal, tiny, true)));
         measured_over_model_f = kernels.first - charged_f;
         tiny_kernels = absl::StrFormat(
             " (its kernels %.1f / %.1f us by events, the model's %.1f / %.1f)", 1e6 * kernels.first,

@@ -71,30 +71,34 @@ __device__ __forceinline__ Job JobOf(const Jobs<Job>& jobs, int64_t& i) {
   return jobs.job[0];
 }
 
-__global__ void FillsKernel(Jobs<FillJob> jobs, bool vector) {
+// fn(job, i) for every unit i of every job, a unit per thread and step.
+template <typename Job, typename Fn>
+__device__ __forceinline__ void ForEachUnit(const Jobs<Job>& jobs, Fn fn) {
   const int64_t total = jobs.count == 3 ? jobs.end[2] : jobs.count == 2 ? jobs.end[1] : jobs.end[0];
   for (int64_t u = blockIdx.x * int64_t{kThreads} + threadIdx.x; u < total;
        u += int64_t{gridDim.x} * kThreads) {
     int64_t i = u;
-    const FillJob job = JobOf(jobs, i);
+    const Job job = JobOf(jobs, i);
+    fn(job, i);
+  }
+}
+
+__global__ void FillsKernel(Jobs<FillJob> jobs, bool vector) {
+  ForEachUnit(jobs, [vector](const FillJob& job, int64_t i) {
     if (vector) {
       reinterpret_cast<float4*>(job.dst)[i] =
           make_float4(job.value, job.value, job.value, job.value);
     } else {
       job.dst[i] = job.value;
     }
-  }
+  });
 }
 
 __global__ void ConvertsKernel(Jobs<ConvertJob> jobs, bool vector) {
-  const int64_t total = jobs.count == 3 ? jobs.end[2] : jobs.count == 2 ? jobs.end[1] : jobs.end[0];
-  for (int64_t u = blockIdx.x * int64_t{kThreads} + threadIdx.x; u < total;
-       u += int64_t{gridDim.x} * kThreads) {
-    int64_t i = u;
-    const ConvertJob job = JobOf(jobs, i);
+  ForEachUnit(jobs, [vector](const ConvertJob& job, int64_t i) {
     if (!vector) {
       StoreRounded(job.dtype, job.dst, i, job.src[i]);
-      continue;
+      return;
     }
     const float4 x = reinterpret_cast<const float4*>(job.src)[i];
     if (job.dtype == ElementType::kBFloat16) {
@@ -106,7 +110,7 @@ __global__ void ConvertsKernel(Jobs<ConvertJob> jobs, bool vector) {
     } else {
       static_cast<float4*>(job.dst)[i] = x;
     }
-  }
+  });
 }
 
 // The non-empty jobs of `given` with their ends, in float4s where every

@@ -30,9 +30,8 @@ BenchProblem MakeBenchProblem(const BenchRow& row, const BenchShape& shape,
   return p;
 }
 
-absl::StatusOr<double> PredictBenchProblem(const Calibration& calibration,
-                                           const BenchProblem& problem, bool backward,
-                                           bool outputs) {
+SimOptions BenchProblemOptions(const Calibration& calibration, const BenchProblem& problem,
+                               bool backward, bool outputs) {
   SimOptions o;
   o.outputs = outputs;
   o.layout = problem.layout;
@@ -41,7 +40,14 @@ absl::StatusOr<double> PredictBenchProblem(const Calibration& calibration,
   o.dtype = DType::kBFloat16;
   o.backward = backward;
   o.calibration = calibration;
-  ASSIGN_OR_RETURN(SimResult r, Simulate(o));
+  return o;
+}
+
+absl::StatusOr<double> PredictBenchProblem(const Calibration& calibration,
+                                           const BenchProblem& problem, bool backward,
+                                           bool outputs) {
+  ASSIGN_OR_RETURN(SimResult r,
+                   Simulate(BenchProblemOptions(calibration, problem, backward, outputs)));
   return r.iteration_s;
 }
 

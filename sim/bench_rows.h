@@ -14,6 +14,7 @@
 #include "core/mask.h"
 #include "core/shapes.h"
 #include "sim/calibration.h"
+#include "sim/simulator.h"
 
 namespace ringattn::sim {
 
@@ -54,8 +55,12 @@ BenchProblem MakeBenchProblem(const BenchRow& row, const BenchShape& shape,
 // averaged over the document sets when varlen, every rank on its own GPU.
 absl::StatusOr<double> PredictBenchRow(const Calibration& calibration, const BenchRow& row,
                                        const BenchShape& shape, bool backward);
-// The same for one problem; outputs: SimOptions::outputs (ring_bench
+// The simulator's options for one problem as ring_bench runs it (bf16,
+// every rank on its own GPU); outputs: SimOptions::outputs (ring_bench
 // --outputs).
+SimOptions BenchProblemOptions(const Calibration& calibration, const BenchProblem& problem,
+                               bool backward, bool outputs = false);
+// The same problem's simulated iteration.
 absl::StatusOr<double> PredictBenchProblem(const Calibration& calibration,
                                            const BenchProblem& problem, bool backward,
                                            bool outputs = false);
