@@ -73,6 +73,24 @@ def failing_rank(rank, world):
     raise AssertionError(f"rank {rank}: no error")
 
 
+def group_kept(rank, world):
+    """A process group's Group is kept between calls, and made again (with a
+    new World) once its World failed; the new World runs."""
+    group = dist.new_group(list(range(world)))
+    first = F._group(group)
+    assert F._group(group) is first, "the Group is made once per process group"
+    first.world.failed = True  # as a failed pass leaves it
+    again = F._group(group)
+    assert again is not first and again.world is not first.world and not again.world.failed
+    assert again.rank == dist.get_rank(group) == rank
+    x = torch.randn(1, 8, 1, 8, generator=torch.Generator().manual_seed(rank))
+    out = F.ring_flash_attn_func(x, x, x, causal=True, group=group)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    assert F._group(group) is again
+    if rank == 0:
+        print("a process group's Group kept, and made again after its World failed", flush=True)
+
+
 def different_problems(rank, world):
     """Rank 1's shard implies another sequence length: every rank gets
     ValueError naming it (not a transport crash on mismatched messages)."""
@@ -96,6 +114,7 @@ def body(rank, world, init):
     check_layout("stripe_flash_attn", rank, world, 48, 2, 1, 8, True, (-1, -1))
     check_layout("balanced_flash_attn", rank, world, 61, 2, 1, 8, True, (-1, -1),
                  cu=[0, 1, 20, 21, 61])
+    group_kept(rank, world)
     different_problems(rank, world)
     failing_rank(rank, world)
 
