@@ -115,7 +115,9 @@ struct KeyTileTask : HeadTask<kHeadDim> {
 // Allows `kernel` shared_bytes of dynamic shared memory on the current
 // device: cudaFuncSetAttribute once per (kernel, device, bytes), not per
 // launch (a driver call of a few microseconds of host time, on every
-// launch of a pass of small blocks).
+// launch of a pass of small blocks). The attribute lives as long as the
+// device's context: nothing in ringattn resets a device (cudaDeviceReset
+// would drop it and make the next launch fail for its shared memory).
 inline cudaError_t AllowDynamicShared(const void* kernel, int shared_bytes) {
   int device = 0;
   if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
