@@ -62,7 +62,11 @@ TaskCost CostOf(const BlockTask& task, const Mask& mask, std::pair<int64_t, int6
       1e12 * o.calibration.Tflops(backward, s.head_dim, task.q.length, task.k.length, density) *
       fill * (strided ? o.calibration.StridedFactor(backward) : 1.0) *
       (merges_state ? o.calibration.MergedStateFactor() : 1.0);
-  return {flops, flops / rate + 1e-6 * o.calibration.LaunchUs(backward)};
+  // Never below the least time a kernel takes (Calibration::MinKernelUs; 0:
+  // none): a few tiles' start, wave and tail. ring-flash-attention's
+  // kernels are not ringattn's: not applied to its model.
+  const double floor = o.seed_implementation ? 0 : 1e-6 * o.calibration.MinKernelUs(backward);
+  return {flops, std::max(flops / rate + 1e-6 * o.calibration.LaunchUs(backward), floor)};
 }
 
 class SimBackend : public RingBackend {

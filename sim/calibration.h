@@ -26,6 +26,8 @@
 //   llama3_ring_of_one_whole 1  # 1: llama3's ring of one is one all-head step (0: before)
 //   pass_overhead_us_fwd 16  # what a forward / backward pass costs besides its tasks
 //   pass_overhead_us_bwd 80  # and memory passes (host preparation, the end-of-pass sync)
+//   min_kernel_us_fwd 9.6    # the least time a task's kernel takes, fwd / bwd (0 or
+//   min_kernel_us_bwd 13.5   # absent: none; ring_bench's 128-token block by events)
 //   rate_heads 32            # (batch row, query head) pairs the rates were measured at
 //                            # (0 or absent: a launch's fill is not modelled)
 //   sms 132                  # the SMs a kernel's tiles fill (sim/tile_fill.h)
@@ -160,6 +162,19 @@ class Calibration {
   // their rates carry it).
   double pass_overhead_us_fwd = 0;
   double pass_overhead_us_bwd = 0;
+  // The least time a task's kernel takes, forward / backward: a kernel of
+  // a few tiles (a short document's) takes its start, one wave of tiles and
+  // its tail whatever its FLOPs (in a pass of documents, 40- and 32-token
+  // documents' kernels took 10-11 us back to back on an H200), where the
+  // rates plus launch_us charge ~5 us. ring_bench --calibration_events
+  // times its 128-token causal block by events, back to back (since the
+  // forty-ninth session: 9.5-11 / 13.5-15.5 us). 0: no floor (tables and
+  // logs before).
+  double min_kernel_us_fwd = 0;
+  double min_kernel_us_bwd = 0;
+  double MinKernelUs(bool backward) const {
+    return backward ? min_kernel_us_bwd : min_kernel_us_fwd;
+  }
   // The (batch row, query head) pairs of the launches the rates were
   // measured on (ring_bench: its heads, batch 1; the shipped tables: 32
   // heads). A task over another count runs at the rate x how much better or

@@ -100,6 +100,43 @@ TEST(SimulatorTest, PassOverheadIsChargedOncePerPass) {
   }
 }
 
+// Calibration::min_kernel_us_*: a task's kernel takes at least that long
+// (two 40-token documents' kernels), a long one as before; not applied to
+// ring-flash-attention's model; kept by Serialize / Parse.
+TEST(SimulatorTest, AKernelTakesAtLeastTheLeastKernelTime) {
+  SimOptions o = Options(LayoutKind::kZigzag, 1, 8192);
+  o.calibration = *Calibration::Builtin("h200");
+  o.backward = true;
+  o.mask.cu_seqlens = {0, 8112, 8152, 8192};
+  SimOptions short_doc = Options(LayoutKind::kZigzag, 1, 40);
+  short_doc.calibration = o.calibration;
+  short_doc.backward = false;
+  const double forward = *KernelSeconds(short_doc);
+  short_doc.backward = true;
+  const double backward = *KernelSeconds(short_doc) - forward;
+  ASSERT_LT(forward, 10e-6);
+  ASSERT_LT(backward, 14e-6);
+  const double without = Simulate(o)->iteration_s;
+  SimOptions dense = Options(LayoutKind::kZigzag, 1, 8192);
+  dense.calibration = o.calibration;
+  dense.backward = true;
+  const double dense_without = Simulate(dense)->iteration_s;
+  for (SimOptions* x : {&o, &dense}) {
+    x->calibration.min_kernel_us_fwd = 10;
+    x->calibration.min_kernel_us_bwd = 14;
+  }
+  EXPECT_NEAR(Simulate(o)->iteration_s - without, 2 * (10e-6 - forward) + 2 * (14e-6 - backward),
+              1e-12);
+  EXPECT_DOUBLE_EQ(Simulate(dense)->iteration_s, dense_without) << "its kernel is longer";
+  const Calibration parsed = *Calibration::Parse(o.calibration.Serialize());
+  EXPECT_EQ(parsed.MinKernelUs(false), 10);
+  EXPECT_EQ(parsed.MinKernelUs(true), 14);
+  o.seed_implementation = true;
+  const double seed_with = Simulate(o)->iteration_s;
+  o.calibration.min_kernel_us_fwd = o.calibration.min_kernel_us_bwd = 0;
+  EXPECT_DOUBLE_EQ(Simulate(o)->iteration_s, seed_with);
+}
+
 TEST(SimulatorTest, ZigzagAndStripeAreBalanced) {
   for (LayoutKind kind : {LayoutKind::kZigzag, LayoutKind::kStripe}) {
     SimOptions o = Options(kind, 8, 8192);
