@@ -190,6 +190,15 @@ absl::StatusOr<std::string> Calibration::BuiltinNameOfDevice(absl::string_view d
                                           "'; name one: ", BuiltinNames()));
 }
 
+namespace {
+// A finite number (SimpleAtod also takes "inf" and "nan", which a
+// calibration would carry into every prediction: inf times, or a NaN that
+// std::max drops without a word).
+bool FiniteNumber(absl::string_view text, double* out) {
+  return absl::SimpleAtod(text, out) && std::isfinite(*out);
+}
+}  // namespace
+
 absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
   Calibration c;
   int line_number = 0;
@@ -205,8 +214,8 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
     }
     if (f[0] == "rate") {
       double head_dim, side, tflops;
-      if (f.size() != 5 || (f[1] != "fwd" && f[1] != "bwd") || !absl::SimpleAtod(f[2], &head_dim) ||
-          !absl::SimpleAtod(f[3], &side) || !absl::SimpleAtod(f[4], &tflops) || side <= 0 ||
+      if (f.size() != 5 || (f[1] != "fwd" && f[1] != "bwd") || !FiniteNumber(f[2], &head_dim) ||
+          !FiniteNumber(f[3], &side) || !FiniteNumber(f[4], &tflops) || head_dim < 1 || side <= 0 ||
           tflops <= 0) {
         return LineError(line_number, raw,
                          "expected 'rate fwd|bwd HEAD_DIM TOKENS TFLOPS' with "
@@ -217,8 +226,8 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
     }
     if (f[0] == "partial") {
       double side = 0, factor = 0;
-      if (f.size() != 4 || (f[1] != "fwd" && f[1] != "bwd") || !absl::SimpleAtod(f[2], &side) ||
-          !absl::SimpleAtod(f[3], &factor) || side <= 0 || factor <= 0) {
+      if (f.size() != 4 || (f[1] != "fwd" && f[1] != "bwd") || !FiniteNumber(f[2], &side) ||
+          !FiniteNumber(f[3], &factor) || side <= 0 || factor <= 0) {
         return LineError(line_number, raw,
                          "expected 'partial fwd|bwd TOKENS FACTOR' with positive numbers");
       }
@@ -226,8 +235,8 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
       continue;
     }
     double value;
-    if (f.size() != 2 || !absl::SimpleAtod(f[1], &value) || value < 0) {
-      return LineError(line_number, raw, "expected 'KEY NUMBER'");
+    if (f.size() != 2 || !FiniteNumber(f[1], &value) || value < 0) {
+      return LineError(line_number, raw, "expected 'KEY NUMBER', a finite number >= 0");
     }
     static constexpr std::pair<absl::string_view, double Calibration::*> kKeys[] = {
         {"launch_us", &Calibration::launch_us},

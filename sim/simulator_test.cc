@@ -529,6 +529,15 @@ TEST(CalibrationTest, RoundTripsAndRejectsBadLines) {
   EXPECT_THAT(Calibration::Parse("rate fwd 128 x 3").status().message(),
               HasSubstr("calibration line 1 'rate fwd 128 x 3'"));
   EXPECT_THAT(Calibration::Parse("speed 3").status().message(), HasSubstr("unknown key"));
+  // Not a finite number: refused, never carried into the predictions (inf
+  // times; a NaN least kernel time that std::max would drop silently).
+  for (const char* line :
+       {"min_kernel_us_fwd nan", "launch_us inf", "hbm_GBps -inf", "rate fwd 128 4096 inf",
+        "rate fwd nan 4096 300", "rate fwd 0 4096 300", "partial bwd 4096 nan"}) {
+    EXPECT_FALSE(Calibration::Parse(line).ok()) << line;
+  }
+  EXPECT_THAT(Calibration::Parse("min_kernel_us_bwd nan").status().message(),
+              HasSubstr("a finite number >= 0"));
   EXPECT_THAT(Calibration::Builtin("v100").status().message(), HasSubstr("unknown gpu 'v100'"));
 }
 
