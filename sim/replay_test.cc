@@ -456,10 +456,15 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
   ASSERT_TRUE(bad_kernels.ok()) << bad_kernels.status();
   EXPECT_THAT(std::string(RebuildCalibration(*bad_kernels).status().message()),
               ::testing::HasSubstr("backward kernel's us is 'x'"));
+  const absl::StatusOr<RingBenchLog> nan_kernels = ParseRingBenchLog(absl::StrReplaceAll(
+      log, {{"250.0 us fwd+bwd;", "250.0 us fwd+bwd (its kernels nan / 13.5 us by events);"}}));
+  ASSERT_TRUE(nan_kernels.ok()) << nan_kernels.status();
+  EXPECT_THAT(std::string(RebuildCalibration(*nan_kernels).status().message()),
+              ::testing::HasSubstr("expected a (finite) number"));
   EXPECT_THAT(
       std::string(
           with_tail("; causal / full per block side fwd 1024:x, bwd 1024:0.5").status().message()),
-      ::testing::HasSubstr("causal / full factor is 'x'; expected a number"));
+      ::testing::HasSubstr("causal / full factor is 'x'; expected a (finite) number"));
   // A log from before the fields: its code added the returning dK/dV, and
   // its rates carry the pass overhead.
   const std::string before =
@@ -484,7 +489,7 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
   EXPECT_DOUBLE_EQ(old_c->pass_overhead_us_bwd, 0);
   EXPECT_FALSE(ParseRingBenchLog("no ring_bench output here").ok());
   EXPECT_THAT(std::string(ParseRingBenchLog("ring_bench: x x y").status().message()),
-              ::testing::HasSubstr("expected a number"));
+              ::testing::HasSubstr("expected a (finite) number"));
 }
 
 // A run of virtual ranks on one GPU (ring_bench --world=2 --comm=device,

@@ -18,9 +18,9 @@ namespace {
 
 absl::StatusOr<double> Number(absl::string_view text, absl::string_view what) {
   double x = NAN;
-  if (!absl::SimpleAtod(absl::StripAsciiWhitespace(text), &x)) {
+  if (!absl::SimpleAtod(absl::StripAsciiWhitespace(text), &x) || !std::isfinite(x)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("ring_bench log: ", what, " is '", text, "'; expected a number"));
+        absl::StrCat("ring_bench log: ", what, " is '", text, "'; expected a (finite) number"));
   }
   return x;
 }
