@@ -702,9 +702,10 @@ absl::Status Main() {
   for (absl::string_view x :
        absl::StrSplit(absl::GetFlag(FLAGS_torch_single_ms), ',', absl::SkipEmpty())) {
     double ms = 0;
-    if (!absl::SimpleAtod(x, &ms) || ms < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--torch_single_ms has '", x, "'; expected four non-negative milliseconds F,FB,VF,VFB"));
+    if (!absl::SimpleAtod(x, &ms) || !std::isfinite(ms) || ms < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--torch_single_ms has '", x,
+                       "'; expected four non-negative (finite) milliseconds F,FB,VF,VFB"));
     }
     torch_ms.push_back(ms);
   }

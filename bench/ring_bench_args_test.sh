@@ -8,8 +8,12 @@ source "$(dirname "$0")/test_helpers.sh"  # fail
 if out=$("$bench" --sync=bogus 2>&1); then fail "--sync=bogus accepted"; fi
 [[ $out == *"--sync is 'bogus'; expected auto, spin, yield or block"* ]] || fail "the --sync error: $out"
 if out=$("$bench" --torch_single_ms=1,x,3,4 2>&1); then fail "--torch_single_ms=1,x,3,4 accepted"; fi
-[[ $out == *"--torch_single_ms has 'x'; expected four non-negative milliseconds"* ]] ||
+[[ $out == *"--torch_single_ms has 'x'; expected four non-negative (finite) milliseconds"* ]] ||
   fail "the --torch_single_ms error: $out"
+for bad in nan inf; do
+  if out=$("$bench" --torch_single_ms=1,$bad,3,4 2>&1); then fail "--torch_single_ms $bad accepted"; fi
+  [[ $out == *"--torch_single_ms has '$bad'"* ]] || fail "the --torch_single_ms $bad error: $out"
+done
 if out=$("$bench" --torch_single_ms=1,2 2>&1); then fail "two --torch_single_ms values accepted"; fi
 [[ $out == *"--torch_single_ms has 2 values; expected F,FB,VF,VFB"* ]] || fail "the count error: $out"
 echo "ring_bench_args_test: passed"

@@ -157,6 +157,10 @@ expect "indivisible before threads" 1 "not divisible" -- run --random --world=80
 expect "sim world beyond the limit" 1 "expected 1 to 8192" -- sim --world=2147483647
 expect "sweep world out of range" 1 "out of range" -- sim --sweep_worlds=4294967300 \
   --sweep_csv="$tmp/s.csv"
+for link in nan inf -5 0; do
+  expect "sweep link $link" 1 "not a positive finite number" -- sim --sweep_link_GBps=200,$link \
+    --sweep_csv="$tmp/s.csv"
+done
 # Outputs all or nothing, checked before the run (#21).
 mkdir -p "$tmp/outs" && rm -f "$tmp/outs/"*
 expect "same output twice" 1 "name the same file" -- run --random --world=2 --seqlen=64 \

@@ -128,9 +128,11 @@ absl::StatusOr<std::string> SimFromFlags() {
   } else {
     for (absl::string_view part : absl::StrSplit(links, ',')) {
       double v;
-      if (!absl::SimpleAtod(part, &v) || v <= 0) {
+      // (SimpleAtod takes "nan" and "inf": a NaN link ran a sweep whose
+      // transfers cost nothing.)
+      if (!absl::SimpleAtod(part, &v) || !std::isfinite(v) || v <= 0) {
         return absl::InvalidArgumentError(
-            absl::StrCat("--sweep_link_GBps: '", part, "' is not a positive number"));
+            absl::StrCat("--sweep_link_GBps: '", part, "' is not a positive finite number"));
       }
       spec.link_gbps.push_back(v);
     }
