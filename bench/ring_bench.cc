@@ -978,8 +978,7 @@ absl::Status Main() {
     {
       ASSIGN_OR_RETURN(const double model_f, sim::PredictBenchProblem(cal, tiny, false));
       ASSIGN_OR_RETURN(const double model_fb, sim::PredictBenchProblem(cal, tiny, true));
-      double measured_over_model_f = 0;         // the forward kernel, s
-      std::pair<double, double> tiny_kernel_s;  // fwd, bwd by events
+      double measured_over_model_f = 0;  // the forward kernel, s
       if (absl::GetFlag(FLAGS_calibration_events)) {
         ASSIGN_OR_RETURN(
             const auto kernels,
@@ -989,24 +988,21 @@ absl::Status Main() {
         ASSIGN_OR_RETURN(const double charged_fb,
                          sim::KernelSeconds(sim::BenchProblemOptions(cal, tiny, true)));
         measured_over_model_f = kernels.first - charged_f;
-        tiny_kernel_s = kernels;
         tiny_kernels = absl::StrFormat(
             " (its kernels %.1f / %.1f us by events, the model's %.1f / %.1f)", 1e6 * kernels.first,
             1e6 * kernels.second, 1e6 * charged_f, 1e6 * (charged_fb - charged_f));
+        // The same kernels are the least time a task's kernel takes (a
+        // short document's: a few tiles' start, wave and tail), set once the
+        // model's charges above were read without it; to the 0.1 us the
+        // line prints, so a replay of the log predicts what this run's sim
+        // column does.
+        cal.min_kernel_us_fwd = std::round(1e7 * kernels.first) / 10;
+        cal.min_kernel_us_bwd = std::round(1e7 * kernels.second) / 10;
       }
       cal.pass_overhead_us_fwd =
           std::max(0.0, 1e6 * (pass_s(tiny_f) - model_f - measured_over_model_f));
       cal.pass_overhead_us_bwd =
           std::max(0.0, 1e6 * ((pass_s(tiny_fb) - pass_s(tiny_f)) - (model_fb - model_f)));
-      // The same kernels are the least time a task's kernel takes (a short
-      // document's: a few tiles' start, wave and tail), set after the
-      // overheads were read off the model without it.
-      // (To the 0.1 us the line prints, so a replay of the log predicts
-      // what this run's sim column does.)
-      if (!tiny_kernels.empty()) {
-        cal.min_kernel_us_fwd = std::round(1e7 * tiny_kernel_s.first) / 10;
-        cal.min_kernel_us_bwd = std::round(1e7 * tiny_kernel_s.second) / 10;
-      }
     }
     // A strided (stripe) block's rate per allowed pair over the contiguous
     // causal block's, both kernels alone (events): the calibration's

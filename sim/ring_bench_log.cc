@@ -172,12 +172,9 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
   // Runs with --calibration_events since the forty-ninth session: the
   // 128-token block's kernels timed by events ("(its kernels F / B us by
   // events"), the least time a task's kernel takes (else no floor).
-  if (const absl::string_view kernels = Between(line, "(its kernels ", " us by events");
-      !kernels.empty()) {
-    const std::pair<absl::string_view, absl::string_view> fb = absl::StrSplit(kernels, " / ");
-    ASSIGN_OR_RETURN(c.min_kernel_us_fwd, Number(fb.first, "the 128-token forward kernel's us"));
-    ASSIGN_OR_RETURN(c.min_kernel_us_bwd, Number(fb.second, "the 128-token backward kernel's us"));
-  }
+  RETURN_IF_ERROR(
+      fwd_bwd("(its kernels", " / ", " us by events", &c.min_kernel_us_fwd, &c.min_kernel_us_bwd)
+          .status());
   // Runs with --calibration_task_cost: the measured per-kernel costs (else
   // the builtin launch_us the run used).
   RETURN_IF_ERROR(fwd_bwd("task cost", " / ", " us", &c.launch_us, &c.launch_us_bwd).status());
