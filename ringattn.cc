@@ -1,5 +1,6 @@
 #include "ringattn.h"
 
+#include <cstdint>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -44,6 +45,14 @@ absl::StatusOr<absl::Span<const uint8_t>> Dense(const char* what, const RankTens
                        t.strides.batch, ", row ", t.strides.token, ", head ", t.strides.head,
                        "); expected a dense (batch, rows, heads, head_dim) tensor (batch ",
                        dense.batch, ", row ", dense.token, ", head ", dense.head, ")"));
+    }
+    const auto address = reinterpret_cast<uintptr_t>(t.data.data());
+    if (address % kDeviceTensorAlignment != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, " in GPU memory starts at 0x", absl::Hex(address), ", ",
+          address % kDeviceTensorAlignment, " bytes past a multiple of ", kDeviceTensorAlignment,
+          "; expected an aligned address (the kernels load it 16 bytes at a time; a view at "
+          "an offset into a larger tensor may not be: copy it)"));
     }
     return t.data.subspan(0, bytes);
   }

@@ -51,7 +51,11 @@ struct RingAttentionConfig {
 
 // One rank's local tensor: (local_batch, local_seqlen, heads, head_dim)
 // elements of `dtype` at `strides` inside `data`. With `device`, `data` is
-// memory of the GPU the CUDA backend runs on, dense (DenseStrides).
+// memory of the GPU the CUDA backend runs on, dense (DenseStrides), at an
+// address that is a multiple of kDeviceTensorAlignment bytes (the kernels
+// read it by the TMA and 16-byte loads; cudaMalloc's and torch's
+// allocations are, a view at an odd offset into one may not be).
+inline constexpr int kDeviceTensorAlignment = 16;
 struct RankTensor {
   DType dtype = DType::kFloat32;
   absl::Span<const uint8_t> data;

@@ -5,6 +5,7 @@
 #include <cuda_runtime_api.h>
 
 #include <array>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <iterator>
@@ -390,6 +391,19 @@ absl::Status Order(ringattn_ring* ring, cudaStream_t first, cudaStream_t later) 
   return CudaCheck(cudaStreamWaitEvent(later, ring->handoff, 0), "waiting for a stream event");
 }
 
+// The bytes of `count` elements of `element_bytes` that a caller gave room
+// for in `name` (a count of LSE values, of position ids).
+// Errors: InvalidArgument for a negative count or one whose bytes overflow.
+absl::StatusOr<int64_t> BytesOfCount(const char* name, int64_t count, int64_t element_bytes) {
+  int64_t bytes = 0;
+  if (count < 0 || __builtin_mul_overflow(count, element_bytes, &bytes)) {
+    return absl::InvalidArgumentError(absl::StrCat(name, " has room for ", count,
+                                                   " elements; expected a count from 0 to ",
+                                                   INT64_MAX / element_bytes));
+  }
+  return bytes;
+}
+
 absl::Status CheckBytes(const char* name, int64_t have, int64_t need) {
   if (have == need) return absl::OkStatus();
   return absl::InvalidArgumentError(
@@ -711,7 +725,8 @@ ringattn_status ringattn_ring_position_ids(const ringattn_ring* ring, int64_t* i
   return Guard([&]() -> absl::Status {
     if (ring == nullptr) return absl::InvalidArgumentError("ring is NULL");
     const std::vector<int64_t> positions = ring->attention->PositionIds();
-    return CopyOut("ids", positions, ids, count * static_cast<int64_t>(sizeof(int64_t)));
+    ASSIGN_OR_RETURN(const int64_t bytes, BytesOfCount("ids", count, sizeof(int64_t)));
+    return CopyOut("ids", positions, ids, bytes);
   });
 }
 
@@ -725,18 +740,18 @@ ringattn_status ringattn_forward(ringattn_ring* ring, const ringattn_tensor* q,
         ASSIGN_OR_RETURN(ringattn::RankTensor tk, TensorOf("k", k));
         ASSIGN_OR_RETURN(ringattn::RankTensor tv, TensorOf("v", v));
         RETURN_IF_ERROR(CheckSameProblem(ring));
+        ASSIGN_OR_RETURN(const int64_t lse_bytes, BytesOfCount("lse", lse_count, sizeof(float)));
         if (ring->device >= 0) {
           const int64_t stats = LocalRows(ring) * ring->num_heads;
           const int64_t out_need = stats * ring->head_dim * ringattn::DTypeBytes(tq.dtype);
           return RunOnDevice(
               ring, {{"q", &tq}, {"k", &tk}, {"v", &tv}},
-              {{"out", out, out_bytes, out_need},
-               {"lse", lse, lse_count * int64_t{4}, stats * int64_t{4}}},
+              {{"out", out, out_bytes, out_need}, {"lse", lse, lse_bytes, stats * int64_t{4}}},
               [&] { return ring->attention->ForwardInto(tq, tk, tv, out, lse).status(); });
         }
         ASSIGN_OR_RETURN(ringattn::RankForward result, ring->attention->Forward(tq, tk, tv));
         RETURN_IF_ERROR(CopyOut("out", result.out, out, out_bytes));
-        return CopyOut("lse", result.lse, lse, lse_count * static_cast<int64_t>(sizeof(float)));
+        return CopyOut("lse", result.lse, lse, lse_bytes);
       }));
 }
 
@@ -767,7 +782,8 @@ ringattn_status ringattn_backward_from(ringattn_ring* ring, const ringattn_tenso
         ASSIGN_OR_RETURN(saved.out, TensorOf("out", out));
         if (lse == nullptr) return absl::InvalidArgumentError("lse is NULL");
         const int64_t stats = LocalRows(ring) * ring->num_heads;
-        RETURN_IF_ERROR(CheckBytes("lse", lse_count * int64_t{4}, stats * int64_t{4}));
+        ASSIGN_OR_RETURN(const int64_t lse_bytes, BytesOfCount("lse", lse_count, sizeof(float)));
+        RETURN_IF_ERROR(CheckBytes("lse", lse_bytes, stats * int64_t{4}));
         saved.lse = absl::MakeConstSpan(lse, stats);
         ASSIGN_OR_RETURN(ringattn::RankTensor tdout, TensorOf("dout", dout));
         RETURN_IF_ERROR(CheckSameProblem(ring));

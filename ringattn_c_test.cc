@@ -13,6 +13,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "comm/thread_communicator.h"
@@ -581,6 +583,85 @@ TEST(RingattnCTest, NcclWorldRunsTheCudaBackendOnDeviceTensors) {
   ringattn_world_destroy(world);
   cudaStreamDestroy(stream);
   for (void* p : {gq, gk, gv, gdout, gout, gdq, gdk, gdv, static_cast<void*>(glse)}) cudaFree(p);
+}
+
+// Misaligned GPU buffers are refused by name before any kernel reads or
+// writes them (a misaligned load or store would stop the kernel and leave
+// the context unusable): a tensor 4 bytes past a 16-byte boundary (a view
+// at an offset into a larger allocation), an output between elements; then
+// a pass on the same GPU still runs and matches the aligned one.
+TEST(RingattnCTest, NcclWorldRefusesMisalignedDeviceBuffers) {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    cudaGetLastError();
+    GTEST_SKIP() << "no GPU";
+  }
+  const int64_t s = 128, h = 2, d = 64, n = s * h * d;
+  ringattn_config c{};
+  c.layout = RINGATTN_LAYOUT_RING;
+  c.world = 1;
+  c.causal = 1;
+  c.window_left = c.window_right = -1;
+  c.batch = 1;
+  c.seqlen = s;
+  c.num_heads = c.num_kv_heads = h;
+  c.head_dim = d;
+  const std::vector<float> x = RandomNormal<float>(n, 5);
+  char* base = nullptr;  // room for a tensor at +16 and one at +4
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&base), (2 * n + 16) * 4), cudaSuccess);
+  float* const aligned = reinterpret_cast<float*>(base + 16);
+  float* const misaligned = reinterpret_cast<float*>(base + (n + 4) * 4 + 4);  // 4 past 16
+  ASSERT_EQ(cudaMemcpy(aligned, x.data(), n * 4, cudaMemcpyHostToDevice), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(misaligned, x.data(), n * 4, cudaMemcpyHostToDevice), cudaSuccess);
+  char* outputs = nullptr;  // O, LSE, dQ, dK, dV, each at a 256-byte boundary
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&outputs), 5 * (n * 4 + 256)), cudaSuccess);
+  const auto output = [&](int i) { return outputs + i * (n * 4 + 256); };
+  const auto tensor = [&](const float* p) {
+    return ringattn_tensor{p, n * 4, RINGATTN_FLOAT32, 0, n, h * d, d};
+  };
+  const ringattn_tensor good = tensor(aligned), bad = tensor(misaligned);
+  // One world per call that fails: a failed pass aborts its world.
+  const auto run = [&](const ringattn_tensor& q, void* out, float* lse, void* dq) {
+    uint8_t id[RINGATTN_NCCL_ID_BYTES];
+    EXPECT_EQ(ringattn_nccl_unique_id(id, sizeof id), RINGATTN_OK);
+    ringattn_world* world = nullptr;
+    EXPECT_EQ(ringattn_nccl_world_create(1, 0, id, sizeof id, 0, 60.0, &world), RINGATTN_OK)
+        << ringattn_last_error();
+    ringattn_ring* ring = nullptr;
+    EXPECT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_OK) << ringattn_last_error();
+    ringattn_status status = ringattn_forward(ring, &q, &good, &good, out, n * 4, lse, h * s);
+    std::string error = ringattn_last_error();
+    if (status == RINGATTN_OK) {
+      status = ringattn_backward(ring, &good, dq, n * 4, output(3), n * 4, output(4), n * 4);
+      error = ringattn_last_error();
+    }
+    EXPECT_EQ(ringattn_world_synchronize(world),
+              status == RINGATTN_OK ? RINGATTN_OK : RINGATTN_ABORTED);
+    ringattn_ring_destroy(ring);
+    ringattn_world_destroy(world);
+    return std::pair{status, error};
+  };
+  float* const lse = reinterpret_cast<float*>(output(1));
+  auto [status, error] = run(bad, output(0), lse, output(2));
+  EXPECT_EQ(status, RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(error, HasSubstr("q in GPU memory starts at 0x"));
+  EXPECT_THAT(error, HasSubstr("4 bytes past a multiple of 16; expected an aligned address"));
+  std::tie(status, error) = run(good, output(0) + 2, lse, output(2));
+  EXPECT_EQ(status, RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(error, HasSubstr("not a multiple of its 4-byte elements"));
+  EXPECT_THAT(error, HasSubstr("out starts at 0x"));
+  std::tie(status, error) = run(good, output(0), lse, output(2) + 1);
+  EXPECT_EQ(status, RINGATTN_INVALID_ARGUMENT);
+  EXPECT_THAT(error, HasSubstr("dq starts at 0x"));
+  // The GPU is still usable, and an aligned pass gives finite results.
+  std::tie(status, error) = run(good, output(0), lse, output(2));
+  EXPECT_EQ(status, RINGATTN_OK) << error;
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<float> out(n);
+  ASSERT_EQ(cudaMemcpy(out.data(), output(0), n * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+  for (float v : out) ASSERT_TRUE(std::isfinite(v));
+  cudaFree(base);
+  cudaFree(outputs);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <tuple>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -88,11 +89,27 @@ absl::Status ValidateHeadDim(int64_t head_dim, std::initializer_list<int64_t> su
 absl::Status CheckTensorFits(const char* what, int64_t size, const TensorStrides& strides,
                              int64_t batch, int64_t seqlen, int64_t heads, int64_t head_dim) {
   if (batch == 0 || seqlen == 0 || heads == 0) return absl::OkStatus();
-  const int64_t needed = strides.Index(batch - 1, seqlen - 1, heads - 1) + head_dim;
-  if (strides.offset < 0 || needed > size) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " needs ", needed, " elements for (batch ",
-                                                   batch, ", seqlen ", seqlen, ", heads ", heads,
-                                                   ", head_dim ", head_dim, "); got ", size));
+  if (strides.offset < 0 || strides.batch < 0 || strides.token < 0 || strides.head < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " has offset ", strides.offset, " and strides (batch ", strides.batch, ", row ",
+        strides.token, ", head ", strides.head, "); expected them all >= 0"));
+  }
+  // The last element's index, in int64 without overflow (strides of any
+  // size reach here from a caller's description).
+  int64_t needed = strides.offset;
+  bool overflow = false;
+  for (const auto& [count, stride] :
+       {std::pair{batch, strides.batch}, {seqlen, strides.token}, {heads, strides.head}}) {
+    int64_t step = 0;
+    overflow = overflow || __builtin_mul_overflow(count - 1, stride, &step) ||
+               __builtin_add_overflow(needed, step, &needed);
+  }
+  overflow = overflow || __builtin_add_overflow(needed, head_dim, &needed);
+  if (overflow || needed > size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " needs ", overflow ? "more than 2^63" : absl::StrCat(needed),
+                     " elements for (batch ", batch, ", seqlen ", seqlen, ", heads ", heads,
+                     ", head_dim ", head_dim, "); got ", size));
   }
   return absl::OkStatus();
 }

@@ -1,5 +1,7 @@
 #include "core/shapes.h"
 
+#include <limits>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -65,6 +67,32 @@ TEST(ShapesTest, QkvPackedStrides) {
   EXPECT_TRUE(CheckTensorFits("q", 2 * 16 * 3 * 4 * 32, st->v, 2, 16, 4, 32).ok());
   EXPECT_THAT(CheckTensorFits("v", 2 * 16 * 3 * 4 * 32 - 1, st->v, 2, 16, 4, 32).message(),
               HasSubstr("v needs 12288 elements"));
+}
+
+// Strides from a caller's description: a negative one would step before
+// the buffer, and ones whose last index overflows int64 wrapped around to a
+// small number that "fit" (the C ABI's fuzz test read outside the buffer).
+TEST(ShapesTest, NegativeAndOverflowingStridesDoNotFit) {
+  const TensorStrides dense = DenseStrides(16, 4, 32);
+  const int64_t size = 2 * 16 * 4 * 32;
+  ASSERT_TRUE(CheckTensorFits("q", size, dense, 2, 16, 4, 32).ok());
+  TensorStrides back = dense;
+  back.batch = -32;  // batch 1 starts before the buffer
+  EXPECT_THAT(CheckTensorFits("q", size, back, 2, 16, 4, 32).message(),
+              HasSubstr("q has offset 0 and strides (batch -32, row 128, head 32); expected them "
+                        "all >= 0"));
+  back = dense;
+  back.offset = -1;
+  EXPECT_FALSE(CheckTensorFits("q", size, back, 2, 16, 4, 32).ok());
+  TensorStrides wrap = dense;
+  wrap.token = wrap.head = std::numeric_limits<int64_t>::max() / 2;  // 15x + 3x wraps below 0
+  EXPECT_THAT(CheckTensorFits("k", size, wrap, 2, 16, 4, 32).message(),
+              HasSubstr("k needs more than 2^63 elements"));
+  TensorStrides far = dense;
+  far.offset = std::numeric_limits<int64_t>::max() - 16;  // + head_dim overflows
+  EXPECT_THAT(CheckTensorFits("v", size, far, 1, 1, 1, 32).message(), HasSubstr("more than 2^63"));
+  // Zero strides (one row read for every position) are a valid view.
+  EXPECT_TRUE(CheckTensorFits("q", 32, TensorStrides{0, 0, 0, 0}, 2, 16, 4, 32).ok());
 }
 
 TEST(ShapesTest, QkvPackedRejectsGqaAndCrossLengths) {

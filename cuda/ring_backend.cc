@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/fresh_regions.h"
@@ -24,6 +25,18 @@
 
 namespace ringattn::cuda {
 namespace {
+
+// A result buffer of the caller's: the conversions write it 16 bytes at a
+// time where it is aligned so, else an element at a time, so its address
+// must be a multiple of its element's size (a misaligned store would stop
+// the kernel and leave the context unusable).
+absl::Status CheckElementAligned(const char* name, const void* p, int64_t element_bytes) {
+  const auto address = reinterpret_cast<uintptr_t>(p);
+  if (address % element_bytes == 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(name, " starts at 0x", absl::Hex(address), ", not a multiple of its ",
+                   element_bytes, "-byte elements; expected an element-aligned GPU buffer"));
+}
 
 // Bytes allocated now and at most.
 struct MemoryMeter {
@@ -427,6 +440,8 @@ class Backend final : public CudaRingBackend {
     if (out == nullptr || lse == nullptr) {
       return absl::InvalidArgumentError("out and lse must be GPU buffers, not NULL");
     }
+    RETURN_IF_ERROR(CheckElementAligned("out", out, DTypeBytes(dtype_)));
+    RETURN_IF_ERROR(CheckElementAligned("lse", lse, sizeof(float)));
     RETURN_IF_ERROR(Device());
     if (saved_out_ == nullptr) {  // O in the fp32 state: converted beside LSE's copy, one launch
       const ConvertJob jobs[] = {{state_o_.get<float>(), out, QElements(), type_},
@@ -442,6 +457,9 @@ class Backend final : public CudaRingBackend {
     RETURN_IF_ERROR(CheckGradsDone());
     if (dq == nullptr || dk == nullptr || dv == nullptr) {
       return absl::InvalidArgumentError("dq, dk and dv must be GPU buffers, not NULL");
+    }
+    for (const auto& [name, p] : {std::pair{"dq", dq}, {"dk", dk}, {"dv", dv}}) {
+      RETURN_IF_ERROR(CheckElementAligned(name, p, DTypeBytes(dtype_)));
     }
     RETURN_IF_ERROR(Device());
     const ConvertJob jobs[] = {{dq_.get<float>(), dq, QElements(), type_},

@@ -16,8 +16,9 @@ threads of this process and this thread's rank). CUDA tensors run the CUDA
 backend on their GPU, one process per GPU (a torch.distributed group of any
 backend: ringattn creates its own NCCL communicator once per group and
 device, with the id broadcast through the group), ordered with
-torch.cuda.current_stream(); non-contiguous CUDA tensors are copied to
-contiguous ones once. Dropout and ALiBi raise ValueError (never silently
+torch.cuda.current_stream(); non-contiguous CUDA tensors (and contiguous
+views whose address is not a multiple of 16 bytes, which the kernels' loads
+need) are copied to contiguous ones once. Dropout and ALiBi raise ValueError (never silently
 ignored).
 """
 
@@ -115,6 +116,15 @@ def _follow_current_stream(ring, device):
         stream = torch.cuda.current_stream(device).cuda_stream
     if ring.stream != stream:
         ring.set_stream(stream)
+
+
+def _gpu_dense(x):
+    """x as the CUDA backend reads it: dense, at an address that is a
+    multiple of 16 bytes (the TMA's and the vector loads' alignment; a
+    contiguous view at an odd offset into a larger tensor is not), else a
+    copy that is."""
+    x = x.contiguous()
+    return x if x.data_ptr() % 16 == 0 else x.clone()
 
 
 def _check_devices(tensors):
@@ -251,8 +261,8 @@ class _RingAttnFunc(torch.autograd.Function):
             pad = ring.local_seqlen - rows
             padded = [torch.nn.functional.pad(x, (0, 0, 0, 0, 0, pad)) if pad else x
                       for x in (q, k, v)]
-            if cuda:  # the CUDA backend reads dense tensors on their GPU
-                padded = [x.contiguous() for x in padded]
+            if cuda:  # the CUDA backend reads dense, aligned tensors on their GPU
+                padded = [_gpu_dense(x) for x in padded]
                 _follow_current_stream(ring, q.device)
             out = torch.empty((batch, ring.local_seqlen, heads, dim), dtype=q.dtype,
                               device=q.device)
@@ -290,7 +300,7 @@ class _RingAttnFunc(torch.autograd.Function):
         q, k, v, out, lse = ctx.saved_tensors
         if ctx.pad:
             dout = torch.nn.functional.pad(dout, (0, 0, 0, 0, 0, ctx.pad))
-        dout = dout.contiguous()
+        dout = _gpu_dense(dout) if dout.is_cuda else dout.contiguous()
         batch, rows, kv_heads, dim = ctx.kv_shape
         dq = torch.empty_like(dout)
         dk = torch.empty((batch, rows + ctx.pad, kv_heads, dim), dtype=dout.dtype,
