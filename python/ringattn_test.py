@@ -122,8 +122,32 @@ def main():
     expect_error(lambda: ring.backward(x, saved=(x, x, x, x.astype(np.float64), lse)),
                  "out is float64; expected float32 like q")
     ring.close()
+    reversed_views_are_read_as_copies()
     w.close()
     print("all passed")
+
+
+def reversed_views_are_read_as_copies():
+    """Arrays with negative strides (x[:, ::-1]) hold elements before their
+    address, which the C ABI's strides (>= 0) cannot reach: the package
+    reads them as copies, so the results equal those of contiguous ones."""
+    w = ringattn.World(1)
+    rng = np.random.default_rng(3)
+    q, k, v, dout = (rng.standard_normal((1, 16, 2, 8)).astype(np.float32) for _ in range(4))
+    flipped = [np.ascontiguousarray(x[:, ::-1]) for x in (q, k, v, dout)]
+    views = [x[:, ::-1] for x in (q, k, v, dout)]  # the same values, strides < 0
+    assert all(x.strides[1] < 0 for x in views)
+    results = []
+    for inputs in (flipped, views):
+        ring = ringattn.Ring(w, 0, seqlen=16, num_heads=2, head_dim=8)
+        out, lse = ring.forward(*inputs[:3])
+        grads = ring.backward(inputs[3])
+        saved = ring.backward(inputs[3], saved=(*inputs[:3], out, lse))
+        results.append((out, lse, *grads, *saved))
+        ring.close()
+    for a, b in zip(*results):
+        assert np.array_equal(a, b), "a reversed view's results differ from its copy's"
+    w.close()
 
 
 if __name__ == "__main__":

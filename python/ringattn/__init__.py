@@ -236,20 +236,25 @@ class Ring(_Handle):
             return dq, dk, dv
         q, k, v, out, lse = saved
         lse = np.ascontiguousarray(lse, dtype=np.float32)
-        tensors = [_tensor(n, x)[0] for n, x in zip(("q", "k", "v", "out"), (q, k, v, out))]
+        tensors = [_tensor(n, x) for n, x in zip(("q", "k", "v", "out"), (q, k, v, out))]
         _capi.check(_capi.lib.ringattn_backward_from(
-            self._handle, *[ctypes.byref(x) for x in tensors], lse.ctypes.data, lse.size,
+            self._handle, *[ctypes.byref(t) for t, _ in tensors], lse.ctypes.data, lse.size,
             ctypes.byref(t), *grads))
         return dq, dk, dv
 
 
 def _tensor(name, x):
-    """A ringattn_tensor viewing numpy array `x` (kept alive by the caller)."""
+    """A ringattn_tensor viewing numpy array `x`, or a copy of it, and the
+    array it views (which the caller keeps alive until the call returns)."""
     if not isinstance(x, np.ndarray):
         raise ValueError(f"ringattn: {name} is a {type(x).__name__}; expected a numpy array")
     if x.dtype not in _NUMPY_DTYPES:
         raise ValueError(f"ringattn: {name} has dtype {x.dtype}; expected float32, float64 "
                          "or float16")
+    if any(stride < 0 for stride in x.strides):
+        # A reversed view (x[:, ::-1]): elements before its address, which
+        # the C ABI's non-negative strides cannot reach; a copy can.
+        x = np.ascontiguousarray(x)
     t = _capi.tensor(name, x.ctypes.data, x.shape, x.strides, 1, x.itemsize,
                      _NUMPY_DTYPES[x.dtype])
     return t, x
