@@ -664,5 +664,73 @@ TEST(RingattnCTest, NcclWorldRefusesMisalignedDeviceBuffers) {
   cudaFree(outputs);
 }
 
+// GPU memory runs out: the pass fails with RINGATTN_RESOURCE_EXHAUSTED
+// naming the allocation, and once memory is free again a new world's pass
+// runs (the failed cudaMalloc's error is not left for a later launch's
+// check to report as its own).
+TEST(RingattnCTest, NcclWorldOutOfGpuMemoryIsAnErrorThenRuns) {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    cudaGetLastError();
+    GTEST_SKIP() << "no GPU";
+  }
+  const int64_t s = 8192, h = 32, d = 128, n = s * h * d;  // bf16: 64 MiB a tensor
+  ringattn_config c{};
+  c.layout = RINGATTN_LAYOUT_ZIGZAG;
+  c.world = 1;
+  c.causal = 1;
+  c.window_left = c.window_right = -1;
+  c.batch = 1;
+  c.seqlen = s;
+  c.num_heads = c.num_kv_heads = h;
+  c.head_dim = d;
+  void* x = nullptr;  // q, k, v and dO (zeros), then O, dQ, dK, dV
+  ASSERT_EQ(cudaMalloc(&x, 8 * n * 2), cudaSuccess);
+  ASSERT_EQ(cudaMemset(x, 0, 8 * n * 2), cudaSuccess);
+  char* const base = static_cast<char*>(x);
+  float* lse = nullptr;
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&lse), h * s * 4), cudaSuccess);
+  const ringattn_tensor t{base, n * 2, RINGATTN_BFLOAT16, 0, n, h * d, d};
+  const auto pass = [&]() -> std::pair<ringattn_status, std::string> {
+    uint8_t id[RINGATTN_NCCL_ID_BYTES];
+    EXPECT_EQ(ringattn_nccl_unique_id(id, sizeof id), RINGATTN_OK);
+    ringattn_world* world = nullptr;
+    EXPECT_EQ(ringattn_nccl_world_create(1, 0, id, sizeof id, 0, 60.0, &world), RINGATTN_OK)
+        << ringattn_last_error();
+    ringattn_ring* ring = nullptr;
+    EXPECT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_OK) << ringattn_last_error();
+    ringattn_status status =
+        ringattn_forward(ring, &t, &t, &t, base + 4 * n * 2, n * 2, lse, h * s);
+    if (status == RINGATTN_OK) {
+      status = ringattn_backward(ring, &t, base + 5 * n * 2, n * 2, base + 6 * n * 2, n * 2,
+                                 base + 7 * n * 2, n * 2);
+    }
+    const std::string error = ringattn_last_error();
+    if (status == RINGATTN_OK) EXPECT_EQ(ringattn_world_synchronize(world), RINGATTN_OK);
+    ringattn_ring_destroy(ring);
+    ringattn_world_destroy(world);
+    return {status, error};
+  };
+  // All but 32 MiB of the GPU taken: the backend's fp32 O (128 MiB) cannot fit.
+  size_t free_bytes = 0, total = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free_bytes, &total), cudaSuccess);
+  void* blob = nullptr;
+  for (size_t take = free_bytes - (size_t{32} << 20); take > (size_t{1} << 30);
+       take -= size_t{64} << 20) {
+    if (cudaMalloc(&blob, take) == cudaSuccess) break;
+    cudaGetLastError();
+  }
+  ASSERT_NE(blob, nullptr);
+  const auto [status, error] = pass();
+  EXPECT_EQ(status, RINGATTN_RESOURCE_EXHAUSTED) << error;
+  EXPECT_THAT(error, HasSubstr("bytes of device memory"));
+  ASSERT_EQ(cudaFree(blob), cudaSuccess);
+  const auto [again, again_error] = pass();
+  EXPECT_EQ(again, RINGATTN_OK) << again_error;
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  cudaFree(x);
+  cudaFree(lse);
+}
+
 }  // namespace
 }  // namespace ringattn

@@ -59,6 +59,7 @@ class DeviceMemory {
     const cudaError_t e = managed ? cudaMallocManaged(&p, std::max<int64_t>(bytes, 1))
                                   : cudaMalloc(&p, std::max<int64_t>(bytes, 1));
     if (e != cudaSuccess) {
+      cudaGetLastError();  // not left for a later launch's check to report as its own
       return absl::ResourceExhaustedError(absl::StrCat("allocating ", bytes, " bytes of ",
                                                        managed ? "managed" : "device",
                                                        " memory: ", cudaGetErrorString(e)));
