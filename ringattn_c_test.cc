@@ -706,7 +706,9 @@ TEST(RingattnCTest, NcclWorldOutOfGpuMemoryIsAnErrorThenRuns) {
                                  base + 7 * n * 2, n * 2);
     }
     const std::string error = ringattn_last_error();
-    if (status == RINGATTN_OK) EXPECT_EQ(ringattn_world_synchronize(world), RINGATTN_OK);
+    if (status == RINGATTN_OK) {
+      EXPECT_EQ(ringattn_world_synchronize(world), RINGATTN_OK);
+    }
     ringattn_ring_destroy(ring);
     ringattn_world_destroy(world);
     return {status, error};
