@@ -335,6 +335,36 @@ ringattn_config SmallConfig(ringattn_layout layout, int world) {
   return c;
 }
 
+// A one-rank causal problem of `seqlen` tokens, `heads` query and
+// `kv_heads` key/value heads of `head_dim`.
+ringattn_config OneRankConfig(ringattn_layout layout, int64_t seqlen, int64_t heads,
+                              int64_t kv_heads, int64_t head_dim) {
+  ringattn_config c = SmallConfig(layout, 1);
+  c.causal = 1;
+  c.seqlen = seqlen;
+  c.num_heads = heads;
+  c.num_kv_heads = kv_heads;
+  c.head_dim = head_dim;
+  return c;
+}
+
+bool HaveGpu() {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0) return true;
+  cudaGetLastError();
+  return false;
+}
+
+// A world of one rank over NCCL on GPU 0 (null on failure, reported).
+ringattn_world* NcclWorldOfOne() {
+  uint8_t id[RINGATTN_NCCL_ID_BYTES];
+  EXPECT_EQ(ringattn_nccl_unique_id(id, sizeof id), RINGATTN_OK) << ringattn_last_error();
+  ringattn_world* world = nullptr;
+  EXPECT_EQ(ringattn_nccl_world_create(1, 0, id, sizeof id, 0, 60.0, &world), RINGATTN_OK)
+      << ringattn_last_error();
+  return world;
+}
+
 TEST(RingattnCTest, BadArgumentsAreErrorsWithMessages) {
   ringattn_world* world = nullptr;
   const ringattn_transport no_wait{nullptr, TestTransport::Send, TestTransport::Recv, nullptr,
@@ -419,27 +449,11 @@ TEST(RingattnCTest, CpuRingsRefuseCudaCallsAndNcclChecksItsArguments) {
 // tensors in device memory, ordered with a stream of the caller's; O, LSE,
 // dQ, dK, dV against the fp64 oracle, and host pointers refused.
 TEST(RingattnCTest, NcclWorldRunsTheCudaBackendOnDeviceTensors) {
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    cudaGetLastError();
-    GTEST_SKIP() << "no GPU";
-  }
-  uint8_t id[RINGATTN_NCCL_ID_BYTES];
-  ASSERT_EQ(ringattn_nccl_unique_id(id, sizeof id), RINGATTN_OK) << ringattn_last_error();
-  ringattn_world* world = nullptr;
-  ASSERT_EQ(ringattn_nccl_world_create(1, 0, id, sizeof id, 0, 60.0, &world), RINGATTN_OK)
-      << ringattn_last_error();
+  if (!HaveGpu()) GTEST_SKIP() << "no GPU";
+  ringattn_world* world = NcclWorldOfOne();
+  ASSERT_NE(world, nullptr);
   const int64_t s = 256, hq = 4, hk = 2, d = 64;
-  ringattn_config c{};
-  c.layout = RINGATTN_LAYOUT_ZIGZAG;
-  c.world = 1;
-  c.causal = 1;
-  c.window_left = c.window_right = -1;
-  c.batch = 1;
-  c.seqlen = s;
-  c.num_heads = hq;
-  c.num_kv_heads = hk;
-  c.head_dim = d;
+  const ringattn_config c = OneRankConfig(RINGATTN_LAYOUT_ZIGZAG, s, hq, hk, d);
   ringattn_ring* ring = nullptr;
   ASSERT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_OK) << ringattn_last_error();
   EXPECT_EQ(ringattn_ring_device(ring), 0);
@@ -486,9 +500,8 @@ TEST(RingattnCTest, NcclWorldRunsTheCudaBackendOnDeviceTensors) {
   EXPECT_THAT(ringattn_last_error(), HasSubstr("q is host memory; this ring runs on GPU 0"));
   ringattn_ring_destroy(ring);  // the failed call aborted the world's ring
   ringattn_world_destroy(world);
-  ASSERT_EQ(ringattn_nccl_unique_id(id, sizeof id), RINGATTN_OK) << ringattn_last_error();
-  ASSERT_EQ(ringattn_nccl_world_create(1, 0, id, sizeof id, 0, 60.0, &world), RINGATTN_OK)
-      << ringattn_last_error();
+  world = NcclWorldOfOne();
+  ASSERT_NE(world, nullptr);
   ASSERT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_OK) << ringattn_last_error();
   cudaStream_t stream;
   ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
@@ -563,9 +576,8 @@ TEST(RingattnCTest, NcclWorldRunsTheCudaBackendOnDeviceTensors) {
   ringattn_ring_destroy(other);  // the failed call aborted the world: a new one
   ringattn_ring_destroy(ring);
   ringattn_world_destroy(world);
-  ASSERT_EQ(ringattn_nccl_unique_id(id, sizeof id), RINGATTN_OK) << ringattn_last_error();
-  ASSERT_EQ(ringattn_nccl_world_create(1, 0, id, sizeof id, 0, 60.0, &world), RINGATTN_OK)
-      << ringattn_last_error();
+  world = NcclWorldOfOne();
+  ASSERT_NE(world, nullptr);
   ASSERT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_OK) << ringattn_last_error();
   ASSERT_EQ(ringattn_ring_set_stream(ring, stream), RINGATTN_OK);
   ASSERT_EQ(cudaMemset(gdq, 0, s * hq * d * 4), cudaSuccess);
@@ -591,21 +603,9 @@ TEST(RingattnCTest, NcclWorldRunsTheCudaBackendOnDeviceTensors) {
 // at an offset into a larger allocation), an output between elements; then
 // a pass on the same GPU still runs and matches the aligned one.
 TEST(RingattnCTest, NcclWorldRefusesMisalignedDeviceBuffers) {
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    cudaGetLastError();
-    GTEST_SKIP() << "no GPU";
-  }
+  if (!HaveGpu()) GTEST_SKIP() << "no GPU";
   const int64_t s = 128, h = 2, d = 64, n = s * h * d;
-  ringattn_config c{};
-  c.layout = RINGATTN_LAYOUT_RING;
-  c.world = 1;
-  c.causal = 1;
-  c.window_left = c.window_right = -1;
-  c.batch = 1;
-  c.seqlen = s;
-  c.num_heads = c.num_kv_heads = h;
-  c.head_dim = d;
+  const ringattn_config c = OneRankConfig(RINGATTN_LAYOUT_RING, s, h, h, d);
   const std::vector<float> x = RandomNormal<float>(n, 5);
   char* base = nullptr;  // room for a tensor at +16 and one at +4
   ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&base), (2 * n + 16) * 4), cudaSuccess);
@@ -622,11 +622,7 @@ TEST(RingattnCTest, NcclWorldRefusesMisalignedDeviceBuffers) {
   const ringattn_tensor good = tensor(aligned), bad = tensor(misaligned);
   // One world per call that fails: a failed pass aborts its world.
   const auto run = [&](const ringattn_tensor& q, void* out, float* lse, void* dq) {
-    uint8_t id[RINGATTN_NCCL_ID_BYTES];
-    EXPECT_EQ(ringattn_nccl_unique_id(id, sizeof id), RINGATTN_OK);
-    ringattn_world* world = nullptr;
-    EXPECT_EQ(ringattn_nccl_world_create(1, 0, id, sizeof id, 0, 60.0, &world), RINGATTN_OK)
-        << ringattn_last_error();
+    ringattn_world* world = NcclWorldOfOne();
     ringattn_ring* ring = nullptr;
     EXPECT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_OK) << ringattn_last_error();
     ringattn_status status = ringattn_forward(ring, &q, &good, &good, out, n * 4, lse, h * s);
@@ -669,21 +665,9 @@ TEST(RingattnCTest, NcclWorldRefusesMisalignedDeviceBuffers) {
 // runs (the failed cudaMalloc's error is not left for a later launch's
 // check to report as its own).
 TEST(RingattnCTest, NcclWorldOutOfGpuMemoryIsAnErrorThenRuns) {
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    cudaGetLastError();
-    GTEST_SKIP() << "no GPU";
-  }
+  if (!HaveGpu()) GTEST_SKIP() << "no GPU";
   const int64_t s = 8192, h = 32, d = 128, n = s * h * d;  // bf16: 64 MiB a tensor
-  ringattn_config c{};
-  c.layout = RINGATTN_LAYOUT_ZIGZAG;
-  c.world = 1;
-  c.causal = 1;
-  c.window_left = c.window_right = -1;
-  c.batch = 1;
-  c.seqlen = s;
-  c.num_heads = c.num_kv_heads = h;
-  c.head_dim = d;
+  const ringattn_config c = OneRankConfig(RINGATTN_LAYOUT_ZIGZAG, s, h, h, d);
   void* x = nullptr;  // q, k, v and dO (zeros), then O, dQ, dK, dV
   ASSERT_EQ(cudaMalloc(&x, 8 * n * 2), cudaSuccess);
   ASSERT_EQ(cudaMemset(x, 0, 8 * n * 2), cudaSuccess);
@@ -692,11 +676,7 @@ TEST(RingattnCTest, NcclWorldOutOfGpuMemoryIsAnErrorThenRuns) {
   ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&lse), h * s * 4), cudaSuccess);
   const ringattn_tensor t{base, n * 2, RINGATTN_BFLOAT16, 0, n, h * d, d};
   const auto pass = [&]() -> std::pair<ringattn_status, std::string> {
-    uint8_t id[RINGATTN_NCCL_ID_BYTES];
-    EXPECT_EQ(ringattn_nccl_unique_id(id, sizeof id), RINGATTN_OK);
-    ringattn_world* world = nullptr;
-    EXPECT_EQ(ringattn_nccl_world_create(1, 0, id, sizeof id, 0, 60.0, &world), RINGATTN_OK)
-        << ringattn_last_error();
+    ringattn_world* world = NcclWorldOfOne();
     ringattn_ring* ring = nullptr;
     EXPECT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_OK) << ringattn_last_error();
     ringattn_status status =
