@@ -357,29 +357,48 @@ class Memory {
   std::vector<void*> device_;
 };
 
-// A world of one rank: threads (CPU), or NCCL on GPU 0.
-ringattn_world* OneRankWorld(bool gpu) {
-  ringattn_world* world = nullptr;
-  if (!gpu) {
-    EXPECT_EQ(ringattn_threads_world_create(1, 10.0, &world), RINGATTN_OK);
-    return world;
+// A world of one rank: threads (CPU), or NCCL on GPU 0, kept from case to
+// case until a pass fails (a failed forward or backward aborts its world):
+// an NCCL world takes ~0.6 s to make.
+class OneRankWorld {
+ public:
+  explicit OneRankWorld(bool gpu) : gpu_(gpu) {}
+  OneRankWorld(const OneRankWorld&) = delete;
+  OneRankWorld& operator=(const OneRankWorld&) = delete;
+  ~OneRankWorld() { Drop(); }
+
+  ringattn_world* Get() {
+    if (world_ != nullptr) return world_;
+    if (!gpu_) {
+      EXPECT_EQ(ringattn_threads_world_create(1, 10.0, &world_), RINGATTN_OK);
+      return world_;
+    }
+    uint8_t id[RINGATTN_NCCL_ID_BYTES];
+    EXPECT_EQ(ringattn_nccl_unique_id(id, sizeof id), RINGATTN_OK) << ringattn_last_error();
+    EXPECT_EQ(ringattn_nccl_world_create(1, 0, id, sizeof id, 0, 120.0, &world_), RINGATTN_OK)
+        << ringattn_last_error();
+    return world_;
   }
-  uint8_t id[RINGATTN_NCCL_ID_BYTES];
-  EXPECT_EQ(ringattn_nccl_unique_id(id, sizeof id), RINGATTN_OK) << ringattn_last_error();
-  EXPECT_EQ(ringattn_nccl_world_create(1, 0, id, sizeof id, 0, 10.0, &world), RINGATTN_OK)
-      << ringattn_last_error();
-  return world;
-}
+  // After a call that failed (its rings are destroyed first).
+  void Drop() {
+    if (world_ != nullptr) ringattn_world_destroy(world_);
+    world_ = nullptr;
+  }
+
+ private:
+  bool gpu_;
+  ringattn_world* world_ = nullptr;
+};
 
 struct Counts {
   int created = 0, forwards = 0, backwards = 0;
 };
 
-void RunCase(Fuzzer& f, bool gpu, Counts* counts) {
+void RunCase(Fuzzer& f, bool gpu, OneRankWorld& worlds, Counts* counts) {
   std::vector<int64_t> cu_seqlens, key_lengths;
   int config_mutations = 0;
   const ringattn_config c = f.Config(&cu_seqlens, &key_lengths, &config_mutations);
-  ringattn_world* world = OneRankWorld(gpu);
+  ringattn_world* world = worlds.Get();
   ASSERT_NE(world, nullptr);
   ringattn_ring* ring = nullptr;
   const ringattn_status created = ringattn_ring_create(world, 0, &c, &ring);
@@ -387,10 +406,7 @@ void RunCase(Fuzzer& f, bool gpu, Counts* counts) {
   if (config_mutations == 0) {
     EXPECT_EQ(created, RINGATTN_OK) << "a valid config refused: " << ringattn_last_error();
   }
-  if (created != RINGATTN_OK) {
-    ringattn_world_destroy(world);
-    return;
-  }
+  if (created != RINGATTN_OK) return;  // (the world is not aborted)
   ++counts->created;
   const int64_t rows = ringattn_ring_local_seqlen(ring);
   const int64_t batch = ringattn_ring_local_batch(ring);
@@ -401,7 +417,6 @@ void RunCase(Fuzzer& f, bool gpu, Counts* counts) {
   const int64_t hq = c.num_heads, hk = c.num_kv_heads, d = c.head_dim;
   if (batch * rows > 4096 || hq * d > 4096 || hk * d > 4096 || batch * rows * hq * d > (1 << 16)) {
     ringattn_ring_destroy(ring);
-    ringattn_world_destroy(world);
     return;
   }
   std::vector<int64_t> ids(rows);
@@ -442,6 +457,7 @@ void RunCase(Fuzzer& f, bool gpu, Counts* counts) {
   const ringattn_status forward =
       ringattn_forward(ring, &tq, &tk, &tv, out_at, out_room, lse, lse_room);
   ExpectStatus(forward, "ringattn_forward");
+  bool failed = forward != RINGATTN_OK;
   if (valid_inputs) {
     EXPECT_EQ(forward, RINGATTN_OK) << "valid tensors refused: " << ringattn_last_error();
   }
@@ -465,6 +481,7 @@ void RunCase(Fuzzer& f, bool gpu, Counts* counts) {
     const ringattn_status backward =
         ringattn_backward(ring, &tdout, dq_at, dq_room, dk, dk_room, dv, dv_room);
     ExpectStatus(backward, "ringattn_backward");
+    failed = failed || backward != RINGATTN_OK;
     if (!(md[0] || md[1] || md[2] || md[3] || md[4]) && valid_inputs) {
       EXPECT_EQ(backward, RINGATTN_OK) << "valid gradients refused: " << ringattn_last_error();
     }
@@ -477,10 +494,10 @@ void RunCase(Fuzzer& f, bool gpu, Counts* counts) {
                  "ringattn_backward");
   }
   ringattn_ring_destroy(ring);
-  ringattn_world_destroy(world);
+  if (failed) worlds.Drop();
 
-  // backward_from on a fresh world and ring: the saved tensors hostile.
-  world = OneRankWorld(gpu);
+  // backward_from on another ring: the saved tensors hostile.
+  world = worlds.Get();
   ASSERT_NE(world, nullptr);
   ASSERT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_OK) << ringattn_last_error();
   bool mb[6];
@@ -491,12 +508,12 @@ void RunCase(Fuzzer& f, bool gpu, Counts* counts) {
   const ringattn_tensor bdout = f.Tensor(dout, nq, rows, hq, d, 8, &mb[4]);
   const int64_t lse_given = f.Room(nstat * 4, 8, &mb[5]) / 4;
   const float* lse_data = f.Chance(3) ? nullptr : lse;
-  ExpectStatus(ringattn_backward_from(ring, &bq, &bk, &bv, &bo, lse_data,
-                                      std::min<int64_t>(lse_given, nstat), &bdout, dq, nq * e, dk,
-                                      nkv * e, dv, nkv * e),
-               "ringattn_backward_from");
+  const ringattn_status from = ringattn_backward_from(ring, &bq, &bk, &bv, &bo, lse_data,
+                                                      std::min<int64_t>(lse_given, nstat), &bdout,
+                                                      dq, nq * e, dk, nkv * e, dv, nkv * e);
+  ExpectStatus(from, "ringattn_backward_from");
   ringattn_ring_destroy(ring);
-  ringattn_world_destroy(world);
+  if (from != RINGATTN_OK) worlds.Drop();
   if (gpu) {  // nothing left the GPU in an error state
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     EXPECT_EQ(cudaGetLastError(), cudaSuccess);
@@ -511,9 +528,10 @@ int EnvInt(const char* name, int otherwise) {
 void Fuzz(bool gpu, int cases) {
   Fuzzer f(EnvInt("RINGATTN_C_FUZZ_SEED", 20261204));
   Counts counts;
+  OneRankWorld worlds(gpu);
   for (int i = 0; i < cases; ++i) {
     SCOPED_TRACE(::testing::Message() << "case " << i);
-    RunCase(f, gpu, &counts);
+    RunCase(f, gpu, worlds, &counts);
     if (::testing::Test::HasFailure()) break;  // the first case that failed, alone
   }
   EXPECT_EQ(huge_allocations, 0) << "an allocation of more than " << kMaxAllocation
