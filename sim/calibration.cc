@@ -82,6 +82,10 @@ constexpr Anchor kAnchors[] = {
 };
 // clang-format on
 
+// A rate's head dim: a whole number (it keys a table of int64) no larger
+// than any kernel's.
+constexpr double kMaxRateHeadDim = 65536;
+
 absl::Status LineError(int line, absl::string_view text, absl::string_view why) {
   return absl::InvalidArgumentError(
       absl::StrCat("calibration line ", line, " '", absl::CHexEscape(text.substr(0, 60)),
@@ -159,11 +163,16 @@ absl::StatusOr<std::string> Calibration::BuiltinNameOfDevice(absl::string_view d
 }
 
 namespace {
-// A finite number (SimpleAtod also takes "inf" and "nan", which a
-// calibration would carry into every prediction: inf times, or a NaN that
-// std::max drops without a word).
+// A number a calibration may hold: finite (SimpleAtod also takes "inf" and
+// "nan", which a calibration would carry into every prediction: inf times,
+// or a NaN that std::max drops without a word), and 0 or of a magnitude from
+// 1e-9 to 1e12 (rates, bandwidths and factors divide: a denormal one made
+// every time inf; times and sizes beyond 1e12 add up to inf).
+constexpr absl::string_view kNumberRange = "0 or of magnitude 1e-9 to 1e12";
 bool FiniteNumber(absl::string_view text, double* out) {
-  return absl::SimpleAtod(text, out) && std::isfinite(*out);
+  if (!absl::SimpleAtod(text, out) || !std::isfinite(*out)) return false;
+  const double magnitude = std::abs(*out);
+  return magnitude == 0 || (magnitude >= 1e-9 && magnitude <= 1e12);
 }
 }  // namespace
 
@@ -183,11 +192,14 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
     if (f[0] == "rate") {
       double head_dim, side, tflops;
       if (f.size() != 5 || (f[1] != "fwd" && f[1] != "bwd") || !FiniteNumber(f[2], &head_dim) ||
-          !FiniteNumber(f[3], &side) || !FiniteNumber(f[4], &tflops) || head_dim < 1 || side <= 0 ||
+          !FiniteNumber(f[3], &side) || !FiniteNumber(f[4], &tflops) || head_dim < 1 ||
+          head_dim > kMaxRateHeadDim || head_dim != std::floor(head_dim) || side <= 0 ||
           tflops <= 0) {
-        return LineError(line_number, raw,
-                         "expected 'rate fwd|bwd HEAD_DIM TOKENS TFLOPS' with "
-                         "positive numbers");
+        return LineError(
+            line_number, raw,
+            absl::StrCat("expected 'rate fwd|bwd HEAD_DIM TOKENS TFLOPS' with "
+                         "positive numbers (",
+                         kNumberRange, "), HEAD_DIM a whole number up to ", kMaxRateHeadDim));
       }
       c.rates[f[1] == "bwd"][static_cast<int64_t>(head_dim)].push_back({side, tflops});
       continue;
@@ -197,14 +209,18 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
       if (f.size() != 4 || (f[1] != "fwd" && f[1] != "bwd") || !FiniteNumber(f[2], &side) ||
           !FiniteNumber(f[3], &factor) || side <= 0 || factor <= 0) {
         return LineError(line_number, raw,
-                         "expected 'partial fwd|bwd TOKENS FACTOR' with positive numbers");
+                         absl::StrCat("expected 'partial fwd|bwd TOKENS FACTOR' with positive "
+                                      "numbers (",
+                                      kNumberRange, ")"));
       }
       c.partial_by_side[f[1] == "bwd"].push_back({side, factor});
       continue;
     }
     double value;
     if (f.size() != 2 || !FiniteNumber(f[1], &value) || value < 0) {
-      return LineError(line_number, raw, "expected 'KEY NUMBER', a finite number >= 0");
+      return LineError(
+          line_number, raw,
+          absl::StrCat("expected 'KEY NUMBER', a finite number >= 0 (", kNumberRange, ")"));
     }
     static constexpr std::pair<absl::string_view, double Calibration::*> kKeys[] = {
         {"launch_us", &Calibration::launch_us},
@@ -246,8 +262,14 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
     for (auto& [d, curve] : c.rates[pass]) std::sort(curve.begin(), curve.end());
     std::sort(c.partial_by_side[pass].begin(), c.partial_by_side[pass].end());
   }
-  if (c.link_gbps <= 0 || c.internode_gbps <= 0 || c.hbm_gbps <= 0) {
-    return absl::InvalidArgumentError("calibration bandwidths must be positive");
+  // link_GBps 0: no link measured (a one-GPU run's calibration); the
+  // simulator refuses it for a ring of several ranks.
+  if (c.link_gbps < 0 || c.internode_gbps <= 0 || c.hbm_gbps <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("calibration bandwidths link_GBps ", c.link_gbps, ", internode_GBps ",
+                     c.internode_gbps, ", hbm_GBps ", c.hbm_gbps,
+                     ": expected internode and hbm positive, link positive or 0 (none "
+                     "measured: one GPU)"));
   }
   if (c.sms < 1 || c.sms != std::floor(c.sms) || c.rate_heads != std::floor(c.rate_heads)) {
     return absl::InvalidArgumentError(

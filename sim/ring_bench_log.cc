@@ -207,6 +207,13 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
   // Its calibration blocks ran the run's query heads, batch 1.
   c.rate_heads = static_cast<double>(log.shape.heads);
   c.gpu = "rebuilt-from-ring_bench";
+  // The values a calibration file may hold, checked as `ringattn sim` checks
+  // one (a log's denormal or huge number made every prediction inf).
+  if (const absl::StatusOr<Calibration> checked = Calibration::Parse(c.Serialize());
+      !checked.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ring_bench log: its calibration is out of range: ", checked.status().message()));
+  }
   return c;
 }
 

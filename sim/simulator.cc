@@ -1,6 +1,7 @@
 #include "sim/simulator.h"
 
 #include <algorithm>
+#include <cmath>
 #include <deque>
 #include <functional>
 #include <map>
@@ -50,6 +51,18 @@ absl::StatusOr<SimResult> Simulate(const SimOptions& o) {
   if (per_node < 1 || world % per_node != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("gpus_per_node ", o.gpus_per_node, " does not divide world ", world));
+  }
+  // Every bandwidth a transfer may use: a calibration rebuilt from a
+  // one-GPU ring_bench run has no link (0), which would make every hop take
+  // forever and the prediction inf.
+  const Calibration& cal = o.calibration;
+  if (world > 1 && (!(cal.link_gbps > 0) || !(cal.internode_gbps > 0) ||
+                    !(cal.collective_gbps >= 0) || !std::isfinite(cal.link_gbps))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "calibration link_GBps ", cal.link_gbps, ", internode_GBps ", cal.internode_gbps,
+        ", collective_GBps ", cal.collective_gbps, ": a ring of ", world,
+        " ranks needs positive, finite link bandwidths (a calibration from a one-GPU run has "
+        "none: give the link's, e.g. ring_predict --hop_gbps)"));
   }
 
   // One fiber per simulated rank (sim/fibers.h), all on this thread.
