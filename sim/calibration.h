@@ -5,9 +5,10 @@
 // Text format (one setting per line, '#' comments):
 //   gpu h800
 //   launch_us 6
-//   launch_us_bwd 9          # a backward task's kernel (-1 or absent: launch_us)
+//   launch_us_bwd 9          # a backward task's kernel (absent: launch_us)
 //   hbm_GBps 3350
-//   link_GBps 200            # NVLink, per direction, per GPU
+//   link_GBps 200            # NVLink, per direction, per GPU (0: none measured, a
+//                            # one-GPU run's; refused for a ring of several ranks)
 //   collective_GBps 300      # all-gather / reduce-scatter: a rank's bytes to
 //                            # all peers together (0: to each at link_GBps in turn)
 //   link_latency_us 12
@@ -35,6 +36,8 @@
 //   rate fwd 128 8192 361    # pass, head_dim, block side (tokens), TFLOP/s
 //   partial fwd 4096 0.87    # partial_block_factor at a causal block's side
 //                            # (pass, side, factor; any number per pass)
+// Every number is finite and 0 or of magnitude 1e-9 to 1e12 (a denormal
+// rate or factor would make every time inf); head dims are whole numbers.
 // Rates are for full (unmasked) square blocks; between block sides the
 // rate is interpolated linearly in log(side), beyond them held; a block of
 // rows_q x rows_k uses side sqrt(rows_q * rows_k); head dims without a row

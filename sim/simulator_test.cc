@@ -538,7 +538,34 @@ TEST(CalibrationTest, RoundTripsAndRejectsBadLines) {
   }
   EXPECT_THAT(Calibration::Parse("min_kernel_us_bwd nan").status().message(),
               HasSubstr("a finite number >= 0"));
+  // Out of range (a denormal rate or factor made every time inf; a head dim
+  // of 1e308 was cast to int64), found by //sim:parse_fuzz_test.
+  for (const char* line :
+       {"merged_state_factor 1e-320", "rate fwd 128 4096 1e-320", "launch_us 1e13",
+        "rate fwd 1e308 4096 300", "rate fwd 64.5 4096 300", "partial fwd 4096 1e-12"}) {
+    EXPECT_FALSE(Calibration::Parse(line).ok()) << line;
+  }
+  EXPECT_THAT(Calibration::Parse("merged_state_factor 1e-320").status().message(),
+              HasSubstr("0 or of magnitude 1e-9 to 1e12"));
   EXPECT_THAT(Calibration::Builtin("v100").status().message(), HasSubstr("unknown gpu 'v100'"));
+}
+
+// link_GBps 0 is a calibration from one GPU (no link measured): it parses
+// and predicts one rank, and a ring of several ranks is refused by name
+// instead of predicting inf.
+TEST(CalibrationTest, NoLinkPredictsOneRankAndRefusesARing) {
+  Calibration c = Flat();
+  c.link_gbps = 0;
+  const absl::StatusOr<Calibration> back = Calibration::Parse(c.Serialize());
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->link_gbps, 0);
+  SimOptions one = Options(LayoutKind::kZigzag, 1, 1024);
+  one.calibration = c;
+  ASSERT_TRUE(Simulate(one).ok());
+  SimOptions two = Options(LayoutKind::kZigzag, 2, 1024);
+  two.calibration = c;
+  EXPECT_THAT(Simulate(two).status().message(),
+              HasSubstr("a ring of 2 ranks needs positive, finite link bandwidths"));
 }
 
 // ring_bench starts from the table of the GPU it runs on (CUDA's device
