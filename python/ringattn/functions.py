@@ -18,7 +18,8 @@ backend: ringattn creates its own NCCL communicator once per group and
 device, with the id broadcast through the group), ordered with
 torch.cuda.current_stream(); non-contiguous CUDA tensors (and contiguous
 views whose address is not a multiple of 16 bytes, which the kernels' loads
-need) are copied to contiguous ones once. Dropout and ALiBi raise ValueError (never silently
+need) are copied to contiguous ones once; CPU tensors are read with their
+strides, copied only when head_dim is strided. Dropout and ALiBi raise ValueError (never silently
 ignored).
 """
 
@@ -264,6 +265,8 @@ class _RingAttnFunc(torch.autograd.Function):
             if cuda:  # the CUDA backend reads dense, aligned tensors on their GPU
                 padded = [_gpu_dense(x) for x in padded]
                 _follow_current_stream(ring, q.device)
+            else:  # the CPU backend reads any strides but a strided head_dim
+                padded = [x if x.stride(-1) == 1 else x.contiguous() for x in padded]
             out = torch.empty((batch, ring.local_seqlen, heads, dim), dtype=q.dtype,
                               device=q.device)
             lse = torch.empty((batch, heads, ring.local_seqlen), dtype=torch.float32,
