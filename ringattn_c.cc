@@ -124,11 +124,8 @@ class TransportCommunicator : public ringattn::Communicator {
       char error[kErrorBytes] = "";
       const ringattn_transport& t = comm_->transport_;
       if (t.wait(t.user, handle_, error, kErrorBytes) != 0) {
-        error[kErrorBytes - 1] = '\0';
         const absl::Status aborted = comm_->aborted();
-        status_ = !aborted.ok() ? aborted
-                                : absl::UnavailableError(absl::StrCat(
-                                      "rank ", comm_->rank_, ": transport ", what_, ": ", error));
+        status_ = !aborted.ok() ? aborted : comm_->Failed(what_, error);
       }
       return status_;
     }
@@ -153,17 +150,26 @@ class TransportCommunicator : public ringattn::Communicator {
     const std::string what = absl::StrCat(verb, " rank ", peer);
     char error[kErrorBytes] = "";
     const int64_t handle = start(error, kErrorBytes);
-    if (handle < 0) {
-      error[kErrorBytes - 1] = '\0';
-      return ringattn::DoneRequest(
-          absl::UnavailableError(absl::StrCat("rank ", rank_, ": transport ", what, ": ", error)));
-    }
+    if (handle < 0) return ringattn::DoneRequest(Failed(what, error));
     return std::make_unique<TransportRequest>(this, handle, what);
   }
 
   absl::Status aborted() const {
     ringattn::MutexLock lock(&mu_);
     return aborted_;
+  }
+
+  // A transfer `what` that the transport failed, with its reason: the world
+  // is aborted at once, before the pass drains its other transfers (two
+  // ranks whose sends both failed each waited for the other's data until
+  // the transport's timeout).
+  absl::Status Failed(const std::string& what, char* error) {
+    error[kErrorBytes - 1] = '\0';
+    const absl::Status status = absl::UnavailableError(
+        absl::StrCat("rank ", rank_, ": transport ", what, ": ",
+                     error[0] != '\0' ? error : "(the transport gave no reason)"));
+    Abort(status);
+    return status;
   }
 
   const int world_, rank_;

@@ -13,6 +13,8 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <array>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -22,11 +24,14 @@
 #include <new>
 #include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "comm/thread_communicator.h"
 #include "gtest/gtest.h"
 #include "ringattn_c.h"
+#include "tests/c_transport.h"
 
 namespace {
 
@@ -557,6 +562,99 @@ TEST(RingattnCFuzzTest, HostileArgumentsOnTheGpuAreErrorsNeverCrashes) {
     GTEST_SKIP() << "no GPU";
   }
   Fuzz(/*gpu=*/true, EnvInt("RINGATTN_C_FUZZ_GPU_CASES", 300));
+}
+
+// Transports that fail (a caller's, as the Python package's over a process
+// group may): W = 2 or 3 ranks over transport worlds whose starts and waits
+// fail at random (with a message or none), through forward and backward.
+// Every rank returns -- OK, or an error with a message -- and at once: a
+// failing rank aborts its world, so no peer waits out the timeout.
+TEST(RingattnCFuzzTest, FailingTransportsAreErrorsNeverHangs) {
+  const int cases = EnvInt("RINGATTN_C_FUZZ_TRANSPORT_CASES", 300);
+  std::mt19937_64 rng(EnvInt("RINGATTN_C_FUZZ_SEED", 20261204));
+  int failed_cases = 0, clean_cases = 0;
+  double slowest = 0;
+  for (int i = 0; i < cases; ++i) {
+    SCOPED_TRACE(::testing::Message() << "case " << i);
+    const int world = 2 + static_cast<int>(rng() % 2);
+    const double p = std::array{0.0, 0.01, 0.05, 0.3}[rng() % 4];
+    const bool silent = rng() % 2 == 0;
+    ringattn_config c{};
+    c.layout = rng() % 2 ? RINGATTN_LAYOUT_ZIGZAG : RINGATTN_LAYOUT_RING;
+    c.world = world;
+    c.causal = 1;
+    c.window_left = c.window_right = -1;
+    c.batch = 1;
+    c.seqlen = 8 * world;
+    c.num_heads = c.num_kv_heads = 1;
+    c.head_dim = 4;
+    comm::ThreadWorld network(world, absl::Seconds(2));
+    std::vector<std::string> errors(world);
+    std::vector<int> injected(world, 0);
+    std::vector<std::thread> threads;
+    const auto start = std::chrono::steady_clock::now();
+    for (int r = 0; r < world; ++r) {
+      threads.emplace_back([&, r, seed = rng()] {
+        std::mt19937_64 local(seed);
+        testing::CTransport transport{&network.rank(r)};
+        transport.silent = silent;
+        transport.fail = [&] {
+          const bool fail = std::uniform_real_distribution<double>(0, 1)(local) < p;
+          injected[r] += fail;
+          return fail;
+        };
+        const ringattn_transport callbacks = transport.Callbacks();
+        ringattn_world* w = nullptr;
+        ringattn_ring* ring = nullptr;
+        if (ringattn_transport_world_create(world, r, &callbacks, &w) != RINGATTN_OK ||
+            ringattn_ring_create(w, r, &c, &ring) != RINGATTN_OK) {
+          errors[r] = std::string("setup: ") + ringattn_last_error();
+          ringattn_world_destroy(w);
+          return;
+        }
+        const std::vector<float> x(8 * 4, 0.5f);
+        std::vector<float> out(x.size()), lse(8), dq(x.size()), dk(x.size()), dv(x.size());
+        const ringattn_tensor t{x.data(), 32 * 4, RINGATTN_FLOAT32, 0, 32, 4, 4};
+        ringattn_status status = ringattn_forward(ring, &t, &t, &t, out.data(), 128, lse.data(), 8);
+        if (status == RINGATTN_OK) {
+          status = ringattn_backward(ring, &t, dq.data(), 128, dk.data(), 128, dv.data(), 128);
+        }
+        if (status != RINGATTN_OK) {
+          errors[r] = ringattn_last_error();
+          EXPECT_FALSE(errors[r].empty()) << "rank " << r << " failed without a message";
+          if (errors[r].empty()) errors[r] = "(no message)";
+        }
+        ringattn_ring_destroy(ring);
+        ringattn_world_destroy(w);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    slowest = std::max(slowest, seconds);
+    std::string what;
+    for (int r = 0; r < world; ++r) {
+      what += "\n  rank " + std::to_string(r) + ": " + std::to_string(injected[r]) +
+              " injected, error '" + errors[r] + "'";
+    }
+    EXPECT_LT(seconds, 1.0) << "a rank waited for a failed peer (timeout 2 s); W = " << world
+                            << (silent ? ", silent" : "") << what;
+    int total_injected = 0, total_failed = 0;
+    for (int r = 0; r < world; ++r) {
+      total_injected += injected[r];
+      total_failed += !errors[r].empty();
+    }
+    if (total_injected == 0) {
+      for (int r = 0; r < world; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
+    }
+    failed_cases += total_failed > 0;
+    clean_cases += total_injected == 0;
+    if (::testing::Test::HasFailure()) break;
+  }
+  EXPECT_GT(failed_cases, cases / 5);
+  EXPECT_GT(clean_cases, cases / 5);
+  std::printf("transports: %d cases, %d with a failure, %d clean, slowest %.3f s\n", cases,
+              failed_cases, clean_cases, slowest);
 }
 
 }  // namespace

@@ -22,11 +22,13 @@
 #include "cpu_reference/attention.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/c_transport.h"
 #include "tests/test_util.h"
 
 namespace ringattn {
 namespace {
 
+using ::ringattn::testing::CTransport;
 using ::ringattn::testing::MaxRelError;
 using ::ringattn::testing::RandomNormal;
 using ::testing::HasSubstr;
@@ -42,47 +44,6 @@ struct Problem {
   // C++ ThreadWorld, as a process group would carry it, instead of the
   // threads world.
   bool transport = false;
-};
-
-// The transport callbacks over one rank of a C++ ThreadWorld: what the
-// Python package does over a torch.distributed process group.
-struct TestTransport {
-  Communicator* comm;
-  std::mutex mu;
-  std::deque<std::unique_ptr<Communicator::Request>> pending;  // by handle
-
-  int64_t Add(std::unique_ptr<Communicator::Request> request) {
-    std::lock_guard<std::mutex> lock(mu);
-    pending.push_back(std::move(request));
-    return static_cast<int64_t>(pending.size()) - 1;
-  }
-  static int64_t Send(void* user, int32_t peer, int32_t tag, const void* data, int64_t bytes, char*,
-                      int64_t) {
-    auto* t = static_cast<TestTransport*>(user);
-    return t->Add(
-        t->comm->Send(peer, tag, {static_cast<const uint8_t*>(data), static_cast<size_t>(bytes)}));
-  }
-  static int64_t Recv(void* user, int32_t peer, int32_t tag, void* data, int64_t bytes, char*,
-                      int64_t) {
-    auto* t = static_cast<TestTransport*>(user);
-    return t->Add(
-        t->comm->Recv(peer, tag, {static_cast<uint8_t*>(data), static_cast<size_t>(bytes)}));
-  }
-  static int32_t Wait(void* user, int64_t handle, char* error, int64_t size) {
-    auto* t = static_cast<TestTransport*>(user);
-    Communicator::Request* request;
-    {
-      std::lock_guard<std::mutex> lock(t->mu);
-      request = t->pending.at(handle).get();
-    }
-    const absl::Status status = request->Wait();
-    if (status.ok()) return 0;
-    std::snprintf(error, size, "%s", std::string(status.message()).c_str());
-    return 1;
-  }
-  static void Abort(void* user, const char* reason) {
-    static_cast<TestTransport*>(user)->comm->Abort(absl::AbortedError(reason));
-  }
 };
 
 // Global dense tensors (1, seqlen, heads, head_dim) of one problem.
@@ -130,9 +91,8 @@ void RunRing(const Problem& p, Global* g) {
   for (int r = 0; r < p.world; ++r) {
     threads.emplace_back([&, r] {
       // The rank's own world over the transport, or the shared threads world.
-      TestTransport transport{&network.rank(r)};
-      const ringattn_transport callbacks{&transport, TestTransport::Send, TestTransport::Recv,
-                                         TestTransport::Wait, TestTransport::Abort};
+      CTransport transport{&network.rank(r)};
+      const ringattn_transport callbacks = transport.Callbacks();
       ringattn_world* rank_world = world;
       if (p.transport &&
           ringattn_transport_world_create(p.world, r, &callbacks, &rank_world) != RINGATTN_OK) {
@@ -256,9 +216,8 @@ TEST(RingattnCTest, TransportFailureReachesThePeers) {
   std::vector<std::thread> threads;
   for (int r = 0; r < kWorld; ++r) {
     threads.emplace_back([&, r] {
-      TestTransport transport{&network.rank(r)};
-      const ringattn_transport callbacks{&transport, TestTransport::Send, TestTransport::Recv,
-                                         TestTransport::Wait, TestTransport::Abort};
+      CTransport transport{&network.rank(r)};
+      const ringattn_transport callbacks = transport.Callbacks();
       ringattn_world* world = nullptr;
       ringattn_ring* ring = nullptr;
       ASSERT_EQ(ringattn_transport_world_create(kWorld, r, &callbacks, &world), RINGATTN_OK);
@@ -367,12 +326,11 @@ ringattn_world* NcclWorldOfOne() {
 
 TEST(RingattnCTest, BadArgumentsAreErrorsWithMessages) {
   ringattn_world* world = nullptr;
-  const ringattn_transport no_wait{nullptr, TestTransport::Send, TestTransport::Recv, nullptr,
-                                   nullptr};
+  const ringattn_transport no_wait{nullptr, CTransport::Send, CTransport::Recv, nullptr, nullptr};
   EXPECT_EQ(ringattn_transport_world_create(2, 0, &no_wait, &world), RINGATTN_INVALID_ARGUMENT);
   EXPECT_THAT(ringattn_last_error(), HasSubstr("wait must not be NULL"));
   ringattn_transport ok = no_wait;
-  ok.wait = TestTransport::Wait;
+  ok.wait = CTransport::Wait;
   EXPECT_EQ(ringattn_transport_world_create(2, 2, &ok, &world), RINGATTN_INVALID_ARGUMENT);
   EXPECT_THAT(ringattn_last_error(), HasSubstr("rank 2 is outside [0, world = 2)"));
   EXPECT_EQ(ringattn_threads_world_create(0, 1.0, &world), RINGATTN_INVALID_ARGUMENT);
