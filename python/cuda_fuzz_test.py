@@ -23,6 +23,7 @@ import math
 import os
 import random
 import sys
+import zlib
 
 import torch
 import torch.distributed as dist
@@ -110,7 +111,9 @@ def draw(rng, world, max_seqlen):
 
 
 def run_case(case, device, world):
-    torch.manual_seed(hash(str(case)) % 2**31)  # the same tensors on every rank
+    # The same tensors on every rank and in every run (str's hash() is salted
+    # per process).
+    torch.manual_seed(zlib.crc32(str(case).encode()))
     n, hq, hk, d = case["seqlen"], case["heads"], case["kv_heads"], case["dim"]
     full = [torch.randn(1, n, h, d, dtype=torch.float64, device=device)
             for h in (hq, hk, hk, hq)]
@@ -140,8 +143,13 @@ def run_case(case, device, world):
         # (on CPU torch 1.13 has no SDPA and no half matmul: its baseline
         # there is float32 math on rounded inputs, more accurate than a half
         # kernel, hence the wider factor)
-        factor = 1.25 if full[0].is_cuda else 1.5
-        bound = {name: factor * theirs[name] + 1e-4 for name in errors}
+        # and a floor of four roundings of the dtype: on short sequences both
+        # errors are a few output roundings, and their ratio is noise)
+        if full[0].is_cuda:
+            bound = {name: 1.25 * theirs[name] + 1e-4 for name in errors}
+        else:
+            floor = 4 * torch.finfo(case["dtype"]).eps
+            bound = {name: max(1.5 * theirs[name] + 1e-4, floor) for name in errors}
     bad = {k: v for k, v in errors.items() if not v <= bound[k]}
     return ("FAILED" if bad else "ok"), " ".join(f"{k} {v:.1e} (<= {bound[k]:.1e})"
                                                   for k, v in errors.items())
