@@ -22,14 +22,16 @@
 #include "cpu_reference/attention.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/c_transport.h"
+#include "tests/c_abi_test_util.h"
 #include "tests/test_util.h"
 
 namespace ringattn {
 namespace {
 
 using ::ringattn::testing::CTransport;
+using ::ringattn::testing::HaveGpu;
 using ::ringattn::testing::MaxRelError;
+using ::ringattn::testing::NcclWorldOfOne;
 using ::ringattn::testing::RandomNormal;
 using ::testing::HasSubstr;
 
@@ -307,23 +309,6 @@ ringattn_config OneRankConfig(ringattn_layout layout, int64_t seqlen, int64_t he
   return c;
 }
 
-bool HaveGpu() {
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0) return true;
-  cudaGetLastError();
-  return false;
-}
-
-// A world of one rank over NCCL on GPU 0 (null on failure, reported).
-ringattn_world* NcclWorldOfOne() {
-  uint8_t id[RINGATTN_NCCL_ID_BYTES];
-  EXPECT_EQ(ringattn_nccl_unique_id(id, sizeof id), RINGATTN_OK) << ringattn_last_error();
-  ringattn_world* world = nullptr;
-  EXPECT_EQ(ringattn_nccl_world_create(1, 0, id, sizeof id, 0, 60.0, &world), RINGATTN_OK)
-      << ringattn_last_error();
-  return world;
-}
-
 TEST(RingattnCTest, BadArgumentsAreErrorsWithMessages) {
   ringattn_world* world = nullptr;
   const ringattn_transport no_wait{nullptr, CTransport::Send, CTransport::Recv, nullptr, nullptr};
@@ -408,7 +393,7 @@ TEST(RingattnCTest, CpuRingsRefuseCudaCallsAndNcclChecksItsArguments) {
 // dQ, dK, dV against the fp64 oracle, and host pointers refused.
 TEST(RingattnCTest, NcclWorldRunsTheCudaBackendOnDeviceTensors) {
   if (!HaveGpu()) GTEST_SKIP() << "no GPU";
-  ringattn_world* world = NcclWorldOfOne();
+  ringattn_world* world = NcclWorldOfOne(60.0);
   ASSERT_NE(world, nullptr);
   const int64_t s = 256, hq = 4, hk = 2, d = 64;
   const ringattn_config c = OneRankConfig(RINGATTN_LAYOUT_ZIGZAG, s, hq, hk, d);
@@ -458,7 +443,7 @@ TEST(RingattnCTest, NcclWorldRunsTheCudaBackendOnDeviceTensors) {
   EXPECT_THAT(ringattn_last_error(), HasSubstr("q is host memory; this ring runs on GPU 0"));
   ringattn_ring_destroy(ring);  // the failed call aborted the world's ring
   ringattn_world_destroy(world);
-  world = NcclWorldOfOne();
+  world = NcclWorldOfOne(60.0);
   ASSERT_NE(world, nullptr);
   ASSERT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_OK) << ringattn_last_error();
   cudaStream_t stream;
@@ -534,7 +519,7 @@ TEST(RingattnCTest, NcclWorldRunsTheCudaBackendOnDeviceTensors) {
   ringattn_ring_destroy(other);  // the failed call aborted the world: a new one
   ringattn_ring_destroy(ring);
   ringattn_world_destroy(world);
-  world = NcclWorldOfOne();
+  world = NcclWorldOfOne(60.0);
   ASSERT_NE(world, nullptr);
   ASSERT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_OK) << ringattn_last_error();
   ASSERT_EQ(ringattn_ring_set_stream(ring, stream), RINGATTN_OK);
@@ -580,7 +565,7 @@ TEST(RingattnCTest, NcclWorldRefusesMisalignedDeviceBuffers) {
   const ringattn_tensor good = tensor(aligned), bad = tensor(misaligned);
   // One world per call that fails: a failed pass aborts its world.
   const auto run = [&](const ringattn_tensor& q, void* out, float* lse, void* dq) {
-    ringattn_world* world = NcclWorldOfOne();
+    ringattn_world* world = NcclWorldOfOne(60.0);
     ringattn_ring* ring = nullptr;
     EXPECT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_OK) << ringattn_last_error();
     ringattn_status status = ringattn_forward(ring, &q, &good, &good, out, n * 4, lse, h * s);
@@ -636,7 +621,7 @@ TEST(RingattnCTest, NcclWorldOutOfGpuMemoryIsAnErrorThenRuns) {
   // A pass on a new world and ring; `squeeze` runs before the forward (NCCL
   // needs GPU memory of its own to make the world).
   const auto pass = [&](const auto& squeeze) -> std::pair<ringattn_status, std::string> {
-    ringattn_world* world = NcclWorldOfOne();
+    ringattn_world* world = NcclWorldOfOne(60.0);
     ringattn_ring* ring = nullptr;
     EXPECT_EQ(ringattn_ring_create(world, 0, &c, &ring), RINGATTN_OK) << ringattn_last_error();
     squeeze();

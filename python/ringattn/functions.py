@@ -119,11 +119,14 @@ def _follow_current_stream(ring, device):
         ring.set_stream(stream)
 
 
-def _gpu_dense(x):
-    """x as the CUDA backend reads it: dense, at an address that is a
-    multiple of 16 bytes (the TMA's and the vector loads' alignment; a
-    contiguous view at an odd offset into a larger tensor is not), else a
-    copy that is."""
+def _readable(x):
+    """x as its backend reads it, else a copy that is: the CUDA backend reads
+    dense tensors at an address that is a multiple of 16 bytes (the TMA's
+    and the vector loads' alignment; a contiguous view at an odd offset into
+    a larger tensor is not), the CPU backend any strides but a strided
+    head_dim."""
+    if not x.is_cuda:
+        return x if x.stride(-1) == 1 else x.contiguous()
     x = x.contiguous()
     return x if x.data_ptr() % 16 == 0 else x.clone()
 
@@ -262,11 +265,9 @@ class _RingAttnFunc(torch.autograd.Function):
             pad = ring.local_seqlen - rows
             padded = [torch.nn.functional.pad(x, (0, 0, 0, 0, 0, pad)) if pad else x
                       for x in (q, k, v)]
-            if cuda:  # the CUDA backend reads dense, aligned tensors on their GPU
-                padded = [_gpu_dense(x) for x in padded]
+            padded = [_readable(x) for x in padded]
+            if cuda:
                 _follow_current_stream(ring, q.device)
-            else:  # the CPU backend reads any strides but a strided head_dim
-                padded = [x if x.stride(-1) == 1 else x.contiguous() for x in padded]
             out = torch.empty((batch, ring.local_seqlen, heads, dim), dtype=q.dtype,
                               device=q.device)
             lse = torch.empty((batch, heads, ring.local_seqlen), dtype=torch.float32,
@@ -303,7 +304,7 @@ class _RingAttnFunc(torch.autograd.Function):
         q, k, v, out, lse = ctx.saved_tensors
         if ctx.pad:
             dout = torch.nn.functional.pad(dout, (0, 0, 0, 0, 0, ctx.pad))
-        dout = _gpu_dense(dout) if dout.is_cuda else dout.contiguous()
+        dout = _readable(dout.contiguous())  # dense: dQ is made like it
         batch, rows, kv_heads, dim = ctx.kv_shape
         dq = torch.empty_like(dout)
         dk = torch.empty((batch, rows + ctx.pad, kv_heads, dim), dtype=dout.dtype,

@@ -1,11 +1,8 @@
-// A ringattn_transport (ringattn_c.h) over one rank of a C++ communicator
-// (a comm::ThreadWorld's): what the Python package does over a
-// torch.distributed process group, for tests of transport worlds. `fail`
-// (optional) makes a start or a wait fail as a caller's transport may: it is
-// asked before each one and, returning true, the call fails -- with a
-// message or, `silent`, without one.
-#ifndef RINGATTN_TESTS_C_TRANSPORT_H_
-#define RINGATTN_TESTS_C_TRANSPORT_H_
+// Helpers of the C ABI's tests (ringattn_c_test, ringattn_c_fuzz_test).
+#ifndef RINGATTN_TESTS_C_ABI_TEST_UTIL_H_
+#define RINGATTN_TESTS_C_ABI_TEST_UTIL_H_
+
+#include <cuda_runtime_api.h>
 
 #include <cstdio>
 #include <deque>
@@ -15,10 +12,35 @@
 #include <string>
 
 #include "core/communicator.h"
+#include "gtest/gtest.h"
 #include "ringattn_c.h"
 
 namespace ringattn::testing {
 
+// Whether a GPU is visible (the GPU tests skip without one).
+inline bool HaveGpu() {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0) return true;
+  cudaGetLastError();
+  return false;
+}
+
+// A world of one rank over NCCL on GPU 0 (null on failure, reported).
+inline ringattn_world* NcclWorldOfOne(double timeout_s) {
+  uint8_t id[RINGATTN_NCCL_ID_BYTES];
+  EXPECT_EQ(ringattn_nccl_unique_id(id, sizeof id), RINGATTN_OK) << ringattn_last_error();
+  ringattn_world* world = nullptr;
+  EXPECT_EQ(ringattn_nccl_world_create(1, 0, id, sizeof id, 0, timeout_s, &world), RINGATTN_OK)
+      << ringattn_last_error();
+  return world;
+}
+
+// A ringattn_transport over one rank of a C++ communicator (a
+// comm::ThreadWorld's): what the Python package does over a
+// torch.distributed process group, for tests of transport worlds. `fail`
+// (optional) makes a start or a wait fail as a caller's transport may: it is
+// asked before each one and, returning true, the call fails -- with a
+// message or, `silent`, without one.
 struct CTransport {
   Communicator* comm;
   std::function<bool()> fail;  // empty: never
@@ -73,4 +95,4 @@ struct CTransport {
 
 }  // namespace ringattn::testing
 
-#endif  // RINGATTN_TESTS_C_TRANSPORT_H_
+#endif  // RINGATTN_TESTS_C_ABI_TEST_UTIL_H_
