@@ -7,6 +7,7 @@
 // bf16 as FlashAttention does): within 2e-2 norm-relative.
 #include "cuda/ring_backend.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -27,6 +28,7 @@
 #include "cpu_reference/cpu_backend.h"
 #include "cuda/device.h"
 #include "cuda/device_test_util.h"
+#include "cuda/gpu_timeline.h"
 #include "gtest/gtest.h"
 #include "ringattn.h"
 #include "tests/test_util.h"
@@ -403,6 +405,82 @@ TEST(CudaRingBackendTest, OutputsLeaveTheStateWhenAsked) {
   EXPECT_EQ(b.WriteOutputs(nullptr, lse).code(), absl::StatusCode::kInvalidArgument);
   cudaFree(out);
   cudaFree(lse);
+}
+
+// Reload leaves the state reset to the forward's first step: a forward
+// after new inputs starts from a reset state (its O equals a fresh
+// backend's, not merged with the last pass's), and a backward from a given
+// forward result launches no reset (it reads the given O and overwrites
+// LSE; zeroing the fp32 O cost it 4 bytes a query element).
+TEST(CudaRingBackendTest, ReloadLeavesTheStateResetToTheForward) {
+  if (absl::StatusOr<int> n = DeviceCount(); !n.ok()) {
+    GTEST_SKIP() << "no CUDA device: " << n.status().message();
+  }
+  const AttentionShape s{1, 256, 256, 4, 2, 64};
+  const absl::StatusOr<Schedule> schedule =
+      Schedule::Build({.kind = LayoutKind::kZigzag, .world = 1}, {.causal = true}, s);
+  ASSERT_TRUE(schedule.ok()) << schedule.status();
+  const DType dtype = DType::kBFloat16;
+  const auto random = [&](int64_t n, uint32_t seed) {
+    return EncodeAll<double>(dtype, RandomNormal<double>(n, seed));
+  };
+  const std::vector<uint8_t> q1 = random(s.q_elements(), 1), k1 = random(s.kv_elements(), 2),
+                             v1 = random(s.kv_elements(), 3), q2 = random(s.q_elements(), 4),
+                             k2 = random(s.kv_elements(), 5), v2 = random(s.kv_elements(), 6),
+                             dout = random(s.q_elements(), 7);
+  GpuTimeline timeline;
+  const double scale = DefaultSoftmaxScale(s.head_dim);
+  absl::StatusOr<std::unique_ptr<CudaRingBackend>> reloaded =
+      CudaRingBackend::Create(*schedule, 0, s, scale, {dtype, q1, k1, v1}, {.timeline = &timeline});
+  absl::StatusOr<std::unique_ptr<CudaRingBackend>> fresh =
+      CudaRingBackend::Create(*schedule, 0, s, scale, {dtype, q2, k2, v2});
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  const auto forward = [&](CudaRingBackend& b) -> absl::StatusOr<std::vector<uint8_t>> {
+    const auto status = comm::ThreadWorld::Run(1, absl::Seconds(60), [&](Communicator& comm) {
+      return RunRingForward(*schedule, comm, b).status();
+    });
+    RETURN_IF_ERROR(status[0]);
+    return b.Out();
+  };
+  const auto resets = [&]() -> absl::StatusOr<int> {
+    ASSIGN_OR_RETURN(std::vector<GpuTimeline::Entry> entries, timeline.Read());
+    return static_cast<int>(std::count_if(entries.begin(), entries.end(), [](const auto& e) {
+      return e.label == "initializing the state";
+    }));
+  };
+  ASSERT_TRUE(forward(**reloaded).ok());
+  ASSERT_TRUE(timeline.Read().ok());
+  ASSERT_TRUE((*reloaded)->Reload({dtype, q2, k2, v2}).ok());
+  const absl::StatusOr<std::vector<uint8_t>> got = forward(**reloaded), want = forward(**fresh);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_TRUE(want.ok()) << want.status();
+  EXPECT_EQ(*got, *want) << "the forward after Reload starts from a reset state";
+  EXPECT_EQ(*resets(), 1) << "one reset, in the forward";
+
+  const absl::StatusOr<std::vector<float>> lse = (*fresh)->Lse();
+  ASSERT_TRUE(lse.ok()) << lse.status();
+  ASSERT_TRUE((*reloaded)->Reload({dtype, q2, k2, v2}).ok());
+  ASSERT_TRUE((*reloaded)->SetForwardResult(*want, *lse).ok());
+  const absl::StatusOr<std::vector<float>> given_lse = (*reloaded)->Lse();
+  ASSERT_TRUE(given_lse.ok()) << given_lse.status();
+  EXPECT_EQ(*given_lse, *lse) << "LSE is the given one";
+  ASSERT_TRUE((*reloaded)->SetDout(dout).ok());
+  const auto status = comm::ThreadWorld::Run(1, absl::Seconds(60), [&](Communicator& comm) {
+    return RunRingBackward(*schedule, comm, **reloaded, {}).status();
+  });
+  ASSERT_TRUE(status[0].ok()) << status[0];
+  EXPECT_EQ(*resets(), 0) << "a backward from a given forward result resets nothing";
+  ASSERT_TRUE((*fresh)->SetDout(dout).ok());
+  const auto own = comm::ThreadWorld::Run(1, absl::Seconds(60), [&](Communicator& comm) {
+    return RunRingBackward(*schedule, comm, **fresh, {}).status();
+  });
+  ASSERT_TRUE(own[0].ok()) << own[0];
+  for (auto grad : {&RankBackend::Dq, &RankBackend::Dk, &RankBackend::Dv}) {
+    const absl::StatusOr<std::vector<uint8_t>> a = ((**reloaded).*grad)(), b = ((**fresh).*grad)();
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_LE(NormRel(DecodeAll<double>(dtype, *a), DecodeAll<double>(dtype, *b)), 1e-2);
+  }
 }
 
 TEST(CudaRingBackendTest, BadInputsAreErrors) {
