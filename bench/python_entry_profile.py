@@ -10,6 +10,16 @@ trace to $OUT/trace.json (gaps between GPU ops are the host's share).
 
 On 2 x H200 (2026-12-01, before the float4 ring kernels) it showed the
 packed dK/dV add at 707 us per pass, which led to them.
+
+--back_to_back STEPS: instead, whether a training loop's step is bound by
+the host or the GPU: STEPS steps queued back to back (asynchronous passes)
+three times, ms per step by events and the host's ms per step over the
+same loop, then the GPU's kernel time per step (the sum of every kernel's
+time over 40 profiled steps) and the kernels that take it. A step of the
+host's time with GPU work well below it is host-bound (fifty-first
+session, one H200, 2048 tokens: 0.46-0.70 ms a step for 0.43 ms of GPU
+work, the host's time varying between processes; 8192 tokens: 3.92-4.0
+ms for 3.71).
 """
 
 import argparse
@@ -29,12 +39,14 @@ def main():
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--async_passes", action="store_true",
                         help="World.set_async_passes(True) before the calls")
+    parser.add_argument("--back_to_back", type=int, default=0,
+                        help="STEPS: host- or GPU-bound steps queued back to back (see above)")
     args = parser.parse_args()
     dist.init_process_group("nccl")
     rank = dist.get_rank()
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
     torch.cuda.set_device(device)
-    if args.async_passes:
+    if args.async_passes or args.back_to_back:
         from ringattn import distributed
         distributed.process_group_world(device=device).set_async_passes(True)
     q, k, v, dout = (torch.randn(1, args.tokens, 32, 128, device=device, dtype=torch.bfloat16)
@@ -49,6 +61,10 @@ def main():
 
     for _ in range(3):
         step()
+    if args.back_to_back:
+        back_to_back(step, args.back_to_back, rank)
+        dist.destroy_process_group()
+        return
     fwd, bwd = [], []
     for _ in range(args.iters):
         torch.cuda.synchronize()
@@ -76,6 +92,39 @@ def main():
                                         max_name_column_width=70))
         prof.export_chrome_trace(os.path.join(os.environ.get("OUT", "."), "trace.json"))
     dist.destroy_process_group()
+
+
+def back_to_back(step, steps, rank, profiled=40):
+    for _ in range(100):
+        step()
+    gpu_ms, host_ms = [], []
+    for _ in range(3):
+        torch.cuda.synchronize()
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        host_ms.append(1e3 * (time.perf_counter() - t0) / steps)
+        end.record()
+        torch.cuda.synchronize()
+        gpu_ms.append(begin.elapsed_time(end) / steps)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(profiled):
+            step()
+        torch.cuda.synchronize()
+    kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
+    by_name = {}
+    for e in kernels:
+        by_name[e.name[:48]] = by_name.get(e.name[:48], 0.0) + e.device_time / profiled
+    work_ms = sum(by_name.values()) / 1e3
+    if rank == 0:
+        print(f"{steps} steps back to back: ms a step {' '.join(f'{x:.3f}' for x in gpu_ms)}, "
+              f"host ms a step {' '.join(f'{x:.3f}' for x in host_ms)}; GPU kernel time "
+              f"{work_ms:.3f} ms a step ({profiled} profiled)")
+        for name, us in sorted(by_name.items(), key=lambda x: -x[1])[:10]:
+            print(f"  {us:8.1f} us a step  {name}")
 
 
 if __name__ == "__main__":
