@@ -152,6 +152,20 @@ std::vector<RankResult> RunRing(const Schedule& schedule, const AttentionShape& 
   return results;
 }
 
+// n N(0, 1) values in `dtype`'s bytes (seeded).
+std::vector<uint8_t> RandomBytes(DType dtype, int64_t n, uint32_t seed) {
+  return EncodeAll<double>(dtype, RandomNormal<double>(n, seed));
+}
+
+// One pass (forward, or backward) of `backend` on a world of one rank.
+absl::Status RunOneRankPass(const Schedule& schedule, RingBackend& backend, bool backward) {
+  return comm::ThreadWorld::Run(1, absl::Seconds(60), [&](Communicator& comm) {
+    return (backward ? RunRingBackward(schedule, comm, backend, {})
+                     : RunRingForward(schedule, comm, backend))
+        .status();
+  })[0];
+}
+
 double NormRel(const std::vector<double>& x, const std::vector<double>& ref) {
   double num = 0, den = 0;
   for (size_t i = 0; i < x.size(); ++i) {
@@ -170,7 +184,7 @@ void Check(const LayoutSpec& spec, const MaskSpec& mask, const AttentionShape& s
   const Schedule& schedule = *built;
   const Layout& layout = schedule.layout();
   const auto shard = [&](int64_t n, uint32_t seed, int64_t token) {
-    const std::vector<uint8_t> bytes = EncodeAll<double>(dtype, RandomNormal<double>(n, seed));
+    const std::vector<uint8_t> bytes = RandomBytes(dtype, n, seed);
     return *layout.Shard(absl::Span<const uint8_t>(bytes), token * DTypeBytes(dtype));
   };
   const auto q = shard(s.q_elements(), 1, s.num_heads * s.head_dim);
@@ -297,7 +311,7 @@ TEST(CudaRingBackendTest, BackwardFromAGivenForwardMatchesTheRingsOwn) {
   for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
     SCOPED_TRACE(DTypeName(dtype));
     const auto shard = [&](int64_t n, uint32_t seed, int64_t heads) {
-      const std::vector<uint8_t> bytes = EncodeAll<double>(dtype, RandomNormal<double>(n, seed));
+      const std::vector<uint8_t> bytes = RandomBytes(dtype, n, seed);
       return *layout.Shard(absl::Span<const uint8_t>(bytes),
                            heads * s.head_dim * DTypeBytes(dtype));
     };
@@ -362,9 +376,7 @@ TEST(CudaRingBackendTest, OutputsLeaveTheStateWhenAsked) {
       Schedule::Build({.kind = LayoutKind::kRing, .world = 1}, {.causal = true}, s);
   ASSERT_TRUE(schedule.ok()) << schedule.status();
   const DType dtype = DType::kBFloat16;
-  const auto random = [&](int64_t n, uint32_t seed) {
-    return EncodeAll<double>(dtype, RandomNormal<double>(n, seed));
-  };
+  const auto random = [&](int64_t n, uint32_t seed) { return RandomBytes(dtype, n, seed); };
   const std::vector<uint8_t> q = random(s.q_elements(), 1), k = random(s.kv_elements(), 2),
                              v = random(s.kv_elements(), 3);
   absl::StatusOr<std::unique_ptr<CudaRingBackend>> backend =
@@ -373,10 +385,8 @@ TEST(CudaRingBackendTest, OutputsLeaveTheStateWhenAsked) {
   CudaRingBackend& b = **backend;
   const int64_t out_bytes = s.q_elements() * 2, lse_count = s.batch * s.num_heads * s.seqlen_q;
   EXPECT_EQ(b.Out().status().code(), absl::StatusCode::kFailedPrecondition);
-  const auto status = comm::ThreadWorld::Run(1, absl::Seconds(60), [&](Communicator& comm) {
-    return RunRingForward(*schedule, comm, b).status();
-  });
-  ASSERT_TRUE(status[0].ok()) << status[0];
+  const absl::Status status = RunOneRankPass(*schedule, b, /*backward=*/false);
+  ASSERT_TRUE(status.ok()) << status;
   const MemoryReport before = b.memory();
 
   uint8_t* out = testing::ToDevice(std::vector<uint8_t>(out_bytes, 0));
@@ -421,9 +431,7 @@ TEST(CudaRingBackendTest, ReloadLeavesTheStateResetToTheForward) {
       Schedule::Build({.kind = LayoutKind::kZigzag, .world = 1}, {.causal = true}, s);
   ASSERT_TRUE(schedule.ok()) << schedule.status();
   const DType dtype = DType::kBFloat16;
-  const auto random = [&](int64_t n, uint32_t seed) {
-    return EncodeAll<double>(dtype, RandomNormal<double>(n, seed));
-  };
+  const auto random = [&](int64_t n, uint32_t seed) { return RandomBytes(dtype, n, seed); };
   const std::vector<uint8_t> q1 = random(s.q_elements(), 1), k1 = random(s.kv_elements(), 2),
                              v1 = random(s.kv_elements(), 3), q2 = random(s.q_elements(), 4),
                              k2 = random(s.kv_elements(), 5), v2 = random(s.kv_elements(), 6),
@@ -437,10 +445,7 @@ TEST(CudaRingBackendTest, ReloadLeavesTheStateResetToTheForward) {
   ASSERT_TRUE(reloaded.ok()) << reloaded.status();
   ASSERT_TRUE(fresh.ok()) << fresh.status();
   const auto forward = [&](CudaRingBackend& b) -> absl::StatusOr<std::vector<uint8_t>> {
-    const auto status = comm::ThreadWorld::Run(1, absl::Seconds(60), [&](Communicator& comm) {
-      return RunRingForward(*schedule, comm, b).status();
-    });
-    RETURN_IF_ERROR(status[0]);
+    RETURN_IF_ERROR(RunOneRankPass(*schedule, b, /*backward=*/false));
     return b.Out();
   };
   const auto resets = [&]() -> absl::StatusOr<int> {
@@ -466,16 +471,12 @@ TEST(CudaRingBackendTest, ReloadLeavesTheStateResetToTheForward) {
   ASSERT_TRUE(given_lse.ok()) << given_lse.status();
   EXPECT_EQ(*given_lse, *lse) << "LSE is the given one";
   ASSERT_TRUE((*reloaded)->SetDout(dout).ok());
-  const auto status = comm::ThreadWorld::Run(1, absl::Seconds(60), [&](Communicator& comm) {
-    return RunRingBackward(*schedule, comm, **reloaded, {}).status();
-  });
-  ASSERT_TRUE(status[0].ok()) << status[0];
+  const absl::Status from_given = RunOneRankPass(*schedule, **reloaded, /*backward=*/true);
+  ASSERT_TRUE(from_given.ok()) << from_given;
   EXPECT_EQ(*resets(), 0) << "a backward from a given forward result resets nothing";
   ASSERT_TRUE((*fresh)->SetDout(dout).ok());
-  const auto own = comm::ThreadWorld::Run(1, absl::Seconds(60), [&](Communicator& comm) {
-    return RunRingBackward(*schedule, comm, **fresh, {}).status();
-  });
-  ASSERT_TRUE(own[0].ok()) << own[0];
+  const absl::Status own = RunOneRankPass(*schedule, **fresh, /*backward=*/true);
+  ASSERT_TRUE(own.ok()) << own;
   for (auto grad : {&RankBackend::Dq, &RankBackend::Dk, &RankBackend::Dv}) {
     const absl::StatusOr<std::vector<uint8_t>> a = ((**reloaded).*grad)(), b = ((**fresh).*grad)();
     ASSERT_TRUE(a.ok() && b.ok());
@@ -529,9 +530,7 @@ struct Problem {
 
 Problem MakeProblem(const AttentionShape& s, const MaskSpec& mask_spec, DType dtype) {
   Problem p{s, mask_spec, dtype};
-  const auto random = [&](int64_t n, uint32_t seed) {
-    return EncodeAll<double>(dtype, RandomNormal<double>(n, seed));
-  };
+  const auto random = [&](int64_t n, uint32_t seed) { return RandomBytes(dtype, n, seed); };
   p.q = random(s.q_elements(), 11);
   p.k = random(s.kv_elements(), 12);
   p.v = random(s.kv_elements(), 13);
