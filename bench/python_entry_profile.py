@@ -20,10 +20,17 @@ host's time with GPU work well below it is host-bound (fifty-first
 session, one H200, 2048 tokens: 0.46-0.70 ms a step for 0.43 ms of GPU
 work, the host's time varying between processes; 8192 tokens: 3.92-4.0
 ms for 3.71).
+
+--trace DIR (with --back_to_back): also profiles 40 steps with the host's
+activity (torch ops, CUDA runtime calls, the C ABI's forward and backward
+as ranges), writes DIR/trace_TOKENS.json and prints bench/trace_gaps.py's
+reading of it: where the GPU idles between operations, and whether it
+waited for the host to launch the next one (fifty-second session).
 """
 
 import argparse
 import os
+import sys
 import time
 
 import torch
@@ -41,6 +48,8 @@ def main():
                         help="World.set_async_passes(True) before the calls")
     parser.add_argument("--back_to_back", type=int, default=0,
                         help="STEPS: host- or GPU-bound steps queued back to back (see above)")
+    parser.add_argument("--trace", default="",
+                        help="DIR: with --back_to_back, the GPU's idle holes from a trace (above)")
     args = parser.parse_args()
     dist.init_process_group("nccl")
     rank = dist.get_rank()
@@ -63,6 +72,8 @@ def main():
         step()
     if args.back_to_back:
         back_to_back(step, args.back_to_back, rank)
+        if args.trace:
+            trace_holes(step, args.trace, f"trace_{args.tokens}.json", rank)
         dist.destroy_process_group()
         return
     fwd, bwd = [], []
@@ -125,6 +136,43 @@ def back_to_back(step, steps, rank, profiled=40):
               f"{work_ms:.3f} ms a step ({profiled} profiled)")
         for name, us in sorted(by_name.items(), key=lambda x: -x[1])[:10]:
             print(f"  {us:8.1f} us a step  {name}")
+
+
+def trace_holes(step, directory, name, rank, profiled=40):
+    """`profiled` steps under torch.profiler with the host's activity, the C
+    ABI's calls as ranges; the trace to directory/name and trace_gaps'
+    report of it."""
+    from torch.autograd.profiler import record_function
+    from ringattn import _capi
+    originals = {}
+    for symbol in ("ringattn_forward", "ringattn_backward_from"):
+        original = originals[symbol] = getattr(_capi.lib, symbol)
+
+        def ranged(*a, _original=original, _symbol=symbol):
+            with record_function(_symbol):
+                return _original(*a)
+        setattr(_capi.lib, symbol, ranged)
+    try:
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(profiled):
+                step()
+            torch.cuda.synchronize()
+    finally:
+        for symbol, original in originals.items():
+            setattr(_capi.lib, symbol, original)
+    if rank != 0:
+        return
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name)
+    prof.export_chrome_trace(path)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import json
+    import trace_gaps
+    with open(path) as f:
+        trace = json.load(f)
+    print(f"{path}: {profiled} steps with the host's activity traced")
+    trace_gaps.report(trace_gaps.analyze(trace["traceEvents"]), profiled)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,119 @@
+"""Where a GPU idles in a torch.profiler Chrome trace, and whether it waited
+for the host: every hole in the union of the GPU's work (kernels, memsets,
+copies; every stream) of at least --min_us, named by the operations on each
+side, and split by the launch of the operation that ends it (matched by its
+CUPTI correlation id): "host late" when that launch call began after the
+GPU had gone idle (the GPU waited for the host to enqueue it), else
+"queued" (it was enqueued in time and waited for something else: an event,
+another stream, the launch's own latency). For host-late holes the trace's
+CPU ranges on the launching thread at the launch (outermost first) say what
+the host was doing.
+
+    python3 bench/trace_gaps.py TRACE.json --steps 40 [--min_us 2] [--top 12]
+
+Written for the fifty-second session's question (issue #17): a training
+step of the Python entry at 2048 tokens takes 0.63-0.74 ms on one H200 for
+0.41 ms of GPU work -- is the GPU waiting for the host, and for which call?
+bench/python_entry_profile.py --back_to_back STEPS --trace DIR writes the
+trace this reads.
+"""
+
+import argparse
+import collections
+import json
+import sys
+
+GPU_CATEGORIES = ("kernel", "gpu_memset", "gpu_memcpy")
+LAUNCH_CATEGORIES = ("cuda_runtime", "cuda_driver")
+CPU_CATEGORIES = ("cpu_op", "user_annotation", "python_function")
+
+
+def short(name, width=44):
+    return name if len(name) <= width else name[:width - 3] + "..."
+
+
+def analyze(events, min_us=2.0):
+    """The GPU's holes in `events` (a Chrome trace's traceEvents). Returns a
+    dict: span_us, busy_us, holes (list of dicts: start, end, before, after,
+    host_late, host_context)."""
+    gpu = sorted((e for e in events if e.get("ph") == "X" and e.get("cat") in GPU_CATEGORIES),
+                 key=lambda e: float(e["ts"]))
+    if not gpu:
+        raise ValueError("the trace has no GPU operations (profile with ProfilerActivity.CUDA)")
+    launches = {}
+    for e in events:
+        if e.get("ph") == "X" and e.get("cat") in LAUNCH_CATEGORIES:
+            correlation = e.get("args", {}).get("correlation")
+            if correlation is not None:
+                launches[correlation] = e
+    cpu_by_thread = collections.defaultdict(list)
+    for e in events:
+        if e.get("ph") == "X" and e.get("cat") in CPU_CATEGORIES:
+            cpu_by_thread[(e.get("pid"), e.get("tid"))].append(e)
+    holes = []
+    busy_end = float(gpu[0]["ts"])
+    busy = 0.0
+    before = gpu[0]
+    span_begin = float(gpu[0]["ts"])
+    for e in gpu:
+        start, end = float(e["ts"]), float(e["ts"]) + float(e.get("dur", 0))
+        if start - busy_end >= min_us:
+            launch = launches.get(e.get("args", {}).get("correlation"))
+            host_late = launch is not None and float(launch["ts"]) > busy_end
+            context = []
+            if launch is not None and host_late:
+                at = float(launch["ts"])
+                enclosing = [c for c in cpu_by_thread[(launch.get("pid"), launch.get("tid"))]
+                             if float(c["ts"]) <= at <= float(c["ts"]) + float(c.get("dur", 0))]
+                enclosing.sort(key=lambda c: float(c["ts"]))
+                context = [c["name"] for c in enclosing]
+            holes.append({"start": busy_end, "end": start, "before": before["name"],
+                          "after": e["name"], "host_late": host_late,
+                          "launched": launch is not None, "host_context": context})
+        if end > busy_end:
+            busy += end - max(start, busy_end)
+            busy_end = end
+            before = e
+    return {"span_us": busy_end - span_begin, "busy_us": busy, "holes": holes}
+
+
+def report(result, steps, top=12, out=sys.stdout):
+    holes = result["holes"]
+    idle = sum(h["end"] - h["start"] for h in holes)
+    late = sum(h["end"] - h["start"] for h in holes if h["host_late"])
+    per = 1.0 / max(steps, 1)
+    print(f"GPU span {result['span_us'] * per:.1f} us a step, busy {result['busy_us'] * per:.1f}, "
+          f"idle in holes >= min {idle * per:.1f} (host late {late * per:.1f}, queued "
+          f"{(idle - late) * per:.1f}); {len(holes) * per:.1f} holes a step", file=out)
+    groups = collections.defaultdict(lambda: [0, 0.0, 0.0, collections.Counter()])
+    for h in holes:
+        g = groups[(short(h["before"]), short(h["after"]))]
+        g[0] += 1
+        g[1] += h["end"] - h["start"]
+        if h["host_late"]:
+            g[2] += h["end"] - h["start"]
+            g[3][" > ".join(short(c, 40) for c in h["host_context"][-3:]) or "(no CPU range)"] += 1
+    print(f"{'us a step':>9} {'late':>6} {'count':>6}  hole between", file=out)
+    for (before, after), (count, total, late_us, contexts) in sorted(
+            groups.items(), key=lambda kv: -kv[1][1])[:top]:
+        print(f"{total * per:9.1f} {late_us * per:6.1f} {count * per:6.2f}  {before}  ->  {after}",
+              file=out)
+        for context, n in contexts.most_common(2):
+            print(f"{'':24}host at the launch ({n}x): {context}", file=out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("trace")
+    parser.add_argument("--steps", type=int, default=1, help="steps in the trace (per-step figures)")
+    parser.add_argument("--min_us", type=float, default=2.0)
+    parser.add_argument("--top", type=int, default=12)
+    args = parser.parse_args()
+    with open(args.trace) as f:
+        trace = json.load(f)
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    report(analyze(events, args.min_us), args.steps, args.top)
+
+
+if __name__ == "__main__":
+    main()
