@@ -75,10 +75,13 @@ CudaCommunicator::CudaCommunicator(int rank, int world, CudaPlacement placement,
 
 CudaCommunicator::~CudaCommunicator() {
   StopWatchdog();
-  if (comm_stream_ != nullptr) {
-    cudaSetDevice(placement_.device);
-    cudaStreamDestroy(comm_stream_);
+  cudaSetDevice(placement_.device);
+  {
+    MutexLock lock(&events_mu_);
+    for (cudaEvent_t e : spare_events_) cudaEventDestroy(e);
+    spare_events_.clear();
   }
+  if (comm_stream_ != nullptr) cudaStreamDestroy(comm_stream_);
 }
 
 absl::Status CudaCommunicator::InitStreams() {
@@ -108,8 +111,17 @@ bool CudaCommunicator::IsHostMemory(const void* p) {
 
 cudaEvent_t CudaCommunicator::Record(cudaStream_t stream, absl::Status* status) {
   cudaEvent_t e = nullptr;
-  *status = Cuda(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "creating an event");
-  if (!status->ok()) return nullptr;
+  {
+    MutexLock lock(&events_mu_);
+    if (!spare_events_.empty()) {
+      e = spare_events_.back();
+      spare_events_.pop_back();
+    }
+  }
+  if (e == nullptr) {
+    *status = Cuda(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "creating an event");
+    if (!status->ok()) return nullptr;
+  }
   *status = Cuda(cudaEventRecord(e, stream), "recording an event");
   if (!status->ok()) {
     cudaEventDestroy(e);
@@ -118,13 +130,25 @@ cudaEvent_t CudaCommunicator::Record(cudaStream_t stream, absl::Status* status) 
   return e;
 }
 
+void CudaCommunicator::Recycle(cudaEvent_t event) {
+  if (event == nullptr) return;
+  {
+    MutexLock lock(&events_mu_);
+    if (spare_events_.size() < kSpareEvents) {
+      spare_events_.push_back(event);
+      return;
+    }
+  }
+  cudaEventDestroy(event);
+}
+
 absl::Status CudaCommunicator::OrderAfterCompute() {
   RETURN_IF_ERROR(Cuda(cudaSetDevice(placement_.device), "selecting the device"));
   absl::Status s;
   cudaEvent_t e = Record(placement_.stream, &s);
   if (!s.ok()) return s;
   s = Cuda(cudaStreamWaitEvent(comm_stream_, e, 0), "ordering transfers after compute");
-  cudaEventDestroy(e);
+  Recycle(e);
   return s;
 }
 
@@ -192,8 +216,12 @@ absl::Status CudaCommunicator::WaitForStreams() {
     cudaEvent_t e = Record(stream, &s);
     if (!s.ok()) return s;
     s = PollEvent(e, "the rank's work");
-    cudaEventDestroy(e);
-    if (!s.ok()) return s;
+    if (s.ok()) {
+      Recycle(e);
+    } else {
+      cudaEventDestroy(e);  // may still be pending (a stuck or failed transfer)
+      return s;
+    }
   }
   return absl::OkStatus();
 }
@@ -208,7 +236,7 @@ absl::Status CudaCommunicator::DeferPass() {
   PendingPass pass{Record(placement_.stream, &s), nullptr, absl::Now() + timeout_};
   if (s.ok()) pass.comm = Record(comm_stream_, &s);
   if (!s.ok()) {
-    if (pass.compute != nullptr) cudaEventDestroy(pass.compute);
+    Recycle(pass.compute);
     return s;
   }
   MutexLock lock(&watch_mu_);
@@ -240,18 +268,23 @@ cudaError_t CudaCommunicator::OldestPassStateLocked() const {
 }
 
 void CudaCommunicator::PopOldestLocked() {
-  pending_.front().Release();
+  Release(pending_.front());  // both events completed: spares
   pending_.pop_front();
   watch_cv_.NotifyAll();
 }
 
-void CudaCommunicator::PendingPass::Release() const {
-  cudaEventDestroy(compute);  // released once the work completes
-  cudaEventDestroy(comm);
+void CudaCommunicator::Release(const PendingPass& pass) {
+  Recycle(pass.compute);
+  Recycle(pass.comm);
 }
 
 void CudaCommunicator::DropPendingLocked() {
-  for (const PendingPass& pass : pending_) pass.Release();
+  // After an abort the events may never complete: destroyed (a destroyed
+  // event's resources are released once its work completes), not kept.
+  for (const PendingPass& pass : pending_) {
+    cudaEventDestroy(pass.compute);
+    cudaEventDestroy(pass.comm);
+  }
   pending_.clear();
 }
 

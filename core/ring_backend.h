@@ -148,7 +148,9 @@ class RankBackend : public RingBackend {
   // in GPU memory, read in place until the backward pass is done.
   virtual absl::Status SetDout(absl::Span<const uint8_t> dout) = 0;
   // For a backward pass without a forward on this backend: the forward's
-  // output (like q) and LSE (local_batch, num_heads, local_seqlen).
+  // output (like q) and LSE (local_batch, num_heads, local_seqlen); a CUDA
+  // backend reads either in GPU memory in place, until the backward pass is
+  // done.
   virtual absl::Status SetForwardResult(absl::Span<const uint8_t> out,
                                         absl::Span<const float> lse) = 0;
   // After the forward: O in the input dtype and LSE in fp32.

@@ -13,11 +13,23 @@ namespace {
 // power of two) read a row, kN adjacent elements per load, so 32 /
 // lanes_per_row rows are read at a time; shuffles sum each row's parts and
 // hand row i's D to lane i (rows past `valid_rows`: 0), so that the warp
-// writes its 32 D values with one coalesced store.
+// writes its 32 D values with one coalesced store. `zeros` (or null): the
+// elements of the same positions set to 0 as they are read.
+template <int kN>
+__device__ __forceinline__ void StoreZeros(float* p) {
+  if constexpr (kN >= 4) {
+#pragma unroll
+    for (int i = 0; i < kN; i += 4) *reinterpret_cast<float4*>(p + i) = make_float4(0, 0, 0, 0);
+  } else if constexpr (kN == 2) {
+    *reinterpret_cast<float2*>(p) = make_float2(0, 0);
+  } else {
+    *p = 0;
+  }
+}
 template <int kN, typename TD, typename TO>
-__device__ __forceinline__ float WarpDeltas(const TD* dout, const TO* o, int64_t first,
-                                            int64_t row_stride, int valid_rows, int64_t head_dim,
-                                            int lanes_per_row, int lane) {
+__device__ __forceinline__ float WarpDeltas(const TD* dout, const TO* o, float* zeros,
+                                            int64_t first, int64_t row_stride, int valid_rows,
+                                            int64_t head_dim, int lanes_per_row, int lane) {
   const int rows_at_once = 32 / lanes_per_row;
   const int sub = lane / lanes_per_row, part = lane % lanes_per_row;
   float mine = 0.f;
@@ -33,6 +45,7 @@ __device__ __forceinline__ float WarpDeltas(const TD* dout, const TO* o, int64_t
         float x[kN], y[kN];
         LoadFloats<kN>(dout + row_first + c, x);
         LoadFloats<kN>(o + row_first + c, y);
+        if (zeros != nullptr) StoreZeros<kN>(zeros + row_first + c);
 #pragma unroll
         for (int i = 0; i < kN; ++i) sum += x[i] * y[i];
       }
@@ -57,7 +70,7 @@ __device__ __forceinline__ float WarpDeltas(const TD* dout, const TO* o, int64_t
 // the host, the dtypes once per 32 rows (branches the whole warp takes
 // alike), not per element.
 __global__ void DeltaKernel(ElementType dtype, const void* dout, ElementType o_dtype, const void* o,
-                            float* delta, int64_t batch, int64_t rows, int64_t heads,
+                            float* delta, float* zeros, int64_t batch, int64_t rows, int64_t heads,
                             int64_t head_dim, int vector, int lanes_per_row) {
   const int64_t row_chunks = (rows + 31) / 32;
   const int64_t chunks = batch * heads * row_chunks;
@@ -72,7 +85,7 @@ __global__ void DeltaKernel(ElementType dtype, const void* dout, ElementType o_d
     const auto deltas = [&](auto elements) {
       return WithTypedPointer(dtype, dout, [&](const auto* typed_dout) {
         return WithTypedPointer(o_dtype, o, [&](const auto* typed_o) {
-          return WarpDeltas<decltype(elements)::value>(typed_dout, typed_o, first, stride,
+          return WarpDeltas<decltype(elements)::value>(typed_dout, typed_o, zeros, first, stride,
                                                        valid_rows, head_dim, lanes_per_row, lane);
         });
       });
@@ -89,17 +102,19 @@ __global__ void DeltaKernel(ElementType dtype, const void* dout, ElementType o_d
 
 cudaError_t LaunchBackwardDelta(ElementType dtype, const void* dout, ElementType o_dtype,
                                 const void* o, float* delta, int64_t batch, int64_t rows,
-                                int64_t heads, int64_t head_dim, cudaStream_t stream) {
+                                int64_t heads, int64_t head_dim, cudaStream_t stream,
+                                float* zeros) {
   if (batch * rows * heads == 0) return cudaSuccess;
-  // Elements per load: 8, 4, 2 or 1, as head_dim and both buffers'
-  // alignment allow (up to 16 bytes a load).
+  // Elements per load: 8, 4, 2 or 1, as head_dim and the buffers'
+  // alignment allow (up to 16 bytes a load; the zeros' stores likewise).
   const auto aligned = [](const void* p, ElementType t, int elements) {
     return reinterpret_cast<uintptr_t>(p) % std::min<int64_t>(16, elements * ElementBytes(t)) == 0;
   };
   int vector = 1;
   for (const int elements : {8, 4, 2}) {
     if (head_dim % elements == 0 && aligned(dout, dtype, elements) &&
-        aligned(o, o_dtype, elements)) {
+        aligned(o, o_dtype, elements) &&
+        (zeros == nullptr || aligned(zeros, ElementType::kFloat32, elements))) {
       vector = elements;
       break;
     }
@@ -117,8 +132,8 @@ cudaError_t LaunchBackwardDelta(ElementType dtype, const void* dout, ElementType
   const int64_t blocks =
       (chunks + kWarpsPerBlock * kChunksPerWarp - 1) / (kWarpsPerBlock * kChunksPerWarp);
   DeltaKernel<<<static_cast<unsigned>(std::min<int64_t>(blocks, INT32_MAX)), 32 * kWarpsPerBlock, 0,
-                stream>>>(dtype, dout, o_dtype, o, delta, batch, rows, heads, head_dim, vector,
-                          lanes_per_row);
+                stream>>>(dtype, dout, o_dtype, o, delta, zeros, batch, rows, heads, head_dim,
+                          vector, lanes_per_row);
   return cudaGetLastError();
 }
 

@@ -327,8 +327,18 @@ class Backend final : public CudaRingBackend {
       o = out_.get();
     }
     saved_out_ = o;
-    RETURN_IF_ERROR(
-        Copy(state_lse_.get(), lse.data(), lse.size() * 4, "copying lse", kIntoOwnBuffer));
+    // LSE likewise: GPU memory read in place (the backward kernels read it
+    // as the state's, same layout), host memory copied into the state. The
+    // copy in place of GPU memory was a call of the host's between the
+    // forward's end and the backward's first launch, which the GPU waited
+    // for (fifty-second session, bench/trace_gaps.py).
+    if (DeviceMemoryAt(lse.data())) {
+      saved_lse_ = lse.data();
+    } else {
+      RETURN_IF_ERROR(
+          Copy(state_lse_.get(), lse.data(), lse.size() * 4, "copying lse", kIntoOwnBuffer));
+      saved_lse_ = nullptr;
+    }
     state_reset_pending_ = false;  // LSE is the given one whole; O the given one
     fresh_state_.TouchAll();       // the state's LSE is the given one until a reset
     forward_done_ = true;
@@ -345,26 +355,28 @@ class Backend final : public CudaRingBackend {
     RETURN_IF_ERROR(Device());
     own_dkv_ = nullptr;
     // D (written whole below), and the gradients the kernels add into,
-    // zeroed in one launch: dQ, and for all-gather the full dK, dV (a ring
-    // pass's dK/dV arrive whole, AddOwnDkv: no full buffers).
+    // zeroed: dQ by D's launch as it reads the same rows, and for
+    // all-gather the full dK, dV in one launch (a ring pass's dK/dV arrive
+    // whole, AddOwnDkv: no full buffers).
     RETURN_IF_ERROR(delta_.Resize(StatElements() * 4));
-    FillJob zeros[3];
-    int count = 0;
-    for (auto [memory, elements] :
-         {std::pair{&dq_, QElements()}, std::pair{&dk_, KvFullElements(1)},
-          std::pair{&dv_, KvFullElements(1)}}) {
-      if (!all_gather_ && memory != &dq_) continue;
-      RETURN_IF_ERROR(memory->Resize(elements * 4));
-      zeros[count++] = {memory->get<float>(), 0.0f, elements};
+    RETURN_IF_ERROR(dq_.Resize(QElements() * 4));
+    if (all_gather_) {
+      FillJob zeros[2];
+      int count = 0;
+      for (DeviceMemory* memory : {&dk_, &dv_}) {
+        RETURN_IF_ERROR(memory->Resize(KvFullElements(1) * 4));
+        zeros[count++] = {memory->get<float>(), 0.0f, KvFullElements(1)};
+      }
+      RETURN_IF_ERROR(Check(LaunchFillsF32(zeros, count, stream_), "zeroing gradients"));
+      RETURN_IF_ERROR(Mark("zeroing gradients"));
     }
-    RETURN_IF_ERROR(Check(LaunchFillsF32(zeros, count, stream_), "zeroing gradients"));
-    RETURN_IF_ERROR(Mark("zeroing gradients"));
     backward_done_ = true;
     // O of this backend's forward (the fp32 state) or the given result.
     const bool saved = saved_out_ != nullptr;
     const cudaError_t e = LaunchBackwardDelta(
         type_, dout_in_, saved ? type_ : ElementType::kFloat32, saved ? saved_out_ : state_o_.get(),
-        delta_.get<float>(), local_.batch, local_.rows, shape_.num_heads, shape_.head_dim, stream_);
+        delta_.get<float>(), local_.batch, local_.rows, shape_.num_heads, shape_.head_dim, stream_,
+        dq_.get<float>());
     if (saved) forward_done_ = false;  // the caller's O is not kept
     saved_out_ = nullptr;
     return Finish(e, "D = rowsum(dO * O)");
@@ -397,7 +409,7 @@ class Backend final : public CudaRingBackend {
             fresh_dkv_.Touch(row, row + a.k_pos.length, task.kv_head_begin, task.kv_head_end);
         args.task = a;
         args.dout = dout_in_;
-        args.lse = state_lse_.get<float>();
+        args.lse = ForwardLse();
         args.delta = delta_.get<float>();
         args.dq = dq_.get<float>();
         args.dk = dkv_f32 + shard_offset;
@@ -440,7 +452,7 @@ class Backend final : public CudaRingBackend {
     if (!forward_done_) return absl::FailedPreconditionError("no forward pass has run");
     RETURN_IF_ERROR(Device());
     std::vector<float> lse(StatElements());
-    RETURN_IF_ERROR(Copy(lse.data(), state_lse_.get(), lse.size() * 4, "copying LSE to the host"));
+    RETURN_IF_ERROR(Copy(lse.data(), ForwardLse(), lse.size() * 4, "copying LSE to the host"));
     return lse;
   }
   absl::Status WriteOutputs(void* out, float* lse) override {
@@ -453,12 +465,13 @@ class Backend final : public CudaRingBackend {
     RETURN_IF_ERROR(Device());
     if (saved_out_ == nullptr) {  // O in the fp32 state: converted beside LSE's copy, one launch
       const ConvertJob jobs[] = {{state_o_.get<float>(), out, QElements(), type_},
-                                 {state_lse_.get<float>(), lse, StatElements()}};
+                                 {ForwardLse(), lse, StatElements()}};
       return Finish(LaunchConvertsF32(jobs, 2, stream_), "writing O and LSE");
     }
     RETURN_IF_ERROR(WriteO(out));
+    if (lse == ForwardLse()) return Finish(cudaSuccess, "copying LSE");
     return Finish(
-        cudaMemcpyAsync(lse, state_lse_.get(), StatElements() * 4, cudaMemcpyDefault, stream_),
+        cudaMemcpyAsync(lse, ForwardLse(), StatElements() * 4, cudaMemcpyDefault, stream_),
         "copying LSE");
   }
   absl::Status WriteGrads(void* dq, void* dk, void* dv) override {
@@ -565,7 +578,14 @@ class Backend final : public CudaRingBackend {
     forward_done_ = false;
     backward_done_ = false;
     saved_out_ = nullptr;
+    saved_lse_ = nullptr;
     own_dkv_ = nullptr;
+  }
+  // The LSE of the forward the backward runs from: SetForwardResult's in
+  // GPU memory, read in place until the next pass or forward, else the
+  // state's.
+  const float* ForwardLse() const {
+    return saved_lse_ != nullptr ? saved_lse_ : state_lse_.get<float>();
   }
 
   // LSE to -inf and O to 0 in one launch.
@@ -578,6 +598,7 @@ class Backend final : public CudaRingBackend {
   }
   cudaError_t LaunchStateReset() {
     state_reset_pending_ = false;
+    saved_lse_ = nullptr;  // the forward writes the state's
     fresh_state_.Reset();
     const FillJob jobs[] = {
         {state_lse_.get<float>(), -std::numeric_limits<float>::infinity(), StatElements()},
@@ -709,6 +730,8 @@ class Backend final : public CudaRingBackend {
   bool state_reset_pending_ = false;
   // SetForwardResult's O, until the backward's D has read it.
   const void* saved_out_ = nullptr;
+  // SetForwardResult's LSE when it is GPU memory (ForwardLse).
+  const float* saved_lse_ = nullptr;
   // A ring pass's finished dK/dV (packed: dK then dV, every kv head) in a
   // ring buffer, valid until the next backward.
   const float* own_dkv_ = nullptr;

@@ -421,7 +421,11 @@ TEST(CudaRingBackendTest, OutputsLeaveTheStateWhenAsked) {
 // after new inputs starts from a reset state (its O equals a fresh
 // backend's, not merged with the last pass's), and a backward from a given
 // forward result launches no reset (it reads the given O and overwrites
-// LSE; zeroing the fp32 O cost it 4 bytes a query element).
+// LSE; zeroing the fp32 O cost it 4 bytes a query element). The given
+// result in GPU memory is read in place (no copy of LSE on the timeline; a
+// forward after the next Reload gives its own LSE, not the given buffer's),
+// in host memory copied; the backward's dQ is zeroed by D's launch, no fill
+// of its own: the gradients equal the fresh backend's either way.
 TEST(CudaRingBackendTest, ReloadLeavesTheStateResetToTheForward) {
   if (absl::StatusOr<int> n = DeviceCount(); !n.ok()) {
     GTEST_SKIP() << "no CUDA device: " << n.status().message();
@@ -448,12 +452,18 @@ TEST(CudaRingBackendTest, ReloadLeavesTheStateResetToTheForward) {
     RETURN_IF_ERROR(RunOneRankPass(*schedule, b, /*backward=*/false));
     return b.Out();
   };
-  const auto resets = [&]() -> absl::StatusOr<int> {
+  // How many of each label the timeline marked since the last count.
+  const auto marks = [&](std::vector<std::string> labels) -> absl::StatusOr<std::vector<int>> {
     ASSIGN_OR_RETURN(std::vector<GpuTimeline::Entry> entries, timeline.Read());
-    return static_cast<int>(std::count_if(entries.begin(), entries.end(), [](const auto& e) {
-      return e.label == "initializing the state";
-    }));
+    std::vector<int> counts;
+    for (const std::string& label : labels) {
+      counts.push_back(static_cast<int>(std::count_if(
+          entries.begin(), entries.end(), [&](const auto& e) { return e.label == label; })));
+    }
+    return counts;
   };
+  const std::string kReset = "initializing the state", kLseCopy = "copying lse",
+                    kGradZeros = "zeroing gradients";
   ASSERT_TRUE(forward(**reloaded).ok());
   ASSERT_TRUE(timeline.Read().ok());
   ASSERT_TRUE((*reloaded)->Reload({dtype, q2, k2, v2}).ok());
@@ -461,26 +471,49 @@ TEST(CudaRingBackendTest, ReloadLeavesTheStateResetToTheForward) {
   ASSERT_TRUE(got.ok()) << got.status();
   ASSERT_TRUE(want.ok()) << want.status();
   EXPECT_EQ(*got, *want) << "the forward after Reload starts from a reset state";
-  EXPECT_EQ(*resets(), 1) << "one reset, in the forward";
+  EXPECT_EQ(*marks({kReset}), std::vector<int>{1}) << "one reset, in the forward";
 
   const absl::StatusOr<std::vector<float>> lse = (*fresh)->Lse();
   ASSERT_TRUE(lse.ok()) << lse.status();
-  ASSERT_TRUE((*reloaded)->Reload({dtype, q2, k2, v2}).ok());
-  ASSERT_TRUE((*reloaded)->SetForwardResult(*want, *lse).ok());
-  const absl::StatusOr<std::vector<float>> given_lse = (*reloaded)->Lse();
-  ASSERT_TRUE(given_lse.ok()) << given_lse.status();
-  EXPECT_EQ(*given_lse, *lse) << "LSE is the given one";
-  ASSERT_TRUE((*reloaded)->SetDout(dout).ok());
-  const absl::Status from_given = RunOneRankPass(*schedule, **reloaded, /*backward=*/true);
-  ASSERT_TRUE(from_given.ok()) << from_given;
-  EXPECT_EQ(*resets(), 0) << "a backward from a given forward result resets nothing";
   ASSERT_TRUE((*fresh)->SetDout(dout).ok());
   const absl::Status own = RunOneRankPass(*schedule, **fresh, /*backward=*/true);
   ASSERT_TRUE(own.ok()) << own;
-  for (auto grad : {&RankBackend::Dq, &RankBackend::Dk, &RankBackend::Dv}) {
-    const absl::StatusOr<std::vector<uint8_t>> a = ((**reloaded).*grad)(), b = ((**fresh).*grad)();
-    ASSERT_TRUE(a.ok() && b.ok());
-    EXPECT_LE(NormRel(DecodeAll<double>(dtype, *a), DecodeAll<double>(dtype, *b)), 1e-2);
+  for (const bool on_gpu : {false, true}) {
+    SCOPED_TRACE(on_gpu ? "the forward result in GPU memory" : "in host memory");
+    uint8_t* gpu_out = on_gpu ? testing::ToDevice(*want) : nullptr;
+    float* gpu_lse = on_gpu ? testing::ToDevice(*lse) : nullptr;
+    const absl::Span<const uint8_t> given_out =
+        on_gpu ? absl::MakeConstSpan(gpu_out, want->size()) : absl::MakeConstSpan(*want);
+    const absl::Span<const float> given_lse =
+        on_gpu ? absl::MakeConstSpan(gpu_lse, lse->size()) : absl::MakeConstSpan(*lse);
+    ASSERT_TRUE((*reloaded)->Reload({dtype, q2, k2, v2}).ok());
+    ASSERT_TRUE((*reloaded)->SetForwardResult(given_out, given_lse).ok());
+    const absl::StatusOr<std::vector<float>> read_lse = (*reloaded)->Lse();
+    ASSERT_TRUE(read_lse.ok()) << read_lse.status();
+    EXPECT_EQ(*read_lse, *lse) << "LSE is the given one";
+    ASSERT_TRUE((*reloaded)->SetDout(dout).ok());
+    const absl::Status from_given = RunOneRankPass(*schedule, **reloaded, /*backward=*/true);
+    ASSERT_TRUE(from_given.ok()) << from_given;
+    // (A copy from the host synchronizes and marks nothing; from GPU memory
+    // it was a stream-ordered copy, marked.)
+    EXPECT_EQ(*marks({kReset, kLseCopy, kGradZeros}), (std::vector<int>{0, 0, 0}))
+        << "a backward from a given forward result resets nothing, copies no LSE on the "
+           "stream, and zeroes dQ inside D's launch";
+    for (auto grad : {&RankBackend::Dq, &RankBackend::Dk, &RankBackend::Dv}) {
+      const absl::StatusOr<std::vector<uint8_t>> a = ((**reloaded).*grad)(),
+                                                 b = ((**fresh).*grad)();
+      ASSERT_TRUE(a.ok() && b.ok());
+      EXPECT_LE(NormRel(DecodeAll<double>(dtype, *a), DecodeAll<double>(dtype, *b)), 1e-2);
+    }
+    if (on_gpu) {
+      // The given buffer is not the state: a later forward's LSE is its own.
+      ASSERT_EQ(cudaMemset(gpu_lse, 0, lse->size() * sizeof(float)), cudaSuccess);
+      ASSERT_TRUE((*reloaded)->Reload({dtype, q2, k2, v2}).ok());
+      ASSERT_TRUE(forward(**reloaded).ok());
+      EXPECT_EQ(*(*reloaded)->Lse(), *lse);
+    }
+    cudaFree(gpu_out);
+    cudaFree(gpu_lse);
   }
 }
 
