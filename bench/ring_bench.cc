@@ -1123,6 +1123,26 @@ absl::Status Main() {
       lone = absl::StrFormat("; a lone causal launch / back to back %.3f fwd, %.3f bwd",
                              ratio.first, ratio.second);
     }
+    // Whether the ring's backward steps whose launches store every dK/dV
+    // row skip its zeroing on this GPU, dtype and head dim (the replay's
+    // Calibration::stored_dkv_steps; the simulator checks GQA itself): the
+    // kernel choice for a block of the rows' shape, without GQA.
+    cuda::BackwardBlockArgs stores_probe;
+    stores_probe.task =
+        cuda::DenseBlockArgs(cuda::ElementType::kBFloat16, 1, tokens, probe.num_heads,
+                             probe.num_heads, probe.head_dim, /*causal=*/true);
+    {
+      // Aligned placeholders: the choice reads their alignment, nothing else.
+      void* aligned = reinterpret_cast<void*>(uintptr_t{1} << 20);
+      stores_probe.task.q = stores_probe.task.k = stores_probe.task.v = stores_probe.dout = aligned;
+      float* aligned_f32 = static_cast<float*>(aligned);
+      stores_probe.task.state_o = stores_probe.task.state_lse = aligned_f32;
+      stores_probe.dq = stores_probe.dk = stores_probe.dv = aligned_f32;
+      stores_probe.lse = stores_probe.delta = aligned_f32;
+    }
+    stores_probe.key_grads_fresh = absl::GetFlag(FLAGS_fresh_writes);
+    const bool stored_steps = cuda::BackwardStoresEveryKeyRow(stores_probe);
+    cal.stored_dkv_steps = stored_steps ? 1 : 0;
     const std::pair<double, double>& full_rate = full.back().second;
     const std::pair<double, double> causal{partial_factor.first * full_rate.first,
                                            partial_factor.second * full_rate.second};
@@ -1130,15 +1150,16 @@ absl::Status Main() {
         "calibration: our kernels, TFLOP/s: causal %lld tokens fwd %.1f, bwd %.1f; full "
         "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd; strided / contiguous "
         "%.3f fwd, %.3f bwd; merged / fresh state %.3f fwd; ring pass dK/dV home %g B/element; "
-        "forward's O at its end %g B/element; adjacent slices fused; llama3's ring of one whole; "
+        "forward's O at its end %g B/element; adjacent slices fused; llama3's ring of one whole%s; "
         "a 128-token pass %.1f us fwd, "
         "%.1f us fwd+bwd%s; pass overhead %.1f / %.1f us (fwd / bwd); from the %s table%s%s%s%s\n",
         static_cast<long long>(tokens), causal.first, causal.second, report.c_str(),
         cal.partial_block_factor, cal.partial_block_factor_bwd, cal.strided_block_factor,
         cal.strided_block_factor_bwd, cal.MergedStateFactor(), cal.ring_pass_dkv_home_bytes,
-        cal.forward_o_bytes, 1e6 * pass_s(tiny_f), 1e6 * pass_s(tiny_fb), tiny_kernels.c_str(),
-        cal.pass_overhead_us_fwd, cal.pass_overhead_us_bwd, gpu.c_str(), task_cost.c_str(),
-        lone.c_str(), by_side.c_str(), fastest ? "; from the fastest iterations" : "");
+        cal.forward_o_bytes, stored_steps ? "; stored dK/dV steps unzeroed" : "",
+        1e6 * pass_s(tiny_f), 1e6 * pass_s(tiny_fb), tiny_kernels.c_str(), cal.pass_overhead_us_fwd,
+        cal.pass_overhead_us_bwd, gpu.c_str(), task_cost.c_str(), lone.c_str(), by_side.c_str(),
+        fastest ? "; from the fastest iterations" : "");
     if (link > 0) cal.link_gbps = link;
     if (gather > 0) cal.collective_gbps = gather;
     cal.gpu = absl::StrCat("measured-by-ring_bench");

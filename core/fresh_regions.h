@@ -10,9 +10,25 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/types/span.h"
 #include "core/schedule.h"
 
 namespace ringattn {
+
+// One launch's write to an accumulator, rows [row_begin, row_end) x heads
+// [head_begin, head_end): `stores` its values over whatever the cells held
+// (every cell, also those no pair reached), or adds to them.
+struct RegionWrite {
+  int64_t row_begin, row_end, head_begin, head_end;
+  bool stores;
+};
+
+// Whether writes run in order on an accumulator of unknown contents leave
+// it as they would a zeroed one: every cell of `whole` is stored by some
+// write, and no write adds to a cell before a write has stored it. Then
+// the accumulator's zeroing can be skipped (a backward step whose kernels
+// store every row of its dK/dV buffer; fifty-second session).
+bool StoresCoverBeforeAdds(absl::Span<const RegionWrite> writes, const RegionWrite& whole);
 
 class FreshRegions {
  public:

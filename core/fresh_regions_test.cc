@@ -57,5 +57,25 @@ TEST(FreshRegionsTest, TouchStateMarksATasksQueryRowsAndKvHeads) {
   EXPECT_TRUE(regions.Touch(100, 150, 4, 5));   // the kv head after it
 }
 
+// A step of two tasks that store the whole buffer between them, one after
+// another or side by side in heads; an add after its rows were stored; an
+// add before (or without) a store; a part of the buffer no store reached.
+TEST(StoresCoverBeforeAddsTest, StoresMustCoverTheWholeBeforeAnyAdd) {
+  const RegionWrite whole{0, 1024, 0, 8, false};
+  EXPECT_TRUE(StoresCoverBeforeAdds({{0, 512, 0, 8, true}, {512, 1024, 0, 8, true}}, whole));
+  EXPECT_TRUE(StoresCoverBeforeAdds({{0, 1024, 0, 4, true}, {0, 1024, 4, 8, true}}, whole));
+  EXPECT_TRUE(StoresCoverBeforeAdds(
+      {{0, 1024, 0, 8, true}, {100, 300, 2, 3, false}, {0, 1024, 0, 8, false}}, whole));
+  EXPECT_FALSE(StoresCoverBeforeAdds({{0, 512, 0, 8, false}, {0, 1024, 0, 8, true}}, whole));
+  EXPECT_FALSE(StoresCoverBeforeAdds(
+      {{0, 512, 0, 8, true}, {256, 768, 0, 8, false}, {512, 1024, 0, 8, true}}, whole));
+  EXPECT_FALSE(StoresCoverBeforeAdds({{0, 1000, 0, 8, true}}, whole));  // rows 1000.. unwritten
+  EXPECT_FALSE(StoresCoverBeforeAdds({{0, 1024, 0, 7, true}}, whole));  // head 7 unwritten
+  EXPECT_FALSE(StoresCoverBeforeAdds({}, whole));
+  // Empty writes write nothing; an empty whole needs nothing.
+  EXPECT_TRUE(StoresCoverBeforeAdds({{0, 0, 0, 8, false}, {0, 1024, 0, 8, true}}, whole));
+  EXPECT_TRUE(StoresCoverBeforeAdds({}, {5, 5, 0, 8, false}));
+}
+
 }  // namespace
 }  // namespace ringattn

@@ -16,4 +16,8 @@ cudaError_t LaunchBackward(const BackwardBlockArgs& args, cudaStream_t stream) {
   return LaunchBackwardBlock(args, stream);
 }
 
+bool BackwardStoresEveryKeyRow(const BackwardBlockArgs& args) {
+  return flash::FlashBackwardStoresEveryKeyRow(args);
+}
+
 }  // namespace ringattn::cuda

@@ -20,6 +20,11 @@ cudaError_t LaunchForward(const ForwardBlockArgs& a, cudaStream_t stream);
 // flash::FlashBackwardSupports, else the correctness-first kernel).
 cudaError_t LaunchBackward(const BackwardBlockArgs& args, cudaStream_t stream);
 
+// Whether LaunchBackward(args) writes every row of args' dK and dV, so that
+// they need not be zeroed first (flash::FlashBackwardStoresEveryKeyRow; the
+// correctness-first kernel adds).
+bool BackwardStoresEveryKeyRow(const BackwardBlockArgs& args);
+
 }  // namespace ringattn::cuda
 
 #endif  // RINGATTN_CUDA_KERNEL_CHOICE_H_

@@ -28,6 +28,7 @@
 #include "cpu_reference/cpu_backend.h"
 #include "cuda/device.h"
 #include "cuda/device_test_util.h"
+#include "cuda/flash/forward.h"
 #include "cuda/gpu_timeline.h"
 #include "gtest/gtest.h"
 #include "ringattn.h"
@@ -252,6 +253,18 @@ std::vector<Case> Cases() {
   cases.push_back({{.kind = LayoutKind::kLlama3, .world = 1, .kv_heads_per_group = 1},
                    {.causal = true, .cu_seqlens = {0, 1, 17, 200, 201, 463, 509}},
                    {1, 509, 509, 4, 2, 128},
+                   DType::kBFloat16});
+  // Without GQA (the warp-specialized backward then stores fresh dK/dV rows
+  // and a step whose launches store every row skips its zeroing): zigzag,
+  // and a ring with a window whose off-diagonal blocks have key tiles no
+  // query meets.
+  cases.push_back({{.kind = LayoutKind::kZigzag, .world = 4},
+                   causal,
+                   {1, 512, 512, 4, 4, 128},
+                   DType::kBFloat16});
+  cases.push_back({{.kind = LayoutKind::kRing, .world = 2},
+                   {.causal = true, .window_left = 100},
+                   {1, 512, 512, 4, 4, 64},
                    DType::kBFloat16});
   // Non-causal with a sliding window, GQA 4:1, head_dim 64, batch 2, W = 8.
   cases.push_back({{.kind = LayoutKind::kZigzag, .world = 8},
@@ -514,6 +527,54 @@ TEST(CudaRingBackendTest, ReloadLeavesTheStateResetToTheForward) {
     }
     cudaFree(gpu_out);
     cudaFree(gpu_lse);
+  }
+}
+
+// A backward step whose launches store every row of its dK/dV buffer (ring
+// size 1: one causal task over the block; bf16 d64 without GQA, on Hopper's
+// warp-specialized kernel) is not zeroed first; with fresh writes off (every
+// launch adds) or GQA it is. The gradients are the same.
+TEST(CudaRingBackendTest, BackwardStepsThatStoreEveryRowAreNotZeroed) {
+  if (absl::StatusOr<int> n = DeviceCount(); !n.ok()) {
+    GTEST_SKIP() << "no CUDA device: " << n.status().message();
+  }
+  const DType dtype = DType::kBFloat16;
+  for (const int64_t kv_heads : {4, 2}) {
+    const AttentionShape s{1, 256, 256, 4, kv_heads, 64};
+    SCOPED_TRACE(absl::StrCat("kv heads ", kv_heads));
+    const absl::StatusOr<Schedule> schedule =
+        Schedule::Build({.kind = LayoutKind::kZigzag, .world = 1}, {.causal = true}, s);
+    ASSERT_TRUE(schedule.ok()) << schedule.status();
+    const std::vector<uint8_t> q = RandomBytes(dtype, s.q_elements(), 1),
+                               k = RandomBytes(dtype, s.kv_elements(), 2),
+                               v = RandomBytes(dtype, s.kv_elements(), 3),
+                               dout = RandomBytes(dtype, s.q_elements(), 4);
+    std::vector<std::vector<double>> grads[2];
+    int zeroings[2] = {0, 0};
+    for (const bool fresh : {true, false}) {
+      GpuTimeline timeline;
+      absl::StatusOr<std::unique_ptr<CudaRingBackend>> backend =
+          CudaRingBackend::Create(*schedule, 0, s, DefaultSoftmaxScale(s.head_dim),
+                                  {dtype, q, k, v}, {.fresh_writes = fresh, .timeline = &timeline});
+      ASSERT_TRUE(backend.ok()) << backend.status();
+      ASSERT_TRUE(RunOneRankPass(*schedule, **backend, /*backward=*/false).ok());
+      ASSERT_TRUE((*backend)->SetDout(dout).ok());
+      ASSERT_TRUE(RunOneRankPass(*schedule, **backend, /*backward=*/true).ok());
+      const absl::StatusOr<std::vector<GpuTimeline::Entry>> entries = timeline.Read();
+      ASSERT_TRUE(entries.ok()) << entries.status();
+      zeroings[fresh] =
+          static_cast<int>(std::count_if(entries->begin(), entries->end(), [](const auto& e) {
+            return e.label == "zeroing the step's dK/dV";
+          }));
+      for (auto grad : {&RankBackend::Dq, &RankBackend::Dk, &RankBackend::Dv}) {
+        const absl::StatusOr<std::vector<uint8_t>> g = ((**backend).*grad)();
+        ASSERT_TRUE(g.ok()) << g.status();
+        grads[fresh].push_back(DecodeAll<double>(dtype, *g));
+      }
+    }
+    EXPECT_EQ(zeroings[false], 1);
+    EXPECT_EQ(zeroings[true], kv_heads == s.num_heads && flash::HopperDevice() ? 0 : 1);
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(grads[true][i], grads[false][i]) << "gradient " << i;
   }
 }
 

@@ -135,10 +135,27 @@ class SimBackend : public RingBackend {
     Memory("D = rowsum(dO * O)", local_.q_elements() * 2 * DTypeBytes(o_.dtype));
     return absl::OkStatus();
   }
-  // The CUDA backend's: the step's buffer zeroed, then the tasks.
+  // The CUDA backend's: the step's buffer zeroed -- unless its tasks' first
+  // launches on every row store them (Calibration::stored_dkv_steps: the
+  // warp-specialized backward, fp16/bf16 at d64/d128, no GQA) before any
+  // adds (StoresCoverBeforeAdds) -- then the tasks.
   absl::Status BackwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv,
                             absl::Span<uint8_t> dkv) override {
-    Memory("zero dK/dV", static_cast<int64_t>(dkv.size()));
+    const bool stores = o_.calibration.stored_dkv_steps != 0 && !o_.seed_implementation &&
+                        o_.dtype != DType::kFloat32 &&
+                        (o_.shape.head_dim == 64 || o_.shape.head_dim == 128) &&
+                        o_.shape.num_heads == o_.shape.num_kv_heads;
+    FreshRegions fresh;
+    std::vector<RegionWrite> writes;
+    for (const BlockTask& task : tasks) {
+      const bool first =
+          fresh.Touch(task.k_row, task.k_end(), task.kv_head_begin, task.kv_head_end);
+      writes.push_back(
+          {task.k_row, task.k_end(), task.kv_head_begin, task.kv_head_end, stores && first});
+    }
+    if (!StoresCoverBeforeAdds(writes, {0, kv.ranks * local_.rows, kv.head_begin, kv.head_end})) {
+      Memory("zero dK/dV", static_cast<int64_t>(dkv.size()));
+    }
     Run(tasks, true);
     if (o_.seed_implementation) SeedPasses(tasks, kv, true, backward_step_);
     ++backward_step_;

@@ -134,6 +134,9 @@ absl::StatusOr<Calibration> Calibration::Builtin(absl::string_view gpu) {
     c.partial_block_factor = a.partial_fwd;
     c.partial_block_factor_bwd = a.partial_bwd;
     c.rate_heads = 32;  // every anchor's row: b1 h32
+    // Hopper's warp-specialized backward stores fresh dK/dV rows; A100's
+    // mma.sync kernel adds (every backward step zeroes its buffer).
+    c.stored_dkv_steps = gpu == "a100" ? 0 : 1;
     c.sms = a.sms;
     c.l2_mb = a.l2_mb;
     // The anchors are causal (partial) blocks: full blocks run faster by
@@ -241,6 +244,7 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
         {"forward_o_bytes", &Calibration::forward_o_bytes},
         {"fused_slices", &Calibration::fused_slices},
         {"llama3_ring_of_one_whole", &Calibration::llama3_ring_of_one_whole},
+        {"stored_dkv_steps", &Calibration::stored_dkv_steps},
         {"pass_overhead_us_fwd", &Calibration::pass_overhead_us_fwd},
         {"pass_overhead_us_bwd", &Calibration::pass_overhead_us_bwd},
         {"min_kernel_us_fwd", &Calibration::min_kernel_us_fwd},
@@ -304,10 +308,11 @@ std::string Calibration::Serialize() const {
       strided_block_factor_bwd, "\nmerged_state_factor ", merged_state_factor, "\nhost_sync_us ",
       host_sync_us, "\nring_pass_dkv_home_bytes ", ring_pass_dkv_home_bytes, "\nforward_o_bytes ",
       forward_o_bytes, "\nfused_slices ", fused_slices, "\nllama3_ring_of_one_whole ",
-      llama3_ring_of_one_whole, "\npass_overhead_us_fwd ", pass_overhead_us_fwd,
-      "\npass_overhead_us_bwd ", pass_overhead_us_bwd, "\nmin_kernel_us_fwd ", min_kernel_us_fwd,
-      "\nmin_kernel_us_bwd ", min_kernel_us_bwd, "\nrate_heads ", rate_heads, "\nsms ", sms,
-      "\nl2_MB ", l2_mb, "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
+      llama3_ring_of_one_whole, "\nstored_dkv_steps ", stored_dkv_steps, "\npass_overhead_us_fwd ",
+      pass_overhead_us_fwd, "\npass_overhead_us_bwd ", pass_overhead_us_bwd, "\nmin_kernel_us_fwd ",
+      min_kernel_us_fwd, "\nmin_kernel_us_bwd ", min_kernel_us_bwd, "\nrate_heads ", rate_heads,
+      "\nsms ", sms, "\nl2_MB ", l2_mb,
+      "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& [d, curve] : rates[pass]) {
       for (const auto& [side, tflops] : curve) {

@@ -25,6 +25,7 @@
 //   forward_o_bytes 0        # bytes per query element a forward pass's end moves for O
 //   fused_slices 1           # 1: the schedule fuses slices that follow on (0: before)
 //   llama3_ring_of_one_whole 1  # 1: llama3's ring of one is one all-head step (0: before)
+//   stored_dkv_steps 1          # 1: backward steps that store every dK/dV row skip its zeroing
 //   pass_overhead_us_fwd 16  # what a forward / backward pass costs besides its tasks
 //   pass_overhead_us_bwd 80  # and memory passes (host preparation, the end-of-pass sync)
 //   min_kernel_us_fwd 9.6    # the least time a task's kernel takes, fwd / bwd (0 or
@@ -155,6 +156,14 @@ class Calibration {
   // forty-eighth session); 0: a step per head group, its K/V packed
   // (ring_bench runs before that; their replays set it).
   double llama3_ring_of_one_whole = 1;
+  // 1: a backward step whose launches store every row of its dK/dV buffer
+  // before any adds skips the buffer's zeroing (the CUDA backend since
+  // 2026-12-04's fifty-second session, on Hopper: the warp-specialized
+  // kernel stores fresh rows, zeros where no query meets a key tile; the
+  // model applies it to fp16/bf16 at d64/d128 without GQA); 0: every step
+  // zeroed (ring_bench runs before that, and A100's mma.sync kernel, which
+  // adds; their replays set it).
+  double stored_dkv_steps = 1;
   // What a ringattn pass costs besides its tasks' kernels and memory passes
   // (the host's preparation and launches of the pass, the synchronize that
   // ends it), once per forward and once per backward pass of a rank, the

@@ -163,6 +163,10 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
   // Logs before this clause was printed come from code that cut a task per
   // pair of the layout's slices (zigzag at ring size 1: three a step).
   c.fused_slices = absl::StrContains(line, "; adjacent slices fused") ? 1 : 0;
+  // Logs before this clause zeroed every backward step's dK/dV buffer
+  // (ring_bench prints it where its kernels store every row: Hopper,
+  // fp16/bf16 at d64/d128, fresh writes).
+  c.stored_dkv_steps = absl::StrContains(line, "; stored dK/dV steps unzeroed") ? 1 : 0;
   // Logs before this clause ran llama3's ring of one a step per head group.
   c.llama3_ring_of_one_whole = absl::StrContains(line, "; llama3's ring of one whole") ? 1 : 0;
   // Logs before the pass overhead was measured: none (their rates carry it).

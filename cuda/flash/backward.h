@@ -29,6 +29,13 @@ bool FlashBackwardSupports(const BackwardBlockArgs& args);
 cudaError_t LaunchFlashBackward(const BackwardBlockArgs& args, cudaStream_t stream,
                                 TensorCoreKernel kernel = TensorCoreKernel::kAuto);
 
+// Whether LaunchFlashBackward(args, kernel) writes every row of args' dK
+// and dV instead of adding to them (zeros in key tiles no query meets): the
+// warp-specialized kernel with key_grads_fresh and no GQA. A caller whose
+// launches store every row of a buffer need not zero it first.
+bool FlashBackwardStoresEveryKeyRow(const BackwardBlockArgs& args,
+                                    TensorCoreKernel kernel = TensorCoreKernel::kAuto);
+
 // One instantiation per (dtype, head dim), compiled in backward_d<D>.cu.
 template <ElementType E, int kHeadDim>
 cudaError_t LaunchFlashBackwardKernel(const BackwardBlockArgs& args, cudaStream_t stream);

@@ -336,6 +336,23 @@ __device__ __forceinline__ bool StoresKeyGrads(const BackwardBlockArgs& args) {
   return args.key_grads_fresh && args.task.num_heads == args.task.num_kv_heads;
 }
 
+// Zeros into `rows` rows (kv_stride floats apart, from kv_offset0) of dK
+// and dV, the CTA's threads in turn: a key tile no query meets, in a
+// launch that stores its rows (StoresKeyGrads), so that every row of the
+// launch's range is written and the buffer needs no zeroing before it
+// (FlashBackwardStoresEveryKeyRow). 8-byte stores: dK and dV are 8-byte
+// aligned (FlashBackwardSupports).
+template <int kHeadDim>
+__device__ __forceinline__ void ZeroKeyGradRows(const BackwardBlockArgs& args, int64_t kv_offset0,
+                                                int64_t kv_stride, int rows) {
+  constexpr int kPairs = kHeadDim / 2;
+  for (int i = threadIdx.x; i < rows * kPairs; i += blockDim.x) {
+    const int64_t at = kv_offset0 + (i / kPairs) * kv_stride + 2 * (i % kPairs);
+    *reinterpret_cast<float2*>(args.dk + at) = make_float2(0.f, 0.f);
+    *reinterpret_cast<float2*>(args.dv + at) = make_float2(0.f, 0.f);
+  }
+}
+
 // dK (scaled) and dV of the thread's keys (key0, key0 + 8 of the tile at
 // kv_offset0, k_valid keys) into the travelling fp32 buffers: with
 // reductions when kReduce or other CTAs add to the same rows (GQA), else

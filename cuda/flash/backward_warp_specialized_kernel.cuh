@@ -190,7 +190,15 @@ __global__ void __launch_bounds__(WarpSpecializedBackwardTraits<kHeadDim>::kThre
   const int64_t group = a.num_heads / a.num_kv_heads;
   const int64_t h = a.kv_head_begin * group + item.head;
   const KeyTileQueries tiles(a, b, n_tile, kBlockM, kBlockN);
-  if (tiles.m_begin >= tiles.m_end) return;  // no allowed pair: nothing to add
+  if (tiles.m_begin >= tiles.m_end) {  // no allowed pair: nothing to add
+    if (StoresKeyGrads(args)) {        // but rows to store: zeros
+      const int64_t k0 = static_cast<int64_t>(n_tile) * kBlockN;
+      ZeroKeyGradRows<kHeadDim>(args, KvOffset(a, b, a.k_row + k0, h / group),
+                                KvBufferHeads(a) * kHeadDim,
+                                static_cast<int>(min64(kBlockN, a.k_pos.length - k0)));
+    }
+    return;
+  }
   const int64_t q_len = a.q_pos.length;
 
   if (threadIdx.x == 0) {

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -606,6 +607,10 @@ double NormRelError(const std::vector<float>& x, const std::vector<float>& ref) 
   return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
 }
 
+// Launches CheckBackward ran on NaN-filled dK/dV because the kernel said
+// it stores every row (FlashBackwardStoresEveryKeyRow).
+int stored_every_row_launches = 0;
+
 // The backward of `c` by the tensor-core kernel and by the fp32 reference
 // kernel, from the same forward state; dK and dV begin `grads_offset`
 // floats into their allocations.
@@ -676,16 +681,34 @@ void CheckBackward(const Case& c, uint32_t seed, int64_t grads_offset = 0) {
     if (kernel > 0) {
       // Zeroed dK/dV written as fresh (key_grads_fresh): what adding into
       // them gave -- the same bits where each CTA owns its rows (no GQA:
-      // the kernels may store), else the same sums in another order.
-      float* d_fresh_dk = ToDevice(std::vector<float>(grads_offset + kv_elements, 0.f));
-      float* d_fresh_dv = ToDevice(std::vector<float>(grads_offset + kv_elements, 0.f));
+      // the kernels may store), else the same sums in another order. Where
+      // the launch says it stores every row of its range
+      // (FlashBackwardStoresEveryKeyRow: zeros in key tiles no query
+      // meets), the range's rows (the task's keys x its kv heads) start as
+      // NaN instead of zeros: a row it did not write stays NaN and differs.
+      args.key_grads_fresh = true;
+      args.dk = d_dk + grads_offset;  // the choice reads the alignment
+      args.dv = d_dv + grads_offset;
+      const bool stores_every_row =
+          flash::FlashBackwardStoresEveryKeyRow(args, kernels[kernel - 1]);
+      std::vector<float> start(grads_offset + kv_elements, 0.f);
+      for (int64_t b = 0; stores_every_row && b < c.batch; ++b) {
+        for (int64_t row = a.k_row; row < a.k_row + a.k_pos.length; ++row) {
+          for (int64_t h = a.kv_head_begin; h < a.kv_head_end; ++h) {
+            std::fill_n(start.begin() + grads_offset + KvOffset(a, b, row, h), d,
+                        std::numeric_limits<float>::quiet_NaN());
+          }
+        }
+      }
+      float* d_fresh_dk = ToDevice(start);
+      float* d_fresh_dv = ToDevice(start);
       args.dk = d_fresh_dk + grads_offset;
       args.dv = d_fresh_dv + grads_offset;
-      args.key_grads_fresh = true;
       ASSERT_EQ(flash::LaunchFlashBackward(args, nullptr, kernels[kernel - 1]), cudaSuccess);
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
       const std::vector<float> fresh[2] = {ToHost(d_fresh_dk + grads_offset, kv_elements),
                                            ToHost(d_fresh_dv + grads_offset, kv_elements)};
+      if (stores_every_row) ++stored_every_row_launches;
       for (int i = 1; i < 3; ++i) {
         if (c.heads == c.kv_heads) {
           EXPECT_EQ(fresh[i - 1], grads[i].back()) << "fresh " << (i == 1 ? "dk" : "dv");
@@ -745,6 +768,28 @@ TEST(FlashBackwardTest, ManyKeyTilesMatchTheFp32Kernel) {
     for (int64_t window : {kFar, int64_t{300}}) {
       CheckBackward(ManyHeadsCase(d, /*batch=*/2, /*keys=*/900, window), seed += 10);
     }
+  }
+}
+
+// Without GQA the warp-specialized kernel stores a fresh buffer's rows,
+// and writes zeros in key tiles no query meets (keys at 1000..1299 here,
+// causal, past the last query; with a window, also tiles before): every
+// row of the launch's range is written, so a ring step whose launches
+// cover its buffer skips the zeroing. CheckBackward fills the buffers with
+// NaN where the kernel says so; on Hopper it must say so here.
+TEST(FlashBackwardTest, KeyTilesNoQueryMeetsAreStoredAsZeros) {
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: " << DeviceCount().status().message();
+  uint32_t seed = 8201;
+  const int before = stored_every_row_launches;
+  for (int64_t d : {64, 128}) {
+    for (int64_t window : {kFar, int64_t{300}}) {
+      Case c = ManyHeadsCase(d, /*batch=*/2, /*keys=*/900, window);
+      c.heads = c.kv_heads = c.kv_head_end = 10;
+      CheckBackward(c, seed += 10);
+    }
+  }
+  if (flash::HopperDevice()) {
+    EXPECT_GT(stored_every_row_launches, before);
   }
 }
 
