@@ -173,6 +173,7 @@ def trace_holes(step, directory, name, rank, profiled=40):
         trace = json.load(f)
     print(f"{path}: {profiled} steps with the host's activity traced")
     trace_gaps.report(trace_gaps.analyze(trace["traceEvents"]), profiled)
+    trace_gaps.report_chain(trace_gaps.range_chain(trace["traceEvents"], list(originals)))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,13 @@ CPU ranges on the launching thread at the launch (outermost first) say what
 the host was doing.
 
     python3 bench/trace_gaps.py TRACE.json --steps 40 [--min_us 2] [--top 12]
+        [--ranges ringattn_forward,ringattn_backward_from]
+
+--ranges NAMES: also the host's chain through the named CPU ranges
+(record_function's, in time order): the median of each range's time and of
+the time from the end of one to the start of the next, per (from, to) pair
+-- e.g. from the C ABI's forward to its backward_from, Python's return,
+autograd's hand-over and our backward's Python.
 
 Written for the fifty-second session's question (issue #17): a training
 step of the Python entry at 2048 tokens takes 0.63-0.74 ms on one H200 for
@@ -102,17 +109,43 @@ def report(result, steps, top=12, out=sys.stdout):
             print(f"{'':24}host at the launch ({n}x): {context}", file=out)
 
 
+def range_chain(events, names):
+    """The named CPU ranges (user annotations) in time order: {name: median
+    us}, {(from, to): median us from one's end to the next's start}."""
+    ranges = sorted((e for e in events if e.get("ph") == "X" and e.get("cat") == "user_annotation"
+                     and e.get("name") in names), key=lambda e: float(e["ts"]))
+    durations, gaps = collections.defaultdict(list), collections.defaultdict(list)
+    for e in ranges:
+        durations[e["name"]].append(float(e.get("dur", 0)))
+    for a, b in zip(ranges, ranges[1:]):
+        gaps[(a["name"], b["name"])].append(float(b["ts"]) - float(a["ts"]) - float(a.get("dur", 0)))
+    med = lambda xs: sorted(xs)[len(xs) // 2]
+    return ({k: med(v) for k, v in durations.items()}, {k: med(v) for k, v in gaps.items()})
+
+
+def report_chain(chain, out=sys.stdout):
+    durations, gaps = chain
+    print("host chain (medians, us):", file=out)
+    for name, us in durations.items():
+        print(f"  {us:8.1f}  {name}", file=out)
+    for (a, b), us in gaps.items():
+        print(f"  {us:8.1f}  from the end of {a} to the start of {b}", file=out)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("trace")
     parser.add_argument("--steps", type=int, default=1, help="steps in the trace (per-step figures)")
     parser.add_argument("--min_us", type=float, default=2.0)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--ranges", default="", help="NAMES: the host's chain through them")
     args = parser.parse_args()
     with open(args.trace) as f:
         trace = json.load(f)
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
     report(analyze(events, args.min_us), args.steps, args.top)
+    if args.ranges:
+        report_chain(range_chain(events, args.ranges.split(",")))
 
 
 if __name__ == "__main__":

@@ -73,6 +73,25 @@ class TraceGapsTest(unittest.TestCase):
         self.assertIn("     40.0    0.0   1.00  backward  ->  convert", text)
         self.assertIn("host at the launch (2x): autograd::engine > ringattn_backward_from", text)
 
+    def test_the_host_chain_through_named_ranges(self):
+        events = []
+        for base in (0, 1000, 2000):
+            events += [
+                {"ph": "X", "cat": "user_annotation", "name": "fwd", "ts": base, "dur": 50},
+                {"ph": "X", "cat": "user_annotation", "name": "bwd", "ts": base + 300, "dur": 80},
+                # The GPU timeline's copy of a range, and other names: left out.
+                {"ph": "X", "cat": "gpu_user_annotation", "name": "fwd", "ts": base + 5,
+                 "dur": 500},
+                {"ph": "X", "cat": "user_annotation", "name": "other", "ts": base + 100,
+                 "dur": 10},
+            ]
+        durations, gaps = trace_gaps.range_chain(events, ["fwd", "bwd"])
+        self.assertEqual(durations, {"fwd": 50, "bwd": 80})
+        self.assertEqual(gaps, {("fwd", "bwd"): 250, ("bwd", "fwd"): 620})
+        out = io.StringIO()
+        trace_gaps.report_chain((durations, gaps), out=out)
+        self.assertIn("     250.0  from the end of fwd to the start of bwd", out.getvalue())
+
     def test_no_gpu_operations(self):
         with self.assertRaisesRegex(ValueError, "no GPU operations"):
             trace_gaps.analyze([cpu("aten::empty", 0, 5)])
