@@ -105,6 +105,17 @@ def main():
     dist.destroy_process_group()
 
 
+def profiled_steps(step, count, activities):
+    """`count` steps under torch.profiler with `activities`, the GPU idle at
+    the start and finished at the end."""
+    torch.cuda.synchronize()
+    with profile(activities=activities) as prof:
+        for _ in range(count):
+            step()
+        torch.cuda.synchronize()
+    return prof
+
+
 def back_to_back(step, steps, rank, profiled=40):
     for _ in range(100):
         step()
@@ -120,11 +131,7 @@ def back_to_back(step, steps, rank, profiled=40):
         end.record()
         torch.cuda.synchronize()
         gpu_ms.append(begin.elapsed_time(end) / steps)
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(profiled):
-            step()
-        torch.cuda.synchronize()
+    prof = profiled_steps(step, profiled, [ProfilerActivity.CUDA])
     kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
     by_name = {}
     for e in kernels:
@@ -153,11 +160,7 @@ def trace_holes(step, directory, name, rank, profiled=40):
                 return _original(*a)
         setattr(_capi.lib, symbol, ranged)
     try:
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            for _ in range(profiled):
-                step()
-            torch.cuda.synchronize()
+        prof = profiled_steps(step, profiled, [ProfilerActivity.CPU, ProfilerActivity.CUDA])
     finally:
         for symbol, original in originals.items():
             setattr(_capi.lib, symbol, original)
@@ -167,13 +170,11 @@ def trace_holes(step, directory, name, rank, profiled=40):
     path = os.path.join(directory, name)
     prof.export_chrome_trace(path)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import json
     import trace_gaps
-    with open(path) as f:
-        trace = json.load(f)
+    events = trace_gaps.load_events(path)
     print(f"{path}: {profiled} steps with the host's activity traced")
-    trace_gaps.report(trace_gaps.analyze(trace["traceEvents"]), profiled)
-    trace_gaps.report_chain(trace_gaps.range_chain(trace["traceEvents"], list(originals)))
+    trace_gaps.report(trace_gaps.analyze(events), profiled)
+    trace_gaps.report_chain(trace_gaps.range_chain(events, list(originals)))
 
 
 if __name__ == "__main__":

@@ -1126,20 +1126,13 @@ absl::Status Main() {
     // Whether the ring's backward steps whose launches store every dK/dV
     // row skip its zeroing on this GPU, dtype and head dim (the replay's
     // Calibration::stored_dkv_steps; the simulator checks GQA itself): the
-    // kernel choice for a block of the rows' shape, without GQA.
+    // kernel choice for a block of the rows' shape, without GQA (its null
+    // pointers are as aligned as the ring's buffers; the choice reads
+    // nothing else of them).
     cuda::BackwardBlockArgs stores_probe;
     stores_probe.task =
         cuda::DenseBlockArgs(cuda::ElementType::kBFloat16, 1, tokens, probe.num_heads,
                              probe.num_heads, probe.head_dim, /*causal=*/true);
-    {
-      // Aligned placeholders: the choice reads their alignment, nothing else.
-      void* aligned = reinterpret_cast<void*>(uintptr_t{1} << 20);
-      stores_probe.task.q = stores_probe.task.k = stores_probe.task.v = stores_probe.dout = aligned;
-      float* aligned_f32 = static_cast<float*>(aligned);
-      stores_probe.task.state_o = stores_probe.task.state_lse = aligned_f32;
-      stores_probe.dq = stores_probe.dk = stores_probe.dv = aligned_f32;
-      stores_probe.lse = stores_probe.delta = aligned_f32;
-    }
     stores_probe.key_grads_fresh = absl::GetFlag(FLAGS_fresh_writes);
     const bool stored_steps = cuda::BackwardStoresEveryKeyRow(stores_probe);
     cal.stored_dkv_steps = stored_steps ? 1 : 0;

@@ -35,6 +35,19 @@ LAUNCH_CATEGORIES = ("cuda_runtime", "cuda_driver")
 CPU_CATEGORIES = ("cpu_op", "user_annotation", "python_function")
 
 
+def load_events(path):
+    """The traceEvents of the Chrome trace at `path` (torch.profiler's
+    export_chrome_trace: a dict; a bare list is taken too)."""
+    with open(path) as f:
+        trace = json.load(f)
+    return trace["traceEvents"] if isinstance(trace, dict) else trace
+
+
+def complete(events, categories):
+    """The complete ("X") events of `categories`."""
+    return [e for e in events if e.get("ph") == "X" and e.get("cat") in categories]
+
+
 def short(name, width=44):
     return name if len(name) <= width else name[:width - 3] + "..."
 
@@ -43,27 +56,21 @@ def analyze(events, min_us=2.0):
     """The GPU's holes in `events` (a Chrome trace's traceEvents). Returns a
     dict: span_us, busy_us, holes (list of dicts: start, end, before, after,
     host_late, host_context)."""
-    gpu = sorted((e for e in events if e.get("ph") == "X" and e.get("cat") in GPU_CATEGORIES),
-                 key=lambda e: float(e["ts"]))
+    gpu = sorted(complete(events, GPU_CATEGORIES), key=lambda e: float(e["ts"]))
     if not gpu:
         raise ValueError("the trace has no GPU operations (profile with ProfilerActivity.CUDA)")
-    launches = {}
-    for e in events:
-        if e.get("ph") == "X" and e.get("cat") in LAUNCH_CATEGORIES:
-            correlation = e.get("args", {}).get("correlation")
-            if correlation is not None:
-                launches[correlation] = e
+    launches = {e["args"]["correlation"]: e for e in complete(events, LAUNCH_CATEGORIES)
+                if "correlation" in e.get("args", {})}
     cpu_by_thread = collections.defaultdict(list)
-    for e in events:
-        if e.get("ph") == "X" and e.get("cat") in CPU_CATEGORIES:
-            cpu_by_thread[(e.get("pid"), e.get("tid"))].append(e)
+    for e in complete(events, CPU_CATEGORIES):
+        cpu_by_thread[(e.get("pid"), e.get("tid"))].append(e)
     holes = []
-    busy_end = float(gpu[0]["ts"])
+    span_begin = busy_end = float(gpu[0]["ts"])
     busy = 0.0
     before = gpu[0]
-    span_begin = float(gpu[0]["ts"])
     for e in gpu:
-        start, end = float(e["ts"]), float(e["ts"]) + float(e.get("dur", 0))
+        start = float(e["ts"])
+        end = start + float(e.get("dur", 0))
         if start - busy_end >= min_us:
             launch = launches.get(e.get("args", {}).get("correlation"))
             host_late = launch is not None and float(launch["ts"]) > busy_end
@@ -75,8 +82,7 @@ def analyze(events, min_us=2.0):
                 enclosing.sort(key=lambda c: float(c["ts"]))
                 context = [c["name"] for c in enclosing]
             holes.append({"start": busy_end, "end": start, "before": before["name"],
-                          "after": e["name"], "host_late": host_late,
-                          "launched": launch is not None, "host_context": context})
+                          "after": e["name"], "host_late": host_late, "host_context": context})
         if end > busy_end:
             busy += end - max(start, busy_end)
             busy_end = end
@@ -112,8 +118,8 @@ def report(result, steps, top=12, out=sys.stdout):
 def range_chain(events, names):
     """The named CPU ranges (user annotations) in time order: {name: median
     us}, {(from, to): median us from one's end to the next's start}."""
-    ranges = sorted((e for e in events if e.get("ph") == "X" and e.get("cat") == "user_annotation"
-                     and e.get("name") in names), key=lambda e: float(e["ts"]))
+    ranges = sorted((e for e in complete(events, ("user_annotation",)) if e.get("name") in names),
+                    key=lambda e: float(e["ts"]))
     durations, gaps = collections.defaultdict(list), collections.defaultdict(list)
     for e in ranges:
         durations[e["name"]].append(float(e.get("dur", 0)))
@@ -140,9 +146,7 @@ def main():
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--ranges", default="", help="NAMES: the host's chain through them")
     args = parser.parse_args()
-    with open(args.trace) as f:
-        trace = json.load(f)
-    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    events = load_events(args.trace)
     report(analyze(events, args.min_us), args.steps, args.top)
     if args.ranges:
         report_chain(range_chain(events, args.ranges.split(",")))

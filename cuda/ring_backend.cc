@@ -361,13 +361,12 @@ class Backend final : public CudaRingBackend {
     RETURN_IF_ERROR(delta_.Resize(StatElements() * 4));
     RETURN_IF_ERROR(dq_.Resize(QElements() * 4));
     if (all_gather_) {
-      FillJob zeros[2];
-      int count = 0;
-      for (DeviceMemory* memory : {&dk_, &dv_}) {
-        RETURN_IF_ERROR(memory->Resize(KvFullElements(1) * 4));
-        zeros[count++] = {memory->get<float>(), 0.0f, KvFullElements(1)};
-      }
-      RETURN_IF_ERROR(Check(LaunchFillsF32(zeros, count, stream_), "zeroing gradients"));
+      const int64_t elements = KvFullElements(1);
+      RETURN_IF_ERROR(dk_.Resize(elements * 4));
+      RETURN_IF_ERROR(dv_.Resize(elements * 4));
+      const FillJob zeros[] = {{dk_.get<float>(), 0.0f, elements},
+                               {dv_.get<float>(), 0.0f, elements}};
+      RETURN_IF_ERROR(Check(LaunchFillsF32(zeros, 2, stream_), "zeroing gradients"));
       RETURN_IF_ERROR(Mark("zeroing gradients"));
     }
     backward_done_ = true;
@@ -399,7 +398,7 @@ class Backend final : public CudaRingBackend {
     // memset of 8 bytes a key element (16 us a step at 2048 tokens h32
     // d128 on an H200, 60 us at 8192).
     float* dkv_f32 = reinterpret_cast<float*>(dkv.data());
-    fresh_dkv_.Reset();
+    FreshRegions fresh;  // the step's rows written so far
     const int64_t shard_elements = local_.packed_kv_elements(kv.head_begin, kv.head_end);
     std::vector<BackwardBlockArgs> launches;
     std::vector<RegionWrite> writes;
@@ -408,9 +407,9 @@ class Backend final : public CudaRingBackend {
         BackwardBlockArgs args;
         // Rows of the visiting block: its shards one after another.
         const int64_t row = shard_offset / shard_elements * local_.rows + a.k_row;
+        const int64_t row_end = row + a.k_pos.length;
         args.key_grads_fresh =
-            fresh_writes_ &&
-            fresh_dkv_.Touch(row, row + a.k_pos.length, task.kv_head_begin, task.kv_head_end);
+            fresh_writes_ && fresh.Touch(row, row_end, task.kv_head_begin, task.kv_head_end);
         args.task = a;
         args.dout = dout_in_;
         args.lse = ForwardLse();
@@ -419,8 +418,8 @@ class Backend final : public CudaRingBackend {
         args.dk = dkv_f32 + shard_offset;
         args.dv = args.dk + shard_elements / 2;
         launches.push_back(args);
-        writes.push_back({row, row + a.k_pos.length, task.kv_head_begin, task.kv_head_end,
-                          BackwardStoresEveryKeyRow(args)});
+        writes.push_back(
+            {row, row_end, task.kv_head_begin, task.kv_head_end, BackwardStoresEveryKeyRow(args)});
         return absl::OkStatus();
       }));
     }
@@ -732,9 +731,6 @@ class Backend final : public CudaRingBackend {
   // Which state rows (local rows x kv heads) forward launches have written
   // since ResetState.
   FreshRegions fresh_state_;
-  // Which rows (visiting block rows x kv heads) of a backward step's dK/dV
-  // its launches have written.
-  FreshRegions fresh_dkv_;
   const void *q_in_ = nullptr, *k_in_ = nullptr, *v_in_ = nullptr;  // CopyInputs
   const void* dout_in_ = nullptr;                                   // SetDout
   DeviceMemory delta_, dq_, dk_, dv_;

@@ -167,6 +167,18 @@ absl::Status RunOneRankPass(const Schedule& schedule, RingBackend& backend, bool
   })[0];
 }
 
+// How many of each label `timeline` marked since it was last read.
+absl::StatusOr<std::vector<int>> MarkCounts(GpuTimeline& timeline,
+                                            const std::vector<std::string>& labels) {
+  ASSIGN_OR_RETURN(std::vector<GpuTimeline::Entry> entries, timeline.Read());
+  std::vector<int> counts;
+  for (const std::string& label : labels) {
+    counts.push_back(static_cast<int>(std::count_if(
+        entries.begin(), entries.end(), [&](const auto& e) { return e.label == label; })));
+  }
+  return counts;
+}
+
 double NormRel(const std::vector<double>& x, const std::vector<double>& ref) {
   double num = 0, den = 0;
   for (size_t i = 0; i < x.size(); ++i) {
@@ -465,16 +477,6 @@ TEST(CudaRingBackendTest, ReloadLeavesTheStateResetToTheForward) {
     RETURN_IF_ERROR(RunOneRankPass(*schedule, b, /*backward=*/false));
     return b.Out();
   };
-  // How many of each label the timeline marked since the last count.
-  const auto marks = [&](std::vector<std::string> labels) -> absl::StatusOr<std::vector<int>> {
-    ASSIGN_OR_RETURN(std::vector<GpuTimeline::Entry> entries, timeline.Read());
-    std::vector<int> counts;
-    for (const std::string& label : labels) {
-      counts.push_back(static_cast<int>(std::count_if(
-          entries.begin(), entries.end(), [&](const auto& e) { return e.label == label; })));
-    }
-    return counts;
-  };
   const std::string kReset = "initializing the state", kLseCopy = "copying lse",
                     kGradZeros = "zeroing gradients";
   ASSERT_TRUE(forward(**reloaded).ok());
@@ -484,7 +486,7 @@ TEST(CudaRingBackendTest, ReloadLeavesTheStateResetToTheForward) {
   ASSERT_TRUE(got.ok()) << got.status();
   ASSERT_TRUE(want.ok()) << want.status();
   EXPECT_EQ(*got, *want) << "the forward after Reload starts from a reset state";
-  EXPECT_EQ(*marks({kReset}), std::vector<int>{1}) << "one reset, in the forward";
+  EXPECT_EQ(*MarkCounts(timeline, {kReset}), std::vector<int>{1}) << "one reset, in the forward";
 
   const absl::StatusOr<std::vector<float>> lse = (*fresh)->Lse();
   ASSERT_TRUE(lse.ok()) << lse.status();
@@ -509,7 +511,7 @@ TEST(CudaRingBackendTest, ReloadLeavesTheStateResetToTheForward) {
     ASSERT_TRUE(from_given.ok()) << from_given;
     // (A copy from the host synchronizes and marks nothing; from GPU memory
     // it was a stream-ordered copy, marked.)
-    EXPECT_EQ(*marks({kReset, kLseCopy, kGradZeros}), (std::vector<int>{0, 0, 0}))
+    EXPECT_EQ(*MarkCounts(timeline, {kReset, kLseCopy, kGradZeros}), (std::vector<int>{0, 0, 0}))
         << "a backward from a given forward result resets nothing, copies no LSE on the "
            "stream, and zeroes dQ inside D's launch";
     for (auto grad : {&RankBackend::Dq, &RankBackend::Dk, &RankBackend::Dv}) {
@@ -560,12 +562,10 @@ TEST(CudaRingBackendTest, BackwardStepsThatStoreEveryRowAreNotZeroed) {
       ASSERT_TRUE(RunOneRankPass(*schedule, **backend, /*backward=*/false).ok());
       ASSERT_TRUE((*backend)->SetDout(dout).ok());
       ASSERT_TRUE(RunOneRankPass(*schedule, **backend, /*backward=*/true).ok());
-      const absl::StatusOr<std::vector<GpuTimeline::Entry>> entries = timeline.Read();
-      ASSERT_TRUE(entries.ok()) << entries.status();
-      zeroings[fresh] =
-          static_cast<int>(std::count_if(entries->begin(), entries->end(), [](const auto& e) {
-            return e.label == "zeroing the step's dK/dV";
-          }));
+      const absl::StatusOr<std::vector<int>> counts =
+          MarkCounts(timeline, {"zeroing the step's dK/dV"});
+      ASSERT_TRUE(counts.ok()) << counts.status();
+      zeroings[fresh] = (*counts)[0];
       for (auto grad : {&RankBackend::Dq, &RankBackend::Dk, &RankBackend::Dv}) {
         const absl::StatusOr<std::vector<uint8_t>> g = ((**backend).*grad)();
         ASSERT_TRUE(g.ok()) << g.status();
