@@ -1144,7 +1144,7 @@ absl::Status Main() {
         "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd; strided / contiguous "
         "%.3f fwd, %.3f bwd; merged / fresh state %.3f fwd; ring pass dK/dV home %g B/element; "
         "forward's O at its end %g B/element; adjacent slices fused; llama3's ring of one whole%s; "
-        "a 128-token pass %.1f us fwd, "
+        "unwritten dK/dV rows set by the partial sum; a 128-token pass %.1f us fwd, "
         "%.1f us fwd+bwd%s; pass overhead %.1f / %.1f us (fwd / bwd); from the %s table%s%s%s%s\n",
         static_cast<long long>(tokens), causal.first, causal.second, report.c_str(),
         cal.partial_block_factor, cal.partial_block_factor_bwd, cal.strided_block_factor,

@@ -23,12 +23,42 @@ struct RegionWrite {
   bool stores;
 };
 
+// Rows [row_begin, row_end) x heads [head_begin, head_end) of an
+// accumulator.
+struct Region {
+  int64_t row_begin, row_end, head_begin, head_end;
+  bool operator==(const Region& o) const {
+    return row_begin == o.row_begin && row_end == o.row_end && head_begin == o.head_begin &&
+           head_end == o.head_end;
+  }
+};
+
+// The cells of `whole` where writes run in order on an accumulator of
+// unknown contents leave it other than they would leave a zeroed one, as
+// disjoint rectangles (row bands, top to bottom; in a band, heads left to
+// right; equal neighbouring bands merged):
+//   added_first: some write adds to the cell before any write stores it
+//                (the cell must be zeroed before the writes);
+//   unwritten:   no write reaches the cell (it must be zeroed, or set by
+//                whoever takes the accumulator next: a backward step's
+//                dK/dV rows no task has, which the arriving partial sum
+//                sets instead of adding to zeros; fifty-third session).
+// Writes outside `whole` count only where they overlap it.
+struct UnstoredCells {
+  std::vector<Region> added_first, unwritten;
+  bool empty() const { return added_first.empty() && unwritten.empty(); }
+};
+UnstoredCells FindUnstoredCells(absl::Span<const RegionWrite> writes, const RegionWrite& whole);
+
 // Whether writes run in order on an accumulator of unknown contents leave
 // it as they would a zeroed one: every cell of `whole` is stored by some
-// write, and no write adds to a cell before a write has stored it. Then
-// the accumulator's zeroing can be skipped (a backward step whose kernels
-// store every row of its dK/dV buffer; fifty-second session).
-bool StoresCoverBeforeAdds(absl::Span<const RegionWrite> writes, const RegionWrite& whole);
+// write, and no write adds to a cell before a write has stored it
+// (FindUnstoredCells finds none). Then the accumulator's zeroing can be
+// skipped (a backward step whose kernels store every row of its dK/dV
+// buffer; fifty-second session).
+inline bool StoresCoverBeforeAdds(absl::Span<const RegionWrite> writes, const RegionWrite& whole) {
+  return FindUnstoredCells(writes, whole).empty();
+}
 
 class FreshRegions {
  public:

@@ -77,5 +77,47 @@ TEST(StoresCoverBeforeAddsTest, StoresMustCoverTheWholeBeforeAnyAdd) {
   EXPECT_TRUE(StoresCoverBeforeAdds({}, {5, 5, 0, 8, false}));
 }
 
+// The cells to zero first and the cells no write reaches, as rectangles:
+// a zigzag step on an earlier rank's block (the first half of the rows
+// stored, the second unwritten), an add before a store, heads split between
+// tasks, and bands merged where they match.
+TEST(FindUnstoredCellsTest, NamesTheCellsAddedFirstAndTheCellsUnwritten) {
+  const RegionWrite whole{0, 1024, 0, 8, false};
+  UnstoredCells cells = FindUnstoredCells({{0, 512, 0, 8, true}}, whole);
+  EXPECT_TRUE(cells.added_first.empty());
+  EXPECT_EQ(cells.unwritten, (std::vector<Region>{{512, 1024, 0, 8}}));
+
+  cells = FindUnstoredCells({{0, 512, 0, 8, false}, {0, 1024, 0, 8, true}}, whole);
+  EXPECT_EQ(cells.added_first, (std::vector<Region>{{0, 512, 0, 8}}));
+  EXPECT_TRUE(cells.unwritten.empty());
+
+  // Heads 0-3 stored over every row, heads 4-7 only over rows 0-99 and
+  // 900-1023: the middle of heads 4-7 unwritten; an add to rows 200-299 of
+  // head 0 after its store changes nothing.
+  cells = FindUnstoredCells({{0, 1024, 0, 4, true},
+                             {0, 100, 4, 8, true},
+                             {900, 1024, 4, 8, true},
+                             {200, 300, 0, 1, false}},
+                            whole);
+  EXPECT_TRUE(cells.added_first.empty());
+  EXPECT_EQ(cells.unwritten, (std::vector<Region>{{100, 900, 4, 8}}));
+
+  // Two unwritten runs in one band: heads 2 and 5-7 of rows 0-511.
+  cells = FindUnstoredCells({{0, 1024, 0, 2, true},
+                             {0, 1024, 3, 5, true},
+                             {512, 1024, 2, 3, true},
+                             {512, 1024, 5, 8, true}},
+                            whole);
+  EXPECT_EQ(cells.unwritten, (std::vector<Region>{{0, 512, 2, 3}, {0, 512, 5, 8}}));
+
+  // Nothing written: the whole; a write beyond `whole` counts where it overlaps.
+  cells = FindUnstoredCells({}, whole);
+  EXPECT_EQ(cells.unwritten, (std::vector<Region>{{0, 1024, 0, 8}}));
+  cells = FindUnstoredCells({{512, 2048, 0, 16, true}}, whole);
+  EXPECT_EQ(cells.unwritten, (std::vector<Region>{{0, 512, 0, 8}}));
+  EXPECT_TRUE(FindUnstoredCells({{0, 1024, 0, 8, true}}, whole).empty());
+  EXPECT_TRUE(FindUnstoredCells({}, {5, 5, 0, 8, false}).empty());
+}
+
 }  // namespace
 }  // namespace ringattn

@@ -37,6 +37,20 @@ struct KvBlock {
   absl::Span<const uint8_t> v;
 };
 
+// What a backward step leaves in the rows of its dK/dV buffer that none of
+// its tasks has.
+enum class UnwrittenDkv {
+  // Zeros: the buffer is the step's whole contribution (no partial sum
+  // follows: a ring's first step, an all-gather step).
+  kZeros,
+  // Whatever they held: the partial sum that arrives during the step is
+  // accumulated into the buffer next, and sets those rows instead of adding
+  // to zeros (a zigzag step on an earlier rank's block has half its rows
+  // so: their zeroing, a write of the half, and the add's read of it are
+  // saved).
+  kSetByNextAccumulate,
+};
+
 // What the ring needs of a compute backend holding one rank's shard.
 class RingBackend {
  public:
@@ -59,7 +73,9 @@ class RingBackend {
   // A buffer of `bytes` owned by the backend, kept between calls per slot
   // (host memory for CPU backends, device memory for GPU ones).
   virtual absl::StatusOr<absl::Span<uint8_t>> Buffer(int slot, int64_t bytes) = 0;
-  // dst += src, element-wise in grad_dtype() (dK/dV partial sums).
+  // dst += src, element-wise in grad_dtype() (dK/dV partial sums); where
+  // the last BackwardStep into dst left rows unwritten
+  // (UnwrittenDkv::kSetByNextAccumulate), dst = src there.
   virtual absl::Status Accumulate(absl::Span<uint8_t> dst, absl::Span<const uint8_t> src) = 0;
   // Writes this rank's K/V of kv heads [head_begin, head_end) into `out`.
   virtual absl::Status PackKv(int64_t head_begin, int64_t head_end, absl::Span<uint8_t> out) = 0;
@@ -84,11 +100,12 @@ class RingBackend {
   virtual absl::Status StartBackward() = 0;
   // Accumulates dQ of `tasks` at home and writes their dK/dV, summed, into
   // `dkv` (laid out like `kv`, elements of grad_dtype(); a buffer from
-  // Buffer(): what it held is overwritten, rows no task has become zeros),
-  // so a backend may store each row's first contribution instead of
-  // adding it to zeros.
+  // Buffer(): what it held is overwritten, so a backend may store each
+  // row's first contribution instead of adding it to zeros). Rows no task
+  // has become zeros, or, with UnwrittenDkv::kSetByNextAccumulate, may be
+  // left as they are for the next Accumulate into `dkv` to set.
   virtual absl::Status BackwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv,
-                                    absl::Span<uint8_t> dkv) = 0;
+                                    absl::Span<uint8_t> dkv, UnwrittenDkv unwritten) = 0;
   // Adds the completed dK/dV of this rank's kv heads [head_begin, head_end)
   // (one packed shard of grad_dtype()) to its gradients.
   virtual absl::Status AddOwnDkv(int64_t head_begin, int64_t head_end,

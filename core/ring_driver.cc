@@ -42,7 +42,8 @@ double Seconds(Clock::time_point since) {
 //   the compute on Block(t), with the tasks of schedule step ScheduleStep(t)
 //                     and, backward, into the buffer of Grads(t);
 //   AfterCompute(t)   add the partial dK/dV sum that arrived meanwhile
-//                     (counted as compute);
+//                     (counted as compute; SumArrives(t) says whether one
+//                     does);
 //   Finish(t)         wait for the step's transfers, move on;
 // with Begin() before the first step and End() after the last.
 class StepTransport {
@@ -55,6 +56,9 @@ class StepTransport {
   virtual int ScheduleStep(int t) const = 0;
   virtual KvBlock Block(int t) const = 0;
   virtual absl::StatusOr<absl::Span<uint8_t>> Grads(int t) = 0;
+  // Whether AfterCompute(t) accumulates an arriving partial sum into
+  // Grads(t) (called after BeforeCompute(t)).
+  virtual bool SumArrives(int t) const = 0;
   virtual absl::Status AfterCompute(int t) = 0;
   virtual absl::Status Finish(int t) = 0;
   virtual absl::Status End() = 0;
@@ -180,6 +184,7 @@ class RingPassTransport : public StepTransport {
     return {kv_[0], 1, 0, heads_};
   }
   absl::StatusOr<absl::Span<uint8_t>> Grads(int t) override { return local_[t % 2]; }
+  bool SumArrives(int) const override { return partial_ != nullptr; }
   absl::Status AfterCompute(int t) override {
     if (partial_ == nullptr) return absl::OkStatus();
     const std::unique_ptr<Communicator::Request> partial = std::move(partial_);
@@ -297,6 +302,7 @@ class AllGatherTransport : public StepTransport {
         backend_.Buffer(kGatheredDkv, ring_size_ * backend_.GradBytes(heads.begin, heads.end)));
     return grads_buffer_;
   }
+  bool SumArrives(int) const override { return false; }
   absl::Status AfterCompute(int) override { return absl::OkStatus(); }
   absl::Status Finish(int t) override {
     if (grads_) RETURN_IF_ERROR(ReduceOwnGrads(t));
@@ -429,7 +435,9 @@ absl::StatusOr<RingRunStats> RunRingBackward(const Schedule& schedule, Communica
     }
     const auto compute = [&](absl::Span<const BlockTask> tasks, const KvBlock& kv, int t) {
       ASSIGN_OR_RETURN(absl::Span<uint8_t> grads, transport->Grads(t));
-      return backend.BackwardStep(tasks, kv, grads);
+      return backend.BackwardStep(
+          tasks, kv, grads,
+          transport->SumArrives(t) ? UnwrittenDkv::kSetByNextAccumulate : UnwrittenDkv::kZeros);
     };
     return RunSteps(schedule, comm.rank(), *transport, compute, stats);
   });

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -94,9 +95,13 @@ class FakeBackend : public RingBackend {
     if (static_cast<int64_t>(b.size()) < bytes) b.resize(bytes);
     return absl::MakeSpan(b).subspan(0, bytes);
   }
+  // Sets dst to src + 1 where the last backward step left it unwritten.
   absl::Status Accumulate(absl::Span<uint8_t> dst, absl::Span<const uint8_t> src) override {
     log_.push_back("accumulate");
-    for (size_t i = 0; i < dst.size() / 4; ++i) Floats(dst)[i] += Floats(src)[i];
+    for (size_t i = 0; i < dst.size() / 4; ++i) {
+      Floats(dst)[i] = (set_by_accumulate_ ? 1 : Floats(dst)[i]) + Floats(src)[i];
+    }
+    set_by_accumulate_ = false;
     return absl::OkStatus();
   }
   absl::Status PackKv(int64_t head_begin, int64_t head_end, absl::Span<uint8_t> out) override {
@@ -118,10 +123,17 @@ class FakeBackend : public RingBackend {
     return absl::OkStatus();
   }
   absl::Status StartBackward() override { return absl::OkStatus(); }
+  // One contribution to every row; with kSetByNextAccumulate the rows are
+  // left unwritten (NaN), for the next Accumulate to set (a NaN in a
+  // finished sum: the driver asked for it where no sum arrives), and the
+  // log says "+ sum".
   absl::Status BackwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv,
-                            absl::Span<uint8_t> dkv) override {
-    log_.push_back(absl::StrCat("backward on ", Owners(kv)));
-    for (size_t i = 0; i < dkv.size() / 4; ++i) Floats(dkv)[i] = 1;
+                            absl::Span<uint8_t> dkv, UnwrittenDkv unwritten) override {
+    set_by_accumulate_ = unwritten == UnwrittenDkv::kSetByNextAccumulate;
+    log_.push_back(absl::StrCat("backward on ", Owners(kv), set_by_accumulate_ ? " + sum" : ""));
+    for (size_t i = 0; i < dkv.size() / 4; ++i) {
+      Floats(dkv)[i] = set_by_accumulate_ ? std::numeric_limits<float>::quiet_NaN() : 1;
+    }
     return absl::OkStatus();
   }
   absl::Status AddOwnDkv(int64_t head_begin, int64_t head_end,
@@ -155,6 +167,7 @@ class FakeBackend : public RingBackend {
   bool own_kv_;
   float own_[2];  // K and V of the (two) kv heads, unpacked
   std::map<int, std::vector<uint8_t>> buffers_;
+  bool set_by_accumulate_ = false;  // the last backward step's rows await Accumulate
 };
 
 struct RingLogs {
@@ -271,14 +284,14 @@ TEST(RingDriverTest, OwnBlockLastBackwardEndsAtHomeWithNoTransferAfterTheLastCom
                           Of("recv dkv from ", next),
                           Of("send dkv to ", prev),
                           "end batch",
-                          Of("backward on ", prev),
+                          Of("backward on ", prev) + " + sum",
                           "accumulate",
                           "PACK",
                           "batch",
                           Of("recv dkv from ", next),
                           Of("send dkv to ", prev),
                           "end batch",
-                          Of("backward on ", r),
+                          Of("backward on ", r) + " + sum",
                           "accumulate",
                           "own dkv of heads 0-2 = 3,3"};
              });
@@ -300,7 +313,7 @@ TEST(RingDriverTest, OwnBlockLastBackwardFetchesTheFirstBlockWithoutTheForwardsB
                           Of("recv dkv from ", next),
                           Of("send dkv to ", next),
                           "end batch",
-                          Of("backward on ", r),
+                          Of("backward on ", r) + " + sum",
                           "accumulate",
                           "own dkv of heads 0-2 = 2,2"};
              });
@@ -321,13 +334,13 @@ TEST(RingDriverTest, ClassicBackwardStartsAtHomeAndSendsTheSumsHomeLast) {
                           Of("send kv to ", next),
                           Of("recv kv from ", prev),
                           "end batch",
-                          Of("backward on ", prev),
+                          Of("backward on ", prev) + " + sum",
                           "accumulate",
                           "batch",
                           Of("recv dkv from ", prev),
                           Of("send dkv to ", next),
                           "end batch",
-                          Of("backward on ", next),
+                          Of("backward on ", next) + " + sum",
                           "accumulate",
                           "batch",
                           Of("recv dkv from ", prev),

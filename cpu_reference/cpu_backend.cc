@@ -177,8 +177,10 @@ class Backend final : public CpuRingBackend {
     return absl::OkStatus();
   }
 
+  // Every row of dkv written, those no task has as zeros, whatever
+  // `unwritten` allows (the copy out of visit_dk_ / visit_dv_ is one pass).
   absl::Status BackwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv,
-                            absl::Span<uint8_t> dkv) override {
+                            absl::Span<uint8_t> dkv, UnwrittenDkv /*unwritten*/) override {
     RETURN_IF_ERROR(UnpackVisiting(kv));
     const int64_t visit_elements = static_cast<int64_t>(visit_k_.size());
     visit_dk_.assign(visit_elements, C(0));

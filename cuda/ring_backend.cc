@@ -6,7 +6,9 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/fresh_regions.h"
@@ -105,6 +107,17 @@ absl::Status Check(cudaError_t e, const char* what) {
 
 DeviceRun RunOf(const PositionRun& r) {
   return {r.base, r.length, r.stride, r.group, r.group_stride};
+}
+
+// `regions` as a launch's cells, if there are at most kMaxCellRegions.
+bool ToCellRegions(const std::vector<Region>& regions, CellRegions& out) {
+  if (regions.size() > static_cast<size_t>(kMaxCellRegions)) return false;
+  out.count = static_cast<int>(regions.size());
+  for (int k = 0; k < out.count; ++k) {
+    const Region& r = regions[k];
+    out.rect[k] = {r.row_begin, r.row_end, r.head_begin, r.head_end};
+  }
+  return true;
 }
 
 class Backend final : public CudaRingBackend {
@@ -219,9 +232,19 @@ class Backend final : public CudaRingBackend {
                                                      "; expected equal sizes of float32 elements"));
     }
     RETURN_IF_ERROR(Device());
-    return Finish(LaunchAddF32(reinterpret_cast<float*>(dst.data()),
-                               reinterpret_cast<const float*>(src.data()),
-                               static_cast<int64_t>(dst.size() / 4), stream_),
+    float* to = reinterpret_cast<float*>(dst.data());
+    const float* from = reinterpret_cast<const float*>(src.data());
+    if (unwritten_.has_value()) {  // the last backward step left rows for this sum to set
+      const UnwrittenRows rows = *std::exchange(unwritten_, std::nullopt);
+      if (rows.buffer != to) {
+        return absl::FailedPreconditionError(
+            "a backward step left dK/dV rows for the next accumulate into its buffer, but the "
+            "accumulate goes into another buffer");
+      }
+      return Finish(LaunchPackedCellsF32(rows.shape, rows.regions, to, from, stream_),
+                    "accumulating dK/dV");
+    }
+    return Finish(LaunchAddF32(to, from, static_cast<int64_t>(dst.size() / 4), stream_),
                   "accumulating dK/dV");
   }
 
@@ -382,7 +405,8 @@ class Backend final : public CudaRingBackend {
   }
 
   absl::Status BackwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv,
-                            absl::Span<uint8_t> dkv) override {
+                            absl::Span<uint8_t> dkv, UnwrittenDkv unwritten) override {
+    unwritten_.reset();
     if (static_cast<int64_t>(dkv.size()) != kv.ranks * GradBytes(kv.head_begin, kv.head_end)) {
       return absl::InvalidArgumentError(
           absl::StrCat("dK/dV buffer has ", dkv.size(), " bytes; expected ",
@@ -391,11 +415,15 @@ class Backend final : public CudaRingBackend {
     RETURN_IF_ERROR(CheckVisiting(kv));
     // The kernels accumulate straight into the step's buffer: it has the
     // visiting K/V's packed layout (shards of K then V), in fp32; the first
-    // launch on each of its rows may store them (key_grads_fresh). It is
-    // zeroed first unless the step's launches store every row of it before
-    // any adds (one launch of the whole block at ring size 1, a zigzag
-    // step of the full block, ... without GQA: StoresCoverBeforeAdds), a
-    // memset of 8 bytes a key element (16 us a step at 2048 tokens h32
+    // launch on each of its rows may store them (key_grads_fresh). What the
+    // launches leave other than on a zeroed buffer (FindUnstoredCells) is
+    // zeroed first: cells a launch adds to before any stores them, and
+    // cells no launch reaches -- unless the partial sum accumulated next
+    // sets those (kSetByNextAccumulate: a zigzag step on an earlier rank's
+    // block leaves half its rows so). Nothing is zeroed where the stores
+    // cover the buffer (one launch of the whole block at ring size 1, a
+    // zigzag step of the full block, ... without GQA). The whole buffer's
+    // memset is 8 bytes a key element (16 us a step at 2048 tokens h32
     // d128 on an H200, 60 us at 8192).
     float* dkv_f32 = reinterpret_cast<float*>(dkv.data());
     FreshRegions fresh;  // the step's rows written so far
@@ -423,9 +451,31 @@ class Backend final : public CudaRingBackend {
         return absl::OkStatus();
       }));
     }
-    if (!StoresCoverBeforeAdds(writes, {0, kv.ranks * local_.rows, kv.head_begin, kv.head_end})) {
+    const RegionWrite whole{0, kv.ranks * local_.rows, kv.head_begin, kv.head_end, false};
+    const UnstoredCells cells = FindUnstoredCells(writes, whole);
+    std::vector<Region> zero = cells.added_first;
+    if (unwritten == UnwrittenDkv::kZeros) {
+      zero.insert(zero.end(), cells.unwritten.begin(), cells.unwritten.end());
+    } else if (!cells.unwritten.empty()) {
+      unwritten_ = UnwrittenRows{dkv_f32, PackedShape(kv.ranks, kv.head_begin, kv.head_end)};
+      if (!ToCellRegions(cells.unwritten, unwritten_->regions)) {  // too many: zeroed, then added
+        unwritten_.reset();
+        zero = {Region{whole.row_begin, whole.row_end, whole.head_begin, whole.head_end}};
+      }
+    }
+    CellRegions zero_regions;
+    if (zero.size() == 1 &&
+        zero[0] == Region{whole.row_begin, whole.row_end, whole.head_begin, whole.head_end}) {
       RETURN_IF_ERROR(
           Check(cudaMemsetAsync(dkv.data(), 0, dkv.size(), stream_), "zeroing the step's dK/dV"));
+      RETURN_IF_ERROR(Mark("zeroing the step's dK/dV"));
+    } else if (!zero.empty()) {
+      const PackedKvShape shape = PackedShape(kv.ranks, kv.head_begin, kv.head_end);
+      const cudaError_t e =
+          ToCellRegions(zero, zero_regions)
+              ? LaunchPackedCellsF32(shape, zero_regions, dkv_f32, nullptr, stream_)
+              : cudaMemsetAsync(dkv.data(), 0, dkv.size(), stream_);
+      RETURN_IF_ERROR(Check(e, "zeroing the step's dK/dV"));
       RETURN_IF_ERROR(Mark("zeroing the step's dK/dV"));
     }
     for (const BackwardBlockArgs& args : launches) {
@@ -589,6 +639,7 @@ class Backend final : public CudaRingBackend {
 
   // A new pass: nothing run on the inputs yet.
   void ForgetPasses() {
+    unwritten_.reset();
     forward_done_ = false;
     backward_done_ = false;
     saved_out_ = nullptr;
@@ -746,6 +797,14 @@ class Backend final : public CudaRingBackend {
   // A ring pass's finished dK/dV (packed: dK then dV, every kv head) in a
   // ring buffer, valid until the next backward.
   const float* own_dkv_ = nullptr;
+  // The rows of a backward step's dK/dV buffer that it left for the next
+  // Accumulate into it to set (UnwrittenDkv::kSetByNextAccumulate).
+  struct UnwrittenRows {
+    float* buffer;
+    PackedKvShape shape;
+    CellRegions regions;
+  };
+  std::optional<UnwrittenRows> unwritten_;
 };
 
 }  // namespace

@@ -199,6 +199,46 @@ __global__ void PackedAddScalarKernel(PackedKvShape s, int64_t n, bool to_packed
   }
 }
 
+// LaunchPackedCellsF32's kernel: lines of a token's heads (the packed
+// layout's (shard, K or V, batch, token) order), a CTA per line in turn;
+// `Unit` float4 where head_dim % 4 == 0 and the buffers are 16-byte
+// aligned, else float.
+template <typename Unit>
+__global__ void PackedCellsKernel(PackedKvShape s, CellRegions regions, Unit* dst,
+                                  const Unit* src) {
+  constexpr int kFloats = sizeof(Unit) / sizeof(float);
+  const int64_t lines = 2 * s.ranks * s.batch * s.rows;
+  const int units_per_head = static_cast<int>(s.head_dim / kFloats);
+  const int units = static_cast<int>((s.head_end - s.head_begin) * units_per_head);
+  for (int64_t line = blockIdx.x; line < lines; line += gridDim.x) {
+    const int64_t row = line / (2 * s.batch * s.rows) * s.rows + line % s.rows;
+    unsigned in_rows = 0;  // the regions whose rows hold this line's
+    for (int k = 0; k < regions.count; ++k) {
+      if (row >= regions.rect[k].row_begin && row < regions.rect[k].row_end) in_rows |= 1u << k;
+    }
+    if (in_rows == 0 && src == nullptr) continue;
+    for (int u = threadIdx.x; u < units; u += blockDim.x) {
+      const int64_t head = s.head_begin + u / units_per_head;
+      bool in = false;
+      for (int k = 0; k < regions.count; ++k) {
+        in |= (in_rows >> k & 1u) != 0 && head >= regions.rect[k].head_begin &&
+              head < regions.rect[k].head_end;
+      }
+      const int64_t at = line * units + u;
+      if (src == nullptr) {
+        if (in) dst[at] = Unit{};
+      } else if (in) {
+        dst[at] = src[at];
+      } else if constexpr (kFloats == 4) {
+        const float4 a = dst[at], b = src[at];
+        dst[at] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+      } else {
+        dst[at] += src[at];
+      }
+    }
+  }
+}
+
 }  // namespace
 
 cudaError_t LaunchAddF32(float* dst, const float* src, int64_t n, cudaStream_t stream) {
@@ -276,6 +316,27 @@ cudaError_t LaunchPackedAddF32(const PackedKvShape& shape, bool to_packed, float
   } else {
     PackedAddScalarKernel<<<Blocks(n), kThreads, 0, stream>>>(shape, n, to_packed, packed, full_k,
                                                               full_v);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchPackedCellsF32(const PackedKvShape& shape, const CellRegions& regions, float* dst,
+                                 const float* src, cudaStream_t stream) {
+  if (regions.count < 0 || regions.count > kMaxCellRegions) return cudaErrorInvalidValue;
+  const int64_t lines = 2 * shape.ranks * shape.batch * shape.rows;
+  const int64_t width = (shape.head_end - shape.head_begin) * shape.head_dim;
+  if (lines <= 0 || width <= 0 || (src == nullptr && regions.count == 0)) return cudaSuccess;
+  const bool vector =
+      shape.head_dim % 4 == 0 && Aligned(dst, 16) && (src == nullptr || Aligned(src, 16));
+  const int64_t units = vector ? width / 4 : width;
+  // A warp's multiple up to kThreads: d64 over 8 heads is 128 float4s.
+  const int threads = static_cast<int>(units >= kThreads ? kThreads : (units + 31) / 32 * 32);
+  const unsigned blocks = static_cast<unsigned>(lines < 65535 * 16 ? lines : 65535 * 16);
+  if (vector) {
+    PackedCellsKernel<float4><<<blocks, threads, 0, stream>>>(
+        shape, regions, reinterpret_cast<float4*>(dst), reinterpret_cast<const float4*>(src));
+  } else {
+    PackedCellsKernel<float><<<blocks, threads, 0, stream>>>(shape, regions, dst, src);
   }
   return cudaGetLastError();
 }

@@ -72,6 +72,26 @@ struct PackedKvShape {
 cudaError_t LaunchPackedAddF32(const PackedKvShape& shape, bool to_packed, float* packed,
                                float* full_k, float* full_v, cudaStream_t stream);
 
+// Rectangles of a packed buffer's cells: packed rows [row_begin, row_end)
+// (row: shard * rows + token) x kv heads [head_begin, head_end) (absolute
+// kv heads, within the shape's head range), in K and V and every batch.
+constexpr int kMaxCellRegions = 8;
+struct CellRegions {
+  struct Rect {
+    int64_t row_begin, row_end, head_begin, head_end;
+  } rect[kMaxCellRegions];
+  int count = 0;
+};
+
+// On a packed buffer of `shape` (dst, and src alike): with src, dst = src in
+// the cells of `regions` and dst += src in the others (a partial dK/dV sum
+// accumulated into a step's buffer whose unwritten rows it sets); without
+// (src null), dst = 0 in the cells of `regions`, the others untouched (the
+// cells a step's first launches add to). A line of a token's heads per
+// CTA, its row tested once.
+cudaError_t LaunchPackedCellsF32(const PackedKvShape& shape, const CellRegions& regions, float* dst,
+                                 const float* src, cudaStream_t stream);
+
 }  // namespace ringattn::cuda
 
 #endif  // RINGATTN_CUDA_RING_KERNELS_H_

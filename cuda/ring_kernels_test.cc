@@ -1,5 +1,5 @@
-// LaunchCopyRows, LaunchFillsF32 and LaunchConvertsF32 against the host
-// (needs a GPU; skips without one).
+// LaunchCopyRows, LaunchFillsF32, LaunchConvertsF32 and LaunchPackedCellsF32
+// against the host (needs a GPU; skips without one).
 #include "cuda/ring_kernels.h"
 
 #include <cuda_runtime.h>
@@ -164,6 +164,78 @@ TEST(RingKernelsTest, ConvertsRoundEachJobToItsDtype) {
       cudaFree(dst[j]);
     }
   }
+}
+
+// Cells of a packed buffer set, zeroed or added into: the host's model of
+// the layout ((shard, K or V, batch, token, head, element)), two shards of
+// heads [1, 4) of 5, regions in packed rows and absolute heads, the float4
+// path (head_dim 8) and the one-float path (head_dim 6).
+TEST(RingKernelsTest, PackedCellsSetTheirRegionsAndAddElsewhere) {
+  if (absl::StatusOr<int> n = DeviceCount(); !n.ok()) {
+    GTEST_SKIP() << "needs a GPU: " << n.status().message();
+  }
+  for (const int64_t head_dim : {8, 6}) {
+    const PackedKvShape s{.batch = 2,
+                          .rows = 5,
+                          .ranks = 2,
+                          .num_kv_heads = 5,
+                          .head_begin = 1,
+                          .head_end = 4,
+                          .head_dim = head_dim};
+    CellRegions regions;
+    regions.rect[0] = {3, 7, 1, 3};   // rows 3-4 of shard 0, 0-1 of shard 1; heads 1-2
+    regions.rect[1] = {9, 10, 3, 4};  // the last row of shard 1, head 3
+    regions.count = 2;
+    const int64_t n = s.PackedElements();
+    const auto in_region = [&](int64_t i) {
+      const int64_t heads = s.head_end - s.head_begin;
+      const int64_t head = s.head_begin + i / head_dim % heads;
+      const int64_t token = i / (head_dim * heads) % s.rows;
+      const int64_t shard = i / (head_dim * heads * s.rows * s.batch * 2);
+      const int64_t row = shard * s.rows + token;
+      for (int k = 0; k < regions.count; ++k) {
+        const CellRegions::Rect& r = regions.rect[k];
+        if (row >= r.row_begin && row < r.row_end && head >= r.head_begin && head < r.head_end) {
+          return true;
+        }
+      }
+      return false;
+    };
+    std::vector<float> dst(n), src(n);
+    for (int64_t i = 0; i < n; ++i) {
+      dst[i] = static_cast<float>(i % 13) - 6;
+      src[i] = static_cast<float>(i % 7) + 0.5f;
+    }
+    float *d_dst = nullptr, *d_src = nullptr;
+    ASSERT_EQ(cudaMalloc(&d_dst, n * 4), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&d_src, n * 4), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(d_src, src.data(), n * 4, cudaMemcpyHostToDevice), cudaSuccess);
+    for (const bool with_src : {true, false}) {
+      SCOPED_TRACE(absl::StrCat("head_dim ", head_dim, with_src ? ", set from src" : ", zeroed"));
+      ASSERT_EQ(cudaMemcpy(d_dst, dst.data(), n * 4, cudaMemcpyHostToDevice), cudaSuccess);
+      ASSERT_EQ(LaunchPackedCellsF32(s, regions, d_dst, with_src ? d_src : nullptr, nullptr),
+                cudaSuccess);
+      std::vector<float> got(n);
+      ASSERT_EQ(cudaMemcpy(got.data(), d_dst, n * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+      int64_t set = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const bool in = in_region(i);
+        set += in;
+        const float want = in ? (with_src ? src[i] : 0.0f) : dst[i] + (with_src ? src[i] : 0.0f);
+        ASSERT_EQ(got[i], want) << "element " << i << (in ? " (in a region)" : "");
+      }
+      // Rows 3-6 x 2 heads + row 9 x 1 head, of K and V, both batches.
+      EXPECT_EQ(set, (4 * 2 + 1) * 2 * 2 * head_dim);
+    }
+    cudaFree(d_dst);
+    cudaFree(d_src);
+  }
+  CellRegions too_many;
+  too_many.count = kMaxCellRegions + 1;
+  EXPECT_EQ(
+      LaunchPackedCellsF32({.batch = 1, .rows = 1, .num_kv_heads = 1, .head_end = 1, .head_dim = 4},
+                           too_many, nullptr, nullptr, nullptr),
+      cudaErrorInvalidValue);
 }
 
 }  // namespace

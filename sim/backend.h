@@ -92,8 +92,11 @@ class SimBackend : public RingBackend {
     static uint8_t placeholder;  // never read or written
     return absl::Span<uint8_t>(&placeholder, bytes);
   }
+  // dst += src, 12 bytes an element; 8 (a copy) in the cells the last
+  // backward step left for the sum to set.
   absl::Status Accumulate(absl::Span<uint8_t> dst, absl::Span<const uint8_t>) override {
-    Memory("add partial dK/dV", static_cast<int64_t>(dst.size()) * 3);
+    Memory("add partial dK/dV", static_cast<int64_t>(dst.size()) * 3 - set_by_sum_bytes_);
+    set_by_sum_bytes_ = 0;
     return absl::OkStatus();
   }
   // As the CUDA backend on device ring buffers: a ring pass computes on the
@@ -135,12 +138,16 @@ class SimBackend : public RingBackend {
     Memory("D = rowsum(dO * O)", local_.q_elements() * 2 * DTypeBytes(o_.dtype));
     return absl::OkStatus();
   }
-  // The CUDA backend's: the step's buffer zeroed -- unless its tasks' first
-  // launches on every row store them (Calibration::stored_dkv_steps: the
-  // warp-specialized backward, fp16/bf16 at d64/d128, no GQA) before any
-  // adds (StoresCoverBeforeAdds) -- then the tasks.
+  // The CUDA backend's: the cells of the step's buffer its tasks' launches
+  // leave other than on zeros (FindUnstoredCells; its first launch on a row
+  // stores it with Calibration::stored_dkv_steps: the warp-specialized
+  // backward, fp16/bf16 at d64/d128, no GQA) zeroed, but for the unwritten
+  // ones a partial sum that follows sets (Calibration::
+  // partial_sum_sets_dkv_rows; without it, the whole buffer zeroed where
+  // any cell needs it; not modelled: the backend's whole-buffer memset
+  // where the cells make more than 8 rectangles) -- then the tasks.
   absl::Status BackwardStep(absl::Span<const BlockTask> tasks, const KvBlock& kv,
-                            absl::Span<uint8_t> dkv) override {
+                            absl::Span<uint8_t> dkv, UnwrittenDkv unwritten) override {
     const bool stores = o_.calibration.stored_dkv_steps != 0 && !o_.seed_implementation &&
                         o_.dtype != DType::kFloat32 &&
                         (o_.shape.head_dim == 64 || o_.shape.head_dim == 128) &&
@@ -153,9 +160,19 @@ class SimBackend : public RingBackend {
       writes.push_back(
           {task.k_row, task.k_end(), task.kv_head_begin, task.kv_head_end, stores && first});
     }
-    if (!StoresCoverBeforeAdds(writes, {0, kv.ranks * local_.rows, kv.head_begin, kv.head_end})) {
-      Memory("zero dK/dV", static_cast<int64_t>(dkv.size()));
+    const UnstoredCells cells =
+        FindUnstoredCells(writes, {0, kv.ranks * local_.rows, kv.head_begin, kv.head_end, false});
+    set_by_sum_bytes_ = 0;
+    int64_t zero = static_cast<int64_t>(dkv.size());
+    if (o_.calibration.partial_sum_sets_dkv_rows != 0) {
+      zero = CellBytes(cells.added_first);
+      if (unwritten == UnwrittenDkv::kZeros) {
+        zero += CellBytes(cells.unwritten);
+      } else {
+        set_by_sum_bytes_ = CellBytes(cells.unwritten);
+      }
     }
+    if (!cells.empty() && zero > 0) Memory("zero dK/dV", zero);
     Run(tasks, true);
     if (o_.seed_implementation) SeedPasses(tasks, kv, true, backward_step_);
     ++backward_step_;
@@ -326,6 +343,15 @@ class SimBackend : public RingBackend {
            [&] { return absl::StrCat("\"syncs\": ", syncs); });
     }
   }
+  // Bytes of fp32 dK and dV in `regions` of a visiting block's rows x kv
+  // heads.
+  int64_t CellBytes(absl::Span<const Region> regions) const {
+    int64_t cells = 0;
+    for (const Region& r : regions) {
+      cells += (r.row_end - r.row_begin) * (r.head_end - r.head_begin);
+    }
+    return 2 * 4 * cells * local_.batch * o_.shape.head_dim;
+  }
   void Memory(const char* what, int64_t bytes) {
     Busy(bytes / (1e9 * o_.calibration.hbm_gbps) + 1e-6 * o_.calibration.launch_us, what,
          [&] { return absl::StrCat("\"bytes\": ", bytes); });
@@ -354,6 +380,8 @@ class SimBackend : public RingBackend {
   std::pair<int64_t, int64_t> batch_;
   int64_t base_bytes_ = 0, backward_bytes_ = 0;
   int forward_step_ = 0, backward_step_ = 0;
+  // Bytes of the cells the last backward step left for Accumulate to set.
+  int64_t set_by_sum_bytes_ = 0;
   std::map<int, int64_t> slots_;
 };
 

@@ -26,6 +26,8 @@
 //   fused_slices 1           # 1: the schedule fuses slices that follow on (0: before)
 //   llama3_ring_of_one_whole 1  # 1: llama3's ring of one is one all-head step (0: before)
 //   stored_dkv_steps 1          # 1: backward steps that store every dK/dV row skip its zeroing
+//   partial_sum_sets_dkv_rows 1 # 1: a step zeroes only the dK/dV cells it needs zeroed; the
+//                               # partial sum sets its unwritten rows (0: before)
 //   pass_overhead_us_fwd 16  # what a forward / backward pass costs besides its tasks
 //   pass_overhead_us_bwd 80  # and memory passes (host preparation, the end-of-pass sync)
 //   min_kernel_us_fwd 9.6    # the least time a task's kernel takes, fwd / bwd (0 or
@@ -164,6 +166,15 @@ class Calibration {
   // zeroed (ring_bench runs before that, and A100's mma.sync kernel, which
   // adds; their replays set it).
   double stored_dkv_steps = 1;
+  // 1: a backward step zeroes only the cells of its dK/dV buffer that its
+  // launches add to before storing and, where no partial sum follows, the
+  // cells no launch reaches; where one follows (every ring step but the
+  // first) the sum's accumulate sets those, a copy of 8 bytes an element
+  // instead of an add of 12 (the CUDA backend since 2026-12-04's
+  // fifty-third session: a zigzag step on an earlier rank's block leaves
+  // half its rows so); 0: the whole buffer zeroed where any cell needs it
+  // (ring_bench runs before that; their replays set it).
+  double partial_sum_sets_dkv_rows = 1;
   // What a ringattn pass costs besides its tasks' kernels and memory passes
   // (the host's preparation and launches of the pass, the synchronize that
   // ends it), once per forward and once per backward pass of a rank, the

@@ -167,6 +167,10 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
   // (ring_bench prints it where its kernels store every row: Hopper,
   // fp16/bf16 at d64/d128, fresh writes).
   c.stored_dkv_steps = absl::StrContains(line, "; stored dK/dV steps unzeroed") ? 1 : 0;
+  // Logs before this clause zeroed a step's whole dK/dV buffer where any of
+  // its cells needed it, and added every partial sum.
+  c.partial_sum_sets_dkv_rows =
+      absl::StrContains(line, "; unwritten dK/dV rows set by the partial sum") ? 1 : 0;
   // Logs before this clause ran llama3's ring of one a step per head group.
   c.llama3_ring_of_one_whole = absl::StrContains(line, "; llama3's ring of one whole") ? 1 : 0;
   // Logs before the pass overhead was measured: none (their rates carry it).
