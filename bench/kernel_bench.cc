@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "bench/cuda_events.h"
 #include "bench/gpu_energy.h"
 #include "bench/settle.h"
 #include "cuda/backward_delta.h"
@@ -124,31 +125,6 @@ void FillRandom(void* p, ElementType dtype, int64_t n, uint32_t seed) {
   }
 }
 
-// N CUDA events in the default stream: a slot recorded behind the work
-// launched so far, a wait for it, the device time between two done slots
-// (< 0: not available). EventTimer's two, and bench::Settle's three.
-template <int N>
-class CudaEvents {
- public:
-  CudaEvents() {
-    for (cudaEvent_t& e : events_) cudaEventCreate(&e);
-  }
-  ~CudaEvents() {
-    for (cudaEvent_t e : events_) cudaEventDestroy(e);
-  }
-  CudaEvents(const CudaEvents&) = delete;
-  CudaEvents& operator=(const CudaEvents&) = delete;
-  void Record(int slot) { cudaEventRecord(events_[slot]); }
-  void Synchronize(int slot) { cudaEventSynchronize(events_[slot]); }
-  float ElapsedMs(int from, int to) {
-    float ms = 0;
-    return cudaEventElapsedTime(&ms, events_[from], events_[to]) == cudaSuccess ? ms : -1.0f;
-  }
-
- private:
-  cudaEvent_t events_[N];
-};
-
 // Milliseconds the GPU spends on the work a callable enqueues (CUDA events
 // around it, then a wait for the second; 0 when the events fail).
 class EventTimer {
@@ -163,7 +139,7 @@ class EventTimer {
   }
 
  private:
-  CudaEvents<2> events_;
+  bench::CudaEvents<2> events_;
 };
 
 // Median of `iterations` timed launches, in ms.
@@ -200,7 +176,7 @@ Measured TimeSustained(F&& launch, const Sustained& sustained) {
   launch();  // warm-up, then one call to size the settle's batches
   EventTimer timer;
   const float one_ms = timer.Ms(launch);  // Settle and SustainedCalls clamp it
-  CudaEvents<3> events;                   // bench::Settle's
+  bench::CudaEvents<3> events;            // bench::Settle's
   const float steady_ms = bench::Settle(launch, events, sustained.settle_seconds, one_ms);
   // The energy counter and the clock are read from the host after the
   // settle's wait: they are the timed calls' alone.

@@ -17,7 +17,7 @@
 //              [--rows=zigzag,varlen_zigzag] [--gpu=h200] [--calibration_out=F] [--hop_sweep]
 //              [--calibration_min] [--calibration_warmup_ms=0] [--calibration_task_cost]
 //              [--calibration_events] [--fresh_writes=false] [--sync=auto|spin|yield|block]
-//              [--torch_single_ms=F,FB,VF,VFB --torch_single_names=DENSE,VARLEN]
+//              [--torch_single_ms=F,FB,VF,VFB --torch_single_names=DENSE,VARLEN] [--settle_s=0]
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -43,6 +43,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "bench/cuda_events.h"
+#include "bench/settle.h"
 #include "comm/cuda_communicator.h"
 #include "comm/launch_env.h"
 #include "comm/nccl_communicator.h"
@@ -107,6 +109,11 @@ ABSL_FLAG(std::string, sync, "auto",
 ABSL_FLAG(int, calibration_warmup_ms, 0,
           "passes on one rank's causal tokens before the calibration, at least this long "
           "(0: one round)");
+ABSL_FLAG(double, settle_s, 0,
+          "untimed passes before each row's and each calibration block's timed ones, about "
+          "this many seconds of them (0: 3 passes): under the power cap a short line runs at "
+          "the clock the work before it left (the fifty-third session's W = 1 rows of the same "
+          "work 3.19-3.58 ms apart); settled, every line runs at the clock the cap holds");
 ABSL_FLAG(bool, hop_sweep, false,
           "also time the ring hop at 8 to 256 MiB per rank (one line, GB/s per size)");
 ABSL_FLAG(std::string, torch_single_ms, "",
@@ -234,11 +241,12 @@ class Bench {
     }
   }
 
-  // Times `iters` passes of the schedule on the first `world` ranks.
-  // outputs: --outputs' timed region (the state reset and the results in
-  // the input dtype too).
+  // Times `iters` passes of the schedule on the first `world` ranks, after
+  // `warmup` untimed ones (every rank runs the same number: the caller's
+  // choice, not a clock's). outputs: --outputs' timed region (the state
+  // reset and the results in the input dtype too).
   absl::StatusOr<Timing> Run(const Schedule& schedule, const AttentionShape& shape, bool backward,
-                             int iters, bool outputs = false) {
+                             int iters, bool outputs = false, int warmup = 3) {
     const int world = schedule.layout().world();
     const int64_t local = schedule.layout().local_batch() * schedule.layout().local_seqlen();
     const int entries = Entries(world);
@@ -277,7 +285,7 @@ class Bench {
           s = out.Allocate({q.size() * 2, static_cast<size_t>(local * shape.num_heads) * 4,
                             q.size() * 2, k.size() * 2, v.size() * 2});
         }
-        for (int it = 0; s.ok() && it < iters + 3; ++it) {
+        for (int it = 0; s.ok() && it < iters + warmup; ++it) {
           // Without --outputs the state reset is not timed: it is queued on
           // the stream, so it is waited for here (else its memset of the
           // fp32 O, 4 bytes per query element, ran inside the timed pass).
@@ -307,14 +315,14 @@ class Bench {
           if (s.ok() && outputs && cudaStreamSynchronize((*backend)->stream()) != cudaSuccess) {
             s = absl::InternalError("synchronizing the outputs' stream");
           }
-          if (it >= 3) {
+          if (it >= warmup) {
             seconds[r].push_back(absl::ToDoubleSeconds(absl::Now() - start));
             waits[r].push_back(wait);
           }
           if (s.ok() && o.timeline != nullptr) {
             absl::StatusOr<std::vector<cuda::GpuTimeline::Entry>> line = timeline.Read();
             if (!line.ok()) s = line.status();
-            if (line.ok() && it >= 3) lines.push_back(*std::move(line));
+            if (line.ok() && it >= warmup) lines.push_back(*std::move(line));
           }
         }
         if (s.ok()) memory[r] = (*backend)->memory();
@@ -520,6 +528,10 @@ struct BlockLaunch {
   // stream has drained, between its own two events; the median launch
   // instead of the mean of back-to-back ones.
   bool lone = false;
+  // Back-to-back launches: untimed ones for these wall-clock seconds first
+  // (bench::Settle; --settle_s), so that the timed ones run at the clock
+  // the power cap holds.
+  double settle_s = 0;
 };
 absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem& b, int launches,
                                                              const BlockLaunch& how = {}) {
@@ -594,6 +606,11 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
     cudaError_t e = launch();  // untimed
     std::vector<double> lone_ms;
     float ms = 0;
+    if (how.settle_s > 0 && !how.lone && e == cudaSuccess && (e = timed(1, &ms)) == cudaSuccess) {
+      bench::CudaEvents<3> events;
+      bench::Settle(launch, events, how.settle_s, ms);
+      e = cudaGetLastError();
+    }
     for (int i = 0; how.lone && e == cudaSuccess && i < launches; ++i) {
       e = cudaStreamSynchronize(nullptr);
       if (e == cudaSuccess) e = timed(1, &ms);
@@ -854,6 +871,12 @@ absl::Status Main() {
             sweep.c_str());
     }
   }
+  if (const double settle = absl::GetFlag(FLAGS_settle_s); settle > 0) {
+    Print(
+        "(--settle_s=%g: each line after about %g s of untimed passes, each calibration "
+        "block's launches after %g s of them: at the clock the power cap holds)\n",
+        settle, settle, settle);
+  }
   if (!gpu_per_rank) {
     Print(
         "(%d ranks share %d GPU(s): virtual ranks; efficiency and the simulator's "
@@ -883,6 +906,17 @@ absl::Status Main() {
   }
   ASSIGN_OR_RETURN(sim::Calibration cal, sim::Calibration::Builtin(gpu));
   cal.rate_heads = static_cast<double>(probe.num_heads);  // its blocks' heads, batch 1
+  // --settle_s: the untimed passes before a line, from the --gpu table's
+  // prediction of a pass (the same number in every process, whatever its
+  // own calibration measures; x the ranks that share a GPU).
+  const sim::Calibration table = cal;
+  const double settle_s = absl::GetFlag(FLAGS_settle_s);
+  const auto warmup = [&](const BenchProblem& p, bool backward, bool outputs,
+                          int sharing) -> absl::StatusOr<int> {
+    if (settle_s <= 0) return 3;
+    ASSIGN_OR_RETURN(const double pass_s, sim::PredictBenchProblem(table, p, backward, outputs));
+    return bench::SettlePasses(settle_s, sharing * pass_s);
+  };
   {
     // A calibration pass's time: the median iteration, or the fastest.
     const bool fastest = absl::GetFlag(FLAGS_calibration_min);
@@ -890,7 +924,11 @@ absl::Status Main() {
     // {fwd, bwd} TFLOP/s of one n-token block on one GPU. FailedPrecondition
     // for a block whose time is nearly all the pass's fixed cost and the
     // memory passes (no rate to read from it).
-    const auto rates = [&](int64_t n, bool causal) -> absl::StatusOr<std::pair<double, double>> {
+    // settle: --settle_s before the timed launches (the full-block sweep
+    // and the warm-up; the factors' rounds, ratios of two rates taken in
+    // turn right after it, need none).
+    const auto rates = [&](int64_t n, bool causal,
+                           bool settle = false) -> absl::StatusOr<std::pair<double, double>> {
       BenchProblem b = MakeConfig(kBenchRows[0], 1, n, {});
       b.mask.causal = causal;
       ASSIGN_OR_RETURN(Schedule base, Schedule::Build(b.layout, b.mask, b.shape));
@@ -900,7 +938,9 @@ absl::Status Main() {
       ASSIGN_OR_RETURN(PlanReport p, BuildPlan(base, b.shape));
       if (absl::GetFlag(FLAGS_calibration_events)) {
         ASSIGN_OR_RETURN(const auto s,
-                         BlockKernelSeconds(b, runs, {.fresh = absl::GetFlag(FLAGS_fresh_writes)}));
+                         BlockKernelSeconds(b, runs,
+                                            {.fresh = absl::GetFlag(FLAGS_fresh_writes),
+                                             .settle_s = settle ? settle_s : 0}));
         // Less the fixed cost the model charges every task's kernel
         // (launch_us: its start and tail, which back-to-back launches
         // carry too), as the pass-timed rates below are: else a small
@@ -914,8 +954,12 @@ absl::Status Main() {
         }
         return std::pair{p.TotalFlops() / fwd_s / 1e12, 2.5 * p.TotalFlops() / bwd_s / 1e12};
       }
-      ASSIGN_OR_RETURN(const Timing f_timing, alone.Run(base, b.shape, false, runs));
-      ASSIGN_OR_RETURN(const Timing fb_timing, alone.Run(base, b.shape, true, runs));
+      ASSIGN_OR_RETURN(const int f_warmup, settle ? warmup(b, false, false, 1) : 3);
+      ASSIGN_OR_RETURN(const int fb_warmup, settle ? warmup(b, true, false, 1) : 3);
+      ASSIGN_OR_RETURN(const Timing f_timing,
+                       alone.Run(base, b.shape, false, runs, false, f_warmup));
+      ASSIGN_OR_RETURN(const Timing fb_timing,
+                       alone.Run(base, b.shape, true, runs, false, fb_warmup));
       const double f_s = pass_s(f_timing), fb_s = pass_s(fb_timing);
       // The kernels' share of the measured time: minus what the simulator
       // adds around them (memory passes: O, D, dK/dV adds; launches), which
@@ -941,7 +985,7 @@ absl::Status Main() {
     const absl::Time warmup_end =
         absl::Now() + absl::Milliseconds(absl::GetFlag(FLAGS_calibration_warmup_ms));
     do {
-      if (absl::StatusOr<std::pair<double, double>> warm = rates(tokens, true); !warm.ok()) {
+      if (absl::StatusOr<std::pair<double, double>> warm = rates(tokens, true, true); !warm.ok()) {
         return warm.status();
       }
     } while (absl::Now() < warmup_end);
@@ -1045,7 +1089,7 @@ absl::Status Main() {
     // documents too (those that are nearly all fixed cost are left out).
     std::vector<std::pair<int64_t, std::pair<double, double>>> full;
     for (int64_t n = std::max<int64_t>(tokens / 8, 128); n <= tokens; n *= 2) {
-      absl::StatusOr<std::pair<double, double>> r = rates(n, false);
+      absl::StatusOr<std::pair<double, double>> r = rates(n, false, true);
       if (absl::IsFailedPrecondition(r.status()) && n < tokens) continue;
       if (!r.ok()) return r.status();
       full.push_back({n, *r});
@@ -1193,8 +1237,14 @@ absl::Status Main() {
         // The single-GPU baseline: one rank's tokens (and documents).
         BenchProblem b = MakeConfig({row.name, LayoutKind::kRing, row.varlen}, 1, tokens, docs);
         ASSIGN_OR_RETURN(Schedule base, Schedule::Build(b.layout, b.mask, b.shape));
-        ASSIGN_OR_RETURN(Timing t, ring.Run(schedule, c.shape, backward, iters, outputs));
-        ASSIGN_OR_RETURN(Timing s, alone.Run(base, b.shape, backward, iters, outputs));
+        // Virtual ranks: every rank's passes on a GPU in turn.
+        const int sharing = gpu_per_rank ? 1 : (world + visible - 1) / visible;
+        ASSIGN_OR_RETURN(const int ring_warmup, warmup(c, backward, outputs, sharing));
+        ASSIGN_OR_RETURN(const int alone_warmup, warmup(b, backward, outputs, 1));
+        ASSIGN_OR_RETURN(Timing t,
+                         ring.Run(schedule, c.shape, backward, iters, outputs, ring_warmup));
+        ASSIGN_OR_RETURN(Timing s,
+                         alone.Run(base, b.shape, backward, iters, outputs, alone_warmup));
         ring_s += t.seconds / sets.size();
         single_s += s.seconds / sets.size();
         ring_wait += t.wait / sets.size();

@@ -109,5 +109,17 @@ TEST(SustainedCalls, CoversTheSecondsAndIsAtLeastOne) {
   EXPECT_EQ(SustainedCalls(1.0, 0.0f), 1000000);  // a zero time clamps to 1 us a call
 }
 
+// A ring line's untimed passes: 3 without a settle (or without a pass
+// time), else the settle's seconds over a pass's, clamped to [3, 100000].
+TEST(SettlePasses, CoversTheSettleInWholePasses) {
+  EXPECT_EQ(SettlePasses(0, 1e-3), 3);
+  EXPECT_EQ(SettlePasses(2, 0), 3);
+  EXPECT_EQ(SettlePasses(2, -1), 3);
+  EXPECT_EQ(SettlePasses(2, 1e-3), 2000);
+  EXPECT_EQ(SettlePasses(1, 0.3), 4);  // 3.33 passes: whole ones, at least the time
+  EXPECT_EQ(SettlePasses(1, 2), 3);    // a pass longer than the settle: the warm-up
+  EXPECT_EQ(SettlePasses(100, 1e-6), 100000);
+}
+
 }  // namespace
 }  // namespace ringattn::bench

@@ -242,6 +242,12 @@ const std::map<std::string, double>& KnownMisses() {
       {"2026-12-04_h200_w1_unwritten_dkv_2048_h32kv32_d128 varlen_zigzag fwd+bwd", 0.086},
       {"2026-12-04_h200_w1_unwritten_dkv_8192_h32kv32_d128 zigzag fwd+bwd", 0.053},
       {"2026-12-04_h200_w1_unwritten_dkv_8192_h32kv32_d128 llama3 fwd+bwd", 0.064},
+      // Settled (ring_bench --settle_s=1): rows of the same work within
+      // 1.6-2.6 % of each other, the model 3-7 % under every fwd+bwd row
+      // (its forward within 3 %): at the clock the cap holds the ring's
+      // backward runs slower than the settled back-to-back backward
+      // launches the calibration times (not yet explained).
+      {"2026-12-04_h200_w1_settled_8192_b zigzag fwd+bwd", 0.070},
   };
   return *misses;
 }
@@ -381,6 +387,16 @@ TEST(ReplayTest, OneH200TinyForwardKernelTimed) {
 // in its launch, and (not run at W = 1: no partial sums) unwritten rows
 // set by the arriving partial sum; 2k-8k tokens, d64 and d128,
 // grouped-query heads (docs/measurements/2026-12-04_h200_w1_unwritten_dkv.txt).
+// Every line and calibration block settled at the clock the power cap
+// holds (ring_bench --settle_s=1, fifty-third session; two runs of the
+// same build): the rows the unsettled runs measured 3.17-3.58 ms apart
+// for the same work agree within 2.6 %
+// (docs/measurements/2026-12-04_h200_w1_settle.txt).
+TEST(ReplayTest, OneH200Settled) {
+  for (const char* run : {"a", "b"})
+    Replay(absl::StrCat("2026-12-04_h200_w1_settled_8192_", run), 1, 8);
+}
+
 TEST(ReplayTest, OneH200StoredDkvStepsAndUnwrittenRows) {
   for (const char* shape :
        {"2048_h32kv32_d128", "4096_h16kv16_d64", "4096_h32kv8_d128", "8192_h32kv32_d128"}) {
