@@ -452,32 +452,19 @@ class Backend final : public CudaRingBackend {
       }));
     }
     const RegionWrite whole{0, kv.ranks * local_.rows, kv.head_begin, kv.head_end, false};
+    const PackedKvShape shape = PackedShape(kv.ranks, kv.head_begin, kv.head_end);
     const UnstoredCells cells = FindUnstoredCells(writes, whole);
     std::vector<Region> zero = cells.added_first;
     if (unwritten == UnwrittenDkv::kZeros) {
       zero.insert(zero.end(), cells.unwritten.begin(), cells.unwritten.end());
     } else if (!cells.unwritten.empty()) {
-      unwritten_ = UnwrittenRows{dkv_f32, PackedShape(kv.ranks, kv.head_begin, kv.head_end)};
+      unwritten_ = UnwrittenRows{dkv_f32, shape};
       if (!ToCellRegions(cells.unwritten, unwritten_->regions)) {  // too many: zeroed, then added
         unwritten_.reset();
-        zero = {Region{whole.row_begin, whole.row_end, whole.head_begin, whole.head_end}};
+        zero.insert(zero.end(), cells.unwritten.begin(), cells.unwritten.end());
       }
     }
-    CellRegions zero_regions;
-    if (zero.size() == 1 &&
-        zero[0] == Region{whole.row_begin, whole.row_end, whole.head_begin, whole.head_end}) {
-      RETURN_IF_ERROR(
-          Check(cudaMemsetAsync(dkv.data(), 0, dkv.size(), stream_), "zeroing the step's dK/dV"));
-      RETURN_IF_ERROR(Mark("zeroing the step's dK/dV"));
-    } else if (!zero.empty()) {
-      const PackedKvShape shape = PackedShape(kv.ranks, kv.head_begin, kv.head_end);
-      const cudaError_t e =
-          ToCellRegions(zero, zero_regions)
-              ? LaunchPackedCellsF32(shape, zero_regions, dkv_f32, nullptr, stream_)
-              : cudaMemsetAsync(dkv.data(), 0, dkv.size(), stream_);
-      RETURN_IF_ERROR(Check(e, "zeroing the step's dK/dV"));
-      RETURN_IF_ERROR(Mark("zeroing the step's dK/dV"));
-    }
+    RETURN_IF_ERROR(ZeroDkvCells(dkv, shape, zero, whole));
     for (const BackwardBlockArgs& args : launches) {
       RETURN_IF_ERROR(Check(LaunchBackward(args, stream_), "the backward kernel"));
     }
@@ -669,6 +656,26 @@ class Backend final : public CudaRingBackend {
         {state_lse_.get<float>(), -std::numeric_limits<float>::infinity(), StatElements()},
         {state_o_.get<float>(), 0.0f, QElements()}};
     return LaunchFillsF32(jobs, 2, stream_);
+  }
+
+  // Zeroes `cells` (disjoint) of a step's dK/dV buffer of `shape`, which
+  // spans `whole`: by one memset where they are the whole buffer or more
+  // rectangles than a launch takes, else by a launch over the cells.
+  absl::Status ZeroDkvCells(absl::Span<uint8_t> dkv, const PackedKvShape& shape,
+                            const std::vector<Region>& cells, const RegionWrite& whole) {
+    if (cells.empty()) return absl::OkStatus();
+    int64_t area = 0;
+    for (const Region& r : cells) area += (r.row_end - r.row_begin) * (r.head_end - r.head_begin);
+    CellRegions regions;
+    const bool all =
+        area == (whole.row_end - whole.row_begin) * (whole.head_end - whole.head_begin);
+    const cudaError_t e =
+        !all && ToCellRegions(cells, regions)
+            ? LaunchPackedCellsF32(shape, regions, reinterpret_cast<float*>(dkv.data()), nullptr,
+                                   stream_)
+            : cudaMemsetAsync(dkv.data(), 0, dkv.size(), stream_);
+    RETURN_IF_ERROR(Check(e, "zeroing the step's dK/dV"));
+    return Mark("zeroing the step's dK/dV");
   }
 
   absl::Status CheckVisiting(const KvBlock& kv) {
