@@ -730,6 +730,11 @@ absl::Status Main() {
     return absl::InvalidArgumentError(
         absl::StrCat("--torch_single_ms has ", torch_ms.size(), " values; expected F,FB,VF,VFB"));
   }
+  if (const double settle = absl::GetFlag(FLAGS_settle_s);
+      !std::isfinite(settle) || settle < 0 || settle > 600) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--settle_s is ", settle, "; expected 0 (no settle) to 600 seconds before each line"));
+  }
   const std::vector<std::string> torch_names =
       absl::StrSplit(absl::GetFlag(FLAGS_torch_single_names), ',');
   if (torch_names.size() != 2) {

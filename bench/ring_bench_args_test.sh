@@ -16,4 +16,9 @@ for bad in nan inf; do
 done
 if out=$("$bench" --torch_single_ms=1,2 2>&1); then fail "two --torch_single_ms values accepted"; fi
 [[ $out == *"--torch_single_ms has 2 values; expected F,FB,VF,VFB"* ]] || fail "the count error: $out"
+for bad in -1 nan inf 601; do
+  if out=$("$bench" --settle_s=$bad 2>&1); then fail "--settle_s=$bad accepted"; fi
+  [[ $out == *"--settle_s is "*"; expected 0 (no settle) to 600 seconds before each line"* ]] ||
+    fail "the --settle_s=$bad error: $out"
+done
 echo "ring_bench_args_test: passed"
