@@ -1,5 +1,8 @@
 #include "sim/simulator.h"
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "core/plan.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -164,6 +167,61 @@ TEST(SimulatorTest, ZigzagAndStripeAreBalanced) {
 // that half only: the iteration at W = 8 is 2.6 % shorter, and as short as
 // stripe's (within 0.1 %), whose steps store every row. At W = 1 nothing
 // changes (one step of the whole block).
+// The memory passes a backward charges each rank, from the trace: the
+// bytes of each "zero dK/dV" and "add partial dK/dV" event, by rank.
+struct DkvPasses {
+  std::vector<std::vector<int64_t>> zeroed, added;
+};
+DkvPasses DkvPassesOf(const SimOptions& o) {
+  SimOptions traced = o;
+  traced.trace = true;
+  const absl::StatusOr<SimResult> r = Simulate(traced);
+  EXPECT_TRUE(r.ok()) << r.status();
+  DkvPasses passes{std::vector<std::vector<int64_t>>(o.layout.world),
+                   std::vector<std::vector<int64_t>>(o.layout.world)};
+  if (!r.ok()) return passes;
+  for (absl::string_view line : absl::StrSplit(r->trace_json, '\n')) {
+    const bool zero = absl::StrContains(line, "\"name\": \"zero dK/dV\"");
+    if (!zero && !absl::StrContains(line, "\"name\": \"add partial dK/dV\"")) continue;
+    int rank = -1;
+    int64_t bytes = -1;
+    const auto after = [&](absl::string_view key) {
+      const size_t at = line.find(key);
+      return at == absl::string_view::npos ? absl::string_view() : line.substr(at + key.size());
+    };
+    const absl::string_view pid = after("\"pid\": "), b = after("\"bytes\": ");
+    EXPECT_TRUE(absl::SimpleAtoi(pid.substr(0, pid.find(',')), &rank)) << line;
+    EXPECT_TRUE(absl::SimpleAtoi(b.substr(0, b.find('}')), &bytes)) << line;
+    if (rank >= 0 && rank < o.layout.world)
+      (zero ? passes.zeroed : passes.added)[rank].push_back(bytes);
+  }
+  return passes;
+}
+
+// zigzag's backward at W = 4 (own block last): rank 0's every step is on a
+// later rank's block (its second chunk meets the whole block: every row
+// stored) and never zeroes; rank 3's three non-own steps are on earlier
+// ranks' blocks (the block's second half unwritten): the first, with no
+// partial sum arriving, zeroes that half; the next two leave it to the sum,
+// whose add copies there (3 x the buffer less the half). Without
+// partial_sum_sets_dkv_rows rank 3 zeroed its whole buffer on all three.
+TEST(SimulatorTest, ZigzagsUnwrittenHalvesAreZeroedOnlyWhereNoSumArrives) {
+  SimOptions o = Options(LayoutKind::kZigzag, 4, 8192);
+  o.backward = true;
+  const int64_t buffer = 2 * 4 * (8192 / 4) * o.shape.num_kv_heads * o.shape.head_dim;  // dK, dV
+  const DkvPasses set = DkvPassesOf(o);
+  EXPECT_TRUE(set.zeroed[0].empty());
+  EXPECT_EQ(set.zeroed[3], (std::vector<int64_t>{buffer / 2}));
+  EXPECT_EQ(set.added[3],
+            (std::vector<int64_t>{3 * buffer - buffer / 2, 3 * buffer - buffer / 2, 3 * buffer}));
+  EXPECT_EQ(set.added[0], (std::vector<int64_t>{3 * buffer, 3 * buffer, 3 * buffer}));
+  o.calibration.partial_sum_sets_dkv_rows = 0;
+  const DkvPasses zeroed = DkvPassesOf(o);
+  EXPECT_TRUE(zeroed.zeroed[0].empty());
+  EXPECT_EQ(zeroed.zeroed[3], (std::vector<int64_t>{buffer, buffer, buffer}));
+  EXPECT_EQ(zeroed.added[3], (std::vector<int64_t>{3 * buffer, 3 * buffer, 3 * buffer}));
+}
+
 TEST(SimulatorTest, UnwrittenDkvRowsAreSetByThePartialSum) {
   const auto iteration = [](LayoutKind kind, int world, double partial_sum_sets) {
     SimOptions o = Options(kind, world, 8192);
