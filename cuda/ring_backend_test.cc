@@ -70,11 +70,14 @@ absl::Status RankBody(const Schedule& schedule, Communicator& comm, RankBackend&
   return absl::OkStatus();
 }
 
+// timelines: with device copies or NCCL, rank r marks its GPU work on
+// (*timelines)[r] (CudaBackendOptions::timeline).
 std::vector<RankResult> RunRing(const Schedule& schedule, const AttentionShape& s, DType dtype,
                                 const std::vector<std::vector<uint8_t>>& q,
                                 const std::vector<std::vector<uint8_t>>& k,
                                 const std::vector<std::vector<uint8_t>>& v,
-                                const std::vector<std::vector<uint8_t>>& dout, Mode mode) {
+                                const std::vector<std::vector<uint8_t>>& dout, Mode mode,
+                                std::vector<std::unique_ptr<GpuTimeline>>* timelines = nullptr) {
   const int world = schedule.layout().world();
   std::vector<RankResult> results(world);
   const double scale = DefaultSoftmaxScale(s.head_dim);
@@ -132,7 +135,8 @@ std::vector<RankResult> RunRing(const Schedule& schedule, const AttentionShape& 
       CudaBackendOptions o{.device = placements[r].device,
                            .stream = placements[r].stream,
                            .synchronous = false,
-                           .fresh_writes = mode != Mode::kDeviceCopyMerged};
+                           .fresh_writes = mode != Mode::kDeviceCopyMerged,
+                           .timeline = timelines != nullptr ? (*timelines)[r].get() : nullptr};
       absl::StatusOr<std::unique_ptr<CudaRingBackend>> backend =
           CudaRingBackend::Create(schedule, r, s, scale, inputs(r), o);
       statuses[r] = backend.ok() ? RankBody(schedule, *comms[r], **backend, dout[r], results[r])
@@ -575,6 +579,46 @@ TEST(CudaRingBackendTest, BackwardStepsThatStoreEveryRowAreNotZeroed) {
     EXPECT_EQ(zeroings[false], 1);
     EXPECT_EQ(zeroings[true], kv_heads == s.num_heads && flash::HopperDevice() ? 0 : 1);
     for (int i = 0; i < 3; ++i) EXPECT_EQ(grads[true][i], grads[false][i]) << "gradient " << i;
+  }
+}
+
+// zigzag at W = 4 (virtual ranks, device copies), bf16 d64 without GQA:
+// on Hopper (whose backward stores every row it has) rank 0 zeroes no
+// step's dK/dV (its every step meets the whole block), rank 3 only its
+// first (an earlier rank's block, whose unwritten half no partial sum
+// sets); its next two such steps leave that half to the arriving sum. With
+// every launch adding (other GPUs) each of the four steps zeroes.
+TEST(CudaRingBackendTest, ZigzagZeroesUnwrittenRowsOnlyWhereNoSumArrives) {
+  if (absl::StatusOr<int> n = DeviceCount(); !n.ok()) {
+    GTEST_SKIP() << "no CUDA device: " << n.status().message();
+  }
+  const DType dtype = DType::kBFloat16;
+  const AttentionShape s{1, 1024, 1024, 4, 4, 64};
+  const absl::StatusOr<Schedule> schedule =
+      Schedule::Build({.kind = LayoutKind::kZigzag, .world = 4}, {.causal = true}, s);
+  ASSERT_TRUE(schedule.ok()) << schedule.status();
+  std::vector<std::vector<uint8_t>> q, k, v, dout;
+  for (int r = 0; r < 4; ++r) {
+    q.push_back(RandomBytes(dtype, s.q_elements() / 4, 10 + r));
+    k.push_back(RandomBytes(dtype, s.kv_elements() / 4, 20 + r));
+    v.push_back(RandomBytes(dtype, s.kv_elements() / 4, 30 + r));
+    dout.push_back(RandomBytes(dtype, s.q_elements() / 4, 40 + r));
+  }
+  std::vector<std::unique_ptr<GpuTimeline>> timelines;
+  for (int r = 0; r < 4; ++r) timelines.push_back(std::make_unique<GpuTimeline>());
+  RunRing(*schedule, s, dtype, q, k, v, dout, Mode::kDeviceCopy, &timelines);
+  std::vector<int> zeroings;
+  for (int r = 0; r < 4; ++r) {
+    const absl::StatusOr<std::vector<int>> counts =
+        MarkCounts(*timelines[r], {"zeroing the step's dK/dV"});
+    ASSERT_TRUE(counts.ok()) << counts.status();
+    zeroings.push_back((*counts)[0]);
+  }
+  if (flash::HopperDevice()) {
+    EXPECT_EQ(zeroings[0], 0);
+    EXPECT_EQ(zeroings[3], 1);
+  } else {
+    EXPECT_EQ(zeroings, (std::vector<int>{4, 4, 4, 4}));
   }
 }
 
