@@ -110,8 +110,9 @@ ABSL_FLAG(int, calibration_warmup_ms, 0,
           "passes on one rank's causal tokens before the calibration, at least this long "
           "(0: one round)");
 ABSL_FLAG(double, settle_s, 0,
-          "untimed passes before each row's and each calibration block's timed ones, about "
-          "this many seconds of them (0: 3 passes): under the power cap a short line runs at "
+          "untimed passes before each row's timed ones, about this many seconds of them (0: 3 "
+          "passes), and as long of untimed launches before the calibration's warm-up and "
+          "full-block sweep: under the power cap a short line runs at "
           "the clock the work before it left (the fifty-third session's W = 1 rows of the same "
           "work 3.19-3.58 ms apart); settled, every line runs at the clock the cap holds");
 ABSL_FLAG(bool, hop_sweep, false,
@@ -246,7 +247,7 @@ class Bench {
   // choice, not a clock's). outputs: --outputs' timed region (the state
   // reset and the results in the input dtype too).
   absl::StatusOr<Timing> Run(const Schedule& schedule, const AttentionShape& shape, bool backward,
-                             int iters, bool outputs = false, int warmup = 3) {
+                             int iters, bool outputs = false, int warmup = bench::kWarmupPasses) {
     const int world = schedule.layout().world();
     const int64_t local = schedule.layout().local_batch() * schedule.layout().local_seqlen();
     const int entries = Entries(world);
@@ -827,6 +828,8 @@ absl::Status Main() {
   Bench ring(placements, comms, ranks);
   // Each process has its own GPU in nccl_env mode.
   const bool gpu_per_rank = env.has_value() || world <= visible;
+  // Virtual ranks: every rank's passes on a GPU in turn (--settle_s's count).
+  const int sharing = gpu_per_rank ? 1 : (world + visible - 1) / visible;
   Bench alone({placements[0]}, {&single->rank(0)});
 
   cudaDeviceProp prop{};
@@ -878,8 +881,9 @@ absl::Status Main() {
   }
   if (const double settle = absl::GetFlag(FLAGS_settle_s); settle > 0) {
     Print(
-        "(--settle_s=%g: each line after about %g s of untimed passes, each calibration "
-        "block's launches after %g s of them: at the clock the power cap holds)\n",
+        "(--settle_s=%g: each line after about %g s of untimed passes, the calibration's "
+        "warm-up and full-block sweep after %g s of untimed launches, its factors' rounds not: "
+        "at the clock the power cap holds)\n",
         settle, settle, settle);
   }
   if (!gpu_per_rank) {
@@ -918,7 +922,7 @@ absl::Status Main() {
   const double settle_s = absl::GetFlag(FLAGS_settle_s);
   const auto warmup = [&](const BenchProblem& p, bool backward, bool outputs,
                           int sharing) -> absl::StatusOr<int> {
-    if (settle_s <= 0) return 3;
+    if (settle_s <= 0) return bench::kWarmupPasses;
     ASSIGN_OR_RETURN(const double pass_s, sim::PredictBenchProblem(table, p, backward, outputs));
     return bench::SettlePasses(settle_s, sharing * pass_s);
   };
@@ -959,8 +963,10 @@ absl::Status Main() {
         }
         return std::pair{p.TotalFlops() / fwd_s / 1e12, 2.5 * p.TotalFlops() / bwd_s / 1e12};
       }
-      ASSIGN_OR_RETURN(const int f_warmup, settle ? warmup(b, false, false, 1) : 3);
-      ASSIGN_OR_RETURN(const int fb_warmup, settle ? warmup(b, true, false, 1) : 3);
+      ASSIGN_OR_RETURN(const int f_warmup,
+                       settle ? warmup(b, false, false, 1) : bench::kWarmupPasses);
+      ASSIGN_OR_RETURN(const int fb_warmup,
+                       settle ? warmup(b, true, false, 1) : bench::kWarmupPasses);
       ASSIGN_OR_RETURN(const Timing f_timing,
                        alone.Run(base, b.shape, false, runs, false, f_warmup));
       ASSIGN_OR_RETURN(const Timing fb_timing,
@@ -1242,8 +1248,6 @@ absl::Status Main() {
         // The single-GPU baseline: one rank's tokens (and documents).
         BenchProblem b = MakeConfig({row.name, LayoutKind::kRing, row.varlen}, 1, tokens, docs);
         ASSIGN_OR_RETURN(Schedule base, Schedule::Build(b.layout, b.mask, b.shape));
-        // Virtual ranks: every rank's passes on a GPU in turn.
-        const int sharing = gpu_per_rank ? 1 : (world + visible - 1) / visible;
         ASSIGN_OR_RETURN(const int ring_warmup, warmup(c, backward, outputs, sharing));
         ASSIGN_OR_RETURN(const int alone_warmup, warmup(b, backward, outputs, 1));
         ASSIGN_OR_RETURN(Timing t,

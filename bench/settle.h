@@ -73,14 +73,15 @@ inline int64_t SustainedCalls(double seconds, float ms_per_call) {
 }
 
 // The untimed passes before a line of ring passes of about `pass_s`
-// seconds each (ring_bench --settle_s): 3 (its warm-up before settling
-// existed), or about `settle_s` seconds of them, at most 100,000. A count,
+// seconds each (ring_bench --settle_s): kWarmupPasses (its warm-up before
+// settling existed), or about `settle_s` seconds of them, at most 100,000. A count,
 // not a clock, because every rank of a ring must run the same passes;
 // ring_bench sizes `pass_s` from its --gpu table's prediction, the same
 // in every process.
+inline constexpr int kWarmupPasses = 3;
 inline int SettlePasses(double settle_s, double pass_s) {
-  if (!(settle_s > 0) || !(pass_s > 0)) return 3;
-  return static_cast<int>(std::clamp(std::ceil(settle_s / pass_s), 3.0, 1e5));
+  if (!(settle_s > 0) || !(pass_s > 0)) return kWarmupPasses;
+  return static_cast<int>(std::clamp(std::ceil(settle_s / pass_s), double{kWarmupPasses}, 1e5));
 }
 
 }  // namespace ringattn::bench

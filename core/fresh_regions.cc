@@ -1,6 +1,7 @@
 #include "core/fresh_regions.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace ringattn {
 
@@ -101,6 +102,24 @@ UnstoredCells FindUnstoredCells(absl::Span<const RegionWrite> writes, const Regi
   const size_t h0 = index(heads, whole.head_begin), h1 = index(heads, whole.head_end);
   return {Rectangles(grid, kAddedFirst, rows, heads, r0, r1, h0, h1),
           Rectangles(grid, kUntouched, rows, heads, r0, r1, h0, h1)};
+}
+
+int64_t CellCount(absl::Span<const Region> regions) {
+  int64_t cells = 0;
+  for (const Region& r : regions) cells += (r.row_end - r.row_begin) * (r.head_end - r.head_begin);
+  return cells;
+}
+
+DkvZeroing PlanDkvZeroing(absl::Span<const RegionWrite> writes, const RegionWrite& whole,
+                          bool sum_follows) {
+  UnstoredCells cells = FindUnstoredCells(writes, whole);
+  DkvZeroing plan{std::move(cells.added_first), {}};
+  if (sum_follows) {
+    plan.left = std::move(cells.unwritten);
+  } else {
+    plan.zero.insert(plan.zero.end(), cells.unwritten.begin(), cells.unwritten.end());
+  }
+  return plan;
 }
 
 }  // namespace ringattn

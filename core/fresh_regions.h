@@ -50,15 +50,22 @@ struct UnstoredCells {
 };
 UnstoredCells FindUnstoredCells(absl::Span<const RegionWrite> writes, const RegionWrite& whole);
 
-// Whether writes run in order on an accumulator of unknown contents leave
-// it as they would a zeroed one: every cell of `whole` is stored by some
-// write, and no write adds to a cell before a write has stored it
-// (FindUnstoredCells finds none). Then the accumulator's zeroing can be
-// skipped (a backward step whose kernels store every row of its dK/dV
-// buffer; fifty-second session).
-inline bool StoresCoverBeforeAdds(absl::Span<const RegionWrite> writes, const RegionWrite& whole) {
-  return FindUnstoredCells(writes, whole).empty();
-}
+// The cells (rows x heads) of disjoint `regions`.
+int64_t CellCount(absl::Span<const Region> regions);
+
+// What a backward step does to its dK/dV accumulator before its launches
+// (`writes`, in order, over `whole`; the CUDA backend's and the simulator's
+// one rule): `zero`, the cells zeroed first -- those added to before any
+// store, and the unwritten ones unless `sum_follows` (a partial sum is
+// accumulated into the buffer next and sets them); `left`, the unwritten
+// cells left for that sum. Both empty where the stores cover the buffer
+// before any add (a ring of one, zigzag's whole-block steps, without GQA:
+// no zeroing at all, fifty-second session).
+struct DkvZeroing {
+  std::vector<Region> zero, left;
+};
+DkvZeroing PlanDkvZeroing(absl::Span<const RegionWrite> writes, const RegionWrite& whole,
+                          bool sum_follows);
 
 class FreshRegions {
  public:

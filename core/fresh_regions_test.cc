@@ -57,10 +57,16 @@ TEST(FreshRegionsTest, TouchStateMarksATasksQueryRowsAndKvHeads) {
   EXPECT_TRUE(regions.Touch(100, 150, 4, 5));   // the kv head after it
 }
 
-// A step of two tasks that store the whole buffer between them, one after
-// another or side by side in heads; an add after its rows were stored; an
-// add before (or without) a store; a part of the buffer no store reached.
-TEST(StoresCoverBeforeAddsTest, StoresMustCoverTheWholeBeforeAnyAdd) {
+// Whether writes leave an accumulator of unknown contents as they would a
+// zeroed one (no cells found): a step of two tasks that store the whole
+// buffer between them, one after another or side by side in heads; an add
+// after its rows were stored; an add before (or without) a store; a part
+// of the buffer no store reached.
+TEST(FindUnstoredCellsTest, NoneWhereStoresCoverTheWholeBeforeAnyAdd) {
+  const auto StoresCoverBeforeAdds = [](absl::Span<const RegionWrite> writes,
+                                        const RegionWrite& whole) {
+    return FindUnstoredCells(writes, whole).empty();
+  };
   const RegionWrite whole{0, 1024, 0, 8, false};
   EXPECT_TRUE(StoresCoverBeforeAdds({{0, 512, 0, 8, true}, {512, 1024, 0, 8, true}}, whole));
   EXPECT_TRUE(StoresCoverBeforeAdds({{0, 1024, 0, 4, true}, {0, 1024, 4, 8, true}}, whole));
@@ -117,6 +123,25 @@ TEST(FindUnstoredCellsTest, NamesTheCellsAddedFirstAndTheCellsUnwritten) {
   EXPECT_EQ(cells.unwritten, (std::vector<Region>{{0, 512, 0, 8}}));
   EXPECT_TRUE(FindUnstoredCells({{0, 1024, 0, 8, true}}, whole).empty());
   EXPECT_TRUE(FindUnstoredCells({}, {5, 5, 0, 8, false}).empty());
+}
+
+// The backward step's plan: without a sum to follow every unstored cell is
+// zeroed; with one, the unwritten cells are left to it and only the cells
+// added to first are zeroed; stores that cover the buffer need neither.
+TEST(PlanDkvZeroingTest, LeavesUnwrittenCellsOnlyToASumThatFollows) {
+  const RegionWrite whole{0, 1024, 0, 8, false};
+  const std::vector<RegionWrite> half{{0, 256, 0, 8, false}, {0, 512, 0, 8, true}};
+  DkvZeroing plan = PlanDkvZeroing(half, whole, /*sum_follows=*/false);
+  EXPECT_EQ(plan.zero, (std::vector<Region>{{0, 256, 0, 8}, {512, 1024, 0, 8}}));
+  EXPECT_TRUE(plan.left.empty());
+  plan = PlanDkvZeroing(half, whole, /*sum_follows=*/true);
+  EXPECT_EQ(plan.zero, (std::vector<Region>{{0, 256, 0, 8}}));
+  EXPECT_EQ(plan.left, (std::vector<Region>{{512, 1024, 0, 8}}));
+  EXPECT_EQ(CellCount(plan.zero) + CellCount(plan.left), 768 * 8);
+  for (const bool sum_follows : {false, true}) {
+    plan = PlanDkvZeroing({{0, 1024, 0, 8, true}}, whole, sum_follows);
+    EXPECT_TRUE(plan.zero.empty() && plan.left.empty());
+  }
 }
 
 }  // namespace

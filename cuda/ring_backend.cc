@@ -453,18 +453,16 @@ class Backend final : public CudaRingBackend {
     }
     const RegionWrite whole{0, kv.ranks * local_.rows, kv.head_begin, kv.head_end, false};
     const PackedKvShape shape = PackedShape(kv.ranks, kv.head_begin, kv.head_end);
-    const UnstoredCells cells = FindUnstoredCells(writes, whole);
-    std::vector<Region> zero = cells.added_first;
-    if (unwritten == UnwrittenDkv::kZeros) {
-      zero.insert(zero.end(), cells.unwritten.begin(), cells.unwritten.end());
-    } else if (!cells.unwritten.empty()) {
+    DkvZeroing plan =
+        PlanDkvZeroing(writes, whole, unwritten == UnwrittenDkv::kSetByNextAccumulate);
+    if (!plan.left.empty()) {
       unwritten_ = UnwrittenRows{dkv_f32, shape};
-      if (!ToCellRegions(cells.unwritten, unwritten_->regions)) {  // too many: zeroed, then added
+      if (!ToCellRegions(plan.left, unwritten_->regions)) {  // too many: zeroed, then added
         unwritten_.reset();
-        zero.insert(zero.end(), cells.unwritten.begin(), cells.unwritten.end());
+        plan.zero.insert(plan.zero.end(), plan.left.begin(), plan.left.end());
       }
     }
-    RETURN_IF_ERROR(ZeroDkvCells(dkv, shape, zero, whole));
+    RETURN_IF_ERROR(ZeroDkvCells(dkv, shape, plan.zero, whole));
     for (const BackwardBlockArgs& args : launches) {
       RETURN_IF_ERROR(Check(LaunchBackward(args, stream_), "the backward kernel"));
     }
@@ -664,11 +662,9 @@ class Backend final : public CudaRingBackend {
   absl::Status ZeroDkvCells(absl::Span<uint8_t> dkv, const PackedKvShape& shape,
                             const std::vector<Region>& cells, const RegionWrite& whole) {
     if (cells.empty()) return absl::OkStatus();
-    int64_t area = 0;
-    for (const Region& r : cells) area += (r.row_end - r.row_begin) * (r.head_end - r.head_begin);
     CellRegions regions;
     const bool all =
-        area == (whole.row_end - whole.row_begin) * (whole.head_end - whole.head_begin);
+        CellCount(cells) == (whole.row_end - whole.row_begin) * (whole.head_end - whole.head_begin);
     const cudaError_t e =
         !all && ToCellRegions(cells, regions)
             ? LaunchPackedCellsF32(shape, regions, reinterpret_cast<float*>(dkv.data()), nullptr,

@@ -162,6 +162,26 @@ std::vector<uint8_t> RandomBytes(DType dtype, int64_t n, uint32_t seed) {
   return EncodeAll<double>(dtype, RandomNormal<double>(n, seed));
 }
 
+// A whole problem's random q, k, v and dO of shape `s` in `dtype`, drawn
+// from seeds `seed` to `seed` + 3 in that order.
+struct RandomInputs {
+  RandomInputs(DType dtype, const AttentionShape& s, uint32_t seed)
+      : dtype(dtype),
+        q(RandomBytes(dtype, s.q_elements(), seed)),
+        k(RandomBytes(dtype, s.kv_elements(), seed + 1)),
+        v(RandomBytes(dtype, s.kv_elements(), seed + 2)),
+        dout(RandomBytes(dtype, s.q_elements(), seed + 3)) {}
+  // q, k, v as one rank's inputs.
+  RankInputs rank() const { return {dtype, q, k, v}; }
+  DType dtype;
+  std::vector<uint8_t> q, k, v, dout;
+};
+
+// The causal schedule of `kind` on a world of one rank.
+absl::StatusOr<Schedule> OneRankSchedule(LayoutKind kind, const AttentionShape& s) {
+  return Schedule::Build({.kind = kind, .world = 1}, {.causal = true}, s);
+}
+
 // One pass (forward, or backward) of `backend` on a world of one rank.
 absl::Status RunOneRankPass(const Schedule& schedule, RingBackend& backend, bool backward) {
   return comm::ThreadWorld::Run(1, absl::Seconds(60), [&](Communicator& comm) {
@@ -401,15 +421,12 @@ TEST(CudaRingBackendTest, OutputsLeaveTheStateWhenAsked) {
     GTEST_SKIP() << "no CUDA device: " << n.status().message();
   }
   const AttentionShape s{1, 192, 192, 4, 2, 64};
-  const absl::StatusOr<Schedule> schedule =
-      Schedule::Build({.kind = LayoutKind::kRing, .world = 1}, {.causal = true}, s);
+  const absl::StatusOr<Schedule> schedule = OneRankSchedule(LayoutKind::kRing, s);
   ASSERT_TRUE(schedule.ok()) << schedule.status();
   const DType dtype = DType::kBFloat16;
-  const auto random = [&](int64_t n, uint32_t seed) { return RandomBytes(dtype, n, seed); };
-  const std::vector<uint8_t> q = random(s.q_elements(), 1), k = random(s.kv_elements(), 2),
-                             v = random(s.kv_elements(), 3);
+  const RandomInputs in(dtype, s, 1);
   absl::StatusOr<std::unique_ptr<CudaRingBackend>> backend =
-      CudaRingBackend::Create(*schedule, 0, s, DefaultSoftmaxScale(s.head_dim), {dtype, q, k, v});
+      CudaRingBackend::Create(*schedule, 0, s, DefaultSoftmaxScale(s.head_dim), in.rank());
   ASSERT_TRUE(backend.ok()) << backend.status();
   CudaRingBackend& b = **backend;
   const int64_t out_bytes = s.q_elements() * 2, lse_count = s.batch * s.num_heads * s.seqlen_q;
@@ -460,21 +477,18 @@ TEST(CudaRingBackendTest, ReloadLeavesTheStateResetToTheForward) {
     GTEST_SKIP() << "no CUDA device: " << n.status().message();
   }
   const AttentionShape s{1, 256, 256, 4, 2, 64};
-  const absl::StatusOr<Schedule> schedule =
-      Schedule::Build({.kind = LayoutKind::kZigzag, .world = 1}, {.causal = true}, s);
+  const absl::StatusOr<Schedule> schedule = OneRankSchedule(LayoutKind::kZigzag, s);
   ASSERT_TRUE(schedule.ok()) << schedule.status();
   const DType dtype = DType::kBFloat16;
-  const auto random = [&](int64_t n, uint32_t seed) { return RandomBytes(dtype, n, seed); };
-  const std::vector<uint8_t> q1 = random(s.q_elements(), 1), k1 = random(s.kv_elements(), 2),
-                             v1 = random(s.kv_elements(), 3), q2 = random(s.q_elements(), 4),
-                             k2 = random(s.kv_elements(), 5), v2 = random(s.kv_elements(), 6),
-                             dout = random(s.q_elements(), 7);
+  // The first inputs' dO is not used; the backward's is the second's.
+  const RandomInputs first(dtype, s, 1), second(dtype, s, 4);
+  const std::vector<uint8_t>& dout = second.dout;
   GpuTimeline timeline;
   const double scale = DefaultSoftmaxScale(s.head_dim);
   absl::StatusOr<std::unique_ptr<CudaRingBackend>> reloaded =
-      CudaRingBackend::Create(*schedule, 0, s, scale, {dtype, q1, k1, v1}, {.timeline = &timeline});
+      CudaRingBackend::Create(*schedule, 0, s, scale, first.rank(), {.timeline = &timeline});
   absl::StatusOr<std::unique_ptr<CudaRingBackend>> fresh =
-      CudaRingBackend::Create(*schedule, 0, s, scale, {dtype, q2, k2, v2});
+      CudaRingBackend::Create(*schedule, 0, s, scale, second.rank());
   ASSERT_TRUE(reloaded.ok()) << reloaded.status();
   ASSERT_TRUE(fresh.ok()) << fresh.status();
   const auto forward = [&](CudaRingBackend& b) -> absl::StatusOr<std::vector<uint8_t>> {
@@ -485,7 +499,7 @@ TEST(CudaRingBackendTest, ReloadLeavesTheStateResetToTheForward) {
                     kGradZeros = "zeroing gradients";
   ASSERT_TRUE(forward(**reloaded).ok());
   ASSERT_TRUE(timeline.Read().ok());
-  ASSERT_TRUE((*reloaded)->Reload({dtype, q2, k2, v2}).ok());
+  ASSERT_TRUE((*reloaded)->Reload(second.rank()).ok());
   const absl::StatusOr<std::vector<uint8_t>> got = forward(**reloaded), want = forward(**fresh);
   ASSERT_TRUE(got.ok()) << got.status();
   ASSERT_TRUE(want.ok()) << want.status();
@@ -505,7 +519,7 @@ TEST(CudaRingBackendTest, ReloadLeavesTheStateResetToTheForward) {
         on_gpu ? absl::MakeConstSpan(gpu_out, want->size()) : absl::MakeConstSpan(*want);
     const absl::Span<const float> given_lse =
         on_gpu ? absl::MakeConstSpan(gpu_lse, lse->size()) : absl::MakeConstSpan(*lse);
-    ASSERT_TRUE((*reloaded)->Reload({dtype, q2, k2, v2}).ok());
+    ASSERT_TRUE((*reloaded)->Reload(second.rank()).ok());
     ASSERT_TRUE((*reloaded)->SetForwardResult(given_out, given_lse).ok());
     const absl::StatusOr<std::vector<float>> read_lse = (*reloaded)->Lse();
     ASSERT_TRUE(read_lse.ok()) << read_lse.status();
@@ -527,7 +541,7 @@ TEST(CudaRingBackendTest, ReloadLeavesTheStateResetToTheForward) {
     if (on_gpu) {
       // The given buffer is not the state: a later forward's LSE is its own.
       ASSERT_EQ(cudaMemset(gpu_lse, 0, lse->size() * sizeof(float)), cudaSuccess);
-      ASSERT_TRUE((*reloaded)->Reload({dtype, q2, k2, v2}).ok());
+      ASSERT_TRUE((*reloaded)->Reload(second.rank()).ok());
       ASSERT_TRUE(forward(**reloaded).ok());
       EXPECT_EQ(*(*reloaded)->Lse(), *lse);
     }
@@ -548,23 +562,19 @@ TEST(CudaRingBackendTest, BackwardStepsThatStoreEveryRowAreNotZeroed) {
   for (const int64_t kv_heads : {4, 2}) {
     const AttentionShape s{1, 256, 256, 4, kv_heads, 64};
     SCOPED_TRACE(absl::StrCat("kv heads ", kv_heads));
-    const absl::StatusOr<Schedule> schedule =
-        Schedule::Build({.kind = LayoutKind::kZigzag, .world = 1}, {.causal = true}, s);
+    const absl::StatusOr<Schedule> schedule = OneRankSchedule(LayoutKind::kZigzag, s);
     ASSERT_TRUE(schedule.ok()) << schedule.status();
-    const std::vector<uint8_t> q = RandomBytes(dtype, s.q_elements(), 1),
-                               k = RandomBytes(dtype, s.kv_elements(), 2),
-                               v = RandomBytes(dtype, s.kv_elements(), 3),
-                               dout = RandomBytes(dtype, s.q_elements(), 4);
+    const RandomInputs in(dtype, s, 1);
     std::vector<std::vector<double>> grads[2];
     int zeroings[2] = {0, 0};
     for (const bool fresh : {true, false}) {
       GpuTimeline timeline;
       absl::StatusOr<std::unique_ptr<CudaRingBackend>> backend =
-          CudaRingBackend::Create(*schedule, 0, s, DefaultSoftmaxScale(s.head_dim),
-                                  {dtype, q, k, v}, {.fresh_writes = fresh, .timeline = &timeline});
+          CudaRingBackend::Create(*schedule, 0, s, DefaultSoftmaxScale(s.head_dim), in.rank(),
+                                  {.fresh_writes = fresh, .timeline = &timeline});
       ASSERT_TRUE(backend.ok()) << backend.status();
       ASSERT_TRUE(RunOneRankPass(*schedule, **backend, /*backward=*/false).ok());
-      ASSERT_TRUE((*backend)->SetDout(dout).ok());
+      ASSERT_TRUE((*backend)->SetDout(in.dout).ok());
       ASSERT_TRUE(RunOneRankPass(*schedule, **backend, /*backward=*/true).ok());
       const absl::StatusOr<std::vector<int>> counts =
           MarkCounts(timeline, {"zeroing the step's dK/dV"});
@@ -668,11 +678,11 @@ struct Problem {
 
 Problem MakeProblem(const AttentionShape& s, const MaskSpec& mask_spec, DType dtype) {
   Problem p{s, mask_spec, dtype};
-  const auto random = [&](int64_t n, uint32_t seed) { return RandomBytes(dtype, n, seed); };
-  p.q = random(s.q_elements(), 11);
-  p.k = random(s.kv_elements(), 12);
-  p.v = random(s.kv_elements(), 13);
-  p.dout = random(s.q_elements(), 14);
+  RandomInputs in(dtype, s, 11);
+  p.q = std::move(in.q);
+  p.k = std::move(in.k);
+  p.v = std::move(in.v);
+  p.dout = std::move(in.dout);
   const auto decode = [&](const std::vector<uint8_t>& x) { return DecodeAll<double>(dtype, x); };
   const std::vector<double> q = decode(p.q), k = decode(p.k), v = decode(p.v),
                             dout = decode(p.dout);

@@ -160,19 +160,15 @@ class SimBackend : public RingBackend {
       writes.push_back(
           {task.k_row, task.k_end(), task.kv_head_begin, task.kv_head_end, stores && first});
     }
-    const UnstoredCells cells =
-        FindUnstoredCells(writes, {0, kv.ranks * local_.rows, kv.head_begin, kv.head_end, false});
-    set_by_sum_bytes_ = 0;
-    int64_t zero = static_cast<int64_t>(dkv.size());
-    if (o_.calibration.partial_sum_sets_dkv_rows != 0) {
-      zero = CellBytes(cells.added_first);
-      if (unwritten == UnwrittenDkv::kZeros) {
-        zero += CellBytes(cells.unwritten);
-      } else {
-        set_by_sum_bytes_ = CellBytes(cells.unwritten);
-      }
-    }
-    if (!cells.empty() && zero > 0) Memory("zero dK/dV", zero);
+    const RegionWrite whole{0, kv.ranks * local_.rows, kv.head_begin, kv.head_end, false};
+    const bool sum_sets = o_.calibration.partial_sum_sets_dkv_rows != 0;
+    const DkvZeroing plan =
+        PlanDkvZeroing(writes, whole, sum_sets && unwritten == UnwrittenDkv::kSetByNextAccumulate);
+    set_by_sum_bytes_ = CellBytes(plan.left);
+    // Before partial_sum_sets_dkv_rows: the whole buffer where any cell needed it.
+    const int64_t zero =
+        sum_sets || plan.zero.empty() ? CellBytes(plan.zero) : static_cast<int64_t>(dkv.size());
+    if (zero > 0) Memory("zero dK/dV", zero);
     Run(tasks, true);
     if (o_.seed_implementation) SeedPasses(tasks, kv, true, backward_step_);
     ++backward_step_;
@@ -346,11 +342,7 @@ class SimBackend : public RingBackend {
   // Bytes of fp32 dK and dV in `regions` of a visiting block's rows x kv
   // heads.
   int64_t CellBytes(absl::Span<const Region> regions) const {
-    int64_t cells = 0;
-    for (const Region& r : regions) {
-      cells += (r.row_end - r.row_begin) * (r.head_end - r.head_begin);
-    }
-    return 2 * 4 * cells * local_.batch * o_.shape.head_dim;
+    return 2 * 4 * CellCount(regions) * local_.batch * o_.shape.head_dim;
   }
   void Memory(const char* what, int64_t bytes) {
     Busy(bytes / (1e9 * o_.calibration.hbm_gbps) + 1e-6 * o_.calibration.launch_us, what,
