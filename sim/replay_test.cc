@@ -70,6 +70,25 @@ const std::map<std::string, double>& KnownMisses() {
       {"2026-12-01_h200x2 varlen_zigzag fwd", 0.103},
       {"2026-12-01_h200x2 varlen_balanced fwd", 0.059},
       {"2026-12-01_h200x2 varlen_balanced fwd+bwd", 0.056},
+      // 2 x H200 with the 610-630 TFLOP/s kernels (fifty-fourth session):
+      // every row whose ring hop runs beside the attention kernels is
+      // measured 3.5-19 % slower than the single-GPU calibration predicts;
+      // llama3, whose all-gather the model charges apart, within 5.4 %.
+      // Suspected: NCCL's send/recv kernel holds SMs for the hop's length
+      // (docs/RING_BENCH.md, fifty-fourth section); not yet measured.
+      {"2026-12-04_h200x2_settled ring fwd+bwd", 0.060},
+      {"2026-12-04_h200x2_settled zigzag fwd", 0.094},
+      {"2026-12-04_h200x2_settled zigzag fwd+bwd", 0.113},
+      {"2026-12-04_h200x2_settled stripe fwd", 0.087},
+      {"2026-12-04_h200x2_settled stripe fwd+bwd", 0.165},
+      {"2026-12-04_h200x2_settled llama3 fwd", 0.054},
+      {"2026-12-04_h200x2_settled varlen_ring fwd", 0.104},
+      {"2026-12-04_h200x2_settled varlen_ring fwd+bwd", 0.106},
+      {"2026-12-04_h200x2_settled varlen_zigzag fwd", 0.191},
+      {"2026-12-04_h200x2_settled varlen_zigzag fwd+bwd", 0.156},
+      {"2026-12-04_h200x2_settled varlen_llama3 fwd+bwd", 0.079},
+      {"2026-12-04_h200x2_settled varlen_balanced fwd", 0.178},
+      {"2026-12-04_h200x2_settled varlen_balanced fwd+bwd", 0.146},
       // One H200, W = 1, 2k-32k tokens (forty-fifth session): 2-4k tokens
       // miss by 75-115 us a pass outside the kernels; zigzag's and the
       // documents' by the one causal / full factor (a log with the factor
@@ -299,6 +318,11 @@ TEST(ReplayTest, TwoH200sOn2026_11_30WarpSpecializedKernels) { Replay("2026-11-3
 // The dynamic forward tile order and the float4 ring kernels, with the
 // all-gather measured (collective_gbps).
 TEST(ReplayTest, TwoH200sOn2026_12_01DynamicTileOrder) { Replay("2026-12-01_h200x2"); }
+
+// The fifty-fourth session's 2 x H200 table (build a9716b3, --settle_s=1):
+// the kernels at 610-630 TFLOP/s, every row measured slower than the
+// single-GPU calibration predicts (docs/RING_BENCH.md).
+TEST(ReplayTest, TwoH200sOn2026_12_04Settled) { Replay("2026-12-04_h200x2_settled", 0, 16); }
 
 // The parser: what ring_bench prints today (with the all-gather measure)
 // and bad input as errors.
