@@ -396,6 +396,16 @@ class Bench {
     return bytes / seconds / 1e9;
   }
 
+  // The share of the attention kernels' rate a ring hop of `bytes` per rank
+  // takes beside them (Calibration::hop_sm_share): on every rank, problem
+  // b's forward kernel timed alone and beside a hop started just before it
+  // (ranks in step by a barrier), five rounds in turn; the median time it
+  // gains over the hop's alone (`link_gbps`), the largest of the ranks',
+  // within [0, 0.95]. NCCL's send/recv kernel holds SMs for the hop's length;
+  // device copies (copy engines) should take none.
+  absl::StatusOr<double> HopShare(int world, int64_t bytes, double link_gbps,
+                                  const sim::BenchProblem& b);
+
   absl::StatusOr<double> Transfer(int world, int64_t bytes, bool all_gather) {
     ASSIGN_OR_RETURN(
         const double seconds, SlowestRankSeconds(world, [&](int i) -> absl::StatusOr<double> {
@@ -533,6 +543,10 @@ struct BlockLaunch {
   // (bench::Settle; --settle_s), so that the timed ones run at the clock
   // the power cap holds.
   double settle_s = 0;
+  // Work started just before the timed launches' start event, beside them
+  // (a ring hop on the communicator's stream: Bench::HopShare), and its
+  // wait after their stop event; unset: none.
+  std::function<absl::Status()> start_beside, wait_beside;
 };
 absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem& b, int launches,
                                                              const BlockLaunch& how = {}) {
@@ -595,13 +609,18 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
     return absl::InternalError("BlockKernelSeconds: creating the timing events");
   }
   const auto seconds = [&](const std::function<cudaError_t()>& launch) -> absl::StatusOr<double> {
-    // Milliseconds of `count` launches between the two events.
-    const auto timed = [&](int count, float* ms) {
+    // Milliseconds of `count` launches between the two events, `beside`
+    // the work of how.start_beside.
+    absl::Status beside_status;
+    const auto timed = [&](int count, float* ms, bool beside = false) {
+      beside = beside && how.start_beside != nullptr;
+      if (beside) beside_status = how.start_beside();
       cudaError_t e = cudaEventRecord(start);
       for (int i = 0; e == cudaSuccess && i < count; ++i) e = launch();
       if (e == cudaSuccess) e = cudaEventRecord(stop);
       if (e == cudaSuccess) e = cudaEventSynchronize(stop);
       if (e == cudaSuccess) e = cudaEventElapsedTime(ms, start, stop);
+      if (beside && how.wait_beside != nullptr) beside_status.Update(how.wait_beside());
       return e;
     };
     cudaError_t e = launch();  // untimed
@@ -617,11 +636,12 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
       if (e == cudaSuccess) e = timed(1, &ms);
       lone_ms.push_back(ms);
     }
-    if (!how.lone && e == cudaSuccess) e = timed(launches, &ms);
+    if (!how.lone && e == cudaSuccess) e = timed(launches, &ms, /*beside=*/true);
     if (e != cudaSuccess) {
       return absl::InternalError(
           absl::StrCat("BlockKernelSeconds: ", n, "-token block: ", cudaGetErrorString(e)));
     }
+    RETURN_IF_ERROR(beside_status);
     if (how.lone) return 1e-3 * Median(lone_ms);
     return 1e-3 * ms / launches;
   };
@@ -641,6 +661,44 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
   RETURN_IF_ERROR(fwd.status());
   RETURN_IF_ERROR(bwd.status());
   return std::pair{*fwd, *bwd};
+}
+
+absl::StatusOr<double> Bench::HopShare(int world, int64_t bytes, double link_gbps,
+                                       const BenchProblem& b) {
+  if (link_gbps <= 0) return absl::InvalidArgumentError("HopShare: no hop bandwidth measured");
+  return SlowestRankSeconds(world, [&](int i) -> absl::StatusOr<double> {
+    const int r = ranks_[i];
+    DeviceBuffers buffers;
+    RETURN_IF_ERROR(buffers.Allocate({static_cast<size_t>(bytes), static_cast<size_t>(bytes)}));
+    Communicator& comm = *comms_[i];
+    const std::vector<int> group = AllRanks(world);
+    std::vector<std::unique_ptr<Communicator::Request>> requests;
+    BlockLaunch beside{.backward = false};
+    beside.start_beside = [&]() -> absl::Status {
+      comm.StartBatch();
+      requests.push_back(comm.Send((r + 1) % world, kTagKv,
+                                   {static_cast<const uint8_t*>(buffers[0]), size_t(bytes)}));
+      requests.push_back(comm.Recv((r + world - 1) % world, kTagKv,
+                                   {static_cast<uint8_t*>(buffers[1]), size_t(bytes)}));
+      comm.EndBatch();
+      return absl::OkStatus();
+    };
+    beside.wait_beside = [&]() -> absl::Status {
+      absl::Status s = WaitAll(requests);
+      requests.clear();
+      return s;
+    };
+    std::vector<double> gains;
+    for (int round = 0; round < 5; ++round) {
+      RETURN_IF_ERROR(comm.Barrier(group));
+      ASSIGN_OR_RETURN(const auto alone, BlockKernelSeconds(b, 1, {.backward = false}));
+      RETURN_IF_ERROR(comm.Barrier(group));
+      ASSIGN_OR_RETURN(const auto with_hop, BlockKernelSeconds(b, 1, beside));
+      gains.push_back(with_hop.first - alone.first);
+    }
+    const double hop_s = static_cast<double>(bytes) / (1e9 * link_gbps);
+    return std::clamp(Median(gains) / hop_s, 0.0, 0.95);
+  });
 }
 
 // The medians of the {fwd, bwd} pairs of `rounds` calls of `measure`
@@ -855,8 +913,10 @@ absl::Status Main() {
   // The plain NCCL ring beside our hop, same bytes and ranks (NCCL rings
   // only; a failure is reported, not fatal), and with --hop_sweep both at
   // 8 to 256 MiB.
+  bool nccl_ring = false;  // NCCL communicators: HopShare in the calibration
   if (world > 1) {
     const absl::StatusOr<double> plain = ring.PlainNcclGBps(world, kv_bytes);
+    nccl_ring = plain.ok();
     if (plain.ok()) {
       Print(
           "plain NCCL ring hop of %lld B: %.1f GB/s (ncclSend / ncclRecv back to back, as "
@@ -1078,6 +1138,18 @@ absl::Status Main() {
                        }));
       std::tie(cal.strided_block_factor, cal.strided_block_factor_bwd) = strided_factor;
     }
+    // A ring hop beside the kernels (NCCL rings, one GPU a rank): the share
+    // of their rate it takes while in flight, on the full block of `tokens`
+    // (the simulator's hop_sm_share; 0 elsewhere, as device copies on one
+    // GPU have no SMs to take).
+    std::string hop_share;
+    if (nccl_ring && gpu_per_rank && link > 0) {
+      BenchProblem b = MakeConfig(kBenchRows[0], 1, tokens, {});
+      b.mask.causal = false;
+      ASSIGN_OR_RETURN(cal.hop_sm_share, ring.HopShare(world, kv_bytes, link, b));
+      hop_share = absl::StrFormat("; a hop beside the kernels takes %.3f of their rate",
+                                  cal.hop_sm_share);
+    }
     // A forward launch that merges into a state written before (a ring
     // pass's steps after its first on the rows) over one that writes it
     // fresh (every calibration pass here: W = 1): merged_state_factor, on
@@ -1124,10 +1196,19 @@ absl::Status Main() {
     // once beside the full sweep above gave 0.939 / 1.000 / 1.002 fwd and
     // 1.010 / 1.051 / 0.920 bwd in three runs on one H200 (2026-12-02). The
     // causal rate printed is the one the model takes: factor x full rate.
+    // The order alternates between rounds (causal first, then full first),
+    // so that a clock that drifts within a round (a GPU warming up falls in
+    // clock) favours neither: every 8192-token log before the fifty-fourth
+    // session timed the causal block first and had a backward factor above
+    // 1 (1.01-1.13; 0.966 with the rounds settled, fifty-third session).
     const auto causal_over_full = [&](int64_t n) {
+      int round = 0;
       return MedianOfRounds(5, [&]() -> absl::StatusOr<std::pair<double, double>> {
-        ASSIGN_OR_RETURN(const auto c, rates(n, true));
-        ASSIGN_OR_RETURN(const auto f, rates(n, false));
+        const bool causal_first = round++ % 2 == 0;
+        ASSIGN_OR_RETURN(const auto first, rates(n, causal_first));
+        ASSIGN_OR_RETURN(const auto second, rates(n, !causal_first));
+        const auto& c = causal_first ? first : second;
+        const auto& f = causal_first ? second : first;
         return std::pair{c.first / f.first, c.second / f.second};
       });
     };
@@ -1199,13 +1280,13 @@ absl::Status Main() {
         "blocks (side:TFLOP/s) fwd%s; causal / full %.3f fwd, %.3f bwd; strided / contiguous "
         "%.3f fwd, %.3f bwd; merged / fresh state %.3f fwd; ring pass dK/dV home %g B/element; "
         "forward's O at its end %g B/element; adjacent slices fused; llama3's ring of one whole%s; "
-        "unwritten dK/dV rows set by the partial sum; a 128-token pass %.1f us fwd, "
+        "unwritten dK/dV rows set by the partial sum%s; a 128-token pass %.1f us fwd, "
         "%.1f us fwd+bwd%s; pass overhead %.1f / %.1f us (fwd / bwd); from the %s table%s%s%s%s\n",
         static_cast<long long>(tokens), causal.first, causal.second, report.c_str(),
         cal.partial_block_factor, cal.partial_block_factor_bwd, cal.strided_block_factor,
         cal.strided_block_factor_bwd, cal.MergedStateFactor(), cal.ring_pass_dkv_home_bytes,
         cal.forward_o_bytes, stored_steps ? "; stored dK/dV steps unzeroed" : "",
-        1e6 * pass_s(tiny_f), 1e6 * pass_s(tiny_fb), tiny_kernels.c_str(), cal.pass_overhead_us_fwd,
+        hop_share.c_str(), 1e6 * pass_s(tiny_f), 1e6 * pass_s(tiny_fb), tiny_kernels.c_str(), cal.pass_overhead_us_fwd,
         cal.pass_overhead_us_bwd, gpu.c_str(), task_cost.c_str(), lone.c_str(), by_side.c_str(),
         fastest ? "; from the fastest iterations" : "");
     if (link > 0) cal.link_gbps = link;

@@ -357,8 +357,11 @@ class SimBackend : public RingBackend {
     }
     clock_->now += seconds;
   }
+  // Busy work stretched where the rank's ring hops run beside it
+  // (Calibration::hop_sm_share).
   template <typename Args>
   void Busy(double seconds, const char* name, Args&& args) {
+    seconds = clock_->BesideHops(seconds, o_.calibration.hop_sm_share);
     Elapse(seconds, name, args);
     clock_->compute += seconds;
   }

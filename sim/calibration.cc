@@ -246,6 +246,7 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
         {"llama3_ring_of_one_whole", &Calibration::llama3_ring_of_one_whole},
         {"stored_dkv_steps", &Calibration::stored_dkv_steps},
         {"partial_sum_sets_dkv_rows", &Calibration::partial_sum_sets_dkv_rows},
+        {"hop_sm_share", &Calibration::hop_sm_share},
         {"pass_overhead_us_fwd", &Calibration::pass_overhead_us_fwd},
         {"pass_overhead_us_bwd", &Calibration::pass_overhead_us_bwd},
         {"min_kernel_us_fwd", &Calibration::min_kernel_us_fwd},
@@ -275,6 +276,11 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
                      c.internode_gbps, ", hbm_GBps ", c.hbm_gbps,
                      ": expected internode and hbm positive, link positive or 0 (none "
                      "measured: one GPU)"));
+  }
+  if (c.hop_sm_share >= 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "calibration hop_sm_share ", c.hop_sm_share,
+        ": expected 0 <= share < 1 (the share of a kernel's rate a ring hop beside it takes)"));
   }
   if (c.sms < 1 || c.sms != std::floor(c.sms) || c.rate_heads != std::floor(c.rate_heads)) {
     return absl::InvalidArgumentError(
@@ -310,7 +316,8 @@ std::string Calibration::Serialize() const {
       host_sync_us, "\nring_pass_dkv_home_bytes ", ring_pass_dkv_home_bytes, "\nforward_o_bytes ",
       forward_o_bytes, "\nfused_slices ", fused_slices, "\nllama3_ring_of_one_whole ",
       llama3_ring_of_one_whole, "\nstored_dkv_steps ", stored_dkv_steps,
-      "\npartial_sum_sets_dkv_rows ", partial_sum_sets_dkv_rows, "\npass_overhead_us_fwd ",
+      "\npartial_sum_sets_dkv_rows ", partial_sum_sets_dkv_rows, "\nhop_sm_share ",
+      hop_sm_share, "\npass_overhead_us_fwd ",
       pass_overhead_us_fwd, "\npass_overhead_us_bwd ", pass_overhead_us_bwd, "\nmin_kernel_us_fwd ",
       min_kernel_us_fwd, "\nmin_kernel_us_bwd ", min_kernel_us_bwd, "\nrate_heads ", rate_heads,
       "\nsms ", sms, "\nl2_MB ", l2_mb,

@@ -28,6 +28,8 @@
 //   stored_dkv_steps 1          # 1: backward steps that store every dK/dV row skip its zeroing
 //   partial_sum_sets_dkv_rows 1 # 1: a step zeroes only the dK/dV cells it needs zeroed; the
 //                               # partial sum sets its unwritten rows (0: before)
+//   hop_sm_share 0.1         # the share of a kernel's rate a ring hop beside it takes
+//                            # (0 <= share < 1; 0 or absent: none)
 //   pass_overhead_us_fwd 16  # what a forward / backward pass costs besides its tasks
 //   pass_overhead_us_bwd 80  # and memory passes (host preparation, the end-of-pass sync)
 //   min_kernel_us_fwd 9.6    # the least time a task's kernel takes, fwd / bwd (0 or
@@ -175,6 +177,15 @@ class Calibration {
   // half its rows so); 0: the whole buffer zeroed where any cell needs it
   // (ring_bench runs before that; their replays set it).
   double partial_sum_sets_dkv_rows = 1;
+  // The share of the attention kernels' rate a ring hop in flight takes
+  // from its rank (NCCL's send/recv kernel holds SMs for the hop's length;
+  // copy engines would take none): while a rank's send is on the link, its
+  // GPU work runs at (1 - share) of the rate. ring_bench measures it on
+  // NCCL rings (a full block's forward kernel alone and beside a hop of the
+  // ring's bytes, in turn: the time it gains over the hop's). 0: none (the
+  // built-in tables, one-GPU runs and logs before the fifty-fourth
+  // session). At most just under 1.
+  double hop_sm_share = 0;
   // What a ringattn pass costs besides its tasks' kernels and memory passes
   // (the host's preparation and launches of the pass, the synchronize that
   // ends it), once per forward and once per backward pass of a rank, the

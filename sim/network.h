@@ -50,6 +50,36 @@ struct RankClock {
     for (const auto& send : sends) send();
   }
 
+  // The rank's ring hops (its sends but a collective's) in flight, [start,
+  // done) in virtual seconds, in start order: while one is, the rank's
+  // kernels run at (1 - Calibration::hop_sm_share) of their rate (NCCL's
+  // send/recv kernel holds SMs for the hop's length). Hops that ended
+  // before the rank's clock are dropped as it passes them.
+  std::vector<std::pair<double, double>> hops;
+
+  // The time GPU work of `seconds` at the full rate takes from `now`, where
+  // the hops in flight take `share` of the rate (0 <= share < 1).
+  double BesideHops(double seconds, double share) {
+    size_t ended = 0;
+    while (ended < hops.size() && hops[ended].second <= now) ++ended;
+    hops.erase(hops.begin(), hops.begin() + ended);
+    if (share <= 0 || hops.empty()) return seconds;
+    double t = now, left = seconds;
+    for (const auto& [start, done] : hops) {
+      if (done <= t) continue;
+      if (start > t) {  // full rate until the hop starts
+        if (left <= start - t) return t + left - now;
+        left -= start - t;
+        t = start;
+      }
+      const double slowed = (done - t) * (1 - share);  // the work the hop's span holds
+      if (left <= slowed) return t + left / (1 - share) - now;
+      left -= slowed;
+      t = done;
+    }
+    return t + left - now;
+  }
+
   void Advance(double until) {
     if (until > now) {
       exposed += until - now;
@@ -246,6 +276,13 @@ class SimCommunicator : public Communicator {
     const double start = std::max(clock.now, free);
     const double done = start + bytes / bandwidth;
     free = done;
+    if (!collective) {
+      // Start order: a hop on the other link may start before the last one's.
+      const auto at = std::upper_bound(
+          clock.hops.begin(), clock.hops.end(), start,
+          [](double t, const std::pair<double, double>& hop) { return t < hop.first; });
+      clock.hops.insert(at, {start, done});
+    }
     const Message m{done + latency, static_cast<int64_t>(bytes)};
     if (clock.trace) {
       clock.events.push_back({start, m.arrival_s, 1,

@@ -438,7 +438,8 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
       "fwd, 0.810 bwd; strided / contiguous 0.975 fwd, 0.985 bwd; merged / fresh state 0.940 "
       "fwd; ring pass dK/dV home 0 B/element; forward's O at its end 0 B/element; adjacent "
       "slices fused; llama3's ring of one whole; stored dK/dV steps unzeroed; unwritten dK/dV "
-      "rows set by the partial sum; a 128-token pass 120.0 us fwd, 250.0 "
+      "rows set by the partial sum; a hop beside the kernels takes 0.125 of their rate; a "
+      "128-token pass 120.0 us fwd, 250.0 "
       "us fwd+bwd; pass overhead 16.5 / 80.25 us (fwd / bwd)\n"
       "zigzag         fwd          100.00     200.00 ringattn             50.0%       100.0      "
       "1.0 / 1.0          1.234     1.300   +5.3%\n";
@@ -463,6 +464,7 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
   EXPECT_DOUBLE_EQ(c->llama3_ring_of_one_whole, 1);
   EXPECT_DOUBLE_EQ(c->stored_dkv_steps, 1);
   EXPECT_DOUBLE_EQ(c->partial_sum_sets_dkv_rows, 1);
+  EXPECT_DOUBLE_EQ(c->hop_sm_share, 0.125);
   EXPECT_DOUBLE_EQ(c->rate_heads, 16) << "the run's heads";
   EXPECT_DOUBLE_EQ(c->partial_block_factor_bwd, 0.81);
   EXPECT_DOUBLE_EQ(c->strided_block_factor, 0.975);
@@ -541,6 +543,7 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
                                 {"; llama3's ring of one whole", ""},
                                 {"; stored dK/dV steps unzeroed", ""},
                                 {"; unwritten dK/dV rows set by the partial sum", ""},
+                                {"; a hop beside the kernels takes 0.125 of their rate", ""},
                                 {"; strided / contiguous 0.975 fwd, 0.985 bwd", ""},
                                 {"; merged / fresh state 0.940 fwd", ""},
                                 {"; pass overhead 16.5 / 80.25 us (fwd / bwd)", ""}});
@@ -554,6 +557,7 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
   EXPECT_DOUBLE_EQ(old_c->llama3_ring_of_one_whole, 0) << "a step per head group then";
   EXPECT_DOUBLE_EQ(old_c->stored_dkv_steps, 0) << "every backward step zeroed then";
   EXPECT_DOUBLE_EQ(old_c->partial_sum_sets_dkv_rows, 0) << "a step's whole buffer zeroed then";
+  EXPECT_DOUBLE_EQ(old_c->hop_sm_share, 0) << "no hop's share of the kernels then";
   EXPECT_DOUBLE_EQ(old_c->pass_overhead_us_fwd, 0);
   EXPECT_DOUBLE_EQ(old_c->StridedFactor(false), 1) << "not measured: the contiguous model";
   EXPECT_DOUBLE_EQ(old_c->MergedStateFactor(), 1) << "every forward launch merged then";

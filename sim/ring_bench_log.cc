@@ -171,6 +171,10 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
   // its cells needed it, and added every partial sum.
   c.partial_sum_sets_dkv_rows =
       absl::StrContains(line, "; unwritten dK/dV rows set by the partial sum") ? 1 : 0;
+  // NCCL runs since the fifty-fourth session: the share of the kernels' rate
+  // a hop beside them takes (else none: the model before).
+  RETURN_IF_ERROR(
+      one("a hop beside the kernels takes", " of their rate", &c.hop_sm_share).status());
   // Logs before this clause ran llama3's ring of one a step per head group.
   c.llama3_ring_of_one_whole = absl::StrContains(line, "; llama3's ring of one whole") ? 1 : 0;
   // Logs before the pass overhead was measured: none (their rates carry it).

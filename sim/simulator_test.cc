@@ -161,6 +161,35 @@ TEST(SimulatorTest, ZigzagAndStripeAreBalanced) {
   }
 }
 
+// A ring hop beside the kernels takes Calibration::hop_sm_share of their
+// rate while it is in flight (NCCL's send/recv kernel holds SMs). Zigzag at
+// W = 2 sends one K/V hop in the forward, beside its first step, which
+// outlasts it: the forward grows by the share x the hop's time, exactly.
+// With links so slow that the hop outlasts the slowed step, the second
+// step waits for the arrival either way: the forward does not move. At
+// W = 1 there is no hop.
+TEST(SimulatorTest, AHopBesideTheKernelsTakesItsShareOfTheirRate) {
+  SimOptions o = Options(LayoutKind::kZigzag, 2, 16384);
+  o.calibration = Flat(/*link_gbps=*/100);
+  const double kv_bytes = 2.0 * 8192 * 8 * 128 * 2;  // K and V of a rank, bf16
+  const double plain = Simulate(o)->forward_s;
+  o.calibration.hop_sm_share = 0.25;
+  EXPECT_NEAR(Simulate(o)->forward_s - plain, 0.25 * kv_bytes / 100e9, 1e-12);
+  o.calibration.link_gbps = 5;  // a 6.7 ms hop beside a 1.4 ms step
+  const double slow_link = Simulate(o)->forward_s;
+  o.calibration.hop_sm_share = 0;
+  EXPECT_NEAR(Simulate(o)->forward_s, slow_link, 1e-12);
+  o.calibration.hop_sm_share = 0.25;
+  EXPECT_EQ(Calibration::Parse(o.calibration.Serialize())->hop_sm_share, 0.25);
+  o.calibration.hop_sm_share = 1;  // no rate left: refused
+  EXPECT_THAT(std::string(Calibration::Parse(o.calibration.Serialize()).status().message()),
+              HasSubstr("hop_sm_share 1: expected 0 <= share < 1"));
+  SimOptions one = Options(LayoutKind::kZigzag, 1, 16384);
+  const double alone = Simulate(one)->iteration_s;
+  one.calibration.hop_sm_share = 0.25;
+  EXPECT_DOUBLE_EQ(Simulate(one)->iteration_s, alone);
+}
+
 // The zigzag backward's steps on an earlier rank's block leave the block's
 // second half unwritten; the partial sum that arrives sets it (a copy
 // instead of an add, no zeroing) on every step but the first, which zeroes
