@@ -112,7 +112,8 @@ ABSL_FLAG(int, calibration_warmup_ms, 0,
 ABSL_FLAG(double, settle_s, 0,
           "untimed passes before each row's timed ones, about this many seconds of them (0: 3 "
           "passes), and as long of untimed launches before the calibration's warm-up and "
-          "full-block sweep: under the power cap a short line runs at "
+          "full-block sweep, and of untimed passes before each measure of its causal / full "
+          "factor at --tokens: under the power cap a short line runs at "
           "the clock the work before it left (the fifty-third session's W = 1 rows of the same "
           "work 3.19-3.58 ms apart); settled, every line runs at the clock the cap holds");
 ABSL_FLAG(bool, hop_sweep, false,
@@ -942,8 +943,9 @@ absl::Status Main() {
   if (const double settle = absl::GetFlag(FLAGS_settle_s); settle > 0) {
     Print(
         "(--settle_s=%g: each line after about %g s of untimed passes, the calibration's "
-        "warm-up and full-block sweep after %g s of untimed launches, its factors' rounds not: "
-        "at the clock the power cap holds)\n",
+        "warm-up, full-block sweep and causal / full factor's rounds after %g s of untimed "
+        "launches or passes each (the per-side factors not): at the clock the power cap "
+        "holds)\n",
         settle, settle, settle);
   }
   if (!gpu_per_rank) {
@@ -993,9 +995,8 @@ absl::Status Main() {
     // {fwd, bwd} TFLOP/s of one n-token block on one GPU. FailedPrecondition
     // for a block whose time is nearly all the pass's fixed cost and the
     // memory passes (no rate to read from it).
-    // settle: --settle_s before the timed launches (the full-block sweep
-    // and the warm-up; the factors' rounds, ratios of two rates taken in
-    // turn right after it, need none).
+    // settle: --settle_s before the timed launches (the full-block sweep,
+    // the warm-up and the causal / full factor at `tokens`).
     const auto rates = [&](int64_t n, bool causal,
                            bool settle = false) -> absl::StatusOr<std::pair<double, double>> {
       BenchProblem b = MakeConfig(kBenchRows[0], 1, n, {});
@@ -1197,16 +1198,20 @@ absl::Status Main() {
     // 1.010 / 1.051 / 0.920 bwd in three runs on one H200 (2026-12-02). The
     // causal rate printed is the one the model takes: factor x full rate.
     // The order alternates between rounds (causal first, then full first),
-    // so that a clock that drifts within a round (a GPU warming up falls in
-    // clock) favours neither: every 8192-token log before the fifty-fourth
-    // session timed the causal block first and had a backward factor above
-    // 1 (1.01-1.13; 0.966 with the rounds settled, fifty-third session).
+    // and with --settle_s each of the factor at `tokens`'s measures runs
+    // after S seconds of untimed passes of its block (ten settles; the
+    // per-side factors stay unsettled): unsettled, every 8192-token log
+    // before the fifty-fourth session had a backward factor above 1
+    // (1.01-1.13), alternated ones too (1.020, 1.083, 1.108 in three runs);
+    // settled 0.966 (fifty-third session), and with 0.966 the W = 1 rows'
+    // fwd+bwd predictions went from -7.4..-8.2 % to -0.4..+0.4 %.
     const auto causal_over_full = [&](int64_t n) {
       int round = 0;
+      const bool settle = settle_s > 0 && n == tokens;
       return MedianOfRounds(5, [&]() -> absl::StatusOr<std::pair<double, double>> {
         const bool causal_first = round++ % 2 == 0;
-        ASSIGN_OR_RETURN(const auto first, rates(n, causal_first));
-        ASSIGN_OR_RETURN(const auto second, rates(n, !causal_first));
+        ASSIGN_OR_RETURN(const auto first, rates(n, causal_first, settle));
+        ASSIGN_OR_RETURN(const auto second, rates(n, !causal_first, settle));
         const auto& c = causal_first ? first : second;
         const auto& f = causal_first ? second : first;
         return std::pair{c.first / f.first, c.second / f.second};

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "comm/cuda_communicator.h"
 #include "comm/cuda_transfer.h"
+#include "comm/poll_backoff.h"
 #include "core/status_macros.h"
 
 namespace ringattn::comm {
@@ -86,9 +87,15 @@ absl::Status NcclStatus(const Nccl& nccl, ncclResult_t r, ncclComm_t comm, const
 }
 
 // Polls a non-blocking communicator until its pending call finished.
+// Polls with PollBackoff: a fixed 100-us sleep a poll held every ring step's
+// ncclGroupEnd (ncclInProgress on a non-blocking communicator until NCCL
+// has enqueued the transfers) for 0.19 ms of host time, the GPU idle
+// before each pass's first kernel (2 x H200, ring_bench --timeline,
+// fifty-fourth session).
 absl::Status WaitReady(const Nccl& nccl, ncclComm_t comm, absl::Duration timeout,
                        const char* what) {
   const absl::Time deadline = absl::Now() + timeout;
+  const PollBackoff backoff;
   while (true) {
     ncclResult_t state = ncclSuccess;
     const ncclResult_t r = nccl.CommGetAsyncError(comm, &state);
@@ -100,7 +107,7 @@ absl::Status WaitReady(const Nccl& nccl, ncclComm_t comm, absl::Duration timeout
                                                       absl::FormatDuration(timeout),
                                                       " (a peer did not join?)"));
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    backoff.Pause();
   }
 }
 
