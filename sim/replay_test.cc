@@ -89,6 +89,51 @@ const std::map<std::string, double>& KnownMisses() {
       {"2026-12-04_h200x2_settled varlen_llama3 fwd+bwd", 0.079},
       {"2026-12-04_h200x2_settled varlen_balanced fwd", 0.178},
       {"2026-12-04_h200x2_settled varlen_balanced fwd+bwd", 0.146},
+      // Later the same session, the hop's share measured (0.216; applied):
+      // zigzag's fwd+bwd from -11.2 to -4.4 %, the forwards still 6 % short
+      // (and 7.5 % with device copies, which take no SMs). The 2048-token
+      // forwards are 10-30 % short: ring_bench --timeline showed every NCCL
+      // pass's first kernel enqueued 0.19 ms after its start (the host asleep
+      // in the NCCL enqueue's poll, since mended, not yet re-measured). The
+      // W = 1 fwd+bwd rows: the unsettled backward causal / full factor.
+      {"2026-12-04_h200x2_hop_share zigzag fwd", 0.064},
+      {"2026-12-04_h200x2_hop_share stripe fwd", 0.063},
+      {"2026-12-04_h200x2_hop_share stripe fwd+bwd", 0.091},
+      {"2026-12-04_h200x2_hop_share varlen_ring fwd", 0.062},
+      {"2026-12-04_h200x2_hop_share varlen_ring fwd+bwd", 0.061},
+      {"2026-12-04_h200x2_hop_share varlen_zigzag fwd", 0.155},
+      {"2026-12-04_h200x2_hop_share varlen_zigzag fwd+bwd", 0.105},
+      {"2026-12-04_h200x2_hop_share varlen_llama3 fwd", 0.058},
+      {"2026-12-04_h200x2_hop_share varlen_balanced fwd", 0.126},
+      {"2026-12-04_h200x2_hop_share varlen_balanced fwd+bwd", 0.093},
+      {"2026-12-04_h200x2_device_copies ring fwd+bwd", 0.054},
+      {"2026-12-04_h200x2_device_copies zigzag fwd", 0.076},
+      {"2026-12-04_h200x2_device_copies zigzag fwd+bwd", 0.077},
+      {"2026-12-04_h200x2_device_copies stripe fwd", 0.100},
+      {"2026-12-04_h200x2_device_copies stripe fwd+bwd", 0.150},
+      {"2026-12-04_h200x2_device_copies varlen_zigzag fwd", 0.086},
+      {"2026-12-04_h200x2_device_copies varlen_zigzag fwd+bwd", 0.095},
+      {"2026-12-04_h200x2_kv8_8192 ring fwd+bwd", 0.051},
+      {"2026-12-04_h200x2_kv8_8192 zigzag fwd", 0.064},
+      {"2026-12-04_h200x2_kv8_8192 zigzag fwd+bwd", 0.066},
+      {"2026-12-04_h200x2_kv8_8192 stripe fwd", 0.084},
+      {"2026-12-04_h200x2_kv8_8192 stripe fwd+bwd", 0.138},
+      {"2026-12-04_h200x2_kv8_8192 varlen_zigzag fwd", 0.163},
+      {"2026-12-04_h200x2_kv8_8192 varlen_zigzag fwd+bwd", 0.127},
+      {"2026-12-04_h200x2_kv8_8192 varlen_llama3 fwd", 0.068},
+      {"2026-12-04_h200x2_2048 ring fwd", 0.106},
+      {"2026-12-04_h200x2_2048 zigzag fwd", 0.210},
+      {"2026-12-04_h200x2_2048 zigzag fwd+bwd", 0.070},
+      {"2026-12-04_h200x2_2048 stripe fwd", 0.300},
+      {"2026-12-04_h200x2_2048 llama3 fwd", 0.073},
+      {"2026-12-04_h200x2_2048 llama3 fwd+bwd", 0.125},
+      {"2026-12-04_h200x2_2048 varlen_zigzag fwd", 0.300},
+      {"2026-12-04_h200x2_2048 varlen_zigzag fwd+bwd", 0.085},
+      {"2026-12-04_h200x2_2048 varlen_llama3 fwd", 0.098},
+      {"2026-12-04_h200x2_w1_8192 ring fwd+bwd", 0.075},
+      {"2026-12-04_h200x2_w1_8192 zigzag fwd+bwd", 0.082},
+      {"2026-12-04_h200x2_w1_8192 stripe fwd+bwd", 0.083},
+      {"2026-12-04_h200x2_w1_8192 varlen_zigzag fwd+bwd", 0.132},
       // One H200, W = 1, 2k-32k tokens (forty-fifth session): 2-4k tokens
       // miss by 75-115 us a pass outside the kernels; zigzag's and the
       // documents' by the one causal / full factor (a log with the factor
@@ -323,6 +368,21 @@ TEST(ReplayTest, TwoH200sOn2026_12_01DynamicTileOrder) { Replay("2026-12-01_h200
 // the kernels at 610-630 TFLOP/s, every row measured slower than the
 // single-GPU calibration predicts (docs/RING_BENCH.md).
 TEST(ReplayTest, TwoH200sOn2026_12_04Settled) { Replay("2026-12-04_h200x2_settled", 0, 16); }
+
+// The same machine later in the session with ring_bench's hop share
+// measured (Calibration::hop_sm_share 0.216 on the calibration line): the
+// NCCL rows, the same rows with device copies (one process, copy engines:
+// no SMs taken, hop 189 GB/s), GQA (kv 8), 2048 tokens a rank (the run was
+// cut by its timeout after 11 rows) and the W = 1 rows on one of the two
+// GPUs, whose fwd+bwd misses are the unsettled backward causal / full
+// factor (1.083; with 0.966 settled they predict within 0.4 %).
+TEST(ReplayTest, TwoH200sOn2026_12_04HopShare) { Replay("2026-12-04_h200x2_hop_share", 0, 16); }
+TEST(ReplayTest, TwoH200sOn2026_12_04DeviceCopies) {
+  Replay("2026-12-04_h200x2_device_copies", 0, 8);
+}
+TEST(ReplayTest, TwoH200sOn2026_12_04Kv8) { Replay("2026-12-04_h200x2_kv8_8192", 0, 12); }
+TEST(ReplayTest, TwoH200sOn2026_12_04Tokens2048) { Replay("2026-12-04_h200x2_2048", 0, 11); }
+TEST(ReplayTest, OneOfTwoH200sOn2026_12_04) { Replay("2026-12-04_h200x2_w1_8192", 1, 8); }
 
 // The parser: what ring_bench prints today (with the all-gather measure)
 // and bad input as errors.
