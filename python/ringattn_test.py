@@ -123,6 +123,7 @@ def main():
                  "out is float64; expected float32 like q")
     ring.close()
     reversed_views_are_read_as_copies()
+    nccl_worlds_default_to_async_passes()
     w.close()
     print("all passed")
 
@@ -148,6 +149,52 @@ def reversed_views_are_read_as_copies():
     for a, b in zip(*results):
         assert np.array_equal(a, b), "a reversed view's results differ from its copy's"
     w.close()
+
+
+class _FakeNcclLib:
+    """The C ABI calls World.over_nccl makes, recorded (no GPU here)."""
+
+    def __init__(self):
+        self.async_calls = []
+
+    def ringattn_nccl_world_create(self, world, rank, unique_id, size, device, timeout_s, out):
+        out._obj.value = 1234  # a handle that is never used
+        return 0
+
+    def ringattn_world_set_async_passes(self, handle, enabled):
+        self.async_calls.append(enabled)
+        return 0
+
+
+def nccl_worlds_default_to_async_passes():
+    """NCCL worlds run asynchronous passes unless RINGATTN_ASYNC_PASSES=0 or
+    async_passes=False asks otherwise (since the fifty-fourth session), and
+    a World remembers its mode (a replacement for a failed one keeps it)."""
+    import os
+    from ringattn import _capi
+    real, fake = _capi.lib, _FakeNcclLib()
+    saved = os.environ.pop("RINGATTN_ASYNC_PASSES", None)
+    _capi.lib = fake
+    try:
+        cases = [(None, None, [1], True), ("0", None, [], False), ("1", None, [1], True),
+                 (None, False, [], False), ("0", True, [1], True)]
+        for env, argument, calls, mode in cases:
+            if env is None:
+                os.environ.pop("RINGATTN_ASYNC_PASSES", None)
+            else:
+                os.environ["RINGATTN_ASYNC_PASSES"] = env
+            fake.async_calls.clear()
+            world = ringattn.World.over_nccl(2, 0, bytes(128), 0, async_passes=argument)
+            assert fake.async_calls == calls, (env, argument, fake.async_calls)
+            assert world.async_passes is mode, (env, argument, world.async_passes)
+            world.set_async_passes(False)
+            assert world.async_passes is False and fake.async_calls[-1] == 0
+            world._handle = None  # the fake handle is not the C ABI's to destroy
+    finally:
+        _capi.lib = real
+        os.environ.pop("RINGATTN_ASYNC_PASSES", None)
+        if saved is not None:
+            os.environ["RINGATTN_ASYNC_PASSES"] = saved
 
 
 if __name__ == "__main__":

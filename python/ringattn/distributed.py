@@ -115,6 +115,9 @@ def process_group_world(group=None, timeout_s=120.0, device=None):
             dist.broadcast_object_list(
                 ids, src=source, group=group,
                 device=torch.device("cuda", index) if backend == "nccl" else None)
-            world = World.over_nccl(size, rank, ids[0], index, timeout_s)
+            # A World that replaces a failed one keeps its passes' mode.
+            world = World.over_nccl(size, rank, ids[0], index, timeout_s,
+                                    async_passes=getattr(cached[1], "async_passes", None)
+                                    if cached is not None else None)
         _worlds[key] = (group, world)
         return world
