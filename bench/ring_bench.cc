@@ -1148,8 +1148,8 @@ absl::Status Main() {
       BenchProblem b = MakeConfig(kBenchRows[0], 1, tokens, {});
       b.mask.causal = false;
       ASSIGN_OR_RETURN(cal.hop_sm_share, ring.HopShare(world, kv_bytes, link, b));
-      hop_share = absl::StrFormat("; a hop beside the kernels takes %.3f of their rate",
-                                  cal.hop_sm_share);
+      hop_share =
+          absl::StrFormat("; a hop beside the kernels takes %.3f of their rate", cal.hop_sm_share);
     }
     // A forward launch that merges into a state written before (a ring
     // pass's steps after its first on the rows) over one that writes it
@@ -1290,8 +1290,8 @@ absl::Status Main() {
         static_cast<long long>(tokens), causal.first, causal.second, report.c_str(),
         cal.partial_block_factor, cal.partial_block_factor_bwd, cal.strided_block_factor,
         cal.strided_block_factor_bwd, cal.MergedStateFactor(), cal.ring_pass_dkv_home_bytes,
-        cal.forward_o_bytes, stored_steps ? "; stored dK/dV steps unzeroed" : "",
-        hop_share.c_str(), 1e6 * pass_s(tiny_f), 1e6 * pass_s(tiny_fb), tiny_kernels.c_str(), cal.pass_overhead_us_fwd,
+        cal.forward_o_bytes, stored_steps ? "; stored dK/dV steps unzeroed" : "", hop_share.c_str(),
+        1e6 * pass_s(tiny_f), 1e6 * pass_s(tiny_fb), tiny_kernels.c_str(), cal.pass_overhead_us_fwd,
         cal.pass_overhead_us_bwd, gpu.c_str(), task_cost.c_str(), lone.c_str(), by_side.c_str(),
         fastest ? "; from the fastest iterations" : "");
     if (link > 0) cal.link_gbps = link;

@@ -316,11 +316,10 @@ std::string Calibration::Serialize() const {
       host_sync_us, "\nring_pass_dkv_home_bytes ", ring_pass_dkv_home_bytes, "\nforward_o_bytes ",
       forward_o_bytes, "\nfused_slices ", fused_slices, "\nllama3_ring_of_one_whole ",
       llama3_ring_of_one_whole, "\nstored_dkv_steps ", stored_dkv_steps,
-      "\npartial_sum_sets_dkv_rows ", partial_sum_sets_dkv_rows, "\nhop_sm_share ",
-      hop_sm_share, "\npass_overhead_us_fwd ",
-      pass_overhead_us_fwd, "\npass_overhead_us_bwd ", pass_overhead_us_bwd, "\nmin_kernel_us_fwd ",
-      min_kernel_us_fwd, "\nmin_kernel_us_bwd ", min_kernel_us_bwd, "\nrate_heads ", rate_heads,
-      "\nsms ", sms, "\nl2_MB ", l2_mb,
+      "\npartial_sum_sets_dkv_rows ", partial_sum_sets_dkv_rows, "\nhop_sm_share ", hop_sm_share,
+      "\npass_overhead_us_fwd ", pass_overhead_us_fwd, "\npass_overhead_us_bwd ",
+      pass_overhead_us_bwd, "\nmin_kernel_us_fwd ", min_kernel_us_fwd, "\nmin_kernel_us_bwd ",
+      min_kernel_us_bwd, "\nrate_heads ", rate_heads, "\nsms ", sms, "\nl2_MB ", l2_mb,
       "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& [d, curve] : rates[pass]) {
