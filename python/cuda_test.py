@@ -12,7 +12,8 @@ own bfloat16 kernel against the same float64 result); bad input raises
 ValueError; contiguous views at a misaligned address give the aligned
 results; then the Python entry's fwd+bwd time on the seed's shape
 (--bench_tokens per rank, 32 heads, d128, bf16, zigzag, causal), printed
-for the overhead against ring_bench on the same shape; then two checks and
+for the overhead against ring_bench on the same shape, each step from a
+barrier and a synchronize, and back to back (a training loop's steps); then two checks and
 the time again with asynchronous passes (World.set_async_passes).
 """
 
@@ -236,12 +237,29 @@ def bench(device, tokens, iters, mode):
         if i >= 2:
             times["fwd"].append(start.elapsed_time(mid))
             times["fwd+bwd"].append(start.elapsed_time(end))
+    # Back to back, as a training loop runs: `iters` steps enqueued without
+    # a barrier or a synchronize between them (with asynchronous passes the
+    # host prepares a step while the GPU runs the one before), timed from
+    # the first step's start to the last one's end.
+    dist.barrier()
+    torch.cuda.synchronize()
+    first, last = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+    first.record()
+    for i in range(iters):
+        for x in (q, k, v):
+            x.grad = None
+        F.zigzag_ring_flash_attn_func(q, k, v, causal=True).backward(dout)
+    last.record()
+    torch.cuda.synchronize()
     if dist.get_rank() == 0:
         for k_, t in times.items():
             t.sort()
             print(f"python zigzag {k_} {t[len(t) // 2]:.3f} ms (median of {iters}, "
                   f"{tokens} tokens/rank, W={dist.get_world_size()}, {mode} passes)",
                   flush=True)
+        print(f"python zigzag fwd+bwd back to back {first.elapsed_time(last) / iters:.3f} ms "
+              f"(mean of {iters} steps, {tokens} tokens/rank, W={dist.get_world_size()}, "
+              f"{mode} passes)", flush=True)
 
 
 def main():
