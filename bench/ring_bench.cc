@@ -1198,9 +1198,10 @@ absl::Status Main() {
     // 1.010 / 1.051 / 0.920 bwd in three runs on one H200 (2026-12-02). The
     // causal rate printed is the one the model takes: factor x full rate.
     // The order alternates between rounds (causal first, then full first),
-    // and with --settle_s each of the factor at `tokens`'s measures runs
-    // after S seconds of untimed passes of its block (ten settles; the
-    // per-side factors stay unsettled): unsettled, every 8192-token log
+    // and with --settle_s each of the ten measures of the factor at
+    // `tokens` runs after S seconds of untimed passes of its block (forward
+    // and forward+backward apart: 20 S in all; the per-side factors stay
+    // unsettled): unsettled, every 8192-token log
     // before the fifty-fourth session had a backward factor above 1
     // (1.01-1.13), alternated ones too (1.020, 1.083, 1.108 in three runs);
     // settled 0.966 (fifty-third session), and with 0.966 the W = 1 rows'
