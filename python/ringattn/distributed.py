@@ -116,8 +116,8 @@ def process_group_world(group=None, timeout_s=120.0, device=None):
                 ids, src=source, group=group,
                 device=torch.device("cuda", index) if backend == "nccl" else None)
             # A World that replaces a failed one keeps its passes' mode.
+            # (The key's device makes a cached World here an NCCL one.)
             world = World.over_nccl(size, rank, ids[0], index, timeout_s,
-                                    async_passes=getattr(cached[1], "async_passes", None)
-                                    if cached is not None else None)
+                                    async_passes=cached[1].async_passes if cached else None)
         _worlds[key] = (group, world)
         return world
