@@ -4,9 +4,16 @@ Each .cu becomes one object file (one genrule running nvcc), compiled for
 sm_80 (mma.sync/cp.async: A100, H800, H100, H200) and sm_90a (wgmma/TMA:
 H100, H200, H800); the objects are wrapped in a cc_library that links cudart
 statically. One .cu per instantiation family keeps these actions parallel.
+Every .cu gets cuda/kernel_module.cuh force-included, which registers its
+module with //cuda:kernel_preload (a dependency of every cuda_library).
 """
 
 NVCC = "/usr/local/cuda/bin/nvcc"
+
+# Force-included in every .cu: registers the file's module for
+# PreloadKernels (cuda/kernel_preload.h: kernels loaded before a ring runs,
+# not lazily beside NCCL's kernels).
+KERNEL_MODULE_HEADER = "//cuda:kernel_module.cuh"
 
 NVCC_FLAGS = [
     "-std=c++17",
@@ -54,9 +61,9 @@ def cuda_library(name, srcs, hdrs = [], cu_hdrs = [], deps = [], nvcc_flags = []
         obj = "_nvcc_%s/%s.o" % (name, src[:-len(".cu")])
         native.genrule(
             name = "_nvcc_%s_%s" % (name, src[:-len(".cu")].replace("/", "_")),
-            srcs = [src] + hdrs + cu_hdrs,
+            srcs = [src, KERNEL_MODULE_HEADER] + hdrs + cu_hdrs,
             outs = [obj],
-            cmd = _NVCC_CMD % (" ".join([NVCC] + NVCC_FLAGS + nvcc_flags +
+            cmd = _NVCC_CMD % (" ".join([NVCC] + NVCC_FLAGS + ["-include", "cuda/kernel_module.cuh"] + nvcc_flags +
                                         ["-c", "$(location %s)" % src, "-o", "$@"]), src),
             message = "nvcc %s" % src,
         )
@@ -65,6 +72,6 @@ def cuda_library(name, srcs, hdrs = [], cu_hdrs = [], deps = [], nvcc_flags = []
         name = name,
         srcs = objects + host_srcs,
         hdrs = hdrs,
-        deps = deps + ["@cuda//:cudart"],
+        deps = deps + ["@cuda//:cudart", "//cuda:kernel_preload"],
         **kwargs
     )

@@ -23,6 +23,7 @@
 #include "cuda/forward_block.h"
 #include "cuda/gpu_timeline.h"
 #include "cuda/kernel_choice.h"
+#include "cuda/kernel_preload.h"
 #include "cuda/ring_kernels.h"
 
 namespace ringattn::cuda {
@@ -827,6 +828,9 @@ absl::StatusOr<std::unique_ptr<CudaRingBackend>> CudaRingBackend::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("device ", device, " does not exist; expected 0..", devices - 1));
   }
+  // Before the first launch: no kernel of ours may load lazily beside a
+  // pass's NCCL kernel (cuda/kernel_preload.h).
+  RETURN_IF_ERROR(PreloadKernels(device).status());
   auto backend =
       std::make_unique<Backend>(schedule, rank, shape, softmax_scale, inputs.dtype, type, options);
   RETURN_IF_ERROR(backend->Init(inputs));

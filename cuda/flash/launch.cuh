@@ -118,17 +118,24 @@ struct KeyTileTask : HeadTask<kHeadDim> {
 // launch of a pass of small blocks). The attribute lives as long as the
 // device's context: nothing in ringattn resets a device (cudaDeviceReset
 // would drop it and make the next launch fail for its shared memory).
+// The driver call is made outside the lock: one that waits (a kernel's lazy
+// load waits for the device's running kernels) must not hold the other
+// devices' threads at their next launch (cuda/kernel_preload.h).
 inline cudaError_t AllowDynamicShared(const void* kernel, int shared_bytes) {
   int device = 0;
   if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
   static std::mutex mu;
   static auto* allowed = new std::map<std::pair<const void*, int>, int>();
-  std::lock_guard<std::mutex> lock(mu);
-  int& set = (*allowed)[{kernel, device}];  // 0: not yet
-  if (set == shared_bytes) return cudaSuccess;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if ((*allowed)[{kernel, device}] == shared_bytes) return cudaSuccess;  // 0: not yet
+  }
   const cudaError_t e =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes);
-  if (e == cudaSuccess) set = shared_bytes;
+  if (e == cudaSuccess) {
+    std::lock_guard<std::mutex> lock(mu);
+    (*allowed)[{kernel, device}] = shared_bytes;
+  }
   return e;
 }
 
