@@ -1,0 +1,110 @@
+// Does a kernel's first launch wait for the kernels running on the device?
+// (CUDA's lazy loading: docs/RING_BENCH.md, fifty-fifth section.)
+//
+//   lazy_loading_probe EXPERIMENT     (one experiment per process: a kernel
+//                                      loaded once stays loaded)
+//   for e in launch preloaded set_attribute get_attributes malloc
+//            threads_loaded threads_same_module threads_other_module (one line); do
+//     for m in LAZY EAGER; do CUDA_MODULE_LOADING=$m lazy_loading_probe $e; done; done
+//
+// A kernel spins until a flag is set (giving up after 2 s); 100 ms after
+// its launch the host does what the experiment names, and the line says
+// whether the spin saw the flag and when. Kernels that are never preloaded
+// here do not touch //cuda:kernel_preload (this binary never calls it).
+#include <cuda_runtime.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include "bench/lazy_loading_probe.h"
+#include "cuda/kernel_preload.h"
+
+namespace ringattn::bench {
+namespace {
+
+double MsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+int Run(const std::string& experiment) {
+  const absl::StatusOr<bool> lazy = cuda::LazyKernelLoading();
+  if (!lazy.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(lazy.status().message()).c_str());
+    return 1;
+  }
+  int *flag = nullptr, *scratch = nullptr;
+  long long* out = nullptr;
+  cudaStream_t spinning, other, third;
+  if (cudaMalloc(&flag, sizeof(int)) != cudaSuccess || cudaMalloc(&scratch, sizeof(int)) ||
+      cudaMalloc(&out, 2 * sizeof(long long)) || cudaMemset(flag, 0, sizeof(int)) ||
+      cudaStreamCreateWithFlags(&spinning, cudaStreamNonBlocking) ||
+      cudaStreamCreateWithFlags(&other, cudaStreamNonBlocking) ||
+      cudaStreamCreateWithFlags(&third, cudaStreamNonBlocking) || LoadSetFlag(2) ||
+      LaunchSetFlag(2, scratch, third) || cudaDeviceSynchronize()) {
+    std::fprintf(stderr, "CUDA set-up failed: %s\n", cudaGetErrorString(cudaGetLastError()));
+    return 1;
+  }
+  if (experiment == "preloaded") LoadSetFlag(0);
+  LaunchSpin(flag, 2'000'000'000, out, spinning);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  double x_ms = -1, y_ms = -1;
+  const auto start = std::chrono::steady_clock::now();
+  if (experiment == "launch" || experiment == "preloaded") {
+    LaunchSetFlag(0, flag, other);
+    x_ms = MsSince(start);
+  } else if (experiment == "set_attribute" || experiment == "get_attributes" ||
+             experiment == "malloc") {
+    void* p = nullptr;
+    if (experiment == "set_attribute") SetSetFlagAttribute(0);
+    if (experiment == "get_attributes") LoadSetFlag(0);
+    if (experiment == "malloc") cudaMalloc(&p, 1 << 20);
+    x_ms = MsSince(start);
+    LaunchSetFlag(2, flag, other);
+  } else if (experiment.rfind("threads_", 0) == 0) {
+    // X: a never-launched kernel (no flag). Y, 100 ms later: the setter.
+    std::thread x([&] {
+      const auto a = std::chrono::steady_clock::now();
+      LaunchSetFlag(0, scratch, other);
+      x_ms = MsSince(a);
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const auto b = std::chrono::steady_clock::now();
+    if (experiment == "threads_loaded") LaunchSetFlag(2, flag, third);
+    if (experiment == "threads_same_module") LaunchSetFlag(1, flag, third);
+    if (experiment == "threads_other_module") LaunchSetFlagOtherModule(flag, third);
+    y_ms = MsSince(b);
+    x.join();
+  } else {
+    std::fprintf(stderr,
+                 "unknown experiment '%s'; expected launch, preloaded, set_attribute, "
+                 "get_attributes, malloc, threads_loaded, threads_same_module or "
+                 "threads_other_module\n",
+                 experiment.c_str());
+    return 2;
+  }
+  long long host[2] = {};
+  if (cudaDeviceSynchronize() != cudaSuccess ||
+      cudaMemcpy(host, out, sizeof(host), cudaMemcpyDeviceToHost) != cudaSuccess) {
+    std::fprintf(stderr, "CUDA failed: %s\n", cudaGetErrorString(cudaGetLastError()));
+    return 1;
+  }
+  std::printf("%-20s %s loading: X's call %8.1f ms, Y's call %8.1f ms; the spinning kernel %s "
+              "after %.1f ms\n",
+              experiment.c_str(), *lazy ? "lazy " : "eager", x_ms, y_ms,
+              host[0] ? "saw the flag" : "GAVE UP", host[1] / 1e6);
+  return 0;
+}
+
+}  // namespace
+}  // namespace ringattn::bench
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: lazy_loading_probe EXPERIMENT (see the source's header)\n");
+    return 2;
+  }
+  return ringattn::bench::Run(argv[1]);
+}
