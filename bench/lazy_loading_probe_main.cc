@@ -91,10 +91,11 @@ int Run(const std::string& experiment) {
     std::fprintf(stderr, "CUDA failed: %s\n", cudaGetErrorString(cudaGetLastError()));
     return 1;
   }
-  std::printf("%-20s %s loading: X's call %8.1f ms, Y's call %8.1f ms; the spinning kernel %s "
-              "after %.1f ms\n",
-              experiment.c_str(), *lazy ? "lazy " : "eager", x_ms, y_ms,
-              host[0] ? "saw the flag" : "GAVE UP", host[1] / 1e6);
+  std::printf(
+      "%-20s %s loading: X's call %8.1f ms, Y's call %8.1f ms; the spinning kernel %s "
+      "after %.1f ms\n",
+      experiment.c_str(), *lazy ? "lazy " : "eager", x_ms, y_ms,
+      host[0] ? "saw the flag" : "GAVE UP", host[1] / 1e6);
   return 0;
 }
 

@@ -43,7 +43,8 @@ template <typename F>
 absl::Status Find(const char* name, int version, F* f) {
   void* p = nullptr;
   cudaDriverEntryPointQueryResult found{};
-  const cudaError_t e = cudaGetDriverEntryPointByVersion(name, &p, version, cudaEnableDefault, &found);
+  const cudaError_t e =
+      cudaGetDriverEntryPointByVersion(name, &p, version, cudaEnableDefault, &found);
   if (e != cudaSuccess || found != cudaDriverEntryPointSuccess || p == nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("the CUDA driver gave no ", name, " (version ", version,

@@ -60,8 +60,8 @@ TEST(KernelPreloadTest, ARingKernelNeverLaunchedRunsBesideAKernelThatWaitsForIt)
     std::array<long long, 2> host = {-1, -1};
     EXPECT_EQ(cudaMemset(flag, 0, sizeof(float)), cudaSuccess);
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    EXPECT_EQ(testing::LaunchSpinUntilSet(reinterpret_cast<const unsigned*>(flag), limit_ns,
-                                          result, spinning),
+    EXPECT_EQ(testing::LaunchSpinUntilSet(reinterpret_cast<const unsigned*>(flag), limit_ns, result,
+                                          spinning),
               cudaSuccess);
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     EXPECT_EQ(launch_setter(), cudaSuccess);
@@ -77,18 +77,18 @@ TEST(KernelPreloadTest, ARingKernelNeverLaunchedRunsBesideAKernelThatWaitsForIt)
   ASSERT_EQ(cudaMemcpy(one_d, &one, sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
   const std::array<long long, 2> unloaded =
       spin_beside(1'000'000'000, [&] { return LaunchAddF32(flag, one_d, 1, other); });
-  std::printf("without the preload, a ring kernel's first launch beside a spinning kernel: %s "
-              "after %.3f s\n",
-              unloaded[0] == 1 ? "ran, the spin saw its flag" : "waited, the spin gave up",
-              unloaded[1] * 1e-9);
+  std::printf(
+      "without the preload, a ring kernel's first launch beside a spinning kernel: %s "
+      "after %.3f s\n",
+      unloaded[0] == 1 ? "ran, the spin saw its flag" : "waited, the spin gave up",
+      unloaded[1] * 1e-9);
 
   const auto start = std::chrono::steady_clock::now();
   const absl::StatusOr<KernelPreload> p = PreloadKernels(0);
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   ASSERT_TRUE(p.ok()) << p.status();
-  std::printf("PreloadKernels(0): %d modules, %d kernels, %.1f ms\n",
-              p->modules, p->kernels, ms);
+  std::printf("PreloadKernels(0): %d modules, %d kernels, %.1f ms\n", p->modules, p->kernels, ms);
   EXPECT_TRUE(p->lazy);
   EXPECT_EQ(p->modules, RegisteredKernelModules());
   EXPECT_GT(p->kernels, p->modules);  // each module: its anchor and its kernels

@@ -9,8 +9,7 @@ __device__ __forceinline__ long long GlobalNanoseconds() {
   return static_cast<long long>(t);
 }
 
-__global__ void SpinUntilSet(const volatile unsigned* flag, long long limit_ns,
-                             long long* result) {
+__global__ void SpinUntilSet(const volatile unsigned* flag, long long limit_ns, long long* result) {
   const long long start = GlobalNanoseconds();
   long long spun = 0;
   while (*flag == 0 && (spun = GlobalNanoseconds() - start) < limit_ns) {
