@@ -498,13 +498,14 @@ TEST(ReplayTest, OneH200Settled) {
 TEST(ReplayTest, OneH200SettledFactor) { Replay("2026-12-04_h200_w1_settled_factor_8192", 1, 10); }
 
 // The same method at other shapes (fifty-fifth session): every dense row
-// at 2048, 4096 (kv 8) and 16384 tokens within 3.2 %; the documents under
+// at 1024, 2048, 4096 (kv 8) and 16384 tokens within 3.9 %; the documents under
 // where the calibration has no least kernel time (measured only with
 // --calibration_events), and with it (the events log) within 5.3 % while
 // the dense forward at 2048 tokens goes 10 % over (the events' rates less
 // launch_us plus the pass overhead charge a 2048-token pass's one kernel
 // ~9 us more than its timeline shows).
 TEST(ReplayTest, OneH200SettledFactorOtherShapes) {
+  Replay("2026-12-04_h200_w1_settled_factor_1024_h32kv32", 1, 8);
   Replay("2026-12-04_h200_w1_settled_factor_2048_h32kv32", 1, 10);
   Replay("2026-12-04_h200_w1_settled_factor_4096_h32kv8", 1, 10);
   Replay("2026-12-04_h200_w1_settled_factor_16384_h32kv32", 1, 8);
