@@ -4,7 +4,8 @@
 //   lazy_loading_probe EXPERIMENT     (one experiment per process: a kernel
 //                                      loaded once stays loaded)
 //   for e in launch preloaded set_attribute get_attributes malloc
-//            threads_loaded threads_same_module threads_other_module (one line); do
+//            threads_loaded threads_same_module threads_other_module
+//            two_gpus two_gpus_same_module (one line; the last two need two GPUs); do
 //     for m in LAZY EAGER; do CUDA_MODULE_LOADING=$m lazy_loading_probe $e; done; done
 //
 // A kernel spins until a flag is set (giving up after 2 s); 100 ms after
@@ -29,12 +30,71 @@ double MsSince(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
+// Two GPUs, one host thread each, as NCCL one thread per GPU runs them: GPU 0
+// spins until GPU 1 writes its flag (peer memory). Thread X (GPU 0) launches
+// a never-launched kernel of one module, whose load waits for the spin;
+// 100 ms later thread Y (GPU 1) launches the never-launched setter: of
+// another module (two_gpus) or of X's (two_gpus_same_module). If Y's launch
+// waits for X's load, the spin gives up: the one-process deadlock, bounded.
+int RunTwoGpus(const std::string& experiment, bool lazy) {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices < 2) {
+    std::fprintf(stderr, "%s needs two GPUs\n", experiment.c_str());
+    return 2;
+  }
+  int *flag = nullptr, *scratch = nullptr;
+  long long* out = nullptr;
+  cudaStream_t spinning, x_stream, y_stream;
+  if (cudaSetDevice(1) || cudaDeviceEnablePeerAccess(0, 0) ||
+      cudaStreamCreateWithFlags(&y_stream, cudaStreamNonBlocking) || cudaSetDevice(0) ||
+      cudaDeviceEnablePeerAccess(1, 0) || cudaMalloc(&flag, sizeof(int)) ||
+      cudaMalloc(&scratch, sizeof(int)) || cudaMalloc(&out, 2 * sizeof(long long)) ||
+      cudaMemset(flag, 0, sizeof(int)) ||
+      cudaStreamCreateWithFlags(&spinning, cudaStreamNonBlocking) ||
+      cudaStreamCreateWithFlags(&x_stream, cudaStreamNonBlocking) || cudaDeviceSynchronize()) {
+    std::fprintf(stderr, "CUDA set-up failed: %s\n", cudaGetErrorString(cudaGetLastError()));
+    return 1;
+  }
+  LaunchSpin(flag, 2'000'000'000, out, spinning);
+  double x_ms = -1, y_ms = -1;
+  std::thread x([&] {
+    cudaSetDevice(0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const auto a = std::chrono::steady_clock::now();
+    LaunchSetFlag(1, scratch, x_stream);
+    x_ms = MsSince(a);
+  });
+  std::thread y([&] {
+    cudaSetDevice(1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    const auto b = std::chrono::steady_clock::now();
+    if (experiment == "two_gpus") LaunchSetFlagOtherModule(flag, y_stream);
+    if (experiment == "two_gpus_same_module") LaunchSetFlag(0, flag, y_stream);
+    y_ms = MsSince(b);
+  });
+  x.join();
+  y.join();
+  long long host[2] = {};
+  if (cudaSetDevice(0) || cudaDeviceSynchronize() ||
+      cudaMemcpy(host, out, sizeof(host), cudaMemcpyDeviceToHost)) {
+    std::fprintf(stderr, "CUDA failed: %s\n", cudaGetErrorString(cudaGetLastError()));
+    return 1;
+  }
+  std::printf(
+      "%-20s %s loading: X's call %8.1f ms, Y's call %8.1f ms; the spinning kernel %s "
+      "after %.1f ms\n",
+      experiment.c_str(), lazy ? "lazy " : "eager", x_ms, y_ms,
+      host[0] ? "saw the flag" : "GAVE UP", host[1] / 1e6);
+  return 0;
+}
+
 int Run(const std::string& experiment) {
   const absl::StatusOr<bool> lazy = cuda::LazyKernelLoading();
   if (!lazy.ok()) {
     std::fprintf(stderr, "%s\n", std::string(lazy.status().message()).c_str());
     return 1;
   }
+  if (experiment.rfind("two_gpus", 0) == 0) return RunTwoGpus(experiment, *lazy);
   int *flag = nullptr, *scratch = nullptr;
   long long* out = nullptr;
   cudaStream_t spinning, other, third;
@@ -80,8 +140,8 @@ int Run(const std::string& experiment) {
   } else {
     std::fprintf(stderr,
                  "unknown experiment '%s'; expected launch, preloaded, set_attribute, "
-                 "get_attributes, malloc, threads_loaded, threads_same_module or "
-                 "threads_other_module\n",
+                 "get_attributes, malloc, threads_loaded, threads_same_module, "
+                 "threads_other_module, two_gpus or two_gpus_same_module\n",
                  experiment.c_str());
     return 2;
   }
