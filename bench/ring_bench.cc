@@ -100,7 +100,8 @@ ABSL_FLAG(bool, calibration_events, false,
           "time each calibration block's kernels alone, as back-to-back launches between two "
           "CUDA events on the ring's random inputs, less the model's launch_us, instead of "
           "reading them from its ring pass's time less the modelled costs around them "
-          "(experiment, issue #19: small blocks' points were noise)");
+          "(experiment, issue #19: small blocks' points were noise); the causal / full factor "
+          "at the full sweep's other sides is timed by events in every run");
 ABSL_FLAG(std::string, sync, "auto",
           "how the host waits for a GPU (cudaSetDeviceFlags before any other call): auto (CUDA's "
           "choice), spin, yield or block (experiment, issue #19; no effect on the passes: the "
@@ -997,8 +998,10 @@ absl::Status Main() {
     // memory passes (no rate to read from it).
     // settle: --settle_s before the timed launches (the full-block sweep,
     // the warm-up and the causal / full factor at `tokens`).
-    const auto rates = [&](int64_t n, bool causal,
-                           bool settle = false) -> absl::StatusOr<std::pair<double, double>> {
+    // events: timed by events (--calibration_events' way) whatever the flag.
+    const bool calibration_events = absl::GetFlag(FLAGS_calibration_events);
+    const auto rates = [&](int64_t n, bool causal, bool settle = false,
+                           bool events = false) -> absl::StatusOr<std::pair<double, double>> {
       BenchProblem b = MakeConfig(kBenchRows[0], 1, n, {});
       b.mask.causal = causal;
       ASSIGN_OR_RETURN(Schedule base, Schedule::Build(b.layout, b.mask, b.shape));
@@ -1006,7 +1009,7 @@ absl::Status Main() {
       // the median is not the host's jitter.
       const int runs = std::max(iters, static_cast<int>(20 * tokens / n));
       ASSIGN_OR_RETURN(PlanReport p, BuildPlan(base, b.shape));
-      if (absl::GetFlag(FLAGS_calibration_events)) {
+      if (calibration_events || events) {
         ASSIGN_OR_RETURN(const auto s,
                          BlockKernelSeconds(b, runs,
                                             {.fresh = absl::GetFlag(FLAGS_fresh_writes),
@@ -1206,13 +1209,13 @@ absl::Status Main() {
     // (1.01-1.13), alternated ones too (1.020, 1.083, 1.108 in three runs);
     // settled 0.966 (fifty-third session), and with 0.966 the W = 1 rows'
     // fwd+bwd predictions went from -7.4..-8.2 % to -0.4..+0.4 %.
-    const auto causal_over_full = [&](int64_t n) {
+    const auto causal_over_full = [&](int64_t n, bool events = false) {
       int round = 0;
       const bool settle = settle_s > 0 && n == tokens;
       return MedianOfRounds(5, [&]() -> absl::StatusOr<std::pair<double, double>> {
         const bool causal_first = round++ % 2 == 0;
-        ASSIGN_OR_RETURN(const auto first, rates(n, causal_first, settle));
-        ASSIGN_OR_RETURN(const auto second, rates(n, !causal_first, settle));
+        ASSIGN_OR_RETURN(const auto first, rates(n, causal_first, settle, events));
+        ASSIGN_OR_RETURN(const auto second, rates(n, !causal_first, settle, events));
         const auto& c = causal_first ? first : second;
         const auto& f = causal_first ? second : first;
         return std::pair{c.first / f.first, c.second / f.second};
@@ -1220,18 +1223,23 @@ absl::Status Main() {
     };
     ASSIGN_OR_RETURN(const auto partial_factor, causal_over_full(tokens));
     std::tie(cal.partial_block_factor, cal.partial_block_factor_bwd) = partial_factor;
-    // --calibration_events: the same factor at every side of the full
-    // sweep (the simulator interpolates it by a causal block's side:
-    // zigzag's diagonal blocks are half the rank's tokens, documents'
-    // smaller still). Sides whose blocks are nearly all fixed cost are
-    // left out.
+    // The same factor at every other side of the full sweep, always timed
+    // by events (a ratio of two rates timed alike: the clock's level falls
+    // out), beside the one at `tokens` measured above: the simulator
+    // interpolates it by a causal block's side (zigzag's diagonal blocks
+    // are half the rank's tokens, documents' smaller still: at 2048 tokens
+    // it falls from 0.82 to 0.45 at 256, and the documents' passes were
+    // predicted 16 % short with the one factor; fifty-fifth session,
+    // docs/RING_BENCH.md). Sides whose blocks are nearly all fixed cost
+    // are left out. (Before the fifty-fifth session: with
+    // --calibration_events only.)
     std::string by_side;
-    if (absl::GetFlag(FLAGS_calibration_events)) {
+    {
       std::vector<std::pair<double, double>> sides[2];
       for (const auto& [n, r] : full) {
         std::pair<double, double> f = partial_factor;
         if (n != tokens) {
-          absl::StatusOr<std::pair<double, double>> m = causal_over_full(n);
+          absl::StatusOr<std::pair<double, double>> m = causal_over_full(n, /*events=*/true);
           if (absl::IsFailedPrecondition(m.status())) continue;
           if (!m.ok()) return m.status();
           f = *m;
