@@ -104,8 +104,8 @@ std::string BuiltinNames() {
   return names;
 }
 
-// The value of `points` (sorted by side, non-empty) at `side`: linear in
-// log(side) between points, held beyond the first and the last.
+}  // namespace
+
 double InterpolateInLogSide(const std::vector<std::pair<double, double>>& points, double side) {
   if (side <= points.front().first) return points.front().second;
   for (size_t i = 1; i < points.size(); ++i) {
@@ -117,8 +117,6 @@ double InterpolateInLogSide(const std::vector<std::pair<double, double>>& points
   }
   return points.back().second;
 }
-
-}  // namespace
 
 absl::StatusOr<Calibration> Calibration::Builtin(absl::string_view gpu) {
   for (const Anchor& a : kAnchors) {
@@ -381,8 +379,8 @@ double Calibration::PartialFactorAt(bool backward, double side) const {
   return by_side.empty() ? PartialFactor(backward) : InterpolateInLogSide(by_side, side);
 }
 
-double Calibration::Tflops(bool backward, int64_t head_dim, int64_t rows_q, int64_t rows_k,
-                           double density) const {
+const std::vector<std::pair<double, double>>& Calibration::CurveOf(bool backward,
+                                                                   int64_t head_dim) const {
   const auto& table = rates[backward ? 1 : 0];
   auto it = table.lower_bound(head_dim);
   if (it == table.end()) {
@@ -391,7 +389,12 @@ double Calibration::Tflops(bool backward, int64_t head_dim, int64_t rows_q, int6
     auto below = std::prev(it);
     if (head_dim - below->first < it->first - head_dim) it = below;
   }
-  const auto& curve = it->second;
+  return it->second;
+}
+
+double Calibration::Tflops(bool backward, int64_t head_dim, int64_t rows_q, int64_t rows_k,
+                           double density) const {
+  const auto& curve = CurveOf(backward, head_dim);
   const double side = std::sqrt(static_cast<double>(rows_q) * rows_k);
   const double rate = side <= curve.front().first
                           ? curve.front().second * side / curve.front().first  // tiny blocks

@@ -82,6 +82,9 @@ class Calibration {
   // rank's in llama3, runs nearly like a full one).
   double Tflops(bool backward, int64_t head_dim, int64_t rows_q, int64_t rows_k,
                 double density) const;
+  // The full-block curve Tflops reads for (pass, head_dim): (side, TFLOP/s)
+  // points, sorted by side (the nearest head_dim's; the table must have one).
+  const std::vector<std::pair<double, double>>& CurveOf(bool backward, int64_t head_dim) const;
   // Makes the full-block curve of (pass, head_dim) pass through `measured`
   // (block side, TFLOP/s of a full block) and keep its shape elsewhere:
   // every point is scaled by the measured / modelled ratio, interpolated in
@@ -233,6 +236,10 @@ class Calibration {
   // rates[pass][head_dim] = sorted (block side, TFLOP/s); pass 0 fwd, 1 bwd.
   std::map<int64_t, std::vector<std::pair<double, double>>> rates[2];
 };
+
+// The value of `points` (sorted by side, non-empty) at `side`: linear in
+// log(side) between points, held beyond the first and the last.
+double InterpolateInLogSide(const std::vector<std::pair<double, double>>& points, double side);
 
 }  // namespace ringattn::sim
 

@@ -742,3 +742,27 @@ TEST(SimulatorTest, KernelSecondsAddsTheBackwardWhenAsked) {
 
 }  // namespace
 }  // namespace ringattn::sim
+
+namespace ringattn::sim {
+namespace {
+
+// A block's kernel is charged the steps its tiles round up to (over what
+// the calibration's blocks of its side did): a 776-token causal block at
+// d128 makes the 28 steps of an 896-token one (7 query tiles of 128), a
+// 768-token one 21.
+TEST(SimulatorTest, ABlockCostsTheStepsItsTilesRoundUpTo) {
+  const auto kernel_s = [](int64_t tokens) {
+    SimOptions o = Options(LayoutKind::kRing, /*world=*/1, tokens);
+    o.shape = {1, tokens, tokens, 32, 32, 128};
+    o.calibration = *Calibration::Builtin("h200");
+    const absl::StatusOr<double> s = KernelSeconds(o);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *s : 0.0;
+  };
+  const double t768 = kernel_s(768), t776 = kernel_s(776), t896 = kernel_s(896);
+  EXPECT_NEAR(t776 / t896, 1.0, 0.05);
+  EXPECT_GT(t776 / t768, 1.15);  // FLOPs alone: (776 / 768)^2 = 1.02
+}
+
+}  // namespace
+}  // namespace ringattn::sim

@@ -307,4 +307,32 @@ double FillRatio(const BlockTask& task, const Mask& mask, int64_t batch_begin, i
   return as_run / as_calibrated;
 }
 
+double StepWaste(const BlockTask& task, const Mask& mask, int64_t batch_row, bool backward,
+                 int64_t head_dim) {
+  const double allowed = static_cast<double>(CountAllowedPairs(task, mask, batch_row));
+  if (allowed <= 0) return 1;
+  const KernelTiling tiling = TilingOf(backward, head_dim);
+  double steps = 0;
+  for (int64_t s : TileSteps(task, mask, batch_row, tiling, backward)) steps += s;
+  return steps * static_cast<double>(tiling.tile_rows * tiling.step_rows) / allowed;
+}
+
+double BlockStepWaste(int64_t side, double density, bool backward, int64_t head_dim) {
+  const KernelTiling tiling = TilingOf(backward, head_dim);
+  const int64_t tile = tiling.tile_rows, step = tiling.step_rows;
+  const auto up = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  const double n = static_cast<double>(side);
+  const double full = static_cast<double>(up(side, tile) * tile * up(side, step) * step) / (n * n);
+  // Causal (query i sees keys <= i): a forward tile of rows [a, b) steps
+  // over keys [0, b); a backward tile of keys [a, b) over queries [a, n).
+  double steps = 0;
+  for (int64_t a = 0; a < side; a += tile) {
+    const int64_t b = std::min(side, a + tile);
+    steps += static_cast<double>(backward ? up(side, step) - a / step : up(b, step));
+  }
+  const double causal = steps * static_cast<double>(tile * step) / (n * (n + 1) / 2);
+  const double t = std::clamp((density - 0.5) / 0.5, 0.0, 1.0);
+  return causal * (1 - t) + full * t;
+}
+
 }  // namespace ringattn::sim

@@ -68,6 +68,19 @@ struct LaunchGpu {
 double LaunchFill(const BlockTask& task, const Mask& mask, int64_t batch_begin, int64_t batch_end,
                   int64_t heads, bool backward, int64_t head_dim, const LaunchGpu& gpu);
 
+// The kernels process whole steps (tile_rows x step_rows pairs, any of
+// them allowed): the pairs of `task`'s steps (batch row `batch_row`) over
+// its allowed pairs, 1 without any. A block whose sides are not multiples
+// of the tiles does the work of its rounded-up steps (a 776-token causal
+// document at d128: 7 query tiles of 128, 1.52 its pairs).
+double StepWaste(const BlockTask& task, const Mask& mask, int64_t batch_row, bool backward,
+                 int64_t head_dim);
+
+// StepWaste of a square block of `side` tokens as ring_bench's
+// calibration measures one: causal, full, or between them by density as
+// Calibration::Tflops takes its factor (t = (density - 1/2) / (1/2)).
+double BlockStepWaste(int64_t side, double density, bool backward, int64_t head_dim);
+
 // LaunchFill of the task as it runs over the fill of the same task at the
 // calibration's `rate_heads` query heads (batch row batch_begin): the factor
 // on a rate measured at rate_heads. 1 when rate_heads is not positive.

@@ -162,3 +162,35 @@ TEST(TileFillTest, HugeLaunchesAreCappedNotWalked) {
 
 }  // namespace
 }  // namespace ringattn::sim
+
+namespace ringattn::sim {
+namespace {
+
+TEST(TileFillTest, StepWasteCountsTheRoundedUpSteps) {
+  // A causal block of 1024 at d128 forward: query tile m meets m + 1 key
+  // tiles of 128, 36 steps of 128 x 128 pairs over 1024 x 1025 / 2 allowed.
+  const double causal_1024 = 36.0 * 128 * 128 / (1024.0 * 1025 / 2);
+  EXPECT_NEAR(BlockStepWaste(1024, 0.5, false, 128), causal_1024, 1e-12);
+  EXPECT_NEAR(StepWaste(Square(0, 1024), MakeMask(true, 1024), 0, false, 128), causal_1024, 1e-12);
+  // Full blocks: 1 where the tiles divide the side; d64's 192-row query
+  // tiles round 1024 up to 1152.
+  EXPECT_DOUBLE_EQ(BlockStepWaste(1024, 1.0, false, 128), 1.0);
+  EXPECT_DOUBLE_EQ(BlockStepWaste(1024, 1.0, false, 64), 1152.0 / 1024);
+  // A 776-token causal document: 7 query tiles (the last of 8 rows) meet
+  // 1 + 2 + ... + 7 key tiles (the last row's 776 keys need 7), 28 steps.
+  const double causal_776 = 28.0 * 128 * 128 / (776.0 * 777 / 2);
+  EXPECT_NEAR(BlockStepWaste(776, 0.5, false, 128), causal_776, 1e-12);
+  EXPECT_NEAR(StepWaste(Square(0, 776), MakeMask(true, 776), 0, false, 128), causal_776, 1e-12);
+  // The backward's key tile n of 128 meets the 64-row query tiles from its
+  // diagonal to the end: 2 x (8 - n) for n < 8 at 1024.
+  EXPECT_NEAR(BlockStepWaste(1024, 0.5, true, 128), 72.0 * 128 * 64 / (1024.0 * 1025 / 2), 1e-12);
+  EXPECT_NEAR(StepWaste(Square(0, 1024), MakeMask(true, 1024), 0, true, 128),
+              BlockStepWaste(1024, 0.5, true, 128), 1e-12);
+  // No allowed pair: 1.
+  BlockTask above = Square(0, 128);
+  above.k = PositionRun::Contiguous(512, 128);
+  EXPECT_DOUBLE_EQ(StepWaste(above, MakeMask(true, 1024), 0, false, 128), 1.0);
+}
+
+}  // namespace
+}  // namespace ringattn::sim
