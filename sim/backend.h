@@ -76,19 +76,34 @@ TaskCost CostOf(const BlockTask& task, const Mask& mask, std::pair<int64_t, int6
   // first of them the rate falls with the side (Calibration::Tflops),
   // which stands for the rounding there.
   double rounding = 1;
-  const double side =
-      std::sqrt(static_cast<double>(task.q.length) * static_cast<double>(task.k.length));
   if (!o.seed_implementation) {
+    const double side =
+        std::sqrt(static_cast<double>(task.q.length) * static_cast<double>(task.k.length));
     const KernelTiling tiling = TilingOf(backward, s.head_dim);
     const double tile = static_cast<double>(std::max(tiling.tile_rows, tiling.step_rows));
-    std::vector<std::pair<double, double>> waste;
+    // The curve's block sides about `side` (the first of a tile or more
+    // below it, the next above it): the two points the interpolation reads.
+    double first = 0, below = 0, above = 0;
     for (const auto& [c, tflops] : o.calibration.CurveOf(backward, s.head_dim)) {
       if (c < tile) continue;
-      waste.push_back({c, BlockStepWaste(static_cast<int64_t>(c), density, backward, s.head_dim)});
+      if (first == 0) first = c;
+      if (c <= side) {
+        below = c;
+      } else {
+        above = c;
+        break;
+      }
     }
-    if (!waste.empty() && side > waste.front().first) {
-      rounding =
-          StepWaste(task, mask, b0, backward, s.head_dim) / InterpolateInLogSide(waste, side);
+    if (first > 0 && side > first) {
+      std::vector<std::pair<double, double>> waste;
+      for (double c : {below, above}) {
+        if (c > 0) {
+          waste.push_back(
+              {c, BlockStepWaste(static_cast<int64_t>(c), density, backward, s.head_dim)});
+        }
+      }
+      rounding = StepWaste(task, mask, b0, backward, s.head_dim, b1 - b0 == 1 ? pairs : -1) /
+                 InterpolateInLogSide(waste, side);
     }
   }
   return {flops,

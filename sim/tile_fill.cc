@@ -308,12 +308,21 @@ double FillRatio(const BlockTask& task, const Mask& mask, int64_t batch_begin, i
 }
 
 double StepWaste(const BlockTask& task, const Mask& mask, int64_t batch_row, bool backward,
-                 int64_t head_dim) {
-  const double allowed = static_cast<double>(CountAllowedPairs(task, mask, batch_row));
+                 int64_t head_dim, double allowed) {
+  if (allowed < 0) allowed = static_cast<double>(CountAllowedPairs(task, mask, batch_row));
   if (allowed <= 0) return 1;
   const KernelTiling tiling = TilingOf(backward, head_dim);
+  const int64_t tile_total = backward ? task.k.length : task.q.length;
+  const int64_t step_total = backward ? task.q.length : task.k.length;
   double steps = 0;
-  for (int64_t s : TileSteps(task, mask, batch_row, tiling, backward)) steps += s;
+  if (allowed == static_cast<double>(tile_total) * static_cast<double>(step_total)) {
+    // Every pair allowed: every step of every tile (a ring's off-diagonal
+    // blocks), without walking the tiles.
+    steps = static_cast<double>((tile_total + tiling.tile_rows - 1) / tiling.tile_rows) *
+            static_cast<double>((step_total + tiling.step_rows - 1) / tiling.step_rows);
+  } else {
+    for (int64_t s : TileSteps(task, mask, batch_row, tiling, backward)) steps += s;
+  }
   return steps * static_cast<double>(tiling.tile_rows * tiling.step_rows) / allowed;
 }
 

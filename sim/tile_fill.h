@@ -72,9 +72,10 @@ double LaunchFill(const BlockTask& task, const Mask& mask, int64_t batch_begin, 
 // them allowed): the pairs of `task`'s steps (batch row `batch_row`) over
 // its allowed pairs, 1 without any. A block whose sides are not multiples
 // of the tiles does the work of its rounded-up steps (a 776-token causal
-// document at d128: 7 query tiles of 128, 1.52 its pairs).
+// document at d128: 7 query tiles of 128, 1.52 its pairs). `allowed`: the
+// task's allowed pairs in that row when the caller has them (< 0: counted).
 double StepWaste(const BlockTask& task, const Mask& mask, int64_t batch_row, bool backward,
-                 int64_t head_dim);
+                 int64_t head_dim, double allowed = -1);
 
 // StepWaste of a square block of `side` tokens as ring_bench's
 // calibration measures one: causal, full, or between them by density as
