@@ -21,6 +21,7 @@
 
 #include "bench/lazy_loading_probe.h"
 #include "cuda/kernel_preload.h"
+#include "cuda/spin_until_set.h"
 
 namespace ringattn::bench {
 namespace {
@@ -42,20 +43,20 @@ int RunTwoGpus(const std::string& experiment, bool lazy) {
     std::fprintf(stderr, "%s needs two GPUs\n", experiment.c_str());
     return 2;
   }
-  int *flag = nullptr, *scratch = nullptr;
+  unsigned *flag = nullptr, *scratch = nullptr;
   long long* out = nullptr;
   cudaStream_t spinning, x_stream, y_stream;
   if (cudaSetDevice(1) || cudaDeviceEnablePeerAccess(0, 0) ||
       cudaStreamCreateWithFlags(&y_stream, cudaStreamNonBlocking) || cudaSetDevice(0) ||
-      cudaDeviceEnablePeerAccess(1, 0) || cudaMalloc(&flag, sizeof(int)) ||
-      cudaMalloc(&scratch, sizeof(int)) || cudaMalloc(&out, 2 * sizeof(long long)) ||
-      cudaMemset(flag, 0, sizeof(int)) ||
+      cudaDeviceEnablePeerAccess(1, 0) || cudaMalloc(&flag, sizeof(unsigned)) ||
+      cudaMalloc(&scratch, sizeof(unsigned)) || cudaMalloc(&out, 2 * sizeof(long long)) ||
+      cudaMemset(flag, 0, sizeof(unsigned)) ||
       cudaStreamCreateWithFlags(&spinning, cudaStreamNonBlocking) ||
       cudaStreamCreateWithFlags(&x_stream, cudaStreamNonBlocking) || cudaDeviceSynchronize()) {
     std::fprintf(stderr, "CUDA set-up failed: %s\n", cudaGetErrorString(cudaGetLastError()));
     return 1;
   }
-  LaunchSpin(flag, 2'000'000'000, out, spinning);
+  cuda::LaunchSpinUntilSet(flag, 2'000'000'000, out, spinning);
   double x_ms = -1, y_ms = -1;
   std::thread x([&] {
     cudaSetDevice(0);
@@ -95,11 +96,12 @@ int Run(const std::string& experiment) {
     return 1;
   }
   if (experiment.rfind("two_gpus", 0) == 0) return RunTwoGpus(experiment, *lazy);
-  int *flag = nullptr, *scratch = nullptr;
+  unsigned *flag = nullptr, *scratch = nullptr;
   long long* out = nullptr;
   cudaStream_t spinning, other, third;
-  if (cudaMalloc(&flag, sizeof(int)) != cudaSuccess || cudaMalloc(&scratch, sizeof(int)) ||
-      cudaMalloc(&out, 2 * sizeof(long long)) || cudaMemset(flag, 0, sizeof(int)) ||
+  if (cudaMalloc(&flag, sizeof(unsigned)) != cudaSuccess ||
+      cudaMalloc(&scratch, sizeof(unsigned)) || cudaMalloc(&out, 2 * sizeof(long long)) ||
+      cudaMemset(flag, 0, sizeof(unsigned)) ||
       cudaStreamCreateWithFlags(&spinning, cudaStreamNonBlocking) ||
       cudaStreamCreateWithFlags(&other, cudaStreamNonBlocking) ||
       cudaStreamCreateWithFlags(&third, cudaStreamNonBlocking) || LoadSetFlag(2) ||
@@ -108,7 +110,7 @@ int Run(const std::string& experiment) {
     return 1;
   }
   if (experiment == "preloaded") LoadSetFlag(0);
-  LaunchSpin(flag, 2'000'000'000, out, spinning);
+  cuda::LaunchSpinUntilSet(flag, 2'000'000'000, out, spinning);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   double x_ms = -1, y_ms = -1;
   const auto start = std::chrono::steady_clock::now();

@@ -3,11 +3,11 @@
 namespace ringattn::bench {
 namespace {
 
-__global__ void SetFlagOtherModule(int* flag) { *flag = 1; }
+__global__ void SetFlagOtherModule(unsigned* flag) { *flag = 1; }
 
 }  // namespace
 
-cudaError_t LaunchSetFlagOtherModule(int* flag, cudaStream_t stream) {
+cudaError_t LaunchSetFlagOtherModule(unsigned* flag, cudaStream_t stream) {
   SetFlagOtherModule<<<1, 1, 0, stream>>>(flag);
   return cudaGetLastError();
 }

@@ -13,9 +13,9 @@
 
 #include "absl/status/statusor.h"
 #include "cuda/device.h"
-#include "cuda/kernel_preload_test_spin.h"
 #include "cuda/ring_backend.h"
 #include "cuda/ring_kernels.h"
+#include "cuda/spin_until_set.h"
 #include "gtest/gtest.h"
 
 namespace ringattn::cuda {
@@ -60,9 +60,9 @@ TEST(KernelPreloadTest, ARingKernelNeverLaunchedRunsBesideAKernelThatWaitsForIt)
     std::array<long long, 2> host = {-1, -1};
     EXPECT_EQ(cudaMemset(flag, 0, sizeof(float)), cudaSuccess);
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    EXPECT_EQ(testing::LaunchSpinUntilSet(reinterpret_cast<const unsigned*>(flag), limit_ns, result,
-                                          spinning),
-              cudaSuccess);
+    EXPECT_EQ(
+        LaunchSpinUntilSet(reinterpret_cast<const unsigned*>(flag), limit_ns, result, spinning),
+        cudaSuccess);
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     EXPECT_EQ(launch_setter(), cudaSuccess);
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);

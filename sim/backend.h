@@ -66,46 +66,13 @@ TaskCost CostOf(const BlockTask& task, const Mask& mask, std::pair<int64_t, int6
   // none): a few tiles' start, wave and tail. ring-flash-attention's
   // kernels are not ringattn's: not applied to its model.
   const double floor = o.seed_implementation ? 0 : 1e-6 * o.calibration.MinKernelUs(backward);
-  // The steps its tiles round up to, over what the calibration's blocks
-  // of its side did (ringattn's tiles only): a rate measured on square
-  // blocks of the curve's sides carries their rounding, interpolated as
-  // the rate is (a 776-token causal document at d128 does 1.29x the steps
-  // per pair of the 512- and 1024-token blocks about it).
-  // Only the curve's sides of a tile or more are blocks (a flat table's
-  // one point at side 1 is a rate, not a block: no rounding); below the
-  // first of them the rate falls with the side (Calibration::Tflops),
-  // which stands for the rounding there.
-  double rounding = 1;
-  if (!o.seed_implementation) {
-    const double side =
-        std::sqrt(static_cast<double>(task.q.length) * static_cast<double>(task.k.length));
-    const KernelTiling tiling = TilingOf(backward, s.head_dim);
-    const double tile = static_cast<double>(std::max(tiling.tile_rows, tiling.step_rows));
-    // The curve's block sides about `side` (the first of a tile or more
-    // below it, the next above it): the two points the interpolation reads.
-    double first = 0, below = 0, above = 0;
-    for (const auto& [c, tflops] : o.calibration.CurveOf(backward, s.head_dim)) {
-      if (c < tile) continue;
-      if (first == 0) first = c;
-      if (c <= side) {
-        below = c;
-      } else {
-        above = c;
-        break;
-      }
-    }
-    if (first > 0 && side > first) {
-      std::vector<std::pair<double, double>> waste;
-      for (double c : {below, above}) {
-        if (c > 0) {
-          waste.push_back(
-              {c, BlockStepWaste(static_cast<int64_t>(c), density, backward, s.head_dim)});
-        }
-      }
-      rounding = StepWaste(task, mask, b0, backward, s.head_dim, b1 - b0 == 1 ? pairs : -1) /
-                 InterpolateInLogSide(waste, side);
-    }
-  }
+  // The steps its tiles round up to, over what the calibration's blocks of
+  // its side did (ringattn's tiles only).
+  const double rounding =
+      o.seed_implementation
+          ? 1.0
+          : TileRounding(task, mask, b0, backward, s.head_dim,
+                         o.calibration.CurveOf(backward, s.head_dim), b1 - b0 == 1 ? pairs : -1);
   return {flops,
           std::max(flops / rate * rounding + 1e-6 * o.calibration.LaunchUs(backward), floor)};
 }

@@ -1,15 +1,19 @@
 #include "sim/tile_fill.h"
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <queue>
 
 #include "absl/container/flat_hash_map.h"
 #include "cuda/flash/tile_scheduler.cuh"
 #include "cuda/kernel_args.h"
+#include "sim/calibration.h"
 
 namespace ringattn::sim {
 namespace {
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Whether query rows [i0, i1) and key rows [j0, j1) of `task` hold an
 // allowed pair in batch row `b`.
@@ -157,7 +161,7 @@ std::vector<int64_t> TileSteps(const BlockTask& task, const Mask& mask, int64_t 
   const int64_t tile_len = tiling.tile_rows, step_len = tiling.step_rows;
   const int64_t tile_total = backward ? rows_k : rows_q;
   const int64_t step_total = backward ? rows_q : rows_k;
-  const int64_t tiles = (tile_total + tile_len - 1) / tile_len;
+  const int64_t tiles = CeilDiv(tile_total, tile_len);
   std::vector<int64_t> steps(static_cast<size_t>(tiles), 0);
   // Closed forms where the mask has no documents; pair blocks otherwise.
   const bool band = task.q.contiguous() && task.k.contiguous() && !mask.has_documents();
@@ -235,8 +239,7 @@ struct Sizes {
 Sizes SizesOf(const BlockTask& task, const KernelTiling& tiling, bool backward) {
   const int64_t tile_total = backward ? task.k.length : task.q.length;
   const int64_t step_total = backward ? task.q.length : task.k.length;
-  return {(tile_total + tiling.tile_rows - 1) / tiling.tile_rows,
-          (step_total + tiling.step_rows - 1) / tiling.step_rows};
+  return {CeilDiv(tile_total, tiling.tile_rows), CeilDiv(step_total, tiling.step_rows)};
 }
 
 // The fill of `heads` heads over `rows` batch rows from batch_begin, at
@@ -307,6 +310,37 @@ double FillRatio(const BlockTask& task, const Mask& mask, int64_t batch_begin, i
   return as_run / as_calibrated;
 }
 
+double TileRounding(const BlockTask& task, const Mask& mask, int64_t batch_row, bool backward,
+                    int64_t head_dim, absl::Span<const std::pair<double, double>> curve,
+                    double allowed) {
+  const double side =
+      std::sqrt(static_cast<double>(task.q.length) * static_cast<double>(task.k.length));
+  const KernelTiling tiling = TilingOf(backward, head_dim);
+  const double tile = static_cast<double>(std::max(tiling.tile_rows, tiling.step_rows));
+  // The curve's block sides about `side`: the last at or below it, the
+  // first above it (the two points the interpolation reads).
+  double first = 0, below = 0, above = 0;
+  for (const auto& [c, tflops] : curve) {
+    if (c < tile) continue;
+    if (first == 0) first = c;
+    if (c > side) {
+      above = c;
+      break;
+    }
+    below = c;
+  }
+  if (first == 0 || side <= first) return 1;
+  if (allowed < 0) allowed = static_cast<double>(CountAllowedPairs(task, mask, batch_row));
+  const double density = allowed / (static_cast<double>(task.q.length) * task.k.length);
+  std::vector<std::pair<double, double>> waste;
+  for (double c : {below, above}) {
+    if (c > 0)
+      waste.push_back({c, BlockStepWaste(static_cast<int64_t>(c), density, backward, head_dim)});
+  }
+  return StepWaste(task, mask, batch_row, backward, head_dim, allowed) /
+         InterpolateInLogSide(waste, side);
+}
+
 double StepWaste(const BlockTask& task, const Mask& mask, int64_t batch_row, bool backward,
                  int64_t head_dim, double allowed) {
   if (allowed < 0) allowed = static_cast<double>(CountAllowedPairs(task, mask, batch_row));
@@ -318,8 +352,8 @@ double StepWaste(const BlockTask& task, const Mask& mask, int64_t batch_row, boo
   if (allowed == static_cast<double>(tile_total) * static_cast<double>(step_total)) {
     // Every pair allowed: every step of every tile (a ring's off-diagonal
     // blocks), without walking the tiles.
-    steps = static_cast<double>((tile_total + tiling.tile_rows - 1) / tiling.tile_rows) *
-            static_cast<double>((step_total + tiling.step_rows - 1) / tiling.step_rows);
+    steps = static_cast<double>(CeilDiv(tile_total, tiling.tile_rows)) *
+            static_cast<double>(CeilDiv(step_total, tiling.step_rows));
   } else {
     for (int64_t s : TileSteps(task, mask, batch_row, tiling, backward)) steps += s;
   }
@@ -329,15 +363,15 @@ double StepWaste(const BlockTask& task, const Mask& mask, int64_t batch_row, boo
 double BlockStepWaste(int64_t side, double density, bool backward, int64_t head_dim) {
   const KernelTiling tiling = TilingOf(backward, head_dim);
   const int64_t tile = tiling.tile_rows, step = tiling.step_rows;
-  const auto up = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
   const double n = static_cast<double>(side);
-  const double full = static_cast<double>(up(side, tile) * tile * up(side, step) * step) / (n * n);
+  const double full =
+      static_cast<double>(CeilDiv(side, tile) * tile * CeilDiv(side, step) * step) / (n * n);
   // Causal (query i sees keys <= i): a forward tile of rows [a, b) steps
   // over keys [0, b); a backward tile of keys [a, b) over queries [a, n).
   double steps = 0;
   for (int64_t a = 0; a < side; a += tile) {
     const int64_t b = std::min(side, a + tile);
-    steps += static_cast<double>(backward ? up(side, step) - a / step : up(b, step));
+    steps += static_cast<double>(backward ? CeilDiv(side, step) - a / step : CeilDiv(b, step));
   }
   const double causal = steps * static_cast<double>(tile * step) / (n * (n + 1) / 2);
   const double t = std::clamp((density - 0.5) / 0.5, 0.0, 1.0);

@@ -22,6 +22,7 @@
 #define RINGATTN_SIM_TILE_FILL_H_
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -81,6 +82,20 @@ double StepWaste(const BlockTask& task, const Mask& mask, int64_t batch_row, boo
 // calibration measures one: causal, full, or between them by density as
 // Calibration::Tflops takes its factor (t = (density - 1/2) / (1/2)).
 double BlockStepWaste(int64_t side, double density, bool backward, int64_t head_dim);
+
+// The factor on `task`'s FLOPs / rate for its tiles' rounding: its
+// StepWaste over the calibration's, BlockStepWaste at the block sides of
+// `curve` (a rate curve, (side, TFLOP/s) sorted by side) about the task's
+// side, interpolated in log(side) as the rate is (a rate measured on
+// square blocks of the curve's sides carries their rounding): 1 for a
+// block the calibration measured, 1.29 for a 776-token causal document at
+// d128 between the 512- and 1024-token blocks. Only the curve's sides of a
+// tile or more are blocks (a flat table's one point at side 1 is a rate,
+// not a block: 1); below the first of them, 1 (the rate falls with the
+// side there, Calibration::Tflops). `allowed` as StepWaste's.
+double TileRounding(const BlockTask& task, const Mask& mask, int64_t batch_row, bool backward,
+                    int64_t head_dim, absl::Span<const std::pair<double, double>> curve,
+                    double allowed = -1);
 
 // LaunchFill of the task as it runs over the fill of the same task at the
 // calibration's `rate_heads` query heads (batch row batch_begin): the factor

@@ -1,6 +1,6 @@
-#include "cuda/kernel_preload_test_spin.h"
+#include "cuda/spin_until_set.h"
 
-namespace ringattn::cuda::testing {
+namespace ringattn::cuda {
 namespace {
 
 __device__ __forceinline__ long long GlobalNanoseconds() {
@@ -26,4 +26,4 @@ cudaError_t LaunchSpinUntilSet(const unsigned* flag, long long limit_ns, long lo
   return cudaGetLastError();
 }
 
-}  // namespace ringattn::cuda::testing
+}  // namespace ringattn::cuda
