@@ -1107,9 +1107,8 @@ absl::Status Main() {
     {
       ASSIGN_OR_RETURN(const double model_f, sim::PredictBenchProblem(cal, tiny, false));
       ASSIGN_OR_RETURN(const double model_fb, sim::PredictBenchProblem(cal, tiny, true));
-      ASSIGN_OR_RETURN(
-          const auto kernels,
-          BlockKernelSeconds(tiny, 50, {.fresh = absl::GetFlag(FLAGS_fresh_writes)}));
+      ASSIGN_OR_RETURN(const auto kernels,
+                       BlockKernelSeconds(tiny, 50, {.fresh = absl::GetFlag(FLAGS_fresh_writes)}));
       ASSIGN_OR_RETURN(const double charged_f,
                        sim::KernelSeconds(sim::BenchProblemOptions(cal, tiny, false)));
       ASSIGN_OR_RETURN(const double charged_fb,
