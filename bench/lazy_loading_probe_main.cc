@@ -31,6 +31,24 @@ double MsSince(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
+// Waits for the current device, reads the spinning kernel's result from
+// `out` and prints the experiment's line; 0, or 1 if CUDA failed.
+int Report(const std::string& experiment, bool lazy, double x_ms, double y_ms,
+           const long long* out) {
+  long long host[2] = {};
+  if (cudaDeviceSynchronize() != cudaSuccess ||
+      cudaMemcpy(host, out, sizeof(host), cudaMemcpyDeviceToHost) != cudaSuccess) {
+    std::fprintf(stderr, "CUDA failed: %s\n", cudaGetErrorString(cudaGetLastError()));
+    return 1;
+  }
+  std::printf(
+      "%-20s %s loading: X's call %8.1f ms, Y's call %8.1f ms; the spinning kernel %s "
+      "after %.1f ms\n",
+      experiment.c_str(), lazy ? "lazy " : "eager", x_ms, y_ms,
+      host[0] ? "saw the flag" : "GAVE UP", host[1] / 1e6);
+  return 0;
+}
+
 // Two GPUs, one host thread each, as NCCL one thread per GPU runs them: GPU 0
 // spins until GPU 1 writes its flag (peer memory). Thread X (GPU 0) launches
 // a never-launched kernel of one module, whose load waits for the spin;
@@ -75,18 +93,11 @@ int RunTwoGpus(const std::string& experiment, bool lazy) {
   });
   x.join();
   y.join();
-  long long host[2] = {};
-  if (cudaSetDevice(0) || cudaDeviceSynchronize() ||
-      cudaMemcpy(host, out, sizeof(host), cudaMemcpyDeviceToHost)) {
+  if (cudaSetDevice(0) != cudaSuccess) {
     std::fprintf(stderr, "CUDA failed: %s\n", cudaGetErrorString(cudaGetLastError()));
     return 1;
   }
-  std::printf(
-      "%-20s %s loading: X's call %8.1f ms, Y's call %8.1f ms; the spinning kernel %s "
-      "after %.1f ms\n",
-      experiment.c_str(), lazy ? "lazy " : "eager", x_ms, y_ms,
-      host[0] ? "saw the flag" : "GAVE UP", host[1] / 1e6);
-  return 0;
+  return Report(experiment, lazy, x_ms, y_ms, out);
 }
 
 int Run(const std::string& experiment) {
@@ -147,18 +158,7 @@ int Run(const std::string& experiment) {
                  experiment.c_str());
     return 2;
   }
-  long long host[2] = {};
-  if (cudaDeviceSynchronize() != cudaSuccess ||
-      cudaMemcpy(host, out, sizeof(host), cudaMemcpyDeviceToHost) != cudaSuccess) {
-    std::fprintf(stderr, "CUDA failed: %s\n", cudaGetErrorString(cudaGetLastError()));
-    return 1;
-  }
-  std::printf(
-      "%-20s %s loading: X's call %8.1f ms, Y's call %8.1f ms; the spinning kernel %s "
-      "after %.1f ms\n",
-      experiment.c_str(), *lazy ? "lazy " : "eager", x_ms, y_ms,
-      host[0] ? "saw the flag" : "GAVE UP", host[1] / 1e6);
-  return 0;
+  return Report(experiment, *lazy, x_ms, y_ms, out);
 }
 
 }  // namespace

@@ -1113,13 +1113,12 @@ absl::Status Main() {
                        sim::KernelSeconds(sim::BenchProblemOptions(cal, tiny, false)));
       ASSIGN_OR_RETURN(const double charged_fb,
                        sim::KernelSeconds(sim::BenchProblemOptions(cal, tiny, true)));
-      const bool taken_out = absl::GetFlag(FLAGS_calibration_events);
       // The forward kernel, s, over what the model charged it.
-      const double measured_over_model_f = taken_out ? kernels.first - charged_f : 0;
+      const double measured_over_model_f = calibration_events ? kernels.first - charged_f : 0;
       tiny_kernels = absl::StrFormat(
           " (its kernels %.1f / %.1f us by events, the model's %.1f / %.1f%s)", 1e6 * kernels.first,
           1e6 * kernels.second, 1e6 * charged_f, 1e6 * (charged_fb - charged_f),
-          taken_out ? "" : "; left in the overhead");
+          calibration_events ? "" : "; left in the overhead");
       // Set once the model's charges above were read without it; to the
       // 0.1 us the line prints, so a replay of the log predicts what this
       // run's sim column does.

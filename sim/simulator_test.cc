@@ -740,12 +740,6 @@ TEST(SimulatorTest, KernelSecondsAddsTheBackwardWhenAsked) {
   EXPECT_GT(both - forward, forward) << forward << " " << both;
 }
 
-}  // namespace
-}  // namespace ringattn::sim
-
-namespace ringattn::sim {
-namespace {
-
 // A block's kernel is charged the steps its tiles round up to (over what
 // the calibration's blocks of its side did): a 776-token causal block at
 // d128 makes the 28 steps of an 896-token one (7 query tiles of 128), a

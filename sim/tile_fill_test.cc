@@ -160,12 +160,6 @@ TEST(TileFillTest, HugeLaunchesAreCappedNotWalked) {
   EXPECT_DOUBLE_EQ(LaunchFill(Square(0, int64_t{1} << 31), causal, 0, 1, 1, false, 128, h200), 1.0);
 }
 
-}  // namespace
-}  // namespace ringattn::sim
-
-namespace ringattn::sim {
-namespace {
-
 TEST(TileFillTest, StepWasteCountsTheRoundedUpSteps) {
   // A causal block of 1024 at d128 forward: query tile m meets m + 1 key
   // tiles of 128, 36 steps of 128 x 128 pairs over 1024 x 1025 / 2 allowed.
