@@ -91,6 +91,12 @@ const std::map<std::string, double>& KnownMisses() {
       // pass's first kernel enqueued 0.19 ms after its start (the host asleep
       // in the NCCL enqueue's poll, since mended, not yet re-measured). The
       // W = 1 fwd+bwd rows: the unsettled backward causal / full factor.
+      // The fifty-seventh session's 2 x H200 table: llama3's forward (the
+      // all-gather's 3.0 ms against zigzag's 2.0) and the documents'
+      // forwards under-predicted as at W = 1 before the least kernel time.
+      {"2026-12-04_h200x2_per_side llama3 fwd", 0.062},
+      {"2026-12-04_h200x2_per_side varlen_zigzag fwd", 0.082},
+      {"2026-12-04_h200x2_per_side_timeline varlen_zigzag fwd", 0.089},
       {"2026-12-04_h200x2_hop_share zigzag fwd", 0.064},
       {"2026-12-04_h200x2_hop_share stripe fwd", 0.063},
       {"2026-12-04_h200x2_hop_share stripe fwd+bwd", 0.091},
@@ -391,6 +397,17 @@ TEST(ReplayTest, TwoH200sOn2026_12_04DeviceCopies) {
 TEST(ReplayTest, TwoH200sOn2026_12_04Kv8) { Replay("2026-12-04_h200x2_kv8_8192", 0, 12); }
 TEST(ReplayTest, TwoH200sOn2026_12_04Tokens2048) { Replay("2026-12-04_h200x2_2048", 0, 11); }
 TEST(ReplayTest, OneOfTwoH200sOn2026_12_04) { Replay("2026-12-04_h200x2_w1_8192", 1, 8); }
+
+// The fifty-seventh session's 2 x H200 table (build f153c98: the per-side
+// causal / full factors and the least kernel time measured in every run,
+// WaitReady's backoff, every calibration measure settled), PyTorch CP in the
+// same run, and the --timeline run of zigzag and varlen zigzag beside it:
+// 17 of 20 rows within 5 % (the fifty-fourth session's settled table, the
+// same shape on a build without these: 5 of 18).
+TEST(ReplayTest, TwoH200sPerSideFactors) {
+  Replay("2026-12-04_h200x2_per_side", 0, 16);
+  Replay("2026-12-04_h200x2_per_side_timeline", 0, 4);
+}
 
 // The parser: what ring_bench prints today (with the all-gather measure)
 // and bad input as errors.
