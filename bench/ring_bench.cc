@@ -449,6 +449,44 @@ class Bench {
     return sent / seconds / 1e9;
   }
 
+  // The host's time to issue one ring hop of `bytes` a rank, from StartBatch
+  // to EndBatch's return (the transfers enqueued), the GPU idle and the
+  // ranks in step by a barrier, as at a ring pass's first step: the median
+  // of 9 rounds, the slowest rank's. `parts` messages each way (the
+  // forward's first step sends K and V from the inputs as 2; later steps
+  // and the backward pass a block as 1).
+  absl::StatusOr<double> HopIssueSeconds(int world, int64_t bytes, int parts) {
+    return SlowestRankSeconds(world, [&](int i) -> absl::StatusOr<double> {
+      const int r = ranks_[i];
+      DeviceBuffers buffers;
+      RETURN_IF_ERROR(buffers.Allocate({static_cast<size_t>(bytes), static_cast<size_t>(bytes)}));
+      Communicator& comm = *comms_[i];
+      const std::vector<int> group = AllRanks(world);
+      const size_t part = static_cast<size_t>(bytes / parts);
+      std::vector<double> issue;
+      for (int round = 0; round < 10; ++round) {
+        RETURN_IF_ERROR(comm.Synchronize());
+        RETURN_IF_ERROR(comm.Barrier(group));
+        std::vector<std::unique_ptr<Communicator::Request>> requests;
+        const absl::Time start = absl::Now();
+        comm.StartBatch();
+        for (int k = 0; k < parts; ++k) {
+          requests.push_back(comm.Send((r + 1) % world, kTagKv,
+                                       {static_cast<const uint8_t*>(buffers[0]) + k * part, part}));
+        }
+        for (int k = 0; k < parts; ++k) {
+          requests.push_back(comm.Recv((r + world - 1) % world, kTagKv,
+                                       {static_cast<uint8_t*>(buffers[1]) + k * part, part}));
+        }
+        comm.EndBatch();
+        if (round > 0) issue.push_back(absl::ToDoubleSeconds(absl::Now() - start));  // 1 untimed
+        RETURN_IF_ERROR(WaitAll(requests));
+      }
+      RETURN_IF_ERROR(comm.Synchronize());
+      return Median(issue);
+    });
+  }
+
  private:
   // The entries that run ranks of a `world`-rank schedule: all of them, or
   // the first alone for a one-rank baseline.
@@ -927,6 +965,15 @@ absl::Status Main() {
     } else {
       Print("(plain NCCL ring not measured: %s)\n", std::string(plain.status().message()).c_str());
     }
+    // What the host takes to issue a hop (the GPU idles that long before a
+    // pass's first kernel: the kernels are enqueued after the transfers).
+    ASSIGN_OR_RETURN(const double issue_kv, ring.HopIssueSeconds(world, kv_bytes, 2));
+    ASSIGN_OR_RETURN(const double issue_one, ring.HopIssueSeconds(world, kv_bytes, 1));
+    Print(
+        "hop issue (host time from StartBatch to the transfers enqueued, the GPU idle, median of "
+        "9, slowest rank): K and V apart (a forward's first step) %.1f us, one message each way "
+        "%.1f us\n",
+        1e6 * issue_kv, 1e6 * issue_one);
     if (absl::GetFlag(FLAGS_hop_sweep)) {
       std::string sweep;
       for (int64_t mib = 8; mib <= 256; mib *= 2) {
