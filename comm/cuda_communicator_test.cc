@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -348,6 +349,22 @@ TEST(NcclPlainRingTest, NeedsAnNcclCommunicator) {
   const absl::StatusOr<double> s = NcclPlainRingSeconds(threads.rank(0), 1024, 3);
   EXPECT_TRUE(absl::IsInvalidArgument(s.status())) << s.status();
   EXPECT_THAT(std::string(s.status().message()), HasSubstr("needs an NCCL communicator"));
+}
+
+TEST(NcclSelfGroupIssueTest, RejectsBadInputAndTimesAGroupOnOneGpu) {
+  for (const auto& [parts, bytes, rounds] :
+       {std::tuple{0, 1024, 3}, std::tuple{4, 2, 3}, std::tuple{1, 1024, 0}}) {
+    const absl::StatusOr<double> s = NcclSelfGroupIssueSeconds(0, false, parts, bytes, rounds);
+    EXPECT_TRUE(absl::IsInvalidArgument(s.status())) << s.status();
+    EXPECT_THAT(std::string(s.status().message()), HasSubstr("expected parts, rounds >= 1"));
+  }
+  if (Devices() == 0) GTEST_SKIP() << "no CUDA device";
+  for (const bool blocking : {false, true}) {
+    const absl::StatusOr<double> s = NcclSelfGroupIssueSeconds(0, blocking, 2, 1 << 20, 5);
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_GT(*s, 0);
+    EXPECT_LT(*s, 1.0) << "seconds to enqueue one group";
+  }
 }
 
 TEST(NcclWorldTest, RejectsTwoRanksOnOneGpu) {

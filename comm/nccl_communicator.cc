@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "comm/cuda_communicator.h"
@@ -84,6 +86,11 @@ absl::Status NcclStatus(const Nccl& nccl, ncclResult_t r, ncclComm_t comm, const
   return absl::InternalError(
       absl::StrCat(what, ": NCCL error ", static_cast<int>(r), " (", nccl.GetErrorString(r), ")",
                    last != nullptr && *last ? absl::StrCat(": ", last) : ""));
+}
+
+absl::Status Cuda(cudaError_t e, const char* what) {
+  if (e == cudaSuccess) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(what, ": ", cudaGetErrorString(e)));
 }
 
 // Polls a non-blocking communicator until its pending call finished.
@@ -313,11 +320,6 @@ class NcclRank final : public CudaCommunicator {
     return TransferRequest(transfer, host);
   }
 
-  static absl::Status Cuda(cudaError_t e, const char* what) {
-    if (e == cudaSuccess) return absl::OkStatus();
-    return absl::InternalError(absl::StrCat(what, ": ", cudaGetErrorString(e)));
-  }
-
   const Nccl* nccl_;
   ncclComm_t comm_ = nullptr;
   // NCCL calls on comm_ and its abort (the rank's thread, the watchdog).
@@ -405,6 +407,67 @@ absl::StatusOr<double> NcclPlainRingSeconds(Communicator& comm, int64_t bytes, i
                      " hops; expected >= 2 ranks, bytes and hops > 0"));
   }
   return rank->PlainRingSeconds(bytes, hops);
+}
+
+absl::StatusOr<double> NcclSelfGroupIssueSeconds(int device, bool blocking, int parts,
+                                                 int64_t bytes, int rounds) {
+  if (parts < 1 || bytes < parts || rounds < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("a group of ", parts, " parts of ", bytes,
+                                                   " bytes, ", rounds,
+                                                   " rounds; expected parts, rounds >= 1 and "
+                                                   "bytes >= parts"));
+  }
+  ASSIGN_OR_RETURN(const Nccl* nccl, LoadNccl());
+  const Nccl& n = *nccl;
+  const absl::Duration timeout = absl::Seconds(20);
+  ncclUniqueId id;
+  RETURN_IF_ERROR(NcclStatus(n, n.GetUniqueId(&id), nullptr, "ncclGetUniqueId"));
+  RETURN_IF_ERROR(Cuda(cudaSetDevice(device), "selecting the device"));
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = blocking ? 1 : 0;
+  ncclComm_t comm = nullptr;
+  RETURN_IF_ERROR(NcclStatus(n, n.CommInitRankConfig(&comm, 1, id, 0, &config), nullptr,
+                             "ncclCommInitRankConfig"));
+  absl::Status s = WaitReady(n, comm, timeout, "NCCL initialization");
+  cudaStream_t stream = nullptr;
+  uint8_t *send = nullptr, *recv = nullptr;
+  if (s.ok()) s = Cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "a stream");
+  if (s.ok()) s = Cuda(cudaMalloc(&send, bytes), "allocating the send buffer");
+  if (s.ok()) s = Cuda(cudaMalloc(&recv, bytes), "allocating the receive buffer");
+  const size_t part = static_cast<size_t>(bytes / parts);
+  std::vector<double> issue;
+  for (int round = 0; s.ok() && round <= rounds; ++round) {
+    s = Cuda(cudaStreamSynchronize(stream), "waiting for the last group");
+    const absl::Time start = absl::Now();
+    if (s.ok()) s = NcclStatus(n, n.GroupStart(), comm, "ncclGroupStart");
+    for (int k = 0; s.ok() && k < parts; ++k) {
+      s = NcclStatus(n, n.Send(send + k * part, part, ncclUint8, 0, comm, stream), comm,
+                     "ncclSend");
+    }
+    for (int k = 0; s.ok() && k < parts; ++k) {
+      s = NcclStatus(n, n.Recv(recv + k * part, part, ncclUint8, 0, comm, stream), comm,
+                     "ncclRecv");
+    }
+    if (s.ok()) s = NcclStatus(n, n.GroupEnd(), comm, "ncclGroupEnd");
+    if (s.ok()) s = WaitReady(n, comm, timeout, "enqueueing the group");
+    if (s.ok() && round > 0) issue.push_back(absl::ToDoubleSeconds(absl::Now() - start));
+  }
+  if (s.ok()) s = Cuda(cudaStreamSynchronize(stream), "waiting for the last group");
+  if (s.ok()) {
+    s = NcclStatus(n, n.CommFinalize(comm), comm, "ncclCommFinalize");
+    if (s.ok()) s = WaitReady(n, comm, timeout, "finalizing NCCL");
+  }
+  if (s.ok()) {
+    n.CommDestroy(comm);
+  } else {
+    n.CommAbort(comm);
+  }
+  cudaFree(send);
+  cudaFree(recv);
+  if (stream != nullptr) cudaStreamDestroy(stream);
+  if (!s.ok()) return s;
+  std::sort(issue.begin(), issue.end());
+  return issue[issue.size() / 2];
 }
 
 absl::StatusOr<std::string> NewNcclUniqueId() {

@@ -71,6 +71,17 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicatorWithId(
 // wrong bytes received.
 absl::StatusOr<double> NcclPlainRingSeconds(Communicator& comm, int64_t bytes, int hops);
 
+// The host's time to issue one NCCL group of `parts` sends and `parts`
+// receives of `bytes / parts` each, from ncclGroupStart until the transfers
+// are enqueued (a non-blocking communicator: until it is no longer
+// ncclInProgress), the GPU idle before each: the median of `rounds` after
+// one untimed. On a one-rank communicator of its own on `device`, sending to
+// itself, `blocking` or not (ringattn's are non-blocking, so that a silent
+// peer is an error within the timeout): what NCCL's group end costs the
+// host in either mode, on one GPU (bench/nccl_issue_probe).
+absl::StatusOr<double> NcclSelfGroupIssueSeconds(int device, bool blocking, int parts,
+                                                 int64_t bytes, int rounds);
+
 // NCCL's P2P chunk size for a ring of `world` ranks when the user set none
 // (`current`: NCCL_P2P_NVL_CHUNKSIZE's value, or null), or "" to leave
 // NCCL's default. On 4 x H200 (NCCL 2.28) 128 KiB chunks move a 128 MiB hop
