@@ -231,6 +231,26 @@ std::vector<int> AllRanks(int world) {
   return group;
 }
 
+// Posts one ring hop as a batch: `bytes` from `send` to the next rank and
+// as many from the previous rank into `recv`, `parts` messages each way (a
+// forward's first step sends K and V from the inputs as 2), the requests
+// appended to `requests`.
+void PostRingHop(Communicator& comm, int rank, int world, const void* send, void* recv,
+                 int64_t bytes, int parts,
+                 std::vector<std::unique_ptr<Communicator::Request>>& requests) {
+  const size_t part = static_cast<size_t>(bytes / parts);
+  comm.StartBatch();
+  for (int k = 0; k < parts; ++k) {
+    requests.push_back(comm.Send((rank + 1) % world, kTagKv,
+                                 {static_cast<const uint8_t*>(send) + k * part, part}));
+  }
+  for (int k = 0; k < parts; ++k) {
+    requests.push_back(comm.Recv((rank + world - 1) % world, kTagKv,
+                                 {static_cast<uint8_t*>(recv) + k * part, part}));
+  }
+  comm.EndBatch();
+}
+
 class Bench {
  public:
   // Entry i runs global rank ranks[i] (default: i) on placements[i] with
@@ -426,12 +446,7 @@ class Bench {
                   comm.StartAllGather(group, {static_cast<const uint8_t*>(a), size_t(bytes)},
                                       {static_cast<uint8_t*>(b), size_t(bytes) * world}));
             } else {
-              comm.StartBatch();
-              requests.push_back(comm.Send((r + 1) % world, kTagKv,
-                                           {static_cast<const uint8_t*>(a), size_t(bytes)}));
-              requests.push_back(comm.Recv((r + world - 1) % world, kTagKv,
-                                           {static_cast<uint8_t*>(b), size_t(bytes)}));
-              comm.EndBatch();
+              PostRingHop(comm, r, world, a, b, bytes, 1, requests);
             }
             return WaitAll(requests);
           };
@@ -462,23 +477,13 @@ class Bench {
       RETURN_IF_ERROR(buffers.Allocate({static_cast<size_t>(bytes), static_cast<size_t>(bytes)}));
       Communicator& comm = *comms_[i];
       const std::vector<int> group = AllRanks(world);
-      const size_t part = static_cast<size_t>(bytes / parts);
       std::vector<double> issue;
       for (int round = 0; round < 10; ++round) {
         RETURN_IF_ERROR(comm.Synchronize());
         RETURN_IF_ERROR(comm.Barrier(group));
         std::vector<std::unique_ptr<Communicator::Request>> requests;
         const absl::Time start = absl::Now();
-        comm.StartBatch();
-        for (int k = 0; k < parts; ++k) {
-          requests.push_back(comm.Send((r + 1) % world, kTagKv,
-                                       {static_cast<const uint8_t*>(buffers[0]) + k * part, part}));
-        }
-        for (int k = 0; k < parts; ++k) {
-          requests.push_back(comm.Recv((r + world - 1) % world, kTagKv,
-                                       {static_cast<uint8_t*>(buffers[1]) + k * part, part}));
-        }
-        comm.EndBatch();
+        PostRingHop(comm, r, world, buffers[0], buffers[1], bytes, parts, requests);
         if (round > 0) issue.push_back(absl::ToDoubleSeconds(absl::Now() - start));  // 1 untimed
         RETURN_IF_ERROR(WaitAll(requests));
       }
@@ -715,12 +720,7 @@ absl::StatusOr<double> Bench::HopShare(int world, int64_t bytes, double link_gbp
     std::vector<std::unique_ptr<Communicator::Request>> requests;
     BlockLaunch beside{.backward = false};
     beside.start_beside = [&]() -> absl::Status {
-      comm.StartBatch();
-      requests.push_back(comm.Send((r + 1) % world, kTagKv,
-                                   {static_cast<const uint8_t*>(buffers[0]), size_t(bytes)}));
-      requests.push_back(comm.Recv((r + world - 1) % world, kTagKv,
-                                   {static_cast<uint8_t*>(buffers[1]), size_t(bytes)}));
-      comm.EndBatch();
+      PostRingHop(comm, r, world, buffers[0], buffers[1], bytes, 1, requests);
       return absl::OkStatus();
     };
     beside.wait_beside = [&]() -> absl::Status {
