@@ -9,7 +9,8 @@ fail=0
 expect() {  # expect <description> <want exit code> <want substring> -- args
   local what="$1" code="$2" want="$3"; shift 4
   local out rc
-  out=$(timeout 120 "$bin" "$@" 2>&1); rc=$?
+  # Each command within 120 s (RINGATTN_CLI_TIMEOUT_S: more under TSan).
+  out=$(timeout "${RINGATTN_CLI_TIMEOUT_S:-120}" "$bin" "$@" 2>&1); rc=$?
   if [[ $rc -ne $code || "$out" != *"$want"* ]]; then
     echo "FAIL: $what: exit $rc (want $code, text '$want'), output:"; echo "$out" | head -30
     fail=1
