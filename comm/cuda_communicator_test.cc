@@ -367,6 +367,25 @@ TEST(NcclSelfGroupIssueTest, RejectsBadInputAndTimesAGroupOnOneGpu) {
   }
 }
 
+TEST(NcclSelfHopBesideTest, RejectsBadInputAndTimesAHopBesideWorkOnOneGpu) {
+  const absl::StatusOr<SelfHopTimes> bad = NcclSelfHopBeside(0, 0, false, nullptr, 3);
+  EXPECT_TRUE(absl::IsInvalidArgument(bad.status())) << bad.status();
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("expected bytes and rounds >= 1"));
+  if (Devices() == 0) GTEST_SKIP() << "no CUDA device";
+  void* scratch = nullptr;
+  ASSERT_EQ(cudaMalloc(&scratch, 1 << 20), cudaSuccess);
+  const auto work = [scratch](cudaStream_t stream) {
+    return cudaMemsetAsync(scratch, 0, 1 << 20, stream);
+  };
+  for (const bool work_first : {false, true}) {
+    const absl::StatusOr<SelfHopTimes> t = NcclSelfHopBeside(0, 1 << 20, work_first, work, 3);
+    ASSERT_TRUE(t.ok()) << t.status();
+    EXPECT_GT(t->hop_ms, 0);
+    EXPECT_GT(t->work_ms, 0);
+  }
+  cudaFree(scratch);
+}
+
 TEST(NcclWorldTest, RejectsTwoRanksOnOneGpu) {
   Ranks ranks(0, 1);
   cudaStream_t fake = reinterpret_cast<cudaStream_t>(1);

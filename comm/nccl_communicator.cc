@@ -470,6 +470,88 @@ absl::StatusOr<double> NcclSelfGroupIssueSeconds(int device, bool blocking, int 
   return issue[issue.size() / 2];
 }
 
+absl::StatusOr<SelfHopTimes> NcclSelfHopBeside(int device, int64_t bytes, bool work_first,
+                                               const std::function<cudaError_t(cudaStream_t)>& work,
+                                               int rounds) {
+  if (bytes < 1 || rounds < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("a hop of ", bytes, " bytes, ", rounds,
+                                                   " rounds; expected bytes and rounds >= 1"));
+  }
+  ASSIGN_OR_RETURN(const Nccl* nccl, LoadNccl());
+  const Nccl& n = *nccl;
+  const absl::Duration timeout = absl::Seconds(20);
+  ncclUniqueId id;
+  RETURN_IF_ERROR(NcclStatus(n, n.GetUniqueId(&id), nullptr, "ncclGetUniqueId"));
+  RETURN_IF_ERROR(Cuda(cudaSetDevice(device), "selecting the device"));
+  ncclConfig_t config = NonBlockingConfig();
+  ncclComm_t comm = nullptr;
+  RETURN_IF_ERROR(NcclStatus(n, n.CommInitRankConfig(&comm, 1, id, 0, &config), nullptr,
+                             "ncclCommInitRankConfig"));
+  absl::Status s = WaitReady(n, comm, timeout, "NCCL initialization");
+  cudaStream_t streams[2] = {nullptr, nullptr};         // the work's, the hop's
+  cudaEvent_t events[3] = {nullptr, nullptr, nullptr};  // start, hop done, work done
+  uint8_t *send = nullptr, *recv = nullptr;
+  for (cudaStream_t& st : streams) {
+    if (s.ok()) s = Cuda(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "a stream");
+  }
+  for (cudaEvent_t& e : events) {
+    if (s.ok()) s = Cuda(cudaEventCreate(&e), "an event");
+  }
+  if (s.ok()) s = Cuda(cudaMalloc(&send, bytes), "allocating the send buffer");
+  if (s.ok()) s = Cuda(cudaMalloc(&recv, bytes), "allocating the receive buffer");
+  const auto hop = [&]() -> absl::Status {
+    RETURN_IF_ERROR(NcclStatus(n, n.GroupStart(), comm, "ncclGroupStart"));
+    absl::Status posted =
+        NcclStatus(n, n.Send(send, bytes, ncclUint8, 0, comm, streams[1]), comm, "ncclSend");
+    if (posted.ok()) {
+      posted = NcclStatus(n, n.Recv(recv, bytes, ncclUint8, 0, comm, streams[1]), comm, "ncclRecv");
+    }
+    RETURN_IF_ERROR(NcclStatus(n, n.GroupEnd(), comm, "ncclGroupEnd"));
+    RETURN_IF_ERROR(posted);
+    return WaitReady(n, comm, timeout, "enqueueing the hop");
+  };
+  std::vector<double> hop_ms, work_ms;
+  for (int round = 0; s.ok() && round <= rounds; ++round) {
+    s = Cuda(cudaDeviceSynchronize(), "waiting for the last round");
+    if (s.ok()) s = Cuda(cudaEventRecord(events[0], streams[0]), "recording the start");
+    if (s.ok()) s = Cuda(cudaStreamWaitEvent(streams[1], events[0], 0), "ordering the hop");
+    if (s.ok() && work && work_first) s = Cuda(work(streams[0]), "launching the work");
+    if (s.ok()) s = hop();
+    if (s.ok() && work && !work_first) s = Cuda(work(streams[0]), "launching the work");
+    if (s.ok()) s = Cuda(cudaEventRecord(events[1], streams[1]), "recording the hop's end");
+    if (s.ok()) s = Cuda(cudaEventRecord(events[2], streams[0]), "recording the work's end");
+    if (s.ok()) s = Cuda(cudaDeviceSynchronize(), "waiting for the round");
+    float h = 0, w = 0;
+    if (s.ok()) s = Cuda(cudaEventElapsedTime(&h, events[0], events[1]), "timing the hop");
+    if (s.ok()) s = Cuda(cudaEventElapsedTime(&w, events[0], events[2]), "timing the work");
+    if (s.ok() && round > 0) {
+      hop_ms.push_back(h);
+      work_ms.push_back(w);
+    }
+  }
+  if (s.ok()) {
+    s = NcclStatus(n, n.CommFinalize(comm), comm, "ncclCommFinalize");
+    if (s.ok()) s = WaitReady(n, comm, timeout, "finalizing NCCL");
+  }
+  if (s.ok()) {
+    n.CommDestroy(comm);
+  } else {
+    n.CommAbort(comm);
+  }
+  cudaFree(send);
+  cudaFree(recv);
+  for (cudaEvent_t e : events) {
+    if (e != nullptr) cudaEventDestroy(e);
+  }
+  for (cudaStream_t st : streams) {
+    if (st != nullptr) cudaStreamDestroy(st);
+  }
+  if (!s.ok()) return s;
+  std::sort(hop_ms.begin(), hop_ms.end());
+  std::sort(work_ms.begin(), work_ms.end());
+  return SelfHopTimes{hop_ms[hop_ms.size() / 2], work_ms[work_ms.size() / 2]};
+}
+
 absl::StatusOr<std::string> NewNcclUniqueId() {
   ASSIGN_OR_RETURN(const Nccl* nccl, LoadNccl());
   ncclUniqueId id;

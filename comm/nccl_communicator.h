@@ -6,6 +6,7 @@
 #define RINGATTN_COMM_NCCL_COMMUNICATOR_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -81,6 +82,20 @@ absl::StatusOr<double> NcclPlainRingSeconds(Communicator& comm, int64_t bytes, i
 // host in either mode, on one GPU (bench/nccl_issue_probe).
 absl::StatusOr<double> NcclSelfGroupIssueSeconds(int device, bool blocking, int parts,
                                                  int64_t bytes, int rounds);
+
+// When a hop of `bytes` (a one-rank communicator on `device` sending to
+// itself, on a stream of its own) and `work` (launched on another stream)
+// end, in ms from a common start event: `work_first` launches the work
+// before issuing the hop (else after, as the ring does), an empty `work`
+// times the hop alone; the medians of `rounds` after one untimed. Whether
+// NCCL's kernel runs beside attention kernels that hold every SM's
+// registers when it comes second (bench/nccl_issue_probe --beside).
+struct SelfHopTimes {
+  double hop_ms = 0, work_ms = 0;
+};
+absl::StatusOr<SelfHopTimes> NcclSelfHopBeside(int device, int64_t bytes, bool work_first,
+                                               const std::function<cudaError_t(cudaStream_t)>& work,
+                                               int rounds);
 
 // NCCL's P2P chunk size for a ring of `world` ranks when the user set none
 // (`current`: NCCL_P2P_NVL_CHUNKSIZE's value, or null), or "" to leave
