@@ -409,6 +409,65 @@ absl::StatusOr<double> NcclPlainRingSeconds(Communicator& comm, int64_t bytes, i
   return rank->PlainRingSeconds(bytes, hops);
 }
 
+namespace {
+
+constexpr absl::Duration kSelfTimeout = absl::Seconds(20);
+
+// The probes' communicator: one rank on `device`, sending to itself.
+absl::StatusOr<ncclComm_t> OpenSelfComm(const Nccl& n, int device, bool blocking) {
+  ncclUniqueId id;
+  RETURN_IF_ERROR(NcclStatus(n, n.GetUniqueId(&id), nullptr, "ncclGetUniqueId"));
+  RETURN_IF_ERROR(Cuda(cudaSetDevice(device), "selecting the device"));
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = blocking ? 1 : 0;
+  ncclComm_t comm = nullptr;
+  RETURN_IF_ERROR(NcclStatus(n, n.CommInitRankConfig(&comm, 1, id, 0, &config), nullptr,
+                             "ncclCommInitRankConfig"));
+  if (absl::Status s = WaitReady(n, comm, kSelfTimeout, "NCCL initialization"); !s.ok()) {
+    n.CommAbort(comm);
+    return s;
+  }
+  return comm;
+}
+
+// One group of `parts` sends and as many receives of `bytes / parts` each
+// to itself on `stream`, until NCCL has enqueued it.
+absl::Status SelfGroup(const Nccl& n, ncclComm_t comm, const uint8_t* send, uint8_t* recv,
+                       int64_t bytes, int parts, cudaStream_t stream) {
+  const size_t part = static_cast<size_t>(bytes / parts);
+  RETURN_IF_ERROR(NcclStatus(n, n.GroupStart(), comm, "ncclGroupStart"));
+  absl::Status posted;
+  for (int k = 0; posted.ok() && k < parts; ++k) {
+    posted =
+        NcclStatus(n, n.Send(send + k * part, part, ncclUint8, 0, comm, stream), comm, "ncclSend");
+  }
+  for (int k = 0; posted.ok() && k < parts; ++k) {
+    posted =
+        NcclStatus(n, n.Recv(recv + k * part, part, ncclUint8, 0, comm, stream), comm, "ncclRecv");
+  }
+  // The group ends whatever was posted.
+  RETURN_IF_ERROR(NcclStatus(n, n.GroupEnd(), comm, "ncclGroupEnd"));
+  RETURN_IF_ERROR(posted);
+  return WaitReady(n, comm, kSelfTimeout, "enqueueing the group");
+}
+
+// Finalizes and destroys `comm` after a probe that ended with `s` (aborts
+// it where that or the finalize failed); returns the first error.
+absl::Status CloseSelfComm(const Nccl& n, ncclComm_t comm, absl::Status s) {
+  if (s.ok()) {
+    s = NcclStatus(n, n.CommFinalize(comm), comm, "ncclCommFinalize");
+    if (s.ok()) s = WaitReady(n, comm, kSelfTimeout, "finalizing NCCL");
+  }
+  if (s.ok()) {
+    n.CommDestroy(comm);
+  } else {
+    n.CommAbort(comm);
+  }
+  return s;
+}
+
+}  // namespace
+
 absl::StatusOr<double> NcclSelfGroupIssueSeconds(int device, bool blocking, int parts,
                                                  int64_t bytes, int rounds) {
   if (parts < 1 || bytes < parts || rounds < 1) {
@@ -419,49 +478,21 @@ absl::StatusOr<double> NcclSelfGroupIssueSeconds(int device, bool blocking, int 
   }
   ASSIGN_OR_RETURN(const Nccl* nccl, LoadNccl());
   const Nccl& n = *nccl;
-  const absl::Duration timeout = absl::Seconds(20);
-  ncclUniqueId id;
-  RETURN_IF_ERROR(NcclStatus(n, n.GetUniqueId(&id), nullptr, "ncclGetUniqueId"));
-  RETURN_IF_ERROR(Cuda(cudaSetDevice(device), "selecting the device"));
-  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-  config.blocking = blocking ? 1 : 0;
-  ncclComm_t comm = nullptr;
-  RETURN_IF_ERROR(NcclStatus(n, n.CommInitRankConfig(&comm, 1, id, 0, &config), nullptr,
-                             "ncclCommInitRankConfig"));
-  absl::Status s = WaitReady(n, comm, timeout, "NCCL initialization");
+  ASSIGN_OR_RETURN(ncclComm_t comm, OpenSelfComm(n, device, blocking));
   cudaStream_t stream = nullptr;
   uint8_t *send = nullptr, *recv = nullptr;
-  if (s.ok()) s = Cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "a stream");
+  absl::Status s = Cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "a stream");
   if (s.ok()) s = Cuda(cudaMalloc(&send, bytes), "allocating the send buffer");
   if (s.ok()) s = Cuda(cudaMalloc(&recv, bytes), "allocating the receive buffer");
-  const size_t part = static_cast<size_t>(bytes / parts);
   std::vector<double> issue;
   for (int round = 0; s.ok() && round <= rounds; ++round) {
     s = Cuda(cudaStreamSynchronize(stream), "waiting for the last group");
     const absl::Time start = absl::Now();
-    if (s.ok()) s = NcclStatus(n, n.GroupStart(), comm, "ncclGroupStart");
-    for (int k = 0; s.ok() && k < parts; ++k) {
-      s = NcclStatus(n, n.Send(send + k * part, part, ncclUint8, 0, comm, stream), comm,
-                     "ncclSend");
-    }
-    for (int k = 0; s.ok() && k < parts; ++k) {
-      s = NcclStatus(n, n.Recv(recv + k * part, part, ncclUint8, 0, comm, stream), comm,
-                     "ncclRecv");
-    }
-    if (s.ok()) s = NcclStatus(n, n.GroupEnd(), comm, "ncclGroupEnd");
-    if (s.ok()) s = WaitReady(n, comm, timeout, "enqueueing the group");
+    if (s.ok()) s = SelfGroup(n, comm, send, recv, bytes, parts, stream);
     if (s.ok() && round > 0) issue.push_back(absl::ToDoubleSeconds(absl::Now() - start));
   }
   if (s.ok()) s = Cuda(cudaStreamSynchronize(stream), "waiting for the last group");
-  if (s.ok()) {
-    s = NcclStatus(n, n.CommFinalize(comm), comm, "ncclCommFinalize");
-    if (s.ok()) s = WaitReady(n, comm, timeout, "finalizing NCCL");
-  }
-  if (s.ok()) {
-    n.CommDestroy(comm);
-  } else {
-    n.CommAbort(comm);
-  }
+  s = CloseSelfComm(n, comm, s);
   cudaFree(send);
   cudaFree(recv);
   if (stream != nullptr) cudaStreamDestroy(stream);
@@ -479,18 +510,12 @@ absl::StatusOr<SelfHopTimes> NcclSelfHopBeside(int device, int64_t bytes, bool w
   }
   ASSIGN_OR_RETURN(const Nccl* nccl, LoadNccl());
   const Nccl& n = *nccl;
-  const absl::Duration timeout = absl::Seconds(20);
-  ncclUniqueId id;
-  RETURN_IF_ERROR(NcclStatus(n, n.GetUniqueId(&id), nullptr, "ncclGetUniqueId"));
-  RETURN_IF_ERROR(Cuda(cudaSetDevice(device), "selecting the device"));
-  ncclConfig_t config = NonBlockingConfig();
-  ncclComm_t comm = nullptr;
-  RETURN_IF_ERROR(NcclStatus(n, n.CommInitRankConfig(&comm, 1, id, 0, &config), nullptr,
-                             "ncclCommInitRankConfig"));
-  absl::Status s = WaitReady(n, comm, timeout, "NCCL initialization");
+  // ringattn's communicators are non-blocking.
+  ASSIGN_OR_RETURN(ncclComm_t comm, OpenSelfComm(n, device, /*blocking=*/false));
   cudaStream_t streams[2] = {nullptr, nullptr};         // the work's, the hop's
   cudaEvent_t events[3] = {nullptr, nullptr, nullptr};  // start, hop done, work done
   uint8_t *send = nullptr, *recv = nullptr;
+  absl::Status s;
   for (cudaStream_t& st : streams) {
     if (s.ok()) s = Cuda(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "a stream");
   }
@@ -499,25 +524,15 @@ absl::StatusOr<SelfHopTimes> NcclSelfHopBeside(int device, int64_t bytes, bool w
   }
   if (s.ok()) s = Cuda(cudaMalloc(&send, bytes), "allocating the send buffer");
   if (s.ok()) s = Cuda(cudaMalloc(&recv, bytes), "allocating the receive buffer");
-  const auto hop = [&]() -> absl::Status {
-    RETURN_IF_ERROR(NcclStatus(n, n.GroupStart(), comm, "ncclGroupStart"));
-    absl::Status posted =
-        NcclStatus(n, n.Send(send, bytes, ncclUint8, 0, comm, streams[1]), comm, "ncclSend");
-    if (posted.ok()) {
-      posted = NcclStatus(n, n.Recv(recv, bytes, ncclUint8, 0, comm, streams[1]), comm, "ncclRecv");
-    }
-    RETURN_IF_ERROR(NcclStatus(n, n.GroupEnd(), comm, "ncclGroupEnd"));
-    RETURN_IF_ERROR(posted);
-    return WaitReady(n, comm, timeout, "enqueueing the hop");
-  };
+  const auto launch_work = [&]() { return Cuda(work(streams[0]), "launching the work"); };
   std::vector<double> hop_ms, work_ms;
   for (int round = 0; s.ok() && round <= rounds; ++round) {
     s = Cuda(cudaDeviceSynchronize(), "waiting for the last round");
     if (s.ok()) s = Cuda(cudaEventRecord(events[0], streams[0]), "recording the start");
     if (s.ok()) s = Cuda(cudaStreamWaitEvent(streams[1], events[0], 0), "ordering the hop");
-    if (s.ok() && work && work_first) s = Cuda(work(streams[0]), "launching the work");
-    if (s.ok()) s = hop();
-    if (s.ok() && work && !work_first) s = Cuda(work(streams[0]), "launching the work");
+    if (s.ok() && work && work_first) s = launch_work();
+    if (s.ok()) s = SelfGroup(n, comm, send, recv, bytes, 1, streams[1]);
+    if (s.ok() && work && !work_first) s = launch_work();
     if (s.ok()) s = Cuda(cudaEventRecord(events[1], streams[1]), "recording the hop's end");
     if (s.ok()) s = Cuda(cudaEventRecord(events[2], streams[0]), "recording the work's end");
     if (s.ok()) s = Cuda(cudaDeviceSynchronize(), "waiting for the round");
@@ -529,15 +544,7 @@ absl::StatusOr<SelfHopTimes> NcclSelfHopBeside(int device, int64_t bytes, bool w
       work_ms.push_back(w);
     }
   }
-  if (s.ok()) {
-    s = NcclStatus(n, n.CommFinalize(comm), comm, "ncclCommFinalize");
-    if (s.ok()) s = WaitReady(n, comm, timeout, "finalizing NCCL");
-  }
-  if (s.ok()) {
-    n.CommDestroy(comm);
-  } else {
-    n.CommAbort(comm);
-  }
+  s = CloseSelfComm(n, comm, s);
   cudaFree(send);
   cudaFree(recv);
   for (cudaEvent_t e : events) {
