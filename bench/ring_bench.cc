@@ -471,28 +471,52 @@ class Bench {
   // forward's first step sends K and V from the inputs as 2; later steps
   // and the backward pass a block as 1).
   absl::StatusOr<double> HopIssueSeconds(int world, int64_t bytes, int parts) {
+    const auto measure = [&](Communicator& comm, const std::vector<int>& group,
+                             const PostHop& post) -> absl::StatusOr<double> {
+      // One warm-up hop, then kTimed timed ones.
+      constexpr int kWarmup = 1, kTimed = 9;
+      std::vector<double> issue;
+      for (int round = 0; round < kWarmup + kTimed; ++round) {
+        RETURN_IF_ERROR(comm.Synchronize());
+        RETURN_IF_ERROR(comm.Barrier(group));
+        std::vector<std::unique_ptr<Communicator::Request>> requests;
+        const absl::Time start = absl::Now();
+        post(parts, requests);
+        const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+        if (round >= kWarmup) issue.push_back(seconds);
+        RETURN_IF_ERROR(WaitAll(requests));
+      }
+      RETURN_IF_ERROR(comm.Synchronize());
+      return Median(issue);
+    };
+    return RingHopSeconds(world, bytes, measure);
+  }
+
+ private:
+  // Posts one ring hop of the given parts between two buffers of a rank's
+  // own (PostRingHop), appending its requests.
+  using PostHop =
+      std::function<void(int parts, std::vector<std::unique_ptr<Communicator::Request>>&)>;
+  // The slowest rank's seconds of `measure(comm, group, post)`, each rank
+  // with two device buffers of `bytes` and its communicator, every rank of
+  // `world` in `group` (HopIssueSeconds, HopShare).
+  absl::StatusOr<double> RingHopSeconds(
+      int world, int64_t bytes,
+      const std::function<absl::StatusOr<double>(Communicator&, const std::vector<int>&,
+                                                 const PostHop&)>& measure) {
     return SlowestRankSeconds(world, [&](int i) -> absl::StatusOr<double> {
       const int r = ranks_[i];
       DeviceBuffers buffers;
       RETURN_IF_ERROR(buffers.Allocate({static_cast<size_t>(bytes), static_cast<size_t>(bytes)}));
       Communicator& comm = *comms_[i];
-      const std::vector<int> group = AllRanks(world);
-      std::vector<double> issue;
-      for (int round = 0; round < 10; ++round) {
-        RETURN_IF_ERROR(comm.Synchronize());
-        RETURN_IF_ERROR(comm.Barrier(group));
-        std::vector<std::unique_ptr<Communicator::Request>> requests;
-        const absl::Time start = absl::Now();
+      const PostHop post = [&](int parts,
+                               std::vector<std::unique_ptr<Communicator::Request>>& requests) {
         PostRingHop(comm, r, world, buffers[0], buffers[1], bytes, parts, requests);
-        if (round > 0) issue.push_back(absl::ToDoubleSeconds(absl::Now() - start));  // 1 untimed
-        RETURN_IF_ERROR(WaitAll(requests));
-      }
-      RETURN_IF_ERROR(comm.Synchronize());
-      return Median(issue);
+      };
+      return measure(comm, AllRanks(world), post);
     });
   }
 
- private:
   // The entries that run ranks of a `world`-rank schedule: all of them, or
   // the first alone for a one-rank baseline.
   int Entries(int world) const { return std::min<int>(world, static_cast<int>(comms_.size())); }
@@ -711,16 +735,12 @@ absl::StatusOr<std::pair<double, double>> BlockKernelSeconds(const BenchProblem&
 absl::StatusOr<double> Bench::HopShare(int world, int64_t bytes, double link_gbps,
                                        const BenchProblem& b) {
   if (link_gbps <= 0) return absl::InvalidArgumentError("HopShare: no hop bandwidth measured");
-  return SlowestRankSeconds(world, [&](int i) -> absl::StatusOr<double> {
-    const int r = ranks_[i];
-    DeviceBuffers buffers;
-    RETURN_IF_ERROR(buffers.Allocate({static_cast<size_t>(bytes), static_cast<size_t>(bytes)}));
-    Communicator& comm = *comms_[i];
-    const std::vector<int> group = AllRanks(world);
+  const auto measure = [&](Communicator& comm, const std::vector<int>& group,
+                           const PostHop& post) -> absl::StatusOr<double> {
     std::vector<std::unique_ptr<Communicator::Request>> requests;
     BlockLaunch beside{.backward = false};
     beside.start_beside = [&]() -> absl::Status {
-      PostRingHop(comm, r, world, buffers[0], buffers[1], bytes, 1, requests);
+      post(1, requests);
       return absl::OkStatus();
     };
     beside.wait_beside = [&]() -> absl::Status {
@@ -738,7 +758,8 @@ absl::StatusOr<double> Bench::HopShare(int world, int64_t bytes, double link_gbp
     }
     const double hop_s = static_cast<double>(bytes) / (1e9 * link_gbps);
     return std::clamp(Median(gains) / hop_s, 0.0, 0.95);
-  });
+  };
+  return RingHopSeconds(world, bytes, measure);
 }
 
 // The medians of the {fwd, bwd} pairs of `rounds` calls of `measure`

@@ -412,6 +412,8 @@ absl::StatusOr<double> NcclPlainRingSeconds(Communicator& comm, int64_t bytes, i
 namespace {
 
 constexpr absl::Duration kSelfTimeout = absl::Seconds(20);
+// The probes' warm-up round before their `rounds` timed ones.
+constexpr int kWarmupRounds = 1;
 
 // The probes' communicator: one rank on `device`, sending to itself.
 absl::StatusOr<ncclComm_t> OpenSelfComm(const Nccl& n, int device, bool blocking) {
@@ -485,11 +487,12 @@ absl::StatusOr<double> NcclSelfGroupIssueSeconds(int device, bool blocking, int 
   if (s.ok()) s = Cuda(cudaMalloc(&send, bytes), "allocating the send buffer");
   if (s.ok()) s = Cuda(cudaMalloc(&recv, bytes), "allocating the receive buffer");
   std::vector<double> issue;
-  for (int round = 0; s.ok() && round <= rounds; ++round) {
+  for (int round = 0; s.ok() && round < kWarmupRounds + rounds; ++round) {
     s = Cuda(cudaStreamSynchronize(stream), "waiting for the last group");
     const absl::Time start = absl::Now();
     if (s.ok()) s = SelfGroup(n, comm, send, recv, bytes, parts, stream);
-    if (s.ok() && round > 0) issue.push_back(absl::ToDoubleSeconds(absl::Now() - start));
+    const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    if (s.ok() && round >= kWarmupRounds) issue.push_back(seconds);
   }
   if (s.ok()) s = Cuda(cudaStreamSynchronize(stream), "waiting for the last group");
   s = CloseSelfComm(n, comm, s);
@@ -526,7 +529,7 @@ absl::StatusOr<SelfHopTimes> NcclSelfHopBeside(int device, int64_t bytes, bool w
   if (s.ok()) s = Cuda(cudaMalloc(&recv, bytes), "allocating the receive buffer");
   const auto launch_work = [&]() { return Cuda(work(streams[0]), "launching the work"); };
   std::vector<double> hop_ms, work_ms;
-  for (int round = 0; s.ok() && round <= rounds; ++round) {
+  for (int round = 0; s.ok() && round < kWarmupRounds + rounds; ++round) {
     s = Cuda(cudaDeviceSynchronize(), "waiting for the last round");
     if (s.ok()) s = Cuda(cudaEventRecord(events[0], streams[0]), "recording the start");
     if (s.ok()) s = Cuda(cudaStreamWaitEvent(streams[1], events[0], 0), "ordering the hop");
@@ -539,7 +542,7 @@ absl::StatusOr<SelfHopTimes> NcclSelfHopBeside(int device, int64_t bytes, bool w
     float h = 0, w = 0;
     if (s.ok()) s = Cuda(cudaEventElapsedTime(&h, events[0], events[1]), "timing the hop");
     if (s.ok()) s = Cuda(cudaEventElapsedTime(&w, events[0], events[2]), "timing the work");
-    if (s.ok() && round > 0) {
+    if (s.ok() && round >= kWarmupRounds) {
       hop_ms.push_back(h);
       work_ms.push_back(w);
     }
