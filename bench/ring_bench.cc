@@ -154,6 +154,15 @@ struct Timing {
 
 // The middle of `x` once sorted (the upper one of an even count; 0 when
 // empty): every median this benchmark prints.
+// How the NCCL communicators issue their groups (comm::NcclIssueFromEnv;
+// a bad value already failed their creation).
+const char* NcclIssueName(const char* env) {
+  const absl::StatusOr<comm::NcclIssue> issue = comm::NcclIssueFromEnv(env);
+  if (!issue.ok()) return "(invalid)";
+  return *issue == comm::NcclIssue::kNonBlocking ? "nonblocking"
+                                                 : "blocking, connected to every peer at creation";
+}
+
 double Median(std::vector<double> x) {
   if (x.empty()) return 0;
   std::sort(x.begin(), x.end());
@@ -993,8 +1002,12 @@ absl::Status Main() {
     Print(
         "hop issue (host time from StartBatch to the transfers enqueued, the GPU idle, median of "
         "9, slowest rank): K and V apart (a forward's first step) %.1f us, one message each way "
-        "%.1f us\n",
-        1e6 * issue_kv, 1e6 * issue_one);
+        "%.1f us%s\n",
+        1e6 * issue_kv, 1e6 * issue_one,
+        nccl_ring ? absl::StrCat("; NCCL groups: RINGATTN_NCCL_ISSUE=",
+                                 NcclIssueName(std::getenv("RINGATTN_NCCL_ISSUE")))
+                        .c_str()
+                  : "");
     if (absl::GetFlag(FLAGS_hop_sweep)) {
       std::string sweep;
       for (int64_t mib = 8; mib <= 256; mib *= 2) {

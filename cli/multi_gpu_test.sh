@@ -5,15 +5,23 @@
 # same ring as two virtual ranks on one GPU (--comm=device --gpus=1), every
 # layout, forward and backward; and a rank that fails or goes silent makes
 # the other exit with an error within the timeout, never hang.
-# Skips (passes with a message) without two GPUs.
+# On one GPU the two processes run as two hosts of NCCL's (NCCL_HOSTID
+# differs; NCCL's socket transport over the loopback carries the hops):
+# one process per rank only, the same comparisons and faults. Skips
+# (passes with a message) without a GPU.
 set -u
 bin="cli/ringattn"
 tmp="${TEST_TMPDIR:-$(mktemp -d)}"
 export NCCL_NVLS_ENABLE=0
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
-if [[ "$gpus" -lt 2 ]]; then
-  echo "SKIPPED: needs two GPUs (nvidia-smi lists ${gpus:-0})"
+if [[ "$gpus" -lt 1 ]]; then
+  echo "SKIPPED: needs a GPU (nvidia-smi lists ${gpus:-0})"
   exit 0
+fi
+one_gpu=0
+if [[ "$gpus" -lt 2 ]]; then
+  one_gpu=1
+  echo "one GPU: two NCCL ranks as two hosts (NCCL_HOSTID), socket transport over lo"
 fi
 fail=0
 shape=(--random --seed=5 --dtype=float32 --seqlen=1024 --num_heads=4 --num_kv_heads=2
@@ -44,9 +52,17 @@ EOF
 two_processes() {  # two_processes <id file> <log prefix> args...
   local id="$1" log="$2"; shift 2
   rm -f "$id"
+  local vars
   for r in 0 1; do
-    RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r timeout 120 "$bin" run --comm=nccl_env \
-      --nccl_id_file="$id" "$@" >"$log.$r" 2>&1 &
+    vars=(RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r)
+    if [[ $one_gpu -eq 1 ]]; then
+      vars=(RANK=$r WORLD_SIZE=2 LOCAL_RANK=0 NCCL_HOSTID="ringattn-test-host-$r"
+            NCCL_SOCKET_IFNAME=lo NCCL_IB_DISABLE=1 NCCL_MNNVL_ENABLE=0)
+    fi
+    # A rank that joins the communicator but not its connection (below).
+    [[ "${skip_connect_rank:-}" == "$r" ]] && vars+=(RINGATTN_NCCL_TEST_SKIP_CONNECT=1)
+    env "${vars[@]}" timeout 120 "$bin" run --comm=nccl_env --nccl_id_file="$id" "$@" \
+      >"$log.$r" 2>&1 &
     pids[$r]=$!
   done
   rc0=0; rc1=0
@@ -60,7 +76,9 @@ for layout in ring zigzag stripe llama3; do
   ref="$tmp/ref_$layout" thr="$tmp/nccl_$layout" env="$tmp/env_$layout"
   timeout 120 "$bin" run "${shape[@]}" "${extra[@]}" --layout=$layout --comm=device --gpus=1 \
     $(outputs "$ref") >"$ref.log" 2>&1 || { echo "FAIL: $layout virtual ranks"; cat "$ref.log"; fail=1; continue; }
-  if timeout 120 "$bin" run "${shape[@]}" "${extra[@]}" --layout=$layout --comm=nccl --gpus=2 \
+  if [[ $one_gpu -eq 1 ]]; then
+    :  # one process holds one NCCL host: no two ranks as threads
+  elif timeout 120 "$bin" run "${shape[@]}" "${extra[@]}" --layout=$layout --comm=nccl --gpus=2 \
       $(outputs "$thr") >"$thr.log" 2>&1; then
     same "$layout NCCL one thread per GPU" "$thr" "$ref"
   else
@@ -76,18 +94,48 @@ for layout in ring zigzag stripe llama3; do
   echo "ok: $layout"
 done
 
+# Every group on the blocking communicator (RINGATTN_NCCL_ISSUE=blocking,
+# comm/nccl_communicator.h): the same results, every layout.
+for layout in ring zigzag stripe llama3; do
+  extra=()
+  [[ $layout == llama3 ]] && extra=(--kv_heads_per_group=1)
+  bl="$tmp/blocking_$layout"
+  RINGATTN_NCCL_ISSUE=blocking two_processes "$tmp/id_blocking_$layout" "$bl.log" "${shape[@]}" \
+    "${extra[@]}" --layout=$layout $(outputs "$bl")
+  if [[ $rc0 -eq 0 && $rc1 -eq 0 ]]; then
+    same "$layout, RINGATTN_NCCL_ISSUE=blocking" "$bl" "$tmp/ref_$layout"
+  else
+    echo "FAIL: $layout, RINGATTN_NCCL_ISSUE=blocking: exit $rc0 / $rc1"; cat "$bl.log".*; fail=1
+  fi
+  echo "ok: $layout, RINGATTN_NCCL_ISSUE=blocking"
+done
+
 # Faults, one process per GPU: rank 1 fails (aborts its communicator) or
-# goes silent (returns without a word); rank 0 reports an error in time.
-for fault in fail silent; do
+# goes silent (returns without a word) at the start or after the forward
+# (the ranks exchanged: with RINGATTN_NCCL_ISSUE=blocking rank 0's backward
+# groups go to the blocking communicator); rank 0 reports an error in time.
+# Last, rank 1 joins the communicator and leaves before connecting the
+# blocking one to rank 0 (RINGATTN_NCCL_TEST_SKIP_CONNECT).
+for fault in fail silent silent_after_forward fail/blocking silent/blocking \
+    silent_after_forward/blocking skip_connect/blocking; do
   start=$(date +%s)
-  two_processes "$tmp/id_fault_$fault" "$tmp/fault_$fault.log" "${shape[@]}" --layout=zigzag \
-    --timeout_s=15 --inject_fault_rank=1 --inject_fault=$fault
+  issue=nonblocking
+  [[ $fault == */blocking ]] && issue=blocking
+  name="${fault%/blocking}"
+  if [[ $name == skip_connect ]]; then
+    RINGATTN_NCCL_ISSUE=$issue skip_connect_rank=1 two_processes "$tmp/id_fault_$name.$issue" \
+      "$tmp/fault_$name.$issue.log" "${shape[@]}" --layout=zigzag --timeout_s=15
+  else
+    RINGATTN_NCCL_ISSUE=$issue two_processes "$tmp/id_fault_$name.$issue" \
+      "$tmp/fault_$name.$issue.log" "${shape[@]}" --layout=zigzag --timeout_s=15 \
+      --inject_fault_rank=1 --inject_fault="$name"
+  fi
   took=$(( $(date +%s) - start ))
   if [[ $rc0 -eq 0 || $rc0 -eq 124 || $took -gt 60 ]]; then
     echo "FAIL: $fault: rank 0 exit $rc0 after ${took}s (want an error within the timeout)"
-    cat "$tmp/fault_$fault.log".*; fail=1
+    cat "$tmp/fault_$name.$issue.log".*; fail=1
   else
-    echo "ok: rank 1 $fault -> rank 0 exit $rc0 after ${took}s: $(tail -1 "$tmp/fault_$fault.log.0")"
+    echo "ok: rank 1 $fault -> rank 0 exit $rc0 after ${took}s: $(tail -1 "$tmp/fault_$name.$issue.log.0")"
   fi
 done
 exit $fail

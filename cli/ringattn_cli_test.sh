@@ -224,4 +224,8 @@ expect "injected failure" 1 "injected failure on rank 2" -- run --random --seqle
   --inject_fault_rank=2 --timeout_s=60
 expect "silent rank" 1 "which did not answer" -- run --random --seqlen=256 --world=4 \
   --layout=ring --inject_fault_rank=0 --inject_fault=silent --timeout_s=1
+expect "silent rank after the forward" 1 "which did not answer" -- run --random --seqlen=256 \
+  --world=4 --layout=ring --inject_fault_rank=0 --inject_fault=silent_after_forward --timeout_s=1
+expect "silent after a forward, no backward" 1 "expected a run with one" -- run --random \
+  --world=2 --seqlen=64 --inject_fault_rank=0 --inject_fault=silent_after_forward --backward=false
 exit $fail

@@ -95,7 +95,7 @@ absl::StatusOr<RankResult> ComputeRank(Communicator& comm, const RunOptions& opt
   const int64_t q_token = s.num_heads * s.head_dim * elem;
   const int64_t kv_token = s.num_kv_heads * s.head_dim * elem;
   const int r = comm.rank();
-  if (r == options.fault_rank) {
+  if (r == options.fault_rank && options.fault != "silent_after_forward") {
     if (options.fault == "silent") {
       return absl::CancelledError(absl::StrCat("rank ", r, " left without a word (injected)"));
     }
@@ -126,6 +126,10 @@ absl::StatusOr<RankResult> ComputeRank(Communicator& comm, const RunOptions& opt
   result.lse = SwapMiddleAxes<float>(fwd.lse, layout.local_batch(), s.num_heads, rows);
   result.seconds = fwd.stats.step_seconds;
   result.seconds.push_back(fwd.stats.total_seconds);
+  if (r == options.fault_rank && options.fault == "silent_after_forward") {
+    return absl::CancelledError(
+        absl::StrCat("rank ", r, " left without a word after the forward (injected)"));
+  }
   if (!in.dout.empty()) {
     const std::vector<uint8_t> dout = shard(in.dout, q_token);
     ASSIGN_OR_RETURN(

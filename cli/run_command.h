@@ -34,7 +34,9 @@ struct RunOptions {
   std::string out, lse, dq, dk, dv;
   bool check = false;
   // Fault injection for tests: rank `fault_rank` fails at the start of its
-  // forward ("fail") or leaves without a word ("silent").
+  // forward ("fail") or leaves without a word there ("silent") or after the
+  // forward, before the backward ("silent_after_forward": its peers have
+  // exchanged with it).
   int fault_rank = -1;
   std::string fault = "fail";
 };

@@ -49,7 +49,9 @@ ABSL_FLAG(std::string, dq, "", "run: write dQ here");
 ABSL_FLAG(std::string, dk, "", "run: write dK here");
 ABSL_FLAG(std::string, dv, "", "run: write dV here");
 ABSL_FLAG(int, inject_fault_rank, -1, "run, for fault tests: this rank fails (or goes silent)");
-ABSL_FLAG(std::string, inject_fault, "fail", "run: fail | silent");
+ABSL_FLAG(std::string, inject_fault, "fail",
+          "run: fail | silent | silent_after_forward (runs the forward, then leaves before the "
+          "backward)");
 ABSL_FLAG(bool, check, false,
           "run: compare with the fp64 oracle (and one call over the whole "
           "sequence) and print the errors");
@@ -112,9 +114,9 @@ absl::StatusOr<RunOptions> RunOptionsFromFlags() {
   o.check = absl::GetFlag(FLAGS_check);
   o.fault_rank = absl::GetFlag(FLAGS_inject_fault_rank);
   o.fault = absl::GetFlag(FLAGS_inject_fault);
-  if (o.fault != "fail" && o.fault != "silent") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--inject_fault is '", o.fault, "'; expected fail or silent"));
+  if (o.fault != "fail" && o.fault != "silent" && o.fault != "silent_after_forward") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--inject_fault is '", o.fault, "'; expected fail, silent or silent_after_forward"));
   }
   const int world = o.config.layout.world;
   if (o.fault_rank < -1 || o.fault_rank >= world) {
@@ -122,9 +124,14 @@ absl::StatusOr<RunOptions> RunOptionsFromFlags() {
                                                    "; expected -1 (none) or a rank in [0, ", world,
                                                    ")"));
   }
-  if (o.fault_rank >= 0 && o.fault == "silent" && world < 2) {
+  if (o.fault_rank >= 0 && o.fault != "fail" && world < 2) {
+    return absl::InvalidArgumentError(absl::StrCat("--inject_fault=", o.fault,
+                                                   " needs a peer to notice the silence; expected "
+                                                   "--world >= 2"));
+  }
+  if (o.fault_rank >= 0 && o.fault == "silent_after_forward" && !o.backward) {
     return absl::InvalidArgumentError(
-        "--inject_fault=silent needs a peer to notice the silence; expected --world >= 2");
+        "--inject_fault=silent_after_forward leaves before the backward; expected a run with one");
   }
   // Outputs: all or nothing, checked before the run.
   RETURN_IF_ERROR(ValidateOutputPaths(

@@ -162,20 +162,36 @@ absl::Status ExchangeWithRank1(Communicator& c, float* buffer) {
   return s.ok() ? c.Synchronize() : s;
 }
 
-// Rank 1 leaves without a word; rank 0's exchange fails within the timeout.
+// Rank 0 and 1 exchange with each other.
+absl::Status ExchangeWithRank1Or0(Communicator& c, float* buffer) {
+  std::vector<std::unique_ptr<Communicator::Request>> requests;
+  const absl::Span<uint8_t> bytes(reinterpret_cast<uint8_t*>(buffer), kExchangeBytes);
+  const int peer = 1 - c.rank();
+  c.StartBatch();
+  requests.push_back(c.Send(peer, kTagKv, bytes));
+  requests.push_back(c.Recv(peer, kTagKv, bytes));
+  c.EndBatch();
+  const absl::Status s = WaitAll(requests);
+  return s.ok() ? c.Synchronize() : s;
+}
+
+// Rank 1 leaves without a word (after one exchange with rank 0 where
+// `exchange_first`: the ranks connected); rank 0's exchange fails within
+// the timeout.
 void SilentPeerFails(const std::vector<Communicator*>& comms,
-                     const std::vector<CudaPlacement>& placements) {
+                     const std::vector<CudaPlacement>& placements, bool exchange_first = false) {
   const absl::Time start = absl::Now();
   const auto statuses =
       OnThreads(comms, placements, [&](int r, Communicator& c, cudaStream_t) -> absl::Status {
-        if (r == 1) return absl::OkStatus();
         float* buffer = nullptr;
         cudaMalloc(&buffer, kExchangeBytes);
-        const absl::Status s = ExchangeWithRank1(c, buffer);
+        absl::Status s;
+        if (exchange_first) s = ExchangeWithRank1Or0(c, buffer);
+        if (s.ok() && r == 0) s = ExchangeWithRank1(c, buffer);
         cudaFree(buffer);
         return s;
       });
-  EXPECT_TRUE(statuses[1].ok());
+  EXPECT_TRUE(statuses[1].ok()) << statuses[1];
   EXPECT_FALSE(statuses[0].ok());
   EXPECT_TRUE(absl::IsDeadlineExceeded(statuses[0]) || absl::IsAborted(statuses[0])) << statuses[0];
   EXPECT_LT(absl::Now() - start, absl::Seconds(30));
@@ -284,10 +300,15 @@ TEST_F(DeferredSynchronizeTest, ReportsAStuckPassAtTheNextCall) {
 
 TEST(NcclWorldTest, TwoGpusExchange) {
   if (Devices() < 2) GTEST_SKIP() << "needs two CUDA devices";
-  Ranks ranks(2, 2);
-  auto w = NcclWorld::Create(ranks.placements, absl::Seconds(60));
-  ASSERT_TRUE(w.ok()) << w.status();
-  ExerciseWorld({&(*w)->rank(0), &(*w)->rank(1)}, ranks.placements);
+  for (const char* issue : {"nonblocking", "blocking"}) {
+    SCOPED_TRACE(issue);
+    setenv("RINGATTN_NCCL_ISSUE", issue, 1);
+    Ranks ranks(2, 2);
+    auto w = NcclWorld::Create(ranks.placements, absl::Seconds(60));
+    unsetenv("RINGATTN_NCCL_ISSUE");
+    ASSERT_TRUE(w.ok()) << w.status();
+    ExerciseWorld({&(*w)->rank(0), &(*w)->rank(1)}, ranks.placements);
+  }
 }
 
 TEST(NcclWorldTest, SilentPeerGivesAnErrorNotAHang) {
@@ -296,6 +317,39 @@ TEST(NcclWorldTest, SilentPeerGivesAnErrorNotAHang) {
   auto w = NcclWorld::Create(ranks.placements, absl::Seconds(3));
   ASSERT_TRUE(w.ok()) << w.status();
   SilentPeerFails({&(*w)->rank(0), &(*w)->rank(1)}, ranks.placements);
+}
+
+// A peer silent after the ranks exchanged once: rank 0's second exchange
+// (with RINGATTN_NCCL_ISSUE=blocking on the blocking communicator,
+// connected to the peer at creation) enqueues without waiting for the
+// peer; the transfer's wait fails within the timeout and the abort ends it.
+// The same with every group non-blocking.
+TEST(NcclWorldTest, PeerSilentAfterConnectingGivesAnErrorNotAHang) {
+  if (Devices() < 2) GTEST_SKIP() << "needs two CUDA devices";
+  for (const char* issue : {"blocking", "nonblocking"}) {
+    SCOPED_TRACE(issue);
+    setenv("RINGATTN_NCCL_ISSUE", issue, 1);
+    Ranks ranks(2, 2);
+    auto w = NcclWorld::Create(ranks.placements, absl::Seconds(3));
+    unsetenv("RINGATTN_NCCL_ISSUE");
+    ASSERT_TRUE(w.ok()) << w.status();
+    SilentPeerFails({&(*w)->rank(0), &(*w)->rank(1)}, ranks.placements, /*exchange_first=*/true);
+  }
+}
+
+TEST(NcclIssueTest, NonBlockingUnlessTheEnvironmentSaysBlocking) {
+  EXPECT_EQ(*NcclIssueFromEnv(nullptr), NcclIssue::kNonBlocking);
+  EXPECT_EQ(*NcclIssueFromEnv(""), NcclIssue::kNonBlocking);
+  EXPECT_EQ(*NcclIssueFromEnv("blocking"), NcclIssue::kBlocking);
+  EXPECT_EQ(*NcclIssueFromEnv("nonblocking"), NcclIssue::kNonBlocking);
+  const absl::StatusOr<NcclIssue> bad = NcclIssueFromEnv("fast");
+  EXPECT_TRUE(absl::IsInvalidArgument(bad.status()));
+  EXPECT_THAT(bad.status().message(), HasSubstr("expected blocking or nonblocking"));
+  setenv("RINGATTN_NCCL_ISSUE", "fast", 1);
+  const auto w = NcclWorld::Create({CudaPlacement{}}, absl::Seconds(1));
+  unsetenv("RINGATTN_NCCL_ISSUE");
+  EXPECT_TRUE(absl::IsInvalidArgument(w.status())) << w.status();
+  EXPECT_THAT(w.status().message(), HasSubstr("RINGATTN_NCCL_ISSUE is 'fast'"));
 }
 
 // Deferred synchronization over NCCL: rank 0's pass with a silent peer

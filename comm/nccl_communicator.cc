@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -32,6 +33,7 @@ struct Nccl {
   decltype(&ncclCommInitRankConfig) CommInitRankConfig;
   decltype(&ncclCommGetAsyncError) CommGetAsyncError;
   decltype(&ncclCommAbort) CommAbort;
+  decltype(&ncclCommSplit) CommSplit;
   decltype(&ncclCommFinalize) CommFinalize;
   decltype(&ncclCommDestroy) CommDestroy;
   decltype(&ncclGroupStart) GroupStart;
@@ -63,6 +65,7 @@ absl::StatusOr<const Nccl*> LoadNccl() {
     get(n->CommInitRankConfig, "ncclCommInitRankConfig");
     get(n->CommGetAsyncError, "ncclCommGetAsyncError");
     get(n->CommAbort, "ncclCommAbort");
+    get(n->CommSplit, "ncclCommSplit");
     get(n->CommFinalize, "ncclCommFinalize");
     get(n->CommDestroy, "ncclCommDestroy");
     get(n->GroupStart, "ncclGroupStart");
@@ -134,6 +137,17 @@ class NcclRank final : public CudaCommunicator {
     if (comm_ == nullptr) return;
     MutexLock lock(&nccl_mu_);
     cudaSetDevice(placement().device);
+    if (!aborted_ && blocking_ != nullptr) {
+      // A blocking finalize waits for the transfers: only once they are done
+      // (a peer gone silent cannot hold us past the timeout).
+      if (StreamDrained()) {
+        nccl_->CommFinalize(blocking_);
+        nccl_->CommDestroy(blocking_);
+        blocking_ = nullptr;
+      } else {
+        AbortLocked();
+      }
+    }
     if (!aborted_) {
       // Flush and free; a peer gone silent cannot hold us past the timeout.
       if (nccl_->CommFinalize(comm_) == ncclSuccess &&
@@ -142,11 +156,30 @@ class NcclRank final : public CudaCommunicator {
         return;
       }
     }
-    if (!aborted_) nccl_->CommAbort(comm_);
+    AbortLocked();
   }
 
   using CudaCommunicator::InitStreams;
+  ncclComm_t comm() const { return comm_; }
   ncclComm_t* comm_slot() { return &comm_; }
+  ncclComm_t blocking() const { return blocking_; }
+  ncclComm_t* blocking_slot() { return &blocking_; }
+  cudaStream_t stream() const { return comm_stream(); }
+  // After ConnectBlocking's warm-up did not return within the timeout: ends
+  // the non-blocking communicator (whose abort flag the blocking one shares,
+  // which ends NCCL's wait for the peer), then, where the warm-up returned
+  // after all, the blocking one; where not, leaves it to the stuck thread.
+  void AbortBeforeWarmUpReturned() {
+    MutexLock lock(&nccl_mu_);
+    aborted_ = true;
+    cudaSetDevice(placement().device);
+    nccl_->CommAbort(comm_);
+  }
+  void AbortAfterWarmUp(bool returned) {
+    MutexLock lock(&nccl_mu_);
+    if (returned) nccl_->CommAbort(blocking_);
+    blocking_ = nullptr;
+  }
 
   // NcclPlainRingSeconds (nccl_communicator.h) on this rank.
   absl::StatusOr<double> PlainRingSeconds(int64_t bytes, int hops) {
@@ -211,24 +244,30 @@ class NcclRank final : public CudaCommunicator {
     return 1e-3 * ms / hops;
   }
   absl::Status WaitInit() { return WaitReady(*nccl_, comm_, timeout(), "NCCL initialization"); }
+  // After OpenBlocking's split (every rank's at once): waits for it.
+  absl::Status WaitSplit() {
+    RETURN_IF_ERROR(WaitReady(*nccl_, comm_, timeout(), "splitting the blocking communicator"));
+    if (blocking_ == nullptr) {
+      return absl::InternalError("ncclCommSplit finished without a communicator");
+    }
+    return absl::OkStatus();
+  }
 
   // A batch holds nccl_mu_ from its start to its end (the watchdog's abort
-  // waits for it); a communicator aborted before fails the batch.
+  // waits for it); a communicator aborted before fails the batch. Its
+  // sends and receives are collected and issued as one NCCL group at its
+  // end.
   void StartBatch() override ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (batch_depth_++ > 0) return;
     nccl_mu_.Lock();
     batch_status_ = aborted_ ? AbortedStatus() : OrderAfterCompute();
-    if (batch_status_.ok()) {
-      batch_status_ = NcclStatus(*nccl_, nccl_->GroupStart(), comm_, "ncclGroupStart");
-    }
   }
 
   void EndBatch() override ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (--batch_depth_ > 0) return;
     absl::Status s = batch_status_;
-    if (s.ok()) s = NcclStatus(*nccl_, nccl_->GroupEnd(), comm_, "ncclGroupEnd");
-    // A non-blocking communicator may still be enqueueing the group.
-    if (s.ok()) s = WaitReady(*nccl_, comm_, timeout(), "enqueueing NCCL transfers");
+    if (s.ok() && !ops_.empty()) s = IssueGroup();
+    ops_.clear();
     for (const auto& after : after_group_) {
       if (s.ok()) s = after();
     }
@@ -258,24 +297,78 @@ class NcclRank final : public CudaCommunicator {
   absl::Status TransportError() override {
     MutexLock lock(&nccl_mu_);
     if (aborted_) return absl::OkStatus();  // the abort flag says why
-    ncclResult_t state = ncclSuccess;
-    const ncclResult_t r = nccl_->CommGetAsyncError(comm_, &state);
-    if (r != ncclSuccess) return NcclStatus(*nccl_, r, comm_, "polling NCCL");
-    if (state != ncclSuccess && state != ncclInProgress) {
-      return NcclStatus(*nccl_, state, comm_, "NCCL transfer");
+    for (ncclComm_t c : {comm_, blocking_}) {
+      if (c == nullptr) continue;
+      ncclResult_t state = ncclSuccess;
+      const ncclResult_t r = nccl_->CommGetAsyncError(c, &state);
+      if (r != ncclSuccess) return NcclStatus(*nccl_, r, c, "polling NCCL");
+      if (state != ncclSuccess && state != ncclInProgress) {
+        return NcclStatus(*nccl_, state, c, "NCCL transfer");
+      }
     }
     return absl::OkStatus();
   }
   void AbortTransport() override {
     MutexLock lock(&nccl_mu_);
-    if (comm_ != nullptr && !aborted_) {
-      aborted_ = true;
-      cudaSetDevice(placement().device);
-      nccl_->CommAbort(comm_);
-    }
+    AbortLocked();
   }
 
  private:
+  struct Op {
+    int peer;
+    uint8_t* wire;
+    size_t bytes;
+    bool sending;
+  };
+
+  void AbortLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(nccl_mu_) {
+    if (comm_ == nullptr || aborted_) return;
+    aborted_ = true;
+    cudaSetDevice(placement().device);
+    // The split one first: it holds a share of comm_'s resources.
+    if (blocking_ != nullptr) nccl_->CommAbort(blocking_);
+    nccl_->CommAbort(comm_);
+  }
+
+  // Whether the communication stream finished its work within the timeout.
+  bool StreamDrained() {
+    const absl::Time deadline = absl::Now() + timeout();
+    const PollBackoff backoff;
+    while (absl::Now() < deadline) {
+      const cudaError_t e = cudaStreamQuery(comm_stream());
+      if (e == cudaSuccess) return true;
+      if (e != cudaErrorNotReady) return false;
+      backoff.Pause();
+    }
+    return false;
+  }
+
+  // The batch's group, on the blocking communicator where there is one
+  // (NcclIssue): its group end costs the host 8-19 us where a non-blocking
+  // one's costs 50-136 (NCCL 2.28 starts a thread for each; one H200,
+  // bench/nccl_issue_probe), and the ring's next kernel is launched after
+  // it. It was connected to every peer when it was made (ConnectBlocking),
+  // so its group end waits for no peer: a silent one leaves the transfer
+  // unfinished on the GPU, which the wait's timeout and abort end.
+  absl::Status IssueGroup() ABSL_EXCLUSIVE_LOCKS_REQUIRED(nccl_mu_) {
+    const ncclComm_t comm = blocking_ != nullptr ? blocking_ : comm_;
+    RETURN_IF_ERROR(NcclStatus(*nccl_, nccl_->GroupStart(), comm, "ncclGroupStart"));
+    absl::Status posted;
+    for (const Op& op : ops_) {
+      if (!posted.ok()) break;
+      const ncclResult_t r =
+          op.sending ? nccl_->Send(op.wire, op.bytes, ncclUint8, op.peer, comm, comm_stream())
+                     : nccl_->Recv(op.wire, op.bytes, ncclUint8, op.peer, comm, comm_stream());
+      posted = NcclStatus(*nccl_, r, comm, op.sending ? "ncclSend" : "ncclRecv");
+    }
+    // The group ends whatever was posted.
+    RETURN_IF_ERROR(NcclStatus(*nccl_, nccl_->GroupEnd(), comm, "ncclGroupEnd"));
+    RETURN_IF_ERROR(posted);
+    // A non-blocking communicator may still be enqueueing; a blocking one
+    // (unless NCCL_COMM_BLOCKING=0 overrode it) is done.
+    return WaitReady(*nccl_, comm, timeout(), "enqueueing NCCL transfers");
+  }
+
   std::unique_ptr<Request> Post(int peer, uint8_t* data, size_t bytes, bool sending) {
     if (peer < 0 || peer >= world() || peer == rank()) {
       return DoneRequest(absl::InvalidArgumentError(absl::StrCat(
@@ -309,29 +402,38 @@ class NcclRank final : public CudaCommunicator {
         });
       }
     }
-    if (s.ok()) {
-      const ncclResult_t r = sending
-                                 ? nccl_->Send(wire, bytes, ncclUint8, peer, comm_, comm_stream())
-                                 : nccl_->Recv(wire, bytes, ncclUint8, peer, comm_, comm_stream());
-      s = NcclStatus(*nccl_, r, comm_, sending ? "ncclSend" : "ncclRecv");
-    }
+    if (s.ok()) ops_.push_back(Op{peer, wire, bytes, sending});
     if (!s.ok()) batch_status_ = s;
     EndBatch();
     return TransferRequest(transfer, host);
   }
 
   const Nccl* nccl_;
+  // The rank's communicator, non-blocking (its initialization ends within
+  // the timeout), and the blocking one split from it (NcclIssue), or null.
   ncclComm_t comm_ = nullptr;
-  // NCCL calls on comm_ and its abort (the rank's thread, the watchdog).
+  ncclComm_t blocking_ = nullptr;
+  // NCCL calls on comm_ and blocking_ and their abort (the rank's thread,
+  // the watchdog).
   Mutex nccl_mu_;
   bool aborted_ ABSL_GUARDED_BY(nccl_mu_) = false;
   int batch_depth_ = 0;
   absl::Status batch_status_;
+  std::vector<Op> ops_;
   std::vector<std::shared_ptr<Transfer>> batch_;
   std::vector<std::function<absl::Status()>> after_group_;
 };
 
 }  // namespace
+
+absl::StatusOr<NcclIssue> NcclIssueFromEnv(const char* value) {
+  if (value == nullptr || *value == '\0' || std::strcmp(value, "nonblocking") == 0) {
+    return NcclIssue::kNonBlocking;
+  }
+  if (std::strcmp(value, "blocking") == 0) return NcclIssue::kBlocking;
+  return absl::InvalidArgumentError(
+      absl::StrCat("RINGATTN_NCCL_ISSUE is '", value, "'; expected blocking or nonblocking"));
+}
 
 std::string NcclChunkSizeDefault(int world, const char* current) {
   if (current != nullptr || world < 3) return "";
@@ -339,6 +441,128 @@ std::string NcclChunkSizeDefault(int world, const char* current) {
 }
 
 namespace {
+
+// Connects every rank's blocking communicator to every peer, both ways:
+// NCCL makes a communicator's connection to a peer at its first transfer
+// there, a split one's too though it shares the parent's (one H200, two
+// processes as two hosts: the first group on the split communicator waited
+// for the peer, and hung where the peer had gone after the forward), and a
+// blocking communicator waits for it without a timeout. So each sends a
+// byte to and receives one from every peer, on a thread of its own, waited
+// for at most `timeout`; where that passes, the non-blocking communicators
+// are aborted (the blocking ones share their abort flag, which ends NCCL's
+// wait) and it is an error. RINGATTN_NCCL_TEST_SKIP_CONNECT=1 makes this
+// process skip it (a test's peer that does not join).
+absl::Status ConnectBlocking(const Nccl& n, const std::vector<NcclRank*>& ranks,
+                             absl::Duration timeout) {
+  const char* skip = std::getenv("RINGATTN_NCCL_TEST_SKIP_CONNECT");
+  if (skip != nullptr && std::strcmp(skip, "1") == 0) {
+    return absl::CancelledError("skipped connecting the blocking communicator (test)");
+  }
+  struct Side {
+    int device, rank, world;
+    ncclComm_t comm;
+    cudaStream_t stream;
+    uint8_t* bytes = nullptr;  // world to send, world to receive
+  };
+  std::vector<Side> sides;
+  absl::Status s;
+  for (NcclRank* r : ranks) {
+    Side side{r->placement().device, r->rank(), r->world(), r->blocking(), r->stream()};
+    s = Cuda(cudaSetDevice(side.device), "selecting the device");
+    if (s.ok()) s = Cuda(cudaMalloc(&side.bytes, 2 * side.world), "allocating the connect bytes");
+    sides.push_back(side);
+    if (!s.ok()) break;
+  }
+  const auto free_bytes = [&sides]() {
+    for (const Side& side : sides) {
+      cudaSetDevice(side.device);
+      cudaFree(side.bytes);
+    }
+  };
+  if (!s.ok()) {
+    free_bytes();
+    return s;
+  }
+  // The thread may outlive this call (a peer that never joins).
+  auto outcome = std::make_shared<std::promise<absl::Status>>();
+  std::future<absl::Status> done = outcome->get_future();
+  const auto returned_within = [&done](absl::Duration d) {
+    return done.wait_for(absl::ToChronoMilliseconds(d)) == std::future_status::ready;
+  };
+  std::thread connect([&n, sides, outcome]() {
+    absl::Status st = NcclStatus(n, n.GroupStart(), nullptr, "ncclGroupStart");
+    for (const Side& side : sides) {
+      cudaSetDevice(side.device);
+      for (int p = 0; st.ok() && p < side.world; ++p) {
+        if (p == side.rank) continue;
+        st = NcclStatus(n, n.Send(side.bytes + p, 1, ncclUint8, p, side.comm, side.stream),
+                        side.comm, "ncclSend (connecting)");
+        if (st.ok()) {
+          st = NcclStatus(
+              n, n.Recv(side.bytes + side.world + p, 1, ncclUint8, p, side.comm, side.stream),
+              side.comm, "ncclRecv (connecting)");
+        }
+      }
+    }
+    const absl::Status end = NcclStatus(n, n.GroupEnd(), nullptr, "ncclGroupEnd (connecting)");
+    if (st.ok()) st = end;
+    for (const Side& side : sides) {
+      cudaSetDevice(side.device);
+      if (st.ok()) st = Cuda(cudaStreamSynchronize(side.stream), "connecting to every peer");
+    }
+    outcome->set_value(st);
+  });
+  if (returned_within(timeout)) {
+    connect.join();
+    free_bytes();
+    return done.get();
+  }
+  for (NcclRank* r : ranks) r->AbortBeforeWarmUpReturned();
+  const bool returned = returned_within(absl::Seconds(10));
+  if (returned) {
+    connect.join();
+    free_bytes();
+  } else {
+    connect.detach();  // its bytes stay allocated
+  }
+  for (NcclRank* r : ranks) r->AbortAfterWarmUp(returned);
+  return absl::DeadlineExceededError(
+      absl::StrCat("connecting the blocking NCCL communicator to every peer did not finish within ",
+                   absl::FormatDuration(timeout), " (a peer did not join?)"));
+}
+
+// Gives each of the ranks (one process's, initialized) the blocking
+// communicator NcclIssue::kBlocking issues on: split from its
+// non-blocking one with splitShare (the ranks of a process in one group,
+// which the non-blocking parents make non-blocking: a peer that does not
+// join is an error within the timeout), then connected (ConnectBlocking).
+absl::Status OpenBlocking(const Nccl& n, const std::vector<NcclRank*>& ranks,
+                          absl::Duration timeout) {
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 1;
+  config.splitShare = 1;
+  absl::Status s = NcclStatus(n, n.GroupStart(), nullptr, "ncclGroupStart");
+  for (NcclRank* r : ranks) {
+    if (!s.ok()) break;
+    cudaSetDevice(r->placement().device);
+    s = NcclStatus(n, n.CommSplit(r->comm(), /*color=*/0, r->rank(), r->blocking_slot(), &config),
+                   r->comm(), "ncclCommSplit");
+  }
+  const absl::Status end = NcclStatus(n, n.GroupEnd(), nullptr, "ncclGroupEnd");
+  if (s.ok()) s = end;
+  for (NcclRank* r : ranks) {
+    if (!s.ok()) break;
+    s = r->WaitSplit();
+  }
+  if (s.ok()) s = ConnectBlocking(n, ranks, timeout);
+  if (!s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(s.message(),
+                                               " (RINGATTN_NCCL_ISSUE=nonblocking issues every "
+                                               "transfer on the non-blocking communicator)"));
+  }
+  return s;
+}
 
 // Sets NCCL_P2P_NVL_CHUNKSIZE for the ring size unless the user set it.
 void ApplyChunkSizeDefault(int world) {
@@ -361,6 +585,7 @@ absl::StatusOr<std::unique_ptr<NcclWorld>> NcclWorld::Create(
     }
   }
   ApplyChunkSizeDefault(static_cast<int>(ranks.size()));
+  ASSIGN_OR_RETURN(const NcclIssue issue, NcclIssueFromEnv(std::getenv("RINGATTN_NCCL_ISSUE")));
   ASSIGN_OR_RETURN(const Nccl* nccl, LoadNccl());
   const Nccl& n = *nccl;
   ncclUniqueId id;
@@ -387,6 +612,7 @@ absl::StatusOr<std::unique_ptr<NcclWorld>> NcclWorld::Create(
   const absl::Status end = NcclStatus(n, n.GroupEnd(), nullptr, "ncclGroupEnd");
   if (s.ok()) s = end;
   for (int r = 0; s.ok() && r < size; ++r) s = raw[r]->WaitInit();
+  if (s.ok() && issue == NcclIssue::kBlocking) s = OpenBlocking(n, raw, timeout);
   if (!s.ok()) return s;
   return world;
 }
@@ -583,6 +809,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicatorWithId(
   }
   std::memcpy(&id, unique_id.data(), sizeof(id));
   ApplyChunkSizeDefault(world);
+  ASSIGN_OR_RETURN(const NcclIssue issue, NcclIssueFromEnv(std::getenv("RINGATTN_NCCL_ISSUE")));
   ASSIGN_OR_RETURN(const Nccl* nccl, LoadNccl());
   const Nccl& n = *nccl;
   auto comm = std::make_unique<NcclRank>(rank, world, placement, timeout,
@@ -593,6 +820,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateNcclCommunicatorWithId(
   RETURN_IF_ERROR(NcclStatus(n, n.CommInitRankConfig(comm->comm_slot(), world, id, rank, &config),
                              nullptr, "ncclCommInitRankConfig"));
   RETURN_IF_ERROR(comm->WaitInit());
+  if (issue == NcclIssue::kBlocking) RETURN_IF_ERROR(OpenBlocking(n, {comm.get()}, timeout));
   return std::unique_ptr<Communicator>(std::move(comm));
 }
 

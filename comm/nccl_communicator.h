@@ -97,6 +97,25 @@ absl::StatusOr<SelfHopTimes> NcclSelfHopBeside(int device, int64_t bytes, bool w
                                                const std::function<cudaError_t(cudaStream_t)>& work,
                                                int rounds);
 
+// How NCCL ranks issue their transfers, from RINGATTN_NCCL_ISSUE (read
+// when a communicator is created). Every rank has a non-blocking NCCL
+// communicator, so that its initialization and its first transfer to each
+// peer (which connects to it) end within the timeout when a peer does not
+// join. kNonBlocking (unset, "" or "nonblocking") issues every group there.
+// kBlocking ("blocking") also splits a blocking communicator off it
+// (ncclCommSplit, splitShare), connects that to every peer at once (a byte
+// each way, within the timeout, else the creation fails) and issues every
+// group there: NCCL 2.28 starts a host thread for each non-blocking group
+// end, 50-136 us of host time before the ring's next kernel can be launched
+// against 8-19 us blocking (one H200, bench/nccl_issue_probe; ring_bench's
+// hop issue with two processes on one H200 over NCCL's socket transport:
+// 63-74 us against 213-237). A peer that goes silent later leaves a
+// transfer unfinished on the GPU, which the waits' timeout and abort end,
+// as with kNonBlocking. Not the default until measured on two GPUs.
+// Errors: InvalidArgument for another value.
+enum class NcclIssue { kNonBlocking, kBlocking };
+absl::StatusOr<NcclIssue> NcclIssueFromEnv(const char* value);
+
 // NCCL's P2P chunk size for a ring of `world` ranks when the user set none
 // (`current`: NCCL_P2P_NVL_CHUNKSIZE's value, or null), or "" to leave
 // NCCL's default. On 4 x H200 (NCCL 2.28) 128 KiB chunks move a 128 MiB hop
