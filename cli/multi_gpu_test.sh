@@ -59,6 +59,7 @@ two_processes() {  # two_processes <id file> <log prefix> args...
       vars=(RANK=$r WORLD_SIZE=2 LOCAL_RANK=0 NCCL_HOSTID="ringattn-test-host-$r"
             NCCL_SOCKET_IFNAME=lo NCCL_IB_DISABLE=1 NCCL_MNNVL_ENABLE=0)
     fi
+    [[ -n "${nccl_issue:-}" ]] && vars+=(RINGATTN_NCCL_ISSUE="$nccl_issue")
     # A rank that joins the communicator but not its connection (below).
     [[ "${skip_connect_rank:-}" == "$r" ]] && vars+=(RINGATTN_NCCL_TEST_SKIP_CONNECT=1)
     env "${vars[@]}" timeout 120 "$bin" run --comm=nccl_env --nccl_id_file="$id" "$@" \
@@ -68,6 +69,16 @@ two_processes() {  # two_processes <id file> <log prefix> args...
   rc0=0; rc1=0
   wait "${pids[0]}" || rc0=$?
   wait "${pids[1]}" || rc1=$?
+}
+# Both ranks as processes, then their results against a reference run's.
+processes_match() {  # processes_match <what> <prefix> <reference prefix> args...
+  local what="$1" out="$2" ref="$3"; shift 3
+  two_processes "$out.id" "$out.log" "$@" $(outputs "$out")
+  if [[ $rc0 -eq 0 && $rc1 -eq 0 ]]; then
+    same "$what" "$out" "$ref"
+  else
+    echo "FAIL: $what: exit $rc0 / $rc1"; cat "$out.log".*; fail=1
+  fi
 }
 
 for layout in ring zigzag stripe llama3; do
@@ -84,30 +95,13 @@ for layout in ring zigzag stripe llama3; do
   else
     echo "FAIL: $layout NCCL one thread per GPU"; cat "$thr.log"; fail=1
   fi
-  two_processes "$tmp/id_$layout" "$env.log" "${shape[@]}" "${extra[@]}" --layout=$layout \
-    $(outputs "$env")
-  if [[ $rc0 -eq 0 && $rc1 -eq 0 ]]; then
-    same "$layout NCCL one process per GPU" "$env" "$ref"
-  else
-    echo "FAIL: $layout NCCL one process per GPU: exit $rc0 / $rc1"; cat "$env.log".*; fail=1
-  fi
+  processes_match "$layout NCCL one process per GPU" "$env" "$ref" "${shape[@]}" "${extra[@]}" \
+    --layout=$layout
+  # Every group on the blocking communicator (RINGATTN_NCCL_ISSUE=blocking,
+  # comm/nccl_communicator.h): the same results.
+  nccl_issue=blocking processes_match "$layout NCCL one process per GPU, blocking groups" \
+    "$tmp/blocking_$layout" "$ref" "${shape[@]}" "${extra[@]}" --layout=$layout
   echo "ok: $layout"
-done
-
-# Every group on the blocking communicator (RINGATTN_NCCL_ISSUE=blocking,
-# comm/nccl_communicator.h): the same results, every layout.
-for layout in ring zigzag stripe llama3; do
-  extra=()
-  [[ $layout == llama3 ]] && extra=(--kv_heads_per_group=1)
-  bl="$tmp/blocking_$layout"
-  RINGATTN_NCCL_ISSUE=blocking two_processes "$tmp/id_blocking_$layout" "$bl.log" "${shape[@]}" \
-    "${extra[@]}" --layout=$layout $(outputs "$bl")
-  if [[ $rc0 -eq 0 && $rc1 -eq 0 ]]; then
-    same "$layout, RINGATTN_NCCL_ISSUE=blocking" "$bl" "$tmp/ref_$layout"
-  else
-    echo "FAIL: $layout, RINGATTN_NCCL_ISSUE=blocking: exit $rc0 / $rc1"; cat "$bl.log".*; fail=1
-  fi
-  echo "ok: $layout, RINGATTN_NCCL_ISSUE=blocking"
 done
 
 # Faults, one process per GPU: rank 1 fails (aborts its communicator) or
@@ -123,10 +117,10 @@ for fault in fail silent silent_after_forward fail/blocking silent/blocking \
   [[ $fault == */blocking ]] && issue=blocking
   name="${fault%/blocking}"
   if [[ $name == skip_connect ]]; then
-    RINGATTN_NCCL_ISSUE=$issue skip_connect_rank=1 two_processes "$tmp/id_fault_$name.$issue" \
+    nccl_issue=$issue skip_connect_rank=1 two_processes "$tmp/id_fault_$name.$issue" \
       "$tmp/fault_$name.$issue.log" "${shape[@]}" --layout=zigzag --timeout_s=15
   else
-    RINGATTN_NCCL_ISSUE=$issue two_processes "$tmp/id_fault_$name.$issue" \
+    nccl_issue=$issue two_processes "$tmp/id_fault_$name.$issue" \
       "$tmp/fault_$name.$issue.log" "${shape[@]}" --layout=zigzag --timeout_s=15 \
       --inject_fault_rank=1 --inject_fault="$name"
   fi

@@ -298,14 +298,21 @@ TEST_F(DeferredSynchronizeTest, ReportsAStuckPassAtTheNextCall) {
   cudaFree(buffer);
 }
 
+// An NCCL world whose ranks issue their groups as RINGATTN_NCCL_ISSUE says.
+absl::StatusOr<std::unique_ptr<NcclWorld>> NcclWorldIssuing(const char* issue, const Ranks& ranks,
+                                                            absl::Duration timeout) {
+  setenv("RINGATTN_NCCL_ISSUE", issue, 1);
+  auto w = NcclWorld::Create(ranks.placements, timeout);
+  unsetenv("RINGATTN_NCCL_ISSUE");
+  return w;
+}
+
 TEST(NcclWorldTest, TwoGpusExchange) {
   if (Devices() < 2) GTEST_SKIP() << "needs two CUDA devices";
   for (const char* issue : {"nonblocking", "blocking"}) {
     SCOPED_TRACE(issue);
-    setenv("RINGATTN_NCCL_ISSUE", issue, 1);
     Ranks ranks(2, 2);
-    auto w = NcclWorld::Create(ranks.placements, absl::Seconds(60));
-    unsetenv("RINGATTN_NCCL_ISSUE");
+    auto w = NcclWorldIssuing(issue, ranks, absl::Seconds(60));
     ASSERT_TRUE(w.ok()) << w.status();
     ExerciseWorld({&(*w)->rank(0), &(*w)->rank(1)}, ranks.placements);
   }
@@ -328,10 +335,8 @@ TEST(NcclWorldTest, PeerSilentAfterConnectingGivesAnErrorNotAHang) {
   if (Devices() < 2) GTEST_SKIP() << "needs two CUDA devices";
   for (const char* issue : {"blocking", "nonblocking"}) {
     SCOPED_TRACE(issue);
-    setenv("RINGATTN_NCCL_ISSUE", issue, 1);
     Ranks ranks(2, 2);
-    auto w = NcclWorld::Create(ranks.placements, absl::Seconds(3));
-    unsetenv("RINGATTN_NCCL_ISSUE");
+    auto w = NcclWorldIssuing(issue, ranks, absl::Seconds(3));
     ASSERT_TRUE(w.ok()) << w.status();
     SilentPeerFails({&(*w)->rank(0), &(*w)->rank(1)}, ranks.placements, /*exchange_first=*/true);
   }
@@ -345,9 +350,7 @@ TEST(NcclIssueTest, NonBlockingUnlessTheEnvironmentSaysBlocking) {
   const absl::StatusOr<NcclIssue> bad = NcclIssueFromEnv("fast");
   EXPECT_TRUE(absl::IsInvalidArgument(bad.status()));
   EXPECT_THAT(bad.status().message(), HasSubstr("expected blocking or nonblocking"));
-  setenv("RINGATTN_NCCL_ISSUE", "fast", 1);
-  const auto w = NcclWorld::Create({CudaPlacement{}}, absl::Seconds(1));
-  unsetenv("RINGATTN_NCCL_ISSUE");
+  const auto w = NcclWorldIssuing("fast", Ranks(1, 1), absl::Seconds(1));
   EXPECT_TRUE(absl::IsInvalidArgument(w.status())) << w.status();
   EXPECT_THAT(w.status().message(), HasSubstr("RINGATTN_NCCL_ISSUE is 'fast'"));
 }
