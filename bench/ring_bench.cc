@@ -152,8 +152,6 @@ struct Timing {
   cuda::MemoryReport memory;  // the rank with the largest peak
 };
 
-// The middle of `x` once sorted (the upper one of an even count; 0 when
-// empty): every median this benchmark prints.
 // How the NCCL communicators issue their groups (comm::NcclIssueFromEnv;
 // a bad value already failed their creation).
 const char* NcclIssueName(const char* env) {
@@ -163,6 +161,8 @@ const char* NcclIssueName(const char* env) {
                                                  : "blocking, connected to every peer at creation";
 }
 
+// The middle of `x` once sorted (the upper one of an even count; 0 when
+// empty): every median this benchmark prints.
 double Median(std::vector<double> x) {
   if (x.empty()) return 0;
   std::sort(x.begin(), x.end());

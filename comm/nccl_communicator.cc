@@ -165,17 +165,18 @@ class NcclRank final : public CudaCommunicator {
   ncclComm_t blocking() const { return blocking_; }
   ncclComm_t* blocking_slot() { return &blocking_; }
   cudaStream_t stream() const { return comm_stream(); }
-  // After ConnectBlocking's warm-up did not return within the timeout: ends
-  // the non-blocking communicator (whose abort flag the blocking one shares,
-  // which ends NCCL's wait for the peer), then, where the warm-up returned
-  // after all, the blocking one; where not, leaves it to the stuck thread.
-  void AbortBeforeWarmUpReturned() {
+  // After ConnectBlocking's connection did not return within the timeout:
+  // ends the non-blocking communicator (whose abort flag the blocking one
+  // shares, which ends NCCL's wait for the peer), then, where the connection
+  // returned after all, the blocking one; where not, leaves it to the stuck
+  // thread.
+  void AbortBeforeConnectReturned() {
     MutexLock lock(&nccl_mu_);
     aborted_ = true;
     cudaSetDevice(placement().device);
     nccl_->CommAbort(comm_);
   }
-  void AbortAfterWarmUp(bool returned) {
+  void AbortAfterConnect(bool returned) {
     MutexLock lock(&nccl_mu_);
     if (returned) nccl_->CommAbort(blocking_);
     blocking_ = nullptr;
@@ -518,7 +519,7 @@ absl::Status ConnectBlocking(const Nccl& n, const std::vector<NcclRank*>& ranks,
     free_bytes();
     return done.get();
   }
-  for (NcclRank* r : ranks) r->AbortBeforeWarmUpReturned();
+  for (NcclRank* r : ranks) r->AbortBeforeConnectReturned();
   const bool returned = returned_within(absl::Seconds(10));
   if (returned) {
     connect.join();
@@ -526,7 +527,7 @@ absl::Status ConnectBlocking(const Nccl& n, const std::vector<NcclRank*>& ranks,
   } else {
     connect.detach();  // its bytes stay allocated
   }
-  for (NcclRank* r : ranks) r->AbortAfterWarmUp(returned);
+  for (NcclRank* r : ranks) r->AbortAfterConnect(returned);
   return absl::DeadlineExceededError(
       absl::StrCat("connecting the blocking NCCL communicator to every peer did not finish within ",
                    absl::FormatDuration(timeout), " (a peer did not join?)"));
