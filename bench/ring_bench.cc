@@ -46,6 +46,7 @@
 #include "bench/cuda_events.h"
 #include "bench/settle.h"
 #include "comm/cuda_communicator.h"
+#include "comm/host_rounds.h"
 #include "comm/launch_env.h"
 #include "comm/nccl_communicator.h"
 #include "core/plan.h"
@@ -484,19 +485,22 @@ class Bench {
                              const PostHop& post) -> absl::StatusOr<double> {
       // One warm-up hop, then kTimed timed ones.
       constexpr int kWarmup = 1, kTimed = 9;
-      std::vector<double> issue;
-      for (int round = 0; round < kWarmup + kTimed; ++round) {
-        RETURN_IF_ERROR(comm.Synchronize());
-        RETURN_IF_ERROR(comm.Barrier(group));
-        std::vector<std::unique_ptr<Communicator::Request>> requests;
-        const absl::Time start = absl::Now();
-        post(parts, requests);
-        const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-        if (round >= kWarmup) issue.push_back(seconds);
-        RETURN_IF_ERROR(WaitAll(requests));
-      }
+      std::vector<std::unique_ptr<Communicator::Request>> requests;
+      ASSIGN_OR_RETURN(
+          const double issue,
+          comm::MedianHostSeconds(kWarmup, kTimed,
+                                  comm::HostRound{[&]() -> absl::Status {
+                                                    RETURN_IF_ERROR(comm.Synchronize());
+                                                    return comm.Barrier(group);
+                                                  },
+                                                  [&] {
+                                                    requests.clear();
+                                                    post(parts, requests);
+                                                    return absl::OkStatus();
+                                                  },
+                                                  [&] { return WaitAll(requests); }}));
       RETURN_IF_ERROR(comm.Synchronize());
-      return Median(issue);
+      return issue;
     };
     return RingHopSeconds(world, bytes, measure);
   }

@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "comm/cuda_communicator.h"
 #include "comm/cuda_transfer.h"
+#include "comm/host_rounds.h"
 #include "comm/poll_backoff.h"
 #include "core/status_macros.h"
 
@@ -713,13 +714,14 @@ absl::StatusOr<double> NcclSelfGroupIssueSeconds(int device, bool blocking, int 
   absl::Status s = Cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "a stream");
   if (s.ok()) s = Cuda(cudaMalloc(&send, bytes), "allocating the send buffer");
   if (s.ok()) s = Cuda(cudaMalloc(&recv, bytes), "allocating the receive buffer");
-  std::vector<double> issue;
-  for (int round = 0; s.ok() && round < kWarmupRounds + rounds; ++round) {
-    s = Cuda(cudaStreamSynchronize(stream), "waiting for the last group");
-    const absl::Time start = absl::Now();
-    if (s.ok()) s = SelfGroup(n, comm, send, recv, bytes, parts, stream);
-    const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-    if (s.ok() && round >= kWarmupRounds) issue.push_back(seconds);
+  absl::StatusOr<double> issue = s;
+  if (s.ok()) {
+    // Each group with the GPU idle before it.
+    issue = MedianHostSeconds(
+        kWarmupRounds, rounds,
+        HostRound{[&] { return Cuda(cudaStreamSynchronize(stream), "waiting for the last group"); },
+                  [&] { return SelfGroup(n, comm, send, recv, bytes, parts, stream); }, nullptr});
+    s = issue.status();
   }
   if (s.ok()) s = Cuda(cudaStreamSynchronize(stream), "waiting for the last group");
   s = CloseSelfComm(n, comm, s);
@@ -727,8 +729,7 @@ absl::StatusOr<double> NcclSelfGroupIssueSeconds(int device, bool blocking, int 
   cudaFree(recv);
   if (stream != nullptr) cudaStreamDestroy(stream);
   if (!s.ok()) return s;
-  std::sort(issue.begin(), issue.end());
-  return issue[issue.size() / 2];
+  return issue;
 }
 
 absl::StatusOr<SelfHopTimes> NcclSelfHopBeside(int device, int64_t bytes, bool work_first,

@@ -1,0 +1,36 @@
+#include "comm/host_rounds.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
+namespace ringattn::comm {
+
+absl::StatusOr<double> MedianHostSeconds(int warmup, int timed, const HostRound& round) {
+  if (warmup < 0 || timed < 1 || !round.timed) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(warmup, " warm-up and ", timed,
+                     " timed rounds; expected warm-up >= 0, timed >= 1 and a call to time"));
+  }
+  std::vector<double> seconds;
+  for (int r = 0; r < warmup + timed; ++r) {
+    if (round.before) {
+      if (absl::Status s = round.before(); !s.ok()) return s;
+    }
+    const absl::Time start = absl::Now();
+    const absl::Status s = round.timed();
+    const double took = absl::ToDoubleSeconds(absl::Now() - start);
+    if (!s.ok()) return s;
+    if (r >= warmup) seconds.push_back(took);
+    if (round.after) {
+      if (absl::Status a = round.after(); !a.ok()) return a;
+    }
+  }
+  std::sort(seconds.begin(), seconds.end());
+  return seconds[seconds.size() / 2];
+}
+
+}  // namespace ringattn::comm
