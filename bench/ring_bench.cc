@@ -15,6 +15,7 @@
 //   ring_bench [--world=W] [--comm=auto|device|nccl|nccl_env] [--tokens=8192]
 //              [--heads=32] [--kv_heads=32] [--head_dim=128] [--iters=10]
 //              [--rows=zigzag,varlen_zigzag] [--gpu=h200] [--calibration_out=F] [--hop_sweep]
+//              [--hop_only]
 //              [--calibration_min] [--calibration_warmup_ms=0] [--calibration_task_cost]
 //              [--calibration_events] [--fresh_writes=false] [--sync=auto|spin|yield|block]
 //              [--torch_single_ms=F,FB,VF,VFB --torch_single_names=DENSE,VARLEN] [--settle_s=0]
@@ -120,6 +121,10 @@ ABSL_FLAG(double, settle_s, 0,
           "work 3.19-3.58 ms apart); settled, every line runs at the clock the cap holds");
 ABSL_FLAG(bool, hop_sweep, false,
           "also time the ring hop at 8 to 256 MiB per rank (one line, GB/s per size)");
+ABSL_FLAG(bool, hop_only, false,
+          "time the links only (the ring hop, the plain NCCL ring, the hop's issue, "
+          "--hop_sweep's sizes) and print the header: no calibration, no rows (a run per NCCL "
+          "chunk size: bench/hop_chunk_sweep.sh); needs 2 ranks or more");
 ABSL_FLAG(std::string, torch_single_ms, "",
           "F,FB,VF,VFB: PyTorch's best single-GPU forward and forward+backward ms on one "
           "rank's tokens, dense and varlen (bench/torch_single_gpu.py); theoretic takes "
@@ -868,6 +873,14 @@ absl::Status Main() {
     return absl::InvalidArgumentError(absl::StrCat(
         "--settle_s is ", settle, "; expected 0 (no settle) to 600 seconds before each line"));
   }
+  // --hop_only times what passes between ranks: a ring of one has nothing.
+  const auto hop_only_needs_ranks = [](int world) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--hop_only times the links between ranks; --world is ", world,
+                     " (a ring of one has none): expected 2 ranks or more"));
+  };
+  const bool hop_only = absl::GetFlag(FLAGS_hop_only);
+  if (hop_only && absl::GetFlag(FLAGS_world) == 1) return hop_only_needs_ranks(1);
   const std::vector<std::string> torch_names =
       absl::StrSplit(absl::GetFlag(FLAGS_torch_single_names), ',');
   if (torch_names.size() != 2) {
@@ -918,6 +931,7 @@ absl::Status Main() {
     world = e.world;
     g_print = e.rank == 0;
   }
+  if (hop_only && world < 2) return hop_only_needs_ranks(world);
   const int64_t tokens = absl::GetFlag(FLAGS_tokens);
   const int iters = std::max(1, absl::GetFlag(FLAGS_iters));
   std::vector<comm::CudaPlacement> placements;
@@ -992,10 +1006,14 @@ absl::Status Main() {
     const absl::StatusOr<double> plain = ring.PlainNcclGBps(world, kv_bytes);
     nccl_ring = plain.ok();
     if (plain.ok()) {
+      // The chunk size NCCL read (comm::NcclChunkSizeDefault's, the user's
+      // or NCCL's own): what bench/hop_chunk_sweep.sh labels a run by.
+      const char* chunk = std::getenv("NCCL_P2P_NVL_CHUNKSIZE");
       Print(
           "plain NCCL ring hop of %lld B: %.1f GB/s (ncclSend / ncclRecv back to back, as "
-          "nccl-tests' sendrecv)\n",
-          static_cast<long long>(kv_bytes), *plain);
+          "nccl-tests' sendrecv); NCCL_P2P_NVL_CHUNKSIZE=%s\n",
+          static_cast<long long>(kv_bytes), *plain,
+          chunk != nullptr && *chunk != '\0' ? chunk : "unset (NCCL's default)");
     } else {
       Print("(plain NCCL ring not measured: %s)\n", std::string(plain.status().message()).c_str());
     }
@@ -1051,6 +1069,10 @@ absl::Status Main() {
       static_cast<long long>(tokens), static_cast<long long>(probe.num_heads),
       static_cast<long long>(probe.num_kv_heads), static_cast<long long>(probe.head_dim), iters,
       static_cast<long long>(kv_bytes), link, static_cast<long long>(kv_bytes / 2), gather);
+  if (hop_only) {
+    Print("(--hop_only: the links only; no calibration, no rows)\n");
+    return absl::OkStatus();
+  }
 
   // The simulator's calibration from this machine: a pass's fixed cost (a
   // 128-token pass), our kernels' forward and backward rates on full

@@ -21,4 +21,7 @@ for bad in -1 nan inf 601; do
   [[ $out == *"--settle_s is "*"; expected 0 (no settle) to 600 seconds before each line"* ]] ||
     fail "the --settle_s=$bad error: $out"
 done
+if out=$("$bench" --hop_only --world=1 2>&1); then fail "--hop_only --world=1 accepted"; fi
+[[ $out == *"--hop_only times the links between ranks; --world is 1"*"expected 2 ranks or more"* ]] ||
+  fail "the --hop_only error: $out"
 echo "ring_bench_args_test: passed"
