@@ -1,9 +1,9 @@
 // The simulator's prediction of bench/ring_bench's rows at another world
 // size, from the calibration a measured ring_bench run printed (no GPU
-// needed): e.g. the 8-GPU table from a 2-GPU run.
-//   ring_predict --log=OUT/ring_bench.txt --world=8 [--kv_heads=8]
-// Prints, per row and pass, the predicted ms and, at the log's own world,
-// the measured ms beside it. A log of virtual ranks (one GPU) gives the
+// needed): e.g. the 8-GPU table from a 2-GPU run, or another token count.
+//   ring_predict --log=OUT/ring_bench.txt --world=8 [--kv_heads=8] [--tokens=2048]
+// Prints, per row and pass, the predicted ms and
+// the measured ms beside it at the log's own shape. A log of virtual ranks (one GPU) gives the
 // kernel rates; its hop was a copy inside the GPU, so the link's rates come
 // from --hop_gbps / --all_gather_gbps (a multi-GPU run's header).
 #include <cstdio>
@@ -20,6 +20,9 @@
 
 ABSL_FLAG(std::string, log, "", "ring_bench's output (its header, calibration line and table)");
 ABSL_FLAG(int, world, 0, "ranks to predict for (0: the log's own)");
+ABSL_FLAG(int64_t, tokens, 0,
+          "tokens per rank to predict for (0: the log's; the calibration's block rates are "
+          "held beyond the sides it measured, tokens / 8 to tokens)");
 ABSL_FLAG(int64_t, kv_heads, 0, "key/value heads (0: the log's; the seed's table has 8)");
 ABSL_FLAG(double, hop_gbps, 0,
           "the ring hop's GB/s instead of the log's (required for a log of virtual ranks)");
@@ -72,9 +75,17 @@ absl::Status Main() {
         "--kv_heads is ", kv_heads, "; expected 0 or a divisor of ", shape.heads, " heads"));
   }
   if (kv_heads > 0) shape.kv_heads = kv_heads;
+  // The simulation's time grows with the square of the tokens (131072: ~6
+  // s); a layout's own divisibility is checked where its schedule is built.
+  const int64_t tokens = absl::GetFlag(FLAGS_tokens);
+  if (tokens < 0 || tokens > 131072) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--tokens is ", tokens, "; expected 0 (the log's) or 1 to 131072 tokens per rank"));
+  }
+  if (tokens > 0) shape.tokens = tokens;
   // Virtual ranks' times are not one GPU per rank's: nothing to set beside.
-  const bool same =
-      shape.world == log.shape.world && shape.kv_heads == log.shape.kv_heads && !log.virtual_ranks;
+  const bool same = shape.world == log.shape.world && shape.kv_heads == log.shape.kv_heads &&
+                    shape.tokens == log.shape.tokens && !log.virtual_ranks;
   std::printf(
       "prediction (simulator, calibration of %s: %d %s, hop %.1f GB/s, all-gather %s) for W = "
       "%d, %lld tokens/rank, h%lld/%lld d%lld causal\n",

@@ -24,6 +24,15 @@ out=$("$predict" --log="$virtual" --world=8 --kv_heads=8 --hop_gbps=324.1 --all_
 zigzag=$(awk '$1 == "zigzag" && $2 == "fwd" {print $3}' <<< "$out")
 awk -v z="$zigzag" 'BEGIN {exit !(z > 5 && z < 15)}' || fail "zigzag fwd at W = 8: $zigzag ms"
 
+# Another token count from the same calibration: predictions only (the
+# log's rows are of its own tokens), smaller at a quarter of the tokens.
+out=$("$predict" --log="$two_gpus" --tokens=2048)
+[[ $out == *"for W = 2, 2048 tokens/rank"* ]] || fail "the tokens in the header"
+[[ $(grep -cE '^[a-z0-9_]+ +fwd(\+bwd)? +[0-9.]+ *$' <<< "$out") == 16 ]] ||
+  fail "16 predicted rows without measured ones"
+zigzag=$(awk '$1 == "zigzag" && $2 == "fwd" {print $3}' <<< "$out")
+awk -v z="$zigzag" 'BEGIN {exit !(z > 0.1 && z < 1)}' || fail "zigzag fwd at 2048 tokens: $zigzag ms"
+
 # A log of virtual ranks without the link's rates, bad flags: errors.
 if out=$("$predict" --log="$virtual" --world=8 2>&1); then fail "no --hop_gbps accepted"; fi
 [[ $out == *"virtual ranks sharing one GPU"*"give --hop_gbps"* ]] || fail "the virtual-ranks error"
@@ -31,4 +40,11 @@ if out=$("$predict" --log="$virtual" --hop_gbps=-1 2>&1); then fail "--hop_gbps=
 [[ $out == *"expected 0 (the log's) or a bandwidth"* ]] || fail "the bandwidth error"
 if out=$("$predict" --log="$two_gpus" --kv_heads=5 2>&1); then fail "--kv_heads=5 accepted"; fi
 [[ $out == *"a divisor of 32 heads"* ]] || fail "the kv heads error"
+for bad in -1 131073; do
+  if out=$("$predict" --log="$two_gpus" --tokens=$bad 2>&1); then fail "--tokens=$bad accepted"; fi
+  [[ $out == *"--tokens is $bad; expected 0 (the log's) or 1 to 131072 tokens per rank"* ]] ||
+    fail "the --tokens=$bad error: $out"
+done
+if out=$("$predict" --log="$two_gpus" --tokens=3 2>&1); then fail "--tokens=3 accepted"; fi
+[[ $out == *"not divisible by"* ]] || fail "the layout's divisibility error: $out"
 echo PASS
