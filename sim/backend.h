@@ -6,6 +6,7 @@
 #define RINGATTN_SIM_BACKEND_H_
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <optional>
 #include <string>
@@ -58,10 +59,19 @@ TaskCost CostOf(const BlockTask& task, const Mask& mask, std::pair<int64_t, int6
           ? 1.0
           : FillRatio(task, mask, b0, b1, static_cast<int64_t>(heads), backward, s.head_dim, gpu,
                       static_cast<int64_t>(o.calibration.rate_heads));
-  const double rate =
-      1e12 * o.calibration.Tflops(backward, s.head_dim, task.q.length, task.k.length, density) *
-      fill * (strided ? o.calibration.StridedFactor(backward) : 1.0) *
-      (merges_state ? o.calibration.MergedStateFactor() : 1.0);
+  // A causal factor beyond the calibration's measured sides: scaled as
+  // this model's tiles scale it (ringattn's kernels only).
+  const double factor_scale =
+      o.seed_implementation || density >= 1
+          ? 1.0
+          : CausalFactorScale(o.calibration, backward,
+                              std::sqrt(static_cast<double>(task.q.length) * task.k.length),
+                              s.head_dim, static_cast<int64_t>(heads), gpu);
+  const double rate = 1e12 *
+                      o.calibration.Tflops(backward, s.head_dim, task.q.length, task.k.length,
+                                           density, factor_scale) *
+                      fill * (strided ? o.calibration.StridedFactor(backward) : 1.0) *
+                      (merges_state ? o.calibration.MergedStateFactor() : 1.0);
   // Never below the least time a kernel takes (Calibration::MinKernelUs; 0:
   // none): a few tiles' start, wave and tail. ring-flash-attention's
   // kernels are not ringattn's: not applied to its model.

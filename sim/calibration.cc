@@ -393,14 +393,14 @@ const std::vector<std::pair<double, double>>& Calibration::CurveOf(bool backward
 }
 
 double Calibration::Tflops(bool backward, int64_t head_dim, int64_t rows_q, int64_t rows_k,
-                           double density) const {
+                           double density, double factor_scale) const {
   const auto& curve = CurveOf(backward, head_dim);
   const double side = std::sqrt(static_cast<double>(rows_q) * rows_k);
   const double rate = side <= curve.front().first
                           ? curve.front().second * side / curve.front().first  // tiny blocks
                           : InterpolateInLogSide(curve, side);
   if (density >= 1) return rate;
-  const double f = PartialFactorAt(backward, side);
+  const double f = PartialFactorAt(backward, side) * factor_scale;
   const double t = std::max(0.0, (density - 0.5) / 0.5);
   return rate * (f + t * (1 - f));
 }

@@ -79,9 +79,11 @@ class Calibration {
   // (diagonal tiles do masked work, rows have unequal work): a causal block
   // (density <= 1/2) at partial_block_factor x the full rate, between 1/2
   // and 1 linearly towards the full rate (a block mostly full, as the last
-  // rank's in llama3, runs nearly like a full one).
-  double Tflops(bool backward, int64_t head_dim, int64_t rows_q, int64_t rows_k,
-                double density) const;
+  // rank's in llama3, runs nearly like a full one). `factor_scale`
+  // multiplies the causal / full factor (sim/tile_fill.h's
+  // CausalFactorScale: a side beyond the measured ones).
+  double Tflops(bool backward, int64_t head_dim, int64_t rows_q, int64_t rows_k, double density,
+                double factor_scale = 1.0) const;
   // The full-block curve Tflops reads for (pass, head_dim): (side, TFLOP/s)
   // points, sorted by side (the nearest head_dim's; the table must have one).
   const std::vector<std::pair<double, double>>& CurveOf(bool backward, int64_t head_dim) const;

@@ -326,13 +326,118 @@ const std::map<std::string, double>& KnownMisses() {
       // varlen zigzag and balanced forwards at W = 2, over-predicted already
       // (+10.3 -> +14.9 %, +5.9 -> +10.0 %), and a d256 documents' forward.
       {"2026-12-03_h200_w1_shapes_2048_h8kv8_d256 varlen_zigzag fwd", 0.056},
+      // Token counts from another run's calibration (OneH200OtherTokenCounts
+      // FromOneCalibration): 38 of 86 rows outside 5 % (48 without the
+      // causal / full factor's scale below the measured sides). Most miss
+      // from their own run's calibration too (llama3's backward and the
+      // documents at 1-4k tokens, as listed above; the forwards of 1-4k-token
+      // passes by the pass's fixed costs); the 2048-token run from the
+      // 16384-token one's misses by +6 to +9 % on every dense row where its
+      // own is within 2 %: the 2048-token causal / full factor was measured
+      // 0.802 / 0.709 there (the side sweep's, not settled) and 0.923 /
+      // 0.758 at the 2048-token run's own tokens.
+      {"from 2026-12-03_h200_w1_fused_8192: 2026-12-03_h200_w1_fused_1024 ring fwd", 0.057},
+      {"from 2026-12-03_h200_w1_fused_8192: 2026-12-03_h200_w1_fused_1024 zigzag fwd", 0.080},
+      {"from 2026-12-03_h200_w1_fused_8192: 2026-12-03_h200_w1_fused_1024 llama3 fwd", 0.082},
+      {"from 2026-12-03_h200_w1_fused_8192: 2026-12-03_h200_w1_fused_1024 varlen_zigzag fwd+bwd",
+       0.056},
+      {"from 2026-12-03_h200_w1_fused_8192: 2026-12-03_h200_w1_fused_2048 ring fwd", 0.075},
+      {"from 2026-12-03_h200_w1_fused_8192: 2026-12-03_h200_w1_fused_2048 llama3 fwd+bwd", 0.081},
+      {"from 2026-12-03_h200_w1_fused_8192: 2026-12-03_h200_w1_fused_2048 varlen_zigzag fwd",
+       0.059},
+      {"from 2026-12-03_h200_w1_fused_8192: 2026-12-03_h200_w1_fused_2048 varlen_zigzag fwd+bwd",
+       0.071},
+      {"from 2026-12-03_h200_w1_fused_8192: 2026-12-03_h200_w1_fused_4096 ring fwd", 0.069},
+      {"from 2026-12-03_h200_w1_fused_8192: 2026-12-03_h200_w1_fused_4096 zigzag fwd", 0.069},
+      {"from 2026-12-03_h200_w1_fused_8192: 2026-12-03_h200_w1_fused_4096 llama3 fwd+bwd", 0.060},
+      {"from 2026-12-03_h200_w1_fused_8192: 2026-12-03_h200_w1_fused_16384 ring fwd", 0.054},
+      {"from 2026-12-03_h200_w1_poll_backoff_8192: 2026-12-03_h200_w1_poll_backoff_1024 ring "
+       "fwd+bwd",
+       0.067},
+      {"from 2026-12-03_h200_w1_poll_backoff_8192: 2026-12-03_h200_w1_poll_backoff_1024 llama3 "
+       "fwd+bwd",
+       0.154},
+      {"from 2026-12-03_h200_w1_poll_backoff_8192: 2026-12-03_h200_w1_poll_backoff_1024 "
+       "varlen_zigzag fwd",
+       0.274},
+      {"from 2026-12-03_h200_w1_poll_backoff_8192: 2026-12-03_h200_w1_poll_backoff_1024 "
+       "varlen_zigzag fwd+bwd",
+       0.205},
+      {"from 2026-12-03_h200_w1_poll_backoff_8192: 2026-12-03_h200_w1_poll_backoff_2048 zigzag "
+       "fwd+bwd",
+       0.069},
+      {"from 2026-12-03_h200_w1_poll_backoff_8192: 2026-12-03_h200_w1_poll_backoff_2048 llama3 fwd",
+       0.058},
+      {"from 2026-12-03_h200_w1_poll_backoff_8192: 2026-12-03_h200_w1_poll_backoff_2048 llama3 "
+       "fwd+bwd",
+       0.194},
+      {"from 2026-12-03_h200_w1_poll_backoff_8192: 2026-12-03_h200_w1_poll_backoff_2048 "
+       "varlen_zigzag fwd",
+       0.145},
+      {"from 2026-12-03_h200_w1_poll_backoff_8192: 2026-12-03_h200_w1_poll_backoff_2048 "
+       "varlen_zigzag fwd+bwd",
+       0.105},
+      {"from 2026-12-03_h200_w1_poll_backoff_8192: 2026-12-03_h200_w1_poll_backoff_4096 llama3 "
+       "fwd+bwd",
+       0.175},
+      {"from 2026-12-03_h200_w1_poll_backoff_8192: 2026-12-03_h200_w1_poll_backoff_4096 "
+       "varlen_zigzag fwd",
+       0.098},
+      {"from 2026-12-03_h200_w1_poll_backoff_8192: 2026-12-03_h200_w1_poll_backoff_4096 "
+       "varlen_zigzag fwd+bwd",
+       0.081},
+      {"from 2026-12-03_h200_w1_poll_backoff_8192: 2026-12-03_h200_w1_poll_backoff_16384 ring fwd",
+       0.060},
+      {"from 2026-12-03_h200_w1_poll_backoff_8192: 2026-12-03_h200_w1_poll_backoff_16384 zigzag "
+       "fwd",
+       0.077},
+      {"from 2026-12-03_h200_w1_poll_backoff_8192: 2026-12-03_h200_w1_poll_backoff_16384 llama3 "
+       "fwd",
+       0.052},
+      {"from 2026-12-03_h200_w1_poll_backoff_8192: 2026-12-03_h200_w1_poll_backoff_16384 llama3 "
+       "fwd+bwd",
+       0.054},
+      {"from 2026-12-03_h200_w1_poll_backoff_8192: 2026-12-03_h200_w1_poll_backoff_16384 "
+       "varlen_zigzag fwd+bwd",
+       0.075},
+      {"from 2026-12-04_h200_w1_per_side_16384_docs: 2026-12-04_h200_w1_per_side_1024_docs zigzag "
+       "fwd",
+       0.090},
+      {"from 2026-12-04_h200_w1_per_side_16384_docs: 2026-12-04_h200_w1_per_side_2048_docs ring "
+       "fwd",
+       0.086},
+      {"from 2026-12-04_h200_w1_per_side_16384_docs: 2026-12-04_h200_w1_per_side_2048_docs ring "
+       "fwd+bwd",
+       0.074},
+      {"from 2026-12-04_h200_w1_per_side_16384_docs: 2026-12-04_h200_w1_per_side_2048_docs zigzag "
+       "fwd",
+       0.073},
+      {"from 2026-12-04_h200_w1_per_side_16384_docs: 2026-12-04_h200_w1_per_side_2048_docs zigzag "
+       "fwd+bwd",
+       0.077},
+      {"from 2026-12-04_h200_w1_per_side_16384_docs: 2026-12-04_h200_w1_per_side_2048_docs stripe "
+       "fwd",
+       0.086},
+      {"from 2026-12-04_h200_w1_per_side_16384_docs: 2026-12-04_h200_w1_per_side_2048_docs stripe "
+       "fwd+bwd",
+       0.065},
+      {"from 2026-12-04_h200_w1_per_side_16384_docs: 2026-12-04_h200_w1_per_side_2048_docs llama3 "
+       "fwd",
+       0.086},
+      {"from 2026-12-04_h200_w1_per_side_16384_docs: 2026-12-04_h200_w1_per_side_2048_docs llama3 "
+       "fwd+bwd",
+       0.059},
   };
   return *misses;
 }
 
 // world: the log's ranks (the shared tables' 2 or 4 GPUs; 1 for the one-GPU
-// runs at 2k-32k tokens); rows: how many it has at least.
-void Replay(const std::string& name, int world = 0, size_t rows = 14) {
+// runs at 2k-32k tokens); rows: how many it has at least. `calibrated`:
+// another log of the same machine and shape but its tokens whose
+// calibration predicts this one's rows (its known misses keyed "from
+// CALIBRATED: NAME ROW PASS"); empty: the log's own.
+void Replay(const std::string& name, int world = 0, size_t rows = 14,
+            const std::string& calibrated = "") {
   SCOPED_TRACE(name);
   const absl::StatusOr<RingBenchLog> log =
       LoadRingBenchLog("sim/testdata/" + name + "_ring_bench.txt");
@@ -343,8 +448,18 @@ void Replay(const std::string& name, int world = 0, size_t rows = 14) {
     ASSERT_EQ(log->shape.world, world);
   }
   ASSERT_GE(log->rows.size(), rows);
-  const absl::StatusOr<Calibration> calibration = RebuildCalibration(*log);
+  absl::StatusOr<RingBenchLog> source = log;
+  if (!calibrated.empty()) {
+    source = LoadRingBenchLog("sim/testdata/" + calibrated + "_ring_bench.txt");
+    ASSERT_TRUE(source.ok()) << source.status();
+    ASSERT_EQ(source->shape.world, log->shape.world);
+    ASSERT_EQ(source->shape.heads, log->shape.heads);
+    ASSERT_EQ(source->shape.kv_heads, log->shape.kv_heads);
+    ASSERT_EQ(source->shape.head_dim, log->shape.head_dim);
+  }
+  const absl::StatusOr<Calibration> calibration = RebuildCalibration(*source);
   ASSERT_TRUE(calibration.ok()) << calibration.status();
+  const std::string prefix = calibrated.empty() ? "" : "from " + calibrated + ": ";
   int within = 0;
   for (const MeasuredRow& m : log->rows) {
     const BenchRow* row = BenchRowNamed(m.row);
@@ -354,7 +469,7 @@ void Replay(const std::string& name, int world = 0, size_t rows = 14) {
     ASSERT_TRUE(s.ok()) << s.status();
     const double predicted_ms = 1e3 * *s;
     const double error = (predicted_ms - m.ms) / m.ms;
-    const std::string key = name + " " + m.row + " " + m.pass;
+    const std::string key = prefix + name + " " + m.row + " " + m.pass;
     std::printf("%-42s measured %8.3f ms, predicted %8.3f ms (ring_bench printed %8.3f): %+.3f%%\n",
                 key.c_str(), m.ms, predicted_ms, m.printed_sim_ms, 100 * error);
     if (std::abs(error) <= 0.05) ++within;
@@ -365,7 +480,8 @@ void Replay(const std::string& name, int world = 0, size_t rows = 14) {
       EXPECT_LE(std::abs(error), miss->second) << key << ": a known miss got worse";
     }
   }
-  std::printf("%s: %d of %zu rows within 5 %%\n", name.c_str(), within, log->rows.size());
+  std::printf("%s%s: %d of %zu rows within 5 %%\n", prefix.c_str(), name.c_str(), within,
+              log->rows.size());
 }
 
 TEST(ReplayTest, TwoH200sOn2026_11_29) { Replay("2026-11-29_h200x2"); }
@@ -481,6 +597,28 @@ TEST(ReplayTest, OneH200At1kTo16kTokensPollBackoff) {
 TEST(ReplayTest, OneH200At1kTo16kTokensFusedSlices) {
   for (const char* tokens : {"1024", "2048", "4096", "8192", "16384", "kv8_4096"}) {
     Replay(absl::StrCat("2026-12-03_h200_w1_fused_", tokens), 1, 8);
+  }
+}
+
+// Token counts a calibration did not measure (issue #19: the model must
+// hold on shapes it is not given): each one-H200 run's rows predicted from
+// another run of the same call at other tokens -- the 8192-token run's
+// calibration (block rates and causal / full factors at 1024-8192-token
+// sides) for 1k-16k tokens, and the 16384-token run's (2048-16384) for
+// 1k-32k. Below the smallest measured side the causal / full factor
+// follows the tiles (sim/tile_fill.h CausalFactorScale; held before, it
+// gave the 1024-token zigzag pass from 8192 tokens -14.3 / -8.5 % where
+// it is 0.0 / -2.6 % now).
+TEST(ReplayTest, OneH200OtherTokenCountsFromOneCalibration) {
+  for (const char* family : {"fused", "poll_backoff"}) {
+    for (const char* tokens : {"1024", "2048", "4096", "16384"}) {
+      Replay(absl::StrCat("2026-12-03_h200_w1_", family, "_", tokens), 1, 8,
+             absl::StrCat("2026-12-03_h200_w1_", family, "_8192"));
+    }
+  }
+  for (const char* name : {"1024_docs", "2048_docs", "32768"}) {
+    Replay(absl::StrCat("2026-12-04_h200_w1_per_side_", name), 1, 6,
+           "2026-12-04_h200_w1_per_side_16384_docs");
   }
 }
 

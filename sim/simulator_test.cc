@@ -529,6 +529,11 @@ TEST(CalibrationTest, PartialFactorBySideFollowsTheBlocksSide) {
   EXPECT_NEAR(c.Tflops(false, 128, 4096, 4096, 0.5), 90, 1e-9);
   EXPECT_NEAR(c.Tflops(false, 128, 4096, 4096, 0.75), 95, 1e-9);  // towards the full rate
   EXPECT_NEAR(c.Tflops(false, 128, 4096, 4096, 1.0), 100, 1e-9);
+  // A scaled factor (sim/tile_fill.h CausalFactorScale): 0.9 x 0.5, and
+  // half way to the full rate at density 0.75; a full block has none.
+  EXPECT_NEAR(c.Tflops(false, 128, 4096, 4096, 0.5, 0.5), 45, 1e-9);
+  EXPECT_NEAR(c.Tflops(false, 128, 4096, 4096, 0.75, 0.5), 72.5, 1e-9);
+  EXPECT_NEAR(c.Tflops(false, 128, 4096, 4096, 1.0, 0.5), 100, 1e-9);
   const Calibration back = *Calibration::Parse(c.Serialize());
   ASSERT_EQ(back.partial_by_side[0].size(), 2u);
   EXPECT_TRUE(back.partial_by_side[1].empty());

@@ -28,6 +28,7 @@
 #include "absl/types/span.h"
 #include "core/mask.h"
 #include "core/schedule.h"
+#include "sim/calibration.h"
 
 namespace ringattn::sim {
 
@@ -96,6 +97,32 @@ double BlockStepWaste(int64_t side, double density, bool backward, int64_t head_
 double TileRounding(const BlockTask& task, const Mask& mask, int64_t batch_row, bool backward,
                     int64_t head_dim, absl::Span<const std::pair<double, double>> curve,
                     double allowed = -1);
+
+// The causal / full rate factor this model gives a square block of `side`
+// tokens over `heads` query heads (batch 1): the causal block's allowed
+// pairs over its launch's time (its tiles' steps and overheads in the
+// kernel's order over the SMs, as LaunchFill) against the full block's.
+// What ring_bench's calibration measures per block side (Calibration::
+// partial_by_side), the way the simulator carries it to sides the
+// calibration did not measure. Below a wave of tiles a causal launch takes
+// its longest tile, the full one's: 0.5.
+double ModelledCausalFactor(int64_t side, bool backward, int64_t head_dim, int64_t heads,
+                            const LaunchGpu& gpu);
+
+// The factor on `calibration`'s causal / full factor at a block of `side`
+// tokens (Calibration::Tflops' factor_scale): below the sides the
+// calibration measured it at (partial_by_side), ModelledCausalFactor at
+// `side` over at the smallest measured side, at the calibration's heads
+// (rate_heads; `heads` where that is 0), where the held factor gave a
+// small block the rate of the smallest measured one while the factor falls
+// steeply as a launch nears one wave of tiles (h32 d128 backward, measured:
+// 0.97 at 8192 tokens, 0.71 at 2048, 0.56 at 1024); at most 1. 1 at and above the
+// smallest measured side (above the largest the measured factors move
+// within +-3 % between runs, around 1, as the model's do), for a
+// calibration with one factor, and for the seed's kernels (not ringattn's
+// tiles).
+double CausalFactorScale(const Calibration& calibration, bool backward, double side,
+                         int64_t head_dim, int64_t heads, const LaunchGpu& gpu);
 
 // LaunchFill of the task as it runs over the fill of the same task at the
 // calibration's `rate_heads` query heads (batch row batch_begin): the factor

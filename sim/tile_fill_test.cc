@@ -7,6 +7,7 @@
 #include "core/mask.h"
 #include "core/schedule.h"
 #include "gtest/gtest.h"
+#include "sim/calibration.h"
 
 namespace ringattn::sim {
 namespace {
@@ -184,6 +185,65 @@ TEST(TileFillTest, StepWasteCountsTheRoundedUpSteps) {
   BlockTask above = Square(0, 128);
   above.k = PositionRun::Contiguous(512, 128);
   EXPECT_DOUBLE_EQ(StepWaste(above, MakeMask(true, 1024), 0, false, 128), 1.0);
+}
+
+TEST(TileFillTest, ModelledCausalFactorFollowsTheMeasuredFactorsPerSide) {
+  const LaunchGpu h200;  // 132 SMs
+  // Within a wave of tiles (8 heads of 1024 tokens: 64 query tiles, 64 key
+  // tiles) a causal launch takes its longest tile, the full one's: 0.5 of
+  // the full rate (measured on one H200, h8 d128 at 1024 tokens: 0.49 / 0.49).
+  EXPECT_NEAR(ModelledCausalFactor(1024, false, 128, 8, h200), 0.5, 0.01);
+  EXPECT_NEAR(ModelledCausalFactor(1024, true, 128, 8, h200), 0.5, 0.01);
+  // 32 heads d128, the backward as measured by ring_bench's side sweeps
+  // (2026-12-03/04: 0.553-0.565 at 1024, 0.70-0.76 at 2048, 0.83-0.89 at
+  // 4096, 0.96-1.03 at 8192), rising with the side.
+  EXPECT_NEAR(ModelledCausalFactor(1024, true, 128, 32, h200), 0.56, 0.02);
+  EXPECT_NEAR(ModelledCausalFactor(2048, true, 128, 32, h200), 0.73, 0.03);
+  EXPECT_NEAR(ModelledCausalFactor(4096, true, 128, 32, h200), 0.86, 0.03);
+  EXPECT_NEAR(ModelledCausalFactor(8192, true, 128, 32, h200), 0.99, 0.03);
+  double last = 0;
+  for (const int64_t side : {1024, 2048, 4096, 8192}) {
+    const double f = ModelledCausalFactor(side, false, 128, 32, h200);
+    EXPECT_GT(f, last) << side;
+    last = f;
+  }
+  // Nothing to launch: 1.
+  EXPECT_DOUBLE_EQ(ModelledCausalFactor(0, false, 128, 32, h200), 1.0);
+  EXPECT_DOUBLE_EQ(ModelledCausalFactor(1024, false, 128, 0, h200), 1.0);
+}
+
+TEST(TileFillTest, CausalFactorScaleBelowTheMeasuredSidesOnly) {
+  const LaunchGpu h200;
+  Calibration c;
+  c.rate_heads = 32;
+  // One factor (no sides measured): 1 everywhere.
+  EXPECT_DOUBLE_EQ(CausalFactorScale(c, true, 1024, 128, 32, h200), 1.0);
+  c.partial_by_side[1] = {{4096, 0.87}, {8192, 0.97}};
+  // At and above the smallest measured side: the measured factors.
+  EXPECT_DOUBLE_EQ(CausalFactorScale(c, true, 4096, 128, 32, h200), 1.0);
+  EXPECT_DOUBLE_EQ(CausalFactorScale(c, true, 6000, 128, 32, h200), 1.0);
+  EXPECT_DOUBLE_EQ(CausalFactorScale(c, true, 32768, 128, 32, h200), 1.0);
+  // Below it: the model's factor there over at 4096, at the calibration's
+  // heads whatever the task's.
+  const double at_1024 = ModelledCausalFactor(1024, true, 128, 32, h200) /
+                         ModelledCausalFactor(4096, true, 128, 32, h200);
+  EXPECT_LT(at_1024, 0.75);
+  EXPECT_NEAR(CausalFactorScale(c, true, 1024, 128, 32, h200), at_1024, 1e-12);
+  EXPECT_NEAR(CausalFactorScale(c, true, 1024, 128, 8, h200), at_1024, 1e-12);
+  // The forward has no sides here: 1.
+  EXPECT_DOUBLE_EQ(CausalFactorScale(c, false, 1024, 128, 32, h200), 1.0);
+  // Never above 1: a block under a tile (its pairs past half in one full
+  // step) against a measured side of a tile.
+  c.partial_by_side[0] = {{128, 0.44}, {1024, 0.71}};
+  EXPECT_GT(ModelledCausalFactor(40, false, 128, 32, h200),
+            ModelledCausalFactor(128, false, 128, 32, h200));
+  EXPECT_DOUBLE_EQ(CausalFactorScale(c, false, 40, 128, 32, h200), 1.0);
+  // Without rate_heads: the task's heads.
+  c.rate_heads = 0;
+  EXPECT_NEAR(CausalFactorScale(c, true, 1024, 128, 8, h200),
+              ModelledCausalFactor(1024, true, 128, 8, h200) /
+                  ModelledCausalFactor(4096, true, 128, 8, h200),
+              1e-12);
 }
 
 }  // namespace
