@@ -59,8 +59,8 @@ TaskCost CostOf(const BlockTask& task, const Mask& mask, std::pair<int64_t, int6
           ? 1.0
           : FillRatio(task, mask, b0, b1, static_cast<int64_t>(heads), backward, s.head_dim, gpu,
                       static_cast<int64_t>(o.calibration.rate_heads));
-  // A causal factor beyond the calibration's measured sides: scaled as
-  // this model's tiles scale it (ringattn's kernels only).
+  // A causal factor below the calibration's measured block sides: scaled
+  // as this model's tiles scale it (ringattn's kernels only).
   const double factor_scale =
       o.seed_implementation || density >= 1
           ? 1.0
