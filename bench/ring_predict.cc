@@ -95,6 +95,17 @@ absl::Status Main() {
                               : "at the hop's rate",
       shape.world, static_cast<long long>(shape.tokens), static_cast<long long>(shape.heads),
       static_cast<long long>(shape.kv_heads), static_cast<long long>(shape.head_dim));
+  // A log with one causal / full factor (before ring_bench measured one per
+  // block side, fifty-sixth session) has it at its own tokens only: fewer
+  // tokens' blocks take it as it is, while the factor falls with the side
+  // (h32 d128 backward 0.96 at 8192 tokens, 0.56 at 1024).
+  if (shape.tokens < log.shape.tokens &&
+      (calibration.partial_by_side[0].empty() || calibration.partial_by_side[1].empty())) {
+    std::printf(
+        "(this log's causal / full factor was measured at its %lld tokens only, not per block "
+        "side: blocks of fewer tokens take it as it is, and their rows come out short)\n",
+        static_cast<long long>(log.shape.tokens));
+  }
   std::printf("%-16s %-8s %12s %12s\n", "row", "pass", "predicted ms", same ? "measured ms" : "");
   for (const BenchRow& row : kBenchRows) {
     for (bool backward : {false, true}) {

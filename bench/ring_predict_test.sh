@@ -33,6 +33,13 @@ out=$("$predict" --log="$two_gpus" --tokens=2048)
 zigzag=$(awk '$1 == "zigzag" && $2 == "fwd" {print $3}' <<< "$out")
 awk -v z="$zigzag" 'BEGIN {exit !(z > 0.1 && z < 1)}' || fail "zigzag fwd at 2048 tokens: $zigzag ms"
 
+# A log with one causal / full factor at fewer tokens: said; a log with
+# them per block side: not.
+out=$("$predict" --log="$two_gpus" --tokens=1024)
+[[ $out == *"measured at its 8192 tokens only, not per block side"* ]] || fail "the one factor's note"
+out=$("$predict" --log=sim/testdata/2026-12-04_h200x2_per_side_ring_bench.txt --tokens=1024)
+[[ $out != *"not per block side"* ]] || fail "a note for a log with the factors per side"
+
 # A log of virtual ranks without the link's rates, bad flags: errors.
 if out=$("$predict" --log="$virtual" --world=8 2>&1); then fail "no --hop_gbps accepted"; fi
 [[ $out == *"virtual ranks sharing one GPU"*"give --hop_gbps"* ]] || fail "the virtual-ranks error"
