@@ -97,22 +97,20 @@ absl::Status Cuda(cudaError_t e, const char* what) {
   return absl::InternalError(absl::StrCat(what, ": ", cudaGetErrorString(e)));
 }
 
-// Polls a non-blocking communicator until its pending call finished.
-// Polls with PollBackoff: a fixed 100-us sleep a poll held every ring step's
-// ncclGroupEnd (ncclInProgress on a non-blocking communicator until NCCL
-// has enqueued the transfers) for 0.19 ms of host time, the GPU idle
-// before each pass's first kernel (2 x H200, ring_bench --timeline,
-// fifty-fourth session).
-absl::Status WaitReady(const Nccl& nccl, ncclComm_t comm, absl::Duration timeout,
-                       const char* what) {
+// Polls `done` (true: finished; false: not yet; an error: stop with it)
+// until it finishes or fails, or DeadlineExceeded naming `what` once
+// `timeout` has passed. Pauses with PollBackoff: a fixed 100-us sleep a
+// poll held every ring step's ncclGroupEnd (ncclInProgress on a
+// non-blocking communicator until NCCL has enqueued the transfers) for
+// 0.19 ms of host time, the GPU idle before each pass's first kernel
+// (2 x H200, ring_bench --timeline, fifty-fourth session).
+absl::Status PollWithin(absl::Duration timeout, const char* what,
+                        const std::function<absl::StatusOr<bool>()>& done) {
   const absl::Time deadline = absl::Now() + timeout;
   const PollBackoff backoff;
   while (true) {
-    ncclResult_t state = ncclSuccess;
-    const ncclResult_t r = nccl.CommGetAsyncError(comm, &state);
-    if (r != ncclSuccess) return NcclStatus(nccl, r, comm, what);
-    if (state == ncclSuccess) return absl::OkStatus();
-    if (state != ncclInProgress) return NcclStatus(nccl, state, comm, what);
+    ASSIGN_OR_RETURN(const bool finished, done());
+    if (finished) return absl::OkStatus();
     if (absl::Now() > deadline) {
       return absl::DeadlineExceededError(absl::StrCat(what, " did not finish within ",
                                                       absl::FormatDuration(timeout),
@@ -120,6 +118,20 @@ absl::Status WaitReady(const Nccl& nccl, ncclComm_t comm, absl::Duration timeout
     }
     backoff.Pause();
   }
+}
+
+// Polls a non-blocking communicator until its pending call finished.
+absl::Status WaitReady(const Nccl& nccl, ncclComm_t comm, absl::Duration timeout,
+                       const char* what) {
+  return PollWithin(timeout, what, [&]() -> absl::StatusOr<bool> {
+    ncclResult_t state = ncclSuccess;
+    const ncclResult_t r = nccl.CommGetAsyncError(comm, &state);
+    if (r != ncclSuccess) return NcclStatus(nccl, r, comm, what);
+    if (state != ncclSuccess && state != ncclInProgress) {
+      return NcclStatus(nccl, state, comm, what);
+    }
+    return state == ncclSuccess;
+  });
 }
 
 ncclConfig_t NonBlockingConfig() {
@@ -334,15 +346,15 @@ class NcclRank final : public CudaCommunicator {
 
   // Whether the communication stream finished its work within the timeout.
   bool StreamDrained() {
-    const absl::Time deadline = absl::Now() + timeout();
-    const PollBackoff backoff;
-    while (absl::Now() < deadline) {
-      const cudaError_t e = cudaStreamQuery(comm_stream());
-      if (e == cudaSuccess) return true;
-      if (e != cudaErrorNotReady) return false;
-      backoff.Pause();
-    }
-    return false;
+    return PollWithin(timeout(), "draining the communication stream",
+                      [this]() -> absl::StatusOr<bool> {
+                        const cudaError_t e = cudaStreamQuery(comm_stream());
+                        if (e != cudaSuccess && e != cudaErrorNotReady) {
+                          return Cuda(e, "draining the communication stream");
+                        }
+                        return e == cudaSuccess;
+                      })
+        .ok();
   }
 
   // The batch's group, on the blocking communicator where there is one
