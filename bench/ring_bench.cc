@@ -1002,6 +1002,8 @@ absl::Status Main() {
   // only; a failure is reported, not fatal), and with --hop_sweep both at
   // 8 to 256 MiB.
   bool nccl_ring = false;  // NCCL communicators: HopShare in the calibration
+  // The hop's issue on the host (Calibration::hop_issue_us_kv / _us).
+  double issue_kv = 0, issue_one = 0;
   if (world > 1) {
     const absl::StatusOr<double> plain = ring.PlainNcclGBps(world, kv_bytes);
     nccl_ring = plain.ok();
@@ -1019,8 +1021,8 @@ absl::Status Main() {
     }
     // What the host takes to issue a hop (the GPU idles that long before a
     // pass's first kernel: the kernels are enqueued after the transfers).
-    ASSIGN_OR_RETURN(const double issue_kv, ring.HopIssueSeconds(world, kv_bytes, 2));
-    ASSIGN_OR_RETURN(const double issue_one, ring.HopIssueSeconds(world, kv_bytes, 1));
+    ASSIGN_OR_RETURN(issue_kv, ring.HopIssueSeconds(world, kv_bytes, 2));
+    ASSIGN_OR_RETURN(issue_one, ring.HopIssueSeconds(world, kv_bytes, 1));
     Print(
         "hop issue (host time from StartBatch to the transfers enqueued, the GPU idle, median of "
         "9, slowest rank): K and V apart (a forward's first step) %.1f us, one message each way "
@@ -1418,6 +1420,12 @@ absl::Status Main() {
         fastest ? "; from the fastest iterations" : "");
     if (link > 0) cal.link_gbps = link;
     if (gather > 0) cal.collective_gbps = gather;
+    // The simulator's ranks are one GPU each: virtual ranks' copies are not
+    // a link's issue (their rows are not simulated).
+    if (gpu_per_rank) {
+      cal.hop_issue_us_kv = 1e6 * issue_kv;
+      cal.hop_issue_us = 1e6 * issue_one;
+    }
     cal.gpu = absl::StrCat("measured-by-ring_bench");
     if (const std::string path = absl::GetFlag(FLAGS_calibration_out); !path.empty()) {
       FILE* out = std::fopen(path.c_str(), "w");

@@ -8,12 +8,15 @@
 // from --hop_gbps / --all_gather_gbps (a multi-GPU run's header).
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "core/status_macros.h"
 #include "sim/bench_rows.h"
 #include "sim/ring_bench_log.h"
@@ -29,6 +32,11 @@ ABSL_FLAG(double, hop_gbps, 0,
 ABSL_FLAG(double, all_gather_gbps, 0,
           "the all-gather's GB/s per rank instead of the log's (0: the log's; on a log of "
           "virtual ranks, the hop's)");
+ABSL_FLAG(std::string, hop_issue_us, "",
+          "the host's time to issue a ring step's transfers, in us, instead of the log's: "
+          "KV,ONE (a batch of K and V apart, of one message each way) or one number for both "
+          "(empty: the log's, none in logs before the fifty-eighth session and in virtual "
+          "ranks' logs)");
 ABSL_FLAG(std::string, calibration_out, "",
           "also write the rebuilt calibration here (for `ringattn sim --calibration`)");
 
@@ -55,6 +63,23 @@ absl::Status Main() {
   if (hop > 0) log.hop_gbps = hop;
   // 0: the simulator moves the all-gather at the hop's rate.
   if (gather > 0 || log.virtual_ranks) log.all_gather_gbps = gather;
+  // A virtual ranks' issue was of copies inside a GPU, not of the link's.
+  if (log.virtual_ranks) log.hop_issue_us_kv = log.hop_issue_us = 0;
+  if (const std::string issue = absl::GetFlag(FLAGS_hop_issue_us); !issue.empty()) {
+    const std::vector<std::string> parts = absl::StrSplit(issue, ',');
+    double us[2] = {0, 0};
+    bool ok = parts.size() <= 2;
+    for (size_t i = 0; ok && i < parts.size(); ++i) {
+      ok = absl::SimpleAtod(parts[i], &us[i]) && us[i] >= 0 && us[i] < 1e6;
+    }
+    if (!ok) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--hop_issue_us is '", issue,
+                       "'; expected KV,ONE or one number, microseconds from 0 to 1000000"));
+    }
+    log.hop_issue_us_kv = us[0];
+    log.hop_issue_us = parts.size() == 2 ? us[1] : us[0];
+  }
   ASSIGN_OR_RETURN(const Calibration calibration, RebuildCalibration(log));
   if (const std::string out = absl::GetFlag(FLAGS_calibration_out); !out.empty()) {
     std::FILE* f = std::fopen(out.c_str(), "w");
@@ -87,12 +112,17 @@ absl::Status Main() {
   const bool same = shape.world == log.shape.world && shape.kv_heads == log.shape.kv_heads &&
                     shape.tokens == log.shape.tokens && !log.virtual_ranks;
   std::printf(
-      "prediction (simulator, calibration of %s: %d %s, hop %.1f GB/s, all-gather %s) for W = "
-      "%d, %lld tokens/rank, h%lld/%lld d%lld causal\n",
+      "prediction (simulator, calibration of %s: %d %s, hop %.1f GB/s, all-gather %s, hop issue "
+      "%s) for W = %d, %lld tokens/rank, h%lld/%lld d%lld causal\n",
       path.c_str(), log.shape.world, log.virtual_ranks ? "virtual ranks on one GPU" : "GPUs",
       log.hop_gbps,
       log.all_gather_gbps > 0 ? absl::StrFormat("%.1f GB/s", log.all_gather_gbps).c_str()
                               : "at the hop's rate",
+      log.hop_issue_us_kv > 0 || log.hop_issue_us > 0
+          ? absl::StrFormat("%.1f / %.1f us (K and V apart / one message each way)",
+                            log.hop_issue_us_kv, log.hop_issue_us)
+                .c_str()
+          : "none",
       shape.world, static_cast<long long>(shape.tokens), static_cast<long long>(shape.heads),
       static_cast<long long>(shape.kv_heads), static_cast<long long>(shape.head_dim));
   // A log with one causal / full factor (before ring_bench measured one per

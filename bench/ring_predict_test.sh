@@ -16,7 +16,7 @@ out=$("$predict" --log="$two_gpus")
 grep -qE '^ring +fwd +[0-9.]+ +3.213$' <<< "$out" || fail "ring fwd's measured 3.213 ms"
 
 out=$("$predict" --log="$virtual" --world=8 --kv_heads=8 --hop_gbps=324.1 --all_gather_gbps=222.3)
-[[ $out == *"2 virtual ranks on one GPU, hop 324.1 GB/s, all-gather 222.3 GB/s) for W = 8"* ]] ||
+[[ $out == *"2 virtual ranks on one GPU, hop 324.1 GB/s, all-gather 222.3 GB/s, hop issue none) for W = 8"* ]] ||
   fail "the virtual-ranks header"
 [[ $out == *"h32/8 d128"* ]] || fail "the kv heads"
 # Predictions only (a virtual run's times are not one GPU per rank's).
@@ -39,6 +39,30 @@ out=$("$predict" --log="$two_gpus" --tokens=1024)
 [[ $out == *"measured at its 8192 tokens only, not per block side"* ]] || fail "the one factor's note"
 out=$("$predict" --log=sim/testdata/2026-12-04_h200x2_per_side_ring_bench.txt --tokens=1024)
 [[ $out != *"not per block side"* ]] || fail "a note for a log with the factors per side"
+
+# The host's issue of a step's transfers (none in this log): given, each
+# forward's first step waits for it (one pass a row; a document set's each
+# its own pass, the row their mean), the steps after have kernels enough.
+base=$("$predict" --log="$two_gpus")
+out=$("$predict" --log="$two_gpus" --hop_issue_us=136)
+[[ $base == *"all-gather 222.3 GB/s, hop issue none)"* ]] || fail "no issue in the header"
+[[ $out == *"hop issue 136.0 / 136.0 us (K and V apart / one message each way)"* ]] ||
+  fail "the issue in the header: $out"
+for row in ring zigzag varlen_zigzag; do
+  before=$(awk -v r=$row '$1 == r && $2 == "fwd" {print $3}' <<< "$base")
+  after=$(awk -v r=$row '$1 == r && $2 == "fwd" {print $3}' <<< "$out")
+  awk -v a="$after" -v b="$before" 'BEGIN {d = a - b; exit !(d > 0.130 && d < 0.142)}' ||
+    fail "$row fwd with a 136 us issue: $before -> $after ms"
+done
+out=$("$predict" --log="$two_gpus" --hop_issue_us=60,50)
+[[ $out == *"hop issue 60.0 / 50.0 us"* ]] || fail "two issue times"
+for bad in -1 1,2,3 x 1e7; do
+  if out=$("$predict" --log="$two_gpus" --hop_issue_us=$bad 2>&1); then
+    fail "--hop_issue_us=$bad accepted"
+  fi
+  [[ $out == *"--hop_issue_us is '$bad'; expected KV,ONE or one number"* ]] ||
+    fail "the --hop_issue_us=$bad error: $out"
+done
 
 # A log of virtual ranks without the link's rates, bad flags: errors.
 if out=$("$predict" --log="$virtual" --world=8 2>&1); then fail "no --hop_gbps accepted"; fi

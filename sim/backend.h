@@ -240,12 +240,15 @@ class SimBackend : public RingBackend {
   // What a ringattn pass costs besides its tasks and memory passes
   // (Calibration::pass_overhead_us_fwd / _bwd), the GPU idle;
   // ring-flash-attention's model has its host syncs instead.
+  // The host starts the pass with the GPU (RankClock::host).
   void PassOverhead(bool backward) {
     const double us =
         backward ? o_.calibration.pass_overhead_us_bwd : o_.calibration.pass_overhead_us_fwd;
-    if (o_.seed_implementation || us <= 0) return;
-    Elapse(1e-6 * us, backward ? "pass overhead bwd" : "pass overhead fwd",
-           [] { return std::string(); });
+    if (!o_.seed_implementation && us > 0) {
+      Elapse(1e-6 * us, backward ? "pass overhead bwd" : "pass overhead fwd",
+             [] { return std::string(); });
+    }
+    clock_->host = clock_->now;
   }
 
   int64_t peak_bytes() const {
@@ -367,7 +370,8 @@ class SimBackend : public RingBackend {
          [&] { return absl::StrCat("\"bytes\": ", bytes); });
   }
   // The rank's clock moves on by `seconds` (traced as `name`, args() the
-  // event's JSON body); Busy: with the GPU at work.
+  // event's JSON body); Busy: with the GPU at work, once the host has
+  // enqueued it.
   template <typename Args>
   void Elapse(double seconds, const char* name, Args&& args) {
     if (clock_->trace) {
@@ -379,6 +383,7 @@ class SimBackend : public RingBackend {
   // (Calibration::hop_sm_share).
   template <typename Args>
   void Busy(double seconds, const char* name, Args&& args) {
+    clock_->WaitForHost();
     seconds = clock_->BesideHops(seconds, o_.calibration.hop_sm_share);
     Elapse(seconds, name, args);
     clock_->compute += seconds;

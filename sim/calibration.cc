@@ -247,6 +247,8 @@ absl::StatusOr<Calibration> Calibration::Parse(absl::string_view text) {
         {"hop_sm_share", &Calibration::hop_sm_share},
         {"pass_overhead_us_fwd", &Calibration::pass_overhead_us_fwd},
         {"pass_overhead_us_bwd", &Calibration::pass_overhead_us_bwd},
+        {"hop_issue_us", &Calibration::hop_issue_us},
+        {"hop_issue_us_kv", &Calibration::hop_issue_us_kv},
         {"min_kernel_us_fwd", &Calibration::min_kernel_us_fwd},
         {"min_kernel_us_bwd", &Calibration::min_kernel_us_bwd},
         {"rate_heads", &Calibration::rate_heads},
@@ -316,8 +318,9 @@ std::string Calibration::Serialize() const {
       llama3_ring_of_one_whole, "\nstored_dkv_steps ", stored_dkv_steps,
       "\npartial_sum_sets_dkv_rows ", partial_sum_sets_dkv_rows, "\nhop_sm_share ", hop_sm_share,
       "\npass_overhead_us_fwd ", pass_overhead_us_fwd, "\npass_overhead_us_bwd ",
-      pass_overhead_us_bwd, "\nmin_kernel_us_fwd ", min_kernel_us_fwd, "\nmin_kernel_us_bwd ",
-      min_kernel_us_bwd, "\nrate_heads ", rate_heads, "\nsms ", sms, "\nl2_MB ", l2_mb,
+      pass_overhead_us_bwd, "\nhop_issue_us ", hop_issue_us, "\nhop_issue_us_kv ", hop_issue_us_kv,
+      "\nmin_kernel_us_fwd ", min_kernel_us_fwd, "\nmin_kernel_us_bwd ", min_kernel_us_bwd,
+      "\nrate_heads ", rate_heads, "\nsms ", sms, "\nl2_MB ", l2_mb,
       "\n# rate fwd|bwd head_dim block_tokens TFLOP/s (full blocks)\n");
   for (int pass = 0; pass < 2; ++pass) {
     for (const auto& [d, curve] : rates[pass]) {

@@ -32,6 +32,8 @@
 //                            # (0 <= share < 1; 0 or absent: none)
 //   pass_overhead_us_fwd 16  # what a forward / backward pass costs besides its tasks
 //   pass_overhead_us_bwd 80  # and memory passes (host preparation, the end-of-pass sync)
+//   hop_issue_us 50          # the host's time to issue a batch of one transfer each way /
+//   hop_issue_us_kv 60       # of two or more (0 or absent: none; ring_bench's "hop issue")
 //   min_kernel_us_fwd 9.6    # the least time a task's kernel takes, fwd / bwd (0 or
 //   min_kernel_us_bwd 13.5   # absent: none; ring_bench's 128-token block by events)
 //   rate_heads 32            # (batch row, query head) pairs the rates were measured at
@@ -201,6 +203,20 @@ class Calibration {
   // their rates carry it).
   double pass_overhead_us_fwd = 0;
   double pass_overhead_us_bwd = 0;
+  // The host's time to issue one batch of a ring step's transfers (NCCL:
+  // from the group's start to its end's return; ring_bench's "hop issue"
+  // line, measured at the ring's hop bytes, the slowest rank's median):
+  // hop_issue_us_kv for a batch of two or more sends (the forward's first
+  // step sends K and V apart; a backward step its partial dK/dV beside the
+  // block), hop_issue_us for one. Nothing behind the batch is enqueued
+  // until it returns, so the GPU idles for it where it has no work queued:
+  // at a pass's first step, and at every step whose kernels are shorter
+  // than the issue (small blocks). NCCL 2.28's non-blocking groups took
+  // 50-136 us on one H200, blocking ones 8-19 (2026-12-04). 0: not
+  // measured (the built-in tables, logs before the fifty-eighth session).
+  double hop_issue_us = 0;
+  double hop_issue_us_kv = 0;
+  double HopIssueUs(int sends) const { return sends >= 2 ? hop_issue_us_kv : hop_issue_us; }
   // The least time a task's kernel takes, forward / backward: a kernel of
   // a few tiles (a short document's) takes its start, one wave of tiles and
   // its tail whatever its FLOPs (in a pass of documents, 40- and 32-token

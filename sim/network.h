@@ -86,6 +86,26 @@ struct RankClock {
       now = until;
     }
   }
+
+  // The rank's host: the time up to which it has issued the rank's work.
+  // GPU work and transfers start no earlier; it moves only by the issue of
+  // a batch of transfers (Calibration::hop_issue_us), so the GPU waits for
+  // it only where it has less queued than an issue takes (a pass's first
+  // step, blocks shorter than an issue). At a pass's start it is the GPU's
+  // time (the host waited for the last pass).
+  double host = 0;
+  // The open batch's sends (SimCommunicator::StartBatch), put on the link
+  // once the host has issued the batch.
+  bool in_batch = false;
+  std::vector<std::function<void()>> batch_sends;
+
+  // The GPU idles until the host has enqueued its next work (exposed
+  // communication: the transfers' issue).
+  void WaitForHost() {
+    if (host <= now) return;
+    if (trace) events.push_back({now, host, 0, "waiting for the host's issue of transfers", ""});
+    Advance(host);
+  }
 };
 
 struct Message {
@@ -231,6 +251,25 @@ class SimCommunicator : public Communicator {
   std::unique_ptr<Request> Recv(int peer, int tag, absl::Span<uint8_t> data) override {
     return std::make_unique<RecvRequest>(net_, peer, rank_, tag, data.size());
   }
+  // A batch's sends go out together once the host has issued them: its
+  // clock moves on by the issue (Calibration::HopIssueUs of the batch's
+  // sends), and the sends start no earlier.
+  void StartBatch() override { net_->clock(rank_).in_batch = true; }
+  void EndBatch() override {
+    RankClock& clock = net_->clock(rank_);
+    clock.in_batch = false;
+    std::vector<std::function<void()>> sends;
+    sends.swap(clock.batch_sends);
+    if (sends.empty()) return;
+    clock.host += 1e-6 * cal_.HopIssueUs(static_cast<int>(sends.size()));
+    for (auto& send : sends) {
+      if (clock.defer_sends) {
+        clock.pending_sends.push_back(std::move(send));
+      } else {
+        send();
+      }
+    }
+  }
   void Abort(const absl::Status&) override { net_->Abort(); }
 
   // Collectives move no bytes here: only their transfers are timed.
@@ -249,17 +288,18 @@ class SimCommunicator : public Communicator {
   }
 
  private:
-  // A send now, or when the rank's running attention kernels end
-  // (SimOptions::seed_implementation).
+  // A send now, at its batch's end (EndBatch), or when the rank's running
+  // attention kernels end (SimOptions::seed_implementation).
   std::unique_ptr<Request> SendBytes(int peer, int tag, size_t bytes, bool collective) {
     RankClock& clock = net_->clock(rank_);
-    if (!clock.defer_sends) {
+    if (!clock.defer_sends && !clock.in_batch) {
       return std::make_unique<ClockRequest>(&clock, StartSend(peer, tag, bytes, collective));
     }
     auto done = std::make_shared<double>(0);
-    clock.pending_sends.push_back([this, peer, tag, bytes, collective, done] {
-      *done = StartSend(peer, tag, bytes, collective);
-    });
+    (clock.in_batch ? clock.batch_sends : clock.pending_sends)
+        .push_back([this, peer, tag, bytes, collective, done] {
+          *done = StartSend(peer, tag, bytes, collective);
+        });
     return std::make_unique<ClockRequest>(&clock, std::move(done));
   }
   // Puts `bytes` on the link to `peer` now (or when it is free); returns
@@ -273,7 +313,7 @@ class SimCommunicator : public Communicator {
     const double bandwidth = 1e9 * (across ? cal_.internode_gbps : node_gbps);
     const double latency = 1e-6 * (across ? cal_.internode_latency_us : cal_.link_latency_us);
     double& free = clock.egress_free[across ? 1 : 0];
-    const double start = std::max(clock.now, free);
+    const double start = std::max({clock.now, free, clock.host});
     const double done = start + bytes / bandwidth;
     free = done;
     if (!collective) {
@@ -296,15 +336,19 @@ class SimCommunicator : public Communicator {
     net_->Post(rank_, peer, tag, m);
     return done;
   }
-  // `bytes` to and from every other member.
+  // `bytes` to and from every other member, one batch (as the device
+  // communicators issue a collective: every pair's sends and receives in
+  // one group).
   std::unique_ptr<Request> Exchange(absl::Span<const int> group, int tag, size_t bytes) {
     std::vector<std::unique_ptr<Request>> parts;
     const absl::Span<uint8_t> sized(Placeholder(), bytes);
+    StartBatch();
     for (int member : group) {
       if (member == rank_) continue;
       parts.push_back(SendBytes(member, tag, bytes, /*collective=*/true));
       parts.push_back(Recv(member, tag, sized));
     }
+    EndBatch();
     return AllOf(std::move(parts));
   }
   static uint8_t* Placeholder() {

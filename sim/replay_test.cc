@@ -918,6 +918,30 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
   EXPECT_DOUBLE_EQ(old_c->StridedFactor(false), 1) << "not measured: the contiguous model";
   EXPECT_DOUBLE_EQ(old_c->MergedStateFactor(), 1) << "every forward launch merged then";
   EXPECT_DOUBLE_EQ(old_c->pass_overhead_us_bwd, 0);
+  EXPECT_DOUBLE_EQ(c->hop_issue_us_kv, 0) << "no 'hop issue' line: none";
+  // Multi-rank runs since the fifty-eighth session: the hop's issue on the
+  // host, K and V apart / one message each way, before the header.
+  const std::string issue_line =
+      "hop issue (host time from StartBatch to the transfers enqueued, the GPU idle, median of "
+      "9, slowest rank): K and V apart (a forward's first step) 61.5 us, one message each way "
+      "49.0 us; NCCL groups: RINGATTN_NCCL_ISSUE=nonblocking\n";
+  const absl::StatusOr<RingBenchLog> issued = ParseRingBenchLog(issue_line + log);
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  EXPECT_DOUBLE_EQ(issued->hop_issue_us_kv, 61.5);
+  EXPECT_DOUBLE_EQ(issued->hop_issue_us, 49.0);
+  const absl::StatusOr<Calibration> issued_c = RebuildCalibration(*issued);
+  ASSERT_TRUE(issued_c.ok()) << issued_c.status();
+  EXPECT_DOUBLE_EQ(issued_c->HopIssueUs(2), 61.5);
+  EXPECT_DOUBLE_EQ(issued_c->HopIssueUs(1), 49.0);
+  EXPECT_THAT(std::string(ParseRingBenchLog(absl::StrReplaceAll(issue_line, {{"49.0", "x"}}) + log)
+                              .status()
+                              .message()),
+              ::testing::HasSubstr("hop issue (one) is 'x'"));
+  const absl::StatusOr<RingBenchLog> negative =
+      ParseRingBenchLog(absl::StrReplaceAll(issue_line, {{"61.5", "-61.5"}}) + log);
+  ASSERT_TRUE(negative.ok()) << negative.status();
+  EXPECT_THAT(std::string(RebuildCalibration(*negative).status().message()),
+              ::testing::HasSubstr("its calibration is out of range"));
   EXPECT_FALSE(ParseRingBenchLog("no ring_bench output here").ok());
   EXPECT_THAT(std::string(ParseRingBenchLog("ring_bench: x x y").status().message()),
               ::testing::HasSubstr("expected a (finite) number"));

@@ -58,6 +58,12 @@ absl::StatusOr<RingBenchLog> ParseRingBenchLog(const std::string& text) {
       log.shape = {static_cast<int>(world), static_cast<int64_t>(tokens),
                    static_cast<int64_t>(heads), static_cast<int64_t>(kv_heads),
                    static_cast<int64_t>(head_dim)};
+    } else if (absl::StartsWith(line, "hop issue (")) {
+      ASSIGN_OR_RETURN(
+          log.hop_issue_us_kv,
+          Number(Between(line, "(a forward's first step) ", " us"), "hop issue (K and V)"));
+      ASSIGN_OR_RETURN(log.hop_issue_us,
+                       Number(Between(line, "one message each way ", " us"), "hop issue (one)"));
     } else if (absl::StartsWith(line, "(") && absl::StrContains(line, ": virtual ranks;")) {
       log.virtual_ranks = true;
     } else if (absl::StartsWith(line, "calibration: ")) {
@@ -216,6 +222,8 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
   }
   c.link_gbps = log.hop_gbps;
   c.collective_gbps = log.all_gather_gbps;
+  c.hop_issue_us_kv = log.hop_issue_us_kv;
+  c.hop_issue_us = log.hop_issue_us;
   // Its calibration blocks ran the run's query heads, batch 1.
   c.rate_heads = static_cast<double>(log.shape.heads);
   c.gpu = "rebuilt-from-ring_bench";

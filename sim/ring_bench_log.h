@@ -26,6 +26,10 @@ struct RingBenchLog {
   // Ranks sharing GPUs (ring_bench's "virtual ranks" line): the hop and the
   // all-gather were copies inside a GPU, not a link; the kernel rates hold.
   bool virtual_ranks = false;
+  // The host's time to issue a hop, K and V apart / one message each way
+  // (ring_bench's "hop issue" line, multi-rank runs since the fifty-eighth
+  // session; 0: not in the log).
+  double hop_issue_us_kv = 0, hop_issue_us = 0;
   std::string calibration_line;
   std::vector<MeasuredRow> rows;
 };
@@ -38,7 +42,8 @@ absl::StatusOr<RingBenchLog> LoadRingBenchLog(const std::string& path);
 // The calibration ring_bench built for the run (from the table its
 // calibration line names; h100's in logs before that): the measured
 // full-block curves fitted, the causal / full factors, the measured hop
-// and, where logged, the all-gather bandwidth and the pass overhead.
+// and, where logged, the all-gather bandwidth, the hop's issue and the pass
+// overhead.
 absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log);
 
 // The row of kBenchRows named `name`, or null.

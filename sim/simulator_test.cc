@@ -190,6 +190,47 @@ TEST(SimulatorTest, AHopBesideTheKernelsTakesItsShareOfTheirRate) {
   EXPECT_DOUBLE_EQ(Simulate(one)->iteration_s, alone);
 }
 
+// Calibration::hop_issue_us_kv / _us: the host issues a step's transfers
+// before it enqueues what follows them, so the GPU idles for the issue
+// where it has nothing queued. Zigzag at W = 2: the forward's first step
+// (K and V apart: the _kv time) waits for it once, the second step's issue
+// runs beside the first step's kernels. A ring of 256-token blocks at W = 4
+// is host-bound: its three issues (60 + 25 + 25 us) outlast its kernels
+// (~3 us each), so the forward takes them plus its last step's kernels. A
+// ring of one sends nothing: unchanged. Kept by Serialize / Parse.
+TEST(SimulatorTest, TheHostsIssueOfTransfersDelaysWhatFollowsThem) {
+  SimOptions o = Options(LayoutKind::kZigzag, 2, 16384);
+  const double plain = Simulate(o)->forward_s;
+  o.calibration.hop_issue_us_kv = 60;
+  o.calibration.hop_issue_us = 25;
+  o.trace = true;
+  const SimResult issued = *Simulate(o);
+  EXPECT_NEAR(issued.forward_s - plain, 60e-6, 1e-12);
+  EXPECT_THAT(issued.trace_json, HasSubstr("waiting for the host's issue of transfers"));
+  EXPECT_NEAR(issued.ranks[0].exposed_comm_s, 60e-6, 1e-12);
+
+  SimOptions small = Options(LayoutKind::kRing, 4, 1024);
+  const double small_plain = Simulate(small)->forward_s;
+  EXPECT_LT(small_plain, 20e-6);
+  small.calibration.hop_issue_us_kv = 60;
+  small.calibration.hop_issue_us = 25;
+  const double host_bound = Simulate(small)->forward_s;
+  EXPECT_GE(host_bound, 110e-6);
+  EXPECT_LT(host_bound, 110e-6 + small_plain);
+
+  SimOptions one = Options(LayoutKind::kZigzag, 1, 16384);
+  one.backward = true;
+  const double alone = Simulate(one)->iteration_s;
+  one.calibration.hop_issue_us_kv = one.calibration.hop_issue_us = 60;
+  EXPECT_DOUBLE_EQ(Simulate(one)->iteration_s, alone);
+
+  const Calibration parsed = *Calibration::Parse(o.calibration.Serialize());
+  EXPECT_EQ(parsed.hop_issue_us_kv, 60);
+  EXPECT_EQ(parsed.hop_issue_us, 25);
+  EXPECT_EQ(parsed.HopIssueUs(1), 25);
+  EXPECT_EQ(parsed.HopIssueUs(2), 60);
+}
+
 // The zigzag backward's steps on an earlier rank's block leave the block's
 // second half unwritten; the partial sum that arrives sets it (a copy
 // instead of an add, no zeroing) on every step but the first, which zeroes
