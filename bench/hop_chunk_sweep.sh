@@ -13,8 +13,12 @@
 # at 3 or more); default ringattn,65536,131072,262144,524288,1048576.
 # --nproc: ranks (default every GPU nvidia-smi lists; at least 2).
 # The table: a line per log (its ranks, the chunk size NCCL read, GB/s ours /
-# plain per size), then per size the log whose hop (ours) was fastest and
-# whether it reached issue #19's 280 GB/s (from 32 MiB on).
+# plain per size; then, where the log has them, the share of the kernels'
+# rate a hop took and the other NCCL_* settings it ran under), then per
+# size the log whose hop (ours) was fastest and whether it reached issue
+# #19's 280 GB/s (from 32 MiB on). Another NCCL variable is swept by running
+# this script under each of its values (e.g. NCCL_MAX_NCHANNELS=8 ...), one
+# OUT each, then --table over all the logs.
 set -uo pipefail
 readonly TARGET_GBPS=280 TARGET_FROM_MIB=32
 usage() {
@@ -28,8 +32,18 @@ table() {
     [[ -r "$f" ]] || { echo "hop_chunk_sweep.sh: cannot read $f" >&2; return 1; }
   done
   awk -v target="$TARGET_GBPS" -v from="$TARGET_FROM_MIB" '
-    FNR == 1 { file++; name[file] = FILENAME; world[file] = "-"; chunk[file] = "-" }
+    FNR == 1 { file++; name[file] = FILENAME; world[file] = "-"; chunk[file] = "-"; other[file] = "" }
     /^ring_bench: [0-9]+ x / { world[file] = $2 }
+    # NCCL settings beside the chunk size (a sweep of another variable runs
+    # this script under it) and what a hop leaves the kernels (--hop_only).
+    /^NCCL environment: / {
+      for (i = 3; i <= NF; i++) {
+        if ($i !~ /^NCCL_(P2P_NVL_CHUNKSIZE|NVLS_ENABLE)=/) other[file] = other[file] " " $i
+      }
+    }
+    /^hop share: / && match($0, /takes [0-9.]+ of its rate/) {
+      share[file] = substr($0, RSTART + 6, RLENGTH - 6 - 12)
+    }
     /^plain NCCL ring hop of / && match($0, /NCCL_P2P_NVL_CHUNKSIZE=[^ ]+/) {
       chunk[file] = substr($0, RSTART + 23, RLENGTH - 23)
       if (chunk[file] == "unset") chunk[file] = "nccl-default"
@@ -57,7 +71,12 @@ table() {
           m = sizes[i]
           printf " %13s", ((f, m) in ours) ? ours[f, m] "/" plain[f, m] : "-"
         }
-        printf "%s\n", (f in swept) ? "" : "   (no sweep: " name[f] ")"
+        extra = ""
+        if (f in share) extra = "hop share " share[f]
+        if (other[f] != "") extra = extra (extra == "" ? "" : ",") other[f]
+        sub(/^ /, "", extra)
+        printf "%s%s\n", extra == "" ? "" : "   (" extra ")",
+               (f in swept) ? "" : "   (no sweep: " name[f] ")"
       }
       for (i = 1; i <= n; i++) {
         m = sizes[i]; best = 0
@@ -67,8 +86,8 @@ table() {
         if (best == 0) continue
         verdict = m < from ? "" : (ours[best, m] + 0 >= target ? "  reaches " target " GB/s" \
                                                               : "  below " target " GB/s")
-        printf "%s MiB: fastest with chunk %s (W = %s): %s GB/s%s\n", m, chunk[best], world[best],
-               ours[best, m], verdict
+        printf "%s MiB: fastest with chunk %s%s (W = %s): %s GB/s%s\n", m, chunk[best], other[best],
+               world[best], ours[best, m], verdict
       }
     }' "$@"
 }

@@ -17,6 +17,13 @@ plain NCCL ring hop of 134217728 B: 301.0 GB/s (ncclSend / ncclRecv back to back
 ring hop sweep (MiB per rank:GB/s ours/plain NCCL): 8:60.5/61.0 16:120.0/125.0 32:290.5/295.0 64:250.0/260.0
 ring_bench: 2 x NVIDIA H200, NCCL, one process per GPU, bf16 b1 8192 tokens/rank h32/32 d128 causal
 LOG
+cat > "$work/d.txt" <<'LOG'
+plain NCCL ring hop of 134217728 B: 280.0 GB/s (ncclSend / ncclRecv back to back, as nccl-tests' sendrecv); NCCL_P2P_NVL_CHUNKSIZE=131072
+NCCL environment: NCCL_MAX_NCHANNELS=8 NCCL_NVLS_ENABLE=0 NCCL_P2P_NVL_CHUNKSIZE=131072
+hop share: a hop of 134217728 B beside the 8192-token full block's forward kernel takes 0.081 of its rate
+ring hop sweep (MiB per rank:GB/s ours/plain NCCL): 8:70.0/71.0 16:121.0/126.0 32:285.0/288.0 64:300.0/301.0
+ring_bench: 2 x NVIDIA H200, NCCL, one process per GPU, bf16 b1 8192 tokens/rank h32/32 d128 causal
+LOG
 echo "ring_bench: no sweep here" > "$work/c.txt"
 out=$("$script" --table "$work/a.txt" "$work/b.txt" "$work/c.txt")
 grep -Eq '^W +chunk +8 MiB +16 MiB +32 MiB +64 MiB ' <<< "$out" || fail "the heading"
@@ -25,6 +32,13 @@ grep -Eq '^2 +nccl-default +45.0/46.6 +87.0/95.3 +179.7/189.0 +266.4/271.7$' <<<
 grep -Eq '^2 +131072 +60.5/61.0 +120.0/125.0 +290.5/295.0 +250.0/260.0$' <<< "$out" ||
   fail "the 128 KiB chunks' line"
 grep -Eq '^- +- +- +- +- +- +\(no sweep: .*c.txt\)$' <<< "$out" || fail "a log without a sweep"
+# A log of another NCCL setting with the hop's share: both after its sizes,
+# the setting in its verdict.
+other=$("$script" --table "$work/a.txt" "$work/b.txt" "$work/d.txt")
+grep -Eq '^2 +131072 +70.0/71.0 .* 300.0/301.0 +\(hop share 0.081, NCCL_MAX_NCHANNELS=8\)$' \
+  <<< "$other" || fail "the share and the setting: $other"
+grep -q '^64 MiB: fastest with chunk 131072 NCCL_MAX_NCHANNELS=8 (W = 2): 300.0 GB/s  reaches 280' \
+  <<< "$other" || fail "the setting in the verdict: $other"
 grep -q '^8 MiB: fastest with chunk 131072 (W = 2): 60.5 GB/s$' <<< "$out" ||
   fail "8 MiB: no verdict below 32 MiB"
 grep -q '^32 MiB: fastest with chunk 131072 (W = 2): 290.5 GB/s  reaches 280 GB/s$' <<< "$out" ||

@@ -20,6 +20,7 @@
 //              [--calibration_events] [--fresh_writes=false] [--sync=auto|spin|yield|block]
 //              [--torch_single_ms=F,FB,VF,VFB --torch_single_names=DENSE,VARLEN] [--settle_s=0]
 #include <cuda_runtime_api.h>
+#include <unistd.h>  // environ
 
 #include <algorithm>
 #include <cmath>
@@ -42,6 +43,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "bench/cuda_events.h"
@@ -122,9 +124,10 @@ ABSL_FLAG(double, settle_s, 0,
 ABSL_FLAG(bool, hop_sweep, false,
           "also time the ring hop at 8 to 256 MiB per rank (one line, GB/s per size)");
 ABSL_FLAG(bool, hop_only, false,
-          "time the links only (the ring hop, the plain NCCL ring, the hop's issue, "
-          "--hop_sweep's sizes) and print the header: no calibration, no rows (a run per NCCL "
-          "chunk size: bench/hop_chunk_sweep.sh); needs 2 ranks or more");
+          "time the links only (the ring hop, the plain NCCL ring, the hop's issue, on NCCL "
+          "rings the share of a full block's kernel rate a hop takes, --hop_sweep's sizes) and "
+          "print the header: no calibration, no rows (a run per NCCL chunk size: "
+          "bench/hop_chunk_sweep.sh); needs 2 ranks or more");
 ABSL_FLAG(std::string, torch_single_ms, "",
           "F,FB,VF,VFB: PyTorch's best single-GPU forward and forward+backward ms on one "
           "rank's tokens, dense and varlen (bench/torch_single_gpu.py); theoretic takes "
@@ -157,6 +160,18 @@ struct Timing {
   std::string timeline;
   cuda::MemoryReport memory;  // the rank with the largest peak
 };
+
+// Every NCCL_* variable of the environment, "NAME=VALUE" sorted and
+// space-separated ("none" without any): the settings a hop was measured
+// under.
+std::string NcclEnvironment() {
+  std::vector<std::string> set;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    if (std::strncmp(*e, "NCCL_", 5) == 0) set.emplace_back(*e);
+  }
+  std::sort(set.begin(), set.end());
+  return set.empty() ? "none" : absl::StrJoin(set, " ");
+}
 
 // How the NCCL communicators issue their groups (comm::NcclIssueFromEnv;
 // a bad value already failed their creation).
@@ -1016,6 +1031,7 @@ absl::Status Main() {
           "nccl-tests' sendrecv); NCCL_P2P_NVL_CHUNKSIZE=%s\n",
           static_cast<long long>(kv_bytes), *plain,
           chunk != nullptr && *chunk != '\0' ? chunk : "unset (NCCL's default)");
+      Print("NCCL environment: %s\n", NcclEnvironment().c_str());
     } else {
       Print("(plain NCCL ring not measured: %s)\n", std::string(plain.status().message()).c_str());
     }
@@ -1032,6 +1048,18 @@ absl::Status Main() {
                                  NcclIssueName(std::getenv("RINGATTN_NCCL_ISSUE")))
                         .c_str()
                   : "");
+    // --hop_only: also what a hop leaves the kernels (the calibration
+    // measures it otherwise, Calibration::hop_sm_share), so a sweep of
+    // NCCL's settings gives both sides of a hop's cost.
+    if (hop_only && nccl_ring && gpu_per_rank && link > 0) {
+      BenchProblem b = MakeConfig(kBenchRows[0], 1, tokens, {});
+      b.mask.causal = false;
+      ASSIGN_OR_RETURN(const double share, ring.HopShare(world, kv_bytes, link, b));
+      Print(
+          "hop share: a hop of %lld B beside the %lld-token full block's forward kernel takes "
+          "%.3f of its rate\n",
+          static_cast<long long>(kv_bytes), static_cast<long long>(tokens), share);
+    }
     if (absl::GetFlag(FLAGS_hop_sweep)) {
       std::string sweep;
       for (int64_t mib = 8; mib <= 256; mib *= 2) {
