@@ -161,13 +161,15 @@ struct Timing {
   cuda::MemoryReport memory;  // the rank with the largest peak
 };
 
-// Every NCCL_* variable of the environment, "NAME=VALUE" sorted and
-// space-separated ("none" without any): the settings a hop was measured
-// under.
+// Every NCCL_* and RINGATTN_NCCL_* variable of the environment,
+// "NAME=VALUE" sorted and space-separated ("none" without any): the
+// settings a hop was measured under.
 std::string NcclEnvironment() {
   std::vector<std::string> set;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    if (std::strncmp(*e, "NCCL_", 5) == 0) set.emplace_back(*e);
+    if (std::strncmp(*e, "NCCL_", 5) == 0 || std::strncmp(*e, "RINGATTN_NCCL_", 14) == 0) {
+      set.emplace_back(*e);
+    }
   }
   std::sort(set.begin(), set.end());
   return set.empty() ? "none" : absl::StrJoin(set, " ");
