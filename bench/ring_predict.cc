@@ -37,6 +37,9 @@ ABSL_FLAG(std::string, hop_issue_us, "",
           "KV,ONE (a batch of K and V apart, of one message each way) or one number for both "
           "(empty: the log's, none in logs before the fifty-eighth session and in virtual "
           "ranks' logs)");
+ABSL_FLAG(double, hop_sm_share, -1,
+          "the share of the kernels' rate a hop in flight takes, instead of the log's (-1: the "
+          "log's; 0 for copy engines, which take no SMs)");
 ABSL_FLAG(std::string, calibration_out, "",
           "also write the rebuilt calibration here (for `ringattn sim --calibration`)");
 
@@ -80,7 +83,14 @@ absl::Status Main() {
     log.hop_issue_us_kv = us[0];
     log.hop_issue_us = parts.size() == 2 ? us[1] : us[0];
   }
-  ASSIGN_OR_RETURN(const Calibration calibration, RebuildCalibration(log));
+  ASSIGN_OR_RETURN(Calibration calibration, RebuildCalibration(log));
+  if (const double share = absl::GetFlag(FLAGS_hop_sm_share); share != -1) {
+    if (!(share >= 0 && share < 1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--hop_sm_share is ", share, "; expected -1 (the log's) or 0 <= share < 1"));
+    }
+    calibration.hop_sm_share = share;
+  }
   if (const std::string out = absl::GetFlag(FLAGS_calibration_out); !out.empty()) {
     std::FILE* f = std::fopen(out.c_str(), "w");
     if (f == nullptr) return absl::InternalError(absl::StrCat("cannot write ", out));
@@ -113,7 +123,8 @@ absl::Status Main() {
                     shape.tokens == log.shape.tokens && !log.virtual_ranks;
   std::printf(
       "prediction (simulator, calibration of %s: %d %s, hop %.1f GB/s, all-gather %s, hop issue "
-      "%s) for W = %d, %lld tokens/rank, h%lld/%lld d%lld causal\n",
+      "%s, hop's share of the kernels %.3f) for W = %d, %lld tokens/rank, h%lld/%lld d%lld "
+      "causal\n",
       path.c_str(), log.shape.world, log.virtual_ranks ? "virtual ranks on one GPU" : "GPUs",
       log.hop_gbps,
       log.all_gather_gbps > 0 ? absl::StrFormat("%.1f GB/s", log.all_gather_gbps).c_str()
@@ -123,8 +134,9 @@ absl::Status Main() {
                             log.hop_issue_us_kv, log.hop_issue_us)
                 .c_str()
           : "none",
-      shape.world, static_cast<long long>(shape.tokens), static_cast<long long>(shape.heads),
-      static_cast<long long>(shape.kv_heads), static_cast<long long>(shape.head_dim));
+      calibration.hop_sm_share, shape.world, static_cast<long long>(shape.tokens),
+      static_cast<long long>(shape.heads), static_cast<long long>(shape.kv_heads),
+      static_cast<long long>(shape.head_dim));
   // A log with one causal / full factor (before ring_bench measured one per
   // block side, fifty-sixth session) has it at its own tokens only: fewer
   // tokens' blocks take it as it is, while the factor falls with the side

@@ -16,7 +16,7 @@ out=$("$predict" --log="$two_gpus")
 grep -qE '^ring +fwd +[0-9.]+ +3.213$' <<< "$out" || fail "ring fwd's measured 3.213 ms"
 
 out=$("$predict" --log="$virtual" --world=8 --kv_heads=8 --hop_gbps=324.1 --all_gather_gbps=222.3)
-[[ $out == *"2 virtual ranks on one GPU, hop 324.1 GB/s, all-gather 222.3 GB/s, hop issue none) for W = 8"* ]] ||
+[[ $out == *"2 virtual ranks on one GPU, hop 324.1 GB/s, all-gather 222.3 GB/s, hop issue none, hop's share of the kernels 0.000) for W = 8"* ]] ||
   fail "the virtual-ranks header"
 [[ $out == *"h32/8 d128"* ]] || fail "the kv heads"
 # Predictions only (a virtual run's times are not one GPU per rank's).
@@ -45,7 +45,7 @@ out=$("$predict" --log=sim/testdata/2026-12-04_h200x2_per_side_ring_bench.txt --
 # its own pass, the row their mean), the steps after have kernels enough.
 base=$("$predict" --log="$two_gpus")
 out=$("$predict" --log="$two_gpus" --hop_issue_us=136)
-[[ $base == *"all-gather 222.3 GB/s, hop issue none)"* ]] || fail "no issue in the header"
+[[ $base == *"all-gather 222.3 GB/s, hop issue none, "* ]] || fail "no issue in the header"
 [[ $out == *"hop issue 136.0 / 136.0 us (K and V apart / one message each way)"* ]] ||
   fail "the issue in the header: $out"
 for row in ring zigzag varlen_zigzag; do
@@ -56,6 +56,21 @@ for row in ring zigzag varlen_zigzag; do
 done
 out=$("$predict" --log="$two_gpus" --hop_issue_us=60,50)
 [[ $out == *"hop issue 60.0 / 50.0 us"* ]] || fail "two issue times"
+# The hop's share of the kernels (0.312 in the per-side log): 0, as copy
+# engines take no SMs, makes every row at most as long.
+per_side=sim/testdata/2026-12-04_h200x2_per_side_ring_bench.txt
+base=$("$predict" --log="$per_side")
+out=$("$predict" --log="$per_side" --hop_sm_share=0)
+[[ $base == *"hop's share of the kernels 0.312)"* && $out == *"hop's share of the kernels 0.000)"* ]] ||
+  fail "the share in the header: $out"
+paste <(awk 'NR > 2 {print $3}' <<< "$base") <(awk 'NR > 2 {print $3}' <<< "$out") |
+  awk '{if ($2 > $1) bad++; if ($2 < $1) less++} END {exit !(bad == 0 && less >= 8)}' ||
+  fail "rows without the share: $base $out"
+for bad in -0.5 1; do
+  if out=$("$predict" --log="$two_gpus" --hop_sm_share=$bad 2>&1); then fail "--hop_sm_share=$bad accepted"; fi
+  [[ $out == *"--hop_sm_share is $bad; expected -1 (the log's) or 0 <= share < 1"* ]] ||
+    fail "the --hop_sm_share=$bad error: $out"
+done
 for bad in -1 1,2,3 x 1e7; do
   if out=$("$predict" --log="$two_gpus" --hop_issue_us=$bad 2>&1); then
     fail "--hop_issue_us=$bad accepted"
