@@ -5,7 +5,9 @@
 // Prints, per row and pass, the predicted ms and
 // the measured ms beside it at the log's own shape. A log of virtual ranks (one GPU) gives the
 // kernel rates; its hop was a copy inside the GPU, so the link's rates come
-// from --hop_gbps / --all_gather_gbps (a multi-GPU run's header).
+// from --hop_gbps / --all_gather_gbps (a multi-GPU run's header). At another hop size
+// than the log's, the links come from the log's hop sweep where it has one
+// (RebuildCalibrationFor).
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -83,20 +85,6 @@ absl::Status Main() {
     log.hop_issue_us_kv = us[0];
     log.hop_issue_us = parts.size() == 2 ? us[1] : us[0];
   }
-  ASSIGN_OR_RETURN(Calibration calibration, RebuildCalibration(log));
-  if (const double share = absl::GetFlag(FLAGS_hop_sm_share); share != -1) {
-    if (!(share >= 0 && share < 1)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--hop_sm_share is ", share, "; expected -1 (the log's) or 0 <= share < 1"));
-    }
-    calibration.hop_sm_share = share;
-  }
-  if (const std::string out = absl::GetFlag(FLAGS_calibration_out); !out.empty()) {
-    std::FILE* f = std::fopen(out.c_str(), "w");
-    if (f == nullptr) return absl::InternalError(absl::StrCat("cannot write ", out));
-    std::fputs(calibration.Serialize().c_str(), f);
-    std::fclose(f);
-  }
   BenchShape shape = log.shape;
   const int world = absl::GetFlag(FLAGS_world);
   if (world < 0 || world > 4096) {
@@ -118,17 +106,40 @@ absl::Status Main() {
         "--tokens is ", tokens, "; expected 0 (the log's) or 1 to 131072 tokens per rank"));
   }
   if (tokens > 0) shape.tokens = tokens;
+  // The links at the shape's hop bytes from the log's hop sweep, unless
+  // given (RebuildCalibrationFor).
+  ASSIGN_OR_RETURN(Calibration calibration,
+                   hop > 0 ? RebuildCalibration(log) : RebuildCalibrationFor(log, shape));
+  const bool from_sweep = calibration.link_gbps != log.hop_gbps;
+  if (const double share = absl::GetFlag(FLAGS_hop_sm_share); share != -1) {
+    if (!(share >= 0 && share < 1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--hop_sm_share is ", share, "; expected -1 (the log's) or 0 <= share < 1"));
+    }
+    calibration.hop_sm_share = share;
+  }
+  if (const std::string out = absl::GetFlag(FLAGS_calibration_out); !out.empty()) {
+    std::FILE* f = std::fopen(out.c_str(), "w");
+    if (f == nullptr) return absl::InternalError(absl::StrCat("cannot write ", out));
+    std::fputs(calibration.Serialize().c_str(), f);
+    std::fclose(f);
+  }
   // Virtual ranks' times are not one GPU per rank's: nothing to set beside.
   const bool same = shape.world == log.shape.world && shape.kv_heads == log.shape.kv_heads &&
                     shape.tokens == log.shape.tokens && !log.virtual_ranks;
   std::printf(
-      "prediction (simulator, calibration of %s: %d %s, hop %.1f GB/s, all-gather %s, hop issue "
-      "%s, hop's share of the kernels %.3f) for W = %d, %lld tokens/rank, h%lld/%lld d%lld "
-      "causal\n",
+      "prediction (simulator, calibration of %s: %d %s, hop %.1f GB/s%s, all-gather %s, hop "
+      "issue %s, hop's share of the kernels %.3f) for W = %d, %lld tokens/rank, h%lld/%lld "
+      "d%lld causal\n",
       path.c_str(), log.shape.world, log.virtual_ranks ? "virtual ranks on one GPU" : "GPUs",
-      log.hop_gbps,
-      log.all_gather_gbps > 0 ? absl::StrFormat("%.1f GB/s", log.all_gather_gbps).c_str()
-                              : "at the hop's rate",
+      calibration.link_gbps,
+      from_sweep
+          ? absl::StrFormat(" (the log's hop sweep at %.1f MiB)", HopBytes(shape) / 1048576.0)
+                .c_str()
+          : "",
+      calibration.collective_gbps > 0
+          ? absl::StrFormat("%.1f GB/s", calibration.collective_gbps).c_str()
+          : "at the hop's rate",
       log.hop_issue_us_kv > 0 || log.hop_issue_us > 0
           ? absl::StrFormat("%.1f / %.1f us (K and V apart / one message each way)",
                             log.hop_issue_us_kv, log.hop_issue_us)

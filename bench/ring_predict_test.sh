@@ -79,6 +79,15 @@ for bad in -1 1,2,3 x 1e7; do
     fail "the --hop_issue_us=$bad error: $out"
 done
 
+# Another hop size from a log with a hop sweep: the links from the sweep
+# (named in the header), unless given.
+out=$("$predict" --log=sim/testdata/2026-12-04_h200x2_per_side_ring_bench.txt --tokens=2048)
+[[ $out =~ hop\ 2[0-9][0-9]\.[0-9]\ GB/s\ \(the\ log\'s\ hop\ sweep\ at\ 32\.0\ MiB\) ]] ||
+  fail "the sweep's hop at 32 MiB: $out"
+out=$("$predict" --log=sim/testdata/2026-12-04_h200x2_per_side_ring_bench.txt --tokens=2048 \
+  --hop_gbps=300)
+[[ $out == *"hop 300.0 GB/s, all-gather"* ]] || fail "a given hop over the sweep's: $out"
+
 # A log of virtual ranks without the link's rates, bad flags: errors.
 if out=$("$predict" --log="$virtual" --world=8 2>&1); then fail "no --hop_gbps accepted"; fi
 [[ $out == *"virtual ranks sharing one GPU"*"give --hop_gbps"* ]] || fail "the virtual-ranks error"

@@ -429,6 +429,22 @@ const std::map<std::string, double>& KnownMisses() {
       {"from 2026-12-04_h200_w1_per_side_16384_docs: 2026-12-04_h200_w1_per_side_2048_docs llama3 "
        "fwd+bwd",
        0.059},
+      // The 2 x H200 2048-token run from the same session's 8192-token one
+      // (TwoH200sOtherTokenCountFromOneCalibration): every row short by the
+      // ~0.18 ms that session's code slept in each NCCL group's issue, which
+      // its logs do not measure (24-54 % short before the links were read
+      // at the 32-MiB hop from the sweep).
+      {"from 2026-12-04_h200x2_hop_share: 2026-12-04_h200x2_2048 ring fwd", 0.222},
+      {"from 2026-12-04_h200x2_hop_share: 2026-12-04_h200x2_2048 ring fwd+bwd", 0.112},
+      {"from 2026-12-04_h200x2_hop_share: 2026-12-04_h200x2_2048 zigzag fwd", 0.326},
+      {"from 2026-12-04_h200x2_hop_share: 2026-12-04_h200x2_2048 zigzag fwd+bwd", 0.190},
+      {"from 2026-12-04_h200x2_hop_share: 2026-12-04_h200x2_2048 stripe fwd", 0.426},
+      {"from 2026-12-04_h200x2_hop_share: 2026-12-04_h200x2_2048 stripe fwd+bwd", 0.231},
+      {"from 2026-12-04_h200x2_hop_share: 2026-12-04_h200x2_2048 llama3 fwd", 0.289},
+      {"from 2026-12-04_h200x2_hop_share: 2026-12-04_h200x2_2048 llama3 fwd+bwd", 0.148},
+      {"from 2026-12-04_h200x2_hop_share: 2026-12-04_h200x2_2048 varlen_zigzag fwd", 0.388},
+      {"from 2026-12-04_h200x2_hop_share: 2026-12-04_h200x2_2048 varlen_zigzag fwd+bwd", 0.191},
+      {"from 2026-12-04_h200x2_hop_share: 2026-12-04_h200x2_2048 varlen_llama3 fwd", 0.314},
   };
   return *misses;
 }
@@ -459,7 +475,8 @@ void Replay(const std::string& name, int world = 0, size_t rows = 14,
     ASSERT_EQ(source->shape.kv_heads, log->shape.kv_heads);
     ASSERT_EQ(source->shape.head_dim, log->shape.head_dim);
   }
-  const absl::StatusOr<Calibration> calibration = RebuildCalibration(*source);
+  // The links at this log's hop bytes (the source's own at its own shape).
+  const absl::StatusOr<Calibration> calibration = RebuildCalibrationFor(*source, log->shape);
   ASSERT_TRUE(calibration.ok()) << calibration.status();
   const std::string prefix = calibrated.empty() ? "" : "from " + calibrated + ": ";
   int within = 0;
@@ -622,6 +639,19 @@ TEST(ReplayTest, OneH200OtherTokenCountsFromOneCalibration) {
     Replay(absl::StrCat("2026-12-04_h200_w1_per_side_", name), 1, 6,
            "2026-12-04_h200_w1_per_side_16384_docs");
   }
+}
+
+// 2 x H200, one session (2026-12-04, fifty-fourth): the 2048-token run
+// predicted from the 8192-token run's calibration, its links at the
+// 32-MiB hop from that run's hop sweep (RebuildCalibrationFor: 195.3 GB/s
+// for the hop, 122.7 for the all-gather, where the 128-MiB hop's 281.1 and
+// the 64-MiB all-gather's 214.1 made every row 24-54 % short). The rows
+// miss short still: that session's code slept ~0.18 ms in every NCCL
+// group's issue (its --timeline; since mended), which the log does not
+// measure (its "hop issue" line came later); given as
+// `ring_predict --hop_issue_us=180`, 8 of 11 rows come within 5 %.
+TEST(ReplayTest, TwoH200sOtherTokenCountFromOneCalibration) {
+  Replay("2026-12-04_h200x2_2048", 2, 11, "2026-12-04_h200x2_hop_share");
 }
 
 // The tiles' causal / full factor (sim/tile_fill.h ModelledCausalFactor,
@@ -945,6 +975,50 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
   EXPECT_FALSE(ParseRingBenchLog("no ring_bench output here").ok());
   EXPECT_THAT(std::string(ParseRingBenchLog("ring_bench: x x y").status().message()),
               ::testing::HasSubstr("expected a (finite) number"));
+}
+
+// ring_bench --hop_sweep's line (ours / plain per size) and the links a
+// prediction at another hop size takes from it (RebuildCalibrationFor):
+// the line latency + bytes / bandwidth through the points from 32 MiB, at
+// the shape's hop; the all-gather scaled by the line's rate at its bytes;
+// at the log's own shape, or without a sweep, the log's own.
+TEST(RingBenchLogTest, ReadsTheHopSweepAndTakesTheLinksAtOtherHopSizesFromIt) {
+  const absl::StatusOr<RingBenchLog> log =
+      LoadRingBenchLog("sim/testdata/2026-12-04_h200x2_per_side_ring_bench.txt");
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_EQ(log->hop_sweep.size(), 6u);
+  EXPECT_EQ(log->hop_sweep.front(), (std::pair<double, double>{8, 93.5}));
+  EXPECT_EQ(log->hop_sweep.back(), (std::pair<double, double>{256, 304.0}));
+  EXPECT_EQ(HopBytes(log->shape), 134217728);
+  const Calibration own = *RebuildCalibration(*log);
+  const Calibration same = *RebuildCalibrationFor(*log, log->shape);
+  EXPECT_EQ(same.link_gbps, own.link_gbps);
+  EXPECT_EQ(same.collective_gbps, own.collective_gbps);
+  BenchShape small = log->shape;
+  small.tokens = 2048;  // a 32-MiB hop, a 16-MiB all-gather
+  const Calibration at_32 = *RebuildCalibrationFor(*log, small);
+  EXPECT_NEAR(at_32.link_gbps, 229.4, 0.03 * 229.4) << "the sweep's 32 MiB";
+  EXPECT_LT(at_32.collective_gbps, 0.8 * own.collective_gbps);
+  BenchShape large = log->shape;
+  large.tokens = 16384;  // 256 MiB
+  EXPECT_NEAR(RebuildCalibrationFor(*log, large)->link_gbps, 304.0, 0.03 * 304.0);
+  EXPECT_EQ(RebuildCalibrationFor(*log, large)->hop_sm_share, own.hop_sm_share);
+  // Without a sweep: the log's links at any shape.
+  RingBenchLog unswept = *log;
+  unswept.hop_sweep.clear();
+  EXPECT_EQ(RebuildCalibrationFor(unswept, small)->link_gbps, own.link_gbps);
+  // A sweep point that is not MiB:GB/s.
+  const std::string text = absl::StrCat(
+      "ring hop sweep (MiB per rank:GB/s ours/plain NCCL): 8:x/1.0\n",
+      "ring_bench: 2 x NVIDIA H200, NCCL, bf16 b1 8192 tokens/rank h32/32 d128 causal, median of "
+      "5 iterations; ring hop of 134217728 B: 280.0 GB/s\n",
+      log->calibration_line, "\nzigzag fwd 1 1 ringattn 50.0% 1 1 / 1 1.0 1.0 +0.0%\n");
+  EXPECT_THAT(std::string(ParseRingBenchLog(text).status().message()),
+              ::testing::HasSubstr("hop sweep bandwidth is 'x'"));
+  EXPECT_THAT(
+      std::string(
+          ParseRingBenchLog(absl::StrReplaceAll(text, {{"8:x/1.0", "0:5/1"}})).status().message()),
+      ::testing::HasSubstr("expected MiB:GB/s, both positive"));
 }
 
 // A run of virtual ranks on one GPU (ring_bench --world=2 --comm=device,

@@ -58,6 +58,20 @@ absl::StatusOr<RingBenchLog> ParseRingBenchLog(const std::string& text) {
       log.shape = {static_cast<int>(world), static_cast<int64_t>(tokens),
                    static_cast<int64_t>(heads), static_cast<int64_t>(kv_heads),
                    static_cast<int64_t>(head_dim)};
+    } else if (absl::StartsWith(line, "ring hop sweep (")) {
+      // "ring hop sweep (MiB per rank:GB/s ours/plain NCCL): 8:93.5/115.2 16:..."
+      for (absl::string_view point :
+           absl::StrSplit(Between(line, "): ", "\n"), ' ', absl::SkipWhitespace())) {
+        const std::pair<absl::string_view, absl::string_view> p = absl::StrSplit(point, ':');
+        ASSIGN_OR_RETURN(const double mib, Number(p.first, "hop sweep size"));
+        ASSIGN_OR_RETURN(const double gbps,
+                         Number(Between(p.second, "", "/"), "hop sweep bandwidth"));
+        if (!(mib > 0 && gbps > 0)) {
+          return absl::InvalidArgumentError(absl::StrCat("ring_bench log: hop sweep point '", point,
+                                                         "'; expected MiB:GB/s, both positive"));
+        }
+        log.hop_sweep.push_back({mib, gbps});
+      }
     } else if (absl::StartsWith(line, "hop issue (")) {
       ASSIGN_OR_RETURN(
           log.hop_issue_us_kv,
@@ -234,6 +248,37 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
     return absl::InvalidArgumentError(absl::StrCat(
         "ring_bench log: its calibration is out of range: ", checked.status().message()));
   }
+  return c;
+}
+
+int64_t HopBytes(const BenchShape& shape) {
+  return 2 * shape.tokens * shape.kv_heads * shape.head_dim * 2;
+}
+
+absl::StatusOr<Calibration> RebuildCalibrationFor(const RingBenchLog& log,
+                                                  const BenchShape& shape) {
+  ASSIGN_OR_RETURN(Calibration c, RebuildCalibration(log));
+  const double bytes = static_cast<double>(HopBytes(shape));
+  const double log_bytes = static_cast<double>(HopBytes(log.shape));
+  // The line through the sweep's points from 32 MiB: seconds = a + s bytes.
+  double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (const auto& [mib, gbps] : log.hop_sweep) {
+    if (mib < 32) continue;
+    const double x = mib * (1 << 20), y = x / (gbps * 1e9);
+    n += 1;
+    sx += x;
+    sy += y;
+    sxx += x * x;
+    sxy += x * y;
+  }
+  // Virtual ranks' hops were copies inside a GPU, not the link's.
+  if (bytes == log_bytes || log.virtual_ranks || n < 2 || !(n * sxx - sx * sx > 0)) return c;
+  const double slope = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+  const double latency = std::max(0.0, (sy - slope * sx) / n);
+  if (!(slope > 0)) return c;
+  const auto rate = [&](double b) { return b / (latency + slope * b) / 1e9; };
+  c.link_gbps = rate(bytes);
+  if (c.collective_gbps > 0) c.collective_gbps *= rate(bytes / 2) / rate(log_bytes / 2);
   return c;
 }
 

@@ -5,7 +5,9 @@
 #ifndef RINGATTN_SIM_RING_BENCH_LOG_H_
 #define RINGATTN_SIM_RING_BENCH_LOG_H_
 
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -30,6 +32,9 @@ struct RingBenchLog {
   // (ring_bench's "hop issue" line, multi-rank runs since the fifty-eighth
   // session; 0: not in the log).
   double hop_issue_us_kv = 0, hop_issue_us = 0;
+  // ring_bench --hop_sweep: (MiB a rank, GB/s of our hop) at 8 to 256 MiB
+  // (empty: not in the log).
+  std::vector<std::pair<double, double>> hop_sweep;
   std::string calibration_line;
   std::vector<MeasuredRow> rows;
 };
@@ -45,6 +50,20 @@ absl::StatusOr<RingBenchLog> LoadRingBenchLog(const std::string& path);
 // and, where logged, the all-gather bandwidth, the hop's issue and the pass
 // overhead.
 absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log);
+
+// The bytes a rank's ring hop carries at `shape` (its K and V, bf16).
+int64_t HopBytes(const BenchShape& shape);
+
+// The calibration for predicting `shape` from the log: RebuildCalibration's,
+// and where the shape's hop carries other bytes than the log's and the log
+// has a hop sweep (not of virtual ranks), the links' rates at those bytes: a hop's time is the
+// least-squares line latency + bytes / bandwidth through the sweep's points
+// from 32 MiB (below, the host's issue makes the sweep's hops back to back
+// host-bound; the simulator charges that apart, Calibration::hop_issue_us),
+// link_gbps the line's bytes / time at the shape's hop, collective_gbps the
+// log's all-gather rate times the line's rate at the shape's all-gather
+// bytes (half a hop's) over at the log's. Errors: RebuildCalibration's.
+absl::StatusOr<Calibration> RebuildCalibrationFor(const RingBenchLog& log, const BenchShape& shape);
 
 // The row of kBenchRows named `name`, or null.
 const BenchRow* BenchRowNamed(const std::string& name);
