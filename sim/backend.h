@@ -358,6 +358,7 @@ class SimBackend : public RingBackend {
     if (syncs > 0) {
       Busy(syncs * 1e-6 * o_.calibration.host_sync_us, "seed: host syncs",
            [&] { return absl::StrCat("\"syncs\": ", syncs); });
+      clock_->host = std::max(clock_->host, clock_->now);  // it waited for the GPU
     }
   }
   // Bytes of fp32 dK and dV in `regions` of a visiting block's rows x kv
