@@ -224,6 +224,16 @@ TEST(SimulatorTest, TheHostsIssueOfTransfersDelaysWhatFollowsThem) {
   one.calibration.hop_issue_us_kv = one.calibration.hop_issue_us = 60;
   EXPECT_DOUBLE_EQ(Simulate(one)->iteration_s, alone);
 
+  // ring-flash-attention's varlen zigzag synchronizes the host in its
+  // steps (boolean-mask indexing): each issue after such a sync starts from
+  // the GPU's time, so its forward grows by more than its first issue.
+  SimOptions seed = Options(LayoutKind::kZigzag, 4, 16384);
+  seed.seed_implementation = true;
+  seed.mask.cu_seqlens = {0, 16384};
+  const double seed_plain = Simulate(seed)->forward_s;
+  seed.calibration.hop_issue_us_kv = seed.calibration.hop_issue_us = 60;
+  EXPECT_GT(Simulate(seed)->forward_s - seed_plain, 100e-6);
+
   const Calibration parsed = *Calibration::Parse(o.calibration.Serialize());
   EXPECT_EQ(parsed.hop_issue_us_kv, 60);
   EXPECT_EQ(parsed.hop_issue_us, 25);
