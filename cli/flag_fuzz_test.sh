@@ -18,7 +18,8 @@ common="world ring_size stripe_width kv_heads_per_group batch seqlen num_heads n
 declare -A only=(
   [plan]=""
   [run]="seed timeout_s gpus inject_fault_rank inject_fault backend comm check backward"
-  [sim]="gpu nodes gpus_per_node link_GBps link_latency_us internode_GBps sweep_worlds
+  [sim]="gpu nodes gpus_per_node link_GBps link_latency_us internode_GBps hop_issue_us
+         hop_sm_share sweep_worlds
          sweep_tokens_per_rank sweep_ring_sizes sweep_link_GBps sweep_layouts")
 cases=0 bad=0
 for cmd in plan run sim; do

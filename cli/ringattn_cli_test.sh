@@ -147,6 +147,8 @@ done
 expect "sim nodes 0" 1 "expected nodes >= 1" -- sim --nodes=0
 expect "sim negative link" 1 "--link_GBps is -1" -- sim --link_GBps=-1
 expect "sim nan latency" 1 "--link_latency_us is nan" -- sim --link_latency_us=nan
+expect "sim negative issue" 1 "--hop_issue_us is -2" -- sim --hop_issue_us=-2
+expect "sim share of 1" 1 "--hop_sm_share is 1; expected 0 <= share < 1" -- sim --hop_sm_share=1
 expect "sim outputs with the seed model" 1 "outputs models ringattn's own results" -- sim --outputs --model=ring-flash-attention
 expect "sim with the outputs" 0 "efficiency" -- sim --outputs --world=4 --seqlen=8192 --layout=zigzag
 expect "usage names sim" 2 "plan|run|sim" --
@@ -205,6 +207,10 @@ expect "sim summary" 0 "efficiency" -- sim --layout=zigzag --world=8 --seqlen=65
   --trace="$tmp/trace.json"
 grep -q '"traceEvents"' "$tmp/trace.json" || { echo "FAIL: no trace"; fail=1; }
 expect "sim two nodes" 0 "iteration" -- sim --layout=ring --world=8 --nodes=2 --seqlen=65536
+# 1024 tokens a rank, kv 8: the host's issue of each step's transfers and the
+# hop's share of the kernels, where the table has none (0.954 ms without).
+expect "sim with the hop's issue and share" 0 "iteration 1.328 ms (forward 0.488 ms)" -- sim \
+  --layout=zigzag --world=8 --seqlen=8192 --num_kv_heads=8 --hop_issue_us=60 --hop_sm_share=0.3
 expect "sim seed table" 0 "zigzag_ring          fwd+bwd    90.2%" -- sim --ring_flash_attention_table --gpu=h800
 expect "sim sweep" 0 "runs written" -- sim --sweep_csv="$tmp/sweep.csv" --sweep_worlds=2,4,8 \
   --sweep_layouts=ring,zigzag --seqlen=8192 --plot="$tmp/sweep.png"

@@ -22,6 +22,13 @@ ABSL_FLAG(int, gpus_per_node, 0, "sim: GPUs per node; 0: world / nodes");
 ABSL_FLAG(double, link_GBps, 0, "sim: override the NVLink GB/s per direction");
 ABSL_FLAG(double, link_latency_us, -1, "sim: override the link latency");
 ABSL_FLAG(double, internode_GBps, 0, "sim: override the inter-node GB/s per GPU");
+ABSL_FLAG(double, hop_issue_us, -1,
+          "sim: override the host's time to issue a ring step's transfers (both of the "
+          "calibration's hop_issue_us and hop_issue_us_kv; NCCL 2.28's non-blocking groups took "
+          "50-136 us on an H200, blocking ones 8-19)");
+ABSL_FLAG(double, hop_sm_share, -1,
+          "sim: override the share of the kernels' rate a ring hop in flight takes (0 <= share "
+          "< 1; 0 for copy engines, ~0.2-0.3 for NCCL's send/recv kernel on 2 x H200)");
 ABSL_FLAG(std::string, model, "ringattn",
           "sim: whose implementation to model: ringattn (ours), or ring-flash-attention (its "
           "separate merge passes, slice and index copies, host syncs)");
@@ -52,12 +59,18 @@ absl::StatusOr<std::string> SimFromFlags() {
   for (const auto& [name, value, keep] :
        {std::tuple{"link_GBps", absl::GetFlag(FLAGS_link_GBps), 0.0},
         std::tuple{"internode_GBps", absl::GetFlag(FLAGS_internode_GBps), 0.0},
-        std::tuple{"link_latency_us", absl::GetFlag(FLAGS_link_latency_us), -1.0}}) {
+        std::tuple{"link_latency_us", absl::GetFlag(FLAGS_link_latency_us), -1.0},
+        std::tuple{"hop_issue_us", absl::GetFlag(FLAGS_hop_issue_us), -1.0}}) {
     if (value != keep && !(std::isfinite(value) && value >= 0)) {
       return absl::InvalidArgumentError(absl::StrCat("--", name, " is ", value,
                                                      "; expected a finite number >= 0 (", keep,
                                                      ": the calibration's)"));
     }
+  }
+  if (const double share = absl::GetFlag(FLAGS_hop_sm_share);
+      share != -1 && !(share >= 0 && share < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--hop_sm_share is ", share, "; expected 0 <= share < 1 (-1: the calibration's)"));
   }
   if (absl::GetFlag(FLAGS_nodes) < 1 || absl::GetFlag(FLAGS_gpus_per_node) < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -74,6 +87,10 @@ absl::StatusOr<std::string> SimFromFlags() {
   if (absl::GetFlag(FLAGS_internode_GBps) > 0) {
     c.internode_gbps = absl::GetFlag(FLAGS_internode_GBps);
   }
+  if (const double issue = absl::GetFlag(FLAGS_hop_issue_us); issue >= 0) {
+    c.hop_issue_us = c.hop_issue_us_kv = issue;
+  }
+  if (const double share = absl::GetFlag(FLAGS_hop_sm_share); share >= 0) c.hop_sm_share = share;
   o.calibration = c;
   if (absl::GetFlag(FLAGS_ring_flash_attention_table)) return SeedTable(o.calibration);
   ASSIGN_OR_RETURN(o.dtype, DTypeFromFlag("bfloat16"));
