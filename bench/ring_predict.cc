@@ -9,7 +9,10 @@
 // than the log's, the links come from the log's hop sweep where it has one
 // (RebuildCalibrationFor).
 #include <cstdio>
+#include <optional>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -68,8 +71,8 @@ absl::Status Main() {
   if (hop > 0) log.hop_gbps = hop;
   // 0: the simulator moves the all-gather at the hop's rate.
   if (gather > 0 || log.virtual_ranks) log.all_gather_gbps = gather;
-  // A virtual ranks' issue was of copies inside a GPU, not of the link's.
-  if (log.virtual_ranks) log.hop_issue_us_kv = log.hop_issue_us = 0;
+  // --hop_issue_us: (K and V apart, one message each way), or none given.
+  std::optional<std::pair<double, double>> issue_us;
   if (const std::string issue = absl::GetFlag(FLAGS_hop_issue_us); !issue.empty()) {
     const std::vector<std::string> parts = absl::StrSplit(issue, ',');
     double us[2] = {0, 0};
@@ -82,8 +85,7 @@ absl::Status Main() {
           absl::StrCat("--hop_issue_us is '", issue,
                        "'; expected KV,ONE or one number, microseconds from 0 to 1000000"));
     }
-    log.hop_issue_us_kv = us[0];
-    log.hop_issue_us = parts.size() == 2 ? us[1] : us[0];
+    issue_us = {us[0], parts.size() == 2 ? us[1] : us[0]};
   }
   BenchShape shape = log.shape;
   const int world = absl::GetFlag(FLAGS_world);
@@ -111,6 +113,9 @@ absl::Status Main() {
   ASSIGN_OR_RETURN(Calibration calibration,
                    hop > 0 ? RebuildCalibration(log) : RebuildCalibrationFor(log, shape));
   const bool from_sweep = calibration.link_gbps != log.hop_gbps;
+  if (issue_us.has_value()) {
+    std::tie(calibration.hop_issue_us_kv, calibration.hop_issue_us) = *issue_us;
+  }
   if (const double share = absl::GetFlag(FLAGS_hop_sm_share); share != -1) {
     if (!(share >= 0 && share < 1)) {
       return absl::InvalidArgumentError(
@@ -140,9 +145,9 @@ absl::Status Main() {
       calibration.collective_gbps > 0
           ? absl::StrFormat("%.1f GB/s", calibration.collective_gbps).c_str()
           : "at the hop's rate",
-      log.hop_issue_us_kv > 0 || log.hop_issue_us > 0
+      calibration.hop_issue_us_kv > 0 || calibration.hop_issue_us > 0
           ? absl::StrFormat("%.1f / %.1f us (K and V apart / one message each way)",
-                            log.hop_issue_us_kv, log.hop_issue_us)
+                            calibration.hop_issue_us_kv, calibration.hop_issue_us)
                 .c_str()
           : "none",
       calibration.hop_sm_share, shape.world, static_cast<long long>(shape.tokens),

@@ -1038,6 +1038,10 @@ TEST(RingBenchLogTest, ParsesAVirtualRanksRun) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_NEAR(c->Tflops(true, 128, 8192, 8192, 1.0), 533.0, 1e-6);
   EXPECT_DOUBLE_EQ(c->pass_overhead_us_bwd, 68.0);
+  // Its hop's issue was of copies inside a GPU: not the link's.
+  RingBenchLog issued = *parsed;
+  issued.hop_issue_us_kv = issued.hop_issue_us = 20;
+  EXPECT_EQ(RebuildCalibration(issued)->hop_issue_us_kv, 0);
 }
 
 }  // namespace

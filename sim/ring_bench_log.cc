@@ -236,8 +236,12 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
   }
   c.link_gbps = log.hop_gbps;
   c.collective_gbps = log.all_gather_gbps;
-  c.hop_issue_us_kv = log.hop_issue_us_kv;
-  c.hop_issue_us = log.hop_issue_us;
+  // Virtual ranks' issue was of copies inside a GPU (ring_bench simulates
+  // no rows for them).
+  if (!log.virtual_ranks) {
+    c.hop_issue_us_kv = log.hop_issue_us_kv;
+    c.hop_issue_us = log.hop_issue_us;
+  }
   // Its calibration blocks ran the run's query heads, batch 1.
   c.rate_heads = static_cast<double>(log.shape.heads);
   c.gpu = "rebuilt-from-ring_bench";
