@@ -33,7 +33,13 @@ constexpr const char* kLogs[] = {
     "2026-12-02_h200_virtual_ranks_ring_bench.txt",
     "2026-12-03_h200_w1_2048_ring_bench.txt",
     "2026-12-04_h200_w1_tiny_kernel_1536_h32kv8_d128_ring_bench.txt",
+    // Its hop sweep; the test adds a "hop issue" line before it.
+    "2026-12-04_h200x2_per_side_ring_bench.txt",
 };
+constexpr const char* kIssueLine =
+    "hop issue (host time from StartBatch to the transfers enqueued, the GPU idle, median of 9, "
+    "slowest rank): K and V apart (a forward's first step) 61.5 us, one message each way 49.0 us; "
+    "NCCL groups: RINGATTN_NCCL_ISSUE=nonblocking\n";
 
 constexpr const char* kNumbers[] = {"nan",
                                     "-nan",
@@ -143,8 +149,9 @@ TEST(ParseFuzzTest, MutatedLogsAndCalibrationsAreValuesOrErrors) {
   Mutator mutator(seed != nullptr ? std::strtoull(seed, nullptr, 10) : 20261204);
   int logs_parsed = 0, calibrations_parsed = 0, total = 0;
   for (const char* name : kLogs) {
-    const std::string log_text = ReadFile(std::string("sim/testdata/") + name);
+    std::string log_text = ReadFile(std::string("sim/testdata/") + name);
     ASSERT_FALSE(log_text.empty()) << name;
+    if (name == std::string(kLogs[std::size(kLogs) - 1])) log_text = kIssueLine + log_text;
     const absl::StatusOr<RingBenchLog> log = ParseRingBenchLog(log_text);
     ASSERT_TRUE(log.ok()) << name << ": " << log.status();
     const absl::StatusOr<Calibration> rebuilt = RebuildCalibration(*log);
@@ -160,11 +167,16 @@ TEST(ParseFuzzTest, MutatedLogsAndCalibrationsAreValuesOrErrors) {
       const absl::StatusOr<RingBenchLog> mutated = ParseRingBenchLog(mutator.Mutate(log_text));
       if (mutated.ok()) {
         ++logs_parsed;
-        const absl::StatusOr<Calibration> c = RebuildCalibration(*mutated);
-        if (c.ok()) {
-          ExpectSanePrediction(*c, what + " (log)");
-        } else {
-          EXPECT_FALSE(c.status().message().empty()) << what;
+        // At the log's shape, and at another (the links from its hop sweep).
+        BenchShape other = mutated->shape;
+        other.tokens = other.tokens > 1024 ? other.tokens / 4 : other.tokens * 4;
+        for (const BenchShape& shape : {mutated->shape, other}) {
+          const absl::StatusOr<Calibration> c = RebuildCalibrationFor(*mutated, shape);
+          if (c.ok()) {
+            ExpectSanePrediction(*c, what + " (log)");
+          } else {
+            EXPECT_FALSE(c.status().message().empty()) << what;
+          }
         }
       } else {
         EXPECT_FALSE(mutated.status().message().empty()) << what;

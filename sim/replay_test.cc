@@ -972,6 +972,17 @@ TEST(RingBenchLogTest, ParsesTheHeaderAndRejectsOtherText) {
   ASSERT_TRUE(negative.ok()) << negative.status();
   EXPECT_THAT(std::string(RebuildCalibration(*negative).status().message()),
               ::testing::HasSubstr("its calibration is out of range"));
+  // Header numbers beyond what a run has (a cast of them would be undefined).
+  for (const auto& [from, to] :
+       std::vector<std::pair<std::string, std::string>>{{"b1 4096 tokens", "b1 1e30 tokens"},
+                                                        {"b1 4096 tokens", "b1 4096.5 tokens"},
+                                                        {"h16/4 d64", "h16/32 d64"},
+                                                        {"4 x NVIDIA", "0 x NVIDIA"}}) {
+    EXPECT_THAT(
+        std::string(ParseRingBenchLog(absl::StrReplaceAll(log, {{from, to}})).status().message()),
+        ::testing::HasSubstr("expected whole numbers from 1"))
+        << to;
+  }
   EXPECT_FALSE(ParseRingBenchLog("no ring_bench output here").ok());
   EXPECT_THAT(std::string(ParseRingBenchLog("ring_bench: x x y").status().message()),
               ::testing::HasSubstr("expected a (finite) number"));
@@ -989,7 +1000,7 @@ TEST(RingBenchLogTest, ReadsTheHopSweepAndTakesTheLinksAtOtherHopSizesFromIt) {
   ASSERT_EQ(log->hop_sweep.size(), 6u);
   EXPECT_EQ(log->hop_sweep.front(), (std::pair<double, double>{8, 93.5}));
   EXPECT_EQ(log->hop_sweep.back(), (std::pair<double, double>{256, 304.0}));
-  EXPECT_EQ(HopBytes(log->shape), 134217728);
+  EXPECT_EQ(HopBytes(log->shape), 134217728.0);
   const Calibration own = *RebuildCalibration(*log);
   const Calibration same = *RebuildCalibrationFor(*log, log->shape);
   EXPECT_EQ(same.link_gbps, own.link_gbps);

@@ -55,6 +55,19 @@ absl::StatusOr<RingBenchLog> ParseRingBenchLog(const std::string& text) {
           !gather.empty()) {
         ASSIGN_OR_RETURN(log.all_gather_gbps, Number(gather, "all-gather"));
       }
+      // Whole numbers in the ranges ring_bench runs (a cast of a larger or
+      // fractional one would be undefined or wrong).
+      const auto whole = [](double x, double most) {
+        return x >= 1 && x <= most && x == std::floor(x);
+      };
+      if (!whole(world, 65536) || !whole(tokens, 1 << 30) || !whole(heads, 65536) ||
+          !whole(kv_heads, heads) || !whole(head_dim, 65536)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "ring_bench log: header world ", world, ", tokens ", tokens, ", heads ", heads, "/",
+            kv_heads, ", head dim ", head_dim,
+            "; expected whole numbers from 1 (world, heads and head dim at most 65536, kv heads "
+            "at most the heads, tokens at most 2^30)"));
+      }
       log.shape = {static_cast<int>(world), static_cast<int64_t>(tokens),
                    static_cast<int64_t>(heads), static_cast<int64_t>(kv_heads),
                    static_cast<int64_t>(head_dim)};
@@ -255,15 +268,16 @@ absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log) {
   return c;
 }
 
-int64_t HopBytes(const BenchShape& shape) {
-  return 2 * shape.tokens * shape.kv_heads * shape.head_dim * 2;
+double HopBytes(const BenchShape& shape) {
+  return 4.0 * static_cast<double>(shape.tokens) * static_cast<double>(shape.kv_heads) *
+         static_cast<double>(shape.head_dim);
 }
 
 absl::StatusOr<Calibration> RebuildCalibrationFor(const RingBenchLog& log,
                                                   const BenchShape& shape) {
   ASSIGN_OR_RETURN(Calibration c, RebuildCalibration(log));
-  const double bytes = static_cast<double>(HopBytes(shape));
-  const double log_bytes = static_cast<double>(HopBytes(log.shape));
+  const double bytes = HopBytes(shape);
+  const double log_bytes = HopBytes(log.shape);
   // The line through the sweep's points from 32 MiB: seconds = a + s bytes.
   double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
   for (const auto& [mib, gbps] : log.hop_sweep) {

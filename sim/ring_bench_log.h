@@ -51,8 +51,9 @@ absl::StatusOr<RingBenchLog> LoadRingBenchLog(const std::string& path);
 // overhead.
 absl::StatusOr<Calibration> RebuildCalibration(const RingBenchLog& log);
 
-// The bytes a rank's ring hop carries at `shape` (its K and V, bf16).
-int64_t HopBytes(const BenchShape& shape);
+// The bytes a rank's ring hop carries at `shape` (its K and V, bf16; a
+// double: any shape's, without overflow).
+double HopBytes(const BenchShape& shape);
 
 // The calibration for predicting `shape` from the log: RebuildCalibration's,
 // and where the shape's hop carries other bytes than the log's and the log
