@@ -1002,6 +1002,13 @@ absl::Status Main() {
                      cudaGetErrorString(e)));
   }
   const AttentionShape probe = MakeConfig(kBenchRows[0], world, tokens, {}).shape;
+  // One rank's full (unmasked) block of `tokens`: what a hop's share of the
+  // kernels and the merged-state factor are measured on.
+  const BenchProblem full_block = [&] {
+    BenchProblem b = MakeConfig(kBenchRows[0], 1, tokens, {});
+    b.mask.causal = false;
+    return b;
+  }();
   const int64_t kv_bytes = 2 * tokens * probe.num_kv_heads * probe.head_dim * 2;
   double link = 0, gather = 0;
   if (world > 1) {
@@ -1054,9 +1061,7 @@ absl::Status Main() {
     // measures it otherwise, Calibration::hop_sm_share), so a sweep of
     // NCCL's settings gives both sides of a hop's cost.
     if (hop_only && nccl_ring && gpu_per_rank && link > 0) {
-      BenchProblem b = MakeConfig(kBenchRows[0], 1, tokens, {});
-      b.mask.causal = false;
-      ASSIGN_OR_RETURN(const double share, ring.HopShare(world, kv_bytes, link, b));
+      ASSIGN_OR_RETURN(const double share, ring.HopShare(world, kv_bytes, link, full_block));
       Print(
           "hop share: a hop of %lld B beside the %lld-token full block's forward kernel takes "
           "%.3f of its rate\n",
@@ -1293,9 +1298,7 @@ absl::Status Main() {
     // GPU have no SMs to take).
     std::string hop_share;
     if (nccl_ring && gpu_per_rank && link > 0) {
-      BenchProblem b = MakeConfig(kBenchRows[0], 1, tokens, {});
-      b.mask.causal = false;
-      ASSIGN_OR_RETURN(cal.hop_sm_share, ring.HopShare(world, kv_bytes, link, b));
+      ASSIGN_OR_RETURN(cal.hop_sm_share, ring.HopShare(world, kv_bytes, link, full_block));
       hop_share =
           absl::StrFormat("; a hop beside the kernels takes %.3f of their rate", cal.hop_sm_share);
     }
@@ -1306,8 +1309,7 @@ absl::Status Main() {
     // halves), both kernels alone (events), five rounds in turn. Without
     // fresh writes every launch merges: 1.
     if (absl::GetFlag(FLAGS_fresh_writes)) {
-      BenchProblem b = MakeConfig(kBenchRows[0], 1, tokens, {});
-      b.mask.causal = false;
+      const BenchProblem& b = full_block;
       ASSIGN_OR_RETURN(
           const auto merged, MedianOfRounds(5, [&]() -> absl::StatusOr<std::pair<double, double>> {
             ASSIGN_OR_RETURN(const auto fresh, BlockKernelSeconds(b, iters, {.backward = false}));
