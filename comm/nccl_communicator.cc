@@ -726,14 +726,15 @@ absl::StatusOr<double> NcclSelfGroupIssueSeconds(int device, bool blocking, int 
   absl::Status s = Cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "a stream");
   if (s.ok()) s = Cuda(cudaMalloc(&send, bytes), "allocating the send buffer");
   if (s.ok()) s = Cuda(cudaMalloc(&recv, bytes), "allocating the receive buffer");
-  absl::StatusOr<double> issue = s;
+  double issue = 0;
   if (s.ok()) {
     // Each group with the GPU idle before it.
-    issue = MedianHostSeconds(
+    const absl::StatusOr<double> median = MedianHostSeconds(
         kWarmupRounds, rounds,
         HostRound{[&] { return Cuda(cudaStreamSynchronize(stream), "waiting for the last group"); },
                   [&] { return SelfGroup(n, comm, send, recv, bytes, parts, stream); }, nullptr});
-    s = issue.status();
+    s = median.status();
+    if (s.ok()) issue = *median;
   }
   if (s.ok()) s = Cuda(cudaStreamSynchronize(stream), "waiting for the last group");
   s = CloseSelfComm(n, comm, s);

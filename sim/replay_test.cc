@@ -807,6 +807,21 @@ TEST(ReplayTest, OneH200KernelFloorInEveryRun) {
   Replay("2026-12-04_h200_w1_kernel_floor_3072_h16kv16_d64", 1, 4);
 }
 
+// Shapes no earlier run measured, taken to test the model rather than to
+// change it (sixty-first session, HEAD 80d74e5's binaries): GQA 4:1 at
+// 3072 tokens (32 heads) and at 12288 (8 heads), every layout and the
+// documents, each run's own calibration.
+// (The 1536-token and d256 runs hit their call's time limit before their
+// last rows; the 1536-token documents were run again alone.)
+TEST(ReplayTest, OneH200HeldOutShapes) {
+  Replay("2026-12-05_h200_w1_holdout_3072_h32kv8_d128", 1, 12);
+  Replay("2026-12-05_h200_w1_holdout_12288_h8kv2_d128", 1, 12);
+  Replay("2026-12-05_h200_w1_holdout_24576_h16kv4_d64", 1, 12);
+  Replay("2026-12-05_h200_w1_holdout_6144_h16kv16_d256", 1, 11);
+  Replay("2026-12-05_h200_w1_holdout_1536_h32kv32_d128", 1, 9);
+  Replay("2026-12-05_h200_w1_holdout_1536_docs", 1, 6);
+}
+
 TEST(ReplayTest, OneH200StoredDkvStepsAndUnwrittenRows) {
   for (const char* shape :
        {"2048_h32kv32_d128", "4096_h16kv16_d64", "4096_h32kv8_d128", "8192_h32kv32_d128"}) {
