@@ -278,6 +278,8 @@ absl::StatusOr<Calibration> RebuildCalibrationFor(const RingBenchLog& log,
   ASSIGN_OR_RETURN(Calibration c, RebuildCalibration(log));
   const double bytes = HopBytes(shape);
   const double log_bytes = HopBytes(log.shape);
+  // Virtual ranks' hops were copies inside a GPU, not the link's.
+  if (bytes == log_bytes || log.virtual_ranks) return c;
   // The line through the sweep's points from 32 MiB: seconds = a + s bytes.
   double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
   for (const auto& [mib, gbps] : log.hop_sweep) {
@@ -289,8 +291,7 @@ absl::StatusOr<Calibration> RebuildCalibrationFor(const RingBenchLog& log,
     sxx += x * x;
     sxy += x * y;
   }
-  // Virtual ranks' hops were copies inside a GPU, not the link's.
-  if (bytes == log_bytes || log.virtual_ranks || n < 2 || !(n * sxx - sx * sx > 0)) return c;
+  if (n < 2 || !(n * sxx - sx * sx > 0)) return c;
   const double slope = (n * sxy - sx * sy) / (n * sxx - sx * sx);
   const double latency = std::max(0.0, (sy - slope * sx) / n);
   if (!(slope > 0)) return c;
