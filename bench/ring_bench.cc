@@ -1180,15 +1180,6 @@ absl::Status Main() {
       ASSIGN_OR_RETURN(const Timing fb_timing,
                        alone.Run(base, b.shape, true, runs, false, fb_warmup));
       const double f_s = pass_s(f_timing), fb_s = pass_s(fb_timing);
-      if (fb_s <= f_s) {
-        // Seen with two nccl_env processes on one GPU (a test rig): each
-        // calibrates while the other runs.
-        return absl::FailedPreconditionError(absl::StrCat(
-            "calibration: ", n, " tokens: the forward and backward pass measured ", fb_s,
-            " s, no longer than the forward alone (", f_s,
-            " s): the timing was disturbed (something else on this GPU? with --comm=nccl_env "
-            "every process needs a GPU of its own)"));
-      }
       // The kernels' share of the measured time: minus what the simulator
       // adds around them (memory passes: O, D, dK/dV adds; launches), which
       // does not depend on the rates, so the rates are not counted twice.
@@ -1201,6 +1192,15 @@ absl::Status Main() {
       }
       const double fwd_s = f_s - around[0] - 1e-6 * cal.LaunchUs(false);
       const double bwd_s = (fb_s - f_s) - (around[1] - around[0]) - 1e-6 * cal.LaunchUs(true);
+      if (fb_s <= f_s) {
+        // Seen with two nccl_env processes on one GPU (a test rig): each
+        // calibrates while the other runs.
+        return absl::FailedPreconditionError(absl::StrCat(
+            "calibration: ", n, " tokens: the forward and backward pass measured ", fb_s,
+            " s, no longer than the forward alone (", f_s,
+            " s): the timing was disturbed (something else on this GPU? with --comm=nccl_env "
+            "every process needs a GPU of its own)"));
+      }
       if (fwd_s < 0.1 * f_s || bwd_s < 0.1 * (fb_s - f_s)) {
         return absl::FailedPreconditionError(
             absl::StrCat("calibration: ", n, " tokens measured ", f_s, " / ", fb_s,
